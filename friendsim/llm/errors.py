@@ -1,0 +1,59 @@
+"""Typed LLM-layer errors. Retry wrappers decide by type, callers by type, nobody by message."""
+
+from __future__ import annotations
+
+
+class LLMError(Exception):
+    """Base of every error raised by the LLM layer."""
+
+
+class ProviderConfigError(LLMError):
+    """A provider spec or its configuration is wrong (unknown provider, missing extra, bad URL)."""
+
+
+class TransientLLMError(LLMError):
+    """A failure worth retrying: rate limit, server error, timeout, lost connection.
+
+    ``retry_after`` is the server's requested delay in seconds, when it gave one.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.status = status
+
+
+class RateLimitedError(TransientLLMError):
+    """HTTP 429 or a local rate limit."""
+
+
+class LLMTimeoutError(TransientLLMError):
+    """The call did not finish in time."""
+
+
+class LLMConnectionError(TransientLLMError):
+    """The server could not be reached or dropped the connection."""
+
+
+class ServerError(TransientLLMError):
+    """HTTP 5xx."""
+
+
+class PermanentLLMError(LLMError):
+    """A failure that retrying will not fix (4xx other than 408/429, malformed response)."""
+
+
+class MalformedResponseError(PermanentLLMError):
+    """The provider answered with a body that cannot be understood."""
+
+
+class CacheMissError(LLMError):
+    """Replay-only cache mode found no recorded answer for a request; names the request."""
+
+    def __init__(self, key: str, label: str, preview: str):
+        super().__init__(
+            f"no recorded LLM answer for request {key[:16]}… (label={label!r}): {preview!r}; "
+            "replay-only mode never calls a live model"
+        )
+        self.key = key
+        self.label = label

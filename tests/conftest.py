@@ -1,0 +1,21 @@
+"""Shared test fixtures. API keys are removed so no test can reach a real service."""
+
+from __future__ import annotations
+
+import pytest
+
+_KEY_VARS = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_ORG_ID",
+    "OPENAI_PROJECT_ID",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in _KEY_VARS:
+        monkeypatch.delenv(var, raising=False)
