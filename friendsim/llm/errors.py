@@ -17,7 +17,9 @@ class TransientLLMError(LLMError):
     ``retry_after`` is the server's requested delay in seconds, when it gave one.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None, status: int | None = None):
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, status: int | None = None
+    ):
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status

@@ -315,7 +315,9 @@ def event_from_row(
         )
     unknown = set(data) - _FIELDS[kind]
     if unknown:
-        raise EventDecodeError(f"event seq={seq} ({kind}): unknown payload fields {sorted(unknown)}")
+        raise EventDecodeError(
+            f"event seq={seq} ({kind}): unknown payload fields {sorted(unknown)}"
+        )
     try:
         return cls(seq=seq, t=t, actor=actor, **{k: _freeze(v) for k, v in data.items()})
     except TypeError as exc:
