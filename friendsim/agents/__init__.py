@@ -1,0 +1,61 @@
+"""Agents: personas, memory, prompts and the policies behind :class:`~.policy.Policy`.
+
+Public entry points are re-exported here; importing this package has no side effects.
+"""
+
+from __future__ import annotations
+
+from friendsim.agents.baseline import BaselinePolicy, make_baseline_policy
+from friendsim.agents.generator import dominant_lambdas, generate_personas
+from friendsim.agents.llm_policy import LLMPolicy, LLMPolicyConfig, make_llm_policy
+from friendsim.agents.memory import AgentMemory, estimate_tokens
+from friendsim.agents.persona import COMPONENTS, TRAITS, Persona
+from friendsim.agents.persona_io import (
+    PersonaFileError,
+    load_personas,
+    save_personas,
+    save_personas_csv,
+)
+from friendsim.agents.policy import (
+    Action,
+    Ballot,
+    Decision,
+    Failure,
+    FeedItem,
+    InboxMessage,
+    Observation,
+    Policy,
+    ReceivedVote,
+    RewardFeedback,
+    Tip,
+)
+
+__all__ = [
+    "COMPONENTS",
+    "TRAITS",
+    "Action",
+    "AgentMemory",
+    "Ballot",
+    "BaselinePolicy",
+    "Decision",
+    "Failure",
+    "FeedItem",
+    "InboxMessage",
+    "LLMPolicy",
+    "LLMPolicyConfig",
+    "Observation",
+    "Persona",
+    "PersonaFileError",
+    "Policy",
+    "ReceivedVote",
+    "RewardFeedback",
+    "Tip",
+    "dominant_lambdas",
+    "estimate_tokens",
+    "generate_personas",
+    "load_personas",
+    "make_baseline_policy",
+    "make_llm_policy",
+    "save_personas",
+    "save_personas_csv",
+]

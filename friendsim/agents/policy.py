@@ -57,6 +57,15 @@ class InboxMessage:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class ReceivedVote:
+    """A vote another agent cast on one of the observing agent's items (for relationship memory)."""
+
+    voter: str
+    post_id: int
+    value: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Tip:
     """One coach tip (see ``GuidanceIssued``)."""
 
@@ -85,7 +94,9 @@ class Observation:
     ``feed`` is the ranked timeline (rounds mode: all public content of the previous round),
     ``inbox`` the DMs addressed to the agent since its last wake-up, ``guidance`` the latest coach
     tips addressed to it (empty when coaching is off), ``last_rewards``/``best_rewards`` its
-    reward feedback. ``forced`` restricts the allowed action types (round 1: ``("POST",)``).
+    reward feedback. ``received_votes`` (optional) lists votes others cast on the agent's items
+    since its last wake-up, feeding relationship memory (likes received). ``allowed`` restricts
+    the allowed action types (round 1: ``("POST",)``).
     """
 
     agent_id: str
@@ -103,6 +114,7 @@ class Observation:
     last_rewards: RewardFeedback | None = None
     best_rewards: RewardFeedback | None = None
     last_actions: tuple[str, ...] = ()
+    received_votes: tuple[ReceivedVote, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

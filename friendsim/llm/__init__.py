@@ -1,0 +1,71 @@
+"""The LLM layer: one async protocol, providers chosen by spec string, composable wrappers.
+
+Import cost is small: provider SDKs (anthropic, openai, llama.cpp) load only when a spec names
+them. Typical use::
+
+    stack = await build_llm("openai:gpt-4o-mini", concurrency=32, rpm=500, retries=4,
+                            cache_path=run_dir / "llm_cache.sqlite", cache_mode="read_through")
+    completion = await stack.complete(LLMRequest(system=..., messages=(user("hi"),)))
+    stack.ledger.to_json()   # tokens and cost per provider/model/label
+"""
+
+from __future__ import annotations
+
+from friendsim.llm.accounting import AccountingLLM, Ledger, Price, PriceTable
+from friendsim.llm.base import LLM, Completion, LLMRequest, Message, Usage, user
+from friendsim.llm.cache import CacheMode, CachingLLM, LLMCache
+from friendsim.llm.errors import (
+    CacheMissError,
+    LLMConnectionError,
+    LLMError,
+    LLMTimeoutError,
+    MalformedResponseError,
+    PermanentLLMError,
+    ProviderConfigError,
+    RateLimitedError,
+    ServerError,
+    TransientLLMError,
+)
+from friendsim.llm.limits import ConcurrencyLimitedLLM, RateLimitedLLM
+from friendsim.llm.pool import PooledLLM
+from friendsim.llm.registry import ProviderSpec, create_llm, parse_spec
+from friendsim.llm.retry import RetryingLLM, RetryPolicy
+from friendsim.llm.scripted import ScriptedLLM
+from friendsim.llm.stack import LLMStack, build_llm
+
+__all__ = [
+    "LLM",
+    "AccountingLLM",
+    "CacheMissError",
+    "CacheMode",
+    "CachingLLM",
+    "Completion",
+    "ConcurrencyLimitedLLM",
+    "LLMCache",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMRequest",
+    "LLMStack",
+    "LLMTimeoutError",
+    "Ledger",
+    "MalformedResponseError",
+    "Message",
+    "PermanentLLMError",
+    "PooledLLM",
+    "Price",
+    "PriceTable",
+    "ProviderConfigError",
+    "ProviderSpec",
+    "RateLimitedError",
+    "RateLimitedLLM",
+    "RetryPolicy",
+    "RetryingLLM",
+    "ScriptedLLM",
+    "ServerError",
+    "TransientLLMError",
+    "Usage",
+    "build_llm",
+    "create_llm",
+    "parse_spec",
+    "user",
+]

@@ -1,0 +1,281 @@
+"""The non-LLM baseline policy: seeded, persona-driven choice of the same actions.
+
+It is the null model (same action space, no language model) and the fast default for quick runs
+and benchmarks. All randomness comes from one ``random.Random`` seeded from ``(seed, agent id)``,
+so a policy's choices are a pure function of its seed and the observations it is given.
+
+How the persona tilts choices (weights are documented, not tuned):
+
+- action type weights grow with λ: PRE -> POST (and REPOST), SOC -> COM and DM, INF -> COM,
+  COORD -> DM, EMO -> COM/LIKE; NOT shrinks with extraversion;
+- COM targets: INF favours topics the agent has not commented on yet, SOC authors it already
+  knows, COORD items that reply to or mention it;
+- DM recipients: COORD answers the users who DMed it (not yet answered this wake-up) first, SOC
+  favours known contacts; otherwise a uniform known user;
+- @mentions with probability 0.1 + 0.8·λ_COORD; tone: supportive more likely with λ_EMO and
+  agreeableness, critical more likely with low agreeableness;
+- votes: stance agreement ``1 - |s_self - s_author| / 2`` (stances from ``stances``; unknown
+  authors count as 0.5 agreement) plus Gaussian noise; like above ``like_at``, dislike below
+  ``dislike_at`` (both shifted by agreeableness).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+from friendsim.agents.asking import derive_seed
+from friendsim.agents.memory import AgentMemory
+from friendsim.agents.persona import Persona
+from friendsim.agents.policy import (
+    Action,
+    ActionType,
+    Ballot,
+    Decision,
+    FeedItem,
+    Observation,
+    ToneName,
+)
+from friendsim.platform.events import normalise_topic
+
+_SUBTOPICS = (
+    "policy",
+    "science",
+    "economy",
+    "energy",
+    "activism",
+    "local impact",
+    "technology",
+    "health",
+)
+_OPENERS = {
+    "supportive": ("Love this.", "Great point!", "So glad people talk about this.", "Agreed, and"),
+    "neutral": ("Thinking about", "A note on", "Interesting:", "Question on"),
+    "critical": ("I disagree.", "Not convinced.", "This misses something.", "Hmm, no:"),
+}
+
+
+class BaselinePolicy:
+    """Seeded random policy driven by the persona (see module docstring)."""
+
+    def __init__(
+        self,
+        persona: Persona,
+        *,
+        seed: int,
+        stances: Mapping[str, float] | None = None,
+        topics: Sequence[str] | None = None,
+        theme: str = "climate change",
+        vote_noise: float = 0.25,
+        like_at: float = 0.7,
+        dislike_at: float = 0.25,
+    ) -> None:
+        self.persona = persona
+        self.rng = random.Random(derive_seed(seed, persona.id, "baseline"))
+        self.stances = dict(stances or {})
+        self.theme = normalise_topic(theme)
+        self.topics = (
+            tuple(normalise_topic(t) for t in topics)
+            if topics
+            else ((self.theme, *(f"{self.theme} {s}" for s in _SUBTOPICS)))
+        )
+        self.vote_noise = vote_noise
+        self.like_at = like_at
+        self.dislike_at = dislike_at
+        self.memory = AgentMemory(persona.id)
+        lam, big5 = persona.lambdas, persona.big5
+        self._type_weights: dict[str, float] = {
+            "POST": 0.15 + lam["PRE"] + 0.1 * lam["INF"],
+            "COM": 0.15 + 0.6 * lam["SOC"] + 0.6 * lam["INF"] + 0.3 * lam["EMO"],
+            "DM": 0.10 + 0.6 * lam["SOC"] + 0.8 * lam["COORD"] + 0.3 * lam["EMO"],
+            "NOT": 0.02 + 0.12 * (1.0 - big5["E"]),
+            "LIKE": 0.10 + 0.3 * lam["EMO"] + 0.2 * lam["SOC"],
+            "DISLIKE": 0.03 * (1.0 - big5["A"]),
+            "FOLLOW": 0.05 + 0.2 * lam["SOC"] + 0.1 * lam["INF"],
+            "UNFOLLOW": 0.01,
+            "REPOST": 0.03 + 0.2 * lam["PRE"],
+        }
+        self.p_mention = 0.1 + 0.8 * lam["COORD"]
+        a = big5["A"]
+        self.p_supportive = min(0.95, max(0.05, 0.3 + 0.5 * lam["EMO"] + 0.4 * (a - 0.5)))
+        self.p_critical = min(0.6, max(0.02, 0.12 + 0.4 * (0.5 - a)))
+        self._my_stance = persona.stance_score
+
+    # --- decide ------------------------------------------------------------------------------
+
+    def _tone(self) -> ToneName:
+        r = self.rng.random()
+        if r < self.p_supportive:
+            return "supportive"
+        if r < self.p_supportive + self.p_critical:
+            return "critical"
+        return "neutral"
+
+    def _text(self, kind: str, topic: str, tone: ToneName, mention: str | None) -> str:
+        opener = self.rng.choice(_OPENERS[tone])
+        body = f"{opener} {topic}: {self.persona.stance or 'still making up my mind'}"
+        if kind == "DM":
+            body = f"{opener} about {topic}, what do you think?"
+        return f"@{mention} {body}" if mention else body
+
+    async def decide(self, obs: Observation) -> Decision:
+        """Choose ``obs.n_actions`` valid actions from ``obs.allowed`` (see module docstring)."""
+        return Decision(actions=self.choose(obs))
+
+    def choose(self, obs: Observation) -> tuple[Action, ...]:
+        """The synchronous core of :meth:`decide` (used by benchmarks)."""
+        mem = self.memory
+        mem.observe(obs)
+        me = self.persona.id
+        rng = self.rng
+        lam = self.persona.lambdas
+        others_items = [i for i in obs.feed if i.author != me]
+        users = [u for u in obs.known_users if u != me]
+        followees = set(obs.followees)
+        follow_cands = [u for u in users if u not in followees]
+        feasible: dict[str, bool] = {
+            "POST": True, "NOT": True, "COM": bool(obs.feed), "REPOST": bool(obs.feed),
+            "LIKE": bool(others_items), "DISLIKE": bool(others_items), "DM": bool(users),
+            "FOLLOW": bool(follow_cands), "UNFOLLOW": bool(followees - {me}),
+        }  # fmt: skip
+        types = [t for t in obs.allowed if feasible.get(t, False)]
+        if not types:
+            types = [t for t in obs.allowed if t in ("POST", "NOT")] or ["NOT"]
+        weights = [self._type_weights.get(t, 0.05) for t in types]
+        commented_topics = set(mem.opinions)
+        dm_back = [s for s in mem.last_dm_senders if s != me and s in obs.known_users]
+        out: list[Action] = []
+        for _ in range(obs.n_actions):
+            atype: ActionType = rng.choices(types, weights=weights)[0]
+            tone = self._tone()
+            target: int | None = None
+            recipient: str | None = None
+            topic = ""
+            match atype:
+                case "POST":
+                    topic = (
+                        self.theme
+                        if rng.random() < 0.3 + 0.4 * lam["PRE"]
+                        else rng.choice(self.topics)
+                    )
+                case "COM" | "REPOST":
+                    item = self._pick_item(obs.feed, commented_topics)
+                    target, topic = item.post_id, item.topic or self.theme
+                    commented_topics.add(topic)
+                case "LIKE" | "DISLIKE":
+                    item = self._pick_item(others_items, commented_topics)
+                    target, topic = item.post_id, item.topic
+                case "DM":
+                    if dm_back and rng.random() < 0.3 + 0.7 * lam["COORD"]:
+                        recipient = dm_back.pop(0)
+                    else:
+                        recipient = self._pick_user(users)
+                    topic = rng.choice(self.topics)
+                case "FOLLOW":
+                    recipient = self._pick_user(follow_cands)
+                    follow_cands.remove(recipient)
+                    if not follow_cands:
+                        weights[types.index("FOLLOW")] = 0.0
+                case "UNFOLLOW":
+                    recipient = rng.choice(sorted(followees - {me}))
+                    followees.discard(recipient)
+                    if not followees - {me}:
+                        weights[types.index("UNFOLLOW")] = 0.0
+                case _:
+                    pass
+            mention: str | None = None
+            if atype in ("POST", "COM", "DM", "REPOST") and users and rng.random() < self.p_mention:
+                author = (
+                    next((i.author for i in obs.feed if i.post_id == target), None)
+                    if target is not None
+                    else None
+                )
+                if author is not None and author != me:
+                    mention = author
+                else:
+                    mention = self._pick_user(users)
+                if mention == recipient:
+                    mention = None
+            text = (
+                self._text(atype, topic, tone, mention)
+                if atype in ("POST", "COM", "DM", "REPOST")
+                else ""
+            )
+            if atype == "NOT":
+                tone = "neutral"
+            out.append(Action(type=atype, topic=topic, tone=tone, target_post=target,
+                              recipient=recipient, mention=mention, text=text))  # fmt: skip
+            if sum(weights) <= 0.0:
+                types, weights = ["NOT"], [1.0]
+        return tuple(out)
+
+    def _pick_item(self, items: Sequence[FeedItem], commented: set[str]) -> FeedItem:
+        lam = self.persona.lambdas
+        me = self.persona.id
+        rels = self.memory.relations
+        is_own = self.memory.is_own_post
+        w = [
+            1.0
+            + 3.0 * lam["INF"] * (i.topic not in commented)
+            + 2.0 * lam["SOC"] * (i.author in rels)
+            + 3.0
+            * lam["COORD"]
+            * (me in i.mentions or (i.parent_id is not None and is_own(i.parent_id)))
+            + 1.0 * lam["PRE"] * min(i.likes, 5) / 5.0
+            for i in items
+        ]
+        return self.rng.choices(items, weights=w)[0]
+
+    def _pick_user(self, users: Sequence[str]) -> str:
+        soc = self.persona.lambdas["SOC"]
+        rels = self.memory.relations
+        if rels and self.rng.random() < soc:
+            known = [u for u in users if u in rels]
+            if known:
+                return self.rng.choice(known)
+        return self.rng.choice(users)
+
+    # --- vote --------------------------------------------------------------------------------
+
+    async def vote(self, obs: Observation, items: tuple[FeedItem, ...]) -> Ballot:
+        """+1/-1/0 per item not authored by this agent, by stance agreement plus noise."""
+        return Ballot(votes=self.choose_votes(obs, items))
+
+    def choose_votes(self, obs: Observation, items: Sequence[FeedItem]) -> dict[int, int]:
+        """The synchronous core of :meth:`vote`."""
+        me = self.persona.id
+        shift = 0.2 * (self.persona.big5["A"] - 0.5)
+        like_at, dislike_at = self.like_at - shift, self.dislike_at - shift
+        gauss = self.rng.gauss
+        votes: dict[int, int] = {}
+        for item in items:
+            if item.author == me:
+                continue
+            s = self.stances.get(item.author)
+            agree = 0.5 if s is None else 1.0 - abs(self._my_stance - s) / 2.0
+            rel = self.memory.relations.get(item.author)
+            if rel is not None:
+                agree += 0.05 * min(rel.likes_received + rel.received, 4) - 0.05 * min(
+                    rel.dislikes_received, 4
+                )
+            x = agree + gauss(0.0, self.vote_noise)
+            votes[item.post_id] = 1 if x >= like_at else -1 if x <= dislike_at else 0
+        self.memory.record_votes(votes)
+        return votes
+
+    def record_outcome(self, window: int, applied: tuple[Action, ...]) -> None:
+        """Remember the applied actions (feeds the next choices)."""
+        self.memory.record_actions(window, applied)
+
+
+def make_baseline_policy(
+    persona: Persona,
+    *,
+    seed: int,
+    stances: Mapping[str, float] | None = None,
+    topics: Sequence[str] | None = None,
+    theme: str = "climate change",
+) -> BaselinePolicy:
+    """The baseline policy for one agent; pass ``stances`` (agent id -> stance_score) of all
+    agents so votes follow stance agreement."""
+    return BaselinePolicy(persona, seed=seed, stances=stances, topics=topics, theme=theme)

@@ -1,0 +1,152 @@
+"""Seeded synthetic persona generator.
+
+Deterministic per ``(n, seed, theme, options)``: one ``random.Random(seed)`` drives everything.
+
+- Big Five: each trait ~ Beta(2.5, 2.5) (centred, spread over [0, 1]); the two aspect facets of a
+  trait are the trait score plus small Gaussian noise, clipped.
+- Reward mix (the paper's figures): one dominant policy per agent. Dominant policies are spread
+  evenly: a seeded shuffle of agents gets ``COMPONENTS`` in turn, so counts differ by at most one.
+  The dominant weight is ``dominant_weight`` (0.6) and the rest is split equally.
+- Stance: a stance group (supportive / moderate / sceptical of the theme) drawn uniformly, with a
+  numeric ``stance_score`` in [-1, 1] inside the group's band.
+- Group attributes (for homophily): ``stance_group``, ``age_band``, ``gender``.
+- Activity: lognormal(0, ``activity_sigma``) (heavy-tailed), rescaled to mean 1.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+from friendsim.agents.persona import COMPONENTS, FACETS, TRAITS, Persona
+
+_FIRST = (
+    "Alex", "Bea", "Chen", "Dana", "Emeka", "Farah", "Gus", "Hana", "Ivan", "Jo", "Kemal", "Lena",
+    "Mateo", "Nia", "Omar", "Priya", "Quinn", "Rosa", "Sami", "Tara", "Uma", "Viktor", "Wen",
+    "Xavi", "Yara", "Zoe", "Aiko", "Bruno", "Cleo", "Dev", "Elif", "Femi", "Greta", "Hugo",
+)  # fmt: skip
+_LAST = (
+    "Adams", "Baker", "Costa", "Diaz", "Evans", "Fischer", "Gupta", "Horvat", "Ito", "Jensen",
+    "Kim", "Lopez", "Moreau", "Nowak", "Okafor", "Park", "Quispe", "Rossi", "Silva", "Tanaka",
+)  # fmt: skip
+_ROLES = (
+    "student", "teacher", "engineer", "nurse", "farmer", "journalist", "retiree", "small business owner",
+    "researcher", "policy analyst", "activist", "software developer", "parent", "artist",
+)  # fmt: skip
+_STANCE_GROUPS: dict[str, tuple[float, float, str]] = {
+    "supportive": (0.35, 1.0, "strongly cares about {theme} and wants bold action"),
+    "moderate": (-0.35, 0.35, "sees both sides of {theme} and wants pragmatic, balanced steps"),
+    "sceptical": (-1.0, -0.35, "is sceptical of alarm about {theme} and worries about costs"),
+}
+_AGE_BANDS = ("18-29", "30-44", "45-64", "65+")
+_GENDERS = ("female", "male", "nonbinary")
+_GENDER_WEIGHTS = (0.48, 0.48, 0.04)
+_DOMINANT_BLURB = {
+    "SOC": "wants to talk with people and build conversations",
+    "INF": "wants to learn and explore many different topics",
+    "PRE": "wants to be seen: posts often and likes approval",
+    "COORD": "wants to coordinate: mentions people and answers messages",
+    "EMO": "wants warm, emotionally supportive exchanges",
+}
+
+
+def _clip01(x: float) -> float:
+    return min(1.0, max(0.0, x))
+
+
+def _style(big5: dict[str, float]) -> str:
+    bits = []
+    bits.append(
+        "chatty and energetic"
+        if big5["E"] >= 0.6
+        else "reserved"
+        if big5["E"] <= 0.4
+        else "even-toned"
+    )
+    bits.append(
+        "warm and polite" if big5["A"] >= 0.6 else "blunt" if big5["A"] <= 0.4 else "fair-minded"
+    )
+    bits.append("curious, uses vivid examples" if big5["O"] >= 0.6 else "practical and concrete")
+    if big5["N"] >= 0.65:
+        bits.append("sometimes anxious or emotional")
+    if big5["C"] >= 0.65:
+        bits.append("careful and well organised")
+    return ", ".join(bits)
+
+
+def dominant_lambdas(dominant: str, dominant_weight: float = 0.6) -> dict[str, float]:
+    """The paper-style mix: ``dominant_weight`` on one component, the rest split equally."""
+    if dominant not in COMPONENTS:
+        raise ValueError(f"unknown component {dominant!r}; allowed {list(COMPONENTS)}")
+    if not 0.0 < dominant_weight <= 1.0:
+        raise ValueError(f"dominant_weight={dominant_weight} must be in (0, 1]")
+    rest = (1.0 - dominant_weight) / (len(COMPONENTS) - 1)
+    return {c: (dominant_weight if c == dominant else rest) for c in COMPONENTS}
+
+
+def generate_personas(
+    n: int,
+    *,
+    seed: int,
+    theme: str = "climate change",
+    dominant_weight: float = 0.6,
+    activity_sigma: float = 1.0,
+    id_prefix: str = "a",
+) -> list[Persona]:
+    """``n`` synthetic personas, deterministic per arguments (see module docstring)."""
+    if n < 1:
+        raise ValueError(f"n={n} must be >= 1")
+    if activity_sigma < 0:
+        raise ValueError(f"activity_sigma={activity_sigma} must be >= 0")
+    rng = random.Random(seed)
+    order = list(range(n))
+    rng.shuffle(order)
+    offset = rng.randrange(len(COMPONENTS))
+    dominant_of = {
+        agent: COMPONENTS[(k + offset) % len(COMPONENTS)] for k, agent in enumerate(order)
+    }
+    width = max(2, len(str(n - 1)))
+    raw_activity = [rng.lognormvariate(0.0, activity_sigma) for _ in range(n)]
+    mean_activity = sum(raw_activity) / n
+    out: list[Persona] = []
+    used_names: set[str] = set()
+    for i in range(n):
+        big5 = {t: round(rng.betavariate(2.5, 2.5), 3) for t in TRAITS}
+        facets = {
+            f: round(_clip01(big5[t] + rng.gauss(0.0, 0.08)), 3) for t in TRAITS for f in FACETS[t]
+        }
+        group = rng.choice(tuple(_STANCE_GROUPS))
+        lo, hi, blurb = _STANCE_GROUPS[group]
+        stance_score = round(rng.uniform(lo, hi), 3)
+        age = rng.choice(_AGE_BANDS)
+        gender = rng.choices(_GENDERS, weights=_GENDER_WEIGHTS)[0]
+        name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
+        while name in used_names and len(used_names) < len(_FIRST) * len(_LAST):
+            name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
+        used_names.add(name)
+        role = rng.choice(_ROLES)
+        dom = dominant_of[i]
+        stance = blurb.format(theme=theme)
+        out.append(
+            Persona(
+                id=f"{id_prefix}{i:0{width}d}",
+                name=name,
+                role=role,
+                description=(
+                    f"{name.split()[0]} is a {age} {role} who {stance}; on social media "
+                    f"{name.split()[0]} {_DOMINANT_BLURB[dom]}."
+                ),
+                stance=stance,
+                stance_score=stance_score,
+                style=_style(big5),
+                big5=big5,
+                facets=facets,
+                lambdas=dominant_lambdas(dom, dominant_weight),
+                dominant=dom,
+                activity=max(1e-3, raw_activity[i] / mean_activity)
+                if math.isfinite(mean_activity)
+                else 1.0,
+                attributes={"stance_group": group, "age_band": age, "gender": gender},
+            )
+        )
+    return out

@@ -1,0 +1,179 @@
+"""Prompt building: templates from ``prompts/*.txt`` plus data blocks for untrusted text.
+
+Any text written by agents (posts, comments, DMs), by a coach, or derived from them (memory
+snippets) enters a prompt only inside a block such as ``<post id="3" author="a01">...</post>``
+with the content HTML-escaped (``&``, ``<``, ``>``, quotes), so no content can close its block or
+open a new one; the system prompt tells the model that text inside blocks is content, never
+instructions. Attribute values are escaped the same way.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping, Sequence
+from functools import cache
+from importlib import resources
+from string import Template
+
+from friendsim.agents.memory import estimate_tokens, snippet
+from friendsim.agents.persona import COMPONENTS, Persona, personality_sentence
+from friendsim.agents.policy import FeedItem, InboxMessage, Observation, Tip
+from friendsim.llm.base import LLMRequest
+
+MAX_ITEM_CHARS = 400
+"""Each post/DM shown in a prompt is cut to this many characters (bounds prompt size)."""
+
+_DOMINANT_TEXT = {
+    "SOC": "you want to talk with people: comments and direct messages, sent and received.",
+    "INF": "you want to learn: see new and varied topics.",
+    "PRE": "you want to be seen: post publicly and earn likes.",
+    "COORD": "you want to coordinate: get @mentioned and answer people who messaged you.",
+    "EMO": "you want warm, positive exchanges: kind comments and messages to you.",
+}
+
+
+@cache
+def template(name: str) -> Template:
+    """The prompt template ``prompts/<name>.txt`` (cached after the first read)."""
+    text = resources.files("friendsim.agents.prompts").joinpath(f"{name}.txt").read_text("utf-8")
+    return Template(text)
+
+
+def render(template_name: str, /, **values: object) -> str:
+    """Fill template ``template_name``; every placeholder must be given (KeyError otherwise)."""
+    return template(template_name).substitute({k: str(v) for k, v in values.items()}).strip()
+
+
+def esc(text: str) -> str:
+    """Escape text for inclusion inside a data block or an attribute."""
+    return html.escape(text, quote=True)
+
+
+def post_block(
+    item: FeedItem, *, extra: Mapping[str, str] | None = None, limit: int = MAX_ITEM_CHARS
+) -> str:
+    """One public item as a delimited data block."""
+    attrs = {"id": str(item.post_id), "author": item.author, "topic": item.topic}
+    if item.parent_id is not None:
+        attrs["reply_to"] = str(item.parent_id)
+    if item.mentions:
+        attrs["mentions"] = " ".join(item.mentions)
+    attrs["likes"] = str(item.likes)
+    attrs["dislikes"] = str(item.dislikes)
+    if extra:
+        attrs.update(extra)
+    head = " ".join(f'{k}="{esc(v)}"' for k, v in attrs.items())
+    return f"<post {head}>{esc(snippet(item.text, limit))}</post>"
+
+
+def dm_block(msg: InboxMessage, *, limit: int = MAX_ITEM_CHARS) -> str:
+    """One direct message as a delimited data block."""
+    return (
+        f'<dm id="{msg.dm_id}" from="{esc(msg.sender)}" topic="{esc(msg.topic)}">'
+        f"{esc(snippet(msg.text, limit))}</dm>"
+    )
+
+
+def tip_block(tip: Tip) -> str:
+    """One coach tip as a delimited data block."""
+    return (
+        f'<tip action="{esc(tip.action)}" target="{esc(tip.target or "")}" topic="{esc(tip.topic)}"'
+        f' invite_mention="{str(tip.invite_mention).lower()}" tone="{esc(tip.tone)}">'
+        f"{esc(snippet(tip.text, 300))}</tip>"
+    )
+
+
+def system_prompt(persona: Persona, theme: str) -> str:
+    """The stable system prompt (persona, motives, rules); identical every call, so cacheable."""
+    lambdas = ", ".join(f"{c} {persona.lambdas[c]:.2f}" for c in COMPONENTS)
+    return render(
+        "system",
+        name=persona.name,
+        agent_id=persona.id,
+        theme=theme,
+        role=persona.role,
+        description=persona.description or "(none)",
+        stance=persona.stance or "(undecided)",
+        style=persona.style or "(plain)",
+        personality=personality_sentence(persona),
+        lambdas=lambdas,
+        dominant=persona.dominant_policy,
+        dominant_text=_DOMINANT_TEXT[persona.dominant_policy],
+    )
+
+
+@cache
+def _action_help() -> dict[str, str]:
+    lines = resources.files("friendsim.agents.prompts").joinpath("actions.txt").read_text("utf-8")
+    out: dict[str, str] = {}
+    for line in lines.splitlines():
+        if ":" in line:
+            k, v = line.split(":", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def _cap_list(values: Sequence[str], cap: int) -> str:
+    if not values:
+        return "(none)"
+    shown = ", ".join(values[:cap])
+    return shown + (f" (+{len(values) - cap} more)" if len(values) > cap else "")
+
+
+def shown_feed(obs: Observation, max_items: int) -> tuple[FeedItem, ...]:
+    """The feed items a plan prompt shows (the first ``max_items`` in feed order)."""
+    return obs.feed[:max_items]
+
+
+def plan_prompt(
+    obs: Observation,
+    memory_text: str,
+    *,
+    max_feed_items: int = 60,
+    max_inbox: int = 10,
+    max_list: int = 40,
+) -> str:
+    """The user message of a plan request."""
+    feed = shown_feed(obs, max_feed_items)
+    omitted = len(obs.feed) - len(feed)
+    feed_text = "\n".join(post_block(i) for i in feed) or "(none)"
+    inbox = obs.inbox[-max_inbox:]
+    inbox_text = "\n".join(dm_block(m) for m in inbox) or "(none)"
+    rewards = ""
+    if obs.last_rewards is not None:
+        lr = obs.last_rewards
+        comps = ", ".join(f"{k} {v:.2f}" for k, v in lr.components.items())
+        rewards += f"Your reward in window {lr.window}: total {lr.total:.3f} ({comps}).\n"
+    if obs.best_rewards is not None:
+        br = obs.best_rewards
+        rewards += f"Your best window so far: {br.window} with total {br.total:.3f}.\n"
+    guidance = ""
+    if obs.guidance:
+        guidance = (
+            "Your coach's tips for this window (follow them where you can):\n"
+            + "\n".join(tip_block(t) for t in obs.guidance[:5])
+            + "\n"
+        )
+    help_lines = _action_help()
+    action_help = "\n".join(f"- {t}: {help_lines.get(t, '')}" for t in obs.allowed)
+    return render(
+        "plan",
+        window=obs.window,
+        n_actions=obs.n_actions,
+        feed_note=f" (showing {len(feed)}, {omitted} older omitted)" if omitted > 0 else "",
+        feed=feed_text,
+        inbox=inbox_text,
+        memory=esc(memory_text),
+        rewards=rewards,
+        guidance=guidance,
+        known_users=_cap_list([u for u in obs.known_users if u != obs.agent_id], max_list),
+        topics=_cap_list(list(obs.topics)[-max_list:], max_list),
+        followees=_cap_list(list(obs.followees), max_list),
+        action_help=action_help,
+        allowed=", ".join(obs.allowed),
+    )
+
+
+def request_tokens(req: LLMRequest) -> int:
+    """Estimated prompt tokens of a request (system + all messages)."""
+    return estimate_tokens(req.system) + sum(estimate_tokens(m.content) for m in req.messages)

@@ -1,0 +1,1 @@
+"""Prompt templates (``*.txt``, :class:`string.Template` syntax), loaded by ``agents.prompting``."""

@@ -1,0 +1,210 @@
+"""Graphs built from the event log: tie networks, the follow graph, the interaction graph.
+
+* Follow graph: directed, u→v while u follows v (``Followed``/``Unfollowed`` replayed in order).
+* Interaction graph: directed and weighted, v→u counts v's interactions addressed to u —
+  ``comment`` (v commented on a post by u), ``dm`` (v DMed u), ``mention`` (v @mentioned u in a
+  post, comment or DM) and ``vote`` (v cast or changed a non-zero vote on a post by u). Edge
+  attributes: ``weight`` (total) and one count per kind. Per window (only that window's events) or
+  cumulative up to the end of each window.
+* Tie networks: the binarised symmetrised tie-strength graphs of :mod:`friendsim.analysis.ties`.
+
+Every graph has all registered agents (and every actor seen) as nodes, isolated ones included,
+because density and LCC fraction depend on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import networkx as nx
+
+from friendsim.analysis.ties import DEFAULT_THETAS, TieWindow, tie_graph
+from friendsim.platform.events import (
+    COACH_ACTOR,
+    AgentRegistered,
+    DirectMessageSent,
+    Event,
+    Followed,
+    PostCreated,
+    Unfollowed,
+    VoteCast,
+    VoteChanged,
+    WindowEnded,
+    WindowStarted,
+)
+
+INTERACTION_KINDS = ("comment", "dm", "mention", "vote")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Interaction:
+    """One directed interaction ``source`` → ``target`` of ``kind`` in ``window`` (or None)."""
+
+    window: int | None
+    source: str
+    target: str
+    kind: str
+
+
+def agents_and_attributes(
+    events: Iterable[Event],
+) -> tuple[tuple[str, ...], dict[str, dict[str, str]]]:
+    """Sorted agent ids (registered or acting) and {attribute: {agent: group}} from
+    ``AgentRegistered.attributes`` (values turned into strings; the last registration wins)."""
+    agents: set[str] = set()
+    attrs: dict[str, dict[str, str]] = {}
+    for ev in events:
+        if ev.actor is not None and ev.actor != COACH_ACTOR:
+            agents.add(ev.actor)
+        if isinstance(ev, AgentRegistered) and ev.actor is not None:
+            for key, value in ev.attributes.items():
+                if value is not None:
+                    attrs.setdefault(str(key), {})[ev.actor] = str(value)
+        elif isinstance(ev, DirectMessageSent):
+            agents.add(ev.recipient)
+    return tuple(sorted(agents)), attrs
+
+
+def follow_graph(events: Iterable[Event], *, nodes: Iterable[str] = ()) -> nx.DiGraph:
+    """The follow graph at the end of ``events``."""
+    g = nx.DiGraph()
+    g.add_nodes_from(nodes)
+    for ev in events:
+        match ev:
+            case Followed(actor=str(u), target=v):
+                g.add_edge(u, v)
+            case Unfollowed(actor=str(u), target=v):
+                if g.has_edge(u, v):
+                    g.remove_edge(u, v)
+            case _:
+                if ev.actor is not None and ev.actor != COACH_ACTOR:
+                    g.add_node(ev.actor)
+    return g
+
+
+def iter_interactions(events: Iterable[Event]) -> Iterator[Interaction]:
+    """Every directed interaction of the log, in order, tagged with its window."""
+    author: dict[int, str] = {}
+    window: int | None = None
+    for ev in events:
+        match ev:
+            case WindowStarted(window=w):
+                window = w
+            case WindowEnded():
+                window = None
+            case PostCreated(actor=str(v), post_id=pid, mentions=mentions, parent_id=parent):
+                author[pid] = v
+                if parent is not None and parent in author and author[parent] != v:
+                    yield Interaction(
+                        window=window, source=v, target=author[parent], kind="comment"
+                    )
+                for u in mentions:
+                    if u != v:
+                        yield Interaction(window=window, source=v, target=u, kind="mention")
+            case DirectMessageSent(actor=str(v), recipient=u, mentions=mentions):
+                if u != v:
+                    yield Interaction(window=window, source=v, target=u, kind="dm")
+                for m in mentions:
+                    if m != v:
+                        yield Interaction(window=window, source=v, target=m, kind="mention")
+            case (
+                VoteCast(actor=str(v), author=u, value=val)
+                | VoteChanged(actor=str(v), author=u, value=val)
+            ) if val != 0 and u != v:
+                yield Interaction(window=window, source=v, target=u, kind="vote")
+            case _:
+                pass
+
+
+def _add(g: nx.DiGraph, it: Interaction) -> None:
+    if g.has_edge(it.source, it.target):
+        data = g[it.source][it.target]
+    else:
+        g.add_edge(it.source, it.target, weight=0, **dict.fromkeys(INTERACTION_KINDS, 0))
+        data = g[it.source][it.target]
+    data["weight"] += 1
+    data[it.kind] += 1
+
+
+def interaction_graph(
+    events: Iterable[Event], *, nodes: Iterable[str] = (), windows: Iterable[int] | None = None
+) -> nx.DiGraph:
+    """The weighted interaction graph of the whole log, or only of the given ``windows``."""
+    keep = None if windows is None else set(windows)
+    g = nx.DiGraph()
+    g.add_nodes_from(nodes)
+    for it in iter_interactions(events):
+        if keep is None or it.window in keep:
+            _add(g, it)
+    return g
+
+
+def interaction_graphs_by_window(
+    events: Iterable[Event], *, nodes: Iterable[str] = (), cumulative: bool = False
+) -> list[tuple[int, nx.DiGraph]]:
+    """One interaction graph per window (window order of first appearance): that window's
+    interactions only, or, with ``cumulative``, everything up to the end of that window
+    (interactions outside windows count from the moment they happen)."""
+    evs = list(events)
+    base = list(nodes)
+    order = [ev.window for ev in evs if isinstance(ev, WindowStarted)]
+    per: dict[int, nx.DiGraph] = {}
+    for w in order:
+        if w not in per:
+            g = nx.DiGraph()
+            g.add_nodes_from(base)
+            per[w] = g
+    outside: list[Interaction] = []
+    for it in iter_interactions(evs):
+        if it.window is None:
+            outside.append(it)
+        else:
+            _add(per[it.window], it)
+    if not cumulative:
+        return list(per.items())
+    out: list[tuple[int, nx.DiGraph]] = []
+    acc = nx.DiGraph()
+    acc.add_nodes_from(base)
+    for it in outside:
+        _add(acc, it)
+    for w, g in per.items():
+        for u, v, data in g.edges(data=True):
+            if not acc.has_edge(u, v):
+                acc.add_edge(u, v, **dict.fromkeys(("weight", *INTERACTION_KINDS), 0))
+            for key in ("weight", *INTERACTION_KINDS):
+                acc[u][v][key] += data[key]
+        acc.add_nodes_from(g.nodes)
+        out.append((w, acc.copy()))
+    return out
+
+
+def undirected_weighted(g: nx.DiGraph) -> nx.Graph:
+    """Undirected version of a weighted digraph; weights (and kind counts) of u→v and v→u add."""
+    h = nx.Graph()
+    h.add_nodes_from(g.nodes)
+    for u, v, data in g.edges(data=True):
+        if u == v:
+            continue
+        if h.has_edge(u, v):
+            for key, val in data.items():
+                h[u][v][key] = h[u][v].get(key, 0) + val
+        else:
+            h.add_edge(u, v, **data)
+    return h
+
+
+def tie_networks(
+    tw: TieWindow, *, thetas: Iterable[float] = DEFAULT_THETAS
+) -> dict[float, nx.Graph]:
+    """The binarised tie network of one window at every θ."""
+    return {th: tie_graph(tw.strengths, theta=th, nodes=tw.agents) for th in thetas}
+
+
+def groups_for(
+    attributes: Mapping[str, Mapping[str, str]], nodes: Iterable[str]
+) -> dict[str, dict[str, str]]:
+    """``attributes`` restricted to ``nodes`` (drops attributes no node has)."""
+    keep = set(nodes)
+    out = {a: {n: g for n, g in m.items() if n in keep} for a, m in attributes.items()}
+    return {a: m for a, m in out.items() if m}

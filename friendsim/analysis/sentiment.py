@@ -1,0 +1,149 @@
+"""Pluggable sentiment scoring: text -> s in [-1, 1].
+
+The paper (EMO reward, affective tone of ties) names no sentiment model. friendsim uses VADER by
+default (``vaderSentiment`` ships its lexicon, so it runs offline and deterministically; we take the
+``compound`` score, already in [-1, 1]). :class:`LexiconSentiment` is a tiny built-in word-list
+model, deterministic and dependency-free, for tests and for runs that must not depend on VADER's
+lexicon version.
+
+Scores are cached per text (LRU) inside each model instance, because the same message is scored by
+the EMO reward and by the tie-strength evidence. Models are stateless apart from that cache, so one
+instance may be shared.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import cache, lru_cache
+from typing import Any, Protocol, runtime_checkable
+
+DEFAULT_SENTIMENT = "vader"
+CACHE_SIZE = 65536
+
+
+@runtime_checkable
+class SentimentModel(Protocol):
+    """Scores the sentiment of a text. ``score`` returns a float in [-1, 1] (0 = neutral)."""
+
+    name: str
+
+    def score(self, text: str) -> float: ...
+
+
+class UnknownSentimentModelError(ValueError):
+    """``get_sentiment`` was given a name it does not know; the message lists the known names."""
+
+
+def _clip(x: float) -> float:
+    return -1.0 if x < -1.0 else 1.0 if x > 1.0 else float(x)
+
+
+class VaderSentiment:
+    """VADER (Hutto & Gilbert 2014) compound score. Lexicon ships with the package; offline."""
+
+    name = "vader"
+
+    def __init__(self, *, cache_size: int = CACHE_SIZE) -> None:
+        try:
+            from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+        except ImportError as exc:  # pragma: no cover - dependency is declared in pyproject
+            raise ImportError(
+                "VaderSentiment needs the 'vaderSentiment' package: pip install vaderSentiment"
+            ) from exc
+        analyzer: Any = SentimentIntensityAnalyzer()
+
+        def _score(text: str) -> float:
+            if not text or not text.strip():
+                return 0.0
+            return _clip(analyzer.polarity_scores(text)["compound"])
+
+        self._score: Callable[[str], float] = lru_cache(maxsize=cache_size)(_score)
+
+    def score(self, text: str) -> float:
+        return self._score(text)
+
+
+_POSITIVE = frozenset(
+    """good great love like agree thanks thank happy glad helpful nice excellent awesome wonderful
+    support supportive appreciate kind brilliant hope hopeful welcome yes fair interesting insightful
+    amazing best better well congrats congratulations enjoy fun friend friends care""".split()
+)
+_NEGATIVE = frozenset(
+    """bad terrible hate dislike disagree wrong awful sad angry annoying useless stupid worst worse
+    horrible no never fail failure poor ridiculous nonsense liar lie lies afraid fear ugly boring
+    attack blame harm hurt disappointing disappointed""".split()
+)
+_NEGATORS = frozenset({"not", "no", "never", "don't", "dont", "isn't", "isnt", "can't", "cant"})
+_WORD = re.compile(r"[a-z']+")
+
+
+class LexiconSentiment:
+    """Tiny deterministic word-list model: (pos - neg) / (pos + neg) over matched words.
+
+    A negator ("not", "never", ...) directly before a sentiment word flips it. Texts with no
+    sentiment words score 0. Meant for tests (scores are easy to compute by hand) and as a
+    dependency-free fallback.
+    """
+
+    name = "lexicon"
+
+    def __init__(
+        self,
+        *,
+        positive: frozenset[str] = _POSITIVE,
+        negative: frozenset[str] = _NEGATIVE,
+        cache_size: int = CACHE_SIZE,
+    ) -> None:
+        self._positive = positive
+        self._negative = negative
+        self._score: Callable[[str], float] = lru_cache(maxsize=cache_size)(self._compute)
+
+    def _compute(self, text: str) -> float:
+        pos = neg = 0
+        prev = ""
+        for word in _WORD.findall(text.lower()):
+            polarity = 1 if word in self._positive else -1 if word in self._negative else 0
+            if polarity and prev in _NEGATORS:
+                polarity = -polarity
+            if polarity > 0:
+                pos += 1
+            elif polarity < 0:
+                neg += 1
+            prev = word
+        total = pos + neg
+        return 0.0 if total == 0 else (pos - neg) / total
+
+    def score(self, text: str) -> float:
+        return self._score(text)
+
+
+class NeutralSentiment:
+    """Scores every text 0 (turns EMO into a constant 0.5). For ablations."""
+
+    name = "neutral"
+
+    def score(self, text: str) -> float:
+        return 0.0
+
+
+_MODELS: dict[str, Callable[[], SentimentModel]] = {
+    "vader": VaderSentiment,
+    "lexicon": LexiconSentiment,
+    "neutral": NeutralSentiment,
+}
+SENTIMENT_MODELS: tuple[str, ...] = tuple(_MODELS)
+
+
+@cache
+def get_sentiment(name: str = DEFAULT_SENTIMENT) -> SentimentModel:
+    """The shared instance of the sentiment model called ``name`` ("vader", "lexicon", "neutral").
+
+    Instances are shared so their per-text caches are shared between rewards and ties.
+    """
+    factory = _MODELS.get(name)
+    if factory is None:
+        raise UnknownSentimentModelError(
+            f"unknown sentiment model {name!r}; known models: {', '.join(SENTIMENT_MODELS)}"
+        )
+    return factory()

@@ -1,0 +1,167 @@
+"""One JSON-ready summary of a run's networks: tie networks, follow graph, interaction graph.
+
+:func:`network_summary` is a pure function of the event log (plus parameters); it is what
+``friendsim analyze RUN_DIR --json`` and the report show.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import networkx as nx
+
+from friendsim.analysis.graphs import (
+    INTERACTION_KINDS,
+    agents_and_attributes,
+    follow_graph,
+    groups_for,
+    interaction_graph,
+    interaction_graphs_by_window,
+    tie_networks,
+)
+from friendsim.analysis.metrics import graph_metrics, pairwise_dynamics
+from friendsim.analysis.reference import compare_homophily, compare_to_reference
+from friendsim.analysis.sentiment import SentimentModel, get_sentiment
+from friendsim.analysis.ties import DEFAULT_THETAS, Pair, TieParams, tie_windows
+from friendsim.platform.events import Event
+
+_WINDOW_KEYS = ("nodes", "edges", "density", "clustering", "transitivity", "lcc", "avg_path",
+                "path_ln", "efficiency", "modularity", "communities", "median_degree",
+                "mean_degree", "reciprocity", "homophily")  # fmt: skip
+
+
+def theta_key(theta: float) -> str:
+    """The JSON key of a threshold (``0.05`` -> ``"0.05"``)."""
+    return f"{theta:g}"
+
+
+def json_ready(value: Any) -> Any:
+    """Recursively replace NaN/inf by ``None`` and tuples by lists (strict JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    return value
+
+
+def _compact(m: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: m[k] for k in _WINDOW_KEYS if k in m}
+
+
+def _homophily_ratios(m: Mapping[str, Any]) -> dict[str, float | None]:
+    return {a: h["same_ratio"] for a, h in m.get("homophily", {}).items()}
+
+
+def network_summary(
+    events: Iterable[Event],
+    *,
+    attributes: Mapping[str, Mapping[str, str]],
+    params: TieParams,
+    thetas: Iterable[float] = DEFAULT_THETAS,
+    sentiment: SentimentModel | None = None,
+    text_evidence: Mapping[int, Mapping[Pair, float]] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """All network metrics of a run, JSON-ready.
+
+    ``attributes`` maps agent id -> {attribute: group} (persona attributes); it is merged over
+    the attributes recorded in ``AgentRegistered`` events (explicit values win). ``sentiment``
+    (default VADER) scores DMs for the tone signal; ``text_evidence`` is needed for
+    ``params.method == "text"``. Keys of the result:
+
+    * ``params``, ``thetas``, ``agents``, ``windows``;
+    * ``ties``: ``final`` (per θ: metrics, ``reference`` range flags, ``homophily_reference``),
+      ``per_window`` (per window: active pairs, mean evidence, per θ compact metrics),
+      ``dynamics`` (per θ, between consecutive windows: triadic closure, Jaccard, retained),
+      ``strengths`` (final directed A, sorted);
+    * ``follow``: metrics of the final follow graph (with reciprocity);
+    * ``interaction``: ``final`` (cumulative, with weights per kind), ``per_window`` (each
+      window's own interactions, compact) and ``dynamics`` between window graphs.
+    """
+    evs = list(events)
+    ths = tuple(thetas)
+    agents, recorded = agents_and_attributes(evs)
+    by_attr: dict[str, dict[str, str]] = {a: dict(m) for a, m in recorded.items()}
+    for agent, attrs in attributes.items():
+        for key, group in attrs.items():
+            by_attr.setdefault(str(key), {})[agent] = str(group)
+    groups = groups_for(by_attr, agents)
+    if sentiment is None and params.method == "signals":
+        sentiment = get_sentiment()
+    windows = tie_windows(evs, params=params, sentiment=sentiment, text_evidence=text_evidence)
+
+    per_window: list[dict[str, Any]] = []
+    graphs_by_theta: dict[float, list[nx.Graph]] = {th: [] for th in ths}
+    for tw in windows:
+        nets = tie_networks(tw, thetas=ths)
+        es = [ev.e for ev in tw.evidence.values()]
+        row: dict[str, Any] = {
+            "window": tw.window,
+            "active_pairs": len(tw.active),
+            "nonzero_ties": len(tw.strengths),
+            "mean_evidence": sum(es) / len(es) if es else None,
+            "thetas": {},
+        }
+        for th, g in nets.items():
+            graphs_by_theta[th].append(g)
+            m = graph_metrics(g, attributes=groups, seed=seed, fit_power_law=False)
+            row["thetas"][theta_key(th)] = _compact(m)
+        per_window.append(row)
+
+    final: dict[str, Any] = {}
+    if windows:
+        for th, g in tie_networks(windows[-1], thetas=ths).items():
+            m = graph_metrics(g, attributes=groups, seed=seed)
+            m["reference"] = compare_to_reference(m)
+            m["homophily_reference"] = compare_homophily(_homophily_ratios(m))
+            final[theta_key(th)] = m
+    dynamics = {theta_key(th): pairwise_dynamics(gs) for th, gs in graphs_by_theta.items()}
+    strengths = []
+    if windows:
+        strengths = [
+            {"source": v, "target": u, "strength": a}
+            for (v, u), a in sorted(windows[-1].strengths.items())
+        ]
+
+    fg = follow_graph(evs, nodes=agents)
+    follow = graph_metrics(fg, attributes=groups, seed=seed)
+
+    ig = interaction_graph(evs, nodes=agents)
+    inter_final = graph_metrics(ig, attributes=groups, seed=seed)
+    kinds: Counter[str] = Counter()
+    for _, _, data in ig.edges(data=True):
+        for k in INTERACTION_KINDS:
+            kinds[k] += data[k]
+    inter_final["interactions"] = {k: kinds[k] for k in INTERACTION_KINDS}
+    inter_final["total_weight"] = sum(kinds.values())
+    inter_windows = interaction_graphs_by_window(evs, nodes=agents)
+    inter_rows = [
+        {
+            "window": w,
+            **_compact(graph_metrics(g, attributes=groups, seed=seed, fit_power_law=False)),
+        }
+        for w, g in inter_windows
+    ]
+    inter_dyn = pairwise_dynamics(g for _, g in inter_windows)
+
+    return json_ready(
+        {
+            "params": params.to_dict(),
+            "thetas": [theta_key(th) for th in ths],
+            "agents": len(agents),
+            "windows": [tw.window for tw in windows],
+            "ties": {
+                "final": final,
+                "per_window": per_window,
+                "dynamics": dynamics,
+                "strengths": strengths,
+            },
+            "follow": follow,
+            "interaction": {"final": inter_final, "per_window": inter_rows, "dynamics": inter_dyn},
+        }
+    )

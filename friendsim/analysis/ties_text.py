@@ -1,0 +1,254 @@
+"""Text-based tie evidence: an LLM scores each peer 0–5 from one window's transcript only.
+
+For each window and each agent v with active ties, the model reads that window's transcript (all
+public posts and comments of the window, v's own DMs sent and received, and votes by or on v) and
+rates the tie v→u for every peer u that v's tie to is active. score/5 becomes e for
+:class:`~friendsim.analysis.ties.TieParams` ``method="text"``.
+
+Model output is untrusted: it is validated with pydantic. Output that is not a JSON object with a
+``scores`` list makes every requested peer invalid; an entry that fails validation (score not an
+integer 0–5) makes its peer invalid; a requested peer the model left out is *missing*. Invalid and
+missing peers score 0 (the conservative reading: unsure → 0) and are counted. Provider errors
+(:class:`~friendsim.llm.errors.LLMError`) propagate: they are not model output.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from string import Template
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from friendsim.analysis.ties import Pair, TieParams, tie_windows
+from friendsim.llm.base import LLM, LLMRequest, user
+from friendsim.platform.events import (
+    DirectMessageSent,
+    Event,
+    PostCreated,
+    VoteCast,
+    VoteChanged,
+    WindowEnded,
+    WindowStarted,
+)
+
+MAX_SCORE = 5
+DEFAULT_MAX_TRANSCRIPT_CHARS = 12_000
+
+
+class PeerScore(BaseModel):
+    """One peer's score as the model must return it."""
+
+    model_config = ConfigDict(extra="forbid")
+    peer: str
+    score: int = Field(ge=0, le=MAX_SCORE)
+
+
+class TieScoreOutput(BaseModel):
+    """The structured output schema sent to the model (entries are validated one by one)."""
+
+    scores: list[PeerScore]
+
+
+class _LooseOutput(BaseModel):
+    scores: list[object]
+
+
+def load_template() -> str:
+    """The prompt template shipped in ``friendsim/analysis/prompts/tie_score.txt``."""
+    return (
+        resources.files("friendsim.analysis")
+        .joinpath("prompts/tie_score.txt")
+        .read_text(encoding="utf-8")
+    )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PeerScores:
+    """One viewer's scores for one window: peer -> e = score/5 ∈ [0, 1]."""
+
+    viewer: str
+    window: int
+    scores: Mapping[str, float]
+    invalid: int = 0
+    missing: int = 0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TextEvidence:
+    """Evidence for ``TieParams(method="text")``: {window: {(v, u): e}} and failure counts."""
+
+    per_window: Mapping[int, Mapping[Pair, float]] = field(default_factory=dict)
+    invalid: int = 0
+    missing: int = 0
+    calls: int = 0
+
+
+def parse_scores(raw: object, *, peers: Sequence[str]) -> tuple[dict[str, float], int, int]:
+    """Validate model output ``raw`` (decoded JSON or text) for ``peers``.
+
+    Returns (scores, invalid, missing); every requested peer is in ``scores`` (0 unless valid).
+    Duplicate entries for a peer keep the lowest score (conservative).
+    """
+    scores = dict.fromkeys(peers, 0.0)
+    wanted = set(peers)
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            return scores, len(peers), 0
+    try:
+        loose = _LooseOutput.model_validate(raw)
+    except ValidationError:
+        return scores, len(peers), 0
+    valid: dict[str, int] = {}
+    bad: set[str] = set()
+    for entry in loose.scores:
+        try:
+            ps = PeerScore.model_validate(entry)
+        except ValidationError:
+            if isinstance(entry, Mapping) and entry.get("peer") in wanted:
+                bad.add(str(entry["peer"]))
+            continue
+        if ps.peer in wanted:
+            valid[ps.peer] = min(ps.score, valid.get(ps.peer, MAX_SCORE))
+    bad -= set(valid)
+    for peer, s in valid.items():
+        scores[peer] = s / MAX_SCORE
+    missing = len(wanted - set(valid) - bad)
+    return scores, len(bad), missing
+
+
+async def score_peers(
+    llm: LLM,
+    *,
+    viewer: str,
+    peers: Sequence[str],
+    transcript: str,
+    window: int,
+    template: str | None = None,
+    seed: int | None = 0,
+) -> PeerScores:
+    """Ask ``llm`` to rate viewer→peer ties 0–5 from ``transcript`` alone."""
+    peers = sorted(set(peers))
+    if not peers:
+        return PeerScores(viewer=viewer, window=window, scores={})
+    prompt = Template(template if template is not None else load_template()).safe_substitute(
+        viewer=viewer, window=str(window), peers=", ".join(peers), transcript=transcript
+    )
+    request = LLMRequest(
+        system="You rate social ties from transcripts. Answer with JSON only.",
+        messages=(user(prompt),),
+        json_schema=TieScoreOutput.model_json_schema(),
+        temperature=0.0,
+        max_tokens=64 + 24 * len(peers),
+        seed=seed,
+        label="tie_score",
+    )
+    completion = await llm.complete(request)
+    raw = completion.parsed if completion.parsed is not None else completion.text
+    scores, invalid, missing = parse_scores(raw, peers=peers)
+    return PeerScores(viewer=viewer, window=window, scores=scores, invalid=invalid, missing=missing)
+
+
+def split_windows(events: Iterable[Event]) -> list[tuple[int, list[Event]]]:
+    """The events of each window (``WindowStarted`` .. ``WindowEnded`` inclusive), in order."""
+    out: list[tuple[int, list[Event]]] = []
+    current: list[Event] | None = None
+    for ev in events:
+        if isinstance(ev, WindowStarted):
+            current = [ev]
+            out.append((ev.window, current))
+        elif current is not None:
+            current.append(ev)
+            if isinstance(ev, WindowEnded):
+                current = None
+    return out
+
+
+def window_transcript(
+    window_events: Sequence[Event],
+    *,
+    viewer: str,
+    authors: Mapping[int, str],
+    max_chars: int = DEFAULT_MAX_TRANSCRIPT_CHARS,
+) -> str:
+    """A plain-text transcript of one window as ``viewer`` may see it.
+
+    ``authors`` maps post ids of earlier windows to their authors (to name comment targets).
+    Truncated to ``max_chars`` (keeping the beginning) with an explicit marker.
+    """
+    author = dict(authors)
+    lines: list[str] = []
+    for ev in window_events:
+        match ev:
+            case PostCreated(actor=str(a), post_id=pid, text=text, topic=topic):
+                author[pid] = a
+                ment = f" (mentions {', '.join(ev.mentions)})" if ev.mentions else ""
+                if ev.parent_id is not None:
+                    target = author.get(ev.parent_id, "unknown")
+                    lines.append(
+                        f"[comment #{pid} on #{ev.parent_id} by {target}] {a}{ment}: {text}"
+                    )
+                else:
+                    lines.append(f"[post #{pid}, topic {topic}] {a}{ment}: {text}")
+            case DirectMessageSent(actor=str(a), recipient=r, text=text) if viewer in (a, r):
+                lines.append(f"[DM] {a} -> {r}: {text}")
+            case (
+                VoteCast(actor=str(a), post_id=pid, author=au, value=val)
+                | VoteChanged(actor=str(a), post_id=pid, author=au, value=val)
+            ) if viewer in (a, au) and val != 0:
+                verb = "liked" if val > 0 else "disliked"
+                lines.append(f"[vote] {a} {verb} {au}'s #{pid}")
+            case _:
+                pass
+    text = "\n".join(lines) if lines else "(no activity)"
+    if len(text) > max_chars:
+        text = text[:max_chars] + "\n[... transcript truncated ...]"
+    return text
+
+
+async def text_evidence(
+    events: Iterable[Event],
+    llm: LLM,
+    *,
+    params: TieParams | None = None,
+    template: str | None = None,
+    max_chars: int = DEFAULT_MAX_TRANSCRIPT_CHARS,
+) -> TextEvidence:
+    """Score every active tie of every window with ``llm``; one call per (window, viewer).
+
+    Active pairs come from the signal-based tracker (activity does not depend on evidence).
+    Calls run one after another in window and viewer order, so the request sequence (and a
+    record/replay cache) is deterministic.
+    """
+    evs = list(events)
+    base = params or TieParams()
+    signal_params = TieParams(**{**base.to_dict(), "method": "signals"})
+    active = {tw.window: tw.active for tw in tie_windows(evs, params=signal_params)}
+    per_window: dict[int, dict[Pair, float]] = {}
+    authors: dict[int, str] = {}
+    invalid = missing = calls = 0
+    for window, wevs in split_windows(evs):
+        by_viewer: dict[str, list[str]] = defaultdict(list)
+        for v, u in sorted(active.get(window, ())):
+            by_viewer[v].append(u)
+        scores: dict[Pair, float] = {}
+        for viewer, peers in sorted(by_viewer.items()):
+            tr = window_transcript(wevs, viewer=viewer, authors=authors, max_chars=max_chars)
+            ps = await score_peers(
+                llm, viewer=viewer, peers=peers, transcript=tr, window=window, template=template
+            )
+            calls += 1
+            invalid += ps.invalid
+            missing += ps.missing
+            for peer, e in ps.scores.items():
+                scores[(viewer, peer)] = e
+        per_window[window] = scores
+        for ev in wevs:
+            if isinstance(ev, PostCreated) and ev.actor is not None:
+                authors[ev.post_id] = ev.actor
+    return TextEvidence(per_window=per_window, invalid=invalid, missing=missing, calls=calls)

@@ -1,0 +1,195 @@
+"""Builds :class:`~friendsim.coach.base.CoachContext` values from the event stream.
+
+:class:`ContextTracker` is fed the same events as the reward scorer, in order, and keeps the
+social context the coach needs: who knows whom, recent partners, DM senders per window, topics
+seen and written, trending topics and the most liked items. Like the scorer it is a pure function
+of the events it is fed.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Mapping
+
+from friendsim.analysis.rewards import AgentScores
+from friendsim.coach.base import CoachContext, GapMode, order_gaps
+from friendsim.platform.events import (
+    AgentRegistered,
+    DirectMessageSent,
+    Event,
+    FeedServed,
+    PostCreated,
+    VoteCast,
+    VoteChanged,
+    VoteCleared,
+    WindowEnded,
+    WindowStarted,
+    normalise_topic,
+)
+
+N_PARTNERS = 5
+N_LAST_TOPICS = 3
+N_TRENDING = 3
+N_UNSEEN = 5
+N_KNOWN = 30
+
+
+class ContextTracker:
+    """Per-agent social context, updated event by event."""
+
+    def __init__(self) -> None:
+        self.agents: dict[str, None] = {}
+        self.post_author: dict[int, str] = {}
+        self.post_topic: dict[int, str] = {}
+        self.net_likes: Counter[int] = Counter()
+        self.known: dict[str, dict[str, int]] = {}
+        self.partners: dict[str, dict[str, int]] = {}
+        self.topics_seen: dict[str, set[str]] = {}
+        self.last_topics: dict[str, deque[str]] = {}
+        self.latest_post_by_topic: dict[str, tuple[int, str]] = {}
+        self.dm_senders: dict[str, dict[str, int]] = {}
+        self._prev_dm_senders: dict[str, dict[str, int]] = {}
+        self.dm_replied: dict[str, dict[str, int]] = {}
+        self._prev_dm_replied: dict[str, dict[str, int]] = {}
+        self.window_topics: Counter[str] = Counter()
+        self.window_voted: set[int] = set()
+
+    def feed(self, ev: Event) -> None:
+        match ev:
+            case AgentRegistered(actor=str(a)):
+                self.agents[a] = None
+            case PostCreated():
+                self._on_post(ev)
+            case DirectMessageSent(actor=str(a), recipient=r):
+                self._touch(a, r, ev.seq, partner=True)
+                self._touch(r, a, ev.seq, partner=True)
+                self.dm_senders.setdefault(r, {})[a] = ev.seq
+                self.dm_replied.setdefault(a, {})[r] = ev.seq
+                if ev.topic:
+                    self._own_topic(a, normalise_topic(ev.topic))
+            case VoteCast(post_id=pid, value=v):
+                self._vote(ev, pid, v)
+            case VoteChanged(post_id=pid, old=old, value=v):
+                self._vote(ev, pid, v - old)
+            case VoteCleared(post_id=pid, old=old):
+                self._vote(ev, pid, -old)
+            case FeedServed(actor=str(a)):
+                seen = self.topics_seen.setdefault(a, set())
+                for pid in ev.post_ids:
+                    author = self.post_author.get(pid)
+                    if author is not None and author != a:
+                        self._touch(a, author, ev.seq)
+                seen.update(normalise_topic(t) for t in ev.topics if t)
+                seen.update(self.post_topic[p] for p in ev.post_ids if p in self.post_topic)
+            case WindowStarted():
+                self.dm_senders = {}
+                self.dm_replied = {}
+                self.window_topics = Counter()
+                self.window_voted = set()
+            case WindowEnded():
+                self._prev_dm_senders = self.dm_senders
+                self._prev_dm_replied = self.dm_replied
+            case _:
+                pass
+
+    def _touch(self, u: str, v: str, seq: int, *, partner: bool = False) -> None:
+        if u == v:
+            return
+        self.known.setdefault(u, {})[v] = seq
+        if partner:
+            self.partners.setdefault(u, {})[v] = seq
+
+    def _own_topic(self, a: str, topic: str) -> None:
+        if not topic:
+            return
+        q = self.last_topics.setdefault(a, deque(maxlen=N_LAST_TOPICS))
+        if topic in q:
+            q.remove(topic)
+        q.appendleft(topic)
+        self.topics_seen.setdefault(a, set()).add(topic)
+
+    def _on_post(self, ev: PostCreated) -> None:
+        a = ev.actor or ""
+        topic = normalise_topic(ev.topic)
+        self.post_author[ev.post_id] = a
+        if topic:
+            self.post_topic[ev.post_id] = topic
+            self.latest_post_by_topic[topic] = (ev.post_id, a)
+            self.window_topics[topic] += 1
+        self._own_topic(a, topic)
+        for m in ev.mentions:
+            self._touch(m, a, ev.seq)
+            self._touch(a, m, ev.seq)
+        if ev.parent_id is not None:
+            to = self.post_author.get(ev.parent_id)
+            if to is not None:
+                self._touch(a, to, ev.seq, partner=True)
+                self._touch(to, a, ev.seq, partner=True)
+
+    def _vote(self, ev: Event, pid: int, delta: int) -> None:
+        self.net_likes[pid] += delta
+        self.window_voted.add(pid)
+        author = self.post_author.get(pid)
+        if author is not None and ev.actor is not None:
+            self._touch(author, ev.actor, ev.seq)
+
+    def _top_liked(self, agent: str) -> tuple[int | None, str | None, str | None]:
+        best: tuple[int, int] | None = None
+        for pid in self.window_voted:
+            if self.post_author.get(pid) == agent:
+                continue
+            key = (self.net_likes[pid], -pid)
+            if best is None or key > best:
+                best = key
+        if best is None or best[0] <= 0:
+            return None, None, None
+        pid = -best[1]
+        return pid, self.post_author.get(pid), self.post_topic.get(pid)
+
+    def context(
+        self,
+        scores: AgentScores,
+        lambdas: Mapping[str, float],
+        *,
+        theme: str = "",
+        gap_mode: GapMode = "shortfall",
+    ) -> CoachContext:
+        """The context of ``scores.agent`` right after ``scores.window`` was scored."""
+        u = scores.agent
+        by_recency = sorted(self.partners.get(u, {}).items(), key=lambda kv: -kv[1])
+        known = sorted(self.known.get(u, {}).items(), key=lambda kv: -kv[1])
+        senders = sorted(self._prev_dm_senders.get(u, {}).items(), key=lambda kv: -kv[1])
+        replied = self._prev_dm_replied.get(u, {})
+        seen = self.topics_seen.get(u, set())
+        unseen = sorted(
+            (
+                (t, pid, author)
+                for t, (pid, author) in self.latest_post_by_topic.items()
+                if t not in seen and author != u
+            ),
+            key=lambda x: -x[1],
+        )[:N_UNSEEN]
+        trending = tuple(
+            t for t, _ in sorted(self.window_topics.items(), key=lambda kv: (-kv[1], kv[0]))
+        )[:N_TRENDING]
+        pid, author, topic = self._top_liked(u)
+        return CoachContext(
+            agent=u,
+            window=scores.window,
+            lambdas=dict(lambdas),
+            gaps=order_gaps(scores.components, lambdas, mode=gap_mode),
+            total=scores.total,
+            theme=theme,
+            agents=tuple(self.agents),
+            known_users=tuple(v for v, _ in known[:N_KNOWN]),
+            last_dm_senders=tuple(v for v, _ in senders),
+            unanswered_dm_senders=tuple(v for v, seq in senders if replied.get(v, 0) < seq),
+            recent_partners=tuple(v for v, _ in by_recency[:N_PARTNERS]),
+            topics_seen=tuple(sorted(seen)),
+            last_topics=tuple(self.last_topics.get(u, ())),
+            trending_topics=trending,
+            unseen_topics=tuple(unseen),
+            top_liked_post_id=pid,
+            top_liked_author=author,
+            top_liked_topic=topic,
+        )

@@ -1,0 +1,332 @@
+"""CoachService: scores every window from the event stream and (optionally) coaches every agent.
+
+The service talks to the rest of the system only through events. It subscribes to
+``platform.bus`` from ``from_seq`` (catch-up from the log, then live) and feeds every event to a
+:class:`~friendsim.analysis.rewards.RewardScorer` and a
+:class:`~friendsim.coach.context.ContextTracker`. At each ``WindowEnded(w)`` it keeps the scores
+(for agents' reward feedback) and, when a coach is set, asks it for tips for every registered agent
+(in parallel, at most ``concurrency`` at a time), records one ``GuidanceIssued`` per agent — in
+agent registration order, so the log is deterministic — via ``platform.record`` and flushes.
+:meth:`window_done` lets the runtime await that point (no polling). Coaching off = ``coach=None``:
+then no ``GuidanceIssued`` is ever recorded, but scores are still computed.
+
+Two tasks: the *reader* drains the subscription (the bus applies backpressure, so it must never
+wait on the platform) and hands finished windows to the *writer*, which calls the coach and
+records guidance. A coach that raises or falls back does not stop the service: the failure is
+logged and recorded as ``ActionFailed(stage="coach")`` and the agent gets the RuleCoach tips.
+
+Resuming: events up to the platform's ``committed_seq`` at :meth:`start` are history. Guidance
+is never re-issued for a historical window; only if the last historical window has no
+``GuidanceIssued`` in the log (the run stopped between ``WindowEnded`` and its guidance) is it
+coached once history has been read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import structlog
+
+from friendsim.agents.policy import Failure, RewardFeedback, Tip
+from friendsim.analysis.feedback import FeedbackTracker
+from friendsim.analysis.rewards import AgentScores, RewardScorer
+from friendsim.coach.base import CoachAdvice, CoachContext, GapMode, ReportingCoach
+from friendsim.coach.base import Coach as CoachProtocol
+from friendsim.coach.context import ContextTracker
+from friendsim.coach.rule import rule_tips
+from friendsim.platform.events import (
+    COACH_ACTOR,
+    ActionFailed,
+    Event,
+    GuidanceIssued,
+    WindowEnded,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class CoachServiceError(RuntimeError):
+    """The service stopped (or failed) before it processed the awaited window."""
+
+
+class _PlatformLike(Protocol):  # the part of friendsim.platform.Platform the service uses
+    bus: Any
+    clock: Any
+    committed_seq: int
+
+    async def record(self, event: Event) -> Event: ...
+
+    async def flush(self) -> int: ...
+
+
+def tip_to_dict(tip: Tip) -> dict[str, Any]:
+    return {
+        "action": tip.action,
+        "target": tip.target,
+        "topic": tip.topic,
+        "invite_mention": tip.invite_mention,
+        "tone": tip.tone,
+        "text": tip.text,
+    }
+
+
+def tip_from_dict(d: Mapping[str, Any]) -> Tip:
+    tone = d.get("tone", "neutral")
+    return Tip(
+        action=str(d.get("action", "NOT")),
+        target=None if d.get("target") is None else str(d.get("target")),
+        topic=str(d.get("topic", "")),
+        invite_mention=bool(d.get("invite_mention", False)),
+        tone=tone if tone in ("supportive", "neutral", "critical") else "neutral",
+        text=str(d.get("text", "")),
+    )
+
+
+class CoachService:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        platform: _PlatformLike,
+        *,
+        scorer: RewardScorer,
+        coach: CoachProtocol | None,
+        from_seq: int = 1,
+        theme: str = "",
+        concurrency: int = 8,
+        gap_mode: GapMode = "shortfall",
+        name: str = "coach-service",
+        maxsize: int = 4096,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"CoachService concurrency must be >= 1, got {concurrency}")
+        self.platform = platform
+        self.scorer = scorer
+        self.coach = coach
+        self.from_seq = from_seq
+        self.theme = theme
+        self.gap_mode: GapMode = gap_mode
+        self.name = name
+        self._maxsize = maxsize
+        self._sem = asyncio.Semaphore(concurrency)
+        self.context = ContextTracker()
+        self.feedback_tracker = FeedbackTracker()
+        self._scores: dict[int, dict[str, AgentScores]] = {}
+        self._guidance: dict[str, tuple[Tip, ...]] = {}
+        self._coached: set[int] = set()
+        self._done: dict[int, asyncio.Event] = {}
+        self._jobs: asyncio.Queue[tuple[int, list[CoachContext]] | None] = asyncio.Queue()
+        self._pending_history: tuple[int, list[CoachContext]] | None = None
+        self._history_end = 0
+        self._error: BaseException | None = None
+        self._stopped = False
+        self._sub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self.guidance_recorded = 0
+        self.failures_recorded = 0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe and start processing (returns at once)."""
+        if self._reader is not None:
+            raise RuntimeError("CoachService already started")
+        self._history_end = self.platform.committed_seq
+        self._sub = self.platform.bus.subscribe(
+            name=self.name, from_seq=self.from_seq, maxsize=self._maxsize
+        )
+        self._reader = asyncio.create_task(self._read(), name=f"{self.name}-reader")
+        self._writer = asyncio.create_task(self._write(), name=f"{self.name}-writer")
+
+    async def stop(self) -> None:
+        """Stop after the windows already handed to the writer are recorded."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._sub is not None:
+            await self._sub.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._writer is not None:
+            self._jobs.put_nowait(None)
+            await asyncio.gather(self._writer, return_exceptions=True)
+        self._release_waiters(CoachServiceError(f"{self.name} stopped"))
+
+    # --- queries ------------------------------------------------------------------------------
+
+    async def window_done(self, window: int) -> Mapping[str, AgentScores]:
+        """Wait until ``WindowEnded(window)`` is scored and its guidance recorded and flushed."""
+        if window in self._scores and self._is_done(window):
+            return self._scores[window]
+        if self._error is not None:
+            raise CoachServiceError(f"{self.name} failed: {self._error!r}") from self._error
+        if self._stopped:
+            raise CoachServiceError(f"{self.name} is stopped; window {window} was not processed")
+        await self._event(window).wait()
+        if window not in self._scores:
+            raise CoachServiceError(
+                f"{self.name} ended before window {window}: {self._error!r}"
+            ) from self._error
+        return self._scores[window]
+
+    def scores(self, window: int) -> Mapping[str, AgentScores]:
+        return self._scores.get(window, {})
+
+    def latest_guidance(self, agent: str) -> tuple[Tip, ...]:
+        return self._guidance.get(agent, ())
+
+    def last_scores(self, agent: str) -> AgentScores | None:
+        return self.feedback_tracker.last(agent)
+
+    def best_scores(self, agent: str) -> AgentScores | None:
+        return self.feedback_tracker.best(agent)
+
+    def feedback(self, agent: str) -> tuple[RewardFeedback | None, RewardFeedback | None]:
+        """``(last window, best window)`` reward feedback for ``agent``."""
+        return self.feedback_tracker.feedback(agent)
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _event(self, window: int) -> asyncio.Event:
+        ev = self._done.get(window)
+        if ev is None:
+            ev = self._done[window] = asyncio.Event()
+        return ev
+
+    def _is_done(self, window: int) -> bool:
+        ev = self._done.get(window)
+        return ev is not None and ev.is_set()
+
+    def _mark_done(self, window: int) -> None:
+        self._event(window).set()
+
+    def _release_waiters(self, error: BaseException) -> None:
+        if self._error is None and not isinstance(error, CoachServiceError):
+            self._error = error
+        for ev in self._done.values():
+            ev.set()
+
+    async def _read(self) -> None:
+        try:
+            async for event in self._sub:
+                self._on_event(event)
+                if event.seq == self._history_end:
+                    self._finish_history()
+            self._jobs.put_nowait(None)
+        except Exception as exc:  # a bad log must not hang the runtime: fail the waiters
+            log.error("coach_service_failed", service=self.name, error=repr(exc))
+            self._release_waiters(exc)
+            self._jobs.put_nowait(None)
+            raise
+
+    def _on_event(self, event: Event) -> None:
+        self.context.feed(event)
+        match event:
+            case GuidanceIssued(agent=agent, window=w, tips=tips):
+                self._guidance[agent] = tuple(tip_from_dict(t) for t in tips)
+                self._coached.add(w)
+                return
+            case WindowEnded(window=w):
+                scores = self.scorer.feed(event)
+            case _:
+                self.scorer.feed(event)
+                return
+        self._scores[w] = {s.agent: s for s in scores}
+        self.feedback_tracker.update(scores)
+        if self.coach is None:
+            self._mark_done(w)
+            return
+        contexts = [
+            self.context.context(
+                s, self.scorer.lambdas_of(s.agent), theme=self.theme, gap_mode=self.gap_mode
+            )
+            for s in scores
+        ]
+        if event.seq <= self._history_end:
+            if self._pending_history is not None:
+                self._mark_done(self._pending_history[0])
+            self._pending_history = (w, contexts)
+        else:
+            self._jobs.put_nowait((w, contexts))
+
+    def _finish_history(self) -> None:
+        pending, self._pending_history = self._pending_history, None
+        if pending is None:
+            return
+        if pending[0] in self._coached:
+            self._mark_done(pending[0])
+        else:
+            self._jobs.put_nowait(pending)
+
+    async def _write(self) -> None:
+        while True:
+            job = await self._jobs.get()
+            if job is None:
+                self._release_waiters(CoachServiceError(f"{self.name}: event stream ended"))
+                return
+            window, contexts = job
+            try:
+                await self._coach_window(window, contexts)
+            except Exception as exc:
+                log.error("coach_window_failed", window=window, error=repr(exc))
+                self._release_waiters(exc)
+                return
+            self._mark_done(window)
+
+    async def _advise(self, ctx: CoachContext) -> CoachAdvice:
+        assert self.coach is not None
+        async with self._sem:
+            try:
+                match self.coach:
+                    case ReportingCoach():
+                        return await self.coach.advise_with_report(ctx)
+                    case _:
+                        return CoachAdvice(tips=tuple(await self.coach.advise(ctx)))
+            except Exception as exc:
+                log.warning("coach_error", agent=ctx.agent, window=ctx.window, error=repr(exc))
+                return CoachAdvice(
+                    tips=rule_tips(ctx),
+                    failure=Failure(
+                        stage="coach", reason="coach_error", detail=f"{type(exc).__name__}: {exc}"
+                    ),
+                )
+
+    async def _coach_window(self, window: int, contexts: list[CoachContext]) -> None:
+        assert self.coach is not None
+        advice = await asyncio.gather(*(self._advise(c) for c in contexts))
+        now = self.platform.clock.now()
+        for ctx, adv in zip(contexts, advice, strict=True):
+            name = self.coach.name
+            if adv.failure is not None:
+                name = f"{name}:fallback"
+                f = adv.failure
+                await self.platform.record(
+                    ActionFailed(
+                        t=now,
+                        actor=COACH_ACTOR,
+                        window=window,
+                        stage=f.stage,
+                        reason=f.reason,
+                        detail=f.detail,
+                        attempts=f.attempts,
+                        action={"agent": ctx.agent},
+                    )
+                )
+                self.failures_recorded += 1
+            await self.platform.record(
+                GuidanceIssued(
+                    t=now,
+                    actor=COACH_ACTOR,
+                    agent=ctx.agent,
+                    window=window,
+                    tips=tuple(tip_to_dict(t) for t in adv.tips),
+                    coach=name,
+                )
+            )
+            self._guidance[ctx.agent] = adv.tips
+            self.guidance_recorded += 1
+        self._coached.add(window)
+        await self.platform.flush()

@@ -1,0 +1,194 @@
+"""Token and cost accounting per provider, model and label, with a configurable price table.
+
+Prices are USD per million tokens. ``Usage.cached_input_tokens`` and ``Usage.cache_write_tokens``
+are parts of ``Usage.input_tokens``; the uncached remainder is charged at the input price, the
+cached part at ``cached_input`` and the cache writes at ``cache_write``. Answers served by the
+record/replay cache (``Completion.cached``) are counted as cache hits and cost nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from friendsim.llm.base import LLM, Completion, LLMRequest, Usage
+from friendsim.llm.errors import LLMError, ProviderConfigError
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Price:
+    """USD per million tokens. Unset cache prices default to the input price."""
+
+    input: float
+    output: float
+    cached_input: float | None = None
+    cache_write: float | None = None
+
+    def cost(self, usage: Usage) -> float:
+        cached = usage.cached_input_tokens
+        written = usage.cache_write_tokens
+        plain = max(0, usage.input_tokens - cached - written)
+        cached_price = self.input if self.cached_input is None else self.cached_input
+        write_price = self.input if self.cache_write is None else self.cache_write
+        return (
+            plain * self.input
+            + cached * cached_price
+            + written * write_price
+            + usage.output_tokens * self.output
+        ) / 1_000_000
+
+
+# Published list prices (USD / 1M tokens) when this table was written; pass your own to override.
+DEFAULT_PRICES: dict[str, Price] = {
+    "openai:gpt-4o-mini": Price(input=0.15, output=0.60, cached_input=0.075),
+    "openai:gpt-4o": Price(input=2.50, output=10.00, cached_input=1.25),
+    "anthropic:claude-haiku-4-5": Price(
+        input=1.00, output=5.00, cached_input=0.10, cache_write=1.25
+    ),
+    "anthropic:claude-sonnet-4-5": Price(
+        input=3.00, output=15.00, cached_input=0.30, cache_write=3.75
+    ),
+}
+
+
+class PriceTable:
+    """Looks up a :class:`Price` by ``provider:model``, then bare ``model``, then ``provider:*``.
+
+    Unknown models cost 0 and are listed in :attr:`unpriced` so a report can flag them.
+    """
+
+    def __init__(self, prices: Mapping[str, Price | Mapping[str, float]] | None = None) -> None:
+        self._prices: dict[str, Price] = {}
+        for key, value in (DEFAULT_PRICES if prices is None else prices).items():
+            self._prices[key] = (
+                value if isinstance(value, Price) else _price_from_mapping(key, value)
+            )
+        self.unpriced: set[str] = set()
+
+    def price_for(self, provider: str, model: str) -> Price | None:
+        for key in (f"{provider}:{model}", model, f"{provider}:*"):
+            found = self._prices.get(key)
+            if found is not None:
+                return found
+        self.unpriced.add(f"{provider}:{model}")
+        return None
+
+    def cost(self, provider: str, model: str, usage: Usage) -> float:
+        price = self.price_for(provider, model)
+        return 0.0 if price is None else price.cost(usage)
+
+
+def _price_from_mapping(key: str, value: Mapping[str, float]) -> Price:
+    allowed = {"input", "output", "cached_input", "cache_write"}
+    unknown = set(value) - allowed
+    if unknown or "input" not in value or "output" not in value:
+        raise ProviderConfigError(
+            f"price entry {key!r} must have 'input' and 'output' (USD per 1M tokens) and only "
+            f"{sorted(allowed)}; got {sorted(value)}"
+        )
+    try:
+        return Price(**{k: float(v) for k, v in value.items()})
+    except (TypeError, ValueError) as exc:
+        raise ProviderConfigError(f"price entry {key!r}: {exc}") from exc
+
+
+@dataclass(kw_only=True, slots=True)
+class LedgerEntry:
+    """Running totals for one (provider, model, label)."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    errors: int = 0
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "cache_hits": self.cache_hits,
+            "errors": self.errors,
+            "input_tokens": self.usage.input_tokens,
+            "output_tokens": self.usage.output_tokens,
+            "cached_input_tokens": self.usage.cached_input_tokens,
+            "cache_write_tokens": self.usage.cache_write_tokens,
+            "cost_usd": round(self.cost_usd, 8),
+            "latency_s": round(self.latency_s, 6),
+        }
+
+
+class Ledger:
+    """Usage and cost keyed by (provider, model, label); shareable by several AccountingLLMs."""
+
+    def __init__(self, prices: PriceTable | None = None) -> None:
+        self.prices = prices or PriceTable()
+        self.entries: dict[tuple[str, str, str], LedgerEntry] = {}
+
+    def _entry(self, provider: str, model: str, label: str) -> LedgerEntry:
+        key = (provider, model, label)
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = self.entries[key] = LedgerEntry()
+        return entry
+
+    def record(self, completion: Completion, label: str) -> None:
+        entry = self._entry(completion.provider, completion.model, label)
+        entry.calls += 1
+        if completion.cached:
+            entry.cache_hits += 1
+            return
+        entry.usage = entry.usage + completion.usage
+        entry.cost_usd += self.prices.cost(completion.provider, completion.model, completion.usage)
+        entry.latency_s += completion.latency_s
+
+    def record_error(self, provider: str, model: str, label: str) -> None:
+        self._entry(provider, model, label).errors += 1
+
+    def total(self) -> LedgerEntry:
+        out = LedgerEntry()
+        for e in self.entries.values():
+            out.calls += e.calls
+            out.cache_hits += e.cache_hits
+            out.errors += e.errors
+            out.usage = out.usage + e.usage
+            out.cost_usd += e.cost_usd
+            out.latency_s += e.latency_s
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """Manifest-ready summary: totals, per-key rows and models with no price."""
+        return {
+            "total": self.total().to_json(),
+            "by_key": [
+                {"provider": p, "model": m, "label": lab, **e.to_json()}
+                for (p, m, lab), e in sorted(self.entries.items())
+            ],
+            "unpriced_models": sorted(self.prices.unpriced),
+        }
+
+
+class AccountingLLM:
+    """Records every completion (and failure) of ``inner`` into ``ledger``."""
+
+    def __init__(self, inner: LLM, ledger: Ledger | None = None) -> None:
+        self.inner = inner
+        self.ledger = ledger or Ledger()
+        provider, _, model = inner.model.partition(":")
+        self._provider, self._model = (provider, model) if model else ("", provider)
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        try:
+            completion = await self.inner.complete(request)
+        except LLMError:
+            self.ledger.record_error(self._provider, self._model, request.label)
+            raise
+        self.ledger.record(completion, request.label)
+        return completion
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

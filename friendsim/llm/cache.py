@@ -1,0 +1,235 @@
+"""A record/replay cache of LLM answers in SQLite, keyed by ``LLMRequest.cache_key(model)``.
+
+Modes:
+- ``off``: pass-through (the stack builder simply leaves this wrapper out).
+- ``record``: always call the model and store (overwrite) its answer.
+- ``replay``: answer only from the cache; a miss raises :class:`CacheMissError` naming the
+  request. Never calls the model, so a run can be re-executed offline and deterministically.
+- ``read_through``: answer from the cache when present, else call the model and store.
+
+Only the request (system, messages, schema, sampling settings), the answer and its usage are
+stored: never headers, endpoints or keys. Identical requests share one answer; give requests
+that must be independent samples distinct ``seed`` values.
+Concurrent identical misses in ``read_through`` mode are coalesced into one model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from friendsim.llm.base import LLM, Completion, LLMRequest, Usage
+from friendsim.llm.errors import CacheMissError, ProviderConfigError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS llm_cache (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    label TEXT NOT NULL,
+    request_json TEXT NOT NULL,
+    text TEXT NOT NULL,
+    parsed_json TEXT,
+    usage_json TEXT NOT NULL,
+    provider TEXT NOT NULL,
+    answer_model TEXT NOT NULL,
+    latency_s REAL NOT NULL
+)
+"""
+
+
+class CacheMode(StrEnum):
+    OFF = "off"
+    RECORD = "record"
+    REPLAY = "replay"
+    READ_THROUGH = "read_through"
+
+    @classmethod
+    def parse(cls, value: str | CacheMode) -> CacheMode:
+        try:
+            return cls(str(value).replace("-", "_"))
+        except ValueError:
+            raise ProviderConfigError(
+                f"unknown cache mode {value!r}; expected one of {[m.value for m in cls]}"
+            ) from None
+
+
+class LLMCache:
+    """The SQLite store. Open with :meth:`open`; close with :meth:`aclose`."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: str | Path) -> LLMCache:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute(_SCHEMA)
+        await db.commit()
+        return cls(db, path)
+
+    async def get(self, key: str) -> Completion | None:
+        async with self._db.execute(
+            "SELECT text, parsed_json, usage_json, provider, answer_model, latency_s "
+            "FROM llm_cache WHERE key = ?",
+            (key,),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        text, parsed_json, usage_json, provider, answer_model, _latency = row
+        return Completion(
+            text=text,
+            model=answer_model,
+            usage=Usage(**json.loads(usage_json)),
+            parsed=None if parsed_json is None else json.loads(parsed_json),
+            latency_s=0.0,
+            cached=True,
+            provider=provider,
+        )
+
+    async def put(self, key: str, model: str, request: LLMRequest, completion: Completion) -> None:
+        parsed = None if completion.parsed is None else _dumps(completion.parsed)
+        await self._db.execute(
+            "INSERT OR REPLACE INTO llm_cache VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (
+                key,
+                model,
+                request.label,
+                _dumps(request.to_json()),
+                completion.text,
+                parsed,
+                _dumps(asdict(completion.usage)),
+                completion.provider,
+                completion.model,
+                completion.latency_s,
+            ),
+        )
+        await self._db.commit()
+
+    async def count(self) -> int:
+        async with self._db.execute("SELECT COUNT(*) FROM llm_cache") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def aclose(self) -> None:
+        await self._db.close()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+class CachingLLM:
+    """Serves ``inner`` through an :class:`LLMCache` in the given mode.
+
+    ``hits``, ``misses`` and ``stored`` count what happened. Closing this wrapper closes the
+    inner model and, when ``owns_cache`` is true, the cache.
+    """
+
+    def __init__(
+        self,
+        inner: LLM,
+        cache: LLMCache,
+        mode: CacheMode | str = CacheMode.READ_THROUGH,
+        *,
+        owns_cache: bool = True,
+    ) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.mode = CacheMode.parse(mode)
+        self._owns_cache = owns_cache
+        self._pending: dict[str, asyncio.Future[Completion]] = {}
+        self.hits = 0
+        self.misses = 0
+        self.stored = 0
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        match self.mode:
+            case CacheMode.OFF:
+                return await self.inner.complete(request)
+            case CacheMode.RECORD:
+                return await self._call_and_store(request, request.cache_key(self.model))
+            case CacheMode.REPLAY:
+                key = request.cache_key(self.model)
+                found = await self.cache.get(key)
+                if found is None:
+                    self.misses += 1
+                    raise CacheMissError(key, request.label, _preview(request))
+                self.hits += 1
+                return found
+            case CacheMode.READ_THROUGH:
+                return await self._read_through(request)
+        raise AssertionError(self.mode)  # pragma: no cover
+
+    async def _read_through(self, request: LLMRequest) -> Completion:
+        key = request.cache_key(self.model)
+        pending = self._pending.get(key)
+        if pending is not None:
+            self.hits += 1
+            return _as_cached(await asyncio.shield(pending))
+        future: asyncio.Future[Completion] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future  # registered before any await: later twins wait on it
+        try:
+            found = await self.cache.get(key)
+            if found is not None:
+                self.hits += 1
+                completion = found
+            else:
+                self.misses += 1
+                completion = await self._call_and_store(request, key)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it, none is required
+            raise
+        else:
+            future.set_result(completion)
+            return completion
+        finally:
+            del self._pending[key]
+
+    async def _call_and_store(self, request: LLMRequest, key: str) -> Completion:
+        completion = await self.inner.complete(request)
+        await self.cache.put(key, self.model, request, completion)
+        self.stored += 1
+        return completion
+
+    async def aclose(self) -> None:
+        try:
+            await self.inner.aclose()
+        finally:
+            if self._owns_cache:
+                await self.cache.aclose()
+
+
+def _as_cached(completion: Completion) -> Completion:
+    return Completion(
+        text=completion.text,
+        model=completion.model,
+        usage=completion.usage,
+        parsed=completion.parsed,
+        latency_s=0.0,
+        cached=True,
+        provider=completion.provider,
+    )
+
+
+def _preview(request: LLMRequest) -> str:
+    last = request.messages[-1].content if request.messages else request.system
+    return last[:80]

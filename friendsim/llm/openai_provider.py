@@ -1,0 +1,225 @@
+"""OpenAI Chat Completions through the official ``openai`` AsyncOpenAI client.
+
+Serves api.openai.com and any OpenAI-compatible server (vLLM, Ollama, llama.cpp server) via
+``base_url``; several URLs make a :class:`~friendsim.llm.pool.PooledLLM`.
+
+Structured output degrades per endpoint, remembered for the endpoint's lifetime:
+``json_schema`` (``response_format={"type": "json_schema", ...}``) → ``json_object`` →
+``prompt`` (schema in the system prompt, JSON extracted from the text). A step down happens
+when the server answers 400/422 to a request carrying ``response_format`` and its error
+mentions ``response_format`` / ``json_schema`` / ``json_object``; the same call is then re-sent
+at once in the next mode (not a retry: nothing transient happened).
+
+Keys: for api.openai.com the key comes from ``OPENAI_API_KEY`` (the SDK's own lookup). For any
+other base URL the key is read only from the variable named by ``api_key_env`` (default: none,
+and a placeholder is sent) so that your OpenAI key is never sent to a third-party host.
+Retries: the SDK client has ``max_retries=0``; :mod:`friendsim.llm.retry` retries.
+Cached prompt tokens come from ``usage.prompt_tokens_details.cached_tokens``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import openai
+import structlog
+
+from friendsim.llm.base import LLM, Completion, LLMRequest, Usage
+from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
+from friendsim.llm.json_extract import extract_json
+from friendsim.llm.pool import PooledLLM
+from friendsim.llm.sdk_errors import map_sdk_error
+
+_log = structlog.get_logger(__name__)
+JsonMode = Literal["json_schema", "json_object", "prompt"]
+_NEXT_MODE: dict[JsonMode, JsonMode] = {"json_schema": "json_object", "json_object": "prompt"}
+_FORMAT_WORDS = ("response_format", "json_schema", "json_object")
+_PLACEHOLDER_KEY = "EMPTY"
+
+
+class OpenAIChatLLM:
+    """One model on one OpenAI(-compatible) endpoint as an :class:`LLM`."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 0,
+        structured_output: JsonMode = "json_schema",
+        strict_schema: bool = False,
+        api_key_env: str | None = None,
+        max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None,
+        client: openai.AsyncOpenAI | None = None,
+    ) -> None:
+        if structured_output not in ("json_schema", "json_object", "prompt"):
+            raise ProviderConfigError(
+                "openai structured_output must be 'json_schema', 'json_object' or 'prompt', "
+                f"got {structured_output!r}"
+            )
+        self._model = model
+        self.endpoint = base_url or "https://api.openai.com/v1"
+        self.json_mode: JsonMode = structured_output
+        self.downgrades = 0
+        self._strict = strict_schema
+        is_openai = base_url is None or urlsplit(base_url).hostname == "api.openai.com"
+        self._max_tokens_param = max_tokens_param or (
+            "max_completion_tokens" if is_openai else "max_tokens"
+        )
+        if client is None:
+            kwargs: dict[str, Any] = {"max_retries": max_retries, "timeout": timeout_s}
+            if base_url is not None:
+                kwargs["base_url"] = base_url
+            env = api_key_env or ("OPENAI_API_KEY" if is_openai else None)
+            if env is not None:
+                key = os.environ.get(env)
+                if not key:
+                    raise ProviderConfigError(
+                        f"openai: environment variable {env} is not set (needed for {self.endpoint})"
+                    )
+                kwargs["api_key"] = key
+            else:
+                kwargs["api_key"] = _PLACEHOLDER_KEY
+            client = openai.AsyncOpenAI(**kwargs)
+        self._client = client
+
+    @property
+    def model(self) -> str:
+        return f"openai:{self._model}"
+
+    def _request_kwargs(self, request: LLMRequest, mode: JsonMode | None) -> dict[str, Any]:
+        system = request.system
+        if mode in ("json_object", "prompt") and request.json_schema is not None:
+            schema = json.dumps(request.json_schema, ensure_ascii=False)
+            system = (
+                f"{system}\n\n" if system else ""
+            ) + f"Answer with one JSON value only, no prose, matching this JSON schema:\n{schema}"
+        messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+        messages += [{"role": m.role, "content": m.content} for m in request.messages]
+        kwargs: dict[str, Any] = {
+            "model": self._model,
+            "messages": messages,
+            "temperature": request.temperature,
+            self._max_tokens_param: request.max_tokens,
+        }
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        match mode:
+            case "json_schema":
+                kwargs["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "response",
+                        "schema": dict(request.json_schema or {}),
+                        "strict": self._strict,
+                    },
+                }
+            case "json_object":
+                kwargs["response_format"] = {"type": "json_object"}
+            case _:
+                pass
+        return kwargs
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        started = time.perf_counter()
+        while True:
+            mode = self.json_mode if request.json_schema is not None else None
+            try:
+                response = await self._client.chat.completions.create(
+                    **self._request_kwargs(request, mode)
+                )
+                break
+            except openai.BadRequestError as exc:
+                if not self._downgrade(mode, exc):
+                    raise map_sdk_error(exc, openai, "openai") from exc
+            except openai.UnprocessableEntityError as exc:
+                if not self._downgrade(mode, exc):
+                    raise map_sdk_error(exc, openai, "openai") from exc
+            except openai.OpenAIError as exc:
+                raise map_sdk_error(exc, openai, "openai") from exc
+            except ValueError as exc:  # a body that is not JSON at all
+                raise MalformedResponseError(f"openai: undecodable response body: {exc}") from exc
+        text, usage = _read(response)
+        parsed = extract_json(text) if request.json_schema is not None else None
+        return Completion(
+            text=text,
+            model=self._model,
+            usage=usage,
+            parsed=parsed,
+            latency_s=time.perf_counter() - started,
+            provider="openai",
+        )
+
+    def _downgrade(self, mode: JsonMode | None, exc: openai.APIStatusError) -> bool:
+        """Step the endpoint's JSON mode down if ``exc`` rejects ``response_format``."""
+        if mode is None or mode == "prompt":
+            return False
+        if not any(word in str(exc).lower() for word in _FORMAT_WORDS):
+            return False
+        if self.json_mode == mode:  # concurrent calls may already have stepped down
+            self.json_mode = _NEXT_MODE[mode]
+            self.downgrades += 1
+            _log.warning(
+                "llm_json_mode_downgraded",
+                endpoint=self.endpoint,
+                model=self._model,
+                from_mode=mode,
+                to_mode=self.json_mode,
+            )
+        return True
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _read(response: Any) -> tuple[str, Usage]:
+    if not isinstance(response, openai.types.chat.ChatCompletion):
+        raise MalformedResponseError(
+            f"openai: expected a chat completion object, got {type(response).__name__}"
+        )
+    if not response.choices or response.choices[0].message is None:
+        raise MalformedResponseError("openai: response has no choices")
+    text = response.choices[0].message.content or ""
+    u = response.usage
+    if u is None or not isinstance(u.prompt_tokens, int):
+        raise MalformedResponseError("openai: response has no token usage")
+    details = u.prompt_tokens_details
+    cached = (details.cached_tokens or 0) if details is not None else 0
+    written = (details.cache_write_tokens or 0) if details is not None else 0
+    return text, Usage(
+        input_tokens=u.prompt_tokens,
+        output_tokens=u.completion_tokens or 0,
+        cached_input_tokens=cached,
+        cache_write_tokens=written,
+    )
+
+
+def create_openai_llm(
+    model: str,
+    *,
+    base_urls: Sequence[str] = (),
+    base_url: str | None = None,
+    cooldown_s: float = 2.0,
+    max_cooldown_s: float = 60.0,
+    failover: bool = True,
+    **options: Any,
+) -> LLM:
+    """Registry factory for ``openai:`` specs. One URL (or none) gives an
+    :class:`OpenAIChatLLM`; several (from the spec or ``base_urls``) give a pool of them."""
+    urls = list(base_urls) + ([base_url] if base_url else [])
+    if len(urls) <= 1:
+        return OpenAIChatLLM(model, base_url=urls[0] if urls else None, **options)
+    members = [OpenAIChatLLM(model, base_url=u, **options) for u in urls]
+    return PooledLLM(
+        members,
+        names=urls,
+        cooldown_s=cooldown_s,
+        max_cooldown_s=max_cooldown_s,
+        failover=failover,
+    )

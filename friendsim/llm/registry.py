@@ -1,0 +1,138 @@
+"""Choose a provider by a spec string, through lazily imported factories.
+
+Spec grammar::
+
+    scripted | scripted:<name>
+    anthropic:<model>                         e.g. anthropic:claude-haiku-4-5
+    openai:<model>                            e.g. openai:gpt-4o-mini (api.openai.com)
+    openai:<url>[,<url>...]#<model>           any OpenAI-compatible server(s); several = a pool
+    local:<name>                              e.g. local:smollm2 (offline llama.cpp model)
+
+A factory is named as ``"module:function"`` and imported only when its provider is asked for,
+so importing friendsim never imports an SDK. A missing optional dependency becomes a
+:class:`ProviderConfigError` with the install command.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from friendsim.llm.base import LLM
+from friendsim.llm.errors import ProviderConfigError
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ProviderSpec:
+    """A parsed spec: the provider, its model (or name) and any explicit endpoint URLs."""
+
+    provider: str
+    model: str
+    base_urls: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Factory:
+    target: str  # "module:function"
+    install_hint: str
+    model_required: bool = True
+    urls_allowed: bool = False
+
+
+_FACTORIES: dict[str, _Factory] = {
+    "anthropic": _Factory(
+        target="friendsim.llm.anthropic_provider:create_anthropic_llm",
+        install_hint="pip install anthropic",
+    ),
+    "openai": _Factory(
+        target="friendsim.llm.openai_provider:create_openai_llm",
+        install_hint="pip install openai",
+        urls_allowed=True,
+    ),
+    "local": _Factory(
+        target="friendsim.llm.local:create_local_llm",
+        install_hint="pip install 'friendsim[local]'",
+    ),
+    "scripted": _Factory(
+        target="friendsim.llm.scripted:create_scripted_llm",
+        install_hint="(ships with friendsim)",
+        model_required=False,
+    ),
+}
+
+
+def providers() -> tuple[str, ...]:
+    """Names of the known providers."""
+    return tuple(sorted(_FACTORIES))
+
+
+def parse_spec(spec: str) -> ProviderSpec:
+    """Parse ``spec``; raises :class:`ProviderConfigError` naming what is wrong."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ProviderConfigError(f"empty LLM spec {spec!r}; expected e.g. 'openai:gpt-4o-mini'")
+    spec = spec.strip()
+    provider, sep, rest = spec.partition(":")
+    provider = provider.lower()
+    factory = _FACTORIES.get(provider)
+    if factory is None:
+        raise ProviderConfigError(
+            f"unknown LLM provider {provider!r} in spec {spec!r}; known: {', '.join(providers())}"
+        )
+    rest = rest.strip()
+    if "://" in rest:
+        if not factory.urls_allowed:
+            raise ProviderConfigError(f"provider {provider!r} takes no URL (spec {spec!r})")
+        urls_part, hash_sep, model = rest.rpartition("#")
+        if not hash_sep or not model.strip():
+            raise ProviderConfigError(
+                f"spec {spec!r} names endpoint URLs but no model; write '{provider}:<url>#<model>'"
+            )
+        urls = tuple(u.strip() for u in urls_part.split(",") if u.strip())
+        for url in urls:
+            _check_url(url, spec)
+        return ProviderSpec(provider=provider, model=model.strip(), base_urls=urls)
+    if factory.model_required and (not sep or not rest):
+        raise ProviderConfigError(f"spec {spec!r} names no model; write '{provider}:<model>'")
+    return ProviderSpec(provider=provider, model=rest)
+
+
+def _check_url(url: str, spec: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ProviderConfigError(f"bad endpoint URL {url!r} in spec {spec!r}: need http(s)://host")
+
+
+def _load(provider: str) -> Callable[..., LLM]:
+    factory = _FACTORIES[provider]
+    module_name, _, func_name = factory.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise ProviderConfigError(
+            f"provider {provider!r} needs a package that is not installed ({exc.name}); "
+            f"install it with: {factory.install_hint}"
+        ) from exc
+    func: Callable[..., LLM] | None = module.__dict__.get(func_name)
+    if func is None:
+        raise ProviderConfigError(f"provider {provider!r}: {factory.target} does not exist")
+    return func
+
+
+def create_llm(spec: str, **options: Any) -> LLM:
+    """Build the provider named by ``spec``; ``options`` go to its factory.
+
+    ``anthropic`` and ``openai`` factories receive ``(model, base_urls=..., **options)``,
+    ``local`` receives ``(name, **options)``, ``scripted`` receives ``(name, **options)``.
+    """
+    parsed = parse_spec(spec)
+    factory = _load(parsed.provider)
+    if parsed.provider == "openai" and parsed.base_urls:
+        if "base_urls" in options or "base_url" in options:
+            raise ProviderConfigError(
+                f"spec {spec!r} names endpoint URLs; do not also pass base_url(s) options"
+            )
+        return factory(parsed.model, base_urls=parsed.base_urls, **options)
+    return factory(parsed.model, **options)

@@ -1,0 +1,105 @@
+"""Stack the wrappers around a provider in the one sensible order.
+
+Outermost first::
+
+    AccountingLLM        sees every answer, cache hits included (counted, not charged)
+    CachingLLM           a hit skips everything below: no rate budget, no slot, no retry
+    RetryingLLM          each attempt re-enters the limits and the endpoint pool
+    RateLimitedLLM       waits for RPM/TPM budget *before* taking a concurrency slot
+    ConcurrencyLimitedLLM  holds a slot only while a request is actually in flight
+    provider             (an endpoint pool when several URLs are given)
+
+Backoff sleeps happen above the limits, so a retrying call holds no slot while it waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from friendsim.llm.accounting import AccountingLLM, Ledger, Price, PriceTable
+from friendsim.llm.base import LLM, Completion, LLMRequest
+from friendsim.llm.cache import CacheMode, CachingLLM, LLMCache
+from friendsim.llm.errors import ProviderConfigError
+from friendsim.llm.limits import ConcurrencyLimitedLLM, RateLimitedLLM
+from friendsim.llm.registry import create_llm
+from friendsim.llm.retry import RetryingLLM, RetryPolicy
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class LLMStack:
+    """The built stack: ``llm`` to call, plus handles on each layer for stats and tests."""
+
+    llm: LLM
+    provider: LLM
+    ledger: Ledger
+    retry: RetryingLLM | None
+    cache: CachingLLM | None
+    rate: RateLimitedLLM | None
+    concurrency: ConcurrencyLimitedLLM | None
+
+    @property
+    def model(self) -> str:
+        return self.llm.model
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        return await self.llm.complete(request)
+
+    async def aclose(self) -> None:
+        await self.llm.aclose()
+
+
+async def build_llm(
+    spec: str | LLM,
+    *,
+    concurrency: int | None = 16,
+    rpm: float | None = None,
+    tpm: float | None = None,
+    retries: int | RetryPolicy | None = 4,
+    retry_seed: int = 0,
+    cache_path: str | Path | None = None,
+    cache_mode: CacheMode | str = CacheMode.OFF,
+    prices: PriceTable | Mapping[str, Price | Mapping[str, float]] | None = None,
+    ledger: Ledger | None = None,
+    **provider_options: Any,
+) -> LLMStack:
+    """Create the provider for ``spec`` (or take a ready LLM) and wrap it.
+
+    ``None``/``0`` switches a layer off (``retries=0`` keeps no retry layer). A cache needs
+    ``cache_path`` and a mode other than ``off``. ``provider_options`` go to the factory.
+    The returned :class:`LLMStack` is itself an LLM; ``aclose`` closes every layer.
+    """
+    mode = CacheMode.parse(cache_mode)
+    if mode is not CacheMode.OFF and cache_path is None:
+        raise ProviderConfigError(f"cache_mode={mode.value!r} needs a cache_path")
+    provider = spec if not isinstance(spec, str) else create_llm(spec, **provider_options)
+    llm: LLM = provider
+    conc = None
+    if concurrency:
+        llm = conc = ConcurrencyLimitedLLM(llm, concurrency)
+    rate = None
+    if rpm or tpm:
+        llm = rate = RateLimitedLLM(llm, rpm=rpm or None, tpm=tpm or None)
+    retry = None
+    policy = RetryPolicy(max_retries=retries) if isinstance(retries, int) else retries
+    if policy is not None and policy.max_retries > 0:
+        llm = retry = RetryingLLM(llm, policy, seed=retry_seed)
+    caching = None
+    if mode is not CacheMode.OFF and cache_path is not None:
+        store = await LLMCache.open(cache_path)
+        llm = caching = CachingLLM(llm, store, mode)
+    if ledger is None:
+        table = prices if isinstance(prices, PriceTable) else PriceTable(prices)
+        ledger = Ledger(table)
+    llm = AccountingLLM(llm, ledger)
+    return LLMStack(
+        llm=llm,
+        provider=provider,
+        ledger=ledger,
+        retry=retry,
+        cache=caching,
+        rate=rate,
+        concurrency=conc,
+    )

@@ -1,0 +1,60 @@
+"""The feed-ranker extension point: one small async protocol, rankers as sibling modules.
+
+A ranker turns a :class:`FeedQuery` into post ids, best first, by reading the committed tables
+through the read connection it is given. Rankers must keep their cost independent of the total
+number of posts: they read bounded candidate sets through indexes (a recent window on
+``posts(t)``, per-author ``posts(author, t)``, ``LIMIT``). ``Platform.serve_feed`` turns the ids
+into :class:`~friendsim.platform.views.PostView` s and logs a ``FeedServed`` event.
+
+Time window: items with ``since_t <= t < until_t``; when ``until_t`` is None the window ends at
+``now`` inclusive; when ``since_t`` is None each ranker uses its own look-back ``horizon``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import aiosqlite
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FeedQuery:
+    agent: str
+    now: float
+    limit: int
+    since_t: float | None = None
+    until_t: float | None = None
+
+
+@runtime_checkable
+class FeedRanker(Protocol):
+    name: str
+
+    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+        """Post ids for ``query.agent``, best first, at most ``query.limit``."""
+        ...
+
+
+def window(query: FeedQuery, horizon: float) -> tuple[float, float, bool]:
+    """``(lo, hi, hi_inclusive)`` of the query's time window."""
+    lo = query.since_t if query.since_t is not None else query.now - horizon
+    if query.until_t is not None:
+        return lo, query.until_t, False
+    return lo, query.now, True
+
+
+def decay(age: float, half_life: float) -> float:
+    """Exponential time decay: 1 at age 0, 1/2 after ``half_life`` seconds."""
+    return 0.5 ** (max(age, 0.0) / half_life)
+
+
+class StaticRanker:
+    """A fake ranker for tests: returns fixed post ids (filtered to ``limit``)."""
+
+    def __init__(self, post_ids: list[int], *, name: str = "static") -> None:
+        self.name = name
+        self._ids = list(post_ids)
+
+    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+        return self._ids[: query.limit]

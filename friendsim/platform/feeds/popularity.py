@@ -1,0 +1,50 @@
+"""Popularity: engagement (votes and replies) with exponential time decay."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from .base import FeedQuery, decay, window
+
+
+class PopularityRanker:
+    """Score = (1 + likes + reply_weight*replies - dislike_weight*dislikes)+ x 2^(-age/half_life).
+
+    Candidates are the ``candidates`` most recent items of the window (``posts(t)`` index), other
+    agents' only; the engagement term is floored at 0 before adding 1. Ties: newer first.
+    """
+
+    name = "popularity"
+
+    def __init__(
+        self,
+        *,
+        half_life: float = 3_600.0,
+        horizon: float = 86_400.0,
+        candidates: int = 500,
+        reply_weight: float = 2.0,
+        dislike_weight: float = 1.0,
+    ) -> None:
+        if half_life <= 0 or horizon <= 0 or candidates < 1:
+            raise ValueError("half_life and horizon must be > 0 and candidates >= 1")
+        self.half_life = half_life
+        self.horizon = horizon
+        self.candidates = candidates
+        self.reply_weight = reply_weight
+        self.dislike_weight = dislike_weight
+
+    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+        lo, hi, inclusive = window(query, self.horizon)
+        op = "<=" if inclusive else "<"
+        rows = await db.execute_fetchall(
+            "SELECT post_id, t, likes, dislikes, replies FROM posts"
+            f" WHERE t >= ? AND t {op} ? AND author <> ? ORDER BY t DESC LIMIT ?",
+            (lo, hi, query.agent, max(self.candidates, query.limit)),
+        )
+        scored = []
+        for pid, t, likes, dislikes, replies in rows:
+            engagement = likes + self.reply_weight * replies - self.dislike_weight * dislikes
+            score = (1.0 + max(engagement, 0.0)) * decay(query.now - t, self.half_life)
+            scored.append((-score, -t, -pid, pid))
+        scored.sort()
+        return [s[3] for s in scored[: query.limit]]

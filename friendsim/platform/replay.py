@@ -1,0 +1,222 @@
+"""Replay: rebuild the materialised tables from the log alone, compare, export/import JSONL.
+
+* :func:`rebuild` reads the ``events`` of a database and applies them to a fresh database with the
+  same projection code the live store uses (:mod:`.projection`).
+* :func:`compare` checks two databases table by table (``events`` and every materialised table,
+  rows in primary-key order) and returns the first difference, or ``None``.
+* :func:`verify` = rebuild into a temporary file + compare: proof that the live tables are exactly
+  what the log implies.
+* :func:`export_jsonl` / :func:`import_jsonl` move a log as JSON Lines
+  (:func:`~.events.event_to_json`). Import re-validates every event with the same rules as live
+  commands (:meth:`.service.Platform.ingest`) and writes the database atomically: on any bad line
+  it raises :class:`LogImportError` naming the line, and no database is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .errors import PlatformError
+from .events import EventDecodeError, event_from_json, event_from_row, event_to_json
+from .projection import MATERIALISED_TABLES
+from .service import Platform
+from .store import Store
+
+TABLE_KEYS: dict[str, tuple[str, ...]] = {
+    "events": ("seq",),
+    "agents": ("agent_id",),
+    "posts": ("post_id",),
+    "mentions": ("post_id", "pos"),
+    "votes": ("voter", "post_id"),
+    "follows": ("follower", "target"),
+    "dms": ("dm_id",),
+    "exposures": ("seq", "rank"),
+}
+assert set(TABLE_KEYS) == {"events", *MATERIALISED_TABLES}
+
+
+class LogImportError(PlatformError):
+    """A JSONL log could not be imported; the message names the line and the problem."""
+
+    code = "bad_log"
+
+
+class ReplayMismatchError(PlatformError):
+    """A rebuilt database differs from the live one."""
+
+    code = "replay_mismatch"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TableDiff:
+    """First difference between two databases: ``row_a``/``row_b`` is None where one side ends."""
+
+    table: str
+    key: tuple[Any, ...]
+    row_a: tuple[Any, ...] | None
+    row_b: tuple[Any, ...] | None
+
+    def __str__(self) -> str:
+        return f"table {self.table} differs at key {self.key}: {self.row_a!r} != {self.row_b!r}"
+
+
+def _exists(path: str | Path) -> bool:
+    return Path(path).exists()
+
+
+def _remove_db_files(path: str | Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+
+
+def _absolute_existing(path: str | Path) -> str:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no database at {path}")
+    return os.path.abspath(path)
+
+
+async def _open_ro(path: str | Path) -> aiosqlite.Connection:
+    absolute = await asyncio.to_thread(_absolute_existing, path)
+    return await aiosqlite.connect(f"file:{absolute}?mode=ro", uri=True)
+
+
+async def rebuild(source: str | Path, dest: str | Path, *, batch: int = 5000) -> int:
+    """Project the log of ``source`` into the fresh database ``dest``; returns the event count."""
+    if await asyncio.to_thread(_exists, dest):
+        raise FileExistsError(f"rebuild target {dest} exists; rebuild needs a fresh file")
+    src = await _open_ro(source)
+    store = await Store.open(dest)
+    n = 0
+    try:
+        cur = await src.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq")
+        while rows := await cur.fetchmany(batch):
+            await store.commit([event_from_row(*r) for r in rows])
+            n += len(rows)
+        await cur.close()
+    finally:
+        await store.close()
+        await src.close()
+    return n
+
+
+async def _columns(conn: aiosqlite.Connection, table: str) -> list[str]:
+    rows = await conn.execute_fetchall(f"PRAGMA table_info({table})")
+    return [r[1] for r in rows]
+
+
+async def compare(
+    db_a: str | Path, db_b: str | Path, *, tables: Sequence[str] | None = None
+) -> TableDiff | None:
+    """First difference between the tables of two databases (rows by primary key), or None."""
+    a, b = await _open_ro(db_a), await _open_ro(db_b)
+    try:
+        for table in tables or TABLE_KEYS:
+            keys = TABLE_KEYS[table]
+            cols_a, cols_b = await _columns(a, table), await _columns(b, table)
+            if cols_a != cols_b:
+                return TableDiff(
+                    table=table, key=("<columns>",), row_a=tuple(cols_a), row_b=tuple(cols_b)
+                )
+            idx = [cols_a.index(k) for k in keys]
+            sql = f"SELECT * FROM {table} ORDER BY {', '.join(keys)}"
+            ca, cb = await a.execute(sql), await b.execute(sql)
+            try:
+                ra: list[Any] = []
+                rb: list[Any] = []
+                ia = ib = 0
+                while True:
+                    if ia == len(ra):
+                        ra, ia = list(await ca.fetchmany(2000)), 0
+                    if ib == len(rb):
+                        rb, ib = list(await cb.fetchmany(2000)), 0
+                    row_a = tuple(ra[ia]) if ia < len(ra) else None
+                    row_b = tuple(rb[ib]) if ib < len(rb) else None
+                    if row_a is None and row_b is None:
+                        break
+                    if row_a != row_b:
+                        some = row_a if row_a is not None else row_b
+                        assert some is not None
+                        return TableDiff(
+                            table=table, key=tuple(some[i] for i in idx), row_a=row_a, row_b=row_b
+                        )
+                    ia += 1
+                    ib += 1
+            finally:
+                await ca.close()
+                await cb.close()
+        return None
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def verify(path: str | Path) -> TableDiff | None:
+    """Rebuild ``path``'s tables from its log in a temporary file and compare with the live ones."""
+    with tempfile.TemporaryDirectory(prefix="friendsim-replay-") as tmp:
+        dest = Path(tmp) / "rebuilt.db"
+        await rebuild(path, dest)
+        return await compare(path, dest)
+
+
+async def export_jsonl(db: str | Path, out: str | Path) -> int:
+    """Write the log of ``db`` as JSON Lines (one event per line, seq order); returns the count."""
+    conn = await _open_ro(db)
+    n = 0
+    try:
+        cur = await conn.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq")
+        fh = await asyncio.to_thread(open, out, "w", encoding="utf-8")
+        try:
+            while rows := await cur.fetchmany(5000):
+                text = "".join(event_to_json(event_from_row(*r)) + "\n" for r in rows)
+                await asyncio.to_thread(fh.write, text)
+                n += len(rows)
+        finally:
+            await asyncio.to_thread(fh.close)
+        await cur.close()
+    finally:
+        await conn.close()
+    return n
+
+
+async def import_jsonl(src: str | Path, db: str | Path, *, batch_size: int = 5000) -> int:
+    """Validate and load a JSONL log into the new database ``db``; returns the event count."""
+    dest = Path(db)
+    if await asyncio.to_thread(_exists, dest):
+        raise FileExistsError(f"import target {dest} exists; import needs a fresh file")
+    tmp = dest.with_name(dest.name + ".importing")
+    await asyncio.to_thread(_remove_db_files, tmp)
+    platform = await Platform.open(tmp, batch_size=batch_size)
+    n = 0
+    ok = False
+    try:
+        fh = await asyncio.to_thread(open, src, encoding="utf-8")
+        try:
+            lineno = 0
+            while lines := await asyncio.to_thread(fh.readlines, 1 << 20):
+                for line in lines:
+                    lineno += 1
+                    if not line.strip():
+                        continue
+                    try:
+                        await platform.ingest(event_from_json(line))
+                    except (EventDecodeError, PlatformError) as exc:
+                        raise LogImportError(f"{src}:{lineno}: {exc}") from exc
+                    n += 1
+        finally:
+            await asyncio.to_thread(fh.close)
+        await platform.close()
+        ok = True
+    finally:
+        if not ok:
+            await platform.close()
+            await asyncio.to_thread(_remove_db_files, tmp)
+    await asyncio.to_thread(os.replace, tmp, dest)
+    return n

@@ -1,0 +1,429 @@
+"""The platform service: validated commands in, committed events out.
+
+A command validates against the in-memory indexes (:mod:`.state`, no database round trip), builds
+its event with the next ``seq`` and ``t = clock.now()``, updates the indexes and queues the event.
+A rejected command raises a :class:`~.errors.PlatformError` and changes nothing: not memory, not
+disk, no seq consumed. :meth:`Platform.flush` commits the queued events in one transaction
+(append + projection, see :mod:`.store`) and then publishes them on :attr:`Platform.bus` in order.
+When ``batch_size`` events are queued a command starts a background flush and returns, so the
+next batch is validated while SQLite writes the previous one (on another core); a command waits
+for the flush only when ``2 * batch_size`` events are queued (backpressure). Call ``flush()`` to
+know that everything so far is durable: it returns the committed seq.
+
+If a commit ever fails (disk full, a constraint the validation missed), the in-memory state is
+ahead of the disk: the platform then refuses every further command with
+:class:`~.errors.PlatformClosedError` (the log on disk stays consistent; reopen to resume).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+from . import errors as E
+from .bus import EventBus
+from .clock import VirtualClock
+from .events import (
+    ActionFailed,
+    AgentRegistered,
+    DirectMessageSent,
+    Event,
+    FeedServed,
+    Followed,
+    GuidanceIssued,
+    PostCreated,
+    Unfollowed,
+    VoteCast,
+    VoteChanged,
+    VoteCleared,
+    WindowEnded,
+    WindowStarted,
+    normalise_topic,
+)
+from .feeds.base import FeedQuery, FeedRanker
+from .state import PlatformState
+from .store import Store
+from .views import PostView, dms_to, fetch_posts, posts_between
+
+log = structlog.get_logger(__name__)
+
+RECORDABLE: tuple[type[Event], ...] = (WindowStarted, WindowEnded, GuidanceIssued, ActionFailed)
+
+
+class Platform:
+    """The social platform of one run, backed by one SQLite file. Create with :meth:`open`."""
+
+    def __init__(
+        self, store: Store, state: PlatformState, clock: VirtualClock, *, batch_size: int
+    ) -> None:
+        self._store = store
+        self._state = state
+        self.clock = clock
+        self._batch_size = batch_size
+        self._pending: list[Event] = []
+        self._flush_lock = asyncio.Lock()
+        self._broken: BaseException | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self._closed = False
+        self.committed_seq = state.last_seq
+        self.bus = EventBus(store.read_events, last_published=state.last_seq)
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        clock: VirtualClock | None = None,
+        batch_size: int = 1000,
+        max_text: int = 2000,
+        synchronous: str = "NORMAL",
+    ) -> Platform:
+        """Open or create the platform database at ``path`` and load the validation indexes.
+
+        Reopening an existing run resumes it: ``seq`` continues and the clock is moved forward to
+        the last logged event's time if it is behind.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_text < 1:
+            raise ValueError(f"max_text must be >= 1, got {max_text}")
+        store = await Store.open(path, synchronous=synchronous)
+        try:
+            state = await PlatformState.load(store.writer, max_text=max_text)
+        except BaseException:
+            await store.close()
+            raise
+        clock = clock if clock is not None else VirtualClock()
+        if math.isfinite(state.last_t) and clock.now() < state.last_t:
+            clock.advance_to(state.last_t)
+        return cls(store, state, clock, batch_size=batch_size)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        return self._store.path
+
+    @property
+    def last_seq(self) -> int:
+        """Last seq assigned (pending or committed)."""
+        return self._state.last_seq
+
+    @property
+    def pending(self) -> int:
+        """Number of admitted events not committed yet."""
+        return len(self._pending)
+
+    @property
+    def db(self) -> Any:
+        """The read connection (aiosqlite), committed state only; for rankers and analysis."""
+        return self._store.reader
+
+    async def flush(self) -> int:
+        """Commit the queued events in one transaction, publish them in order; ``committed_seq``."""
+        async with self._flush_lock:
+            if self._broken is not None:
+                raise E.PlatformClosedError(f"platform is broken: {self._broken!r}")
+            if not self._pending:
+                return self.committed_seq
+            batch, self._pending = self._pending, []
+            try:
+                await self._store.commit(batch)
+            except BaseException as exc:
+                self._broken = exc
+                log.error("platform.commit_failed", first_seq=batch[0].seq, error=repr(exc))
+                raise E.PlatformClosedError(
+                    f"commit of events {batch[0].seq}..{batch[-1].seq} failed ({exc!r}); "
+                    "the platform refuses further commands, reopen it to resume from the log"
+                ) from exc
+            self.committed_seq = batch[-1].seq
+            await self.bus.publish(batch)
+            return self.committed_seq
+
+    async def close(self) -> None:
+        """Flush, end the bus subscriptions, close the database. Idempotent."""
+        if self._closed:
+            return
+        try:
+            if self._broken is None:
+                await self.flush()
+            await self.bus.close()
+        finally:
+            self._closed = True
+            await self._store.close()
+
+    async def __aenter__(self) -> Platform:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # --- admission ----------------------------------------------------------------------------
+
+    def _admit(self, event: Event) -> None:
+        if self._closed or self._broken is not None:
+            raise E.PlatformClosedError(
+                "platform is closed" if self._closed else f"platform is broken: {self._broken!r}"
+            )
+        st = self._state
+        st.check(event)
+        st.apply(event)
+        self._pending.append(event)
+
+    async def _admitted(self, event: Event) -> None:
+        n = len(self._pending)
+        if n < self._batch_size:
+            return
+        if n >= 2 * self._batch_size:
+            await self.flush()
+        elif self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._background_flush())
+
+    async def _background_flush(self) -> None:
+        try:
+            await self.flush()
+        except E.PlatformClosedError:
+            pass  # recorded in self._broken; surfaces on the next command or flush
+
+    def _next(self) -> tuple[int, float]:
+        return self._state.last_seq + 1, self.clock.now()
+
+    # --- commands -----------------------------------------------------------------------------
+
+    async def register_agent(
+        self, agent_id: str, *, name: str, attributes: Mapping[str, Any] | None = None
+    ) -> AgentRegistered:
+        seq, t = self._next()
+        e = AgentRegistered(
+            seq=seq, t=t, actor=agent_id, name=name, attributes=dict(attributes or {})
+        )
+        self._admit(e)
+        await self._admitted(e)
+        return e
+
+    async def create_post(
+        self,
+        author: str,
+        *,
+        text: str,
+        topic: str,
+        mentions: Sequence[str] = (),
+        parent_id: int | None = None,
+        quote_of: int | None = None,
+        tone: str | None = None,
+    ) -> PostCreated:
+        """A post, or a comment when ``parent_id`` is set (``root_id`` is computed).
+
+        ``topic`` is normalised and must not be empty; duplicate mentions are dropped (first
+        occurrence kept). A plain repost (``quote_of`` set) may have empty text.
+        """
+        st = self._state
+        seq, t = self._next()
+        root = None if parent_id is None else st.post_root.get(parent_id, parent_id)
+        if not isinstance(topic, str):
+            raise E.InvalidTopicError(f"post by {author!r}: topic must be a string")
+        e = PostCreated(
+            seq=seq,
+            t=t,
+            actor=author,
+            post_id=st.next_post_id,
+            text=text,
+            topic=normalise_topic(topic),
+            mentions=tuple(dict.fromkeys(mentions)),
+            parent_id=parent_id,
+            root_id=root,
+            quote_of=quote_of,
+            tone=tone,
+        )
+        self._admit(e)
+        await self._admitted(e)
+        return e
+
+    async def vote(self, voter: str, post_id: int, value: int) -> Event | None:
+        """+1 like, -1 dislike, 0 withdraw: VoteCast / VoteChanged / VoteCleared, or None if the
+        vote is already ``value`` (nothing changes, nothing is logged)."""
+        if type(value) is not int or value not in (-1, 0, 1):
+            raise E.InvalidVoteError(f"vote by {voter!r} on post {post_id!r}: value {value!r}")
+        st = self._state
+        st.agent(voter, "voter")
+        st.post(post_id)
+        author = st.post_author[post_id]
+        if author == voter:
+            raise E.SelfVoteError(f"{voter!r} cannot vote on its own post {post_id}")
+        old = st.votes.get((voter, post_id), 0)
+        if old == value:
+            return None
+        seq, t = self._next()
+        e: Event
+        if old == 0:
+            e = VoteCast(seq=seq, t=t, actor=voter, post_id=post_id, author=author, value=value)
+        elif value == 0:
+            e = VoteCleared(seq=seq, t=t, actor=voter, post_id=post_id, author=author, old=old)
+        else:
+            e = VoteChanged(
+                seq=seq, t=t, actor=voter, post_id=post_id, author=author, old=old, value=value
+            )
+        self._admit(e)
+        await self._admitted(e)
+        return e
+
+    async def follow(self, follower: str, target: str) -> Followed:
+        seq, t = self._next()
+        e = Followed(seq=seq, t=t, actor=follower, target=target)
+        self._admit(e)
+        await self._admitted(e)
+        return e
+
+    async def unfollow(self, follower: str, target: str) -> Unfollowed:
+        seq, t = self._next()
+        e = Unfollowed(seq=seq, t=t, actor=follower, target=target)
+        self._admit(e)
+        await self._admitted(e)
+        return e
+
+    async def send_dm(
+        self,
+        sender: str,
+        recipient: str,
+        *,
+        text: str,
+        topic: str = "",
+        mentions: Sequence[str] = (),
+        reply_to: int | None = None,
+        tone: str | None = None,
+    ) -> DirectMessageSent:
+        """A private message; ``reply_to`` must be a DM of the same two agents."""
+        if not isinstance(topic, str):
+            raise E.InvalidTopicError(f"DM from {sender!r}: topic must be a string")
+        seq, t = self._next()
+        e = DirectMessageSent(
+            seq=seq,
+            t=t,
+            actor=sender,
+            dm_id=self._state.next_dm_id,
+            recipient=recipient,
+            text=text,
+            topic=normalise_topic(topic),
+            mentions=tuple(dict.fromkeys(mentions)),
+            reply_to=reply_to,
+            tone=tone,
+        )
+        self._admit(e)
+        await self._admitted(e)
+        return e
+
+    async def serve_feed(
+        self,
+        agent: str,
+        ranker: FeedRanker,
+        *,
+        limit: int = 20,
+        since_t: float | None = None,
+        until_t: float | None = None,
+    ) -> list[PostView]:
+        """Rank committed posts for ``agent`` and log what was shown as ``FeedServed``."""
+        self._state.agent(agent, "feed reader")
+        if limit < 1:
+            raise ValueError(f"feed limit must be >= 1, got {limit}")
+        query = FeedQuery(
+            agent=agent, now=self.clock.now(), limit=limit, since_t=since_t, until_t=until_t
+        )
+        ids = list(dict.fromkeys(await ranker.rank(self._store.reader, query)))[:limit]
+        views = await fetch_posts(self._store.reader, ids)
+        seq, t = self._next()
+        e = FeedServed(
+            seq=seq,
+            t=t,
+            actor=agent,
+            ranker=ranker.name,
+            post_ids=tuple(v.post_id for v in views),
+            topics=tuple(v.topic for v in views),
+        )
+        self._admit(e)
+        await self._admitted(e)
+        return views
+
+    async def record(self, event: Event) -> Event:
+        """Log a runtime/coach event (WindowStarted, WindowEnded, GuidanceIssued, ActionFailed);
+        ``seq`` and ``t`` are assigned here (``t = clock.now()``)."""
+        if not isinstance(event, RECORDABLE):
+            raise ValueError(
+                f"record() takes {[c.__name__ for c in RECORDABLE]}, not {type(event).__name__}; "
+                "use the platform's commands for state changes"
+            )
+        seq, t = self._next()
+        e = dataclasses.replace(event, seq=seq, t=t)
+        self._admit(e)
+        await self._admitted(e)
+        return e
+
+    async def ingest(self, event: Event) -> Event:
+        """Admit a fully formed event (e.g. from an imported log) under the same validation as
+        commands; its ``seq`` must be ``last_seq + 1`` and its ``t`` not before the last event's.
+        The clock moves forward to ``event.t``."""
+        self._admit(event)
+        if event.t > self.clock.now():
+            self.clock.advance_to(event.t)
+        await self._admitted(event)
+        return event
+
+    # --- reads --------------------------------------------------------------------------------
+
+    async def agent_ids(self) -> list[str]:
+        """Registered agents in registration order (admitted state)."""
+        return list(self._state.agents)
+
+    async def agent_attributes(self) -> dict[str, dict[str, Any]]:
+        return {k: dict(v) for k, v in self._state.agents.items()}
+
+    async def followees(self, agent: str) -> set[str]:
+        """Who ``agent`` follows (admitted state, including not-yet-flushed follows)."""
+        self._state.agent(agent)
+        return set(self._state.followees[agent])
+
+    async def followers(self, agent: str) -> set[str]:
+        """Who follows ``agent`` (committed state, via the ``follows(target)`` index)."""
+        self._state.agent(agent)
+        rows = await self._store.reader.execute_fetchall(
+            "SELECT follower FROM follows WHERE target = ?", (agent,)
+        )
+        return {r[0] for r in rows}
+
+    async def get_post(self, post_id: int) -> PostView:
+        views = await fetch_posts(self._store.reader, [post_id])
+        if not views:
+            raise E.UnknownPostError(f"unknown post {post_id!r} (or not committed yet)")
+        return views[0]
+
+    async def posts_between(self, since_t: float, until_t: float) -> list[PostView]:
+        """Every public item with ``since_t <= t < until_t``, oldest first (committed)."""
+        return await posts_between(self._store.reader, since_t, until_t)
+
+    async def dms_to(self, agent: str, since_t: float, until_t: float) -> list[DirectMessageSent]:
+        """DMs received by ``agent`` with ``since_t <= t < until_t``, in seq order (committed)."""
+        return await dms_to(self._store.reader, agent, since_t, until_t)
+
+    async def events(
+        self, from_seq: int = 1, to_seq: int | None = None, *, page: int = 1000
+    ) -> AsyncIterator[Event]:
+        """Committed events with ``from_seq <= seq <= to_seq``, read in pages."""
+        nxt = from_seq
+        while to_seq is None or nxt <= to_seq:
+            batch = await self._store.read_events(nxt, page, to_seq)
+            for e in batch:
+                yield e
+            if len(batch) < page:
+                return
+            nxt = batch[-1].seq + 1

@@ -1,0 +1,334 @@
+"""In-memory indexes of the platform state, and the validation of every event against them.
+
+The platform validates commands here without a database round trip: the indexes (agents, post ->
+author, comment -> root, votes, follows, DM ids) are loaded once at open and kept in step with each
+admitted event. :meth:`PlatformState.check` raises a :class:`~.errors.PlatformError` and changes
+nothing; :meth:`PlatformState.apply` then updates the indexes and cannot fail. Both dispatch through
+explicit per-kind dicts; commands, JSONL import and ``Platform.record`` all pass through ``check``,
+so an imported log is held to the same rules as live commands.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import aiosqlite
+
+from . import errors as E
+from .events import (
+    EVENT_TYPES,
+    AgentRegistered,
+    DirectMessageSent,
+    Event,
+    FeedServed,
+    Followed,
+    GuidanceIssued,
+    PostCreated,
+    Unfollowed,
+    VoteCast,
+    VoteChanged,
+    VoteCleared,
+    normalise_topic,
+)
+
+
+class PlatformState:
+    """Validation indexes. Attributes are read by the service; only ``apply`` mutates them."""
+
+    def __init__(self, *, max_text: int = 2000) -> None:
+        self.max_text = max_text
+        self.agents: dict[str, Mapping[str, Any]] = {}
+        self.post_author: dict[int, str] = {}
+        self.post_root: dict[int, int] = {}  # comments only: comment id -> thread root id
+        self.votes: dict[tuple[str, int], int] = {}
+        self.followees: dict[str, set[str]] = {}
+        self.dms: dict[int, tuple[str, str]] = {}
+        self.next_post_id = 1
+        self.next_dm_id = 1
+        self.last_seq = 0
+        self.last_t = -math.inf
+
+    @classmethod
+    async def load(cls, conn: aiosqlite.Connection, *, max_text: int = 2000) -> PlatformState:
+        """Build the indexes from the materialised tables of ``conn`` (a few full scans)."""
+        st = cls(max_text=max_text)
+        async with conn.execute("SELECT agent_id, attributes FROM agents") as cur:
+            async for agent_id, attrs in cur:
+                st.agents[agent_id] = json.loads(attrs)
+                st.followees[agent_id] = set()
+        async with conn.execute("SELECT post_id, author, root_id FROM posts") as cur:
+            for post_id, author, root_id in await cur.fetchall():
+                st.post_author[post_id] = author
+                if root_id is not None:
+                    st.post_root[post_id] = root_id
+        async with conn.execute("SELECT voter, post_id, value FROM votes") as cur:
+            for voter, post_id, value in await cur.fetchall():
+                st.votes[(voter, post_id)] = value
+        async with conn.execute("SELECT follower, target FROM follows") as cur:
+            for follower, target in await cur.fetchall():
+                st.followees[follower].add(target)
+        async with conn.execute("SELECT dm_id, sender, recipient FROM dms") as cur:
+            for dm_id, sender, recipient in await cur.fetchall():
+                st.dms[dm_id] = (sender, recipient)
+        async with conn.execute("SELECT max(seq), max(t) FROM events") as cur:
+            row = await cur.fetchone()
+        if row and row[0] is not None:
+            st.last_seq, st.last_t = int(row[0]), float(row[1])
+        st.next_post_id = max(st.post_author, default=0) + 1
+        st.next_dm_id = max(st.dms, default=0) + 1
+        return st
+
+    # --- checks -------------------------------------------------------------------------------
+
+    def agent(self, agent_id: Any, role: str = "agent") -> None:
+        if agent_id not in self.agents:
+            raise E.UnknownAgentError(f"unknown {role} {agent_id!r}")
+
+    def post(self, post_id: Any, role: str = "post") -> None:
+        if post_id not in self.post_author:
+            raise E.UnknownPostError(f"unknown {role} {post_id!r}")
+
+    def text(self, text: Any, where: str, *, allow_empty: bool = False) -> None:
+        if not isinstance(text, str):
+            raise E.InvalidTextError(f"{where}: text must be a string, got {type(text).__name__}")
+        if not allow_empty and not text.strip():
+            raise E.InvalidTextError(f"{where}: text is empty")
+        if len(text) > self.max_text:
+            raise E.InvalidTextError(
+                f"{where}: text has {len(text)} characters, the limit is {self.max_text}"
+            )
+
+    def mentions(self, mentions: tuple[str, ...], where: str) -> None:
+        for m in mentions:
+            if m not in self.agents:
+                raise E.UnknownMentionError(f"{where}: mentions unknown user {m!r}")
+        if len(set(mentions)) != len(mentions):
+            raise E.InvalidEventError(f"{where}: duplicate mentions {list(mentions)}")
+
+    def check(self, e: Event) -> None:
+        """Raise a PlatformError if ``e`` cannot follow the current state; change nothing."""
+        if e.seq != self.last_seq + 1:
+            raise E.InvalidEventError(
+                f"event seq {e.seq} ({e.kind}) does not follow the last seq {self.last_seq}"
+            )
+        if not isinstance(e.t, int | float) or not math.isfinite(e.t) or e.t < self.last_t:
+            raise E.InvalidEventError(
+                f"event seq {e.seq} ({e.kind}): time {e.t!r} is before the last event's {self.last_t}"
+            )
+        if EVENT_TYPES.get(e.kind) is not type(e):
+            raise E.InvalidEventError(f"event seq {e.seq}: unknown kind {e.kind!r}")
+        _CHECKS[e.kind](self, e)
+
+    def apply(self, e: Event) -> None:
+        """Update the indexes for an event that passed :meth:`check`."""
+        _APPLY[e.kind](self, e)
+        self.last_seq = e.seq
+        self.last_t = e.t
+
+
+def _check_agent_registered(st: PlatformState, e: AgentRegistered) -> None:
+    if not isinstance(e.actor, str) or not e.actor.strip():
+        raise E.InvalidEventError(f"agent id must be a non-empty string, got {e.actor!r}")
+    if e.actor in st.agents:
+        raise E.DuplicateAgentError(f"agent {e.actor!r} is already registered")
+    if not isinstance(e.name, str):
+        raise E.InvalidEventError(f"agent {e.actor!r}: name must be a string")
+    if not isinstance(e.attributes, Mapping):
+        raise E.InvalidEventError(f"agent {e.actor!r}: attributes must be a mapping")
+    try:
+        json.dumps(dict(e.attributes))
+    except (TypeError, ValueError) as exc:
+        raise E.InvalidEventError(f"agent {e.actor!r}: attributes are not JSON: {exc}") from exc
+
+
+def _check_post_created(st: PlatformState, e: PostCreated) -> None:
+    st.agent(e.actor, "author")
+    where = f"post by {e.actor!r}"
+    if e.post_id != st.next_post_id:
+        raise E.InvalidEventError(f"{where}: post id {e.post_id!r}, expected {st.next_post_id}")
+    st.text(e.text, where, allow_empty=e.quote_of is not None)
+    if not isinstance(e.topic, str) or not e.topic or normalise_topic(e.topic) != e.topic:
+        raise E.InvalidTopicError(f"{where}: topic {e.topic!r} is empty or not normalised")
+    st.mentions(e.mentions, where)
+    if e.parent_id is not None:
+        st.post(e.parent_id, "parent post")
+        root = st.post_root.get(e.parent_id, e.parent_id)
+        if e.root_id != root:
+            raise E.InvalidEventError(f"{where}: root_id {e.root_id!r}, thread root is {root}")
+    elif e.root_id is not None:
+        raise E.InvalidEventError(f"{where}: root_id set on a top-level post")
+    if e.quote_of is not None:
+        st.post(e.quote_of, "quoted post")
+
+
+def _vote_target(st: PlatformState, e: VoteCast | VoteChanged | VoteCleared) -> int:
+    st.agent(e.actor, "voter")
+    st.post(e.post_id)
+    author = st.post_author[e.post_id]
+    if e.author != author:
+        raise E.InvalidEventError(f"vote on post {e.post_id}: author {e.author!r} != {author!r}")
+    if author == e.actor:
+        raise E.SelfVoteError(f"{e.actor!r} cannot vote on its own post {e.post_id}")
+    return st.votes.get((e.actor, e.post_id), 0)
+
+
+def _check_vote_cast(st: PlatformState, e: VoteCast) -> None:
+    old = _vote_target(st, e)
+    if e.value not in (1, -1) or type(e.value) is not int:
+        raise E.InvalidVoteError(f"vote value must be +1 or -1, got {e.value!r}")
+    if old != 0:
+        raise E.InvalidEventError(f"{e.actor!r} already voted {old} on post {e.post_id}")
+
+
+def _check_vote_changed(st: PlatformState, e: VoteChanged) -> None:
+    old = _vote_target(st, e)
+    if old == 0 or e.old != old or e.value != -old:
+        raise E.InvalidEventError(
+            f"vote change on post {e.post_id} by {e.actor!r}: {e.old}->{e.value}, current {old}"
+        )
+
+
+def _check_vote_cleared(st: PlatformState, e: VoteCleared) -> None:
+    old = _vote_target(st, e)
+    if old == 0 or e.old != old:
+        raise E.InvalidEventError(
+            f"vote clear on post {e.post_id} by {e.actor!r}: old {e.old}, current {old}"
+        )
+
+
+def _check_followed(st: PlatformState, e: Followed) -> None:
+    st.agent(e.actor, "follower")
+    st.agent(e.target, "follow target")
+    if e.actor == e.target:
+        raise E.SelfFollowError(f"{e.actor!r} cannot follow itself")
+    if e.target in st.followees[e.actor]:
+        raise E.DuplicateFollowError(f"{e.actor!r} already follows {e.target!r}")
+
+
+def _check_unfollowed(st: PlatformState, e: Unfollowed) -> None:
+    st.agent(e.actor, "follower")
+    st.agent(e.target, "unfollow target")
+    if e.target not in st.followees[e.actor]:
+        raise E.NotFollowingError(f"{e.actor!r} does not follow {e.target!r}")
+
+
+def _check_dm_sent(st: PlatformState, e: DirectMessageSent) -> None:
+    st.agent(e.actor, "DM sender")
+    st.agent(e.recipient, "DM recipient")
+    if e.actor == e.recipient:
+        raise E.SelfMessageError(f"{e.actor!r} cannot send a DM to itself")
+    where = f"DM from {e.actor!r} to {e.recipient!r}"
+    if e.dm_id != st.next_dm_id:
+        raise E.InvalidEventError(f"{where}: dm id {e.dm_id!r}, expected {st.next_dm_id}")
+    st.text(e.text, where)
+    if not isinstance(e.topic, str) or normalise_topic(e.topic) != e.topic:
+        raise E.InvalidTopicError(f"{where}: topic {e.topic!r} is not normalised")
+    st.mentions(e.mentions, where)
+    if e.reply_to is not None:
+        pair = st.dms.get(e.reply_to)
+        if pair is None:
+            raise E.UnknownMessageError(f"{where}: replies to unknown DM {e.reply_to!r}")
+        if set(pair) != {e.actor, e.recipient}:
+            raise E.UnknownMessageError(
+                f"{where}: DM {e.reply_to} is between {pair[0]!r} and {pair[1]!r}, "
+                "not this conversation"
+            )
+
+
+def _check_feed_served(st: PlatformState, e: FeedServed) -> None:
+    st.agent(e.actor, "feed reader")
+    for pid in e.post_ids:
+        st.post(pid, "served post")
+    if len(e.topics) != len(e.post_ids):
+        raise E.InvalidEventError(
+            f"feed for {e.actor!r}: {len(e.topics)} topics for {len(e.post_ids)} posts"
+        )
+    if len(set(e.post_ids)) != len(e.post_ids):
+        raise E.InvalidEventError(f"feed for {e.actor!r}: duplicate post ids")
+
+
+def _check_guidance(st: PlatformState, e: GuidanceIssued) -> None:
+    st.agent(e.agent, "guidance recipient")
+
+
+def _check_actor_optional(st: PlatformState, e: Event) -> None:
+    if e.actor is not None:
+        st.agent(e.actor, "actor")
+
+
+def _check_nothing(st: PlatformState, e: Event) -> None:
+    return None
+
+
+_CHECKS: dict[str, Callable[[PlatformState, Any], None]] = {
+    "agent_registered": _check_agent_registered,
+    "post_created": _check_post_created,
+    "vote_cast": _check_vote_cast,
+    "vote_changed": _check_vote_changed,
+    "vote_cleared": _check_vote_cleared,
+    "followed": _check_followed,
+    "unfollowed": _check_unfollowed,
+    "dm_sent": _check_dm_sent,
+    "feed_served": _check_feed_served,
+    "window_started": _check_nothing,
+    "window_ended": _check_nothing,
+    "guidance_issued": _check_guidance,
+    "action_failed": _check_actor_optional,
+}
+
+
+def _apply_agent(st: PlatformState, e: AgentRegistered) -> None:
+    st.agents[e.actor] = dict(e.attributes)  # type: ignore[index]
+    st.followees[e.actor] = set()  # type: ignore[index]
+
+
+def _apply_post(st: PlatformState, e: PostCreated) -> None:
+    st.post_author[e.post_id] = e.actor  # type: ignore[assignment]
+    if e.root_id is not None:
+        st.post_root[e.post_id] = e.root_id
+    st.next_post_id = e.post_id + 1
+
+
+def _apply_vote_set(st: PlatformState, e: VoteCast | VoteChanged) -> None:
+    st.votes[(e.actor, e.post_id)] = e.value  # type: ignore[index]
+
+
+def _apply_vote_cleared(st: PlatformState, e: VoteCleared) -> None:
+    del st.votes[(e.actor, e.post_id)]  # type: ignore[arg-type]
+
+
+def _apply_followed(st: PlatformState, e: Followed) -> None:
+    st.followees[e.actor].add(e.target)  # type: ignore[index]
+
+
+def _apply_unfollowed(st: PlatformState, e: Unfollowed) -> None:
+    st.followees[e.actor].discard(e.target)  # type: ignore[index]
+
+
+def _apply_dm(st: PlatformState, e: DirectMessageSent) -> None:
+    st.dms[e.dm_id] = (e.actor, e.recipient)  # type: ignore[assignment]
+    st.next_dm_id = e.dm_id + 1
+
+
+def _apply_nothing(st: PlatformState, e: Event) -> None:
+    return None
+
+
+_APPLY: dict[str, Callable[[PlatformState, Any], None]] = {
+    "agent_registered": _apply_agent,
+    "post_created": _apply_post,
+    "vote_cast": _apply_vote_set,
+    "vote_changed": _apply_vote_set,
+    "vote_cleared": _apply_vote_cleared,
+    "followed": _apply_followed,
+    "unfollowed": _apply_unfollowed,
+    "dm_sent": _apply_dm,
+    "feed_served": _apply_nothing,
+    "window_started": _apply_nothing,
+    "window_ended": _apply_nothing,
+    "guidance_issued": _apply_nothing,
+    "action_failed": _apply_nothing,
+}

@@ -1,0 +1,115 @@
+"""Read models returned by feeds and queries (committed state only)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from .events import DirectMessageSent
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PostView:
+    """A post or comment as a reader sees it, with its current counters."""
+
+    post_id: int
+    author: str
+    text: str
+    topic: str
+    t: float
+    seq: int
+    parent_id: int | None
+    root_id: int | None
+    quote_of: int | None
+    mentions: tuple[str, ...]
+    likes: int
+    dislikes: int
+    replies: int
+    tone: str | None = None
+
+
+_SEP = "\x1f"
+POST_COLUMNS = (
+    "p.post_id, p.author, p.text, p.topic, p.t, p.seq, p.parent_id, p.root_id, p.quote_of,"
+    " p.likes, p.dislikes, p.replies, p.tone,"
+    " (SELECT group_concat(agent, char(31)) FROM"
+    "  (SELECT agent FROM mentions m WHERE m.post_id = p.post_id ORDER BY m.pos))"
+)
+
+
+def row_to_post(row: Sequence[object]) -> PostView:
+    (pid, author, text, topic, t, seq, parent, root, quote, likes, dislikes, replies, tone, ms) = (
+        row
+    )
+    return PostView(
+        post_id=pid,  # type: ignore[arg-type]
+        author=author,  # type: ignore[arg-type]
+        text=text,  # type: ignore[arg-type]
+        topic=topic,  # type: ignore[arg-type]
+        t=t,  # type: ignore[arg-type]
+        seq=seq,  # type: ignore[arg-type]
+        parent_id=parent,  # type: ignore[arg-type]
+        root_id=root,  # type: ignore[arg-type]
+        quote_of=quote,  # type: ignore[arg-type]
+        mentions=tuple(ms.split(_SEP)) if ms else (),  # type: ignore[union-attr]
+        likes=likes,  # type: ignore[arg-type]
+        dislikes=dislikes,  # type: ignore[arg-type]
+        replies=replies,  # type: ignore[arg-type]
+        tone=tone,  # type: ignore[arg-type]
+    )
+
+
+async def fetch_posts(conn: aiosqlite.Connection, post_ids: Sequence[int]) -> list[PostView]:
+    """Views of ``post_ids`` in the given order (one query; unknown ids are left out)."""
+    if not post_ids:
+        return []
+    rows = await conn.execute_fetchall(
+        f"SELECT {POST_COLUMNS} FROM posts p WHERE p.post_id IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(post_ids)),),
+    )
+    by_id = {v.post_id: v for v in map(row_to_post, rows)}
+    return [by_id[i] for i in post_ids if i in by_id]
+
+
+async def posts_between(
+    conn: aiosqlite.Connection, since_t: float, until_t: float
+) -> list[PostView]:
+    """Every public item (posts and comments) with ``since_t <= t < until_t``, oldest first."""
+    rows = await conn.execute_fetchall(
+        f"SELECT {POST_COLUMNS} FROM posts p WHERE p.t >= ? AND p.t < ? ORDER BY p.t, p.post_id",
+        (since_t, until_t),
+    )
+    return [row_to_post(r) for r in rows]
+
+
+_DM_COLUMNS = "dm_id, seq, t, sender, recipient, text, topic, mentions, reply_to, tone"
+
+
+def _row_to_dm(row: Sequence[object]) -> DirectMessageSent:
+    dm_id, seq, t, sender, recipient, text, topic, mentions, reply_to, tone = row
+    return DirectMessageSent(
+        seq=seq,  # type: ignore[arg-type]
+        t=t,  # type: ignore[arg-type]
+        actor=sender,  # type: ignore[arg-type]
+        dm_id=dm_id,  # type: ignore[arg-type]
+        recipient=recipient,  # type: ignore[arg-type]
+        text=text,  # type: ignore[arg-type]
+        topic=topic,  # type: ignore[arg-type]
+        mentions=tuple(json.loads(mentions)),  # type: ignore[arg-type]
+        reply_to=reply_to,  # type: ignore[arg-type]
+        tone=tone,  # type: ignore[arg-type]
+    )
+
+
+async def dms_to(
+    conn: aiosqlite.Connection, agent: str, since_t: float, until_t: float
+) -> list[DirectMessageSent]:
+    """DMs received by ``agent`` with ``since_t <= t < until_t``, in seq order."""
+    rows = await conn.execute_fetchall(
+        f"SELECT {_DM_COLUMNS} FROM dms WHERE recipient = ? AND t >= ? AND t < ? ORDER BY seq",
+        (agent, since_t, until_t),
+    )
+    return [_row_to_dm(r) for r in rows]

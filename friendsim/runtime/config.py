@@ -1,0 +1,325 @@
+"""Experiment configuration: a TOML file validated by pydantic models (unknown keys are errors).
+
+A config names everything a run needs: the experiment (seed, theme, mode, rounds or duration),
+the agents (count, persona source, policy), the LLM providers (a default spec plus per-agent or
+per-dominant-policy overrides, limits, cache mode, prices), the coach, reward parameters, the
+feed ranker and tie-strength parameters. :func:`load_config` turns every problem into one
+:class:`ConfigError` that names the file and the key path (``[agents].count``), so a user sees
+what to fix without reading a traceback.
+
+Relative persona paths are resolved against the config file's folder. Provider specs are checked
+for shape here (``provider:model``, known provider); nothing is loaded or connected.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from friendsim.analysis.sentiment import SENTIMENT_MODELS
+from friendsim.llm.errors import ProviderConfigError
+from friendsim.llm.registry import parse_spec
+
+COMPONENTS = ("SOC", "INF", "PRE", "COORD", "EMO")
+
+SYNTHETIC = "synthetic"
+
+
+class ConfigError(ValueError):
+    """A config file is wrong. ``path`` is the file, ``key`` the dotted key path (may be empty)."""
+
+    def __init__(self, path: str | Path, key: str, problem: str) -> None:
+        self.path = str(path)
+        self.key = key
+        self.problem = problem
+        where = f"{self.path}: {key}: " if key else f"{self.path}: "
+        super().__init__(where + problem)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_provider_spec(spec: str) -> str:
+    """Validate a provider spec's shape without creating anything; returns it stripped.
+
+    ``auto`` picks a provider from the environment (:func:`resolve_auto_provider`); anything
+    else must parse with :func:`friendsim.llm.registry.parse_spec` (``openai:gpt-4o-mini``,
+    ``anthropic:claude-haiku-4-5``, ``openai:http://host:8000/v1#model``, ``local:smollm2``,
+    ``scripted``). Raises ``ValueError`` with the registry's explanation.
+    """
+    spec = spec.strip()
+    if spec == "auto":
+        return spec
+    try:
+        parse_spec(spec)
+    except ProviderConfigError as exc:
+        raise ValueError(str(exc)) from None
+    return spec
+
+
+def resolve_auto_provider(env: Mapping[str, str] | None = None) -> str:
+    """What ``auto`` means: a hosted model when its API key is set, else the local model."""
+    env = os.environ if env is None else env
+    if env.get("OPENAI_API_KEY"):
+        return "openai:gpt-4o-mini"
+    if env.get("ANTHROPIC_API_KEY"):
+        return "anthropic:claude-haiku-4-5"
+    return "local:smollm2"
+
+
+class ExperimentSection(_Section):
+    """``[experiment]``: identity, seed and time structure of the run."""
+
+    name: str = Field(default="experiment", min_length=1, max_length=120)
+    seed: int = 0
+    theme: str = Field(default="climate change", min_length=1, max_length=200)
+    mode: Literal["rounds", "continuous"] = "rounds"
+    rounds: int = Field(default=15, ge=1, le=100_000)
+    n_actions: int = Field(default=3, ge=1, le=50)
+    window_length: float = Field(default=3600.0, gt=0)
+    duration: float | None = Field(default=None, gt=0)
+    tick: float = Field(default=60.0, gt=0)
+    wake_rate: float = Field(default=2.0, gt=0)
+    activity_sigma: float = Field(default=0.0, ge=0, le=5)
+    vote_limit: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _check_times(self) -> ExperimentSection:
+        if self.tick > self.window_length:
+            raise ValueError(
+                f"tick ({self.tick}) must not exceed window_length ({self.window_length})"
+            )
+        if self.duration is not None and not math.isfinite(self.duration):
+            raise ValueError("duration must be finite")
+        return self
+
+    @property
+    def total_duration(self) -> float:
+        """Continuous mode length: ``duration`` or ``rounds`` windows when unset."""
+        return self.duration if self.duration is not None else self.rounds * self.window_length
+
+
+class AgentsSection(_Section):
+    """``[agents]``: how many, where personas come from, and which policy decides."""
+
+    count: int = Field(default=6, ge=1, le=1_000_000)
+    personas: str = SYNTHETIC
+    policy: Literal["llm", "baseline"] = "llm"
+
+
+class LLMOverride(_Section):
+    """``[[llm.overrides]]``: a provider for listed agents or for a dominant reward policy."""
+
+    provider: str
+    agents: tuple[str, ...] = ()
+    dominant: Literal["SOC", "INF", "PRE", "COORD", "EMO"] | None = None
+
+    @field_validator("provider")
+    @classmethod
+    def _spec(cls, v: str) -> str:
+        return check_provider_spec(v)
+
+    @model_validator(mode="after")
+    def _check_selector(self) -> LLMOverride:
+        if not self.agents and self.dominant is None:
+            raise ValueError("an override needs 'agents' (a list of ids) or 'dominant' (a policy)")
+        if self.agents and self.dominant is not None:
+            raise ValueError("an override takes either 'agents' or 'dominant', not both")
+        return self
+
+
+class LLMSection(_Section):
+    """``[llm]``: default provider, limits, cache mode, prices and per-agent overrides."""
+
+    provider: str = "auto"
+    concurrency: int = Field(default=8, ge=1, le=10_000)
+    rpm: float | None = Field(default=None, gt=0)
+    tpm: float | None = Field(default=None, gt=0)
+    retries: int = Field(default=3, ge=0, le=20)
+    cache: Literal["off", "record", "replay", "read_through"] = "read_through"
+    max_tokens: int = Field(default=200, ge=8, le=32_768)
+    plan_max_tokens: int = Field(default=800, ge=16, le=32_768)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    overrides: tuple[LLMOverride, ...] = ()
+
+    @field_validator("provider")
+    @classmethod
+    def _spec(cls, v: str) -> str:
+        return check_provider_spec(v)
+
+    @field_validator("prices")
+    @classmethod
+    def _check_prices(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        allowed = {"input", "output", "cached_input", "cache_write"}
+        for model, table in v.items():
+            unknown = set(table) - allowed
+            if unknown:
+                raise ValueError(
+                    f"prices[{model!r}] has unknown keys {sorted(unknown)}; allowed {sorted(allowed)} "
+                    "(USD per million tokens)"
+                )
+            for k, x in table.items():
+                if not (math.isfinite(x) and x >= 0):
+                    raise ValueError(f"prices[{model!r}].{k}={x!r} must be >= 0")
+        return v
+
+
+class CoachSection(_Section):
+    """``[coach]``: coaching on/off, rule-based or LLM coach (and its provider)."""
+
+    enabled: bool = True
+    kind: Literal["rule", "llm"] = "rule"
+    provider: str | None = None
+
+    @field_validator("provider")
+    @classmethod
+    def _spec(cls, v: str | None) -> str | None:
+        return None if v is None else check_provider_spec(v)
+
+
+class RewardsSection(_Section):
+    """``[rewards]``: the β of each reward and the sentiment model (contract RewardParams)."""
+
+    beta_soc: float = Field(default=0.5, ge=0, le=1)
+    beta_inf: float = Field(default=0.5, ge=0, le=1)
+    beta_pre: float = Field(default=0.5, ge=0, le=1)
+    beta_coord: float = Field(default=0.5, ge=0, le=1)
+    beta_emo: float = -1.0
+    eps: float = Field(default=1e-9, gt=0)
+    sentiment: str = "vader"
+
+    @field_validator("sentiment")
+    @classmethod
+    def _known_sentiment(cls, v: str) -> str:
+        if v not in SENTIMENT_MODELS:
+            raise ValueError(f"unknown sentiment model {v!r}; known: {', '.join(SENTIMENT_MODELS)}")
+        return v
+
+    @field_validator("beta_emo")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("beta_emo must be finite")
+        return v
+
+
+class FeedSection(_Section):
+    """``[feed]``: the ranker agents read through and how many items it serves."""
+
+    ranker: Literal["full", "chrono", "popularity", "interest"] = "full"
+    limit: int = Field(default=50, ge=1, le=100_000)
+
+
+class TiesSection(_Section):
+    """``[ties]``: tie-strength parameters, passed through to the analysis and the manifest."""
+
+    xi: float = Field(default=0.05, ge=0, le=1)
+    delta_max: float = Field(default=0.2, gt=0, le=1)
+    half_life: float = Field(default=3.0, gt=0)
+    beta_rec: float = Field(default=0.5, ge=0, le=1)
+    eps: float = Field(default=1e-9, gt=0)
+    evidence: Literal["signals", "text"] = "signals"
+    thresholds: tuple[float, ...] = (0.01, 0.05, 0.1)
+
+
+class ExperimentConfig(_Section):
+    """A whole experiment file. ``source`` is the file it came from (set by :func:`load_config`)."""
+
+    experiment: ExperimentSection = Field(default_factory=ExperimentSection)
+    agents: AgentsSection = Field(default_factory=AgentsSection)
+    llm: LLMSection = Field(default_factory=LLMSection)
+    coach: CoachSection = Field(default_factory=CoachSection)
+    rewards: RewardsSection = Field(default_factory=RewardsSection)
+    feed: FeedSection = Field(default_factory=FeedSection)
+    ties: TiesSection = Field(default_factory=TiesSection)
+
+    def persona_path(self, base: Path) -> Path | None:
+        """The persona file (resolved against ``base``), or ``None`` for synthetic personas."""
+        if self.agents.personas == SYNTHETIC:
+            return None
+        p = Path(self.agents.personas).expanduser()
+        return p if p.is_absolute() else base / p
+
+    def provider_for(self, agent_id: str, dominant: str | None) -> str:
+        """The provider spec an agent uses: agent override, then dominant override, then default."""
+        for o in self.llm.overrides:
+            if agent_id in o.agents:
+                return o.provider
+        for o in self.llm.overrides:
+            if dominant is not None and o.dominant == dominant:
+                return o.provider
+        return self.llm.provider
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    parts = [p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "function")))]
+    if not parts:
+        return ""
+    head, *rest = parts
+    out = f"[{head}]"
+    for p in rest:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out
+
+
+def _problem(err: Mapping[str, Any]) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    msg = str(err.get("msg", "invalid value"))
+    msg = msg.removeprefix("Value error, ")
+    if (
+        kind not in ("missing", "value_error")
+        and "input" in err
+        and not isinstance(err["input"], dict)
+    ):
+        msg += f" (got {err['input']!r})"
+    return msg
+
+
+def parse_config(data: Mapping[str, Any], *, source: str | Path = "<config>") -> ExperimentConfig:
+    """Validate an already-parsed TOML mapping. Raises :class:`ConfigError` (first problem,
+    with every further problem listed in the message)."""
+    try:
+        cfg = ExperimentConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = errors[0]
+        key = _key_path(tuple(first["loc"]))
+        problem = _problem(first)
+        if len(errors) > 1:
+            more = "; ".join(f"{_key_path(tuple(e['loc']))}: {_problem(e)}" for e in errors[1:5])
+            problem += f" (also: {more})"
+        raise ConfigError(source, key, problem) from None
+    return cfg
+
+
+def load_config(path: str | Path, *, check_files: bool = True) -> ExperimentConfig:
+    """Read and validate a TOML experiment file; with ``check_files`` the persona file must exist."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(p, "", "config file not found") from None
+    except OSError as exc:
+        raise ConfigError(p, "", f"cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(p, "", f"not UTF-8 text: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(p, "", f"not valid TOML: {exc}") from None
+    cfg = parse_config(data, source=p)
+    if check_files:
+        persona_file = cfg.persona_path(p.parent)
+        if persona_file is not None and not persona_file.is_file():
+            raise ConfigError(p, "[agents].personas", f"persona file not found: {persona_file}")
+    return cfg

@@ -1,0 +1,152 @@
+"""Continuous (timeline) mode: agents wake asynchronously on the virtual clock.
+
+Each agent wakes as a Poisson process with its own rate: ``wake_rate`` (mean wakes per agent per
+window) × the persona's relative ``activity`` (normalised to mean 1) × an optional extra
+lognormal factor (``activity_sigma``; mean 1), so rates are heterogeneous and heavy-tailed. Time
+is cut into slices of ``tick`` seconds; in every slice the number of wakes of every agent is drawn
+from one seeded ``numpy`` Generator (Poisson with mean rate × slice). Agents that wake in the same
+slice (several wakes in one slice count as one) act together at the slice's start time: the
+platform is flushed, each reads its ranked timeline (``serve_feed`` with the configured ranker,
+logged) and the DMs it got since its last wake, all decide concurrently, and the decisions are
+applied sorted by agent id. Any action of :data:`TIMELINE_ACTIONS` is allowed.
+
+Windows of ``window_length`` seconds bracket the slices (``WindowStarted``/``WindowEnded``; the
+last one is cut at ``duration``); at each window end the runtime awaits
+``coach.window_done(w)`` (rewards and guidance) before the next window, as in rounds mode.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from friendsim.agents.policy import TIMELINE_ACTIONS, ActionType, Observation
+from friendsim.platform.events import WindowEnded, WindowStarted
+from friendsim.runtime.engine import Engine, WindowTally
+
+
+def wake_rates(
+    agents: Sequence[str],
+    activity: Mapping[str, float],
+    *,
+    wake_rate: float,
+    window_length: float,
+    activity_sigma: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Per-second wake rate of each agent (in ``agents`` order); mean ``wake_rate/window``."""
+    rel = np.array([float(activity.get(a, 1.0)) for a in agents], dtype=float)
+    rel = rel / rel.mean()
+    if activity_sigma > 0:
+        rel = rel * rng.lognormal(-(activity_sigma**2) / 2, activity_sigma, size=len(agents))
+    return rel * (wake_rate / window_length)
+
+
+def acquaintances(agents: Sequence[str], *, k: int, seed: int) -> dict[str, list[str]]:
+    """A seeded sample of ``k`` other agents per agent: whom it knows of before reading anything.
+
+    Without it a chrono feed of an agent that follows nobody is empty, and so is its known-user
+    list: nobody could ever make the first follow.
+    """
+    out: dict[str, list[str]] = {}
+    n = len(agents)
+    for a in agents:
+        rng = random.Random(f"{seed}:acq:{a}")
+        if n - 1 <= 2 * k:
+            others = [b for b in agents if b != a]
+            out[a] = rng.sample(others, min(k, len(others)))
+            continue
+        picked: dict[str, None] = {}
+        while len(picked) < k:
+            b = agents[rng.randrange(n)]
+            if b != a:
+                picked[b] = None
+        out[a] = list(picked)
+    return out
+
+
+class ContinuousScheduler:
+    """Runs the timeline for ``duration`` virtual seconds."""
+
+    allowed: tuple[ActionType, ...] = TIMELINE_ACTIONS
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        duration: float,
+        window_length: float,
+        tick: float,
+        wake_rate: float,
+        activity: Mapping[str, float],
+        activity_sigma: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        if not (duration > 0 and window_length > 0 and 0 < tick <= window_length):
+            raise ValueError(
+                f"need duration > 0, window_length > 0 and 0 < tick <= window_length "
+                f"(got {duration}, {window_length}, {tick})"
+            )
+        self.engine = engine
+        self.duration = float(duration)
+        self.window_length = float(window_length)
+        self.tick = float(tick)
+        self.rng = np.random.default_rng([seed, 0x7717])
+        self.rates = wake_rates(
+            engine.agents,
+            activity,
+            wake_rate=wake_rate,
+            window_length=window_length,
+            activity_sigma=activity_sigma,
+            rng=self.rng,
+        )
+        self.last_wake: dict[str, float] = dict.fromkeys(engine.agents, 0.0)
+
+    @property
+    def n_windows(self) -> int:
+        return max(1, math.ceil(self.duration / self.window_length - 1e-9))
+
+    async def run(self) -> list[WindowTally]:
+        """Run every window; returns one tally per window."""
+        self.engine.listener.run_started(windows=self.n_windows, agents=len(self.engine.agents))
+        return [await self.run_window(w) for w in range(1, self.n_windows + 1)]
+
+    async def run_window(self, w: int) -> WindowTally:
+        """Run window ``w``: its slices, then the window end and scoring."""
+        engine, platform = self.engine, self.engine.platform
+        start = (w - 1) * self.window_length
+        end = min(w * self.window_length, self.duration)
+        tally = WindowTally(window=w)
+        platform.clock.advance_to(start)
+        await platform.record(WindowStarted(t=start, window=w, mode="continuous", t_end=end))
+        k = 0
+        while (t := start + k * self.tick) < end - 1e-9:
+            dt = min(self.tick, end - t)
+            counts = self.rng.poisson(self.rates * dt)
+            woken = [engine.agents[i] for i in np.flatnonzero(counts)]
+            if woken:
+                await self._slice(t, woken, tally)
+            k += 1
+        platform.clock.advance_to(end)
+        await platform.record(WindowEnded(t=end, window=w))
+        await platform.flush()
+        tally.scores = await engine.coach.window_done(w)
+        engine.listener.window_ended(tally)
+        return tally
+
+    async def _slice(self, t: float, woken: list[str], tally: WindowTally) -> None:
+        engine, platform = self.engine, self.engine.platform
+        platform.clock.advance_to(t)
+        await platform.flush()
+        observations: dict[str, Observation] = {}
+        for agent in woken:
+            feed = await engine.read_feed(agent)
+            inbox = await engine.read_inbox(agent, self.last_wake[agent], t)
+            observations[agent] = await engine.observe(
+                agent, window=tally.window, allowed=self.allowed, feed=feed, inbox=inbox
+            )
+            self.last_wake[agent] = t
+        await engine.decide_and_apply(observations, tally)

@@ -1,0 +1,116 @@
+"""The paper's rounds protocol on the virtual clock.
+
+Round ``w`` is window ``w`` and spans virtual time ``[(w-1)·L, w·L)``. Its phases, each at a
+fixed point of the round so that ``posts_between`` and feeds can address them by time:
+
+* ``t0`` — ``WindowStarted``; flush; each agent (sorted) is served the full-visibility feed of
+  the previous round's public content (``serve_feed`` with ``since_t``/``until_t`` = the previous
+  round, so exposure is logged as ``FeedServed``) and its DMs of the previous round. Round 1 has
+  no previous round: no feed is served and only ``POST`` is allowed.
+* all policies plan concurrently; at ``t0 + L/3`` the decisions are applied sorted by agent.
+* ``t0 + 2L/3`` — vote phase: flush; every agent is offered every public item (post or comment)
+  of this round that it did not write (``vote_limit`` caps that at a seeded sample, for large
+  populations; unset = all, as in the paper) and votes +1/-1/0 concurrently; non-zero votes are
+  cast sorted by agent then post id.
+* ``t0 + L`` — ``WindowEnded``; flush; the runtime awaits ``coach.window_done(w)``, which scores
+  the round from the log and records guidance, before round ``w+1`` starts (deterministic).
+
+Vote-phase offers are not logged as exposure: INF's "items shown" is the planning feed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+from friendsim.agents.policy import PAPER_ACTIONS, ActionType, FeedItem, Observation
+from friendsim.platform.events import WindowEnded, WindowStarted
+from friendsim.runtime.engine import Engine, WindowTally
+from friendsim.runtime.observe import feed_item
+
+ROUND_ONE_ALLOWED: tuple[ActionType, ...] = ("POST",)
+EXECUTE_AT = 1 / 3
+VOTE_AT = 2 / 3
+
+
+class RoundsScheduler:
+    """Runs ``rounds`` rounds of plan–execute–reflect, vote and window end."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        rounds: int,
+        round_length: float = 3600.0,
+        vote_limit: int | None = None,
+        seed: int = 0,
+        first_round: int = 1,
+    ) -> None:
+        if rounds < 1:
+            raise ValueError(f"rounds must be >= 1, got {rounds}")
+        if round_length <= 0:
+            raise ValueError(f"round_length must be > 0, got {round_length}")
+        self.engine = engine
+        self.rounds = rounds
+        self.round_length = float(round_length)
+        self.vote_limit = vote_limit
+        self.seed = seed
+        self.first_round = first_round
+
+    async def run(self) -> list[WindowTally]:
+        """Run every round; returns one tally per round."""
+        self.engine.listener.run_started(windows=self.rounds, agents=len(self.engine.agents))
+        reports = []
+        for w in range(self.first_round, self.first_round + self.rounds):
+            reports.append(await self.run_round(w))
+        return reports
+
+    async def run_round(self, w: int) -> WindowTally:
+        """Run one round (window ``w``)."""
+        engine, platform = self.engine, self.engine.platform
+        length = self.round_length
+        t0 = (w - 1) * length
+        tally = WindowTally(window=w)
+
+        platform.clock.advance_to(t0)
+        await platform.record(WindowStarted(t=t0, window=w, mode="rounds", t_end=t0 + length))
+        await platform.flush()
+        first = w == self.first_round
+        allowed = ROUND_ONE_ALLOWED if first else PAPER_ACTIONS
+        observations: dict[str, Observation] = {}
+        for agent in engine.agents:
+            if first:
+                feed: tuple[FeedItem, ...] = ()
+                inbox = ()
+            else:
+                feed = await engine.read_feed(agent, since_t=t0 - length, until_t=t0)
+                inbox = await engine.read_inbox(agent, t0 - length, t0)
+            observations[agent] = await engine.observe(
+                agent, window=w, allowed=allowed, feed=feed, inbox=inbox
+            )
+
+        platform.clock.advance_to(t0 + length * EXECUTE_AT)
+        await engine.decide_and_apply(observations, tally)
+
+        platform.clock.advance_to(t0 + length * VOTE_AT)
+        await platform.flush()
+        items = tuple(feed_item(v) for v in await platform.posts_between(t0, t0 + length))
+        await engine.vote_and_apply(observations, self._offers(w, items), tally)
+
+        platform.clock.advance_to(t0 + length)
+        await platform.record(WindowEnded(t=t0 + length, window=w))
+        await platform.flush()
+        tally.scores = await engine.coach.window_done(w)
+        engine.listener.window_ended(tally)
+        return tally
+
+    def _offers(self, w: int, items: tuple[FeedItem, ...]) -> Mapping[str, tuple[FeedItem, ...]]:
+        offers: dict[str, tuple[FeedItem, ...]] = {}
+        for agent in self.engine.agents:
+            mine = tuple(i for i in items if i.author != agent)
+            if self.vote_limit is not None and len(mine) > self.vote_limit:
+                rng = random.Random(f"{self.seed}:vote:{w}:{agent}")
+                keep = sorted(rng.sample(range(len(mine)), self.vote_limit))
+                mine = tuple(mine[k] for k in keep)
+            offers[agent] = mine
+        return offers

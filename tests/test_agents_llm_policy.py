@@ -1,0 +1,342 @@
+"""The LLM policy against a scripted model: valid plans, re-asks, failures, garbage, votes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from friendsim.agents import (
+    Action,
+    FeedItem,
+    InboxMessage,
+    LLMPolicy,
+    Observation,
+    generate_personas,
+    make_llm_policy,
+)
+from friendsim.agents.schema import parse_plan
+from friendsim.llm import ScriptedLLM
+from friendsim.llm.base import LLMRequest
+from friendsim.llm.errors import CacheMissError, ServerError
+
+PERSONAS = generate_personas(6, seed=2)
+ME = PERSONAS[0].id
+USERS = tuple(p.id for p in PERSONAS)
+
+
+def _feed() -> tuple[FeedItem, ...]:
+    return (
+        FeedItem(post_id=10, author=USERS[1], text="Heat waves are getting worse.", topic="heat"),
+        FeedItem(post_id=11, author=ME, text="We need more trains.", topic="transport"),
+        FeedItem(
+            post_id=12, author=USERS[2], text="Nuclear is the answer.", topic="energy", parent_id=11
+        ),
+    )
+
+
+def _obs(**over: Any) -> Observation:
+    base: dict[str, Any] = dict(
+        agent_id=ME, window=2, now=10.0, theme="climate change", n_actions=3, feed=_feed(),
+        inbox=(InboxMessage(dm_id=5, sender=USERS[3], text="Hi, how are you?", topic="chat"),),
+        known_users=USERS, topics=("heat", "transport", "energy"),
+    )  # fmt: skip
+    base.update(over)
+    return Observation(**base)
+
+
+def _act(type_: str, **over: Any) -> dict[str, Any]:
+    a: dict[str, Any] = {"type": type_, "target_post": None, "recipient": None, "topic": "heat",
+                         "mention": False, "mention_user": None, "tone": "neutral"}  # fmt: skip
+    a.update(over)
+    return a
+
+
+GOOD_PLAN = {
+    "actions": [
+        _act("POST", topic="Heat Waves", mention=True, mention_user=USERS[1], tone="supportive"),
+        _act("COM", target_post=12, tone="critical"),
+        _act("DM", recipient=USERS[3], topic="chat"),
+    ]
+}
+
+
+def responder(
+    plan: Any, text: str = "Trains beat traffic, honestly.", votes: Any = None
+) -> Callable[[LLMRequest], Any]:
+    def fn(req: LLMRequest) -> Any:
+        match req.label:
+            case "plan":
+                return plan if not callable(plan) else plan(req)
+            case "vote":
+                if votes is not None:
+                    return votes
+                ids = req.json_schema["properties"]["votes"]["items"]["properties"]["post_id"][
+                    "enum"
+                ]
+                return {"votes": [{"post_id": i, "vote": 1 if i % 2 else -1} for i in ids]}
+            case _:
+                return text
+
+    return fn
+
+
+async def test_valid_plan_gives_n_actions_with_text() -> None:
+    llm = ScriptedLLM(responder(GOOD_PLAN))
+    policy = make_llm_policy(PERSONAS[0], llm, theme="climate change", n_actions=3, rng_seed=1)
+    d = await policy.decide(_obs())
+    assert d.failures == ()
+    assert [a.type for a in d.actions] == ["POST", "COM", "DM"]
+    assert all(a.text for a in d.actions)
+    post, com, dm = d.actions
+    assert (
+        post.topic == "heat waves"
+        and post.mention == USERS[1]
+        and post.text.startswith(f"@{USERS[1]} ")
+    )
+    assert com.target_post == 12 and com.tone == "critical"
+    assert dm.recipient == USERS[3]
+    plan_req = llm.calls[0]
+    assert plan_req.label == "plan"
+    schema = plan_req.json_schema
+    assert schema is not None
+    assert (
+        schema["properties"]["actions"]["minItems"]
+        == 3
+        == schema["properties"]["actions"]["maxItems"]
+    )
+    assert [c.label for c in llm.calls[1:]] == ["content"] * 3
+    assert d.prompt_tokens > 100
+    assert d.prompt_tokens == policy.last_prompt_tokens
+    # the COM prompt shows the target post, the DM prompt the recipient's earlier DM
+    assert 'id="12"' in llm.calls[2].messages[0].content
+    assert "Hi, how are you?" in llm.calls[3].messages[0].content
+
+
+BAD_PLANS: dict[str, tuple[Any, str]] = {
+    "bad_json": ("{actions: [POST", "bad_json"),
+    "wrong_count": ({"actions": GOOD_PLAN["actions"][:2]}, "wrong_count"),
+    "unknown_recipient": (
+        {"actions": [_act("DM", recipient="ghost"), _act("NOT"), _act("NOT")]},
+        "unknown_recipient",
+    ),
+    "self_dm": ({"actions": [_act("DM", recipient=ME), _act("NOT"), _act("NOT")]}, "self_target"),
+    "unknown_post": (
+        {"actions": [_act("COM", target_post=999), _act("NOT"), _act("NOT")]},
+        "unknown_post",
+    ),
+    "bad_type": ({"actions": [_act("LIKE", target_post=10), _act("NOT"), _act("NOT")]}, "bad_type"),
+    "self_mention": (
+        {"actions": [_act("POST", mention=True, mention_user=ME), _act("NOT"), _act("NOT")]},
+        "self_mention",
+    ),
+    "not_an_object": ("[1, 2, 3]", "bad_schema"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PLANS))
+async def test_invalid_plan_reasked_three_times_then_failure(case: str) -> None:
+    plan, reason = BAD_PLANS[case]
+    llm = ScriptedLLM(responder(plan))
+    policy = make_llm_policy(PERSONAS[0], llm, theme="climate change")
+    d = await policy.decide(_obs())
+    assert d.actions == ()
+    assert len(d.failures) == 1
+    f = d.failures[0]
+    assert (f.stage, f.reason, f.attempts) == ("plan", reason, 4)
+    assert [c.label for c in llm.calls] == ["plan"] * 4
+    last = llm.calls[-1]
+    assert len(last.messages) == 7  # prompt + 3 x (bad answer, error)
+    assert last.messages[-1].role == "user" and "invalid" in last.messages[-1].content
+    assert f.detail in last.messages[-1].content
+    assert len({c.seed for c in llm.calls}) == 4  # re-asks are distinct requests
+
+
+async def test_bad_then_good_plan_recovers() -> None:
+    answers = iter(["not json at all", {"actions": GOOD_PLAN["actions"][:1]}, GOOD_PLAN])
+    llm = ScriptedLLM(responder(lambda req: next(answers)))
+    policy = make_llm_policy(PERSONAS[0], llm, theme="climate change")
+    d = await policy.decide(_obs())
+    assert d.failures == ()
+    assert len(d.actions) == 3
+    assert [c.label for c in llm.calls[:3]] == ["plan"] * 3
+    assert "exactly 3" in llm.calls[2].messages[-1].content
+
+
+async def test_code_fenced_json_is_accepted() -> None:
+    fenced = "Sure! Here is my plan:\n```json\n" + json.dumps(GOOD_PLAN) + "\n```"
+    llm = ScriptedLLM(responder(fenced))
+    d = await make_llm_policy(PERSONAS[0], llm, theme="climate change").decide(_obs())
+    assert len(d.actions) == 3 and d.failures == ()
+
+
+async def test_empty_content_drops_action_with_failure() -> None:
+    llm = ScriptedLLM(responder(GOOD_PLAN, text="   "))
+    d = await make_llm_policy(PERSONAS[0], llm, theme="climate change").decide(_obs())
+    assert d.actions == ()
+    assert [f.stage for f in d.failures] == ["content"] * 3
+    assert all(f.attempts == 4 and f.reason == "empty_text" for f in d.failures)
+    assert d.failures[2].action is not None and d.failures[2].action["recipient"] == USERS[3]
+
+
+async def test_long_text_is_cut_and_not_action_needs_no_text() -> None:
+    plan = {"actions": [_act("POST"), _act("NOT"), _act("NOT")]}
+    llm = ScriptedLLM(responder(plan, text="word " * 200))
+    d = await make_llm_policy(PERSONAS[0], llm, theme="climate change").decide(_obs())
+    assert [a.type for a in d.actions] == ["POST", "NOT", "NOT"]
+    assert 0 < len(d.actions[0].text) <= 280
+    assert [c.label for c in llm.calls] == ["plan", "content"]
+
+
+async def test_provider_error_becomes_failure_but_cache_miss_propagates() -> None:
+    llm = ScriptedLLM(responder(lambda req: ServerError("boom", status=503)))
+    d = await make_llm_policy(PERSONAS[0], llm, theme="climate change").decide(_obs())
+    assert (
+        d.actions == () and d.failures[0].reason == "llm_error" and "boom" in d.failures[0].detail
+    )
+    miss = ScriptedLLM(responder(lambda req: CacheMissError("k" * 64, "plan", "x")))
+    with pytest.raises(CacheMissError):
+        await make_llm_policy(PERSONAS[0], miss, theme="climate change").decide(_obs())
+
+
+async def test_round_one_forced_posts() -> None:
+    plan = {"actions": [_act("COM", target_post=10), _act("POST"), _act("POST")]}
+    llm = ScriptedLLM(responder(plan))
+    d = await make_llm_policy(PERSONAS[0], llm, theme="climate change").decide(
+        _obs(window=1, allowed=("POST",), feed=(), inbox=())
+    )
+    assert d.failures[0].reason == "bad_type"
+    assert llm.calls[0].json_schema["properties"]["actions"]["items"]["properties"]["type"][
+        "enum"
+    ] == ["POST"]
+
+
+async def test_vote_valid_and_excludes_own_items() -> None:
+    llm = ScriptedLLM(responder(GOOD_PLAN))
+    policy = make_llm_policy(PERSONAS[0], llm, theme="climate change")
+    ballot = await policy.vote(_obs(), _feed())
+    assert ballot.failures == ()
+    assert ballot.votes == {10: -1, 12: -1}  # item 11 is mine
+    prompt = llm.calls[0].messages[0].content
+    assert 'relationship="no previous interaction"' in prompt
+    assert policy.memory.relations[USERS[1]].dislikes_given == 1
+
+
+async def test_vote_invalid_reasked_then_failure() -> None:
+    llm = ScriptedLLM(responder(GOOD_PLAN, votes={"votes": [{"post_id": 10, "vote": 1}]}))
+    ballot = await make_llm_policy(PERSONAS[0], llm, theme="climate change").vote(_obs(), _feed())
+    assert ballot.votes == {}
+    assert ballot.failures[0].stage == "vote" and ballot.failures[0].reason == "missing_votes"
+    assert len(llm.calls) == 4
+
+
+async def test_vote_chunks_large_item_sets() -> None:
+    items = tuple(
+        FeedItem(post_id=100 + i, author=USERS[1 + i % 5], text=f"t{i}", topic="x")
+        for i in range(95)
+    )
+    llm = ScriptedLLM(responder(GOOD_PLAN))
+    ballot = await make_llm_policy(PERSONAS[0], llm, theme="climate change").vote(
+        _obs(feed=items), items
+    )
+    assert len(llm.calls) == 3  # 40 + 40 + 15
+    assert sorted(ballot.votes) == [i.post_id for i in items]
+
+
+# --- hypothesis: garbage never raises ---------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda kids: (
+        st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids, max_size=4)
+    ),
+    max_leaves=20,
+)
+action_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "type": st.sampled_from(["POST", "COM", "DM", "NOT", "LIKE", "post", "", "X"])
+        | st.integers(),
+        "target_post": st.sampled_from([10, 11, 12, 999, None, "10", -1]) | json_values,
+        "recipient": st.sampled_from([*USERS, "ghost", None, "", f"@{USERS[1]}"]) | json_values,
+        "topic": st.text(max_size=30) | json_values,
+        "mention": st.booleans() | json_values,
+        "mention_user": st.sampled_from([*USERS, None, "nobody"]) | json_values,
+        "tone": st.sampled_from(["supportive", "neutral", "critical", "angry"]) | json_values,
+    },
+)
+garbage = st.one_of(
+    st.text(max_size=200),
+    json_values,
+    json_values.map(json.dumps),
+    st.lists(action_like, max_size=5).map(lambda acts: {"actions": acts}),
+    st.lists(action_like, max_size=5).map(lambda acts: json.dumps({"actions": acts}, default=str)),
+)
+
+
+def _valid(actions: tuple[Action, ...], obs: Observation) -> bool:
+    ok = len(actions) == obs.n_actions
+    shown = {i.post_id for i in obs.feed}
+    for a in actions:
+        ok &= a.type in obs.allowed
+        if a.type == "COM":
+            ok &= a.target_post in shown
+        if a.type == "DM":
+            ok &= a.recipient in obs.known_users and a.recipient != ME
+        if a.type in ("POST", "COM", "DM"):
+            ok &= bool(a.text)
+    return ok
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plan=garbage, text=garbage, votes=garbage)
+def test_garbage_model_output_never_raises(plan: Any, text: Any, votes: Any) -> None:
+    def content(req: LLMRequest) -> Any:
+        return text if isinstance(text, str | dict) else json.dumps(text)
+
+    def fn(req: LLMRequest) -> Any:
+        match req.label:
+            case "plan":
+                return plan if isinstance(plan, str | dict) else json.dumps(plan)
+            case "vote":
+                return votes if isinstance(votes, str | dict) else json.dumps(votes)
+            case _:
+                return content(req)
+
+    async def go() -> None:
+        policy: LLMPolicy = make_llm_policy(PERSONAS[0], ScriptedLLM(fn), theme="climate change")
+        obs = _obs()
+        d = await policy.decide(obs)
+        if d.failures:
+            assert all(f.stage in ("plan", "content") and f.attempts >= 1 for f in d.failures)
+            if d.failures[0].stage == "plan":
+                assert d.actions == ()
+        else:
+            assert _valid(d.actions, obs)
+        b = await policy.vote(obs, obs.feed)
+        if b.failures:
+            assert b.votes == {} and b.failures[0].stage == "vote"
+        else:
+            assert set(b.votes) == {10, 12} and set(b.votes.values()) <= {-1, 0, 1}
+        policy.record_outcome(obs.window, d.actions)
+
+    asyncio.run(go())
+
+
+@given(value=json_values | st.lists(action_like, max_size=4).map(lambda a: {"actions": a}))
+@settings(max_examples=300, deadline=None)
+def test_parse_plan_only_raises_output_error(value: Any) -> None:
+    from friendsim.agents.schema import OutputError
+
+    obs = _obs()
+    try:
+        actions = parse_plan(value, obs, shown=obs.feed, self_id=ME)
+    except OutputError as err:
+        assert err.reason and err.detail
+    else:
+        assert len(actions) == 3

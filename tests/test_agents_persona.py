@@ -1,0 +1,175 @@
+"""Personas: validation, persona files (JSONL/CSV) with line/field errors, the seeded generator."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from friendsim.agents import (
+    COMPONENTS,
+    Persona,
+    PersonaFileError,
+    generate_personas,
+    load_personas,
+    save_personas,
+    save_personas_csv,
+)
+from friendsim.agents.generator import dominant_lambdas
+
+BIG5 = {"O": 0.5, "C": 0.5, "E": 0.5, "A": 0.5, "N": 0.5}
+LAM = {"SOC": 0.6, "INF": 0.1, "PRE": 0.1, "COORD": 0.1, "EMO": 0.1}
+
+
+def _obj(i: int, **over: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "id": f"u{i}",
+        "name": f"User {i}",
+        "big5": dict(BIG5),
+        "lambdas": dict(LAM),
+    }
+    base.update(over)
+    return base
+
+
+def test_persona_defaults_dominant_and_normalises_lambdas() -> None:
+    p = Persona.model_validate(_obj(1, lambdas={"SOC": 0.3, "EMO": 0.7}))
+    assert p.dominant == "EMO"
+    assert p.lambdas == {"SOC": 0.3, "INF": 0.0, "PRE": 0.0, "COORD": 0.0, "EMO": 0.7}
+    with pytest.raises(ValidationError, match="largest"):
+        Persona.model_validate(_obj(1, dominant="PRE"))
+    with pytest.raises(ValidationError, match="sum to"):
+        Persona.model_validate(_obj(1, lambdas={"SOC": 0.5}))
+    with pytest.raises(ValidationError, match="missing"):
+        Persona.model_validate(_obj(1, big5={"O": 0.1}))
+
+
+def test_jsonl_error_names_line_and_field(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    bad = _obj(3, big5={**BIG5, "E": 1.7})
+    path.write_text("\n".join(json.dumps(o) for o in (_obj(1), _obj(2), bad)) + "\n")
+    with pytest.raises(PersonaFileError) as ei:
+        load_personas(path)
+    assert ei.value.line == 3
+    assert ei.value.field == "big5.E"
+    assert "line 3" in str(ei.value)
+
+    path.write_text(json.dumps(_obj(1)) + "\n\n" + json.dumps(_obj(2, activity=-1)) + "\n")
+    with pytest.raises(PersonaFileError) as ei:
+        load_personas(path)
+    assert (ei.value.line, ei.value.field) == (3, "activity")
+
+    path.write_text(json.dumps(_obj(1)) + "\n{not json\n")
+    with pytest.raises(PersonaFileError) as ei:
+        load_personas(path)
+    assert (ei.value.line, ei.value.field) == (2, "<json>")
+
+    path.write_text(json.dumps(_obj(1)) + "\n" + json.dumps(_obj(1)) + "\n")
+    with pytest.raises(PersonaFileError, match="duplicate id") as ei:
+        load_personas(path)
+    assert (ei.value.line, ei.value.field) == (2, "id")
+
+    path.write_text(json.dumps({k: v for k, v in _obj(1).items() if k != "name"}) + "\n")
+    with pytest.raises(PersonaFileError) as ei:
+        load_personas(path)
+    assert (ei.value.line, ei.value.field) == (1, "name")
+
+
+def _edit_csv(path: Path, line: int, column: str, value: str) -> None:
+    """Set one cell (``line`` 1-based, header = line 1) using the csv module (cells hold commas)."""
+    with path.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    rows[line - 1][rows[0].index(column)] = value
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+
+
+def test_csv_error_names_line_and_column(tmp_path: Path) -> None:
+    personas = generate_personas(4, seed=3)
+    path = tmp_path / "p.csv"
+    save_personas_csv(personas, path)
+    assert load_personas(path) == personas  # lossless round trip
+    _edit_csv(path, 4, "lambda_SOC", "abc")
+    with pytest.raises(PersonaFileError) as ei:
+        load_personas(path)
+    assert (ei.value.line, ei.value.field) == (4, "lambda_SOC")
+    assert "'abc' is not a number" in str(ei.value)
+
+    _edit_csv(path, 4, "lambda_SOC", "-0.5")
+    with pytest.raises(PersonaFileError) as ei:
+        load_personas(path)
+    assert (ei.value.line, ei.value.field) == (4, "lambda_SOC")
+
+    save_personas_csv(personas, path)
+    _edit_csv(path, 3, "big5_N", "2")
+    with pytest.raises(PersonaFileError) as ei:
+        load_personas(path)
+    assert (ei.value.line, ei.value.field) == (3, "big5_N")
+
+    save_personas_csv(personas, path)
+    _edit_csv(path, 5, "activity", "0")
+    with pytest.raises(PersonaFileError) as ei:
+        load_personas(path)
+    assert (ei.value.line, ei.value.field) == (5, "activity")
+
+
+def test_csv_missing_column_and_unknown_suffix(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("name,big5_O\nx,0.5\n")
+    with pytest.raises(PersonaFileError) as ei:
+        load_personas(path)
+    assert (ei.value.line, ei.value.field) == (1, "id")
+    other = tmp_path / "p.yaml"
+    other.write_text("x")
+    with pytest.raises(PersonaFileError, match="suffix"):
+        load_personas(other)
+
+
+def test_jsonl_round_trip(tmp_path: Path) -> None:
+    personas = generate_personas(7, seed=11, theme="housing")
+    path = tmp_path / "p.jsonl"
+    save_personas(personas, path)
+    assert load_personas(path) == personas
+
+
+def test_generator_deterministic_per_seed() -> None:
+    a = generate_personas(30, seed=42)
+    b = generate_personas(30, seed=42)
+    c = generate_personas(30, seed=43)
+    assert [p.model_dump() for p in a] == [p.model_dump() for p in b]
+    assert [p.model_dump() for p in a] != [p.model_dump() for p in c]
+    assert len({p.id for p in a}) == 30
+
+
+@pytest.mark.parametrize("n", [5, 12, 30, 31])
+def test_generator_spreads_dominant_policies_evenly(n: int) -> None:
+    personas = generate_personas(n, seed=n)
+    counts = Counter(p.dominant for p in personas)
+    full = [counts.get(c, 0) for c in COMPONENTS]
+    assert max(full) - min(full) <= 1
+    assert sum(full) == n
+    for p in personas:
+        assert p.lambdas == dominant_lambdas(p.dominant_policy, 0.6)
+        assert p.lambdas[p.dominant_policy] == pytest.approx(0.6)
+
+
+def test_generator_attributes_and_heavy_tailed_activity() -> None:
+    personas = generate_personas(300, seed=5)
+    for p in personas:
+        assert set(p.attributes) == {"stance_group", "age_band", "gender"}
+        assert set(p.facets) and all(0 <= v <= 1 for v in p.facets.values())
+        group = p.attributes["stance_group"]
+        if group == "supportive":
+            assert p.stance_score >= 0.35
+        elif group == "sceptical":
+            assert p.stance_score <= -0.35
+    acts = [p.activity for p in personas]
+    assert statistics.fmean(acts) == pytest.approx(1.0, rel=1e-9)
+    assert max(acts) > 4 * statistics.median(acts)  # lognormal(0, 1): heavy right tail
+    groups = Counter(p.attributes["stance_group"] for p in personas)
+    assert len(groups) == 3 and min(groups.values()) > 60

@@ -1,0 +1,120 @@
+"""LLMCoach with a scripted fake LLM: valid answers accepted, invalid re-asked, then fallback."""
+
+from __future__ import annotations
+
+import json
+
+from friendsim.coach.base import CoachContext, order_gaps
+from friendsim.coach.llm import TIPS_SCHEMA, LLMCoach, check_tips
+from friendsim.coach.rule import rule_tips
+from friendsim.llm.errors import ServerError
+from friendsim.llm.scripted import ScriptedLLM
+
+CTX = CoachContext(
+    agent="a",
+    window=2,
+    lambdas={"SOC": 0.5, "COORD": 0.5},
+    gaps=order_gaps({"SOC": 0.1, "COORD": 0.3}, {"SOC": 0.5, "COORD": 0.5}),
+    agents=("a", "b", "c"),
+    known_users=("b", "c"),
+    recent_partners=("b",),
+    unanswered_dm_senders=("c",),
+    last_topics=("solar",),
+    trending_topics=("wind",),
+    top_liked_post_id=7,
+    top_liked_author="b",
+    top_liked_topic="wind",
+    theme="climate",
+)
+
+
+def tip(action: str, target: str | None, text: str, **kw: object) -> dict:
+    return {
+        "action": action,
+        "target": target,
+        "topic": kw.get("topic", "wind"),
+        "invite_mention": kw.get("invite_mention", False),
+        "tone": kw.get("tone", "supportive"),
+        "text": text,
+    }
+
+
+VALID = {
+    "tips": [
+        tip("DM", "b", "Send b a DM about wind."),
+        tip("COM", "top-liked post", "Comment on the top-liked post about wind."),
+        tip(
+            "POST",
+            "c",
+            "Mention @c in a wind post and ask for a mention back.",
+            invite_mention=True,
+        ),
+    ]
+}
+
+
+async def test_valid_answer_is_accepted_first_time() -> None:
+    llm = ScriptedLLM([VALID])
+    advice = await LLMCoach(llm).advise_with_report(CTX)
+    assert advice.failure is None
+    assert [t.target for t in advice.tips] == ["b", "top-liked post", "c"]
+    assert advice.tips[2].invite_mention is True
+    assert len(llm.calls) == 1
+    req = llm.calls[0]
+    assert req.json_schema == TIPS_SCHEMA and req.label == "coach"
+    sent = json.loads(req.messages[0].content)
+    assert sent["gaps"][0]["component"] == "SOC" and sent["unanswered_dm_senders"] == ["c"]
+
+
+async def test_invalid_answer_is_reasked_with_the_error_then_accepted() -> None:
+    bad = {"tips": [tip("DM", "zed", "Send zed a DM."), *VALID["tips"][1:]]}
+    llm = ScriptedLLM([bad, VALID])
+    advice = await LLMCoach(llm).advise_with_report(CTX)
+    assert advice.failure is None and len(advice.tips) == 3
+    assert len(llm.calls) == 2
+    reask = llm.calls[1].messages
+    assert [m.role for m in reask] == ["user", "assistant", "user"]
+    assert "unknown user 'zed'" in reask[2].content
+
+
+async def test_always_invalid_falls_back_to_rule_tips_after_three_reasks() -> None:
+    answers = [
+        "not json at all",
+        {"tips": VALID["tips"][:2]},  # too few
+        {"tips": [tip("DM", None, "DM someone.")] * 3},  # DM without a target
+        {"tips": [tip("POST", None, "Post now. Then post again.")] * 3},  # two sentences
+    ]
+    llm = ScriptedLLM(answers)
+    advice = await LLMCoach(llm, retries=3).advise_with_report(CTX)
+    assert len(llm.calls) == 4
+    assert advice.tips == rule_tips(CTX)
+    assert advice.failure is not None
+    assert (advice.failure.stage, advice.failure.reason, advice.failure.attempts) == (
+        "coach",
+        "invalid_output",
+        4,
+    )
+    assert "one sentence" in advice.failure.detail
+    assert await LLMCoach(ScriptedLLM(answers)).advise(CTX) == rule_tips(CTX)
+
+
+async def test_llm_error_falls_back_without_raising() -> None:
+    llm = ScriptedLLM([ServerError("boom", status=503)])
+    advice = await LLMCoach(llm).advise_with_report(CTX)
+    assert advice.tips == rule_tips(CTX)
+    assert advice.failure is not None and advice.failure.reason == "llm_error"
+    assert "boom" in advice.failure.detail
+
+
+def test_check_tips_rejects_self_target_and_missing_top_liked() -> None:
+    import pytest
+
+    ctx = CoachContext(agent="a", window=1, lambdas={}, gaps=(), agents=("a", "b"))
+    with pytest.raises(ValueError, match="cannot be the user itself"):
+        check_tips({"tips": [tip("DM", "a", "Hi.")] * 3}, ctx)
+    with pytest.raises(ValueError, match="no top-liked post"):
+        check_tips({"tips": [tip("COM", "top-liked post", "Comment.")] * 3}, ctx)
+    with pytest.raises(ValueError, match="extra"):
+        check_tips({"tips": [{**tip("POST", None, "Post."), "x": 1}] * 3}, ctx)
+    ok = check_tips(json.dumps({"tips": [tip("POST", None, "Post about wind.")] * 3}), ctx)
+    assert len(ok) == 3 and ok[0].action == "POST"

@@ -1,0 +1,215 @@
+"""Experiment config files: valid examples load; every kind of mistake gets a clear ConfigError."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from friendsim.runtime.config import (
+    ConfigError,
+    ExperimentConfig,
+    load_config,
+    parse_config,
+    resolve_auto_provider,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted((ROOT / "examples").glob("*.toml"))
+
+
+def write(tmp_path: Path, text: str, name: str = "exp.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_examples_load(path: Path) -> None:
+    cfg = load_config(path)
+    assert isinstance(cfg, ExperimentConfig)
+    assert cfg.experiment.name
+
+
+def test_examples_present() -> None:
+    names = {p.name for p in EXAMPLES}
+    assert {"quickstart.toml", "paper.toml", "continuous.toml"} <= names
+
+
+def test_paper_example_matches_the_paper() -> None:
+    cfg = load_config(ROOT / "examples" / "paper.toml")
+    assert (cfg.agents.count, cfg.experiment.rounds, cfg.experiment.n_actions) == (30, 15, 3)
+    assert cfg.experiment.theme == "climate change"
+    assert cfg.experiment.mode == "rounds"
+
+
+def test_defaults_and_values(tmp_path: Path) -> None:
+    cfg = load_config(
+        write(
+            tmp_path,
+            """
+[experiment]
+name = "x"
+seed = 11
+mode = "continuous"
+duration = 7200.0
+
+[agents]
+count = 12
+policy = "baseline"
+
+[feed]
+ranker = "chrono"
+limit = 7
+""",
+        )
+    )
+    assert cfg.experiment.seed == 11
+    assert cfg.experiment.total_duration == 7200.0
+    assert cfg.agents.count == 12 and cfg.agents.policy == "baseline"
+    assert cfg.feed.ranker == "chrono" and cfg.feed.limit == 7
+    assert cfg.llm.cache == "read_through"
+    assert cfg.coach.enabled is True
+
+
+def test_unknown_key_names_the_key_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[experiment]\nsed = 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == "[experiment].sed"
+    assert "unknown key" in str(err.value)
+    assert str(path) in str(err.value)
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[agentz]\ncount = 3\n"))
+    assert err.value.key == "[agentz]"
+
+
+def test_wrong_type_names_key_and_value(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, '[agents]\ncount = "six"\n'))
+    assert err.value.key == "[agents].count"
+    assert "integer" in err.value.problem and "'six'" in err.value.problem
+
+
+def test_out_of_range(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[experiment]\nn_actions = 0\n"))
+    assert err.value.key == "[experiment].n_actions"
+    assert "greater than or equal to 1" in err.value.problem
+
+
+def test_bad_enum(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, '[experiment]\nmode = "realtime"\n'))
+    assert err.value.key == "[experiment].mode"
+    assert "rounds" in err.value.problem and "continuous" in err.value.problem
+
+
+def test_missing_persona_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '[agents]\npersonas = "nope/people.jsonl"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert err.value.key == "[agents].personas"
+    assert "persona file not found" in err.value.problem
+    assert str(tmp_path / "nope" / "people.jsonl") in err.value.problem
+
+
+def test_persona_path_is_relative_to_config(tmp_path: Path) -> None:
+    (tmp_path / "p.jsonl").write_text("{}\n")
+    cfg = load_config(write(tmp_path, '[agents]\npersonas = "p.jsonl"\n'))
+    assert cfg.persona_path(tmp_path) == tmp_path / "p.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ("gpt4:turbo", "unknown LLM provider 'gpt4'"),
+        ("openai", "names no model"),
+        ("openai:ftp://host#m", "bad endpoint URL"),
+        ("anthropic:", "names no model"),
+    ],
+)
+def test_bad_provider_spec(tmp_path: Path, spec: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, f'[llm]\nprovider = "{spec}"\n'))
+    assert err.value.key == "[llm].provider"
+    assert needle in err.value.problem
+
+
+def test_bad_override_spec_names_its_index(tmp_path: Path) -> None:
+    text = """
+[llm]
+provider = "local:smollm2"
+
+[[llm.overrides]]
+agents = ["a00"]
+provider = "openai:gpt-4o-mini"
+
+[[llm.overrides]]
+dominant = "SOC"
+provider = "nonsense:model"
+"""
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert err.value.key == "[llm].overrides[1].provider"
+
+
+def test_override_needs_a_selector(tmp_path: Path) -> None:
+    text = '[[llm.overrides]]\nprovider = "openai:gpt-4o-mini"\n'
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert err.value.key == "[llm].overrides[0]"
+    assert "'agents'" in err.value.problem
+
+
+def test_provider_for_agent_then_dominant_then_default() -> None:
+    cfg = parse_config(
+        {
+            "llm": {
+                "provider": "local:smollm2",
+                "overrides": [
+                    {"dominant": "SOC", "provider": "anthropic:claude-haiku-4-5"},
+                    {"agents": ["a01"], "provider": "openai:gpt-4o-mini"},
+                ],
+            }
+        }
+    )
+    assert cfg.provider_for("a01", "SOC") == "openai:gpt-4o-mini"
+    assert cfg.provider_for("a02", "SOC") == "anthropic:claude-haiku-4-5"
+    assert cfg.provider_for("a03", "EMO") == "local:smollm2"
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[experiment\nseed = 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "not valid TOML" in str(err.value) and str(path) in str(err.value)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_tick_longer_than_window(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, "[experiment]\ntick = 100.0\nwindow_length = 10.0\n"))
+    assert err.value.key == "[experiment]"
+    assert "tick" in err.value.problem
+
+
+def test_bad_price_table(tmp_path: Path) -> None:
+    text = '[llm.prices."openai:gpt-4o-mini"]\ninput = 0.15\noutptu = 0.6\n'
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert err.value.key == "[llm].prices"
+    assert "outptu" in err.value.problem
+
+
+def test_auto_provider_follows_the_environment() -> None:
+    assert resolve_auto_provider({}) == "local:smollm2"
+    assert resolve_auto_provider({"OPENAI_API_KEY": "x"}).startswith("openai:")
+    assert resolve_auto_provider({"ANTHROPIC_API_KEY": "x"}).startswith("anthropic:")

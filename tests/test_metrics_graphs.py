@@ -1,0 +1,129 @@
+"""Graphs from events (follow, interaction) and the JSON network summary, checked by hand."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+from test_ties import FakeSentiment, P, build_log
+
+from friendsim.analysis.graphs import (
+    agents_and_attributes,
+    follow_graph,
+    interaction_graph,
+    interaction_graphs_by_window,
+    undirected_weighted,
+)
+from friendsim.analysis.summary import network_summary
+from friendsim.platform.events import (
+    AgentRegistered,
+    DirectMessageSent,
+    Event,
+    Followed,
+    PostCreated,
+    Unfollowed,
+    VoteCast,
+    VoteCleared,
+    WindowEnded,
+    WindowStarted,
+)
+
+
+def social_log() -> list[Event]:
+    evs: list[Event] = [
+        AgentRegistered(t=0, actor=a, name=a, attributes={"group": g, "age": 30})
+        for a, g in (("a", "x"), ("b", "x"), ("c", "y"), ("d", "y"))
+    ]
+    evs += [
+        Followed(t=0, actor="a", target="b"),
+        Followed(t=0, actor="b", target="a"),
+        Followed(t=0, actor="c", target="a"),
+        Unfollowed(t=0, actor="c", target="a"),
+        Followed(t=0, actor="d", target="a"),
+        WindowStarted(t=0, window=1),
+        PostCreated(t=0, actor="a", post_id=1, text="p", topic="t"),
+        PostCreated(t=0, actor="b", post_id=2, text="c", topic="t", mentions=("c",), parent_id=1),
+        VoteCast(t=0, actor="c", post_id=1, author="a", value=1),
+        WindowEnded(t=0, window=1),
+        WindowStarted(t=0, window=2),
+        DirectMessageSent(t=0, actor="a", dm_id=1, recipient="b", text="hi", mentions=("d",)),
+        VoteCast(t=0, actor="d", post_id=2, author="b", value=-1),
+        VoteCleared(t=0, actor="c", post_id=1, author="a", old=1),
+        WindowEnded(t=0, window=2),
+    ]
+    return [replace(e, seq=i + 1, t=float(i)) for i, e in enumerate(evs)]
+
+
+def test_agents_and_attributes() -> None:
+    agents, attrs = agents_and_attributes(social_log())
+    assert agents == ("a", "b", "c", "d")
+    assert attrs == {
+        "group": {"a": "x", "b": "x", "c": "y", "d": "y"},
+        "age": dict.fromkeys("abcd", "30"),
+    }
+
+
+def test_follow_graph_replays_follow_and_unfollow() -> None:
+    g = follow_graph(social_log(), nodes=("a", "b", "c", "d"))
+    assert set(g.edges) == {("a", "b"), ("b", "a"), ("d", "a")}
+    assert set(g.nodes) == {"a", "b", "c", "d"}
+
+
+def test_interaction_graph_counts_kinds() -> None:
+    g = interaction_graph(social_log())
+    assert {(u, v): d["weight"] for u, v, d in g.edges(data=True)} == {
+        ("b", "a"): 1,
+        ("b", "c"): 1,
+        ("c", "a"): 1,
+        ("a", "b"): 1,
+        ("a", "d"): 1,
+        ("d", "b"): 1,
+    }
+    assert g["b"]["a"]["comment"] == 1 and g["b"]["c"]["mention"] == 1
+    assert g["a"]["b"]["dm"] == 1 and g["d"]["b"]["vote"] == 1
+    per = dict(interaction_graphs_by_window(social_log()))
+    assert set(per[1].edges) == {("b", "a"), ("b", "c"), ("c", "a")}
+    assert set(per[2].edges) == {("a", "b"), ("a", "d"), ("d", "b")}
+    cum = dict(interaction_graphs_by_window(social_log(), cumulative=True))
+    assert cum[2].number_of_edges() == 6 and cum[1].number_of_edges() == 3
+    und = undirected_weighted(g)
+    assert und["a"]["b"]["weight"] == 2 and und.number_of_edges() == 5
+    only2 = interaction_graph(social_log(), windows=[2])
+    assert set(only2.edges) == set(per[2].edges)
+
+
+def test_network_summary_by_hand() -> None:
+    attributes = {"a": {"group": "x"}, "b": {"group": "x"}, "c": {"group": "y"}}
+    s = network_summary(build_log(), attributes=attributes, params=P, sentiment=FakeSentiment())
+    json.dumps(s, allow_nan=False)  # strict JSON
+    assert s["windows"] == [1, 2, 3, 4] and s["agents"] == 3
+    assert s["thetas"] == ["0.01", "0.05", "0.1"]
+    # final strengths (see test_ties): S{a,b} = 0.0622, S{a,c} = 0.075
+    f05 = s["ties"]["final"]["0.05"]
+    assert f05["edges"] == 2 and f05["density"] == pytest.approx(2 / 3)
+    assert f05["clustering"] == 0.0 and f05["lcc"] == 1.0
+    assert f05["avg_path"] == pytest.approx(4 / 3)
+    assert f05["path_ln"] == pytest.approx((4 / 3) / math.log(3))
+    assert f05["modularity"] == pytest.approx(0.0)
+    # edges a-b (same group), a-c (different): (1/2) / (1/3)
+    assert f05["homophily"]["group"]["same_ratio"] == pytest.approx(1.5)
+    assert f05["reference"]["density"]["inside"] is False
+    assert s["ties"]["final"]["0.1"]["edges"] == 0
+    # window 1: S{a,b} = S{a,c} = 0.1 exactly → edges at θ = 0.1 (binarise with ≥)
+    w1 = s["ties"]["per_window"][0]
+    assert w1["active_pairs"] == 2 and w1["thetas"]["0.1"]["edges"] == 2
+    assert w1["mean_evidence"] == pytest.approx((2 / 3 + 0.9) / 2, abs=1e-6)
+    dyn = s["ties"]["dynamics"]["0.01"]
+    assert len(dyn) == 3
+    assert dyn[0] == {"triadic_closure": None, "jaccard": 1.0, "retained": 1.0}
+    strengths = {(r["source"], r["target"]): r["strength"] for r in s["ties"]["strengths"]}
+    assert strengths[("c", "a")] == pytest.approx(0.05)
+    # interactions: comment a→b; DMs a→c, c→a; mention a→c; votes b→a (w1), a→b, b→a (w2)
+    inter = s["interaction"]["final"]
+    assert inter["interactions"] == {"comment": 1, "dm": 2, "mention": 1, "vote": 3}
+    assert inter["total_weight"] == 7
+    assert inter["reciprocity"] == pytest.approx(1.0)  # a↔b, a↔c
+    assert len(s["interaction"]["per_window"]) == 4
+    assert s["follow"]["edges"] == 0 and s["follow"]["reciprocity"] is None

@@ -1,0 +1,158 @@
+"""Bus: in-order delivery, catch-up hand-over without gap or duplicate, backpressure, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from friendsim.platform import Platform
+from friendsim.platform.bus import EventBus
+from friendsim.platform.events import Event, WindowEnded
+
+
+async def _producer(p: Platform, n: int, *, flush_every: int) -> None:
+    for i in range(n):
+        await p.record(WindowEnded(t=0.0, window=i))
+        if i % flush_every == flush_every - 1:
+            await p.flush()
+            await asyncio.sleep(0)  # let consumers interleave with the producer
+    await p.flush()
+
+
+async def _collect(sub, out: list[int], stop_at: int) -> None:
+    async with sub:
+        async for e in sub:
+            out.append(e.seq)
+            if e.seq == stop_at:
+                return
+
+
+async def test_live_and_mid_stream_subscribers_see_everything_once(tmp_path: Path) -> None:
+    p = await Platform.open(tmp_path / "b.db", batch_size=64)
+    n = 3000
+    early: list[int] = []
+    late: list[list[int]] = [[] for _ in range(4)]
+    try:
+        t_early = asyncio.create_task(_collect(p.bus.subscribe(name="early", maxsize=8), early, n))
+        producer = asyncio.create_task(_producer(p, n, flush_every=37))
+        late_tasks = []
+        for k in range(4):
+            # join at different points mid-stream, each from seq 1, with small pages so the
+            # catch-up reads several pages while the producer keeps publishing
+            while p.committed_seq < (k + 1) * 500:
+                await asyncio.sleep(0)
+            sub = p.bus.subscribe(name=f"late{k}", from_seq=1, maxsize=16, page=50)
+            late_tasks.append(asyncio.create_task(_collect(sub, late[k], n)))
+        await asyncio.wait_for(asyncio.gather(producer, t_early, *late_tasks), 30)
+    finally:
+        await p.close()
+    expected = list(range(1, n + 1))
+    assert early == expected
+    for got in late:
+        assert got == expected
+
+
+async def test_subscribe_from_middle_and_future(tmp_path: Path) -> None:
+    p = await Platform.open(tmp_path / "m.db")
+    for i in range(10):
+        await p.record(WindowEnded(t=0.0, window=i))
+    await p.flush()
+    mid: list[int] = []
+    fut: list[int] = []
+    t1 = asyncio.create_task(_collect(p.bus.subscribe(name="mid", from_seq=7), mid, 15))
+    t2 = asyncio.create_task(_collect(p.bus.subscribe(name="future", from_seq=13), fut, 15))
+    await asyncio.sleep(0)
+    for i in range(5):
+        await p.record(WindowEnded(t=0.0, window=10 + i))
+    await p.flush()
+    await asyncio.wait_for(asyncio.gather(t1, t2), 10)
+    await p.close()
+    assert mid == list(range(7, 16))
+    assert fut == [13, 14, 15]
+
+
+async def test_backpressure_bounds_queue(tmp_path: Path) -> None:
+    p = await Platform.open(tmp_path / "bp.db", batch_size=10_000)
+    sub = p.bus.subscribe(name="slow", from_seq=1, maxsize=5)
+    it = aiter(sub)
+    for i in range(50):
+        await p.record(WindowEnded(t=0.0, window=i))
+    await p.flush()  # nothing attached yet: publish returns at once
+    first = await anext(it)  # catch-up, then attaches live
+    assert first.seq == 1
+    for i in range(50):
+        await p.record(WindowEnded(t=0.0, window=50 + i))
+    flush = asyncio.create_task(p.flush())
+    await asyncio.sleep(0.05)
+    # publisher is blocked: the queue never exceeds its bound
+    assert not flush.done()
+    assert sub._queue.qsize() <= 5
+    got = [first.seq]
+    while len(got) < 100:
+        got.append((await anext(it)).seq)
+        assert sub._queue.qsize() <= 5
+    await asyncio.wait_for(flush, 5)
+    assert got == list(range(1, 101))
+    await sub.close()
+    await p.close()
+
+
+async def test_failing_subscriber_is_detached_others_unaffected(tmp_path: Path) -> None:
+    p = await Platform.open(tmp_path / "f.db")
+    good: list[int] = []
+
+    async def bad_handler(e: Event) -> None:
+        if e.seq == 3:
+            raise RuntimeError("boom at 3")
+
+    async def good_handler(e: Event) -> None:
+        good.append(e.seq)
+
+    bad_sub = p.bus.subscribe(name="bad", maxsize=2)
+    good_sub = p.bus.subscribe(name="good", maxsize=2)
+    bad_task = asyncio.create_task(bad_sub.consume(bad_handler))
+    good_task = asyncio.create_task(good_sub.consume(good_handler))
+    await asyncio.sleep(0)
+    for i in range(40):
+        await p.record(WindowEnded(t=0.0, window=i))
+        await p.flush()
+    with pytest.raises(RuntimeError, match="boom"):
+        await bad_task
+    assert isinstance(bad_sub.error, RuntimeError)
+    assert p.bus.failures == {"bad": bad_sub.error}
+    assert bad_sub.closed and bad_sub not in p.bus.subscribers
+    await p.close()  # ends the good subscription after everything was delivered
+    await asyncio.wait_for(good_task, 5)
+    assert good == list(range(1, 41))
+
+
+async def test_exception_in_async_with_block_detaches(tmp_path: Path) -> None:
+    p = await Platform.open(tmp_path / "g.db")
+    sub = p.bus.subscribe(name="crashy", maxsize=1)
+
+    async def consumer() -> None:
+        async with sub:
+            async for e in sub:
+                if e.seq == 2:
+                    raise ValueError("consumer bug")
+
+    task = asyncio.create_task(consumer())
+    for i in range(20):  # would block forever on a size-1 queue if the sub stayed attached
+        await p.record(WindowEnded(t=0.0, window=i))
+        await asyncio.wait_for(p.flush(), 5)
+    with pytest.raises(ValueError):
+        await task
+    assert isinstance(sub.error, ValueError) and p.bus.failures["crashy"] is sub.error
+    await p.close()
+
+
+async def test_publish_rejects_out_of_order() -> None:
+    async def read(_from: int, _limit: int) -> list[Event]:
+        return []
+
+    bus = EventBus(read)
+    await bus.publish([WindowEnded(seq=1, t=0.0, window=1)])
+    with pytest.raises(ValueError, match="already published"):
+        await bus.publish([WindowEnded(seq=1, t=0.0, window=1)])

@@ -1,0 +1,219 @@
+"""Platform commands: typed errors, derived fields, no trace of rejected commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from friendsim.platform import (
+    DuplicateAgentError,
+    DuplicateFollowError,
+    InvalidTextError,
+    InvalidTopicError,
+    InvalidVoteError,
+    NotFollowingError,
+    Platform,
+    PlatformError,
+    SelfFollowError,
+    SelfMessageError,
+    SelfVoteError,
+    UnknownAgentError,
+    UnknownMentionError,
+    UnknownMessageError,
+    UnknownPostError,
+    VirtualClock,
+)
+from friendsim.platform.events import (
+    ActionFailed,
+    Followed,
+    GuidanceIssued,
+    PostCreated,
+    VoteCast,
+    VoteChanged,
+    VoteCleared,
+    WindowEnded,
+    WindowStarted,
+)
+
+
+@pytest.fixture
+async def plat(tmp_path: Path):
+    p = await Platform.open(tmp_path / "p.db", clock=VirtualClock(10.0), max_text=50)
+    for a in ("ann", "bob", "cy"):
+        await p.register_agent(a, name=a.title(), attributes={"group": a[0]})
+    yield p
+    await p.close()
+
+
+async def _table_counts(p: Platform) -> dict[str, int]:
+    await p.flush()
+    out = {}
+    for table in ("events", "agents", "posts", "mentions", "votes", "follows", "dms", "exposures"):
+        rows = await p.db.execute_fetchall(f"SELECT count(*) FROM {table}")
+        out[table] = rows[0][0]
+    return out
+
+
+async def test_post_comment_root_and_counters(plat: Platform) -> None:
+    top = await plat.create_post(
+        "ann", text="Hot take", topic="  #Climate_Change ", mentions=["bob", "bob", "cy"]
+    )
+    assert top.topic == "climate change"
+    assert top.mentions == ("bob", "cy")
+    assert top.post_id == 1 and top.seq == 4 and top.t == 10.0
+    c1 = await plat.create_post("bob", text="agree", topic="climate change", parent_id=top.post_id)
+    c2 = await plat.create_post("cy", text="nope", topic="climate change", parent_id=c1.post_id)
+    assert (c1.root_id, c2.root_id, c2.parent_id) == (1, 1, 2)
+    await plat.vote("bob", 1, 1)
+    await plat.vote("cy", 1, -1)
+    await plat.flush()
+    view = await plat.get_post(1)
+    assert (view.likes, view.dislikes, view.replies, view.mentions) == (1, 1, 1, ("bob", "cy"))
+    assert (await plat.get_post(2)).replies == 1
+
+
+async def test_vote_transitions(plat: Platform) -> None:
+    await plat.create_post("ann", text="x", topic="t")
+    assert isinstance(await plat.vote("bob", 1, 1), VoteCast)
+    assert await plat.vote("bob", 1, 1) is None
+    changed = await plat.vote("bob", 1, -1)
+    assert isinstance(changed, VoteChanged) and (changed.old, changed.value) == (1, -1)
+    cleared = await plat.vote("bob", 1, 0)
+    assert isinstance(cleared, VoteCleared) and cleared.old == -1
+    assert await plat.vote("bob", 1, 0) is None
+    await plat.flush()
+    view = await plat.get_post(1)
+    assert (view.likes, view.dislikes) == (0, 0)
+    assert (await plat.db.execute_fetchall("SELECT count(*) FROM votes"))[0][0] == 0
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        (lambda p: p.register_agent("ann", name="again"), DuplicateAgentError),
+        (lambda p: p.create_post("zed", text="x", topic="t"), UnknownAgentError),
+        (lambda p: p.create_post("ann", text="x", topic="t", parent_id=99), UnknownPostError),
+        (lambda p: p.create_post("ann", text="x", topic="t", quote_of=99), UnknownPostError),
+        (lambda p: p.create_post("ann", text="   ", topic="t"), InvalidTextError),
+        (lambda p: p.create_post("ann", text="y" * 51, topic="t"), InvalidTextError),
+        (lambda p: p.create_post("ann", text="x", topic=" # "), InvalidTopicError),
+        (
+            lambda p: p.create_post("ann", text="x", topic="t", mentions=["zed"]),
+            UnknownMentionError,
+        ),
+        (lambda p: p.vote("ann", 1, 1), SelfVoteError),
+        (lambda p: p.vote("bob", 1, 2), InvalidVoteError),
+        (lambda p: p.vote("bob", 77, 1), UnknownPostError),
+        (lambda p: p.vote("zed", 1, 1), UnknownAgentError),
+        (lambda p: p.follow("ann", "ann"), SelfFollowError),
+        (lambda p: p.follow("ann", "bob"), DuplicateFollowError),
+        (lambda p: p.follow("ann", "zed"), UnknownAgentError),
+        (lambda p: p.unfollow("bob", "ann"), NotFollowingError),
+        (lambda p: p.send_dm("ann", "ann", text="hi"), SelfMessageError),
+        (lambda p: p.send_dm("ann", "zed", text="hi"), UnknownAgentError),
+        (lambda p: p.send_dm("ann", "bob", text=""), InvalidTextError),
+        (lambda p: p.send_dm("ann", "bob", text="hi", reply_to=42), UnknownMessageError),
+        (lambda p: p.send_dm("cy", "bob", text="hi", reply_to=1), UnknownMessageError),
+        (lambda p: p.send_dm("ann", "bob", text="hi", mentions=["zed"]), UnknownMentionError),
+    ],
+)
+async def test_typed_errors_change_nothing(plat: Platform, command, error) -> None:
+    await plat.create_post("ann", text="base", topic="t")
+    await plat.follow("ann", "bob")
+    await plat.send_dm("ann", "bob", text="hello")
+    before_seq = plat.last_seq
+    before = await _table_counts(plat)
+    with pytest.raises(error) as info:
+        await command(plat)
+    assert isinstance(info.value, PlatformError) and info.value.code
+    assert str(info.value)
+    assert plat.last_seq == before_seq
+    assert await _table_counts(plat) == before
+    # the next valid command takes exactly the next seq: nothing was consumed
+    ok = await plat.follow("bob", "cy")
+    assert ok.seq == before_seq + 1
+
+
+async def test_text_limit_is_named(plat: Platform) -> None:
+    with pytest.raises(InvalidTextError, match="limit is 50"):
+        await plat.create_post("ann", text="z" * 51, topic="t")
+
+
+async def test_quote_with_empty_text(plat: Platform) -> None:
+    await plat.create_post("ann", text="orig", topic="t")
+    q = await plat.create_post("bob", text="", topic="t", quote_of=1)
+    assert isinstance(q, PostCreated) and q.quote_of == 1
+
+
+async def test_unfollow_then_refollow_and_followees(plat: Platform) -> None:
+    assert isinstance(await plat.follow("ann", "bob"), Followed)
+    await plat.unfollow("ann", "bob")
+    await plat.follow("ann", "bob")
+    await plat.follow("ann", "cy")
+    await plat.follow("bob", "cy")
+    await plat.flush()
+    assert await plat.followees("ann") == {"bob", "cy"}
+    assert await plat.followers("cy") == {"ann", "bob"}
+
+
+async def test_record_runtime_events_and_rejects_others(plat: Platform) -> None:
+    plat.clock.advance_to(20.0)
+    w = await plat.record(WindowStarted(t=0.0, window=1, t_end=30.0))
+    assert (w.seq, w.t) == (plat.last_seq, 20.0)
+    g = await plat.record(
+        GuidanceIssued(t=0, actor="coach", agent="bob", window=1, tips=({"action": "POST"},))
+    )
+    assert g.actor == "coach"
+    with pytest.raises(UnknownAgentError):
+        await plat.record(GuidanceIssued(t=0, actor="coach", agent="zed", window=1, tips=()))
+    await plat.record(ActionFailed(t=0, actor="ann", stage="plan", reason="bad_json"))
+    await plat.record(WindowEnded(t=0, window=1))
+    with pytest.raises(ValueError, match="record"):
+        await plat.record(Followed(t=0, actor="ann", target="bob"))
+    await plat.flush()
+    kinds = [e.kind async for e in plat.events(4)]
+    assert kinds == ["window_started", "guidance_issued", "action_failed", "window_ended"]
+
+
+async def test_reads_dms_and_posts_between(plat: Platform) -> None:
+    plat.clock.advance_to(100.0)
+    await plat.create_post("ann", text="a", topic="t")
+    d1 = await plat.send_dm("ann", "bob", text="hi", topic="Food", mentions=["cy"])
+    plat.clock.advance_to(200.0)
+    await plat.create_post("bob", text="b", topic="t")
+    await plat.send_dm("bob", "ann", text="re", reply_to=d1.dm_id)
+    await plat.flush()
+    assert [p.post_id for p in await plat.posts_between(100.0, 200.0)] == [1]
+    assert [p.post_id for p in await plat.posts_between(0.0, 201.0)] == [1, 2]
+    got = await plat.dms_to("bob", 0.0, 1000.0)
+    assert got == [d1]
+    assert (await plat.dms_to("ann", 0, 1000))[0].reply_to == d1.dm_id
+
+
+async def test_reopen_resumes_seq_ids_and_clock(tmp_path: Path) -> None:
+    p = await Platform.open(tmp_path / "r.db", clock=VirtualClock(5.0))
+    await p.register_agent("a", name="A")
+    await p.register_agent("b", name="B")
+    await p.create_post("a", text="x", topic="t")
+    await p.follow("a", "b")
+    await p.close()
+    q = await Platform.open(tmp_path / "r.db")
+    try:
+        assert q.last_seq == q.committed_seq == 4 and q.clock.now() == 5.0
+        e = await q.create_post("b", text="y", topic="t", parent_id=1)
+        assert (e.seq, e.post_id, e.root_id) == (5, 2, 1)
+        with pytest.raises(DuplicateFollowError):
+            await q.follow("a", "b")
+        with pytest.raises(SelfVoteError):
+            await q.vote("a", 1, 1)
+    finally:
+        await q.close()
+
+
+async def test_closed_platform_refuses(tmp_path: Path) -> None:
+    p = await Platform.open(tmp_path / "c.db")
+    await p.register_agent("a", name="A")
+    await p.close()
+    with pytest.raises(PlatformError, match="closed"):
+        await p.register_agent("b", name="B")

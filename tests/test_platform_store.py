@@ -1,0 +1,201 @@
+"""Store: schema constraints hold even against raw SQL; migrations; JSONL round trip; events table."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from friendsim.platform import Platform, SchemaVersionError, VirtualClock
+from friendsim.platform import replay
+from friendsim.platform.events import EVENT_TYPES, event_from_json, event_to_json, payload_json
+from friendsim.platform.migrations import latest_version
+from friendsim.platform.projection import PROJECTIONS
+from friendsim.platform.projection import payload_json as fast_payload_json
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> Path:
+    path = tmp_path / "c.db"
+    p = await Platform.open(path, clock=VirtualClock(1.0))
+    await p.register_agent("a", name="A")
+    await p.register_agent("b", name="B")
+    await p.create_post("a", text="hello", topic="t")
+    await p.vote("b", 1, 1)
+    await p.follow("a", "b")
+    await p.send_dm("a", "b", text="hi")
+    await p.close()
+    return path
+
+
+def _raw(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+BAD_ROWS = [
+    ("INSERT INTO follows VALUES ('a', 'a', 0, 99)", "CHECK"),
+    ("INSERT INTO follows VALUES ('a', 'b', 0, 99)", "UNIQUE"),
+    ("INSERT INTO follows VALUES ('a', 'zed', 0, 99)", "FOREIGN KEY"),
+    ("INSERT INTO votes VALUES ('a', 1, 1, 0, 99)", "own post"),
+    ("INSERT INTO votes VALUES ('b', 1, -1, 0, 99)", "UNIQUE"),
+    ("INSERT INTO votes VALUES ('zed', 1, 1, 0, 99)", "FOREIGN KEY"),
+    ("INSERT INTO votes VALUES ('b', 99, 1, 0, 99)", "FOREIGN KEY"),
+    ("UPDATE votes SET value = 0", "CHECK"),
+    ("UPDATE votes SET value = 2", "CHECK"),
+    (
+        "INSERT INTO dms(dm_id, seq, t, sender, recipient, text) VALUES (9, 99, 0, 'a', 'a', 'x')",
+        "CHECK",
+    ),
+    (
+        "INSERT INTO dms(dm_id, seq, t, sender, recipient, text) VALUES (9, 99, 0, 'a', 'b', ' ')",
+        "CHECK",
+    ),
+    (
+        "INSERT INTO dms(dm_id, seq, t, sender, recipient, text, reply_to) VALUES (9, 99, 0, 'a', 'b', 'x', 8)",
+        "FOREIGN KEY",
+    ),
+    (
+        "INSERT INTO posts(post_id, seq, t, author, text, topic) VALUES (9, 99, 0, 'a', '', 't')",
+        "CHECK",
+    ),
+    (
+        "INSERT INTO posts(post_id, seq, t, author, text, topic) VALUES (9, 99, 0, 'zed', 'x', 't')",
+        "FOREIGN KEY",
+    ),
+    (
+        "INSERT INTO posts(post_id, seq, t, author, text, topic, parent_id, root_id) VALUES (9, 99, 0, 'a', 'x', 't', 8, 8)",
+        "FOREIGN KEY",
+    ),
+    ("UPDATE posts SET likes = -1", "CHECK"),
+    ("INSERT INTO mentions VALUES (1, 0, 'zed')", "FOREIGN KEY"),
+    ("INSERT INTO exposures VALUES (1, 0, 'a', 42, 't', 'full', 0)", "FOREIGN KEY"),
+    ("INSERT INTO events VALUES (1, 0, 'x', NULL, '{}')", "UNIQUE"),
+    ("INSERT INTO events(seq, t, kind, actor) VALUES (50, 0, 'x', NULL)", "NOT NULL"),
+]
+
+
+@pytest.mark.parametrize(("sql", "reason"), BAD_ROWS)
+async def test_constraints_reject_raw_sql(db: Path, sql: str, reason: str) -> None:
+    conn = _raw(db)
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match=reason):
+            conn.execute(sql)
+    finally:
+        conn.close()
+
+
+async def test_valid_raw_row_is_accepted(db: Path) -> None:
+    """Control for the constraint tests: a legal row of the same shape goes in."""
+    conn = _raw(db)
+    try:
+        conn.execute("INSERT INTO follows VALUES ('b', 'a', 0, 99)")
+        assert conn.execute("SELECT count(*) FROM follows").fetchone()[0] == 2
+    finally:
+        conn.close()
+
+
+async def test_schema_and_pragmas(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == latest_version() == 1
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        cols = [(r[1], r[2], r[3], r[5]) for r in conn.execute("PRAGMA table_info(events)")]
+        assert cols == [
+            ("seq", "INTEGER", 0, 1),
+            ("t", "REAL", 1, 0),
+            ("kind", "TEXT", 1, 0),
+            ("actor", "TEXT", 0, 0),
+            ("payload", "TEXT", 1, 0),
+        ]
+    finally:
+        conn.close()
+
+
+async def test_foreign_keys_on_in_platform_connections(tmp_path: Path) -> None:
+    p = await Platform.open(tmp_path / "fk.db")
+    try:
+        rows = await p.db.execute_fetchall("PRAGMA foreign_keys")
+        assert rows[0][0] == 1
+    finally:
+        await p.close()
+
+
+async def test_newer_schema_is_refused(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {latest_version() + 1}")
+    conn.close()
+    with pytest.raises(SchemaVersionError, match="newer friendsim"):
+        await Platform.open(db)
+
+
+async def test_events_rows_hold_payload_json(db: Path) -> None:
+    p = await Platform.open(db)
+    try:
+        events = [e async for e in p.events()]
+        rows = await p.db.execute_fetchall(
+            "SELECT seq, t, kind, actor, payload FROM events ORDER BY seq"
+        )
+        assert [r[0] for r in rows] == list(range(1, 7))
+        for e, row in zip(events, rows, strict=True):
+            assert row == (e.seq, e.t, e.kind, e.actor, payload_json(e))
+    finally:
+        await p.close()
+
+
+def test_every_kind_has_a_projection() -> None:
+    assert set(PROJECTIONS) == set(EVENT_TYPES)
+
+
+async def test_fast_payload_matches_contract(db: Path) -> None:
+    p = await Platform.open(db)
+    try:
+        async for e in p.events():
+            assert fast_payload_json(e) == payload_json(e)
+    finally:
+        await p.close()
+
+
+async def test_jsonl_round_trip(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "log.jsonl"
+    assert await replay.export_jsonl(db, out) == 6
+    lines = out.read_text().splitlines()
+    assert [event_to_json(event_from_json(line)) for line in lines] == lines
+    dest = tmp_path / "imported.db"
+    assert await replay.import_jsonl(out, dest) == 6
+    assert await replay.compare(db, dest) is None
+
+
+async def test_import_validates_and_leaves_nothing(db: Path, tmp_path: Path) -> None:
+    out = tmp_path / "log.jsonl"
+    await replay.export_jsonl(db, out)
+    lines = out.read_text().splitlines()
+    # line 5 (the follow) made into a self-follow
+    lines[4] = lines[4].replace('"target":"b"', '"target":"a"')
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    dest = tmp_path / "x.db"
+    with pytest.raises(replay.LogImportError, match=r"bad.jsonl:5: .*cannot follow itself"):
+        await replay.import_jsonl(bad, dest)
+    assert not dest.exists()
+    assert not list(tmp_path.glob("x.db*"))
+    # a gap in seq is rejected too
+    gap = tmp_path / "gap.jsonl"
+    gap.write_text("\n".join(lines[:2] + lines[3:]) + "\n")
+    with pytest.raises(replay.LogImportError, match=r"gap.jsonl:3: .*does not follow"):
+        await replay.import_jsonl(gap, tmp_path / "y.db")
+
+
+async def test_compare_reports_first_difference(db: Path, tmp_path: Path) -> None:
+    rebuilt = tmp_path / "rebuilt.db"
+    assert await replay.rebuild(db, rebuilt) == 6
+    assert await replay.compare(db, rebuilt) is None
+    conn = _raw(rebuilt)
+    conn.execute("UPDATE posts SET likes = 7 WHERE post_id = 1")
+    conn.close()
+    diff = await replay.compare(db, rebuilt)
+    assert diff is not None and diff.table == "posts" and diff.key == (1,)
+    assert diff.row_a is not None and diff.row_b is not None
+    assert 7 in diff.row_b and 7 not in diff.row_a
