@@ -31,7 +31,9 @@ def synthetic_interaction_graph(n: int, m: int, *, seed: int) -> nx.DiGraph:
     k = int(m * 1.3)
     src = rng.choice(n, size=k, p=p)
     local = rng.random(k) < 0.6
-    dst = np.where(local, (src // block) * block + rng.integers(0, block, k), rng.choice(n, size=k, p=p))
+    dst = np.where(
+        local, (src // block) * block + rng.integers(0, block, k), rng.choice(n, size=k, p=p)
+    )
     dst = np.minimum(dst, n - 1)
     edges = np.stack([src, dst], axis=1)
     back = edges[rng.random(k) < 0.2][:, ::-1]
@@ -62,7 +64,9 @@ def main() -> None:
         "stance": {v: str(x) for v, x in zip(g.nodes, rng.integers(0, 5, n), strict=True)},
     }
     build_s = time.perf_counter() - t0
-    print(f"graph: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges, built in {build_s:.1f} s")
+    print(
+        f"graph: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges, built in {build_s:.1f} s"
+    )
     timings: dict[str, float] = {}
     t1 = time.perf_counter()
     res = graph_metrics(g, attributes=attrs, seed=args.seed, timings=timings)

@@ -90,7 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         reply = stub._next_reply()
-        if reply.delay_s and stub._stopping.wait(reply.delay_s):
+        delay = reply.delay_s or stub.latency_s
+        if delay and stub._stopping.wait(delay):
             return
         if reply.drop:
             self.close_connection = True
@@ -119,7 +120,9 @@ class StubLLMServer:
         text_answer: str | None = None,
         supports_json_schema: bool = True,
         supports_response_format: bool = True,
+        latency_s: float = 0.0,
     ) -> None:
+        self.latency_s = latency_s
         self.json_answer = {"ok": True} if json_answer is None else json_answer
         self.text_answer = text_answer
         self.supports_json_schema = supports_json_schema
@@ -317,3 +320,21 @@ class StubLLMServer:
                 "prompt_tokens_details": {"cached_tokens": cached},
             },
         }
+
+
+def main() -> None:
+    """Serve until killed: ``python tests/llm_stub_server.py [--latency-ms N]``; prints the port."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description="LLM API stub server on 127.0.0.1")
+    ap.add_argument("--latency-ms", type=float, default=0.0)
+    args = ap.parse_args()
+    server = StubLLMServer(latency_s=args.latency_ms / 1000.0).start()
+    sys.stdout.write(f"{server.port}\n")
+    sys.stdout.flush()
+    threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -340,3 +340,25 @@ def test_parse_plan_only_raises_output_error(value: Any) -> None:
         assert err.reason and err.detail
     else:
         assert len(actions) == 3
+
+
+async def test_votes_on_items_outside_the_feed_update_relationships() -> None:
+    items = (FeedItem(post_id=50, author=USERS[4], text="new this round", topic="x"),)
+    llm = ScriptedLLM(responder(GOOD_PLAN, votes={"votes": [{"post_id": 50, "vote": 1}]}))
+    policy = make_llm_policy(PERSONAS[0], llm, theme="climate change")
+    ballot = await policy.vote(_obs(feed=()), items)
+    assert ballot.votes == {50: 1}
+    assert policy.memory.relations[USERS[4]].likes_given == 1
+    assert "you liked 1/disliked 0 of theirs" in policy.memory.relationship_line(USERS[4])
+
+
+async def test_record_outcome_feeds_next_plan_prompt() -> None:
+    llm = ScriptedLLM(responder(GOOD_PLAN))
+    policy = make_llm_policy(PERSONAS[0], llm, theme="climate change")
+    d = await policy.decide(_obs())
+    policy.record_outcome(2, d.actions)
+    await policy.decide(_obs(window=3))
+    prompt = llm.calls[-4].messages[0].content
+    assert llm.calls[-4].label == "plan"
+    assert f"Last window w2: POST on 'heat waves' @{USERS[1]} (supportive)" in prompt
+    assert f"- {USERS[3]}: you sent 1, received 1" in prompt

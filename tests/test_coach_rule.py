@@ -57,7 +57,7 @@ def play() -> tuple[ContextTracker, RewardScorer, list]:
 
 
 def test_context_tracker_builds_the_social_context() -> None:
-    tracker, scorer, scores = play()
+    tracker, _scorer, scores = play()
     a = next(s for s in scores if s.agent == "a")
     ctx = tracker.context(a, {"SOC": 0.5, "COORD": 0.5}, theme="climate")
     assert ctx.last_dm_senders == ("d", "c")  # most recent first

@@ -94,6 +94,7 @@ async def test_live_scores_equal_scores_of_the_stored_log(tmp_path: Path) -> Non
         assert svc.best_scores("ana").total == best.total
         last_fb, best_fb = svc.feedback("ana")
         assert last_fb is not None and last_fb.window == 3 and "post" in last_fb.summary
+        assert best_fb is not None and best_fb.total == best.total and best_fb.window == best.window
         assert live[0].total == pytest.approx(live[0].components["SOC"])  # ana: λ_SOC = 1
     finally:
         await p.close()

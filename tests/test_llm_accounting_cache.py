@@ -179,3 +179,21 @@ async def test_completion_passthrough_keeps_provider_fields() -> None:
     stack = await build_llm(ScriptedLLM([ready]), concurrency=None, retries=0)
     assert (await stack.complete(req())).provider == "pp"
     assert ("pp", "mm", "default") in stack.ledger.entries
+
+
+async def test_concurrent_replay_gets_each_request_its_own_answer(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    live = ScriptedLLM(lambda r: {"n": int(r.messages[-1].content)})
+    schema = {"type": "object"}
+    rec = CachingLLM(live, await LLMCache.open(path), "record")
+    await asyncio.gather(*(rec.complete(req(str(i), json_schema=schema)) for i in range(300)))
+    await rec.aclose()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM llm_cache").fetchone() == (300,)
+
+    rep = CachingLLM(ScriptedLLM([]), await LLMCache.open(path), "replay")
+    order = list(range(300))[::-1]
+    outs = await asyncio.gather(*(rep.complete(req(str(i), json_schema=schema)) for i in order))
+    assert [o.parsed["n"] for o in outs] == order
+    assert all(o.cached for o in outs) and rep.hits == 300
+    await rep.aclose()

@@ -139,6 +139,16 @@ async def test_other_400_is_permanent(stub: StubLLMServer) -> None:
     await llm.aclose()
 
 
+async def test_invalid_schema_400_does_not_downgrade(stub: StubLLMServer) -> None:
+    message = "Invalid schema for response_format 'response': 'required' is missing"
+    stub.enqueue(StubReply(status=400, body={"error": {"message": message}}))
+    llm = OpenAIChatLLM("m", base_url=stub.openai_base_url)
+    with pytest.raises(PermanentLLMError, match="Invalid schema"):
+        await llm.complete(req(json_schema=SCHEMA))
+    assert llm.json_mode == "json_schema" and llm.downgrades == 0 and len(stub.requests) == 1
+    await llm.aclose()
+
+
 async def test_429_retry_after_500_and_timeout_are_retried_and_counted(
     stub: StubLLMServer,
 ) -> None:
@@ -199,7 +209,7 @@ async def test_pool_survives_a_server_dying_mid_run() -> None:
             f"openai:{a.openai_base_url},{b.openai_base_url}#m",
             concurrency=8,
             retries=RetryPolicy(max_retries=3, base_delay_s=0.01),
-            cooldown_s=30.0,
+            cooldown_s=5.0,
         )
         pool = stack.provider
         assert isinstance(pool, PooledLLM)
@@ -216,7 +226,10 @@ async def test_pool_survives_a_server_dying_mid_run() -> None:
         assert tot.usage.input_tokens == sum(c.usage.input_tokens for c in first + second)
         b.stop()
         with pytest.raises(LLMConnectionError):
-            await stack.complete(req("nobody left"))
+            await pool.complete(req("nobody left"))
+        with pytest.raises(LLMConnectionError) as info:  # both cooling down: says how long
+            await pool.complete(req("nobody left"))
+        assert 0 < (info.value.retry_after or 0) <= 5.0
         await stack.aclose()
     finally:
         a.stop()

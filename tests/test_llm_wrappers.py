@@ -196,3 +196,29 @@ async def test_pool_cooldown_doubles_on_consecutive_failures() -> None:
     t.now = 103.0
     assert (await pool.complete(req())).text == "a"
     assert pool.members[0].consecutive_failures == 0
+
+
+async def test_rate_limit_in_real_time_spaces_concurrent_calls() -> None:
+    inner = ScriptedLLM(default="x")
+    llm = RateLimitedLLM(inner, rpm=6000)  # 100/s, burst of one second = 100 calls
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await asyncio.gather(*(llm.complete(req()) for _ in range(150)))
+    elapsed = loop.time() - t0
+    assert 0.45 <= elapsed < 2.0
+    assert llm.delayed_calls == 50
+
+
+async def test_backoff_sleep_holds_no_concurrency_slot() -> None:
+    from friendsim.llm import build_llm
+
+    inner = ScriptedLLM(
+        lambda r: ServerError("x", status=500) if len(inner.calls) == 1 else r.messages[0].content
+    )
+    stack = await build_llm(inner, concurrency=1, retries=RetryPolicy(base_delay_s=0.2, jitter=0.0))
+    a = asyncio.create_task(stack.complete(req("A")))
+    await asyncio.sleep(0.05)
+    b = asyncio.create_task(stack.complete(req("B")))
+    assert (await a).text == "A" and (await b).text == "B"
+    # B ran while A was backing off: A's retry came last.
+    assert [c.messages[0].content for c in inner.calls] == ["A", "B", "A"]

@@ -127,3 +127,25 @@ def test_network_summary_by_hand() -> None:
     assert inter["reciprocity"] == pytest.approx(1.0)  # a↔b, a↔c
     assert len(s["interaction"]["per_window"]) == 4
     assert s["follow"]["edges"] == 0 and s["follow"]["reciprocity"] is None
+
+
+def test_network_summary_rejects_attribute_first_mapping() -> None:
+    from friendsim.analysis.summary import AttributesShapeError
+
+    with pytest.raises(AttributesShapeError, match="agent id"):
+        network_summary(
+            build_log(),
+            attributes={"group": {"a": "x", "b": "y"}},
+            params=P,
+            sentiment=FakeSentiment(),
+        )
+
+
+def test_format_summary_marks_reference_ranges() -> None:
+    from friendsim.analysis.summary import format_summary
+
+    s = network_summary(build_log(), attributes={}, params=P, sentiment=FakeSentiment())
+    text = format_summary(s)
+    # θ=0.05: density 2/3 > max 0.4688 → ✗; clustering 0 < min 0.2798 → ✗; LCC 1 inside → ✓
+    assert "| ties θ=0.05 | 2 | 0.6667 ✗ | 0.0000 ✗ | 1.0000 ✓ |" in text
+    assert "| follow | 0 |" in text and "| interaction | 2 | 0.6667 |" in text

@@ -12,11 +12,16 @@ from friendsim.platform.bus import EventBus
 from friendsim.platform.events import Event, WindowEnded
 
 
-async def _producer(p: Platform, n: int, *, flush_every: int) -> None:
+async def _producer(
+    p: Platform, n: int, *, flush_every: int, milestones: dict[int, asyncio.Event] | None = None
+) -> None:
     for i in range(n):
         await p.record(WindowEnded(t=0.0, window=i))
         if i % flush_every == flush_every - 1:
             await p.flush()
+            for seq, reached in (milestones or {}).items():
+                if p.committed_seq >= seq:
+                    reached.set()
             await asyncio.sleep(0)  # let consumers interleave with the producer
     await p.flush()
 
@@ -36,13 +41,13 @@ async def test_live_and_mid_stream_subscribers_see_everything_once(tmp_path: Pat
     late: list[list[int]] = [[] for _ in range(4)]
     try:
         t_early = asyncio.create_task(_collect(p.bus.subscribe(name="early", maxsize=8), early, n))
-        producer = asyncio.create_task(_producer(p, n, flush_every=37))
+        milestones = {(k + 1) * 500: asyncio.Event() for k in range(4)}
+        producer = asyncio.create_task(_producer(p, n, flush_every=37, milestones=milestones))
         late_tasks = []
         for k in range(4):
             # join at different points mid-stream, each from seq 1, with small pages so the
             # catch-up reads several pages while the producer keeps publishing
-            while p.committed_seq < (k + 1) * 500:
-                await asyncio.sleep(0)
+            await milestones[(k + 1) * 500].wait()
             sub = p.bus.subscribe(name=f"late{k}", from_seq=1, maxsize=16, page=50)
             late_tasks.append(asyncio.create_task(_collect(sub, late[k], n)))
         await asyncio.wait_for(asyncio.gather(producer, t_early, *late_tasks), 30)

@@ -217,3 +217,37 @@ async def test_closed_platform_refuses(tmp_path: Path) -> None:
     await p.close()
     with pytest.raises(PlatformError, match="closed"):
         await p.register_agent("b", name="B")
+
+
+async def test_failed_commit_breaks_platform_and_keeps_disk_consistent(tmp_path: Path) -> None:
+    p = await Platform.open(tmp_path / "broken.db")
+    await p.register_agent("a", name="A")
+    await p.flush()
+    # a row the in-memory validation cannot know about: the commit of the next batch must fail
+    await p.register_agent("b", name="B")
+    await p._store.writer.execute(  # simulate an outside writer racing the platform
+        "INSERT INTO agents(agent_id, name, attributes, t, seq) VALUES ('c', 'C', '{}', 0, 2)"
+    )
+    with pytest.raises(PlatformError, match="commit of events 2..2 failed"):
+        await p.flush()
+    with pytest.raises(PlatformError, match="broken"):
+        await p.register_agent("d", name="D")
+    await p.close()
+    q = await Platform.open(tmp_path / "broken.db")
+    try:
+        assert q.committed_seq == 1  # the failed batch left nothing in the log
+        kinds = [e.actor async for e in q.events()]
+        assert kinds == ["a"]
+    finally:
+        await q.close()
+
+
+async def test_odd_arguments_are_typed_errors(plat: Platform) -> None:
+    await plat.create_post("ann", text="x", topic="t")
+    with pytest.raises(UnknownPostError):
+        await plat.vote("bob", True, 1)  # type: ignore[arg-type]
+    with pytest.raises(UnknownMentionError, match="list of agent ids"):
+        await plat.create_post("ann", text="x", topic="t", mentions="bob")
+    with pytest.raises(PlatformError, match="reserved"):
+        await plat.register_agent("coach", name="Coach")
+    assert plat.last_seq == 4

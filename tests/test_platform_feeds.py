@@ -223,3 +223,20 @@ async def test_feed_cost_does_not_grow_with_old_posts(tmp_path: Path) -> None:
     small, large = await steps(200), await steps(20_200)
     for name in small:
         assert large[name] <= small[name] * 1.2 + 50, (name, small[name], large[name])
+
+
+async def test_popularity_python_fallback_matches_sql(plat: Platform) -> None:
+    """Without SQLite math functions the ranker scores in Python, with the same order."""
+    for half_life in (1e9, 50.0, 300.0):
+        sql = PopularityRanker(half_life=half_life)
+        py = PopularityRanker(half_life=half_life)
+        py._sql_math = False
+        a = await sql.rank(plat.db, _query(plat))
+        b = await py.rank(plat.db, _query(plat))
+        assert sql._sql_math is True and a == b and len(a) == 4
+
+
+def _query(p: Platform):
+    from friendsim.platform import FeedQuery
+
+    return FeedQuery(agent="v", now=p.clock.now(), limit=10)

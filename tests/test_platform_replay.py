@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,17 @@ topic = st.sampled_from(["Climate", "#climate_change", "sports", "", "  Food  "]
 
 command = st.one_of(
     st.tuples(st.just("register"), agent, st.sampled_from([{}, {"g": "x"}, {"g": "y", "n": 1}])),
-    st.tuples(st.just("post"), agent, text, topic, st.lists(agent, max_size=3), st.none() | post_id),
+    st.tuples(
+        st.just("post"), agent, text, topic, st.lists(agent, max_size=3), st.none() | post_id
+    ),
     st.tuples(st.just("quote"), agent, post_id),
     st.tuples(st.just("vote"), agent, post_id, st.sampled_from([1, -1, 0, 2])),
     st.tuples(st.just("follow"), agent, agent),
     st.tuples(st.just("unfollow"), agent, agent),
-    st.tuples(st.just("dm"), agent, agent, text, st.none() | st.integers(0, 6)),
-    st.tuples(st.just("feed"), agent, st.sampled_from(["full", "chrono", "popularity", "interest"])),
+    st.tuples(st.just("dm"), agent, agent, text, st.none() | st.integers(0, 6), topic),
+    st.tuples(
+        st.just("feed"), agent, st.sampled_from(["full", "chrono", "popularity", "interest"])
+    ),
     st.tuples(st.just("window"), st.integers(0, 3)),
     st.tuples(st.just("fail"), agent),
     st.tuples(st.just("tick"), st.floats(min_value=0, max_value=500, allow_nan=False)),
@@ -50,8 +55,8 @@ async def run(p: Platform, cmd: tuple[Any, ...]) -> None:
             await p.follow(a, b)
         case ("unfollow", a, b):
             await p.unfollow(a, b)
-        case ("dm", a, b, txt, reply):
-            await p.send_dm(a, b, text=txt, reply_to=reply)
+        case ("dm", a, b, txt, reply, top):
+            await p.send_dm(a, b, text=txt, reply_to=reply, topic=top)
         case ("feed", a, ranker):
             await p.flush()  # feeds read committed state; flush so both runs see the same
             await p.serve_feed(a, make_ranker(ranker), limit=5)
@@ -108,7 +113,9 @@ async def scenario(tmp: Path, cmds: list[tuple[Any, ...]], batch_size: int) -> N
 def test_replay_reproduces_state_and_invalid_commands_leave_no_trace(
     cmds: list[tuple[Any, ...]], batch_size: int
 ) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+    # tmpfs when available: the property is about content, not fsync latency
+    shm = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    with tempfile.TemporaryDirectory(dir=shm) as tmp:
         asyncio.run(scenario(Path(tmp), cmds, batch_size))
 
 

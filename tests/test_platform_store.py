@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from friendsim.platform import Platform, SchemaVersionError, VirtualClock
-from friendsim.platform import replay
+from friendsim.platform import Platform, SchemaVersionError, VirtualClock, replay
 from friendsim.platform.events import EVENT_TYPES, event_from_json, event_to_json, payload_json
 from friendsim.platform.migrations import latest_version
 from friendsim.platform.projection import PROJECTIONS
@@ -27,6 +26,10 @@ async def db(tmp_path: Path) -> Path:
     await p.send_dm("a", "b", text="hi")
     await p.close()
     return path
+
+
+def _leftovers(folder: Path, pattern: str) -> list[Path]:
+    return list(folder.glob(pattern))
 
 
 def _raw(path: Path) -> sqlite3.Connection:
@@ -179,8 +182,7 @@ async def test_import_validates_and_leaves_nothing(db: Path, tmp_path: Path) -> 
     dest = tmp_path / "x.db"
     with pytest.raises(replay.LogImportError, match=r"bad.jsonl:5: .*cannot follow itself"):
         await replay.import_jsonl(bad, dest)
-    assert not dest.exists()
-    assert not list(tmp_path.glob("x.db*"))
+    assert not _leftovers(tmp_path, "x.db*")
     # a gap in seq is rejected too
     gap = tmp_path / "gap.jsonl"
     gap.write_text("\n".join(lines[:2] + lines[3:]) + "\n")
@@ -199,3 +201,27 @@ async def test_compare_reports_first_difference(db: Path, tmp_path: Path) -> Non
     assert diff is not None and diff.table == "posts" and diff.key == (1,)
     assert diff.row_a is not None and diff.row_b is not None
     assert 7 in diff.row_b and 7 not in diff.row_a
+
+
+def test_cli_log_verify_export_import(db: Path, tmp_path: Path, capsys) -> None:
+    import argparse
+
+    from friendsim.platform import cli_platform
+
+    parser = argparse.ArgumentParser()
+    cli_platform.register(parser.add_subparsers(dest="command"))
+
+    def run(*argv: str) -> int:
+        args = parser.parse_args(["log", *argv])
+        return args.handler(args)
+
+    assert run("verify", str(db)) == 0
+    assert run("export", str(db), str(tmp_path / "l.jsonl")) == 0
+    assert run("import", str(tmp_path / "l.jsonl"), str(tmp_path / "n.db")) == 0
+    assert run("import", str(tmp_path / "l.jsonl"), str(tmp_path / "n.db")) == 2  # exists
+    conn = sqlite3.connect(tmp_path / "n.db")
+    conn.execute("UPDATE posts SET dislikes = 3")
+    conn.commit()
+    conn.close()
+    assert run("verify", str(tmp_path / "n.db")) == 1
+    assert "table posts differs at key (1,)" in capsys.readouterr().err

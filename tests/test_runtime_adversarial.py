@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -65,13 +66,14 @@ reply = st.one_of(plan_like, vote_like, json_values, text_reply, errors)
 def _responder(replies: list[Any]):
     def respond(request: LLMRequest) -> Any:
         digest = hashlib.sha256(request.cache_key("x").encode()).digest()
-        return replies[int.from_bytes(digest[:4], "big") % len(replies)]
+        r = replies[int.from_bytes(digest[:4], "big") % len(replies)]
+        return r if isinstance(r, str | dict | BaseException) else json.dumps(r)
 
     return respond
 
 
 @settings(
-    max_examples=25,
+    max_examples=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -100,6 +102,9 @@ def test_garbage_model_output_never_crashes_a_run(replies: list[Any]) -> None:
             mine = [e for e in in_w if e.actor == agent and abs(e.t - t_exec) < 1e-9]
             done = sum(e.kind in CONTENT for e in mine)
             failed = sum(e.kind == "action_failed" for e in mine)
+            if decision is None:  # the policy raised; the runtime recorded it
+                assert failed >= 1
+                continue
             nots = sum(a.type == "NOT" for a in decision.actions[:N])
             assert failed >= len(decision.failures)
             assert done + nots + failed == N or (decision.failures and failed >= 1)
@@ -108,3 +113,22 @@ def test_garbage_model_output_never_crashes_a_run(replies: list[Any]) -> None:
     for e in events:
         if e.kind == "action_failed":
             assert e.stage and e.reason  # type: ignore[attr-defined]
+
+
+async def test_unusable_model_output_is_counted_as_failures(tmp_path: Path) -> None:
+    llm = ScriptedLLM(default="I would rather not answer in JSON.")
+    db = tmp_path / "events.db"
+    tallies, spies = await run_sim(
+        db,
+        n_agents=3,
+        rounds=2,
+        n_actions=N,
+        make_policies=lambda ps: llm_policies(ps, llm, n_actions=N, seed=0),
+    )
+    events = read_events(db)
+    failed = [e for e in events if e.kind == "action_failed"]
+    plan_failures = {(e.actor, e.window) for e in failed if e.stage == "plan"}  # type: ignore[attr-defined]
+    assert plan_failures == {(a, w) for a in spies for w in (1, 2)}
+    assert all(e.attempts == 4 for e in failed if e.stage == "plan")  # type: ignore[attr-defined]
+    assert not any(e.kind in CONTENT for e in events)
+    assert sum(t.failures for t in tallies) == len(failed)

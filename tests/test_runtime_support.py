@@ -33,11 +33,15 @@ class Spy:
     """Wraps a policy and records what it was asked and what it answered."""
 
     inner: Policy
-    decisions: list[tuple[Observation, Decision]] = field(default_factory=list)
+    decisions: list[tuple[Observation, Decision | None]] = field(default_factory=list)
     ballots: list[tuple[Observation, tuple[FeedItem, ...], Ballot]] = field(default_factory=list)
 
     async def decide(self, obs: Observation) -> Decision:
-        d = await self.inner.decide(obs)
+        try:
+            d = await self.inner.decide(obs)
+        except Exception:
+            self.decisions.append((obs, None))  # the policy raised: the runtime records it
+            raise
         self.decisions.append((obs, d))
         return d
 

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import functools
+
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from friendsim.analysis.sentiment import (
@@ -57,3 +59,34 @@ def test_scores_in_range(text: str) -> None:
     for m in (get_sentiment("vader"), get_sentiment("lexicon")):
         s = m.score(text)
         assert -1.0 <= s <= 1.0
+
+
+def _vader_words() -> list[str]:
+    from vaderSentiment import vaderSentiment as v
+
+    lexicon = sorted(v.SentimentIntensityAnalyzer().lexicon)
+    return (
+        lexicon[::4]
+        + list(v.NEGATE)
+        + list(v.BOOSTER_DICT)
+        + [w for k in v.SPECIAL_CASES for w in k.split()]
+        + ["but", "kind", "of", "never", "so", "this", "without", "doubt", "least", "at", "very"]
+        + ["no", "or", "nor", "GREAT", "BAD", "Not", ":)", ":-(", "😀", "💔", "don't", "isn't", "!"]
+    )
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.sampled_from(_vader_words()), min_size=0, max_size=30),
+    st.sampled_from(["", "!", "!!!", "??", "?", ".", " 😀"]),
+    st.booleans(),
+)
+def test_fast_vader_equals_stock_vader(words: list[str], end: str, shout: bool) -> None:
+    text = " ".join(w.upper() if shout and i % 3 == 0 else w for i, w in enumerate(words)) + end
+    fast, stock = _pair()
+    assert fast.score(text) == stock.score(text)
+
+
+@functools.cache
+def _pair() -> tuple[VaderSentiment, VaderSentiment]:
+    return VaderSentiment(cache_size=0), VaderSentiment(cache_size=0, fast=False)

@@ -203,6 +203,10 @@ def test_params_validation_and_dict() -> None:
     d = TieParams().to_dict()
     assert d["xi"] == 0.1 and d["method"] == "signals"
     assert json.loads(json.dumps(d)) == d
+    assert TieParams.from_dict(d) == TieParams()
+    assert TieParams.from_dict({"xi": 0.3}).xi == 0.3
+    with pytest.raises(TieParamsError, match="unknown TieParams field"):
+        TieParams.from_dict({"ksi": 0.3})
 
 
 def test_vote_cleared_in_window_is_no_activity() -> None:

@@ -260,7 +260,7 @@ class BaselinePolicy:
                 )
             x = agree + gauss(0.0, self.vote_noise)
             votes[item.post_id] = 1 if x >= like_at else -1 if x <= dislike_at else 0
-        self.memory.record_votes(votes)
+        self.memory.record_votes(votes, items)
         return votes
 
     def record_outcome(self, window: int, applied: tuple[Action, ...]) -> None:

@@ -54,6 +54,10 @@ def _clip01(x: float) -> float:
     return min(1.0, max(0.0, x))
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def _style(big5: dict[str, float]) -> str:
     bits = []
     bits.append(
@@ -133,7 +137,7 @@ def generate_personas(
                 name=name,
                 role=role,
                 description=(
-                    f"{name.split()[0]} is a {age} {role} who {stance}; on social media "
+                    f"{name.split()[0]} ({age}) is {_article(role)} {role} who {stance}; on social media "
                     f"{name.split()[0]} {_DOMINANT_BLURB[dom]}."
                 ),
                 stance=stance,

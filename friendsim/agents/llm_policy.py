@@ -29,6 +29,7 @@ from friendsim.agents.policy import (
 from friendsim.agents.prompting import (
     dm_block,
     esc,
+    esc_attr,
     plan_prompt,
     post_block,
     render,
@@ -53,7 +54,7 @@ class LLMPolicyConfig:
     """Knobs of the LLM policy. Defaults follow the paper where it says anything."""
 
     max_retries: int = 3
-    max_feed_items: int = 60
+    max_feed_items: int = 100
     max_text_chars: int = 280
     vote_chunk: int = 40
     plan_temperature: float = 0.7
@@ -193,7 +194,7 @@ class LLMPolicy:
                 assert action.recipient is not None
                 rel = self.memory.relationship_line(action.recipient)
                 earlier = [m for m in obs.inbox if m.sender == action.recipient][-3:]
-                context = f'You are writing a direct message to user "{esc(action.recipient)}" (your history: {esc(rel)}).'
+                context = f'You are writing a direct message to user "{esc_attr(action.recipient)}" (your history: {esc(rel)}).'
                 if earlier:
                     context += "\nTheir recent messages to you:\n" + "\n".join(
                         dm_block(m) for m in earlier
@@ -282,7 +283,7 @@ class LLMPolicy:
                 failures.append(asked.failure)
             else:
                 votes.update(asked.value)
-        self.memory.record_votes(votes)
+        self.memory.record_votes(votes, items)
         return Ballot(votes=votes, failures=tuple(failures))
 
     def record_outcome(self, window: int, applied: tuple[Action, ...]) -> None:

@@ -12,23 +12,25 @@ Three stores (DESIGN section 2) plus reward history:
 - the last window's actions with their reward scores, and the best window so far.
 
 Everything the prompt renders is capped, so prompt size stops growing after a few windows no
-matter how long the run is. :func:`estimate_tokens` is the shared size measure (``len/4``).
+matter how long the run is. :func:`estimate_tokens` is the shared size measure (``len/4``, as in ``friendsim.llm.tokens``).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from friendsim.agents.policy import Action, Observation, RewardFeedback
+from friendsim.agents.policy import Action, FeedItem, Observation, RewardFeedback
+from friendsim.llm.tokens import estimate_tokens as _llm_estimate
 
 SNIPPET_CHARS = 80
 
 
 def estimate_tokens(text: str) -> int:
-    """Token estimate used for prompt-size reporting: ``ceil(len(text) / 4)``."""
-    return (len(text) + 3) // 4
+    """Token estimate used for prompt-size reporting (about 4 characters per token; the same
+    estimate as the LLM layer's accounting)."""
+    return _llm_estimate(text)
 
 
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
@@ -118,8 +120,10 @@ class AgentMemory:
         self._own_posts: deque[int] = deque(maxlen=max_own_posts)
         self._own_post_set: set[int] = set()
         self._post_author: dict[int, str] = {}
-        self._seen_in: set[tuple[object, ...]] = set()
+        self._seen_in: dict[tuple[object, ...], None] = {}
+        self._max_seen = 4096
         self.last_dm_senders: tuple[str, ...] = ()
+        self._inbox_window = -1
 
     def is_own_post(self, post_id: int) -> bool:
         """Whether ``post_id`` is one of my (recently seen) posts."""
@@ -144,10 +148,22 @@ class AgentMemory:
         self._own_posts.append(post_id)
         self._own_post_set.add(post_id)
 
+    def note_authors(self, items: Iterable[FeedItem]) -> None:
+        """Remember who wrote which post (bounded), to attribute comments and votes later."""
+        for item in items:
+            self._post_author[item.post_id] = item.author
+        while len(self._post_author) > self._max_seen:
+            del self._post_author[next(iter(self._post_author))]
+
+    def _mark_seen(self, key: tuple[object, ...]) -> None:
+        self._seen_in[key] = None
+        if len(self._seen_in) > self._max_seen:
+            del self._seen_in[next(iter(self._seen_in))]
+
     def observe(self, obs: Observation) -> None:
         """Ingest what an observation reveals: DMs to me, comments on my posts, mentions of me,
         and the reward feedback of earlier windows. Idempotent per item (safe to call twice)."""
-        self._post_author = {item.post_id: item.author for item in obs.feed}
+        self.note_authors(obs.feed)
         for item in obs.feed:
             if item.author == self.agent_id:
                 self._own_post(item.post_id)
@@ -158,7 +174,7 @@ class AgentMemory:
             mentioned = self.agent_id in item.mentions
             if not (to_me or mentioned):
                 continue
-            self._seen_in.add(("feed", item.post_id))
+            self._mark_seen(("feed", item.post_id))
             rel = self._rel(item.author)
             rel.last_window = max(rel.last_window, obs.window - 1)
             if to_me:
@@ -178,7 +194,7 @@ class AgentMemory:
                 senders.append(dm.sender)
             if ("dm", dm.dm_id) in self._seen_in:
                 continue
-            self._seen_in.add(("dm", dm.dm_id))
+            self._mark_seen(("dm", dm.dm_id))
             rel = self._rel(dm.sender)
             rel.received += 1
             rel.last_window = max(rel.last_window, obs.window - 1)
@@ -187,13 +203,14 @@ class AgentMemory:
                 Interaction(window=obs.window - 1, kind="dm", direction="in", peer=dm.sender,
                             topic=dm.topic, tone=None, text=snippet(dm.text))
             )  # fmt: skip
-        if obs.inbox:
+        if obs.inbox or obs.window != self._inbox_window:
             self.last_dm_senders = tuple(senders)
+            self._inbox_window = obs.window
         for rv in obs.received_votes:
             key = ("vote", rv.post_id, rv.voter)
             if rv.value == 0 or rv.voter == self.agent_id or key in self._seen_in:
                 continue
-            self._seen_in.add(key)
+            self._mark_seen(key)
             rel = self._rel(rv.voter)
             if rv.value > 0:
                 rel.likes_received += 1
@@ -201,8 +218,6 @@ class AgentMemory:
             else:
                 rel.dislikes_received += 1
                 self._count("dislikes_received")
-        if len(self._seen_in) > 4096:
-            self._seen_in = set(list(self._seen_in)[-2048:])
         if obs.last_rewards is not None:
             self._attach_reward(obs.last_rewards)
         if obs.best_rewards is not None:
@@ -278,8 +293,10 @@ class AgentMemory:
                 )  # fmt: skip
         self.windows.append(WindowRecord(window=window, actions=tuple(summaries)))
 
-    def record_votes(self, votes: dict[int, int]) -> None:
-        """Remember the likes/dislikes I gave, per author (authors from the last observation)."""
+    def record_votes(self, votes: Mapping[int, int], items: Iterable[FeedItem] = ()) -> None:
+        """Remember the likes/dislikes I gave, per author (authors from ``items``, else from the
+        last observation's feed)."""
+        self.note_authors(items)
         for post_id, value in votes.items():
             author = self._post_author.get(post_id)
             if author is None or author == self.agent_id or value == 0:
@@ -308,7 +325,8 @@ class AgentMemory:
         return (
             f"you sent {rel.sent}, received {rel.received}; you liked {rel.likes_given}/"
             f"disliked {rel.dislikes_given} of theirs; they liked {rel.likes_received}/"
-            f"disliked {rel.dislikes_received} of yours; last tone {rel.last_tone or 'n/a'}"
+            f"disliked {rel.dislikes_received} of yours; @mentions {rel.mentions_out} out, "
+            f"{rel.mentions_in} in; last tone {rel.last_tone or 'n/a'}"
         )
 
     def render(self) -> str:
@@ -347,7 +365,7 @@ class AgentMemory:
                 else "not scored yet"
             )
             lines.append(
-                f"Last window w{last.window}: {'; '.join(last.actions) or 'no actions'} -> {score}"
+                f"Last window w{last.window}: {'; '.join(last.actions) or 'no actions'}; reward: {score}"
             )
         if self.best is not None and self.best.total is not None:
             lines.append(

@@ -24,7 +24,7 @@ from friendsim.agents.asking import ask_validated, derive_seed
 from friendsim.agents.generator import dominant_lambdas
 from friendsim.agents.memory import snippet
 from friendsim.agents.persona import COMPONENTS, TRAITS, Persona
-from friendsim.agents.prompting import esc, render
+from friendsim.agents.prompting import esc, esc_attr, render
 from friendsim.agents.schema import OutputError, decode_json
 from friendsim.llm.base import LLM, Completion
 
@@ -162,7 +162,7 @@ async def infer_personas(
         activity = max(1e-3, counts[uid] / mean) if mean > 0 else 1.0
         sample: Sequence[str] = texts[:max_posts]
         blocks = "\n".join(
-            f'<post author="{esc(uid)}">{esc(snippet(t, max_chars))}</post>' for t in sample
+            f'<post author="{esc_attr(uid)}">{esc(snippet(t, max_chars))}</post>' for t in sample
         )
 
         def parse(comp: Completion, pid: str = pid, activity: float = activity) -> Persona:

@@ -15,10 +15,11 @@ from functools import cache
 from importlib import resources
 from string import Template
 
-from friendsim.agents.memory import estimate_tokens, snippet
+from friendsim.agents.memory import snippet
 from friendsim.agents.persona import COMPONENTS, Persona, personality_sentence
 from friendsim.agents.policy import FeedItem, InboxMessage, Observation, Tip
 from friendsim.llm.base import LLMRequest
+from friendsim.llm.tokens import estimate_input_tokens
 
 MAX_ITEM_CHARS = 400
 """Each post/DM shown in a prompt is cut to this many characters (bounds prompt size)."""
@@ -45,7 +46,12 @@ def render(template_name: str, /, **values: object) -> str:
 
 
 def esc(text: str) -> str:
-    """Escape text for inclusion inside a data block or an attribute."""
+    """Escape text for inclusion inside a data block (``&``, ``<``, ``>``)."""
+    return html.escape(text, quote=False)
+
+
+def esc_attr(text: str) -> str:
+    """Escape text for an attribute value (also quotes)."""
     return html.escape(text, quote=True)
 
 
@@ -62,14 +68,14 @@ def post_block(
     attrs["dislikes"] = str(item.dislikes)
     if extra:
         attrs.update(extra)
-    head = " ".join(f'{k}="{esc(v)}"' for k, v in attrs.items())
+    head = " ".join(f'{k}="{esc_attr(v)}"' for k, v in attrs.items())
     return f"<post {head}>{esc(snippet(item.text, limit))}</post>"
 
 
 def dm_block(msg: InboxMessage, *, limit: int = MAX_ITEM_CHARS) -> str:
     """One direct message as a delimited data block."""
     return (
-        f'<dm id="{msg.dm_id}" from="{esc(msg.sender)}" topic="{esc(msg.topic)}">'
+        f'<dm id="{msg.dm_id}" from="{esc_attr(msg.sender)}" topic="{esc_attr(msg.topic)}">'
         f"{esc(snippet(msg.text, limit))}</dm>"
     )
 
@@ -77,8 +83,8 @@ def dm_block(msg: InboxMessage, *, limit: int = MAX_ITEM_CHARS) -> str:
 def tip_block(tip: Tip) -> str:
     """One coach tip as a delimited data block."""
     return (
-        f'<tip action="{esc(tip.action)}" target="{esc(tip.target or "")}" topic="{esc(tip.topic)}"'
-        f' invite_mention="{str(tip.invite_mention).lower()}" tone="{esc(tip.tone)}">'
+        f'<tip action="{esc_attr(tip.action)}" target="{esc_attr(tip.target or "")}" topic="{esc_attr(tip.topic)}"'
+        f' invite_mention="{str(tip.invite_mention).lower()}" tone="{esc_attr(tip.tone)}">'
         f"{esc(snippet(tip.text, 300))}</tip>"
     )
 
@@ -96,6 +102,7 @@ def system_prompt(persona: Persona, theme: str) -> str:
         stance=persona.stance or "(undecided)",
         style=persona.style or "(plain)",
         personality=personality_sentence(persona),
+        facets=", ".join(f"{k} {v:.2f}" for k, v in persona.facets.items()) or "(not given)",
         lambdas=lambdas,
         dominant=persona.dominant_policy,
         dominant_text=_DOMINANT_TEXT[persona.dominant_policy],
@@ -129,7 +136,7 @@ def plan_prompt(
     obs: Observation,
     memory_text: str,
     *,
-    max_feed_items: int = 60,
+    max_feed_items: int = 100,
     max_inbox: int = 10,
     max_list: int = 40,
 ) -> str:
@@ -175,5 +182,5 @@ def plan_prompt(
 
 
 def request_tokens(req: LLMRequest) -> int:
-    """Estimated prompt tokens of a request (system + all messages)."""
-    return estimate_tokens(req.system) + sum(estimate_tokens(m.content) for m in req.messages)
+    """Estimated prompt tokens of a request (system + all messages), as the LLM layer counts."""
+    return estimate_input_tokens(req)

@@ -16,7 +16,7 @@ from friendsim.agents.asking import ask_validated, derive_seed
 from friendsim.agents.memory import snippet
 from friendsim.agents.persona import Persona
 from friendsim.agents.policy import Failure
-from friendsim.agents.prompting import esc, render, system_prompt
+from friendsim.agents.prompting import esc, esc_attr, render, system_prompt
 from friendsim.agents.schema import decode_json, parse_ties, tie_json_schema
 from friendsim.llm.base import LLM, Completion
 
@@ -52,13 +52,13 @@ def render_transcript(
     """The transcript as delimited ``<item>`` blocks (the most recent ``max_lines``)."""
     out = []
     for ln in lines[-max_lines:]:
-        attrs = f'kind="{esc(ln.kind)}" id="{ln.item_id}" author="{esc(ln.author)}"'
+        attrs = f'kind="{esc_attr(ln.kind)}" id="{ln.item_id}" author="{esc_attr(ln.author)}"'
         if ln.recipient is not None:
-            attrs += f' to="{esc(ln.recipient)}"'
+            attrs += f' to="{esc_attr(ln.recipient)}"'
         if ln.reply_to is not None:
             attrs += f' reply_to="{ln.reply_to}"'
         if ln.topic:
-            attrs += f' topic="{esc(ln.topic)}"'
+            attrs += f' topic="{esc_attr(ln.topic)}"'
         out.append(f"<item {attrs}>{esc(snippet(ln.text, max_chars))}</item>")
     return "\n".join(out) or "(empty)"
 

@@ -139,7 +139,11 @@ def load_edge_list(path: str | Path) -> nx.Graph:
         if not body:
             continue
         tokens = [t.strip("\"'") for t in _SPLIT.split(body) if t]
-        if not seen_data and len(tokens) >= 2 and (tokens[0].lower(), tokens[1].lower()) in _HEADERS:
+        if (
+            not seen_data
+            and len(tokens) >= 2
+            and (tokens[0].lower(), tokens[1].lower()) in _HEADERS
+        ):
             seen_data = True
             continue
         seen_data = True
@@ -183,7 +187,9 @@ def side_by_side(
         rows.append({"name": name, "kind": "user", "n": m["nodes"]} | _pick(m))
     if include_live_karate:
         m = karate_metrics(seed=seed)
-        rows.append({"name": "Zachary karate club (live)", "kind": "live", "n": m["nodes"]} | _pick(m))
+        rows.append(
+            {"name": "Zachary karate club (live)", "kind": "live", "n": m["nodes"]} | _pick(m)
+        )
     for net in ref.networks:
         rows.append({"name": net["name"], "kind": "reference", "n": net["n"]} | _pick(net))
     rows.append({"name": "reference mean", "kind": "mean", "n": None} | _pick(ref.mean))

@@ -136,8 +136,8 @@ class _Window:
         self.mentions: Counter[str] = Counter()
         self.dm_out: dict[str, set[str]] = {}
         self.exposure: dict[str, dict[int, str]] = {}
-        self.u_pos: Counter[str] = Counter()
-        self.u_neg: Counter[str] = Counter()
+        self.u_pos: dict[str, float] = {}
+        self.u_neg: dict[str, float] = {}
 
 
 class RewardScorer:
@@ -244,9 +244,9 @@ class RewardScorer:
         w.b_dir += 1
         s = self._score_text(text)
         if s > 0.0:
-            w.u_pos[to] += s
+            w.u_pos[to] = w.u_pos.get(to, 0.0) + s
         elif s < 0.0:
-            w.u_neg[to] -= s
+            w.u_neg[to] = w.u_neg.get(to, 0.0) - s
 
     def _on_dm(self, ev: Event) -> list[AgentScores]:
         assert isinstance(ev, DirectMessageSent)

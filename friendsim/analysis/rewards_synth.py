@@ -179,6 +179,7 @@ def synthetic_log(
     b.register(*agents)
     per_window = max(3, (n_events - n_agents) // n_windows)
     votes: dict[tuple[str, int], int] = {}
+    follows: set[tuple[str, str]] = set()
     recent: list[int] = []
     for w in range(1, n_windows + 1):
         b.start(w, "rounds" if w % 2 else "continuous")
@@ -198,7 +199,8 @@ def synthetic_log(
                     b.dm(a, other, _text(rng))
             elif r < 0.175:
                 other = rng.choice(agents)
-                if other != a:
+                if other != a and (a, other) not in follows:
+                    follows.add((a, other))
                     b.follow(a, other)
             elif r < 0.235:
                 shown = rng.sample(recent[-400:], min(20, len(recent[-400:])))

@@ -33,6 +33,10 @@ _WINDOW_KEYS = ("nodes", "edges", "density", "clustering", "transitivity", "lcc"
                 "mean_degree", "reciprocity", "homophily")  # fmt: skip
 
 
+class AttributesShapeError(ValueError):
+    """``attributes`` is not keyed by the log's agent ids (probably attribute-first)."""
+
+
 def theta_key(theta: float) -> str:
     """The JSON key of a threshold (``0.05`` -> ``"0.05"``)."""
     return f"{theta:g}"
@@ -70,7 +74,8 @@ def network_summary(
     """All network metrics of a run, JSON-ready.
 
     ``attributes`` maps agent id -> {attribute: group} (persona attributes); it is merged over
-    the attributes recorded in ``AgentRegistered`` events (explicit values win). ``sentiment``
+    the attributes recorded in ``AgentRegistered`` events (explicit values win). Agents not in
+    the log are ignored; if no key is an agent, :class:`AttributesShapeError` is raised. ``sentiment``
     (default VADER) scores DMs for the tone signal; ``text_evidence`` is needed for
     ``params.method == "text"``. Keys of the result:
 
@@ -90,6 +95,12 @@ def network_summary(
     for agent, attrs in attributes.items():
         for key, group in attrs.items():
             by_attr.setdefault(str(key), {})[agent] = str(group)
+    unknown = set(attributes) - set(agents)
+    if attributes and unknown == set(attributes):
+        raise AttributesShapeError(
+            "attributes must map agent id -> {attribute: group}; none of its keys "
+            f"({', '.join(sorted(map(str, unknown))[:5])}) is an agent of this log"
+        )
     groups = groups_for(by_attr, agents)
     if sentiment is None and params.method == "signals":
         sentiment = get_sentiment()
@@ -165,3 +176,31 @@ def network_summary(
             "interaction": {"final": inter_final, "per_window": inter_rows, "dynamics": inter_dyn},
         }
     )
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """A short Markdown rendering of :func:`network_summary` output (for ``analyze`` without
+    ``--json``): final tie networks per θ with reference-range flags, then follow and
+    interaction graphs."""
+    keys = ("density", "clustering", "lcc", "path_ln", "modularity", "median_degree")
+    lines = [
+        f"agents: {summary['agents']}, windows: {len(summary['windows'])}",
+        "",
+        "| network | edges | " + " | ".join(keys) + " |",
+        "|---|---|" + "---|" * len(keys),
+    ]
+
+    def cell(m: Mapping[str, Any], k: str) -> str:
+        v = m.get(k)
+        text = "—" if v is None else f"{float(v):.4f}"
+        flag = m.get("reference", {}).get(k, {}).get("inside")
+        return text + ("" if flag is None else (" ✓" if flag else " ✗"))
+
+    rows: list[tuple[str, Mapping[str, Any]]] = [
+        (f"ties θ={th}", m) for th, m in summary["ties"]["final"].items()
+    ]
+    rows += [("follow", summary["follow"]), ("interaction", summary["interaction"]["final"])]
+    for name, m in rows:
+        lines.append(f"| {name} | {m['edges']} | " + " | ".join(cell(m, k) for k in keys) + " |")
+    lines += ["", "✓/✗: inside/outside the range of the eight reference friendship networks."]
+    return "\n".join(lines)

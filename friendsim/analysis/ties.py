@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 import networkx as nx
@@ -118,6 +118,15 @@ class TieParams:
         """JSON-ready parameters (for manifests and reports)."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TieParams:
+        """Inverse of :meth:`to_dict`; unknown keys raise :class:`TieParamsError` naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TieParamsError(f"unknown TieParams field(s): {', '.join(unknown)}")
+        return cls(**dict(data))
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Evidence:
@@ -175,7 +184,8 @@ class TieTracker:
 
     :meth:`feed` returns a :class:`TieWindow` exactly at each ``WindowEnded``. Events outside any
     window still update content authorship and exposure history but activate no tie.
-    ``text_evidence`` ({window: {(v, u): e}}) is required for method ``"text"``.
+    ``text_evidence`` ({window: {(v, u): e}}) is required for method ``"text"``. Without a
+    ``sentiment`` model the tone signal is never available.
     """
 
     def __init__(

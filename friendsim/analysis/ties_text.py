@@ -230,7 +230,8 @@ async def text_evidence(
     signal_params = TieParams(**{**base.to_dict(), "method": "signals"})
     active = {tw.window: tw.active for tw in tie_windows(evs, params=signal_params)}
     per_window: dict[int, dict[Pair, float]] = {}
-    authors: dict[int, str] = {}
+    # post ids are unique and a comment's parent precedes it: the whole-log map is exact
+    authors = {ev.post_id: ev.actor for ev in evs if isinstance(ev, PostCreated) and ev.actor}
     invalid = missing = calls = 0
     for window, wevs in split_windows(evs):
         by_viewer: dict[str, list[str]] = defaultdict(list)
@@ -248,7 +249,4 @@ async def text_evidence(
             for peer, e in ps.scores.items():
                 scores[(viewer, peer)] = e
         per_window[window] = scores
-        for ev in wevs:
-            if isinstance(ev, PostCreated) and ev.actor is not None:
-                authors[ev.post_id] = ev.actor
     return TextEvidence(per_window=per_window, invalid=invalid, missing=missing, calls=calls)

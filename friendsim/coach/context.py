@@ -8,6 +8,7 @@ of the events it is fed.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter, deque
 from collections.abc import Mapping
 
@@ -53,6 +54,7 @@ class ContextTracker:
         self._prev_dm_replied: dict[str, dict[str, int]] = {}
         self.window_topics: Counter[str] = Counter()
         self.window_voted: set[int] = set()
+        self._top: tuple[int, ...] | None = None
 
     def feed(self, ev: Event) -> None:
         match ev:
@@ -86,6 +88,7 @@ class ContextTracker:
                 self.dm_replied = {}
                 self.window_topics = Counter()
                 self.window_voted = set()
+                self._top = None
             case WindowEnded():
                 self._prev_dm_senders = self.dm_senders
                 self._prev_dm_replied = self.dm_replied
@@ -129,22 +132,32 @@ class ContextTracker:
     def _vote(self, ev: Event, pid: int, delta: int) -> None:
         self.net_likes[pid] += delta
         self.window_voted.add(pid)
+        self._top = None
         author = self.post_author.get(pid)
         if author is not None and ev.actor is not None:
             self._touch(author, ev.actor, ev.seq)
 
+    def _top_items(self) -> tuple[int, ...]:
+        """The most liked item voted on this window, and the best one by a different author."""
+        if self._top is None:
+            ranked = sorted(self.window_voted, key=lambda p: (-self.net_likes[p], p))
+            top: list[int] = []
+            for pid in ranked:
+                if self.net_likes[pid] <= 0:
+                    break
+                if not top or self.post_author.get(pid) != self.post_author.get(top[0]):
+                    top.append(pid)
+                if len(top) == 2:
+                    break
+            self._top = tuple(top)
+        return self._top
+
     def _top_liked(self, agent: str) -> tuple[int | None, str | None, str | None]:
-        best: tuple[int, int] | None = None
-        for pid in self.window_voted:
-            if self.post_author.get(pid) == agent:
-                continue
-            key = (self.net_likes[pid], -pid)
-            if best is None or key > best:
-                best = key
-        if best is None or best[0] <= 0:
-            return None, None, None
-        pid = -best[1]
-        return pid, self.post_author.get(pid), self.post_topic.get(pid)
+        for pid in self._top_items():
+            author = self.post_author.get(pid)
+            if author != agent:
+                return pid, author, self.post_topic.get(pid)
+        return None, None, None
 
     def context(
         self,
@@ -156,8 +169,10 @@ class ContextTracker:
     ) -> CoachContext:
         """The context of ``scores.agent`` right after ``scores.window`` was scored."""
         u = scores.agent
-        by_recency = sorted(self.partners.get(u, {}).items(), key=lambda kv: -kv[1])
-        known = sorted(self.known.get(u, {}).items(), key=lambda kv: -kv[1])
+        by_recency = heapq.nlargest(
+            N_PARTNERS, self.partners.get(u, {}).items(), key=lambda kv: kv[1]
+        )
+        known = heapq.nlargest(N_KNOWN, self.known.get(u, {}).items(), key=lambda kv: kv[1])
         senders = sorted(self._prev_dm_senders.get(u, {}).items(), key=lambda kv: -kv[1])
         replied = self._prev_dm_replied.get(u, {})
         seen = self.topics_seen.get(u, set())
@@ -181,10 +196,10 @@ class ContextTracker:
             total=scores.total,
             theme=theme,
             agents=tuple(self.agents),
-            known_users=tuple(v for v, _ in known[:N_KNOWN]),
+            known_users=tuple(v for v, _ in known),
             last_dm_senders=tuple(v for v, _ in senders),
             unanswered_dm_senders=tuple(v for v, seq in senders if replied.get(v, 0) < seq),
-            recent_partners=tuple(v for v, _ in by_recency[:N_PARTNERS]),
+            recent_partners=tuple(v for v, _ in by_recency),
             topics_seen=tuple(sorted(seen)),
             last_topics=tuple(self.last_topics.get(u, ())),
             trending_topics=trending,

@@ -70,7 +70,7 @@ SYSTEM = (
     "those who DMed you), EMO (positive sentiment of DMs and comments received). Components are "
     "listed by gap (how much total reward each leaves on the table), largest first. Give 3 to 5 "
     "concrete tips, most important first, each ONE sentence naming an action type (POST, COM, "
-    "DM or NOT), a target (a user id from the context, the string \"top-liked post\", or null "
+    'DM or NOT), a target (a user id from the context, the string "top-liked post", or null '
     "for POST/NOT), a topic, whether to invite an @mention back, and a tone (supportive, neutral "
     "or critical). Answer with JSON only."
 )

@@ -13,7 +13,9 @@ then no ``GuidanceIssued`` is ever recorded, but scores are still computed.
 Two tasks: the *reader* drains the subscription (the bus applies backpressure, so it must never
 wait on the platform) and hands finished windows to the *writer*, which calls the coach and
 records guidance. A coach that raises or falls back does not stop the service: the failure is
-logged and recorded as ``ActionFailed(stage="coach")`` and the agent gets the RuleCoach tips.
+logged and recorded as ``ActionFailed(stage="coach", actor=None, action={"agent": ..., "coach":
+...})`` (actor ``None``: the platform only admits registered agents or the runtime as actors of
+failures) and the agent gets the RuleCoach tips.
 
 Resuming: events up to the platform's ``committed_seq`` at :meth:`start` are history. Guidance
 is never re-issued for a historical window; only if the last historical window has no
@@ -32,8 +34,8 @@ import structlog
 from friendsim.agents.policy import Failure, RewardFeedback, Tip
 from friendsim.analysis.feedback import FeedbackTracker
 from friendsim.analysis.rewards import AgentScores, RewardScorer
-from friendsim.coach.base import CoachAdvice, CoachContext, GapMode, ReportingCoach
 from friendsim.coach.base import Coach as CoachProtocol
+from friendsim.coach.base import CoachAdvice, CoachContext, GapMode, ReportingCoach
 from friendsim.coach.context import ContextTracker
 from friendsim.coach.rule import rule_tips
 from friendsim.platform.events import (
@@ -306,13 +308,13 @@ class CoachService:
                 await self.platform.record(
                     ActionFailed(
                         t=now,
-                        actor=COACH_ACTOR,
+                        actor=None,
                         window=window,
                         stage=f.stage,
                         reason=f.reason,
                         detail=f.detail,
                         attempts=f.attempts,
-                        action={"agent": ctx.agent},
+                        action={"agent": ctx.agent, "coach": self.coach.name},
                     )
                 )
                 self.failures_recorded += 1

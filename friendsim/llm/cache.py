@@ -42,6 +42,9 @@ CREATE TABLE IF NOT EXISTS llm_cache (
 )
 """
 
+_READ_BATCH = 500  # keys per SELECT ... IN (...); below SQLite's parameter limit
+_INSERT = "INSERT OR REPLACE INTO llm_cache VALUES (?,?,?,?,?,?,?,?,?,?)"
+
 
 class CacheMode(StrEnum):
     OFF = "off"
@@ -65,6 +68,12 @@ class LLMCache:
     def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
         self._db = db
         self.path = path
+        self._batch: list[tuple[Any, ...]] = []
+        self._batch_done: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._keys: set[str] = set()  # keys on disk: a miss costs no database round trip
+        self._wanted: dict[str, asyncio.Future[tuple[Any, ...] | None]] = {}
+        self._reader: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: str | Path) -> LLMCache:
@@ -75,18 +84,28 @@ class LLMCache:
         await db.execute("PRAGMA synchronous=NORMAL")
         await db.execute(_SCHEMA)
         await db.commit()
-        return cls(db, path)
+        cache = cls(db, path)
+        async with db.execute("SELECT key FROM llm_cache") as cur:
+            cache._keys.update(row[0] for row in await cur.fetchall())
+        return cache
 
     async def get(self, key: str) -> Completion | None:
-        async with self._db.execute(
-            "SELECT text, parsed_json, usage_json, provider, answer_model, latency_s "
-            "FROM llm_cache WHERE key = ?",
-            (key,),
-        ) as cur:
-            row = await cur.fetchone()
+        """The stored answer for ``key`` (marked ``cached``), or ``None``.
+
+        Lookups are batched like writes: keys asked for while a query runs are fetched
+        together by the next one, so a replay of many concurrent calls costs few round trips.
+        """
+        if key not in self._keys:
+            return None
+        waiter = self._wanted.get(key)
+        if waiter is None:
+            waiter = self._wanted[key] = asyncio.get_running_loop().create_future()
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_batches())
+        row = await asyncio.shield(waiter)
         if row is None:
             return None
-        text, parsed_json, usage_json, provider, answer_model, _latency = row
+        text, parsed_json, usage_json, provider, answer_model = row
         return Completion(
             text=text,
             model=answer_model,
@@ -97,31 +116,77 @@ class LLMCache:
             provider=provider,
         )
 
+    async def _read_batches(self) -> None:
+        while self._wanted:
+            keys = list(self._wanted)[:_READ_BATCH]
+            waiters = [self._wanted.pop(k) for k in keys]
+            try:
+                rows = await self._db.execute_fetchall(
+                    "SELECT key, text, parsed_json, usage_json, provider, answer_model "
+                    f"FROM llm_cache WHERE key IN ({','.join('?' * len(keys))})",
+                    keys,
+                )
+            except Exception as exc:
+                for w in waiters:
+                    w.set_exception(exc)
+                    w.exception()  # mark retrieved: the waiter re-raises it
+                continue
+            found = {row[0]: tuple(row[1:]) for row in rows}
+            for k, w in zip(keys, waiters, strict=True):
+                w.set_result(found.get(k))
+
     async def put(self, key: str, model: str, request: LLMRequest, completion: Completion) -> None:
+        """Store one answer; returns once it is committed.
+
+        Writes are group-committed: rows that arrive while a commit is running go together in
+        the next transaction, so many concurrent callers cost a few commits, not one each.
+        """
         parsed = None if completion.parsed is None else _dumps(completion.parsed)
-        await self._db.execute(
-            "INSERT OR REPLACE INTO llm_cache VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (
-                key,
-                model,
-                request.label,
-                _dumps(request.to_json()),
-                completion.text,
-                parsed,
-                _dumps(asdict(completion.usage)),
-                completion.provider,
-                completion.model,
-                completion.latency_s,
-            ),
+        row = (
+            key,
+            model,
+            request.label,
+            _dumps(request.to_json()),
+            completion.text,
+            parsed,
+            _dumps(asdict(completion.usage)),
+            completion.provider,
+            completion.model,
+            completion.latency_s,
         )
-        await self._db.commit()
+        if self._batch_done is None:
+            self._batch_done = asyncio.get_running_loop().create_future()
+        done = self._batch_done
+        self._batch.append(row)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches())
+        await asyncio.shield(done)
+
+    async def _write_batches(self) -> None:
+        while self._batch:
+            rows, done = self._batch, self._batch_done
+            self._batch, self._batch_done = [], None
+            assert done is not None
+            try:
+                await self._db.executemany(_INSERT, rows)
+                await self._db.commit()
+            except Exception as exc:
+                done.set_exception(exc)
+                done.exception()  # mark retrieved: every waiter re-raises it
+            else:
+                self._keys.update(row[0] for row in rows)
+                done.set_result(None)
 
     async def count(self) -> int:
+        """Number of stored answers (read from the database)."""
         async with self._db.execute("SELECT COUNT(*) FROM llm_cache") as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
     async def aclose(self) -> None:
+        for task in (self._writer, self._reader):
+            if task is not None:
+                await task
         await self._db.close()
 
 

@@ -7,7 +7,8 @@ Structured output degrades per endpoint, remembered for the endpoint's lifetime:
 ``json_schema`` (``response_format={"type": "json_schema", ...}``) → ``json_object`` →
 ``prompt`` (schema in the system prompt, JSON extracted from the text). A step down happens
 when the server answers 400/422 to a request carrying ``response_format`` and its error
-mentions ``response_format`` / ``json_schema`` / ``json_object``; the same call is then re-sent
+mentions ``response_format`` / ``json_schema`` / ``json_object`` (but is not an "invalid
+schema" complaint, which is the caller's bug and stays a PermanentLLMError); the same call is then re-sent
 at once in the next mode (not a retry: nothing transient happened).
 
 Keys: for api.openai.com the key comes from ``OPENAI_API_KEY`` (the SDK's own lookup). For any
@@ -160,8 +161,9 @@ class OpenAIChatLLM:
         """Step the endpoint's JSON mode down if ``exc`` rejects ``response_format``."""
         if mode is None or mode == "prompt":
             return False
-        if not any(word in str(exc).lower() for word in _FORMAT_WORDS):
-            return False
+        detail = str(exc).lower()
+        if not any(word in detail for word in _FORMAT_WORDS) or "invalid schema" in detail:
+            return False  # not about support for response_format (a bad schema stays an error)
         if self.json_mode == mode:  # concurrent calls may already have stepped down
             self.json_mode = _NEXT_MODE[mode]
             self.downgrades += 1

@@ -7,9 +7,11 @@ Delivery contract:
 * A subscription starts at any ``from_seq``. It first *catches up* by reading the log in pages
   (through the ``read`` function the bus was built with), then attaches to the live stream. The
   hand-over has no gap and no duplicate: the bus records the highest seq it was asked to publish
-  *before* delivering it (those events are already committed, so the log holds them); a subscription
-  attaches only once it has read at least that far, with no ``await`` between the check and the
-  attach, and it drops any live event whose seq it has already yielded.
+  (``published_seq``) *before* delivering it, and those events are already committed, so the log
+  holds them. A subscription attaches only once it has read at least that far (checked after each
+  short page, with no ``await`` between the check and the attach; otherwise it reads again), and
+  it drops any live event whose seq it has already yielded. Events published while it was
+  catching up are therefore read from the log, and everything after the attach comes live.
 * Backpressure: each live subscriber has a bounded ``asyncio.Queue`` (``maxsize`` events).
   ``publish`` awaits while a subscriber's queue is full, so memory stays bounded and nothing is
   dropped; a slow subscriber slows the publisher.
@@ -20,7 +22,9 @@ its handler raises under :meth:`Subscription.consume`. An exception that ended i
 ``Subscription.error`` and in ``EventBus.failures[name]``; the publisher and the other subscribers
 carry on unaffected. A consumer that merely stops reading without closing keeps applying
 backpressure (lossless by design), so consume inside ``async with bus.subscribe(...) as sub:``.
-``EventBus.close`` ends every subscription after it has received everything published.
+``EventBus.close`` ends every live subscription once it has received everything already
+published; a subscription still catching up from the log ends where it is (``last_seq`` says how
+far it got; resubscribe from ``last_seq + 1`` on a reopened platform).
 """
 
 from __future__ import annotations
@@ -84,7 +88,10 @@ class Subscription:
             if self._finished:
                 raise StopAsyncIteration
             if self._live:
-                item = await self._queue.get()
+                try:
+                    item = self._queue.get_nowait()  # fast path: no coroutine per event
+                except asyncio.QueueEmpty:
+                    item = await self._queue.get()
                 if isinstance(item, _End):
                     self._finished = True
                     raise StopAsyncIteration
@@ -92,7 +99,7 @@ class Subscription:
                     continue
                 self.last_seq = item.seq
                 return item
-            if self._closed:
+            if self._closed or self._bus._closed:
                 self._finished = True
                 raise StopAsyncIteration
             announced_before = self._bus._announced

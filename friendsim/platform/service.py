@@ -22,7 +22,7 @@ import dataclasses
 import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any
 
 import structlog
@@ -45,7 +45,6 @@ from .events import (
     VoteCleared,
     WindowEnded,
     WindowStarted,
-    normalise_topic,
 )
 from .feeds.base import FeedQuery, FeedRanker
 from .state import PlatformState
@@ -74,6 +73,7 @@ class Platform:
         self._closed = False
         self.committed_seq = state.last_seq
         self.bus = EventBus(store.read_events, last_published=state.last_seq)
+        self._attributes_view = MappingProxyType(state.agents)
 
     @classmethod
     async def open(
@@ -197,6 +197,14 @@ class Platform:
         except E.PlatformClosedError:
             pass  # recorded in self._broken; surfaces on the next command or flush
 
+    @staticmethod
+    def _mentions(mentions: Sequence[str], where: str) -> tuple[str, ...]:
+        if isinstance(mentions, str):
+            raise E.UnknownMentionError(
+                f"{where}: mentions must be a list of agent ids, got the string {mentions!r}"
+            )
+        return tuple(dict.fromkeys(mentions))
+
     def _next(self) -> tuple[int, float]:
         return self._state.last_seq + 1, self.clock.now()
 
@@ -240,8 +248,8 @@ class Platform:
             actor=author,
             post_id=st.next_post_id,
             text=text,
-            topic=normalise_topic(topic),
-            mentions=tuple(dict.fromkeys(mentions)),
+            topic=self._state.normalise(topic),
+            mentions=self._mentions(mentions, f"post by {author!r}"),
             parent_id=parent_id,
             root_id=root,
             quote_of=quote_of,
@@ -315,8 +323,8 @@ class Platform:
             dm_id=self._state.next_dm_id,
             recipient=recipient,
             text=text,
-            topic=normalise_topic(topic),
-            mentions=tuple(dict.fromkeys(mentions)),
+            topic=self._state.normalise(topic),
+            mentions=self._mentions(mentions, f"DM from {sender!r}"),
             reply_to=reply_to,
             tone=tone,
         )
@@ -338,7 +346,12 @@ class Platform:
         if limit < 1:
             raise ValueError(f"feed limit must be >= 1, got {limit}")
         query = FeedQuery(
-            agent=agent, now=self.clock.now(), limit=limit, since_t=since_t, until_t=until_t
+            agent=agent,
+            now=self.clock.now(),
+            limit=limit,
+            since_t=since_t,
+            until_t=until_t,
+            attributes=self._attributes_view,
         )
         ids = list(dict.fromkeys(await ranker.rank(self._store.reader, query)))[:limit]
         views = await fetch_posts(self._store.reader, ids)

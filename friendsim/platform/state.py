@@ -19,6 +19,7 @@ import aiosqlite
 
 from . import errors as E
 from .events import (
+    COACH_ACTOR,
     EVENT_TYPES,
     AgentRegistered,
     DirectMessageSent,
@@ -50,6 +51,22 @@ class PlatformState:
         self.next_dm_id = 1
         self.last_seq = 0
         self.last_t = -math.inf
+        self.normal_topics: set[str] = set()  # cache: strings known to be normalised topics
+        self._normalised: dict[str, str] = {}  # cache: raw topic -> normalise_topic(raw)
+
+    def remember_topic(self, topic: str) -> None:
+        if len(self.normal_topics) > 100_000:
+            self.normal_topics.clear()
+        self.normal_topics.add(topic)
+
+    def normalise(self, topic: str) -> str:
+        """:func:`normalise_topic`, memoised (topics repeat a lot)."""
+        got = self._normalised.get(topic)
+        if got is None:
+            if len(self._normalised) > 100_000:
+                self._normalised.clear()
+            got = self._normalised[topic] = normalise_topic(topic)
+        return got
 
     @classmethod
     async def load(cls, conn: aiosqlite.Connection, *, max_text: int = 2000) -> PlatformState:
@@ -88,7 +105,7 @@ class PlatformState:
             raise E.UnknownAgentError(f"unknown {role} {agent_id!r}")
 
     def post(self, post_id: Any, role: str = "post") -> None:
-        if post_id not in self.post_author:
+        if type(post_id) is not int or post_id not in self.post_author:
             raise E.UnknownPostError(f"unknown {role} {post_id!r}")
 
     def text(self, text: Any, where: str, *, allow_empty: bool = False) -> None:
@@ -132,6 +149,8 @@ class PlatformState:
 def _check_agent_registered(st: PlatformState, e: AgentRegistered) -> None:
     if not isinstance(e.actor, str) or not e.actor.strip():
         raise E.InvalidEventError(f"agent id must be a non-empty string, got {e.actor!r}")
+    if e.actor == COACH_ACTOR:
+        raise E.InvalidEventError(f"agent id {COACH_ACTOR!r} is reserved for the coach")
     if e.actor in st.agents:
         raise E.DuplicateAgentError(f"agent {e.actor!r} is already registered")
     if not isinstance(e.name, str):
@@ -150,8 +169,10 @@ def _check_post_created(st: PlatformState, e: PostCreated) -> None:
     if e.post_id != st.next_post_id:
         raise E.InvalidEventError(f"{where}: post id {e.post_id!r}, expected {st.next_post_id}")
     st.text(e.text, where, allow_empty=e.quote_of is not None)
-    if not isinstance(e.topic, str) or not e.topic or normalise_topic(e.topic) != e.topic:
-        raise E.InvalidTopicError(f"{where}: topic {e.topic!r} is empty or not normalised")
+    if not e.topic or e.topic not in st.normal_topics:
+        if not isinstance(e.topic, str) or not e.topic or normalise_topic(e.topic) != e.topic:
+            raise E.InvalidTopicError(f"{where}: topic {e.topic!r} is empty or not normalised")
+        st.remember_topic(e.topic)
     st.mentions(e.mentions, where)
     if e.parent_id is not None:
         st.post(e.parent_id, "parent post")
@@ -224,11 +245,13 @@ def _check_dm_sent(st: PlatformState, e: DirectMessageSent) -> None:
     if e.dm_id != st.next_dm_id:
         raise E.InvalidEventError(f"{where}: dm id {e.dm_id!r}, expected {st.next_dm_id}")
     st.text(e.text, where)
-    if not isinstance(e.topic, str) or normalise_topic(e.topic) != e.topic:
-        raise E.InvalidTopicError(f"{where}: topic {e.topic!r} is not normalised")
+    if e.topic not in st.normal_topics:
+        if not isinstance(e.topic, str) or normalise_topic(e.topic) != e.topic:
+            raise E.InvalidTopicError(f"{where}: topic {e.topic!r} is not normalised")
+        st.remember_topic(e.topic)
     st.mentions(e.mentions, where)
     if e.reply_to is not None:
-        pair = st.dms.get(e.reply_to)
+        pair = st.dms.get(e.reply_to) if type(e.reply_to) is int else None
         if pair is None:
             raise E.UnknownMessageError(f"{where}: replies to unknown DM {e.reply_to!r}")
         if set(pair) != {e.actor, e.recipient}:

@@ -44,8 +44,9 @@ async def _connect(path: str, *, synchronous: str) -> aiosqlite.Connection:
             row = await cur.fetchone()
         if row is None or str(row[0]).lower() != "wal":
             raise RuntimeError(f"{path}: could not switch to WAL journal mode (got {row!r})")
-        await conn.execute(f"PRAGMA synchronous = {synchronous}")
-        await conn.execute("PRAGMA busy_timeout = 10000")
+        await conn.executescript(
+            f"PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000;"
+        )
     except BaseException:
         await conn.close()
         raise

@@ -10,7 +10,7 @@ identical whatever order the answers arrive in.
 
 A policy that raises is never allowed to end the run: an :class:`~friendsim.llm.errors.LLMError`
 becomes ``ActionFailed(stage="llm")``, any other exception ``ActionFailed(stage="policy")``
-(logged with its traceback). Two errors do end it, on purpose: a replay-only cache miss
+(logged). Two errors do end it, on purpose: a replay-only cache miss
 (``CacheMissError``: the replay cannot be faithful) and a provider configuration error.
 """
 
@@ -193,7 +193,7 @@ class Engine:
             log.warning("policy_llm_error", agent=agent, window=obs.window, error=repr(exc))
             return Decision(failures=(_failure("llm", exc),))
         except Exception as exc:
-            log.exception("policy_error", agent=agent, window=obs.window)
+            log.error("policy_error", agent=agent, window=obs.window, error=repr(exc))
             return Decision(failures=(_failure("policy", exc),))
 
     async def _vote_one(self, agent: str, obs: Observation, items: tuple[FeedItem, ...]) -> Ballot:
@@ -205,7 +205,7 @@ class Engine:
             log.warning("vote_llm_error", agent=agent, window=obs.window, error=repr(exc))
             return Ballot(failures=(_failure("vote", exc),))
         except Exception as exc:
-            log.exception("vote_error", agent=agent, window=obs.window)
+            log.error("vote_error", agent=agent, window=obs.window, error=repr(exc))
             return Ballot(failures=(_failure("vote", exc),))
 
     async def decide_and_apply(

@@ -12,8 +12,9 @@ Time window: items with ``since_t <= t < until_t``; when ``until_t`` is None the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import aiosqlite
 
@@ -25,6 +26,9 @@ class FeedQuery:
     limit: int
     since_t: float | None = None
     until_t: float | None = None
+    attributes: Mapping[str, Mapping[str, Any]] | None = None
+    """Persona attributes of every agent, when the caller has them in memory (Platform does);
+    rankers that need them fall back to reading the ``agents`` table when None."""
 
 
 @runtime_checkable

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import aiosqlite
@@ -11,7 +11,7 @@ import aiosqlite
 from .base import FeedQuery, decay, window
 
 
-def attribute_overlap(a: dict[str, Any], b: dict[str, Any]) -> float:
+def attribute_overlap(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
     """Share of ``a``'s attributes that ``b`` has with the same value (0 when ``a`` has none)."""
     if not a:
         return 0.0
@@ -25,7 +25,8 @@ class InterestRanker:
     posts it liked; the ``profile_size`` most recent of each, via ``posts(author, t)`` and
     ``votes(voter, t)``) on the item's topic; ``overlap`` is :func:`attribute_overlap` of the
     agent's persona attributes with the author's. Candidates: the ``candidates`` most recent items
-    of others in the window. Agent attributes are immutable, so they are cached per connection.
+    of others in the window. Attributes come from ``query.attributes`` (the platform's in-memory
+    map) or, without it, from the ``agents`` table, cached per connection (they are immutable).
     """
 
     name = "interest"
@@ -35,7 +36,7 @@ class InterestRanker:
         *,
         half_life: float = 21_600.0,
         horizon: float = 86_400.0,
-        candidates: int = 500,
+        candidates: int = 200,
         profile_size: int = 200,
         topic_weight: float = 1.0,
         homophily_weight: float = 0.5,
@@ -70,15 +71,16 @@ class InterestRanker:
     async def profile(self, db: aiosqlite.Connection, agent: str) -> dict[str, float]:
         """Topic -> share of the agent's recent engagement."""
         rows = await db.execute_fetchall(
-            "SELECT topic FROM (SELECT topic FROM posts WHERE author = ? ORDER BY t DESC LIMIT ?)"
+            "SELECT topic, count(*) FROM ("
+            " SELECT topic FROM (SELECT topic FROM posts WHERE author = ? ORDER BY t DESC LIMIT ?)"
             " UNION ALL SELECT topic FROM (SELECT p.topic FROM votes v"
             " JOIN posts p ON p.post_id = v.post_id"
-            " WHERE v.voter = ? AND v.value = 1 ORDER BY v.t DESC LIMIT ?)",
+            " WHERE v.voter = ? AND v.value = 1 ORDER BY v.t DESC LIMIT ?)"
+            ") GROUP BY topic",
             (agent, self.profile_size, agent, self.profile_size),
         )
-        counts = Counter(r[0] for r in rows)
-        total = sum(counts.values())
-        return {k: v / total for k, v in counts.items()} if total else {}
+        total = sum(r[1] for r in rows)
+        return {r[0]: r[1] / total for r in rows} if total else {}
 
     async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
         lo, hi, inclusive = window(query, self.horizon)
@@ -91,7 +93,11 @@ class InterestRanker:
                 (lo, hi, query.agent, max(self.candidates, query.limit)),
             )
         )
-        attrs = await self._attributes(db, {r[3] for r in rows} | {query.agent})
+        attrs: Mapping[str, Any]
+        if query.attributes is not None:
+            attrs = query.attributes
+        else:
+            attrs = await self._attributes(db, {r[3] for r in rows} | {query.agent})
         mine = attrs.get(query.agent, {})
         scored = []
         for pid, t, topic, author in rows:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import aiosqlite
 
 from .base import FeedQuery, decay, window
@@ -32,14 +34,42 @@ class PopularityRanker:
         self.candidates = candidates
         self.reply_weight = reply_weight
         self.dislike_weight = dislike_weight
+        self._sql_math: bool | None = None
 
     async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
         lo, hi, inclusive = window(query, self.horizon)
         op = "<=" if inclusive else "<"
+        n = max(self.candidates, query.limit)
+        if self._sql_math is not False:
+            # score inside SQLite (math functions): only the top ``limit`` ids cross the thread
+            try:
+                rows = await db.execute_fetchall(
+                    "SELECT post_id FROM (SELECT post_id, t, likes, dislikes, replies FROM posts"
+                    f" WHERE t >= ? AND t {op} ? AND author <> ? ORDER BY t DESC LIMIT ?)"
+                    " ORDER BY (1.0 + max(likes + ? * replies - ? * dislikes, 0.0))"
+                    " * pow(0.5, max(? - t, 0.0) / ?) DESC, t DESC, post_id DESC LIMIT ?",
+                    (
+                        lo,
+                        hi,
+                        query.agent,
+                        n,
+                        self.reply_weight,
+                        self.dislike_weight,
+                        query.now,
+                        self.half_life,
+                        query.limit,
+                    ),
+                )
+                self._sql_math = True
+                return [r[0] for r in rows]
+            except sqlite3.OperationalError as exc:
+                if "no such function" not in str(exc):
+                    raise
+                self._sql_math = False  # SQLite built without math functions: score in Python
         rows = await db.execute_fetchall(
             "SELECT post_id, t, likes, dislikes, replies FROM posts"
             f" WHERE t >= ? AND t {op} ? AND author <> ? ORDER BY t DESC LIMIT ?",
-            (lo, hi, query.agent, max(self.candidates, query.limit)),
+            (lo, hi, query.agent, n),
         )
         scored = []
         for pid, t, likes, dislikes, replies in rows:

@@ -62,32 +62,12 @@ async def migrate(conn: aiosqlite.Connection, *, path: str = "?") -> int:
             "friendsim to open it"
         )
     for mig in migrations[current:]:
-        await conn.execute("BEGIN IMMEDIATE")
+        # one script, one round trip; the version bump commits with the schema change
+        script = f"BEGIN IMMEDIATE;\n{mig.sql}\n;PRAGMA user_version = {mig.version:d};\nCOMMIT;"
         try:
-            for stmt in _statements(mig.sql):
-                await conn.execute(stmt)
-            await conn.execute(f"PRAGMA user_version = {mig.version:d}")
+            await conn.executescript(script)
         except BaseException:
-            await conn.execute("ROLLBACK")
+            if conn.in_transaction:
+                await conn.execute("ROLLBACK")
             raise
-        await conn.execute("COMMIT")
     return len(migrations)
-
-
-def _statements(sql: str) -> list[str]:
-    """Split a migration script into statements (``sqlite3.complete_statement`` aware)."""
-    import sqlite3
-
-    out: list[str] = []
-    buf = ""
-    for line in sql.splitlines(keepends=True):
-        if not buf and line.strip().startswith("--"):
-            continue
-        buf += line
-        if sqlite3.complete_statement(buf):
-            if buf.strip():
-                out.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        raise RuntimeError(f"incomplete SQL statement at end of migration: {buf[:80]!r}")
-    return out

@@ -1,0 +1,317 @@
+"""One JSON-ready analysis of a run directory: the numbers behind ``analyze`` and ``report``.
+
+:func:`analyze_run` reads ``<run_dir>/events.db``, ``manifest.json`` and (when present)
+``personas.jsonl`` and returns a dict with these keys (all values strict JSON: NaN → ``None``):
+
+* ``kind`` (``"run"``), ``analysis_version``, ``run_dir``;
+* ``manifest``: a short summary of the run (name, status, mode, policy, seed, agents, windows,
+  coach, feed ranker, tie evidence, models used, wall time, totals);
+* ``agents``: agent id → ``{"dominant": policy, "attributes": {attribute: group}}``;
+* ``rewards``: ``components``, ``per_agent`` (one row per window and agent from
+  :func:`friendsim.analysis.rewards_cli.rewards_table`), ``window_means`` (over all agents) and
+  ``by_policy`` (policy → one row per window: mean of every component and the total over the
+  agents whose dominant policy it is, plus their count and the standard deviation of the total);
+* ``network``: :func:`friendsim.analysis.summary.network_summary` with the run's tie
+  parameters, thresholds, sentiment model and seed;
+* ``reference``: per threshold θ, each reference metric of the final tie network flagged
+  inside/outside the range of the eight real friendship networks, the homophily flags, and the
+  reference rows (the eight networks, their mean and Zachary's karate club recomputed live);
+* ``usage``: the LLM ledger of the manifest (``total`` with tokens and ``cost_usd``, ``by_key``
+  rows, ``unpriced_models``);
+* ``notes``: plain-language caveats (e.g. text-based tie evidence replaced by signals).
+
+The analysis is a pure function of the files; :func:`load_analysis` caches it as
+``<run_dir>/analysis.json`` keyed by the size and modification time of the inputs, so a sweep
+and a report do not recompute it. Blocking (file I/O, CPU); call it from a thread in async code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from friendsim.analysis.graphs import agents_and_attributes
+from friendsim.analysis.reference import REFERENCE_METRICS, load_reference, side_by_side
+from friendsim.analysis.rewards_cli import iter_events, rewards_table, window_means
+from friendsim.analysis.rewards_params import COMPONENTS
+from friendsim.analysis.sentiment import get_sentiment
+from friendsim.analysis.summary import json_ready, network_summary
+from friendsim.analysis.ties import DEFAULT_THETAS, TieParams, TieParamsError
+
+log = structlog.get_logger(__name__)
+
+ANALYSIS_VERSION = 1
+ANALYSIS_FILE = "analysis.json"
+EVENTS_DB = "events.db"
+MANIFEST = "manifest.json"
+PERSONAS = "personas.jsonl"
+MIXED = "mixed"
+"""Dominant-policy label of an agent whose reward mix has no single largest weight."""
+
+
+class RunDirectoryError(ValueError):
+    """``path`` is not a readable run directory; the message names the file and the problem."""
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """The run's manifest (``{}`` when the file is absent; a clear error when it is broken)."""
+    path = run_dir / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunDirectoryError(f"{path}: cannot read the manifest: {exc}") from exc
+    if not isinstance(data, dict):
+        raise RunDirectoryError(f"{path}: top level must be a JSON object")
+    return data
+
+
+def _persona_attributes(run_dir: Path) -> dict[str, dict[str, str]]:
+    """``{agent: {attribute: group}}`` from ``personas.jsonl`` (``{}`` when absent)."""
+    path = run_dir / PERSONAS
+    if not path.is_file():
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise RunDirectoryError(f"{path}, line {lineno}: not valid JSON: {exc}") from exc
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            raise RunDirectoryError(f"{path}, line {lineno}: expected an object with a string 'id'")
+        attrs = row.get("attributes") or {}
+        if not isinstance(attrs, dict):
+            raise RunDirectoryError(f"{path}, line {lineno}: 'attributes' must be an object")
+        groups = {str(k): str(v) for k, v in attrs.items() if v is not None}
+        if isinstance(row.get("dominant"), str):
+            groups.setdefault("dominant", row["dominant"])
+        out[row["id"]] = groups
+    return out
+
+
+def dominant_policy(weights: Mapping[str, float] | None) -> str:
+    """The component with the largest λ, or :data:`MIXED` when none is strictly largest."""
+    if not weights:
+        return MIXED
+    ranked = sorted(((float(weights.get(c, 0.0)), c) for c in COMPONENTS), reverse=True)
+    if len(ranked) > 1 and math.isclose(ranked[0][0], ranked[1][0]):
+        return MIXED
+    return ranked[0][1]
+
+
+def tie_params_from_manifest(manifest: Mapping[str, Any]) -> tuple[TieParams, tuple[float, ...]]:
+    """:class:`TieParams` and thresholds from the manifest's ``ties`` block (defaults if absent).
+
+    The runtime's ``evidence`` key maps to ``TieParams.method``.
+    """
+    ties = manifest.get("ties") or {}
+    if not isinstance(ties, Mapping):
+        raise RunDirectoryError(f"{MANIFEST} key 'ties' must be an object")
+    fields = {"xi", "delta_max", "half_life", "beta_rec", "eps"}
+    kwargs: dict[str, Any] = {k: ties[k] for k in fields if k in ties}
+    method = ties.get("evidence", ties.get("method", "signals"))
+    try:
+        params = TieParams(**kwargs, method=method)
+    except (TieParamsError, TypeError) as exc:
+        raise RunDirectoryError(f"{MANIFEST} key 'ties': {exc}") from exc
+    thetas = tuple(float(x) for x in ties.get("thresholds", DEFAULT_THETAS))
+    return params, thetas or DEFAULT_THETAS
+
+
+def _manifest_summary(manifest: Mapping[str, Any], n_agents: int, windows: int) -> dict[str, Any]:
+    cfg = manifest.get("config") or {}
+    ex = cfg.get("experiment") or {}
+    coach = cfg.get("coach") or {}
+    models: dict[str, int] = {}
+    for spec in (manifest.get("models") or {}).values():
+        models[str(spec)] = models.get(str(spec), 0) + 1
+    return {
+        "name": manifest.get("name", ex.get("name")),
+        "status": manifest.get("status", "unknown"),
+        "mode": manifest.get("mode", ex.get("mode")),
+        "policy": manifest.get("policy", (cfg.get("agents") or {}).get("policy")),
+        "seed": (manifest.get("seeds") or {}).get("seed", ex.get("seed")),
+        "theme": ex.get("theme"),
+        "agents": n_agents,
+        "windows": windows,
+        "rounds": ex.get("rounds"),
+        "n_actions": ex.get("n_actions"),
+        "coach": {"enabled": coach.get("enabled"), "kind": coach.get("kind")},
+        "feed": (cfg.get("feed") or {}).get("ranker"),
+        "tie_evidence": (manifest.get("ties") or {}).get("evidence"),
+        "models": models,
+        "coach_model": manifest.get("coach_model"),
+        "friendsim_version": manifest.get("friendsim_version"),
+        "wall_seconds": manifest.get("wall_seconds"),
+        "totals": manifest.get("totals") or {},
+    }
+
+
+def rewards_by_policy(
+    rows: Sequence[Mapping[str, Any]], dominant: Mapping[str, str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Per dominant policy, one row per window: mean of each component and the total over the
+    policy's agents, their count, and the (sample) standard deviation of the total."""
+    groups: dict[str, dict[int, list[Mapping[str, Any]]]] = {}
+    for r in rows:
+        pol = dominant.get(r["agent"], MIXED)
+        groups.setdefault(pol, {}).setdefault(int(r["window"]), []).append(r)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for pol in sorted(groups):
+        series = []
+        for w, rs in sorted(groups[pol].items()):
+            totals = [float(r["total"]) for r in rs]
+            row: dict[str, Any] = {"window": w, "agents": len(rs)}
+            row.update({k: sum(float(r[k]) for r in rs) / len(rs) for k in (*COMPONENTS, "total")})
+            row["total_sd"] = statistics.stdev(totals) if len(totals) > 1 else None
+            series.append(row)
+        out[pol] = series
+    return out
+
+
+def _reference_block(network: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    ref = load_reference()
+    finals = network["ties"]["final"]
+    return {
+        "metrics": list(REFERENCE_METRICS),
+        "ranges": {
+            k: {"min": ref.ranges[k][0], "max": ref.ranges[k][1], "mean": ref.mean[k]}
+            for k in REFERENCE_METRICS
+        },
+        "by_theta": {th: m.get("reference", {}) for th, m in finals.items()},
+        "homophily": {th: m.get("homophily_reference", {}) for th, m in finals.items()},
+        "inside_count": {
+            th: sum(1 for v in m.get("reference", {}).values() if v.get("inside"))
+            for th, m in finals.items()
+        },
+        "table": side_by_side(
+            {f"run ties θ={th}": m for th, m in finals.items()}, include_live_karate=True, seed=seed
+        ),
+    }
+
+
+def analyze_run(run_dir: str | Path) -> dict[str, Any]:
+    """The full analysis of one run directory (see the module docstring for the keys)."""
+    rd = Path(run_dir)
+    if not (rd / EVENTS_DB).is_file():
+        raise RunDirectoryError(f"{rd}: not a run directory (no {EVENTS_DB})")
+    manifest = read_manifest(rd)
+    notes: list[str] = []
+    if not manifest:
+        notes.append(f"no {MANIFEST}: default reward and tie parameters, uniform reward mixes")
+    seed = int((manifest.get("seeds") or {}).get("seed", 0) or 0)
+    params, thetas = tie_params_from_manifest(manifest)
+    if params.method == "text":
+        notes.append(
+            "the run used text-based tie evidence; the log holds no LLM tie scores, so the "
+            "network analysis here uses the signal-based evidence map"
+        )
+        params = TieParams(**{**params.to_dict(), "method": "signals"})
+    sentiment_name = str((manifest.get("rewards") or {}).get("sentiment", "vader"))
+
+    rows = rewards_table(rd)
+    events = list(iter_events(rd / EVENTS_DB))
+    network = network_summary(
+        events,
+        attributes={},
+        params=params,
+        thetas=thetas,
+        sentiment=get_sentiment(sentiment_name),
+        seed=seed,
+    )
+    persona_attrs = _persona_attributes(rd)
+    lambdas = manifest.get("lambdas") or {}
+    dominant_map = manifest.get("dominant") or {}
+    agent_ids = sorted({r["agent"] for r in rows} | set(persona_attrs) | set(lambdas))
+    log_agents, recorded = agents_and_attributes(events)
+    agent_ids = sorted(set(agent_ids) | set(log_agents))
+    agents: dict[str, dict[str, Any]] = {}
+    for a in agent_ids:
+        attrs = {name: groups[a] for name, groups in recorded.items() if a in groups}
+        attrs.update(persona_attrs.get(a, {}))
+        dom = dominant_map.get(a) or attrs.get("dominant") or dominant_policy(lambdas.get(a))
+        agents[a] = {"dominant": str(dom), "attributes": attrs}
+    dominant = {a: v["dominant"] for a, v in agents.items()}
+    windows = sorted({int(r["window"]) for r in rows})
+    usage = manifest.get("llm_usage") or {}
+    out = {
+        "kind": "run",
+        "analysis_version": ANALYSIS_VERSION,
+        "run_dir": str(rd),
+        "manifest": _manifest_summary(manifest, len(agent_ids), len(windows)),
+        "agents": agents,
+        "rewards": {
+            "components": list(COMPONENTS),
+            "windows": windows,
+            "per_agent": rows,
+            "window_means": window_means(rows),
+            "by_policy": rewards_by_policy(rows, dominant),
+        },
+        "network": network,
+        "reference": _reference_block(network, seed),
+        "usage": {
+            "total": usage.get("total") or {},
+            "by_key": usage.get("by_key") or [],
+            "unpriced_models": usage.get("unpriced_models") or [],
+        },
+        "notes": notes,
+    }
+    return json_ready(out)
+
+
+def _fingerprint(run_dir: Path) -> dict[str, Any]:
+    fp: dict[str, Any] = {"analysis_version": ANALYSIS_VERSION}
+    for name in (EVENTS_DB, MANIFEST, PERSONAS):
+        p = run_dir / name
+        if p.is_file():
+            st = p.stat()
+            fp[name] = [st.st_size, st.st_mtime_ns]
+    return fp
+
+
+def load_analysis(run_dir: str | Path, *, refresh: bool = False) -> dict[str, Any]:
+    """:func:`analyze_run`, cached in ``<run_dir>/analysis.json`` (recomputed when the inputs or
+    the analysis version changed, or with ``refresh``). An unwritable directory is not an error."""
+    rd = Path(run_dir)
+    cache = rd / ANALYSIS_FILE
+    fp = _fingerprint(rd)
+    if not refresh and cache.is_file():
+        try:
+            cached = json.loads(cache.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            cached = None
+        if isinstance(cached, dict) and cached.get("fingerprint") == fp:
+            return cached["analysis"]
+    result = analyze_run(rd)
+    tmp = cache.with_suffix(".json.tmp")
+    try:
+        tmp.write_text(
+            json.dumps({"fingerprint": fp, "analysis": result}, sort_keys=True), encoding="utf-8"
+        )
+        os.replace(tmp, cache)
+    except OSError as exc:
+        log.warning("analysis_cache_not_written", path=str(cache), error=str(exc))
+    return result
+
+
+def analyze_path(path: str | Path, *, refresh: bool = False) -> dict[str, Any]:
+    """The data ``friendsim analyze`` prints: a run's analysis, or a sweep's aggregate
+    (a directory holding ``sweep.json``)."""
+    p = Path(path)
+    if (p / "sweep.json").is_file():
+        from friendsim.sweep.aggregate import aggregate_sweep, load_or_aggregate
+
+        return aggregate_sweep(p) if refresh else load_or_aggregate(p)
+    if not p.is_dir():
+        raise RunDirectoryError(f"{p}: no such directory")
+    return load_analysis(p, refresh=refresh)

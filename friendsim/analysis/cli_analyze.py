@@ -1,0 +1,127 @@
+"""``friendsim analyze DIR [--json]``: the analysis of a run, or the aggregate of a sweep.
+
+With ``--json`` the data of :func:`friendsim.analysis.analyze.analyze_path` is printed as one JSON
+object (the same numbers the HTML report shows); without it, short tables (rich). Exit codes: 0
+ok, 2 not a run or sweep directory, or a broken one (the message names the file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``analyze`` sub-command to the CLI's sub-parsers."""
+    p = subparsers.add_parser(
+        "analyze",
+        help="rewards, networks, reference comparison and cost of a run (or a sweep's aggregate)",
+        description="Analyse a run directory (or aggregate a sweep directory).",
+    )
+    p.add_argument(
+        "dir", type=Path, help="run directory (events.db) or sweep directory (sweep.json)"
+    )
+    p.add_argument("--json", action="store_true", help="print the full analysis as JSON")
+    p.add_argument("--refresh", action="store_true", help="recompute (ignore analysis.json caches)")
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Analyse ``args.dir``; returns the exit code."""
+    from friendsim.analysis.analyze import RunDirectoryError, analyze_path
+    from friendsim.analysis.rewards_params import RewardConfigError
+    from friendsim.sweep.aggregate import SweepReadError
+
+    try:
+        data = analyze_path(args.dir, refresh=args.refresh)
+    except (RunDirectoryError, SweepReadError, RewardConfigError, FileNotFoundError) as exc:
+        sys.stderr.write(f"friendsim analyze: {exc}\n")
+        return 2
+    except ValueError as exc:  # e.g. an undecodable event row (EventDecodeError names the seq)
+        sys.stderr.write(f"friendsim analyze: {args.dir}: {exc}\n")
+        return 2
+    if args.json:
+        sys.stdout.write(json.dumps(data, sort_keys=True, allow_nan=False) + "\n")
+    elif data.get("kind") == "sweep":
+        print_sweep(data)
+    else:
+        print_run(data)
+    return 0
+
+
+def _f(x: Any, digits: int = 3) -> str:
+    return "—" if x is None else f"{float(x):.{digits}f}"
+
+
+def print_run(a: Mapping[str, Any]) -> None:
+    """Short human tables of one run's analysis (rich, to stdout)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    m = a["manifest"]
+    usage = a["usage"].get("total") or {}
+    console.print(
+        f"[bold]{m.get('name')}[/bold]  status={m.get('status')}  mode={m.get('mode')}  "
+        f"policy={m.get('policy')}  agents={m.get('agents')}  windows={m.get('windows')}  "
+        f"coach={'on' if (m.get('coach') or {}).get('enabled') else 'off'}  "
+        f"cost=${float(usage.get('cost_usd', 0.0)):.4f}  "
+        f"tokens={usage.get('input_tokens', 0)}+{usage.get('output_tokens', 0)}"
+    )
+    by_policy = a["rewards"]["by_policy"]
+    windows = a["rewards"]["windows"]
+    t = Table(title="mean total reward per window, by dominant policy")
+    t.add_column("policy")
+    t.add_column("agents", justify="right")
+    for w in windows:
+        t.add_column(f"w{w}", justify="right")
+    for pol, rows in by_policy.items():
+        vals = {r["window"]: r["total"] for r in rows}
+        n = max((r["agents"] for r in rows), default=0)
+        t.add_row(pol, str(n), *(_f(vals.get(w)) for w in windows))
+    console.print(t)
+    keys = ("density", "clustering", "lcc", "path_ln", "modularity")
+    nt = Table(title="final tie network vs the eight real friendship networks (✓ inside range)")
+    nt.add_column("θ")
+    nt.add_column("edges", justify="right")
+    for k in keys:
+        nt.add_column(k, justify="right")
+    nt.add_column("median deg", justify="right")
+    for th, mm in a["network"]["ties"]["final"].items():
+        ref = mm.get("reference") or {}
+        cells = []
+        for k in keys:
+            inside = (ref.get(k) or {}).get("inside")
+            flag = "" if inside is None else (" ✓" if inside else " ✗")
+            cells.append(_f(mm.get(k)) + flag)
+        nt.add_row(th, str(mm.get("edges")), *cells, _f(mm.get("median_degree"), 1))
+    console.print(nt)
+    for note in a.get("notes", []):
+        console.print(f"note: {note}")
+
+
+def print_sweep(agg: Mapping[str, Any]) -> None:
+    """The sweep's headline metrics per cell: mean [95 % CI] (rich, to stdout)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from friendsim.sweep.aggregate import format_stat, headline_keys
+
+    console = Console()
+    t = Table(
+        title=f"sweep {agg.get('name')}: mean [95% Student-t CI] over "
+        f"{agg['replications']} replications (n=1: no CI)"
+    )
+    t.add_column("metric")
+    for c in agg["cells"]:
+        t.add_column(f"{c['name']}\n(n={c['completed']}/{c['runs']})", justify="right")
+    for k in headline_keys(agg):
+        t.add_row(k, *(format_stat(c["metrics"].get(k), 3) for c in agg["cells"]))
+    console.print(t)
+    for c in agg["cells"]:
+        for f in c["failed"]:
+            console.print(f"failed: {f['dir']}: {f['status']} {f.get('error') or ''}")

@@ -1,0 +1,177 @@
+"""The report's figures as PNG bytes (matplotlib, Agg backend, imported lazily).
+
+Every function is pure: data in, PNG bytes out; layouts are seeded, so the same data gives the
+same picture. No fonts or files are fetched: matplotlib's bundled DejaVu fonts are used.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+FIG_DPI = 100
+PALETTE = (
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
+
+Series = Sequence[Mapping[str, Any]]
+"""Points ``{"window", "mean", "lower", "upper"}`` (``lower``/``upper`` may be ``None``)."""
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as exc:  # pragma: no cover - matplotlib is a core dependency
+        raise ImportError("figures need matplotlib: pip install matplotlib") from exc
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> bytes:
+    plt = _pyplot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=FIG_DPI, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def reward_curves(panels: Mapping[str, Mapping[str, Series]], *, title: str) -> bytes:
+    """One panel per policy group; in each, one line per series (a run, or a sweep cell) with
+    its band (``lower``..``upper``) shaded. Windows on x, mean total reward on y (0..1)."""
+    plt = _pyplot()
+    names = list(panels) or ["(no rewards)"]
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+    labels_seen: dict[str, Any] = {}
+    series_names = sorted({s for p in panels.values() for s in p})
+    colour = {s: PALETTE[i % len(PALETTE)] for i, s in enumerate(series_names)}
+    for idx, ax in enumerate(axes.flat):
+        if idx >= len(names):
+            ax.set_visible(False)
+            continue
+        name = names[idx]
+        for label, pts in (panels.get(name) or {}).items():
+            pts = [p for p in pts if p.get("mean") is not None]
+            if not pts:
+                continue
+            xs = [p["window"] for p in pts]
+            ys = [p["mean"] for p in pts]
+            (line,) = ax.plot(xs, ys, marker="o", ms=3, color=colour[label], label=label)
+            labels_seen.setdefault(label, line)
+            band = [(p["window"], p["lower"], p["upper"]) for p in pts if p.get("lower") is not None]
+            if band:
+                ax.fill_between(
+                    [b[0] for b in band],
+                    [b[1] for b in band],
+                    [b[2] for b in band],
+                    color=colour[label],
+                    alpha=0.2,
+                    linewidth=0,
+                )
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("window")
+        ax.set_ylabel("mean total reward")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    if labels_seen:
+        fig.legend(
+            list(labels_seen.values()),
+            list(labels_seen),
+            loc="lower center",
+            ncol=min(4, len(labels_seen)),
+            fontsize=8,
+            bbox_to_anchor=(0.5, -0.02),
+        )
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.06, 1, 0.96))
+    return _png(fig)
+
+
+def network_drawing(
+    nodes: Sequence[str],
+    edges: Iterable[tuple[str, str, float]],
+    *,
+    groups: Mapping[str, str],
+    attribute: str,
+    title: str,
+    seed: int = 0,
+) -> bytes:
+    """The tie network drawn with a seeded spring layout, nodes coloured by ``groups``
+    (agent → group of ``attribute``; agents without one are grey), edge width by strength."""
+    import networkx as nx
+
+    plt = _pyplot()
+    g = nx.Graph()
+    g.add_nodes_from(nodes)
+    for u, v, s in edges:
+        g.add_edge(u, v, strength=float(s))
+    pos = nx.spring_layout(g, seed=seed, k=1.5 / math.sqrt(max(1, g.number_of_nodes())))
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    names = sorted({groups[n] for n in g.nodes if n in groups})
+    colour = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+    widths = [0.4 + 2.5 * d.get("strength", 0.0) for _, _, d in g.edges(data=True)]
+    nx.draw_networkx_edges(g, pos, ax=ax, width=widths, alpha=0.35, edge_color="#555555")
+    node_colours = [colour.get(groups.get(n, ""), "#bbbbbb") for n in g.nodes]
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_size=140, node_color=node_colours, linewidths=0.5)
+    if g.number_of_nodes() <= 60:
+        nx.draw_networkx_labels(g, pos, ax=ax, font_size=6)
+    for name in names:
+        ax.scatter([], [], color=colour[name], label=name)
+    if names:
+        ax.legend(title=attribute, fontsize=8, title_fontsize=8, loc="best", frameon=True)
+    ax.set_title(title, fontsize=10)
+    ax.set_axis_off()
+    return _png(fig)
+
+
+def degree_distributions(series: Mapping[str, Mapping[str, int]], *, title: str) -> bytes:
+    """Log-log degree distributions: for each series, P(d) (share of nodes) against the
+    normalised degree d/(n−1). Degree 0 cannot be drawn on a log axis and is left out (the
+    share of isolated nodes is said in the legend)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    drawn = 0
+    for i, (label, dist) in enumerate(series.items()):
+        total = sum(dist.values())
+        if total == 0:
+            continue
+        pts = sorted((float(k), c / total) for k, c in dist.items() if float(k) > 0)
+        zero = sum(c for k, c in dist.items() if float(k) == 0) / total
+        extra = f" ({zero:.0%} isolated)" if zero > 0 else ""
+        if not pts:
+            continue
+        ax.loglog(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            marker="o",
+            ms=4,
+            linestyle="-",
+            alpha=0.8,
+            color=PALETTE[i % len(PALETTE)],
+            label=label + extra,
+        )
+        drawn += 1
+    if drawn == 0:
+        ax.text(0.5, 0.5, "no edges: nothing to draw", ha="center", va="center")
+        ax.set_axis_off()
+    else:
+        ax.set_xlabel("degree / (n − 1)")
+        ax.set_ylabel("share of nodes")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return _png(fig)

@@ -1,0 +1,267 @@
+"""Aggregate a sweep: every metric and reward across replications, per grid cell, with 95 % CIs.
+
+Each completed run's analysis (:func:`friendsim.analysis.analyze.load_analysis`) is flattened to
+scalar metrics with dotted names (:func:`flatten_analysis`):
+
+* ``reward.<group>.<component>.w<window>`` and ``.final`` (last window) and ``.mean`` (over
+  windows), where ``<group>`` is ``all`` or a dominant policy (``SOC`` ... ``EMO``) and
+  ``<component>`` is ``SOC`` ... ``EMO`` or ``total``;
+* ``ties.<θ>.<metric>`` for every scalar metric of the final tie network at θ (density,
+  clustering, lcc, path_ln, modularity, median_degree ...), ``ties.<θ>.homophily.<attr>``
+  (same-ratio), ``ties.<θ>.power_law_alpha``, ``ties.<θ>.reference_inside`` (how many of the
+  reference metrics fall inside the real networks' range);
+* ``follow.<metric>``, ``interaction.<metric>`` (scalar metrics of those graphs);
+* ``usage.<field>`` (LLM tokens, calls, ``cost_usd``) and ``run.<field>`` (wall time, totals).
+
+Per cell and metric: ``n`` (replications with a defined value), mean, sample sd, and the 95 %
+Student-t interval mean ± t(0.975, n−1)·sd/√n. With n = 1 there is no interval: ``lower`` and
+``upper`` are ``None`` and ``note`` says so. Written to ``<sweep>/aggregate.json`` and a Markdown
+table ``<sweep>/aggregate.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from friendsim.sweep.runner import SWEEP_FILE
+
+AGGREGATE_FILE = "aggregate.json"
+AGGREGATE_TABLE = "aggregate.md"
+CONFIDENCE = 0.95
+NO_CI_NOTE = "n=1: no confidence interval"
+HEADLINE = (
+    "reward.all.total.mean",
+    "reward.all.total.final",
+    "reward.all.COORD.final",
+    "reward.all.EMO.final",
+    "ties.0.05.density",
+    "ties.0.05.clustering",
+    "ties.0.05.lcc",
+    "ties.0.05.path_ln",
+    "ties.0.05.modularity",
+    "ties.0.05.median_degree",
+    "usage.cost_usd",
+    "run.wall_seconds",
+)
+_COMPONENTS = ("SOC", "INF", "PRE", "COORD", "EMO", "total")
+
+
+class SweepReadError(ValueError):
+    """A directory is not a readable sweep (no or broken ``sweep.json``)."""
+
+
+def mean_ci(values: Iterable[float | None], confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """Mean and Student-t confidence interval of the defined (non-``None``, finite) values."""
+    from scipy import stats
+
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    n = len(xs)
+    out: dict[str, Any] = {"n": n, "mean": None, "sd": None, "lower": None, "upper": None}
+    if n == 0:
+        out["note"] = "no defined value"
+        return out
+    mean = statistics.fmean(xs)
+    out["mean"] = mean
+    if n == 1:
+        out["note"] = NO_CI_NOTE
+        return out
+    sd = statistics.stdev(xs)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    out.update(sd=sd, lower=mean - half, upper=mean + half, half_width=half)
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _scalars(prefix: str, metrics: Mapping[str, Any]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for k, v in metrics.items():
+        if _is_number(v) or v is None:
+            out[f"{prefix}.{k}"] = None if v is None else float(v)
+    return out
+
+
+def _reward_series(prefix: str, rows: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    if not rows:
+        return out
+    for comp in _COMPONENTS:
+        vals = [float(r[comp]) for r in rows]
+        for r in rows:
+            out[f"{prefix}.{comp}.w{r['window']}"] = float(r[comp])
+        out[f"{prefix}.{comp}.final"] = vals[-1]
+        out[f"{prefix}.{comp}.mean"] = statistics.fmean(vals)
+    return out
+
+
+def flatten_analysis(analysis: Mapping[str, Any]) -> dict[str, float | None]:
+    """The scalar metrics of one run's analysis under dotted names (module docstring)."""
+    out: dict[str, float | None] = {}
+    rewards = analysis["rewards"]
+    out.update(_reward_series("reward.all", rewards["window_means"]))
+    for pol, rows in rewards["by_policy"].items():
+        out.update(_reward_series(f"reward.{pol}", rows))
+    net = analysis["network"]
+    for th, m in net["ties"]["final"].items():
+        out.update(_scalars(f"ties.{th}", m))
+        for attr, h in (m.get("homophily") or {}).items():
+            out[f"ties.{th}.homophily.{attr}"] = h.get("same_ratio")
+        pl = m.get("power_law")
+        out[f"ties.{th}.power_law_alpha"] = pl.get("alpha") if isinstance(pl, Mapping) else None
+        out[f"ties.{th}.reference_inside"] = float(
+            sum(1 for v in (m.get("reference") or {}).values() if v.get("inside"))
+        )
+    out.update(_scalars("follow", net["follow"]))
+    out.update(_scalars("interaction", net["interaction"]["final"]))
+    out.update(_scalars("usage", analysis["usage"].get("total") or {}))
+    man = analysis["manifest"]
+    out["run.wall_seconds"] = man.get("wall_seconds")
+    out.update(_scalars("run", man.get("totals") or {}))
+    return out
+
+
+def read_sweep(sweep_dir: str | Path) -> dict[str, Any]:
+    """The ``sweep.json`` of a sweep directory."""
+    path = Path(sweep_dir) / SWEEP_FILE
+    if not path.is_file():
+        raise SweepReadError(f"{sweep_dir}: not a sweep directory (no {SWEEP_FILE})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SweepReadError(f"{path}: cannot read it: {exc}") from exc
+    if not isinstance(data, dict) or "spec" not in data or "runs" not in data:
+        raise SweepReadError(f"{path}: missing 'spec' or 'runs'")
+    return data
+
+
+def _curves(analyses: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Per policy group (``all`` + dominant policies), per window: CI of the mean total reward."""
+    per: dict[str, dict[int, list[float]]] = {}
+    for a in analyses:
+        groups = {"all": a["rewards"]["window_means"], **a["rewards"]["by_policy"]}
+        for g, rows in groups.items():
+            for r in rows:
+                per.setdefault(g, {}).setdefault(int(r["window"]), []).append(float(r["total"]))
+    return {
+        g: [{"window": w, **mean_ci(vals)} for w, vals in sorted(ws.items())]
+        for g, ws in sorted(per.items())
+    }
+
+
+def aggregate_sweep(sweep_dir: str | Path, *, write: bool = True) -> dict[str, Any]:
+    """Aggregate a sweep directory (module docstring); writes the JSON and Markdown files."""
+    from friendsim.analysis.analyze import load_analysis
+
+    sd = Path(sweep_dir)
+    sweep = read_sweep(sd)
+    cells_out = []
+    for cell in sweep["spec"]["cells"]:
+        runs = [r for r in sweep["runs"] if r["cell"] == cell["name"]]
+        ok = [r for r in runs if r["status"] == "completed"]
+        analyses = [load_analysis(sd / r["dir"]) for r in ok]
+        flats = [flatten_analysis(a) for a in analyses]
+        keys = sorted({k for f in flats for k in f})
+        metrics = {k: mean_ci(f.get(k) for f in flats) for k in keys}
+        cells_out.append(
+            {
+                "name": cell["name"],
+                "overrides": cell["overrides"],
+                "runs": len(runs),
+                "completed": len(ok),
+                "run_dirs": [r["dir"] for r in ok],
+                "failed": [
+                    {"dir": r["dir"], "status": r["status"], "error": r.get("error")}
+                    for r in runs
+                    if r["status"] != "completed"
+                ],
+                "metrics": metrics,
+                "curves": _curves(analyses),
+            }
+        )
+    out = {
+        "kind": "sweep",
+        "sweep_dir": str(sd),
+        "name": sweep["spec"].get("name"),
+        "status": sweep.get("status"),
+        "replications": sweep["spec"]["replications"],
+        "grid": sweep["spec"]["grid"],
+        "seeds": sweep["spec"]["seeds"],
+        "wall_seconds": sweep.get("wall_seconds"),
+        "confidence": CONFIDENCE,
+        "interval": "Student t, mean ± t(0.975, n-1)·sd/√n over replications",
+        "cells": cells_out,
+    }
+    if write:
+        _atomic_write(sd / AGGREGATE_FILE, json.dumps(out, indent=1, sort_keys=True) + "\n")
+        _atomic_write(sd / AGGREGATE_TABLE, format_aggregate(out) + "\n")
+    return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def format_stat(s: Mapping[str, Any] | None, digits: int = 4) -> str:
+    """``mean [lower, upper]`` (or ``mean (n=1, no CI)``; ``—`` when undefined)."""
+    if not s or s.get("mean") is None:
+        return "—"
+    mean = f"{s['mean']:.{digits}f}"
+    if s.get("lower") is None:
+        return f"{mean} (n={s['n']}, no CI)"
+    return f"{mean} [{s['lower']:.{digits}f}, {s['upper']:.{digits}f}]"
+
+
+def headline_keys(agg: Mapping[str, Any]) -> list[str]:
+    """The headline metrics present in ``agg`` (θ=0.05 replaced by the first θ if absent)."""
+    present = {k for c in agg["cells"] for k in c["metrics"]}
+    keys = []
+    for k in HEADLINE:
+        if k in present:
+            keys.append(k)
+        elif k.startswith("ties.0.05."):
+            alt = [p for p in sorted(present) if p.startswith("ties.") and p.endswith(k[9:])]
+            if alt and alt[0] not in keys:
+                keys.append(alt[0])
+    return keys
+
+
+def format_aggregate(agg: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:
+    """A Markdown table: one row per headline metric, one column per cell (mean [95 % CI])."""
+    keys = list(keys) if keys is not None else headline_keys(agg)
+    cells = agg["cells"]
+    lines = [
+        f"sweep {agg.get('name')}: {len(cells)} cells x {agg['replications']} replications "
+        f"(95 % Student-t CI over replications; n=1 gives no CI)",
+        "",
+        "| metric | " + " | ".join(f"{c['name']} (n={c['completed']})" for c in cells) + " |",
+        "|---|" + "---|" * len(cells),
+    ]
+    for k in keys:
+        lines.append(
+            f"| {k} | " + " | ".join(format_stat(c["metrics"].get(k)) for c in cells) + " |"
+        )
+    return "\n".join(lines)
+
+
+def load_or_aggregate(sweep_dir: str | Path) -> dict[str, Any]:
+    """``aggregate.json`` when it is newer than ``sweep.json``, else a fresh aggregate."""
+    sd = Path(sweep_dir)
+    agg, sw = sd / AGGREGATE_FILE, sd / SWEEP_FILE
+    if agg.is_file() and sw.is_file() and agg.stat().st_mtime_ns >= sw.stat().st_mtime_ns:
+        try:
+            data = json.loads(agg.read_text(encoding="utf-8"))
+            if isinstance(data, dict) and data.get("kind") == "sweep":
+                return data
+        except (OSError, ValueError):
+            pass
+    return aggregate_sweep(sd)

@@ -1,0 +1,269 @@
+"""Sweep files: an experiment TOML plus a ``[sweep]`` table of replications and a grid.
+
+```toml
+[sweep]
+replications = 3                     # runs per grid cell (>= 1)
+grid = { "coach.enabled" = [true, false], "feed.ranker" = ["full", "chrono"] }
+# seed = 11                          # base of the derived seeds (default: [experiment].seed)
+# seeds = [1, 2, 3]                  # or explicit seeds, one per replication
+```
+
+Grid keys are dotted paths into the experiment config (``section.key``; nested tables in the
+grid are flattened the same way). The cells are the Cartesian product of the grid values, in
+the order written. Replication ``k`` of *every* cell uses the same seed (common random numbers:
+cells differ only by their settings, so paired comparisons are fair); the seeds are derived
+deterministically from the base seed and ``k`` (SHA-256), or taken from ``seeds``.
+
+Everything is validated before anything runs: each cell's config goes through the runtime's
+:func:`friendsim.runtime.config.parse_config`, and every problem is a :class:`SweepConfigError`
+naming the file and the key (``[sweep].grid."ties.method"``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from friendsim.runtime.config import ConfigError, ExperimentConfig, parse_config
+
+MAX_RUNS = 10_000
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class SweepConfigError(ValueError):
+    """A sweep file is wrong. ``path`` is the file, ``key`` the key path (may be empty)."""
+
+    def __init__(self, path: str | Path, key: str, problem: str) -> None:
+        self.path = str(path)
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{self.path}: {key}: {problem}" if key else f"{self.path}: {problem}")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Cell:
+    """One grid cell: a directory-safe ``name`` and its ``overrides`` (dotted key -> value)."""
+
+    name: str
+    overrides: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunPlan:
+    """One run of the sweep: cell, replication index, seed, directory (relative to the sweep
+    output) and the full experiment data (TOML mapping) it runs."""
+
+    cell: str
+    rep: int
+    seed: int
+    rel_dir: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SweepSpec:
+    """A parsed sweep file. ``base`` is the experiment data without ``[sweep]``."""
+
+    source: Path
+    name: str
+    base: Mapping[str, Any]
+    replications: int
+    grid: tuple[tuple[str, tuple[Any, ...]], ...]
+    seeds: tuple[int, ...]
+
+    def cells(self) -> list[Cell]:
+        """The grid cells in order (one cell named ``base`` when the grid is empty)."""
+        if not self.grid:
+            return [Cell(name="base", overrides={})]
+        keys = [k for k, _ in self.grid]
+        out: list[Cell] = []
+        used: set[str] = set()
+        for combo in itertools.product(*(vals for _, vals in self.grid)):
+            overrides = dict(zip(keys, combo, strict=True))
+            name = cell_name(overrides)
+            unique, i = name, 2
+            while unique in used:
+                unique, i = f"{name}_{i}", i + 1
+            used.add(unique)
+            out.append(Cell(name=unique, overrides=overrides))
+        return out
+
+    def plans(self) -> list[RunPlan]:
+        """Every run: cells in grid order, replications 0..n-1 within each cell."""
+        out = []
+        for cell in self.cells():
+            for k, seed in enumerate(self.seeds):
+                data = apply_overrides(self.base, cell.overrides)
+                data.setdefault("experiment", {})["seed"] = seed
+                out.append(
+                    RunPlan(
+                        cell=cell.name, rep=k, seed=seed, rel_dir=f"{cell.name}/rep{k}", data=data
+                    )
+                )
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready description (for ``sweep.json``)."""
+        return {
+            "source": str(self.source),
+            "name": self.name,
+            "replications": self.replications,
+            "grid": {k: list(v) for k, v in self.grid},
+            "seeds": list(self.seeds),
+            "cells": [{"name": c.name, "overrides": dict(c.overrides)} for c in self.cells()],
+        }
+
+
+def derive_seed(base: int, rep: int) -> int:
+    """The seed of replication ``rep``: 31 bits of SHA-256 of ``"<base>:rep:<rep>"``."""
+    digest = hashlib.sha256(f"{base}:rep:{rep}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 1
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def cell_name(overrides: Mapping[str, Any]) -> str:
+    """A directory-safe name: ``coach.enabled-true__feed.ranker-chrono``."""
+    parts = [f"{k}-{_format_value(v)}" for k, v in overrides.items()]
+    name = _SAFE.sub("_", "__".join(parts)).strip("._") or "cell"
+    return name[:150]
+
+
+def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``base`` with each dotted key set (intermediate tables created)."""
+    data = copy.deepcopy(dict(base))
+    for key, value in overrides.items():
+        node = data
+        *head, last = key.split(".")
+        for part in head:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"{key!r}: {part!r} is not a table")
+            node = child
+        node[last] = copy.deepcopy(value)
+    return data
+
+
+def _flatten_grid(grid: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in grid.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.extend(_flatten_grid(v, key + "."))
+        else:
+            out.append((key, v))
+    return out
+
+
+def parse_sweep(data: Mapping[str, Any], *, source: str | Path = "<sweep>") -> SweepSpec:
+    """Validate a parsed sweep file (see the module docstring)."""
+    src = Path(source)
+    raw = data.get("sweep")
+    if not isinstance(raw, Mapping):
+        raise SweepConfigError(src, "[sweep]", "missing: a sweep file needs a [sweep] table")
+    unknown = set(raw) - {"replications", "grid", "seed", "seeds"}
+    if unknown:
+        raise SweepConfigError(
+            src,
+            f"[sweep].{sorted(unknown)[0]}",
+            "unknown key (known: replications, grid, seed, seeds)",
+        )
+    reps = raw.get("replications", 1)
+    if not isinstance(reps, int) or isinstance(reps, bool) or not 1 <= reps <= 1000:
+        raise SweepConfigError(
+            src, "[sweep].replications", f"must be an integer 1..1000, got {reps!r}"
+        )
+    grid_raw = raw.get("grid", {})
+    if not isinstance(grid_raw, Mapping):
+        raise SweepConfigError(src, "[sweep].grid", "must be a table of key = [values]")
+    grid: list[tuple[str, tuple[Any, ...]]] = []
+    for key, values in _flatten_grid(grid_raw):
+        where = f'[sweep].grid."{key}"'
+        if key in ("experiment.seed", "sweep") or key.startswith("sweep."):
+            raise SweepConfigError(
+                src, where, "cannot be swept; seeds come from replications ([sweep].seed/seeds)"
+            )
+        if not isinstance(values, list) or not values:
+            raise SweepConfigError(
+                src, where, f"must be a non-empty list of values, got {values!r}"
+            )
+        if len(values) != len({repr(v) for v in values}):
+            raise SweepConfigError(src, where, f"has duplicate values: {values!r}")
+        grid.append((key, tuple(values)))
+    base = {k: v for k, v in data.items() if k != "sweep"}
+    base_seed = raw.get("seed", (base.get("experiment") or {}).get("seed", 0))
+    if not isinstance(base_seed, int) or isinstance(base_seed, bool):
+        raise SweepConfigError(src, "[sweep].seed", f"must be an integer, got {base_seed!r}")
+    if "seeds" in raw:
+        seeds = raw["seeds"]
+        if (
+            not isinstance(seeds, list)
+            or len(seeds) != reps
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        ):
+            raise SweepConfigError(
+                src, "[sweep].seeds", f"must be a list of {reps} integers (one per replication)"
+            )
+        seed_t = tuple(seeds)
+    else:
+        seed_t = tuple(derive_seed(base_seed, k) for k in range(reps))
+    n_cells = 1
+    for _, vals in grid:
+        n_cells *= len(vals)
+    if n_cells * reps > MAX_RUNS:
+        raise SweepConfigError(
+            src, "[sweep]", f"{n_cells} cells x {reps} replications exceeds {MAX_RUNS} runs"
+        )
+    name = str((base.get("experiment") or {}).get("name", src.stem))
+    spec = SweepSpec(
+        source=src, name=name, base=base, replications=reps, grid=tuple(grid), seeds=seed_t
+    )
+    for cell in spec.cells():
+        try:
+            validate_cell(spec, cell)
+        except ConfigError as exc:
+            key = _blame(exc.key, cell)
+            raise SweepConfigError(src, key, f"cell {cell.name}: {exc.key} {exc.problem}") from None
+    return spec
+
+
+def _blame(config_key: str, cell: Cell) -> str:
+    flat = config_key.replace("[", "").replace("]", "")
+    for key in cell.overrides:
+        if flat == key or flat.startswith(key + ".") or key.startswith(flat + "."):
+            return f'[sweep].grid."{key}"'
+    return config_key or "[sweep]"
+
+
+def validate_cell(spec: SweepSpec, cell: Cell) -> ExperimentConfig:
+    """The validated experiment config of ``cell`` (raises the runtime's ``ConfigError``)."""
+    data = apply_overrides(spec.base, cell.overrides)
+    data.setdefault("experiment", {})["seed"] = spec.seeds[0]
+    return parse_config(data, source=spec.source)
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read and validate a sweep file."""
+    p = Path(path)
+    try:
+        text = p.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SweepConfigError(p, "", "sweep file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SweepConfigError(p, "", f"cannot read sweep file: {exc}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SweepConfigError(p, "", f"not valid TOML: {exc}") from None
+    return parse_sweep(data, source=p)

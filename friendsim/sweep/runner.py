@@ -1,0 +1,208 @@
+"""Run every replication of every grid cell of a sweep, in parallel worker processes.
+
+Each run goes into ``<out>/<cell>/rep<k>`` through the runtime's
+:func:`friendsim.runtime.experiment.run_experiment`, then is analysed
+(:func:`friendsim.analysis.analyze.load_analysis`, cached as ``analysis.json``) inside the same
+worker, so analysis is parallel too. Runs are independent processes (``spawn`` start method: no
+state inherited from the parent), at most ``jobs`` at a time.
+
+A failed run does not stop the sweep: it is recorded with its error and left out of the
+aggregate. Re-running a sweep into the same directory resumes it: runs whose manifest says
+``completed`` are kept (not re-run); a run directory left incomplete by a crash is reported as
+``incomplete`` and left untouched (delete it to re-run it). ``<out>/sweep.json`` records the
+spec, every run's status and the wall time, rewritten atomically as runs finish.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from friendsim.sweep.config import RunPlan, SweepSpec
+
+log = structlog.get_logger(__name__)
+
+SWEEP_FILE = "sweep.json"
+
+RunOutcome = dict[str, Any]
+"""``{"cell", "rep", "seed", "dir", "status", "wall_seconds", "error"}`` of one run."""
+
+
+class SweepDirError(ValueError):
+    """The output directory holds a different sweep (another spec)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SweepResult:
+    """A finished sweep: its directory, every run's outcome and the total wall time."""
+
+    out_dir: Path
+    runs: tuple[RunOutcome, ...]
+    wall_seconds: float
+
+    @property
+    def failed(self) -> tuple[RunOutcome, ...]:
+        """Runs that did not complete."""
+        return tuple(r for r in self.runs if r["status"] != "completed")
+
+
+def _worker_init(log_level: str) -> None:
+    from friendsim.runtime.cli_run import configure_logging
+
+    configure_logging(log_level)
+
+
+def _read_status(run_dir: Path) -> str | None:
+    try:
+        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    status = manifest.get("status") if isinstance(manifest, dict) else None
+    return status if isinstance(status, str) else None
+
+
+def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> RunOutcome:
+    """Run and analyse one plan (the worker function; also callable in-process).
+
+    Never raises for a failed run: the outcome says ``failed`` with ``"<Type>: message"``.
+    """
+    import asyncio
+
+    from friendsim.analysis.analyze import load_analysis
+    from friendsim.runtime.config import parse_config
+    from friendsim.runtime.experiment import run_experiment
+
+    rd = Path(run_dir)
+    t0 = time.perf_counter()
+    status = _read_status(rd)
+    try:
+        if status == "completed":
+            load_analysis(rd)
+            return {"status": "completed", "resumed": True, "wall_seconds": 0.0, "error": None}
+        if (rd / "events.db").exists():
+            return {
+                "status": "incomplete",
+                "resumed": False,
+                "wall_seconds": 0.0,
+                "error": f"{rd} holds an unfinished run (status {status!r}); delete it to re-run",
+            }
+        cfg = parse_config(plan_data, source=source)
+        result = asyncio.run(run_experiment(cfg, out_dir=rd, config_path=source))
+        status = str(result.manifest.get("status", "unknown"))
+        load_analysis(rd)
+        error = None
+    except Exception as exc:  # a run's failure is data for the sweep, not a crash of it
+        status, error = "failed", f"{type(exc).__name__}: {exc}"
+    return {
+        "status": status,
+        "resumed": False,
+        "wall_seconds": round(time.perf_counter() - t0, 3),
+        "error": error,
+    }
+
+
+def _write_sweep_file(out_dir: Path, body: Mapping[str, Any]) -> None:
+    path = out_dir / SWEEP_FILE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _check_out_dir(out_dir: Path, spec: SweepSpec) -> None:
+    path = out_dir / SWEEP_FILE
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SweepDirError(f"{path}: cannot read it: {exc}") from exc
+    new = spec.to_json()
+    keys = ("grid", "seeds", "replications")
+    if any(old.get("spec", {}).get(k) != new[k] for k in keys):
+        raise SweepDirError(
+            f"{out_dir} holds a different sweep (grid, seeds or replications differ); "
+            "choose another --out"
+        )
+
+
+def run_sweep(
+    spec: SweepSpec,
+    out_dir: str | Path,
+    *,
+    jobs: int = 1,
+    log_level: str = "warning",
+    on_done: Callable[[RunOutcome], None] | None = None,
+) -> SweepResult:
+    """Run every plan of ``spec`` into ``out_dir`` with ``jobs`` worker processes.
+
+    ``on_done`` is called in the parent process after each run (progress display).
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_out_dir(out, spec)
+    plans = spec.plans()
+    outcomes: dict[str, RunOutcome] = {
+        p.rel_dir: {
+            "cell": p.cell,
+            "rep": p.rep,
+            "seed": p.seed,
+            "dir": p.rel_dir,
+            "status": "pending",
+            "wall_seconds": None,
+            "error": None,
+        }
+        for p in plans
+    }
+    t0 = time.perf_counter()
+
+    def snapshot(status: str) -> dict[str, Any]:
+        return {
+            "kind": "sweep",
+            "status": status,
+            "spec": spec.to_json(),
+            "jobs": jobs,
+            "runs": list(outcomes.values()),
+            "wall_seconds": round(time.perf_counter() - t0, 3),
+        }
+
+    _write_sweep_file(out, snapshot("running"))
+    source = str(spec.source)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=min(jobs, len(plans)) or 1,
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(log_level,),
+    ) as pool:
+        futures: dict[Future[RunOutcome], RunPlan] = {
+            pool.submit(execute_plan, dict(p.data), str(out / p.rel_dir), source): p for p in plans
+        }
+        for fut in as_completed(futures):
+            plan = futures[fut]
+            try:
+                res = fut.result()
+            except Exception as exc:  # the worker process itself died
+                res = {"status": "failed", "wall_seconds": None, "error": f"worker: {exc!r}"}
+            outcomes[plan.rel_dir].update(res)
+            log.info("sweep_run_done", run=plan.rel_dir, status=res["status"])
+            _write_sweep_file(out, snapshot("running"))
+            if on_done is not None:
+                on_done(outcomes[plan.rel_dir])
+    wall = round(time.perf_counter() - t0, 3)
+    runs = tuple(outcomes.values())
+    final = "completed" if all(r["status"] == "completed" for r in runs) else "partial"
+    body = snapshot(final)
+    body["wall_seconds"] = wall
+    _write_sweep_file(out, body)
+    return SweepResult(out_dir=out, runs=runs, wall_seconds=wall)

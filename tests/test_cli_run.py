@@ -1,0 +1,115 @@
+"""``friendsim run`` as a user runs it: a subprocess, example configs, a real run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from friendsim.analysis.rewards_params import RewardParams
+from friendsim.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "sk-test-DO-NOT-WRITE-0123456789"
+
+
+def friendsim(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "friendsim", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=full_env,
+        timeout=240,
+    )
+
+
+def check_run_dir(run: Path) -> dict:
+    assert {"manifest.json", "events.db", "personas.jsonl"} <= {p.name for p in run.iterdir()}
+    manifest = json.loads((run / "manifest.json").read_text())
+    with sqlite3.connect(run / "events.db") as con:
+        first, last = con.execute("SELECT min(seq), max(seq) FROM events").fetchone()
+    assert manifest["status"] == "completed"
+    assert (manifest["start_seq"], manifest["end_seq"]) == (first, last)
+    personas = [json.loads(line) for line in (run / "personas.jsonl").read_text().splitlines()]
+    ids = sorted(p["id"] for p in personas)
+    assert sorted(manifest["lambdas"]) == ids == sorted(manifest["models"])
+    for lam in manifest["lambdas"].values():
+        assert abs(sum(lam.values()) - 1) < 1e-9
+    assert RewardParams.from_dict(manifest["rewards"]).n_actions == manifest["config"]["experiment"]["n_actions"]
+    assert manifest["friendsim_version"] and manifest["packages"]["python"]
+    assert "total" in manifest["llm_usage"]
+    return manifest
+
+
+def test_run_continuous_example(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = friendsim("run", "examples/continuous.toml", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "completed" and summary["windows"] == 12
+    manifest = check_run_dir(out)
+    assert manifest["mode"] == "continuous" and set(manifest["models"].values()) == {"baseline"}
+    with sqlite3.connect(out / "events.db") as con:
+        kinds = dict(con.execute("SELECT kind, count(*) FROM events GROUP BY kind").fetchall())
+    assert kinds["window_started"] == kinds["window_ended"] == 12
+    assert kinds["post_created"] > 0 and kinds["followed"] > 0 and kinds["feed_served"] > 0
+    assert summary["actions"] == manifest["totals"]["actions"] > 0
+
+
+def test_run_rounds_baseline_and_refuse_existing_dir(tmp_path: Path) -> None:
+    text = (ROOT / "examples" / "quickstart.toml").read_text()
+    cfg = tmp_path / "q.toml"
+    cfg.write_text(text.replace('policy = "llm"', 'policy = "baseline"'))
+    out = tmp_path / "run"
+    proc = friendsim("run", str(cfg), "--out", str(out), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    manifest = check_run_dir(out)
+    with sqlite3.connect(out / "events.db") as con:
+        n_posts_r1 = con.execute(
+            "SELECT count(*) FROM events WHERE kind='post_created' AND t < ?",
+            (manifest["config"]["experiment"]["window_length"],),
+        ).fetchone()[0]
+    assert n_posts_r1 == 4 * 2  # 4 agents x 2 actions, all POSTs in round 1
+    again = friendsim("run", str(cfg), "--out", str(out), "--quiet")
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+
+
+def test_config_error_exit_code_and_message(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[agents]\ncount = "many"\n')
+    proc = friendsim("run", str(cfg), "--out", str(tmp_path / "r"))
+    assert proc.returncode == 2
+    assert "[agents].count" in proc.stderr and str(cfg) in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_api_keys_never_reach_the_run_dir(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(
+        '[experiment]\nname="s"\nrounds=1\nn_actions=1\n[agents]\ncount=2\n'
+        '[llm]\nprovider="scripted"\nretries=0\n'
+    )
+    out = tmp_path / "run"
+    proc = friendsim("run", str(cfg), "--out", str(out), "--quiet",
+                     env={"OPENAI_API_KEY": SECRET, "ANTHROPIC_API_KEY": SECRET})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    manifest = check_run_dir(out)
+    assert set(manifest["models"].values()) == {"scripted"}
+    assert manifest["files"]["llm_cache"] == "llm_cache.db"
+    for f in out.iterdir():
+        assert SECRET.encode() not in f.read_bytes(), f.name
+    assert SECRET not in proc.stdout + proc.stderr
+    with sqlite3.connect(out / "events.db") as con:
+        failed = con.execute("SELECT count(*) FROM events WHERE kind='action_failed'").fetchone()[0]
+    assert failed == 2  # the unscripted model answers nothing: one plan failure per agent
+
+
+def test_parser_has_run() -> None:
+    args = build_parser().parse_args(["run", "x.toml", "--out", "d"])
+    assert args.command == "run" and str(args.config) == "x.toml" and str(args.out) == "d"

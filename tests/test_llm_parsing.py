@@ -1,0 +1,41 @@
+"""Retry-After parsing and JSON extraction from untrusted model text."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import pytest
+
+from friendsim.llm.json_extract import extract_json
+from friendsim.llm.sdk_errors import parse_retry_after
+
+
+def test_retry_after_forms() -> None:
+    assert parse_retry_after({"retry-after-ms": "1500"}) == 1.5
+    assert parse_retry_after({"retry-after": "3"}) == 3.0
+    assert parse_retry_after({"retry-after": "0.25"}) == 0.25
+    assert parse_retry_after({"retry-after-ms": "x", "retry-after": "2"}) == 2.0
+    assert parse_retry_after({"retry-after": "-5"}) == 0.0
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({}) is None
+    future = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= (parse_retry_after({"retry-after": future}) or 0) <= 31
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"a": 1}', {"a": 1}),
+        ("  [1, 2]  ", [1, 2]),
+        ('Sure!\n```json\n{"a": {"b": [1]}}\n```\nBye', {"a": {"b": [1]}}),
+        ('```\n{"x": true}\n```', {"x": True}),
+        ('Here: {"tone": "neutral"} hope it helps', {"tone": "neutral"}),
+        ('bad {oops} then {"ok": 1}', {"ok": 1}),
+        ("no json at all", None),
+        ("", None),
+        ('{"unterminated": ', None),
+    ],
+)
+def test_extract_json(text: str, expected: object) -> None:
+    assert extract_json(text) == expected
