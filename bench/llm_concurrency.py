@@ -158,7 +158,8 @@ async def main() -> None:
     ap.add_argument("--http", action="store_true", help="also measure the OpenAI SDK over HTTP")
     ap.add_argument("--http-concurrency", type=int, default=64)
     args = ap.parse_args()
-    n = args.requests or (1500 if args.quick else 5000)
+    # Quick: ten full waves of the concurrency (no partial last wave); full: the 5,000 asked for.
+    n = args.requests or (10 * args.concurrency if args.quick else 5000)
     latency = args.latency_ms / 1000.0
     requests = make_requests(n)
 

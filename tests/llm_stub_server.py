@@ -10,6 +10,8 @@ By default it answers every request (the text echoes the last user message, JSON
 ``json_answer``). :meth:`StubLLMServer.enqueue` scripts the next replies: any status, headers,
 raw body, a delay, or a dropped connection. Every request is recorded (path, headers, body).
 :meth:`stop` kills the server *and* its open keep-alive connections, as a crashed server would.
+``latency_s`` delays every reply (a remote model's response time); run as a script it serves
+until killed and prints its port (used by ``bench/llm_concurrency.py --http``).
 """
 
 from __future__ import annotations
@@ -120,8 +122,10 @@ class StubLLMServer:
         text_answer: str | None = None,
         supports_json_schema: bool = True,
         supports_response_format: bool = True,
+        supports_output_config: bool = True,
         latency_s: float = 0.0,
     ) -> None:
+        self.supports_output_config = supports_output_config
         self.latency_s = latency_s
         self.json_answer = {"ok": True} if json_answer is None else json_answer
         self.text_answer = text_answer
@@ -214,6 +218,15 @@ class StubLLMServer:
             return 400, b'{"error": {"message": "body must be a JSON object"}}', headers
         match path:
             case "/v1/messages":
+                if "output_config" in body and not self.supports_output_config:
+                    err = {
+                        "type": "error",
+                        "error": {
+                            "type": "invalid_request_error",
+                            "message": "output_config.format: not supported for this model",
+                        },
+                    }
+                    return 400, json.dumps(err).encode(), headers
                 return 200, json.dumps(self._anthropic(body)).encode(), headers
             case "/v1/chat/completions":
                 status, answer = self._openai(body)

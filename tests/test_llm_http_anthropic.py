@@ -95,6 +95,19 @@ async def test_structured_output_native_and_tool(stub: StubLLMServer, key: str) 
     await tool.aclose()
 
 
+async def test_native_structured_output_unsupported_falls_back_to_tool(key: str) -> None:
+    with StubLLMServer(json_answer={"ok": False}, supports_output_config=False) as server:
+        llm = RetryingLLM(AnthropicLLM("m", base_url=server.base_url))
+        first = await llm.complete(req(json_schema=SCHEMA))
+        second = await llm.complete(req("b", json_schema=SCHEMA))
+        await llm.aclose()
+    assert first.parsed == second.parsed == {"ok": False}
+    sent = [("output_config" in r.body, "tool_choice" in r.body) for r in server.requests]
+    assert sent == [(True, False), (False, True), (False, True)]
+    assert llm.inner.structured_output == "tool" and llm.inner.downgrades == 1
+    assert llm.stats.retries == 0
+
+
 async def test_429_retry_after_is_honoured_and_counted(stub: StubLLMServer, key: str) -> None:
     stub.enqueue(StubReply(status=429, headers={"retry-after": "1.5"}))
     sleeps = Sleeps()

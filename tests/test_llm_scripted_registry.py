@@ -134,3 +134,25 @@ def test_importing_llm_package_does_not_import_sdks() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_local_spec_goes_to_create_local_llm(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    seen: dict[str, object] = {}
+
+    def fake_factory(name: str, **options: object) -> ScriptedLLM:
+        seen.update(name=name, **options)
+        return ScriptedLLM(model=name, provider="local")
+
+    fake = types.ModuleType("friendsim.llm.local")
+    fake.create_local_llm = fake_factory  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "friendsim.llm.local", fake)
+    llm = create_llm("local:smollm2", n_ctx=2048)
+    assert llm.model == "local:smollm2" and seen == {"name": "smollm2", "n_ctx": 2048}
+
+
+def test_local_spec_without_extra_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "friendsim.llm.local", None)
+    with pytest.raises(ProviderConfigError, match=r"pip install 'friendsim\[local\]'"):
+        create_llm("local:smollm2")

@@ -30,7 +30,7 @@ def summarize(scores: AgentScores) -> str:
     )
     likes = int(d.get("net_likes", 0))
     return (
-        f"{did}; {_plural(int(d.get('received', 0)), 'reply or DM')} received; "
+        f"{did}; {int(d.get('received', 0))} comments or DMs received; "
         f"net likes {likes:+d}; {_plural(int(d.get('mentions', 0)), 'mention')}; "
         f"{_plural(int(d.get('new_topics', 0)), 'new topic')} seen"
     )

@@ -18,7 +18,7 @@ component gets no direction from it, which is why it is not the default.)
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from friendsim.agents.policy import Failure, Tip
@@ -93,7 +93,6 @@ class CoachContext:
     top_liked_post_id: int | None = None
     top_liked_author: str | None = None
     top_liked_topic: str | None = None
-    extra: Mapping[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

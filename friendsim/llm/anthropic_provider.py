@@ -4,6 +4,8 @@
   ``output_config.format`` (the API's JSON-schema output) and decodes the text;
   ``"tool"`` forces a call to a single ``respond`` tool whose ``input_schema`` is the schema
   (works on models without native structured output) and takes the tool input as the answer.
+  A 400 that rejects ``output_config`` switches the instance to ``"tool"`` for good and re-sends
+  the call at once (not a retry).
 - Prompt caching: the system text (the stable persona/rules prefix) is sent as one text block
   with ``cache_control: {"type": "ephemeral"}``; the API's ``cache_read_input_tokens`` and
   ``cache_creation_input_tokens`` become ``Usage.cached_input_tokens`` / ``cache_write_tokens``
@@ -24,12 +26,14 @@ import time
 from typing import Any, Literal
 
 import anthropic
+import structlog
 
 from friendsim.llm.base import Completion, LLMRequest, Usage
 from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
 from friendsim.llm.json_extract import extract_json
 from friendsim.llm.sdk_errors import map_sdk_error
 
+_log = structlog.get_logger(__name__)
 StructuredMode = Literal["native", "tool"]
 _TOOL_NAME = "respond"
 _NO_CREDENTIALS = "anthropic: no credentials found; set ANTHROPIC_API_KEY in the environment"
@@ -57,7 +61,8 @@ class AnthropicLLM:
                 f"anthropic structured_output must be 'native' or 'tool', got {structured_output!r}"
             )
         self._model = model
-        self._structured = structured_output
+        self.structured_output: StructuredMode = structured_output
+        self.downgrades = 0
         self._cache_system = cache_system
         self._cache_ttl = cache_ttl
         self._send_temperature = send_temperature
@@ -79,7 +84,7 @@ class AnthropicLLM:
     def model(self) -> str:
         return f"anthropic:{self._model}"
 
-    def _request_kwargs(self, request: LLMRequest) -> dict[str, Any]:
+    def _request_kwargs(self, request: LLMRequest, mode: StructuredMode) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "model": self._model,
             "max_tokens": request.max_tokens,
@@ -95,7 +100,7 @@ class AnthropicLLM:
             kwargs["system"] = [block]
         if request.json_schema is not None:
             schema = dict(request.json_schema)
-            match self._structured:
+            match mode:
                 case "native":
                     kwargs["output_config"] = {"format": {"type": "json_schema", "schema": schema}}
                 case "tool":
@@ -113,23 +118,31 @@ class AnthropicLLM:
 
     async def complete(self, request: LLMRequest) -> Completion:
         started = time.perf_counter()
-        try:
-            message = await self._client.messages.create(**self._request_kwargs(request))
-        except anthropic.CredentialsError as exc:
-            raise ProviderConfigError(_NO_CREDENTIALS) from exc
-        except TypeError as exc:  # how this SDK reports "no credentials at all"
-            if "authentication" in str(exc):
+        while True:
+            mode = self.structured_output
+            try:
+                message = await self._client.messages.create(**self._request_kwargs(request, mode))
+                break
+            except anthropic.CredentialsError as exc:
                 raise ProviderConfigError(_NO_CREDENTIALS) from exc
-            raise
-        except anthropic.AnthropicError as exc:
-            raise map_sdk_error(exc, anthropic, "anthropic") from exc
-        except ValueError as exc:  # a body that is not JSON at all
-            raise MalformedResponseError(f"anthropic: undecodable response body: {exc}") from exc
+            except TypeError as exc:  # how this SDK reports "no credentials at all"
+                if "authentication" in str(exc):
+                    raise ProviderConfigError(_NO_CREDENTIALS) from exc
+                raise
+            except anthropic.BadRequestError as exc:
+                if not self._downgrade(request, mode, exc):
+                    raise map_sdk_error(exc, anthropic, "anthropic") from exc
+            except anthropic.AnthropicError as exc:
+                raise map_sdk_error(exc, anthropic, "anthropic") from exc
+            except ValueError as exc:  # a body that is not JSON at all
+                raise MalformedResponseError(
+                    f"anthropic: undecodable response body: {exc}"
+                ) from exc
         if not isinstance(message, anthropic.types.Message):
             raise MalformedResponseError(
                 f"anthropic: expected a Message object, got {type(message).__name__}"
             )
-        text, parsed = self._answer(message, request)
+        text, parsed = self._answer(message, request, mode)
         return Completion(
             text=text,
             model=self._model,
@@ -139,11 +152,27 @@ class AnthropicLLM:
             provider="anthropic",
         )
 
-    def _answer(self, message: anthropic.types.Message, request: LLMRequest) -> tuple[str, Any]:
+    def _downgrade(
+        self, request: LLMRequest, mode: StructuredMode, exc: anthropic.BadRequestError
+    ) -> bool:
+        """Switch this model to forced-tool output if ``exc`` rejects ``output_config``."""
+        if request.json_schema is None or mode != "native" or "output_config" not in str(exc):
+            return False
+        if self.structured_output == "native":
+            self.structured_output = "tool"
+            self.downgrades += 1
+            _log.warning(
+                "llm_json_mode_downgraded", model=self._model, from_mode=mode, to_mode="tool"
+            )
+        return True
+
+    def _answer(
+        self, message: anthropic.types.Message, request: LLMRequest, mode: StructuredMode
+    ) -> tuple[str, Any]:
         blocks = message.content
         if not isinstance(blocks, list):
             raise MalformedResponseError("anthropic: response has no content list")
-        if request.json_schema is not None and self._structured == "tool":
+        if request.json_schema is not None and mode == "tool":
             for block in blocks:
                 if isinstance(block, anthropic.types.ToolUseBlock) and block.name == _TOOL_NAME:
                     return json.dumps(block.input, ensure_ascii=False), block.input

@@ -132,7 +132,14 @@ class RateLimitedLLM:
         if wait > 0:
             self.delayed_calls += 1
             self.waited_s += wait
-            await self._sleep(wait)
+            try:
+                await self._sleep(wait)
+            except asyncio.CancelledError:  # never sent: give the budget back
+                if self._requests is not None:
+                    self._requests.refund(1.0)
+                if self._tokens is not None:
+                    self._tokens.refund(reserved)
+                raise
         completion = await self.inner.complete(request)
         if self._tokens is not None:
             used = completion.usage.input_tokens + completion.usage.output_tokens

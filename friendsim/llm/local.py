@@ -77,16 +77,27 @@ def _import_llama_cpp() -> Any:
         ) from exc
 
 
+# llama-cpp-python's schema converter lets raw control characters (newlines) into strings,
+# which strict JSON parsers reject; llama.cpp's C++ converter excludes them, and so do we.
+_LAX_CHAR_RULE = 'char ::= [^"\\\\]'
+_STRICT_CHAR_RULE = 'char ::= [^"\\\\\\x7F\\x00-\\x1F]'
+
+
 @lru_cache(maxsize=64)
 def _grammar_for(schema_json: str) -> Any:
-    """Compile a JSON schema to a llama.cpp grammar; schemas the converter cannot express fall
-    back to the generic JSON grammar (the output is then JSON, not necessarily of that shape)."""
+    """Compile a JSON schema to a llama.cpp grammar (properties in the schema's order).
+
+    Schemas the converter cannot express fall back to the generic JSON grammar: the output is
+    then JSON, not necessarily of that shape.
+    """
     llama_grammar = importlib.import_module("llama_cpp.llama_grammar")
     try:
-        return llama_grammar.LlamaGrammar.from_json_schema(schema_json, verbose=False)
+        gbnf = llama_grammar.json_schema_to_gbnf(schema_json)
     except Exception as exc:  # the converter raises bare Exceptions on unsupported keywords
         log.warning("local_llm.schema_not_compilable", error=str(exc))
         return llama_grammar.LlamaGrammar.from_string(llama_grammar.JSON_GBNF, verbose=False)
+    gbnf = gbnf.replace(_LAX_CHAR_RULE, _STRICT_CHAR_RULE)
+    return llama_grammar.LlamaGrammar.from_string(gbnf, verbose=False)
 
 
 class _SharedModel:
@@ -244,7 +255,7 @@ class LocalLLM:
             "seed": request.seed,
         }
         schema_json = (
-            json.dumps(request.json_schema, sort_keys=True)
+            json.dumps(request.json_schema)
             if request.json_schema is not None
             else None
         )

@@ -52,6 +52,8 @@ def reward_curves(panels: Mapping[str, Mapping[str, Series]], *, title: str) -> 
     """One panel per policy group; in each, one line per series (a run, or a sweep cell) with
     its band (``lower``..``upper``) shaded. Windows on x, mean total reward on y (0..1)."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     names = list(panels) or ["(no rewards)"]
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
@@ -72,7 +74,9 @@ def reward_curves(panels: Mapping[str, Mapping[str, Series]], *, title: str) -> 
             ys = [p["mean"] for p in pts]
             (line,) = ax.plot(xs, ys, marker="o", ms=3, color=colour[label], label=label)
             labels_seen.setdefault(label, line)
-            band = [(p["window"], p["lower"], p["upper"]) for p in pts if p.get("lower") is not None]
+            band = [
+                (p["window"], p["lower"], p["upper"]) for p in pts if p.get("lower") is not None
+            ]
             if band:
                 ax.fill_between(
                     [b[0] for b in band],
@@ -83,6 +87,7 @@ def reward_curves(panels: Mapping[str, Mapping[str, Series]], *, title: str) -> 
                     linewidth=0,
                 )
         ax.set_title(name, fontsize=10)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("window")
         ax.set_ylabel("mean total reward")
         ax.set_ylim(0, 1)

@@ -23,7 +23,7 @@ class InterestRanker:
 
     ``affinity`` is the share of the agent's recent engagement (its own posts and comments, and
     posts it liked; the ``profile_size`` most recent of each, via ``posts(author, t)`` and
-    ``votes(voter, t)``) on the item's topic; ``overlap`` is :func:`attribute_overlap` of the
+    the ``votes`` primary key ``(voter, post_id)``, newest posts first) on the item's topic; ``overlap`` is :func:`attribute_overlap` of the
     agent's persona attributes with the author's. Candidates: the ``candidates`` most recent items
     of others in the window. Attributes come from ``query.attributes`` (the platform's in-memory
     map) or, without it, from the ``agents`` table, cached per connection (they are immutable).
@@ -75,7 +75,7 @@ class InterestRanker:
             " SELECT topic FROM (SELECT topic FROM posts WHERE author = ? ORDER BY t DESC LIMIT ?)"
             " UNION ALL SELECT topic FROM (SELECT p.topic FROM votes v"
             " JOIN posts p ON p.post_id = v.post_id"
-            " WHERE v.voter = ? AND v.value = 1 ORDER BY v.t DESC LIMIT ?)"
+            " WHERE v.voter = ? AND v.value = 1 ORDER BY v.post_id DESC LIMIT ?)"
             ") GROUP BY topic",
             (agent, self.profile_size, agent, self.profile_size),
         )

@@ -58,8 +58,6 @@ CREATE TABLE votes (
     seq     INTEGER NOT NULL,
     PRIMARY KEY (voter, post_id)
 ) WITHOUT ROWID;
-CREATE INDEX votes_post ON votes(post_id);
-CREATE INDEX votes_voter_t ON votes(voter, t);
 
 -- SQLite CHECK constraints cannot look at other tables: a trigger enforces "no vote on own post".
 CREATE TRIGGER votes_no_self_vote BEFORE INSERT ON votes
@@ -93,7 +91,6 @@ CREATE TABLE dms (
     CHECK (reply_to IS NULL OR reply_to < dm_id)
 );
 CREATE INDEX dms_recipient_t ON dms(recipient, t);
-CREATE INDEX dms_sender_t ON dms(sender, t);
 
 CREATE TABLE exposures (
     seq     INTEGER NOT NULL,

@@ -1,0 +1,2 @@
+"""The HTML report of a run or a sweep (``friendsim report DIR``): ``render`` builds the page,
+``figures`` draws the PNGs (matplotlib Agg, imported lazily), ``cli_report`` is the sub-command."""

@@ -1,0 +1,88 @@
+"""``friendsim analyze DIR [--json]`` through its argparse registration, in-process and as a
+separate process (stdout must be exactly one JSON object: no log lines mixed in)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_analyze_fixture import build_run_dir
+
+from friendsim.analysis import cli_analyze
+
+ENTRY = (
+    "import argparse, sys\n"
+    "from friendsim.analysis import cli_analyze\n"
+    "p = argparse.ArgumentParser(prog='friendsim')\n"
+    "sp = p.add_subparsers(dest='command', required=True)\n"
+    "cli_analyze.register(sp)\n"
+    "a = p.parse_args(sys.argv[1:])\n"
+    "sys.exit(a.handler(a))\n"
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="friendsim")
+    sp = p.add_subparsers(dest="command", required=True)
+    cli_analyze.register(sp)
+    return p
+
+
+def _main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_run_dir(tmp_path_factory.mktemp("cli") / "run", seed=5, windows=3, n_agents=6)
+
+
+def test_json_output_parses_and_has_per_window_rewards(run_dir: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", ENTRY, "analyze", str(run_dir), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)  # the whole stdout is one JSON document
+    windows = sorted({r["window"] for r in data["rewards"]["per_agent"]})
+    assert windows == [1, 2, 3]
+    agents = {r["agent"] for r in data["rewards"]["per_agent"]}
+    assert len(agents) == 6
+    for r in data["rewards"]["per_agent"]:
+        assert 0.0 <= r["total"] <= 1.0
+        assert set(r) >= {"SOC", "INF", "PRE", "COORD", "EMO", "total"}
+    assert [w["window"] for w in data["rewards"]["window_means"]] == [1, 2, 3]
+    assert data["network"]["thetas"] == ["0.05", "0.1"]
+    assert data["usage"]["total"]["cost_usd"] == pytest.approx(0.0123)
+
+
+def test_human_output_shows_tables(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _main(["analyze", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "mean total reward per window" in out
+    assert "final tie network" in out
+    assert "cost=$0.0123" in out
+
+
+def test_json_in_process_matches_the_cached_analysis(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _main(["analyze", str(run_dir), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    cached = json.loads((run_dir / "analysis.json").read_text())["analysis"]
+    assert data == cached
+
+
+def test_not_a_run_directory_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _main(["analyze", str(tmp_path / "nope"), "--json"]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    assert _main(["analyze", str(tmp_path)]) == 2
+    assert "no events.db" in capsys.readouterr().err

@@ -1,0 +1,137 @@
+"""Aggregation across replications: Student-t intervals, n=1, and a sweep directory built from
+fixture runs (no runtime involved)."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+from test_analyze_fixture import build_run_dir
+
+from friendsim.analysis.analyze import load_analysis
+from friendsim.sweep.aggregate import (
+    AGGREGATE_FILE,
+    AGGREGATE_TABLE,
+    NO_CI_NOTE,
+    SweepReadError,
+    aggregate_sweep,
+    flatten_analysis,
+    format_stat,
+    mean_ci,
+)
+
+CELLS = (("coach.enabled-true", True), ("coach.enabled-false", False))
+
+
+def build_sweep_dir(root: Path, *, reps: int = 3, windows: int = 3, fail_one: bool = False) -> Path:
+    """A sweep directory shaped like ``run_sweep``'s, from fixture runs (coach on/off cells)."""
+    runs = []
+    for name, coach in CELLS:
+        for k in range(reps):
+            rel = f"{name}/rep{k}"
+            status = "completed"
+            if fail_one and not coach and k == reps - 1:
+                status = "failed"
+            else:
+                build_run_dir(
+                    root / rel,
+                    seed=100 + k,
+                    windows=windows,
+                    n_agents=6,
+                    coach=coach,
+                    cost_usd=0.01 * (k + 1),
+                )
+            runs.append(
+                {
+                    "cell": name,
+                    "rep": k,
+                    "seed": 100 + k,
+                    "dir": rel,
+                    "status": status,
+                    "wall_seconds": 1.0,
+                    "error": "boom" if status == "failed" else None,
+                }
+            )
+    spec = {
+        "source": "fixture.toml",
+        "name": "fixture-sweep",
+        "replications": reps,
+        "grid": {"coach.enabled": [True, False]},
+        "seeds": [100 + k for k in range(reps)],
+        "cells": [{"name": n, "overrides": {"coach.enabled": c}} for n, c in CELLS],
+    }
+    body = {
+        "kind": "sweep",
+        "status": "completed",
+        "spec": spec,
+        "jobs": 1,
+        "runs": runs,
+        "wall_seconds": 12.5,
+    }
+    (root / "sweep.json").write_text(json.dumps(body))
+    return root
+
+
+def test_mean_ci_student_t() -> None:
+    s = mean_ci([1.0, 2.0, 3.0])
+    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * sd(=1) / sqrt(3)
+    assert s["n"] == 3 and s["mean"] == 2.0 and s["sd"] == 1.0
+    assert s["lower"] == pytest.approx(2.0 - half) and s["upper"] == pytest.approx(2.0 + half)
+    one = mean_ci([0.7])
+    assert one["mean"] == 0.7 and one["lower"] is None and one["upper"] is None
+    assert one["note"] == NO_CI_NOTE
+    flat = mean_ci([0.5, 0.5, None, float("nan")])
+    assert flat["n"] == 2 and flat["lower"] == flat["upper"] == 0.5
+    assert mean_ci([])["mean"] is None
+    assert format_stat(one) == "0.7000 (n=1, no CI)"
+    assert format_stat(s, 2) == f"2.00 [{2 - half:.2f}, {2 + half:.2f}]"
+
+
+def test_aggregate_of_a_fixture_sweep(tmp_path: Path) -> None:
+    sd = build_sweep_dir(tmp_path / "sweep", reps=3)
+    agg = aggregate_sweep(sd)
+    assert json.loads((sd / AGGREGATE_FILE).read_text()) == json.loads(json.dumps(agg))
+    table = (sd / AGGREGATE_TABLE).read_text()
+    assert "reward.all.total.mean" in table and "coach.enabled-false (n=3)" in table
+    assert [c["name"] for c in agg["cells"]] == [n for n, _ in CELLS]
+    varying = 0
+    for cell in agg["cells"]:
+        assert cell["completed"] == 3
+        flats = [flatten_analysis(load_analysis(sd / d)) for d in cell["run_dirs"]]
+        for key, s in cell["metrics"].items():
+            vals = [f[key] for f in flats if f.get(key) is not None]
+            assert s["n"] == len(vals), key
+            if s["n"] >= 2:
+                assert s["lower"] <= s["mean"] <= s["upper"], key
+                assert s["mean"] == pytest.approx(statistics.fmean(vals)), key
+                if statistics.stdev(vals) > 0:
+                    varying += 1
+                    assert s["upper"] - s["lower"] > 0, key
+        m = cell["metrics"]
+        assert m["usage.cost_usd"]["mean"] == pytest.approx(0.02)  # 0.01, 0.02, 0.03
+        assert "reward.all.total.w3" in m and "ties.0.05.density" in m
+        curve = cell["curves"]["all"]
+        assert [p["window"] for p in curve] == [1, 2, 3]
+        assert all(p["n"] == 3 for p in curve)
+    assert varying > 10  # replications really differ (different seeds)
+
+
+def test_failed_runs_are_left_out_and_n1_has_no_ci(tmp_path: Path) -> None:
+    sd = build_sweep_dir(tmp_path / "sweep", reps=2, windows=2, fail_one=True)
+    agg = aggregate_sweep(sd)
+    off = agg["cells"][1]
+    assert off["completed"] == 1 and off["failed"][0]["error"] == "boom"
+    s = off["metrics"]["reward.all.total.mean"]
+    assert s["n"] == 1 and s["lower"] is None and s["note"] == NO_CI_NOTE
+    assert "no CI" in (sd / AGGREGATE_TABLE).read_text()
+
+
+def test_not_a_sweep(tmp_path: Path) -> None:
+    with pytest.raises(SweepReadError, match="no sweep.json"):
+        aggregate_sweep(tmp_path)
+    (tmp_path / "sweep.json").write_text("[]")
+    with pytest.raises(SweepReadError, match="missing 'spec'"):
+        aggregate_sweep(tmp_path)

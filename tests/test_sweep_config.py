@@ -1,0 +1,118 @@
+"""Sweep files: grid expansion, deterministic seeds, and errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from friendsim.sweep.config import SweepConfigError, derive_seed, load_sweep, parse_sweep
+
+BASE = """
+[experiment]
+name = "s"
+seed = 42
+rounds = 2
+[agents]
+count = 4
+policy = "baseline"
+"""
+
+
+def _write(tmp_path: Path, sweep: str) -> Path:
+    p = tmp_path / "sweep.toml"
+    p.write_text(BASE + sweep, encoding="utf-8")
+    return p
+
+
+def test_grid_cells_seeds_and_overrides(tmp_path: Path) -> None:
+    spec = load_sweep(
+        _write(
+            tmp_path,
+            '[sweep]\nreplications = 3\ngrid = { "coach.enabled" = [true, false], '
+            'feed = { ranker = ["full", "chrono"] } }\n',
+        )
+    )
+    cells = spec.cells()
+    assert [c.name for c in cells] == [
+        "coach.enabled-true__feed.ranker-full",
+        "coach.enabled-true__feed.ranker-chrono",
+        "coach.enabled-false__feed.ranker-full",
+        "coach.enabled-false__feed.ranker-chrono",
+    ]
+    plans = spec.plans()
+    assert len(plans) == 12
+    assert plans[0].rel_dir == "coach.enabled-true__feed.ranker-full/rep0"
+    # replication k has the same seed in every cell; seeds differ between replications
+    by_rep = {}
+    for p in plans:
+        by_rep.setdefault(p.rep, set()).add(p.seed)
+        assert p.data["experiment"]["seed"] == p.seed
+    assert all(len(s) == 1 for s in by_rep.values())
+    assert len({next(iter(s)) for s in by_rep.values()}) == 3
+    assert spec.seeds == tuple(derive_seed(42, k) for k in range(3))
+    assert derive_seed(42, 0) == derive_seed(42, 0) != derive_seed(43, 0)
+    last = plans[-1].data
+    assert last["coach"]["enabled"] is False and last["feed"]["ranker"] == "chrono"
+    assert last["agents"] == {"count": 4, "policy": "baseline"}
+    assert spec.base["experiment"]["seed"] == 42  # the base is not mutated by expansion
+
+
+def test_explicit_seeds_and_empty_grid(tmp_path: Path) -> None:
+    spec = load_sweep(_write(tmp_path, "[sweep]\nreplications = 2\nseeds = [7, 9]\n"))
+    assert [c.name for c in spec.cells()] == ["base"]
+    assert [p.seed for p in spec.plans()] == [7, 9]
+
+
+@pytest.mark.parametrize(
+    ("sweep", "key", "words"),
+    [
+        (
+            '[sweep]\ngrid = { "ties.method" = ["heuristic", "text"] }\n',
+            '[sweep].grid."ties.method"',
+            "unknown key",
+        ),
+        (
+            '[sweep]\ngrid = { "feed.ranker" = ["full", "sideways"] }\n',
+            '[sweep].grid."feed.ranker"',
+            "sideways",
+        ),
+        (
+            '[sweep]\ngrid = { "experiment.seed" = [1, 2] }\n',
+            '[sweep].grid."experiment.seed"',
+            "cannot be swept",
+        ),
+        (
+            '[sweep]\ngrid = { "coach.enabled" = [] }\n',
+            '[sweep].grid."coach.enabled"',
+            "non-empty list",
+        ),
+        (
+            '[sweep]\ngrid = { "coach.enabled" = true }\n',
+            '[sweep].grid."coach.enabled"',
+            "non-empty list",
+        ),
+        ("[sweep]\nreplications = 0\n", "[sweep].replications", "1..1000"),
+        ("[sweep]\nreplications = 2\nseeds = [1]\n", "[sweep].seeds", "2 integers"),
+        ("[sweep]\nrepetitions = 2\n", "[sweep].repetitions", "unknown key"),
+        ("", "[sweep]", "needs a [sweep] table"),
+    ],
+)
+def test_errors_name_the_key(tmp_path: Path, sweep: str, key: str, words: str) -> None:
+    path = _write(tmp_path, sweep)
+    with pytest.raises(SweepConfigError) as info:
+        load_sweep(path)
+    assert info.value.key == key
+    assert words in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(SweepConfigError, match="not found"):
+        load_sweep(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sweep\n")
+    with pytest.raises(SweepConfigError, match="not valid TOML"):
+        load_sweep(bad)
+    with pytest.raises(SweepConfigError, match="must be a table"):
+        parse_sweep({"sweep": {"grid": [1, 2]}})

@@ -1,0 +1,104 @@
+"""Real sweeps through the runtime: the paper's configuration on the baseline policy,
+3 replications x coach on/off (2 rounds instead of 15 to keep the test short), in parallel
+worker processes; then failures, resuming and a foreign output directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from friendsim.sweep import cli_sweep
+from friendsim.sweep.config import load_sweep
+from friendsim.sweep.runner import SWEEP_FILE, SweepDirError, run_sweep
+
+PAPER = Path(__file__).resolve().parents[1] / "examples" / "paper.toml"
+
+
+def paper_sweep(tmp_path: Path, *, rounds: int = 2) -> Path:
+    text = PAPER.read_text(encoding="utf-8")
+    for old, new in (
+        ('policy = "llm"', 'policy = "baseline"'),
+        ("rounds = 15", f"rounds = {rounds}"),
+        ("thresholds = [0.01, 0.05, 0.1]", "thresholds = [0.05]"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    text += '\n[sweep]\nreplications = 3\ngrid = { "coach.enabled" = [true, false] }\n'
+    path = tmp_path / "paper_sweep.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="friendsim")
+    sp = p.add_subparsers(dest="command", required=True)
+    cli_sweep.register(sp)
+    args = p.parse_args(argv)
+    return int(args.handler(args))
+
+
+@pytest.mark.slow
+def test_paper_baseline_sweep_has_confidence_intervals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = paper_sweep(tmp_path)
+    out = tmp_path / "sweep"
+    assert _main(["sweep", str(cfg), "--out", str(out), "--jobs", "2", "--json"]) == 0
+    agg = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in agg["cells"]] == ["coach.enabled-true", "coach.enabled-false"]
+    seeds = {}
+    for cell in agg["cells"]:
+        assert cell["completed"] == 3 and cell["failed"] == []
+        for k in range(3):
+            manifest = json.loads((out / cell["name"] / f"rep{k}" / "manifest.json").read_text())
+            assert manifest["status"] == "completed"
+            assert manifest["config"]["coach"]["enabled"] is (cell["name"] == "coach.enabled-true")
+            assert manifest["config"]["agents"]["count"] == 30
+            seeds.setdefault(k, set()).add(manifest["seeds"]["seed"])
+        m = cell["metrics"]
+        for key in ("reward.all.total.mean", "reward.all.total.w2", "ties.0.05.density"):
+            s = m[key]
+            assert s["n"] == 3
+            assert s["lower"] <= s["mean"] <= s["upper"], key
+        # different seeds give different runs, so the interval has a width
+        total = m["reward.all.total.mean"]
+        assert total["upper"] - total["lower"] > 0
+        assert total["sd"] > 0
+    assert all(len(s) == 1 for s in seeds.values()) and len(set().union(*seeds.values())) == 3
+    assert (out / "aggregate.json").is_file() and (out / "aggregate.md").is_file()
+    table = (out / "aggregate.md").read_text()
+    assert "[" in table and "coach.enabled-true (n=3)" in table
+
+    # resuming: completed runs are kept, not re-run
+    spec = load_sweep(cfg)
+    res = run_sweep(spec, out, jobs=2)
+    assert len(res.runs) == 6 and not res.failed
+    assert all(r.get("resumed") for r in res.runs)
+
+
+def test_failed_run_is_recorded_and_others_complete(tmp_path: Path) -> None:
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(
+        '[experiment]\nrounds = 1\nn_actions = 1\n[agents]\ncount = 3\npolicy = "baseline"\n'
+        '[sweep]\nreplications = 1\ngrid = { "agents.personas" = ["synthetic", "missing.jsonl"] }\n'
+    )
+    spec = load_sweep(cfg)
+    done: list[dict] = []
+    res = run_sweep(spec, tmp_path / "out", jobs=2, on_done=done.append)
+    status = {r["cell"]: r for r in res.runs}
+    assert status["agents.personas-synthetic"]["status"] == "completed"
+    bad = status["agents.personas-missing.jsonl"]
+    assert bad["status"] == "failed" and "missing.jsonl" in bad["error"]
+    assert len(done) == 2
+    recorded = json.loads((tmp_path / "out" / SWEEP_FILE).read_text())
+    assert recorded["status"] == "partial"
+    assert {r["status"] for r in recorded["runs"]} == {"completed", "failed"}
+    assert (tmp_path / "out" / "agents.personas-synthetic" / "rep0" / "analysis.json").is_file()
+
+    other = tmp_path / "other.toml"
+    other.write_text(cfg.read_text().replace("replications = 1", "replications = 2"))
+    with pytest.raises(SweepDirError, match="different sweep"):
+        run_sweep(load_sweep(other), tmp_path / "out", jobs=1)
