@@ -54,12 +54,14 @@ TOPICS = [f"topic {i}" for i in range(50)]
 DAY = 86_400.0
 
 
-async def throughput(tmp: Path, *, n_agents: int, n_commands: int, seed: int) -> dict[str, float]:
+async def throughput(
+    tmp: Path, *, n_agents: int, n_commands: int, seed: int, batch_size: int = 1000
+) -> dict[str, float]:
     from friendsim.platform import Platform, PlatformError
     from friendsim.platform.events import WindowEnded
 
     rng = random.Random(seed)
-    p = await Platform.open(tmp / "throughput.db", batch_size=1000)
+    p = await Platform.open(tmp / "throughput.db", batch_size=batch_size)
     got = [0, 0]
     done = asyncio.Event()
     target = {"seq": -1}

@@ -41,7 +41,10 @@ def check_run_dir(run: Path) -> dict:
     assert sorted(manifest["lambdas"]) == ids == sorted(manifest["models"])
     for lam in manifest["lambdas"].values():
         assert abs(sum(lam.values()) - 1) < 1e-9
-    assert RewardParams.from_dict(manifest["rewards"]).n_actions == manifest["config"]["experiment"]["n_actions"]
+    assert (
+        RewardParams.from_dict(manifest["rewards"]).n_actions
+        == manifest["config"]["experiment"]["n_actions"]
+    )
     assert manifest["friendsim_version"] and manifest["packages"]["python"]
     assert "total" in manifest["llm_usage"]
     return manifest

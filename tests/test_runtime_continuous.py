@@ -30,7 +30,12 @@ async def test_windows_slices_and_snapshots(tmp_path: Path) -> None:
     assert sorted(windows) == [1, 2, 3, 4]
     for w, in_w in windows.items():
         start, end = in_w[0], in_w[-1]
-        assert (start.kind, start.t, start.mode, start.t_end) == ("window_started", (w - 1) * W, "continuous", w * W)  # type: ignore[attr-defined]
+        assert (start.kind, start.t, start.mode, start.t_end) == (
+            "window_started",
+            (w - 1) * W,
+            "continuous",
+            w * W,
+        )  # type: ignore[attr-defined]
         assert (end.kind, end.t) == ("window_ended", w * W)
         for e in in_w[1:-1]:
             assert (w - 1) * W <= e.t < w * W
@@ -89,17 +94,23 @@ async def test_more_active_agents_wake_more(tmp_path: Path) -> None:
     rho = spearmanr([personas[a].activity for a in ids], [wakes[a] for a in ids]).statistic
     assert rho > 0.5
     counts = sorted(wakes.values())
-    assert counts[-1] >= 3 * max(1, counts[len(counts) // 2])  # heavy tail: the busiest far above the median
+    assert counts[-1] >= 3 * max(
+        1, counts[len(counts) // 2]
+    )  # heavy tail: the busiest far above the median
 
 
 def test_wake_rates_mean_and_heterogeneity() -> None:
     agents = [f"a{i:03d}" for i in range(2000)]
     activity = {a: 1.0 for a in agents}
     rng = np.random.default_rng(0)
-    rates = wake_rates(agents, activity, wake_rate=2.0, window_length=100.0, activity_sigma=1.0, rng=rng)
+    rates = wake_rates(
+        agents, activity, wake_rate=2.0, window_length=100.0, activity_sigma=1.0, rng=rng
+    )
     assert rates.mean() == pytest.approx(0.02, rel=0.1)
     assert rates.max() / np.median(rates) > 5
-    flat = wake_rates(agents, activity, wake_rate=2.0, window_length=100.0, activity_sigma=0.0, rng=rng)
+    flat = wake_rates(
+        agents, activity, wake_rate=2.0, window_length=100.0, activity_sigma=0.0, rng=rng
+    )
     assert np.allclose(flat, 0.02)
 
 

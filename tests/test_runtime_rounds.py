@@ -68,7 +68,9 @@ async def test_round_protocol(tmp_path: Path, kind: str) -> None:
         items = {e.post_id: e.actor for e in in_w if e.kind == "post_created"}  # type: ignore[attr-defined]
         for a in ids:
             offered = [it for o, its, _ in spies[a].ballots if o.window == w for it in its]
-            assert sorted(i.post_id for i in offered) == sorted(p for p, au in items.items() if au != a)
+            assert sorted(i.post_id for i in offered) == sorted(
+                p for p, au in items.items() if au != a
+            )
         # Votes happen in the vote phase and only on offered items of this round, never own.
         votes = [e for e in in_w if e.kind == "vote_cast"]
         assert votes, "some votes are cast"
@@ -118,7 +120,9 @@ async def test_same_seed_same_log_even_when_answers_arrive_out_of_order(tmp_path
     logs = []
     for i in range(2):
         db = tmp_path / f"run{i}.db"
-        await run_sim(db, n_agents=6, rounds=3, seed=5, make_policies=scripted_policies(3, jitter=True))
+        await run_sim(
+            db, n_agents=6, rounds=3, seed=5, make_policies=scripted_policies(3, jitter=True)
+        )
         logs.append(event_rows(db))
     assert logs[0] == logs[1]
     assert len(logs[0]) > 100
@@ -170,7 +174,9 @@ async def test_unruly_policies_become_action_failed(tmp_path: Path) -> None:
         n_agents=5,
         rounds=2,
         n_actions=2,
-        make_policies=lambda ps: {p.id: Unruly(p.id, k) for k, p in enumerate(sorted(ps, key=lambda p: p.id))},
+        make_policies=lambda ps: {
+            p.id: Unruly(p.id, k) for k, p in enumerate(sorted(ps, key=lambda p: p.id))
+        },
     )
     failed = [e for e in read_events(db) if e.kind == "action_failed"]
     reasons = Counter((e.stage, e.reason) for e in failed)  # type: ignore[attr-defined]

@@ -158,10 +158,16 @@ def decode(row: tuple[Any, ...], *, label: str | Path) -> Event:
         raise CorruptLogError(f"{label}: {exc}") from None
 
 
-def _apply_batch(conn: sqlite3.Connection, events: list[Event], *, label: str | Path) -> None:
+def _apply_batch(
+    conn: sqlite3.Connection,
+    groups: list[tuple[str, list[tuple[Any, ...]]]],
+    events: list[Event],
+    *,
+    label: str | Path,
+) -> None:
     conn.execute("BEGIN")
     try:
-        for sql, rows in plan(events):
+        for sql, rows in groups:
             if sql is not SQL_EVENT:
                 conn.executemany(sql, rows)
     except sqlite3.IntegrityError:
@@ -219,7 +225,7 @@ def rebuild_into(
             for stored, again in zip(rows, head_rows, strict=True):
                 if stored != again:
                     return n, column_diff("events", (stored[0],), EVENT_COLUMNS, stored, again)
-        _apply_batch(dest, events, label=label)
+        _apply_batch(dest, groups, events, label=label)
         n += len(rows)
         expected += len(rows)
     return n, None

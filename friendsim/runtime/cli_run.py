@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -57,9 +58,18 @@ def configure_logging(level: str) -> None:
     )
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def handle(args: argparse.Namespace) -> int:
-    """Run the experiment named by ``args``; returns the exit code."""
+    """Run the experiment named by ``args``; returns the exit code.
+
+    SIGTERM is treated like Ctrl-C: the run stops, everything recorded so far is committed and
+    the manifest says ``"interrupted"``.
+    """
     configure_logging(args.log_level)
+    signal.signal(signal.SIGTERM, _interrupt)
     from friendsim.runtime.experiment import RunDirError, make_ledger, run_experiment
     from friendsim.runtime.progress import RichProgress
 

@@ -239,6 +239,9 @@ async def run_experiment(
             )
         windows = await scheduler.run()
         status = "completed"
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        status = "interrupted"
+        raise
     finally:
         if service is not None:
             await service.stop()
