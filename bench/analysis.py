@@ -3,7 +3,9 @@
 Full run: a directed interaction graph of 100,000 nodes and 1,000,000 edges (heavy-tailed
 Chung–Lu activity with 60 % of edges inside blocks of 100 nodes, for clustering and community
 structure; a share of edges reciprocated), two persona attributes per node. ``--quick``: 20,000
-nodes, 200,000 edges. Prints per-metric seconds; the FINAL line is one JSON object.
+nodes, 200,000 edges. Prints per-metric wall seconds, total wall and CPU seconds and the load
+average (the machine is shared: wall time inflates under load, CPU time does not); the FINAL line
+is one JSON object.
 
     .venv/bin/python bench/analysis.py [--quick] [--seed N]
 """
@@ -68,12 +70,14 @@ def main() -> None:
         f"graph: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges, built in {build_s:.1f} s"
     )
     timings: dict[str, float] = {}
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     res = graph_metrics(g, attributes=attrs, seed=args.seed, timings=timings)
-    total = time.perf_counter() - t1
+    total, cpu = time.perf_counter() - t1, time.process_time() - c1
     for name, sec in sorted(timings.items(), key=lambda kv: -kv[1]):
         print(f"{name:>14}: {sec:7.2f} s")
-    print(f"{'total':>14}: {total:7.2f} s")
+    print(
+        f"{'total':>14}: {total:7.2f} s wall, {cpu:.2f} s CPU (load avg {os.getloadavg()[0]:.1f})"
+    )
     summary = {
         "bench": "analysis",
         "quick": args.quick,
@@ -81,6 +85,8 @@ def main() -> None:
         "edges": g.number_of_edges(),
         "build_s": round(build_s, 2),
         "total_s": round(total, 2),
+        "cpu_s": round(cpu, 2),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "seconds": {k: round(v, 3) for k, v in sorted(timings.items())},
         "density": res["density"],
         "clustering": res["clustering"],

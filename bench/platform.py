@@ -76,6 +76,7 @@ async def throughput(
     tasks = [asyncio.create_task(consume(i)) for i in range(2)]
     agents = [f"u{i}" for i in range(n_agents)]
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     for a in agents:
         await p.register_agent(a, name=a, attributes={"g": str(rng.randrange(4))})
     posts = 0
@@ -118,6 +119,7 @@ async def throughput(
     if not all(g >= target["seq"] for g in got):
         await done.wait()
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     await p.close()
     await asyncio.gather(*tasks)
     n = target["seq"]
@@ -128,6 +130,8 @@ async def throughput(
         "rejected_commands": rejected,
         "seconds": round(elapsed, 3),
         "events_per_s": round(n / elapsed),
+        "process_cpu_s": round(cpu, 3),
+        "events_per_cpu_s": round(n / cpu),
     }
 
 
@@ -240,11 +244,19 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smaller sizes, under a minute")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--batch-size", type=int, default=1000, help="Platform batch_size")
     args = ap.parse_args()
+    load_before = os.getloadavg()
     n_posts = 100_000 if args.quick else 1_000_000
     n_commands = 60_000 if args.quick else 300_000
     with tempfile.TemporaryDirectory(prefix="friendsim-bench-") as tmp:
-        tp = await throughput(Path(tmp), n_agents=2_000, n_commands=n_commands, seed=args.seed)
+        tp = await throughput(
+            Path(tmp),
+            n_agents=2_000,
+            n_commands=n_commands,
+            seed=args.seed,
+            batch_size=args.batch_size,
+        )
         print("throughput", json.dumps(tp))
         fd = await feeds(
             Path(tmp),
@@ -258,6 +270,8 @@ async def main() -> None:
         "bench": "platform",
         "quick": args.quick,
         "cpus": os.cpu_count(),
+        "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        "batch_size": args.batch_size,
         "events_per_s": tp["events_per_s"],
         "throughput": tp,
         "feed_agents": 10_000,

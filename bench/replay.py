@@ -86,7 +86,12 @@ def generate(n_events: int, *, n_agents: int = 200, seed: int = 0):
             pid = len(post_author)
             mentions = (rng.choice(agents),) if rng.random() < 0.2 else ()
             yield PostCreated(
-                seq=nxt(), t=t, actor=a, post_id=pid, topic=topic, mentions=mentions,
+                seq=nxt(),
+                t=t,
+                actor=a,
+                post_id=pid,
+                topic=topic,
+                mentions=mentions,
                 text=f"Post {pid} by {a} about {topic}: " + "blah " * rng.randrange(5, 30),
                 tone=rng.choice(TONES),
             )
@@ -96,8 +101,14 @@ def generate(n_events: int, *, n_agents: int = 200, seed: int = 0):
                 parent = rng.choice(recent)
                 pid = len(post_author)
                 yield PostCreated(
-                    seq=nxt(), t=t, actor=a, post_id=pid, topic=post_topic[parent],
-                    text=f"Reply to {parent}: interesting.", parent_id=parent, root_id=parent,
+                    seq=nxt(),
+                    t=t,
+                    actor=a,
+                    post_id=pid,
+                    topic=post_topic[parent],
+                    text=f"Reply to {parent}: interesting.",
+                    parent_id=parent,
+                    root_id=parent,
                     tone=rng.choice(TONES),
                 )
                 post_author.append(a)
@@ -112,8 +123,14 @@ def generate(n_events: int, *, n_agents: int = 200, seed: int = 0):
                 if b != a:
                     dm_id += 1
                     yield DirectMessageSent(
-                        seq=nxt(), t=t, actor=a, dm_id=dm_id, recipient=b,
-                        text=f"Hi {b}, about {topic}...", topic=topic, tone="supportive",
+                        seq=nxt(),
+                        t=t,
+                        actor=a,
+                        dm_id=dm_id,
+                        recipient=b,
+                        text=f"Hi {b}, about {topic}...",
+                        topic=topic,
+                        tone="supportive",
                     )
         t += 1200.0
         fresh = list(range(max(1, len(post_author) - 300), len(post_author)))
@@ -122,14 +139,24 @@ def generate(n_events: int, *, n_agents: int = 200, seed: int = 0):
                 if post_author[p] != a and (a, p) not in votes:
                     votes.add((a, p))
                     yield VoteCast(
-                        seq=nxt(), t=t, actor=a, post_id=p, author=post_author[p],
+                        seq=nxt(),
+                        t=t,
+                        actor=a,
+                        post_id=p,
+                        author=post_author[p],
                         value=rng.choice((1, 1, -1)),
                     )
         t = w * 3600.0
         yield WindowEnded(seq=nxt(), t=t, window=w)
         for a in agents:
-            tip = {"action": "DM", "target": rng.choice(agents), "topic": rng.choice(TOPICS),
-                   "invite_mention": True, "tone": "supportive", "text": "Reach out to a peer."}
+            tip = {
+                "action": "DM",
+                "target": rng.choice(agents),
+                "topic": rng.choice(TOPICS),
+                "invite_mention": True,
+                "tone": "supportive",
+                "text": "Reach out to a peer.",
+            }
             yield GuidanceIssued(seq=nxt(), t=t, actor="coach", agent=a, window=w, tips=(tip,))
         if seq >= n_events:
             return

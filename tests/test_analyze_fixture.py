@@ -246,14 +246,14 @@ def test_analysis_of_a_fixture_run_is_complete_and_strict_json(tmp_path: Path) -
 
 
 def test_missing_and_broken_inputs_give_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(RunDirectoryError, match="no events.db"):
+    with pytest.raises(RunDirectoryError, match=r"no events\.db"):
         analyze_run(tmp_path)
     run = build_run_dir(tmp_path / "nomanifest", windows=1, n_agents=4, manifest=False)
     a = analyze_run(run)
     assert any("no manifest.json" in n for n in a["notes"])
     assert a["manifest"]["status"] == "unknown"
     (run / "manifest.json").write_text("{not json")
-    with pytest.raises(RunDirectoryError, match="manifest.json"):
+    with pytest.raises(RunDirectoryError, match=r"manifest\.json"):
         analyze_run(run)
     (run / "manifest.json").write_text(json.dumps({"ties": {"half_life": -1}}))
     with pytest.raises(RunDirectoryError, match="ties"):

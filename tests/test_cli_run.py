@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from friendsim.analysis.rewards_params import RewardParams
@@ -116,3 +118,40 @@ def test_api_keys_never_reach_the_run_dir(tmp_path: Path) -> None:
 def test_parser_has_run() -> None:
     args = build_parser().parse_args(["run", "x.toml", "--out", "d"])
     assert args.command == "run" and str(args.config) == "x.toml" and str(args.out) == "d"
+
+
+def test_sigterm_stops_cleanly_and_keeps_the_log(tmp_path: Path) -> None:
+    text = (ROOT / "examples" / "continuous.toml").read_text()
+    cfg = tmp_path / "long.toml"
+    cfg.write_text(text.replace("duration = 43200.0", "duration = 4320000.0"))
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "friendsim", "run", str(cfg), "--out", str(out), "--quiet"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if (out / "events.db").exists() and _count(out / "events.db", "window_ended") >= 2:
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted"
+    with sqlite3.connect(out / "events.db") as con:
+        last = con.execute("SELECT max(seq) FROM events").fetchone()[0]
+    assert manifest["end_seq"] == last and _count(out / "events.db", "window_ended") >= 2
+
+
+def _count(db: Path, kind: str) -> int:
+    try:
+        with sqlite3.connect(db) as con:
+            return con.execute("SELECT count(*) FROM events WHERE kind=?", (kind,)).fetchone()[0]
+    except sqlite3.Error:
+        return 0

@@ -1,6 +1,10 @@
 """The embedded local model answers through the LLM protocol: schema-valid JSON under a
 grammar, seeded sampling, shared thread-safe model, off-loop execution, typed errors.
 
+Every string in the test schemas has a ``maxLength`` and ``max_tokens`` covers the longest
+answer the grammar allows, so schema-validity is guaranteed by construction when the grammar is
+applied (a 135M model left unbounded can ramble inside a string until ``max_tokens``).
+
 These need the ``local`` extra. When it is missing they FAIL (CI installs it) unless
 ``FRIENDSIM_SKIP_LOCAL=1`` is set.
 """
@@ -12,10 +16,10 @@ import importlib.util
 import json
 import os
 from collections.abc import AsyncIterator
-from typing import Literal
+from typing import Annotated, Literal
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from friendsim.llm.base import LLMRequest, user
 from friendsim.llm.errors import PermanentLLMError
@@ -52,9 +56,9 @@ async def llm() -> AsyncIterator[LocalLLM]:
 class Action(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["POST", "COM", "DM", "NOT"]
-    topic: str
+    topic: str = Field(max_length=40)
     tone: Literal["supportive", "neutral", "critical"]
-    recipient: str
+    recipient: str = Field(max_length=24)
 
 
 class Plan(BaseModel):
@@ -65,12 +69,12 @@ class Plan(BaseModel):
 class Vote(BaseModel):
     model_config = ConfigDict(extra="forbid")
     vote: Literal[-1, 0, 1]
-    reason: str
+    reason: str = Field(max_length=80)
 
 
 class Tips(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    tips: list[str] = Field(min_length=3, max_length=5)
+    tips: list[Annotated[str, StringConstraints(max_length=60)]] = Field(min_length=3, max_length=3)
 
 
 PERSONA = "You are Ana, a climate activist on a social platform. Known users: bob, carol, dev."
@@ -92,7 +96,7 @@ async def test_structured_requests_return_schema_valid_json(
         messages=(user(prompt),),
         json_schema=schema_model.model_json_schema(),
         temperature=0.7,
-        max_tokens=256,
+        max_tokens=320,
         seed=7,
         label="test",
     )
@@ -103,7 +107,7 @@ async def test_structured_requests_return_schema_valid_json(
     assert completion.parsed == json.loads(completion.text)
     schema_model.model_validate(completion.parsed)
     assert completion.usage.input_tokens > 20
-    assert 0 < completion.usage.output_tokens <= 256
+    assert 0 < completion.usage.output_tokens <= 320
     assert completion.latency_s > 0
 
 
@@ -147,7 +151,7 @@ async def test_instances_share_one_model_and_concurrent_calls_are_safe() -> None
             LLMRequest(
                 messages=(user(f"Vote -1, 0 or 1 on post number {i}."),),
                 json_schema=Vote.model_json_schema(),
-                max_tokens=48,
+                max_tokens=112,
                 seed=i,
             )
             for i in range(6)
@@ -204,7 +208,7 @@ async def test_any_gguf_file_by_path_through_the_registry() -> None:
             LLMRequest(
                 messages=(user("Vote on 'Plant more trees'."),),
                 json_schema=Vote.model_json_schema(),
-                max_tokens=48,
+                max_tokens=112,
                 seed=3,
             )
         )

@@ -93,11 +93,11 @@ async def test_backpressure_bounds_queue(tmp_path: Path) -> None:
     await asyncio.sleep(0.05)
     # publisher is blocked: the queue never exceeds its bound
     assert not flush.done()
-    assert sub._queue.qsize() <= 5
+    assert 0 < sub.queued <= 5
     got = [first.seq]
     while len(got) < 100:
         got.append((await anext(it)).seq)
-        assert sub._queue.qsize() <= 5
+        assert sub.queued <= 5
     await asyncio.wait_for(flush, 5)
     assert got == list(range(1, 101))
     await sub.close()

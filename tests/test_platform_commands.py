@@ -228,7 +228,7 @@ async def test_failed_commit_breaks_platform_and_keeps_disk_consistent(tmp_path:
     await p._store.writer.execute(  # simulate an outside writer racing the platform
         "INSERT INTO agents(agent_id, name, attributes, t, seq) VALUES ('c', 'C', '{}', 0, 2)"
     )
-    with pytest.raises(PlatformError, match="commit of events 2..2 failed"):
+    with pytest.raises(PlatformError, match=r"commit of events 2\.\.2 failed"):
         await p.flush()
     with pytest.raises(PlatformError, match="broken"):
         await p.register_agent("d", name="D")

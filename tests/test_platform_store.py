@@ -6,6 +6,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from friendsim.platform import Platform, SchemaVersionError, VirtualClock, replay
 from friendsim.platform.events import EVENT_TYPES, event_from_json, event_to_json, payload_json
@@ -225,3 +227,50 @@ def test_cli_log_verify_export_import(db: Path, tmp_path: Path, capsys) -> None:
     conn.close()
     assert run("verify", str(tmp_path / "n.db")) == 1
     assert "table posts differs at key (1,)" in capsys.readouterr().err
+
+
+_json_leaf = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text()
+)
+_json_value = st.recursive(
+    _json_leaf,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(),
+    names=st.lists(st.text(max_size=8), max_size=4),
+    attrs=st.dictionaries(st.text(max_size=6), _json_value, max_size=4),
+    n=st.integers(0, 2**40),
+)
+def test_fast_payload_json_is_byte_identical(
+    text: str, names: list[str], attrs: dict, n: int
+) -> None:
+    from friendsim.platform.events import (
+        ActionFailed,
+        AgentRegistered,
+        DirectMessageSent,
+        FeedServed,
+        GuidanceIssued,
+        PostCreated,
+    )
+
+    events = [
+        AgentRegistered(t=0.0, actor=text, name=text, attributes=attrs),
+        PostCreated(t=0.0, actor="a", post_id=n, text=text, topic=text, mentions=tuple(names)),
+        DirectMessageSent(t=1.0, actor="a", dm_id=n, recipient=text, text=text, reply_to=None),
+        FeedServed(t=0.0, actor="a", ranker=text, post_ids=(n, 1), topics=tuple(names[:2])),
+        GuidanceIssued(t=0.0, actor="coach", agent=text, window=n, tips=(attrs, {"x": names})),
+        ActionFailed(t=0.0, actor=None, stage=text, reason="r", action=attrs or None),
+    ]
+    for e in events:
+        assert fast_payload_json(e) == payload_json(e)

@@ -104,8 +104,9 @@ def test_sweep_report_compares_cells(tmp_path: Path) -> None:
     assert ids == {"fig-rewards", "fig-network-0", "fig-network-1", "fig-degrees"}
     text = path.read_text(encoding="utf-8")
     assert "coach on vs off" in text
-    assert "θ=0.1" in text and "coloured by group" not in text  # legends are in the PNGs
+    assert "θ=0.1" in text and "colour = group" in text
     assert "coach.enabled-false (n=2)" in text
+    assert "Paired difference vs coach.enabled-true" in text
 
 
 def _main(argv: list[str]) -> int:

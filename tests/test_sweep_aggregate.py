@@ -117,6 +117,20 @@ def test_aggregate_of_a_fixture_sweep(tmp_path: Path) -> None:
         assert [p["window"] for p in curve] == [1, 2, 3]
         assert all(p["n"] == 3 for p in curve)
     assert varying > 10  # replications really differ (different seeds)
+    (contrast,) = agg["contrasts"]
+    assert (
+        contrast["cell"] == "coach.enabled-false" and contrast["baseline"] == "coach.enabled-true"
+    )
+    assert contrast["pairs"] == 3
+    on = [flatten_analysis(load_analysis(sd / f"coach.enabled-true/rep{k}")) for k in range(3)]
+    off = [flatten_analysis(load_analysis(sd / f"coach.enabled-false/rep{k}")) for k in range(3)]
+    key = "interaction.edges"
+    diffs = [b[key] - a[key] for a, b in zip(on, off, strict=True)]
+    d = contrast["metrics"][key]
+    assert d["mean"] == pytest.approx(statistics.fmean(diffs))
+    assert d["mean"] < 0  # the fixture's coached runs are busier
+    assert d["lower"] <= d["mean"] <= d["upper"]
+    assert "paired difference vs coach.enabled-true" in (sd / AGGREGATE_TABLE).read_text()
 
 
 def test_failed_runs_are_left_out_and_n1_has_no_ci(tmp_path: Path) -> None:
@@ -130,7 +144,7 @@ def test_failed_runs_are_left_out_and_n1_has_no_ci(tmp_path: Path) -> None:
 
 
 def test_not_a_sweep(tmp_path: Path) -> None:
-    with pytest.raises(SweepReadError, match="no sweep.json"):
+    with pytest.raises(SweepReadError, match=r"no sweep\.json"):
         aggregate_sweep(tmp_path)
     (tmp_path / "sweep.json").write_text("[]")
     with pytest.raises(SweepReadError, match="missing 'spec'"):

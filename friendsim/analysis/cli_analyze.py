@@ -73,16 +73,16 @@ def print_run(a: Mapping[str, Any]) -> None:
         f"tokens={usage.get('input_tokens', 0)}+{usage.get('output_tokens', 0)}"
     )
     by_policy = a["rewards"]["by_policy"]
-    windows = a["rewards"]["windows"]
-    t = Table(title="mean total reward per window, by dominant policy")
-    t.add_column("policy")
-    t.add_column("agents", justify="right")
-    for w in windows:
-        t.add_column(f"w{w}", justify="right")
+    means = {r["window"]: r["total"] for r in a["rewards"]["window_means"]}
+    t = Table(title="mean total reward per window: all agents and by dominant policy (n agents)")
+    t.add_column("window", justify="right")
+    t.add_column("all", justify="right")
     for pol, rows in by_policy.items():
-        vals = {r["window"]: r["total"] for r in rows}
         n = max((r["agents"] for r in rows), default=0)
-        t.add_row(pol, str(n), *(_f(vals.get(w)) for w in windows))
+        t.add_column(f"{pol} ({n})", justify="right")
+    series = {pol: {r["window"]: r["total"] for r in rows} for pol, rows in by_policy.items()}
+    for w in a["rewards"]["windows"]:
+        t.add_row(str(w), _f(means.get(w)), *(_f(series[p].get(w)) for p in by_policy))
     console.print(t)
     keys = ("density", "clustering", "lcc", "path_ln", "modularity")
     nt = Table(title="final tie network vs the eight real friendship networks (✓ inside range)")

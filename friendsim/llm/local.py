@@ -254,11 +254,7 @@ class LocalLLM:
             "max_tokens": request.max_tokens,
             "seed": request.seed,
         }
-        schema_json = (
-            json.dumps(request.json_schema)
-            if request.json_schema is not None
-            else None
-        )
+        schema_json = json.dumps(request.json_schema) if request.json_schema is not None else None
 
         def run(llama: Any) -> Mapping[str, Any]:
             if schema_json is not None:

@@ -12,9 +12,15 @@ Delivery contract:
   short page, with no ``await`` between the check and the attach; otherwise it reads again), and
   it drops any live event whose seq it has already yielded. Events published while it was
   catching up are therefore read from the log, and everything after the attach comes live.
-* Backpressure: each live subscriber has a bounded ``asyncio.Queue`` (``maxsize`` events).
-  ``publish`` awaits while a subscriber's queue is full, so memory stays bounded and nothing is
-  dropped; a slow subscriber slows the publisher.
+* Backpressure: each live subscriber has a bounded ``asyncio.Queue`` holding at most
+  ``maxsize`` events (in slices, see :data:`MAX_CHUNK`; the consumer additionally holds the one
+  slice it is iterating). ``publish`` awaits while a subscriber's queue is full, so memory stays
+  bounded and nothing is dropped; a slow subscriber slows the publisher.
+
+Re-entrancy: publishing happens inside ``Platform.flush`` and waits for full queues, so a
+consumer must not itself await ``flush()`` (or a burst of commands that may auto-flush) between
+two reads of its subscription: the flush would wait for the publisher, and the publisher for the
+consumer. Hand such work to another task (as the coach service does) and keep reading.
 
 Failure policy: a subscriber is *detached* (removed from the live stream, its queue drained, its
 iterator finished) when it is closed (``close()``), when its ``async with`` block exits, or when
@@ -45,6 +51,12 @@ ReadLog = Callable[[int, int], Awaitable[list[Event]]]
 """``read(from_seq, limit)`` -> up to ``limit`` committed events with ``seq >= from_seq``, in order."""
 
 
+MAX_CHUNK = 64
+"""Events per queue item: the queue carries slices of a published batch, not single events, so
+delivery costs one queue operation per slice. A subscription with ``maxsize`` m uses slices of
+``min(64, max(1, m // 4))`` events and ``m // slice`` queue slots, so at most m events are queued."""
+
+
 class _End:
     """Queue sentinel: the stream is over."""
 
@@ -66,7 +78,10 @@ class Subscription:
         self.error: BaseException | None = None
         self._bus = bus
         self._page = page
-        self._queue: asyncio.Queue[Event | _End] = asyncio.Queue(maxsize)
+        self._chunk = min(MAX_CHUNK, max(1, maxsize // 4))
+        self._queue: asyncio.Queue[Sequence[Event] | _End] = asyncio.Queue(maxsize // self._chunk)
+        self.queued = 0
+        """Events waiting in the queue (never more than ``maxsize``)."""
         self._backlog: deque[Event] = deque()
         self._live = False
         self._closed = False
@@ -83,22 +98,23 @@ class Subscription:
         while True:
             if self._backlog:
                 e = self._backlog.popleft()
+                if e.seq <= self.last_seq:
+                    continue  # already yielded (read from the log before going live)
                 self.last_seq = e.seq
                 return e
             if self._finished:
                 raise StopAsyncIteration
             if self._live:
                 try:
-                    item = self._queue.get_nowait()  # fast path: no coroutine per event
+                    item = self._queue.get_nowait()  # fast path: no coroutine
                 except asyncio.QueueEmpty:
                     item = await self._queue.get()
                 if isinstance(item, _End):
                     self._finished = True
                     raise StopAsyncIteration
-                if item.seq <= self.last_seq:
-                    continue
-                self.last_seq = item.seq
-                return item
+                self.queued -= len(item)
+                self._backlog.extend(item)
+                continue
             if self._closed or self._bus._closed:
                 self._finished = True
                 raise StopAsyncIteration
@@ -148,6 +164,7 @@ class Subscription:
         self._backlog.clear()
         while not self._queue.empty():
             self._queue.get_nowait()
+        self.queued = 0
         self._queue.put_nowait(_END)
 
     async def __aenter__(self) -> Subscription:
@@ -220,13 +237,18 @@ class EventBus:
         subs = tuple(self._subs)
         for sub in subs:
             q = sub._queue
-            for e in events:
+            size = sub._chunk
+            for i in range(0, len(events), size):
+                chunk = events[i : i + size]
                 try:
-                    q.put_nowait(e)
+                    q.put_nowait(chunk)
                 except asyncio.QueueFull:
                     if sub._closed:
                         break
-                    await q.put(e)
+                    await q.put(chunk)
+                if sub._closed:
+                    break
+                sub.queued += len(chunk)
 
     async def close(self) -> None:
         """End every subscription once it has received everything already published."""

@@ -97,7 +97,7 @@ async def rebuild(source: str | Path, dest: str | Path, *, batch: int = 5000) ->
     n = 0
     try:
         cur = await src.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq")
-        while rows := await cur.fetchmany(batch):
+        while rows := list(await cur.fetchmany(batch)):
             await store.commit([event_from_row(*r) for r in rows])
             n += len(rows)
         await cur.close()
@@ -174,7 +174,7 @@ async def export_jsonl(db: str | Path, out: str | Path) -> int:
         cur = await conn.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq")
         fh = await asyncio.to_thread(open, out, "w", encoding="utf-8")
         try:
-            while rows := await cur.fetchmany(5000):
+            while rows := list(await cur.fetchmany(5000)):
                 text = "".join(event_to_json(event_from_row(*r)) + "\n" for r in rows)
                 await asyncio.to_thread(fh.write, text)
                 n += len(rows)

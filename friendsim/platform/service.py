@@ -25,6 +25,7 @@ from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any
 
+import aiosqlite
 import structlog
 
 from . import errors as E
@@ -71,6 +72,7 @@ class Platform:
         self._broken: BaseException | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
+        self._closing = False
         self.committed_seq = state.last_seq
         self.bus = EventBus(store.read_events, last_published=state.last_seq)
         self._attributes_view = MappingProxyType(state.agents)
@@ -122,7 +124,7 @@ class Platform:
         return len(self._pending)
 
     @property
-    def db(self) -> Any:
+    def db(self) -> aiosqlite.Connection:
         """The read connection (aiosqlite), committed state only; for rankers and analysis."""
         return self._store.reader
 
@@ -149,8 +151,9 @@ class Platform:
 
     async def close(self) -> None:
         """Flush, end the bus subscriptions, close the database. Idempotent."""
-        if self._closed:
+        if self._closed or self._closing:
             return
+        self._closing = True  # refuse commands from now on; then drain what was admitted
         try:
             if self._broken is None:
                 await self.flush()
@@ -173,9 +176,9 @@ class Platform:
     # --- admission ----------------------------------------------------------------------------
 
     def _admit(self, event: Event) -> None:
-        if self._closed or self._broken is not None:
+        if self._closing or self._broken is not None:
             raise E.PlatformClosedError(
-                "platform is closed" if self._closed else f"platform is broken: {self._broken!r}"
+                "platform is closed" if self._closing else f"platform is broken: {self._broken!r}"
             )
         st = self._state
         st.check(event)

@@ -187,6 +187,7 @@ def _check_post_created(st: PlatformState, e: PostCreated) -> None:
 
 def _vote_target(st: PlatformState, e: VoteCast | VoteChanged | VoteCleared) -> int:
     st.agent(e.actor, "voter")
+    assert e.actor is not None
     st.post(e.post_id)
     author = st.post_author[e.post_id]
     if e.author != author:
@@ -223,6 +224,7 @@ def _check_vote_cleared(st: PlatformState, e: VoteCleared) -> None:
 def _check_followed(st: PlatformState, e: Followed) -> None:
     st.agent(e.actor, "follower")
     st.agent(e.target, "follow target")
+    assert e.actor is not None
     if e.actor == e.target:
         raise E.SelfFollowError(f"{e.actor!r} cannot follow itself")
     if e.target in st.followees[e.actor]:
@@ -232,6 +234,7 @@ def _check_followed(st: PlatformState, e: Followed) -> None:
 def _check_unfollowed(st: PlatformState, e: Unfollowed) -> None:
     st.agent(e.actor, "follower")
     st.agent(e.target, "unfollow target")
+    assert e.actor is not None
     if e.target not in st.followees[e.actor]:
         raise E.NotFollowingError(f"{e.actor!r} does not follow {e.target!r}")
 

@@ -26,14 +26,19 @@ state, and never an open write transaction.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 import aiosqlite
+import structlog
 
 from .events import Event, event_from_row
 from .migrations import migrate
 from .projection import plan
+
+log = structlog.get_logger(__name__)
 
 CACHE_KIB = 65_536
 """Page cache per connection (64 MiB): random index inserts of a growing log stay in memory."""
@@ -41,7 +46,13 @@ MMAP_BYTES = 1 << 30
 """Memory-mapped reads up to 1 GiB (address space, not RAM): no read() syscall per page."""
 
 
-async def _connect(path: str, *, synchronous: str) -> aiosqlite.Connection:
+CHECKPOINT_EVERY = 4
+"""Commits between two background WAL checkpoints."""
+
+
+async def _connect(
+    path: str, *, synchronous: str, autocheckpoint: int = 1000
+) -> aiosqlite.Connection:
     conn = await aiosqlite.connect(path, isolation_level=None)
     try:
         await conn.execute("PRAGMA foreign_keys = ON")
@@ -52,7 +63,7 @@ async def _connect(path: str, *, synchronous: str) -> aiosqlite.Connection:
         await conn.executescript(
             f"PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 10000;"
             f" PRAGMA cache_size = -{CACHE_KIB:d}; PRAGMA mmap_size = {MMAP_BYTES:d};"
-            " PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 16384;"
+            f" PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = {autocheckpoint:d};"
         )
     except BaseException:
         await conn.close()
@@ -61,12 +72,26 @@ async def _connect(path: str, *, synchronous: str) -> aiosqlite.Connection:
 
 
 class Store:
-    """Owns the two connections. Single writer: callers serialise :meth:`commit` (Platform does)."""
+    """Owns the connections. Single writer: callers serialise :meth:`commit` (Platform does).
 
-    def __init__(self, path: str, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+    WAL checkpoints (copying committed pages back into the database file) run on a third
+    connection in the background every ``CHECKPOINT_EVERY`` commits, so a commit does not pay for
+    them; the writer's own auto-checkpoint is only a safety net for a very large WAL.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        checkpointer: aiosqlite.Connection,
+    ):
         self.path = path
         self.writer = writer
         self.reader = reader
+        self._checkpointer = checkpointer
+        self._checkpoint: asyncio.Task[None] | None = None
+        self._commits = 0
 
     @classmethod
     async def open(cls, path: str | Path, *, synchronous: str = "NORMAL") -> Store:
@@ -74,14 +99,17 @@ class Store:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"synchronous must be OFF/NORMAL/FULL/EXTRA, got {synchronous!r}")
         p = str(path)
-        writer = await _connect(p, synchronous=synchronous)
+        opened: list[aiosqlite.Connection] = []
         try:
-            await migrate(writer, path=p)
-            reader = await _connect(p, synchronous=synchronous)
+            opened.append(await _connect(p, synchronous=synchronous, autocheckpoint=65_536))
+            await migrate(opened[0], path=p)
+            opened.append(await _connect(p, synchronous=synchronous))
+            opened.append(await _connect(p, synchronous=synchronous))
         except BaseException:
-            await writer.close()
+            for conn in opened:
+                await conn.close()
             raise
-        return cls(p, writer, reader)
+        return cls(p, *opened)
 
     async def commit(self, events: Sequence[Event]) -> None:
         """Append ``events`` and apply their projections in one transaction (all or nothing)."""
@@ -96,6 +124,17 @@ class Store:
             await conn.execute("ROLLBACK")
             raise
         await conn.execute("COMMIT")
+        self._commits += 1
+        if self._commits % CHECKPOINT_EVERY == 0 and (
+            self._checkpoint is None or self._checkpoint.done()
+        ):
+            self._checkpoint = asyncio.create_task(self._run_checkpoint())
+
+    async def _run_checkpoint(self) -> None:
+        try:
+            await self._checkpointer.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # best effort: the writer's auto-checkpoint remains
+            log.warning("store.checkpoint_failed", path=self.path, error=repr(exc))
 
     async def read_events(
         self, from_seq: int, limit: int, to_seq: int | None = None
@@ -110,12 +149,14 @@ class Store:
                 " ORDER BY seq LIMIT ?"
             )
             params = (from_seq, to_seq, limit)
-        async with self.reader.execute(sql, params) as cur:
-            rows = await cur.fetchall()
+        rows = await self.reader.execute_fetchall(sql, params)
         return [event_from_row(*row) for row in rows]
 
     async def close(self) -> None:
+        if self._checkpoint is not None:
+            await self._checkpoint
         try:
+            await self._checkpointer.close()
             await self.reader.close()
         finally:
             await self.writer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiosqlite
 
@@ -40,25 +41,25 @@ POST_COLUMNS = (
 )
 
 
-def row_to_post(row: Sequence[object]) -> PostView:
+def row_to_post(row: Sequence[Any]) -> PostView:
     (pid, author, text, topic, t, seq, parent, root, quote, likes, dislikes, replies, tone, ms) = (
         row
     )
     return PostView(
-        post_id=pid,  # type: ignore[arg-type]
-        author=author,  # type: ignore[arg-type]
-        text=text,  # type: ignore[arg-type]
-        topic=topic,  # type: ignore[arg-type]
-        t=t,  # type: ignore[arg-type]
-        seq=seq,  # type: ignore[arg-type]
-        parent_id=parent,  # type: ignore[arg-type]
-        root_id=root,  # type: ignore[arg-type]
-        quote_of=quote,  # type: ignore[arg-type]
-        mentions=tuple(ms.split(_SEP)) if ms else (),  # type: ignore[union-attr]
-        likes=likes,  # type: ignore[arg-type]
-        dislikes=dislikes,  # type: ignore[arg-type]
-        replies=replies,  # type: ignore[arg-type]
-        tone=tone,  # type: ignore[arg-type]
+        post_id=pid,
+        author=author,
+        text=text,
+        topic=topic,
+        t=t,
+        seq=seq,
+        parent_id=parent,
+        root_id=root,
+        quote_of=quote,
+        mentions=tuple(ms.split(_SEP)) if ms else (),
+        likes=likes,
+        dislikes=dislikes,
+        replies=replies,
+        tone=tone,
     )
 
 
@@ -88,19 +89,19 @@ async def posts_between(
 _DM_COLUMNS = "dm_id, seq, t, sender, recipient, text, topic, mentions, reply_to, tone"
 
 
-def _row_to_dm(row: Sequence[object]) -> DirectMessageSent:
+def _row_to_dm(row: Sequence[Any]) -> DirectMessageSent:
     dm_id, seq, t, sender, recipient, text, topic, mentions, reply_to, tone = row
     return DirectMessageSent(
-        seq=seq,  # type: ignore[arg-type]
-        t=t,  # type: ignore[arg-type]
-        actor=sender,  # type: ignore[arg-type]
-        dm_id=dm_id,  # type: ignore[arg-type]
-        recipient=recipient,  # type: ignore[arg-type]
-        text=text,  # type: ignore[arg-type]
-        topic=topic,  # type: ignore[arg-type]
-        mentions=tuple(json.loads(mentions)),  # type: ignore[arg-type]
-        reply_to=reply_to,  # type: ignore[arg-type]
-        tone=tone,  # type: ignore[arg-type]
+        seq=seq,
+        t=t,
+        actor=sender,
+        dm_id=dm_id,
+        recipient=recipient,
+        text=text,
+        topic=topic,
+        mentions=tuple(json.loads(mentions)),
+        reply_to=reply_to,
+        tone=tone,
     )
 
 

@@ -127,7 +127,9 @@ def summarise(
     """Count, seq range and window ends of the log; checks it is gap-free from seq 1 and (with
     ``check_versions``) that no payload has a schema version newer than this friendsim's."""
     try:
-        count, first, last = conn.execute("SELECT count(*), min(seq), max(seq) FROM events").fetchone()
+        count, first, last = conn.execute(
+            "SELECT count(*), min(seq), max(seq) FROM events"
+        ).fetchone()
         ends = conn.execute(
             "SELECT json_extract(payload, '$.window'), seq FROM events"
             " WHERE kind = 'window_ended' ORDER BY seq"
@@ -153,7 +155,9 @@ def summarise(
             "SELECT seq FROM events e WHERE seq > 1 AND NOT EXISTS"
             " (SELECT 1 FROM events p WHERE p.seq = e.seq - 1) ORDER BY seq LIMIT 1"
         ).fetchone()
-        where = f"first seq is {first}" if first != 1 else f"seq {gap[0] - 1 if gap else '?'} missing"
+        where = (
+            f"first seq is {first}" if first != 1 else f"seq {gap[0] - 1 if gap else '?'} missing"
+        )
         raise CorruptLogError(
             f"{label}: the log is not contiguous from seq 1 ({count} rows, seq {first}..{last}; "
             f"{where})"

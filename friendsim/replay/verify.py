@@ -22,6 +22,7 @@ re-inserted) and C-level inserts into a scratch database with an in-memory journ
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import tempfile
 import time
@@ -58,6 +59,8 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
 assert set(TABLE_KEYS) == set(MATERIALISED_TABLES)
 
 EVENT_COLUMNS = ("seq", "t", "kind", "actor", "payload")
+
+Groups = list[tuple[str, list[tuple[Any, ...]]]]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -160,7 +163,7 @@ def decode(row: tuple[Any, ...], *, label: str | Path) -> Event:
 
 def _apply_batch(
     conn: sqlite3.Connection,
-    groups: list[tuple[str, list[tuple[Any, ...]]]],
+    groups: Groups,
     events: list[Event],
     *,
     label: str | Path,
@@ -168,13 +171,18 @@ def _apply_batch(
     conn.execute("BEGIN")
     try:
         for sql, rows in groups:
-            if sql is not SQL_EVENT:
-                conn.executemany(sql, rows)
+            conn.executemany(sql, rows)
     except sqlite3.IntegrityError:
         conn.execute("ROLLBACK")
+        if not events:
+            raise _NeedsEvents() from None
         _pin_violation(conn, events, label=label)
-        raise AssertionError("unreachable")  # pragma: no cover
+        raise AssertionError("unreachable") from None  # pragma: no cover
     conn.execute("COMMIT")
+
+
+class _NeedsEvents(Exception):
+    """A constraint broke in a batch planned elsewhere: re-read its events to pin it."""
 
 
 def _pin_violation(conn: sqlite3.Connection, events: list[Event], *, label: str | Path) -> None:
@@ -196,6 +204,40 @@ def _pin_violation(conn: sqlite3.Connection, events: list[Event], *, label: str 
     raise CorruptLogError(f"{label}: a batch breaks a constraint no single event breaks")
 
 
+def _project_rows(
+    rows: list[tuple[Any, ...]], *, label: str | Path
+) -> tuple[list[Event], Groups, Divergence | None]:
+    """Decode one batch and plan its effects; checks every row re-encodes to itself."""
+    try:
+        events = [event_from_row(*r) for r in rows]
+    except EventDecodeError:
+        events = [decode(r, label=label) for r in rows]
+    groups = plan(events)
+    head_sql, head_rows = groups[0]
+    assert head_sql is SQL_EVENT
+    if head_rows != rows:
+        for stored, again in zip(rows, head_rows, strict=True):
+            if stored != again:
+                return events, [], column_diff("events", (stored[0],), EVENT_COLUMNS, stored, again)
+    return events, groups[1:], None
+
+
+def _worker_batch(db: str, lo: int, hi: int, label: str) -> tuple[int, Groups, Divergence | None]:
+    """Process-pool task: read seq ``lo..hi`` of the snapshot ``db``, decode, check, plan."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT seq, t, kind, actor, payload FROM events WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            (lo, hi),
+        ).fetchall()
+    finally:
+        conn.close()
+    if len(rows) != hi - lo + 1:
+        raise CorruptLogError(f"{label}: seq gap between {lo} and {hi}")
+    _, groups, div = _project_rows(rows, label=label)
+    return lo, groups, div
+
+
 def rebuild_into(
     src: sqlite3.Connection,
     dest: sqlite3.Connection,
@@ -203,31 +245,84 @@ def rebuild_into(
     label: str | Path,
     to_seq: int | None = None,
     batch: int = 20000,
+    workers: int = 0,
+    src_path: Path | None = None,
 ) -> tuple[int, Divergence | None]:
     """Project the log of ``src`` (up to ``to_seq``) into ``dest`` (schema already created).
 
     Returns the number of events and the first ``events``-table divergence (a stored row that
-    does not re-encode to itself), or None. Stops at that divergence.
+    does not re-encode to itself), or None; stops at that divergence. With ``workers`` > 0 (and
+    ``src_path``, the database ``src`` reads), decoding and planning run in that many processes
+    while this one applies their plans in seq order: the result is the same, on more cores.
     """
+    last = src.execute("SELECT max(seq) FROM events").fetchone()[0] or 0
+    last = last if to_seq is None else min(last, to_seq)
+    if workers > 0 and src_path is not None and last > 2 * batch:
+        return _rebuild_parallel(
+            src, dest, src_path, last, label=label, batch=batch, workers=workers
+        )
     n = 0
     expected = 1
-    for rows in iter_rows(src, to_seq=to_seq, batch=batch):
+    for rows in iter_rows(src, to_seq=last, batch=batch):
         if rows[0][0] != expected or rows[-1][0] != expected + len(rows) - 1:
             raise CorruptLogError(f"{label}: seq gap near seq {expected}")
-        try:
-            events = [event_from_row(*r) for r in rows]
-        except EventDecodeError:
-            events = [decode(r, label=label) for r in rows]
-        groups = plan(events)
-        head_sql, head_rows = groups[0]
-        assert head_sql is SQL_EVENT
-        if head_rows != rows:
-            for stored, again in zip(rows, head_rows, strict=True):
-                if stored != again:
-                    return n, column_diff("events", (stored[0],), EVENT_COLUMNS, stored, again)
+        events, groups, div = _project_rows(rows, label=label)
+        if div is not None:
+            return n, div
         _apply_batch(dest, groups, events, label=label)
         n += len(rows)
         expected += len(rows)
+    return n, None
+
+
+def _rebuild_parallel(
+    src: sqlite3.Connection,
+    dest: sqlite3.Connection,
+    src_path: Path,
+    last: int,
+    *,
+    label: str | Path,
+    batch: int,
+    workers: int,
+) -> tuple[int, Divergence | None]:
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    ranges = deque((lo, min(lo + batch - 1, last)) for lo in range(1, last + 1, batch))
+    ctx = multiprocessing.get_context("spawn")
+    n = 0
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        inflight: deque[Any] = deque()
+
+        def top_up() -> None:
+            while ranges and len(inflight) < 3 * workers:
+                lo, hi = ranges.popleft()
+                inflight.append(
+                    (lo, hi, pool.submit(_worker_batch, str(src_path), lo, hi, str(label)))
+                )
+
+        top_up()
+        try:
+            while inflight:
+                lo, hi, fut = inflight.popleft()
+                _, groups, div = fut.result()
+                top_up()
+                if div is not None:
+                    return n, div
+                try:
+                    _apply_batch(dest, groups, [], label=label)
+                except _NeedsEvents:
+                    rows = src.execute(
+                        "SELECT seq, t, kind, actor, payload FROM events"
+                        " WHERE seq BETWEEN ? AND ? ORDER BY seq",
+                        (lo, hi),
+                    ).fetchall()
+                    _pin_violation(dest, [decode(r, label=label) for r in rows], label=label)
+                n += hi - lo + 1
+        finally:
+            for _, _, fut in inflight:
+                fut.cancel()
     return n, None
 
 
@@ -261,7 +356,11 @@ def compare_tables(
             if not cols:
                 raise ForeignLogError(f"stored database has no table {table!r}")
             return Divergence(
-                table=table, key=("<columns>",), column=None, stored=tuple(cols), rebuilt=tuple(cols_b)
+                table=table,
+                key=("<columns>",),
+                column=None,
+                stored=tuple(cols),
+                rebuilt=tuple(cols_b),
             )
         candidates = [
             k
@@ -289,12 +388,16 @@ def verify_db(
     manifest: dict[str, Any] | None = None,
     label: str | Path | None = None,
     scratch: str | Path | None = None,
+    workers: int | None = None,
 ) -> VerifyReport:
     """Verify the events database ``db`` (see the module docstring). Never writes to ``db``.
 
     ``manifest`` (optional) is checked against the log first. ``scratch`` is the folder for the
     snapshot and the rebuilt database (default: a temporary folder, removed afterwards).
+    ``workers``: decoding processes (default: the CPU count, capped at 2; 0 = in-process).
     """
+    if workers is None:
+        workers = min(2, os.cpu_count() or 1)
     t0 = time.perf_counter()
     path = Path(db)
     label = label or path
@@ -305,7 +408,7 @@ def verify_db(
             summary = summarise(src, label=label, check_versions=False)
             if manifest is not None:
                 check_manifest(manifest, summary, src, label=label)
-            div = _verify(src, copy, Path(tmp) / "rebuilt.db", label=label)
+            div = _verify(src, copy, Path(tmp) / "rebuilt.db", label=label, workers=workers)
         except sqlite3.DatabaseError as exc:
             raise CorruptLogError(f"{label}: database unreadable ({exc})") from None
         finally:
@@ -321,7 +424,7 @@ def verify_db(
 
 
 def _verify(
-    src: sqlite3.Connection, copy: Path, rebuilt_path: Path, *, label: str | Path
+    src: sqlite3.Connection, copy: Path, rebuilt_path: Path, *, label: str | Path, workers: int
 ) -> Divergence | None:
     dest = sqlite3.connect(rebuilt_path, isolation_level=None)
     try:
@@ -330,7 +433,7 @@ def _verify(
         dest.execute("PRAGMA foreign_keys = ON")
         dest.execute("PRAGMA cache_size = -262144")
         create_schema(dest)
-        _, div = rebuild_into(src, dest, label=label)
+        _, div = rebuild_into(src, dest, label=label, workers=workers, src_path=copy)
         if div is not None:
             return div
         dest.execute("ATTACH DATABASE ? AS stored", (str(copy),))

@@ -76,7 +76,7 @@ def handle(args: argparse.Namespace) -> int:
     try:
         cfg = load_config(args.config)
     except ConfigError as exc:
-        sys.stderr.write(f"friendsim run: config error: {exc}" + "\n")
+        sys.stderr.write(f"friendsim run: config error: {exc}\n")
         return 2
     out = args.out if args.out is not None else Path("runs") / cfg.experiment.name
     ledger = make_ledger(cfg)
@@ -93,15 +93,19 @@ def handle(args: argparse.Namespace) -> int:
                     )
                 )
     except (ConfigError, RunDirError, PersonaFileError, ProviderConfigError) as exc:
-        sys.stderr.write(f"friendsim run: {exc}" + "\n")
+        sys.stderr.write(f"friendsim run: {exc}\n")
         return 2
     except LLMError as exc:
         sys.stderr.write(
-            f"friendsim run: LLM error, run stopped: {exc} (see {out}/manifest.json)" + "\n"
+            f"friendsim run: LLM error, run stopped: {exc} (see {out}/manifest.json)\n"
         )
         return 1
+    except Exception as exc:
+        structlog.get_logger(__name__).exception("run_failed")
+        sys.stderr.write(f"friendsim run: run failed: {exc!r} (see {out}/manifest.json)\n")
+        return 1
     except KeyboardInterrupt:
-        sys.stderr.write(f"friendsim run: interrupted; partial run kept in {out}" + "\n")
+        sys.stderr.write(f"friendsim run: interrupted; partial run kept in {out}\n")
         return 130
     summary = {
         "run_dir": str(result.run_dir),

@@ -23,7 +23,13 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
-from friendsim.agents.policy import PAPER_ACTIONS, ActionType, FeedItem, Observation
+from friendsim.agents.policy import (
+    PAPER_ACTIONS,
+    ActionType,
+    FeedItem,
+    InboxMessage,
+    Observation,
+)
 from friendsim.platform.events import WindowEnded, WindowStarted
 from friendsim.runtime.engine import Engine, WindowTally
 from friendsim.runtime.observe import feed_item
@@ -81,7 +87,7 @@ class RoundsScheduler:
         for agent in engine.agents:
             if first:
                 feed: tuple[FeedItem, ...] = ()
-                inbox = ()
+                inbox: tuple[InboxMessage, ...] = ()
             else:
                 feed = await engine.read_feed(agent, since_t=t0 - length, until_t=t0)
                 inbox = await engine.read_inbox(agent, t0 - length, t0)
@@ -105,12 +111,22 @@ class RoundsScheduler:
         return tally
 
     def _offers(self, w: int, items: tuple[FeedItem, ...]) -> Mapping[str, tuple[FeedItem, ...]]:
+        """Items offered to each agent: all items not its own, or a seeded sample of
+        ``vote_limit`` of them (drawn without scanning the whole list: O(limit) per agent)."""
         offers: dict[str, tuple[FeedItem, ...]] = {}
+        limit = self.vote_limit
+        own: dict[str, int] = {}
+        for item in items:
+            own[item.author] = own.get(item.author, 0) + 1
         for agent in self.engine.agents:
-            mine = tuple(i for i in items if i.author != agent)
-            if self.vote_limit is not None and len(mine) > self.vote_limit:
-                rng = random.Random(f"{self.seed}:vote:{w}:{agent}")
-                keep = sorted(rng.sample(range(len(mine)), self.vote_limit))
-                mine = tuple(mine[k] for k in keep)
-            offers[agent] = mine
+            if limit is None or len(items) - own.get(agent, 0) <= limit:
+                offers[agent] = tuple(i for i in items if i.author != agent)
+                continue
+            rng = random.Random(f"{self.seed}:vote:{w}:{agent}")
+            picked: set[int] = set()
+            while len(picked) < limit:
+                k = rng.randrange(len(items))
+                if items[k].author != agent:
+                    picked.add(k)
+            offers[agent] = tuple(items[k] for k in sorted(picked))
         return offers

@@ -15,7 +15,9 @@ scalar metrics with dotted names (:func:`flatten_analysis`):
 
 Per cell and metric: ``n`` (replications with a defined value), mean, sample sd, and the 95 %
 Student-t interval mean ± t(0.975, n−1)·sd/√n. With n = 1 there is no interval: ``lower`` and
-``upper`` are ``None`` and ``note`` says so. Written to ``<sweep>/aggregate.json`` and a Markdown
+``upper`` are ``None`` and ``note`` says so. ``contrasts`` holds, for every cell after the first,
+the paired difference (cell − first cell) of each metric over replications with the same seed,
+with its interval (a coach-on vs coach-off effect, say). Written to ``<sweep>/aggregate.json`` and a Markdown
 table ``<sweep>/aggregate.md``.
 """
 
@@ -156,6 +158,33 @@ def _curves(analyses: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, A
     }
 
 
+def contrasts(
+    by_rep: Mapping[str, Mapping[int, Mapping[str, float | None]]],
+) -> list[dict[str, Any]]:
+    """Paired differences of every cell against the first one: for each metric, the mean of
+    (cell − first cell) over the replications both completed, with its 95 % t-interval. Pairs
+    share the replication seed, so this removes seed-to-seed variation (common random numbers)."""
+    names = list(by_rep)
+    if len(names) < 2:
+        return []
+    base = by_rep[names[0]]
+    out = []
+    for name in names[1:]:
+        other = by_rep[name]
+        reps = sorted(set(base) & set(other))
+        keys = sorted({k for r in reps for k in other[r]} & {k for r in reps for k in base[r]})
+        metrics = {}
+        for k in keys:
+            diffs = []
+            for r in reps:
+                a, b = base[r].get(k), other[r].get(k)
+                if a is not None and b is not None:
+                    diffs.append(b - a)
+            metrics[k] = mean_ci(diffs)
+        out.append({"cell": name, "baseline": names[0], "pairs": len(reps), "metrics": metrics})
+    return out
+
+
 def aggregate_sweep(sweep_dir: str | Path, *, write: bool = True) -> dict[str, Any]:
     """Aggregate a sweep directory (module docstring); writes the JSON and Markdown files."""
     from friendsim.analysis.analyze import load_analysis
@@ -163,11 +192,13 @@ def aggregate_sweep(sweep_dir: str | Path, *, write: bool = True) -> dict[str, A
     sd = Path(sweep_dir)
     sweep = read_sweep(sd)
     cells_out = []
+    by_rep: dict[str, dict[int, dict[str, float | None]]] = {}
     for cell in sweep["spec"]["cells"]:
         runs = [r for r in sweep["runs"] if r["cell"] == cell["name"]]
         ok = [r for r in runs if r["status"] == "completed"]
         analyses = [load_analysis(sd / r["dir"]) for r in ok]
         flats = [flatten_analysis(a) for a in analyses]
+        by_rep[cell["name"]] = {int(r["rep"]): f for r, f in zip(ok, flats, strict=True)}
         keys = sorted({k for f in flats for k in f})
         metrics = {k: mean_ci(f.get(k) for f in flats) for k in keys}
         cells_out.append(
@@ -198,6 +229,7 @@ def aggregate_sweep(sweep_dir: str | Path, *, write: bool = True) -> dict[str, A
         "confidence": CONFIDENCE,
         "interval": "Student t, mean ± t(0.975, n-1)·sd/√n over replications",
         "cells": cells_out,
+        "contrasts": contrasts(by_rep),
     }
     if write:
         _atomic_write(sd / AGGREGATE_FILE, json.dumps(out, indent=1, sort_keys=True) + "\n")
@@ -250,6 +282,19 @@ def format_aggregate(agg: Mapping[str, Any], keys: Sequence[str] | None = None) 
         lines.append(
             f"| {k} | " + " | ".join(format_stat(c["metrics"].get(k)) for c in cells) + " |"
         )
+    diffs = agg.get("contrasts") or []
+    if diffs:
+        lines += [
+            "",
+            f"paired difference vs {diffs[0]['baseline']} (same seeds), mean [95 % CI]:",
+            "",
+            "| metric | " + " | ".join(f"{d['cell']} (pairs={d['pairs']})" for d in diffs) + " |",
+            "|---|" + "---|" * len(diffs),
+        ]
+        for k in keys:
+            lines.append(
+                f"| {k} | " + " | ".join(format_stat(d["metrics"].get(k)) for d in diffs) + " |"
+            )
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,7 +63,7 @@ def handle(args: argparse.Namespace) -> int:
     n = len(spec.plans())
     done = 0
 
-    def on_done(outcome: dict) -> None:
+    def on_done(outcome: dict[str, Any]) -> None:
         nonlocal done
         done += 1
         err = f" ({outcome['error']})" if outcome.get("error") else ""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import json
 import re
 import tomllib
 from collections.abc import Mapping
@@ -117,6 +118,9 @@ class SweepSpec:
             "replications": self.replications,
             "grid": {k: list(v) for k, v in self.grid},
             "seeds": list(self.seeds),
+            "base_sha256": hashlib.sha256(
+                json.dumps(self.base, sort_keys=True, default=str).encode()
+            ).hexdigest(),
             "cells": [{"name": c.name, "overrides": dict(c.overrides)} for c in self.cells()],
         }
 

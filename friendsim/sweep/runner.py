@@ -126,11 +126,12 @@ def _check_out_dir(out_dir: Path, spec: SweepSpec) -> None:
     except (OSError, ValueError) as exc:
         raise SweepDirError(f"{path}: cannot read it: {exc}") from exc
     new = spec.to_json()
-    keys = ("grid", "seeds", "replications")
-    if any(old.get("spec", {}).get(k) != new[k] for k in keys):
+    keys = ("grid", "seeds", "replications", "base_sha256")
+    differ = [k for k in keys if old.get("spec", {}).get(k) != new[k]]
+    if differ:
+        what = ", ".join("experiment settings" if k == "base_sha256" else k for k in differ)
         raise SweepDirError(
-            f"{out_dir} holds a different sweep (grid, seeds or replications differ); "
-            "choose another --out"
+            f"{out_dir} holds a different sweep ({what} differ); choose another --out"
         )
 
 

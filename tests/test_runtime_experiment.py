@@ -1,0 +1,142 @@
+"""``run_experiment`` wiring: run directory contents, manifest, byte-identical logs for the same
+seed, offline replay from the recorded LLM cache, mixed providers per agent."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from friendsim.llm.base import LLMRequest
+from friendsim.llm.errors import CacheMissError
+from friendsim.llm.scripted import ScriptedLLM
+from friendsim.runtime.config import ConfigError, parse_config
+from friendsim.runtime.experiment import RunDirError, run_experiment
+from friendsim.runtime.scripted_mind import plausible_responder
+
+
+def cfg(**over: Any) -> Any:
+    data: dict[str, Any] = {
+        "experiment": {"name": "t", "seed": 4, "rounds": 3, "n_actions": 2},
+        "agents": {"count": 5, "policy": "llm"},
+        "llm": {"provider": "scripted", "retries": 0},
+        "rewards": {"sentiment": "lexicon"},
+    }
+    for section, values in over.items():
+        data.setdefault(section, {}).update(values)
+    return parse_config(data)
+
+
+def scripted(spec: str) -> ScriptedLLM:
+    return ScriptedLLM(plausible_responder(0), model=spec.replace(":", "-"))
+
+
+def rows(run: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(run / "events.db") as con:
+        return con.execute("SELECT * FROM events ORDER BY seq").fetchall()
+
+
+async def test_same_seed_byte_identical_events_and_manifest(tmp_path: Path) -> None:
+    a = await run_experiment(cfg(), out_dir=tmp_path / "a", llm_factory=scripted)
+    b = await run_experiment(cfg(), out_dir=tmp_path / "b", llm_factory=scripted)
+    assert rows(tmp_path / "a") == rows(tmp_path / "b")
+    assert len(rows(tmp_path / "a")) > 50
+    c = await run_experiment(
+        cfg(experiment={"seed": 5}), out_dir=tmp_path / "c", llm_factory=scripted
+    )
+    assert rows(tmp_path / "c") != rows(tmp_path / "a")
+    m = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert m == json.loads(json.dumps(a.manifest, sort_keys=True))
+    for key in ("config", "seeds", "packages", "models", "lambdas", "rewards", "llm_usage",
+                "friendsim_version", "start_seq", "end_seq"):  # fmt: skip
+        assert key in m
+    assert m["rewards"]["n_actions"] == 2 and m["seeds"] == {"seed": 4}
+    assert m["llm_usage"]["total"]["calls"] > 0 and m["llm_usage"]["total"]["input_tokens"] > 0
+    assert m["end_seq"] == rows(tmp_path / "a")[-1][0]
+    assert b.manifest["totals"] == a.manifest["totals"]
+    assert c.manifest["status"] == "completed"
+    personas = (tmp_path / "a" / "personas.jsonl").read_text().splitlines()
+    assert [json.loads(p)["id"] for p in personas] == sorted(m["lambdas"])
+
+
+async def test_replay_from_recorded_cache_needs_no_model(tmp_path: Path) -> None:
+    await run_experiment(
+        cfg(llm={"cache": "record"}), out_dir=tmp_path / "rec", llm_factory=scripted
+    )
+    (tmp_path / "rep").mkdir()
+    shutil.copy(tmp_path / "rec" / "llm_cache.db", tmp_path / "rep" / "llm_cache.db")
+
+    def no_model(spec: str) -> ScriptedLLM:
+        return ScriptedLLM(lambda req: AssertionError("replay must not call the model"))
+
+    result = await run_experiment(
+        cfg(llm={"cache": "replay"}), out_dir=tmp_path / "rep", llm_factory=no_model
+    )
+    assert rows(tmp_path / "rep") == rows(tmp_path / "rec")
+    assert (
+        result.manifest["llm_usage"]["total"]["cache_hits"]
+        == result.manifest["llm_usage"]["total"]["calls"]
+    )
+
+
+async def test_replay_of_an_unrecorded_run_stops_loudly(tmp_path: Path) -> None:
+    with pytest.raises(CacheMissError):
+        await run_experiment(
+            cfg(llm={"cache": "replay"}), out_dir=tmp_path / "r", llm_factory=scripted
+        )
+    m = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert m["status"] == "failed"
+
+
+async def test_mixed_providers_per_agent_and_dominant(tmp_path: Path) -> None:
+    seen: dict[str, set[str]] = {}
+
+    def factory(spec: str) -> ScriptedLLM:
+        respond = plausible_responder(0)
+
+        def answer(req: LLMRequest) -> Any:
+            seen.setdefault(spec, set()).add(req.system.split('user id "')[1].split('"')[0])
+            return respond(req)
+
+        return ScriptedLLM(answer, model=spec)
+
+    c = cfg(
+        llm={
+            "provider": "scripted:base",
+            "overrides": [
+                {"agents": ["a00"], "provider": "scripted:special"},
+                {"dominant": "SOC", "provider": "scripted:social"},
+            ],
+        }
+    )
+    result = await run_experiment(c, out_dir=tmp_path / "m", llm_factory=factory)
+    models = result.manifest["models"]
+    dominant = result.manifest["dominant"]
+    assert models["a00"] == "scripted:special"
+    for agent, spec in models.items():
+        if agent != "a00":
+            assert spec == ("scripted:social" if dominant[agent] == "SOC" else "scripted:base")
+    for spec, agents in seen.items():
+        assert all(models[a] == spec for a in agents)
+    assert seen["scripted:special"] == {"a00"}
+
+
+async def test_refuses_a_used_run_dir_and_bad_persona_counts(tmp_path: Path) -> None:
+    await run_experiment(cfg(agents={"policy": "baseline"}), out_dir=tmp_path / "x")
+    with pytest.raises(RunDirError):
+        await run_experiment(cfg(agents={"policy": "baseline"}), out_dir=tmp_path / "x")
+    people = tmp_path / "people.jsonl"
+    shutil.copy(tmp_path / "x" / "personas.jsonl", people)
+    c = cfg(agents={"policy": "baseline", "personas": str(people), "count": 9})
+    with pytest.raises(ConfigError) as err:
+        await run_experiment(c, out_dir=tmp_path / "y")
+    assert err.value.key == "[agents].count" and "holds only 5" in err.value.problem
+    ok = await run_experiment(
+        cfg(agents={"policy": "baseline", "personas": str(people), "count": 3}),
+        out_dir=tmp_path / "z",
+    )
+    assert sorted(ok.manifest["lambdas"]) == ["a00", "a01", "a02"]
