@@ -86,3 +86,19 @@ def test_not_a_run_directory_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "no such directory" in capsys.readouterr().err
     assert _main(["analyze", str(tmp_path)]) == 2
     assert "no events.db" in capsys.readouterr().err
+
+
+def test_sweep_directory_prints_the_aggregate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_sweep_aggregate import build_sweep_dir
+
+    sd = build_sweep_dir(tmp_path / "sweep", reps=2, windows=2)
+    assert _main(["analyze", str(sd), "--json"]) == 0
+    agg = json.loads(capsys.readouterr().out)
+    assert agg["kind"] == "sweep" and len(agg["cells"]) == 2
+    assert agg["cells"][0]["metrics"]["reward.all.total.mean"]["n"] == 2
+    assert _main(["analyze", str(sd)]) == 0
+    out = capsys.readouterr().out
+    assert "paired difference vs coach.enabled-true" in out
+    assert "reward.all.total.mean" in out

@@ -37,9 +37,13 @@ FLAGS = (
     "--v=0",
 )
 
-pytestmark = pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="headless Chromium not installed (apt-get install chromium)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason="headless Chromium not installed (apt-get install chromium)",
+    ),
+]
 
 
 def chromium(url: str, profile: Path, *extra: str) -> tuple[str, list[str]]:

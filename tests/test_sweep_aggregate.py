@@ -124,7 +124,7 @@ def test_aggregate_of_a_fixture_sweep(tmp_path: Path) -> None:
     assert contrast["pairs"] == 3
     on = [flatten_analysis(load_analysis(sd / f"coach.enabled-true/rep{k}")) for k in range(3)]
     off = [flatten_analysis(load_analysis(sd / f"coach.enabled-false/rep{k}")) for k in range(3)]
-    key = "interaction.edges"
+    key = "interaction.total_weight"
     diffs = [b[key] - a[key] for a, b in zip(on, off, strict=True)]
     d = contrast["metrics"][key]
     assert d["mean"] == pytest.approx(statistics.fmean(diffs))

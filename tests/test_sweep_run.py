@@ -98,6 +98,18 @@ def test_failed_run_is_recorded_and_others_complete(tmp_path: Path) -> None:
     assert {r["status"] for r in recorded["runs"]} == {"completed", "failed"}
     assert (tmp_path / "out" / "agents.personas-synthetic" / "rep0" / "analysis.json").is_file()
 
+    # resuming: an unfinished run directory is set aside (kept) and run again
+    good = tmp_path / "out" / "agents.personas-synthetic" / "rep0"
+    manifest = json.loads((good / "manifest.json").read_text())
+    manifest["status"] = "running"
+    (good / "manifest.json").write_text(json.dumps(manifest))
+    again = {r["cell"]: r for r in run_sweep(spec, tmp_path / "out", jobs=1).runs}
+    redo = again["agents.personas-synthetic"]
+    assert redo["status"] == "completed" and not redo.get("resumed")
+    assert redo["set_aside"] == str(good.with_name("rep0.stale-1"))
+    assert (good.with_name("rep0.stale-1") / "events.db").is_file()
+    assert json.loads((good / "manifest.json").read_text())["status"] == "completed"
+
     other = tmp_path / "other.toml"
     other.write_text(cfg.read_text().replace("replications = 1", "replications = 2"))
     with pytest.raises(SweepDirError, match="different sweep"):

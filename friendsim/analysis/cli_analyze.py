@@ -122,6 +122,15 @@ def print_sweep(agg: Mapping[str, Any]) -> None:
     for k in headline_keys(agg):
         t.add_row(k, *(format_stat(c["metrics"].get(k), 3) for c in agg["cells"]))
     console.print(t)
+    diffs = agg.get("contrasts") or []
+    if diffs:
+        d = Table(title=f"paired difference vs {diffs[0]['baseline']} (same seeds): mean [95% CI]")
+        d.add_column("metric")
+        for c in diffs:
+            d.add_column(f"{c['cell']}\n(pairs={c['pairs']})", justify="right")
+        for k in headline_keys(agg):
+            d.add_row(k, *(format_stat(c["metrics"].get(k), 3) for c in diffs))
+        console.print(d)
     for c in agg["cells"]:
         for f in c["failed"]:
             console.print(f"failed: {f['dir']}: {f['status']} {f.get('error') or ''}")

@@ -47,7 +47,7 @@ from .events import (
     WindowEnded,
     WindowStarted,
 )
-from .feeds.base import FeedQuery, FeedRanker
+from .feeds.base import FeedQuery, FeedRanker, ViewRanker
 from .state import PlatformState
 from .store import Store
 from .views import PostView, dms_to, fetch_posts, posts_between
@@ -356,8 +356,14 @@ class Platform:
             until_t=until_t,
             attributes=self._attributes_view,
         )
-        ids = list(dict.fromkeys(await ranker.rank(self._store.reader, query)))[:limit]
-        views = await fetch_posts(self._store.reader, ids)
+        if isinstance(ranker, ViewRanker):
+            first: dict[int, PostView] = {}
+            for v in await ranker.rank_views(self._store.reader, query):
+                first.setdefault(v.post_id, v)
+            views = list(first.values())[:limit]
+        else:
+            ids = list(dict.fromkeys(await ranker.rank(self._store.reader, query)))[:limit]
+            views = await fetch_posts(self._store.reader, ids)
         seq, t = self._next()
         e = FeedServed(
             seq=seq,

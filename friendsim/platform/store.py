@@ -99,6 +99,8 @@ class Store:
         if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
             raise ValueError(f"synchronous must be OFF/NORMAL/FULL/EXTRA, got {synchronous!r}")
         p = str(path)
+        if p == ":memory:" or p.startswith("file::memory:"):
+            raise ValueError("the platform needs a database file (it opens several connections)")
         opened: list[aiosqlite.Connection] = []
         try:
             opened.append(await _connect(p, synchronous=synchronous, autocheckpoint=65_536))

@@ -1,0 +1,32 @@
+"""The simulation runtime: config files, the rounds and continuous schedulers, run directories.
+
+``run_experiment(load_config(path), out_dir=...)`` is the whole pipeline; ``friendsim run`` is
+its command line (:mod:`.cli_run`). Modules: :mod:`.config` (TOML + pydantic validation),
+:mod:`.engine` (observe / decide concurrently / apply in order), :mod:`.rounds` (the paper's
+protocol), :mod:`.continuous` (timeline mode), :mod:`.apply` (actions -> platform commands),
+:mod:`.observe` (observations), :mod:`.experiment` (wiring), :mod:`.manifest`,
+:mod:`.progress`, :mod:`.scripted_mind` (an instant valid-answer fake model for tests/benches).
+"""
+
+from __future__ import annotations
+
+from friendsim.runtime.config import ConfigError, ExperimentConfig, load_config, parse_config
+from friendsim.runtime.continuous import ContinuousScheduler
+from friendsim.runtime.engine import Engine, RunListener, WindowTally
+from friendsim.runtime.experiment import RunDirError, RunResult, run_experiment
+from friendsim.runtime.rounds import RoundsScheduler
+
+__all__ = [
+    "ConfigError",
+    "ContinuousScheduler",
+    "Engine",
+    "ExperimentConfig",
+    "RoundsScheduler",
+    "RunDirError",
+    "RunListener",
+    "RunResult",
+    "WindowTally",
+    "load_config",
+    "parse_config",
+    "run_experiment",
+]

@@ -247,10 +247,15 @@ def format_stat(s: Mapping[str, Any] | None, digits: int = 4) -> str:
     """``mean [lower, upper]`` (or ``mean (n=1, no CI)``; ``—`` when undefined)."""
     if not s or s.get("mean") is None:
         return "—"
-    mean = f"{s['mean']:.{digits}f}"
+    tiny = 0.5 * 10.0**-digits
+
+    def fmt(x: float) -> str:  # no "-0.0000" for values that round to zero
+        return f"{0.0 if abs(x) < tiny else x:.{digits}f}"
+
+    mean = fmt(s["mean"])
     if s.get("lower") is None:
         return f"{mean} (n={s['n']}, no CI)"
-    return f"{mean} [{s['lower']:.{digits}f}, {s['upper']:.{digits}f}]"
+    return f"{mean} [{fmt(s['lower'])}, {fmt(s['upper'])}]"
 
 
 def headline_keys(agg: Mapping[str, Any]) -> list[str]:

@@ -74,6 +74,11 @@ def handle(args: argparse.Namespace) -> int:
     except SweepDirError as exc:
         sys.stderr.write(f"friendsim sweep: {exc}\n")
         return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(
+            f"friendsim sweep: interrupted; finished runs kept in {out} (re-run to resume)\n"
+        )
+        return 130
     agg = aggregate_sweep(out)
     if args.json:
         sys.stdout.write(json.dumps(agg, sort_keys=True) + "\n")

@@ -8,8 +8,8 @@ state inherited from the parent), at most ``jobs`` at a time.
 
 A failed run does not stop the sweep: it is recorded with its error and left out of the
 aggregate. Re-running a sweep into the same directory resumes it: runs whose manifest says
-``completed`` are kept (not re-run); a run directory left incomplete by a crash is reported as
-``incomplete`` and left untouched (delete it to re-run it). ``<out>/sweep.json`` records the
+``completed`` are kept (not re-run); a run directory left unfinished (crash, Ctrl-C, failure) is
+renamed to ``rep<k>.stale-<n>`` (kept for inspection, never deleted) and the run starts afresh. ``<out>/sweep.json`` records the
 spec, every run's status and the wall time, rewritten atomically as runs finish.
 """
 
@@ -70,6 +70,16 @@ def _read_status(run_dir: Path) -> str | None:
     return status if isinstance(status, str) else None
 
 
+def _set_aside(run_dir: Path) -> str:
+    """Rename an unfinished run directory to ``<name>.stale-<k>`` (nothing is deleted)."""
+    k = 1
+    while (target := run_dir.with_name(f"{run_dir.name}.stale-{k}")).exists():
+        k += 1
+    run_dir.rename(target)
+    log.warning("sweep_run_set_aside", run_dir=str(run_dir), moved_to=str(target))
+    return str(target)
+
+
 def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> RunOutcome:
     """Run and analyse one plan (the worker function; also callable in-process).
 
@@ -84,17 +94,12 @@ def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
     rd = Path(run_dir)
     t0 = time.perf_counter()
     status = _read_status(rd)
+    moved: str | None = None
     try:
         if status == "completed":
             load_analysis(rd)
             return {"status": "completed", "resumed": True, "wall_seconds": 0.0, "error": None}
-        if (rd / "events.db").exists():
-            return {
-                "status": "incomplete",
-                "resumed": False,
-                "wall_seconds": 0.0,
-                "error": f"{rd} holds an unfinished run (status {status!r}); delete it to re-run",
-            }
+        moved = _set_aside(rd) if rd.exists() else None
         cfg = parse_config(plan_data, source=source)
         result = asyncio.run(run_experiment(cfg, out_dir=rd, config_path=source))
         status = str(result.manifest.get("status", "unknown"))
@@ -105,6 +110,7 @@ def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
     return {
         "status": status,
         "resumed": False,
+        "set_aside": moved,
         "wall_seconds": round(time.perf_counter() - t0, 3),
         "error": error,
     }
@@ -180,12 +186,13 @@ def run_sweep(
     _write_sweep_file(out, snapshot("running"))
     source = str(spec.source)
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=min(jobs, len(plans)) or 1,
         mp_context=ctx,
         initializer=_worker_init,
         initargs=(log_level,),
-    ) as pool:
+    )
+    try:
         futures: dict[Future[RunOutcome], RunPlan] = {
             pool.submit(execute_plan, dict(p.data), str(out / p.rel_dir), source): p for p in plans
         }
@@ -200,6 +207,12 @@ def run_sweep(
             _write_sweep_file(out, snapshot("running"))
             if on_done is not None:
                 on_done(outcomes[plan.rel_dir])
+    except BaseException:
+        # interrupted (Ctrl-C): drop the runs not started, record what is known, re-raise
+        pool.shutdown(wait=False, cancel_futures=True)
+        _write_sweep_file(out, snapshot("interrupted"))
+        raise
+    pool.shutdown(wait=True)
     wall = round(time.perf_counter() - t0, 3)
     runs = tuple(outcomes.values())
     final = "completed" if all(r["status"] == "completed" for r in runs) else "partial"

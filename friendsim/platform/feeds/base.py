@@ -18,6 +18,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import aiosqlite
 
+from ..views import PostView
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FeedQuery:
@@ -38,6 +40,17 @@ class FeedRanker(Protocol):
     async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
         """Post ids for ``query.agent``, best first, at most ``query.limit``."""
         ...
+
+
+@runtime_checkable
+class ViewRanker(FeedRanker, Protocol):
+    """Optional fast path: a ranker that returns the views directly, in one round trip.
+
+    ``Platform.serve_feed`` uses :meth:`rank_views` when a ranker has it (same order and ids as
+    :meth:`rank`), which saves the separate fetch of the posts' rows.
+    """
+
+    async def rank_views(self, db: aiosqlite.Connection, query: FeedQuery) -> list[PostView]: ...
 
 
 def window(query: FeedQuery, horizon: float) -> tuple[float, float, bool]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiosqlite
 
+from ..views import POST_COLUMNS, PostView, row_to_post
 from .base import FeedQuery, window
 
 
@@ -21,13 +22,19 @@ class ChronologicalRanker:
             raise ValueError(f"horizon must be > 0, got {horizon}")
         self.horizon = horizon
 
-    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+    async def rank_views(self, db: aiosqlite.Connection, query: FeedQuery) -> list[PostView]:
         lo, hi, inclusive = window(query, self.horizon)
         op = "<=" if inclusive else "<"
+        # rank on the index columns first; build the full rows of the top ``limit`` only
         rows = await db.execute_fetchall(
-            "SELECT p.post_id FROM follows f JOIN posts p ON p.author = f.target"
+            "WITH top AS (SELECT p.post_id, p.t FROM follows f JOIN posts p ON p.author = f.target"
             f" WHERE f.follower = ? AND p.t >= ? AND p.t {op} ?"
-            " ORDER BY p.t DESC, p.post_id DESC LIMIT ?",
+            " ORDER BY p.t DESC, p.post_id DESC LIMIT ?)"
+            f" SELECT {POST_COLUMNS} FROM top JOIN posts p ON p.post_id = top.post_id"
+            " ORDER BY top.t DESC, top.post_id DESC",
             (query.agent, lo, hi, query.limit),
         )
-        return [r[0] for r in rows]
+        return [row_to_post(r) for r in rows]
+
+    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+        return [v.post_id for v in await self.rank_views(db, query)]

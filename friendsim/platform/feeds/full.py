@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiosqlite
 
+from ..views import POST_COLUMNS, PostView, row_to_post
 from .base import FeedQuery
 
 
@@ -16,17 +17,22 @@ class FullVisibilityRanker:
 
     name = "full"
 
-    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+    async def rank_views(self, db: aiosqlite.Connection, query: FeedQuery) -> list[PostView]:
         hi = query.until_t if query.until_t is not None else query.now
         op = "<" if query.until_t is not None else "<="
         if query.since_t is None:
             rows = await db.execute_fetchall(
-                f"SELECT post_id FROM posts WHERE t {op} ? ORDER BY t DESC, post_id DESC LIMIT ?",
+                f"SELECT {POST_COLUMNS} FROM posts p WHERE p.t {op} ?"
+                " ORDER BY p.t DESC, p.post_id DESC LIMIT ?",
                 (hi, query.limit),
             )
-            return [r[0] for r in reversed(list(rows))]
+            return [row_to_post(r) for r in reversed(list(rows))]
         rows = await db.execute_fetchall(
-            f"SELECT post_id FROM posts WHERE t >= ? AND t {op} ? ORDER BY t, post_id LIMIT ?",
+            f"SELECT {POST_COLUMNS} FROM posts p WHERE p.t >= ? AND p.t {op} ?"
+            " ORDER BY p.t, p.post_id LIMIT ?",
             (query.since_t, hi, query.limit),
         )
-        return [r[0] for r in rows]
+        return [row_to_post(r) for r in rows]
+
+    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+        return [v.post_id for v in await self.rank_views(db, query)]

@@ -37,7 +37,7 @@ class InterestRanker:
         half_life: float = 21_600.0,
         horizon: float = 86_400.0,
         candidates: int = 200,
-        profile_size: int = 200,
+        profile_size: int = 100,
         topic_weight: float = 1.0,
         homophily_weight: float = 0.5,
         base: float = 0.05,

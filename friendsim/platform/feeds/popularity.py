@@ -6,6 +6,7 @@ import sqlite3
 
 import aiosqlite
 
+from ..views import POST_COLUMNS, PostView, fetch_posts, row_to_post
 from .base import FeedQuery, decay, window
 
 
@@ -36,18 +37,21 @@ class PopularityRanker:
         self.dislike_weight = dislike_weight
         self._sql_math: bool | None = None
 
-    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+    async def rank_views(self, db: aiosqlite.Connection, query: FeedQuery) -> list[PostView]:
         lo, hi, inclusive = window(query, self.horizon)
         op = "<=" if inclusive else "<"
         n = max(self.candidates, query.limit)
         if self._sql_math is not False:
-            # score inside SQLite (math functions): only the top ``limit`` ids cross the thread
+            # score inside SQLite (math functions), then build the rows of the top ``limit`` only
             try:
                 rows = await db.execute_fetchall(
-                    "SELECT post_id FROM (SELECT post_id, t, likes, dislikes, replies FROM posts"
-                    f" WHERE t >= ? AND t {op} ? AND author <> ? ORDER BY t DESC LIMIT ?)"
-                    " ORDER BY (1.0 + max(likes + ? * replies - ? * dislikes, 0.0))"
-                    " * pow(0.5, max(? - t, 0.0) / ?) DESC, t DESC, post_id DESC LIMIT ?",
+                    "WITH cand AS (SELECT post_id, t, likes, dislikes, replies FROM posts"
+                    f" WHERE t >= ? AND t {op} ? AND author <> ? ORDER BY t DESC LIMIT ?),"
+                    " top AS (SELECT post_id, t, (1.0 + max(likes + ? * replies - ? * dislikes,"
+                    " 0.0)) * pow(0.5, max(? - t, 0.0) / ?) AS score FROM cand"
+                    " ORDER BY score DESC, t DESC, post_id DESC LIMIT ?)"
+                    f" SELECT {POST_COLUMNS} FROM top JOIN posts p ON p.post_id = top.post_id"
+                    " ORDER BY top.score DESC, top.t DESC, top.post_id DESC",
                     (
                         lo,
                         hi,
@@ -61,7 +65,7 @@ class PopularityRanker:
                     ),
                 )
                 self._sql_math = True
-                return [r[0] for r in rows]
+                return [row_to_post(r) for r in rows]
             except sqlite3.OperationalError as exc:
                 if "no such function" not in str(exc):
                     raise
@@ -77,4 +81,7 @@ class PopularityRanker:
             score = (1.0 + max(engagement, 0.0)) * decay(query.now - t, self.half_life)
             scored.append((-score, -t, -pid, pid))
         scored.sort()
-        return [s[3] for s in scored[: query.limit]]
+        return await fetch_posts(db, [s[3] for s in scored[: query.limit]])
+
+    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+        return [v.post_id for v in await self.rank_views(db, query)]

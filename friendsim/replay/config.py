@@ -1,0 +1,75 @@
+"""The experiment config of an old run, rebuilt from its manifest for re-execution.
+
+``manifest["config"]`` is the validated config (``cfg.model_dump(mode="json")``). Two things are
+pinned so the re-execution asks exactly the recorded questions:
+
+* personas come from the run's own ``personas.jsonl`` (not the generator or the original file,
+  which may have changed since): ``[agents].personas`` becomes ``"personas.jsonl"``, relative to
+  the *new* run directory, so callers copy that file there and pass
+  ``config_path=NEW_DIR/manifest.json`` to ``run_experiment`` (relative paths resolve against
+  the config's folder);
+* ``auto`` provider specs become the specs the run actually resolved (``manifest["models"]``,
+  ``manifest["coach_model"]``), whatever keys the current environment holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from friendsim.runtime.config import ConfigError, ExperimentConfig, parse_config
+
+from .errors import ReplayInputError
+from .rundir import MANIFEST, PERSONAS, require_file
+
+
+def _resolved_auto(manifest: Mapping[str, Any], cfg: ExperimentConfig) -> str | None:
+    models = manifest.get("models") or {}
+    dominant = manifest.get("dominant") or {}
+    for agent, spec in models.items():
+        if cfg.provider_for(agent, dominant.get(agent)) == "auto" and spec != "baseline":
+            return str(spec)
+    coach = manifest.get("coach_model")
+    return None if coach is None else str(coach)
+
+
+def config_from_manifest(
+    run_dir: Path, manifest: Mapping[str, Any], *, cache: str | None = None
+) -> ExperimentConfig:
+    """The run's config with personas and providers pinned; ``cache`` overrides ``[llm].cache``."""
+    raw = manifest.get("config")
+    if not isinstance(raw, Mapping):
+        raise ReplayInputError(f"{run_dir / MANIFEST}: no 'config' object; cannot re-execute")
+    source = run_dir / MANIFEST
+    try:
+        cfg = parse_config(raw, source=source)
+    except ConfigError as exc:
+        raise ReplayInputError(f"{source}: the recorded config is invalid here: {exc}") from None
+    data: dict[str, Any] = cfg.model_dump(mode="json")
+    require_file(run_dir / PERSONAS, "persona file of the run")
+    data["agents"]["personas"] = PERSONAS
+    auto = _resolved_auto(manifest, cfg)
+    if auto is not None:
+        llm = data["llm"]
+        if llm["provider"] == "auto":
+            llm["provider"] = auto
+        for o in llm["overrides"]:
+            if o["provider"] == "auto":
+                o["provider"] = auto
+        if data["coach"].get("provider") == "auto":
+            data["coach"]["provider"] = auto
+    if cache is not None:
+        data["llm"]["cache"] = cache
+    return parse_config(data, source=source)
+
+
+def with_changes(cfg: ExperimentConfig, changes: Mapping[str, Any]) -> ExperimentConfig:
+    """``cfg`` with dotted-key changes applied (``{"coach.enabled": True}``), re-validated."""
+    data: dict[str, Any] = cfg.model_dump(mode="json")
+    for dotted, value in changes.items():
+        section, _, key = dotted.partition(".")
+        if section not in data or not key:
+            raise ReplayInputError(f"unknown config key {dotted!r}")
+        data[section][key] = value
+    return parse_config(data, source="<changes>")

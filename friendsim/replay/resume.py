@@ -1,0 +1,194 @@
+"""``friendsim run --resume RUN_DIR``: continue a run that was killed (SIGKILL, crash, Ctrl-C).
+
+Rule (what may be rewritten). The original run directory is never written. The resumed run is
+built in a staging directory next to it by *deterministic re-execution*: the same config (from the
+manifest), the same personas, and the old LLM cache (copied) in read-through mode. Everything the
+killed run committed — complete windows and the incomplete tail window alike — is re-derived and
+must come out byte-identical: the new log's first ``N`` events are compared with the old log's
+``N`` committed events and any difference aborts the resume (:class:`~.errors.DivergenceError`,
+naming the seq), leaving the original untouched and the staging directory for inspection. Until
+the last committed ``WindowEnded`` has been re-derived, no request may reach a live model (a guard
+raises ``CacheMissError``): a divergent prefix stops at once instead of spending money. Only
+after that point are new answers fetched (the incomplete window's unanswered requests and
+everything after), which is exactly what an uninterrupted run would have asked.
+
+Why re-execution instead of restoring state: agent memory, the coach's and reward scorer's state,
+the baseline policy's random generators and the continuous scheduler's draws are all in-memory
+and are rebuilt by the very code that built them, in the same order, with recorded answers: no
+second code path to keep in sync, and the comparison proves the rebuilt state is the one the log
+implies. Cost: the prefix's CPU work again (cache hits are cheap; no tokens are paid twice).
+
+Outcome: with ``out_dir`` given, the resumed run is written there. Without it the resumed run
+replaces ``RUN_DIR`` (the killed original is moved aside to ``RUN_DIR.interrupted[-k]``; nothing is
+deleted). The new manifest records ``resumed_from`` (original path, its manifest hash, the
+number of events recovered, the last complete window and the prefix hash).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from friendsim.runtime.engine import RunListener
+from friendsim.runtime.experiment import run_experiment
+
+from .config import config_from_manifest
+from .errors import DivergenceError, ReplayInputError
+from .execute import (
+    LiveCallGuard,
+    LLMFactory,
+    WindowWatch,
+    amend_manifest,
+    guarded_factory,
+    manifest_sha256,
+    new_run_dir,
+)
+from .logdiff import diff_log_files
+from .rerun import _summary_and_hash, inspect_run
+from .rundir import EVENTS_DB, MANIFEST, log_hash
+
+STAGING_SUFFIX = ".resuming"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResumeReport:
+    """A finished resume: where the run now is, what was recovered and what was added."""
+
+    run_dir: Path
+    original_kept_at: Path | None
+    recovered_events: int
+    last_complete_window: int
+    events: int
+    status: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir),
+            "original_kept_at": None
+            if self.original_kept_at is None
+            else str(self.original_kept_at),
+            "recovered_events": self.recovered_events,
+            "last_complete_window": self.last_complete_window,
+            "events": self.events,
+            "status": self.status,
+        }
+
+
+def _aside(run_dir: Path) -> Path:
+    k = 0
+    while True:
+        name = f"{run_dir.name}.interrupted" + (f"-{k}" if k else "")
+        cand = run_dir.with_name(name)
+        if not cand.exists():
+            return cand
+        k += 1
+
+
+def _swap(run_dir: Path, staging: Path) -> Path:
+    aside = _aside(run_dir)
+    os.replace(run_dir, aside)
+    os.replace(staging, run_dir)
+    return Path(os.path.abspath(aside))
+
+
+def _prefix_hash(db: Path, to_seq: int) -> str:
+    from .rundir import connect
+
+    conn = connect(db)
+    try:
+        return log_hash(conn, to_seq=to_seq)
+    finally:
+        conn.close()
+
+
+async def resume(
+    run_dir: str | Path,
+    *,
+    out_dir: str | Path | None = None,
+    llm_factory: LLMFactory | None = None,
+    listener: RunListener | None = None,
+) -> ResumeReport:
+    """Continue the killed run ``run_dir`` (see the module docstring)."""
+    old = Path(run_dir)
+    if out_dir is not None:
+        target = Path(out_dir)
+        staging = target
+    else:
+        target = old
+        staging = old.with_name(old.name + STAGING_SUFFIX)
+        if staging.exists():
+            await asyncio.to_thread(shutil.rmtree, staging)
+    with tempfile.TemporaryDirectory(prefix="friendsim-resume-") as tmp:
+        manifest, old_copy, summary, _ = await asyncio.to_thread(inspect_run, old, Path(tmp))
+        if manifest.get("status") == "completed":
+            raise ReplayInputError(f"{old}: the run is already completed; nothing to resume")
+        mode = manifest.get("config", {}).get("llm", {}).get("cache", "off")
+        cfg = config_from_manifest(
+            old, manifest, cache="replay" if mode == "replay" else "read_through"
+        )
+        parent_hash = await asyncio.to_thread(manifest_sha256, old)
+        await asyncio.to_thread(new_run_dir, old, staging)
+        last_window = summary.last_window
+        guard = LiveCallGuard(
+            closed=last_window > 0,
+            reason=f"resume: re-deriving windows 1..{last_window} must use recorded answers only",
+        )
+
+        def on_window(w: int) -> None:
+            if w >= last_window:
+                guard.open()
+
+        await run_experiment(
+            cfg,
+            out_dir=staging,
+            config_path=staging / MANIFEST,
+            listener=WindowWatch(listener, on_window),
+            llm_factory=guarded_factory(llm_factory, guard),
+        )
+        diff = await asyncio.to_thread(
+            diff_log_files, old_copy, staging / EVENTS_DB, to_seq=summary.last
+        )
+        if diff is not None:
+            raise DivergenceError(
+                f"resume of {old}: the re-executed log differs from the committed one at {diff}; "
+                f"original untouched, re-execution kept in {staging}",
+                diff,
+            )
+        prefix = await asyncio.to_thread(_prefix_hash, staging / EVENTS_DB, summary.last)
+    new_summary, new_hash = await asyncio.to_thread(_summary_and_hash, staging / EVENTS_DB)
+    final = await asyncio.to_thread(
+        amend_manifest,
+        staging,
+        {
+            "log_sha256": new_hash,
+            "resumed_from": {
+                "run_dir": await asyncio.to_thread(os.path.abspath, old),
+                "manifest_sha256": parent_hash,
+                "recovered_events": summary.count,
+                "last_complete_window": last_window,
+                "last_complete_window_seq": summary.last_window_end,
+                "prefix_sha256": prefix,
+            },
+        },
+    )
+    aside = None
+    if out_dir is None:
+        aside = await asyncio.to_thread(_swap, old, staging)
+        final = await asyncio.to_thread(
+            amend_manifest,
+            target,
+            {"resumed_from": {**final["resumed_from"], "original_moved_to": str(aside)}},
+        )
+    return ResumeReport(
+        run_dir=target,
+        original_kept_at=aside,
+        recovered_events=summary.count,
+        last_complete_window=last_window,
+        events=new_summary.count,
+        status=str(final.get("status")),
+    )
