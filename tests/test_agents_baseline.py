@@ -172,3 +172,43 @@ def test_votes_follow_stance_agreement() -> None:
     foe = Counter(v for i, v in votes.items() if i % 2 == 0)
     assert ally[1] > 0.7 * 200 and foe[-1] > 0.7 * 200  # expected 0.89 and 0.84
     assert ally[-1] < 10 and foe[1] < 10
+
+
+def test_baseline_follows_coach_tips_and_ignores_unusable_ones() -> None:
+    from friendsim.agents.policy import Tip
+
+    me, peer = USERS[0], USERS[3]
+    tips = (
+        Tip(action="DM", target=peer, topic="energy", invite_mention=False, tone="supportive",
+            text="DM a03 about energy."),
+        Tip(action="COM", target="top-liked post", topic="", invite_mention=True, tone="critical",
+            text="Comment on the top-liked post."),
+        Tip(action="FOLLOW", target=peer, topic="", invite_mention=False, tone="neutral",
+            text="not allowed in rounds mode"),
+    )  # fmt: skip
+    feed = tuple(
+        FeedItem(post_id=k, author=USERS[1 + k % 5], text=f"t{k}", topic="x", likes=k % 7)
+        for k in range(1, 12)
+    )
+    obs = _obs(me, guidance=tips, feed=feed)
+    policy = make_baseline_policy(PERSONAS[0], seed=1)
+    policy.tip_compliance = 1.0
+    actions = policy.choose(obs)
+    _check_valid(actions, obs)
+    assert (actions[0].type, actions[0].recipient, actions[0].tone) == ("DM", peer, "supportive")
+    assert actions[0].topic == "energy"
+    top = max(feed, key=lambda i: (i.likes, -i.post_id))
+    assert (actions[1].type, actions[1].target_post, actions[1].tone) == (
+        "COM",
+        top.post_id,
+        "critical",
+    )
+    assert actions[2].type != "FOLLOW"  # FOLLOW is not an allowed paper action
+
+
+def test_baseline_without_tips_is_unchanged_by_compliance_setting() -> None:
+    obs = _obs(USERS[2])
+    a = make_baseline_policy(PERSONAS[2], seed=9)
+    b = make_baseline_policy(PERSONAS[2], seed=9)
+    b.tip_compliance = 0.0
+    assert a.choose(obs) == b.choose(obs)

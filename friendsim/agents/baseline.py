@@ -14,6 +14,11 @@ How the persona tilts choices (weights are documented, not tuned):
   favours known contacts; otherwise a uniform known user;
 - @mentions with probability 0.1 + 0.8·λ_COORD; tone: supportive more likely with λ_EMO and
   agreeableness, critical more likely with low agreeableness;
+- coach tips (``obs.guidance``): each action slot follows the next unused tip with probability
+  ``tip_compliance`` (default 0.7) when the tip's action type is allowed and feasible: its type,
+  tone and topic, its target user as DM recipient or comment target (``"top-liked post"`` picks
+  the most-liked item) and, with ``invite_mention``, an @mention of that user. Without tips no
+  random draw is spent on them, so uncoached runs are unchanged by this rule;
 - votes: stance agreement ``1 - |s_self - s_author| / 2`` (stances from ``stances``; unknown
   authors count as 0.5 agreement) plus Gaussian noise; like above ``like_at``, dislike below
   ``dislike_at`` (both shifted by agreeableness).
@@ -34,6 +39,7 @@ from friendsim.agents.policy import (
     Decision,
     FeedItem,
     Observation,
+    Tip,
     ToneName,
 )
 from friendsim.platform.events import normalise_topic
@@ -69,6 +75,7 @@ class BaselinePolicy:
         vote_noise: float = 0.25,
         like_at: float = 0.7,
         dislike_at: float = 0.25,
+        tip_compliance: float = 0.7,
     ) -> None:
         self.persona = persona
         self.rng = random.Random(derive_seed(seed, persona.id, "baseline"))
@@ -82,6 +89,7 @@ class BaselinePolicy:
         self.vote_noise = vote_noise
         self.like_at = like_at
         self.dislike_at = dislike_at
+        self.tip_compliance = tip_compliance
         self.memory = AgentMemory(persona.id)
         lam, big5 = persona.lambdas, persona.big5
         self._type_weights: dict[str, float] = {
@@ -144,27 +152,41 @@ class BaselinePolicy:
         weights = [self._type_weights.get(t, 0.05) for t in types]
         commented_topics = set(mem.opinions)
         dm_back = [s for s in mem.last_dm_senders if s != me and s in obs.known_users]
+        tips = [t for t in obs.guidance if t.action in types]
         out: list[Action] = []
         for _ in range(obs.n_actions):
-            atype: ActionType = rng.choices(types, weights=weights)[0]
-            tone = self._tone()
+            tip = tips.pop(0) if tips and rng.random() < self.tip_compliance else None
+            if tip is not None and weights[types.index(tip.action)] <= 0.0:
+                tip = None
+            atype: ActionType = (
+                tip.action if tip is not None else rng.choices(types, weights=weights)[0]  # type: ignore[assignment]
+            )
+            tone = tip.tone if tip is not None else self._tone()
+            tip_user = tip.target if tip is not None and tip.target in users else None
             target: int | None = None
             recipient: str | None = None
             topic = ""
             match atype:
                 case "POST":
                     topic = (
-                        self.theme
+                        normalise_topic(tip.topic)
+                        if tip is not None and tip.topic
+                        else self.theme
                         if rng.random() < 0.3 + 0.4 * lam["PRE"]
                         else rng.choice(self.topics)
                     )
                 case "COM" | "REPOST":
-                    item = self._pick_item(obs.feed, commented_topics)
+                    item = self._tip_item(obs.feed, tip, tip_user) or self._pick_item(
+                        obs.feed, commented_topics
+                    )
                     target, topic = item.post_id, item.topic or self.theme
                     commented_topics.add(topic)
                 case "LIKE" | "DISLIKE":
                     item = self._pick_item(others_items, commented_topics)
                     target, topic = item.post_id, item.topic
+                case "DM" if tip_user is not None:
+                    recipient = tip_user
+                    topic = normalise_topic(tip.topic) if tip and tip.topic else self.theme
                 case "DM":
                     if dm_back and rng.random() < 0.3 + 0.7 * lam["COORD"]:
                         recipient = dm_back.pop(0)
@@ -184,7 +206,16 @@ class BaselinePolicy:
                 case _:
                     pass
             mention: str | None = None
-            if atype in ("POST", "COM", "DM", "REPOST") and users and rng.random() < self.p_mention:
+            if (
+                tip is not None
+                and tip.invite_mention
+                and atype in ("POST", "COM", "DM", "REPOST")
+                and tip_user not in (None, recipient)
+            ):
+                mention = tip_user
+            elif (
+                atype in ("POST", "COM", "DM", "REPOST") and users and rng.random() < self.p_mention
+            ):
                 author = (
                     next((i.author for i in obs.feed if i.post_id == target), None)
                     if target is not None
@@ -225,6 +256,16 @@ class BaselinePolicy:
             for i in items
         ]
         return self.rng.choices(items, weights=w)[0]
+
+    @staticmethod
+    def _tip_item(items: Sequence[FeedItem], tip: Tip | None, user: str | None) -> FeedItem | None:
+        """The feed item a tip points at: the top-liked item, or the tip user's latest item."""
+        if tip is None or not items:
+            return None
+        if tip.target == "top-liked post":
+            return max(items, key=lambda i: (i.likes - i.dislikes, -i.post_id))
+        by_user = [i for i in items if i.author == user]
+        return by_user[-1] if by_user else None
 
     def _pick_user(self, users: Sequence[str]) -> str:
         soc = self.persona.lambdas["SOC"]
