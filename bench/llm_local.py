@@ -8,6 +8,10 @@ Free-text requests (a short in-character post) measure unconstrained generation 
 
     .venv/bin/python bench/llm_local.py            # every installed catalogue model, 20 plans
     .venv/bin/python bench/llm_local.py --quick    # default model only, 5 plans (< 60 s)
+    .venv/bin/python bench/llm_local.py --threads 1 --model smollm2
+
+Run it on an otherwise idle machine: llama.cpp threads spin while waiting for each other, so
+two CPU-heavy processes on 2 cores can cut throughput several-fold (see friendsim.llm.local).
 
 The final line is one JSON object of the figures.
 """
@@ -99,8 +103,8 @@ def check_plan(text: str, known: list[str]) -> tuple[bool, bool]:
     return True, grounded
 
 
-async def bench_model(name: str, n_plans: int, n_free: int) -> dict[str, Any]:
-    llm = create_local_llm(name)
+async def bench_model(name: str, n_plans: int, n_free: int, n_threads: int) -> dict[str, Any]:
+    llm = create_local_llm(name, n_threads=n_threads)
     try:
         started = time.perf_counter()
         await llm.complete(LLMRequest(messages=(user("Hi"),), max_tokens=1, seed=0))
@@ -127,6 +131,7 @@ async def bench_model(name: str, n_plans: int, n_free: int) -> dict[str, Any]:
 
         return {
             "model": llm.model,
+            "n_threads": n_threads,
             "load_and_first_call_s": round(load_s, 3),
             "plans": n_plans,
             "schema_valid_rate": round(valid / n_plans, 3),
@@ -153,6 +158,7 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="default model, 5 plans (< 60 s)")
     parser.add_argument("--model", action="append", help="model name(s); default: all installed")
     parser.add_argument("--plans", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp n_threads (2)")
     args = parser.parse_args()
     models = args.model or ([DEFAULT_MODEL] if args.quick else installed_models())
     n_plans = args.plans or (5 if args.quick else 20)
@@ -160,7 +166,7 @@ async def main() -> None:
     results: dict[str, Any] = {}
     for name in models:
         try:
-            results[name] = await bench_model(name, n_plans, n_free)
+            results[name] = await bench_model(name, n_plans, n_free, args.threads)
         except ProviderConfigError as exc:
             results[name] = {"error": str(exc)}
         print(f"{name}: {json.dumps(results[name])}", flush=True)

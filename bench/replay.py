@@ -8,7 +8,10 @@ insertion through the platform's own projection (setup, not timed), then times
 
     .venv/bin/python bench/replay.py [--quick] [--events N] [--profile]
 
-The FINAL line is one JSON object: events, db_mb, build_s, verify_s, events_per_s, ok.
+The FINAL line is one JSON object: events, db_mb, build_s, verify_s, events_per_s, ok, and the
+CPU seconds of the verifying process (``main_cpu_s``: reading, inserting, comparing) and of its
+decoding workers (``workers_cpu_s``), plus the 1-minute load average: on a shared machine the
+wall time depends on the other load, the CPU figures do not.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import json
 import os
 import random
+import resource
 import sqlite3
 import sys
 import tempfile
@@ -37,7 +41,7 @@ from friendsim.platform.events import (
     WindowStarted,
 )
 from friendsim.platform.projection import plan
-from friendsim.replay.verify import create_schema, verify_db
+from friendsim.replay.verify import create_schema, default_workers, verify_db
 
 TOPICS = ("renewables", "carbon tax", "heat waves", "flooding", "electric cars", "diet")
 TONES = ("supportive", "neutral", "critical")
@@ -184,8 +188,6 @@ def build(path: Path, n_events: int) -> int:
         n += 1
         if len(batch) >= 20000:
             commit()
-        if n >= n_events and isinstance(e, GuidanceIssued) is False and False:
-            break
     commit()
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
@@ -198,6 +200,7 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=None)
     ap.add_argument("--profile", action="store_true", help="pyinstrument profile of verify")
     ap.add_argument("--compare", action="store_true", help="also time platform.replay.verify")
+    ap.add_argument("--workers", type=int, default=default_workers(), help="decoding processes")
     args = ap.parse_args()
     n = args.events or (100_000 if args.quick else 1_000_000)
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
@@ -212,9 +215,15 @@ def main() -> None:
 
             prof = Profiler()
             prof.start()
+        r0s = resource.getrusage(resource.RUSAGE_SELF)
+        r0c = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        report = verify_db(db, scratch=tmp)
+        report = verify_db(db, scratch=tmp, workers=args.workers)
         verify_s = time.perf_counter() - t0
+        r1s = resource.getrusage(resource.RUSAGE_SELF)
+        r1c = resource.getrusage(resource.RUSAGE_CHILDREN)
+        main_cpu = (r1s.ru_utime + r1s.ru_stime) - (r0s.ru_utime + r0s.ru_stime)
+        workers_cpu = (r1c.ru_utime + r1c.ru_stime) - (r0c.ru_utime + r0c.ru_stime)
         if args.profile:
             prof.stop()
             print(prof.output_text(unicode=False, color=False), file=sys.stderr)
@@ -226,7 +235,11 @@ def main() -> None:
             "verify_s": round(verify_s, 2),
             "events_per_s": round(report.events / verify_s),
             "ok": report.ok,
+            "main_cpu_s": round(main_cpu, 2),
+            "workers_cpu_s": round(workers_cpu, 2),
+            "workers": args.workers,
             "cpus": os.cpu_count(),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
         }
         if args.compare:
             from friendsim.platform.replay import verify as platform_verify

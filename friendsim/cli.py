@@ -1,4 +1,5 @@
-"""The ``friendsim`` command line: ``run``, ``personas``, ``analyze``, ``report``, ``sweep`` ...
+"""The ``friendsim`` command line: ``run``, ``personas``, ``analyze``, ``report``, ``sweep``,
+``replay``, ``log``.
 
 A thin dispatcher: each sub-command lives in its component's ``cli_*`` module, which adds its
 parser through ``register(subparsers)`` and sets ``handler`` (``args -> exit code``).
@@ -13,11 +14,12 @@ from collections.abc import Sequence
 from friendsim.agents import cli_personas
 from friendsim.analysis import cli_analyze
 from friendsim.platform import cli_platform
+from friendsim.replay import cli_replay
 from friendsim.report import cli_report
 from friendsim.runtime import cli_run
 from friendsim.sweep import cli_sweep
 
-_COMMANDS = (cli_run, cli_personas, cli_analyze, cli_report, cli_sweep, cli_platform)
+_COMMANDS = (cli_run, cli_personas, cli_analyze, cli_report, cli_sweep, cli_replay, cli_platform)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -155,3 +155,11 @@ def _count(db: Path, kind: str) -> int:
             return con.execute("SELECT count(*) FROM events WHERE kind=?", (kind,)).fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def test_run_resume_is_handed_to_replay(tmp_path: Path) -> None:
+    proc = friendsim("run", "--resume", str(tmp_path / "no-such-run"))
+    assert proc.returncode == 2
+    assert "no-such-run" in proc.stderr
+    missing = friendsim("run")
+    assert missing.returncode == 2 and "CONFIG file is required" in missing.stderr

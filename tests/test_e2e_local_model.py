@@ -32,7 +32,7 @@ def _require_llama_cpp() -> None:
         )
 
 
-@pytest.mark.timeout(1500)
+@pytest.mark.timeout(3000)
 def test_rounds_run_on_the_real_local_model(tmp_path: Path) -> None:
     _require_llama_cpp()
     cfg = parse_config(
@@ -43,8 +43,9 @@ def test_rounds_run_on_the_real_local_model(tmp_path: Path) -> None:
                 "provider": "local:smollm2",
                 "concurrency": 1,
                 "max_tokens": 40,
-                "plan_max_tokens": 160,
+                "plan_max_tokens": 140,
                 "temperature": 0.3,
+                "reprompts": 1,
             },
             "coach": {"enabled": True, "kind": "rule"},
             "feed": {"ranker": "full", "limit": 12},

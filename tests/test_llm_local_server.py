@@ -176,11 +176,6 @@ async def test_friendsim_openai_provider_json_object_mode_against_llama_server(
     await _exercise_friendsim_provider(server, structured_output="json_object")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="llama-cpp-python's server answers HTTP 500 (not 400/422) to response_format "
-    "type json_schema, and openai_provider only negotiates down on 400/422",
-)
 async def test_friendsim_openai_provider_default_mode_against_llama_server(
     server: Server,
 ) -> None:

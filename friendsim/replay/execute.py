@@ -35,15 +35,25 @@ LLMFactory = Callable[[str], LLM]
 
 
 class LiveCallGuard:
-    """Open/closed switch shared by every :class:`GuardedLLM` of one re-execution."""
+    """Open/closed switch shared by every :class:`GuardedLLM` of one re-execution.
 
-    def __init__(self, *, closed: bool, reason: str) -> None:
-        self.closed = closed
+    Closed while ``closed`` is set and ``until`` (when given) still returns True.
+    """
+
+    def __init__(
+        self, *, closed: bool, reason: str, until: Callable[[], bool] | None = None
+    ) -> None:
+        self._closed = closed
+        self.until = until
         self.reason = reason
         self.refused = 0
 
+    @property
+    def closed(self) -> bool:
+        return self._closed and (self.until is None or self.until())
+
     def open(self) -> None:
-        self.closed = False
+        self._closed = False
 
 
 class GuardedLLM:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sqlite3
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,7 @@ from .execute import (
 )
 from .logdiff import diff_log_files
 from .rerun import _summary_and_hash, inspect_run
-from .rundir import EVENTS_DB, MANIFEST, log_hash
+from .rundir import EVENTS_DB, LLM_CACHE_DB, MANIFEST, log_hash, snapshot
 
 STAGING_SUFFIX = ".resuming"
 
@@ -89,6 +90,36 @@ def _aside(run_dir: Path) -> Path:
         k += 1
 
 
+def _take_stale_cache(staging: Path, scratch: Path, ours: bool) -> Path | None:
+    """A previous, interrupted resume left ``staging``: keep a copy of its LLM cache (answers
+    already paid for) and remove the rest. Only our own staging folder is ever removed."""
+    if not ours or not staging.exists():
+        return None
+    cache = staging / LLM_CACHE_DB
+    kept = snapshot(cache, scratch, name="stale-cache.db") if cache.is_file() else None
+    shutil.rmtree(staging)
+    return kept
+
+
+def merge_cache(src: Path, dest: Path) -> int:
+    """Add the answers of the LLM cache ``src`` that ``dest`` lacks; returns how many."""
+    if not dest.is_file():
+        shutil.copyfile(src, dest)
+        conn = sqlite3.connect(dest)
+        try:
+            return int(conn.execute("SELECT count(*) FROM llm_cache").fetchone()[0])
+        finally:
+            conn.close()
+    conn = sqlite3.connect(dest, isolation_level=None)
+    try:
+        conn.execute("ATTACH DATABASE ? AS stale", (str(src),))
+        before = conn.total_changes
+        conn.execute("INSERT OR IGNORE INTO main.llm_cache SELECT * FROM stale.llm_cache")
+        return conn.total_changes - before
+    finally:
+        conn.close()
+
+
 def _swap(run_dir: Path, staging: Path) -> Path:
     aside = _aside(run_dir)
     os.replace(run_dir, aside)
@@ -121,9 +152,10 @@ async def resume(
     else:
         target = old
         staging = old.with_name(old.name + STAGING_SUFFIX)
-        if staging.exists():
-            await asyncio.to_thread(shutil.rmtree, staging)
     with tempfile.TemporaryDirectory(prefix="friendsim-resume-") as tmp:
+        stale_cache = await asyncio.to_thread(
+            _take_stale_cache, staging, Path(tmp), out_dir is None
+        )
         manifest, old_copy, summary, _ = await asyncio.to_thread(inspect_run, old, Path(tmp))
         if manifest.get("status") == "completed":
             raise ReplayInputError(f"{old}: the run is already completed; nothing to resume")
@@ -133,6 +165,8 @@ async def resume(
         )
         parent_hash = await asyncio.to_thread(manifest_sha256, old)
         await asyncio.to_thread(new_run_dir, old, staging)
+        if stale_cache is not None:
+            await asyncio.to_thread(merge_cache, stale_cache, staging / LLM_CACHE_DB)
         last_window = summary.last_window
         guard = LiveCallGuard(
             closed=last_window > 0,

@@ -147,6 +147,17 @@ def create_schema(conn: sqlite3.Connection) -> None:
         conn.executescript(f"BEGIN;\n{mig.sql}\n;PRAGMA user_version = {mig.version:d};\nCOMMIT;")
 
 
+def drop_secondary_indexes(conn: sqlite3.Connection) -> None:
+    """Drop the schema's ``CREATE INDEX`` indexes (query speed only, none is UNIQUE): a scratch
+    database that is only compared needs its constraints, not its read paths."""
+    rows = conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    ).fetchall()
+    for name, sql in rows:
+        assert "UNIQUE" not in sql.upper(), f"index {name} enforces a constraint"
+        conn.execute(f'DROP INDEX "{name}"')
+
+
 def decode(row: tuple[Any, ...], *, label: str | Path) -> Event:
     """One stored row as an event; newer payload versions are :class:`ForeignLogError`."""
     try:
@@ -290,7 +301,10 @@ def _rebuild_parallel(
     from concurrent.futures import ProcessPoolExecutor
 
     ranges = deque((lo, min(lo + batch - 1, last)) for lo in range(1, last + 1, batch))
-    ctx = multiprocessing.get_context("spawn")
+    # fork: workers must not re-import the caller's __main__ (spawn would re-run a CLI entry
+    # module); only the CLI and the benchmark ask for workers, from a single-threaded process
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     n = 0
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         inflight: deque[Any] = deque()
@@ -362,14 +376,16 @@ def compare_tables(
                 stored=tuple(cols),
                 rebuilt=tuple(cols_b),
             )
-        candidates = [
-            k
-            for k in (
-                _first_missing(conn, table, keys, stored, rebuilt),
-                _first_missing(conn, table, keys, rebuilt, stored),
-            )
-            if k is not None
-        ]
+        only_stored = _first_missing(conn, table, keys, stored, rebuilt)
+        n_a = conn.execute(f"SELECT count(*) FROM {stored}.{table}").fetchone()[0]
+        n_b = conn.execute(f"SELECT count(*) FROM {rebuilt}.{table}").fetchone()[0]
+        # rows are distinct (primary key): equal counts and nothing only-stored => equal sets
+        only_rebuilt = (
+            None
+            if only_stored is None and n_a == n_b
+            else _first_missing(conn, table, keys, rebuilt, stored)
+        )
+        candidates = [k for k in (only_stored, only_rebuilt) if k is not None]
         if candidates:
             key = min(candidates)
             return column_diff(
@@ -388,16 +404,15 @@ def verify_db(
     manifest: dict[str, Any] | None = None,
     label: str | Path | None = None,
     scratch: str | Path | None = None,
-    workers: int | None = None,
+    workers: int = 0,
 ) -> VerifyReport:
     """Verify the events database ``db`` (see the module docstring). Never writes to ``db``.
 
     ``manifest`` (optional) is checked against the log first. ``scratch`` is the folder for the
     snapshot and the rebuilt database (default: a temporary folder, removed afterwards).
-    ``workers``: decoding processes (default: the CPU count, capped at 2; 0 = in-process).
+    ``workers``: decoding processes (0, the default: all in this process). Use workers only from
+    a single-threaded program (the CLI does: ``min(2, cpu_count)``), as they are forked.
     """
-    if workers is None:
-        workers = min(2, os.cpu_count() or 1)
     t0 = time.perf_counter()
     path = Path(db)
     label = label or path
@@ -433,6 +448,7 @@ def _verify(
         dest.execute("PRAGMA foreign_keys = ON")
         dest.execute("PRAGMA cache_size = -262144")
         create_schema(dest)
+        drop_secondary_indexes(dest)
         _, div = rebuild_into(src, dest, label=label, workers=workers, src_path=copy)
         if div is not None:
             return div
@@ -442,7 +458,12 @@ def _verify(
         dest.close()
 
 
-def verify_run(run_dir: str | Path) -> VerifyReport:
+def default_workers() -> int:
+    """Decoding processes the CLI uses: one per CPU beyond the first, at least 1, at most 2."""
+    return max(1, min(2, (os.cpu_count() or 1)))
+
+
+def verify_run(run_dir: str | Path, *, workers: int = 0) -> VerifyReport:
     """Verify a run directory: its manifest must describe its log, and the log its state."""
     run = Path(run_dir)
     manifest = read_manifest(run)
@@ -451,7 +472,7 @@ def verify_run(run_dir: str | Path) -> VerifyReport:
         from .errors import MissingFileError
 
         raise MissingFileError(f"event log not found: {events}")
-    return verify_db(events, manifest=manifest, label=events)
+    return verify_db(events, manifest=manifest, label=events, workers=workers)
 
 
 __all__ = [

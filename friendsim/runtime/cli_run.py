@@ -1,5 +1,8 @@
 """``friendsim run CONFIG [--out DIR]``: run one experiment file into a run directory.
 
+``friendsim run --resume RUN_DIR`` and ``friendsim run CONFIG --fork RUN_DIR --at W`` are handed
+to :func:`friendsim.replay.cli_replay.handle_run_option`.
+
 Exit codes: 0 done, 2 bad config or run directory (the message names the file and key), 1 the
 run failed (the run directory keeps everything recorded so far and a manifest saying so).
 Logging (structlog) is configured here, at the entry point, never at import; logs go to stderr.
@@ -29,7 +32,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run an experiment (TOML config) into a run directory",
         description="Run an experiment described by a TOML file; see examples/*.toml.",
     )
-    p.add_argument("config", type=Path, help="experiment TOML file")
+    p.add_argument(
+        "config",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="experiment TOML file (not with --resume)",
+    )
+    p.add_argument(
+        "--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a killed run"
+    )
+    p.add_argument(
+        "--fork",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="new run with CONFIG sharing RUN_DIR's first --at windows",
+    )
+    p.add_argument("--at", type=int, default=None, metavar="WINDOW", help="fork after this window")
     p.add_argument(
         "--out", type=Path, default=None, help="run directory (default: runs/<experiment name>)"
     )
@@ -70,6 +90,13 @@ def handle(args: argparse.Namespace) -> int:
     """
     configure_logging(args.log_level)
     signal.signal(signal.SIGTERM, _interrupt)
+    if args.resume is not None or args.fork is not None:
+        from friendsim.replay.cli_replay import handle_run_option
+
+        return handle_run_option(args)
+    if args.config is None:
+        sys.stderr.write("friendsim run: an experiment CONFIG file is required\n")
+        return 2
     from friendsim.runtime.experiment import RunDirError, make_ledger, run_experiment
     from friendsim.runtime.progress import RichProgress
 

@@ -146,6 +146,7 @@ class LLMSection(_Section):
     cache: Literal["off", "record", "replay", "read_through"] = "read_through"
     max_tokens: int = Field(default=200, ge=8, le=32_768)
     plan_max_tokens: int = Field(default=800, ge=16, le=32_768)
+    reprompts: int = Field(default=3, ge=0, le=10)
     temperature: float | None = Field(default=None, ge=0, le=2)
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
     overrides: tuple[LLMOverride, ...] = ()

@@ -324,6 +324,7 @@ def _policies(
     knobs: dict[str, Any] = {
         "content_max_tokens": cfg.llm.max_tokens,
         "plan_max_tokens": cfg.llm.plan_max_tokens,
+        "max_retries": cfg.llm.reprompts,
     }
     if cfg.llm.temperature is not None:
         knobs["plan_temperature"] = knobs["content_temperature"] = cfg.llm.temperature

@@ -1,0 +1,199 @@
+"""Resume after SIGKILL: a run killed at several points and resumed ends with exactly the log of
+an uninterrupted run (nothing committed lost, nothing duplicated), the original kept untouched."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_replay_support import checksums, config, make_run, mind_factory, rows
+
+from friendsim.replay.errors import DivergenceError, ReplayInputError
+from friendsim.replay.resume import resume
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+
+CHILD = """
+import asyncio, sys
+sys.path.insert(0, {tests!r})
+from test_replay_support import config
+from friendsim.llm.scripted import ScriptedLLM
+from friendsim.runtime.engine import RunListener
+from friendsim.runtime.experiment import run_experiment
+from friendsim.runtime.scripted_mind import plausible_responder
+
+def slow_mind(spec):
+    return ScriptedLLM(plausible_responder(0), model="mind", latency_s=0.004)
+
+class Progress(RunListener):
+    def wake_applied(self, tally):
+        print("wake", tally.window, flush=True)
+    def window_ended(self, tally):
+        print("end", tally.window, flush=True)
+
+cfg = config(**{kwargs})
+asyncio.run(run_experiment(cfg, out_dir=sys.argv[1], llm_factory=slow_mind, listener=Progress()))
+print("done", flush=True)
+"""
+
+SETTINGS = {
+    "llm": {"rounds": 5, "agents": 4, "policy": "llm", "coach": True},
+    "baseline": {
+        "rounds": 6,
+        "agents": 12,
+        "policy": "baseline",
+        "coach": True,
+        "mode": "continuous",
+        "n_actions": 1,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
+    import asyncio
+
+    out = {}
+    for name, kw in SETTINGS.items():
+        run = tmp_path_factory.mktemp("full") / name
+        asyncio.run(make_run(run, config(**kw)))
+        out[name] = rows(run / "events.db")
+    return out
+
+
+def start_and_kill(run: Path, setting: str, after_lines: int) -> list[str]:
+    """Start a run in a child process and SIGKILL it right after its ``after_lines``-th progress
+    line (0: as soon as it has started); returns the lines read."""
+    code = CHILD.format(tests=str(TESTS), kwargs=repr(SETTINGS[setting]))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(run)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+    )
+    seen: list[str] = []
+    try:
+        assert proc.stdout is not None
+        while len(seen) < after_lines:
+            line = proc.stdout.readline()
+            assert line, f"child ended early after {seen}"
+            assert line.strip() != "done", "the run finished before the kill point"
+            seen.append(line.strip())
+        if after_lines == 0:
+            while not (run / "events.db").exists():
+                line = proc.stdout.readline()
+                assert line, "child ended before creating its log"
+                seen.append(line.strip())
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    return seen
+
+
+@pytest.mark.parametrize("after_lines", [1, 4, 9, 14])
+async def test_resume_after_sigkill_equals_uninterrupted(
+    tmp_path: Path, uninterrupted: dict[str, list], after_lines: int
+) -> None:
+    run = tmp_path / "run"
+    start_and_kill(run, "llm", after_lines)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "running"  # killed: the final manifest was never written
+    killed = rows(run / "events.db")
+    full = uninterrupted["llm"]
+    assert 0 < len(killed) < len(full)
+    assert killed == full[: len(killed)]  # what was committed is a prefix of the full log
+    before = checksums(run)
+
+    report = await resume(run, llm_factory=mind_factory)
+
+    assert report.status == "completed" and report.run_dir == run
+    assert report.recovered_events == len(killed)
+    assert rows(run / "events.db") == full
+    kept = report.original_kept_at
+    assert kept is not None and kept.name == "run.interrupted"
+    assert checksums(kept) == before  # the killed original, byte for byte
+    resumed = json.loads((run / "manifest.json").read_text())
+    assert resumed["status"] == "completed" and resumed["end_seq"] == len(full)
+    assert resumed["resumed_from"]["recovered_events"] == len(killed)
+    assert resumed["resumed_from"]["original_moved_to"] == str(kept)
+
+
+def test_cli_resume_of_a_killed_baseline_continuous_run(
+    tmp_path: Path, uninterrupted: dict[str, list]
+) -> None:
+    run = tmp_path / "run"
+    start_and_kill(run, "baseline", 3)
+    killed = rows(run / "events.db")
+    out = tmp_path / "resumed"
+    code = "import sys; from friendsim.replay.cli_replay import main; raise SystemExit(main(sys.argv[1:]))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(run), "--resume", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["status"] == "completed" and summary["recovered_events"] == len(killed)
+    assert rows(out / "events.db") == uninterrupted["baseline"]
+    assert rows(run / "events.db") == killed  # --out given: the original stays where it was
+
+
+async def test_resume_refuses_a_completed_run_and_detects_divergence(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    await make_run(run, config(rounds=2, agents=3))
+    with pytest.raises(ReplayInputError, match="already completed"):
+        await resume(run, llm_factory=mind_factory)
+    # pretend it was killed, and that its log was tampered with in the last window
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["status"] = "running"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    import sqlite3
+
+    conn = sqlite3.connect(run / "events.db", isolation_level=None)
+    last = conn.execute("SELECT max(seq) FROM events WHERE kind = 'post_created'").fetchone()[0]
+    conn.execute(
+        "UPDATE events SET payload = json_set(payload, '$.text', 'tampered') WHERE seq = ?", (last,)
+    )
+    conn.close()
+    before = checksums(run)
+    with pytest.raises(DivergenceError, match=f"seq {last}"):
+        await resume(run, llm_factory=mind_factory)
+    assert checksums(run) == before
+
+
+async def test_an_interrupted_resume_keeps_the_answers_it_paid_for(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    start_and_kill(run, "llm", 4)
+    staging = tmp_path / "run.resuming"  # what a resume killed half-way leaves behind
+    staging.mkdir()
+    import shutil
+    import sqlite3
+
+    shutil.copyfile(run / "llm_cache.db", staging / "llm_cache.db")
+    if (run / "llm_cache.db-wal").exists():
+        shutil.copyfile(run / "llm_cache.db-wal", staging / "llm_cache.db-wal")
+    conn = sqlite3.connect(staging / "llm_cache.db", isolation_level=None)
+    row = list(conn.execute("SELECT * FROM llm_cache LIMIT 1").fetchone())
+    row[0] = "paid-for-key"
+    conn.execute(f"INSERT INTO llm_cache VALUES ({','.join('?' * len(row))})", row)
+    conn.close()
+    (staging / "events.db").write_bytes(b"partial")
+
+    report = await resume(run, llm_factory=mind_factory)
+
+    assert report.status == "completed" and not staging.exists()
+    conn = sqlite3.connect(run / "llm_cache.db")
+    assert (
+        conn.execute("SELECT count(*) FROM llm_cache WHERE key = 'paid-for-key'").fetchone()[0] == 1
+    )
+    conn.close()

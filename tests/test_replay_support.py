@@ -1,0 +1,77 @@
+"""Helpers shared by the replay tests (no tests here): small real runs with the scripted mind."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from friendsim.llm.base import LLM
+from friendsim.llm.scripted import ScriptedLLM
+from friendsim.replay.rundir import snapshot
+from friendsim.runtime.config import ExperimentConfig, parse_config
+from friendsim.runtime.experiment import RunResult, run_experiment
+from friendsim.runtime.scripted_mind import plausible_responder
+
+
+def mind_factory(spec: str) -> LLM:
+    """Every provider spec answers through the deterministic scripted mind."""
+    return ScriptedLLM(plausible_responder(0), model="mind")
+
+
+def config(
+    *,
+    rounds: int = 3,
+    agents: int = 4,
+    policy: str = "llm",
+    coach: bool = True,
+    n_actions: int = 2,
+    mode: str = "rounds",
+    **rewards: Any,
+) -> ExperimentConfig:
+    data: dict[str, Any] = {
+        "experiment": {
+            "name": "replay-test",
+            "seed": 11,
+            "rounds": rounds,
+            "n_actions": n_actions,
+            "window_length": 600.0,
+            "mode": mode,
+            "tick": 60.0,
+        },
+        "agents": {"count": agents, "policy": policy},
+        "llm": {"provider": "scripted", "cache": "read_through", "concurrency": 4},
+        "coach": {"enabled": coach, "kind": "rule"},
+        "feed": {"ranker": "full", "limit": 40},
+    }
+    if rewards:
+        data["rewards"] = rewards
+    return parse_config(data)
+
+
+async def make_run(out: Path, cfg: ExperimentConfig | None = None) -> RunResult:
+    return await run_experiment(cfg or config(), out_dir=out, llm_factory=mind_factory)
+
+
+def rows(db: Path) -> list[tuple[Any, ...]]:
+    """The events rows of ``db``, read from a copy (so the run's files stay byte-identical)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = snapshot(db, Path(tmp))
+        conn = sqlite3.connect(copy)
+        try:
+            return conn.execute(
+                "SELECT seq, t, kind, actor, payload FROM events ORDER BY seq"
+            ).fetchall()
+        finally:
+            conn.close()
+
+
+def checksums(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (names relative), for before/after comparisons."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

@@ -1,0 +1,275 @@
+"""``replay --verify`` and the handling of corrupt or foreign input (files never modified)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_replay_support import checksums, make_run
+
+from friendsim.platform.service import Platform
+from friendsim.replay.errors import (
+    CorruptLogError,
+    ForeignLogError,
+    ManifestMismatchError,
+    MissingFileError,
+)
+from friendsim.replay.verify import verify_db, verify_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import asyncio
+
+    out = tmp_path_factory.mktemp("verify") / "run"
+    asyncio.run(make_run(out))
+    return out
+
+
+def copy_run(run_dir: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "run"
+    shutil.copytree(run_dir, dest)
+    return dest
+
+
+def sql(db: Path, *statements: str) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        for s in statements:
+            conn.execute(s)
+    finally:
+        conn.close()
+
+
+def test_verify_real_run_matches(run_dir: Path) -> None:
+    before = checksums(run_dir)
+    report = verify_run(run_dir)
+    assert report.ok and report.divergence is None
+    assert report.events == json.loads((run_dir / "manifest.json").read_text())["end_seq"]
+    assert report.windows == 3
+    assert checksums(run_dir) == before
+
+
+def test_tampered_state_reports_table_key_column_values(run_dir: Path, tmp_path: Path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    sql(run / "events.db", "UPDATE posts SET likes = likes + 7 WHERE post_id = 3")
+    stored_likes = (
+        sqlite3.connect(run / "events.db")
+        .execute("SELECT likes FROM posts WHERE post_id = 3")
+        .fetchone()[0]
+    )
+    before = checksums(run)
+    report = verify_run(run)
+    d = report.divergence
+    assert d is not None and not report.ok
+    assert (d.table, d.key, d.column) == ("posts", (3,), "likes")
+    assert (d.stored, d.rebuilt) == (stored_likes, stored_likes - 7)
+    assert "table posts, key (3), column likes" in str(d)
+    assert checksums(run) == before
+
+
+def test_missing_and_extra_rows_are_reported(run_dir: Path, tmp_path: Path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    follower, target = (
+        sqlite3.connect(run / "events.db")
+        .execute(
+            "SELECT a.agent_id, b.agent_id FROM agents a, agents b WHERE a.agent_id <> b.agent_id"
+            " AND NOT EXISTS (SELECT 1 FROM follows f WHERE f.follower = a.agent_id AND"
+            " f.target = b.agent_id) ORDER BY 1, 2 LIMIT 1"
+        )
+        .fetchone()
+    )
+    sql(
+        run / "events.db",
+        f"INSERT INTO follows VALUES ('{follower}', '{target}', 0.0, 1)",
+    )
+    d = verify_run(run).divergence
+    assert d is not None and d.table == "follows" and d.key == (follower, target)
+    assert d.column is None and d.rebuilt is None and d.stored is not None
+
+
+def test_non_canonical_payload_is_an_events_divergence(run_dir: Path, tmp_path: Path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    payload = (
+        sqlite3.connect(run / "events.db")
+        .execute("SELECT payload FROM events WHERE seq = 10")
+        .fetchone()[0]
+    )
+    spaced = json.dumps(json.loads(payload), sort_keys=True)  # same content, other bytes
+    assert spaced != payload
+    conn = sqlite3.connect(run / "events.db", isolation_level=None)
+    conn.execute("UPDATE events SET payload = ? WHERE seq = 10", (spaced,))
+    conn.close()
+    d = verify_run(run).divergence
+    assert d is not None and (d.table, d.key, d.column) == ("events", (10,), "payload")
+    assert d.stored == spaced and d.rebuilt == payload
+
+
+def test_parallel_and_serial_rebuild_agree(run_dir: Path, tmp_path: Path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    sql(
+        run / "events.db",
+        "UPDATE dms SET text = 'edited' WHERE dm_id = (SELECT min(dm_id) FROM dms)",
+    )
+    serial = verify_db(run / "events.db", workers=0).divergence
+    import friendsim.replay.verify as V
+
+    conn_src = sqlite3.connect(run / "events.db")
+    n = conn_src.execute("SELECT count(*) FROM events").fetchone()[0]
+    conn_src.close()
+    # small batches force the process-pool path even on this small log
+    dest = tmp_path / "rebuilt.db"
+    src_copy = tmp_path / "src.db"
+    shutil.copyfile(run / "events.db", src_copy)
+    src = sqlite3.connect(src_copy)
+    out = sqlite3.connect(dest, isolation_level=None)
+    V.create_schema(out)
+    count, div = V.rebuild_into(
+        src, out, label="x", batch=max(1, n // 7), workers=2, src_path=src_copy
+    )
+    out.execute("ATTACH DATABASE ? AS stored", (str(src_copy),))
+    parallel = V.compare_tables(out)
+    out.close()
+    src.close()
+    assert count == n and div is None
+    assert serial is not None and parallel == serial and serial.table == "dms"
+
+
+def test_gap_in_log_is_corrupt_and_files_untouched(run_dir: Path, tmp_path: Path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    sql(run / "events.db", "DELETE FROM events WHERE seq = 20")
+    before = checksums(run)
+    with pytest.raises(CorruptLogError, match="seq 20 missing"):
+        verify_run(run)
+    assert checksums(run) == before
+
+
+def test_truncated_database_file(run_dir: Path, tmp_path: Path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    db = run / "events.db"
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 3])
+    before = checksums(run)
+    with pytest.raises((CorruptLogError, ManifestMismatchError)) as info:
+        verify_run(run)
+    assert "events.db" in str(info.value)
+    assert checksums(run) == before
+
+
+def test_not_a_database(run_dir: Path, tmp_path: Path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    (run / "events.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(CorruptLogError, match="not a readable SQLite database"):
+        verify_run(run)
+
+
+def test_newer_schema_version_is_foreign(run_dir: Path, tmp_path: Path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    sql(run / "events.db", "PRAGMA user_version = 99")
+    before = checksums(run)
+    with pytest.raises(ForeignLogError, match=r"schema version 99.*newer friendsim"):
+        verify_run(run)
+    assert checksums(run) == before
+
+
+def test_newer_payload_version_is_foreign(run_dir: Path, tmp_path: Path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    sql(run / "events.db", "UPDATE events SET payload = json_set(payload, '$.v', 2) WHERE seq = 5")
+    with pytest.raises(ForeignLogError, match=r"seq=5.*version 2"):
+        verify_run(run)
+
+
+def test_manifest_that_does_not_match_the_log(run_dir: Path, tmp_path: Path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["end_seq"] += 5
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    before = checksums(run)
+    with pytest.raises(ManifestMismatchError, match="end_seq"):
+        verify_run(run)
+    assert checksums(run) == before
+
+
+def test_missing_files(run_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(MissingFileError, match="run directory not found"):
+        verify_run(tmp_path / "nope")
+    run = copy_run(run_dir, tmp_path)
+    (run / "events.db").unlink()
+    with pytest.raises(MissingFileError, match="event log not found"):
+        verify_run(run)
+    (run / "manifest.json").unlink()
+    with pytest.raises(MissingFileError, match="run manifest not found"):
+        verify_run(run)
+
+
+async def test_verify_a_log_that_a_killed_writer_left_in_its_wal(tmp_path: Path) -> None:
+    db = tmp_path / "events.db"
+    p = await Platform.open(db)
+    await p.register_agent("a", name="A")
+    await p.register_agent("b", name="B")
+    post = await p.create_post("a", text="hello", topic="x")
+    await p.vote("b", post.post_id, 1)
+    await p.flush()
+    # copy while open: the committed events are only in the -wal file, as after a SIGKILL
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    for suffix in ("", "-wal"):
+        shutil.copyfile(str(db) + suffix, str(crash / "events.db") + suffix)
+    await p.close()
+    before = checksums(crash)
+    report = verify_db(crash / "events.db")
+    assert report.ok and report.events == 4
+    assert checksums(crash) == before
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    code = "import sys; from friendsim.replay.cli_replay import main; raise SystemExit(main(sys.argv[1:]))"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+def test_cli_exit_codes(run_dir: Path, tmp_path: Path) -> None:
+    ok = run_cli(str(run_dir), "--verify")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout.splitlines()[-1])["ok"] is True
+    run = copy_run(run_dir, tmp_path)
+    sql(run / "events.db", "UPDATE agents SET name = 'X' WHERE agent_id = 'a01'")
+    bad = run_cli(str(run), "--verify")
+    assert bad.returncode == 1
+    assert "table agents, key ('a01'), column name" in bad.stderr
+    out = json.loads(bad.stdout.splitlines()[-1])
+    assert out["divergence"] == {
+        "table": "agents",
+        "key": ["a01"],
+        "column": "name",
+        "stored": "X",
+        "rebuilt": out["divergence"]["rebuilt"],
+    }
+    missing = run_cli(str(tmp_path / "absent"), "--verify")
+    assert missing.returncode == 2 and "run directory not found" in missing.stderr
+
+
+def test_a_row_missing_from_the_stored_state(run_dir: Path, tmp_path: Path) -> None:
+    run = copy_run(run_dir, tmp_path)
+    voter, post = (
+        sqlite3.connect(run / "events.db")
+        .execute("SELECT voter, post_id FROM votes ORDER BY voter, post_id LIMIT 1 OFFSET 2")
+        .fetchone()
+    )
+    sql(
+        run / "events.db",
+        "PRAGMA foreign_keys = OFF",
+        f"DELETE FROM votes WHERE voter = '{voter}' AND post_id = {post}",
+    )
+    d = verify_run(run).divergence
+    assert d is not None and (d.table, d.key, d.column) == ("votes", (voter, post), None)
+    assert d.stored is None and d.rebuilt is not None and d.rebuilt[:2] == (voter, post)
+    assert "row only in the rebuilt state" in str(d)
