@@ -20,15 +20,15 @@ def extract_json(text: str) -> Any | None:
     if not stripped:
         return None
     try:
-        return json.loads(stripped)
+        return json.loads(stripped, strict=False)
     except ValueError:
         pass
     for block in _FENCE.findall(stripped):
         try:
-            return json.loads(block.strip())
+            return json.loads(block.strip(), strict=False)
         except ValueError:
             continue
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(strict=False)
     starts = [i for i, ch in enumerate(stripped) if ch in "{["][:_MAX_STARTS]
     for i in starts:
         try:

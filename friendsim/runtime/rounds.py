@@ -50,7 +50,6 @@ class RoundsScheduler:
         round_length: float = 3600.0,
         vote_limit: int | None = None,
         seed: int = 0,
-        first_round: int = 1,
     ) -> None:
         if rounds < 1:
             raise ValueError(f"rounds must be >= 1, got {rounds}")
@@ -61,13 +60,12 @@ class RoundsScheduler:
         self.round_length = float(round_length)
         self.vote_limit = vote_limit
         self.seed = seed
-        self.first_round = first_round
 
     async def run(self) -> list[WindowTally]:
         """Run every round; returns one tally per round."""
         self.engine.listener.run_started(windows=self.rounds, agents=len(self.engine.agents))
         reports = []
-        for w in range(self.first_round, self.first_round + self.rounds):
+        for w in range(1, self.rounds + 1):
             reports.append(await self.run_round(w))
         return reports
 
@@ -81,7 +79,7 @@ class RoundsScheduler:
         platform.clock.advance_to(t0)
         await platform.record(WindowStarted(t=t0, window=w, mode="rounds", t_end=t0 + length))
         await platform.flush()
-        first = w == self.first_round
+        first = w == 1
         allowed = ROUND_ONE_ALLOWED if first else PAPER_ACTIONS
         observations: dict[str, Observation] = {}
         for agent in engine.agents:
