@@ -131,10 +131,6 @@ BAD_PLANS: dict[str, tuple[Any, str]] = {
         "unknown_post",
     ),
     "bad_type": ({"actions": [_act("LIKE", target_post=10), _act("NOT"), _act("NOT")]}, "bad_type"),
-    "self_mention": (
-        {"actions": [_act("POST", mention=True, mention_user=ME), _act("NOT"), _act("NOT")]},
-        "self_mention",
-    ),
     "not_an_object": ("[1, 2, 3]", "bad_schema"),
 }
 
@@ -362,3 +358,30 @@ async def test_record_outcome_feeds_next_plan_prompt() -> None:
     assert llm.calls[-4].label == "plan"
     assert f"Last window w2: POST on 'heat waves' @{USERS[1]} (supportive)" in prompt
     assert f"- {USERS[3]}: you sent 1, received 1" in prompt
+
+
+@pytest.mark.parametrize("who", [ME, "", None, "nobody-here"])
+async def test_bad_optional_mention_is_repaired_not_rejected(who: str | None) -> None:
+    plan = {"actions": [_act("POST", mention=True, mention_user=who), _act("NOT"), _act("NOT")]}
+    llm = ScriptedLLM(responder(plan))
+    policy = make_llm_policy(PERSONAS[0], llm, theme="climate change")
+    d = await policy.decide(_obs())
+    assert d.failures == ()
+    assert [a.type for a in d.actions] == ["POST", "NOT", "NOT"]
+    assert d.actions[0].mention is None
+
+
+async def test_plan_schema_enumerates_known_users_and_shown_posts() -> None:
+    plan = {"actions": [_act("NOT"), _act("NOT"), _act("NOT")]}
+    llm = ScriptedLLM(responder(plan))
+    policy = make_llm_policy(PERSONAS[0], llm, theme="climate change")
+    obs = _obs()
+    await policy.decide(obs)
+    schema = llm.calls[0].json_schema
+    assert schema is not None
+    props = schema["properties"]["actions"]["items"]["properties"]
+    users = set(obs.known_users) - {ME}
+    assert set(props["recipient"]["enum"]) == users | {None}
+    assert set(props["mention_user"]["enum"]) == users | {None}
+    assert set(props["target_post"]["enum"]) - {None} <= {i.post_id for i in obs.feed}
+    assert props["topic"]["maxLength"] > 0

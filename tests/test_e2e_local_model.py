@@ -1,7 +1,7 @@
 """End to end on the REAL embedded local model (llama.cpp + SmolLM2): a small rounds run produces
 posts/comments/DMs and votes from real model output.
 
-Marked ``local_model``. It FAILS (never skips) when llama_cpp is missing, unless the environment
+The e2e test is marked ``local_model``. It FAILS (never skips) when llama_cpp is missing, unless the environment
 sets ``FRIENDSIM_SKIP_LOCAL=1``.
 """
 
@@ -19,8 +19,6 @@ import pytest
 from friendsim.runtime.config import parse_config
 from friendsim.runtime.experiment import run_experiment
 
-pytestmark = pytest.mark.local_model
-
 
 def _require_llama_cpp() -> None:
     if os.environ.get("FRIENDSIM_SKIP_LOCAL") == "1":
@@ -32,6 +30,7 @@ def _require_llama_cpp() -> None:
         )
 
 
+@pytest.mark.local_model
 @pytest.mark.timeout(3000)
 def test_rounds_run_on_the_real_local_model(tmp_path: Path) -> None:
     _require_llama_cpp()
@@ -72,3 +71,13 @@ def test_rounds_run_on_the_real_local_model(tmp_path: Path) -> None:
     assert answers
     heads = [a.strip().strip("\"'")[:15] for a in answers if a.strip().strip("\"'")]
     assert any(h in c["text"] for h in heads for c in content)
+
+
+def test_missing_llama_cpp_fails_unless_explicitly_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FRIENDSIM_SKIP_LOCAL", raising=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(pytest.fail.Exception, match="llama_cpp is not installed"):
+        _require_llama_cpp()
+    monkeypatch.setenv("FRIENDSIM_SKIP_LOCAL", "1")
+    with pytest.raises(pytest.skip.Exception):
+        _require_llama_cpp()

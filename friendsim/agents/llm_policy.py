@@ -141,7 +141,12 @@ class LLMPolicy:
             system=self.system,
             prompt=prompt,
             parse=parse,
-            json_schema=plan_json_schema(obs.n_actions, obs.allowed),
+            json_schema=plan_json_schema(
+                obs.n_actions,
+                obs.allowed,
+                users=sorted(set(obs.known_users) - {self.persona.id}),
+                post_ids=[item.post_id for item in shown],
+            ),
             label="plan",
             max_retries=cfg.max_retries,
             temperature=cfg.plan_temperature,

@@ -99,23 +99,54 @@ class PlanOut(BaseModel):
     actions: list[PlannedAction] = Field(max_length=64)
 
 
-def plan_json_schema(n_actions: int, allowed: Sequence[str]) -> dict[str, Any]:
-    """JSON schema of a plan with exactly ``n_actions`` actions of the ``allowed`` types."""
+def _nullable_enum(values: Sequence[Any], kind: str, description: str) -> dict[str, Any]:
+    """``kind`` or null; restricted to ``values`` when there are any (grammar-friendly)."""
+    if not values:
+        return {"type": "null", "description": description}
+    return {"type": [kind, "null"], "enum": [*values, None], "description": description}
+
+
+def plan_json_schema(
+    n_actions: int,
+    allowed: Sequence[str],
+    *,
+    users: Sequence[str] = (),
+    post_ids: Sequence[int] = (),
+) -> dict[str, Any]:
+    """JSON schema of a plan with exactly ``n_actions`` actions of the ``allowed`` types.
+
+    When ``users`` and ``post_ids`` are given, recipients, mentions and targets are enumerated,
+    so a grammar-constrained model (the local one) cannot name an unknown user or post. Strings
+    carry ``maxLength`` so that a small model cannot loop inside one until ``max_tokens``.
+    """
     item = {
         "type": "object",
         "properties": {
             "type": {"type": "string", "enum": list(allowed)},
-            "target_post": {
-                "type": ["integer", "null"],
-                "description": "post id for COM/LIKE/DISLIKE/REPOST",
-            },
-            "recipient": {
-                "type": ["string", "null"],
-                "description": "user id for DM/FOLLOW/UNFOLLOW",
-            },
-            "topic": {"type": "string"},
+            "target_post": (
+                _nullable_enum(post_ids, "integer", "post id for COM/LIKE/DISLIKE/REPOST")
+                if post_ids or users
+                else {
+                    "type": ["integer", "null"],
+                    "description": "post id for COM/LIKE/DISLIKE/REPOST",
+                }
+            ),
+            "recipient": (
+                _nullable_enum(users, "string", "user id for DM/FOLLOW/UNFOLLOW")
+                if post_ids or users
+                else {
+                    "type": ["string", "null"],
+                    "maxLength": 40,
+                    "description": "user id for DM/FOLLOW/UNFOLLOW",
+                }
+            ),
+            "topic": {"type": "string", "maxLength": 60},
             "mention": {"type": "boolean"},
-            "mention_user": {"type": ["string", "null"]},
+            "mention_user": (
+                _nullable_enum(users, "string", "user id to @mention")
+                if post_ids or users
+                else {"type": ["string", "null"], "maxLength": 40}
+            ),
             "tone": {"type": "string", "enum": ["supportive", "neutral", "critical"]},
         },
         "required": [
@@ -218,18 +249,10 @@ def parse_plan(
                 pass
         mention: str | None = None
         if pa.mention and atype in ("POST", "COM", "DM", "REPOST"):
+            # The mention is optional: an empty, self or unknown mention_user is repaired to
+            # "no mention" instead of failing an otherwise valid plan.
             who = (pa.mention_user or "").strip().lstrip("@")
-            if not who:
-                raise OutputError(
-                    "missing_mention", f"{where}: mention is true but mention_user is empty"
-                )
-            if who == self_id:
-                raise OutputError("self_mention", f"{where}: you cannot @mention yourself")
-            if who not in known:
-                raise OutputError(
-                    "unknown_mention", f"{where}: mention_user {who!r} is not a known user"
-                )
-            mention = who
+            mention = who if who in known else None
         if atype in ("POST", "COM", "DM", "REPOST") and not topic:
             topic = normalise_topic(obs.theme)[:80]
         out.append(
