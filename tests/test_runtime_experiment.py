@@ -3,6 +3,7 @@ seed, offline replay from the recorded LLM cache, mixed providers per agent."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sqlite3
@@ -15,6 +16,7 @@ from friendsim.llm.base import LLMRequest
 from friendsim.llm.errors import CacheMissError
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.runtime.config import ConfigError, parse_config
+from friendsim.runtime.engine import RunInterrupted, RunListener, WindowTally
 from friendsim.runtime.experiment import RunDirError, run_experiment
 from friendsim.runtime.scripted_mind import plausible_responder
 
@@ -140,3 +142,25 @@ async def test_refuses_a_used_run_dir_and_bad_persona_counts(tmp_path: Path) -> 
         out_dir=tmp_path / "z",
     )
     assert sorted(ok.manifest["lambdas"]) == ["a00", "a01", "a02"]
+
+
+async def test_stop_request_ends_the_run_at_a_safe_point(tmp_path: Path) -> None:
+    stop = asyncio.Event()
+
+    class StopAfterFirstWindow(RunListener):
+        def window_ended(self, tally: WindowTally) -> None:
+            stop.set()
+
+    with pytest.raises(RunInterrupted):
+        await run_experiment(
+            cfg(agents={"policy": "baseline"}),
+            out_dir=tmp_path / "s",
+            listener=StopAfterFirstWindow(),
+            stop=stop,
+        )
+    m = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    log = rows(tmp_path / "s")
+    assert m["status"] == "interrupted" and m["windows"] == 1
+    assert m["end_seq"] == log[-1][0]
+    kinds = [r[2] for r in log]
+    assert kinds.count("window_ended") == 1 and kinds.count("window_started") == 1

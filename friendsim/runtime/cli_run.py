@@ -16,13 +16,19 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from friendsim.agents.persona_io import PersonaFileError
 from friendsim.llm.errors import LLMError, ProviderConfigError
 from friendsim.runtime.config import ConfigError, load_config
+from friendsim.runtime.engine import RunInterrupted
+
+if TYPE_CHECKING:
+    from friendsim.runtime.experiment import RunResult
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,18 +84,35 @@ def configure_logging(level: str) -> None:
     )
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+async def _stoppable(run: Callable[[asyncio.Event], Awaitable[RunResult]]) -> RunResult:
+    """Run with SIGTERM/SIGINT asking for a graceful stop (at the next phase or slice: nothing
+    committed is lost, the manifest says ``"interrupted"``); a second signal cancels at once."""
+    stop = asyncio.Event()
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if stop.is_set():
+            task.cancel()
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        return await run(stop)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 def handle(args: argparse.Namespace) -> int:
     """Run the experiment named by ``args``; returns the exit code.
 
-    SIGTERM is treated like Ctrl-C: the run stops, everything recorded so far is committed and
-    the manifest says ``"interrupted"``.
+    SIGTERM and Ctrl-C stop the run at the next phase or slice: everything recorded so far is
+    committed and the manifest says ``"interrupted"`` (exit code 130).
     """
     configure_logging(args.log_level)
-    signal.signal(signal.SIGTERM, _interrupt)
     if args.resume is not None or args.fork is not None:
         from friendsim.replay.cli_replay import handle_run_option
 
@@ -110,13 +133,24 @@ def handle(args: argparse.Namespace) -> int:
     try:
         if args.quiet:
             result = asyncio.run(
-                run_experiment(cfg, out_dir=out, config_path=args.config, ledger=ledger)
+                _stoppable(
+                    lambda stop: run_experiment(
+                        cfg, out_dir=out, config_path=args.config, ledger=ledger, stop=stop
+                    )
+                )
             )
         else:
             with RichProgress(ledger) as progress:
                 result = asyncio.run(
-                    run_experiment(
-                        cfg, out_dir=out, config_path=args.config, listener=progress, ledger=ledger
+                    _stoppable(
+                        lambda stop: run_experiment(
+                            cfg,
+                            out_dir=out,
+                            config_path=args.config,
+                            listener=progress,
+                            ledger=ledger,
+                            stop=stop,
+                        )
                     )
                 )
     except (ConfigError, RunDirError, PersonaFileError, ProviderConfigError) as exc:
@@ -127,13 +161,13 @@ def handle(args: argparse.Namespace) -> int:
             f"friendsim run: LLM error, run stopped: {exc} (see {out}/manifest.json)\n"
         )
         return 1
+    except (RunInterrupted, KeyboardInterrupt, asyncio.CancelledError):
+        sys.stderr.write(f"friendsim run: interrupted; partial run kept in {out}\n")
+        return 130
     except Exception as exc:
         structlog.get_logger(__name__).exception("run_failed")
         sys.stderr.write(f"friendsim run: run failed: {exc!r} (see {out}/manifest.json)\n")
         return 1
-    except KeyboardInterrupt:
-        sys.stderr.write(f"friendsim run: interrupted; partial run kept in {out}\n")
-        return 130
     summary = {
         "run_dir": str(result.run_dir),
         "status": result.manifest.get("status"),

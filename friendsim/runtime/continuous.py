@@ -104,6 +104,8 @@ class ContinuousScheduler:
             rng=self.rng,
         )
         self.last_wake: dict[str, float] = dict.fromkeys(engine.agents, 0.0)
+        self.reports: list[WindowTally] = []
+        """Tallies of the windows completed so far (kept when a run is interrupted)."""
 
     @property
     def n_windows(self) -> int:
@@ -112,7 +114,9 @@ class ContinuousScheduler:
     async def run(self) -> list[WindowTally]:
         """Run every window; returns one tally per window."""
         self.engine.listener.run_started(windows=self.n_windows, agents=len(self.engine.agents))
-        return [await self.run_window(w) for w in range(1, self.n_windows + 1)]
+        for w in range(1, self.n_windows + 1):
+            self.reports.append(await self.run_window(w))
+        return list(self.reports)
 
     async def run_window(self, w: int) -> WindowTally:
         """Run window ``w``: its slices, then the window end and scoring."""
@@ -139,6 +143,7 @@ class ContinuousScheduler:
 
     async def _slice(self, t: float, woken: list[str], tally: WindowTally) -> None:
         engine, platform = self.engine, self.engine.platform
+        engine.check_stop()
         platform.clock.advance_to(t)
         await platform.flush()
         observations: dict[str, Observation] = {}

@@ -72,6 +72,11 @@ class WindowTally:
         self.votes += outcome.votes
 
 
+class RunInterrupted(Exception):
+    """A stop was requested (SIGTERM/Ctrl-C in the CLI); raised by the schedulers at a safe point
+    (between phases or slices), never inside a platform commit."""
+
+
 class RunListener:
     """Progress hooks (no-ops here); the CLI's rich progress bar overrides them."""
 
@@ -102,6 +107,7 @@ class Engine:
         listener: RunListener | None = None,
         acquaintances: Mapping[str, Sequence[str]] | None = None,
         max_known: int = 50,
+        stop: asyncio.Event | None = None,
     ) -> None:
         self.platform = platform
         self.policies = dict(policies)
@@ -119,6 +125,12 @@ class Engine:
             for a in self.agents
         }
         self._received: dict[str, deque[ReceivedVote]] = {}
+        self.stop = stop
+
+    def check_stop(self) -> None:
+        """Raise :class:`RunInterrupted` if a stop was requested (called at safe points)."""
+        if self.stop is not None and self.stop.is_set():
+            raise RunInterrupted("stop requested")
 
     def _note(self, outcome: Outcome, tally: WindowTally) -> None:
         tally.add(outcome)

@@ -40,7 +40,7 @@ from friendsim.platform.feeds import make_ranker
 from friendsim.platform.service import Platform
 from friendsim.runtime.config import ConfigError, ExperimentConfig, resolve_auto_provider
 from friendsim.runtime.continuous import ContinuousScheduler, acquaintances
-from friendsim.runtime.engine import Engine, RunListener, WindowTally
+from friendsim.runtime.engine import Engine, RunInterrupted, RunListener, WindowTally
 from friendsim.runtime.manifest import (
     EVENTS_DB,
     LLM_CACHE_DB,
@@ -143,11 +143,15 @@ async def run_experiment(
     llm_factory: LLMFactory | None = None,
     env: Mapping[str, str] | None = None,
     ledger: Ledger | None = None,
+    stop: asyncio.Event | None = None,
 ) -> RunResult:
     """Run the experiment ``cfg`` into ``out_dir``; returns the result (see module docstring).
 
     ``ledger`` (optional) receives token usage and cost as the run goes (the CLI's progress bar
     reads it); by default a fresh one priced by ``[llm.prices]`` over the built-in list prices.
+    ``stop`` (optional): when set, the run stops at the next safe point (between phases or
+    slices), keeps everything committed, writes ``status="interrupted"`` and raises
+    :class:`~friendsim.runtime.engine.RunInterrupted`.
     """
     from friendsim.coach.service import CoachService
 
@@ -166,6 +170,7 @@ async def run_experiment(
     platform = await Platform.open(run_dir / EVENTS_DB, clock=VirtualClock())
     service = None
     windows: list[WindowTally] = []
+    scheduler: RoundsScheduler | ContinuousScheduler | None = None
     status = "failed"
     wall0 = time.perf_counter()
     try:
@@ -214,12 +219,13 @@ async def run_experiment(
             feed_limit=cfg.feed.limit,
             coaching=cfg.coach.enabled,
             listener=listener,
+            stop=stop,
             acquaintances=acquaintances(agent_ids, k=10, seed=ex.seed)
             if ex.mode == "continuous"
             else None,
         )
         if ex.mode == "rounds":
-            scheduler: RoundsScheduler | ContinuousScheduler = RoundsScheduler(
+            scheduler = RoundsScheduler(
                 engine,
                 rounds=ex.rounds,
                 round_length=ex.window_length,
@@ -239,19 +245,16 @@ async def run_experiment(
             )
         windows = await scheduler.run()
         status = "completed"
-    except (asyncio.CancelledError, KeyboardInterrupt):
+    except (RunInterrupted, asyncio.CancelledError, KeyboardInterrupt):
         status = "interrupted"
         raise
     finally:
-        if service is not None:
-            await service.stop()
-        for stack in stacks.values():
-            await stack.aclose()
-        await platform.flush()
-        manifest["end_seq"] = platform.committed_seq
-        await platform.close()
+        if scheduler is not None and not windows:
+            windows = list(scheduler.reports)
+        await _shutdown(service, stacks, platform)
         manifest.update(
             status=status,
+            end_seq=platform.committed_seq,
             windows=len(windows),
             totals=_totals(windows),
             llm_usage=ledger.to_json(),
@@ -260,6 +263,25 @@ async def run_experiment(
         await asyncio.to_thread(write_manifest, run_dir, manifest)
         log.info("run_finished", run_dir=str(run_dir), status=status, windows=len(windows))
     return RunResult(run_dir=run_dir, windows=tuple(windows), manifest=manifest)
+
+
+async def _shutdown(service: Any, stacks: Mapping[str, LLMStack], platform: Platform) -> None:
+    """Stop the coach, close the LLM stacks, then close (flush) the platform — each step even
+    when an earlier one fails, so the database is always closed and its thread ends."""
+    try:
+        if service is not None:
+            await service.stop()
+    except Exception as exc:
+        log.error("coach_service_stop_failed", error=repr(exc))
+    for stack in stacks.values():
+        try:
+            await stack.aclose()
+        except Exception as exc:
+            log.error("llm_close_failed", model=stack.model, error=repr(exc))
+    try:
+        await platform.close()
+    except Exception as exc:
+        log.error("platform_close_failed", error=repr(exc))
 
 
 def prepare_run(

@@ -60,14 +60,15 @@ class RoundsScheduler:
         self.round_length = float(round_length)
         self.vote_limit = vote_limit
         self.seed = seed
+        self.reports: list[WindowTally] = []
+        """Tallies of the rounds completed so far (kept when a run is interrupted)."""
 
     async def run(self) -> list[WindowTally]:
         """Run every round; returns one tally per round."""
         self.engine.listener.run_started(windows=self.rounds, agents=len(self.engine.agents))
-        reports = []
         for w in range(1, self.rounds + 1):
-            reports.append(await self.run_round(w))
-        return reports
+            self.reports.append(await self.run_round(w))
+        return list(self.reports)
 
     async def run_round(self, w: int) -> WindowTally:
         """Run one round (window ``w``)."""
@@ -76,6 +77,7 @@ class RoundsScheduler:
         t0 = (w - 1) * length
         tally = WindowTally(window=w)
 
+        engine.check_stop()
         platform.clock.advance_to(t0)
         await platform.record(WindowStarted(t=t0, window=w, mode="rounds", t_end=t0 + length))
         await platform.flush()
@@ -96,6 +98,7 @@ class RoundsScheduler:
         platform.clock.advance_to(t0 + length * EXECUTE_AT)
         await engine.decide_and_apply(observations, tally)
 
+        engine.check_stop()
         platform.clock.advance_to(t0 + length * VOTE_AT)
         await platform.flush()
         items = tuple(feed_item(v) for v in await platform.posts_between(t0, t0 + length))
