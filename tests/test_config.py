@@ -26,6 +26,12 @@ def write(tmp_path: Path, text: str, name: str = "exp.toml") -> Path:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_examples_load(path: Path) -> None:
+    if "[sweep]" in path.read_text(encoding="utf-8"):
+        from friendsim.sweep.config import load_sweep
+
+        spec = load_sweep(path)
+        assert spec.cells(), f"{path.name}: a sweep example must define grid cells"
+        return
     cfg = load_config(path)
     assert isinstance(cfg, ExperimentConfig)
     assert cfg.experiment.name

