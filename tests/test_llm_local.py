@@ -22,8 +22,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from friendsim.llm.base import LLMRequest, user
-from friendsim.llm.errors import PermanentLLMError
-from friendsim.llm.errors import ProviderConfigError
+from friendsim.llm.errors import PermanentLLMError, ProviderConfigError
 from friendsim.llm.local import LocalLLM, create_local_llm, loaded_model_count
 from friendsim.llm.local_models import locate
 from friendsim.llm.registry import create_llm
