@@ -8,7 +8,7 @@ texts are fixed-length, so prompt sizes are realistic and the model costs nothin
 
     .venv/bin/python bench/agents_policy.py [--quick]
 
-Prints a FINAL line with one JSON object.
+Prints, as its final line, one JSON object of its figures.
 """
 
 from __future__ import annotations
@@ -178,4 +178,4 @@ if __name__ == "__main__":
     figures = asyncio.run(main(args.quick))
     for k, v in figures.items():
         print(f"{k:36s} {v}")
-    print("FINAL " + json.dumps(figures))
+    print(json.dumps(figures))
