@@ -13,7 +13,8 @@ and memory, answers in ~0 s). Figures:
   only (from the first window to the last window's scoring: platform, feeds, policies, reward
   scoring, coach); set-up (personas, policies, registration) is ``setup_cpu_s``, and
   ``total_cpu_ms_per_action_or_vote`` includes it. The scripted model's own CPU (it parses every
-  prompt) is included in the LLM-policy figures, so they are an upper bound.
+  prompt) is measured by a wrapper (``llm_cpu_s``) and subtracted in
+  ``cpu_ms_per_action_excl_llm`` (all vote work still charged to the plan actions).
 * ``continuous_baseline``: 10,000 agents (quick: 1,500), chrono timelines, 2 windows.
 * ``prompt_tokens``: mean estimated prompt tokens per plan call, per round, over 15 rounds
   (30 agents; quick 8), and the ratio round 15 / round 3 (target <= 1.3: bounded prompts).
@@ -103,8 +104,31 @@ class CpuMarks(RunListener):
         self.end = time.process_time()
 
 
+class TimedLLM:
+    """Wraps the instant scripted model and adds up the CPU spent inside it (the "LLM" part)."""
+
+    def __init__(self, inner: ScriptedLLM) -> None:
+        self.inner = inner
+        self.cpu_s = 0.0
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    async def complete(self, request: Any) -> Any:
+        t0 = time.process_time()
+        try:
+            return await self.inner.complete(request)
+        finally:
+            self.cpu_s += time.process_time() - t0
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
 def _run(cfg: Any) -> tuple[dict[str, Any], Any]:
-    llm = ScriptedLLM(plausible_responder(0))
+    scripted = ScriptedLLM(plausible_responder(0))
+    llm = TimedLLM(scripted)
     marks = CpuMarks()
     with tempfile.TemporaryDirectory() as tmp:
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -130,9 +154,11 @@ def _run(cfg: Any) -> tuple[dict[str, Any], Any]:
         "run_cpu_s": round(run_cpu, 3),
         "wall_s": round(wall, 3),
         "cpu_ms_per_action": round(1000 * run_cpu / max(1, actions), 4),
+        "llm_cpu_s": round(llm.cpu_s, 3),
+        "cpu_ms_per_action_excl_llm": round(1000 * (run_cpu - llm.cpu_s) / max(1, actions), 4),
         "cpu_ms_per_action_or_vote": round(1000 * run_cpu / max(1, actions + votes), 4),
         "total_cpu_ms_per_action_or_vote": round(1000 * cpu / max(1, actions + votes), 4),
-        "llm_calls": len(llm.calls),
+        "llm_calls": len(scripted.calls),
     }
     return fig, result
 
@@ -219,8 +245,14 @@ def main() -> None:
         for k in ("rounds_baseline", "rounds_llm_scripted", "continuous_baseline")
     )
     out["max_cpu_ms_per_action_or_vote"] = worst
+    worst_excl = max(
+        out[k]["cpu_ms_per_action_excl_llm"]
+        for k in ("rounds_baseline", "rounds_llm_scripted", "continuous_baseline")
+    )
+    out["max_cpu_ms_per_action_excl_llm"] = worst_excl
     out["target_cpu_ms_per_action"] = 1.0
     out["meets_cpu_target"] = worst <= 1.0
+    out["meets_cpu_target_per_plan_action"] = worst_excl <= 1.0
     out["meets_prompt_target"] = out["prompt_tokens"]["r15_over_r3"] <= 1.3
     print(json.dumps(out, separators=(",", ":")))
 

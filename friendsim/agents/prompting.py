@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
-from functools import cache
+from functools import cache, lru_cache
 from importlib import resources
 from string import Template
 
@@ -59,6 +59,16 @@ def post_block(
     item: FeedItem, *, extra: Mapping[str, str] | None = None, limit: int = MAX_ITEM_CHARS
 ) -> str:
     """One public item as a delimited data block."""
+    head, body = _item_parts(item, limit)
+    if extra:
+        head += "".join(f' {k}="{esc_attr(v)}"' for k, v in extra.items())
+    return f"<post {head}>{body}</post>"
+
+
+@lru_cache(maxsize=65536)
+def _item_parts(item: FeedItem, limit: int) -> tuple[str, str]:
+    """The escaped attributes and body of an item: the same for every viewer, so cached (every
+    agent of a round renders the same items for its plan and its votes)."""
     attrs = {"id": str(item.post_id), "author": item.author, "topic": item.topic}
     if item.parent_id is not None:
         attrs["reply_to"] = str(item.parent_id)
@@ -66,10 +76,8 @@ def post_block(
         attrs["mentions"] = " ".join(item.mentions)
     attrs["likes"] = str(item.likes)
     attrs["dislikes"] = str(item.dislikes)
-    if extra:
-        attrs.update(extra)
     head = " ".join(f'{k}="{esc_attr(v)}"' for k, v in attrs.items())
-    return f"<post {head}>{esc(snippet(item.text, limit))}</post>"
+    return head, esc(snippet(item.text, limit))
 
 
 def dm_block(msg: InboxMessage, *, limit: int = MAX_ITEM_CHARS) -> str:
