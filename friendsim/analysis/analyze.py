@@ -200,8 +200,46 @@ def _reference_block(network: Mapping[str, Any], seed: int) -> dict[str, Any]:
     }
 
 
-def analyze_run(run_dir: str | Path) -> dict[str, Any]:
-    """The full analysis of one run directory (see the module docstring for the keys)."""
+def _tie_llm_spec(manifest: Mapping[str, Any]) -> str:
+    """The provider that scores text-based tie evidence: the coach's, else the run's default
+    (``auto`` resolved to the model the run actually used)."""
+    config = manifest.get("config") or {}
+    spec = (config.get("coach") or {}).get("provider") or (config.get("llm") or {}).get("provider")
+    if not spec or spec == "auto":
+        used = sorted(set((manifest.get("models") or {}).values()))
+        spec = used[0] if used else "local:smollm2"
+    return str(spec)
+
+
+def _text_tie_evidence(rd: Path, events: list[Any], params: TieParams, llm: Any) -> Any:
+    """Score text-based tie evidence through the LLM layer with the run's record/replay cache."""
+    import asyncio
+
+    from friendsim.analysis.ties_text import text_evidence
+    from friendsim.llm.stack import build_llm
+
+    async def score() -> Any:
+        stack = await build_llm(
+            llm if llm is not None else _tie_llm_spec(read_manifest(rd)),
+            cache_path=rd / "llm_cache.db",
+            cache_mode="read_through",
+        )
+        try:
+            return await text_evidence(events, stack, params=params)
+        finally:
+            await stack.aclose()
+
+    return asyncio.run(score())
+
+
+def analyze_run(run_dir: str | Path, *, tie_llm: Any = None) -> dict[str, Any]:
+    """The full analysis of one run directory (see the module docstring for the keys).
+
+    A run configured with text-based tie evidence (``[ties] evidence = "text"``) has its peers
+    scored 0–5 by an LLM from each window's transcript: ``tie_llm`` (an LLM, or a provider spec)
+    or else the run's coach/default provider, through the LLM layer with the run's
+    ``llm_cache.db`` in read-through mode, so a second analysis replays the recorded scores.
+    """
     rd = Path(run_dir)
     if not (rd / EVENTS_DB).is_file():
         raise RunDirectoryError(f"{rd}: not a run directory (no {EVENTS_DB})")
@@ -211,22 +249,24 @@ def analyze_run(run_dir: str | Path) -> dict[str, Any]:
         notes.append(f"no {MANIFEST}: default reward and tie parameters, uniform reward mixes")
     seed = int((manifest.get("seeds") or {}).get("seed", 0) or 0)
     params, thetas = tie_params_from_manifest(manifest)
-    if params.method == "text":
-        notes.append(
-            "the run used text-based tie evidence; the log holds no LLM tie scores, so the "
-            "network analysis here uses the signal-based evidence map"
-        )
-        params = TieParams(**{**params.to_dict(), "method": "signals"})
     sentiment_name = str((manifest.get("rewards") or {}).get("sentiment", "vader"))
 
     rows = rewards_table(rd)
     events = list(iter_events(rd / EVENTS_DB))
+    text = None
+    if params.method == "text":
+        text = _text_tie_evidence(rd, events, params, tie_llm)
+        notes.append(
+            f"text-based tie evidence: {text.calls} LLM scoring calls, {text.invalid} invalid "
+            f"answers and {text.missing} unscored peers (counted as 0)"
+        )
     network = network_summary(
         events,
         attributes={},
         params=params,
         thetas=thetas,
         sentiment=get_sentiment(sentiment_name),
+        text_evidence=text.per_window if text is not None else None,
         seed=seed,
     )
     persona_attrs = _persona_attributes(rd)
