@@ -3,8 +3,7 @@
 Builds a valid log of ``--events`` events (default 1,000,000; ``--quick``: 100,000) shaped like a
 rounds run (per window: feeds served, posts, comments, votes, follows, DMs, guidance) by bulk
 insertion through the platform's own projection (setup, not timed), then times
-``friendsim.replay.verify.verify_db`` on it. Also times the platform's generic
-``friendsim.platform.replay.verify`` on the quick size for comparison (``--compare``).
+``friendsim.rundir.verify.verify_db`` (the one log verifier) on it.
 
     .venv/bin/python bench/replay.py [--quick] [--events N] [--profile]
 
@@ -17,7 +16,6 @@ wall time depends on the other load, the CPU figures do not.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import random
@@ -41,7 +39,7 @@ from friendsim.platform.events import (
     WindowStarted,
 )
 from friendsim.platform.projection import plan
-from friendsim.replay.verify import create_schema, default_workers, verify_db
+from friendsim.rundir.verify import create_schema, default_workers, verify_db
 
 TOPICS = ("renewables", "carbon tax", "heat waves", "flooding", "electric cars", "diet")
 TONES = ("supportive", "neutral", "critical")
@@ -199,7 +197,6 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="100,000 events")
     ap.add_argument("--events", type=int, default=None)
     ap.add_argument("--profile", action="store_true", help="pyinstrument profile of verify")
-    ap.add_argument("--compare", action="store_true", help="also time platform.replay.verify")
     ap.add_argument("--workers", type=int, default=default_workers(), help="decoding processes")
     args = ap.parse_args()
     n = args.events or (100_000 if args.quick else 1_000_000)
@@ -241,13 +238,6 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "load_avg_1m": round(os.getloadavg()[0], 2),
         }
-        if args.compare:
-            from friendsim.platform.replay import verify as platform_verify
-
-            t0 = time.perf_counter()
-            diff = asyncio.run(platform_verify(db))
-            out["platform_verify_s"] = round(time.perf_counter() - t0, 2)
-            out["platform_verify_ok"] = diff is None
     print(json.dumps(out))
 
 

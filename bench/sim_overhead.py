@@ -46,9 +46,9 @@ import numpy as np  # noqa: E402
 import structlog  # noqa: E402
 
 from friendsim.llm.scripted import ScriptedLLM  # noqa: E402
+from friendsim.runtime.assembly import run_experiment  # noqa: E402
 from friendsim.runtime.config import parse_config  # noqa: E402
 from friendsim.runtime.engine import RunListener, WindowTally  # noqa: E402
-from friendsim.runtime.experiment import run_experiment  # noqa: E402
 from friendsim.runtime.scripted_mind import plausible_responder  # noqa: E402
 
 

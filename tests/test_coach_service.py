@@ -160,7 +160,7 @@ async def test_resumed_service_does_not_reissue_guidance(tmp_path: Path) -> None
     await p.close()
     p = await Platform.open(tmp_path / "events.db")
     try:
-        svc = CoachService(p, scorer=scorer(), coach=RuleCoach())
+        svc = CoachService(p, scorer=scorer(), coach=RuleCoach(), concurrency=4)
         await svc.start()
         again = await svc.window_done(2)
         assert [again[a] for a in AGENTS] == live[-4:]
@@ -183,7 +183,7 @@ async def test_resume_after_crash_between_window_end_and_guidance(tmp_path: Path
     await p.close()
     p = await Platform.open(tmp_path / "events.db")
     try:
-        svc = CoachService(p, scorer=scorer(), coach=RuleCoach())
+        svc = CoachService(p, scorer=scorer(), coach=RuleCoach(), concurrency=4)
         await svc.start()
         await svc.window_done(1)
         await svc.stop()

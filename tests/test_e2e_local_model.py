@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import parse_config
-from friendsim.runtime.experiment import run_experiment
 
 
 def _require_llama_cpp() -> None:
@@ -52,9 +52,9 @@ def test_rounds_run_on_the_real_local_model(tmp_path: Path) -> None:
     )
     out = tmp_path / "run"
     result = asyncio.run(run_experiment(cfg, out_dir=out))
-    assert result.manifest["status"] == "completed"
-    assert set(result.manifest["models"].values()) == {"local:smollm2"}
-    usage = result.manifest["llm_usage"]["total"]
+    assert result.manifest.status == "completed"
+    assert set(result.manifest.models.values()) == {"local:smollm2"}
+    usage = result.manifest.llm_usage["total"]
     assert usage["calls"] > 0 and usage["output_tokens"] > 0
 
     with sqlite3.connect(out / "events.db") as con:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from friendsim.platform import Platform, replay
+from friendsim.platform import Platform
+from friendsim.rundir.verify import verify_db
 
 CHILD = Path(__file__).with_name("platform_crash_child.py")
 
@@ -45,4 +46,4 @@ async def test_sigkill_mid_burst_keeps_every_reported_commit(
         assert e.seq == p.committed_seq + 1
     finally:
         await p.close()
-    assert await replay.verify(db) is None
+    assert verify_db(db).divergence is None

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from friendsim.platform import Platform, PlatformError, make_ranker, replay
 from friendsim.platform.events import ActionFailed, WindowEnded, WindowStarted
+from friendsim.rundir.verify import verify_db
 
 STATS: list[tuple[int, int]] = []
 AGENTS = ["a0", "a1", "a2", "a3"]
@@ -89,7 +90,7 @@ async def scenario(tmp: Path, cmds: list[tuple[Any, ...]], batch_size: int) -> N
     STATS.append((len(valid), rejected))
 
     # 1. replaying the log alone reproduces every materialised table
-    assert await replay.verify(tmp / "live.db") is None
+    assert verify_db(tmp / "live.db").divergence is None
 
     # 2. running only the accepted commands gives the identical log and state
     clean = await Platform.open(tmp / "clean.db", batch_size=batch_size)

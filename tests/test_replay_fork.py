@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from test_replay_support import checksums, config, make_run, mind_factory, rows
 
-from friendsim.replay.errors import ReplayInputError
 from friendsim.replay.fork import fork
+from friendsim.rundir.errors import RunInputError
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ async def test_fork_with_same_config_equals_the_parent(parent: Path, tmp_path: P
 
 
 async def test_fork_rejects_what_cannot_change_or_never_ended(parent: Path, tmp_path: Path) -> None:
-    with pytest.raises(ReplayInputError, match=r"\[experiment\]\.n_actions"):
+    with pytest.raises(RunInputError, match=r"\[experiment\]\.n_actions"):
         await fork(
             parent,
             config(rounds=5, agents=4, n_actions=3),
@@ -86,7 +86,7 @@ async def test_fork_rejects_what_cannot_change_or_never_ended(parent: Path, tmp_
             out_dir=tmp_path / "x",
             llm_factory=mind_factory,
         )
-    with pytest.raises(ReplayInputError, match="window 9 never ended"):
+    with pytest.raises(RunInputError, match="window 9 never ended"):
         await fork(
             parent,
             config(rounds=12, agents=4),
@@ -94,7 +94,7 @@ async def test_fork_rejects_what_cannot_change_or_never_ended(parent: Path, tmp_
             out_dir=tmp_path / "y",
             llm_factory=mind_factory,
         )
-    with pytest.raises(ReplayInputError, match="nothing runs after"):
+    with pytest.raises(RunInputError, match="nothing runs after"):
         await fork(
             parent,
             config(rounds=2, agents=4),

@@ -13,8 +13,8 @@ from test_replay_support import checksums, config, make_run, rows
 from friendsim.analysis.rewards import score_log
 from friendsim.analysis.rewards_params import RewardParams
 from friendsim.platform.events import event_from_row
-from friendsim.replay.errors import ReplayInputError
 from friendsim.replay.redrive import redrive
+from friendsim.rundir.errors import RunInputError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,9 +59,9 @@ async def test_new_reward_setting_scores_like_score_log(run_dir: Path) -> None:
 
 
 async def test_bad_reward_setting_is_named(run_dir: Path) -> None:
-    with pytest.raises(ReplayInputError, match="beta_soc"):
+    with pytest.raises(RunInputError, match="beta_soc"):
         await redrive(run_dir, rewards={"beta_soc": 3.0})
-    with pytest.raises(ReplayInputError, match="beta_nope"):
+    with pytest.raises(RunInputError, match="beta_nope"):
         await redrive(run_dir, rewards={"beta_nope": 0.1})
 
 

@@ -11,8 +11,8 @@ import pytest
 from test_replay_support import checksums, config, make_run, mind_factory, rows
 
 from friendsim.llm.errors import CacheMissError
-from friendsim.replay.errors import ReplayInputError
 from friendsim.replay.rerun import rerun
+from friendsim.rundir.errors import ManifestMismatchError, RunInputError
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +82,12 @@ async def test_an_edited_log_shows_the_first_differing_seq(run_dir: Path, tmp_pa
     )
     conn.execute("UPDATE events SET t = t + 0.5 WHERE seq = ?", (seq + 1,))
     conn.close()
+    with pytest.raises(ManifestMismatchError, match="log_sha256"):  # the recorded hash catches it
+        await rerun(old, tmp_path / "refused", llm_factory=mind_factory)
+    assert not (tmp_path / "refused" / "events.db").exists()
+    m = json.loads((old / "manifest.json").read_text())
+    del m["log_sha256"]  # as a run from before hashes were recorded
+    (old / "manifest.json").write_text(json.dumps(m))
     report = await rerun(old, tmp_path / "new", llm_factory=mind_factory)
     assert not report.identical and report.diff is not None
     d = report.diff
@@ -100,11 +106,11 @@ async def test_rerun_refuses_an_unfinished_run_and_a_used_target(
     manifest = json.loads((old / "manifest.json").read_text())
     manifest["status"] = "running"
     (old / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ReplayInputError, match="--resume"):
+    with pytest.raises(RunInputError, match="--resume"):
         await rerun(old, tmp_path / "new", llm_factory=mind_factory)
     used = tmp_path / "used"
     used.mkdir()
     (used / "x").write_text("keep me")
-    with pytest.raises(ReplayInputError, match="not an empty directory"):
+    with pytest.raises(RunInputError, match="not an empty directory"):
         await rerun(run_dir, used, llm_factory=mind_factory)
     assert (used / "x").read_text() == "keep me"

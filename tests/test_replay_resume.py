@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from test_replay_support import checksums, config, make_run, mind_factory, rows
 
-from friendsim.replay.errors import DivergenceError, ReplayInputError
 from friendsim.replay.resume import resume
+from friendsim.rundir.errors import DivergenceError, RunInputError
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -25,7 +25,7 @@ sys.path.insert(0, {tests!r})
 from test_replay_support import config
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.runtime.engine import RunListener
-from friendsim.runtime.experiment import run_experiment
+from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.scripted_mind import plausible_responder
 
 def slow_mind(spec):
@@ -151,7 +151,7 @@ def test_cli_resume_of_a_killed_baseline_continuous_run(
 async def test_resume_refuses_a_completed_run_and_detects_divergence(tmp_path: Path) -> None:
     run = tmp_path / "run"
     await make_run(run, config(rounds=2, agents=3))
-    with pytest.raises(ReplayInputError, match="already completed"):
+    with pytest.raises(RunInputError, match="already completed"):
         await resume(run, llm_factory=mind_factory)
     # pretend it was killed, and that its log was tampered with in the last window
     manifest = json.loads((run / "manifest.json").read_text())

@@ -10,9 +10,9 @@ from typing import Any
 
 from friendsim.llm.base import LLM
 from friendsim.llm.scripted import ScriptedLLM
-from friendsim.replay.rundir import snapshot
+from friendsim.rundir.log import snapshot
+from friendsim.runtime.assembly import RunResult, run_experiment
 from friendsim.runtime.config import ExperimentConfig, parse_config
-from friendsim.runtime.experiment import RunResult, run_experiment
 from friendsim.runtime.scripted_mind import plausible_responder
 
 
@@ -69,9 +69,13 @@ def rows(db: Path) -> list[tuple[Any, ...]]:
 
 
 def checksums(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder`` (names relative), for before/after comparisons."""
+    """sha256 of every file under ``folder`` (names relative), for before/after comparisons.
+
+    ``run.lock`` is left out: it is the writer's lock, not part of the run's record (a resume
+    takes the old run's lock, writing its pid there, so no one else writes the run meanwhile).
+    """
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(folder.rglob("*"))
-        if p.is_file()
+        if p.is_file() and p.name != "run.lock"
     }

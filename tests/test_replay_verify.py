@@ -13,13 +13,13 @@ import pytest
 from test_replay_support import checksums, make_run
 
 from friendsim.platform.service import Platform
-from friendsim.replay.errors import (
+from friendsim.rundir.errors import (
     CorruptLogError,
     ForeignLogError,
     ManifestMismatchError,
     MissingFileError,
 )
-from friendsim.replay.verify import verify_db, verify_run
+from friendsim.rundir.verify import verify_db, verify_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,7 +119,7 @@ def test_parallel_and_serial_rebuild_agree(run_dir: Path, tmp_path: Path) -> Non
         "UPDATE dms SET text = 'edited' WHERE dm_id = (SELECT min(dm_id) FROM dms)",
     )
     serial = verify_db(run / "events.db", workers=0).divergence
-    import friendsim.replay.verify as V
+    import friendsim.rundir.verify as V
 
     conn_src = sqlite3.connect(run / "events.db")
     n = conn_src.execute("SELECT count(*) FROM events").fetchone()[0]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from friendsim.llm.scripted import ScriptedLLM
+from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import parse_config
-from friendsim.runtime.experiment import run_experiment
 from friendsim.runtime.scripted_mind import plausible_responder
 
 

@@ -15,9 +15,10 @@ import pytest
 from friendsim.llm.base import LLMRequest
 from friendsim.llm.errors import CacheMissError
 from friendsim.llm.scripted import ScriptedLLM
+from friendsim.rundir.errors import RunOccupiedError
+from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import ConfigError, parse_config
 from friendsim.runtime.engine import RunInterrupted, RunListener, WindowTally
-from friendsim.runtime.experiment import RunDirError, run_experiment
 from friendsim.runtime.scripted_mind import plausible_responder
 
 
@@ -59,8 +60,8 @@ async def test_same_seed_byte_identical_events_and_manifest(tmp_path: Path) -> N
     assert m["rewards"]["n_actions"] == 2 and m["seeds"] == {"seed": 4}
     assert m["llm_usage"]["total"]["calls"] > 0 and m["llm_usage"]["total"]["input_tokens"] > 0
     assert m["end_seq"] == rows(tmp_path / "a")[-1][0]
-    assert b.manifest["totals"] == a.manifest["totals"]
-    assert c.manifest["status"] == "completed"
+    assert b.manifest.totals == a.manifest.totals
+    assert c.manifest.status == "completed"
     personas = (tmp_path / "a" / "personas.jsonl").read_text().splitlines()
     assert [json.loads(p)["id"] for p in personas] == sorted(m["lambdas"])
 
@@ -80,8 +81,8 @@ async def test_replay_from_recorded_cache_needs_no_model(tmp_path: Path) -> None
     )
     assert rows(tmp_path / "rep") == rows(tmp_path / "rec")
     assert (
-        result.manifest["llm_usage"]["total"]["cache_hits"]
-        == result.manifest["llm_usage"]["total"]["calls"]
+        result.manifest.llm_usage["total"]["cache_hits"]
+        == result.manifest.llm_usage["total"]["calls"]
     )
 
 
@@ -116,8 +117,8 @@ async def test_mixed_providers_per_agent_and_dominant(tmp_path: Path) -> None:
         }
     )
     result = await run_experiment(c, out_dir=tmp_path / "m", llm_factory=factory)
-    models = result.manifest["models"]
-    dominant = result.manifest["dominant"]
+    models = result.manifest.models
+    dominant = result.manifest.dominant
     assert models["a00"] == "scripted:special"
     for agent, spec in models.items():
         if agent != "a00":
@@ -129,7 +130,7 @@ async def test_mixed_providers_per_agent_and_dominant(tmp_path: Path) -> None:
 
 async def test_refuses_a_used_run_dir_and_bad_persona_counts(tmp_path: Path) -> None:
     await run_experiment(cfg(agents={"policy": "baseline"}), out_dir=tmp_path / "x")
-    with pytest.raises(RunDirError):
+    with pytest.raises(RunOccupiedError):
         await run_experiment(cfg(agents={"policy": "baseline"}), out_dir=tmp_path / "x")
     people = tmp_path / "people.jsonl"
     shutil.copy(tmp_path / "x" / "personas.jsonl", people)
@@ -141,7 +142,7 @@ async def test_refuses_a_used_run_dir_and_bad_persona_counts(tmp_path: Path) -> 
         cfg(agents={"policy": "baseline", "personas": str(people), "count": 3}),
         out_dir=tmp_path / "z",
     )
-    assert sorted(ok.manifest["lambdas"]) == ["a00", "a01", "a02"]
+    assert sorted(ok.manifest.lambdas) == ["a00", "a01", "a02"]
 
 
 async def test_stop_request_ends_the_run_at_a_safe_point(tmp_path: Path) -> None:

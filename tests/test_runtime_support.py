@@ -24,7 +24,7 @@ from friendsim.platform.events import Event, event_from_row
 from friendsim.platform.feeds import make_ranker
 from friendsim.platform.service import Platform
 from friendsim.runtime.continuous import ContinuousScheduler, acquaintances
-from friendsim.runtime.engine import Engine, WindowTally
+from friendsim.runtime.engine import Engine, FeedRules, WindowTally
 from friendsim.runtime.rounds import RoundsScheduler
 
 
@@ -98,7 +98,9 @@ async def run_sim(
         params=RewardParams(n_actions=n_actions, sentiment="lexicon"),
         lambdas={p.id: p.lambdas for p in personas},
     )
-    service = CoachService(platform, scorer=scorer, coach=RuleCoach() if coaching else None)
+    service = CoachService(
+        platform, scorer=scorer, coach=RuleCoach() if coaching else None, concurrency=8
+    )
     await service.start()
     ids = sorted(spies)
     engine = Engine(
@@ -107,9 +109,7 @@ async def run_sim(
         coach=service,
         theme="climate change",
         n_actions=n_actions,
-        ranker=make_ranker(ranker),
-        feed_limit=feed_limit,
-        coaching=coaching,
+        feeds=lambda _w: FeedRules(ranker=make_ranker(ranker), limit=feed_limit),
         acquaintances=acquaintances(ids, k=3, seed=seed) if mode == "continuous" else None,
     )
     try:

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from functools import cache, lru_cache
 from typing import Any, Protocol, runtime_checkable
 
+from friendsim.registry import Registry, RegistryError
+
 DEFAULT_SENTIMENT = "vader"
 CACHE_SIZE = 65536
 
@@ -235,23 +237,20 @@ class NeutralSentiment:
         return 0.0
 
 
-_MODELS: dict[str, Callable[[], SentimentModel]] = {
-    "vader": VaderSentiment,
-    "lexicon": LexiconSentiment,
-    "neutral": NeutralSentiment,
-}
-SENTIMENT_MODELS: tuple[str, ...] = tuple(_MODELS)
+SENTIMENT: Registry[SentimentModel] = Registry("sentiment model", group="friendsim.sentiment")
+"""The sentiment-model extension point (entry-point group ``friendsim.sentiment``)."""
+SENTIMENT.register("vader", VaderSentiment, summary="VADER compound score (ships its lexicon)")
+SENTIMENT.register("lexicon", LexiconSentiment, summary="tiny built-in word list")
+SENTIMENT.register("neutral", NeutralSentiment, summary="always 0 (ablation)")
 
 
 @cache
 def get_sentiment(name: str = DEFAULT_SENTIMENT) -> SentimentModel:
-    """The shared instance of the sentiment model called ``name`` ("vader", "lexicon", "neutral").
+    """The shared instance of the sentiment model called ``name`` (see :data:`SENTIMENT`).
 
     Instances are shared so their per-text caches are shared between rewards and ties.
     """
-    factory = _MODELS.get(name)
-    if factory is None:
-        raise UnknownSentimentModelError(
-            f"unknown sentiment model {name!r}; known models: {', '.join(SENTIMENT_MODELS)}"
-        )
-    return factory()
+    try:
+        return SENTIMENT.create(name)
+    except RegistryError as exc:
+        raise UnknownSentimentModelError(str(exc)) from None

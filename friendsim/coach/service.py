@@ -17,6 +17,12 @@ logged and recorded as ``ActionFailed(stage="coach", actor=None, action={"agent"
 ...})`` (actor ``None``: the platform only admits registered agents or the runtime as actors of
 failures) and the agent gets the RuleCoach tips.
 
+Regimes: a run whose coaching or reward settings change at a window (a fork) is described by
+:class:`CoachRegime` values, never by swapping the service's parts while it runs. The regime in
+force at window ``w + 1`` scores ``WindowEnded(w)`` and writes the guidance agents read in window
+``w + 1``; every regime's scorer sees every event, so a later regime's state at its start is the
+one the log implies. :meth:`coaching` answers whether agents see tips in a window.
+
 Resuming: events up to the platform's ``committed_seq`` at :meth:`start` are history. Guidance
 is never re-issued for a historical window; only if the last historical window has no
 ``GuidanceIssued`` in the log (the run stopped between ``WindowEnded`` and its guidance) is it
@@ -26,7 +32,8 @@ coached once history has been read.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
@@ -86,27 +93,46 @@ def tip_from_dict(d: Mapping[str, Any]) -> Tip:
     )
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CoachRegime:
+    """The reward scorer and coach (``None``: coaching off) that serve window ``start`` on."""
+
+    start: int
+    scorer: RewardScorer
+    coach: CoachProtocol | None
+
+
 class CoachService:
-    """See the module docstring."""
+    """See the module docstring. Give either ``scorer`` and ``coach`` (one regime for the whole
+    run) or ``regimes``; ``concurrency`` bounds the coach calls in flight."""
 
     def __init__(
         self,
         platform: _PlatformLike,
         *,
-        scorer: RewardScorer,
-        coach: CoachProtocol | None,
+        concurrency: int,
+        scorer: RewardScorer | None = None,
+        coach: CoachProtocol | None = None,
+        regimes: Sequence[CoachRegime] = (),
         from_seq: int = 1,
         theme: str = "",
-        concurrency: int = 8,
         gap_mode: GapMode = "shortfall",
         name: str = "coach-service",
         maxsize: int = 4096,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"CoachService concurrency must be >= 1, got {concurrency}")
+        if regimes and scorer is not None:
+            raise ValueError("CoachService takes either scorer/coach or regimes, not both")
+        if not regimes:
+            if scorer is None:
+                raise ValueError("CoachService needs a scorer (or regimes)")
+            regimes = (CoachRegime(start=1, scorer=scorer, coach=coach),)
+        self.regimes = tuple(sorted(regimes, key=lambda r: r.start))
+        if self.regimes[0].start != 1:
+            raise ValueError("the first coach regime must start at window 1")
+        self._scorers = tuple({id(r.scorer): r.scorer for r in self.regimes}.values())
         self.platform = platform
-        self.scorer = scorer
-        self.coach = coach
         self.from_seq = from_seq
         self.theme = theme
         self.gap_mode: GapMode = gap_mode
@@ -174,6 +200,18 @@ class CoachService:
             ) from self._error
         return self._scores[window]
 
+    def regime(self, window: int) -> CoachRegime:
+        """The regime in force during ``window``."""
+        found = self.regimes[0]
+        for r in self.regimes:
+            if r.start <= window:
+                found = r
+        return found
+
+    def coaching(self, window: int) -> bool:
+        """Whether agents see coach tips in ``window`` (a coach wrote them at its start)."""
+        return self.regime(window).coach is not None
+
     def scores(self, window: int) -> Mapping[str, AgentScores]:
         return self._scores.get(window, {})
 
@@ -233,18 +271,24 @@ class CoachService:
                 self._coached.add(w)
                 return
             case WindowEnded(window=w):
-                scores = self.scorer.feed(event)
+                regime = self.regime(w + 1)
+                scores: list[AgentScores] = []
+                for scorer in self._scorers:
+                    got = scorer.feed(event)
+                    if scorer is regime.scorer:
+                        scores = got
             case _:
-                self.scorer.feed(event)
+                for scorer in self._scorers:
+                    scorer.feed(event)
                 return
         self._scores[w] = {s.agent: s for s in scores}
         self.feedback_tracker.update(scores)
-        if self.coach is None:
+        if regime.coach is None:
             self._mark_done(w)
             return
         contexts = [
             self.context.context(
-                s, self.scorer.lambdas_of(s.agent), theme=self.theme, gap_mode=self.gap_mode
+                s, regime.scorer.lambdas_of(s.agent), theme=self.theme, gap_mode=self.gap_mode
             )
             for s in scores
         ]
@@ -279,15 +323,14 @@ class CoachService:
                 return
             self._mark_done(window)
 
-    async def _advise(self, ctx: CoachContext) -> CoachAdvice:
-        assert self.coach is not None
+    async def _advise(self, coach: CoachProtocol, ctx: CoachContext) -> CoachAdvice:
         async with self._sem:
             try:
-                match self.coach:
+                match coach:
                     case ReportingCoach():
-                        return await self.coach.advise_with_report(ctx)
+                        return await coach.advise_with_report(ctx)
                     case _:
-                        return CoachAdvice(tips=tuple(await self.coach.advise(ctx)))
+                        return CoachAdvice(tips=tuple(await coach.advise(ctx)))
             except Exception as exc:
                 log.warning("coach_error", agent=ctx.agent, window=ctx.window, error=repr(exc))
                 return CoachAdvice(
@@ -298,11 +341,12 @@ class CoachService:
                 )
 
     async def _coach_window(self, window: int, contexts: list[CoachContext]) -> None:
-        assert self.coach is not None
-        advice = await asyncio.gather(*(self._advise(c) for c in contexts))
+        coach = self.regime(window + 1).coach
+        assert coach is not None
+        advice = await asyncio.gather(*(self._advise(coach, c) for c in contexts))
         now = self.platform.clock.now()
         for ctx, adv in zip(contexts, advice, strict=True):
-            name = self.coach.name
+            name = coach.name
             if adv.failure is not None:
                 name = f"{name}:fallback"
                 f = adv.failure
@@ -315,7 +359,7 @@ class CoachService:
                         reason=f.reason,
                         detail=f.detail,
                         attempts=f.attempts,
-                        action={"agent": ctx.agent, "coach": self.coach.name},
+                        action={"agent": ctx.agent, "coach": coach.name},
                     )
                 )
                 self.failures_recorded += 1

@@ -8,9 +8,15 @@ Spec grammar::
     openai:<url>[,<url>...]#<model>           any OpenAI-compatible server(s); several = a pool
     local:<name>                              e.g. local:smollm2 (offline llama.cpp model)
 
-A factory is named as ``"module:function"`` and imported only when its provider is asked for,
-so importing friendsim never imports an SDK. A missing optional dependency becomes a
-:class:`ProviderConfigError` with the install command.
+    <name>:<anything>                         a provider another package registered
+
+:data:`PROVIDERS` is the provider extension point: other packages add providers through the
+``friendsim.providers`` entry-point group (see :mod:`friendsim.registry`); their factory is
+called as ``factory(<anything>, **options)`` and returns an object with the
+:class:`~friendsim.llm.base.LLM` protocol. The built-in factories are named as
+``"module:function"`` and imported only when their provider is asked for, so importing friendsim
+never imports an SDK. A missing optional dependency becomes a :class:`ProviderConfigError` with
+the install command.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from urllib.parse import urlsplit
 
 from friendsim.llm.base import LLM
 from friendsim.llm.errors import ProviderConfigError
+from friendsim.registry import Registry, RegistryError
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -64,9 +71,23 @@ _FACTORIES: dict[str, _Factory] = {
 }
 
 
+def _lazy(provider: str) -> Callable[..., LLM]:
+    def factory(model: str, /, **options: Any) -> LLM:
+        return _load(provider)(model, **options)
+
+    factory.__name__ = f"create_{provider}_llm"
+    return factory
+
+
+PROVIDERS: Registry[LLM] = Registry("LLM provider", group="friendsim.providers")
+"""The provider extension point (entry-point group ``friendsim.providers``)."""
+for _name in _FACTORIES:
+    PROVIDERS.register(_name, _lazy(_name), summary=_FACTORIES[_name].target)
+
+
 def providers() -> tuple[str, ...]:
-    """Names of the known providers."""
-    return tuple(sorted(_FACTORIES))
+    """Names of the known providers (built-in and registered by other packages)."""
+    return PROVIDERS.names()
 
 
 def parse_spec(spec: str) -> ProviderSpec:
@@ -77,11 +98,18 @@ def parse_spec(spec: str) -> ProviderSpec:
     provider, sep, rest = spec.partition(":")
     provider = provider.lower()
     factory = _FACTORIES.get(provider)
-    if factory is None:
-        raise ProviderConfigError(
-            f"unknown LLM provider {provider!r} in spec {spec!r}; known: {', '.join(providers())}"
-        )
     rest = rest.strip()
+    if factory is None:
+        try:
+            known = provider in PROVIDERS
+        except RegistryError as exc:
+            raise ProviderConfigError(str(exc)) from None
+        if not known:
+            raise ProviderConfigError(
+                f"unknown LLM provider {provider!r} in spec {spec!r}; known: "
+                f"{', '.join(providers())}"
+            )
+        return ProviderSpec(provider=provider, model=rest)
     if "://" in rest:
         if not factory.urls_allowed:
             raise ProviderConfigError(f"provider {provider!r} takes no URL (spec {spec!r})")
@@ -128,7 +156,7 @@ def create_llm(spec: str, **options: Any) -> LLM:
     ``local`` receives ``(name, **options)``, ``scripted`` receives ``(name, **options)``.
     """
     parsed = parse_spec(spec)
-    factory = _load(parsed.provider)
+    factory = PROVIDERS.get(parsed.provider).factory
     if parsed.provider == "openai" and parsed.base_urls:
         if "base_urls" in options or "base_url" in options:
             raise ProviderConfigError(

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from .errors import PlatformError
-from .replay import export_jsonl, import_jsonl, verify
+from .replay import export_jsonl, import_jsonl
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -39,9 +39,16 @@ def handle(args: argparse.Namespace) -> int:
     try:
         match args.log_command:
             case "verify":
-                diff = asyncio.run(verify(args.db))
-                if diff is not None:
-                    sys.stderr.write(f"{args.db}: replay differs: {diff}\n")
+                from friendsim.rundir.errors import RunInputError
+                from friendsim.rundir.verify import verify_db
+
+                try:
+                    report = verify_db(args.db)
+                except RunInputError as exc:
+                    sys.stderr.write(f"error: {exc}\n")
+                    return 2
+                if report.divergence is not None:
+                    sys.stderr.write(f"{args.db}: replay differs: {report.divergence}\n")
                     return 1
                 sys.stdout.write(f"{args.db}: replay matches the live tables\n")
             case "export":

@@ -4,8 +4,8 @@
   same projection code the live store uses (:mod:`.projection`).
 * :func:`compare` checks two databases table by table (``events`` and every materialised table,
   rows in primary-key order) and returns the first difference, or ``None``.
-* :func:`verify` = rebuild into a temporary file + compare: proof that the live tables are exactly
-  what the log implies.
+* Verifying a run's log (rebuild + compare, with precise divergences) is
+  :mod:`friendsim.rundir.verify`'s job; this module keeps the building blocks.
 * :func:`export_jsonl` / :func:`import_jsonl` move a log as JSON Lines
   (:func:`~.events.event_to_json`). Import re-validates every event with the same rules as live
   commands (:meth:`.service.Platform.ingest`) and writes the database atomically: on any bad line
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,14 +155,6 @@ async def compare(
     finally:
         await a.close()
         await b.close()
-
-
-async def verify(path: str | Path) -> TableDiff | None:
-    """Rebuild ``path``'s tables from its log in a temporary file and compare with the live ones."""
-    with tempfile.TemporaryDirectory(prefix="friendsim-replay-") as tmp:
-        dest = Path(tmp) / "rebuilt.db"
-        await rebuild(path, dest)
-        return await compare(path, dest)
 
 
 async def export_jsonl(db: str | Path, out: str | Path) -> int:

@@ -47,7 +47,7 @@ from .events import (
     WindowEnded,
     WindowStarted,
 )
-from .feeds.base import FeedQuery, FeedRanker, ViewRanker
+from .feeds.base import FeedQuery, FeedRanker, FeedView, ViewRanker
 from .state import PlatformState
 from .store import Store
 from .views import PostView, dms_to, fetch_posts, posts_between
@@ -76,6 +76,7 @@ class Platform:
         self.committed_seq = state.last_seq
         self.bus = EventBus(store.read_events, last_published=state.last_seq)
         self._attributes_view = MappingProxyType(state.agents)
+        self._feed_view = FeedView(store.reader)
 
     @classmethod
     async def open(
@@ -356,13 +357,14 @@ class Platform:
             until_t=until_t,
             attributes=self._attributes_view,
         )
+        view = self._feed_view
         if isinstance(ranker, ViewRanker):
             first: dict[int, PostView] = {}
-            for v in await ranker.rank_views(self._store.reader, query):
+            for v in await ranker.rank_views(view, query):
                 first.setdefault(v.post_id, v)
             views = list(first.values())[:limit]
         else:
-            ids = list(dict.fromkeys(await ranker.rank(self._store.reader, query)))[:limit]
+            ids = list(dict.fromkeys(await ranker.rank(view, query)))[:limit]
             views = await fetch_posts(self._store.reader, ids)
         seq, t = self._next()
         e = FeedServed(

@@ -107,6 +107,7 @@ class Store:
             await migrate(opened[0], path=p)
             opened.append(await _connect(p, synchronous=synchronous))
             opened.append(await _connect(p, synchronous=synchronous))
+            await opened[1].execute("PRAGMA query_only = ON")
         except BaseException:
             for conn in opened:
                 await conn.close()

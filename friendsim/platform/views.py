@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-import aiosqlite
+from typing import Any, Protocol
 
 from .events import DirectMessageSent
+
+
+class Reads(Protocol):
+    """Something that runs a read query: an ``aiosqlite.Connection`` or a ranker's FeedView."""
+
+    async def execute_fetchall(
+        self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ...
+    ) -> Iterable[Any]: ...
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -63,7 +69,7 @@ def row_to_post(row: Sequence[Any]) -> PostView:
     )
 
 
-async def fetch_posts(conn: aiosqlite.Connection, post_ids: Sequence[int]) -> list[PostView]:
+async def fetch_posts(conn: Reads, post_ids: Sequence[int]) -> list[PostView]:
     """Views of ``post_ids`` in the given order (one query; unknown ids are left out)."""
     if not post_ids:
         return []
@@ -75,9 +81,7 @@ async def fetch_posts(conn: aiosqlite.Connection, post_ids: Sequence[int]) -> li
     return [by_id[i] for i in post_ids if i in by_id]
 
 
-async def posts_between(
-    conn: aiosqlite.Connection, since_t: float, until_t: float
-) -> list[PostView]:
+async def posts_between(conn: Reads, since_t: float, until_t: float) -> list[PostView]:
     """Every public item (posts and comments) with ``since_t <= t < until_t``, oldest first."""
     rows = await conn.execute_fetchall(
         f"SELECT {POST_COLUMNS} FROM posts p WHERE p.t >= ? AND p.t < ? ORDER BY p.t, p.post_id",
@@ -106,7 +110,7 @@ def _row_to_dm(row: Sequence[Any]) -> DirectMessageSent:
 
 
 async def dms_to(
-    conn: aiosqlite.Connection, agent: str, since_t: float, until_t: float
+    conn: Reads, agent: str, since_t: float, until_t: float
 ) -> list[DirectMessageSent]:
     """DMs received by ``agent`` with ``since_t <= t < until_t``, in seq order."""
     rows = await conn.execute_fetchall(

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import DivergenceError, ReplayError, ReplayInputError
+from friendsim.rundir.errors import DivergenceError, RunDirError, RunInputError
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -78,7 +78,7 @@ def handle(args: argparse.Namespace) -> int:
         if args.resume:
             return _resume(args.run_dir, args.out, quiet=args.quiet)
         return _fork(args.run_dir, args.fork, args.at, args.out, quiet=args.quiet)
-    except (ReplayInputError, ConfigError) as exc:
+    except (RunInputError, ConfigError) as exc:
         _fail(str(exc))
         return 2
     except DivergenceError as exc:
@@ -88,7 +88,7 @@ def handle(args: argparse.Namespace) -> int:
     except LLMError as exc:
         _fail(f"LLM error, stopped: {exc}")
         return 1
-    except ReplayError as exc:
+    except RunDirError as exc:
         _fail(str(exc))
         return 1
 
@@ -102,18 +102,18 @@ def handle_run_option(args: argparse.Namespace) -> int:
         if getattr(args, "resume", None) is not None:
             return _resume(args.resume, args.out, quiet=getattr(args, "quiet", False))
         if args.config is None:
-            raise ReplayInputError("--fork needs the new run's CONFIG file")
+            raise RunInputError("--fork needs the new run's CONFIG file")
         return _fork(args.fork, args.config, args.at, args.out, quiet=getattr(args, "quiet", False))
-    except (ReplayInputError, ConfigError) as exc:
+    except (RunInputError, ConfigError) as exc:
         _fail(str(exc))
         return 2
-    except (DivergenceError, LLMError, ReplayError) as exc:
+    except (DivergenceError, LLMError, RunDirError) as exc:
         _fail(str(exc))
         return 1
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .verify import default_workers, verify_run
+    from friendsim.rundir.verify import default_workers, verify_run
 
     report = verify_run(args.run_dir, workers=default_workers())
     if report.divergence is not None:
@@ -126,9 +126,9 @@ def _redrive(args: argparse.Namespace) -> int:
     from .redrive import parse_reward_changes, redrive
 
     if args.out is None:
-        raise ReplayInputError("--redrive needs --out FILE.json for the new scores and guidance")
+        raise RunInputError("--redrive needs --out FILE.json for the new scores and guidance")
     if args.out.resolve().parent == args.run_dir.resolve() or args.out.exists():
-        raise ReplayInputError(f"{args.out}: refusing to overwrite or write into the run")
+        raise RunInputError(f"{args.out}: refusing to overwrite or write into the run")
     result = asyncio.run(
         redrive(args.run_dir, rewards=parse_reward_changes(args.rewards), coach=args.coach)
     )
@@ -149,7 +149,7 @@ def _rerun(args: argparse.Namespace) -> int:
     from .rerun import rerun
 
     if args.out is None:
-        raise ReplayInputError("--rerun needs --out NEW_DIR")
+        raise RunInputError("--rerun needs --out NEW_DIR")
     report = asyncio.run(rerun(args.run_dir, args.out))
     if report.diff is not None:
         _fail(f"the re-run log differs from {args.run_dir}: {report.diff}")
@@ -173,7 +173,7 @@ def _fork(
     from .fork import fork
 
     if config is None or at is None or out is None:
-        raise ReplayInputError("a fork needs CONFIG, --at WINDOW and --out NEW_DIR")
+        raise RunInputError("a fork needs CONFIG, --at WINDOW and --out NEW_DIR")
     cfg = load_config(config)
     report = asyncio.run(fork(parent, cfg, at_window=at, out_dir=out, config_path=config))
     _emit(report.to_json())

@@ -1,17 +1,17 @@
 """The experiment config of an old run, rebuilt from its manifest for re-execution.
 
-``manifest["config"]`` is the validated config (``cfg.model_dump(mode="json")``). Two things are
+``Manifest.config`` is the validated config (``cfg.model_dump(mode="json")``). Two things are
 pinned so the re-execution asks exactly the recorded questions:
 
 * file personas come from the run's own ``personas.jsonl`` (not the original file, which may
   have changed since): ``[agents].personas`` becomes ``"personas.jsonl"``, relative to
   the *new* run directory, so callers copy that file there and pass
-  ``config_path=NEW_DIR/manifest.json`` to ``run_experiment`` (relative paths resolve against
+  ``config_path=NEW_DIR/manifest.json`` to the assembly (relative paths resolve against
   the config's folder). Synthetic personas are regenerated from the seed instead: a JSONL round
   trip sorts the ``facets`` keys, and the agents' prompt lists facets in dict order, so the
   saved copy would change the prompts (and miss the cache);
-* ``auto`` provider specs become the specs the run actually resolved (``manifest["models"]``,
-  ``manifest["coach_model"]``), whatever keys the current environment holds.
+* ``auto`` provider specs become the specs the run actually resolved (``Manifest.models``,
+  ``Manifest.coach_model``), whatever keys the current environment holds.
 """
 
 from __future__ import annotations
@@ -20,34 +20,35 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from friendsim.rundir.errors import RunInputError
+from friendsim.rundir.layout import MANIFEST, PERSONAS
+from friendsim.rundir.log import require_file
+from friendsim.rundir.manifest import Manifest
 from friendsim.runtime.config import SYNTHETIC, ConfigError, ExperimentConfig, parse_config
 
-from .errors import ReplayInputError
-from .rundir import MANIFEST, PERSONAS, require_file
 
-
-def _resolved_auto(manifest: Mapping[str, Any], cfg: ExperimentConfig) -> str | None:
-    models = manifest.get("models") or {}
-    dominant = manifest.get("dominant") or {}
+def _resolved_auto(manifest: Manifest, cfg: ExperimentConfig) -> str | None:
+    models = manifest.models
+    dominant = manifest.dominant
     for agent, spec in models.items():
         if cfg.provider_for(agent, dominant.get(agent)) == "auto" and spec != "baseline":
             return str(spec)
-    coach = manifest.get("coach_model")
+    coach = manifest.coach_model
     return None if coach is None else str(coach)
 
 
 def config_from_manifest(
-    run_dir: Path, manifest: Mapping[str, Any], *, cache: str | None = None
+    run_dir: Path, manifest: Manifest, *, cache: str | None = None
 ) -> ExperimentConfig:
     """The run's config with personas and providers pinned; ``cache`` overrides ``[llm].cache``."""
-    raw = manifest.get("config")
-    if not isinstance(raw, Mapping):
-        raise ReplayInputError(f"{run_dir / MANIFEST}: no 'config' object; cannot re-execute")
+    raw = manifest.config
+    if not raw:
+        raise RunInputError(f"{run_dir / MANIFEST}: no 'config' object; cannot re-execute")
     source = run_dir / MANIFEST
     try:
         cfg = parse_config(raw, source=source)
     except ConfigError as exc:
-        raise ReplayInputError(f"{source}: the recorded config is invalid here: {exc}") from None
+        raise RunInputError(f"{source}: the recorded config is invalid here: {exc}") from None
     data: dict[str, Any] = cfg.model_dump(mode="json")
     require_file(run_dir / PERSONAS, "persona file of the run")
     if data["agents"]["personas"] != SYNTHETIC:
@@ -73,6 +74,6 @@ def with_changes(cfg: ExperimentConfig, changes: Mapping[str, Any]) -> Experimen
     for dotted, value in changes.items():
         section, _, key = dotted.partition(".")
         if section not in data or not key:
-            raise ReplayInputError(f"unknown config key {dotted!r}")
+            raise RunInputError(f"unknown config key {dotted!r}")
         data[section][key] = value
     return parse_config(data, source="<changes>")

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .rundir import iter_rows
-from .verify import EVENT_COLUMNS
+from friendsim.rundir.log import iter_rows
+from friendsim.rundir.verify import EVENT_COLUMNS
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -35,8 +35,8 @@ from friendsim.coach.context import ContextTracker
 from friendsim.coach.service import tip_to_dict
 from friendsim.platform.bus import EventBus
 from friendsim.platform.events import Event, GuidanceIssued, WindowEnded, event_from_row
+from friendsim.rundir.errors import RunInputError
 
-from .errors import ReplayInputError
 from .rerun import inspect_run
 
 COACHES = ("none", "rule")
@@ -70,7 +70,7 @@ def parse_reward_changes(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ReplayInputError(f"reward setting {item!r}: expected NAME=VALUE")
+            raise RunInputError(f"reward setting {item!r}: expected NAME=VALUE")
         key = key.strip()
         try:
             out[key] = json.loads(value)
@@ -87,7 +87,7 @@ def make_coach(name: str) -> Coach | None:
             from friendsim.coach.rule import RuleCoach
 
             return RuleCoach()
-    raise ReplayInputError(f"unknown coach {name!r}; redrive offers {', '.join(COACHES)}")
+    raise RunInputError(f"unknown coach {name!r}; redrive offers {', '.join(COACHES)}")
 
 
 def _scores_json(scores: list[AgentScores]) -> dict[str, Any]:
@@ -135,12 +135,12 @@ async def redrive(
     with tempfile.TemporaryDirectory(prefix="friendsim-redrive-") as tmp:
         manifest, copy, summary, _ = await asyncio.to_thread(inspect_run, run, Path(tmp))
         try:
-            recorded = RewardParams.from_dict(manifest.get("rewards") or {})
+            recorded = RewardParams.from_dict(manifest.rewards)
             params = dataclasses.replace(recorded, **dict(rewards or {}))
         except (RewardConfigError, TypeError) as exc:
-            raise ReplayInputError(f"reward settings: {exc}") from None
-        lambdas = manifest.get("lambdas") or {}
-        theme = str((manifest.get("config") or {}).get("experiment", {}).get("theme", ""))
+            raise RunInputError(f"reward settings: {exc}") from None
+        lambdas = manifest.lambdas
+        theme = manifest.theme
         new = RewardScorer(params=params, lambdas=lambdas)
         old = RewardScorer(params=recorded, lambdas=lambdas)
         tracker = ContextTracker()

@@ -3,7 +3,7 @@
 The config is rebuilt from the manifest (:mod:`.config`), the old LLM cache is copied into the new
 run directory and used in *replay-only* mode: every model answer must come from the recording; a
 request the old run never made raises :class:`~friendsim.llm.errors.CacheMissError` naming it
-(and the guard of :mod:`.execute` refuses any call that would reach a provider). The new log is
+(the cache never passes a request on to a provider in that mode). The new log is
 then compared with the old one row by row; :class:`RerunReport` gives the first differing seq.
 The new manifest records ``rerun_of`` (old dir, old manifest hash, identical or not) and the new
 log's ``log_sha256``. The old run is only read.
@@ -19,31 +19,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from friendsim.runtime.engine import RunListener
-from friendsim.runtime.experiment import run_experiment
-
-from .config import config_from_manifest
-from .errors import ReplayInputError
-from .execute import (
-    LiveCallGuard,
-    LLMFactory,
-    amend_manifest,
-    guarded_factory,
-    manifest_sha256,
-    new_run_dir,
-)
-from .logdiff import LogDiff, diff_log_files
-from .rundir import (
-    EVENTS_DB,
-    MANIFEST,
+from friendsim.rundir.errors import CorruptLogError, RunInputError
+from friendsim.rundir.layout import EVENTS_DB, MANIFEST
+from friendsim.rundir.log import (
     LogSummary,
     check_manifest,
     connect,
     log_hash,
-    read_manifest,
     snapshot,
     summarise,
 )
+from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
+from friendsim.runtime.assembly import LLMFactory, run_experiment
+from friendsim.runtime.engine import RunListener
+
+from .config import config_from_manifest
+from .execute import manifest_sha256, new_run_dir
+from .logdiff import LogDiff, diff_log_files
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -71,7 +63,7 @@ class RerunReport:
         }
 
 
-def inspect_run(run_dir: Path, scratch: Path) -> tuple[dict[str, Any], Path, LogSummary, str]:
+def inspect_run(run_dir: Path, scratch: Path) -> tuple[Manifest, Path, LogSummary, str]:
     """Blocking: read and check a run (manifest vs log) from a snapshot in ``scratch``.
 
     Returns the manifest, the snapshot's path, the log summary and the log hash.
@@ -84,8 +76,6 @@ def inspect_run(run_dir: Path, scratch: Path) -> tuple[dict[str, Any], Path, Log
         check_manifest(manifest, summary, conn, label=run_dir / MANIFEST)
         digest = log_hash(conn)
     except sqlite3.DatabaseError as exc:
-        from .errors import CorruptLogError
-
         raise CorruptLogError(f"{run_dir / EVENTS_DB}: unreadable ({exc})") from None
     finally:
         conn.close()
@@ -103,36 +93,33 @@ async def rerun(
     old, new = Path(run_dir), Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="friendsim-rerun-") as tmp:
         manifest, old_copy, summary, digest = await asyncio.to_thread(inspect_run, old, Path(tmp))
-        if manifest.get("status") != "completed":
-            raise ReplayInputError(
-                f"{old}: status is {manifest.get('status')!r}, not 'completed'; a killed run is "
+        if manifest.status != "completed":
+            raise RunInputError(
+                f"{old}: status is {manifest.status!r}, not 'completed'; a killed run is "
                 "continued with `friendsim run --resume`, not re-run"
             )
         cfg = config_from_manifest(old, manifest, cache="replay")
         parent_hash = await asyncio.to_thread(manifest_sha256, old)
         await asyncio.to_thread(new_run_dir, old, new)
-        guard = LiveCallGuard(closed=True, reason="rerun is replay-only")
         await run_experiment(
             cfg,
             out_dir=new,
             config_path=new / MANIFEST,
             listener=listener,
-            llm_factory=guarded_factory(llm_factory, guard),
+            llm_factory=llm_factory,
         )
         diff = await asyncio.to_thread(diff_log_files, old_copy, new / EVENTS_DB)
     new_summary, new_hash = await asyncio.to_thread(_summary_and_hash, new / EVENTS_DB)
     await asyncio.to_thread(
         amend_manifest,
         new,
-        {
-            "log_sha256": new_hash,
-            "rerun_of": {
-                "run_dir": await asyncio.to_thread(os.path.abspath, old),
-                "manifest_sha256": parent_hash,
-                "log_sha256": digest,
-                "identical": diff is None,
-                "first_diff_seq": None if diff is None else diff.seq,
-            },
+        log_sha256=new_hash,
+        rerun_of={
+            "run_dir": await asyncio.to_thread(os.path.abspath, old),
+            "manifest_sha256": parent_hash,
+            "log_sha256": digest,
+            "identical": diff is None,
+            "first_diff_seq": None if diff is None else diff.seq,
         },
     )
     return RerunReport(

@@ -35,23 +35,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from friendsim.rundir.errors import DivergenceError, RunInputError
+from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, MANIFEST
+from friendsim.rundir.lock import RunLock
+from friendsim.rundir.log import connect, log_hash, snapshot
+from friendsim.rundir.manifest import amend_manifest
+from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan
 from friendsim.runtime.engine import RunListener
-from friendsim.runtime.experiment import run_experiment
 
 from .config import config_from_manifest
-from .errors import DivergenceError, ReplayInputError
-from .execute import (
-    LiveCallGuard,
-    LLMFactory,
-    WindowWatch,
-    amend_manifest,
-    guarded_factory,
-    manifest_sha256,
-    new_run_dir,
-)
+from .execute import manifest_sha256, new_run_dir
 from .logdiff import diff_log_files
 from .rerun import _summary_and_hash, inspect_run
-from .rundir import EVENTS_DB, LLM_CACHE_DB, MANIFEST, log_hash, snapshot
 
 STAGING_SUFFIX = ".resuming"
 
@@ -128,8 +123,6 @@ def _swap(run_dir: Path, staging: Path) -> Path:
 
 
 def _prefix_hash(db: Path, to_seq: int) -> str:
-    from .rundir import connect
-
     conn = connect(db)
     try:
         return log_hash(conn, to_seq=to_seq)
@@ -144,8 +137,29 @@ async def resume(
     llm_factory: LLMFactory | None = None,
     listener: RunListener | None = None,
 ) -> ResumeReport:
-    """Continue the killed run ``run_dir`` (see the module docstring)."""
+    """Continue the killed run ``run_dir`` (see the module docstring).
+
+    The old run's lock is held for the whole resume: a run that is still being written is
+    refused at once (:class:`~friendsim.rundir.errors.RunLockedError` naming its pid), and no
+    second resume can race this one.
+    """
     old = Path(run_dir)
+    lock = await asyncio.to_thread(RunLock(old).acquire, create=False)
+    try:
+        return await _resume_locked(
+            old, out_dir=out_dir, llm_factory=llm_factory, listener=listener
+        )
+    finally:
+        lock.release()
+
+
+async def _resume_locked(
+    old: Path,
+    *,
+    out_dir: str | Path | None,
+    llm_factory: LLMFactory | None,
+    listener: RunListener | None,
+) -> ResumeReport:
     if out_dir is not None:
         target = Path(out_dir)
         staging = target
@@ -157,9 +171,9 @@ async def resume(
             _take_stale_cache, staging, Path(tmp), out_dir is None
         )
         manifest, old_copy, summary, _ = await asyncio.to_thread(inspect_run, old, Path(tmp))
-        if manifest.get("status") == "completed":
-            raise ReplayInputError(f"{old}: the run is already completed; nothing to resume")
-        mode = manifest.get("config", {}).get("llm", {}).get("cache", "off")
+        if manifest.status == "completed":
+            raise RunInputError(f"{old}: the run is already completed; nothing to resume")
+        mode = manifest.config.get("llm", {}).get("cache", "off")
         cfg = config_from_manifest(
             old, manifest, cache="replay" if mode == "replay" else "read_through"
         )
@@ -168,21 +182,16 @@ async def resume(
         if stale_cache is not None:
             await asyncio.to_thread(merge_cache, stale_cache, staging / LLM_CACHE_DB)
         last_window = summary.last_window
-        guard = LiveCallGuard(
-            closed=last_window > 0,
-            reason=f"resume: re-deriving windows 1..{last_window} must use recorded answers only",
+        plan = RunPlan(
+            phases=RunPlan.of(cfg).phases,
+            recorded_until_seq=summary.last_window_end if last_window > 0 else None,
         )
-
-        def on_window(w: int) -> None:
-            if w >= last_window:
-                guard.open()
-
-        await run_experiment(
-            cfg,
+        await run_plan(
+            plan,
             out_dir=staging,
             config_path=staging / MANIFEST,
-            listener=WindowWatch(listener, on_window),
-            llm_factory=guarded_factory(llm_factory, guard),
+            listener=listener,
+            llm_factory=llm_factory,
         )
         diff = await asyncio.to_thread(
             diff_log_files, old_copy, staging / EVENTS_DB, to_seq=summary.last
@@ -195,20 +204,16 @@ async def resume(
             )
         prefix = await asyncio.to_thread(_prefix_hash, staging / EVENTS_DB, summary.last)
     new_summary, new_hash = await asyncio.to_thread(_summary_and_hash, staging / EVENTS_DB)
+    resumed_from = {
+        "run_dir": await asyncio.to_thread(os.path.abspath, old),
+        "manifest_sha256": parent_hash,
+        "recovered_events": summary.count,
+        "last_complete_window": last_window,
+        "last_complete_window_seq": summary.last_window_end,
+        "prefix_sha256": prefix,
+    }
     final = await asyncio.to_thread(
-        amend_manifest,
-        staging,
-        {
-            "log_sha256": new_hash,
-            "resumed_from": {
-                "run_dir": await asyncio.to_thread(os.path.abspath, old),
-                "manifest_sha256": parent_hash,
-                "recovered_events": summary.count,
-                "last_complete_window": last_window,
-                "last_complete_window_seq": summary.last_window_end,
-                "prefix_sha256": prefix,
-            },
-        },
+        amend_manifest, staging, log_sha256=new_hash, resumed_from=resumed_from
     )
     aside = None
     if out_dir is None:
@@ -216,7 +221,7 @@ async def resume(
         final = await asyncio.to_thread(
             amend_manifest,
             target,
-            {"resumed_from": {**final["resumed_from"], "original_moved_to": str(aside)}},
+            resumed_from={**resumed_from, "original_moved_to": str(aside)},
         )
     return ResumeReport(
         run_dir=target,
@@ -224,5 +229,5 @@ async def resume(
         recovered_events=summary.count,
         last_complete_window=last_window,
         events=new_summary.count,
-        status=str(final.get("status")),
+        status=final.status,
     )

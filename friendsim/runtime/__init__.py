@@ -4,16 +4,16 @@
 its command line (:mod:`.cli_run`). Modules: :mod:`.config` (TOML + pydantic validation),
 :mod:`.engine` (observe / decide concurrently / apply in order), :mod:`.rounds` (the paper's
 protocol), :mod:`.continuous` (timeline mode), :mod:`.apply` (actions -> platform commands),
-:mod:`.observe` (observations), :mod:`.experiment` (wiring), :mod:`.manifest`,
-:mod:`.progress`, :mod:`.scripted_mind` (an instant valid-answer fake model for tests/benches).
+:mod:`.observe` (observations), :mod:`.assembly` (the one place a run is built: ``RunPlan`` ->
+parts -> run), :mod:`.progress`, :mod:`.scripted_mind` (an instant valid-answer fake model for tests/benches).
 """
 
 from __future__ import annotations
 
+from friendsim.runtime.assembly import Phase, RunPlan, RunResult, run_experiment, run_plan
 from friendsim.runtime.config import ConfigError, ExperimentConfig, load_config, parse_config
 from friendsim.runtime.continuous import ContinuousScheduler
 from friendsim.runtime.engine import Engine, RunListener, WindowTally
-from friendsim.runtime.experiment import RunDirError, RunResult, run_experiment
 from friendsim.runtime.rounds import RoundsScheduler
 
 __all__ = [
@@ -21,12 +21,14 @@ __all__ = [
     "ContinuousScheduler",
     "Engine",
     "ExperimentConfig",
+    "Phase",
     "RoundsScheduler",
-    "RunDirError",
     "RunListener",
+    "RunPlan",
     "RunResult",
     "WindowTally",
     "load_config",
     "parse_config",
     "run_experiment",
+    "run_plan",
 ]

@@ -28,7 +28,7 @@ from friendsim.runtime.config import ConfigError, load_config
 from friendsim.runtime.engine import RunInterrupted
 
 if TYPE_CHECKING:
-    from friendsim.runtime.experiment import RunResult
+    from friendsim.runtime.assembly import RunResult
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -120,7 +120,8 @@ def handle(args: argparse.Namespace) -> int:
     if args.config is None:
         sys.stderr.write("friendsim run: an experiment CONFIG file is required\n")
         return 2
-    from friendsim.runtime.experiment import RunDirError, make_ledger, run_experiment
+    from friendsim.rundir.errors import RunLockedError, RunOccupiedError
+    from friendsim.runtime.assembly import make_ledger, run_experiment
     from friendsim.runtime.progress import RichProgress
 
     try:
@@ -153,7 +154,13 @@ def handle(args: argparse.Namespace) -> int:
                         )
                     )
                 )
-    except (ConfigError, RunDirError, PersonaFileError, ProviderConfigError) as exc:
+    except (
+        ConfigError,
+        RunOccupiedError,
+        RunLockedError,
+        PersonaFileError,
+        ProviderConfigError,
+    ) as exc:
         sys.stderr.write(f"friendsim run: {exc}\n")
         return 2
     except LLMError as exc:
@@ -170,10 +177,10 @@ def handle(args: argparse.Namespace) -> int:
         return 1
     summary = {
         "run_dir": str(result.run_dir),
-        "status": result.manifest.get("status"),
+        "status": result.manifest.status,
         "windows": len(result.windows),
-        **result.manifest.get("totals", {}),
-        "cost_usd": result.manifest.get("llm_usage", {}).get("total", {}).get("cost_usd", 0.0),
+        **result.manifest.totals,
+        "cost_usd": result.manifest.cost_usd,
     }
     sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
     return 0

@@ -22,9 +22,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from friendsim.analysis.sentiment import SENTIMENT_MODELS
+from friendsim.agents.policies import POLICIES
+from friendsim.agents.sources import PERSONA_SOURCES
+from friendsim.analysis.sentiment import SENTIMENT
+from friendsim.coach.kinds import COACHES
 from friendsim.llm.errors import ProviderConfigError
 from friendsim.llm.registry import parse_spec
+from friendsim.platform.feeds import RANKERS
+from friendsim.registry import Registry, RegistryError
 
 COMPONENTS = ("SOC", "INF", "PRE", "COORD", "EMO")
 
@@ -44,6 +49,14 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _registered(registry: Registry[Any], name: str, params: Mapping[str, Any]) -> None:
+    """``name`` is in ``registry`` and ``params`` fit its params model (else ``ValueError``)."""
+    try:
+        registry.check_params(name, params)
+    except RegistryError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def check_provider_spec(spec: str) -> str:
@@ -107,11 +120,27 @@ class ExperimentSection(_Section):
 
 
 class AgentsSection(_Section):
-    """``[agents]``: how many, where personas come from, and which policy decides."""
+    """``[agents]``: how many, where personas come from, and which policy decides.
+
+    ``personas`` is a registered persona source (``synthetic``, or one another package adds) or
+    a persona file; ``policy`` a registered policy (``llm``, ``baseline``, or another package's).
+    ``persona_params`` / ``policy_params`` go to the source's / policy's factory.
+    """
 
     count: int = Field(default=6, ge=1, le=1_000_000)
     personas: str = SYNTHETIC
-    policy: Literal["llm", "baseline"] = "llm"
+    persona_params: dict[str, Any] = Field(default_factory=dict)
+    policy: str = "llm"
+    policy_params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_registered(self) -> AgentsSection:
+        _registered(POLICIES, self.policy, self.policy_params)
+        if self.personas in PERSONA_SOURCES:
+            _registered(PERSONA_SOURCES, self.personas, self.persona_params)
+        elif self.persona_params:
+            raise ValueError("persona_params are for a registered persona source, not a file")
+        return self
 
 
 class LLMOverride(_Section):
@@ -177,13 +206,19 @@ class CoachSection(_Section):
     """``[coach]``: coaching on/off, rule-based or LLM coach (and its provider)."""
 
     enabled: bool = True
-    kind: Literal["rule", "llm"] = "rule"
+    kind: str = "rule"
+    params: dict[str, Any] = Field(default_factory=dict)
     provider: str | None = None
 
     @field_validator("provider")
     @classmethod
     def _spec(cls, v: str | None) -> str | None:
         return None if v is None else check_provider_spec(v)
+
+    @model_validator(mode="after")
+    def _check_registered(self) -> CoachSection:
+        _registered(COACHES, self.kind, self.params)
+        return self
 
 
 class RewardsSection(_Section):
@@ -200,8 +235,7 @@ class RewardsSection(_Section):
     @field_validator("sentiment")
     @classmethod
     def _known_sentiment(cls, v: str) -> str:
-        if v not in SENTIMENT_MODELS:
-            raise ValueError(f"unknown sentiment model {v!r}; known: {', '.join(SENTIMENT_MODELS)}")
+        _registered(SENTIMENT, v, {})
         return v
 
     @field_validator("beta_emo")
@@ -215,8 +249,14 @@ class RewardsSection(_Section):
 class FeedSection(_Section):
     """``[feed]``: the ranker agents read through and how many items it serves."""
 
-    ranker: Literal["full", "chrono", "popularity", "interest"] = "full"
+    ranker: str = "full"
+    params: dict[str, Any] = Field(default_factory=dict)
     limit: int = Field(default=50, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _check_registered(self) -> FeedSection:
+        _registered(RANKERS, self.ranker, self.params)
+        return self
 
 
 class TiesSection(_Section):
@@ -244,7 +284,7 @@ class ExperimentConfig(_Section):
 
     def persona_path(self, base: Path) -> Path | None:
         """The persona file (resolved against ``base``), or ``None`` for synthetic personas."""
-        if self.agents.personas == SYNTHETIC:
+        if self.agents.personas in PERSONA_SOURCES:
             return None
         p = Path(self.agents.personas).expanduser()
         return p if p.is_absolute() else base / p

@@ -124,6 +124,7 @@ class ContinuousScheduler:
         start = (w - 1) * self.window_length
         end = min(w * self.window_length, self.duration)
         tally = WindowTally(window=w)
+        engine.begin_window(w)
         platform.clock.advance_to(start)
         await platform.record(WindowStarted(t=start, window=w, mode="continuous", t_end=end))
         k = 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -90,8 +90,23 @@ class RunListener:
         """Called after a window closed and was scored."""
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FeedRules:
+    """How feeds are served during a window: the ranker and the number of items."""
+
+    ranker: FeedRanker
+    limit: int
+
+
 class Engine:
-    """Shared machinery: platform, policies, per-agent contexts, coach view, feed ranker."""
+    """Shared machinery: platform, policies, per-agent contexts, coach view, feed rules.
+
+    ``feeds`` maps a window number to the :class:`FeedRules` in force during it (a run whose
+    config changes at a window, such as a fork, is described by this function, not by patching
+    the engine); the schedulers call :meth:`begin_window` at the start of every window. Whether
+    agents see coach tips in a window is the coach's answer (``coach.coaching(window)``), so
+    coaching has one source of truth.
+    """
 
     def __init__(
         self,
@@ -101,9 +116,7 @@ class Engine:
         coach: CoachView,
         theme: str,
         n_actions: int,
-        ranker: FeedRanker,
-        feed_limit: int,
-        coaching: bool,
+        feeds: Callable[[int], FeedRules],
         listener: RunListener | None = None,
         acquaintances: Mapping[str, Sequence[str]] | None = None,
         max_known: int = 50,
@@ -115,9 +128,8 @@ class Engine:
         self.coach = coach
         self.theme = theme
         self.n_actions = n_actions
-        self.ranker = ranker
-        self.feed_limit = feed_limit
-        self.coaching = coaching
+        self._feeds_for = feeds
+        self.feeds = feeds(1)
         self.listener = listener or RunListener()
         acquaintances = acquaintances or {}
         self.contexts: dict[str, AgentContext] = {
@@ -126,6 +138,10 @@ class Engine:
         }
         self._received: dict[str, deque[ReceivedVote]] = {}
         self.stop = stop
+
+    def begin_window(self, window: int) -> None:
+        """Take the feed rules in force during ``window`` (called by the schedulers)."""
+        self.feeds = self._feeds_for(window)
 
     def check_stop(self) -> None:
         """Raise :class:`RunInterrupted` if a stop was requested (called at safe points)."""
@@ -151,8 +167,8 @@ class Engine:
         """Serve ``agent`` its ranked feed (logged as ``FeedServed``) as feed items."""
         views = await self.platform.serve_feed(
             agent,
-            self.ranker,
-            limit=self.feed_limit if limit is None else limit,
+            self.feeds.ranker,
+            limit=self.feeds.limit if limit is None else limit,
             since_t=since_t,
             until_t=until_t,
         )
@@ -189,7 +205,7 @@ class Engine:
             known_users=ctx.known_users,
             topics=ctx.topics,
             followees=tuple(sorted(await self.platform.followees(agent))),
-            guidance=tuple(coach.latest_guidance(agent)) if self.coaching else (),
+            guidance=tuple(coach.latest_guidance(agent)) if coach.coaching(window) else (),
             last_rewards=ctx.feedback(coach.last_scores(agent)),
             best_rewards=ctx.feedback(coach.best_scores(agent)),
             last_actions=ctx.last_actions,

@@ -76,6 +76,7 @@ class RoundsScheduler:
         length = self.round_length
         t0 = (w - 1) * length
         tally = WindowTally(window=w)
+        engine.begin_window(w)
 
         engine.check_stop()
         platform.clock.advance_to(t0)

@@ -1,7 +1,7 @@
 """Run every replication of every grid cell of a sweep, in parallel worker processes.
 
 Each run goes into ``<out>/<cell>/rep<k>`` through the runtime's
-:func:`friendsim.runtime.experiment.run_experiment`, then is analysed
+:func:`friendsim.runtime.assembly.run_experiment`, then is analysed
 (:func:`friendsim.analysis.analyze.load_analysis`, cached as ``analysis.json``) inside the same
 worker, so analysis is parallel too. Runs are independent processes (``spawn`` start method: no
 state inherited from the parent), at most ``jobs`` at a time.
@@ -27,6 +27,8 @@ from typing import Any
 
 import structlog
 
+from friendsim.rundir.errors import RunInputError
+from friendsim.rundir.manifest import read_manifest
 from friendsim.sweep.config import RunPlan, SweepSpec
 
 log = structlog.get_logger(__name__)
@@ -63,11 +65,9 @@ def _worker_init(log_level: str) -> None:
 
 def _read_status(run_dir: Path) -> str | None:
     try:
-        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return read_manifest(run_dir).status
+    except RunInputError:
         return None
-    status = manifest.get("status") if isinstance(manifest, dict) else None
-    return status if isinstance(status, str) else None
 
 
 def _set_aside(run_dir: Path) -> str:
@@ -88,8 +88,8 @@ def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
     import asyncio
 
     from friendsim.analysis.analyze import load_analysis
+    from friendsim.runtime.assembly import run_experiment
     from friendsim.runtime.config import parse_config
-    from friendsim.runtime.experiment import run_experiment
 
     rd = Path(run_dir)
     t0 = time.perf_counter()
@@ -102,7 +102,7 @@ def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
         moved = _set_aside(rd) if rd.exists() else None
         cfg = parse_config(plan_data, source=source)
         result = asyncio.run(run_experiment(cfg, out_dir=rd, config_path=source))
-        status = str(result.manifest.get("status", "unknown"))
+        status = result.manifest.status
         load_analysis(rd)
         error = None
     except Exception as exc:  # a run's failure is data for the sweep, not a crash of it

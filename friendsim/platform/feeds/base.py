@@ -1,7 +1,9 @@
 """The feed-ranker extension point: one small async protocol, rankers as sibling modules.
 
 A ranker turns a :class:`FeedQuery` into post ids, best first, by reading the committed tables
-through the read connection it is given. Rankers must keep their cost independent of the total
+through the :class:`FeedView` it is given: a read-only view (SELECT / WITH statements only, on a
+connection SQLite itself holds to ``query_only``), never the database connection, so a ranker
+can neither write nor see uncommitted state. Rankers must keep their cost independent of the total
 number of posts: they read bounded candidate sets through indexes (a recent window on
 ``posts(t)``, per-author ``posts(author, t)``, ``LIMIT``). ``Platform.serve_feed`` turns the ids
 into :class:`~friendsim.platform.views.PostView` s and logs a ``FeedServed`` event.
@@ -12,13 +14,38 @@ Time window: items with ``since_t <= t < until_t``; when ``until_t`` is None the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import aiosqlite
 
 from ..views import PostView
+
+_READ_ONLY = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
+
+
+class FeedView:
+    """Read-only access to the platform's committed tables (what rankers receive).
+
+    ``execute_fetchall(sql, params)`` runs one ``SELECT``/``WITH`` statement and returns its
+    rows; anything else raises ``PermissionError``. The tables are the platform's materialised
+    ones (``posts``, ``votes``, ``follows``, ``agents``, ``mentions``, ``dms``, ``exposures``;
+    see ``friendsim/platform/migrations``).
+    """
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute_fetchall(
+        self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> Iterable[Any]:
+        if not _READ_ONLY.match(sql) or ";" in sql.strip().rstrip(";"):
+            raise PermissionError(f"a feed ranker may only run one SELECT statement: {sql[:80]!r}")
+        return await self._conn.execute_fetchall(sql, parameters)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -37,7 +64,7 @@ class FeedQuery:
 class FeedRanker(Protocol):
     name: str
 
-    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+    async def rank(self, db: FeedView, query: FeedQuery) -> list[int]:
         """Post ids for ``query.agent``, best first, at most ``query.limit``."""
         ...
 
@@ -50,7 +77,7 @@ class ViewRanker(FeedRanker, Protocol):
     :meth:`rank`), which saves the separate fetch of the posts' rows.
     """
 
-    async def rank_views(self, db: aiosqlite.Connection, query: FeedQuery) -> list[PostView]: ...
+    async def rank_views(self, db: FeedView, query: FeedQuery) -> list[PostView]: ...
 
 
 def window(query: FeedQuery, horizon: float) -> tuple[float, float, bool]:
@@ -73,5 +100,5 @@ class StaticRanker:
         self.name = name
         self._ids = list(post_ids)
 
-    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+    async def rank(self, db: FeedView, query: FeedQuery) -> list[int]:
         return self._ids[: query.limit]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
 from ..views import POST_COLUMNS, PostView, row_to_post
-from .base import FeedQuery, window
+from .base import FeedQuery, FeedView, window
 
 
 class ChronologicalRanker:
@@ -22,7 +20,7 @@ class ChronologicalRanker:
             raise ValueError(f"horizon must be > 0, got {horizon}")
         self.horizon = horizon
 
-    async def rank_views(self, db: aiosqlite.Connection, query: FeedQuery) -> list[PostView]:
+    async def rank_views(self, db: FeedView, query: FeedQuery) -> list[PostView]:
         lo, hi, inclusive = window(query, self.horizon)
         op = "<=" if inclusive else "<"
         # rank on the index columns first; build the full rows of the top ``limit`` only
@@ -36,5 +34,5 @@ class ChronologicalRanker:
         )
         return [row_to_post(r) for r in rows]
 
-    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+    async def rank(self, db: FeedView, query: FeedQuery) -> list[int]:
         return [v.post_id for v in await self.rank_views(db, query)]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import aiosqlite
-
 from ..views import POST_COLUMNS, PostView, row_to_post
-from .base import FeedQuery
+from .base import FeedQuery, FeedView
 
 
 class FullVisibilityRanker:
@@ -17,7 +15,7 @@ class FullVisibilityRanker:
 
     name = "full"
 
-    async def rank_views(self, db: aiosqlite.Connection, query: FeedQuery) -> list[PostView]:
+    async def rank_views(self, db: FeedView, query: FeedQuery) -> list[PostView]:
         hi = query.until_t if query.until_t is not None else query.now
         op = "<" if query.until_t is not None else "<="
         if query.since_t is None:
@@ -34,5 +32,5 @@ class FullVisibilityRanker:
         )
         return [row_to_post(r) for r in rows]
 
-    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+    async def rank(self, db: FeedView, query: FeedQuery) -> list[int]:
         return [v.post_id for v in await self.rank_views(db, query)]

@@ -6,9 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import aiosqlite
-
-from .base import FeedQuery, decay, window
+from .base import FeedQuery, FeedView, decay, window
 
 
 def attribute_overlap(a: Mapping[str, Any], b: Mapping[str, Any]) -> float:
@@ -51,10 +49,10 @@ class InterestRanker:
         self.topic_weight = topic_weight
         self.homophily_weight = homophily_weight
         self.base = base
-        self._cache_db: aiosqlite.Connection | None = None
+        self._cache_db: FeedView | None = None
         self._attrs: dict[str, dict[str, Any]] = {}
 
-    async def _attributes(self, db: aiosqlite.Connection, ids: set[str]) -> dict[str, Any]:
+    async def _attributes(self, db: FeedView, ids: set[str]) -> dict[str, Any]:
         if self._cache_db is not db:
             self._cache_db, self._attrs = db, {}
         missing = [i for i in ids if i not in self._attrs]
@@ -68,7 +66,7 @@ class InterestRanker:
                 self._attrs[agent_id] = json.loads(attrs)
         return self._attrs
 
-    async def profile(self, db: aiosqlite.Connection, agent: str) -> dict[str, float]:
+    async def profile(self, db: FeedView, agent: str) -> dict[str, float]:
         """Topic -> share of the agent's recent engagement."""
         rows = await db.execute_fetchall(
             "SELECT topic, count(*) FROM ("
@@ -82,7 +80,7 @@ class InterestRanker:
         total = sum(r[1] for r in rows)
         return {r[0]: r[1] / total for r in rows} if total else {}
 
-    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+    async def rank(self, db: FeedView, query: FeedQuery) -> list[int]:
         lo, hi, inclusive = window(query, self.horizon)
         op = "<=" if inclusive else "<"
         profile = await self.profile(db, query.agent)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
-import aiosqlite
-
 from ..views import POST_COLUMNS, PostView, fetch_posts, row_to_post
-from .base import FeedQuery, decay, window
+from .base import FeedQuery, FeedView, decay, window
 
 
 class PopularityRanker:
@@ -37,7 +35,7 @@ class PopularityRanker:
         self.dislike_weight = dislike_weight
         self._sql_math: bool | None = None
 
-    async def rank_views(self, db: aiosqlite.Connection, query: FeedQuery) -> list[PostView]:
+    async def rank_views(self, db: FeedView, query: FeedQuery) -> list[PostView]:
         lo, hi, inclusive = window(query, self.horizon)
         op = "<=" if inclusive else "<"
         n = max(self.candidates, query.limit)
@@ -83,5 +81,5 @@ class PopularityRanker:
         scored.sort()
         return await fetch_posts(db, [s[3] for s in scored[: query.limit]])
 
-    async def rank(self, db: aiosqlite.Connection, query: FeedQuery) -> list[int]:
+    async def rank(self, db: FeedView, query: FeedQuery) -> list[int]:
         return [v.post_id for v in await self.rank_views(db, query)]

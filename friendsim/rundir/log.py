@@ -1,12 +1,12 @@
-"""Reading a run directory safely: existence checks, snapshots, log summaries, hashes.
+"""Reading an event log safely: existence checks, snapshots, log summaries, hashes.
 
-Every replay tool reads a run through this module and never writes to it. Databases are read from
-a *snapshot*: the ``.db`` file and its ``-wal`` are copied into a scratch folder and only the copy
+Every command that reads a run reads its log through this module and never writes to
+it. Databases are read from a *snapshot*: the ``.db`` file and its ``-wal`` are copied into a scratch folder and only the copy
 is opened (opening a WAL database in place, even read-only, may touch its ``-shm`` or checkpoint
 it; a killed run leaves both behind). So a tool that fails on corrupt input leaves every byte of
 the run as it was, which the tests check with sha256 sums.
 
-Checks made here, each raising a :class:`~.errors.ReplayInputError` subclass that names the file:
+Checks made here, each raising a :class:`~.errors.RunInputError` subclass that names the file:
 missing files, a file that is not a SQLite database or is truncated/malformed, a schema written by
 a newer friendsim (``PRAGMA user_version``), an events table with gaps or not starting at 1, a
 payload schema version newer than this friendsim's, and a manifest whose recorded seq range or
@@ -16,7 +16,6 @@ log hash does not match the log.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import sqlite3
 from collections.abc import Iterator, Mapping
@@ -32,13 +31,9 @@ from .errors import (
     ForeignLogError,
     ManifestMismatchError,
     MissingFileError,
-    ReplayInputError,
 )
+from .manifest import Manifest
 
-MANIFEST = "manifest.json"
-EVENTS_DB = "events.db"
-LLM_CACHE_DB = "llm_cache.db"
-PERSONAS = "personas.jsonl"
 SIDE_FILES = ("-wal",)
 
 
@@ -68,20 +63,6 @@ def require_file(path: Path, what: str) -> Path:
     if not path.is_file():
         raise MissingFileError(f"{what} not found: {path}")
     return path
-
-
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The parsed ``manifest.json`` of ``run_dir``; clear errors when missing or not JSON."""
-    if not run_dir.is_dir():
-        raise MissingFileError(f"run directory not found: {run_dir}")
-    path = require_file(run_dir / MANIFEST, "run manifest")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReplayInputError(f"{path}: not a valid JSON manifest: {exc}") from None
-    if not isinstance(data, dict):
-        raise ReplayInputError(f"{path}: the manifest must be a JSON object")
-    return data
 
 
 def snapshot(db: Path, dest_dir: Path, *, name: str | None = None) -> Path:
@@ -194,7 +175,7 @@ def log_hash(conn: sqlite3.Connection, *, to_seq: int | None = None) -> str:
 
 
 def check_manifest(
-    manifest: Mapping[str, Any], summary: LogSummary, conn: sqlite3.Connection, *, label: str | Path
+    manifest: Manifest, summary: LogSummary, conn: sqlite3.Connection, *, label: str | Path
 ) -> None:
     """Raise :class:`ManifestMismatchError` when the manifest's recorded facts contradict the log.
 
@@ -202,7 +183,7 @@ def check_manifest(
     or failed) ``end_seq`` is the last seq; ``log_sha256`` (written by the replay tools) is the
     hash of the log up to ``end_seq``.
     """
-    start, end, status = manifest.get("start_seq"), manifest.get("end_seq"), manifest.get("status")
+    start, end, status = manifest.start_seq, manifest.end_seq, manifest.status
     if start is not None and summary.count and start != summary.first:
         raise ManifestMismatchError(
             f"{label}: manifest start_seq={start} but the log starts at seq {summary.first}"
@@ -212,7 +193,7 @@ def check_manifest(
             f"{label}: manifest end_seq={end} (status {status}) but the log ends at seq "
             f"{summary.last}: the log was truncated, extended or belongs to another run"
         )
-    recorded = manifest.get("log_sha256")
+    recorded = manifest.log_sha256
     if recorded is not None and status in ("completed", "failed"):
         actual = log_hash(conn, to_seq=end)
         if actual != recorded:

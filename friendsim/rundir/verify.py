@@ -1,4 +1,6 @@
-"""``friendsim replay RUN --verify``: rebuild the platform from the log alone and compare.
+"""The log verifier: rebuild the platform from the log alone and compare with the stored state.
+
+Used by ``friendsim replay RUN --verify`` and ``friendsim log verify``.
 
 The log of a snapshot of ``events.db`` is decoded event by event (:func:`event_from_row`, which
 rejects unknown kinds, bad payloads and newer payload versions) and projected into a fresh scratch
@@ -12,7 +14,7 @@ same code the live store commits with). Then:
 
 The first difference is reported precisely: table, primary key, column and both values
 (:class:`Divergence`). A constraint the rebuilt state violates is pinned to the single event that
-causes it. The run directory itself is never opened for writing (see :mod:`.rundir`).
+causes it. The run directory itself is never opened for writing (see :mod:`.log`).
 
 Speed: one Python pass over the log (decode + plan, the events rows are compared instead of
 re-inserted) and C-level inserts into a scratch database with an in-memory journal; about
@@ -35,17 +37,10 @@ from friendsim.platform.events import SCHEMA_VERSION, Event, EventDecodeError, e
 from friendsim.platform.migrations import available
 from friendsim.platform.projection import MATERIALISED_TABLES, SQL_EVENT, plan
 
-from .errors import CorruptLogError, ForeignLogError, ReplayInputError
-from .rundir import (
-    EVENTS_DB,
-    LogSummary,
-    check_manifest,
-    connect,
-    iter_rows,
-    read_manifest,
-    snapshot,
-    summarise,
-)
+from .errors import CorruptLogError, ForeignLogError, MissingFileError, RunInputError
+from .layout import RunLayout
+from .log import LogSummary, check_manifest, connect, iter_rows, snapshot, summarise
+from .manifest import Manifest, read_manifest
 
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "agents": ("agent_id",),
@@ -401,7 +396,7 @@ def compare_tables(
 def verify_db(
     db: str | Path,
     *,
-    manifest: dict[str, Any] | None = None,
+    manifest: Manifest | None = None,
     label: str | Path | None = None,
     scratch: str | Path | None = None,
     workers: int = 0,
@@ -465,12 +460,10 @@ def default_workers() -> int:
 
 def verify_run(run_dir: str | Path, *, workers: int = 0) -> VerifyReport:
     """Verify a run directory: its manifest must describe its log, and the log its state."""
-    run = Path(run_dir)
-    manifest = read_manifest(run)
-    events = run / EVENTS_DB
+    layout = RunLayout.of(run_dir)
+    manifest = read_manifest(layout.root)
+    events = layout.events
     if not events.is_file():
-        from .errors import MissingFileError
-
         raise MissingFileError(f"event log not found: {events}")
     return verify_db(events, manifest=manifest, label=events, workers=workers)
 
@@ -478,7 +471,7 @@ def verify_run(run_dir: str | Path, *, workers: int = 0) -> VerifyReport:
 __all__ = [
     "Divergence",
     "LogSummary",
-    "ReplayInputError",
+    "RunInputError",
     "VerifyReport",
     "compare_tables",
     "rebuild_into",

@@ -1,0 +1,60 @@
+"""The layout of a run directory: every file name a run holds, spelled once.
+
+A run directory holds the event log (``events.db``), the LLM record/replay cache
+(``llm_cache.db``, when a model was used with caching on), the personas the run used
+(``personas.jsonl``), the typed manifest (``manifest.json``, see :mod:`.manifest`) and the lock
+file its writer holds (``run.lock``, see :mod:`.lock`). Derived outputs (the report, analysis
+caches) are written by the commands that make them and are never read back as run inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+EVENTS_DB = "events.db"
+LLM_CACHE_DB = "llm_cache.db"
+PERSONAS = "personas.jsonl"
+MANIFEST = "manifest.json"
+LOCK = "run.lock"
+REPORT = "report.html"
+TIE_SCORES = "tie_scores.json"
+
+
+@dataclass(frozen=True, slots=True)
+class RunLayout:
+    """The paths of one run directory ``root``."""
+
+    root: Path
+
+    @classmethod
+    def of(cls, root: str | Path) -> RunLayout:
+        return cls(Path(root))
+
+    @property
+    def events(self) -> Path:
+        return self.root / EVENTS_DB
+
+    @property
+    def llm_cache(self) -> Path:
+        return self.root / LLM_CACHE_DB
+
+    @property
+    def personas(self) -> Path:
+        return self.root / PERSONAS
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT
+
+    def holds_run(self) -> bool:
+        """True when the directory already holds a run's log or manifest."""
+        return self.events.exists() or self.manifest.exists()

@@ -1,0 +1,132 @@
+"""The run lock: one writer per run directory, released by the kernel when the writer dies.
+
+``run``, ``--resume``, ``--fork`` and every sweep replication hold an exclusive ``flock`` on
+``RUN_DIR/run.lock`` for as long as they write the run. A second writer fails at once with
+:class:`~.errors.RunLockedError` naming the holder's pid (written into the lock file after the
+lock is taken). Because the kernel drops an ``flock`` when its process exits, however it exits
+(SIGKILL included), a stale lock file never blocks anyone: the file may stay, the lock does not.
+
+Readers never take the lock and never create the file; :func:`holder` tells them whether the run
+is being written right now (so ``log verify`` can say "run in progress" instead of reporting a
+corruption that is only a run still being written).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+from pathlib import Path
+from types import TracebackType
+
+from .errors import MissingFileError, RunLockedError, RunOccupiedError
+from .layout import LOCK
+
+
+def _try_exclusive(fd: int, *, attempts: int = 25, pause: float = 0.01) -> bool:
+    """Take an exclusive lock, retrying briefly: a reader's probe (:func:`holder`) holds a shared
+    lock for microseconds and must not make a writer fail."""
+    for i in range(attempts):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if i + 1 < attempts:
+                time.sleep(pause)
+    return False
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+class RunLock:
+    """An exclusive lock on one run directory (a context manager; also :meth:`acquire`)."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self, *, create: bool = True) -> RunLock:
+        """Take the lock now or raise :class:`RunLockedError` (never waits long).
+
+        ``create``: make the run directory when it does not exist (a new run); otherwise a
+        missing directory is :class:`~.errors.MissingFileError`. A path that is a file is
+        :class:`~.errors.RunOccupiedError`.
+        """
+        if self._fd is not None:
+            return self
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise RunOccupiedError(
+                f"{self.run_dir} is a file, not a directory; choose another --out"
+            )
+        if not create and not self.run_dir.is_dir():
+            raise MissingFileError(f"run directory not found: {self.run_dir}")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        if not _try_exclusive(fd):
+            os.close(fd)
+            pid = _read_pid(self.path)
+            who = f"process {pid}" if pid is not None else "another process"
+            raise RunLockedError(
+                f"{self.run_dir}: the run is being written by {who} (lock {self.path}); "
+                "wait for it to finish or stop it first",
+                pid=pid,
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Drop the lock (the file stays: it is harmless once unlocked)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+def holder(run_dir: str | Path) -> int | None:
+    """The pid writing ``run_dir`` right now, or ``None`` when nobody holds its lock.
+
+    Probes with a shared non-blocking lock on an existing lock file only (never creates it), so
+    a reader leaves the directory as it found it.
+    """
+    path = Path(run_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _read_pid(path)
+        return pid if pid is not None else -1
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

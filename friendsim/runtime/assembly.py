@@ -1,0 +1,582 @@
+"""One assembly: a run plan becomes the parts of a run, and the run is executed.
+
+Every way of running goes through :func:`run_plan`: ``friendsim run``, ``--resume``,
+``--fork``, ``replay --rerun`` and every sweep replication. What differs between them is data, a
+:class:`RunPlan`: the config in force from window 1, optionally a later config in force from a
+window on (a fork), the log prefix that must be re-derived from recorded model answers only (a
+resume, a fork) and lineage facts for the manifest. Nothing is patched after it is built.
+
+Wiring, in order: take the run lock and check the directory -> personas (file or seeded generator)
+-> manifest (``status="running"``) -> platform (agents registered sorted by id, with their group
+attributes and dominant policy) -> one LLM stack per distinct provider spec (shared ledger, one
+cache file) -> one policy per agent -> a reward scorer and coach per phase, in one coach service
+-> engine -> scheduler. Everything is closed in ``finally``, and the manifest is rewritten with the
+outcome.
+
+Config values and where they act: the first phase's config fixes the population, the seed, the
+theme, the time structure and the policies (a fork may not change them); the last phase's config
+fixes the number of windows, the ``[llm]`` limits and cache mode, and is the config the manifest
+records. ``[llm] concurrency`` is the most requests in flight per provider spec, agents and an LLM
+coach of that spec together; the coach service runs at most that many coach calls at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from friendsim.agents import policies as agent_policies
+from friendsim.agents.persona import Persona
+from friendsim.agents.persona_io import PersonaFileError, load_personas, save_personas
+from friendsim.agents.policies import POLICIES, PolicyContext
+from friendsim.agents.policy import Policy
+from friendsim.agents.sources import PERSONA_SOURCES
+from friendsim.analysis.rewards import RewardScorer
+from friendsim.analysis.rewards_params import RewardConfigError, RewardParams
+from friendsim.coach import kinds as coach_kinds
+from friendsim.coach.base import Coach
+from friendsim.coach.kinds import COACHES
+from friendsim.coach.service import CoachRegime, CoachService
+from friendsim.llm.accounting import DEFAULT_PRICES, Ledger, PriceTable
+from friendsim.llm.base import LLM, Completion, LLMRequest
+from friendsim.llm.errors import CacheMissError
+from friendsim.llm.stack import LLMStack, build_llm
+from friendsim.platform.clock import VirtualClock
+from friendsim.platform.feeds import make_ranker
+from friendsim.platform.service import Platform
+from friendsim.rundir.errors import RunOccupiedError
+from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, PERSONAS, RunLayout
+from friendsim.rundir.lock import RunLock
+from friendsim.rundir.log import connect, log_hash
+from friendsim.rundir.manifest import Manifest, RunFiles, new_manifest, write_manifest
+from friendsim.runtime.config import ConfigError, ExperimentConfig, resolve_auto_provider
+from friendsim.runtime.continuous import ContinuousScheduler, acquaintances
+from friendsim.runtime.engine import Engine, FeedRules, RunInterrupted, RunListener, WindowTally
+from friendsim.runtime.rounds import RoundsScheduler
+
+log = structlog.get_logger(__name__)
+
+LLMFactory = Callable[[str], LLM]
+"""Makes the provider for a resolved spec (tests inject scripted models); default: the registry."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Phase:
+    """``config`` is in force from window ``start`` on (see :class:`RunPlan`)."""
+
+    start: int
+    config: ExperimentConfig
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunPlan:
+    """What to run, as data.
+
+    ``phases``: the configs in force, the first from window 1. During window ``w`` the feed
+    rules and whether agents see tips follow the phase in force at ``w``; the scores of window
+    ``w`` and the guidance written after it follow the phase in force at ``w + 1``.
+    ``recorded_until_seq``: while the log holds fewer events than this, a model request that
+    misses the cache is refused (:class:`~friendsim.llm.errors.CacheMissError`): re-deriving a
+    recorded prefix never calls a live model. ``lineage``: manifest keys (``fork``, ...).
+    """
+
+    phases: tuple[Phase, ...]
+    recorded_until_seq: int | None = None
+    lineage: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.phases or self.phases[0].start != 1:
+            raise ValueError("a run plan starts with a phase at window 1")
+        starts = [p.start for p in self.phases]
+        if starts != sorted(set(starts)):
+            raise ValueError(f"run plan phases must start at increasing windows, got {starts}")
+
+    @classmethod
+    def of(cls, config: ExperimentConfig) -> RunPlan:
+        """One config for the whole run."""
+        return cls(phases=(Phase(start=1, config=config),))
+
+    @property
+    def first(self) -> ExperimentConfig:
+        return self.phases[0].config
+
+    @property
+    def final(self) -> ExperimentConfig:
+        return self.phases[-1].config
+
+    def at(self, window: int) -> ExperimentConfig:
+        """The config in force during ``window``."""
+        found = self.phases[0].config
+        for phase in self.phases:
+            if phase.start <= window:
+                found = phase.config
+        return found
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunResult:
+    """A finished run: its directory, one tally per window, and the manifest written."""
+
+    run_dir: Path
+    windows: tuple[WindowTally, ...]
+    manifest: Manifest
+
+
+def agent_seed(seed: int, agent: str, purpose: str) -> int:
+    """A stable 63-bit seed for ``agent``'s ``purpose`` (independent of Python's hash salt)."""
+    digest = hashlib.sha256(f"{seed}:{purpose}:{agent}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def build_personas(cfg: ExperimentConfig, *, base: Path, source: str | Path) -> list[Persona]:
+    """The run's personas: the first ``count`` of the persona source or file."""
+    n = cfg.agents.count
+    path = cfg.persona_path(base)
+    if path is None:
+        made = list(
+            PERSONA_SOURCES.create(
+                cfg.agents.personas,
+                cfg.agents.persona_params,
+                count=n,
+                seed=cfg.experiment.seed,
+                theme=cfg.experiment.theme,
+            )
+        )
+        if len(made) < n:
+            raise ConfigError(
+                source,
+                "[agents].personas",
+                f"persona source {cfg.agents.personas!r} made {len(made)} personas, {n} asked",
+            )
+        return made[:n]
+    if not path.is_file():
+        raise ConfigError(source, "[agents].personas", f"persona file not found: {path}")
+    try:
+        personas = load_personas(path)
+    except PersonaFileError as exc:
+        raise ConfigError(source, "[agents].personas", str(exc)) from None
+    if len(personas) < n:
+        raise ConfigError(
+            source,
+            "[agents].count",
+            f"asks for {n} agents but {path} holds only {len(personas)} personas",
+        )
+    return personas[:n]
+
+
+def reward_params(cfg: ExperimentConfig, *, source: str | Path = "<config>") -> RewardParams:
+    """``RewardParams`` from ``[rewards]`` with ``n_actions`` from ``[experiment]``."""
+    try:
+        return RewardParams(**cfg.rewards.model_dump(), n_actions=cfg.experiment.n_actions)
+    except RewardConfigError as exc:
+        raise ConfigError(source, "[rewards]", str(exc)) from None
+
+
+def provider_specs(
+    cfg: ExperimentConfig, personas: Sequence[Persona], env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Each agent's resolved provider spec (``auto`` replaced by the environment's choice)."""
+    auto = resolve_auto_provider(env)
+    out = {}
+    for p in personas:
+        spec = cfg.provider_for(p.id, p.dominant)
+        out[p.id] = auto if spec == "auto" else spec
+    return out
+
+
+def coach_spec(cfg: ExperimentConfig, env: Mapping[str, str] | None = None) -> str | None:
+    """The resolved provider spec of the LLM coach (``None`` without one)."""
+    if not (cfg.coach.enabled and coach_kinds.uses_llm(cfg.coach.kind)):
+        return None
+    spec = cfg.coach.provider or cfg.llm.provider
+    return resolve_auto_provider(env) if spec == "auto" else spec
+
+
+def make_ledger(cfg: ExperimentConfig) -> Ledger:
+    """A ledger priced by ``[llm.prices]`` (USD per million tokens) over the built-in prices."""
+    return Ledger(PriceTable({**DEFAULT_PRICES, **cfg.llm.prices}))
+
+
+async def open_llm_stack(
+    spec: str | LLM,
+    cfg: ExperimentConfig,
+    *,
+    cache_path: Path | None,
+    ledger: Ledger,
+) -> LLMStack:
+    """The LLM stack for ``spec`` with the limits, retries and cache mode of ``cfg``'s ``[llm]``.
+
+    The one place that builds LLM stacks: runs use it through :func:`run_plan`; jobs beside a
+    run (text-based tie scoring, the persona planner) call it directly.
+    """
+    cache_on = cfg.llm.cache != "off" and cache_path is not None
+    return await build_llm(
+        spec,
+        concurrency=cfg.llm.concurrency,
+        rpm=cfg.llm.rpm,
+        tpm=cfg.llm.tpm,
+        retries=cfg.llm.retries,
+        retry_seed=cfg.experiment.seed,
+        cache_path=cache_path if cache_on else None,
+        cache_mode=cfg.llm.cache if cache_on else "off",
+        ledger=ledger,
+    )
+
+
+class _RecordedOnly:
+    """A provider that refuses requests while the log is still inside a recorded prefix."""
+
+    def __init__(self, inner: LLM, platform: Platform, until_seq: int) -> None:
+        self.inner = inner
+        self.platform = platform
+        self.until_seq = until_seq
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        if self.platform.last_seq < self.until_seq:
+            last = request.messages[-1].content if request.messages else request.system
+            raise CacheMissError(
+                request.cache_key(self.model),
+                request.label,
+                f"re-deriving the recorded log up to seq {self.until_seq} must use recorded "
+                f"answers only: {last[:60]}",
+            )
+        return await self.inner.complete(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def _make_coach(
+    cfg: ExperimentConfig, stacks: Mapping[str, LLMStack], spec: str | None
+) -> Coach | None:
+    if not cfg.coach.enabled:
+        return None
+    return COACHES.create(cfg.coach.kind, cfg.coach.params, llm=stacks[spec] if spec else None)
+
+
+def _policies(
+    cfg: ExperimentConfig,
+    personas: Sequence[Persona],
+    specs: Mapping[str, str],
+    stacks: Mapping[str, LLMStack],
+) -> dict[str, Policy]:
+    """One policy per agent from the policy registry; the agent's seed is derived from the run
+    seed, the agent id and the policy's name."""
+    ex = cfg.experiment
+    name = cfg.agents.policy
+    knobs: dict[str, Any] = {
+        "content_max_tokens": cfg.llm.max_tokens,
+        "plan_max_tokens": cfg.llm.plan_max_tokens,
+        "max_retries": cfg.llm.reprompts,
+    }
+    if cfg.llm.temperature is not None:
+        knobs["plan_temperature"] = knobs["content_temperature"] = cfg.llm.temperature
+    stances = {p.id: p.stance_score for p in personas}
+    return {
+        p.id: POLICIES.create(
+            name,
+            cfg.agents.policy_params,
+            context=PolicyContext(
+                persona=p,
+                seed=agent_seed(ex.seed, p.id, name),
+                theme=ex.theme,
+                n_actions=ex.n_actions,
+                stances=stances,
+                llm=stacks[specs[p.id]] if p.id in specs else None,
+                llm_options=knobs,
+            ),
+        )
+        for p in personas
+    }
+
+
+def prepare_run(
+    plan: RunPlan,
+    *,
+    run_dir: Path,
+    base: Path,
+    source: str | Path,
+    env: Mapping[str, str] | None = None,
+) -> tuple[list[Persona], Manifest]:
+    """Blocking set-up (the caller holds the run lock): check the run dir, build personas, write
+    ``personas.jsonl`` and the initial manifest (``status="running"``)."""
+    layout = RunLayout.of(run_dir)
+    if layout.root.exists() and not layout.root.is_dir():
+        raise RunOccupiedError(f"{run_dir} is a file, not a directory; choose another --out")
+    if layout.events.exists():
+        raise RunOccupiedError(f"{run_dir} already holds a run ({EVENTS_DB}); choose another --out")
+    cfg, first = plan.final, plan.first
+    ex = first.experiment
+    personas = build_personas(first, base=base, source=source)
+    params = reward_params(cfg, source=source)
+    specs = (
+        provider_specs(first, personas, env) if agent_policies.uses_llm(first.agents.policy) else {}
+    )
+    layout.root.mkdir(parents=True, exist_ok=True)
+    save_personas(personas, layout.personas)
+    manifest = new_manifest(
+        name=cfg.experiment.name,
+        status="running",
+        mode=ex.mode,
+        config=cfg.model_dump(mode="json"),
+        config_file=str(source),
+        seeds={"seed": ex.seed},
+        policy=first.agents.policy,
+        models={p.id: specs.get(p.id, first.agents.policy) for p in personas},
+        coach_model=coach_spec(cfg, env),
+        lambdas={p.id: dict(p.lambdas) for p in personas},
+        dominant={p.id: p.dominant for p in personas},
+        rewards=params.to_dict(),
+        ties=cfg.ties.model_dump(mode="json"),
+        files=RunFiles(events=EVENTS_DB, llm_cache=None, personas=PERSONAS),
+        **dict(plan.lineage),
+    )
+    write_manifest(run_dir, manifest)
+    return personas, manifest
+
+
+async def run_plan(
+    plan: RunPlan,
+    *,
+    out_dir: str | Path,
+    config_path: str | Path | None = None,
+    listener: RunListener | None = None,
+    llm_factory: LLMFactory | None = None,
+    env: Mapping[str, str] | None = None,
+    ledger: Ledger | None = None,
+    stop: asyncio.Event | None = None,
+) -> RunResult:
+    """Run ``plan`` into ``out_dir`` (see the module docstring).
+
+    The run lock of ``out_dir`` is held from before the directory is checked until the final
+    manifest is written; a second writer fails at once (:class:`~friendsim.rundir.RunLockedError`).
+    ``ledger`` (optional) receives token usage and cost as the run goes (the CLI's progress bar
+    reads it); by default a fresh one priced by ``[llm.prices]`` over the built-in list prices.
+    ``stop`` (optional): when set, the run stops at the next safe point (between phases or
+    slices), keeps everything committed, writes ``status="interrupted"`` and raises
+    :class:`~friendsim.runtime.engine.RunInterrupted`.
+    """
+    run_dir = Path(out_dir)
+    lock = await asyncio.to_thread(RunLock(run_dir).acquire)
+    try:
+        return await _run_locked(
+            plan,
+            run_dir=run_dir,
+            config_path=config_path,
+            listener=listener,
+            llm_factory=llm_factory,
+            env=env,
+            ledger=ledger,
+            stop=stop,
+        )
+    finally:
+        lock.release()
+
+
+async def _run_locked(
+    plan: RunPlan,
+    *,
+    run_dir: Path,
+    config_path: str | Path | None,
+    listener: RunListener | None,
+    llm_factory: LLMFactory | None,
+    env: Mapping[str, str] | None,
+    ledger: Ledger | None,
+    stop: asyncio.Event | None,
+) -> RunResult:
+    source = str(config_path) if config_path is not None else "<config>"
+    base = Path(config_path).parent if config_path is not None else Path.cwd()
+    first, cfg = plan.first, plan.final
+    ex = first.experiment
+    personas, manifest = await asyncio.to_thread(
+        prepare_run, plan, run_dir=run_dir, base=base, source=source, env=env
+    )
+    layout = RunLayout.of(run_dir)
+    specs: dict[str, str] = (
+        dict(manifest.models) if agent_policies.uses_llm(first.agents.policy) else {}
+    )
+    coach_specs = {s for p in plan.phases if (s := coach_spec(p.config, env)) is not None}
+    ledger = ledger if ledger is not None else make_ledger(cfg)
+    stacks: dict[str, LLMStack] = {}
+    platform = await Platform.open(layout.events, clock=VirtualClock())
+    service: CoachService | None = None
+    windows: list[WindowTally] = []
+    scheduler: RoundsScheduler | ContinuousScheduler | None = None
+    status = "failed"
+    wall0 = time.perf_counter()
+    try:
+        manifest.start_seq = platform.last_seq + 1
+        for p in sorted(personas, key=lambda p: p.id):
+            attrs = {"dominant": p.dominant, **p.attributes}
+            await platform.register_agent(p.id, name=p.name, attributes=attrs)
+        await platform.flush()
+
+        cache_path = layout.llm_cache if cfg.llm.cache != "off" else None
+        for spec in sorted({*specs.values(), *coach_specs}):
+            provider: LLM | str = llm_factory(spec) if llm_factory is not None else spec
+            if plan.recorded_until_seq is not None:
+                if isinstance(provider, str):
+                    from friendsim.llm.registry import create_llm
+
+                    provider = create_llm(provider)
+                provider = _RecordedOnly(provider, platform, plan.recorded_until_seq)
+            stacks[spec] = await open_llm_stack(provider, cfg, cache_path=cache_path, ledger=ledger)
+        if stacks and cache_path is not None:
+            manifest.files = RunFiles(events=EVENTS_DB, llm_cache=LLM_CACHE_DB, personas=PERSONAS)
+
+        policies = _policies(first, personas, specs, stacks)
+        lambdas = {p.id: p.lambdas for p in personas}
+        regimes = [
+            CoachRegime(
+                start=phase.start,
+                scorer=RewardScorer(
+                    params=reward_params(phase.config, source=source), lambdas=lambdas
+                ),
+                coach=_make_coach(phase.config, stacks, coach_spec(phase.config, env)),
+            )
+            for phase in plan.phases
+        ]
+        service = CoachService(
+            platform, regimes=regimes, theme=ex.theme, concurrency=cfg.llm.concurrency
+        )
+        await service.start()
+
+        rankers = {
+            phase.start: FeedRules(
+                ranker=make_ranker(phase.config.feed.ranker, phase.config.feed.params),
+                limit=phase.config.feed.limit,
+            )
+            for phase in plan.phases
+        }
+
+        def feeds(window: int) -> FeedRules:
+            return rankers[max(s for s in rankers if s <= window)]
+
+        agent_ids = sorted(p.id for p in personas)
+        engine = Engine(
+            platform=platform,
+            policies=policies,
+            coach=service,
+            theme=ex.theme,
+            n_actions=ex.n_actions,
+            feeds=feeds,
+            listener=listener,
+            stop=stop,
+            acquaintances=acquaintances(agent_ids, k=10, seed=ex.seed)
+            if ex.mode == "continuous"
+            else None,
+        )
+        if ex.mode == "rounds":
+            scheduler = RoundsScheduler(
+                engine,
+                rounds=cfg.experiment.rounds,
+                round_length=ex.window_length,
+                vote_limit=ex.vote_limit,
+                seed=ex.seed,
+            )
+        else:
+            scheduler = ContinuousScheduler(
+                engine,
+                duration=cfg.experiment.total_duration,
+                window_length=ex.window_length,
+                tick=ex.tick,
+                wake_rate=ex.wake_rate,
+                activity={p.id: p.activity for p in personas},
+                activity_sigma=ex.activity_sigma,
+                seed=ex.seed,
+            )
+        windows = await scheduler.run()
+        status = "completed"
+    except (RunInterrupted, asyncio.CancelledError, KeyboardInterrupt):
+        status = "interrupted"
+        raise
+    finally:
+        if scheduler is not None and not windows:
+            windows = list(scheduler.reports)
+        await _shutdown(service, stacks, platform)
+        manifest.status = status  # type: ignore[assignment]
+        manifest.end_seq = platform.committed_seq
+        manifest.windows = len(windows)
+        manifest.totals = _totals(windows)
+        manifest.llm_usage = ledger.to_json()
+        manifest.wall_seconds = round(time.perf_counter() - wall0, 3)
+        if status == "completed":
+            manifest.log_sha256 = await asyncio.to_thread(_log_sha256, layout.events)
+        await asyncio.to_thread(write_manifest, run_dir, manifest)
+        log.info("run_finished", run_dir=str(run_dir), status=status, windows=len(windows))
+    return RunResult(run_dir=run_dir, windows=tuple(windows), manifest=manifest)
+
+
+async def run_experiment(
+    cfg: ExperimentConfig,
+    *,
+    out_dir: str | Path,
+    config_path: str | Path | None = None,
+    listener: RunListener | None = None,
+    llm_factory: LLMFactory | None = None,
+    env: Mapping[str, str] | None = None,
+    ledger: Ledger | None = None,
+    stop: asyncio.Event | None = None,
+) -> RunResult:
+    """Run one config for the whole run: :func:`run_plan` with ``RunPlan.of(cfg)``."""
+    return await run_plan(
+        RunPlan.of(cfg),
+        out_dir=out_dir,
+        config_path=config_path,
+        listener=listener,
+        llm_factory=llm_factory,
+        env=env,
+        ledger=ledger,
+        stop=stop,
+    )
+
+
+def _log_sha256(db: Path) -> str:
+    conn = connect(db)
+    try:
+        return log_hash(conn)
+    finally:
+        conn.close()
+
+
+async def _shutdown(
+    service: CoachService | None, stacks: Mapping[str, LLMStack], platform: Platform
+) -> None:
+    """Stop the coach, close the LLM stacks, then close (flush) the platform — each step even
+    when an earlier one fails, so the database is always closed and its thread ends."""
+    try:
+        if service is not None:
+            await service.stop()
+    except Exception as exc:
+        log.error("coach_service_stop_failed", error=repr(exc))
+    for stack in stacks.values():
+        try:
+            await stack.aclose()
+        except Exception as exc:
+            log.error("llm_close_failed", model=stack.model, error=repr(exc))
+    try:
+        await platform.close()
+    except Exception as exc:
+        log.error("platform_close_failed", error=repr(exc))
+
+
+def _totals(windows: Sequence[WindowTally]) -> dict[str, int]:
+    return {
+        "wakes": sum(w.wakes for w in windows),
+        "actions": sum(w.actions for w in windows),
+        "events": sum(w.events for w in windows),
+        "nots": sum(w.nots for w in windows),
+        "failures": sum(w.failures for w in windows),
+        "votes": sum(w.votes for w in windows),
+    }
