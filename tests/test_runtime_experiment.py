@@ -53,7 +53,7 @@ async def test_same_seed_byte_identical_events_and_manifest(tmp_path: Path) -> N
     )
     assert rows(tmp_path / "c") != rows(tmp_path / "a")
     m = json.loads((tmp_path / "a" / "manifest.json").read_text())
-    assert m == json.loads(json.dumps(a.manifest, sort_keys=True))
+    assert m == json.loads(json.dumps(a.manifest.to_json(), sort_keys=True))
     for key in ("config", "seeds", "packages", "models", "lambdas", "rewards", "llm_usage",
                 "friendsim_version", "start_seq", "end_seq"):  # fmt: skip
         assert key in m

@@ -417,8 +417,10 @@ def verify_db(
         try:
             summary = summarise(src, label=label, check_versions=False)
             if manifest is not None:
-                check_manifest(manifest, summary, src, label=label)
+                check_manifest(manifest, summary, src, label=label, check_hash=False)
             div = _verify(src, copy, Path(tmp) / "rebuilt.db", label=label, workers=workers)
+            if div is None and manifest is not None:
+                check_manifest(manifest, summary, src, label=label)
         except sqlite3.DatabaseError as exc:
             raise CorruptLogError(f"{label}: database unreadable ({exc})") from None
         finally:
