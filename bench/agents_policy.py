@@ -21,10 +21,6 @@ import time
 from typing import Any
 
 from friendsim.agents import (
-    Action,
-    FeedItem,
-    InboxMessage,
-    Observation,
     generate_personas,
     make_baseline_policy,
     make_llm_policy,
@@ -32,6 +28,12 @@ from friendsim.agents import (
 from friendsim.agents.baseline import BaselinePolicy
 from friendsim.llm import ScriptedLLM
 from friendsim.llm.base import LLMRequest
+from friendsim.vocabulary import (
+    Action,
+    FeedItem,
+    InboxMessage,
+    Observation,
+)
 
 TEXT = "I think we should look at the numbers before deciding, but honestly the heat this summer worried me a lot. "
 

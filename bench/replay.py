@@ -40,6 +40,7 @@ from friendsim.platform.events import (
 )
 from friendsim.platform.projection import plan
 from friendsim.rundir.verify import create_schema, default_workers, verify_db
+from friendsim.vocabulary import Tip
 
 TOPICS = ("renewables", "carbon tax", "heat waves", "flooding", "electric cars", "diet")
 TONES = ("supportive", "neutral", "critical")
@@ -151,14 +152,14 @@ def generate(n_events: int, *, n_agents: int = 200, seed: int = 0):
         t = w * 3600.0
         yield WindowEnded(seq=nxt(), t=t, window=w)
         for a in agents:
-            tip = {
-                "action": "DM",
-                "target": rng.choice(agents),
-                "topic": rng.choice(TOPICS),
-                "invite_mention": True,
-                "tone": "supportive",
-                "text": "Reach out to a peer.",
-            }
+            tip = Tip(
+                action="DM",
+                target=rng.choice(agents),
+                topic=rng.choice(TOPICS),
+                invite_mention=True,
+                tone="supportive",
+                text="Reach out to a peer.",
+            )
             yield GuidanceIssued(seq=nxt(), t=t, actor="coach", agent=a, window=w, tips=(tip,))
         if seq >= n_events:
             return

@@ -23,13 +23,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from friendsim.agents.policy import Action, Ballot, Decision, FeedItem, Observation
 from friendsim.coach.base import FakeCoach
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.platform.feeds.base import StaticRanker
 from friendsim.runtime.assembly import RunResult, run_experiment
 from friendsim.runtime.config import ExperimentConfig, parse_config
 from friendsim.runtime.scripted_mind import plausible_responder
+from friendsim.vocabulary import Action, Ballot, Decision, FeedItem, Observation
 
 __all__ = [
     "FakeCoach",

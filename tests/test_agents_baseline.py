@@ -5,16 +5,18 @@ from __future__ import annotations
 from collections import Counter
 
 from friendsim.agents import (
-    Action,
-    FeedItem,
-    InboxMessage,
-    Observation,
     Persona,
     generate_personas,
     make_baseline_policy,
 )
 from friendsim.agents.generator import dominant_lambdas
-from friendsim.agents.policy import TIMELINE_ACTIONS
+from friendsim.vocabulary import (
+    TIMELINE_ACTIONS,
+    Action,
+    FeedItem,
+    InboxMessage,
+    Observation,
+)
 
 PERSONAS = generate_personas(10, seed=4)
 USERS = tuple(p.id for p in PERSONAS)
@@ -175,7 +177,7 @@ def test_votes_follow_stance_agreement() -> None:
 
 
 def test_baseline_follows_coach_tips_and_ignores_unusable_ones() -> None:
-    from friendsim.agents.policy import Tip
+    from friendsim.vocabulary import Tip
 
     me, peer = USERS[0], USERS[3]
     tips = (

@@ -12,11 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from friendsim.agents import (
-    Action,
-    FeedItem,
-    InboxMessage,
     LLMPolicy,
-    Observation,
     generate_personas,
     make_llm_policy,
 )
@@ -24,6 +20,12 @@ from friendsim.agents.schema import parse_plan
 from friendsim.llm import ScriptedLLM
 from friendsim.llm.base import LLMRequest
 from friendsim.llm.errors import CacheMissError, ServerError
+from friendsim.vocabulary import (
+    Action,
+    FeedItem,
+    InboxMessage,
+    Observation,
+)
 
 PERSONAS = generate_personas(6, seed=2)
 ME = PERSONAS[0].id

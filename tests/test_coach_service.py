@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from friendsim.agents.policy import Tip
 from friendsim.analysis.rewards import RewardParams, RewardScorer, score_log
 from friendsim.analysis.sentiment import LexiconSentiment
 from friendsim.coach.base import FakeCoach
@@ -17,6 +16,7 @@ from friendsim.coach.service import CoachService, CoachServiceError
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.platform import FullVisibilityRanker, Platform, PlatformError
 from friendsim.platform.events import ActionFailed, GuidanceIssued, WindowEnded, WindowStarted
+from friendsim.vocabulary import Tip
 
 AGENTS = ["ana", "ben", "cai", "dee"]
 TEXTS = ["great idea thanks", "this is wrong and bad", "hello", "love it", "not good"]
@@ -115,7 +115,8 @@ async def test_rule_coach_records_one_guidance_per_agent_per_window(tmp_path: Pa
         for g in guidance:
             assert ends[g.window] < g.seq < starts.get(g.window + 1, 10**9)
         last = [g for g in guidance if g.agent == "ben"][-1]
-        assert svc.latest_guidance("ben") == tuple(Tip(**t) for t in last.tips)
+        assert svc.latest_guidance("ben") == last.tips
+        assert all(isinstance(t, Tip) for t in last.tips)
     finally:
         await p.close()
 

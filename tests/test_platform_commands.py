@@ -35,6 +35,7 @@ from friendsim.platform.events import (
     WindowEnded,
     WindowStarted,
 )
+from friendsim.vocabulary import Tip
 
 
 @pytest.fixture
@@ -161,9 +162,8 @@ async def test_record_runtime_events_and_rejects_others(plat: Platform) -> None:
     plat.clock.advance_to(20.0)
     w = await plat.record(WindowStarted(t=0.0, window=1, t_end=30.0))
     assert (w.seq, w.t) == (plat.last_seq, 20.0)
-    g = await plat.record(
-        GuidanceIssued(t=0, actor="coach", agent="bob", window=1, tips=({"action": "POST"},))
-    )
+    tip = Tip(action="POST", target=None, topic="t", invite_mention=False, tone="neutral", text="x")
+    g = await plat.record(GuidanceIssued(t=0, actor="coach", agent="bob", window=1, tips=(tip,)))
     assert g.actor == "coach"
     with pytest.raises(UnknownAgentError):
         await plat.record(GuidanceIssued(t=0, actor="coach", agent="zed", window=1, tips=()))

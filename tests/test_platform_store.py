@@ -14,6 +14,7 @@ from friendsim.platform.events import EVENT_TYPES, event_from_json, event_to_jso
 from friendsim.platform.migrations import latest_version
 from friendsim.platform.projection import PROJECTIONS
 from friendsim.platform.projection import payload_json as fast_payload_json
+from friendsim.vocabulary import Tip
 
 
 @pytest.fixture
@@ -269,7 +270,30 @@ def test_fast_payload_json_is_byte_identical(
         PostCreated(t=0.0, actor="a", post_id=n, text=text, topic=text, mentions=tuple(names)),
         DirectMessageSent(t=1.0, actor="a", dm_id=n, recipient=text, text=text, reply_to=None),
         FeedServed(t=0.0, actor="a", ranker=text, post_ids=(n, 1), topics=tuple(names[:2])),
-        GuidanceIssued(t=0.0, actor="coach", agent=text, window=n, tips=(attrs, {"x": names})),
+        GuidanceIssued(
+            t=0.0,
+            actor="coach",
+            agent=text,
+            window=n,
+            tips=(
+                Tip(
+                    action="DM",
+                    target=text,
+                    topic=text,
+                    invite_mention=True,
+                    tone="critical",
+                    text=text,
+                ),
+                Tip(
+                    action="NOT",
+                    target=None,
+                    topic="",
+                    invite_mention=False,
+                    tone="neutral",
+                    text="".join(names),
+                ),
+            ),
+        ),
         ActionFailed(t=0.0, actor=None, stage=text, reason="r", action=attrs or None),
     ]
     for e in events:

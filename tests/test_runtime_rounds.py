@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from test_runtime_support import by_window, event_rows, llm_policies, read_events, run_sim
 
-from friendsim.agents.policy import Action, Ballot, Decision, Failure, FeedItem, Observation
 from friendsim.llm.base import LLMRequest
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.runtime.rounds import EXECUTE_AT, VOTE_AT
 from friendsim.runtime.scripted_mind import plausible_responder
+from friendsim.vocabulary import Action, Ballot, Decision, Failure, FeedItem, Observation
 
 L = 600.0
 CONTENT = {"post_created", "dm_sent", "followed", "unfollowed"}

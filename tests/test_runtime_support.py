@@ -13,7 +13,6 @@ from friendsim.agents.baseline import make_baseline_policy
 from friendsim.agents.generator import generate_personas
 from friendsim.agents.llm_policy import make_llm_policy
 from friendsim.agents.persona import Persona
-from friendsim.agents.policy import Ballot, Decision, FeedItem, Observation, Policy
 from friendsim.analysis.rewards import RewardScorer
 from friendsim.analysis.rewards_params import RewardParams
 from friendsim.coach.rule import RuleCoach
@@ -26,6 +25,7 @@ from friendsim.platform.service import Platform
 from friendsim.runtime.continuous import ContinuousScheduler, acquaintances
 from friendsim.runtime.engine import Engine, FeedRules, WindowTally
 from friendsim.runtime.rounds import RoundsScheduler
+from friendsim.vocabulary import Ballot, Decision, FeedItem, Observation, Policy
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Agents: personas, memory, prompts and the policies behind :class:`~.policy.Policy`.
+"""Agents: personas, memory, prompts and the policies behind :class:`friendsim.vocabulary.Policy`.
 
 Public entry points are re-exported here; importing this package has no side effects.
 """
@@ -16,40 +16,16 @@ from friendsim.agents.persona_io import (
     save_personas,
     save_personas_csv,
 )
-from friendsim.agents.policy import (
-    Action,
-    Ballot,
-    Decision,
-    Failure,
-    FeedItem,
-    InboxMessage,
-    Observation,
-    Policy,
-    ReceivedVote,
-    RewardFeedback,
-    Tip,
-)
 
 __all__ = [
     "COMPONENTS",
     "TRAITS",
-    "Action",
     "AgentMemory",
-    "Ballot",
     "BaselinePolicy",
-    "Decision",
-    "Failure",
-    "FeedItem",
-    "InboxMessage",
     "LLMPolicy",
     "LLMPolicyConfig",
-    "Observation",
     "Persona",
     "PersonaFileError",
-    "Policy",
-    "ReceivedVote",
-    "RewardFeedback",
-    "Tip",
     "dominant_lambdas",
     "estimate_tokens",
     "generate_personas",

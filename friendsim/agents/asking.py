@@ -13,11 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from friendsim.agents.policy import Failure
 from friendsim.agents.prompting import render, request_tokens
 from friendsim.agents.schema import OutputError
 from friendsim.llm.base import LLM, Completion, LLMRequest, Message, user
 from friendsim.llm.errors import CacheMissError, LLMError
+from friendsim.vocabulary import Failure
 
 T = TypeVar("T")
 

@@ -32,7 +32,8 @@ from collections.abc import Mapping, Sequence
 from friendsim.agents.asking import derive_seed
 from friendsim.agents.memory import AgentMemory
 from friendsim.agents.persona import Persona
-from friendsim.agents.policy import (
+from friendsim.platform.events import normalise_topic
+from friendsim.vocabulary import (
     Action,
     ActionType,
     Ballot,
@@ -40,9 +41,8 @@ from friendsim.agents.policy import (
     FeedItem,
     Observation,
     Tip,
-    ToneName,
+    Tone,
 )
-from friendsim.platform.events import normalise_topic
 
 _SUBTOPICS = (
     "policy",
@@ -111,7 +111,7 @@ class BaselinePolicy:
 
     # --- decide ------------------------------------------------------------------------------
 
-    def _tone(self) -> ToneName:
+    def _tone(self) -> Tone:
         r = self.rng.random()
         if r < self.p_supportive:
             return "supportive"
@@ -119,7 +119,7 @@ class BaselinePolicy:
             return "critical"
         return "neutral"
 
-    def _text(self, kind: str, topic: str, tone: ToneName, mention: str | None) -> str:
+    def _text(self, kind: str, topic: str, tone: Tone, mention: str | None) -> str:
         opener = self.rng.choice(_OPENERS[tone])
         body = f"{opener} {topic}: {self.persona.stance or 'still making up my mind'}"
         if kind == "DM":
@@ -159,7 +159,7 @@ class BaselinePolicy:
             if tip is not None and weights[types.index(tip.action)] <= 0.0:
                 tip = None
             atype: ActionType = (
-                tip.action if tip is not None else rng.choices(types, weights=weights)[0]  # type: ignore[assignment]
+                tip.action if tip is not None else rng.choices(types, weights=weights)[0]
             )
             tone = tip.tone if tip is not None else self._tone()
             tip_user = tip.target if tip is not None and tip.target in users else None

@@ -22,10 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from friendsim.agents.asking import ask_validated, derive_seed
 from friendsim.agents.persona import TRAITS, Persona
-from friendsim.agents.policy import Failure
 from friendsim.agents.prompting import render, system_prompt
 from friendsim.agents.schema import OutputError, decode_json
 from friendsim.llm.base import LLM, Completion
+from friendsim.vocabulary import Failure
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

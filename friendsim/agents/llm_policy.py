@@ -18,14 +18,6 @@ from dataclasses import dataclass
 from friendsim.agents.asking import ask_validated, derive_seed
 from friendsim.agents.memory import AgentMemory, snippet
 from friendsim.agents.persona import Persona
-from friendsim.agents.policy import (
-    Action,
-    Ballot,
-    Decision,
-    Failure,
-    FeedItem,
-    Observation,
-)
 from friendsim.agents.prompting import (
     dm_block,
     esc,
@@ -45,6 +37,14 @@ from friendsim.agents.schema import (
     vote_json_schema,
 )
 from friendsim.llm.base import LLM, Completion
+from friendsim.vocabulary import (
+    Action,
+    Ballot,
+    Decision,
+    Failure,
+    FeedItem,
+    Observation,
+)
 
 TEXT_ACTIONS = ("POST", "COM", "DM", "REPOST")
 

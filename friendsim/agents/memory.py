@@ -21,8 +21,8 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from friendsim.agents.policy import Action, FeedItem, Observation, RewardFeedback
 from friendsim.llm.tokens import estimate_tokens as _llm_estimate
+from friendsim.vocabulary import Action, FeedItem, Observation, RewardFeedback
 
 SNIPPET_CHARS = 80
 

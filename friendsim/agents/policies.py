@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from friendsim.agents.persona import Persona
-from friendsim.agents.policy import Policy
 from friendsim.llm.base import LLM
 from friendsim.registry import Registry
+from friendsim.vocabulary import Policy
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -17,9 +17,9 @@ from string import Template
 
 from friendsim.agents.memory import snippet
 from friendsim.agents.persona import COMPONENTS, Persona, personality_sentence
-from friendsim.agents.policy import FeedItem, InboxMessage, Observation, Tip
 from friendsim.llm.base import LLMRequest
 from friendsim.llm.tokens import estimate_input_tokens
+from friendsim.vocabulary import FeedItem, InboxMessage, Observation, Tip
 
 MAX_ITEM_CHARS = 400
 """Each post/DM shown in a prompt is cut to this many characters (bounds prompt size)."""

@@ -21,8 +21,8 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from friendsim.agents.policy import Action, ActionType, FeedItem, Observation
 from friendsim.platform.events import normalise_topic
+from friendsim.vocabulary import Action, ActionType, FeedItem, Observation, Tone
 
 
 class OutputError(ValueError):
@@ -73,8 +73,6 @@ def _shape_error(exc: ValidationError) -> str:
 
 
 # --- plan ------------------------------------------------------------------------------------
-
-Tone = Literal["supportive", "neutral", "critical"]
 
 
 class PlannedAction(BaseModel):

@@ -3,7 +3,7 @@
 The paper shows each agent, when it plans, its last round's actions with their reward scores and
 its best round so far (round, score, summary of what it did). :class:`FeedbackTracker` keeps both
 per agent from the :class:`~friendsim.analysis.rewards.AgentScores` a scorer emits, and turns them
-into :class:`~friendsim.agents.policy.RewardFeedback` values. "Best" is the highest total; ties
+into :class:`~friendsim.vocabulary.RewardFeedback` values. "Best" is the highest total; ties
 keep the earliest window.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from friendsim.agents.policy import RewardFeedback
 from friendsim.analysis.rewards import AgentScores
+from friendsim.vocabulary import RewardFeedback
 
 
 def _plural(n: int, word: str) -> str:

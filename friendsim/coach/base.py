@@ -1,7 +1,7 @@
 """The coach extension point: what a coach sees (:class:`CoachContext`) and what it returns.
 
 A coach turns one agent's reward gaps and social context, after a window, into 3-5 one-sentence
-tips (:class:`~friendsim.agents.policy.Tip`). It never touches the platform: the
+tips (:class:`~friendsim.vocabulary.Tip`). It never touches the platform: the
 :class:`~friendsim.coach.service.CoachService` builds the context from events and records the
 tips as ``GuidanceIssued`` events.
 
@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from friendsim.agents.policy import Failure, Tip
 from friendsim.analysis.rewards_params import COMPONENTS
+from friendsim.vocabulary import Failure, Tip
 
 TOP_LIKED = "top-liked post"
 """The tip target meaning "the most liked recent post" (instead of a user id)."""

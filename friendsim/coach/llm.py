@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Any
 
 import structlog
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from friendsim.agents.policy import Failure, Tip
 from friendsim.coach.base import TOP_LIKED, CoachAdvice, CoachContext
 from friendsim.coach.rule import MAX_TIPS, MIN_TIPS, rule_tips
 from friendsim.llm.base import LLM, LLMRequest, Message, user
 from friendsim.llm.errors import LLMError
+from friendsim.vocabulary import Failure, PaperActionType, Tip, Tone
 
 log = structlog.get_logger(__name__)
 
@@ -37,11 +37,11 @@ class TipOut(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    action: Literal["POST", "COM", "DM", "NOT"]
+    action: PaperActionType
     target: str | None
     topic: str = Field(min_length=1, max_length=80)
     invite_mention: bool
-    tone: Literal["supportive", "neutral", "critical"]
+    tone: Tone
     text: str = Field(min_length=1, max_length=MAX_TIP_CHARS)
 
     @field_validator("text")

@@ -16,8 +16,8 @@ post" or ``None`` for a POST), a topic, ``invite_mention`` and a tone, in one se
 
 from __future__ import annotations
 
-from friendsim.agents.policy import Tip
 from friendsim.coach.base import TOP_LIKED, CoachContext
+from friendsim.vocabulary import Tip
 
 MIN_TIPS = 3
 MAX_TIPS = 5

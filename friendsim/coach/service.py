@@ -38,7 +38,6 @@ from typing import Any, Protocol
 
 import structlog
 
-from friendsim.agents.policy import Failure, RewardFeedback, Tip
 from friendsim.analysis.feedback import FeedbackTracker
 from friendsim.analysis.rewards import AgentScores, RewardScorer
 from friendsim.coach.base import Coach as CoachProtocol
@@ -52,6 +51,7 @@ from friendsim.platform.events import (
     GuidanceIssued,
     WindowEnded,
 )
+from friendsim.vocabulary import Failure, RewardFeedback, Tip
 
 log = structlog.get_logger(__name__)
 
@@ -68,29 +68,6 @@ class _PlatformLike(Protocol):  # the part of friendsim.platform.Platform the se
     async def record(self, event: Event) -> Event: ...
 
     async def flush(self) -> int: ...
-
-
-def tip_to_dict(tip: Tip) -> dict[str, Any]:
-    return {
-        "action": tip.action,
-        "target": tip.target,
-        "topic": tip.topic,
-        "invite_mention": tip.invite_mention,
-        "tone": tip.tone,
-        "text": tip.text,
-    }
-
-
-def tip_from_dict(d: Mapping[str, Any]) -> Tip:
-    tone = d.get("tone", "neutral")
-    return Tip(
-        action=str(d.get("action", "NOT")),
-        target=None if d.get("target") is None else str(d.get("target")),
-        topic=str(d.get("topic", "")),
-        invite_mention=bool(d.get("invite_mention", False)),
-        tone=tone if tone in ("supportive", "neutral", "critical") else "neutral",
-        text=str(d.get("text", "")),
-    )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -267,7 +244,7 @@ class CoachService:
         self.context.feed(event)
         match event:
             case GuidanceIssued(agent=agent, window=w, tips=tips):
-                self._guidance[agent] = tuple(tip_from_dict(t) for t in tips)
+                self._guidance[agent] = tips
                 self._coached.add(w)
                 return
             case WindowEnded(window=w):
@@ -369,7 +346,7 @@ class CoachService:
                     actor=COACH_ACTOR,
                     agent=ctx.agent,
                     window=window,
-                    tips=tuple(tip_to_dict(t) for t in adv.tips),
+                    tips=tuple(adv.tips),
                     coach=name,
                 )
             )

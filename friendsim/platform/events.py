@@ -29,12 +29,13 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
+
+from friendsim.vocabulary import Tip
 
 SCHEMA_VERSION = 1
 """Payload schema version written into every payload as ``"v"``."""
 
-Tone = Literal["supportive", "neutral", "critical"]
 COACH_ACTOR = "coach"
 
 _TOPIC_SPACES = re.compile(r"[\s_\-]+")
@@ -213,15 +214,16 @@ class WindowEnded(Event):
 class GuidanceIssued(Event):
     """The coach (``actor == "coach"``) gave ``agent`` tips after window ``window``.
 
-    Each tip is a mapping with keys ``action`` (POST/COM/DM/NOT or a timeline verb), ``target``
-    (a user id, ``"top-liked post"`` or ``None``), ``topic``, ``invite_mention`` (bool), ``tone``
-    and ``text`` (the one-sentence tip).
+    Each tip is a :class:`~friendsim.vocabulary.Tip`, stored as the JSON object of
+    :meth:`Tip.to_dict <friendsim.vocabulary.Tip.to_dict>` (keys ``action``, ``target``,
+    ``topic``, ``invite_mention``, ``tone``, ``text``) and decoded strictly by
+    :meth:`Tip.from_dict <friendsim.vocabulary.Tip.from_dict>`.
     """
 
     kind: ClassVar[str] = "guidance_issued"
     agent: str
     window: int
-    tips: tuple[Mapping[str, Any], ...]
+    tips: tuple[Tip, ...]
     coach: str = "rule"
 
 
@@ -273,7 +275,19 @@ def _thaw(value: Any) -> Any:
         return [_thaw(v) for v in value]
     if isinstance(value, Mapping):
         return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, Tip):
+        return value.to_dict()
     return value
+
+
+def _typed_fields(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Payload fields that hold vocabulary values, decoded from their JSON form (explicit)."""
+    if kind == GuidanceIssued.kind:
+        tips = data.get("tips")
+        if not isinstance(tips, list | tuple):
+            raise ValueError(f"'tips' must be a list, got {type(tips).__name__}")
+        data["tips"] = tuple(Tip.from_dict(t) for t in tips)
+    return data
 
 
 def _freeze(value: Any) -> Any:
@@ -319,8 +333,9 @@ def event_from_row(
             f"event seq={seq} ({kind}): unknown payload fields {sorted(unknown)}"
         )
     try:
-        return cls(seq=seq, t=t, actor=actor, **{k: _freeze(v) for k, v in data.items()})
-    except TypeError as exc:
+        fields = _typed_fields(kind, {k: _freeze(v) for k, v in data.items()})
+        return cls(seq=seq, t=t, actor=actor, **fields)
+    except (TypeError, ValueError) as exc:
         raise EventDecodeError(f"event seq={seq} ({kind}): {exc}") from exc
 
 

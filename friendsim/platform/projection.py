@@ -24,6 +24,8 @@ from typing import Any
 
 import aiosqlite
 
+from friendsim.vocabulary import Tip
+
 from .events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
@@ -103,6 +105,8 @@ def _thaw(value: Any) -> Any:
         return [_thaw(v) for v in value]
     if isinstance(value, Mapping):
         return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, Tip):
+        return value.to_dict()
     return value
 
 

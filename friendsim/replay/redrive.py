@@ -32,7 +32,6 @@ from friendsim.analysis.rewards import AgentScores, RewardScorer
 from friendsim.analysis.rewards_params import RewardConfigError, RewardParams
 from friendsim.coach.base import Coach
 from friendsim.coach.context import ContextTracker
-from friendsim.coach.service import tip_to_dict
 from friendsim.platform.bus import EventBus
 from friendsim.platform.events import Event, GuidanceIssued, WindowEnded, event_from_row
 from friendsim.rundir.errors import RunInputError
@@ -155,7 +154,7 @@ async def redrive(
                         tracker.feed(event)
                         match event:
                             case GuidanceIssued(agent=agent, window=w, tips=tips):
-                                recorded_tips.setdefault(w, {})[agent] = [dict(t) for t in tips]
+                                recorded_tips.setdefault(w, {})[agent] = [t.to_dict() for t in tips]
                             case WindowEnded(window=w):
                                 scores = new.feed(event)
                                 windows.append(
@@ -196,7 +195,7 @@ async def _window(
     if coach is not None:
         for s in sorted(scores, key=lambda s: s.agent):
             ctx = tracker.context(s, scorer.lambdas_of(s.agent), theme=theme)
-            guidance[s.agent] = [tip_to_dict(t) for t in await coach.advise(ctx)]
+            guidance[s.agent] = [t.to_dict() for t in await coach.advise(ctx)]
     return {
         "window": w,
         "mean_total": _mean(scores),

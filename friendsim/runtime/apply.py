@@ -22,9 +22,9 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from friendsim.agents.policy import Action, ActionType, Ballot, Decision, Failure, ReceivedVote
 from friendsim.platform.errors import PlatformError
 from friendsim.platform.events import ActionFailed, Event, VoteCast, VoteChanged
+from friendsim.vocabulary import Action, ActionType, Ballot, Decision, Failure, ReceivedVote
 
 if TYPE_CHECKING:
     from friendsim.platform.service import Platform

@@ -36,7 +36,6 @@ from friendsim.agents import policies as agent_policies
 from friendsim.agents.persona import Persona
 from friendsim.agents.persona_io import PersonaFileError, load_personas, save_personas
 from friendsim.agents.policies import POLICIES, PolicyContext
-from friendsim.agents.policy import Policy
 from friendsim.agents.sources import PERSONA_SOURCES
 from friendsim.analysis.rewards import RewardScorer
 from friendsim.analysis.rewards_params import RewardConfigError, RewardParams
@@ -60,6 +59,7 @@ from friendsim.runtime.config import ConfigError, ExperimentConfig, resolve_auto
 from friendsim.runtime.continuous import ContinuousScheduler, acquaintances
 from friendsim.runtime.engine import Engine, FeedRules, RunInterrupted, RunListener, WindowTally
 from friendsim.runtime.rounds import RoundsScheduler
+from friendsim.vocabulary import Policy
 
 log = structlog.get_logger(__name__)
 

@@ -23,9 +23,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from friendsim.agents.policy import TIMELINE_ACTIONS, ActionType, Observation
 from friendsim.platform.events import WindowEnded, WindowStarted
 from friendsim.runtime.engine import Engine, WindowTally
+from friendsim.vocabulary import TIMELINE_ACTIONS, ActionType, Observation
 
 
 def wake_rates(

@@ -24,7 +24,11 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from friendsim.agents.policy import (
+from friendsim.llm.errors import CacheMissError, LLMError, ProviderConfigError
+from friendsim.platform.feeds.base import FeedRanker
+from friendsim.runtime.apply import Outcome, apply_ballot, apply_decision
+from friendsim.runtime.observe import AgentContext, CoachView, ScoresLike, feed_item, inbox_message
+from friendsim.vocabulary import (
     ActionType,
     Ballot,
     Decision,
@@ -35,10 +39,6 @@ from friendsim.agents.policy import (
     Policy,
     ReceivedVote,
 )
-from friendsim.llm.errors import CacheMissError, LLMError, ProviderConfigError
-from friendsim.platform.feeds.base import FeedRanker
-from friendsim.runtime.apply import Outcome, apply_ballot, apply_decision
-from friendsim.runtime.observe import AgentContext, CoachView, ScoresLike, feed_item, inbox_message
 
 if TYPE_CHECKING:
     from friendsim.platform.service import Platform

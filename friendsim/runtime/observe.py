@@ -13,15 +13,15 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-from friendsim.agents.policy import (
+from friendsim.platform.events import DirectMessageSent
+from friendsim.platform.views import PostView
+from friendsim.vocabulary import (
     Action,
     FeedItem,
     InboxMessage,
     RewardFeedback,
     Tip,
 )
-from friendsim.platform.events import DirectMessageSent
-from friendsim.platform.views import PostView
 
 
 class ScoresLike(Protocol):

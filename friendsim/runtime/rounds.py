@@ -23,16 +23,16 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
-from friendsim.agents.policy import (
+from friendsim.platform.events import WindowEnded, WindowStarted
+from friendsim.runtime.engine import Engine, WindowTally
+from friendsim.runtime.observe import feed_item
+from friendsim.vocabulary import (
     PAPER_ACTIONS,
     ActionType,
     FeedItem,
     InboxMessage,
     Observation,
 )
-from friendsim.platform.events import WindowEnded, WindowStarted
-from friendsim.runtime.engine import Engine, WindowTally
-from friendsim.runtime.observe import feed_item
 
 ROUND_ONE_ALLOWED: tuple[ActionType, ...] = ("POST",)
 EXECUTE_AT = 1 / 3

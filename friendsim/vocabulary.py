@@ -1,8 +1,13 @@
-"""The decision protocol between the runtime and an agent's mind.
+"""The shared vocabulary of friendsim: value types every component speaks, and nothing else.
 
-The runtime builds an :class:`Observation` from a committed snapshot of the platform, asks the
-agent's :class:`Policy` for a :class:`Decision`, and applies the decided actions as platform
-commands in a deterministic order. A policy never touches the platform: it only reads its
+This module sits at the bottom of the package and imports nothing from friendsim, so the
+platform, the agents, the coach, analysis and the runtime can all use these types without
+depending on one another.
+
+The decision protocol between the runtime and an agent's mind: the runtime builds an
+:class:`Observation` from a committed snapshot of the platform, asks the agent's :class:`Policy`
+for a :class:`Decision`, and applies the decided actions as platform commands in a
+deterministic order. A policy never touches the platform: it only reads its
 observation and returns values, so the same policy serves live runs, replays and tests.
 
 Action types: the paper's POST, COM (comment), DM and NOT (do nothing), plus the timeline verbs
@@ -13,10 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 ActionType = Literal["POST", "COM", "DM", "NOT", "LIKE", "DISLIKE", "FOLLOW", "UNFOLLOW", "REPOST"]
-ToneName = Literal["supportive", "neutral", "critical"]
+PaperActionType = Literal["POST", "COM", "DM", "NOT"]
+Tone = Literal["supportive", "neutral", "critical"]
 PAPER_ACTIONS: tuple[ActionType, ...] = ("POST", "COM", "DM", "NOT")
 TIMELINE_ACTIONS: tuple[ActionType, ...] = (
     "POST",
@@ -65,16 +71,74 @@ class ReceivedVote:
     value: int
 
 
+_ACTION_TYPES: frozenset[str] = frozenset(get_args(ActionType))
+_TONES: frozenset[str] = frozenset(get_args(Tone))
+_TIP_FIELDS = ("action", "target", "topic", "invite_mention", "tone", "text")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Tip:
-    """One coach tip (see ``GuidanceIssued``)."""
+    """One coach tip, as recorded in ``GuidanceIssued`` and shown to the agent it addresses.
 
-    action: str
+    ``action`` is the suggested action type, ``target`` a user id, ``"top-liked post"`` or
+    ``None``, ``topic`` the suggested topic, ``invite_mention`` whether to @mention someone,
+    ``tone`` the suggested tone and ``text`` the one-sentence tip. :meth:`to_dict` and
+    :meth:`from_dict` convert losslessly to and from the JSON object stored in the event log.
+    """
+
+    action: ActionType
     target: str | None
     topic: str
     invite_mention: bool
-    tone: ToneName
+    tone: Tone
     text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object stored in the log (every field, under its own name)."""
+        return {
+            "action": self.action,
+            "target": self.target,
+            "topic": self.topic,
+            "invite_mention": self.invite_mention,
+            "tone": self.tone,
+            "text": self.text,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Tip:
+        """The tip stored as ``data``; raises ``ValueError`` naming the first problem.
+
+        Strict on purpose: the log is the source of truth, so a tip that is not exactly what
+        :meth:`to_dict` writes is an error, never silently repaired.
+        """
+        if not isinstance(data, Mapping):
+            raise ValueError(f"a tip must be a JSON object, got {type(data).__name__}")
+        missing = [k for k in _TIP_FIELDS if k not in data]
+        unknown = sorted(set(data) - set(_TIP_FIELDS))
+        if missing or unknown:
+            raise ValueError(f"tip fields: missing {missing}, unknown {unknown}")
+        action, target, tone = data["action"], data["target"], data["tone"]
+        if action not in _ACTION_TYPES:
+            raise ValueError(f"tip action {action!r} is not one of {sorted(_ACTION_TYPES)}")
+        if tone not in _TONES:
+            raise ValueError(f"tip tone {tone!r} is not one of {sorted(_TONES)}")
+        if target is not None and not isinstance(target, str):
+            raise ValueError(f"tip target must be a string or null, got {target!r}")
+        if not isinstance(data["invite_mention"], bool):
+            raise ValueError(
+                f"tip invite_mention must be a boolean, got {data['invite_mention']!r}"
+            )
+        for key in ("topic", "text"):
+            if not isinstance(data[key], str):
+                raise ValueError(f"tip {key} must be a string, got {data[key]!r}")
+        return cls(
+            action=action,
+            target=target,
+            topic=data["topic"],
+            invite_mention=data["invite_mention"],
+            tone=tone,
+            text=data["text"],
+        )
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -128,7 +192,7 @@ class Action:
 
     type: ActionType
     topic: str = ""
-    tone: ToneName = "neutral"
+    tone: Tone = "neutral"
     target_post: int | None = None
     recipient: str | None = None
     mention: str | None = None
