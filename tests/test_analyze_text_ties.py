@@ -1,17 +1,24 @@
-"""Text-based tie evidence in ``analyze``: an LLM scores peers through the LLM layer, the scores
-change the tie network, and the run's cache makes a second analysis replay them."""
+"""Text-based tie evidence: the scoring step asks an LLM through the LLM layer and stores the
+scores in the run directory; analysis only reads them; the run's cache makes scoring again
+replay the recorded answers; ``friendsim analyze`` runs the step, then the analysis."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_analyze_fixture import build_run_dir
 
-from friendsim.analysis.analyze import analyze_run
+from friendsim.analysis.analyze import RunDirectoryError, analyze_run
+from friendsim.analysis.tie_evidence import TIE_SCORES_FILE, read_tie_scores
 from friendsim.llm.base import LLMRequest
 from friendsim.llm.scripted import ScriptedLLM
+from friendsim.runtime.tie_scoring import score_run_ties
 
 
 def _text_run(tmp_path: Path) -> Path:
@@ -33,23 +40,35 @@ def _score_all(value: int) -> Any:
     return answer
 
 
-def test_text_evidence_scores_peers_and_is_replayed_from_the_run_cache(tmp_path: Path) -> None:
+def test_scores_are_stored_as_data_and_replayed_from_the_run_cache(tmp_path: Path) -> None:
     rd = _text_run(tmp_path)
     high = ScriptedLLM(_score_all(5))
-    first = analyze_run(rd, tie_llm=high)
-    assert high.calls and all(c.label == "tie_score" for c in high.calls)
-    assert any("text-based tie evidence" in n for n in first["notes"])
+    stored = score_run_ties(rd, llm=high)
+    assert stored is not None and high.calls
+    assert all(c.label == "tie_score" for c in high.calls)
+    assert stored.evidence.calls == len(high.calls)
+    assert read_tie_scores(rd) == stored  # the file holds exactly what was scored
+    assert all(e == 1.0 for pairs in stored.evidence.per_window.values() for e in pairs.values())
+    first = analyze_run(rd)
+    assert any(f"{len(high.calls)} LLM scoring calls" in n for n in first["notes"])
 
-    # Same requests again: answered from the run's llm_cache.db, the model is never asked.
+    # Fresh stored scores are used as they are: no model at all is built.
+    assert score_run_ties(rd, llm=ScriptedLLM([])) == stored
+
+    # Scoring again from scratch: the same requests are answered from llm_cache.db.
+    (rd / TIE_SCORES_FILE).unlink()
     silent = ScriptedLLM([])
-    again = analyze_run(rd, tie_llm=silent)
+    again = score_run_ties(rd, llm=silent)
     assert silent.calls == []
-    assert again["network"] == first["network"]
+    assert again is not None and again.evidence == stored.evidence
+    assert analyze_run(rd)["network"] == first["network"]
 
 
 def test_text_scores_drive_the_tie_strengths(tmp_path: Path) -> None:
-    strong = analyze_run(_text_run(tmp_path / "a"), tie_llm=ScriptedLLM(_score_all(5)))
-    weak = analyze_run(_text_run(tmp_path / "b"), tie_llm=ScriptedLLM(_score_all(0)))
+    strong_dir, weak_dir = _text_run(tmp_path / "a"), _text_run(tmp_path / "b")
+    score_run_ties(strong_dir, llm=ScriptedLLM(_score_all(5)))
+    score_run_ties(weak_dir, llm=ScriptedLLM(_score_all(0)))
+    strong, weak = analyze_run(strong_dir), analyze_run(weak_dir)
 
     def mean_evidence(result: dict[str, Any]) -> float:
         rows = result["network"]["ties"]["per_window"]
@@ -57,3 +76,65 @@ def test_text_scores_drive_the_tie_strengths(tmp_path: Path) -> None:
 
     assert mean_evidence(weak) == 0.0  # score 0 => evidence 0 for every active pair
     assert mean_evidence(strong) > mean_evidence(weak)
+
+
+def test_analysis_never_asks_a_model_and_rejects_missing_or_stale_scores(tmp_path: Path) -> None:
+    rd = _text_run(tmp_path)
+    with pytest.raises(RunDirectoryError, match=f"not scored yet \\(no {TIE_SCORES_FILE}\\)"):
+        analyze_run(rd)
+    score_run_ties(rd, llm=ScriptedLLM(_score_all(3)))
+    analyze_run(rd)
+    # The log grows (say, a resumed run): the stored scores no longer describe it.
+    with sqlite3.connect(rd / "events.db") as conn:
+        seq, t = conn.execute("SELECT max(seq), max(t) FROM events").fetchone()
+        conn.execute(
+            "INSERT INTO events(seq, t, kind, actor, payload) VALUES (?, ?, ?, ?, ?)",
+            (seq + 1, t, "window_started", None, '{"t_end":1e9,"v":1,"window":99}'),
+        )
+    with pytest.raises(RunDirectoryError, match="another log or other tie parameters"):
+        analyze_run(rd)
+    (rd / TIE_SCORES_FILE).write_text('{"format": 1, "log": 3}', encoding="utf-8")
+    with pytest.raises(RunDirectoryError, match=f"{TIE_SCORES_FILE}: malformed"):
+        analyze_run(rd)
+
+
+def test_signal_runs_have_no_scoring_step(tmp_path: Path) -> None:
+    rd = build_run_dir(tmp_path / "run", seed=1, n_agents=4, windows=2)
+    llm = ScriptedLLM([])
+    assert score_run_ties(rd, llm=llm) is None
+    assert llm.calls == [] and not (rd / TIE_SCORES_FILE).exists()
+
+
+def _analyze_command(rd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "friendsim", "analyze", str(rd), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_analyze_command_scores_then_analyses(tmp_path: Path) -> None:
+    rd = _text_run(tmp_path)
+    manifest = json.loads((rd / "manifest.json").read_text(encoding="utf-8"))
+    manifest.setdefault("config", {}).setdefault("llm", {})["provider"] = "scripted"
+    (rd / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+    # The run's provider ("scripted", no replies) cannot score: a clear error, exit 2.
+    failed = _analyze_command(rd)
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    assert "scoring text-based tie evidence" in failed.stderr
+    assert not (rd / TIE_SCORES_FILE).exists()
+
+    # Record answers in the run's cache, then drop the stored scores: the command's scoring
+    # step replays the cache, stores the scores, and the analysis reads them.
+    score_run_ties(rd, llm=ScriptedLLM(_score_all(4)))
+    (rd / TIE_SCORES_FILE).unlink()
+    proc = _analyze_command(rd)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stored = read_tie_scores(rd)
+    assert stored is not None and stored.model == "scripted" and stored.evidence.calls > 0
+    assert all(e == 0.8 for pairs in stored.evidence.per_window.values() for e in pairs.values())
+    data = json.loads(proc.stdout)
+    assert any(f"{stored.evidence.calls} LLM scoring calls" in n for n in data["notes"])

@@ -12,15 +12,13 @@ import pytest
 from test_analyze_fixture import build_run_dir
 
 from friendsim.analysis.analyze import load_analysis
+from friendsim.analysis.stats import NO_CI_NOTE, format_stat, mean_ci
 from friendsim.sweep.aggregate import (
     AGGREGATE_FILE,
     AGGREGATE_TABLE,
-    NO_CI_NOTE,
     SweepReadError,
     aggregate_sweep,
     flatten_analysis,
-    format_stat,
-    mean_ci,
 )
 
 CELLS = (("coach.enabled-true", True), ("coach.enabled-false", False))

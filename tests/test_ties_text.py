@@ -9,13 +9,13 @@ import pytest
 from test_ties import build_log
 
 from friendsim.analysis.ties import TieParams, tie_windows
-from friendsim.analysis.ties_text import (
+from friendsim.llm.base import LLM, Completion, LLMRequest
+from friendsim.runtime.tie_scoring import (
     load_template,
     parse_scores,
     score_peers,
     text_evidence,
 )
-from friendsim.llm.base import LLM, Completion, LLMRequest
 
 
 class FakeLLM:

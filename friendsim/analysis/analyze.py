@@ -1,7 +1,8 @@
 """One JSON-ready analysis of a run directory: the numbers behind ``analyze`` and ``report``.
 
-:func:`analyze_run` reads ``<run_dir>/events.db``, ``manifest.json`` and (when present)
-``personas.jsonl`` and returns a dict with these keys (all values strict JSON: NaN → ``None``):
+:func:`analyze_run` reads ``<run_dir>/events.db``, ``manifest.json``, (when present)
+``personas.jsonl`` and, for text-based tie evidence, ``tie_scores.json`` (written by the scoring
+step above analysis, :mod:`friendsim.runtime.tie_scoring`) and returns a dict with these keys (all values strict JSON: NaN → ``None``):
 
 * ``kind`` (``"run"``), ``analysis_version``, ``run_dir``;
 * ``manifest``: a short summary of the run (name, status, mode, policy, seed, agents, windows,
@@ -18,7 +19,7 @@
   reference rows (the eight networks, their mean and Zachary's karate club recomputed live);
 * ``usage``: the LLM ledger of the manifest (``total`` with tokens and ``cost_usd``, ``by_key``
   rows, ``unpriced_models``);
-* ``notes``: plain-language caveats (e.g. text-based tie evidence replaced by signals).
+* ``notes``: plain-language caveats (e.g. how many text-based tie scores were invalid).
 
 The analysis is a pure function of the files; :func:`load_analysis` caches it as
 ``<run_dir>/analysis.json`` keyed by the size and modification time of the inputs, so a sweep
@@ -43,6 +44,13 @@ from friendsim.analysis.rewards_cli import iter_events, rewards_table, window_me
 from friendsim.analysis.rewards_params import COMPONENTS
 from friendsim.analysis.sentiment import get_sentiment
 from friendsim.analysis.summary import json_ready, network_summary
+from friendsim.analysis.tie_evidence import (
+    TIE_SCORES_FILE,
+    TextEvidence,
+    TieScoresError,
+    log_stamp,
+    read_tie_scores,
+)
 from friendsim.analysis.ties import DEFAULT_THETAS, TieParams, TieParamsError
 
 log = structlog.get_logger(__name__)
@@ -200,45 +208,31 @@ def _reference_block(network: Mapping[str, Any], seed: int) -> dict[str, Any]:
     }
 
 
-def _tie_llm_spec(manifest: Mapping[str, Any]) -> str:
-    """The provider that scores text-based tie evidence: the coach's, else the run's default
-    (``auto`` resolved to the model the run actually used)."""
-    config = manifest.get("config") or {}
-    spec = (config.get("coach") or {}).get("provider") or (config.get("llm") or {}).get("provider")
-    if not spec or spec == "auto":
-        used = sorted(set((manifest.get("models") or {}).values()))
-        spec = used[0] if used else "local:smollm2"
-    return str(spec)
-
-
-def _text_tie_evidence(rd: Path, events: list[Any], params: TieParams, llm: Any) -> Any:
-    """Score text-based tie evidence through the LLM layer with the run's record/replay cache."""
-    import asyncio
-
-    from friendsim.analysis.ties_text import text_evidence
-    from friendsim.llm.stack import build_llm
-
-    async def score() -> Any:
-        stack = await build_llm(
-            llm if llm is not None else _tie_llm_spec(read_manifest(rd)),
-            cache_path=rd / "llm_cache.db",
-            cache_mode="read_through",
+def _stored_text_evidence(rd: Path, params: TieParams) -> TextEvidence:
+    """The stored text-based tie evidence of ``rd``, checked against its log and parameters."""
+    try:
+        stored = read_tie_scores(rd)
+    except TieScoresError as exc:
+        raise RunDirectoryError(str(exc)) from exc
+    hint = f"`friendsim analyze {rd}` scores it"
+    if stored is None:
+        raise RunDirectoryError(
+            f"{rd}: text-based tie evidence is not scored yet (no {TIE_SCORES_FILE}); {hint}"
         )
-        try:
-            return await text_evidence(events, stack, params=params)
-        finally:
-            await stack.aclose()
+    if not stored.matches(log_stamp(rd / EVENTS_DB), params):
+        raise RunDirectoryError(
+            f"{rd / TIE_SCORES_FILE}: scored for another log or other tie parameters; {hint}"
+        )
+    return stored.evidence
 
-    return asyncio.run(score())
 
-
-def analyze_run(run_dir: str | Path, *, tie_llm: Any = None) -> dict[str, Any]:
+def analyze_run(run_dir: str | Path) -> dict[str, Any]:
     """The full analysis of one run directory (see the module docstring for the keys).
 
-    A run configured with text-based tie evidence (``[ties] evidence = "text"``) has its peers
-    scored 0–5 by an LLM from each window's transcript: ``tie_llm`` (an LLM, or a provider spec)
-    or else the run's coach/default provider, through the LLM layer with the run's
-    ``llm_cache.db`` in read-through mode, so a second analysis replays the recorded scores.
+    A run configured with text-based tie evidence (``[ties] evidence = "text"``) reads its
+    peers' scores from ``tie_scores.json`` (:mod:`friendsim.analysis.tie_evidence`), written by
+    the scoring step :func:`friendsim.runtime.tie_scoring.score_run_ties`; scores that are
+    missing or belong to another log or other tie parameters are a :class:`RunDirectoryError`.
     """
     rd = Path(run_dir)
     if not (rd / EVENTS_DB).is_file():
@@ -255,7 +249,7 @@ def analyze_run(run_dir: str | Path, *, tie_llm: Any = None) -> dict[str, Any]:
     events = list(iter_events(rd / EVENTS_DB))
     text = None
     if params.method == "text":
-        text = _text_tie_evidence(rd, events, params, tie_llm)
+        text = _stored_text_evidence(rd, params)
         notes.append(
             f"text-based tie evidence: {text.calls} LLM scoring calls, {text.invalid} invalid "
             f"answers and {text.missing} unscored peers (counted as 0)"
@@ -311,7 +305,7 @@ def analyze_run(run_dir: str | Path, *, tie_llm: Any = None) -> dict[str, Any]:
 
 def _fingerprint(run_dir: Path) -> dict[str, Any]:
     fp: dict[str, Any] = {"analysis_version": ANALYSIS_VERSION}
-    for name in (EVENTS_DB, MANIFEST, PERSONAS):
+    for name in (EVENTS_DB, MANIFEST, PERSONAS, TIE_SCORES_FILE):
         p = run_dir / name
         if p.is_file():
             st = p.stat()
@@ -342,16 +336,3 @@ def load_analysis(run_dir: str | Path, *, refresh: bool = False) -> dict[str, An
     except OSError as exc:
         log.warning("analysis_cache_not_written", path=str(cache), error=str(exc))
     return result
-
-
-def analyze_path(path: str | Path, *, refresh: bool = False) -> dict[str, Any]:
-    """The data ``friendsim analyze`` prints: a run's analysis, or a sweep's aggregate
-    (a directory holding ``sweep.json``)."""
-    p = Path(path)
-    if (p / "sweep.json").is_file():
-        from friendsim.sweep.aggregate import aggregate_sweep, load_or_aggregate
-
-        return aggregate_sweep(p) if refresh else load_or_aggregate(p)
-    if not p.is_dir():
-        raise RunDirectoryError(f"{p}: no such directory")
-    return load_analysis(p, refresh=refresh)

@@ -1,8 +1,11 @@
 """``friendsim analyze DIR [--json]``: the analysis of a run, or the aggregate of a sweep.
 
-With ``--json`` the data of :func:`friendsim.analysis.analyze.analyze_path` is printed as one JSON
-object (the same numbers the HTML report shows); without it, short tables (rich). Exit codes: 0
-ok, 2 not a run or sweep directory, or a broken one (the message names the file).
+With ``--json`` the data of :func:`analyze_path` is printed as one JSON object (the same numbers
+the HTML report shows); without it, short tables (rich). For a run with text-based tie evidence
+the scoring step (:func:`friendsim.runtime.tie_scoring.score_run_ties`) runs first and stores
+its scores in the run directory; the analysis then reads them. Exit codes: 0 ok, 2 not a run or
+sweep directory, or a broken one (the message names the file), or the scoring model could not
+be reached or configured.
 """
 
 from __future__ import annotations
@@ -30,16 +33,38 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=handle)
 
 
+def analyze_path(path: str | Path, *, refresh: bool = False) -> dict[str, Any]:
+    """The data ``friendsim analyze`` prints: a run's analysis (after scoring text-based tie
+    evidence when the run asks for it), or a sweep's aggregate (a directory holding
+    ``sweep.json``)."""
+    from friendsim.analysis.analyze import RunDirectoryError, load_analysis
+    from friendsim.runtime.tie_scoring import score_run_ties
+    from friendsim.sweep.aggregate import aggregate_sweep, load_or_aggregate
+    from friendsim.sweep.runner import SWEEP_FILE
+
+    p = Path(path)
+    if (p / SWEEP_FILE).is_file():
+        return aggregate_sweep(p) if refresh else load_or_aggregate(p)
+    if not p.is_dir():
+        raise RunDirectoryError(f"{p}: no such directory")
+    score_run_ties(p, refresh=refresh)
+    return load_analysis(p, refresh=refresh)
+
+
 def handle(args: argparse.Namespace) -> int:
     """Analyse ``args.dir``; returns the exit code."""
-    from friendsim.analysis.analyze import RunDirectoryError, analyze_path
+    from friendsim.analysis.analyze import RunDirectoryError
     from friendsim.analysis.rewards_params import RewardConfigError
+    from friendsim.llm.errors import LLMError
     from friendsim.sweep.aggregate import SweepReadError
 
     try:
         data = analyze_path(args.dir, refresh=args.refresh)
     except (RunDirectoryError, SweepReadError, RewardConfigError, FileNotFoundError) as exc:
         sys.stderr.write(f"friendsim analyze: {exc}\n")
+        return 2
+    except LLMError as exc:
+        sys.stderr.write(f"friendsim analyze: {args.dir}: scoring text-based tie evidence: {exc}\n")
         return 2
     except ValueError as exc:  # e.g. an undecodable event row (EventDecodeError names the seq)
         sys.stderr.write(f"friendsim analyze: {args.dir}: {exc}\n")
@@ -109,7 +134,8 @@ def print_sweep(agg: Mapping[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from friendsim.sweep.aggregate import format_stat, headline_keys
+    from friendsim.analysis.stats import format_stat
+    from friendsim.sweep.aggregate import headline_keys
 
     console = Console()
     t = Table(

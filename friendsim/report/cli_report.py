@@ -34,6 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def handle(args: argparse.Namespace) -> int:
     """Write the report for ``args.dir``; returns the exit code."""
     from friendsim.analysis.analyze import RunDirectoryError
+    from friendsim.llm.errors import LLMError
     from friendsim.report.render import ReportError, write_report
     from friendsim.sweep.aggregate import SweepReadError
 
@@ -41,6 +42,9 @@ def handle(args: argparse.Namespace) -> int:
         path = write_report(args.dir, out=args.out, theta=args.theta, color_by=args.color_by)
     except (ReportError, RunDirectoryError, SweepReadError, FileNotFoundError) as exc:
         sys.stderr.write(f"friendsim report: {exc}\n")
+        return 2
+    except LLMError as exc:
+        sys.stderr.write(f"friendsim report: {args.dir}: scoring text-based tie evidence: {exc}\n")
         return 2
     except ValueError as exc:
         sys.stderr.write(f"friendsim report: {args.dir}: {exc}\n")

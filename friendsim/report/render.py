@@ -42,6 +42,7 @@ def build_report(
 ) -> Report:
     """The report of a run directory or a sweep directory (``sweep.json``)."""
     from friendsim.analysis.analyze import EVENTS_DB, load_analysis
+    from friendsim.runtime.tie_scoring import score_run_ties
     from friendsim.sweep.aggregate import load_or_aggregate
     from friendsim.sweep.runner import SWEEP_FILE
 
@@ -49,6 +50,7 @@ def build_report(
     if (p / SWEEP_FILE).is_file():
         return sweep_report(load_or_aggregate(p), sweep_dir=p, theta=theta, color_by=color_by)
     if (p / EVENTS_DB).is_file():
+        score_run_ties(p)  # text-based tie evidence is scored (once) before analysis reads it
         return run_report(load_analysis(p), theta=theta, color_by=color_by)
     raise ReportError(
         f"{p}: neither a run directory ({EVENTS_DB}) nor a sweep directory ({SWEEP_FILE})"

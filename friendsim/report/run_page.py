@@ -25,7 +25,7 @@ from friendsim.report.common import (
 def _run_bands(analysis: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
     """Per policy group (``all agents`` + each dominant policy): per window, the mean total
     reward over the group's agents with its 95 % t band."""
-    from friendsim.sweep.aggregate import mean_ci
+    from friendsim.analysis.stats import mean_ci
 
     dominant = {a: v["dominant"] for a, v in analysis["agents"].items()}
     per: dict[str, dict[int, list[float]]] = {}

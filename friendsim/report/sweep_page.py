@@ -32,7 +32,8 @@ def sweep_report(
 ) -> Report:
     """The report of a sweep from its aggregate (and each cell's first run for the drawings)."""
     from friendsim.analysis.analyze import load_analysis
-    from friendsim.sweep.aggregate import format_stat, headline_keys
+    from friendsim.analysis.stats import format_stat
+    from friendsim.sweep.aggregate import headline_keys
 
     title = f"friendsim sweep report: {agg.get('name')}"
     cells = agg["cells"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from friendsim.agents.persona_io import PersonaFileError
 from friendsim.llm.errors import LLMError, ProviderConfigError
 from friendsim.runtime.config import ConfigError, load_config
 from friendsim.runtime.engine import RunInterrupted
+from friendsim.runtime.logs import configure_logging
 
 if TYPE_CHECKING:
     from friendsim.runtime.assembly import RunResult
@@ -67,21 +67,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="log level of the structured logs on stderr (default: warning)",
     )
     p.set_defaults(handler=handle)
-
-
-def configure_logging(level: str) -> None:
-    """structlog to stderr at ``level`` (called by the CLI only)."""
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
 
 
 async def _stoppable(run: Callable[[asyncio.Event], Awaitable[RunResult]]) -> RunResult:

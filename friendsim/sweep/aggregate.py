@@ -24,19 +24,17 @@ table ``<sweep>/aggregate.md``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from friendsim.analysis.stats import CONFIDENCE, format_stat, mean_ci
 from friendsim.sweep.runner import SWEEP_FILE
 
 AGGREGATE_FILE = "aggregate.json"
 AGGREGATE_TABLE = "aggregate.md"
-CONFIDENCE = 0.95
-NO_CI_NOTE = "n=1: no confidence interval"
 HEADLINE = (
     "reward.all.total.mean",
     "reward.all.total.final",
@@ -56,27 +54,6 @@ _COMPONENTS = ("SOC", "INF", "PRE", "COORD", "EMO", "total")
 
 class SweepReadError(ValueError):
     """A directory is not a readable sweep (no or broken ``sweep.json``)."""
-
-
-def mean_ci(values: Iterable[float | None], confidence: float = CONFIDENCE) -> dict[str, Any]:
-    """Mean and Student-t confidence interval of the defined (non-``None``, finite) values."""
-    from scipy import stats
-
-    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
-    n = len(xs)
-    out: dict[str, Any] = {"n": n, "mean": None, "sd": None, "lower": None, "upper": None}
-    if n == 0:
-        out["note"] = "no defined value"
-        return out
-    mean = statistics.fmean(xs)
-    out["mean"] = mean
-    if n == 1:
-        out["note"] = NO_CI_NOTE
-        return out
-    sd = statistics.stdev(xs)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-    out.update(sd=sd, lower=mean - half, upper=mean + half, half_width=half)
-    return out
 
 
 def _is_number(v: Any) -> bool:
@@ -241,21 +218,6 @@ def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
-
-
-def format_stat(s: Mapping[str, Any] | None, digits: int = 4) -> str:
-    """``mean [lower, upper]`` (or ``mean (n=1, no CI)``; ``—`` when undefined)."""
-    if not s or s.get("mean") is None:
-        return "—"
-    tiny = 0.5 * 10.0**-digits
-
-    def fmt(x: float) -> str:  # no "-0.0000" for values that round to zero
-        return f"{0.0 if abs(x) < tiny else x:.{digits}f}"
-
-    mean = fmt(s["mean"])
-    if s.get("lower") is None:
-        return f"{mean} (n={s['n']}, no CI)"
-    return f"{mean} [{fmt(s['lower'])}, {fmt(s['upper'])}]"
 
 
 def headline_keys(agg: Mapping[str, Any]) -> list[str]:

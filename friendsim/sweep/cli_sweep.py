@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def handle(args: argparse.Namespace) -> int:
     """Run the sweep named by ``args``; returns the exit code."""
-    from friendsim.runtime.cli_run import configure_logging
+    from friendsim.runtime.logs import configure_logging
     from friendsim.sweep.aggregate import aggregate_sweep
     from friendsim.sweep.config import SweepConfigError, load_sweep
     from friendsim.sweep.runner import SweepDirError, run_sweep

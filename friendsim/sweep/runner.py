@@ -1,7 +1,8 @@
 """Run every replication of every grid cell of a sweep, in parallel worker processes.
 
 Each run goes into ``<out>/<cell>/rep<k>`` through the runtime's
-:func:`friendsim.runtime.assembly.run_experiment`, then is analysed
+:func:`friendsim.runtime.assembly.run_experiment`, then has its text-based tie evidence scored
+when it asks for it (:func:`friendsim.runtime.tie_scoring.score_run_ties`) and is analysed
 (:func:`friendsim.analysis.analyze.load_analysis`, cached as ``analysis.json``) inside the same
 worker, so analysis is parallel too. Runs are independent processes (``spawn`` start method: no
 state inherited from the parent), at most ``jobs`` at a time.
@@ -58,7 +59,7 @@ class SweepResult:
 
 
 def _worker_init(log_level: str) -> None:
-    from friendsim.runtime.cli_run import configure_logging
+    from friendsim.runtime.logs import configure_logging
 
     configure_logging(log_level)
 
@@ -90,6 +91,7 @@ def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
     from friendsim.analysis.analyze import load_analysis
     from friendsim.runtime.assembly import run_experiment
     from friendsim.runtime.config import parse_config
+    from friendsim.runtime.tie_scoring import score_run_ties
 
     rd = Path(run_dir)
     t0 = time.perf_counter()
@@ -97,12 +99,14 @@ def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
     moved: str | None = None
     try:
         if status == "completed":
+            score_run_ties(rd)
             load_analysis(rd)
             return {"status": "completed", "resumed": True, "wall_seconds": 0.0, "error": None}
         moved = _set_aside(rd) if rd.exists() else None
         cfg = parse_config(plan_data, source=source)
         result = asyncio.run(run_experiment(cfg, out_dir=rd, config_path=source))
         status = result.manifest.status
+        score_run_ties(rd)
         load_analysis(rd)
         error = None
     except Exception as exc:  # a run's failure is data for the sweep, not a crash of it

@@ -1,5 +1,11 @@
 """Text-based tie evidence: an LLM scores each peer 0–5 from one window's transcript only.
 
+This is the step above analysis that asks a model: :func:`score_run_ties` scores a finished run
+and stores the result as data in ``<run_dir>/tie_scores.json``
+(:mod:`friendsim.analysis.tie_evidence`), which analysis then reads like any other file of the
+run. ``friendsim analyze``, ``friendsim report`` and every sweep replication call it before
+analysing; it does nothing for runs with signal-based evidence.
+
 For each window and each agent v with active ties, the model reads that window's transcript (all
 public posts and comments of the window, v's own DMs sent and received, and votes by or on v) and
 rates the tie v→u for every peer u that v's tie to is active. score/5 becomes e for
@@ -14,17 +20,36 @@ missing peers score 0 (the conservative reading: unsure → 0) and are counted. 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from string import Template
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from friendsim.analysis.analyze import (
+    EVENTS_DB,
+    RunDirectoryError,
+    read_manifest,
+    tie_params_from_manifest,
+)
+from friendsim.analysis.rewards_cli import iter_events
+from friendsim.analysis.tie_evidence import (
+    StoredTieScores,
+    TextEvidence,
+    log_stamp,
+    read_tie_scores,
+    stored_tie_scores,
+    write_tie_scores,
+)
 from friendsim.analysis.ties import Pair, TieParams, tie_windows
 from friendsim.llm.base import LLM, LLMRequest, user
+from friendsim.llm.stack import build_llm
 from friendsim.platform.events import (
     DirectMessageSent,
     Event,
@@ -58,9 +83,9 @@ class _LooseOutput(BaseModel):
 
 
 def load_template() -> str:
-    """The prompt template shipped in ``friendsim/analysis/prompts/tie_score.txt``."""
+    """The prompt template shipped in ``friendsim/runtime/prompts/tie_score.txt``."""
     return (
-        resources.files("friendsim.analysis")
+        resources.files("friendsim.runtime")
         .joinpath("prompts/tie_score.txt")
         .read_text(encoding="utf-8")
     )
@@ -75,16 +100,6 @@ class PeerScores:
     scores: Mapping[str, float]
     invalid: int = 0
     missing: int = 0
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class TextEvidence:
-    """Evidence for ``TieParams(method="text")``: {window: {(v, u): e}} and failure counts."""
-
-    per_window: Mapping[int, Mapping[Pair, float]] = field(default_factory=dict)
-    invalid: int = 0
-    missing: int = 0
-    calls: int = 0
 
 
 def parse_scores(raw: object, *, peers: Sequence[str]) -> tuple[dict[str, float], int, int]:
@@ -250,3 +265,54 @@ async def text_evidence(
                 scores[(viewer, peer)] = e
         per_window[window] = scores
     return TextEvidence(per_window=per_window, invalid=invalid, missing=missing, calls=calls)
+
+
+def tie_llm_spec(manifest: Mapping[str, Any]) -> str:
+    """The provider that scores a run's text-based tie evidence: the coach's, else the run's
+    default (``auto`` resolved to the model the run actually used)."""
+    config = manifest.get("config") or {}
+    spec = (config.get("coach") or {}).get("provider") or (config.get("llm") or {}).get("provider")
+    if not spec or spec == "auto":
+        used = sorted(set((manifest.get("models") or {}).values()))
+        spec = used[0] if used else "local:smollm2"
+    return str(spec)
+
+
+def score_run_ties(
+    run_dir: str | Path, *, llm: LLM | str | None = None, refresh: bool = False
+) -> StoredTieScores | None:
+    """Score a run's text-based tie evidence and store it in ``<run_dir>/tie_scores.json``.
+
+    Returns ``None`` (and does nothing) when the run's manifest asks for signal-based evidence.
+    Stored scores that match the current log and tie parameters are returned as they are unless
+    ``refresh``; otherwise every active tie is scored by ``llm`` (an LLM or a provider spec;
+    default: :func:`tie_llm_spec`) through the LLM layer with the run's ``llm_cache.db`` in
+    read-through mode, so scoring again replays the recorded answers without asking the model.
+    Blocking (runs its own event loop); LLM errors propagate.
+    """
+    rd = Path(run_dir)
+    db = rd / EVENTS_DB
+    if not db.is_file():
+        raise RunDirectoryError(f"{rd}: not a run directory (no {EVENTS_DB})")
+    manifest = read_manifest(rd)
+    params, _ = tie_params_from_manifest(manifest)
+    if params.method != "text":
+        return None
+    stamp = log_stamp(db)
+    stored = read_tie_scores(rd)
+    if stored is not None and not refresh and stored.matches(stamp, params):
+        return stored
+    model = llm if llm is not None else tie_llm_spec(manifest)
+
+    async def score() -> TextEvidence:
+        stack = await build_llm(model, cache_path=rd / "llm_cache.db", cache_mode="read_through")
+        try:
+            return await text_evidence(iter_events(db), stack, params=params)
+        finally:
+            await stack.aclose()
+
+    evidence = asyncio.run(score())
+    name = model if isinstance(model, str) else model.model
+    result = stored_tie_scores(log=stamp, params=params, model=name, evidence=evidence)
+    write_tie_scores(rd, result)
+    return result
