@@ -25,7 +25,7 @@ monotone non-decreasing in every signal, as the design requires):
   of those DMs + 1)/2, sentiment from a :class:`~friendsim.analysis.sentiment.SentimentModel`.
 
 Method ``"text"`` replaces e by an externally supplied score in [0, 1] per (window, v, u), e.g.
-:func:`friendsim.analysis.ties_text.text_evidence` (an LLM's 0–5 score / 5); a missing score is 0.
+:func:`friendsim.runtime.tie_scoring.text_evidence` (an LLM's 0–5 score / 5); a missing score is 0.
 
 Strengths below ``prune_below`` are dropped from the sparse output (they only decay further and are
 far below every reporting threshold θ).
