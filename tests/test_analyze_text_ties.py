@@ -15,7 +15,7 @@ import pytest
 from test_analyze_fixture import build_run_dir
 
 from friendsim.analysis.analyze import RunDirectoryError, analyze_run
-from friendsim.analysis.tie_evidence import TIE_SCORES_FILE, read_tie_scores
+from friendsim.analysis.tie_evidence import TIE_SCORES_FILE, TieScoresError, read_tie_scores
 from friendsim.llm.base import LLMRequest
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.runtime.tie_scoring import score_run_ties
@@ -96,6 +96,12 @@ def test_analysis_never_asks_a_model_and_rejects_missing_or_stale_scores(tmp_pat
     (rd / TIE_SCORES_FILE).write_text('{"format": 1, "log": 3}', encoding="utf-8")
     with pytest.raises(RunDirectoryError, match=f"{TIE_SCORES_FILE}: malformed"):
         analyze_run(rd)
+    with pytest.raises(TieScoresError, match="malformed"):
+        score_run_ties(rd, llm=ScriptedLLM(_score_all(3)))
+    # refresh replaces a broken or stale file: answers come from the run's cache
+    silent = ScriptedLLM([])
+    score_run_ties(rd, llm=silent, refresh=True)
+    assert silent.calls == [] and analyze_run(rd)["kind"] == "run"
 
 
 def test_signal_runs_have_no_scoring_step(tmp_path: Path) -> None:

@@ -288,7 +288,8 @@ def score_run_ties(
     ``refresh``; otherwise every active tie is scored by ``llm`` (an LLM or a provider spec;
     default: :func:`tie_llm_spec`) through the LLM layer with the run's ``llm_cache.db`` in
     read-through mode, so scoring again replays the recorded answers without asking the model.
-    Blocking (runs its own event loop); LLM errors propagate.
+    A malformed stored file is an error (:class:`~friendsim.analysis.tie_evidence.TieScoresError`)
+    unless ``refresh`` replaces it. Blocking (runs its own event loop); LLM errors propagate.
     """
     rd = Path(run_dir)
     db = rd / EVENTS_DB
@@ -299,8 +300,8 @@ def score_run_ties(
     if params.method != "text":
         return None
     stamp = log_stamp(db)
-    stored = read_tie_scores(rd)
-    if stored is not None and not refresh and stored.matches(stamp, params):
+    stored = None if refresh else read_tie_scores(rd)
+    if stored is not None and stored.matches(stamp, params):
         return stored
     model = llm if llm is not None else tie_llm_spec(manifest)
 
