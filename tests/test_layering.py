@@ -54,14 +54,14 @@ COMMAND_MODULE_PREFIX = "cli_"
 
 CONSTRUCTION_SITES: frozenset[str] = frozenset(
     {
-        "runtime/experiment.py",
-        "replay/fork.py",
-        "runtime/tie_scoring.py",
-        "agents/cli_personas.py",
+        "runtime/assembly.py",
+        "agents/cli_personas.py",  # the persona planner still builds its own stack
     }
 )
 """The only modules (paths under ``friendsim/``) that may call ``Engine(``, ``CoachService(`` or
-``build_llm(``: the run's assembly and the places that still build their own LLM stack."""
+``build_llm(``: the run's assembly (and, until it goes through the assembly too, the persona
+planner of ``friendsim personas``)."""
+
 
 CONSTRUCTORS = frozenset({"Engine", "CoachService", "build_llm"})
 
@@ -98,15 +98,22 @@ def imports_of(root: Path, path: Path) -> Iterable[Edge]:
                 targets = [".".join([*base, node.module] if node.module else base)]
             else:
                 targets = [node.module or ""]
-            # ``from friendsim import analysis`` imports the subpackage itself
+            # ``from friendsim import analysis`` imports the subpackage itself (but
+            # ``from friendsim import __version__`` only the package's ``__init__``)
             targets = [
-                f"{t}.{a.name}" if t == root.name else t for t in targets for a in node.names
+                f"{t}.{a.name}" if t == root.name and _is_module(root, a.name) else t
+                for t in targets
+                for a in node.names
             ]
         else:
             continue
         for t in targets:
             if t == root.name or t.startswith(root.name + "."):
                 yield Edge(importer=me, imported=t, path=rel, line=node.lineno)
+
+
+def _is_module(root: Path, name: str) -> bool:
+    return (root / name).is_dir() or (root / f"{name}.py").is_file()
 
 
 def component(module: str) -> str:
@@ -291,6 +298,7 @@ def test_checker_finds_upward_imports_inside_functions_and_cycles(tmp_path: Path
             "llm/__init__.py": "",
             "llm/base.py": "",
             "extra/__init__.py": "from friendsim.vocabulary import Tip\n",
+            "runtime/manifest.py": "from friendsim import __version__\n",
         },
     )
     edges = import_graph(root)

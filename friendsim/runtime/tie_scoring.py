@@ -49,7 +49,6 @@ from friendsim.analysis.tie_evidence import (
 )
 from friendsim.analysis.ties import Pair, TieParams, tie_windows
 from friendsim.llm.base import LLM, LLMRequest, user
-from friendsim.llm.stack import build_llm
 from friendsim.platform.events import (
     DirectMessageSent,
     Event,
@@ -59,6 +58,9 @@ from friendsim.platform.events import (
     WindowEnded,
     WindowStarted,
 )
+from friendsim.rundir.layout import LLM_CACHE_DB, MANIFEST
+from friendsim.runtime.assembly import make_ledger, open_llm_stack
+from friendsim.runtime.config import ConfigError, parse_config
 
 MAX_SCORE = 5
 DEFAULT_MAX_TRANSCRIPT_CHARS = 12_000
@@ -286,8 +288,10 @@ def score_run_ties(
     Returns ``None`` (and does nothing) when the run's manifest asks for signal-based evidence.
     Stored scores that match the current log and tie parameters are returned as they are unless
     ``refresh``; otherwise every active tie is scored by ``llm`` (an LLM or a provider spec;
-    default: :func:`tie_llm_spec`) through the LLM layer with the run's ``llm_cache.db`` in
-    read-through mode, so scoring again replays the recorded answers without asking the model.
+    default: :func:`tie_llm_spec`) through the run assembly's LLM stack
+    (:func:`~friendsim.runtime.assembly.open_llm_stack`) with the limits, retries and cache mode
+    of the run's recorded ``[llm]`` config and its ``llm_cache.db``: with the default
+    read-through cache, scoring again replays the recorded answers without asking the model.
     A malformed stored file is an error (:class:`~friendsim.analysis.tie_evidence.TieScoresError`)
     unless ``refresh`` replaces it. Blocking (runs its own event loop); LLM errors propagate.
     """
@@ -303,10 +307,16 @@ def score_run_ties(
     stored = None if refresh else read_tie_scores(rd)
     if stored is not None and stored.matches(stamp, params):
         return stored
+    try:
+        cfg = parse_config(manifest.get("config") or {}, source=rd / MANIFEST)
+    except ConfigError as exc:
+        raise RunDirectoryError(f"{rd / MANIFEST}: the recorded config is invalid: {exc}") from None
     model = llm if llm is not None else tie_llm_spec(manifest)
 
     async def score() -> TextEvidence:
-        stack = await build_llm(model, cache_path=rd / "llm_cache.db", cache_mode="read_through")
+        stack = await open_llm_stack(
+            model, cfg, cache_path=rd / LLM_CACHE_DB, ledger=make_ledger(cfg)
+        )
         try:
             return await text_evidence(iter_events(db), stack, params=params)
         finally:
