@@ -1,9 +1,5 @@
-"""The ``friendsim`` command line: ``run``, ``personas``, ``analyze``, ``report``, ``sweep``,
-``replay``, ``log``.
-
-A thin dispatcher: each sub-command lives in its component's ``cli_*`` module, which adds its
-parser through ``register(subparsers)`` and sets ``handler`` (``args -> exit code``).
-"""
+"""The ``friendsim`` console script: builds the parser from :mod:`friendsim.commands` and runs the
+chosen sub-command's handler."""
 
 from __future__ import annotations
 
@@ -11,20 +7,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from friendsim.agents import cli_personas
-from friendsim.analysis import cli_analyze
-from friendsim.platform import cli_platform
-from friendsim.replay import cli_replay
-from friendsim.report import cli_report
-from friendsim.runtime import cli_run
-from friendsim.sweep import cli_sweep
+from friendsim.commands import analyze, log, personas, replay, report, run, sweep
 
-_COMMANDS = (cli_run, cli_personas, cli_analyze, cli_report, cli_sweep, cli_replay, cli_platform)
+_COMMANDS = (run, personas, analyze, report, sweep, replay, log)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
-    parser = argparse.ArgumentParser(prog="friendsim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="friendsim")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in _COMMANDS:
         module.register(subparsers)

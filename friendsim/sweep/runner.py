@@ -58,7 +58,7 @@ class SweepResult:
 
 
 def _worker_init(log_level: str) -> None:
-    from friendsim.runtime.cli_run import configure_logging
+    from friendsim.runtime.log_setup import configure_logging
 
     configure_logging(log_level)
 

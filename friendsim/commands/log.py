@@ -14,8 +14,8 @@ import asyncio
 import sys
 from pathlib import Path
 
-from .errors import PlatformError
-from .replay import export_jsonl, import_jsonl
+from friendsim.platform.errors import PlatformError
+from friendsim.platform.replay import export_jsonl, import_jsonl
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -1,7 +1,7 @@
 """``friendsim run CONFIG [--out DIR]``: run one experiment file into a run directory.
 
 ``friendsim run --resume RUN_DIR`` and ``friendsim run CONFIG --fork RUN_DIR --at W`` are handed
-to :func:`friendsim.replay.cli_replay.handle_run_option`.
+to :func:`friendsim.commands.replay.handle_run_option`.
 
 Exit codes: 0 done, 2 bad config or run directory (the message names the file and key), 1 the
 run failed (the run directory keeps everything recorded so far and a manifest saying so).
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -26,6 +25,7 @@ from friendsim.agents.persona_io import PersonaFileError
 from friendsim.llm.errors import LLMError, ProviderConfigError
 from friendsim.runtime.config import ConfigError, load_config
 from friendsim.runtime.engine import RunInterrupted
+from friendsim.runtime.log_setup import configure_logging
 
 if TYPE_CHECKING:
     from friendsim.runtime.assembly import RunResult
@@ -69,21 +69,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(handler=handle)
 
 
-def configure_logging(level: str) -> None:
-    """structlog to stderr at ``level`` (called by the CLI only)."""
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.dev.ConsoleRenderer(colors=False),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-
-
 async def _stoppable(run: Callable[[asyncio.Event], Awaitable[RunResult]]) -> RunResult:
     """Run with SIGTERM/SIGINT asking for a graceful stop (at the next phase or slice: nothing
     committed is lost, the manifest says ``"interrupted"``); a second signal cancels at once."""
@@ -114,7 +99,7 @@ def handle(args: argparse.Namespace) -> int:
     """
     configure_logging(args.log_level)
     if args.resume is not None or args.fork is not None:
-        from friendsim.replay.cli_replay import handle_run_option
+        from friendsim.commands.replay import handle_run_option
 
         return handle_run_option(args)
     if args.config is None:

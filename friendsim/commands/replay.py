@@ -123,7 +123,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _redrive(args: argparse.Namespace) -> int:
-    from .redrive import parse_reward_changes, redrive
+    from friendsim.replay.redrive import parse_reward_changes, redrive
 
     if args.out is None:
         raise RunInputError("--redrive needs --out FILE.json for the new scores and guidance")
@@ -146,7 +146,7 @@ def _redrive(args: argparse.Namespace) -> int:
 
 
 def _rerun(args: argparse.Namespace) -> int:
-    from .rerun import rerun
+    from friendsim.replay.rerun import rerun
 
     if args.out is None:
         raise RunInputError("--rerun needs --out NEW_DIR")
@@ -158,7 +158,7 @@ def _rerun(args: argparse.Namespace) -> int:
 
 
 def _resume(run_dir: Path, out: Path | None, *, quiet: bool) -> int:
-    from .resume import resume
+    from friendsim.replay.resume import resume
 
     report = asyncio.run(resume(run_dir, out_dir=out))
     _emit(report.to_json())
@@ -168,9 +168,8 @@ def _resume(run_dir: Path, out: Path | None, *, quiet: bool) -> int:
 def _fork(
     parent: Path, config: Path | None, at: int | None, out: Path | None, *, quiet: bool
 ) -> int:
+    from friendsim.replay.fork import fork
     from friendsim.runtime.config import load_config
-
-    from .fork import fork
 
     if config is None or at is None or out is None:
         raise RunInputError("a fork needs CONFIG, --at WINDOW and --out NEW_DIR")

@@ -6,7 +6,6 @@
 - ``personas ipip FILE --llm SPEC [--out results.jsonl]``: Mini-IPIP pre-survey and agreement
 
 Exit codes: 0 done, 2 bad input (file, spec), 1 the model gave no valid answer.
-Wire in with ``cli_personas.register(subparsers)`` in ``friendsim/cli.py``.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import statistics
 import sys
 from collections import Counter
@@ -23,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from friendsim.agents.generator import generate_personas
-from friendsim.agents.ipip import IPIPResult, administer, population_agreement
+from friendsim.agents.ipip import IPIPResult, survey
 from friendsim.agents.persona import TRAITS, Persona
 from friendsim.agents.persona_io import (
     PersonaFileError,
@@ -156,34 +154,6 @@ def handle_infer(args: argparse.Namespace) -> int:
     _save(personas, args.out)
     _write({"out": str(args.out), "users": len(corpus), **summarise(personas)})
     return 0
-
-
-async def survey(
-    personas: Sequence[Persona], llm: LLM, *, theme: str, seed: int = 0
-) -> tuple[list[IPIPResult], dict[str, Any]]:
-    """Administer the Mini-IPIP to every persona (concurrently) and summarise agreement."""
-    results = list(
-        await asyncio.gather(*(administer(p, llm, theme=theme, seed=seed) for p in personas))
-    )
-    ok = [r for r in results if r.agreement is not None]
-    corr = population_agreement(personas, results)
-    summary = {
-        "n": len(results),
-        "failed": len(results) - len(ok),
-        "mean_abs_error": {
-            t: round(statistics.fmean(r.agreement.abs_error[t] for r in ok if r.agreement), 4)
-            for t in TRAITS
-        }
-        if ok
-        else {},
-        "mae": round(statistics.fmean(r.agreement.mae for r in ok if r.agreement), 4)
-        if ok
-        else None,
-        "trait_correlation_across_agents": {
-            t: (None if math.isnan(v) else round(v, 4)) for t, v in corr.items()
-        },
-    }
-    return results, summary
 
 
 def handle_ipip(args: argparse.Namespace) -> int:

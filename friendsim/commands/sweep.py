@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def handle(args: argparse.Namespace) -> int:
     """Run the sweep named by ``args``; returns the exit code."""
-    from friendsim.runtime.cli_run import configure_logging
+    from friendsim.runtime.log_setup import configure_logging
     from friendsim.sweep.aggregate import aggregate_sweep
     from friendsim.sweep.config import SweepConfigError, load_sweep
     from friendsim.sweep.runner import SweepDirError, run_sweep
@@ -83,7 +83,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(agg, sort_keys=True) + "\n")
     else:
-        from friendsim.analysis.cli_analyze import print_sweep
+        from friendsim.commands.analyze import print_sweep
 
         print_sweep(agg)
         sys.stdout.write(f"\nsweep directory: {out} ({result.wall_seconds:.1f} s wall)\n")
