@@ -1,5 +1,9 @@
-"""The ``friendsim`` console script: builds the parser from :mod:`friendsim.commands` and runs the
-chosen sub-command's handler."""
+"""The ``friendsim`` console script (and ``python -m friendsim``): builds the parser from the
+modules of :mod:`friendsim.commands` and runs the chosen sub-command's handler.
+
+Only argparse and the command modules are imported here; each handler imports the components it
+needs, so ``friendsim --help`` and ``friendsim --version`` start fast.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +11,41 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from friendsim import __version__
 from friendsim.commands import analyze, log, personas, replay, report, run, sweep
+from friendsim.commands._help import FORMATTER
 
 _COMMANDS = (run, personas, analyze, report, sweep, replay, log)
+
+DESCRIPTION = """\
+friendsim: LLM agents on a synthetic social platform. Run experiments described
+by TOML files, then analyse, report, sweep and replay the runs they record.
+"""
+
+EPILOG = """\
+Start with:
+  friendsim run examples/continuous.toml --out runs/continuous
+  friendsim analyze runs/continuous
+  friendsim report runs/continuous
+
+Run "friendsim COMMAND --help" for the options of a command.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
-    parser = argparse.ArgumentParser(prog="friendsim")
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="friendsim", description=DESCRIPTION, epilog=EPILOG, formatter_class=FORMATTER
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"friendsim {__version__}",
+        help="print the version of friendsim and exit",
+    )
+    subparsers = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", title="commands"
+    )
     for module in _COMMANDS:
         module.register(subparsers)
     return parser

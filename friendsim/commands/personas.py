@@ -1,11 +1,7 @@
-"""``friendsim personas ...``: generate, validate, infer (LLM planner) and survey (Mini-IPIP).
+"""``friendsim personas {generate,validate,infer,ipip}``: make, check and survey persona files.
 
-- ``personas generate --n 30 --seed 0 [--theme T] --out FILE`` (``.jsonl`` or ``.csv``)
-- ``personas validate FILE``: prints a JSON summary; exit 2 with the line/field on a bad file
-- ``personas infer CORPUS.csv --llm SPEC --out FILE [--theme T]``: the LLM planner
-- ``personas ipip FILE --llm SPEC [--out results.jsonl]``: Mini-IPIP pre-survey and agreement
-
-Exit codes: 0 done, 2 bad input (file, spec), 1 the model gave no valid answer.
+Exit codes: 0 done, 1 the model gave no valid answer, 2 bad input (file, spec). Components are
+imported inside the handlers so that the command line starts fast.
 """
 
 from __future__ import annotations
@@ -18,54 +14,128 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from friendsim.agents.generator import generate_personas
-from friendsim.agents.ipip import IPIPResult, survey
-from friendsim.agents.persona import TRAITS, Persona
-from friendsim.agents.persona_io import (
-    PersonaFileError,
-    load_personas,
-    save_personas,
-    save_personas_csv,
+from friendsim.commands._help import FORMATTER, Subparsers
+
+if TYPE_CHECKING:
+    from friendsim.agents.ipip import IPIPResult
+    from friendsim.agents.persona import Persona
+    from friendsim.llm.base import LLM
+
+DESCRIPTION = """\
+Make, check and survey the personas that agents are given. A persona file is JSON
+Lines (.jsonl, one persona per line) or CSV (.csv); an experiment names it in
+[agents] personas = "FILE", or generates personas itself.
+"""
+
+EPILOG = """\
+examples:
+  friendsim personas generate --n 30 --seed 1 --out personas.jsonl
+  friendsim personas validate personas.jsonl
+  friendsim personas infer corpus.csv --llm openai:gpt-4o-mini --out inferred.jsonl
+  friendsim personas ipip personas.jsonl --llm local:smollm2 --out survey.jsonl
+"""
+
+THEME_HELP = "the discussion topic the personas hold stances on (default: %(default)s)"
+LLM_HELP = (
+    "the model to ask, as a provider spec such as openai:gpt-4o-mini, "
+    "anthropic:claude-haiku-4-5 or local:smollm2"
 )
-from friendsim.agents.planner import CorpusError, PlannerError, infer_personas, load_corpus
-from friendsim.llm.base import LLM
-from friendsim.llm.errors import LLMError, ProviderConfigError
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``personas`` command group to the CLI's sub-parsers."""
-    p = subparsers.add_parser("personas", help="generate, validate, infer or survey personas")
-    sub = p.add_subparsers(dest="personas_command", required=True)
+def register(subparsers: Subparsers) -> None:
+    """Add the ``personas`` command group to the command line's sub-parsers."""
+    p = subparsers.add_parser(
+        "personas",
+        help="generate, validate, infer or survey persona files",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
+    )
+    sub = p.add_subparsers(dest="personas_command", required=True, metavar="ACTION")
 
-    g = sub.add_parser("generate", help="seeded synthetic personas")
-    g.add_argument("--n", type=int, default=30)
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--theme", default="climate change")
-    g.add_argument("--dominant-weight", type=float, default=0.6)
-    g.add_argument("--out", type=Path, required=True, help=".jsonl or .csv")
+    g = sub.add_parser(
+        "generate",
+        help="write seeded synthetic personas",
+        description="Write N synthetic personas. The same options and seed always give the "
+        "same personas. Prints a JSON summary of what was written.",
+    )
+    g.add_argument("--n", type=int, default=30, help="number of personas (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    g.add_argument("--theme", default="climate change", help=THEME_HELP)
+    g.add_argument(
+        "--dominant-weight",
+        type=float,
+        default=0.6,
+        metavar="W",
+        help="weight of each persona's dominant motive in its reward mix; the other motives "
+        "share the rest equally (default: %(default)s)",
+    )
+    g.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="persona file to write: .jsonl or .csv",
+    )
     g.set_defaults(handler=handle_generate)
 
-    v = sub.add_parser("validate", help="validate a persona file")
-    v.add_argument("file", type=Path)
+    v = sub.add_parser(
+        "validate",
+        help="check a persona file",
+        description="Check a persona file and print a JSON summary of it. A bad file is "
+        "reported with its line and field (exit status 2).",
+    )
+    v.add_argument("file", type=Path, metavar="FILE", help="persona file (.jsonl or .csv)")
     v.set_defaults(handler=handle_validate)
 
-    i = sub.add_parser("infer", help="infer personas from a corpus CSV (user_id,text) with an LLM")
-    i.add_argument("corpus", type=Path)
-    i.add_argument("--llm", required=True, help="provider spec, e.g. openai:gpt-4o-mini")
-    i.add_argument("--theme", default="climate change")
-    i.add_argument("--seed", type=int, default=0)
-    i.add_argument("--out", type=Path, required=True)
-    i.add_argument("--skip-failed", action="store_true")
+    i = sub.add_parser(
+        "infer",
+        help="infer personas from a corpus of users' posts with a model",
+        description="Ask a model to read each user's posts and write a persona for that user. "
+        "The corpus is a CSV file with a header holding user_id and text columns.",
+    )
+    i.add_argument("corpus", type=Path, metavar="CORPUS", help="CSV file with user_id and text")
+    i.add_argument("--llm", required=True, metavar="SPEC", help=LLM_HELP)
+    i.add_argument("--theme", default="climate change", help=THEME_HELP)
+    i.add_argument(
+        "--seed", type=int, default=0, help="seed of the model requests (default: %(default)s)"
+    )
+    i.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="persona file to write: .jsonl or .csv",
+    )
+    i.add_argument(
+        "--skip-failed",
+        action="store_true",
+        help="leave out users for whom the model gave no valid answer (default: stop with an error)",
+    )
     i.set_defaults(handler=handle_infer)
 
-    s = sub.add_parser("ipip", help="administer the Mini-IPIP to each persona through an LLM")
-    s.add_argument("file", type=Path)
-    s.add_argument("--llm", required=True)
-    s.add_argument("--theme", default="climate change")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", type=Path, default=None, help="per-agent results as JSONL")
+    s = sub.add_parser(
+        "ipip",
+        help="give each persona the Mini-IPIP personality survey through a model",
+        description="Give every persona in FILE the 20-item Mini-IPIP personality survey through "
+        "a model and compare the measured Big Five traits with the persona's targets. "
+        "Prints a JSON summary of the agreement.",
+    )
+    s.add_argument("file", type=Path, metavar="FILE", help="persona file (.jsonl or .csv)")
+    s.add_argument("--llm", required=True, metavar="SPEC", help=LLM_HELP)
+    s.add_argument("--theme", default="climate change", help=THEME_HELP)
+    s.add_argument(
+        "--seed", type=int, default=0, help="seed of the model requests (default: %(default)s)"
+    )
+    s.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write each persona's answers and scores as JSON Lines",
+    )
     s.set_defaults(handler=handle_ipip)
 
 
@@ -79,6 +149,8 @@ def _fail(msg: str, code: int) -> int:
 
 
 def _save(personas: Sequence[Persona], out: Path) -> None:
+    from friendsim.agents.persona_io import save_personas, save_personas_csv
+
     if out.suffix.lower() == ".csv":
         save_personas_csv(personas, out)
     else:
@@ -87,6 +159,8 @@ def _save(personas: Sequence[Persona], out: Path) -> None:
 
 def summarise(personas: Sequence[Persona]) -> dict[str, Any]:
     """Counts of dominant policies and attribute values, mean traits and activity."""
+    from friendsim.agents.persona import TRAITS
+
     attrs: dict[str, Counter[str]] = {}
     for p in personas:
         for k, v in p.attributes.items():
@@ -102,6 +176,8 @@ def summarise(personas: Sequence[Persona]) -> dict[str, Any]:
 
 
 def handle_generate(args: argparse.Namespace) -> int:
+    from friendsim.agents.generator import generate_personas
+
     try:
         personas = generate_personas(
             args.n, seed=args.seed, theme=args.theme, dominant_weight=args.dominant_weight
@@ -114,6 +190,8 @@ def handle_generate(args: argparse.Namespace) -> int:
 
 
 def handle_validate(args: argparse.Namespace) -> int:
+    from friendsim.agents.persona_io import PersonaFileError, load_personas
+
     try:
         personas = load_personas(args.file)
     except (PersonaFileError, OSError) as exc:
@@ -133,6 +211,9 @@ async def _with_llm(spec: str, job: Any) -> Any:
 
 
 def handle_infer(args: argparse.Namespace) -> int:
+    from friendsim.agents.planner import CorpusError, PlannerError, infer_personas, load_corpus
+    from friendsim.llm.errors import LLMError, ProviderConfigError
+
     try:
         corpus = load_corpus(args.corpus)
     except (CorpusError, OSError) as exc:
@@ -157,6 +238,10 @@ def handle_infer(args: argparse.Namespace) -> int:
 
 
 def handle_ipip(args: argparse.Namespace) -> int:
+    from friendsim.agents.ipip import survey
+    from friendsim.agents.persona_io import PersonaFileError, load_personas
+    from friendsim.llm.errors import LLMError, ProviderConfigError
+
     try:
         personas = load_personas(args.file)
     except (PersonaFileError, OSError) as exc:

@@ -1,13 +1,7 @@
 """``friendsim replay RUN_DIR ...``: verify, re-run, re-drive, resume or fork a recorded run.
 
-    friendsim replay RUN --verify                      rebuild state from the log, compare
-    friendsim replay RUN --rerun --out NEW             re-execute with recorded answers only
-    friendsim replay RUN --redrive [--rewards K=V ...] [--coach rule|none] --out SCORES.json
-    friendsim replay RUN --resume [--out NEW]          continue a killed run
-    friendsim replay RUN --fork CONFIG --at W --out NEW  new run sharing RUN's first W windows
-
-(``friendsim run --resume RUN`` and ``friendsim run CONFIG --fork RUN --at W`` call
-:func:`handle_run_option`.) Exit codes: 0 success (verify: state matches; rerun: identical log),
+``friendsim run --resume RUN`` and ``friendsim run CONFIG --fork RUN --at W`` call
+:func:`handle_run_option`. Exit codes: 0 success (verify: state matches; rerun: identical log),
 1 a divergence, a non-identical re-run or an LLM error such as a replay cache miss, 2 bad input
 (missing/corrupt/foreign files, manifest mismatch, bad options). The input run is never modified.
 The last stdout line is one JSON object describing the outcome.
@@ -19,40 +13,113 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from friendsim.rundir.errors import DivergenceError, RunDirError, RunInputError
+from friendsim.commands._help import FORMATTER, Subparsers
+
+DESCRIPTION = """\
+Work with a recorded run. Choose one action:
+
+  --verify          rebuild the platform's state from the event log alone and
+                    compare it with the recorded state
+  --rerun           run the experiment again using only the recorded model
+                    answers (no model is asked) and check that the new event log
+                    is identical
+  --redrive         score the recorded log again with other reward settings
+                    and, optionally, a coach, without any model
+  --resume          continue a run that was stopped or killed
+  --fork CONFIG     start a new run with CONFIG that shares RUN_DIR's first
+                    --at windows
+
+The recorded files are never modified (a resume without --out moves the original
+aside to RUN_DIR.interrupted and writes the resumed run in its place). The last
+line printed is a JSON summary.
+"""
+
+EPILOG = """\
+examples:
+  friendsim replay runs/paper --verify
+  friendsim replay runs/paper --rerun --out runs/paper-again
+  friendsim replay runs/paper --redrive --rewards beta_emo=-0.5 --coach rule --out scores.json
+  friendsim replay runs/paper --resume --out runs/paper-resumed
+  friendsim replay runs/paper --fork coached.toml --at 7 --out runs/fork
+
+exit status: 0 success (verify: the state matches; rerun: the log is identical),
+1 a difference was found or a model answer was missing from the recording,
+2 bad input (missing, corrupt or foreign files, bad options).
+"""
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``replay`` sub-command to the CLI's sub-parsers."""
+def register(subparsers: Subparsers) -> None:
+    """Add the ``replay`` sub-command to the command line's sub-parsers."""
     p = subparsers.add_parser(
         "replay",
-        help="verify, re-run, re-drive, resume or fork a recorded run",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="verify, re-run, re-score, resume or fork a recorded run",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
     )
-    add_arguments(p)
-    p.set_defaults(handler=handle)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_dir", type=Path, help="run directory (events.db, manifest.json, ...)")
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--verify", action="store_true", help="rebuild the platform from the log")
-    what.add_argument("--rerun", action="store_true", help="re-execute from recorded answers")
-    what.add_argument("--redrive", action="store_true", help="score/coach the log anew, offline")
-    what.add_argument("--resume", action="store_true", help="continue a killed run")
-    what.add_argument("--fork", type=Path, metavar="CONFIG", help="fork with this config")
-    p.add_argument("--at", type=int, default=None, metavar="WINDOW", help="fork after this window")
-    p.add_argument("--out", type=Path, default=None, help="new run directory / redrive JSON file")
     p.add_argument(
-        "--rewards", nargs="*", default=None, metavar="NAME=VALUE", help="redrive: reward params"
+        "run_dir",
+        type=Path,
+        metavar="RUN_DIR",
+        help="the recorded run directory (holding events.db and manifest.json)",
     )
-    p.add_argument("--coach", default="none", choices=("none", "rule"), help="redrive: coach")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--verify",
+        action="store_true",
+        help="rebuild the platform's state from the log and compare with the recorded state",
+    )
+    what.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run again from the recorded model answers into --out and compare the logs",
+    )
+    what.add_argument(
+        "--redrive",
+        action="store_true",
+        help="score (and optionally coach) the recorded log again, offline, into --out",
+    )
+    what.add_argument(
+        "--resume", action="store_true", help="continue a run that was stopped or killed"
+    )
+    what.add_argument(
+        "--fork",
+        type=Path,
+        metavar="CONFIG",
+        help="start a new run with this experiment file, sharing RUN_DIR's first --at windows",
+    )
+    p.add_argument(
+        "--at",
+        type=int,
+        default=None,
+        metavar="WINDOW",
+        help="with --fork: the last window taken over from RUN_DIR",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="where to write: the new run directory (--rerun, --fork, --resume) "
+        "or the JSON file of new scores (--redrive)",
+    )
+    p.add_argument(
+        "--rewards",
+        nargs="*",
+        default=None,
+        metavar="NAME=VALUE",
+        help="with --redrive: reward settings to change, e.g. beta_emo=-0.5",
+    )
+    p.add_argument(
+        "--coach",
+        default="none",
+        choices=("none", "rule"),
+        help="with --redrive: the coach that reads the new scores (default: %(default)s)",
+    )
+    p.set_defaults(handler=handle)
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -66,6 +133,7 @@ def _fail(msg: str) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Run the replay action named by ``args``; returns the exit code."""
     from friendsim.llm.errors import LLMError
+    from friendsim.rundir.errors import DivergenceError, RunDirError, RunInputError
     from friendsim.runtime.config import ConfigError
 
     try:
@@ -76,8 +144,8 @@ def handle(args: argparse.Namespace) -> int:
         if args.rerun:
             return _rerun(args)
         if args.resume:
-            return _resume(args.run_dir, args.out, quiet=args.quiet)
-        return _fork(args.run_dir, args.fork, args.at, args.out, quiet=args.quiet)
+            return _resume(args.run_dir, args.out)
+        return _fork(args.run_dir, args.fork, args.at, args.out)
     except (RunInputError, ConfigError) as exc:
         _fail(str(exc))
         return 2
@@ -96,14 +164,15 @@ def handle(args: argparse.Namespace) -> int:
 def handle_run_option(args: argparse.Namespace) -> int:
     """``friendsim run --resume RUN_DIR`` / ``friendsim run CONFIG --fork RUN_DIR --at W``."""
     from friendsim.llm.errors import LLMError
+    from friendsim.rundir.errors import DivergenceError, RunDirError, RunInputError
     from friendsim.runtime.config import ConfigError
 
     try:
         if getattr(args, "resume", None) is not None:
-            return _resume(args.resume, args.out, quiet=getattr(args, "quiet", False))
+            return _resume(args.resume, args.out)
         if args.config is None:
             raise RunInputError("--fork needs the new run's CONFIG file")
-        return _fork(args.fork, args.config, args.at, args.out, quiet=getattr(args, "quiet", False))
+        return _fork(args.fork, args.config, args.at, args.out)
     except (RunInputError, ConfigError) as exc:
         _fail(str(exc))
         return 2
@@ -124,6 +193,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _redrive(args: argparse.Namespace) -> int:
     from friendsim.replay.redrive import parse_reward_changes, redrive
+    from friendsim.rundir.errors import RunInputError
 
     if args.out is None:
         raise RunInputError("--redrive needs --out FILE.json for the new scores and guidance")
@@ -147,6 +217,7 @@ def _redrive(args: argparse.Namespace) -> int:
 
 def _rerun(args: argparse.Namespace) -> int:
     from friendsim.replay.rerun import rerun
+    from friendsim.rundir.errors import RunInputError
 
     if args.out is None:
         raise RunInputError("--rerun needs --out NEW_DIR")
@@ -157,7 +228,7 @@ def _rerun(args: argparse.Namespace) -> int:
     return 0 if report.identical else 1
 
 
-def _resume(run_dir: Path, out: Path | None, *, quiet: bool) -> int:
+def _resume(run_dir: Path, out: Path | None) -> int:
     from friendsim.replay.resume import resume
 
     report = asyncio.run(resume(run_dir, out_dir=out))
@@ -165,10 +236,9 @@ def _resume(run_dir: Path, out: Path | None, *, quiet: bool) -> int:
     return 0 if report.status == "completed" else 1
 
 
-def _fork(
-    parent: Path, config: Path | None, at: int | None, out: Path | None, *, quiet: bool
-) -> int:
+def _fork(parent: Path, config: Path | None, at: int | None, out: Path | None) -> int:
     from friendsim.replay.fork import fork
+    from friendsim.rundir.errors import RunInputError
     from friendsim.runtime.config import load_config
 
     if config is None or at is None or out is None:
@@ -177,11 +247,3 @@ def _fork(
     report = asyncio.run(fork(parent, cfg, at_window=at, out_dir=out, config_path=config))
     _emit(report.to_json())
     return 0 if report.status == "completed" else 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (``friendsim replay`` once wired into ``friendsim.cli``)."""
-    parser = argparse.ArgumentParser(prog="friendsim replay", description=__doc__)
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    return handle(args)

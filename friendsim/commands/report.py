@@ -10,23 +10,58 @@ import argparse
 import sys
 from pathlib import Path
 
+from friendsim.commands._help import FORMATTER, Subparsers
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``report`` sub-command to the CLI's sub-parsers."""
+DESCRIPTION = """\
+Write one self-contained HTML page about a run or a sweep: reward curves per
+dominant motive, the final tie network, its metrics against eight real friendship
+networks, degree distributions, token usage and cost (for a sweep, one line per
+grid cell and the aggregate table). The figures are embedded in the page and also
+written as PNG files to a figures/ folder beside it. Prints the path of the page.
+"""
+
+EPILOG = """\
+examples:
+  friendsim report runs/paper
+  friendsim report runs/sweep --out sweep.html
+  friendsim report runs/paper --theta 0.1 --color-by dominant
+"""
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add the ``report`` sub-command to the command line's sub-parsers."""
     p = subparsers.add_parser(
         "report",
         help="write a self-contained HTML report of a run or a sweep",
-        description="Write report.html (figures embedded; PNGs also written to figures/).",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
     )
     p.add_argument(
-        "dir", type=Path, help="run directory (events.db) or sweep directory (sweep.json)"
+        "dir",
+        type=Path,
+        metavar="DIR",
+        help="a run directory (holding events.db) or a sweep directory (holding sweep.json)",
     )
-    p.add_argument("--out", type=Path, default=None, help="HTML file (default: DIR/report.html)")
-    p.add_argument("--theta", type=float, default=None, help="tie threshold to draw (default 0.05)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="HTML file to write (default: DIR/report.html)",
+    )
+    p.add_argument(
+        "--theta",
+        type=float,
+        default=None,
+        help="tie-strength threshold of the network drawing (default: 0.05)",
+    )
     p.add_argument(
         "--color-by",
         default=None,
-        help="persona attribute colouring the network (default: stance_group, else dominant)",
+        metavar="ATTRIBUTE",
+        help="persona attribute that colours the network drawing "
+        "(default: stance_group if the personas have it, else the dominant motive)",
     )
     p.set_defaults(handler=handle)
 
