@@ -145,5 +145,15 @@ def test_start_imports_no_component_and_no_heavy_library() -> None:
     assert ours <= {"friendsim.cli", "friendsim.commands"} | {
         f"friendsim.commands.{c}" for c in (*COMMANDS, "_help")
     }, sorted(ours)
-    heavy = {"aiosqlite", "pydantic", "numpy", "networkx", "scipy", "structlog", "rich", "httpx"}
+    heavy = {
+        "asyncio",
+        "aiosqlite",
+        "pydantic",
+        "numpy",
+        "networkx",
+        "scipy",
+        "structlog",
+        "rich",
+        "httpx",
+    }
     assert not heavy & loaded, sorted(heavy & loaded)

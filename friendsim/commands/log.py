@@ -8,7 +8,6 @@ command line starts fast.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
@@ -111,6 +110,8 @@ def register(subparsers: Subparsers) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Run the log action named by ``args``; returns the exit code."""
+    import asyncio
+
     from friendsim.analysis.parquet import ParquetUnavailable
     from friendsim.analysis.rewards_params import RewardConfigError
     from friendsim.platform.errors import PlatformError
@@ -169,6 +170,8 @@ def _export(args: argparse.Namespace) -> int:
 
         n = write_events_parquet(db, out)
     else:
+        import asyncio
+
         from friendsim.platform.replay import export_jsonl
 
         n = asyncio.run(export_jsonl(db, out))

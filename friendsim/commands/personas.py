@@ -7,9 +7,7 @@ imported inside the handlers so that the command line starts fast.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import statistics
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -159,6 +157,8 @@ def _save(personas: Sequence[Persona], out: Path) -> None:
 
 def summarise(personas: Sequence[Persona]) -> dict[str, Any]:
     """Counts of dominant policies and attribute values, mean traits and activity."""
+    import statistics
+
     from friendsim.agents.persona import TRAITS
 
     attrs: dict[str, Counter[str]] = {}
@@ -211,6 +211,8 @@ async def _with_llm(spec: str, job: Any) -> Any:
 
 
 def handle_infer(args: argparse.Namespace) -> int:
+    import asyncio
+
     from friendsim.agents.planner import CorpusError, PlannerError, infer_personas, load_corpus
     from friendsim.llm.errors import LLMError, ProviderConfigError
 
@@ -238,6 +240,8 @@ def handle_infer(args: argparse.Namespace) -> int:
 
 
 def handle_ipip(args: argparse.Namespace) -> int:
+    import asyncio
+
     from friendsim.agents.ipip import survey
     from friendsim.agents.persona_io import PersonaFileError, load_personas
     from friendsim.llm.errors import LLMError, ProviderConfigError

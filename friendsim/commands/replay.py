@@ -10,7 +10,6 @@ The last stdout line is one JSON object describing the outcome.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from pathlib import Path
@@ -192,6 +191,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _redrive(args: argparse.Namespace) -> int:
+    import asyncio
+
     from friendsim.replay.redrive import parse_reward_changes, redrive
     from friendsim.rundir.errors import RunInputError
 
@@ -216,6 +217,8 @@ def _redrive(args: argparse.Namespace) -> int:
 
 
 def _rerun(args: argparse.Namespace) -> int:
+    import asyncio
+
     from friendsim.replay.rerun import rerun
     from friendsim.rundir.errors import RunInputError
 
@@ -229,6 +232,8 @@ def _rerun(args: argparse.Namespace) -> int:
 
 
 def _resume(run_dir: Path, out: Path | None) -> int:
+    import asyncio
+
     from friendsim.replay.resume import resume
 
     report = asyncio.run(resume(run_dir, out_dir=out))
@@ -237,6 +242,8 @@ def _resume(run_dir: Path, out: Path | None) -> int:
 
 
 def _fork(parent: Path, config: Path | None, at: int | None, out: Path | None) -> int:
+    import asyncio
+
     from friendsim.replay.fork import fork
     from friendsim.rundir.errors import RunInputError
     from friendsim.runtime.config import load_config

@@ -10,9 +10,7 @@ Components are imported inside the handler so that the command line starts fast.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,6 +19,8 @@ from typing import TYPE_CHECKING
 from friendsim.commands._help import FORMATTER, Subparsers, add_log_level
 
 if TYPE_CHECKING:
+    import asyncio
+
     from friendsim.runtime.assembly import RunResult
 
 DESCRIPTION = """\
@@ -100,6 +100,9 @@ def register(subparsers: Subparsers) -> None:
 async def _stoppable(run: Callable[[asyncio.Event], Awaitable[RunResult]]) -> RunResult:
     """Run with SIGTERM/SIGINT asking for a graceful stop (at the next phase or slice: nothing
     committed is lost, the manifest says ``"interrupted"``); a second signal cancels at once."""
+    import asyncio
+    import signal
+
     stop = asyncio.Event()
     task = asyncio.current_task()
     assert task is not None
@@ -125,6 +128,8 @@ def handle(args: argparse.Namespace) -> int:
     SIGTERM and Ctrl-C stop the run at the next phase or slice: everything recorded so far is
     committed and the manifest says ``"interrupted"`` (exit code 130).
     """
+    import asyncio
+
     import structlog
 
     from friendsim.agents.persona_io import PersonaFileError
