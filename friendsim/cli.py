@@ -1,8 +1,8 @@
-"""The ``friendsim`` command line: ``run``, ``personas``, ``analyze``, ``report``, ``sweep``,
-``replay``, ``log``.
+"""The ``friendsim`` console script (and ``python -m friendsim``): builds the parser from the
+modules of :mod:`friendsim.commands` and runs the chosen sub-command's handler.
 
-A thin dispatcher: each sub-command lives in its component's ``cli_*`` module, which adds its
-parser through ``register(subparsers)`` and sets ``handler`` (``args -> exit code``).
+Only argparse and the command modules are imported here; each handler imports the components it
+needs, so ``friendsim --help`` and ``friendsim --version`` start fast.
 """
 
 from __future__ import annotations
@@ -11,21 +11,41 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from friendsim.agents import cli_personas
-from friendsim.analysis import cli_analyze
-from friendsim.platform import cli_platform
-from friendsim.replay import cli_replay
-from friendsim.report import cli_report
-from friendsim.runtime import cli_run
-from friendsim.sweep import cli_sweep
+from friendsim import __version__
+from friendsim.commands import analyze, log, personas, replay, report, run, sweep
+from friendsim.commands._help import FORMATTER
 
-_COMMANDS = (cli_run, cli_personas, cli_analyze, cli_report, cli_sweep, cli_replay, cli_platform)
+_COMMANDS = (run, personas, analyze, report, sweep, replay, log)
+
+DESCRIPTION = """\
+friendsim: LLM agents on a synthetic social platform. Run experiments described
+by TOML files, then analyse, report, sweep and replay the runs they record.
+"""
+
+EPILOG = """\
+Start with:
+  friendsim run examples/continuous.toml --out runs/continuous
+  friendsim analyze runs/continuous
+  friendsim report runs/continuous
+
+Run "friendsim COMMAND --help" for the options of a command.
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per job."""
-    parser = argparse.ArgumentParser(prog="friendsim", description=__doc__)
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="friendsim", description=DESCRIPTION, epilog=EPILOG, formatter_class=FORMATTER
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"friendsim {__version__}",
+        help="print the version of friendsim and exit",
+    )
+    subparsers = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", title="commands"
+    )
     for module in _COMMANDS:
         module.register(subparsers)
     return parser

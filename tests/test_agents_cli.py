@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from friendsim.agents import generate_personas
-from friendsim.agents.cli_personas import register, survey
-from friendsim.agents.ipip import MINI_IPIP
+from friendsim.agents.ipip import MINI_IPIP, survey
+from friendsim.commands.personas import register
 from friendsim.llm import ScriptedLLM
 
 

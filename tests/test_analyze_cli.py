@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from test_analyze_fixture import build_run_dir
 
-from friendsim.analysis import cli_analyze
+from friendsim.commands import analyze as cli_analyze
 
 ENTRY = (
     "import argparse, sys\n"
-    "from friendsim.analysis import cli_analyze\n"
+    "from friendsim.commands import analyze as cli_analyze\n"
     "p = argparse.ArgumentParser(prog='friendsim')\n"
     "sp = p.add_subparsers(dest='command', required=True)\n"
     "cli_analyze.register(sp)\n"

@@ -55,7 +55,6 @@ COMMAND_MODULE_PREFIX = "cli_"
 CONSTRUCTION_SITES: frozenset[str] = frozenset(
     {
         "runtime/assembly.py",
-        "agents/cli_personas.py",  # the persona planner still builds its own stack
     }
 )
 """The only modules (paths under ``friendsim/``) that may call ``Engine(``, ``CoachService(`` or

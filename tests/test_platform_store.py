@@ -209,10 +209,10 @@ async def test_compare_reports_first_difference(db: Path, tmp_path: Path) -> Non
 def test_cli_log_verify_export_import(db: Path, tmp_path: Path, capsys) -> None:
     import argparse
 
-    from friendsim.platform import cli_platform
+    from friendsim.commands import log as log_command
 
     parser = argparse.ArgumentParser()
-    cli_platform.register(parser.add_subparsers(dest="command"))
+    log_command.register(parser.add_subparsers(dest="command"))
 
     def run(*argv: str) -> int:
         args = parser.parse_args(["log", *argv])

@@ -109,7 +109,7 @@ def test_run_option_entry_point_for_friendsim_run(parent: Path, tmp_path: Path) 
     """What ``friendsim run CONFIG --fork RUN --at W`` calls (wired in the runtime's CLI)."""
     import argparse
 
-    from friendsim.replay.cli_replay import handle_run_option
+    from friendsim.commands.replay import handle_run_option
 
     cfg = tmp_path / "child.toml"
     cfg.write_text(

@@ -68,12 +68,12 @@ async def test_bad_reward_setting_is_named(run_dir: Path) -> None:
 def test_cli_redrive_writes_json_and_never_touches_the_run(run_dir: Path, tmp_path: Path) -> None:
     before = checksums(run_dir)
     out = tmp_path / "scores.json"
-    code = "import sys; from friendsim.replay.cli_replay import main; raise SystemExit(main(sys.argv[1:]))"
     proc = subprocess.run(
         [
             sys.executable,
-            "-c",
-            code,
+            "-m",
+            "friendsim",
+            "replay",
             str(run_dir),
             "--redrive",
             "--rewards",
@@ -94,7 +94,7 @@ def test_cli_redrive_writes_json_and_never_touches_the_run(run_dir: Path, tmp_pa
     assert len(body["windows"]) == 3 and body["windows"][0]["guidance"]
     assert checksums(run_dir) == before
     again = subprocess.run(
-        [sys.executable, "-c", code, str(run_dir), "--redrive", "--out", str(out)],
+        [sys.executable, "-m", "friendsim", "replay", str(run_dir), "--redrive", "--out", str(out)],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -133,9 +133,8 @@ def test_cli_resume_of_a_killed_baseline_continuous_run(
     start_and_kill(run, "baseline", 3)
     killed = rows(run / "events.db")
     out = tmp_path / "resumed"
-    code = "import sys; from friendsim.replay.cli_replay import main; raise SystemExit(main(sys.argv[1:]))"
     proc = subprocess.run(
-        [sys.executable, "-c", code, str(run), "--resume", "--out", str(out)],
+        [sys.executable, "-m", "friendsim", "replay", str(run), "--resume", "--out", str(out)],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -230,9 +230,12 @@ async def test_verify_a_log_that_a_killed_writer_left_in_its_wal(tmp_path: Path)
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    code = "import sys; from friendsim.replay.cli_replay import main; raise SystemExit(main(sys.argv[1:]))"
     return subprocess.run(
-        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+        [sys.executable, "-m", "friendsim", "replay", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
 
 

@@ -15,7 +15,7 @@ import pytest
 from test_analyze_fixture import build_run_dir
 from test_sweep_aggregate import build_sweep_dir
 
-from friendsim.report import cli_report
+from friendsim.commands import report as cli_report
 from friendsim.report.render import FIGURES_DIR, SECTION_IDS, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

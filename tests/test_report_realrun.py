@@ -10,7 +10,7 @@ from pathlib import Path
 
 from test_report_html import check_page
 
-from friendsim.analysis.cli_analyze import analyze_path
+from friendsim.commands.analyze import analyze_path
 from friendsim.report.render import SECTION_IDS, write_report
 
 CONFIG = """

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from friendsim.sweep import cli_sweep
+from friendsim.commands import sweep as cli_sweep
 from friendsim.sweep.config import load_sweep
 from friendsim.sweep.runner import SWEEP_FILE, SweepDirError, run_sweep
 

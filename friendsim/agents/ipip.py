@@ -8,12 +8,15 @@ persona's target Big Five. The Mini-IPIP's "Intellect/Imagination" scale stands 
 :func:`administer` asks an agent (its persona system prompt plus the items) through its LLM with
 structured output, re-asking invalid answers; :func:`agreement` compares the scored traits with
 the persona targets (per-trait absolute error, mean absolute error, Pearson correlation over the
-five traits); :func:`population_agreement` correlates each trait across many agents.
+five traits); :func:`population_agreement` correlates each trait across many agents;
+:func:`survey` does both for a whole population.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -216,3 +219,31 @@ def population_agreement(
         ys = [r.scores01[t] for r in ok if r.scores01 is not None]
         out[t] = pearson(xs, ys)
     return out
+
+
+async def survey(
+    personas: Sequence[Persona], llm: LLM, *, theme: str, seed: int = 0
+) -> tuple[list[IPIPResult], dict[str, Any]]:
+    """Administer the Mini-IPIP to every persona (concurrently) and summarise agreement."""
+    results = list(
+        await asyncio.gather(*(administer(p, llm, theme=theme, seed=seed) for p in personas))
+    )
+    ok = [r for r in results if r.agreement is not None]
+    corr = population_agreement(personas, results)
+    summary = {
+        "n": len(results),
+        "failed": len(results) - len(ok),
+        "mean_abs_error": {
+            t: round(statistics.fmean(r.agreement.abs_error[t] for r in ok if r.agreement), 4)
+            for t in TRAITS
+        }
+        if ok
+        else {},
+        "mae": round(statistics.fmean(r.agreement.mae for r in ok if r.agreement), 4)
+        if ok
+        else None,
+        "trait_correlation_across_agents": {
+            t: (None if math.isnan(v) else round(v, 4)) for t, v in corr.items()
+        },
+    }
+    return results, summary

@@ -1,2 +1,3 @@
 """The HTML report of a run or a sweep (``friendsim report DIR``): ``render`` builds the page,
-``figures`` draws the PNGs (matplotlib Agg, imported lazily), ``cli_report`` is the sub-command."""
+``figures`` draws the PNGs (matplotlib Agg, imported lazily), the sub-command is
+:mod:`friendsim.commands.report`."""

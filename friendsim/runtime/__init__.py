@@ -1,7 +1,7 @@
 """The simulation runtime: config files, the rounds and continuous schedulers, run directories.
 
 ``run_experiment(load_config(path), out_dir=...)`` is the whole pipeline; ``friendsim run`` is
-its command line (:mod:`.cli_run`). Modules: :mod:`.config` (TOML + pydantic validation),
+its command line (:mod:`friendsim.commands.run`). Modules: :mod:`.config` (TOML + pydantic validation),
 :mod:`.engine` (observe / decide concurrently / apply in order), :mod:`.rounds` (the paper's
 protocol), :mod:`.continuous` (timeline mode), :mod:`.apply` (actions -> platform commands),
 :mod:`.observe` (observations), :mod:`.assembly` (the one place a run is built: ``RunPlan`` ->

@@ -1,77 +1,108 @@
-"""``friendsim run CONFIG [--out DIR]``: run one experiment file into a run directory.
+"""``friendsim run``: run one experiment file into a run directory.
 
-``friendsim run --resume RUN_DIR`` and ``friendsim run CONFIG --fork RUN_DIR --at W`` are handed
-to :func:`friendsim.replay.cli_replay.handle_run_option`.
-
-Exit codes: 0 done, 2 bad config or run directory (the message names the file and key), 1 the
-run failed (the run directory keeps everything recorded so far and a manifest saying so).
-Logging (structlog) is configured here, at the entry point, never at import; logs go to stderr.
+``--resume`` and ``--fork`` are handed to :func:`friendsim.commands.replay.handle_run_option`.
+Exit codes: 0 completed, 1 the run failed (the run directory keeps everything recorded so far and
+a manifest saying so), 2 bad config or run directory (the message names the file and key), 130
+interrupted. Logging is configured here, at the entry point, never at import; logs go to stderr.
+Components are imported inside the handler so that the command line starts fast.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import structlog
-
-from friendsim.agents.persona_io import PersonaFileError
-from friendsim.llm.errors import LLMError, ProviderConfigError
-from friendsim.runtime.config import ConfigError, load_config
-from friendsim.runtime.engine import RunInterrupted
-from friendsim.runtime.logs import configure_logging
+from friendsim.commands._help import FORMATTER, Subparsers, add_log_level
 
 if TYPE_CHECKING:
+    import asyncio
+
     from friendsim.runtime.assembly import RunResult
 
+DESCRIPTION = """\
+Run an experiment described by a TOML file and write everything it produces to a
+run directory: the event log (events.db), the recorded model answers
+(llm_cache.db), the manifest with the configuration, seeds, token usage and cost
+(manifest.json) and the personas. The examples/ folder holds ready-made
+experiment files.
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``run`` sub-command to the CLI's sub-parsers."""
+A progress bar shows windows, actions, tokens and cost. Ctrl-C (or SIGTERM) stops
+the run at the next step without losing anything recorded; a second Ctrl-C stops
+at once. The last line printed is a JSON summary of the run.
+"""
+
+EPILOG = """\
+examples:
+  friendsim run examples/continuous.toml --out runs/continuous
+  friendsim run --resume runs/continuous
+  friendsim run coached.toml --fork runs/paper --at 7 --out runs/fork
+
+exit status: 0 completed, 1 the run failed (what was recorded is kept),
+2 bad input (the message names the file and the setting), 130 interrupted.
+"""
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add the ``run`` sub-command to the command line's sub-parsers."""
     p = subparsers.add_parser(
         "run",
-        help="run an experiment (TOML config) into a run directory",
-        description="Run an experiment described by a TOML file; see examples/*.toml.",
+        help="run an experiment (a TOML file) into a run directory",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
     )
     p.add_argument(
         "config",
         type=Path,
         nargs="?",
         default=None,
-        help="experiment TOML file (not with --resume)",
+        metavar="CONFIG",
+        help="the experiment's TOML file (not needed with --resume)",
     )
     p.add_argument(
-        "--resume", type=Path, default=None, metavar="RUN_DIR", help="continue a killed run"
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="run directory to create (default: runs/<experiment name>)",
+    )
+    p.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue a run that was stopped or killed (without --out the resumed run "
+        "replaces RUN_DIR and the original is moved aside to RUN_DIR.interrupted)",
     )
     p.add_argument(
         "--fork",
         type=Path,
         default=None,
         metavar="RUN_DIR",
-        help="new run with CONFIG sharing RUN_DIR's first --at windows",
+        help="start a new run with CONFIG that shares the first --at windows of RUN_DIR",
     )
-    p.add_argument("--at", type=int, default=None, metavar="WINDOW", help="fork after this window")
     p.add_argument(
-        "--out", type=Path, default=None, help="run directory (default: runs/<experiment name>)"
+        "--at",
+        type=int,
+        default=None,
+        metavar="WINDOW",
+        help="with --fork: the last window taken over from RUN_DIR",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument(
-        "--log-level",
-        default="warning",
-        choices=("debug", "info", "warning", "error"),
-        help="log level of the structured logs on stderr (default: warning)",
-    )
+    p.add_argument("--quiet", action="store_true", help="do not show the progress bar")
+    add_log_level(p)
     p.set_defaults(handler=handle)
 
 
 async def _stoppable(run: Callable[[asyncio.Event], Awaitable[RunResult]]) -> RunResult:
     """Run with SIGTERM/SIGINT asking for a graceful stop (at the next phase or slice: nothing
     committed is lost, the manifest says ``"interrupted"``); a second signal cancels at once."""
+    import asyncio
+    import signal
+
     stop = asyncio.Event()
     task = asyncio.current_task()
     assert task is not None
@@ -97,9 +128,19 @@ def handle(args: argparse.Namespace) -> int:
     SIGTERM and Ctrl-C stop the run at the next phase or slice: everything recorded so far is
     committed and the manifest says ``"interrupted"`` (exit code 130).
     """
+    import asyncio
+
+    import structlog
+
+    from friendsim.agents.persona_io import PersonaFileError
+    from friendsim.llm.errors import LLMError, ProviderConfigError
+    from friendsim.runtime.config import ConfigError, load_config
+    from friendsim.runtime.engine import RunInterrupted
+    from friendsim.runtime.logs import configure_logging
+
     configure_logging(args.log_level)
     if args.resume is not None or args.fork is not None:
-        from friendsim.replay.cli_replay import handle_run_option
+        from friendsim.commands.replay import handle_run_option
 
         return handle_run_option(args)
     if args.config is None:

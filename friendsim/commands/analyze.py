@@ -17,19 +17,46 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from friendsim.commands._help import FORMATTER, Subparsers
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``analyze`` sub-command to the CLI's sub-parsers."""
+DESCRIPTION = """\
+Analyse a finished run: the rewards of every agent per window, the tie, follow and
+interaction networks compared with eight real friendship networks, token usage
+and cost. Given a sweep directory, aggregate its runs instead: each metric's mean
+with a 95% confidence interval per grid cell.
+
+A run's results are cached in its analysis.json; the report shows the same numbers.
+"""
+
+EPILOG = """\
+examples:
+  friendsim analyze runs/paper
+  friendsim analyze runs/paper --json > analysis.json
+  friendsim analyze runs/sweep
+"""
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add the ``analyze`` sub-command to the command line's sub-parsers."""
     p = subparsers.add_parser(
         "analyze",
-        help="rewards, networks, reference comparison and cost of a run (or a sweep's aggregate)",
-        description="Analyse a run directory (or aggregate a sweep directory).",
+        help="rewards, networks, comparison with real networks and cost of a run or a sweep",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
     )
     p.add_argument(
-        "dir", type=Path, help="run directory (events.db) or sweep directory (sweep.json)"
+        "dir",
+        type=Path,
+        metavar="DIR",
+        help="a run directory (holding events.db) or a sweep directory (holding sweep.json)",
     )
-    p.add_argument("--json", action="store_true", help="print the full analysis as JSON")
-    p.add_argument("--refresh", action="store_true", help="recompute (ignore analysis.json caches)")
+    p.add_argument("--json", action="store_true", help="print the full analysis as one JSON object")
+    p.add_argument(
+        "--refresh",
+        action="store_true",
+        help="compute everything again instead of reading the cached analysis.json",
+    )
     p.set_defaults(handler=handle)
 
 

@@ -1,7 +1,7 @@
 """``friendsim sweep CONFIG [--out DIR] [--jobs N] [--json]``: run a sweep, print its aggregate.
 
 Exit codes: 0 every run completed, 1 some runs failed (the aggregate covers the others), 2 bad
-sweep file or output directory (the message names the file and key).
+sweep file or output directory (the message names the file and key), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -13,32 +13,68 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from friendsim.commands._help import FORMATTER, Subparsers, add_log_level
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``sweep`` sub-command to the CLI's sub-parsers."""
+DESCRIPTION = """\
+Run an experiment many times: every combination of the settings listed in its
+[sweep] grid, each repeated with the same set of seeds, in parallel. Then
+aggregate every metric per grid cell (mean with a 95% Student-t confidence
+interval) and the paired differences against the first cell.
+
+A sweep file is an experiment file with a [sweep] table, for example:
+
+  [sweep]
+  replications = 3
+  grid = { "coach.enabled" = [true, false] }
+
+Running the same command again resumes an interrupted sweep: completed runs are
+kept and the others run again (an unfinished run directory is renamed, never
+deleted).
+"""
+
+EPILOG = """\
+examples:
+  friendsim sweep examples/paper_sweep.toml --out runs/sweep --jobs 2
+  friendsim sweep examples/paper_sweep.toml --out runs/sweep --json > aggregate.json
+
+exit status: 0 every run completed, 1 some runs failed (the others are
+aggregated), 2 bad sweep file or output directory, 130 interrupted.
+"""
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add the ``sweep`` sub-command to the command line's sub-parsers."""
     p = subparsers.add_parser(
         "sweep",
-        help="run replications x a grid of settings and aggregate them with 95%% CIs",
-        description="Run an experiment TOML with a [sweep] table (replications, grid) and "
-        "aggregate every metric per grid cell (mean, 95%% Student-t CI).",
+        help="run an experiment over a grid of settings with replications, "
+        "and aggregate with 95%% confidence intervals",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
     )
-    p.add_argument("config", type=Path, help="experiment TOML file with a [sweep] table")
     p.add_argument(
-        "--out", type=Path, default=None, help="sweep directory (default: runs/sweep-<name>)"
+        "config",
+        type=Path,
+        metavar="CONFIG",
+        help="experiment TOML file with a [sweep] table",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sweep directory (default: runs/sweep-<experiment name>)",
     )
     p.add_argument(
         "--jobs",
         type=int,
         default=None,
-        help="parallel runs (worker processes; default: min(4, CPU count))",
+        metavar="N",
+        help="number of runs in parallel, each in its own process "
+        "(default: the number of CPUs, at most 4)",
     )
-    p.add_argument("--json", action="store_true", help="print the aggregate as JSON")
-    p.add_argument(
-        "--log-level",
-        default="warning",
-        choices=("debug", "info", "warning", "error"),
-        help="log level of the structured logs on stderr (default: warning)",
-    )
+    p.add_argument("--json", action="store_true", help="print the aggregate as one JSON object")
+    add_log_level(p)
     p.set_defaults(handler=handle)
 
 
@@ -83,7 +119,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(agg, sort_keys=True) + "\n")
     else:
-        from friendsim.analysis.cli_analyze import print_sweep
+        from friendsim.commands.analyze import print_sweep
 
         print_sweep(agg)
         sys.stdout.write(f"\nsweep directory: {out} ({result.wall_seconds:.1f} s wall)\n")

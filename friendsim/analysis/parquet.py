@@ -1,0 +1,142 @@
+"""Parquet files of a run for dataframe users (pandas, Polars, DuckDB): the event log and the
+rewards table.
+
+pyarrow is optional (the ``parquet`` extra) and imported only when a file is written, so the rest
+of friendsim never needs it; without it :class:`ParquetUnavailable` says how to install it.
+
+Events file, one row per event in ``seq`` order, columns:
+``seq`` (int64), ``t`` (float64, virtual seconds), ``kind`` (string), ``actor`` (string, null for
+the runtime), ``window`` (int64, the window the event belongs to: the one opened by the last
+``window_started``, null before the first and between windows) and ``payload`` (string: the JSON
+payload exactly as stored in ``events.db``, with its schema version ``v``). The raw payload keeps
+the file lossless and the schema fixed while event kinds differ; DuckDB's ``json_extract`` and
+Polars' ``str.json_decode`` read fields out of it.
+
+Rewards file, one row per (window, agent): ``window`` (int64), ``agent`` (string), one float64
+column per reward component (``SOC``, ``INF``, ``PRE``, ``COORD``, ``EMO``) and ``total``.
+
+Files are written to a temporary name beside the target and renamed, so a failed export never
+leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from friendsim.analysis.rewards_params import COMPONENTS
+
+INSTALL_HINT = "install it with: pip install 'friendsim[parquet]'"
+EVENT_COLUMNS = ("seq", "t", "kind", "actor", "window", "payload")
+REWARD_COLUMNS = ("window", "agent", *COMPONENTS, "total")
+
+
+class ParquetUnavailable(RuntimeError):
+    """pyarrow is not installed; the message says how to install it."""
+
+
+def require_pyarrow() -> Any:
+    """The ``pyarrow`` module with ``pyarrow.parquet`` loaded, or :class:`ParquetUnavailable`."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet
+    except ImportError as exc:
+        raise ParquetUnavailable(f"Parquet files need pyarrow ({exc}); {INSTALL_HINT}") from None
+    return pa
+
+
+def _events_schema(pa: Any) -> Any:
+    return pa.schema(
+        [
+            ("seq", pa.int64()),
+            ("t", pa.float64()),
+            ("kind", pa.string()),
+            ("actor", pa.string()),
+            ("window", pa.int64()),
+            ("payload", pa.string()),
+        ]
+    )
+
+
+def event_rows(db: Path, *, page: int = 10_000) -> Iterator[list[tuple[Any, ...]]]:
+    """Pages of ``(seq, t, kind, actor, window, payload)`` rows of ``db``'s log in ``seq`` order."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    window: int | None = None
+    try:
+        cur = con.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq")
+        while rows := cur.fetchmany(page):
+            out = []
+            for seq, t, kind, actor, payload in rows:
+                if kind == "window_started":
+                    window = int(json.loads(payload)["window"])
+                out.append((seq, t, kind, actor, window, payload))
+                if kind == "window_ended":
+                    window = None
+            yield out
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"{db}: cannot read the events table: {exc}") from exc
+    finally:
+        con.close()
+
+
+def _write_atomically(out: Path, write: Any) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    try:
+        write(tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_events_parquet(db: str | Path, out: str | Path) -> int:
+    """Write the log of the events database ``db`` to the Parquet file ``out``; returns the
+    number of events written."""
+    pa = require_pyarrow()
+    src, dest = Path(db), Path(out)
+    if not src.is_file():
+        raise FileNotFoundError(f"no events database at {src}")
+    schema = _events_schema(pa)
+    count = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        with pa.parquet.ParquetWriter(tmp, schema) as writer:
+            for page in event_rows(src):
+                columns = zip(*page, strict=True)
+                arrays = [
+                    pa.array(col, type=field.type)
+                    for col, field in zip(columns, schema, strict=True)
+                ]
+                writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+                count += len(page)
+            if count == 0:
+                writer.write_table(schema.empty_table())
+
+    _write_atomically(dest, write)
+    return count
+
+
+def rewards_arrow(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """The rewards rows (``window, agent, SOC, INF, PRE, COORD, EMO, total``) as a pyarrow table."""
+    pa = require_pyarrow()
+    schema = pa.schema(
+        [
+            ("window", pa.int64()),
+            ("agent", pa.string()),
+            *((c, pa.float64()) for c in (*COMPONENTS, "total")),
+        ]
+    )
+    return pa.Table.from_pylist([{c: r[c] for c in REWARD_COLUMNS} for r in rows], schema=schema)
+
+
+def write_rewards_parquet(rows: Sequence[Mapping[str, Any]], out: str | Path) -> int:
+    """Write the rewards rows to the Parquet file ``out``; returns the number of rows."""
+    table = rewards_arrow(rows)
+    pa = require_pyarrow()
+    _write_atomically(Path(out), lambda tmp: pa.parquet.write_table(table, tmp))
+    return int(table.num_rows)

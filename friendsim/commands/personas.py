@@ -1,0 +1,280 @@
+"""``friendsim personas {generate,validate,infer,ipip}``: make, check and survey persona files.
+
+Exit codes: 0 done, 1 the model gave no valid answer, 2 bad input (file, spec). Components are
+imported inside the handlers so that the command line starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from friendsim.commands._help import FORMATTER, Subparsers
+
+if TYPE_CHECKING:
+    from friendsim.agents.ipip import IPIPResult
+    from friendsim.agents.persona import Persona
+    from friendsim.llm.base import LLM
+
+DESCRIPTION = """\
+Make, check and survey the personas that agents are given. A persona file is JSON
+Lines (.jsonl, one persona per line) or CSV (.csv); an experiment names it in
+[agents] personas = "FILE", or generates personas itself.
+"""
+
+EPILOG = """\
+examples:
+  friendsim personas generate --n 30 --seed 1 --out personas.jsonl
+  friendsim personas validate personas.jsonl
+  friendsim personas infer corpus.csv --llm openai:gpt-4o-mini --out inferred.jsonl
+  friendsim personas ipip personas.jsonl --llm local:smollm2 --out survey.jsonl
+"""
+
+THEME_HELP = "the discussion topic the personas hold stances on (default: %(default)s)"
+LLM_HELP = (
+    "the model to ask, as a provider spec such as openai:gpt-4o-mini, "
+    "anthropic:claude-haiku-4-5 or local:smollm2"
+)
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add the ``personas`` command group to the command line's sub-parsers."""
+    p = subparsers.add_parser(
+        "personas",
+        help="generate, validate, infer or survey persona files",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
+    )
+    sub = p.add_subparsers(dest="personas_command", required=True, metavar="ACTION")
+
+    g = sub.add_parser(
+        "generate",
+        help="write seeded synthetic personas",
+        description="Write N synthetic personas. The same options and seed always give the "
+        "same personas. Prints a JSON summary of what was written.",
+    )
+    g.add_argument("--n", type=int, default=30, help="number of personas (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    g.add_argument("--theme", default="climate change", help=THEME_HELP)
+    g.add_argument(
+        "--dominant-weight",
+        type=float,
+        default=0.6,
+        metavar="W",
+        help="weight of each persona's dominant motive in its reward mix; the other motives "
+        "share the rest equally (default: %(default)s)",
+    )
+    g.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="persona file to write: .jsonl or .csv",
+    )
+    g.set_defaults(handler=handle_generate)
+
+    v = sub.add_parser(
+        "validate",
+        help="check a persona file",
+        description="Check a persona file and print a JSON summary of it. A bad file is "
+        "reported with its line and field (exit status 2).",
+    )
+    v.add_argument("file", type=Path, metavar="FILE", help="persona file (.jsonl or .csv)")
+    v.set_defaults(handler=handle_validate)
+
+    i = sub.add_parser(
+        "infer",
+        help="infer personas from a corpus of users' posts with a model",
+        description="Ask a model to read each user's posts and write a persona for that user. "
+        "The corpus is a CSV file with a header holding user_id and text columns.",
+    )
+    i.add_argument("corpus", type=Path, metavar="CORPUS", help="CSV file with user_id and text")
+    i.add_argument("--llm", required=True, metavar="SPEC", help=LLM_HELP)
+    i.add_argument("--theme", default="climate change", help=THEME_HELP)
+    i.add_argument(
+        "--seed", type=int, default=0, help="seed of the model requests (default: %(default)s)"
+    )
+    i.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="persona file to write: .jsonl or .csv",
+    )
+    i.add_argument(
+        "--skip-failed",
+        action="store_true",
+        help="leave out users for whom the model gave no valid answer (default: stop with an error)",
+    )
+    i.set_defaults(handler=handle_infer)
+
+    s = sub.add_parser(
+        "ipip",
+        help="give each persona the Mini-IPIP personality survey through a model",
+        description="Give every persona in FILE the 20-item Mini-IPIP personality survey through "
+        "a model and compare the measured Big Five traits with the persona's targets. "
+        "Prints a JSON summary of the agreement.",
+    )
+    s.add_argument("file", type=Path, metavar="FILE", help="persona file (.jsonl or .csv)")
+    s.add_argument("--llm", required=True, metavar="SPEC", help=LLM_HELP)
+    s.add_argument("--theme", default="climate change", help=THEME_HELP)
+    s.add_argument(
+        "--seed", type=int, default=0, help="seed of the model requests (default: %(default)s)"
+    )
+    s.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write each persona's answers and scores as JSON Lines",
+    )
+    s.set_defaults(handler=handle_ipip)
+
+
+def _write(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, sort_keys=True, allow_nan=False, default=str) + "\n")
+
+
+def _fail(msg: str, code: int) -> int:
+    sys.stderr.write(f"friendsim personas: {msg}\n")
+    return code
+
+
+def _save(personas: Sequence[Persona], out: Path) -> None:
+    from friendsim.agents.persona_io import save_personas, save_personas_csv
+
+    if out.suffix.lower() == ".csv":
+        save_personas_csv(personas, out)
+    else:
+        save_personas(personas, out)
+
+
+def summarise(personas: Sequence[Persona]) -> dict[str, Any]:
+    """Counts of dominant policies and attribute values, mean traits and activity."""
+    import statistics
+
+    from friendsim.agents.persona import TRAITS
+
+    attrs: dict[str, Counter[str]] = {}
+    for p in personas:
+        for k, v in p.attributes.items():
+            attrs.setdefault(k, Counter())[v] += 1
+    return {
+        "n": len(personas),
+        "dominant": dict(Counter(p.dominant_policy for p in personas)),
+        "attributes": {k: dict(c) for k, c in attrs.items()},
+        "big5_mean": {t: round(statistics.fmean(p.big5[t] for p in personas), 4) for t in TRAITS},
+        "activity_mean": round(statistics.fmean(p.activity for p in personas), 4),
+        "activity_max": round(max(p.activity for p in personas), 4),
+    }
+
+
+def handle_generate(args: argparse.Namespace) -> int:
+    from friendsim.agents.generator import generate_personas
+
+    try:
+        personas = generate_personas(
+            args.n, seed=args.seed, theme=args.theme, dominant_weight=args.dominant_weight
+        )
+    except ValueError as exc:
+        return _fail(str(exc), 2)
+    _save(personas, args.out)
+    _write({"out": str(args.out), **summarise(personas)})
+    return 0
+
+
+def handle_validate(args: argparse.Namespace) -> int:
+    from friendsim.agents.persona_io import PersonaFileError, load_personas
+
+    try:
+        personas = load_personas(args.file)
+    except (PersonaFileError, OSError) as exc:
+        return _fail(str(exc), 2)
+    _write({"file": str(args.file), "valid": True, **summarise(personas)})
+    return 0
+
+
+async def _with_llm(spec: str, job: Any) -> Any:
+    """Run ``job`` with an LLM stack for ``spec`` built by the run assembly (default ``[llm]``
+    limits and retries, no cache)."""
+    from friendsim.runtime.assembly import make_ledger, open_llm_stack
+    from friendsim.runtime.config import parse_config
+
+    cfg = parse_config({"llm": {"provider": spec, "cache": "off"}}, source="<personas>")
+    stack = await open_llm_stack(spec, cfg, cache_path=None, ledger=make_ledger(cfg))
+    try:
+        return await job(stack)
+    finally:
+        await stack.aclose()
+
+
+def handle_infer(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from friendsim.agents.planner import CorpusError, PlannerError, infer_personas, load_corpus
+    from friendsim.llm.errors import LLMError, ProviderConfigError
+
+    try:
+        corpus = load_corpus(args.corpus)
+    except (CorpusError, OSError) as exc:
+        return _fail(str(exc), 2)
+
+    async def job(llm: LLM) -> list[Persona]:
+        return await infer_personas(
+            corpus, llm, theme=args.theme, seed=args.seed, skip_failed=args.skip_failed
+        )
+
+    try:
+        personas = asyncio.run(_with_llm(args.llm, job))
+    except ProviderConfigError as exc:
+        return _fail(str(exc), 2)
+    except (PlannerError, LLMError) as exc:
+        return _fail(str(exc), 1)
+    if not personas:
+        return _fail("no persona could be inferred", 1)
+    _save(personas, args.out)
+    _write({"out": str(args.out), "users": len(corpus), **summarise(personas)})
+    return 0
+
+
+def handle_ipip(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from friendsim.agents.ipip import survey
+    from friendsim.agents.persona_io import PersonaFileError, load_personas
+    from friendsim.llm.errors import LLMError, ProviderConfigError
+
+    try:
+        personas = load_personas(args.file)
+    except (PersonaFileError, OSError) as exc:
+        return _fail(str(exc), 2)
+
+    async def job(llm: LLM) -> tuple[list[IPIPResult], dict[str, Any]]:
+        return await survey(personas, llm, theme=args.theme, seed=args.seed)
+
+    try:
+        results, summary = asyncio.run(_with_llm(args.llm, job))
+    except ProviderConfigError as exc:
+        return _fail(str(exc), 2)
+    except LLMError as exc:
+        return _fail(str(exc), 1)
+    if args.out is not None:
+        with args.out.open("w", encoding="utf-8") as fh:
+            for r in results:
+                row = {
+                    "agent_id": r.agent_id,
+                    "answers": list(r.answers),
+                    "scores": r.scores,
+                    "scores01": r.scores01,
+                    "mae": r.agreement.mae if r.agreement else None,
+                    "failure": r.failure.detail if r.failure else None,
+                }
+                fh.write(json.dumps(row, sort_keys=True) + "\n")
+    _write(summary)
+    return 0 if summary["failed"] < summary["n"] else 1

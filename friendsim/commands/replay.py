@@ -1,0 +1,256 @@
+"""``friendsim replay RUN_DIR ...``: verify, re-run, re-drive, resume or fork a recorded run.
+
+``friendsim run --resume RUN`` and ``friendsim run CONFIG --fork RUN --at W`` call
+:func:`handle_run_option`. Exit codes: 0 success (verify: state matches; rerun: identical log),
+1 a divergence, a non-identical re-run or an LLM error such as a replay cache miss, 2 bad input
+(missing/corrupt/foreign files, manifest mismatch, bad options). The input run is never modified.
+The last stdout line is one JSON object describing the outcome.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from friendsim.commands._help import FORMATTER, Subparsers
+
+DESCRIPTION = """\
+Work with a recorded run. Choose one action:
+
+  --verify          rebuild the platform's state from the event log alone and
+                    compare it with the recorded state
+  --rerun           run the experiment again using only the recorded model
+                    answers (no model is asked) and check that the new event log
+                    is identical
+  --redrive         score the recorded log again with other reward settings
+                    and, optionally, a coach, without any model
+  --resume          continue a run that was stopped or killed
+  --fork CONFIG     start a new run with CONFIG that shares RUN_DIR's first
+                    --at windows
+
+The recorded files are never modified (a resume without --out moves the original
+aside to RUN_DIR.interrupted and writes the resumed run in its place). The last
+line printed is a JSON summary.
+"""
+
+EPILOG = """\
+examples:
+  friendsim replay runs/paper --verify
+  friendsim replay runs/paper --rerun --out runs/paper-again
+  friendsim replay runs/paper --redrive --rewards beta_emo=-0.5 --coach rule --out scores.json
+  friendsim replay runs/paper --resume --out runs/paper-resumed
+  friendsim replay runs/paper --fork coached.toml --at 7 --out runs/fork
+
+exit status: 0 success (verify: the state matches; rerun: the log is identical),
+1 a difference was found or a model answer was missing from the recording,
+2 bad input (missing, corrupt or foreign files, bad options).
+"""
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add the ``replay`` sub-command to the command line's sub-parsers."""
+    p = subparsers.add_parser(
+        "replay",
+        help="verify, re-run, re-score, resume or fork a recorded run",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
+    )
+    p.add_argument(
+        "run_dir",
+        type=Path,
+        metavar="RUN_DIR",
+        help="the recorded run directory (holding events.db and manifest.json)",
+    )
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument(
+        "--verify",
+        action="store_true",
+        help="rebuild the platform's state from the log and compare with the recorded state",
+    )
+    what.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run again from the recorded model answers into --out and compare the logs",
+    )
+    what.add_argument(
+        "--redrive",
+        action="store_true",
+        help="score (and optionally coach) the recorded log again, offline, into --out",
+    )
+    what.add_argument(
+        "--resume", action="store_true", help="continue a run that was stopped or killed"
+    )
+    what.add_argument(
+        "--fork",
+        type=Path,
+        metavar="CONFIG",
+        help="start a new run with this experiment file, sharing RUN_DIR's first --at windows",
+    )
+    p.add_argument(
+        "--at",
+        type=int,
+        default=None,
+        metavar="WINDOW",
+        help="with --fork: the last window taken over from RUN_DIR",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="where to write: the new run directory (--rerun, --fork, --resume) "
+        "or the JSON file of new scores (--redrive)",
+    )
+    p.add_argument(
+        "--rewards",
+        nargs="*",
+        default=None,
+        metavar="NAME=VALUE",
+        help="with --redrive: reward settings to change, e.g. beta_emo=-0.5",
+    )
+    p.add_argument(
+        "--coach",
+        default="none",
+        choices=("none", "rule"),
+        help="with --redrive: the coach that reads the new scores (default: %(default)s)",
+    )
+    p.set_defaults(handler=handle)
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, sort_keys=True, default=str) + "\n")
+
+
+def _fail(msg: str) -> None:
+    sys.stderr.write(f"friendsim replay: {msg}\n")
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the replay action named by ``args``; returns the exit code."""
+    from friendsim.llm.errors import LLMError
+    from friendsim.rundir.errors import DivergenceError, RunDirError, RunInputError
+    from friendsim.runtime.config import ConfigError
+
+    try:
+        if args.verify:
+            return _verify(args)
+        if args.redrive:
+            return _redrive(args)
+        if args.rerun:
+            return _rerun(args)
+        if args.resume:
+            return _resume(args.run_dir, args.out)
+        return _fork(args.run_dir, args.fork, args.at, args.out)
+    except (RunInputError, ConfigError) as exc:
+        _fail(str(exc))
+        return 2
+    except DivergenceError as exc:
+        _fail(str(exc))
+        _emit({"ok": False, "divergence": str(exc.diff)})
+        return 1
+    except LLMError as exc:
+        _fail(f"LLM error, stopped: {exc}")
+        return 1
+    except RunDirError as exc:
+        _fail(str(exc))
+        return 1
+
+
+def handle_run_option(args: argparse.Namespace) -> int:
+    """``friendsim run --resume RUN_DIR`` / ``friendsim run CONFIG --fork RUN_DIR --at W``."""
+    from friendsim.llm.errors import LLMError
+    from friendsim.rundir.errors import DivergenceError, RunDirError, RunInputError
+    from friendsim.runtime.config import ConfigError
+
+    try:
+        if getattr(args, "resume", None) is not None:
+            return _resume(args.resume, args.out)
+        if args.config is None:
+            raise RunInputError("--fork needs the new run's CONFIG file")
+        return _fork(args.fork, args.config, args.at, args.out)
+    except (RunInputError, ConfigError) as exc:
+        _fail(str(exc))
+        return 2
+    except (DivergenceError, LLMError, RunDirError) as exc:
+        _fail(str(exc))
+        return 1
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from friendsim.rundir.verify import default_workers, verify_run
+
+    report = verify_run(args.run_dir, workers=default_workers())
+    if report.divergence is not None:
+        _fail(f"{args.run_dir}: the state differs from what the log implies: {report.divergence}")
+    _emit(report.to_json())
+    return 0 if report.ok else 1
+
+
+def _redrive(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from friendsim.replay.redrive import parse_reward_changes, redrive
+    from friendsim.rundir.errors import RunInputError
+
+    if args.out is None:
+        raise RunInputError("--redrive needs --out FILE.json for the new scores and guidance")
+    if args.out.resolve().parent == args.run_dir.resolve() or args.out.exists():
+        raise RunInputError(f"{args.out}: refusing to overwrite or write into the run")
+    result = asyncio.run(
+        redrive(args.run_dir, rewards=parse_reward_changes(args.rewards), coach=args.coach)
+    )
+    body = result.to_json()
+    args.out.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    _emit(
+        {
+            "out": str(args.out),
+            "windows": len(body["windows"]),
+            "mean_total": body["mean_total"],
+            "recorded_mean_total": body["recorded_mean_total"],
+        }
+    )
+    return 0
+
+
+def _rerun(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from friendsim.replay.rerun import rerun
+    from friendsim.rundir.errors import RunInputError
+
+    if args.out is None:
+        raise RunInputError("--rerun needs --out NEW_DIR")
+    report = asyncio.run(rerun(args.run_dir, args.out))
+    if report.diff is not None:
+        _fail(f"the re-run log differs from {args.run_dir}: {report.diff}")
+    _emit(report.to_json())
+    return 0 if report.identical else 1
+
+
+def _resume(run_dir: Path, out: Path | None) -> int:
+    import asyncio
+
+    from friendsim.replay.resume import resume
+
+    report = asyncio.run(resume(run_dir, out_dir=out))
+    _emit(report.to_json())
+    return 0 if report.status == "completed" else 1
+
+
+def _fork(parent: Path, config: Path | None, at: int | None, out: Path | None) -> int:
+    import asyncio
+
+    from friendsim.replay.fork import fork
+    from friendsim.rundir.errors import RunInputError
+    from friendsim.runtime.config import load_config
+
+    if config is None or at is None or out is None:
+        raise RunInputError("a fork needs CONFIG, --at WINDOW and --out NEW_DIR")
+    cfg = load_config(config)
+    report = asyncio.run(fork(parent, cfg, at_window=at, out_dir=out, config_path=config))
+    _emit(report.to_json())
+    return 0 if report.status == "completed" else 1

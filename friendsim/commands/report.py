@@ -1,0 +1,88 @@
+"""``friendsim report RUN_OR_SWEEP_DIR``: write one self-contained ``report.html``.
+
+Exit codes: 0 written (its path is printed), 2 not a run or sweep directory, a broken one, or a
+bad option (the message says which).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from friendsim.commands._help import FORMATTER, Subparsers
+
+DESCRIPTION = """\
+Write one self-contained HTML page about a run or a sweep: reward curves per
+dominant motive, the final tie network, its metrics against eight real friendship
+networks, degree distributions, token usage and cost (for a sweep, one line per
+grid cell and the aggregate table). The figures are embedded in the page and also
+written as PNG files to a figures/ folder beside it. Prints the path of the page.
+"""
+
+EPILOG = """\
+examples:
+  friendsim report runs/paper
+  friendsim report runs/sweep --out sweep.html
+  friendsim report runs/paper --theta 0.1 --color-by dominant
+"""
+
+
+def register(subparsers: Subparsers) -> None:
+    """Add the ``report`` sub-command to the command line's sub-parsers."""
+    p = subparsers.add_parser(
+        "report",
+        help="write a self-contained HTML report of a run or a sweep",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=FORMATTER,
+    )
+    p.add_argument(
+        "dir",
+        type=Path,
+        metavar="DIR",
+        help="a run directory (holding events.db) or a sweep directory (holding sweep.json)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="HTML file to write (default: DIR/report.html)",
+    )
+    p.add_argument(
+        "--theta",
+        type=float,
+        default=None,
+        help="tie-strength threshold of the network drawing (default: 0.05)",
+    )
+    p.add_argument(
+        "--color-by",
+        default=None,
+        metavar="ATTRIBUTE",
+        help="persona attribute that colours the network drawing "
+        "(default: stance_group if the personas have it, else the dominant motive)",
+    )
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Write the report for ``args.dir``; returns the exit code."""
+    from friendsim.analysis.analyze import RunDirectoryError
+    from friendsim.llm.errors import LLMError
+    from friendsim.report.render import ReportError, write_report
+    from friendsim.sweep.aggregate import SweepReadError
+
+    try:
+        path = write_report(args.dir, out=args.out, theta=args.theta, color_by=args.color_by)
+    except (ReportError, RunDirectoryError, SweepReadError, FileNotFoundError) as exc:
+        sys.stderr.write(f"friendsim report: {exc}\n")
+        return 2
+    except LLMError as exc:
+        sys.stderr.write(f"friendsim report: {args.dir}: scoring text-based tie evidence: {exc}\n")
+        return 2
+    except ValueError as exc:
+        sys.stderr.write(f"friendsim report: {args.dir}: {exc}\n")
+        return 2
+    sys.stdout.write(f"{path}\n")
+    return 0
