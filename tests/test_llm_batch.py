@@ -53,7 +53,7 @@ async def test_openai_batch_run_equals_live_run_at_half_price(tmp_path: Path) ->
     with StubLLMServer(responder=mind_responder(0)) as stub:
         spec = f"openai:{stub.openai_base_url}#gpt-4o-mini"
         result = await run_experiment(config(spec, batch=True), out_dir=tmp_path / "batch")
-    assert result.manifest["status"] == "completed"
+    assert result.manifest.status == "completed"
     assert rows(tmp_path / "batch" / "events.db") == rows(tmp_path / "live" / "events.db")
     assert live_paths(stub) == []  # every answer came through a batch
     assert len(stub.batch_creates) >= 4  # 2 rounds x (plans, texts, votes) at least
@@ -61,13 +61,13 @@ async def test_openai_batch_run_equals_live_run_at_half_price(tmp_path: Path) ->
     assert sent == len(live_paths(live))
     paths = {r.path for r in stub.requests}
     assert "/v1/files" in paths and any(p.startswith("/v1/batches/") for p in paths)
-    b = result.manifest["llm_usage"]["total"]
+    b = result.manifest.llm_usage["total"]
     lv = json.loads((tmp_path / "live" / "manifest.json").read_text())["llm_usage"]["total"]
     assert b["batch_calls"] == b["calls"] - b["cache_hits"] == sent
     assert b["input_tokens"] == lv["input_tokens"] and b["output_tokens"] == lv["output_tokens"]
     # prompt caching on both sides; batch answers at half price
     assert b["uncached_cost_usd"] == pytest.approx(lv["uncached_cost_usd"] / 2, rel=1e-6)
-    assert result.manifest["files"]["llm_batches"] == "llm_batches.db"
+    assert result.manifest.files.llm_batches == "llm_batches.db"
 
 
 async def test_anthropic_message_batches_equal_live(
@@ -99,11 +99,11 @@ async def test_expired_batches_fall_back_to_live_calls(tmp_path: Path) -> None:
     with StubLLMServer(responder=mind_responder(0), expire_batches=True) as stub:
         spec = f"openai:{stub.openai_base_url}#gpt-4o-mini"
         result = await run_experiment(config(spec, agents=6, batch=True), out_dir=tmp_path / "b")
-    assert result.manifest["status"] == "completed"
+    assert result.manifest.status == "completed"
     assert rows(tmp_path / "b" / "events.db") == rows(tmp_path / "a" / "events.db")
     asked = sum(len(keys) for _, _, keys in stub.batch_creates)
     assert asked > 0 and len(live_paths(stub)) == asked  # each expired item asked live once
-    assert result.manifest["llm_usage"]["total"]["batch_calls"] == 0
+    assert result.manifest.llm_usage["total"]["batch_calls"] == 0
 
 
 CHILD = """

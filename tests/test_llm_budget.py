@@ -61,7 +61,7 @@ async def test_budget_stop_is_an_interruption_that_resumes_to_the_full_log(
     tmp_path: Path,
 ) -> None:
     full = await run_experiment(priced(), out_dir=tmp_path / "full", llm_factory=mind_factory)
-    full_cost = full.manifest["llm_usage"]["total"]["cost_usd"]
+    full_cost = full.manifest.llm_usage["total"]["cost_usd"]
     assert full_cost > 0
 
     run = tmp_path / "run"
@@ -91,7 +91,7 @@ async def test_budget_stop_is_an_interruption_that_resumes_to_the_full_log(
 
 async def test_resume_with_a_budget_still_too_small_stops_again(tmp_path: Path) -> None:
     full = await run_experiment(priced(), out_dir=tmp_path / "full", llm_factory=mind_factory)
-    cost = full.manifest["llm_usage"]["total"]["cost_usd"]
+    cost = full.manifest.llm_usage["total"]["cost_usd"]
     run = tmp_path / "run"
     with pytest.raises(RunInterrupted):
         await run_experiment(priced(cost * 0.3), out_dir=run, llm_factory=mind_factory)

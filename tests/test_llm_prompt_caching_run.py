@@ -76,7 +76,7 @@ async def test_anthropic_run_reads_the_stable_prefix_from_the_cache(
         config("anthropic:claude-haiku-4-5"), out_dir=tmp_path / "run", llm_factory=factory
     )
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["status"] == "completed" and result.manifest["status"] == "completed"
+    assert manifest["status"] == "completed" and result.manifest.status == "completed"
     total = manifest["llm_usage"]["total"]
     written, read, per_system = expected_cache_split(stub)
     assert len(per_system) == 4  # one stable prefix per agent, the same in all its requests

@@ -60,7 +60,7 @@ async def test_estimate_of_a_scripted_run_matches_its_usage(tmp_path: Path) -> N
     cfg = config("scripted:mind", prices={"scripted:mind": {"input": 1.0, "output": 2.0}})
     est = (await estimate_run(cfg)).to_json()
     run = await run_experiment(cfg, out_dir=tmp_path / "run", llm_factory=mind_factory)
-    actual = run.manifest["llm_usage"]["total"]
+    actual = run.manifest.llm_usage["total"]
     assert est["requests"] == actual["calls"]
     assert within(est["input_tokens"], actual["input_tokens"], 0.01)
     assert within(est["output_tokens"], actual["output_tokens"], 0.01)
