@@ -4,6 +4,7 @@ batches, and a run killed while its batch is pending resumes without submitting 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,7 +20,9 @@ from llm_stub_server import StubLLMServer, mind_responder
 from test_replay_support import rows
 
 from friendsim.llm.anthropic_provider import AnthropicLLM
-from friendsim.llm.base import LLM
+from friendsim.llm.base import LLM, Completion, LLMRequest, user
+from friendsim.llm.batch import BatchingLLM, BatchJournal, PollPolicy
+from friendsim.llm.scripted import ScriptedLLM
 from friendsim.replay.resume import resume
 from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import ExperimentConfig, parse_config
@@ -174,3 +177,45 @@ async def test_killed_while_a_batch_is_pending_resumes_without_resubmitting(
     resumed = [r.path for r in stub.requests[requests_before:] if r.path.startswith("/v1/batches/")]
     assert held <= {p.rsplit("/", 1)[-1] for p in resumed}  # the held batches were collected
     assert live_paths(stub) == []
+
+
+class SlowSubmitBackend:
+    """A unit-test backend whose submission takes a while (requests keep arriving meanwhile)."""
+
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.batches: dict[str, list[tuple[str, LLMRequest]]] = {}
+
+    async def submit(self, items: Any) -> str:
+        await asyncio.sleep(0.3)
+        bid = f"b{len(self.batches)}"
+        self.batches[bid] = list(items)
+        return bid
+
+    async def poll(self, batch_id: str) -> str:
+        return "ended"
+
+    async def results(self, batch_id: str) -> dict[str, Any]:
+        return {k: f"batched {r.messages[0].content}" for k, r in self.batches[batch_id]}
+
+    def decode(self, request: LLMRequest, raw: Any) -> Completion:
+        return Completion(text=raw, model="m", provider="fake", batch=True)
+
+
+async def test_requests_arriving_during_a_submission_are_batched_next(tmp_path: Path) -> None:
+    backend = SlowSubmitBackend()
+    journal = BatchJournal(tmp_path / "j.db")
+    llm = BatchingLLM(
+        ScriptedLLM(default="live"),
+        backend,  # type: ignore[arg-type]
+        journal,
+        poll=PollPolicy(first=0.01, most=0.01, gather_s=0.05),
+    )
+    first = asyncio.create_task(llm.complete(LLMRequest(messages=(user("a"),))))
+    await asyncio.sleep(0.15)  # the first batch is being submitted now
+    second = await llm.complete(LLMRequest(messages=(user("b"),)))
+    assert (await first).text == "batched a" and second.text == "batched b"
+    assert second.batch and len(backend.batches) == 2
+    assert [state for _, _, state, _ in journal.rows()] == ["collected", "collected"]
+    journal.close()

@@ -162,13 +162,19 @@ class BatchingLLM:
             return await self.inner.complete(request)
 
     async def _flush(self) -> None:
-        seen = -1
-        while seen != self._arrived:
-            seen = self._arrived
-            await asyncio.sleep(self.poll.gather_s)
-        items, self._queue = self._queue, {}
-        if not items:
-            return
+        """Submit what has gathered once arrivals pause; repeat for requests that arrived while
+        a submission was in flight (they would otherwise wait for a flush nobody starts)."""
+        while self._queue:
+            seen = -1
+            while seen != self._arrived:
+                seen = self._arrived
+                await asyncio.sleep(self.poll.gather_s)
+            items, self._queue = self._queue, {}
+            await self._submit(items)
+
+    async def _submit(
+        self, items: dict[str, tuple[LLMRequest, list[asyncio.Future[Completion]]]]
+    ) -> None:
         try:
             batch_id = await self.backend.submit([(k, r) for k, (r, _) in items.items()])
         except Exception as exc:
