@@ -6,8 +6,17 @@
   json_schema / json_object, optional lack of support answered with HTTP 400 like vLLM does,
   ``prompt_tokens_details.cached_tokens`` for a repeated system prefix).
 
+- Batch endpoints: OpenAI's ``POST /v1/files`` (multipart JSONL upload), ``POST /v1/batches``,
+  ``GET /v1/batches/{id}``, ``GET /v1/files/{id}/content``; Anthropic's
+  ``POST /v1/messages/batches``, ``GET /v1/messages/batches/{id}`` and ``.../results``. Each
+  item is answered as the live endpoint would answer it. ``hold_batches`` keeps new batches
+  "in progress" until :meth:`release_batches`; ``expire_batches`` ends them expired, unanswered.
+  ``batch_creates`` lists every created batch (api, id, custom ids).
+
 By default it answers every request (the text echoes the last user message, JSON requests get
-``json_answer``). :meth:`StubLLMServer.enqueue` scripts the next replies: any status, headers,
+``json_answer``); ``responder(api, body)`` (``api`` is ``"anthropic"`` or ``"openai"``) answers
+instead when given, with a string or a JSON value. ``min_cache_tokens`` is the shortest system
+prefix either API caches (the real APIs have such a floor; 0 caches any prefix). :meth:`StubLLMServer.enqueue` scripts the next replies: any status, headers,
 raw body, a delay, or a dropped connection. Every request is recorded (path, headers, body).
 :meth:`stop` kills the server *and* its open keep-alive connections, as a crashed server would.
 ``latency_s`` delays every reply (a remote model's response time); run as a script it serves
@@ -20,6 +29,7 @@ import json
 import socket
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -78,14 +88,42 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # silence stderr access log
         return
 
+    def _send(self, status: int, payload: bytes, ctype: str = "application/json") -> None:
+        try:
+            self.send_response(status)
+            self.send_header("content-type", ctype)
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError:
+            self.close_connection = True
+
+    def do_GET(self) -> None:
+        stub = self.server.stub
+        stub._record(
+            RecordedRequest(
+                path=self.path, headers={k.lower(): v for k, v in self.headers.items()}, body=None
+            )
+        )
+        status, payload, ctype = stub._batch_get(self.path.split("?")[0])
+        self._send(status, payload, ctype)
+
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length)
+        stub = self.server.stub
+        if self.path.split("?")[0] in ("/v1/files", "/v1/batches", "/v1/messages/batches"):
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            stub._record(RecordedRequest(path=self.path, headers=headers, body=None))
+            status, payload = stub._batch_post(
+                self.path.split("?")[0], raw, self.headers.get("content-type", "")
+            )
+            self._send(status, payload)
+            return
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        stub = self.server.stub
         stub._record(
             RecordedRequest(
                 path=self.path, headers={k.lower(): v for k, v in self.headers.items()}, body=body
@@ -124,7 +162,18 @@ class StubLLMServer:
         supports_response_format: bool = True,
         supports_output_config: bool = True,
         latency_s: float = 0.0,
+        responder: Callable[[str, dict[str, Any]], Any] | None = None,
+        min_cache_tokens: int = 0,
+        hold_batches: bool = False,
+        expire_batches: bool = False,
     ) -> None:
+        self.hold_batches = hold_batches
+        self.expire_batches = expire_batches
+        self.batch_creates: list[tuple[str, str, list[str]]] = []
+        self._files: dict[str, bytes] = {}
+        self._batches: dict[str, dict[str, Any]] = {}
+        self.responder = responder
+        self.min_cache_tokens = min_cache_tokens
         self.supports_output_config = supports_output_config
         self.latency_s = latency_s
         self.json_answer = {"ok": True} if json_answer is None else json_answer
@@ -201,6 +250,128 @@ class StubLLMServer:
             self._seen_prefixes.add(prefix)
             return seen
 
+    def release_batches(self) -> None:
+        """Let held batches end (their answers are computed when first retrieved)."""
+        with self._lock:
+            self.hold_batches = False
+
+    # -- batches -----------------------------------------------------------------------------
+    def _batch_post(self, path: str, raw: bytes, ctype: str) -> tuple[int, bytes]:
+        with self._lock:
+            n = len(self._files) + len(self._batches)
+        if path == "/v1/files":
+            import email.parser
+            import email.policy
+
+            msg = email.parser.BytesParser(policy=email.policy.default).parsebytes(
+                f"content-type: {ctype}\r\n\r\n".encode() + raw
+            )
+            data = b""
+            for part in msg.iter_parts():
+                if part.get_param("name", header="content-disposition") == "file":
+                    data = part.get_payload(decode=True) or b""
+            fid = f"file-{n}"
+            with self._lock:
+                self._files[fid] = data
+            return 200, json.dumps(
+                {"id": fid, "object": "file", "bytes": len(data), "created_at": 0,
+                 "filename": "requests.jsonl", "purpose": "batch", "status": "processed"}
+            ).encode()  # fmt: skip
+        body = json.loads(raw)
+        if path == "/v1/batches":
+            lines = [json.loads(x) for x in self._files[body["input_file_id"]].splitlines() if x]
+            items = [(x["custom_id"], x["body"]) for x in lines]
+            bid, api = f"batch_{n}", "openai"
+        else:
+            items = [(x["custom_id"], x["params"]) for x in body["requests"]]
+            bid, api = f"msgbatch_{n}", "anthropic"
+        with self._lock:
+            self._batches[bid] = {"api": api, "items": items, "input": body, "output": None}
+            self.batch_creates.append((api, bid, [k for k, _ in items]))
+        return 200, json.dumps(self._batch_object(bid)).encode()
+
+    def _batch_state(self, bid: str) -> str:
+        b = self._batches[bid]
+        with self._lock:
+            if self.hold_batches:
+                return "pending"
+        if b["output"] is None:
+            if self.expire_batches:
+                b["output"] = {}
+            else:
+                api = b["api"]
+                b["output"] = {
+                    key: (self._anthropic(body) if api == "anthropic" else self._openai(body)[1])
+                    for key, body in b["items"]
+                }
+        return "expired" if self.expire_batches else "ended"
+
+    def _batch_object(self, bid: str) -> dict[str, Any]:
+        b, state = self._batches[bid], self._batch_state(bid)
+        n = len(b["items"])
+        if b["api"] == "openai":
+            status = {"pending": "in_progress", "ended": "completed", "expired": "expired"}[state]
+            return {
+                "id": bid, "object": "batch", "endpoint": "/v1/chat/completions", "errors": None,
+                "input_file_id": b["input"]["input_file_id"], "completion_window": "24h",
+                "status": status, "created_at": 0,
+                "output_file_id": f"out-{bid}" if state == "ended" else None,
+                "error_file_id": None,
+                "request_counts": {"total": n, "completed": n if state == "ended" else 0,
+                                   "failed": 0},
+            }  # fmt: skip
+        done = state != "pending"
+        return {
+            "id": bid, "type": "message_batch",
+            "processing_status": "ended" if done else "in_progress",
+            "request_counts": {"processing": 0 if done else n,
+                               "succeeded": n if state == "ended" else 0, "errored": 0,
+                               "canceled": 0, "expired": n if state == "expired" else 0},
+            "created_at": "2026-12-03T00:00:00Z", "expires_at": "2026-12-04T00:00:00Z",
+            "ended_at": "2026-12-03T00:01:00Z" if done else None, "archived_at": None,
+            "cancel_initiated_at": None,
+            "results_url": f"{self.base_url}/v1/messages/batches/{bid}/results" if done else None,
+        }  # fmt: skip
+
+    def _batch_get(self, path: str) -> tuple[int, bytes, str]:
+        parts = path.strip("/").split("/")
+        if parts[:2] == ["v1", "batches"] and len(parts) == 3 and parts[2] in self._batches:
+            return 200, json.dumps(self._batch_object(parts[2])).encode(), "application/json"
+        if parts[:2] == ["v1", "files"] and len(parts) == 4 and parts[3] == "content":
+            bid = parts[2].removeprefix("out-")
+            out = self._batches[bid]["output"] or {}
+            rows = [
+                {"id": f"r-{key[:8]}", "custom_id": key, "error": None,
+                 "response": {"status_code": 200, "request_id": "x", "body": answer}}
+                for key, answer in out.items()
+            ]  # fmt: skip
+            body = "".join(json.dumps(r) + "\n" for r in rows).encode()
+            return 200, body, "application/octet-stream"
+        if parts[:3] == ["v1", "messages", "batches"] and len(parts) >= 4:
+            bid = parts[3]
+            if bid not in self._batches:
+                return (
+                    404,
+                    b'{"type":"error","error":{"type":"not_found_error","message":"no"}}',
+                    ("application/json"),
+                )
+            if len(parts) == 4:
+                return 200, json.dumps(self._batch_object(bid)).encode(), "application/json"
+            state = self._batch_state(bid)
+            out = self._batches[bid]["output"] or {}
+            rows = [
+                {"custom_id": key, "result": {"type": "succeeded", "message": msg}}
+                for key, msg in out.items()
+            ]
+            if state == "expired":
+                rows = [
+                    {"custom_id": key, "result": {"type": "expired"}}
+                    for key, _ in self._batches[bid]["items"]
+                ]
+            body = "".join(json.dumps(r) + "\n" for r in rows).encode()
+            return 200, body, "application/binary"
+        return 404, b'{"error": {"message": "no such path"}}', "application/json"
+
     # -- answers -----------------------------------------------------------------------------
     def _respond(self, path: str, body: Any, reply: StubReply) -> tuple[int, bytes, dict[str, str]]:
         headers = dict(reply.headers)
@@ -248,27 +419,33 @@ class StubLLMServer:
         cached_prefix = any("cache_control" in b for b in blocks)
         total_in = max(1, len(json.dumps(body.get("messages", []))) // 4) + len(system_text) // 4
         read = write = 0
-        if cached_prefix and system_text:
+        if cached_prefix and system_text and len(system_text) // 4 >= self.min_cache_tokens:
             prefix_tokens = len(system_text) // 4
             if self._prefix_seen("anthropic:" + system_text):
                 read = prefix_tokens
             else:
                 write = prefix_tokens
         choice = body.get("tool_choice") or {}
+        answer = self.json_answer
+        fmt = (body.get("output_config") or {}).get("format")
+        if self.responder is not None:
+            answer = self.responder("anthropic", body)
         if choice.get("type") == "tool":
             content = [
                 {
                     "type": "tool_use",
                     "id": "toolu_stub",
                     "name": choice["name"],
-                    "input": self.json_answer,
+                    "input": answer,
                 }
             ]
-            out_text = json.dumps(self.json_answer)
+            out_text = json.dumps(answer)
             stop = "tool_use"
         else:
-            fmt = (body.get("output_config") or {}).get("format")
-            out_text = json.dumps(self.json_answer) if fmt else self._echo(body.get("messages", []))
+            if self.responder is not None:
+                out_text = answer if isinstance(answer, str) else json.dumps(answer)
+            else:
+                out_text = json.dumps(answer) if fmt else self._echo(body.get("messages", []))
             content = [{"type": "text", "text": out_text}]
             stop = "end_turn"
         return {
@@ -303,15 +480,24 @@ class StubLLMServer:
             }
         messages = body.get("messages", [])
         system_text = "".join(m["content"] for m in messages if m.get("role") == "system")
-        if kind in ("json_schema", "json_object"):
+        if self.responder is not None:
+            answer = self.responder("openai", body)
+            text = answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
+        elif kind in ("json_schema", "json_object"):
             text = json.dumps(self.json_answer)
         elif "JSON" in system_text:  # prompted for JSON without enforcement: prose around it
             text = f"Sure! Here it is:\n```json\n{json.dumps(self.json_answer)}\n```"
         else:
             text = self._echo([m for m in messages if m.get("role") != "system"])
         prompt_tokens = max(1, len(json.dumps(messages)) // 4)
+        if fmt:  # the structured-output schema is billed as prompt tokens too
+            prompt_tokens += len(json.dumps(fmt)) // 4
         cached = 0
-        if system_text and self._prefix_seen("openai:" + system_text):
+        if (
+            system_text
+            and len(system_text) // 4 >= self.min_cache_tokens
+            and self._prefix_seen("openai:" + system_text)
+        ):
             cached = min(prompt_tokens, len(system_text) // 4)
         completion_tokens = max(1, len(text) // 4)
         return 200, {
@@ -351,3 +537,50 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def mind_responder(seed: int = 0) -> Callable[[str, dict[str, Any]], Any]:
+    """A ``responder`` answering a run's requests like the in-process scripted mind does.
+
+    The request is rebuilt from the HTTP body (system, messages, schema, sampling settings) and
+    its purpose inferred from the schema (``actions``: plan, ``votes``: vote, ``tips``: coach,
+    none: content), so an OpenAI-compatible run gets exactly the answers the in-process stand-in
+    would give it for the same requests.
+    """
+    from friendsim.llm.base import LLMRequest, Message
+    from friendsim.runtime.scripted_mind import plausible_responder
+
+    respond = plausible_responder(seed)
+
+    def answer(api: str, body: dict[str, Any]) -> Any:
+        if api == "openai":
+            msgs = body.get("messages", [])
+            system = "".join(m["content"] for m in msgs if m.get("role") == "system")
+            turns = [m for m in msgs if m.get("role") != "system"]
+            fmt = body.get("response_format") or {}
+            schema = (fmt.get("json_schema") or {}).get("schema") or fmt.get("schema")
+        else:
+            blocks = body.get("system") or []
+            system = blocks if isinstance(blocks, str) else "".join(b["text"] for b in blocks)
+            turns = body.get("messages", [])
+            schema = ((body.get("output_config") or {}).get("format") or {}).get("schema")
+            if schema is None and body.get("tools"):
+                schema = body["tools"][0]["input_schema"]
+        props = (schema or {}).get("properties", {})
+        label = next(
+            (lab for key, lab in (("actions", "plan"), ("votes", "vote"), ("tips", "coach"))
+             if key in props),
+            "content",
+        )  # fmt: skip
+        request = LLMRequest(
+            system=system,
+            messages=tuple(Message(role=m["role"], content=m["content"]) for m in turns),
+            json_schema=schema,
+            temperature=body.get("temperature", 0.7),
+            max_tokens=body.get("max_tokens") or body.get("max_completion_tokens") or 512,
+            seed=body.get("seed"),
+            label=label,
+        )
+        return respond(request)
+
+    return answer

@@ -3,7 +3,9 @@
 :func:`ask_validated` is the single place where model output meets validation. It never raises
 on model output: after ``1 + max_retries`` invalid answers it returns a :class:`Failure`. Errors
 of the LLM layer itself (provider down after the layer's own retries) also become a Failure
-(reason ``llm_error``), except :class:`CacheMissError`, which must stop a replay loudly.
+(reason ``llm_error``), except :class:`CacheMissError`, which must stop a replay loudly, and
+:class:`ProviderConfigError` (no credentials, bad spec), which the runtime treats as fatal: a run
+whose every call fails for want of a key must not end "completed".
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Generic, TypeVar
 from friendsim.agents.prompting import render, request_tokens
 from friendsim.agents.schema import OutputError
 from friendsim.llm.base import LLM, Completion, LLMRequest, Message, user
-from friendsim.llm.errors import CacheMissError, LLMError
+from friendsim.llm.errors import CacheMissError, LLMError, ProviderConfigError
 from friendsim.vocabulary import Failure
 
 T = TypeVar("T")
@@ -81,7 +83,7 @@ async def ask_validated(
             first_tokens = request_tokens(req)
         try:
             comp = await llm.complete(req)
-        except CacheMissError:
+        except (CacheMissError, ProviderConfigError):
             raise
         except LLMError as exc:
             return Asked(

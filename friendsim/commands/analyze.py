@@ -122,7 +122,9 @@ def print_run(a: Mapping[str, Any]) -> None:
         f"policy={m.get('policy')}  agents={m.get('agents')}  windows={m.get('windows')}  "
         f"coach={'on' if (m.get('coach') or {}).get('enabled') else 'off'}  "
         f"cost=${float(usage.get('cost_usd', 0.0)):.4f}  "
-        f"tokens={usage.get('input_tokens', 0)}+{usage.get('output_tokens', 0)}"
+        f"tokens={usage.get('input_tokens', 0)}+{usage.get('output_tokens', 0)}  "
+        f"prompt-cached={usage.get('cached_input_tokens', 0)}  "
+        f"cost-without-caching=${float(usage.get('uncached_cost_usd', usage.get('cost_usd', 0.0))):.4f}"
     )
     by_policy = a["rewards"]["by_policy"]
     means = {r["window"]: r["total"] for r in a["rewards"]["window_means"]}

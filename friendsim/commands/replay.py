@@ -168,7 +168,7 @@ def handle_run_option(args: argparse.Namespace) -> int:
 
     try:
         if getattr(args, "resume", None) is not None:
-            return _resume(args.resume, args.out)
+            return _resume(args.resume, args.out, budget_usd=getattr(args, "budget_usd", None))
         if args.config is None:
             raise RunInputError("--fork needs the new run's CONFIG file")
         return _fork(args.fork, args.config, args.at, args.out)
@@ -231,12 +231,17 @@ def _rerun(args: argparse.Namespace) -> int:
     return 0 if report.identical else 1
 
 
-def _resume(run_dir: Path, out: Path | None) -> int:
+def _resume(run_dir: Path, out: Path | None, *, budget_usd: float | None = None) -> int:
     import asyncio
 
     from friendsim.replay.resume import resume
+    from friendsim.runtime.engine import RunInterrupted
 
-    report = asyncio.run(resume(run_dir, out_dir=out))
+    try:
+        report = asyncio.run(resume(run_dir, out_dir=out, budget_usd=budget_usd))
+    except RunInterrupted as exc:
+        _fail(f"resume of {run_dir} interrupted ({exc.reason}): {exc}; the original is untouched")
+        return 130
     _emit(report.to_json())
     return 0 if report.status == "completed" else 1
 

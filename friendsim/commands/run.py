@@ -93,8 +93,31 @@ def register(subparsers: Subparsers) -> None:
         help="with --fork: the last window taken over from RUN_DIR",
     )
     p.add_argument("--quiet", action="store_true", help="do not show the progress bar")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the requests, tokens and cost the run would need (with and without "
+        "prompt caching and batching) without calling any model, then exit",
+    )
+    p.add_argument(
+        "--budget-usd",
+        type=_positive_usd,
+        default=None,
+        metavar="USD",
+        help="spending limit in US dollars; replaces [llm] budget_usd (also with --resume)",
+    )
     add_log_level(p)
     p.set_defaults(handler=handle)
+
+
+def _positive_usd(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive amount of USD, got {text!r}")
+    return value
 
 
 async def _stoppable(run: Callable[[asyncio.Event], Awaitable[RunResult]]) -> RunResult:
@@ -146,6 +169,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.config is None:
         sys.stderr.write("friendsim run: an experiment CONFIG file is required\n")
         return 2
+    from friendsim.llm.budget import Budget
     from friendsim.rundir.errors import RunLockedError, RunOccupiedError
     from friendsim.runtime.assembly import make_ledger, run_experiment
     from friendsim.runtime.progress import RichProgress
@@ -155,19 +179,33 @@ def handle(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"friendsim run: config error: {exc}\n")
         return 2
+    if args.budget_usd is not None:
+        cfg = cfg.model_copy(
+            update={"llm": cfg.llm.model_copy(update={"budget_usd": args.budget_usd})}
+        )
+    if args.estimate:
+        from friendsim.runtime.estimate import handle_estimate
+
+        return handle_estimate(cfg, args.config)
     out = args.out if args.out is not None else Path("runs") / cfg.experiment.name
     ledger = make_ledger(cfg)
+    budget = None if cfg.llm.budget_usd is None else Budget(cfg.llm.budget_usd, ledger)
     try:
         if args.quiet:
             result = asyncio.run(
                 _stoppable(
                     lambda stop: run_experiment(
-                        cfg, out_dir=out, config_path=args.config, ledger=ledger, stop=stop
+                        cfg,
+                        out_dir=out,
+                        config_path=args.config,
+                        ledger=ledger,
+                        stop=stop,
+                        budget=budget,
                     )
                 )
             )
         else:
-            with RichProgress(ledger) as progress:
+            with RichProgress(ledger, budget=budget) as progress:
                 result = asyncio.run(
                     _stoppable(
                         lambda stop: run_experiment(
@@ -177,6 +215,7 @@ def handle(args: argparse.Namespace) -> int:
                             listener=progress,
                             ledger=ledger,
                             stop=stop,
+                            budget=budget,
                         )
                     )
                 )
@@ -194,7 +233,16 @@ def handle(args: argparse.Namespace) -> int:
             f"friendsim run: LLM error, run stopped: {exc} (see {out}/manifest.json)\n"
         )
         return 1
-    except (RunInterrupted, KeyboardInterrupt, asyncio.CancelledError):
+    except RunInterrupted as exc:
+        if exc.reason == "budget":
+            sys.stderr.write(
+                f"friendsim run: stopped before exceeding the budget: {exc}; partial run kept in "
+                f"{out}; continue with: friendsim run --resume {out} --budget-usd LARGER\n"
+            )
+        else:
+            sys.stderr.write(f"friendsim run: interrupted; partial run kept in {out}\n")
+        return 130
+    except (KeyboardInterrupt, asyncio.CancelledError):
         sys.stderr.write(f"friendsim run: interrupted; partial run kept in {out}\n")
         return 130
     except Exception as exc:

@@ -3,7 +3,11 @@
 Prices are USD per million tokens. ``Usage.cached_input_tokens`` and ``Usage.cache_write_tokens``
 are parts of ``Usage.input_tokens``; the uncached remainder is charged at the input price, the
 cached part at ``cached_input`` and the cache writes at ``cache_write``. Answers served by the
-record/replay cache (``Completion.cached``) are counted as cache hits and cost nothing.
+record/replay cache (``Completion.cached``) are counted as cache hits and cost nothing; what
+their recorded usage would have cost is kept apart as ``replayed_cost_usd`` (a resumed run's
+budget counts it: those answers were paid for by the run that recorded them). Each entry also
+keeps ``uncached_cost_usd``, the same usage priced as if no prompt token had been served from or
+written to the provider's prompt cache, so the manifest shows what prompt caching saved.
 """
 
 from __future__ import annotations
@@ -38,6 +42,14 @@ class Price:
             + usage.output_tokens * self.output
         ) / 1_000_000
 
+    def uncached_cost(self, usage: Usage) -> float:
+        """What ``usage`` would cost with no prompt caching (all input at the input price)."""
+        return (usage.input_tokens * self.input + usage.output_tokens * self.output) / 1_000_000
+
+
+BATCH_DISCOUNT = 0.5
+"""Batch answers (``Completion.batch``) cost this fraction of the live price: OpenAI's Batch API
+and Anthropic's Message Batches both bill half."""
 
 # Published list prices (USD / 1M tokens) when this table was written; pass your own to override.
 DEFAULT_PRICES: dict[str, Price] = {
@@ -78,6 +90,10 @@ class PriceTable:
         price = self.price_for(provider, model)
         return 0.0 if price is None else price.cost(usage)
 
+    def uncached_cost(self, provider: str, model: str, usage: Usage) -> float:
+        price = self.price_for(provider, model)
+        return 0.0 if price is None else price.uncached_cost(usage)
+
 
 def _price_from_mapping(key: str, value: Mapping[str, float]) -> Price:
     allowed = {"input", "output", "cached_input", "cache_write"}
@@ -99,21 +115,27 @@ class LedgerEntry:
 
     calls: int = 0
     cache_hits: int = 0
+    batch_calls: int = 0
     errors: int = 0
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
+    uncached_cost_usd: float = 0.0
+    replayed_cost_usd: float = 0.0
     latency_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
             "calls": self.calls,
             "cache_hits": self.cache_hits,
+            "batch_calls": self.batch_calls,
             "errors": self.errors,
             "input_tokens": self.usage.input_tokens,
             "output_tokens": self.usage.output_tokens,
             "cached_input_tokens": self.usage.cached_input_tokens,
             "cache_write_tokens": self.usage.cache_write_tokens,
             "cost_usd": round(self.cost_usd, 8),
+            "uncached_cost_usd": round(self.uncached_cost_usd, 8),
+            "replayed_cost_usd": round(self.replayed_cost_usd, 8),
             "latency_s": round(self.latency_s, 6),
         }
 
@@ -137,9 +159,20 @@ class Ledger:
         entry.calls += 1
         if completion.cached:
             entry.cache_hits += 1
+            entry.replayed_cost_usd += self.prices.cost(
+                completion.provider, completion.model, completion.usage
+            )
             return
+        factor = BATCH_DISCOUNT if completion.batch else 1.0
         entry.usage = entry.usage + completion.usage
-        entry.cost_usd += self.prices.cost(completion.provider, completion.model, completion.usage)
+        entry.cost_usd += factor * self.prices.cost(
+            completion.provider, completion.model, completion.usage
+        )
+        entry.uncached_cost_usd += factor * self.prices.uncached_cost(
+            completion.provider, completion.model, completion.usage
+        )
+        if completion.batch:
+            entry.batch_calls += 1
         entry.latency_s += completion.latency_s
 
     def record_error(self, provider: str, model: str, label: str) -> None:
@@ -150,9 +183,12 @@ class Ledger:
         for e in self.entries.values():
             out.calls += e.calls
             out.cache_hits += e.cache_hits
+            out.batch_calls += e.batch_calls
             out.errors += e.errors
             out.usage = out.usage + e.usage
             out.cost_usd += e.cost_usd
+            out.uncached_cost_usd += e.uncached_cost_usd
+            out.replayed_cost_usd += e.replayed_cost_usd
             out.latency_s += e.latency_s
         return out
 

@@ -91,7 +91,8 @@ class Usage:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Completion:
     """A model's answer. ``parsed`` is set when the request had a ``json_schema`` and the text
-    decoded as JSON; otherwise ``None``. ``latency_s`` is wall time spent (0 on a cache hit)."""
+    decoded as JSON; otherwise ``None``. ``latency_s`` is wall time spent (0 on a cache hit).
+    ``batch`` marks an answer that came through a provider batch API (billed at batch prices)."""
 
     text: str
     model: str
@@ -100,6 +101,7 @@ class Completion:
     latency_s: float = 0.0
     cached: bool = False
     provider: str = ""
+    batch: bool = False
 
 
 @runtime_checkable

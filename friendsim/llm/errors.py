@@ -59,3 +59,18 @@ class CacheMissError(LLMError):
         )
         self.key = key
         self.label = label
+
+
+class BudgetExceededError(Exception):
+    """The next call would take the run's spending past ``[llm].budget_usd``.
+
+    Deliberately *not* an :class:`LLMError`: callers that turn LLM errors into recorded failures
+    must not record this one. The runtime turns it into an interruption (resumable), so nothing
+    of the unfinished phase is committed and a resume with a larger budget asks the same
+    questions again (answers already paid for come from the record/replay cache).
+    """
+
+    def __init__(self, message: str, *, limit_usd: float, spent_usd: float) -> None:
+        super().__init__(message)
+        self.limit_usd = limit_usd
+        self.spent_usd = spent_usd

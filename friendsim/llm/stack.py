@@ -4,6 +4,7 @@ Outermost first::
 
     AccountingLLM        sees every answer, cache hits included (counted, not charged)
     CachingLLM           a hit skips everything below: no rate budget, no slot, no retry
+    BatchingLLM          (batch mode) phases' requests go out as provider batches; live fallback
     RetryingLLM          each attempt re-enters the limits and the endpoint pool
     RateLimitedLLM       waits for RPM/TPM budget *before* taking a concurrency slot
     ConcurrencyLimitedLLM  holds a slot only while a request is actually in flight
@@ -21,6 +22,7 @@ from typing import Any
 
 from friendsim.llm.accounting import AccountingLLM, Ledger, Price, PriceTable
 from friendsim.llm.base import LLM, Completion, LLMRequest
+from friendsim.llm.batch import BatchingLLM, BatchJournal, PollPolicy, batch_backend_for
 from friendsim.llm.cache import CacheMode, CachingLLM, LLMCache
 from friendsim.llm.errors import ProviderConfigError
 from friendsim.llm.limits import ConcurrencyLimitedLLM, RateLimitedLLM
@@ -63,12 +65,15 @@ async def build_llm(
     cache_mode: CacheMode | str = CacheMode.OFF,
     prices: PriceTable | Mapping[str, Price | Mapping[str, float]] | None = None,
     ledger: Ledger | None = None,
+    batch_journal: BatchJournal | None = None,
+    batch_poll: PollPolicy | None = None,
     **provider_options: Any,
 ) -> LLMStack:
     """Create the provider for ``spec`` (or take a ready LLM) and wrap it.
 
     ``None``/``0`` switches a layer off (``retries=0`` keeps no retry layer). A cache needs
     ``cache_path`` and a mode other than ``off``. ``provider_options`` go to the factory.
+    ``batch_journal`` turns on batch mode for providers with a batch API (others stay live).
     The returned :class:`LLMStack` is itself an LLM; ``aclose`` closes every layer.
     """
     mode = CacheMode.parse(cache_mode)
@@ -86,6 +91,11 @@ async def build_llm(
     policy = RetryPolicy(max_retries=retries) if isinstance(retries, int) else retries
     if policy is not None and policy.max_retries > 0:
         llm = retry = RetryingLLM(llm, policy, seed=retry_seed)
+    if batch_journal is not None:
+        found = batch_backend_for(provider)
+        if found is not None:
+            backend, checks = found
+            llm = BatchingLLM(llm, backend, batch_journal, poll=batch_poll, checks=checks)
     caching = None
     if mode is not CacheMode.OFF and cache_path is not None:
         store = await LLMCache.open(cache_path)

@@ -14,13 +14,15 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from friendsim.llm.batch import BATCHES_DB
 from friendsim.rundir.errors import RunInputError
 from friendsim.rundir.layout import LLM_CACHE_DB, MANIFEST, PERSONAS
 from friendsim.rundir.log import require_file, sha256_file, snapshot
 
 
 def new_run_dir(old: Path, new: Path) -> Path:
-    """Create ``new`` (absent or empty) with the old run's personas and a copy of its LLM cache."""
+    """Create ``new`` (absent or empty) with the old run's personas and a copy of its LLM cache
+    and batch journal (a pending batch is then collected, not submitted again)."""
     if new.resolve() == old.resolve():
         raise RunInputError(f"the new run directory must differ from the old one ({old})")
     if new.exists() and (not new.is_dir() or any(new.iterdir())):
@@ -30,6 +32,8 @@ def new_run_dir(old: Path, new: Path) -> Path:
     shutil.copyfile(old / PERSONAS, new / PERSONAS)
     if (old / LLM_CACHE_DB).is_file():
         snapshot(old / LLM_CACHE_DB, new)
+    if (old / BATCHES_DB).is_file():
+        snapshot(old / BATCHES_DB, new)
     return new
 
 

@@ -136,18 +136,25 @@ async def resume(
     out_dir: str | Path | None = None,
     llm_factory: LLMFactory | None = None,
     listener: RunListener | None = None,
+    budget_usd: float | None = None,
 ) -> ResumeReport:
     """Continue the killed run ``run_dir`` (see the module docstring).
 
     The old run's lock is held for the whole resume: a run that is still being written is
     refused at once (:class:`~friendsim.rundir.errors.RunLockedError` naming its pid), and no
     second resume can race this one.
+    ``budget_usd`` replaces the run's ``[llm].budget_usd`` (a run stopped by its budget resumes
+    with a larger one); the replayed prefix counts against it at its recorded cost.
     """
     old = Path(run_dir)
     lock = await asyncio.to_thread(RunLock(old).acquire, create=False)
     try:
         return await _resume_locked(
-            old, out_dir=out_dir, llm_factory=llm_factory, listener=listener
+            old,
+            out_dir=out_dir,
+            llm_factory=llm_factory,
+            listener=listener,
+            budget_usd=budget_usd,
         )
     finally:
         lock.release()
@@ -159,6 +166,7 @@ async def _resume_locked(
     out_dir: str | Path | None,
     llm_factory: LLMFactory | None,
     listener: RunListener | None,
+    budget_usd: float | None = None,
 ) -> ResumeReport:
     if out_dir is not None:
         target = Path(out_dir)
@@ -177,6 +185,10 @@ async def _resume_locked(
         cfg = config_from_manifest(
             old, manifest, cache="replay" if mode == "replay" else "read_through"
         )
+        if budget_usd is not None:
+            cfg = cfg.model_copy(
+                update={"llm": cfg.llm.model_copy(update={"budget_usd": budget_usd})}
+            )
         parent_hash = await asyncio.to_thread(manifest_sha256, old)
         await asyncio.to_thread(new_run_dir, old, staging)
         if stale_cache is not None:

@@ -57,8 +57,25 @@ def _ranges_head(analysis_ref: Mapping[str, Any]) -> list[str]:
 def usage_section(usage: Mapping[str, Any]) -> str:
     """Token and cost tables from the LLM ledger of the manifest."""
     total = usage.get("total") or {}
-    keys = ("calls", "cache_hits", "errors", "input_tokens", "output_tokens", "cost_usd")
+    keys = (
+        "calls",
+        "cache_hits",
+        "errors",
+        "input_tokens",
+        "cached_input_tokens",
+        "cache_write_tokens",
+        "output_tokens",
+        "cost_usd",
+        "uncached_cost_usd",
+    )
     parts = [table(["", *keys], [["total", *(num(total.get(k), 6) for k in keys)]])]
+    saved = (total.get("uncached_cost_usd") or 0.0) - (total.get("cost_usd") or 0.0)
+    if total.get("cached_input_tokens"):
+        parts.append(
+            f"<p>Prompt caching served {num(total.get('cached_input_tokens'), 0)} input tokens "
+            f"from the providers' caches and saved ${saved:.4f} (uncached_cost_usd is the cost "
+            "without it).</p>"
+        )
     rows = [
         [
             f"{r.get('provider')}:{r.get('model')} / {r.get('label')}",

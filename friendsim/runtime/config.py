@@ -165,7 +165,12 @@ class LLMOverride(_Section):
 
 
 class LLMSection(_Section):
-    """``[llm]``: default provider, limits, cache mode, prices and per-agent overrides."""
+    """``[llm]``: default provider, limits, cache mode, prices and per-agent overrides.
+
+    ``budget_usd`` stops the run (interrupted, resumable) before its spending could exceed it;
+    ``batch`` sends each rounds-mode phase's requests through the providers' batch APIs, polled
+    first after ``batch_poll_s`` seconds, then with doubling intervals (at most 60x that).
+    """
 
     provider: str = "auto"
     concurrency: int = Field(default=8, ge=1, le=10_000)
@@ -178,6 +183,9 @@ class LLMSection(_Section):
     reprompts: int = Field(default=3, ge=0, le=10)
     temperature: float | None = Field(default=None, ge=0, le=2)
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
+    budget_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    batch: bool = False
+    batch_poll_s: float = Field(default=5.0, gt=0, le=3600)
     overrides: tuple[LLMOverride, ...] = ()
 
     @field_validator("provider")

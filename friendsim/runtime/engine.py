@@ -11,7 +11,9 @@ identical whatever order the answers arrive in.
 A policy that raises is never allowed to end the run: an :class:`~friendsim.llm.errors.LLMError`
 becomes ``ActionFailed(stage="llm")``, any other exception ``ActionFailed(stage="policy")``
 (logged). Two errors do end it, on purpose: a replay-only cache miss
-(``CacheMissError``: the replay cannot be faithful) and a provider configuration error.
+(``CacheMissError``: the replay cannot be faithful) and a provider configuration error. A spent
+budget (``BudgetExceededError``) interrupts it: :class:`RunInterrupted` is raised before anything
+of the unfinished phase is applied, so a resume asks the same questions again.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from friendsim.llm.errors import CacheMissError, LLMError, ProviderConfigError
+from friendsim.llm.errors import BudgetExceededError, CacheMissError, LLMError, ProviderConfigError
 from friendsim.platform.feeds.base import FeedRanker
 from friendsim.runtime.apply import Outcome, apply_ballot, apply_decision
 from friendsim.runtime.observe import AgentContext, CoachView, ScoresLike, feed_item, inbox_message
@@ -74,7 +76,12 @@ class WindowTally:
 
 class RunInterrupted(Exception):
     """A stop was requested (SIGTERM/Ctrl-C in the CLI); raised by the schedulers at a safe point
-    (between phases or slices), never inside a platform commit."""
+    (between phases or slices), never inside a platform commit. ``reason`` says why
+    (``"stop"`` or ``"budget"``)."""
+
+    def __init__(self, message: str = "stop requested", *, reason: str = "stop") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class RunListener:
@@ -215,6 +222,8 @@ class Engine:
     async def _decide_one(self, agent: str, obs: Observation) -> Decision:
         try:
             return await self.policies[agent].decide(obs)
+        except BudgetExceededError as exc:
+            raise RunInterrupted(str(exc), reason="budget") from exc
         except _FATAL:
             raise
         except LLMError as exc:
@@ -227,6 +236,8 @@ class Engine:
     async def _vote_one(self, agent: str, obs: Observation, items: tuple[FeedItem, ...]) -> Ballot:
         try:
             return await self.policies[agent].vote(obs, items)
+        except BudgetExceededError as exc:
+            raise RunInterrupted(str(exc), reason="budget") from exc
         except _FATAL:
             raise
         except LLMError as exc:

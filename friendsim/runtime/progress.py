@@ -19,14 +19,18 @@ from rich.progress import (
 )
 
 from friendsim.llm.accounting import Ledger
+from friendsim.llm.budget import Budget
 from friendsim.runtime.engine import RunListener, WindowTally
 
 
 class RichProgress(RunListener):
     """Run listener drawing one progress bar; use as a context manager around the run."""
 
-    def __init__(self, ledger: Ledger, *, console: Console | None = None) -> None:
+    def __init__(
+        self, ledger: Ledger, *, console: Console | None = None, budget: Budget | None = None
+    ) -> None:
         self.ledger = ledger
+        self.budget = budget
         self.console = console or Console(stderr=True)
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -58,9 +62,13 @@ class RichProgress(RunListener):
         votes = self._done["votes"] + (tally.votes if tally else 0)
         total = self.ledger.total()
         tokens = total.usage.input_tokens + total.usage.output_tokens
+        cached = total.usage.cached_input_tokens
+        spend = f"${total.cost_usd:.4f}"
+        if self.budget is not None:
+            spend = f"${self.budget.spent():.4f} of ${self.budget.limit_usd:.2f} budget"
         return (
             f"actions {actions}  votes {votes}  failed {failures}  "
-            f"tokens {tokens:,}  ${total.cost_usd:.4f}"
+            f"tokens {tokens:,} ({cached:,} cached)  {spend}"
         )
 
     def run_started(self, *, windows: int, agents: int) -> None:

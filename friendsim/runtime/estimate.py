@@ -1,0 +1,196 @@
+"""``friendsim run CONFIG --estimate``: requests, tokens and cost of a run before spending anything.
+
+The estimate is a dry run: the experiment is executed in a temporary directory with every
+provider replaced by the scripted stand-in (:func:`~friendsim.runtime.scripted_mind.plausible_responder`,
+valid answers, instant), under the provider's own name, so the real prompt builder, memory,
+schemas and coach produce exactly the requests a run with those answers would send. No key, no
+network and no model are needed. Each request is counted with
+:func:`~friendsim.llm.tokens.provider_input_tokens` (characters per token, plus the role markup
+and the structured-output schema the hosted APIs bill) and priced by
+:func:`~friendsim.llm.estimate.price_requests`: live or batch, with or without prompt caching.
+
+What it cannot know: a real model's answers steer the run (how many comments and DMs it plans,
+how often it must be re-asked), and real answers are usually longer than the stand-in's, so
+output tokens are also given as their upper bound (``max_tokens`` of every request).
+
+Output: one line per provider and model, then a last line holding one JSON object with
+``requests``, ``input_tokens``, ``output_tokens`` and ``cost_usd`` (the run as configured:
+prompt caching on, batch prices when ``[llm].batch`` applies), plus the four costs and the
+per-model rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from friendsim.llm.base import Completion, LLMRequest
+from friendsim.llm.estimate import ModelEstimate, RequestCount, price_requests
+from friendsim.llm.registry import parse_spec
+from friendsim.llm.scripted import ScriptedLLM
+from friendsim.llm.tokens import MESSAGE_OVERHEAD_TOKENS, estimate_tokens, provider_input_tokens
+from friendsim.runtime.config import ExperimentConfig
+from friendsim.runtime.scripted_mind import plausible_responder
+
+
+class CountingStandIn:
+    """The provider of ``spec`` replaced by the scripted mind; records each request's counts."""
+
+    def __init__(self, spec: str, sink: list[RequestCount], *, seed: int = 0) -> None:
+        parsed = parse_spec(spec)
+        self.provider = parsed.provider
+        self.name = parsed.model or "scripted"
+        self._inner = ScriptedLLM(
+            plausible_responder(seed), model=self.name, provider=self.provider
+        )
+        self._sink = sink
+        self.max_output_tokens = 0
+
+    @property
+    def model(self) -> str:
+        return self._inner.model
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        completion = await self._inner.complete(request)
+        prefix = 0
+        if request.system:
+            prefix = estimate_tokens(request.system) + MESSAGE_OVERHEAD_TOKENS
+        self._sink.append(
+            RequestCount(
+                provider=self.provider,
+                model=self.name,
+                label=request.label,
+                prefix_key=hashlib.sha256(request.system.encode("utf-8")).hexdigest(),
+                prefix_tokens=prefix,
+                input_tokens=provider_input_tokens(request, self.provider),
+                output_tokens=estimate_tokens(completion.text),
+            )
+        )
+        self.max_output_tokens += request.max_tokens
+        return completion
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunEstimate:
+    """The priced dry run: per-model rows and what the config would actually pay."""
+
+    rows: tuple[ModelEstimate, ...]
+    batch: bool
+    batchable: bool
+    max_output_tokens: int
+    windows: int
+
+    @property
+    def cost_usd(self) -> float:
+        """The run as configured: prompt caching on; batch prices when batch mode applies."""
+        if self.batch and self.batchable:
+            return sum(r.cost_batch_cached_usd for r in self.rows)
+        return sum(r.cost_cached_usd for r in self.rows)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests": sum(r.requests for r in self.rows),
+            "input_tokens": sum(r.input_tokens for r in self.rows),
+            "output_tokens": sum(r.output_tokens for r in self.rows),
+            "output_tokens_max": self.max_output_tokens,
+            "cached_input_tokens": sum(r.cached_input_tokens for r in self.rows),
+            "cost_usd": round(self.cost_usd, 6),
+            "cost_live_uncached_usd": round(sum(r.cost_usd for r in self.rows), 6),
+            "cost_live_cached_usd": round(sum(r.cost_cached_usd for r in self.rows), 6),
+            "cost_batch_uncached_usd": round(sum(r.cost_batch_usd for r in self.rows), 6),
+            "cost_batch_cached_usd": round(sum(r.cost_batch_cached_usd for r in self.rows), 6),
+            "batch": self.batch,
+            "batchable": self.batchable,
+            "windows": self.windows,
+            "unpriced_models": [f"{r.provider}:{r.model}" for r in self.rows if not r.priced],
+            "by_model": [r.to_json() for r in self.rows],
+        }
+
+
+async def estimate_run(
+    cfg: ExperimentConfig,
+    *,
+    config_path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> RunEstimate:
+    """Dry-run ``cfg`` with stand-in models and price what it asked (see the module docstring)."""
+    from friendsim.runtime.assembly import make_ledger, run_experiment
+
+    dry = cfg.model_copy(
+        update={
+            "llm": cfg.llm.model_copy(update={"cache": "off", "budget_usd": None, "batch": False})
+        }
+    )
+    sink: list[RequestCount] = []
+    stand_ins: list[CountingStandIn] = []
+
+    def factory(spec: str) -> CountingStandIn:
+        llm = CountingStandIn(spec, sink)
+        stand_ins.append(llm)
+        return llm
+
+    with tempfile.TemporaryDirectory(prefix="friendsim-estimate-") as tmp:
+        result = await run_experiment(
+            dry,
+            out_dir=Path(tmp) / "run",
+            config_path=config_path,
+            llm_factory=factory,
+            env=env,
+        )
+    batchable = cfg.experiment.mode == "rounds"
+    rows = price_requests(sink, make_ledger(cfg).prices, batchable=batchable)
+    return RunEstimate(
+        rows=tuple(rows),
+        batch=cfg.llm.batch,
+        batchable=batchable,
+        max_output_tokens=sum(s.max_output_tokens for s in stand_ins),
+        windows=len(result.windows),
+    )
+
+
+def format_estimate(est: RunEstimate) -> list[str]:
+    """Human-readable lines (one per model) followed by the JSON line."""
+    lines = []
+    for r in est.rows:
+        money = (
+            f"live ${r.cost_usd:.4f} (cached ${r.cost_cached_usd:.4f}), "
+            f"batch ${r.cost_batch_usd:.4f} (cached ${r.cost_batch_cached_usd:.4f})"
+            if r.priced
+            else "no price known (counted as $0)"
+        )
+        lines.append(
+            f"{r.provider}:{r.model}: {r.requests:,} requests, {r.input_tokens:,} input tokens "
+            f"({r.cached_input_tokens:,} from the prompt cache), {r.output_tokens:,} output "
+            f"tokens; {money}"
+        )
+    if not est.rows:
+        lines.append("no LLM requests (baseline policy without an LLM coach)")
+    if est.batch and not est.batchable:
+        lines.append("note: [llm].batch applies to rounds mode only; priced live")
+    lines.append(json.dumps(est.to_json(), sort_keys=True))
+    return lines
+
+
+def handle_estimate(cfg: ExperimentConfig, config_path: str | Path) -> int:
+    """``friendsim run CONFIG --estimate``: print the estimate; exit code 0, or 2 on bad input."""
+    from friendsim.agents.persona_io import PersonaFileError
+    from friendsim.llm.errors import ProviderConfigError
+    from friendsim.runtime.config import ConfigError
+
+    try:
+        est = asyncio.run(estimate_run(cfg, config_path=config_path))
+    except (ConfigError, PersonaFileError, ProviderConfigError) as exc:
+        sys.stderr.write(f"friendsim run --estimate: {exc}\n")
+        return 2
+    sys.stdout.write("\n".join(format_estimate(est)) + "\n")
+    return 0

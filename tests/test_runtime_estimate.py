@@ -1,0 +1,123 @@
+"""``friendsim run CONFIG --estimate``: requests, tokens and cost before a run, with no model,
+key or network; checked against the tokens a real-HTTP run against a stub server is billed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llm_stub_server import StubLLMServer, mind_responder
+
+from friendsim.llm.accounting import Price, PriceTable
+from friendsim.llm.estimate import RequestCount, price_requests
+from friendsim.runtime.assembly import run_experiment
+from friendsim.runtime.config import parse_config
+from friendsim.runtime.estimate import estimate_run
+
+
+def config(provider: str, **llm: Any) -> Any:
+    return parse_config(
+        {
+            "experiment": {"name": "est", "seed": 2, "rounds": 3, "n_actions": 3},
+            "agents": {"count": 6, "policy": "llm"},
+            "llm": {"provider": provider, "retries": 0, "cache": "off", **llm},
+            "rewards": {"sentiment": "lexicon"},
+        }
+    )
+
+
+def within(estimate: float, actual: float, tol: float = 0.10) -> bool:
+    return abs(estimate - actual) <= tol * actual
+
+
+async def test_estimate_is_within_ten_percent_of_a_real_http_run(tmp_path: Path) -> None:
+    with StubLLMServer(responder=mind_responder(0), min_cache_tokens=1024) as stub:
+        spec = f"openai:{stub.openai_base_url}#gpt-4o-mini"
+        cfg = config(spec)
+        est = await estimate_run(cfg)
+        assert stub.requests == []  # the estimate never called the server
+        await run_experiment(cfg, out_dir=tmp_path / "run")
+    actual = json.loads((tmp_path / "run" / "manifest.json").read_text())["llm_usage"]["total"]
+    got = est.to_json()
+    assert got["requests"] == actual["calls"] == len(stub.requests)
+    assert within(got["input_tokens"], actual["input_tokens"]), (got, actual)
+    assert within(got["output_tokens"], actual["output_tokens"]), (got, actual)
+    assert within(got["cost_usd"], actual["cost_usd"]), (got, actual)
+    assert got["output_tokens_max"] >= got["output_tokens"]
+    (row,) = got["by_model"]
+    assert (row["provider"], row["model"]) == ("openai", "gpt-4o-mini")
+    assert set(row["by_label"]) >= {"plan", "content", "vote"}
+
+
+async def test_estimate_of_a_scripted_run_matches_its_usage(tmp_path: Path) -> None:
+    from test_replay_support import mind_factory
+
+    cfg = config("scripted:mind", prices={"scripted:mind": {"input": 1.0, "output": 2.0}})
+    est = (await estimate_run(cfg)).to_json()
+    run = await run_experiment(cfg, out_dir=tmp_path / "run", llm_factory=mind_factory)
+    actual = run.manifest.llm_usage["total"]
+    assert est["requests"] == actual["calls"]
+    assert within(est["input_tokens"], actual["input_tokens"], 0.01)
+    assert within(est["output_tokens"], actual["output_tokens"], 0.01)
+    assert within(est["cost_live_uncached_usd"], actual["cost_usd"], 0.01)
+
+
+def test_caching_and_batching_arithmetic() -> None:
+    reqs = [
+        RequestCount(provider="p", model="m", label="plan", prefix_key=k, prefix_tokens=100,
+                     input_tokens=300, output_tokens=50)
+        for k in ("a", "a", "a", "b")
+    ]  # fmt: skip
+    table = PriceTable({"p:m": Price(input=1.0, output=4.0, cached_input=0.1, cache_write=1.25)})
+    (row,) = price_requests(reqs, table, batchable=True, min_cache={"p:*": 100})
+    assert (row.requests, row.input_tokens, row.output_tokens) == (4, 1200, 200)
+    assert (row.cache_write_tokens, row.cached_input_tokens) == (200, 200)  # a, b write; a, a read
+    assert row.cost_usd == pytest.approx((1200 * 1.0 + 200 * 4.0) / 1e6)
+    cached = (800 * 1.0 + 200 * 1.25 + 200 * 0.1 + 200 * 4.0) / 1e6
+    assert row.cost_cached_usd == pytest.approx(cached)
+    assert row.cost_batch_usd == pytest.approx(row.cost_usd / 2)
+    assert row.cost_batch_cached_usd == pytest.approx(cached / 2)
+    (floor,) = price_requests(reqs, table, batchable=False, min_cache={"p:*": 101})
+    assert floor.cached_input_tokens == 0 and floor.cost_cached_usd == floor.cost_usd
+    assert floor.cost_batch_usd == floor.cost_usd  # no barriers, no batch discount
+
+
+def test_cli_estimate_needs_no_key_or_network(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        "[experiment]\nrounds = 2\nn_actions = 2\n[agents]\ncount = 3\n[llm]\nprovider = "
+        '"anthropic:claude-haiku-4-5"\nbatch = true\n[rewards]\nsentiment = "lexicon"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env["HTTPS_PROXY"] = env["HTTP_PROXY"] = "http://127.0.0.1:9"  # any connection would fail
+    out = subprocess.run(
+        [sys.executable, "-m", "friendsim", "run", str(cfg), "--estimate"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    last = json.loads(lines[-1])
+    assert {"requests", "input_tokens", "output_tokens", "cost_usd"} <= set(last)
+    assert last["requests"] > 0 and last["input_tokens"] > last["output_tokens"] > 0
+    assert last["cost_usd"] == pytest.approx(last["cost_batch_cached_usd"])
+    assert last["cost_batch_uncached_usd"] == pytest.approx(
+        last["cost_live_uncached_usd"] / 2, abs=1e-6
+    )
+    assert lines[0].startswith("anthropic:claude-haiku-4-5: ")
+    assert not (tmp_path / "runs").exists()  # nothing was run for real
+    real = subprocess.run(
+        [sys.executable, "-m", "friendsim", "run", str(cfg), "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert real.returncode == 2 and "ANTHROPIC_API_KEY" in real.stderr
