@@ -1,5 +1,5 @@
 """The ``friendsim`` command line: ``run``, ``personas``, ``analyze``, ``report``, ``sweep``,
-``replay``, ``log``.
+``replay``, ``log``, ``serve``.
 
 A thin dispatcher: each sub-command lives in its component's ``cli_*`` module, which adds its
 parser through ``register(subparsers)`` and sets ``handler`` (``args -> exit code``).
@@ -17,9 +17,19 @@ from friendsim.platform import cli_platform
 from friendsim.replay import cli_replay
 from friendsim.report import cli_report
 from friendsim.runtime import cli_run
+from friendsim.serve import cli_serve
 from friendsim.sweep import cli_sweep
 
-_COMMANDS = (cli_run, cli_personas, cli_analyze, cli_report, cli_sweep, cli_replay, cli_platform)
+_COMMANDS = (
+    cli_run,
+    cli_personas,
+    cli_analyze,
+    cli_report,
+    cli_sweep,
+    cli_replay,
+    cli_platform,
+    cli_serve,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -58,6 +58,7 @@ from friendsim.rundir.log import connect, log_hash
 from friendsim.rundir.manifest import Manifest, RunFiles, new_manifest, write_manifest
 from friendsim.runtime.config import ConfigError, ExperimentConfig, resolve_auto_provider
 from friendsim.runtime.continuous import ContinuousScheduler, acquaintances
+from friendsim.runtime.control import RunControl
 from friendsim.runtime.engine import Engine, FeedRules, RunInterrupted, RunListener, WindowTally
 from friendsim.runtime.rounds import RoundsScheduler
 
@@ -356,6 +357,7 @@ async def run_plan(
     env: Mapping[str, str] | None = None,
     ledger: Ledger | None = None,
     stop: asyncio.Event | None = None,
+    control: RunControl | None = None,
 ) -> RunResult:
     """Run ``plan`` into ``out_dir`` (see the module docstring).
 
@@ -366,6 +368,8 @@ async def run_plan(
     ``stop`` (optional): when set, the run stops at the next safe point (between phases or
     slices), keeps everything committed, writes ``status="interrupted"`` and raises
     :class:`~friendsim.runtime.engine.RunInterrupted`.
+    ``control`` (optional, a live view's): its gate is awaited before each window (pause,
+    resume, step; nothing is recorded while it holds) and its ``on_open`` with the open platform.
     """
     run_dir = Path(out_dir)
     lock = await asyncio.to_thread(RunLock(run_dir).acquire)
@@ -379,6 +383,7 @@ async def run_plan(
             env=env,
             ledger=ledger,
             stop=stop,
+            control=control,
         )
     finally:
         lock.release()
@@ -394,6 +399,7 @@ async def _run_locked(
     env: Mapping[str, str] | None,
     ledger: Ledger | None,
     stop: asyncio.Event | None,
+    control: RunControl | None = None,
 ) -> RunResult:
     source = str(config_path) if config_path is not None else "<config>"
     base = Path(config_path).parent if config_path is not None else Path.cwd()
@@ -421,6 +427,8 @@ async def _run_locked(
             attrs = {"dominant": p.dominant, **p.attributes}
             await platform.register_agent(p.id, name=p.name, attributes=attrs)
         await platform.flush()
+        if control is not None and control.on_open is not None:
+            await control.on_open(platform)
 
         cache_path = layout.llm_cache if cfg.llm.cache != "off" else None
         for spec in sorted({*specs.values(), *coach_specs}):
@@ -473,6 +481,7 @@ async def _run_locked(
             feeds=feeds,
             listener=listener,
             stop=stop,
+            gate=control.gate if control is not None else None,
             acquaintances=acquaintances(agent_ids, k=10, seed=ex.seed)
             if ex.mode == "continuous"
             else None,
@@ -528,6 +537,7 @@ async def run_experiment(
     env: Mapping[str, str] | None = None,
     ledger: Ledger | None = None,
     stop: asyncio.Event | None = None,
+    control: RunControl | None = None,
 ) -> RunResult:
     """Run one config for the whole run: :func:`run_plan` with ``RunPlan.of(cfg)``."""
     return await run_plan(
@@ -539,6 +549,7 @@ async def run_experiment(
         env=env,
         ledger=ledger,
         stop=stop,
+        control=control,
     )
 
 

@@ -18,7 +18,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
@@ -29,6 +29,10 @@ from friendsim.runtime.engine import RunInterrupted
 
 if TYPE_CHECKING:
     from friendsim.runtime.assembly import RunResult
+    from friendsim.runtime.engine import RunListener
+    from friendsim.serve.live import ServedRun
+
+T = TypeVar("T")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -61,6 +65,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
+        "--serve",
+        type=int,
+        nargs="?",
+        const=8765,
+        default=None,
+        metavar="PORT",
+        help="live view with pause/resume/step at http://HOST:PORT/ (default port 8765); "
+        "stays up after the run until Ctrl-C (needs the serve extra)",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address the live view binds (default 127.0.0.1)"
+    )
+    p.add_argument(
+        "--paused",
+        action="store_true",
+        help="with --serve: hold the run before window 1 until Resume or Step is pressed",
+    )
+    p.add_argument(
         "--log-level",
         default="warning",
         choices=("debug", "info", "warning", "error"),
@@ -84,7 +106,7 @@ def configure_logging(level: str) -> None:
     )
 
 
-async def _stoppable(run: Callable[[asyncio.Event], Awaitable[RunResult]]) -> RunResult:
+async def _stoppable(run: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     """Run with SIGTERM/SIGINT asking for a graceful stop (at the next phase or slice: nothing
     committed is lost, the manifest says ``"interrupted"``); a second signal cancels at once."""
     stop = asyncio.Event()
@@ -106,6 +128,31 @@ async def _stoppable(run: Callable[[asyncio.Event], Awaitable[RunResult]]) -> Ru
             loop.remove_signal_handler(sig)
 
 
+async def _served(
+    served: ServedRun | None, run: Callable[[asyncio.Event], Awaitable[RunResult]]
+) -> RunResult:
+    """Run, with the live view beside it when ``served``: the view starts first and stays up
+    after the run until SIGTERM/Ctrl-C, so the finished run can still be looked at."""
+    if served is None:
+        return await _stoppable(run)
+    from friendsim.serve.server import announce
+
+    announce(await served.start(), "the run")
+    try:
+        result = await _stoppable(run)
+        sys.stderr.write(
+            f"friendsim run: run {result.manifest.status}; the live view stays up until Ctrl-C\n"
+        )
+        await _stoppable(_until_stopped)
+        return result
+    finally:
+        await served.stop()
+
+
+async def _until_stopped(stop: asyncio.Event) -> None:
+    await stop.wait()
+
+
 def handle(args: argparse.Namespace) -> int:
     """Run the experiment named by ``args``; returns the exit code.
 
@@ -113,6 +160,15 @@ def handle(args: argparse.Namespace) -> int:
     committed and the manifest says ``"interrupted"`` (exit code 130).
     """
     configure_logging(args.log_level)
+    if args.serve is not None and (args.resume is not None or args.fork is not None):
+        sys.stderr.write(
+            "friendsim run: --serve works with a new run; for a resumed or forked run use "
+            "`friendsim serve RUN_DIR` beside it\n"
+        )
+        return 2
+    if args.paused and args.serve is None:
+        sys.stderr.write("friendsim run: --paused needs --serve (nothing could resume the run)\n")
+        return 2
     if args.resume is not None or args.fork is not None:
         from friendsim.replay.cli_replay import handle_run_option
 
@@ -131,29 +187,44 @@ def handle(args: argparse.Namespace) -> int:
         return 2
     out = args.out if args.out is not None else Path("runs") / cfg.experiment.name
     ledger = make_ledger(cfg)
+    served = None
+    if args.serve is not None:
+        from friendsim.serve.live import ServedRun
+        from friendsim.serve.server import ServeDependencyError
+
+        try:
+            served = ServedRun(out, host=args.host, port=args.serve, paused=args.paused)
+        except ServeDependencyError as exc:
+            sys.stderr.write(f"friendsim run: {exc}\n")
+            return 2
+        except OSError as exc:
+            sys.stderr.write(
+                f"friendsim run: --serve: cannot listen on {args.host}:{args.serve}: {exc}\n"
+            )
+            return 2
+
+    def start(listener: RunListener | None) -> RunResult:
+        return asyncio.run(
+            _served(
+                served,
+                lambda stop: run_experiment(
+                    cfg,
+                    out_dir=out,
+                    config_path=args.config,
+                    listener=listener,
+                    ledger=ledger,
+                    stop=stop,
+                    control=served.control if served is not None else None,
+                ),
+            )
+        )
+
     try:
         if args.quiet:
-            result = asyncio.run(
-                _stoppable(
-                    lambda stop: run_experiment(
-                        cfg, out_dir=out, config_path=args.config, ledger=ledger, stop=stop
-                    )
-                )
-            )
+            result = start(None)
         else:
             with RichProgress(ledger) as progress:
-                result = asyncio.run(
-                    _stoppable(
-                        lambda stop: run_experiment(
-                            cfg,
-                            out_dir=out,
-                            config_path=args.config,
-                            listener=progress,
-                            ledger=ledger,
-                            stop=stop,
-                        )
-                    )
-                )
+                result = start(progress)
     except (
         ConfigError,
         RunOccupiedError,

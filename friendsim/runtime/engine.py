@@ -42,6 +42,7 @@ from friendsim.runtime.observe import AgentContext, CoachView, ScoresLike, feed_
 
 if TYPE_CHECKING:
     from friendsim.platform.service import Platform
+    from friendsim.runtime.control import PauseGate
 
 log = structlog.get_logger(__name__)
 
@@ -121,6 +122,7 @@ class Engine:
         acquaintances: Mapping[str, Sequence[str]] | None = None,
         max_known: int = 50,
         stop: asyncio.Event | None = None,
+        gate: PauseGate | None = None,
     ) -> None:
         self.platform = platform
         self.policies = dict(policies)
@@ -138,6 +140,13 @@ class Engine:
         }
         self._received: dict[str, deque[ReceivedVote]] = {}
         self.stop = stop
+        self.gate = gate
+
+    async def before_window(self, window: int) -> None:
+        """Wait at the pause gate (if any), then check for a stop; called before each window."""
+        if self.gate is not None:
+            await self.gate.wait(window, self.stop)
+        self.check_stop()
 
     def begin_window(self, window: int) -> None:
         """Take the feed rules in force during ``window`` (called by the schedulers)."""
