@@ -85,6 +85,9 @@ class ServeTarget:
 def open_target(path: str | Path, *, poll_interval: float = 0.2) -> ServeTarget:
     """A run directory (``events.db`` or ``manifest.json``) or a sweep directory (``sweep.json``).
 
+    An empty directory is accepted too: the view waits for a run to be written into it (open the
+    page first, then ``friendsim run CONFIG --out DIR``).
+
     Raises :class:`RunDirectoryError` naming the path when it is neither.
     """
     p = Path(path)
@@ -103,7 +106,7 @@ def open_target(path: str | Path, *, poll_interval: float = 0.2) -> ServeTarget:
                 raise RunDirectoryError(f"{p / SWEEP_FILE}: run dir {rel!r} is outside the sweep")
             runs.append(_file_source(rd, poll_interval))
         return ServeTarget(runs=runs, sweep=p, closers=[r.notifier for r in runs])
-    if not ((p / "events.db").is_file() or (p / "manifest.json").is_file()):
+    if not ((p / "events.db").is_file() or (p / "manifest.json").is_file()) and any(p.iterdir()):
         raise RunDirectoryError(f"{p}: not a run directory (no events.db or manifest.json)")
     src = _file_source(p, poll_interval)
     return ServeTarget(runs=[src], closers=[src.notifier])
