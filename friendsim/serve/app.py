@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from friendsim.analysis.analyze import RunDirectoryError, read_manifest
 from friendsim.serve.digest import RunDigest
-from friendsim.serve.follow import Notifier, StatWatcher, follow
+from friendsim.serve.follow import LogProblem, Notifier, StatWatcher, follow
 from friendsim.serve.logfile import LogFile, LogReadError
 
 if TYPE_CHECKING:
@@ -137,6 +137,9 @@ async def _sse(src: RunSource, start: int, heartbeat: float) -> AsyncIterator[by
     async for rows in follow(src.log, src.notifier, from_seq=start, heartbeat=heartbeat):
         if not rows:
             yield b": keep-alive\n\n"
+            continue
+        if isinstance(rows[0], LogProblem):
+            yield f"event: log-error\ndata: {json.dumps(rows[0].message)}\n\n".encode()
             continue
         yield "".join(f"id: {seq}\ndata: {line}\n\n" for seq, line in rows).encode("utf-8")
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
-from friendsim.serve.logfile import LogFile, Row
+from friendsim.serve.logfile import LogFile, LogReadError, Row
 
 if TYPE_CHECKING:
     from friendsim.platform.bus import EventBus, Subscription
@@ -30,6 +31,13 @@ log = structlog.get_logger(__name__)
 
 PAGE = 500
 """Rows per read while catching up."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogProblem:
+    """The log could not be read just now (sent to the browser as an SSE ``log-error`` event)."""
+
+    message: str
 
 
 class Notifier(Protocol):
@@ -155,7 +163,7 @@ async def follow(
     *,
     from_seq: int,
     heartbeat: float = 15.0,
-) -> AsyncIterator[list[Row]]:
+) -> AsyncIterator[list[Row] | list[LogProblem]]:
     """Batches of rows from ``from_seq`` on: catch up from the log, then follow it live.
 
     Yields an empty batch after ``heartbeat`` seconds without rows (the SSE stream turns it into
@@ -164,7 +172,15 @@ async def follow(
     nxt = max(1, from_seq)
     while True:
         token = notifier.token()
-        rows = await asyncio.to_thread(logfile.read, nxt, PAGE)
+        try:
+            rows = await asyncio.to_thread(logfile.read, nxt, PAGE)
+        except LogReadError as exc:
+            # A log being created can be briefly unreadable; a broken one stays so. Either way
+            # say it once per change and keep the stream open for the next change.
+            log.warning("serve.log_unreadable", error=str(exc))
+            yield [LogProblem(str(exc))]
+            await notifier.wait(token, heartbeat)
+            continue
         if rows:
             nxt = rows[-1][0] + 1
             yield rows
