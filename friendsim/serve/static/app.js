@@ -144,12 +144,12 @@ async function sendControl(action) {
 // ---- rendering --------------------------------------------------------------------------------
 
 function windowRange(w) {
+  // window w's rows: from its window_started up to the next window's (so the coach's tips,
+  // recorded just after the window closed, are shown with the window they are about)
   const start = S.started.get(w);
   if (start === undefined) return [0, Infinity];
   const next = S.started.get(w + 1);
-  const digest = S.windows.find((d) => d.window === w);
-  const end = digest ? digest.end_seq : (next !== undefined ? next - 1 : Infinity);
-  return [start, end];
+  return [start, next !== undefined ? next - 1 : Infinity];
 }
 
 function itemFor(row) {
