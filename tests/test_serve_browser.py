@@ -368,3 +368,34 @@ def test_report_of_the_paper_example_has_component_curves_and_coach(
     assert w.page.locator("#interventions, #moderation, #surveys, #cascades").count() == 0
     w.shot("paper-report")
     assert w.errors == []
+
+
+def test_sweep_page_lists_runs_and_opens_one(tmp_path: Path, watched: Any) -> None:
+    from test_sweep_aggregate import build_sweep_dir
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
+        sweep = pool.submit(
+            build_sweep_dir, tmp_path / "sweep", reps=2, windows=2, fail_one=True
+        ).result()
+    with background("serve", str(sweep), "--port", "0") as (_, url):
+        data = httpx.get(f"{url}api/sweep", timeout=60).json()
+        w = watched()
+        w.page.goto(url)
+        w.page.wait_for_selector("#runs a.run-link")
+        rows = w.page.eval_on_selector_all(
+            "#runs tr[data-status]", "els => els.map(e => e.dataset.status)"
+        )
+        assert rows == [r["status"] for r in data["runs"]]
+        assert rows.count("completed") == 3 and rows.count("failed") == 1
+        finals = [r["final_reward"] for r in data["runs"] if r["status"] == "completed"]
+        assert all(f is not None and 0.0 <= f <= 1.0 for f in finals)
+        w.shot("sweep-page")
+        w.page.click("#runs a.run-link >> nth=0")
+        w.page.wait_for_url(f"{url}runs/0/")
+        w.page.wait_for_function(
+            "() => document.querySelector('#window-label').textContent === 'window 2 of 2'",
+            timeout=60_000,
+        )
+        assert posts_on_page(w.page) > 0
+        w.shot("sweep-run-page")
+        assert w.errors == []
