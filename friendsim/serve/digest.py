@@ -95,6 +95,8 @@ class RunDigest:
         """Read the rows not seen yet; returns the number of closed windows."""
         with self._lock:
             if self._scorer is None:
+                if self.log.last_seq() == 0:
+                    return 0  # nothing logged yet: the manifest may not be written either
                 self._start()
             scorer, ties = self._scorer, self._ties
             assert scorer is not None and ties is not None
