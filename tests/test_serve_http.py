@@ -194,3 +194,14 @@ def test_run_serve_port_taken_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "cannot listen" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r").exists()  # nothing started, nothing written
+
+
+def test_serve_options_that_cannot_work_are_refused(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.toml")
+    proc = run_cli("run", str(cfg), "--out", str(tmp_path / "r"), "--quiet", "--paused")
+    assert proc.returncode == 2 and "--paused needs --serve" in proc.stderr
+    proc = run_cli("run", "--resume", str(tmp_path / "r"), "--serve", "0")
+    assert proc.returncode == 2 and "--serve works with a new run" in proc.stderr
+    proc = run_cli("serve", str(tmp_path), "--port", "70000")
+    assert proc.returncode == 2 and "--port 70000" in proc.stderr
+    assert not (tmp_path / "r").exists()
