@@ -358,6 +358,7 @@ function renderAgent(id) {
   const persona = Object.assign({ dominant: a ? a.dominant : "", model: a ? a.model : "" }, a ? a.persona : {});
   if (a && a.lambdas) persona.lambdas = a.lambdas;
   for (const [k, v] of Object.entries(persona)) {
+    if (v === null || v === undefined || v === "") continue;
     dl.appendChild(el("dt", {}, k));
     dl.appendChild(el("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v)));
   }
