@@ -9,5 +9,6 @@ event log, live while it is written and identically for a finished run:
 * :mod:`.digest` turns the log into per-window figures (reward components, tie network, tips);
 * :mod:`.app` holds the routes (Server-Sent Events, JSON, the page), :mod:`.static` the page's
   scripts and styles (shipped in the package: works offline), :mod:`.server` starts uvicorn,
-  :mod:`.cli_serve` is the ``serve`` sub-command.
+  :mod:`.live` runs the view beside a run in this process (``run --serve``: bus notifier and
+  pause gate), :mod:`.cli_serve` is the ``serve`` sub-command.
 """
