@@ -156,18 +156,17 @@ def test_pause_holds_the_run_and_changes_nothing_in_the_log(tmp_path: Path) -> N
     plain = tmp_path / "plain"
     assert run_cli("run", str(cfg), "--out", str(plain), "--quiet").returncode == 0
     served = tmp_path / "served"
-    with background("run", str(cfg), "--out", str(served), "--quiet", "--serve", "0") as (
-        proc,
-        url,
-    ):
-        state = control(url, "pause")
-        assert state["paused"] is True
-        wait_for(lambda: control(url)["waiting_before"] is not None, what="the gate to hold")
-        held = control(url)["waiting_before"]
+    with background(
+        "run", str(cfg), "--out", str(served), "--quiet", "--serve", "0", "--paused"
+    ) as (proc, url):
+        assert control(url)["paused"] is True
+        wait_for(lambda: control(url)["waiting_before"] == 1, what="the gate to hold")
+        held = 1
         started = count_rows(served, "window_started")
-        assert started == held - 1
+        assert started == 0 and count_rows(served, "agent_registered") == 6
         time.sleep(1.5)
         assert count_rows(served, "window_started") == started  # still held
+        assert control(url, "pause")["paused"] is True  # pausing a held run keeps it held
         control(url, "step")
         wait_for(lambda: control(url)["waiting_before"] == held + 1, what="one window to run")
         assert count_rows(served, "window_started") == started + 1
