@@ -12,10 +12,10 @@ import sys
 from collections.abc import Sequence
 
 from friendsim import __version__
-from friendsim.commands import analyze, log, personas, replay, report, run, sweep
+from friendsim.commands import analyze, log, personas, replay, report, run, serve, sweep
 from friendsim.commands._help import FORMATTER
 
-_COMMANDS = (run, personas, analyze, report, sweep, replay, log)
+_COMMANDS = (run, personas, analyze, report, sweep, replay, log, serve)
 
 DESCRIPTION = """\
 friendsim: LLM agents on a synthetic social platform. Run experiments described

@@ -21,7 +21,7 @@ from test_analyze_fixture import build_run_dir
 from test_report_html import png_size
 from test_sweep_aggregate import build_sweep_dir
 
-from friendsim.report.render import SECTION_IDS, write_report
+from friendsim.report.render import RUN_SECTION_IDS, SECTION_IDS, write_report
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = (
@@ -99,7 +99,12 @@ def check_in_browser(
 def test_run_report_renders_without_console_errors(tmp_path: Path) -> None:
     run = build_run_dir(tmp_path / "run", seed=4, windows=3)
     page = write_report(run)
-    check_in_browser(page, tmp_path, SECTION_IDS, {"fig-rewards", "fig-network", "fig-degrees"})
+    check_in_browser(
+        page,
+        tmp_path,
+        RUN_SECTION_IDS,
+        {"fig-rewards", "fig-components", "fig-network", "fig-degrees"},
+    )
 
 
 def test_sweep_report_renders_without_console_errors(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from test_analyze_fixture import build_run_dir
 from test_sweep_aggregate import build_sweep_dir
 
 from friendsim.commands import report as cli_report
-from friendsim.report.render import FIGURES_DIR, SECTION_IDS, write_report
+from friendsim.report.render import FIGURES_DIR, RUN_SECTION_IDS, SECTION_IDS, write_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -84,9 +84,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_run_report_sections_and_figures(run_dir: Path) -> None:
     path = write_report(run_dir)
     assert path == run_dir / "report.html"
-    scan = check_page(path, SECTION_IDS)
+    scan = check_page(path, RUN_SECTION_IDS)
     ids = {img["id"] for img in scan.images}
-    assert ids == {"fig-rewards", "fig-network", "fig-degrees"}
+    assert ids == {"fig-rewards", "fig-components", "fig-network", "fig-degrees"}
     text = path.read_text(encoding="utf-8")
     assert "x:&lt;b&gt;m&lt;/b&gt;&amp;co" in text and "<b>m</b>" not in text
     assert "✓" in text or "✗" in text

@@ -11,7 +11,7 @@ from pathlib import Path
 from test_report_html import check_page
 
 from friendsim.commands.analyze import analyze_path
-from friendsim.report.render import SECTION_IDS, write_report
+from friendsim.report.render import RUN_SECTION_IDS, write_report
 
 CONFIG = """
 [experiment]
@@ -52,5 +52,10 @@ def test_real_run_analysis_and_report(tmp_path: Path) -> None:
     assert a["network"]["thetas"] == ["0.05", "0.1"]
     assert a["usage"]["total"] == manifest["llm_usage"]["total"]
     page = write_report(run)
-    scan = check_page(page, SECTION_IDS)
-    assert {img["id"] for img in scan.images} == {"fig-rewards", "fig-network", "fig-degrees"}
+    scan = check_page(page, RUN_SECTION_IDS)
+    assert {img["id"] for img in scan.images} == {
+        "fig-rewards",
+        "fig-components",
+        "fig-network",
+        "fig-degrees",
+    }

@@ -17,6 +17,8 @@ step above analysis, :mod:`friendsim.runtime.tie_scoring`) and returns a dict wi
 * ``reference``: per threshold θ, each reference metric of the final tie network flagged
   inside/outside the range of the eight real friendship networks, the homophily flags, and the
   reference rows (the eight networks, their mean and Zachary's karate club recomputed live);
+* ``coach``: tip adherence from :func:`friendsim.analysis.coaching.tip_adherence` (every tip,
+  whether the agent followed it in the next window, rates by action, window and agent);
 * ``usage``: the LLM ledger of the manifest (``total`` with tokens and ``cost_usd``, ``by_key``
   rows, ``unpriced_models``);
 * ``notes``: plain-language caveats (e.g. how many text-based tie scores were invalid).
@@ -38,6 +40,7 @@ from typing import Any
 
 import structlog
 
+from friendsim.analysis.coaching import tip_adherence
 from friendsim.analysis.graphs import agents_and_attributes
 from friendsim.analysis.reference import REFERENCE_METRICS, load_reference, side_by_side
 from friendsim.analysis.rewards_cli import iter_events, rewards_table, window_means
@@ -55,7 +58,7 @@ from friendsim.analysis.ties import DEFAULT_THETAS, TieParams, TieParamsError
 
 log = structlog.get_logger(__name__)
 
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2
 ANALYSIS_FILE = "analysis.json"
 EVENTS_DB = "events.db"
 MANIFEST = "manifest.json"
@@ -293,6 +296,7 @@ def analyze_run(run_dir: str | Path) -> dict[str, Any]:
         },
         "network": network,
         "reference": _reference_block(network, seed),
+        "coach": tip_adherence(events),
         "usage": {
             "total": usage.get("total") or {},
             "by_key": usage.get("by_key") or [],

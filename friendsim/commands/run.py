@@ -14,7 +14,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from friendsim.commands._help import FORMATTER, Subparsers, add_log_level
 
@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     import asyncio
 
     from friendsim.runtime.assembly import RunResult
+    from friendsim.runtime.engine import RunListener
+    from friendsim.serve.live import ServedRun
+
+T = TypeVar("T")
 
 DESCRIPTION = """\
 Run an experiment described by a TOML file and write everything it produces to a
@@ -106,6 +110,26 @@ def register(subparsers: Subparsers) -> None:
         metavar="USD",
         help="spending limit in US dollars; replaces [llm] budget_usd (also with --resume)",
     )
+    p.add_argument(
+        "--serve",
+        type=int,
+        nargs="?",
+        const=8765,
+        default=None,
+        metavar="PORT",
+        help="open the live view with pause, resume and step controls at http://HOST:PORT/ "
+        "(default port 8765); it stays up after the run until Ctrl-C (needs the serve extra)",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="with --serve: address to listen on (default: %(default)s)",
+    )
+    p.add_argument(
+        "--paused",
+        action="store_true",
+        help="with --serve: hold the run before window 1 until Resume or Step is pressed",
+    )
     add_log_level(p)
     p.set_defaults(handler=handle)
 
@@ -120,7 +144,7 @@ def _positive_usd(text: str) -> float:
     return value
 
 
-async def _stoppable(run: Callable[[asyncio.Event], Awaitable[RunResult]]) -> RunResult:
+async def _stoppable(run: Callable[[asyncio.Event], Awaitable[T]]) -> T:
     """Run with SIGTERM/SIGINT asking for a graceful stop (at the next phase or slice: nothing
     committed is lost, the manifest says ``"interrupted"``); a second signal cancels at once."""
     import asyncio
@@ -145,6 +169,31 @@ async def _stoppable(run: Callable[[asyncio.Event], Awaitable[RunResult]]) -> Ru
             loop.remove_signal_handler(sig)
 
 
+async def _served(
+    served: ServedRun | None, run: Callable[[asyncio.Event], Awaitable[RunResult]]
+) -> RunResult:
+    """Run, with the live view beside it when ``served``: the view starts first and stays up
+    after the run until SIGTERM/Ctrl-C, so the finished run can still be looked at."""
+    if served is None:
+        return await _stoppable(run)
+    from friendsim.serve.server import announce
+
+    announce(await served.start(), "the run")
+    try:
+        result = await _stoppable(run)
+        sys.stderr.write(
+            f"friendsim run: run {result.manifest.status}; the live view stays up until Ctrl-C\n"
+        )
+        await _stoppable(_until_stopped)
+        return result
+    finally:
+        await served.stop()
+
+
+async def _until_stopped(stop: asyncio.Event) -> None:
+    await stop.wait()
+
+
 def handle(args: argparse.Namespace) -> int:
     """Run the experiment named by ``args``; returns the exit code.
 
@@ -162,6 +211,15 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.runtime.logs import configure_logging
 
     configure_logging(args.log_level)
+    if args.serve is not None and (args.resume is not None or args.fork is not None):
+        sys.stderr.write(
+            "friendsim run: --serve works with a new run; for a resumed or forked run use "
+            "`friendsim serve RUN_DIR` beside it\n"
+        )
+        return 2
+    if args.paused and args.serve is None:
+        sys.stderr.write("friendsim run: --paused needs --serve (nothing could resume the run)\n")
+        return 2
     if args.resume is not None or args.fork is not None:
         from friendsim.commands.replay import handle_run_option
 
@@ -190,35 +248,45 @@ def handle(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else Path("runs") / cfg.experiment.name
     ledger = make_ledger(cfg)
     budget = None if cfg.llm.budget_usd is None else Budget(cfg.llm.budget_usd, ledger)
+    served = None
+    if args.serve is not None:
+        from friendsim.serve.live import ServedRun
+        from friendsim.serve.server import ServeDependencyError
+
+        try:
+            served = ServedRun(out, host=args.host, port=args.serve, paused=args.paused)
+        except ServeDependencyError as exc:
+            sys.stderr.write(f"friendsim run: {exc}\n")
+            return 2
+        except OSError as exc:
+            sys.stderr.write(
+                f"friendsim run: --serve: cannot listen on {args.host}:{args.serve}: {exc}\n"
+            )
+            return 2
+
+    def start(listener: RunListener | None) -> RunResult:
+        return asyncio.run(
+            _served(
+                served,
+                lambda stop: run_experiment(
+                    cfg,
+                    out_dir=out,
+                    config_path=args.config,
+                    listener=listener,
+                    ledger=ledger,
+                    stop=stop,
+                    budget=budget,
+                    control=served.control if served is not None else None,
+                ),
+            )
+        )
+
     try:
         if args.quiet:
-            result = asyncio.run(
-                _stoppable(
-                    lambda stop: run_experiment(
-                        cfg,
-                        out_dir=out,
-                        config_path=args.config,
-                        ledger=ledger,
-                        stop=stop,
-                        budget=budget,
-                    )
-                )
-            )
+            result = start(None)
         else:
             with RichProgress(ledger, budget=budget) as progress:
-                result = asyncio.run(
-                    _stoppable(
-                        lambda stop: run_experiment(
-                            cfg,
-                            out_dir=out,
-                            config_path=args.config,
-                            listener=progress,
-                            ledger=ledger,
-                            stop=stop,
-                            budget=budget,
-                        )
-                    )
-                )
+                result = start(progress)
     except (
         ConfigError,
         RunOccupiedError,

@@ -13,6 +13,20 @@ from typing import Any
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
 SECTION_IDS = ("summary", "rewards", "network", "reference", "degrees", "usage")
+"""Sections of every report (a sweep's page has these, then ``aggregate``)."""
+RUN_SECTION_IDS = (
+    "summary",
+    "rewards",
+    "components",
+    "coach",
+    "agents",
+    "network",
+    "reference",
+    "degrees",
+    "usage",
+)
+"""Sections of a run's report (optional sections such as ``interventions`` go before ``usage``
+when the run has them)."""
 REF_KEYS = ("density", "clustering", "lcc", "path_ln", "modularity")
 _PREFERRED_ATTRS = ("stance_group", "dominant")
 _CSS = """

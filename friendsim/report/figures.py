@@ -48,7 +48,9 @@ def _png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def reward_curves(panels: Mapping[str, Mapping[str, Series]], *, title: str) -> bytes:
+def reward_curves(
+    panels: Mapping[str, Mapping[str, Series]], *, title: str, ylabel: str = "mean total reward"
+) -> bytes:
     """One panel per policy group; in each, one line per series (a run, or a sweep cell) with
     its band (``lower``..``upper``) shaded. Windows on x, mean total reward on y (0..1)."""
     plt = _pyplot()
@@ -89,7 +91,7 @@ def reward_curves(panels: Mapping[str, Mapping[str, Series]], *, title: str) -> 
         ax.set_title(name, fontsize=10)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("window")
-        ax.set_ylabel("mean total reward")
+        ax.set_ylabel(ylabel)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     if labels_seen:
@@ -143,40 +145,54 @@ def network_drawing(
     return _png(fig)
 
 
-def degree_distributions(series: Mapping[str, Mapping[str, int]], *, title: str) -> bytes:
-    """Log-log degree distributions: for each series, P(d) (share of nodes) against the
-    normalised degree d/(n−1). Degree 0 cannot be drawn on a log axis and is left out (the
-    share of isolated nodes is said in the legend)."""
+def degree_distributions(
+    series: Mapping[str, Mapping[str, int]],
+    *,
+    title: str,
+    nodes: Mapping[str, float] | None = None,
+) -> bytes:
+    """Degree distributions as bars, one small panel per network: the number of nodes with each
+    degree d = 0, 1, 2, … (isolated nodes included as d = 0). ``series`` maps each network to
+    its ``degree_distribution`` (normalised degree d/(n−1) -> node count, as the analysis
+    stores it); ``nodes`` gives n per network when the counts are pooled over several networks
+    (default: the sum of the counts). At the population sizes of these
+    experiments (tens of agents) a log-log plot has a handful of points and hides the zeros;
+    bars show every count. Integer ticks, thinned by the axis locator, never overlap."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    drawn = 0
-    for i, (label, dist) in enumerate(series.items()):
-        total = sum(dist.values())
-        if total == 0:
-            continue
-        pts = sorted((float(k), c / total) for k, c in dist.items() if float(k) > 0)
-        zero = sum(c for k, c in dist.items() if float(k) == 0) / total
-        extra = f" ({zero:.0%} isolated)" if zero > 0 else ""
-        if not pts:
-            continue
-        ax.loglog(
-            [p[0] for p in pts],
-            [p[1] for p in pts],
-            marker="o",
-            ms=4,
-            linestyle="-",
-            alpha=0.8,
-            color=PALETTE[i % len(PALETTE)],
-            label=label + extra,
-        )
-        drawn += 1
-    if drawn == 0:
-        ax.text(0.5, 0.5, "no edges: nothing to draw", ha="center", va="center")
+    from matplotlib.ticker import MaxNLocator
+
+    items = [(label, dist) for label, dist in series.items() if sum(dist.values()) > 0]
+    if not items:
+        fig, ax = plt.subplots(figsize=(6.4, 2.4))
+        ax.text(0.5, 0.5, "no nodes: nothing to draw", ha="center", va="center")
         ax.set_axis_off()
-    else:
-        ax.set_xlabel("degree / (n − 1)")
-        ax.set_ylabel("share of nodes")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
+        ax.set_title(title, fontsize=10)
+        return _png(fig)
+    cols = min(3, len(items))
+    rows = math.ceil(len(items) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows), squeeze=False)
+    for idx, ax in enumerate(axes.flat):
+        if idx >= len(items):
+            ax.set_visible(False)
+            continue
+        label, dist = items[idx]
+        n_nodes = float((nodes or {}).get(label) or sum(float(c) for c in dist.values()))
+        counts: dict[int, float] = {}
+        for k, c in dist.items():
+            d = round(float(k) * max(0.0, n_nodes - 1))
+            counts[d] = counts.get(d, 0.0) + float(c)
+        top = max(counts)
+        xs = list(range(0, top + 1))
+        ax.bar(xs, [counts.get(x, 0.0) for x in xs], color=PALETTE[idx % len(PALETTE)], width=0.8)
+        n = sum(counts.values())
+        ax.set_title(f"{label} (n={n:g}, isolated {counts.get(0, 0.0):g})", fontsize=9)
+        ax.set_xlim(-0.6, max(top, 1) + 0.6)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=8))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=5))
+        ax.set_xlabel("degree", fontsize=8)
+        ax.set_ylabel("nodes", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     return _png(fig)

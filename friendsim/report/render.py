@@ -4,10 +4,14 @@ The page takes its numbers from the same functions as ``friendsim analyze --json
 (:func:`friendsim.analysis.analyze.load_analysis` for a run,
 :func:`friendsim.sweep.aggregate.load_or_aggregate` for a sweep), so the two never disagree.
 Sections (HTML ids): ``summary``, ``rewards`` (reward curves per dominant policy, mean and 95 %
-band; for a sweep one line per grid cell, e.g. coach on vs off), ``network`` (the final tie
+band; for a sweep one line per grid cell, e.g. coach on vs off); for a run also ``components``
+(SOC, INF, PRE, COORD, EMO and the total per window with 95 % bands), ``coach`` (tips and how
+often they were followed), ``agents`` (one row per agent); ``network`` (the final tie
 network at θ drawn with a seeded spring layout, coloured by a persona group attribute),
 ``reference`` (metrics against the ranges of the eight real friendship networks, inside/outside
-flags), ``degrees`` (log-log degree distributions), ``usage`` (tokens and cost), and for sweeps
+flags), ``degrees`` (nodes per degree, one panel per network), for a run the optional sections of
+:data:`friendsim.report.run_sections.OPTIONAL_SECTIONS` it has (interventions, moderation,
+surveys, cascades), ``usage`` (tokens and cost), and for sweeps
 ``aggregate`` (headline metrics, mean [95 % CI] per cell).
 
 Self-contained: images are embedded as base64 ``data:`` URIs (and also written beside the page as
@@ -20,13 +24,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from friendsim.report.common import FIGURES_DIR, REPORT_FILE, SECTION_IDS, Report, ReportError
+from friendsim.report.common import (
+    FIGURES_DIR,
+    REPORT_FILE,
+    RUN_SECTION_IDS,
+    SECTION_IDS,
+    Report,
+    ReportError,
+)
 from friendsim.report.run_page import run_report
 from friendsim.report.sweep_page import sweep_report
 
 __all__ = [
     "FIGURES_DIR",
     "REPORT_FILE",
+    "RUN_SECTION_IDS",
     "SECTION_IDS",
     "Report",
     "ReportError",

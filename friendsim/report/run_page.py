@@ -20,6 +20,12 @@ from friendsim.report.common import (
     table,
     tie_edges,
 )
+from friendsim.report.run_sections import (
+    agents_section,
+    coach_section,
+    components_section,
+    optional_sections,
+)
 
 
 def _run_bands(analysis: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -171,7 +177,7 @@ def run_report(
     }
     dists["follow"] = net["follow"].get("degree_distribution") or {}
     dists["interaction"] = net["interaction"]["final"].get("degree_distribution") or {}
-    figs["degrees"] = figures.degree_distributions(dists, title="degree distributions (log-log)")
+    figs["degrees"] = figures.degree_distributions(dists, title="degree distributions")
     alpha_rows = [
         [
             f"ties θ={t}",
@@ -181,15 +187,20 @@ def run_report(
         for t, mm in net["ties"]["final"].items()
     ]
     degrees = img(
-        "degrees", figs["degrees"], "Degree distributions, log-log (isolated nodes noted)"
+        "degrees", figs["degrees"], "Degree distributions: nodes per degree (isolated nodes at 0)"
     ) + table(["network", "power-law γ", "median degree"], alpha_rows)
 
+    components, figs["components"] = components_section(analysis)
     sections = [
         ("summary", "Summary", summary),
         ("rewards", "Rewards per policy", rewards),
+        ("components", "Reward components per window", components),
+        ("coach", "Coach tips and whether they were followed", coach_section(analysis)),
+        ("agents", "Agents", agents_section(analysis)),
         ("network", "Tie network", network),
         ("reference", "Against real friendship networks", reference),
         ("degrees", "Degree distributions", degrees),
+        *optional_sections(analysis),
         ("usage", "Token usage and cost", usage_section(analysis["usage"])),
     ]
     return Report(title=title, html=page(title, sections), figures=figs)

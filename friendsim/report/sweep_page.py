@@ -128,6 +128,7 @@ def sweep_report(
             + table(head, rows, raw=True)
         )
         dists: dict[str, dict[str, int]] = {}
+        nodes: dict[str, float] = {}
         for c in cells:
             pooled: dict[str, int] = {}
             for d in c["run_dirs"]:
@@ -135,10 +136,15 @@ def sweep_report(
                 for k, v in (mm.get("degree_distribution") or {}).items():
                     pooled[k] = pooled.get(k, 0) + int(v)
             dists[c["name"]] = pooled
+            nodes[c["name"]] = sum(pooled.values()) / max(1, len(c["run_dirs"]))
         figs["degrees"] = figures.degree_distributions(
-            dists, title=f"tie-network degree distributions, θ={th}, pooled over replications"
+            dists,
+            title=f"tie-network degree distributions, θ={th}, pooled over replications",
+            nodes=nodes,
         )
-        degrees = img("degrees", figs["degrees"], "Degree distributions per cell (log-log)")
+        degrees = img(
+            "degrees", figs["degrees"], "Degree distributions per cell (nodes per degree)"
+        )
 
     ukeys = (
         "usage.calls",

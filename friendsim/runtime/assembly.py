@@ -59,6 +59,7 @@ from friendsim.rundir.log import connect, log_hash
 from friendsim.rundir.manifest import Manifest, RunFiles, new_manifest, write_manifest
 from friendsim.runtime.config import ConfigError, ExperimentConfig, resolve_auto_provider
 from friendsim.runtime.continuous import ContinuousScheduler, acquaintances
+from friendsim.runtime.control import RunControl
 from friendsim.runtime.engine import Engine, FeedRules, RunInterrupted, RunListener, WindowTally
 from friendsim.runtime.rounds import RoundsScheduler
 from friendsim.vocabulary import Policy
@@ -368,6 +369,7 @@ async def run_plan(
     ledger: Ledger | None = None,
     stop: asyncio.Event | None = None,
     budget: Budget | None = None,
+    control: RunControl | None = None,
 ) -> RunResult:
     """Run ``plan`` into ``out_dir`` (see the module docstring).
 
@@ -381,6 +383,8 @@ async def run_plan(
     ``budget`` (optional, over ``ledger``): by default one of ``[llm].budget_usd`` when set; the
     run stops as interrupted (``stop_reason="budget"``) before its spending could exceed it.
     Agents' requests are budgeted; an LLM coach's are counted, never refused.
+    ``control`` (optional, a live view's): its gate is awaited before each window (pause,
+    resume, step; nothing is recorded while it holds) and its ``on_open`` with the open platform.
     """
     run_dir = Path(out_dir)
     lock = await asyncio.to_thread(RunLock(run_dir).acquire)
@@ -395,6 +399,7 @@ async def run_plan(
             ledger=ledger,
             stop=stop,
             budget=budget,
+            control=control,
         )
     finally:
         lock.release()
@@ -411,6 +416,7 @@ async def _run_locked(
     ledger: Ledger | None,
     stop: asyncio.Event | None,
     budget: Budget | None = None,
+    control: RunControl | None = None,
 ) -> RunResult:
     source = str(config_path) if config_path is not None else "<config>"
     base = Path(config_path).parent if config_path is not None else Path.cwd()
@@ -442,6 +448,8 @@ async def _run_locked(
             attrs = {"dominant": p.dominant, **p.attributes}
             await platform.register_agent(p.id, name=p.name, attributes=attrs)
         await platform.flush()
+        if control is not None and control.on_open is not None:
+            await control.on_open(platform)
 
         cache_path = layout.llm_cache if cfg.llm.cache != "off" else None
         if cfg.llm.batch and ex.mode == "rounds" and (specs or coach_specs):
@@ -503,6 +511,7 @@ async def _run_locked(
             feeds=feeds,
             listener=listener,
             stop=stop,
+            gate=control.gate if control is not None else None,
             acquaintances=acquaintances(agent_ids, k=10, seed=ex.seed)
             if ex.mode == "continuous"
             else None,
@@ -566,6 +575,7 @@ async def run_experiment(
     ledger: Ledger | None = None,
     stop: asyncio.Event | None = None,
     budget: Budget | None = None,
+    control: RunControl | None = None,
 ) -> RunResult:
     """Run one config for the whole run: :func:`run_plan` with ``RunPlan.of(cfg)``."""
     return await run_plan(
@@ -578,6 +588,7 @@ async def run_experiment(
         ledger=ledger,
         stop=stop,
         budget=budget,
+        control=control,
     )
 
 

@@ -115,6 +115,7 @@ class ContinuousScheduler:
         """Run every window; returns one tally per window."""
         self.engine.listener.run_started(windows=self.n_windows, agents=len(self.engine.agents))
         for w in range(1, self.n_windows + 1):
+            await self.engine.before_window(w)
             self.reports.append(await self.run_window(w))
         return list(self.reports)
 

@@ -44,6 +44,7 @@ from friendsim.vocabulary import (
 
 if TYPE_CHECKING:
     from friendsim.platform.service import Platform
+    from friendsim.runtime.control import PauseGate
 
 log = structlog.get_logger(__name__)
 
@@ -128,6 +129,7 @@ class Engine:
         acquaintances: Mapping[str, Sequence[str]] | None = None,
         max_known: int = 50,
         stop: asyncio.Event | None = None,
+        gate: PauseGate | None = None,
     ) -> None:
         self.platform = platform
         self.policies = dict(policies)
@@ -145,6 +147,13 @@ class Engine:
         }
         self._received: dict[str, deque[ReceivedVote]] = {}
         self.stop = stop
+        self.gate = gate
+
+    async def before_window(self, window: int) -> None:
+        """Wait at the pause gate (if any), then check for a stop; called before each window."""
+        if self.gate is not None:
+            await self.gate.wait(window, self.stop)
+        self.check_stop()
 
     def begin_window(self, window: int) -> None:
         """Take the feed rules in force during ``window`` (called by the schedulers)."""

@@ -67,6 +67,7 @@ class RoundsScheduler:
         """Run every round; returns one tally per round."""
         self.engine.listener.run_started(windows=self.rounds, agents=len(self.engine.agents))
         for w in range(1, self.rounds + 1):
+            await self.engine.before_window(w)
             self.reports.append(await self.run_round(w))
         return list(self.reports)
 

@@ -1,0 +1,176 @@
+"""Per-window figures of a run, computed incrementally from its log for the live view.
+
+:class:`RunDigest` feeds the log (read-only, :mod:`.logfile`) through the same pure functions the
+analysis uses — :class:`~friendsim.analysis.rewards.RewardScorer` and
+:class:`~friendsim.analysis.ties.TieTracker` — and keeps one JSON-ready digest per closed window:
+every agent's reward components and total, the symmetrised tie strengths (at or above the run's
+smallest threshold) and the window's seq range. Each call to :meth:`RunDigest.update` reads only
+the rows it has not seen, so following a live run costs one pass over its log in total.
+
+The run's static facts (manifest summary, personas) come from ``manifest.json`` and
+``personas.jsonl``, read and never written. Text-based tie evidence needs an LLM pass over the
+whole run; the live view uses the signal-based evidence instead and says so in ``notes``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from friendsim.analysis.analyze import RunDirectoryError, read_manifest, tie_params_from_manifest
+from friendsim.analysis.rewards import RewardScorer
+from friendsim.analysis.rewards_params import COMPONENTS, RewardConfigError, RewardParams
+from friendsim.analysis.sentiment import get_sentiment
+from friendsim.analysis.ties import TieTracker, symmetrise
+from friendsim.platform.events import WindowEnded, WindowStarted
+from friendsim.serve.logfile import LogFile
+
+PAGE = 2000
+PERSONAS = "personas.jsonl"
+MANIFEST = "manifest.json"
+
+
+def _personas(run_dir: Path) -> dict[str, dict[str, Any]]:
+    path = run_dir / PERSONAS
+    out: dict[str, dict[str, Any]] = {}
+    if not path.is_file():
+        return out
+    with path.open(encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RunDirectoryError(f"{path} line {n}: not JSON: {exc}") from None
+            if isinstance(row, dict) and "id" in row:
+                out[str(row["id"])] = row
+    return out
+
+
+def _r(x: float) -> float:
+    return round(float(x), 5)
+
+
+class RunDigest:
+    """Incremental per-window digest of one run directory (thread-safe; blocking calls)."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.log = LogFile(self.run_dir / "events.db")
+        self._lock = threading.Lock()
+        self._scorer: RewardScorer | None = None
+        self._ties: TieTracker | None = None
+        self.notes: list[str] = []
+        self.theta_min = 0.01
+        self.thetas: tuple[float, ...] = ()
+        self.next_seq = 1
+        self.windows: list[dict[str, Any]] = []
+        self._open: dict[int, int] = {}
+
+    def _start(self) -> None:
+        manifest = read_manifest(self.run_dir)
+        try:
+            params = RewardParams.from_dict(manifest.get("rewards") or {})
+        except RewardConfigError as exc:
+            raise RunDirectoryError(f"{MANIFEST} key 'rewards': {exc}") from None
+        lambdas = manifest.get("lambdas") or {}
+        self._scorer = RewardScorer(params=params, lambdas=lambdas)
+        tie_params, thetas = tie_params_from_manifest(manifest)
+        if tie_params.method == "text":
+            self.notes.append(
+                "the run scores ties from text with an LLM (friendsim analyze); this view shows "
+                "signal-based ties"
+            )
+            tie_params = replace(tie_params, method="signals")
+        self.thetas = thetas
+        self.theta_min = min(thetas) if thetas else 0.01
+        self._ties = TieTracker(params=tie_params, sentiment=get_sentiment(params.sentiment))
+
+    def update(self) -> int:
+        """Read the rows not seen yet; returns the number of closed windows."""
+        with self._lock:
+            if self._scorer is None:
+                if self.log.last_seq() == 0:
+                    return 0  # nothing logged yet: the manifest may not be written either
+                self._start()
+            scorer, ties = self._scorer, self._ties
+            assert scorer is not None and ties is not None
+            while True:
+                events = self.log.read_events(self.next_seq, PAGE)
+                if not events:
+                    break
+                for ev in events:
+                    scores = scorer.feed(ev)
+                    tw = ties.feed(ev)
+                    if isinstance(ev, WindowStarted):
+                        self._open[ev.window] = ev.seq
+                    if isinstance(ev, WindowEnded):
+                        self.windows.append(
+                            {
+                                "window": ev.window,
+                                "start_seq": self._open.pop(ev.window, None),
+                                "end_seq": ev.seq,
+                                "t": ev.t,
+                                "rewards": {
+                                    s.agent: {
+                                        **{c: _r(s.components[c]) for c in COMPONENTS},
+                                        "total": _r(s.total),
+                                    }
+                                    for s in sorted(scores, key=lambda s: s.agent)
+                                },
+                                "ties": sorted(
+                                    [*sorted(k), _r(v)]
+                                    for k, v in symmetrise(tw.strengths if tw else {}).items()
+                                    if v >= self.theta_min
+                                ),
+                            }
+                        )
+                self.next_seq = events[-1].seq + 1
+                if len(events) < PAGE:
+                    break
+            return len(self.windows)
+
+    def windows_from(self, first: int) -> list[dict[str, Any]]:
+        """Digests of the closed windows numbered ``first`` and later (after :meth:`update`)."""
+        self.update()
+        with self._lock:
+            return [w for w in self.windows if w["window"] >= first]
+
+    def info(self) -> dict[str, Any]:
+        """Static facts of the run: manifest summary, personas, thresholds, notes."""
+        manifest = read_manifest(self.run_dir)
+        self.update()
+        personas = _personas(self.run_dir)
+        cfg: Mapping[str, Any] = manifest.get("config") or {}
+        exp: Mapping[str, Any] = cfg.get("experiment") or {}
+        agents: dict[str, dict[str, Any]] = {}
+        for a in sorted(set(personas) | set(manifest.get("lambdas") or {})):
+            p = personas.get(a, {})
+            agents[a] = {
+                "name": p.get("name", a),
+                "persona": {k: v for k, v in p.items() if k not in {"id"}},
+                "dominant": (manifest.get("dominant") or {}).get(a, p.get("dominant")),
+                "lambdas": (manifest.get("lambdas") or {}).get(a),
+                "model": (manifest.get("models") or {}).get(a),
+            }
+        planned = exp.get("rounds") if exp.get("mode", "rounds") == "rounds" else None
+        return {
+            "name": manifest.get("name") or self.run_dir.name,
+            "status": manifest.get("status", "unknown"),
+            "mode": manifest.get("mode") or exp.get("mode"),
+            "policy": manifest.get("policy"),
+            "theme": exp.get("theme"),
+            "windows_planned": planned,
+            "seed": (manifest.get("seeds") or {}).get("seed"),
+            "coach": (cfg.get("coach") or {}).get("enabled"),
+            "components": list(COMPONENTS),
+            "thetas": list(self.thetas),
+            "agents": agents,
+            "last_seq": self.next_seq - 1,
+            "notes": list(self.notes),
+        }

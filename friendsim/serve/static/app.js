@@ -1,0 +1,460 @@
+// friendsim live view. Follows the run's log over Server-Sent Events (catch-up, then live) and
+// per-window digests from api/windows. Agent text is untrusted: it only ever reaches the page as
+// text nodes (textContent / createTextNode), never as markup.
+"use strict";
+
+const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+  "#7f7f7f", "#bcbd22", "#17becf"];
+const SVGNS = "http://www.w3.org/2000/svg";
+const MAX_ITEMS = 400;
+
+const S = {
+  info: null, events: [], windows: [], started: new Map(), posts: new Map(),
+  votes: new Map(), selected: 0, live: true, control: null, lastSeq: 0, fetching: false,
+  dirty: false, status: "connecting",
+};
+
+function $(id) { return document.getElementById(id); }
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("data-")) node.setAttribute(k, String(v));
+    else if (k === "title" || k === "href") node.setAttribute(k, String(v));
+    else node[k] = v;
+  }
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    node.appendChild(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
+  }
+  return node;
+}
+
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, String(v));
+  return node;
+}
+
+function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+
+async function getJSON(url, options) {
+  const r = await fetch(url, options);
+  if (!r.ok) throw new Error(url + ": HTTP " + r.status);
+  return r.json();
+}
+
+function agentLabel(id) {
+  const a = S.info && S.info.agents[id];
+  if (!a) return String(id);
+  return a.name && a.name !== id ? id + " · " + a.name : String(id);
+}
+
+function personaLine(id) {
+  const a = S.info && S.info.agents[id];
+  if (!a) return "";
+  const p = a.persona || {};
+  const bits = [a.dominant ? "motive " + a.dominant : null, p.occupation, p.stance, p.age ? "age " + p.age : null];
+  return bits.filter(Boolean).join(", ");
+}
+
+function who(id) {
+  const link = el("a", { class: "who", href: "#/agent/" + encodeURIComponent(id), title: personaLine(id) }, agentLabel(id));
+  const a = S.info && S.info.agents[id];
+  const frag = el("span", {}, link);
+  if (a && a.dominant) frag.appendChild(el("span", { class: "muted" }, " (" + a.dominant + ")"));
+  return frag;
+}
+
+// ---- ingesting log rows ---------------------------------------------------------------------
+
+function ingest(row) {
+  S.events.push(row);
+  S.lastSeq = row.seq;
+  const p = row.payload;
+  switch (row.kind) {
+    case "window_started":
+      S.started.set(p.window, row.seq);
+      if (S.live) S.selected = p.window;
+      break;
+    case "window_ended":
+      fetchWindows();
+      refreshControl();
+      break;
+    case "post_created":
+      S.posts.set(p.post_id, { author: row.actor, text: p.text, seq: row.seq });
+      break;
+    case "vote_cast": case "vote_changed": case "vote_cleared": {
+      const key = p.post_id;
+      const v = S.votes.get(key) || new Map();
+      if (row.kind === "vote_cleared") v.delete(row.actor); else v.set(row.actor, p.value);
+      S.votes.set(key, v);
+      break;
+    }
+  }
+  S.dirty = true;
+}
+
+async function fetchWindows() {
+  if (S.fetching) { S.refetch = true; return; }
+  S.fetching = true;
+  try {
+    do {
+      S.refetch = false;
+      const from = S.windows.length ? S.windows[S.windows.length - 1].window + 1 : 1;
+      const data = await getJSON("api/windows?from=" + from);
+      for (const w of data.windows) {
+        if (!S.windows.length || w.window > S.windows[S.windows.length - 1].window) S.windows.push(w);
+      }
+    } while (S.refetch);
+  } catch (e) {
+    console.warn("windows:", e.message);
+  } finally {
+    S.fetching = false;
+    S.dirty = true;
+  }
+}
+
+async function refreshInfo() {
+  S.info = await getJSON("api/run");
+  S.status = S.info.status;
+  S.dirty = true;
+}
+
+async function refreshControl() {
+  if (!S.info || !S.info.control) return;
+  try {
+    S.control = await getJSON("api/control");
+  } catch (e) {
+    console.warn("control:", e.message);
+  }
+  S.dirty = true;
+}
+
+async function sendControl(action) {
+  S.control = await getJSON("api/control", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-Friendsim-Control": "1" },
+    body: JSON.stringify({ action }),
+  });
+  S.dirty = true;
+}
+
+// ---- rendering --------------------------------------------------------------------------------
+
+function windowRange(w) {
+  // window w's rows: from its window_started up to the next window's (so the coach's tips,
+  // recorded just after the window closed, are shown with the window they are about)
+  const start = S.started.get(w);
+  if (start === undefined) return [0, Infinity];
+  const next = S.started.get(w + 1);
+  return [start, next !== undefined ? next - 1 : Infinity];
+}
+
+function itemFor(row) {
+  const p = row.payload;
+  const meta = el("div", { class: "meta" }, "#" + row.seq + " · t=" + Math.round(row.t) + " · ");
+  switch (row.kind) {
+    case "post_created": {
+      const kind = p.parent_id != null ? "reply" : (p.quote_of != null ? "repost" : "post");
+      meta.appendChild(el("span", {}, kind + (p.topic ? " · " + p.topic : "") + (p.tone ? " · " + p.tone : "")));
+      const votes = S.votes.get(p.post_id);
+      let up = 0, down = 0;
+      if (votes) for (const v of votes.values()) { if (v > 0) up++; else if (v < 0) down++; }
+      const li = el("li", { class: "item " + kind, "data-seq": row.seq, "data-post-id": p.post_id }, meta,
+        who(row.actor));
+      if (p.parent_id != null) {
+        const parent = S.posts.get(p.parent_id);
+        li.appendChild(el("span", { class: "muted" }, " ↳ replying to " + (parent ? agentLabel(parent.author) : "#" + p.parent_id)));
+      }
+      if (p.quote_of != null) li.appendChild(el("span", { class: "muted" }, " ⟳ reposting #" + p.quote_of));
+      li.appendChild(el("div", { class: "text" }, p.text));
+      li.appendChild(el("div", { class: "meta" }, "▲ " + up + "  ▼ " + down));
+      return li;
+    }
+    case "dm_sent":
+      meta.appendChild(el("span", {}, "DM"));
+      return el("li", { class: "item dm", "data-seq": row.seq }, meta, who(row.actor),
+        el("span", { class: "muted" }, " → "), who(p.recipient), el("div", { class: "text" }, p.text));
+    case "followed": case "unfollowed":
+      return el("li", { class: "item follow", "data-seq": row.seq }, meta, who(row.actor),
+        el("span", {}, row.kind === "followed" ? " follows " : " unfollows "), who(p.target));
+    case "guidance_issued": {
+      const li = el("li", { class: "item guidance", "data-seq": row.seq }, meta,
+        el("span", {}, "coach (" + p.coach + ") → "), who(p.agent));
+      const ol = el("ol", {});
+      for (const tip of p.tips) ol.appendChild(el("li", {}, "• " + tip.text));
+      li.appendChild(ol);
+      return li;
+    }
+    case "action_failed":
+      return el("li", { class: "item failure", "data-seq": row.seq }, meta, who(row.actor),
+        el("span", {}, " failed at " + p.stage + ": " + p.reason), el("div", { class: "text" }, p.detail || ""));
+    case "window_started":
+      return el("li", { class: "item", "data-seq": row.seq }, meta, el("strong", {}, "window " + p.window + " starts"));
+    case "window_ended":
+      return el("li", { class: "item", "data-seq": row.seq }, meta, el("strong", {}, "window " + p.window + " ends"));
+    case "agent_registered":
+      return el("li", { class: "item", "data-seq": row.seq }, meta, who(row.actor), el("span", {}, " joined"));
+    default:
+      return null;
+  }
+}
+
+function renderTimeline() {
+  const [lo, hi] = S.selected > 0 ? windowRange(S.selected) : [0, Infinity];
+  const box = $("timeline");
+  clear(box);
+  let shown = 0;
+  for (let i = S.events.length - 1; i >= 0 && shown < MAX_ITEMS; i--) {
+    const row = S.events[i];
+    if (row.seq < lo) break;
+    if (row.seq > hi) continue;
+    const li = itemFor(row);
+    if (li) { box.appendChild(li); shown++; }
+  }
+  $("timeline-caption").textContent = S.selected > 0 ? "window " + S.selected + ", newest first" : "newest first";
+}
+
+function digestAt(w) {
+  let best = null;
+  for (const d of S.windows) if (d.window <= w) best = d;
+  return best;
+}
+
+function agentIds() {
+  if (!S.info) return [];
+  return Object.keys(S.info.agents).sort((a, b) => {
+    const da = S.info.agents[a].dominant || "", db = S.info.agents[b].dominant || "";
+    return da === db ? (a < b ? -1 : a > b ? 1 : 0) : (da < db ? -1 : 1);
+  });
+}
+
+function renderNetwork() {
+  const box = $("network");
+  clear(box);
+  const ids = agentIds();
+  const n = ids.length;
+  if (!n) return;
+  const theta = parseFloat($("theta").value || "0.05");
+  const pos = new Map();
+  const R = 170, C = 210;
+  ids.forEach((id, i) => {
+    const a = (2 * Math.PI * i) / n - Math.PI / 2;
+    pos.set(id, [C + R * Math.cos(a), C + R * Math.sin(a), a]);
+  });
+  const d = digestAt(S.selected || Infinity);
+  let edges = 0;
+  if (d) {
+    for (const [u, v, s] of d.ties) {
+      if (s < theta || !pos.has(u) || !pos.has(v)) continue;
+      const [x1, y1] = pos.get(u), [x2, y2] = pos.get(v);
+      box.appendChild(svg("line", { x1, y1, x2, y2, stroke: "#555", "stroke-opacity": 0.45, "stroke-width": 0.5 + 4 * s, class: "edge" }));
+      edges++;
+    }
+  }
+  const motives = [...new Set(ids.map((id) => S.info.agents[id].dominant || "?"))].sort();
+  for (const id of ids) {
+    const [x, y, a] = pos.get(id);
+    const link = svg("a", { href: "#/agent/" + encodeURIComponent(id) });
+    const dot = svg("circle", { cx: x, cy: y, r: 6, fill: COLORS[motives.indexOf(S.info.agents[id].dominant || "?") % COLORS.length], class: "node" });
+    const title = svg("title", {});
+    title.textContent = agentLabel(id) + " — " + personaLine(id);
+    dot.appendChild(title);
+    link.appendChild(dot);
+    if (n <= 60) {
+      const lx = C + (R + 16) * Math.cos(a), ly = C + (R + 16) * Math.sin(a);
+      const t = svg("text", { x: lx, y: ly + 3, "text-anchor": Math.cos(a) > 0.2 ? "start" : Math.cos(a) < -0.2 ? "end" : "middle" });
+      t.textContent = id;
+      link.appendChild(t);
+    }
+    box.appendChild(link);
+  }
+  $("network-caption").textContent = d
+    ? "after window " + d.window + ": " + edges + " ties with strength ≥ θ; colour = dominant motive (" + motives.join(", ") + ")"
+    : "no window has closed yet";
+}
+
+function renderRewards() {
+  const box = $("rewards");
+  clear(box);
+  const legend = $("rewards-legend");
+  clear(legend);
+  if (!S.info) return;
+  const comps = [...S.info.components, "total"];
+  const upto = S.selected || Infinity;
+  const ws = S.windows.filter((d) => d.window <= upto);
+  const W = 420, H = 240, L = 34, B = 22, T = 8, Rm = 8;
+  box.appendChild(svg("line", { x1: L, y1: H - B, x2: W - Rm, y2: H - B, stroke: "#999" }));
+  box.appendChild(svg("line", { x1: L, y1: T, x2: L, y2: H - B, stroke: "#999" }));
+  for (const yv of [0, 0.5, 1]) {
+    const y = H - B - yv * (H - B - T);
+    const t = svg("text", { x: L - 4, y: y + 3, "text-anchor": "end" });
+    t.textContent = String(yv);
+    box.appendChild(t);
+  }
+  const maxW = Math.max(2, ...ws.map((d) => d.window));
+  const xOf = (w) => L + ((w - 1) / (maxW - 1)) * (W - L - Rm);
+  const yOf = (v) => H - B - v * (H - B - T);
+  comps.forEach((c, i) => {
+    const color = c === "total" ? "#000" : COLORS[i % COLORS.length];
+    const pts = ws.map((d) => {
+      const vals = Object.values(d.rewards).map((r) => r[c]);
+      const m = vals.length ? vals.reduce((a, b) => a + b, 0) / vals.length : 0;
+      return xOf(d.window).toFixed(1) + "," + yOf(m).toFixed(1);
+    });
+    if (pts.length) box.appendChild(svg("polyline", { points: pts.join(" "), fill: "none", stroke: color, "stroke-width": c === "total" ? 2 : 1.4, class: "curve", "data-component": c }));
+    const sw = el("span", { class: "swatch" });
+    sw.style.background = color;
+    legend.appendChild(el("span", {}, sw, c));
+  });
+  const xl = svg("text", { x: W / 2, y: H - 4, "text-anchor": "middle" });
+  xl.textContent = "window (" + ws.length + " closed)";
+  box.appendChild(xl);
+}
+
+function renderControls() {
+  const box = $("controls");
+  if (!S.info || !S.info.control) { box.hidden = true; return; }
+  box.hidden = false;
+  const c = S.control || {};
+  $("btn-pause").disabled = !!c.paused;
+  $("btn-resume").disabled = !c.paused;
+  $("control-state").textContent = c.paused
+    ? (c.waiting_before ? "paused before window " + c.waiting_before : "pausing after this window")
+    : "running (window " + (c.windows_started || 0) + ")";
+}
+
+function renderHeader() {
+  const info = S.info;
+  $("title").textContent = "friendsim · " + (info ? info.name : "");
+  const badge = $("status");
+  let status = S.status;
+  if (S.control && S.control.paused && S.control.waiting_before) status = "paused";
+  badge.textContent = status;
+  badge.className = "badge " + status;
+  const nPosts = S.posts.size;
+  $("counts").textContent = S.events.length + " events · " + nPosts + " posts · " + S.windows.length + " windows closed";
+  const nWin = Math.max(0, ...S.started.keys());
+  const scrub = $("scrubber");
+  scrub.max = String(nWin);
+  if (S.live) S.selected = nWin;
+  scrub.value = String(S.selected);
+  $("window-label").textContent = S.selected ? "window " + S.selected + " of " + nWin : "before the first window";
+  if (info && $("theta").options.length === 0) {
+    for (const th of info.thetas) $("theta").appendChild(el("option", { value: String(th) }, String(th)));
+    const pref = info.thetas.includes(0.05) ? "0.05" : String(info.thetas[0] || "0.05");
+    $("theta").value = pref;
+  }
+  $("notes").textContent = info ? info.notes.join(" ") : "";
+}
+
+function renderAgent(id) {
+  const a = S.info.agents[id];
+  $("agent-title").textContent = "Agent " + agentLabel(id);
+  const dl = $("agent-persona");
+  clear(dl);
+  const persona = Object.assign({ dominant: a ? a.dominant : "", model: a ? a.model : "" }, a ? a.persona : {});
+  if (a && a.lambdas) persona.lambdas = a.lambdas;
+  for (const [k, v] of Object.entries(persona)) {
+    if (v === null || v === undefined || v === "") continue;
+    dl.appendChild(el("dt", {}, k));
+    dl.appendChild(el("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v)));
+  }
+  const table = $("agent-rewards");
+  clear(table);
+  const comps = [...S.info.components, "total"];
+  table.appendChild(el("tr", {}, el("th", {}, "window"), ...comps.map((c) => el("th", {}, c))));
+  for (const d of S.windows) {
+    if (d.window > (S.selected || Infinity)) break;
+    const r = d.rewards[id];
+    if (!r) continue;
+    table.appendChild(el("tr", {}, el("td", {}, String(d.window)), ...comps.map((c) => el("td", {}, r[c].toFixed(3)))));
+  }
+  const tips = $("agent-tips"), acts = $("agent-actions"), fails = $("agent-failures");
+  clear(tips); clear(acts); clear(fails);
+  const hi = S.selected > 0 ? windowRange(S.selected)[1] : Infinity;
+  for (const row of S.events) {
+    if (row.seq > hi) break;
+    if (row.kind === "guidance_issued" && row.payload.agent === id) {
+      for (const tip of row.payload.tips) tips.appendChild(el("li", { class: "item guidance" }, el("div", { class: "meta" }, "after window " + row.payload.window + " · " + tip.action + (tip.target ? " → " + tip.target : "")), el("div", { class: "text" }, tip.text)));
+    } else if (row.kind === "action_failed" && row.actor === id) {
+      fails.appendChild(itemFor(row));
+    } else if (row.actor === id && ["post_created", "dm_sent", "followed", "unfollowed"].includes(row.kind)) {
+      acts.appendChild(itemFor(row));
+    }
+  }
+}
+
+function route() {
+  const m = location.hash.match(/^#\/agent\/(.+)$/);
+  const id = m ? decodeURIComponent(m[1]) : null;
+  const isAgent = id !== null && S.info && S.info.agents[id] !== undefined;
+  $("overview").hidden = isAgent;
+  $("agent").hidden = !isAgent;
+  return isAgent ? id : null;
+}
+
+function render() {
+  S.dirty = false;
+  renderHeader();
+  renderControls();
+  if (!S.info) return;
+  const id = route();
+  if (id !== null) { renderAgent(id); return; }
+  renderTimeline();
+  renderNetwork();
+  renderRewards();
+}
+
+function frame() {
+  if (S.dirty) {
+    try { render(); } catch (e) { console.error(e); }
+  }
+  requestAnimationFrame(frame);
+}
+
+function connect() {
+  const es = new EventSource("events/stream?from=" + (S.lastSeq + 1));
+  S.source = es;
+  es.onmessage = (msg) => { ingest(JSON.parse(msg.data)); };
+  es.onopen = () => { if (S.status === "connecting") S.status = "live"; S.dirty = true; };
+}
+
+function bind() {
+  $("scrubber").addEventListener("input", () => {
+    S.selected = parseInt($("scrubber").value, 10);
+    S.live = S.selected === parseInt($("scrubber").max, 10) && $("live").checked;
+    if (!S.live) $("live").checked = false;
+    S.dirty = true;
+  });
+  $("btn-prev").addEventListener("click", () => {
+    S.live = false; $("live").checked = false;
+    S.selected = Math.max(0, S.selected - 1); S.dirty = true;
+  });
+  $("btn-next").addEventListener("click", () => {
+    S.live = false; $("live").checked = false;
+    S.selected = Math.min(parseInt($("scrubber").max, 10), S.selected + 1); S.dirty = true;
+  });
+  $("live").addEventListener("change", () => { S.live = $("live").checked; S.dirty = true; });
+  $("theta").addEventListener("change", () => { S.dirty = true; });
+  $("btn-pause").addEventListener("click", () => sendControl("pause").catch((e) => console.warn(e.message)));
+  $("btn-resume").addEventListener("click", () => sendControl("resume").catch((e) => console.warn(e.message)));
+  $("btn-step").addEventListener("click", () => sendControl("step").catch((e) => console.warn(e.message)));
+  window.addEventListener("hashchange", () => { S.dirty = true; });
+}
+
+async function main() {
+  bind();
+  await refreshInfo();
+  await fetchWindows();
+  await refreshControl();
+  connect();
+  // The run's status (running -> completed) and the pause state are not log rows: the page
+  // re-reads them (two small JSON requests) every 2 s; the log itself streams.
+  setInterval(() => { if (S.status !== "completed") refreshInfo().catch(() => {}); if (S.info && S.info.control) refreshControl(); }, 2000);
+  requestAnimationFrame(frame);
+}
+
+main().catch((e) => console.error("friendsim view:", e));

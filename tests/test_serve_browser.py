@@ -1,0 +1,401 @@
+"""The live view and the report in a real browser: Debian's Chromium (``/usr/bin/chromium``)
+driven by Playwright's Python package (the system browser, never a downloaded one).
+
+Every page records its console errors and uncaught exceptions; each test asserts there were
+none. Screenshots go to ``tmp/artifacts/`` (or ``$FRIENDSIM_TEST_ARTIFACTS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from serve_support import (
+    ARTIFACTS,
+    background,
+    count_rows,
+    finished_run,
+    run_cli,
+    stop,
+    wait_for,
+    write_config,
+)
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ROOT = Path(__file__).resolve().parent.parent
+
+pytest.importorskip("starlette", reason="the serve extra is part of the test install")
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is part of the test install"
+)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="apt-get install chromium"),
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Watched:
+    """A page with its console errors, uncaught exceptions and dialogs recorded."""
+
+    def __init__(self, browser: Any) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+
+        def on_dialog(d: Any) -> None:
+            self.dialogs.append(d.message)
+            d.dismiss()
+
+        self.page.on("dialog", on_dialog)
+
+    def shot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 1000
+        return path
+
+    def close(self) -> None:
+        # close the page first: its EventSource must not see the server go away
+        self.context.close()
+
+
+@pytest.fixture
+def watched(browser: Any) -> Iterator[Any]:
+    pages: list[Watched] = []
+
+    def make() -> Watched:
+        w = Watched(browser)
+        pages.append(w)
+        return w
+
+    yield make
+    for w in pages:
+        w.close()
+
+
+def posts_on_page(page: Any) -> int:
+    text = page.text_content("#counts") or ""
+    m = re.search(r"(\d+) posts", text)
+    return int(m.group(1)) if m else 0
+
+
+def events_on_page(page: Any) -> int:
+    text = page.text_content("#counts") or ""
+    m = re.search(r"(\d+) events", text)
+    return int(m.group(1)) if m else 0
+
+
+def test_live_posts_arrive_while_a_baseline_run_is_written(tmp_path: Path, watched: Any) -> None:
+    cfg = write_config(tmp_path / "live.toml", rounds=40, agents=12, name="live")
+    run = tmp_path / "run"
+    run.mkdir()
+    with background("serve", str(run), "--port", "0") as (_, url):
+        w = watched()
+        w.page.goto(url)
+        w.page.wait_for_selector("#status")
+        writer = subprocess.Popen(
+            [sys.executable, "-m", "friendsim", "run", str(cfg), "--out", str(run), "--quiet"]
+        )
+        try:
+            w.page.wait_for_function(
+                "() => document.querySelectorAll('#timeline li.item.post').length > 0",
+                timeout=120_000,
+            )
+            first = posts_on_page(w.page)
+            assert writer.poll() is None, "the run ended before the page showed a post"
+            w.shot("live-first-posts")
+            w.page.wait_for_function(
+                f"() => /(\\d+) posts/.test(document.querySelector('#counts').textContent) && "
+                f"parseInt(document.querySelector('#counts').textContent.match(/(\\d+) posts/)[1]) > {first}",
+                timeout=120_000,
+            )
+            more = posts_on_page(w.page)
+            still_running = writer.poll() is None
+            assert writer.wait(timeout=300) == 0
+        finally:
+            stop(writer)  # type: ignore[arg-type]
+        assert more > first and still_running, "no new posts arrived while the run was written"
+        last = httpx.get(f"{url}api/run", timeout=30).json()["last_seq"]
+        w.page.wait_for_function(
+            f"() => document.querySelector('#counts').textContent.startsWith('{last} events')",
+            timeout=60_000,
+        )
+        w.page.wait_for_function(
+            "() => document.querySelector('#status').textContent === 'completed'", timeout=30_000
+        )
+        assert posts_on_page(w.page) == count_rows(run, "post_created")
+        w.shot("live-finished")
+        assert w.errors == []
+
+
+def test_scrubber_steps_a_finished_run_and_agent_pages(tmp_path: Path, watched: Any) -> None:
+    run = finished_run(tmp_path, rounds=4, agents=6)
+    with background("serve", str(run), "--port", "0") as (_, url):
+        windows = httpx.get(f"{url}api/windows", timeout=30).json()["windows"]
+        last = httpx.get(f"{url}api/run", timeout=30).json()["last_seq"]
+        w = watched()
+        w.page.goto(url)
+        w.page.wait_for_function(
+            f"() => document.querySelector('#counts').textContent.startsWith('{last} events')",
+            timeout=60_000,
+        )
+        assert w.page.get_attribute("#scrubber", "max") == "4"
+        assert w.page.text_content("#window-label") == "window 4 of 4"
+        for target, button in (
+            (3, "#btn-prev"),
+            (2, "#btn-prev"),
+            (1, "#btn-prev"),
+            (2, "#btn-next"),
+        ):
+            w.page.click(button)
+            w.page.wait_for_function(
+                f"() => document.querySelector('#window-label').textContent === 'window {target} of 4'"
+            )
+            w.page.wait_for_function(
+                f"() => document.querySelector('#network-caption').textContent.startsWith('after window {target}:')"
+            )
+            seqs = [
+                int(s)
+                for s in w.page.eval_on_selector_all(
+                    "#timeline li[data-seq]", "els => els.map(e => e.dataset.seq)"
+                )
+            ]
+            win = windows[target - 1]
+            end = windows[target]["start_seq"] - 1 if target < 4 else last
+            assert seqs and min(seqs) == win["start_seq"] and max(seqs) == end
+            assert win["end_seq"] in seqs  # the window's end, then the coach's tips
+            curves = w.page.eval_on_selector_all(
+                "#rewards polyline",
+                "els => els.map(e => e.getAttribute('points').split(' ').length)",
+            )
+            assert curves == [target] * 6  # five components and the total, one point per window
+            w.shot(f"scrubber-window-{target}")
+        # drag the slider itself back to window 1
+        w.page.eval_on_selector(
+            "#scrubber", "e => { e.value = '1'; e.dispatchEvent(new Event('input')); }"
+        )
+        w.page.wait_for_function(
+            "() => document.querySelector('#window-label').textContent === 'window 1 of 4'"
+        )
+        # an agent's page: persona, reward components per window, tips received
+        w.page.click("#network a[href='#/agent/a01'] circle")
+        w.page.wait_for_selector("#agent:not([hidden])")
+        assert "a01" in (w.page.text_content("#agent-title") or "")
+        w.page.eval_on_selector(
+            "#live", "e => { e.checked = true; e.dispatchEvent(new Event('change')); }"
+        )
+        w.page.wait_for_function(
+            "() => document.querySelectorAll('#agent-rewards tr').length === 5"
+        )
+        assert w.page.locator("#agent-tips li").count() > 0
+        assert w.page.locator("#agent-actions li").count() > 0
+        assert "dominant" in (w.page.text_content("#agent-persona") or "")
+        w.shot("agent-page")
+        assert w.errors == []
+
+
+def test_pause_and_step_on_a_served_run(tmp_path: Path, watched: Any) -> None:
+    cfg = write_config(tmp_path / "gate.toml", rounds=40, agents=6, name="gate")
+    run = tmp_path / "run"
+    with background("run", str(cfg), "--out", str(run), "--quiet", "--serve", "0", "--paused") as (
+        proc,
+        url,
+    ):
+        w = watched()
+        w.page.goto(url)
+        w.page.wait_for_selector("#controls:not([hidden])")
+        w.page.wait_for_function(
+            "() => document.querySelector('#control-state').textContent === 'paused before window 1'",
+            timeout=60_000,
+        )
+        assert count_rows(run, "window_started") == 0
+        w.page.click("#btn-step")
+        w.page.wait_for_function(
+            "() => document.querySelector('#control-state').textContent === 'paused before window 2'",
+            timeout=60_000,
+        )
+        assert count_rows(run, "window_ended") == 1 and count_rows(run, "window_started") == 1
+        w.shot("paused-after-step")
+        w.page.click("#btn-resume")
+        wait_for(lambda: count_rows(run, "window_ended") >= 4, what="the run to resume")
+        w.page.click("#btn-pause")
+        w.page.wait_for_function(
+            "() => document.querySelector('#control-state').textContent.startsWith('paused before window')",
+            timeout=60_000,
+        )
+        held = int((w.page.text_content("#control-state") or "").rsplit(" ", 1)[1])
+        ended = count_rows(run, "window_ended")
+        assert ended == held - 1
+        w.page.wait_for_timeout(1500)
+        assert count_rows(run, "window_ended") == ended  # a pause holds the run
+        assert w.page.text_content("#status") == "paused"
+        w.shot("paused")
+        w.page.click("#btn-step")
+        w.page.wait_for_function(
+            f"() => document.querySelector('#control-state').textContent === 'paused before window {held + 1}'",
+            timeout=60_000,
+        )
+        assert count_rows(run, "window_ended") == ended + 1
+        w.page.click("#btn-resume")
+        wait_for(
+            lambda: '"completed"' in (run / "manifest.json").read_text(), what="the run to end"
+        )
+        w.page.wait_for_function(
+            "() => document.querySelector('#status').textContent === 'completed'", timeout=30_000
+        )
+        w.shot("served-run-completed")
+        assert w.errors == []
+        w.close()
+        assert stop(proc) == 0
+
+
+async def _hostile_run(run: Path, payload: str) -> None:
+    from friendsim.platform import Platform, VirtualClock
+    from friendsim.platform.events import WindowEnded, WindowStarted
+
+    platform = await Platform.open(run / "events.db", clock=VirtualClock())
+    try:
+        await platform.register_agent("a0", name=payload)
+        await platform.register_agent("a1", name="Bea")
+        await platform.record(WindowStarted(t=0.0, window=1))
+        post = await platform.create_post("a0", text=payload, topic="climate")
+        await platform.create_post("a1", text=payload, topic="climate", parent_id=post.post_id)
+        await platform.send_dm("a1", "a0", text=payload, topic="climate")
+        await platform.record(WindowEnded(t=10.0, window=1))
+        await platform.flush()
+    finally:
+        await platform.close()
+    await asyncio.to_thread(
+        (run / "personas.jsonl").write_text,
+        json.dumps({"id": "a0", "name": payload, "dominant": "SOC"}) + "\n",
+    )
+
+
+def test_agent_text_with_markup_is_shown_as_text(tmp_path: Path, watched: Any) -> None:
+    payload = (
+        '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2; alert(1)">'
+    )
+    run = tmp_path / "run"
+    run.mkdir()
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
+        pool.submit(asyncio.run, _hostile_run(run, payload)).result()
+    with background("serve", str(run), "--port", "0") as (_, url):
+        w = watched()
+        w.page.goto(url)
+        w.page.wait_for_function("() => document.querySelectorAll('#timeline .text').length === 3")
+        texts = w.page.eval_on_selector_all("#timeline .text", "els => els.map(e => e.textContent)")
+        assert texts == [payload] * 3
+        assert (
+            w.page.eval_on_selector_all("#timeline img, #timeline script", "els => els.length") == 0
+        )
+        assert w.page.evaluate("() => window.__pwned") is None
+        assert payload in (w.page.text_content("#timeline") or "")
+        w.page.goto(url + "#/agent/a0")
+        w.page.wait_for_selector("#agent:not([hidden])")
+        assert payload in (w.page.text_content("#agent-title") or "")
+        assert w.page.eval_on_selector_all("#agent img, #agent script", "els => els.length") == 0
+        w.shot("hostile-text")
+        assert w.page.evaluate("() => window.__pwned") is None
+        assert w.dialogs == [] and w.errors == []
+
+
+def test_report_of_the_paper_example_has_component_curves_and_coach(
+    tmp_path: Path, watched: Any
+) -> None:
+    text = (ROOT / "examples" / "paper.toml").read_text(encoding="utf-8")
+    cfg = tmp_path / "paper.toml"
+    cfg.write_text(re.sub(r'(?m)^policy = "llm"', 'policy = "baseline"', text), encoding="utf-8")
+    run = tmp_path / "run"
+    proc = run_cli("run", str(cfg), "--out", str(run), "--quiet", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    proc = run_cli("report", str(run), timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    w = watched()
+    w.page.goto((run / "report.html").as_uri())
+    w.page.wait_for_selector("#components")
+    size = w.page.eval_on_selector(
+        "#fig-components", "img => [img.complete, img.naturalWidth, img.naturalHeight]"
+    )
+    assert size[0] and size[1] > 600 and size[2] > 300
+    rows = w.page.eval_on_selector_all(
+        "#components tbody tr td:first-child", "els => els.map(e => e.textContent)"
+    )
+    assert rows == ["SOC", "INF", "PRE", "COORD", "EMO", "total"]
+    cells = w.page.eval_on_selector_all("#components tbody tr:first-child td", "els => els.length")
+    assert cells == 1 + 15  # one column per window of the 15 rounds
+    band = w.page.text_content("#components tbody tr:nth-child(5) td:nth-child(16)") or ""
+    assert re.fullmatch(r"-?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\]", band), band  # EMO, window 15
+    followed = w.page.text_content("#coach-followed") or ""
+    m = re.fullmatch(r"(\d+)/(\d+) \((\d+)%\)", followed)
+    assert m, followed
+    # the baseline policy follows a tip with probability 0.7 per action slot
+    assert 0.5 < int(m.group(1)) / int(m.group(2)) < 0.9
+    assert w.page.locator("#coach table").count() == 3
+    assert w.page.locator("#agents tbody tr").count() == 30
+    assert w.page.locator("#interventions, #moderation, #surveys, #cascades").count() == 0
+    w.shot("paper-report")
+    assert w.errors == []
+
+
+def test_sweep_page_lists_runs_and_opens_one(tmp_path: Path, watched: Any) -> None:
+    from test_sweep_aggregate import build_sweep_dir
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
+        sweep = pool.submit(
+            build_sweep_dir, tmp_path / "sweep", reps=2, windows=2, fail_one=True
+        ).result()
+    with background("serve", str(sweep), "--port", "0") as (_, url):
+        data = httpx.get(f"{url}api/sweep", timeout=60).json()
+        w = watched()
+        w.page.goto(url)
+        w.page.wait_for_selector("#runs a.run-link")
+        rows = w.page.eval_on_selector_all(
+            "#runs tr[data-status]", "els => els.map(e => e.dataset.status)"
+        )
+        assert rows == [r["status"] for r in data["runs"]]
+        assert rows.count("completed") == 3 and rows.count("failed") == 1
+        finals = [r["final_reward"] for r in data["runs"] if r["status"] == "completed"]
+        assert all(f is not None and 0.0 <= f <= 1.0 for f in finals)
+        w.shot("sweep-page")
+        w.page.click("#runs a.run-link >> nth=0")
+        w.page.wait_for_url(f"{url}runs/0/")
+        w.page.wait_for_function(
+            "() => document.querySelector('#window-label').textContent === 'window 2 of 2'",
+            timeout=60_000,
+        )
+        assert posts_on_page(w.page) > 0
+        w.shot("sweep-run-page")
+        assert w.errors == []
