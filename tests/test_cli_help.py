@@ -17,7 +17,7 @@ import pytest
 from friendsim.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMANDS = ("run", "personas", "analyze", "report", "sweep", "replay", "log")
+COMMANDS = ("run", "personas", "analyze", "report", "sweep", "replay", "log", "serve")
 
 # Sphinx roles and literals, doubled percent signs, module paths and notes meant for developers.
 LEAKS = re.compile(

@@ -22,17 +22,20 @@ from friendsim.platform.events import (
 from friendsim.report.run_sections import OPTIONAL_SECTIONS, optional_sections
 from friendsim.runtime.control import PauseGate
 from friendsim.serve.logfile import LogFile
+from friendsim.vocabulary import Tip
 
 
-def _tip(action: str, target: str | None) -> dict[str, object]:
-    return {
-        "action": action,
-        "target": target,
-        "topic": "t",
-        "invite_mention": False,
-        "tone": "neutral",
-        "text": f"{action} {target}",
-    }
+def _tip(action: str, target: str | None) -> Tip:
+    return Tip.from_dict(
+        {
+            "action": action,
+            "target": target,
+            "topic": "t",
+            "invite_mention": False,
+            "tone": "neutral",
+            "text": f"{action} {target}",
+        }
+    )
 
 
 def test_tip_adherence_judges_each_tip_against_the_next_window() -> None:
