@@ -489,3 +489,60 @@ async def test_plan_schema_enumerates_known_users_and_shown_posts() -> None:
     for props in variants.values():
         assert list(props) == ["type", "target_post", "recipient", "topic", "mention",
                                "mention_user", "tone"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # cut by max_tokens mid-sentence: the unfinished sentence goes
+        ("Heat is rising fast. We need shade in every street and", "Heat is rising fast."),
+        # a small model looping on one sentence: each sentence once
+        ("I'm here to support you. I'm here to support you. I'm here to support you!",
+         "I'm here to support you."),
+        # no complete sentence at all: cut at a word, closed with a full stop
+        ("Trains are the answer to", "Trains are the answer to."),
+        ('"Warming is 1.5 degrees already." ', "Warming is 1.5 degrees already."),
+        ("Is this fair? I doubt it.", "Is this fair? I doubt it."),
+    ],
+)  # fmt: skip
+def test_texts_end_at_a_sentence_boundary(raw: str, expected: str) -> None:
+    from friendsim.agents.llm_policy import clean_text
+    from friendsim.llm.base import Completion
+
+    assert clean_text(Completion(text=raw, model="m"), max_chars=280) == expected
+
+
+def test_long_texts_are_cut_to_whole_sentences_within_the_limit() -> None:
+    from friendsim.agents.llm_policy import sentence_text
+
+    text = "One short sentence. " + "A much longer second sentence follows here. " * 3
+    assert sentence_text(text, 40) == "One short sentence."
+    assert (
+        sentence_text("word " * 50, 30).endswith(".") and len(sentence_text("word " * 50, 30)) <= 30
+    )
+
+
+async def test_compact_profile_shortens_prompts_and_stops_texts_at_a_blank_line() -> None:
+    from friendsim.agents.llm_policy import LLMPolicyConfig, profile_knobs
+
+    assert profile_knobs("auto", "local:smollm2")["compact"] is True
+    assert profile_knobs("auto", "openai:gpt-4o-mini") == {}
+    with pytest.raises(ValueError, match="unknown prompt profile"):
+        profile_knobs("tiny", "local:smollm2")
+    feed = tuple(
+        FeedItem(post_id=100 + i, author=USERS[1 + i % 5], text="long words " * 60, topic="heat")
+        for i in range(30)
+    )
+    prompts = {}
+    for name in ("full", "compact"):
+        llm = ScriptedLLM(responder(GOOD_PLAN))
+        config = LLMPolicyConfig(**profile_knobs(name, "local:smollm2"))
+        policy = make_llm_policy(PERSONAS[0], llm, theme="climate change", config=config)
+        await policy.decide(_obs(feed=(*_feed(), *feed)))
+        prompts[name] = llm.calls[0]
+        content = [c for c in llm.calls if c.label == "content"]
+        assert content and all(c.stop == (("\n\n",) if name == "compact" else ()) for c in content)
+    full, compact = prompts["full"], prompts["compact"]
+    assert len(compact.system) < 0.6 * len(full.system)
+    assert len(compact.messages[0].content) < 0.5 * len(full.messages[0].content)
+    assert compact.messages[0].content.count("<post ") == 12

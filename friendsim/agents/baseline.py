@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 from friendsim.agents.asking import derive_seed
 from friendsim.agents.memory import AgentMemory, Relationship
@@ -188,7 +189,7 @@ class BaselinePolicy:
         out: list[Action] = []
         for _ in range(obs.n_actions):
             tip = tips.pop(0) if tips and rng.random() < self.tip_compliance else None
-            if tip is not None and weights[types.index(tip.action)] <= 0.0:
+            if tip is not None and weights[types.index(cast(ActionType, tip.action))] <= 0.0:
                 tip = None
             atype: ActionType = (
                 tip.action if tip is not None else rng.choices(types, weights=weights)[0]

@@ -159,7 +159,7 @@ def plan_json_schema(
     contextual = bool(users or post_ids)
     votable = list(post_ids if votable_ids is None else votable_ids)
     follows = list(followees or ())
-    candidates = {
+    candidates: dict[str, Sequence[Any]] = {
         "COM": list(post_ids), "REPOST": list(post_ids), "LIKE": votable, "DISLIKE": votable,
         "DM": list(users), "FOLLOW": [u for u in users if u not in follows],
         "UNFOLLOW": [u for u in follows if u in users] if users else follows,
