@@ -200,8 +200,8 @@ def _log_checks(run_dir: Path) -> dict[str, Any]:
 
 async def bench_quickstart(model: str | None, threads: int | None, compete: bool) -> dict[str, Any]:
     """Run the quickstart config end to end (see module docstring)."""
-    from friendsim.runtime.config import load_config
     from friendsim.runtime.assembly import run_experiment
+    from friendsim.runtime.config import load_config
 
     cfg = load_config(QUICKSTART)
     llm_over: dict[str, Any] = {}
