@@ -228,7 +228,8 @@ def test_llm_threads_reach_only_local_providers_and_are_checked() -> None:
     assert parse_config({}).llm.provider_options("local:smollm2") == {}  # default: the cores
     with pytest.raises(ConfigError, match=r"\[llm\]\.threads"):
         parse_config({"llm": {"threads": 0}})
-    with pytest.raises(ConfigError, match=r"\[agents\]\.abstention"):
-        parse_config({"agents": {"abstention": 1.5}})
-    assert parse_config({}).agents.abstention == 0.8
+    with pytest.raises(ConfigError, match="abstention"):
+        parse_config({"agents": {"policy": "baseline", "policy_params": {"abstention": 1.5}}})
+    cfg = parse_config({"agents": {"policy": "baseline", "policy_params": {"abstention": 0.9}}})
+    assert cfg.agents.policy_params == {"abstention": 0.9}
     assert parse_config({"llm": {"prompt_profile": "compact"}}).llm.prompt_profile == "compact"

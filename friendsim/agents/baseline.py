@@ -29,7 +29,7 @@ How the persona tilts choices (weights are documented, not tuned):
   counts the comments, DMs and mentions already exchanged with the author (a stranger's item
   is rarely voted on; votes themselves do not count, or they would feed on themselves until
   everyone votes on everyone, the near-complete tie networks this policy used to make).
-  ``abstention`` (``[agents] abstention``, default 0.8) is the base rate of casting no vote.
+  ``abstention`` (``[agents] policy_params = {abstention = ...}``, default 0.8) is the base rate of casting no vote.
   A cast vote is a like when ``a`` plus the relationship (+0.05 per interaction received,
   -0.05 per dislike received) plus Gaussian noise reaches ``lean_at`` (shifted by
   agreeableness), else a dislike. On ``examples/paper.toml`` (30 agents, 15 rounds) the
