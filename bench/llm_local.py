@@ -171,7 +171,7 @@ def _load() -> str:
 
 def _log_checks(run_dir: Path) -> dict[str, Any]:
     """What the quickstart's log holds (read straight from its SQLite file)."""
-    from friendsim.agents.topics import is_tone_word
+    from friendsim.platform.topics import is_tone_word
 
     with sqlite3.connect(run_dir / "events.db") as con:
         rows = con.execute("SELECT kind, payload FROM events ORDER BY seq").fetchall()

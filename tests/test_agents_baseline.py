@@ -181,7 +181,7 @@ def _stranger_items(n: int, author: str = "other") -> tuple[FeedItem, ...]:
 
 
 def test_baseline_abstains_at_the_configured_rate_and_votes_on_its_ties() -> None:
-    from friendsim.agents.policy import InboxMessage
+    from friendsim.vocabulary import InboxMessage
 
     me = Persona(id="me", name="Me", big5={t: 0.5 for t in "OCEAN"},
                  lambdas=dominant_lambdas("SOC"), stance_score=0.0)  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from friendsim.agents.topics import MAX_TOPIC_WORDS, is_tone_word, usable_topic
+from friendsim.platform.topics import MAX_TOPIC_WORDS, is_tone_word, usable_topic
 
 
 @pytest.mark.parametrize(

@@ -135,7 +135,7 @@ async def test_rule_coach_on_an_empty_world_still_gives_valid_tips() -> None:
 
 
 async def test_rule_coach_never_hands_back_a_tone_word_topic() -> None:
-    from friendsim.agents.topics import is_tone_word
+    from friendsim.platform.topics import is_tone_word
 
     ctx = CoachContext(
         agent="a",

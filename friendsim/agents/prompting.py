@@ -17,9 +17,9 @@ from string import Template
 
 from friendsim.agents.memory import snippet
 from friendsim.agents.persona import COMPONENTS, Persona, personality_sentence
-from friendsim.agents.topics import usable_topic
 from friendsim.llm.base import LLMRequest
 from friendsim.llm.tokens import estimate_input_tokens
+from friendsim.platform.topics import usable_topic
 from friendsim.vocabulary import FeedItem, InboxMessage, Observation, Tip
 
 MAX_ITEM_CHARS = 400

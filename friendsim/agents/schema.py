@@ -21,8 +21,8 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from friendsim.agents.topics import usable_topic
 from friendsim.platform.events import normalise_topic
+from friendsim.platform.topics import usable_topic
 from friendsim.vocabulary import Action, ActionType, FeedItem, Observation, Tone
 
 
@@ -223,7 +223,7 @@ def parse_action(
     """Validate one planned action (``index`` counts from 1, for messages) against the
     observation; ``taken`` are the plan's actions already accepted (a second FOLLOW of the same
     user is refused). The topic is repaired, never refused: an unusable one (a tone word, a
-    placeholder, see :mod:`.topics`) becomes the target post's topic or the theme."""
+    placeholder, see :mod:`friendsim.platform.topics`) becomes the target post's topic or the theme."""
     where = f"action {index}"
     try:
         pa = PlannedAction.model_validate(raw)

@@ -17,8 +17,8 @@ post" or ``None`` for a POST), a topic, ``invite_mention`` and a tone, in one se
 
 from __future__ import annotations
 
-from friendsim.agents.topics import usable_topic
 from friendsim.coach.base import TOP_LIKED, CoachContext
+from friendsim.platform.topics import usable_topic
 from friendsim.vocabulary import Tip
 
 MIN_TIPS = 3
@@ -28,7 +28,7 @@ FALLBACK_TOPIC = "the discussion"
 
 def _topic(ctx: CoachContext, *prefer: str | None) -> str:
     """The first usable topic (never a tone word or placeholder, see
-    :func:`friendsim.agents.topics.usable_topic`): preferred, recent, trending, the theme."""
+    :func:`friendsim.platform.topics.usable_topic`): preferred, recent, trending, the theme."""
     for t in (*prefer, *ctx.last_topics, *ctx.trending_topics, ctx.theme):
         if t and usable_topic(t):
             return t
