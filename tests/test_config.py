@@ -219,3 +219,17 @@ def test_auto_provider_follows_the_environment() -> None:
     assert resolve_auto_provider({}) == "local:smollm2"
     assert resolve_auto_provider({"OPENAI_API_KEY": "x"}).startswith("openai:")
     assert resolve_auto_provider({"ANTHROPIC_API_KEY": "x"}).startswith("anthropic:")
+
+
+def test_llm_threads_reach_only_local_providers_and_are_checked() -> None:
+    cfg = parse_config({"llm": {"provider": "local:smollm2", "threads": 1}})
+    assert cfg.llm.provider_options("local:smollm2") == {"n_threads": 1}
+    assert cfg.llm.provider_options("openai:gpt-4o-mini") == {}
+    assert parse_config({}).llm.provider_options("local:smollm2") == {}  # default: the cores
+    with pytest.raises(ConfigError, match=r"\[llm\]\.threads"):
+        parse_config({"llm": {"threads": 0}})
+    with pytest.raises(ConfigError, match="abstention"):
+        parse_config({"agents": {"policy": "baseline", "policy_params": {"abstention": 1.5}}})
+    cfg = parse_config({"agents": {"policy": "baseline", "policy_params": {"abstention": 0.9}}})
+    assert cfg.agents.policy_params == {"abstention": 0.9}
+    assert parse_config({"llm": {"prompt_profile": "compact"}}).llm.prompt_profile == "compact"

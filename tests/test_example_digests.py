@@ -22,7 +22,9 @@ from friendsim.runtime.config import parse_config as _parse
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 DIGESTS = {
-    "paper": ("11bfa728b4e144e8a67e1ba50890cfc0f648b03958ade7fabc515028c5c9ed8c", 20663),
+    # changed on purpose: the baseline (null model) now abstains from most votes, driven by
+    # persona and relationship (was 11bfa728b4e144e8a67e1ba50890cfc0f648b03958ade7fabc515028c5c9ed8c, 20663)
+    "paper": ("b63cd31d49ef79425401ce582607d89235abb7d11d331ac19c88d32fdb149052", 3974),
     "continuous": ("39b832cf6986e4edc80823451aece93cc2b934b0dbc10d7ad32b85f1b513836c", 4420),
 }
 

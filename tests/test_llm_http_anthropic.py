@@ -216,3 +216,14 @@ async def test_concurrent_calls_share_one_client(stub: StubLLMServer, key: str) 
     outs = await asyncio.gather(*(llm.complete(req(f"c{i}")) for i in range(20)))
     assert sorted(o.text for o in outs) == sorted(f"echo: c{i}" for i in range(20))
     await llm.aclose()
+
+
+async def test_stop_sequences_sent_without_whitespace_only_ones(
+    stub: StubLLMServer, key: str
+) -> None:
+    llm = create_llm("anthropic:claude-haiku-4-5", base_url=stub.base_url)
+    await llm.complete(req("one", stop=("\n\n", "END")))
+    await llm.complete(req("two", stop=("\n\n",)))
+    await llm.aclose()
+    assert stub.requests[0].body["stop_sequences"] == ["END"]
+    assert "stop_sequences" not in stub.requests[1].body

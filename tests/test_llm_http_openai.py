@@ -286,3 +286,12 @@ async def test_api_key_never_in_cache_or_logs(
     assert "llm_retry" in logged and "llm_json_mode_downgraded" in logged
     assert secret not in logged
     assert all(secret.encode() not in b for b in blobs)
+
+
+async def test_stop_sequences_are_sent_only_when_set(stub: StubLLMServer) -> None:
+    llm = OpenAIChatLLM("m", base_url=stub.openai_base_url)
+    await llm.complete(req("one", stop=("\n\n", "###")))
+    await llm.complete(req("two"))
+    await llm.aclose()
+    assert stub.requests[0].body["stop"] == ["\n\n", "###"]
+    assert "stop" not in stub.requests[1].body

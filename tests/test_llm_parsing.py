@@ -39,3 +39,13 @@ def test_retry_after_forms() -> None:
 )
 def test_extract_json(text: str, expected: object) -> None:
     assert extract_json(text) == expected
+
+
+def test_stop_sequences_are_part_of_the_cache_key_only_when_set() -> None:
+    from friendsim.llm.base import LLMRequest, user
+
+    plain = LLMRequest(messages=(user("hi"),))
+    assert "stop" not in plain.to_json()  # keys of requests without stop sequences are unchanged
+    stopped = LLMRequest(messages=(user("hi"),), stop=("\n\n",))
+    assert stopped.to_json()["stop"] == ["\n\n"]
+    assert plain.cache_key("m") != stopped.cache_key("m")

@@ -11,7 +11,7 @@ whose every call fails for want of a key must not end "completed".
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -62,9 +62,14 @@ async def ask_validated(
     max_tokens: int = 512,
     seed: int | None = None,
     action: Mapping[str, Any] | None = None,
+    history: Sequence[Message] = (),
+    stop: Sequence[str] = (),
 ) -> Asked[T]:
-    """Ask, validate with ``parse`` (raising :class:`OutputError`), re-ask up to ``max_retries``."""
-    messages: list[Message] = [user(prompt)]
+    """Ask, validate with ``parse`` (raising :class:`OutputError`), re-ask up to ``max_retries``.
+
+    ``history`` (earlier turns, e.g. a plan and its answer) goes before ``prompt``; ``stop``
+    sequences end the answer early (providers that support them)."""
+    messages: list[Message] = [*history, user(prompt)]
     first_tokens = 0
     last = OutputError("no_answer", "no answer")
     attempts = 0
@@ -78,6 +83,7 @@ async def ask_validated(
             max_tokens=max_tokens,
             seed=None if seed is None else (seed + attempt - 1) & 0x7FFFFFFF,
             label=label,
+            stop=tuple(stop),
         )
         if attempt == 1:
             first_tokens = request_tokens(req)

@@ -3,17 +3,27 @@
 Per wake-up: the observation is folded into memory, one plan request (JSON schema attached as
 ``LLMRequest.json_schema``) asks for exactly N actions, validated by :mod:`.schema` and re-asked
 up to ``max_retries`` times with the error; then one content request per POST/COM/DM/REPOST
-writes the text (plain text, re-asked when empty). A plan that stays invalid yields a Decision
-with no actions and one ``Failure(stage="plan")``; an action whose text fails is dropped with a
+writes the text (plain text, re-asked when empty). The plan is judged action by action
+(:func:`~friendsim.agents.schema.check_plan`): a plan is never thrown away for one bad action.
+Each invalid action is re-asked *alone* (the plan and the model's answer as history, the error,
+a one-action schema) up to ``max_retries`` times, then dropped with a ``Failure(stage="plan")``
+(an ``ActionFailed`` event); the valid actions go ahead. Only an answer that is not a plan at
+all (bad JSON, no ``actions`` list) is re-asked whole, and when it stays so the Decision has no
+actions and one ``Failure(stage="plan")``. An action whose text fails is dropped with a
 ``Failure(stage="content")``. Nothing in here raises on model output.
+
+Prompt profiles: ``compact`` (for small-context local models) shows fewer feed items with
+shorter bodies, a shorter system prompt and plan instructions, and ends texts at a blank line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from friendsim.agents.asking import ask_validated, derive_seed
 from friendsim.agents.memory import AgentMemory, snippet
@@ -29,14 +39,17 @@ from friendsim.agents.prompting import (
     system_prompt,
 )
 from friendsim.agents.schema import (
+    ACTION_FIELDS,
     OutputError,
+    check_plan,
     decode_json,
-    parse_plan,
+    parse_action,
     parse_votes,
+    plan_items,
     plan_json_schema,
     vote_json_schema,
 )
-from friendsim.llm.base import LLM, Completion
+from friendsim.llm.base import LLM, Completion, Message, user
 from friendsim.vocabulary import (
     Action,
     Ballot,
@@ -63,11 +76,39 @@ class LLMPolicyConfig:
     plan_max_tokens: int = 800
     content_max_tokens: int = 200
     parallel_content: bool = True
+    max_item_chars: int = 400
+    compact: bool = False
+    content_stop: tuple[str, ...] = ()
+
+
+COMPACT_PROFILE: dict[str, Any] = {
+    "compact": True,
+    "max_feed_items": 12,
+    "max_item_chars": 160,
+    "vote_chunk": 12,
+    "content_stop": ("\n\n",),
+}
+"""The ``compact`` prompt profile's knobs (see module docstring)."""
+
+PROMPT_PROFILES = ("full", "compact")
+
+
+def profile_knobs(profile: str, provider_spec: str) -> dict[str, Any]:
+    """:class:`LLMPolicyConfig` knobs of a prompt profile: ``full``, ``compact``, or ``auto``
+    (compact for the in-process ``local:`` models, whose context and speed are small)."""
+    if profile == "auto":
+        profile = "compact" if provider_spec.strip().lower().startswith("local:") else "full"
+    if profile not in PROMPT_PROFILES:
+        raise ValueError(f"unknown prompt profile {profile!r}; known: auto, full, compact")
+    return dict(COMPACT_PROFILE) if profile == "compact" else {}
 
 
 def clean_text(comp: Completion, *, max_chars: int) -> str:
-    """Validate/repair a content answer: unwrap quotes or a ``{"text": ...}`` object, trim,
-    cut at a word boundary to ``max_chars``. Raises OutputError when nothing usable is left."""
+    """Validate/repair a content answer: unwrap quotes or a ``{"text": ...}`` object, drop
+    repeated sentences (small models loop), cut to ``max_chars`` and end at a sentence
+    boundary (a text cut by ``max_tokens`` loses its unfinished sentence; a text with no
+    complete sentence is cut at a word and closed with a full stop). Raises OutputError when
+    nothing usable is left."""
     text = comp.text if isinstance(comp.text, str) else ""
     if (
         not text.strip()
@@ -86,13 +127,49 @@ def clean_text(comp: Completion, *, max_chars: int) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         text = text[1:-1].strip()
     text = "".join(ch for ch in text if ch in "\n\t" or ch.isprintable()).strip()
+    text = sentence_text(text, max_chars)
     if not text:
         raise OutputError("empty_text", "the text was empty; write one to three sentences")
-    if len(text) > max_chars:
-        cut = text[:max_chars]
-        space = cut.rfind(" ")
-        text = (cut[:space] if space > max_chars // 2 else cut).rstrip()
     return text
+
+
+_QUOTES = "\"')]»”’"
+_CLOSERS = ".!?…"
+_SENTENCE = re.compile(r"\S.*?(?:[.!?…]+[\"')\]»”’]*(?=\s|$)|$)", re.DOTALL)
+
+
+def _complete(sentence: str) -> bool:
+    return sentence.rstrip(_QUOTES + " ")[-1:] in _CLOSERS
+
+
+def sentence_text(text: str, max_chars: int) -> str:
+    """``text`` without repeated sentences, at most ``max_chars`` long, ending at a sentence
+    boundary (see :func:`clean_text`)."""
+    seen: set[str] = set()
+    sentences: list[str] = []
+    for match in _SENTENCE.finditer(text):
+        part = match.group(0).strip()
+        key = " ".join(part.lower().split()).strip(_CLOSERS + _QUOTES + " ")
+        if part and key not in seen:
+            seen.add(key)
+            sentences.append(part)
+    keep = ""
+    for part in sentences:
+        candidate = f"{keep} {part}" if keep else part
+        if len(candidate) > max_chars or not _complete(part):
+            break
+        keep = candidate
+    if keep:
+        return keep
+    head = sentences[0] if sentences else ""
+    if len(head) > max_chars - 1:
+        cut = head[: max_chars - 1]
+        space = cut.rfind(" ")
+        head = cut[:space] if space > max_chars // 2 else cut
+    head = head.rstrip(" ,;:-–—" + _QUOTES)
+    if not head:
+        return ""
+    return head if _complete(head) else head + "."
 
 
 class LLMPolicy:
@@ -116,7 +193,7 @@ class LLMPolicy:
         self.rng_seed = rng_seed
         self.config = config or LLMPolicyConfig()
         self.memory = memory or AgentMemory(persona.id)
-        self.system = system_prompt(persona, theme)
+        self.system = system_prompt(persona, theme, compact=self.config.compact)
         self.last_prompt_tokens = 0
 
     # --- decide ------------------------------------------------------------------------------
@@ -128,11 +205,27 @@ class LLMPolicy:
             return Decision()
         cfg = self.config
         shown = shown_feed(obs, cfg.max_feed_items)
-        prompt = plan_prompt(obs, self.memory.render(), max_feed_items=cfg.max_feed_items)
+        prompt = plan_prompt(
+            obs, self.memory.render(), max_feed_items=cfg.max_feed_items,
+            item_chars=cfg.max_item_chars, compact=cfg.compact,
+        )  # fmt: skip
+        answer: list[object] = []
 
-        def parse(comp: Completion) -> tuple[Action, ...]:
-            return parse_plan(
-                decode_json(comp.parsed, comp.text), obs, shown=shown, self_id=self.persona.id
+        def parse(comp: Completion) -> list[Action | OutputError]:
+            value = decode_json(comp.parsed, comp.text)
+            slots = check_plan(value, obs, shown=shown, self_id=self.persona.id)
+            answer[:] = [value]
+            return slots
+
+        def schema(n: int) -> dict[str, object]:
+            me = self.persona.id
+            return plan_json_schema(
+                n,
+                obs.allowed,
+                users=sorted(set(obs.known_users) - {me}),
+                post_ids=[item.post_id for item in shown],
+                votable_ids=[item.post_id for item in shown if item.author != me],
+                followees=sorted(set(obs.followees) - {me}),
             )
 
         asked = await ask_validated(
@@ -141,12 +234,7 @@ class LLMPolicy:
             system=self.system,
             prompt=prompt,
             parse=parse,
-            json_schema=plan_json_schema(
-                obs.n_actions,
-                obs.allowed,
-                users=sorted(set(obs.known_users) - {self.persona.id}),
-                post_ids=[item.post_id for item in shown],
-            ),
+            json_schema=schema(obs.n_actions),
             label="plan",
             max_retries=cfg.max_retries,
             temperature=cfg.plan_temperature,
@@ -158,7 +246,20 @@ class LLMPolicy:
             assert asked.failure is not None
             return Decision(failures=(asked.failure,), prompt_tokens=asked.prompt_tokens,
                             notes=f"plan failed after {asked.attempts} attempts")  # fmt: skip
-        planned = asked.value
+        history = (user(prompt), Message(role="assistant", content=_compact_json(answer[0])))
+        planned: list[Action] = []
+        failures: list[Failure] = []
+        raw_items = plan_items(answer[0])
+        for index, slot in enumerate(asked.value, start=1):
+            if isinstance(slot, Action):
+                planned.append(slot)
+                continue
+            fixed = await self._reask_action(obs, shown, index, slot, history, schema(1), planned)
+            if isinstance(fixed, Action):
+                planned.append(fixed)
+            else:
+                raw = raw_items[index - 1] if index <= len(raw_items) else None
+                failures.append(_with_action(fixed, raw))
         by_id = {item.post_id: item for item in shown}
         jobs = [self._write(obs, i, a, by_id) for i, a in enumerate(planned)]
         if cfg.parallel_content:
@@ -166,7 +267,6 @@ class LLMPolicy:
         else:
             written = [await job for job in jobs]
         actions: list[Action] = []
-        failures: list[Failure] = []
         for result in written:
             if isinstance(result, Failure):
                 failures.append(result)
@@ -176,8 +276,52 @@ class LLMPolicy:
             actions=tuple(actions),
             failures=tuple(failures),
             prompt_tokens=asked.prompt_tokens,
-            notes=f"plan ok after {asked.attempts} attempt(s)",
+            notes=f"plan ok after {asked.attempts} attempt(s), {len(planned)}/{obs.n_actions} actions valid",
         )
+
+    async def _reask_action(
+        self,
+        obs: Observation,
+        shown: Sequence[FeedItem],
+        index: int,
+        error: OutputError,
+        history: tuple[Message, ...],
+        schema: dict[str, object],
+        accepted: Sequence[Action],
+    ) -> Action | Failure:
+        """Ask again for action ``index`` alone (the rest of the plan stands), up to
+        ``max_retries`` times; a Failure (stage ``plan``) when it stays invalid."""
+        cfg = self.config
+        if cfg.max_retries <= 0:
+            return Failure(stage="plan", reason=error.reason, detail=error.detail[:1000])
+        single = replace(obs, n_actions=1)
+
+        def parse(comp: Completion) -> Action:
+            items = plan_items(decode_json(comp.parsed, comp.text))
+            if not items:
+                raise OutputError("missing_action", "the answer holds no action")
+            return parse_action(
+                items[0], single, index=index, shown=shown, self_id=self.persona.id, taken=accepted
+            )
+
+        asked = await ask_validated(
+            self.llm,
+            stage="plan",
+            system=self.system,
+            prompt=render("repair_action", index=index, error=error.detail),
+            parse=parse,
+            json_schema=schema,
+            label="plan",
+            max_retries=cfg.max_retries - 1,
+            temperature=cfg.plan_temperature,
+            max_tokens=max(64, cfg.plan_max_tokens // max(1, obs.n_actions) + 32),
+            seed=derive_seed(self.rng_seed, self.persona.id, "plan-action", obs.window, index),
+            history=history,
+        )
+        if asked.value is not None:
+            return asked.value
+        assert asked.failure is not None
+        return replace(asked.failure, attempts=asked.failure.attempts + 1)
 
     async def _write(
         self, obs: Observation, index: int, action: Action, by_id: dict[int, FeedItem]
@@ -188,11 +332,13 @@ class LLMPolicy:
         target = by_id.get(action.target_post) if action.target_post is not None else None
         match action.type:
             case "COM" if target is not None:
-                context = "You are commenting on this post:\n" + post_block(target)
+                context = "You are commenting on this post:\n" + post_block(
+                    target, limit=cfg.max_item_chars
+                )
                 kind = "comment"
             case "REPOST" if target is not None:
                 context = "You are reposting this post with your own comment:\n" + post_block(
-                    target
+                    target, limit=cfg.max_item_chars
                 )
                 kind = "repost comment"
             case "DM":
@@ -235,6 +381,7 @@ class LLMPolicy:
             max_tokens=cfg.content_max_tokens,
             seed=derive_seed(self.rng_seed, self.persona.id, "content", obs.window, index),
             action=_action_dict(action),
+            stop=cfg.content_stop,
         )
         if asked.value is None:
             assert asked.failure is not None
@@ -261,7 +408,11 @@ class LLMPolicy:
             prompt = render(
                 "vote",
                 items="\n".join(
-                    post_block(i, extra={"relationship": self.memory.relationship_line(i.author)})
+                    post_block(
+                        i,
+                        extra={"relationship": self.memory.relationship_line(i.author)},
+                        limit=cfg.max_item_chars,
+                    )
                     for i in chunk
                 ),
                 post_ids=", ".join(str(x) for x in ids),
@@ -294,6 +445,25 @@ class LLMPolicy:
     def record_outcome(self, window: int, applied: tuple[Action, ...]) -> None:
         """Remember the actions the runtime applied in ``window``."""
         self.memory.record_actions(window, applied)
+
+
+def _compact_json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))[:4000]
+
+
+def _with_action(failure: Failure, raw: object) -> Failure:
+    """The failure of a dropped plan action, carrying the model's action (known fields only,
+    strings cut: model output is untrusted and goes into the log)."""
+    if not isinstance(raw, dict):
+        return failure
+    kept: dict[str, Any] = {}
+    for key in ACTION_FIELDS:
+        value = raw.get(key)
+        if isinstance(value, str):
+            kept[key] = value[:80]
+        elif value is None or isinstance(value, bool | int):
+            kept[key] = value
+    return replace(failure, action=kept)
 
 
 def _action_dict(a: Action) -> dict[str, object]:

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from friendsim.agents.persona import Persona
 from friendsim.llm.base import LLM
 from friendsim.registry import Registry
@@ -39,12 +41,22 @@ class PolicyContext:
     llm_options: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _baseline(*, context: PolicyContext) -> Policy:
+class BaselineParams(BaseModel):
+    """``[agents] policy_params`` of the baseline policy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    abstention: float = Field(default=0.8, ge=0, le=1)
+    """Base rate of casting no vote on an item (see :mod:`friendsim.agents.baseline`)."""
+
+
+def _baseline(*, context: PolicyContext, abstention: float = 0.8) -> Policy:
     from friendsim.agents.baseline import make_baseline_policy
 
     return make_baseline_policy(
-        context.persona, seed=context.seed, stances=context.stances, theme=context.theme
-    )
+        context.persona, seed=context.seed, stances=context.stances, theme=context.theme,
+        abstention=abstention,
+    )  # fmt: skip
 
 
 def _llm(*, context: PolicyContext) -> Policy:
@@ -66,7 +78,7 @@ _llm.uses_llm = True  # type: ignore[attr-defined]
 
 POLICIES: Registry[Policy] = Registry("agent policy", group="friendsim.policies")
 """The agent-policy extension point (entry-point group ``friendsim.policies``)."""
-POLICIES.register("baseline", _baseline, summary="seeded non-LLM null model")
+POLICIES.register("baseline", _baseline, summary="seeded non-LLM null model", params=BaselineParams)
 POLICIES.register("llm", _llm, summary="plans and texts through a language model")
 
 

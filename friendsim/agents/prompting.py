@@ -19,6 +19,7 @@ from friendsim.agents.memory import snippet
 from friendsim.agents.persona import COMPONENTS, Persona, personality_sentence
 from friendsim.llm.base import LLMRequest
 from friendsim.llm.tokens import estimate_input_tokens
+from friendsim.platform.topics import usable_topic
 from friendsim.vocabulary import FeedItem, InboxMessage, Observation, Tip
 
 MAX_ITEM_CHARS = 400
@@ -97,9 +98,23 @@ def tip_block(tip: Tip) -> str:
     )
 
 
-def system_prompt(persona: Persona, theme: str) -> str:
-    """The stable system prompt (persona, motives, rules); identical every call, so cacheable."""
+def system_prompt(persona: Persona, theme: str, *, compact: bool = False) -> str:
+    """The stable system prompt (persona, motives, rules); identical every call, so cacheable.
+
+    ``compact``: the short form for small-context local models (no facets, no reward weights,
+    one line per motive)."""
     lambdas = ", ".join(f"{c} {persona.lambdas[c]:.2f}" for c in COMPONENTS)
+    if compact:
+        return render(
+            "system_compact",
+            name=persona.name,
+            agent_id=persona.id,
+            theme=theme,
+            role=persona.role,
+            stance=persona.stance or "(undecided)",
+            style=persona.style or "(plain)",
+            dominant_text=_DOMINANT_TEXT[persona.dominant_policy],
+        )
     return render(
         "system",
         name=persona.name,
@@ -147,13 +162,18 @@ def plan_prompt(
     max_feed_items: int = 100,
     max_inbox: int = 10,
     max_list: int = 40,
+    item_chars: int = MAX_ITEM_CHARS,
+    compact: bool = False,
 ) -> str:
-    """The user message of a plan request."""
+    """The user message of a plan request (``compact``: the short instructions of the compact
+    prompt profile, at most 5 inbox messages and 12 listed users/topics)."""
+    if compact:
+        max_inbox, max_list = min(max_inbox, 5), min(max_list, 12)
     feed = shown_feed(obs, max_feed_items)
     omitted = len(obs.feed) - len(feed)
-    feed_text = "\n".join(post_block(i) for i in feed) or "(none)"
+    feed_text = "\n".join(post_block(i, limit=item_chars) for i in feed) or "(none)"
     inbox = obs.inbox[-max_inbox:]
-    inbox_text = "\n".join(dm_block(m) for m in inbox) or "(none)"
+    inbox_text = "\n".join(dm_block(m, limit=item_chars) for m in inbox) or "(none)"
     rewards = ""
     if obs.last_rewards is not None:
         lr = obs.last_rewards
@@ -172,7 +192,7 @@ def plan_prompt(
     help_lines = _action_help()
     action_help = "\n".join(f"- {t}: {help_lines.get(t, '')}" for t in obs.allowed)
     return render(
-        "plan",
+        "plan_compact" if compact else "plan",
         window=obs.window,
         n_actions=obs.n_actions,
         feed_note=f" (showing {len(feed)}, {omitted} older omitted)" if omitted > 0 else "",
@@ -182,7 +202,7 @@ def plan_prompt(
         rewards=rewards,
         guidance=guidance,
         known_users=_cap_list([u for u in obs.known_users if u != obs.agent_id], max_list),
-        topics=_cap_list(list(obs.topics)[-max_list:], max_list),
+        topics=_cap_list([t for t in obs.topics if usable_topic(t)][-max_list:], max_list),
         followees=_cap_list(list(obs.followees), max_list),
         action_help=action_help,
         allowed=", ".join(obs.allowed),

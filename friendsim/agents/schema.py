@@ -22,6 +22,7 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from friendsim.platform.events import normalise_topic
+from friendsim.platform.topics import usable_topic
 from friendsim.vocabulary import Action, ActionType, FeedItem, Observation, Tone
 
 
@@ -89,19 +90,50 @@ class PlannedAction(BaseModel):
     tone: Tone = "neutral"
 
 
-class PlanOut(BaseModel):
-    """The plan answer: ``{"actions": [...]}``."""
+_NULL: dict[str, Any] = {"type": "null"}
+_TONES = ["supportive", "neutral", "critical"]
+_TEXT_TYPES = ("POST", "COM", "DM", "REPOST")
+_POST_TYPES = ("COM", "LIKE", "DISLIKE", "REPOST")
+_USER_TYPES = ("DM", "FOLLOW", "UNFOLLOW")
 
-    model_config = ConfigDict(extra="ignore")
 
-    actions: list[PlannedAction] = Field(max_length=64)
+def _choice(values: Sequence[Any], kind: str, description: str) -> dict[str, Any]:
+    """A required ``kind`` value, restricted to ``values`` when there are any."""
+    if values:
+        return {"type": kind, "enum": list(values), "description": description}
+    out: dict[str, Any] = {"type": kind, "description": description}
+    if kind == "string":
+        out["maxLength"] = 40
+    return out
 
 
 def _nullable_enum(values: Sequence[Any], kind: str, description: str) -> dict[str, Any]:
     """``kind`` or null; restricted to ``values`` when there are any (grammar-friendly)."""
     if not values:
-        return {"type": "null", "description": description}
+        return {"type": [kind, "null"], "maxLength": 40, "description": description}
     return {"type": [kind, "null"], "enum": [*values, None], "description": description}
+
+
+def _variant(atype: str, target: dict[str, Any], recipient: dict[str, Any],
+             mention_user: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    text = atype in _TEXT_TYPES
+    return {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string", "enum": [atype]},
+            "target_post": target,
+            "recipient": recipient,
+            "topic": {"type": "string", "maxLength": 40 if atype != "NOT" else 0},
+            "mention": {"type": "boolean"} if text else {"type": "boolean", "enum": [False]},
+            "mention_user": mention_user if text else _NULL,
+            "tone": {"type": "string", "enum": _TONES},
+        },
+        "required": list(ACTION_FIELDS),
+        "additionalProperties": False,
+    }
+
+
+ACTION_FIELDS = ("type", "target_post", "recipient", "topic", "mention", "mention_user", "tone")
 
 
 def plan_json_schema(
@@ -110,54 +142,47 @@ def plan_json_schema(
     *,
     users: Sequence[str] = (),
     post_ids: Sequence[int] = (),
+    votable_ids: Sequence[int] | None = None,
+    followees: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """JSON schema of a plan with exactly ``n_actions`` actions of the ``allowed`` types.
 
-    When ``users`` and ``post_ids`` are given, recipients, mentions and targets are enumerated,
-    so a grammar-constrained model (the local one) cannot name an unknown user or post. Strings
-    carry ``maxLength`` so that a small model cannot loop inside one until ``max_tokens``.
+    Each action is one of per-type variants (``anyOf``): a COM/LIKE/DISLIKE/REPOST must name a
+    ``target_post`` and a DM/FOLLOW/UNFOLLOW a ``recipient`` (never null), a POST or NOT names
+    neither. When ``users`` and ``post_ids`` are given, targets and recipients are enumerated
+    (LIKE/DISLIKE only among ``votable_ids``, FOLLOW only users not in ``followees``, UNFOLLOW
+    only ``followees``) and a type with nothing to point at is left out, so a
+    grammar-constrained model (the local one) cannot write an action the validation rejects
+    for its shape or its target. Strings carry ``maxLength`` so that a small model cannot loop
+    inside one until ``max_tokens``.
     """
-    item = {
-        "type": "object",
-        "properties": {
-            "type": {"type": "string", "enum": list(allowed)},
-            "target_post": (
-                _nullable_enum(post_ids, "integer", "post id for COM/LIKE/DISLIKE/REPOST")
-                if post_ids or users
-                else {
-                    "type": ["integer", "null"],
-                    "description": "post id for COM/LIKE/DISLIKE/REPOST",
-                }
-            ),
-            "recipient": (
-                _nullable_enum(users, "string", "user id for DM/FOLLOW/UNFOLLOW")
-                if post_ids or users
-                else {
-                    "type": ["string", "null"],
-                    "maxLength": 40,
-                    "description": "user id for DM/FOLLOW/UNFOLLOW",
-                }
-            ),
-            "topic": {"type": "string", "maxLength": 60},
-            "mention": {"type": "boolean"},
-            "mention_user": (
-                _nullable_enum(users, "string", "user id to @mention")
-                if post_ids or users
-                else {"type": ["string", "null"], "maxLength": 40}
-            ),
-            "tone": {"type": "string", "enum": ["supportive", "neutral", "critical"]},
-        },
-        "required": [
-            "type",
-            "target_post",
-            "recipient",
-            "topic",
-            "mention",
-            "mention_user",
-            "tone",
-        ],
-        "additionalProperties": False,
-    }
+    contextual = bool(users or post_ids)
+    votable = list(post_ids if votable_ids is None else votable_ids)
+    follows = list(followees or ())
+    candidates: dict[str, Sequence[Any]] = {
+        "COM": list(post_ids), "REPOST": list(post_ids), "LIKE": votable, "DISLIKE": votable,
+        "DM": list(users), "FOLLOW": [u for u in users if u not in follows],
+        "UNFOLLOW": [u for u in follows if u in users] if users else follows,
+    }  # fmt: skip
+    mention_user = _nullable_enum(users, "string", "user id to @mention")
+    variants = []
+    for atype in dict.fromkeys(allowed):
+        match atype:
+            case "COM" | "LIKE" | "DISLIKE" | "REPOST":
+                if contextual and not candidates[atype]:
+                    continue
+                target = _choice(candidates[atype], "integer", f"post id the {atype} is about")
+                variants.append(_variant(atype, target, _NULL, mention_user))
+            case "DM" | "FOLLOW" | "UNFOLLOW":
+                if contextual and not candidates[atype]:
+                    continue
+                rcpt = _choice(candidates[atype], "string", f"user id the {atype} goes to")
+                variants.append(_variant(atype, _NULL, rcpt, mention_user))
+            case _:
+                variants.append(_variant(atype, _NULL, _NULL, mention_user))
+    if not variants:  # nothing feasible among the allowed types: doing nothing is
+        variants.append(_variant("NOT", _NULL, _NULL, mention_user))
+    item = variants[0] if len(variants) == 1 else {"anyOf": variants}
     return {
         "type": "object",
         "properties": {
@@ -173,90 +198,153 @@ def plan_json_schema(
     }
 
 
-def parse_plan(
-    value: Any, obs: Observation, *, shown: Sequence[FeedItem], self_id: str
-) -> tuple[Action, ...]:
-    """Validate a decoded plan against the observation and return the actions (no text yet)."""
+def plan_items(value: Any) -> list[Any]:
+    """The raw action entries of a decoded plan; ``OutputError`` when it is not
+    ``{"actions": [...]}`` (the only plan-level shape problem: actions are checked one by one)."""
+    actions = value.get("actions") if isinstance(value, dict) else None
+    if not isinstance(actions, list):
+        raise OutputError(
+            "bad_schema", 'the plan does not match the schema: expected {"actions": [...]}'
+        )
+    if len(actions) > 64:
+        raise OutputError("bad_schema", f"the plan has {len(actions)} actions; at most 64")
+    return actions
+
+
+def parse_action(
+    raw: Any,
+    obs: Observation,
+    *,
+    index: int,
+    shown: Sequence[FeedItem],
+    self_id: str,
+    taken: Sequence[Action] = (),
+) -> Action:
+    """Validate one planned action (``index`` counts from 1, for messages) against the
+    observation; ``taken`` are the plan's actions already accepted (a second FOLLOW of the same
+    user is refused). The topic is repaired, never refused: an unusable one (a tone word, a
+    placeholder, see :mod:`friendsim.platform.topics`) becomes the target post's topic or the theme."""
+    where = f"action {index}"
     try:
-        plan = PlanOut.model_validate(value)
+        pa = PlannedAction.model_validate(raw)
     except ValidationError as exc:
         raise OutputError(
-            "bad_schema", f"the plan does not match the schema: {_shape_error(exc)}"
+            "bad_schema", f"{where} does not match the schema: {_shape_error(exc)}"
         ) from None
-    n = obs.n_actions
-    if len(plan.actions) != n:
+    kind = pa.type.strip().upper()
+    if kind not in obs.allowed:
         raise OutputError(
-            "wrong_count", f"the plan has {len(plan.actions)} actions; it must have exactly {n}"
+            "bad_type",
+            f"{where}: type {pa.type!r} is not allowed; allowed: {list(obs.allowed)}",
         )
+    atype = cast(ActionType, kind)
     shown_by_id = {item.post_id: item for item in shown}
     known = set(obs.known_users) - {self_id}
     followees = set(obs.followees)
-    out: list[Action] = []
-    for i, pa in enumerate(plan.actions, start=1):
-        where = f"action {i}"
-        kind = pa.type.strip().upper()
-        if kind not in obs.allowed:
-            raise OutputError(
-                "bad_type",
-                f"{where}: type {pa.type!r} is not allowed; allowed: {list(obs.allowed)}",
+    target: int | None = None
+    recipient: str | None = None
+    topic = usable_topic(pa.topic)
+    match atype:
+        case "COM" | "LIKE" | "DISLIKE" | "REPOST":
+            if pa.target_post is None:
+                raise OutputError(
+                    "missing_target",
+                    f"{where}: {atype} needs target_post (a post id shown to you)",
+                )
+            if pa.target_post not in shown_by_id:
+                raise OutputError(
+                    "unknown_post",
+                    f"{where}: target_post {pa.target_post} is not one of the posts shown to you",
+                )
+            item = shown_by_id[pa.target_post]
+            if atype in ("LIKE", "DISLIKE") and item.author == self_id:
+                raise OutputError(
+                    "self_vote", f"{where}: you cannot {atype} your own post {pa.target_post}"
+                )
+            target = pa.target_post
+            topic = topic or usable_topic(item.topic)
+        case "DM" | "FOLLOW" | "UNFOLLOW":
+            if not pa.recipient:
+                raise OutputError(
+                    "missing_recipient", f"{where}: {atype} needs recipient (a known user id)"
+                )
+            rcpt = pa.recipient.strip().lstrip("@")
+            if rcpt == self_id:
+                raise OutputError(
+                    "self_target",
+                    f"{where}: recipient {rcpt!r} is yourself; choose another user",
+                )
+            if rcpt not in known:
+                raise OutputError(
+                    "unknown_recipient", f"{where}: recipient {rcpt!r} is not a known user"
+                )
+            if atype in ("FOLLOW", "UNFOLLOW") and any(
+                a.type in ("FOLLOW", "UNFOLLOW") and a.recipient == rcpt for a in taken
+            ):
+                raise OutputError(
+                    "duplicate_follow", f"{where}: this plan already (un)follows {rcpt!r}"
+                )
+            if atype == "FOLLOW" and rcpt in followees:
+                raise OutputError("already_following", f"{where}: you already follow {rcpt!r}")
+            if atype == "UNFOLLOW" and rcpt not in followees:
+                raise OutputError("not_following", f"{where}: you do not follow {rcpt!r}")
+            recipient = rcpt
+        case _:
+            pass
+    mention: str | None = None
+    if pa.mention and atype in _TEXT_TYPES:
+        # The mention is optional: an empty, self or unknown mention_user is repaired to
+        # "no mention" instead of failing an otherwise valid action.
+        who = (pa.mention_user or "").strip().lstrip("@")
+        mention = who if who in known else None
+    if atype in _TEXT_TYPES and not topic:
+        topic = usable_topic(obs.theme) or normalise_topic(obs.theme)[:80]
+    return Action(type=atype, topic=topic if atype != "NOT" else "", tone=pa.tone,
+                  target_post=target, recipient=recipient, mention=mention)  # fmt: skip
+
+
+def check_plan(
+    value: Any, obs: Observation, *, shown: Sequence[FeedItem], self_id: str
+) -> list[Action | OutputError]:
+    """Each of the ``obs.n_actions`` slots of a decoded plan: its :class:`Action`, or the
+    :class:`OutputError` that rejects it (a slot the plan left empty: ``missing_action``).
+    Actions beyond ``n_actions`` are ignored. Raises ``OutputError`` only when the answer is
+    not a plan at all (see :func:`plan_items`)."""
+    items = plan_items(value)
+    out: list[Action | OutputError] = []
+    accepted: list[Action] = []
+    for i in range(1, obs.n_actions + 1):
+        if i > len(items):
+            out.append(OutputError("missing_action", f"the plan has no action {i}"))
+            continue
+        try:
+            action = parse_action(
+                items[i - 1], obs, index=i, shown=shown, self_id=self_id, taken=accepted
             )
-        atype = cast(ActionType, kind)
-        target: int | None = None
-        recipient: str | None = None
-        topic = normalise_topic(pa.topic)[:80]
-        match atype:
-            case "COM" | "LIKE" | "DISLIKE" | "REPOST":
-                if pa.target_post is None:
-                    raise OutputError(
-                        "missing_target",
-                        f"{where}: {atype} needs target_post (a post id shown to you)",
-                    )
-                if pa.target_post not in shown_by_id:
-                    raise OutputError(
-                        "unknown_post",
-                        f"{where}: target_post {pa.target_post} is not one of the posts shown to you",
-                    )
-                item = shown_by_id[pa.target_post]
-                if atype in ("LIKE", "DISLIKE") and item.author == self_id:
-                    raise OutputError(
-                        "self_vote", f"{where}: you cannot {atype} your own post {pa.target_post}"
-                    )
-                target = pa.target_post
-                topic = topic or item.topic
-            case "DM" | "FOLLOW" | "UNFOLLOW":
-                if not pa.recipient:
-                    raise OutputError(
-                        "missing_recipient", f"{where}: {atype} needs recipient (a known user id)"
-                    )
-                rcpt = pa.recipient.strip().lstrip("@")
-                if rcpt == self_id:
-                    raise OutputError(
-                        "self_target",
-                        f"{where}: recipient {rcpt!r} is yourself; choose another user",
-                    )
-                if rcpt not in known:
-                    raise OutputError(
-                        "unknown_recipient", f"{where}: recipient {rcpt!r} is not a known user"
-                    )
-                if atype == "FOLLOW" and rcpt in followees:
-                    raise OutputError("already_following", f"{where}: you already follow {rcpt!r}")
-                if atype == "UNFOLLOW" and rcpt not in followees:
-                    raise OutputError("not_following", f"{where}: you do not follow {rcpt!r}")
-                recipient = rcpt
-            case _:
-                pass
-        mention: str | None = None
-        if pa.mention and atype in ("POST", "COM", "DM", "REPOST"):
-            # The mention is optional: an empty, self or unknown mention_user is repaired to
-            # "no mention" instead of failing an otherwise valid plan.
-            who = (pa.mention_user or "").strip().lstrip("@")
-            mention = who if who in known else None
-        if atype in ("POST", "COM", "DM", "REPOST") and not topic:
-            topic = normalise_topic(obs.theme)[:80]
-        out.append(
-            Action(type=atype, topic=topic if atype != "NOT" else "", tone=pa.tone,
-                   target_post=target, recipient=recipient, mention=mention)
-        )  # fmt: skip
+        except OutputError as err:
+            out.append(err)
+        else:
+            accepted.append(action)
+            out.append(action)
+    return out
+
+
+def parse_plan(
+    value: Any, obs: Observation, *, shown: Sequence[FeedItem], self_id: str
+) -> tuple[Action, ...]:
+    """Validate a whole decoded plan strictly: exactly ``obs.n_actions`` valid actions, else the
+    first problem as ``OutputError`` (see :func:`check_plan` for the per-action form)."""
+    items = plan_items(value)
+    n = obs.n_actions
+    if len(items) != n:
+        raise OutputError(
+            "wrong_count", f"the plan has {len(items)} actions; it must have exactly {n}"
+        )
+    out: list[Action] = []
+    for slot in check_plan(value, obs, shown=shown, self_id=self_id):
+        if isinstance(slot, OutputError):
+            raise slot
+        out.append(slot)
     return tuple(out)
 
 

@@ -59,6 +59,12 @@ from friendsim.analysis.ties import DEFAULT_THETAS, TieParams, TieParamsError
 log = structlog.get_logger(__name__)
 
 ANALYSIS_VERSION = 2
+
+NULL_MODEL_NOTE = (
+    "null-model run: the agents used the baseline policy (seeded, persona-driven choices, no "
+    "language model). Its rewards and tie network are a reference to compare LLM runs with, "
+    "not a finding about LLM agents."
+)
 ANALYSIS_FILE = "analysis.json"
 EVENTS_DB = "events.db"
 MANIFEST = "manifest.json"
@@ -146,11 +152,13 @@ def _manifest_summary(manifest: Mapping[str, Any], n_agents: int, windows: int) 
     models: dict[str, int] = {}
     for spec in (manifest.get("models") or {}).values():
         models[str(spec)] = models.get(str(spec), 0) + 1
+    policy = manifest.get("policy", (cfg.get("agents") or {}).get("policy"))
     return {
         "name": manifest.get("name", ex.get("name")),
         "status": manifest.get("status", "unknown"),
         "mode": manifest.get("mode", ex.get("mode")),
-        "policy": manifest.get("policy", (cfg.get("agents") or {}).get("policy")),
+        "policy": policy,
+        "null_model": policy == "baseline",
         "seed": (manifest.get("seeds") or {}).get("seed", ex.get("seed")),
         "theme": ex.get("theme"),
         "agents": n_agents,
@@ -244,6 +252,8 @@ def analyze_run(run_dir: str | Path) -> dict[str, Any]:
     notes: list[str] = []
     if not manifest:
         notes.append(f"no {MANIFEST}: default reward and tie parameters, uniform reward mixes")
+    if manifest.get("policy") == "baseline":
+        notes.append(NULL_MODEL_NOTE)
     seed = int((manifest.get("seeds") or {}).get("seed", 0) or 0)
     params, thetas = tie_params_from_manifest(manifest)
     sentiment_name = str((manifest.get("rewards") or {}).get("sentiment", "vader"))

@@ -10,13 +10,15 @@ For each component with a positive gap, in gap order, one *primary* tip:
 * EMO   -> a supportive DM to a known user.
 
 Tips are deduplicated; when fewer than 3 remain, *secondary* tips (other variants, in gap order)
-fill up to 3; at most 5 are returned. Every tip names an action, a target (user id, "top-liked
+fill up to 3; at most 5 are returned. A topic that is a tone word or a placeholder (an invalid
+topic some model wrote) is never suggested back. Every tip names an action, a target (user id, "top-liked
 post" or ``None`` for a POST), a topic, ``invite_mention`` and a tone, in one sentence.
 """
 
 from __future__ import annotations
 
 from friendsim.coach.base import TOP_LIKED, CoachContext
+from friendsim.platform.topics import usable_topic
 from friendsim.vocabulary import Tip
 
 MIN_TIPS = 3
@@ -25,8 +27,10 @@ FALLBACK_TOPIC = "the discussion"
 
 
 def _topic(ctx: CoachContext, *prefer: str | None) -> str:
+    """The first usable topic (never a tone word or placeholder, see
+    :func:`friendsim.platform.topics.usable_topic`): preferred, recent, trending, the theme."""
     for t in (*prefer, *ctx.last_topics, *ctx.trending_topics, ctx.theme):
-        if t:
+        if t and usable_topic(t):
             return t
     return FALLBACK_TOPIC
 
@@ -90,7 +94,7 @@ def _soc(ctx: CoachContext) -> list[Tip]:
 
 def _inf(ctx: CoachContext) -> list[Tip]:
     tips: list[Tip] = []
-    for topic, _pid, author in ctx.unseen_topics[:2]:
+    for topic, _pid, author in [u for u in ctx.unseen_topics if usable_topic(u[0])][:2]:
         tips.append(
             Tip(
                 action="COM",
@@ -102,7 +106,7 @@ def _inf(ctx: CoachContext) -> list[Tip]:
             )
         )
     if not tips:
-        fresh = [t for t in ctx.trending_topics if t not in ctx.last_topics]
+        fresh = [t for t in ctx.trending_topics if t not in ctx.last_topics and usable_topic(t)]
         t = _topic(ctx, *fresh)
         target = TOP_LIKED if ctx.top_liked_post_id is not None else None
         if target is None:

@@ -119,7 +119,7 @@ def print_run(a: Mapping[str, Any]) -> None:
     usage = a["usage"].get("total") or {}
     console.print(
         f"[bold]{m.get('name')}[/bold]  status={m.get('status')}  mode={m.get('mode')}  "
-        f"policy={m.get('policy')}  agents={m.get('agents')}  windows={m.get('windows')}  "
+        f"policy={m.get('policy')}{' (NULL-MODEL RUN)' if m.get('null_model') else ''}  agents={m.get('agents')}  windows={m.get('windows')}  "
         f"coach={'on' if (m.get('coach') or {}).get('enabled') else 'off'}  "
         f"cost=${float(usage.get('cost_usd', 0.0)):.4f}  "
         f"tokens={usage.get('input_tokens', 0)}+{usage.get('output_tokens', 0)}  "

@@ -98,6 +98,9 @@ class AnthropicLLM:
                     cache["ttl"] = self._cache_ttl
                 block["cache_control"] = cache
             kwargs["system"] = [block]
+        stops = [x for x in request.stop if x.strip()]  # the API refuses whitespace-only ones
+        if stops:
+            kwargs["stop_sequences"] = stops
         if request.json_schema is not None:
             schema = dict(request.json_schema)
             match mode:

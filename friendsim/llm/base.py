@@ -31,7 +31,8 @@ class LLMRequest:
     ``system`` is the stable prefix (persona and rules) that providers may cache. ``json_schema``,
     when given, asks for structured output: the completion's ``parsed`` then holds the decoded JSON
     (validation against the schema is the caller's business: model output is untrusted).
-    ``label`` names the purpose ("plan", "vote", "coach" ...) for accounting.
+    ``label`` names the purpose ("plan", "vote", "coach" ...) for accounting. ``stop``: sequences
+    that end the answer (not included in it); providers without the feature ignore them.
     """
 
     system: str = ""
@@ -41,10 +42,13 @@ class LLMRequest:
     max_tokens: int = 512
     seed: int | None = None
     label: str = "default"
+    stop: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        """A normalised, JSON-ready form (stable key order) used for cache keys and recording."""
-        return {
+        """A normalised, JSON-ready form (stable key order) used for cache keys and recording.
+
+        ``stop`` appears only when set, so requests without stop sequences keep their keys."""
+        out: dict[str, Any] = {
             "system": self.system,
             "messages": [{"role": m.role, "content": m.content} for m in self.messages],
             "json_schema": self.json_schema,
@@ -52,6 +56,9 @@ class LLMRequest:
             "max_tokens": self.max_tokens,
             "seed": self.seed,
         }
+        if self.stop:
+            out["stop"] = list(self.stop)
+        return out
 
     def cache_key(self, model: str) -> str:
         """SHA-256 of the normalised request and the model. ``label`` is not part of the key."""

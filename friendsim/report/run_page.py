@@ -110,6 +110,8 @@ def run_report(
     th = pick_theta(net["thetas"], theta)
     attr = pick_attribute(analysis["agents"], color_by)
     title = f"friendsim run report: {m.get('name') or analysis.get('run_dir')}"
+    if m.get("null_model"):
+        title += " (null-model run)"
     figs: dict[str, bytes] = {}
 
     summary_rows = [
@@ -124,6 +126,7 @@ def run_report(
             "status",
             "mode",
             "policy",
+            "null_model",
             "seed",
             "theme",
             "agents",

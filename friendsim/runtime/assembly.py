@@ -234,6 +234,7 @@ async def open_llm_stack(
         ledger=ledger,
         batch_journal=batch_journal,
         batch_poll=PollPolicy(first=cfg.llm.batch_poll_s, most=60 * cfg.llm.batch_poll_s),
+        **(cfg.llm.provider_options(spec) if isinstance(spec, str) else {}),
     )
 
 
@@ -277,6 +278,13 @@ def _make_coach(
     return COACHES.create(cfg.coach.kind, cfg.coach.params, llm=stacks[spec] if spec else None)
 
 
+def _profile(cfg: ExperimentConfig, spec: str | None) -> dict[str, Any]:
+    """The prompt-profile knobs of ``[llm] prompt_profile`` for an agent's provider spec."""
+    from friendsim.agents.llm_policy import profile_knobs
+
+    return profile_knobs(cfg.llm.prompt_profile, spec) if spec is not None else {}
+
+
 def _policies(
     cfg: ExperimentConfig,
     personas: Sequence[Persona],
@@ -306,7 +314,7 @@ def _policies(
                 n_actions=ex.n_actions,
                 stances=stances,
                 llm=stacks[specs[p.id]] if p.id in specs else None,
-                llm_options=knobs,
+                llm_options={**knobs, **_profile(cfg, specs.get(p.id))},
             ),
         )
         for p in personas

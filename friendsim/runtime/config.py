@@ -182,6 +182,10 @@ class LLMSection(_Section):
     plan_max_tokens: int = Field(default=800, ge=16, le=32_768)
     reprompts: int = Field(default=3, ge=0, le=10)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    threads: int | None = Field(default=None, ge=1, le=512)
+    """llama.cpp threads of the ``local:`` models (default: the cores this process may use)."""
+    prompt_profile: Literal["auto", "full", "compact"] = "auto"
+    """``compact`` prompts for small-context models; ``auto``: compact for ``local:`` models."""
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
     budget_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     batch: bool = False
@@ -192,6 +196,13 @@ class LLMSection(_Section):
     @classmethod
     def _spec(cls, v: str) -> str:
         return check_provider_spec(v)
+
+    def provider_options(self, spec: str) -> dict[str, Any]:
+        """Options for the provider factory of ``spec`` (``threads`` reaches ``local:`` models
+        as llama.cpp's ``n_threads``)."""
+        if spec.strip().lower().startswith("local:") and self.threads is not None:
+            return {"n_threads": self.threads}
+        return {}
 
     @field_validator("prices")
     @classmethod

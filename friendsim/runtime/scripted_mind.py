@@ -30,7 +30,17 @@ def _rng(request: LLMRequest, seed: int) -> random.Random:
 
 
 def _prompt(request: LLMRequest) -> str:
-    return request.messages[-1].content if request.messages else ""
+    """The request's first message: the plan or vote prompt (a re-ask adds turns after it)."""
+    return request.messages[0].content if request.messages else ""
+
+
+def _allowed_types(items: Mapping[str, Any]) -> list[str]:
+    """The action types a plan schema offers (one ``anyOf`` variant per type, or one item)."""
+    variants = items.get("anyOf") or [items]
+    out: list[str] = []
+    for variant in variants:
+        out += variant.get("properties", {}).get("type", {}).get("enum", [])
+    return out or ["POST"]
 
 
 _ME = re.compile(r'user id "([^"]+)"')
@@ -45,7 +55,7 @@ def _plan(request: LLMRequest, rng: random.Random) -> dict[str, Any]:
     schema: Mapping[str, Any] = request.json_schema or {}
     arr = schema.get("properties", {}).get("actions", {})
     n = int(arr.get("minItems", 1))
-    allowed = list(arr.get("items", {}).get("properties", {}).get("type", {}).get("enum", ["POST"]))
+    allowed = _allowed_types(arr.get("items", {}))
     text = _prompt(request)
     posts = [(int(pid), author) for pid, author in _POST.findall(text)]
     known_line = _KNOWN.search(text)
