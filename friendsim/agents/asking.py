@@ -60,8 +60,11 @@ async def ask_validated(
     max_tokens: int = 512,
     seed: int | None = None,
     action: Mapping[str, Any] | None = None,
+    agent: str | None = None,
 ) -> Asked[T]:
-    """Ask, validate with ``parse`` (raising :class:`OutputError`), re-ask up to ``max_retries``."""
+    """Ask, validate with ``parse`` (raising :class:`OutputError`), re-ask up to ``max_retries``.
+
+    ``agent`` goes into each request (endpoint affinity, see :class:`LLMRequest`)."""
     messages: list[Message] = [user(prompt)]
     first_tokens = 0
     last = OutputError("no_answer", "no answer")
@@ -76,6 +79,7 @@ async def ask_validated(
             max_tokens=max_tokens,
             seed=None if seed is None else (seed + attempt - 1) & 0x7FFFFFFF,
             label=label,
+            agent=agent,
         )
         if attempt == 1:
             first_tokens = request_tokens(req)

@@ -31,7 +31,11 @@ class LLMRequest:
     ``system`` is the stable prefix (persona and rules) that providers may cache. ``json_schema``,
     when given, asks for structured output: the completion's ``parsed`` then holds the decoded JSON
     (validation against the schema is the caller's business: model output is untrusted).
-    ``label`` names the purpose ("plan", "vote", "coach" ...) for accounting.
+    ``label`` names the purpose ("plan", "vote", "coach" ...) for accounting. ``agent`` names
+    the agent the request is made for (``None``: no agent, e.g. the coach); an endpoint pool
+    routes an agent's requests to the same server so its prompt prefix stays cached there.
+    Neither is part of the request's meaning: both are left out of :meth:`to_json` and the
+    cache key.
     """
 
     system: str = ""
@@ -41,6 +45,7 @@ class LLMRequest:
     max_tokens: int = 512
     seed: int | None = None
     label: str = "default"
+    agent: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A normalised, JSON-ready form (stable key order) used for cache keys and recording."""

@@ -56,7 +56,13 @@ from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, PERSONAS, RunLayout
 from friendsim.rundir.lock import RunLock
 from friendsim.rundir.log import connect, log_hash
 from friendsim.rundir.manifest import Manifest, RunFiles, new_manifest, write_manifest
-from friendsim.runtime.config import ConfigError, ExperimentConfig, resolve_auto_provider
+from friendsim.runtime.config import (
+    ConfigError,
+    ExperimentConfig,
+    load_fleet,
+    resolve_auto_provider,
+    uses_fleet,
+)
 from friendsim.runtime.continuous import ContinuousScheduler, acquaintances
 from friendsim.runtime.engine import Engine, FeedRules, RunInterrupted, RunListener, WindowTally
 from friendsim.runtime.rounds import RoundsScheduler
@@ -423,8 +429,13 @@ async def _run_locked(
         await platform.flush()
 
         cache_path = layout.llm_cache if cfg.llm.cache != "off" else None
+        fleet = load_fleet(cfg, base=base, source=source)
         for spec in sorted({*specs.values(), *coach_specs}):
             provider: LLM | str = llm_factory(spec) if llm_factory is not None else spec
+            if isinstance(provider, str) and fleet and uses_fleet(provider):
+                from friendsim.llm.registry import create_llm
+
+                provider = create_llm(provider, endpoints=fleet)
             if plan.recorded_until_seq is not None:
                 if isinstance(provider, str):
                     from friendsim.llm.registry import create_llm
