@@ -57,7 +57,7 @@ _MTIMES = ".friendsim-mtimes.json"
 
 
 class RayUnavailableError(RuntimeError):
-    """``--executor ray`` without the ``ray`` package installed."""
+    """``--executor ray`` without the ``ray`` package installed, or no cluster to run on."""
 
 
 def require_ray() -> Any:
@@ -69,6 +69,25 @@ def require_ray() -> Any:
             f"--executor ray needs the 'ray' package ({exc}); install it with: {INSTALL_HINT}"
         ) from None
     return ray
+
+
+def open_ray(*, address: str | None, jobs: int) -> bool:
+    """Connect to the cluster at ``address`` (or start a local Ray of ``jobs`` CPUs) unless this
+    process already has a Ray session; returns whether it opened one (and so must shut it down).
+    A cluster that cannot be reached is a :class:`RayUnavailableError` naming the address."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RayUnavailableError(f"cannot start or reach {where}: {first}") from None
+    return True
 
 
 def pack_run(run_dir: Path) -> bytes:
@@ -200,12 +219,12 @@ def ray_outcomes(
     out: Path,
     source: str,
     *,
-    address: str | None,
-    jobs: int,
     log_level: str,
+    shutdown: bool,
     max_retries: int = MAX_RETRIES,
 ) -> PlanStream:
-    """The ``ray`` executor (module docstring): yields each plan with its outcome."""
+    """The ``ray`` executor (module docstring) on the session :func:`open_ray` made: yields each
+    plan with its outcome; ``shutdown``: end the Ray session when done (or interrupted)."""
     ray = require_ray()
     todo: list[RunPlan] = []
     for plan in plans:
@@ -214,13 +233,9 @@ def ray_outcomes(
         else:
             todo.append(plan)
     if not todo:
+        if shutdown:
+            ray.shutdown()
         return
-    started = not ray.is_initialized()
-    if started:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
     task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(run_replication)
     files_ref = ray.put(side_files(todo, source))
     pending = {task.remote(dict(p.data), source, files_ref, log_level): p for p in todo}
@@ -249,5 +264,5 @@ def ray_outcomes(
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
-        if started:
+        if shutdown:
             ray.shutdown()

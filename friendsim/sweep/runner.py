@@ -205,13 +205,22 @@ def run_sweep(
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
-    if executor == "ray":
-        from friendsim.sweep.ray_executor import require_ray
-
-        require_ray()  # before anything is written
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_out_dir(out, spec)
+    if (out / SWEEP_FILE).is_file():
+        _check_out_dir(out, spec)
+    opened_ray = False
+    if executor == "ray":  # before anything is written: a missing extra or cluster is an error
+        from friendsim.sweep.ray_executor import open_ray
+
+        opened_ray = open_ray(address=address, jobs=jobs)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        if opened_ray:
+            import ray
+
+            ray.shutdown()
+        raise
     plans = spec.plans()
     outcomes: dict[str, RunOutcome] = {
         p.rel_dir: {
@@ -245,7 +254,7 @@ def run_sweep(
     else:
         from friendsim.sweep.ray_executor import ray_outcomes
 
-        stream = ray_outcomes(plans, out, source, address=address, jobs=jobs, log_level=log_level)
+        stream = ray_outcomes(plans, out, source, log_level=log_level, shutdown=opened_ray)
     try:
         for plan, res in stream:
             outcomes[plan.rel_dir].update(res)
