@@ -51,7 +51,12 @@ async def test_agents_stick_to_one_server_and_fail_over_without_loss(tmp_path: P
             f"{servers[1].openai_base_url}  weight=1 max_concurrency=4\n"
             f"{servers[2].openai_base_url}\n"
         )
-        provider = create_llm("openai:stub-model", endpoints=load_endpoints(fleet), cooldown_s=60.0)
+        provider = create_llm(
+            "openai:stub-model",
+            endpoints=load_endpoints(fleet),
+            cooldown_s=600.0,
+            max_cooldown_s=600.0,
+        )
         assert isinstance(provider, PooledLLM)
         stack = await build_llm(provider, concurrency=16, retries=3)
         for k in range(3):
@@ -64,7 +69,7 @@ async def test_agents_stick_to_one_server_and_fail_over_without_loss(tmp_path: P
             assert len(homes) == 1, (agent, homes)
             assert before[homes[0]][agent] == 3
             assert provider.home_of(agent) == servers[homes[0]].openai_base_url
-        assert all(len(seen) >= 3 for seen in before), [len(s) for s in before]
+        assert all(seen for seen in before), [len(s) for s in before]
 
         victim = max(range(3), key=lambda i: len(before[i]))
         moved = sorted(before[victim])
