@@ -11,7 +11,7 @@ calls, so the same seed gives the same event log byte for byte) into a scratch f
 node, then returns the outcome and the whole run directory as one gzip'd tar archive (with each
 file's mtime in nanoseconds, so the analysis cache stays valid). The driver unpacks it into
 ``<run>.incoming`` beside its final place, checks it with the log verifier
-(:func:`friendsim.replay.verify.verify_run`: manifest matches log, log rebuilds the state), and
+(:func:`friendsim.rundir.verify.verify_run`: manifest matches log, log rebuilds the state), and
 only then renames it into ``<cell>/rep<k>``. A run that fails verification is recorded as failed
 and its files are kept as ``<run>.rejected-<n>`` for inspection. Files a config names by path
 (``[agents].personas``, ``[llm].endpoints_file``) travel with the task through Ray's object
@@ -39,6 +39,7 @@ from typing import Any
 
 import structlog
 
+from friendsim.rundir.layout import LOCK
 from friendsim.sweep.config import RunPlan
 from friendsim.sweep.runner import (
     PlanStream,
@@ -91,12 +92,13 @@ def open_ray(*, address: str | None, jobs: int) -> bool:
 
 
 def pack_run(run_dir: Path) -> bytes:
-    """The run directory as a gzip'd tar archive (files only), with an mtime record."""
+    """The run directory as a gzip'd tar archive (files only, not the run lock), with an mtime
+    record."""
     mtimes = {}
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
         for path in sorted(run_dir.rglob("*")):
-            if path.is_file() and not path.is_symlink():
+            if path.is_file() and not path.is_symlink() and path.name != LOCK:
                 rel = path.relative_to(run_dir).as_posix()
                 mtimes[rel] = path.stat().st_mtime_ns
                 tar.add(path, arcname=rel, recursive=False)
@@ -173,8 +175,8 @@ def run_replication(
 
 def receive(out: Path, rel_dir: str, outcome: RunOutcome, archive: bytes) -> RunOutcome:
     """Put a task's run directory into place (module docstring); returns the final outcome."""
-    from friendsim.replay.errors import ReplayInputError
-    from friendsim.replay.verify import verify_run
+    from friendsim.rundir.errors import RunInputError
+    from friendsim.rundir.verify import verify_run
 
     res = dict(outcome)
     res["archive_bytes"] = len(archive)
@@ -189,7 +191,7 @@ def receive(out: Path, rel_dir: str, outcome: RunOutcome, archive: bytes) -> Run
         try:
             report = verify_run(incoming)
             problem = None if report.ok else f"log verification failed: {report.divergence}"
-        except (ReplayInputError, OSError, ValueError) as exc:
+        except (RunInputError, OSError, ValueError) as exc:
             problem = f"log verification failed: {type(exc).__name__}: {exc}"
         if problem is not None:
             k = 1
