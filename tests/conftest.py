@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+import structlog
 
 _KEY_VARS = (
     "ANTHROPIC_API_KEY",
@@ -19,3 +22,12 @@ _KEY_VARS = (
 def _no_api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in _KEY_VARS:
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """The CLI binds structlog to the ``sys.stderr`` of the moment (a test's captured stream,
+    closed after that test); start and leave every test with structlog's defaults."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +117,59 @@ def test_failed_run_is_recorded_and_others_complete(tmp_path: Path) -> None:
     other.write_text(cfg.read_text().replace("replications = 1", "replications = 2"))
     with pytest.raises(SweepDirError, match="different sweep"):
         run_sweep(load_sweep(other), tmp_path / "out", jobs=1)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_local_workers_die_when_the_sweep_is_killed(tmp_path: Path) -> None:
+    cfg = paper_sweep(tmp_path, rounds=6)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "friendsim", "sweep", str(cfg), "--out", str(out), "--jobs", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        # wait until both workers run a replication (their run directories hold a log)
+        while len(list(out.glob("*/rep*/events.db"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        workers = [
+            pid
+            for pid in _children(proc.pid)
+            if b"multiprocessing.spawn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+            and b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+        ]
+        assert len(workers) == 2
+        proc.kill()  # SIGKILL: no handler, no clean-up in the parent
+        proc.wait()
+        deadline = time.monotonic() + 10  # a 6-round replication takes far longer than this
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [w for w in workers if _alive(w)], "pool workers outlived the sweep"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    runs = json.loads((out / SWEEP_FILE).read_text())["runs"]
+    assert not any(r["status"] == "completed" for r in runs)  # they really were cut short

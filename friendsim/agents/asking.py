@@ -64,11 +64,13 @@ async def ask_validated(
     action: Mapping[str, Any] | None = None,
     history: Sequence[Message] = (),
     stop: Sequence[str] = (),
+    agent: str | None = None,
 ) -> Asked[T]:
     """Ask, validate with ``parse`` (raising :class:`OutputError`), re-ask up to ``max_retries``.
 
     ``history`` (earlier turns, e.g. a plan and its answer) goes before ``prompt``; ``stop``
-    sequences end the answer early (providers that support them)."""
+    sequences end the answer early (providers that support them); ``agent`` goes into each
+    request (endpoint affinity, see :class:`LLMRequest`)."""
     messages: list[Message] = [*history, user(prompt)]
     first_tokens = 0
     last = OutputError("no_answer", "no answer")
@@ -84,6 +86,7 @@ async def ask_validated(
             seed=None if seed is None else (seed + attempt - 1) & 0x7FFFFFFF,
             label=label,
             stop=tuple(stop),
+            agent=agent,
         )
         if attempt == 1:
             first_tokens = request_tokens(req)

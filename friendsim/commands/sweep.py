@@ -73,6 +73,20 @@ def register(subparsers: Subparsers) -> None:
         help="number of runs in parallel, each in its own process "
         "(default: the number of CPUs, at most 4)",
     )
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where the runs execute: local, a process pool on this machine (default); ray, one "
+        "Ray task per run on a Ray cluster (needs the ray extra: pip install 'friendsim[ray]')",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="HOST:PORT",
+        help="with --executor ray: the Ray cluster's head address (default: start a local Ray "
+        "with --jobs CPUs)",
+    )
     p.add_argument("--json", action="store_true", help="print the aggregate as one JSON object")
     add_log_level(p)
     p.set_defaults(handler=handle)
@@ -80,9 +94,19 @@ def register(subparsers: Subparsers) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Run the sweep named by ``args``; returns the exit code."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     from friendsim.runtime.logs import configure_logging
     from friendsim.sweep.aggregate import aggregate_sweep
     from friendsim.sweep.config import SweepConfigError, load_sweep
+    from friendsim.sweep.ray_executor import RayUnavailableError
     from friendsim.sweep.runner import SweepDirError, run_sweep
 
     configure_logging(args.log_level)
@@ -95,19 +119,45 @@ def handle(args: argparse.Namespace) -> int:
     if jobs < 1:
         sys.stderr.write(f"friendsim sweep: --jobs must be >= 1, got {jobs}\n")
         return 2
+    if args.address is not None and args.executor != "ray":
+        sys.stderr.write("friendsim sweep: --address needs --executor ray\n")
+        return 2
     out = args.out if args.out is not None else Path("runs") / f"sweep-{spec.name}"
     n = len(spec.plans())
-    done = 0
+    console = Console(stderr=True)
+    progress = Progress(
+        TextColumn("sweep"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs"),
+        TextColumn("{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    bar = progress.add_task("runs", total=n, failed=0)
+    failed = 0
 
     def on_done(outcome: dict[str, Any]) -> None:
-        nonlocal done
-        done += 1
-        err = f" ({outcome['error']})" if outcome.get("error") else ""
-        sys.stderr.write(f"[{done}/{n}] {outcome['dir']}: {outcome['status']}{err}\n")
+        nonlocal failed
+        if outcome["status"] != "completed":
+            failed += 1
+            err = f" ({outcome['error']})" if outcome.get("error") else ""
+            progress.console.print(f"{outcome['dir']}: {outcome['status']}{err}", markup=False)
+        progress.update(bar, advance=1, failed=failed)
 
     try:
-        result = run_sweep(spec, out, jobs=jobs, log_level=args.log_level, on_done=on_done)
-    except SweepDirError as exc:
+        with progress:
+            result = run_sweep(
+                spec,
+                out,
+                jobs=jobs,
+                log_level=args.log_level,
+                on_done=on_done,
+                executor=args.executor,
+                address=args.address,
+            )
+    except (SweepDirError, RayUnavailableError) as exc:
         sys.stderr.write(f"friendsim sweep: {exc}\n")
         return 2
     except KeyboardInterrupt:

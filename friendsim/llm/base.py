@@ -33,6 +33,10 @@ class LLMRequest:
     (validation against the schema is the caller's business: model output is untrusted).
     ``label`` names the purpose ("plan", "vote", "coach" ...) for accounting. ``stop``: sequences
     that end the answer (not included in it); providers without the feature ignore them.
+    ``agent`` names the agent the request is made for (``None``: no agent, e.g. the coach); an
+    endpoint pool routes an agent's requests to the same server so its prompt prefix stays
+    cached there. ``agent`` is not part of the request's meaning: it is left out of
+    :meth:`to_json` and the cache key.
     """
 
     system: str = ""
@@ -43,6 +47,7 @@ class LLMRequest:
     seed: int | None = None
     label: str = "default"
     stop: tuple[str, ...] = ()
+    agent: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A normalised, JSON-ready form (stable key order) used for cache keys and recording.

@@ -32,6 +32,7 @@ import openai
 import structlog
 
 from friendsim.llm.base import LLM, Completion, LLMRequest, Usage
+from friendsim.llm.endpoints import Endpoint
 from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
 from friendsim.llm.json_extract import extract_json
 from friendsim.llm.pool import PooledLLM
@@ -220,14 +221,33 @@ def create_openai_llm(
     *,
     base_urls: Sequence[str] = (),
     base_url: str | None = None,
+    endpoints: Sequence[Endpoint] = (),
     cooldown_s: float = 2.0,
     max_cooldown_s: float = 60.0,
     failover: bool = True,
+    affinity: bool = True,
     **options: Any,
 ) -> LLM:
     """Registry factory for ``openai:`` specs. One URL (or none) gives an
-    :class:`OpenAIChatLLM`; several (from the spec or ``base_urls``) give a pool of them."""
+    :class:`OpenAIChatLLM`; several (from the spec or ``base_urls``) give a pool of them.
+    ``endpoints`` (an endpoints file, :mod:`friendsim.llm.endpoints`) always gives a pool, with
+    the file's weights and concurrency caps; it cannot be combined with URLs."""
     urls = list(base_urls) + ([base_url] if base_url else [])
+    if endpoints and urls:
+        raise ProviderConfigError(
+            "openai: give endpoint URLs either in the spec or in an endpoints file, not both"
+        )
+    if endpoints:
+        return PooledLLM(
+            [OpenAIChatLLM(model, base_url=e.url, **options) for e in endpoints],
+            names=[e.url for e in endpoints],
+            weights=[e.weight for e in endpoints],
+            max_concurrency=[e.max_concurrency for e in endpoints],
+            cooldown_s=cooldown_s,
+            max_cooldown_s=max_cooldown_s,
+            failover=failover,
+            affinity=affinity,
+        )
     if len(urls) <= 1:
         return OpenAIChatLLM(model, base_url=urls[0] if urls else None, **options)
     members = [OpenAIChatLLM(model, base_url=u, **options) for u in urls]
@@ -237,4 +257,5 @@ def create_openai_llm(
         cooldown_s=cooldown_s,
         max_cooldown_s=max_cooldown_s,
         failover=failover,
+        affinity=affinity,
     )

@@ -9,10 +9,22 @@ that long and then tries again (no polling). The first success after a cool-down
 With ``failover`` on (default), a call whose member fails transiently moves at once to another
 healthy member (each failure takes its member out, so a call tries each member at most once);
 only when none is left does the error reach the retry wrapper.
+
+Per-agent affinity: a request that names its ``agent`` goes to that agent's home member, chosen
+by weighted rendezvous hashing of the agent id over the healthy members (the same choice in
+every process that holds the same pool, so many runs sharing a server fleet agree without
+talking). The agent's persona prefix therefore stays in one server's prefix cache. When the
+home member is cooling down, the same hashing picks the agent's next member (again the same for
+all its requests), and the agent returns home once the member is healthy again. Requests
+without an agent use least-outstanding routing (outstanding / weight). A member's
+``max_concurrency`` caps its requests in flight; further requests routed to it wait there.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +44,9 @@ class MemberState:
 
     llm: LLM
     name: str
+    weight: float = 1.0
+    max_concurrency: int | None = None
+    slots: asyncio.Semaphore | None = None
     outstanding: int = 0
     calls: int = 0
     failures: int = 0
@@ -47,23 +62,43 @@ class PooledLLM:
         members: Sequence[LLM],
         *,
         names: Sequence[str] | None = None,
+        weights: Sequence[float] | None = None,
+        max_concurrency: Sequence[int | None] | None = None,
         cooldown_s: float = 2.0,
         max_cooldown_s: float = 60.0,
         failover: bool = True,
+        affinity: bool = True,
         clock: Clock = time.monotonic,
     ) -> None:
         if not members:
             raise ProviderConfigError("an endpoint pool needs at least one member")
-        if names is not None and len(names) != len(members):
-            raise ProviderConfigError("pool names must match members one to one")
+        for what, seq in (
+            ("names", names),
+            ("weights", weights),
+            ("max_concurrency", max_concurrency),
+        ):
+            if seq is not None and len(seq) != len(members):
+                raise ProviderConfigError(f"pool {what} must match members one to one")
+        if weights is not None and not all(math.isfinite(w) and w > 0 for w in weights):
+            raise ProviderConfigError(f"pool weights must be positive numbers, got {list(weights)}")
+        if max_concurrency is not None and not all(c is None or c >= 1 for c in max_concurrency):
+            raise ProviderConfigError("pool max_concurrency must be >= 1 (or None: no cap)")
         self.members = [
-            MemberState(llm=m, name=names[i] if names else f"member{i}")
+            MemberState(
+                llm=m,
+                name=names[i] if names else f"member{i}",
+                weight=float(weights[i]) if weights else 1.0,
+                max_concurrency=max_concurrency[i] if max_concurrency else None,
+            )
             for i, m in enumerate(members)
         ]
         self.cooldown_s = cooldown_s
         self.max_cooldown_s = max_cooldown_s
         self.failover = failover
+        self.affinity = affinity
         self.failovers = 0
+        self.rehomed = 0
+        self._homes: dict[str, str] = {}
         self._clock = clock
         self._next = 0
 
@@ -71,27 +106,40 @@ class PooledLLM:
     def model(self) -> str:
         return self.members[0].llm.model
 
-    def _pick(self) -> MemberState:
+    def _pick(self, agent: str | None = None) -> MemberState:
         now = self._clock()
-        best: MemberState | None = None
         n = len(self.members)
-        for offset in range(n):
-            m = self.members[(self._next + offset) % n]
-            if m.down_until > now:
-                continue
-            if best is None or m.outstanding < best.outstanding:
-                best = m
-        if best is None:
+        healthy = [
+            self.members[(self._next + k) % n]
+            for k in range(n)
+            if self.members[(self._next + k) % n].down_until <= now
+        ]
+        if not healthy:
             wait = min(m.down_until for m in self.members) - now
             raise LLMConnectionError(
                 f"all {n} endpoints of {self.model!r} are cooling down after failures",
                 retry_after=max(wait, 0.001),
             )
+        if self.affinity and agent is not None:
+            home = max(healthy, key=lambda m: _rendezvous(agent, m))
+            if self._homes.get(agent, home.name) != home.name:
+                self.rehomed += 1
+                _log.info("llm_agent_rehomed", agent=agent, endpoint=home.name)
+            self._homes[agent] = home.name
+            return home
+        free = [
+            m for m in healthy if m.max_concurrency is None or m.outstanding < m.max_concurrency
+        ]
+        best = min(free or healthy, key=lambda m: m.outstanding / m.weight)
         self._next = (self.members.index(best) + 1) % n
         return best
 
+    def home_of(self, agent: str) -> str | None:
+        """The member that served ``agent``'s latest request (``None`` before its first)."""
+        return self._homes.get(agent)
+
     async def complete(self, request: LLMRequest) -> Completion:
-        member = self._pick()
+        member = self._pick(request.agent)
         while True:
             try:
                 completion = await self._call(member, request)
@@ -100,7 +148,7 @@ class PooledLLM:
                 if not self.failover or not self.healthy():
                     raise
                 self.failovers += 1
-                member = self._pick()
+                member = self._pick(request.agent)
                 continue
             if member.consecutive_failures:
                 _log.info("llm_endpoint_restored", endpoint=member.name)
@@ -110,9 +158,15 @@ class PooledLLM:
     @staticmethod
     async def _call(member: MemberState, request: LLMRequest) -> Completion:
         member.outstanding += 1
-        member.calls += 1
         try:
-            return await member.llm.complete(request)
+            if member.max_concurrency is None:
+                member.calls += 1
+                return await member.llm.complete(request)
+            if member.slots is None:
+                member.slots = asyncio.Semaphore(member.max_concurrency)
+            async with member.slots:
+                member.calls += 1
+                return await member.llm.complete(request)
         finally:
             member.outstanding -= 1
 
@@ -142,3 +196,10 @@ class PooledLLM:
     async def aclose(self) -> None:
         for m in self.members:
             await m.llm.aclose()
+
+
+def _rendezvous(agent: str, member: MemberState) -> float:
+    """Weighted rendezvous (highest random weight) score of ``member`` for ``agent``."""
+    digest = hashlib.sha256(f"{agent}\x00{member.name}".encode()).digest()
+    u = (int.from_bytes(digest[:8], "big") + 1) / (2**64 + 1)  # in (0, 1)
+    return -member.weight / math.log(u)

@@ -57,7 +57,13 @@ from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, PERSONAS, RunLayout
 from friendsim.rundir.lock import RunLock
 from friendsim.rundir.log import connect, log_hash
 from friendsim.rundir.manifest import Manifest, RunFiles, new_manifest, write_manifest
-from friendsim.runtime.config import ConfigError, ExperimentConfig, resolve_auto_provider
+from friendsim.runtime.config import (
+    ConfigError,
+    ExperimentConfig,
+    load_fleet,
+    resolve_auto_provider,
+    uses_fleet,
+)
 from friendsim.runtime.continuous import ContinuousScheduler, acquaintances
 from friendsim.runtime.control import RunControl
 from friendsim.runtime.engine import Engine, FeedRules, RunInterrupted, RunListener, WindowTally
@@ -460,10 +466,15 @@ async def _run_locked(
             await control.on_open(platform)
 
         cache_path = layout.llm_cache if cfg.llm.cache != "off" else None
+        fleet = load_fleet(cfg, base=base, source=source)
         if cfg.llm.batch and ex.mode == "rounds" and (specs or coach_specs):
             journal = BatchJournal(run_dir / BATCHES_DB)
         for spec in sorted({*specs.values(), *coach_specs}):
             provider: LLM | str = llm_factory(spec) if llm_factory is not None else spec
+            if isinstance(provider, str) and fleet and uses_fleet(provider):
+                from friendsim.llm.registry import create_llm
+
+                provider = create_llm(provider, endpoints=fleet)
             if plan.recorded_until_seq is not None:
                 if isinstance(provider, str):
                     from friendsim.llm.registry import create_llm

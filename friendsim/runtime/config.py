@@ -26,6 +26,7 @@ from friendsim.agents.policies import POLICIES
 from friendsim.agents.sources import PERSONA_SOURCES
 from friendsim.analysis.sentiment import SENTIMENT
 from friendsim.coach.kinds import COACHES
+from friendsim.llm.endpoints import Endpoint, EndpointsFileError, load_endpoints
 from friendsim.llm.errors import ProviderConfigError
 from friendsim.llm.registry import parse_spec
 from friendsim.platform.feeds import RANKERS
@@ -191,6 +192,9 @@ class LLMSection(_Section):
     batch: bool = False
     batch_poll_s: float = Field(default=5.0, gt=0, le=3600)
     overrides: tuple[LLMOverride, ...] = ()
+    endpoints_file: str | None = Field(default=None, min_length=1)
+    """A fleet of OpenAI-compatible servers (:mod:`friendsim.llm.endpoints`) serving every
+    ``openai:<model>`` spec that names no URL; relative to the config file's folder."""
 
     @field_validator("provider")
     @classmethod
@@ -308,6 +312,13 @@ class ExperimentConfig(_Section):
         p = Path(self.agents.personas).expanduser()
         return p if p.is_absolute() else base / p
 
+    def endpoints_path(self, base: Path) -> Path | None:
+        """The endpoints file (resolved against ``base``), or ``None`` when there is none."""
+        if self.llm.endpoints_file is None:
+            return None
+        p = Path(self.llm.endpoints_file).expanduser()
+        return p if p.is_absolute() else base / p
+
     def provider_for(self, agent_id: str, dominant: str | None) -> str:
         """The provider spec an agent uses: agent override, then dominant override, then default."""
         for o in self.llm.overrides:
@@ -382,4 +393,24 @@ def load_config(path: str | Path, *, check_files: bool = True) -> ExperimentConf
         persona_file = cfg.persona_path(p.parent)
         if persona_file is not None and not persona_file.is_file():
             raise ConfigError(p, "[agents].personas", f"persona file not found: {persona_file}")
+        load_fleet(cfg, base=p.parent, source=p)
     return cfg
+
+
+def uses_fleet(spec: str) -> bool:
+    """Whether ``spec`` is served by ``[llm] endpoints_file``: an ``openai:`` spec with no URL."""
+    if not spec.startswith("openai:"):
+        return False
+    return not parse_spec(spec).base_urls
+
+
+def load_fleet(cfg: ExperimentConfig, *, base: Path, source: str | Path) -> tuple[Endpoint, ...]:
+    """The endpoints of ``[llm] endpoints_file`` (empty when unset); a bad or missing file is a
+    :class:`ConfigError` at ``[llm].endpoints_file``."""
+    path = cfg.endpoints_path(base)
+    if path is None:
+        return ()
+    try:
+        return load_endpoints(path)
+    except EndpointsFileError as exc:
+        raise ConfigError(source, "[llm].endpoints_file", str(exc)) from None

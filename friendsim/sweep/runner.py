@@ -1,4 +1,8 @@
-"""Run every replication of every grid cell of a sweep, in parallel worker processes.
+"""Run every replication of every grid cell of a sweep, in parallel worker processes or on Ray.
+
+Two executors run the plans: ``local`` (this module: a process pool on this machine) and ``ray``
+(:mod:`friendsim.sweep.ray_executor`: one Ray task per replication on a cluster). Both call
+:func:`execute_plan`, so the same seeds give byte-identical event logs on either.
 
 Each run goes into ``<out>/<cell>/rep<k>`` through the runtime's
 :func:`friendsim.runtime.assembly.run_experiment`, then has its text-based tie evidence scored
@@ -12,15 +16,22 @@ aggregate. Re-running a sweep into the same directory resumes it: runs whose man
 ``completed`` are kept (not re-run); a run directory left unfinished (crash, Ctrl-C, failure) is
 renamed to ``rep<k>.stale-<n>`` (kept for inspection, never deleted) and the run starts afresh. ``<out>/sweep.json`` records the
 spec, every run's status and the wall time, rewritten atomically as runs finish.
+
+Local workers die with the sweep: each sets ``PR_SET_PDEATHSIG`` (Linux) so the kernel kills it
+when the parent process dies, even by SIGKILL; elsewhere a watchdog thread polls the parent pid.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +69,42 @@ class SweepResult:
         return tuple(r for r in self.runs if r["status"] != "completed")
 
 
-def _worker_init(log_level: str) -> None:
+EXECUTORS = ("local", "ray")
+_PR_SET_PDEATHSIG = 1
+
+PlanStream = Generator[tuple[RunPlan, RunOutcome], None, None]
+"""What an executor yields: each plan with its outcome, in the order the runs finish."""
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process end when ``parent_pid`` (its parent) dies, however it dies.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``, then a check that the parent did not die before
+    the call (the kernel would not signal then). Elsewhere: a daemon thread that polls the
+    parent's pid once a second and exits the process when it changes.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent_pid:
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
+
+
+def _worker_init(log_level: str, parent_pid: int) -> None:
     from friendsim.runtime.logs import configure_logging
 
+    die_with_parent(parent_pid)
     configure_logging(log_level)
 
 
@@ -152,16 +196,35 @@ def run_sweep(
     jobs: int = 1,
     log_level: str = "warning",
     on_done: Callable[[RunOutcome], None] | None = None,
+    executor: str = "local",
+    address: str | None = None,
 ) -> SweepResult:
-    """Run every plan of ``spec`` into ``out_dir`` with ``jobs`` worker processes.
+    """Run every plan of ``spec`` into ``out_dir`` with ``jobs`` worker processes (``local``)
+    or as Ray tasks (``ray``: on the cluster at ``address``, or on a local one of ``jobs``
+    CPUs started for the sweep; a Ray session already initialised in this process is used).
 
-    ``on_done`` is called in the parent process after each run (progress display).
+    ``on_done`` is called in this process after each run (progress display).
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    _check_out_dir(out, spec)
+    if (out / SWEEP_FILE).is_file():
+        _check_out_dir(out, spec)
+    opened_ray = False
+    if executor == "ray":  # before anything is written: a missing extra or cluster is an error
+        from friendsim.sweep.ray_executor import open_ray
+
+        opened_ray = open_ray(address=address, jobs=jobs)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        if opened_ray:
+            import ray
+
+            ray.shutdown()
+        raise
     plans = spec.plans()
     outcomes: dict[str, RunOutcome] = {
         p.rel_dir: {
@@ -183,40 +246,31 @@ def run_sweep(
             "status": status,
             "spec": spec.to_json(),
             "jobs": jobs,
+            "executor": executor,
             "runs": list(outcomes.values()),
             "wall_seconds": round(time.perf_counter() - t0, 3),
         }
 
     _write_sweep_file(out, snapshot("running"))
     source = str(spec.source)
-    ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(
-        max_workers=min(jobs, len(plans)) or 1,
-        mp_context=ctx,
-        initializer=_worker_init,
-        initargs=(log_level,),
-    )
+    if executor == "local":
+        stream = local_outcomes(plans, out, source, jobs=jobs, log_level=log_level)
+    else:
+        from friendsim.sweep.ray_executor import ray_outcomes
+
+        stream = ray_outcomes(plans, out, source, log_level=log_level, shutdown=opened_ray)
     try:
-        futures: dict[Future[RunOutcome], RunPlan] = {
-            pool.submit(execute_plan, dict(p.data), str(out / p.rel_dir), source): p for p in plans
-        }
-        for fut in as_completed(futures):
-            plan = futures[fut]
-            try:
-                res = fut.result()
-            except Exception as exc:  # the worker process itself died
-                res = {"status": "failed", "wall_seconds": None, "error": f"worker: {exc!r}"}
+        for plan, res in stream:
             outcomes[plan.rel_dir].update(res)
             log.info("sweep_run_done", run=plan.rel_dir, status=res["status"])
             _write_sweep_file(out, snapshot("running"))
             if on_done is not None:
                 on_done(outcomes[plan.rel_dir])
     except BaseException:
-        # interrupted (Ctrl-C): drop the runs not started, record what is known, re-raise
-        pool.shutdown(wait=False, cancel_futures=True)
+        # interrupted (Ctrl-C): the executor drops the runs not started; record what is known
+        stream.close()
         _write_sweep_file(out, snapshot("interrupted"))
         raise
-    pool.shutdown(wait=True)
     wall = round(time.perf_counter() - t0, 3)
     runs = tuple(outcomes.values())
     final = "completed" if all(r["status"] == "completed" for r in runs) else "partial"
@@ -224,3 +278,30 @@ def run_sweep(
     body["wall_seconds"] = wall
     _write_sweep_file(out, body)
     return SweepResult(out_dir=out, runs=runs, wall_seconds=wall)
+
+
+def local_outcomes(
+    plans: Sequence[RunPlan], out: Path, source: str, *, jobs: int, log_level: str
+) -> PlanStream:
+    """The ``local`` executor: a pool of ``jobs`` spawned processes that die with this one."""
+    ctx = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        max_workers=min(jobs, len(plans)) or 1,
+        mp_context=ctx,
+        initializer=_worker_init,
+        initargs=(log_level, os.getpid()),
+    )
+    finished = False
+    try:
+        futures: dict[Future[RunOutcome], RunPlan] = {
+            pool.submit(execute_plan, dict(p.data), str(out / p.rel_dir), source): p for p in plans
+        }
+        for fut in as_completed(futures):
+            try:
+                res = fut.result()
+            except Exception as exc:  # the worker process itself died
+                res = {"status": "failed", "wall_seconds": None, "error": f"worker: {exc!r}"}
+            yield futures[fut], res
+        finished = True
+    finally:
+        pool.shutdown(wait=finished, cancel_futures=not finished)

@@ -1,0 +1,270 @@
+"""The ``ray`` sweep executor: each replication is one Ray task; finished runs come back as data.
+
+Ray is optional (``pip install 'friendsim[ray]'``, core ``ray`` only) and imported only here.
+The driver (``friendsim sweep --executor ray``) connects to the cluster at ``--address`` or, with
+none, starts a local one of ``--jobs`` CPUs for the sweep (a session already initialised in the
+process is used as it is). ``friendsim`` itself must be installed on every node.
+
+**How run directories reach ``--out`` (no shared filesystem needed).** A task runs its
+replication with :func:`friendsim.sweep.runner.execute_plan` (the same function the local pool
+calls, so the same seed gives the same event log byte for byte) into a scratch folder on its
+node, then returns the outcome and the whole run directory as one gzip'd tar archive (with each
+file's mtime in nanoseconds, so the analysis cache stays valid). The driver unpacks it into
+``<run>.incoming`` beside its final place, checks it with the log verifier
+(:func:`friendsim.rundir.verify.verify_run`: manifest matches log, log rebuilds the state), and
+only then renames it into ``<cell>/rep<k>``. A run that fails verification is recorded as failed
+and its files are kept as ``<run>.rejected-<n>`` for inspection. Files a config names by path
+(``[agents].personas``, ``[llm].endpoints_file``) travel with the task through Ray's object
+store and are written into the scratch folder; the task's config then names those copies.
+
+**Failures.** A task whose worker process or node dies is re-run by Ray (``max_retries``, on
+another node when its node is gone). A replication that fails is an outcome like any other
+(``failed`` with the error): the sweep goes on. When Ray gives up on a task, that run is
+recorded as failed with Ray's error. **Resume**: runs already completed in ``--out`` are not
+submitted again; unfinished directories are set aside as in the local executor.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+import tarfile
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from friendsim.rundir.layout import LOCK
+from friendsim.sweep.config import RunPlan
+from friendsim.sweep.runner import (
+    PlanStream,
+    RunOutcome,
+    _read_status,
+    _set_aside,
+    execute_plan,
+)
+
+log = structlog.get_logger(__name__)
+
+INSTALL_HINT = "pip install 'friendsim[ray]'"
+MAX_RETRIES = 3
+"""Re-runs of a task whose worker or node died (Ray's ``max_retries``)."""
+_MTIMES = ".friendsim-mtimes.json"
+
+
+class RayUnavailableError(RuntimeError):
+    """``--executor ray`` without the ``ray`` package installed, or no cluster to run on."""
+
+
+def require_ray() -> Any:
+    """The ``ray`` module, or :class:`RayUnavailableError` with the install command."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise RayUnavailableError(
+            f"--executor ray needs the 'ray' package ({exc}); install it with: {INSTALL_HINT}"
+        ) from None
+    return ray
+
+
+def open_ray(*, address: str | None, jobs: int) -> bool:
+    """Connect to the cluster at ``address`` (or start a local Ray of ``jobs`` CPUs) unless this
+    process already has a Ray session; returns whether it opened one (and so must shut it down).
+    A cluster that cannot be reached is a :class:`RayUnavailableError` naming the address."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return False
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RayUnavailableError(f"cannot start or reach {where}: {first}") from None
+    return True
+
+
+def pack_run(run_dir: Path) -> bytes:
+    """The run directory as a gzip'd tar archive (files only, not the run lock), with an mtime
+    record."""
+    mtimes = {}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        for path in sorted(run_dir.rglob("*")):
+            if path.is_file() and not path.is_symlink() and path.name != LOCK:
+                rel = path.relative_to(run_dir).as_posix()
+                mtimes[rel] = path.stat().st_mtime_ns
+                tar.add(path, arcname=rel, recursive=False)
+        blob = json.dumps(mtimes, sort_keys=True).encode()
+        info = tarfile.TarInfo(_MTIMES)
+        info.size = len(blob)
+        tar.addfile(info, io.BytesIO(blob))
+    return buf.getvalue()
+
+
+def unpack_run(archive: bytes, dest: Path) -> None:
+    """Unpack an archive of :func:`pack_run` into the new folder ``dest`` (safe extraction:
+    no absolute paths, no ``..``, no links) and restore each file's mtime."""
+    dest.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            if not member.isfile():
+                raise ValueError(f"run archive holds a non-file entry {member.name!r}")
+        tar.extractall(dest, filter="data")
+    record = dest / _MTIMES
+    mtimes = json.loads(record.read_text(encoding="utf-8"))
+    record.unlink()
+    for rel, ns in mtimes.items():
+        os.utime(dest / rel, ns=(int(ns), int(ns)))
+
+
+def side_files(plans: Sequence[RunPlan], source: str) -> dict[str, bytes]:
+    """Files the plans' configs name by path, read on the driver: ``{config value: bytes}``."""
+    from friendsim.runtime.config import parse_config
+
+    base = Path(source).parent
+    out: dict[str, bytes] = {}
+    for plan in plans:
+        cfg = parse_config(plan.data, source=source)
+        for value, path in (
+            (cfg.agents.personas, cfg.persona_path(base)),
+            (cfg.llm.endpoints_file, cfg.endpoints_path(base)),
+        ):
+            if value is not None and path is not None and value not in out and path.is_file():
+                out[value] = path.read_bytes()
+    return out
+
+
+def _localise(
+    plan_data: Mapping[str, Any], files: Mapping[str, bytes], scratch: Path
+) -> dict[str, Any]:
+    """``plan_data`` with each shipped file written under ``scratch`` and named there."""
+    data = json.loads(json.dumps(plan_data))
+    for k, (section, key) in enumerate((("agents", "personas"), ("llm", "endpoints_file"))):
+        value = (data.get(section) or {}).get(key)
+        if isinstance(value, str) and value in files:
+            target = scratch / f"file{k}-{Path(value).name}"
+            target.write_bytes(files[value])
+            data[section][key] = str(target)
+    return data
+
+
+def run_replication(
+    plan_data: Mapping[str, Any], source: str, files: Mapping[str, bytes], log_level: str
+) -> tuple[RunOutcome, bytes]:
+    """The Ray task: run one replication in a scratch folder and return (outcome, archive)."""
+    from friendsim.runtime.logs import configure_logging
+
+    configure_logging(log_level)
+    with tempfile.TemporaryDirectory(prefix="friendsim-task-") as tmp:
+        scratch = Path(tmp)
+        data = _localise(plan_data, files, scratch)
+        run_dir = scratch / "run"
+        outcome = execute_plan(data, str(run_dir), source)
+        archive = pack_run(run_dir) if run_dir.is_dir() else b""
+    outcome["worker"] = {"host": socket.gethostname(), "pid": os.getpid()}
+    return outcome, archive
+
+
+def receive(out: Path, rel_dir: str, outcome: RunOutcome, archive: bytes) -> RunOutcome:
+    """Put a task's run directory into place (module docstring); returns the final outcome."""
+    from friendsim.rundir.errors import RunInputError
+    from friendsim.rundir.verify import verify_run
+
+    res = dict(outcome)
+    res["archive_bytes"] = len(archive)
+    if not archive:
+        return res
+    final = out / rel_dir
+    incoming = final.with_name(final.name + ".incoming")
+    if incoming.exists():
+        _set_aside(incoming)
+    unpack_run(archive, incoming)
+    if res["status"] == "completed":
+        try:
+            report = verify_run(incoming)
+            problem = None if report.ok else f"log verification failed: {report.divergence}"
+        except (RunInputError, OSError, ValueError) as exc:
+            problem = f"log verification failed: {type(exc).__name__}: {exc}"
+        if problem is not None:
+            k = 1
+            while (bad := final.with_name(f"{final.name}.rejected-{k}")).exists():
+                k += 1
+            incoming.rename(bad)
+            res.update(status="failed", error=problem, rejected=str(bad))
+            return res
+        res["verified_events"] = report.events
+    if final.exists():
+        res["set_aside"] = _set_aside(final)
+    incoming.rename(final)
+    return res
+
+
+def _resumable(run_dir: Path) -> bool:
+    if _read_status(run_dir) != "completed":
+        return False
+    from friendsim.analysis.analyze import load_analysis
+
+    load_analysis(run_dir)
+    return True
+
+
+def ray_outcomes(
+    plans: Sequence[RunPlan],
+    out: Path,
+    source: str,
+    *,
+    log_level: str,
+    shutdown: bool,
+    max_retries: int = MAX_RETRIES,
+) -> PlanStream:
+    """The ``ray`` executor (module docstring) on the session :func:`open_ray` made: yields each
+    plan with its outcome; ``shutdown``: end the Ray session when done (or interrupted)."""
+    ray = require_ray()
+    todo: list[RunPlan] = []
+    for plan in plans:
+        if _resumable(out / plan.rel_dir):
+            yield plan, {"status": "completed", "resumed": True, "wall_seconds": 0.0, "error": None}
+        else:
+            todo.append(plan)
+    if not todo:
+        if shutdown:
+            ray.shutdown()
+        return
+    task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(run_replication)
+    files_ref = ray.put(side_files(todo, source))
+    pending = {task.remote(dict(p.data), source, files_ref, log_level): p for p in todo}
+    t_submit = time.perf_counter()
+    try:
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            plan = pending.pop(ref)
+            try:
+                outcome, archive = ray.get(ref)
+            except ray.exceptions.RayError as exc:  # Ray gave up: retries spent, or cancelled
+                res: RunOutcome = {
+                    "status": "failed",
+                    "wall_seconds": None,
+                    "error": f"ray: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
+                }
+            else:
+                res = receive(out, plan.rel_dir, outcome, archive)
+            log.info(
+                "sweep_ray_task_done",
+                run=plan.rel_dir,
+                status=res["status"],
+                since_submit_s=round(time.perf_counter() - t_submit, 3),
+            )
+            yield plan, res
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        if shutdown:
+            ray.shutdown()
