@@ -79,7 +79,7 @@ class BaselinePolicy:
     ) -> None:
         self.persona = persona
         self.rng = random.Random(derive_seed(seed, persona.id, "baseline"))
-        self.stances = dict(stances or {})
+        self.stances: Mapping[str, float] = stances if stances is not None else {}
         self.theme = normalise_topic(theme)
         self.topics = (
             tuple(normalise_topic(t) for t in topics)
@@ -318,5 +318,8 @@ def make_baseline_policy(
     theme: str = "climate change",
 ) -> BaselinePolicy:
     """The baseline policy for one agent; pass ``stances`` (agent id -> stance_score) of all
-    agents so votes follow stance agreement."""
+    agents so votes follow stance agreement.
+
+    The mapping is shared, not copied: pass the same read-only mapping to every agent so the
+    population's memory stays linear in its size (a copy per agent is quadratic)."""
     return BaselinePolicy(persona, seed=seed, stances=stances, topics=topics, theme=theme)
