@@ -20,20 +20,12 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from friendsim.agents.generator import generate_personas
-from friendsim.agents.ipip import IPIPResult, administer, population_agreement
-from friendsim.agents.persona import TRAITS, Persona
-from friendsim.agents.persona_io import (
-    PersonaFileError,
-    load_personas,
-    save_personas,
-    save_personas_csv,
-)
-from friendsim.agents.planner import CorpusError, PlannerError, infer_personas, load_corpus
-from friendsim.llm.base import LLM
-from friendsim.llm.errors import LLMError, ProviderConfigError
+if TYPE_CHECKING:
+    from friendsim.agents.ipip import IPIPResult
+    from friendsim.agents.persona import Persona
+    from friendsim.llm.base import LLM
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,6 +73,8 @@ def _fail(msg: str, code: int) -> int:
 
 
 def _save(personas: Sequence[Persona], out: Path) -> None:
+    from friendsim.agents.persona_io import save_personas, save_personas_csv
+
     if out.suffix.lower() == ".csv":
         save_personas_csv(personas, out)
     else:
@@ -89,6 +83,8 @@ def _save(personas: Sequence[Persona], out: Path) -> None:
 
 def summarise(personas: Sequence[Persona]) -> dict[str, Any]:
     """Counts of dominant policies and attribute values, mean traits and activity."""
+    from friendsim.agents.persona import TRAITS
+
     attrs: dict[str, Counter[str]] = {}
     for p in personas:
         for k, v in p.attributes.items():
@@ -104,6 +100,8 @@ def summarise(personas: Sequence[Persona]) -> dict[str, Any]:
 
 
 def handle_generate(args: argparse.Namespace) -> int:
+    from friendsim.agents.generator import generate_personas
+
     try:
         personas = generate_personas(
             args.n, seed=args.seed, theme=args.theme, dominant_weight=args.dominant_weight
@@ -116,6 +114,8 @@ def handle_generate(args: argparse.Namespace) -> int:
 
 
 def handle_validate(args: argparse.Namespace) -> int:
+    from friendsim.agents.persona_io import PersonaFileError, load_personas
+
     try:
         personas = load_personas(args.file)
     except (PersonaFileError, OSError) as exc:
@@ -135,6 +135,14 @@ async def _with_llm(spec: str, job: Any) -> Any:
 
 
 def handle_infer(args: argparse.Namespace) -> int:
+    from friendsim.agents.planner import (
+        CorpusError,
+        PlannerError,
+        infer_personas,
+        load_corpus,
+    )
+    from friendsim.llm.errors import LLMError, ProviderConfigError
+
     try:
         corpus = load_corpus(args.corpus)
     except (CorpusError, OSError) as exc:
@@ -162,6 +170,9 @@ async def survey(
     personas: Sequence[Persona], llm: LLM, *, theme: str, seed: int = 0
 ) -> tuple[list[IPIPResult], dict[str, Any]]:
     """Administer the Mini-IPIP to every persona (concurrently) and summarise agreement."""
+    from friendsim.agents.ipip import administer, population_agreement
+    from friendsim.agents.persona import TRAITS
+
     results = list(
         await asyncio.gather(*(administer(p, llm, theme=theme, seed=seed) for p in personas))
     )
@@ -187,6 +198,9 @@ async def survey(
 
 
 def handle_ipip(args: argparse.Namespace) -> int:
+    from friendsim.agents.persona_io import PersonaFileError, load_personas
+    from friendsim.llm.errors import LLMError, ProviderConfigError
+
     try:
         personas = load_personas(args.file)
     except (PersonaFileError, OSError) as exc:

@@ -14,9 +14,6 @@ import asyncio
 import sys
 from pathlib import Path
 
-from .errors import PlatformError
-from .replay import export_jsonl, import_jsonl
-
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``log`` sub-command (with verify/export/import) to the CLI's sub-parsers."""
@@ -36,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def handle(args: argparse.Namespace) -> int:
+    from .errors import PlatformError
+    from .replay import export_jsonl, import_jsonl
+
     try:
         match args.log_command:
             case "verify":

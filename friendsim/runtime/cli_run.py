@@ -20,13 +20,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import structlog
-
-from friendsim.agents.persona_io import PersonaFileError
-from friendsim.llm.errors import LLMError, ProviderConfigError
-from friendsim.runtime.config import ConfigError, load_config
-from friendsim.runtime.engine import RunInterrupted
-
 if TYPE_CHECKING:
     from friendsim.runtime.assembly import RunResult
 
@@ -71,6 +64,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def configure_logging(level: str) -> None:
     """structlog to stderr at ``level`` (called by the CLI only)."""
+    import structlog
+
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -120,8 +115,14 @@ def handle(args: argparse.Namespace) -> int:
     if args.config is None:
         sys.stderr.write("friendsim run: an experiment CONFIG file is required\n")
         return 2
+    import structlog
+
+    from friendsim.agents.persona_io import PersonaFileError
+    from friendsim.llm.errors import LLMError, ProviderConfigError
     from friendsim.rundir.errors import RunLockedError, RunOccupiedError
     from friendsim.runtime.assembly import make_ledger, run_experiment
+    from friendsim.runtime.config import ConfigError, load_config
+    from friendsim.runtime.engine import RunInterrupted
     from friendsim.runtime.progress import RichProgress
 
     try:
