@@ -65,5 +65,6 @@ def test_lazy_reexports_are_the_submodules_objects(package: str) -> None:
         owner = importlib.import_module(getattr(value, "__module__", "") or "builtins")
         if getattr(owner, name, None) is not None:
             assert getattr(owner, name) is value, f"friendsim.{package}.{name}"
+    assert not hasattr(pkg, "no_such_name")
     with pytest.raises(AttributeError, match="no_such_name"):
-        getattr(pkg, "no_such_name")
+        _ = pkg.no_such_name

@@ -146,7 +146,7 @@ class BaselinePolicy:
             "LIKE": bool(others_items), "DISLIKE": bool(others_items), "DM": bool(users),
             "FOLLOW": bool(follow_cands), "UNFOLLOW": bool(followees - {me}),
         }  # fmt: skip
-        types = [t for t in obs.allowed if feasible.get(t, False)]
+        types: list[str] = [t for t in obs.allowed if feasible.get(t, False)]
         if not types:
             types = [t for t in obs.allowed if t in ("POST", "NOT")] or ["NOT"]
         weights = [self._type_weights.get(t, 0.05) for t in types]
