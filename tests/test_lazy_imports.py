@@ -24,6 +24,7 @@ HEAVY = (
     "aiosqlite",
     "igraph",
     "vaderSentiment",
+    "asyncio",
 )
 
 
@@ -56,7 +57,7 @@ def test_running_a_command_still_loads_what_it_needs() -> None:
     assert {"pydantic", "aiosqlite", "structlog"} <= loaded
 
 
-@pytest.mark.parametrize("package", ["agents", "coach", "llm", "platform", "runtime"])
+@pytest.mark.parametrize("package", ["agents", "coach", "llm", "platform", "rundir", "runtime"])
 def test_lazy_reexports_are_the_submodules_objects(package: str) -> None:
     pkg = importlib.import_module(f"friendsim.{package}")
     assert pkg.__all__

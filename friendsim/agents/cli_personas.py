@@ -12,7 +12,6 @@ Wire in with ``cli_personas.register(subparsers)`` in ``friendsim/cli.py``.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import statistics
@@ -135,6 +134,8 @@ async def _with_llm(spec: str, job: Any) -> Any:
 
 
 def handle_infer(args: argparse.Namespace) -> int:
+    import asyncio
+
     from friendsim.agents.planner import (
         CorpusError,
         PlannerError,
@@ -170,6 +171,8 @@ async def survey(
     personas: Sequence[Persona], llm: LLM, *, theme: str, seed: int = 0
 ) -> tuple[list[IPIPResult], dict[str, Any]]:
     """Administer the Mini-IPIP to every persona (concurrently) and summarise agreement."""
+    import asyncio
+
     from friendsim.agents.ipip import administer, population_agreement
     from friendsim.agents.persona import TRAITS
 
@@ -198,6 +201,8 @@ async def survey(
 
 
 def handle_ipip(args: argparse.Namespace) -> int:
+    import asyncio
+
     from friendsim.agents.persona_io import PersonaFileError, load_personas
     from friendsim.llm.errors import LLMError, ProviderConfigError
 

@@ -16,7 +16,6 @@ The last stdout line is one JSON object describing the outcome.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Sequence
@@ -123,6 +122,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _redrive(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .redrive import parse_reward_changes, redrive
 
     if args.out is None:
@@ -146,6 +147,8 @@ def _redrive(args: argparse.Namespace) -> int:
 
 
 def _rerun(args: argparse.Namespace) -> int:
+    import asyncio
+
     from .rerun import rerun
 
     if args.out is None:
@@ -158,6 +161,8 @@ def _rerun(args: argparse.Namespace) -> int:
 
 
 def _resume(run_dir: Path, out: Path | None, *, quiet: bool) -> int:
+    import asyncio
+
     from .resume import resume
 
     report = asyncio.run(resume(run_dir, out_dir=out))
@@ -168,6 +173,8 @@ def _resume(run_dir: Path, out: Path | None, *, quiet: bool) -> int:
 def _fork(
     parent: Path, config: Path | None, at: int | None, out: Path | None, *, quiet: bool
 ) -> int:
+    import asyncio
+
     from friendsim.runtime.config import load_config
 
     from .fork import fork

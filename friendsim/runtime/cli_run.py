@@ -11,7 +11,6 @@ Logging (structlog) is configured here, at the entry point, never at import; log
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import signal
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import asyncio
+
     from friendsim.runtime.assembly import RunResult
 
 
@@ -82,6 +83,8 @@ def configure_logging(level: str) -> None:
 async def _stoppable(run: Callable[[asyncio.Event], Awaitable[RunResult]]) -> RunResult:
     """Run with SIGTERM/SIGINT asking for a graceful stop (at the next phase or slice: nothing
     committed is lost, the manifest says ``"interrupted"``); a second signal cancels at once."""
+    import asyncio
+
     stop = asyncio.Event()
     task = asyncio.current_task()
     assert task is not None
@@ -107,6 +110,8 @@ def handle(args: argparse.Namespace) -> int:
     SIGTERM and Ctrl-C stop the run at the next phase or slice: everything recorded so far is
     committed and the manifest says ``"interrupted"`` (exit code 130).
     """
+    import asyncio
+
     configure_logging(args.log_level)
     if args.resume is not None or args.fork is not None:
         from friendsim.replay.cli_replay import handle_run_option
