@@ -53,7 +53,7 @@ def test_help_of_every_command_loads_no_heavy_dependency() -> None:
 
 
 def test_running_a_command_still_loads_what_it_needs() -> None:
-    loaded = _loaded_after("import friendsim.runtime.experiment")
+    loaded = _loaded_after("import friendsim.runtime.assembly")
     assert {"pydantic", "aiosqlite", "structlog"} <= loaded
 
 
