@@ -11,7 +11,7 @@ quadratic by design).
 The load average (``os.getloadavg``) is recorded before and after every run: the machine is shared
 and CPU-bound figures depend on it. The final line is one JSON object::
 
-    .venv/bin/python bench/scale.py --quick              # 1k agents, both modes, < 60 s
+    .venv/bin/python bench/scale.py --quick              # 500 agents, both modes, < 60 s idle
     .venv/bin/python bench/scale.py --sizes 1000 10000 --modes continuous rounds
     .venv/bin/python bench/scale.py --sizes 100000 --modes continuous --no-analyze
 
@@ -144,7 +144,7 @@ def run_one(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="1,000 agents, both modes (< 60 s)")
+    ap.add_argument("--quick", action="store_true", help="500 agents, both modes (< 60 s idle)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     ap.add_argument("--modes", nargs="+", default=["continuous", "rounds"])
     ap.add_argument("--hours", type=float, default=1.0, help="continuous: virtual hours")
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-analyze", action="store_true", help="skip `friendsim analyze`")
     ap.add_argument("--keep", type=Path, default=None, help="keep run directories here")
     args = ap.parse_args(argv)
-    sizes = [1000] if args.quick else args.sizes
+    sizes = [500] if args.quick else args.sizes
     rounds = 2 if args.quick else args.rounds
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="friendsim-scale-") as tmp:
