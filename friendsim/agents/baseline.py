@@ -108,7 +108,7 @@ class BaselinePolicy:
             raise ValueError(f"abstention={abstention!r} must be between 0 and 1")
         self.persona = persona
         self.rng = random.Random(derive_seed(seed, persona.id, "baseline"))
-        self.stances = dict(stances or {})
+        self.stances: Mapping[str, float] = stances if stances is not None else {}
         self.theme = normalise_topic(theme)
         self.topics = (
             tuple(normalise_topic(t) for t in topics)
@@ -367,7 +367,10 @@ def make_baseline_policy(
     abstention: float = DEFAULT_ABSTENTION,
 ) -> BaselinePolicy:
     """The baseline policy for one agent; pass ``stances`` (agent id -> stance_score) of all
-    agents so votes follow stance agreement."""
+    agents so votes follow stance agreement.
+
+    The mapping is shared, not copied: pass the same read-only mapping to every agent so the
+    population's memory stays linear in its size (a copy per agent is quadratic)."""
     return BaselinePolicy(
         persona, seed=seed, stances=stances, topics=topics, theme=theme, abstention=abstention
     )

@@ -258,8 +258,8 @@ def analyze_run(run_dir: str | Path) -> dict[str, Any]:
     params, thetas = tie_params_from_manifest(manifest)
     sentiment_name = str((manifest.get("rewards") or {}).get("sentiment", "vader"))
 
-    rows = rewards_table(rd)
     events = list(iter_events(rd / EVENTS_DB))
+    rows = rewards_table(rd, events=events)
     text = None
     if params.method == "text":
         text = _stored_text_evidence(rd, params)

@@ -5,6 +5,12 @@ the binarised symmetrised tie graph); directed graphs are symmetrised first, wei
 Large graphs are handled with exact sparse-matrix methods (triangles) or seeded sampling
 estimators with a standard error (shortest paths, efficiency) — see :func:`path_stats`.
 
+The heavy metrics run in compiled code: triangles, components and degrees on a SciPy sparse
+adjacency; shortest paths (BFS), efficiency and Louvain communities in python-igraph, which is
+built once per graph from the same adjacency. networkx stays the graph type callers pass in and
+see, and is the reference the tests compare with (see ``tests/test_metrics_igraph.py`` for the
+tolerances: exact metrics agree to 1e-9; Louvain modularity, being seed-dependent, within 0.03).
+
 Values that are undefined (e.g. modularity of an edgeless graph, path/ln(|LCC|) when |LCC| = 1)
 are ``None`` so results stay JSON-ready.
 """
@@ -13,9 +19,11 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +68,28 @@ def adjacency(g: nx.Graph) -> tuple[sp.csr_matrix, list[Hashable]]:
     a.sum_duplicates()
     a.data[:] = 1
     return a, nodes
+
+
+def to_igraph(a: sp.csr_matrix) -> Any:
+    """The undirected simple ``igraph.Graph`` of a symmetric 0/1 adjacency (same vertex order)."""
+    import igraph
+
+    upper = sp.triu(a, k=1).tocoo()
+    edges = np.column_stack((upper.row, upper.col)).tolist()
+    return igraph.Graph(n=a.shape[0], edges=edges, directed=False)
+
+
+@contextmanager
+def seeded_igraph(seed: int) -> Iterator[None]:
+    """igraph draws from a ``random.Random(seed)`` inside the block (its default is the global
+    ``random`` module, which would make results depend on whatever ran before)."""
+    import igraph
+
+    igraph.set_random_number_generator(random.Random(seed))
+    try:
+        yield
+    finally:
+        igraph.set_random_number_generator(random)
 
 
 def density(g: nx.Graph) -> float:
@@ -135,17 +165,22 @@ class PathStats:
 
 
 def _bfs_sums(a: sp.csr_matrix, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per source: (sum of hop distances to reachable others, sum of inverse distances)."""
-    sum_d = np.zeros(len(sources))
-    sum_inv = np.zeros(len(sources))
-    for start in range(0, len(sources), _BFS_CHUNK):
-        idx = sources[start : start + _BFS_CHUNK]
-        d = csgraph.shortest_path(a, method="D", directed=False, unweighted=True, indices=idx)
-        finite = np.isfinite(d) & (d > 0)
-        sum_d[start : start + len(idx)] = np.where(finite, d, 0.0).sum(axis=1)
-        with np.errstate(divide="ignore"):
-            sum_inv[start : start + len(idx)] = np.where(finite, 1.0 / d, 0.0).sum(axis=1)
-    return sum_d, sum_inv
+    """Per source: (sum of hop distances to reachable others, sum of inverse distances).
+
+    BFS in igraph (C): closeness gives 1 / Σd over the reachable vertices, harmonic centrality
+    Σ 1/d; neither materialises a distance matrix.
+    """
+    if len(sources) == 0:
+        return np.zeros(0), np.zeros(0)
+    g = to_igraph(a)
+    src = sources.tolist()
+    close = np.asarray(g.closeness(vertices=src, mode="all", normalized=False), dtype=float)
+    harm = np.asarray(
+        g.harmonic_centrality(vertices=src, mode="all", normalized=False), dtype=float
+    )
+    ok = np.isfinite(close) & (close > 0)
+    sum_d = np.divide(1.0, close, out=np.zeros(len(src)), where=ok)
+    return sum_d, np.nan_to_num(harm)
 
 
 def _total(values: np.ndarray, population: int, exact: bool) -> tuple[float, float]:
@@ -175,7 +210,22 @@ def path_stats(
     sampled sources scaled by population size. Standard errors use the sample standard deviation
     with the finite-population correction. Cost is O(samples · m) instead of O(n · m).
     """
-    a, _ = adjacency(undirected_simple(g))
+    return path_stats_adjacency(
+        adjacency(undirected_simple(g))[0],
+        exact_max_nodes=exact_max_nodes,
+        samples=samples,
+        seed=seed,
+    )
+
+
+def path_stats_adjacency(
+    a: sp.csr_matrix,
+    *,
+    exact_max_nodes: int = EXACT_PATH_MAX_NODES,
+    samples: int = DEFAULT_PATH_SAMPLES,
+    seed: int = 0,
+) -> PathStats:
+    """:func:`path_stats` on a symmetric 0/1 adjacency."""
     n = a.shape[0]
     if n < 2:
         return PathStats(
@@ -247,12 +297,24 @@ def louvain(g: nx.Graph, *, seed: int = 0, resolution: float = 1.0) -> tuple[flo
 
     ``None`` modularity for a graph without edges (undefined).
     """
-    h = undirected_simple(g)
-    if h.number_of_edges() == 0:
-        return None, h.number_of_nodes()
-    comms = nx.community.louvain_communities(h, weight=None, resolution=resolution, seed=seed)
-    q = nx.community.modularity(h, comms, weight=None, resolution=resolution)
-    return float(q), len(comms)
+    a, _ = adjacency(undirected_simple(g))
+    return louvain_adjacency(a, seed=seed, resolution=resolution)
+
+
+def louvain_adjacency(
+    a: sp.csr_matrix, *, seed: int = 0, resolution: float = 1.0, graph: Any = None
+) -> tuple[float | None, int]:
+    """:func:`louvain` on a symmetric adjacency: igraph's multilevel algorithm (Blondel et al.,
+    the same method as ``networkx.community.louvain_communities``) with a ``seed``-ed generator;
+    ``graph`` is the adjacency's igraph graph when the caller already built it."""
+    n = a.shape[0]
+    if a.nnz == 0:
+        return None, n
+    h = graph if graph is not None else to_igraph(a)
+    with seeded_igraph(seed):
+        parts = h.community_multilevel(weights=None, return_levels=False, resolution=resolution)
+    q = h.modularity(parts.membership, resolution=resolution)
+    return float(q), len(parts)
 
 
 def degree_stats(g: nx.Graph) -> dict[str, Any]:
@@ -328,6 +390,44 @@ def attribute_assortativity(g: nx.Graph, groups: Mapping[Any, str]) -> float | N
     return float((np.trace(mix) - ab) / (1.0 - ab))
 
 
+def group_codes(nodes: Iterable[Hashable], groups: Mapping[Any, str]) -> np.ndarray:
+    """Per node (in ``nodes`` order) the index of its group among the sorted group names of
+    the nodes that have one; -1 for a node without a group."""
+    order = list(nodes)
+    labels = sorted({groups[v] for v in order if v in groups})
+    code = {lab: i for i, lab in enumerate(labels)}
+    return np.fromiter(
+        (code[groups[v]] if v in groups else -1 for v in order), dtype=np.int64, count=len(order)
+    )
+
+
+def homophily_adjacency(a: sp.csr_matrix, codes: np.ndarray) -> tuple[float | None, float | None]:
+    """(:func:`same_ratio`, :func:`attribute_assortativity`) on a symmetric 0/1 adjacency with
+    :func:`group_codes` for its nodes: the same numbers, computed on arrays."""
+    labelled = codes[codes >= 0]
+    n = len(labelled)
+    k = int(labelled.max()) + 1 if n else 0
+    upper = sp.triu(a, k=1).tocoo()
+    cu, cv = codes[upper.row], codes[upper.col]
+    both_labelled = (cu >= 0) & (cv >= 0)
+    cu, cv = cu[both_labelled], cv[both_labelled]
+    ratio: float | None = None
+    if n >= 2:
+        counts = np.bincount(labelled, minlength=k).astype(np.float64)
+        pair_share = float((counts * (counts - 1) / 2).sum() / (n * (n - 1) / 2))
+        if len(cu) and pair_share != 0:
+            ratio = float(np.count_nonzero(cu == cv) / len(cu)) / pair_share
+    assort: float | None = None
+    if k >= 2 and len(cu):
+        src = np.concatenate([cu, cv])
+        dst = np.concatenate([cv, cu])
+        mix = np.bincount(src * k + dst, minlength=k * k).reshape(k, k) / len(src)
+        ab = float(mix.sum(axis=1) @ mix.sum(axis=0))
+        if ab < 1.0:
+            assort = float((np.trace(mix) - ab) / (1.0 - ab))
+    return ratio, assort
+
+
 def _edge_set(g: nx.Graph) -> set[frozenset[Hashable]]:
     return {frozenset((u, v)) for u, v in g.edges() if u != v}
 
@@ -386,7 +486,7 @@ def graph_metrics(
         return out
 
     h = timed("undirected", lambda: undirected_simple(g))
-    a, _ = timed("adjacency", lambda: adjacency(h))
+    a, order = timed("adjacency", lambda: adjacency(h))
     n, m = h.number_of_nodes(), h.number_of_edges()
     out: dict[str, Any] = {"nodes": n, "edges": m}
     out["density"] = 0.0 if n < 2 else 2.0 * m / (n * (n - 1))
@@ -395,7 +495,9 @@ def graph_metrics(
     out["lcc"] = timed("lcc", lambda: float(np.bincount(components(a)[1]).max() / n) if n else 0.0)
     ps = timed(
         "paths",
-        lambda: path_stats(h, exact_max_nodes=exact_max_nodes, samples=path_samples, seed=seed),
+        lambda: path_stats_adjacency(
+            a, exact_max_nodes=exact_max_nodes, samples=path_samples, seed=seed
+        ),
     )
     out.update(
         avg_path=ps.avg_path,
@@ -406,7 +508,7 @@ def graph_metrics(
         paths_exact=ps.exact,
         path_sources=ps.sources,
     )
-    q, ncom = timed("modularity", lambda: louvain(h, seed=seed))
+    q, ncom = timed("modularity", lambda: louvain_adjacency(a, seed=seed))
     out["modularity"], out["communities"] = q, ncom
     deg = timed("degrees", lambda: degree_stats(h))
     out["median_degree"], out["mean_degree"] = deg["median"], deg["mean"]
@@ -421,11 +523,8 @@ def graph_metrics(
         hom: dict[str, Any] = {}
         for name, groups in sorted(attributes.items()):
             t0 = time.perf_counter()
-            ratio = same_ratio(h, groups)
-            t1 = time.perf_counter()
-            assort = attribute_assortativity(h, groups)
-            t_acc["homophily"] = t_acc.get("homophily", 0.0) + t1 - t0
-            t_acc["assortativity"] = t_acc.get("assortativity", 0.0) + time.perf_counter() - t1
+            ratio, assort = homophily_adjacency(a, group_codes(order, groups))
+            t_acc["homophily"] = t_acc.get("homophily", 0.0) + time.perf_counter() - t0
             hom[name] = {"same_ratio": ratio, "assortativity": assort}
         out["homophily"] = hom
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -85,12 +85,20 @@ def score_row(s: AgentScores) -> dict[str, Any]:
 
 
 def rewards_table(
-    run_dir_or_db_path: str | Path, *, sentiment: SentimentModel | None = None
+    run_dir_or_db_path: str | Path,
+    *,
+    sentiment: SentimentModel | None = None,
+    events: Iterable[Event] | None = None,
 ) -> list[dict[str, Any]]:
-    """One dict per (window, agent): ``window, agent, SOC, INF, PRE, COORD, EMO, total``."""
+    """One dict per (window, agent): ``window, agent, SOC, INF, PRE, COORD, EMO, total``.
+
+    ``events``, when given, are the run's already decoded events (so a caller that needs them
+    anyway reads the log once); otherwise they are read from the run's ``events.db``.
+    """
     db, manifest = resolve_run(run_dir_or_db_path)
     params, lambdas = load_reward_config(manifest)
-    scores = score_log(iter_events(db), params=params, lambdas=lambdas, sentiment=sentiment)
+    source = iter_events(db) if events is None else events
+    scores = score_log(source, params=params, lambdas=lambdas, sentiment=sentiment)
     return [score_row(s) for s in scores]
 
 

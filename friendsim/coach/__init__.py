@@ -7,20 +7,46 @@ See :mod:`.base` (protocol, context, gap definition), :mod:`.rule` (deterministi
 
 from __future__ import annotations
 
-from .base import (
-    TOP_LIKED,
-    Coach,
-    CoachAdvice,
-    CoachContext,
-    FakeCoach,
-    Gap,
-    ReportingCoach,
-    order_gaps,
+from typing import TYPE_CHECKING
+
+from friendsim._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .base import (
+        TOP_LIKED,
+        Coach,
+        CoachAdvice,
+        CoachContext,
+        FakeCoach,
+        Gap,
+        ReportingCoach,
+        order_gaps,
+    )
+    from .context import ContextTracker
+    from .llm import LLMCoach, check_tips
+    from .rule import RuleCoach, rule_tips
+    from .service import CoachService, CoachServiceError
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "TOP_LIKED": "friendsim.coach.base",
+        "Coach": "friendsim.coach.base",
+        "CoachAdvice": "friendsim.coach.base",
+        "CoachContext": "friendsim.coach.base",
+        "FakeCoach": "friendsim.coach.base",
+        "Gap": "friendsim.coach.base",
+        "ReportingCoach": "friendsim.coach.base",
+        "order_gaps": "friendsim.coach.base",
+        "ContextTracker": "friendsim.coach.context",
+        "LLMCoach": "friendsim.coach.llm",
+        "check_tips": "friendsim.coach.llm",
+        "RuleCoach": "friendsim.coach.rule",
+        "rule_tips": "friendsim.coach.rule",
+        "CoachService": "friendsim.coach.service",
+        "CoachServiceError": "friendsim.coach.service",
+    },
 )
-from .context import ContextTracker
-from .llm import LLMCoach, check_tips
-from .rule import RuleCoach, rule_tips
-from .service import CoachService, CoachServiceError
 
 __all__ = [
     "TOP_LIKED",

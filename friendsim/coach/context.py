@@ -55,11 +55,13 @@ class ContextTracker:
         self.window_topics: Counter[str] = Counter()
         self.window_voted: set[int] = set()
         self._top: tuple[int, ...] | None = None
+        self._agents: tuple[str, ...] | None = None
 
     def feed(self, ev: Event) -> None:
         match ev:
             case AgentRegistered(actor=str(a)):
                 self.agents[a] = None
+                self._agents = None
             case PostCreated():
                 self._on_post(ev)
             case DirectMessageSent(actor=str(a), recipient=r):
@@ -159,6 +161,13 @@ class ContextTracker:
                 return pid, author, self.post_topic.get(pid)
         return None, None, None
 
+    def _agent_ids(self) -> tuple[str, ...]:
+        """All registered agents as one tuple shared by every context until the next
+        registration (a tuple per agent per window is quadratic in the population)."""
+        if self._agents is None:
+            self._agents = tuple(self.agents)
+        return self._agents
+
     def context(
         self,
         scores: AgentScores,
@@ -195,7 +204,7 @@ class ContextTracker:
             gaps=order_gaps(scores.components, lambdas, mode=gap_mode),
             total=scores.total,
             theme=theme,
-            agents=tuple(self.agents),
+            agents=self._agent_ids(),
             known_users=tuple(v for v, _ in known),
             last_dm_senders=tuple(v for v, _ in senders),
             unanswered_dm_senders=tuple(v for v, seq in senders if replied.get(v, 0) < seq),

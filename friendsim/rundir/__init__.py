@@ -9,21 +9,55 @@ above the platform (it decodes events) and below every component that runs or an
 
 from __future__ import annotations
 
-from .errors import (
-    CorruptLogError,
-    DivergenceError,
-    ForeignLogError,
-    ManifestError,
-    ManifestMismatchError,
-    MissingFileError,
-    RunDirError,
-    RunInputError,
-    RunLockedError,
-    RunOccupiedError,
+from typing import TYPE_CHECKING
+
+from friendsim._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from .errors import (
+        CorruptLogError,
+        DivergenceError,
+        ForeignLogError,
+        ManifestError,
+        ManifestMismatchError,
+        MissingFileError,
+        RunDirError,
+        RunInputError,
+        RunLockedError,
+        RunOccupiedError,
+    )
+    from .layout import EVENTS_DB, LLM_CACHE_DB, LOCK, MANIFEST, PERSONAS, RunLayout
+    from .lock import RunLock, holder
+    from .manifest import Manifest, amend_manifest, new_manifest, read_manifest, write_manifest
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "CorruptLogError": "friendsim.rundir.errors",
+        "DivergenceError": "friendsim.rundir.errors",
+        "ForeignLogError": "friendsim.rundir.errors",
+        "ManifestError": "friendsim.rundir.errors",
+        "ManifestMismatchError": "friendsim.rundir.errors",
+        "MissingFileError": "friendsim.rundir.errors",
+        "RunDirError": "friendsim.rundir.errors",
+        "RunInputError": "friendsim.rundir.errors",
+        "RunLockedError": "friendsim.rundir.errors",
+        "RunOccupiedError": "friendsim.rundir.errors",
+        "EVENTS_DB": "friendsim.rundir.layout",
+        "LLM_CACHE_DB": "friendsim.rundir.layout",
+        "LOCK": "friendsim.rundir.layout",
+        "MANIFEST": "friendsim.rundir.layout",
+        "PERSONAS": "friendsim.rundir.layout",
+        "RunLayout": "friendsim.rundir.layout",
+        "RunLock": "friendsim.rundir.lock",
+        "holder": "friendsim.rundir.lock",
+        "Manifest": "friendsim.rundir.manifest",
+        "amend_manifest": "friendsim.rundir.manifest",
+        "new_manifest": "friendsim.rundir.manifest",
+        "read_manifest": "friendsim.rundir.manifest",
+        "write_manifest": "friendsim.rundir.manifest",
+    },
 )
-from .layout import EVENTS_DB, LLM_CACHE_DB, LOCK, MANIFEST, PERSONAS, RunLayout
-from .lock import RunLock, holder
-from .manifest import Manifest, amend_manifest, new_manifest, read_manifest, write_manifest
 
 __all__ = [
     "EVENTS_DB",

@@ -10,11 +10,36 @@ parts -> run), :mod:`.progress`, :mod:`.scripted_mind` (an instant valid-answer 
 
 from __future__ import annotations
 
-from friendsim.runtime.assembly import Phase, RunPlan, RunResult, run_experiment, run_plan
-from friendsim.runtime.config import ConfigError, ExperimentConfig, load_config, parse_config
-from friendsim.runtime.continuous import ContinuousScheduler
-from friendsim.runtime.engine import Engine, RunListener, WindowTally
-from friendsim.runtime.rounds import RoundsScheduler
+from typing import TYPE_CHECKING
+
+from friendsim._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from friendsim.runtime.assembly import Phase, RunPlan, RunResult, run_experiment, run_plan
+    from friendsim.runtime.config import ConfigError, ExperimentConfig, load_config, parse_config
+    from friendsim.runtime.continuous import ContinuousScheduler
+    from friendsim.runtime.engine import Engine, RunListener, WindowTally
+    from friendsim.runtime.rounds import RoundsScheduler
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "Phase": "friendsim.runtime.assembly",
+        "RunPlan": "friendsim.runtime.assembly",
+        "RunResult": "friendsim.runtime.assembly",
+        "run_experiment": "friendsim.runtime.assembly",
+        "run_plan": "friendsim.runtime.assembly",
+        "ConfigError": "friendsim.runtime.config",
+        "ExperimentConfig": "friendsim.runtime.config",
+        "load_config": "friendsim.runtime.config",
+        "parse_config": "friendsim.runtime.config",
+        "ContinuousScheduler": "friendsim.runtime.continuous",
+        "Engine": "friendsim.runtime.engine",
+        "RunListener": "friendsim.runtime.engine",
+        "WindowTally": "friendsim.runtime.engine",
+        "RoundsScheduler": "friendsim.runtime.rounds",
+    },
+)
 
 __all__ = [
     "ConfigError",
