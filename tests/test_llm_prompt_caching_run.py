@@ -96,8 +96,9 @@ async def test_anthropic_run_reads_the_stable_prefix_from_the_cache(
         + total["output_tokens"] * price.output
     ) / 1e6
     uncached = (total["input_tokens"] * price.input + total["output_tokens"] * price.output) / 1e6
-    assert total["cost_usd"] == pytest.approx(expected, rel=1e-6)
-    assert total["uncached_cost_usd"] == pytest.approx(uncached, rel=1e-6)
+    # the manifest rounds costs to 8 decimals
+    assert total["cost_usd"] == pytest.approx(expected, abs=1e-8)
+    assert total["uncached_cost_usd"] == pytest.approx(uncached, abs=1e-8)
     assert total["cost_usd"] < total["uncached_cost_usd"]
     shown = analyze_run(tmp_path / "run")["usage"]["total"]
     assert shown["cached_input_tokens"] == read and shown["cache_write_tokens"] == written
@@ -125,7 +126,7 @@ async def test_openai_run_counts_cached_tokens_and_costs_less(
         + read * price.cached_input
         + total["output_tokens"] * price.output
     ) / 1e6
-    assert total["cost_usd"] == pytest.approx(expected, rel=1e-6)
+    assert total["cost_usd"] == pytest.approx(expected, abs=1e-8)  # the manifest rounds to 1e-8
     assert total["cost_usd"] < total["uncached_cost_usd"]
     first_of_agent = {system_of(r.body) for r in stub.requests}
     assert len(first_of_agent) == 4

@@ -134,7 +134,8 @@ def test_ray_cluster_grid_is_byte_identical_to_local(tmp_path: Path, ray_head: s
     sweep = json.loads((ray_out / SWEEP_FILE).read_text())
     assert sweep["executor"] == "ray" and sweep["status"] == "completed"
     for run in sweep["runs"]:
-        assert run["status"] == "completed" and run["verified_events"] > 1000
+        assert run["status"] == "completed"
+        assert run["verified_events"] == _event_rows(ray_out / run["dir"]) > 0
         assert run["worker"]["pid"] != os.getpid()
         rd = run["dir"]
         assert log_digest(ray_out / rd) == log_digest(tmp_path / "local" / rd), rd
@@ -188,7 +189,7 @@ def test_worker_killed_mid_task_is_retried(tmp_path: Path, ray_head: str) -> Non
     assert [r["status"] for r in sweep["runs"]] == ["completed", "completed"]
     assert victim not in {r["worker"]["pid"] for r in sweep["runs"]}  # re-run elsewhere
     for r in sweep["runs"]:
-        assert r["verified_events"] > 1000
+        assert r["verified_events"] == _event_rows(out / r["dir"]) > 0
         assert (out / r["dir"] / "analysis.json").is_file()
     assert not list(out.rglob("*.incoming")) and not list(out.rglob("*.rejected-*"))
 
@@ -254,3 +255,14 @@ def test_ray_executor_without_ray_installed_gives_install_hint(
     args = p.parse_args(["sweep", str(cfg), "--address", "127.0.0.1:1"])
     assert args.handler(args) == 2
     assert "--address needs --executor ray" in capsys.readouterr().err
+
+
+def _event_rows(run_dir: Path) -> int:
+    """Rows of the run's event log (what the driver's verification must have counted)."""
+    import sqlite3
+
+    conn = sqlite3.connect(run_dir / "events.db")
+    try:
+        return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+    finally:
+        conn.close()
