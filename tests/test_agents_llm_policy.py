@@ -484,7 +484,8 @@ async def test_plan_schema_enumerates_known_users_and_shown_posts() -> None:
     assert variants["COM"]["target_post"]["type"] == "integer"
     assert variants["COM"]["recipient"] == {"type": "null"}
     assert variants["POST"]["recipient"] == variants["POST"]["target_post"] == {"type": "null"}
-    assert set(variants["POST"]["mention_user"]["enum"]) == users | {None}
+    mention = variants["POST"]["mention_user"]["anyOf"]
+    assert mention == [{"type": "string", "enum": sorted(users)}, {"type": "null"}]
     assert variants["POST"]["topic"]["maxLength"] > 0
     for props in variants.values():
         assert list(props) == ["type", "target_post", "recipient", "topic", "mention",
@@ -546,3 +547,57 @@ async def test_compact_profile_shortens_prompts_and_stops_texts_at_a_blank_line(
     assert len(compact.system) < 0.6 * len(full.system)
     assert len(compact.messages[0].content) < 0.5 * len(full.messages[0].content)
     assert compact.messages[0].content.count("<post ") == 12
+
+
+def _tip(action: str, target: str | None = None) -> Any:
+    from friendsim.vocabulary import Tip
+
+    return Tip(action=action, target=target, topic="heat", invite_mention=False, tone="neutral",
+               text=f"Do a {action}.")  # fmt: skip
+
+
+def _listed_types(prompt: str) -> list[str]:
+    block = prompt.split("ction types:\n", 1)[1].split("\n\n", 1)[0]
+    return [line[2:].split(":", 1)[0] for line in block.splitlines()]
+
+
+def _schema_types(schema: Any) -> list[str]:
+    items = schema["properties"]["actions"]["items"]
+    variants = items.get("anyOf", [items])
+    return [v["properties"]["type"]["enum"][0] for v in variants]
+
+
+async def test_compact_profile_offers_the_coachs_suggested_action_types_first() -> None:
+    from friendsim.agents.llm_policy import LLMPolicyConfig, profile_knobs
+
+    tips = (_tip("DM", USERS[3]), _tip("LIKE"), _tip("COM"), _tip("DM", USERS[2]))
+    obs = _obs(guidance=tips)
+    default = list(obs.allowed)
+    assert default.index("DM") > default.index("POST")  # the tips must reorder something
+    seen = {}
+    for name in ("full", "compact"):
+        llm = ScriptedLLM(responder(GOOD_PLAN))
+        config = LLMPolicyConfig(**profile_knobs(name, "local:smollm2"))
+        policy = make_llm_policy(PERSONAS[0], llm, theme="climate change", config=config)
+        decision = await policy.decide(obs)
+        assert [a.type for a in decision.actions] == ["POST", "COM", "DM"]
+        plan = llm.calls[0]
+        seen[name] = (_listed_types(plan.messages[0].content), _schema_types(plan.json_schema))
+    assert seen["full"][0] == default
+    compact_listed, compact_schema = seen["compact"]
+    # tip order (DM, COM; LIKE is not allowed here, the second DM tip counts once), then the
+    # rest in the usual order
+    assert "LIKE" not in default
+    rest = [t for t in default if t not in ("DM", "COM")]
+    assert compact_listed == ["DM", "COM", *rest]
+    assert f"(one of {', '.join(compact_listed)})" in llm.calls[0].messages[0].content
+    assert compact_schema == [t for t in compact_listed if t in compact_schema]
+    assert sorted(compact_listed) == sorted(default)
+
+
+def test_tips_for_types_that_are_not_allowed_change_nothing() -> None:
+    from friendsim.agents.prompting import tips_first_order
+
+    obs = _obs(guidance=(_tip("FOLLOW", USERS[1]),), allowed=("POST", "COM", "NOT"))
+    assert tips_first_order(obs) == ("POST", "COM", "NOT")
+    assert tips_first_order(_obs(allowed=("POST", "COM"))) == ("POST", "COM")

@@ -270,3 +270,24 @@ async def test_threads_option_reaches_llama_cpp_and_stop_sequences_end_text() ->
         assert llama.cache is not None  # the prompt-prefix cache is on
     finally:
         await provider.aclose()
+
+
+@pytest.mark.parametrize("contextual", [False, True])
+def test_every_string_of_the_plan_grammar_is_bounded(contextual: bool) -> None:
+    """A 135M model loops inside an unbounded string until ``max_tokens`` cuts the JSON short;
+    llama.cpp's converter drops ``maxLength`` from a ``"type": [..., "null"]`` list, so the
+    plan schema must say it in a form the grammar keeps (no ``char*`` anywhere)."""
+    require_local_extra()
+    from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+    from friendsim.agents.schema import plan_json_schema, vote_json_schema
+    from friendsim.vocabulary import PAPER_ACTIONS
+
+    users = ("a01", "a02") if contextual else ()
+    posts = (1, 2, 3) if contextual else ()
+    plan = plan_json_schema(2, PAPER_ACTIONS, users=users, post_ids=posts)
+    gbnf = json_schema_to_gbnf(json.dumps(plan))
+    assert "char*" not in gbnf and "char+" not in gbnf
+    assert "mention-user" in gbnf  # the field is in the grammar, bounded
+    vote = json_schema_to_gbnf(json.dumps(vote_json_schema([1, 2, 3])))
+    assert "char*" not in vote

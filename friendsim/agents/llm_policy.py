@@ -13,7 +13,10 @@ actions and one ``Failure(stage="plan")``. An action whose text fails is dropped
 ``Failure(stage="content")``. Nothing in here raises on model output.
 
 Prompt profiles: ``compact`` (for small-context local models) shows fewer feed items with
-shorter bodies, a shorter system prompt and plan instructions, and ends texts at a blank line.
+shorter bodies, a shorter system prompt and plan instructions, ends texts at a blank line, and
+lists the action types the coach's tips suggest first (``tips_first``: a 135M model mostly
+writes the first type offered, so without it every plan was POSTs and COMs and no DM, with it
+the plans follow the tips).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from friendsim.agents.prompting import (
     render,
     shown_feed,
     system_prompt,
+    tips_first_order,
 )
 from friendsim.agents.schema import (
     ACTION_FIELDS,
@@ -79,6 +83,7 @@ class LLMPolicyConfig:
     max_item_chars: int = 400
     compact: bool = False
     content_stop: tuple[str, ...] = ()
+    tips_first: bool = False
 
 
 COMPACT_PROFILE: dict[str, Any] = {
@@ -87,6 +92,7 @@ COMPACT_PROFILE: dict[str, Any] = {
     "max_item_chars": 160,
     "vote_chunk": 12,
     "content_stop": ("\n\n",),
+    "tips_first": True,
 }
 """The ``compact`` prompt profile's knobs (see module docstring)."""
 
@@ -205,9 +211,10 @@ class LLMPolicy:
             return Decision()
         cfg = self.config
         shown = shown_feed(obs, cfg.max_feed_items)
+        order = tips_first_order(obs) if cfg.tips_first else tuple(obs.allowed)
         prompt = plan_prompt(
             obs, self.memory.render(), max_feed_items=cfg.max_feed_items,
-            item_chars=cfg.max_item_chars, compact=cfg.compact,
+            item_chars=cfg.max_item_chars, compact=cfg.compact, action_order=order,
         )  # fmt: skip
         answer: list[object] = []
 
@@ -221,7 +228,7 @@ class LLMPolicy:
             me = self.persona.id
             return plan_json_schema(
                 n,
-                obs.allowed,
+                order,
                 users=sorted(set(obs.known_users) - {me}),
                 post_ids=[item.post_id for item in shown],
                 votable_ids=[item.post_id for item in shown if item.author != me],

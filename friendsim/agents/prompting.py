@@ -155,6 +155,18 @@ def shown_feed(obs: Observation, max_items: int) -> tuple[FeedItem, ...]:
     return obs.feed[:max_items]
 
 
+def tips_first_order(obs: Observation) -> tuple[str, ...]:
+    """The allowed action types with those the coach's tips suggest first, in tip order, then
+    the rest in their usual order.
+
+    A small model tends to write the first action type it was offered; listing the coach's
+    suggestions first (in the prompt and in the plan schema) makes following the coach its
+    default instead of a POST every time. The set of allowed types is unchanged."""
+    allowed = tuple(obs.allowed)
+    suggested = [tip.action for tip in obs.guidance if tip.action in allowed]
+    return tuple(dict.fromkeys([*suggested, *allowed]))
+
+
 def plan_prompt(
     obs: Observation,
     memory_text: str,
@@ -164,9 +176,14 @@ def plan_prompt(
     max_list: int = 40,
     item_chars: int = MAX_ITEM_CHARS,
     compact: bool = False,
+    action_order: Sequence[str] | None = None,
 ) -> str:
     """The user message of a plan request (``compact``: the short instructions of the compact
-    prompt profile, at most 5 inbox messages and 12 listed users/topics)."""
+    prompt profile, at most 5 inbox messages and 12 listed users/topics). ``action_order``:
+    the allowed types in the order to list them (default: ``obs.allowed``'s)."""
+    order = tuple(obs.allowed) if action_order is None else tuple(action_order)
+    if sorted(order) != sorted(obs.allowed):
+        raise ValueError(f"action_order {order} is not a permutation of {tuple(obs.allowed)}")
     if compact:
         max_inbox, max_list = min(max_inbox, 5), min(max_list, 12)
     feed = shown_feed(obs, max_feed_items)
@@ -190,7 +207,7 @@ def plan_prompt(
             + "\n"
         )
     help_lines = _action_help()
-    action_help = "\n".join(f"- {t}: {help_lines.get(t, '')}" for t in obs.allowed)
+    action_help = "\n".join(f"- {t}: {help_lines.get(t, '')}" for t in order)
     return render(
         "plan_compact" if compact else "plan",
         window=obs.window,
@@ -205,7 +222,7 @@ def plan_prompt(
         topics=_cap_list([t for t in obs.topics if usable_topic(t)][-max_list:], max_list),
         followees=_cap_list(list(obs.followees), max_list),
         action_help=action_help,
-        allowed=", ".join(obs.allowed),
+        allowed=", ".join(order),
     )
 
 

@@ -108,10 +108,21 @@ def _choice(values: Sequence[Any], kind: str, description: str) -> dict[str, Any
 
 
 def _nullable_enum(values: Sequence[Any], kind: str, description: str) -> dict[str, Any]:
-    """``kind`` or null; restricted to ``values`` when there are any (grammar-friendly)."""
+    """``kind`` or null; restricted to ``values`` when there are any (grammar-friendly).
+
+    Always an ``anyOf`` of the values (or a bounded string) and null, never ``"type": [kind,
+    "null"]``: llama.cpp's schema converter drops the ``enum`` and ``maxLength`` of a type list,
+    so a small model could name anyone and loop inside the string until ``max_tokens`` cut the
+    JSON short."""
     if not values:
-        return {"type": [kind, "null"], "maxLength": 40, "description": description}
-    return {"type": [kind, "null"], "enum": [*values, None], "description": description}
+        return {
+            "anyOf": [{"type": kind, "maxLength": 40}, {"type": "null"}],
+            "description": description,
+        }
+    return {
+        "anyOf": [{"type": kind, "enum": list(values)}, {"type": "null"}],
+        "description": description,
+    }
 
 
 def _variant(atype: str, target: dict[str, Any], recipient: dict[str, Any],
