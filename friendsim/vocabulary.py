@@ -74,6 +74,7 @@ class ReceivedVote:
 _ACTION_TYPES: frozenset[str] = frozenset(get_args(ActionType))
 _TONES: frozenset[str] = frozenset(get_args(Tone))
 _TIP_FIELDS = ("action", "target", "topic", "invite_mention", "tone", "text")
+_TIP_FIELD_SET = frozenset(_TIP_FIELDS)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -113,9 +114,9 @@ class Tip:
         """
         if not isinstance(data, Mapping):
             raise ValueError(f"a tip must be a JSON object, got {type(data).__name__}")
-        missing = [k for k in _TIP_FIELDS if k not in data]
-        unknown = sorted(set(data) - set(_TIP_FIELDS))
-        if missing or unknown:
+        if data.keys() != _TIP_FIELD_SET:
+            missing = [k for k in _TIP_FIELDS if k not in data]
+            unknown = sorted(set(data) - _TIP_FIELD_SET)
             raise ValueError(f"tip fields: missing {missing}, unknown {unknown}")
         action, target, tone = data["action"], data["target"], data["tone"]
         if action not in _ACTION_TYPES:

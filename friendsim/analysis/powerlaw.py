@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import optimize, special, stats
+from scipy import optimize, special
 
 ALPHA_BOUNDS = (1.0001, 12.0)
 DEFAULT_MIN_TAIL = 10
@@ -120,10 +120,11 @@ def _exp_logpdf(x: np.ndarray, xmin: int) -> tuple[np.ndarray, dict[str, float]]
 def _lognorm_logpdf_params(x: np.ndarray, xmin: int, mu: float, sigma: float) -> np.ndarray:
     lo = (np.log(x - 0.5) - mu) / sigma
     hi = (np.log(x + 0.5) - mu) / sigma
-    mass = np.where(
-        lo > 0, stats.norm.sf(lo) - stats.norm.sf(hi), stats.norm.cdf(hi) - stats.norm.cdf(lo)
-    )
-    tail = stats.norm.sf((math.log(xmin - 0.5) - mu) / sigma) if xmin > 0.5 else 1.0
+    # Standard normal cdf/sf as ``special.ndtr`` (what ``scipy.stats.norm`` evaluates, without
+    # its per-call argument handling, which dominated the Nelder-Mead loop).
+    ndtr = special.ndtr
+    mass = np.where(lo > 0, ndtr(-lo) - ndtr(-hi), ndtr(hi) - ndtr(lo))
+    tail = ndtr(-((math.log(xmin - 0.5) - mu) / sigma)) if xmin > 0.5 else 1.0
     return np.log(np.maximum(mass, 1e-300)) - math.log(max(tail, 1e-300))
 
 

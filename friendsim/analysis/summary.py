@@ -44,6 +44,17 @@ def theta_key(theta: float) -> str:
 
 def json_ready(value: Any) -> Any:
     """Recursively replace NaN/inf by ``None`` and tuples by lists (strict JSON)."""
+    # Exact-type fast paths first (a run's analysis holds millions of values); subclasses
+    # (numpy scalars, other mappings) take the general branches below with the same result.
+    t = type(value)
+    if t is str or t is int or t is bool or value is None:
+        return value
+    if t is float:
+        return value if math.isfinite(value) else None
+    if t is dict:
+        return {k if type(k) is str else str(k): json_ready(v) for k, v in value.items()}
+    if t is list or t is tuple:
+        return [json_ready(v) for v in value]
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Mapping):

@@ -292,7 +292,7 @@ def _typed_fields(kind: str, data: dict[str, Any]) -> dict[str, Any]:
 
 def _freeze(value: Any) -> Any:
     if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
+        return tuple([_freeze(v) if isinstance(v, list | dict) else v for v in value])
     if isinstance(value, dict):
         return {k: _freeze(v) if isinstance(v, list) else v for k, v in value.items()}
     return value
@@ -333,7 +333,9 @@ def event_from_row(
             f"event seq={seq} ({kind}): unknown payload fields {sorted(unknown)}"
         )
     try:
-        fields = _typed_fields(kind, {k: _freeze(v) for k, v in data.items()})
+        fields = _typed_fields(
+            kind, {k: _freeze(v) if isinstance(v, list | dict) else v for k, v in data.items()}
+        )
         return cls(seq=seq, t=t, actor=actor, **fields)
     except (TypeError, ValueError) as exc:
         raise EventDecodeError(f"event seq={seq} ({kind}): {exc}") from exc
