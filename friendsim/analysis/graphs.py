@@ -19,7 +19,14 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from friendsim.analysis.ties import DEFAULT_THETAS, TieWindow, tie_graph
+from friendsim.analysis.arraygraph import ArrayGraph, GraphBuilder
+from friendsim.analysis.ties import (
+    DEFAULT_THETAS,
+    TieWindow,
+    check_theta,
+    symmetrise,
+    tie_graph,
+)
 from friendsim.platform.events import (
     COACH_ACTOR,
     AgentRegistered,
@@ -208,3 +215,71 @@ def groups_for(
     keep = set(nodes)
     out = {a: {n: g for n, g in m.items() if n in keep} for a, m in attributes.items()}
     return {a: m for a, m in out.items() if m}
+
+
+def tie_array_graphs(
+    tw: TieWindow, *, thetas: Iterable[float] = DEFAULT_THETAS
+) -> dict[float, ArrayGraph]:
+    """:func:`tie_networks` as :class:`~friendsim.analysis.arraygraph.ArrayGraph` values (the
+    same nodes in the same order, the same edges)."""
+    ths = tuple(thetas)
+    for th in ths:
+        check_theta(th)
+    sym = symmetrise(tw.strengths)
+    out: dict[float, ArrayGraph] = {}
+    for th in ths:
+        b = GraphBuilder(tw.agents)
+        for key, s in sym.items():
+            if s >= th:
+                u, v = sorted(key)
+                b.add_edge(u, v)
+        out[th] = b.build()
+    return out
+
+
+def follow_array_graph(events: Iterable[Event], *, nodes: Iterable[str] = ()) -> ArrayGraph:
+    """:func:`follow_graph` as a directed :class:`~friendsim.analysis.arraygraph.ArrayGraph`."""
+    b = GraphBuilder(nodes, directed=True)
+    for ev in events:
+        match ev:
+            case Followed(actor=str(u), target=v):
+                b.add_edge(u, v)
+            case Unfollowed(actor=str(u), target=v):
+                b.remove_arc(u, v)
+            case _:
+                if ev.actor is not None and ev.actor != COACH_ACTOR:
+                    b.add_node(ev.actor)
+    return b.build()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InteractionArrays:
+    """The interaction graphs of a log as directed :class:`ArrayGraph` values: ``final`` (the
+    whole log, as :func:`interaction_graph`), ``per_window`` (as
+    :func:`interaction_graphs_by_window`) and the number of interactions of each kind."""
+
+    final: ArrayGraph
+    per_window: tuple[tuple[int, ArrayGraph], ...]
+    kinds: Mapping[str, int]
+
+
+def interaction_arrays(events: Iterable[Event], *, nodes: Iterable[str] = ()) -> InteractionArrays:
+    """All interaction graphs of ``events`` in one pass (see :class:`InteractionArrays`)."""
+    evs = list(events)
+    base = list(nodes)
+    final = GraphBuilder(base, directed=True)
+    per: dict[int, GraphBuilder] = {}
+    for ev in evs:
+        if isinstance(ev, WindowStarted) and ev.window not in per:
+            per[ev.window] = GraphBuilder(base, directed=True)
+    kinds = dict.fromkeys(INTERACTION_KINDS, 0)
+    for it in iter_interactions(evs):
+        final.add_edge(it.source, it.target)
+        if it.window is not None:
+            per[it.window].add_edge(it.source, it.target)
+        kinds[it.kind] += 1
+    return InteractionArrays(
+        final=final.build(),
+        per_window=tuple((w, b.build()) for w, b in per.items()),
+        kinds=kinds,
+    )

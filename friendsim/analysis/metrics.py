@@ -32,6 +32,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
+from friendsim.analysis.arraygraph import ArrayGraph
+
 EXACT_PATH_MAX_NODES = 3000
 """Up to this many nodes in a component, shortest-path metrics are exact (BFS from every node)."""
 DEFAULT_PATH_SAMPLES = 200
@@ -324,7 +326,11 @@ def degree_stats(g: nx.Graph) -> dict[str, Any]:
     """
     h = undirected_simple(g)
     n = h.number_of_nodes()
-    degs = np.fromiter((d for _, d in h.degree()), dtype=np.int64, count=n)
+    return _degree_summary(np.fromiter((d for _, d in h.degree()), dtype=np.int64, count=n))
+
+
+def _degree_summary(degs: np.ndarray) -> dict[str, Any]:
+    n = len(degs)
     if n == 0:
         return {"median": None, "mean": None, "max": None, "distribution": {}}
     norm = max(1, n - 1)
@@ -473,8 +479,55 @@ def graph_metrics(
 
     ``attributes`` maps attribute name -> {node: group} for homophily (same-ratio and
     assortativity per attribute). Directed graphs also get ``reciprocity``. ``timings``, when
-    given, receives seconds spent per metric (for benchmarks).
+    given, receives seconds spent per metric (for benchmarks). The graph is converted once
+    (:func:`~friendsim.analysis.arraygraph.from_networkx`, node order kept) and measured by
+    :func:`array_graph_metrics`.
     """
+    from friendsim.analysis.arraygraph import from_networkx
+
+    t_acc: dict[str, float] = timings if timings is not None else {}
+    t0 = time.perf_counter()
+    ag = from_networkx(g)
+    t_acc["adjacency"] = t_acc.get("adjacency", 0.0) + time.perf_counter() - t0
+    out = array_graph_metrics(
+        ag,
+        attributes=attributes,
+        seed=seed,
+        fit_power_law=fit_power_law,
+        exact_max_nodes=exact_max_nodes,
+        path_samples=path_samples,
+        timings=t_acc,
+    )
+    if g.is_directed() and g.is_multigraph():
+        out["reciprocity"] = reciprocity(g)
+    return out
+
+
+def arc_reciprocity(ag: ArrayGraph) -> float | None:
+    """:func:`reciprocity` of a directed :class:`ArrayGraph` (``None`` without arcs)."""
+    if ag.arcs is None:
+        raise TypeError("reciprocity needs a directed graph")
+    m = len(ag.arcs)
+    if m == 0:
+        return None
+    n = ag.n
+    u, v = np.divmod(ag.arcs, n)
+    mutual = np.isin(v * n + u, ag.arcs) & (u != v)
+    return int(np.count_nonzero(mutual)) / m
+
+
+def array_graph_metrics(
+    ag: ArrayGraph,
+    *,
+    attributes: Mapping[str, Mapping[Any, str]] | None = None,
+    seed: int = 0,
+    fit_power_law: bool = True,
+    exact_max_nodes: int = EXACT_PATH_MAX_NODES,
+    path_samples: int = DEFAULT_PATH_SAMPLES,
+    timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """:func:`graph_metrics` of an :class:`~friendsim.analysis.arraygraph.ArrayGraph` (the same
+    keys and numbers as for the equivalent networkx graph with the same node order)."""
     from friendsim.analysis.powerlaw import fit_power_law as _fit
 
     t_acc: dict[str, float] = timings if timings is not None else {}
@@ -485,9 +538,8 @@ def graph_metrics(
         t_acc[name] = t_acc.get(name, 0.0) + time.perf_counter() - t0
         return out
 
-    h = timed("undirected", lambda: undirected_simple(g))
-    a, order = timed("adjacency", lambda: adjacency(h))
-    n, m = h.number_of_nodes(), h.number_of_edges()
+    a = ag.adjacency
+    n, m = ag.n, ag.m
     out: dict[str, Any] = {"nodes": n, "edges": m}
     out["density"] = 0.0 if n < 2 else 2.0 * m / (n * (n - 1))
     clust, trans = timed("clustering", lambda: clustering_stats(a))
@@ -510,20 +562,20 @@ def graph_metrics(
     )
     q, ncom = timed("modularity", lambda: louvain_adjacency(a, seed=seed))
     out["modularity"], out["communities"] = q, ncom
-    deg = timed("degrees", lambda: degree_stats(h))
+    degs = ag.degrees()
+    deg = timed("degrees", lambda: _degree_summary(degs))
     out["median_degree"], out["mean_degree"] = deg["median"], deg["mean"]
     out["degree_distribution"] = deg["distribution"]
     if fit_power_law:
-        degs = np.asarray(a.sum(axis=1)).ravel()
         fit = timed("power_law", lambda: _fit(degs[degs > 0]))
         out["power_law"] = fit.to_dict() if fit is not None else None
-    if g.is_directed():
-        out["reciprocity"] = timed("reciprocity", lambda: reciprocity(g))
+    if ag.directed:
+        out["reciprocity"] = timed("reciprocity", lambda: arc_reciprocity(ag))
     if attributes:
         hom: dict[str, Any] = {}
         for name, groups in sorted(attributes.items()):
             t0 = time.perf_counter()
-            ratio, assort = homophily_adjacency(a, group_codes(order, groups))
+            ratio, assort = homophily_adjacency(a, group_codes(ag.labels, groups))
             t_acc["homophily"] = t_acc.get("homophily", 0.0) + time.perf_counter() - t0
             hom[name] = {"same_ratio": ratio, "assortativity": assort}
         out["homophily"] = hom
@@ -538,4 +590,40 @@ def pairwise_dynamics(graphs: Iterable[nx.Graph]) -> list[dict[str, float | None
         row: dict[str, float | None] = {"triadic_closure": triadic_closure(prev, nxt)}
         row.update(persistence(prev, nxt))
         out.append(row)
+    return out
+
+
+def array_pairwise_dynamics(graphs: Iterable[ArrayGraph]) -> list[dict[str, float | None]]:
+    """:func:`pairwise_dynamics` of :class:`~friendsim.analysis.arraygraph.ArrayGraph` values
+    (vertices matched by label; the same numbers as for the networkx graphs)."""
+    out: list[dict[str, float | None]] = []
+    prev: ArrayGraph | None = None
+    prev_edges: set[frozenset[Hashable]] = set()
+    for nxt in graphs:
+        edges = nxt.edge_pairs()
+        if prev is not None:
+            new = [e for e in edges if e not in prev_edges]
+            closure: float | None = None
+            if new:
+                index = {v: i for i, v in enumerate(prev.labels)}
+                ptr, nbr = prev.adjacency.indptr, prev.adjacency.indices
+                closing = 0
+                for e in new:
+                    u, v = tuple(e)
+                    i, j = index.get(u), index.get(v)
+                    if i is None or j is None:
+                        continue
+                    if np.intersect1d(nbr[ptr[i] : ptr[i + 1]], nbr[ptr[j] : ptr[j + 1]]).size:
+                        closing += 1
+                closure = closing / len(new)
+            union = prev_edges | edges
+            both = len(prev_edges & edges)
+            out.append(
+                {
+                    "triadic_closure": closure,
+                    "jaccard": both / len(union) if union else None,
+                    "retained": both / len(prev_edges) if prev_edges else None,
+                }
+            )
+        prev, prev_edges = nxt, edges
     return out

@@ -7,22 +7,19 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import networkx as nx
-
+from friendsim.analysis.arraygraph import ArrayGraph
 from friendsim.analysis.graphs import (
     INTERACTION_KINDS,
     agents_and_attributes,
-    follow_graph,
+    follow_array_graph,
     groups_for,
-    interaction_graph,
-    interaction_graphs_by_window,
-    tie_networks,
+    interaction_arrays,
+    tie_array_graphs,
 )
-from friendsim.analysis.metrics import graph_metrics, pairwise_dynamics
+from friendsim.analysis.metrics import array_graph_metrics, array_pairwise_dynamics
 from friendsim.analysis.reference import compare_homophily, compare_to_reference
 from friendsim.analysis.sentiment import SentimentModel, get_sentiment
 from friendsim.analysis.ties import DEFAULT_THETAS, Pair, TieParams, tie_windows
@@ -118,31 +115,31 @@ def network_summary(
     windows = tie_windows(evs, params=params, sentiment=sentiment, text_evidence=text_evidence)
 
     per_window: list[dict[str, Any]] = []
-    graphs_by_theta: dict[float, list[nx.Graph]] = {th: [] for th in ths}
+    graphs_by_theta: dict[float, list[ArrayGraph]] = {th: [] for th in ths}
+    last: dict[float, ArrayGraph] = {}
     for tw in windows:
-        nets = tie_networks(tw, thetas=ths)
+        last = tie_array_graphs(tw, thetas=ths)
         es = [ev.e for ev in tw.evidence.values()]
         row: dict[str, Any] = {
             "window": tw.window,
             "active_pairs": len(tw.active),
             "nonzero_ties": len(tw.strengths),
-            "mean_evidence": sum(es) / len(es) if es else None,
+            "mean_evidence": math.fsum(es) / len(es) if es else None,
             "thetas": {},
         }
-        for th, g in nets.items():
+        for th, g in last.items():
             graphs_by_theta[th].append(g)
-            m = graph_metrics(g, attributes=groups, seed=seed, fit_power_law=False)
+            m = array_graph_metrics(g, attributes=groups, seed=seed, fit_power_law=False)
             row["thetas"][theta_key(th)] = _compact(m)
         per_window.append(row)
 
     final: dict[str, Any] = {}
-    if windows:
-        for th, g in tie_networks(windows[-1], thetas=ths).items():
-            m = graph_metrics(g, attributes=groups, seed=seed)
-            m["reference"] = compare_to_reference(m)
-            m["homophily_reference"] = compare_homophily(_homophily_ratios(m))
-            final[theta_key(th)] = m
-    dynamics = {theta_key(th): pairwise_dynamics(gs) for th, gs in graphs_by_theta.items()}
+    for th, g in last.items():
+        m = array_graph_metrics(g, attributes=groups, seed=seed)
+        m["reference"] = compare_to_reference(m)
+        m["homophily_reference"] = compare_homophily(_homophily_ratios(m))
+        final[theta_key(th)] = m
+    dynamics = {theta_key(th): array_pairwise_dynamics(gs) for th, gs in graphs_by_theta.items()}
     strengths = []
     if windows:
         strengths = [
@@ -150,26 +147,22 @@ def network_summary(
             for (v, u), a in sorted(windows[-1].strengths.items())
         ]
 
-    fg = follow_graph(evs, nodes=agents)
-    follow = graph_metrics(fg, attributes=groups, seed=seed)
+    follow = array_graph_metrics(
+        follow_array_graph(evs, nodes=agents), attributes=groups, seed=seed
+    )
 
-    ig = interaction_graph(evs, nodes=agents)
-    inter_final = graph_metrics(ig, attributes=groups, seed=seed)
-    kinds: Counter[str] = Counter()
-    for _, _, data in ig.edges(data=True):
-        for k in INTERACTION_KINDS:
-            kinds[k] += data[k]
-    inter_final["interactions"] = {k: kinds[k] for k in INTERACTION_KINDS}
-    inter_final["total_weight"] = sum(kinds.values())
-    inter_windows = interaction_graphs_by_window(evs, nodes=agents)
+    inter = interaction_arrays(evs, nodes=agents)
+    inter_final = array_graph_metrics(inter.final, attributes=groups, seed=seed)
+    inter_final["interactions"] = {k: inter.kinds[k] for k in INTERACTION_KINDS}
+    inter_final["total_weight"] = sum(inter.kinds.values())
     inter_rows = [
         {
             "window": w,
-            **_compact(graph_metrics(g, attributes=groups, seed=seed, fit_power_law=False)),
+            **_compact(array_graph_metrics(g, attributes=groups, seed=seed, fit_power_law=False)),
         }
-        for w, g in inter_windows
+        for w, g in inter.per_window
     ]
-    inter_dyn = pairwise_dynamics(g for _, g in inter_windows)
+    inter_dyn = array_pairwise_dynamics(g for _, g in inter.per_window)
 
     return json_ready(
         {

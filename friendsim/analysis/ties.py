@@ -373,6 +373,12 @@ def symmetrise(strengths: Mapping[Pair, float]) -> dict[frozenset[str], float]:
     return dict(out)
 
 
+def check_theta(theta: float) -> None:
+    """Raise :class:`TieParamsError` unless 0 < ``theta`` ≤ 1."""
+    if not 0 < theta <= 1:
+        raise TieParamsError(f"theta={theta!r} must be in (0, 1]")
+
+
 def tie_graph(
     strengths: Mapping[Pair, float], *, theta: float, nodes: Iterable[str] = ()
 ) -> nx.Graph:
@@ -380,8 +386,7 @@ def tie_graph(
 
     Every node in ``nodes`` (all agents) is present, isolated or not; edges carry ``strength``.
     """
-    if not 0 < theta <= 1:
-        raise TieParamsError(f"theta={theta!r} must be in (0, 1]")
+    check_theta(theta)
     g = nx.Graph()
     g.add_nodes_from(nodes)
     for key, s in symmetrise(strengths).items():
