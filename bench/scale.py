@@ -15,7 +15,12 @@ and CPU-bound figures depend on it. The final line is one JSON object::
     .venv/bin/python bench/scale.py --sizes 1000 10000 --modes continuous rounds
     .venv/bin/python bench/scale.py --sizes 100000 --modes continuous --no-analyze
 
-``rss_ratio`` compares the largest size's peak RSS with the next smaller one's (same mode).
+``rss_ratio`` compares the largest size's peak RSS with the next smaller one's (same mode);
+``<mode>_analyze_cpu_over_sim_cpu_<n>`` is the analysis's CPU ÷ the run's CPU at the largest size
+analysed, and ``analyze_target_met`` says whether the rounds run at 10,000 agents meets the
+target (analysis CPU ≤ ½ of the run's)::
+
+    .venv/bin/python bench/scale.py --sizes 10000 --modes rounds
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+ANALYZE_TARGET = 0.5
+"""``friendsim analyze`` CPU ÷ the run's CPU at 10,000 agents in rounds mode (issue target)."""
 
 
 def _config(mode: str, n: int, *, hours: float, rounds: int) -> str:
@@ -178,6 +185,19 @@ def main(argv: list[str] | None = None) -> int:
             summary[f"{mode}_rss_ratio_{b['agents']}_over_{a['agents']}"] = round(
                 b["sim"]["peak_rss_mib"] / a["sim"]["peak_rss_mib"], 3
             )
+        analyzed = [r for r in mine if "analyze_cpu_over_sim_cpu" in r]
+        if analyzed:
+            top = analyzed[-1]
+            summary[f"{mode}_analyze_cpu_over_sim_cpu_{top['agents']}"] = top[
+                "analyze_cpu_over_sim_cpu"
+            ]
+    target = next(
+        (r for r in rows if r["mode"] == "rounds" and r["agents"] == 10_000 and "analyze" in r),
+        None,
+    )
+    if target is not None:
+        summary["analyze_target"] = "rounds, 10,000 agents: analyze CPU <= 0.5 x the run's CPU"
+        summary["analyze_target_met"] = target["analyze_cpu_over_sim_cpu"] <= ANALYZE_TARGET
     print(json.dumps(summary))
     return 0
 
