@@ -25,6 +25,14 @@ def _no_api_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _analysis_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Analysis caches go to a per-session folder, never into ~/.cache."""
+    monkeypatch.setenv("FRIENDSIM_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True)
 def _fresh_structlog() -> Iterator[None]:
     """The CLI binds structlog to the ``sys.stderr`` of the moment (a test's captured stream,
     closed after that test); start and leave every test with structlog's defaults."""

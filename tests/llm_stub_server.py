@@ -21,6 +21,13 @@ raw body, a delay, or a dropped connection. Every request is recorded (path, hea
 :meth:`stop` kills the server *and* its open keep-alive connections, as a crashed server would.
 ``latency_s`` delays every reply (a remote model's response time); run as a script it serves
 until killed and prints its port (used by ``bench/llm_concurrency.py --http``).
+
+Fault injection for the chaos suite: ``responder`` answers chat requests like a model
+(:func:`mind_responder` plays :func:`~friendsim.runtime.scripted_mind.plausible_responder`
+over HTTP, so agents get valid plans); ``fault`` (settable at any time) is a reply given to
+*every* request while set (a server answering 500 or 401 to everything, or hanging); ``fault_every``
+gives the ``fault`` only to every k-th request; ``echo_headers`` puts the request headers (API key
+included) into every error body, as some misconfigured proxies do.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,7 +69,7 @@ class _Server(ThreadingHTTPServer):
         self.stub = stub
         self.connections: set[socket.socket] = set()
         self.conn_lock = threading.Lock()
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", stub.port), _Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         return  # clients hanging up (timeouts, shutdown) are expected here; stay quiet
@@ -130,6 +137,14 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         reply = stub._next_reply()
+        if reply.status != 200 and stub.echo_headers and reply.body is None:
+            echoed = {k.lower(): v for k, v in self.headers.items()}
+            reply = StubReply(
+                status=reply.status,
+                body={"error": {"message": f"rejected request with headers {echoed}"}},
+                headers=reply.headers,
+                delay_s=reply.delay_s,
+            )
         delay = reply.delay_s or stub.latency_s
         if delay and stub._stopping.wait(delay):
             return
@@ -148,6 +163,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except OSError:  # the client gave up (timeout) or the server is stopping
             self.close_connection = True
+            return
+        if status == 200:
+            stub._served(payload)
 
 
 class StubLLMServer:
@@ -166,6 +184,11 @@ class StubLLMServer:
         min_cache_tokens: int = 0,
         hold_batches: bool = False,
         expire_batches: bool = False,
+        fault: StubReply | None = None,
+        fault_every: int = 1,
+        echo_headers: bool = False,
+        fault_from: int = 0,
+        port: int = 0,
     ) -> None:
         self.hold_batches = hold_batches
         self.expire_batches = expire_batches
@@ -174,6 +197,11 @@ class StubLLMServer:
         self._batches: dict[str, dict[str, Any]] = {}
         self.responder = responder
         self.min_cache_tokens = min_cache_tokens
+        self.fault_from = fault_from
+        self.fault = fault
+        self.fault_every = fault_every
+        self.echo_headers = echo_headers
+        self._count = 0
         self.supports_output_config = supports_output_config
         self.latency_s = latency_s
         self.json_answer = {"ok": True} if json_answer is None else json_answer
@@ -181,13 +209,16 @@ class StubLLMServer:
         self.supports_json_schema = supports_json_schema
         self.supports_response_format = supports_response_format
         self.requests: list[RecordedRequest] = []
+        self.served: Counter[str] = Counter()
+        """Chat answers sent in full and the tokens they reported (``answers``,
+        ``input_tokens``, ``output_tokens``)."""
         self._replies: deque[StubReply] = deque()
         self._lock = threading.Lock()
         self._seen_prefixes: set[str] = set()
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self.port = 0
+        self.port = port
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> StubLLMServer:
@@ -238,7 +269,31 @@ class StubLLMServer:
 
     def _next_reply(self) -> StubReply:
         with self._lock:
-            return self._replies.popleft() if self._replies else StubReply()
+            self._count += 1
+            if self._replies:
+                return self._replies.popleft()
+            fault = self.fault
+            if (
+                fault is not None
+                and self._count > self.fault_from
+                and self._count % self.fault_every == 0
+            ):
+                return fault
+            return StubReply()
+
+    def _served(self, payload: bytes) -> None:
+        """Add the token usage of a chat answer that was sent in full to :attr:`served`."""
+        try:
+            usage = json.loads(payload).get("usage")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(usage, dict):
+            with self._lock:
+                self.served["answers"] += 1
+                sent_in = usage.get("prompt_tokens", usage.get("input_tokens", 0))
+                sent_out = usage.get("completion_tokens", usage.get("output_tokens", 0))
+                self.served["input_tokens"] += int(sent_in or 0)
+                self.served["output_tokens"] += int(sent_out or 0)
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:

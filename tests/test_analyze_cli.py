@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from test_analyze_fixture import build_run_dir
 
+from friendsim.analysis.analyze import analysis_cache_path
 from friendsim.commands import analyze as cli_analyze
 
 ENTRY = (
@@ -77,7 +78,8 @@ def test_json_in_process_matches_the_cached_analysis(
 ) -> None:
     assert _main(["analyze", str(run_dir), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    cached = json.loads((run_dir / "analysis.json").read_text())["analysis"]
+    assert not (run_dir / "analysis.json").exists()  # the cache never goes into the run
+    cached = json.loads(analysis_cache_path(run_dir).read_text())["analysis"]
     assert data == cached
 
 

@@ -19,6 +19,7 @@ import pytest
 from friendsim.analysis.analyze import (
     ANALYSIS_FILE,
     RunDirectoryError,
+    analysis_cache_path,
     analyze_run,
     dominant_policy,
     load_analysis,
@@ -263,7 +264,8 @@ def test_missing_and_broken_inputs_give_clear_errors(tmp_path: Path) -> None:
 def test_analysis_cache_is_reused_then_invalidated(tmp_path: Path) -> None:
     run = build_run_dir(tmp_path / "run", windows=2, n_agents=5)
     first = load_analysis(run)
-    cache = run / ANALYSIS_FILE
+    cache = analysis_cache_path(run)
+    assert not (run / ANALYSIS_FILE).exists()  # never inside the run
     stamp = cache.stat().st_mtime_ns
     assert load_analysis(run) == first
     assert cache.stat().st_mtime_ns == stamp  # served from the cache

@@ -103,8 +103,14 @@ def test_api_keys_never_reach_the_run_dir(tmp_path: Path) -> None:
     out = tmp_path / "run"
     proc = friendsim("run", str(cfg), "--out", str(out), "--quiet",
                      env={"OPENAI_API_KEY": SECRET, "ANTHROPIC_API_KEY": SECRET})  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    manifest = check_run_dir(out)
+    # the unscripted model answers nothing: every decision is lost, so the run must not say
+    # "completed": the failure budget stops it as failed (exit 1) after window 1
+    assert proc.returncode == 1, proc.stderr
+    assert "max_failure_share" in proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["stop_reason"] == "failure_budget"
+    assert manifest["totals"]["lost_actions"] == 2
     assert set(manifest["models"].values()) == {"scripted"}
     assert manifest["files"]["llm_cache"] == "llm_cache.db"
     for f in out.iterdir():
@@ -163,3 +169,35 @@ def test_run_resume_is_handed_to_replay(tmp_path: Path) -> None:
     assert "no-such-run" in proc.stderr
     missing = friendsim("run")
     assert missing.returncode == 2 and "CONFIG file is required" in missing.stderr
+
+
+def test_progress_plain_lines_and_an_80_column_live_line(tmp_path: Path) -> None:
+    """Not a terminal: one plain line per window with window k/K and the counts; on a terminal
+    of 80 columns the live line keeps window k/K and the elapsed time, and shows retries/spend."""
+    import io
+
+    from rich.console import Console
+
+    from friendsim.llm.accounting import Ledger
+    from friendsim.runtime.engine import WindowTally
+    from friendsim.runtime.progress import PlainProgress, RichProgress
+
+    stream = io.StringIO()
+    plain = PlainProgress(Ledger(), stream=stream)
+    plain.run_started(windows=3, agents=4)
+    tally = WindowTally(window=1, actions=4, votes=7, failures=1)
+    plain.wake_applied(tally)
+    plain.window_ended(tally)
+    lines = stream.getvalue().splitlines()
+    assert lines[1].startswith("friendsim run: window 1/3 act 4 vote 7 fail 1 llm 0 retry 0 $0.00")
+
+    out = io.StringIO()
+    console = Console(file=out, width=80, force_terminal=True, color_system=None)
+    live = RichProgress(Ledger(), console=console)
+    live.run_started(windows=15, agents=40)
+    big = WindowTally(window=1, actions=12345, votes=4321, failures=12)
+    live.wake_applied(big)
+    console.print(live.progress.get_renderable())
+    text = out.getvalue().strip()
+    assert "W 0/15" in text and "act 12345" in text and "retry 0" in text and "$0.00" in text
+    assert "0:00:0" in text and len(text) <= 80

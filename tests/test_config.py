@@ -224,7 +224,16 @@ def test_auto_provider_follows_the_environment() -> None:
 def test_llm_threads_reach_only_local_providers_and_are_checked() -> None:
     cfg = parse_config({"llm": {"provider": "local:smollm2", "threads": 1}})
     assert cfg.llm.provider_options("local:smollm2") == {"n_threads": 1}
-    assert cfg.llm.provider_options("openai:gpt-4o-mini") == {}
+    assert cfg.llm.provider_options("openai:gpt-4o-mini") == {"timeout_s": 60.0}
+    keyed = parse_config({"llm": {"api_key_env": "VLLM_KEY", "timeout_s": 5}}).llm
+    assert keyed.provider_options("openai:http://h:8000/v1#m") == {
+        "timeout_s": 5.0,
+        "api_key_env": "VLLM_KEY",
+    }
+    assert keyed.provider_options("anthropic:claude-haiku-4-5")["api_key_env"] == "VLLM_KEY"
+    assert keyed.provider_options("scripted:x") == {}
+    with pytest.raises(ConfigError, match=r"api_key_env"):
+        parse_config({"llm": {"api_key_env": "not a name"}})
     assert parse_config({}).llm.provider_options("local:smollm2") == {}  # default: the cores
     with pytest.raises(ConfigError, match=r"\[llm\]\.threads"):
         parse_config({"llm": {"threads": 0}})

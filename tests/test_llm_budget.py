@@ -166,5 +166,5 @@ def test_progress_shows_spend_against_the_budget() -> None:
     ledger = Ledger(PriceTable({}))
     progress = RichProgress(ledger, budget=Budget(2.5, ledger, spent_before_usd=0.75),
                             console=Console(file=None, quiet=True))  # fmt: skip
-    assert "$0.7500 of $2.50 budget" in progress._stats(None)
-    assert "$0.0000" in RichProgress(ledger, console=Console(quiet=True))._stats(None)
+    assert progress.counts.line().endswith(" $0.75/2.50")
+    assert RichProgress(ledger, console=Console(quiet=True)).counts.line().endswith(" $0.00")

@@ -161,14 +161,16 @@ async def test_timeout_then_recovery(stub: StubLLMServer, key: str) -> None:
         StubReply(body=b"<html></html>", headers={"content-type": "text/html"}),
     ],
 )
-async def test_malformed_body_is_permanent_not_retried(
+async def test_malformed_body_is_transient_and_retried(
     stub: StubLLMServer, key: str, reply: StubReply
 ) -> None:
     stub.enqueue(reply)
-    llm = RetryingLLM(AnthropicLLM("m", base_url=stub.base_url))
     with pytest.raises(MalformedResponseError):
-        await llm.complete(req())
-    assert llm.stats.retries == 0 and len(stub.requests) == 1
+        await AnthropicLLM("m", base_url=stub.base_url).complete(req())
+    stub.enqueue(reply)
+    llm = RetryingLLM(AnthropicLLM("m", base_url=stub.base_url), RetryPolicy(base_delay_s=0.01))
+    await llm.complete(req())  # the retry gets the normal answer
+    assert llm.stats.retries == 1 and len(stub.requests) == 3
     await llm.aclose()
 
 

@@ -193,11 +193,18 @@ async def test_429_retry_after_500_and_timeout_are_retried_and_counted(
     ],
 )
 async def test_malformed_bodies(stub: StubLLMServer, reply: StubReply) -> None:
+    """A malformed 200 body is transient: raised as MalformedResponseError, retried like a
+    truncated body, and the next (good) answer is returned."""
     stub.enqueue(reply)
-    llm = RetryingLLM(OpenAIChatLLM("m", base_url=stub.openai_base_url))
     with pytest.raises(MalformedResponseError):
-        await llm.complete(req())
-    assert llm.stats.retries == 0
+        await OpenAIChatLLM("m", base_url=stub.openai_base_url).complete(req())
+    stub.enqueue(reply)
+    llm = RetryingLLM(
+        OpenAIChatLLM("m", base_url=stub.openai_base_url), RetryPolicy(base_delay_s=0.01)
+    )
+    done = await llm.complete(req())
+    assert done.text.startswith("echo:")
+    assert llm.stats.retries == 1 and llm.stats.by_error["MalformedResponseError"] == 1
     await llm.aclose()
 
 

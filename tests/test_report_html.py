@@ -15,6 +15,7 @@ import pytest
 from test_analyze_fixture import build_run_dir
 from test_sweep_aggregate import build_sweep_dir
 
+from friendsim.analysis.analyze import analysis_cache_path
 from friendsim.commands import report as cli_report
 from friendsim.report.render import FIGURES_DIR, RUN_SECTION_IDS, SECTION_IDS, write_report
 
@@ -90,7 +91,7 @@ def test_run_report_sections_and_figures(run_dir: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert "x:&lt;b&gt;m&lt;/b&gt;&amp;co" in text and "<b>m</b>" not in text
     assert "✓" in text or "✗" in text
-    analysis = json.loads((run_dir / "analysis.json").read_text())["analysis"]
+    analysis = json.loads(analysis_cache_path(run_dir).read_text())["analysis"]
     density = analysis["network"]["ties"]["final"]["0.05"]["density"]
     assert f"{density:.4f}" in text  # the page shows the analysis' numbers
     assert "0.012300" in text  # cost

@@ -18,7 +18,12 @@ from typing import Any, Generic, TypeVar
 from friendsim.agents.prompting import render, request_tokens
 from friendsim.agents.schema import OutputError
 from friendsim.llm.base import LLM, Completion, LLMRequest, Message, user
-from friendsim.llm.errors import CacheMissError, LLMError, ProviderConfigError
+from friendsim.llm.errors import (
+    CacheMissError,
+    LLMError,
+    ProviderConfigError,
+    ProviderStoppedError,
+)
 from friendsim.vocabulary import Failure
 
 T = TypeVar("T")
@@ -92,7 +97,7 @@ async def ask_validated(
             first_tokens = request_tokens(req)
         try:
             comp = await llm.complete(req)
-        except (CacheMissError, ProviderConfigError):
+        except (CacheMissError, ProviderStoppedError, ProviderConfigError):
             raise
         except LLMError as exc:
             return Asked(

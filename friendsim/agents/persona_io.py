@@ -40,18 +40,33 @@ _CSV_FLOATS = ("stance_score", "activity")
 def load_personas(path: str | Path) -> list[Persona]:
     """Load and validate personas from a ``.jsonl`` or ``.csv`` file (by suffix)."""
     p = Path(path)
-    match p.suffix.lower():
-        case ".jsonl" | ".ndjson":
-            personas = _load_jsonl(p)
-        case ".csv":
-            personas = _load_csv(p)
-        case other:
-            raise PersonaFileError(
-                p, 0, "<file>", f"unsupported suffix {other!r}; use .jsonl or .csv"
-            )
+    try:
+        match p.suffix.lower():
+            case ".jsonl" | ".ndjson":
+                personas = _load_jsonl(p)
+            case ".csv":
+                personas = _load_csv(p)
+            case other:
+                raise PersonaFileError(
+                    p, 0, "<file>", f"unsupported suffix {other!r}; use .jsonl or .csv"
+                )
+    except UnicodeDecodeError as exc:
+        line = _line_of_offset(p, exc.start)
+        raise PersonaFileError(p, line, "<file>", f"not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise PersonaFileError(p, 0, "<file>", f"cannot read: {exc.strerror}") from None
     if not personas:
         raise PersonaFileError(p, 0, "<file>", "no personas in file")
     return personas
+
+
+def _line_of_offset(path: Path, offset: int) -> int:
+    """The 1-based line holding byte ``offset`` of ``path`` (for error messages)."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(max(0, offset)).count(b"\n") + 1
+    except OSError:
+        return 0
 
 
 def save_personas(personas: Iterable[Persona], path: str | Path) -> None:

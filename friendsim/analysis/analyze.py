@@ -23,9 +23,12 @@ step above analysis, :mod:`friendsim.runtime.tie_scoring`) and returns a dict wi
   rows, ``unpriced_models``);
 * ``notes``: plain-language caveats (e.g. how many text-based tie scores were invalid).
 
-The analysis is a pure function of the files; :func:`load_analysis` caches it as
-``<run_dir>/analysis.json`` keyed by the size and modification time of the inputs, so a sweep
-and a report do not recompute it. Blocking (file I/O, CPU); call it from a thread in async code.
+The analysis is a pure function of the files; :func:`load_analysis` caches it keyed by the size
+and modification time of the inputs, so a sweep and a report do not recompute it. The cache lives
+*outside* the run (reading a run never writes into it): ``$FRIENDSIM_CACHE_DIR/analysis/``, else
+``$XDG_CACHE_HOME/friendsim/analysis/``, else ``~/.cache/friendsim/analysis/``, one file per run
+directory (:func:`analysis_cache_path`). A sweep, which writes its replications, keeps each one's
+cache beside it as ``analysis.json``. Blocking (file I/O, CPU); call it from a thread in async code.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from friendsim.analysis.ties import DEFAULT_THETAS, TieParams, TieParamsError
 
 log = structlog.get_logger(__name__)
 
-ANALYSIS_VERSION = 2
+ANALYSIS_VERSION = 3
 
 NULL_MODEL_NOTE = (
     "null-model run: the agents used the baseline policy (seeded, persona-driven choices, no "
@@ -311,6 +314,7 @@ def analyze_run(run_dir: str | Path) -> dict[str, Any]:
             "total": usage.get("total") or {},
             "by_key": usage.get("by_key") or [],
             "unpriced_models": usage.get("unpriced_models") or [],
+            "segments": len(manifest.get("segments") or ()) or 1,
         },
         "notes": notes,
     }
@@ -327,22 +331,55 @@ def _fingerprint(run_dir: Path) -> dict[str, Any]:
     return fp
 
 
-def load_analysis(run_dir: str | Path, *, refresh: bool = False) -> dict[str, Any]:
-    """:func:`analyze_run`, cached in ``<run_dir>/analysis.json`` (recomputed when the inputs or
-    the analysis version changed, or with ``refresh``). An unwritable directory is not an error."""
-    rd = Path(run_dir)
-    cache = rd / ANALYSIS_FILE
-    fp = _fingerprint(rd)
-    if not refresh and cache.is_file():
-        try:
-            cached = json.loads(cache.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            cached = None
-        if isinstance(cached, dict) and cached.get("fingerprint") == fp:
-            return cached["analysis"]
-    result = analyze_run(rd)
-    tmp = cache.with_suffix(".json.tmp")
+def analysis_cache_path(run_dir: str | Path) -> Path:
+    """Where :func:`load_analysis` caches the analysis of ``run_dir`` (see the module docstring)."""
+    import hashlib
+
+    root = os.environ.get("FRIENDSIM_CACHE_DIR")
+    if root:
+        base = Path(root)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg) if xdg else Path.home() / ".cache") / "friendsim"
+    key = hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:32]
+    return base / "analysis" / f"{key}.json"
+
+
+def _read_cache(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The analysis cached in ``path`` when it was made from inputs with ``fingerprint``."""
+    if not path.is_file():
+        return None
     try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if isinstance(cached, dict) and cached.get("fingerprint") == fingerprint:
+        found = cached.get("analysis")
+        return found if isinstance(found, dict) else None
+    return None
+
+
+def load_analysis(
+    run_dir: str | Path, *, refresh: bool = False, cache: Path | None = None
+) -> dict[str, Any]:
+    """:func:`analyze_run`, cached (recomputed when the inputs or the analysis version changed,
+    or with ``refresh``) in ``cache``, by default :func:`analysis_cache_path` -- never inside the
+    run. A sweep replication's own ``analysis.json`` is read when it is current (reading it
+    changes nothing). An unwritable cache is not an error."""
+    rd = Path(run_dir)
+    fp = _fingerprint(rd)
+    if not refresh:
+        for path in (
+            (cache,) if cache is not None else (rd / ANALYSIS_FILE, analysis_cache_path(rd))
+        ):
+            found = _read_cache(path, fp)
+            if found is not None:
+                return found
+    cache = cache if cache is not None else analysis_cache_path(rd)
+    result = analyze_run(rd)
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(
             json.dumps({"fingerprint": fp, "analysis": result}, sort_keys=True), encoding="utf-8"
         )

@@ -64,17 +64,27 @@ def load_reward_config(
 
 
 def iter_events(db: Path, *, page: int = 10_000) -> Iterator[Event]:
-    """Decode the ``events`` table of ``db`` in seq order (read-only connection)."""
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        cur = con.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq")
-        while rows := cur.fetchmany(page):
-            for row in rows:
-                yield event_from_row(*row)
-    except sqlite3.OperationalError as exc:
-        raise ValueError(f"{db}: cannot read the events table: {exc}") from exc
-    finally:
-        con.close()
+    """Decode the ``events`` table of ``db`` in seq order.
+
+    Reads a snapshot copy (:func:`friendsim.rundir.log.snapshot`) in a temporary folder: opening
+    a WAL database in place, even read-only, creates ``-wal``/``-shm`` files beside it, and a
+    reader must leave the run byte-identical (a live run is read as of the copy)."""
+    import tempfile
+
+    from friendsim.rundir.log import snapshot
+
+    with tempfile.TemporaryDirectory(prefix="friendsim-read-") as tmp:
+        copy = snapshot(Path(db), Path(tmp))
+        con = sqlite3.connect(copy)
+        try:
+            cur = con.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq")
+            while rows := cur.fetchmany(page):
+                for row in rows:
+                    yield event_from_row(*row)
+        except sqlite3.DatabaseError as exc:
+            raise ValueError(f"{db}: cannot read the events table: {exc}") from exc
+        finally:
+            con.close()
 
 
 def score_row(s: AgentScores) -> dict[str, Any]:

@@ -25,7 +25,8 @@ interaction networks compared with eight real friendship networks, token usage
 and cost. Given a sweep directory, aggregate its runs instead: each metric's mean
 with a 95% confidence interval per grid cell.
 
-A run's results are cached in its analysis.json; the report shows the same numbers.
+Results are cached outside the run ($FRIENDSIM_CACHE_DIR, else
+~/.cache/friendsim); the run is never modified. The report shows the same numbers.
 """
 
 EPILOG = """\
@@ -55,7 +56,7 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument(
         "--refresh",
         action="store_true",
-        help="compute everything again instead of reading the cached analysis.json",
+        help="compute everything again instead of reading the cached analysis",
     )
     p.set_defaults(handler=handle)
 
@@ -126,6 +127,9 @@ def print_run(a: Mapping[str, Any]) -> None:
         f"prompt-cached={usage.get('cached_input_tokens', 0)}  "
         f"cost-without-caching=${float(usage.get('uncached_cost_usd', usage.get('cost_usd', 0.0))):.4f}"
     )
+    from friendsim.report.run_page import reliability_line
+
+    console.print(reliability_line(a["usage"]), markup=False)
     by_policy = a["rewards"]["by_policy"]
     means = {r["window"]: r["total"] for r in a["rewards"]["window_means"]}
     t = Table(title="mean total reward per window: all agents and by dominant policy (n agents)")

@@ -117,15 +117,18 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.platform.errors import PlatformError
     from friendsim.platform.replay import import_jsonl
     from friendsim.rundir.errors import RunInputError
-    from friendsim.rundir.verify import verify_db
+    from friendsim.rundir.verify import live_note, verify_db, verify_live
 
     try:
         match args.log_command:
             case "verify":
-                report = verify_db(args.db)
+                report, pid = verify_live(lambda: verify_db(args.db), Path(args.db).parent)
                 if report.divergence is not None:
                     sys.stderr.write(f"{args.db}: replay differs: {report.divergence}\n")
                     return 1
+                note = live_note(report, pid)
+                if note:
+                    sys.stdout.write(f"{args.db}: {note}\n")
                 sys.stdout.write(f"{args.db}: replay matches the live tables\n")
             case "export":
                 return _export(args)

@@ -132,8 +132,15 @@ def _fail(msg: str) -> None:
 def handle(args: argparse.Namespace) -> int:
     """Run the replay action named by ``args``; returns the exit code."""
     from friendsim.llm.errors import LLMError
-    from friendsim.rundir.errors import DivergenceError, RunDirError, RunInputError
+    from friendsim.rundir.errors import (
+        DivergenceError,
+        RunDirError,
+        RunInputError,
+        RunLockedError,
+        RunOccupiedError,
+    )
     from friendsim.runtime.config import ConfigError
+    from friendsim.runtime.status import RunStopped, exit_code
 
     try:
         if args.verify:
@@ -145,9 +152,12 @@ def handle(args: argparse.Namespace) -> int:
         if args.resume:
             return _resume(args.run_dir, args.out)
         return _fork(args.run_dir, args.fork, args.at, args.out)
-    except (RunInputError, ConfigError) as exc:
+    except (RunInputError, ConfigError, RunLockedError, RunOccupiedError) as exc:
         _fail(str(exc))
         return 2
+    except RunStopped as exc:
+        _fail(f"{exc.status} ({exc.reason}): {exc}")
+        return exit_code(exc.status)
     except DivergenceError as exc:
         _fail(str(exc))
         _emit({"ok": False, "divergence": str(exc.diff)})
@@ -161,10 +171,23 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def handle_run_option(args: argparse.Namespace) -> int:
-    """``friendsim run --resume RUN_DIR`` / ``friendsim run CONFIG --fork RUN_DIR --at W``."""
+    """``friendsim run --resume RUN_DIR`` / ``friendsim run CONFIG --fork RUN_DIR --at W``.
+
+    Exit codes follow the resumed (forked) run's status like ``friendsim run``'s; a run being
+    written by another process is refused (exit 2, naming its pid)."""
+    import asyncio
+
     from friendsim.llm.errors import LLMError
-    from friendsim.rundir.errors import DivergenceError, RunDirError, RunInputError
+    from friendsim.llm.redact import redact_text
+    from friendsim.rundir.errors import (
+        DivergenceError,
+        RunDirError,
+        RunInputError,
+        RunLockedError,
+        RunOccupiedError,
+    )
     from friendsim.runtime.config import ConfigError
+    from friendsim.runtime.status import RunStopped, exit_code
 
     try:
         if getattr(args, "resume", None) is not None:
@@ -172,18 +195,29 @@ def handle_run_option(args: argparse.Namespace) -> int:
         if args.config is None:
             raise RunInputError("--fork needs the new run's CONFIG file")
         return _fork(args.fork, args.config, args.at, args.out)
-    except (RunInputError, ConfigError) as exc:
-        _fail(str(exc))
+    except (RunInputError, ConfigError, RunLockedError, RunOccupiedError) as exc:
+        _fail(redact_text(str(exc)))
         return 2
+    except RunStopped as exc:
+        _fail(redact_text(f"{exc.status} ({exc.reason}): {exc}"))
+        return exit_code(exc.status)
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        _fail("interrupted; everything committed is kept and can be resumed")
+        return 130
     except (DivergenceError, LLMError, RunDirError) as exc:
-        _fail(str(exc))
+        _fail(redact_text(str(exc)))
         return 1
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from friendsim.rundir.verify import default_workers, verify_run
+    from friendsim.rundir.verify import default_workers, live_note, verify_live, verify_run
 
-    report = verify_run(args.run_dir, workers=default_workers())
+    report, pid = verify_live(
+        lambda: verify_run(args.run_dir, workers=default_workers()), args.run_dir
+    )
+    note = live_note(report, pid)
+    if note:
+        sys.stderr.write(f"friendsim replay: {args.run_dir}: {note}\n")
     if report.divergence is not None:
         _fail(f"{args.run_dir}: the state differs from what the log implies: {report.divergence}")
     _emit(report.to_json())
@@ -232,18 +266,38 @@ def _rerun(args: argparse.Namespace) -> int:
 
 
 def _resume(run_dir: Path, out: Path | None, *, budget_usd: float | None = None) -> int:
+    """Resume with prompt, visible stops (:mod:`friendsim.runtime.signals`); a stopped resume
+    leaves the original untouched and can be resumed again."""
     import asyncio
 
+    from friendsim.llm.redact import redact_text
     from friendsim.replay.resume import resume
-    from friendsim.runtime.engine import RunInterrupted
+    from friendsim.runtime.signals import WindowWatch, stoppable
+    from friendsim.runtime.status import RunStopped, exit_code
 
+    hint = f"resume again with: friendsim run --resume {run_dir}"
+    watch = WindowWatch()
     try:
-        report = asyncio.run(resume(run_dir, out_dir=out, budget_usd=budget_usd))
-    except RunInterrupted as exc:
-        _fail(f"resume of {run_dir} interrupted ({exc.reason}): {exc}; the original is untouched")
-        return 130
+        report = asyncio.run(
+            stoppable(
+                lambda stop: resume(
+                    run_dir, out_dir=out, budget_usd=budget_usd, stop=stop, listener=watch
+                ),
+                what="friendsim run --resume",
+                resume_hint=hint,
+                watch=watch,
+            )
+        )
+    except RunStopped as exc:
+        _fail(
+            redact_text(
+                f"resume of {run_dir} {exc.status} ({exc.reason}): {exc}; the original is "
+                f"untouched; {hint}"
+            )
+        )
+        return exit_code(exc.status)
     _emit(report.to_json())
-    return 0 if report.status == "completed" else 1
+    return exit_code(report.status)
 
 
 def _fork(parent: Path, config: Path | None, at: int | None, out: Path | None) -> int:
@@ -258,4 +312,6 @@ def _fork(parent: Path, config: Path | None, at: int | None, out: Path | None) -
     cfg = load_config(config)
     report = asyncio.run(fork(parent, cfg, at_window=at, out_dir=out, config_path=config))
     _emit(report.to_json())
-    return 0 if report.status == "completed" else 1
+    from friendsim.runtime.status import exit_code
+
+    return exit_code(report.status)

@@ -1,9 +1,10 @@
 """``friendsim run``: run one experiment file into a run directory.
 
 ``--resume`` and ``--fork`` are handed to :func:`friendsim.commands.replay.handle_run_option`.
-Exit codes: 0 completed, 1 the run failed (the run directory keeps everything recorded so far and
-a manifest saying so), 2 bad config or run directory (the message names the file and key), 130
-interrupted. Logging is configured here, at the entry point, never at import; logs go to stderr.
+Exit codes follow the run's status (:mod:`friendsim.runtime.status`): 0 completed, 3 degraded
+(every window ran, some model-backed decisions were lost), 130 interrupted (resumable), 1 failed
+(the run directory keeps everything recorded so far and a manifest saying so); 2 bad config or run
+directory (the message names the file and key). Logging is configured here, at the entry point, never at import; logs go to stderr.
 Components are imported inside the handler so that the command line starts fast.
 """
 
@@ -14,7 +15,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from friendsim.commands._help import FORMATTER, Subparsers, add_log_level
 
@@ -22,10 +23,11 @@ if TYPE_CHECKING:
     import asyncio
 
     from friendsim.runtime.assembly import RunResult
+    from friendsim.runtime.config import ExperimentConfig
     from friendsim.runtime.engine import RunListener
+    from friendsim.runtime.signals import WindowWatch
+    from friendsim.runtime.status import RunStopped
     from friendsim.serve.live import ServedRun
-
-T = TypeVar("T")
 
 DESCRIPTION = """\
 Run an experiment described by a TOML file and write everything it produces to a
@@ -34,9 +36,12 @@ run directory: the event log (events.db), the recorded model answers
 (manifest.json) and the personas. The examples/ folder holds ready-made
 experiment files.
 
-A progress bar shows windows, actions, tokens and cost. Ctrl-C (or SIGTERM) stops
-the run at the next step without losing anything recorded; a second Ctrl-C stops
-at once. The last line printed is a JSON summary of the run.
+A progress line shows window k/K, actions, votes, failures, model calls, retries,
+spend and the elapsed time (plain lines per window when stderr is not a terminal).
+Ctrl-C (or SIGTERM) stops the run within seconds, cancelling the model calls in
+flight, without losing anything recorded; a second Ctrl-C stops at once. Either
+way the run can be resumed with --resume. The last line printed is a JSON
+summary of the run.
 """
 
 EPILOG = """\
@@ -45,8 +50,11 @@ examples:
   friendsim run --resume runs/continuous
   friendsim run coached.toml --fork runs/paper --at 7 --out runs/fork
 
-exit status: 0 completed, 1 the run failed (what was recorded is kept),
-2 bad input (the message names the file and the setting), 130 interrupted.
+exit status: 0 completed, 3 degraded (every window ran, but some model-backed
+decisions were lost to provider errors), 130 interrupted (resumable: Ctrl-C, a
+budget, a provider that stayed down), 1 failed (a provider rejected the key,
+model or request, or too many decisions failed; what was recorded is kept),
+2 bad input (the message names the file and the setting).
 """
 
 
@@ -144,61 +152,57 @@ def _positive_usd(text: str) -> float:
     return value
 
 
-async def _stoppable(run: Callable[[asyncio.Event], Awaitable[T]]) -> T:
-    """Run with SIGTERM/SIGINT asking for a graceful stop (at the next phase or slice: nothing
-    committed is lost, the manifest says ``"interrupted"``); a second signal cancels at once."""
-    import asyncio
-    import signal
-
-    stop = asyncio.Event()
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-
-    def on_signal() -> None:
-        if stop.is_set():
-            task.cancel()
-        stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
-    try:
-        return await run(stop)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-
-
 async def _served(
-    served: ServedRun | None, run: Callable[[asyncio.Event], Awaitable[RunResult]]
+    served: ServedRun | None,
+    run: Callable[[asyncio.Event], Awaitable[RunResult]],
+    *,
+    hint: str,
+    watch: WindowWatch,
 ) -> RunResult:
-    """Run, with the live view beside it when ``served``: the view starts first and stays up
-    after the run until SIGTERM/Ctrl-C, so the finished run can still be looked at."""
+    """Run with prompt, visible stops (:mod:`friendsim.runtime.signals`), with the live view
+    beside it when ``served``: the view starts first and stays up after the run until
+    SIGTERM/Ctrl-C, so the finished run can still be looked at."""
+    from friendsim.runtime.signals import stoppable
+
     if served is None:
-        return await _stoppable(run)
+        return await stoppable(run, what="friendsim run", resume_hint=hint, watch=watch)
     from friendsim.serve.server import announce
 
     announce(await served.start(), "the run")
     try:
-        result = await _stoppable(run)
+        result = await stoppable(run, what="friendsim run", resume_hint=hint, watch=watch)
         sys.stderr.write(
             f"friendsim run: run {result.manifest.status}; the live view stays up until Ctrl-C\n"
         )
-        await _stoppable(_until_stopped)
+        await _until_signal()
         return result
     finally:
         await served.stop()
 
 
-async def _until_stopped(stop: asyncio.Event) -> None:
-    await stop.wait()
+async def _until_signal() -> None:
+    """Return at the first SIGTERM/SIGINT."""
+    import asyncio
+    import signal
+
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, done.set)
+    try:
+        await done.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 def handle(args: argparse.Namespace) -> int:
     """Run the experiment named by ``args``; returns the exit code.
 
-    SIGTERM and Ctrl-C stop the run at the next phase or slice: everything recorded so far is
-    committed and the manifest says ``"interrupted"`` (exit code 130).
+    The exit code follows the run's status (:mod:`friendsim.runtime.status`): 0 ``completed``,
+    3 ``degraded``, 130 ``interrupted`` (resumable: a signal, a spending budget, a provider down),
+    1 ``failed``; 2 is bad input (nothing is run). Every stop prints one line on stderr saying
+    why and how to go on.
     """
     import asyncio
 
@@ -206,9 +210,10 @@ def handle(args: argparse.Namespace) -> int:
 
     from friendsim.agents.persona_io import PersonaFileError
     from friendsim.llm.errors import LLMError, ProviderConfigError
+    from friendsim.llm.redact import redact_text
     from friendsim.runtime.config import ConfigError, load_config
-    from friendsim.runtime.engine import RunInterrupted
     from friendsim.runtime.logs import configure_logging
+    from friendsim.runtime.status import RunStopped, exit_code
 
     configure_logging(args.log_level)
     if args.serve is not None and (args.resume is not None or args.fork is not None):
@@ -230,7 +235,8 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.llm.budget import Budget
     from friendsim.rundir.errors import RunLockedError, RunOccupiedError
     from friendsim.runtime.assembly import make_ledger, run_experiment
-    from friendsim.runtime.progress import RichProgress
+    from friendsim.runtime.progress import make_progress
+    from friendsim.runtime.signals import WindowWatch
 
     try:
         cfg = load_config(args.config)
@@ -246,8 +252,10 @@ def handle(args: argparse.Namespace) -> int:
 
         return handle_estimate(cfg, args.config)
     out = args.out if args.out is not None else Path("runs") / cfg.experiment.name
+    _say_auto(cfg)
     ledger = make_ledger(cfg)
     budget = None if cfg.llm.budget_usd is None else Budget(cfg.llm.budget_usd, ledger)
+    hint = f"resume with: friendsim run --resume {out}"
     served = None
     if args.serve is not None:
         from friendsim.serve.live import ServedRun
@@ -265,6 +273,7 @@ def handle(args: argparse.Namespace) -> int:
             return 2
 
     def start(listener: RunListener | None) -> RunResult:
+        watch = WindowWatch(listener)
         return asyncio.run(
             _served(
                 served,
@@ -272,12 +281,14 @@ def handle(args: argparse.Namespace) -> int:
                     cfg,
                     out_dir=out,
                     config_path=args.config,
-                    listener=listener,
+                    listener=watch,
                     ledger=ledger,
                     stop=stop,
                     budget=budget,
                     control=served.control if served is not None else None,
                 ),
+                hint=hint,
+                watch=watch,
             )
         )
 
@@ -285,7 +296,7 @@ def handle(args: argparse.Namespace) -> int:
         if args.quiet:
             result = start(None)
         else:
-            with RichProgress(ledger, budget=budget) as progress:
+            with make_progress(ledger, budget) as progress:
                 result = start(progress)
     except (
         ConfigError,
@@ -294,28 +305,24 @@ def handle(args: argparse.Namespace) -> int:
         PersonaFileError,
         ProviderConfigError,
     ) as exc:
-        sys.stderr.write(f"friendsim run: {exc}\n")
+        sys.stderr.write(redact_text(f"friendsim run: {exc}\n"))
         return 2
+    except RunStopped as exc:
+        sys.stderr.write(redact_text(stopped_line("friendsim run", exc, out, hint)) + "\n")
+        return exit_code(exc.status)
     except LLMError as exc:
         sys.stderr.write(
-            f"friendsim run: LLM error, run stopped: {exc} (see {out}/manifest.json)\n"
+            redact_text(f"friendsim run: LLM error, run stopped: {exc} (see {out}/manifest.json)\n")
         )
         return 1
-    except RunInterrupted as exc:
-        if exc.reason == "budget":
-            sys.stderr.write(
-                f"friendsim run: stopped before exceeding the budget: {exc}; partial run kept in "
-                f"{out}; continue with: friendsim run --resume {out} --budget-usd LARGER\n"
-            )
-        else:
-            sys.stderr.write(f"friendsim run: interrupted; partial run kept in {out}\n")
-        return 130
     except (KeyboardInterrupt, asyncio.CancelledError):
-        sys.stderr.write(f"friendsim run: interrupted; partial run kept in {out}\n")
+        sys.stderr.write(f"friendsim run: interrupted; partial run kept in {out}; {hint}\n")
         return 130
     except Exception as exc:
         structlog.get_logger(__name__).exception("run_failed")
-        sys.stderr.write(f"friendsim run: run failed: {exc!r} (see {out}/manifest.json)\n")
+        sys.stderr.write(
+            redact_text(f"friendsim run: run failed: {exc!r} (see {out}/manifest.json)\n")
+        )
         return 1
     summary = {
         "run_dir": str(result.run_dir),
@@ -325,4 +332,45 @@ def handle(args: argparse.Namespace) -> int:
         "cost_usd": result.manifest.cost_usd,
     }
     sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
-    return 0
+    status = result.manifest.status
+    if status != "completed":
+        lost = result.manifest.totals.get("lost_actions", 0)
+        sys.stderr.write(
+            f"friendsim run: {status}: every window ran but {lost} model-backed decisions were "
+            "lost to provider errors (action_failed events; the manifest's llm_usage has the "
+            "failures by class)\n"
+        )
+    return exit_code(status)
+
+
+def stopped_line(what: str, exc: RunStopped, out: Path, hint: str) -> str:
+    """The one stderr line for a run that stopped early: its status, why, and what to do."""
+    match exc.reason:
+        case "budget":
+            return (
+                f"{what}: interrupted: stopped before exceeding the budget: {exc}; partial run kept in "
+                f"{out}; continue with: friendsim run --resume {out} --budget-usd LARGER"
+            )
+        case "stop":
+            return f"{what}: interrupted; partial run kept in {out}; {hint}"
+        case "provider_down":
+            return f"{what}: interrupted: {exc}; once the provider is back, {hint}"
+        case "provider_rejected":
+            return f"{what}: failed: {exc}; fix the provider settings, then {hint}"
+        case _:
+            return f"{what}: {exc.status} ({exc.reason}): {exc}; {hint}"
+
+
+def _say_auto(cfg: ExperimentConfig) -> None:
+    """Tell which provider ``auto`` chose, and why (one line on stderr)."""
+    from friendsim.agents.policies import uses_llm
+    from friendsim.runtime.config import explain_auto_provider
+
+    uses_auto = (uses_llm(cfg.agents.policy) and cfg.llm.provider == "auto") or any(
+        o.provider == "auto" for o in cfg.llm.overrides
+    )
+    if cfg.coach.enabled and cfg.coach.provider == "auto":
+        uses_auto = True
+    if uses_auto:
+        choice, why = explain_auto_provider()
+        sys.stderr.write(f"friendsim run: provider auto -> {choice} ({why})\n")

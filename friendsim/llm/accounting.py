@@ -12,12 +12,46 @@ written to the provider's prompt cache, so the manifest shows what prompt cachin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from friendsim.llm.base import LLM, Completion, LLMRequest, Usage
-from friendsim.llm.errors import LLMError, ProviderConfigError
+from friendsim.llm.errors import (
+    LLMConnectionError,
+    LLMError,
+    LLMTimeoutError,
+    MalformedResponseError,
+    ProviderConfigError,
+    ProviderStoppedError,
+    RateLimitedError,
+    ServerError,
+)
+
+
+def failure_class(exc: LLMError) -> str:
+    """The accounting name of a failed call: its error class; for a call the circuit breaker
+    stopped, the provider error that opened it, or ``breaker_open`` for a call never sent."""
+    if isinstance(exc, ProviderStoppedError):
+        cause = exc.__cause__
+        return type(cause).__name__ if isinstance(cause, LLMError) else "breaker_open"
+    return type(exc).__name__
+
+
+def retry_cause(exc: LLMError) -> str:
+    """The accounting name of a retry's cause: 429, 5xx, timeout, connection, malformed."""
+    if isinstance(exc, RateLimitedError):
+        return "429"
+    if isinstance(exc, ServerError):
+        return "5xx"
+    if isinstance(exc, LLMTimeoutError):
+        return "timeout"
+    if isinstance(exc, MalformedResponseError):
+        return "malformed"
+    if isinstance(exc, LLMConnectionError):
+        return "connection"
+    return type(exc).__name__
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -111,12 +145,19 @@ def _price_from_mapping(key: str, value: Mapping[str, float]) -> Price:
 
 @dataclass(kw_only=True, slots=True)
 class LedgerEntry:
-    """Running totals for one (provider, model, label)."""
+    """Running totals for one (provider, model, label).
+
+    ``attempts``: requests sent to the provider (first tries and retries); ``retries`` by cause
+    (see :func:`retry_cause`); ``failures``: calls that failed in the end, by error class.
+    """
 
     calls: int = 0
     cache_hits: int = 0
     batch_calls: int = 0
     errors: int = 0
+    attempts: int = 0
+    retries: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     uncached_cost_usd: float = 0.0
@@ -129,6 +170,9 @@ class LedgerEntry:
             "cache_hits": self.cache_hits,
             "batch_calls": self.batch_calls,
             "errors": self.errors,
+            "attempts": self.attempts,
+            "retries": dict(sorted(self.retries.items())),
+            "failures": dict(sorted(self.failures.items())),
             "input_tokens": self.usage.input_tokens,
             "output_tokens": self.usage.output_tokens,
             "cached_input_tokens": self.usage.cached_input_tokens,
@@ -175,8 +219,16 @@ class Ledger:
             entry.batch_calls += 1
         entry.latency_s += completion.latency_s
 
-    def record_error(self, provider: str, model: str, label: str) -> None:
-        self._entry(provider, model, label).errors += 1
+    def record_error(self, provider: str, model: str, label: str, error: str = "LLMError") -> None:
+        entry = self._entry(provider, model, label)
+        entry.errors += 1
+        entry.failures[error] += 1
+
+    def record_attempt(self, provider: str, model: str, label: str) -> None:
+        self._entry(provider, model, label).attempts += 1
+
+    def record_retry(self, provider: str, model: str, label: str, cause: str) -> None:
+        self._entry(provider, model, label).retries[cause] += 1
 
     def total(self) -> LedgerEntry:
         out = LedgerEntry()
@@ -185,6 +237,9 @@ class Ledger:
             out.cache_hits += e.cache_hits
             out.batch_calls += e.batch_calls
             out.errors += e.errors
+            out.attempts += e.attempts
+            out.retries.update(e.retries)
+            out.failures.update(e.failures)
             out.usage = out.usage + e.usage
             out.cost_usd += e.cost_usd
             out.uncached_cost_usd += e.uncached_cost_usd
@@ -220,11 +275,71 @@ class AccountingLLM:
     async def complete(self, request: LLMRequest) -> Completion:
         try:
             completion = await self.inner.complete(request)
-        except LLMError:
-            self.ledger.record_error(self._provider, self._model, request.label)
+        except LLMError as exc:
+            self.ledger.record_error(self._provider, self._model, request.label, failure_class(exc))
             raise
         self.ledger.record(completion, request.label)
         return completion
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+def split_model(spec: str) -> tuple[str, str]:
+    """``"openai:gpt-4o"`` -> ``("openai", "gpt-4o")``; a bare model has provider ``""``."""
+    provider, _, model = spec.partition(":")
+    return (provider, model) if model else ("", provider)
+
+
+_KEY = ("provider", "model", "label")
+_SUMMED = (
+    "calls",
+    "cache_hits",
+    "batch_calls",
+    "errors",
+    "attempts",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cost_usd",
+    "uncached_cost_usd",
+    "replayed_cost_usd",
+    "latency_s",
+)
+
+
+def _add_row(into: dict[str, Any], row: Mapping[str, Any]) -> None:
+    for name in _SUMMED:
+        into[name] = into.get(name, 0) + (row.get(name) or 0)
+    for name in ("retries", "failures"):
+        counts: Counter[str] = Counter(into.get(name) or {})
+        counts.update(row.get(name) or {})
+        into[name] = dict(sorted(counts.items()))
+
+
+def sum_usage(docs: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Add up ``Ledger.to_json()`` documents (the segments of a resumed run) row by row."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    unpriced: set[str] = set()
+    for doc in docs:
+        unpriced.update(doc.get("unpriced_models") or ())
+        for row in doc.get("by_key") or ():
+            key = (str(row.get("provider", "")), str(row.get("model", "")), str(row.get("label")))
+            _add_row(rows.setdefault(key, {}), row)
+    total: dict[str, Any] = {}
+    for row in rows.values():
+        _add_row(total, row)
+    for entry in (total, *rows.values()):
+        for name in ("cost_usd", "uncached_cost_usd", "replayed_cost_usd"):
+            entry[name] = round(float(entry.get(name, 0.0)), 8)
+        entry["latency_s"] = round(float(entry.get("latency_s", 0.0)), 6)
+    if not rows:
+        total = Ledger().total().to_json()
+    return {
+        "total": total,
+        "by_key": [
+            {**dict(zip(_KEY, key, strict=True)), **row} for key, row in sorted(rows.items())
+        ],
+        "unpriced_models": sorted(unpriced),
+    }

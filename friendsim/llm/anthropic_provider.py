@@ -31,6 +31,7 @@ import structlog
 from friendsim.llm.base import Completion, LLMRequest, Usage
 from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
 from friendsim.llm.json_extract import extract_json
+from friendsim.llm.redact import register_key_env
 from friendsim.llm.sdk_errors import map_sdk_error
 
 _log = structlog.get_logger(__name__)
@@ -66,6 +67,9 @@ class AnthropicLLM:
         self._cache_system = cache_system
         self._cache_ttl = cache_ttl
         self._send_temperature = send_temperature
+        self.endpoint = base_url or "https://api.anthropic.com"
+        self.key_env = api_key_env or "ANTHROPIC_API_KEY"
+        register_key_env(self.key_env)
         if client is None:
             kwargs: dict[str, Any] = {"max_retries": max_retries, "timeout": timeout_s}
             if base_url is not None:

@@ -42,11 +42,37 @@ class ServerError(TransientLLMError):
 
 
 class PermanentLLMError(LLMError):
-    """A failure that retrying will not fix (4xx other than 408/429, malformed response)."""
+    """A failure that retrying will not fix (4xx other than 408/429).
+
+    ``status`` is the HTTP status when there was one. 401/403 (bad or missing key), 404 (unknown
+    model or path) and 400/422 (a request the server rejects) are *fatal* for a run: every
+    further call would fail the same way (see :mod:`friendsim.llm.breaker`).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
-class MalformedResponseError(PermanentLLMError):
-    """The provider answered with a body that cannot be understood."""
+class MalformedResponseError(TransientLLMError):
+    """The provider answered (even with status 200) with a body that cannot be understood.
+
+    Transient: a garbled or cut body is a transport accident, retried like a truncated one.
+    """
+
+
+class ProviderStoppedError(LLMError):
+    """The provider's circuit breaker is open: the run must stop (not record a failure).
+
+    ``fatal``: a permanent error (bad key, unknown model, rejected request) -- the run is
+    ``failed``; otherwise transient errors outlasted their retries -- the run is
+    ``interrupted`` and can be resumed once the provider is back.
+    """
+
+    def __init__(self, message: str, *, fatal: bool, cause: str):
+        super().__init__(message)
+        self.fatal = fatal
+        self.cause = cause
 
 
 class CacheMissError(LLMError):

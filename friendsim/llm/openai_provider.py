@@ -36,6 +36,7 @@ from friendsim.llm.endpoints import Endpoint
 from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
 from friendsim.llm.json_extract import extract_json
 from friendsim.llm.pool import PooledLLM
+from friendsim.llm.redact import register_key_env
 from friendsim.llm.sdk_errors import map_sdk_error
 
 _log = structlog.get_logger(__name__)
@@ -71,6 +72,7 @@ class OpenAIChatLLM:
         self.json_mode: JsonMode = structured_output
         self.downgrades = 0
         self._strict = strict_schema
+        self.key_env: str | None = None
         is_openai = base_url is None or urlsplit(base_url).hostname == "api.openai.com"
         self._is_openai = is_openai
         self._max_tokens_param = max_tokens_param or (
@@ -81,6 +83,9 @@ class OpenAIChatLLM:
             if base_url is not None:
                 kwargs["base_url"] = base_url
             env = api_key_env or ("OPENAI_API_KEY" if is_openai else None)
+            self.key_env = env
+            if env is not None:
+                register_key_env(env)
             if env is not None:
                 key = os.environ.get(env)
                 if not key:

@@ -27,6 +27,8 @@ from friendsim.llm.errors import TransientLLMError
 
 _log = structlog.get_logger(__name__)
 Sleep = Callable[[float], Awaitable[None]]
+OnAttempt = Callable[[LLMRequest, "TransientLLMError | None"], None]
+"""Told of every attempt (``None``) and of every retry with the error that caused it."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -75,8 +77,10 @@ class RetryingLLM:
         *,
         seed: int = 0,
         sleep: Sleep = asyncio.sleep,
+        on_attempt: OnAttempt | None = None,
     ) -> None:
         self.inner = inner
+        self._on_attempt = on_attempt
         self.policy = policy or RetryPolicy()
         self.stats = RetryStats()
         self._rng = random.Random(seed)
@@ -99,6 +103,8 @@ class RetryingLLM:
         retry_index = 0
         while True:
             self.stats.attempts += 1
+            if self._on_attempt is not None:
+                self._on_attempt(request, None)
             try:
                 return await self.inner.complete(request)
             except TransientLLMError as exc:
@@ -117,6 +123,8 @@ class RetryingLLM:
                     delay_s=round(delay, 3),
                 )
                 self.stats.retries += 1
+                if self._on_attempt is not None:
+                    self._on_attempt(request, exc)
                 self.stats.slept_s += delay
                 retry_index += 1
                 await self._sleep(delay)

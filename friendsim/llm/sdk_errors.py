@@ -3,7 +3,7 @@
 Both the ``anthropic`` and ``openai`` SDKs share one exception hierarchy shape (APIStatusError
 with ``status_code`` and ``response``, APITimeoutError under APIConnectionError, ...), so one
 function serves both, given the SDK module. Messages name the provider, the HTTP status and the
-server's short error text; never request headers (so never a key).
+server's short error text (redacted: a server may echo request headers, keys included).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from friendsim.llm.errors import (
     RateLimitedError,
     ServerError,
 )
+from friendsim.llm.redact import redact_text
 
 _MAX_DETAIL = 300
 
@@ -67,10 +68,10 @@ def map_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> LLMErro
             return LLMTimeoutError(detail, retry_after=retry_after, status=status)
         if status >= 500:
             return ServerError(detail, retry_after=retry_after, status=status)
-        return PermanentLLMError(detail)
+        return PermanentLLMError(detail, status=status)
     return PermanentLLMError(f"{provider}: {type(exc).__name__}: {_short(exc)}")
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc)
+    text = redact_text(str(exc))
     return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "…"

@@ -3,6 +3,7 @@
 Outermost first::
 
     AccountingLLM        sees every answer, cache hits included (counted, not charged)
+    CircuitBreakerLLM    stops the run on a fatal error or repeated failures after retries
     CachingLLM           a hit skips everything below: no rate budget, no slot, no retry
     BatchingLLM          (batch mode) phases' requests go out as provider batches; live fallback
     RetryingLLM          each attempt re-enters the limits and the endpoint pool
@@ -20,11 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from friendsim.llm.accounting import AccountingLLM, Ledger, Price, PriceTable
+from friendsim.llm.accounting import (
+    AccountingLLM,
+    Ledger,
+    Price,
+    PriceTable,
+    retry_cause,
+    split_model,
+)
 from friendsim.llm.base import LLM, Completion, LLMRequest
 from friendsim.llm.batch import BatchingLLM, BatchJournal, PollPolicy, batch_backend_for
+from friendsim.llm.breaker import CircuitBreakerLLM, identify
 from friendsim.llm.cache import CacheMode, CachingLLM, LLMCache
-from friendsim.llm.errors import ProviderConfigError
+from friendsim.llm.errors import ProviderConfigError, TransientLLMError
 from friendsim.llm.limits import ConcurrencyLimitedLLM, RateLimitedLLM
 from friendsim.llm.registry import create_llm
 from friendsim.llm.retry import RetryingLLM, RetryPolicy
@@ -38,6 +47,7 @@ class LLMStack:
     provider: LLM
     ledger: Ledger
     retry: RetryingLLM | None
+    breaker: CircuitBreakerLLM | None
     cache: CachingLLM | None
     rate: RateLimitedLLM | None
     concurrency: ConcurrencyLimitedLLM | None
@@ -67,11 +77,13 @@ async def build_llm(
     ledger: Ledger | None = None,
     batch_journal: BatchJournal | None = None,
     batch_poll: PollPolicy | None = None,
+    breaker_threshold: int | None = None,
     **provider_options: Any,
 ) -> LLMStack:
     """Create the provider for ``spec`` (or take a ready LLM) and wrap it.
 
-    ``None``/``0`` switches a layer off (``retries=0`` keeps no retry layer). A cache needs
+    ``None``/``0`` switches a layer off (``retries=0`` keeps no retry layer;
+    ``breaker_threshold=None`` keeps no circuit breaker). A cache needs
     ``cache_path`` and a mode other than ``off``. ``provider_options`` go to the factory.
     ``batch_journal`` turns on batch mode for providers with a batch API (others stay live).
     The returned :class:`LLMStack` is itself an LLM; ``aclose`` closes every layer.
@@ -87,10 +99,22 @@ async def build_llm(
     rate = None
     if rpm or tpm:
         llm = rate = RateLimitedLLM(llm, rpm=rpm or None, tpm=tpm or None)
+    if ledger is None:
+        table = prices if isinstance(prices, PriceTable) else PriceTable(prices)
+        ledger = Ledger(table)
+    book = ledger
+    provider_name, model_name = split_model(provider.model)
+
+    def on_attempt(request: LLMRequest, error: TransientLLMError | None) -> None:
+        if error is None:
+            book.record_attempt(provider_name, model_name, request.label)
+        else:
+            book.record_retry(provider_name, model_name, request.label, retry_cause(error))
+
     retry = None
     policy = RetryPolicy(max_retries=retries) if isinstance(retries, int) else retries
     if policy is not None and policy.max_retries > 0:
-        llm = retry = RetryingLLM(llm, policy, seed=retry_seed)
+        llm = retry = RetryingLLM(llm, policy, seed=retry_seed, on_attempt=on_attempt)
     if batch_journal is not None:
         found = batch_backend_for(provider)
         if found is not None:
@@ -100,15 +124,16 @@ async def build_llm(
     if mode is not CacheMode.OFF and cache_path is not None:
         store = await LLMCache.open(cache_path)
         llm = caching = CachingLLM(llm, store, mode)
-    if ledger is None:
-        table = prices if isinstance(prices, PriceTable) else PriceTable(prices)
-        ledger = Ledger(table)
+    breaker = None
+    if breaker_threshold is not None:
+        llm = breaker = CircuitBreakerLLM(llm, identify(provider), threshold=breaker_threshold)
     llm = AccountingLLM(llm, ledger)
     return LLMStack(
         llm=llm,
         provider=provider,
         ledger=ledger,
         retry=retry,
+        breaker=breaker,
         cache=caching,
         rate=rate,
         concurrency=conc,

@@ -21,7 +21,13 @@ implies. Cost: the prefix's CPU work again (cache hits are cheap; no tokens are 
 Outcome: with ``out_dir`` given, the resumed run is written there. Without it the resumed run
 replaces ``RUN_DIR`` (the killed original is moved aside to ``RUN_DIR.interrupted[-k]``; nothing is
 deleted). The new manifest records ``resumed_from`` (original path, its manifest hash, the
-number of events recovered, the last complete window and the prefix hash).
+number of events recovered, the last complete window and the prefix hash), the original
+``config_file``, and ``segments``: one entry per segment (the original run and each resume) with
+its status, events and LLM usage; ``llm_usage`` and ``wall_seconds`` are the sums over all
+segments (:func:`~friendsim.llm.accounting.sum_usage`), so cost is never under-reported.
+
+Which runs can be resumed: any that did not finish every window (``interrupted``, ``failed``,
+or ``running`` after a kill). ``completed`` and ``degraded`` runs ran every window: refused.
 """
 
 from __future__ import annotations
@@ -35,11 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from friendsim.llm.accounting import sum_usage
 from friendsim.rundir.errors import DivergenceError, RunInputError
 from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, MANIFEST
 from friendsim.rundir.lock import RunLock
 from friendsim.rundir.log import connect, log_hash, snapshot
-from friendsim.rundir.manifest import amend_manifest
+from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
 from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan
 from friendsim.runtime.engine import RunListener
 
@@ -130,6 +137,31 @@ def _prefix_hash(db: Path, to_seq: int) -> str:
         conn.close()
 
 
+def _segment(m: Manifest, kind: str) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "status": m.status,
+        "start_seq": m.start_seq,
+        "end_seq": m.end_seq,
+        "wall_seconds": m.wall_seconds,
+        "llm_usage": m.llm_usage.get("total", {}),
+    }
+
+
+def accounting_over_segments(original: Manifest, resumed: Manifest) -> dict[str, Any]:
+    """Manifest fields of a resumed run that cover every segment (original + resumes):
+    ``segments``, summed ``llm_usage`` and ``wall_seconds``, and the original ``config_file``."""
+    earlier = original.segments or [_segment(original, "original")]
+    segments = [*earlier, _segment(resumed, "resume")]
+    walls = [s.get("wall_seconds") or 0.0 for s in segments]
+    return {
+        "segments": segments,
+        "llm_usage": sum_usage([original.llm_usage, resumed.llm_usage]),
+        "wall_seconds": round(sum(walls), 3),
+        "config_file": original.config_file,
+    }
+
+
 async def resume(
     run_dir: str | Path,
     *,
@@ -137,6 +169,7 @@ async def resume(
     llm_factory: LLMFactory | None = None,
     listener: RunListener | None = None,
     budget_usd: float | None = None,
+    stop: asyncio.Event | None = None,
 ) -> ResumeReport:
     """Continue the killed run ``run_dir`` (see the module docstring).
 
@@ -155,6 +188,7 @@ async def resume(
             llm_factory=llm_factory,
             listener=listener,
             budget_usd=budget_usd,
+            stop=stop,
         )
     finally:
         lock.release()
@@ -167,6 +201,7 @@ async def _resume_locked(
     llm_factory: LLMFactory | None,
     listener: RunListener | None,
     budget_usd: float | None = None,
+    stop: asyncio.Event | None = None,
 ) -> ResumeReport:
     if out_dir is not None:
         target = Path(out_dir)
@@ -179,8 +214,10 @@ async def _resume_locked(
             _take_stale_cache, staging, Path(tmp), out_dir is None
         )
         manifest, old_copy, summary, _ = await asyncio.to_thread(inspect_run, old, Path(tmp))
-        if manifest.status == "completed":
-            raise RunInputError(f"{old}: the run is already completed; nothing to resume")
+        if manifest.status in ("completed", "degraded"):
+            raise RunInputError(
+                f"{old}: the run is already {manifest.status} (every window ran); nothing to resume"
+            )
         mode = manifest.config.get("llm", {}).get("cache", "off")
         cfg = config_from_manifest(
             old, manifest, cache="replay" if mode == "replay" else "read_through"
@@ -204,6 +241,7 @@ async def _resume_locked(
             config_path=staging / MANIFEST,
             listener=listener,
             llm_factory=llm_factory,
+            stop=stop,
         )
         diff = await asyncio.to_thread(
             diff_log_files, old_copy, staging / EVENTS_DB, to_seq=summary.last
@@ -224,8 +262,13 @@ async def _resume_locked(
         "last_complete_window_seq": summary.last_window_end,
         "prefix_sha256": prefix,
     }
+    segment = await asyncio.to_thread(read_manifest, staging)
     final = await asyncio.to_thread(
-        amend_manifest, staging, log_sha256=new_hash, resumed_from=resumed_from
+        amend_manifest,
+        staging,
+        log_sha256=new_hash,
+        resumed_from=resumed_from,
+        **accounting_over_segments(manifest, segment),
     )
     aside = None
     if out_dir is None:

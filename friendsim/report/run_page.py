@@ -60,6 +60,23 @@ def _ranges_head(analysis_ref: Mapping[str, Any]) -> list[str]:
     return [f"{k} [{rng[k]['min']:.3g}, {rng[k]['max']:.3g}]" for k in REF_KEYS]
 
 
+def reliability_line(usage: Mapping[str, Any]) -> str:
+    """Attempts, retries by cause and failed calls by class, over every segment of the run."""
+    total = usage.get("total") or {}
+    retries = total.get("retries") or {}
+    failures = total.get("failures") or {}
+
+    def counts(d: Mapping[str, Any]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "none"
+
+    segments = int(usage.get("segments") or 1)
+    over = f" over {segments} segments (the run and its resumes)" if segments > 1 else ""
+    return (
+        f"Requests sent {total.get('attempts', 0)}{over}; retries by cause: {counts(retries)}; "
+        f"calls failed after retries, by class: {counts(failures)}."
+    )
+
+
 def usage_section(usage: Mapping[str, Any]) -> str:
     """Token and cost tables from the LLM ledger of the manifest."""
     total = usage.get("total") or {}
@@ -89,6 +106,7 @@ def usage_section(usage: Mapping[str, Any]) -> str:
         ]
         for r in usage.get("by_key") or []
     ]
+    parts.append(f"<p>{esc(reliability_line(usage))}</p>")
     if rows:
         parts.append(table(["provider:model / label", *keys], rows))
     else:

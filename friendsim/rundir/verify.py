@@ -28,7 +28,7 @@ import os
 import sqlite3
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -468,6 +468,39 @@ def verify_run(run_dir: str | Path, *, workers: int = 0) -> VerifyReport:
     if not events.is_file():
         raise MissingFileError(f"event log not found: {events}")
     return verify_db(events, manifest=manifest, label=events, workers=workers)
+
+
+def verify_live(
+    check: Callable[[], VerifyReport], run_dir: str | Path, *, attempts: int = 3
+) -> tuple[VerifyReport, int | None]:
+    """Run ``check`` (a verification of ``run_dir``'s log); returns the report and the pid of the
+    process writing the run right now (``None``: not live).
+
+    On a live run a snapshot can catch the writer between two files' copies; a divergence or an
+    unreadable snapshot is then re-checked on a fresh snapshot (up to ``attempts`` times) before
+    it is reported, so a run being written is never reported as corrupt when it is not.
+    """
+    from .lock import holder
+
+    pid = holder(run_dir)
+    for i in range(attempts if pid is not None else 1):
+        try:
+            report = check()
+        except CorruptLogError:
+            if pid is None or i + 1 >= attempts:
+                raise
+            continue
+        if report.ok or pid is None:
+            return report, pid
+    return report, holder(run_dir)
+
+
+def live_note(report: VerifyReport, pid: int | None) -> str:
+    """``"run in progress (process P), checked up to window W (seq S)"``, or ``""``."""
+    if pid is None:
+        return ""
+    who = f"process {pid}" if pid > 0 else "another process"
+    return f"run in progress ({who}), checked up to window {report.windows} (seq {report.last_seq})"
 
 
 __all__ = [

@@ -22,6 +22,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from friendsim.llm.redact import redact_text
 from friendsim.platform.errors import PlatformError
 from friendsim.platform.events import ActionFailed, Event, VoteCast, VoteChanged
 from friendsim.vocabulary import Action, ActionType, Ballot, Decision, Failure, ReceivedVote
@@ -80,7 +81,7 @@ async def record_failure(
             window=window,
             stage=stage or "unknown",
             reason=reason or "unknown",
-            detail=detail[:_DETAIL_MAX],
+            detail=redact_text(detail)[:_DETAIL_MAX],
             attempts=max(1, int(attempts)),
             action=dict(action) if action is not None else None,
         )
@@ -172,7 +173,7 @@ async def apply_decision(
     """Apply a decision's actions (at most ``n_actions``) and record its failures."""
     applied: list[Action] = []
     received: list[tuple[str, ReceivedVote]] = []
-    events = nots = failures = 0
+    events = nots = failures = votes = 0
     for failure in decision.failures:
         await record_policy_failure(platform, agent, failure, window=window)
         failures += 1
@@ -210,6 +211,7 @@ async def apply_decision(
         nots += action.type == "NOT"
         if (r := _received(event)) is not None:
             received.append(r)
+            votes += 1
     surplus = len(decision.actions) - len(actions)
     if surplus > 0:
         await record_failure(
@@ -237,6 +239,7 @@ async def apply_decision(
         events=events,
         nots=nots,
         failures=failures,
+        votes=votes,
         received=tuple(received),
     )
 

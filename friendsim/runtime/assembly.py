@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +48,8 @@ from friendsim.llm.accounting import DEFAULT_PRICES, Ledger, PriceTable
 from friendsim.llm.base import LLM, Completion, LLMRequest
 from friendsim.llm.batch import BATCHES_DB, BatchJournal, PollPolicy
 from friendsim.llm.budget import Budget, BudgetedLLM
-from friendsim.llm.errors import CacheMissError
+from friendsim.llm.errors import CacheMissError, ProviderStoppedError
+from friendsim.llm.redact import redact_text
 from friendsim.llm.stack import LLMStack, build_llm
 from friendsim.platform.clock import VirtualClock
 from friendsim.platform.feeds import make_ranker
@@ -66,8 +68,9 @@ from friendsim.runtime.config import (
 )
 from friendsim.runtime.continuous import ContinuousScheduler, acquaintances
 from friendsim.runtime.control import RunControl
-from friendsim.runtime.engine import Engine, FeedRules, RunInterrupted, RunListener, WindowTally
+from friendsim.runtime.engine import Engine, FeedRules, RunListener, WindowTally
 from friendsim.runtime.rounds import RoundsScheduler
+from friendsim.runtime.status import RunStopped, StopKind, finished_status, provider_stop
 from friendsim.vocabulary import Policy
 
 log = structlog.get_logger(__name__)
@@ -230,6 +233,7 @@ async def open_llm_stack(
     cache_on = cfg.llm.cache != "off" and cache_path is not None
     return await build_llm(
         spec,
+        breaker_threshold=cfg.llm.breaker_failures,
         concurrency=cfg.llm.concurrency,
         rpm=cfg.llm.rpm,
         tpm=cfg.llm.tpm,
@@ -391,9 +395,13 @@ async def run_plan(
     manifest is written; a second writer fails at once (:class:`~friendsim.rundir.RunLockedError`).
     ``ledger`` (optional) receives token usage and cost as the run goes (the CLI's progress bar
     reads it); by default a fresh one priced by ``[llm.prices]`` over the built-in list prices.
-    ``stop`` (optional): when set, the run stops at the next safe point (between phases or
-    slices), keeps everything committed, writes ``status="interrupted"`` and raises
-    :class:`~friendsim.runtime.engine.RunInterrupted`.
+    ``stop`` (optional): when set, the model calls in flight are cancelled, nothing of the
+    unfinished wake is applied, everything committed is kept, the manifest says
+    ``status="interrupted"`` and :class:`~friendsim.runtime.status.RunInterrupted` is raised.
+    Every early stop raises a :class:`~friendsim.runtime.status.RunStopped` after the manifest
+    records ``status``, ``stop_reason`` and ``stop_detail``; a run that ran every window ends
+    ``completed``, or ``degraded`` when model-backed decisions were lost
+    (:mod:`friendsim.runtime.status`).
     ``budget`` (optional, over ``ledger``): by default one of ``[llm].budget_usd`` when set; the
     run stops as interrupted (``stop_reason="budget"``) before its spending could exceed it.
     Agents' requests are budgeted; an LLM coach's are counted, never refused.
@@ -447,7 +455,9 @@ async def _run_locked(
     ledger = ledger if ledger is not None else make_ledger(cfg)
     if budget is None and cfg.llm.budget_usd is not None:
         budget = Budget(cfg.llm.budget_usd, ledger)
-    stop_reason: str | None = None
+    stop_reason: StopKind | None = None
+    stop_detail: str | None = None
+    engine: Engine | None = None
     journal: BatchJournal | None = None
     stacks: dict[str, LLMStack] = {}
     platform = await Platform.open(layout.events, clock=VirtualClock())
@@ -456,8 +466,10 @@ async def _run_locked(
     scheduler: RoundsScheduler | ContinuousScheduler | None = None
     status = "failed"
     wall0 = time.perf_counter()
+    checkpoint = _UsageCheckpoint(run_dir, manifest, ledger, USAGE_CHECKPOINT_S)
     try:
         manifest.start_seq = platform.last_seq + 1
+        checkpoint.start()
         for p in sorted(personas, key=lambda p: p.id):
             attrs = {"dominant": p.dominant, **p.attributes}
             await platform.register_agent(p.id, name=p.name, attributes=attrs)
@@ -474,12 +486,14 @@ async def _run_locked(
             if isinstance(provider, str) and fleet and uses_fleet(provider):
                 from friendsim.llm.registry import create_llm
 
-                provider = create_llm(provider, endpoints=fleet)
+                provider = create_llm(
+                    provider, endpoints=fleet, **cfg.llm.provider_options(provider)
+                )
             if plan.recorded_until_seq is not None:
                 if isinstance(provider, str):
                     from friendsim.llm.registry import create_llm
 
-                    provider = create_llm(provider)
+                    provider = create_llm(provider, **cfg.llm.provider_options(provider))
                 provider = _RecordedOnly(provider, platform, plan.recorded_until_seq)
             stacks[spec] = await open_llm_stack(
                 provider, cfg, cache_path=cache_path, ledger=ledger, batch_journal=journal
@@ -531,6 +545,7 @@ async def _run_locked(
             listener=listener,
             stop=stop,
             gate=control.gate if control is not None else None,
+            max_failure_share=cfg.llm.max_failure_share if specs else None,
             acquaintances=acquaintances(agent_ids, k=10, seed=ex.seed)
             if ex.mode == "continuous"
             else None,
@@ -555,14 +570,22 @@ async def _run_locked(
                 seed=ex.seed,
             )
         windows = await scheduler.run()
-        status = "completed"
-    except RunInterrupted as exc:
-        status, stop_reason = "interrupted", exc.reason
+        status = finished_status(engine.lost_actions)
+    except RunStopped as exc:
+        status, stop_reason, stop_detail = exc.status, exc.reason, exc.message
         raise
+    except ProviderStoppedError as exc:
+        stopped = provider_stop(exc)
+        status, stop_reason, stop_detail = stopped.status, stopped.reason, stopped.message
+        raise stopped from None
     except (asyncio.CancelledError, KeyboardInterrupt):
-        status = "interrupted"
+        status, stop_reason, stop_detail = "interrupted", "stop", "stopped at once"
+        raise
+    except Exception as exc:
+        stop_reason, stop_detail = "error", f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        await checkpoint.close()
         if scheduler is not None and not windows:
             windows = list(scheduler.reports)
         await _shutdown(service, stacks, platform)
@@ -572,11 +595,14 @@ async def _run_locked(
         manifest.end_seq = platform.committed_seq
         manifest.windows = len(windows)
         manifest.totals = _totals(windows)
+        if engine is not None:
+            manifest.totals["lost_actions"] = engine.lost_actions
         manifest.llm_usage = ledger.to_json()
         manifest.wall_seconds = round(time.perf_counter() - wall0, 3)
         manifest.stop_reason = stop_reason
+        manifest.stop_detail = None if stop_detail is None else redact_text(stop_detail)[:1000]
         manifest.budget = None if budget is None else budget.status().to_json()
-        if status == "completed":
+        if status in ("completed", "degraded"):
             manifest.log_sha256 = await asyncio.to_thread(_log_sha256, layout.events)
         await asyncio.to_thread(write_manifest, run_dir, manifest)
         log.info("run_finished", run_dir=str(run_dir), status=status, windows=len(windows))
@@ -609,6 +635,54 @@ async def run_experiment(
         budget=budget,
         control=control,
     )
+
+
+USAGE_CHECKPOINT_S = 1.0
+"""How often a running run writes its LLM usage so far into its manifest (seconds)."""
+
+
+class _UsageCheckpoint:
+    """Writes the ledger into the manifest (``status="running"``) every ``interval`` seconds while
+    the run goes, so the manifest of a run killed with SIGKILL still holds what it spent up to a
+    moment before it died, and a resume sums it in (the answers themselves are in the
+    record/replay cache and are not paid again). :meth:`close` stops it before the final
+    manifest is written; a write already in progress finishes first (one lock), never after."""
+
+    def __init__(self, run_dir: Path, manifest: Manifest, ledger: Ledger, interval: float) -> None:
+        self.run_dir = run_dir
+        self.manifest = manifest
+        self.ledger = ledger
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        last: dict[str, Any] | None = None
+        while True:
+            await asyncio.sleep(self.interval)
+            usage = self.ledger.to_json()
+            if usage != last:
+                last = usage
+                await asyncio.to_thread(self._write, usage)
+
+    def _write(self, usage: dict[str, Any]) -> None:
+        with self._lock:
+            if not self._closed:
+                write_manifest(self.run_dir, self.manifest.model_copy(update={"llm_usage": usage}))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.to_thread(self._closing)
+
+    def _closing(self) -> None:
+        with self._lock:
+            self._closed = True
 
 
 def _log_sha256(db: Path) -> str:

@@ -80,12 +80,20 @@ def check_provider_spec(spec: str) -> str:
 
 def resolve_auto_provider(env: Mapping[str, str] | None = None) -> str:
     """What ``auto`` means: a hosted model when its API key is set, else the local model."""
+    return explain_auto_provider(env)[0]
+
+
+def explain_auto_provider(env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """``auto``'s choice and why, e.g. ``("local:smollm2", "neither OPENAI_API_KEY nor ...")``."""
     env = os.environ if env is None else env
     if env.get("OPENAI_API_KEY"):
-        return "openai:gpt-4o-mini"
+        return "openai:gpt-4o-mini", "OPENAI_API_KEY is set"
     if env.get("ANTHROPIC_API_KEY"):
-        return "anthropic:claude-haiku-4-5"
-    return "local:smollm2"
+        return "anthropic:claude-haiku-4-5", "ANTHROPIC_API_KEY is set (OPENAI_API_KEY is not)"
+    return (
+        "local:smollm2",
+        "neither OPENAI_API_KEY nor ANTHROPIC_API_KEY is set: the small local model",
+    )
 
 
 class ExperimentSection(_Section):
@@ -187,6 +195,17 @@ class LLMSection(_Section):
     """llama.cpp threads of the ``local:`` models (default: the cores this process may use)."""
     prompt_profile: Literal["auto", "full", "compact"] = "auto"
     """``compact`` prompts for small-context models; ``auto``: compact for ``local:`` models."""
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The environment variable holding the key of the ``openai:``/``anthropic:`` providers
+    (default: ``OPENAI_API_KEY`` for api.openai.com, ``ANTHROPIC_API_KEY``, none elsewhere)."""
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    """Seconds one HTTP request to a hosted provider may take before it is retried."""
+    max_failure_share: float = Field(default=0.05, ge=0, le=1)
+    """The failure budget: a window in which more than this share of the model-backed
+    decisions failed stops the run as ``failed``."""
+    breaker_failures: int = Field(default=3, ge=1, le=1000)
+    """Consecutive calls failing after their retries that open a provider's circuit breaker
+    (the run stops as ``interrupted``, resumable)."""
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
     budget_usd: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     batch: bool = False
@@ -202,10 +221,17 @@ class LLMSection(_Section):
         return check_provider_spec(v)
 
     def provider_options(self, spec: str) -> dict[str, Any]:
-        """Options for the provider factory of ``spec`` (``threads`` reaches ``local:`` models
-        as llama.cpp's ``n_threads``)."""
-        if spec.strip().lower().startswith("local:") and self.threads is not None:
+        """Options for the provider factory of ``spec``: ``threads`` reaches ``local:`` models
+        as llama.cpp's ``n_threads``; ``api_key_env`` and ``timeout_s`` reach the hosted
+        (HTTP) providers ``openai:`` and ``anthropic:``."""
+        kind = spec.strip().lower().partition(":")[0]
+        if kind == "local" and self.threads is not None:
             return {"n_threads": self.threads}
+        if kind in ("openai", "anthropic"):
+            options: dict[str, Any] = {"timeout_s": self.timeout_s}
+            if self.api_key_env is not None:
+                options["api_key_env"] = self.api_key_env
+            return options
         return {}
 
     @field_validator("prices")
@@ -388,6 +414,8 @@ def load_config(path: str | Path, *, check_files: bool = True) -> ExperimentConf
         raise ConfigError(p, "", f"not UTF-8 text: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(p, "", f"not valid TOML: {exc}") from None
+    if not data:
+        raise ConfigError(p, "", "the config file is empty; see examples/*.toml for an experiment")
     cfg = parse_config(data, source=p)
     if check_files:
         persona_file = cfg.persona_path(p.parent)

@@ -140,7 +140,7 @@ class ContinuousScheduler:
         await platform.record(WindowEnded(t=end, window=w))
         await platform.flush()
         tally.scores = await engine.coach.window_done(w)
-        engine.listener.window_ended(tally)
+        engine.window_ended(tally)
         return tally
 
     async def _slice(self, t: float, woken: list[str], tally: WindowTally) -> None:

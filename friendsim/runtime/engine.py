@@ -10,26 +10,39 @@ identical whatever order the answers arrive in.
 
 A policy that raises is never allowed to end the run: an :class:`~friendsim.llm.errors.LLMError`
 becomes ``ActionFailed(stage="llm")``, any other exception ``ActionFailed(stage="policy")``
-(logged). Two errors do end it, on purpose: a replay-only cache miss
-(``CacheMissError``: the replay cannot be faithful) and a provider configuration error. A spent
-budget (``BudgetExceededError``) interrupts it: :class:`RunInterrupted` is raised before anything
-of the unfinished phase is applied, so a resume asks the same questions again.
+(logged). Some errors end it, on purpose: a replay-only cache miss (``CacheMissError``: the
+replay cannot be faithful), a provider configuration error, an open circuit breaker
+(``ProviderStoppedError``, turned into a stop by the assembly) and a spent budget
+(``BudgetExceededError``, raised as :class:`RunInterrupted`). When one of them ends a wake, or a
+stop is requested while a wake waits for its model answers, the wake's calls still in flight are
+cancelled and nothing of the wake is applied: the log ends at the last applied wake, as after a
+kill, so a resume asks exactly those questions again. After each window the failure budget
+(``max_failure_share`` of the window's model-backed decisions lost to provider errors) is
+checked (:func:`~friendsim.runtime.status.check_failure_budget`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from friendsim.llm.errors import BudgetExceededError, CacheMissError, LLMError, ProviderConfigError
+from friendsim.llm.errors import (
+    BudgetExceededError,
+    CacheMissError,
+    LLMError,
+    ProviderConfigError,
+    ProviderStoppedError,
+)
+from friendsim.llm.redact import redact_text
 from friendsim.platform.feeds.base import FeedRanker
 from friendsim.runtime.apply import Outcome, apply_ballot, apply_decision
 from friendsim.runtime.observe import AgentContext, CoachView, ScoresLike, feed_item, inbox_message
+from friendsim.runtime.status import RunInterrupted, check_failure_budget
 from friendsim.vocabulary import (
     ActionType,
     Ballot,
@@ -50,7 +63,8 @@ log = structlog.get_logger(__name__)
 
 MAX_RECEIVED_VOTES = 200
 
-_FATAL = (CacheMissError, ProviderConfigError)
+T = TypeVar("T")
+_FATAL = (CacheMissError, ProviderConfigError, ProviderStoppedError)
 
 
 @dataclass(slots=True)
@@ -64,6 +78,8 @@ class WindowTally:
     nots: int = 0
     failures: int = 0
     votes: int = 0
+    llm_asked: int = 0
+    llm_failures: int = 0
     prompt_tokens: list[int] = field(default_factory=list)
     scores: Mapping[str, ScoresLike] = field(default_factory=dict, repr=False)
 
@@ -73,16 +89,6 @@ class WindowTally:
         self.nots += outcome.nots
         self.failures += outcome.failures
         self.votes += outcome.votes
-
-
-class RunInterrupted(Exception):
-    """A stop was requested (SIGTERM/Ctrl-C in the CLI); raised by the schedulers at a safe point
-    (between phases or slices), never inside a platform commit. ``reason`` says why
-    (``"stop"`` or ``"budget"``)."""
-
-    def __init__(self, message: str = "stop requested", *, reason: str = "stop") -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 class RunListener:
@@ -130,6 +136,7 @@ class Engine:
         max_known: int = 50,
         stop: asyncio.Event | None = None,
         gate: PauseGate | None = None,
+        max_failure_share: float | None = None,
     ) -> None:
         self.platform = platform
         self.policies = dict(policies)
@@ -148,12 +155,52 @@ class Engine:
         self._received: dict[str, deque[ReceivedVote]] = {}
         self.stop = stop
         self.gate = gate
+        self.max_failure_share = max_failure_share
+        self.lost_actions = 0
+        self._lost_now = 0
 
     async def before_window(self, window: int) -> None:
         """Wait at the pause gate (if any), then check for a stop; called before each window."""
         if self.gate is not None:
             await self.gate.wait(window, self.stop)
         self.check_stop()
+
+    def window_ended(self, tally: WindowTally) -> None:
+        """A window closed (called by the schedulers): tell the listener, then enforce the
+        failure budget (``max_failure_share`` of the window's model-backed decisions)."""
+        self.listener.window_ended(tally)
+        if self.max_failure_share is not None:
+            check_failure_budget(
+                window=tally.window,
+                asked=tally.llm_asked,
+                failed=tally.llm_failures,
+                max_share=self.max_failure_share,
+            )
+
+    async def _gather(self, coros: Sequence[Awaitable[T]]) -> list[T]:
+        """Await ``coros`` concurrently (results in order); on the first error or a stop
+        request, cancel the rest and raise (the error, or :class:`RunInterrupted`)."""
+        tasks = [asyncio.ensure_future(c) for c in coros]
+        if not tasks:
+            return []
+        everything = asyncio.gather(*tasks)
+        stopping = asyncio.ensure_future(self.stop.wait()) if self.stop is not None else None
+        try:
+            watch: set[asyncio.Future[Any]] = {everything}
+            if stopping is not None:
+                watch.add(stopping)
+            await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
+            if everything.done():
+                return list(everything.result())
+            raise RunInterrupted("stop requested")
+        finally:
+            for t in tasks:
+                t.cancel()
+            if stopping is not None:
+                stopping.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if everything.done() and not everything.cancelled():
+                everything.exception()  # retrieved: raised above or superseded by the stop
 
     def begin_window(self, window: int) -> None:
         """Take the feed rules in force during ``window`` (called by the schedulers)."""
@@ -237,6 +284,7 @@ class Engine:
             raise
         except LLMError as exc:
             log.warning("policy_llm_error", agent=agent, window=obs.window, error=repr(exc))
+            self._lost_now += 1
             return Decision(failures=(_failure("llm", exc),))
         except Exception as exc:
             log.error("policy_error", agent=agent, window=obs.window, error=repr(exc))
@@ -251,6 +299,7 @@ class Engine:
             raise
         except LLMError as exc:
             log.warning("vote_llm_error", agent=agent, window=obs.window, error=repr(exc))
+            self._lost_now += 1
             return Ballot(failures=(_failure("vote", exc),))
         except Exception as exc:
             log.error("vote_error", agent=agent, window=obs.window, error=repr(exc))
@@ -261,7 +310,9 @@ class Engine:
     ) -> None:
         """Decide concurrently for every observed agent, then apply sorted by agent id."""
         order = sorted(observations)
-        decisions = await asyncio.gather(*(self._decide_one(a, observations[a]) for a in order))
+        self._lost_now = 0
+        decisions = await self._gather([self._decide_one(a, observations[a]) for a in order])
+        self._count_lost(tally, len(order), decisions)
         window = tally.window
         for agent, decision in zip(order, decisions, strict=True):
             obs = observations[agent]
@@ -290,9 +341,11 @@ class Engine:
     ) -> None:
         """Ask every agent with offered items for its ballot concurrently; cast sorted by agent."""
         order = [a for a in sorted(offered) if offered[a]]
-        ballots = await asyncio.gather(
-            *(self._vote_one(a, observations[a], offered[a]) for a in order)
+        self._lost_now = 0
+        ballots = await self._gather(
+            [self._vote_one(a, observations[a], offered[a]) for a in order]
         )
+        self._count_lost(tally, len(order), ballots)
         for agent, ballot in zip(order, ballots, strict=True):
             ids = {item.post_id for item in offered[agent]}
             outcome = await apply_ballot(
@@ -301,6 +354,17 @@ class Engine:
             self._note(outcome, tally)
         self.listener.wake_applied(tally)
 
+    def _count_lost(
+        self, tally: WindowTally, asked: int, answers: Sequence[Decision | Ballot]
+    ) -> None:
+        """Count the wake's decisions lost to the LLM layer (not to the model's output)."""
+        lost = self._lost_now + sum(
+            1 for a in answers if any(f.reason == "llm_error" for f in a.failures)
+        )
+        tally.llm_asked += asked
+        tally.llm_failures += lost
+        self.lost_actions += lost
+
 
 def _failure(stage: str, exc: BaseException) -> Failure:
-    return Failure(stage=stage, reason=type(exc).__name__, detail=str(exc)[:500])
+    return Failure(stage=stage, reason=type(exc).__name__, detail=redact_text(str(exc))[:500])

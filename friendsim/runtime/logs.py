@@ -10,14 +10,18 @@ import sys
 
 import structlog
 
+from friendsim.llm.redact import structlog_redactor
+
 
 def configure_logging(level: str) -> None:
-    """structlog to stderr at ``level`` (``debug``, ``info``, ``warning`` or ``error``)."""
+    """structlog to stderr at ``level`` (``debug``, ``info``, ``warning`` or ``error``); every
+    value passes the redactor (:mod:`friendsim.llm.redact`), so no key reaches a log line."""
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            structlog_redactor,
             structlog.dev.ConsoleRenderer(colors=False),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),

@@ -110,7 +110,7 @@ class RoundsScheduler:
         await platform.record(WindowEnded(t=t0 + length, window=w))
         await platform.flush()
         tally.scores = await engine.coach.window_done(w)
-        engine.listener.window_ended(tally)
+        engine.window_ended(tally)
         return tally
 
     def _offers(self, w: int, items: tuple[FeedItem, ...]) -> Mapping[str, tuple[FeedItem, ...]]:

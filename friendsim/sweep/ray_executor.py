@@ -210,9 +210,9 @@ def receive(out: Path, rel_dir: str, outcome: RunOutcome, archive: bytes) -> Run
 def _resumable(run_dir: Path) -> bool:
     if _read_status(run_dir) != "completed":
         return False
-    from friendsim.analysis.analyze import load_analysis
+    from friendsim.analysis.analyze import ANALYSIS_FILE, load_analysis
 
-    load_analysis(run_dir)
+    load_analysis(run_dir, cache=run_dir / ANALYSIS_FILE)
     return True
 
 

@@ -132,9 +132,10 @@ def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
     """
     import asyncio
 
-    from friendsim.analysis.analyze import load_analysis
+    from friendsim.analysis.analyze import ANALYSIS_FILE, load_analysis
     from friendsim.runtime.assembly import run_experiment
     from friendsim.runtime.config import parse_config
+    from friendsim.runtime.status import RunStopped
     from friendsim.runtime.tie_scoring import score_run_ties
 
     rd = Path(run_dir)
@@ -144,15 +145,17 @@ def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
     try:
         if status == "completed":
             score_run_ties(rd)
-            load_analysis(rd)
+            load_analysis(rd, cache=rd / ANALYSIS_FILE)
             return {"status": "completed", "resumed": True, "wall_seconds": 0.0, "error": None}
         moved = _set_aside(rd) if rd.exists() else None
         cfg = parse_config(plan_data, source=source)
         result = asyncio.run(run_experiment(cfg, out_dir=rd, config_path=source))
         status = result.manifest.status
         score_run_ties(rd)
-        load_analysis(rd)
+        load_analysis(rd, cache=rd / ANALYSIS_FILE)
         error = None
+    except RunStopped as exc:  # stopped early on purpose: its status says how (interrupted...)
+        status, error = exc.status, f"{exc.reason}: {exc}"
     except Exception as exc:  # a run's failure is data for the sweep, not a crash of it
         status, error = "failed", f"{type(exc).__name__}: {exc}"
     return {

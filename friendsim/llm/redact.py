@@ -1,0 +1,83 @@
+"""The redactor: no API key reaches the run directory, a log line or the terminal.
+
+Every text friendsim writes from untrusted sources -- an error body a server sent back (which
+may echo request headers), an ``action_failed`` detail, the manifest, a structured log event, an
+error line on stderr -- passes :func:`redact_text` (or :func:`redact_value` for JSON-like data).
+It removes
+
+- the values of the key variables: ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, every variable
+  named by an ``api_key_env`` (providers call :func:`register_key_env`), and any environment
+  variable whose name ends in ``_API_KEY``, ``_TOKEN`` or ``_SECRET``;
+- key-shaped tokens: ``sk-…``, ``Bearer …``, ``x-api-key: …`` / ``api_key=…`` / ``"api-key": "…"``;
+- the ``user:pass@`` part of URLs.
+
+Values shorter than 6 characters are not treated as secrets (they would erase ordinary words).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+MASK = "***"
+_MIN_SECRET = 6
+_KEY_ENVS: set[str] = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
+_SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET")
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"sk-[A-Za-z0-9_\-]{6,}"), "sk-" + MASK),
+    (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-~+/=]{6,}"), r"\1" + MASK),
+    (
+        re.compile(r"(?i)((?:x-)?api[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}&]+"),
+        r"\1" + MASK,
+    ),
+    (re.compile(r"(?<=://)[^/@\s]+@"), MASK + "@"),
+)
+
+
+def register_key_env(name: str) -> None:
+    """Treat the value of environment variable ``name`` as a secret from now on."""
+    _KEY_ENVS.add(name)
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """The secret values currently in the environment, longest first."""
+    env = os.environ if env is None else env
+    found = {
+        value
+        for name, value in env.items()
+        if (name in _KEY_ENVS or name.endswith(_SUFFIXES)) and len(value) >= _MIN_SECRET
+    }
+    return sorted(found, key=len, reverse=True)
+
+
+def redact_text(text: str, env: Mapping[str, str] | None = None) -> str:
+    """``text`` with every secret value and key-shaped token replaced by ``***``."""
+    for value in secret_values(env):
+        if value in text:
+            text = text.replace(value, MASK)
+    for pattern, repl in _PATTERNS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def redact_value(value: Any, env: Mapping[str, str] | None = None) -> Any:
+    """A copy of JSON-like ``value`` with :func:`redact_text` applied to every string."""
+    if isinstance(value, str):
+        return redact_text(value, env)
+    if isinstance(value, Mapping):
+        return {k: redact_value(v, env) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_value(v, env) for v in value]
+    return value
+
+
+def structlog_redactor(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A structlog processor: redact every value of the event dict."""
+    for k, v in event.items():
+        if isinstance(v, str | Mapping | list | tuple):
+            event[k] = redact_value(v)
+    return event

@@ -1,0 +1,399 @@
+"""Chaos suite: real runs of the LLM policy over real HTTP against a fault-injecting
+OpenAI-compatible server on 127.0.0.1 (``tests/llm_stub_server.py``).
+
+Each case asserts the run's status, exit code and the retry/failure counts in the manifest;
+recovered cases also assert an events table identical to the fault-free run. The outcome table
+is in ``docs/reliability.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llm_stub_server import StubLLMServer, StubReply, mind_responder
+
+from friendsim.cli import main as cli_main
+
+KEY_ENV = "FRIENDSIM_CHAOS_KEY"
+KEY = "chaos-secret-0123456789abcdef"
+
+
+def config(tmp: Path, urls: str, *, name: str = "chaos", extra: str = "") -> Path:
+    path = tmp / f"{name}.toml"
+    path.write_text(
+        f"""
+[experiment]
+name = "{name}"
+seed = 5
+rounds = 2
+n_actions = 1
+[agents]
+count = 4
+policy = "llm"
+[llm]
+provider = "openai:{urls}#m"
+retries = 2
+timeout_s = 1.0
+concurrency = 4
+api_key_env = "{KEY_ENV}"
+{extra}
+"""
+    )
+    return path
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli_main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def events_digest(run: Path) -> str:
+    h = hashlib.sha256()
+    with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
+        for row in con.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq"):
+            h.update(repr(row).encode() + b"\n")
+    return h.hexdigest()
+
+
+def manifest(run: Path) -> dict[str, Any]:
+    return json.loads((run / "manifest.json").read_text())
+
+
+def note(case: str, code: int, m: dict[str, Any], **extra: Any) -> None:
+    """With ``FRIENDSIM_CHAOS_OUTCOMES=FILE`` set, append the case's outcome as a JSON line (the
+    table in ``docs/reliability.md`` is made from these)."""
+    path = os.environ.get("FRIENDSIM_CHAOS_OUTCOMES")
+    if not path:
+        return
+    total = m["llm_usage"].get("total", {})
+    row = {
+        "case": case,
+        "exit": code,
+        "status": m["status"],
+        "stop_reason": m.get("stop_reason"),
+        "actions": m["totals"].get("actions", 0),
+        "lost": m["totals"].get("lost_actions", 0),
+        "attempts": total.get("attempts", 0),
+        "retries": total.get("retries", {}),
+        "failures": total.get("failures", {}),
+        "input_tokens": total.get("input_tokens", 0),
+        **extra,
+    }
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(autouse=True)
+def _key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+
+@pytest.fixture(scope="module")
+def fault_free(tmp_path_factory: pytest.TempPathFactory) -> str:
+    tmp = tmp_path_factory.mktemp("clean")
+    with pytest.MonkeyPatch.context() as mp, StubLLMServer(responder=mind_responder()) as stub:
+        mp.setenv(KEY_ENV, KEY)
+        code = cli_main(
+            ["run", str(config(tmp, stub.openai_base_url)), "--out", str(tmp / "r"), "--quiet"]
+        )
+    assert code == 0
+    m = manifest(tmp / "r")
+    assert m["status"] == "completed" and m["totals"]["lost_actions"] == 0
+    assert m["llm_usage"]["total"]["input_tokens"] > 0
+    return events_digest(tmp / "r")
+
+
+RECOVERED = {
+    "429-retry-after": (StubReply(status=429, headers={"retry-after": "0"}), "429"),
+    "500": (StubReply(status=500), "5xx"),
+    "503": (StubReply(status=503), "5xx"),
+    "reset": (StubReply(drop=True), "connection"),
+    "hang-past-timeout": (StubReply(delay_s=3.0), "timeout"),
+    "malformed-200": (StubReply(body=b'{"id": "x", "object": "chat.completion"}'), "malformed"),
+    "truncated-body": (StubReply(body=b'{"id": "chatcmpl", "choices": [{"ind'), "malformed"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RECOVERED))
+def test_recovered_faults_give_the_fault_free_log(
+    case: str, tmp_path: Path, fault_free: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reply, cause = RECOVERED[case]
+    with StubLLMServer(responder=mind_responder(), fault=reply, fault_every=4) as stub:
+        code, _, err = run_cli(
+            capsys, "run", str(config(tmp_path, stub.openai_base_url)), "--out",
+            str(tmp_path / "r"), "--quiet",
+        )  # fmt: skip
+    assert code == 0, err
+    m = manifest(tmp_path / "r")
+    note(case, code, m, identical=events_digest(tmp_path / "r") == fault_free)
+    total = m["llm_usage"]["total"]
+    assert m["status"] == "completed"
+    assert total["retries"].get(cause, 0) > 0, total
+    assert total["attempts"] > total["calls"] - total["cache_hits"]
+    assert total["failures"] == {} and m["totals"]["lost_actions"] == 0
+    assert events_digest(tmp_path / "r") == fault_free
+
+
+def test_pool_with_one_dead_endpoint_completes(
+    tmp_path: Path, fault_free: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    with StubLLMServer(responder=mind_responder()) as stub:
+        code, _, err = run_cli(
+            capsys, "run", str(config(tmp_path, f"{stub.openai_base_url},{dead}")),
+            "--out", str(tmp_path / "r"), "--quiet",
+        )  # fmt: skip
+    assert code == 0, err
+    note(
+        "pool-one-dead-endpoint",
+        code,
+        manifest(tmp_path / "r"),
+        identical=events_digest(tmp_path / "r") == fault_free,
+    )
+    assert manifest(tmp_path / "r")["status"] == "completed"
+    assert events_digest(tmp_path / "r") == fault_free
+
+
+def test_500_on_every_call_interrupts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with StubLLMServer(responder=mind_responder(), fault=StubReply(status=500)) as stub:
+        code, _, err = run_cli(
+            capsys, "run", str(config(tmp_path, stub.openai_base_url)), "--out",
+            str(tmp_path / "r"), "--quiet",
+        )  # fmt: skip
+    assert code == 130
+    m = manifest(tmp_path / "r")
+    note("500-every-call", code, m)
+    assert m["status"] == "interrupted" and m["stop_reason"] == "provider_down"
+    total = m["llm_usage"]["total"]
+    assert total["retries"]["5xx"] >= 2 * 3  # retries=2 for each of >= 3 calls
+    assert total["failures"].get("ServerError", 0) >= 3  # the calls that opened the breaker
+    assert m["totals"].get("actions", 0) == 0
+    lines = [ln for ln in err.splitlines() if ln.startswith("friendsim run:")]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "--resume" in lines[0]
+
+
+def test_401_fails_at_once_naming_provider_endpoint_and_key_variable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with StubLLMServer(
+        responder=mind_responder(), fault=StubReply(status=401), echo_headers=True
+    ) as stub:
+        code, out, err = run_cli(
+            capsys, "run", str(config(tmp_path, stub.openai_base_url)), "--out",
+            str(tmp_path / "r"), "--quiet", "--log-level", "debug",
+        )  # fmt: skip
+        calls = len(stub.requests)
+    note("401-every-call-echoing-headers", code, manifest(tmp_path / "r"), requests=calls)
+    assert code == 1
+    assert calls <= 4  # the calls already in flight; nothing after the breaker opened
+    m = manifest(tmp_path / "r")
+    assert m["status"] == "failed" and m["stop_reason"] == "provider_rejected"
+    assert m["llm_usage"]["total"]["failures"].get("PermanentLLMError", 0) >= 1
+    lines = [ln for ln in err.splitlines() if ln.startswith("friendsim run:")]
+    assert len(lines) == 1
+    for part in ("provider openai", "model m", stub.openai_base_url, f"${KEY_ENV}", "401"):
+        assert part in lines[0], (part, lines[0])
+    # the server echoed the Authorization header: the key is nowhere
+    assert KEY not in out + err
+    for f in (tmp_path / "r").rglob("*"):
+        if f.is_file():
+            assert KEY.encode() not in f.read_bytes(), f.name
+
+
+def test_dead_server_then_resume_gives_the_fault_free_log(
+    tmp_path: Path, fault_free: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server dies mid-run: interrupted (exit 130, one line); back again, ``--resume``
+    completes with the fault-free log, and tokens/cost sum over both segments."""
+    port = free_port()
+    cfg = config(tmp_path, f"http://127.0.0.1:{port}/v1")
+    run = tmp_path / "r"
+    with StubLLMServer(
+        responder=mind_responder(), port=port, fault=StubReply(drop=True), fault_from=12
+    ):
+        code, _, err = run_cli(capsys, "run", str(cfg), "--out", str(run), "--quiet")
+    assert code == 130, err
+    first = manifest(run)
+    note("server-dies-mid-run", code, first)
+    assert first["status"] == "interrupted"
+    assert first["llm_usage"]["total"]["input_tokens"] > 0
+    assert first["llm_usage"]["total"]["retries"]["connection"] > 0
+    with StubLLMServer(responder=mind_responder(), port=port):
+        code, _, err = run_cli(capsys, "run", "--resume", str(run), "--quiet")
+    assert code == 0, err
+    final = manifest(run)
+    note("server-back-then-resume", code, final, identical=events_digest(run) == fault_free)
+    assert final["status"] == "completed"
+    assert events_digest(run) == fault_free
+    segs = final["segments"]
+    assert [s["kind"] for s in segs] == ["original", "resume"]
+    for key in ("input_tokens", "output_tokens", "cached_input_tokens", "cost_usd"):
+        assert final["llm_usage"]["total"][key] == pytest.approx(
+            sum(s["llm_usage"][key] for s in segs)
+        ), key
+    assert segs[1]["llm_usage"]["input_tokens"] > 0
+    assert final["config_file"] == str(cfg)
+    code, out, _ = run_cli(capsys, "analyze", str(run), "--json")
+    assert code == 0
+    usage = json.loads(out)["usage"]
+    assert usage["segments"] == 2
+    assert usage["total"]["input_tokens"] == final["llm_usage"]["total"]["input_tokens"]
+    assert usage["total"]["retries"]["connection"] > 0
+    code, _, _ = run_cli(capsys, "report", str(run), "--out", str(tmp_path / "report.html"))
+    assert code == 0
+    page = (tmp_path / "report.html").read_text()
+    assert "over 2 segments (the run and its resumes)" in page and "connection " in page
+
+
+def test_sigint_stops_a_slow_run_within_10s_and_resume_of_a_live_run_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A server taking 30 s per answer: resume of the live run is refused naming the pid; one
+    SIGINT ends the process within 10 s, interrupted and resumable."""
+    with StubLLMServer(responder=mind_responder(), latency_s=30.0) as stub:
+        cfg = config(tmp_path, stub.openai_base_url, extra="").read_text()
+        cfg_path = tmp_path / "slow.toml"
+        cfg_path.write_text(cfg.replace("timeout_s = 1.0", "timeout_s = 60.0"))
+        run = tmp_path / "r"
+        env = {**os.environ, KEY_ENV: KEY}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "friendsim", "run", str(cfg_path), "--out", str(run), "--quiet"],
+            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while not stub.requests and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert stub.requests, "the run never called the model"
+            again = subprocess.run(
+                [sys.executable, "-m", "friendsim", "run", "--resume", str(run), "--quiet"],
+                capture_output=True, text=True, env=env, timeout=60,
+            )  # fmt: skip
+            assert again.returncode == 2, again.stderr
+            assert f"process {proc.pid}" in again.stderr
+            assert not list(tmp_path.glob("r.*"))  # nothing moved aside
+            for argv in (
+                ["log", "verify", str(run / "events.db")],
+                ["replay", str(run), "--verify"],
+            ):
+                live = subprocess.run(
+                    [sys.executable, "-m", "friendsim", *argv],
+                    capture_output=True, text=True, env=env, timeout=60,
+                )  # fmt: skip
+                assert live.returncode == 0, (argv, live.stderr)
+                assert f"run in progress (process {proc.pid}), checked up to window" in (
+                    live.stdout + live.stderr
+                )
+            t0 = time.monotonic()
+            proc.send_signal(2)
+            _, err = proc.communicate(timeout=30)
+            elapsed = time.monotonic() - t0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    note("30s-per-answer-one-sigint", proc.returncode, manifest(run), seconds=round(elapsed, 2))
+    assert elapsed < 10, elapsed
+    assert proc.returncode == 130, err
+    assert "SIGINT: stopping after window 0; Ctrl-C again to stop now" in err
+    assert manifest(run)["status"] == "interrupted"
+
+
+def test_sigkill_then_resume_tokens_and_cost_are_the_sum_of_the_segments(tmp_path: Path) -> None:
+    """SIGKILL a model-backed run while calls hang, resume it against a healthy server: the final
+    manifest's tokens equal what the servers answered over both segments, and its tokens and
+    cost equal the sum of its segments (the killed one's usage survives in its manifest)."""
+    port = free_port()
+    prices = '[llm.prices."openai:m"]\ninput = 1.0\noutput = 2.0\n'
+    cfg = config(tmp_path, f"http://127.0.0.1:{port}/v1", extra=prices)
+    cfg.write_text(cfg.read_text().replace("timeout_s = 1.0", "timeout_s = 60.0"))
+    run = tmp_path / "r"
+    env = {**os.environ, KEY_ENV: KEY}
+    hang = StubReply(delay_s=120.0)
+    with StubLLMServer(responder=mind_responder(), port=port, fault=hang, fault_from=10) as first:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "friendsim", "run", str(cfg), "--out", str(run), "--quiet"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 120
+            while len(first.requests) <= 10 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert len(first.requests) > 10, "the run never reached the hanging calls"
+            time.sleep(3.0)  # > the usage checkpoint interval: what was answered is written
+            proc.kill()
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        served_first = dict(first.served)
+    killed = manifest(run)
+    assert killed["status"] == "running"  # SIGKILL: nothing could write the final manifest
+    assert served_first["answers"] == 10
+    assert killed["llm_usage"]["total"]["input_tokens"] == served_first["input_tokens"]
+    with StubLLMServer(responder=mind_responder(), port=port) as second:
+        done = subprocess.run(
+            [sys.executable, "-m", "friendsim", "run", "--resume", str(run), "--quiet"],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        served_second = dict(second.served)
+    assert done.returncode == 0, done.stderr
+    final = manifest(run)
+    note(
+        "sigkill-while-hanging-then-resume",
+        done.returncode,
+        final,
+        served=served_first["input_tokens"] + served_second["input_tokens"],
+    )
+    total = final["llm_usage"]["total"]
+    assert final["status"] == "completed"
+    segs = final["segments"]
+    assert [s["kind"] for s in segs] == ["original", "resume"]
+    for key in ("input_tokens", "output_tokens", "cost_usd"):
+        assert total[key] == pytest.approx(sum(s["llm_usage"][key] for s in segs)), key
+    assert total["input_tokens"] == served_first["input_tokens"] + served_second["input_tokens"]
+    assert total["output_tokens"] == served_first["output_tokens"] + served_second["output_tokens"]
+    expected_cost = (total["input_tokens"] * 1.0 + total["output_tokens"] * 2.0) / 1e6
+    assert total["cost_usd"] == pytest.approx(expected_cost, rel=1e-6)
+    assert segs[0]["llm_usage"]["input_tokens"] == served_first["input_tokens"] > 0
+
+
+def test_a_few_rejected_calls_within_the_failure_budget_give_degraded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 409 on every 7th request (permanent, not fatal): every window runs, the lost decisions
+    are recorded as failures, and the run says ``degraded`` with exit 3, never ``completed``."""
+    cfg = config(tmp_path, "{url}", extra="max_failure_share = 1.0")
+    with StubLLMServer(
+        responder=mind_responder(), fault=StubReply(status=409), fault_every=7
+    ) as stub:
+        cfg.write_text(cfg.read_text().replace("{url}", stub.openai_base_url))
+        code, out, err = run_cli(capsys, "run", str(cfg), "--out", str(tmp_path / "r"), "--quiet")
+    m = manifest(tmp_path / "r")
+    note("409-every-7th-request", code, m)
+    assert code == 3, err
+    assert m["status"] == "degraded" and m["windows"] == 2 and "stop_reason" not in m
+    lost = m["totals"]["lost_actions"]
+    assert lost > 0
+    assert sum(m["llm_usage"]["total"]["failures"].values()) >= lost
+    assert json.loads(out.strip().splitlines()[-1])["status"] == "degraded"
+    assert f"degraded: every window ran but {lost} model-backed decisions were lost" in err

@@ -1,0 +1,90 @@
+"""The redactor and the circuit breaker, in isolation."""
+
+from __future__ import annotations
+
+import pytest
+
+from friendsim.llm.accounting import sum_usage
+from friendsim.llm.base import LLMRequest, user
+from friendsim.llm.breaker import CircuitBreakerLLM, ProviderIdentity
+from friendsim.llm.errors import (
+    LLMConnectionError,
+    PermanentLLMError,
+    ProviderStoppedError,
+)
+from friendsim.llm.redact import redact_text, redact_value
+from friendsim.llm.scripted import ScriptedLLM
+
+
+def test_redactor_removes_key_values_and_key_shaped_tokens() -> None:
+    env = {"MY_SERVICE_API_KEY": "v4lue-of-the-key", "HOME": "/root"}
+    text = (
+        "auth failed: Authorization: Bearer abcdef123456 x-api-key: zz-999999 "
+        "key=sk-proj-ABCDEF123456 url http://user:pw@host/v1 echoed v4lue-of-the-key; home /root"
+    )
+    out = redact_text(text, env)
+    for secret in (
+        "abcdef123456",
+        "zz-999999",
+        "sk-proj-ABCDEF123456",
+        "user:pw",
+        "v4lue-of-the-key",
+    ):
+        assert secret not in out, secret
+    assert "/root" in out and "auth failed" in out  # ordinary text stays
+    assert redact_value({"a": [text]}, env)["a"][0] == out
+
+
+IDENT = ProviderIdentity(provider="openai", model="m", endpoint="http://h/v1", key_env="K")
+
+
+def req() -> LLMRequest:
+    return LLMRequest(messages=(user("hi"),))
+
+
+async def test_breaker_opens_after_consecutive_transient_failures_and_resets_on_success() -> None:
+    inner = ScriptedLLM([LLMConnectionError("down"), "ok", *[LLMConnectionError("down")] * 3])
+    b = CircuitBreakerLLM(inner, IDENT, threshold=3)
+    with pytest.raises(LLMConnectionError):
+        await b.complete(req())
+    assert (await b.complete(req())).text == "ok" and b.consecutive == 0
+    for _ in range(2):
+        with pytest.raises(LLMConnectionError):
+            await b.complete(req())
+    with pytest.raises(ProviderStoppedError) as info:
+        await b.complete(req())
+    assert not info.value.fatal and "endpoint http://h/v1" in str(info.value)
+    with pytest.raises(ProviderStoppedError):  # stays open, no further call
+        await b.complete(req())
+
+
+@pytest.mark.parametrize("status,fatal", [(401, True), (403, True), (404, True), (413, False)])
+async def test_breaker_permanent_errors(status: int, fatal: bool) -> None:
+    b = CircuitBreakerLLM(ScriptedLLM([PermanentLLMError("no", status=status)]), IDENT)
+    expected = ProviderStoppedError if fatal else PermanentLLMError
+    with pytest.raises(expected) as info:
+        await b.complete(req())
+    if fatal:
+        assert "$K" in str(info.value) and "model m" in str(info.value)
+
+
+def test_sum_usage_adds_segments_row_by_row() -> None:
+    a = {
+        "by_key": [
+            {
+                "provider": "openai",
+                "model": "m",
+                "label": "plan",
+                "input_tokens": 10,
+                "cost_usd": 0.5,
+                "retries": {"429": 2},
+            }
+        ],
+        "unpriced_models": ["x"],
+    }
+    b = {"by_key": [{"provider": "openai", "model": "m", "label": "plan", "input_tokens": 5,
+                     "cost_usd": 0.25, "retries": {"429": 1, "5xx": 1}}]}  # fmt: skip
+    s = sum_usage([a, b])
+    assert s["total"]["input_tokens"] == 15 and s["total"]["cost_usd"] == 0.75
+    assert s["by_key"][0]["retries"] == {"429": 3, "5xx": 1}
+    assert s["unpriced_models"] == ["x"]
