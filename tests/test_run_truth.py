@@ -39,7 +39,11 @@ def test_non_utf8_persona_file_names_the_file_and_line(
     assert str(personas) in lines[0] and "line 2" in lines[0] and "UTF-8" in lines[0]
     assert "Traceback" not in err and "manifest.json" not in err and out == ""
     assert hashlib.sha256(personas.read_bytes()).hexdigest() == before
-    assert not (tmp_path / "r" / "events.db").exists()
+    assert not (tmp_path / "r").exists()  # bad input leaves no half-made run directory behind
+    existing = tmp_path / "kept"
+    existing.mkdir()
+    code, _, _ = run_cli(capsys, "run", str(cfg), "--out", str(existing), "--quiet")
+    assert code == 2 and existing.is_dir()  # a directory the user made stays
 
 
 def test_out_that_is_a_file_is_refused_and_left_alone(

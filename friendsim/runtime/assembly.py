@@ -55,7 +55,7 @@ from friendsim.platform.clock import VirtualClock
 from friendsim.platform.feeds import make_ranker
 from friendsim.platform.service import Platform
 from friendsim.rundir.errors import RunOccupiedError
-from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, PERSONAS, RunLayout
+from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, LOCK, PERSONAS, RunLayout
 from friendsim.rundir.lock import RunLock
 from friendsim.rundir.log import connect, log_hash
 from friendsim.rundir.manifest import Manifest, RunFiles, new_manifest, write_manifest
@@ -409,6 +409,7 @@ async def run_plan(
     resume, step; nothing is recorded while it holds) and its ``on_open`` with the open platform.
     """
     run_dir = Path(out_dir)
+    created = not await asyncio.to_thread(run_dir.exists)
     lock = await asyncio.to_thread(RunLock(run_dir).acquire)
     try:
         return await _run_locked(
@@ -424,7 +425,21 @@ async def run_plan(
             control=control,
         )
     finally:
+        if created:  # while still locked, so no other writer can be in the directory
+            _discard_if_untouched(run_dir)
         lock.release()
+
+
+def _discard_if_untouched(run_dir: Path) -> None:
+    """Remove a run directory this call created when nothing but its lock file was written
+    (bad input found before the run began): bad input leaves nothing behind."""
+    try:
+        names = {p.name for p in run_dir.iterdir()}
+        if names <= {LOCK}:
+            (run_dir / LOCK).unlink(missing_ok=True)
+            run_dir.rmdir()
+    except OSError:
+        pass
 
 
 async def _run_locked(
