@@ -226,7 +226,7 @@ async def bench_quickstart(model: str | None, threads: int | None, compete: bool
         if competitor is not None:
             competitor.kill()
             await competitor.wait()
-    m = result.manifest
+    m = result.manifest.model_dump(mode="json")
     totals = m.get("totals") or {}
     slots = int(totals.get("wakes", 0)) * cfg.experiment.n_actions
     usage = (m.get("llm_usage") or {}).get("total") or {}
@@ -234,7 +234,7 @@ async def bench_quickstart(model: str | None, threads: int | None, compete: bool
     return {
         "config": "examples/quickstart.toml",
         "model": cfg.llm.provider,
-        "threads": cfg.llm.threads,
+        "threads": cfg.llm.threads,  # None: the default, see friendsim.llm.local.default_threads
         "compete": compete,
         "status": m.get("status"),
         "wall_s": round(wall, 1),
