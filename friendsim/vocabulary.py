@@ -50,6 +50,8 @@ class FeedItem:
     likes: int = 0
     dislikes: int = 0
     replies: int = 0
+    label: str | None = None
+    """A moderator's fact-check label, shown to agents with the item."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

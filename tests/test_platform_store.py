@@ -106,7 +106,7 @@ async def test_valid_raw_row_is_accepted(db: Path) -> None:
 async def test_schema_and_pragmas(db: Path) -> None:
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == latest_version() == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == latest_version() == 2
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         cols = [(r[1], r[2], r[3], r[5]) for r in conn.execute("PRAGMA table_info(events)")]
         assert cols == [

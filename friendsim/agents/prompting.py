@@ -77,6 +77,8 @@ def _item_parts(item: FeedItem, limit: int) -> tuple[str, str]:
         attrs["mentions"] = " ".join(item.mentions)
     attrs["likes"] = str(item.likes)
     attrs["dislikes"] = str(item.dislikes)
+    if item.label:
+        attrs["fact_check"] = item.label
     head = " ".join(f'{k}="{esc_attr(v)}"' for k, v in attrs.items())
     return head, esc(snippet(item.text, limit))
 

@@ -84,3 +84,15 @@ class InvalidTopicError(PlatformError):
     """A post topic is empty, or a stored topic is not in normalised form."""
 
     code = "invalid_topic"
+
+
+class SuspendedAgentError(PlatformError):
+    """The acting agent is suspended (or removed) in the current window."""
+
+    code = "suspended"
+
+
+class ModeratedPostError(PlatformError):
+    """A feed would serve a removed post, or a shadowbanned author's post to someone else."""
+
+    code = "moderated_post"

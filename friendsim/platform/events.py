@@ -244,6 +244,115 @@ class ActionFailed(Event):
     action: Mapping[str, Any] | None = None
 
 
+# --- research instruments: interventions, moderation, surveys --------------------------------
+
+TRUTH_LABELS: tuple[str, ...] = ("false", "true", "unverified")
+"""Truth labels an injected item may carry."""
+
+MODERATION_ACTIONS: tuple[str, ...] = ("remove", "label", "downrank", "shadowban", "suspend")
+"""What a moderation decision does: ``remove`` (the item is served to nobody any more),
+``label`` (a fact-check label shown with the item), ``downrank`` (served after every other
+item), ``shadowban`` (the author's items are served to nobody but the author), ``suspend``
+(the author acts in no window ``from_window..until_window``)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class InterventionApplied(Event):
+    """The runtime applied scheduled intervention ``name`` (of kind ``intervention``) in
+    ``window``; ``params`` are its validated parameters. Its effects follow as their own events."""
+
+    kind: ClassVar[str] = "intervention_applied"
+    window: int
+    intervention: str
+    name: str = ""
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ItemInjected(Event):
+    """Post ``post_id`` was injected by an intervention: item ``item_id`` of ``source``,
+    truth label ``truth`` (one of :data:`TRUTH_LABELS`)."""
+
+    kind: ClassVar[str] = "item_injected"
+    post_id: int
+    item_id: str
+    truth: str
+    source: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class BroadcastSent(Event):
+    """A message from ``sender`` shown to every active agent in its next observations."""
+
+    kind: ClassVar[str] = "broadcast_sent"
+    window: int
+    sender: str
+    text: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FeedChanged(Event):
+    """From ``window`` on, feeds are served by ``ranker`` with ``params``, ``limit`` items."""
+
+    kind: ClassVar[str] = "feed_changed"
+    window: int
+    ranker: str
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    limit: int = 50
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PersonaChanged(Event):
+    """``agent``'s persona fields ``fields`` (``lambdas`` = its reward mix) hold from ``window``."""
+
+    kind: ClassVar[str] = "persona_changed"
+    agent: str
+    window: int
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AgentSuspended(Event):
+    """``agent`` acts in no window ``from_window..until_window`` (inclusive; ``None``: never
+    again, a removal). ``by`` names who decided (``intervention`` or ``moderator:<name>``)."""
+
+    kind: ClassVar[str] = "agent_suspended"
+    agent: str
+    from_window: int
+    until_window: int | None = None
+    by: str = "intervention"
+    reason: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModerationDecided(Event):
+    """Moderator ``moderator`` decided ``action`` (one of :data:`MODERATION_ACTIONS`) on post
+    ``post_id`` by ``author`` in ``window``. ``label`` is the fact-check label (``label``);
+    ``from_window``/``until_window`` bound a ``suspend``; ``score`` the moderator's evidence."""
+
+    kind: ClassVar[str] = "moderation_decided"
+    window: int
+    moderator: str
+    action: str
+    post_id: int
+    author: str
+    label: str = ""
+    from_window: int | None = None
+    until_window: int | None = None
+    reason: str = ""
+    score: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SurveyAnswered(Event):
+    """``actor`` answered survey ``survey`` in ``window``: question id -> integer answer."""
+
+    kind: ClassVar[str] = "survey_answered"
+    survey: str
+    window: int
+    answers: Mapping[str, int]
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (
@@ -260,6 +369,14 @@ EVENT_TYPES: dict[str, type[Event]] = {
         WindowEnded,
         GuidanceIssued,
         ActionFailed,
+        InterventionApplied,
+        ItemInjected,
+        BroadcastSent,
+        FeedChanged,
+        PersonaChanged,
+        AgentSuspended,
+        ModerationDecided,
+        SurveyAnswered,
     )
 }
 """Every event kind, by its ``kind`` string. Explicit: adding a kind means adding it here."""
@@ -364,3 +481,9 @@ def event_from_json(line: str) -> Event:
         return event_from_row(obj["seq"], obj["t"], obj["kind"], obj["actor"], obj["payload"])
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise EventDecodeError(f"bad JSONL event line: {exc}: {line[:120]!r}") from exc
+
+
+def canonical_payload(value: Mapping[str, Any]) -> dict[str, Any]:
+    """``value`` in the form a decoded payload field has (JSON round trip, lists as tuples), so
+    an event built with it equals the event read back from the log."""
+    return dict(_freeze(json.loads(json.dumps(dict(value), sort_keys=True))))

@@ -32,17 +32,21 @@ from .events import (
     AgentRegistered,
     DirectMessageSent,
     Event,
+    AgentSuspended,
     FeedServed,
     Followed,
+    ItemInjected,
+    ModerationDecided,
     PostCreated,
+    SurveyAnswered,
     Unfollowed,
     VoteCast,
     VoteChanged,
     VoteCleared,
 )
 
-EVENTS, AGENTS, POSTS, MENTIONS, DMS, EXPOSURES, VOTES, FOLLOWS, COUNTERS = range(9)
-_N_PHASES = 9
+EVENTS, AGENTS, POSTS, MENTIONS, DMS, EXPOSURES, VOTES, FOLLOWS, COUNTERS, INSTRUMENTS = range(10)
+_N_PHASES = 10
 
 Op = tuple[int, str, tuple[Any, ...]]
 
@@ -69,6 +73,19 @@ SQL_EXPOSURE = "INSERT INTO exposures(seq, rank, agent, post_id, topic, ranker, 
 SQL_COUNTERS = (
     "UPDATE posts SET likes = likes + ?, dislikes = dislikes + ?, replies = replies + ?"
     " WHERE post_id = ?"
+)
+
+SQL_INJECTED = "INSERT INTO injected_items(post_id, item_id, truth, source, seq) VALUES (?, ?, ?, ?, ?)"
+SQL_MODERATION = (
+    "INSERT INTO moderation(seq, t, window, moderator, action, post_id, author, label,"
+    " from_window, until_window) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+SQL_SUSPENSION = (
+    "INSERT INTO suspensions(seq, agent, from_window, until_window, by) VALUES (?, ?, ?, ?, ?)"
+)
+SQL_ANSWER = (
+    "INSERT INTO survey_answers(seq, agent, survey, window, question, value)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
 
 _NOTHING: tuple[Op, ...] = ()
@@ -226,6 +243,45 @@ def _feed_served(e: FeedServed) -> Sequence[Op]:
     )
 
 
+def _item_injected(e: ItemInjected) -> Sequence[Op]:
+    return ((INSTRUMENTS, SQL_INJECTED, (e.post_id, e.item_id, e.truth, e.source, e.seq)),)
+
+
+def _moderation(e: ModerationDecided) -> Sequence[Op]:
+    row = (
+        e.seq,
+        e.t,
+        e.window,
+        e.moderator,
+        e.action,
+        e.post_id,
+        e.author,
+        e.label,
+        e.from_window,
+        e.until_window,
+    )
+    ops: list[Op] = [(INSTRUMENTS, SQL_MODERATION, row)]
+    if e.action == "suspend":
+        by = f"moderator:{e.moderator}"
+        ops.append(
+            (INSTRUMENTS, SQL_SUSPENSION, (e.seq, e.author, e.from_window, e.until_window, by))
+        )
+    return ops
+
+
+def _suspended(e: AgentSuspended) -> Sequence[Op]:
+    return (
+        (INSTRUMENTS, SQL_SUSPENSION, (e.seq, e.agent, e.from_window, e.until_window, e.by)),
+    )
+
+
+def _answered(e: SurveyAnswered) -> Sequence[Op]:
+    return tuple(
+        (INSTRUMENTS, SQL_ANSWER, (e.seq, e.actor, e.survey, e.window, q, v))
+        for q, v in sorted(e.answers.items())
+    )
+
+
 def _nothing(e: Event) -> Sequence[Op]:
     return _NOTHING
 
@@ -244,6 +300,14 @@ PROJECTIONS: dict[str, Callable[[Any], Sequence[Op]]] = {
     "window_ended": _nothing,
     "guidance_issued": _nothing,
     "action_failed": _nothing,
+    "intervention_applied": _nothing,
+    "item_injected": _item_injected,
+    "broadcast_sent": _nothing,
+    "feed_changed": _nothing,
+    "persona_changed": _nothing,
+    "agent_suspended": _suspended,
+    "moderation_decided": _moderation,
+    "survey_answered": _answered,
 }
 """Every event kind's projection. A kind missing here is a bug (checked by a test)."""
 
@@ -255,6 +319,10 @@ MATERIALISED_TABLES: tuple[str, ...] = (
     "follows",
     "dms",
     "exposures",
+    "injected_items",
+    "moderation",
+    "suspensions",
+    "survey_answers",
 )
 """Tables derived from the log (``events`` itself is the log)."""
 

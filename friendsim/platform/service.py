@@ -34,6 +34,14 @@ from .clock import VirtualClock
 from .events import (
     ActionFailed,
     AgentRegistered,
+    AgentSuspended,
+    BroadcastSent,
+    FeedChanged,
+    InterventionApplied,
+    ItemInjected,
+    ModerationDecided,
+    PersonaChanged,
+    SurveyAnswered,
     DirectMessageSent,
     Event,
     FeedServed,
@@ -54,7 +62,20 @@ from .views import PostView, dms_to, fetch_posts, posts_between
 
 log = structlog.get_logger(__name__)
 
-RECORDABLE: tuple[type[Event], ...] = (WindowStarted, WindowEnded, GuidanceIssued, ActionFailed)
+RECORDABLE: tuple[type[Event], ...] = (
+    WindowStarted,
+    WindowEnded,
+    GuidanceIssued,
+    ActionFailed,
+    InterventionApplied,
+    ItemInjected,
+    BroadcastSent,
+    FeedChanged,
+    PersonaChanged,
+    AgentSuspended,
+    ModerationDecided,
+    SurveyAnswered,
+)
 
 
 class Platform:
@@ -358,14 +379,19 @@ class Platform:
             attributes=self._attributes_view,
         )
         view = self._feed_view
+        st = self._state
+        moderated = bool(st.hidden or st.downranked or st.labels)
+        if moderated:  # ask for more, then drop what moderation hides (see _moderated)
+            query = dataclasses.replace(query, limit=limit + min(st.hidden, 4 * limit))
         if isinstance(ranker, ViewRanker):
             first: dict[int, PostView] = {}
             for v in await ranker.rank_views(view, query):
                 first.setdefault(v.post_id, v)
-            views = list(first.values())[:limit]
+            views = list(first.values())
         else:
-            ids = list(dict.fromkeys(await ranker.rank(view, query)))[:limit]
+            ids = list(dict.fromkeys(await ranker.rank(view, query)))
             views = await fetch_posts(self._store.reader, ids)
+        views = self._moderated(agent, views)[:limit] if moderated else views[:limit]
         seq, t = self._next()
         e = FeedServed(
             seq=seq,
@@ -379,9 +405,46 @@ class Platform:
         await self._admitted(e)
         return views
 
+    def _moderated(self, reader: str, views: list[PostView]) -> list[PostView]:
+        """Moderation applied to a ranked feed: removed items and shadowbanned authors' items
+        (but the reader's own) dropped, downranked items moved behind all others (order kept
+        within each group), fact-check labels attached."""
+        st = self._state
+        kept = [v for v in views if st.served_to(v.post_id, reader)]
+        if st.downranked:
+            kept = [v for v in kept if v.post_id not in st.downranked] + [
+                v for v in kept if v.post_id in st.downranked
+            ]
+        if st.labels:
+            kept = [
+                dataclasses.replace(v, label=st.labels[v.post_id]) if v.post_id in st.labels else v
+                for v in kept
+            ]
+        return kept
+
+    def visible(self, reader: str, post_ids: Sequence[int]) -> list[int]:
+        """The ids of ``post_ids`` moderation lets ``reader`` see (admitted state)."""
+        st = self._state
+        if not st.hidden:
+            return list(post_ids)
+        return [p for p in post_ids if st.served_to(p, reader)]
+
+    def label_of(self, post_id: int) -> str | None:
+        """The fact-check label of ``post_id``, if a moderator labelled it."""
+        return self._state.labels.get(post_id)
+
+    def suspended(self, agent: str, window: int) -> bool:
+        """Whether ``agent`` is suspended (or removed) in ``window`` (admitted state)."""
+        return self._state.suspended(agent, window)
+
+    def truth_of(self, post_id: int) -> str | None:
+        """The truth label of an injected post (``None`` for agents' own posts)."""
+        return self._state.injected.get(post_id)
+
     async def record(self, event: Event) -> Event:
-        """Log a runtime/coach event (WindowStarted, WindowEnded, GuidanceIssued, ActionFailed);
-        ``seq`` and ``t`` are assigned here (``t = clock.now()``)."""
+        """Log a runtime, coach or instrument event (:data:`RECORDABLE`: windows, guidance,
+        failures, interventions, moderation, surveys); ``seq`` and ``t`` are assigned here
+        (``t = clock.now()``)."""
         if not isinstance(event, RECORDABLE):
             raise ValueError(
                 f"record() takes {[c.__name__ for c in RECORDABLE]}, not {type(event).__name__}; "

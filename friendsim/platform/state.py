@@ -21,7 +21,16 @@ from . import errors as E
 from .events import (
     COACH_ACTOR,
     EVENT_TYPES,
+    MODERATION_ACTIONS,
+    TRUTH_LABELS,
     AgentRegistered,
+    AgentSuspended,
+    FeedChanged,
+    ItemInjected,
+    ModerationDecided,
+    PersonaChanged,
+    SurveyAnswered,
+    WindowStarted,
     DirectMessageSent,
     Event,
     FeedServed,
@@ -51,6 +60,15 @@ class PlatformState:
         self.next_dm_id = 1
         self.last_seq = 0
         self.last_t = -math.inf
+        self.window = 0  # the window open (or last opened): suspensions are per window
+        self.removed: set[int] = set()
+        self.downranked: set[int] = set()
+        self.labels: dict[int, str] = {}
+        self.shadowbanned: set[str] = set()
+        self.suspensions: dict[str, list[tuple[int, int | None]]] = {}
+        self.injected: dict[int, str] = {}  # post id -> truth label
+        self.author_posts: dict[str, int] = {}  # only counted once moderation is in use
+        self.hidden = 0  # posts served to nobody else: removed or by a shadowbanned author
         self.normal_topics: set[str] = set()  # cache: strings known to be normalised topics
         self._normalised: dict[str, str] = {}  # cache: raw topic -> normalise_topic(raw)
 
@@ -96,7 +114,51 @@ class PlatformState:
             st.last_seq, st.last_t = int(row[0]), float(row[1])
         st.next_post_id = max(st.post_author, default=0) + 1
         st.next_dm_id = max(st.dms, default=0) + 1
+        await st._load_instruments(conn)
         return st
+
+    async def _load_instruments(self, conn: aiosqlite.Connection) -> None:
+        async with conn.execute(
+            "SELECT payload FROM events WHERE kind = 'window_started' ORDER BY seq DESC LIMIT 1"
+        ) as cur:
+            row = await cur.fetchone()
+        if row is not None:
+            self.window = int(json.loads(row[0])["window"])
+        async with conn.execute("SELECT post_id, truth FROM injected_items") as cur:
+            for post_id, truth in await cur.fetchall():
+                self.injected[post_id] = truth
+        async with conn.execute(
+            "SELECT action, post_id, author, label FROM moderation ORDER BY seq"
+        ) as cur:
+            for action, post_id, author, label in await cur.fetchall():
+                _moderate(self, action, post_id, author, label)
+        async with conn.execute(
+            "SELECT agent, from_window, until_window FROM suspensions ORDER BY seq"
+        ) as cur:
+            for agent, lo, hi in await cur.fetchall():
+                self.suspensions.setdefault(agent, []).append((lo, hi))
+
+    # --- moderation and suspension queries ------------------------------------------------------
+
+    def suspended(self, agent: str, window: int) -> bool:
+        """Whether ``agent`` may not act in ``window``."""
+        spans = self.suspensions.get(agent)
+        if not spans:
+            return False
+        return any(lo <= window and (hi is None or window <= hi) for lo, hi in spans)
+
+    def served_to(self, post_id: int, reader: str) -> bool:
+        """Whether ``post_id`` may be served to ``reader`` (moderation honoured)."""
+        if post_id in self.removed:
+            return False
+        author = self.post_author.get(post_id)
+        return not (author in self.shadowbanned and author != reader)
+
+    def active(self, actor: Any, role: str) -> None:
+        """``actor`` is registered and not suspended in the current window."""
+        self.agent(actor, role)
+        if self.suspensions and self.suspended(actor, self.window):
+            raise E.SuspendedAgentError(f"{role} {actor!r} is suspended in window {self.window}")
 
     # --- checks -------------------------------------------------------------------------------
 
@@ -164,7 +226,7 @@ def _check_agent_registered(st: PlatformState, e: AgentRegistered) -> None:
 
 
 def _check_post_created(st: PlatformState, e: PostCreated) -> None:
-    st.agent(e.actor, "author")
+    st.active(e.actor, "author")
     where = f"post by {e.actor!r}"
     if e.post_id != st.next_post_id:
         raise E.InvalidEventError(f"{where}: post id {e.post_id!r}, expected {st.next_post_id}")
@@ -186,7 +248,7 @@ def _check_post_created(st: PlatformState, e: PostCreated) -> None:
 
 
 def _vote_target(st: PlatformState, e: VoteCast | VoteChanged | VoteCleared) -> int:
-    st.agent(e.actor, "voter")
+    st.active(e.actor, "voter")
     assert e.actor is not None
     st.post(e.post_id)
     author = st.post_author[e.post_id]
@@ -222,7 +284,7 @@ def _check_vote_cleared(st: PlatformState, e: VoteCleared) -> None:
 
 
 def _check_followed(st: PlatformState, e: Followed) -> None:
-    st.agent(e.actor, "follower")
+    st.active(e.actor, "follower")
     st.agent(e.target, "follow target")
     assert e.actor is not None
     if e.actor == e.target:
@@ -232,7 +294,7 @@ def _check_followed(st: PlatformState, e: Followed) -> None:
 
 
 def _check_unfollowed(st: PlatformState, e: Unfollowed) -> None:
-    st.agent(e.actor, "follower")
+    st.active(e.actor, "follower")
     st.agent(e.target, "unfollow target")
     assert e.actor is not None
     if e.target not in st.followees[e.actor]:
@@ -240,7 +302,7 @@ def _check_unfollowed(st: PlatformState, e: Unfollowed) -> None:
 
 
 def _check_dm_sent(st: PlatformState, e: DirectMessageSent) -> None:
-    st.agent(e.actor, "DM sender")
+    st.active(e.actor, "DM sender")
     st.agent(e.recipient, "DM recipient")
     if e.actor == e.recipient:
         raise E.SelfMessageError(f"{e.actor!r} cannot send a DM to itself")
@@ -274,6 +336,12 @@ def _check_feed_served(st: PlatformState, e: FeedServed) -> None:
         )
     if len(set(e.post_ids)) != len(e.post_ids):
         raise E.InvalidEventError(f"feed for {e.actor!r}: duplicate post ids")
+    if st.hidden:
+        for pid in e.post_ids:
+            if not st.served_to(pid, e.actor):  # type: ignore[arg-type]
+                raise E.ModeratedPostError(
+                    f"feed for {e.actor!r}: post {pid} was removed or its author shadowbanned"
+                )
 
 
 def _check_guidance(st: PlatformState, e: GuidanceIssued) -> None:
@@ -289,6 +357,67 @@ def _check_nothing(st: PlatformState, e: Event) -> None:
     return None
 
 
+def _check_window_started(st: PlatformState, e: WindowStarted) -> None:
+    if type(e.window) is not int or e.window < 1:
+        raise E.InvalidEventError(f"window number must be an int >= 1, got {e.window!r}")
+
+
+def _check_injected(st: PlatformState, e: ItemInjected) -> None:
+    st.post(e.post_id, "injected post")
+    if e.post_id in st.injected:
+        raise E.InvalidEventError(f"post {e.post_id} is already marked as injected")
+    if e.truth not in TRUTH_LABELS:
+        raise E.InvalidEventError(f"injected item truth {e.truth!r} is not one of {TRUTH_LABELS}")
+    if not isinstance(e.item_id, str) or not e.item_id:
+        raise E.InvalidEventError(f"injected post {e.post_id}: item id must be a non-empty string")
+
+
+def _window_span(lo: Any, hi: Any, where: str) -> None:
+    if type(lo) is not int or lo < 1:
+        raise E.InvalidEventError(f"{where}: from_window must be an int >= 1, got {lo!r}")
+    if hi is not None and (type(hi) is not int or hi < lo):
+        raise E.InvalidEventError(f"{where}: until_window {hi!r} is before from_window {lo}")
+
+
+def _check_moderation(st: PlatformState, e: ModerationDecided) -> None:
+    st.post(e.post_id, "moderated post")
+    where = f"moderation of post {e.post_id}"
+    if e.action not in MODERATION_ACTIONS:
+        raise E.InvalidEventError(f"{where}: action {e.action!r} not one of {MODERATION_ACTIONS}")
+    if st.post_author[e.post_id] != e.author:
+        raise E.InvalidEventError(f"{where}: author {e.author!r} is not the post's author")
+    if e.action == "label" and not (isinstance(e.label, str) and e.label.strip()):
+        raise E.InvalidEventError(f"{where}: a label decision needs a label text")
+    if e.action == "suspend":
+        _window_span(e.from_window, e.until_window, where)
+    elif e.from_window is not None or e.until_window is not None:
+        raise E.InvalidEventError(f"{where}: only a suspension has from/until windows")
+
+
+def _check_suspended(st: PlatformState, e: AgentSuspended) -> None:
+    st.agent(e.agent, "suspended agent")
+    _window_span(e.from_window, e.until_window, f"suspension of {e.agent!r}")
+
+
+def _check_persona_changed(st: PlatformState, e: PersonaChanged) -> None:
+    st.agent(e.agent, "agent")
+    if not isinstance(e.fields, Mapping) or not e.fields:
+        raise E.InvalidEventError(f"persona change of {e.agent!r}: fields must be a mapping")
+
+
+def _check_feed_changed(st: PlatformState, e: FeedChanged) -> None:
+    if not isinstance(e.ranker, str) or not e.ranker or type(e.limit) is not int or e.limit < 1:
+        raise E.InvalidEventError(f"feed change: ranker {e.ranker!r}, limit {e.limit!r}")
+
+
+def _check_answered(st: PlatformState, e: SurveyAnswered) -> None:
+    st.agent(e.actor, "survey respondent")
+    if not isinstance(e.answers, Mapping) or not all(
+        isinstance(k, str) and k and type(v) is int for k, v in e.answers.items()
+    ):
+        raise E.InvalidEventError(f"survey answers of {e.actor!r} must map question ids to ints")
+
+
 _CHECKS: dict[str, Callable[[PlatformState, Any], None]] = {
     "agent_registered": _check_agent_registered,
     "post_created": _check_post_created,
@@ -299,10 +428,18 @@ _CHECKS: dict[str, Callable[[PlatformState, Any], None]] = {
     "unfollowed": _check_unfollowed,
     "dm_sent": _check_dm_sent,
     "feed_served": _check_feed_served,
-    "window_started": _check_nothing,
+    "window_started": _check_window_started,
     "window_ended": _check_nothing,
     "guidance_issued": _check_guidance,
     "action_failed": _check_actor_optional,
+    "intervention_applied": _check_nothing,
+    "item_injected": _check_injected,
+    "broadcast_sent": _check_nothing,
+    "feed_changed": _check_feed_changed,
+    "persona_changed": _check_persona_changed,
+    "agent_suspended": _check_suspended,
+    "moderation_decided": _check_moderation,
+    "survey_answered": _check_answered,
 }
 
 
@@ -313,6 +450,10 @@ def _apply_agent(st: PlatformState, e: AgentRegistered) -> None:
 
 def _apply_post(st: PlatformState, e: PostCreated) -> None:
     st.post_author[e.post_id] = e.actor  # type: ignore[assignment]
+    if st.shadowbanned:
+        st.author_posts[e.actor] = st.author_posts.get(e.actor, 0) + 1  # type: ignore[index]
+        if e.actor in st.shadowbanned:
+            st.hidden += 1
     if e.root_id is not None:
         st.post_root[e.post_id] = e.root_id
     st.next_post_id = e.post_id + 1
@@ -343,6 +484,45 @@ def _apply_nothing(st: PlatformState, e: Event) -> None:
     return None
 
 
+def _apply_window_started(st: PlatformState, e: WindowStarted) -> None:
+    st.window = e.window
+
+
+def _apply_injected(st: PlatformState, e: ItemInjected) -> None:
+    st.injected[e.post_id] = e.truth
+
+
+def _moderate(st: PlatformState, action: str, post_id: int, author: str, label: str) -> None:
+    match action:
+        case "remove":
+            if st.served_to(post_id, ""):
+                st.hidden += 1
+            st.removed.add(post_id)
+        case "label":
+            st.labels[post_id] = label
+        case "downrank":
+            st.downranked.add(post_id)
+        case "shadowban":
+            if author not in st.shadowbanned:
+                if not st.author_posts:
+                    for a in st.post_author.values():
+                        st.author_posts[a] = st.author_posts.get(a, 0) + 1
+                removed = sum(1 for p in st.removed if st.post_author.get(p) == author)
+                st.hidden += st.author_posts.get(author, 0) - removed
+                st.shadowbanned.add(author)
+
+
+def _apply_moderation(st: PlatformState, e: ModerationDecided) -> None:
+    _moderate(st, e.action, e.post_id, e.author, e.label)
+    if e.action == "suspend":
+        assert e.from_window is not None
+        st.suspensions.setdefault(e.author, []).append((e.from_window, e.until_window))
+
+
+def _apply_suspended(st: PlatformState, e: AgentSuspended) -> None:
+    st.suspensions.setdefault(e.agent, []).append((e.from_window, e.until_window))
+
+
 _APPLY: dict[str, Callable[[PlatformState, Any], None]] = {
     "agent_registered": _apply_agent,
     "post_created": _apply_post,
@@ -353,8 +533,16 @@ _APPLY: dict[str, Callable[[PlatformState, Any], None]] = {
     "unfollowed": _apply_unfollowed,
     "dm_sent": _apply_dm,
     "feed_served": _apply_nothing,
-    "window_started": _apply_nothing,
+    "window_started": _apply_window_started,
     "window_ended": _apply_nothing,
     "guidance_issued": _apply_nothing,
     "action_failed": _apply_nothing,
+    "intervention_applied": _apply_nothing,
+    "item_injected": _apply_injected,
+    "broadcast_sent": _apply_nothing,
+    "feed_changed": _apply_nothing,
+    "persona_changed": _apply_nothing,
+    "agent_suspended": _apply_suspended,
+    "moderation_decided": _apply_moderation,
+    "survey_answered": _apply_nothing,
 }

@@ -36,6 +36,8 @@ class PostView:
     dislikes: int
     replies: int
     tone: str | None = None
+    label: str | None = None
+    """A moderator's fact-check label shown with the item (set by the platform when serving)."""
 
 
 _SEP = "\x1f"

@@ -50,6 +50,10 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "follows": ("follower", "target"),
     "dms": ("dm_id",),
     "exposures": ("seq", "rank"),
+    "injected_items": ("post_id",),
+    "moderation": ("seq",),
+    "suspensions": ("seq",),
+    "survey_answers": ("seq", "question"),
 }
 assert set(TABLE_KEYS) == set(MATERIALISED_TABLES)
 

@@ -57,6 +57,7 @@ def feed_item(view: PostView) -> FeedItem:
         likes=view.likes,
         dislikes=view.dislikes,
         replies=view.replies,
+        label=view.label,
     )
 
 
