@@ -422,6 +422,16 @@ class Platform:
             ]
         return kept
 
+    @property
+    def suspensions_any(self) -> bool:
+        """Whether any agent was ever suspended or removed."""
+        return bool(self._state.suspensions)
+
+    @property
+    def hides_any(self) -> bool:
+        """Whether moderation hides any item from anyone (removals, shadowbans)."""
+        return self._state.hidden > 0
+
     def visible(self, reader: str, post_ids: Sequence[int]) -> list[int]:
         """The ids of ``post_ids`` moderation lets ``reader`` see (admitted state)."""
         st = self._state

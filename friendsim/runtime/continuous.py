@@ -104,6 +104,9 @@ class ContinuousScheduler:
             rng=self.rng,
         )
         self.last_wake: dict[str, float] = dict.fromkeys(engine.agents, 0.0)
+        self._order: tuple[str, ...] = engine.agents
+        self.new_activity: dict[str, float] = {}
+        """Relative activity of agents that join during the run (set by who adds them)."""
         self.reports: list[WindowTally] = []
         """Tallies of the windows completed so far (kept when a run is interrupted)."""
 
@@ -128,20 +131,42 @@ class ContinuousScheduler:
         engine.begin_window(w)
         platform.clock.advance_to(start)
         await platform.record(WindowStarted(t=start, window=w, mode="continuous", t_end=end))
+        await platform.flush()
+        await engine.hooks.window_started(w)
         k = 0
         while (t := start + k * self.tick) < end - 1e-9:
+            await engine.hooks.before_wake(w, t)
+            if len(self.rates) != len(engine.agents):
+                self._grow()
             dt = min(self.tick, end - t)
             counts = self.rng.poisson(self.rates * dt)
             woken = [engine.agents[i] for i in np.flatnonzero(counts)]
+            if woken and platform.suspensions_any:
+                woken = [a for a in woken if not platform.suspended(a, w)]
             if woken:
                 await self._slice(t, woken, tally)
+                await engine.hooks.applied(w)
             k += 1
+        await engine.hooks.window_ending(w)
         platform.clock.advance_to(end)
         await platform.record(WindowEnded(t=end, window=w))
         await platform.flush()
         tally.scores = await engine.coach.window_done(w)
         engine.window_ended(tally)
         return tally
+
+    def _grow(self) -> None:
+        """Agents joined (population growth): each newcomer wakes at the mean rate times its
+        persona's activity (``activity`` of the newcomers, default 1); old rates are kept."""
+        agents = self.engine.agents
+        old = dict(zip(self._order, self.rates, strict=True))
+        mean = float(np.mean(self.rates)) if len(self.rates) else 0.0
+        self.rates = np.array(
+            [old.get(a, mean * self.new_activity.get(a, 1.0)) for a in agents], dtype=float
+        )
+        self._order = agents
+        for a in agents:
+            self.last_wake.setdefault(a, 0.0)
 
     async def _slice(self, t: float, woken: list[str], tally: WindowTally) -> None:
         engine, platform = self.engine, self.engine.platform

@@ -104,6 +104,27 @@ class RunListener:
         """Called after a window closed and was scored."""
 
 
+class WindowHooks:
+    """Points where the run's instruments (interventions, moderation, surveys) act; no-ops
+    here. The schedulers await them at fixed points of every window, so whatever they record
+    lands at the same place of the log in every run with the same seed and answers:
+    ``window_started`` right after ``WindowStarted``, ``before_wake`` before each continuous
+    slice is observed, ``applied`` after each wake's decisions were applied and flushed,
+    ``window_ending`` before ``WindowEnded``."""
+
+    async def window_started(self, window: int) -> None:
+        """Called after ``WindowStarted(window)`` was recorded and flushed."""
+
+    async def before_wake(self, window: int, t: float) -> None:
+        """Called before the agents of a continuous slice at ``t`` are observed."""
+
+    async def applied(self, window: int) -> None:
+        """Called after a wake's (or the vote phase's) decisions were applied."""
+
+    async def window_ending(self, window: int) -> None:
+        """Called before ``WindowEnded(window)`` is recorded."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FeedRules:
     """How feeds are served during a window: the ranker and the number of items."""
@@ -137,6 +158,7 @@ class Engine:
         stop: asyncio.Event | None = None,
         gate: PauseGate | None = None,
         max_failure_share: float | None = None,
+        hooks: WindowHooks | None = None,
     ) -> None:
         self.platform = platform
         self.policies = dict(policies)
@@ -148,6 +170,7 @@ class Engine:
         self.feeds = feeds(1)
         self.listener = listener or RunListener()
         acquaintances = acquaintances or {}
+        self._max_known = max_known
         self.contexts: dict[str, AgentContext] = {
             a: AgentContext(a, max_known=max_known, acquaintances=acquaintances.get(a, ()))
             for a in self.agents
@@ -158,6 +181,37 @@ class Engine:
         self.max_failure_share = max_failure_share
         self.lost_actions = 0
         self._lost_now = 0
+        self.hooks = hooks or WindowHooks()
+        self._feed_override: FeedRules | None = None
+        self._broadcasts: dict[str, list[InboxMessage]] = {}
+
+    # --- what instruments change (each recorded as an event by the caller) ---------------------
+
+    def active(self, window: int) -> tuple[str, ...]:
+        """The agents that may act in ``window`` (suspended and removed agents left out)."""
+        if not self.platform.suspensions_any:
+            return self.agents
+        suspended = self.platform.suspended
+        return tuple(a for a in self.agents if not suspended(a, window))
+
+    def override_feeds(self, rules: FeedRules) -> None:
+        """Serve feeds by ``rules`` from now on, whatever the run plan's phases say."""
+        self._feed_override = self.feeds = rules
+
+    def add_agent(self, agent: str, policy: Policy, *, acquaintances: Sequence[str] = ()) -> None:
+        """A new agent (population growth; registered on the platform by the caller)."""
+        if agent in self.policies:
+            raise ValueError(f"agent {agent!r} already takes part")
+        self.policies[agent] = policy
+        self.agents = tuple(sorted(self.policies))
+        self.contexts[agent] = AgentContext(
+            agent, max_known=self._max_known, acquaintances=acquaintances
+        )
+
+    def broadcast(self, message: InboxMessage) -> None:
+        """Show ``message`` to every agent in its next observation's inbox."""
+        for agent in self.agents:
+            self._broadcasts.setdefault(agent, []).append(message)
 
     async def before_window(self, window: int) -> None:
         """Wait at the pause gate (if any), then check for a stop; called before each window."""
@@ -204,7 +258,7 @@ class Engine:
 
     def begin_window(self, window: int) -> None:
         """Take the feed rules in force during ``window`` (called by the schedulers)."""
-        self.feeds = self._feeds_for(window)
+        self.feeds = self._feed_override or self._feeds_for(window)
 
     def check_stop(self) -> None:
         """Raise :class:`RunInterrupted` if a stop was requested (called at safe points)."""
@@ -240,8 +294,12 @@ class Engine:
     async def read_inbox(
         self, agent: str, since_t: float, until_t: float
     ) -> tuple[InboxMessage, ...]:
-        """DMs addressed to ``agent`` sent in ``[since_t, until_t)``."""
-        return tuple(inbox_message(m) for m in await self.platform.dms_to(agent, since_t, until_t))
+        """DMs addressed to ``agent`` sent in ``[since_t, until_t)``, then any broadcast it has
+        not been shown yet."""
+        got = tuple(inbox_message(m) for m in await self.platform.dms_to(agent, since_t, until_t))
+        if self._broadcasts:
+            got += tuple(self._broadcasts.pop(agent, ()))
+        return got
 
     async def observe(
         self,

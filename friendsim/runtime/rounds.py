@@ -83,10 +83,11 @@ class RoundsScheduler:
         platform.clock.advance_to(t0)
         await platform.record(WindowStarted(t=t0, window=w, mode="rounds", t_end=t0 + length))
         await platform.flush()
+        await engine.hooks.window_started(w)
         first = w == 1
         allowed = ROUND_ONE_ALLOWED if first else PAPER_ACTIONS
         observations: dict[str, Observation] = {}
-        for agent in engine.agents:
+        for agent in engine.active(w):
             if first:
                 feed: tuple[FeedItem, ...] = ()
                 inbox: tuple[InboxMessage, ...] = ()
@@ -99,12 +100,14 @@ class RoundsScheduler:
 
         platform.clock.advance_to(t0 + length * EXECUTE_AT)
         await engine.decide_and_apply(observations, tally)
+        await engine.hooks.applied(w)
 
         engine.check_stop()
         platform.clock.advance_to(t0 + length * VOTE_AT)
         await platform.flush()
         items = tuple(feed_item(v) for v in await platform.posts_between(t0, t0 + length))
-        await engine.vote_and_apply(observations, self._offers(w, items), tally)
+        await engine.vote_and_apply(observations, self._offers(w, items, observations), tally)
+        await engine.hooks.window_ending(w)
 
         platform.clock.advance_to(t0 + length)
         await platform.record(WindowEnded(t=t0 + length, window=w))
@@ -113,16 +116,26 @@ class RoundsScheduler:
         engine.window_ended(tally)
         return tally
 
-    def _offers(self, w: int, items: tuple[FeedItem, ...]) -> Mapping[str, tuple[FeedItem, ...]]:
-        """Items offered to each agent: all items not its own, or a seeded sample of
-        ``vote_limit`` of them (drawn without scanning the whole list: O(limit) per agent)."""
+    def _offers(
+        self, w: int, items: tuple[FeedItem, ...], voters: Mapping[str, object]
+    ) -> Mapping[str, tuple[FeedItem, ...]]:
+        """Items offered to each agent that planned this round (``voters``): all items not its
+        own that moderation lets it see, or a seeded sample of ``vote_limit`` of them (drawn
+        without scanning the whole list: O(limit) per agent)."""
         offers: dict[str, tuple[FeedItem, ...]] = {}
         limit = self.vote_limit
         own: dict[str, int] = {}
         for item in items:
             own[item.author] = own.get(item.author, 0) + 1
-        for agent in self.engine.agents:
-            if limit is None or len(items) - own.get(agent, 0) <= limit:
+        everyone = items
+        platform = self.engine.platform
+        for agent in (a for a in self.engine.agents if a in voters):
+            items, mine = everyone, own.get(agent, 0)
+            if platform.hides_any:
+                shown = set(platform.visible(agent, [i.post_id for i in everyone]))
+                items = tuple(i for i in everyone if i.post_id in shown)
+                mine = sum(1 for i in items if i.author == agent)
+            if limit is None or len(items) - mine <= limit:
                 offers[agent] = tuple(i for i in items if i.author != agent)
                 continue
             rng = random.Random(f"{self.seed}:vote:{w}:{agent}")
