@@ -52,3 +52,12 @@ async def test_survey_summarises_agreement() -> None:
     assert all(
         v is None for v in summary["trait_correlation_across_agents"].values()
     )  # no variance
+
+
+def test_generate_is_prefix_stable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--n 10 --seed 1`` and ``--n 5 --seed 1`` write the same first five people."""
+    ten, five = tmp_path / "ten.jsonl", tmp_path / "five.jsonl"
+    assert _main(["personas", "generate", "--n", "10", "--seed", "1", "--out", str(ten)]) == 0
+    assert _main(["personas", "generate", "--n", "5", "--seed", "1", "--out", str(five)]) == 0
+    capsys.readouterr()
+    assert ten.read_text().splitlines()[:5] == five.read_text().splitlines()

@@ -1,16 +1,24 @@
 """Seeded synthetic persona generator.
 
-Deterministic per ``(n, seed, theme, options)``: one ``random.Random(seed)`` drives everything.
+Prefix-stable: persona ``i`` depends only on ``(i, seed, theme, options)``, never on ``n``, so
+``generate_personas(10, seed=1)[:5] == generate_personas(5, seed=1)`` and a population that
+grows during a run (an ``add_agents`` intervention) keeps the people already in it. Each persona
+draws from its own ``random.Random(f"{seed}:persona:{i}")``; ids are ``a00``, ``a01`` ... ``a99``,
+``a100`` ... (two digits at least, never padded by the population size).
 
 - Big Five: each trait ~ Beta(2.5, 2.5) (centred, spread over [0, 1]); the two aspect facets of a
   trait are the trait score plus small Gaussian noise, clipped.
 - Reward mix (the paper's figures): one dominant policy per agent. Dominant policies are spread
-  evenly: a seeded shuffle of agents gets ``COMPONENTS`` in turn, so counts differ by at most one.
+  evenly: each block of five consecutive agents gets a seeded permutation of ``COMPONENTS``, so
+  in every prefix the counts differ by at most one.
   The dominant weight is ``dominant_weight`` (0.6) and the rest is split equally.
 - Stance: a stance group (supportive / moderate / sceptical of the theme) drawn uniformly, with a
   numeric ``stance_score`` in [-1, 1] inside the group's band.
 - Group attributes (for homophily): ``stance_group``, ``age_band``, ``gender``.
-- Activity: lognormal(0, ``activity_sigma``) (heavy-tailed), rescaled to mean 1.
+- Activity: lognormal(-σ²/2, σ = ``activity_sigma``): heavy-tailed with expected value 1 (not
+  rescaled by the population's mean, which would depend on ``n``).
+- Names: the first ``len(_FIRST) * len(_LAST)`` agents get distinct names (a seeded
+  permutation of all pairs); later ones repeat them with a numeral.
 """
 
 from __future__ import annotations
@@ -96,25 +104,26 @@ def generate_personas(
     dominant_weight: float = 0.6,
     activity_sigma: float = 1.0,
     id_prefix: str = "a",
+    start: int = 0,
 ) -> list[Persona]:
-    """``n`` synthetic personas, deterministic per arguments (see module docstring)."""
+    """``n`` synthetic personas, the ``start``-th on (deterministic per arguments and
+    prefix-stable: see the module docstring); ``start`` lets a growing population add people."""
     if n < 1:
         raise ValueError(f"n={n} must be >= 1")
+    if start < 0:
+        raise ValueError(f"start={start} must be >= 0")
     if activity_sigma < 0:
         raise ValueError(f"activity_sigma={activity_sigma} must be >= 0")
-    rng = random.Random(seed)
-    order = list(range(n))
-    rng.shuffle(order)
-    offset = rng.randrange(len(COMPONENTS))
-    dominant_of = {
-        agent: COMPONENTS[(k + offset) % len(COMPONENTS)] for k, agent in enumerate(order)
-    }
-    width = max(2, len(str(n - 1)))
-    raw_activity = [rng.lognormvariate(0.0, activity_sigma) for _ in range(n)]
-    mean_activity = sum(raw_activity) / n
+    pairs = [f"{first} {last}" for first in _FIRST for last in _LAST]
+    random.Random(f"{seed}:names").shuffle(pairs)
+    mu = -(activity_sigma**2) / 2
     out: list[Persona] = []
-    used_names: set[str] = set()
-    for i in range(n):
+    block: list[str] = []
+    for i in range(start, start + n):
+        rng = random.Random(f"{seed}:persona:{i}")
+        if not block or i % len(COMPONENTS) == 0:
+            block = list(COMPONENTS)
+            random.Random(f"{seed}:dominant:{i // len(COMPONENTS)}").shuffle(block)
         big5 = {t: round(rng.betavariate(2.5, 2.5), 3) for t in TRAITS}
         facets = {
             f: round(_clip01(big5[t] + rng.gauss(0.0, 0.08)), 3) for t in TRAITS for f in FACETS[t]
@@ -124,16 +133,16 @@ def generate_personas(
         stance_score = round(rng.uniform(lo, hi), 3)
         age = rng.choice(_AGE_BANDS)
         gender = rng.choices(_GENDERS, weights=_GENDER_WEIGHTS)[0]
-        name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
-        while name in used_names and len(used_names) < len(_FIRST) * len(_LAST):
-            name = f"{rng.choice(_FIRST)} {rng.choice(_LAST)}"
-        used_names.add(name)
+        name = pairs[i % len(pairs)]
+        if i >= len(pairs):
+            name = f"{name} {i // len(pairs) + 1}"
+        activity = rng.lognormvariate(mu, activity_sigma)
         role = rng.choice(_ROLES)
-        dom = dominant_of[i]
+        dom = block[i % len(COMPONENTS)]
         stance = blurb.format(theme=theme)
         out.append(
             Persona(
-                id=f"{id_prefix}{i:0{width}d}",
+                id=f"{id_prefix}{i:02d}",
                 name=name,
                 role=role,
                 description=(
@@ -147,9 +156,7 @@ def generate_personas(
                 facets=facets,
                 lambdas=dominant_lambdas(dom, dominant_weight),
                 dominant=dom,
-                activity=max(1e-3, raw_activity[i] / mean_activity)
-                if math.isfinite(mean_activity)
-                else 1.0,
+                activity=min(1000.0, max(1e-3, activity)) if math.isfinite(activity) else 1.0,
                 attributes={"stance_group": group, "age_band": age, "gender": gender},
             )
         )
