@@ -22,10 +22,14 @@ from friendsim.runtime.config import parse_config as _parse
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 DIGESTS = {
-    # changed on purpose: the baseline (null model) now abstains from most votes, driven by
-    # persona and relationship (was 11bfa728b4e144e8a67e1ba50890cfc0f648b03958ade7fabc515028c5c9ed8c, 20663)
-    "paper": ("b63cd31d49ef79425401ce582607d89235abb7d11d331ac19c88d32fdb149052", 3974),
-    "continuous": ("39b832cf6986e4edc80823451aece93cc2b934b0dbc10d7ad32b85f1b513836c", 4420),
+    # changed on purpose twice: the baseline (null model) abstains from most votes (was
+    # 11bfa728b4e144e8a67e1ba50890cfc0f648b03958ade7fabc515028c5c9ed8c, 20663); the synthetic
+    # persona generator is prefix-stable, so both examples have other people (was
+    # b63cd31d49ef79425401ce582607d89235abb7d11d331ac19c88d32fdb149052, 3974)
+    "paper": ("08066aace87c4eaeff2b51f940335ddea73c15921571b2bda44bfab294bf5084", 3951),
+    # prefix-stable personas (was
+    # 39b832cf6986e4edc80823451aece93cc2b934b0dbc10d7ad32b85f1b513836c, 4420)
+    "continuous": ("e91a5f46ae12e7522d73e33854b3ec837506023e5df2b6f4cf0ca6d7554913de", 3786),
 }
 
 

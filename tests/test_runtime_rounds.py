@@ -53,6 +53,7 @@ async def test_round_protocol(tmp_path: Path, kind: str) -> None:
         obs, _ = spy.decisions[0]
         assert obs.allowed == ("POST",) and obs.feed == ()
 
+    all_votes: list[object] = []
     for w in range(1, rounds + 1):
         t0 = (w - 1) * L
         in_w = windows[w]
@@ -73,7 +74,7 @@ async def test_round_protocol(tmp_path: Path, kind: str) -> None:
             )
         # Votes happen in the vote phase and only on offered items of this round, never own.
         votes = [e for e in in_w if e.kind == "vote_cast"]
-        assert votes, "some votes are cast"
+        all_votes += votes
         for v in votes:
             assert v.t == pytest.approx(t0 + VOTE_AT * L)
             assert v.post_id in items and items[v.post_id] != v.actor  # type: ignore[attr-defined]
@@ -89,6 +90,8 @@ async def test_round_protocol(tmp_path: Path, kind: str) -> None:
                 assert obs.last_rewards is not None and obs.last_rewards.window == w - 1
                 assert obs.best_rewards is not None
                 assert len(obs.guidance) >= 1  # coaching on: the coach's tips reach the agent
+    # the baseline abstains from most votes: a small population may skip a round, not the run
+    assert all_votes, "some votes are cast"
     # Guidance is recorded after each window end and before the next round starts.
     kinds = [e.kind for e in events]
     for i, k in enumerate(kinds):
