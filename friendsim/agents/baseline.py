@@ -46,6 +46,7 @@ from typing import cast
 from friendsim.agents.asking import derive_seed
 from friendsim.agents.memory import AgentMemory, Relationship
 from friendsim.agents.persona import Persona
+from friendsim.agents.survey import Question, SurveyReply, baseline_answers
 from friendsim.platform.events import normalise_topic
 from friendsim.vocabulary import (
     Action,
@@ -107,6 +108,7 @@ class BaselinePolicy:
         if not 0.0 <= abstention <= 1.0:
             raise ValueError(f"abstention={abstention!r} must be between 0 and 1")
         self.persona = persona
+        self._seed = seed
         self.rng = random.Random(derive_seed(seed, persona.id, "baseline"))
         self.stances: Mapping[str, float] = stances if stances is not None else {}
         self.theme = normalise_topic(theme)
@@ -120,7 +122,13 @@ class BaselinePolicy:
         self.abstention = abstention
         self.tip_compliance = tip_compliance
         self.memory = AgentMemory(persona.id)
-        lam, big5 = persona.lambdas, persona.big5
+        self._derive()
+
+    # --- surveys and persona changes ---------------------------------------------------------
+
+    def _derive(self) -> None:
+        """The choice weights that follow from the persona (see the module docstring)."""
+        lam, big5 = self.persona.lambdas, self.persona.big5
         self._type_weights: dict[str, float] = {
             "POST": 0.15 + lam["PRE"] + 0.1 * lam["INF"],
             "COM": 0.15 + 0.6 * lam["SOC"] + 0.6 * lam["INF"] + 0.3 * lam["EMO"],
@@ -136,11 +144,29 @@ class BaselinePolicy:
         a = big5["A"]
         self.p_supportive = min(0.95, max(0.05, 0.3 + 0.5 * lam["EMO"] + 0.4 * (a - 0.5)))
         self.p_critical = min(0.6, max(0.02, 0.12 + 0.4 * (0.5 - a)))
-        self._my_stance = persona.stance_score
+        self._my_stance = self.persona.stance_score
         drive = (
             0.6 + 0.8 * (big5["E"] - 0.5) + 0.6 * lam["EMO"] + 0.4 * lam["SOC"] + 0.4 * lam["PRE"]
         )
         self._vote_drive = min(1.6, max(0.2, drive))
+
+    def amend(self, persona: Persona) -> None:
+        """Take a changed persona (an intervention): its weights follow from now on; memory
+        and the random generator are kept."""
+        if persona.id != self.persona.id:
+            raise ValueError(f"persona {persona.id!r} is not agent {self.persona.id!r}")
+        self.persona = persona
+        self._derive()
+
+    async def answer(
+        self, *, survey: str, window: int, questions: Sequence[Question]
+    ) -> SurveyReply:
+        """The null model's answers (:func:`~friendsim.agents.survey.baseline_answers`)."""
+        return SurveyReply(
+            answers=baseline_answers(
+                self.persona, questions, seed=self._seed, survey=survey, window=window
+            )
+        )
 
     # --- decide ------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from typing import Any
 from friendsim.agents.asking import ask_validated, derive_seed
 from friendsim.agents.memory import AgentMemory, snippet
 from friendsim.agents.persona import Persona
+from friendsim.agents.survey import Question, SurveyReply, ask_survey
 from friendsim.agents.prompting import (
     dm_block,
     esc,
@@ -201,6 +202,31 @@ class LLMPolicy:
         self.memory = memory or AgentMemory(persona.id)
         self.system = system_prompt(persona, theme, compact=self.config.compact)
         self.last_prompt_tokens = 0
+
+    # --- surveys and persona changes ---------------------------------------------------------
+
+    async def answer(
+        self, *, survey: str, window: int, questions: Sequence[Question]
+    ) -> SurveyReply:
+        """Ask the model, in character; invalid answers are re-asked, then a failure."""
+        asked = await ask_survey(
+            self.llm,
+            system=self.system,
+            agent=self.persona.id,
+            survey=survey,
+            window=window,
+            questions=questions,
+            seed=self.rng_seed,
+            max_retries=self.config.max_retries,
+        )
+        return SurveyReply(answers=asked.value, failure=asked.failure)
+
+    def amend(self, persona: Persona) -> None:
+        """Take a changed persona (an intervention): the system prompt follows it from now on."""
+        if persona.id != self.persona.id:
+            raise ValueError(f"persona {persona.id!r} is not agent {self.persona.id!r}")
+        self.persona = persona
+        self.system = system_prompt(persona, self.theme, compact=self.config.compact)
 
     # --- decide ------------------------------------------------------------------------------
 

@@ -53,6 +53,7 @@ from friendsim.analysis.rewards_params import (
 from friendsim.analysis.sentiment import SentimentModel, get_sentiment
 from friendsim.platform.events import (
     AgentRegistered,
+    PersonaChanged,
     DirectMessageSent,
     Event,
     FeedServed,
@@ -169,6 +170,7 @@ class RewardScorer:
         self.windows_scored = 0
         self._handlers: dict[type[Event], Callable[[Event], list[AgentScores]]] = {
             AgentRegistered: self._on_registered,
+            PersonaChanged: self._on_persona_changed,
             PostCreated: self._on_post,
             DirectMessageSent: self._on_dm,
             VoteCast: self._on_vote,
@@ -191,6 +193,14 @@ class RewardScorer:
     def lambdas_of(self, agent: str) -> Mapping[str, float]:
         """The reward mix λ of ``agent`` (uniform when not configured)."""
         return self._lambdas.get(agent, UNIFORM_LAMBDAS)
+
+    def _on_persona_changed(self, e: Event) -> list[AgentScores]:
+        """An intervention changed an agent's reward mix: it is scored by it from now on."""
+        assert isinstance(e, PersonaChanged)
+        lam = e.fields.get("lambdas")
+        if isinstance(lam, Mapping):
+            self._lambdas[e.agent] = validate_lambdas(e.agent, dict(lam))
+        return []
 
     def feed(self, event: Event) -> list[AgentScores]:
         """Consume one event; returns the window's scores at ``WindowEnded``, else ``[]``."""

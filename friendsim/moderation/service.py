@@ -1,0 +1,192 @@
+"""ModerationService: reviews every public item from the event stream and records decisions.
+
+It subscribes to ``platform.bus`` (catch-up, then live) and queues every ``PostCreated`` as a
+:class:`~.base.ModerationItem`, with the truth label of injected items (``ItemInjected``, and of
+the item a repost quotes). The runtime awaits :meth:`sweep` at fixed points of every window
+(after each wake's decisions are applied, after interventions): it waits until the service has
+read everything committed, asks the moderator about the queued items (in log order; at once for
+a ``concurrent`` moderator) and records one ``ModerationDecided`` per verdict in item order, then
+flushes. Decisions therefore sit at the same place of the log in every run with the same seed
+and answers, and take effect at once (the platform honours them from the next feed on). A
+review that failed is recorded as ``ActionFailed(stage="moderation")`` and decides nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+import structlog
+
+from friendsim.platform.events import (
+    ActionFailed,
+    Event,
+    ItemInjected,
+    ModerationDecided,
+    PostCreated,
+    WindowStarted,
+)
+
+from .base import ModerationItem, Moderator, Review
+
+log = structlog.get_logger(__name__)
+
+
+class _PlatformLike(Protocol):
+    bus: Any
+    clock: Any
+    committed_seq: int
+
+    async def record(self, event: Event) -> Event: ...
+
+    async def flush(self) -> int: ...
+
+
+class ModerationService:
+    """See the module docstring; ``concurrency`` bounds reviews in flight."""
+
+    def __init__(
+        self,
+        platform: _PlatformLike,
+        *,
+        moderator: Moderator,
+        concurrency: int = 8,
+        name: str = "moderation",
+        maxsize: int = 4096,
+    ) -> None:
+        self.platform = platform
+        self.moderator = moderator
+        self.name = name
+        self._maxsize = maxsize
+        self._sem = asyncio.Semaphore(max(1, concurrency))
+        self._queue: list[ModerationItem] = []
+        self._truth: dict[int, tuple[str, str]] = {}
+        self._window = 0
+        self._read = 0
+        self._moved = asyncio.Condition()
+        self._sub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._error: BaseException | None = None
+        self.decisions = 0
+        self.failures = 0
+
+    async def start(self) -> None:
+        """Subscribe from the first event and start reading (returns at once)."""
+        self._sub = self.platform.bus.subscribe(name=self.name, from_seq=1, maxsize=self._maxsize)
+        self._reader = asyncio.create_task(self._run(), name=f"{self.name}-reader")
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+
+    async def _run(self) -> None:
+        try:
+            async with self._sub:
+                async for event in self._sub:
+                    self._on_event(event)
+                    async with self._moved:
+                        self._read = event.seq
+                        self._moved.notify_all()
+        except Exception as exc:
+            log.error("moderation_service_failed", error=repr(exc))
+            self._error = exc
+        finally:
+            async with self._moved:
+                self._moved.notify_all()
+
+    def _on_event(self, event: Event) -> None:
+        match event:
+            case WindowStarted(window=w):
+                self._window = w
+            case PostCreated(post_id=pid, quote_of=quoted):
+                if quoted is not None and quoted in self._truth:
+                    self._truth[pid] = self._truth[quoted]
+                truth, source = self._truth.get(pid, (None, ""))
+                self._queue.append(
+                    ModerationItem(
+                        post_id=pid,
+                        author=event.actor or "",
+                        text=event.text,
+                        topic=event.topic,
+                        window=self._window,
+                        parent_id=event.parent_id,
+                        quote_of=quoted,
+                        truth=truth,
+                        source=source,
+                    )
+                )
+            case ItemInjected(post_id=pid, truth=truth, source=source):
+                self._truth[pid] = (truth, source)
+                self._queue = [
+                    _with_truth(i, truth, source) if i.post_id == pid else i for i in self._queue
+                ]
+            case _:
+                pass
+
+    async def sweep(self, window: int) -> int:
+        """Review every item committed so far and record the decisions; returns how many."""
+        target = self.platform.committed_seq
+        async with self._moved:
+            await self._moved.wait_for(
+                lambda: self._read >= target or self._error is not None or self._reader is None
+                or self._reader.done()
+            )
+        if self._error is not None:
+            raise RuntimeError(f"{self.name} failed: {self._error!r}") from self._error
+        items, self._queue = self._queue, []
+        if not items:
+            return 0
+        if self.moderator.concurrent:
+            reviews = await asyncio.gather(*(self._review(i) for i in items))
+        else:
+            reviews = [await self.moderator.review(i) for i in items]
+        recorded = 0
+        now = self.platform.clock.now()
+        for item, review in zip(items, reviews, strict=True):
+            if review.failure is not None:
+                f = review.failure
+                await self.platform.record(
+                    ActionFailed(
+                        t=now,
+                        window=window,
+                        stage=f.stage,
+                        reason=f.reason,
+                        detail=f.detail,
+                        attempts=f.attempts,
+                        action={"post_id": item.post_id, "moderator": self.moderator.name},
+                    )
+                )
+                self.failures += 1
+            for v in review.verdicts:
+                suspend = v.action == "suspend"
+                await self.platform.record(
+                    ModerationDecided(
+                        t=now,
+                        window=window,
+                        moderator=self.moderator.name,
+                        action=v.action,
+                        post_id=item.post_id,
+                        author=item.author,
+                        label=v.label,
+                        from_window=window + 1 if suspend else None,
+                        until_window=window + v.windows if suspend else None,
+                        reason=v.reason,
+                        score=None if v.score is None else round(v.score, 6),
+                    )
+                )
+                recorded += 1
+        self.decisions += recorded
+        await self.platform.flush()
+        return recorded
+
+    async def _review(self, item: ModerationItem) -> Review:
+        async with self._sem:
+            return await self.moderator.review(item)
+
+
+def _with_truth(item: ModerationItem, truth: str, source: str) -> ModerationItem:
+    from dataclasses import replace
+
+    return replace(item, truth=truth, source=source)
