@@ -69,6 +69,11 @@ from friendsim.runtime.config import (
 from friendsim.runtime.continuous import ContinuousScheduler, acquaintances
 from friendsim.runtime.control import RunControl
 from friendsim.runtime.engine import Engine, FeedRules, RunListener, WindowTally
+from friendsim.runtime.instruments_setup import (
+    inline_plan_items,
+    moderation_spec,
+    open_instruments,
+)
 from friendsim.runtime.rounds import RoundsScheduler
 from friendsim.runtime.status import RunStopped, StopKind, finished_status, provider_stop
 from friendsim.vocabulary import Policy
@@ -457,6 +462,7 @@ async def _run_locked(
 ) -> RunResult:
     source = str(config_path) if config_path is not None else "<config>"
     base = Path(config_path).parent if config_path is not None else Path.cwd()
+    plan = inline_plan_items(plan, base=base, source=source)
     first, cfg = plan.first, plan.final
     ex = first.experiment
     personas, manifest = await asyncio.to_thread(
@@ -467,6 +473,8 @@ async def _run_locked(
         dict(manifest.models) if agent_policies.uses_llm(first.agents.policy) else {}
     )
     coach_specs = {s for p in plan.phases if (s := coach_spec(p.config, env)) is not None}
+    if (mod_spec := moderation_spec(cfg, env)) is not None:
+        coach_specs.add(mod_spec)
     ledger = ledger if ledger is not None else make_ledger(cfg)
     if budget is None and cfg.llm.budget_usd is not None:
         budget = Budget(cfg.llm.budget_usd, ledger)
@@ -477,6 +485,7 @@ async def _run_locked(
     stacks: dict[str, LLMStack] = {}
     platform = await Platform.open(layout.events, clock=VirtualClock())
     service: CoachService | None = None
+    instruments = None
     windows: list[WindowTally] = []
     scheduler: RoundsScheduler | ContinuousScheduler | None = None
     status = "failed"
@@ -549,6 +558,26 @@ async def _run_locked(
         def feeds(window: int) -> FeedRules:
             return rankers[max(s for s in rankers if s <= window)]
 
+        instruments = await open_instruments(
+            plan,
+            platform=platform,
+            personas=personas,
+            stacks=stacks,
+            env=env,
+            make_policies=lambda ps: _policies(
+                first,
+                ps,
+                provider_specs(first, ps, env)
+                if agent_policies.uses_llm(first.agents.policy)
+                else {},
+                agent_llms,
+            ),
+            build_personas=lambda n: build_personas(
+                first.model_copy(update={"agents": first.agents.model_copy(update={"count": n})}),
+                base=base,
+                source=source,
+            ),
+        )
         agent_ids = sorted(p.id for p in personas)
         engine = Engine(
             platform=platform,
@@ -561,10 +590,13 @@ async def _run_locked(
             stop=stop,
             gate=control.gate if control is not None else None,
             max_failure_share=cfg.llm.max_failure_share if specs else None,
+            hooks=instruments,
             acquaintances=acquaintances(agent_ids, k=10, seed=ex.seed)
             if ex.mode == "continuous"
             else None,
         )
+        if instruments is not None:
+            instruments.attach(engine)
         if ex.mode == "rounds":
             scheduler = RoundsScheduler(
                 engine,
@@ -603,6 +635,8 @@ async def _run_locked(
         await checkpoint.close()
         if scheduler is not None and not windows:
             windows = list(scheduler.reports)
+        if instruments is not None:
+            await instruments.aclose()
         await _shutdown(service, stacks, platform)
         if journal is not None:
             journal.close()

@@ -31,6 +31,7 @@ from friendsim.llm.errors import ProviderConfigError
 from friendsim.llm.registry import parse_spec
 from friendsim.platform.feeds import RANKERS
 from friendsim.registry import Registry, RegistryError
+from friendsim.runtime.instruments_config import InterventionSpec, ModerationSection, SurveySpec
 
 COMPONENTS = ("SOC", "INF", "PRE", "COORD", "EMO")
 
@@ -330,6 +331,9 @@ class ExperimentConfig(_Section):
     rewards: RewardsSection = Field(default_factory=RewardsSection)
     feed: FeedSection = Field(default_factory=FeedSection)
     ties: TiesSection = Field(default_factory=TiesSection)
+    interventions: tuple[InterventionSpec, ...] = ()
+    moderation: ModerationSection = Field(default_factory=ModerationSection)
+    surveys: tuple[SurveySpec, ...] = ()
 
     def persona_path(self, base: Path) -> Path | None:
         """The persona file (resolved against ``base``), or ``None`` for synthetic personas."""

@@ -105,8 +105,6 @@ class ContinuousScheduler:
         )
         self.last_wake: dict[str, float] = dict.fromkeys(engine.agents, 0.0)
         self._order: tuple[str, ...] = engine.agents
-        self.new_activity: dict[str, float] = {}
-        """Relative activity of agents that join during the run (set by who adds them)."""
         self.reports: list[WindowTally] = []
         """Tallies of the windows completed so far (kept when a run is interrupted)."""
 
@@ -157,12 +155,12 @@ class ContinuousScheduler:
 
     def _grow(self) -> None:
         """Agents joined (population growth): each newcomer wakes at the mean rate times its
-        persona's activity (``activity`` of the newcomers, default 1); old rates are kept."""
+        persona's activity; old rates are kept."""
         agents = self.engine.agents
         old = dict(zip(self._order, self.rates, strict=True))
         mean = float(np.mean(self.rates)) if len(self.rates) else 0.0
         self.rates = np.array(
-            [old.get(a, mean * self.new_activity.get(a, 1.0)) for a in agents], dtype=float
+            [old.get(a, mean * self.engine.joined_activity.get(a, 1.0)) for a in agents], dtype=float
         )
         self._order = agents
         for a in agents:

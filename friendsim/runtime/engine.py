@@ -184,6 +184,8 @@ class Engine:
         self.hooks = hooks or WindowHooks()
         self._feed_override: FeedRules | None = None
         self._broadcasts: dict[str, list[InboxMessage]] = {}
+        self.joined_activity: dict[str, float] = {}
+        """Relative activity of agents that joined during the run."""
 
     # --- what instruments change (each recorded as an event by the caller) ---------------------
 
@@ -198,11 +200,20 @@ class Engine:
         """Serve feeds by ``rules`` from now on, whatever the run plan's phases say."""
         self._feed_override = self.feeds = rules
 
-    def add_agent(self, agent: str, policy: Policy, *, acquaintances: Sequence[str] = ()) -> None:
-        """A new agent (population growth; registered on the platform by the caller)."""
+    def add_agent(
+        self,
+        agent: str,
+        policy: Policy,
+        *,
+        acquaintances: Sequence[str] = (),
+        activity: float = 1.0,
+    ) -> None:
+        """A new agent (population growth; registered on the platform by the caller);
+        ``activity`` is its relative wake rate (continuous mode)."""
         if agent in self.policies:
             raise ValueError(f"agent {agent!r} already takes part")
         self.policies[agent] = policy
+        self.joined_activity[agent] = activity
         self.agents = tuple(sorted(self.policies))
         self.contexts[agent] = AgentContext(
             agent, max_known=self._max_known, acquaintances=acquaintances

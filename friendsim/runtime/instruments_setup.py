@@ -1,0 +1,109 @@
+"""Building a run's instruments from its plan (called by the one assembly).
+
+Kept apart from :mod:`friendsim.runtime.assembly` so the assembly only gains a few calls:
+:func:`inline_plan_items` (item files become inline items before the manifest is written, so a
+re-run needs no file), :func:`moderation_spec` (the LLM moderator's provider spec, opened with
+the other stacks) and :func:`open_instruments` (the :class:`~.instruments.Instruments` hooks,
+or ``None`` for a run that uses none — whose log is then exactly as before).
+
+The instruments follow the plan's final config (the one the manifest records).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from friendsim.agents.persona import Persona
+from friendsim.moderation.kinds import MODERATORS
+from friendsim.moderation.kinds import uses_llm as moderator_uses_llm
+from friendsim.moderation.service import ModerationService
+from friendsim.runtime.config import ConfigError, ExperimentConfig, resolve_auto_provider
+from friendsim.runtime.instruments import Instruments, instruments_used
+from friendsim.runtime.instruments_config import ItemsFileError, inline_items
+from friendsim.vocabulary import Policy
+
+if TYPE_CHECKING:
+    from friendsim.llm.stack import LLMStack
+    from friendsim.platform.service import Platform
+    from friendsim.runtime.assembly import RunPlan
+
+
+def inline_plan_items(plan: RunPlan, *, base: Path, source: str | Path) -> RunPlan:
+    """``plan`` with every intervention's item file replaced by its items."""
+    if not any(p.config.interventions for p in plan.phases):
+        return plan
+    phases = []
+    for phase in plan.phases:
+        cfg = phase.config
+        try:
+            inlined = inline_items(cfg.interventions, base)
+        except ItemsFileError as exc:
+            raise ConfigError(source, "[interventions].items", str(exc)) from None
+        phases.append(
+            dataclasses.replace(phase, config=cfg.model_copy(update={"interventions": inlined}))
+        )
+    return dataclasses.replace(plan, phases=tuple(phases))
+
+
+def moderation_spec(cfg: ExperimentConfig, env: Mapping[str, str] | None = None) -> str | None:
+    """The resolved provider spec of an LLM moderator (``None`` without one)."""
+    mod = cfg.moderation
+    if not (mod.enabled and moderator_uses_llm(mod.kind)):
+        return None
+    spec = mod.provider or cfg.llm.provider
+    return resolve_auto_provider(env) if spec == "auto" else spec
+
+
+async def open_instruments(
+    plan: RunPlan,
+    *,
+    platform: Platform,
+    personas: Sequence[Persona],
+    stacks: Mapping[str, LLMStack],
+    env: Mapping[str, str] | None,
+    make_policies: Callable[[list[Persona]], Mapping[str, Policy]],
+    build_personas: Callable[[int], Sequence[Persona]],
+) -> Instruments | None:
+    """The run's instruments, started (the moderation service subscribes to the bus)."""
+    cfg, first = plan.final, plan.first
+    if not instruments_used(cfg):
+        return None
+    moderation: ModerationService | None = None
+    if cfg.moderation.enabled:
+        spec = moderation_spec(cfg, env)
+        moderator = MODERATORS.create(
+            cfg.moderation.kind, cfg.moderation.params, llm=stacks[spec] if spec else None
+        )
+        moderation = ModerationService(
+            platform, moderator=moderator, concurrency=cfg.llm.concurrency
+        )
+        await moderation.start()
+    population: list[Persona] = list(personas)
+
+    def more(k: int) -> list[Persona]:
+        made = list(build_personas(len(population) + k))[len(population) :]
+        population.extend(made)
+        return made
+
+    def make_policy(p: Persona) -> Policy:
+        return make_policies([p])[p.id]
+
+    ex = first.experiment
+    return Instruments(
+        platform=platform,
+        interventions=cfg.interventions,
+        moderation=moderation,
+        surveys=cfg.surveys,
+        personas=personas,
+        theme=ex.theme,
+        seed=ex.seed,
+        mode=ex.mode,
+        window_length=ex.window_length,
+        make_policy=make_policy,
+        more_personas=more,
+    )
+
+
