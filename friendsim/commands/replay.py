@@ -26,7 +26,8 @@ Work with a recorded run. Choose one action:
                     answers (no model is asked) and check that the new event log
                     is identical
   --redrive         score the recorded log again with other reward settings
-                    and, optionally, a coach, without any model
+                    and, optionally, a coach or a moderator (--moderator rule),
+                    without any model
   --resume          continue a run that was stopped or killed
   --fork CONFIG     start a new run with CONFIG that shares RUN_DIR's first
                     --at windows
@@ -41,6 +42,7 @@ examples:
   friendsim replay runs/paper --verify
   friendsim replay runs/paper --rerun --out runs/paper-again
   friendsim replay runs/paper --redrive --rewards beta_emo=-0.5 --coach rule --out scores.json
+  friendsim replay runs/misinfo --redrive --moderator rule --moderator-params toxicity=0.5 --out mod.json
   friendsim replay runs/paper --resume --out runs/paper-resumed
   friendsim replay runs/paper --fork coached.toml --at 7 --out runs/fork
 
@@ -117,6 +119,20 @@ def register(subparsers: Subparsers) -> None:
         default="none",
         choices=("none", "rule"),
         help="with --redrive: the coach that reads the new scores (default: %(default)s)",
+    )
+    p.add_argument(
+        "--moderator",
+        default=None,
+        metavar="NAME",
+        help="with --redrive: review every item of the log with this moderator (e.g. rule), "
+        "without any model, and compare with the recorded decisions",
+    )
+    p.add_argument(
+        "--moderator-params",
+        nargs="*",
+        default=None,
+        metavar="NAME=VALUE",
+        help="with --moderator: parameters to change from the run's own (e.g. toxicity=0.5)",
     )
     p.set_defaults(handler=handle)
 
@@ -238,6 +254,18 @@ def _redrive(args: argparse.Namespace) -> int:
         redrive(args.run_dir, rewards=parse_reward_changes(args.rewards), coach=args.coach)
     )
     body = result.to_json()
+    moderation = None
+    if args.moderator is not None:
+        from friendsim.replay.moderation import redrive_moderation
+
+        moderation = asyncio.run(
+            redrive_moderation(
+                args.run_dir,
+                moderator=args.moderator,
+                changes=parse_reward_changes(args.moderator_params),
+            )
+        ).to_json()
+        body["moderation"] = moderation
     args.out.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     _emit(
         {
@@ -245,6 +273,15 @@ def _redrive(args: argparse.Namespace) -> int:
             "windows": len(body["windows"]),
             "mean_total": body["mean_total"],
             "recorded_mean_total": body["recorded_mean_total"],
+            **(
+                {}
+                if moderation is None
+                else {
+                    "moderation_decisions": len(moderation["decisions"]),
+                    "moderation_by_action": moderation["by_action"],
+                    "moderation_equal_to_recorded": moderation["equal_to_recorded"],
+                }
+            ),
         }
     )
     return 0

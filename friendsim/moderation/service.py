@@ -14,6 +14,7 @@ review that failed is recorded as ``ActionFailed(stage="moderation")`` and decid
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any, Protocol
 
 import structlog
@@ -27,7 +28,7 @@ from friendsim.platform.events import (
     WindowStarted,
 )
 
-from .base import ModerationItem, Moderator, Review
+from .base import ModerationItem, Moderator, Review, Verdict
 
 log = structlog.get_logger(__name__)
 
@@ -59,9 +60,7 @@ class ModerationService:
         self.name = name
         self._maxsize = maxsize
         self._sem = asyncio.Semaphore(max(1, concurrency))
-        self._queue: list[ModerationItem] = []
-        self._truth: dict[int, tuple[str, str]] = {}
-        self._window = 0
+        self.items = ItemQueue()
         self._read = 0
         self._moved = asyncio.Condition()
         self._sub: Any = None
@@ -97,36 +96,13 @@ class ModerationService:
                 self._moved.notify_all()
 
     def _on_event(self, event: Event) -> None:
-        match event:
-            case WindowStarted(window=w):
-                self._window = w
-            case PostCreated(post_id=pid, quote_of=quoted):
-                if quoted is not None and quoted in self._truth:
-                    self._truth[pid] = self._truth[quoted]
-                truth, source = self._truth.get(pid, (None, ""))
-                self._queue.append(
-                    ModerationItem(
-                        post_id=pid,
-                        author=event.actor or "",
-                        text=event.text,
-                        topic=event.topic,
-                        window=self._window,
-                        parent_id=event.parent_id,
-                        quote_of=quoted,
-                        truth=truth,
-                        source=source,
-                    )
-                )
-            case ItemInjected(post_id=pid, truth=truth, source=source):
-                self._truth[pid] = (truth, source)
-                self._queue = [
-                    _with_truth(i, truth, source) if i.post_id == pid else i for i in self._queue
-                ]
-            case _:
-                pass
+        self.items.feed(event)
 
-    async def sweep(self, window: int) -> int:
-        """Review every item committed so far and record the decisions; returns how many."""
+    async def sweep(self) -> int:
+        """Review every item committed so far and record the decisions; returns how many.
+
+        A decision belongs to the window its item was posted in; a suspension covers the
+        ``windows`` windows after it."""
         target = self.platform.committed_seq
         async with self._moved:
             await self._moved.wait_for(
@@ -135,7 +111,7 @@ class ModerationService:
             )
         if self._error is not None:
             raise RuntimeError(f"{self.name} failed: {self._error!r}") from self._error
-        items, self._queue = self._queue, []
+        items = self.items.take()
         if not items:
             return 0
         if self.moderator.concurrent:
@@ -150,7 +126,7 @@ class ModerationService:
                 await self.platform.record(
                     ActionFailed(
                         t=now,
-                        window=window,
+                        window=item.window,
                         stage=f.stage,
                         reason=f.reason,
                         detail=f.detail,
@@ -160,22 +136,7 @@ class ModerationService:
                 )
                 self.failures += 1
             for v in review.verdicts:
-                suspend = v.action == "suspend"
-                await self.platform.record(
-                    ModerationDecided(
-                        t=now,
-                        window=window,
-                        moderator=self.moderator.name,
-                        action=v.action,
-                        post_id=item.post_id,
-                        author=item.author,
-                        label=v.label,
-                        from_window=window + 1 if suspend else None,
-                        until_window=window + v.windows if suspend else None,
-                        reason=v.reason,
-                        score=None if v.score is None else round(v.score, 6),
-                    )
-                )
+                await self.platform.record(decision_event(item, v, self.moderator.name, t=now))
                 recorded += 1
         self.decisions += recorded
         await self.platform.flush()
@@ -186,7 +147,69 @@ class ModerationService:
             return await self.moderator.review(item)
 
 
-def _with_truth(item: ModerationItem, truth: str, source: str) -> ModerationItem:
-    from dataclasses import replace
+def decision_event(item: ModerationItem, v: Verdict, moderator: str, *, t: float) -> ModerationDecided:
+    """The ``ModerationDecided`` event of verdict ``v`` on ``item``."""
+    suspend = v.action == "suspend"
+    return ModerationDecided(
+        t=t,
+        window=item.window,
+        moderator=moderator,
+        action=v.action,
+        post_id=item.post_id,
+        author=item.author,
+        label=v.label,
+        from_window=item.window + 1 if suspend else None,
+        until_window=item.window + v.windows if suspend else None,
+        reason=v.reason,
+        score=None if v.score is None else round(v.score, 6),
+    )
 
-    return replace(item, truth=truth, source=source)
+
+class ItemQueue:
+    """The items awaiting review, built from the event stream: every ``PostCreated`` in log
+    order, with the truth label of ``ItemInjected`` (which follows its post) and of the item a
+    repost quotes, and the window it was posted in. Shared by the live service and the
+    offline re-drive, so both show a moderator the same items."""
+
+    def __init__(self) -> None:
+        self._queue: list[ModerationItem] = []
+        self._truth: dict[int, tuple[str, str]] = {}
+        self.window = 0
+
+    def feed(self, event: Event) -> None:
+        match event:
+            case WindowStarted(window=w):
+                self.window = w
+            case PostCreated(post_id=pid, quote_of=quoted):
+                if quoted is not None and quoted in self._truth:
+                    self._truth[pid] = self._truth[quoted]
+                truth, source = self._truth.get(pid, (None, ""))
+                self._queue.append(
+                    ModerationItem(
+                        post_id=pid,
+                        author=event.actor or "",
+                        text=event.text,
+                        topic=event.topic,
+                        window=self.window,
+                        parent_id=event.parent_id,
+                        quote_of=quoted,
+                        truth=truth,
+                        source=source,
+                    )
+                )
+            case ItemInjected(post_id=pid, truth=truth, source=source):
+                self._truth[pid] = (truth, source)
+                self._queue = [
+                    replace(i, truth=truth, source=source) if i.post_id == pid else i
+                    for i in self._queue
+                ]
+            case _:
+                pass
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def take(self) -> list[ModerationItem]:
+        """The queued items, oldest first; the queue is emptied."""
+        items, self._queue = self._queue, []
+        return items

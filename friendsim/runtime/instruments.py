@@ -166,7 +166,7 @@ class Instruments(WindowHooks):
     async def _sweep(self, window: int) -> None:
         if self.moderation is not None:
             await self.platform.flush()
-            await self.moderation.sweep(window)
+            await self.moderation.sweep()
 
     async def _apply(self, due: Sequence[Scheduled], window: int) -> None:
         for s in due:
