@@ -146,6 +146,7 @@ class Instruments(WindowHooks):
             if s.index not in self._done and s.spec.at is not None and s.spec.at <= t
         ]
         if due:
+            self.platform.clock.advance_to(t)
             await self._apply(due, window)
             await self._sweep(window)
 

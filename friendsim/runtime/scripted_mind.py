@@ -122,8 +122,22 @@ def _tips(rng: random.Random) -> dict[str, Any]:
     }
 
 
+def _survey(request: LLMRequest, rng: random.Random) -> dict[str, Any]:
+    schema: Mapping[str, Any] = request.json_schema or {}
+    props = schema.get("properties", {}).get("answers", {}).get("properties", {})
+    return {
+        "answers": {q: rng.randint(int(s.get("minimum", 1)), int(s.get("maximum", 7))) for q, s in props.items()}
+    }
+
+
+def _moderation(request: LLMRequest, rng: random.Random) -> dict[str, Any]:
+    action = rng.choice(("none", "none", "none", "label", "downrank"))
+    return {"action": action, "label": "Context added by reviewers.", "reason": "scripted"}
+
+
 def plausible_responder(seed: int = 0) -> Callable[[LLMRequest], str | dict[str, Any]]:
-    """A responder answering ``plan``, ``content``, ``vote`` and ``coach`` requests validly."""
+    """A responder answering ``plan``, ``content``, ``vote``, ``coach``, ``survey`` and
+    ``moderation`` requests validly."""
 
     def respond(request: LLMRequest) -> str | dict[str, Any]:
         rng = _rng(request, seed)
@@ -134,6 +148,10 @@ def plausible_responder(seed: int = 0) -> Callable[[LLMRequest], str | dict[str,
                 return _votes(request, rng)
             case "coach":
                 return _tips(rng)
+            case "survey":
+                return _survey(request, rng)
+            case "moderation":
+                return _moderation(request, rng)
             case _:
                 topic = rng.choice(_TOPICS)
                 return f"Thinking about {topic} today; {rng.choice(_TONES)} take, happy to chat."

@@ -1,0 +1,191 @@
+"""Scheduled interventions: each kind takes effect at exactly its window and is in the log; runs
+with interventions, moderation and surveys replay byte for byte."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from friendsim.platform.events import Event, event_from_row
+from friendsim.replay.rerun import rerun
+from friendsim.rundir.verify import verify_run
+from friendsim.runtime.assembly import run_experiment
+from friendsim.runtime.config import ConfigError, parse_config
+
+ITEMS = [
+    {"id": "f1", "text": "The levy doubles every bill.", "topic": "energy", "source": "Buzz", "truth": "false"},
+    {"id": "t1", "text": "Record warm summer, says the weather service.", "topic": "science", "source": "WS", "truth": "true"},
+]  # fmt: skip
+ACTING = {"post_created", "vote_cast", "vote_changed", "vote_cleared", "followed", "unfollowed", "dm_sent"}  # fmt: skip
+
+
+def config(mode: str = "rounds", **over: Any) -> Any:
+    data: dict[str, Any] = {
+        "experiment": {"name": "iv", "seed": 3, "rounds": 5, "n_actions": 2, "mode": mode},
+        "agents": {"count": 6, "policy": "baseline"},
+        "coach": {"enabled": True, "kind": "rule"},
+        "rewards": {"sentiment": "lexicon"},
+        "feed": {"ranker": "full", "limit": 30},
+    }
+    if mode == "continuous":
+        data["experiment"].update(window_length=600.0, tick=60.0, wake_rate=3.0)
+    data.update(over)
+    return parse_config(data)
+
+
+def events(run: Path) -> list[Event]:
+    with sqlite3.connect(run / "events.db") as con:
+        return [event_from_row(*r) for r in con.execute("SELECT * FROM events ORDER BY seq")]
+
+
+def windows_of(evs: list[Event]) -> Iterator[tuple[int, Event]]:
+    w = 0
+    for e in evs:
+        if e.kind == "window_started":
+            w = e.window  # type: ignore[attr-defined]
+        yield w, e
+
+
+ALL_KINDS = [
+    {"kind": "inject", "window": 2, "items": ITEMS, "agents": ["a01"]},
+    {"kind": "broadcast", "window": 2, "text": "Platform notice: be kind."},
+    {"kind": "reward_mix", "window": 2, "agents": ["a00"], "dominant": "EMO"},
+    {"kind": "persona", "window": 2, "agents": ["a05"], "fields": {"stance_score": -0.9}},
+    {"kind": "suspend", "window": 2, "agents": ["a02"], "windows": 2},
+    {"kind": "ranker", "window": 3, "ranker": "chrono", "limit": 10},
+    {"kind": "remove", "window": 3, "agents": ["a03"]},
+    {"kind": "add_agents", "window": 3, "count": 2},
+]
+
+
+@pytest.mark.parametrize("mode", ["rounds", "continuous"])
+async def test_every_intervention_kind_at_its_window(tmp_path: Path, mode: str) -> None:
+    cfg = config(mode, interventions=ALL_KINDS)
+    await run_experiment(cfg, out_dir=tmp_path / "run")
+    evs = events(tmp_path / "run")
+    placed = list(windows_of(evs))
+    applied = [(w, e.intervention) for w, e in placed if e.kind == "intervention_applied"]  # type: ignore[attr-defined]
+    assert applied == [(2, "inject"), (2, "broadcast"), (2, "reward_mix"), (2, "persona"),
+                       (2, "suspend"), (3, "ranker"), (3, "remove"), (3, "add_agents")]  # fmt: skip
+    # every intervention is applied before anyone of its window is served a feed or acts
+    for w in (2, 3):
+        first_applied = min(e.seq for x, e in placed if x == w and e.kind == "intervention_applied")
+        assert all(
+            e.seq > first_applied for x, e in placed if x == w and e.kind in ACTING | {"feed_served"}
+            if e.actor not in ("a01",) or e.kind != "post_created"
+        )
+    # inject: two posts by the chosen agent, each labelled with its truth
+    injected = [e for e in evs if e.kind == "item_injected"]
+    assert [(e.item_id, e.truth) for e in injected] == [("f1", "false"), ("t1", "true")]  # type: ignore[attr-defined]
+    posts = {e.post_id: e for e in evs if e.kind == "post_created"}  # type: ignore[attr-defined]
+    assert all(posts[e.post_id].actor == "a01" for e in injected)  # type: ignore[attr-defined]
+    # ranker: full before window 3, chrono (10 items) from window 3 on
+    for w, e in placed:
+        if e.kind == "feed_served":
+            assert e.ranker == ("full" if w < 3 else "chrono"), (w, e)  # type: ignore[attr-defined]
+            assert w < 3 or len(e.post_ids) <= 10  # type: ignore[attr-defined]
+    # reward mix and persona changes are events with the new fields
+    changed = {e.agent: e.fields for e in evs if e.kind == "persona_changed"}  # type: ignore[attr-defined]
+    assert changed["a00"]["dominant"] == "EMO" and changed["a00"]["lambdas"]["EMO"] == 0.6
+    assert changed["a05"] == {"stance_score": -0.9}
+    # suspension: a02 acts in no window of 2..3 and is not even observed; removal: a03 from 3 on
+    for w, e in placed:
+        if e.actor == "a02" and 2 <= w <= 3:
+            assert e.kind not in ACTING | {"feed_served"}, (w, e)
+        if e.actor == "a03" and w >= 3:
+            assert e.kind not in ACTING | {"feed_served"}, (w, e)
+    assert any(e.actor == "a03" and e.kind in ACTING for w, e in placed if w < 3)
+    # growth: two newcomers registered in window 3 (prefix-stable ids), then served and acting
+    joined = [(w, e.actor) for w, e in placed if e.kind == "agent_registered" and w > 0]
+    assert joined == [(3, "a06"), (3, "a07")]
+    assert any(e.actor == "a06" and e.kind == "feed_served" for w, e in placed if w >= 3)
+    # the broadcast is recorded in window 2
+    assert [w for w, e in placed if e.kind == "broadcast_sent"] == [2]
+    # the platform's state is what the log implies, and the run re-runs byte for byte
+    assert verify_run(tmp_path / "run").ok
+    report = await rerun(tmp_path / "run", tmp_path / "again")
+    assert report.identical, report.diff
+
+
+async def test_broadcast_reaches_agents_once(tmp_path: Path) -> None:
+    """The broadcast text is in the next observation of every agent (LLM prompts), once."""
+    from friendsim.llm.scripted import ScriptedLLM
+    from friendsim.runtime.scripted_mind import plausible_responder
+
+    prompts: list[str] = []
+    responder = plausible_responder(0)
+
+    def answer(req: Any) -> Any:
+        if req.label == "plan":
+            prompts.append(req.messages[-1].content)
+        return responder(req)
+
+    cfg = config(
+        agents={"count": 3, "policy": "llm"},
+        llm={"provider": "scripted", "retries": 0},
+        experiment={"name": "b", "seed": 1, "rounds": 4, "n_actions": 1},
+        interventions=[{"kind": "broadcast", "window": 3, "text": "NOTICE-XYZ from the team"}],
+    )
+    await run_experiment(cfg, out_dir=tmp_path / "r", llm_factory=lambda s: ScriptedLLM(answer))
+    # shown in the inbox once per agent (memory may recall it later, as any message)
+    shown = '<dm id="0" from="platform" topic="">NOTICE-XYZ from the team</dm>'
+    assert sum(shown in p for p in prompts) == 3
+
+
+async def test_at_virtual_time_in_continuous_mode(tmp_path: Path) -> None:
+    """``at = T``: applied before the first slice at or after T, inside its window."""
+    cfg = config(
+        "continuous",
+        interventions=[{"kind": "suspend", "at": 1500.0, "agents": ["a00"], "windows": 1}],
+    )
+    await run_experiment(cfg, out_dir=tmp_path / "run")
+    evs = events(tmp_path / "run")
+    (applied,) = [e for e in evs if e.kind == "intervention_applied"]
+    assert applied.t == 1500.0 and applied.window == 3  # type: ignore[attr-defined]
+    assert not [e for e in evs if e.actor == "a00" and e.kind in ACTING and 1500 <= e.t < 1800]
+
+
+def test_bad_interventions_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"\[interventions\]\[0\].*either 'window' or 'at'"):
+        config(interventions=[{"kind": "broadcast", "text": "x"}])
+    with pytest.raises(ConfigError, match="unknown intervention 'nope'"):
+        config(interventions=[{"kind": "nope", "window": 1}])
+    with pytest.raises(ConfigError, match="cannot be changed"):
+        config(interventions=[{"kind": "persona", "window": 1, "fields": {"id": "x"}}])
+
+
+def test_cli_bad_items_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from friendsim.cli import main
+
+    (tmp_path / "items.jsonl").write_text('{"id": "x", "text": "t", "topic": "a", "truth": "maybe"}\n')
+    toml = tmp_path / "exp.toml"
+    toml.write_text(
+        '[experiment]\nrounds = 2\n[agents]\ncount = 3\npolicy = "baseline"\n'
+        '[[interventions]]\nkind = "inject"\nwindow = 1\nitems = "items.jsonl"\n'
+    )
+    assert main(["run", str(toml), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "items.jsonl: line 1: truth" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "events.db").exists()
+
+
+async def test_items_file_inlined_into_the_manifest(tmp_path: Path) -> None:
+    (tmp_path / "items.jsonl").write_text("\n".join(json.dumps(i) for i in ITEMS) + "\n")
+    toml = tmp_path / "exp.toml"
+    toml.write_text(
+        '[experiment]\nrounds = 3\nn_actions = 1\n[agents]\ncount = 3\npolicy = "baseline"\n'
+        '[[interventions]]\nkind = "inject"\nwindow = 2\nitems = "items.jsonl"\n'
+    )
+    from friendsim.runtime.config import load_config
+
+    await run_experiment(load_config(toml), out_dir=tmp_path / "run", config_path=toml)
+    (tmp_path / "items.jsonl").unlink()  # a re-run needs no file: the manifest holds the items
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["config"]["interventions"][0]["items"][0]["id"] == "f1"
+    report = await rerun(tmp_path / "run", tmp_path / "again")
+    assert report.identical
