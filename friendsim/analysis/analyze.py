@@ -21,6 +21,8 @@ step above analysis, :mod:`friendsim.runtime.tie_scoring`) and returns a dict wi
   whether the agent followed it in the next window, rates by action, window and agent);
 * ``usage``: the LLM ledger of the manifest (``total`` with tokens and ``cost_usd``, ``by_key``
   rows, ``unpriced_models``);
+* ``interventions``, ``moderation``, ``surveys``, ``cascades`` — only for a run that used
+  research instruments (:func:`instrument_sections`);
 * ``notes``: plain-language caveats (e.g. how many text-based tie scores were invalid).
 
 The analysis is a pure function of the files; :func:`load_analysis` caches it keyed by the size
@@ -318,7 +320,28 @@ def analyze_run(run_dir: str | Path) -> dict[str, Any]:
         },
         "notes": notes,
     }
+    out.update(instrument_sections(events))
     return json_ready(out)
+
+
+def instrument_sections(events: Sequence[Any]) -> dict[str, Any]:
+    """The analysis keys of the research instruments a run used (none when it used none):
+    ``interventions``, ``moderation``, ``surveys`` and ``cascades`` (cascades only for runs
+    with interventions or moderation, where items have truth labels to compare)."""
+    from friendsim.analysis.cascades import cascades, summarise
+    from friendsim.analysis.moderation import interventions_table, moderation_over_time
+    from friendsim.analysis.surveys import survey_trends
+
+    out: dict[str, Any] = {}
+    if rows := interventions_table(events):
+        out["interventions"] = rows
+    if mod := moderation_over_time(events):
+        out["moderation"] = mod
+    if surveys := survey_trends(events):
+        out["surveys"] = surveys
+    if "interventions" in out or "moderation" in out:
+        out["cascades"] = summarise(cascades(events))
+    return out
 
 
 def _fingerprint(run_dir: Path) -> dict[str, Any]:
