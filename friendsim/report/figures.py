@@ -49,10 +49,16 @@ def _png(fig: Any) -> bytes:
 
 
 def reward_curves(
-    panels: Mapping[str, Mapping[str, Series]], *, title: str, ylabel: str = "mean total reward"
+    panels: Mapping[str, Mapping[str, Series]],
+    *,
+    title: str,
+    ylabel: str = "mean total reward",
+    ymin: float = 0.0,
+    ymax: float = 1.0,
 ) -> bytes:
     """One panel per policy group; in each, one line per series (a run, or a sweep cell) with
-    its band (``lower``..``upper``) shaded. Windows on x, mean total reward on y (0..1)."""
+    its band (``lower``..``upper``) shaded. Windows on x, mean total reward on y (``ymin`` ..
+    ``ymax``, 0..1 by default; other per-window series such as survey answers reuse it)."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
@@ -92,7 +98,7 @@ def reward_curves(
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("window")
         ax.set_ylabel(ylabel)
-        ax.set_ylim(0, 1)
+        ax.set_ylim(ymin, ymax)
         ax.grid(alpha=0.3)
     if labels_seen:
         fig.legend(

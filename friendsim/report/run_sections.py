@@ -195,11 +195,31 @@ def _cell(v: Any) -> str:
     return "—" if v is None else str(v)
 
 
+def _instrument(name: str) -> Callable[[Any], str]:
+    def render(data: Any) -> str:
+        from friendsim.report import instrument_sections
+
+        return str(getattr(instrument_sections, name)(data))
+
+    return render
+
+
 OPTIONAL_SECTIONS: tuple[OptionalSection, ...] = (
-    OptionalSection(id="interventions", heading="Interventions", key="interventions"),
-    OptionalSection(id="moderation", heading="Moderation", key="moderation"),
-    OptionalSection(id="surveys", heading="Surveys", key="surveys"),
-    OptionalSection(id="cascades", heading="Cascades", key="cascades"),
+    OptionalSection(
+        id="interventions", heading="Interventions", key="interventions",
+        render=_instrument("interventions_html"),
+    ),
+    OptionalSection(
+        id="cascades", heading="Cascades by truth label", key="cascades",
+        render=_instrument("cascades_html"),
+    ),
+    OptionalSection(
+        id="moderation", heading="Moderation actions over time", key="moderation",
+        render=_instrument("moderation_html"),
+    ),
+    OptionalSection(
+        id="surveys", heading="Survey trends", key="surveys", render=_instrument("surveys_html")
+    ),
 )
 """Sections for features a run may have; none of them is in the analysis unless the run used it."""
 
