@@ -46,6 +46,13 @@ HEADLINE = (
     "ties.0.05.path_ln",
     "ties.0.05.modularity",
     "ties.0.05.median_degree",
+    "cascades.false.mean_exposed",
+    "cascades.false.mean_size",
+    "cascades.true.mean_exposed",
+    "surveys.belief.false.final",
+    "surveys.belief.true.final",
+    "surveys.polarization.final",
+    "moderation.decisions",
     "usage.cost_usd",
     "run.wall_seconds",
 )
@@ -101,9 +108,31 @@ def flatten_analysis(analysis: Mapping[str, Any]) -> dict[str, float | None]:
     out.update(_scalars("follow", net["follow"]))
     out.update(_scalars("interaction", net["interaction"]["final"]))
     out.update(_scalars("usage", analysis["usage"].get("total") or {}))
+    out.update(_instrument_scalars(analysis))
     man = analysis["manifest"]
     out["run.wall_seconds"] = man.get("wall_seconds")
     out.update(_scalars("run", man.get("totals") or {}))
+    return out
+
+
+def _instrument_scalars(analysis: Mapping[str, Any]) -> dict[str, float | None]:
+    """Cascades by truth label, the last survey's belief by truth and polarization, and the
+    number of moderation decisions, for runs that used research instruments."""
+    out: dict[str, float | None] = {}
+    for g in (analysis.get("cascades") or {}).get("by_truth") or []:
+        out.update(_scalars(f"cascades.{g['truth']}", g))
+    surveys = analysis.get("surveys") or {}
+    belief = surveys.get("belief") or []
+    for truth in sorted({r["truth"] for r in belief}):
+        rows = [r for r in belief if r["truth"] == truth]
+        out[f"surveys.belief.{truth}.final"] = float(rows[-1]["mean_belief"])
+    if stance := surveys.get("stance"):
+        out["surveys.polarization.final"] = float(stance[-1]["polarization"])
+        out["surveys.stance.final"] = float(stance[-1]["mean"])
+    if "moderation" in analysis or "interventions" in analysis:
+        out["moderation.decisions"] = float(
+            sum(r["count"] for r in analysis.get("moderation") or [] if r["action"] != "failed")
+        )
     return out
 
 
