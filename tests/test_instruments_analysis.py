@@ -19,7 +19,16 @@ from friendsim.platform.events import (
 )
 
 
-def post(seq: int, t: float, pid: int, author: str, *, parent: int | None = None, quote: int | None = None, root: int | None = None) -> PostCreated:
+def post(
+    seq: int,
+    t: float,
+    pid: int,
+    author: str,
+    *,
+    parent: int | None = None,
+    quote: int | None = None,
+    root: int | None = None,
+) -> PostCreated:
     return PostCreated(
         seq=seq, t=t, actor=author, post_id=pid, text="x", topic="t",
         parent_id=parent, root_id=root if parent is not None else None, quote_of=quote,
@@ -63,11 +72,22 @@ def test_cascade_metrics_and_exposure_by_hand() -> None:
     # exposure: served the root: b, c (a is its author); reach: b, c, f (f saw the repost 4)
     assert (first.exposed, first.reach) == (2, 3)
     assert (first.truth, first.item_id, first.source) == ("false", "f1", "S")
-    assert (second.size, second.depth, second.virality, second.exposed, second.truth) == (1, 0, 0.0, 1, None)
+    assert (second.size, second.depth, second.virality, second.exposed, second.truth) == (
+        1,
+        0,
+        0.0,
+        1,
+        None,
+    )
     summary = summarise([first, second])
     assert summary["all"]["items"] == 2 and summary["all"]["mean_size"] == 3.0
     (false,) = summary["by_truth"]
-    assert (false["truth"], false["items"], false["mean_size"], false["mean_exposed"]) == ("false", 1, 5.0, 2.0)
+    assert (false["truth"], false["items"], false["mean_size"], false["mean_exposed"]) == (
+        "false",
+        1,
+        5.0,
+        2.0,
+    )
     assert summary["injected"][0]["reach"] == 3
 
 
@@ -89,7 +109,10 @@ def test_survey_trends_by_hand() -> None:
         SurveyAnswered(seq=6, t=2.0, actor="b", survey="s", window=4, answers={"stance": 4, "belief:f1": 3}),
     ]  # fmt: skip
     got = survey_trends(evs)
-    assert [(r["window"], r["mean"], r["polarization"]) for r in got["stance"]] == [(2, 4.0, 1.0), (4, 4.0, 0.0)]
+    assert [(r["window"], r["mean"], r["polarization"]) for r in got["stance"]] == [
+        (2, 4.0, 1.0),
+        (4, 4.0, 0.0),
+    ]
     assert [(r["window"], r["truth"], r["mean_belief"]) for r in got["belief"]] == [
         (2, "false", 4.0), (2, "true", 5.0), (4, "false", 2.0)
     ]  # fmt: skip
@@ -113,4 +136,6 @@ def test_interventions_and_moderation_tables() -> None:
     assert [(r["window"], r["kind"], r["injected"], r["joined"]) for r in interventions_table(evs)] == [
         (1, "inject", 1, 0), (2, "add_agents", 0, 1)
     ]  # fmt: skip
-    assert moderation_over_time(evs) == [{"window": 1, "moderator": "rule", "action": "label", "count": 1}]
+    assert moderation_over_time(evs) == [
+        {"window": 1, "moderator": "rule", "action": "label", "count": 1}
+    ]

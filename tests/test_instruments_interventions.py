@@ -76,7 +76,9 @@ async def test_every_intervention_kind_at_its_window(tmp_path: Path, mode: str) 
     for w in (2, 3):
         first_applied = min(e.seq for x, e in placed if x == w and e.kind == "intervention_applied")
         assert all(
-            e.seq > first_applied for x, e in placed if x == w and e.kind in ACTING | {"feed_served"}
+            e.seq > first_applied
+            for x, e in placed
+            if x == w and e.kind in ACTING | {"feed_served"}
             if e.actor not in ("a01",) or e.kind != "post_created"
         )
     # inject: two posts by the chosen agent, each labelled with its truth
@@ -162,7 +164,9 @@ def test_bad_interventions_are_config_errors(tmp_path: Path) -> None:
 def test_cli_bad_items_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from friendsim.cli import main
 
-    (tmp_path / "items.jsonl").write_text('{"id": "x", "text": "t", "topic": "a", "truth": "maybe"}\n')
+    (tmp_path / "items.jsonl").write_text(
+        '{"id": "x", "text": "t", "topic": "a", "truth": "maybe"}\n'
+    )
     toml = tmp_path / "exp.toml"
     toml.write_text(
         '[experiment]\nrounds = 2\n[agents]\ncount = 3\npolicy = "baseline"\n'

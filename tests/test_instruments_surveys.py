@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from friendsim.agents.schema import OutputError
 from friendsim.agents.survey import (
     belief_question,
     ipip_questions,
     parse_answers,
     stance_question,
 )
-from friendsim.agents.schema import OutputError
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.platform.events import Event, event_from_row
 from friendsim.replay.rerun import rerun
@@ -42,7 +42,9 @@ def config(policy: str = "baseline", **over: Any) -> Any:
         "coach": {"enabled": False},
         "rewards": {"sentiment": "lexicon"},
         "interventions": [{"kind": "inject", "window": 2, "items": ITEMS}],
-        "surveys": [{"name": "panel", "windows": [1, 3], "questions": ["stance", "trust", "belief", "ipip"]}],
+        "surveys": [
+            {"name": "panel", "windows": [1, 3], "questions": ["stance", "trust", "belief", "ipip"]}
+        ],
     }
     data.update(over)
     return parse_config(data)
@@ -50,7 +52,10 @@ def config(policy: str = "baseline", **over: Any) -> Any:
 
 def test_parse_answers_names_the_problem() -> None:
     qs = (stance_question("climate"), belief_question("f1", "x", seen=True, label=None))
-    assert parse_answers({"answers": {"stance": 7, "belief:f1": 1}}, qs) == {"stance": 7, "belief:f1": 1}
+    assert parse_answers({"answers": {"stance": 7, "belief:f1": 1}}, qs) == {
+        "stance": 7,
+        "belief:f1": 1,
+    }
     for bad, reason in [
         ({"answers": {"stance": 8, "belief:f1": 1}}, "out_of_range"),
         ({"answers": {"stance": 3}}, "missing_answer"),
@@ -105,7 +110,9 @@ async def test_invalid_answers_reasked_then_recorded_as_failures(tmp_path: Path)
                 return "I would rather not say"  # invalid first, valid when re-asked
         return responder(req)
 
-    cfg = config("llm", surveys=[{"name": "p", "windows": [2], "questions": ["stance"]}], interventions=[])
+    cfg = config(
+        "llm", surveys=[{"name": "p", "windows": [2], "questions": ["stance"]}], interventions=[]
+    )
     await run_experiment(cfg, out_dir=tmp_path / "run", llm_factory=lambda s: ScriptedLLM(answer))
     evs = events(tmp_path / "run")
     ok = {e.actor: e.answers for e in evs if e.kind == "survey_answered"}  # type: ignore[attr-defined]
@@ -130,7 +137,9 @@ async def test_sampled_survey_is_seeded(tmp_path: Path) -> None:
     cfg = config(surveys=[{"name": "half", "windows": [2], "sample": 0.5, "questions": ["stance"]}])
     await run_experiment(cfg, out_dir=tmp_path / "a")
     await run_experiment(cfg, out_dir=tmp_path / "b")
-    who = [sorted(e.actor for e in events(tmp_path / d) if e.kind == "survey_answered") for d in "ab"]
+    who = [
+        sorted(e.actor for e in events(tmp_path / d) if e.kind == "survey_answered") for d in "ab"
+    ]
     assert who[0] == who[1] and len(who[0]) == 2
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["config"]["surveys"][0]["sample"] == 0.5

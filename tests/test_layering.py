@@ -23,7 +23,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"friendsim", "vocabulary", "registry", "_lazy"}),
     frozenset({"platform", "llm"}),
     frozenset({"rundir"}),
-    frozenset({"agents", "coach", "analysis"}),
+    frozenset({"agents", "coach", "moderation", "analysis"}),
     frozenset({"runtime"}),
     frozenset({"replay", "sweep", "report", "serve", "testing"}),
     frozenset({"api"}),
@@ -34,6 +34,7 @@ LAYERS: tuple[frozenset[str], ...] = (
 SAME_LAYER: frozenset[tuple[str, str]] = frozenset(
     {
         ("coach", "analysis"),  # the coach reads the reward scores that analysis computes
+        ("moderation", "analysis"),  # the rule moderator scores toxicity with a sentiment model
         ("report", "sweep"),  # a sweep's report reads the sweep's aggregate
         ("__main__", "cli"),  # the entry points of the command line
         ("cli", "commands"),

@@ -31,7 +31,6 @@ from typing import Any
 from friendsim.agents.asking import ask_validated, derive_seed
 from friendsim.agents.memory import AgentMemory, snippet
 from friendsim.agents.persona import Persona
-from friendsim.agents.survey import Question, SurveyReply, ask_survey
 from friendsim.agents.prompting import (
     dm_block,
     esc,
@@ -54,6 +53,7 @@ from friendsim.agents.schema import (
     plan_json_schema,
     vote_json_schema,
 )
+from friendsim.agents.survey import Question, SurveyReply, ask_survey
 from friendsim.llm.base import LLM, Completion, Message, user
 from friendsim.vocabulary import (
     Action,

@@ -91,7 +91,9 @@ def belief_question(item_id: str, text: str, *, seen: bool, label: str | None) -
 
 def ipip_questions() -> tuple[Question, ...]:
     return tuple(
-        Question(id=f"ipip:{it.number}", text=f"{it.text} (1 = very inaccurate, 5 = very accurate)", hi=5)
+        Question(
+            id=f"ipip:{it.number}", text=f"{it.text} (1 = very inaccurate, 5 = very accurate)", hi=5
+        )
         for it in MINI_IPIP
     )
 

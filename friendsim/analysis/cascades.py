@@ -99,7 +99,10 @@ def cascades(events: Iterable[Event]) -> list[Cascade]:
         if isinstance(e, PostCreated):
             parent = e.parent_id if e.parent_id is not None else e.quote_of
             nodes[e.post_id] = _Node(
-                author=e.actor or "", t=e.t, parent=parent, repost=e.parent_id is None and e.quote_of is not None
+                author=e.actor or "",
+                t=e.t,
+                parent=parent,
+                repost=e.parent_id is None and e.quote_of is not None,
             )
             if parent is None:
                 roots.append(e.post_id)

@@ -23,7 +23,6 @@ from friendsim.platform.events import (
     WindowStarted,
 )
 
-
 OUTSIDE = "outside account"
 """The ``role`` attribute of an account an injection registers (not a newcomer)."""
 

@@ -53,11 +53,11 @@ from friendsim.analysis.rewards_params import (
 from friendsim.analysis.sentiment import SentimentModel, get_sentiment
 from friendsim.platform.events import (
     AgentRegistered,
-    PersonaChanged,
     DirectMessageSent,
     Event,
     FeedServed,
     Followed,
+    PersonaChanged,
     PostCreated,
     Unfollowed,
     VoteCast,

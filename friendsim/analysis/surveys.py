@@ -78,5 +78,7 @@ def survey_trends(events: Iterable[Event]) -> dict[str, Any]:
             {"window": w, "source": s, "answers": len(vs), "mean_trust": statistics.fmean(vs)}
             for (w, s), vs in sorted(trust.items())
         ],
-        "trajectories": {a: {str(w): v for w, v in sorted(ws.items())} for a, ws in sorted(trajectories.items())},
+        "trajectories": {
+            a: {str(w): v for w, v in sorted(ws.items())} for a, ws in sorted(trajectories.items())
+        },
     }

@@ -42,7 +42,7 @@ examples:
   friendsim replay runs/paper --verify
   friendsim replay runs/paper --rerun --out runs/paper-again
   friendsim replay runs/paper --redrive --rewards beta_emo=-0.5 --coach rule --out scores.json
-  friendsim replay runs/misinfo --redrive --moderator rule --moderator-params toxicity=0.5 --out mod.json
+  friendsim replay runs/misinfo --redrive --moderator rule --out mod.json
   friendsim replay runs/paper --resume --out runs/paper-resumed
   friendsim replay runs/paper --fork coached.toml --at 7 --out runs/fork
 

@@ -57,7 +57,9 @@ def parse_verdict(text: str) -> tuple[Verdict, ...]:
     if action == "label" and not (isinstance(label, str) and label.strip()):
         raise ValueError("a label action needs a non-empty 'label' text")
     return (
-        Verdict(action=action, label=label.strip()[:200] if action == "label" else "", reason=reason),
+        Verdict(
+            action=action, label=label.strip()[:200] if action == "label" else "", reason=reason
+        ),
     )
 
 

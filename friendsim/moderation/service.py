@@ -106,8 +106,12 @@ class ModerationService:
         target = self.platform.committed_seq
         async with self._moved:
             await self._moved.wait_for(
-                lambda: self._read >= target or self._error is not None or self._reader is None
-                or self._reader.done()
+                lambda: (
+                    self._read >= target
+                    or self._error is not None
+                    or self._reader is None
+                    or self._reader.done()
+                )
             )
         if self._error is not None:
             raise RuntimeError(f"{self.name} failed: {self._error!r}") from self._error
@@ -147,7 +151,9 @@ class ModerationService:
             return await self.moderator.review(item)
 
 
-def decision_event(item: ModerationItem, v: Verdict, moderator: str, *, t: float) -> ModerationDecided:
+def decision_event(
+    item: ModerationItem, v: Verdict, moderator: str, *, t: float
+) -> ModerationDecided:
     """The ``ModerationDecided`` event of verdict ``v`` on ``item``."""
     suspend = v.action == "suspend"
     return ModerationDecided(

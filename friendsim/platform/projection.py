@@ -30,9 +30,9 @@ from .events import (
     EVENT_TYPES,
     SCHEMA_VERSION,
     AgentRegistered,
+    AgentSuspended,
     DirectMessageSent,
     Event,
-    AgentSuspended,
     FeedServed,
     Followed,
     ItemInjected,
@@ -75,7 +75,9 @@ SQL_COUNTERS = (
     " WHERE post_id = ?"
 )
 
-SQL_INJECTED = "INSERT INTO injected_items(post_id, item_id, truth, source, seq) VALUES (?, ?, ?, ?, ?)"
+SQL_INJECTED = (
+    "INSERT INTO injected_items(post_id, item_id, truth, source, seq) VALUES (?, ?, ?, ?, ?)"
+)
 SQL_MODERATION = (
     "INSERT INTO moderation(seq, t, window, moderator, action, post_id, author, label,"
     " from_window, until_window) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -270,9 +272,7 @@ def _moderation(e: ModerationDecided) -> Sequence[Op]:
 
 
 def _suspended(e: AgentSuspended) -> Sequence[Op]:
-    return (
-        (INSTRUMENTS, SQL_SUSPENSION, (e.seq, e.agent, e.from_window, e.until_window, e.by)),
-    )
+    return ((INSTRUMENTS, SQL_SUSPENSION, (e.seq, e.agent, e.from_window, e.until_window, e.by)),)
 
 
 def _answered(e: SurveyAnswered) -> Sequence[Op]:

@@ -25,22 +25,22 @@ from .events import (
     TRUTH_LABELS,
     AgentRegistered,
     AgentSuspended,
-    FeedChanged,
-    ItemInjected,
-    ModerationDecided,
-    PersonaChanged,
-    SurveyAnswered,
-    WindowStarted,
     DirectMessageSent,
     Event,
+    FeedChanged,
     FeedServed,
     Followed,
     GuidanceIssued,
+    ItemInjected,
+    ModerationDecided,
+    PersonaChanged,
     PostCreated,
+    SurveyAnswered,
     Unfollowed,
     VoteCast,
     VoteChanged,
     VoteCleared,
+    WindowStarted,
     normalise_topic,
 )
 
@@ -450,8 +450,8 @@ def _apply_agent(st: PlatformState, e: AgentRegistered) -> None:
 
 def _apply_post(st: PlatformState, e: PostCreated) -> None:
     st.post_author[e.post_id] = e.actor  # type: ignore[assignment]
-    if st.shadowbanned:
-        st.author_posts[e.actor] = st.author_posts.get(e.actor, 0) + 1  # type: ignore[index]
+    if st.shadowbanned and e.actor is not None:
+        st.author_posts[e.actor] = st.author_posts.get(e.actor, 0) + 1
         if e.actor in st.shadowbanned:
             st.hidden += 1
     if e.root_id is not None:

@@ -65,7 +65,9 @@ class ModerationRedrive:
         }
 
 
-def moderator_params(manifest_config: Mapping[str, Any], name: str, changes: Mapping[str, Any]) -> dict[str, Any]:
+def moderator_params(
+    manifest_config: Mapping[str, Any], name: str, changes: Mapping[str, Any]
+) -> dict[str, Any]:
     """The run's own moderator parameters when it used ``name``, updated with ``changes``."""
     recorded = manifest_config.get("moderation") or {}
     base = dict(recorded.get("params") or {}) if recorded.get("kind") == name else {}
@@ -113,7 +115,11 @@ async def redrive_moderation(
                 if not batch:
                     break
                 for event in batch:
-                    if len(queue) and not isinstance(event, PostCreated) and event.kind != "item_injected":
+                    if (
+                        len(queue)
+                        and not isinstance(event, PostCreated)
+                        and event.kind != "item_injected"
+                    ):
                         await review_queued()
                     queue.feed(event)
                     if isinstance(event, ModerationDecided) and event.moderator == impl.name:

@@ -27,7 +27,16 @@ def interventions_html(rows: Sequence[Mapping[str, Any]]) -> str:
         for r in rows
     ]
     return "<p>Scheduled interventions, each applied at its window (or virtual time).</p>" + table(
-        ["window", "virtual time (s)", "kind", "name", "items injected", "agents suspended", "agents added", "personas changed"],
+        [
+            "window",
+            "virtual time (s)",
+            "kind",
+            "name",
+            "items injected",
+            "agents suspended",
+            "agents added",
+            "personas changed",
+        ],
         body,
     )
 
@@ -46,8 +55,17 @@ def cascades_html(data: Mapping[str, Any]) -> str:
             num(g.get("mean_reach"), 1),
         ]
 
-    head = ["items", "count", "mean size", "max size", "mean depth", "mean max breadth",
-            "structural virality", "agents exposed", "agents reached"]  # fmt: skip
+    head = [
+        "items",
+        "count",
+        "mean size",
+        "max size",
+        "mean depth",
+        "mean max breadth",
+        "structural virality",
+        "agents exposed",
+        "agents reached",
+    ]
     rows = [row(f"injected, {g['truth']}", g) for g in data.get("by_truth") or []]
     rows.append(row("all items", data.get("all") or {}))
     out = [
@@ -60,11 +78,31 @@ def cascades_html(data: Mapping[str, Any]) -> str:
         out.append("<h3>Injected items</h3>")
         out.append(
             table(
-                ["item", "truth", "source", "size", "depth", "max breadth", "virality", "users", "exposed", "reach"],
                 [
-                    [str(r["item"]), str(r["truth"]), str(r.get("source", "")), num(r["size"]),
-                     num(r["depth"]), num(r["max_breadth"]), num(r["virality"], 3), num(r["users"]),
-                     num(r["exposed"]), num(r["reach"])]  # fmt: skip
+                    "item",
+                    "truth",
+                    "source",
+                    "size",
+                    "depth",
+                    "max breadth",
+                    "virality",
+                    "users",
+                    "exposed",
+                    "reach",
+                ],
+                [
+                    [
+                        str(r["item"]),
+                        str(r["truth"]),
+                        str(r.get("source", "")),
+                        num(r["size"]),
+                        num(r["depth"]),
+                        num(r["max_breadth"]),
+                        num(r["virality"], 3),
+                        num(r["users"]),
+                        num(r["exposed"]),
+                        num(r["reach"]),
+                    ]
                     for r in injected
                 ],
             )
@@ -103,7 +141,9 @@ def surveys_html(data: Mapping[str, Any]) -> str:
             {"window": r["window"], "mean": r["mean_belief"]}
         )
     panels["stance (1-7)"] = {
-        "mean stance": [{"window": r["window"], "mean": r["mean"]} for r in data.get("stance") or []]
+        "mean stance": [
+            {"window": r["window"], "mean": r["mean"]} for r in data.get("stance") or []
+        ]
     }
     png = figures.reward_curves(panels, title="Survey trends", ylabel="answer", ymin=1.0, ymax=7.0)
     out = [
@@ -114,8 +154,13 @@ def surveys_html(data: Mapping[str, Any]) -> str:
         table(
             ["window", "respondents", "mean stance", "sd", "polarization"],
             [
-                [num(r["window"]), num(r["respondents"]), num(r["mean"], 2), num(r["sd"], 2),
-                 num(r["polarization"], 3)]  # fmt: skip
+                [
+                    num(r["window"]),
+                    num(r["respondents"]),
+                    num(r["mean"], 2),
+                    num(r["sd"], 2),
+                    num(r["polarization"], 3),
+                ]
                 for r in data.get("stance") or []
             ],
         ),
@@ -125,7 +170,10 @@ def surveys_html(data: Mapping[str, Any]) -> str:
         out.append(
             table(
                 ["window", "truth", "answers", "mean belief"],
-                [[num(r["window"]), esc(r["truth"]), num(r["answers"]), num(r["mean_belief"], 2)] for r in belief],
+                [
+                    [num(r["window"]), esc(r["truth"]), num(r["answers"]), num(r["mean_belief"], 2)]
+                    for r in belief
+                ],
             )
         )
     trust = data.get("trust") or []
@@ -134,7 +182,10 @@ def surveys_html(data: Mapping[str, Any]) -> str:
         out.append(
             table(
                 ["window", "source", "answers", "mean trust"],
-                [[num(r["window"]), str(r["source"]), num(r["answers"]), num(r["mean_trust"], 2)] for r in trust],
+                [
+                    [num(r["window"]), str(r["source"]), num(r["answers"]), num(r["mean_trust"], 2)]
+                    for r in trust
+                ],
             )
         )
     return "".join(out)

@@ -206,15 +206,21 @@ def _instrument(name: str) -> Callable[[Any], str]:
 
 OPTIONAL_SECTIONS: tuple[OptionalSection, ...] = (
     OptionalSection(
-        id="interventions", heading="Interventions", key="interventions",
+        id="interventions",
+        heading="Interventions",
+        key="interventions",
         render=_instrument("interventions_html"),
     ),
     OptionalSection(
-        id="cascades", heading="Cascades by truth label", key="cascades",
+        id="cascades",
+        heading="Cascades by truth label",
+        key="cascades",
         render=_instrument("cascades_html"),
     ),
     OptionalSection(
-        id="moderation", heading="Moderation actions over time", key="moderation",
+        id="moderation",
+        heading="Moderation actions over time",
+        key="moderation",
         render=_instrument("moderation_html"),
     ),
     OptionalSection(

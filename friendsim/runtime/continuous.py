@@ -160,7 +160,8 @@ class ContinuousScheduler:
         old = dict(zip(self._order, self.rates, strict=True))
         mean = float(np.mean(self.rates)) if len(self.rates) else 0.0
         self.rates = np.array(
-            [old.get(a, mean * self.engine.joined_activity.get(a, 1.0)) for a in agents], dtype=float
+            [old.get(a, mean * self.engine.joined_activity.get(a, 1.0)) for a in agents],
+            dtype=float,
         )
         self._order = agents
         for a in agents:

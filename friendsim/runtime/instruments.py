@@ -228,7 +228,9 @@ class Instruments(WindowHooks):
 
     async def broadcast(self, text: str, *, sender: str) -> None:
         await self.platform.record(
-            BroadcastSent(t=self.platform.clock.now(), window=self._window, sender=sender, text=text)
+            BroadcastSent(
+                t=self.platform.clock.now(), window=self._window, sender=sender, text=text
+            )
         )
         self._engine().broadcast(InboxMessage(dm_id=0, sender=sender, text=text))
 
@@ -392,7 +394,9 @@ class Instruments(WindowHooks):
             from friendsim.vocabulary import Failure
 
             return SurveyReply(
-                failure=Failure(stage="survey", reason="no_respondent", detail="policy has no answer()")
+                failure=Failure(
+                    stage="survey", reason="no_respondent", detail="policy has no answer()"
+                )
             )
         return await policy.answer(survey=survey.name, window=window, questions=questions)
 

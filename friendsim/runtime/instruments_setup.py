@@ -105,5 +105,3 @@ async def open_instruments(
         make_policy=make_policy,
         more_personas=more,
     )
-
-

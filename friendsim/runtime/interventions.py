@@ -237,11 +237,11 @@ def _add_agents(*, count: int) -> Intervention:
     return AddAgents(count=count)
 
 
-INTERVENTIONS: Registry[Intervention] = Registry(
-    "intervention", group="friendsim.interventions"
-)
+INTERVENTIONS: Registry[Intervention] = Registry("intervention", group="friendsim.interventions")
 """The intervention extension point (entry-point group ``friendsim.interventions``)."""
-INTERVENTIONS.register("inject", _inject, params=InjectParams, summary="post items with truth labels")
+INTERVENTIONS.register(
+    "inject", _inject, params=InjectParams, summary="post items with truth labels"
+)
 INTERVENTIONS.register("broadcast", _broadcast, params=BroadcastParams, summary="a message to all")
 INTERVENTIONS.register("ranker", _ranker, params=RankerParams, summary="switch the feed ranker")
 INTERVENTIONS.register(

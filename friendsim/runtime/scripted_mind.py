@@ -126,7 +126,10 @@ def _survey(request: LLMRequest, rng: random.Random) -> dict[str, Any]:
     schema: Mapping[str, Any] = request.json_schema or {}
     props = schema.get("properties", {}).get("answers", {}).get("properties", {})
     return {
-        "answers": {q: rng.randint(int(s.get("minimum", 1)), int(s.get("maximum", 7))) for q, s in props.items()}
+        "answers": {
+            q: rng.randint(int(s.get("minimum", 1)), int(s.get("maximum", 7)))
+            for q, s in props.items()
+        }
     }
 
 
