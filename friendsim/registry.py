@@ -1,10 +1,11 @@
 """One registry pattern for every extension point: a name maps to a factory and a params model.
 
 friendsim's extension points (LLM providers, feed rankers, agent policies, coaches, sentiment
-models, persona sources) are each a :class:`Registry`. friendsim registers its own entries when
+models, persona sources, moderators, interventions) are each a :class:`Registry`. friendsim registers its own entries when
 the component's module is imported; other packages add theirs without editing friendsim through
 Python entry points in the registry's group (``friendsim.providers``, ``friendsim.rankers``,
-``friendsim.policies``, ``friendsim.coaches``, ``friendsim.sentiment``, ``friendsim.personas``)::
+``friendsim.policies``, ``friendsim.coaches``, ``friendsim.sentiment``, ``friendsim.personas``,
+``friendsim.moderators``, ``friendsim.interventions``)::
 
     # pyproject.toml of a third-party package
     [project.entry-points."friendsim.rankers"]

@@ -8,11 +8,14 @@ Everything here is deterministic and needs no model, key or network:
 * :class:`ScriptedPolicy` — an agent policy that posts a fixed text each wake-up and votes a
   fixed value, recording the observations it was given;
 * :class:`FakeCoach` — a coach that returns fixed tips and records its contexts;
+* :class:`FakeModerator` — a moderator that answers fixed verdicts per post (or for a marker
+  text) and records the items it was shown;
 * :func:`small_config` / :func:`run_small` — a complete small experiment (baseline policy,
   synthetic personas) run into a directory through the same assembly as ``friendsim run``.
 
 A user's plug-in can be tested by registering it in the registry of its extension point
-(``RANKERS``, ``POLICIES``, ``COACHES``, ``PROVIDERS``, ``SENTIMENT``, ``PERSONA_SOURCES``) and
+(``RANKERS``, ``POLICIES``, ``COACHES``, ``PROVIDERS``, ``SENTIMENT``, ``PERSONA_SOURCES``,
+``MODERATORS``, ``INTERVENTIONS``) and
 naming it in :func:`small_config`'s overrides.
 """
 
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from friendsim.coach.base import FakeCoach
+from friendsim.moderation.base import FakeModerator
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.platform.feeds.base import StaticRanker
 from friendsim.runtime.assembly import RunResult, run_experiment
@@ -33,6 +37,7 @@ from friendsim.vocabulary import Action, Ballot, Decision, FeedItem, Observation
 
 __all__ = [
     "FakeCoach",
+    "FakeModerator",
     "ScriptedLLM",
     "ScriptedPolicy",
     "StaticRanker",

@@ -197,6 +197,19 @@ function itemFor(row) {
       return el("li", { class: "item", "data-seq": row.seq }, meta, el("strong", {}, "window " + p.window + " ends"));
     case "agent_registered":
       return el("li", { class: "item", "data-seq": row.seq }, meta, who(row.actor), el("span", {}, " joined"));
+    case "intervention_applied":
+      return el("li", { class: "item", "data-seq": row.seq }, meta,
+        el("strong", {}, "intervention " + p.intervention + (p.name ? " (" + p.name + ")" : "")));
+    case "item_injected":
+      return el("li", { class: "item", "data-seq": row.seq }, meta,
+        el("span", {}, "#" + p.post_id + " injected, truth: " + p.truth + (p.source ? " · " + p.source : "")));
+    case "moderation_decided":
+      return el("li", { class: "item failure", "data-seq": row.seq }, meta,
+        el("span", {}, "moderator " + p.moderator + ": " + p.action + " #" + p.post_id + " by "), who(p.author),
+        el("div", { class: "text" }, p.label || p.reason || ""));
+    case "agent_suspended":
+      return el("li", { class: "item failure", "data-seq": row.seq }, meta, who(p.agent),
+        el("span", {}, p.until_window == null ? " removed" : " suspended, windows " + p.from_window + "–" + p.until_window));
     default:
       return null;
   }
