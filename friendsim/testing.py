@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from friendsim.coach.base import FakeCoach
-from friendsim.moderation.base import FakeModerator
 from friendsim.llm.scripted import ScriptedLLM
+from friendsim.moderation.base import FakeModerator
 from friendsim.platform.feeds.base import StaticRanker
 from friendsim.runtime.assembly import RunResult, run_experiment
 from friendsim.runtime.config import ExperimentConfig, parse_config
