@@ -195,10 +195,18 @@ def _cell(v: Any) -> str:
     return "—" if v is None else str(v)
 
 
-def _instrument(name: str) -> Callable[[Any], str]:
+def _instrument(name: str, shape: type) -> Callable[[Any], str]:
+    """The instrument section renderer ``name`` for data of the analysis's shape (a mapping
+    or a list of records); data of another shape gets the generic table."""
+
     def render(data: Any) -> str:
         from friendsim.report import instrument_sections
 
+        ok = isinstance(data, shape) and (
+            shape is not list or all(isinstance(r, Mapping) and "window" in r for r in data)
+        )
+        if not ok:
+            return records_table(data)
         return str(getattr(instrument_sections, name)(data))
 
     return render
@@ -209,22 +217,25 @@ OPTIONAL_SECTIONS: tuple[OptionalSection, ...] = (
         id="interventions",
         heading="Interventions",
         key="interventions",
-        render=_instrument("interventions_html"),
+        render=_instrument("interventions_html", list),
     ),
     OptionalSection(
         id="cascades",
         heading="Cascades by truth label",
         key="cascades",
-        render=_instrument("cascades_html"),
+        render=_instrument("cascades_html", Mapping),
     ),
     OptionalSection(
         id="moderation",
         heading="Moderation actions over time",
         key="moderation",
-        render=_instrument("moderation_html"),
+        render=_instrument("moderation_html", list),
     ),
     OptionalSection(
-        id="surveys", heading="Survey trends", key="surveys", render=_instrument("surveys_html")
+        id="surveys",
+        heading="Survey trends",
+        key="surveys",
+        render=_instrument("surveys_html", Mapping),
     ),
 )
 """Sections for features a run may have; none of them is in the analysis unless the run used it."""

@@ -1,0 +1,115 @@
+"""The platform honours moderation and suspensions: feeds, admission, the schema, reopening."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from friendsim.moderation.base import Verdict
+from friendsim.moderation.service import ModerationService
+from friendsim.platform import Platform, VirtualClock
+from friendsim.platform.errors import ModeratedPostError, SuspendedAgentError
+from friendsim.platform.events import AgentSuspended, FeedServed, WindowStarted
+from friendsim.platform.feeds import FullVisibilityRanker
+from friendsim.testing import FakeModerator
+
+
+async def setup(db: Path) -> Platform:
+    p = await Platform.open(db, clock=VirtualClock(0.0))
+    for a in ("a", "b", "c"):
+        await p.register_agent(a, name=a.upper())
+    await p.record(WindowStarted(t=0.0, window=1))
+    for i, author in enumerate(("a", "a", "b", "c", "c"), start=1):
+        p.clock.advance_to(float(i))
+        await p.create_post(author, text=f"post {i}", topic="t")
+    await p.flush()
+    return p
+
+
+async def feed(p: Platform, reader: str) -> list[tuple[int, str | None]]:
+    views = await p.serve_feed(reader, FullVisibilityRanker(), limit=10, since_t=0.0)
+    return [(v.post_id, v.label) for v in views]
+
+
+async def test_decisions_shape_every_feed(tmp_path: Path) -> None:
+    p = await setup(tmp_path / "e.db")
+    fake = FakeModerator(
+        {
+            1: [Verdict(action="remove")],
+            2: [Verdict(action="label", label="Missing context")],
+            3: [Verdict(action="downrank")],
+            4: [Verdict(action="shadowban")],
+        }
+    )
+    service = ModerationService(p, moderator=fake)
+    await service.start()
+    assert await service.sweep() == 4
+    assert [i.post_id for i in fake.seen] == [1, 2, 3, 4, 5]
+    # removal: nobody, not even the author, is served post 1; the label travels with post 2;
+    # the downranked post 3 comes after all others; c's items (4, 5) reach only c
+    assert await feed(p, "b") == [(2, "Missing context"), (3, None)]
+    assert await feed(p, "a") == [(2, "Missing context"), (3, None)]
+    assert await feed(p, "c") == [(2, "Missing context"), (4, None), (5, None), (3, None)]
+    assert p.visible("a", [1, 2, 3, 4, 5]) == [2, 3]
+    # a feed that would show a removed or shadowbanned item is refused by the state check
+    seq = p.last_seq + 1
+    bad = FeedServed(seq=seq, t=p.clock.now(), actor="b", ranker="x", post_ids=(4,), topics=("t",))
+    with pytest.raises(ModeratedPostError):
+        await p.ingest(bad)
+    await service.stop()
+    await p.close()
+    # reopening rebuilds the moderation state from the tables
+    again = await Platform.open(tmp_path / "e.db")
+    assert await feed(again, "b") == [(2, "Missing context"), (3, None)]
+    await again.close()
+    with sqlite3.connect(tmp_path / "e.db") as con:
+        rows = con.execute("SELECT action, post_id, author FROM moderation ORDER BY seq").fetchall()
+    assert rows == [("remove", 1, "a"), ("label", 2, "a"), ("downrank", 3, "b"), ("shadowban", 4, "c")]
+
+
+async def test_suspended_agents_cannot_act_until_their_suspension_ends(tmp_path: Path) -> None:
+    p = await setup(tmp_path / "s.db")
+    await p.record(AgentSuspended(t=5.0, agent="b", from_window=2, until_window=3))
+    await p.record(WindowStarted(t=10.0, window=2))
+    assert p.suspended("b", 2) and not p.suspended("b", 4) and not p.suspended("a", 2)
+    for act in (
+        p.create_post("b", text="hi", topic="t"),
+        p.vote("b", 1, 1),
+        p.follow("b", "a"),
+        p.send_dm("b", "a", text="hi"),
+    ):
+        with pytest.raises(SuspendedAgentError):
+            await act
+    await p.create_post("a", text="still here", topic="t")
+    await p.flush()
+    await p.close()
+    again = await Platform.open(tmp_path / "s.db")  # the suspension survives a reopen
+    with pytest.raises(SuspendedAgentError):
+        await again.create_post("b", text="hi", topic="t")
+    await again.record(WindowStarted(t=20.0, window=4))
+    await again.create_post("b", text="back", topic="t")
+    await again.close()
+
+
+def test_schema_rejects_impossible_moderation(tmp_path: Path) -> None:
+    import asyncio
+
+    p = asyncio.run(setup(tmp_path / "c.db"))
+    asyncio.run(p.close())
+    con = sqlite3.connect(tmp_path / "c.db")
+    con.execute("PRAGMA foreign_keys = ON")
+    base = "INSERT INTO moderation(seq, t, window, moderator, action, post_id, author, label, from_window, until_window) VALUES "
+    for values in (
+        "(100, 0, 1, 'r', 'ban', 1, 'a', '', NULL, NULL)",  # unknown action
+        "(101, 0, 1, 'r', 'label', 1, 'a', '', NULL, NULL)",  # a label without text
+        "(102, 0, 1, 'r', 'suspend', 1, 'a', '', NULL, NULL)",  # a suspension without windows
+        "(103, 0, 1, 'r', 'suspend', 1, 'a', '', 3, 2)",  # ends before it starts
+        "(104, 0, 1, 'r', 'remove', 99, 'a', '', NULL, NULL)",  # no such post
+    ):
+        with pytest.raises(sqlite3.IntegrityError):
+            con.execute(base + values)
+    with pytest.raises(sqlite3.IntegrityError):
+        con.execute("INSERT INTO injected_items(post_id, item_id, truth, source, seq) VALUES (1, 'x', 'maybe', '', 200)")
+    con.close()
