@@ -66,7 +66,12 @@ async def test_decisions_shape_every_feed(tmp_path: Path) -> None:
     await again.close()
     with sqlite3.connect(tmp_path / "e.db") as con:
         rows = con.execute("SELECT action, post_id, author FROM moderation ORDER BY seq").fetchall()
-    assert rows == [("remove", 1, "a"), ("label", 2, "a"), ("downrank", 3, "b"), ("shadowban", 4, "c")]
+    assert rows == [
+        ("remove", 1, "a"),
+        ("label", 2, "a"),
+        ("downrank", 3, "b"),
+        ("shadowban", 4, "c"),
+    ]
 
 
 async def test_suspended_agents_cannot_act_until_their_suspension_ends(tmp_path: Path) -> None:
@@ -111,5 +116,7 @@ def test_schema_rejects_impossible_moderation(tmp_path: Path) -> None:
         with pytest.raises(sqlite3.IntegrityError):
             con.execute(base + values)
     with pytest.raises(sqlite3.IntegrityError):
-        con.execute("INSERT INTO injected_items(post_id, item_id, truth, source, seq) VALUES (1, 'x', 'maybe', '', 200)")
+        con.execute(
+            "INSERT INTO injected_items(post_id, item_id, truth, source, seq) VALUES (1, 'x', 'maybe', '', 200)"
+        )
     con.close()

@@ -202,9 +202,10 @@ def _instrument(name: str, shape: type) -> Callable[[Any], str]:
     def render(data: Any) -> str:
         from friendsim.report import instrument_sections
 
-        ok = isinstance(data, shape) and (
-            shape is not list or all(isinstance(r, Mapping) and "window" in r for r in data)
-        )
+        if isinstance(data, list):
+            ok = shape is list and all(isinstance(r, Mapping) and "window" in r for r in data)
+        else:
+            ok = shape is not list and isinstance(data, shape)
         if not ok:
             return records_table(data)
         return str(getattr(instrument_sections, name)(data))
