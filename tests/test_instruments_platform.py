@@ -58,6 +58,15 @@ async def test_decisions_shape_every_feed(tmp_path: Path) -> None:
     bad = FeedServed(seq=seq, t=p.clock.now(), actor="b", ranker="x", post_ids=(4,), topics=("t",))
     with pytest.raises(ModeratedPostError):
         await p.ingest(bad)
+    # nobody replies to, quotes or votes on a removed item any more
+    for act in (
+        p.create_post("b", text="re", topic="t", parent_id=1),
+        p.create_post("b", text="", topic="t", quote_of=1),
+        p.vote("b", 1, 1),
+    ):
+        with pytest.raises(ModeratedPostError):
+            await act
+    await p.vote("b", 2, 1)  # a labelled item may be voted on
     await service.stop()
     await p.close()
     # reopening rebuilds the moderation state from the tables

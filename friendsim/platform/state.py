@@ -245,6 +245,8 @@ def _check_post_created(st: PlatformState, e: PostCreated) -> None:
         raise E.InvalidEventError(f"{where}: root_id set on a top-level post")
     if e.quote_of is not None:
         st.post(e.quote_of, "quoted post")
+    if st.removed and (e.parent_id in st.removed or e.quote_of in st.removed):
+        raise E.ModeratedPostError(f"{where}: replies to or quotes a removed post")
 
 
 def _vote_target(st: PlatformState, e: VoteCast | VoteChanged | VoteCleared) -> int:
@@ -256,6 +258,8 @@ def _vote_target(st: PlatformState, e: VoteCast | VoteChanged | VoteCleared) -> 
         raise E.InvalidEventError(f"vote on post {e.post_id}: author {e.author!r} != {author!r}")
     if author == e.actor:
         raise E.SelfVoteError(f"{e.actor!r} cannot vote on its own post {e.post_id}")
+    if e.post_id in st.removed and e.kind == "vote_cast":
+        raise E.ModeratedPostError(f"vote by {e.actor!r} on removed post {e.post_id}")
     return st.votes.get((e.actor, e.post_id), 0)
 
 
