@@ -24,9 +24,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from friendsim.agents.asking import ask_validated, derive_seed
 from friendsim.agents.memory import AgentMemory, snippet
@@ -65,6 +65,7 @@ from friendsim.vocabulary import (
 )
 
 TEXT_ACTIONS = ("POST", "COM", "DM", "REPOST")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -81,6 +82,7 @@ class LLMPolicyConfig:
     plan_max_tokens: int = 800
     content_max_tokens: int = 200
     parallel_content: bool = True
+    parallel_votes: bool = True
     max_item_chars: int = 400
     compact: bool = False
     content_stop: tuple[str, ...] = ()
@@ -430,57 +432,91 @@ class LLMPolicy:
     # --- vote --------------------------------------------------------------------------------
 
     async def vote(self, obs: Observation, items: tuple[FeedItem, ...]) -> Ballot:
-        """Vote +1/-1/0 on each item not authored by this agent, in chunks of ``vote_chunk``."""
+        """Vote +1/-1/0 on each item not authored by this agent, in chunks of ``vote_chunk``.
+
+        The chunks are asked concurrently (``parallel_votes``; one after another otherwise):
+        each chunk's prompt, seed and schema depend only on its items, and the answers are
+        merged in chunk order, so the ballot is the same whatever order they arrive in."""
         self.memory.observe(obs)
         cfg = self.config
         mine = self.persona.id
         todo = [i for i in items if i.author != mine]
+        size = max(1, cfg.vote_chunk)
+        jobs = [
+            self._vote_chunk(obs, start, todo[start : start + size])
+            for start in range(0, len(todo), size)
+        ]
+        if cfg.parallel_votes:
+            answers = await _gather_or_cancel(jobs)
+        else:
+            answers = [await job for job in jobs]
         votes: dict[int, int] = {}
         failures: list[Failure] = []
-        for start in range(0, len(todo), max(1, cfg.vote_chunk)):
-            chunk = todo[start : start + max(1, cfg.vote_chunk)]
-            ids = [i.post_id for i in chunk]
-            prompt = render(
-                "vote",
-                items="\n".join(
-                    post_block(
-                        i,
-                        extra={"relationship": self.memory.relationship_line(i.author)},
-                        limit=cfg.max_item_chars,
-                    )
-                    for i in chunk
-                ),
-                post_ids=", ".join(str(x) for x in ids),
-            )
-
-            def parse(comp: Completion, ids: Sequence[int] = ids) -> dict[int, int]:
-                return parse_votes(decode_json(comp.parsed, comp.text), ids)
-
-            asked = await ask_validated(
-                self.llm,
-                stage="vote",
-                system=self.system,
-                prompt=prompt,
-                parse=parse,
-                json_schema=vote_json_schema(ids),
-                label="vote",
-                agent=mine,
-                max_retries=cfg.max_retries,
-                temperature=cfg.vote_temperature,
-                max_tokens=40 + 16 * len(ids),
-                seed=derive_seed(self.rng_seed, mine, "vote", obs.window, start),
-            )
-            if asked.value is None:
-                assert asked.failure is not None
-                failures.append(asked.failure)
+        for answer in answers:
+            if isinstance(answer, Failure):
+                failures.append(answer)
             else:
-                votes.update(asked.value)
+                votes.update(answer)
         self.memory.record_votes(votes, items)
         return Ballot(votes=votes, failures=tuple(failures))
+
+    async def _vote_chunk(
+        self, obs: Observation, start: int, chunk: Sequence[FeedItem]
+    ) -> dict[int, int] | Failure:
+        """Ask for the votes on one chunk (``start``: its offset, part of the seed)."""
+        cfg = self.config
+        mine = self.persona.id
+        ids = [i.post_id for i in chunk]
+        prompt = render(
+            "vote",
+            items="\n".join(
+                post_block(
+                    i,
+                    extra={"relationship": self.memory.relationship_line(i.author)},
+                    limit=cfg.max_item_chars,
+                )
+                for i in chunk
+            ),
+            post_ids=", ".join(str(x) for x in ids),
+        )
+
+        def parse(comp: Completion) -> dict[int, int]:
+            return parse_votes(decode_json(comp.parsed, comp.text), ids)
+
+        asked = await ask_validated(
+            self.llm,
+            stage="vote",
+            system=self.system,
+            prompt=prompt,
+            parse=parse,
+            json_schema=vote_json_schema(ids),
+            label="vote",
+            agent=mine,
+            max_retries=cfg.max_retries,
+            temperature=cfg.vote_temperature,
+            max_tokens=40 + 16 * len(ids),
+            seed=derive_seed(self.rng_seed, mine, "vote", obs.window, start),
+        )
+        if asked.value is None:
+            assert asked.failure is not None
+            return asked.failure
+        return asked.value
 
     def record_outcome(self, window: int, applied: tuple[Action, ...]) -> None:
         """Remember the actions the runtime applied in ``window``."""
         self.memory.record_actions(window, applied)
+
+
+async def _gather_or_cancel(jobs: Sequence[Awaitable[T]]) -> list[T]:
+    """``asyncio.gather`` that cancels the other jobs when one raises (a replay's cache miss,
+    a spent budget), so no request of an abandoned phase is left running."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
 
 
 def _compact_json(value: object) -> str:

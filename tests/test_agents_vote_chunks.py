@@ -1,0 +1,171 @@
+"""One agent's vote chunks go out concurrently; ballots and logs do not depend on arrival order."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from friendsim.agents import generate_personas, make_llm_policy
+from friendsim.agents.llm_policy import LLMPolicyConfig
+from friendsim.llm.base import LLMRequest
+from friendsim.llm.errors import CacheMissError
+from friendsim.llm.scripted import ScriptedLLM
+from friendsim.runtime.assembly import run_experiment
+from friendsim.runtime.config import parse_config
+from friendsim.runtime.scripted_mind import plausible_responder
+from friendsim.vocabulary import FeedItem, Observation
+
+PERSONAS = generate_personas(6, seed=2)
+ME = PERSONAS[0].id
+OTHERS = [p.id for p in PERSONAS[1:]]
+ITEMS = tuple(
+    FeedItem(post_id=100 + i, author=(ME if i % 7 == 0 else OTHERS[i % 5]), text=f"t{i}", topic="x")
+    for i in range(95)
+)
+
+
+def _obs() -> Observation:
+    return Observation(
+        agent_id=ME, window=2, now=10.0, theme="climate change", n_actions=1, feed=ITEMS,
+        known_users=tuple(p.id for p in PERSONAS), topics=("x",),
+    )  # fmt: skip
+
+
+def _ids(req: LLMRequest) -> list[int]:
+    assert req.json_schema is not None
+    return list(req.json_schema["properties"]["votes"]["items"]["properties"]["post_id"]["enum"])
+
+
+class Gauge:
+    """Answers vote chunks, the first chunk last (a delay that falls with the chunk's first
+    id), and records how many requests were in flight at once."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.most = 0
+        self.answered: list[int] = []
+
+    async def __call__(self, req: LLMRequest) -> Any:
+        ids = _ids(req)
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        await asyncio.sleep(0.02 * (200 - ids[0]) / 100)
+        self.in_flight -= 1
+        self.answered.append(ids[0])
+        return {"votes": [{"post_id": i, "vote": 1 if i % 3 else -1} for i in ids]}
+
+
+async def test_chunks_are_in_flight_together_and_merged_in_chunk_order() -> None:
+    gauge = Gauge()
+    policy = make_llm_policy(PERSONAS[0], ScriptedLLM(gauge), theme="climate change")
+    ballot = await policy.vote(_obs(), ITEMS)
+
+    seq_llm = ScriptedLLM(Gauge())
+    sequential = make_llm_policy(
+        PERSONAS[0], seq_llm, theme="climate change", config=LLMPolicyConfig(parallel_votes=False)
+    )
+    expected = await sequential.vote(_obs(), ITEMS)
+
+    theirs = [i.post_id for i in ITEMS if i.author != ME]
+    assert len(theirs) == 81  # three chunks of 40, 40, 1
+    assert gauge.most == 3 and seq_llm.calls and len(seq_llm.calls) == 3
+    assert gauge.answered == sorted(gauge.answered, reverse=True)  # last chunk answered first
+    assert list(ballot.votes) == theirs  # merged in chunk order, whatever the arrival order
+    assert ballot == expected
+    assert [_ids(r) for r in policy.llm.calls] == [_ids(r) for r in seq_llm.calls]  # type: ignore[attr-defined]
+    assert [r.seed for r in policy.llm.calls] == [r.seed for r in seq_llm.calls]  # type: ignore[attr-defined]
+
+
+async def test_a_failing_chunk_keeps_its_place_and_a_miss_cancels_the_rest() -> None:
+    theirs = [i.post_id for i in ITEMS if i.author != ME]
+
+    async def one_bad(req: LLMRequest) -> Any:
+        ids = _ids(req)
+        await asyncio.sleep(0.03 if ids[0] == theirs[0] else 0.01)
+        if ids[0] == theirs[40]:  # the second chunk answers garbage every time
+            return {"votes": "no"}
+        return {"votes": [{"post_id": i, "vote": 1} for i in ids]}
+
+    policy = make_llm_policy(PERSONAS[0], ScriptedLLM(one_bad), theme="climate change")
+    ballot = await policy.vote(_obs(), ITEMS)
+    assert len(ballot.failures) == 1 and ballot.failures[0].stage == "vote"
+    assert list(ballot.votes) == theirs[:40] + theirs[80:]
+
+    started: list[int] = []
+    finished: list[int] = []
+
+    async def miss_then_slow(req: LLMRequest) -> Any:
+        ids = _ids(req)
+        started.append(ids[0])
+        if ids[0] == theirs[0]:
+            raise CacheMissError("k", "vote", "not recorded")
+        await asyncio.sleep(0.2)
+        finished.append(ids[0])
+        return {"votes": [{"post_id": i, "vote": 1} for i in ids]}
+
+    policy = make_llm_policy(PERSONAS[0], ScriptedLLM(miss_then_slow), theme="climate change")
+    with pytest.raises(CacheMissError):
+        await policy.vote(_obs(), ITEMS)
+    await asyncio.sleep(0.3)
+    assert len(started) == 3 and finished == []  # the other chunks were cancelled, not left running
+
+
+def cfg(**llm: Any) -> Any:
+    return parse_config(
+        {
+            "experiment": {"name": "v", "seed": 7, "rounds": 2, "n_actions": 2},
+            "agents": {"count": 9, "policy": "llm"},
+            "llm": {"provider": "scripted", "retries": 0, "prompt_profile": "compact", **llm},
+            "rewards": {"sentiment": "lexicon"},
+        }
+    )
+
+
+def jittered(spec: str) -> ScriptedLLM:
+    """The plausible mind, answering after a delay drawn from the request (so chunks of one
+    agent come back in a scrambled order)."""
+    mind = plausible_responder(0)
+
+    async def respond(req: LLMRequest) -> Any:
+        h = hashlib.sha256(req.cache_key("jitter").encode()).digest()
+        await asyncio.sleep(h[0] / 255 * 0.02)
+        return mind(req)
+
+    return ScriptedLLM(respond, model=spec.replace(":", "-"))
+
+
+def instant(spec: str) -> ScriptedLLM:
+    return ScriptedLLM(plausible_responder(0), model=spec.replace(":", "-"))
+
+
+def rows(run: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(run / "events.db") as con:
+        return con.execute("SELECT * FROM events ORDER BY seq").fetchall()
+
+
+async def test_scrambled_arrival_gives_the_same_log_and_replays(tmp_path: Path) -> None:
+    a = await run_experiment(cfg(cache="record"), out_dir=tmp_path / "a", llm_factory=jittered)
+    await run_experiment(cfg(), out_dir=tmp_path / "b", llm_factory=instant)
+    assert a.manifest.status == "completed"
+    assert rows(tmp_path / "a") == rows(tmp_path / "b")
+    votes = [r for r in rows(tmp_path / "a") if r[2] == "vote_cast"]
+    assert len(votes) > 20
+    with sqlite3.connect(tmp_path / "a" / "llm_cache.db") as con:
+        n_vote = con.execute("SELECT count(*) FROM llm_cache WHERE label = 'vote'").fetchone()
+    assert n_vote[0] > 9  # compact profile: chunks of 12, so several chunks per agent
+
+    (tmp_path / "rep").mkdir()
+    shutil.copy(tmp_path / "a" / "llm_cache.db", tmp_path / "rep" / "llm_cache.db")
+
+    def no_model(spec: str) -> ScriptedLLM:
+        return ScriptedLLM(lambda req: AssertionError("replay must not call the model"))
+
+    rep = await run_experiment(cfg(cache="replay"), out_dir=tmp_path / "rep", llm_factory=no_model)
+    assert rep.manifest.status == "completed"
+    assert rows(tmp_path / "rep") == rows(tmp_path / "a")
