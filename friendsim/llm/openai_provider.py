@@ -17,6 +17,13 @@ other base URL the key is read only from the variable named by ``api_key_env`` (
 and a placeholder is sent) so that your OpenAI key is never sent to a third-party host.
 Retries: the SDK client has ``max_retries=0``; :mod:`friendsim.llm.retry` retries.
 Cached prompt tokens come from ``usage.prompt_tokens_details.cached_tokens``.
+
+HTTP path (``http_path``): ``"sdk"`` sends chat completions through the SDK client; ``"lean"``
+through :class:`~friendsim.llm.lean_http.LeanHTTPClient` (the body built here, the answer read
+from JSON: a fraction of the SDK's CPU per request, see BENCHMARKS.md); ``"auto"`` (default)
+keeps the SDK for api.openai.com (the hosted API's own semantics) and takes the lean path for
+every other base URL (vLLM, llama.cpp, Ollama ...). Both paths send the same body and give the
+same completions and the same error types. The SDK client exists either way (batch mode uses it).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 from urllib.parse import urlsplit
 
 import openai
@@ -35,12 +42,14 @@ from friendsim.llm.base import LLM, Completion, LLMRequest, Usage
 from friendsim.llm.endpoints import Endpoint
 from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
 from friendsim.llm.json_extract import extract_json
+from friendsim.llm.lean_http import LeanHTTPClient, error_text, status_error
 from friendsim.llm.pool import PooledLLM
 from friendsim.llm.redact import register_key_env
 from friendsim.llm.sdk_errors import map_sdk_error
 
 _log = structlog.get_logger(__name__)
 JsonMode = Literal["json_schema", "json_object", "prompt"]
+HttpPath = Literal["auto", "lean", "sdk"]
 _NEXT_MODE: dict[JsonMode, JsonMode] = {"json_schema": "json_object", "json_object": "prompt"}
 _FORMAT_WORDS = ("response_format", "json_schema", "json_object")
 _PLACEHOLDER_KEY = "EMPTY"
@@ -61,6 +70,8 @@ class OpenAIChatLLM:
         api_key_env: str | None = None,
         max_tokens_param: Literal["max_tokens", "max_completion_tokens"] | None = None,
         client: openai.AsyncOpenAI | None = None,
+        http_path: HttpPath = "auto",
+        max_connections: int = 1000,
     ) -> None:
         if structured_output not in ("json_schema", "json_object", "prompt"):
             raise ProviderConfigError(
@@ -78,6 +89,11 @@ class OpenAIChatLLM:
         self._max_tokens_param = max_tokens_param or (
             "max_completion_tokens" if is_openai else "max_tokens"
         )
+        if http_path not in ("auto", "lean", "sdk"):
+            raise ProviderConfigError(
+                f"openai http_path must be 'auto', 'lean' or 'sdk', got {http_path!r}"
+            )
+        self._lean: LeanHTTPClient | None = None
         if client is None:
             kwargs: dict[str, Any] = {"max_retries": max_retries, "timeout": timeout_s}
             if base_url is not None:
@@ -96,6 +112,17 @@ class OpenAIChatLLM:
             else:
                 kwargs["api_key"] = _PLACEHOLDER_KEY
             client = openai.AsyncOpenAI(**kwargs)
+            if http_path == "lean" or (http_path == "auto" and not is_openai):
+                self._lean = LeanHTTPClient(
+                    self.endpoint,
+                    headers={
+                        "authorization": f"Bearer {kwargs['api_key']}",
+                        "accept": "application/json",
+                        "user-agent": "friendsim",
+                    },
+                    timeout_s=timeout_s,
+                    max_connections=max_connections,
+                )
         self._client = client
 
     @property
@@ -143,29 +170,17 @@ class OpenAIChatLLM:
                 pass
         return kwargs
 
+    @property
+    def http_path(self) -> Literal["lean", "sdk"]:
+        """The path chat completions take (see module docstring)."""
+        return "lean" if self._lean is not None else "sdk"
+
     async def complete(self, request: LLMRequest) -> Completion:
         started = time.perf_counter()
-        while True:
-            mode = self.json_mode if request.json_schema is not None else None
-            try:
-                response = await self._client.chat.completions.create(
-                    **self._request_kwargs(request, mode)
-                )
-                break
-            except openai.BadRequestError as exc:
-                if not self._downgrade(mode, exc):
-                    raise map_sdk_error(exc, openai, "openai") from exc
-            except openai.UnprocessableEntityError as exc:
-                if not self._downgrade(mode, exc):
-                    raise map_sdk_error(exc, openai, "openai") from exc
-            except openai.InternalServerError as exc:
-                if not self._downgrade(mode, exc):
-                    raise map_sdk_error(exc, openai, "openai") from exc
-            except openai.OpenAIError as exc:
-                raise map_sdk_error(exc, openai, "openai") from exc
-            except ValueError as exc:  # a body that is not JSON at all
-                raise MalformedResponseError(f"openai: undecodable response body: {exc}") from exc
-        text, usage = _read(response)
+        if self._lean is not None:
+            text, usage = await self._complete_lean(request)
+        else:
+            text, usage = await self._complete_sdk(request)
         parsed = extract_json(text) if request.json_schema is not None else None
         return Completion(
             text=text,
@@ -176,11 +191,49 @@ class OpenAIChatLLM:
             provider="openai",
         )
 
-    def _downgrade(self, mode: JsonMode | None, exc: openai.APIStatusError) -> bool:
-        """Step the endpoint's JSON mode down if ``exc`` rejects ``response_format``."""
+    async def _complete_sdk(self, request: LLMRequest) -> tuple[str, Usage]:
+        while True:
+            mode = self.json_mode if request.json_schema is not None else None
+            try:
+                response = await self._client.chat.completions.create(
+                    **self._request_kwargs(request, mode)
+                )
+                return _read(response)
+            except openai.BadRequestError as exc:
+                if not self._downgrade(mode, str(exc)):
+                    raise map_sdk_error(exc, openai, "openai") from exc
+            except openai.UnprocessableEntityError as exc:
+                if not self._downgrade(mode, str(exc)):
+                    raise map_sdk_error(exc, openai, "openai") from exc
+            except openai.InternalServerError as exc:
+                if not self._downgrade(mode, str(exc)):
+                    raise map_sdk_error(exc, openai, "openai") from exc
+            except openai.OpenAIError as exc:
+                raise map_sdk_error(exc, openai, "openai") from exc
+            except ValueError as exc:  # a body that is not JSON at all
+                raise MalformedResponseError(f"openai: undecodable response body: {exc}") from exc
+
+    async def _complete_lean(self, request: LLMRequest) -> tuple[str, Usage]:
+        assert self._lean is not None
+        while True:
+            mode = self.json_mode if request.json_schema is not None else None
+            body = json.dumps(
+                self._request_kwargs(request, mode), ensure_ascii=False, separators=(",", ":")
+            ).encode("utf-8")
+            reply = await self._lean.post_json("/chat/completions", body)
+            if 200 <= reply.status < 300:
+                return _read_json(reply.body)
+            if reply.status in (400, 422) or reply.status >= 500:
+                if self._downgrade(mode, error_text(reply)):
+                    continue
+            raise status_error("openai", reply)
+
+    def _downgrade(self, mode: JsonMode | None, error: str) -> bool:
+        """Step the endpoint's JSON mode down if the server's ``error`` rejects
+        ``response_format``."""
         if mode is None or mode == "prompt":
             return False
-        detail = str(exc).lower()
+        detail = error.lower()
         if not any(word in detail for word in _FORMAT_WORDS) or "invalid schema" in detail:
             return False  # not about support for response_format (a bad schema stays an error)
         if self.json_mode == mode:  # concurrent calls may already have stepped down
@@ -196,6 +249,8 @@ class OpenAIChatLLM:
         return True
 
     async def aclose(self) -> None:
+        if self._lean is not None:
+            await self._lean.aclose()
         await self._client.close()
 
 
@@ -219,6 +274,42 @@ def _read(response: Any) -> tuple[str, Usage]:
         cached_input_tokens=cached,
         cache_write_tokens=written,
     )
+
+
+def _read_json(body: bytes) -> tuple[str, Usage]:
+    """Text and usage of a chat completion's JSON body (the lean path's :func:`_read`)."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise MalformedResponseError(f"openai: undecodable response body: {exc}") from exc
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise MalformedResponseError("openai: response has no choices")
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        raise MalformedResponseError("openai: response has no choices")
+    text = message.get("content")
+    if text is not None and not isinstance(text, str):
+        raise MalformedResponseError("openai: message content is not text")
+    u = data.get("usage")
+    if not isinstance(u, dict) or not _count(u.get("prompt_tokens")):
+        raise MalformedResponseError("openai: response has no token usage")
+    details = u.get("prompt_tokens_details")
+    details = details if isinstance(details, dict) else {}
+    return text or "", Usage(
+        input_tokens=u["prompt_tokens"],
+        output_tokens=_count_or_zero(u.get("completion_tokens")),
+        cached_input_tokens=_count_or_zero(details.get("cached_tokens")),
+        cache_write_tokens=_count_or_zero(details.get("cache_write_tokens")),
+    )
+
+
+def _count_or_zero(value: object) -> int:
+    return value if _count(value) else 0
+
+
+def _count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def create_openai_llm(

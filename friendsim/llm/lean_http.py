@@ -1,0 +1,196 @@
+"""A lean JSON-over-HTTP client for OpenAI-compatible servers, on httpx's core (httpcore).
+
+Why: through the official SDK a request to a local inference server costs milliseconds of this
+process's CPU: the SDK's per-call parameter transform and response models, httpx's client
+layer, and httpcore's connection pool, which scans every connection (with a ``poll`` system
+call for each idle one) whenever a request starts or ends. At the concurrency a run keeps busy
+(hundreds of requests in flight) that saturates one core and holds runs far below the servers'
+capacity. See ``bench/llm_bound.py`` and BENCHMARKS.md for the measurements.
+
+What: httpcore's HTTP/1.1 connections (h11 underneath, as in httpx), kept on a free list
+instead of a pool: a request takes the most recently used idle connection (or opens one), and
+gives it back when the answer is read, so finding a connection is O(1) whatever the
+concurrency. Plain ``http://`` connections use the asyncio-native network backend of
+:mod:`friendsim.llm.net_backend`; ``https://`` ones httpcore's own (TLS, certificates). At most
+``max_connections`` requests are in flight (others wait); at most that many idle connections
+are kept, each for ``keepalive_s`` seconds. No retries here: the retry layer above retries.
+
+Errors are ours (:mod:`friendsim.llm.errors`): a timeout is :class:`LLMTimeoutError`, a
+refused, reset or dropped connection :class:`LLMConnectionError`; :func:`status_error` maps an
+HTTP error answer as the SDK mapping does (429 rate limited with Retry-After, 408 timeout, 5xx
+server error, other 4xx permanent). Messages name the provider, never a header (so never a key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpcore
+
+from friendsim.llm.errors import (
+    LLMConnectionError,
+    LLMError,
+    LLMTimeoutError,
+    PermanentLLMError,
+    ProviderConfigError,
+    RateLimitedError,
+    ServerError,
+)
+from friendsim.llm.net_backend import AsyncioBackend
+from friendsim.llm.sdk_errors import parse_retry_after
+
+_MAX_DETAIL = 300
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class HTTPReply:
+    """A server's answer: status, headers (names lower-cased) and the whole body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class LeanHTTPClient:
+    """POSTs JSON bodies to one server (see module docstring)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str],
+        timeout_s: float = 60.0,
+        max_connections: int = 1000,
+        keepalive_s: float = 5.0,
+        provider: str = "openai",
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ProviderConfigError(f"{provider}: {base_url!r} is not an http(s)://host URL")
+        if max_connections < 1:
+            raise ProviderConfigError(f"{provider}: max_connections must be >= 1")
+        self._base = base_url.rstrip("/")
+        self._provider = provider
+        self._timeout = {"connect": timeout_s, "read": timeout_s, "write": timeout_s}
+        self._headers = [(b"host", parts.netloc.encode("ascii"))] + [
+            (k.lower().encode("ascii"), v.encode("latin-1")) for k, v in headers.items()
+        ]
+        self._backend = AsyncioBackend() if parts.scheme == "http" else None
+        self._keepalive_s = keepalive_s
+        self._max_idle = max_connections
+        self._slots = asyncio.Semaphore(max_connections)
+        self._idle: list[httpcore.AsyncHTTPConnection] = []
+        self._urls: dict[str, httpcore.URL] = {}
+        self.opened = 0
+        """Connections opened so far (a keep-alive check for tests and benchmarks)."""
+
+    def _url(self, path: str) -> httpcore.URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = httpcore.URL(self._base + path)
+        return url
+
+    async def _take(self, url: httpcore.URL) -> httpcore.AsyncHTTPConnection:
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.is_available() and not conn.has_expired():
+                return conn
+            await conn.aclose()
+        self.opened += 1
+        return httpcore.AsyncHTTPConnection(
+            url.origin, keepalive_expiry=self._keepalive_s, network_backend=self._backend
+        )
+
+    async def _give(self, conn: httpcore.AsyncHTTPConnection) -> None:
+        if conn.is_available() and len(self._idle) < self._max_idle:
+            self._idle.append(conn)
+        else:
+            await conn.aclose()
+        if self._idle and self._idle[0].has_expired():  # the least recently used one
+            await self._idle.pop(0).aclose()
+
+    async def post_json(self, path: str, body: bytes) -> HTTPReply:
+        """POST ``body`` (JSON) to ``base_url + path``; the whole answer, whatever its status."""
+        url = self._url(path)
+        headers = [
+            *self._headers,
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode("ascii")),
+        ]
+        request = httpcore.Request(
+            b"POST", url, headers=headers, content=body, extensions={"timeout": self._timeout}
+        )
+        async with self._slots:
+            conn = await self._take(url)
+            try:
+                response = await conn.handle_async_request(request)
+                try:
+                    data = await response.aread()
+                finally:
+                    await response.aclose()
+            except BaseException as exc:
+                await _close_quietly(conn)
+                if isinstance(exc, httpcore.TimeoutException):
+                    raise LLMTimeoutError(f"{self._provider}: request timed out") from exc
+                if isinstance(exc, httpcore.NetworkError | httpcore.ProtocolError | OSError):
+                    raise LLMConnectionError(
+                        f"{self._provider}: connection failed ({type(exc).__name__})"
+                    ) from exc
+                raise
+            await self._give(conn)
+        return HTTPReply(
+            status=response.status,
+            headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers},
+            body=data,
+        )
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await _close_quietly(conn)
+
+
+async def _close_quietly(conn: httpcore.AsyncHTTPConnection) -> None:
+    try:
+        await conn.aclose()
+    except Exception:  # a connection already broken may fail to close
+        pass
+
+
+def error_text(reply: HTTPReply) -> str:
+    """The server's short explanation of an error answer: ``error.message`` of a JSON body (the
+    OpenAI shape), else the body's text; cut to a few hundred characters."""
+    text = reply.body.decode("utf-8", "replace")
+    try:
+        data: Any = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            text = err["message"]
+        elif isinstance(err, str):
+            text = err
+        elif isinstance(data.get("message"), str):
+            text = data["message"]
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "…"
+
+
+def status_error(provider: str, reply: HTTPReply) -> LLMError:
+    """Our error for a non-2xx answer (the same classes as the SDK mapping)."""
+    status = reply.status
+    detail = f"{provider}: HTTP {status}: {error_text(reply)}"
+    retry_after = parse_retry_after(reply.headers)
+    if status == 429:
+        return RateLimitedError(detail, retry_after=retry_after, status=status)
+    if status == 408:
+        return LLMTimeoutError(detail, retry_after=retry_after, status=status)
+    if status >= 500:
+        return ServerError(detail, retry_after=retry_after, status=status)
+    return PermanentLLMError(detail)
