@@ -7,7 +7,11 @@ the lean path must keep its connections alive and recover from a server that wen
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -183,3 +187,32 @@ async def test_a_restarted_server_is_reached_again(stub: StubLLMServer) -> None:
 def test_bad_base_url_is_a_config_error() -> None:
     with pytest.raises(ProviderConfigError, match="not an http"):
         LeanHTTPClient("ftp://h/v1", headers={})
+
+
+def test_the_lean_path_never_imports_the_sdk(tmp_path: Path) -> None:
+    """Importing the SDK costs about a second of CPU; a run on the lean path does without it."""
+    script = tmp_path / "probe.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import asyncio, sys
+            sys.path.insert(0, {str(Path(__file__).parent)!r})
+            from llm_stub_server import StubLLMServer
+            from friendsim.llm import LLMRequest, build_llm, user
+
+            async def main():
+                with StubLLMServer() as stub:
+                    stack = await build_llm(f"openai:{{stub.openai_base_url}}#m")
+                    out = await stack.complete(LLMRequest(messages=(user("x"),)))
+                    await stack.aclose()
+                print(out.text, "openai" in sys.modules)
+
+            asyncio.run(main())
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["echo:", "x", "False"]

@@ -32,10 +32,9 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from typing import Any, Literal, TypeGuard
+from typing import TYPE_CHECKING, Any, Literal, TypeGuard
 from urllib.parse import urlsplit
 
-import openai
 import structlog
 
 from friendsim.llm.base import LLM, Completion, LLMRequest, Usage
@@ -46,6 +45,9 @@ from friendsim.llm.lean_http import LeanHTTPClient, error_text, status_error
 from friendsim.llm.pool import PooledLLM
 from friendsim.llm.redact import register_key_env
 from friendsim.llm.sdk_errors import map_sdk_error
+
+if TYPE_CHECKING:
+    import openai
 
 _log = structlog.get_logger(__name__)
 JsonMode = Literal["json_schema", "json_object", "prompt"]
@@ -111,7 +113,7 @@ class OpenAIChatLLM:
                 kwargs["api_key"] = key
             else:
                 kwargs["api_key"] = _PLACEHOLDER_KEY
-            client = openai.AsyncOpenAI(**kwargs)
+            self._sdk_kwargs = kwargs
             if http_path == "lean" or (http_path == "auto" and not is_openai):
                 self._lean = LeanHTTPClient(
                     self.endpoint,
@@ -123,7 +125,17 @@ class OpenAIChatLLM:
                     timeout_s=timeout_s,
                     max_connections=max_connections,
                 )
-        self._client = client
+        self._sdk: openai.AsyncOpenAI | None = client
+
+    @property
+    def _client(self) -> openai.AsyncOpenAI:
+        """The SDK client, made on first use (the lean path may never need it, and importing
+        the SDK costs about a second of CPU)."""
+        if self._sdk is None:
+            import openai
+
+            self._sdk = openai.AsyncOpenAI(**self._sdk_kwargs)
+        return self._sdk
 
     @property
     def model(self) -> str:
@@ -192,6 +204,8 @@ class OpenAIChatLLM:
         )
 
     async def _complete_sdk(self, request: LLMRequest) -> tuple[str, Usage]:
+        import openai
+
         while True:
             mode = self.json_mode if request.json_schema is not None else None
             try:
@@ -251,10 +265,13 @@ class OpenAIChatLLM:
     async def aclose(self) -> None:
         if self._lean is not None:
             await self._lean.aclose()
-        await self._client.close()
+        if self._sdk is not None:
+            await self._sdk.close()
 
 
 def _read(response: Any) -> tuple[str, Usage]:
+    import openai
+
     if not isinstance(response, openai.types.chat.ChatCompletion):
         raise MalformedResponseError(
             f"openai: expected a chat completion object, got {type(response).__name__}"

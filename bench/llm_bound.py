@@ -1,0 +1,338 @@
+"""Model-bound runs against the concurrency bound: friendsim end to end over real HTTP.
+
+A run (the same assembly ``friendsim run`` uses: ``run_experiment``) with the LLM policy talks to
+a stub OpenAI-compatible server on 127.0.0.1 that answers every request after ``--latency-ms``
+(default 200 ms) with what the in-process scripted mind would answer (valid plans, texts and
+votes; ``tests/llm_stub_server.py``'s ``mind_responder``). The server is an asyncio HTTP/1.1
+server in its own process (``--serve``), so its CPU is not charged to friendsim; each run is a
+child process too (``--child``), so its CPU comes from the OS (``os.wait4`` of that process,
+and ``getrusage`` inside it around the run alone).
+
+Settings (``--quick`` makes them smaller):
+
+* ``rounds``: 200 agents × 3 rounds, 3 actions per round, full-visibility feed, every agent
+  votes on every item of the round (no ``vote_limit``), rule coach;
+* ``continuous``: 1,000 agents, one virtual hour cut into **one slice** (``tick`` = the
+  window): every agent that wakes in the hour (wake rate 1 per hour, heterogeneous) plans and
+  writes in that one slice, on the chrono feed.
+
+Concurrency 128 (``[llm] concurrency``), retries on, cache off. Every request the provider
+sends is timed (agent, start, end). A *phase* is the work between two points where the run
+waits for all its requests (a round's planning, its voting; a slice). Per phase the
+**phase-aware lower bound** is ``max(latency × longest per-agent chain of sequential requests,
+latency × requests ÷ concurrency)``; a request is after another of the same agent in the
+chain when it started after that one ended. Reported per phase and summed: requests, chain,
+bound, the phase's wall (first request sent to last answer read) and bound ÷ wall; for the
+whole run: bound ÷ the run's wall (which also holds the simulation's own work between phases:
+observations, applying, scoring) and friendsim's CPU per request (the run's CPU ÷ requests:
+everything the process did, simulation included). ``--http-path sdk`` measures the SDK's
+client instead of the lean path (the default for OpenAI-compatible servers).
+
+Usage: ``python bench/llm_bound.py [--quick] [--settings rounds,continuous] [--http-path lean]``.
+Prints ``uptime`` before and after; the final line is one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+# A sibling script named like a stdlib module (bench/platform.py) must not shadow it.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+TESTS = Path(__file__).resolve().parent.parent / "tests"
+CONCURRENCY = 128
+
+SETTINGS: dict[str, dict[str, Any]] = {
+    "rounds": {
+        "experiment": {"name": "bound-rounds", "seed": 12, "mode": "rounds", "rounds": 3,
+                       "n_actions": 3},
+        "agents": {"count": 200, "policy": "llm"},
+        "feed": {"ranker": "full", "limit": 90},
+    },
+    "continuous": {
+        "experiment": {"name": "bound-continuous", "seed": 12, "mode": "continuous",
+                       "n_actions": 1, "window_length": 3600.0, "duration": 3600.0,
+                       "tick": 3600.0, "wake_rate": 1.0, "activity_sigma": 0.5},
+        "agents": {"count": 1000, "policy": "llm"},
+        "feed": {"ranker": "chrono", "limit": 20},
+    },
+}  # fmt: skip
+QUICK_AGENTS = {"rounds": 40, "continuous": 200}
+
+
+# --- the stub server (its own process) --------------------------------------------------------
+
+
+def serve(latency_s: float, seed: int) -> None:
+    """Answer OpenAI chat completions on 127.0.0.1 after ``latency_s``; print the port."""
+    sys.path.insert(0, str(TESTS))
+    from llm_stub_server import StubLLMServer, StubReply, mind_responder
+
+    stub = StubLLMServer(responder=mind_responder(seed))
+    loop = asyncio.new_event_loop()
+
+    class Conn(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+            self.buffer = b""
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+                head = self.buffer[:end].decode("latin-1").split("\r\n")
+                length = 0
+                for line in head[1:]:
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value)
+                if len(self.buffer) < end + 4 + length:
+                    return
+                body = self.buffer[end + 4 : end + 4 + length]
+                self.buffer = self.buffer[end + 4 + length :]
+                path = head[0].split()[1]
+                status, payload, _ = stub._respond(path, json.loads(body), StubReply())
+                reply = (
+                    f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(payload)}\r\n\r\n"
+                ).encode() + payload
+                loop.call_later(latency_s, self.send, reply)
+
+        def send(self, reply: bytes) -> None:
+            if not self.transport.is_closing():
+                self.transport.write(reply)
+
+    server = loop.run_until_complete(loop.create_server(Conn, "127.0.0.1", 0, backlog=4096))
+    sys.stdout.write(f"{server.sockets[0].getsockname()[1]}\n")
+    sys.stdout.flush()
+    loop.run_forever()
+
+
+# --- one run (its own process) ----------------------------------------------------------------
+
+
+def child(spec_path: Path) -> None:
+    """Run the experiment described in ``spec_path``; write the timings next to it."""
+    from friendsim.llm.base import LLM, Completion, LLMRequest
+    from friendsim.llm.registry import create_llm
+    from friendsim.runtime.assembly import run_experiment
+    from friendsim.runtime.config import parse_config
+    from friendsim.runtime.engine import RunListener, WindowTally
+
+    spec = json.loads(spec_path.read_text())
+    timings: list[tuple[str, float, float]] = []
+    marks: list[float] = []
+
+    class Timed:
+        """The provider, timing every request it sends (below the concurrency cap)."""
+
+        def __init__(self, inner: LLM) -> None:
+            self.inner = inner
+
+        @property
+        def model(self) -> str:
+            return self.inner.model
+
+        async def complete(self, request: LLMRequest) -> Completion:
+            t0 = time.perf_counter()
+            out = await self.inner.complete(request)
+            timings.append((request.agent or request.system, t0, time.perf_counter()))
+            return out
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    class Marks(RunListener):
+        def wake_applied(self, tally: WindowTally) -> None:
+            marks.append(time.perf_counter())
+
+        def window_ended(self, tally: WindowTally) -> None:
+            marks.append(time.perf_counter())
+
+    def factory(provider_spec: str) -> LLM:
+        return Timed(create_llm(provider_spec, http_path=spec["http_path"]))
+
+    cfg = parse_config(spec["config"])
+
+    async def go() -> dict[str, Any]:
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        t0 = time.perf_counter()
+        result = await run_experiment(
+            cfg, out_dir=spec["out_dir"], llm_factory=factory, listener=Marks()
+        )
+        wall = time.perf_counter() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+        return {
+            "status": result.manifest.status,
+            "t0": t0,
+            "wall_s": wall,
+            "run_cpu_s": cpu,
+            "calls": result.manifest.llm_usage["total"]["calls"],
+            "errors": result.manifest.llm_usage["total"].get("errors", 0),
+        }
+
+    out = asyncio.run(go())
+    out["timings"] = timings
+    out["marks"] = marks
+    spec_path.with_suffix(".out.json").write_text(json.dumps(out))
+
+
+# --- the analysis -----------------------------------------------------------------------------
+
+
+def chain_length(spans: list[tuple[float, float]]) -> int:
+    """Longest chain of one agent's requests where each started after the previous ended."""
+    spans = sorted(spans)
+    depth: list[int] = []
+    for i, (start, _) in enumerate(spans):
+        before = [depth[j] for j in range(i) if spans[j][1] <= start]
+        depth.append(1 + max(before, default=0))
+    return max(depth, default=0)
+
+
+def phases(
+    timings: list[tuple[str, float, float]], marks: list[float], latency_s: float
+) -> list[dict[str, Any]]:
+    """Split the requests at the run's phase ends and compute each phase's bound."""
+    ends = sorted(marks)
+    groups: dict[int, list[tuple[str, float, float]]] = defaultdict(list)
+    for item in timings:
+        k = next((i for i, m in enumerate(ends) if item[1] < m), len(ends))
+        groups[k].append(item)
+    out = []
+    for k in sorted(groups):
+        items = groups[k]
+        per_agent: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for agent, start, end in items:
+            per_agent[agent].append((start, end))
+        chain = max(chain_length(s) for s in per_agent.values())
+        n = len(items)
+        bound = max(latency_s * chain, latency_s * n / CONCURRENCY)
+        wall = max(e for _, _, e in items) - min(s for _, s, _ in items)
+        out.append({"requests": n, "agents": len(per_agent), "chain": chain,
+                    "bound_s": round(bound, 3), "wall_s": round(wall, 3),
+                    "bound_over_wall": round(bound / wall, 3)})  # fmt: skip
+    return out
+
+
+def measure(setting: str, args: argparse.Namespace, port: int, tmp: Path) -> dict[str, Any]:
+    config = json.loads(json.dumps(SETTINGS[setting]))
+    if args.quick:
+        config["agents"]["count"] = QUICK_AGENTS[setting]
+        if setting == "rounds":
+            config["experiment"]["rounds"] = 2
+    if args.agents:
+        config["agents"]["count"] = args.agents
+    config["llm"] = {
+        "provider": f"openai:http://127.0.0.1:{port}/v1#bench-model",
+        "concurrency": CONCURRENCY,
+        "retries": 4,
+        "cache": "off",
+    }
+    config["coach"] = {"enabled": True, "kind": "rule"}
+    config["rewards"] = {"sentiment": "lexicon"}
+    spec_path = tmp / f"{setting}.json"
+    spec = {"config": config, "out_dir": str(tmp / setting), "http_path": args.http_path}
+    spec_path.write_text(json.dumps(spec))
+    proc = subprocess.Popen([sys.executable, __file__, "--child", str(spec_path)])
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{setting}: the run's process failed (status {status})")
+    out = json.loads(spec_path.with_suffix(".out.json").read_text())
+    latency = args.latency_ms / 1000.0
+    per_phase = phases([tuple(t) for t in out["timings"]], out["marks"], latency)
+    n = len(out["timings"])
+    bound = sum(p["bound_s"] for p in per_phase)
+    llm_wall = sum(p["wall_s"] for p in per_phase)
+    return {
+        "agents": config["agents"]["count"],
+        "status": out["status"],
+        "requests": n,
+        "llm_errors": out["errors"],
+        "phases": len(per_phase),
+        "bound_s": round(bound, 3),
+        "wall_s": round(out["wall_s"], 3),
+        "bound_over_wall": round(bound / out["wall_s"], 3),
+        "phase_wall_s": round(llm_wall, 3),
+        "bound_over_phase_wall": round(bound / llm_wall, 3),
+        "cpu_ms_per_request": round(out["run_cpu_s"] / n * 1000, 4),
+        "run_cpu_s": round(out["run_cpu_s"], 3),
+        "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "per_phase": per_phase,
+    }
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smaller runs, well under 60 s")
+    ap.add_argument("--settings", default="rounds,continuous")
+    ap.add_argument("--agents", type=int, default=None, help="override the agent count")
+    ap.add_argument("--latency-ms", type=float, default=200.0)
+    ap.add_argument("--http-path", choices=("lean", "sdk"), default="lean")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        serve(args.latency_ms / 1000.0, args.seed)
+        return
+    if args.child is not None:
+        child(args.child)
+        return
+
+    before = uptime()
+    print(f"uptime before: {before}", flush=True)
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "--latency-ms", str(args.latency_ms)],
+        stdout=subprocess.PIPE,
+    )
+    figures: dict[str, Any] = {
+        "bench": "llm_bound",
+        "quick": args.quick,
+        "latency_ms": args.latency_ms,
+        "concurrency": CONCURRENCY,
+        "http_path": args.http_path,
+        "uptime_before": before,
+    }
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        with tempfile.TemporaryDirectory() as tmp:
+            for setting in args.settings.split(","):
+                fig = measure(setting, args, port, Path(tmp))
+                figures[setting] = fig
+                print(
+                    f"{setting}: {fig['agents']} agents, {fig['requests']} requests in "
+                    f"{fig['phases']} phases; bound {fig['bound_s']} s, wall {fig['wall_s']} s "
+                    f"-> {fig['bound_over_wall']} (phases only: {fig['bound_over_phase_wall']}); "
+                    f"CPU {fig['cpu_ms_per_request']} ms per request",
+                    flush=True,
+                )
+    finally:
+        server.terminate()
+        server.wait()
+    figures["uptime_after"] = uptime()
+    print(f"uptime after: {figures['uptime_after']}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
