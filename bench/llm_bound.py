@@ -13,7 +13,7 @@ Settings (``--quick`` makes them smaller):
 * ``rounds``: 200 agents × 3 rounds, 3 actions per round, full-visibility feed, every agent
   votes on every item of the round (no ``vote_limit``), rule coach;
 * ``continuous``: 1,000 agents, one virtual hour cut into **one slice** (``tick`` = the
-  window): every agent that wakes in the hour (wake rate 1 per hour, heterogeneous) plans and
+  window): every agent that wakes in the hour (3 wakes per hour on average, heterogeneous rates) plans and
   writes in that one slice, on the chrono feed.
 
 Concurrency 128 (``[llm] concurrency``), retries on, cache off. Every request the provider
@@ -64,7 +64,7 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "continuous": {
         "experiment": {"name": "bound-continuous", "seed": 12, "mode": "continuous",
                        "n_actions": 1, "window_length": 3600.0, "duration": 3600.0,
-                       "tick": 3600.0, "wake_rate": 1.0, "activity_sigma": 0.5},
+                       "tick": 3600.0, "wake_rate": 3.0, "activity_sigma": 0.5},
         "agents": {"count": 1000, "policy": "llm"},
         "feed": {"ranker": "chrono", "limit": 20},
     },
