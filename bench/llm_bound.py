@@ -26,7 +26,10 @@ bound, the phase's wall (first request sent to last answer read) and bound ÷ wa
 whole run: bound ÷ the run's wall (which also holds the simulation's own work between phases:
 observations, applying, scoring) and friendsim's CPU per request (the run's CPU ÷ requests:
 everything the process did, simulation included). ``--http-path sdk`` measures the SDK's
-client instead of the lean path (the default for OpenAI-compatible servers).
+client instead of the lean path (the default for OpenAI-compatible servers); ``--http-path
+inproc`` answers in process (the same mind, the same latency, no HTTP): its CPU per request
+without the mind's own CPU (timed around each answer) is the simulation and the LLM layers
+alone, so ``lean`` minus ``inproc`` is what the HTTP path costs per request.
 
 Usage: ``python bench/llm_bound.py [--quick] [--settings rounds,continuous] [--http-path lean]``.
 Prints ``uptime`` before and after; the final line is one JSON object with the figures.
@@ -161,8 +164,24 @@ def child(spec_path: Path) -> None:
         def window_ended(self, tally: WindowTally) -> None:
             marks.append(time.perf_counter())
 
+    mind_cpu = [0.0]
+
     def factory(provider_spec: str) -> LLM:
-        return Timed(create_llm(provider_spec, http_path=spec["http_path"]))
+        if spec["http_path"] != "inproc":
+            return Timed(create_llm(provider_spec, http_path=spec["http_path"]))
+        from friendsim.llm.scripted import ScriptedLLM
+        from friendsim.runtime.scripted_mind import plausible_responder
+
+        mind = plausible_responder(spec["seed"])
+
+        def answer(request: LLMRequest) -> Any:
+            c0 = time.thread_time()
+            try:
+                return mind(request)
+            finally:
+                mind_cpu[0] += time.thread_time() - c0
+
+        return Timed(ScriptedLLM(answer, latency_s=spec["latency_s"], model="bench-model"))
 
     cfg = parse_config(spec["config"])
 
@@ -185,6 +204,7 @@ def child(spec_path: Path) -> None:
         }
 
     out = asyncio.run(go())
+    out["mind_cpu_s"] = mind_cpu[0]
     out["timings"] = timings
     out["marks"] = marks
     spec_path.with_suffix(".out.json").write_text(json.dumps(out))
@@ -245,7 +265,13 @@ def measure(setting: str, args: argparse.Namespace, port: int, tmp: Path) -> dic
     config["coach"] = {"enabled": True, "kind": "rule"}
     config["rewards"] = {"sentiment": "lexicon"}
     spec_path = tmp / f"{setting}.json"
-    spec = {"config": config, "out_dir": str(tmp / setting), "http_path": args.http_path}
+    spec = {
+        "config": config,
+        "out_dir": str(tmp / setting),
+        "http_path": args.http_path,
+        "latency_s": args.latency_ms / 1000.0,
+        "seed": args.seed,
+    }
     spec_path.write_text(json.dumps(spec))
     proc = subprocess.Popen([sys.executable, __file__, "--child", str(spec_path)])
     _, status, usage = os.wait4(proc.pid, 0)
@@ -269,6 +295,9 @@ def measure(setting: str, args: argparse.Namespace, port: int, tmp: Path) -> dic
         "phase_wall_s": round(llm_wall, 3),
         "bound_over_phase_wall": round(bound / llm_wall, 3),
         "cpu_ms_per_request": round(out["run_cpu_s"] / n * 1000, 4),
+        "cpu_ms_per_request_without_mind": round(
+            (out["run_cpu_s"] - out["mind_cpu_s"]) / n * 1000, 4
+        ),
         "run_cpu_s": round(out["run_cpu_s"], 3),
         "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
@@ -286,7 +315,7 @@ def main() -> None:
     ap.add_argument("--settings", default="rounds,continuous")
     ap.add_argument("--agents", type=int, default=None, help="override the agent count")
     ap.add_argument("--latency-ms", type=float, default=200.0)
-    ap.add_argument("--http-path", choices=("lean", "sdk"), default="lean")
+    ap.add_argument("--http-path", choices=("lean", "sdk", "inproc"), default="lean")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
