@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -164,6 +165,7 @@ async def main() -> None:
     ap.add_argument("--http", action="store_true", help="also measure the OpenAI SDK over HTTP")
     ap.add_argument("--http-concurrency", type=int, default=64)
     args = ap.parse_args()
+    load_before = os.getloadavg()
     # Quick: ten full waves of the concurrency (no partial last wave); full: the 5,000 asked for.
     n = args.requests or (10 * args.concurrency if args.quick else 5000)
     latency = args.latency_ms / 1000.0
@@ -225,6 +227,8 @@ async def main() -> None:
         http["lean_over_sdk_cpu"] = round(
             http["lean"]["cpu_ms_per_call"] / http["sdk"]["cpu_ms_per_call"], 4
         )
+    figures["loadavg_before"] = [round(x, 2) for x in load_before]
+    figures["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     figures["pass_throughput"] = figures["throughput_ratio"] >= 0.90
     figures["pass_cpu"] = figures["cpu_ms_per_call_stack"] <= 1.0
     print(
