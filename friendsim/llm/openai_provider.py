@@ -23,7 +23,8 @@ through :class:`~friendsim.llm.lean_http.LeanHTTPClient` (the body built here, t
 from JSON: a fraction of the SDK's CPU per request, see BENCHMARKS.md); ``"auto"`` (default)
 keeps the SDK for api.openai.com (the hosted API's own semantics) and takes the lean path for
 every other base URL (vLLM, llama.cpp, Ollama ...). Both paths send the same body and give the
-same completions and the same error types. The SDK client exists either way (batch mode uses it).
+same completions and the same error types. The SDK client (and the SDK's import) is made on
+first use: batch mode and the ``sdk`` path use it.
 """
 
 from __future__ import annotations
