@@ -216,3 +216,19 @@ def test_the_lean_path_never_imports_the_sdk(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["echo:", "x", "False"]
+
+
+async def test_lean_errors_carry_the_status_and_are_redacted(
+    stub: StubLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-lean-SECRET-0123456789"
+    monkeypatch.setenv("LEAN_KEY", secret)
+    llm = OpenAIChatLLM("m", base_url=stub.openai_base_url, api_key_env="LEAN_KEY")
+    assert llm.http_path == "lean"
+    echo = {"error": {"message": f"bad key: Authorization: Bearer {secret}"}}
+    stub.enqueue(StubReply(status=401, body=echo))
+    with pytest.raises(PermanentLLMError, match="HTTP 401: bad key") as info:
+        await llm.complete(req())
+    assert info.value.status == 401 and secret not in str(info.value)
+    assert stub.requests[-1].headers["authorization"] == f"Bearer {secret}"  # it was sent
+    await llm.aclose()

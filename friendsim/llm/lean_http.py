@@ -18,7 +18,8 @@ are kept, each for ``keepalive_s`` seconds. No retries here: the retry layer abo
 Errors are ours (:mod:`friendsim.llm.errors`): a timeout is :class:`LLMTimeoutError`, a
 refused, reset or dropped connection :class:`LLMConnectionError`; :func:`status_error` maps an
 HTTP error answer as the SDK mapping does (429 rate limited with Retry-After, 408 timeout, 5xx
-server error, other 4xx permanent). Messages name the provider, never a header (so never a key).
+server error, other 4xx permanent, with its status). Messages name the provider and the
+server's redacted error text, never a header (so never a key).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from friendsim.llm.errors import (
     ServerError,
 )
 from friendsim.llm.net_backend import AsyncioBackend
+from friendsim.llm.redact import redact_text
 from friendsim.llm.sdk_errors import parse_retry_after
 
 _MAX_DETAIL = 300
@@ -164,7 +166,8 @@ async def _close_quietly(conn: httpcore.AsyncHTTPConnection) -> None:
 
 def error_text(reply: HTTPReply) -> str:
     """The server's short explanation of an error answer: ``error.message`` of a JSON body (the
-    OpenAI shape), else the body's text; cut to a few hundred characters."""
+    OpenAI shape), else the body's text; redacted (a server may echo request headers, keys
+    included) and cut to a few hundred characters."""
     text = reply.body.decode("utf-8", "replace")
     try:
         data: Any = json.loads(text)
@@ -178,7 +181,7 @@ def error_text(reply: HTTPReply) -> str:
             text = err
         elif isinstance(data.get("message"), str):
             text = data["message"]
-    text = " ".join(text.split())
+    text = redact_text(" ".join(text.split()))
     return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "…"
 
 
@@ -193,4 +196,4 @@ def status_error(provider: str, reply: HTTPReply) -> LLMError:
         return LLMTimeoutError(detail, retry_after=retry_after, status=status)
     if status >= 500:
         return ServerError(detail, retry_after=retry_after, status=status)
-    return PermanentLLMError(detail)
+    return PermanentLLMError(detail, status=status)
