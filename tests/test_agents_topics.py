@@ -10,7 +10,9 @@ from friendsim.platform.topics import MAX_TOPIC_WORDS, is_tone_word, usable_topi
 @pytest.mark.parametrize(
     "label",
     ["supportive", "Neutral", "supportive, neutral", "critical and positive", "#Supportive",
-     "very critical", "topic", "None", "n/a", "", "  ", "...", "!!!"],
+     "very critical", "topic", "None", "n/a", "", "  ", "...", "!!!",
+     # echoes of the plan instructions (seen from the local model in the quickstart)
+     "Window 1. Plan exactly 2 actions", "window 2", "JSON", "target_post"],
 )  # fmt: skip
 def test_tones_and_placeholders_are_not_topics(label: str) -> None:
     assert usable_topic(label) == ""
@@ -23,6 +25,8 @@ def test_tones_and_placeholders_are_not_topics(label: str) -> None:
         ("#CarbonTax", "carbontax"),
         ("supportive policies", "supportive policies"),  # a tone word inside a subject is fine
         ("critical minerals", "critical minerals"),
+        ("climate action plan", "climate action plan"),  # instruction words alone are fine
+        ("windows and insulation", "windows and insulation"),
         (
             "the economics of flood defences in small coastal towns today",
             "the economics of flood defences in",

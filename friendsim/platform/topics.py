@@ -39,17 +39,24 @@ PLACEHOLDERS = frozenset(
 )  # fmt: skip
 """Labels that name nothing (schema words, empty values)."""
 
+_ECHO = re.compile(
+    r"\bwindow \d|\bplan exactly\b|\bjson\b|\btarget.?post\b|\bmention.?user\b|\bsystem prompt\b"
+)
+"""Words of the plan instructions themselves: a small model sometimes copies the prompt's first
+line ("Window 1. Plan exactly 2 actions") into the topic."""
+
 _CONNECTORS = frozenset({"and", "or", "but", "very", "a", "an", "the", "tone", "not"})
 _WORD = re.compile(r"[a-z0-9][a-z0-9'\-]*")
 
 
 def usable_topic(topic: object) -> str:
     """The normalised, shortened topic, or ``""`` when ``topic`` is a tone word, a list of tone
-    words ("supportive, neutral"), a placeholder, or has no letters or digits at all."""
+    words ("supportive, neutral"), a placeholder, an echo of the plan instructions, or has no
+    letters or digits at all."""
     if not isinstance(topic, str):
         return ""
     norm = normalise_topic(topic)
-    if norm in PLACEHOLDERS:
+    if norm in PLACEHOLDERS or _ECHO.search(norm):
         return ""
     words = _WORD.findall(norm)
     content = [w for w in words if w not in _CONNECTORS]
