@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
-from friendsim.analysis.arraygraph import ArrayGraph
+from friendsim.analysis.arraygraph import ArrayGraph, symmetric_adjacency
 
 EXACT_PATH_MAX_NODES = 3000
 """Up to this many nodes in a component, shortest-path metrics are exact (BFS from every node)."""
@@ -60,16 +60,7 @@ def adjacency(g: nx.Graph) -> tuple[sp.csr_matrix, list[Hashable]]:
         return sp.csr_matrix((n, n), dtype=np.int64), nodes
     rows = np.fromiter((index[u] for u, _ in g.edges()), dtype=np.int64, count=g.number_of_edges())
     cols = np.fromiter((index[v] for _, v in g.edges()), dtype=np.int64, count=g.number_of_edges())
-    keep = rows != cols
-    rows, cols = rows[keep], cols[keep]
-    data = np.ones(2 * len(rows), dtype=np.int64)
-    a = sp.csr_matrix(
-        (data, (np.concatenate([rows, cols]), np.concatenate([cols, rows]))), shape=(n, n)
-    )
-    a.data[:] = 1
-    a.sum_duplicates()
-    a.data[:] = 1
-    return a, nodes
+    return symmetric_adjacency(rows, cols, n), nodes
 
 
 def to_igraph(a: sp.csr_matrix) -> Any:
