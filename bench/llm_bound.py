@@ -23,9 +23,12 @@ waits for all its requests (a round's planning, its voting; a slice). Per phase 
 latency × requests ÷ concurrency)``; a request is after another of the same agent in the
 chain when it started after that one ended. Reported per phase and summed: requests, chain,
 bound, the phase's wall (first request sent to last answer read) and bound ÷ wall; for the
-whole run: bound ÷ the run's wall (which also holds the simulation's own work between phases:
-observations, applying, scoring) and friendsim's CPU per request (the run's CPU ÷ requests:
-everything the process did, simulation included). ``--http-path sdk`` measures the SDK's
+whole run: bound ÷ the run's wall (``run_experiment`` from call to return: set-up of the run
+directory, agents and clients, every window, and the closing scoring and manifest), bound ÷
+the windows' wall (from the scheduler's start to the last window's end: the simulation's own
+work between phases, observations, applying, scoring, but not set-up and close, which are
+reported beside it as ``setup_s`` and ``close_s``) and friendsim's CPU per request (the run's
+CPU ÷ requests: everything the process did, simulation included). ``--http-path sdk`` measures the SDK's
 client instead of the lean path (the default for OpenAI-compatible servers); ``--http-path
 inproc`` answers in process (the same mind, the same latency, no HTTP): its CPU per request
 without the mind's own CPU (timed around each answer) is the simulation and the LLM layers
@@ -79,7 +82,9 @@ QUICK_AGENTS = {"rounds": 40, "continuous": 200}
 
 
 def serve(latency_s: float, seed: int) -> None:
-    """Answer OpenAI chat completions on 127.0.0.1 after ``latency_s``; print the port."""
+    """Answer OpenAI chat completions on 127.0.0.1 ``latency_s`` after each request arrived
+    (the stub's own work on it included, so a burst of requests is not answered late); print the
+    port."""
     sys.path.insert(0, str(TESTS))
     from llm_stub_server import StubLLMServer, StubReply, mind_responder
 
@@ -93,6 +98,7 @@ def serve(latency_s: float, seed: int) -> None:
             self.buffer = b""
 
         def data_received(self, data: bytes) -> None:
+            arrived = loop.time()  # the answer is due latency_s after its request arrived
             self.buffer += data
             while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
                 head = self.buffer[:end].decode("latin-1").split("\r\n")
@@ -111,7 +117,7 @@ def serve(latency_s: float, seed: int) -> None:
                     f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
                     f"content-length: {len(payload)}\r\n\r\n"
                 ).encode() + payload
-                loop.call_later(latency_s, self.send, reply)
+                loop.call_at(arrived + latency_s, self.send, reply)
 
         def send(self, reply: bytes) -> None:
             if not self.transport.is_closing():
@@ -157,12 +163,19 @@ def child(spec_path: Path) -> None:
         async def aclose(self) -> None:
             await self.inner.aclose()
 
+    started: list[float] = []
+    ended: list[float] = []
+
     class Marks(RunListener):
+        def run_started(self, *, windows: int, agents: int) -> None:
+            started.append(time.perf_counter())
+
         def wake_applied(self, tally: WindowTally) -> None:
             marks.append(time.perf_counter())
 
         def window_ended(self, tally: WindowTally) -> None:
             marks.append(time.perf_counter())
+            ended.append(time.perf_counter())
 
     mind_cpu = [0.0]
 
@@ -205,6 +218,8 @@ def child(spec_path: Path) -> None:
 
     out = asyncio.run(go())
     out["mind_cpu_s"] = mind_cpu[0]
+    out["setup_s"] = started[0] - out["t0"]
+    out["windows_wall_s"] = ended[-1] - started[0]
     out["timings"] = timings
     out["marks"] = marks
     spec_path.with_suffix(".out.json").write_text(json.dumps(out))
@@ -281,6 +296,7 @@ def measure(setting: str, args: argparse.Namespace, port: int, tmp: Path) -> dic
     latency = args.latency_ms / 1000.0
     per_phase = phases([tuple(t) for t in out["timings"]], out["marks"], latency)
     n = len(out["timings"])
+    spans = sorted(end - start for _, start, end in out["timings"])
     bound = sum(p["bound_s"] for p in per_phase)
     llm_wall = sum(p["wall_s"] for p in per_phase)
     return {
@@ -292,12 +308,22 @@ def measure(setting: str, args: argparse.Namespace, port: int, tmp: Path) -> dic
         "bound_s": round(bound, 3),
         "wall_s": round(out["wall_s"], 3),
         "bound_over_wall": round(bound / out["wall_s"], 3),
+        "setup_s": round(out["setup_s"], 3),
+        "windows_wall_s": round(out["windows_wall_s"], 3),
+        "close_s": round(out["wall_s"] - out["setup_s"] - out["windows_wall_s"], 3),
+        "bound_over_windows_wall": round(bound / out["windows_wall_s"], 3),
         "phase_wall_s": round(llm_wall, 3),
         "bound_over_phase_wall": round(bound / llm_wall, 3),
         "cpu_ms_per_request": round(out["run_cpu_s"] / n * 1000, 4),
         "cpu_ms_per_request_without_mind": round(
             (out["run_cpu_s"] - out["mind_cpu_s"]) / n * 1000, 4
         ),
+        "request_ms": {
+            "mean": round(sum(spans) / n * 1000, 1),
+            "p50": round(spans[n // 2] * 1000, 1),
+            "p95": round(spans[int(n * 0.95)] * 1000, 1),
+            "max": round(spans[-1] * 1000, 1),
+        },
         "run_cpu_s": round(out["run_cpu_s"], 3),
         "process_cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
         "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
@@ -315,7 +341,7 @@ def main() -> None:
     ap.add_argument("--settings", default="rounds,continuous")
     ap.add_argument("--agents", type=int, default=None, help="override the agent count")
     ap.add_argument("--latency-ms", type=float, default=200.0)
-    ap.add_argument("--http-path", choices=("lean", "sdk", "inproc"), default="lean")
+    ap.add_argument("--http-path", choices=("lean", "httpcore", "sdk", "inproc"), default="lean")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
@@ -351,7 +377,9 @@ def main() -> None:
                 print(
                     f"{setting}: {fig['agents']} agents, {fig['requests']} requests in "
                     f"{fig['phases']} phases; bound {fig['bound_s']} s, wall {fig['wall_s']} s "
-                    f"-> {fig['bound_over_wall']} (phases only: {fig['bound_over_phase_wall']}); "
+                    f"-> {fig['bound_over_wall']} (windows only: "
+                    f"{fig['bound_over_windows_wall']}, phases only: "
+                    f"{fig['bound_over_phase_wall']}); "
                     f"CPU {fig['cpu_ms_per_request']} ms per request",
                     flush=True,
                 )

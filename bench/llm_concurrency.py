@@ -12,9 +12,9 @@ limits -> concurrency cap -> provider) with the scripted provider at a fixed lat
    ``tests/llm_stub_server.py`` run in a child process, at ``--http-concurrency`` (default 64,
    so that the single-process stdlib stub is not the bottleneck): throughput and the client
    process's CPU per call (HTTP path + our layer; the stub's CPU is in the other process), for
-   both HTTP paths of the provider in the same run: ``sdk`` (the official SDK's client) and
-   ``lean`` (:mod:`friendsim.llm.lean_http`, the default for OpenAI-compatible servers), and
-   their ratio.
+   the provider's HTTP paths in the same run: ``sdk`` (the official SDK's client), ``httpcore``
+   (:mod:`friendsim.llm.lean_http`: httpx's core on a free list) and ``lean``
+   (:mod:`friendsim.llm.http11`, the default for OpenAI-compatible servers), and the ratios.
 
 Usage: ``python bench/llm_concurrency.py [--quick] [--requests N] [--concurrency C]``.
 The final line is one JSON object with the figures.
@@ -204,7 +204,7 @@ async def main() -> None:
     if args.http:
         http_n = min(n, 600 if args.quick else 2000)
         figures["http"] = {"requests": http_n, "concurrency": args.http_concurrency}
-        for path in ("sdk", "lean"):
+        for path in ("sdk", "httpcore", "lean"):
             timed = await run_http(
                 requests[:http_n],
                 latency_ms=args.latency_ms,
@@ -226,6 +226,9 @@ async def main() -> None:
         http = figures["http"]
         http["lean_over_sdk_cpu"] = round(
             http["lean"]["cpu_ms_per_call"] / http["sdk"]["cpu_ms_per_call"], 4
+        )
+        http["lean_over_httpcore_cpu"] = round(
+            http["lean"]["cpu_ms_per_call"] / http["httpcore"]["cpu_ms_per_call"], 4
         )
     figures["loadavg_before"] = [round(x, 2) for x in load_before]
     figures["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]

@@ -1,7 +1,8 @@
-"""The lean HTTP path of the OpenAI provider against the SDK path, over real HTTP to the stub.
+"""The lean HTTP paths of the OpenAI provider against the SDK path, over real HTTP to the stub.
 
-Both paths must send the same body and give the same completions and the same error types;
-the lean path must keep its connections alive and recover from a server that went away.
+All paths must send the same body and give the same completions and the same error types;
+the lean paths (our HTTP/1.1 client, and httpcore on a free list) must keep their connections
+alive and recover from a server that went away.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ from friendsim.llm import (
     user,
 )
 from friendsim.llm.errors import ProviderConfigError
+from friendsim.llm.http11 import HTTP11Client
 from friendsim.llm.lean_http import LeanHTTPClient
 from friendsim.llm.openai_provider import OpenAIChatLLM
 
 SYSTEM = "You are Ada, who writes about trains. " * 5
 SCHEMA = {"type": "object", "properties": {"tone": {"type": "string"}}, "required": ["tone"]}
 ANSWER = {"tone": "critical", "n": [3, 4]}
-PATHS = ("sdk", "lean")
+PATHS = ("sdk", "lean", "httpcore")
+LEAN = {"lean": HTTP11Client, "httpcore": LeanHTTPClient}
 
 
 @pytest.fixture
@@ -56,6 +59,13 @@ def test_auto_takes_the_sdk_for_the_hosted_api_and_lean_elsewhere(
     assert OpenAIChatLLM("m", base_url="http://10.0.0.7:8000/v1").http_path == "lean"
     assert OpenAIChatLLM("m", base_url="http://h/v1", http_path="sdk").http_path == "sdk"
     assert OpenAIChatLLM("gpt-4o-mini", http_path="lean").http_path == "lean"
+    assert OpenAIChatLLM("m", base_url="http://h/v1", http_path="httpcore").http_path == "httpcore"
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "10.0.0.9")
+    assert (
+        OpenAIChatLLM("m", base_url="http://10.0.0.7:8000/v1").http_path == "sdk"
+    )  # httpx proxies
+    assert OpenAIChatLLM("m", base_url="http://10.0.0.9:8000/v1").http_path == "lean"
     with pytest.raises(ProviderConfigError, match="http_path"):
         OpenAIChatLLM("m", base_url="http://h/v1", http_path="fast")  # type: ignore[arg-type]
 
@@ -73,14 +83,18 @@ async def test_both_paths_send_the_same_body_and_read_the_same_answer() -> None:
             await llm.aclose()
         bodies[path] = [r.body for r in server.requests]
         headers[path] = server.requests[0].headers
-    assert bodies["lean"] == bodies["sdk"]
+    assert bodies["lean"] == bodies["sdk"] == bodies["httpcore"]
     assert bodies["lean"][0]["response_format"]["type"] == "json_schema"
     assert bodies["lean"][0]["stop"] == ["\n\n"] and "stop" not in bodies["lean"][1]
-    for a, b in zip(outs["sdk"], outs["lean"], strict=True):
-        assert (a.text, a.parsed, a.usage, a.provider) == (b.text, b.parsed, b.usage, b.provider)
+    for lean in ("lean", "httpcore"):
+        for a, b in zip(outs["sdk"], outs[lean], strict=True):
+            assert (a.text, a.parsed, a.usage, a.provider) == (
+                b.text, b.parsed, b.usage, b.provider
+            )  # fmt: skip
     assert outs["lean"][0].parsed == ANSWER and outs["lean"][1].text == "echo: plain"
     assert outs["lean"][1].usage.cached_input_tokens == len(SYSTEM) // 4  # the repeated prefix
     assert headers["lean"]["authorization"] == headers["sdk"]["authorization"] == "Bearer EMPTY"
+    assert headers["httpcore"]["authorization"] == "Bearer EMPTY"
     assert headers["lean"]["content-type"] == "application/json"
 
 
@@ -125,10 +139,11 @@ async def test_json_mode_steps_down_on_both_paths(path: str) -> None:
     assert [("response_format" in r.body) for r in server.requests] == [True, True, False]
 
 
-async def test_connections_are_kept_alive_and_bounded(stub: StubLLMServer) -> None:
-    llm = OpenAIChatLLM("m", base_url=stub.openai_base_url)
+@pytest.mark.parametrize("path", LEAN)
+async def test_connections_are_kept_alive_and_bounded(stub: StubLLMServer, path: str) -> None:
+    llm = OpenAIChatLLM("m", base_url=stub.openai_base_url, http_path=path)  # type: ignore[arg-type]
     lean = llm._lean
-    assert isinstance(lean, LeanHTTPClient)
+    assert isinstance(lean, LEAN[path])
     for i in range(20):
         assert (await llm.complete(req(f"s{i}"))).text == f"echo: s{i}"
     assert lean.opened == 1  # one connection, reused
@@ -140,7 +155,7 @@ async def test_connections_are_kept_alive_and_bounded(stub: StubLLMServer) -> No
     assert lean.opened == before  # the second wave reused the first wave's connections
     await llm.aclose()
 
-    capped = LeanHTTPClient(stub.openai_base_url, headers={}, max_connections=4)
+    capped = LEAN[path](stub.openai_base_url, headers={}, max_connections=4)
     body = b'{"model":"m","messages":[{"role":"user","content":"x"}]}'
     replies = await asyncio.gather(
         *(capped.post_json("/chat/completions", body) for _ in range(24))
@@ -149,8 +164,11 @@ async def test_connections_are_kept_alive_and_bounded(stub: StubLLMServer) -> No
     await capped.aclose()
 
 
-async def test_timeouts_and_a_dead_server_are_transient_errors(stub: StubLLMServer) -> None:
-    llm = OpenAIChatLLM("m", base_url=stub.openai_base_url, timeout_s=0.3)
+@pytest.mark.parametrize("path", LEAN)
+async def test_timeouts_and_a_dead_server_are_transient_errors(
+    stub: StubLLMServer, path: str
+) -> None:
+    llm = OpenAIChatLLM("m", base_url=stub.openai_base_url, timeout_s=0.3, http_path=path)  # type: ignore[arg-type]
     assert (await llm.complete(req("warm"))).text == "echo: warm"
     stub.enqueue(StubReply(delay_s=2.0))
     with pytest.raises(LLMTimeoutError, match="timed out"):
@@ -166,9 +184,10 @@ async def test_timeouts_and_a_dead_server_are_transient_errors(stub: StubLLMServ
     await llm.aclose()
 
 
-async def test_a_restarted_server_is_reached_again(stub: StubLLMServer) -> None:
+@pytest.mark.parametrize("path", LEAN)
+async def test_a_restarted_server_is_reached_again(stub: StubLLMServer, path: str) -> None:
     """An idle connection the server closed is noticed and replaced, not used."""
-    llm = OpenAIChatLLM("m", base_url=stub.openai_base_url)
+    llm = OpenAIChatLLM("m", base_url=stub.openai_base_url, http_path=path)  # type: ignore[arg-type]
     lean = llm._lean
     assert lean is not None
     await llm.complete(req("one"))
@@ -184,13 +203,15 @@ async def test_a_restarted_server_is_reached_again(stub: StubLLMServer) -> None:
     await llm.aclose()
 
 
-def test_bad_base_url_is_a_config_error() -> None:
+@pytest.mark.parametrize("path", LEAN)
+def test_bad_base_url_is_a_config_error(path: str) -> None:
     with pytest.raises(ProviderConfigError, match="not an http"):
-        LeanHTTPClient("ftp://h/v1", headers={})
+        LEAN[path]("ftp://h/v1", headers={})
 
 
 def test_the_lean_path_never_imports_the_sdk(tmp_path: Path) -> None:
-    """Importing the SDK costs about a second of CPU; a run on the lean path does without it."""
+    """Importing the SDK costs about a second of CPU; a run on the lean path does without it
+    (and without httpcore)."""
     script = tmp_path / "probe.py"
     script.write_text(
         textwrap.dedent(
@@ -205,7 +226,7 @@ def test_the_lean_path_never_imports_the_sdk(tmp_path: Path) -> None:
                     stack = await build_llm(f"openai:{{stub.openai_base_url}}#m")
                     out = await stack.complete(LLMRequest(messages=(user("x"),)))
                     await stack.aclose()
-                print(out.text, "openai" in sys.modules)
+                print(out.text, "openai" in sys.modules, "httpcore" in sys.modules)
 
             asyncio.run(main())
             """
@@ -215,7 +236,7 @@ def test_the_lean_path_never_imports_the_sdk(tmp_path: Path) -> None:
         [sys.executable, str(script)], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["echo:", "x", "False"]
+    assert done.stdout.split() == ["echo:", "x", "False", "False"]
 
 
 async def test_lean_errors_carry_the_status_and_are_redacted(

@@ -24,11 +24,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from friendsim.agents.asking import ask_validated, derive_seed
+from friendsim.agents.asking import Asked, ask_validated, derive_seed
 from friendsim.agents.memory import AgentMemory, snippet
 from friendsim.agents.persona import Persona
 from friendsim.agents.prompting import (
@@ -55,6 +55,7 @@ from friendsim.agents.schema import (
 )
 from friendsim.agents.survey import Question, SurveyReply, ask_survey
 from friendsim.llm.base import LLM, Completion, Message, user
+from friendsim.llm.stack import admission
 from friendsim.vocabulary import (
     Action,
     Ballot,
@@ -240,10 +241,6 @@ class LLMPolicy:
         cfg = self.config
         shown = shown_feed(obs, cfg.max_feed_items)
         order = tips_first_order(obs) if cfg.tips_first else tuple(obs.allowed)
-        prompt = plan_prompt(
-            obs, self.memory.render(), max_feed_items=cfg.max_feed_items,
-            item_chars=cfg.max_item_chars, compact=cfg.compact, action_order=order,
-        )  # fmt: skip
         answer: list[object] = []
 
         def parse(comp: Completion) -> list[Action | OutputError]:
@@ -263,20 +260,25 @@ class LLMPolicy:
                 followees=sorted(set(obs.followees) - {me}),
             )
 
-        asked = await ask_validated(
-            self.llm,
-            stage="plan",
-            system=self.system,
-            prompt=prompt,
-            parse=parse,
-            json_schema=schema(obs.n_actions),
-            label="plan",
-            agent=self.persona.id,
-            max_retries=cfg.max_retries,
-            temperature=cfg.plan_temperature,
-            max_tokens=cfg.plan_max_tokens,
-            seed=derive_seed(self.rng_seed, self.persona.id, "plan", obs.window),
-        )
+        async with admission(self.llm):
+            prompt = plan_prompt(
+                obs, self.memory.render(), max_feed_items=cfg.max_feed_items,
+                item_chars=cfg.max_item_chars, compact=cfg.compact, action_order=order,
+            )  # fmt: skip
+            asked = await ask_validated(
+                self.llm,
+                stage="plan",
+                system=self.system,
+                prompt=prompt,
+                parse=parse,
+                json_schema=schema(obs.n_actions),
+                label="plan",
+                agent=self.persona.id,
+                max_retries=cfg.max_retries,
+                temperature=cfg.plan_temperature,
+                max_tokens=cfg.plan_max_tokens,
+                seed=derive_seed(self.rng_seed, self.persona.id, "plan", obs.window),
+            )
         self.last_prompt_tokens = asked.prompt_tokens
         if asked.value is None:
             assert asked.failure is not None
@@ -340,7 +342,24 @@ class LLMPolicy:
                 items[0], single, index=index, shown=shown, self_id=self.persona.id, taken=accepted
             )
 
-        asked = await ask_validated(
+        async with admission(self.llm):
+            asked = await self._reask(index, error, parse, history, schema, obs)
+        if asked.value is not None:
+            return asked.value
+        assert asked.failure is not None
+        return replace(asked.failure, attempts=asked.failure.attempts + 1)
+
+    async def _reask(
+        self,
+        index: int,
+        error: OutputError,
+        parse: Callable[[Completion], Action],
+        history: tuple[Message, ...],
+        schema: dict[str, object],
+        obs: Observation,
+    ) -> Asked[Action]:
+        cfg = self.config
+        return await ask_validated(
             self.llm,
             stage="plan",
             system=self.system,
@@ -354,16 +373,18 @@ class LLMPolicy:
             seed=derive_seed(self.rng_seed, self.persona.id, "plan-action", obs.window, index),
             history=history,
         )
-        if asked.value is not None:
-            return asked.value
-        assert asked.failure is not None
-        return replace(asked.failure, attempts=asked.failure.attempts + 1)
 
     async def _write(
         self, obs: Observation, index: int, action: Action, by_id: dict[int, FeedItem]
     ) -> Action | Failure:
         if action.type not in TEXT_ACTIONS:
             return action
+        async with admission(self.llm):
+            return await self._write_admitted(obs, index, action, by_id)
+
+    async def _write_admitted(
+        self, obs: Observation, index: int, action: Action, by_id: dict[int, FeedItem]
+    ) -> Action | Failure:
         cfg = self.config
         target = by_id.get(action.target_post) if action.target_post is not None else None
         match action.type:
@@ -464,6 +485,12 @@ class LLMPolicy:
         self, obs: Observation, start: int, chunk: Sequence[FeedItem]
     ) -> dict[int, int] | Failure:
         """Ask for the votes on one chunk (``start``: its offset, part of the seed)."""
+        async with admission(self.llm):
+            return await self._vote_chunk_admitted(obs, start, chunk)
+
+    async def _vote_chunk_admitted(
+        self, obs: Observation, start: int, chunk: Sequence[FeedItem]
+    ) -> dict[int, int] | Failure:
         cfg = self.config
         mine = self.persona.id
         ids = [i.post_id for i in chunk]

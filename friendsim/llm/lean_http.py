@@ -16,46 +16,22 @@ concurrency. Plain ``http://`` connections use the asyncio-native network backen
 are kept, each for ``keepalive_s`` seconds. No retries here: the retry layer above retries.
 
 Errors are ours (:mod:`friendsim.llm.errors`): a timeout is :class:`LLMTimeoutError`, a
-refused, reset or dropped connection :class:`LLMConnectionError`; :func:`status_error` maps an
-HTTP error answer as the SDK mapping does (429 rate limited with Retry-After, 408 timeout, 5xx
-server error, other 4xx permanent, with its status). Messages name the provider and the
-server's redacted error text, never a header (so never a key).
+refused, reset or dropped connection :class:`LLMConnectionError`; an HTTP error answer is
+mapped by :func:`friendsim.llm.http_reply.status_error`. Messages name the provider, never a
+header (so never a key).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpcore
 
-from friendsim.llm.errors import (
-    LLMConnectionError,
-    LLMError,
-    LLMTimeoutError,
-    PermanentLLMError,
-    ProviderConfigError,
-    RateLimitedError,
-    ServerError,
-)
+from friendsim.llm.errors import LLMConnectionError, LLMTimeoutError, ProviderConfigError
+from friendsim.llm.http_reply import HTTPReply
 from friendsim.llm.net_backend import AsyncioBackend
-from friendsim.llm.redact import redact_text
-from friendsim.llm.sdk_errors import parse_retry_after
-
-_MAX_DETAIL = 300
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class HTTPReply:
-    """A server's answer: status, headers (names lower-cased) and the whole body."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
 
 
 class LeanHTTPClient:
@@ -162,38 +138,3 @@ async def _close_quietly(conn: httpcore.AsyncHTTPConnection) -> None:
         await conn.aclose()
     except Exception:  # a connection already broken may fail to close
         pass
-
-
-def error_text(reply: HTTPReply) -> str:
-    """The server's short explanation of an error answer: ``error.message`` of a JSON body (the
-    OpenAI shape), else the body's text; redacted (a server may echo request headers, keys
-    included) and cut to a few hundred characters."""
-    text = reply.body.decode("utf-8", "replace")
-    try:
-        data: Any = json.loads(text)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        err = data.get("error")
-        if isinstance(err, dict) and isinstance(err.get("message"), str):
-            text = err["message"]
-        elif isinstance(err, str):
-            text = err
-        elif isinstance(data.get("message"), str):
-            text = data["message"]
-    text = redact_text(" ".join(text.split()))
-    return text if len(text) <= _MAX_DETAIL else text[:_MAX_DETAIL] + "…"
-
-
-def status_error(provider: str, reply: HTTPReply) -> LLMError:
-    """Our error for a non-2xx answer (the same classes as the SDK mapping)."""
-    status = reply.status
-    detail = f"{provider}: HTTP {status}: {error_text(reply)}"
-    retry_after = parse_retry_after(reply.headers)
-    if status == 429:
-        return RateLimitedError(detail, retry_after=retry_after, status=status)
-    if status == 408:
-        return LLMTimeoutError(detail, retry_after=retry_after, status=status)
-    if status >= 500:
-        return ServerError(detail, retry_after=retry_after, status=status)
-    return PermanentLLMError(detail, status=status)

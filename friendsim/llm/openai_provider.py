@@ -18,13 +18,16 @@ and a placeholder is sent) so that your OpenAI key is never sent to a third-part
 Retries: the SDK client has ``max_retries=0``; :mod:`friendsim.llm.retry` retries.
 Cached prompt tokens come from ``usage.prompt_tokens_details.cached_tokens``.
 
-HTTP path (``http_path``): ``"sdk"`` sends chat completions through the SDK client; ``"lean"``
-through :class:`~friendsim.llm.lean_http.LeanHTTPClient` (the body built here, the answer read
-from JSON: a fraction of the SDK's CPU per request, see BENCHMARKS.md); ``"auto"`` (default)
-keeps the SDK for api.openai.com (the hosted API's own semantics) and takes the lean path for
-every other base URL (vLLM, llama.cpp, Ollama ...). Both paths send the same body and give the
-same completions and the same error types. The SDK client (and the SDK's import) is made on
-first use: batch mode and the ``sdk`` path use it.
+HTTP path (``http_path``): ``"sdk"`` sends chat completions through the SDK client (httpx);
+``"lean"`` through :class:`~friendsim.llm.http11.HTTP11Client`, a small HTTP/1.1 client on
+asyncio protocols; ``"httpcore"`` through :class:`~friendsim.llm.lean_http.LeanHTTPClient`
+(httpx's core on a free list of connections). On the two lean paths the body is built here and
+the answer read from JSON: a fraction of the SDK's CPU per request, ``lean`` the smallest (see
+BENCHMARKS.md). ``"auto"`` (default) keeps the SDK for api.openai.com (the hosted API's own
+semantics) and for a server reached through a proxy (``HTTP(S)_PROXY``; httpx honours it), and
+takes ``lean`` for every other base URL (vLLM, llama.cpp, Ollama ...). All paths send the same
+body and give the same completions and the same error types. The SDK client (and the SDK's
+import) is made on first use: batch mode and the ``sdk`` path use it.
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ import structlog
 from friendsim.llm.base import LLM, Completion, LLMRequest, Usage
 from friendsim.llm.endpoints import Endpoint
 from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
+from friendsim.llm.http11 import HTTP11Client
+from friendsim.llm.http_reply import error_text, status_error
 from friendsim.llm.json_extract import extract_json
-from friendsim.llm.lean_http import LeanHTTPClient, error_text, status_error
 from friendsim.llm.pool import PooledLLM
 from friendsim.llm.redact import register_key_env
 from friendsim.llm.sdk_errors import map_sdk_error
@@ -50,9 +54,11 @@ from friendsim.llm.sdk_errors import map_sdk_error
 if TYPE_CHECKING:
     import openai
 
+    from friendsim.llm.lean_http import LeanHTTPClient
+
 _log = structlog.get_logger(__name__)
 JsonMode = Literal["json_schema", "json_object", "prompt"]
-HttpPath = Literal["auto", "lean", "sdk"]
+HttpPath = Literal["auto", "lean", "httpcore", "sdk"]
 _NEXT_MODE: dict[JsonMode, JsonMode] = {"json_schema": "json_object", "json_object": "prompt"}
 _FORMAT_WORDS = ("response_format", "json_schema", "json_object")
 _PLACEHOLDER_KEY = "EMPTY"
@@ -92,11 +98,11 @@ class OpenAIChatLLM:
         self._max_tokens_param = max_tokens_param or (
             "max_completion_tokens" if is_openai else "max_tokens"
         )
-        if http_path not in ("auto", "lean", "sdk"):
+        if http_path not in ("auto", "lean", "httpcore", "sdk"):
             raise ProviderConfigError(
-                f"openai http_path must be 'auto', 'lean' or 'sdk', got {http_path!r}"
+                f"openai http_path must be 'auto', 'lean', 'httpcore' or 'sdk', got {http_path!r}"
             )
-        self._lean: LeanHTTPClient | None = None
+        self._lean: HTTP11Client | LeanHTTPClient | None = None
         if client is None:
             kwargs: dict[str, Any] = {"max_retries": max_retries, "timeout": timeout_s}
             if base_url is not None:
@@ -115,8 +121,15 @@ class OpenAIChatLLM:
             else:
                 kwargs["api_key"] = _PLACEHOLDER_KEY
             self._sdk_kwargs = kwargs
-            if http_path == "lean" or (http_path == "auto" and not is_openai):
-                self._lean = LeanHTTPClient(
+            if http_path == "auto":
+                http_path = "sdk" if is_openai or _proxied(self.endpoint) else "lean"
+            if http_path != "sdk":
+                lean: type[HTTP11Client | LeanHTTPClient] = HTTP11Client
+                if http_path == "httpcore":
+                    from friendsim.llm.lean_http import LeanHTTPClient
+
+                    lean = LeanHTTPClient
+                self._lean = lean(
                     self.endpoint,
                     headers={
                         "authorization": f"Bearer {kwargs['api_key']}",
@@ -184,9 +197,11 @@ class OpenAIChatLLM:
         return kwargs
 
     @property
-    def http_path(self) -> Literal["lean", "sdk"]:
+    def http_path(self) -> Literal["lean", "httpcore", "sdk"]:
         """The path chat completions take (see module docstring)."""
-        return "lean" if self._lean is not None else "sdk"
+        if self._lean is None:
+            return "sdk"
+        return "lean" if isinstance(self._lean, HTTP11Client) else "httpcore"
 
     async def complete(self, request: LLMRequest) -> Completion:
         started = time.perf_counter()
@@ -373,3 +388,14 @@ def create_openai_llm(
         failover=failover,
         affinity=affinity,
     )
+
+
+def _proxied(url: str) -> bool:
+    """Whether the environment routes ``url`` through a proxy (as httpx would)."""
+    import urllib.request
+
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")

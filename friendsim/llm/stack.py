@@ -12,11 +12,21 @@ Outermost first::
     provider             (an endpoint pool when several URLs are given)
 
 Backoff sleeps happen above the limits, so a retrying call holds no slot while it waits.
+
+Admission (:func:`admission`): callers that do work to build a request (an agent's prompt)
+enter the stack's admission gate first and hold it until their answer is read. The gate admits
+a quarter more callers than the concurrency cap, so a built request is always waiting when a
+slot frees, but the work for a phase of thousands of requests is done as slots free, not all
+before the first answer can be read (which would hold every answer of the first wave back by
+that whole sweep). Batch mode has no gate: a batch wants the whole phase at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +61,8 @@ class LLMStack:
     cache: CachingLLM | None
     rate: RateLimitedLLM | None
     concurrency: ConcurrencyLimitedLLM | None
+    admission: asyncio.Semaphore | None = None
+    """The admission gate (see module docstring); ``None``: no gate."""
 
     @property
     def model(self) -> str:
@@ -137,4 +149,17 @@ async def build_llm(
         cache=caching,
         rate=rate,
         concurrency=conc,
+        admission=(
+            asyncio.Semaphore(concurrency + max(8, concurrency // 4))
+            if concurrency and batch_journal is None
+            else None
+        ),
     )
+
+
+def admission(llm: LLM) -> AbstractAsyncContextManager[Any]:
+    """The gate to hold while building a request for ``llm`` and awaiting its answer (see
+    module docstring): the stack's admission gate, or an open one. Never nest two holds (a
+    holder waiting for a second hold can deadlock the gate)."""
+    gate = llm.admission if isinstance(llm, LLMStack) else None
+    return gate if gate is not None else contextlib.nullcontext()

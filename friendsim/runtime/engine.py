@@ -1,11 +1,11 @@
 """The part both schedulers share: observe, decide concurrently, apply in a deterministic order.
 
 One *wake* = a set of agents that act on the same committed snapshot (a round's planning phase,
-or one slice of the continuous timeline). The engine flushes the platform, builds each agent's
-observation in sorted agent order (feeds are served through ``Platform.serve_feed`` so exposure
-is logged), asks every policy concurrently (``asyncio.gather``; the LLM layer's concurrency
-wrapper bounds the calls in flight), then applies the decisions sorted by agent id, actions in
-the policy's order. With the same seed and the same model answers the log is therefore
+or one slice of the continuous timeline). The engine builds each agent's observation in the
+scheduler's order (feeds are served through ``Platform.serve_feed`` so exposure is logged),
+starting each policy's decision as soon as its observation is built (the decisions run
+concurrently; the LLM layer's concurrency wrapper bounds the calls in flight), then applies
+the decisions sorted by agent id, actions in the policy's order. With the same seed and the same model answers the log is therefore
 identical whatever order the answers arrive in.
 
 A policy that raises is never allowed to end the run: an :class:`~friendsim.llm.errors.LLMError`
@@ -58,6 +58,9 @@ from friendsim.vocabulary import (
 if TYPE_CHECKING:
     from friendsim.platform.service import Platform
     from friendsim.runtime.control import PauseGate
+
+_OBSERVE_BATCH = 8
+"""Observations built between two yields to the event loop in :meth:`Engine.decide_and_apply`."""
 
 log = structlog.get_logger(__name__)
 
@@ -375,12 +378,39 @@ class Engine:
             return Ballot(failures=(_failure("vote", exc),))
 
     async def decide_and_apply(
-        self, observations: Mapping[str, Observation], tally: WindowTally
-    ) -> None:
-        """Decide concurrently for every observed agent, then apply sorted by agent id."""
-        order = sorted(observations)
+        self,
+        agents: Sequence[str],
+        observe: Callable[[str], Awaitable[Observation]],
+        tally: WindowTally,
+        *,
+        decide_at: float | None = None,
+    ) -> dict[str, Observation]:
+        """Observe ``agents`` one after another (``observe``), starting each agent's decision as
+        soon as its observation is built, so its model requests are in flight while the next
+        observations are built; once all have decided, apply sorted by agent id. The clock
+        moves to ``decide_at`` (when given) once every observation is built: decisions are
+        applied at that time. Returns the observations.
+
+        Deciding never changes what a later observation sees: decisions are applied only after
+        every observation is built, and a policy's ``decide`` records nothing itself."""
+        observations: dict[str, Observation] = {}
+        started: dict[str, asyncio.Future[Decision]] = {}
         self._lost_now = 0
-        decisions = await self._gather([self._decide_one(a, observations[a]) for a in order])
+        try:
+            for n, agent in enumerate(agents, start=1):
+                obs = observations[agent] = await observe(agent)
+                started[agent] = asyncio.ensure_future(self._decide_one(agent, obs))
+                if n % _OBSERVE_BATCH == 0:
+                    await asyncio.sleep(0)  # let the decisions started so far send their requests
+        except BaseException:
+            for task in started.values():
+                task.cancel()
+            await asyncio.gather(*started.values(), return_exceptions=True)
+            raise
+        if decide_at is not None:
+            self.platform.clock.advance_to(decide_at)
+        order = sorted(observations)
+        decisions = await self._gather([started[a] for a in order])
         self._count_lost(tally, len(order), decisions)
         window = tally.window
         for agent, decision in zip(order, decisions, strict=True):
@@ -401,6 +431,7 @@ class Engine:
             self.contexts[agent].acted(window, outcome.applied)
             self.policies[agent].record_outcome(window, outcome.applied)
         self.listener.wake_applied(tally)
+        return observations
 
     async def vote_and_apply(
         self,

@@ -1,0 +1,416 @@
+"""A small HTTP/1.1 client for JSON POSTs to OpenAI-compatible servers, on asyncio protocols.
+
+Why: a model-bound run sends hundreds of requests per second to its inference servers from one
+event loop. Through httpx's core (httpcore and h11, even on a free list of connections and an
+asyncio-native network backend: :mod:`friendsim.llm.lean_http`) a request still costs about
+half a millisecond of this process's CPU, which is most of what a run can spend per request
+before the one core it runs on, not the servers, sets its pace (see ``bench/llm_bound.py``).
+This client does only what such a request needs, in a few Python calls per request:
+
+- the request leaves in one ``write``: a request line and headers prepared once per client,
+  then ``Content-Length`` and the body;
+- the answer is framed as it arrives, in the protocol's ``data_received`` (status line and
+  headers up to the blank line, then ``Content-Length`` bytes, or ``chunked`` chunks, or up to
+  the end of the connection), and the one waiting request is woken once, when it is whole;
+- one timer per request measures inactivity (no byte from the server for ``timeout_s``, as
+  httpx's read timeout), re-armed only when it fires early;
+- idle connections wait on a free list; a request takes the most recently used one that is
+  still open and not idle for longer than ``keepalive_s`` (or opens one), so finding one costs
+  O(1) whatever the concurrency. At most ``max_connections`` requests are in flight.
+
+``https://`` works the same on asyncio's TLS transport (certificates checked against
+``SSL_CERT_FILE`` when set, as httpx does, else certifi's bundle when installed, else the
+system's). Proxies are not supported: with a proxy configured for the server's host, the
+provider's ``auto`` path takes the SDK (httpx honours proxies). No retries here: the retry
+layer above retries. An answer larger than ``max_body`` bytes, or one that is not HTTP/1.x, is
+a broken connection. Errors are ours (:mod:`friendsim.llm.errors`): a timeout is
+:class:`LLMTimeoutError`, a refused, reset, dropped or garbled connection
+:class:`LLMConnectionError`. Messages name the provider, never a header (so never a key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from friendsim.llm.errors import LLMConnectionError, LLMTimeoutError, ProviderConfigError
+from friendsim.llm.http_reply import HTTPReply
+
+_MAX_HEAD = 64 * 1024
+_NO_BODY = (204, 304)
+
+
+class _Broken(Exception):
+    """The server's bytes are not an HTTP/1.1 answer we can read."""
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection carrying one request at a time (see module docstring)."""
+
+    __slots__ = (
+        "body",
+        "buf",
+        "closed",
+        "framing",
+        "headers",
+        "idle_since",
+        "keep",
+        "last_data",
+        "loop",
+        "max_body",
+        "need",
+        "status",
+        "timeout",
+        "timer",
+        "transport",
+        "waiter",
+    )  # fmt: skip
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, max_body: int) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[HTTPReply] | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.timer: asyncio.TimerHandle | None = None
+        self.last_data = 0.0
+        self.timeout = timeout
+        self.max_body = max_body
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.framing = ""  # "" (head not read), "length", "chunked", "eof"
+        self.need = 0
+        self.body = bytearray()
+        self.keep = True
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None:  # bytes nobody asked for: this connection is not reusable
+            self._close()
+            return
+        self.last_data = self.loop.time()
+        self.buf += data
+        try:
+            reply = self._parse()
+        except _Broken as exc:
+            self._fail(LLMConnectionError(f"bad HTTP answer: {exc}"))
+            self._close()
+            return
+        if reply is not None:
+            self._finish(reply)
+
+    def eof_received(self) -> bool:
+        if self.waiter is not None and self.framing == "eof":
+            self._finish(self._reply(bytes(self.body)))
+        self._close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None:
+            if self.framing == "eof" and exc is None:
+                self._finish(self._reply(bytes(self.body)))
+            else:
+                why = f": {exc}" if exc is not None else ""
+                self._fail(LLMConnectionError(f"the server closed the connection{why}"))
+
+    # -- framing ---------------------------------------------------------------------------
+
+    def _parse(self) -> HTTPReply | None:
+        buf = self.buf
+        if not self.framing:
+            while True:
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(buf) > _MAX_HEAD:
+                        raise _Broken("the header block is too large")
+                    return None
+                head = bytes(buf[:end]).decode("latin-1")
+                del buf[: end + 4]
+                lines = head.split("\r\n")
+                version, _, rest = lines[0].partition(" ")
+                code = rest[:3]
+                if not version.startswith("HTTP/1.") or not code.isdigit():
+                    raise _Broken(f"status line {lines[0][:60]!r}")
+                status = int(code)
+                if 100 <= status < 200:  # an interim answer: the real one follows
+                    continue
+                break
+            headers: dict[str, str] = {}
+            for line in lines[1:]:
+                name, sep, value = line.partition(":")
+                if not sep:
+                    raise _Broken(f"header line {line[:60]!r}")
+                key = name.strip().lower()
+                value = value.strip()
+                headers[key] = f"{headers[key]}, {value}" if key in headers else value
+            self.status, self.headers = status, headers
+            self.keep = (
+                version != "HTTP/1.0" and "close" not in headers.get("connection", "").lower()
+            )
+            if status in _NO_BODY:
+                self.framing, self.need = "length", 0
+            elif "chunked" in headers.get("transfer-encoding", "").lower():
+                self.framing, self.need = "chunked", -1
+            elif "content-length" in headers:
+                text = headers["content-length"]
+                if not text.isdigit():
+                    raise _Broken(f"content-length {text[:30]!r}")
+                self.framing, self.need = "length", int(text)
+                if self.need > self.max_body:
+                    raise _Broken(f"a body of {self.need} bytes is too large")
+            else:
+                self.framing, self.keep = "eof", False
+        if self.framing == "length":
+            if len(buf) < self.need:
+                return None
+            body = bytes(buf[: self.need])
+            if len(buf) > self.need:  # bytes beyond the answer: do not reuse the connection
+                self.keep = False
+            buf.clear()
+            return self._reply(body)
+        if self.framing == "chunked":
+            return self._chunks()
+        self.body += buf
+        buf.clear()
+        if len(self.body) > self.max_body:
+            raise _Broken("the body is too large")
+        return None
+
+    def _chunks(self) -> HTTPReply | None:
+        buf = self.buf
+        while True:
+            if self.need < 0:  # at a chunk-size line (or, after the last chunk, the trailers)
+                end = buf.find(b"\r\n")
+                if end < 0:
+                    if len(buf) > _MAX_HEAD:
+                        raise _Broken("a chunk-size line is too long")
+                    return None
+                line = bytes(buf[:end]).split(b";", 1)[0].strip()
+                del buf[: end + 2]
+                if self.need == -2:  # trailers: skip lines up to the empty one
+                    if not line:
+                        if buf:  # bytes beyond the answer: do not reuse the connection
+                            self.keep = False
+                            buf.clear()
+                        return self._reply(bytes(self.body))
+                    continue
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    raise _Broken(f"chunk size {line[:30]!r}") from None
+                if size == 0:
+                    self.need = -2
+                    continue
+                if len(self.body) + size > self.max_body:
+                    raise _Broken("the body is too large")
+                self.need = size
+            if len(buf) < self.need + 2:
+                return None
+            if buf[self.need : self.need + 2] != b"\r\n":
+                raise _Broken("a chunk does not end with CRLF")
+            self.body += buf[: self.need]
+            del buf[: self.need + 2]
+            self.need = -1
+
+    def _reply(self, body: bytes) -> HTTPReply:
+        return HTTPReply(status=self.status, headers=self.headers, body=body)
+
+    # -- one request -----------------------------------------------------------------------
+
+    async def exchange(self, request: bytes) -> HTTPReply:
+        """Send ``request`` (a whole HTTP/1.1 request) and wait for its whole answer."""
+        transport = self.transport
+        if transport is None or self.closed or transport.is_closing():
+            raise LLMConnectionError("the connection is closed")
+        self._reset()
+        loop = self.loop
+        self.waiter = waiter = loop.create_future()
+        self.last_data = loop.time()
+        self.timer = loop.call_at(self.last_data + self.timeout, self._check_timeout)
+        transport.write(request)
+        try:
+            return await waiter
+        finally:
+            self.waiter = None
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+
+    def _check_timeout(self) -> None:
+        due = self.last_data + self.timeout
+        if self.loop.time() < due:  # bytes came meanwhile: wait for the rest
+            self.timer = self.loop.call_at(due, self._check_timeout)
+            return
+        self.timer = None
+        self._fail(LLMTimeoutError("request timed out"))
+        self._close()
+
+    def _finish(self, reply: HTTPReply) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(reply)
+        self.waiter = None
+
+    def _fail(self, exc: Exception) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        self.waiter = None
+
+    def _close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    @property
+    def reusable(self) -> bool:
+        return self.keep and not self.closed and not self.buf
+
+
+class HTTP11Client:
+    """POSTs JSON bodies to one server (see module docstring); the same interface as
+    :class:`~friendsim.llm.lean_http.LeanHTTPClient`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        headers: Mapping[str, str],
+        timeout_s: float = 60.0,
+        max_connections: int = 1000,
+        keepalive_s: float = 5.0,
+        max_body: int = 64 * 1024 * 1024,
+        provider: str = "openai",
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ProviderConfigError(f"{provider}: {base_url!r} is not an http(s)://host URL")
+        if max_connections < 1:
+            raise ProviderConfigError(f"{provider}: max_connections must be >= 1")
+        self._provider = provider
+        self._host = parts.hostname
+        self._tls = parts.scheme == "https"
+        self._port = parts.port or (443 if self._tls else 80)
+        self._prefix = parts.path.rstrip("/")
+        fixed = {"host": parts.netloc, **{k.lower(): v for k, v in headers.items()}}
+        fixed["content-type"] = "application/json"
+        self._head = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")
+        self._lines: dict[str, bytes] = {}
+        self._timeout = timeout_s
+        self._keepalive = keepalive_s
+        self._max_body = max_body
+        self._slots = asyncio.Semaphore(max_connections)
+        self._idle: list[_Connection] = []
+        self._ssl: ssl.SSLContext | None = None
+        self.opened = 0
+        """Connections opened so far (a keep-alive check for tests and benchmarks)."""
+
+    def _start(self, path: str) -> bytes:
+        line = self._lines.get(path)
+        if line is None:
+            target = f"{self._prefix}{path}".encode("ascii")
+            line = self._lines[path] = b"POST " + target + b" HTTP/1.1\r\n" + self._head
+        return line
+
+    async def _open(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        timeout, max_body = self._timeout, self._max_body
+        context = None
+        if self._tls:
+            if self._ssl is None:
+                self._ssl = _tls_context()
+            context = self._ssl
+        try:
+            async with asyncio.timeout(timeout):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(loop, timeout, max_body),
+                    self._host,
+                    self._port,
+                    ssl=context,
+                )
+        except TimeoutError:
+            raise LLMTimeoutError(
+                f"{self._provider}: connecting to {self._host}:{self._port} timed out"
+            ) from None
+        except (OSError, ssl.SSLError) as exc:
+            what = "TLS failed" if isinstance(exc, ssl.SSLError) else "cannot connect"
+            raise LLMConnectionError(
+                f"{self._provider}: connection failed ({what}: {self._host}:{self._port}: "
+                f"{exc.strerror or exc})"
+            ) from exc
+        sock = conn.transport.get_extra_info("socket") if conn.transport else None
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.opened += 1
+        return conn
+
+    def _take(self, now: float) -> _Connection | None:
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < self._keepalive:
+                return conn
+            conn._close()
+        return None
+
+    def _give(self, conn: _Connection, now: float) -> None:
+        if conn.reusable:
+            conn.idle_since = now
+            self._idle.append(conn)
+        else:
+            conn._close()
+        idle = self._idle
+        if idle and now - idle[0].idle_since >= self._keepalive:  # the least recently used
+            idle.pop(0)._close()
+
+    async def post_json(self, path: str, body: bytes) -> HTTPReply:
+        """POST ``body`` (JSON) to ``base_url + path``; the whole answer, whatever its status."""
+        request = b"".join((self._start(path), b"content-length: %d\r\n\r\n" % len(body), body))
+        async with self._slots:
+            loop = asyncio.get_running_loop()
+            conn = self._take(loop.time()) or await self._open()
+            try:
+                reply = await conn.exchange(request)
+            except LLMTimeoutError as exc:
+                conn._close()
+                raise LLMTimeoutError(f"{self._provider}: {exc}") from None
+            except LLMConnectionError as exc:
+                conn._close()
+                raise LLMConnectionError(f"{self._provider}: connection failed ({exc})") from None
+            except BaseException:
+                conn._close()
+                raise
+            self._give(conn, loop.time())
+        return reply
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            conn._close()
+
+
+def _tls_context() -> ssl.SSLContext:
+    """Certificates from ``SSL_CERT_FILE`` if set, else certifi's bundle, else the system's."""
+    cafile = os.environ.get("SSL_CERT_FILE") or None
+    if cafile is None:
+        try:
+            import certifi
+
+            cafile = certifi.where()
+        except ImportError:
+            cafile = None
+    return ssl.create_default_context(cafile=cafile)
