@@ -203,8 +203,16 @@ class LLMPolicy:
         self.rng_seed = rng_seed
         self.config = config or LLMPolicyConfig()
         self.memory = memory or AgentMemory(persona.id)
-        self.system = system_prompt(persona, theme, compact=self.config.compact)
+        self._system: str | None = None
         self.last_prompt_tokens = 0
+
+    @property
+    def system(self) -> str:
+        """The system prompt (the persona in the theme), made on first use: of a large
+        population, many agents may never wake in a run."""
+        if self._system is None:
+            self._system = system_prompt(self.persona, self.theme, compact=self.config.compact)
+        return self._system
 
     # --- surveys and persona changes ---------------------------------------------------------
 
@@ -229,7 +237,7 @@ class LLMPolicy:
         if persona.id != self.persona.id:
             raise ValueError(f"persona {persona.id!r} is not agent {self.persona.id!r}")
         self.persona = persona
-        self.system = system_prompt(persona, self.theme, compact=self.config.compact)
+        self._system = None
 
     # --- decide ------------------------------------------------------------------------------
 

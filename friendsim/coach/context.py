@@ -56,6 +56,7 @@ class ContextTracker:
         self.window_voted: set[int] = set()
         self._top: tuple[int, ...] | None = None
         self._agents: tuple[str, ...] | None = None
+        self._topic_lists: tuple[tuple[str, ...], list[tuple[str, int, str]]] | None = None
 
     def feed(self, ev: Event) -> None:
         match ev:
@@ -91,6 +92,7 @@ class ContextTracker:
                 self.window_topics = Counter()
                 self.window_voted = set()
                 self._top = None
+                self._topic_lists = None
             case WindowEnded():
                 self._prev_dm_senders = self.dm_senders
                 self._prev_dm_replied = self.dm_replied
@@ -121,6 +123,7 @@ class ContextTracker:
             self.post_topic[ev.post_id] = topic
             self.latest_post_by_topic[topic] = (ev.post_id, a)
             self.window_topics[topic] += 1
+            self._topic_lists = None
         self._own_topic(a, topic)
         for m in ev.mentions:
             self._touch(m, a, ev.seq)
@@ -161,6 +164,20 @@ class ContextTracker:
                 return pid, author, self.post_topic.get(pid)
         return None, None, None
 
+    def _topics(self) -> tuple[tuple[str, ...], list[tuple[str, int, str]]]:
+        """The window's trending topics and the latest post of every topic, newest first:
+        the same for every agent, so made once until a post or a window changes them."""
+        if self._topic_lists is None:
+            trending = tuple(
+                t for t, _ in sorted(self.window_topics.items(), key=lambda kv: (-kv[1], kv[0]))
+            )[:N_TRENDING]
+            latest = sorted(
+                ((t, pid, author) for t, (pid, author) in self.latest_post_by_topic.items()),
+                key=lambda x: -x[1],
+            )
+            self._topic_lists = (trending, latest)
+        return self._topic_lists
+
     def _agent_ids(self) -> tuple[str, ...]:
         """All registered agents as one tuple shared by every context until the next
         registration (a tuple per agent per window is quadratic in the population)."""
@@ -185,17 +202,13 @@ class ContextTracker:
         senders = sorted(self._prev_dm_senders.get(u, {}).items(), key=lambda kv: -kv[1])
         replied = self._prev_dm_replied.get(u, {})
         seen = self.topics_seen.get(u, set())
-        unseen = sorted(
-            (
-                (t, pid, author)
-                for t, (pid, author) in self.latest_post_by_topic.items()
-                if t not in seen and author != u
-            ),
-            key=lambda x: -x[1],
-        )[:N_UNSEEN]
-        trending = tuple(
-            t for t, _ in sorted(self.window_topics.items(), key=lambda kv: (-kv[1], kv[0]))
-        )[:N_TRENDING]
+        trending, latest = self._topics()
+        unseen: list[tuple[str, int, str]] = []
+        for item in latest:  # newest first: the newest N_UNSEEN this agent has not seen
+            if item[0] not in seen and item[2] != u:
+                unseen.append(item)
+                if len(unseen) == N_UNSEEN:
+                    break
         pid, author, topic = self._top_liked(u)
         return CoachContext(
             agent=u,

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import structlog
 
@@ -303,11 +303,9 @@ class CoachService:
     async def _advise(self, coach: CoachProtocol, ctx: CoachContext) -> CoachAdvice:
         async with self._sem:
             try:
-                match coach:
-                    case ReportingCoach():
-                        return await coach.advise_with_report(ctx)
-                    case _:
-                        return CoachAdvice(tips=tuple(await coach.advise(ctx)))
+                if _reports(coach):
+                    return await cast(ReportingCoach, coach).advise_with_report(ctx)
+                return CoachAdvice(tips=tuple(await coach.advise(ctx)))
             except Exception as exc:
                 log.warning("coach_error", agent=ctx.agent, window=ctx.window, error=repr(exc))
                 return CoachAdvice(
@@ -354,3 +352,16 @@ class CoachService:
             self.guidance_recorded += 1
         self._coached.add(window)
         await self.platform.flush()
+
+
+def _reports(coach: CoachProtocol) -> bool:
+    """Whether ``coach`` is a :class:`ReportingCoach` (the protocol check, once per class: it
+    costs tens of microseconds, and the service asks for every agent of every window)."""
+    kind = type(coach)
+    known = _REPORTING.get(kind)
+    if known is None:
+        known = _REPORTING[kind] = isinstance(coach, ReportingCoach)
+    return known
+
+
+_REPORTING: dict[type, bool] = {}

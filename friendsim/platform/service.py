@@ -23,7 +23,7 @@ import math
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 import structlog
@@ -55,7 +55,7 @@ from .events import (
     WindowEnded,
     WindowStarted,
 )
-from .feeds.base import FeedQuery, FeedRanker, FeedView, ViewRanker
+from .feeds.base import FeedQuery, FeedRanker, FeedView, ViewRanker, ranks_views
 from .state import PlatformState
 from .store import Store
 from .views import PostView, dms_to, fetch_posts, posts_between
@@ -383,9 +383,9 @@ class Platform:
         moderated = bool(st.hidden or st.downranked or st.labels)
         if moderated:  # ask for more, then drop what moderation hides (see _moderated)
             query = dataclasses.replace(query, limit=limit + min(st.hidden, 4 * limit))
-        if isinstance(ranker, ViewRanker):
+        if ranks_views(ranker):
             first: dict[int, PostView] = {}
-            for v in await ranker.rank_views(view, query):
+            for v in await cast(ViewRanker, ranker).rank_views(view, query):
                 first.setdefault(v.post_id, v)
             views = list(first.values())
         else:

@@ -10,6 +10,7 @@ the theme) and by the rule coach (which never suggests one).
 
 from __future__ import annotations
 
+import functools
 import re
 
 from friendsim.platform.events import normalise_topic
@@ -55,6 +56,11 @@ def usable_topic(topic: object) -> str:
     letters or digits at all."""
     if not isinstance(topic, str):
         return ""
+    return _usable(topic)
+
+
+@functools.lru_cache(maxsize=8192)
+def _usable(topic: str) -> str:
     norm = normalise_topic(topic)
     if norm in PLACEHOLDERS or _ECHO.search(norm):
         return ""
