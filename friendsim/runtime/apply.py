@@ -46,15 +46,13 @@ class Outcome:
     nots: int = 0
     failures: int = 0
     votes: int = 0
-    received: tuple[tuple[str, ReceivedVote], ...] = ()
-    """(author, vote) for every vote cast or changed: what the authors will be told."""
+    received: tuple[VoteCast | VoteChanged, ...] = ()
+    """Every vote cast or changed: what their authors (``author``) will be told."""
 
 
-def _received(event: Event | None) -> tuple[str, ReceivedVote] | None:
-    if isinstance(event, VoteCast | VoteChanged) and event.actor is not None:
-        vote = ReceivedVote(voter=event.actor, post_id=event.post_id, value=event.value)
-        return (event.author, vote)
-    return None
+def received_vote(event: VoteCast | VoteChanged) -> ReceivedVote:
+    """What the author of the voted item is told about ``event``."""
+    return ReceivedVote(voter=event.actor or "", post_id=event.post_id, value=event.value)
 
 
 def action_record(action: Action) -> dict[str, Any]:
@@ -172,7 +170,7 @@ async def apply_decision(
 ) -> Outcome:
     """Apply a decision's actions (at most ``n_actions``) and record its failures."""
     applied: list[Action] = []
-    received: list[tuple[str, ReceivedVote]] = []
+    received: list[VoteCast | VoteChanged] = []
     events = nots = failures = votes = 0
     for failure in decision.failures:
         await record_policy_failure(platform, agent, failure, window=window)
@@ -209,8 +207,8 @@ async def apply_decision(
         applied.append(action)
         events += event is not None
         nots += action.type == "NOT"
-        if (r := _received(event)) is not None:
-            received.append(r)
+        if isinstance(event, VoteCast | VoteChanged):
+            received.append(event)
             votes += 1
     surplus = len(decision.actions) - len(actions)
     if surplus > 0:
@@ -315,11 +313,7 @@ async def apply_ballot(
             run.append((post_id, value))
     await cast_run()
     events = [e for e in cast if e is not None]
-    received = [
-        (e.author, ReceivedVote(voter=agent, post_id=e.post_id, value=e.value))
-        for e in events
-        if type(e) is VoteCast or type(e) is VoteChanged
-    ]
+    received = [e for e in events if type(e) is VoteCast or type(e) is VoteChanged]
     return Outcome(
         events=len(events),
         failures=failures,

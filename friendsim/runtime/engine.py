@@ -45,8 +45,9 @@ from friendsim.llm.errors import (
     ProviderStoppedError,
 )
 from friendsim.llm.redact import redact_text
+from friendsim.platform.events import VoteCast, VoteChanged
 from friendsim.platform.feeds.base import FeedRanker
-from friendsim.runtime.apply import Outcome, apply_ballot, apply_decision
+from friendsim.runtime.apply import Outcome, apply_ballot, apply_decision, received_vote
 from friendsim.runtime.observe import AgentContext, CoachView, ScoresLike, feed_item, inbox_message
 from friendsim.runtime.status import RunInterrupted, check_failure_budget
 from friendsim.vocabulary import (
@@ -58,7 +59,6 @@ from friendsim.vocabulary import (
     InboxMessage,
     Observation,
     Policy,
-    ReceivedVote,
 )
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ class Engine:
             a: AgentContext(a, max_known=max_known, acquaintances=acquaintances.get(a, ()))
             for a in self.agents
         }
-        self._received: dict[str, deque[ReceivedVote]] = {}
+        self._received: dict[str, deque[VoteCast | VoteChanged]] = {}
         self.stop = stop
         self.gate = gate
         self.max_failure_share = max_failure_share
@@ -309,10 +309,11 @@ class Engine:
 
     def _note(self, outcome: Outcome, tally: WindowTally) -> None:
         tally.add(outcome)
-        for author, vote in outcome.received:
-            box = self._received.get(author)
+        boxes = self._received
+        for vote in outcome.received:
+            box = boxes.get(vote.author)
             if box is None:
-                box = self._received[author] = deque(maxlen=MAX_RECEIVED_VOTES)
+                box = boxes[vote.author] = deque(maxlen=MAX_RECEIVED_VOTES)
             box.append(vote)
 
     async def read_feed(
@@ -372,7 +373,7 @@ class Engine:
             last_rewards=ctx.feedback(coach.last_scores(agent)),
             best_rewards=ctx.feedback(coach.best_scores(agent)),
             last_actions=ctx.last_actions,
-            received_votes=tuple(self._received.pop(agent, ())),
+            received_votes=tuple(received_vote(v) for v in self._received.pop(agent, ())),
         )
 
     async def _decide_one(self, agent: str, obs: Observation) -> Decision:
