@@ -124,8 +124,10 @@ class Gated:
         self.gate = asyncio.Event()
         self.fail: BaseException | None = None
         self.cancelled = False
+        self.asked = False
 
     async def decide(self, obs: Observation) -> Decision:
+        self.asked = True
         await self._wait()
         return Decision(actions=(Action(type="POST", topic="t", text=f"by {obs.agent_id}"),))
 
@@ -257,3 +259,62 @@ async def test_a_stop_mid_wake_leaves_an_ordered_prefix(tmp_path: Path, phase_ki
         await platform.close()
     want = [("vote_cast", "a")] * len(items) if phase_kind == "vote" else [("post_created", "a")]
     assert _actors(tmp_path / "e.db", base) == want
+
+
+async def test_decisions_are_asked_while_later_observations_are_built(tmp_path: Path) -> None:
+    """``observe_and_decide``: an agent's decision is asked as soon as its observation is
+    built, but nothing is applied before the last observation is built (one snapshot)."""
+    platform, engine, gated, obs, _ = await _engine(tmp_path / "e.db")
+    base = platform.last_seq
+    tally = WindowTally(window=1)
+    last_built = asyncio.Event()
+    moved: list[int] = []
+
+    async def observe(agent: str) -> Observation:
+        if agent == VOTERS[-1]:
+            await last_built.wait()
+        return obs[agent]
+
+    wake = asyncio.ensure_future(
+        engine.observe_and_decide(
+            VOTERS, observe, tally, before_apply=lambda: moved.append(platform.last_seq)
+        )
+    )
+    try:
+        gated["a"].gate.set()
+        gated["b"].gate.set()
+        await _settle()
+        assert gated["a"].asked and gated["b"].asked and not gated["c"].asked
+        assert platform.last_seq == base and not moved  # a and b are in, but c is not built
+        last_built.set()
+        await _settle()
+        assert gated["c"].asked and moved == [base]
+        assert platform.last_seq == base + 2 and not wake.done()  # a and b applied, c asked
+        gated["c"].gate.set()
+        assert sorted(await wake) == list(VOTERS)
+    finally:
+        await platform.close()
+    assert _actors(tmp_path / "e.db", base) == [("post_created", a) for a in VOTERS]
+    assert tally.wakes == 3
+
+
+async def test_an_observation_that_fails_cancels_the_decisions_already_asked(
+    tmp_path: Path,
+) -> None:
+    platform, engine, gated, obs, _ = await _engine(tmp_path / "e.db")
+    base = platform.last_seq
+
+    async def observe(agent: str) -> Observation:
+        if agent == VOTERS[-1]:
+            await _settle()  # a's and b's decisions are being made meanwhile
+            assert gated["a"].asked and gated["b"].asked
+            raise RuntimeError("feed unavailable")
+        return obs[agent]
+
+    try:
+        with pytest.raises(RuntimeError, match="feed unavailable"):
+            await engine.observe_and_decide(VOTERS, observe, WindowTally(window=1))
+        assert gated["a"].cancelled and gated["b"].cancelled
+        assert platform.last_seq == base
+    finally:
+        await platform.close()

@@ -172,12 +172,14 @@ class ContinuousScheduler:
         engine.check_stop()
         platform.clock.advance_to(t)
         await platform.flush()
-        observations: dict[str, Observation] = {}
-        for agent in woken:
+
+        async def observe(agent: str) -> Observation:
             feed = await engine.read_feed(agent)
             inbox = await engine.read_inbox(agent, self.last_wake[agent], t)
-            observations[agent] = await engine.observe(
+            obs = await engine.observe(
                 agent, window=tally.window, allowed=self.allowed, feed=feed, inbox=inbox
             )
             self.last_wake[agent] = t
-        await engine.decide_and_apply(observations, tally)
+            return obs
+
+        await engine.observe_and_decide(woken, observe, tally)

@@ -406,6 +406,38 @@ class Engine:
             log.error("vote_error", agent=agent, window=obs.window, error=repr(exc))
             return Ballot(failures=(_failure("vote", exc),))
 
+    async def observe_and_decide(
+        self,
+        agents: Sequence[str],
+        observe: Callable[[str], Awaitable[Observation]],
+        tally: WindowTally,
+        *,
+        before_apply: Callable[[], None] | None = None,
+    ) -> dict[str, Observation]:
+        """Build each agent's observation in order (``observe(agent)``) and ask its policy for
+        its decision as soon as it is built, so the model calls overlap the building of the
+        next ones; once all are built, call ``before_apply`` (the scheduler moves the clock)
+        and apply as :meth:`decide_and_apply` does. Nothing is applied before every
+        observation is built, so all of them see the same snapshot, and a decision being made
+        reads only its own observation and its own policy's memory, which building other
+        observations does not touch: the log is the one of building all, then deciding."""
+        self._lost = set()
+        observations: dict[str, Observation] = {}
+        asked: dict[str, asyncio.Future[Decision]] = {}
+        try:
+            for agent in agents:
+                obs = observations[agent] = await observe(agent)
+                asked[agent] = asyncio.ensure_future(self._decide_one(agent, obs))
+        except BaseException:
+            for task in asked.values():
+                task.cancel()
+            await asyncio.gather(*asked.values(), return_exceptions=True)
+            raise
+        if before_apply is not None:
+            before_apply()
+        await self._apply_decisions(observations, tally, asked)
+        return observations
+
     async def decide_and_apply(
         self, observations: Mapping[str, Observation], tally: WindowTally
     ) -> None:
@@ -414,8 +446,16 @@ class Engine:
         :meth:`_gather_applying`). Safe because a decision still being made reads only its
         observation (built before the wake) and its own policy's memory, which only applying
         its own decision changes."""
-        order = sorted(observations)
         self._lost = set()
+        await self._apply_decisions(observations, tally, {})
+
+    async def _apply_decisions(
+        self,
+        observations: Mapping[str, Observation],
+        tally: WindowTally,
+        asked: Mapping[str, Awaitable[Decision]],
+    ) -> None:
+        order = sorted(observations)
         window = tally.window
 
         async def apply(i: int, decision: Decision) -> None:
@@ -438,7 +478,7 @@ class Engine:
             self.policies[agent].record_outcome(window, outcome.applied)
 
         decisions = await self._gather_applying(
-            [self._decide_one(a, observations[a]) for a in order],
+            [asked[a] if a in asked else self._decide_one(a, observations[a]) for a in order],
             apply,
             held=lambda i, d: self._is_lost(order[i], d),
         )

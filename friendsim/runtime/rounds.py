@@ -86,20 +86,22 @@ class RoundsScheduler:
         await engine.hooks.window_started(w)
         first = w == 1
         allowed = ROUND_ONE_ALLOWED if first else PAPER_ACTIONS
-        observations: dict[str, Observation] = {}
-        for agent in engine.active(w):
+
+        async def observe(agent: str) -> Observation:
             if first:
                 feed: tuple[FeedItem, ...] = ()
                 inbox: tuple[InboxMessage, ...] = ()
             else:
                 feed = await engine.read_feed(agent, since_t=t0 - length, until_t=t0)
                 inbox = await engine.read_inbox(agent, t0 - length, t0)
-            observations[agent] = await engine.observe(
-                agent, window=w, allowed=allowed, feed=feed, inbox=inbox
-            )
+            return await engine.observe(agent, window=w, allowed=allowed, feed=feed, inbox=inbox)
 
-        platform.clock.advance_to(t0 + length * EXECUTE_AT)
-        await engine.decide_and_apply(observations, tally)
+        observations = await engine.observe_and_decide(
+            engine.active(w),
+            observe,
+            tally,
+            before_apply=lambda: platform.clock.advance_to(t0 + length * EXECUTE_AT),
+        )
         await engine.hooks.applied(w)
 
         engine.check_stop()
