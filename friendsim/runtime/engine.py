@@ -3,8 +3,8 @@
 One *wake* = a set of agents that act on the same committed snapshot (a round's planning phase,
 or one slice of the continuous timeline). The engine flushes the platform, builds each agent's
 observation in sorted agent order (feeds are served through ``Platform.serve_feed`` so exposure
-is logged), asks every policy concurrently (the LLM layer's concurrency wrapper bounds the calls
-in flight) and applies the decisions sorted by agent id, actions in the policy's order: each
+is logged), asks every policy concurrently, each as soon as its observation is built (the LLM
+layer's concurrency wrapper bounds the calls in flight), and once all are built applies the decisions sorted by agent id, actions in the policy's order: each
 agent's decision as soon as it and every decision before it in that order have arrived, so
 applying overlaps the requests still outstanding. A decision still being made reads only its
 observation (built before the wake) and its own policy's memory, which only applying its own
@@ -278,7 +278,7 @@ class Engine:
                     if t in done and (exc := t.exception()) is not None:
                         raise exc
                 pending -= done
-                if pending and stopping is not None and stopping.done():
+                if pending and self.stop is not None and self.stop.is_set():
                     raise RunInterrupted("stop requested")
                 while eager and applied < n and tasks[applied].done():
                     answer = tasks[applied].result()
