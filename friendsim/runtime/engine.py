@@ -4,12 +4,12 @@ One *wake* = a set of agents that act on the same committed snapshot (a round's 
 or one slice of the continuous timeline). The engine flushes the platform, builds each agent's
 observation in sorted agent order (feeds are served through ``Platform.serve_feed`` so exposure
 is logged), asks every policy concurrently, each as soon as its observation is built (the LLM
-layer's concurrency wrapper bounds the calls in flight), and once all are built applies the decisions sorted by agent id, actions in the policy's order: each
-agent's decision as soon as it and every decision before it in that order have arrived, so
-applying overlaps the requests still outstanding. A decision still being made reads only its
-observation (built before the wake) and its own policy's memory, which only applying its own
-decision changes, so with the same seed and the same model answers the log is identical
-whatever order the answers arrive in.
+layer's concurrency wrapper bounds the calls in flight), and once all are built applies the
+decisions sorted by agent id, actions in the policy's order: each agent's decision as soon as it
+and every decision before it in that order have arrived, so applying overlaps the requests
+still outstanding. A decision still being made reads only its observation and its own policy's
+memory, which only applying its own decision changes, so with the same seed and the same model
+answers the log is identical whatever order the answers arrive in.
 
 A policy that raises is never allowed to end the run: an :class:`~friendsim.llm.errors.LLMError`
 becomes ``ActionFailed(stage="llm")``, any other exception ``ActionFailed(stage="policy")``
