@@ -66,6 +66,13 @@ def post_block(
     return f"<post {head}>{body}</post>"
 
 
+def post_block_with(item: FeedItem, key: str, value: str, *, limit: int = MAX_ITEM_CHARS) -> str:
+    """``post_block(item, extra={key: value}, limit=limit)`` (the same text) without a mapping
+    per item: a vote prompt renders every item of the round for every agent."""
+    head, body = _item_parts(item, limit)
+    return f"<post {head}{_attr(key, value)}>{body}</post>"
+
+
 @lru_cache(maxsize=16384)
 def _attr(key: str, value: str) -> str:
     """`` key="value"`` escaped; cached: a vote prompt repeats the same few relationship lines
