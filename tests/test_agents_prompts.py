@@ -185,3 +185,18 @@ def test_memory_tracks_relationships_and_best_window() -> None:
     text = mem.render()
     assert "Best window so far w2 (total 0.420)" in text and "DM to bob" in text
     assert len(mem.recent) == 4
+
+
+def test_post_block_with_one_attribute_is_post_block_with_that_extra() -> None:
+    from friendsim.agents.prompting import esc_attr, post_block, post_block_with
+    from friendsim.vocabulary import FeedItem
+
+    item = FeedItem(
+        post_id=7, author='a"1', text="<b>bold</b> & more " * 30, topic="t&t", parent_id=3,
+        mentions=("x", "y"), likes=2, dislikes=1, label="disputed <claim>",
+    )  # fmt: skip
+    for value in ("no previous interaction", 'they said "hi" & <left>', "", "émoji 'quoted'"):
+        for limit in (20, 400):
+            want = post_block(item, extra={"relationship": value}, limit=limit)
+            assert post_block_with(item, "relationship", value, limit=limit) == want
+            assert f' relationship="{esc_attr(value)}">' in want

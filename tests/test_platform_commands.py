@@ -251,3 +251,42 @@ async def test_odd_arguments_are_typed_errors(plat: Platform) -> None:
     with pytest.raises(PlatformError, match="reserved"):
         await plat.register_agent("coach", name="Coach")
     assert plat.last_seq == 4
+
+
+async def test_cast_votes_equals_one_vote_at_a_time_and_stops_at_a_rejection(
+    tmp_path: Path,
+) -> None:
+    logs = []
+    for batched in (False, True):
+        p = await Platform.open(tmp_path / f"v{batched}.db", clock=VirtualClock(10.0))
+        for a in ("ann", "bob"):
+            await p.register_agent(a, name=a)
+        ids = [(await p.create_post("bob", text=f"p{k}", topic="t")).post_id for k in range(4)]
+        own = (await p.create_post("ann", text="mine", topic="t")).post_id
+        await p.vote("ann", ids[1], 1)
+        wanted = [(ids[0], 1), (ids[1], -1), (ids[2], 1), (own, 1), (ids[3], -1)]
+        if batched:
+            done, error = await p.cast_votes("ann", wanted)
+            assert isinstance(error, SelfVoteError) and len(done) == 3
+            assert all(e is not None for e in done)
+            done, error = await p.cast_votes("ann", [(ids[2], 1), (ids[3], -1), (999, 1)])
+            assert done[0] is None and isinstance(done[1], VoteCast)  # already +1: no event
+            assert isinstance(error, UnknownPostError)
+            assert (await p.cast_votes("ann", [])) == ([], None)
+        else:
+            for post_id, value in wanted[:3]:
+                assert await p.vote("ann", post_id, value) is not None
+            with pytest.raises(SelfVoteError):
+                await p.vote("ann", own, 1)
+            assert await p.vote("ann", ids[2], 1) is None
+            await p.vote("ann", ids[3], -1)
+            with pytest.raises(UnknownPostError):
+                await p.vote("ann", 999, 1)
+        await p.flush()
+        logs.append(await p.db.execute_fetchall("SELECT * FROM events ORDER BY seq"))
+        logs.append(await p.db.execute_fetchall("SELECT * FROM votes ORDER BY voter, post_id"))
+        logs.append(await p.db.execute_fetchall("SELECT * FROM posts ORDER BY post_id"))
+        await p.close()
+    assert logs[:3] == logs[3:]
+    kinds = [row[2] for row in logs[0]]
+    assert kinds.count("vote_cast") == 4 and kinds.count("vote_changed") == 1

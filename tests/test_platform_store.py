@@ -298,3 +298,12 @@ def test_fast_payload_json_is_byte_identical(
     ]
     for e in events:
         assert fast_payload_json(e) == payload_json(e)
+
+
+@given(author=st.text(), post_id=st.integers(-(2**62), 2**62), value=st.sampled_from((-1, 1)))
+def test_the_vote_cast_payload_is_byte_identical(author: str, post_id: int, value: int) -> None:
+    from friendsim.platform.events import VoteCast
+    from friendsim.platform.projection import vote_cast_payload
+
+    e = VoteCast(t=0.0, actor="x", post_id=post_id, author=author, value=value)
+    assert vote_cast_payload(e) == payload_json(e) == fast_payload_json(e)

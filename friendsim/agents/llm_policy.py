@@ -37,6 +37,7 @@ from friendsim.agents.prompting import (
     esc_attr,
     plan_prompt,
     post_block,
+    post_block_with,
     render,
     shown_feed,
     system_prompt,
@@ -502,18 +503,15 @@ class LLMPolicy:
         cfg = self.config
         mine = self.persona.id
         ids = [i.post_id for i in chunk]
-        prompt = render(
-            "vote",
-            items="\n".join(
-                post_block(
-                    i,
-                    extra={"relationship": self.memory.relationship_line(i.author)},
-                    limit=cfg.max_item_chars,
-                )
-                for i in chunk
-            ),
-            post_ids=", ".join(str(x) for x in ids),
-        )
+        relationship = self.memory.relationship_line
+        lines: dict[str, str] = {}  # per author: an author has several items in a chunk
+        blocks = []
+        for i in chunk:
+            line = lines.get(i.author)
+            if line is None:
+                line = lines[i.author] = relationship(i.author)
+            blocks.append(post_block_with(i, "relationship", line, limit=cfg.max_item_chars))
+        prompt = render("vote", items="\n".join(blocks), post_ids=", ".join([str(x) for x in ids]))
 
         def parse(comp: Completion) -> dict[int, int]:
             return parse_votes(decode_json(comp.parsed, comp.text), ids)

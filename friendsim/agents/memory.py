@@ -297,16 +297,27 @@ class AgentMemory:
         """Remember the likes/dislikes I gave, per author (authors from ``items``, else from the
         last observation's feed)."""
         self.note_authors(items)
+        post_author, relations, me = self._post_author, self.relations, self.agent_id
+        given = {"likes_given": 0, "dislikes_given": 0}
+        order: list[str] = []  # counters appear in the order they were first given
         for post_id, value in votes.items():
-            author = self._post_author.get(post_id)
-            if author is None or author == self.agent_id or value == 0:
+            if value == 0:
                 continue
-            rel = self._rel(author)
+            author = post_author.get(post_id)
+            if author is None or author == me:
+                continue
+            rel = relations.get(author) or self._rel(author)
             if value > 0:
                 rel.likes_given += 1
+                key = "likes_given"
             else:
                 rel.dislikes_given += 1
-            self._count("likes_given" if value > 0 else "dislikes_given")
+                key = "dislikes_given"
+            if not given[key]:
+                order.append(key)
+            given[key] += 1
+        for key in order:
+            self._count(key, given[key])
 
     # --- rendering ---------------------------------------------------------------------------
 

@@ -62,8 +62,22 @@ def post_block(
     """One public item as a delimited data block."""
     head, body = _item_parts(item, limit)
     if extra:
-        head += "".join(f' {k}="{esc_attr(v)}"' for k, v in extra.items())
+        head += "".join([_attr(k, v) for k, v in extra.items()])
     return f"<post {head}>{body}</post>"
+
+
+def post_block_with(item: FeedItem, key: str, value: str, *, limit: int = MAX_ITEM_CHARS) -> str:
+    """``post_block(item, extra={key: value}, limit=limit)`` (the same text) without a mapping
+    per item: a vote prompt renders every item of the round for every agent."""
+    head, body = _item_parts(item, limit)
+    return f"<post {head}{_attr(key, value)}>{body}</post>"
+
+
+@lru_cache(maxsize=16384)
+def _attr(key: str, value: str) -> str:
+    """`` key="value"`` escaped; cached: a vote prompt repeats the same few relationship lines
+    (most often "no previous interaction") on every item."""
+    return f' {key}="{esc_attr(value)}"'
 
 
 @lru_cache(maxsize=65536)

@@ -59,6 +59,9 @@ class ContextTracker:
         self._topic_lists: tuple[tuple[str, ...], list[tuple[str, int, str]]] | None = None
 
     def feed(self, ev: Event) -> None:
+        if type(ev) is VoteCast:  # the commonest event by far: no pattern matching
+            self._vote(ev, ev.post_id, ev.value)
+            return
         match ev:
             case AgentRegistered(actor=str(a)):
                 self.agents[a] = None

@@ -242,6 +242,11 @@ class CoachService:
 
     def _on_event(self, event: Event) -> None:
         self.context.feed(event)
+        kind = type(event)
+        if kind is not GuidanceIssued and kind is not WindowEnded:
+            for scorer in self._scorers:
+                scorer.feed(event)
+            return
         match event:
             case GuidanceIssued(agent=agent, window=w, tips=tips):
                 self._guidance[agent] = tips

@@ -141,6 +141,17 @@ def payload_json(e: Event) -> str:
     return _ENCODE(d)
 
 
+_STR = json.encoder.encode_basestring  # what the encoders above use for strings
+_VOTE_CAST_HEAD = '{"author":'
+_VOTE_CAST_V = f',"v":{int(SCHEMA_VERSION)},"value":'
+
+
+def vote_cast_payload(e: VoteCast) -> str:
+    """:func:`payload_json` of a ``VoteCast`` whose ``post_id`` and ``value`` are ints, written
+    directly (same bytes, tested): the log holds more votes than any other kind."""
+    return f'{_VOTE_CAST_HEAD}{_STR(e.author)},"post_id":{e.post_id}{_VOTE_CAST_V}{e.value}}}'
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
@@ -332,7 +343,24 @@ def plan(events: Iterable[Event]) -> list[tuple[str, list[tuple[Any, ...]]]]:
     rows: list[tuple[Any, ...]] = []
     phases: list[list[tuple[str, tuple[Any, ...]]]] = [[] for _ in range(_N_PHASES)]
     counters: dict[int, list[int]] = {}
+    votes = phases[VOTES]
     for e in events:
+        if (
+            type(e) is VoteCast
+            and type(e.post_id) is int
+            and type(e.value) is int
+            and type(e.author) is str
+        ):
+            rows.append((e.seq, e.t, "vote_cast", e.actor, vote_cast_payload(e)))
+            votes.append((SQL_VOTE_SET, (e.actor, e.post_id, e.value, e.t, e.seq)))
+            dl, dd = (1, 0) if e.value > 0 else (0, 1)
+            c = counters.get(e.post_id)
+            if c is None:
+                counters[e.post_id] = [dl, dd, 0]
+            else:
+                c[0] += dl
+                c[1] += dd
+            continue
         rows.append((e.seq, e.t, e.kind, e.actor, payload_json(e)))
         for phase, sql, params in PROJECTIONS[e.kind](e):
             if phase == COUNTERS:

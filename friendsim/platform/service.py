@@ -287,18 +287,50 @@ class Platform:
     async def vote(self, voter: str, post_id: int, value: int) -> Event | None:
         """+1 like, -1 dislike, 0 withdraw: VoteCast / VoteChanged / VoteCleared, or None if the
         vote is already ``value`` (nothing changes, nothing is logged)."""
+        e = self._vote(voter, post_id, value)
+        if e is not None:
+            await self._admitted(e)
+        return e
+
+    async def cast_votes(
+        self, voter: str, votes: Sequence[tuple[int, int]]
+    ) -> tuple[list[Event | None], E.PlatformError | None]:
+        """:meth:`vote` for each ``(post_id, value)`` of ``votes`` in order, up to the first
+        rejected one: returns the results so far and that rejection (``None`` if there was
+        none). The same events, seqs and errors as calling :meth:`vote` one at a time, without
+        a coroutine per vote (a ballot casts hundreds)."""
+        out: list[Event | None] = []
+        vote = self._vote
+        for post_id, value in votes:
+            try:
+                e = vote(voter, post_id, value)
+            except E.PlatformError as exc:
+                return out, exc
+            out.append(e)
+            if e is not None and len(self._pending) >= self._batch_size:
+                await self._admitted(e)
+        return out, None
+
+    def _vote(self, voter: str, post_id: int, value: int) -> Event | None:
+        """Validate, build and admit one vote (see :meth:`vote`). In the common case (platform
+        open, no suspension, post not removed, clock not behind) everything
+        :meth:`PlatformState.check` verifies holds by construction, so the event is admitted
+        without it; otherwise it goes through :meth:`_admit`, which raises the same errors."""
         if type(value) is not int or value not in (-1, 0, 1):
             raise E.InvalidVoteError(f"vote by {voter!r} on post {post_id!r}: value {value!r}")
         st = self._state
-        st.agent(voter, "voter")
-        st.post(post_id)
+        if voter not in st.agents:
+            st.agent(voter, "voter")
+        if type(post_id) is not int or post_id not in st.post_author:
+            st.post(post_id)
         author = st.post_author[post_id]
         if author == voter:
             raise E.SelfVoteError(f"{voter!r} cannot vote on its own post {post_id}")
-        old = st.votes.get((voter, post_id), 0)
+        key = (voter, post_id)
+        old = st.votes.get(key, 0)
         if old == value:
             return None
-        seq, t = self._next()
+        seq, t = st.last_seq + 1, self.clock.now()
         e: Event
         if old == 0:
             e = VoteCast(seq=seq, t=t, actor=voter, post_id=post_id, author=author, value=value)
@@ -308,8 +340,23 @@ class Platform:
             e = VoteChanged(
                 seq=seq, t=t, actor=voter, post_id=post_id, author=author, old=old, value=value
             )
-        self._admit(e)
-        await self._admitted(e)
+        if (
+            self._closing
+            or self._broken is not None
+            or st.suspensions
+            or post_id in st.removed
+            or type(t) is not float
+            or not st.last_t <= t < math.inf
+        ):
+            self._admit(e)
+            return e
+        if value:
+            st.votes[key] = value
+        else:
+            del st.votes[key]
+        st.last_seq = seq
+        st.last_t = t
+        self._pending.append(e)
         return e
 
     async def follow(self, follower: str, target: str) -> Followed:

@@ -46,15 +46,13 @@ class Outcome:
     nots: int = 0
     failures: int = 0
     votes: int = 0
-    received: tuple[tuple[str, ReceivedVote], ...] = ()
-    """(author, vote) for every vote cast or changed: what the authors will be told."""
+    received: tuple[VoteCast | VoteChanged, ...] = ()
+    """Every vote cast or changed: what their authors (``author``) will be told."""
 
 
-def _received(event: Event | None) -> tuple[str, ReceivedVote] | None:
-    if isinstance(event, VoteCast | VoteChanged) and event.actor is not None:
-        vote = ReceivedVote(voter=event.actor, post_id=event.post_id, value=event.value)
-        return (event.author, vote)
-    return None
+def received_vote(event: VoteCast | VoteChanged) -> ReceivedVote:
+    """What the author of the voted item is told about ``event``."""
+    return ReceivedVote(voter=event.actor or "", post_id=event.post_id, value=event.value)
 
 
 def action_record(action: Action) -> dict[str, Any]:
@@ -172,7 +170,7 @@ async def apply_decision(
 ) -> Outcome:
     """Apply a decision's actions (at most ``n_actions``) and record its failures."""
     applied: list[Action] = []
-    received: list[tuple[str, ReceivedVote]] = []
+    received: list[VoteCast | VoteChanged] = []
     events = nots = failures = votes = 0
     for failure in decision.failures:
         await record_policy_failure(platform, agent, failure, window=window)
@@ -209,8 +207,8 @@ async def apply_decision(
         applied.append(action)
         events += event is not None
         nots += action.type == "NOT"
-        if (r := _received(event)) is not None:
-            received.append(r)
+        if isinstance(event, VoteCast | VoteChanged):
+            received.append(event)
             votes += 1
     surplus = len(decision.actions) - len(actions)
     if surplus > 0:
@@ -255,15 +253,41 @@ async def apply_ballot(
     """Cast a ballot's non-zero votes (sorted by post id) on offered items; record failures.
 
     A vote on an item that was not offered, or a value other than -1/0/+1, is recorded as
-    ``ActionFailed(stage="vote")`` and not cast.
+    ``ActionFailed(stage="vote")`` and not cast. Consecutive valid votes are cast in one
+    :meth:`~friendsim.platform.service.Platform.cast_votes` call (the same events as one
+    ``vote`` each).
     """
-    events = failures = votes = 0
-    received: list[tuple[str, ReceivedVote]] = []
+    failures = 0
+    cast: list[Event | None] = []
+    run: list[tuple[int, int]] = []
+
+    async def cast_run() -> None:
+        nonlocal failures, run
+        while run:
+            done, error = await platform.cast_votes(agent, run)
+            cast.extend(done)
+            if error is None:
+                break
+            post_id, value = run[len(done)]
+            await record_failure(
+                platform,
+                agent,
+                window=window,
+                stage="vote",
+                reason=error.code,
+                detail=str(error),
+                action={"type": "VOTE", "target_post": post_id, "value": value},
+            )
+            failures += 1
+            run = run[len(done) + 1 :]
+        run = []
+
     for failure in ballot.failures:
         await record_policy_failure(platform, agent, failure, window=window)
         failures += 1
-    for post_id in sorted(ballot.votes, key=_sort_key):
-        value = ballot.votes[post_id]
+    votes = ballot.votes
+    for post_id in sorted(votes, key=_sort_key):
+        value = votes[post_id]
         reason = None
         if not isinstance(post_id, int) or isinstance(post_id, bool) or post_id not in offered:
             reason, detail = "not_offered", f"vote on item {post_id!r}, which was not offered"
@@ -273,6 +297,7 @@ async def apply_ballot(
                 f"vote value {value!r} on item {post_id} (want -1, 0, 1)",
             )
         if reason is not None:
+            await cast_run()
             await record_failure(
                 platform,
                 agent,
@@ -284,28 +309,17 @@ async def apply_ballot(
             )
             failures += 1
             continue
-        if value == 0:
-            continue
-        try:
-            event = await platform.vote(agent, post_id, value)
-        except PlatformError as exc:
-            await record_failure(
-                platform,
-                agent,
-                window=window,
-                stage="vote",
-                reason=exc.code,
-                detail=str(exc),
-                action={"type": "VOTE", "target_post": post_id, "value": value},
-            )
-            failures += 1
-            continue
-        if event is not None:
-            events += 1
-            votes += 1
-            if (r := _received(event)) is not None:
-                received.append(r)
-    return Outcome(events=events, failures=failures, votes=votes, received=tuple(received))
+        if value != 0:
+            run.append((post_id, value))
+    await cast_run()
+    events = [e for e in cast if e is not None]
+    received = [e for e in events if type(e) is VoteCast or type(e) is VoteChanged]
+    return Outcome(
+        events=len(events),
+        failures=failures,
+        votes=len(events),
+        received=tuple(received),
+    )
 
 
 def _sort_key(post_id: object) -> tuple[int, int, str]:

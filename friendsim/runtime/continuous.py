@@ -176,9 +176,10 @@ class ContinuousScheduler:
         async def observe(agent: str) -> Observation:
             feed = await engine.read_feed(agent)
             inbox = await engine.read_inbox(agent, self.last_wake[agent], t)
-            self.last_wake[agent] = t
-            return await engine.observe(
+            obs = await engine.observe(
                 agent, window=tally.window, allowed=self.allowed, feed=feed, inbox=inbox
             )
+            self.last_wake[agent] = t
+            return obs
 
-        await engine.decide_and_apply(woken, observe, tally)
+        await engine.observe_and_decide(woken, observe, tally)

@@ -1,12 +1,15 @@
 """The part both schedulers share: observe, decide concurrently, apply in a deterministic order.
 
 One *wake* = a set of agents that act on the same committed snapshot (a round's planning phase,
-or one slice of the continuous timeline). The engine builds each agent's observation in the
-scheduler's order (feeds are served through ``Platform.serve_feed`` so exposure is logged),
-starting each policy's decision as soon as its observation is built (the decisions run
-concurrently; the LLM layer's concurrency wrapper bounds the calls in flight), then applies
-the decisions sorted by agent id, actions in the policy's order. With the same seed and the same model answers the log is therefore
-identical whatever order the answers arrive in.
+or one slice of the continuous timeline). The engine flushes the platform, builds each agent's
+observation in sorted agent order (feeds are served through ``Platform.serve_feed`` so exposure
+is logged), asks every policy concurrently, each as soon as its observation is built (the LLM
+layer's concurrency wrapper bounds the calls in flight), and once all are built applies the
+decisions sorted by agent id, actions in the policy's order: each agent's decision as soon as it
+and every decision before it in that order have arrived, so applying overlaps the requests
+still outstanding. A decision still being made reads only its observation and its own policy's
+memory, which only applying its own decision changes, so with the same seed and the same model
+answers the log is identical whatever order the answers arrive in.
 
 A policy that raises is never allowed to end the run: an :class:`~friendsim.llm.errors.LLMError`
 becomes ``ActionFailed(stage="llm")``, any other exception ``ActionFailed(stage="policy")``
@@ -15,8 +18,11 @@ replay cannot be faithful), a provider configuration error, an open circuit brea
 (``ProviderStoppedError``, turned into a stop by the assembly) and a spent budget
 (``BudgetExceededError``, raised as :class:`RunInterrupted`). When one of them ends a wake, or a
 stop is requested while a wake waits for its model answers, the wake's calls still in flight are
-cancelled and nothing of the wake is applied: the log ends at the last applied wake, as after a
-kill, so a resume asks exactly those questions again. After each window the failure budget
+cancelled and nothing more of the wake is applied: the log ends with an ordered prefix of what the
+whole wake would have applied, as after a kill, and a resume re-derives that prefix from the
+recorded answers and asks the rest again. A decision lost to the LLM layer (which a resume asks
+again and may get answered) is never part of such a prefix: it and the decisions after it are
+applied only once the whole wake has arrived. After each window the failure budget
 (``max_failure_share`` of the window's model-backed decisions lost to provider errors) is
 checked (:func:`~friendsim.runtime.status.check_failure_budget`).
 """
@@ -39,8 +45,9 @@ from friendsim.llm.errors import (
     ProviderStoppedError,
 )
 from friendsim.llm.redact import redact_text
+from friendsim.platform.events import VoteCast, VoteChanged
 from friendsim.platform.feeds.base import FeedRanker
-from friendsim.runtime.apply import Outcome, apply_ballot, apply_decision
+from friendsim.runtime.apply import Outcome, apply_ballot, apply_decision, received_vote
 from friendsim.runtime.observe import AgentContext, CoachView, ScoresLike, feed_item, inbox_message
 from friendsim.runtime.status import RunInterrupted, check_failure_budget
 from friendsim.vocabulary import (
@@ -52,7 +59,6 @@ from friendsim.vocabulary import (
     InboxMessage,
     Observation,
     Policy,
-    ReceivedVote,
 )
 
 if TYPE_CHECKING:
@@ -60,7 +66,9 @@ if TYPE_CHECKING:
     from friendsim.runtime.control import PauseGate
 
 _OBSERVE_BATCH = 8
-"""Observations built between two yields to the event loop in :meth:`Engine.decide_and_apply`."""
+"""Observations built between two yields to the event loop in :meth:`Engine.observe_and_decide`
+(an observation whose reads do not wait would otherwise hold back the requests of the ones
+before it)."""
 
 log = structlog.get_logger(__name__)
 
@@ -178,12 +186,12 @@ class Engine:
             a: AgentContext(a, max_known=max_known, acquaintances=acquaintances.get(a, ()))
             for a in self.agents
         }
-        self._received: dict[str, deque[ReceivedVote]] = {}
+        self._received: dict[str, deque[VoteCast | VoteChanged]] = {}
         self.stop = stop
         self.gate = gate
         self.max_failure_share = max_failure_share
         self.lost_actions = 0
-        self._lost_now = 0
+        self._lost: set[str] = set()
         self.hooks = hooks or WindowHooks()
         self._feed_override: FeedRules | None = None
         self._broadcasts: dict[str, list[InboxMessage]] = {}
@@ -245,30 +253,55 @@ class Engine:
                 max_share=self.max_failure_share,
             )
 
-    async def _gather(self, coros: Sequence[Awaitable[T]]) -> list[T]:
-        """Await ``coros`` concurrently (results in order); on the first error or a stop
-        request, cancel the rest and raise (the error, or :class:`RunInterrupted`)."""
+    async def _gather_applying(
+        self,
+        coros: Sequence[Awaitable[T]],
+        apply: Callable[[int, T], Awaitable[None]],
+        *,
+        held: Callable[[int, T], bool],
+    ) -> list[T]:
+        """Await ``coros`` concurrently and ``apply(i, answer)`` each answer in index order as
+        soon as it and every answer before it have arrived (an ordered prefix), so applying
+        overlaps the requests still outstanding; returns the answers in order.
+
+        The first answer for which ``held(i, answer)`` is true (one lost to the LLM layer, which
+        a resume would ask again and might answer otherwise) and every answer after it are
+        applied only once all have arrived. On the first error or a stop request, the rest is
+        cancelled and the error (or :class:`RunInterrupted`) raised: what was applied stays,
+        an ordered prefix of what the whole wake would have applied."""
         tasks = [asyncio.ensure_future(c) for c in coros]
         if not tasks:
             return []
-        everything = asyncio.gather(*tasks)
         stopping = asyncio.ensure_future(self.stop.wait()) if self.stop is not None else None
+        n, applied, eager = len(tasks), 0, True
         try:
-            watch: set[asyncio.Future[Any]] = {everything}
-            if stopping is not None:
-                watch.add(stopping)
-            await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
-            if everything.done():
-                return list(everything.result())
-            raise RunInterrupted("stop requested")
+            pending: set[asyncio.Future[Any]] = set(tasks)
+            while pending:
+                watch = pending if stopping is None else pending | {stopping}
+                done, _ = await asyncio.wait(watch, return_when=asyncio.FIRST_COMPLETED)
+                for t in tasks:
+                    if t in done and (exc := t.exception()) is not None:
+                        raise exc
+                pending -= done
+                if pending and self.stop is not None and self.stop.is_set():
+                    raise RunInterrupted("stop requested")
+                while eager and applied < n and tasks[applied].done():
+                    answer = tasks[applied].result()
+                    if held(applied, answer):
+                        eager = False
+                        break
+                    await apply(applied, answer)
+                    applied += 1
+            answers = [t.result() for t in tasks]
+            for i in range(applied, n):
+                await apply(i, answers[i])
+            return answers
         finally:
             for t in tasks:
                 t.cancel()
             if stopping is not None:
                 stopping.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if everything.done() and not everything.cancelled():
-                everything.exception()  # retrieved: raised above or superseded by the stop
 
     def begin_window(self, window: int) -> None:
         """Take the feed rules in force during ``window`` (called by the schedulers)."""
@@ -281,10 +314,11 @@ class Engine:
 
     def _note(self, outcome: Outcome, tally: WindowTally) -> None:
         tally.add(outcome)
-        for author, vote in outcome.received:
-            box = self._received.get(author)
+        boxes = self._received
+        for vote in outcome.received:
+            box = boxes.get(vote.author)
             if box is None:
-                box = self._received[author] = deque(maxlen=MAX_RECEIVED_VOTES)
+                box = boxes[vote.author] = deque(maxlen=MAX_RECEIVED_VOTES)
             box.append(vote)
 
     async def read_feed(
@@ -344,7 +378,7 @@ class Engine:
             last_rewards=ctx.feedback(coach.last_scores(agent)),
             best_rewards=ctx.feedback(coach.best_scores(agent)),
             last_actions=ctx.last_actions,
-            received_votes=tuple(self._received.pop(agent, ())),
+            received_votes=tuple(received_vote(v) for v in self._received.pop(agent, ())),
         )
 
     async def _decide_one(self, agent: str, obs: Observation) -> Decision:
@@ -356,7 +390,7 @@ class Engine:
             raise
         except LLMError as exc:
             log.warning("policy_llm_error", agent=agent, window=obs.window, error=repr(exc))
-            self._lost_now += 1
+            self._lost.add(agent)
             return Decision(failures=(_failure("llm", exc),))
         except Exception as exc:
             log.error("policy_error", agent=agent, window=obs.window, error=repr(exc))
@@ -371,49 +405,68 @@ class Engine:
             raise
         except LLMError as exc:
             log.warning("vote_llm_error", agent=agent, window=obs.window, error=repr(exc))
-            self._lost_now += 1
+            self._lost.add(agent)
             return Ballot(failures=(_failure("vote", exc),))
         except Exception as exc:
             log.error("vote_error", agent=agent, window=obs.window, error=repr(exc))
             return Ballot(failures=(_failure("vote", exc),))
 
-    async def decide_and_apply(
+    async def observe_and_decide(
         self,
         agents: Sequence[str],
         observe: Callable[[str], Awaitable[Observation]],
         tally: WindowTally,
         *,
-        decide_at: float | None = None,
+        before_apply: Callable[[], None] | None = None,
     ) -> dict[str, Observation]:
-        """Observe ``agents`` one after another (``observe``), starting each agent's decision as
-        soon as its observation is built, so its model requests are in flight while the next
-        observations are built; once all have decided, apply sorted by agent id. The clock
-        moves to ``decide_at`` (when given) once every observation is built: decisions are
-        applied at that time. Returns the observations.
-
-        Deciding never changes what a later observation sees: decisions are applied only after
-        every observation is built, and a policy's ``decide`` records nothing itself."""
+        """Build each agent's observation in order (``observe(agent)``) and ask its policy for
+        its decision as soon as it is built, so the model calls overlap the building of the
+        next ones; once all are built, call ``before_apply`` (the scheduler moves the clock)
+        and apply as :meth:`decide_and_apply` does. Nothing is applied before every
+        observation is built, so all of them see the same snapshot, and a decision being made
+        reads only its own observation and its own policy's memory, which building other
+        observations does not touch: the log is the one of building all, then deciding."""
+        self._lost = set()
         observations: dict[str, Observation] = {}
-        started: dict[str, asyncio.Future[Decision]] = {}
-        self._lost_now = 0
+        asked: dict[str, asyncio.Future[Decision]] = {}
         try:
             for n, agent in enumerate(agents, start=1):
                 obs = observations[agent] = await observe(agent)
-                started[agent] = asyncio.ensure_future(self._decide_one(agent, obs))
+                asked[agent] = asyncio.ensure_future(self._decide_one(agent, obs))
                 if n % _OBSERVE_BATCH == 0:
                     await asyncio.sleep(0)  # let the decisions started so far send their requests
         except BaseException:
-            for task in started.values():
+            for task in asked.values():
                 task.cancel()
-            await asyncio.gather(*started.values(), return_exceptions=True)
+            await asyncio.gather(*asked.values(), return_exceptions=True)
             raise
-        if decide_at is not None:
-            self.platform.clock.advance_to(decide_at)
+        if before_apply is not None:
+            before_apply()
+        await self._apply_decisions(observations, tally, asked)
+        return observations
+
+    async def decide_and_apply(
+        self, observations: Mapping[str, Observation], tally: WindowTally
+    ) -> None:
+        """Decide concurrently for every observed agent; apply sorted by agent id, each
+        decision as soon as the decisions of the agents before it are applied (see
+        :meth:`_gather_applying`). Safe because a decision still being made reads only its
+        observation (built before the wake) and its own policy's memory, which only applying
+        its own decision changes."""
+        self._lost = set()
+        await self._apply_decisions(observations, tally, {})
+
+    async def _apply_decisions(
+        self,
+        observations: Mapping[str, Observation],
+        tally: WindowTally,
+        asked: Mapping[str, Awaitable[Decision]],
+    ) -> None:
         order = sorted(observations)
-        decisions = await self._gather([started[a] for a in order])
-        self._count_lost(tally, len(order), decisions)
         window = tally.window
-        for agent, decision in zip(order, decisions, strict=True):
+
+        async def apply(i: int, decision: Decision) -> None:
+            agent = order[i]
             obs = observations[agent]
             outcome = await apply_decision(
                 self.platform,
@@ -430,8 +483,14 @@ class Engine:
                 tally.prompt_tokens.append(decision.prompt_tokens)
             self.contexts[agent].acted(window, outcome.applied)
             self.policies[agent].record_outcome(window, outcome.applied)
+
+        decisions = await self._gather_applying(
+            [asked[a] if a in asked else self._decide_one(a, observations[a]) for a in order],
+            apply,
+            held=lambda i, d: self._is_lost(order[i], d),
+        )
+        self._count_lost(tally, len(order), decisions)
         self.listener.wake_applied(tally)
-        return observations
 
     async def vote_and_apply(
         self,
@@ -439,26 +498,38 @@ class Engine:
         offered: Mapping[str, tuple[FeedItem, ...]],
         tally: WindowTally,
     ) -> None:
-        """Ask every agent with offered items for its ballot concurrently; cast sorted by agent."""
+        """Ask every agent with offered items for its ballot concurrently; cast sorted by agent,
+        each ballot as soon as the ballots of the agents before it are cast (see
+        :meth:`_gather_applying`). Safe because a ballot still being asked for reads only its
+        observation and offered items (built before the phase) and its own policy's memory,
+        which casting other agents' ballots does not touch."""
         order = [a for a in sorted(offered) if offered[a]]
-        self._lost_now = 0
-        ballots = await self._gather(
-            [self._vote_one(a, observations[a], offered[a]) for a in order]
+        self._lost = set()
+        window = tally.window
+
+        async def apply(i: int, ballot: Ballot) -> None:
+            agent = order[i]
+            ids = {item.post_id for item in offered[agent]}
+            outcome = await apply_ballot(self.platform, agent, ballot, window=window, offered=ids)
+            self._note(outcome, tally)
+
+        ballots = await self._gather_applying(
+            [self._vote_one(a, observations[a], offered[a]) for a in order],
+            apply,
+            held=lambda i, b: self._is_lost(order[i], b),
         )
         self._count_lost(tally, len(order), ballots)
-        for agent, ballot in zip(order, ballots, strict=True):
-            ids = {item.post_id for item in offered[agent]}
-            outcome = await apply_ballot(
-                self.platform, agent, ballot, window=tally.window, offered=ids
-            )
-            self._note(outcome, tally)
         self.listener.wake_applied(tally)
+
+    def _is_lost(self, agent: str, answer: Decision | Ballot) -> bool:
+        """Whether (part of) ``agent``'s answer was lost to the LLM layer, not to the model."""
+        return agent in self._lost or any(f.reason == "llm_error" for f in answer.failures)
 
     def _count_lost(
         self, tally: WindowTally, asked: int, answers: Sequence[Decision | Ballot]
     ) -> None:
         """Count the wake's decisions lost to the LLM layer (not to the model's output)."""
-        lost = self._lost_now + sum(
+        lost = len(self._lost) + sum(
             1 for a in answers if any(f.reason == "llm_error" for f in a.failures)
         )
         tally.llm_asked += asked

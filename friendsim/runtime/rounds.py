@@ -96,8 +96,11 @@ class RoundsScheduler:
                 inbox = await engine.read_inbox(agent, t0 - length, t0)
             return await engine.observe(agent, window=w, allowed=allowed, feed=feed, inbox=inbox)
 
-        observations = await engine.decide_and_apply(
-            engine.active(w), observe, tally, decide_at=t0 + length * EXECUTE_AT
+        observations = await engine.observe_and_decide(
+            engine.active(w),
+            observe,
+            tally,
+            before_apply=lambda: platform.clock.advance_to(t0 + length * EXECUTE_AT),
         )
         await engine.hooks.applied(w)
 
