@@ -401,24 +401,47 @@ def vote_json_schema(post_ids: Sequence[int]) -> dict[str, Any]:
     }
 
 
+def _plain_votes(value: Any) -> list[tuple[int, int]] | None:
+    """The ``(post_id, vote)`` pairs of an answer in the schema's exact shape (plain ints, no
+    bools), or ``None`` for anything else, which :class:`VoteOut` then judges. The fast path of
+    every well-formed answer: the same result as the model, a tenth of its cost."""
+    if type(value) is not dict:
+        return None
+    entries = value.get("votes")
+    if type(entries) is not list or len(entries) > 1000:
+        return None
+    pairs: list[tuple[int, int]] = []
+    for e in entries:
+        if type(e) is not dict:
+            return None
+        pid, vote = e.get("post_id"), e.get("vote")
+        if type(pid) is not int or type(vote) is not int or vote not in (-1, 0, 1):
+            return None
+        pairs.append((pid, vote))
+    return pairs
+
+
 def parse_votes(value: Any, post_ids: Sequence[int]) -> dict[int, int]:
     """Validate a vote answer: exactly one vote in {-1, 0, 1} per listed post id."""
-    try:
-        out = VoteOut.model_validate(value)
-    except ValidationError as exc:
-        raise OutputError(
-            "bad_schema", f"the votes do not match the schema: {_shape_error(exc)}"
-        ) from None
+    pairs = _plain_votes(value)
+    if pairs is None:
+        try:
+            out = VoteOut.model_validate(value)
+        except ValidationError as exc:
+            raise OutputError(
+                "bad_schema", f"the votes do not match the schema: {_shape_error(exc)}"
+            ) from None
+        pairs = [(e.post_id, int(e.vote)) for e in out.votes]
     wanted = set(post_ids)
     votes: dict[int, int] = {}
-    for e in out.votes:
-        if e.post_id not in wanted:
+    for post_id, vote in pairs:
+        if post_id not in wanted:
             raise OutputError(
-                "unknown_post", f"post_id {e.post_id} is not one of the items to vote on"
+                "unknown_post", f"post_id {post_id} is not one of the items to vote on"
             )
-        if e.post_id in votes:
-            raise OutputError("duplicate_vote", f"post_id {e.post_id} has more than one vote")
-        votes[e.post_id] = int(e.vote)
+        if post_id in votes:
+            raise OutputError("duplicate_vote", f"post_id {post_id} has more than one vote")
+        votes[post_id] = vote
     missing = [p for p in post_ids if p not in votes]
     if missing:
         raise OutputError(
