@@ -54,6 +54,19 @@ class PermanentLLMError(LLMError):
         self.status = status
 
 
+def status_error_of(status: int, detail: str, retry_after: float | None) -> LLMError:
+    """Our error for an HTTP error ``status`` (one mapping for the SDK and the lean paths):
+    429 rate limited, 408 timeout, 5xx server error (all transient, with ``retry_after``),
+    any other status permanent."""
+    if status == 429:
+        return RateLimitedError(detail, retry_after=retry_after, status=status)
+    if status == 408:
+        return LLMTimeoutError(detail, retry_after=retry_after, status=status)
+    if status >= 500:
+        return ServerError(detail, retry_after=retry_after, status=status)
+    return PermanentLLMError(detail, status=status)
+
+
 class MalformedResponseError(TransientLLMError):
     """The provider answered (even with status 200) with a body that cannot be understood.
 

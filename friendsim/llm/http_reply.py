@@ -13,13 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from friendsim.llm.errors import (
-    LLMError,
-    LLMTimeoutError,
-    PermanentLLMError,
-    RateLimitedError,
-    ServerError,
-)
+from friendsim.llm.errors import LLMError, status_error_of
 from friendsim.llm.redact import redact_text
 from friendsim.llm.sdk_errors import parse_retry_after
 
@@ -60,11 +54,4 @@ def status_error(provider: str, reply: HTTPReply) -> LLMError:
     """Our error for a non-2xx answer (the same classes as the SDK mapping)."""
     status = reply.status
     detail = f"{provider}: HTTP {status}: {error_text(reply)}"
-    retry_after = parse_retry_after(reply.headers)
-    if status == 429:
-        return RateLimitedError(detail, retry_after=retry_after, status=status)
-    if status == 408:
-        return LLMTimeoutError(detail, retry_after=retry_after, status=status)
-    if status >= 500:
-        return ServerError(detail, retry_after=retry_after, status=status)
-    return PermanentLLMError(detail, status=status)
+    return status_error_of(status, detail, parse_retry_after(reply.headers))

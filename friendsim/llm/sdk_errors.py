@@ -19,8 +19,7 @@ from friendsim.llm.errors import (
     LLMTimeoutError,
     MalformedResponseError,
     PermanentLLMError,
-    RateLimitedError,
-    ServerError,
+    status_error_of,
 )
 from friendsim.llm.redact import redact_text
 
@@ -61,14 +60,7 @@ def map_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> LLMErro
     if isinstance(exc, sdk.APIStatusError):
         status = int(exc.status_code)
         retry_after = parse_retry_after(exc.response.headers)
-        detail = f"{provider}: HTTP {status}: {_short(exc)}"
-        if status == 429:
-            return RateLimitedError(detail, retry_after=retry_after, status=status)
-        if status == 408:
-            return LLMTimeoutError(detail, retry_after=retry_after, status=status)
-        if status >= 500:
-            return ServerError(detail, retry_after=retry_after, status=status)
-        return PermanentLLMError(detail, status=status)
+        return status_error_of(status, f"{provider}: HTTP {status}: {_short(exc)}", retry_after)
     return PermanentLLMError(f"{provider}: {type(exc).__name__}: {_short(exc)}")
 
 
