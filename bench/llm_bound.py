@@ -216,7 +216,16 @@ def child(spec_path: Path) -> None:
             "errors": result.manifest.llm_usage["total"].get("errors", 0),
         }
 
+    profile = spec.get("profile")
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.0005, async_mode="disabled")
+        profiler.start()
     out = asyncio.run(go())
+    if profile:
+        profiler.stop()
+        Path(profile).write_text(profiler.output_text(unicode=True, show_all=False))
     out["mind_cpu_s"] = mind_cpu[0]
     out["setup_s"] = started[0] - out["t0"]
     out["windows_wall_s"] = ended[-1] - started[0]
@@ -286,6 +295,7 @@ def measure(setting: str, args: argparse.Namespace, port: int, tmp: Path) -> dic
         "http_path": args.http_path,
         "latency_s": args.latency_ms / 1000.0,
         "seed": args.seed,
+        "profile": str(args.profile / f"{setting}.txt") if args.profile else None,
     }
     spec_path.write_text(json.dumps(spec))
     proc = subprocess.Popen([sys.executable, __file__, "--child", str(spec_path)])
@@ -343,6 +353,12 @@ def main() -> None:
     ap.add_argument("--latency-ms", type=float, default=200.0)
     ap.add_argument("--http-path", choices=("lean", "httpcore", "sdk", "inproc"), default="lean")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="write a pyinstrument profile of each run into this folder",
+    )
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()

@@ -228,7 +228,8 @@ def test_scrubber_steps_a_finished_run_and_agent_pages(tmp_path: Path, watched: 
 
 
 def test_pause_and_step_on_a_served_run(tmp_path: Path, watched: Any) -> None:
-    cfg = write_config(tmp_path / "gate.toml", rounds=40, agents=6, name="gate")
+    # ~25 ms a window: 400 windows leave seconds between "resumed" and the pause click
+    cfg = write_config(tmp_path / "gate.toml", rounds=400, agents=6, name="gate")
     run = tmp_path / "run"
     with background("run", str(cfg), "--out", str(run), "--quiet", "--serve", "0", "--paused") as (
         proc,
