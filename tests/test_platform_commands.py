@@ -290,3 +290,29 @@ async def test_cast_votes_equals_one_vote_at_a_time_and_stops_at_a_rejection(
     assert logs[:3] == logs[3:]
     kinds = [row[2] for row in logs[0]]
     assert kinds.count("vote_cast") == 4 and kinds.count("vote_changed") == 1
+
+
+async def test_flush_soon_commits_in_the_background(tmp_path: Path) -> None:
+    import asyncio
+
+    p = await Platform.open(tmp_path / "soon.db", clock=VirtualClock(0.0))
+    try:
+        await p.register_agent("a", name="A")
+        await p.register_agent("b", name="B")
+        await p.flush()
+        before = p.committed_seq
+        post = await p.create_post("a", text="hello", topic="climate")
+        assert p.pending == 1 and p.committed_seq == before
+        p.flush_soon()
+        assert p.committed_seq == before  # nothing waited for yet
+        for _ in range(200):
+            if p.committed_seq == post.seq:
+                break
+            await asyncio.sleep(0.01)
+        assert p.committed_seq == post.seq and p.pending == 0
+        rows = await p.db.execute_fetchall("SELECT post_id FROM posts")
+        assert [r[0] for r in rows] == [post.post_id]
+        p.flush_soon()  # nothing queued: no flush started
+        assert p.pending == 0
+    finally:
+        await p.close()

@@ -263,3 +263,45 @@ async def test_view_fast_path_equals_rank_then_fetch(plat: Platform, name: str) 
     slow = await plat.serve_feed("v", _IdsOnly(ranker), since_t=0)
     assert fast == slow and len(fast) >= 2
     assert not isinstance(_IdsOnly(ranker), ViewRanker)
+
+
+async def test_shared_ranking_is_reused_until_a_commit_changes_posts(plat: Platform) -> None:
+    """The full-visibility ranking is made once for every reader of one moment; a commit that
+    changes the posts (a vote, a post) makes the next reader get a fresh one, and one that
+    does not (a feed served, a DM) keeps it. Moderation stays per reader."""
+    ranker = FullVisibilityRanker()
+    calls = []
+    inner = ranker.rank_views
+
+    async def counted(db, query):  # type: ignore[no-untyped-def]
+        calls.append(query.agent)
+        return await inner(db, query)
+
+    ranker.rank_views = counted  # type: ignore[method-assign]
+    ids = plat.ids  # type: ignore[attr-defined]
+    first = await plat.serve_feed("v", ranker, limit=10, since_t=0.0, until_t=500.0)
+    again = await plat.serve_feed("o", ranker, limit=10, since_t=0.0, until_t=500.0)
+    await plat.send_dm("v", "o", text="hi", topic="climate")
+    await plat.flush()
+    third = await plat.serve_feed("f1", ranker, limit=10, since_t=0.0, until_t=500.0)
+    assert calls == ["v"]
+    assert [v.post_id for v in first] == [v.post_id for v in again] == [v.post_id for v in third]
+
+    await plat.vote("v", ids["D"], 1)
+    await plat.flush()
+    after_vote = await plat.serve_feed("f2", ranker, limit=10, since_t=0.0, until_t=500.0)
+    assert calls == ["v", "f2"]
+    assert next(v for v in after_vote if v.post_id == ids["D"]).likes == 1
+    assert next(v for v in first if v.post_id == ids["D"]).likes == 0
+
+    other_window = await plat.serve_feed("f2", ranker, limit=2, since_t=0.0, until_t=500.0)
+    assert calls == ["v", "f2", "f2"] and len(other_window) == 2
+
+    await plat.vote("o", ids["A"], 1)  # admitted, not committed: readers see the commit only
+    cached = await plat.serve_feed("o", ranker, limit=2, since_t=0.0, until_t=500.0)
+    assert calls == ["v", "f2", "f2"]
+    await plat.flush()
+    fresh = await plat.serve_feed("o", ranker, limit=10, since_t=0.0, until_t=500.0)
+    assert calls == ["v", "f2", "f2", "o"]
+    assert next(v for v in fresh if v.post_id == ids["A"]).likes == 1
+    assert [v.post_id for v in cached] == [v.post_id for v in other_window]

@@ -54,7 +54,11 @@ def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
 
 def redact_text(text: str, env: Mapping[str, str] | None = None) -> str:
     """``text`` with every secret value and key-shaped token replaced by ``***``."""
-    for value in secret_values(env):
+    return _redact(text, secret_values(env))
+
+
+def _redact(text: str, secrets: list[str]) -> str:
+    for value in secrets:
         if value in text:
             text = text.replace(value, MASK)
     for pattern, repl in _PATTERNS:
@@ -63,13 +67,18 @@ def redact_text(text: str, env: Mapping[str, str] | None = None) -> str:
 
 
 def redact_value(value: Any, env: Mapping[str, str] | None = None) -> Any:
-    """A copy of JSON-like ``value`` with :func:`redact_text` applied to every string."""
+    """A copy of JSON-like ``value`` with :func:`redact_text` applied to every string (the
+    environment is read once per call, not once per string: a manifest holds thousands)."""
+    return _redact_value(value, secret_values(env))
+
+
+def _redact_value(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, str):
-        return redact_text(value, env)
+        return _redact(value, secrets)
     if isinstance(value, Mapping):
-        return {k: redact_value(v, env) for k, v in value.items()}
+        return {k: _redact_value(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact_value(v, env) for v in value]
+        return [_redact_value(v, secrets) for v in value]
     return value
 
 

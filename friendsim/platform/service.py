@@ -55,7 +55,14 @@ from .events import (
     WindowEnded,
     WindowStarted,
 )
-from .feeds.base import FeedQuery, FeedRanker, FeedView, ViewRanker, ranks_views
+from .feeds.base import (
+    FeedQuery,
+    FeedRanker,
+    FeedView,
+    ViewRanker,
+    ranks_views,
+    same_for_every_reader,
+)
 from .state import PlatformState
 from .store import Store
 from .views import PostView, dms_to, fetch_posts, posts_between
@@ -78,6 +85,28 @@ RECORDABLE: tuple[type[Event], ...] = (
 )
 
 
+_POSTS_UNCHANGED: frozenset[type[Event]] = frozenset(
+    {
+        AgentRegistered,
+        Followed,
+        Unfollowed,
+        DirectMessageSent,
+        FeedServed,
+        WindowStarted,
+        WindowEnded,
+        GuidanceIssued,
+        ActionFailed,
+        BroadcastSent,
+        FeedChanged,
+        PersonaChanged,
+        AgentSuspended,
+        SurveyAnswered,
+    }
+)
+"""Event types whose projection never touches the ``posts`` or ``mentions`` rows (any other
+type, one added later included, ends what a shared feed ranking may reuse)."""
+
+
 class Platform:
     """The social platform of one run, backed by one SQLite file. Create with :meth:`open`."""
 
@@ -98,6 +127,9 @@ class Platform:
         self.bus = EventBus(store.read_events, last_published=state.last_seq)
         self._attributes_view = MappingProxyType(state.agents)
         self._feed_view = FeedView(store.reader)
+        self._posts_version = 0
+        """Bumped by each commit that may change the ``posts`` or ``mentions`` rows."""
+        self._shared_feed: tuple[tuple[Any, ...], list[PostView]] | None = None
 
     @classmethod
     async def open(
@@ -168,6 +200,8 @@ class Platform:
                     "the platform refuses further commands, reopen it to resume from the log"
                 ) from exc
             self.committed_seq = batch[-1].seq
+            if not all(type(e) in _POSTS_UNCHANGED for e in batch):
+                self._posts_version += 1
             await self.bus.publish(batch)
             return self.committed_seq
 
@@ -214,6 +248,14 @@ class Platform:
         if n >= 2 * self._batch_size:
             await self.flush()
         elif self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._background_flush())
+
+    def flush_soon(self) -> None:
+        """Start committing what is queued without waiting for it (a flush of its own when none
+        is running): a caller about to wait for the model lets the commit overlap the wait
+        instead of paying for it at its next :meth:`flush`. Errors surface as a background
+        flush's do: on the next command or flush."""
+        if self._pending and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.create_task(self._background_flush())
 
     async def _background_flush(self) -> None:
@@ -430,11 +472,20 @@ class Platform:
         moderated = bool(st.hidden or st.downranked or st.labels)
         if moderated:  # ask for more, then drop what moderation hides (see _moderated)
             query = dataclasses.replace(query, limit=limit + min(st.hidden, 4 * limit))
-        if ranks_views(ranker):
+        shared = same_for_every_reader(ranker) and ranks_views(ranker)
+        key: tuple[Any, ...] = ()
+        if shared:
+            now = query.now if query.until_t is None else None
+            key = (ranker, self._posts_version, query.limit, query.since_t, query.until_t, now)
+        if shared and self._shared_feed is not None and self._shared_feed[0] == key:
+            views = list(self._shared_feed[1])
+        elif ranks_views(ranker):
             first: dict[int, PostView] = {}
             for v in await cast(ViewRanker, ranker).rank_views(view, query):
                 first.setdefault(v.post_id, v)
             views = list(first.values())
+            if shared and key[1] == self._posts_version:  # no commit changed posts meanwhile
+                self._shared_feed = (key, list(views))
         else:
             ids = list(dict.fromkeys(await ranker.rank(view, query)))
             views = await fetch_posts(self._store.reader, ids)

@@ -164,13 +164,15 @@ def log_hash(conn: sqlite3.Connection, *, to_seq: int | None = None) -> str:
     """sha256 of the log rows up to ``to_seq`` (all when None): ``seq t kind actor payload`` lines,
     ``t`` as ``float.hex`` (exact). Equal hashes = byte-identical logs."""
     h = hashlib.sha256()
+    hexed: dict[float, str] = {}  # a window's events share a few times: format each once
     for rows in iter_rows(conn, to_seq=to_seq):
-        h.update(
-            "".join(
-                f"{s}\t{float(t).hex()}\t{k}\t{'' if a is None else a}\t{p}\n"
-                for s, t, k, a, p in rows
-            ).encode()
-        )
+        lines = []
+        for s, t, k, a, p in rows:
+            x = hexed.get(t)
+            if x is None:
+                x = hexed[t] = float(t).hex()
+            lines.append(f"{s}\t{x}\t{k}\t{'' if a is None else a}\t{p}\n")
+        h.update("".join(lines).encode())
     return h.hexdigest()
 
 

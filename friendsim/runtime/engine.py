@@ -46,7 +46,7 @@ from friendsim.llm.errors import (
 )
 from friendsim.llm.redact import redact_text
 from friendsim.platform.events import VoteCast, VoteChanged
-from friendsim.platform.feeds.base import FeedRanker
+from friendsim.platform.feeds.base import FeedRanker, same_for_every_reader
 from friendsim.runtime.apply import Outcome, apply_ballot, apply_decision, received_vote
 from friendsim.runtime.observe import AgentContext, CoachView, ScoresLike, feed_item, inbox_message
 from friendsim.runtime.status import RunInterrupted, check_failure_budget
@@ -187,6 +187,9 @@ class Engine:
             for a in self.agents
         }
         self._received: dict[str, deque[VoteCast | VoteChanged]] = {}
+        self._items: dict[int, tuple[object, FeedItem]] = {}
+        """Feed items made this window, by the id of the post view they were made from: the
+        platform serves the same views to every reader of a shared ranking."""
         self.stop = stop
         self.gate = gate
         self.max_failure_share = max_failure_share
@@ -306,6 +309,7 @@ class Engine:
     def begin_window(self, window: int) -> None:
         """Take the feed rules in force during ``window`` (called by the schedulers)."""
         self.feeds = self._feed_override or self._feeds_for(window)
+        self._items = {}
 
     def check_stop(self) -> None:
         """Raise :class:`RunInterrupted` if a stop was requested (called at safe points)."""
@@ -337,7 +341,16 @@ class Engine:
             since_t=since_t,
             until_t=until_t,
         )
-        return tuple(feed_item(v) for v in views)
+        if not same_for_every_reader(self.feeds.ranker):
+            return tuple(feed_item(v) for v in views)
+        items = self._items
+        out = []
+        for v in views:
+            known = items.get(id(v))
+            if known is None or known[0] is not v:
+                known = items[id(v)] = (v, feed_item(v))
+            out.append(known[1])
+        return tuple(out)
 
     async def read_inbox(
         self, agent: str, since_t: float, until_t: float
@@ -440,6 +453,7 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*asked.values(), return_exceptions=True)
             raise
+        self.platform.flush_soon()  # the feeds served, committed while the decisions come
         if before_apply is not None:
             before_apply()
         await self._apply_decisions(observations, tally, asked)

@@ -80,6 +80,14 @@ class ViewRanker(FeedRanker, Protocol):
     async def rank_views(self, db: FeedView, query: FeedQuery) -> list[PostView]: ...
 
 
+def same_for_every_reader(ranker: FeedRanker) -> bool:
+    """Whether ``ranker`` declares ``same_for_every_reader = True``: its ranking reads neither
+    ``query.agent`` nor ``query.attributes``, only the time window, the limit and the committed
+    posts, so ``Platform.serve_feed`` ranks once for all the readers of one moment (200 agents
+    of a round read the same full-visibility feed) and applies moderation per reader after."""
+    return getattr(ranker, "same_for_every_reader", False) is True
+
+
 def ranks_views(ranker: FeedRanker) -> bool:
     """Whether ``ranker`` is a :class:`ViewRanker` (the protocol check once per class: it costs
     tens of microseconds, and a feed is served to every agent at every wake)."""

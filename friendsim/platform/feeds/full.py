@@ -14,6 +14,7 @@ class FullVisibilityRanker:
     """
 
     name = "full"
+    same_for_every_reader = True
 
     async def rank_views(self, db: FeedView, query: FeedQuery) -> list[PostView]:
         hi = query.until_t if query.until_t is not None else query.now
