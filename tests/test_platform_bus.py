@@ -203,3 +203,37 @@ async def _events(path: Path) -> list[WindowEnded]:
         return [e async for e in q.events() if isinstance(e, WindowEnded)]
     finally:
         await q.close()
+
+
+async def test_next_batch_gives_the_same_events_as_iterating(tmp_path: Path) -> None:
+    """Batches (one await per slice) hold exactly the events iteration yields, in order, also
+    for a subscriber that catches up from the log mid-stream; an empty batch ends the stream."""
+    p = await Platform.open(tmp_path / "nb.db", batch_size=64)
+    n = 2000
+    batches: list[list[int]] = []
+    late_batches: list[list[int]] = []
+
+    async def collect(sub, out: list[list[int]]) -> None:  # type: ignore[no-untyped-def]
+        async with sub:
+            while batch := await sub.next_batch():
+                out.append([e.seq for e in batch])
+                if batch[-1].seq == n:
+                    break
+
+    try:
+        live = asyncio.create_task(collect(p.bus.subscribe(name="live", maxsize=256), batches))
+        reached = {700: asyncio.Event()}
+        producer = asyncio.create_task(_producer(p, n, flush_every=37, milestones=reached))
+        await reached[700].wait()
+        sub = p.bus.subscribe(name="late", from_seq=1, maxsize=64, page=100)
+        late = asyncio.create_task(collect(sub, late_batches))
+        await asyncio.wait_for(asyncio.gather(producer, live, late), 30)
+        ended = p.bus.subscribe(name="ended", from_seq=n + 1)
+        await p.bus.close()
+        assert await ended.next_batch() == []
+    finally:
+        await p.close()
+    expected = list(range(1, n + 1))
+    for got in (batches, late_batches):
+        assert [s for b in got for s in b] == expected
+        assert all(b for b in got) and max(len(b) for b in got) > 1

@@ -229,10 +229,11 @@ class CoachService:
     async def _read(self) -> None:
         try:
             async with self._sub:  # detaches on any exit, so a failure never blocks the publisher
-                async for event in self._sub:
-                    self._on_event(event)
-                    if event.seq == self._history_end:
-                        self._finish_history()
+                while batch := await self._sub.next_batch():
+                    for event in batch:
+                        self._on_event(event)
+                        if event.seq == self._history_end:
+                            self._finish_history()
             self._jobs.put_nowait(None)
         except Exception as exc:  # a bad log must not hang the runtime: fail the waiters
             log.error("coach_service_failed", service=self.name, error=repr(exc))

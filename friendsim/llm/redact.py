@@ -69,16 +69,19 @@ def _redact(text: str, secrets: list[str]) -> str:
 def redact_value(value: Any, env: Mapping[str, str] | None = None) -> Any:
     """A copy of JSON-like ``value`` with :func:`redact_text` applied to every string (the
     environment is read once per call, not once per string: a manifest holds thousands)."""
-    return _redact_value(value, secret_values(env))
+    return _redact_value(value, secret_values(env), {})
 
 
-def _redact_value(value: Any, secrets: list[str]) -> Any:
+def _redact_value(value: Any, secrets: list[str], done: dict[str, str]) -> Any:
     if isinstance(value, str):
-        return _redact(value, secrets)
+        out = done.get(value)
+        if out is None:
+            out = done[value] = _redact(value, secrets)
+        return out
     if isinstance(value, Mapping):
-        return {k: _redact_value(v, secrets) for k, v in value.items()}
+        return {k: _redact_value(v, secrets, done) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_redact_value(v, secrets) for v in value]
+        return [_redact_value(v, secrets, done) for v in value]
     return value
 
 
