@@ -22,7 +22,9 @@ waits for all its requests (a round's planning, its voting; a slice). Per phase 
 **phase-aware lower bound** is ``max(latency × longest per-agent chain of sequential requests,
 latency × requests ÷ concurrency)``; a request is after another of the same agent in the
 chain when it started after that one ended. Reported per phase and summed: requests, chain,
-bound, the phase's wall (first request sent to last answer read) and bound ÷ wall; for the
+bound, the phase's wall (first request sent to last answer read), bound ÷ wall, the mean number
+of requests in flight, the mean request time (above the latency: answers waiting for a busy
+loop) and the ramp (until 90 % of the concurrency is in flight: prompts being built); for the
 whole run: bound ÷ the run's wall (``run_experiment`` from call to return: set-up of the run
 directory, agents and clients, every window, and the closing scoring and manifest), bound ÷
 the windows' wall (from the scheduler's start to the last window's end: the simulation's own
@@ -247,6 +249,18 @@ def chain_length(spans: list[tuple[float, float]]) -> int:
     return max(depth, default=0)
 
 
+def ramp(items: list[tuple[str, float, float]], first: float) -> float | None:
+    """Seconds from a phase's first request until 90 % of the concurrency is in flight (None:
+    never): how long the run takes to build enough prompts to fill the slots."""
+    edges = sorted([(s, 1) for _, s, _ in items] + [(e, -1) for _, _, e in items])
+    level = 0
+    for t, step in edges:
+        level += step
+        if level >= 0.9 * CONCURRENCY:
+            return round(t - first, 3)
+    return None
+
+
 def phases(
     timings: list[tuple[str, float, float]], marks: list[float], latency_s: float
 ) -> list[dict[str, Any]]:
@@ -265,10 +279,15 @@ def phases(
         chain = max(chain_length(s) for s in per_agent.values())
         n = len(items)
         bound = max(latency_s * chain, latency_s * n / CONCURRENCY)
-        wall = max(e for _, _, e in items) - min(s for _, s, _ in items)
+        first = min(s for _, s, _ in items)
+        wall = max(e for _, _, e in items) - first
+        busy = sum(e - s for _, s, e in items)
         out.append({"requests": n, "agents": len(per_agent), "chain": chain,
                     "bound_s": round(bound, 3), "wall_s": round(wall, 3),
-                    "bound_over_wall": round(bound / wall, 3)})  # fmt: skip
+                    "bound_over_wall": round(bound / wall, 3),
+                    "mean_in_flight": round(busy / wall, 1),
+                    "mean_request_ms": round(busy / n * 1000, 1),
+                    "ramp_s": ramp(items, first)})  # fmt: skip
     return out
 
 
