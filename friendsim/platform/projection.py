@@ -339,29 +339,46 @@ MATERIALISED_TABLES: tuple[str, ...] = (
 
 
 def plan(events: Iterable[Event]) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """The ``(sql, rows)`` groups that append ``events`` and apply their effects, in order."""
+    """The ``(sql, rows)`` groups that append ``events`` and apply their effects, in order.
+
+    Each phase's ops are kept as runs of one statement as they come (a round's 120,000 votes
+    are one run), and a ``VoteCast`` of the usual shape is projected inline: this runs on the
+    event loop for every committed batch."""
     rows: list[tuple[Any, ...]] = []
-    phases: list[list[tuple[str, tuple[Any, ...]]]] = [[] for _ in range(_N_PHASES)]
+    phases: list[list[tuple[str, list[tuple[Any, ...]]]]] = [[] for _ in range(_N_PHASES)]
     counters: dict[int, list[int]] = {}
     votes = phases[VOTES]
+    vote_run: list[tuple[Any, ...]] | None = None  # the rows of votes[-1] if it sets votes
+    add_row = rows.append
+    encode = _STR
     for e in events:
-        if (
-            type(e) is VoteCast
-            and type(e.post_id) is int
-            and type(e.value) is int
-            and type(e.author) is str
-        ):
-            rows.append((e.seq, e.t, "vote_cast", e.actor, vote_cast_payload(e)))
-            votes.append((SQL_VOTE_SET, (e.actor, e.post_id, e.value, e.t, e.seq)))
-            dl, dd = (1, 0) if e.value > 0 else (0, 1)
-            c = counters.get(e.post_id)
-            if c is None:
-                counters[e.post_id] = [dl, dd, 0]
-            else:
-                c[0] += dl
-                c[1] += dd
-            continue
-        rows.append((e.seq, e.t, e.kind, e.actor, payload_json(e)))
+        if type(e) is VoteCast:
+            post_id, value, author = e.post_id, e.value, e.author
+            if type(post_id) is int and type(value) is int and type(author) is str:
+                seq, t, actor = e.seq, e.t, e.actor
+                add_row(
+                    (
+                        seq,
+                        t,
+                        "vote_cast",
+                        actor,
+                        f'{_VOTE_CAST_HEAD}{encode(author)},"post_id":{post_id}'
+                        f"{_VOTE_CAST_V}{value}}}",
+                    )
+                )
+                if vote_run is None:
+                    vote_run = []
+                    votes.append((SQL_VOTE_SET, vote_run))
+                vote_run.append((actor, post_id, value, t, seq))
+                c = counters.get(post_id)
+                if c is None:
+                    counters[post_id] = [1, 0, 0] if value > 0 else [0, 1, 0]
+                elif value > 0:
+                    c[0] += 1
+                else:
+                    c[1] += 1
+                continue
+        add_row((e.seq, e.t, e.kind, e.actor, payload_json(e)))
         for phase, sql, params in PROJECTIONS[e.kind](e):
             if phase == COUNTERS:
                 c = counters.get(params[0])
@@ -371,22 +388,19 @@ def plan(events: Iterable[Event]) -> list[tuple[str, list[tuple[Any, ...]]]]:
                     c[0] += params[1]
                     c[1] += params[2]
                     c[2] += params[3]
+                continue
+            ops = phases[phase]
+            if ops and ops[-1][0] == sql:
+                ops[-1][1].append(params)
             else:
-                phases[phase].append((sql, params))
+                ops.append((sql, [params]))
+            if phase == VOTES:
+                vote_run = ops[-1][1] if sql == SQL_VOTE_SET else None
     groups: list[tuple[str, list[tuple[Any, ...]]]] = []
     if rows:
         groups.append((SQL_EVENT, rows))
     for ops in phases:
-        current_sql = ""
-        current: list[tuple[Any, ...]] = []
-        for sql, params in ops:
-            if sql != current_sql:
-                if current:
-                    groups.append((current_sql, current))
-                current_sql, current = sql, []
-            current.append(params)
-        if current:
-            groups.append((current_sql, current))
+        groups.extend(ops)
     if counters:
         upd = [(c[0], c[1], c[2], pid) for pid, c in sorted(counters.items()) if any(c)]
         if upd:
