@@ -307,3 +307,32 @@ def test_the_vote_cast_payload_is_byte_identical(author: str, post_id: int, valu
 
     e = VoteCast(t=0.0, actor="x", post_id=post_id, author=author, value=value)
     assert vote_cast_payload(e) == payload_json(e) == fast_payload_json(e)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seq=st.integers(min_value=1, max_value=2**40),
+    t=st.floats(min_value=0, max_value=1e9, allow_nan=False),
+    actor=st.text(min_size=1, max_size=8),
+    post_id=st.integers(min_value=1, max_value=2**40),
+    author=st.text(min_size=1, max_size=8),
+    value=st.sampled_from([-1, 1]),
+)
+def test_fast_vote_cast_is_the_dataclass(
+    seq: int, t: float, actor: str, post_id: int, author: str, value: int
+) -> None:
+    """The slot-setting constructor the platform uses for votes builds the very object the
+    dataclass does, and sets every field (a field added to VoteCast fails here)."""
+    import dataclasses
+
+    from friendsim.platform.events import _VOTE_CAST_FIELDS, VoteCast, vote_cast
+
+    assert set(_VOTE_CAST_FIELDS) == {f.name for f in dataclasses.fields(VoteCast)}
+    fast = vote_cast(seq, t, actor, post_id, author, value)
+    slow = VoteCast(seq=seq, t=t, actor=actor, post_id=post_id, author=author, value=value)
+    assert type(fast) is VoteCast
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+    assert payload_json(fast) == payload_json(slow) == fast_payload_json(fast)
+    assert event_to_json(fast) == event_to_json(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.value = 0  # type: ignore[misc]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -113,6 +113,34 @@ class VoteCast(Event):
     post_id: int
     author: str
     value: int
+
+
+def _slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
+    for klass in cls.__mro__:
+        if name in klass.__dict__:
+            return klass.__dict__[name].__set__
+    raise AttributeError(f"{cls.__name__} has no slot {name!r}")
+
+
+_VOTE_CAST_FIELDS = ("seq", "t", "actor", "post_id", "author", "value")
+_SET_SEQ, _SET_T, _SET_ACTOR, _SET_POST, _SET_AUTHOR, _SET_VALUE = (
+    _slot_setter(VoteCast, name) for name in _VOTE_CAST_FIELDS
+)
+
+
+def vote_cast(seq: int, t: float, actor: str, post_id: int, author: str, value: int) -> VoteCast:
+    """``VoteCast(seq=seq, t=t, actor=actor, post_id=post_id, author=author, value=value)``,
+    the same object, built by setting its slots directly: a frozen dataclass's ``__init__``
+    goes through ``object.__setattr__`` field by field, about 1.5 µs a vote, and a round casts
+    a hundred thousand of them. (``tests/test_platform_store.py`` checks every field is set.)"""
+    e = object.__new__(VoteCast)
+    _SET_SEQ(e, seq)
+    _SET_T(e, t)
+    _SET_ACTOR(e, actor)
+    _SET_POST(e, post_id)
+    _SET_AUTHOR(e, author)
+    _SET_VALUE(e, value)
+    return e
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -49,11 +49,11 @@ from .events import (
     PostCreated,
     SurveyAnswered,
     Unfollowed,
-    VoteCast,
     VoteChanged,
     VoteCleared,
     WindowEnded,
     WindowStarted,
+    vote_cast,
 )
 from .feeds.base import (
     FeedQuery,
@@ -375,7 +375,7 @@ class Platform:
         seq, t = st.last_seq + 1, self.clock.now()
         e: Event
         if old == 0:
-            e = VoteCast(seq=seq, t=t, actor=voter, post_id=post_id, author=author, value=value)
+            e = vote_cast(seq, t, voter, post_id, author, value)
         elif value == 0:
             e = VoteCleared(seq=seq, t=t, actor=voter, post_id=post_id, author=author, old=old)
         else:
