@@ -27,10 +27,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from friendsim._slots import setters
 from friendsim.vocabulary import Tip
 
 SCHEMA_VERSION = 1
@@ -115,16 +116,9 @@ class VoteCast(Event):
     value: int
 
 
-def _slot_setter(cls: type, name: str) -> Callable[[Any, Any], None]:
-    for klass in cls.__mro__:
-        if name in klass.__dict__:
-            return klass.__dict__[name].__set__
-    raise AttributeError(f"{cls.__name__} has no slot {name!r}")
-
-
 _VOTE_CAST_FIELDS = ("seq", "t", "actor", "post_id", "author", "value")
-_SET_SEQ, _SET_T, _SET_ACTOR, _SET_POST, _SET_AUTHOR, _SET_VALUE = (
-    _slot_setter(VoteCast, name) for name in _VOTE_CAST_FIELDS
+_SET_SEQ, _SET_T, _SET_ACTOR, _SET_POST, _SET_AUTHOR, _SET_VALUE = setters(
+    VoteCast, *_VOTE_CAST_FIELDS
 )
 
 

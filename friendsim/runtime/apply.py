@@ -22,6 +22,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from friendsim._slots import setters
 from friendsim.llm.redact import redact_text
 from friendsim.platform.errors import PlatformError
 from friendsim.platform.events import ActionFailed, Event, VoteCast, VoteChanged
@@ -50,9 +51,19 @@ class Outcome:
     """Every vote cast or changed: what their authors (``author``) will be told."""
 
 
+_RECEIVED_FIELDS = ("voter", "post_id", "value")
+_SET_VOTER, _SET_POST, _SET_VALUE = setters(ReceivedVote, *_RECEIVED_FIELDS)
+
+
 def received_vote(event: VoteCast | VoteChanged) -> ReceivedVote:
-    """What the author of the voted item is told about ``event``."""
-    return ReceivedVote(voter=event.actor or "", post_id=event.post_id, value=event.value)
+    """What the author of the voted item is told about ``event``: the same object as
+    ``ReceivedVote(voter=..., post_id=..., value=...)``, built slot by slot (every agent is told
+    of up to 200 votes at each wake; see :mod:`friendsim._slots`)."""
+    vote = object.__new__(ReceivedVote)
+    _SET_VOTER(vote, event.actor or "")
+    _SET_POST(vote, event.post_id)
+    _SET_VALUE(vote, event.value)
+    return vote
 
 
 def action_record(action: Action) -> dict[str, Any]:
