@@ -191,6 +191,44 @@ async def test_reads_dms_and_posts_between(plat: Platform) -> None:
     assert (await plat.dms_to("ann", 0, 1000))[0].reply_to == d1.dm_id
 
 
+async def test_inbox_window_read_once_for_every_reader(
+    plat: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers of one window after the first share one read of it, with each reader's DMs in
+    seq order as a query of its own would give; a committed DM ends the sharing, an admitted
+    one is not seen until it is committed."""
+    from friendsim.platform import service
+
+    plat.clock.advance_to(10.0)
+    d1 = await plat.send_dm("ann", "bob", text="one", topic="t")
+    d2 = await plat.send_dm("cy", "bob", text="two", topic="t")
+    d3 = await plat.send_dm("bob", "ann", text="three", topic="t")
+    await plat.flush()
+    bulk: list[tuple[float, float]] = []
+    real = service.dms_between
+
+    async def counted(conn, since_t, until_t):  # type: ignore[no-untyped-def]
+        bulk.append((since_t, until_t))
+        return await real(conn, since_t, until_t)
+
+    monkeypatch.setattr(service, "dms_between", counted)
+    assert await plat.dms_to("bob", 0.0, 50.0) == [d1, d2]
+    assert bulk == []  # the first reader of a window reads its own
+    assert await plat.dms_to("ann", 0.0, 50.0) == [d3]
+    assert await plat.dms_to("cy", 0.0, 50.0) == []
+    assert await plat.dms_to("bob", 0.0, 50.0) == [d1, d2]
+    assert bulk == [(0.0, 50.0)]
+    assert await plat.dms_to("bob", 0.0, 11.0) == [d1, d2]  # another window: its own read
+
+    plat.clock.advance_to(20.0)
+    d4 = await plat.send_dm("ann", "cy", text="four", topic="t")
+    assert await plat.dms_to("cy", 0.0, 50.0) == []  # admitted, not committed
+    await plat.flush()
+    assert await plat.dms_to("cy", 0.0, 50.0) == [d4]
+    assert await plat.dms_to("bob", 0.0, 50.0) == [d1, d2]
+    assert bulk == [(0.0, 50.0), (0.0, 50.0)]
+
+
 async def test_reopen_resumes_seq_ids_and_clock(tmp_path: Path) -> None:
     p = await Platform.open(tmp_path / "r.db", clock=VirtualClock(5.0))
     await p.register_agent("a", name="A")

@@ -120,3 +120,18 @@ async def dms_to(
         (agent, since_t, until_t),
     )
     return [_row_to_dm(r) for r in rows]
+
+
+async def dms_between(
+    conn: Reads, since_t: float, until_t: float
+) -> dict[str, list[DirectMessageSent]]:
+    """Every DM with ``since_t <= t < until_t`` by recipient, each list in seq order: one query
+    for all the readers of one window (what :func:`dms_to` gives each of them)."""
+    rows = await conn.execute_fetchall(
+        f"SELECT {_DM_COLUMNS} FROM dms WHERE t >= ? AND t < ? ORDER BY seq", (since_t, until_t)
+    )
+    out: dict[str, list[DirectMessageSent]] = {}
+    for r in rows:
+        dm = _row_to_dm(r)
+        out.setdefault(dm.recipient, []).append(dm)
+    return out
