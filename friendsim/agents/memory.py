@@ -17,6 +17,7 @@ matter how long the run is. :func:`estimate_tokens` is the shared size measure (
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -323,10 +324,17 @@ class AgentMemory:
 
     def top_relations(self) -> list[tuple[str, Relationship]]:
         """The relationships shown in prompts: most recent first, then heaviest."""
-        ranked = sorted(
-            self.relations.items(), key=lambda kv: (-kv[1].last_window, -kv[1].weight, kv[0])
-        )
-        return ranked[: self.max_relations]
+
+        def rank(kv: tuple[str, Relationship]) -> tuple[int, int, str]:
+            r = kv[1]
+            weight = (
+                r.sent + r.received + r.mentions_out + r.mentions_in
+                + r.likes_given + r.likes_received
+            )  # fmt: skip
+            return -r.last_window, -weight, kv[0]
+
+        # the first max_relations of the sorted order (nsmallest is that, ties included)
+        return heapq.nsmallest(self.max_relations, self.relations.items(), key=rank)
 
     def relationship_line(self, peer: str) -> str:
         """One line describing my relationship to ``peer`` (used by the vote prompt)."""
