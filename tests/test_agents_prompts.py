@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from friendsim.agents import (
     AgentMemory,
     generate_personas,
@@ -200,3 +203,31 @@ def test_post_block_with_one_attribute_is_post_block_with_that_extra() -> None:
             want = post_block(item, extra={"relationship": value}, limit=limit)
             assert post_block_with(item, "relationship", value, limit=limit) == want
             assert f' relationship="{esc_attr(value)}">' in want
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rels=st.dictionaries(
+        st.sampled_from([f"a{i:02d}" for i in range(40)]),
+        st.tuples(*[st.integers(min_value=0, max_value=3)] * 7),
+        max_size=40,
+    ),
+    k=st.integers(min_value=0, max_value=12),
+)
+def test_top_relations_are_the_first_of_the_full_order(
+    rels: dict[str, tuple[int, ...]], k: int
+) -> None:
+    """The relationships a prompt shows: the first ``max_relations`` of all of them sorted by
+    most recent window, then weight, then id (ties included)."""
+    from friendsim.agents.memory import AgentMemory, Relationship
+
+    memory = AgentMemory("me", max_relations=k)
+    for peer, (s, r, mo, mi, lg, lr, w) in rels.items():
+        memory.relations[peer] = Relationship(
+            sent=s, received=r, mentions_out=mo, mentions_in=mi, likes_given=lg,
+            likes_received=lr, last_window=w,
+        )  # fmt: skip
+    expected = sorted(
+        memory.relations.items(), key=lambda kv: (-kv[1].last_window, -kv[1].weight, kv[0])
+    )[:k]
+    assert memory.top_relations() == expected
