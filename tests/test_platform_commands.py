@@ -191,42 +191,28 @@ async def test_reads_dms_and_posts_between(plat: Platform) -> None:
     assert (await plat.dms_to("ann", 0, 1000))[0].reply_to == d1.dm_id
 
 
-async def test_inbox_window_read_once_for_every_reader(
-    plat: Platform, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Readers of one window after the first share one read of it, with each reader's DMs in
-    seq order as a query of its own would give; a committed DM ends the sharing, an admitted
-    one is not seen until it is committed."""
-    from friendsim.platform import service
-
+async def test_dms_between_is_every_readers_dms_to(plat: Platform) -> None:
+    """One read of a window gives each recipient what its own :meth:`dms_to` gives (seq order,
+    the window's edges), and only committed DMs."""
     plat.clock.advance_to(10.0)
-    d1 = await plat.send_dm("ann", "bob", text="one", topic="t")
-    d2 = await plat.send_dm("cy", "bob", text="two", topic="t")
-    d3 = await plat.send_dm("bob", "ann", text="three", topic="t")
+    await plat.send_dm("ann", "bob", text="one", topic="t")
+    await plat.send_dm("cy", "bob", text="two", topic="t")
+    await plat.send_dm("bob", "ann", text="three", topic="t")
+    plat.clock.advance_to(50.0)
+    await plat.send_dm("ann", "cy", text="at the edge", topic="t")
     await plat.flush()
-    bulk: list[tuple[float, float]] = []
-    real = service.dms_between
-
-    async def counted(conn, since_t, until_t):  # type: ignore[no-untyped-def]
-        bulk.append((since_t, until_t))
-        return await real(conn, since_t, until_t)
-
-    monkeypatch.setattr(service, "dms_between", counted)
-    assert await plat.dms_to("bob", 0.0, 50.0) == [d1, d2]
-    assert bulk == []  # the first reader of a window reads its own
-    assert await plat.dms_to("ann", 0.0, 50.0) == [d3]
-    assert await plat.dms_to("cy", 0.0, 50.0) == []
-    assert await plat.dms_to("bob", 0.0, 50.0) == [d1, d2]
-    assert bulk == [(0.0, 50.0)]
-    assert await plat.dms_to("bob", 0.0, 11.0) == [d1, d2]  # another window: its own read
-
-    plat.clock.advance_to(20.0)
-    d4 = await plat.send_dm("ann", "cy", text="four", topic="t")
-    assert await plat.dms_to("cy", 0.0, 50.0) == []  # admitted, not committed
-    await plat.flush()
-    assert await plat.dms_to("cy", 0.0, 50.0) == [d4]
-    assert await plat.dms_to("bob", 0.0, 50.0) == [d1, d2]
-    assert bulk == [(0.0, 50.0), (0.0, 50.0)]
+    plat.clock.advance_to(60.0)
+    await plat.send_dm("cy", "ann", text="not committed", topic="t")
+    for since, until in ((0.0, 50.0), (0.0, 51.0), (10.0, 10.5), (11.0, 50.0)):
+        by = await plat.dms_between(since, until)
+        for agent in ("ann", "bob", "cy"):
+            assert by.get(agent, []) == await plat.dms_to(agent, since, until)
+    by = await plat.dms_between(0.0, 100.0)
+    assert {k: [d.text for d in v] for k, v in by.items()} == {
+        "bob": ["one", "two"],
+        "ann": ["three"],
+        "cy": ["at the edge"],
+    }
 
 
 async def test_reopen_resumes_seq_ids_and_clock(tmp_path: Path) -> None:

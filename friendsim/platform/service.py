@@ -130,10 +130,6 @@ class Platform:
         self._posts_version = 0
         """Bumped by each commit that may change the ``posts`` or ``mentions`` rows."""
         self._shared_feed: tuple[tuple[Any, ...], list[PostView]] | None = None
-        self._dms_version = 0
-        """Bumped by each commit holding a DM."""
-        self._inbox_asked: tuple[float, float, int] | None = None
-        self._shared_inbox: tuple[tuple[float, float, int], dict[str, list[Any]]] | None = None
 
     @classmethod
     async def open(
@@ -206,8 +202,6 @@ class Platform:
             self.committed_seq = batch[-1].seq
             if not all(type(e) in _POSTS_UNCHANGED for e in batch):
                 self._posts_version += 1
-            if any(type(e) is DirectMessageSent for e in batch):
-                self._dms_version += 1
             await self.bus.publish(batch)
             return self.committed_seq
 
@@ -613,23 +607,16 @@ class Platform:
         return await posts_between(self._store.reader, since_t, until_t)
 
     async def dms_to(self, agent: str, since_t: float, until_t: float) -> list[DirectMessageSent]:
-        """DMs received by ``agent`` with ``since_t <= t < until_t``, in seq order (committed).
+        """DMs received by ``agent`` with ``since_t <= t < until_t``, in seq order (committed)."""
+        return await dms_to(self._store.reader, agent, since_t, until_t)
 
-        When a second reader asks for the same window with no DM committed in between (the
-        agents of a round all read the previous round's), the window is read once for every
-        recipient and served from memory until a DM is committed: one query instead of one a
-        reader, each a hand-over to the database thread the reader waits for."""
-        key = (since_t, until_t, self._dms_version)
-        shared = self._shared_inbox
-        if shared is not None and shared[0] == key:
-            return list(shared[1].get(agent, ()))
-        if self._inbox_asked != key:
-            self._inbox_asked = key
-            return await dms_to(self._store.reader, agent, since_t, until_t)
-        by_recipient = await dms_between(self._store.reader, since_t, until_t)
-        if key[2] == self._dms_version:  # no DM committed meanwhile
-            self._shared_inbox = (key, by_recipient)
-        return list(by_recipient.get(agent, ()))
+    async def dms_between(
+        self, since_t: float, until_t: float
+    ) -> dict[str, list[DirectMessageSent]]:
+        """Every committed DM with ``since_t <= t < until_t`` by recipient, each list in seq
+        order (what :meth:`dms_to` gives each recipient): one query for all the readers of one
+        window, such as the agents of a round."""
+        return await dms_between(self._store.reader, since_t, until_t)
 
     async def events(
         self, from_seq: int = 1, to_seq: int | None = None, *, page: int = 1000

@@ -45,7 +45,7 @@ from friendsim.llm.errors import (
     ProviderStoppedError,
 )
 from friendsim.llm.redact import redact_text
-from friendsim.platform.events import VoteCast, VoteChanged
+from friendsim.platform.events import DirectMessageSent, VoteCast, VoteChanged
 from friendsim.platform.feeds.base import FeedRanker, same_for_every_reader
 from friendsim.runtime.apply import Outcome, apply_ballot, apply_decision, received_vote
 from friendsim.runtime.observe import AgentContext, CoachView, ScoresLike, feed_item, inbox_message
@@ -357,7 +357,13 @@ class Engine:
     ) -> tuple[InboxMessage, ...]:
         """DMs addressed to ``agent`` sent in ``[since_t, until_t)``, then any broadcast it has
         not been shown yet."""
-        got = tuple(inbox_message(m) for m in await self.platform.dms_to(agent, since_t, until_t))
+        return self.inbox_of(agent, await self.platform.dms_to(agent, since_t, until_t))
+
+    def inbox_of(self, agent: str, dms: Sequence[DirectMessageSent]) -> tuple[InboxMessage, ...]:
+        """``dms`` (the agent's, read for a window) then any broadcast it has not been shown
+        yet: :meth:`read_inbox` for a scheduler that read a window's DMs for all its agents at
+        once (:meth:`Platform.dms_between`)."""
+        got = tuple(inbox_message(m) for m in dms)
         if self._broadcasts:
             got += tuple(self._broadcasts.pop(agent, ()))
         return got

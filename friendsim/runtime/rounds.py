@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
-from friendsim.platform.events import WindowEnded, WindowStarted
+from friendsim.platform.events import DirectMessageSent, WindowEnded, WindowStarted
 from friendsim.runtime.engine import Engine, WindowTally
 from friendsim.runtime.observe import feed_item
 from friendsim.vocabulary import (
@@ -87,13 +87,18 @@ class RoundsScheduler:
         first = w == 1
         allowed = ROUND_ONE_ALLOWED if first else PAPER_ACTIONS
 
+        inboxes: dict[str, list[DirectMessageSent]] | None = None
+
         async def observe(agent: str) -> Observation:
+            nonlocal inboxes
             if first:
                 feed: tuple[FeedItem, ...] = ()
                 inbox: tuple[InboxMessage, ...] = ()
             else:
                 feed = await engine.read_feed(agent, since_t=t0 - length, until_t=t0)
-                inbox = await engine.read_inbox(agent, t0 - length, t0)
+                if inboxes is None:  # the last round's DMs, read once for every agent
+                    inboxes = await platform.dms_between(t0 - length, t0)
+                inbox = engine.inbox_of(agent, inboxes.get(agent, ()))
             return await engine.observe(agent, window=w, allowed=allowed, feed=feed, inbox=inbox)
 
         observations = await engine.observe_and_decide(
