@@ -350,22 +350,12 @@ def plan(events: Iterable[Event]) -> list[tuple[str, list[tuple[Any, ...]]]]:
     votes = phases[VOTES]
     vote_run: list[tuple[Any, ...]] | None = None  # the rows of votes[-1] if it sets votes
     add_row = rows.append
-    encode = _STR
     for e in events:
         if type(e) is VoteCast:
             post_id, value, author = e.post_id, e.value, e.author
             if type(post_id) is int and type(value) is int and type(author) is str:
                 seq, t, actor = e.seq, e.t, e.actor
-                add_row(
-                    (
-                        seq,
-                        t,
-                        "vote_cast",
-                        actor,
-                        f'{_VOTE_CAST_HEAD}{encode(author)},"post_id":{post_id}'
-                        f"{_VOTE_CAST_V}{value}}}",
-                    )
-                )
+                add_row((seq, t, "vote_cast", actor, vote_cast_payload(e)))
                 if vote_run is None:
                     vote_run = []
                     votes.append((SQL_VOTE_SET, vote_run))
