@@ -336,3 +336,51 @@ def test_fast_vote_cast_is_the_dataclass(
     assert event_to_json(fast) == event_to_json(slow)
     with pytest.raises(dataclasses.FrozenInstanceError):
         fast.value = 0  # type: ignore[misc]
+
+
+async def test_running_digest_is_the_read_back_hash(tmp_path: Path) -> None:
+    """A platform that wrote its whole log knows the log's digest without reading it back: the
+    same value ``log_hash`` computes from the file, after every commit, across many batches
+    (votes, posts, times shared and not); a platform reopened on that log does not claim one."""
+    from friendsim.rundir.log import log_hash
+
+    path = tmp_path / "d.db"
+    clock = VirtualClock(0.0)
+    p = await Platform.open(path, clock=clock, batch_size=7)
+    try:
+        digests = await _write_and_check(p, clock, path)
+        await p.send_dm("a0", "a1", text="hi")
+    finally:
+        await p.close()
+    with sqlite3.connect(path) as conn:
+        final = log_hash(conn)
+    assert p.log_sha256 == final != digests[-1]
+    again = await Platform.open(path, clock=VirtualClock(0.0))
+    try:
+        assert again.log_sha256 is None
+    finally:
+        await again.close()
+
+
+async def _write_and_check(p: Platform, clock: VirtualClock, path: Path) -> list[str]:
+    from friendsim.rundir.log import log_hash
+
+    names = [f"a{i}" for i in range(6)]
+    for n in names:
+        await p.register_agent(n, name=n.upper(), attributes={"x": "ü"})
+    post_ids = []
+    for i, n in enumerate(names):
+        clock.advance_to(1.0 + i / 3)
+        made = await p.create_post(n, text=f'post {i} \t "q" \n ü', topic="t")
+        post_ids.append(made.post_id)
+    digests = []
+    for i, n in enumerate(names):
+        clock.advance_to(10.0 + i * 0.1)
+        await p.cast_votes(n, [(pid, 1 if (pid + i) % 2 else -1) for pid in post_ids[:i]])
+        await p.flush()
+        assert p.log_sha256 is not None
+        with sqlite3.connect(path) as conn:
+            assert p.log_sha256 == log_hash(conn)
+        digests.append(p.log_sha256)
+    assert len(set(digests)) == len(digests)  # every commit changed it
+    return digests

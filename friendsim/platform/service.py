@@ -173,6 +173,12 @@ class Platform:
         return self._state.last_seq
 
     @property
+    def log_sha256(self) -> str | None:
+        """The digest of the whole log as committed (see :attr:`Store.log_sha256`), or ``None``
+        when this platform did not write every row of it (a resumed log): read it back then."""
+        return self._store.log_sha256
+
+    @property
     def pending(self) -> int:
         """Number of admitted events not committed yet."""
         return len(self._pending)

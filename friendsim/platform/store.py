@@ -34,9 +34,10 @@ from pathlib import Path
 import aiosqlite
 import structlog
 
+from .digest import LogDigest
 from .events import Event, event_from_row
 from .migrations import migrate
-from .projection import plan
+from .projection import SQL_EVENT, plan
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +86,8 @@ class Store:
         writer: aiosqlite.Connection,
         reader: aiosqlite.Connection,
         checkpointer: aiosqlite.Connection,
+        *,
+        empty: bool = False,
     ):
         self.path = path
         self.writer = writer
@@ -92,6 +95,7 @@ class Store:
         self._checkpointer = checkpointer
         self._checkpoint: asyncio.Task[None] | None = None
         self._commits = 0
+        self._digest = LogDigest() if empty else None
 
     @classmethod
     async def open(cls, path: str | Path, *, synchronous: str = "NORMAL") -> Store:
@@ -108,25 +112,45 @@ class Store:
             opened.append(await _connect(p, synchronous=synchronous))
             opened.append(await _connect(p, synchronous=synchronous))
             await opened[1].execute("PRAGMA query_only = ON")
+            async with opened[0].execute("SELECT 1 FROM events LIMIT 1") as cur:
+                empty = await cur.fetchone() is None
         except BaseException:
             for conn in opened:
                 await conn.close()
             raise
-        return cls(p, *opened)
+        return cls(p, *opened, empty=empty)
+
+    @property
+    def log_sha256(self) -> str | None:
+        """The digest of the whole log (:mod:`.digest`) when this store wrote every row of it
+        (it was opened on an empty log and no commit failed); ``None`` otherwise: then the
+        log must be read back to hash it."""
+        return None if self._digest is None else self._digest.hexdigest()
 
     async def commit(self, events: Sequence[Event]) -> None:
         """Append ``events`` and apply their projections in one transaction (all or nothing)."""
         if not events:
             return
         conn = self.writer
+        groups = plan(events)
         await conn.execute("BEGIN IMMEDIATE")
         try:
-            for sql, rows in plan(events):
+            for sql, rows in groups:
                 await conn.executemany(sql, rows)
         except BaseException:
+            self._digest = None
             await conn.execute("ROLLBACK")
             raise
-        await conn.execute("COMMIT")
+        try:
+            await conn.execute("COMMIT")
+        except BaseException:
+            self._digest = None
+            raise
+        if self._digest is not None:
+            if groups and groups[0][0] == SQL_EVENT:
+                self._digest.update(groups[0][1])
+            else:
+                self._digest = None
         self._commits += 1
         if self._commits % CHECKPOINT_EVERY == 0 and (
             self._checkpoint is None or self._checkpoint.done()

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from friendsim.platform.digest import digest_lines
 from friendsim.platform.events import SCHEMA_VERSION
 from friendsim.platform.migrations import latest_version
 
@@ -162,17 +163,12 @@ def iter_rows(
 
 def log_hash(conn: sqlite3.Connection, *, to_seq: int | None = None) -> str:
     """sha256 of the log rows up to ``to_seq`` (all when None): ``seq t kind actor payload`` lines,
-    ``t`` as ``float.hex`` (exact). Equal hashes = byte-identical logs."""
+    ``t`` as ``float.hex`` (exact); see :mod:`friendsim.platform.digest`. Equal hashes =
+    byte-identical logs."""
     h = hashlib.sha256()
-    hexed: dict[float, str] = {}  # a window's events share a few times: format each once
+    hexed: dict[float, str] = {}
     for rows in iter_rows(conn, to_seq=to_seq):
-        lines = []
-        for s, t, k, a, p in rows:
-            x = hexed.get(t)
-            if x is None:
-                x = hexed[t] = float(t).hex()
-            lines.append(f"{s}\t{x}\t{k}\t{'' if a is None else a}\t{p}\n")
-        h.update("".join(lines).encode())
+        h.update(digest_lines(rows, hexed))
     return h.hexdigest()
 
 

@@ -652,7 +652,9 @@ async def _run_locked(
         manifest.stop_detail = None if stop_detail is None else redact_text(stop_detail)[:1000]
         manifest.budget = None if budget is None else budget.status().to_json()
         if status in ("completed", "degraded"):
-            manifest.log_sha256 = await asyncio.to_thread(_log_sha256, layout.events)
+            manifest.log_sha256 = platform.log_sha256 or await asyncio.to_thread(
+                _log_sha256, layout.events
+            )
         await asyncio.to_thread(write_manifest, run_dir, manifest)
         log.info("run_finished", run_dir=str(run_dir), status=status, windows=len(windows))
     return RunResult(run_dir=run_dir, windows=tuple(windows), manifest=manifest)
