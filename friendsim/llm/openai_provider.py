@@ -44,6 +44,7 @@ import structlog
 from friendsim.llm.base import LLM, Completion, LLMRequest, Usage
 from friendsim.llm.endpoints import Endpoint
 from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
+from friendsim.llm.fastjson import dumps_body, floats_in, loads_envelope
 from friendsim.llm.http11 import HTTP11Client
 from friendsim.llm.http_reply import error_text, status_error
 from friendsim.llm.json_extract import extract_json
@@ -247,9 +248,7 @@ class OpenAIChatLLM:
         assert self._lean is not None
         while True:
             mode = self.json_mode if request.json_schema is not None else None
-            body = json.dumps(
-                self._request_kwargs(request, mode), ensure_ascii=False, separators=(",", ":")
-            ).encode("utf-8")
+            body = dumps_body(self._request_kwargs(request, mode))
             reply = await self._lean.post_json("/chat/completions", body)
             if 200 <= reply.status < 300:
                 return _read_json(reply.body)
@@ -312,7 +311,9 @@ def _read(response: Any) -> tuple[str, Usage]:
 def _read_json(body: bytes) -> tuple[str, Usage]:
     """Text and usage of a chat completion's JSON body (the lean path's :func:`_read`)."""
     try:
-        data = json.loads(body)
+        data = loads_envelope(body)
+        if floats_in(*_token_counts(data)):  # perhaps integers beyond 64 bits: as the stdlib
+            data = json.loads(body)
     except ValueError as exc:
         raise MalformedResponseError(f"openai: undecodable response body: {exc}") from exc
     choices = data.get("choices") if isinstance(data, dict) else None
@@ -324,16 +325,30 @@ def _read_json(body: bytes) -> tuple[str, Usage]:
     text = message.get("content")
     if text is not None and not isinstance(text, str):
         raise MalformedResponseError("openai: message content is not text")
-    u = data.get("usage")
-    if not isinstance(u, dict) or not _count(u.get("prompt_tokens")):
+    prompt, completion, cached, written = _token_counts(data)
+    if not _count(prompt):
         raise MalformedResponseError("openai: response has no token usage")
+    return text or "", Usage(
+        input_tokens=prompt,
+        output_tokens=_count_or_zero(completion),
+        cached_input_tokens=_count_or_zero(cached),
+        cache_write_tokens=_count_or_zero(written),
+    )
+
+
+def _token_counts(data: object) -> tuple[object, object, object, object]:
+    """The prompt, completion, cached and cache-write token counts of a decoded completion
+    (``None`` for each one missing)."""
+    u = data.get("usage") if isinstance(data, dict) else None
+    if not isinstance(u, dict):
+        return None, None, None, None
     details = u.get("prompt_tokens_details")
     details = details if isinstance(details, dict) else {}
-    return text or "", Usage(
-        input_tokens=u["prompt_tokens"],
-        output_tokens=_count_or_zero(u.get("completion_tokens")),
-        cached_input_tokens=_count_or_zero(details.get("cached_tokens")),
-        cache_write_tokens=_count_or_zero(details.get("cache_write_tokens")),
+    return (
+        u.get("prompt_tokens"),
+        u.get("completion_tokens"),
+        details.get("cached_tokens"),
+        details.get("cache_write_tokens"),
     )
 
 
