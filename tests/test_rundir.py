@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from friendsim.rundir import (
     MANIFEST,
@@ -25,7 +27,7 @@ from friendsim.rundir import (
     write_manifest,
 )
 from friendsim.rundir.errors import RunOccupiedError
-from friendsim.rundir.manifest import MANIFEST_VERSION
+from friendsim.rundir.manifest import MANIFEST_VERSION, manifest_bytes
 from friendsim.testing import run_small, small_config
 
 
@@ -130,3 +132,45 @@ def test_concurrent_runs_into_one_directory_leave_one_intact_run(tmp_path: Path)
     errors = [r for r in results if isinstance(r, BaseException)]
     assert len(errors) == 1 and isinstance(errors[0], RunLockedError | RunOccupiedError)
     assert read_manifest(out).status == "completed"
+
+
+_JSON_LEAVES = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text()
+)
+_JSON = st.recursive(
+    _JSON_LEAVES,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), _JSON, max_size=6))
+def test_manifest_bytes_are_the_stdlibs_layout(data: dict) -> None:
+    """The manifest file's bytes are those of ``json.dumps(indent=2, sort_keys=True,
+    ensure_ascii=False)`` plus a newline, except for how float exponents are spelled; it reads
+    back as the same value."""
+    body = manifest_bytes(data)
+    stdlib = (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+    assert json.loads(body) == json.loads(stdlib) == data
+    if not any(isinstance(v, float) for v in _leaves(data)):
+        assert body == stdlib
+
+
+def test_manifest_bytes_keep_nan_and_odd_types_as_the_stdlib_writes_them() -> None:
+    """orjson would write NaN as null and refuses big integers: those go through the stdlib."""
+    for data in ({"x": float("nan"), "y": [1.5]}, {"big": 2**70}, {"inf": float("inf")}):
+        stdlib = (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+        assert manifest_bytes(data) == stdlib
+
+
+def _leaves(value: object) -> list[object]:
+    if isinstance(value, list):
+        return [x for v in value for x in _leaves(v)]
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _leaves(v)]
+    return [value]

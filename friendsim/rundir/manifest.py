@@ -27,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from friendsim.llm.redact import redact_value
@@ -214,10 +215,29 @@ def write_manifest(run_dir: str | Path, manifest: Manifest) -> Path:
     """Write ``manifest.json`` atomically (temp file + rename); returns its path."""
     path = Path(run_dir) / MANIFEST
     tmp = path.with_suffix(".json.tmp")
-    body = json.dumps(manifest.to_json(), indent=2, sort_keys=True, ensure_ascii=False)
-    tmp.write_text(body + "\n", encoding="utf-8")
+    tmp.write_bytes(manifest_bytes(manifest.to_json()))
     os.replace(tmp, path)
     return path
+
+
+def manifest_bytes(data: dict[str, Any]) -> bytes:
+    """``data`` as the manifest file holds it: indented, keys sorted, UTF-8, a final newline.
+
+    orjson writes it twenty times faster than the stdlib's indenting encoder, which is pure Python
+    (1.5 s for the 16 MB manifest of 100,000 agents; and a running model-bound run rewrites its
+    manifest every second). Only the spelling of float exponents differs (``1e-9`` for
+    ``1e-09``). Whatever orjson would write otherwise (``null`` for NaN, a type it does not
+    know) fails the read-back comparison and is written by the stdlib, as before."""
+    try:
+        body = orjson.dumps(
+            data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
+        )
+        if orjson.loads(body) == data:
+            return body
+    except orjson.JSONEncodeError:
+        pass
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+    return (text + "\n").encode("utf-8")
 
 
 def amend_manifest(run_dir: str | Path, **fields: Any) -> Manifest:
