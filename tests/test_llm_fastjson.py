@@ -8,23 +8,13 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from json_values import holds_float, json_values
 
 from friendsim.llm.errors import MalformedResponseError
 from friendsim.llm.fastjson import dumps_body, loads_envelope
 from friendsim.llm.openai_provider import _read_json
 
-_SCALARS = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text()
-)
-VALUES = st.recursive(
-    _SCALARS,
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=5),
-    max_leaves=30,
-)
+VALUES = json_values(int_bits=70, max_leaves=30)
 
 
 def _outcome(fn: Any, arg: Any) -> tuple[str, str]:
@@ -127,13 +117,5 @@ def test_dumps_body_is_the_same_json_value(value: Any) -> None:
         return
     body = dumps_body(value)
     assert repr(json.loads(body)) == repr(json.loads(expected))
-    if not any(type(v) is float for v in _leaves(value)):
+    if not holds_float(value):
         assert body == expected
-
-
-def _leaves(value: Any) -> list[Any]:
-    if type(value) is list:
-        return [x for v in value for x in _leaves(v)]
-    if type(value) is dict:
-        return [x for v in value.values() for x in _leaves(v)]
-    return [value]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from json_values import holds_float, json_values
 
 from friendsim.rundir import (
     MANIFEST,
@@ -134,22 +135,8 @@ def test_concurrent_runs_into_one_directory_leave_one_intact_run(tmp_path: Path)
     assert read_manifest(out).status == "completed"
 
 
-_JSON_LEAVES = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text()
-)
-_JSON = st.recursive(
-    _JSON_LEAVES,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
-    max_leaves=25,
-)
-
-
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(st.text(), _JSON, max_size=6))
+@given(st.dictionaries(st.text(), json_values(), max_size=6))
 def test_manifest_bytes_are_the_stdlibs_layout(data: dict) -> None:
     """The manifest file's bytes are those of ``json.dumps(indent=2, sort_keys=True,
     ensure_ascii=False)`` plus a newline, except for how float exponents are spelled; it reads
@@ -157,7 +144,7 @@ def test_manifest_bytes_are_the_stdlibs_layout(data: dict) -> None:
     body = manifest_bytes(data)
     stdlib = (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
     assert json.loads(body) == json.loads(stdlib) == data
-    if not any(isinstance(v, float) for v in _leaves(data)):
+    if not holds_float(data):
         assert body == stdlib
 
 
@@ -166,11 +153,3 @@ def test_manifest_bytes_keep_nan_and_odd_types_as_the_stdlib_writes_them() -> No
     for data in ({"x": float("nan"), "y": [1.5]}, {"big": 2**70}, {"inf": float("inf")}):
         stdlib = (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
         assert manifest_bytes(data) == stdlib
-
-
-def _leaves(value: object) -> list[object]:
-    if isinstance(value, list):
-        return [x for v in value for x in _leaves(v)]
-    if isinstance(value, dict):
-        return [x for v in value.values() for x in _leaves(v)]
-    return [value]
