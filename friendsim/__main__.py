@@ -1,5 +1,5 @@
 """``python -m friendsim`` enters the command-line interface."""
 
-from friendsim.cli import main
+from friendsim.cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())

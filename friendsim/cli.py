@@ -8,6 +8,7 @@ needs, so ``friendsim --help`` and ``friendsim --version`` start fast.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 
@@ -60,3 +61,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
         return 2
     return int(handler(args))
+
+
+def console(argv: Sequence[str] | None = None) -> int:
+    """The ``friendsim`` program (console script and ``python -m friendsim``): :func:`main`,
+    then the process's objects frozen so that its exit does not collect them.
+
+    A run leaves its whole world (platform state, agents, coach; 2.4 GB at 100,000 agents) as
+    garbage in reference cycles (an interrupted run's traceback holds its frames). The final
+    garbage collection at interpreter exit traversed and freed all of it, seconds after the
+    command had finished and said so (a stopped 100,000-agent run took 9–12 s to exit). Frozen
+    objects are left to the operating system; exit handlers still run. Only for the program:
+    a caller of :func:`main` inside its own process keeps collecting normally."""
+    code = main(argv)
+    gc.freeze()
+    return code

@@ -201,3 +201,36 @@ def test_progress_plain_lines_and_an_80_column_live_line(tmp_path: Path) -> None
     text = out.getvalue().strip()
     assert "W 0/15" in text and "act 12345" in text and "retry 0" in text and "$0.00" in text
     assert "0:00:0" in text and len(text) <= 80
+
+
+def test_the_program_leaves_its_objects_to_the_os_at_exit_and_main_does_not(
+    tmp_path: Path,
+) -> None:
+    """The installed ``friendsim`` program and ``python -m friendsim`` go through ``console``,
+    which freezes the process's objects after the command (so exit does not collect a big
+    run's garbage for seconds) and still returns the command's exit code and runs exit
+    handlers; ``main`` alone, as an embedding process calls it, leaves collection alone."""
+    import importlib.metadata
+
+    (script,) = [e for e in importlib.metadata.entry_points(group="console_scripts")
+                 if e.name == "friendsim"]  # fmt: skip
+    assert script.value == "friendsim.cli:console"
+    main_module = Path(__file__).resolve().parents[1] / "friendsim" / "__main__.py"
+    assert "console()" in main_module.read_text()
+    marker = tmp_path / "atexit-ran"
+    code = f"""
+import atexit, gc, pathlib, sys
+from friendsim.cli import console, main
+atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text("yes"))
+missing = {str(tmp_path / "nothing-here")!r}
+assert main(["log", "verify", missing]) == 2
+assert gc.get_freeze_count() == 0
+rc = console(["log", "verify", missing])
+print(rc, gc.get_freeze_count() > 0)
+sys.exit(rc)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout.split()[-2:] == ["2", "True"]
+    assert "Traceback" not in proc.stderr
+    assert marker.read_text() == "yes"
