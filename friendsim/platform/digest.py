@@ -36,18 +36,15 @@ def digest_lines(rows: Iterable[tuple[Any, ...]], hexed: dict[float, str]) -> by
 class LogDigest:
     """The running digest of a log written from its first row, fed rows in ``seq`` order."""
 
-    __slots__ = ("_hexed", "_sha", "rows")
+    __slots__ = ("_hexed", "_sha")
 
     def __init__(self) -> None:
         self._sha = hashlib.sha256()
         self._hexed: dict[float, str] = {}
-        self.rows = 0
-        """Rows fed so far."""
 
-    def update(self, rows: list[tuple[Any, ...]]) -> None:
+    def update(self, rows: Iterable[tuple[Any, ...]]) -> None:
         """Feed the next committed ``events`` rows."""
         self._sha.update(digest_lines(rows, self._hexed))
-        self.rows += len(rows)
 
     def hexdigest(self) -> str:
         """The digest of every row fed so far."""
