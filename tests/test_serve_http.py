@@ -105,12 +105,13 @@ def test_sse_follows_a_run_written_by_another_process(tmp_path: Path) -> None:
 
 
 def test_live_stream_sees_rows_while_they_are_written(tmp_path: Path) -> None:
-    """One SSE connection opened before the run: it receives rows while the run is still going."""
+    """One SSE connection opened before the run: it receives rows while the run is still going
+    (120 rounds: two seconds of writing, so the stream's first rows come well before the end)."""
     import asyncio
     import subprocess
     import sys
 
-    cfg = write_config(tmp_path / "live.toml", rounds=8, agents=10, name="live2")
+    cfg = write_config(tmp_path / "live.toml", rounds=120, agents=10, name="live2")
     run = tmp_path / "run"
     run.mkdir()
     with background("serve", str(run), "--port", "0") as (_, url):
@@ -129,7 +130,7 @@ def test_live_stream_sees_rows_while_they_are_written(tmp_path: Path) -> None:
                                 seen.append(line[6:])
                                 if writer.poll() is None:
                                     during += 1
-                                if '"kind":"window_ended"' in line and '"window":8' in line:
+                                if '"kind":"window_ended"' in line and '"window":120' in line:
                                     break
                 return await asyncio.to_thread(writer.wait, 300), during, seen
             finally:
