@@ -119,7 +119,7 @@ def events_on_page(page: Any) -> int:
 
 
 def test_live_posts_arrive_while_a_baseline_run_is_written(tmp_path: Path, watched: Any) -> None:
-    cfg = write_config(tmp_path / "live.toml", rounds=40, agents=12, name="live")
+    cfg = write_config(tmp_path / "live.toml", rounds=100, agents=12, name="live")
     run = tmp_path / "run"
     run.mkdir()
     with background("serve", str(run), "--port", "0") as (_, url):
