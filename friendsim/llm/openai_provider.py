@@ -312,8 +312,10 @@ def _read_json(body: bytes) -> tuple[str, Usage]:
     """Text and usage of a chat completion's JSON body (the lean path's :func:`_read`)."""
     try:
         data = loads_envelope(body)
-        if floats_in(*_token_counts(data)):  # perhaps integers beyond 64 bits: as the stdlib
+        counts = _token_counts(data)
+        if floats_in(*counts):  # perhaps integers beyond 64 bits: read them as the stdlib does
             data = json.loads(body)
+            counts = _token_counts(data)
     except ValueError as exc:
         raise MalformedResponseError(f"openai: undecodable response body: {exc}") from exc
     choices = data.get("choices") if isinstance(data, dict) else None
@@ -325,7 +327,7 @@ def _read_json(body: bytes) -> tuple[str, Usage]:
     text = message.get("content")
     if text is not None and not isinstance(text, str):
         raise MalformedResponseError("openai: message content is not text")
-    prompt, completion, cached, written = _token_counts(data)
+    prompt, completion, cached, written = counts
     if not _count(prompt):
         raise MalformedResponseError("openai: response has no token usage")
     return text or "", Usage(
