@@ -69,6 +69,7 @@ from friendsim.runtime.config import (
 from friendsim.runtime.continuous import ContinuousScheduler, acquaintances
 from friendsim.runtime.control import RunControl
 from friendsim.runtime.engine import Engine, FeedRules, RunListener, WindowTally
+from friendsim.runtime.heap import paced_collection
 from friendsim.runtime.instruments_setup import (
     inline_plan_items,
     moderation_spec,
@@ -417,18 +418,19 @@ async def run_plan(
     created = not await asyncio.to_thread(run_dir.exists)
     lock = await asyncio.to_thread(RunLock(run_dir).acquire)
     try:
-        return await _run_locked(
-            plan,
-            run_dir=run_dir,
-            config_path=config_path,
-            listener=listener,
-            llm_factory=llm_factory,
-            env=env,
-            ledger=ledger,
-            stop=stop,
-            budget=budget,
-            control=control,
-        )
+        with paced_collection():
+            return await _run_locked(
+                plan,
+                run_dir=run_dir,
+                config_path=config_path,
+                listener=listener,
+                llm_factory=llm_factory,
+                env=env,
+                ledger=ledger,
+                stop=stop,
+                budget=budget,
+                control=control,
+            )
     finally:
         if created:  # while still locked, so no other writer can be in the directory
             _discard_if_untouched(run_dir)
