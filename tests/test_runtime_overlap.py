@@ -318,3 +318,65 @@ async def test_an_observation_that_fails_cancels_the_decisions_already_asked(
         assert platform.last_seq == base
     finally:
         await platform.close()
+
+
+class Chunked:
+    """Votes like :class:`~friendsim.agents.llm_policy.LLMPolicy`: some work of its own first,
+    then its requests as tasks of their own (``sent`` when one starts), then the ballot."""
+
+    def __init__(self, agent: str, trace: list[tuple[str, str]]) -> None:
+        self.agent = agent
+        self.trace = trace
+
+    async def decide(self, obs: Observation) -> Decision:
+        return Decision()
+
+    async def vote(self, obs: Observation, items: tuple[FeedItem, ...]) -> Ballot:
+        self.trace.append(("started", self.agent))
+
+        async def request() -> dict[int, int]:
+            self.trace.append(("sent", self.agent))
+            await asyncio.sleep(0)
+            return {i.post_id: 1 for i in items}
+
+        return Ballot(votes=await asyncio.ensure_future(request()))
+
+    def record_outcome(self, window: int, applied: tuple[Action, ...]) -> None:
+        return None
+
+
+async def test_the_first_requests_go_out_while_later_voters_start(tmp_path: Path) -> None:
+    """A phase starts its policies' coroutines a batch at a time: the first voter's request is
+    sent before the last voter has started (not after every voter's own set-up work), and the
+    ballots are still cast in agent order."""
+    voters = [f"v{i:02d}" for i in range(40)]
+    trace: list[tuple[str, str]] = []
+    platform = await Platform.open(tmp_path / "e.db", clock=VirtualClock())
+    try:
+        for agent in (*voters, "z"):
+            await platform.register_agent(agent, name=agent)
+        await platform.create_post("z", text="post", topic="t")
+        await platform.flush()
+        base = platform.last_seq
+        engine = Engine(
+            platform=platform,
+            policies={a: Chunked(a, trace) for a in voters},
+            coach=NoCoach(),
+            theme="t",
+            n_actions=1,
+            feeds=lambda _w: FeedRules(ranker=make_ranker("chrono"), limit=10),
+        )
+        items = tuple(feed_item(v) for v in await platform.posts_between(0.0, 1.0))
+        obs = {
+            a: await engine.observe(a, window=1, allowed=("POST",), feed=(), inbox=())
+            for a in voters
+        }
+        tally = WindowTally(window=1)
+        await engine.vote_and_apply(obs, {a: items for a in voters}, tally)
+        await platform.flush()
+    finally:
+        await platform.close()
+    assert trace.index(("sent", voters[0])) < trace.index(("started", voters[-1]))
+    assert sorted(trace) == sorted([(s, a) for a in voters for s in ("started", "sent")])
+    assert _actors(tmp_path / "e.db", base) == [("vote_cast", a) for a in voters]
+    assert tally.votes == len(voters)

@@ -66,9 +66,9 @@ if TYPE_CHECKING:
     from friendsim.runtime.control import PauseGate
 
 _OBSERVE_BATCH = 8
-"""Observations built between two yields to the event loop in :meth:`Engine.observe_and_decide`
-(an observation whose reads do not wait would otherwise hold back the requests of the ones
-before it)."""
+"""Observations built (:meth:`Engine.observe_and_decide`), or policies' coroutines started
+(:meth:`Engine._gather_applying`), between two yields to the event loop: work that does not
+wait would otherwise hold back the requests of the ones before it."""
 
 log = structlog.get_logger(__name__)
 
@@ -271,13 +271,19 @@ class Engine:
         a resume would ask again and might answer otherwise) and every answer after it are
         applied only once all have arrived. On the first error or a stop request, the rest is
         cancelled and the error (or :class:`RunInterrupted`) raised: what was applied stays,
-        an ordered prefix of what the whole wake would have applied."""
-        tasks = [asyncio.ensure_future(c) for c in coros]
-        if not tasks:
-            return []
+        an ordered prefix of what the whole wake would have applied.
+
+        Coroutines are started :data:`_OBSERVE_BATCH` at a time with a yield to the event loop
+        between batches, so the first ones send their requests while the rest start (each
+        start does some work of its own before its first request: a ballot's memory update)."""
+        tasks: list[asyncio.Future[T]] = []
         stopping = asyncio.ensure_future(self.stop.wait()) if self.stop is not None else None
-        n, applied, eager = len(tasks), 0, True
+        n, applied, eager = len(coros), 0, True
         try:
+            for c in coros:
+                tasks.append(asyncio.ensure_future(c))
+                if len(tasks) % _OBSERVE_BATCH == 0 and not asyncio.isfuture(c):
+                    await asyncio.sleep(0)
             pending: set[asyncio.Future[Any]] = set(tasks)
             while pending:
                 watch = pending if stopping is None else pending | {stopping}
@@ -300,6 +306,9 @@ class Engine:
                 await apply(i, answers[i])
             return answers
         finally:
+            for c in coros[len(tasks) :]:
+                if asyncio.iscoroutine(c):
+                    c.close()  # never started (stopped while starting the others)
             for t in tasks:
                 t.cancel()
             if stopping is not None:
