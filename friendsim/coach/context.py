@@ -198,10 +198,10 @@ class ContextTracker:
     ) -> CoachContext:
         """The context of ``scores.agent`` right after ``scores.window`` was scored."""
         u = scores.agent
-        by_recency = heapq.nlargest(
-            N_PARTNERS, self.partners.get(u, {}).items(), key=lambda kv: kv[1]
-        )
-        known = heapq.nlargest(N_KNOWN, self.known.get(u, {}).items(), key=lambda kv: kv[1])
+        partners = self.partners.get(u, {})
+        by_recency = heapq.nlargest(N_PARTNERS, partners, key=partners.__getitem__)
+        acquainted = self.known.get(u, {})
+        known = heapq.nlargest(N_KNOWN, acquainted, key=acquainted.__getitem__)
         senders = sorted(self._prev_dm_senders.get(u, {}).items(), key=lambda kv: -kv[1])
         replied = self._prev_dm_replied.get(u, {})
         seen = self.topics_seen.get(u, set())
@@ -221,10 +221,10 @@ class ContextTracker:
             total=scores.total,
             theme=theme,
             agents=self._agent_ids(),
-            known_users=tuple(v for v, _ in known),
+            known_users=tuple(known),
             last_dm_senders=tuple(v for v, _ in senders),
             unanswered_dm_senders=tuple(v for v, seq in senders if replied.get(v, 0) < seq),
-            recent_partners=tuple(v for v, _ in by_recency),
+            recent_partners=tuple(by_recency),
             topics_seen=tuple(sorted(seen)),
             last_topics=tuple(self.last_topics.get(u, ())),
             trending_topics=trending,
