@@ -170,6 +170,26 @@ def test_not_a_database(run_dir: Path, tmp_path: Path) -> None:
         verify_run(run)
 
 
+def test_schema_text_that_is_not_utf8_is_a_corrupt_log(run_dir: Path, tmp_path: Path) -> None:
+    """A damaged byte in the schema's own text (found by the damage test: a flipped byte in
+    ``sqlite_master``) is a corrupt log, not a UnicodeDecodeError."""
+    run = copy_run(run_dir, tmp_path)
+    con = sqlite3.connect(run / "events.db")
+    try:
+        con.execute("CREATE TABLE scratch (x)")
+        con.execute("PRAGMA writable_schema = ON")
+        con.execute(
+            "UPDATE sqlite_master SET name = CAST(X'73637261746385' AS TEXT) WHERE name = 'scratch'"
+        )
+        con.commit()
+    finally:
+        con.close()
+    before = checksums(run)
+    with pytest.raises(CorruptLogError, match="not a readable SQLite database"):
+        verify_run(run)
+    assert checksums(run) == before
+
+
 def test_newer_schema_version_is_foreign(run_dir: Path, tmp_path: Path) -> None:
     run = copy_run(run_dir, tmp_path)
     sql(run / "events.db", "PRAGMA user_version = 99")

@@ -77,7 +77,7 @@ def event_rows(db: Path, *, page: int = 10_000) -> Iterator[list[tuple[Any, ...]
                 if kind == "window_ended":
                     window = None
             yield out
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         raise ValueError(f"{db}: cannot read the events table: {exc}") from exc
     finally:
         con.close()

@@ -81,7 +81,7 @@ def iter_events(db: Path, *, page: int = 10_000) -> Iterator[Event]:
             while rows := cur.fetchmany(page):
                 for row in rows:
                     yield event_from_row(*row)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise ValueError(f"{db}: cannot read the events table: {exc}") from exc
         finally:
             con.close()

@@ -75,7 +75,7 @@ def inspect_run(run_dir: Path, scratch: Path) -> tuple[Manifest, Path, LogSummar
         summary = summarise(conn, label=run_dir / EVENTS_DB)
         check_manifest(manifest, summary, conn, label=run_dir / MANIFEST)
         digest = log_hash(conn)
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         raise CorruptLogError(f"{run_dir / EVENTS_DB}: unreadable ({exc})") from None
     finally:
         conn.close()

@@ -89,7 +89,7 @@ def connect(db: Path, *, label: str | Path | None = None) -> sqlite3.Connection:
         conn = sqlite3.connect(db, isolation_level=None)
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         raise CorruptLogError(f"{where}: not a readable SQLite database ({exc})") from None
     if version > latest_version():
         conn.close()
@@ -123,7 +123,7 @@ def summarise(
                 " WHERE json_extract(payload, '$.v') > ? ORDER BY seq LIMIT 1",
                 (SCHEMA_VERSION,),
             ).fetchone()
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         raise CorruptLogError(f"{label}: events table unreadable ({exc})") from None
     if newer is not None:
         raise ForeignLogError(

@@ -425,7 +425,7 @@ def verify_db(
             div = _verify(src, copy, Path(tmp) / "rebuilt.db", label=label, workers=workers)
             if div is None and manifest is not None:
                 check_manifest(manifest, summary, src, label=label)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise CorruptLogError(f"{label}: database unreadable ({exc})") from None
         finally:
             src.close()
