@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from json_values import json_values
 from test_analyze_fixture import build_run_dir
 
 from friendsim.analysis.analyze import analysis_cache_path
@@ -104,3 +107,49 @@ def test_sweep_directory_prints_the_aggregate(
     out = capsys.readouterr().out
     assert "paired difference vs coach.enabled-true" in out
     assert "reward.all.total.mean" in out
+
+
+def test_the_command_loads_igraph_without_pyplot_and_leaves_matplotlib_importable(
+    run_dir: Path,
+) -> None:
+    """igraph imports matplotlib.pyplot when it loads (0.4-0.6 s, for plotting friendsim never
+    asks of it); the command hides matplotlib while igraph loads, and only then."""
+    probe = ENTRY.replace(
+        "sys.exit(a.handler(a))\n",
+        "code = a.handler(a)\n"
+        "seen = {m: m in sys.modules for m in ('igraph', 'matplotlib', 'matplotlib.pyplot')}\n"
+        "import matplotlib\n"
+        "seen['importable_after'] = bool(matplotlib.__version__)\n"
+        "sys.stderr.write(json.dumps(seen))\n"
+        "sys.exit(code)\n",
+    ).replace("import argparse, sys\n", "import argparse, json, sys\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, "analyze", str(run_dir), "--json", "--refresh"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["rewards"]["per_agent"]
+    seen = json.loads(proc.stderr.strip().splitlines()[-1])
+    assert seen == {
+        "igraph": True,
+        "matplotlib": False,
+        "matplotlib.pyplot": False,
+        "importable_after": True,
+    }
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(), json_values(int_bits=70), max_size=6))
+def test_the_analysis_cache_holds_the_stdlibs_json_value(data: dict) -> None:
+    """The cache is written through orjson (integers beyond 64 bits through the stdlib) and
+    read by ``json.loads``: the value read back is the one the stdlib would have written,
+    floats to the bit."""
+    from friendsim.analysis.analyze import _cache_bytes
+
+    got = json.loads(_cache_bytes(data).decode("utf-8"))
+    want = json.loads(json.dumps(data, sort_keys=True))
+    assert repr(got) == repr(want)
+    assert list(got) == sorted(got)

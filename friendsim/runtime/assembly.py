@@ -33,6 +33,7 @@ from typing import Any
 
 import structlog
 
+from friendsim._heap import paced_collection
 from friendsim.agents import policies as agent_policies
 from friendsim.agents.persona import Persona
 from friendsim.agents.persona_io import PersonaFileError, load_personas, save_personas
@@ -69,7 +70,6 @@ from friendsim.runtime.config import (
 from friendsim.runtime.continuous import ContinuousScheduler, acquaintances
 from friendsim.runtime.control import RunControl
 from friendsim.runtime.engine import Engine, FeedRules, RunListener, WindowTally
-from friendsim.runtime.heap import paced_collection
 from friendsim.runtime.instruments_setup import (
     inline_plan_items,
     moderation_spec,

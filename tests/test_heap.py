@@ -1,8 +1,8 @@
-"""Full garbage collections are held off while a run goes (:mod:`friendsim.runtime.heap`).
+"""Full garbage collections are held off while a run or an analysis goes (:mod:`friendsim._heap`).
 
 A full collection walks every long-lived object and stalls the event loop with model requests
-in flight; during a run none may start on its own, young collections go on, and the process's
-thresholds are put back afterwards, also when runs overlap or fail."""
+in flight; during a run (and an analysis) none may start on its own, young collections go on,
+and the process's thresholds are put back afterwards, also when runs overlap or fail."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
+from friendsim._heap import NO_FULL_COLLECTIONS, paced_collection
+from friendsim.analysis import analyze as analyze_module
 from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import parse_config
 from friendsim.runtime.engine import RunListener, WindowTally
-from friendsim.runtime.heap import NO_FULL_COLLECTIONS, paced_collection
 
 
 @pytest.fixture
@@ -100,8 +101,8 @@ def test_a_failing_block_puts_the_thresholds_back(thresholds: tuple[int, int, in
     assert gc.get_threshold() == (600, 8, 11)
 
 
-async def test_a_run_holds_off_full_collections_from_start_to_end(
-    tmp_path: Path, thresholds: tuple[int, int, int]
+async def test_a_run_and_its_analysis_hold_off_full_collections(
+    tmp_path: Path, thresholds: tuple[int, int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gc.set_threshold(700, 10, 10)
     during: list[int] = []
@@ -122,4 +123,17 @@ async def test_a_run_holds_off_full_collections_from_start_to_end(
     result = await run_experiment(cfg, out_dir=tmp_path / "run", listener=Watch())
     assert result.manifest.status == "completed"
     assert during == [NO_FULL_COLLECTIONS] * 3
+    assert gc.get_threshold() == (700, 10, 10)
+
+    seen: list[int] = []
+    real = analyze_module.read_manifest
+
+    def read_manifest(run_dir: Path) -> dict[str, Any]:
+        seen.append(gc.get_threshold()[2])
+        return real(run_dir)
+
+    monkeypatch.setattr(analyze_module, "read_manifest", read_manifest)
+    analysis = analyze_module.analyze_run(tmp_path / "run")
+    assert analysis["manifest"]["status"] == "completed"
+    assert seen == [NO_FULL_COLLECTIONS]
     assert gc.get_threshold() == (700, 10, 10)

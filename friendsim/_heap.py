@@ -1,11 +1,12 @@
-"""Keep the garbage collector's full collections off a run's critical path.
+"""Keep the garbage collector's full collections off a run's critical path (and an analysis's).
 
 CPython's cyclic collector walks every tracked object of its oldest generation on a full
 collection. A run holds hundreds of thousands of long-lived objects (the platform's state, the
 agents' memories, the coach's context) and makes a hundred thousand more a round (votes), so
 a full collection comes every second or two, stalls the event loop for 40–80 ms at 200 agents
 and finds nothing to collect (0–10 objects in every one we traced), while every model request
-in flight waits for its answer to be read.
+in flight waits for its answer to be read. An analysis builds graphs of the same size and pays
+the same collections for nothing.
 
 While a :func:`paced_collection` is held, full collections do not start on their own; young
 collections go on as before, so the short-lived cycles a run makes (futures, tasks, tracebacks)
