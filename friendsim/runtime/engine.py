@@ -276,6 +276,8 @@ class Engine:
         Coroutines are started :data:`_OBSERVE_BATCH` at a time with a yield to the event loop
         between batches, so the first ones send their requests while the rest start (each
         start does some work of its own before its first request: a ballot's memory update)."""
+        if not coros:
+            return []
         tasks: list[asyncio.Future[T]] = []
         stopping = asyncio.ensure_future(self.stop.wait()) if self.stop is not None else None
         n, applied, eager = len(coros), 0, True
