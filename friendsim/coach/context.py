@@ -8,7 +8,6 @@ of the events it is fed.
 
 from __future__ import annotations
 
-import heapq
 from collections import Counter, deque
 from collections.abc import Mapping
 
@@ -199,9 +198,8 @@ class ContextTracker:
         """The context of ``scores.agent`` right after ``scores.window`` was scored."""
         u = scores.agent
         partners = self.partners.get(u, {})
-        by_recency = heapq.nlargest(N_PARTNERS, partners, key=partners.__getitem__)
-        acquainted = self.known.get(u, {})
-        known = heapq.nlargest(N_KNOWN, acquainted, key=acquainted.__getitem__)
+        by_recency = _most_recent(partners, N_PARTNERS)
+        known = _most_recent(self.known.get(u, {}), N_KNOWN)
         senders = sorted(self._prev_dm_senders.get(u, {}).items(), key=lambda kv: -kv[1])
         replied = self._prev_dm_replied.get(u, {})
         seen = self.topics_seen.get(u, set())
@@ -233,3 +231,11 @@ class ContextTracker:
             top_liked_author=author,
             top_liked_topic=topic,
         )
+
+
+def _most_recent(seqs: dict[str, int], n: int) -> list[str]:
+    """The ``n`` keys with the largest values, largest first, ties in the dict's order: what
+    ``heapq.nlargest(n, seqs, key=seqs.__getitem__)`` gives (documented as equal to this sort),
+    but a sort in C, several times faster than the heap walk in Python for the few hundred
+    acquaintances of an agent in a dense population."""
+    return sorted(seqs, key=seqs.__getitem__, reverse=True)[:n]

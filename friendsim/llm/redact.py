@@ -79,10 +79,26 @@ def _redact_value(value: Any, secrets: list[str], done: dict[str, str]) -> Any:
             out = done[value] = _redact(value, secrets)
         return out
     if isinstance(value, Mapping):
-        return {k: _redact_value(v, secrets, done) for k, v in value.items()}
+        return {k: _redact_item(v, secrets, done) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_redact_value(v, secrets, done) for v in value]
+        return [_redact_item(v, secrets, done) for v in value]
     return value
+
+
+def _redact_item(value: Any, secrets: list[str], done: dict[str, str]) -> Any:
+    """:func:`_redact_value` of one member, with the commonest members (numbers, strings seen
+    before) answered at once: a manifest holds several per agent."""
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is str:
+        out = done.get(value)
+        if out is not None:
+            return out
+    return _redact_value(value, secrets, done)
+
+
+_PLAIN = frozenset({int, float, bool, type(None)})
 
 
 def structlog_redactor(

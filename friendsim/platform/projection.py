@@ -119,9 +119,16 @@ _PAYLOAD_FIELDS: dict[str, tuple[tuple[str, bool], ...]] = {
 }
 
 
+_FLAT = frozenset({str, int, float, bool, type(None)})
+
+
 def _thaw(value: Any) -> Any:
     if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
+        flat = _FLAT
+        for v in value:
+            if type(v) not in flat:
+                return [_thaw(v) for v in value]
+        return list(value)  # ids, topics: the commonest containers, with nothing to convert
     if isinstance(value, Mapping):
         return {k: _thaw(v) for k, v in value.items()}
     if isinstance(value, Tip):

