@@ -36,7 +36,12 @@ inproc`` answers in process (the same mind, the same latency, no HTTP): its CPU 
 without the mind's own CPU (timed around each answer) is the simulation and the LLM layers
 alone, so ``lean`` minus ``inproc`` is what the HTTP path costs per request.
 
-Usage: ``python bench/llm_bound.py [--quick] [--settings rounds,continuous] [--http-path lean]``.
+The run's event loop is the one ``friendsim run`` uses (``--loop auto``: uvloop where installed,
+:mod:`friendsim._loop`); ``--loop both`` runs each setting on the stdlib loop, then on uvloop,
+and reports the ratio of their CPU per request.
+
+Usage: ``python bench/llm_bound.py [--quick] [--settings rounds,continuous] [--http-path lean]
+[--loop auto|uvloop|asyncio|both]``.
 Prints ``uptime`` before and after; the final line is one JSON object with the figures.
 """
 
@@ -136,6 +141,7 @@ def serve(latency_s: float, seed: int) -> None:
 
 def child(spec_path: Path) -> None:
     """Run the experiment described in ``spec_path``; write the timings next to it."""
+    from friendsim._loop import LOOP_ENV, loop_name, run
     from friendsim.llm.base import LLM, Completion, LLMRequest
     from friendsim.llm.registry import create_llm
     from friendsim.runtime.assembly import run_experiment
@@ -201,6 +207,7 @@ def child(spec_path: Path) -> None:
     cfg = parse_config(spec["config"])
 
     async def go() -> dict[str, Any]:
+        loop = loop_name()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
         result = await run_experiment(
@@ -210,6 +217,7 @@ def child(spec_path: Path) -> None:
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         return {
+            "loop": loop,
             "status": result.manifest.status,
             "t0": t0,
             "wall_s": wall,
@@ -224,7 +232,7 @@ def child(spec_path: Path) -> None:
 
         profiler = Profiler(interval=0.0005, async_mode="disabled")
         profiler.start()
-    out = asyncio.run(go())
+    out = run(go(), env={LOOP_ENV: spec["loop"]})
     if profile:
         profiler.stop()
         Path(profile).write_text(profiler.output_text(unicode=True, show_all=False))
@@ -291,7 +299,9 @@ def phases(
     return out
 
 
-def measure(setting: str, args: argparse.Namespace, port: int, tmp: Path) -> dict[str, Any]:
+def measure(
+    setting: str, args: argparse.Namespace, port: int, tmp: Path, loop: str
+) -> dict[str, Any]:
     config = json.loads(json.dumps(SETTINGS[setting]))
     if args.quick:
         config["agents"]["count"] = QUICK_AGENTS[setting]
@@ -307,14 +317,15 @@ def measure(setting: str, args: argparse.Namespace, port: int, tmp: Path) -> dic
     }
     config["coach"] = {"enabled": True, "kind": "rule"}
     config["rewards"] = {"sentiment": "lexicon"}
-    spec_path = tmp / f"{setting}.json"
+    spec_path = tmp / f"{setting}-{loop}.json"
     spec = {
         "config": config,
-        "out_dir": str(tmp / setting),
+        "out_dir": str(tmp / f"{setting}-{loop}"),
         "http_path": args.http_path,
+        "loop": loop,
         "latency_s": args.latency_ms / 1000.0,
         "seed": args.seed,
-        "profile": str(args.profile / f"{setting}.txt") if args.profile else None,
+        "profile": str(args.profile / f"{setting}-{loop}.txt") if args.profile else None,
     }
     spec_path.write_text(json.dumps(spec))
     proc = subprocess.Popen([sys.executable, __file__, "--child", str(spec_path)])
@@ -329,6 +340,7 @@ def measure(setting: str, args: argparse.Namespace, port: int, tmp: Path) -> dic
     bound = sum(p["bound_s"] for p in per_phase)
     llm_wall = sum(p["wall_s"] for p in per_phase)
     return {
+        "loop": out["loop"],
         "agents": config["agents"]["count"],
         "status": out["status"],
         "requests": n,
@@ -373,6 +385,13 @@ def main() -> None:
     ap.add_argument("--http-path", choices=("lean", "httpcore", "sdk", "inproc"), default="lean")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--loop",
+        choices=("auto", "uvloop", "asyncio", "both"),
+        default="auto",
+        help="the run's event loop (FRIENDSIM_LOOP; auto: uvloop where installed, as for "
+        "`friendsim run`); both: each setting on asyncio, then on uvloop",
+    )
+    ap.add_argument(
         "--profile",
         type=Path,
         default=None,
@@ -406,18 +425,28 @@ def main() -> None:
         assert server.stdout is not None
         port = int(server.stdout.readline())
         with tempfile.TemporaryDirectory() as tmp:
+            loops = ("asyncio", "uvloop") if args.loop == "both" else (args.loop,)
             for setting in args.settings.split(","):
-                fig = measure(setting, args, port, Path(tmp))
-                figures[setting] = fig
-                print(
-                    f"{setting}: {fig['agents']} agents, {fig['requests']} requests in "
-                    f"{fig['phases']} phases; bound {fig['bound_s']} s, wall {fig['wall_s']} s "
-                    f"-> {fig['bound_over_wall']} (windows only: "
-                    f"{fig['bound_over_windows_wall']}, phases only: "
-                    f"{fig['bound_over_phase_wall']}); "
-                    f"CPU {fig['cpu_ms_per_request']} ms per request",
-                    flush=True,
-                )
+                for loop in loops:
+                    fig = measure(setting, args, port, Path(tmp), loop)
+                    name = f"{setting}@{loop}" if args.loop == "both" else setting
+                    figures[name] = fig
+                    print(
+                        f"{name}: {fig['agents']} agents on {fig['loop']}, {fig['requests']} "
+                        f"requests in "
+                        f"{fig['phases']} phases; bound {fig['bound_s']} s, wall "
+                        f"{fig['wall_s']} s -> {fig['bound_over_wall']} (windows only: "
+                        f"{fig['bound_over_windows_wall']}, phases only: "
+                        f"{fig['bound_over_phase_wall']}); "
+                        f"CPU {fig['cpu_ms_per_request']} ms per request",
+                        flush=True,
+                    )
+                if args.loop == "both":
+                    figures[f"{setting}_cpu_uvloop_over_asyncio"] = round(
+                        figures[f"{setting}@uvloop"]["cpu_ms_per_request"]
+                        / figures[f"{setting}@asyncio"]["cpu_ms_per_request"],
+                        3,
+                    )
     finally:
         server.terminate()
         server.wait()

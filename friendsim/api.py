@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from friendsim._loop import run as run_on_loop
+
 if TYPE_CHECKING:
     import networkx as nx
 
@@ -144,9 +146,9 @@ def run(
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(run_async(config, out_dir, **kwargs))
+        return run_on_loop(run_async(config, out_dir, **kwargs))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="friendsim-run") as pool:
-        return pool.submit(lambda: asyncio.run(run_async(config, out_dir, **kwargs))).result()
+        return pool.submit(lambda: run_on_loop(run_async(config, out_dir, **kwargs))).result()
 
 
 def open_run(path: PathLike) -> Run:

@@ -60,6 +60,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
         return 2
+    from friendsim._loop import LoopChoiceError, check_loop_choice
+
+    try:
+        check_loop_choice()
+    except LoopChoiceError as exc:
+        sys.stderr.write(f"friendsim: {exc}\n")
+        return 2
     return int(handler(args))
 
 

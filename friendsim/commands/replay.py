@@ -241,8 +241,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _redrive(args: argparse.Namespace) -> int:
-    import asyncio
-
+    from friendsim._loop import run as run_on_loop
     from friendsim.replay.redrive import parse_reward_changes, redrive
     from friendsim.rundir.errors import RunInputError
 
@@ -250,7 +249,7 @@ def _redrive(args: argparse.Namespace) -> int:
         raise RunInputError("--redrive needs --out FILE.json for the new scores and guidance")
     if args.out.resolve().parent == args.run_dir.resolve() or args.out.exists():
         raise RunInputError(f"{args.out}: refusing to overwrite or write into the run")
-    result = asyncio.run(
+    result = run_on_loop(
         redrive(args.run_dir, rewards=parse_reward_changes(args.rewards), coach=args.coach)
     )
     body = result.to_json()
@@ -258,7 +257,7 @@ def _redrive(args: argparse.Namespace) -> int:
     if args.moderator is not None:
         from friendsim.replay.moderation import redrive_moderation
 
-        moderation = asyncio.run(
+        moderation = run_on_loop(
             redrive_moderation(
                 args.run_dir,
                 moderator=args.moderator,
@@ -288,14 +287,13 @@ def _redrive(args: argparse.Namespace) -> int:
 
 
 def _rerun(args: argparse.Namespace) -> int:
-    import asyncio
-
+    from friendsim._loop import run as run_on_loop
     from friendsim.replay.rerun import rerun
     from friendsim.rundir.errors import RunInputError
 
     if args.out is None:
         raise RunInputError("--rerun needs --out NEW_DIR")
-    report = asyncio.run(rerun(args.run_dir, args.out))
+    report = run_on_loop(rerun(args.run_dir, args.out))
     if report.diff is not None:
         _fail(f"the re-run log differs from {args.run_dir}: {report.diff}")
     _emit(report.to_json())
@@ -305,8 +303,7 @@ def _rerun(args: argparse.Namespace) -> int:
 def _resume(run_dir: Path, out: Path | None, *, budget_usd: float | None = None) -> int:
     """Resume with prompt, visible stops (:mod:`friendsim.runtime.signals`); a stopped resume
     leaves the original untouched and can be resumed again."""
-    import asyncio
-
+    from friendsim._loop import run as run_on_loop
     from friendsim.llm.redact import redact_text
     from friendsim.replay.resume import resume
     from friendsim.runtime.signals import WindowWatch, stoppable
@@ -315,7 +312,7 @@ def _resume(run_dir: Path, out: Path | None, *, budget_usd: float | None = None)
     hint = f"resume again with: friendsim run --resume {run_dir}"
     watch = WindowWatch()
     try:
-        report = asyncio.run(
+        report = run_on_loop(
             stoppable(
                 lambda stop: resume(
                     run_dir, out_dir=out, budget_usd=budget_usd, stop=stop, listener=watch
@@ -338,8 +335,7 @@ def _resume(run_dir: Path, out: Path | None, *, budget_usd: float | None = None)
 
 
 def _fork(parent: Path, config: Path | None, at: int | None, out: Path | None) -> int:
-    import asyncio
-
+    from friendsim._loop import run as run_on_loop
     from friendsim.replay.fork import fork
     from friendsim.rundir.errors import RunInputError
     from friendsim.runtime.config import load_config
@@ -347,7 +343,7 @@ def _fork(parent: Path, config: Path | None, at: int | None, out: Path | None) -
     if config is None or at is None or out is None:
         raise RunInputError("a fork needs CONFIG, --at WINDOW and --out NEW_DIR")
     cfg = load_config(config)
-    report = asyncio.run(fork(parent, cfg, at_window=at, out_dir=out, config_path=config))
+    report = run_on_loop(fork(parent, cfg, at_window=at, out_dir=out, config_path=config))
     _emit(report.to_json())
     from friendsim.runtime.status import exit_code
 

@@ -232,6 +232,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.config is None:
         sys.stderr.write("friendsim run: an experiment CONFIG file is required\n")
         return 2
+    from friendsim._loop import run as run_on_loop
     from friendsim.llm.budget import Budget
     from friendsim.rundir.errors import RunLockedError, RunOccupiedError
     from friendsim.runtime.assembly import make_ledger, run_experiment
@@ -274,7 +275,7 @@ def handle(args: argparse.Namespace) -> int:
 
     def start(listener: RunListener | None) -> RunResult:
         watch = WindowWatch(listener)
-        return asyncio.run(
+        return run_on_loop(
             _served(
                 served,
                 lambda stop: run_experiment(

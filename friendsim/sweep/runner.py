@@ -130,8 +130,7 @@ def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
 
     Never raises for a failed run: the outcome says ``failed`` with ``"<Type>: message"``.
     """
-    import asyncio
-
+    from friendsim._loop import run as run_on_loop
     from friendsim.analysis.analyze import ANALYSIS_FILE, load_analysis
     from friendsim.runtime.assembly import run_experiment
     from friendsim.runtime.config import parse_config
@@ -149,7 +148,7 @@ def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
             return {"status": "completed", "resumed": True, "wall_seconds": 0.0, "error": None}
         moved = _set_aside(rd) if rd.exists() else None
         cfg = parse_config(plan_data, source=source)
-        result = asyncio.run(run_experiment(cfg, out_dir=rd, config_path=source))
+        result = run_on_loop(run_experiment(cfg, out_dir=rd, config_path=source))
         status = result.manifest.status
         score_run_ties(rd)
         load_analysis(rd, cache=rd / ANALYSIS_FILE)
