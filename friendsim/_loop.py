@@ -2,8 +2,10 @@
 
 A model-bound run does its simulation and all its model traffic on one event loop, and the
 loop's own work (reading and writing sockets, waking tasks, timers, the database thread's
-call-backs) is a sixth of its CPU. uvloop does that work in C: over real HTTP a run spends
-about 15 % less CPU per request and answers are read sooner (``bench/llm_bound.py --loop``).
+call-backs) is a good part of its CPU. uvloop does that work in C: in same-moment pairs over
+real HTTP, the 1,000-agent continuous setting spent 0.84–0.97 of the stdlib loop's CPU per
+request; the 200-agent rounds setting, where the simulation's own work dominates, showed no
+difference beyond the machine's noise (``bench/llm_bound.py --loop both``; BENCHMARKS.md).
 Which loop runs never changes what a run records: the log does not depend on when answers
 arrive (decisions are applied in agent order, :mod:`friendsim.runtime.engine`), and the
 example configs' digests are checked on both loops.

@@ -8,6 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from test_runtime_support import by_window, event_rows, llm_policies, read_events, run_sim
 
 from friendsim.llm.base import LLMRequest
@@ -194,3 +196,16 @@ async def test_unruly_policies_become_action_failed(tmp_path: Path) -> None:
     assert reasons[("vote", "not_offered")] >= 1
     assert sum(t.failures for t in tallies) == len(failed)
     assert all(e.window in (1, 2) for e in failed)  # type: ignore[attr-defined]
+
+
+@given(
+    n=st.integers(min_value=0, max_value=60),
+    picks=st.sets(st.integers(min_value=0, max_value=59)),
+)
+def test_offers_leave_out_exactly_the_voters_own_items_in_order(n: int, picks: set[int]) -> None:
+    from friendsim.runtime.rounds import _without
+
+    items = tuple(range(100, 100 + n))
+    positions = sorted(k for k in picks if k < n)
+    expected = tuple(x for k, x in enumerate(items) if k not in set(positions))
+    assert _without(items, positions) == expected

@@ -65,6 +65,11 @@ if TYPE_CHECKING:
     from friendsim.platform.service import Platform
     from friendsim.runtime.control import PauseGate
 
+_TAIL = 8
+"""Answers still awaited when :meth:`Engine._gather_applying` starts committing what it applied
+without waiting for the phase's end: the commit and the coach's reading of it then overlap the
+last answers instead of lying between two phases."""
+
 _OBSERVE_BATCH = 8
 """Observations built (:meth:`Engine.observe_and_decide`), or policies' coroutines started
 (:meth:`Engine._gather_applying`), between two yields to the event loop: work that does not
@@ -303,6 +308,8 @@ class Engine:
                         break
                     await apply(applied, answer)
                     applied += 1
+                if applied and len(pending) <= _TAIL:
+                    self.platform.flush_soon()
             answers = [t.result() for t in tasks]
             for i in range(applied, n):
                 await apply(i, answers[i])
