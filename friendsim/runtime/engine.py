@@ -280,7 +280,10 @@ class Engine:
 
         Coroutines are started :data:`_OBSERVE_BATCH` at a time with a yield to the event loop
         between batches, so the first ones send their requests while the rest start (each
-        start does some work of its own before its first request: a ballot's memory update)."""
+        start does some work of its own before its first request: a ballot's memory update).
+        Once at most :data:`_TAIL` answers are awaited, what was applied is committed in the
+        background as it is applied (``flush_soon``), so the commit, and the coach's reading of
+        it, overlap the last answers. Commit points never change what the log holds."""
         if not coros:
             return []
         tasks: list[asyncio.Future[T]] = []
