@@ -17,7 +17,6 @@ last one is cut at ``duration``); at each window end the runtime awaits
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -175,14 +174,8 @@ class ContinuousScheduler:
         await platform.flush()
 
         async def observe(agent: str) -> Observation:
-            # both reads go to the database thread together: one round trip instead of two
-            inbox_read = asyncio.ensure_future(engine.read_inbox(agent, self.last_wake[agent], t))
-            try:
-                feed = await engine.read_feed(agent)
-            except BaseException:
-                inbox_read.cancel()
-                raise
-            inbox = await inbox_read
+            feed = await engine.read_feed(agent)
+            inbox = await engine.read_inbox(agent, self.last_wake[agent], t)
             obs = await engine.observe(
                 agent, window=tally.window, allowed=self.allowed, feed=feed, inbox=inbox
             )
