@@ -267,6 +267,12 @@ async def test_threads_option_reaches_llama_cpp_and_stop_sequences_end_text() ->
         llama = provider._require_open()._llama
         assert llama.context_params.n_threads == 1
         assert llama.cache is not None  # the prompt-prefix cache is on
+        # the weights were loaded in the plain CPU layout (no AMX tiles: they fault on virtual
+        # machines that report AMX without running it), and only this load saw that default
+        import llama_cpp.llama_cpp as low
+
+        assert llama.model_params.use_extra_bufts is False
+        assert low.llama_model_default_params().use_extra_bufts is True
     finally:
         await provider.aclose()
 

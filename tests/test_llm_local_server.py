@@ -1,6 +1,7 @@
 """The OpenAI-compatible path, end to end against llama-cpp-python's own server.
 
-The test starts ``python -m llama_cpp.server`` on 127.0.0.1 with the embedded SmolLM2 model,
+The test starts ``python -m friendsim.llm.local_server`` (``llama_cpp.server`` loading the weights
+as the ``local`` provider does) on 127.0.0.1 with the embedded SmolLM2 model,
 waits (bounded) until its ``/v1/models`` endpoint answers, and queries it over real HTTP with
 the raw ``openai`` client and through friendsim's registry (``openai:<url>#<model>``).
 
@@ -83,7 +84,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     port = _free_port()
     log = tmp_path_factory.mktemp("llama_server") / "server.log"
     command = [
-        sys.executable, "-m", "llama_cpp.server",
+        sys.executable, "-m", "friendsim.llm.local_server",
         "--model", str(gguf), "--model_alias", MODEL_ALIAS,
         "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", "2048", "--n_threads", "2",

@@ -161,9 +161,24 @@ def _task_pids() -> list[int]:
     return out
 
 
+def _running_a_run() -> list[int]:
+    """Ray task processes that hold an event log open (a run under way, in the worker's own
+    directory; warm workers finish a short run in well under a second, so a fixed delay after
+    the task starts may land after its end)."""
+    found = []
+    for pid in _task_pids():
+        try:
+            targets = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        if any(t.endswith("events.db") for t in targets):
+            found.append(pid)
+    return found
+
+
 @pytest.mark.slow
 def test_worker_killed_mid_task_is_retried(tmp_path: Path, ray_head: str) -> None:
-    cfg = paper_sweep(tmp_path, rounds=3, reps=2, grid='{ "coach.enabled" = [true] }', name="kill")
+    cfg = paper_sweep(tmp_path, rounds=6, reps=2, grid='{ "coach.enabled" = [true] }', name="kill")
     out = tmp_path / "out"
     proc = subprocess.Popen(
         [sys.executable, "-m", "friendsim", "sweep", str(cfg), "--out", str(out),
@@ -172,12 +187,11 @@ def test_worker_killed_mid_task_is_retried(tmp_path: Path, ray_head: str) -> Non
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 180
-        while not (pids := _task_pids()):
+        while not (running := _running_a_run()):
             assert proc.poll() is None, proc.communicate()[1][-3000:]
-            assert time.monotonic() < deadline, "no Ray task started"
-            time.sleep(0.2)
-        time.sleep(1.0)  # well inside the run (a 3-round paper run takes several seconds)
-        victim = pids[0]
+            assert time.monotonic() < deadline, "no Ray task started a run"
+            time.sleep(0.05)
+        victim = running[0]  # a task with its run's event log open: killed mid-run
         os.kill(victim, signal.SIGKILL)
         _, err = proc.communicate(timeout=600)
     finally:

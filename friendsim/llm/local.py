@@ -58,13 +58,14 @@ Contract and design:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import importlib.util
 import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -141,6 +142,43 @@ def _import_llama_cpp() -> Any:
         ) from exc
 
 
+_PARAMS_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def plain_weight_layout(llama_cpp: Any) -> Iterator[None]:
+    """Load models with ``use_extra_bufts`` off: the weights stay in llama.cpp's plain CPU
+    layout instead of a CPU-specific repacked one (AMX tiles where the CPU reports AMX).
+
+    A llama.cpp built for a CPU that reports AMX (the native build pip makes on such a machine)
+    loads the weights into AMX tiles, and on a virtual machine that reports AMX without running
+    it the first matrix product faults (``ldtilecfg``: a segmentation fault that kills the
+    process; seen on a 2-core Firecracker guest of an AMX host). The default model's Q4_1
+    weights have no other repacked layout (llama.cpp repacks Q4_0, Q4_K and IQ4_NL for AVX2),
+    so for it the plain layout costs nothing where AMX is absent; a Q4_K file may run somewhat
+    slower than it could. ``Llama()`` takes its model parameters from
+    ``llama_model_default_params()`` and has no argument for this one, so the defaults are
+    amended for the duration of the load (under a lock: loads are rare and short)."""
+    low: Any = getattr(llama_cpp, "llama_cpp", None)
+    default = getattr(low, "llama_model_default_params", None)
+    if low is None or default is None:
+        yield
+        return
+
+    def amended() -> Any:
+        params = default()
+        if hasattr(params, "use_extra_bufts"):
+            params.use_extra_bufts = False
+        return params
+
+    with _PARAMS_LOCK:
+        low.llama_model_default_params = amended
+        try:
+            yield
+        finally:
+            low.llama_model_default_params = default
+
+
 # llama-cpp-python's schema converter lets raw control characters (newlines) into strings,
 # which strict JSON parsers reject; llama.cpp's C++ converter excludes them, and so do we.
 _LAX_CHAR_RULE = 'char ::= [^"\\\\]'
@@ -195,15 +233,16 @@ class _SharedModel:
             path = self.source.materialize()
             started = time.perf_counter()
             try:
-                self._llama = llama_cpp.Llama(
-                    model_path=str(path),
-                    n_ctx=self.n_ctx,
-                    n_threads=self.n_threads,
-                    n_threads_batch=self.n_threads,
-                    n_batch=self.n_batch,
-                    chat_format=self.source.chat_format,
-                    verbose=False,
-                )
+                with plain_weight_layout(llama_cpp):
+                    self._llama = llama_cpp.Llama(
+                        model_path=str(path),
+                        n_ctx=self.n_ctx,
+                        n_threads=self.n_threads,
+                        n_threads_batch=self.n_threads,
+                        n_batch=self.n_batch,
+                        chat_format=self.source.chat_format,
+                        verbose=False,
+                    )
                 if self.prompt_cache_mb > 0:
                     self._llama.set_cache(
                         llama_cpp.LlamaRAMCache(capacity_bytes=self.prompt_cache_mb << 20)
