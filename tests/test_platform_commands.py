@@ -215,6 +215,40 @@ async def test_dms_between_is_every_readers_dms_to(plat: Platform) -> None:
     }
 
 
+async def test_dms_since_is_each_readers_dms_to(plat: Platform) -> None:
+    """One read for agents that wake together, each with its own last wake, gives each what
+    its own :meth:`dms_to` gives (seq order, both edges of its interval, committed DMs only);
+    agents with none are left out, and an unknown reader is named."""
+    sends = [
+        (10.0, "ann", "bob", "one"),
+        (10.0, "cy", "bob", "two"),
+        (20.0, "bob", "ann", "three"),
+        (30.0, "ann", "cy", "four"),
+        (40.0, "cy", "bob", "five"),
+        (50.0, "bob", "cy", "six"),
+    ]
+    for t, sender, recipient, text in sends:
+        plat.clock.advance_to(t)
+        await plat.send_dm(sender, recipient, text=text, topic="t")
+    await plat.flush()
+    plat.clock.advance_to(60.0)
+    await plat.send_dm("cy", "ann", text="not committed", topic="t")
+    edges = (0.0, 10.0, 10.5, 20.0, 30.0, 40.0, 50.0, 51.0)
+    for until in (30.0, 50.0, 100.0):
+        for a_since in edges:
+            for b_since in edges:
+                since = {"ann": a_since, "bob": b_since, "cy": 0.0}
+                got = await plat.dms_since(since, until)
+                for agent, t in since.items():
+                    assert got.get(agent, []) == await plat.dms_to(agent, t, until)
+                assert all(got[a] for a in got)
+    got = await plat.dms_since({"bob": 15.0}, 100.0)
+    assert {k: [d.text for d in v] for k, v in got.items()} == {"bob": ["five"]}
+    assert await plat.dms_since({}, 100.0) == {}
+    with pytest.raises(UnknownAgentError, match="'zed'"):
+        await plat.dms_since({"bob": 0.0, "zed": 0.0}, 100.0)
+
+
 async def test_reopen_resumes_seq_ids_and_clock(tmp_path: Path) -> None:
     p = await Platform.open(tmp_path / "r.db", clock=VirtualClock(5.0))
     await p.register_agent("a", name="A")

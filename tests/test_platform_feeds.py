@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sqlite3
 from pathlib import Path
@@ -137,6 +138,33 @@ async def test_serve_feed_logs_feed_served(plat: Platform) -> None:
         "SELECT rank, post_id, topic FROM exposures WHERE seq = ? ORDER BY rank", (e.seq,)
     )
     assert [tuple(r) for r in rows] == [(i, v.post_id, v.topic) for i, v in enumerate(views)]
+
+
+@pytest.mark.parametrize("name", ["chrono", "popularity", "interest", "full"])
+async def test_rank_feed_then_log_feed_is_serve_feed(plat: Platform, name: str) -> None:
+    """Ranking logs nothing and changes nothing; logging it at its turn logs what serving logs:
+    the feeds of several readers ranked ahead (concurrently) and logged in their order give the
+    log and the views of serving them one after the other."""
+    ranker = make_ranker(name)
+    readers = ["v", "o", "f1", "f2", "v"]
+    before = plat.last_seq
+    ranked = await asyncio.gather(*(plat.rank_feed(r, ranker, limit=3) for r in readers))
+    assert plat.last_seq == before
+    for reader, views in zip(readers, ranked, strict=True):
+        await plat.log_feed(reader, ranker, views)
+    await plat.flush()
+    logged = [e async for e in plat.events(before + 1)]
+    mid = plat.last_seq
+    served = [await plat.serve_feed(r, ranker, limit=3) for r in readers]
+    await plat.flush()
+    again = [e async for e in plat.events(mid + 1)]
+    assert served == ranked
+    assert any(ranked)
+    strip = [(e.actor, e.ranker, e.post_ids, e.topics) for e in logged]
+    assert strip == [(e.actor, e.ranker, e.post_ids, e.topics) for e in again]
+    assert all(isinstance(e, FeedServed) for e in logged) and len(logged) == len(readers)
+    with pytest.raises(UnknownAgentError, match="'nobody'"):
+        await plat.rank_feed("nobody", ranker)
 
 
 async def test_serve_feed_errors_and_fake_ranker(plat: Platform) -> None:

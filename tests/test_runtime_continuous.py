@@ -4,7 +4,9 @@ snapshots per slice, windows for rewards and coaching, determinism."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from scipy.stats import spearmanr
 from test_runtime_support import by_window, event_rows, read_events, run_sim
 
 from friendsim.agents.generator import generate_personas
+from friendsim.platform import Platform
 from friendsim.runtime.continuous import acquaintances, wake_rates
 
 W = 600.0
@@ -123,3 +126,32 @@ def test_acquaintances_are_seeded_and_exclude_self() -> None:
         assert len(known) == len(set(known)) == 5 and me not in known
     small = acquaintances(["x", "y", "z"], k=5, seed=1)
     assert sorted(small["x"]) == ["y", "z"]
+
+
+@pytest.mark.parametrize("ranker", ["chrono", "interest"])
+async def test_feeds_read_ahead_log_what_serving_one_by_one_logs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ranker: str
+) -> None:
+    """The feeds of a slice's agents are read ahead of their turn and their DMs in one query;
+    the log is byte-for-byte the one of reading each agent's feed and DMs at its turn."""
+    import friendsim.runtime.engine as engine_module
+
+    kw = dict(
+        mode="continuous", n_agents=30, n_actions=2, windows=3, window_length=W, tick=TICK,
+        ranker=ranker, feed_limit=10, wake_rate=4.0,
+    )  # fmt: skip
+    await run_sim(tmp_path / "ahead.db", **kw)  # type: ignore[arg-type]
+    ahead = event_rows(tmp_path / "ahead.db")
+    monkeypatch.setattr(engine_module, "_FEEDS_AHEAD", 1)
+
+    async def dms_one_by_one(
+        self: Platform, since: Mapping[str, float], until_t: float
+    ) -> dict[str, list[Any]]:
+        got = {a: await self.dms_to(a, t, until_t) for a, t in since.items()}
+        return {a: dms for a, dms in got.items() if dms}
+
+    monkeypatch.setattr(Platform, "dms_since", dms_one_by_one)
+    await run_sim(tmp_path / "one.db", **kw)  # type: ignore[arg-type]
+    assert ahead == event_rows(tmp_path / "one.db")
+    kinds = Counter(row[2] for row in ahead)
+    assert kinds["feed_served"] > 100 and kinds["dm_sent"] > 10 and kinds["post_created"] > 10

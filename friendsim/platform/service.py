@@ -65,7 +65,7 @@ from .feeds.base import (
 )
 from .state import PlatformState
 from .store import Store
-from .views import PostView, dms_between, dms_to, fetch_posts, posts_between
+from .views import PostView, dms_between, dms_since, dms_to, fetch_posts, posts_between
 
 log = structlog.get_logger(__name__)
 
@@ -461,7 +461,25 @@ class Platform:
         since_t: float | None = None,
         until_t: float | None = None,
     ) -> list[PostView]:
-        """Rank committed posts for ``agent`` and log what was shown as ``FeedServed``."""
+        """Rank committed posts for ``agent`` and log what was shown as ``FeedServed``
+        (:meth:`rank_feed`, then :meth:`log_feed`)."""
+        views = await self.rank_feed(agent, ranker, limit=limit, since_t=since_t, until_t=until_t)
+        await self.log_feed(agent, ranker, views)
+        return views
+
+    async def rank_feed(
+        self,
+        agent: str,
+        ranker: FeedRanker,
+        *,
+        limit: int = 20,
+        since_t: float | None = None,
+        until_t: float | None = None,
+    ) -> list[PostView]:
+        """What :meth:`serve_feed` would show ``agent`` now, without logging it: a read of
+        committed state that changes nothing, so the feeds of agents that wake together can be
+        read ahead (several queries queued for the database thread) and logged in their order
+        with :meth:`log_feed`, which is what serving them one after the other logs."""
         self._state.agent(agent, "feed reader")
         if limit < 1:
             raise ValueError(f"feed limit must be >= 1, got {limit}")
@@ -495,7 +513,10 @@ class Platform:
         else:
             ids = list(dict.fromkeys(await ranker.rank(view, query)))
             views = await fetch_posts(self._store.reader, ids)
-        views = self._moderated(agent, views)[:limit] if moderated else views[:limit]
+        return self._moderated(agent, views)[:limit] if moderated else views[:limit]
+
+    async def log_feed(self, agent: str, ranker: FeedRanker, views: Sequence[PostView]) -> None:
+        """Log ``views`` (from :meth:`rank_feed`) as served to ``agent`` (``FeedServed``)."""
         seq, t = self._next()
         e = FeedServed(
             seq=seq,
@@ -507,7 +528,6 @@ class Platform:
         )
         self._admit(e)
         await self._admitted(e)
-        return views
 
     def _moderated(self, reader: str, views: list[PostView]) -> list[PostView]:
         """Moderation applied to a ranked feed: removed items and shadowbanned authors' items
@@ -615,6 +635,16 @@ class Platform:
     async def dms_to(self, agent: str, since_t: float, until_t: float) -> list[DirectMessageSent]:
         """DMs received by ``agent`` with ``since_t <= t < until_t``, in seq order (committed)."""
         return await dms_to(self._store.reader, agent, since_t, until_t)
+
+    async def dms_since(
+        self, since: Mapping[str, float], until_t: float
+    ) -> dict[str, list[DirectMessageSent]]:
+        """For every ``agent, since_t`` of ``since``, the committed DMs it received with
+        ``since_t <= t < until_t`` in seq order (what :meth:`dms_to` gives it; agents with none
+        are left out): one query for the agents that wake together."""
+        for agent in since:
+            self._state.agent(agent, "DM reader")
+        return await dms_since(self._store.reader, since, until_t)
 
     async def dms_between(
         self, since_t: float, until_t: float

@@ -122,6 +122,29 @@ async def dms_to(
     return [_row_to_dm(r) for r in rows]
 
 
+async def dms_since(
+    conn: Reads, since: Mapping[str, float], until_t: float
+) -> dict[str, list[DirectMessageSent]]:
+    """For every ``agent, since_t`` of ``since``, the DMs it received with ``since_t <= t <
+    until_t``, in seq order: what :func:`dms_to` gives each, in one query (one round trip to the
+    database thread for all the agents that wake together, each with its own last wake)."""
+    if not since:
+        return {}
+    rows = await conn.execute_fetchall(
+        "WITH w(agent, since) AS (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]')"
+        " FROM json_each(?))"
+        f" SELECT {', '.join('d.' + c for c in _DM_COLUMNS.split(', '))}"
+        " FROM w JOIN dms d ON d.recipient = w.agent AND d.t >= w.since AND d.t < ?"
+        " ORDER BY d.seq",
+        (json.dumps([[a, float(t)] for a, t in since.items()]), until_t),
+    )
+    out: dict[str, list[DirectMessageSent]] = {}
+    for r in rows:
+        dm = _row_to_dm(r)
+        out.setdefault(dm.recipient, []).append(dm)
+    return out
+
+
 async def dms_between(
     conn: Reads, since_t: float, until_t: float
 ) -> dict[str, list[DirectMessageSent]]:

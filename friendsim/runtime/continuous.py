@@ -8,7 +8,10 @@ from one seeded ``numpy`` Generator (Poisson with mean rate × slice). Agents th
 slice (several wakes in one slice count as one) act together at the slice's start time: the
 platform is flushed, each reads its ranked timeline (``serve_feed`` with the configured ranker,
 logged) and the DMs it got since its last wake, all decide concurrently, and the decisions are
-applied sorted by agent id. Any action of :data:`TIMELINE_ACTIONS` is allowed.
+applied sorted by agent id. The slice's DMs are read in one query and its feeds a few agents
+ahead of their turn (:mod:`friendsim.runtime.ahead`), so building the observations does not
+wait for one database round trip per agent; each feed is logged at its agent's turn, so the log
+is the one of reading them one after the other. Any action of :data:`TIMELINE_ACTIONS` is allowed.
 
 Windows of ``window_length`` seconds bracket the slices (``WindowStarted``/``WindowEnded``; the
 last one is cut at ``duration``); at each window end the runtime awaits
@@ -173,13 +176,19 @@ class ContinuousScheduler:
         platform.clock.advance_to(t)
         await platform.flush()
 
+        dms = await platform.dms_since({a: self.last_wake[a] for a in woken}, t)
+        feeds = engine.feeds_ahead(woken)
+
         async def observe(agent: str) -> Observation:
-            feed = await engine.read_feed(agent)
-            inbox = await engine.read_inbox(agent, self.last_wake[agent], t)
+            feed = await feeds.take(agent)
+            inbox = engine.inbox_of(agent, dms.get(agent, ()))
             obs = await engine.observe(
                 agent, window=tally.window, allowed=self.allowed, feed=feed, inbox=inbox
             )
             self.last_wake[agent] = t
             return obs
 
-        await engine.observe_and_decide(woken, observe, tally)
+        try:
+            await engine.observe_and_decide(woken, observe, tally)
+        finally:
+            await feeds.aclose()

@@ -47,6 +47,8 @@ from friendsim.llm.errors import (
 from friendsim.llm.redact import redact_text
 from friendsim.platform.events import DirectMessageSent, VoteCast, VoteChanged
 from friendsim.platform.feeds.base import FeedRanker, same_for_every_reader
+from friendsim.platform.views import PostView
+from friendsim.runtime.ahead import FeedsAhead
 from friendsim.runtime.apply import Outcome, apply_ballot, apply_decision, received_vote
 from friendsim.runtime.observe import AgentContext, CoachView, ScoresLike, feed_item, inbox_message
 from friendsim.runtime.status import RunInterrupted, check_failure_budget
@@ -71,6 +73,8 @@ without waiting for the phase's end: the commit and the coach's reading of it th
 last answers instead of lying between two phases."""
 
 _OBSERVE_BATCH = 8
+_FEEDS_AHEAD = 16
+"""Feed reads queued ahead of the agent being observed (:meth:`Engine.feeds_ahead`)."""
 """Observations built (:meth:`Engine.observe_and_decide`), or policies' coroutines started
 (:meth:`Engine._gather_applying`), between two yields to the event loop: work that does not
 wait would otherwise hold back the requests of the ones before it."""
@@ -362,6 +366,35 @@ class Engine:
             since_t=since_t,
             until_t=until_t,
         )
+        return self._feed_items(views)
+
+    def feeds_ahead(
+        self,
+        agents: Sequence[str],
+        *,
+        since_t: float | None = None,
+        until_t: float | None = None,
+    ) -> FeedsAhead[list[PostView], tuple[FeedItem, ...]]:
+        """The feeds of ``agents`` (who wake together, observed in this order), each read
+        before its turn and logged at its turn: what :meth:`read_feed` for one after the other
+        gives and logs, without a round trip to the database per agent on the way."""
+        ranker, limit = self.feeds.ranker, self.feeds.limit
+        platform = self.platform
+
+        async def log(agent: str, views: list[PostView]) -> tuple[FeedItem, ...]:
+            await platform.log_feed(agent, ranker, views)
+            return self._feed_items(views)
+
+        return FeedsAhead(
+            agents,
+            read=lambda agent: platform.rank_feed(
+                agent, ranker, limit=limit, since_t=since_t, until_t=until_t
+            ),
+            log=log,
+            depth=1 if same_for_every_reader(ranker) else _FEEDS_AHEAD,
+        )
+
+    def _feed_items(self, views: Sequence[PostView]) -> tuple[FeedItem, ...]:
         if not same_for_every_reader(self.feeds.ranker):
             return tuple(feed_item(v) for v in views)
         items = self._items

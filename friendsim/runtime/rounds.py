@@ -88,7 +88,9 @@ class RoundsScheduler:
         first = w == 1
         allowed = ROUND_ONE_ALLOWED if first else PAPER_ACTIONS
 
+        agents = engine.active(w)
         inboxes: dict[str, list[DirectMessageSent]] | None = None
+        feeds = engine.feeds_ahead(() if first else agents, since_t=t0 - length, until_t=t0)
 
         async def observe(agent: str) -> Observation:
             nonlocal inboxes
@@ -96,18 +98,21 @@ class RoundsScheduler:
                 feed: tuple[FeedItem, ...] = ()
                 inbox: tuple[InboxMessage, ...] = ()
             else:
-                feed = await engine.read_feed(agent, since_t=t0 - length, until_t=t0)
+                feed = await feeds.take(agent)
                 if inboxes is None:  # the last round's DMs, read once for every agent
                     inboxes = await platform.dms_between(t0 - length, t0)
                 inbox = engine.inbox_of(agent, inboxes.get(agent, ()))
             return await engine.observe(agent, window=w, allowed=allowed, feed=feed, inbox=inbox)
 
-        observations = await engine.observe_and_decide(
-            engine.active(w),
-            observe,
-            tally,
-            before_apply=lambda: platform.clock.advance_to(t0 + length * EXECUTE_AT),
-        )
+        try:
+            observations = await engine.observe_and_decide(
+                agents,
+                observe,
+                tally,
+                before_apply=lambda: platform.clock.advance_to(t0 + length * EXECUTE_AT),
+            )
+        finally:
+            await feeds.aclose()
         await engine.hooks.applied(w)
 
         engine.check_stop()
