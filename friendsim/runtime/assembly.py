@@ -692,20 +692,35 @@ async def run_experiment(
 
 USAGE_CHECKPOINT_S = 1.0
 """How often a running run writes its LLM usage so far into its manifest (seconds)."""
+USAGE_CHECKPOINT_DUTY = 50
+"""The usage checkpoint waits at least this many times as long as its last write took: the
+manifest of 100,000 agents (16 MB) takes about half a second to write, so a write every second
+would keep half a core busy, in a thread that competes with the run's event loop."""
 
 
 class _UsageCheckpoint:
     """Writes the ledger into the manifest (``status="running"``) every ``interval`` seconds while
-    the run goes, so the manifest of a run killed with SIGKILL still holds what it spent up to a
-    moment before it died, and a resume sums it in (the answers themselves are in the
+    the run goes (or ``duty`` times as long as the last write took, if that is longer: a large
+    population's manifest is slow to write), so the manifest of a run killed with SIGKILL still
+    holds what it spent up to a moment before it died, and a resume sums it in (the answers themselves are in the
     record/replay cache and are not paid again). :meth:`close` stops it before the final
     manifest is written; a write already in progress finishes first (one lock), never after."""
 
-    def __init__(self, run_dir: Path, manifest: Manifest, ledger: Ledger, interval: float) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        manifest: Manifest,
+        ledger: Ledger,
+        interval: float,
+        *,
+        duty: float = USAGE_CHECKPOINT_DUTY,
+    ) -> None:
         self.run_dir = run_dir
         self.manifest = manifest
         self.ledger = ledger
         self.interval = interval
+        self.duty = duty
+        self.writes = 0
         self._lock = threading.Lock()
         self._closed = False
         self._task: asyncio.Task[None] | None = None
@@ -715,17 +730,21 @@ class _UsageCheckpoint:
 
     async def _loop(self) -> None:
         last: dict[str, Any] | None = None
+        delay = self.interval
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(delay)
             usage = self.ledger.to_json()
             if usage != last:
                 last = usage
+                started = time.perf_counter()
                 await asyncio.to_thread(self._write, usage)
+                delay = max(self.interval, (time.perf_counter() - started) * self.duty)
 
     def _write(self, usage: dict[str, Any]) -> None:
         with self._lock:
             if not self._closed:
                 write_manifest(self.run_dir, self.manifest.model_copy(update={"llm_usage": usage}))
+                self.writes += 1
 
     async def close(self) -> None:
         if self._task is not None:
