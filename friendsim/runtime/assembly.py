@@ -67,7 +67,7 @@ from friendsim.runtime.config import (
     resolve_auto_provider,
     uses_fleet,
 )
-from friendsim.runtime.continuous import ContinuousScheduler, acquaintances
+from friendsim.runtime.continuous import ContinuousScheduler, acquaintances_of
 from friendsim.runtime.control import RunControl
 from friendsim.runtime.engine import Engine, FeedRules, RunListener, WindowTally
 from friendsim.runtime.instruments_setup import (
@@ -75,6 +75,7 @@ from friendsim.runtime.instruments_setup import (
     moderation_spec,
     open_instruments,
 )
+from friendsim.runtime.on_demand import OnDemand
 from friendsim.runtime.rounds import RoundsScheduler
 from friendsim.runtime.status import RunStopped, StopKind, finished_status, provider_stop
 from friendsim.vocabulary import Policy
@@ -306,9 +307,11 @@ def _policies(
     personas: Sequence[Persona],
     specs: Mapping[str, str],
     stacks: Mapping[str, LLM],
-) -> dict[str, Policy]:
+) -> OnDemand[Policy]:
     """One policy per agent from the policy registry; the agent's seed is derived from the run
-    seed, the agent id and the policy's name."""
+    seed, the agent id and the policy's name. Each is made when its agent first acts
+    (:class:`~friendsim.runtime.on_demand.OnDemand`), the first one at once, so that a policy
+    the configuration cannot make stops the set-up."""
     ex = cfg.experiment
     name = cfg.agents.policy
     knobs: dict[str, Any] = {
@@ -319,8 +322,11 @@ def _policies(
     if cfg.llm.temperature is not None:
         knobs["plan_temperature"] = knobs["content_temperature"] = cfg.llm.temperature
     stances = {p.id: p.stance_score for p in personas}
-    return {
-        p.id: POLICIES.create(
+    by_id = {p.id: p for p in personas}
+
+    def make(agent: str) -> Policy:
+        p = by_id[agent]
+        return POLICIES.create(
             name,
             cfg.agents.policy_params,
             context=PolicyContext(
@@ -333,8 +339,11 @@ def _policies(
                 llm_options={**knobs, **_profile(cfg, specs.get(p.id))},
             ),
         )
-        for p in personas
-    }
+
+    policies = OnDemand(by_id, make)
+    if personas:
+        policies[personas[0].id]  # a policy that cannot be made fails the set-up, not a wake
+    return policies
 
 
 def prepare_run(
@@ -593,7 +602,9 @@ async def _run_locked(
             gate=control.gate if control is not None else None,
             max_failure_share=cfg.llm.max_failure_share if specs else None,
             hooks=instruments,
-            acquaintances=acquaintances(agent_ids, k=10, seed=ex.seed)
+            acquaintances=OnDemand(
+                agent_ids, lambda a: acquaintances_of(a, agent_ids, k=10, seed=ex.seed)
+            )
             if ex.mode == "continuous"
             else None,
         )

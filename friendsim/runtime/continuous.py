@@ -52,23 +52,25 @@ def acquaintances(agents: Sequence[str], *, k: int, seed: int) -> dict[str, list
     """A seeded sample of ``k`` other agents per agent: whom it knows of before reading anything.
 
     Without it a chrono feed of an agent that follows nobody is empty, and so is its known-user
-    list: nobody could ever make the first follow.
+    list: nobody could ever make the first follow. Each agent's sample has its own generator
+    (:func:`acquaintances_of`), so one agent's can be drawn alone, when it first wakes.
     """
-    out: dict[str, list[str]] = {}
+    return {a: acquaintances_of(a, agents, k=k, seed=seed) for a in agents}
+
+
+def acquaintances_of(agent: str, agents: Sequence[str], *, k: int, seed: int) -> list[str]:
+    """``agent``'s entry of :func:`acquaintances` (``agents``: the whole population, sorted)."""
+    rng = random.Random(f"{seed}:acq:{agent}")
     n = len(agents)
-    for a in agents:
-        rng = random.Random(f"{seed}:acq:{a}")
-        if n - 1 <= 2 * k:
-            others = [b for b in agents if b != a]
-            out[a] = rng.sample(others, min(k, len(others)))
-            continue
-        picked: dict[str, None] = {}
-        while len(picked) < k:
-            b = agents[rng.randrange(n)]
-            if b != a:
-                picked[b] = None
-        out[a] = list(picked)
-    return out
+    if n - 1 <= 2 * k:
+        others = [b for b in agents if b != agent]
+        return rng.sample(others, min(k, len(others)))
+    picked: dict[str, None] = {}
+    while len(picked) < k:
+        b = agents[rng.randrange(n)]
+        if b != agent:
+            picked[b] = None
+    return list(picked)
 
 
 class ContinuousScheduler:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -51,6 +51,7 @@ from friendsim.platform.views import PostView
 from friendsim.runtime.ahead import FeedsAhead
 from friendsim.runtime.apply import Outcome, apply_ballot, apply_decision, received_vote
 from friendsim.runtime.observe import AgentContext, CoachView, ScoresLike, feed_item, inbox_message
+from friendsim.runtime.on_demand import OnDemand
 from friendsim.runtime.status import RunInterrupted, check_failure_budget
 from friendsim.vocabulary import (
     ActionType,
@@ -181,7 +182,9 @@ class Engine:
         hooks: WindowHooks | None = None,
     ) -> None:
         self.platform = platform
-        self.policies = dict(policies)
+        self.policies: MutableMapping[str, Policy] = (
+            policies if isinstance(policies, OnDemand) else dict(policies)
+        )
         self.agents: tuple[str, ...] = tuple(sorted(self.policies))
         self.coach = coach
         self.theme = theme
@@ -189,12 +192,13 @@ class Engine:
         self._feeds_for = feeds
         self.feeds = feeds(1)
         self.listener = listener or RunListener()
-        acquaintances = acquaintances or {}
+        known: Mapping[str, Sequence[str]] = acquaintances or {}
         self._max_known = max_known
-        self.contexts: dict[str, AgentContext] = {
-            a: AgentContext(a, max_known=max_known, acquaintances=acquaintances.get(a, ()))
-            for a in self.agents
-        }
+        self.contexts: MutableMapping[str, AgentContext] = OnDemand(
+            self.agents,
+            lambda a: AgentContext(a, max_known=max_known, acquaintances=known.get(a, ())),
+        )
+        """Each agent's context, made when the agent is first observed (see :mod:`.on_demand`)."""
         self._received: dict[str, deque[VoteCast | VoteChanged]] = {}
         self._items: dict[int, tuple[object, FeedItem]] = {}
         """Feed items made this window, by the id of the post view they were made from: the
