@@ -397,3 +397,68 @@ def test_a_few_rejected_calls_within_the_failure_budget_give_degraded(
     assert sum(m["llm_usage"]["total"]["failures"].values()) >= lost
     assert json.loads(out.strip().splitlines()[-1])["status"] == "degraded"
     assert f"degraded: every window ran but {lost} model-backed decisions were lost" in err
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_sigint_while_a_hanging_llm_coach_advises_stops_at_once_and_resumes_to_the_same_log(
+    tmp_path: Path, signals: int
+) -> None:
+    """The coach's model hangs (60 s a call) at the first window's end: one SIGINT (or two,
+    the second while the first is being acted on) ends the process within 10 s, interrupted
+    with the window's end committed and none of its guidance; ``--resume`` against a coach
+    that answers asks for that guidance again, and the log equals an uninterrupted run's."""
+    coach_port = free_port()
+    with (
+        StubLLMServer(responder=mind_responder()) as agents,
+        StubLLMServer(responder=mind_responder(), port=coach_port, latency_s=60.0) as coach,
+    ):
+        extra = f'[coach]\nkind = "llm"\nprovider = "openai:{coach.openai_base_url}#c"\n'
+        cfg = config(tmp_path, agents.openai_base_url, extra=extra)
+        cfg.write_text(cfg.read_text().replace("timeout_s = 1.0", "timeout_s = 60.0"))
+        run = tmp_path / "r"
+        env = {**os.environ, KEY_ENV: KEY}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "friendsim", "run", str(cfg), "--out", str(run), "--quiet"],
+            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while not coach.requests and time.monotonic() < deadline:
+                assert proc.poll() is None, proc.communicate()[1][-3000:]
+                time.sleep(0.05)
+            assert coach.requests, "the run never asked its coach"
+            t0 = time.monotonic()
+            for _ in range(signals):
+                proc.send_signal(2)
+                time.sleep(0.05)
+            _, err = proc.communicate(timeout=30)
+            elapsed = time.monotonic() - t0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert elapsed < 10, elapsed
+        assert proc.returncode == 130, err
+        assert "SIGINT: stopping after window 0" in err
+        assert manifest(run)["status"] == "interrupted"
+        with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
+            kinds = [k for (k,) in con.execute("SELECT kind FROM events ORDER BY seq")]
+        assert "window_ended" in kinds and "guidance_issued" not in kinds
+
+        coach.latency_s = 0.0  # the coach's model is back
+        again = subprocess.run(
+            [sys.executable, "-m", "friendsim", "run", "--resume", str(run), "--quiet"],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert again.returncode == 0, again.stderr
+        assert manifest(run)["status"] == "completed"
+        whole = tmp_path / "whole"
+        fresh = subprocess.run(
+            [sys.executable, "-m", "friendsim", "run", str(cfg), "--out", str(whole), "--quiet"],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert fresh.returncode == 0, fresh.stderr
+    assert events_digest(run) == events_digest(whole)
+    with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
+        issued = con.execute("SELECT count(*) FROM events WHERE kind = 'guidance_issued'")
+        assert issued.fetchone()[0] == 4 * 2  # every agent, both windows

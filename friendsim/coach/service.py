@@ -117,6 +117,8 @@ class CoachService:
         self._maxsize = maxsize
         self._sem = asyncio.Semaphore(concurrency)
         self._workers = concurrency
+        self._advising = False
+        """Whether the writer is asking the coach for a window's advice (nothing recorded yet)."""
         self.context = ContextTracker()
         self.feedback_tracker = FeedbackTracker()
         self._scores: dict[int, dict[str, AgentScores]] = {}
@@ -147,8 +149,12 @@ class CoachService:
         self._reader = asyncio.create_task(self._read(), name=f"{self.name}-reader")
         self._writer = asyncio.create_task(self._write(), name=f"{self.name}-writer")
 
-    async def stop(self) -> None:
-        """Stop after the windows already handed to the writer are recorded."""
+    async def stop(self, *, abandon: bool = False) -> None:
+        """Stop after the windows already handed to the writer are recorded; with ``abandon``
+        (a run that stops before it completes), a window whose advice is still being asked is
+        dropped instead: its model calls are cancelled and none of its guidance is recorded
+        (a resume asks for it again), so a slow or hanging coach model cannot hold a stopped
+        run. Guidance being recorded is always recorded whole."""
         if self._stopped:
             return
         self._stopped = True
@@ -158,6 +164,8 @@ class CoachService:
             await asyncio.gather(self._reader, return_exceptions=True)
         if self._writer is not None:
             self._jobs.put_nowait(None)
+            if abandon and self._advising:
+                self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
         self._release_waiters(CoachServiceError(f"{self.name} stopped"))
 
@@ -341,7 +349,11 @@ class CoachService:
     async def _coach_window(self, window: int, contexts: list[CoachContext]) -> None:
         coach = self.regime(window + 1).coach
         assert coach is not None
-        advice = await self._advise_all(coach, contexts)
+        self._advising = True
+        try:
+            advice = await self._advise_all(coach, contexts)
+        finally:
+            self._advising = False
         now = self.platform.clock.now()
         for ctx, adv in zip(contexts, advice, strict=True):
             name = coach.name

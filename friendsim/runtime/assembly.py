@@ -650,7 +650,7 @@ async def _run_locked(
             windows = list(scheduler.reports)
         if instruments is not None:
             await instruments.aclose()
-        await _shutdown(service, stacks, platform)
+        await _shutdown(service, stacks, platform, abandon=status not in ("completed", "degraded"))
         if journal is not None:
             journal.close()
         manifest.status = status  # type: ignore[assignment]
@@ -777,13 +777,18 @@ def _log_sha256(db: Path) -> str:
 
 
 async def _shutdown(
-    service: CoachService | None, stacks: Mapping[str, LLMStack], platform: Platform
+    service: CoachService | None,
+    stacks: Mapping[str, LLMStack],
+    platform: Platform,
+    *,
+    abandon: bool = False,
 ) -> None:
     """Stop the coach, close the LLM stacks, then close (flush) the platform — each step even
-    when an earlier one fails, so the database is always closed and its thread ends."""
+    when an earlier one fails, so the database is always closed and its thread ends. A run that
+    did not complete (``abandon``) does not wait for the coach advice still being asked."""
     try:
         if service is not None:
-            await service.stop()
+            await service.stop(abandon=abandon)
     except Exception as exc:
         log.error("coach_service_stop_failed", error=repr(exc))
     for stack in stacks.values():

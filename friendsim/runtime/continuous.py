@@ -154,7 +154,7 @@ class ContinuousScheduler:
         platform.clock.advance_to(end)
         await platform.record(WindowEnded(t=end, window=w))
         await platform.flush()
-        tally.scores = await engine.coach.window_done(w)
+        tally.scores = await engine.window_done(w)
         engine.window_ended(tally)
         return tally
 

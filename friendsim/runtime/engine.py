@@ -340,6 +340,26 @@ class Engine:
         self.feeds = self._feed_override or self._feeds_for(window)
         self._items = {}
 
+    async def window_done(self, window: int) -> Mapping[str, ScoresLike]:
+        """``coach.window_done(window)`` (the window's scores, once its guidance is recorded),
+        or :class:`RunInterrupted` as soon as a stop is requested while the coach is still at
+        work: a slow or hanging coach model must not hold a stopped run (the coach service,
+        stopped with the run, drops that window's advice; a resume asks for it again)."""
+        if self.stop is None:
+            return await self.coach.window_done(window)
+        done = asyncio.ensure_future(self.coach.window_done(window))
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait((done, stopping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not done.done():
+                done.cancel()
+            await asyncio.gather(done, stopping, return_exceptions=True)
+        if done.cancelled():
+            raise RunInterrupted("stop requested")
+        return done.result()
+
     def check_stop(self) -> None:
         """Raise :class:`RunInterrupted` if a stop was requested (called at safe points)."""
         if self.stop is not None and self.stop.is_set():

@@ -125,7 +125,7 @@ class RoundsScheduler:
         platform.clock.advance_to(t0 + length)
         await platform.record(WindowEnded(t=t0 + length, window=w))
         await platform.flush()
-        tally.scores = await engine.coach.window_done(w)
+        tally.scores = await engine.window_done(w)
         engine.window_ended(tally)
         return tally
 

@@ -2,8 +2,9 @@
 
 The first SIGINT or SIGTERM prints what happens ("stopping after window W; Ctrl-C again to stop
 now") and sets the run's stop event: the engine cancels the model calls in flight at once,
-applies nothing of the unfinished wake, and the run ends ``interrupted`` with everything
-committed kept (resumable). A second signal cancels the run task itself: it stops now, still
+applies nothing of the unfinished wake, stops waiting for a coach still advising on a window's
+end (that window's advice is dropped and asked again on resume), and the run ends
+``interrupted`` with everything committed kept (resumable). A second signal cancels the run task itself: it stops now, still
 resumable (the log is append-only and committed in transactions). Either way the process ends
 within seconds, never after the model answers.
 
