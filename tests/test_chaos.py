@@ -52,6 +52,26 @@ api_key_env = "{KEY_ENV}"
     return path
 
 
+def spawn_run(cfg: Path, run: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    """``friendsim run CFG --out RUN --quiet`` in a child process (to send it signals)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "friendsim", "run", str(cfg), "--out", str(run), "--quiet"],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+
+
+def interrupt(proc: subprocess.Popen[str], *, signals: int = 1) -> tuple[str, float]:
+    """Send ``proc`` SIGINT ``signals`` times, 50 ms apart; its stderr and the seconds from the
+    first signal until it ended (``communicate`` gives up after 30 s)."""
+    t0 = time.monotonic()
+    for i in range(signals):
+        if i:
+            time.sleep(0.05)
+        proc.send_signal(2)
+    _, err = proc.communicate(timeout=30)
+    return err, time.monotonic() - t0
+
+
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = cli_main(list(argv))
     out = capsys.readouterr()
@@ -274,10 +294,7 @@ def test_sigint_stops_a_slow_run_within_10s_and_resume_of_a_live_run_is_refused(
         cfg_path.write_text(cfg.replace("timeout_s = 1.0", "timeout_s = 60.0"))
         run = tmp_path / "r"
         env = {**os.environ, KEY_ENV: KEY}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "friendsim", "run", str(cfg_path), "--out", str(run), "--quiet"],
-            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
+        proc = spawn_run(cfg_path, run, env)
         try:
             deadline = time.monotonic() + 60
             while not stub.requests and time.monotonic() < deadline:
@@ -302,10 +319,7 @@ def test_sigint_stops_a_slow_run_within_10s_and_resume_of_a_live_run_is_refused(
                 assert f"run in progress (process {proc.pid}), checked up to window" in (
                     live.stdout + live.stderr
                 )
-            t0 = time.monotonic()
-            proc.send_signal(2)
-            _, err = proc.communicate(timeout=30)
-            elapsed = time.monotonic() - t0
+            err, elapsed = interrupt(proc)
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -417,22 +431,14 @@ def test_sigint_while_a_hanging_llm_coach_advises_stops_at_once_and_resumes_to_t
         cfg.write_text(cfg.read_text().replace("timeout_s = 1.0", "timeout_s = 60.0"))
         run = tmp_path / "r"
         env = {**os.environ, KEY_ENV: KEY}
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "friendsim", "run", str(cfg), "--out", str(run), "--quiet"],
-            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
+        proc = spawn_run(cfg, run, env)
         try:
             deadline = time.monotonic() + 60
             while not coach.requests and time.monotonic() < deadline:
                 assert proc.poll() is None, proc.communicate()[1][-3000:]
                 time.sleep(0.05)
             assert coach.requests, "the run never asked its coach"
-            t0 = time.monotonic()
-            for _ in range(signals):
-                proc.send_signal(2)
-                time.sleep(0.05)
-            _, err = proc.communicate(timeout=30)
-            elapsed = time.monotonic() - t0
+            err, elapsed = interrupt(proc, signals=signals)
         finally:
             if proc.poll() is None:
                 proc.kill()
