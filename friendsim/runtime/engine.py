@@ -2,8 +2,8 @@
 
 One *wake* = a set of agents that act on the same committed snapshot (a round's planning phase,
 or one slice of the continuous timeline). The engine flushes the platform, builds each agent's
-observation in sorted agent order (feeds are served through ``Platform.serve_feed`` so exposure
-is logged), asks every policy concurrently, each as soon as its observation is built (the LLM
+observation in sorted agent order (each feed logged as ``FeedServed`` at its agent's turn, read
+ahead of it: :meth:`Engine.feeds_ahead`), asks every policy concurrently, each as soon as its observation is built (the LLM
 layer's concurrency wrapper bounds the calls in flight), and once all are built applies the
 decisions sorted by agent id, actions in the policy's order: each agent's decision as soon as it
 and every decision before it in that order have arrived, so applying overlaps the requests
@@ -74,11 +74,11 @@ without waiting for the phase's end: the commit and the coach's reading of it th
 last answers instead of lying between two phases."""
 
 _OBSERVE_BATCH = 8
-_FEEDS_AHEAD = 16
-"""Feed reads queued ahead of the agent being observed (:meth:`Engine.feeds_ahead`)."""
 """Observations built (:meth:`Engine.observe_and_decide`), or policies' coroutines started
 (:meth:`Engine._gather_applying`), between two yields to the event loop: work that does not
 wait would otherwise hold back the requests of the ones before it."""
+_FEEDS_AHEAD = 16
+"""Feed reads queued ahead of the agent being observed (:meth:`Engine.feeds_ahead`)."""
 
 log = structlog.get_logger(__name__)
 
@@ -374,24 +374,6 @@ class Engine:
                 box = boxes[vote.author] = deque(maxlen=MAX_RECEIVED_VOTES)
             box.append(vote)
 
-    async def read_feed(
-        self,
-        agent: str,
-        *,
-        limit: int | None = None,
-        since_t: float | None = None,
-        until_t: float | None = None,
-    ) -> tuple[FeedItem, ...]:
-        """Serve ``agent`` its ranked feed (logged as ``FeedServed``) as feed items."""
-        views = await self.platform.serve_feed(
-            agent,
-            self.feeds.ranker,
-            limit=self.feeds.limit if limit is None else limit,
-            since_t=since_t,
-            until_t=until_t,
-        )
-        return self._feed_items(views)
-
     def feeds_ahead(
         self,
         agents: Sequence[str],
@@ -399,9 +381,10 @@ class Engine:
         since_t: float | None = None,
         until_t: float | None = None,
     ) -> FeedsAhead[list[PostView], tuple[FeedItem, ...]]:
-        """The feeds of ``agents`` (who wake together, observed in this order), each read
-        before its turn and logged at its turn: what :meth:`read_feed` for one after the other
-        gives and logs, without a round trip to the database per agent on the way."""
+        """The feeds of ``agents`` (who wake together, observed in this order) as feed items,
+        each read before its turn and logged (``FeedServed``) at its turn: what serving them one
+        after the other (:meth:`Platform.serve_feed`) gives and logs, without a round trip to
+        the database per agent on the way."""
         ranker, limit = self.feeds.ranker, self.feeds.limit
         platform = self.platform
 
@@ -430,17 +413,10 @@ class Engine:
             out.append(known[1])
         return tuple(out)
 
-    async def read_inbox(
-        self, agent: str, since_t: float, until_t: float
-    ) -> tuple[InboxMessage, ...]:
-        """DMs addressed to ``agent`` sent in ``[since_t, until_t)``, then any broadcast it has
-        not been shown yet."""
-        return self.inbox_of(agent, await self.platform.dms_to(agent, since_t, until_t))
-
     def inbox_of(self, agent: str, dms: Sequence[DirectMessageSent]) -> tuple[InboxMessage, ...]:
-        """``dms`` (the agent's, read for a window) then any broadcast it has not been shown
-        yet: :meth:`read_inbox` for a scheduler that read a window's DMs for all its agents at
-        once (:meth:`Platform.dms_between`)."""
+        """``dms`` (the agent's, read for all the agents that wake together in one query:
+        :meth:`Platform.dms_since`, :meth:`Platform.dms_between`) then any broadcast it has not
+        been shown yet."""
         got = tuple(inbox_message(m) for m in dms)
         if self._broadcasts:
             got += tuple(self._broadcasts.pop(agent, ()))
