@@ -138,7 +138,7 @@ def _run(cfg: Any) -> tuple[dict[str, Any], Any]:
             )
         )
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    totals = result.manifest["totals"]
+    totals = result.manifest.totals
     actions = totals["actions"] + totals["failures"]
     votes = totals["votes"]
     run_cpu = marks.end - marks.start
@@ -148,7 +148,7 @@ def _run(cfg: Any) -> tuple[dict[str, Any], Any]:
         "policy": cfg.agents.policy,
         "actions": actions,
         "votes": votes,
-        "events": result.manifest["end_seq"],
+        "events": result.manifest.end_seq,
         "cpu_s": round(cpu, 3),
         "setup_cpu_s": round(marks.start - cpu0, 3),
         "run_cpu_s": round(run_cpu, 3),
