@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
+from friendsim._slots import setters
 from friendsim.analysis.rewards_params import COMPONENTS
 from friendsim.vocabulary import Failure, Tip
 
@@ -40,26 +41,46 @@ class Gap:
     gap: float
 
 
+_GAP_SETTERS = setters(Gap, "component", "weight", "score", "gap")
+
+
 def order_gaps(
     components: Mapping[str, float], lambdas: Mapping[str, float], *, mode: GapMode = "shortfall"
 ) -> tuple[Gap, ...]:
-    """Components ordered by gap, largest first (see the module docstring for the definition)."""
-    weighted = {c: lambdas.get(c, 0.0) * components.get(c, 0.0) for c in COMPONENTS}
-    total = sum(weighted.values())
-    gaps: list[Gap] = []
-    for c in COMPONENTS:
-        w = lambdas.get(c, 0.0)
-        r = components.get(c, 0.0)
-        match mode:
-            case "shortfall":
-                g = w * (1.0 - r)
-            case "share":
-                g = w - (weighted[c] / total if total > 0 else w)
-            case _:
-                raise ValueError(f"unknown gap mode {mode!r}; use 'shortfall' or 'share'")
-        gaps.append(Gap(component=c, weight=w, score=r, gap=g))
-    order = {c: i for i, c in enumerate(COMPONENTS)}
-    return tuple(sorted(gaps, key=lambda g: (-g.gap, -g.weight, order[g.component])))
+    """Components ordered by gap, largest first (see the module docstring for the definition).
+
+    Called for every agent at every window's end, so it sorts plain tuples and builds the
+    :class:`Gap` values slot by slot (:mod:`friendsim._slots`): the same values, in the same
+    order, as sorting ``Gap`` objects by ``(-gap, -weight, component's place)``."""
+    if mode == "shortfall":
+        rows = []
+        for i, c in enumerate(COMPONENTS):
+            w = lambdas.get(c, 0.0)
+            r = components.get(c, 0.0)
+            g = w * (1.0 - r)
+            rows.append((-g, -w, i, c, w, r, g))
+    elif mode == "share":
+        weighted = [lambdas.get(c, 0.0) * components.get(c, 0.0) for c in COMPONENTS]
+        total = sum(weighted)
+        rows = []
+        for i, c in enumerate(COMPONENTS):
+            w = lambdas.get(c, 0.0)
+            r = components.get(c, 0.0)
+            g = w - (weighted[i] / total if total > 0 else w)
+            rows.append((-g, -w, i, c, w, r, g))
+    else:
+        raise ValueError(f"unknown gap mode {mode!r}; use 'shortfall' or 'share'")
+    rows.sort()
+    set_component, set_weight, set_score, set_gap = _GAP_SETTERS
+    out = []
+    for _, _, _, c, w, r, g in rows:
+        gap = object.__new__(Gap)
+        set_component(gap, c)
+        set_weight(gap, w)
+        set_score(gap, r)
+        set_gap(gap, g)
+        out.append(gap)
+    return tuple(out)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
