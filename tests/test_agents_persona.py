@@ -9,6 +9,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from friendsim.agents import (
@@ -154,6 +156,48 @@ def test_generator_is_prefix_stable() -> None:
     big = generate_personas(120, seed=1)
     assert big[:10] == ten
     assert [p.id for p in big[98:101]] == ["a98", "a99", "a100"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.integers(0, 2**31),
+    start=st.integers(0, 2_000),
+    sigma=st.sampled_from([0.0, 0.5, 1.0, 3.0]),
+    weight=st.sampled_from([0.2, 0.4, 0.6, 1.0]),
+    theme=st.sampled_from(["climate change", "  housing ", "AI rules"]),
+)
+def test_generated_personas_are_what_validating_them_gives(
+    seed: int, start: int, sigma: float, weight: float, theme: str
+) -> None:
+    """The generator skips the validators (a quarter of a large run's set-up): each persona
+    must equal, field for field and in its dump, the persona validating its fields makes."""
+    for p in generate_personas(40, seed=seed, start=start, activity_sigma=sigma,
+                               dominant_weight=weight, theme=theme):  # fmt: skip
+        fields = {name: getattr(p, name) for name in Persona.model_fields}
+        validated = Persona(**fields)
+        assert validated == p
+        assert json.dumps(validated.model_dump()) == json.dumps(p.model_dump())
+        assert p.model_fields_set == validated.model_fields_set
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"theme": "x" * 480}, "stance"),
+        ({"id_prefix": "bad prefix"}, "id"),
+        ({"id_prefix": "p" * 63}, "id"),
+    ],
+)
+def test_generator_refuses_what_would_make_an_invalid_persona(
+    kwargs: dict[str, str], field: str
+) -> None:
+    """Skipping the validators must not let a caller's theme or id prefix through: the
+    longest strings a call can make are validated before anything is drawn."""
+    with pytest.raises(ValidationError) as err:
+        generate_personas(100, seed=1, **kwargs)  # type: ignore[arg-type]
+    assert err.value.errors()[0]["loc"] == (field,)
+    longest_allowed = generate_personas(100, seed=1, id_prefix="p" * 62, theme="x" * 420)
+    assert max(len(p.id) for p in longest_allowed) == 64
 
 
 @pytest.mark.parametrize("n", [5, 12, 30, 31])

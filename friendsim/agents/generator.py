@@ -23,8 +23,10 @@ draws from its own ``random.Random(f"{seed}:persona:{i}")``; ids are ``a00``, ``
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
+from typing import Any
 
 from friendsim.agents.persona import COMPONENTS, FACETS, TRAITS, Persona
 
@@ -49,6 +51,9 @@ _STANCE_GROUPS: dict[str, tuple[float, float, str]] = {
 _AGE_BANDS = ("18-29", "30-44", "45-64", "65+")
 _GENDERS = ("female", "male", "nonbinary")
 _GENDER_WEIGHTS = (0.48, 0.48, 0.04)
+_GENDER_CUM = tuple(itertools.accumulate(_GENDER_WEIGHTS))
+"""What ``random.choices`` accumulates from ``weights`` on every call (the same draws)."""
+_GROUP_NAMES = tuple(_STANCE_GROUPS)
 _DOMINANT_BLURB = {
     "SOC": "wants to talk with people and build conversations",
     "INF": "wants to learn and explore many different topics",
@@ -56,10 +61,6 @@ _DOMINANT_BLURB = {
     "COORD": "wants to coordinate: mentions people and answers messages",
     "EMO": "wants warm, emotionally supportive exchanges",
 }
-
-
-def _clip01(x: float) -> float:
-    return min(1.0, max(0.0, x))
 
 
 def _article(word: str) -> str:
@@ -117,47 +118,85 @@ def generate_personas(
     pairs = [f"{first} {last}" for first in _FIRST for last in _LAST]
     random.Random(f"{seed}:names").shuffle(pairs)
     mu = -(activity_sigma**2) / 2
+    lambdas_of = {c: dominant_lambdas(c, dominant_weight) for c in COMPONENTS}
+    stances = {g: blurb.format(theme=theme) for g, (_, _, blurb) in _STANCE_GROUPS.items()}
+    facet_of = [(t, f) for t in TRAITS for f in FACETS[t]]
+    n_pairs, n_comp = len(pairs), len(COMPONENTS)
+    _check_texts(stances, id_prefix=id_prefix, last=start + n - 1, n_pairs=n_pairs)
     out: list[Persona] = []
     block: list[str] = []
     for i in range(start, start + n):
         rng = random.Random(f"{seed}:persona:{i}")
-        if not block or i % len(COMPONENTS) == 0:
+        if not block or i % n_comp == 0:
             block = list(COMPONENTS)
-            random.Random(f"{seed}:dominant:{i // len(COMPONENTS)}").shuffle(block)
-        big5 = {t: round(rng.betavariate(2.5, 2.5), 3) for t in TRAITS}
-        facets = {
-            f: round(_clip01(big5[t] + rng.gauss(0.0, 0.08)), 3) for t in TRAITS for f in FACETS[t]
-        }
-        group = rng.choice(tuple(_STANCE_GROUPS))
-        lo, hi, blurb = _STANCE_GROUPS[group]
+            random.Random(f"{seed}:dominant:{i // n_comp}").shuffle(block)
+        beta, gauss = rng.betavariate, rng.gauss
+        big5 = {t: round(beta(2.5, 2.5), 3) for t in TRAITS}
+        facets = {f: round(min(1.0, max(0.0, big5[t] + gauss(0.0, 0.08))), 3) for t, f in facet_of}
+        group = rng.choice(_GROUP_NAMES)
+        lo, hi, _ = _STANCE_GROUPS[group]
         stance_score = round(rng.uniform(lo, hi), 3)
         age = rng.choice(_AGE_BANDS)
-        gender = rng.choices(_GENDERS, weights=_GENDER_WEIGHTS)[0]
-        name = pairs[i % len(pairs)]
-        if i >= len(pairs):
-            name = f"{name} {i // len(pairs) + 1}"
+        gender = rng.choices(_GENDERS, cum_weights=_GENDER_CUM)[0]
+        name = pairs[i % n_pairs]
+        if i >= n_pairs:
+            name = f"{name} {i // n_pairs + 1}"
         activity = rng.lognormvariate(mu, activity_sigma)
         role = rng.choice(_ROLES)
-        dom = block[i % len(COMPONENTS)]
-        stance = blurb.format(theme=theme)
+        dom = block[i % n_comp]
+        stance = stances[group]
+        first = name.split()[0]
         out.append(
-            Persona(
+            _generated(
                 id=f"{id_prefix}{i:02d}",
                 name=name,
                 role=role,
                 description=(
-                    f"{name.split()[0]} ({age}) is {_article(role)} {role} who {stance}; on social media "
-                    f"{name.split()[0]} {_DOMINANT_BLURB[dom]}."
+                    f"{first} ({age}) is {_article(role)} {role} who {stance}; on social media "
+                    f"{first} {_DOMINANT_BLURB[dom]}."
                 ),
                 stance=stance,
                 stance_score=stance_score,
                 style=_style(big5),
                 big5=big5,
                 facets=facets,
-                lambdas=dominant_lambdas(dom, dominant_weight),
+                lambdas=dict(lambdas_of[dom]),
                 dominant=dom,
                 activity=min(1000.0, max(1e-3, activity)) if math.isfinite(activity) else 1.0,
                 attributes={"stance_group": group, "age_band": age, "gender": gender},
             )
         )
     return out
+
+
+def _check_texts(stances: dict[str, str], *, id_prefix: str, last: int, n_pairs: int) -> None:
+    """Validate, once, a persona of the longest id, name, stance and description this call can
+    make (the personas themselves are not validated: :func:`_generated`): what comes from the
+    caller (``theme``, ``id_prefix``) is in every persona's strings, so one too long or an id
+    that is not allowed is the validation error it always was, before anything is drawn."""
+    first, last_name = max(_FIRST, key=len), max(_LAST, key=len)
+    name = f"{first} {last_name}" + (f" {last // n_pairs + 1}" if last >= n_pairs else "")
+    role = max(_ROLES, key=lambda r: len(_article(r)) + len(r))
+    stance = max(stances.values(), key=len)
+    Persona(
+        id=f"{id_prefix}{last:02d}",
+        name=name,
+        role=role,
+        description=(
+            f"{first} ({max(_AGE_BANDS, key=len)}) is {_article(role)} {role} who {stance}; on "
+            f"social media {first} {max(_DOMINANT_BLURB.values(), key=len)}."
+        ),
+        stance=stance,
+        big5=dict.fromkeys(TRAITS, 0.5),
+        lambdas=dominant_lambdas(COMPONENTS[0]),
+    )
+
+
+def _generated(**fields: Any) -> Persona:
+    """A persona of the generator's making, built without running the validators again: what
+    the generator draws is valid and already in the validators' normal form (rounded floats in
+    [0, 1], lambdas summing to 1 in ``COMPONENTS`` order, a dominant with the largest weight,
+    plain strings with no surrounding whitespace). Validating 100,000 of them took a quarter of
+    a large run's set-up; ``tests/test_agents_generator.py`` checks that validating each one
+    changes nothing."""
+    return Persona.model_construct(**fields)
