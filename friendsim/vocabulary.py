@@ -134,14 +134,31 @@ class Tip:
         for key in ("topic", "text"):
             if not isinstance(data[key], str):
                 raise ValueError(f"tip {key} must be a string, got {data[key]!r}")
-        return cls(
-            action=action,
-            target=target,
-            topic=data["topic"],
-            invite_mention=data["invite_mention"],
-            tone=tone,
-            text=data["text"],
-        )
+        if cls is not Tip:
+            return cls(
+                action=action,
+                target=target,
+                topic=data["topic"],
+                invite_mention=data["invite_mention"],
+                tone=tone,
+                text=data["text"],
+            )
+        tip = object.__new__(Tip)  # set slot by slot: a log holds tips for every agent and window
+        _SET_ACTION(tip, action)
+        _SET_TARGET(tip, target)
+        _SET_TOPIC(tip, data["topic"])
+        _SET_INVITE(tip, data["invite_mention"])
+        _SET_TONE(tip, tone)
+        _SET_TEXT(tip, data["text"])
+        return tip
+
+
+_SET_ACTION, _SET_TARGET, _SET_TOPIC, _SET_INVITE, _SET_TONE, _SET_TEXT = (
+    Tip.__dict__[name].__set__ for name in _TIP_FIELDS
+)
+"""The slots' own setters (what ``friendsim._slots.setters`` finds; the vocabulary imports
+nothing from the package): a frozen dataclass's ``__init__`` sets each field through
+``object.__setattr__``."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -419,14 +419,18 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-def _typed_fields(kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    """Payload fields that hold vocabulary values, decoded from their JSON form (explicit)."""
+def _fields_of(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The event's fields from its decoded payload: containers frozen (lists become tuples),
+    and the fields that hold vocabulary values decoded from their JSON form (explicit; a
+    guidance's tips straight from their JSON objects, not frozen first)."""
     if kind == GuidanceIssued.kind:
-        tips = data.get("tips")
+        tips = data.pop("tips", None)
         if not isinstance(tips, list | tuple):
             raise ValueError(f"'tips' must be a list, got {type(tips).__name__}")
-        data["tips"] = tuple(Tip.from_dict(t) for t in tips)
-    return data
+        fields = {k: _freeze(v) if isinstance(v, list | dict) else v for k, v in data.items()}
+        fields["tips"] = tuple([Tip.from_dict(t) for t in tips])
+        return fields
+    return {k: _freeze(v) if isinstance(v, list | dict) else v for k, v in data.items()}
 
 
 def _freeze(value: Any) -> Any:
@@ -472,10 +476,7 @@ def event_from_row(
             f"event seq={seq} ({kind}): unknown payload fields {sorted(unknown)}"
         )
     try:
-        fields = _typed_fields(
-            kind, {k: _freeze(v) if isinstance(v, list | dict) else v for k, v in data.items()}
-        )
-        return cls(seq=seq, t=t, actor=actor, **fields)
+        return cls(seq=seq, t=t, actor=actor, **_fields_of(kind, data))
     except (TypeError, ValueError) as exc:
         raise EventDecodeError(f"event seq={seq} ({kind}): {exc}") from exc
 
