@@ -380,3 +380,41 @@ async def test_the_first_requests_go_out_while_later_voters_start(tmp_path: Path
     assert sorted(trace) == sorted([(s, a) for a in voters for s in ("started", "sent")])
     assert _actors(tmp_path / "e.db", base) == [("vote_cast", a) for a in voters]
     assert tally.votes == len(voters)
+
+
+class CountedFuture(asyncio.Future[int]):
+    """A future that counts the completion callbacks hooked on it."""
+
+    hooked = 0
+
+    def add_done_callback(self, fn: Any, *, context: Any = None) -> None:
+        self.hooked += 1
+        super().add_done_callback(fn, context=context)
+
+
+async def test_following_many_answers_hooks_each_once(tmp_path: Path) -> None:
+    """Each answer is followed by one completion callback (and the final gather's), whatever
+    the number outstanding: hooking every pending one at each wake-up made a 1,000-agent slice
+    quadratic. Answers that arrive last-first are still applied first-first."""
+    stop = asyncio.Event()
+    platform, engine, _, _, _ = await _engine(tmp_path / "e.db", stop)
+    futures = [CountedFuture() for _ in range(60)]
+    applied: list[tuple[int, int]] = []
+
+    async def apply(i: int, answer: int) -> None:
+        applied.append((i, answer))
+
+    try:
+        phase = asyncio.ensure_future(
+            engine._gather_applying(futures, apply, held=lambda _i, _a: False)
+        )
+        for k, fut in reversed(list(enumerate(futures))):
+            await _settle()
+            assert applied == []  # the first answer is still outstanding
+            fut.set_result(k * 10)
+        answers = await phase
+    finally:
+        await platform.close()
+    assert answers == [k * 10 for k in range(60)]
+    assert applied == [(k, k * 10) for k in range(60)]
+    assert max(f.hooked for f in futures) <= 2
