@@ -17,6 +17,8 @@ post" or ``None`` for a POST), a topic, ``invite_mention`` and a tone, in one se
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from friendsim.coach.base import TOP_LIKED, CoachContext
 from friendsim.platform.topics import usable_topic
 from friendsim.vocabulary import Tip
@@ -33,6 +35,15 @@ def _topic(ctx: CoachContext, *prefer: str | None) -> str:
         if t and usable_topic(t):
             return t
     return FALLBACK_TOPIC
+
+
+def _preferred(base: str, *prefer: str | None) -> str:
+    """``_topic(ctx, *prefer)`` given ``base = _topic(ctx)``: a usable preferred topic, else
+    the agent's own first usable one."""
+    for t in prefer:
+        if t and usable_topic(t):
+            return t
+    return base
 
 
 def _partner(ctx: CoachContext) -> str | None:
@@ -62,130 +73,122 @@ def _post(topic: str, text: str, *, mention: str | None = None) -> Tip:
     )
 
 
-def _soc(ctx: CoachContext) -> list[Tip]:
-    topic = _topic(ctx)
-    tips: list[Tip] = []
+Tips = Iterator[Tip]
+"""A rule's tips, best first, made as they are asked for: most agents' first tips fill the
+advice, and their other variants are never needed."""
+
+
+def _soc(ctx: CoachContext, topic: str) -> Tips:
     p = _partner(ctx)
     if p is not None:
-        tips.append(
-            Tip(
-                action="DM",
-                target=p,
-                topic=topic,
-                invite_mention=False,
-                tone="supportive",
-                text=f"Send a DM to {p} about {topic} to keep your conversation going.",
-            )
+        yield Tip(
+            action="DM",
+            target=p,
+            topic=topic,
+            invite_mention=False,
+            tone="supportive",
+            text=f"Send a DM to {p} about {topic} to keep your conversation going.",
         )
     if ctx.top_liked_post_id is not None:
-        t = _topic(ctx, ctx.top_liked_topic)
-        tips.append(
-            Tip(
+        t = _preferred(topic, ctx.top_liked_topic)
+        yield Tip(
+            action="COM",
+            target=TOP_LIKED,
+            topic=t,
+            invite_mention=False,
+            tone="neutral",
+            text=f"Comment on the top-liked post about {t} to join the busiest conversation.",
+        )
+
+
+def _inf(ctx: CoachContext, topic: str) -> Tips:
+    unseen = [u for u in ctx.unseen_topics if usable_topic(u[0])][:2]
+    for t, _pid, author in unseen:
+        yield Tip(
+            action="COM",
+            target=author,
+            topic=t,
+            invite_mention=False,
+            tone="neutral",
+            text=f"Comment on {author}'s post about {t}, a topic you have not explored yet.",
+        )
+    if not unseen:
+        fresh = [t for t in ctx.trending_topics if t not in ctx.last_topics and usable_topic(t)]
+        t = _preferred(topic, *fresh)
+        if ctx.top_liked_post_id is None:
+            yield _post(t, f"Post about {t} to broaden the topics you engage with.")
+        else:
+            yield Tip(
                 action="COM",
                 target=TOP_LIKED,
                 topic=t,
                 invite_mention=False,
                 tone="neutral",
-                text=f"Comment on the top-liked post about {t} to join the busiest conversation.",
+                text=f"Comment on the top-liked post about {t} to widen your topics.",
             )
-        )
-    return tips
 
 
-def _inf(ctx: CoachContext) -> list[Tip]:
-    tips: list[Tip] = []
-    for topic, _pid, author in [u for u in ctx.unseen_topics if usable_topic(u[0])][:2]:
-        tips.append(
-            Tip(
-                action="COM",
-                target=author,
-                topic=topic,
-                invite_mention=False,
-                tone="neutral",
-                text=f"Comment on {author}'s post about {topic}, a topic you have not explored yet.",
-            )
-        )
-    if not tips:
-        fresh = [t for t in ctx.trending_topics if t not in ctx.last_topics and usable_topic(t)]
-        t = _topic(ctx, *fresh)
-        target = TOP_LIKED if ctx.top_liked_post_id is not None else None
-        if target is None:
-            tips.append(_post(t, f"Post about {t} to broaden the topics you engage with."))
-        else:
-            tips.append(
-                Tip(
-                    action="COM",
-                    target=target,
-                    topic=t,
-                    invite_mention=False,
-                    tone="neutral",
-                    text=f"Comment on the top-liked post about {t} to widen your topics.",
-                )
-            )
-    return tips
-
-
-def _pre(ctx: CoachContext) -> list[Tip]:
-    t = _topic(ctx, *ctx.trending_topics)
-    tips = [_post(t, f"Write a new post about {t}, the topic people discuss most right now.")]
-    other = _topic(ctx, *ctx.last_topics)
+def _pre(ctx: CoachContext, topic: str) -> Tips:
+    t = _preferred(topic, *ctx.trending_topics)
+    yield _post(t, f"Write a new post about {t}, the topic people discuss most right now.")
+    other = _preferred(topic, *ctx.last_topics)
     if other != t:
-        tips.append(
-            _post(other, f"Write a clear, likeable post about {other} to build your profile.")
-        )
-    return tips
+        yield _post(other, f"Write a clear, likeable post about {other} to build your profile.")
 
 
-def _coord(ctx: CoachContext) -> list[Tip]:
-    tips: list[Tip] = []
+def _coord(ctx: CoachContext, topic: str) -> Tips:
     for sender in ctx.unanswered_dm_senders[:2]:
-        t = _topic(ctx)
-        tips.append(
-            Tip(
-                action="DM",
-                target=sender,
-                topic=t,
-                invite_mention=False,
-                tone="supportive",
-                text=f"Reply by DM to {sender}, who messaged you last round, about {t}.",
-            )
+        yield Tip(
+            action="DM",
+            target=sender,
+            topic=topic,
+            invite_mention=False,
+            tone="supportive",
+            text=f"Reply by DM to {sender}, who messaged you last round, about {topic}.",
         )
     p = _someone(ctx)
     if p is not None:
-        t = _topic(ctx)
-        tips.append(
-            _post(
-                t,
-                f"Mention @{p} in a post about {t} and invite them to mention you back.",
-                mention=p,
-            )
+        yield _post(
+            topic,
+            f"Mention @{p} in a post about {topic} and invite them to mention you back.",
+            mention=p,
         )
-    return tips
 
 
-def _emo(ctx: CoachContext) -> list[Tip]:
+def _emo(ctx: CoachContext, topic: str) -> Tips:
     p = _someone(ctx)
-    t = _topic(ctx)
     if p is None:
-        return [_post(t, f"Write a warm, encouraging post about {t} to invite friendly replies.")]
-    return [
-        Tip(
-            action="DM",
-            target=p,
-            topic=t,
-            invite_mention=False,
-            tone="supportive",
-            text=f"Send a supportive DM to {p} about {t} to encourage warm replies.",
+        yield _post(
+            topic, f"Write a warm, encouraging post about {topic} to invite friendly replies."
         )
-    ]
+        return
+    yield Tip(
+        action="DM",
+        target=p,
+        topic=topic,
+        invite_mention=False,
+        tone="supportive",
+        text=f"Send a supportive DM to {p} about {topic} to encourage warm replies.",
+    )
 
 
-_RULES = {"SOC": _soc, "INF": _inf, "PRE": _pre, "COORD": _coord, "EMO": _emo}
+_RULES: dict[str, Callable[[CoachContext, str], Tips]] = {
+    "SOC": _soc,
+    "INF": _inf,
+    "PRE": _pre,
+    "COORD": _coord,
+    "EMO": _emo,
+}
 
 
 def rule_tips(ctx: CoachContext) -> tuple[Tip, ...]:
-    """The deterministic tips for ``ctx`` (3 to 5, ordered by gap)."""
-    candidates = [(g, _RULES[g.component](ctx)) for g in ctx.gaps]
+    """The deterministic tips for ``ctx`` (3 to 5, ordered by gap).
+
+    Each rule's tips are made only as far as they are taken (the rules are generators, pure
+    functions of ``ctx``): the same tips, in the same order, as making every rule's whole list
+    first (the coach advises every agent at every window's end)."""
+    topic = _topic(ctx)
+    candidates = [(g, _RULES[g.component](ctx, topic)) for g in ctx.gaps]
     picked: list[Tip] = []
     keys: set[tuple[str, str | None, str]] = set()
 
@@ -196,26 +199,27 @@ def rule_tips(ctx: CoachContext) -> tuple[Tip, ...]:
             picked.append(tip)
 
     for g, tips in candidates:
-        if g.gap > 0 and tips:
-            add(tips[0])
-    for g, tips in candidates:
+        if g.gap > 0:
+            first = next(tips, None)
+            if first is not None:
+                add(first)
+    for _g, tips in candidates:
         if len(picked) >= MIN_TIPS:
             break
-        for tip in tips[1:] if g.gap > 0 else tips:
+        for tip in tips:  # a positive gap's first tip was taken above
             if len(picked) >= MIN_TIPS:
                 break
             add(tip)
-    t = _topic(ctx)
     generic = (
-        f"Post your view on {t} and ask the others for theirs.",
-        f"Share a personal experience about {t} in a new post.",
-        f"Post a short question about {t} that invites replies.",
+        f"Post your view on {topic} and ask the others for theirs.",
+        f"Share a personal experience about {topic} in a new post.",
+        f"Post a short question about {topic} that invites replies.",
     )
     for text in generic:  # tiny contexts (nobody else known): generic, distinct post tips
         if len(picked) >= MIN_TIPS:
             break
         if all(p.text != text for p in picked):
-            picked.append(_post(t, text))
+            picked.append(_post(topic, text))
     return tuple(picked)
 
 
