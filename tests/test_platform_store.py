@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -298,6 +299,44 @@ def test_fast_payload_json_is_byte_identical(
     ]
     for e in events:
         assert fast_payload_json(e) == payload_json(e)
+
+
+_TIPS = st.builds(
+    Tip,
+    action=st.sampled_from(["POST", "COM", "DM", "NOT"]),
+    target=st.none() | st.text(max_size=12),
+    topic=st.text(max_size=20),
+    invite_mention=st.booleans(),
+    tone=st.sampled_from(["supportive", "neutral", "critical"]),
+    text=st.text(max_size=60),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    agent=st.text(max_size=12),
+    coach=st.sampled_from(["rule", "llm", "rule:fallback"]) | st.text(max_size=8),
+    window=st.integers(0, 2**40),
+    tips=st.lists(_TIPS, max_size=6),
+    odd=st.sampled_from([None, "window", "target", "invite"]),
+)
+def test_the_guidance_payload_is_byte_identical(
+    agent: str, coach: str, window: int, tips: list[Tip], odd: str | None
+) -> None:
+    """The direct writer of a guidance's payload gives the general encoder's bytes, and hands
+    values of other types (a bool window, an int target, an int for a bool) to it."""
+    from friendsim.platform.events import GuidanceIssued
+    from friendsim.platform.projection import guidance_payload
+
+    if odd == "window":
+        window = True  # type: ignore[assignment]  # an int subclass: JSON true, not 1
+    if odd in ("target", "invite") and tips:
+        field = "target" if odd == "target" else "invite_mention"
+        tips[0] = dataclasses.replace(tips[0], **{field: 1})
+    e = GuidanceIssued(
+        t=0.0, actor="coach", agent=agent, window=window, tips=tuple(tips), coach=coach
+    )
+    assert guidance_payload(e) == payload_json(e) == fast_payload_json(e)
 
 
 @given(author=st.text(), post_id=st.integers(-(2**62), 2**62), value=st.sampled_from((-1, 1)))

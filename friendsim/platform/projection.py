@@ -35,6 +35,7 @@ from .events import (
     Event,
     FeedServed,
     Followed,
+    GuidanceIssued,
     ItemInjected,
     ModerationDecided,
     PostCreated,
@@ -129,6 +130,8 @@ def _thaw(value: Any) -> Any:
             if type(v) not in flat:
                 return [_thaw(v) for v in value]
         return list(value)  # ids, topics: the commonest containers, with nothing to convert
+    if type(value) is Tip:  # before the Mapping check, which goes through the ABC machinery
+        return value.to_dict()
     if isinstance(value, Mapping):
         return {k: _thaw(v) for k, v in value.items()}
     if isinstance(value, Tip):
@@ -157,6 +160,51 @@ def vote_cast_payload(e: VoteCast) -> str:
     """:func:`payload_json` of a ``VoteCast`` whose ``post_id`` and ``value`` are ints, written
     directly (same bytes, tested): the log holds more votes than any other kind."""
     return f'{_VOTE_CAST_HEAD}{_STR(e.author)},"post_id":{e.post_id}{_VOTE_CAST_V}{e.value}}}'
+
+
+_GUIDANCE_V = f'],"v":{int(SCHEMA_VERSION)},"window":'
+_BOOL = {True: "true", False: "false"}
+
+
+def _tip_json(tip: Tip) -> str | None:
+    """A tip's JSON object as :func:`payload_json` writes it (keys sorted), or ``None`` when a
+    field is not of its plain type (then the general encoder decides)."""
+    action, target, topic = tip.action, tip.target, tip.topic
+    invite, tone, text = tip.invite_mention, tip.tone, tip.text
+    if not (
+        type(action) is str
+        and type(topic) is str
+        and type(tone) is str
+        and type(text) is str
+        and type(invite) is bool
+        and (target is None or type(target) is str)
+    ):
+        return None
+    return (
+        f'{{"action":{_STR(action)},"invite_mention":{_BOOL[invite]},'
+        f'"target":{"null" if target is None else _STR(target)},"text":{_STR(text)},'
+        f'"tone":{_STR(tone)},"topic":{_STR(topic)}}}'
+    )
+
+
+def guidance_payload(e: GuidanceIssued) -> str:
+    """:func:`payload_json` of a ``GuidanceIssued`` of plain types, written directly (same
+    bytes, tested): the coach records one for every agent at every window's end, and the
+    general path converts each tip to a dict first. Anything else takes the general path."""
+    agent, coach, window, tips = e.agent, e.coach, e.window, e.tips
+    if type(agent) is not str or type(coach) is not str or type(window) is not int:
+        return payload_json(e)
+    if type(tips) is not tuple:
+        return payload_json(e)
+    parts = []
+    for tip in tips:
+        if type(tip) is not Tip or (part := _tip_json(tip)) is None:
+            return payload_json(e)
+        parts.append(part)
+    return (
+        f'{{"agent":{_STR(agent)},"coach":{_STR(coach)},"tips":[{",".join(parts)}'
+        f"{_GUIDANCE_V}{window}}}"
+    )
 
 
 def _json(value: Any) -> str:
@@ -375,7 +423,8 @@ def plan(events: Iterable[Event]) -> list[tuple[str, list[tuple[Any, ...]]]]:
                 else:
                     c[1] += 1
                 continue
-        add_row((e.seq, e.t, e.kind, e.actor, payload_json(e)))
+        payload = guidance_payload(e) if type(e) is GuidanceIssued else payload_json(e)
+        add_row((e.seq, e.t, e.kind, e.actor, payload))
         for phase, sql, params in PROJECTIONS[e.kind](e):
             if phase == COUNTERS:
                 c = counters.get(params[0])
