@@ -119,7 +119,9 @@ def events_on_page(page: Any) -> int:
 
 
 def test_live_posts_arrive_while_a_baseline_run_is_written(tmp_path: Path, watched: Any) -> None:
-    cfg = write_config(tmp_path / "live.toml", rounds=100, agents=12, name="live")
+    # long enough (about 10 s of baseline run here) that the page sees posts arrive twice while
+    # it is written: at 100 rounds the run (1.5 s) ended before the page showed the second lot
+    cfg = write_config(tmp_path / "live.toml", rounds=1000, agents=12, name="live")
     run = tmp_path / "run"
     run.mkdir()
     with background("serve", str(run), "--port", "0") as (_, url):
