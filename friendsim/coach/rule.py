@@ -73,6 +73,18 @@ def _post(topic: str, text: str, *, mention: str | None = None) -> Tip:
     )
 
 
+def _dm(target: str, topic: str, text: str) -> Tip:
+    return Tip(
+        action="DM", target=target, topic=topic, invite_mention=False, tone="supportive", text=text
+    )
+
+
+def _comment(target: str, topic: str, text: str) -> Tip:
+    return Tip(
+        action="COM", target=target, topic=topic, invite_mention=False, tone="neutral", text=text
+    )
+
+
 Tips = Iterator[Tip]
 """A rule's tips, best first, made as they are asked for: most agents' first tips fill the
 advice, and their other variants are never needed."""
@@ -81,36 +93,21 @@ advice, and their other variants are never needed."""
 def _soc(ctx: CoachContext, topic: str) -> Tips:
     p = _partner(ctx)
     if p is not None:
-        yield Tip(
-            action="DM",
-            target=p,
-            topic=topic,
-            invite_mention=False,
-            tone="supportive",
-            text=f"Send a DM to {p} about {topic} to keep your conversation going.",
-        )
+        yield _dm(p, topic, f"Send a DM to {p} about {topic} to keep your conversation going.")
     if ctx.top_liked_post_id is not None:
         t = _preferred(topic, ctx.top_liked_topic)
-        yield Tip(
-            action="COM",
-            target=TOP_LIKED,
-            topic=t,
-            invite_mention=False,
-            tone="neutral",
-            text=f"Comment on the top-liked post about {t} to join the busiest conversation.",
+        yield _comment(
+            TOP_LIKED,
+            t,
+            f"Comment on the top-liked post about {t} to join the busiest conversation.",
         )
 
 
 def _inf(ctx: CoachContext, topic: str) -> Tips:
     unseen = [u for u in ctx.unseen_topics if usable_topic(u[0])][:2]
     for t, _pid, author in unseen:
-        yield Tip(
-            action="COM",
-            target=author,
-            topic=t,
-            invite_mention=False,
-            tone="neutral",
-            text=f"Comment on {author}'s post about {t}, a topic you have not explored yet.",
+        yield _comment(
+            author, t, f"Comment on {author}'s post about {t}, a topic you have not explored yet."
         )
     if not unseen:
         fresh = [t for t in ctx.trending_topics if t not in ctx.last_topics and usable_topic(t)]
@@ -118,13 +115,8 @@ def _inf(ctx: CoachContext, topic: str) -> Tips:
         if ctx.top_liked_post_id is None:
             yield _post(t, f"Post about {t} to broaden the topics you engage with.")
         else:
-            yield Tip(
-                action="COM",
-                target=TOP_LIKED,
-                topic=t,
-                invite_mention=False,
-                tone="neutral",
-                text=f"Comment on the top-liked post about {t} to widen your topics.",
+            yield _comment(
+                TOP_LIKED, t, f"Comment on the top-liked post about {t} to widen your topics."
             )
 
 
@@ -138,13 +130,8 @@ def _pre(ctx: CoachContext, topic: str) -> Tips:
 
 def _coord(ctx: CoachContext, topic: str) -> Tips:
     for sender in ctx.unanswered_dm_senders[:2]:
-        yield Tip(
-            action="DM",
-            target=sender,
-            topic=topic,
-            invite_mention=False,
-            tone="supportive",
-            text=f"Reply by DM to {sender}, who messaged you last round, about {topic}.",
+        yield _dm(
+            sender, topic, f"Reply by DM to {sender}, who messaged you last round, about {topic}."
         )
     p = _someone(ctx)
     if p is not None:
@@ -162,14 +149,7 @@ def _emo(ctx: CoachContext, topic: str) -> Tips:
             topic, f"Write a warm, encouraging post about {topic} to invite friendly replies."
         )
         return
-    yield Tip(
-        action="DM",
-        target=p,
-        topic=topic,
-        invite_mention=False,
-        tone="supportive",
-        text=f"Send a supportive DM to {p} about {topic} to encourage warm replies.",
-    )
+    yield _dm(p, topic, f"Send a supportive DM to {p} about {topic} to encourage warm replies.")
 
 
 _RULES: dict[str, Callable[[CoachContext, str], Tips]] = {
