@@ -197,6 +197,6 @@ def _generated(**fields: Any) -> Persona:
     the generator draws is valid and already in the validators' normal form (rounded floats in
     [0, 1], lambdas summing to 1 in ``COMPONENTS`` order, a dominant with the largest weight,
     plain strings with no surrounding whitespace). Validating 100,000 of them took a quarter of
-    a large run's set-up; ``tests/test_agents_generator.py`` checks that validating each one
+    a large run's set-up; ``tests/test_agents_persona.py`` checks that validating each one
     changes nothing."""
     return Persona.model_construct(**fields)
