@@ -57,7 +57,7 @@ class Cell:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class RunPlan:
+class Replication:
     """One run of the sweep: cell, replication index, seed, directory (relative to the sweep
     output) and the full experiment data (TOML mapping) it runs."""
 
@@ -96,7 +96,7 @@ class SweepSpec:
             out.append(Cell(name=unique, overrides=overrides))
         return out
 
-    def plans(self) -> list[RunPlan]:
+    def plans(self) -> list[Replication]:
         """Every run: cells in grid order, replications 0..n-1 within each cell."""
         out = []
         for cell in self.cells():
@@ -104,7 +104,7 @@ class SweepSpec:
                 data = apply_overrides(self.base, cell.overrides)
                 data.setdefault("experiment", {})["seed"] = seed
                 out.append(
-                    RunPlan(
+                    Replication(
                         cell=cell.name, rep=k, seed=seed, rel_dir=f"{cell.name}/rep{k}", data=data
                     )
                 )

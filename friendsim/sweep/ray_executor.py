@@ -40,7 +40,7 @@ from typing import Any
 import structlog
 
 from friendsim.rundir.layout import LOCK
-from friendsim.sweep.config import RunPlan
+from friendsim.sweep.config import Replication
 from friendsim.sweep.runner import (
     PlanStream,
     RunOutcome,
@@ -125,7 +125,7 @@ def unpack_run(archive: bytes, dest: Path) -> None:
         os.utime(dest / rel, ns=(int(ns), int(ns)))
 
 
-def side_files(plans: Sequence[RunPlan], source: str) -> dict[str, bytes]:
+def side_files(plans: Sequence[Replication], source: str) -> dict[str, bytes]:
     """Files the plans' configs name by path, read on the driver: ``{config value: bytes}``."""
     from friendsim.runtime.config import parse_config
 
@@ -217,7 +217,7 @@ def _resumable(run_dir: Path) -> bool:
 
 
 def ray_outcomes(
-    plans: Sequence[RunPlan],
+    plans: Sequence[Replication],
     out: Path,
     source: str,
     *,
@@ -228,7 +228,7 @@ def ray_outcomes(
     """The ``ray`` executor (module docstring) on the session :func:`open_ray` made: yields each
     plan with its outcome; ``shutdown``: end the Ray session when done (or interrupted)."""
     ray = require_ray()
-    todo: list[RunPlan] = []
+    todo: list[Replication] = []
     for plan in plans:
         if _resumable(out / plan.rel_dir):
             yield plan, {"status": "completed", "resumed": True, "wall_seconds": 0.0, "error": None}

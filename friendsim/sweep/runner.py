@@ -41,7 +41,7 @@ import structlog
 
 from friendsim.rundir.errors import RunInputError
 from friendsim.rundir.manifest import read_manifest
-from friendsim.sweep.config import RunPlan, SweepSpec
+from friendsim.sweep.config import Replication, SweepSpec
 
 log = structlog.get_logger(__name__)
 
@@ -72,7 +72,7 @@ class SweepResult:
 EXECUTORS = ("local", "ray")
 _PR_SET_PDEATHSIG = 1
 
-PlanStream = Generator[tuple[RunPlan, RunOutcome], None, None]
+PlanStream = Generator[tuple[Replication, RunOutcome], None, None]
 """What an executor yields: each plan with its outcome, in the order the runs finish."""
 
 
@@ -283,7 +283,7 @@ def run_sweep(
 
 
 def local_outcomes(
-    plans: Sequence[RunPlan], out: Path, source: str, *, jobs: int, log_level: str
+    plans: Sequence[Replication], out: Path, source: str, *, jobs: int, log_level: str
 ) -> PlanStream:
     """The ``local`` executor: a pool of ``jobs`` spawned processes that die with this one."""
     ctx = multiprocessing.get_context("spawn")
@@ -295,7 +295,7 @@ def local_outcomes(
     )
     finished = False
     try:
-        futures: dict[Future[RunOutcome], RunPlan] = {
+        futures: dict[Future[RunOutcome], Replication] = {
             pool.submit(execute_plan, dict(p.data), str(out / p.rel_dir), source): p for p in plans
         }
         for fut in as_completed(futures):
