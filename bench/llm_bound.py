@@ -36,6 +36,14 @@ inproc`` answers in process (the same mind, the same latency, no HTTP): its CPU 
 without the mind's own CPU (timed around each answer) is the simulation and the LLM layers
 alone, so ``lean`` minus ``inproc`` is what the HTTP path costs per request.
 
+On the lean path the benchmark then measures a **floor** against the same server: a client
+that does nothing but send the run's own request bodies, phase by phase, the same number of
+requests as the run through the same number of keep-alive connections (one of them carrying
+the phase's longest chain one request after another), on the same event loop (``floor_s``,
+per phase and summed). ``bound_over_floor`` is the best bound ÷ wall any client gets from this
+stub (the stub answers a little after its latency, and the requests come in whole waves);
+``phase_wall_over_floor`` is how much longer friendsim's phases take than that client's.
+
 The run's event loop is the one ``friendsim run`` uses (``--loop auto``: uvloop where installed,
 :mod:`friendsim._loop`); ``--loop both`` runs each setting on the stdlib loop, then on uvloop,
 and reports the ratio of their CPU per request.
@@ -83,6 +91,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     },
 }  # fmt: skip
 QUICK_AGENTS = {"rounds": 40, "continuous": 200}
+FLOOR_BODIES = 2000
+"""The floor client sends the run's first this many request bodies, in turn."""
 
 
 # --- the stub server (its own process) --------------------------------------------------------
@@ -204,6 +214,19 @@ def child(spec_path: Path) -> None:
 
         return Timed(ScriptedLLM(answer, latency_s=spec["latency_s"], model="bench-model"))
 
+    bodies: list[str] = []
+    if spec["http_path"] == "lean":
+        from friendsim.llm.http11 import HTTP11Client
+
+        post_json = HTTP11Client.post_json
+
+        async def recording(self: HTTP11Client, path: str, body: bytes) -> Any:
+            if len(bodies) < FLOOR_BODIES:
+                bodies.append(body.decode("utf-8"))
+            return await post_json(self, path, body)
+
+        HTTP11Client.post_json = recording  # type: ignore[method-assign]
+
     cfg = parse_config(spec["config"])
 
     async def go() -> dict[str, Any]:
@@ -241,7 +264,55 @@ def child(spec_path: Path) -> None:
     out["windows_wall_s"] = ended[-1] - started[0]
     out["timings"] = timings
     out["marks"] = marks
+    out["bodies"] = bodies
     spec_path.with_suffix(".out.json").write_text(json.dumps(out))
+
+
+# --- the floor: a client that does nothing but send the run's requests ------------------------
+
+
+def floor(spec_path: Path) -> None:
+    """Send each phase's number of requests (the run's own bodies, in turn) through
+    ``CONCURRENCY`` keep-alive connections to the stub, on the run's event loop, and time each
+    phase from its first request to its last answer: what a client that costs nothing gets from
+    this server for the same work. Writes the phase walls next to ``spec_path``."""
+    from friendsim._loop import LOOP_ENV, run
+
+    spec = json.loads(spec_path.read_text())
+    port, bodies = spec["port"], [b.encode("utf-8") for b in spec["bodies"]]
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+        b"content-type: application/json\r\ncontent-length: %d\r\n\r\n"
+    )
+    requests = [head % len(b) + b for b in bodies]
+
+    async def phase(n: int, chain: int) -> float:
+        todo = iter(range(n))
+
+        async def connection(steps: int | None) -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                for i in todo if steps is None else range(steps):
+                    writer.write(requests[i % len(requests)])
+                    lines = (await reader.readuntil(b"\r\n\r\n")).split(b"\r\n")
+                    length = next(
+                        int(line.split(b":", 1)[1])
+                        for line in lines
+                        if line.lower().startswith(b"content-length:")
+                    )
+                    await reader.readexactly(length)
+            finally:
+                writer.close()
+
+        t0 = time.perf_counter()
+        await asyncio.gather(connection(chain), *(connection(None) for _ in range(CONCURRENCY - 1)))
+        return time.perf_counter() - t0
+
+    async def go() -> list[float]:
+        return [await phase(p["requests"] - p["chain"], p["chain"]) for p in spec["phases"]]
+
+    walls = run(go(), env={LOOP_ENV: spec["loop"]})
+    spec_path.with_suffix(".out.json").write_text(json.dumps(walls))
 
 
 # --- the analysis -----------------------------------------------------------------------------
@@ -339,6 +410,21 @@ def measure(
     spans = sorted(end - start for _, start, end in out["timings"])
     bound = sum(p["bound_s"] for p in per_phase)
     llm_wall = sum(p["wall_s"] for p in per_phase)
+    floors: dict[str, Any] = {}
+    if out["bodies"]:
+        floor_path = tmp / f"{setting}-{loop}-floor.json"
+        floor_path.write_text(json.dumps({"port": port, "loop": loop, "bodies": out["bodies"],
+                                          "phases": per_phase}))  # fmt: skip
+        subprocess.run([sys.executable, __file__, "--floor", str(floor_path)], check=True)
+        walls = json.loads(floor_path.with_suffix(".out.json").read_text())
+        for p, w in zip(per_phase, walls, strict=True):
+            p["floor_s"] = round(w, 3)
+        floor_s = sum(walls)
+        floors = {
+            "floor_s": round(floor_s, 3),
+            "bound_over_floor": round(bound / floor_s, 3),
+            "phase_wall_over_floor": round(llm_wall / floor_s, 3),
+        }
     return {
         "loop": out["loop"],
         "agents": config["agents"]["count"],
@@ -355,6 +441,7 @@ def measure(
         "bound_over_windows_wall": round(bound / out["windows_wall_s"], 3),
         "phase_wall_s": round(llm_wall, 3),
         "bound_over_phase_wall": round(bound / llm_wall, 3),
+        **floors,
         "cpu_ms_per_request": round(out["run_cpu_s"] / n * 1000, 4),
         "cpu_ms_per_request_without_mind": round(
             (out["run_cpu_s"] - out["mind_cpu_s"]) / n * 1000, 4
@@ -399,7 +486,11 @@ def main() -> None:
     )
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--floor", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.floor is not None:
+        floor(args.floor)
+        return
     if args.serve:
         serve(args.latency_ms / 1000.0, args.seed)
         return
@@ -438,7 +529,13 @@ def main() -> None:
                         f"{fig['wall_s']} s -> {fig['bound_over_wall']} (windows only: "
                         f"{fig['bound_over_windows_wall']}, phases only: "
                         f"{fig['bound_over_phase_wall']}); "
-                        f"CPU {fig['cpu_ms_per_request']} ms per request",
+                        f"CPU {fig['cpu_ms_per_request']} ms per request"
+                        + (
+                            f"; a client that only sends the same requests: {fig['floor_s']} "
+                            f"s -> {fig['bound_over_floor']}"
+                            if "floor_s" in fig
+                            else ""
+                        ),
                         flush=True,
                     )
                 if args.loop == "both":

@@ -60,6 +60,16 @@ def spawn_run(cfg: Path, run: Path, env: dict[str, str]) -> subprocess.Popen[str
     )  # fmt: skip
 
 
+def wait_until_asked(stub: StubLLMServer, proc: subprocess.Popen[str], what: str) -> None:
+    """Wait (60 s at most) until ``stub`` has been sent a request by the run in ``proc``; fail
+    at once, with the run's stderr, if the run ends before."""
+    deadline = time.monotonic() + 60
+    while not stub.requests and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.05)
+    assert stub.requests, f"the run never asked {what}"
+
+
 def interrupt(proc: subprocess.Popen[str], *, signals: int = 1) -> tuple[str, float]:
     """Send ``proc`` SIGINT ``signals`` times, 50 ms apart; its stderr and the seconds from the
     first signal until it ended (``communicate`` gives up after 30 s)."""
@@ -296,10 +306,7 @@ def test_sigint_stops_a_slow_run_within_10s_and_resume_of_a_live_run_is_refused(
         env = {**os.environ, KEY_ENV: KEY}
         proc = spawn_run(cfg_path, run, env)
         try:
-            deadline = time.monotonic() + 60
-            while not stub.requests and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert stub.requests, "the run never called the model"
+            wait_until_asked(stub, proc, "the model")
             again = subprocess.run(
                 [sys.executable, "-m", "friendsim", "run", "--resume", str(run), "--quiet"],
                 capture_output=True, text=True, env=env, timeout=60,
@@ -433,11 +440,7 @@ def test_sigint_while_a_hanging_llm_coach_advises_stops_at_once_and_resumes_to_t
         env = {**os.environ, KEY_ENV: KEY}
         proc = spawn_run(cfg, run, env)
         try:
-            deadline = time.monotonic() + 60
-            while not coach.requests and time.monotonic() < deadline:
-                assert proc.poll() is None, proc.communicate()[1][-3000:]
-                time.sleep(0.05)
-            assert coach.requests, "the run never asked its coach"
+            wait_until_asked(coach, proc, "its coach")
             err, elapsed = interrupt(proc, signals=signals)
         finally:
             if proc.poll() is None:
