@@ -165,3 +165,56 @@ async def test_stop_request_ends_the_run_at_a_safe_point(tmp_path: Path) -> None
     assert m["end_seq"] == log[-1][0]
     kinds = [r[2] for r in log]
     assert kinds.count("window_ended") == 1 and kinds.count("window_started") == 1
+
+
+class _SlowToClose(ScriptedLLM):
+    """A scripted model whose client takes a while to close, announcing when it starts."""
+
+    closing: asyncio.Event
+
+    async def aclose(self) -> None:
+        self.closing.set()
+        await asyncio.sleep(0.3)
+        await super().aclose()
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["completed", "stopped-first"])
+async def test_a_cancel_while_the_run_closes_still_closes_it_whole(
+    tmp_path: Path, stopped: bool
+) -> None:
+    """A second Ctrl-C (the run task cancelled) arriving while the run closes: the close runs to
+    its end, so the manifest tells the run's real outcome (never ``running``) and the database
+    is closed; the outcome, not the late cancellation, is what the caller gets."""
+    closing = asyncio.Event()
+    stop = asyncio.Event()
+
+    def factory(spec: str) -> ScriptedLLM:
+        llm = _SlowToClose(plausible_responder(0), model=spec.replace(":", "-"))
+        llm.closing = closing
+        return llm
+
+    class StopAfterFirstWindow(RunListener):
+        def window_ended(self, tally: WindowTally) -> None:
+            if stopped:
+                stop.set()
+
+    task = asyncio.ensure_future(
+        run_experiment(
+            cfg(), out_dir=tmp_path / "r", llm_factory=factory, stop=stop,
+            listener=StopAfterFirstWindow(),
+        )
+    )  # fmt: skip
+    await asyncio.wait_for(closing.wait(), 60)
+    task.cancel()
+    if stopped:
+        with pytest.raises(RunInterrupted):
+            await task
+    else:
+        result = await task
+        assert result.manifest.status == "completed"
+    assert not (tmp_path / "r" / "events.db-wal").exists()  # closed: the WAL folded in
+    m = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert m["status"] == ("interrupted" if stopped else "completed")
+    assert m["windows"] == (1 if stopped else 3)
+    assert m["end_seq"] == rows(tmp_path / "r")[-1][0]
+    assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]

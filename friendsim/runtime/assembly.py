@@ -26,7 +26,7 @@ import asyncio
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -645,32 +645,61 @@ async def _run_locked(
         stop_reason, stop_detail = "error", f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        await checkpoint.close()
         if scheduler is not None and not windows:
             windows = list(scheduler.reports)
-        if instruments is not None:
-            await instruments.aclose()
-        await _shutdown(service, stacks, platform, abandon=status not in ("completed", "degraded"))
-        if journal is not None:
-            journal.close()
-        manifest.status = status  # type: ignore[assignment]
-        manifest.end_seq = platform.committed_seq
-        manifest.windows = len(windows)
-        manifest.totals = _totals(windows)
-        if engine is not None:
-            manifest.totals["lost_actions"] = engine.lost_actions
-        manifest.llm_usage = ledger.to_json()
-        manifest.wall_seconds = round(time.perf_counter() - wall0, 3)
-        manifest.stop_reason = stop_reason
-        manifest.stop_detail = None if stop_detail is None else redact_text(stop_detail)[:1000]
-        manifest.budget = None if budget is None else budget.status().to_json()
-        if status in ("completed", "degraded"):
-            manifest.log_sha256 = platform.log_sha256 or await asyncio.to_thread(
-                _log_sha256, layout.events
+
+        async def close() -> None:
+            await checkpoint.close()
+            if instruments is not None:
+                await instruments.aclose()
+            await _shutdown(
+                service, stacks, platform, abandon=status not in ("completed", "degraded")
             )
-        await asyncio.to_thread(write_manifest, run_dir, manifest)
-        log.info("run_finished", run_dir=str(run_dir), status=status, windows=len(windows))
+            if journal is not None:
+                journal.close()
+            manifest.status = status  # type: ignore[assignment]
+            manifest.end_seq = platform.committed_seq
+            manifest.windows = len(windows)
+            manifest.totals = _totals(windows)
+            if engine is not None:
+                manifest.totals["lost_actions"] = engine.lost_actions
+            manifest.llm_usage = ledger.to_json()
+            manifest.wall_seconds = round(time.perf_counter() - wall0, 3)
+            manifest.stop_reason = stop_reason
+            manifest.stop_detail = None if stop_detail is None else redact_text(stop_detail)[:1000]
+            manifest.budget = None if budget is None else budget.status().to_json()
+            if status in ("completed", "degraded"):
+                manifest.log_sha256 = platform.log_sha256 or await asyncio.to_thread(
+                    _log_sha256, layout.events
+                )
+            await asyncio.to_thread(write_manifest, run_dir, manifest)
+            log.info("run_finished", run_dir=str(run_dir), status=status, windows=len(windows))
+
+        await _to_the_end(close())
     return RunResult(run_dir=run_dir, windows=tuple(windows), manifest=manifest)
+
+
+async def _to_the_end(closing: Awaitable[None]) -> None:
+    """Await ``closing`` (the run's close: the database, the clients, the final manifest) to its
+    end even when this task is cancelled meanwhile (a second Ctrl-C or SIGTERM arriving while a
+    stopped run closes): an interrupted close would leave the manifest saying ``running`` and
+    the database's thread alive, holding the process open. The cancellation is then consumed:
+    the run's own outcome (its status, or the exception being raised) is what the caller sees,
+    since the close it asked to cut short has already ended."""
+    task = asyncio.ensure_future(closing)
+    cancelled = 0
+    while True:
+        try:
+            await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled += 1
+    current = asyncio.current_task()
+    if current is not None:
+        for _ in range(cancelled):
+            current.uncancel()
 
 
 async def run_experiment(
