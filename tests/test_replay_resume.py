@@ -196,3 +196,69 @@ async def test_an_interrupted_resume_keeps_the_answers_it_paid_for(tmp_path: Pat
         conn.execute("SELECT count(*) FROM llm_cache WHERE key = 'paid-for-key'").fetchone()[0] == 1
     )
     conn.close()
+
+
+async def test_what_interrupted_resumes_spent_stays_in_the_accounting(tmp_path: Path) -> None:
+    """Interrupted, resumed and interrupted again, then resumed to the end: the manifest's
+    segments list every one of them, and the usage summed over them is every call the model
+    answered, the same as an uninterrupted run's (each answer is paid once, cache reused)."""
+    import asyncio
+
+    from friendsim.llm.base import LLM, Completion, LLMRequest
+    from friendsim.llm.scripted import ScriptedLLM
+    from friendsim.runtime.assembly import run_experiment
+    from friendsim.runtime.engine import RunInterrupted, RunListener, WindowTally
+    from friendsim.runtime.scripted_mind import plausible_responder
+
+    answered: list[int] = []
+
+    class Counted(ScriptedLLM):
+        async def complete(self, request: LLMRequest) -> Completion:
+            out = await super().complete(request)
+            answered.append(out.usage.input_tokens)
+            return out
+
+    def counted(spec: str) -> LLM:
+        return Counted(plausible_responder(0), model="mind")
+
+    def stop_after(window: int) -> tuple[asyncio.Event, RunListener]:
+        stop = asyncio.Event()
+
+        class Stop(RunListener):
+            def window_ended(self, tally: WindowTally) -> None:
+                if tally.window == window:
+                    stop.set()
+
+        return stop, Stop()
+
+    cfg = config(rounds=4)
+    cfg = cfg.model_copy(
+        update={
+            "llm": cfg.llm.model_copy(update={"prices": {"mind": {"input": 1.0, "output": 2.0}}})
+        }
+    )
+    clean = await run_experiment(cfg, out_dir=tmp_path / "clean", llm_factory=counted)
+    clean_calls, clean_tokens = len(answered), sum(answered)
+    answered.clear()
+
+    run = tmp_path / "run"
+    stop, listener = stop_after(1)
+    with pytest.raises(RunInterrupted):
+        await run_experiment(cfg, out_dir=run, llm_factory=counted, stop=stop, listener=listener)
+    stop, listener = stop_after(3)
+    with pytest.raises(RunInterrupted):
+        await resume(run, llm_factory=counted, stop=stop, listener=listener)
+    assert (tmp_path / "run.resuming").is_dir()  # the interrupted resume, original untouched
+    report = await resume(run, llm_factory=counted)
+
+    assert report.status == "completed"
+    assert rows(run / "events.db") == rows(tmp_path / "clean" / "events.db")
+    final = json.loads((run / "manifest.json").read_text())
+    assert [s["kind"] for s in final["segments"]] == ["original", "resume", "resume"]
+    assert [s["status"] for s in final["segments"]] == ["interrupted", "interrupted", "completed"]
+    total, clean_total = final["llm_usage"]["total"], clean.manifest.llm_usage["total"]
+    assert len(answered) == clean_calls and sum(answered) == clean_tokens  # each paid once
+    assert total["attempts"] == clean_calls == clean_total["attempts"]  # the answered calls
+    assert total["cost_usd"] == pytest.approx(clean_total["cost_usd"]) and total["cost_usd"] > 0
+    for key in ("attempts", "cost_usd", "cache_hits"):
+        assert total[key] == pytest.approx(sum(s["llm_usage"][key] for s in final["segments"]))

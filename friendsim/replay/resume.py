@@ -24,7 +24,11 @@ deleted). The new manifest records ``resumed_from`` (original path, its manifest
 number of events recovered, the last complete window and the prefix hash), the original
 ``config_file``, and ``segments``: one entry per segment (the original run and each resume) with
 its status, events and LLM usage; ``llm_usage`` and ``wall_seconds`` are the sums over all
-segments (:func:`~friendsim.llm.accounting.sum_usage`), so cost is never under-reported.
+segments (:func:`~friendsim.llm.accounting.sum_usage`), so cost is never under-reported. A
+resume that stops early (interrupted again, out of budget) records the same in its own
+manifest before the stop is raised, and the staging folder an interrupted in-place resume leaves
+hands the next resume both its LLM cache (answers paid for are not asked again) and its
+accounting (what they cost stays in the sums; a killed one's usage from its last checkpoint).
 
 Which runs can be resumed: any that did not finish every window (``interrupted``, ``failed``,
 or ``running`` after a kill). ``completed`` and ``degraded`` runs ran every window: refused.
@@ -41,6 +45,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from friendsim.llm.accounting import sum_usage
 from friendsim.rundir.errors import DivergenceError, RunInputError
 from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, MANIFEST
@@ -56,6 +62,8 @@ from .logdiff import diff_log_files
 from .rerun import _summary_and_hash, inspect_run
 
 STAGING_SUFFIX = ".resuming"
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -92,15 +100,62 @@ def _aside(run_dir: Path) -> Path:
         k += 1
 
 
-def _take_stale_cache(staging: Path, scratch: Path, ours: bool) -> Path | None:
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Abandoned:
+    """What an earlier, interrupted resume of the same run left in the staging folder."""
+
+    cache: Path | None
+    """A copy of its LLM cache: answers already paid for, reused instead of asked again."""
+    manifest: Manifest | None
+    """Its manifest: what it spent, which the run's accounting must keep."""
+
+
+def _take_stale_cache(staging: Path, scratch: Path, ours: bool) -> _Abandoned | None:
     """A previous, interrupted resume left ``staging``: keep a copy of its LLM cache (answers
-    already paid for) and remove the rest. Only our own staging folder is ever removed."""
+    already paid for) and its manifest (what they cost), and remove the rest. Only our own
+    staging folder is ever removed."""
     if not ours or not staging.exists():
         return None
     cache = staging / LLM_CACHE_DB
     kept = snapshot(cache, scratch, name="stale-cache.db") if cache.is_file() else None
+    try:
+        manifest: Manifest | None = read_manifest(staging)
+    except Exception:  # killed before its first manifest, or not readable: nothing to count
+        manifest = None
     shutil.rmtree(staging)
-    return kept
+    return _Abandoned(cache=kept, manifest=manifest)
+
+
+def _with_abandoned(original: Manifest, abandoned: Manifest | None) -> Manifest:
+    """``original`` with the accounting of an interrupted resume of it folded in, so the next
+    segment's sums cover what that resume spent: its manifest already carries the segments
+    before it when it stopped cleanly (:func:`_account_stopped`); a killed one only its own
+    usage (the last checkpoint), added here as one more segment."""
+    if abandoned is None:
+        return original
+    if abandoned.segments:
+        segments, usage = abandoned.segments, abandoned.llm_usage
+    else:
+        earlier = original.segments or [_segment(original, "original")]
+        segments = [*earlier, _segment(abandoned, "resume")]
+        usage = sum_usage([original.llm_usage, abandoned.llm_usage])
+    walls = [seg.get("wall_seconds") or 0.0 for seg in segments]
+    return original.model_copy(
+        update={"segments": segments, "llm_usage": usage, "wall_seconds": round(sum(walls), 3)}
+    )
+
+
+def _account_stopped(staging: Path, base: Manifest) -> None:
+    """A resume that stopped early (interrupted, out of budget, failed) still records, in its own
+    manifest, every segment so far and their summed usage: resumed again, it is the base of the
+    next segment's sums, and nothing it or the segments before it spent is dropped."""
+    try:
+        segment = read_manifest(staging)
+        if segment.segments:  # already amended
+            return
+        amend_manifest(staging, **accounting_over_segments(base, segment))
+    except Exception as exc:  # the stop being raised matters more; the run dir stays as it is
+        log.warning("resume_accounting_failed", run_dir=str(staging), error=repr(exc))
 
 
 def merge_cache(src: Path, dest: Path) -> int:
@@ -210,9 +265,8 @@ async def _resume_locked(
         target = old
         staging = old.with_name(old.name + STAGING_SUFFIX)
     with tempfile.TemporaryDirectory(prefix="friendsim-resume-") as tmp:
-        stale_cache = await asyncio.to_thread(
-            _take_stale_cache, staging, Path(tmp), out_dir is None
-        )
+        abandoned = await asyncio.to_thread(_take_stale_cache, staging, Path(tmp), out_dir is None)
+        stale_cache = abandoned.cache if abandoned is not None else None
         manifest, old_copy, summary, _ = await asyncio.to_thread(inspect_run, old, Path(tmp))
         if manifest.status in ("completed", "degraded"):
             raise RunInputError(
@@ -235,14 +289,20 @@ async def _resume_locked(
             phases=RunPlan.of(cfg).phases,
             recorded_until_seq=summary.last_window_end if last_window > 0 else None,
         )
-        await run_plan(
-            plan,
-            out_dir=staging,
-            config_path=staging / MANIFEST,
-            listener=listener,
-            llm_factory=llm_factory,
-            stop=stop,
-        )
+        base = _with_abandoned(manifest, abandoned.manifest if abandoned is not None else None)
+        try:
+            await run_plan(
+                plan,
+                out_dir=staging,
+                config_path=staging / MANIFEST,
+                listener=listener,
+                llm_factory=llm_factory,
+                stop=stop,
+            )
+        except BaseException:
+            if (staging / MANIFEST).is_file():
+                await asyncio.to_thread(_account_stopped, staging, base)
+            raise
         diff = await asyncio.to_thread(
             diff_log_files, old_copy, staging / EVENTS_DB, to_seq=summary.last
         )
@@ -268,7 +328,7 @@ async def _resume_locked(
         staging,
         log_sha256=new_hash,
         resumed_from=resumed_from,
-        **accounting_over_segments(manifest, segment),
+        **accounting_over_segments(base, segment),
     )
     aside = None
     if out_dir is None:
