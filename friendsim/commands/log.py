@@ -117,6 +117,7 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.platform.errors import PlatformError
     from friendsim.platform.replay import import_jsonl
     from friendsim.rundir.errors import RunInputError
+    from friendsim.rundir.outputs import check_output_file
     from friendsim.rundir.verify import live_note, verify_db, verify_live
 
     try:
@@ -133,6 +134,7 @@ def handle(args: argparse.Namespace) -> int:
             case "export":
                 return _export(args)
             case "import":
+                check_output_file(args.db, what="imported database")
                 n = asyncio.run(import_jsonl(args.jsonl, args.db))
                 sys.stdout.write(f"imported {n} events into {args.db}\n")
     except (
@@ -150,6 +152,8 @@ def handle(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from friendsim.rundir.outputs import check_output_file
+
     if args.out is not None and args.out_option is not None:
         raise ValueError("give the output file once: as OUT or as --out")
     out: Path | None = args.out if args.out is not None else args.out_option
@@ -164,6 +168,7 @@ def _export(args: argparse.Namespace) -> int:
         )
     if out.resolve() == db.resolve():
         raise ValueError(f"{out}: refusing to overwrite the event log")
+    check_output_file(out, what="export")
     if args.table == "rewards":
         n = _export_rewards(src, out, fmt)
         sys.stdout.write(f"wrote {n} reward rows to {out}\n")

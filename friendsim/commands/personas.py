@@ -146,6 +146,21 @@ def _fail(msg: str, code: int) -> int:
     return code
 
 
+def _bad_out(out: Path | None, what: str) -> str | None:
+    """Why ``--out`` cannot take the ``what`` (a run's own file, a directory, a missing
+    folder: :func:`~friendsim.rundir.outputs.check_output_file`), or ``None`` when it can."""
+    from friendsim.rundir.errors import OutputPathError
+    from friendsim.rundir.outputs import check_output_file
+
+    if out is None:
+        return None
+    try:
+        check_output_file(out, what=what)
+    except OutputPathError as exc:
+        return f"--out {exc}"
+    return None
+
+
 def _save(personas: Sequence[Persona], out: Path) -> None:
     from friendsim.agents.persona_io import save_personas, save_personas_csv
 
@@ -178,6 +193,8 @@ def summarise(personas: Sequence[Persona]) -> dict[str, Any]:
 def handle_generate(args: argparse.Namespace) -> int:
     from friendsim.agents.generator import generate_personas
 
+    if bad := _bad_out(args.out, "persona file"):
+        return _fail(bad, 2)
     try:
         personas = generate_personas(
             args.n, seed=args.seed, theme=args.theme, dominant_weight=args.dominant_weight
@@ -220,6 +237,8 @@ def handle_infer(args: argparse.Namespace) -> int:
     from friendsim.agents.planner import CorpusError, PlannerError, infer_personas, load_corpus
     from friendsim.llm.errors import LLMError, ProviderConfigError
 
+    if bad := _bad_out(args.out, "persona file"):
+        return _fail(bad, 2)
     try:
         corpus = load_corpus(args.corpus)
     except (CorpusError, OSError) as exc:
@@ -250,6 +269,8 @@ def handle_ipip(args: argparse.Namespace) -> int:
     from friendsim.agents.persona_io import PersonaFileError, load_personas
     from friendsim.llm.errors import LLMError, ProviderConfigError
 
+    if bad := _bad_out(args.out, "survey answers"):
+        return _fail(bad, 2)
     try:
         personas = load_personas(args.file)
     except (PersonaFileError, OSError) as exc:

@@ -150,6 +150,7 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.llm.errors import LLMError
     from friendsim.rundir.errors import (
         DivergenceError,
+        OutputPathError,
         RunDirError,
         RunInputError,
         RunLockedError,
@@ -168,7 +169,7 @@ def handle(args: argparse.Namespace) -> int:
         if args.resume:
             return _resume(args.run_dir, args.out)
         return _fork(args.run_dir, args.fork, args.at, args.out)
-    except (RunInputError, ConfigError, RunLockedError, RunOccupiedError) as exc:
+    except (RunInputError, ConfigError, RunLockedError, RunOccupiedError, OutputPathError) as exc:
         _fail(str(exc))
         return 2
     except RunStopped as exc:
@@ -244,11 +245,13 @@ def _redrive(args: argparse.Namespace) -> int:
     from friendsim._loop import run as run_on_loop
     from friendsim.replay.redrive import parse_reward_changes, redrive
     from friendsim.rundir.errors import RunInputError
+    from friendsim.rundir.outputs import check_output_file
 
     if args.out is None:
         raise RunInputError("--redrive needs --out FILE.json for the new scores and guidance")
     if args.out.resolve().parent == args.run_dir.resolve() or args.out.exists():
         raise RunInputError(f"{args.out}: refusing to overwrite or write into the run")
+    check_output_file(args.out, what="scores file")
     result = run_on_loop(
         redrive(args.run_dir, rewards=parse_reward_changes(args.rewards), coach=args.coach)
     )

@@ -71,10 +71,17 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.analysis.analyze import RunDirectoryError
     from friendsim.llm.errors import LLMError
     from friendsim.report.render import ReportError, write_report
+    from friendsim.rundir.errors import OutputPathError
+    from friendsim.rundir.outputs import check_output_file
     from friendsim.sweep.aggregate import SweepReadError
 
     try:
+        if args.out is not None:
+            check_output_file(args.out, what="report", parents=True)
         path = write_report(args.dir, out=args.out, theta=args.theta, color_by=args.color_by)
+    except OutputPathError as exc:
+        sys.stderr.write(f"friendsim report: --out {exc}\n")
+        return 2
     except (ReportError, RunDirectoryError, SweepReadError, FileNotFoundError) as exc:
         sys.stderr.write(f"friendsim report: {exc}\n")
         return 2

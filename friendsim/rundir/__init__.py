@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         ManifestError,
         ManifestMismatchError,
         MissingFileError,
+        OutputPathError,
         RunDirError,
         RunInputError,
         RunLockedError,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from .layout import EVENTS_DB, LLM_CACHE_DB, LOCK, MANIFEST, PERSONAS, RunLayout
     from .lock import RunLock, holder
     from .manifest import Manifest, amend_manifest, new_manifest, read_manifest, write_manifest
+    from .outputs import check_output_file
 
 __getattr__ = lazy_exports(
     __name__,
@@ -39,6 +41,7 @@ __getattr__ = lazy_exports(
         "ManifestError": "friendsim.rundir.errors",
         "ManifestMismatchError": "friendsim.rundir.errors",
         "MissingFileError": "friendsim.rundir.errors",
+        "OutputPathError": "friendsim.rundir.errors",
         "RunDirError": "friendsim.rundir.errors",
         "RunInputError": "friendsim.rundir.errors",
         "RunLockedError": "friendsim.rundir.errors",
@@ -56,6 +59,7 @@ __getattr__ = lazy_exports(
         "new_manifest": "friendsim.rundir.manifest",
         "read_manifest": "friendsim.rundir.manifest",
         "write_manifest": "friendsim.rundir.manifest",
+        "check_output_file": "friendsim.rundir.outputs",
     },
 )
 
@@ -72,6 +76,7 @@ __all__ = [
     "ManifestError",
     "ManifestMismatchError",
     "MissingFileError",
+    "OutputPathError",
     "RunDirError",
     "RunInputError",
     "RunLayout",
@@ -79,6 +84,7 @@ __all__ = [
     "RunLockedError",
     "RunOccupiedError",
     "amend_manifest",
+    "check_output_file",
     "holder",
     "new_manifest",
     "read_manifest",

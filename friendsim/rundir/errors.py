@@ -43,6 +43,11 @@ class RunOccupiedError(RunDirError, ValueError):
     """The output directory cannot take a new run: it already holds one, or it is not a folder."""
 
 
+class OutputPathError(RunDirError, ValueError):
+    """An output file cannot be written at the path given: it is a file of a run, a directory,
+    or its folder is missing (:func:`~.outputs.check_output_file`); nothing was written."""
+
+
 class RunLockedError(RunDirError):
     """Another process holds the run's lock (it is writing the run right now)."""
 
