@@ -91,3 +91,66 @@ def test_a_link_to_a_file_of_a_run_is_that_file(run: Path, tmp_path: Path) -> No
     before = tree(run)
     refused(("report", run, "--out", link), "manifest.json")
     assert tree(run) == before
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("log", "export", "{run}", "{out}/events.jsonl"),
+        ("log", "export", "{run}/events.db", "{out}/events.parquet"),
+        ("log", "export", "{run}", "--table", "rewards", "--out", "{out}/rewards.jsonl"),
+        ("log", "verify", "{run}/events.db"),
+        ("analyze", "{run}"),
+        ("report", "{run}", "--out", "{out}/report.html"),
+        ("replay", "{run}", "--verify"),
+        ("replay", "{run}", "--redrive", "--out", "{out}/scores.json"),
+    ],
+    ids=[
+        "export",
+        "export-parquet",
+        "export-rewards",
+        "verify",
+        "analyze",
+        "report",
+        "replay",
+        "redrive",
+    ],
+)
+def test_reading_commands_leave_the_run_byte_for_byte_unchanged(
+    run: Path, tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    before = tree(run)
+    code, _, err = cli(*(a.format(run=run, out=out) for a in argv))
+    assert code == 0, err
+    assert tree(run) == before  # no events.db-wal / -shm left beside the log
+
+
+def _truncated(db: Path) -> None:
+    db.write_bytes(db.read_bytes()[:100])
+
+
+def _emptied(db: Path) -> None:
+    db.write_bytes(b"")
+
+
+def _dropped(db: Path) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    with con:
+        con.execute("DROP TABLE events")
+    con.close()
+
+
+@pytest.mark.parametrize("damage", [_truncated, _emptied, _dropped])
+@pytest.mark.parametrize("name", ["x.jsonl", "x.parquet"])
+def test_export_of_a_damaged_log_is_a_clean_error(
+    run: Path, tmp_path: Path, damage: object, name: str
+) -> None:
+    damage(run / "events.db")  # type: ignore[operator]
+    before = tree(run)
+    refused(("log", "export", run, tmp_path / name), "events.db")
+    assert tree(run) == before
+    assert not (tmp_path / name).exists()

@@ -173,18 +173,43 @@ def _export(args: argparse.Namespace) -> int:
         n = _export_rewards(src, out, fmt)
         sys.stdout.write(f"wrote {n} reward rows to {out}\n")
         return 0
-    if fmt == "parquet":
-        from friendsim.analysis.parquet import write_events_parquet
-
-        n = write_events_parquet(db, out)
-    else:
-        import asyncio
-
-        from friendsim.platform.replay import export_jsonl
-
-        n = asyncio.run(export_jsonl(db, out))
+    n = _export_events(db, out, fmt)
     sys.stdout.write(f"wrote {n} events to {out}\n")
     return 0
+
+
+def _export_events(db: Path, out: Path, fmt: str) -> int:
+    """Write the events of ``db`` to ``out``; returns the count.
+
+    Reads a snapshot copy (:func:`friendsim.rundir.log.snapshot`) checked like every reader's
+    (:func:`~friendsim.rundir.log.connect`, :func:`~friendsim.rundir.log.summarise`): opening the
+    log in place, even read-only, leaves ``-wal`` and ``-shm`` files in the run directory, and a
+    damaged database is a :class:`~friendsim.rundir.errors.RunInputError` naming it."""
+    import sqlite3
+    import tempfile
+
+    from friendsim.rundir.errors import CorruptLogError
+    from friendsim.rundir.log import connect, snapshot, summarise
+
+    with tempfile.TemporaryDirectory(prefix="friendsim-export-") as tmp:
+        copy = snapshot(db, Path(tmp))
+        conn = connect(copy, label=db)
+        try:
+            summarise(conn, label=db)
+        finally:
+            conn.close()
+        try:
+            if fmt == "parquet":
+                from friendsim.analysis.parquet import write_events_parquet
+
+                return write_events_parquet(copy, out)
+            import asyncio
+
+            from friendsim.platform.replay import export_jsonl
+
+            return asyncio.run(export_jsonl(copy, out))
+        except sqlite3.DatabaseError as exc:
+            raise CorruptLogError(f"{db}: events table unreadable ({exc})") from None
 
 
 def _export_rewards(src: Path, out: Path, fmt: str) -> int:
