@@ -154,3 +154,19 @@ def test_export_of_a_damaged_log_is_a_clean_error(
     refused(("log", "export", run, tmp_path / name), "events.db")
     assert tree(run) == before
     assert not (tmp_path / name).exists()
+
+
+SWEEP = CONFIG + '[sweep]\nreplications = 1\ngrid = { "coach.enabled" = [true, false] }\n'
+
+
+def test_a_sweep_is_not_written_into_a_run_or_a_file(run: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SWEEP)
+    before = tree(run)
+    refused(("sweep", cfg, "--out", run, "--jobs", "1"), str(run), "already holds a run")
+    assert tree(run) == before
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    refused(("sweep", cfg, "--out", afile, "--jobs", "1"), str(afile), "not a directory")
+    refused(("sweep", cfg, "--out", afile / "sub", "--jobs", "1"), str(afile / "sub"))
+    assert afile.read_text() == "x"

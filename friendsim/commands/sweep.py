@@ -107,7 +107,7 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.sweep.aggregate import aggregate_sweep
     from friendsim.sweep.config import SweepConfigError, load_sweep
     from friendsim.sweep.ray_executor import RayUnavailableError
-    from friendsim.sweep.runner import SweepDirError, run_sweep
+    from friendsim.sweep.runner import SweepDirError, check_out_dir, run_sweep
 
     configure_logging(args.log_level)
     try:
@@ -123,6 +123,11 @@ def handle(args: argparse.Namespace) -> int:
         sys.stderr.write("friendsim sweep: --address needs --executor ray\n")
         return 2
     out = args.out if args.out is not None else Path("runs") / f"sweep-{spec.name}"
+    try:
+        check_out_dir(out, spec)
+    except SweepDirError as exc:
+        sys.stderr.write(f"friendsim sweep: {exc}\n")
+        return 2
     n = len(spec.plans())
     console = Console(stderr=True)
     progress = Progress(

@@ -173,7 +173,22 @@ def _write_sweep_file(out_dir: Path, body: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _check_out_dir(out_dir: Path, spec: SweepSpec) -> None:
+def check_out_dir(out_dir: Path, spec: SweepSpec) -> None:
+    """Raise :class:`SweepDirError` unless ``out_dir`` can take ``spec``'s sweep: it is absent,
+    an empty or unrelated folder, or holds this same sweep (resumed). A file, a run directory
+    (``friendsim run``'s, holding ``events.db`` or ``manifest.json``) and a different sweep
+    are refused before anything is written."""
+    from friendsim.rundir.layout import RunLayout
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise SweepDirError(f"{out_dir} is a file, not a directory; choose another --out")
+    above = out_dir.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        raise SweepDirError(f"{out_dir}: {above} is a file, not a directory; choose another --out")
+    if RunLayout.of(out_dir).holds_run():
+        raise SweepDirError(f"{out_dir} already holds a run; choose another --out")
     path = out_dir / SWEEP_FILE
     if not path.is_file():
         return
@@ -212,15 +227,19 @@ def run_sweep(
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
     out = Path(out_dir)
-    if (out / SWEEP_FILE).is_file():
-        _check_out_dir(out, spec)
+    check_out_dir(out, spec)
     opened_ray = False
     if executor == "ray":  # before anything is written: a missing extra or cluster is an error
         from friendsim.sweep.ray_executor import open_ray
 
         opened_ray = open_ray(address=address, jobs=jobs)
     try:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SweepDirError(
+                f"{out}: cannot create the sweep directory: {exc.strerror or exc}"
+            ) from None
     except BaseException:
         if opened_ray:
             import ray
