@@ -170,3 +170,49 @@ def test_a_sweep_is_not_written_into_a_run_or_a_file(run: Path, tmp_path: Path) 
     refused(("sweep", cfg, "--out", afile, "--jobs", "1"), str(afile), "not a directory")
     refused(("sweep", cfg, "--out", afile / "sub", "--jobs", "1"), str(afile / "sub"))
     assert afile.read_text() == "x"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("run", "{cfg}", "--out", "{afile}/sub", "--quiet"),
+        ("run", "{cfg}", "--out", "/proc/friendsim-x", "--quiet"),
+        ("report", "{run}", "--out", "{somedir}"),
+        ("report", "{run}", "--out", "/proc/friendsim-x.html"),
+        ("log", "export", "{run}", "{somedir}"),
+        ("log", "export", "{run}", "/proc/friendsim-x.jsonl"),
+        ("log", "import", "{jsonl}", "{tmp}/nodir/x.db"),
+        ("log", "import", "{somedir}", "{tmp}/y.db"),
+        ("replay", "{run}", "--redrive", "--out", "/proc/friendsim-x.json"),
+        ("replay", "{run}", "--redrive", "--out", "{tmp}/nodir/x.json"),
+        ("personas", "generate", "--n", "5", "--out", "{tmp}/nodir/x.jsonl"),
+        ("personas", "generate", "--n", "5", "--out", "{somedir}"),
+        ("personas", "generate", "--n", "5", "--out", "/proc/friendsim-x.jsonl"),
+    ],
+)
+def test_an_unusable_output_path_is_one_line_and_exit_2(
+    run: Path, tmp_path: Path, argv: tuple[str, ...]
+) -> None:
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(CONFIG)
+    (tmp_path / "afile").write_text("x")
+    somedir = tmp_path / "somedir"
+    somedir.mkdir()
+    jsonl = tmp_path / "events.jsonl"
+    assert cli("log", "export", run, jsonl)[0] == 0
+    before = tree(tmp_path)
+    args = tuple(
+        a.format(
+            cfg=cfg, afile=tmp_path / "afile", run=run, somedir=somedir, jsonl=jsonl, tmp=tmp_path
+        )
+        for a in argv
+    )
+    refused(args)
+    assert tree(tmp_path) == before  # nothing written: no stray .tmp, no figures/
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "afile",
+        "events.jsonl",
+        "run",
+        "somedir",
+        "t.toml",
+    ]

@@ -117,7 +117,7 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.platform.errors import PlatformError
     from friendsim.platform.replay import import_jsonl
     from friendsim.rundir.errors import RunInputError
-    from friendsim.rundir.outputs import check_output_file
+    from friendsim.rundir.outputs import check_output_file, os_error_message
     from friendsim.rundir.verify import live_note, verify_db, verify_live
 
     try:
@@ -143,10 +143,11 @@ def handle(args: argparse.Namespace) -> int:
         ParquetUnavailable,
         RewardConfigError,
         ValueError,
-        FileNotFoundError,
-        FileExistsError,
     ) as exc:
         sys.stderr.write(f"friendsim log {args.log_command}: {exc}\n")
+        return 2
+    except OSError as exc:  # a path the checks could not foresee (a directory, /proc)
+        sys.stderr.write(f"friendsim log {args.log_command}: {os_error_message(exc)}\n")
         return 2
     return 0
 

@@ -161,13 +161,19 @@ def _bad_out(out: Path | None, what: str) -> str | None:
     return None
 
 
-def _save(personas: Sequence[Persona], out: Path) -> None:
+def _save(personas: Sequence[Persona], out: Path) -> str | None:
+    """Write ``personas`` to ``out``; returns why it could not be written (``None``: written)."""
     from friendsim.agents.persona_io import save_personas, save_personas_csv
+    from friendsim.rundir.outputs import os_error_message
 
-    if out.suffix.lower() == ".csv":
-        save_personas_csv(personas, out)
-    else:
-        save_personas(personas, out)
+    try:
+        if out.suffix.lower() == ".csv":
+            save_personas_csv(personas, out)
+        else:
+            save_personas(personas, out)
+    except OSError as exc:
+        return f"--out {os_error_message(exc)}"
+    return None
 
 
 def summarise(personas: Sequence[Persona]) -> dict[str, Any]:
@@ -201,7 +207,8 @@ def handle_generate(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         return _fail(str(exc), 2)
-    _save(personas, args.out)
+    if bad := _save(personas, args.out):
+        return _fail(bad, 2)
     _write({"out": str(args.out), **summarise(personas)})
     return 0
 
@@ -257,7 +264,8 @@ def handle_infer(args: argparse.Namespace) -> int:
         return _fail(str(exc), 1)
     if not personas:
         return _fail("no persona could be inferred", 1)
-    _save(personas, args.out)
+    if bad := _save(personas, args.out):
+        return _fail(bad, 2)
     _write({"out": str(args.out), "users": len(corpus), **summarise(personas)})
     return 0
 
@@ -286,16 +294,21 @@ def handle_ipip(args: argparse.Namespace) -> int:
     except LLMError as exc:
         return _fail(str(exc), 1)
     if args.out is not None:
-        with args.out.open("w", encoding="utf-8") as fh:
-            for r in results:
-                row = {
-                    "agent_id": r.agent_id,
-                    "answers": list(r.answers),
-                    "scores": r.scores,
-                    "scores01": r.scores01,
-                    "mae": r.agreement.mae if r.agreement else None,
-                    "failure": r.failure.detail if r.failure else None,
-                }
-                fh.write(json.dumps(row, sort_keys=True) + "\n")
+        from friendsim.rundir.outputs import os_error_message
+
+        try:
+            with args.out.open("w", encoding="utf-8") as fh:
+                for r in results:
+                    row = {
+                        "agent_id": r.agent_id,
+                        "answers": list(r.answers),
+                        "scores": r.scores,
+                        "scores01": r.scores01,
+                        "mae": r.agreement.mae if r.agreement else None,
+                        "failure": r.failure.detail if r.failure else None,
+                    }
+                    fh.write(json.dumps(row, sort_keys=True) + "\n")
+        except OSError as exc:
+            return _fail(f"--out {os_error_message(exc)}", 2)
     _write(summary)
     return 0 if summary["failed"] < summary["n"] else 1

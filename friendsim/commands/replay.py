@@ -244,8 +244,8 @@ def _verify(args: argparse.Namespace) -> int:
 def _redrive(args: argparse.Namespace) -> int:
     from friendsim._loop import run as run_on_loop
     from friendsim.replay.redrive import parse_reward_changes, redrive
-    from friendsim.rundir.errors import RunInputError
-    from friendsim.rundir.outputs import check_output_file
+    from friendsim.rundir.errors import OutputPathError, RunInputError
+    from friendsim.rundir.outputs import check_output_file, os_error_message
 
     if args.out is None:
         raise RunInputError("--redrive needs --out FILE.json for the new scores and guidance")
@@ -268,7 +268,10 @@ def _redrive(args: argparse.Namespace) -> int:
             )
         ).to_json()
         body["moderation"] = moderation
-    args.out.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    try:
+        args.out.write_text(json.dumps(body, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise OutputPathError(f"--out {os_error_message(exc)}") from None
     _emit(
         {
             "out": str(args.out),

@@ -72,7 +72,7 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.llm.errors import LLMError
     from friendsim.report.render import ReportError, write_report
     from friendsim.rundir.errors import OutputPathError
-    from friendsim.rundir.outputs import check_output_file
+    from friendsim.rundir.outputs import check_output_file, os_error_message
     from friendsim.sweep.aggregate import SweepReadError
 
     try:
@@ -82,8 +82,11 @@ def handle(args: argparse.Namespace) -> int:
     except OutputPathError as exc:
         sys.stderr.write(f"friendsim report: --out {exc}\n")
         return 2
-    except (ReportError, RunDirectoryError, SweepReadError, FileNotFoundError) as exc:
+    except (ReportError, RunDirectoryError, SweepReadError) as exc:
         sys.stderr.write(f"friendsim report: {exc}\n")
+        return 2
+    except OSError as exc:  # a missing input, or an output the checks could not foresee
+        sys.stderr.write(f"friendsim report: {os_error_message(exc)}\n")
         return 2
     except LLMError as exc:
         sys.stderr.write(f"friendsim report: {args.dir}: scoring text-based tie evidence: {exc}\n")

@@ -61,8 +61,9 @@ class RunLock:
         """Take the lock now or raise :class:`RunLockedError` (never waits long).
 
         ``create``: make the run directory when it does not exist (a new run); otherwise a
-        missing directory is :class:`~.errors.MissingFileError`. A path that is a file is
-        :class:`~.errors.RunOccupiedError`.
+        missing directory is :class:`~.errors.MissingFileError`. A path that is a file, or a
+        directory that cannot be made or locked (a file on its path, a read-only or special file
+        system), is :class:`~.errors.RunOccupiedError` naming it and the system's reason.
         """
         if self._fd is not None:
             return self
@@ -72,8 +73,14 @@ class RunLock:
             )
         if not create and not self.run_dir.is_dir():
             raise MissingFileError(f"run directory not found: {self.run_dir}")
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise RunOccupiedError(
+                f"{self.run_dir}: cannot make or lock the run directory "
+                f"({exc.strerror or exc}); choose another --out"
+            ) from None
         if not _try_exclusive(fd):
             os.close(fd)
             pid = _read_pid(self.path)
