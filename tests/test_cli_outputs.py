@@ -216,3 +216,36 @@ def test_an_unusable_output_path_is_one_line_and_exit_2(
         "somedir",
         "t.toml",
     ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (("run", "{cfg}", "--at", "1", "--out", "{tmp}/x"), ("--at", "--fork")),
+        (("run", "{cfg}", "--resume", "{run}"), ("--resume", "CONFIG")),
+        (("run", "--resume", "{run}", "--fork", "{run}"), ("--resume", "--fork")),
+    ],
+    ids=["at-without-fork", "resume-with-config", "resume-with-fork"],
+)
+def test_run_refuses_options_it_would_ignore(
+    run: Path, tmp_path: Path, argv: tuple[str, ...], words: tuple[str, ...]
+) -> None:
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(CONFIG)
+    before = tree(tmp_path)
+    refused(tuple(a.format(cfg=cfg, run=run, tmp=tmp_path) for a in argv), *words)
+    assert tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("name", ["../escaped_run", "{tmp}/absolute_run", "..", "a/b"])
+def test_an_experiment_name_used_as_the_run_directory_must_be_plain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    cfg = work / "t.toml"
+    cfg.write_text(CONFIG.replace('name="o"', f'name="{name.format(tmp=tmp_path)}"'))
+    refused(("run", cfg, "--quiet"), "[experiment].name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+    assert sorted(p.name for p in work.iterdir()) == ["t.toml"]

@@ -142,6 +142,29 @@ def register(subparsers: Subparsers) -> None:
     p.set_defaults(handler=handle)
 
 
+def _conflicting_options(args: argparse.Namespace) -> str | None:
+    """Why the options given cannot go together (one would be silently ignored), or ``None``.
+
+    ``--resume`` continues a run with its own recorded config: a CONFIG or ``--fork`` beside it
+    is refused; ``--at`` only means something with ``--fork``."""
+    if args.resume is not None and args.fork is not None:
+        return "--resume and --fork cannot be combined; choose one"
+    if args.resume is not None and args.config is not None:
+        return (
+            f"--resume continues {args.resume} with the config recorded in its manifest; "
+            f"the CONFIG {args.config} would be ignored: leave it out (or use --fork to start "
+            "a new run with it)"
+        )
+    if args.at is not None and args.fork is None:
+        return "--at WINDOW needs --fork RUN_DIR (it names the last window taken over)"
+    return None
+
+
+def _plain_name(name: str) -> bool:
+    """True when ``name`` is one path component, so ``runs/NAME`` stays inside ``runs/``."""
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+
+
 def _positive_usd(text: str) -> float:
     try:
         value = float(text)
@@ -216,6 +239,9 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.runtime.status import RunStopped, exit_code
 
     configure_logging(args.log_level)
+    if conflict := _conflicting_options(args):
+        sys.stderr.write(f"friendsim run: {conflict}\n")
+        return 2
     if args.serve is not None and (args.resume is not None or args.fork is not None):
         sys.stderr.write(
             "friendsim run: --serve works with a new run; for a resumed or forked run use "
@@ -252,6 +278,13 @@ def handle(args: argparse.Namespace) -> int:
         from friendsim.runtime.estimate import handle_estimate
 
         return handle_estimate(cfg, args.config)
+    if args.out is None and not _plain_name(cfg.experiment.name):
+        sys.stderr.write(
+            f"friendsim run: config error: {args.config}: [experiment].name = "
+            f"{cfg.experiment.name!r} names the run directory runs/NAME without --out, so it must "
+            "be a plain name (no '/', no '..'); rename it or give --out DIR\n"
+        )
+        return 2
     out = args.out if args.out is not None else Path("runs") / cfg.experiment.name
     _say_auto(cfg)
     ledger = make_ledger(cfg)
