@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 import shutil
 from pathlib import Path
 
@@ -249,3 +250,46 @@ def test_an_experiment_name_used_as_the_run_directory_must_be_plain(
     refused(("run", cfg, "--quiet"), "[experiment].name")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
     assert sorted(p.name for p in work.iterdir()) == ["t.toml"]
+
+
+def _stopped(run: Path) -> Path:
+    """``run`` made to look killed (manifest status running): resumable."""
+    import json
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["status"] = "running"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (("run", "{cfg}", "--out", "{run}", "--quiet"), 2),  # already holds a run
+        (("replay", "{run}", "--resume"), 2),  # already completed
+        (("run", "--resume", "{stopped}", "--out", "{afile}"), 2),
+        (("run", "--resume", "{stopped}", "--out", "{tmp}/new"), 0),
+        (("replay", "{stopped}", "--resume", "--out", "{tmp}/new"), 0),
+    ],
+    ids=["run-refused", "resume-completed", "resume-into-file", "resume-out", "replay-resume"],
+)
+def test_a_command_that_does_not_write_a_run_leaves_its_lock_file_as_it_was(
+    run: Path, tmp_path: Path, argv: tuple[str, ...], code: int
+) -> None:
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(CONFIG)
+    (tmp_path / "afile").write_text("x")
+    if "{stopped}" in argv:
+        _stopped(run)
+    lock = run / "run.lock"
+    lock.write_text("12345\n")  # the pid of the process that wrote the run
+    os.utime(lock, ns=(1_000_000_000, 2_000_000_000))
+    before = tree(run)
+    args = (
+        a.format(cfg=cfg, run=run, stopped=run, afile=tmp_path / "afile", tmp=tmp_path)
+        for a in argv
+    )
+    got, _, err = cli(*args)
+    assert got == code, err
+    assert tree(run) == before
+    assert lock.stat().st_mtime_ns == 2_000_000_000

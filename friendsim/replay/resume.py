@@ -230,7 +230,8 @@ async def resume(
 
     The old run's lock is held for the whole resume: a run that is still being written is
     refused at once (:class:`~friendsim.rundir.errors.RunLockedError` naming its pid), and no
-    second resume can race this one.
+    second resume can race this one. Its lock file is restored on release: a resume, refused or
+    not, leaves the source run byte-for-byte as it was.
     ``budget_usd`` replaces the run's ``[llm].budget_usd`` (a run stopped by its budget resumes
     with a larger one); the replayed prefix counts against it at its recorded cost.
     """
@@ -246,7 +247,7 @@ async def resume(
             stop=stop,
         )
     finally:
-        lock.release()
+        lock.release(restore=True)  # the source run is never modified
 
 
 async def _resume_locked(

@@ -6,6 +6,11 @@
 lock is taken). Because the kernel drops an ``flock`` when its process exits, however it exits
 (SIGKILL included), a stale lock file never blocks anyone: the file may stay, the lock does not.
 
+A command that locks a run it does not write (``--resume`` holds its source run's lock so that no
+second writer can start; a new run refused because its directory already holds a run) releases
+with ``restore=True``: the lock file gets back its bytes and times (or is removed when the lock
+made it), so such a run stays byte-for-byte as it was.
+
 Readers never take the lock and never create the file; :func:`holder` tells them whether the run
 is being written right now (so ``log verify`` can say "run in progress" instead of reporting a
 corruption that is only a run still being written).
@@ -52,6 +57,7 @@ class RunLock:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / LOCK
         self._fd: int | None = None
+        self._previous: tuple[bytes, os.stat_result] | None = None
 
     @property
     def held(self) -> bool:
@@ -75,6 +81,7 @@ class RunLock:
             raise MissingFileError(f"run directory not found: {self.run_dir}")
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            existed = self.path.exists()
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise RunOccupiedError(
@@ -90,19 +97,40 @@ class RunLock:
                 "wait for it to finish or stop it first",
                 pid=pid,
             ) from None
+        if existed:
+            st = os.fstat(fd)
+            self._previous = (os.pread(fd, st.st_size, 0), st)
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
         return self
 
-    def release(self) -> None:
-        """Drop the lock (the file stays: it is harmless once unlocked)."""
+    def release(self, *, restore: bool = False) -> None:
+        """Drop the lock (the file stays: it is harmless once unlocked).
+
+        ``restore``: this holder did not write the run; the lock file gets back the bytes and
+        times it had before :meth:`acquire` (a file the lock created is removed), so the run
+        directory is left byte-for-byte as it was."""
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
+        previous, self._previous = self._previous, None
+        if restore:
+            with contextlib.suppress(OSError):
+                self._restore(fd, previous)
         with contextlib.suppress(OSError):
             fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+    def _restore(self, fd: int, previous: tuple[bytes, os.stat_result] | None) -> None:
+        if previous is None:  # the lock made the file; remove it if it is still at its path
+            if os.path.samestat(os.fstat(fd), os.stat(self.path)):
+                self.path.unlink()
+            return
+        data, st = previous
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
     def __enter__(self) -> RunLock:
         return self.acquire()

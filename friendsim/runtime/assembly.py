@@ -426,6 +426,7 @@ async def run_plan(
     run_dir = Path(out_dir)
     created = not await asyncio.to_thread(run_dir.exists)
     lock = await asyncio.to_thread(RunLock(run_dir).acquire)
+    occupied = False
     try:
         with paced_collection():
             return await _run_locked(
@@ -440,10 +441,13 @@ async def run_plan(
                 budget=budget,
                 control=control,
             )
+    except RunOccupiedError:
+        occupied = True  # another run's directory: leave it as it was, lock file included
+        raise
     finally:
         if created:  # while still locked, so no other writer can be in the directory
             _discard_if_untouched(run_dir)
-        lock.release()
+        lock.release(restore=occupied)
 
 
 def _discard_if_untouched(run_dir: Path) -> None:
