@@ -293,3 +293,22 @@ def test_a_command_that_does_not_write_a_run_leaves_its_lock_file_as_it_was(
     assert got == code, err
     assert tree(run) == before
     assert lock.stat().st_mtime_ns == 2_000_000_000
+
+
+def test_run_resume_and_fork_errors_are_prefixed_friendsim_run(run: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(CONFIG)
+    err = refused(("run", "--resume", run), "already completed")
+    assert err.startswith("friendsim run: "), err
+    err = refused(("run", cfg, "--fork", run, "--at", "9", "--out", tmp_path / "f"), "window 9")
+    assert err.startswith("friendsim run: "), err
+    assert refused(("replay", run, "--resume")).startswith("friendsim replay: ")
+
+
+def test_rerun_of_a_run_being_written_says_so(run: Path, tmp_path: Path) -> None:
+    from friendsim.rundir.lock import RunLock
+
+    _stopped(run)
+    with RunLock(run):  # a writer holds the run
+        err = refused(("replay", run, "--rerun", "--out", tmp_path / "again"), "being written")
+    assert "killed" not in err and "--resume" not in err, err

@@ -141,8 +141,12 @@ def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj, sort_keys=True, default=str) + "\n")
 
 
-def _fail(msg: str) -> None:
-    sys.stderr.write(f"friendsim replay: {msg}\n")
+RUN = "friendsim run"
+
+
+def _fail(msg: str, *, prog: str = "friendsim replay") -> None:
+    """One error line on stderr, prefixed with the command the user typed (``prog``)."""
+    sys.stderr.write(f"{prog}: {msg}\n")
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -208,21 +212,23 @@ def handle_run_option(args: argparse.Namespace) -> int:
 
     try:
         if getattr(args, "resume", None) is not None:
-            return _resume(args.resume, args.out, budget_usd=getattr(args, "budget_usd", None))
+            return _resume(
+                args.resume, args.out, budget_usd=getattr(args, "budget_usd", None), prog=RUN
+            )
         if args.config is None:
             raise RunInputError("--fork needs the new run's CONFIG file")
         return _fork(args.fork, args.config, args.at, args.out)
     except (RunInputError, ConfigError, RunLockedError, RunOccupiedError) as exc:
-        _fail(redact_text(str(exc)))
+        _fail(redact_text(str(exc)), prog=RUN)
         return 2
     except RunStopped as exc:
-        _fail(redact_text(f"{exc.status} ({exc.reason}): {exc}"))
+        _fail(redact_text(f"{exc.status} ({exc.reason}): {exc}"), prog=RUN)
         return exit_code(exc.status)
     except (KeyboardInterrupt, asyncio.CancelledError):
-        _fail("interrupted; everything committed is kept and can be resumed")
+        _fail("interrupted; everything committed is kept and can be resumed", prog=RUN)
         return 130
     except (DivergenceError, LLMError, RunDirError) as exc:
-        _fail(redact_text(str(exc)))
+        _fail(redact_text(str(exc)), prog=RUN)
         return 1
 
 
@@ -306,9 +312,15 @@ def _rerun(args: argparse.Namespace) -> int:
     return 0 if report.identical else 1
 
 
-def _resume(run_dir: Path, out: Path | None, *, budget_usd: float | None = None) -> int:
+def _resume(
+    run_dir: Path,
+    out: Path | None,
+    *,
+    budget_usd: float | None = None,
+    prog: str = "friendsim replay",
+) -> int:
     """Resume with prompt, visible stops (:mod:`friendsim.runtime.signals`); a stopped resume
-    leaves the original untouched and can be resumed again."""
+    leaves the original untouched and can be resumed again. ``prog`` prefixes its error line."""
     from friendsim._loop import run as run_on_loop
     from friendsim.llm.redact import redact_text
     from friendsim.replay.resume import resume
@@ -333,7 +345,8 @@ def _resume(run_dir: Path, out: Path | None, *, budget_usd: float | None = None)
             redact_text(
                 f"resume of {run_dir} {exc.status} ({exc.reason}): {exc}; the original is "
                 f"untouched; {hint}"
-            )
+            ),
+            prog=prog,
         )
         return exit_code(exc.status)
     _emit(report.to_json())

@@ -21,6 +21,7 @@ from typing import Any
 
 from friendsim.rundir.errors import CorruptLogError, RunInputError
 from friendsim.rundir.layout import EVENTS_DB, MANIFEST
+from friendsim.rundir.lock import holder
 from friendsim.rundir.log import (
     LogSummary,
     check_manifest,
@@ -94,6 +95,13 @@ async def rerun(
     with tempfile.TemporaryDirectory(prefix="friendsim-rerun-") as tmp:
         manifest, old_copy, summary, digest = await asyncio.to_thread(inspect_run, old, Path(tmp))
         if manifest.status != "completed":
+            pid = holder(old)
+            if pid is not None:
+                who = f"process {pid}" if pid > 0 else "another process"
+                raise RunInputError(
+                    f"{old}: the run is still being written by {who} (status "
+                    f"{manifest.status!r}); re-run it once it has completed"
+                )
             raise RunInputError(
                 f"{old}: status is {manifest.status!r}, not 'completed'; a killed run is "
                 "continued with `friendsim run --resume`, not re-run"
