@@ -312,3 +312,29 @@ def test_rerun_of_a_run_being_written_says_so(run: Path, tmp_path: Path) -> None
     with RunLock(run):  # a writer holds the run
         err = refused(("replay", run, "--rerun", "--out", tmp_path / "again"), "being written")
     assert "killed" not in err and "--resume" not in err, err
+
+
+def test_analyze_and_report_of_a_run_being_written_say_so_and_write_nothing_into_it(
+    run: Path, tmp_path: Path
+) -> None:
+    """A run whose lock another writer holds: ``analyze`` and ``report --out`` say on stderr
+    that it is in progress (naming the process) and work on what is committed; ``report``
+    without ``--out`` would write into the run being written: refused, nothing written."""
+    from friendsim.rundir.lock import RunLock
+
+    lock = RunLock(run).acquire()
+    try:
+        before = tree(run)
+        code, out, err = cli("analyze", run, "--json")
+        assert code == 0 and '"status"' in out
+        assert f"run in progress (process {os.getpid()})" in err
+        refused(("report", run), "run in progress", "--out")
+        assert not (run / "report.html").exists()
+        code, out, err = cli("report", run, "--out", tmp_path / "live.html")
+        assert code == 0 and (tmp_path / "live.html").is_file()
+        assert f"run in progress (process {os.getpid()})" in err
+        assert tree(run) == before
+    finally:
+        lock.release(restore=True)
+    code, _, err = cli("analyze", run, "--json")
+    assert code == 0 and "in progress" not in err
