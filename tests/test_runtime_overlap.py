@@ -418,3 +418,30 @@ async def test_following_many_answers_hooks_each_once(tmp_path: Path) -> None:
     assert answers == [k * 10 for k in range(60)]
     assert applied == [(k, k * 10) for k in range(60)]
     assert max(f.hooked for f in futures) <= 2
+
+
+async def test_agents_joining_together_are_added_whole_or_not_at_all(tmp_path: Path) -> None:
+    """``add_agents`` (an intervention growing the population by many at once): the population
+    stays sorted with every newcomer's policy, activity and context; a batch naming an agent
+    already there, or one agent twice, is refused before anything changes."""
+    platform = await Platform.open(tmp_path / "e.db", clock=VirtualClock())
+    try:
+        engine = Engine(
+            platform=platform,
+            policies={"b": Gated(), "d": Gated()},
+            coach=NoCoach(),
+            theme="t",
+            n_actions=1,
+            feeds=lambda _w: FeedRules(ranker=make_ranker("chrono"), limit=10),
+        )
+        newcomer = Gated()
+        engine.add_agents([("c", Gated(), 1.0), ("a", newcomer, 2.5)])
+        assert engine.agents == ("a", "b", "c", "d")
+        assert engine.policies["a"] is newcomer and engine.joined_activity["a"] == 2.5
+        assert engine.contexts["c"].agent_id == "c"
+        for bad in ([("e", Gated(), 1.0), ("b", Gated(), 1.0)], [("e", Gated(), 1.0)] * 2):
+            with pytest.raises(ValueError):
+                engine.add_agents(bad)
+            assert engine.agents == ("a", "b", "c", "d") and "e" not in engine.policies
+    finally:
+        await platform.close()

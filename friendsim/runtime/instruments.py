@@ -57,6 +57,8 @@ from friendsim.runtime.interventions import INTERVENTIONS, Intervention
 from friendsim.vocabulary import InboxMessage, Policy
 
 log = structlog.get_logger(__name__)
+_STOP_EVERY = 1000
+"""Agents added by one intervention between two checks for a stop request."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -300,7 +302,10 @@ class Instruments(WindowHooks):
         if self.more_personas is None or self.make_policy is None:
             raise RuntimeError("this run cannot add agents (no persona source)")
         engine = self._engine()
-        for p in sorted(self.more_personas(count), key=lambda p: p.id):
+        joining: list[tuple[str, Policy, float]] = []
+        for i, p in enumerate(sorted(self.more_personas(count), key=lambda p: p.id)):
+            if i % _STOP_EVERY == 0:
+                engine.check_stop()  # a large intervention must not hold a stopped run
             await self.platform.register_agent(
                 p.id, name=p.name, attributes={"dominant": p.dominant, **p.attributes}
             )
@@ -313,7 +318,8 @@ class Instruments(WindowHooks):
                 )
             )
             self.personas[p.id] = p
-            engine.add_agent(p.id, self.make_policy(p), activity=p.activity)
+            joining.append((p.id, self.make_policy(p), p.activity))
+        engine.add_agents(joining)
 
     # --- surveys ----------------------------------------------------------------------------
 
