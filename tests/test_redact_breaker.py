@@ -35,6 +35,18 @@ def test_redactor_removes_key_values_and_key_shaped_tokens() -> None:
     assert redact_value({"a": [text]}, env)["a"][0] == out
 
 
+def test_redactor_masks_user_password_before_a_host_wherever_it_appears() -> None:
+    text = (
+        "host: qauser:URLPASS-SECRET-999@127.0.0.1:18002 | qauser:pw2-SECRET@[::1]:80/v1 | "
+        '{"host":"u:pw3-SECRET@h"} | http://tok-SECRET@h/v1'
+    )
+    out = redact_text(text, {})
+    assert "SECRET" not in out, out
+    assert out == 'host: ***@127.0.0.1:18002 | ***@[::1]:80/v1 | {"host":"***@h"} | http://***@h/v1'
+    plain = "mail bob@example.com at 10:30; a:b@ c; window 1: 2 of 2"
+    assert redact_text(plain, {}) == plain  # no password-shaped userinfo: nothing to mask
+
+
 IDENT = ProviderIdentity(provider="openai", model="m", endpoint="http://h/v1", key_env="K")
 
 

@@ -10,9 +10,10 @@ One endpoint per line, a base URL and optional ``key=value`` settings; ``#`` sta
 
 ``weight`` (default 1) scales a server's share: of agents (affinity) and of unlabelled requests
 (least outstanding / weight). ``max_concurrency`` (default: no cap) is the most requests this
-process keeps in flight on that server. The file becomes a
-:class:`~friendsim.llm.pool.PooledLLM` for every ``openai:<model>`` spec that names no URL
-(``[llm] endpoints_file``). Every problem is an :class:`EndpointsFileError` naming file and line.
+process keeps in flight on that server. A URL must pass :func:`~friendsim.llm.urls.url_problem`
+(a host, no ``user:password@``: the key goes in ``[llm] api_key_env``).
+The file becomes a :class:`~friendsim.llm.pool.PooledLLM` for every ``openai:<model>`` spec that
+names no URL (``[llm] endpoints_file``). Every problem is an :class:`EndpointsFileError` naming file and line.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from friendsim.llm.errors import ProviderConfigError
+from friendsim.llm.urls import url_problem
 
 MAX_ENDPOINTS = 10_000
 
@@ -50,9 +51,9 @@ def parse_endpoints(text: str, *, source: str | Path = "<endpoints>") -> tuple[E
             continue
         where = f"{source}:{lineno}"
         url, *settings = line.split()
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise EndpointsFileError(f"{where}: {url!r} is not an http(s)://host URL")
+        problem = url_problem(url)
+        if problem is not None:
+            raise EndpointsFileError(f"{where}: {problem}")
         if url in seen:
             raise EndpointsFileError(f"{where}: {url} is listed twice")
         seen.add(url)

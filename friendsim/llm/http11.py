@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from friendsim.llm.errors import LLMConnectionError, LLMTimeoutError, ProviderConfigError
 from friendsim.llm.http_reply import HTTPReply
+from friendsim.llm.urls import host_header, url_problem
 
 _MAX_HEAD = 64 * 1024
 _NO_BODY = (204, 304)
@@ -297,17 +298,18 @@ class HTTP11Client:
         max_body: int = 64 * 1024 * 1024,
         provider: str = "openai",
     ) -> None:
+        problem = url_problem(base_url)
+        if problem is not None:
+            raise ProviderConfigError(f"{provider}: {problem}")
         parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ProviderConfigError(f"{provider}: {base_url!r} is not an http(s)://host URL")
         if max_connections < 1:
             raise ProviderConfigError(f"{provider}: max_connections must be >= 1")
         self._provider = provider
-        self._host = parts.hostname
+        self._host = parts.hostname or ""  # never empty: url_problem checked it
         self._tls = parts.scheme == "https"
         self._port = parts.port or (443 if self._tls else 80)
         self._prefix = parts.path.rstrip("/")
-        fixed = {"host": parts.netloc, **{k.lower(): v for k, v in headers.items()}}
+        fixed = {"host": host_header(parts), **{k.lower(): v for k, v in headers.items()}}
         fixed["content-type"] = "application/json"
         self._head = "".join(f"{k}: {v}\r\n" for k, v in fixed.items()).encode("latin-1")
         self._lines: dict[str, bytes] = {}

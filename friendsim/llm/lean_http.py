@@ -32,6 +32,7 @@ import httpcore
 from friendsim.llm.errors import LLMConnectionError, LLMTimeoutError, ProviderConfigError
 from friendsim.llm.http_reply import HTTPReply
 from friendsim.llm.net_backend import AsyncioBackend
+from friendsim.llm.urls import host_header, url_problem
 
 
 class LeanHTTPClient:
@@ -47,15 +48,16 @@ class LeanHTTPClient:
         keepalive_s: float = 5.0,
         provider: str = "openai",
     ) -> None:
+        problem = url_problem(base_url)
+        if problem is not None:
+            raise ProviderConfigError(f"{provider}: {problem}")
         parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ProviderConfigError(f"{provider}: {base_url!r} is not an http(s)://host URL")
         if max_connections < 1:
             raise ProviderConfigError(f"{provider}: max_connections must be >= 1")
         self._base = base_url.rstrip("/")
         self._provider = provider
         self._timeout = {"connect": timeout_s, "read": timeout_s, "write": timeout_s}
-        self._headers = [(b"host", parts.netloc.encode("ascii"))] + [
+        self._headers = [(b"host", host_header(parts).encode("ascii"))] + [
             (k.lower().encode("ascii"), v.encode("latin-1")) for k, v in headers.items()
         ]
         self._backend = AsyncioBackend() if parts.scheme == "http" else None

@@ -51,6 +51,7 @@ from friendsim.llm.json_extract import extract_json
 from friendsim.llm.pool import PooledLLM
 from friendsim.llm.redact import register_key_env
 from friendsim.llm.sdk_errors import map_sdk_error
+from friendsim.llm.urls import url_problem
 
 if TYPE_CHECKING:
     import openai
@@ -88,6 +89,8 @@ class OpenAIChatLLM:
                 "openai structured_output must be 'json_schema', 'json_object' or 'prompt', "
                 f"got {structured_output!r}"
             )
+        if base_url is not None and (problem := url_problem(base_url)) is not None:
+            raise ProviderConfigError(f"openai: {problem}")
         self._model = model
         self.endpoint = base_url or "https://api.openai.com/v1"
         self.json_mode: JsonMode = structured_output

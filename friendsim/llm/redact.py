@@ -9,7 +9,8 @@ It removes
   named by an ``api_key_env`` (providers call :func:`register_key_env`), and any environment
   variable whose name ends in ``_API_KEY``, ``_TOKEN`` or ``_SECRET``;
 - key-shaped tokens: ``sk-…``, ``Bearer …``, ``x-api-key: …`` / ``api_key=…`` / ``"api-key": "…"``;
-- the ``user:pass@`` part of URLs.
+- the ``user:pass@`` userinfo of URLs, and ``user:password@`` before a host wherever it appears
+  (a ``Host`` header, a URL without its scheme).
 
 Values shorter than 6 characters are not treated as secrets (they would erase ordinary words).
 """
@@ -25,6 +26,17 @@ MASK = "***"
 _MIN_SECRET = 6
 _KEY_ENVS: set[str] = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
 _SUFFIXES = ("_API_KEY", "_TOKEN", "_SECRET")
+_USERINFO: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"(?<=://)[^/@\s]+@"), MASK + "@"),  # scheme://anything@
+    # user:password@host anywhere: tried only where a user name can start, and neither part
+    # crosses a ":" (so linear time on any text); quotes and brackets end a part (JSON stays JSON)
+    (
+        re.compile(
+            r"(?<![^\s/@:\"'<>{}\[\](),;=])[^\s/@:\"'<>{}\[\](),;=]+:[^\s/@:\"'<>{}\[\]]+@(?=[\w\[])"
+        ),
+        MASK + "@",
+    ),
+)
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"sk-[A-Za-z0-9_\-]{6,}"), "sk-" + MASK),
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-~+/=]{6,}"), r"\1" + MASK),
@@ -32,8 +44,15 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
         re.compile(r"(?i)((?:x-)?api[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}&]+"),
         r"\1" + MASK,
     ),
-    (re.compile(r"(?<=://)[^/@\s]+@"), MASK + "@"),
+    *_USERINFO,
 )
+
+
+def mask_userinfo(text: str) -> str:
+    """``text`` with the ``user:password@`` of every URL or host in it replaced by ``***@``."""
+    for pattern, repl in _USERINFO:
+        text = pattern.sub(repl, text)
+    return text
 
 
 def register_key_env(name: str) -> None:

@@ -25,10 +25,11 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from friendsim.llm.base import LLM
 from friendsim.llm.errors import ProviderConfigError
+from friendsim.llm.redact import mask_userinfo
+from friendsim.llm.urls import url_problem
 from friendsim.registry import Registry, RegistryError
 
 
@@ -91,10 +92,13 @@ def providers() -> tuple[str, ...]:
 
 
 def parse_spec(spec: str) -> ProviderSpec:
-    """Parse ``spec``; raises :class:`ProviderConfigError` naming what is wrong."""
+    """Parse ``spec``; raises :class:`ProviderConfigError` naming what is wrong (the spec shown
+    with any ``user:password@`` masked). Endpoint URLs must pass
+    :func:`~friendsim.llm.urls.url_problem` (a host, no credentials)."""
     if not isinstance(spec, str) or not spec.strip():
         raise ProviderConfigError(f"empty LLM spec {spec!r}; expected e.g. 'openai:gpt-4o-mini'")
     spec = spec.strip()
+    shown = mask_userinfo(spec)
     provider, sep, rest = spec.partition(":")
     provider = provider.lower()
     factory = _FACTORIES.get(provider)
@@ -106,31 +110,31 @@ def parse_spec(spec: str) -> ProviderSpec:
             raise ProviderConfigError(str(exc)) from None
         if not known:
             raise ProviderConfigError(
-                f"unknown LLM provider {provider!r} in spec {spec!r}; known: "
+                f"unknown LLM provider {provider!r} in spec {shown!r}; known: "
                 f"{', '.join(providers())}"
             )
         return ProviderSpec(provider=provider, model=rest)
     if "://" in rest:
         if not factory.urls_allowed:
-            raise ProviderConfigError(f"provider {provider!r} takes no URL (spec {spec!r})")
+            raise ProviderConfigError(f"provider {provider!r} takes no URL (spec {shown!r})")
         urls_part, hash_sep, model = rest.rpartition("#")
         if not hash_sep or not model.strip():
             raise ProviderConfigError(
-                f"spec {spec!r} names endpoint URLs but no model; write '{provider}:<url>#<model>'"
+                f"spec {shown!r} names endpoint URLs but no model; write '{provider}:<url>#<model>'"
             )
         urls = tuple(u.strip() for u in urls_part.split(",") if u.strip())
         for url in urls:
-            _check_url(url, spec)
+            _check_url(url, shown)
         return ProviderSpec(provider=provider, model=model.strip(), base_urls=urls)
     if factory.model_required and (not sep or not rest):
-        raise ProviderConfigError(f"spec {spec!r} names no model; write '{provider}:<model>'")
+        raise ProviderConfigError(f"spec {shown!r} names no model; write '{provider}:<model>'")
     return ProviderSpec(provider=provider, model=rest)
 
 
-def _check_url(url: str, spec: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ProviderConfigError(f"bad endpoint URL {url!r} in spec {spec!r}: need http(s)://host")
+def _check_url(url: str, shown: str) -> None:
+    problem = url_problem(url)
+    if problem is not None:
+        raise ProviderConfigError(f"bad endpoint URL {problem} (in spec {shown!r})")
 
 
 def _load(provider: str) -> Callable[..., LLM]:
