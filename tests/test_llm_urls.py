@@ -1,5 +1,5 @@
-"""Endpoint base URLs (``friendsim.llm.urls``): credentials are refused where a URL
-enters (a provider spec, an endpoints file, an HTTP client), never at request time.
+"""Endpoint base URLs (``friendsim.llm.urls``): credentials and bad ports are refused where
+a URL enters (a provider spec, an endpoints file, an HTTP client), never at request time.
 
 ``friendsim run`` and ``friendsim run --estimate`` on such a config exit 2 with one line naming
 the config key (or the endpoints file and line), create nothing, and never echo a password.
@@ -77,3 +77,45 @@ def test_the_host_header_never_carries_userinfo() -> None:
     assert host_header(urlsplit(CRED_URL)) == "127.0.0.1:18002"
     assert host_header(urlsplit("http://[::1]:8000/v1")) == "[::1]:8000"
     assert host_header(urlsplit("https://example.org/v1")) == "example.org"
+
+
+BAD_PORTS = [
+    ("http://127.0.0.1:99999/v1", "bad port '99999'"),
+    ("http://a:abc/v1", "bad port 'abc'"),
+    ("http://a:0/v1", "bad port '0'"),
+    ("http://[::1/v1", "not a valid URL (Invalid IPv6 URL)"),
+]
+
+
+@pytest.mark.parametrize(("url", "needle"), BAD_PORTS)
+def test_a_bad_port_in_a_provider_spec_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, needle: str
+) -> None:
+    cfg = experiment(tmp_path, f'provider = "openai:http://b:1/v1,{url}#m"')
+    for extra in ((), ("--estimate",)):
+        code, text = run_cli(capsys, cfg, tmp_path / "r", *extra)
+        assert code == 2, text
+        assert "[llm].provider" in text and needle in text and "Traceback" not in text
+        assert not (tmp_path / "r").exists()
+    override = experiment(
+        tmp_path,
+        f'provider = "scripted"\n[[llm.overrides]]\nprovider = "openai:{url}#m"\nagents = ["u0"]',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(override)
+    assert info.value.key == "[llm].overrides[0].provider" and needle in info.value.problem
+
+
+@pytest.mark.parametrize(("url", "needle"), BAD_PORTS)
+def test_a_bad_port_in_an_endpoints_file_names_the_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], url: str, needle: str
+) -> None:
+    (tmp_path / "fleet.txt").write_text(f"http://a:8000/v1\n{url} weight=2\n")
+    cfg = experiment(tmp_path, 'provider = "openai:m"\nendpoints_file = "fleet.txt"')
+    for extra in ((), ("--estimate",)):
+        code, text = run_cli(capsys, cfg, tmp_path / "r", *extra)
+        assert code == 2, text
+        assert "[llm].endpoints_file" in text and "fleet.txt:2:" in text and needle in text
+        assert "Traceback" not in text and not (tmp_path / "r").exists()
+    with pytest.raises(ProviderConfigError, match="bad port"):
+        HTTP11Client("http://a:70000/v1", headers={})

@@ -11,7 +11,7 @@ One endpoint per line, a base URL and optional ``key=value`` settings; ``#`` sta
 ``weight`` (default 1) scales a server's share: of agents (affinity) and of unlabelled requests
 (least outstanding / weight). ``max_concurrency`` (default: no cap) is the most requests this
 process keeps in flight on that server. A URL must pass :func:`~friendsim.llm.urls.url_problem`
-(a host, no ``user:password@``: the key goes in ``[llm] api_key_env``).
+(a host, a port from 1 to 65535, no ``user:password@``: the key goes in ``[llm] api_key_env``).
 The file becomes a :class:`~friendsim.llm.pool.PooledLLM` for every ``openai:<model>`` spec that
 names no URL (``[llm] endpoints_file``). Every problem is an :class:`EndpointsFileError` naming file and line.
 """

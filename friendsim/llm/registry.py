@@ -94,7 +94,7 @@ def providers() -> tuple[str, ...]:
 def parse_spec(spec: str) -> ProviderSpec:
     """Parse ``spec``; raises :class:`ProviderConfigError` naming what is wrong (the spec shown
     with any ``user:password@`` masked). Endpoint URLs must pass
-    :func:`~friendsim.llm.urls.url_problem` (a host, no credentials)."""
+    :func:`~friendsim.llm.urls.url_problem` (a host, a port from 1 to 65535, no credentials)."""
     if not isinstance(spec, str) or not spec.strip():
         raise ProviderConfigError(f"empty LLM spec {spec!r}; expected e.g. 'openai:gpt-4o-mini'")
     spec = spec.strip()
