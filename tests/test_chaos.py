@@ -15,7 +15,9 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -471,3 +473,43 @@ def test_sigint_while_a_hanging_llm_coach_advises_stops_at_once_and_resumes_to_t
     with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
         issued = con.execute("SELECT count(*) FROM events WHERE kind = 'guidance_issued'")
         assert issued.fetchone()[0] == 4 * 2  # every agent, both windows
+
+
+def first_answers_replaced(
+    label_key: str, texts: list[str]
+) -> Callable[[str, dict[str, Any]], Any]:
+    """A ``mind_responder`` whose first answers to requests whose schema has ``label_key``
+    (``actions``: plans, ``text``: written posts) are ``texts``, one each, in order."""
+    mind = mind_responder()
+    left = list(texts)
+    lock = threading.Lock()
+
+    def answer(api: str, body: dict[str, Any]) -> Any:
+        fmt = body.get("response_format") or {}
+        schema = (fmt.get("json_schema") or {}).get("schema") or fmt.get("schema") or {}
+        if label_key in schema.get("properties", {}):
+            with lock:
+                if left:
+                    return left.pop(0)
+        return mind(api, body)
+
+    return answer
+
+
+def test_a_deeply_nested_plan_is_re_asked_and_its_tokens_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plan nested past the JSON decoder's limit is an invalid answer like any other: the
+    agent is re-asked, no decision is lost, and every paid call is counted."""
+    deep = "[" * 200_000 + "]" * 200_000
+    with StubLLMServer(responder=first_answers_replaced("actions", [deep])) as stub:
+        cfg = config(tmp_path, stub.openai_base_url)
+        code, _, err = run_cli(capsys, "run", str(cfg), "--out", str(tmp_path / "r"), "--quiet")
+        answers = stub.served["answers"]
+    m = manifest(tmp_path / "r")
+    assert code == 0, err
+    total = m["llm_usage"]["total"]
+    assert m["status"] == "completed" and m["totals"].get("failures", 0) == 0
+    assert total["attempts"] == total["calls"] == answers and total["failures"] == {}
+    assert total["output_tokens"] >= len(deep) // 4  # the deep answer's tokens are counted
+    assert "RecursionError" not in err

@@ -25,6 +25,7 @@ from friendsim.llm import (
     create_llm,
     user,
 )
+from friendsim.llm.http_reply import HTTPReply, error_text
 from friendsim.llm.openai_provider import OpenAIChatLLM
 from friendsim.llm.retry import RetryingLLM, RetryPolicy
 
@@ -206,6 +207,34 @@ async def test_malformed_bodies(stub: StubLLMServer, reply: StubReply) -> None:
     assert done.text.startswith("echo:")
     assert llm.stats.retries == 1 and llm.stats.by_error["MalformedResponseError"] == 1
     await llm.aclose()
+
+
+DEEP = "[" * 200_000 + "]" * 200_000  # nested far past any JSON decoder's recursion limit
+
+
+@pytest.mark.parametrize("path", ["lean", "sdk"])
+async def test_a_deeply_nested_answer_is_an_invalid_answer_with_its_tokens_counted(
+    path: str,
+) -> None:
+    """Model text nested past the decoder's limit decodes to nothing (``parsed`` None, as for
+    any unparsable answer: the caller re-asks); the call itself succeeded and is counted."""
+    for text in (DEEP, f"Sure:\n```json\n{DEEP}\n```", f"here {{ {DEEP} }}"):
+        with StubLLMServer(responder=lambda api, body, text=text: text) as server:
+            llm = OpenAIChatLLM("m", base_url=server.openai_base_url, http_path=path)  # type: ignore[arg-type]
+            done = await llm.complete(req(json_schema=SCHEMA))
+            await llm.aclose()
+        assert done.text == text and done.parsed is None
+        assert done.usage.output_tokens == len(text) // 4 > 0
+
+
+async def test_a_deeply_nested_body_is_a_malformed_answer(stub: StubLLMServer) -> None:
+    stub.enqueue(StubReply(body=DEEP.encode()))
+    llm = OpenAIChatLLM("m", base_url=stub.openai_base_url)
+    with pytest.raises(MalformedResponseError, match="nested too deeply"):
+        await llm.complete(req())
+    await llm.aclose()
+    # an error answer's body is read for its message: a deep one is shown as text
+    assert error_text(HTTPReply(status=500, headers={}, body=DEEP.encode())).startswith("[[[")
 
 
 async def test_pool_survives_a_server_dying_mid_run() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 
 import pytest
@@ -35,6 +36,9 @@ def test_retry_after_forms() -> None:
         ("no json at all", None),
         ("", None),
         ('{"unterminated": ', None),
+        ("[" * 200_000 + "]" * 200_000, None),  # nested past the decoder's recursion limit
+        ("```json\n" + '{"a":' * 5000 + "1" + "}" * 5000 + "\n```", None),
+        ("[" * 100 + "]" * 100, json.loads("[" * 100 + "]" * 100)),  # deep, within the limit
     ],
 )
 def test_extract_json(text: str, expected: object) -> None:

@@ -11,7 +11,8 @@ Every request body and every answer's envelope passes through here. The stdlib `
   except that integers beyond 64 bits come back as floats: orjson reads them so. A caller reads
   :func:`floats_in` of the numbers it uses and, if there are any, reads the document again
   with ``json.loads``. What orjson refuses (``NaN``, lone surrogates, control characters in
-  strings) is read by the stdlib at once.
+  strings) is read by the stdlib at once; a value nested too deeply for either is a
+  ``ValueError`` (never a ``RecursionError``).
 
 Model text itself (:func:`~friendsim.llm.json_extract.extract_json`) stays with the stdlib: a
 whole answer's numbers would need checking, which costs what orjson saves.
@@ -38,7 +39,11 @@ def loads_envelope(data: bytes) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError:
+        pass
+    try:
         return json.loads(data)
+    except RecursionError:  # nested past the stdlib's limit (orjson refused it too)
+        raise ValueError("the JSON value is nested too deeply") from None
 
 
 def floats_in(*values: object) -> bool:

@@ -36,7 +36,7 @@ def error_text(reply: HTTPReply) -> str:
     text = reply.body.decode("utf-8", "replace")
     try:
         data: Any = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         data = None
     if isinstance(data, dict):
         err = data.get("error")

@@ -422,7 +422,7 @@ class LocalLLM:
         if schema_json is not None:
             try:
                 parsed = json.loads(text)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):  # not JSON, or nested past the decoder's limit
                 log.warning("local_llm.unparseable_json", model=self.model, label=request.label)
         return Completion(
             text=text,
