@@ -475,11 +475,9 @@ def test_sigint_while_a_hanging_llm_coach_advises_stops_at_once_and_resumes_to_t
         assert issued.fetchone()[0] == 4 * 2  # every agent, both windows
 
 
-def first_answers_replaced(
-    label_key: str, texts: list[str]
-) -> Callable[[str, dict[str, Any]], Any]:
-    """A ``mind_responder`` whose first answers to requests whose schema has ``label_key``
-    (``actions``: plans, ``text``: written posts) are ``texts``, one each, in order."""
+def first_answers_replaced(kind: str, texts: list[str]) -> Callable[[str, dict[str, Any]], Any]:
+    """A ``mind_responder`` whose first answers to ``kind`` requests (``plan``: a schema with
+    ``actions``; ``content``: no schema, a post to write) are ``texts``, one each, in order."""
     mind = mind_responder()
     left = list(texts)
     lock = threading.Lock()
@@ -487,7 +485,8 @@ def first_answers_replaced(
     def answer(api: str, body: dict[str, Any]) -> Any:
         fmt = body.get("response_format") or {}
         schema = (fmt.get("json_schema") or {}).get("schema") or fmt.get("schema") or {}
-        if label_key in schema.get("properties", {}):
+        props = schema.get("properties", {})
+        if ("actions" in props) if kind == "plan" else not props:
             with lock:
                 if left:
                     return left.pop(0)
@@ -502,7 +501,7 @@ def test_a_deeply_nested_plan_is_re_asked_and_its_tokens_counted(
     """A plan nested past the JSON decoder's limit is an invalid answer like any other: the
     agent is re-asked, no decision is lost, and every paid call is counted."""
     deep = "[" * 200_000 + "]" * 200_000
-    with StubLLMServer(responder=first_answers_replaced("actions", [deep])) as stub:
+    with StubLLMServer(responder=first_answers_replaced("plan", [deep])) as stub:
         cfg = config(tmp_path, stub.openai_base_url)
         code, _, err = run_cli(capsys, "run", str(cfg), "--out", str(tmp_path / "r"), "--quiet")
         answers = stub.served["answers"]
@@ -513,3 +512,28 @@ def test_a_deeply_nested_plan_is_re_asked_and_its_tokens_counted(
     assert total["attempts"] == total["calls"] == answers and total["failures"] == {}
     assert total["output_tokens"] >= len(deep) // 4  # the deep answer's tokens are counted
     assert "RecursionError" not in err
+
+
+def test_lone_surrogates_in_answers_are_replaced_and_the_calls_counted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lone surrogate (the JSON escape \\ud800 in the answer's envelope) in written posts is
+    replaced by U+FFFD where the answer is decoded: the text is stored, no decision is lost,
+    and every paid call is counted."""
+    posts = ["Soil first \ud800 always.", "Compost \udfff wins, friends."] * 4
+    with StubLLMServer(responder=first_answers_replaced("content", posts)) as stub:
+        cfg = config(tmp_path, stub.openai_base_url)
+        code, _, err = run_cli(capsys, "run", str(cfg), "--out", str(tmp_path / "r"), "--quiet")
+        answers = stub.served["answers"]
+    assert code == 0, err
+    m = manifest(tmp_path / "r")
+    total = m["llm_usage"]["total"]
+    assert m["status"] == "completed" and m["totals"].get("failures", 0) == 0
+    assert total["attempts"] == total["calls"] == answers and total["failures"] == {}
+    with sqlite3.connect(f"file:{tmp_path / 'r' / 'events.db'}?mode=ro", uri=True) as con:
+        texts = [
+            p for (p,) in con.execute("SELECT payload FROM events WHERE kind = 'post_created'")
+        ]
+    stored = [json.loads(p)["text"] for p in texts]
+    assert "Soil first \ufffd always." in stored and "Compost \ufffd wins, friends." in stored
+    assert "UnicodeEncodeError" not in err

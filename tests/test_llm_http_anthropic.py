@@ -229,3 +229,19 @@ async def test_stop_sequences_sent_without_whitespace_only_ones(
     await llm.aclose()
     assert stub.requests[0].body["stop_sequences"] == ["END"]
     assert "stop_sequences" not in stub.requests[1].body
+
+
+@pytest.mark.parametrize("mode", ["native", "tool"])
+async def test_lone_surrogates_in_an_answer_are_replaced_where_it_is_decoded(
+    mode: str, key: str
+) -> None:
+    """Text blocks and a forced tool's input with a lone surrogate (``\\ud800`` in the JSON)
+    decode to U+FFFD, storable as UTF-8."""
+    answer = {"ok": True, "note": "kind \ud800 words"}
+    with StubLLMServer(responder=lambda api, body: answer) as server:
+        llm = AnthropicLLM("m", base_url=server.base_url, structured_output=mode)  # type: ignore[arg-type]
+        done = await llm.complete(req(json_schema=SCHEMA))
+        await llm.aclose()
+    assert done.parsed == {"ok": True, "note": "kind \ufffd words"}
+    assert "\ud800" not in done.text
+    done.text.encode("utf-8")

@@ -227,6 +227,20 @@ async def test_a_deeply_nested_answer_is_an_invalid_answer_with_its_tokens_count
         assert done.usage.output_tokens == len(text) // 4 > 0
 
 
+@pytest.mark.parametrize("path", ["lean", "sdk"])
+async def test_lone_surrogates_in_an_answer_are_replaced_where_it_is_decoded(path: str) -> None:
+    """The envelope's ``\\ud800`` (and one inside the answer's own JSON) decode to U+FFFD: text
+    and parsed value can be stored and logged as UTF-8."""
+    answer = 'Soil \ud800 first {"tone": "kind \\udfff"}'
+    with StubLLMServer(responder=lambda api, body: answer) as server:
+        llm = OpenAIChatLLM("m", base_url=server.openai_base_url, http_path=path)  # type: ignore[arg-type]
+        done = await llm.complete(req(json_schema=SCHEMA))
+        await llm.aclose()
+    assert done.text == 'Soil \ufffd first {"tone": "kind \\udfff"}'
+    assert done.parsed == {"tone": "kind \ufffd"}
+    done.text.encode("utf-8")
+
+
 async def test_a_deeply_nested_body_is_a_malformed_answer(stub: StubLLMServer) -> None:
     stub.enqueue(StubReply(body=DEEP.encode()))
     llm = OpenAIChatLLM("m", base_url=stub.openai_base_url)

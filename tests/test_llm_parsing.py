@@ -45,6 +45,18 @@ def test_extract_json(text: str, expected: object) -> None:
     assert extract_json(text) == expected
 
 
+def test_lone_surrogates_become_u_fffd_and_pairs_their_character() -> None:
+    from friendsim.llm.json_extract import clean_text
+
+    assert clean_text("a\ud800b\udfffc") == "a\ufffdb\ufffdc"
+    assert clean_text("\ud83d\ude00") == "\U0001f600"  # a pair stored as two code points
+    plain = "caf\u00e9 \U0001f600"
+    assert clean_text(plain) is plain
+    answer = '{"text": "x\\ud800y", "\\udc00": ["\\ud83d\\ude00", 1]}'
+    assert extract_json(answer) == {"text": "x\ufffdy", "\ufffd": ["\U0001f600", 1]}
+    assert extract_json('Sure: {"a": "\\u00e9\\\\ud800"}') == {"a": "\u00e9\\ud800"}  # escaped \\
+
+
 def test_stop_sequences_are_part_of_the_cache_key_only_when_set() -> None:
     from friendsim.llm.base import LLMRequest, user
 

@@ -30,7 +30,7 @@ import structlog
 
 from friendsim.llm.base import Completion, LLMRequest, Usage
 from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
-from friendsim.llm.json_extract import extract_json
+from friendsim.llm.json_extract import clean_text, clean_value, extract_json
 from friendsim.llm.redact import register_key_env
 from friendsim.llm.sdk_errors import map_sdk_error
 
@@ -182,8 +182,12 @@ class AnthropicLLM:
         if request.json_schema is not None and mode == "tool":
             for block in blocks:
                 if isinstance(block, anthropic.types.ToolUseBlock) and block.name == _TOOL_NAME:
-                    return json.dumps(block.input, ensure_ascii=False), block.input
+                    text = json.dumps(block.input, ensure_ascii=False)
+                    if clean_text(text) is text:
+                        return text, block.input
+                    return clean_text(text), clean_value(block.input)  # lone surrogates
         text = "".join(b.text for b in blocks if isinstance(b, anthropic.types.TextBlock))
+        text = clean_text(text)
         parsed = extract_json(text) if request.json_schema is not None else None
         return text, parsed
 

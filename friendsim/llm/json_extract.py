@@ -4,6 +4,11 @@ Used when a server cannot enforce a schema: the answer may be bare JSON, JSON in
 fence, or JSON surrounded by prose. Returns ``None`` when nothing decodes; never raises: a value
 nested deeper than the decoder's recursion limit (``[[[[…]]]]``) is nothing that decodes, so the
 caller treats it as any other invalid answer.
+
+Strings decoded from an answer may hold lone surrogates (the JSON escape ``\\ud800``), which no
+file, database or terminal can encode: :func:`clean_text` and :func:`clean_value` replace them by
+U+FFFD. Providers apply them where they decode an answer (its text, a tool's input); the value
+:func:`extract_json` returns is already clean.
 """
 
 from __future__ import annotations
@@ -15,10 +20,44 @@ from typing import Any
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 _MAX_STARTS = 64
 _UNDECODABLE = (ValueError, RecursionError)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` as valid Unicode: a surrogate pair stored as two code points becomes its
+    character, every other surrogate U+FFFD (``text`` itself when it has none)."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def clean_value(value: Any) -> Any:
+    """A JSON-like ``value`` with :func:`clean_text` applied to every string, keys included."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {
+            clean_text(k) if isinstance(k, str) else k: clean_value(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [clean_value(v) for v in value]
+    return value
 
 
 def extract_json(text: str) -> Any | None:
-    """The first JSON object or array in ``text``, or ``None``."""
+    """The first JSON object or array in ``text`` (its strings cleaned: :func:`clean_value`), or
+    ``None``."""
+    value = _first_json(text)
+    if value is None or not (_SURROGATE.search(text) or _SURROGATE_ESCAPE.search(text)):
+        return value  # no surrogate in the text or its escapes: none in the value
+    try:
+        return clean_value(value)
+    except RecursionError:  # nested almost to the decoder's limit: treated as undecodable
+        return None
+
+
+def _first_json(text: str) -> Any | None:
     stripped = text.strip()
     if not stripped:
         return None

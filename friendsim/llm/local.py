@@ -78,6 +78,7 @@ from friendsim.llm.errors import (
     PermanentLLMError,
     ProviderConfigError,
 )
+from friendsim.llm.json_extract import clean_text, clean_value
 from friendsim.llm.local_models import LOCAL_EXTRA_HINT, ModelSource, SystemMode, locate
 
 log = structlog.get_logger(__name__)
@@ -418,10 +419,11 @@ class LocalLLM:
         response = await shared.call(run)
         latency = time.perf_counter() - started
         text, usage = _read_response(self.model, response)
+        text = clean_text(text)
         parsed = None
         if schema_json is not None:
             try:
-                parsed = json.loads(text)
+                parsed = clean_value(json.loads(text))
             except (ValueError, RecursionError):  # not JSON, or nested past the decoder's limit
                 log.warning("local_llm.unparseable_json", model=self.model, label=request.label)
         return Completion(

@@ -47,7 +47,7 @@ from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
 from friendsim.llm.fastjson import dumps_body, floats_in, loads_envelope
 from friendsim.llm.http11 import HTTP11Client
 from friendsim.llm.http_reply import error_text, status_error
-from friendsim.llm.json_extract import extract_json
+from friendsim.llm.json_extract import clean_text, extract_json
 from friendsim.llm.pool import PooledLLM
 from friendsim.llm.redact import register_key_env
 from friendsim.llm.sdk_errors import map_sdk_error
@@ -296,7 +296,7 @@ def _read(response: Any) -> tuple[str, Usage]:
         )
     if not response.choices or response.choices[0].message is None:
         raise MalformedResponseError("openai: response has no choices")
-    text = response.choices[0].message.content or ""
+    text = clean_text(response.choices[0].message.content or "")
     u = response.usage
     if u is None or not isinstance(u.prompt_tokens, int):
         raise MalformedResponseError("openai: response has no token usage")
@@ -312,7 +312,8 @@ def _read(response: Any) -> tuple[str, Usage]:
 
 
 def _read_json(body: bytes) -> tuple[str, Usage]:
-    """Text and usage of a chat completion's JSON body (the lean path's :func:`_read`)."""
+    """Text and usage of a chat completion's JSON body (the lean path's :func:`_read`); the
+    text, as there, with lone surrogates replaced (:func:`~friendsim.llm.json_extract.clean_text`)."""
     try:
         data = loads_envelope(body)
         counts = _token_counts(data)
@@ -333,7 +334,7 @@ def _read_json(body: bytes) -> tuple[str, Usage]:
     prompt, completion, cached, written = counts
     if not _count(prompt):
         raise MalformedResponseError("openai: response has no token usage")
-    return text or "", Usage(
+    return clean_text(text or ""), Usage(
         input_tokens=prompt,
         output_tokens=_count_or_zero(completion),
         cached_input_tokens=_count_or_zero(cached),
