@@ -537,3 +537,18 @@ def test_lone_surrogates_in_answers_are_replaced_and_the_calls_counted(
     stored = [json.loads(p)["text"] for p in texts]
     assert "Soil first \ufffd always." in stored and "Compost \ufffd wins, friends." in stored
     assert "UnicodeEncodeError" not in err
+
+
+def test_provider_down_with_openai_api_key_set_reads_failed_n_calls_in_a_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop line names the key variable and keeps the words after it; the key is masked."""
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    cfg = config(tmp_path, f"http://127.0.0.1:{free_port()}/v1", extra="max_failure_share = 1.0")
+    cfg.write_text(cfg.read_text().replace(KEY_ENV, "OPENAI_API_KEY"))
+    code, out, err = run_cli(capsys, "run", str(cfg), "--out", str(tmp_path / "r"), "--quiet")
+    assert code == 130, err
+    detail = manifest(tmp_path / "r")["stop_detail"]
+    for text in (detail, err):
+        assert "key from $OPENAI_API_KEY: failed 3 calls in a row after retries" in text, text
+    assert KEY not in out + err + (tmp_path / "r" / "manifest.json").read_text()

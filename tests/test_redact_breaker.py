@@ -47,6 +47,20 @@ def test_redactor_masks_user_password_before_a_host_wherever_it_appears() -> Non
     assert redact_text(plain, {}) == plain  # no password-shaped userinfo: nothing to mask
 
 
+def test_redactor_keeps_the_words_after_a_key_variable_reference_and_masks_labelled_keys() -> None:
+    for env in ("OPENAI_API_KEY", "API_KEY", "MY_SERVICE_API_KEY"):
+        ident = ProviderIdentity(provider="openai", model="m", endpoint="http://h/v1", key_env=env)
+        text = f"{ident.describe()}: failed 3 calls in a row after retries"
+        assert redact_text(text, {}) == text  # "$NAME:" names a variable; no value follows
+    labelled = (
+        'x-api-key: zz-secret-1 | api_key=zz-secret-2 | "api-key": "zz-secret-3" | '
+        "OPENAI_API_KEY=zz-secret-4 | My-Api-Key: zz-secret-5 | apikey:zz-secret-6"
+    )
+    out = redact_text(labelled, {})
+    assert "zz-secret" not in out, out
+    assert out.count("***") == 6
+
+
 IDENT = ProviderIdentity(provider="openai", model="m", endpoint="http://h/v1", key_env="K")
 
 

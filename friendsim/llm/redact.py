@@ -8,7 +8,8 @@ It removes
 - the values of the key variables: ``OPENAI_API_KEY``, ``ANTHROPIC_API_KEY``, every variable
   named by an ``api_key_env`` (providers call :func:`register_key_env`), and any environment
   variable whose name ends in ``_API_KEY``, ``_TOKEN`` or ``_SECRET``;
-- key-shaped tokens: ``sk-…``, ``Bearer …``, ``x-api-key: …`` / ``api_key=…`` / ``"api-key": "…"``;
+- key-shaped tokens: ``sk-…``, ``Bearer …``, ``x-api-key: …`` / ``api_key=…`` / ``"api-key": "…"``
+  / ``FOO_API_KEY=…`` (but not the words after ``$FOO_API_KEY:``, a variable's name, not its value);
 - the ``user:pass@`` userinfo of URLs, and ``user:password@`` before a host wherever it appears
   (a ``Host`` header, a URL without its scheme).
 
@@ -40,8 +41,12 @@ _USERINFO: tuple[tuple[re.Pattern[str], str], ...] = (
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"sk-[A-Za-z0-9_\-]{6,}"), "sk-" + MASK),
     (re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-~+/=]{6,}"), r"\1" + MASK),
+    # a key label and its value: x-api-key: …, api_key=…, "api-key": "…", FOO_API_KEY=…; not
+    # a reference to a variable ($OPENAI_API_KEY: what follows is a message, never the key)
     (
-        re.compile(r"(?i)((?:x-)?api[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}&]+"),
+        re.compile(
+            r"(?i)(?<![\w$])((?:[a-z_]\w*_)?(?:x-)?api[-_]?key[\"']?\s*[:=]\s*[\"']?)[^\s\"',;}&]+"
+        ),
         r"\1" + MASK,
     ),
     *_USERINFO,
