@@ -211,24 +211,65 @@ async def test_broken_answers_are_connection_errors_and_the_next_call_recovers(
     await client.aclose()
 
 
-async def test_inactivity_times_out_but_a_slow_steady_answer_does_not(serve) -> None:  # type: ignore[no-untyped-def]
-    body = b'{"slow":true}'
-    trickle = [b"HTTP/1.1 200 OK\r\n", b"content-length: %d\r\n\r\n" % len(body)] + [
+def trickled(body: bytes) -> list[bytes]:
+    """A whole 200 answer with ``body``, as one piece per byte of the body."""
+    return [b"HTTP/1.1 200 OK\r\n", b"content-length: %d\r\n\r\n" % len(body)] + [
         bytes([b]) for b in body
     ]
-    _, url = await serve(lambda req: trickle, gap_s=0.05)  # 0.75 s in all, 0.05 s between bytes
-    client = HTTP11Client(url, headers={}, timeout_s=0.3)
-    assert (await client.post_json("/c", BODY)).body == body
+
+
+async def test_the_timeout_bounds_the_whole_request_a_trickled_answer_included(serve) -> None:  # type: ignore[no-untyped-def]
+    body = b'{"slow":true}'
+    _, url = await serve(lambda req: trickled(body), gap_s=0.02)  # 0.3 s in all
+    client = HTTP11Client(url, headers={}, timeout_s=2.0)
+    assert (await client.post_json("/c", BODY)).body == body  # within the deadline: read
     await client.aclose()
 
-    _, url = await serve(lambda req: [b"HTTP/1.1 200 OK\r\n"], gap_s=0.0)  # then silence
-    client = HTTP11Client(url, headers={}, timeout_s=0.3)
+    loop = asyncio.get_running_loop()
+    for answer, gap in ((trickled(body), 0.1), ([b"HTTP/1.1 200 OK\r\n"], 0.0)):
+        _, url = await serve(lambda req, answer=answer: answer, gap_s=gap)  # a byte every 0.1 s
+        client = HTTP11Client(url, headers={}, timeout_s=0.5)  # or silence after the status line
+        started = loop.time()
+        with pytest.raises(LLMTimeoutError, match="timed out"):
+            await client.post_json("/c", BODY)
+        assert 0.45 <= loop.time() - started < 1.0
+        await client.aclose()
+
+
+@pytest.mark.parametrize("path", ["lean", "httpcore", "sdk"])
+async def test_every_openai_path_times_out_a_trickled_answer(serve, path: str) -> None:  # type: ignore[no-untyped-def]
+    """A valid answer sent a byte every 0.1 s (about 10 s) fails after ``timeout_s`` (0.5 s)
+    as LLMTimeoutError, on the lean, httpcore and SDK paths alike."""
+    _, url = await serve(lambda req: trickled(completion("a" * 80)), gap_s=0.1)
+    llm = OpenAIChatLLM("m", base_url=url, timeout_s=0.5, http_path=path)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(LLMTimeoutError, match="timed out"):
-        await client.post_json("/c", BODY)
-    assert 0.25 <= loop.time() - started < 2.0
-    await client.aclose()
+        await llm.complete(LLMRequest(messages=(user("hi"),)))
+    assert loop.time() - started < 1.5
+    await llm.aclose()
+
+
+async def test_the_anthropic_sdk_path_times_out_a_trickled_answer(
+    serve,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from friendsim.llm.anthropic_provider import AnthropicLLM
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-dummy-key")
+    message = json.dumps(
+        {"id": "m", "type": "message", "role": "assistant", "model": "m",
+         "content": [{"type": "text", "text": "a" * 80}], "stop_reason": "end_turn",
+         "usage": {"input_tokens": 3, "output_tokens": 20}}
+    ).encode()  # fmt: skip
+    _, url = await serve(lambda req: trickled(message), gap_s=0.1)
+    llm = AnthropicLLM("m", base_url=url.removesuffix("/v1"), timeout_s=0.5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(LLMTimeoutError, match="timed out"):
+        await llm.complete(LLMRequest(messages=(user("hi"),)))
+    assert loop.time() - started < 1.5
+    await llm.aclose()
 
 
 async def test_a_refused_connection_names_the_server() -> None:

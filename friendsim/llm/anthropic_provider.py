@@ -12,6 +12,8 @@
   and are added into ``Usage.input_tokens`` (the API reports them apart from ``input_tokens``).
 - Retries: the SDK client is built with ``max_retries=0``; :mod:`friendsim.llm.retry` retries
   (see there why). Errors are mapped by :func:`friendsim.llm.sdk_errors.map_sdk_error`.
+- Timeout: ``timeout_s`` bounds each request as a whole, a slowly trickling answer included
+  (:class:`~friendsim.llm.errors.LLMTimeoutError`, retried); the SDK's own timeouts are per read.
 - Keys: the SDK reads ``ANTHROPIC_API_KEY`` (or its own configuration); ``api_key_env`` names
   another variable. Keys are never logged or stored.
 - Sampling: this SDK version no longer takes ``temperature`` on ``messages.create`` (recent
@@ -20,6 +22,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -29,7 +32,7 @@ import anthropic
 import structlog
 
 from friendsim.llm.base import Completion, LLMRequest, Usage
-from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
+from friendsim.llm.errors import LLMTimeoutError, MalformedResponseError, ProviderConfigError
 from friendsim.llm.json_extract import clean_text, clean_value, extract_json
 from friendsim.llm.redact import register_key_env
 from friendsim.llm.sdk_errors import map_sdk_error
@@ -62,6 +65,7 @@ class AnthropicLLM:
                 f"anthropic structured_output must be 'native' or 'tool', got {structured_output!r}"
             )
         self._model = model
+        self._timeout_s = timeout_s
         self.structured_output: StructuredMode = structured_output
         self.downgrades = 0
         self._cache_system = cache_system
@@ -128,8 +132,13 @@ class AnthropicLLM:
         while True:
             mode = self.structured_output
             try:
-                message = await self._client.messages.create(**self._request_kwargs(request, mode))
+                async with asyncio.timeout(self._timeout_s):  # httpx's timeouts are per read
+                    message = await self._client.messages.create(
+                        **self._request_kwargs(request, mode)
+                    )
                 break
+            except TimeoutError:
+                raise LLMTimeoutError("anthropic: request timed out") from None
             except anthropic.CredentialsError as exc:
                 raise ProviderConfigError(_NO_CREDENTIALS) from exc
             except TypeError as exc:  # how this SDK reports "no credentials at all"

@@ -12,8 +12,10 @@ This client does only what such a request needs, in a few Python calls per reque
 - the answer is framed as it arrives, in the protocol's ``data_received`` (status line and
   headers up to the blank line, then ``Content-Length`` bytes, or ``chunked`` chunks, or up to
   the end of the connection), and the one waiting request is woken once, when it is whole;
-- one timer per request measures inactivity (no byte from the server for ``timeout_s``, as
-  httpx's read timeout), re-armed only when it fires early;
+- one deadline per request: ``timeout_s`` from the moment it leaves the queue for a connection
+  slot, covering connecting, sending and the whole answer (a server sending a valid answer
+  slowly, a byte at a time, times out too: :class:`LLMTimeoutError`, which the retry layer
+  retries); one timer per request, set once;
 - idle connections wait on a free list; a request takes the most recently used one that is
   still open and not idle for longer than ``keepalive_s`` (or opens one), so finding one costs
   O(1) whatever the concurrency. At most ``max_connections`` requests are in flight.
@@ -61,7 +63,6 @@ class _Connection(asyncio.Protocol):
         "headers",
         "idle_since",
         "keep",
-        "last_data",
         "loop",
         "max_body",
         "need",
@@ -72,7 +73,7 @@ class _Connection(asyncio.Protocol):
         "waiter",
     )  # fmt: skip
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float, max_body: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_body: int) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
@@ -80,8 +81,6 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.timer: asyncio.TimerHandle | None = None
-        self.last_data = 0.0
-        self.timeout = timeout
         self.max_body = max_body
         self._reset()
 
@@ -103,7 +102,6 @@ class _Connection(asyncio.Protocol):
         if self.waiter is None:  # bytes nobody asked for: this connection is not reusable
             self._close()
             return
-        self.last_data = self.loop.time()
         self.buf += data
         try:
             reply = self._parse()
@@ -233,16 +231,16 @@ class _Connection(asyncio.Protocol):
 
     # -- one request -----------------------------------------------------------------------
 
-    async def exchange(self, request: bytes) -> HTTPReply:
-        """Send ``request`` (a whole HTTP/1.1 request) and wait for its whole answer."""
+    async def exchange(self, request: bytes, deadline: float) -> HTTPReply:
+        """Send ``request`` (a whole HTTP/1.1 request) and wait for its whole answer, until the
+        loop's clock reaches ``deadline`` (then :class:`LLMTimeoutError`)."""
         transport = self.transport
         if transport is None or self.closed or transport.is_closing():
             raise LLMConnectionError("the connection is closed")
         self._reset()
         loop = self.loop
         self.waiter = waiter = loop.create_future()
-        self.last_data = loop.time()
-        self.timer = loop.call_at(self.last_data + self.timeout, self._check_timeout)
+        self.timer = loop.call_at(deadline, self._timed_out)
         transport.write(request)
         try:
             return await waiter
@@ -252,11 +250,7 @@ class _Connection(asyncio.Protocol):
                 self.timer.cancel()
                 self.timer = None
 
-    def _check_timeout(self) -> None:
-        due = self.last_data + self.timeout
-        if self.loop.time() < due:  # bytes came meanwhile: wait for the rest
-            self.timer = self.loop.call_at(due, self._check_timeout)
-            return
+    def _timed_out(self) -> None:
         self.timer = None
         self._fail(LLMTimeoutError("request timed out"))
         self._close()
@@ -329,18 +323,18 @@ class HTTP11Client:
             line = self._lines[path] = b"POST " + target + b" HTTP/1.1\r\n" + self._head
         return line
 
-    async def _open(self) -> _Connection:
+    async def _open(self, deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()
-        timeout, max_body = self._timeout, self._max_body
+        max_body = self._max_body
         context = None
         if self._tls:
             if self._ssl is None:
                 self._ssl = _tls_context()
             context = self._ssl
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout_at(deadline):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(loop, timeout, max_body),
+                    lambda: _Connection(loop, max_body),
                     self._host,
                     self._port,
                     ssl=context,
@@ -381,13 +375,17 @@ class HTTP11Client:
             idle.pop(0)._close()
 
     async def post_json(self, path: str, body: bytes) -> HTTPReply:
-        """POST ``body`` (JSON) to ``base_url + path``; the whole answer, whatever its status."""
+        """POST ``body`` (JSON) to ``base_url + path``; the whole answer, whatever its status.
+        Raises :class:`LLMTimeoutError` when connecting, sending and reading the answer take
+        longer than ``timeout_s`` in all (waiting for a free slot does not count)."""
         request = b"".join((self._start(path), b"content-length: %d\r\n\r\n" % len(body), body))
         async with self._slots:
             loop = asyncio.get_running_loop()
-            conn = self._take(loop.time()) or await self._open()
+            now = loop.time()
+            deadline = now + self._timeout
+            conn = self._take(now) or await self._open(deadline)
             try:
-                reply = await conn.exchange(request)
+                reply = await conn.exchange(request, deadline)
             except LLMTimeoutError as exc:
                 conn._close()
                 raise LLMTimeoutError(f"{self._provider}: {exc}") from None

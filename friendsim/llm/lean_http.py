@@ -57,6 +57,7 @@ class LeanHTTPClient:
         self._base = base_url.rstrip("/")
         self._provider = provider
         self._timeout = {"connect": timeout_s, "read": timeout_s, "write": timeout_s}
+        self._total_s = timeout_s
         self._headers = [(b"host", host_header(parts).encode("ascii"))] + [
             (k.lower().encode("ascii"), v.encode("latin-1")) for k, v in headers.items()
         ]
@@ -95,7 +96,9 @@ class LeanHTTPClient:
             await self._idle.pop(0).aclose()
 
     async def post_json(self, path: str, body: bytes) -> HTTPReply:
-        """POST ``body`` (JSON) to ``base_url + path``; the whole answer, whatever its status."""
+        """POST ``body`` (JSON) to ``base_url + path``; the whole answer, whatever its status.
+        Raises :class:`LLMTimeoutError` when the request takes longer than ``timeout_s`` in all
+        (waiting for a free slot does not count)."""
         url = self._url(path)
         headers = [
             *self._headers,
@@ -108,14 +111,15 @@ class LeanHTTPClient:
         async with self._slots:
             conn = await self._take(url)
             try:
-                response = await conn.handle_async_request(request)
-                try:
-                    data = await response.aread()
-                finally:
-                    await response.aclose()
+                async with asyncio.timeout(self._total_s):  # httpcore's timeouts are per read
+                    response = await conn.handle_async_request(request)
+                    try:
+                        data = await response.aread()
+                    finally:
+                        await response.aclose()
             except BaseException as exc:
                 await _close_quietly(conn)
-                if isinstance(exc, httpcore.TimeoutException):
+                if isinstance(exc, httpcore.TimeoutException | TimeoutError):
                     raise LLMTimeoutError(f"{self._provider}: request timed out") from exc
                 if isinstance(exc, httpcore.NetworkError | httpcore.ProtocolError | OSError):
                     raise LLMConnectionError(

@@ -16,6 +16,9 @@ Keys: for api.openai.com the key comes from ``OPENAI_API_KEY`` (the SDK's own lo
 other base URL the key is read only from the variable named by ``api_key_env`` (default: none,
 and a placeholder is sent) so that your OpenAI key is never sent to a third-party host.
 Retries: the SDK client has ``max_retries=0``; :mod:`friendsim.llm.retry` retries.
+Timeout: ``timeout_s`` bounds each HTTP request as a whole (connecting, sending and reading the
+whole answer, on every path), so a server trickling out an answer times out as well
+(:class:`~friendsim.llm.errors.LLMTimeoutError`, retried).
 Cached prompt tokens come from ``usage.prompt_tokens_details.cached_tokens``.
 
 HTTP path (``http_path``): ``"sdk"`` sends chat completions through the SDK client (httpx);
@@ -32,6 +35,7 @@ import) is made on first use: batch mode and the ``sdk`` path use it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -43,7 +47,7 @@ import structlog
 
 from friendsim.llm.base import LLM, Completion, LLMRequest, Usage
 from friendsim.llm.endpoints import Endpoint
-from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
+from friendsim.llm.errors import LLMTimeoutError, MalformedResponseError, ProviderConfigError
 from friendsim.llm.fastjson import dumps_body, floats_in, loads_envelope
 from friendsim.llm.http11 import HTTP11Client
 from friendsim.llm.http_reply import error_text, status_error
@@ -92,6 +96,7 @@ class OpenAIChatLLM:
         if base_url is not None and (problem := url_problem(base_url)) is not None:
             raise ProviderConfigError(f"openai: {problem}")
         self._model = model
+        self._timeout_s = timeout_s
         self.endpoint = base_url or "https://api.openai.com/v1"
         self.json_mode: JsonMode = structured_output
         self.downgrades = 0
@@ -229,10 +234,13 @@ class OpenAIChatLLM:
         while True:
             mode = self.json_mode if request.json_schema is not None else None
             try:
-                response = await self._client.chat.completions.create(
-                    **self._request_kwargs(request, mode)
-                )
+                async with asyncio.timeout(self._timeout_s):  # httpx's timeouts are per read
+                    response = await self._client.chat.completions.create(
+                        **self._request_kwargs(request, mode)
+                    )
                 return _read(response)
+            except TimeoutError:
+                raise LLMTimeoutError("openai: request timed out") from None
             except openai.BadRequestError as exc:
                 if not self._downgrade(mode, str(exc)):
                     raise map_sdk_error(exc, openai, "openai") from exc

@@ -200,7 +200,9 @@ class LLMSection(_Section):
     """The environment variable holding the key of the ``openai:``/``anthropic:`` providers
     (default: ``OPENAI_API_KEY`` for api.openai.com, ``ANTHROPIC_API_KEY``, none elsewhere)."""
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    """Seconds one HTTP request to a hosted provider may take before it is retried."""
+    """Seconds one HTTP request to a hosted provider may take in all (connecting, sending and
+    reading the whole answer, however steadily it arrives) before it fails as a timeout and is
+    retried."""
     max_failure_share: float = Field(default=0.05, ge=0, le=1)
     """The failure budget: a window in which more than this share of the model-backed
     decisions failed stops the run as ``failed``."""
