@@ -94,6 +94,20 @@ def test_config_error_exit_code_and_message(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+def test_non_finite_number_is_a_config_error_before_anything_is_written(tmp_path: Path) -> None:
+    cfg = tmp_path / "nan.toml"
+    cfg.write_text(
+        '[experiment]\nrounds = 3\n[agents]\ncount = 4\npolicy = "baseline"\n'
+        '[[interventions]]\nkind = "reward_mix"\nwindow = 2\n'
+        "lambdas = { SOC = nan, EMO = 1.0 }\n"
+    )
+    proc = friendsim("run", str(cfg), "--out", str(tmp_path / "r"), "--quiet")
+    assert proc.returncode == 2, proc.stderr
+    assert "[interventions][0].lambdas.SOC: must be a finite number" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_api_keys_never_reach_the_run_dir(tmp_path: Path) -> None:
     cfg = tmp_path / "s.toml"
     cfg.write_text(

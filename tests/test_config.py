@@ -242,3 +242,29 @@ def test_llm_threads_reach_only_local_providers_and_are_checked() -> None:
     cfg = parse_config({"agents": {"policy": "baseline", "policy_params": {"abstention": 0.9}}})
     assert cfg.agents.policy_params == {"abstention": 0.9}
     assert parse_config({"llm": {"prompt_profile": "compact"}}).llm.prompt_profile == "compact"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (
+            '[[interventions]]\nkind = "reward_mix"\nwindow = 2\n'
+            "lambdas = { SOC = nan, EMO = 1.0 }\n",
+            "[interventions][0].lambdas.SOC",
+        ),
+        ("[ties]\nthresholds = [0.05, nan]\n", "[ties].thresholds[1]"),
+        ("[experiment]\nwindow_length = inf\n", "[experiment].window_length"),
+        ('[experiment]\nmode = "continuous"\nwake_rate = inf\n', "[experiment].wake_rate"),
+        ("[rewards]\nbeta_soc = -inf\n", "[rewards].beta_soc"),
+        (
+            '[agents]\npolicy = "baseline"\npolicy_params = { abstention = nan }\n',
+            "[agents].policy_params.abstention",
+        ),
+    ],
+    ids=["lambdas", "thresholds", "window_length", "wake_rate", "beta", "policy_params"],
+)
+def test_non_finite_numbers_are_refused_at_their_key(tmp_path: Path, text: str, key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert err.value.key == key
+    assert "must be a finite number" in err.value.problem

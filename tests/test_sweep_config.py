@@ -116,3 +116,11 @@ def test_unreadable_files(tmp_path: Path) -> None:
         load_sweep(bad)
     with pytest.raises(SweepConfigError, match="must be a table"):
         parse_sweep({"sweep": {"grid": [1, 2]}})
+
+
+def test_non_finite_grid_value_names_the_grid_key(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[sweep]\ngrid = { "ties.xi" = [0.1, nan] }\n')
+    with pytest.raises(SweepConfigError) as info:
+        load_sweep(path)
+    assert info.value.key == '[sweep].grid."ties.xi"'
+    assert "must be a finite number" in str(info.value)

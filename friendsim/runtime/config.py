@@ -5,7 +5,8 @@ the agents (count, persona source, policy), the LLM providers (a default spec pl
 per-dominant-policy overrides, limits, cache mode, prices), the coach, reward parameters, the
 feed ranker and tie-strength parameters. :func:`load_config` turns every problem into one
 :class:`ConfigError` that names the file and the key path (``[agents].count``), so a user sees
-what to fix without reading a traceback.
+what to fix without reading a traceback. A non-finite number (``nan``, ``inf``) is an error
+wherever it is written.
 
 Relative persona paths are resolved against the config file's folder. Provider specs are checked
 for shape here (``provider:model``, known provider); nothing is loaded or connected.
@@ -388,9 +389,29 @@ def _problem(err: Mapping[str, Any]) -> str:
     return msg
 
 
+def non_finite_numbers(value: Any, loc: tuple[int | str, ...] = ()) -> list[tuple[str, float]]:
+    """Every non-finite float (``nan``, ``inf``, ``-inf``) anywhere in ``value`` (mappings and
+    lists walked), as ``(key path, number)`` in document order: ``[interventions][0].lambdas.SOC``.
+
+    No setting of a config means anything as a non-finite number, so :func:`parse_config` refuses
+    them all by this one rule before any section looks at its values."""
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [(_key_path(loc), value)]
+    if isinstance(value, Mapping):
+        return [f for k, v in value.items() for f in non_finite_numbers(v, (*loc, str(k)))]
+    if isinstance(value, list | tuple):
+        return [f for i, v in enumerate(value) for f in non_finite_numbers(v, (*loc, i))]
+    return []
+
+
 def parse_config(data: Mapping[str, Any], *, source: str | Path = "<config>") -> ExperimentConfig:
     """Validate an already-parsed TOML mapping. Raises :class:`ConfigError` (first problem,
-    with every further problem listed in the message)."""
+    with every further problem listed in the message). A non-finite number anywhere is an error
+    at its key path (:func:`non_finite_numbers`)."""
+    bad = non_finite_numbers(data)
+    if bad:
+        key, value = bad[0]
+        raise ConfigError(source, key, f"must be a finite number, got {value!r}")
     try:
         cfg = ExperimentConfig.model_validate(dict(data))
     except ValidationError as exc:
