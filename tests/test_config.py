@@ -268,3 +268,29 @@ def test_non_finite_numbers_are_refused_at_their_key(tmp_path: Path, text: str, 
         load_config(write(tmp_path, text))
     assert err.value.key == key
     assert "must be a finite number" in err.value.problem
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "words"),
+    [
+        ("thresholds = [0.05, 5.0]", "[ties].thresholds[1]", "must be in (0, 1]"),
+        ("thresholds = [-1.0]", "[ties].thresholds[0]", "must be in (0, 1]"),
+        ("thresholds = []", "[ties].thresholds", "at least 1 item"),
+        ("beta_rec = 0.0", "[ties].beta_rec", "TieParams.beta_rec=0.0 is out of range"),
+    ],
+)
+def test_ties_values_the_analysis_would_refuse(
+    tmp_path: Path, text: str, key: str, words: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, f"[ties]\n{text}\n"))
+    assert err.value.key == key
+    assert words in err.value.problem
+
+
+def test_ties_values_the_analysis_accepts_reach_it() -> None:
+    from friendsim.analysis.analyze import tie_params_from_manifest
+
+    ties = parse_config({"ties": {"thresholds": [1.0, 0.2], "xi": 0.0, "half_life": 0.5}}).ties
+    params, thetas = tie_params_from_manifest({"ties": ties.model_dump(mode="json")})
+    assert thetas == (1.0, 0.2) and params.half_life == 0.5 and params.xi == 0.0

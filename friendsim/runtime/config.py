@@ -19,9 +19,18 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from friendsim.agents.policies import POLICIES
 from friendsim.agents.sources import PERSONA_SOURCES
@@ -312,8 +321,25 @@ class FeedSection(_Section):
         return self
 
 
+def _theta(theta: float) -> float:
+    """``theta``, a tie threshold the analysis accepts (:func:`~friendsim.analysis.ties.check_theta`)."""
+    from friendsim.analysis.ties import TieParamsError, check_theta
+
+    try:
+        check_theta(theta)
+    except TieParamsError as exc:
+        raise ValueError(str(exc)) from None
+    return theta
+
+
 class TiesSection(_Section):
-    """``[ties]``: tie-strength parameters, passed through to the analysis and the manifest."""
+    """``[ties]``: tie-strength parameters, passed through to the analysis and the manifest.
+
+    Each value is checked here by the analysis's own rules
+    (:class:`~friendsim.analysis.ties.TieParams`, :func:`~friendsim.analysis.ties.check_theta`),
+    so a run never records parameters its analysis would refuse; ``thresholds`` needs at least
+    one θ, each in (0, 1].
+    """
 
     xi: float = Field(default=0.05, ge=0, le=1)
     delta_max: float = Field(default=0.2, gt=0, le=1)
@@ -321,7 +347,20 @@ class TiesSection(_Section):
     beta_rec: float = Field(default=0.5, ge=0, le=1)
     eps: float = Field(default=1e-9, gt=0)
     evidence: Literal["signals", "text"] = "signals"
-    thresholds: tuple[float, ...] = (0.01, 0.05, 0.1)
+    thresholds: tuple[Annotated[float, AfterValidator(_theta)], ...] = Field(
+        default=(0.01, 0.05, 0.1), min_length=1
+    )
+
+    @field_validator("xi", "delta_max", "half_life", "beta_rec", "eps")
+    @classmethod
+    def _analysis_accepts(cls, v: float, info: ValidationInfo) -> float:
+        from friendsim.analysis.ties import TieParams, TieParamsError
+
+        try:
+            TieParams.from_dict({str(info.field_name): v})
+        except TieParamsError as exc:
+            raise ValueError(str(exc)) from None
+        return v
 
 
 class ExperimentConfig(_Section):
