@@ -161,6 +161,118 @@ def test_bad_interventions_are_config_errors(tmp_path: Path) -> None:
         config(interventions=[{"kind": "persona", "window": 1, "fields": {"id": "x"}}])
 
 
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        (
+            {"stance_score": 5.0},
+            "persona field stance_score: Input should be less than or equal to 1",
+        ),
+        ({"big5": {"O": 2}}, "persona field big5.O: Input should be less than or equal to 1"),
+        ({"big5": {"O": 0.5}}, "persona field big5: big5 needs exactly the keys"),
+        ({"role": "  "}, "persona field role: String should have at least 1 character"),
+    ],
+)
+def test_persona_values_the_persona_model_refuses_are_config_errors(
+    fields: dict[str, Any], words: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        config(
+            interventions=[{"kind": "persona", "window": 2, "agents": ["a00"], "fields": fields}]
+        )
+    assert err.value.key == "[interventions][0]"
+    assert words in err.value.problem
+
+
+@pytest.mark.parametrize(
+    ("mode", "when", "key"),
+    [
+        ("rounds", {"window": 6}, "[interventions][0].window"),
+        ("rounds", {"at": 1e12}, "[interventions][0].at"),
+        ("rounds", {"at": 5 * 3600.0}, "[interventions][0].at"),  # the end of the last round
+        ("continuous", {"window": 6}, "[interventions][0].window"),
+        ("continuous", {"at": 2941.0}, "[interventions][0].at"),  # after the last slice (2940)
+    ],
+)
+def test_interventions_after_the_run_are_config_errors(
+    mode: str, when: dict[str, Any], key: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        config(mode, interventions=[{"kind": "broadcast", "text": "x", **when}])
+    assert err.value.key == key
+    assert "it would never apply" in err.value.problem
+
+
+@pytest.mark.parametrize(
+    ("mode", "when"),
+    [
+        ("rounds", {"window": 5}),
+        ("rounds", {"at": 5 * 3600.0 - 1}),
+        ("continuous", {"window": 5}),
+        ("continuous", {"at": 2940.0}),
+    ],
+)
+def test_interventions_at_the_run_s_last_moment_are_accepted(
+    mode: str, when: dict[str, Any]
+) -> None:
+    assert config(mode, interventions=[{"kind": "broadcast", "text": "x", **when}]).interventions
+
+
+async def test_late_continuous_intervention_applies_in_the_last_slice(tmp_path: Path) -> None:
+    cfg = config(
+        "continuous", interventions=[{"kind": "broadcast", "at": 2940.0, "text": "last call"}]
+    )
+    await run_experiment(cfg, out_dir=tmp_path / "run")
+    (sent,) = [e for e in events(tmp_path / "run") if e.kind == "broadcast_sent"]
+    assert sent.t == 2940.0 and sent.window == 5  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "intervention",
+    [
+        {"kind": "suspend", "agents": ["zzz"]},
+        {"kind": "remove", "agents": ["a00", "zzz"]},
+        {"kind": "persona", "agents": ["zzz"], "fields": {"stance_score": 0.5}},
+        {"kind": "reward_mix", "agents": ["zzz"], "dominant": "SOC"},
+        {"kind": "inject", "agents": ["zzz"], "items": ITEMS},
+    ],
+    ids=lambda i: i["kind"],
+)
+async def test_unknown_agents_are_refused_before_anything_is_written(
+    tmp_path: Path, intervention: dict[str, Any]
+) -> None:
+    cfg = config(interventions=[{"kind": "broadcast", "window": 1, "text": "x"},
+                                {"window": 2, **intervention}])  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        await run_experiment(cfg, out_dir=tmp_path / "run")
+    assert err.value.key == "[interventions][1].agents"
+    assert "no agent 'zzz' in this run (6 agents: a00 ... a05)" in err.value.problem
+    assert not (tmp_path / "run").exists()
+
+
+async def test_agents_a_growing_population_adds_may_be_named(tmp_path: Path) -> None:
+    cfg = config(
+        interventions=[
+            {"kind": "add_agents", "window": 2, "count": 2},
+            {"kind": "suspend", "window": 3, "agents": ["a07"]},
+        ]
+    )
+    await run_experiment(cfg, out_dir=tmp_path / "run")
+    evs = events(tmp_path / "run")
+    assert [e.agent for e in evs if e.kind == "agent_suspended"] == ["a07"]  # type: ignore[attr-defined]
+    assert not [e for e in evs if e.kind == "action_failed"]
+    with pytest.raises(ConfigError, match=r"no agent 'a08' in this run \(8 agents"):
+        await run_experiment(
+            config(
+                interventions=[
+                    {"kind": "add_agents", "window": 2, "count": 2},
+                    {"kind": "suspend", "window": 3, "agents": ["a08"]},
+                ]
+            ),
+            out_dir=tmp_path / "run2",
+        )
+
+
 def test_cli_bad_items_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from friendsim.cli import main
 

@@ -143,3 +143,11 @@ async def test_sampled_survey_is_seeded(tmp_path: Path) -> None:
     assert who[0] == who[1] and len(who[0]) == 2
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert manifest["config"]["surveys"][0]["sample"] == 0.5
+
+
+def test_survey_window_after_the_run_is_a_config_error() -> None:
+    with pytest.raises(ConfigError) as err:
+        config(surveys=[{"windows": [1, 4, 99]}])  # 4 rounds: window 99 is never asked
+    assert err.value.key == "[surveys][0].windows"
+    assert "window 99 is after the run's last window (4)" in err.value.problem
+    assert config(surveys=[{"windows": [4]}]).surveys[0].windows == (4,)

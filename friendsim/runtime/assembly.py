@@ -6,7 +6,7 @@ Every way of running goes through :func:`run_plan`: ``friendsim run``, ``--resum
 window on (a fork), the log prefix that must be re-derived from recorded model answers only (a
 resume, a fork) and lineage facts for the manifest. Nothing is patched after it is built.
 
-Wiring, in order: take the run lock and check the directory -> personas (file or seeded generator)
+Wiring, in order: take the run lock and check the directory -> personas (file or seeded generator;
 -> manifest (``status="running"``) -> platform (agents registered sorted by id, with their group
 attributes and dominant policy) -> one LLM stack per distinct provider spec (shared ledger, one
 cache file) -> one policy per agent -> a reward scorer and coach per phase, in one coach service
@@ -71,6 +71,7 @@ from friendsim.runtime.continuous import ContinuousScheduler, acquaintances_of
 from friendsim.runtime.control import RunControl
 from friendsim.runtime.engine import Engine, FeedRules, RunListener, WindowTally
 from friendsim.runtime.instruments_setup import (
+    check_named_agents,
     inline_plan_items,
     moderation_spec,
     open_instruments,
@@ -188,6 +189,11 @@ def build_personas(cfg: ExperimentConfig, *, base: Path, source: str | Path) -> 
             f"asks for {n} agents but {path} holds only {len(personas)} personas",
         )
     return personas[:n]
+
+
+def _with_count(cfg: ExperimentConfig, n: int) -> ExperimentConfig:
+    """``cfg`` with ``[agents].count = n`` (a grown population's personas)."""
+    return cfg.model_copy(update={"agents": cfg.agents.model_copy(update={"count": n})})
 
 
 def reward_params(cfg: ExperimentConfig, *, source: str | Path = "<config>") -> RewardParams:
@@ -364,6 +370,12 @@ def prepare_run(
     cfg, first = plan.final, plan.first
     ex = first.experiment
     personas = build_personas(first, base=base, source=source)
+    check_named_agents(
+        plan,
+        personas,
+        more_personas=lambda n: build_personas(_with_count(first, n), base=base, source=source),
+        source=source,
+    )
     params = reward_params(cfg, source=source)
     specs = (
         provider_specs(first, personas, env) if agent_policies.uses_llm(first.agents.policy) else {}
@@ -588,9 +600,7 @@ async def _run_locked(
                 agent_llms,
             ),
             build_personas=lambda n: build_personas(
-                first.model_copy(update={"agents": first.agents.model_copy(update={"count": n})}),
-                base=base,
-                source=source,
+                _with_count(first, n), base=base, source=source
             ),
         )
         agent_ids = sorted(p.id for p in personas)

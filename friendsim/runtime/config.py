@@ -138,6 +138,33 @@ class ExperimentSection(_Section):
         """Continuous mode length: ``duration`` or ``rounds`` windows when unset."""
         return self.duration if self.duration is not None else self.rounds * self.window_length
 
+    @property
+    def n_windows(self) -> int:
+        """How many windows the run has: ``rounds``, or in continuous mode ``total_duration``
+        cut into ``window_length`` windows, the last one possibly short (as the continuous
+        scheduler cuts them)."""
+        if self.mode == "rounds":
+            return self.rounds
+        return max(1, math.ceil(self.total_duration / self.window_length - 1e-9))
+
+    def last_at(self) -> float:
+        """The latest virtual time an intervention ``at`` that time is still applied at.
+
+        Rounds mode: any time before the end of the last round (``at`` applies at the start of
+        the round holding it); returned as the largest float below that end. Continuous mode:
+        the start of the last slice (``at`` applies before the first slice at or after it).
+        """
+        if self.mode == "rounds":
+            return math.nextafter(self.rounds * self.window_length, 0.0)
+        start = (self.n_windows - 1) * self.window_length
+        end = min(self.n_windows * self.window_length, self.total_duration)
+        k = max(0, math.ceil((end - 1e-9 - start) / self.tick) - 1)
+        while start + (k + 1) * self.tick < end - 1e-9:
+            k += 1
+        while k > 0 and not start + k * self.tick < end - 1e-9:
+            k -= 1
+        return start + k * self.tick
+
 
 class AgentsSection(_Section):
     """``[agents]``: how many, where personas come from, and which policy decides.
@@ -462,7 +489,47 @@ def parse_config(data: Mapping[str, Any], *, source: str | Path = "<config>") ->
             more = "; ".join(f"{_key_path(tuple(e['loc']))}: {_problem(e)}" for e in errors[1:5])
             problem += f" (also: {more})"
         raise ConfigError(source, key, problem) from None
+    check_schedule(cfg, source=source)
     return cfg
+
+
+def check_schedule(cfg: ExperimentConfig, *, source: str | Path = "<config>") -> None:
+    """Every intervention and survey falls inside the run, else :class:`ConfigError` at its key:
+    an intervention's ``window`` at most the run's last window and its ``at`` at most
+    :meth:`ExperimentSection.last_at` (later ones would never apply), a survey's ``windows``
+    at most the last window (they would never be asked)."""
+    ex = cfg.experiment
+    last = ex.n_windows
+    for i, spec in enumerate(cfg.interventions):
+        if spec.window is not None and spec.window > last:
+            raise ConfigError(
+                source,
+                f"[interventions][{i}].window",
+                f"window {spec.window} is after the run's last window ({last}); "
+                "it would never apply",
+            )
+        if spec.at is not None and spec.at > ex.last_at():
+            raise ConfigError(
+                source,
+                f"[interventions][{i}].at",
+                f"at={spec.at!r} is after the last time the run can apply it "
+                f"({_last_moment(ex)}); it would never apply",
+            )
+    for i, survey in enumerate(cfg.surveys):
+        late = [w for w in survey.windows if w > last]
+        if late:
+            raise ConfigError(
+                source,
+                f"[surveys][{i}].windows",
+                f"window {late[0]} is after the run's last window ({last}); "
+                "it would never be asked",
+            )
+
+
+def _last_moment(ex: ExperimentSection) -> str:
+    if ex.mode == "rounds":
+        return f"before t={ex.rounds * ex.window_length!r}, the end of round {ex.rounds}"
+    return f"t={ex.last_at()!r}, the start of the last slice"
 
 
 def load_config(path: str | Path, *, check_files: bool = True) -> ExperimentConfig:

@@ -2,7 +2,7 @@
 
 Kept apart from :mod:`friendsim.runtime.assembly` so the assembly only gains a few calls:
 :func:`inline_plan_items` (item files become inline items before the manifest is written, so a
-re-run needs no file), :func:`moderation_spec` (the LLM moderator's provider spec, opened with
+re-run needs no file), :func:`check_named_agents` (the agents interventions name exist), :func:`moderation_spec` (the LLM moderator's provider spec, opened with
 the other stacks) and :func:`open_instruments` (the :class:`~.instruments.Instruments` hooks,
 or ``None`` for a run that uses none — whose log is then exactly as before).
 
@@ -11,6 +11,7 @@ The instruments follow the plan's final config (the one the manifest records).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from friendsim.moderation.service import ModerationService
 from friendsim.runtime.config import ConfigError, ExperimentConfig, resolve_auto_provider
 from friendsim.runtime.instruments import Instruments, instruments_used
 from friendsim.runtime.instruments_config import ItemsFileError, inline_items
+from friendsim.runtime.interventions import added_agents, named_agents
 from friendsim.vocabulary import Policy
 
 if TYPE_CHECKING:
@@ -46,6 +48,45 @@ def inline_plan_items(plan: RunPlan, *, base: Path, source: str | Path) -> RunPl
             dataclasses.replace(phase, config=cfg.model_copy(update={"interventions": inlined}))
         )
     return dataclasses.replace(plan, phases=tuple(phases))
+
+
+def check_named_agents(
+    plan: RunPlan,
+    personas: Sequence[Persona],
+    *,
+    more_personas: Callable[[int], Sequence[Persona]],
+    source: str | Path,
+) -> None:
+    """Every agent an intervention of ``plan`` names (:func:`~.interventions.named_agents`) is
+    one of ``personas`` or one that the plan's ``add_agents`` interventions add, else
+    :class:`ConfigError` at ``[interventions][i].agents``. Called once the population is known
+    and before anything is written. ``more_personas(n)``: the run's first ``n`` personas (built
+    only when an id is not among ``personas`` and the population grows)."""
+    specs = plan.final.interventions
+    known = {p.id for p in personas}
+
+    def unknown() -> list[tuple[int, str]]:
+        return [
+            (i, a)
+            for i, s in enumerate(specs)
+            for a in named_agents(s.kind, s.params)
+            if a not in known
+        ]
+
+    missing = unknown()
+    added = sum(added_agents(s.kind, s.params) for s in specs)
+    if missing and added:
+        with contextlib.suppress(ConfigError):  # too few personas: the ids stay unknown
+            known |= {p.id for p in more_personas(len(personas) + added)}
+        missing = unknown()
+    if missing:
+        i, agent = missing[0]
+        ids = sorted(known)
+        raise ConfigError(
+            source,
+            f"[interventions][{i}].agents",
+            f"no agent {agent!r} in this run ({len(ids)} agents: {ids[0]} ... {ids[-1]})",
+        )
 
 
 def moderation_spec(cfg: ExperimentConfig, env: Mapping[str, str] | None = None) -> str | None:

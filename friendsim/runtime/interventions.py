@@ -20,10 +20,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from friendsim.agents.generator import dominant_lambdas
-from friendsim.agents.persona import COMPONENTS
+from friendsim.agents.persona import COMPONENTS, TRAITS, Persona
 from friendsim.platform.feeds import RANKERS
 from friendsim.registry import Registry, RegistryError
 from friendsim.runtime.instruments_config import Item, as_items
@@ -117,7 +124,20 @@ class RewardMixParams(_Params):
 PERSONA_FIELDS = frozenset({"role", "description", "stance", "stance_score", "style", "big5"})
 
 
+_SOME_PERSONA: dict[str, Any] = {
+    "id": "x",
+    "name": "x",
+    "big5": dict.fromkeys(TRAITS, 0.5),
+    "lambdas": {"SOC": 1.0},
+}
+"""A valid persona the ``persona`` intervention's values are tried on at config load (the
+changeable fields do not depend on the others, so what this persona accepts every one does)."""
+
+
 class PersonaParams(_Params):
+    """New values of the :data:`PERSONA_FIELDS` of ``agents`` (empty: everyone); each value must
+    pass the :class:`~friendsim.agents.persona.Persona` model's own validation."""
+
     agents: tuple[str, ...] = ()
     fields: dict[str, Any] = Field(min_length=1)
 
@@ -130,6 +150,13 @@ class PersonaParams(_Params):
                 f"persona fields {unknown} cannot be changed; allowed {sorted(PERSONA_FIELDS)} "
                 "(the reward mix: kind = 'reward_mix')"
             )
+        try:
+            Persona.model_validate({**_SOME_PERSONA, **v})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"persona field {where}: {msg} (got {err['input']!r})") from None
         return v
 
 
@@ -235,6 +262,22 @@ def _remove(*, agents: tuple[str, ...], reason: str) -> Intervention:
 
 def _add_agents(*, count: int) -> Intervention:
     return AddAgents(count=count)
+
+
+NAMES_AGENTS = frozenset({"inject", "reward_mix", "persona", "suspend", "remove"})
+"""The built-in kinds whose ``agents`` parameter lists agent ids of the run."""
+
+
+def named_agents(kind: str, params: Mapping[str, Any]) -> tuple[str, ...]:
+    """The agent ids a built-in intervention's ``agents`` names (none for other kinds)."""
+    if kind not in NAMES_AGENTS:
+        return ()
+    return tuple(str(a) for a in params.get("agents") or ())
+
+
+def added_agents(kind: str, params: Mapping[str, Any]) -> int:
+    """How many agents an ``add_agents`` intervention adds (0 for other kinds)."""
+    return int(params.get("count", 0)) if kind == "add_agents" else 0
 
 
 INTERVENTIONS: Registry[Intervention] = Registry("intervention", group="friendsim.interventions")
