@@ -124,3 +124,34 @@ def test_non_finite_grid_value_names_the_grid_key(tmp_path: Path) -> None:
         load_sweep(path)
     assert info.value.key == '[sweep].grid."ties.xi"'
     assert "must be a finite number" in str(info.value)
+
+
+def test_grid_key_into_a_value_that_is_not_a_table(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[sweep]\ngrid = { "experiment.name.x" = [1, 2] }\n')
+    with pytest.raises(SweepConfigError) as info:
+        load_sweep(path)
+    assert info.value.key == '[sweep].grid."experiment.name.x"'
+    assert "'experiment.name' is 's', not a table" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("agents", "sweep", "key"),
+    [
+        ('personas = "nofile.jsonl"\n', '[sweep]\ngrid = { "coach.enabled" = [true, false] }\n',
+         "[agents].personas"),
+        ("", '[sweep]\ngrid = { "agents.personas" = ["synthetic", "nofile.jsonl"] }\n',
+         '[sweep].grid."agents.personas"'),
+    ],
+    ids=["base", "grid"],
+)  # fmt: skip
+def test_missing_persona_file_is_found_at_load(
+    tmp_path: Path, agents: str, sweep: str, key: str
+) -> None:
+    path = tmp_path / "sweep.toml"
+    path.write_text(BASE + agents + sweep, encoding="utf-8")
+    with pytest.raises(SweepConfigError) as info:
+        load_sweep(path)
+    assert info.value.key == key
+    assert f"persona file not found: {tmp_path / 'nofile.jsonl'}" in str(info.value)
+    (tmp_path / "nofile.jsonl").write_text("{}\n")  # relative to the sweep file, as runs read it
+    assert load_sweep(path).cells()

@@ -9,12 +9,13 @@ import json
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from friendsim.commands import sweep as cli_sweep
-from friendsim.sweep.config import load_sweep
+from friendsim.sweep.config import load_sweep, parse_sweep
 from friendsim.sweep.runner import SWEEP_FILE, SweepDirError, run_sweep
 
 PAPER = Path(__file__).resolve().parents[1] / "examples" / "paper.toml"
@@ -82,13 +83,30 @@ def test_paper_baseline_sweep_has_confidence_intervals(
     assert all(r.get("resumed") for r in res.runs)
 
 
+def test_sweep_with_bad_grid_key_or_missing_persona_file_exits_2_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = '[experiment]\nname = "n"\nrounds = 1\n[agents]\ncount = 3\npolicy = "baseline"\n'
+    for sweep, needle in (
+        ('grid = { "experiment.name.x" = [1, 2] }', '[sweep].grid."experiment.name.x"'),
+        ('grid = { "agents.personas" = ["nofile.jsonl"] }', "persona file not found"),
+    ):
+        cfg = tmp_path / "s.toml"
+        cfg.write_text(base + f"[sweep]\nreplications = 1\n{sweep}\n")
+        assert _main(["sweep", str(cfg), "--out", str(tmp_path / "out"), "--jobs", "1"]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err
+        assert not (tmp_path / "out").exists()
+
+
 def test_failed_run_is_recorded_and_others_complete(tmp_path: Path) -> None:
     cfg = tmp_path / "s.toml"
     cfg.write_text(
         '[experiment]\nrounds = 1\nn_actions = 1\n[agents]\ncount = 3\npolicy = "baseline"\n'
         '[sweep]\nreplications = 1\ngrid = { "agents.personas" = ["synthetic", "missing.jsonl"] }\n'
     )
-    spec = load_sweep(cfg)
+    # parsed without the file check of load_sweep: the persona file is missing when the run starts
+    spec = parse_sweep(tomllib.loads(cfg.read_text()), source=cfg)
     done: list[dict] = []
     res = run_sweep(spec, tmp_path / "out", jobs=2, on_done=done.append)
     status = {r["cell"]: r for r in res.runs}
@@ -116,7 +134,13 @@ def test_failed_run_is_recorded_and_others_complete(tmp_path: Path) -> None:
     other = tmp_path / "other.toml"
     other.write_text(cfg.read_text().replace("replications = 1", "replications = 2"))
     with pytest.raises(SweepDirError, match="different sweep"):
-        run_sweep(load_sweep(other), tmp_path / "out", jobs=1)
+        run_sweep(
+            parse_sweep(tomllib.loads(other.read_text()), source=other), tmp_path / "out", jobs=1
+        )
+
+    # load_sweep finds the missing file before anything is created: exit 2 from the command
+    assert _main(["sweep", str(cfg), "--out", str(tmp_path / "new"), "--jobs", "1"]) == 2
+    assert not (tmp_path / "new").exists()
 
 
 def _children(pid: int) -> list[int]:

@@ -551,11 +551,18 @@ def load_config(path: str | Path, *, check_files: bool = True) -> ExperimentConf
         raise ConfigError(p, "", "the config file is empty; see examples/*.toml for an experiment")
     cfg = parse_config(data, source=p)
     if check_files:
-        persona_file = cfg.persona_path(p.parent)
-        if persona_file is not None and not persona_file.is_file():
-            raise ConfigError(p, "[agents].personas", f"persona file not found: {persona_file}")
-        load_fleet(cfg, base=p.parent, source=p)
+        check_config_files(cfg, base=p.parent, source=p)
     return cfg
+
+
+def check_config_files(cfg: ExperimentConfig, *, base: Path, source: str | Path) -> None:
+    """The files ``cfg`` names (relative to ``base``, the config file's folder) are there: the
+    persona file at ``[agents].personas``, the endpoints file at ``[llm].endpoints_file``
+    (read and checked); else :class:`ConfigError` at that key."""
+    persona_file = cfg.persona_path(base)
+    if persona_file is not None and not persona_file.is_file():
+        raise ConfigError(source, "[agents].personas", f"persona file not found: {persona_file}")
+    load_fleet(cfg, base=base, source=source)
 
 
 def uses_fleet(spec: str) -> bool:

@@ -32,7 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from friendsim.runtime.config import ConfigError, ExperimentConfig, parse_config
+from friendsim.runtime.config import (
+    ConfigError,
+    ExperimentConfig,
+    check_config_files,
+    parse_config,
+)
 
 MAX_RUNS = 10_000
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -144,16 +149,29 @@ def cell_name(overrides: Mapping[str, Any]) -> str:
     return name[:150]
 
 
+class OverrideError(ValueError):
+    """A dotted override key goes through a value that is not a table; ``key`` is the key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"{key!r}: {problem}")
+
+
 def apply_overrides(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of ``base`` with each dotted key set (intermediate tables created)."""
+    """A deep copy of ``base`` with each dotted key set (intermediate tables created); a key
+    through a value that is not a table raises :class:`OverrideError` naming the key."""
     data = copy.deepcopy(dict(base))
     for key, value in overrides.items():
         node = data
         *head, last = key.split(".")
-        for part in head:
+        for i, part in enumerate(head):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ValueError(f"{key!r}: {part!r} is not a table")
+                path = ".".join(head[: i + 1])
+                raise OverrideError(
+                    key, f"{path!r} is {child!r}, not a table: nothing to set in it"
+                )
             node = child
         node[last] = copy.deepcopy(value)
     return data
@@ -170,8 +188,12 @@ def _flatten_grid(grid: Mapping[str, Any], prefix: str = "") -> list[tuple[str, 
     return out
 
 
-def parse_sweep(data: Mapping[str, Any], *, source: str | Path = "<sweep>") -> SweepSpec:
-    """Validate a parsed sweep file (see the module docstring)."""
+def parse_sweep(
+    data: Mapping[str, Any], *, source: str | Path = "<sweep>", check_files: bool = False
+) -> SweepSpec:
+    """Validate a parsed sweep file (see the module docstring); with ``check_files`` the files
+    each cell names (persona file, endpoints file, relative to ``source``'s folder, where the
+    runs look for them) must be there."""
     src = Path(source)
     raw = data.get("sweep")
     if not isinstance(raw, Mapping):
@@ -235,7 +257,11 @@ def parse_sweep(data: Mapping[str, Any], *, source: str | Path = "<sweep>") -> S
     )
     for cell in spec.cells():
         try:
-            validate_cell(spec, cell)
+            cfg = validate_cell(spec, cell)
+            if check_files:
+                check_config_files(cfg, base=src.parent, source=src)
+        except OverrideError as exc:
+            raise SweepConfigError(src, f'[sweep].grid."{exc.key}"', exc.problem) from None
         except ConfigError as exc:
             key = _blame(exc.key, cell)
             raise SweepConfigError(src, key, f"cell {cell.name}: {exc.key} {exc.problem}") from None
@@ -258,7 +284,7 @@ def validate_cell(spec: SweepSpec, cell: Cell) -> ExperimentConfig:
 
 
 def load_sweep(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep file."""
+    """Read and validate a sweep file, the files its cells name included (nothing is created)."""
     p = Path(path)
     try:
         text = p.read_bytes().decode("utf-8")
@@ -270,4 +296,4 @@ def load_sweep(path: str | Path) -> SweepSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SweepConfigError(p, "", f"not valid TOML: {exc}") from None
-    return parse_sweep(data, source=p)
+    return parse_sweep(data, source=p, check_files=True)
