@@ -61,3 +61,25 @@ def test_generate_is_prefix_stable(tmp_path: Path, capsys: pytest.CaptureFixture
     assert _main(["personas", "generate", "--n", "5", "--seed", "1", "--out", str(five)]) == 0
     capsys.readouterr()
     assert ten.read_text().splitlines()[:5] == five.read_text().splitlines()
+
+
+@pytest.mark.parametrize("weight", ["0.1", "0.19", "1.5", "nan"])
+def test_generate_refuses_a_dominant_weight_that_is_not_the_largest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], weight: str
+) -> None:
+    out = tmp_path / "a.jsonl"
+    argv = ["personas", "generate", "--n", "5", "--dominant-weight", weight, "--out", str(out)]
+    assert _main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"--dominant-weight {weight}" in err and "must be in [0.2, 1]" in err
+    assert not out.exists()
+
+
+def test_generate_at_the_least_dominant_weight_writes_valid_personas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "a.jsonl"
+    argv = ["personas", "generate", "--n", "5", "--dominant-weight", "0.2", "--out", str(out)]
+    assert _main(argv) == 0
+    assert _main(["personas", "validate", str(out)]) == 0
+    capsys.readouterr()

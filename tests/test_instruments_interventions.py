@@ -161,6 +161,13 @@ def test_bad_interventions_are_config_errors(tmp_path: Path) -> None:
         config(interventions=[{"kind": "persona", "window": 1, "fields": {"id": "x"}}])
 
 
+def test_reward_mix_weight_that_would_not_dominate_is_a_config_error() -> None:
+    mix = {"kind": "reward_mix", "window": 2, "dominant": "EMO"}
+    with pytest.raises(ConfigError, match=r"dominant_weight=0.1 must be in \[0.2, 1\]"):
+        config(interventions=[{**mix, "weight": 0.1}])
+    assert config(interventions=[{**mix, "weight": 0.2}]).interventions
+
+
 @pytest.mark.parametrize(
     ("fields", "words"),
     [

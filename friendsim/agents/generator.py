@@ -87,12 +87,24 @@ def _style(big5: dict[str, float]) -> str:
     return ", ".join(bits)
 
 
+def check_dominant_weight(dominant_weight: float) -> None:
+    """Raise ``ValueError`` unless ``1/5 <= dominant_weight <= 1``: below 1/5 the other
+    components' equal shares would outweigh the dominant one, and a persona whose ``dominant``
+    does not have the largest weight is invalid (:class:`~friendsim.agents.persona.Persona`)."""
+    least = 1.0 / len(COMPONENTS)
+    if not least <= dominant_weight <= 1.0:
+        raise ValueError(
+            f"dominant_weight={dominant_weight} must be in [{least:g}, 1]: below {least:g} the "
+            "dominant component would not have the largest weight"
+        )
+
+
 def dominant_lambdas(dominant: str, dominant_weight: float = 0.6) -> dict[str, float]:
-    """The paper-style mix: ``dominant_weight`` on one component, the rest split equally."""
+    """The paper-style mix: ``dominant_weight`` on one component, the rest split equally
+    (``dominant_weight`` as :func:`check_dominant_weight` allows, else ``ValueError``)."""
     if dominant not in COMPONENTS:
         raise ValueError(f"unknown component {dominant!r}; allowed {list(COMPONENTS)}")
-    if not 0.0 < dominant_weight <= 1.0:
-        raise ValueError(f"dominant_weight={dominant_weight} must be in (0, 1]")
+    check_dominant_weight(dominant_weight)
     rest = (1.0 - dominant_weight) / (len(COMPONENTS) - 1)
     return {c: (dominant_weight if c == dominant else rest) for c in COMPONENTS}
 

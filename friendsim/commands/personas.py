@@ -67,8 +67,8 @@ def register(subparsers: Subparsers) -> None:
         type=float,
         default=0.6,
         metavar="W",
-        help="weight of each persona's dominant motive in its reward mix; the other motives "
-        "share the rest equally (default: %(default)s)",
+        help="weight of each persona's dominant motive in its reward mix, 0.2 to 1 (it must be "
+        "the largest); the other motives share the rest equally (default: %(default)s)",
     )
     g.add_argument(
         "--out",
@@ -197,10 +197,14 @@ def summarise(personas: Sequence[Persona]) -> dict[str, Any]:
 
 
 def handle_generate(args: argparse.Namespace) -> int:
-    from friendsim.agents.generator import generate_personas
+    from friendsim.agents.generator import check_dominant_weight, generate_personas
 
     if bad := _bad_out(args.out, "persona file"):
         return _fail(bad, 2)
+    try:
+        check_dominant_weight(args.dominant_weight)
+    except ValueError as exc:
+        return _fail(f"--dominant-weight {args.dominant_weight}: {exc}", 2)
     try:
         personas = generate_personas(
             args.n, seed=args.seed, theme=args.theme, dominant_weight=args.dominant_weight

@@ -29,7 +29,7 @@ from pydantic import (
     model_validator,
 )
 
-from friendsim.agents.generator import dominant_lambdas
+from friendsim.agents.generator import check_dominant_weight, dominant_lambdas
 from friendsim.agents.persona import COMPONENTS, TRAITS, Persona
 from friendsim.platform.feeds import RANKERS
 from friendsim.registry import Registry, RegistryError
@@ -103,6 +103,8 @@ class RewardMixParams(_Params):
     def _one(self) -> RewardMixParams:
         if (self.dominant is None) == (self.lambdas is None):
             raise ValueError("a reward_mix takes either 'dominant' or 'lambdas'")
+        if self.dominant is not None:
+            check_dominant_weight(self.weight)
         if self.lambdas is not None:
             unknown = set(self.lambdas) - set(COMPONENTS)
             if unknown or any(v < 0 for v in self.lambdas.values()):
