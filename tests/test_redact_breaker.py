@@ -114,3 +114,66 @@ def test_sum_usage_adds_segments_row_by_row() -> None:
     assert s["total"]["input_tokens"] == 15 and s["total"]["cost_usd"] == 0.75
     assert s["by_key"][0]["retries"] == {"429": 3, "5xx": 1}
     assert s["unpriced_models"] == ["x"]
+
+
+def _leaky(secret: str) -> ScriptedLLM:
+    """The plausible mind, with ``secret`` appended to what its answers write (a text answer,
+    the ``text``/``texts`` fields of a JSON one)."""
+    from friendsim.runtime.scripted_mind import plausible_responder
+
+    mind = plausible_responder(0)
+
+    def leak(value: object, key: str = "text") -> object:
+        if isinstance(value, str):
+            return f"{value} {secret}" if key.startswith("text") else value
+        if isinstance(value, dict):
+            return {k: leak(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [leak(v, key) for v in value]
+        return value
+
+    return ScriptedLLM(lambda request: leak(mind(request)), model="mind")
+
+
+async def test_a_model_repeating_a_key_never_gets_it_into_the_cache_or_the_log(
+    tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Model output is untrusted: an answer repeating the value of a key variable is stored
+    masked, in the LLM cache and in the event log alike (so a replay reads the masked answer),
+    while the rest of the answer, ordinary key-shaped words included, is kept as written."""
+    from pathlib import Path
+
+    from friendsim.runtime.assembly import run_experiment
+    from friendsim.runtime.config import parse_config
+
+    secret = "gw-SECRET-value-777"
+    monkeypatch.setenv("GATEWAY_API_KEY", secret)
+    cfg = parse_config(
+        {
+            "experiment": {"name": "leak", "seed": 3, "rounds": 2, "n_actions": 2},
+            "agents": {"count": 3, "policy": "llm"},
+            "llm": {"provider": "scripted", "cache": "read_through", "retries": 0},
+        }
+    )
+    out = Path(str(tmp_path)) / "r"
+    result = await run_experiment(cfg, out_dir=out, llm_factory=lambda spec: _leaky(secret))
+    assert result.manifest.totals["actions"] > 0
+    for name in ("events.db", "llm_cache.db"):
+        assert secret.encode() not in (out / name).read_bytes(), name
+    assert b"happy to chat. ***" in (out / "llm_cache.db").read_bytes()  # masked, rest kept
+
+
+async def test_an_answer_without_secrets_is_passed_on_as_it_came() -> None:
+    from friendsim.llm.masking import SecretsMaskedLLM
+
+    inner = ScriptedLLM(lambda request: {"text": "risk-assessment at 10:30@cafe"}, model="m")
+    masked = SecretsMaskedLLM(inner, env={"X_API_KEY": "abcdef-123456"})
+    request = LLMRequest(messages=(user("hi"),), json_schema={"type": "object"})
+    plain = await inner.complete(request)
+    got = await masked.complete(request)
+    assert got.parsed == plain.parsed and got.text == plain.text
+    leaky = SecretsMaskedLLM(
+        ScriptedLLM(lambda request: {"text": "key abcdef-123456 here"}, model="m"),
+        env={"X_API_KEY": "abcdef-123456"},
+    )
+    assert (await leaky.complete(request)).parsed == {"text": "key *** here"}

@@ -5,6 +5,8 @@ Outermost first::
     AccountingLLM        sees every answer, cache hits included (counted, not charged)
     CircuitBreakerLLM    stops the run on a fatal error or repeated failures after retries
     CachingLLM           a hit skips everything below: no rate budget, no slot, no retry
+    SecretsMaskedLLM     the environment's secret values masked in answers (model output is
+                         untrusted), so the cache and the log never hold them
     BatchingLLM          (batch mode) phases' requests go out as provider batches; live fallback
     RetryingLLM          each attempt re-enters the limits and the endpoint pool
     RateLimitedLLM       waits for RPM/TPM budget *before* taking a concurrency slot
@@ -45,6 +47,7 @@ from friendsim.llm.breaker import CircuitBreakerLLM, identify
 from friendsim.llm.cache import CacheMode, CachingLLM, LLMCache
 from friendsim.llm.errors import ProviderConfigError, TransientLLMError
 from friendsim.llm.limits import ConcurrencyLimitedLLM, RateLimitedLLM
+from friendsim.llm.masking import SecretsMaskedLLM
 from friendsim.llm.registry import create_llm
 from friendsim.llm.retry import RetryingLLM, RetryPolicy
 
@@ -132,6 +135,7 @@ async def build_llm(
         if found is not None:
             backend, checks = found
             llm = BatchingLLM(llm, backend, batch_journal, poll=batch_poll, checks=checks)
+    llm = SecretsMaskedLLM(llm)  # below the cache: only masked answers are kept
     caching = None
     if mode is not CacheMode.OFF and cache_path is not None:
         store = await LLMCache.open(cache_path)
