@@ -118,3 +118,13 @@ def test_check_tips_rejects_self_target_and_missing_top_liked() -> None:
         check_tips({"tips": [{**tip("POST", None, "Post."), "x": 1}] * 3}, ctx)
     ok = check_tips(json.dumps({"tips": [tip("POST", None, "Post about wind.")] * 3}), ctx)
     assert len(ok) == 3 and ok[0].action == "POST"
+
+
+def test_check_tips_calls_an_answer_nested_past_the_decoder_s_limit_invalid() -> None:
+    """A coach model's answer nested deeper than the JSON decoder goes is an invalid answer
+    (``ValueError``: the coach's fallback takes over), not a ``RecursionError``."""
+    import pytest
+
+    ctx = CoachContext(agent="a", window=1, lambdas={}, gaps=(), agents=("a", "b"))
+    with pytest.raises(ValueError, match="nested too deeply"):
+        check_tips("[" * 200_000 + "]" * 200_000, ctx)

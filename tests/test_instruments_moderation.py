@@ -282,3 +282,10 @@ async def test_llm_moderator_failures_recorded_in_a_run(tmp_path: Path) -> None:
     posts = [e for e in evs if e.kind == "post_created"]
     assert len(fails) == len(posts) > 0 and not [e for e in evs if e.kind == "moderation_decided"]
     assert all(f.attempts == 2 for f in fails)  # type: ignore[attr-defined]
+
+
+def test_a_verdict_nested_past_the_decoder_s_limit_is_an_invalid_answer() -> None:
+    from friendsim.moderation.llm import parse_verdict
+
+    with pytest.raises(ValueError, match="nested too deeply"):
+        parse_verdict('{"action": ' + "[" * 200_000 + "]" * 200_000 + "}")

@@ -115,6 +115,8 @@ def check_tips(raw: Any, ctx: CoachContext) -> tuple[Tip, ...]:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise ValueError(f"answer is not JSON: {exc}") from exc
+        except RecursionError:  # nested past the decoder's limit: an invalid answer as any other
+            raise ValueError("answer is not JSON: nested too deeply") from None
     try:
         parsed = TipsOut.model_validate(raw)
     except ValidationError as exc:

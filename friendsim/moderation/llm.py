@@ -45,6 +45,8 @@ def parse_verdict(text: str) -> tuple[Verdict, ...]:
         data = json.loads(text[start : end + 1])
     except json.JSONDecodeError as exc:
         raise ValueError(f"the JSON object does not parse: {exc.msg}") from None
+    except RecursionError:  # nested past the decoder's limit: an invalid answer as any other
+        raise ValueError("the JSON object does not parse: nested too deeply") from None
     if not isinstance(data, dict):
         raise ValueError("the answer is not a JSON object")
     action = data.get("action")
