@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from friendsim.llm import LLMConnectionError, LLMRequest, LLMTimeoutError, user
+from friendsim.llm import LLM, LLMConnectionError, LLMRequest, LLMTimeoutError, user
 from friendsim.llm.http11 import HTTP11Client
 from friendsim.llm.openai_provider import OpenAIChatLLM
 
@@ -242,12 +242,7 @@ async def test_every_openai_path_times_out_a_trickled_answer(serve, path: str) -
     as LLMTimeoutError, on the lean, httpcore and SDK paths alike."""
     _, url = await serve(lambda req: trickled(completion("a" * 80)), gap_s=0.1)
     llm = OpenAIChatLLM("m", base_url=url, timeout_s=0.5, http_path=path)  # type: ignore[arg-type]
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    with pytest.raises(LLMTimeoutError, match="timed out"):
-        await llm.complete(LLMRequest(messages=(user("hi"),)))
-    assert loop.time() - started < 1.5
-    await llm.aclose()
+    await _times_out_within(llm, 1.5)
 
 
 async def test_the_anthropic_sdk_path_times_out_a_trickled_answer(
@@ -264,11 +259,16 @@ async def test_the_anthropic_sdk_path_times_out_a_trickled_answer(
     ).encode()  # fmt: skip
     _, url = await serve(lambda req: trickled(message), gap_s=0.1)
     llm = AnthropicLLM("m", base_url=url.removesuffix("/v1"), timeout_s=0.5)
+    await _times_out_within(llm, 1.5)
+
+
+async def _times_out_within(llm: LLM, seconds: float) -> None:
+    """``llm``'s answer to one request is an :class:`LLMTimeoutError` within ``seconds``."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(LLMTimeoutError, match="timed out"):
         await llm.complete(LLMRequest(messages=(user("hi"),)))
-    assert loop.time() - started < 1.5
+    assert loop.time() - started < seconds
     await llm.aclose()
 
 

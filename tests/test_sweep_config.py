@@ -118,20 +118,26 @@ def test_unreadable_files(tmp_path: Path) -> None:
         parse_sweep({"sweep": {"grid": [1, 2]}})
 
 
-def test_non_finite_grid_value_names_the_grid_key(tmp_path: Path) -> None:
-    path = _write(tmp_path, '[sweep]\ngrid = { "ties.xi" = [0.1, nan] }\n')
+@pytest.mark.parametrize(
+    ("grid", "key", "message"),
+    [
+        ('"ties.xi" = [0.1, nan]', '"ties.xi"', "must be a finite number"),
+        (
+            '"experiment.name.x" = [1, 2]',
+            '"experiment.name.x"',
+            "'experiment.name' is 's', not a table",
+        ),
+    ],
+    ids=["non-finite value", "key into a value that is not a table"],
+)
+def test_a_bad_grid_entry_names_its_grid_key(
+    tmp_path: Path, grid: str, key: str, message: str
+) -> None:
+    path = _write(tmp_path, f"[sweep]\ngrid = {{ {grid} }}\n")
     with pytest.raises(SweepConfigError) as info:
         load_sweep(path)
-    assert info.value.key == '[sweep].grid."ties.xi"'
-    assert "must be a finite number" in str(info.value)
-
-
-def test_grid_key_into_a_value_that_is_not_a_table(tmp_path: Path) -> None:
-    path = _write(tmp_path, '[sweep]\ngrid = { "experiment.name.x" = [1, 2] }\n')
-    with pytest.raises(SweepConfigError) as info:
-        load_sweep(path)
-    assert info.value.key == '[sweep].grid."experiment.name.x"'
-    assert "'experiment.name' is 's', not a table" in str(info.value)
+    assert info.value.key == f"[sweep].grid.{key}"
+    assert message in str(info.value)
 
 
 @pytest.mark.parametrize(
