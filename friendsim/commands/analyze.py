@@ -119,13 +119,12 @@ def handle(args: argparse.Namespace) -> int:
     except ValueError as exc:  # e.g. an undecodable event row (EventDecodeError names the seq)
         sys.stderr.write(f"friendsim analyze: {args.dir}: {exc}\n")
         return 2
-    from friendsim.rundir.lock import holder
+    from friendsim.rundir.lock import holder, writer_name
 
     if (pid := holder(args.dir)) is not None:
-        who = f"process {pid}" if pid > 0 else "another process"
         sys.stderr.write(
-            f"friendsim analyze: {args.dir}: run in progress ({who}); this analysis covers what "
-            "it had committed when read\n"
+            f"friendsim analyze: {args.dir}: run in progress ({writer_name(pid)}); this analysis "
+            "covers what it had committed when read\n"
         )
     if args.json:
         sys.stdout.write(json.dumps(data, sort_keys=True, allow_nan=False) + "\n")

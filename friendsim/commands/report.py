@@ -72,14 +72,14 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.llm.errors import LLMError
     from friendsim.report.render import ReportError, write_report
     from friendsim.rundir.errors import OutputPathError
-    from friendsim.rundir.lock import holder
+    from friendsim.rundir.lock import holder, writer_name
     from friendsim.rundir.outputs import check_output_file, os_error_message
     from friendsim.sweep.aggregate import SweepReadError
 
     pid = holder(args.dir)
     if pid is not None and args.out is None:
         sys.stderr.write(
-            f"friendsim report: {args.dir}: run in progress ({_who(pid)}); the report is not "
+            f"friendsim report: {args.dir}: run in progress ({writer_name(pid)}); the report is not "
             "written into a run directory while it is written: give --out FILE\n"
         )
         return 2
@@ -104,12 +104,8 @@ def handle(args: argparse.Namespace) -> int:
         return 2
     if pid is not None:
         sys.stderr.write(
-            f"friendsim report: {args.dir}: run in progress ({_who(pid)}); the report shows "
+            f"friendsim report: {args.dir}: run in progress ({writer_name(pid)}); the report shows "
             "what it had committed when read\n"
         )
     sys.stdout.write(f"{path}\n")
     return 0
-
-
-def _who(pid: int) -> str:
-    return f"process {pid}" if pid > 0 else "another process"

@@ -21,7 +21,7 @@ from typing import Any
 
 from friendsim.rundir.errors import CorruptLogError, RunInputError
 from friendsim.rundir.layout import EVENTS_DB, MANIFEST
-from friendsim.rundir.lock import holder
+from friendsim.rundir.lock import holder, writer_name
 from friendsim.rundir.log import (
     LogSummary,
     check_manifest,
@@ -97,9 +97,8 @@ async def rerun(
         if manifest.status != "completed":
             pid = holder(old)
             if pid is not None:
-                who = f"process {pid}" if pid > 0 else "another process"
                 raise RunInputError(
-                    f"{old}: the run is still being written by {who} (status "
+                    f"{old}: the run is still being written by {writer_name(pid)} (status "
                     f"{manifest.status!r}); re-run it once it has completed"
                 )
             raise RunInputError(

@@ -91,9 +91,9 @@ class RunLock:
         if not _try_exclusive(fd):
             os.close(fd)
             pid = _read_pid(self.path)
-            who = f"process {pid}" if pid is not None else "another process"
             raise RunLockedError(
-                f"{self.run_dir}: the run is being written by {who} (lock {self.path}); "
+                f"{self.run_dir}: the run is being written by {writer_name(pid)} (lock "
+                f"{self.path}); "
                 "wait for it to finish or stop it first",
                 pid=pid,
             ) from None
@@ -142,6 +142,12 @@ class RunLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+def writer_name(pid: int | None) -> str:
+    """How messages name the process holding a run's lock: ``process P``, or ``another
+    process`` when its pid is unknown (``None``, or :func:`holder`'s ``-1``)."""
+    return f"process {pid}" if pid is not None and pid > 0 else "another process"
 
 
 def holder(run_dir: str | Path) -> int | None:

@@ -501,10 +501,11 @@ def verify_live(
 
 def live_note(report: VerifyReport, pid: int | None) -> str:
     """``"run in progress (process P), checked up to window W (seq S)"``, or ``""``."""
+    from .lock import writer_name
+
     if pid is None:
         return ""
-    who = f"process {pid}" if pid > 0 else "another process"
-    return f"run in progress ({who}), checked up to window {report.windows} (seq {report.last_seq})"
+    return f"run in progress ({writer_name(pid)}), checked up to window {report.windows} (seq {report.last_seq})"
 
 
 __all__ = [
