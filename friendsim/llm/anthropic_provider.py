@@ -192,9 +192,10 @@ class AnthropicLLM:
             for block in blocks:
                 if isinstance(block, anthropic.types.ToolUseBlock) and block.name == _TOOL_NAME:
                     text = json.dumps(block.input, ensure_ascii=False)
-                    if clean_text(text) is text:
+                    cleaned = clean_text(text)
+                    if cleaned is text:
                         return text, block.input
-                    return clean_text(text), clean_value(block.input)  # lone surrogates
+                    return cleaned, clean_value(block.input)  # lone surrogates
         text = "".join(b.text for b in blocks if isinstance(b, anthropic.types.TextBlock))
         text = clean_text(text)
         parsed = extract_json(text) if request.json_schema is not None else None
