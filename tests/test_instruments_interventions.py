@@ -280,6 +280,64 @@ async def test_agents_a_growing_population_adds_may_be_named(tmp_path: Path) -> 
         )
 
 
+@pytest.mark.parametrize("mode", ["rounds", "continuous"])
+async def test_agents_named_before_they_join_are_refused(tmp_path: Path, mode: str) -> None:
+    cfg = config(
+        mode,
+        interventions=[
+            {"kind": "suspend", "window": 2, "agents": ["a06"]},
+            {"kind": "add_agents", "window": 2, "count": 2},
+        ],
+    )
+    with pytest.raises(ConfigError) as err:
+        await run_experiment(cfg, out_dir=tmp_path / "run")
+    assert err.value.key == "[interventions][0].agents"
+    assert err.value.problem == (
+        "agent 'a06' joins only with [interventions][1] (add_agents, window 2), after this "
+        "suspend (window 2) applies"
+    )
+    assert not (tmp_path / "run").exists()
+    late = [
+        {"kind": "add_agents", "at": 1250.0 if mode == "continuous" else 11000.0, "count": 1},
+        {"kind": "persona", "window": 3, "agents": ["a06"], "fields": {"stance_score": 0.1}},
+    ]
+    with pytest.raises(ConfigError, match=r"joins only with \[interventions\]\[0\] \(add_agents"):
+        await run_experiment(config(mode, interventions=late), out_dir=tmp_path / "run")
+    cfg = config(mode, interventions=[late[1], {**late[0], "at": 1.0}])  # joins in window 1
+    await run_experiment(cfg, out_dir=tmp_path / "ok")
+    evs = events(tmp_path / "ok")
+    assert not [e for e in evs if e.kind == "action_failed"]
+    assert [e.agent for e in evs if e.kind == "persona_changed" and e.window == 3] == ["a06"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("mode", ["rounds", "continuous"])
+async def test_applied_at_predicts_the_order_interventions_apply_in(
+    tmp_path: Path, mode: str
+) -> None:
+    """Window starts, times on a slice, between slices, past a window's last slice, on window
+    boundaries, ties: the order and windows the runtime applies them in (the log) are the ones
+    ``ExperimentSection.applied_at`` gives, which the population check relies on."""
+    times = [0.0, 59.9, 60.0, 60.1, 570.0, 599.9, 600.0, 1199.0, 1200.0, 2000.0, 2400.0, 60.0]
+    windows = [3, 1, 2, 4, 3]
+    specs = [{"kind": "broadcast", "at": t, "text": f"at {t}"} for t in times] + [
+        {"kind": "broadcast", "window": w, "text": f"window {w}"} for w in windows
+    ]
+    order = [specs[i] for i in [11, 12, 3, 0, 14, 9, 15, 5, 16, 2, 8, 6, 13, 7, 4, 10, 1]]
+    cfg = config(mode, interventions=order)
+    ex = cfg.experiment
+    predicted = sorted(
+        range(len(order)),
+        key=lambda i: (ex.applied_at(window=order[i].get("window"), at=order[i].get("at")), i),
+    )
+    await run_experiment(cfg, out_dir=tmp_path / "run")
+    applied = [e for e in events(tmp_path / "run") if e.kind == "intervention_applied"]
+    assert [e.name for e in applied] == [f"broadcast-{i + 1}" for i in predicted]  # type: ignore[attr-defined]
+    assert [e.window for e in applied] == [  # type: ignore[attr-defined]
+        ex.applied_at(window=order[i].get("window"), at=order[i].get("at"))[0] for i in predicted
+    ]
+    assert len({e.window for e in applied}) >= 4  # type: ignore[attr-defined]
+
+
 def test_cli_bad_items_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from friendsim.cli import main
 

@@ -147,6 +147,33 @@ class ExperimentSection(_Section):
             return self.rounds
         return max(1, math.ceil(self.total_duration / self.window_length - 1e-9))
 
+    def applied_at(self, *, window: int | None, at: float | None) -> tuple[int, int, float]:
+        """When the runtime applies an intervention scheduled at ``window`` or ``at``, as a key
+        that sorts in the order of application (ties: config order): ``(window, 0, start)`` at
+        a window's start (a ``window`` one, or in rounds mode an ``at`` inside that round), and
+        in continuous mode ``(window, 1, t)`` for an ``at`` one, applied before the first slice
+        starting at ``t >= at`` (the scheduler's own slice times, the same float arithmetic).
+        An ``at`` after :meth:`last_at` gives a window after the last."""
+        length = self.window_length
+        if at is None:
+            w = window if window is not None else 1
+            return (w, 0, (w - 1) * length)
+        w = max(1, math.floor(at / length) - 1)
+        if self.mode == "rounds":
+            while not at < (w - 1) * length + length:
+                w += 1
+            return (w, 0, (w - 1) * length)
+        while w <= self.n_windows:
+            start = (w - 1) * length
+            end = min(w * length, self.total_duration)
+            k = max(0, math.floor((at - start) / self.tick) - 1)
+            while start + k * self.tick < at:
+                k += 1
+            if (t := start + k * self.tick) < end - 1e-9:
+                return (w, 1, t)
+            w += 1
+        return (w, 1, at)
+
     def last_at(self) -> float:
         """The latest virtual time an intervention ``at`` that time is still applied at.
 

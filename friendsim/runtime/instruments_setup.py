@@ -23,7 +23,7 @@ from friendsim.moderation.kinds import uses_llm as moderator_uses_llm
 from friendsim.moderation.service import ModerationService
 from friendsim.runtime.config import ConfigError, ExperimentConfig, resolve_auto_provider
 from friendsim.runtime.instruments import Instruments, instruments_used
-from friendsim.runtime.instruments_config import ItemsFileError, inline_items
+from friendsim.runtime.instruments_config import InterventionSpec, ItemsFileError, inline_items
 from friendsim.runtime.interventions import added_agents, named_agents
 from friendsim.vocabulary import Policy
 
@@ -58,35 +58,58 @@ def check_named_agents(
     source: str | Path,
 ) -> None:
     """Every agent an intervention of ``plan`` names (:func:`~.interventions.named_agents`) is
-    one of ``personas`` or one that the plan's ``add_agents`` interventions add, else
-    :class:`ConfigError` at ``[interventions][i].agents``. Called once the population is known
-    and before anything is written. ``more_personas(n)``: the run's first ``n`` personas (built
-    only when an id is not among ``personas`` and the population grows)."""
+    in the run when that intervention applies: one of ``personas``, or one that an ``add_agents``
+    intervention applied before it adds (in the order the runtime applies them:
+    :meth:`~friendsim.runtime.config.ExperimentSection.applied_at`), else :class:`ConfigError`
+    at ``[interventions][i].agents`` — the runtime could only record the intervention as failed.
+    Called once the population is known and before anything is written. ``more_personas(n)``:
+    the run's first ``n`` personas (built only when an id is not among ``personas`` and the
+    population grows)."""
     specs = plan.final.interventions
     known = {p.id for p in personas}
-
-    def unknown() -> list[tuple[int, str]]:
-        return [
-            (i, a)
-            for i, s in enumerate(specs)
-            for a in named_agents(s.kind, s.params)
-            if a not in known
-        ]
-
-    missing = unknown()
+    names = [(i, a) for i, s in enumerate(specs) for a in named_agents(s.kind, s.params)]
+    if all(a in known for _, a in names):
+        return
+    ex = plan.final.experiment
+    order = sorted(
+        range(len(specs)), key=lambda i: (ex.applied_at(window=specs[i].window, at=specs[i].at), i)
+    )
     added = sum(added_agents(s.kind, s.params) for s in specs)
-    if missing and added:
+    grown: list[str] = []
+    if added:
         with contextlib.suppress(ConfigError):  # too few personas: the ids stay unknown
-            known |= {p.id for p in more_personas(len(personas) + added)}
-        missing = unknown()
-    if missing:
-        i, agent = missing[0]
-        ids = sorted(known)
-        raise ConfigError(
-            source,
-            f"[interventions][{i}].agents",
-            f"no agent {agent!r} in this run ({len(ids)} agents: {ids[0]} ... {ids[-1]})",
-        )
+            grown = [p.id for p in more_personas(len(personas) + added)][len(personas) :]
+    adds: dict[int, list[str]] = {}  # add_agents intervention -> the agents it adds
+    for i in order:
+        if n := added_agents(specs[i].kind, specs[i].params):
+            offset = sum(len(v) for v in adds.values())
+            adds[i] = grown[offset : offset + n]
+    joins = {a: i for i, added_ids in adds.items() for a in added_ids}
+    present = set(known)
+    for i in order:
+        spec = specs[i]
+        for agent in named_agents(spec.kind, spec.params):
+            if agent in present:
+                continue
+            if agent in joins:
+                j = joins[agent]
+                raise ConfigError(
+                    source,
+                    f"[interventions][{i}].agents",
+                    f"agent {agent!r} joins only with [interventions][{j}] (add_agents, "
+                    f"{_when(specs[j])}), after this {spec.kind} ({_when(spec)}) applies",
+                )
+            ids = sorted(known | set(grown))
+            raise ConfigError(
+                source,
+                f"[interventions][{i}].agents",
+                f"no agent {agent!r} in this run ({len(ids)} agents: {ids[0]} ... {ids[-1]})",
+            )
+        present.update(adds.get(i, ()))
+
+
+def _when(spec: InterventionSpec) -> str:
+    return f"window {spec.window}" if spec.window is not None else f"at={spec.at!r}"
 
 
 def moderation_spec(cfg: ExperimentConfig, env: Mapping[str, str] | None = None) -> str | None:
