@@ -238,16 +238,19 @@ def test_run_refuses_options_it_would_ignore(
     assert tree(tmp_path) == before
 
 
-@pytest.mark.parametrize("name", ["../escaped_run", "{tmp}/absolute_run", "..", "a/b"])
+@pytest.mark.parametrize("command", ["run", "sweep"])
+@pytest.mark.parametrize("name", ["../escaped_run", "{tmp}/absolute_run", "..", "a/b", "x/../../y"])
 def test_an_experiment_name_used_as_the_run_directory_must_be_plain(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, command: str
 ) -> None:
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
     cfg = work / "t.toml"
-    cfg.write_text(CONFIG.replace('name="o"', f'name="{name.format(tmp=tmp_path)}"'))
-    refused(("run", cfg, "--quiet"), "[experiment].name")
+    text = CONFIG if command == "run" else SWEEP
+    cfg.write_text(text.replace('name="o"', f'name="{name.format(tmp=tmp_path)}"'))
+    refused((command, cfg, "--quiet") if command == "run" else (command, cfg, "--jobs", "1"),
+            "[experiment].name", "--out")  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
     assert sorted(p.name for p in work.iterdir()) == ["t.toml"]
 

@@ -160,11 +160,6 @@ def _conflicting_options(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _plain_name(name: str) -> bool:
-    """True when ``name`` is one path component, so ``runs/NAME`` stays inside ``runs/``."""
-    return name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\0" not in name
-
-
 def _positive_usd(text: str) -> float:
     try:
         value = float(text)
@@ -261,6 +256,7 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim._loop import run as run_on_loop
     from friendsim.llm.budget import Budget
     from friendsim.rundir.errors import RunLockedError, RunOccupiedError
+    from friendsim.rundir.outputs import plain_name
     from friendsim.runtime.assembly import make_ledger, run_experiment
     from friendsim.runtime.progress import make_progress
     from friendsim.runtime.signals import WindowWatch
@@ -278,7 +274,7 @@ def handle(args: argparse.Namespace) -> int:
         from friendsim.runtime.estimate import handle_estimate
 
         return handle_estimate(cfg, args.config)
-    if args.out is None and not _plain_name(cfg.experiment.name):
+    if args.out is None and not plain_name(cfg.experiment.name):
         sys.stderr.write(
             f"friendsim run: config error: {args.config}: [experiment].name = "
             f"{cfg.experiment.name!r} names the run directory runs/NAME without --out, so it must "

@@ -103,6 +103,7 @@ def handle(args: argparse.Namespace) -> int:
         TimeElapsedColumn,
     )
 
+    from friendsim.rundir.outputs import plain_name
     from friendsim.runtime.logs import configure_logging
     from friendsim.sweep.aggregate import aggregate_sweep
     from friendsim.sweep.config import SweepConfigError, load_sweep
@@ -121,6 +122,13 @@ def handle(args: argparse.Namespace) -> int:
         return 2
     if args.address is not None and args.executor != "ray":
         sys.stderr.write("friendsim sweep: --address needs --executor ray\n")
+        return 2
+    if args.out is None and not plain_name(spec.name):
+        sys.stderr.write(
+            f"friendsim sweep: config error: {args.config}: [experiment].name = {spec.name!r} "
+            "names the sweep directory runs/sweep-NAME without --out, so it must be a plain "
+            "name (no '/', no '..'); rename it or give --out DIR\n"
+        )
         return 2
     out = args.out if args.out is not None else Path("runs") / f"sweep-{spec.name}"
     try:

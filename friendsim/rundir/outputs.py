@@ -67,3 +67,9 @@ def os_error_message(exc: OSError) -> str:
     """One line for an :class:`OSError` met while writing: the file and the system's reason."""
     where = f"{exc.filename}: " if exc.filename is not None else ""
     return f"{where}{exc.strerror or exc}"
+
+
+def plain_name(name: str) -> bool:
+    """True when ``name`` is one path component, so a default directory made from it
+    (``runs/NAME``, ``runs/sweep-NAME``) stays inside ``runs/``."""
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\0" not in name
