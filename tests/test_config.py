@@ -100,6 +100,45 @@ def test_wrong_type_names_key_and_value(tmp_path: Path) -> None:
     assert "integer" in err.value.problem and "'six'" in err.value.problem
 
 
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ("[experiment]\nrounds = true\n", "[experiment].rounds", "integer"),
+        ('[experiment]\nseed = "7"\n', "[experiment].seed", "integer"),
+        ("[experiment]\nrounds = 3.0\n", "[experiment].rounds", "integer"),
+        ('[coach]\nenabled = "no"\n', "[coach].enabled", "boolean"),
+        ("[coach]\nenabled = 1\n", "[coach].enabled", "boolean"),
+        ("[experiment]\nwindow_length = true\n", "[experiment].window_length", "number"),
+        ('[[surveys]]\nwindows = ["2"]\n', "[surveys][0].windows[0]", "integer"),
+    ],
+    ids=["bool-as-int", "str-as-int", "float-as-int", "str-as-bool", "int-as-bool",
+         "bool-as-float", "str-in-list"],
+)  # fmt: skip
+def test_values_are_not_converted_between_toml_types(
+    tmp_path: Path, text: str, key: str, expected: str
+) -> None:
+    """TOML values are typed: one of the wrong type is a mistake to name, never converted
+    (``rounds = true`` used to run one round)."""
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, text))
+    assert err.value.key == key
+    assert expected in err.value.problem
+
+
+def test_values_of_the_right_toml_type_are_taken_as_written(tmp_path: Path) -> None:
+    cfg = load_config(
+        write(
+            tmp_path,
+            "[experiment]\nrounds = 4\nwindow_length = 60\nmode = 'continuous'\ntick = 30.0\n"
+            "[coach]\nenabled = false\n[[surveys]]\nwindows = [1, 2]\n",
+        )
+    )
+    ex = cfg.experiment
+    assert (ex.rounds, ex.window_length, ex.tick, cfg.coach.enabled) == (4, 60.0, 30.0, False)
+    assert cfg.surveys[0].windows == (1, 2)
+    assert parse_config(cfg.model_dump(mode="json")) == cfg
+
+
 def test_out_of_range(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(write(tmp_path, "[experiment]\nn_actions = 0\n"))

@@ -14,6 +14,7 @@ for shape here (``provider:model``, known provider); nothing is loaded or connec
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import tomllib
@@ -497,8 +498,20 @@ def non_finite_numbers(value: Any, loc: tuple[int | str, ...] = ()) -> list[tupl
     return []
 
 
+def _as_json(data: Mapping[str, Any]) -> str:
+    """``data`` as JSON text, validated strictly (:func:`parse_config`): TOML's own types are
+    JSON's, so a value of the wrong type (``rounds = true``, ``seed = "7"``) is an error at its
+    key instead of being converted; paths become strings, anything else keeps its text."""
+
+    def other(value: Any) -> str:
+        return os.fspath(value) if isinstance(value, os.PathLike) else str(value)
+
+    return json.dumps(dict(data), default=other)
+
+
 def parse_config(data: Mapping[str, Any], *, source: str | Path = "<config>") -> ExperimentConfig:
-    """Validate an already-parsed TOML mapping. Raises :class:`ConfigError` (first problem,
+    """Validate an already-parsed TOML mapping, strictly: a value of the wrong TOML type is an
+    error, never converted (:func:`_as_json`). Raises :class:`ConfigError` (first problem,
     with every further problem listed in the message). A non-finite number anywhere is an error
     at its key path (:func:`non_finite_numbers`)."""
     bad = non_finite_numbers(data)
@@ -506,7 +519,7 @@ def parse_config(data: Mapping[str, Any], *, source: str | Path = "<config>") ->
         key, value = bad[0]
         raise ConfigError(source, key, f"must be a finite number, got {value!r}")
     try:
-        cfg = ExperimentConfig.model_validate(dict(data))
+        cfg = ExperimentConfig.model_validate_json(_as_json(data), strict=True)
     except ValidationError as exc:
         errors = exc.errors()
         first = errors[0]
