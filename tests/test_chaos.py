@@ -400,6 +400,86 @@ def test_sigkill_then_resume_tokens_and_cost_are_the_sum_of_the_segments(tmp_pat
     assert segs[0]["llm_usage"]["input_tokens"] == served_first["input_tokens"] > 0
 
 
+def kill_once_checkpointed(argv: list[str], watch: Path, port: int, answers: int) -> dict[str, int]:
+    """Run ``friendsim ARGV`` against a server on ``port`` that answers ``answers`` requests and
+    hangs on every later one; SIGKILL it once the manifest in ``watch`` has checkpointed the
+    tokens of every answer sent (60 s at most). Returns what the server sent in full."""
+    env = {**os.environ, KEY_ENV: KEY}
+    hang = StubReply(delay_s=120.0)
+    with StubLLMServer(responder=mind_responder(), port=port, fault=hang, fault_from=answers) as s:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "friendsim", *argv, "--quiet"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, proc.communicate()[1][-3000:]
+                assert time.monotonic() < deadline, (argv, dict(s.served))
+                served = dict(s.served)
+                if served.get("answers") == answers and (watch / "manifest.json").is_file():
+                    usage = manifest(watch)["llm_usage"].get("total", {})
+                    if usage.get("input_tokens") == served["input_tokens"]:
+                        break
+                time.sleep(0.05)
+            proc.kill()
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert manifest(watch)["status"] == "running"  # SIGKILL: no final manifest
+    return served
+
+
+@pytest.mark.parametrize("where", ["out", "in-place"])
+def test_killed_resumes_of_a_killed_run_each_count_once_in_the_final_accounting(
+    tmp_path: Path, fault_free: str, where: str
+) -> None:
+    """A run SIGKILLed, then two resumes of it SIGKILLed in turn (each into a new directory,
+    ``--out``, resumed from the last; or each in place, over the staging folder the one before
+    left), then a resume to the end: the final manifest lists the four segments in order, each
+    with the tokens the server answered it, and sums them, so nothing spent is lost or counted
+    twice; the log is the fault-free run's."""
+    port = free_port()
+    prices = '[llm.prices."openai:m"]\ninput = 1.0\noutput = 2.0\n'
+    cfg = config(tmp_path, f"http://127.0.0.1:{port}/v1", extra=prices)
+    cfg.write_text(cfg.read_text().replace("timeout_s = 1.0", "timeout_s = 60.0"))
+    run = tmp_path / "a"
+    served = [kill_once_checkpointed(["run", str(cfg), "--out", str(run)], run, port, 6)]
+    for k in range(2):
+        if where == "out":
+            new = tmp_path / f"resume{k}"
+            argv = ["run", "--resume", str(run), "--out", str(new)]
+            served.append(kill_once_checkpointed(argv, new, port, 4))
+            run = new
+        else:
+            staging = tmp_path / "a.resuming"
+            served.append(kill_once_checkpointed(["run", "--resume", str(run)], staging, port, 4))
+    env = {**os.environ, KEY_ENV: KEY}
+    with StubLLMServer(responder=mind_responder(), port=port) as last:
+        done = subprocess.run(
+            [sys.executable, "-m", "friendsim", "run", "--resume", str(run), "--quiet"],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        served.append(dict(last.served))
+    assert done.returncode == 0, done.stderr
+    final = manifest(run)
+    assert final["status"] == "completed"
+    assert events_digest(run) == fault_free
+    segs = final["segments"]
+    assert [s["kind"] for s in segs] == ["original", "resume", "resume", "resume"]
+    assert [s["status"] for s in segs] == ["running", "running", "running", "completed"]
+    for key in ("input_tokens", "output_tokens"):
+        assert [s["llm_usage"][key] for s in segs] == [x[key] for x in served], key
+        assert final["llm_usage"]["total"][key] == sum(x[key] for x in served), key
+    total = final["llm_usage"]["total"]
+    assert total["calls"] - total["cache_hits"] == sum(x["answers"] for x in served)
+    expected_cost = (total["input_tokens"] * 1.0 + total["output_tokens"] * 2.0) / 1e6
+    assert total["cost_usd"] == pytest.approx(expected_cost, rel=1e-6)
+    assert final["config_file"] == str(cfg)
+
+
 def test_a_few_rejected_calls_within_the_failure_budget_give_degraded(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

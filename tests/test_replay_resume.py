@@ -262,3 +262,24 @@ async def test_what_interrupted_resumes_spent_stays_in_the_accounting(tmp_path: 
     assert total["cost_usd"] == pytest.approx(clean_total["cost_usd"]) and total["cost_usd"] > 0
     for key in ("attempts", "cost_usd", "cache_hits"):
         assert total[key] == pytest.approx(sum(s["llm_usage"][key] for s in final["segments"]))
+
+
+@pytest.mark.parametrize("lock_file", [True, False], ids=["with-lock-file", "without-lock-file"])
+async def test_an_in_place_resume_leaves_the_original_lock_file_as_it_was(
+    tmp_path: Path, lock_file: bool
+) -> None:
+    """The original moved aside keeps its ``run.lock`` byte for byte, or, copied without one,
+    gets none: the lock the resume held on it while it ran is not left behind there."""
+    run = tmp_path / "run"
+    start_and_kill(run, "llm", 4)
+    lock = run / "run.lock"
+    if not lock_file:
+        lock.unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+
+    report = await resume(run, llm_factory=mind_factory)
+
+    kept = report.original_kept_at
+    assert report.status == "completed" and kept is not None
+    assert {p.name: p.read_bytes() for p in kept.iterdir()} == before
+    assert (kept / "run.lock").exists() == lock_file

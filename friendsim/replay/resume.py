@@ -26,9 +26,12 @@ number of events recovered, the last complete window and the prefix hash), the o
 its status, events and LLM usage; ``llm_usage`` and ``wall_seconds`` are the sums over all
 segments (:func:`~friendsim.llm.accounting.sum_usage`), so cost is never under-reported. A
 resume that stops early (interrupted again, out of budget) records the same in its own
-manifest before the stop is raised, and the staging folder an interrupted in-place resume leaves
-hands the next resume both its LLM cache (answers paid for are not asked again) and its
-accounting (what they cost stays in the sums; a killed one's usage from its last checkpoint).
+manifest before the stop is raised. One killed (SIGKILL) cannot: its manifest holds its own usage
+as of its last checkpoint, and ``resumed_from.accounting``, written when it started, with the
+segments before it and their summed usage. Resuming its directory (an ``out_dir``) therefore
+counts every segment once, and so does the next in-place resume, to which the staging folder an
+interrupted in-place resume leaves hands both its LLM cache (answers paid for are not asked again)
+and its accounting (:func:`_accounted`).
 
 Which runs can be resumed: any that did not finish every window (``interrupted``, ``failed``,
 or ``running`` after a kill). ``completed`` and ``degraded`` runs ran every window: refused.
@@ -62,6 +65,9 @@ from .logdiff import diff_log_files
 from .rerun import _summary_and_hash, inspect_run
 
 STAGING_SUFFIX = ".resuming"
+ACCOUNTING = "accounting"
+"""The key of a resume's ``resumed_from`` (written when it starts) holding the ``segments``,
+summed ``llm_usage`` and ``config_file`` of every segment before it."""
 
 log = structlog.get_logger(__name__)
 
@@ -126,23 +132,43 @@ def _take_stale_cache(staging: Path, scratch: Path, ours: bool) -> _Abandoned | 
     return _Abandoned(cache=kept, manifest=manifest)
 
 
-def _with_abandoned(original: Manifest, abandoned: Manifest | None) -> Manifest:
-    """``original`` with the accounting of an interrupted resume of it folded in, so the next
-    segment's sums cover what that resume spent: its manifest already carries the segments
-    before it when it stopped cleanly (:func:`_account_stopped`); a killed one only its own
-    usage (the last checkpoint), added here as one more segment."""
-    if abandoned is None:
-        return original
-    if abandoned.segments:
-        segments, usage = abandoned.segments, abandoned.llm_usage
+def _accounted(m: Manifest, before: Manifest | None = None) -> Manifest:
+    """``m`` with ``segments``, summed ``llm_usage``, ``wall_seconds`` and the first segment's
+    ``config_file`` covering every segment its run directory stands for, each once: the base of
+    the next segment's sums.
+
+    Those are ``m``'s own when it has ``segments`` (a resume that finished, or stopped cleanly:
+    :func:`_account_stopped`). A resume killed before that adds itself (its last checkpoint's
+    usage) to the segments it recorded at its start (``resumed_from.accounting``); one written
+    without that record (an older friendsim) to those of ``before``, the run it resumed, when
+    known (an in-place resume's staging folder). Any other run is the original, alone.
+    """
+    earlier = (m.resumed_from or {}).get(ACCOUNTING)
+    if earlier is None and before is not None:
+        earlier = _accounting(_accounted(before))
+    if m.segments:
+        segments, usage, config_file = m.segments, m.llm_usage, m.config_file
+    elif earlier is not None:
+        segments = [*earlier["segments"], _segment(m, "resume")]
+        usage = sum_usage([earlier["llm_usage"], m.llm_usage])
+        config_file = earlier.get("config_file")
     else:
-        earlier = original.segments or [_segment(original, "original")]
-        segments = [*earlier, _segment(abandoned, "resume")]
-        usage = sum_usage([original.llm_usage, abandoned.llm_usage])
+        segments, usage, config_file = [_segment(m, "original")], m.llm_usage, m.config_file
     walls = [seg.get("wall_seconds") or 0.0 for seg in segments]
-    return original.model_copy(
-        update={"segments": segments, "llm_usage": usage, "wall_seconds": round(sum(walls), 3)}
+    return m.model_copy(
+        update={
+            "segments": segments,
+            "llm_usage": usage,
+            "wall_seconds": round(sum(walls), 3),
+            "config_file": config_file,
+        }
     )
+
+
+def _accounting(base: Manifest) -> dict[str, Any]:
+    """What a resume records at its start (``resumed_from.accounting``) of an accounted
+    :func:`_accounted` ``base``: the segments before it."""
+    return {"segments": base.segments, "llm_usage": base.llm_usage, "config_file": base.config_file}
 
 
 def _account_stopped(staging: Path, base: Manifest) -> None:
@@ -177,9 +203,11 @@ def merge_cache(src: Path, dest: Path) -> int:
         conn.close()
 
 
-def _swap(run_dir: Path, staging: Path) -> Path:
+def _swap(run_dir: Path, staging: Path, lock: RunLock) -> Path:
+    """Move the original ``run_dir`` aside, with ``lock`` (held on it), and ``staging`` in."""
     aside = _aside(run_dir)
     os.replace(run_dir, aside)
+    lock.moved(aside)
     os.replace(staging, run_dir)
     return Path(os.path.abspath(aside))
 
@@ -205,15 +233,18 @@ def _segment(m: Manifest, kind: str) -> dict[str, Any]:
 
 def accounting_over_segments(original: Manifest, resumed: Manifest) -> dict[str, Any]:
     """Manifest fields of a resumed run that cover every segment (original + resumes):
-    ``segments``, summed ``llm_usage`` and ``wall_seconds``, and the original ``config_file``."""
-    earlier = original.segments or [_segment(original, "original")]
+    ``segments``, summed ``llm_usage`` and ``wall_seconds``, and the original ``config_file``.
+    ``original``: the manifest of the run resumed, whatever it is (its segments are read as
+    :func:`_accounted` reads them); ``resumed``: the resume's own (its segment's usage)."""
+    base = _accounted(original)
+    earlier = base.segments or []
     segments = [*earlier, _segment(resumed, "resume")]
     walls = [s.get("wall_seconds") or 0.0 for s in segments]
     return {
         "segments": segments,
-        "llm_usage": sum_usage([original.llm_usage, resumed.llm_usage]),
+        "llm_usage": sum_usage([base.llm_usage, resumed.llm_usage]),
         "wall_seconds": round(sum(walls), 3),
-        "config_file": original.config_file,
+        "config_file": base.config_file,
     }
 
 
@@ -240,6 +271,7 @@ async def resume(
     try:
         return await _resume_locked(
             old,
+            lock,
             out_dir=out_dir,
             llm_factory=llm_factory,
             listener=listener,
@@ -252,6 +284,7 @@ async def resume(
 
 async def _resume_locked(
     old: Path,
+    lock: RunLock,
     *,
     out_dir: str | Path | None,
     llm_factory: LLMFactory | None,
@@ -286,11 +319,21 @@ async def _resume_locked(
         if stale_cache is not None:
             await asyncio.to_thread(merge_cache, stale_cache, staging / LLM_CACHE_DB)
         last_window = summary.last_window
+        source = {
+            "run_dir": await asyncio.to_thread(os.path.abspath, old),
+            "manifest_sha256": parent_hash,
+            "recovered_events": summary.count,
+            "last_complete_window": last_window,
+            "last_complete_window_seq": summary.last_window_end,
+        }
+        base = _accounted(manifest)
+        if abandoned is not None and abandoned.manifest is not None:
+            base = _accounted(abandoned.manifest, before=base)
         plan = RunPlan(
             phases=RunPlan.of(cfg).phases,
             recorded_until_seq=summary.last_window_end if last_window > 0 else None,
+            lineage={"resumed_from": {**source, ACCOUNTING: _accounting(base)}},
         )
-        base = _with_abandoned(manifest, abandoned.manifest if abandoned is not None else None)
         try:
             await run_plan(
                 plan,
@@ -315,14 +358,7 @@ async def _resume_locked(
             )
         prefix = await asyncio.to_thread(_prefix_hash, staging / EVENTS_DB, summary.last)
     new_summary, new_hash = await asyncio.to_thread(_summary_and_hash, staging / EVENTS_DB)
-    resumed_from = {
-        "run_dir": await asyncio.to_thread(os.path.abspath, old),
-        "manifest_sha256": parent_hash,
-        "recovered_events": summary.count,
-        "last_complete_window": last_window,
-        "last_complete_window_seq": summary.last_window_end,
-        "prefix_sha256": prefix,
-    }
+    resumed_from = {**source, "prefix_sha256": prefix}
     segment = await asyncio.to_thread(read_manifest, staging)
     final = await asyncio.to_thread(
         amend_manifest,
@@ -333,7 +369,7 @@ async def _resume_locked(
     )
     aside = None
     if out_dir is None:
-        aside = await asyncio.to_thread(_swap, old, staging)
+        aside = await asyncio.to_thread(_swap, old, staging, lock)
         final = await asyncio.to_thread(
             amend_manifest,
             target,

@@ -105,6 +105,12 @@ class RunLock:
         self._fd = fd
         return self
 
+    def moved(self, run_dir: str | Path) -> None:
+        """The locked directory was renamed to ``run_dir`` while held (a resume moving the original
+        aside): :meth:`release` restores, or removes, the lock file there, not at the old path."""
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK
+
     def release(self, *, restore: bool = False) -> None:
         """Drop the lock (the file stays: it is harmless once unlocked).
 
