@@ -470,6 +470,9 @@ def test_killed_resumes_of_a_killed_run_each_count_once_in_the_final_accounting(
     segs = final["segments"]
     assert [s["kind"] for s in segs] == ["original", "resume", "resume", "resume"]
     assert [s["status"] for s in segs] == ["running", "running", "running", "completed"]
+    walls = [s["wall_seconds"] for s in segs]  # a killed one's: as of its last checkpoint
+    assert all(isinstance(w, float) and w > 0 for w in walls), walls
+    assert final["wall_seconds"] == pytest.approx(sum(walls), abs=0.002)
     for key in ("input_tokens", "output_tokens"):
         assert [s["llm_usage"][key] for s in segs] == [x[key] for x in served], key
         assert final["llm_usage"]["total"][key] == sum(x[key] for x in served), key

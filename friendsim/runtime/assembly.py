@@ -517,7 +517,7 @@ async def _run_locked(
     scheduler: RoundsScheduler | ContinuousScheduler | None = None
     status = "failed"
     wall0 = time.perf_counter()
-    checkpoint = _UsageCheckpoint(run_dir, manifest, ledger, USAGE_CHECKPOINT_S)
+    checkpoint = _UsageCheckpoint(run_dir, manifest, ledger, USAGE_CHECKPOINT_S, started=wall0)
     try:
         manifest.start_seq = platform.last_seq + 1
         checkpoint.start()
@@ -755,8 +755,9 @@ would keep half a core busy, in a thread that competes with the run's event loop
 class _UsageCheckpoint:
     """Writes the ledger into the manifest (``status="running"``) every ``interval`` seconds while
     the run goes (or ``duty`` times as long as the last write took, if that is longer: a large
-    population's manifest is slow to write), so the manifest of a run killed with SIGKILL still
-    holds what it spent up to a moment before it died, and a resume sums it in (the answers themselves are in the
+    population's manifest is slow to write), with the wall time since ``started`` (the run's
+    start), so the manifest of a run killed with SIGKILL still holds what it spent, and how long
+    it ran, up to a moment before it died, and a resume sums it in (the answers themselves are in the
     record/replay cache and are not paid again). :meth:`close` stops it before the final
     manifest is written; a write already in progress finishes first (one lock), never after."""
 
@@ -768,8 +769,10 @@ class _UsageCheckpoint:
         interval: float,
         *,
         duty: float = USAGE_CHECKPOINT_DUTY,
+        started: float | None = None,
     ) -> None:
         self.run_dir = run_dir
+        self.started = time.perf_counter() if started is None else started
         self.manifest = manifest
         self.ledger = ledger
         self.interval = interval
@@ -797,7 +800,9 @@ class _UsageCheckpoint:
     def _write(self, usage: dict[str, Any]) -> None:
         with self._lock:
             if not self._closed:
-                write_manifest(self.run_dir, self.manifest.model_copy(update={"llm_usage": usage}))
+                wall = round(time.perf_counter() - self.started, 3)
+                update = {"llm_usage": usage, "wall_seconds": wall}
+                write_manifest(self.run_dir, self.manifest.model_copy(update=update))
                 self.writes += 1
 
     async def close(self) -> None:
