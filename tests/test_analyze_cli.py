@@ -91,6 +91,20 @@ def test_not_a_run_directory_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "no such directory" in capsys.readouterr().err
     assert _main(["analyze", str(tmp_path)]) == 2
     assert "no events.db" in capsys.readouterr().err
+    (tmp_path / "exp.toml").write_text("")
+    assert _main(["analyze", str(tmp_path / "exp.toml")]) == 2
+    assert "exp.toml: not a directory (a run directory is expected)" in capsys.readouterr().err
+
+
+def test_log_verify_takes_a_run_directory_or_its_log(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from friendsim.cli import main
+
+    for target in (run_dir, run_dir / "events.db"):
+        assert main(["log", "verify", str(target)]) == 0
+        out = capsys.readouterr().out
+        assert out.strip().endswith(f"{run_dir / 'events.db'}: replay matches the live tables")
 
 
 def test_sweep_directory_prints_the_aggregate(

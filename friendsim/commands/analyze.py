@@ -74,7 +74,10 @@ def analyze_path(path: str | Path, *, refresh: bool = False) -> dict[str, Any]:
     if (p / SWEEP_FILE).is_file():
         return aggregate_sweep(p) if refresh else load_or_aggregate(p)
     if not p.is_dir():
-        raise RunDirectoryError(f"{p}: no such directory")
+        what = (
+            "not a directory (a run directory is expected)" if p.exists() else "no such directory"
+        )
+        raise RunDirectoryError(f"{p}: {what}")
     score_run_ties(p, refresh=refresh)
     return load_analysis(p, refresh=refresh)
 

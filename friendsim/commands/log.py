@@ -51,7 +51,9 @@ def register(subparsers: Subparsers) -> None:
         "with the stored tables. Exit status 0 when they are equal, 1 (naming the first "
         "difference) when they are not.",
     )
-    v.add_argument("db", type=Path, metavar="DB", help="the run's events.db file")
+    v.add_argument(
+        "db", type=Path, metavar="RUN_OR_DB", help="a run directory or its events.db file"
+    )
     e = sub.add_parser(
         "export",
         help="write the log (or the rewards table) as JSON Lines or Parquet",
@@ -123,6 +125,8 @@ def handle(args: argparse.Namespace) -> int:
     try:
         match args.log_command:
             case "verify":
+                if args.db.is_dir():
+                    args.db = args.db / "events.db"
                 report, pid = verify_live(lambda: verify_db(args.db), Path(args.db).parent)
                 if report.divergence is not None:
                     sys.stderr.write(f"{args.db}: replay differs: {report.divergence}\n")

@@ -92,7 +92,10 @@ def open_target(path: str | Path, *, poll_interval: float = 0.2) -> ServeTarget:
     """
     p = Path(path)
     if not p.is_dir():
-        raise RunDirectoryError(f"{p}: no such directory")
+        what = (
+            "not a directory (a run directory is expected)" if p.exists() else "no such directory"
+        )
+        raise RunDirectoryError(f"{p}: {what}")
     if (p / SWEEP_FILE).is_file():
         try:
             body = json.loads((p / SWEEP_FILE).read_text(encoding="utf-8"))
