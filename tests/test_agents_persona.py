@@ -128,8 +128,14 @@ def test_csv_missing_column_and_unknown_suffix(tmp_path: Path) -> None:
     assert (ei.value.line, ei.value.field) == (1, "id")
     other = tmp_path / "p.yaml"
     other.write_text("x")
-    with pytest.raises(PersonaFileError, match="suffix"):
+    with pytest.raises(PersonaFileError) as ei:
         load_personas(other)
+    assert str(ei.value) == f"{other}: unsupported suffix '.yaml'; use .jsonl or .csv"
+    empty = tmp_path / "none.jsonl"
+    empty.write_text("\n")
+    with pytest.raises(PersonaFileError) as ei:
+        load_personas(empty)
+    assert str(ei.value) == f"{empty}: no personas in file"
 
 
 def test_jsonl_round_trip(tmp_path: Path) -> None:

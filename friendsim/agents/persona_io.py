@@ -23,14 +23,18 @@ from friendsim.agents.persona import COMPONENTS, TRAITS, Persona
 
 
 class PersonaFileError(ValueError):
-    """A persona file is malformed. ``line`` is 1-based; ``field`` the offending field/column."""
+    """A persona file is malformed. ``line`` is 1-based (0: the file as a whole); ``field`` the
+    offending field/column (``"<file>"``: none); the message names only those that apply."""
 
     def __init__(self, path: str | Path, line: int, field: str, problem: str) -> None:
         self.path = str(path)
         self.line = line
         self.field = field
         self.problem = problem
-        super().__init__(f"{self.path}, line {line}, field {field!r}: {problem}")
+        where = [f"line {line}"] if line > 0 else []
+        if field != "<file>":
+            where.append(f"field {field!r}")
+        super().__init__(", ".join([self.path, *where]) + f": {problem}")
 
 
 _CSV_SCALARS = ("id", "name", "role", "description", "stance", "style", "dominant")
