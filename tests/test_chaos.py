@@ -350,25 +350,7 @@ def test_sigkill_then_resume_tokens_and_cost_are_the_sum_of_the_segments(tmp_pat
     cfg.write_text(cfg.read_text().replace("timeout_s = 1.0", "timeout_s = 60.0"))
     run = tmp_path / "r"
     env = {**os.environ, KEY_ENV: KEY}
-    hang = StubReply(delay_s=120.0)
-    with StubLLMServer(responder=mind_responder(), port=port, fault=hang, fault_from=10) as first:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "friendsim", "run", str(cfg), "--out", str(run), "--quiet"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 120
-            while len(first.requests) <= 10 and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert len(first.requests) > 10, "the run never reached the hanging calls"
-            time.sleep(3.0)  # > the usage checkpoint interval: what was answered is written
-            proc.kill()
-            proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        served_first = dict(first.served)
+    served_first = kill_once_checkpointed(["run", str(cfg), "--out", str(run)], run, port, 10)
     killed = manifest(run)
     assert killed["status"] == "running"  # SIGKILL: nothing could write the final manifest
     assert served_first["answers"] == 10
