@@ -136,9 +136,8 @@ class Registry(Generic[T]):
         except ValidationError as exc:
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err.get("loc", ())) or "(params)"
-            raise RegistryError(
-                f"{self.kind} {name!r}: parameter {key}: {err.get('msg')}"
-            ) from None
+            msg = str(err.get("msg")).removeprefix("Value error, ")
+            raise RegistryError(f"{self.kind} {name!r}: parameter {key}: {msg}") from None
 
     def create(self, name: str, params: Mapping[str, Any] | None = None, /, **context: Any) -> T:
         """Build ``name`` from validated ``params`` plus ``context`` keywords.

@@ -59,7 +59,13 @@ def register(subparsers: Subparsers) -> None:
         description="Write N synthetic personas. The same options and seed always give the "
         "same personas. Prints a JSON summary of what was written.",
     )
-    g.add_argument("--n", type=int, default=30, help="number of personas (default: %(default)s)")
+    g.add_argument(
+        "--n",
+        type=int,
+        default=30,
+        help="number of personas, 1 to 10,000,000 and as many as this machine's memory holds "
+        "(default: %(default)s)",
+    )
     g.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     g.add_argument("--theme", default="climate change", help=THEME_HELP)
     g.add_argument(
@@ -198,9 +204,16 @@ def summarise(personas: Sequence[Persona]) -> dict[str, Any]:
 
 def handle_generate(args: argparse.Namespace) -> int:
     from friendsim.agents.generator import check_dominant_weight, generate_personas
+    from friendsim.runtime.config import PEAK_BYTES_PER_PERSONA, check_population, machine_memory
 
     if bad := _bad_out(args.out, "persona file"):
         return _fail(bad, 2)
+    try:
+        check_population(
+            args.n, what="personas", bytes_each=PEAK_BYTES_PER_PERSONA, memory=machine_memory()
+        )
+    except ValueError as exc:
+        return _fail(f"--n {args.n}: {exc}", 2)
     try:
         check_dominant_weight(args.dominant_weight)
     except ValueError as exc:

@@ -229,7 +229,12 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.agents.persona_io import PersonaFileError
     from friendsim.llm.errors import LLMError, ProviderConfigError
     from friendsim.llm.redact import redact_text
-    from friendsim.runtime.config import ConfigError, load_config
+    from friendsim.runtime.config import (
+        ConfigError,
+        check_run_population,
+        load_config,
+        machine_memory,
+    )
     from friendsim.runtime.logs import configure_logging
     from friendsim.runtime.status import RunStopped, exit_code
 
@@ -274,6 +279,11 @@ def handle(args: argparse.Namespace) -> int:
         from friendsim.runtime.estimate import handle_estimate
 
         return handle_estimate(cfg, args.config)
+    try:
+        check_run_population(cfg, source=args.config, memory=machine_memory())
+    except ConfigError as exc:
+        sys.stderr.write(f"friendsim run: config error: {exc}\n")
+        return 2
     if args.out is None and not plain_name(cfg.experiment.name):
         sys.stderr.write(
             f"friendsim run: config error: {args.config}: [experiment].name = "

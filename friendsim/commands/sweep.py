@@ -104,6 +104,7 @@ def handle(args: argparse.Namespace) -> int:
     )
 
     from friendsim.rundir.outputs import plain_name
+    from friendsim.runtime.config import machine_memory
     from friendsim.runtime.logs import configure_logging
     from friendsim.sweep.aggregate import aggregate_sweep
     from friendsim.sweep.config import SweepConfigError, load_sweep
@@ -111,8 +112,10 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.sweep.runner import SweepDirError, check_out_dir, run_sweep
 
     configure_logging(args.log_level)
+    # The runs use this machine's memory unless they go to a Ray cluster elsewhere (--address).
+    memory = machine_memory() if args.address is None else None
     try:
-        spec = load_sweep(args.config)
+        spec = load_sweep(args.config, memory=memory)
     except SweepConfigError as exc:
         sys.stderr.write(f"friendsim sweep: config error: {exc}\n")
         return 2

@@ -63,7 +63,9 @@ from friendsim.rundir.manifest import Manifest, RunFiles, new_manifest, write_ma
 from friendsim.runtime.config import (
     ConfigError,
     ExperimentConfig,
+    check_run_population,
     load_fleet,
+    machine_memory,
     resolve_auto_provider,
     uses_fleet,
 )
@@ -360,8 +362,9 @@ def prepare_run(
     source: str | Path,
     env: Mapping[str, str] | None = None,
 ) -> tuple[list[Persona], Manifest]:
-    """Blocking set-up (the caller holds the run lock): check the run dir, build personas, write
-    ``personas.jsonl`` and the initial manifest (``status="running"``)."""
+    """Blocking set-up (the caller holds the run lock): check the run dir, check that the
+    population fits this machine's memory (:func:`~.config.check_run_population`), build
+    personas, write ``personas.jsonl`` and the initial manifest (``status="running"``)."""
     layout = RunLayout.of(run_dir)
     if layout.root.exists() and not layout.root.is_dir():
         raise RunOccupiedError(f"{run_dir} is a file, not a directory; choose another --out")
@@ -369,6 +372,7 @@ def prepare_run(
         raise RunOccupiedError(f"{run_dir} already holds a run ({EVENTS_DB}); choose another --out")
     cfg, first = plan.final, plan.first
     ex = first.experiment
+    check_run_population(cfg, source=source, memory=machine_memory())
     personas = build_personas(first, base=base, source=source)
     check_named_agents(
         plan,

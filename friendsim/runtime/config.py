@@ -60,6 +60,78 @@ class ConfigError(ValueError):
         super().__init__(where + problem)
 
 
+MAX_AGENTS = 10_000_000
+"""The most agents a run may hold, its ``add_agents`` interventions included (and the most
+personas ``friendsim personas generate`` writes at once). The largest population the project
+documents is a paper estimate for 1,000,000 agents (BENCHMARKS.md: about 20 GiB peak RSS); this
+ceiling is ten times that, so it never stands in a researcher's way, yet refuses a mistyped
+count (an extra zero or two) at once, with a message, instead of letting the process allocate
+until the machine runs out of memory. Whether a population below it fits a given machine is
+:func:`check_population`'s memory estimate."""
+
+PEAK_BYTES_PER_AGENT: Mapping[str, int] = {"rounds": 38 * 1024, "continuous": 25 * 1024}
+"""Peak RSS per agent of a run by ``[experiment].mode`` (BENCHMARKS.md, *Scale*: 100,000
+agents with the baseline policy peak at about 38 KiB per agent in rounds mode and 25 KiB in
+continuous mode). A lower bound for model-backed policies, which hold more per agent."""
+
+PEAK_BYTES_PER_PERSONA = 3 * 1024
+"""Peak memory per persona of ``friendsim personas generate`` (3.2 KiB measured at 100,000
+personas: every persona is built before the file is written)."""
+
+
+def machine_memory() -> int | None:
+    """This machine's physical memory in bytes, as the OS reports it (``None`` where it does
+    not: the memory estimate of :func:`check_population` is then skipped)."""
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+    return pages * size if pages > 0 and size > 0 else None
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:,.1f} GiB"
+
+
+def check_population(
+    n: int,
+    *,
+    what: str = "agents",
+    bytes_each: int | None = None,
+    memory: int | None = None,
+    basis: str = "measured",
+    subject: str | None = None,
+) -> int:
+    """``n`` when a population of ``n`` ``what`` (agents, personas) is acceptable, else
+    ``ValueError`` saying why; the one rule every entry point that sizes a population applies
+    (``[agents].count``, ``add_agents``, sweep grids, ``friendsim personas generate --n``).
+
+    Refused: fewer than 1; more than :data:`MAX_AGENTS` (a fixed ceiling, so whether a config
+    is valid never depends on the machine); and, when both ``bytes_each`` (the peak memory of
+    one, e.g. :data:`PEAK_BYTES_PER_AGENT`) and ``memory`` (the machine's memory in bytes,
+    :func:`machine_memory`) are given, a population whose estimated peak ``n * bytes_each``
+    exceeds ``memory``: it could only end killed for want of memory, so it is refused before
+    anything is allocated. Nothing is allocated here; callers pass ``memory`` explicitly (tests
+    inject it), and leave it out where only the fixed rules apply (parsing a config).
+    ``basis`` says where ``bytes_each`` comes from, ``subject`` how the message names the
+    population (default ``"<n> <what>"``)."""
+    if n < 1:
+        raise ValueError(f"must be at least 1, got {n}")
+    subject = f"{n:,} {what}" if subject is None else subject
+    if n > MAX_AGENTS:
+        raise ValueError(
+            f"{subject} exceeds the limit of {MAX_AGENTS:,} {what} (MAX_AGENTS: ten times "
+            "the largest population friendsim documents, 1,000,000 agents)"
+        )
+    if bytes_each is not None and memory is not None and n * bytes_each > memory:
+        raise ValueError(
+            f"{subject} need about {_gib(n * bytes_each)} of memory at their peak "
+            f"({n:,} x {bytes_each / 1024:g} KiB per {what.removesuffix('s')}, {basis}), more "
+            f"than this machine's {_gib(memory)}"
+        )
+    return n
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -202,7 +274,9 @@ class AgentsSection(_Section):
     ``persona_params`` / ``policy_params`` go to the source's / policy's factory.
     """
 
-    count: int = Field(default=6, ge=1, le=1_000_000)
+    count: Annotated[int, AfterValidator(check_population)] = 6
+    """How many agents the run starts with (:func:`check_population`: 1 to :data:`MAX_AGENTS`,
+    ``add_agents`` interventions included)."""
     personas: str = SYNTHETIC
     persona_params: dict[str, Any] = Field(default_factory=dict)
     policy: str = "llm"
@@ -530,7 +604,43 @@ def parse_config(data: Mapping[str, Any], *, source: str | Path = "<config>") ->
             problem += f" (also: {more})"
         raise ConfigError(source, key, problem) from None
     check_schedule(cfg, source=source)
+    check_run_population(cfg, source=source)
     return cfg
+
+
+def check_run_population(
+    cfg: ExperimentConfig, *, source: str | Path = "<config>", memory: int | None = None
+) -> None:
+    """The run's population, ``[agents].count`` and every ``add_agents`` intervention's
+    ``count`` added up in the order written, passes :func:`check_population` at each step, else
+    :class:`ConfigError` at the key that takes it over: ``[agents].count`` or
+    ``[interventions][i].count``. With ``memory`` (the machine's, :func:`machine_memory`) the
+    peak memory of the whole population, :data:`PEAK_BYTES_PER_AGENT` of ``[experiment].mode``
+    per agent, must fit in it too: checked where a run is about to start on this machine, never
+    when a config is parsed (a run recorded elsewhere stays readable)."""
+    from friendsim.runtime.interventions import added_agents
+
+    steps = [("[agents].count", cfg.agents.count)]
+    for i, spec in enumerate(cfg.interventions):
+        if added := added_agents(spec.kind, spec.params):
+            steps.append((f"[interventions][{i}].count", added))
+    mode = cfg.experiment.mode
+    bytes_each = PEAK_BYTES_PER_AGENT[mode]
+    total = 0
+    for key, n in steps:
+        total += n
+        try:
+            check_population(
+                total,
+                bytes_each=bytes_each,
+                memory=memory,
+                basis=f"measured, {mode} mode",
+                subject=None
+                if total == n
+                else f"{total:,} agents ([agents].count and the add_agents up to this one)",
+            )
+        except ValueError as exc:
+            raise ConfigError(source, key, str(exc)) from None
 
 
 def check_schedule(cfg: ExperimentConfig, *, source: str | Path = "<config>") -> None:

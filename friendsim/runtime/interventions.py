@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -33,6 +34,7 @@ from friendsim.agents.generator import check_dominant_weight, dominant_lambdas
 from friendsim.agents.persona import COMPONENTS, TRAITS, Persona
 from friendsim.platform.feeds import RANKERS
 from friendsim.registry import Registry, RegistryError
+from friendsim.runtime.config import check_population
 from friendsim.runtime.instruments_config import Item, as_items
 
 
@@ -174,7 +176,9 @@ class RemoveParams(_Params):
 
 
 class AddAgentsParams(_Params):
-    count: int = Field(ge=1, le=1_000_000)
+    count: Annotated[int, AfterValidator(check_population)]
+    """How many agents join (:func:`~friendsim.runtime.config.check_population`; the grown
+    population is checked by :func:`~friendsim.runtime.config.check_run_population`)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

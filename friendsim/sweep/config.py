@@ -36,6 +36,7 @@ from friendsim.runtime.config import (
     ConfigError,
     ExperimentConfig,
     check_config_files,
+    check_run_population,
     parse_config,
 )
 
@@ -189,11 +190,17 @@ def _flatten_grid(grid: Mapping[str, Any], prefix: str = "") -> list[tuple[str, 
 
 
 def parse_sweep(
-    data: Mapping[str, Any], *, source: str | Path = "<sweep>", check_files: bool = False
+    data: Mapping[str, Any],
+    *,
+    source: str | Path = "<sweep>",
+    check_files: bool = False,
+    memory: int | None = None,
 ) -> SweepSpec:
     """Validate a parsed sweep file (see the module docstring); with ``check_files`` the files
     each cell names (persona file, endpoints file, relative to ``source``'s folder, where the
-    runs look for them) must be there."""
+    runs look for them) must be there; with ``memory`` (the bytes of the machine the runs will
+    use) each cell's population must fit in it
+    (:func:`~friendsim.runtime.config.check_run_population`)."""
     src = Path(source)
     raw = data.get("sweep")
     if not isinstance(raw, Mapping):
@@ -260,6 +267,8 @@ def parse_sweep(
             cfg = validate_cell(spec, cell)
             if check_files:
                 check_config_files(cfg, base=src.parent, source=src)
+            if memory is not None:
+                check_run_population(cfg, source=src, memory=memory)
         except OverrideError as exc:
             raise SweepConfigError(src, f'[sweep].grid."{exc.key}"', exc.problem) from None
         except ConfigError as exc:
@@ -283,8 +292,9 @@ def validate_cell(spec: SweepSpec, cell: Cell) -> ExperimentConfig:
     return parse_config(data, source=spec.source)
 
 
-def load_sweep(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep file, the files its cells name included (nothing is created)."""
+def load_sweep(path: str | Path, *, memory: int | None = None) -> SweepSpec:
+    """Read and validate a sweep file, the files its cells name included (nothing is created);
+    ``memory``: as :func:`parse_sweep`'s."""
     p = Path(path)
     try:
         text = p.read_bytes().decode("utf-8")
@@ -296,4 +306,4 @@ def load_sweep(path: str | Path) -> SweepSpec:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SweepConfigError(p, "", f"not valid TOML: {exc}") from None
-    return parse_sweep(data, source=p, check_files=True)
+    return parse_sweep(data, source=p, check_files=True, memory=memory)
