@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import socket
 import sqlite3
 import subprocess
@@ -30,14 +31,14 @@ KEY_ENV = "FRIENDSIM_CHAOS_KEY"
 KEY = "chaos-secret-0123456789abcdef"
 
 
-def config(tmp: Path, urls: str, *, name: str = "chaos", extra: str = "") -> Path:
+def config(tmp: Path, urls: str, *, name: str = "chaos", extra: str = "", rounds: int = 2) -> Path:
     path = tmp / f"{name}.toml"
     path.write_text(
         f"""
 [experiment]
 name = "{name}"
 seed = 5
-rounds = 2
+rounds = {rounds}
 n_actions = 1
 [agents]
 count = 4
@@ -293,6 +294,155 @@ def test_dead_server_then_resume_gives_the_fault_free_log(
     assert code == 0
     page = (tmp_path / "report.html").read_text()
     assert "over 2 segments (the run and its resumes)" in page and "connection " in page
+
+
+def failing_responder(
+    fails: Callable[[dict[str, Any]], bool],
+) -> Callable[[str, dict[str, Any]], Any]:
+    """A ``mind_responder`` that leaves unanswered every request whose body ``fails``: raising
+    in the server's handler makes it close the connection without a reply, as
+    ``StubReply(drop=True)`` does, so a fault can follow what is asked, not the order in which
+    concurrent requests happen to arrive."""
+    mind = mind_responder()
+
+    def answer(api: str, body: dict[str, Any]) -> Any:
+        if fails(body):
+            raise ConnectionAbortedError("stub: connection dropped")
+        return mind(api, body)
+
+    return answer
+
+
+def unfinished_failures(run: Path) -> list[tuple[int, str, dict[str, Any]]]:
+    """``(seq, actor, payload)`` of each ``action_failed`` after the log's last ``window_ended``."""
+    with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
+        (end,) = con.execute(
+            "SELECT coalesce(max(seq), 0) FROM events WHERE kind = 'window_ended'"
+        ).fetchone()
+        rows = con.execute(
+            "SELECT seq, actor, payload FROM events WHERE kind = 'action_failed' AND seq > ?"
+            " ORDER BY seq",
+            (end,),
+        ).fetchall()
+    return [(seq, actor, json.loads(payload)) for seq, actor, payload in rows]
+
+
+def failures_of(run: Path) -> list[tuple[str, int, str, str, str]]:
+    """``(actor, window, stage, reason, detail)`` of every ``action_failed`` of the log."""
+    with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
+        rows = con.execute(
+            "SELECT actor, payload FROM events WHERE kind = 'action_failed' ORDER BY seq"
+        ).fetchall()
+    out = []
+    for actor, payload in rows:
+        p = json.loads(payload)
+        out.append((actor, p["window"], p["stage"], p["reason"], p["detail"]))
+    return out
+
+
+def test_provider_down_after_failures_in_the_unfinished_window_resumes_to_the_fault_free_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server drops every connection from its 6th request on (3 rounds): the first wake's
+    content requests that outlast their retries are committed as ``action_failed`` in the
+    unfinished window 1, then the breaker stops the run (``interrupted``, ``provider_down``).
+    Resumed once the server is back, that window is re-run live: its failed requests are asked
+    again and answered, and the log is the fault-free run's, byte for byte."""
+    port = free_port()
+    cfg = config(tmp_path, f"http://127.0.0.1:{port}/v1", rounds=3)
+    run, clean = tmp_path / "r", tmp_path / "clean"
+    drop = StubReply(drop=True)
+    with StubLLMServer(responder=mind_responder(), port=port, fault=drop, fault_from=6):
+        code, _, err = run_cli(capsys, "run", str(cfg), "--out", str(run), "--quiet")
+    assert code == 130, err
+    first = manifest(run)
+    assert first["status"] == "interrupted" and first["stop_reason"] == "provider_down"
+    assert first["windows"] == 0
+    tail = unfinished_failures(run)
+    assert tail, "the interrupted run committed no failure in its unfinished window"
+    assert all(p["reason"] == "llm_error" and "LLMConnectionError" in p["detail"] for *_, p in tail)
+    with StubLLMServer(responder=mind_responder(), port=port):
+        code, _, err = run_cli(capsys, "run", "--resume", str(run), "--quiet")
+        assert code == 0, err
+        code, _, err = run_cli(capsys, "run", str(cfg), "--out", str(clean), "--quiet")
+        assert code == 0, err
+    final = manifest(run)
+    assert final["status"] == "completed" and final["windows"] == 3
+    assert final["totals"]["lost_actions"] == 0
+    assert events_digest(run) == events_digest(clean)
+    assert failures_of(run) == []
+    assert final["resumed_from"]["recovered_events"] == tail[0][0] - 1
+    assert [s["kind"] for s in final["segments"]] == ["original", "resume"]
+
+
+def test_failures_of_a_complete_window_are_replayed_as_failures_by_a_resume(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Agent a02's plan request of window 1 fails past its retries (recorded as ``action_failed``,
+    within ``max_failure_share``) and window 1 completes; from a02's window-2 plan on the server
+    drops everything and the run stops ``interrupted``. Resumed against a server that answers
+    everything, window 1 is replayed from the recording: a02's request has no recorded answer,
+    and its recorded failure is reproduced, not asked. The log is the one of an uninterrupted run
+    with that one failure (``degraded``, one lost decision), byte for byte."""
+    port = free_port()
+    cfg = config(tmp_path, f"http://127.0.0.1:{port}/v1", rounds=3, extra="max_failure_share = 1.0")
+    run, expected = tmp_path / "r", tmp_path / "expected"
+    retries = 2  # config()'s
+
+    def plan_window(body: dict[str, Any]) -> tuple[str, int] | None:
+        """``(agent, window)`` of a plan request (its prompt starts ``Window N.``), else None."""
+        fmt = body.get("response_format") or {}
+        schema = (fmt.get("json_schema") or {}).get("schema") or {}
+        if "actions" not in schema.get("properties", {}):
+            return None
+        msgs = body.get("messages", [])
+        system = "".join(m["content"] for m in msgs if m["role"] == "system")
+        found = re.search(r'\(user id "(a\d+)"\)', system)
+        window = next(
+            (re.match(r"Window (\d+)\.", m["content"]) for m in msgs if m["role"] == "user"), None
+        )
+        assert found is not None and window is not None, body
+        return found.group(1), int(window.group(1))
+
+    def faults(outage: bool) -> Callable[[dict[str, Any]], bool]:
+        """Fail a02's plan request of window 1 (every attempt) and, with ``outage``, every
+        request from the first plan request of window 2 on (the provider goes down)."""
+        down = threading.Event()
+
+        def fails(body: dict[str, Any]) -> bool:
+            plan = plan_window(body)
+            if outage and plan is not None and plan[1] >= 2:
+                down.set()
+            return plan == ("a02", 1) or down.is_set()
+
+        return fails
+
+    with StubLLMServer(responder=failing_responder(faults(outage=True)), port=port) as server:
+        code, _, err = run_cli(capsys, "run", str(cfg), "--out", str(run), "--quiet")
+        failed_plan = [r.body for r in server.requests if plan_window(r.body) == ("a02", 1)]
+    assert code == 130, err
+    first = manifest(run)
+    assert first["status"] == "interrupted" and first["stop_reason"] == "provider_down"
+    assert first["windows"] == 1
+    lost = ("a02", 1, "plan", "llm_error")
+    assert [f[:4] for f in failures_of(run)] == [lost]
+    assert failures_of(run)[0][4].startswith("LLMConnectionError: ")
+    with StubLLMServer(responder=mind_responder(), port=port) as healthy:
+        code, _, err = run_cli(capsys, "run", "--resume", str(run), "--quiet")
+        asked = [r.body for r in healthy.requests]
+    assert code == 3, err
+    with StubLLMServer(responder=failing_responder(faults(outage=False)), port=port):
+        code, _, err = run_cli(capsys, "run", str(cfg), "--out", str(expected), "--quiet")
+    assert code == 3, err
+    final = manifest(run)
+    assert final["status"] == "degraded" and final["windows"] == 3
+    assert final["totals"]["lost_actions"] == 1 == manifest(expected)["totals"]["lost_actions"]
+    assert events_digest(run) == events_digest(expected)
+    assert failures_of(run) == failures_of(expected)
+    # the recorded failure was reproduced, not asked again, and not counted as a failed call
+    assert len(failed_plan) == 1 + retries  # every attempt failed
+    assert failed_plan[0] not in asked
+    assert final["segments"][1]["llm_usage"].get("failures", {}) == {}
 
 
 def test_sigint_stops_a_slow_run_within_10s_and_resume_of_a_live_run_is_refused(

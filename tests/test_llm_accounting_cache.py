@@ -137,6 +137,46 @@ async def test_read_through_failure_is_not_cached(tmp_path: Path) -> None:
     await llm.aclose()
 
 
+async def test_a_failed_call_is_recorded_redacted_and_comes_back_as_the_same_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cache whose calls all succeed gets no failure table (its file is as before failures
+    were recorded); a failed call is recorded, secrets redacted, and read back (another open)
+    as an error of the same class, message and status; a replay's miss is not recorded."""
+    monkeypatch.setenv("FRIENDSIM_TEST_API_KEY", "s3cret-value-1234")
+    path = tmp_path / "c.sqlite"
+    ok = CachingLLM(ScriptedLLM(lambda r: "fine"), await LLMCache.open(path), "read_through")
+    await ok.complete(req("ok"))
+    await ok.aclose()
+    with sqlite3.connect(path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"llm_cache"}
+
+    error = ServerError("upstream said s3cret-value-1234 is bad", status=503)
+    llm = CachingLLM(ScriptedLLM([error]), await LLMCache.open(path), "read_through")
+    with pytest.raises(ServerError) as raised:
+        await llm.complete(req("down"))
+    await llm.aclose()
+    assert raised.value is error  # the caller gets the error itself
+    replay = CachingLLM(ScriptedLLM([]), await LLMCache.open(path), "replay")
+    try:
+        with pytest.raises(CacheMissError):
+            await replay.complete(req("never asked"))
+        key = req("down").cache_key(replay.model)
+        recorded = replay.cache.failure(key)
+        missed = replay.cache.failure(req("never asked").cache_key(replay.model))
+        answered = replay.cache.has(req("ok").cache_key(replay.model))
+        has_down = replay.cache.has(key)
+    finally:
+        await replay.aclose()  # an open cache's thread would keep the test process alive
+    assert recorded is not None and not has_down
+    again = recorded.to_error()
+    assert type(again) is ServerError and again.status == 503
+    assert str(again) == "upstream said *** is bad"
+    assert missed is None and answered
+    assert b"s3cret-value-1234" not in path.read_bytes()
+
+
 def test_unknown_cache_mode() -> None:
     with pytest.raises(ProviderConfigError, match="unknown cache mode 'sometimes'"):
         CacheMode.parse("sometimes")

@@ -11,13 +11,21 @@ Only the request (system, messages, schema, sampling settings), the answer and i
 stored: never headers, endpoints or keys. Identical requests share one answer; give requests
 that must be independent samples distinct ``seed`` values.
 Concurrent identical misses in ``read_through`` mode are coalesced into one model call.
+
+Failures are recorded too (``record`` and ``read_through``): a call that the layers below
+fail for good (its retries spent) leaves a :class:`RecordedFailure` (the error's class, its
+message with secrets redacted, its HTTP status) in table ``llm_failures``, committed before the
+error is raised, so before the run can log the failure. A run that re-derives a recorded log
+(a resume, a fork) reproduces such a failure instead of asking again
+(:class:`~friendsim.runtime.assembly._RecordedFailures`). The table is created by the first
+failure: a cache whose calls all succeeded is the same file as before failures were recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -25,7 +33,15 @@ from typing import Any
 import aiosqlite
 
 from friendsim.llm.base import LLM, Completion, LLMRequest, Usage
-from friendsim.llm.errors import CacheMissError, ProviderConfigError
+from friendsim.llm.errors import (
+    CacheMissError,
+    LLMError,
+    PermanentLLMError,
+    ProviderConfigError,
+    ProviderStoppedError,
+    TransientLLMError,
+)
+from friendsim.llm.redact import redact_text
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS llm_cache (
@@ -42,8 +58,68 @@ CREATE TABLE IF NOT EXISTS llm_cache (
 )
 """
 
+_FAILURES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS llm_failures (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    label TEXT NOT NULL,
+    error TEXT NOT NULL,
+    message TEXT NOT NULL,
+    status INTEGER
+)
+"""
+
 _READ_BATCH = 500  # keys per SELECT ... IN (...); below SQLite's parameter limit
 _INSERT = "INSERT OR REPLACE INTO llm_cache VALUES (?,?,?,?,?,?,?,?,?,?)"
+_INSERT_FAILURE = "INSERT OR REPLACE INTO llm_failures VALUES (?,?,?,?,?,?)"
+_NOT_RECORDED = (CacheMissError, ProviderConfigError, ProviderStoppedError)
+"""Errors that are no call's outcome (a replay's miss, bad configuration, an open breaker): a
+run stops on them and never logs them as a failure, so there is nothing to reproduce."""
+
+
+def _error_classes(base: type[LLMError] = LLMError) -> dict[str, type[LLMError]]:
+    """Every loaded subclass of ``base`` (and ``base``) by ``module.qualname``."""
+    found = {f"{base.__module__}.{base.__qualname__}": base}
+    for sub in base.__subclasses__():
+        found.update(_error_classes(sub))
+    return found
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecordedFailure:
+    """A call that failed for good: the error's class (``module.qualname``), its message (secrets
+    redacted) and its HTTP status (``None``: none)."""
+
+    error: str
+    message: str
+    status: int | None = None
+
+    @classmethod
+    def of(cls, exc: LLMError) -> RecordedFailure:
+        kind = type(exc)
+        status = getattr(exc, "status", None)
+        return cls(
+            error=f"{kind.__module__}.{kind.__qualname__}",
+            message=redact_text(str(exc)),
+            status=status if isinstance(status, int) else None,
+        )
+
+    def to_error(self) -> LLMError:
+        """The failure as an error again: of the recorded class, with ``str()`` the recorded
+        message, so whoever turns it into an ``action_failed`` writes what it wrote the first
+        time (its class name and message). Made without the class's ``__init__`` (whose
+        arguments differ from class to class); a class no longer loaded becomes an
+        :class:`LLMError` subclass of the same name."""
+        kind = _error_classes().get(self.error)
+        if kind is None:
+            module, _, name = self.error.rpartition(".")
+            kind = type(name, (LLMError,), {"__module__": module or __name__})
+        exc = kind.__new__(kind, self.message)
+        if isinstance(exc, TransientLLMError):
+            exc.retry_after, exc.status = None, self.status
+        elif isinstance(exc, PermanentLLMError):
+            exc.status = self.status
+        return exc
 
 
 class CacheMode(StrEnum):
@@ -74,6 +150,8 @@ class LLMCache:
         self._keys: set[str] = set()  # keys on disk: a miss costs no database round trip
         self._wanted: dict[str, asyncio.Future[tuple[Any, ...] | None]] = {}
         self._reader: asyncio.Task[None] | None = None
+        self._failures: dict[str, RecordedFailure] = {}
+        self._failures_table = False
 
     @classmethod
     async def open(cls, path: str | Path) -> LLMCache:
@@ -87,7 +165,42 @@ class LLMCache:
         cache = cls(db, path)
         async with db.execute("SELECT key FROM llm_cache") as cur:
             cache._keys.update(row[0] for row in await cur.fetchall())
+        async with db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'llm_failures'"
+        ) as cur:
+            cache._failures_table = await cur.fetchone() is not None
+        if cache._failures_table:
+            async with db.execute("SELECT key, error, message, status FROM llm_failures") as cur:
+                for key, error, message, status in await cur.fetchall():
+                    cache._failures[key] = RecordedFailure(
+                        error=error, message=message, status=status
+                    )
         return cache
+
+    def has(self, key: str) -> bool:
+        """Whether an answer for ``key`` is stored."""
+        return key in self._keys
+
+    def failure(self, key: str) -> RecordedFailure | None:
+        """The recorded failure of the call ``key`` (``None``: none recorded)."""
+        return self._failures.get(key)
+
+    async def put_failure(
+        self, key: str, model: str, request: LLMRequest, exc: LLMError
+    ) -> RecordedFailure:
+        """Record that the call ``key`` failed for good with ``exc``; returns once committed."""
+        failure = RecordedFailure.of(exc)
+        row = (key, model, request.label, failure.error, failure.message, failure.status)
+        await asyncio.shield(self._write_failure(row))
+        self._failures[key] = failure
+        return failure
+
+    async def _write_failure(self, row: tuple[Any, ...]) -> None:
+        if not self._failures_table:
+            await self._db.execute(_FAILURES_SCHEMA)
+            self._failures_table = True
+        await self._db.execute(_INSERT_FAILURE, row)
+        await self._db.commit()
 
     async def get(self, key: str) -> Completion | None:
         """The stored answer for ``key`` (marked ``cached``), or ``None``.
@@ -197,8 +310,11 @@ def _dumps(value: Any) -> str:
 class CachingLLM:
     """Serves ``inner`` through an :class:`LLMCache` in the given mode.
 
-    ``hits``, ``misses`` and ``stored`` count what happened. Closing this wrapper closes the
-    inner model and, when ``owns_cache`` is true, the cache.
+    A call that ``inner`` fails (``record``, ``read_through``) is recorded
+    (:meth:`LLMCache.put_failure`) before its error is raised; an open breaker, a replay's miss
+    and a configuration error are not (no call failed). ``hits``, ``misses`` and ``stored``
+    count what happened. Closing this wrapper closes the inner model and, when ``owns_cache``
+    is true, the cache.
     """
 
     def __init__(
@@ -270,7 +386,13 @@ class CachingLLM:
             del self._pending[key]
 
     async def _call_and_store(self, request: LLMRequest, key: str) -> Completion:
-        completion = await self.inner.complete(request)
+        try:
+            completion = await self.inner.complete(request)
+        except _NOT_RECORDED:
+            raise
+        except LLMError as exc:
+            await self.cache.put_failure(key, self.model, request, exc)
+            raise
         await self.cache.put(key, self.model, request, completion)
         self.stored += 1
         return completion

@@ -2,15 +2,23 @@
 
 Rule (what may be rewritten). The original run directory is never written. The resumed run is
 built in a staging directory next to it by *deterministic re-execution*: the same config (from the
-manifest), the same personas, and the old LLM cache (copied) in read-through mode. Everything the
-killed run committed — complete windows and the incomplete tail window alike — is re-derived and
-must come out byte-identical: the new log's first ``N`` events are compared with the old log's
-``N`` committed events and any difference aborts the resume (:class:`~.errors.DivergenceError`,
+manifest), the same personas, and the old LLM cache (copied) in read-through mode. What the old
+run committed is re-derived and must come out byte-identical — its *kept* events: every event
+up to its last ``WindowEnded`` (the complete windows), then the events of the unfinished window
+before its first ``action_failed``. The new log's first ``N`` events are compared with the old
+log's ``N`` kept events and any difference aborts the resume (:class:`~.errors.DivergenceError`,
 naming the seq), leaving the original untouched and the staging directory for inspection. Until
 the last committed ``WindowEnded`` has been re-derived, no request may reach a live model (a guard
-raises ``CacheMissError``): a divergent prefix stops at once instead of spending money. Only
-after that point are new answers fetched (the incomplete window's unanswered requests and
-everything after), which is exactly what an uninterrupted run would have asked.
+raises ``CacheMissError``): a divergent prefix stops at once instead of spending money. A
+request that failed there (its retries spent; an ``action_failed`` of a complete window) has no
+recorded answer but a recorded failure, and fails again the same way without being sent
+(:class:`~friendsim.runtime.assembly._RecordedFailures`): a complete window is kept with its
+failures. Only after that point are new answers fetched (the unfinished window's unanswered
+requests and everything after), which is exactly what an uninterrupted run would have asked.
+That includes the requests the unfinished window recorded as failed (a provider going down
+fails some calls before its breaker stops the run): they are asked again and may be answered,
+so the unfinished window's events from its first ``action_failed`` on are re-run live, not
+compared. A killed run's unfinished window without failures is compared to its end.
 
 Why re-execution instead of restoring state: agent memory, the coach's and reward scorer's state,
 the baseline policy's random generators and the continuous scheduler's draws are all in-memory
@@ -21,7 +29,7 @@ implies. Cost: the prefix's CPU work again (cache hits are cheap; no tokens are 
 Outcome: with ``out_dir`` given, the resumed run is written there. Without it the resumed run
 replaces ``RUN_DIR`` (the killed original is moved aside to ``RUN_DIR.interrupted[-k]``; nothing is
 deleted). The new manifest records ``resumed_from`` (original path, its manifest hash, the
-number of events recovered, the last complete window and the prefix hash), the original
+number of events kept, the last complete window and the kept prefix's hash), the original
 ``config_file``, and ``segments``: one entry per segment (the original run and each resume) with
 its status, events and LLM usage; ``llm_usage`` and ``wall_seconds`` are the sums over all
 segments (:func:`~friendsim.llm.accounting.sum_usage`), so cost is never under-reported. A
@@ -54,7 +62,7 @@ from friendsim.llm.accounting import sum_usage
 from friendsim.rundir.errors import DivergenceError, RunInputError
 from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, MANIFEST
 from friendsim.rundir.lock import RunLock
-from friendsim.rundir.log import connect, log_hash, snapshot
+from friendsim.rundir.log import LogSummary, connect, log_hash, snapshot
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
 from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan
 from friendsim.runtime.engine import RunListener
@@ -74,7 +82,9 @@ log = structlog.get_logger(__name__)
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ResumeReport:
-    """A finished resume: where the run now is, what was recovered and what was added."""
+    """A finished resume: where the run now is, what was recovered and what was added.
+
+    ``recovered_events``: the interrupted run's events kept byte for byte (module docstring)."""
 
     run_dir: Path
     original_kept_at: Path | None
@@ -212,6 +222,23 @@ def _swap(run_dir: Path, staging: Path, lock: RunLock) -> Path:
     return Path(os.path.abspath(aside))
 
 
+def kept_until(db: Path, summary: LogSummary) -> int:
+    """The last seq of the interrupted run's log ``db`` (``summary``: its shape) that a resume
+    keeps, re-derived byte for byte (module docstring): the event before the first
+    ``action_failed`` after the last ``WindowEnded``, else the last event. A failure of the
+    unfinished window may be a request a provider failed (going down) that the resume asks again
+    and gets answered: from there on, the unfinished window is re-run live."""
+    conn = connect(db)
+    try:
+        row = conn.execute(
+            "SELECT min(seq) FROM events WHERE seq > ? AND kind = 'action_failed'",
+            (summary.last_window_end,),
+        ).fetchone()
+    finally:
+        conn.close()
+    return summary.last if row[0] is None else int(row[0]) - 1
+
+
 def _prefix_hash(db: Path, to_seq: int) -> str:
     conn = connect(db)
     try:
@@ -319,10 +346,11 @@ async def _resume_locked(
         if stale_cache is not None:
             await asyncio.to_thread(merge_cache, stale_cache, staging / LLM_CACHE_DB)
         last_window = summary.last_window
+        kept = await asyncio.to_thread(kept_until, old_copy, summary)
         source = {
             "run_dir": await asyncio.to_thread(os.path.abspath, old),
             "manifest_sha256": parent_hash,
-            "recovered_events": summary.count,
+            "recovered_events": kept,
             "last_complete_window": last_window,
             "last_complete_window_seq": summary.last_window_end,
         }
@@ -347,16 +375,14 @@ async def _resume_locked(
             if (staging / MANIFEST).is_file():
                 await asyncio.to_thread(_account_stopped, staging, base)
             raise
-        diff = await asyncio.to_thread(
-            diff_log_files, old_copy, staging / EVENTS_DB, to_seq=summary.last
-        )
+        diff = await asyncio.to_thread(diff_log_files, old_copy, staging / EVENTS_DB, to_seq=kept)
         if diff is not None:
             raise DivergenceError(
                 f"resume of {old}: the re-executed log differs from the committed one at {diff}; "
                 f"original untouched, re-execution kept in {staging}",
                 diff,
             )
-        prefix = await asyncio.to_thread(_prefix_hash, staging / EVENTS_DB, summary.last)
+        prefix = await asyncio.to_thread(_prefix_hash, staging / EVENTS_DB, kept)
     new_summary, new_hash = await asyncio.to_thread(_summary_and_hash, staging / EVENTS_DB)
     resumed_from = {**source, "prefix_sha256": prefix}
     segment = await asyncio.to_thread(read_manifest, staging)
@@ -378,7 +404,7 @@ async def _resume_locked(
     return ResumeReport(
         run_dir=target,
         original_kept_at=aside,
-        recovered_events=summary.count,
+        recovered_events=kept,
         last_complete_window=last_window,
         events=new_summary.count,
         status=final.status,

@@ -27,7 +27,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ from friendsim.llm.accounting import DEFAULT_PRICES, Ledger, PriceTable
 from friendsim.llm.base import LLM, Completion, LLMRequest
 from friendsim.llm.batch import BATCHES_DB, BatchJournal, PollPolicy
 from friendsim.llm.budget import Budget, BudgetedLLM
+from friendsim.llm.cache import LLMCache
 from friendsim.llm.errors import CacheMissError, ProviderStoppedError
 from friendsim.llm.redact import redact_text
 from friendsim.llm.stack import LLMStack, build_llm
@@ -106,7 +107,10 @@ class RunPlan:
     ``w`` and the guidance written after it follow the phase in force at ``w + 1``.
     ``recorded_until_seq``: while the log holds fewer events than this, a model request that
     misses the cache is refused (:class:`~friendsim.llm.errors.CacheMissError`): re-deriving a
-    recorded prefix never calls a live model. ``lineage``: manifest keys (``fork``, ...).
+    recorded prefix never calls a live model. A request that has no recorded answer but a
+    recorded failure fails again there, as it failed the first time (:class:`_RecordedFailures`),
+    so the prefix's ``action_failed`` events are re-derived too. ``lineage``: manifest keys
+    (``fork``, ...).
     """
 
     phases: tuple[Phase, ...]
@@ -289,6 +293,38 @@ class _RecordedOnly:
 
     async def complete(self, request: LLMRequest) -> Completion:
         self.check(request)
+        return await self.inner.complete(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _RecordedFailures:
+    """The top of a stack re-deriving a recorded prefix: while the log holds fewer than
+    ``until_seq`` events, a request with no recorded answer in ``cache`` but a recorded failure
+    (:class:`~friendsim.llm.cache.RecordedFailure`) raises that failure again, of the same class
+    and with the same message, so the policy, coach or instrument that asked records the same
+    ``action_failed``. It is raised above every layer of the stack: not sent, not retried, not
+    counted by the circuit breaker (which must not open on failures the first run survived) nor
+    by the ledger (the first run counted it; no call is made). Every other request goes on down
+    the stack (:class:`_RecordedOnly` at its bottom refuses the ones that miss the cache)."""
+
+    def __init__(self, inner: LLM, cache: LLMCache, platform: Platform, until_seq: int) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.platform = platform
+        self.until_seq = until_seq
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        if self.platform.last_seq < self.until_seq:
+            key = request.cache_key(self.model)
+            failure = self.cache.failure(key)
+            if failure is not None and not self.cache.has(key):
+                raise failure.to_error()
         return await self.inner.complete(request)
 
     async def aclose(self) -> None:
@@ -550,9 +586,15 @@ async def _run_locked(
 
                     provider = create_llm(provider, **cfg.llm.provider_options(provider))
                 provider = _RecordedOnly(provider, platform, plan.recorded_until_seq)
-            stacks[spec] = await open_llm_stack(
+            stack = await open_llm_stack(
                 provider, cfg, cache_path=cache_path, ledger=ledger, batch_journal=journal
             )
+            if plan.recorded_until_seq is not None and stack.cache is not None:
+                top = _RecordedFailures(
+                    stack.llm, stack.cache.cache, platform, plan.recorded_until_seq
+                )
+                stack = replace(stack, llm=top)
+            stacks[spec] = stack
         if stacks and cache_path is not None:
             manifest.files = RunFiles(events=EVENTS_DB, llm_cache=LLM_CACHE_DB, personas=PERSONAS)
         if journal is not None:
