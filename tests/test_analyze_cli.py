@@ -161,9 +161,34 @@ def test_the_analysis_cache_holds_the_stdlibs_json_value(data: dict) -> None:
     """The cache is written through orjson (integers beyond 64 bits through the stdlib) and
     read by ``json.loads``: the value read back is the one the stdlib would have written,
     floats to the bit."""
-    from friendsim.analysis.analyze import _cache_bytes
+    from friendsim.analysis.analyze import json_bytes
 
-    got = json.loads(_cache_bytes(data).decode("utf-8"))
+    got = json.loads(json_bytes(data).decode("utf-8"))
     want = json.loads(json.dumps(data, sort_keys=True))
     assert repr(got) == repr(want)
     assert list(got) == sorted(got)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(), json_values(int_bits=70), max_size=6))
+def test_analyze_json_output_is_ascii_and_the_stdlibs_value(data: dict) -> None:
+    """``analyze --json`` writes through orjson, then escapes what is beyond ASCII as the
+    stdlib does by default: ASCII text (any console encoding), the stdlib's JSON value."""
+    from friendsim.analysis.analyze import json_bytes
+    from friendsim.commands.analyze import ascii_json
+
+    text = ascii_json(json_bytes(data).decode("utf-8"))
+    assert text.isascii()
+    assert repr(json.loads(text)) == repr(json.loads(json.dumps(data, sort_keys=True)))
+
+
+def test_analyze_json_output_escapes_like_the_stdlib() -> None:
+    """Accents, an emoji beyond the basic plane (a surrogate pair) and a quote: the same
+    escapes ``json.dumps`` writes, not-a-number as null (strict JSON)."""
+    from friendsim.analysis.analyze import json_bytes
+    from friendsim.commands.analyze import ascii_json
+
+    data = {"name": 'Zoë "🙂" Ålund', "x": float("nan")}
+    text = ascii_json(json_bytes(data).decode("utf-8"))
+    assert '"Zo\\u00eb \\"\\ud83d\\ude42\\" \\u00c5lund"' in text
+    assert json.loads(text) == {"name": 'Zoë "🙂" Ålund', "x": None}

@@ -389,14 +389,15 @@ def _read_cache(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any] | 
     return None
 
 
-def _cache_bytes(value: dict[str, Any]) -> bytes:
+def json_bytes(value: Any) -> bytes:
     """``value`` as key-sorted UTF-8 JSON, through orjson (a 10,000-agent analysis is tens of
-    megabytes: 0.3 s with the stdlib); what orjson refuses (integers beyond 64 bits) goes
-    through the stdlib. The same JSON value either way, read back by ``json.loads``."""
+    megabytes: 0.1 s, against 0.7 s with the stdlib); what orjson refuses (integers beyond 64
+    bits, keys that are not strings) goes through the stdlib. The same JSON value either way,
+    read back by ``json.loads``; NaN and infinities are written as ``null`` (strict JSON)."""
     try:
         return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
     except orjson.JSONEncodeError:
-        return json.dumps(value, sort_keys=True).encode("utf-8")
+        return json.dumps(json_ready(value), sort_keys=True, allow_nan=False).encode("utf-8")
 
 
 def load_analysis(
@@ -420,7 +421,7 @@ def load_analysis(
     tmp = cache.with_suffix(f".{os.getpid()}.tmp")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(_cache_bytes({"fingerprint": fp, "analysis": result}))
+        tmp.write_bytes(json_bytes({"fingerprint": fp, "analysis": result}))
         os.replace(tmp, cache)
     except OSError as exc:
         log.warning("analysis_cache_not_written", path=str(cache), error=str(exc))

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from friendsim.commands._help import FORMATTER, Subparsers
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
 DESCRIPTION = """\
 Analyse a finished run: the rewards of every agent per window, the tie, follow and
@@ -66,12 +69,13 @@ def analyze_path(path: str | Path, *, refresh: bool = False) -> dict[str, Any]:
     evidence when the run asks for it), or a sweep's aggregate (a directory holding
     ``sweep.json``)."""
     from friendsim.analysis.analyze import RunDirectoryError, load_analysis
+    from friendsim.rundir.layout import SWEEP_FILE
     from friendsim.runtime.tie_scoring import score_run_ties
-    from friendsim.sweep.aggregate import aggregate_sweep, load_or_aggregate
-    from friendsim.sweep.runner import SWEEP_FILE
 
     p = Path(path)
     if (p / SWEEP_FILE).is_file():
+        from friendsim.sweep.aggregate import aggregate_sweep, load_or_aggregate
+
         return aggregate_sweep(p) if refresh else load_or_aggregate(p)
     if not p.is_dir():
         what = (
@@ -80,6 +84,15 @@ def analyze_path(path: str | Path, *, refresh: bool = False) -> dict[str, Any]:
         raise RunDirectoryError(f"{p}: {what}")
     score_run_ties(p, refresh=refresh)
     return load_analysis(p, refresh=refresh)
+
+
+def ascii_json(text: str) -> str:
+    """JSON ``text`` with every character beyond ASCII escaped as ``json.dumps`` escapes it by
+    default, so the output is the same in any console encoding. Valid on the whole text since
+    such characters stand only inside JSON strings."""
+    if text.isascii():
+        return text
+    return _NON_ASCII.sub(lambda m: json.dumps(m.group())[1:-1], text)
 
 
 def _import_igraph_without_pyplot() -> None:
@@ -130,7 +143,9 @@ def handle(args: argparse.Namespace) -> int:
             "covers what it had committed when read\n"
         )
     if args.json:
-        sys.stdout.write(json.dumps(data, sort_keys=True, allow_nan=False) + "\n")
+        from friendsim.analysis.analyze import json_bytes
+
+        sys.stdout.write(ascii_json(json_bytes(data).decode("utf-8")) + "\n")
     elif data.get("kind") == "sweep":
         print_sweep(data)
     else:

@@ -54,9 +54,9 @@ def build_report(
 ) -> Report:
     """The report of a run directory or a sweep directory (``sweep.json``)."""
     from friendsim.analysis.analyze import EVENTS_DB, load_analysis
+    from friendsim.rundir.layout import SWEEP_FILE
     from friendsim.runtime.tie_scoring import score_run_ties
     from friendsim.sweep.aggregate import load_or_aggregate
-    from friendsim.sweep.runner import SWEEP_FILE
 
     p = Path(path)
     if (p / SWEEP_FILE).is_file():

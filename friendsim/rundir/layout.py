@@ -5,6 +5,7 @@ A run directory holds the event log (``events.db``), the LLM record/replay cache
 (``personas.jsonl``), the typed manifest (``manifest.json``, see :mod:`.manifest`) and the lock
 file its writer holds (``run.lock``, see :mod:`.lock`). Derived outputs (the report, analysis
 caches) are written by the commands that make them and are never read back as run inputs.
+A sweep directory holds its runs' directories and ``sweep.json``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ MANIFEST = "manifest.json"
 LOCK = "run.lock"
 REPORT = "report.html"
 TIE_SCORES = "tie_scores.json"
+SWEEP_FILE = "sweep.json"
+"""A sweep directory's record of its grid and runs (beside the runs' own directories)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,8 +59,6 @@ from friendsim.platform.events import (
     WindowStarted,
 )
 from friendsim.rundir.layout import LLM_CACHE_DB, MANIFEST
-from friendsim.runtime.assembly import make_ledger, open_llm_stack
-from friendsim.runtime.config import ConfigError, parse_config
 
 MAX_SCORE = 5
 DEFAULT_MAX_TRANSCRIPT_CHARS = 12_000
@@ -307,6 +305,11 @@ def score_run_ties(
     stored = None if refresh else read_tie_scores(rd)
     if stored is not None and stored.matches(stamp, params):
         return stored
+    # The run assembly and the config schema are imported here, where a model is asked: a run
+    # with signal-based evidence (every run by default) is analysed without loading them.
+    from friendsim.runtime.assembly import make_ledger, open_llm_stack
+    from friendsim.runtime.config import ConfigError, parse_config
+
     try:
         cfg = parse_config(manifest.get("config") or {}, source=rd / MANIFEST)
     except ConfigError as exc:

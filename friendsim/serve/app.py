@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from friendsim.analysis.analyze import RunDirectoryError, read_manifest
+from friendsim.rundir.layout import SWEEP_FILE
 from friendsim.serve.digest import RunDigest
 from friendsim.serve.follow import LogProblem, Notifier, StatWatcher, follow
 from friendsim.serve.logfile import LogFile, LogReadError
@@ -50,7 +51,6 @@ STATIC_FILES = {
     "app.css": "text/css; charset=utf-8",
     "sweep.js": "text/javascript; charset=utf-8",
 }
-SWEEP_FILE = "sweep.json"
 CONTROL_HEADER = "x-friendsim-control"
 
 

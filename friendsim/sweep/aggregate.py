@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from friendsim.analysis.stats import CONFIDENCE, format_stat, mean_ci
-from friendsim.sweep.runner import SWEEP_FILE
+from friendsim.rundir.layout import SWEEP_FILE
 
 AGGREGATE_FILE = "aggregate.json"
 AGGREGATE_TABLE = "aggregate.md"

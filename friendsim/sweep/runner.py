@@ -40,12 +40,11 @@ from typing import Any
 import structlog
 
 from friendsim.rundir.errors import RunInputError
+from friendsim.rundir.layout import SWEEP_FILE
 from friendsim.rundir.manifest import read_manifest
 from friendsim.sweep.config import Replication, SweepSpec
 
 log = structlog.get_logger(__name__)
-
-SWEEP_FILE = "sweep.json"
 
 RunOutcome = dict[str, Any]
 """``{"cell", "rep", "seed", "dir", "status", "wall_seconds", "error"}`` of one run."""
