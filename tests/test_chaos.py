@@ -313,6 +313,22 @@ def failing_responder(
     return answer
 
 
+def plan_window(body: dict[str, Any]) -> tuple[str, int] | None:
+    """``(agent, window)`` of a plan request (its prompt starts ``Window N.``), else None."""
+    fmt = body.get("response_format") or {}
+    schema = (fmt.get("json_schema") or {}).get("schema") or {}
+    if "actions" not in schema.get("properties", {}):
+        return None
+    msgs = body.get("messages", [])
+    system = "".join(m["content"] for m in msgs if m["role"] == "system")
+    found = re.search(r'\(user id "(a\d+)"\)', system)
+    window = next(
+        (re.match(r"Window (\d+)\.", m["content"]) for m in msgs if m["role"] == "user"), None
+    )
+    assert found is not None and window is not None, body
+    return found.group(1), int(window.group(1))
+
+
 def unfinished_failures(run: Path) -> list[tuple[int, str, dict[str, Any]]]:
     """``(seq, actor, payload)`` of each ``action_failed`` after the log's last ``window_ended``."""
     with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
@@ -389,21 +405,6 @@ def test_failures_of_a_complete_window_are_replayed_as_failures_by_a_resume(
     run, expected = tmp_path / "r", tmp_path / "expected"
     retries = 2  # config()'s
 
-    def plan_window(body: dict[str, Any]) -> tuple[str, int] | None:
-        """``(agent, window)`` of a plan request (its prompt starts ``Window N.``), else None."""
-        fmt = body.get("response_format") or {}
-        schema = (fmt.get("json_schema") or {}).get("schema") or {}
-        if "actions" not in schema.get("properties", {}):
-            return None
-        msgs = body.get("messages", [])
-        system = "".join(m["content"] for m in msgs if m["role"] == "system")
-        found = re.search(r'\(user id "(a\d+)"\)', system)
-        window = next(
-            (re.match(r"Window (\d+)\.", m["content"]) for m in msgs if m["role"] == "user"), None
-        )
-        assert found is not None and window is not None, body
-        return found.group(1), int(window.group(1))
-
     def faults(outage: bool) -> Callable[[dict[str, Any]], bool]:
         """Fail a02's plan request of window 1 (every attempt) and, with ``outage``, every
         request from the first plan request of window 2 on (the provider goes down)."""
@@ -443,6 +444,49 @@ def test_failures_of_a_complete_window_are_replayed_as_failures_by_a_resume(
     assert len(failed_plan) == 1 + retries  # every attempt failed
     assert failed_plan[0] not in asked
     assert final["segments"][1]["llm_usage"].get("failures", {}) == {}
+
+
+def test_a_run_stopped_by_its_failure_budget_resumes_past_the_window_that_stopped_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Agent a02's plan request of window 2 fails past its retries: 1 of 7 model-backed
+    decisions, over the default ``max_failure_share`` (5%), so the run stops ``failed``
+    (``failure_budget``, exit 1) once window 2 has ended. ``--resume`` against a server that
+    answers everything keeps window 2 as recorded, its failure reproduced, not asked, and not
+    judged again (it used to stop the resume at the same window end), runs window 3, and ends
+    ``degraded`` (exit 3): the log of an uninterrupted run that tolerated the same failure."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    cfg = config(tmp_path, url, rounds=3)
+    tolerant_dir = tmp_path / "tolerant"
+    tolerant_dir.mkdir()
+    tolerant = config(tolerant_dir, url, rounds=3, extra="max_failure_share = 1.0")
+    run, expected = tmp_path / "r", tmp_path / "expected"
+    lost = ("a02", 2)
+    with StubLLMServer(responder=failing_responder(lambda b: plan_window(b) == lost), port=port):
+        code, _, err = run_cli(capsys, "run", str(cfg), "--out", str(run), "--quiet")
+        assert code == 1, err
+        assert "window 2: 1 of 7 model-backed decisions failed" in err
+        code, _, err = run_cli(capsys, "run", str(tolerant), "--out", str(expected), "--quiet")
+        assert code == 3, err
+    first = manifest(run)
+    assert first["status"] == "failed" and first["stop_reason"] == "failure_budget"
+    with StubLLMServer(responder=mind_responder(), port=port) as healthy:
+        code, _, err = run_cli(capsys, "run", "--resume", str(run), "--quiet")
+        asked = [plan_window(r.body) for r in healthy.requests]
+    assert code == 3, err
+    assert lost not in asked and ("a02", 3) in asked
+    final = manifest(run)
+    assert final["status"] == "degraded" and final["windows"] == 3
+    assert "stop_reason" not in final
+    assert final["totals"] == manifest(expected)["totals"]
+    assert final["totals"]["lost_actions"] == 1
+    assert events_digest(run) == events_digest(expected)
+    assert [f[:4] for f in failures_of(run)] == [(*lost, "plan", "llm_error")]
+    assert [(s["kind"], s["status"]) for s in final["segments"]] == [
+        ("original", "failed"),
+        ("resume", "degraded"),
+    ]
 
 
 def test_sigint_stops_a_slow_run_within_10s_and_resume_of_a_live_run_is_refused(

@@ -3,18 +3,28 @@ an uninterrupted run (nothing committed lost, nothing duplicated), the original 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from test_replay_support import checksums, config, make_run, mind_factory, rows
 
+from friendsim.llm.base import LLM, LLMRequest
+from friendsim.llm.errors import PermanentLLMError
+from friendsim.llm.scripted import Reply, ScriptedLLM
 from friendsim.replay.resume import resume
 from friendsim.rundir.errors import DivergenceError, RunInputError
+from friendsim.runtime.assembly import RunResult, run_experiment
+from friendsim.runtime.engine import RunListener, WindowTally
+from friendsim.runtime.scripted_mind import plausible_responder
+from friendsim.runtime.status import RunFailed, RunInterrupted, exit_code
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -57,8 +67,6 @@ SETTINGS = {
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
-    import asyncio
-
     out = {}
     for name, kw in SETTINGS.items():
         run = tmp_path_factory.mktemp("full") / name
@@ -202,13 +210,7 @@ async def test_what_interrupted_resumes_spent_stays_in_the_accounting(tmp_path: 
     """Interrupted, resumed and interrupted again, then resumed to the end: the manifest's
     segments list every one of them, and the usage summed over them is every call the model
     answered, the same as an uninterrupted run's (each answer is paid once, cache reused)."""
-    import asyncio
-
-    from friendsim.llm.base import LLM, Completion, LLMRequest
-    from friendsim.llm.scripted import ScriptedLLM
-    from friendsim.runtime.assembly import run_experiment
-    from friendsim.runtime.engine import RunInterrupted, RunListener, WindowTally
-    from friendsim.runtime.scripted_mind import plausible_responder
+    from friendsim.llm.base import Completion
 
     answered: list[int] = []
 
@@ -283,3 +285,213 @@ async def test_an_in_place_resume_leaves_the_original_lock_file_as_it_was(
     assert report.status == "completed" and kept is not None
     assert {p.name: p.read_bytes() for p in kept.iterdir()} == before
     assert (kept / "run.lock").exists() == lock_file
+
+
+def plan_of(request: LLMRequest) -> tuple[str, int] | None:
+    """``(agent, window)`` of an agent's plan request (its prompt names the agent and starts
+    ``Window N.``), else None."""
+    if request.label != "plan":
+        return None
+    agent = re.search(r'\(user id "(a\d+)"\)', request.system)
+    window = next(
+        (re.match(r"Window (\d+)\.", m.content) for m in request.messages if m.role == "user"),
+        None,
+    )
+    assert agent is not None and window is not None, request
+    return agent.group(1), int(window.group(1))
+
+
+def failing_mind(
+    fails: Callable[[tuple[str, int] | None], bool], asked: list[tuple[str, int] | None]
+) -> Callable[[str], LLM]:
+    """An LLM factory answering through the scripted mind, except the plan requests ``fails``
+    picks, rejected (a 409: permanent, not fatal, not retried); every plan asked is appended
+    to ``asked``."""
+    mind = plausible_responder(0)
+
+    def respond(request: LLMRequest) -> Reply:
+        plan = plan_of(request)
+        asked.append(plan)
+        if fails(plan):
+            return PermanentLLMError("stub: 409 conflict", status=409)
+        return mind(request)
+
+    return lambda spec: ScriptedLLM(respond, model="mind")
+
+
+def a02_from(window: int) -> Callable[[tuple[str, int] | None], bool]:
+    """A provider rejecting agent a02's plan in every window from ``window`` on."""
+    return lambda plan: plan is not None and plan[0] == "a02" and plan[1] >= window
+
+
+def budget_stopped_run(run: Path, mode: str, rounds: int = 3) -> list[tuple[str, int] | None]:
+    """A run of ``rounds`` windows in ``mode`` whose window 2 loses a02's plans (1 of 7 model-backed
+    decisions in rounds mode, 3 of 7 in continuous mode: over the default
+    ``max_failure_share`` of 5%): it stops ``failed`` (``failure_budget``) at window 2's end,
+    ``WindowEnded(2)`` committed. Returns the plans it asked."""
+    asked: list[tuple[str, int] | None] = []
+    with pytest.raises(RunFailed) as stopped:
+        asyncio.run(
+            run_experiment(
+                config(rounds=rounds, mode=mode),
+                out_dir=run,
+                llm_factory=failing_mind(a02_from(2), asked),
+            )
+        )
+    assert stopped.value.reason == "failure_budget" and "window 2:" in stopped.value.message
+    m = json.loads((run / "manifest.json").read_text())
+    assert m["status"] == "failed" and m["stop_reason"] == "failure_budget"
+    return asked
+
+
+def tolerant_run(out: Path, *, rounds: int, mode: str = "rounds") -> RunResult:
+    """An uninterrupted run of ``rounds`` windows in ``mode`` that loses a02's window-2 plans,
+    as :func:`budget_stopped_run`'s does, with ``max_failure_share = 1`` (so it is not
+    stopped): what a resume of that run must come to once the provider works."""
+    cfg = config(rounds=rounds, mode=mode)
+    cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"max_failure_share": 1.0})})
+    fails = failing_mind(lambda p: p == ("a02", 2), [])
+    done = asyncio.run(run_experiment(cfg, out_dir=out, llm_factory=fails))
+    assert done.manifest.status == "degraded"
+    return done
+
+
+def failures(db: Path) -> list[tuple[str | None, int, str]]:
+    """``(actor, window, detail)`` of every ``action_failed`` of the log ``db``."""
+    out = []
+    for _, _, kind, actor, payload in rows(db):
+        if kind == "action_failed":
+            p = json.loads(payload)
+            out.append((actor, p["window"], p["detail"]))
+    return out
+
+
+@pytest.mark.parametrize("mode", ["rounds", "continuous"])
+def test_a_run_stopped_by_its_failure_budget_resumes_to_the_end_once_the_provider_works(
+    tmp_path: Path, mode: str
+) -> None:
+    """The window that spent the failure budget is complete (its ``WindowEnded`` is committed
+    before the check): the resume keeps it byte for byte, its recorded failure replayed, and
+    does not judge it again (it used to re-trip the budget there and stop where the original
+    stopped). The provider now answers: window 3 runs, and the run ends ``degraded`` (exit 3),
+    its lost decisions counted, with the log of an uninterrupted run that tolerated the
+    failures."""
+    run = tmp_path / "run"
+    first_asked = budget_stopped_run(run, mode)
+    assert ("a02", 2) in first_asked and not any(p and p[1] == 3 for p in first_asked)
+    original = rows(run / "events.db")
+    ended = [json.loads(p)["window"] for _, _, k, _, p in original if k == "window_ended"]
+    assert ended == [1, 2]
+    end_of_2 = max(seq for seq, _, k, _, _ in original if k == "window_ended")
+
+    asked: list[tuple[str, int] | None] = []
+    report = asyncio.run(resume(run, llm_factory=failing_mind(lambda plan: False, asked)))
+
+    assert report.status == "degraded" and exit_code(report.status) == 3
+    assert report.last_complete_window == 2 and report.recovered_events == len(original)
+    assert ("a02", 2) not in asked  # the recorded failure is replayed, not asked again
+    resumed = rows(run / "events.db")
+    assert resumed[: len(original)] == original
+    done = tolerant_run(tmp_path / "expected", rounds=3, mode=mode)
+    assert resumed == rows(done.run_dir / "events.db")
+    lost = failures(run / "events.db")
+    assert lost and set(lost) == {("a02", 2, "PermanentLLMError: stub: 409 conflict")}
+    final = json.loads((run / "manifest.json").read_text())
+    assert final["status"] == "degraded" and "stop_reason" not in final
+    assert final["windows"] == 3 and final["totals"] == done.manifest.totals
+    assert final["totals"]["lost_actions"] == len(lost)
+    assert [(s["kind"], s["status"]) for s in final["segments"]] == [
+        ("original", "failed"),
+        ("resume", "degraded"),
+    ]
+    assert final["resumed_from"]["judged_until_seq"] == end_of_2
+    total = final["llm_usage"]["total"]
+    for key in ("attempts", "calls", "cache_hits"):
+        assert total[key] == sum(s["llm_usage"][key] for s in final["segments"]), key
+
+
+@pytest.mark.parametrize("mode", ["rounds", "continuous"])
+def test_a_resumed_run_whose_provider_still_fails_stops_at_its_failure_budget_again(
+    tmp_path: Path, mode: str
+) -> None:
+    """Resumed against a provider that still rejects a02's plans, the recorded window 2 is
+    kept (not judged again), and window 3, run anew, spends the budget: the resume stops
+    ``failed`` (``failure_budget``) at window 3, recording both segments."""
+    run = tmp_path / "run"
+    budget_stopped_run(run, mode)
+    original = rows(run / "events.db")
+
+    asked: list[tuple[str, int] | None] = []
+    with pytest.raises(RunFailed) as stopped:
+        asyncio.run(resume(run, llm_factory=failing_mind(a02_from(2), asked)))
+
+    assert stopped.value.reason == "failure_budget" and "window 3:" in stopped.value.message
+    assert ("a02", 2) not in asked and ("a02", 3) in asked
+    staging = tmp_path / "run.resuming"
+    assert rows(staging / "events.db")[: len(original)] == original
+    assert rows(run / "events.db") == original  # the original is untouched
+    m = json.loads((staging / "manifest.json").read_text())
+    assert m["status"] == "failed" and m["stop_reason"] == "failure_budget"
+    assert [(s["kind"], s["status"]) for s in m["segments"]] == [
+        ("original", "failed"),
+        ("resume", "failed"),
+    ]
+    assert sorted({f[:2] for f in failures(staging / "events.db")}) == [("a02", 2), ("a02", 3)]
+
+
+def test_a_window_that_spent_the_budget_unjudged_is_judged_by_the_resume(tmp_path: Path) -> None:
+    """A run killed after window 2's end was committed but before the budget was checked leaves
+    the very log of a run the budget stopped, and a manifest saying ``running``: that window was
+    never judged, so the resume judges it and stops at window 2 (``failure_budget``), although
+    the provider now answers. Only a run that was stopped by the budget is spared the check."""
+    run = tmp_path / "run"
+    budget_stopped_run(run, "rounds")
+    path = run / "manifest.json"
+    m = json.loads(path.read_text())
+    m.update(status="running", stop_reason=None, stop_detail=None)
+    path.write_text(json.dumps(m))
+
+    with pytest.raises(RunFailed) as stopped:
+        asyncio.run(resume(run, llm_factory=failing_mind(lambda plan: False, [])))
+
+    assert stopped.value.reason == "failure_budget" and "window 2:" in stopped.value.message
+    staging = json.loads((tmp_path / "run.resuming" / "manifest.json").read_text())
+    assert staging["resumed_from"]["judged_until_seq"] is None
+
+
+def test_a_resume_of_a_resume_keeps_sparing_the_window_that_spent_the_budget(
+    tmp_path: Path,
+) -> None:
+    """Stopped by the budget at window 2, resumed into a new directory and interrupted after
+    window 3 (a stop request), then that directory resumed: window 2 is spared there too (the
+    first resume recorded it in ``resumed_from.judged_until_seq`` when it started), and the run
+    ends ``degraded`` with the log of an uninterrupted run that tolerated the failure."""
+    run, first, second = tmp_path / "run", tmp_path / "first", tmp_path / "second"
+    budget_stopped_run(run, "rounds", rounds=4)
+    end_of_2 = max(seq for seq, _, k, _, _ in rows(run / "events.db") if k == "window_ended")
+    works = failing_mind(lambda plan: False, [])
+    stop = asyncio.Event()
+
+    class StopAfter3(RunListener):
+        def window_ended(self, tally: WindowTally) -> None:
+            if tally.window == 3:
+                stop.set()
+
+    with pytest.raises(RunInterrupted):
+        asyncio.run(resume(run, out_dir=first, llm_factory=works, stop=stop, listener=StopAfter3()))
+    m = json.loads((first / "manifest.json").read_text())
+    assert m["status"] == "interrupted" and m["resumed_from"]["judged_until_seq"] == end_of_2
+
+    report = asyncio.run(resume(first, out_dir=second, llm_factory=works))
+
+    assert report.status == "degraded"
+    done = tolerant_run(tmp_path / "expected", rounds=4)
+    assert rows(second / "events.db") == rows(done.run_dir / "events.db")
+    final = json.loads((second / "manifest.json").read_text())
+    assert final["windows"] == 4 and final["totals"]["lost_actions"] == 1
+    assert final["resumed_from"]["judged_until_seq"] == end_of_2
+    assert [(s["kind"], s["status"]) for s in final["segments"]] == [
+        ("original", "failed"),
+        ("resume", "interrupted"),
+        ("resume", "degraded"),
+    ]

@@ -20,6 +20,15 @@ fails some calls before its breaker stops the run): they are asked again and may
 so the unfinished window's events from its first ``action_failed`` on are re-run live, not
 compared. A killed run's unfinished window without failures is compared to its end.
 
+A run the failure budget stopped (``failed``, ``failure_budget``) stopped after its last
+``WindowEnded``: the window that spent the budget is complete, kept with its failures like any
+other, and not judged against the budget again (:func:`judged_until`; the original run judged
+it, and judging it again would stop the resume where the original stopped). The windows after
+it run and are checked as usual, so a provider still failing stops the resume at the budget
+again, and one that works lets the run finish ``degraded`` (the kept window's decisions stay
+lost). Only windows a segment judged are spared: a run killed between a window's end and its
+check never judged it, and its resume does.
+
 Why re-execution instead of restoring state: agent memory, the coach's and reward scorer's state,
 the baseline policy's random generators and the continuous scheduler's draws are all in-memory
 and are rebuilt by the very code that built them, in the same order, with recorded answers: no
@@ -29,7 +38,8 @@ implies. Cost: the prefix's CPU work again (cache hits are cheap; no tokens are 
 Outcome: with ``out_dir`` given, the resumed run is written there. Without it the resumed run
 replaces ``RUN_DIR`` (the killed original is moved aside to ``RUN_DIR.interrupted[-k]``; nothing is
 deleted). The new manifest records ``resumed_from`` (original path, its manifest hash, the
-number of events kept, the last complete window and the kept prefix's hash), the original
+number of events kept, the last complete window, the kept prefix's hash and ``judged_until_seq``,
+the windows not judged again), the original
 ``config_file``, and ``segments``: one entry per segment (the original run and each resume) with
 its status, events and LLM usage; ``llm_usage`` and ``wall_seconds`` are the sums over all
 segments (:func:`~friendsim.llm.accounting.sum_usage`), so cost is never under-reported. A
@@ -74,6 +84,9 @@ from .rerun import _summary_and_hash, inspect_run
 
 STAGING_SUFFIX = ".resuming"
 ACCOUNTING = "accounting"
+JUDGED = "judged_until_seq"
+"""The key of a resume's ``resumed_from`` holding the seq up to which the windows it re-derives
+are not judged against the failure budget again (:func:`judged_until`), for a resume of it."""
 """The key of a resume's ``resumed_from`` (written when it starts) holding the ``segments``,
 summed ``llm_usage`` and ``config_file`` of every segment before it."""
 
@@ -239,6 +252,25 @@ def kept_until(db: Path, summary: LogSummary) -> int:
     return summary.last if row[0] is None else int(row[0]) - 1
 
 
+def judged_until(manifest: Manifest, summary: LogSummary) -> int | None:
+    """The seq of the last ``WindowEnded`` of the run being resumed (``manifest``, its log's
+    ``summary``) whose window a segment already judged against the failure budget: a resume
+    does not judge those again (:attr:`~friendsim.runtime.assembly.RunPlan.judged_until_seq`).
+
+    A run the budget stopped judged every complete window: the check is the last thing a window
+    does and its stop ends the run, so its last ``WindowEnded`` is the window that spent the
+    budget, and every one before it passed. A resume records what it spares (``resumed_from``,
+    :data:`JUDGED`, written when it starts), so a resume of it spares the same windows even if it
+    was killed or stopped otherwise, capped at what its log holds (the rest is run anew). Any
+    other run: ``None``, every window is judged (one killed between a window's end and its check
+    never judged that window)."""
+    judged = [(manifest.resumed_from or {}).get(JUDGED)]
+    if manifest.stop_reason == "failure_budget":
+        judged.append(summary.last_window_end)
+    seqs = [s for s in judged if isinstance(s, int) and s > 0]
+    return min(max(seqs), summary.last_window_end) if seqs else None
+
+
 def _prefix_hash(db: Path, to_seq: int) -> str:
     conn = connect(db)
     try:
@@ -347,12 +379,14 @@ async def _resume_locked(
             await asyncio.to_thread(merge_cache, stale_cache, staging / LLM_CACHE_DB)
         last_window = summary.last_window
         kept = await asyncio.to_thread(kept_until, old_copy, summary)
+        judged = judged_until(manifest, summary)
         source = {
             "run_dir": await asyncio.to_thread(os.path.abspath, old),
             "manifest_sha256": parent_hash,
             "recovered_events": kept,
             "last_complete_window": last_window,
             "last_complete_window_seq": summary.last_window_end,
+            JUDGED: judged,
         }
         base = _accounted(manifest)
         if abandoned is not None and abandoned.manifest is not None:
@@ -360,6 +394,7 @@ async def _resume_locked(
         plan = RunPlan(
             phases=RunPlan.of(cfg).phases,
             recorded_until_seq=summary.last_window_end if last_window > 0 else None,
+            judged_until_seq=judged,
             lineage={"resumed_from": {**source, ACCOUNTING: _accounting(base)}},
         )
         try:

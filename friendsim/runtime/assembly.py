@@ -109,12 +109,17 @@ class RunPlan:
     misses the cache is refused (:class:`~friendsim.llm.errors.CacheMissError`): re-deriving a
     recorded prefix never calls a live model. A request that has no recorded answer but a
     recorded failure fails again there, as it failed the first time (:class:`_RecordedFailures`),
-    so the prefix's ``action_failed`` events are re-derived too. ``lineage``: manifest keys
-    (``fork``, ...).
+    so the prefix's ``action_failed`` events are re-derived too. ``judged_until_seq``: the
+    windows ending at or before this seq (``WindowEnded``'s) were judged against the failure
+    budget by the run that recorded them and are not judged again
+    (:meth:`~friendsim.runtime.engine.Engine.window_ended`): a run the budget stopped resumes
+    past the window that stopped it. ``None``: every window is judged. ``lineage``: manifest
+    keys (``fork``, ...).
     """
 
     phases: tuple[Phase, ...]
     recorded_until_seq: int | None = None
+    judged_until_seq: int | None = None
     lineage: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -661,6 +666,7 @@ async def _run_locked(
             stop=stop,
             gate=control.gate if control is not None else None,
             max_failure_share=cfg.llm.max_failure_share if specs else None,
+            judged_until_seq=plan.judged_until_seq,
             hooks=instruments,
             acquaintances=OnDemand(
                 agent_ids, lambda a: acquaintances_of(a, agent_ids, k=10, seed=ex.seed)

@@ -152,7 +152,8 @@ class ContinuousScheduler:
             k += 1
         await engine.hooks.window_ending(w)
         platform.clock.advance_to(end)
-        await platform.record(WindowEnded(t=end, window=w))
+        ended = await platform.record(WindowEnded(t=end, window=w))
+        tally.end_seq = ended.seq
         await platform.flush()
         tally.scores = await engine.window_done(w)
         engine.window_ended(tally)

@@ -24,7 +24,9 @@ recorded answers and asks the rest again. A decision lost to the LLM layer (whic
 again and may get answered) is never part of such a prefix: it and the decisions after it are
 applied only once the whole wake has arrived. After each window the failure budget
 (``max_failure_share`` of the window's model-backed decisions lost to provider errors) is
-checked (:func:`~friendsim.runtime.status.check_failure_budget`).
+checked (:func:`~friendsim.runtime.status.check_failure_budget`), except for a window a resume
+re-derives that the recorded run judged already (``judged_until_seq``): judging it again would
+stop the resume of a run stopped by the budget exactly where that run stopped.
 """
 
 from __future__ import annotations
@@ -101,6 +103,8 @@ class WindowTally:
     votes: int = 0
     llm_asked: int = 0
     llm_failures: int = 0
+    end_seq: int = 0
+    """The seq of the window's ``WindowEnded`` (0 until it is recorded)."""
     prompt_tokens: list[int] = field(default_factory=list)
     scores: Mapping[str, ScoresLike] = field(default_factory=dict, repr=False)
 
@@ -179,6 +183,7 @@ class Engine:
         stop: asyncio.Event | None = None,
         gate: PauseGate | None = None,
         max_failure_share: float | None = None,
+        judged_until_seq: int | None = None,
         hooks: WindowHooks | None = None,
     ) -> None:
         self.platform = platform
@@ -206,6 +211,9 @@ class Engine:
         self.stop = stop
         self.gate = gate
         self.max_failure_share = max_failure_share
+        self.judged_until_seq = judged_until_seq
+        """Windows ending at or before this seq were judged by the run that recorded them
+        (see :meth:`window_ended`)."""
         self.lost_actions = 0
         self._lost: set[str] = set()
         self.hooks = hooks or WindowHooks()
@@ -273,16 +281,29 @@ class Engine:
         self.check_stop()
 
     def window_ended(self, tally: WindowTally) -> None:
-        """A window closed (called by the schedulers): tell the listener, then enforce the
-        failure budget (``max_failure_share`` of the window's model-backed decisions)."""
+        """A window closed (called by the schedulers once its ``WindowEnded`` is recorded, at
+        ``tally.end_seq``): tell the listener, then enforce the failure budget
+        (``max_failure_share`` of the window's model-backed decisions) -- unless a run this
+        one re-derives judged the window already (``end_seq <= judged_until_seq``, set by a
+        resume: :attr:`~friendsim.runtime.assembly.RunPlan.judged_until_seq`). Such a window
+        is history: it passed, or it spent the budget and that run stopped right there (the stop
+        comes after ``WindowEnded``, so the window is complete, and a resume keeps it with its
+        recorded failures replayed); judging it again would stop the resume at the same place.
+        Every other window is checked, a re-derived one too (a run killed between a window's
+        ``WindowEnded`` and its check never judged it)."""
         self.listener.window_ended(tally)
-        if self.max_failure_share is not None:
+        if self.max_failure_share is not None and not self._judged(tally):
             check_failure_budget(
                 window=tally.window,
                 asked=tally.llm_asked,
                 failed=tally.llm_failures,
                 max_share=self.max_failure_share,
             )
+
+    def _judged(self, tally: WindowTally) -> bool:
+        """Whether ``tally``'s window was judged by the run whose log this one re-derives."""
+        until = self.judged_until_seq
+        return until is not None and 0 < tally.end_seq <= until
 
     async def _gather_applying(
         self,

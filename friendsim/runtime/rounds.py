@@ -123,7 +123,8 @@ class RoundsScheduler:
         await engine.hooks.window_ending(w)
 
         platform.clock.advance_to(t0 + length)
-        await platform.record(WindowEnded(t=t0 + length, window=w))
+        ended = await platform.record(WindowEnded(t=t0 + length, window=w))
+        tally.end_seq = ended.seq
         await platform.flush()
         tally.scores = await engine.window_done(w)
         engine.window_ended(tally)

@@ -4,14 +4,19 @@ Statuses (``manifest.status``):
 
 - ``completed`` -- every window ran and no model-backed decision was lost. The only exit code 0.
 - ``degraded`` -- every window ran, but some model-backed decisions failed (recorded as
-  ``action_failed``) within the failure budget ``[llm] max_failure_share``. Exit code 3.
+  ``action_failed``) within the failure budget ``[llm] max_failure_share``, or in a window that
+  spent it before a resume carried the run past it (see ``failed``). Exit code 3.
 - ``interrupted`` -- stopped early and resumable with ``friendsim run --resume``: a stop request
   (SIGINT/SIGTERM, a caller's stop event), a spending budget, a provider that stayed down past its
   retries (circuit breaker). Exit code 130.
 - ``failed`` -- stopped early by something resuming will not fix by itself: a provider that
   rejects the key, the model or the request, a window whose failures exceed the failure budget,
   a crash. Exit code 1 (the run directory keeps everything committed; fix the cause, then
-  ``--resume``).
+  ``--resume``). The budget is checked once a window has ended (``WindowEnded`` committed), so
+  the window that spent it is complete: a resume keeps it as recorded, its failures included,
+  and does not judge it again (:meth:`~friendsim.runtime.engine.Engine.window_ended`); the
+  windows after it are run and checked as usual. Its lost decisions stay lost, so the resumed
+  run ends ``degraded`` at best, never ``completed``.
 
 One mechanism stops a run on purpose: :class:`RunStopped` (``RunInterrupted`` for the resumable
 stops, ``RunFailed`` for the others), raised at a safe point -- never inside a platform commit --
