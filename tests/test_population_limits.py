@@ -97,9 +97,106 @@ def test_the_memory_estimate_refuses_only_what_cannot_fit() -> None:
     assert check_population(MAX_AGENTS, memory=1) == MAX_AGENTS
 
 
-def test_machine_memory_is_the_os_figure() -> None:
-    expected = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    assert machine_memory() == expected > 0
+PHYSICAL = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+V1_UNLIMITED = "9223372036854771712"  # what cgroup v1 writes for "no limit"
+
+
+def _fake_system(
+    root: Path, *, proc: str | None = None, files: dict[str, str | bytes] | None = None
+) -> Path:
+    """A fake ``/proc/self/cgroup`` (``proc``) and ``/sys/fs/cgroup`` files under ``root``."""
+    if proc is not None:
+        (root / "proc/self").mkdir(parents=True)
+        (root / "proc/self/cgroup").write_text(proc)
+    for rel, content in (files or {}).items():
+        file = root / rel
+        file.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            file.write_bytes(content)
+        else:
+            file.write_text(content)
+    return root
+
+
+def test_machine_memory_without_cgroup_files_is_the_os_figure(tmp_path: Path) -> None:
+    memory = machine_memory(root=tmp_path)  # nothing there: no /proc, no /sys
+    assert memory == PHYSICAL > 0 and memory is not None and memory.source == "physical"
+    real = machine_memory()  # this machine's, whatever its cgroups say
+    assert real is not None and real <= PHYSICAL
+
+
+V2 = "sys/fs/cgroup/ci.slice/job.scope/memory.max"
+V1 = "sys/fs/cgroup/memory/memory.limit_in_bytes"
+
+
+@pytest.mark.parametrize(
+    ("proc", "files", "expected", "source"),
+    [
+        ("0::/ci.slice/job.scope\n", {V2: f"{GIB}\n"}, GIB, f"cgroup v2: /{V2}"),
+        # a limit set on a parent slice binds the processes below it
+        (
+            "0::/ci.slice/job.scope\n",
+            {V2: "max\n", "sys/fs/cgroup/ci.slice/memory.max": f"{2 * GIB}\n"},
+            2 * GIB,
+            "cgroup v2: /sys/fs/cgroup/ci.slice/memory.max",
+        ),
+        # a container's own cgroup mounted as the root (its /proc path not under the mount)
+        ("0::/docker/abc\n", {"sys/fs/cgroup/memory.max": str(3 * GIB)}, 3 * GIB, None),
+        ("0::/ci.slice/job.scope\n", {V2: "max\n", "sys/fs/cgroup/memory.max": "max"}, None, None),
+        ("4:memory:/\n0::/\n", {V1: str(GIB // 2)}, GIB // 2, f"cgroup v1: /{V1}"),
+        ("4:memory:/\n0::/\n", {V1: V1_UNLIMITED}, None, None),
+        # garbage: not numbers, not text, a negative, a climbing path, a garbled /proc line
+        ("0::/ci.slice/job.scope\n", {V2: "lots", V1: b"\xff\xfe"}, None, None),
+        ("0::/../../../etc\n", {"etc/memory.max": str(GIB), V1: "-1"}, None, None),
+        ("garbage", {V2: str(GIB)}, None, None),
+        (None, {}, None, None),  # missing: no /proc, no /sys
+    ],
+    ids=[
+        "v2-limited",
+        "v2-parent-limited",
+        "v2-root-file",
+        "v2-max",
+        "v1-limited",
+        "v1-unlimited",
+        "garbage",
+        "climbing-path",
+        "garbled-proc",
+        "missing",
+    ],
+)
+def test_machine_memory_is_the_smallest_of_physical_and_cgroup_limits(
+    tmp_path: Path,
+    proc: str | None,
+    files: dict[str, str | bytes],
+    expected: int | None,
+    source: str | None,
+) -> None:
+    memory = machine_memory(root=_fake_system(tmp_path, proc=proc, files=files))
+    assert memory is not None
+    if expected is None:  # no limit that binds: the machine's own memory
+        assert memory == PHYSICAL and memory.source == "physical"
+    else:
+        assert memory == expected and memory.source.startswith("cgroup")
+        assert source is None or memory.source == source
+
+
+def test_a_cgroup_limit_above_physical_memory_leaves_the_physical_figure(tmp_path: Path) -> None:
+    root = _fake_system(
+        tmp_path, proc="0::/\n", files={"sys/fs/cgroup/memory.max": str(PHYSICAL * 2)}
+    )
+    memory = machine_memory(root=root)
+    assert memory == PHYSICAL and memory is not None and memory.source == "physical"
+
+
+def test_a_refusal_under_a_cgroup_limit_names_the_limit_and_its_file(tmp_path: Path) -> None:
+    root = _fake_system(tmp_path, proc="0::/ci.slice/job.scope\n", files={V2: str(GIB)})
+    memory = machine_memory(root=root)
+    with pytest.raises(ConfigError) as err:
+        check_run_population(parse_config(_cfg(50_000)), source="x.toml", memory=memory)
+    assert err.value.problem.endswith(
+        f"more than this machine's memory limit of 1.0 GiB (cgroup v2: /{V2})"
+    )
+    assert "this machine's 1.0 GiB" not in err.value.problem
 
 
 # --- configs: [agents].count, add_agents, the grown population -------------------------------
