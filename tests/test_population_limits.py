@@ -378,3 +378,66 @@ def test_personas_generate_help_states_the_limit() -> None:
     with contextlib.suppress(SystemExit), contextlib.redirect_stdout(out):
         main(["personas", "generate", "--help"])
     assert f"1 to {LIMIT}" in " ".join(out.getvalue().split())
+
+
+# --- sweeps: the runs that go together ----------------------------------------------------
+
+
+def _sweep(tmp_path: Path, counts: tuple[int, ...], *, replications: int = 1) -> Path:
+    sweep = tmp_path / "s.toml"
+    grid = ", ".join(str(n) for n in counts)
+    sweep.write_text(
+        _config(counts[0]) + f'[sweep]\nreplications = {replications}\ngrid = {{ "agents.count" '
+        f"= [{grid}] }}\n"
+    )
+    return sweep
+
+
+def test_a_sweep_whose_parallel_runs_exceed_memory_is_refused_up_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each run fits alone (1 GiB, 20,000 x 38 KiB = 0.7 GiB), two at once do not."""
+    monkeypatch.setattr(runtime_config, "machine_memory", lambda: GIB)
+    sweep = _sweep(tmp_path, (4, 20_000), replications=2)
+    code, err = _main(["sweep", str(sweep), "--out", str(tmp_path / "sw"), "--jobs", "3"])
+    assert code == 2
+    assert err == (
+        f"friendsim sweep: --jobs 3: sweep 'big' ({sweep}) runs 3 runs at once, and its 3 largest "
+        "runs (2 x 20,000 + 4 agents) need about 1.4 GiB of memory at their peak together, more "
+        "than this machine's 1.0 GiB; use --jobs 1 (or fewer)\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]  # nothing written
+
+
+def test_the_parallel_check_names_a_cgroup_limit_and_suggests_the_jobs_that_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    each = PEAK_BYTES_PER_AGENT["rounds"]
+    limit = runtime_config.MachineMemory(2 * 1000 * each, "cgroup v2: /sys/fs/cgroup/memory.max")
+    monkeypatch.setattr(runtime_config, "machine_memory", lambda: limit)
+    sweep = _sweep(tmp_path, (1000, 999, 998))
+    code, err = _main(["sweep", str(sweep), "--out", str(tmp_path / "sw"), "--jobs", "4"])
+    assert code == 2, err
+    assert "runs 3 runs at once, and its 3 largest runs (1,000 + 999 + 998 agents)" in err
+    assert "this machine's memory limit of 0.1 GiB (cgroup v2: /sys/fs/cgroup/memory.max)" in err
+    assert err.endswith("; use --jobs 2 (or fewer)\n") and "Traceback" not in err
+
+
+def test_a_sweep_that_fits_at_its_jobs_runs_and_a_finished_one_is_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exactly the two runs' estimate: ``--jobs 2`` (and more than there are runs) fits; once
+    they completed, resuming the sweep with less memory runs nothing, so nothing is refused."""
+    each = PEAK_BYTES_PER_AGENT["rounds"]
+    memory = (3 + 4) * each
+    monkeypatch.setattr(runtime_config, "machine_memory", lambda: memory)
+    sweep, out = _sweep(tmp_path, (3, 4)), tmp_path / "sw"
+    monkeypatch.setattr(runtime_config, "machine_memory", lambda: memory - 1)
+    code, err = _main(["sweep", str(sweep), "--out", str(out), "--jobs", "2"])
+    assert code == 2 and "(4 + 3 agents)" in err and not out.exists()  # one byte short
+    monkeypatch.setattr(runtime_config, "machine_memory", lambda: memory)
+    code, err = _main(["sweep", str(sweep), "--out", str(out), "--jobs", "5"])
+    assert code == 0, err
+    monkeypatch.setattr(runtime_config, "machine_memory", lambda: 5 * each)
+    code, err = _main(["sweep", str(sweep), "--out", str(out), "--jobs", "2", "--json"])
+    assert code == 0, err  # both runs completed: none runs again

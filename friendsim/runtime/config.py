@@ -18,7 +18,8 @@ import json
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from itertools import groupby
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -709,6 +710,55 @@ def parse_config(data: Mapping[str, Any], *, source: str | Path = "<config>") ->
     check_schedule(cfg, source=source)
     check_run_population(cfg, source=source)
     return cfg
+
+
+def run_population(cfg: ExperimentConfig) -> int:
+    """The most agents ``cfg``'s run holds: ``[agents].count`` plus every ``add_agents``
+    intervention's ``count``."""
+    from friendsim.runtime.interventions import added_agents
+
+    added = (added_agents(spec.kind, spec.params) for spec in cfg.interventions)
+    return cfg.agents.count + sum(n for n in added if n)
+
+
+def run_peak_memory(cfg: ExperimentConfig) -> int:
+    """The estimated peak memory of ``cfg``'s run in bytes: :func:`run_population` times
+    :data:`PEAK_BYTES_PER_AGENT` of its ``[experiment].mode``, the estimate
+    :func:`check_run_population` holds a run to."""
+    return run_population(cfg) * PEAK_BYTES_PER_AGENT[cfg.experiment.mode]
+
+
+class TooManyAtOnceError(ValueError):
+    """Runs that each fit the memory do not fit it together; ``fit``: how many of the largest
+    do (at least 1)."""
+
+    def __init__(self, problem: str, fit: int) -> None:
+        super().__init__(problem)
+        self.fit = fit
+
+
+def check_runs_at_once(
+    runs: Sequence[tuple[int, int]], *, at_once: int, memory: int | None
+) -> None:
+    """Refuse (:class:`TooManyAtOnceError`) when the ``at_once`` largest of ``runs`` (each
+    ``(agents, estimated peak bytes)``, :func:`run_peak_memory`) exceed ``memory`` together:
+    runs executing in parallel on one machine hold their memory at the same time, so runs that
+    each pass :func:`check_run_population` can still, together, only end killed. The error
+    names the runs' sizes and how many of the largest fit at once. Nothing without ``memory``."""
+    largest = sorted(runs, key=lambda run: run[1], reverse=True)[:at_once]
+    need = sum(peak for _, peak in largest)
+    if memory is None or need <= memory:
+        return
+    fit, held = 0, 0
+    while fit < len(largest) and held + largest[fit][1] <= memory:
+        held, fit = held + largest[fit][1], fit + 1
+    groups = [(agents, len(list(same))) for agents, same in groupby(a for a, _ in largest)]
+    sizes = " + ".join(f"{k} x {agents:,}" if k > 1 else f"{agents:,}" for agents, k in groups)
+    raise TooManyAtOnceError(
+        f"its {len(largest)} largest runs ({sizes} agents) need about {_gib(need)} of memory at "
+        f"their peak together, more than {memory_phrase(memory)}",
+        max(fit, 1),
+    )
 
 
 def check_run_population(
