@@ -97,9 +97,106 @@ def test_the_memory_estimate_refuses_only_what_cannot_fit() -> None:
     assert check_population(MAX_AGENTS, memory=1) == MAX_AGENTS
 
 
-def test_machine_memory_is_the_os_figure() -> None:
-    expected = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    assert machine_memory() == expected > 0
+PHYSICAL = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+V1_UNLIMITED = "9223372036854771712"  # what cgroup v1 writes for "no limit"
+
+
+def _fake_system(
+    root: Path, *, proc: str | None = None, files: dict[str, str | bytes] | None = None
+) -> Path:
+    """A fake ``/proc/self/cgroup`` (``proc``) and ``/sys/fs/cgroup`` files under ``root``."""
+    if proc is not None:
+        (root / "proc/self").mkdir(parents=True)
+        (root / "proc/self/cgroup").write_text(proc)
+    for rel, content in (files or {}).items():
+        file = root / rel
+        file.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            file.write_bytes(content)
+        else:
+            file.write_text(content)
+    return root
+
+
+def test_machine_memory_without_cgroup_files_is_the_os_figure(tmp_path: Path) -> None:
+    memory = machine_memory(root=tmp_path)  # nothing there: no /proc, no /sys
+    assert memory == PHYSICAL > 0 and memory is not None and memory.source == "physical"
+    real = machine_memory()  # this machine's, whatever its cgroups say
+    assert real is not None and real <= PHYSICAL
+
+
+V2 = "sys/fs/cgroup/ci.slice/job.scope/memory.max"
+V1 = "sys/fs/cgroup/memory/memory.limit_in_bytes"
+
+
+@pytest.mark.parametrize(
+    ("proc", "files", "expected", "source"),
+    [
+        ("0::/ci.slice/job.scope\n", {V2: f"{GIB}\n"}, GIB, f"cgroup v2: /{V2}"),
+        # a limit set on a parent slice binds the processes below it
+        (
+            "0::/ci.slice/job.scope\n",
+            {V2: "max\n", "sys/fs/cgroup/ci.slice/memory.max": f"{2 * GIB}\n"},
+            2 * GIB,
+            "cgroup v2: /sys/fs/cgroup/ci.slice/memory.max",
+        ),
+        # a container's own cgroup mounted as the root (its /proc path not under the mount)
+        ("0::/docker/abc\n", {"sys/fs/cgroup/memory.max": str(3 * GIB)}, 3 * GIB, None),
+        ("0::/ci.slice/job.scope\n", {V2: "max\n", "sys/fs/cgroup/memory.max": "max"}, None, None),
+        ("4:memory:/\n0::/\n", {V1: str(GIB // 2)}, GIB // 2, f"cgroup v1: /{V1}"),
+        ("4:memory:/\n0::/\n", {V1: V1_UNLIMITED}, None, None),
+        # garbage: not numbers, not text, a negative, a climbing path, a garbled /proc line
+        ("0::/ci.slice/job.scope\n", {V2: "lots", V1: b"\xff\xfe"}, None, None),
+        ("0::/../../../etc\n", {"etc/memory.max": str(GIB), V1: "-1"}, None, None),
+        ("garbage", {V2: str(GIB)}, None, None),
+        (None, {}, None, None),  # missing: no /proc, no /sys
+    ],
+    ids=[
+        "v2-limited",
+        "v2-parent-limited",
+        "v2-root-file",
+        "v2-max",
+        "v1-limited",
+        "v1-unlimited",
+        "garbage",
+        "climbing-path",
+        "garbled-proc",
+        "missing",
+    ],
+)
+def test_machine_memory_is_the_smallest_of_physical_and_cgroup_limits(
+    tmp_path: Path,
+    proc: str | None,
+    files: dict[str, str | bytes],
+    expected: int | None,
+    source: str | None,
+) -> None:
+    memory = machine_memory(root=_fake_system(tmp_path, proc=proc, files=files))
+    assert memory is not None
+    if expected is None:  # no limit that binds: the machine's own memory
+        assert memory == PHYSICAL and memory.source == "physical"
+    else:
+        assert memory == expected and memory.source.startswith("cgroup")
+        assert source is None or memory.source == source
+
+
+def test_a_cgroup_limit_above_physical_memory_leaves_the_physical_figure(tmp_path: Path) -> None:
+    root = _fake_system(
+        tmp_path, proc="0::/\n", files={"sys/fs/cgroup/memory.max": str(PHYSICAL * 2)}
+    )
+    memory = machine_memory(root=root)
+    assert memory == PHYSICAL and memory is not None and memory.source == "physical"
+
+
+def test_a_refusal_under_a_cgroup_limit_names_the_limit_and_its_file(tmp_path: Path) -> None:
+    root = _fake_system(tmp_path, proc="0::/ci.slice/job.scope\n", files={V2: str(GIB)})
+    memory = machine_memory(root=root)
+    with pytest.raises(ConfigError) as err:
+        check_run_population(parse_config(_cfg(50_000)), source="x.toml", memory=memory)
+    assert err.value.problem.endswith(
+        f"more than this machine's memory limit of 1.0 GiB (cgroup v2: /{V2})"
+    )
+    assert "this machine's 1.0 GiB" not in err.value.problem
 
 
 # --- configs: [agents].count, add_agents, the grown population -------------------------------
@@ -281,3 +378,66 @@ def test_personas_generate_help_states_the_limit() -> None:
     with contextlib.suppress(SystemExit), contextlib.redirect_stdout(out):
         main(["personas", "generate", "--help"])
     assert f"1 to {LIMIT}" in " ".join(out.getvalue().split())
+
+
+# --- sweeps: the runs that go together ----------------------------------------------------
+
+
+def _sweep(tmp_path: Path, counts: tuple[int, ...], *, replications: int = 1) -> Path:
+    sweep = tmp_path / "s.toml"
+    grid = ", ".join(str(n) for n in counts)
+    sweep.write_text(
+        _config(counts[0]) + f'[sweep]\nreplications = {replications}\ngrid = {{ "agents.count" '
+        f"= [{grid}] }}\n"
+    )
+    return sweep
+
+
+def test_a_sweep_whose_parallel_runs_exceed_memory_is_refused_up_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each run fits alone (1 GiB, 20,000 x 38 KiB = 0.7 GiB), two at once do not."""
+    monkeypatch.setattr(runtime_config, "machine_memory", lambda: GIB)
+    sweep = _sweep(tmp_path, (4, 20_000), replications=2)
+    code, err = _main(["sweep", str(sweep), "--out", str(tmp_path / "sw"), "--jobs", "3"])
+    assert code == 2
+    assert err == (
+        f"friendsim sweep: --jobs 3: sweep 'big' ({sweep}) runs 3 runs at once, and its 3 largest "
+        "runs (2 x 20,000 + 4 agents) need about 1.4 GiB of memory at their peak together, more "
+        "than this machine's 1.0 GiB; use --jobs 1 (or fewer)\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]  # nothing written
+
+
+def test_the_parallel_check_names_a_cgroup_limit_and_suggests_the_jobs_that_fit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    each = PEAK_BYTES_PER_AGENT["rounds"]
+    limit = runtime_config.MachineMemory(2 * 1000 * each, "cgroup v2: /sys/fs/cgroup/memory.max")
+    monkeypatch.setattr(runtime_config, "machine_memory", lambda: limit)
+    sweep = _sweep(tmp_path, (1000, 999, 998))
+    code, err = _main(["sweep", str(sweep), "--out", str(tmp_path / "sw"), "--jobs", "4"])
+    assert code == 2, err
+    assert "runs 3 runs at once, and its 3 largest runs (1,000 + 999 + 998 agents)" in err
+    assert "this machine's memory limit of 0.1 GiB (cgroup v2: /sys/fs/cgroup/memory.max)" in err
+    assert err.endswith("; use --jobs 2 (or fewer)\n") and "Traceback" not in err
+
+
+def test_a_sweep_that_fits_at_its_jobs_runs_and_a_finished_one_is_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exactly the two runs' estimate: ``--jobs 2`` (and more than there are runs) fits; once
+    they completed, resuming the sweep with less memory runs nothing, so nothing is refused."""
+    each = PEAK_BYTES_PER_AGENT["rounds"]
+    memory = (3 + 4) * each
+    monkeypatch.setattr(runtime_config, "machine_memory", lambda: memory)
+    sweep, out = _sweep(tmp_path, (3, 4)), tmp_path / "sw"
+    monkeypatch.setattr(runtime_config, "machine_memory", lambda: memory - 1)
+    code, err = _main(["sweep", str(sweep), "--out", str(out), "--jobs", "2"])
+    assert code == 2 and "(4 + 3 agents)" in err and not out.exists()  # one byte short
+    monkeypatch.setattr(runtime_config, "machine_memory", lambda: memory)
+    code, err = _main(["sweep", str(sweep), "--out", str(out), "--jobs", "5"])
+    assert code == 0, err
+    monkeypatch.setattr(runtime_config, "machine_memory", lambda: 5 * each)
+    code, err = _main(["sweep", str(sweep), "--out", str(out), "--jobs", "2", "--json"])
+    assert code == 0, err  # both runs completed: none runs again

@@ -176,6 +176,7 @@ async def test_resume_refuses_a_completed_run_and_detects_divergence(tmp_path: P
     with pytest.raises(DivergenceError, match=f"seq {last}"):
         await resume(run, llm_factory=mind_factory)
     assert checksums(run) == before
+    assert (tmp_path / "run.resuming" / "events.db").is_file()  # kept for inspection
 
 
 async def test_an_interrupted_resume_keeps_the_answers_it_paid_for(tmp_path: Path) -> None:

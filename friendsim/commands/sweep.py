@@ -1,7 +1,8 @@
 """``friendsim sweep CONFIG [--out DIR] [--jobs N] [--json]``: run a sweep, print its aggregate.
 
 Exit codes: 0 every run completed, 1 some runs failed (the aggregate covers the others), 2 bad
-sweep file or output directory (the message names the file and key), 130 interrupted.
+sweep file or output directory (the message names the file and key) or runs too large for this
+machine's memory, alone or ``--jobs`` at a time, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from friendsim.commands._help import FORMATTER, Subparsers, add_log_level
+
+if TYPE_CHECKING:
+    from friendsim.sweep.config import SweepSpec
 
 DESCRIPTION = """\
 Run an experiment many times: every combination of the settings listed in its
@@ -71,7 +75,8 @@ def register(subparsers: Subparsers) -> None:
         default=None,
         metavar="N",
         help="number of runs in parallel, each in its own process "
-        "(default: the number of CPUs, at most 4)",
+        "(default: the number of CPUs, at most 4); on this machine the N largest runs must fit "
+        "in its memory together",
     )
     p.add_argument(
         "--executor",
@@ -139,6 +144,9 @@ def handle(args: argparse.Namespace) -> int:
     except SweepDirError as exc:
         sys.stderr.write(f"friendsim sweep: {exc}\n")
         return 2
+    if (refusal := _jobs_refusal(spec, out, jobs, memory)) is not None:
+        sys.stderr.write(f"friendsim sweep: {refusal}\n")
+        return 2
     n = len(spec.plans())
     console = Console(stderr=True)
     progress = Progress(
@@ -190,3 +198,24 @@ def handle(args: argparse.Namespace) -> int:
         print_sweep(agg)
         sys.stdout.write(f"\nsweep directory: {out} ({result.wall_seconds:.1f} s wall)\n")
     return 1 if result.failed else 0
+
+
+def _jobs_refusal(spec: SweepSpec, out: Path, jobs: int, memory: int | None) -> str | None:
+    """Why the runs ``spec`` still has to run in ``out`` cannot run ``jobs`` at a time in
+    ``memory`` (the largest of them together exceed it; :func:`~friendsim.sweep.config.check_jobs`),
+    or ``None``. Refused up front, with the ``--jobs`` that fits, instead of workers killed for
+    want of memory half-way through the sweep."""
+    from friendsim.runtime.config import TooManyAtOnceError
+    from friendsim.sweep.config import check_jobs
+    from friendsim.sweep.runner import pending_plans
+
+    plans = pending_plans(spec, out)
+    try:
+        check_jobs(spec, plans, jobs=jobs, memory=memory)
+    except TooManyAtOnceError as exc:
+        at_once = min(jobs, len(plans))
+        return (
+            f"--jobs {jobs}: sweep {spec.name!r} ({spec.source}) runs {at_once} runs at once, and "
+            f"{exc}; use --jobs {exc.fit} (or fewer)"
+        )
+    return None

@@ -51,6 +51,14 @@ counts every segment once, and so does the next in-place resume, to which the st
 interrupted in-place resume leaves hands both its LLM cache (answers paid for are not asked again)
 and its accounting (:func:`_accounted`).
 
+A refused resume leaves nothing behind. Its input (the run, its manifest, its recorded config
+and personas) is checked before anything is created; a refusal after that but before the
+re-execution recorded anything (no manifest of its own: the population does not fit this
+machine's memory, a provider is not configured here...) removes the staging folder or ``--out``
+folder it created (an ``--out`` folder that was empty is left empty) and hands an earlier
+interrupted resume's staging folder its answers and manifest back (:func:`_undo_refused`). What
+recorded something stays: a re-execution that diverged (for inspection) or stopped early.
+
 Which runs can be resumed: any that did not finish every window (``interrupted``, ``failed``,
 or ``running`` after a kill). ``completed`` and ``degraded`` runs ran every window: refused.
 """
@@ -84,11 +92,11 @@ from .rerun import _summary_and_hash, inspect_run
 
 STAGING_SUFFIX = ".resuming"
 ACCOUNTING = "accounting"
+"""The key of a resume's ``resumed_from`` (written when it starts) holding the ``segments``,
+summed ``llm_usage`` and ``config_file`` of every segment before it."""
 JUDGED = "judged_until_seq"
 """The key of a resume's ``resumed_from`` holding the seq up to which the windows it re-derives
 are not judged against the failure budget again (:func:`judged_until`), for a resume of it."""
-"""The key of a resume's ``resumed_from`` (written when it starts) holding the ``segments``,
-summed ``llm_usage`` and ``config_file`` of every segment before it."""
 
 log = structlog.get_logger(__name__)
 
@@ -137,6 +145,8 @@ class _Abandoned:
     """A copy of its LLM cache: answers already paid for, reused instead of asked again."""
     manifest: Manifest | None
     """Its manifest: what it spent, which the run's accounting must keep."""
+    manifest_bytes: bytes | None = None
+    """That manifest's bytes, put back should this resume be refused (:func:`_undo_refused`)."""
 
 
 def _take_stale_cache(staging: Path, scratch: Path, ours: bool) -> _Abandoned | None:
@@ -149,10 +159,50 @@ def _take_stale_cache(staging: Path, scratch: Path, ours: bool) -> _Abandoned | 
     kept = snapshot(cache, scratch, name="stale-cache.db") if cache.is_file() else None
     try:
         manifest: Manifest | None = read_manifest(staging)
+        manifest_bytes: bytes | None = (staging / MANIFEST).read_bytes()
     except Exception:  # killed before its first manifest, or not readable: nothing to count
-        manifest = None
+        manifest, manifest_bytes = None, None
     shutil.rmtree(staging)
-    return _Abandoned(cache=kept, manifest=manifest)
+    return _Abandoned(cache=kept, manifest=manifest, manifest_bytes=manifest_bytes)
+
+
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost folder of ``folder``'s path that does not exist yet (what creating
+    ``folder`` with its parents creates), ``None`` when ``folder`` exists."""
+    if folder.exists():
+        return None
+    top = folder
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    return top
+
+
+def _undo_refused(
+    staging: Path, *, created: Path | None, filled: bool, abandoned: _Abandoned | None
+) -> None:
+    """A resume refused before its re-execution recorded anything (no manifest of its own in
+    ``staging``) leaves what was there before, and nothing else. An earlier interrupted resume's
+    staging folder (``abandoned``, taken over) gets back its answers and its manifest, so the
+    next resume still reuses and counts what it paid for. Otherwise what this call created goes:
+    the folders it made (``created``), or, in an ``--out`` folder that was empty, what it put
+    there (``filled``). Best effort: the refusal being raised matters more."""
+    try:
+        if abandoned is not None:
+            staging.mkdir(exist_ok=True)
+            if abandoned.cache is not None:
+                merge_cache(abandoned.cache, staging / LLM_CACHE_DB)
+            if abandoned.manifest_bytes is not None:
+                (staging / MANIFEST).write_bytes(abandoned.manifest_bytes)
+        elif created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        elif filled:
+            for entry in staging.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                else:
+                    entry.unlink()
+    except Exception as exc:
+        log.warning("resume_refusal_cleanup_failed", run_dir=str(staging), error=repr(exc))
 
 
 def _accounted(m: Manifest, before: Manifest | None = None) -> Manifest:
@@ -321,7 +371,8 @@ async def resume(
     The old run's lock is held for the whole resume: a run that is still being written is
     refused at once (:class:`~friendsim.rundir.errors.RunLockedError` naming its pid), and no
     second resume can race this one. Its lock file is restored on release: a resume, refused or
-    not, leaves the source run byte-for-byte as it was.
+    not, leaves the source run byte-for-byte as it was; a refusal before the re-execution
+    recorded anything leaves no staging or ``--out`` folder behind either (module docstring).
     ``budget_usd`` replaces the run's ``[llm].budget_usd`` (a run stopped by its budget resumes
     with a larger one); the replayed prefix counts against it at its recorded cost.
     """
@@ -358,8 +409,7 @@ async def _resume_locked(
         target = old
         staging = old.with_name(old.name + STAGING_SUFFIX)
     with tempfile.TemporaryDirectory(prefix="friendsim-resume-") as tmp:
-        abandoned = await asyncio.to_thread(_take_stale_cache, staging, Path(tmp), out_dir is None)
-        stale_cache = abandoned.cache if abandoned is not None else None
+        # Every check on the input first: a refusal here has touched nothing.
         manifest, old_copy, summary, _ = await asyncio.to_thread(inspect_run, old, Path(tmp))
         if manifest.status in ("completed", "degraded"):
             raise RunInputError(
@@ -374,30 +424,35 @@ async def _resume_locked(
                 update={"llm": cfg.llm.model_copy(update={"budget_usd": budget_usd})}
             )
         parent_hash = await asyncio.to_thread(manifest_sha256, old)
-        await asyncio.to_thread(new_run_dir, old, staging)
-        if stale_cache is not None:
-            await asyncio.to_thread(merge_cache, stale_cache, staging / LLM_CACHE_DB)
-        last_window = summary.last_window
-        kept = await asyncio.to_thread(kept_until, old_copy, summary)
-        judged = judged_until(manifest, summary)
-        source = {
-            "run_dir": await asyncio.to_thread(os.path.abspath, old),
-            "manifest_sha256": parent_hash,
-            "recovered_events": kept,
-            "last_complete_window": last_window,
-            "last_complete_window_seq": summary.last_window_end,
-            JUDGED: judged,
-        }
+        abandoned = await asyncio.to_thread(_take_stale_cache, staging, Path(tmp), out_dir is None)
+        stale_cache = abandoned.cache if abandoned is not None else None
         base = _accounted(manifest)
         if abandoned is not None and abandoned.manifest is not None:
             base = _accounted(abandoned.manifest, before=base)
-        plan = RunPlan(
-            phases=RunPlan.of(cfg).phases,
-            recorded_until_seq=summary.last_window_end if last_window > 0 else None,
-            judged_until_seq=judged,
-            lineage={"resumed_from": {**source, ACCOUNTING: _accounting(base)}},
-        )
+        created = await asyncio.to_thread(_first_missing, staging)
+        filled = False
         try:
+            await asyncio.to_thread(new_run_dir, old, staging)
+            filled = True
+            if stale_cache is not None:
+                await asyncio.to_thread(merge_cache, stale_cache, staging / LLM_CACHE_DB)
+            last_window = summary.last_window
+            kept = await asyncio.to_thread(kept_until, old_copy, summary)
+            judged = judged_until(manifest, summary)
+            source = {
+                "run_dir": await asyncio.to_thread(os.path.abspath, old),
+                "manifest_sha256": parent_hash,
+                "recovered_events": kept,
+                "last_complete_window": last_window,
+                "last_complete_window_seq": summary.last_window_end,
+                JUDGED: judged,
+            }
+            plan = RunPlan(
+                phases=RunPlan.of(cfg).phases,
+                recorded_until_seq=summary.last_window_end if last_window > 0 else None,
+                judged_until_seq=judged,
+                lineage={"resumed_from": {**source, ACCOUNTING: _accounting(base)}},
+            )
             await run_plan(
                 plan,
                 out_dir=staging,
@@ -407,8 +462,12 @@ async def _resume_locked(
                 stop=stop,
             )
         except BaseException:
-            if (staging / MANIFEST).is_file():
+            if filled and (staging / MANIFEST).is_file():  # it ran: the stop is on record
                 await asyncio.to_thread(_account_stopped, staging, base)
+            else:  # refused before recording anything
+                await asyncio.to_thread(
+                    _undo_refused, staging, created=created, filled=filled, abandoned=abandoned
+                )
             raise
         diff = await asyncio.to_thread(diff_log_files, old_copy, staging / EVENTS_DB, to_seq=kept)
         if diff is not None:

@@ -18,7 +18,8 @@ import json
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from itertools import groupby
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -79,14 +80,117 @@ PEAK_BYTES_PER_PERSONA = 3 * 1024
 personas: every persona is built before the file is written)."""
 
 
-def machine_memory() -> int | None:
-    """This machine's physical memory in bytes, as the OS reports it (``None`` where it does
-    not: the memory estimate of :func:`check_population` is then skipped)."""
+CGROUP_UNLIMITED = 2**60
+"""A cgroup memory limit at or above this is no limit: cgroup v1 writes "unlimited" as the
+largest page-aligned 64-bit number (9223372036854771712), never a real machine's memory."""
+
+
+class MachineMemory(int):
+    """The bytes of memory this process may use (an ``int``), with ``source``: where the figure
+    comes from, ``"physical"`` or the cgroup file that sets a lower limit (as the system names
+    it, e.g. ``"cgroup v2: /sys/fs/cgroup/ci.slice/memory.max"``). Messages name the source, so
+    a refusal under a container limit does not claim the machine has less memory than it has."""
+
+    source: str
+
+    def __new__(cls, n_bytes: int, source: str = "physical") -> MachineMemory:
+        self = super().__new__(cls, n_bytes)
+        self.source = source
+        return self
+
+
+def _physical_memory() -> int | None:
+    """Physical memory as the OS reports it (``None`` where it does not)."""
     try:
         pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, OSError, ValueError):
         return None
     return pages * size if pages > 0 and size > 0 else None
+
+
+def _limit_in(file: Path) -> int | None:
+    """The byte limit a cgroup memory file states, ``None`` for no limit (``max``, a value at or
+    above :data:`CGROUP_UNLIMITED`) and for anything missing, unreadable or not a number: a file
+    that cannot be understood must never make a run look too big."""
+    try:
+        text = file.read_text(encoding="ascii").strip()
+        value = int(text)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return value if 0 < value < CGROUP_UNLIMITED else None
+
+
+def _cgroup_paths(root: Path) -> dict[str, str]:
+    """The process's cgroup paths from ``/proc/self/cgroup``: ``"v2"`` from the ``0::/path``
+    line, ``"v1"`` from the line whose controllers include ``memory``. A path that is not
+    absolute or climbs (``..``) is ignored."""
+    try:
+        lines = (root / "proc/self/cgroup").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return {}
+    paths: dict[str, str] = {}
+    for line in lines:
+        hierarchy, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        if not path.startswith("/") or ".." in path.split("/"):
+            continue
+        if hierarchy == "0" and controllers == "":
+            paths["v2"] = path
+        elif "memory" in controllers.split(","):
+            paths["v1"] = path
+    return paths
+
+
+def _cgroup_files(mount: str, path: str | None, name: str) -> list[str]:
+    """``mount/<path>/name`` for the process's cgroup and each of its ancestors, down to
+    ``mount/name`` (the root, where a container's own cgroup is mounted): a limit anywhere above
+    the process applies to it too."""
+    parts = [p for p in (path or "").split("/") if p]
+    return ["/".join([mount, *parts[:depth], name]) for depth in range(len(parts), -1, -1)]
+
+
+def cgroup_memory_limits(root: str | Path = "/") -> list[MachineMemory]:
+    """Every memory limit a cgroup sets on this process, each with the file that sets it: cgroup
+    v2 ``memory.max`` and cgroup v1 ``memory.limit_in_bytes`` of the process's cgroup
+    (``/proc/self/cgroup``) and of its ancestors up to the root file. No limit (``max``, v1's
+    huge "unlimited"), no cgroup file, or a file that cannot be read or parsed: nothing.
+    ``root`` is the directory that holds ``proc`` and ``sys`` (tests pass a fake tree)."""
+    base = Path(root)
+    paths = _cgroup_paths(base)
+    candidates = [
+        ("cgroup v2", f) for f in _cgroup_files("sys/fs/cgroup", paths.get("v2"), "memory.max")
+    ] + [
+        ("cgroup v1", f)
+        for f in _cgroup_files("sys/fs/cgroup/memory", paths.get("v1"), "memory.limit_in_bytes")
+    ]
+    limits = []
+    for version, file in candidates:
+        if (limit := _limit_in(base / file)) is not None:
+            limits.append(MachineMemory(limit, f"{version}: /{file}"))
+    return limits
+
+
+def machine_memory(*, root: str | Path = "/") -> MachineMemory | None:
+    """The memory this process may use, in bytes: the smallest of the machine's physical memory
+    (as the OS reports it) and every cgroup limit on the process
+    (:func:`cgroup_memory_limits`), because under a container, a systemd slice or a CI runner the
+    kernel kills the process at its cgroup's limit, well below the machine's memory. ``source``
+    says which figure it is. ``None`` where none is known: the memory estimate of
+    :func:`check_population` is then skipped. A few small file reads; never raises."""
+    figures = cgroup_memory_limits(root)
+    if (physical := _physical_memory()) is not None:
+        figures.append(MachineMemory(physical))
+    return min(figures, default=None)
+
+
+def memory_phrase(memory: int) -> str:
+    """How a message names ``memory``: ``"this machine's 16.0 GiB"`` for physical memory (or a
+    bare number), ``"this machine's memory limit of 2.0 GiB (cgroup v2: /sys/fs/...)"`` for a
+    cgroup limit (:class:`MachineMemory`)."""
+    source = getattr(memory, "source", "physical")
+    if source == "physical":
+        return f"this machine's {_gib(memory)}"
+    return f"this machine's memory limit of {_gib(memory)} ({source})"
 
 
 def _gib(n_bytes: float) -> str:
@@ -108,9 +212,9 @@ def check_population(
 
     Refused: fewer than 1; more than :data:`MAX_AGENTS` (a fixed ceiling, so whether a config
     is valid never depends on the machine); and, when both ``bytes_each`` (the peak memory of
-    one, e.g. :data:`PEAK_BYTES_PER_AGENT`) and ``memory`` (the machine's memory in bytes,
-    :func:`machine_memory`) are given, a population whose estimated peak ``n * bytes_each``
-    exceeds ``memory``: it could only end killed for want of memory, so it is refused before
+    one, e.g. :data:`PEAK_BYTES_PER_AGENT`) and ``memory`` (the bytes this process may use,
+    :func:`machine_memory`; the message names a cgroup limit as such) are given, a population
+    whose estimated peak ``n * bytes_each`` exceeds ``memory``: it could only end killed for want of memory, so it is refused before
     anything is allocated. Nothing is allocated here; callers pass ``memory`` explicitly (tests
     inject it), and leave it out where only the fixed rules apply (parsing a config).
     ``basis`` says where ``bytes_each`` comes from, ``subject`` how the message names the
@@ -127,7 +231,7 @@ def check_population(
         raise ValueError(
             f"{subject} need about {_gib(n * bytes_each)} of memory at their peak "
             f"({n:,} x {bytes_each / 1024:g} KiB per {what.removesuffix('s')}, {basis}), more "
-            f"than this machine's {_gib(memory)}"
+            f"than {memory_phrase(memory)}"
         )
     return n
 
@@ -606,6 +710,55 @@ def parse_config(data: Mapping[str, Any], *, source: str | Path = "<config>") ->
     check_schedule(cfg, source=source)
     check_run_population(cfg, source=source)
     return cfg
+
+
+def run_population(cfg: ExperimentConfig) -> int:
+    """The most agents ``cfg``'s run holds: ``[agents].count`` plus every ``add_agents``
+    intervention's ``count``."""
+    from friendsim.runtime.interventions import added_agents
+
+    added = (added_agents(spec.kind, spec.params) for spec in cfg.interventions)
+    return cfg.agents.count + sum(n for n in added if n)
+
+
+def run_peak_memory(cfg: ExperimentConfig) -> int:
+    """The estimated peak memory of ``cfg``'s run in bytes: :func:`run_population` times
+    :data:`PEAK_BYTES_PER_AGENT` of its ``[experiment].mode``, the estimate
+    :func:`check_run_population` holds a run to."""
+    return run_population(cfg) * PEAK_BYTES_PER_AGENT[cfg.experiment.mode]
+
+
+class TooManyAtOnceError(ValueError):
+    """Runs that each fit the memory do not fit it together; ``fit``: how many of the largest
+    do (at least 1)."""
+
+    def __init__(self, problem: str, fit: int) -> None:
+        super().__init__(problem)
+        self.fit = fit
+
+
+def check_runs_at_once(
+    runs: Sequence[tuple[int, int]], *, at_once: int, memory: int | None
+) -> None:
+    """Refuse (:class:`TooManyAtOnceError`) when the ``at_once`` largest of ``runs`` (each
+    ``(agents, estimated peak bytes)``, :func:`run_peak_memory`) exceed ``memory`` together:
+    runs executing in parallel on one machine hold their memory at the same time, so runs that
+    each pass :func:`check_run_population` can still, together, only end killed. The error
+    names the runs' sizes and how many of the largest fit at once. Nothing without ``memory``."""
+    largest = sorted(runs, key=lambda run: run[1], reverse=True)[:at_once]
+    need = sum(peak for _, peak in largest)
+    if memory is None or need <= memory:
+        return
+    fit, held = 0, 0
+    while fit < len(largest) and held + largest[fit][1] <= memory:
+        held, fit = held + largest[fit][1], fit + 1
+    groups = [(agents, len(list(same))) for agents, same in groupby(a for a, _ in largest)]
+    sizes = " + ".join(f"{k} x {agents:,}" if k > 1 else f"{agents:,}" for agents, k in groups)
+    raise TooManyAtOnceError(
+        f"its {len(largest)} largest runs ({sizes} agents) need about {_gib(need)} of memory at "
+        f"their peak together, more than {memory_phrase(memory)}",
+        max(fit, 1),
+    )
 
 
 def check_run_population(

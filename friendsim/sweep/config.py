@@ -27,7 +27,7 @@ import itertools
 import json
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,10 @@ from friendsim.runtime.config import (
     ExperimentConfig,
     check_config_files,
     check_run_population,
+    check_runs_at_once,
     parse_config,
+    run_peak_memory,
+    run_population,
 )
 
 MAX_RUNS = 10_000
@@ -290,6 +293,25 @@ def validate_cell(spec: SweepSpec, cell: Cell) -> ExperimentConfig:
     data = apply_overrides(spec.base, cell.overrides)
     data.setdefault("experiment", {})["seed"] = spec.seeds[0]
     return parse_config(data, source=spec.source)
+
+
+def check_jobs(
+    spec: SweepSpec, plans: Sequence[Replication], *, jobs: int, memory: int | None
+) -> None:
+    """Refuse (:class:`~friendsim.runtime.config.TooManyAtOnceError`) running ``plans`` (the
+    runs still to run) ``jobs`` at a time on a machine of ``memory`` bytes when the ``jobs``
+    largest need more together (:func:`~friendsim.runtime.config.check_runs_at_once`, each run's
+    :func:`~friendsim.runtime.config.run_peak_memory`): :func:`parse_sweep` checks each run
+    alone, but runs in parallel hold their memory at the same time. Nothing without
+    ``memory`` (the runs go to a cluster elsewhere)."""
+    if memory is None or not plans:
+        return
+    sizes = {}
+    for cell in spec.cells():
+        cfg = validate_cell(spec, cell)
+        sizes[cell.name] = (run_population(cfg), run_peak_memory(cfg))
+    runs = [sizes[plan.cell] for plan in plans]
+    check_runs_at_once(runs, at_once=min(jobs, len(runs)), memory=memory)
 
 
 def load_sweep(path: str | Path, *, memory: int | None = None) -> SweepSpec:

@@ -114,6 +114,12 @@ def _read_status(run_dir: Path) -> str | None:
         return None
 
 
+def pending_plans(spec: SweepSpec, out_dir: Path) -> list[Replication]:
+    """The runs of ``spec`` that a sweep into ``out_dir`` still runs: those whose run directory
+    does not hold a ``completed`` run (those are kept, :func:`execute_plan`)."""
+    return [p for p in spec.plans() if _read_status(out_dir / p.rel_dir) != "completed"]
+
+
 def _set_aside(run_dir: Path) -> str:
     """Rename an unfinished run directory to ``<name>.stale-<k>`` (nothing is deleted)."""
     k = 1
