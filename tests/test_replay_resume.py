@@ -342,6 +342,9 @@ def budget_stopped_run(run: Path, mode: str, rounds: int = 3) -> list[tuple[str,
     assert stopped.value.reason == "failure_budget" and "window 2:" in stopped.value.message
     m = json.loads((run / "manifest.json").read_text())
     assert m["status"] == "failed" and m["stop_reason"] == "failure_budget"
+    # The window that spent the budget is complete, so the manifest counts it with its failures.
+    assert m["windows"] == 2
+    assert m["totals"]["failures"] >= m["totals"]["lost_actions"] >= 1
     return asked
 
 

@@ -111,7 +111,9 @@ class ContinuousScheduler:
         self.last_wake: dict[str, float] = dict.fromkeys(engine.agents, 0.0)
         self._order: tuple[str, ...] = engine.agents
         self.reports: list[WindowTally] = []
-        """Tallies of the windows completed so far (kept when a run is interrupted)."""
+        """Tallies of the windows completed so far (kept when a run is interrupted), each added
+        before the failure budget judges it: a window that spends the budget is complete and
+        counted in the manifest (``windows``, ``totals``) of the run it stops."""
 
     @property
     def n_windows(self) -> int:
@@ -122,7 +124,9 @@ class ContinuousScheduler:
         self.engine.listener.run_started(windows=self.n_windows, agents=len(self.engine.agents))
         for w in range(1, self.n_windows + 1):
             await self.engine.before_window(w)
-            self.reports.append(await self.run_window(w))
+            tally = await self.run_window(w)
+            self.reports.append(tally)
+            self.engine.window_ended(tally)
         return list(self.reports)
 
     async def run_window(self, w: int) -> WindowTally:
@@ -156,7 +160,6 @@ class ContinuousScheduler:
         tally.end_seq = ended.seq
         await platform.flush()
         tally.scores = await engine.window_done(w)
-        engine.window_ended(tally)
         return tally
 
     def _grow(self) -> None:

@@ -62,14 +62,18 @@ class RoundsScheduler:
         self.vote_limit = vote_limit
         self.seed = seed
         self.reports: list[WindowTally] = []
-        """Tallies of the rounds completed so far (kept when a run is interrupted)."""
+        """Tallies of the rounds completed so far (kept when a run is interrupted), each added
+        before the failure budget judges it: a window that spends the budget is complete and
+        counted in the manifest (``windows``, ``totals``) of the run it stops."""
 
     async def run(self) -> list[WindowTally]:
         """Run every round; returns one tally per round."""
         self.engine.listener.run_started(windows=self.rounds, agents=len(self.engine.agents))
         for w in range(1, self.rounds + 1):
             await self.engine.before_window(w)
-            self.reports.append(await self.run_round(w))
+            tally = await self.run_round(w)
+            self.reports.append(tally)
+            self.engine.window_ended(tally)
         return list(self.reports)
 
     async def run_round(self, w: int) -> WindowTally:
@@ -127,7 +131,6 @@ class RoundsScheduler:
         tally.end_seq = ended.seq
         await platform.flush()
         tally.scores = await engine.window_done(w)
-        engine.window_ended(tally)
         return tally
 
     def _offers(
