@@ -11,7 +11,9 @@ Everything here is deterministic and needs no model, key or network:
 * :class:`FakeModerator` — a moderator that answers fixed verdicts per post (or for a marker
   text) and records the items it was shown;
 * :func:`small_config` / :func:`run_small` — a complete small experiment (baseline policy,
-  synthetic personas) run into a directory through the same assembly as ``friendsim run``.
+  synthetic personas) run into a directory through the same assembly as ``friendsim run``;
+* :func:`stop_after_window` — a stop request and the listener that sets it when a given window
+  ends: a run (or resume) given both stops there as a Ctrl-C would, ``interrupted``.
 
 A user's plug-in can be tested by registering it in the registry of its extension point
 (``RANKERS``, ``POLICIES``, ``COACHES``, ``PROVIDERS``, ``SENTIMENT``, ``PERSONA_SOURCES``,
@@ -32,6 +34,7 @@ from friendsim.moderation.base import FakeModerator
 from friendsim.platform.feeds.base import StaticRanker
 from friendsim.runtime.assembly import RunResult, run_experiment
 from friendsim.runtime.config import ExperimentConfig, parse_config
+from friendsim.runtime.engine import RunListener, WindowTally
 from friendsim.runtime.scripted_mind import plausible_responder
 from friendsim.vocabulary import Action, Ballot, Decision, FeedItem, Observation
 
@@ -44,6 +47,7 @@ __all__ = [
     "plausible_responder",
     "run_small",
     "small_config",
+    "stop_after_window",
 ]
 
 
@@ -90,3 +94,21 @@ def run_small(out_dir: str | Path, config: ExperimentConfig | None = None) -> Ru
     """Run ``config`` (default :func:`small_config`) into ``out_dir`` and return the result."""
     cfg = config if config is not None else small_config()
     return asyncio.run(run_experiment(cfg, out_dir=out_dir))
+
+
+class _StopAfterWindow(RunListener):
+    def __init__(self, window: int, stop: asyncio.Event) -> None:
+        self.window = window
+        self.stop = stop
+
+    def window_ended(self, tally: WindowTally) -> None:
+        if tally.window == self.window:
+            self.stop.set()
+
+
+def stop_after_window(window: int) -> tuple[asyncio.Event, RunListener]:
+    """A stop event and a listener that sets it when ``window`` ends: pass both to
+    :func:`~friendsim.runtime.assembly.run_experiment` (or a resume) as ``stop`` and
+    ``listener``, and the run stops ``interrupted`` after that window, as a Ctrl-C there would."""
+    stop = asyncio.Event()
+    return stop, _StopAfterWindow(window, stop)

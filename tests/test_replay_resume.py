@@ -22,9 +22,9 @@ from friendsim.llm.scripted import Reply, ScriptedLLM
 from friendsim.replay.resume import resume
 from friendsim.rundir.errors import DivergenceError, RunInputError
 from friendsim.runtime.assembly import RunResult, run_experiment
-from friendsim.runtime.engine import RunListener, WindowTally
 from friendsim.runtime.scripted_mind import plausible_responder
 from friendsim.runtime.status import RunFailed, RunInterrupted, exit_code
+from friendsim.testing import stop_after_window
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -224,16 +224,6 @@ async def test_what_interrupted_resumes_spent_stays_in_the_accounting(tmp_path: 
     def counted(spec: str) -> LLM:
         return Counted(plausible_responder(0), model="mind")
 
-    def stop_after(window: int) -> tuple[asyncio.Event, RunListener]:
-        stop = asyncio.Event()
-
-        class Stop(RunListener):
-            def window_ended(self, tally: WindowTally) -> None:
-                if tally.window == window:
-                    stop.set()
-
-        return stop, Stop()
-
     cfg = config(rounds=4)
     cfg = cfg.model_copy(
         update={
@@ -245,10 +235,10 @@ async def test_what_interrupted_resumes_spent_stays_in_the_accounting(tmp_path: 
     answered.clear()
 
     run = tmp_path / "run"
-    stop, listener = stop_after(1)
+    stop, listener = stop_after_window(1)
     with pytest.raises(RunInterrupted):
         await run_experiment(cfg, out_dir=run, llm_factory=counted, stop=stop, listener=listener)
-    stop, listener = stop_after(3)
+    stop, listener = stop_after_window(3)
     with pytest.raises(RunInterrupted):
         await resume(run, llm_factory=counted, stop=stop, listener=listener)
     assert (tmp_path / "run.resuming").is_dir()  # the interrupted resume, original untouched
@@ -474,15 +464,9 @@ def test_a_resume_of_a_resume_keeps_sparing_the_window_that_spent_the_budget(
     budget_stopped_run(run, "rounds", rounds=4)
     end_of_2 = max(seq for seq, _, k, _, _ in rows(run / "events.db") if k == "window_ended")
     works = failing_mind(lambda plan: False, [])
-    stop = asyncio.Event()
-
-    class StopAfter3(RunListener):
-        def window_ended(self, tally: WindowTally) -> None:
-            if tally.window == 3:
-                stop.set()
-
+    stop, after_3 = stop_after_window(3)
     with pytest.raises(RunInterrupted):
-        asyncio.run(resume(run, out_dir=first, llm_factory=works, stop=stop, listener=StopAfter3()))
+        asyncio.run(resume(run, out_dir=first, llm_factory=works, stop=stop, listener=after_3))
     m = json.loads((first / "manifest.json").read_text())
     assert m["status"] == "interrupted" and m["resumed_from"]["judged_until_seq"] == end_of_2
 

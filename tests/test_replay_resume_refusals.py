@@ -5,7 +5,6 @@ answers and its accounting) is left for the next resume, and the original run is
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import sqlite3
@@ -19,23 +18,13 @@ from friendsim.rundir.errors import RunInputError
 from friendsim.runtime import assembly
 from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import ConfigError
-from friendsim.runtime.engine import RunInterrupted, RunListener, WindowTally
-
-
-def _stop_after(window: int) -> tuple[asyncio.Event, RunListener]:
-    stop = asyncio.Event()
-
-    class Stop(RunListener):
-        def window_ended(self, tally: WindowTally) -> None:
-            if tally.window == window:
-                stop.set()
-
-    return stop, Stop()
+from friendsim.runtime.engine import RunInterrupted
+from friendsim.testing import stop_after_window
 
 
 async def _interrupted_run(run: Path) -> None:
     """A run of 3 windows stopped after its first: resumable."""
-    stop, listener = _stop_after(1)
+    stop, listener = stop_after_window(1)
     with pytest.raises(RunInterrupted):
         await run_experiment(
             config(rounds=3), out_dir=run, llm_factory=mind_factory, stop=stop, listener=listener
@@ -106,7 +95,7 @@ async def _interrupted_resume(run: Path) -> Path:
     """``run`` resumed in place and stopped again: its staging folder stays for the next resume
     (its LLM cache and its manifest, what it spent)."""
     await _interrupted_run(run)
-    stop, listener = _stop_after(2)
+    stop, listener = stop_after_window(2)
     with pytest.raises(RunInterrupted):
         await resume(run, llm_factory=mind_factory, stop=stop, listener=listener)
     staging = run.with_name(run.name + STAGING_SUFFIX)

@@ -218,3 +218,21 @@ async def test_a_cancel_while_the_run_closes_still_closes_it_whole(
     assert m["windows"] == (1 if stopped else 3)
     assert m["end_seq"] == rows(tmp_path / "r")[-1][0]
     assert not asyncio.current_task().cancelling()  # type: ignore[union-attr]
+
+
+async def test_stop_after_window_from_friendsim_testing_stops_a_run_after_that_window(
+    tmp_path: Path,
+) -> None:
+    """The helper users' tests get: the run stops ``interrupted`` once window 2 of 3 has ended,
+    its manifest counting 2 windows and its log holding exactly two ``window_ended``."""
+    from friendsim.testing import small_config, stop_after_window
+
+    stop, listener = stop_after_window(2)
+    cfg = small_config(experiment={"rounds": 3})
+    with pytest.raises(RunInterrupted):
+        await run_experiment(cfg, out_dir=tmp_path / "r", stop=stop, listener=listener)
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["windows"] == 2
+    with sqlite3.connect(tmp_path / "r" / "events.db") as con:
+        ended = con.execute("SELECT count(*) FROM events WHERE kind = 'window_ended'").fetchone()
+    assert ended[0] == 2
