@@ -19,6 +19,7 @@ from test_replay_support import checksums, config, make_run, mind_factory, rows
 from friendsim.llm.base import LLM, LLMRequest
 from friendsim.llm.errors import PermanentLLMError
 from friendsim.llm.scripted import Reply, ScriptedLLM
+from friendsim.replay.rerun import rerun
 from friendsim.replay.resume import resume
 from friendsim.rundir.errors import DivergenceError, RunInputError
 from friendsim.runtime.assembly import RunResult, run_experiment
@@ -483,3 +484,37 @@ def test_a_resume_of_a_resume_keeps_sparing_the_window_that_spent_the_budget(
         ("resume", "interrupted"),
         ("resume", "degraded"),
     ]
+
+
+@pytest.mark.parametrize("mode", ["rounds", "continuous"])
+def test_a_degraded_run_is_re_run_to_the_same_log_its_failures_replayed(
+    tmp_path: Path, mode: str
+) -> None:
+    """``replay --rerun`` of a ``degraded`` run (it used to be refused as unfinished): each lost
+    request fails again from its recorded failure, without reaching a provider, and the re-run
+    is ``degraded`` with the same log, its ``action_failed`` events included."""
+    done = tolerant_run(tmp_path / "run", rounds=3, mode=mode)
+    asked: list[tuple[str, int] | None] = []
+    report = asyncio.run(
+        rerun(done.run_dir, tmp_path / "again", llm_factory=failing_mind(lambda p: False, asked))
+    )
+    assert report.identical and report.diff is None and asked == []
+    again = tmp_path / "again" / "events.db"
+    assert rows(again) == rows(done.run_dir / "events.db")
+    assert set(failures(again)) == {("a02", 2, "PermanentLLMError: stub: 409 conflict")}
+    m = json.loads((tmp_path / "again" / "manifest.json").read_text())
+    assert m["status"] == "degraded" and m["rerun_of"]["identical"] is True
+
+
+def test_a_resumed_budget_stopped_run_is_re_run_without_judging_its_spent_window_again(
+    tmp_path: Path,
+) -> None:
+    """A run resumed past the window that spent its failure budget is ``degraded``; its re-run
+    replays that window's failures and does not stop at the budget there."""
+    run = tmp_path / "run"
+    budget_stopped_run(run, "continuous")
+    works = failing_mind(lambda plan: False, [])
+    assert asyncio.run(resume(run, llm_factory=works)).status == "degraded"
+    report = asyncio.run(rerun(run, tmp_path / "again", llm_factory=works))
+    assert report.identical
+    assert json.loads((tmp_path / "again" / "manifest.json").read_text())["status"] == "degraded"

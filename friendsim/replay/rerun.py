@@ -7,6 +7,14 @@ request the old run never made raises :class:`~friendsim.llm.errors.CacheMissErr
 then compared with the old one row by row; :class:`RerunReport` gives the first differing seq.
 The new manifest records ``rerun_of`` (old dir, old manifest hash, identical or not) and the new
 log's ``log_sha256``. The old run is only read.
+
+A ``degraded`` run (every window ran, some model-backed decisions were lost to provider errors)
+is re-run too: its lost requests have no recorded answer but a recorded failure, and the whole
+log is re-derived as a recorded prefix (:class:`~friendsim.runtime.assembly.RunPlan`'s
+``recorded_until_seq``), so each fails again the way it failed, recorded as the same
+``action_failed``, and no window is judged against the failure budget again (``judged_until_seq``:
+the run judged them, or a resume carried it past one that spent the budget). The re-run ends
+``degraded`` like the original.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from friendsim.rundir.log import (
     summarise,
 )
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
-from friendsim.runtime.assembly import LLMFactory, run_experiment
+from friendsim.runtime.assembly import LLMFactory, RunPlan, run_experiment, run_plan
 from friendsim.runtime.engine import RunListener
 
 from .config import config_from_manifest
@@ -90,11 +98,12 @@ async def rerun(
     llm_factory: LLMFactory | None = None,
     listener: RunListener | None = None,
 ) -> RerunReport:
-    """Re-execute the completed run ``run_dir`` into ``out_dir`` and compare the logs."""
+    """Re-execute the completed (or degraded) run ``run_dir`` into ``out_dir`` and compare the
+    logs."""
     old, new = Path(run_dir), Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="friendsim-rerun-") as tmp:
         manifest, old_copy, summary, digest = await asyncio.to_thread(inspect_run, old, Path(tmp))
-        if manifest.status != "completed":
+        if manifest.status not in ("completed", "degraded"):
             pid = holder(old)
             if pid is not None:
                 raise RunInputError(
@@ -102,19 +111,33 @@ async def rerun(
                     f"{manifest.status!r}); re-run it once it has completed"
                 )
             raise RunInputError(
-                f"{old}: status is {manifest.status!r}, not 'completed'; a killed run is "
-                "continued with `friendsim run --resume`, not re-run"
+                f"{old}: status is {manifest.status!r}, not 'completed' or 'degraded'; a run "
+                "that stopped early is continued with `friendsim run --resume`, not re-run"
             )
         cfg = config_from_manifest(old, manifest, cache="replay")
         parent_hash = await asyncio.to_thread(manifest_sha256, old)
         await asyncio.to_thread(new_run_dir, old, new)
-        await run_experiment(
-            cfg,
-            out_dir=new,
-            config_path=new / MANIFEST,
-            listener=listener,
-            llm_factory=llm_factory,
-        )
+        if manifest.status == "degraded":
+            whole = RunPlan(
+                phases=RunPlan.of(cfg).phases,
+                recorded_until_seq=summary.last,
+                judged_until_seq=summary.last,
+            )
+            await run_plan(
+                whole,
+                out_dir=new,
+                config_path=new / MANIFEST,
+                listener=listener,
+                llm_factory=llm_factory,
+            )
+        else:
+            await run_experiment(
+                cfg,
+                out_dir=new,
+                config_path=new / MANIFEST,
+                listener=listener,
+                llm_factory=llm_factory,
+            )
         diff = await asyncio.to_thread(diff_log_files, old_copy, new / EVENTS_DB)
     new_summary, new_hash = await asyncio.to_thread(_summary_and_hash, new / EVENTS_DB)
     await asyncio.to_thread(
