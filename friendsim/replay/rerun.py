@@ -23,7 +23,7 @@ import asyncio
 import os
 import sqlite3
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from friendsim.rundir.log import (
     summarise,
 )
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
-from friendsim.runtime.assembly import LLMFactory, RunPlan, run_experiment, run_plan
+from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan
 from friendsim.runtime.engine import RunListener
 
 from .config import config_from_manifest
@@ -117,27 +117,16 @@ async def rerun(
         cfg = config_from_manifest(old, manifest, cache="replay")
         parent_hash = await asyncio.to_thread(manifest_sha256, old)
         await asyncio.to_thread(new_run_dir, old, new)
-        if manifest.status == "degraded":
-            whole = RunPlan(
-                phases=RunPlan.of(cfg).phases,
-                recorded_until_seq=summary.last,
-                judged_until_seq=summary.last,
-            )
-            await run_plan(
-                whole,
-                out_dir=new,
-                config_path=new / MANIFEST,
-                listener=listener,
-                llm_factory=llm_factory,
-            )
-        else:
-            await run_experiment(
-                cfg,
-                out_dir=new,
-                config_path=new / MANIFEST,
-                listener=listener,
-                llm_factory=llm_factory,
-            )
+        plan = RunPlan.of(cfg)
+        if manifest.status == "degraded":  # its lost requests fail again, as recorded
+            plan = replace(plan, recorded_until_seq=summary.last, judged_until_seq=summary.last)
+        await run_plan(
+            plan,
+            out_dir=new,
+            config_path=new / MANIFEST,
+            listener=listener,
+            llm_factory=llm_factory,
+        )
         diff = await asyncio.to_thread(diff_log_files, old_copy, new / EVENTS_DB)
     new_summary, new_hash = await asyncio.to_thread(_summary_and_hash, new / EVENTS_DB)
     await asyncio.to_thread(
