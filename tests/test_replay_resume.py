@@ -17,7 +17,7 @@ import pytest
 from test_replay_support import checksums, config, make_run, mind_factory, rows
 
 from friendsim.llm.base import LLM, LLMRequest
-from friendsim.llm.errors import PermanentLLMError
+from friendsim.llm.errors import PermanentLLMError, ProviderStoppedError
 from friendsim.llm.scripted import Reply, ScriptedLLM
 from friendsim.replay.rerun import rerun
 from friendsim.replay.resume import resume
@@ -518,3 +518,73 @@ def test_a_resumed_budget_stopped_run_is_re_run_without_judging_its_spent_window
     report = asyncio.run(rerun(run, tmp_path / "again", llm_factory=works))
     assert report.identical
     assert json.loads((tmp_path / "again" / "manifest.json").read_text())["status"] == "degraded"
+
+
+@pytest.mark.parametrize("mode", ["rounds", "continuous"])
+def test_a_fork_of_a_resumed_budget_stopped_run_does_not_judge_the_shared_windows_again(
+    tmp_path: Path, mode: str
+) -> None:
+    """Windows 1..W of a fork are the parent's history, replayed from its cache: judging them
+    against the failure budget again stopped a fork of a run resumed past its spent window 2
+    right there, at a window the parent had already gone beyond. The fork at window 2, one
+    window longer, re-derives window 3 from the parent's cache, runs window 4 live and ends
+    ``degraded`` like its parent, its prefix the parent's byte for byte; a window after the
+    fork is judged as any new window is."""
+    from friendsim.replay.fork import fork
+
+    run = tmp_path / "run"
+    budget_stopped_run(run, mode)
+    works = failing_mind(lambda plan: False, [])
+    assert asyncio.run(resume(run, llm_factory=works)).status == "degraded"
+    parent = rows(run / "events.db")
+    end_of_2 = [seq for seq, _, k, _, p in parent if k == "window_ended"][1]
+
+    asked: list[tuple[str, int] | None] = []
+    out = tmp_path / "fork"
+    report = asyncio.run(
+        fork(run, config(rounds=4, mode=mode), at_window=2, out_dir=out,
+             llm_factory=failing_mind(lambda plan: False, asked))
+    )  # fmt: skip
+    assert report.status == "degraded" and report.prefix_last_seq == end_of_2
+    assert asked and all(p is None or p[1] == 4 for p in asked)
+    forked = rows(out / "events.db")
+    assert forked[: len([r for r in parent if r[0] <= end_of_2])] == [
+        r for r in parent if r[0] <= end_of_2
+    ]
+    assert [json.loads(p)["window"] for _, _, k, _, p in forked if k == "window_ended"] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+
+    # A new window over the budget still stops the fork: window 4 losing every plan.
+    failing = tmp_path / "failing-fork"
+    with pytest.raises(RunFailed) as stopped:
+        asyncio.run(
+            fork(run, config(rounds=4, mode=mode), at_window=2, out_dir=failing,
+                 llm_factory=failing_mind(lambda p: p is not None and p[1] == 4, []))
+        )  # fmt: skip
+    assert stopped.value.reason == "failure_budget" and "window 4:" in stopped.value.message
+
+    # A fork stopped by an outage in window 4 resumes with a working provider: windows 1-2 are
+    # still the parent's history and not judged again (the fork's lineage says where they end).
+    outage = tmp_path / "outage-fork"
+    mind = plausible_responder(0)
+
+    def down_from_4(request: LLMRequest) -> Reply:
+        plan = plan_of(request)
+        if plan is not None and plan[1] >= 4:
+            raise ProviderStoppedError("stub: provider down", fatal=False, cause="outage")
+        return mind(request)
+
+    with pytest.raises(RunInterrupted):
+        asyncio.run(
+            fork(run, config(rounds=5, mode=mode), at_window=2, out_dir=outage,
+                 llm_factory=lambda spec: ScriptedLLM(down_from_4, model="mind"))
+        )  # fmt: skip
+    report = asyncio.run(resume(outage, llm_factory=works))
+    assert report.status == "degraded" and report.last_complete_window == 3
+    ends = [json.loads(p)["window"] for _, _, k, _, p in rows(outage / "events.db")
+            if k == "window_ended"]  # fmt: skip
+    assert ends == [1, 2, 3, 4, 5]

@@ -5,7 +5,10 @@ the new config from window W+1, and the parent's log up to ``WindowEnded(W)`` as
 prefix. Windows ``1..W`` are re-executed with the parent's LLM cache (no live call until
 ``WindowEnded(W)`` is logged), so the new log's prefix — every event
 with ``seq <=`` the seq of the parent's ``WindowEnded(W)`` — is the parent's, byte for byte
-(checked at the end; a difference is a :class:`~friendsim.rundir.errors.DivergenceError`). The new config takes
+(checked at the end; a difference is a :class:`~friendsim.rundir.errors.DivergenceError`). Those
+windows are history, replayed without a live call: they are not judged against the failure
+budget again (``judged_until_seq``), which would stop a fork of a run resumed past the window
+that spent its budget at that window; window W+1 on is judged as in any run. The new config takes
 over at the boundary, each part at the first moment it can act without touching the prefix: the
 coach and the reward scorer from the processing of ``WindowEnded(W)`` (so with coaching switched
 on, guidance for window W is issued right after the prefix and agents are coached in window W+1);
@@ -14,7 +17,10 @@ windows follow (``rounds``/``duration``). In-memory state carries over exactly a
 uninterrupted run. Both reward settings are scored from the first event on, so the new scorer's
 state at the switch is the one the log implies; in-memory state (agent memory, coach context,
 RNGs) carries over exactly as in an uninterrupted run. The new manifest's ``fork`` entry records the lineage: parent run dir, parent manifest hash,
-fork window, prefix last seq and the prefix's sha256.
+fork window, prefix last seq, the prefix's sha256, and the phases before the new config
+(:mod:`friendsim.replay.phases`), so that the fork can be resumed, re-run and forked again
+with each window under the config it ran under. A fork of a fork keeps its parent's phases up
+to the fork window.
 
 What may change at the fork (anything else is a :class:`~friendsim.rundir.errors.RunInputError`
 naming the key): ``[coach]``, ``[rewards]`` (the coach's scorer is rebuilt and re-fed the prefix), ``[feed]``,
@@ -43,6 +49,7 @@ from friendsim.runtime.engine import RunListener
 from .config import config_from_manifest, with_changes
 from .execute import manifest_sha256, new_run_dir
 from .logdiff import diff_log_files
+from .phases import phase_lineage, recorded_phases
 from .rerun import _summary_and_hash, inspect_run
 
 SWITCHABLE = {
@@ -142,12 +149,18 @@ async def fork(
         parent_hash = await asyncio.to_thread(manifest_sha256, parent)
         await asyncio.to_thread(new_run_dir, parent, out)
         mode = "replay" if child.llm.cache == "replay" else "read_through"
-        plan = RunPlan(
-            phases=(
-                Phase(start=1, config=with_changes(pcfg, {"llm.cache": mode})),
-                Phase(start=at_window + 1, config=with_changes(child, {"llm.cache": mode})),
+        phases = (
+            *(
+                Phase(start=p.start, config=with_changes(p.config, {"llm.cache": mode}))
+                for p in recorded_phases(manifest, pcfg, source=parent / MANIFEST)
+                if p.start <= at_window
             ),
+            Phase(start=at_window + 1, config=with_changes(child, {"llm.cache": mode})),
+        )
+        plan = RunPlan(
+            phases=phases,
             recorded_until_seq=prefix_seq,
+            judged_until_seq=prefix_seq,
             lineage={
                 "fork": {
                     "parent_run_dir": await asyncio.to_thread(os.path.abspath, parent),
@@ -156,6 +169,7 @@ async def fork(
                     "prefix_last_seq": prefix_seq,
                     "prefix_sha256": prefix_hash,
                     "changed": changed,
+                    "phases": phase_lineage(phases),
                 }
             },
         )

@@ -45,6 +45,7 @@ from friendsim.runtime.engine import RunListener
 from .config import config_from_manifest
 from .execute import manifest_sha256, new_run_dir
 from .logdiff import LogDiff, diff_log_files
+from .phases import carried_lineage, recorded_phases
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -115,9 +116,12 @@ async def rerun(
                 "that stopped early is continued with `friendsim run --resume`, not re-run"
             )
         cfg = config_from_manifest(old, manifest, cache="replay")
+        plan = RunPlan(
+            phases=recorded_phases(manifest, cfg, source=old / MANIFEST),
+            lineage=carried_lineage(manifest),
+        )
         parent_hash = await asyncio.to_thread(manifest_sha256, old)
         await asyncio.to_thread(new_run_dir, old, new)
-        plan = RunPlan.of(cfg)
         if manifest.status == "degraded":  # its lost requests fail again, as recorded
             plan = replace(plan, recorded_until_seq=summary.last, judged_until_seq=summary.last)
         await run_plan(

@@ -88,6 +88,7 @@ from friendsim.runtime.engine import RunListener
 from .config import config_from_manifest
 from .execute import manifest_sha256, new_run_dir
 from .logdiff import diff_log_files
+from .phases import carried_lineage, recorded_phases
 from .rerun import _summary_and_hash, inspect_run
 
 STAGING_SUFFIX = ".resuming"
@@ -97,6 +98,8 @@ summed ``llm_usage`` and ``config_file`` of every segment before it."""
 JUDGED = "judged_until_seq"
 """The key of a resume's ``resumed_from`` holding the seq up to which the windows it re-derives
 are not judged against the failure budget again (:func:`judged_until`), for a resume of it."""
+FORK_PREFIX = "prefix_last_seq"
+"""The key of a fork's ``fork`` lineage holding the seq of its parent's last shared event."""
 
 log = structlog.get_logger(__name__)
 
@@ -311,10 +314,11 @@ def judged_until(manifest: Manifest, summary: LogSummary) -> int | None:
     does and its stop ends the run, so its last ``WindowEnded`` is the window that spent the
     budget, and every one before it passed. A resume records what it spares (``resumed_from``,
     :data:`JUDGED`, written when it starts), so a resume of it spares the same windows even if it
-    was killed or stopped otherwise, capped at what its log holds (the rest is run anew). Any
-    other run: ``None``, every window is judged (one killed between a window's end and its check
-    never judged that window)."""
-    judged = [(manifest.resumed_from or {}).get(JUDGED)]
+    was killed or stopped otherwise, capped at what its log holds (the rest is run anew). A
+    fork's shared windows (up to ``fork.prefix_last_seq``) are its parent's history, which the
+    fork does not judge either. Any other run: ``None``, every window is judged (one killed
+    between a window's end and its check never judged that window)."""
+    judged = [(manifest.resumed_from or {}).get(JUDGED), (manifest.fork or {}).get(FORK_PREFIX)]
     if manifest.stop_reason == "failure_budget":
         judged.append(summary.last_window_end)
     seqs = [s for s in judged if isinstance(s, int) and s > 0]
@@ -423,6 +427,7 @@ async def _resume_locked(
             cfg = cfg.model_copy(
                 update={"llm": cfg.llm.model_copy(update={"budget_usd": budget_usd})}
             )
+        phases = recorded_phases(manifest, cfg, source=old / MANIFEST)
         parent_hash = await asyncio.to_thread(manifest_sha256, old)
         abandoned = await asyncio.to_thread(_take_stale_cache, staging, Path(tmp), out_dir is None)
         stale_cache = abandoned.cache if abandoned is not None else None
@@ -448,10 +453,13 @@ async def _resume_locked(
                 JUDGED: judged,
             }
             plan = RunPlan(
-                phases=RunPlan.of(cfg).phases,
+                phases=phases,
                 recorded_until_seq=summary.last_window_end if last_window > 0 else None,
                 judged_until_seq=judged,
-                lineage={"resumed_from": {**source, ACCOUNTING: _accounting(base)}},
+                lineage={
+                    **carried_lineage(manifest),
+                    "resumed_from": {**source, ACCOUNTING: _accounting(base)},
+                },
             )
             await run_plan(
                 plan,
