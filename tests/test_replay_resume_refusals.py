@@ -5,9 +5,12 @@ answers and its accounting) is left for the next resume, and the original run is
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -149,3 +152,36 @@ async def test_a_resume_refused_by_its_re_execution_hands_on_an_earlier_resumes_
     segments = json.loads((run / "manifest.json").read_text())["segments"]
     assert [s["kind"] for s in segments] == ["original", "resume", "resume"]
     assert [s["status"] for s in segments] == ["interrupted", "interrupted", "completed"]
+
+
+REFUSING_CLI = """
+import sys
+from friendsim.runtime import assembly
+assembly.machine_memory = lambda: 1024  # the re-execution's own check refuses
+from friendsim.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("out", [None, "resumed"])
+def test_friendsim_run_resume_refused_exits_2_with_one_line_and_leaves_nothing(
+    tmp_path: Path, out: str | None
+) -> None:
+    """The command a user types: ``friendsim run --resume RUN [--out DIR]`` refused by the
+    re-execution's memory check exits 2 with one line naming the setting, no traceback, and
+    leaves no staging or ``--out`` folder; the run is untouched and still resumable."""
+    run = tmp_path / "run"
+    asyncio.run(_interrupted_run(run))
+    original = checksums(run)
+    argv = ["run", "--resume", str(run), "--quiet"]
+    if out is not None:
+        argv += ["--out", str(tmp_path / out)]
+    done = subprocess.run(
+        [sys.executable, "-c", REFUSING_CLI, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("friendsim run: "), done.stderr
+    assert "[agents].count: 4 agents need about" in lines[0]
+    assert _names(tmp_path) == ["run"] and checksums(run) == original
+    assert json.loads((run / "manifest.json").read_text())["status"] == "interrupted"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,7 +51,8 @@ examples:
   friendsim run coached.toml --fork runs/paper --at 7 --out runs/fork
 
 exit status: 0 completed, 3 degraded (every window ran, but some model-backed
-decisions were lost to provider errors), 130 interrupted (resumable: Ctrl-C, a
+decisions were lost to provider errors, or decisions to a policy that raised),
+130 interrupted (resumable: Ctrl-C, a
 budget, a provider that stayed down), 1 failed (a provider rejected the key,
 model or request, or too many decisions failed; what was recorded is kept),
 2 bad input (the message names the file and the setting).
@@ -374,13 +375,25 @@ def handle(args: argparse.Namespace) -> int:
     sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
     status = result.manifest.status
     if status != "completed":
-        lost = result.manifest.totals.get("lost_actions", 0)
-        sys.stderr.write(
-            f"friendsim run: {status}: every window ran but {lost} model-backed decisions were "
-            "lost to provider errors (action_failed events; the manifest's llm_usage has the "
-            "failures by class)\n"
-        )
+        sys.stderr.write(f"friendsim run: {degraded_line(status, result.manifest.totals)}\n")
     return exit_code(status)
+
+
+def degraded_line(status: str, totals: Mapping[str, int]) -> str:
+    """What a run that ran every window but is not ``completed`` lost, and where to look."""
+    lost, crashed = totals.get("lost_actions", 0), totals.get("policy_errors", 0)
+    parts = []
+    if lost:
+        parts.append(
+            f"{lost} model-backed decisions were lost to provider errors (the manifest's "
+            "llm_usage has the failures by class)"
+        )
+    if crashed:
+        parts.append(
+            f"{crashed} decisions were lost to a policy that raised (a bug in the policy: the "
+            "log's action_failed events with stage 'policy' or 'vote' name the exception)"
+        )
+    return f"{status}: every window ran but " + "; ".join(parts or ["decisions were lost"])
 
 
 def stopped_line(what: str, exc: RunStopped, out: Path, hint: str) -> str:

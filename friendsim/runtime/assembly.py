@@ -696,7 +696,9 @@ async def _run_locked(
                 seed=ex.seed,
             )
         windows = await scheduler.run()
-        status = finished_status(engine.lost_actions)
+        status = finished_status(
+            lost_decisions=engine.lost_actions, policy_errors=engine.policy_errors
+        )
     except RunStopped as exc:
         status, stop_reason, stop_detail = exc.status, exc.reason, exc.message
         raise
@@ -729,6 +731,7 @@ async def _run_locked(
             manifest.totals = _totals(windows)
             if engine is not None:
                 manifest.totals["lost_actions"] = engine.lost_actions
+                manifest.totals["policy_errors"] = engine.policy_errors
             manifest.llm_usage = ledger.to_json()
             manifest.wall_seconds = round(time.perf_counter() - wall0, 3)
             manifest.stop_reason = stop_reason

@@ -13,7 +13,8 @@ answers the log is identical whatever order the answers arrive in.
 
 A policy that raises is never allowed to end the run: an :class:`~friendsim.llm.errors.LLMError`
 becomes ``ActionFailed(stage="llm")``, any other exception ``ActionFailed(stage="policy")``
-(logged). Some errors end it, on purpose: a replay-only cache miss (``CacheMissError``: the
+(logged, and counted in :attr:`Engine.policy_errors`: the decision is lost to a bug, so the run
+cannot end ``completed``). Some errors end it, on purpose: a replay-only cache miss (``CacheMissError``: the
 replay cannot be faithful), a provider configuration error, an open circuit breaker
 (``ProviderStoppedError``, turned into a stop by the assembly) and a spent budget
 (``BudgetExceededError``, raised as :class:`RunInterrupted`). When one of them ends a wake, or a
@@ -103,6 +104,10 @@ class WindowTally:
     votes: int = 0
     llm_asked: int = 0
     llm_failures: int = 0
+    policy_errors: int = 0
+    """Decisions and ballots lost to a policy that raised (a bug in its code, not the model's
+    answer): recorded as ``action_failed`` (``stage="policy"``/``"vote"``); a run with any ends
+    ``degraded``. Not counted against the provider failure budget."""
     end_seq: int = 0
     """The seq of the window's ``WindowEnded`` (0 until it is recorded)."""
     prompt_tokens: list[int] = field(default_factory=list)
@@ -215,7 +220,9 @@ class Engine:
         """Windows ending at or before this seq were judged by the run that recorded them
         (see :meth:`window_ended`)."""
         self.lost_actions = 0
+        self.policy_errors = 0
         self._lost: set[str] = set()
+        self._crashed: set[str] = set()
         self.hooks = hooks or WindowHooks()
         self._feed_override: FeedRules | None = None
         self._broadcasts: dict[str, list[InboxMessage]] = {}
@@ -524,6 +531,7 @@ class Engine:
             return Decision(failures=(_failure("llm", exc),))
         except Exception as exc:
             log.error("policy_error", agent=agent, window=obs.window, error=repr(exc))
+            self._crashed.add(agent)
             return Decision(failures=(_failure("policy", exc),))
 
     async def _vote_one(self, agent: str, obs: Observation, items: tuple[FeedItem, ...]) -> Ballot:
@@ -539,6 +547,7 @@ class Engine:
             return Ballot(failures=(_failure("vote", exc),))
         except Exception as exc:
             log.error("vote_error", agent=agent, window=obs.window, error=repr(exc))
+            self._crashed.add(agent)
             return Ballot(failures=(_failure("vote", exc),))
 
     async def observe_and_decide(
@@ -557,6 +566,7 @@ class Engine:
         reads only its own observation and its own policy's memory, which building other
         observations does not touch: the log is the one of building all, then deciding."""
         self._lost = set()
+        self._crashed = set()
         observations: dict[str, Observation] = {}
         asked: dict[str, asyncio.Future[Decision]] = {}
         try:
@@ -585,6 +595,7 @@ class Engine:
         observation (built before the wake) and its own policy's memory, which only applying
         its own decision changes."""
         self._lost = set()
+        self._crashed = set()
         await self._apply_decisions(observations, tally, {})
 
     async def _apply_decisions(
@@ -636,6 +647,7 @@ class Engine:
         which casting other agents' ballots does not touch."""
         order = [a for a in sorted(offered) if offered[a]]
         self._lost = set()
+        self._crashed = set()
         window = tally.window
 
         async def apply(i: int, ballot: Ballot) -> None:
@@ -659,13 +671,16 @@ class Engine:
     def _count_lost(
         self, tally: WindowTally, asked: int, answers: Sequence[Decision | Ballot]
     ) -> None:
-        """Count the wake's decisions lost to the LLM layer (not to the model's output)."""
+        """Count the wake's decisions lost to the LLM layer (not to the model's output), and
+        those lost to a policy that raised."""
         lost = len(self._lost) + sum(
             1 for a in answers if any(f.reason == "llm_error" for f in a.failures)
         )
         tally.llm_asked += asked
         tally.llm_failures += lost
         self.lost_actions += lost
+        tally.policy_errors += len(self._crashed)
+        self.policy_errors += len(self._crashed)
 
 
 def _failure(stage: str, exc: BaseException) -> Failure:

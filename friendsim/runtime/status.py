@@ -2,10 +2,12 @@
 
 Statuses (``manifest.status``):
 
-- ``completed`` -- every window ran and no model-backed decision was lost. The only exit code 0.
+- ``completed`` -- every window ran and no decision was lost. The only exit code 0.
 - ``degraded`` -- every window ran, but some model-backed decisions failed (recorded as
   ``action_failed``) within the failure budget ``[llm] max_failure_share``, or in a window that
-  spent it before a resume carried the run past it (see ``failed``). Exit code 3.
+  spent it before a resume carried the run past it (see ``failed``), or some decisions were
+  lost to a policy that raised (a bug in its code; ``totals.policy_errors``). Exit code 3. A
+  model's invalid answers are its behaviour, not a loss: they do not degrade a run.
 - ``interrupted`` -- stopped early and resumable with ``friendsim run --resume``: a stop request
   (SIGINT/SIGTERM, a caller's stop event), a spending budget, a provider that stayed down past its
   retries (circuit breaker). Exit code 130.
@@ -82,10 +84,12 @@ def exit_code(status: str) -> int:
     return EXIT_CODES.get(status, 1)
 
 
-def finished_status(lost_decisions: int) -> Literal["completed", "degraded"]:
+def finished_status(
+    *, lost_decisions: int, policy_errors: int = 0
+) -> Literal["completed", "degraded"]:
     """The status of a run that ran every window: ``degraded`` when model-backed decisions
-    were lost to provider errors."""
-    return "degraded" if lost_decisions > 0 else "completed"
+    were lost to provider errors or decisions to a policy that raised."""
+    return "degraded" if lost_decisions > 0 or policy_errors > 0 else "completed"
 
 
 def check_failure_budget(*, window: int, asked: int, failed: int, max_share: float) -> None:
