@@ -98,9 +98,11 @@ def test_the_same_run_without_errors_is_completed(tmp_path: Path) -> None:
 
 
 def test_status_and_the_line_that_explains_it() -> None:
-    assert finished_status(lost_decisions=0, policy_errors=0) == "completed"
-    assert finished_status(lost_decisions=0, policy_errors=1) == "degraded"
-    assert finished_status(lost_decisions=2) == "degraded"
+    assert finished_status({"lost_actions": 0, "policy_errors": 0}) == "completed"
+    assert finished_status({"lost_actions": 0, "policy_errors": 1}) == "degraded"
+    assert finished_status({"lost_actions": 2}) == "degraded"
+    assert finished_status({"lost_guidance": 1}) == finished_status({"lost_reviews": 1})
+    assert finished_status({"lost_reviews": 1}) == "degraded"
     both = degraded_line("degraded", {"lost_actions": 3, "policy_errors": 1})
     assert both.startswith("degraded: every window ran but 3 model-backed decisions were lost")
     assert "; 1 decisions were lost to a policy that raised" in both

@@ -18,12 +18,7 @@ from typing import Any, Generic, TypeVar
 from friendsim.agents.prompting import render, request_tokens
 from friendsim.agents.schema import OutputError
 from friendsim.llm.base import LLM, Completion, LLMRequest, Message, user
-from friendsim.llm.errors import (
-    CacheMissError,
-    LLMError,
-    ProviderConfigError,
-    ProviderStoppedError,
-)
+from friendsim.llm.errors import STOPS_THE_RUN, LLMError
 from friendsim.vocabulary import Failure
 
 T = TypeVar("T")
@@ -97,7 +92,7 @@ async def ask_validated(
             first_tokens = request_tokens(req)
         try:
             comp = await llm.complete(req)
-        except (CacheMissError, ProviderStoppedError, ProviderConfigError):
+        except STOPS_THE_RUN:
             raise
         except LLMError as exc:
             return Asked(

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from friendsim.coach.base import TOP_LIKED, CoachAdvice, CoachContext
 from friendsim.coach.rule import MAX_TIPS, MIN_TIPS, rule_tips
 from friendsim.llm.base import LLM, LLMRequest, Message, user
-from friendsim.llm.errors import LLMError
+from friendsim.llm.errors import STOPS_THE_RUN, LLMError
 from friendsim.vocabulary import Failure, PaperActionType, Tip, Tone
 
 log = structlog.get_logger(__name__)
@@ -186,6 +186,8 @@ class LLMCoach:
             )
             try:
                 completion = await self.llm.complete(request)
+            except STOPS_THE_RUN:
+                raise
             except LLMError as exc:
                 return self._fallback(ctx, "llm_error", f"{type(exc).__name__}: {exc}", attempts)
             raw = completion.parsed if completion.parsed is not None else completion.text

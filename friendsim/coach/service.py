@@ -44,6 +44,7 @@ from friendsim.coach.base import Coach as CoachProtocol
 from friendsim.coach.base import CoachAdvice, CoachContext, GapMode, ReportingCoach
 from friendsim.coach.context import ContextTracker
 from friendsim.coach.rule import rule_tips
+from friendsim.llm.errors import STOPS_THE_RUN
 from friendsim.platform.events import (
     COACH_ACTOR,
     ActionFailed,
@@ -54,6 +55,10 @@ from friendsim.platform.events import (
 from friendsim.vocabulary import Failure, RewardFeedback, Tip
 
 log = structlog.get_logger(__name__)
+
+LOST_REASONS = frozenset({"llm_error", "coach_error"})
+"""Fallback reasons that mean guidance was lost (the provider failed, the coach raised), not
+given badly (``invalid_output``: the model's behaviour)."""
 
 
 class CoachServiceError(RuntimeError):
@@ -125,6 +130,8 @@ class CoachService:
         self._guidance: dict[str, tuple[Tip, ...]] = {}
         self._coached: set[int] = set()
         self._done: dict[int, asyncio.Event] = {}
+        self._finished: set[int] = set()
+        """Windows processed whole (scored, and guided when a coach is in force)."""
         self._jobs: asyncio.Queue[tuple[int, list[CoachContext]] | None] = asyncio.Queue()
         self._pending_history: tuple[int, list[CoachContext]] | None = None
         self._history_end = 0
@@ -135,6 +142,11 @@ class CoachService:
         self._writer: asyncio.Task[None] | None = None
         self.guidance_recorded = 0
         self.failures_recorded = 0
+        self.lost_guidance = 0
+        """Agents' guidance the coach's model did not give (a provider error outlasting its
+        retries) or a coach that raised did not: the rule coach's tips stood in for it, an
+        ``ActionFailed(stage="coach")`` says so, and the run cannot end ``completed``. A model's
+        invalid answer is its behaviour and is not counted."""
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -172,19 +184,30 @@ class CoachService:
     # --- queries ------------------------------------------------------------------------------
 
     async def window_done(self, window: int) -> Mapping[str, AgentScores]:
-        """Wait until ``WindowEnded(window)`` is scored and its guidance recorded and flushed."""
-        if window in self._scores and self._is_done(window):
-            return self._scores[window]
-        if self._error is not None:
-            raise CoachServiceError(f"{self.name} failed: {self._error!r}") from self._error
-        if self._stopped:
-            raise CoachServiceError(f"{self.name} is stopped; window {window} was not processed")
-        await self._event(window).wait()
-        if window not in self._scores:
-            raise CoachServiceError(
-                f"{self.name} ended before window {window}: {self._error!r}"
-            ) from self._error
+        """Wait until ``WindowEnded(window)`` is scored and its guidance recorded and flushed.
+
+        Raises when the window was not processed whole: the error that stops the run as itself
+        when it is one of :data:`~friendsim.llm.errors.STOPS_THE_RUN` (the coach's provider is
+        down, say: the runtime stops the run with the status that says so), else a
+        :class:`CoachServiceError`. A window whose guidance failed is never reported done."""
+        if window not in self._finished:
+            if self._error is None and not self._stopped:
+                await self._event(window).wait()
+            if window not in self._finished:
+                raise self._failure(window)
         return self._scores[window]
+
+    def _failure(self, window: int) -> BaseException:
+        error = self._error
+        if isinstance(error, STOPS_THE_RUN):
+            return error
+        if error is not None:
+            failed = CoachServiceError(f"{self.name} failed before window {window}: {error!r}")
+            failed.__cause__ = error
+            return failed
+        if self._stopped:
+            return CoachServiceError(f"{self.name} is stopped; window {window} was not processed")
+        return CoachServiceError(f"{self.name} ended before window {window}")
 
     def regime(self, window: int) -> CoachRegime:
         """The regime in force during ``window``."""
@@ -227,6 +250,7 @@ class CoachService:
         return ev is not None and ev.is_set()
 
     def _mark_done(self, window: int) -> None:
+        self._finished.add(window)
         self._event(window).set()
 
     def _release_waiters(self, error: BaseException) -> None:
@@ -321,6 +345,8 @@ class CoachService:
                 if _reports(coach):
                     return await cast(ReportingCoach, coach).advise_with_report(ctx)
                 return CoachAdvice(tips=tuple(await coach.advise(ctx)))
+            except STOPS_THE_RUN:
+                raise
             except Exception as exc:
                 log.warning("coach_error", agent=ctx.agent, window=ctx.window, error=repr(exc))
                 return CoachAdvice(
@@ -343,7 +369,14 @@ class CoachService:
             for i, ctx in todo:
                 out[i] = await self._advise(coach, ctx)
 
-        await asyncio.gather(*(work() for _ in range(min(self._workers, len(contexts)))))
+        workers = [asyncio.ensure_future(work()) for _ in range(min(self._workers, len(contexts)))]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:  # one stops the window: the others' calls are not needed
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
         return cast(list[CoachAdvice], out)
 
     async def _coach_window(self, window: int, contexts: list[CoachContext]) -> None:
@@ -373,6 +406,8 @@ class CoachService:
                     )
                 )
                 self.failures_recorded += 1
+                if f.reason in LOST_REASONS:
+                    self.lost_guidance += 1
             await self.platform.record(
                 GuidanceIssued(
                     t=now,

@@ -50,12 +50,13 @@ examples:
   friendsim run --resume runs/continuous
   friendsim run coached.toml --fork runs/paper --at 7 --out runs/fork
 
-exit status: 0 completed, 3 degraded (every window ran, but some model-backed
-decisions were lost to provider errors, or decisions to a policy that raised),
-130 interrupted (resumable: Ctrl-C, a
-budget, a provider that stayed down), 1 failed (a provider rejected the key,
-model or request, or too many decisions failed; what was recorded is kept),
-2 bad input (the message names the file and the setting).
+exit status: 0 completed, 3 degraded (every window ran, but decisions, coach
+guidance or moderation reviews were lost to provider errors, or decisions to a
+policy that raised), 130 interrupted (resumable: Ctrl-C, a budget, a provider
+that stayed down, the agents', the coach's or the moderator's), 1 failed (a
+provider rejected the key, model or request, or too many decisions failed;
+what was recorded is kept), 2 bad input (the message names the file and the
+setting).
 """
 
 
@@ -381,19 +382,18 @@ def handle(args: argparse.Namespace) -> int:
 
 def degraded_line(status: str, totals: Mapping[str, int]) -> str:
     """What a run that ran every window but is not ``completed`` lost, and where to look."""
-    lost, crashed = totals.get("lost_actions", 0), totals.get("policy_errors", 0)
-    parts = []
-    if lost:
-        parts.append(
-            f"{lost} model-backed decisions were lost to provider errors (the manifest's "
-            "llm_usage has the failures by class)"
-        )
-    if crashed:
-        parts.append(
-            f"{crashed} decisions were lost to a policy that raised (a bug in the policy: the "
-            "log's action_failed events with stage 'policy' or 'vote' name the exception)"
-        )
-    return f"{status}: every window ran but " + "; ".join(parts or ["decisions were lost"])
+    said = {
+        "lost_actions": "model-backed decisions were lost to provider errors (the manifest's "
+        "llm_usage has the failures by class)",
+        "policy_errors": "decisions were lost to a policy that raised (a bug in the policy: "
+        "the log's action_failed events with stage 'policy' or 'vote' name the exception)",
+        "lost_guidance": "agents' coach guidance was lost to provider errors or a coach that "
+        "raised (the rule coach's tips stood in: action_failed events with stage 'coach')",
+        "lost_reviews": "moderation reviews were lost to provider errors (those posts went "
+        "unmoderated: action_failed events with stage 'moderation')",
+    }
+    parts = [f"{totals[k]} {what}" for k, what in said.items() if totals.get(k, 0)]
+    return f"{status}: every window ran but " + "; ".join(parts or ["something was lost"])
 
 
 def stopped_line(what: str, exc: RunStopped, out: Path, hint: str) -> str:

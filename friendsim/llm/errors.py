@@ -100,6 +100,18 @@ class CacheMissError(LLMError):
         self.label = label
 
 
+STOPS_THE_RUN: tuple[type[LLMError], ...] = (
+    CacheMissError,
+    ProviderConfigError,
+    ProviderStoppedError,
+)
+"""The LLM errors no caller may turn into a recorded failure, whoever asked (an agent, the coach,
+a moderator, a survey): a replay-only cache miss (the re-execution cannot be faithful), a
+provider's configuration error, an open circuit breaker (the provider is down or rejects us).
+They propagate to the runtime, which stops the run with the status that says so; recording them
+as failures would let a run whose provider is gone end ``completed``."""
+
+
 class BudgetExceededError(Exception):
     """The next call would take the run's spending past ``[llm].budget_usd``.
 

@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from friendsim.llm.base import LLM, LLMRequest, Message, user
-from friendsim.llm.errors import CacheMissError, LLMError, ProviderConfigError
+from friendsim.llm.errors import STOPS_THE_RUN, LLMError
 from friendsim.vocabulary import Failure
 
 from .base import ModerationItem, Review, Verdict
@@ -93,7 +93,7 @@ class LLMModerator:
             )
             try:
                 comp = await self.llm.complete(req)
-            except (CacheMissError, ProviderConfigError):
+            except STOPS_THE_RUN:
                 raise
             except LLMError as exc:
                 return Review(failure=_failure("llm_error", str(exc), attempt, item))

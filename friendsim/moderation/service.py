@@ -68,6 +68,10 @@ class ModerationService:
         self._error: BaseException | None = None
         self.decisions = 0
         self.failures = 0
+        self.lost_reviews = 0
+        """Reviews the moderator's model did not give (a provider error outlasting its retries,
+        ``reason="llm_error"``): those items went unmoderated, and the run cannot end
+        ``completed``. A model's invalid answer is its behaviour and is not counted."""
 
     async def start(self) -> None:
         """Subscribe from the first event and start reading (returns at once)."""
@@ -139,6 +143,8 @@ class ModerationService:
                     )
                 )
                 self.failures += 1
+                if f.reason == "llm_error":
+                    self.lost_reviews += 1
             for v in review.verdicts:
                 await self.platform.record(decision_event(item, v, self.moderator.name, t=now))
                 recorded += 1

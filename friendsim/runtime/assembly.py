@@ -73,6 +73,7 @@ from friendsim.runtime.config import (
 from friendsim.runtime.continuous import ContinuousScheduler, acquaintances_of
 from friendsim.runtime.control import RunControl
 from friendsim.runtime.engine import Engine, FeedRules, RunListener, WindowTally
+from friendsim.runtime.instruments import Instruments
 from friendsim.runtime.instruments_setup import (
     check_named_agents,
     inline_plan_items,
@@ -696,9 +697,7 @@ async def _run_locked(
                 seed=ex.seed,
             )
         windows = await scheduler.run()
-        status = finished_status(
-            lost_decisions=engine.lost_actions, policy_errors=engine.policy_errors
-        )
+        status = finished_status(_losses(engine, service, instruments))
     except RunStopped as exc:
         status, stop_reason, stop_detail = exc.status, exc.reason, exc.message
         raise
@@ -730,8 +729,7 @@ async def _run_locked(
             manifest.windows = len(windows)
             manifest.totals = _totals(windows)
             if engine is not None:
-                manifest.totals["lost_actions"] = engine.lost_actions
-                manifest.totals["policy_errors"] = engine.policy_errors
+                manifest.totals.update(_losses(engine, service, instruments))
             manifest.llm_usage = ledger.to_json()
             manifest.wall_seconds = round(time.perf_counter() - wall0, 3)
             manifest.stop_reason = stop_reason
@@ -903,6 +901,20 @@ async def _shutdown(
         await platform.close()
     except Exception as exc:
         log.error("platform_close_failed", error=repr(exc))
+
+
+def _losses(
+    engine: Engine, service: CoachService | None, instruments: Instruments | None
+) -> dict[str, int]:
+    """What the run lost so far, as the manifest's ``totals`` count it
+    (:data:`~friendsim.runtime.status.LOSSES`)."""
+    moderation = instruments.moderation if instruments is not None else None
+    return {
+        "lost_actions": engine.lost_actions,
+        "policy_errors": engine.policy_errors,
+        "lost_guidance": service.lost_guidance if service is not None else 0,
+        "lost_reviews": moderation.lost_reviews if moderation is not None else 0,
+    }
 
 
 def _totals(windows: Sequence[WindowTally]) -> dict[str, int]:

@@ -40,13 +40,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from friendsim.llm.errors import (
-    BudgetExceededError,
-    CacheMissError,
-    LLMError,
-    ProviderConfigError,
-    ProviderStoppedError,
-)
+from friendsim.llm.errors import STOPS_THE_RUN, BudgetExceededError, LLMError
 from friendsim.llm.redact import redact_text
 from friendsim.platform.events import DirectMessageSent, VoteCast, VoteChanged
 from friendsim.platform.feeds.base import FeedRanker, same_for_every_reader
@@ -88,7 +82,6 @@ log = structlog.get_logger(__name__)
 MAX_RECEIVED_VOTES = 200
 
 T = TypeVar("T")
-_FATAL = (CacheMissError, ProviderConfigError, ProviderStoppedError)
 
 
 @dataclass(slots=True)
@@ -523,7 +516,7 @@ class Engine:
             return await self.policies[agent].decide(obs)
         except BudgetExceededError as exc:
             raise RunInterrupted(str(exc), reason="budget") from exc
-        except _FATAL:
+        except STOPS_THE_RUN:
             raise
         except LLMError as exc:
             log.warning("policy_llm_error", agent=agent, window=obs.window, error=repr(exc))
@@ -539,7 +532,7 @@ class Engine:
             return await self.policies[agent].vote(obs, items)
         except BudgetExceededError as exc:
             raise RunInterrupted(str(exc), reason="budget") from exc
-        except _FATAL:
+        except STOPS_THE_RUN:
             raise
         except LLMError as exc:
             log.warning("vote_llm_error", agent=agent, window=obs.window, error=repr(exc))

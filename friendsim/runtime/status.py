@@ -6,8 +6,9 @@ Statuses (``manifest.status``):
 - ``degraded`` -- every window ran, but some model-backed decisions failed (recorded as
   ``action_failed``) within the failure budget ``[llm] max_failure_share``, or in a window that
   spent it before a resume carried the run past it (see ``failed``), or some decisions were
-  lost to a policy that raised (a bug in its code; ``totals.policy_errors``). Exit code 3. A
-  model's invalid answers are its behaviour, not a loss: they do not degrade a run.
+  lost to a policy that raised (a bug in its code), or coach guidance or moderation reviews were
+  lost to provider errors (:data:`LOSSES`). Exit code 3. A model's invalid answers are its
+  behaviour, not a loss: they do not degrade a run.
 - ``interrupted`` -- stopped early and resumable with ``friendsim run --resume``: a stop request
   (SIGINT/SIGTERM, a caller's stop event), a spending budget, a provider that stayed down past its
   retries (circuit breaker). Exit code 130.
@@ -29,6 +30,7 @@ command line turns it into one line on stderr and :func:`exit_code`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, get_args
 
 from friendsim.llm.errors import ProviderStoppedError
@@ -84,12 +86,16 @@ def exit_code(status: str) -> int:
     return EXIT_CODES.get(status, 1)
 
 
-def finished_status(
-    *, lost_decisions: int, policy_errors: int = 0
-) -> Literal["completed", "degraded"]:
-    """The status of a run that ran every window: ``degraded`` when model-backed decisions
-    were lost to provider errors or decisions to a policy that raised."""
-    return "degraded" if lost_decisions > 0 or policy_errors > 0 else "completed"
+LOSSES: tuple[str, ...] = ("lost_actions", "policy_errors", "lost_guidance", "lost_reviews")
+"""The manifest's ``totals`` that count what a run lost: agents' decisions lost to provider
+errors, decisions lost to a policy that raised, coach guidance lost to provider errors or a coach
+that raised (the rule coach's tips stood in), moderation reviews lost to provider errors."""
+
+
+def finished_status(losses: Mapping[str, int]) -> Literal["completed", "degraded"]:
+    """The status of a run that ran every window: ``degraded`` when it lost anything
+    (``losses``: the counts of :data:`LOSSES`)."""
+    return "degraded" if any(losses.get(k, 0) > 0 for k in LOSSES) else "completed"
 
 
 def check_failure_budget(*, window: int, asked: int, failed: int, max_share: float) -> None:

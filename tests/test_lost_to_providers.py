@@ -1,0 +1,204 @@
+"""What a run says when the model behind its coach or its moderator fails.
+
+A provider that is down (its circuit breaker opens) stops the run whoever asked: the agents, the
+coach or the moderator. Before, the coach and the moderator turned the breaker's error into a
+recorded fallback, window after window, and a run whose coach model was gone from the first
+call ended ``completed``, exit 0. A request lost to a provider error that does not stop the
+run (one rejected call) is a loss the run reports: ``degraded``, with the count in the
+manifest's totals. A model's invalid answer is its behaviour: the run stays ``completed``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from friendsim.llm.base import LLM, LLMRequest
+from friendsim.llm.errors import PermanentLLMError, ServerError
+from friendsim.llm.scripted import Reply, ScriptedLLM
+from friendsim.replay.resume import resume
+from friendsim.runtime.assembly import run_experiment
+from friendsim.runtime.config import ExperimentConfig, parse_config
+from friendsim.runtime.scripted_mind import plausible_responder
+from friendsim.runtime.status import RunInterrupted
+
+COACH, MODERATOR = "scripted:coach", "scripted:moderator"
+
+
+def coached(rounds: int = 3) -> ExperimentConfig:
+    """LLM agents on one provider, an LLM coach on another."""
+    return parse_config(
+        {
+            "experiment": {"name": "c", "seed": 1, "rounds": rounds, "n_actions": 2},
+            "agents": {"count": 4, "policy": "llm"},
+            "llm": {"provider": "scripted", "retries": 0, "concurrency": 4},
+            "coach": {"enabled": True, "kind": "llm", "provider": COACH},
+        }
+    )
+
+
+def moderated() -> ExperimentConfig:
+    """Baseline agents and an LLM moderator on its own provider."""
+    return parse_config(
+        {
+            "experiment": {"name": "m", "seed": 2, "rounds": 3, "n_actions": 2},
+            "agents": {"count": 6, "policy": "baseline"},
+            "coach": {"enabled": False},
+            "llm": {"provider": "scripted", "retries": 0, "concurrency": 4},
+            "moderation": {"enabled": True, "kind": "llm", "provider": MODERATOR},
+        }
+    )
+
+
+def coach_window(request: LLMRequest) -> tuple[str, int]:
+    """``(agent, window)`` of a coach request (its context names both)."""
+    context = json.loads(request.messages[0].content)
+    return context["user"], context["after_round"]
+
+
+def models(fails: dict[str, Callable[[LLMRequest], Any]]) -> Callable[[str], LLM]:
+    """Every spec answers through the scripted mind, except where ``fails[spec](request)``
+    returns an error (or an answer) instead."""
+    mind = plausible_responder(0)
+
+    def factory(spec: str) -> LLM:
+        def respond(request: LLMRequest) -> Reply:
+            if spec in fails and (out := fails[spec](request)) is not None:
+                return out
+            return mind(request)
+
+        return ScriptedLLM(respond, model="mind")
+
+    return factory
+
+
+def rows(db: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as con:
+        return con.execute(
+            "SELECT seq, t, kind, actor, payload FROM events ORDER BY seq"
+        ).fetchall()
+
+
+def manifest(run: Path) -> dict[str, Any]:
+    return json.loads((run / "manifest.json").read_text())
+
+
+def down() -> ServerError:
+    return ServerError("stub: 503 model down", status=503)
+
+
+@pytest.mark.parametrize("from_window", [1, 3])
+def test_a_coach_whose_provider_is_down_stops_the_run_and_its_resume_gives_the_whole_log(
+    tmp_path: Path, from_window: int
+) -> None:
+    """From window 1 the coach never answered; from window 3 (the last) it failed only after
+    the run's last window, where a failed window end used to pass unnoticed. Either way the run
+    stops ``interrupted`` (``provider_down``) with that window's end committed and none of its
+    guidance recorded, no fallback in the log; ``--resume`` with the coach back asks for that
+    guidance and ends with the log of a run whose coach never failed."""
+    whole = asyncio.run(
+        run_experiment(coached(), out_dir=tmp_path / "whole", llm_factory=models({}))
+    )
+    assert whole.manifest.status == "completed"
+
+    run = tmp_path / "run"
+    failing = models({COACH: lambda r: down() if coach_window(r)[1] >= from_window else None})
+    with pytest.raises(RunInterrupted, match="503 model down") as stopped:
+        asyncio.run(run_experiment(coached(), out_dir=run, llm_factory=failing))
+    assert stopped.value.reason == "provider_down"
+    m = manifest(run)
+    assert m["status"] == "interrupted" and m["stop_reason"] == "provider_down"
+    log = rows(run / "events.db")
+    ended = [json.loads(p)["window"] for _, _, k, _, p in log if k == "window_ended"]
+    assert ended == list(range(1, from_window + 1))
+    guided = {json.loads(p)["window"] for _, _, k, _, p in log if k == "guidance_issued"}
+    assert guided == set(range(1, from_window))
+    assert not [p for _, _, k, _, p in log if k == "action_failed" and "llm_error" in p]
+
+    report = asyncio.run(resume(run, llm_factory=models({})))
+    assert report.status == "completed"
+    assert rows(run / "events.db") == rows(tmp_path / "whole" / "events.db")
+
+
+def test_one_coach_request_lost_to_the_provider_makes_the_run_degraded(tmp_path: Path) -> None:
+    """One rejected call (a 409: permanent, not fatal) loses a02's window-2 guidance; the rule
+    coach's tips stand in, recorded as such, and the run ends ``degraded`` with the loss
+    counted: the run's coaching was not all the model's."""
+    rejected = models(
+        {COACH: lambda r: PermanentLLMError("stub: 409", status=409)
+         if coach_window(r) == ("a02", 2) else None}
+    )  # fmt: skip
+    done = asyncio.run(run_experiment(coached(), out_dir=tmp_path / "r", llm_factory=rejected))
+    assert done.manifest.status == "degraded"
+    assert done.manifest.totals["lost_guidance"] == 1
+    assert done.manifest.totals["lost_actions"] == 0
+    log = rows(tmp_path / "r" / "events.db")
+    failed = [json.loads(p) for _, _, k, _, p in log if k == "action_failed"]
+    lost = [f for f in failed if f["reason"] != "invalid_output"]  # the scripted mind's own
+    assert [(f["stage"], f["reason"], f["action"]["agent"], f["window"]) for f in lost] == [
+        ("coach", "llm_error", "a02", 2)
+    ]
+    guided = {
+        (g["agent"], g["window"]): g["coach"]
+        for g in (json.loads(p) for _, _, k, _, p in log if k == "guidance_issued")
+    }
+    assert guided[("a02", 2)] == "llm:fallback" and len(guided) == 4 * 3
+
+
+def test_a_coach_models_invalid_answer_is_not_a_loss(tmp_path: Path) -> None:
+    """The model answering a02's window-2 context with garbage every time is its behaviour:
+    the fallback is recorded (``invalid_output``, as for the scripted mind's own invalid tips)
+    and the run is ``completed``."""
+    garbage = models({COACH: lambda r: "not json" if coach_window(r) == ("a02", 2) else None})
+    done = asyncio.run(run_experiment(coached(), out_dir=tmp_path / "r", llm_factory=garbage))
+    assert done.manifest.status == "completed" and done.manifest.totals["lost_guidance"] == 0
+    failed = [json.loads(p) for _, _, k, _, p in rows(tmp_path / "r" / "events.db")
+              if k == "action_failed"]  # fmt: skip
+    assert {(f["stage"], f["reason"]) for f in failed} == {("coach", "invalid_output")}
+    assert ("a02", 2) in {(f["action"]["agent"], f["window"]) for f in failed}
+    assert any("not json" in f["detail"] or "JSON" in f["detail"] for f in failed)
+
+
+def test_a_moderator_whose_provider_is_down_stops_the_run(tmp_path: Path) -> None:
+    """Every review used to become a recorded ``llm_error`` and the run ``completed`` with
+    nothing moderated; now the open breaker stops it, resumable."""
+    with pytest.raises(RunInterrupted, match="503 model down") as stopped:
+        asyncio.run(
+            run_experiment(moderated(), out_dir=tmp_path / "r",
+                           llm_factory=models({MODERATOR: lambda r: down()}))
+        )  # fmt: skip
+    assert stopped.value.reason == "provider_down"
+    assert manifest(tmp_path / "r")["status"] == "interrupted"
+    kinds = {k for _, _, k, _, _ in rows(tmp_path / "r" / "events.db")}
+    assert "action_failed" not in kinds and "moderation_decided" not in kinds
+
+    report = asyncio.run(resume(tmp_path / "r", llm_factory=models({})))
+    assert report.status == "completed"
+    whole = asyncio.run(run_experiment(moderated(), out_dir=tmp_path / "w", llm_factory=models({})))
+    assert whole.manifest.status == "completed"
+    assert rows(tmp_path / "r" / "events.db") == rows(tmp_path / "w" / "events.db")
+
+
+def test_one_review_lost_to_the_provider_makes_the_run_degraded(tmp_path: Path) -> None:
+    first: list[str] = []
+
+    def reject_first(request: LLMRequest) -> Any:
+        if not first or first[0] == request.messages[0].content:
+            first[:1] = [request.messages[0].content]
+            return PermanentLLMError("stub: 409", status=409)
+        return None
+
+    done = asyncio.run(
+        run_experiment(moderated(), out_dir=tmp_path / "r",
+                       llm_factory=models({MODERATOR: reject_first}))
+    )  # fmt: skip
+    assert done.manifest.status == "degraded"
+    assert done.manifest.totals["lost_reviews"] == 1
+    failed = [json.loads(p) for _, _, k, _, p in rows(tmp_path / "r" / "events.db")
+              if k == "action_failed"]  # fmt: skip
+    assert [(f["stage"], f["reason"]) for f in failed] == [("moderation", "llm_error")]
