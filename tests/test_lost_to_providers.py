@@ -30,11 +30,14 @@ from friendsim.runtime.status import RunInterrupted
 COACH, MODERATOR = "scripted:coach", "scripted:moderator"
 
 
-def coached(rounds: int = 3) -> ExperimentConfig:
-    """LLM agents on one provider, an LLM coach on another."""
+def coached(mode: str = "rounds") -> ExperimentConfig:
+    """LLM agents on one provider, an LLM coach on another; three windows."""
+    experiment: dict[str, Any] = {"name": "c", "seed": 1, "rounds": 3, "n_actions": 2}
+    if mode == "continuous":
+        experiment.update(mode="continuous", window_length=600.0, tick=60.0, wake_rate=2.0)
     return parse_config(
         {
-            "experiment": {"name": "c", "seed": 1, "rounds": rounds, "n_actions": 2},
+            "experiment": experiment,
             "agents": {"count": 4, "policy": "llm"},
             "llm": {"provider": "scripted", "retries": 0, "concurrency": 4},
             "coach": {"enabled": True, "kind": "llm", "provider": COACH},
@@ -92,27 +95,31 @@ def down() -> ServerError:
     return ServerError("stub: 503 model down", status=503)
 
 
-@pytest.mark.parametrize("from_window", [1, 3])
+@pytest.mark.parametrize(("mode", "from_window"), [("rounds", 1), ("rounds", 3), ("continuous", 2)])
 def test_a_coach_whose_provider_is_down_stops_the_run_and_its_resume_gives_the_whole_log(
-    tmp_path: Path, from_window: int
+    tmp_path: Path, mode: str, from_window: int
 ) -> None:
     """From window 1 the coach never answered; from window 3 (the last) it failed only after
-    the run's last window, where a failed window end used to pass unnoticed. Either way the run
+    the run's last window, where a failed window end used to pass unnoticed (and from window 2
+    in continuous mode). Either way the run
     stops ``interrupted`` (``provider_down``) with that window's end committed and none of its
     guidance recorded, no fallback in the log; ``--resume`` with the coach back asks for that
     guidance and ends with the log of a run whose coach never failed."""
     whole = asyncio.run(
-        run_experiment(coached(), out_dir=tmp_path / "whole", llm_factory=models({}))
+        run_experiment(coached(mode), out_dir=tmp_path / "whole", llm_factory=models({}))
     )
     assert whole.manifest.status == "completed"
 
     run = tmp_path / "run"
     failing = models({COACH: lambda r: down() if coach_window(r)[1] >= from_window else None})
     with pytest.raises(RunInterrupted, match="503 model down") as stopped:
-        asyncio.run(run_experiment(coached(), out_dir=run, llm_factory=failing))
+        asyncio.run(run_experiment(coached(mode), out_dir=run, llm_factory=failing))
     assert stopped.value.reason == "provider_down"
     m = manifest(run)
     assert m["status"] == "interrupted" and m["stop_reason"] == "provider_down"
+    # The window whose guidance failed is complete in the log, and the manifest counts it.
+    assert m["windows"] == from_window
+    assert m["totals"]["wakes"] == sum(w.wakes for w in whole.windows[:from_window])
     log = rows(run / "events.db")
     ended = [json.loads(p)["window"] for _, _, k, _, p in log if k == "window_ended"]
     assert ended == list(range(1, from_window + 1))

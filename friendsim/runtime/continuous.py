@@ -112,8 +112,10 @@ class ContinuousScheduler:
         self._order: tuple[str, ...] = engine.agents
         self.reports: list[WindowTally] = []
         """Tallies of the windows completed so far (kept when a run is interrupted), each added
-        before the failure budget judges it: a window that spends the budget is complete and
-        counted in the manifest (``windows``, ``totals``) of the run it stops."""
+        once its ``WindowEnded`` is committed, before it is scored and coached and before the
+        failure budget judges it: a window that spends the budget, or whose guidance could not
+        be given (the coach's provider down), is complete in the log and counted in the
+        manifest (``windows``, ``totals``) of the run it stops."""
 
     @property
     def n_windows(self) -> int:
@@ -126,11 +128,12 @@ class ContinuousScheduler:
             await self.engine.before_window(w)
             tally = await self.run_window(w)
             self.reports.append(tally)
+            tally.scores = await self.engine.window_done(w)
             self.engine.window_ended(tally)
         return list(self.reports)
 
     async def run_window(self, w: int) -> WindowTally:
-        """Run window ``w``: its slices, then the window end and scoring."""
+        """Run window ``w``: its slices, up to its committed ``WindowEnded``."""
         engine, platform = self.engine, self.engine.platform
         start = (w - 1) * self.window_length
         end = min(w * self.window_length, self.duration)
@@ -159,7 +162,6 @@ class ContinuousScheduler:
         ended = await platform.record(WindowEnded(t=end, window=w))
         tally.end_seq = ended.seq
         await platform.flush()
-        tally.scores = await engine.window_done(w)
         return tally
 
     def _grow(self) -> None:

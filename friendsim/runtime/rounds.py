@@ -63,8 +63,10 @@ class RoundsScheduler:
         self.seed = seed
         self.reports: list[WindowTally] = []
         """Tallies of the rounds completed so far (kept when a run is interrupted), each added
-        before the failure budget judges it: a window that spends the budget is complete and
-        counted in the manifest (``windows``, ``totals``) of the run it stops."""
+        once its ``WindowEnded`` is committed, before it is scored and coached and before the
+        failure budget judges it: a window that spends the budget, or whose guidance could not
+        be given (the coach's provider down), is complete in the log and counted in the
+        manifest (``windows``, ``totals``) of the run it stops."""
 
     async def run(self) -> list[WindowTally]:
         """Run every round; returns one tally per round."""
@@ -73,11 +75,12 @@ class RoundsScheduler:
             await self.engine.before_window(w)
             tally = await self.run_round(w)
             self.reports.append(tally)
+            tally.scores = await self.engine.window_done(w)
             self.engine.window_ended(tally)
         return list(self.reports)
 
     async def run_round(self, w: int) -> WindowTally:
-        """Run one round (window ``w``)."""
+        """Run one round (window ``w``) up to its committed ``WindowEnded``."""
         engine, platform = self.engine, self.engine.platform
         length = self.round_length
         t0 = (w - 1) * length
@@ -130,7 +133,6 @@ class RoundsScheduler:
         ended = await platform.record(WindowEnded(t=t0 + length, window=w))
         tally.end_seq = ended.seq
         await platform.flush()
-        tally.scores = await engine.window_done(w)
         return tally
 
     def _offers(
