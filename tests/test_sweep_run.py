@@ -269,3 +269,27 @@ def test_a_replication_being_written_by_another_command_is_not_set_aside(tmp_pat
     assert res["base/rep1"]["status"] == "completed"
     assert json.loads((busy / "manifest.json").read_text()) == {"status": "running"}
     assert not list(busy.parent.glob("rep0.stale-*"))
+
+
+def test_a_ray_task_s_run_is_not_put_over_a_replication_being_written(tmp_path: Path) -> None:
+    """The Ray executor's driver puts each task's run directory in its place; one another
+    command is writing there stays as it is, and the task is recorded failed with the reason."""
+    from friendsim.rundir.lock import RunLock
+    from friendsim.sweep.ray_executor import pack_run, receive
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SMALL)
+    done = run_sweep(parse_sweep(tomllib.loads(SMALL), source=cfg), tmp_path / "a", jobs=1)
+    assert {r["status"] for r in done.runs} == {"completed"}
+    archive = pack_run(tmp_path / "a" / "base" / "rep0")
+    busy = tmp_path / "b" / "base" / "rep0"
+    busy.mkdir(parents=True)
+    (busy / "manifest.json").write_text('{"status": "running"}')
+    outcome = {"status": "completed", "wall_seconds": 1.0, "error": None}
+    with RunLock(busy):
+        res = receive(tmp_path / "b", "base/rep0", dict(outcome), archive)  # type: ignore[arg-type]
+    assert res["status"] == "failed" and f"process {os.getpid()}" in res["error"]
+    assert json.loads((busy / "manifest.json").read_text()) == {"status": "running"}
+    assert sorted(p.name for p in busy.parent.iterdir()) == ["rep0"]
+    placed = receive(tmp_path / "b", "base/rep0", dict(outcome), archive)  # type: ignore[arg-type]
+    assert placed["status"] == "completed" and placed["set_aside"].endswith("rep0.stale-1")
