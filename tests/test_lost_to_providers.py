@@ -209,3 +209,34 @@ def test_one_review_lost_to_the_provider_makes_the_run_degraded(tmp_path: Path) 
     failed = [json.loads(p) for _, _, k, _, p in rows(tmp_path / "r" / "events.db")
               if k == "action_failed"]  # fmt: skip
     assert [(f["stage"], f["reason"]) for f in failed] == [("moderation", "llm_error")]
+
+
+def test_the_analysis_of_a_run_that_lost_something_or_stopped_says_so(tmp_path: Path) -> None:
+    """``friendsim analyze`` (its notes, which the report and the human output print) names a
+    degraded run's losses and where a stopped run stopped; a completed run has no such note."""
+    from friendsim.analysis.analyze import analyze_run
+
+    rejected = models(
+        {COACH: lambda r: PermanentLLMError("stub: 409", status=409)
+         if coach_window(r) == ("a02", 2) else None}
+    )  # fmt: skip
+    asyncio.run(run_experiment(coached(), out_dir=tmp_path / "degraded", llm_factory=rejected))
+    notes = analyze_run(tmp_path / "degraded")["notes"]
+    assert (
+        "degraded run: every window ran, but 1 coach guidance lost to provider errors (the rule "
+        "coach's tips stood in)"
+    ) in notes
+
+    down_from_3 = models({COACH: lambda r: down() if coach_window(r)[1] >= 2 else None})
+    with pytest.raises(RunInterrupted):
+        asyncio.run(
+            run_experiment(coached(), out_dir=tmp_path / "stopped", llm_factory=down_from_3)
+        )
+    notes = analyze_run(tmp_path / "stopped")["notes"]
+    assert (
+        "interrupted run (provider_down): it stopped after 2 complete windows; the figures "
+        "cover what its log holds"
+    ) in notes
+
+    asyncio.run(run_experiment(coached(), out_dir=tmp_path / "whole", llm_factory=models({})))
+    assert not [n for n in analyze_run(tmp_path / "whole")["notes"] if " run" in n]

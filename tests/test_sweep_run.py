@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -197,3 +198,98 @@ def test_local_workers_die_when_the_sweep_is_killed(tmp_path: Path) -> None:
             proc.wait()
     runs = json.loads((out / SWEEP_FILE).read_text())["runs"]
     assert not any(r["status"] == "completed" for r in runs)  # they really were cut short
+
+
+SMALL = (
+    '[experiment]\nname = "small"\nrounds = 1\nn_actions = 1\n[agents]\ncount = 3\n'
+    'policy = "baseline"\n[sweep]\nreplications = 2\n'
+)
+
+
+def test_a_second_sweep_into_a_directory_being_swept_is_refused_and_touches_nothing(
+    tmp_path: Path,
+) -> None:
+    """Another process holds the sweep's lock (a sweep running into ``out``): ``friendsim
+    sweep`` into the same folder exits 2 naming that process, and writes nothing there; it
+    used to go on and set aside, as unfinished, the runs the first sweep was writing."""
+    from friendsim.rundir.layout import SWEEP_LOCK
+    from friendsim.rundir.lock import RunLock
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SMALL)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / SWEEP_FILE).write_text(
+        json.dumps({"kind": "sweep", "status": "running",
+                    "spec": parse_sweep(tomllib.loads(SMALL), source=cfg).to_json()})
+    )  # fmt: skip
+    rep0 = out / "base" / "rep0"
+    rep0.mkdir(parents=True)
+    (rep0 / "manifest.json").write_text('{"status": "running"}')
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with RunLock(out, name=SWEEP_LOCK, what="sweep"):
+        done = subprocess.run(
+            [sys.executable, "-m", "friendsim", "sweep", str(cfg), "--out", str(out),
+             "--jobs", "1"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"the sweep is being written by process {os.getpid()}" in done.stderr
+    assert "Traceback" not in done.stderr
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != SWEEP_LOCK}
+    assert after == before and not list(out.glob("base/rep0.stale-*"))
+
+    # Once the first is done, the same command runs the sweep (the unfinished rep0 set aside).
+    again = subprocess.run(
+        [sys.executable, "-m", "friendsim", "sweep", str(cfg), "--out", str(out), "--jobs", "1"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert (out / "base" / "rep0.stale-1" / "manifest.json").is_file()
+    assert json.loads((rep0 / "manifest.json").read_text())["status"] == "completed"
+
+
+def test_a_replication_being_written_by_another_command_is_not_set_aside(tmp_path: Path) -> None:
+    """``friendsim run --out`` writing into a sweep's replication folder holds that run's lock:
+    the sweep leaves it where it is, records the replication failed with the reason, and runs
+    the others."""
+    from friendsim.rundir.lock import RunLock
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SMALL)
+    spec = parse_sweep(tomllib.loads(SMALL), source=cfg)
+    out = tmp_path / "out"
+    busy = out / "base" / "rep0"
+    busy.mkdir(parents=True)
+    (busy / "manifest.json").write_text('{"status": "running"}')
+    with RunLock(busy):
+        res = {r["dir"]: r for r in run_sweep(spec, out, jobs=1).runs}
+    assert res["base/rep0"]["status"] == "failed"
+    assert f"being written by process {os.getpid()}" in res["base/rep0"]["error"]
+    assert res["base/rep1"]["status"] == "completed"
+    assert json.loads((busy / "manifest.json").read_text()) == {"status": "running"}
+    assert not list(busy.parent.glob("rep0.stale-*"))
+
+
+def test_a_ray_task_s_run_is_not_put_over_a_replication_being_written(tmp_path: Path) -> None:
+    """The Ray executor's driver puts each task's run directory in its place; one another
+    command is writing there stays as it is, and the task is recorded failed with the reason."""
+    from friendsim.rundir.lock import RunLock
+    from friendsim.sweep.ray_executor import pack_run, receive
+
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SMALL)
+    done = run_sweep(parse_sweep(tomllib.loads(SMALL), source=cfg), tmp_path / "a", jobs=1)
+    assert {r["status"] for r in done.runs} == {"completed"}
+    archive = pack_run(tmp_path / "a" / "base" / "rep0")
+    busy = tmp_path / "b" / "base" / "rep0"
+    busy.mkdir(parents=True)
+    (busy / "manifest.json").write_text('{"status": "running"}')
+    outcome = {"status": "completed", "wall_seconds": 1.0, "error": None}
+    with RunLock(busy):
+        res = receive(tmp_path / "b", "base/rep0", dict(outcome), archive)  # type: ignore[arg-type]
+    assert res["status"] == "failed" and f"process {os.getpid()}" in res["error"]
+    assert json.loads((busy / "manifest.json").read_text()) == {"status": "running"}
+    assert sorted(p.name for p in busy.parent.iterdir()) == ["rep0"]
+    placed = receive(tmp_path / "b", "base/rep0", dict(outcome), archive)  # type: ignore[arg-type]
+    assert placed["status"] == "completed" and placed["set_aside"].endswith("rep0.stale-1")

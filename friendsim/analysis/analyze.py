@@ -65,7 +65,7 @@ from friendsim.analysis.ties import DEFAULT_THETAS, TieParams, TieParamsError
 
 log = structlog.get_logger(__name__)
 
-ANALYSIS_VERSION = 3
+ANALYSIS_VERSION = 4
 
 NULL_MODEL_NOTE = (
     "null-model run: the agents used the baseline policy (seeded, persona-driven choices, no "
@@ -96,6 +96,37 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RunDirectoryError(f"{path}: top level must be a JSON object")
     return data
+
+
+LOSS_NOTES: tuple[tuple[str, str], ...] = (
+    ("lost_actions", "agents' decisions lost to provider errors"),
+    ("policy_errors", "decisions lost to a policy that raised"),
+    ("lost_guidance", "coach guidance lost to provider errors (the rule coach's tips stood in)"),
+    ("lost_reviews", "moderation reviews lost to provider errors (those posts unmoderated)"),
+)
+"""The manifest's loss totals (``friendsim.runtime.status.LOSSES``) as a note names them."""
+
+
+def _status_note(manifest: Mapping[str, Any]) -> str | None:
+    """A caveat for a run that is not ``completed``: what it lost, or where it stopped, since the
+    figures describe what its log holds (``None`` for a completed run or no manifest)."""
+    status = manifest.get("status")
+    if not manifest or status == "completed":
+        return None
+    totals = manifest.get("totals") or {}
+    if status == "degraded":
+        lost = [f"{totals[k]} {what}" for k, what in LOSS_NOTES if totals.get(k)]
+        return "degraded run: every window ran, but " + ("; ".join(lost) or "something was lost")
+    if status == "running":
+        return (
+            "the run was still running, or was killed, when this was read: the figures cover "
+            "what its log held"
+        )
+    why = manifest.get("stop_reason")
+    return (
+        f"{status} run{f' ({why})' if why else ''}: it stopped after {manifest.get('windows', 0)} "
+        "complete windows; the figures cover what its log holds"
+    )
 
 
 def _persona_attributes(run_dir: Path) -> dict[str, dict[str, str]]:
@@ -266,6 +297,8 @@ def _analyze_run(rd: Path) -> dict[str, Any]:
         notes.append(f"no {MANIFEST}: default reward and tie parameters, uniform reward mixes")
     if manifest.get("policy") == "baseline":
         notes.append(NULL_MODEL_NOTE)
+    if (status_note := _status_note(manifest)) is not None:
+        notes.append(status_note)
     seed = int((manifest.get("seeds") or {}).get("seed", 0) or 0)
     params, thetas = tie_params_from_manifest(manifest)
     sentiment_name = str((manifest.get("rewards") or {}).get("sentiment", "vader"))

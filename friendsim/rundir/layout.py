@@ -5,7 +5,8 @@ A run directory holds the event log (``events.db``), the LLM record/replay cache
 (``personas.jsonl``), the typed manifest (``manifest.json``, see :mod:`.manifest`) and the lock
 file its writer holds (``run.lock``, see :mod:`.lock`). Derived outputs (the report, analysis
 caches) are written by the commands that make them and are never read back as run inputs.
-A sweep directory holds its runs' directories and ``sweep.json``.
+A sweep directory holds its runs' directories, ``sweep.json`` and the lock file of the sweep
+command running it (``sweep.lock``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ REPORT = "report.html"
 TIE_SCORES = "tie_scores.json"
 SWEEP_FILE = "sweep.json"
 """A sweep directory's record of its grid and runs (beside the runs' own directories)."""
+SWEEP_LOCK = "sweep.lock"
+"""The lock a sweep command holds on its sweep directory (:class:`~.lock.RunLock`)."""
 
 
 @dataclass(frozen=True, slots=True)

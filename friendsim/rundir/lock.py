@@ -51,11 +51,17 @@ def _read_pid(path: Path) -> int | None:
 
 
 class RunLock:
-    """An exclusive lock on one run directory (a context manager; also :meth:`acquire`)."""
+    """An exclusive lock on one run directory (a context manager; also :meth:`acquire`).
 
-    def __init__(self, run_dir: str | Path) -> None:
+    ``name`` and ``what``: the lock file and what messages call the directory; a sweep command
+    locks its sweep directory with ``sweep.lock``, ``"sweep"``, so that a second sweep into it
+    is refused instead of setting aside, as unfinished, the runs the first is writing."""
+
+    def __init__(self, run_dir: str | Path, *, name: str = LOCK, what: str = "run") -> None:
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK
+        self.name = name
+        self.what = what
+        self.path = self.run_dir / name
         self._fd: int | None = None
         self._previous: tuple[bytes, os.stat_result] | None = None
 
@@ -92,7 +98,7 @@ class RunLock:
             os.close(fd)
             pid = _read_pid(self.path)
             raise RunLockedError(
-                f"{self.run_dir}: the run is being written by {writer_name(pid)} (lock "
+                f"{self.run_dir}: the {self.what} is being written by {writer_name(pid)} (lock "
                 f"{self.path}); "
                 "wait for it to finish or stop it first",
                 pid=pid,
@@ -109,7 +115,7 @@ class RunLock:
         """The locked directory was renamed to ``run_dir`` while held (a resume moving the original
         aside): :meth:`release` restores, or removes, the lock file there, not at the old path."""
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / LOCK
+        self.path = self.run_dir / self.name
 
     def release(self, *, restore: bool = False) -> None:
         """Drop the lock (the file stays: it is harmless once unlocked).

@@ -40,6 +40,7 @@ from typing import Any
 import structlog
 
 from friendsim.rundir.layout import LOCK
+from friendsim.rundir.lock import holder, writer_name
 from friendsim.sweep.config import Replication
 from friendsim.sweep.runner import (
     PlanStream,
@@ -183,6 +184,13 @@ def receive(out: Path, rel_dir: str, outcome: RunOutcome, archive: bytes) -> Run
     if not archive:
         return res
     final = out / rel_dir
+    if final.exists() and (pid := holder(final)) is not None:
+        res.update(
+            status="failed",
+            error=f"RunLockedError: {final} is being written by {writer_name(pid)}; the task's "
+            "run was not put in its place (re-run the sweep once it is done)",
+        )
+        return res
     incoming = final.with_name(final.name + ".incoming")
     if incoming.exists():
         _set_aside(incoming)

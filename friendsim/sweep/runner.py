@@ -39,8 +39,9 @@ from typing import Any
 
 import structlog
 
-from friendsim.rundir.errors import RunInputError
-from friendsim.rundir.layout import SWEEP_FILE
+from friendsim.rundir.errors import RunDirError, RunInputError
+from friendsim.rundir.layout import SWEEP_FILE, SWEEP_LOCK
+from friendsim.rundir.lock import RunLock, holder, writer_name
 from friendsim.rundir.manifest import read_manifest
 from friendsim.sweep.config import Replication, SweepSpec
 
@@ -146,6 +147,14 @@ def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
     t0 = time.perf_counter()
     status = _read_status(rd)
     moved: str | None = None
+    if status != "completed" and (pid := holder(rd)) is not None:
+        return {  # not unfinished: being written (a `friendsim run --out` into the sweep)
+            "status": "failed",
+            "resumed": False,
+            "wall_seconds": 0.0,
+            "error": f"RunLockedError: {rd} is being written by {writer_name(pid)}; not "
+            "set aside or run again (re-run the sweep once it is done)",
+        }
     try:
         if status == "completed":
             score_run_ties(rd)
@@ -239,18 +248,43 @@ def run_sweep(
 
         opened_ray = open_ray(address=address, jobs=jobs)
     try:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SweepDirError(
-                f"{out}: cannot create the sweep directory: {exc.strerror or exc}"
-            ) from None
+        lock = _lock_sweep(out)
     except BaseException:
         if opened_ray:
             import ray
 
             ray.shutdown()
         raise
+    try:
+        return _run_locked(spec, out, jobs, log_level, on_done, executor, opened_ray)
+    finally:
+        lock.release()
+
+
+def _lock_sweep(out: Path) -> RunLock:
+    """Make ``out`` and take its sweep lock: one sweep command at a time writes a sweep
+    directory (a second one would set aside, as unfinished, the runs the first is writing)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SweepDirError(
+            f"{out}: cannot create the sweep directory: {exc.strerror or exc}"
+        ) from None
+    try:
+        return RunLock(out, name=SWEEP_LOCK, what="sweep").acquire()
+    except RunDirError as exc:
+        raise SweepDirError(str(exc)) from None
+
+
+def _run_locked(
+    spec: SweepSpec,
+    out: Path,
+    jobs: int,
+    log_level: str,
+    on_done: Callable[[RunOutcome], None] | None,
+    executor: str,
+    opened_ray: bool,
+) -> SweepResult:
     plans = spec.plans()
     outcomes: dict[str, RunOutcome] = {
         p.rel_dir: {
