@@ -245,10 +245,6 @@ class CoachService:
             ev = self._done[window] = asyncio.Event()
         return ev
 
-    def _is_done(self, window: int) -> bool:
-        ev = self._done.get(window)
-        return ev is not None and ev.is_set()
-
     def _mark_done(self, window: int) -> None:
         self._finished.add(window)
         self._event(window).set()

@@ -14,12 +14,12 @@ answers the log is identical whatever order the answers arrive in.
 A policy that raises is never allowed to end the run: an :class:`~friendsim.llm.errors.LLMError`
 becomes ``ActionFailed(stage="llm")``, any other exception ``ActionFailed(stage="policy")``
 (logged, and counted in :attr:`Engine.policy_errors`: the decision is lost to a bug, so the run
-cannot end ``completed``). Some errors end it, on purpose: a replay-only cache miss (``CacheMissError``: the
-replay cannot be faithful), a provider configuration error, an open circuit breaker
-(``ProviderStoppedError``, turned into a stop by the assembly) and a spent budget
-(``BudgetExceededError``, raised as :class:`RunInterrupted`). When one of them ends a wake, or a
-stop is requested while a wake waits for its model answers, the wake's calls still in flight are
-cancelled and nothing more of the wake is applied: the log ends with an ordered prefix of what the
+cannot end ``completed``). Some errors end it, on purpose: those of
+:data:`~friendsim.llm.errors.STOPS_THE_RUN` (a replay-only cache miss: the replay cannot be
+faithful; a provider configuration error; an open circuit breaker, turned into a stop by the
+assembly) and a spent budget (``BudgetExceededError``, raised as :class:`RunInterrupted`).
+When one of them ends a wake, or a stop is requested while a wake waits for its model answers,
+the wake's calls still in flight are cancelled and nothing more of the wake is applied: the log ends with an ordered prefix of what the
 whole wake would have applied, as after a kill, and a resume re-derives that prefix from the
 recorded answers and asks the rest again. A decision lost to the LLM layer (which a resume asks
 again and may get answered) is never part of such a prefix: it and the decisions after it are
