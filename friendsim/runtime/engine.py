@@ -17,17 +17,17 @@ becomes ``ActionFailed(stage="llm")``, any other exception ``ActionFailed(stage=
 cannot end ``completed``). Some errors end it, on purpose: those of
 :data:`~friendsim.llm.errors.STOPS_THE_RUN` (a replay-only cache miss: the replay cannot be
 faithful; a provider configuration error; an open circuit breaker, turned into a stop by the
-assembly) and a spent budget (``BudgetExceededError``, raised as :class:`RunInterrupted`).
-When one of them ends a wake, or a stop is requested while a wake waits for its model answers,
-the wake's calls still in flight are cancelled and nothing more of the wake is applied: the log ends with an ordered prefix of what the
-whole wake would have applied, as after a kill, and a resume re-derives that prefix from the
-recorded answers and asks the rest again. A decision lost to the LLM layer (which a resume asks
-again and may get answered) is never part of such a prefix: it and the decisions after it are
-applied only once the whole wake has arrived. After each window the failure budget
-(``max_failure_share`` of the window's model-backed decisions lost to provider errors) is
+assembly) and a spent budget (``BudgetExceededError``, raised as :class:`RunInterrupted`). When one
+of them ends a wake, or a stop is requested while a wake waits for its model answers, the wake's
+calls still in flight are cancelled and nothing more of the wake is applied: the log ends with an
+ordered prefix of what the whole wake would have applied, as after a kill, and a resume re-derives
+that prefix from the recorded answers and asks the rest again. A decision lost to the LLM layer
+(which a resume asks again and may get answered) is never part of such a prefix: it and the
+decisions after it are applied only once the whole wake has arrived. After each window the failure
+budget (``max_failure_share`` of the window's model-backed decisions lost to provider errors) is
 checked (:func:`~friendsim.runtime.status.check_failure_budget`), except for a window a resume
-re-derives that the recorded run judged already (``judged_until_seq``): judging it again would
-stop the resume of a run stopped by the budget exactly where that run stopped.
+re-derives that the recorded run judged already (``judged_until_seq``): judging it again would stop
+the resume of a run stopped by the budget exactly where that run stopped.
 """
 
 from __future__ import annotations
