@@ -240,3 +240,27 @@ def test_the_analysis_of_a_run_that_lost_something_or_stopped_says_so(tmp_path: 
 
     asyncio.run(run_experiment(coached(), out_dir=tmp_path / "whole", llm_factory=models({})))
     assert not [n for n in analyze_run(tmp_path / "whole")["notes"] if " run" in n]
+
+
+def test_a_run_that_lost_guidance_is_re_run_to_the_same_log(tmp_path: Path) -> None:
+    """The rejected coach request is kept as a recorded failure: ``replay --rerun`` fails it
+    again without asking, the rule coach's tips stand in again, and the re-run is identical
+    and ``degraded`` too."""
+    from friendsim.replay.rerun import rerun
+
+    rejected = models(
+        {COACH: lambda r: PermanentLLMError("stub: 409", status=409)
+         if coach_window(r) == ("a02", 2) else None}
+    )  # fmt: skip
+    asyncio.run(run_experiment(coached(), out_dir=tmp_path / "r", llm_factory=rejected))
+    asked: list[tuple[str, int]] = []
+
+    def record(request: LLMRequest) -> None:
+        asked.append(coach_window(request))
+
+    report = asyncio.run(
+        rerun(tmp_path / "r", tmp_path / "again", llm_factory=models({COACH: record}))
+    )
+    assert report.identical and not asked  # every coach answer and failure came from the record
+    assert manifest(tmp_path / "again")["status"] == "degraded"
+    assert manifest(tmp_path / "again")["totals"]["lost_guidance"] == 1
