@@ -588,3 +588,50 @@ def test_a_fork_of_a_resumed_budget_stopped_run_does_not_judge_the_shared_window
     ends = [json.loads(p)["window"] for _, _, k, _, p in rows(outage / "events.db")
             if k == "window_ended"]  # fmt: skip
     assert ends == [1, 2, 3, 4, 5]
+
+
+def _forget_failures(run: Path) -> None:
+    """Make ``run`` look recorded by a friendsim that kept no failed requests in its cache."""
+    import sqlite3
+
+    db = sqlite3.connect(run / "llm_cache.db")
+    try:
+        db.execute("DROP TABLE llm_failures")
+        db.commit()
+    finally:
+        db.close()
+
+
+def test_a_run_recorded_without_its_failed_requests_is_refused_by_name(tmp_path: Path) -> None:
+    """Runs recorded before the cache kept failed requests cannot re-derive a window that lost
+    decisions: resume, re-run and a fork past that window are refused up front (exit 2 from the
+    CLI, nothing created, the run untouched), saying why and where a fork still works, instead
+    of re-running the prefix to a cache miss there (exit 1, "LLM error")."""
+    from friendsim.replay.fork import fork
+
+    run = tmp_path / "run"
+    budget_stopped_run(run, "rounds")
+    _forget_failures(run)
+    before = checksums(run)
+    with pytest.raises(RunInputError, match=r"window 2\), and its llm_cache.db keeps no failed"):
+        asyncio.run(resume(run, llm_factory=failing_mind(lambda plan: False, [])))
+    with pytest.raises(RunInputError, match="fork it at window 1 instead"):
+        asyncio.run(fork(run, config(rounds=4), at_window=2, out_dir=tmp_path / "f",
+                         llm_factory=failing_mind(lambda plan: False, [])))  # fmt: skip
+    assert checksums(run) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+    forked = asyncio.run(fork(run, config(rounds=4), at_window=1, out_dir=tmp_path / "f1",
+                              llm_factory=failing_mind(lambda plan: False, [])))  # fmt: skip
+    assert forked.status == "completed"
+
+    degraded = tolerant_run(tmp_path / "degraded", rounds=3)
+    _forget_failures(degraded.run_dir)
+    done = subprocess.run(
+        [sys.executable, "-m", "friendsim", "replay", str(degraded.run_dir), "--rerun",
+         "--out", str(tmp_path / "again")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "keeps no failed requests" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "again").exists()

@@ -12,12 +12,13 @@ a request that misses the cache there raises :class:`~friendsim.llm.errors.Cache
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 from friendsim.llm.batch import BATCHES_DB
 from friendsim.rundir.errors import RunInputError
 from friendsim.rundir.layout import LLM_CACHE_DB, MANIFEST, PERSONAS
-from friendsim.rundir.log import require_file, sha256_file, snapshot
+from friendsim.rundir.log import connect, require_file, sha256_file, snapshot
 
 
 def new_run_dir(old: Path, new: Path) -> Path:
@@ -40,3 +41,50 @@ def new_run_dir(old: Path, new: Path) -> Path:
 def manifest_sha256(run_dir: Path) -> str:
     """sha256 of ``manifest.json``'s bytes (lineage: which parent manifest a run came from)."""
     return sha256_file(require_file(run_dir / MANIFEST, "run manifest"))
+
+
+def check_failures_replayable(old: Path, log_copy: Path, *, until_seq: int, scratch: Path) -> None:
+    """Refuse, naming the run and what to do, to re-derive a log whose recorded prefix (up to
+    ``until_seq``) lost decisions to provider errors when the run's cache keeps no failed
+    requests: a run recorded before friendsim kept them (``llm_failures``). Re-deriving such a
+    window would ask the lost request again inside the recorded prefix, which must use recorded
+    answers only, and stop there with a cache miss after everything before it was re-run.
+    ``scratch``: a folder for a copy of the cache (the run itself is only read)."""
+    conn = connect(log_copy)
+    try:
+        first = conn.execute(
+            "SELECT min(json_extract(payload, '$.window')), count(*) FROM events "
+            "WHERE seq <= ? AND kind = 'action_failed' AND "
+            "(json_extract(payload, '$.reason') = 'llm_error' "
+            "OR json_extract(payload, '$.stage') = 'llm')",
+            (until_seq,),
+        ).fetchone()
+    finally:
+        conn.close()
+    if not first or not first[1]:
+        return
+    cache = old / LLM_CACHE_DB
+    if not cache.is_file():  # no cache at all: nothing recorded to re-derive from (as before)
+        return
+    db = sqlite3.connect(snapshot(cache, scratch, name="failures-check.db"))  # the run's own
+    try:  # would be touched by opening it (WAL side files)
+        kept = (
+            db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'llm_failures'"
+            ).fetchone()
+            is not None
+        )
+    finally:
+        db.close()
+    if not kept:
+        window, lost = int(first[0]), int(first[1])
+        raise RunInputError(
+            f"{old}: its recorded windows lost {lost} model-backed decisions to provider errors "
+            f"(the first in window {window}), and its {LLM_CACHE_DB} keeps no failed requests "
+            "(the run was recorded by a friendsim before they were kept), so those windows "
+            f"cannot be re-derived; fork it at window {window - 1} instead, or run it again"
+            if window > 1
+            else f"{old}: its window 1 lost {lost} model-backed decisions to provider errors "
+            f"and its {LLM_CACHE_DB} keeps no failed requests (the run was recorded by a "
+            "friendsim before they were kept), so it cannot be re-derived; run it again"
+        )

@@ -47,7 +47,7 @@ from friendsim.runtime.config import ExperimentConfig, parse_config
 from friendsim.runtime.engine import RunListener
 
 from .config import config_from_manifest, with_changes
-from .execute import manifest_sha256, new_run_dir
+from .execute import check_failures_replayable, manifest_sha256, new_run_dir
 from .logdiff import diff_log_files
 from .phases import phase_lineage, recorded_phases
 from .rerun import _summary_and_hash, inspect_run
@@ -135,6 +135,9 @@ async def fork(
                 f"1..{summary.last_window}); choose --at between 1 and {summary.last_window}"
             )
         prefix_seq = summary.window_ends[at_window]
+        await asyncio.to_thread(
+            check_failures_replayable, parent, parent_copy, until_seq=prefix_seq, scratch=Path(tmp)
+        )
         prefix_hash = await asyncio.to_thread(_hash_upto, parent_copy, prefix_seq)
         pcfg = config_from_manifest(parent, manifest)
         child_data = cfg.model_dump(mode="json")

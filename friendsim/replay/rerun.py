@@ -43,7 +43,7 @@ from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan
 from friendsim.runtime.engine import RunListener
 
 from .config import config_from_manifest
-from .execute import manifest_sha256, new_run_dir
+from .execute import check_failures_replayable, manifest_sha256, new_run_dir
 from .logdiff import LogDiff, diff_log_files
 from .phases import carried_lineage, recorded_phases
 
@@ -119,6 +119,9 @@ async def rerun(
         plan = RunPlan(
             phases=recorded_phases(manifest, cfg, source=old / MANIFEST),
             lineage=carried_lineage(manifest),
+        )
+        await asyncio.to_thread(
+            check_failures_replayable, old, old_copy, until_seq=summary.last, scratch=Path(tmp)
         )
         parent_hash = await asyncio.to_thread(manifest_sha256, old)
         await asyncio.to_thread(new_run_dir, old, new)

@@ -86,7 +86,7 @@ from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan
 from friendsim.runtime.engine import RunListener
 
 from .config import config_from_manifest
-from .execute import manifest_sha256, new_run_dir
+from .execute import check_failures_replayable, manifest_sha256, new_run_dir
 from .logdiff import diff_log_files
 from .phases import carried_lineage, recorded_phases
 from .rerun import _summary_and_hash, inspect_run
@@ -428,6 +428,14 @@ async def _resume_locked(
                 update={"llm": cfg.llm.model_copy(update={"budget_usd": budget_usd})}
             )
         phases = recorded_phases(manifest, cfg, source=old / MANIFEST)
+        if summary.last_window > 0:
+            await asyncio.to_thread(
+                check_failures_replayable,
+                old,
+                old_copy,
+                until_seq=summary.last_window_end,
+                scratch=Path(tmp),
+            )
         parent_hash = await asyncio.to_thread(manifest_sha256, old)
         abandoned = await asyncio.to_thread(_take_stale_cache, staging, Path(tmp), out_dir is None)
         stale_cache = abandoned.cache if abandoned is not None else None
