@@ -34,11 +34,11 @@ import aiosqlite
 
 from friendsim.llm.base import LLM, Completion, LLMRequest, Usage
 from friendsim.llm.errors import (
+    STOPS_THE_RUN,
     CacheMissError,
     LLMError,
     PermanentLLMError,
     ProviderConfigError,
-    ProviderStoppedError,
     TransientLLMError,
 )
 from friendsim.llm.redact import redact_text
@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS llm_failures (
 _READ_BATCH = 500  # keys per SELECT ... IN (...); below SQLite's parameter limit
 _INSERT = "INSERT OR REPLACE INTO llm_cache VALUES (?,?,?,?,?,?,?,?,?,?)"
 _INSERT_FAILURE = "INSERT OR REPLACE INTO llm_failures VALUES (?,?,?,?,?,?)"
-_NOT_RECORDED = (CacheMissError, ProviderConfigError, ProviderStoppedError)
+_NOT_RECORDED = STOPS_THE_RUN
 """Errors that are no call's outcome (a replay's miss, bad configuration, an open breaker): a
 run stops on them and never logs them as a failure, so there is nothing to reproduce."""
 
