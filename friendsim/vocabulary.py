@@ -258,3 +258,42 @@ class Policy(Protocol):
     def record_outcome(self, window: int, applied: tuple[Action, ...]) -> None:
         """Told after the runtime applied (a subset of) the decided actions: update memory."""
         ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Loss:
+    """One kind of thing a run that ran every window can still lose: a count in the manifest's
+    ``totals`` under ``name``; any loss makes the run ``degraded`` rather than ``completed``.
+    ``what`` completes "N ..." (the command line and analysis both say it so); ``where`` says
+    where the record of each one is."""
+
+    name: str
+    what: str
+    where: str
+
+
+LOSSES: tuple[Loss, ...] = (
+    Loss(
+        name="lost_actions",
+        what="model-backed decisions lost to provider errors",
+        where="the manifest's llm_usage has the failures by class",
+    ),
+    Loss(
+        name="policy_errors",
+        what="decisions lost to a policy that raised",
+        where="a bug in the policy: action_failed events with stage 'policy' or 'vote' name "
+        "the exception",
+    ),
+    Loss(
+        name="lost_guidance",
+        what="coach guidance lost to provider errors or a coach that raised "
+        "(the rule coach's tips stood in)",
+        where="action_failed events with stage 'coach'",
+    ),
+    Loss(
+        name="lost_reviews",
+        what="moderation reviews lost to provider errors (those posts went unmoderated)",
+        where="action_failed events with stage 'moderation'",
+    ),
+)
+"""Every :class:`Loss`, in the order they are reported."""

@@ -678,7 +678,10 @@ def test_a_few_rejected_calls_within_the_failure_budget_give_degraded(
     assert lost > 0
     assert sum(m["llm_usage"]["total"]["failures"].values()) >= lost
     assert json.loads(out.strip().splitlines()[-1])["status"] == "degraded"
-    assert f"degraded: every window ran but {lost} model-backed decisions were lost" in err
+    assert (
+        f"degraded: every window ran but {lost} model-backed decisions lost to provider errors"
+        in err
+    )
 
 
 @pytest.mark.parametrize("signals", [1, 2])

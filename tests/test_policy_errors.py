@@ -86,7 +86,7 @@ def test_a_run_whose_policy_raised_ends_degraded_and_says_what_was_lost(tmp_path
         ("a02", "policy", "ZeroDivisionError", 2),
     ]
     assert json.loads(done.stdout.strip().splitlines()[-1])["status"] == "degraded"
-    assert "2 decisions were lost to a policy that raised" in done.stderr
+    assert "2 decisions lost to a policy that raised (a bug in the policy" in done.stderr
     assert "provider errors" not in done.stderr and "Traceback" not in done.stderr
 
 
@@ -104,5 +104,23 @@ def test_status_and_the_line_that_explains_it() -> None:
     assert finished_status({"lost_guidance": 1}) == finished_status({"lost_reviews": 1})
     assert finished_status({"lost_reviews": 1}) == "degraded"
     both = degraded_line("degraded", {"lost_actions": 3, "policy_errors": 1})
-    assert both.startswith("degraded: every window ran but 3 model-backed decisions were lost")
-    assert "; 1 decisions were lost to a policy that raised" in both
+    assert both.startswith("degraded: every window ran but 3 model-backed decisions lost to")
+    assert "; 1 decisions lost to a policy that raised" in both
+    assert degraded_line("degraded", {}) == "degraded: every window ran but something was lost"
+
+
+def test_every_loss_is_counted_told_and_noted_from_one_table() -> None:
+    """The status, the command line's line and analysis' note read one table of losses: a loss
+    named there degrades the run, and both texts name it with the same words."""
+    from friendsim.analysis.analyze import _status_note
+    from friendsim.vocabulary import LOSSES
+
+    assert tuple(x.name for x in LOSSES) == ("lost_actions", "policy_errors", "lost_guidance",
+                                              "lost_reviews")  # fmt: skip
+    for n, loss in enumerate(LOSSES, start=2):
+        totals = {loss.name: n}
+        assert finished_status(totals) == "degraded"
+        line = degraded_line("degraded", totals)
+        assert line == f"degraded: every window ran but {n} {loss.what} ({loss.where})"
+        note = _status_note({"status": "degraded", "totals": totals})
+        assert note == f"degraded run: every window ran, but {n} {loss.what}"

@@ -62,10 +62,11 @@ from friendsim.analysis.tie_evidence import (
     read_tie_scores,
 )
 from friendsim.analysis.ties import DEFAULT_THETAS, TieParams, TieParamsError
+from friendsim.vocabulary import LOSSES
 
 log = structlog.get_logger(__name__)
 
-ANALYSIS_VERSION = 4
+ANALYSIS_VERSION = 5
 
 NULL_MODEL_NOTE = (
     "null-model run: the agents used the baseline policy (seeded, persona-driven choices, no "
@@ -98,15 +99,6 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
     return data
 
 
-LOSS_NOTES: tuple[tuple[str, str], ...] = (
-    ("lost_actions", "agents' decisions lost to provider errors"),
-    ("policy_errors", "decisions lost to a policy that raised"),
-    ("lost_guidance", "coach guidance lost to provider errors (the rule coach's tips stood in)"),
-    ("lost_reviews", "moderation reviews lost to provider errors (those posts unmoderated)"),
-)
-"""The manifest's loss totals (``friendsim.runtime.status.LOSSES``) as a note names them."""
-
-
 def _status_note(manifest: Mapping[str, Any]) -> str | None:
     """A caveat for a run that is not ``completed``: what it lost, or where it stopped, since the
     figures describe what its log holds (``None`` for a completed run or no manifest)."""
@@ -115,7 +107,7 @@ def _status_note(manifest: Mapping[str, Any]) -> str | None:
         return None
     totals = manifest.get("totals") or {}
     if status == "degraded":
-        lost = [f"{totals[k]} {what}" for k, what in LOSS_NOTES if totals.get(k)]
+        lost = [f"{totals[x.name]} {x.what}" for x in LOSSES if totals.get(x.name)]
         return "degraded run: every window ran, but " + ("; ".join(lost) or "something was lost")
     if status == "running":
         return (

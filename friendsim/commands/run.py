@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from friendsim.commands._help import FORMATTER, Subparsers, add_log_level
+from friendsim.vocabulary import LOSSES
 
 if TYPE_CHECKING:
     import asyncio
@@ -382,17 +383,11 @@ def handle(args: argparse.Namespace) -> int:
 
 def degraded_line(status: str, totals: Mapping[str, int]) -> str:
     """What a run that ran every window but is not ``completed`` lost, and where to look."""
-    said = {
-        "lost_actions": "model-backed decisions were lost to provider errors (the manifest's "
-        "llm_usage has the failures by class)",
-        "policy_errors": "decisions were lost to a policy that raised (a bug in the policy: "
-        "the log's action_failed events with stage 'policy' or 'vote' name the exception)",
-        "lost_guidance": "agents' coach guidance was lost to provider errors or a coach that "
-        "raised (the rule coach's tips stood in: action_failed events with stage 'coach')",
-        "lost_reviews": "moderation reviews were lost to provider errors (those posts went "
-        "unmoderated: action_failed events with stage 'moderation')",
-    }
-    parts = [f"{totals[k]} {what}" for k, what in said.items() if totals.get(k, 0)]
+    parts = [
+        f"{totals[loss.name]} {loss.what} ({loss.where})"
+        for loss in LOSSES
+        if totals.get(loss.name, 0)
+    ]
     return f"{status}: every window ran but " + "; ".join(parts or ["something was lost"])
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal, get_args
 
+from friendsim import vocabulary
 from friendsim.llm.errors import ProviderStoppedError
 
 StopStatus = Literal["interrupted", "failed"]
@@ -86,10 +87,11 @@ def exit_code(status: str) -> int:
     return EXIT_CODES.get(status, 1)
 
 
-LOSSES: tuple[str, ...] = ("lost_actions", "policy_errors", "lost_guidance", "lost_reviews")
-"""The manifest's ``totals`` that count what a run lost: agents' decisions lost to provider
-errors, decisions lost to a policy that raised, coach guidance lost to provider errors or a coach
-that raised (the rule coach's tips stood in), moderation reviews lost to provider errors."""
+LOSSES: tuple[str, ...] = tuple(loss.name for loss in vocabulary.LOSSES)
+"""The manifest's ``totals`` that count what a run lost (:data:`friendsim.vocabulary.LOSSES`
+says what each is): agents' decisions lost to provider errors, decisions lost to a policy that
+raised, coach guidance lost to provider errors or a coach that raised (the rule coach's tips
+stood in), moderation reviews lost to provider errors."""
 
 
 def finished_status(losses: Mapping[str, int]) -> Literal["completed", "degraded"]:
