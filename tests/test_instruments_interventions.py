@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from friendsim.platform.events import Event, event_from_row
 from friendsim.replay.rerun import rerun
 from friendsim.rundir.verify import verify_run
 from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import ConfigError, parse_config
+from friendsim.runtime.interventions import INTERVENTIONS, named_agents
 
 ITEMS = [
     {"id": "f1", "text": "The levy doubles every bill.", "topic": "energy", "source": "Buzz", "truth": "false"},
@@ -370,3 +372,62 @@ async def test_items_file_inlined_into_the_manifest(tmp_path: Path) -> None:
     assert manifest["config"]["interventions"][0]["items"][0]["id"] == "f1"
     report = await rerun(tmp_path / "run", tmp_path / "again")
     assert report.identical
+
+
+class _Quiet:
+    """A plug-in intervention: suspends the agents it names for one window."""
+
+    def __init__(self, agents: tuple[str, ...]) -> None:
+        self.agents = agents
+
+    async def apply(self, ops: Any, window: int) -> None:
+        await ops.suspend(self.agents, 1, "quiet hour")
+
+
+class _QuietParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agents: tuple[str, ...]
+
+
+class _NoteParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str
+
+
+class _Note:
+    async def apply(self, ops: Any, window: int) -> None:
+        await ops.broadcast("note", sender="desk")
+
+
+@pytest.fixture
+def plugin_kinds() -> Iterator[None]:
+    INTERVENTIONS.register("quiet", lambda *, agents: _Quiet(agents), params=_QuietParams)
+    INTERVENTIONS.register("note", lambda *, text: _Note(), params=_NoteParams)
+    try:
+        yield
+    finally:
+        INTERVENTIONS.unregister("quiet")
+        INTERVENTIONS.unregister("note")
+
+
+async def test_a_plugin_s_named_agents_are_checked_before_the_run_like_the_built_ins(
+    tmp_path: Path, plugin_kinds: None
+) -> None:
+    """A plug-in kind whose params declare ``agents`` names agents of the run: an unknown one
+    is a config error before anything is written, not an intervention failing mid-run."""
+    bad = config(interventions=[{"kind": "note", "window": 1, "text": "zzz"},
+                                {"kind": "quiet", "window": 2, "agents": ["a01", "zzz"]}])  # fmt: skip
+    with pytest.raises(ConfigError) as err:
+        await run_experiment(bad, out_dir=tmp_path / "bad")
+    assert err.value.key == "[interventions][1].agents"
+    assert "no agent 'zzz' in this run (6 agents: a00 ... a05)" in err.value.problem
+    assert not (tmp_path / "bad").exists()
+
+    good = config(interventions=[{"kind": "note", "window": 1, "text": "zzz"},
+                                 {"kind": "quiet", "window": 2, "agents": ["a01"]}])  # fmt: skip
+    await run_experiment(good, out_dir=tmp_path / "good")
+    evs = events(tmp_path / "good")
+    assert [e.agent for e in evs if e.kind == "agent_suspended"] == ["a01"]  # type: ignore[attr-defined]
+    assert not [e for e in evs if e.kind == "action_failed" and e.stage == "intervention"]  # type: ignore[attr-defined]
+    assert named_agents("note", {"text": "zzz"}) == ()
+    assert named_agents("quiet", {"agents": ["a01"]}) == ("a01",)

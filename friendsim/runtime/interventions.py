@@ -275,10 +275,22 @@ NAMES_AGENTS = frozenset({"inject", "reward_mix", "persona", "suspend", "remove"
 
 
 def named_agents(kind: str, params: Mapping[str, Any]) -> tuple[str, ...]:
-    """The agent ids a built-in intervention's ``agents`` names (none for other kinds)."""
-    if kind not in NAMES_AGENTS:
+    """The agent ids an intervention's ``agents`` parameter names: those of a built-in kind of
+    :data:`NAMES_AGENTS`, and of any other kind whose params model declares an ``agents``
+    field (a plug-in's agents are checked before the run like the built-ins', instead of
+    failing as the intervention applies); none for the others."""
+    if kind not in NAMES_AGENTS and not _declares_agents(kind):
         return ()
-    return tuple(str(a) for a in params.get("agents") or ())
+    agents = params.get("agents") or ()
+    if isinstance(agents, str):
+        agents = (agents,)
+    return tuple(str(a) for a in agents)
+
+
+def _declares_agents(kind: str) -> bool:
+    if kind not in INTERVENTIONS:
+        return False
+    return "agents" in INTERVENTIONS.get(kind).params.model_fields
 
 
 def added_agents(kind: str, params: Mapping[str, Any]) -> int:
