@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from friendsim.commands._help import FORMATTER, Subparsers, add_log_level
-from friendsim.vocabulary import LOSSES
 
 if TYPE_CHECKING:
     import asyncio
@@ -383,6 +382,8 @@ def handle(args: argparse.Namespace) -> int:
 
 def degraded_line(status: str, totals: Mapping[str, int]) -> str:
     """What a run that ran every window but is not ``completed`` lost, and where to look."""
+    from friendsim.vocabulary import LOSSES
+
     parts = [
         f"{totals[loss.name]} {loss.what} ({loss.where})"
         for loss in LOSSES
