@@ -431,3 +431,4 @@ async def test_a_plugin_s_named_agents_are_checked_before_the_run_like_the_built
     assert not [e for e in evs if e.kind == "action_failed" and e.stage == "intervention"]  # type: ignore[attr-defined]
     assert named_agents("note", {"text": "zzz"}) == ()
     assert named_agents("quiet", {"agents": ["a01"]}) == ("a01",)
+    assert named_agents("quiet", {"agents": 3}) == ()  # not a list of ids: not checked here

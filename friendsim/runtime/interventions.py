@@ -283,7 +283,9 @@ def named_agents(kind: str, params: Mapping[str, Any]) -> tuple[str, ...]:
         return ()
     agents = params.get("agents") or ()
     if isinstance(agents, str):
-        agents = (agents,)
+        return (agents,)
+    if not isinstance(agents, (list, tuple)):  # a plug-in's own meaning of the word
+        return ()
     return tuple(str(a) for a in agents)
 
 

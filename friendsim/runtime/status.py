@@ -88,10 +88,8 @@ def exit_code(status: str) -> int:
 
 
 LOSSES: tuple[str, ...] = tuple(loss.name for loss in vocabulary.LOSSES)
-"""The manifest's ``totals`` that count what a run lost (:data:`friendsim.vocabulary.LOSSES`
-says what each is): agents' decisions lost to provider errors, decisions lost to a policy that
-raised, coach guidance lost to provider errors or a coach that raised (the rule coach's tips
-stood in), moderation reviews lost to provider errors."""
+"""The names of the manifest's ``totals`` that count what a run lost
+(:data:`friendsim.vocabulary.LOSSES` says what each is and where it is recorded)."""
 
 
 def finished_status(losses: Mapping[str, int]) -> Literal["completed", "degraded"]:
