@@ -270,16 +270,12 @@ def _add_agents(*, count: int) -> Intervention:
     return AddAgents(count=count)
 
 
-NAMES_AGENTS = frozenset({"inject", "reward_mix", "persona", "suspend", "remove"})
-"""The built-in kinds whose ``agents`` parameter lists agent ids of the run."""
-
-
 def named_agents(kind: str, params: Mapping[str, Any]) -> tuple[str, ...]:
-    """The agent ids an intervention's ``agents`` parameter names: those of a built-in kind of
-    :data:`NAMES_AGENTS`, and of any other kind whose params model declares an ``agents``
-    field (a plug-in's agents are checked before the run like the built-ins', instead of
-    failing as the intervention applies); none for the others."""
-    if kind not in NAMES_AGENTS and not _declares_agents(kind):
+    """The agent ids an intervention's ``agents`` parameter names, for any kind whose params
+    model declares an ``agents`` field (the built-ins ``inject``, ``reward_mix``, ``persona``,
+    ``suspend``, ``remove``, and any plug-in's: all are checked before the run the same way,
+    instead of failing as the intervention applies); none for the others."""
+    if kind not in INTERVENTIONS or "agents" not in INTERVENTIONS.get(kind).params.model_fields:
         return ()
     agents = params.get("agents") or ()
     if isinstance(agents, str):
@@ -287,12 +283,6 @@ def named_agents(kind: str, params: Mapping[str, Any]) -> tuple[str, ...]:
     if not isinstance(agents, (list, tuple)):  # a plug-in's own meaning of the word
         return ()
     return tuple(str(a) for a in agents)
-
-
-def _declares_agents(kind: str) -> bool:
-    if kind not in INTERVENTIONS:
-        return False
-    return "agents" in INTERVENTIONS.get(kind).params.model_fields
 
 
 def added_agents(kind: str, params: Mapping[str, Any]) -> int:
