@@ -264,3 +264,35 @@ def test_a_run_that_lost_guidance_is_re_run_to_the_same_log(tmp_path: Path) -> N
     assert report.identical and not asked  # every coach answer and failure came from the record
     assert manifest(tmp_path / "again")["status"] == "degraded"
     assert manifest(tmp_path / "again")["totals"]["lost_guidance"] == 1
+
+
+def test_an_old_run_that_lost_guidance_is_refused_naming_the_coach_not_the_agents(
+    tmp_path: Path,
+) -> None:
+    """A run recorded before the cache kept failed requests (its ``llm_failures`` table gone)
+    whose coach lost a02's window-2 guidance cannot be re-run: the refusal counts what was lost
+    by whom asked it, a coach guidance request, not a model-backed decision of an agent, which
+    the run never lost; nothing is created and the run is untouched."""
+    from friendsim.replay.rerun import rerun
+    from friendsim.rundir.errors import RunInputError
+
+    rejected = models(
+        {COACH: lambda r: PermanentLLMError("stub: 409", status=409)
+         if coach_window(r) == ("a02", 2) else None}
+    )  # fmt: skip
+    done = asyncio.run(run_experiment(coached(), out_dir=tmp_path / "r", llm_factory=rejected))
+    assert done.manifest.totals["lost_guidance"] == 1 and done.manifest.totals["lost_actions"] == 0
+    db = sqlite3.connect(tmp_path / "r" / "llm_cache.db")
+    try:
+        db.execute("DROP TABLE llm_failures")
+        db.commit()
+    finally:
+        db.close()
+    before = rows(tmp_path / "r" / "events.db")
+    with pytest.raises(RunInputError) as refused:
+        asyncio.run(rerun(tmp_path / "r", tmp_path / "again", llm_factory=models({})))
+    message = str(refused.value)
+    assert "lost 1 coach guidance request to provider errors (the first in window 2)" in message
+    assert "decision" not in message
+    assert not (tmp_path / "again").exists()
+    assert rows(tmp_path / "r" / "events.db") == before

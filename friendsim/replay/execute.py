@@ -45,23 +45,25 @@ def manifest_sha256(run_dir: Path) -> str:
 
 def check_failures_replayable(old: Path, log_copy: Path, *, until_seq: int, scratch: Path) -> None:
     """Refuse, naming the run and what to do, to re-derive a log whose recorded prefix (up to
-    ``until_seq``) lost decisions to provider errors when the run's cache keeps no failed
-    requests: a run recorded before friendsim kept them (``llm_failures``). Re-deriving such a
-    window would ask the lost request again inside the recorded prefix, which must use recorded
-    answers only, and stop there with a cache miss after everything before it was re-run.
+    ``until_seq``) lost model requests to provider errors (an agent's decision, the coach's
+    guidance, a moderation review: the refusal counts each by name) when the run's cache keeps
+    no failed requests: a run recorded before friendsim kept them (``llm_failures``).
+    Re-deriving such a window would ask the lost request again inside the recorded prefix,
+    which must use recorded answers only, and stop there with a cache miss after everything
+    before it was re-run.
     ``scratch``: a folder for a copy of the cache (the run itself is only read)."""
     conn = connect(log_copy)
     try:
-        first = conn.execute(
-            "SELECT min(json_extract(payload, '$.window')), count(*) FROM events "
-            "WHERE seq <= ? AND kind = 'action_failed' AND "
+        by_stage = conn.execute(
+            "SELECT json_extract(payload, '$.stage'), min(json_extract(payload, '$.window')), "
+            "count(*) FROM events WHERE seq <= ? AND kind = 'action_failed' AND "
             "(json_extract(payload, '$.reason') = 'llm_error' "
-            "OR json_extract(payload, '$.stage') = 'llm')",
+            "OR json_extract(payload, '$.stage') = 'llm') GROUP BY 1",
             (until_seq,),
-        ).fetchone()
+        ).fetchall()
     finally:
         conn.close()
-    if not first or not first[1]:
+    if not by_stage:
         return
     cache = old / LLM_CACHE_DB
     if not cache.is_file():  # no cache at all: nothing recorded to re-derive from (as before)
@@ -77,14 +79,35 @@ def check_failures_replayable(old: Path, log_copy: Path, *, until_seq: int, scra
     finally:
         db.close()
     if not kept:
-        window, lost = int(first[0]), int(first[1])
+        window = min(int(w) for _, w, _ in by_stage)
+        lost = _lost_requests(by_stage)
         raise RunInputError(
-            f"{old}: its recorded windows lost {lost} model-backed decisions to provider errors "
+            f"{old}: its recorded windows lost {lost} to provider errors "
             f"(the first in window {window}), and its {LLM_CACHE_DB} keeps no failed requests "
             "(the run was recorded by a friendsim before they were kept), so those windows "
             f"cannot be re-derived; fork it at window {window - 1} instead, or run it again"
             if window > 1
-            else f"{old}: its window 1 lost {lost} model-backed decisions to provider errors "
+            else f"{old}: its window 1 lost {lost} to provider errors "
             f"and its {LLM_CACHE_DB} keeps no failed requests (the run was recorded by a "
             "friendsim before they were kept), so it cannot be re-derived; run it again"
         )
+
+
+_LOST_NOUNS = {
+    "coach": ("coach guidance request", "coach guidance requests"),
+    "moderation": ("moderation review", "moderation reviews"),
+}
+_DECISIONS = ("model-backed decision", "model-backed decisions")
+
+
+def _lost_requests(by_stage: list[tuple[str, int, int]]) -> str:
+    """What the lost requests were, by whom they were asked: "3 model-backed decisions and 1
+    coach guidance request" (the coach's and the moderator's requests are no agent's
+    decisions, though their loss refuses a re-derivation all the same)."""
+    counts: dict[tuple[str, str], int] = {}
+    for stage, _, n in by_stage:
+        nouns = _LOST_NOUNS.get(stage, _DECISIONS)
+        counts[nouns] = counts.get(nouns, 0) + int(n)
+    order = [_DECISIONS, *_LOST_NOUNS.values()]
+    parts = [f"{counts[k]} {k[0] if counts[k] == 1 else k[1]}" for k in order if k in counts]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
