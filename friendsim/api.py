@@ -291,7 +291,9 @@ class Run:
         from friendsim.analysis.parquet import REWARD_COLUMNS
         from friendsim.analysis.rewards_cli import rewards_table
 
-        return RewardsTable(columns=REWARD_COLUMNS, rows=tuple(rewards_table(self.path)))
+        return RewardsTable(
+            columns=REWARD_COLUMNS, rows=tuple(rewards_table(self.path, manifest=self.manifest))
+        )
 
     def graphs(self, *, window: int | None = None) -> RunGraphs:
         """The tie, follow and interaction networks at the end of ``window`` (default: the
@@ -308,7 +310,7 @@ class Run:
         from friendsim.platform.events import WindowEnded
 
         events = _until_window(list(self.events()), window, self.path)
-        params, thetas = tie_params_from_manifest(self.manifest.to_json())
+        params, thetas = tie_params_from_manifest(self.manifest)
         if params.method != "signals":
             raise RunError(
                 f"{self.path}: graphs() computes signal-based ties only; this run uses "

@@ -24,6 +24,7 @@ from friendsim.analysis.analyze import (
     dominant_policy,
     load_analysis,
 )
+from friendsim.analysis.rewards_cli import rewards_table
 from friendsim.analysis.rewards_params import RewardParams
 from friendsim.platform import FullVisibilityRanker, Platform, VirtualClock
 from friendsim.platform.events import WindowEnded, WindowStarted
@@ -280,3 +281,30 @@ def test_dominant_policy_needs_a_strict_maximum() -> None:
     assert dominant_policy(lambdas_for("COORD")) == "COORD"
     assert dominant_policy({c: 0.2 for c in POLICIES}) == "mixed"
     assert dominant_policy(None) == "mixed"
+
+
+def test_the_analysis_reads_the_manifest_by_the_run_directory_s_rules(tmp_path: Path) -> None:
+    """The analysis, the rewards table and the live view read ``manifest.json`` through the run
+    directory's one reader: a manifest written by a newer friendsim is refused as resume and
+    verify refuse it (it used to be read as if it were this version's), a key of the wrong type
+    is named, and a key the file does not hold is not reported as the typed view's default."""
+    from friendsim.rundir.errors import ManifestError
+    from friendsim.serve.digest import RunDigest
+
+    run = build_run_dir(tmp_path / "run", windows=1, n_agents=4)
+    manifest = json.loads((run / "manifest.json").read_text())
+    (run / "manifest.json").write_text(json.dumps({**manifest, "manifest_version": 99}))
+    with pytest.raises(RunDirectoryError, match="newer friendsim"):
+        analyze_run(run)
+    with pytest.raises(ManifestError, match="newer friendsim"):
+        rewards_table(run)
+    with pytest.raises(RunDirectoryError, match="newer friendsim"):
+        RunDigest(run).info()
+    (run / "manifest.json").write_text(json.dumps({**manifest, "lambdas": [1, 2]}))
+    with pytest.raises(RunDirectoryError, match="manifest key lambdas"):
+        analyze_run(run)
+    bare = {k: v for k, v in manifest.items() if k not in {"status", "mode", "name", "policy"}}
+    (run / "manifest.json").write_text(json.dumps({**bare, "manifest_version": 2}))
+    summary = analyze_run(run)["manifest"]
+    assert summary["status"] == "unknown" and summary["policy"] is None
+    assert summary["mode"] == (manifest.get("config") or {}).get("experiment", {}).get("mode")

@@ -329,7 +329,8 @@ def test_ties_values_the_analysis_would_refuse(
 
 def test_ties_values_the_analysis_accepts_reach_it() -> None:
     from friendsim.analysis.analyze import tie_params_from_manifest
+    from friendsim.rundir.manifest import Manifest
 
     ties = parse_config({"ties": {"thresholds": [1.0, 0.2], "xi": 0.0, "half_life": 0.5}}).ties
-    params, thetas = tie_params_from_manifest({"ties": ties.model_dump(mode="json")})
+    params, thetas = tie_params_from_manifest(Manifest(ties=ties.model_dump(mode="json")))
     assert thetas == (1.0, 0.2) and params.half_life == 0.5 and params.xi == 0.0

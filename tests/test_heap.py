@@ -126,13 +126,13 @@ async def test_a_run_and_its_analysis_hold_off_full_collections(
     assert gc.get_threshold() == (700, 10, 10)
 
     seen: list[int] = []
-    real = analyze_module.read_manifest
+    real = analyze_module.run_manifest
 
-    def read_manifest(run_dir: Path) -> dict[str, Any]:
+    def run_manifest(run_dir: Path) -> Any:
         seen.append(gc.get_threshold()[2])
         return real(run_dir)
 
-    monkeypatch.setattr(analyze_module, "read_manifest", read_manifest)
+    monkeypatch.setattr(analyze_module, "run_manifest", run_manifest)
     analysis = analyze_module.analyze_run(tmp_path / "run")
     assert analysis["manifest"]["status"] == "completed"
     assert seen == [NO_FULL_COLLECTIONS]

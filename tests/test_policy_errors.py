@@ -113,6 +113,7 @@ def test_every_loss_is_counted_told_and_noted_from_one_table() -> None:
     """The status, the command line's line and analysis' note read one table of losses: a loss
     named there degrades the run, and both texts name it with the same words."""
     from friendsim.analysis.analyze import _status_note
+    from friendsim.rundir.manifest import Manifest
     from friendsim.vocabulary import LOSSES
 
     assert tuple(x.name for x in LOSSES) == ("lost_actions", "policy_errors", "lost_guidance",
@@ -122,5 +123,5 @@ def test_every_loss_is_counted_told_and_noted_from_one_table() -> None:
         assert finished_status(totals) == "degraded"
         line = degraded_line("degraded", totals)
         assert line == f"degraded: every window ran but {n} {loss.what} ({loss.where})"
-        note = _status_note({"status": "degraded", "totals": totals})
+        note = _status_note(Manifest(status="degraded", totals=totals))
         assert note == f"degraded run: every window ran, but {n} {loss.what}"

@@ -41,7 +41,7 @@ import os
 import statistics
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -62,7 +62,11 @@ from friendsim.analysis.tie_evidence import (
     read_tie_scores,
 )
 from friendsim.analysis.ties import DEFAULT_THETAS, TieParams, TieParamsError
+from friendsim.rundir.layout import EVENTS_DB, MANIFEST, PERSONAS
 from friendsim.vocabulary import LOSSES
+
+if TYPE_CHECKING:
+    from friendsim.rundir.manifest import Manifest
 
 log = structlog.get_logger(__name__)
 
@@ -74,9 +78,6 @@ NULL_MODEL_NOTE = (
     "not a finding about LLM agents."
 )
 ANALYSIS_FILE = "analysis.json"
-EVENTS_DB = "events.db"
-MANIFEST = "manifest.json"
-PERSONAS = "personas.jsonl"
 MIXED = "mixed"
 """Dominant-policy label of an agent whose reward mix has no single largest weight."""
 
@@ -85,27 +86,36 @@ class RunDirectoryError(ValueError):
     """``path`` is not a readable run directory; the message names the file and the problem."""
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The run's manifest (``{}`` when the file is absent; a clear error when it is broken)."""
-    path = run_dir / MANIFEST
-    if not path.is_file():
-        return {}
+def run_manifest(run_dir: Path) -> Manifest | None:
+    """The run's typed manifest, read by the run directory's one reader
+    (:func:`friendsim.rundir.manifest.find_manifest`: old versions upgraded, newer ones
+    refused); ``None`` when the directory holds none, :class:`RunDirectoryError` naming the
+    file and the key when it is broken."""
+    from friendsim.rundir.errors import RunInputError
+    from friendsim.rundir.manifest import find_manifest
+
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunDirectoryError(f"{path}: cannot read the manifest: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RunDirectoryError(f"{path}: top level must be a JSON object")
-    return data
+        return find_manifest(run_dir)
+    except (OSError, RunInputError) as exc:
+        raise RunDirectoryError(str(exc)) from None
 
 
-def _status_note(manifest: Mapping[str, Any]) -> str | None:
+def given(manifest: Manifest | None, key: str, default: Any = None) -> Any:
+    """``manifest``'s ``key`` when the file holds it, else ``default``: a field the typed view
+    fills with its default when absent (``status``, ``mode``, ``name``) must not stand for a
+    fact the file does not state."""
+    if manifest is None or key not in manifest.model_fields_set:
+        return default
+    return getattr(manifest, key)
+
+
+def _status_note(manifest: Manifest | None) -> str | None:
     """A caveat for a run that is not ``completed``: what it lost, or where it stopped, since the
     figures describe what its log holds (``None`` for a completed run or no manifest)."""
-    status = manifest.get("status")
-    if not manifest or status == "completed":
+    status = given(manifest, "status")
+    if manifest is None or status in (None, "completed"):
         return None
-    totals = manifest.get("totals") or {}
+    totals = manifest.totals
     if status == "degraded":
         lost = [f"{totals[x.name]} {x.what}" for x in LOSSES if totals.get(x.name)]
         return "degraded run: every window ran, but " + ("; ".join(lost) or "something was lost")
@@ -114,9 +124,9 @@ def _status_note(manifest: Mapping[str, Any]) -> str | None:
             "the run was still running, or was killed, when this was read: the figures cover "
             "what its log held"
         )
-    why = manifest.get("stop_reason")
+    why = manifest.stop_reason
     return (
-        f"{status} run{f' ({why})' if why else ''}: it stopped after {manifest.get('windows', 0)} "
+        f"{status} run{f' ({why})' if why else ''}: it stopped after {manifest.windows} "
         "complete windows; the figures cover what its log holds"
     )
 
@@ -156,14 +166,15 @@ def dominant_policy(weights: Mapping[str, float] | None) -> str:
     return ranked[0][1]
 
 
-def tie_params_from_manifest(manifest: Mapping[str, Any]) -> tuple[TieParams, tuple[float, ...]]:
-    """:class:`TieParams` and thresholds from the manifest's ``ties`` block (defaults if absent).
+def tie_params_from_manifest(
+    manifest: Manifest | None,
+) -> tuple[TieParams, tuple[float, ...]]:
+    """:class:`TieParams` and thresholds from the manifest's ``ties`` block (defaults if absent,
+    or with no manifest).
 
     The runtime's ``evidence`` key maps to ``TieParams.method``.
     """
-    ties = manifest.get("ties") or {}
-    if not isinstance(ties, Mapping):
-        raise RunDirectoryError(f"{MANIFEST} key 'ties' must be an object")
+    ties: Mapping[str, Any] = manifest.ties if manifest is not None else {}
     fields = {"xi", "delta_max", "half_life", "beta_rec", "eps"}
     kwargs: dict[str, Any] = {k: ties[k] for k in fields if k in ties}
     method = ties.get("evidence", ties.get("method", "signals"))
@@ -175,21 +186,21 @@ def tie_params_from_manifest(manifest: Mapping[str, Any]) -> tuple[TieParams, tu
     return params, thetas or DEFAULT_THETAS
 
 
-def _manifest_summary(manifest: Mapping[str, Any], n_agents: int, windows: int) -> dict[str, Any]:
-    cfg = manifest.get("config") or {}
+def _manifest_summary(manifest: Manifest | None, n_agents: int, windows: int) -> dict[str, Any]:
+    cfg: Mapping[str, Any] = given(manifest, "config") or {}
     ex = cfg.get("experiment") or {}
     coach = cfg.get("coach") or {}
     models: dict[str, int] = {}
-    for spec in (manifest.get("models") or {}).values():
+    for spec in (given(manifest, "models") or {}).values():
         models[str(spec)] = models.get(str(spec), 0) + 1
-    policy = manifest.get("policy", (cfg.get("agents") or {}).get("policy"))
+    policy = given(manifest, "policy", (cfg.get("agents") or {}).get("policy"))
     return {
-        "name": manifest.get("name", ex.get("name")),
-        "status": manifest.get("status", "unknown"),
-        "mode": manifest.get("mode", ex.get("mode")),
+        "name": given(manifest, "name", ex.get("name")),
+        "status": given(manifest, "status", "unknown"),
+        "mode": given(manifest, "mode", ex.get("mode")),
         "policy": policy,
         "null_model": policy == "baseline",
-        "seed": (manifest.get("seeds") or {}).get("seed", ex.get("seed")),
+        "seed": (given(manifest, "seeds") or {}).get("seed", ex.get("seed")),
         "theme": ex.get("theme"),
         "agents": n_agents,
         "windows": windows,
@@ -197,12 +208,12 @@ def _manifest_summary(manifest: Mapping[str, Any], n_agents: int, windows: int) 
         "n_actions": ex.get("n_actions"),
         "coach": {"enabled": coach.get("enabled"), "kind": coach.get("kind")},
         "feed": (cfg.get("feed") or {}).get("ranker"),
-        "tie_evidence": (manifest.get("ties") or {}).get("evidence"),
+        "tie_evidence": (given(manifest, "ties") or {}).get("evidence"),
         "models": models,
-        "coach_model": manifest.get("coach_model"),
-        "friendsim_version": manifest.get("friendsim_version"),
-        "wall_seconds": manifest.get("wall_seconds"),
-        "totals": manifest.get("totals") or {},
+        "coach_model": given(manifest, "coach_model"),
+        "friendsim_version": given(manifest, "friendsim_version"),
+        "wall_seconds": given(manifest, "wall_seconds"),
+        "totals": given(manifest, "totals") or {},
     }
 
 
@@ -283,20 +294,20 @@ def analyze_run(run_dir: str | Path) -> dict[str, Any]:
 def _analyze_run(rd: Path) -> dict[str, Any]:
     if not (rd / EVENTS_DB).is_file():
         raise RunDirectoryError(f"{rd}: not a run directory (no {EVENTS_DB})")
-    manifest = read_manifest(rd)
+    manifest = run_manifest(rd)
     notes: list[str] = []
-    if not manifest:
+    if manifest is None:
         notes.append(f"no {MANIFEST}: default reward and tie parameters, uniform reward mixes")
-    if manifest.get("policy") == "baseline":
+    if given(manifest, "policy") == "baseline":
         notes.append(NULL_MODEL_NOTE)
     if (status_note := _status_note(manifest)) is not None:
         notes.append(status_note)
-    seed = int((manifest.get("seeds") or {}).get("seed", 0) or 0)
+    seed = int((given(manifest, "seeds") or {}).get("seed", 0) or 0)
     params, thetas = tie_params_from_manifest(manifest)
-    sentiment_name = str((manifest.get("rewards") or {}).get("sentiment", "vader"))
+    sentiment_name = str((given(manifest, "rewards") or {}).get("sentiment", "vader"))
 
     events = list(iter_events(rd / EVENTS_DB))
-    rows = rewards_table(rd, events=events)
+    rows = rewards_table(rd, events=events, manifest=manifest)
     text = None
     if params.method == "text":
         text = _stored_text_evidence(rd, params)
@@ -314,8 +325,8 @@ def _analyze_run(rd: Path) -> dict[str, Any]:
         seed=seed,
     )
     persona_attrs = _persona_attributes(rd)
-    lambdas = manifest.get("lambdas") or {}
-    dominant_map = manifest.get("dominant") or {}
+    lambdas: Mapping[str, Mapping[str, float]] = given(manifest, "lambdas") or {}
+    dominant_map: Mapping[str, str] = given(manifest, "dominant") or {}
     agent_ids = sorted({r["agent"] for r in rows} | set(persona_attrs) | set(lambdas))
     log_agents, recorded = agents_and_attributes(events)
     agent_ids = sorted(set(agent_ids) | set(log_agents))
@@ -327,7 +338,7 @@ def _analyze_run(rd: Path) -> dict[str, Any]:
         agents[a] = {"dominant": str(dom), "attributes": attrs}
     dominant = {a: v["dominant"] for a, v in agents.items()}
     windows = sorted({int(r["window"]) for r in rows})
-    usage = manifest.get("llm_usage") or {}
+    usage: Mapping[str, Any] = given(manifest, "llm_usage") or {}
     out = {
         "kind": "run",
         "analysis_version": ANALYSIS_VERSION,
@@ -348,7 +359,7 @@ def _analyze_run(rd: Path) -> dict[str, Any]:
             "total": usage.get("total") or {},
             "by_key": usage.get("by_key") or [],
             "unpriced_models": usage.get("unpriced_models") or [],
-            "segments": len(manifest.get("segments") or ()) or 1,
+            "segments": len(given(manifest, "segments") or ()) or 1,
         },
         "notes": notes,
     }

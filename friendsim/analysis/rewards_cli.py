@@ -1,66 +1,50 @@
 """Re-score a stored run: per-window, per-agent reward components and totals as plain dicts.
 
 Used by ``friendsim analyze RUN_DIR --json``. The events of a run are ``<run_dir>/events.db``;
-``<run_dir>/manifest.json`` may hold ``"lambdas"`` (agent -> {component: weight}) and
-``"rewards"`` (:meth:`RewardParams.to_dict`). Missing keys mean uniform λ and default params.
+its manifest (read by :func:`friendsim.rundir.manifest.find_manifest`) may hold ``lambdas``
+(agent -> {component: weight}) and ``rewards`` (:meth:`RewardParams.to_dict`). Missing keys, or
+no manifest, mean uniform λ and default params.
 Synchronous on purpose (a CLI helper, never called from the event loop).
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from friendsim.analysis.rewards import AgentScores, RewardParams, score_log
 from friendsim.analysis.rewards_params import COMPONENTS, RewardConfigError
 from friendsim.analysis.sentiment import SentimentModel
 from friendsim.platform.events import Event, event_from_row
+from friendsim.rundir.layout import EVENTS_DB, MANIFEST
 
-EVENTS_DB = "events.db"
-MANIFEST = "manifest.json"
+if TYPE_CHECKING:
+    from friendsim.rundir.manifest import Manifest
 
 
-def resolve_run(path: str | Path) -> tuple[Path, Path | None]:
-    """``(events_db, manifest_or_None)`` for a run directory or an events database path."""
+def resolve_run(path: str | Path) -> tuple[Path, Path]:
+    """``(events_db, run_dir)`` for a run directory or an events database path."""
     p = Path(path)
-    if p.is_dir():
-        db = p / EVENTS_DB
-        manifest = p / MANIFEST
-    else:
-        db = p
-        manifest = p.parent / MANIFEST
+    db = p / EVENTS_DB if p.is_dir() else p
     if not db.is_file():
         raise FileNotFoundError(f"no events database at {db} (expected <run_dir>/{EVENTS_DB})")
-    return db, manifest if manifest.is_file() else None
+    return db, db.parent
 
 
 def load_reward_config(
-    manifest: Path | None,
+    manifest: Manifest | None, *, label: str | Path = MANIFEST
 ) -> tuple[RewardParams, dict[str, dict[str, float]]]:
-    """Reward params and λ from a manifest (defaults when absent)."""
+    """Reward params and λ from a run's manifest (defaults with none); ``label`` names the
+    manifest in errors."""
     if manifest is None:
         return RewardParams(), {}
     try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RewardConfigError(f"{manifest}: not valid JSON: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise RewardConfigError(f"{manifest}: top level must be a JSON object")
-    try:
-        params = RewardParams.from_dict(data.get("rewards") or {})
+        params = RewardParams.from_dict(manifest.rewards)
     except RewardConfigError as exc:
-        raise RewardConfigError(f"{manifest} key 'rewards': {exc}") from exc
-    lambdas = data.get("lambdas") or {}
-    if not isinstance(lambdas, Mapping) or not all(
-        isinstance(v, Mapping) for v in lambdas.values()
-    ):
-        raise RewardConfigError(
-            f"{manifest} key 'lambdas': must map agent -> {{component: weight}}"
-        )
-    return params, {str(a): dict(w) for a, w in lambdas.items()}
+        raise RewardConfigError(f"{label} key 'rewards': {exc}") from exc
+    return params, {a: dict(w) for a, w in manifest.lambdas.items()}
 
 
 def iter_events(db: Path, *, page: int = 10_000) -> Iterator[Event]:
@@ -99,14 +83,21 @@ def rewards_table(
     *,
     sentiment: SentimentModel | None = None,
     events: Iterable[Event] | None = None,
+    manifest: Manifest | None = None,
 ) -> list[dict[str, Any]]:
     """One dict per (window, agent): ``window, agent, SOC, INF, PRE, COORD, EMO, total``.
 
     ``events``, when given, are the run's already decoded events (so a caller that needs them
     anyway reads the log once); otherwise they are read from the run's ``events.db``.
+    ``manifest``, when given, is the run's manifest the caller has read; otherwise it is read
+    here (a broken one is a :class:`~friendsim.rundir.errors.ManifestError` naming it).
     """
-    db, manifest = resolve_run(run_dir_or_db_path)
-    params, lambdas = load_reward_config(manifest)
+    from friendsim.rundir.manifest import find_manifest
+
+    db, run_dir = resolve_run(run_dir_or_db_path)
+    if manifest is None:
+        manifest = find_manifest(run_dir)
+    params, lambdas = load_reward_config(manifest, label=run_dir / MANIFEST)
     source = iter_events(db) if events is None else events
     scores = score_log(source, params=params, lambdas=lambdas, sentiment=sentiment)
     return [score_row(s) for s in scores]

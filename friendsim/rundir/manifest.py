@@ -7,8 +7,9 @@ the friendsim version, the first/last event sequence numbers and the lineage of 
 and re-runs. It is written when the run starts (``status="running"``) and rewritten at the end,
 atomically (temp file + rename), so a killed run still leaves a usable manifest.
 
-:class:`Manifest` is the one typed view of it; :func:`read_manifest` and :func:`write_manifest`
-are the one reader and writer. The file carries ``manifest_version``; a manifest written before
+:class:`Manifest` is the one typed view of it; :func:`read_manifest` (or
+:func:`find_manifest`, for a directory that may hold none) and :func:`write_manifest` are the
+one reader and writer. The file carries ``manifest_version``; a manifest written before
 versioning (version 1) is upgraded on read, one written by a newer friendsim is refused with a
 clear error. Unknown keys are kept (a newer minor writer's extra facts survive a rewrite).
 
@@ -223,6 +224,13 @@ def read_manifest(run_dir: str | Path) -> Manifest:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{path}: not a valid JSON manifest: {exc}") from None
     return parse_manifest(data, label=path)
+
+
+def find_manifest(run_dir: str | Path) -> Manifest | None:
+    """The typed manifest of ``run_dir``, or ``None`` when the directory holds none (a bare
+    log, or a run killed before its first manifest was written): what reading a run
+    tolerates; errors as :func:`read_manifest`'s when one is there but broken."""
+    return read_manifest(run_dir) if (Path(run_dir) / MANIFEST).is_file() else None
 
 
 def write_manifest(run_dir: str | Path, manifest: Manifest) -> Path:

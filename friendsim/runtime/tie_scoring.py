@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from friendsim.analysis.analyze import (
     EVENTS_DB,
     RunDirectoryError,
-    read_manifest,
+    run_manifest,
     tie_params_from_manifest,
 )
 from friendsim.analysis.rewards_cli import iter_events
@@ -59,6 +59,9 @@ from friendsim.platform.events import (
     WindowStarted,
 )
 from friendsim.rundir.layout import LLM_CACHE_DB, MANIFEST
+
+if TYPE_CHECKING:
+    from friendsim.rundir.manifest import Manifest
 
 MAX_SCORE = 5
 DEFAULT_MAX_TRANSCRIPT_CHARS = 12_000
@@ -267,13 +270,13 @@ async def text_evidence(
     return TextEvidence(per_window=per_window, invalid=invalid, missing=missing, calls=calls)
 
 
-def tie_llm_spec(manifest: Mapping[str, Any]) -> str:
+def tie_llm_spec(manifest: Manifest | None) -> str:
     """The provider that scores a run's text-based tie evidence: the coach's, else the run's
     default (``auto`` resolved to the model the run actually used)."""
-    config = manifest.get("config") or {}
+    config: Mapping[str, Any] = manifest.config if manifest is not None else {}
     spec = (config.get("coach") or {}).get("provider") or (config.get("llm") or {}).get("provider")
     if not spec or spec == "auto":
-        used = sorted(set((manifest.get("models") or {}).values()))
+        used = sorted(set(manifest.models.values())) if manifest is not None else []
         spec = used[0] if used else "local:smollm2"
     return str(spec)
 
@@ -297,7 +300,7 @@ def score_run_ties(
     db = rd / EVENTS_DB
     if not db.is_file():
         raise RunDirectoryError(f"{rd}: not a run directory (no {EVENTS_DB})")
-    manifest = read_manifest(rd)
+    manifest = run_manifest(rd)
     params, _ = tie_params_from_manifest(manifest)
     if params.method != "text":
         return None
@@ -311,7 +314,7 @@ def score_run_ties(
     from friendsim.runtime.config import ConfigError, parse_config
 
     try:
-        cfg = parse_config(manifest.get("config") or {}, source=rd / MANIFEST)
+        cfg = parse_config(manifest.config if manifest is not None else {}, source=rd / MANIFEST)
     except ConfigError as exc:
         raise RunDirectoryError(f"{rd / MANIFEST}: the recorded config is invalid: {exc}") from None
     model = llm if llm is not None else tie_llm_spec(manifest)

@@ -29,8 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from friendsim.analysis.analyze import RunDirectoryError, read_manifest
-from friendsim.rundir.layout import SWEEP_FILE
+from friendsim.analysis.analyze import RunDirectoryError, given, run_manifest
+from friendsim.rundir.layout import EVENTS_DB, MANIFEST, SWEEP_FILE
 from friendsim.serve.digest import RunDigest
 from friendsim.serve.follow import LogProblem, Notifier, StatWatcher, follow
 from friendsim.serve.logfile import LogFile, LogReadError
@@ -69,7 +69,7 @@ class RunSource:
     digest: RunDigest = field(init=False)
 
     def __post_init__(self) -> None:
-        self.log = LogFile(self.run_dir / "events.db")
+        self.log = LogFile(self.run_dir / EVENTS_DB)
         self.digest = RunDigest(self.run_dir)
 
 
@@ -109,7 +109,7 @@ def open_target(path: str | Path, *, poll_interval: float = 0.2) -> ServeTarget:
                 raise RunDirectoryError(f"{p / SWEEP_FILE}: run dir {rel!r} is outside the sweep")
             runs.append(_file_source(rd, poll_interval))
         return ServeTarget(runs=runs, sweep=p, closers=[r.notifier for r in runs])
-    if not ((p / "events.db").is_file() or (p / "manifest.json").is_file()) and any(p.iterdir()):
+    if not ((p / EVENTS_DB).is_file() or (p / MANIFEST).is_file()) and any(p.iterdir()):
         raise RunDirectoryError(f"{p}: not a run directory (no events.db or manifest.json)")
     src = _file_source(p, poll_interval)
     return ServeTarget(runs=[src], closers=[src.notifier])
@@ -117,7 +117,7 @@ def open_target(path: str | Path, *, poll_interval: float = 0.2) -> ServeTarget:
 
 def _file_source(run_dir: Path, interval: float) -> RunSource:
     return RunSource(
-        run_dir=run_dir, notifier=StatWatcher(LogFile(run_dir / "events.db"), interval=interval)
+        run_dir=run_dir, notifier=StatWatcher(LogFile(run_dir / EVENTS_DB), interval=interval)
     )
 
 
@@ -148,25 +148,27 @@ async def _sse(src: RunSource, start: int, heartbeat: float) -> AsyncIterator[by
 
 
 def _sweep_row(i: int, src: RunSource, outcome: Mapping[str, Any]) -> dict[str, Any]:
-    manifest = read_manifest(src.run_dir) if src.run_dir.is_dir() else {}
+    manifest = run_manifest(src.run_dir) if src.run_dir.is_dir() else None
+    totals: Mapping[str, int] = given(manifest, "totals") or {}
+    usage: Mapping[str, Any] = given(manifest, "llm_usage") or {}
     row: dict[str, Any] = {
         "index": i,
         "dir": outcome.get("dir"),
         "cell": outcome.get("cell"),
         "rep": outcome.get("rep"),
         "seed": outcome.get("seed"),
-        "status": manifest.get("status") or outcome.get("status"),
-        "windows": manifest.get("windows"),
-        "events": (manifest.get("totals") or {}).get("events"),
-        "failures": (manifest.get("totals") or {}).get("failures"),
-        "cost_usd": ((manifest.get("llm_usage") or {}).get("total") or {}).get("cost_usd"),
+        "status": given(manifest, "status") or outcome.get("status"),
+        "windows": given(manifest, "windows"),
+        "events": totals.get("events"),
+        "failures": totals.get("failures"),
+        "cost_usd": (usage.get("total") or {}).get("cost_usd"),
         "final_reward": None,
     }
     if src.log.exists():
         windows = src.digest.windows_from(1)
         if windows:
-            totals = [r["total"] for r in windows[-1]["rewards"].values()]
-            row["final_reward"] = sum(totals) / len(totals) if totals else None
+            final = [r["total"] for r in windows[-1]["rewards"].values()]
+            row["final_reward"] = sum(final) / len(final) if final else None
     return row
 
 

@@ -21,17 +21,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from friendsim.analysis.analyze import RunDirectoryError, read_manifest, tie_params_from_manifest
+from friendsim.analysis.analyze import (
+    RunDirectoryError,
+    given,
+    run_manifest,
+    tie_params_from_manifest,
+)
 from friendsim.analysis.rewards import RewardScorer
 from friendsim.analysis.rewards_params import COMPONENTS, RewardConfigError, RewardParams
 from friendsim.analysis.sentiment import get_sentiment
 from friendsim.analysis.ties import TieTracker, symmetrise
 from friendsim.platform.events import WindowEnded, WindowStarted
+from friendsim.rundir.layout import EVENTS_DB, MANIFEST, PERSONAS
 from friendsim.serve.logfile import LogFile
 
 PAGE = 2000
-PERSONAS = "personas.jsonl"
-MANIFEST = "manifest.json"
 
 
 def _personas(run_dir: Path) -> dict[str, dict[str, Any]]:
@@ -61,7 +65,7 @@ class RunDigest:
 
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
-        self.log = LogFile(self.run_dir / "events.db")
+        self.log = LogFile(self.run_dir / EVENTS_DB)
         self._lock = threading.Lock()
         self._scorer: RewardScorer | None = None
         self._ties: TieTracker | None = None
@@ -73,12 +77,12 @@ class RunDigest:
         self._open: dict[int, int] = {}
 
     def _start(self) -> None:
-        manifest = read_manifest(self.run_dir)
+        manifest = run_manifest(self.run_dir)
         try:
-            params = RewardParams.from_dict(manifest.get("rewards") or {})
+            params = RewardParams.from_dict(given(manifest, "rewards") or {})
         except RewardConfigError as exc:
             raise RunDirectoryError(f"{MANIFEST} key 'rewards': {exc}") from None
-        lambdas = manifest.get("lambdas") or {}
+        lambdas = given(manifest, "lambdas") or {}
         self._scorer = RewardScorer(params=params, lambdas=lambdas)
         tie_params, thetas = tie_params_from_manifest(manifest)
         if tie_params.method == "text":
@@ -143,30 +147,33 @@ class RunDigest:
 
     def info(self) -> dict[str, Any]:
         """Static facts of the run: manifest summary, personas, thresholds, notes."""
-        manifest = read_manifest(self.run_dir)
+        manifest = run_manifest(self.run_dir)
         self.update()
         personas = _personas(self.run_dir)
-        cfg: Mapping[str, Any] = manifest.get("config") or {}
+        cfg: Mapping[str, Any] = given(manifest, "config") or {}
         exp: Mapping[str, Any] = cfg.get("experiment") or {}
+        lambdas: Mapping[str, Any] = given(manifest, "lambdas") or {}
+        dominant: Mapping[str, str] = given(manifest, "dominant") or {}
+        models: Mapping[str, str] = given(manifest, "models") or {}
         agents: dict[str, dict[str, Any]] = {}
-        for a in sorted(set(personas) | set(manifest.get("lambdas") or {})):
+        for a in sorted(set(personas) | set(lambdas)):
             p = personas.get(a, {})
             agents[a] = {
                 "name": p.get("name", a),
                 "persona": {k: v for k, v in p.items() if k not in {"id"}},
-                "dominant": (manifest.get("dominant") or {}).get(a, p.get("dominant")),
-                "lambdas": (manifest.get("lambdas") or {}).get(a),
-                "model": (manifest.get("models") or {}).get(a),
+                "dominant": dominant.get(a, p.get("dominant")),
+                "lambdas": lambdas.get(a),
+                "model": models.get(a),
             }
         planned = exp.get("rounds") if exp.get("mode", "rounds") == "rounds" else None
         return {
-            "name": manifest.get("name") or self.run_dir.name,
-            "status": manifest.get("status", "unknown"),
-            "mode": manifest.get("mode") or exp.get("mode"),
-            "policy": manifest.get("policy"),
+            "name": given(manifest, "name") or self.run_dir.name,
+            "status": given(manifest, "status", "unknown"),
+            "mode": given(manifest, "mode") or exp.get("mode"),
+            "policy": given(manifest, "policy"),
             "theme": exp.get("theme"),
             "windows_planned": planned,
-            "seed": (manifest.get("seeds") or {}).get("seed"),
+            "seed": (given(manifest, "seeds") or {}).get("seed"),
             "coach": (cfg.get("coach") or {}).get("enabled"),
             "components": list(COMPONENTS),
             "thetas": list(self.thetas),
