@@ -53,8 +53,8 @@ def build_report(
     path: str | Path, *, theta: str | float | None = None, color_by: str | None = None
 ) -> Report:
     """The report of a run directory or a sweep directory (``sweep.json``)."""
-    from friendsim.analysis.analyze import EVENTS_DB, load_analysis
-    from friendsim.rundir.layout import SWEEP_FILE
+    from friendsim.analysis.analyze import load_analysis
+    from friendsim.rundir.layout import EVENTS_DB, SWEEP_FILE
     from friendsim.runtime.tie_scoring import score_run_ties
     from friendsim.sweep.aggregate import load_or_aggregate
 

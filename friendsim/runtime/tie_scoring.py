@@ -32,12 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from friendsim.analysis.analyze import (
-    EVENTS_DB,
-    RunDirectoryError,
-    run_manifest,
-    tie_params_from_manifest,
-)
+from friendsim.analysis.analyze import RunDirectoryError, run_manifest, tie_params_from_manifest
 from friendsim.analysis.rewards_cli import iter_events
 from friendsim.analysis.tie_evidence import (
     StoredTieScores,
@@ -58,7 +53,7 @@ from friendsim.platform.events import (
     WindowEnded,
     WindowStarted,
 )
-from friendsim.rundir.layout import LLM_CACHE_DB, MANIFEST
+from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, MANIFEST
 
 if TYPE_CHECKING:
     from friendsim.rundir.manifest import Manifest
