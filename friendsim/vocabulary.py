@@ -295,5 +295,10 @@ LOSSES: tuple[Loss, ...] = (
         what="moderation reviews lost to provider errors (those posts went unmoderated)",
         where="action_failed events with stage 'moderation'",
     ),
+    Loss(
+        name="lost_answers",
+        what="survey answers lost to provider errors (those agents went unsurveyed)",
+        where="action_failed events with stage 'survey'",
+    ),
 )
 """Every :class:`Loss`, in the order they are reported."""

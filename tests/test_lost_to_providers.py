@@ -296,3 +296,47 @@ def test_an_old_run_that_lost_guidance_is_refused_naming_the_coach_not_the_agent
     assert "decision" not in message
     assert not (tmp_path / "again").exists()
     assert rows(tmp_path / "r" / "events.db") == before
+
+
+def test_survey_answers_lost_to_the_provider_make_the_run_degraded(tmp_path: Path) -> None:
+    """A survey answer the provider refused used to be recorded as an ``action_failed`` and
+    nothing more: the run ended ``completed``, exit 0, with a panel missing. Now it is a loss
+    counted like the coach's and the moderator's, and analysis says so."""
+    from friendsim.analysis.analyze import analyze_run
+
+    cfg = parse_config(
+        {
+            "experiment": {"name": "s", "seed": 1, "rounds": 2, "n_actions": 1},
+            "agents": {"count": 4, "policy": "llm"},
+            "llm": {"provider": "scripted", "retries": 0, "concurrency": 4},
+            "coach": {"enabled": False},
+            "surveys": [{"name": "panel", "windows": [1, 2], "questions": ["stance"]}],
+        }
+    )
+    refused: list[str | None] = []
+
+    def refuse_a01_in_window_2(request: LLMRequest) -> Any:
+        if request.label == "survey" and request.agent == "a01":
+            refused.append(request.agent)
+            if len(refused) == 2:
+                return PermanentLLMError("stub: 409", status=409)
+        return None
+
+    llm = models({"scripted": refuse_a01_in_window_2})
+    done = asyncio.run(run_experiment(cfg, out_dir=tmp_path / "r", llm_factory=llm))
+    assert refused == ["a01", "a01"]
+    assert done.manifest.status == "degraded"
+    assert done.manifest.totals["lost_answers"] == 1
+    assert done.manifest.totals["lost_actions"] == 0
+    log = rows(tmp_path / "r" / "events.db")
+    failed = [json.loads(p) for _, _, k, _, p in log if k == "action_failed"]
+    assert [(f["stage"], f["reason"], f["window"]) for f in failed] == [("survey", "llm_error", 2)]
+    answered = [json.loads(p)["window"] for _, _, k, a, p in log if k == "survey_answered"]
+    assert sorted(answered) == [1, 1, 1, 1, 2, 2, 2]
+    assert (
+        "degraded run: every window ran, but 1 survey answers lost to provider errors "
+        "(those agents went unsurveyed)"
+    ) in analyze_run(tmp_path / "r")["notes"]
+
+    whole = asyncio.run(run_experiment(cfg, out_dir=tmp_path / "w", llm_factory=models({})))
+    assert whole.manifest.status == "completed" and whole.manifest.totals["lost_answers"] == 0

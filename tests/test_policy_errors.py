@@ -117,7 +117,7 @@ def test_every_loss_is_counted_told_and_noted_from_one_table() -> None:
     from friendsim.vocabulary import LOSSES
 
     assert tuple(x.name for x in LOSSES) == ("lost_actions", "policy_errors", "lost_guidance",
-                                              "lost_reviews")  # fmt: skip
+                                              "lost_reviews", "lost_answers")  # fmt: skip
     for n, loss in enumerate(LOSSES, start=2):
         totals = {loss.name: n}
         assert finished_status(totals) == "degraded"

@@ -96,6 +96,7 @@ def check_failures_replayable(old: Path, log_copy: Path, *, until_seq: int, scra
 _LOST_NOUNS = {
     "coach": ("coach guidance request", "coach guidance requests"),
     "moderation": ("moderation review", "moderation reviews"),
+    "survey": ("survey answer", "survey answers"),
 }
 _DECISIONS = ("model-backed decision", "model-backed decisions")
 

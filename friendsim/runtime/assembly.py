@@ -914,6 +914,7 @@ def _losses(
         "policy_errors": engine.policy_errors,
         "lost_guidance": service.lost_guidance if service is not None else 0,
         "lost_reviews": moderation.lost_reviews if moderation is not None else 0,
+        "lost_answers": instruments.lost_answers if instruments is not None else 0,
     }
 
 

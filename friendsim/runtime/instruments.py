@@ -108,6 +108,8 @@ class Instruments(WindowHooks):
         self.window_length = window_length
         self.make_policy = make_policy
         self.more_personas = more_personas
+        self.lost_answers = 0
+        """Survey answers lost to provider errors (a loss: the run ends ``degraded``)."""
         self.scheduled = [
             Scheduled(index=i, spec=s, intervention=INTERVENTIONS.create(s.kind, s.params))
             for i, s in enumerate(interventions)
@@ -362,6 +364,8 @@ class Instruments(WindowHooks):
                         action={"survey": survey.name, "window": window},
                     )
                 )
+                if f is not None and f.reason == "llm_error":
+                    self.lost_answers += 1
         await self.platform.flush()
 
     async def _exposed(self, post_ids: Sequence[int]) -> set[tuple[str, int]]:
