@@ -144,3 +144,43 @@ def test_analyze_command_scores_then_analyses(tmp_path: Path) -> None:
     assert all(e == 0.8 for pairs in stored.evidence.per_window.values() for e in pairs.values())
     data = json.loads(proc.stdout)
     assert any(f"{stored.evidence.calls} LLM scoring calls" in n for n in data["notes"])
+
+
+def test_a_run_being_written_is_not_scored_into_its_directory(tmp_path: Path) -> None:
+    """Scoring writes ``tie_scores.json`` and the run's cache: while another process holds the
+    run's lock (a run still being written), ``friendsim analyze`` used to score the partial log
+    into the live run's directory, then fail on the scores it had just stored. Now it is refused
+    naming the writer, exit 2, with the directory unchanged; once the writer is gone it scores."""
+    import hashlib
+    import os
+    import signal
+
+    rd = _text_run(tmp_path)
+
+    def files() -> dict[str, str]:
+        return {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(rd.iterdir())
+            if p.is_file()
+        }
+
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom friendsim.rundir.lock import RunLock\n"
+         f"RunLock({str(rd)!r}).acquire()\nprint('held', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "held"
+        before = files()
+        with pytest.raises(RunDirectoryError, match=f"run in progress \\(process {writer.pid}\\)"):
+            score_run_ties(rd, llm=ScriptedLLM(_score_all(4)))
+        proc = _analyze_command(rd)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert f"run in progress (process {writer.pid})" in proc.stderr
+        assert files() == before and not (rd / TIE_SCORES_FILE).exists()
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+    stored = score_run_ties(rd, llm=ScriptedLLM(_score_all(4)))
+    assert stored is not None and read_tie_scores(rd) == stored
+    assert (rd / "run.lock").read_bytes() == str(writer.pid).encode() + b"\n"

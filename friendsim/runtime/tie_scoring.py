@@ -53,7 +53,9 @@ from friendsim.platform.events import (
     WindowEnded,
     WindowStarted,
 )
+from friendsim.rundir.errors import RunLockedError, RunOccupiedError
 from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, MANIFEST
+from friendsim.rundir.lock import RunLock, writer_name
 
 if TYPE_CHECKING:
     from friendsim.rundir.manifest import Manifest
@@ -290,6 +292,11 @@ def score_run_ties(
     read-through cache, scoring again replays the recorded answers without asking the model.
     A malformed stored file is an error (:class:`~friendsim.analysis.tie_evidence.TieScoresError`)
     unless ``refresh`` replaces it. Blocking (runs its own event loop); LLM errors propagate.
+
+    Scoring writes into the run (``tie_scores.json``, ``llm_cache.db``), so it holds the run's
+    lock meanwhile: a run another process is writing is refused
+    (:class:`~friendsim.analysis.analyze.RunDirectoryError` naming the writer), not scored from a
+    partial log into its directory. Stored scores that match are read without the lock.
     """
     rd = Path(run_dir)
     db = rd / EVENTS_DB
@@ -299,10 +306,38 @@ def score_run_ties(
     params, _ = tie_params_from_manifest(manifest)
     if params.method != "text":
         return None
-    stamp = log_stamp(db)
     stored = None if refresh else read_tie_scores(rd)
-    if stored is not None and stored.matches(stamp, params):
+    if stored is not None and stored.matches(log_stamp(db), params):
         return stored
+    lock = RunLock(rd)
+    try:
+        lock.acquire(create=False)
+    except RunLockedError as exc:
+        raise RunDirectoryError(
+            f"{rd}: run in progress ({writer_name(exc.pid)}): its text-based tie evidence is "
+            "scored once the run has ended; analyse it then"
+        ) from None
+    except RunOccupiedError as exc:  # e.g. a read-only run directory: scores cannot be stored
+        raise RunDirectoryError(
+            f"{rd}: cannot store text-based tie scores in the run directory: "
+            f"{str(exc).split('; choose another')[0]}"
+        ) from None
+    try:
+        return _score_and_store(rd, db, manifest, params, llm)
+    finally:
+        lock.release(restore=True)
+
+
+def _score_and_store(
+    rd: Path,
+    db: Path,
+    manifest: Manifest | None,
+    params: TieParams,
+    llm: LLM | str | None,
+) -> StoredTieScores:
+    """Score every active tie of the log at ``db`` and write ``tie_scores.json`` (the caller
+    holds the run's lock)."""
+    stamp = log_stamp(db)
     # The run assembly and the config schema are imported here, where a model is asked: a run
     # with signal-based evidence (every run by default) is analysed without loading them.
     from friendsim.runtime.assembly import make_ledger, open_llm_stack
