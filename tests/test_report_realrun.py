@@ -59,3 +59,48 @@ def test_real_run_analysis_and_report(tmp_path: Path) -> None:
         "fig-network",
         "fig-degrees",
     }
+
+
+def test_a_run_that_stopped_before_its_first_window_ended_gets_a_report(tmp_path: Path) -> None:
+    """A run whose provider was down from its first request stops ``interrupted`` with no
+    complete window: exactly when a report is wanted. The report used to fail with a KeyError
+    (no final tie network); now it is written, says where the run stopped, and charts nothing
+    the log does not hold (no ties)."""
+    import asyncio
+    import re
+
+    import pytest
+
+    from friendsim.llm.errors import ServerError
+    from friendsim.llm.scripted import ScriptedLLM
+    from friendsim.runtime.assembly import run_experiment
+    from friendsim.runtime.config import parse_config
+    from friendsim.runtime.status import RunInterrupted
+
+    cfg = parse_config(
+        {
+            "experiment": {"name": "down", "seed": 1, "rounds": 2, "n_actions": 1},
+            "agents": {"count": 4, "policy": "llm"},
+            "llm": {"provider": "scripted", "retries": 0},
+            "coach": {"enabled": False},
+        }
+    )
+    run = tmp_path / "run"
+
+    def down(spec: str) -> ScriptedLLM:
+        return ScriptedLLM(lambda r: ServerError("stub: 503 model down", status=503))
+
+    with pytest.raises(RunInterrupted):
+        asyncio.run(run_experiment(cfg, out_dir=run, llm_factory=down))
+    assert json.loads((run / "manifest.json").read_text())["windows"] == 0
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "friendsim", "report", str(run)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scan = check_page(run / "report.html", RUN_SECTION_IDS)
+    assert "fig-network" in {img["id"] for img in scan.images}
+    text = (run / "report.html").read_text(encoding="utf-8")
+    assert "interrupted run (provider_down): it stopped after 0 complete windows" in text
+    assert re.search(r"Final tie network at θ=0\.05 \(0 edges\)", text)

@@ -184,7 +184,7 @@ def run_report(
         title=f"final tie network, θ={th}, coloured by {attr}",
         seed=int(m.get("seed") or 0),
     )
-    fm = net["ties"]["final"][th]
+    fm = net["ties"]["final"].get(th) or {"edges": 0}  # no complete window: no ties
     network = img(
         "network",
         figs["network"],

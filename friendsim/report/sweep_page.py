@@ -132,7 +132,7 @@ def sweep_report(
         for c in cells:
             pooled: dict[str, int] = {}
             for d in c["run_dirs"]:
-                mm = load_analysis(sweep_dir / d)["network"]["ties"]["final"][th]
+                mm = load_analysis(sweep_dir / d)["network"]["ties"]["final"].get(th) or {}
                 for k, v in (mm.get("degree_distribution") or {}).items():
                     pooled[k] = pooled.get(k, 0) + int(v)
             dists[c["name"]] = pooled
