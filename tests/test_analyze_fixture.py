@@ -308,3 +308,44 @@ def test_the_analysis_reads_the_manifest_by_the_run_directory_s_rules(tmp_path: 
     summary = analyze_run(run)["manifest"]
     assert summary["status"] == "unknown" and summary["policy"] is None
     assert summary["mode"] == (manifest.get("config") or {}).get("experiment", {}).get("mode")
+
+
+def test_personas_whose_text_holds_unicode_line_breaks_are_read_by_the_analysis(
+    tmp_path: Path,
+) -> None:
+    """A persona name with U+2028, U+2029 or U+0085 passes validation and runs, and the run
+    writes it raw (JSON allows it inside strings). The analysis split ``personas.jsonl`` with
+    ``str.splitlines``, which also breaks on those, so analyze and report failed on the run
+    with "not valid JSON"; lines are split on ``\\n`` only now, as they are written."""
+    import subprocess
+    import sys
+
+    from friendsim.analysis.analyze import analyze_run
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "friendsim", *args],
+            capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path,
+        )  # fmt: skip
+
+    assert (
+        cli("personas", "generate", "--n", "3", "--seed", "1", "--out", "p.jsonl").returncode == 0
+    )
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text(encoding="utf-8").split("\n")
+            if x.strip()]  # fmt: skip
+    rows[0]["name"] = "Ann\u2028Lee\u2029Roe\u0085Ng"
+    (tmp_path / "p.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8"
+    )
+    assert cli("personas", "validate", "p.jsonl").returncode == 0
+    (tmp_path / "c.toml").write_text(
+        '[experiment]\nname = "ls"\nseed = 1\nrounds = 1\nn_actions = 1\n'
+        '[agents]\ncount = 3\npolicy = "baseline"\npersonas = "p.jsonl"\n'
+    )
+    done = cli("run", "c.toml", "--out", "run", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "\u2028" in (tmp_path / "run" / "personas.jsonl").read_text(encoding="utf-8")
+    analysis = analyze_run(tmp_path / "run")
+    assert sorted(analysis["agents"]) == sorted(r["id"] for r in rows)
+    report = cli("report", "run")
+    assert report.returncode == 0, report.stderr

@@ -432,3 +432,20 @@ async def test_a_plugin_s_named_agents_are_checked_before_the_run_like_the_built
     assert named_agents("note", {"text": "zzz"}) == ()
     assert named_agents("quiet", {"agents": ["a01"]}) == ("a01",)
     assert named_agents("quiet", {"agents": 3}) == ()  # not a list of ids: not checked here
+
+
+def test_an_items_file_whose_text_holds_unicode_line_breaks_loads_line_by_line(
+    tmp_path: Path,
+) -> None:
+    """JSON allows U+2028, U+2029 and U+0085 raw inside strings; the items file was split with
+    ``str.splitlines``, which broke such an item in two and refused the file as not JSON."""
+    from friendsim.runtime.instruments_config import load_items
+
+    path = tmp_path / "items.jsonl"
+    rows = [
+        {"id": "a", "text": "one\u2028two\u2029three\u0085four", "topic": "t", "truth": "false"},
+        {"id": "b", "text": "plain", "topic": "t", "truth": "true"},
+    ]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows), "utf-8")
+    items = load_items(path)
+    assert [(i["id"], i["text"]) for i in items] == [(r["id"], r["text"]) for r in rows]

@@ -137,7 +137,7 @@ def _persona_attributes(run_dir: Path) -> dict[str, dict[str, str]]:
     if not path.is_file():
         return {}
     out: dict[str, dict[str, str]] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
         if not line.strip():
             continue
         try:

@@ -287,7 +287,7 @@ class OpenAIBatchBackend:
         out: dict[str, Any] = {}
         if batch.output_file_id:
             content = await self.llm._client.files.content(batch.output_file_id)
-            for line in content.text.splitlines():
+            for line in content.text.split("\n"):
                 if not line.strip():
                     continue
                 row = json.loads(line)

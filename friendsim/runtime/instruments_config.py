@@ -123,7 +123,7 @@ class ItemsFileError(ValueError):
 def load_items(path: Path) -> tuple[dict[str, Any], ...]:
     """The items of a JSONL file, each validated as an :class:`Item` (as plain dicts)."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").split("\n")
     except FileNotFoundError:
         raise ItemsFileError(f"items file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
