@@ -237,3 +237,22 @@ async def test_concurrent_replay_gets_each_request_its_own_answer(tmp_path: Path
     assert [o.parsed["n"] for o in outs] == order
     assert all(o.cached for o in outs) and rep.hits == 300
     await rep.aclose()
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+async def test_attempts_are_the_requests_sent_with_or_without_retries(retries: int) -> None:
+    """The ledger's attempts used to be counted by the retry layer only: with ``retries = 0``
+    the manifest said 0 requests sent for a run that sent every one of them."""
+    script = ["one", ServerError("x", status=503), "three"]
+    stack = await build_llm(ScriptedLLM(script, model="m"), retries=retries)
+    assert (await stack.complete(req("a"))).text == "one"
+    if retries:
+        assert (await stack.complete(req("b"))).text == "three"
+    else:
+        with pytest.raises(ServerError):
+            await stack.complete(req("b"))
+        assert (await stack.complete(req("c"))).text == "three"
+    total = stack.ledger.total()
+    assert total.attempts == 3
+    assert (total.calls, total.errors) == ((2, 0) if retries else (2, 1))
+    await stack.aclose()

@@ -8,7 +8,8 @@ Outermost first::
     SecretsMaskedLLM     the environment's secret values masked in answers (model output is
                          untrusted), so the cache and the log never hold them
     BatchingLLM          (batch mode) phases' requests go out as provider batches; live fallback
-    RetryingLLM          each attempt re-enters the limits and the endpoint pool
+    RetryingLLM          each attempt re-enters the limits and the endpoint pool (without
+                         retries, AttemptsCountedLLM only counts each request sent)
     RateLimitedLLM       waits for RPM/TPM budget *before* taking a concurrency slot
     ConcurrencyLimitedLLM  holds a slot only while a request is actually in flight
     provider             (an endpoint pool when several URLs are given)
@@ -49,7 +50,28 @@ from friendsim.llm.errors import ProviderConfigError, TransientLLMError
 from friendsim.llm.limits import ConcurrencyLimitedLLM, RateLimitedLLM
 from friendsim.llm.masking import SecretsMaskedLLM
 from friendsim.llm.registry import create_llm
-from friendsim.llm.retry import RetryingLLM, RetryPolicy
+from friendsim.llm.retry import OnAttempt, RetryingLLM, RetryPolicy
+
+
+class AttemptsCountedLLM:
+    """Where no retry layer is kept (``retries=0``): each request sent below is one attempt in
+    the ledger, as the retry layer counts them, so the manifest's ``attempts`` are the requests
+    sent whatever the retry setting."""
+
+    def __init__(self, inner: LLM, on_attempt: OnAttempt) -> None:
+        self.inner = inner
+        self._on_attempt = on_attempt
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        self._on_attempt(request, None)
+        return await self.inner.complete(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -130,6 +152,8 @@ async def build_llm(
     policy = RetryPolicy(max_retries=retries) if isinstance(retries, int) else retries
     if policy is not None and policy.max_retries > 0:
         llm = retry = RetryingLLM(llm, policy, seed=retry_seed, on_attempt=on_attempt)
+    else:
+        llm = AttemptsCountedLLM(llm, on_attempt)
     if batch_journal is not None:
         found = batch_backend_for(provider)
         if found is not None:
