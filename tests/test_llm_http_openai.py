@@ -345,3 +345,35 @@ async def test_stop_sequences_are_sent_only_when_set(stub: StubLLMServer) -> Non
     await llm.aclose()
     assert stub.requests[0].body["stop"] == ["\n\n", "###"]
     assert "stop" not in stub.requests[1].body
+
+
+async def test_an_sdk_redirected_by_its_environment_is_named_by_the_url_it_talks_to(
+    stub: StubLLMServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``OPENAI_BASE_URL`` set the official SDK sends to that server, but a stopped run
+    named ``https://api.openai.com/v1`` as the endpoint to fix; the anthropic SDK likewise with
+    ``ANTHROPIC_BASE_URL``. A bad URL there is refused as a bad ``base_url`` is."""
+    from friendsim.llm.anthropic_provider import AnthropicLLM
+    from friendsim.llm.breaker import identify
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-redirected")
+    monkeypatch.setenv("OPENAI_BASE_URL", stub.openai_base_url)
+    llm = create_llm("openai:gpt-4o-mini")
+    stub.enqueue(StubReply(status=401, body={"error": {"message": "bad key"}}))
+    with pytest.raises(PermanentLLMError):
+        await llm.complete(req())
+    await llm.aclose()
+    assert (
+        stub.requests and stub.requests[0].headers["authorization"] == "Bearer sk-test-redirected"
+    )
+    assert identify(llm).describe() == (
+        f"provider openai, model gpt-4o-mini, endpoint {stub.openai_base_url}, "
+        "key from $OPENAI_API_KEY"
+    )
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", stub.base_url)
+    assert AnthropicLLM("m").endpoint == stub.base_url
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://user:pw@127.0.0.1:1/v1")
+    with pytest.raises(ProviderConfigError, match=r"OPENAI_BASE_URL: .*carries credentials") as e:
+        create_llm("openai:gpt-4o-mini")
+    assert "pw" not in str(e.value)

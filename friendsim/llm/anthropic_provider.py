@@ -36,6 +36,7 @@ from friendsim.llm.errors import LLMTimeoutError, MalformedResponseError, Provid
 from friendsim.llm.json_extract import clean_text, clean_value, extract_json
 from friendsim.llm.redact import register_key_env
 from friendsim.llm.sdk_errors import map_sdk_error
+from friendsim.llm.urls import sdk_endpoint
 
 _log = structlog.get_logger(__name__)
 StructuredMode = Literal["native", "tool"]
@@ -71,7 +72,12 @@ class AnthropicLLM:
         self._cache_system = cache_system
         self._cache_ttl = cache_ttl
         self._send_temperature = send_temperature
-        self.endpoint = base_url or "https://api.anthropic.com"
+        try:
+            self.endpoint = sdk_endpoint(
+                base_url, "ANTHROPIC_BASE_URL", "https://api.anthropic.com"
+            )
+        except ValueError as exc:
+            raise ProviderConfigError(f"anthropic: {exc}") from None
         self.key_env = api_key_env or "ANTHROPIC_API_KEY"
         register_key_env(self.key_env)
         if client is None:

@@ -55,7 +55,7 @@ from friendsim.llm.json_extract import clean_text, extract_json
 from friendsim.llm.pool import PooledLLM
 from friendsim.llm.redact import register_key_env
 from friendsim.llm.sdk_errors import map_sdk_error
-from friendsim.llm.urls import url_problem
+from friendsim.llm.urls import sdk_endpoint, url_problem
 
 if TYPE_CHECKING:
     import openai
@@ -97,7 +97,10 @@ class OpenAIChatLLM:
             raise ProviderConfigError(f"openai: {problem}")
         self._model = model
         self._timeout_s = timeout_s
-        self.endpoint = base_url or "https://api.openai.com/v1"
+        try:
+            self.endpoint = sdk_endpoint(base_url, "OPENAI_BASE_URL", "https://api.openai.com/v1")
+        except ValueError as exc:
+            raise ProviderConfigError(f"openai: {exc}") from None
         self.json_mode: JsonMode = structured_output
         self.downgrades = 0
         self._strict = strict_schema

@@ -8,6 +8,7 @@ named by ``[llm] api_key_env``. Messages show the URL with any ``user:password@`
 
 from __future__ import annotations
 
+import os
 from urllib.parse import SplitResult, urlsplit
 
 from friendsim.llm.redact import mask_userinfo
@@ -48,3 +49,18 @@ def _port_text(parts: SplitResult) -> str:
 def host_header(parts: SplitResult) -> str:
     """The ``Host`` header of a request to ``parts``: host and port, never any userinfo."""
     return parts.netloc.rpartition("@")[2]
+
+
+def sdk_endpoint(base_url: str | None, env_var: str, default: str) -> str:
+    """The base URL an official SDK sends to: ``base_url``, else the SDK's own environment
+    variable (``OPENAI_BASE_URL``, ``ANTHROPIC_BASE_URL``), else its public API. Messages name
+    this URL, so a redirected SDK is not reported as talking to the public API. A bad URL in the
+    variable is refused as a bad ``base_url`` is (``ValueError`` naming the variable)."""
+    if base_url is not None:
+        return base_url
+    from_env = os.environ.get(env_var)
+    if not from_env:
+        return default
+    if (problem := url_problem(from_env)) is not None:
+        raise ValueError(f"{env_var}: {problem}")
+    return from_env
