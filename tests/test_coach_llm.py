@@ -128,3 +128,17 @@ def test_check_tips_calls_an_answer_nested_past_the_decoder_s_limit_invalid() ->
     ctx = CoachContext(agent="a", window=1, lambdas={}, gaps=(), agents=("a", "b"))
     with pytest.raises(ValueError, match="nested too deeply"):
         check_tips("[" * 200_000 + "]" * 200_000, ctx)
+
+
+def test_tips_keep_only_printable_text() -> None:
+    """A coach model's tip with NUL, escapes, bidi overrides or line separators reached the log,
+    the report (raw control characters in its HTML) and the live view; tips are one printable
+    line now, as posts are printable, and a tip with nothing printable is an invalid answer."""
+    import pytest
+
+    ctx = CoachContext(agent="a", window=1, lambdas={}, gaps=(), agents=("a", "b"))
+    dirty = "Post\x00 about\x1b[31m wind\u202e\u2028now\tand\nthen\x7f\u0085."
+    ok = check_tips({"tips": [tip("POST", None, dirty, topic="wi\x07nd\u2029")] * 3}, ctx)
+    assert [(t.text, t.topic) for t in ok] == [("Post about[31m wind now and then .", "wind")] * 3
+    with pytest.raises(ValueError, match="must hold printable text"):
+        check_tips({"tips": [tip("POST", None, "\x00\u202e\x07")] * 3}, ctx)

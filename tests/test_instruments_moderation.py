@@ -289,3 +289,18 @@ def test_a_verdict_nested_past_the_decoder_s_limit_is_an_invalid_answer() -> Non
 
     with pytest.raises(ValueError, match="nested too deeply"):
         parse_verdict('{"action": ' + "[" * 200_000 + "]" * 200_000 + "}")
+
+
+def test_a_moderator_s_label_and_reason_keep_only_printable_text() -> None:
+    """A moderator model's label is shown on the post in the feed, the report and the live
+    view: control and format characters in it (and in its reason) are dropped, line breaks
+    become spaces, and a label with nothing printable is an invalid answer, re-asked."""
+    from friendsim.moderation.llm import parse_verdict
+
+    (v,) = parse_verdict(
+        '{"action": "label", "label": "Dis\\u0000puted\\u202e\\nclaim\\u0007", '
+        '"reason": "fact\\u2028check\\u001b"}'
+    )
+    assert (v.label, v.reason) == ("Disputed claim", "fact check")
+    with pytest.raises(ValueError, match="non-empty 'label'"):
+        parse_verdict('{"action": "label", "label": "\\u0000\\u202e", "reason": "x"}')

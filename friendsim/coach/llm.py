@@ -24,6 +24,7 @@ from friendsim.coach.base import TOP_LIKED, CoachAdvice, CoachContext
 from friendsim.coach.rule import MAX_TIPS, MIN_TIPS, rule_tips
 from friendsim.llm.base import LLM, LLMRequest, Message, user
 from friendsim.llm.errors import STOPS_THE_RUN, LLMError
+from friendsim.llm.json_extract import printable_line
 from friendsim.vocabulary import Failure, PaperActionType, Tip, Tone
 
 log = structlog.get_logger(__name__)
@@ -44,10 +45,20 @@ class TipOut(BaseModel):
     tone: Tone
     text: str = Field(min_length=1, max_length=MAX_TIP_CHARS)
 
+    @field_validator("topic")
+    @classmethod
+    def _printable_topic(cls, v: str) -> str:
+        v = printable_line(v)
+        if not v:
+            raise ValueError("must hold printable text")
+        return v
+
     @field_validator("text")
     @classmethod
     def _one_sentence(cls, v: str) -> str:
-        v = v.strip()
+        v = printable_line(v)
+        if not v:
+            raise ValueError("must hold printable text")
         if _SENTENCE_BREAK.search(v):
             raise ValueError("must be exactly one sentence")
         return v

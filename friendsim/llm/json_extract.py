@@ -32,6 +32,19 @@ def clean_text(text: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
+def printable_line(text: str) -> str:
+    """``text`` as one line of printable characters: tabs and line breaks become spaces, other
+    control and format characters (NUL, escapes, bidi overrides) are dropped, as they are from
+    agents' posts. For the short texts of untrusted model output that the log, the
+    report and the live view show as they are (a coach's tips, a moderator's labels)."""
+    spaced = "".join(" " if ch in _BREAKS else ch for ch in text)
+    return "".join(ch for ch in spaced if ch.isprintable()).strip()
+
+
+_BREAKS = frozenset("\t\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029")
+"""What :meth:`str.splitlines` breaks on, and the tab: spaces in a one-line text."""
+
+
 def clean_value(value: Any) -> Any:
     """A JSON-like ``value`` with :func:`clean_text` applied to every string, keys included."""
     if isinstance(value, str):

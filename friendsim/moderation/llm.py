@@ -14,6 +14,7 @@ from typing import Any
 
 from friendsim.llm.base import LLM, LLMRequest, Message, user
 from friendsim.llm.errors import STOPS_THE_RUN, LLMError
+from friendsim.llm.json_extract import printable_line
 from friendsim.vocabulary import Failure
 
 from .base import ModerationItem, Review, Verdict
@@ -52,17 +53,14 @@ def parse_verdict(text: str) -> tuple[Verdict, ...]:
     action = data.get("action")
     if action not in ("none", "remove", "label", "downrank"):
         raise ValueError(f"action {action!r} is not one of none, remove, label, downrank")
-    reason = str(data.get("reason", ""))[:200]
+    reason = printable_line(str(data.get("reason", "")))[:200]
     if action == "none":
         return ()
     label = data.get("label", "")
-    if action == "label" and not (isinstance(label, str) and label.strip()):
+    label = printable_line(label) if isinstance(label, str) else ""
+    if action == "label" and not label:
         raise ValueError("a label action needs a non-empty 'label' text")
-    return (
-        Verdict(
-            action=action, label=label.strip()[:200] if action == "label" else "", reason=reason
-        ),
-    )
+    return (Verdict(action=action, label=label[:200] if action == "label" else "", reason=reason),)
 
 
 class LLMModerator:
