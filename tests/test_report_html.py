@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import re
 import struct
 from html.parser import HTMLParser
@@ -129,3 +130,15 @@ def test_report_cli(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     assert "not one of the run's thresholds" in capsys.readouterr().err
     assert _main(["report", str(run_dir), "--color-by", "shoe_size"]) == 2
     assert "no persona attribute 'shoe_size'" in capsys.readouterr().err
+
+
+def test_report_out_must_be_a_regular_file(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--out /dev/null`` exited 0 having made ``/dev/figures/`` full of PNGs: the figures go
+    beside the page, so a special file as the page is refused before anything is written."""
+    fifo = tmp_path / "pipe.html"
+    os.mkfifo(fifo)
+    assert _main(["report", str(run_dir), "--out", str(fifo)]) == 2
+    assert "is not a regular file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.html"]

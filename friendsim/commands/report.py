@@ -70,7 +70,7 @@ def handle(args: argparse.Namespace) -> int:
     """Write the report for ``args.dir``; returns the exit code."""
     from friendsim.analysis.analyze import RunDirectoryError
     from friendsim.llm.errors import LLMError
-    from friendsim.report.render import ReportError, write_report
+    from friendsim.report.render import FIGURES_DIR, ReportError, write_report
     from friendsim.rundir.errors import OutputPathError
     from friendsim.rundir.lock import holder, writer_name
     from friendsim.rundir.outputs import check_output_file, os_error_message
@@ -86,6 +86,11 @@ def handle(args: argparse.Namespace) -> int:
     try:
         if args.out is not None:
             check_output_file(args.out, what="report", parents=True)
+            if Path(args.out).exists() and not Path(args.out).is_file():
+                raise OutputPathError(
+                    f"{args.out} is not a regular file (the report is an HTML file with its "
+                    f"{FIGURES_DIR}/ folder beside it); give a file name"
+                )
         path = write_report(args.dir, out=args.out, theta=args.theta, color_by=args.color_by)
     except OutputPathError as exc:
         sys.stderr.write(f"friendsim report: --out {exc}\n")
