@@ -129,7 +129,10 @@ def test_report_cli(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     assert _main(["report", str(run_dir), "--theta", "0.3"]) == 2
     assert "not one of the run's thresholds" in capsys.readouterr().err
     assert _main(["report", str(run_dir), "--color-by", "shoe_size"]) == 2
-    assert "no persona attribute 'shoe_size'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no persona attribute 'shoe_size'; known: " in err
+    known = err.split("known: ", 1)[1].strip().split(", ")
+    assert "dominant" in known and len(known) == len(set(known))
 
 
 def test_report_out_must_be_a_regular_file(

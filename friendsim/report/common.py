@@ -117,7 +117,8 @@ def pick_attribute(agents: Mapping[str, Mapping[str, Any]], color_by: str | None
     names = sorted({k for a in agents.values() for k in (a.get("attributes") or {})})
     if color_by is not None:
         if color_by != "dominant" and color_by not in names:
-            raise ReportError(f"no persona attribute {color_by!r}; known: {[*names, 'dominant']}")
+            known = ", ".join(sorted({*names, "dominant"}))
+            raise ReportError(f"no persona attribute {color_by!r}; known: {known}")
         return color_by
     for pref in _PREFERRED_ATTRS:
         if pref in names:
