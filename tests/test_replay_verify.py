@@ -296,3 +296,19 @@ def test_a_row_missing_from_the_stored_state(run_dir: Path, tmp_path: Path) -> N
     assert d is not None and (d.table, d.key, d.column) == ("votes", (voter, post), None)
     assert d.stored is None and d.rebuilt is not None and d.rebuilt[:2] == (voter, post)
     assert "row only in the rebuilt state" in str(d)
+
+
+def test_a_divergence_in_a_huge_row_is_told_in_one_short_line() -> None:
+    """A tampered 1 MB payload was printed whole, twice, by ``log verify``: the message shows
+    each side cut around where they first differ, with their lengths; ``to_json`` keeps all."""
+    from friendsim.rundir.verify import Divergence
+
+    stored = '{"text": "' + "x" * 500_000 + "A" + "y" * 500_000 + '"}'
+    rebuilt = stored.replace("A", "B")
+    d = Divergence(table="events", key=(58,), column="payload", stored=stored, rebuilt=rebuilt)
+    text = str(d)
+    assert len(text) < 700 and text.count("(1000015 characters)") == 2
+    assert "xA" in text and "xB" in text  # both sides shown where they differ
+    assert d.to_json()["stored"] == stored
+    row = Divergence(table="posts", key=(1,), column=None, stored=None, rebuilt=("z" * 10**6,))
+    assert len(str(row)) < 400 and "row only in the rebuilt state" in str(row)

@@ -62,6 +62,17 @@ EVENT_COLUMNS = ("seq", "t", "kind", "actor", "payload")
 Groups = list[tuple[str, list[tuple[Any, ...]]]]
 
 
+def _shown(text: str, at: int = 0, limit: int = 240) -> str:
+    """``text`` (a value's repr) cut to about ``limit`` characters around position ``at`` (where
+    two values first differ), so a message about a huge row stays one readable line; the whole
+    values are in :meth:`Divergence.to_json`."""
+    if len(text) <= limit:
+        return text
+    start = max(0, min(at - limit // 4, len(text) - limit))
+    cut = text[start : start + limit]
+    return f"{'…' if start else ''}{cut}{'…' if start + limit < len(text) else ''} ({len(text)} characters)"
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Divergence:
     """First difference between the stored state and the state the log implies.
@@ -81,10 +92,12 @@ class Divergence:
         if self.column is None:
             side = "rebuilt state" if self.stored is None else "stored state"
             row = self.rebuilt if self.stored is None else self.stored
-            return f"table {self.table}, key ({key}): row only in the {side}: {row!r}"
+            return f"table {self.table}, key ({key}): row only in the {side}: {_shown(repr(row))}"
+        stored, rebuilt = repr(self.stored), repr(self.rebuilt)
+        at = next((i for i, (a, b) in enumerate(zip(stored, rebuilt, strict=False)) if a != b), 0)
         return (
             f"table {self.table}, key ({key}), column {self.column}: "
-            f"stored {self.stored!r} != rebuilt {self.rebuilt!r}"
+            f"stored {_shown(stored, at)} != rebuilt {_shown(rebuilt, at)}"
         )
 
     def to_json(self) -> dict[str, Any]:
