@@ -340,3 +340,34 @@ def test_survey_answers_lost_to_the_provider_make_the_run_degraded(tmp_path: Pat
 
     whole = asyncio.run(run_experiment(cfg, out_dir=tmp_path / "w", llm_factory=models({})))
     assert whole.manifest.status == "completed" and whole.manifest.totals["lost_answers"] == 0
+
+
+def test_the_analysis_of_a_completed_run_says_what_failed_without_being_lost(
+    tmp_path: Path,
+) -> None:
+    """A model whose plans are never valid JSON leaves the run ``completed`` (its behaviour, not
+    a loss), with nothing applied: the analysis used to say nothing of it. It now notes the
+    recorded failures by stage and reason; a run where nothing failed has no such note."""
+    from friendsim.analysis.analyze import analyze_run
+
+    cfg = parse_config(
+        {
+            "experiment": {"name": "g", "seed": 1, "rounds": 2, "n_actions": 1},
+            "agents": {"count": 4, "policy": "llm"},
+            "llm": {"provider": "scripted", "retries": 0, "reprompts": 0},
+            "coach": {"enabled": False},
+        }
+    )
+    garbage = models({"scripted": lambda r: "no json here" if r.label == "plan" else None})
+    done = asyncio.run(run_experiment(cfg, out_dir=tmp_path / "g", llm_factory=garbage))
+    assert done.manifest.status == "completed" and done.manifest.totals["actions"] == 0
+    failed = [json.loads(p) for _, _, k, _, p in rows(tmp_path / "g" / "events.db")
+              if k == "action_failed"]  # fmt: skip
+    reasons = {(f["stage"], f["reason"]) for f in failed}
+    assert len(reasons) == 1 and len(failed) == 8
+    ((stage, reason),) = reasons
+    notes = analyze_run(tmp_path / "g")["notes"]
+    assert f"8 recorded failures (action_failed, by stage/reason): {stage}/{reason} 8" in notes
+
+    asyncio.run(run_experiment(cfg, out_dir=tmp_path / "w", llm_factory=models({})))
+    assert not [n for n in analyze_run(tmp_path / "w")["notes"] if "recorded failure" in n]

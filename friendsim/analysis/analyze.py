@@ -39,6 +39,7 @@ import json
 import math
 import os
 import statistics
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,6 +63,7 @@ from friendsim.analysis.tie_evidence import (
     read_tie_scores,
 )
 from friendsim.analysis.ties import DEFAULT_THETAS, TieParams, TieParamsError
+from friendsim.platform.events import ActionFailed, Event
 from friendsim.rundir.layout import EVENTS_DB, MANIFEST, PERSONAS
 from friendsim.vocabulary import LOSSES
 
@@ -70,7 +72,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-ANALYSIS_VERSION = 5
+ANALYSIS_VERSION = 6
 
 NULL_MODEL_NOTE = (
     "null-model run: the agents used the baseline policy (seeded, persona-driven choices, no "
@@ -107,6 +109,18 @@ def given(manifest: Manifest | None, key: str, default: Any = None) -> Any:
     if manifest is None or key not in manifest.model_fields_set:
         return default
     return getattr(manifest, key)
+
+
+def _failures_note(events: Sequence[Event]) -> str | None:
+    """What failed without stopping the run, by stage and reason (``action_failed`` events):
+    invalid model answers and refused actions leave a run ``completed`` (the model's
+    behaviour), so the figures' gaps need saying; ``None`` when nothing failed."""
+    counts = Counter(f"{e.stage}/{e.reason}" for e in events if isinstance(e, ActionFailed))
+    if not counts:
+        return None
+    n = sum(counts.values())
+    parts = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{n} recorded failure{'s' if n != 1 else ''} (action_failed, by stage/reason): {parts}"
 
 
 def _status_note(manifest: Manifest | None) -> str | None:
@@ -307,6 +321,8 @@ def _analyze_run(rd: Path) -> dict[str, Any]:
     sentiment_name = str((given(manifest, "rewards") or {}).get("sentiment", "vader"))
 
     events = list(iter_events(rd / EVENTS_DB))
+    if (failures_note := _failures_note(events)) is not None:
+        notes.append(failures_note)
     rows = rewards_table(rd, events=events, manifest=manifest)
     text = None
     if params.method == "text":
