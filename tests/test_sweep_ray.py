@@ -280,3 +280,38 @@ def _event_rows(run_dir: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
     finally:
         conn.close()
+
+
+@pytest.mark.slow
+def test_a_ray_sweep_s_runs_of_a_persona_file_are_kept_when_the_sweep_is_run_again(
+    tmp_path: Path, ray_in_process: None
+) -> None:
+    """A Ray task runs on a scratch copy of the persona file, so the manifest names that copy,
+    not the sweep's file: a re-run of the sweep (on Ray or locally) still knows each run as its
+    replication (the same config, the file's path aside) and keeps it, not refusing it as a run
+    of another experiment."""
+    people = tmp_path / "people.jsonl"
+    made = subprocess.run(
+        [sys.executable, "-m", "friendsim", "personas", "generate", "--n", "30", "--seed", "4",
+         "--out", str(people)],
+        env=ENV, capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    cfg = paper_sweep(
+        tmp_path, rounds=1, reps=2, grid='{ "coach.enabled" = [false] }', name="files"
+    )
+    cfg.write_text(
+        cfg.read_text().replace('personas = "synthetic"', 'personas = "people.jsonl"'),
+        encoding="utf-8",
+    )
+    spec = load_sweep(cfg)
+    out = tmp_path / "out"
+    first = run_sweep(spec, out, executor="ray")
+    assert not first.failed, first.failed
+    for run in first.runs:
+        recorded = json.loads((out / run["dir"] / "manifest.json").read_text())["config"]
+        assert recorded["agents"]["personas"] != "people.jsonl"  # the task's scratch copy
+    for executor in ("ray", "local"):
+        again = run_sweep(spec, out, executor=executor)
+        assert not again.failed, again.failed
+        assert all(r["resumed"] is True for r in again.runs), executor

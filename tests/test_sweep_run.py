@@ -5,6 +5,8 @@ worker processes; then failures, resuming and a foreign output directory."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -293,3 +295,162 @@ def test_a_ray_task_s_run_is_not_put_over_a_replication_being_written(tmp_path: 
     assert sorted(p.name for p in busy.parent.iterdir()) == ["rep0"]
     placed = receive(tmp_path / "b", "base/rep0", dict(outcome), archive)  # type: ignore[arg-type]
     assert placed["status"] == "completed" and placed["set_aside"].endswith("rep0.stale-1")
+
+
+PAPER_SWEEP = Path(__file__).resolve().parents[1] / "examples" / "paper_sweep.toml"
+CONTINUOUS = Path(__file__).resolve().parents[1] / "examples" / "continuous.toml"
+
+
+def _shrunk(example: Path, target: Path, changes: tuple[tuple[str, str], ...]) -> Path:
+    text = example.read_text(encoding="utf-8")
+    for old, new in changes:
+        assert old in text, old
+        text = text.replace(old, new)
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
+def tiny_paper_sweep(tmp_path: Path, *, extra: tuple[tuple[str, str], ...] = ()) -> Path:
+    """examples/paper_sweep.toml at tiny sizes: 2 rounds, 6 agents, 2 replications x coach
+    on/off."""
+    return _shrunk(
+        PAPER_SWEEP,
+        tmp_path / "sw.toml",
+        (
+            ("rounds = 15", "rounds = 2"),
+            ("count = 30", "count = 6"),
+            ("replications = 3", "replications = 2"),
+            ("thresholds = [0.01, 0.05, 0.1]", "thresholds = [0.05]"),
+            *extra,
+        ),
+    )
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_replication_folder_holding_a_run_of_another_experiment_is_refused_not_adopted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completed run of another experiment (examples/continuous.toml, seed 1, written with
+    ``friendsim run --out``) in one replication folder: the sweep neither adopts it as that
+    replication nor sets it aside; the replication is recorded failed naming the folder and
+    what differs, the sweep exits 1, the other replications complete, the foreign run's files
+    stay byte for byte as they were, and a re-run refuses it again."""
+    cfg = tiny_paper_sweep(tmp_path)
+    foreign_cfg = _shrunk(
+        CONTINUOUS,
+        tmp_path / "big.toml",
+        (("count = 50", "count = 5"), ("duration = 43200.0", "duration = 7200.0")),
+    )
+    out = tmp_path / "sweeps" / "s3"
+    foreign = out / "coach.enabled-true" / "rep0"
+    foreign.parent.mkdir(parents=True)
+    made = subprocess.run(
+        [sys.executable, "-m", "friendsim", "run", str(foreign_cfg), "--out", str(foreign),
+         "--quiet"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert json.loads((foreign / "manifest.json").read_text())["status"] == "completed"
+    before = _digests(foreign)
+    spec = load_sweep(cfg)
+    seed0 = spec.seeds[0]
+    assert seed0 != 1
+    monkeypatch.setenv("COLUMNS", "1000")  # the progress console prints each line unwrapped
+
+    for attempt in range(2):  # the first sweep, then a re-run: refused both times
+        code = _main(["sweep", str(cfg), "--out", str(out), "--jobs", "1", "--json"])
+        captured = capsys.readouterr()
+        assert code == 1, captured.err
+        assert "Traceback" not in captured.err
+        recorded = json.loads((out / SWEEP_FILE).read_text())
+        assert recorded["status"] == "partial"
+        runs = {r["dir"]: r for r in recorded["runs"]}
+        refused = runs["coach.enabled-true/rep0"]
+        assert refused["status"] == "failed" and not refused.get("resumed")
+        error = refused["error"]
+        assert f"{foreign} holds a run of another experiment" in error, error
+        assert f"seed 1, not {seed0}" in error, error
+        assert "experiment.mode continuous, not rounds" in error, error
+        assert "move it away or choose another --out" in error, error
+        assert error in captured.err  # shown as the replication fails
+        others = {d: r for d, r in runs.items() if d != "coach.enabled-true/rep0"}
+        assert len(others) == 3 and all(r["status"] == "completed" for r in others.values())
+        assert all(bool(r.get("resumed")) == (attempt == 1) for r in others.values())
+        # the foreign run: where it was, byte for byte, not set aside, not analysed by the sweep
+        assert _digests(foreign) == before
+        assert sorted(p.name for p in foreign.parent.iterdir()) == ["rep0", "rep1"]
+        agg = json.loads(captured.out)
+        by_cell = {c["name"]: c for c in agg["cells"]}
+        assert by_cell["coach.enabled-true"]["completed"] == 1
+        assert by_cell["coach.enabled-false"]["completed"] == 2
+
+
+def test_a_replication_interrupted_and_resumed_in_place_is_still_adopted(tmp_path: Path) -> None:
+    """A sweep's replication stopped after its first window (as Ctrl-C would stop it) and then
+    finished in place with ``friendsim run --resume``: its manifest records the config a resume
+    pins (the run's own persona copy for the persona file, the read-through cache for
+    ``cache = "off"``), yet it is that replication, so a re-run of the sweep keeps it (not
+    refused, not run again) and runs the others."""
+    from friendsim.runtime.assembly import run_experiment
+    from friendsim.runtime.config import parse_config
+    from friendsim.runtime.status import RunInterrupted
+    from friendsim.testing import stop_after_window
+
+    people = tmp_path / "people.jsonl"
+    made = subprocess.run(
+        [sys.executable, "-m", "friendsim", "personas", "generate", "--n", "6", "--seed", "3",
+         "--out", str(people)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    cfg = tiny_paper_sweep(
+        tmp_path,
+        extra=(
+            ('personas = "synthetic"', 'personas = "people.jsonl"'),
+            ('cache = "read_through"', 'cache = "off"'),
+        ),
+    )
+    spec = load_sweep(cfg)
+    plan = spec.plans()[0]
+    out = tmp_path / "out"
+    rep = out / plan.rel_dir
+    stop, listener = stop_after_window(1)
+    with pytest.raises(RunInterrupted):
+        asyncio.run(
+            run_experiment(
+                parse_config(plan.data, source=str(cfg)),
+                out_dir=rep,
+                config_path=str(cfg),
+                stop=stop,
+                listener=listener,
+            )
+        )
+    resumed = subprocess.run(
+        [sys.executable, "-m", "friendsim", "run", "--resume", str(rep), "--quiet"],
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    manifest = json.loads((rep / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["resumed_from"]
+    assert manifest["config"]["agents"]["personas"] == "personas.jsonl"
+    assert manifest["config"]["llm"]["cache"] == "read_through"
+    before = _digests(rep)
+
+    res = run_sweep(spec, out, jobs=2)
+    by_dir = {r["dir"]: r for r in res.runs}
+    assert not res.failed, res.failed
+    assert by_dir[plan.rel_dir]["resumed"] is True
+    assert [d for d, r in by_dir.items() if not r.get("resumed")] == [
+        p.rel_dir for p in spec.plans()[1:]
+    ]
+    kept = _digests(rep)
+    assert {k: v for k, v in kept.items() if k != "analysis.json"} == {
+        k: v for k, v in before.items() if k != "analysis.json"
+    }  # adopted as it is (only its analysis cache is written, as for any kept run)

@@ -17,6 +17,12 @@ aggregate. Re-running a sweep into the same directory resumes it: runs whose man
 renamed to ``rep<k>.stale-<n>`` (kept for inspection, never deleted) and the run starts afresh. ``<out>/sweep.json`` records the
 spec, every run's status and the wall time, rewritten atomically as runs finish.
 
+A run is kept or set aside only when it is the replication its folder stands for: the config its
+manifest records equals the one the sweep starts that replication with
+(:func:`replication_mismatch`). A run of another experiment there (``friendsim run --out`` into
+the sweep, a folder copied in) is left exactly as it is, and its replication is recorded failed
+saying what differs (``ForeignRunError``), before any executor sees it (:func:`foreign_runs`).
+
 Local workers die with the sweep: each sets ``PR_SET_PDEATHSIG`` (Linux) so the kernel kills it
 when the parent process dies, even by SIGKILL; elsewhere a watchdog thread polls the parent pid.
 """
@@ -24,6 +30,7 @@ when the parent process dies, even by SIGKILL; elsewhere a watchdog thread polls
 from __future__ import annotations
 
 import ctypes
+import inspect
 import json
 import multiprocessing
 import os
@@ -35,15 +42,18 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from friendsim.rundir.errors import RunDirError, RunInputError
 from friendsim.rundir.layout import SWEEP_FILE, SWEEP_LOCK
 from friendsim.rundir.lock import RunLock, holder, writer_name
-from friendsim.rundir.manifest import read_manifest
+from friendsim.rundir.manifest import Manifest, read_manifest, redact
 from friendsim.sweep.config import Replication, SweepSpec
+
+if TYPE_CHECKING:
+    from friendsim.runtime.config import ExperimentConfig
 
 log = structlog.get_logger(__name__)
 
@@ -108,17 +118,204 @@ def _worker_init(log_level: str, parent_pid: int) -> None:
     configure_logging(log_level)
 
 
-def _read_status(run_dir: Path) -> str | None:
+def _found_manifest(run_dir: Path) -> Manifest | None:
+    """The manifest of the run in ``run_dir``; ``None``: none there, or not readable."""
     try:
-        return read_manifest(run_dir).status
+        return read_manifest(run_dir)
     except RunInputError:
         return None
 
 
+def _read_status(run_dir: Path) -> str | None:
+    manifest = _found_manifest(run_dir)
+    return None if manifest is None else manifest.status
+
+
+FOREIGN_RUN = "ForeignRunError"
+"""How the outcome of a replication whose folder holds another experiment's run names its error."""
+
+_FILE_KEYS = ("agents.personas", "llm.endpoints_file")
+"""Config values that name a file, compared by the file's content where both can be read."""
+
+_RESUME_PINNED = ("llm.cache", "llm.budget_usd")
+"""Config values ``friendsim run --resume`` may change (:mod:`friendsim.replay.resume`)."""
+
+_UNSET = object()
+
+
+def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _shown(value: Any) -> str:
+    if value is _UNSET:
+        return "unset"
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _config_of(data: Mapping[str, Any], source: str) -> ExperimentConfig | None:
+    from friendsim.runtime.config import parse_config
+
+    try:
+        return parse_config(data, source=source)
+    except ValueError:  # ConfigError, or a value this friendsim no longer reads
+        return None
+
+
+def expected_config(plan_data: Mapping[str, Any], source: str) -> ExperimentConfig | None:
+    """The config :func:`execute_plan` starts the run of ``plan_data`` with, as the run's
+    manifest records it (intervention item files inlined); ``None`` when it does not validate
+    (the run fails and says why)."""
+    from friendsim.runtime.assembly import RunPlan
+    from friendsim.runtime.config import ConfigError
+    from friendsim.runtime.instruments_setup import inline_plan_items
+
+    cfg = _config_of(plan_data, source)
+    if cfg is None:
+        return None
+    try:
+        return inline_plan_items(RunPlan.of(cfg), base=Path(source).parent, source=source).final
+    except ConfigError:  # an item file that cannot be read: the run fails on it
+        return cfg
+
+
+def _same_file(a: Path | None, b: Path | None) -> bool:
+    """Whether two files hold the same bytes; ``True`` when either cannot be read (a Ray task's
+    scratch copy, gone; a relative path whose folder is not known): nothing says they differ."""
+    if a is None or b is None:
+        return a is None and b is None
+    try:
+        return a.read_bytes() == b.read_bytes()
+    except OSError:
+        return True
+
+
+def replication_mismatch(
+    run_dir: Path, manifest: Manifest, plan_data: Mapping[str, Any], source: str
+) -> str | None:
+    """Why the run in ``run_dir`` (its ``manifest``) is not the replication ``plan_data``
+    describes, or ``None`` when it is.
+
+    It is when the config its manifest records (``Manifest.config``, re-read by this friendsim
+    so defaults added since count as set) equals :func:`expected_config`, credentials redacted
+    on both sides as the manifest redacts them. Paths and times are not compared: a file the
+    config names (persona file, endpoints file) is compared by its content where both copies can
+    be read (a Ray task ran on a scratch copy), and a run resumed in place with ``friendsim run
+    --resume`` may have pinned what a resume pins (the cache mode, the spending limit, ``auto``
+    providers resolved, its own copy of the personas). A manifest that records no config cannot
+    be told apart: ``None`` unless the run is ``completed`` (it would be kept unchecked).
+    """
+    expected_cfg = expected_config(plan_data, source)
+    if expected_cfg is None:
+        return None
+    if not manifest.config:
+        if manifest.status != "completed":
+            return None  # unfinished and unidentifiable: set aside (kept), as always
+        return (
+            f"{run_dir} holds a completed run whose manifest records no experiment config, so "
+            "it cannot be told to be this replication; move it away or choose another --out"
+        )
+    recorded_cfg = _config_of(manifest.config, str(run_dir / "manifest.json"))
+    expected = _flat(redact(expected_cfg.model_dump(mode="json")))
+    recorded = _flat(
+        redact(recorded_cfg.model_dump(mode="json"))
+        if recorded_cfg is not None
+        else manifest.config
+    )
+    resumed = manifest.resumed_from is not None
+    if recorded_cfg is not None:
+        recorded_base = Path(manifest.config_file).parent if manifest.config_file else run_dir
+        for key in _FILE_KEYS:
+            mine, theirs = expected.get(key), recorded.get(key)
+            if mine == theirs or not isinstance(mine, str) or not isinstance(theirs, str):
+                continue
+            path_of = "persona_path" if key == "agents.personas" else "endpoints_path"
+            a = getattr(expected_cfg, path_of)(Path(source).parent)
+            b = getattr(recorded_cfg, path_of)(recorded_base)
+            if (a is not None and b is not None and resumed and key == "agents.personas") or (
+                _same_file(a, b)
+            ):
+                recorded[key] = mine
+    if resumed:
+        for key, mine in expected.items():
+            if key in _RESUME_PINNED or (mine == "auto" and key.endswith("provider")):
+                recorded[key] = mine
+        for key in ("llm.overrides",):  # a list of tables: each ``auto`` provider resolved
+            mine, theirs = expected.get(key), recorded.get(key)
+            if isinstance(mine, list) and isinstance(theirs, list) and len(mine) == len(theirs):
+                recorded[key] = [
+                    {**t, "provider": m["provider"]}
+                    if isinstance(m, dict) and isinstance(t, dict) and m.get("provider") == "auto"
+                    else t
+                    for m, t in zip(mine, theirs, strict=True)
+                ]
+    keys = [*expected, *(k for k in recorded if k not in expected)]
+    first = ("experiment.seed", "experiment.mode")
+    differ = sorted(
+        (k for k in keys if expected.get(k, _UNSET) != recorded.get(k, _UNSET)),
+        key=lambda k: first.index(k) if k in first else len(first),
+    )
+    if not differ:
+        return None
+    parts = [
+        f"{'seed' if k == 'experiment.seed' else k} {_shown(recorded.get(k, _UNSET))}, "
+        f"not {_shown(expected.get(k, _UNSET))}"
+        for k in differ[:5]
+    ]
+    if len(differ) > 5:
+        parts.append(f"and {len(differ) - 5} more settings")
+    return (
+        f"{run_dir} holds a run of another experiment ({'; '.join(parts)}); move it away or "
+        "choose another --out"
+    )
+
+
+def _refusal(run_dir: Path, manifest: Manifest, why: str) -> RunOutcome:
+    """The outcome of a replication whose folder holds a run that is not it (left untouched)."""
+    if manifest.status != "completed" and (pid := holder(run_dir)) is not None:
+        why += f" (it is being written by {writer_name(pid)})"
+    return {
+        "status": "failed",
+        "resumed": False,
+        "wall_seconds": 0.0,
+        "error": f"{FOREIGN_RUN}: {why}",
+    }
+
+
+def foreign_runs(plans: Sequence[Replication], out_dir: Path, source: str) -> dict[str, RunOutcome]:
+    """``{rel_dir: failed outcome}`` for each plan whose run folder under ``out_dir`` holds a
+    run that is not that replication (:func:`replication_mismatch`): neither kept nor set aside
+    nor run over, whichever executor runs the others."""
+    out: dict[str, RunOutcome] = {}
+    for plan in plans:
+        run_dir = out_dir / plan.rel_dir
+        manifest = _found_manifest(run_dir)
+        if manifest is None:
+            continue
+        why = replication_mismatch(run_dir, manifest, plan.data, source)
+        if why is not None:
+            out[plan.rel_dir] = _refusal(run_dir, manifest, why)
+    return out
+
+
 def pending_plans(spec: SweepSpec, out_dir: Path) -> list[Replication]:
     """The runs of ``spec`` that a sweep into ``out_dir`` still runs: those whose run directory
-    does not hold a ``completed`` run (those are kept, :func:`execute_plan`)."""
-    return [p for p in spec.plans() if _read_status(out_dir / p.rel_dir) != "completed"]
+    does not hold a ``completed`` run (those are kept, :func:`execute_plan`) nor a run of another
+    experiment (refused, :func:`foreign_runs`)."""
+    plans = spec.plans()
+    refused = foreign_runs(plans, out_dir, str(spec.source))
+    return [
+        p
+        for p in plans
+        if p.rel_dir not in refused and _read_status(out_dir / p.rel_dir) != "completed"
+    ]
 
 
 def _set_aside(run_dir: Path) -> str:
@@ -145,7 +342,10 @@ def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
 
     rd = Path(run_dir)
     t0 = time.perf_counter()
-    status = _read_status(rd)
+    found = _found_manifest(rd)
+    if found is not None and (why := replication_mismatch(rd, found, plan_data, source)):
+        return _refusal(rd, found, why)  # another experiment's run: neither kept nor set aside
+    status = None if found is None else found.status
     moved: str | None = None
     if status != "completed" and (pid := holder(rd)) is not None:
         return {  # not unfinished: being written (a `friendsim run --out` into the sweep)
@@ -313,13 +513,23 @@ def _run_locked(
 
     _write_sweep_file(out, snapshot("running"))
     source = str(spec.source)
-    if executor == "local":
-        stream = local_outcomes(plans, out, source, jobs=jobs, log_level=log_level)
-    else:
-        from friendsim.sweep.ray_executor import ray_outcomes
-
-        stream = ray_outcomes(plans, out, source, log_level=log_level, shutdown=opened_ray)
+    stream: PlanStream | None = None
     try:
+        refused = foreign_runs(plans, out, source)
+        for plan in plans:
+            if (res := refused.get(plan.rel_dir)) is not None:
+                outcomes[plan.rel_dir].update(res)
+                log.info("sweep_run_refused", run=plan.rel_dir, error=res["error"])
+                _write_sweep_file(out, snapshot("running"))
+                if on_done is not None:
+                    on_done(outcomes[plan.rel_dir])
+        todo = [p for p in plans if p.rel_dir not in refused]
+        if executor == "local":
+            stream = local_outcomes(todo, out, source, jobs=jobs, log_level=log_level)
+        else:
+            from friendsim.sweep.ray_executor import ray_outcomes
+
+            stream = ray_outcomes(todo, out, source, log_level=log_level, shutdown=opened_ray)
         for plan, res in stream:
             outcomes[plan.rel_dir].update(res)
             log.info("sweep_run_done", run=plan.rel_dir, status=res["status"])
@@ -328,7 +538,12 @@ def _run_locked(
                 on_done(outcomes[plan.rel_dir])
     except BaseException:
         # interrupted (Ctrl-C): the executor drops the runs not started; record what is known
-        stream.close()
+        if stream is not None and inspect.getgeneratorstate(stream) != inspect.GEN_CREATED:
+            stream.close()
+        elif opened_ray:  # the executor never started: end the Ray session opened for it
+            import ray
+
+            ray.shutdown()
         _write_sweep_file(out, snapshot("interrupted"))
         raise
     wall = round(time.perf_counter() - t0, 3)
