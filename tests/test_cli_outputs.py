@@ -341,3 +341,50 @@ def test_analyze_and_report_of_a_run_being_written_say_so_and_write_nothing_into
         lock.release(restore=True)
     code, _, err = cli("analyze", run, "--json")
     assert code == 0 and "in progress" not in err
+
+
+def test_a_new_run_or_sweep_never_writes_over_someone_s_files(tmp_path: Path) -> None:
+    """``run --out`` into a folder holding its own ``personas.jsonl`` or ``manifest.json`` (but
+    no run) replaced them with the run's, exit 0; a sweep into a folder holding an
+    ``aggregate.md`` did the same; ``--out ""`` wrote into the current folder. Each is refused
+    now, exit 2, with every file as it was; a folder with other files still takes a run."""
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(CONFIG)
+    mine = tmp_path / "mydata"
+    mine.mkdir()
+    (mine / "personas.jsonl").write_text('{"mine": 1}\n')
+    (mine / "manifest.json").write_text('{"x": 1}\n')
+    before = tree(mine)
+    refused(("run", cfg, "--out", mine, "--quiet"), str(mine), "manifest.json, personas.jsonl",
+            "no run", "choose another --out")  # fmt: skip
+    assert tree(mine) == before
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exited, contextlib.redirect_stderr(err):
+        cli_main(["run", str(cfg), "--out", "", "--quiet"])
+    assert exited.value.code == 2 and "argument --out: an empty path" in err.getvalue()
+
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(SWEEP)
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    (tables / "aggregate.md").write_text("my table\n")
+    refused(("sweep", sweep, "--out", tables, "--jobs", "1"), "aggregate.md", "no sweep.json")
+    assert sorted(tree(tables)) == ["aggregate.md"]
+    assert (tables / "aggregate.md").read_text() == "my table\n"
+
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "README.txt").write_text("my notes\n")
+    assert cli("run", cfg, "--out", other, "--quiet")[0] == 0
+    assert (other / "README.txt").read_text() == "my notes\n" and (other / "events.db").is_file()
+
+
+def test_a_sweep_record_that_is_not_one_is_refused_not_a_traceback(tmp_path: Path) -> None:
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(SWEEP)
+    out = tmp_path / "sw"
+    out.mkdir()
+    for text in ("[]", '{"spec": 5}', "[" * 100_000 + "]" * 100_000):
+        (out / "sweep.json").write_text(text)
+        refused(("sweep", sweep, "--out", out, "--jobs", "1"), str(out / "sweep.json"))
+        assert (out / "sweep.json").read_text() == text

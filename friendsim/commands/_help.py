@@ -1,8 +1,10 @@
-"""What every sub-command's parser shares: the help layout and the ``--log-level`` option."""
+"""What every sub-command's parser shares: the help layout, the ``--log-level`` option and the
+parsing of path arguments."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -22,3 +24,11 @@ def add_log_level(p: argparse.ArgumentParser) -> None:
         choices=("debug", "info", "warning", "error"),
         help="how much diagnostic logging to write to stderr (default: %(default)s)",
     )
+
+
+def path_arg(text: str) -> Path:
+    """A path argument: an empty one (``--out ""``) is an error, exit 2, not the current
+    folder, which ``Path("")`` would silently be."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
+    return Path(text)

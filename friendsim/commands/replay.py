@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from friendsim.commands._help import FORMATTER, Subparsers
+from friendsim.commands._help import FORMATTER, Subparsers, path_arg
 
 DESCRIPTION = """\
 Work with a recorded run. Choose one action:
@@ -64,7 +64,7 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "run_dir",
-        type=Path,
+        type=path_arg,
         metavar="RUN_DIR",
         help="the recorded run directory (holding events.db and manifest.json)",
     )
@@ -89,7 +89,7 @@ def register(subparsers: Subparsers) -> None:
     )
     what.add_argument(
         "--fork",
-        type=Path,
+        type=path_arg,
         metavar="CONFIG",
         help="start a new run with this experiment file, sharing RUN_DIR's first --at windows",
     )
@@ -102,7 +102,7 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=path_arg,
         default=None,
         metavar="PATH",
         help="where to write: the new run directory (--rerun, --fork, --resume) "

@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from friendsim.commands._help import FORMATTER, Subparsers
+from friendsim.commands._help import FORMATTER, Subparsers, path_arg
 
 DESCRIPTION = """\
 Write one self-contained HTML page about a run or a sweep: reward curves per
@@ -39,13 +39,13 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "dir",
-        type=Path,
+        type=path_arg,
         metavar="DIR",
         help="a run directory (holding events.db) or a sweep directory (holding sweep.json)",
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=path_arg,
         default=None,
         metavar="FILE",
         help="HTML file to write (default: DIR/report.html; a run still being written needs --out)",

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from friendsim.commands._help import FORMATTER, Subparsers, add_log_level
+from friendsim.commands._help import FORMATTER, Subparsers, add_log_level, path_arg
 
 if TYPE_CHECKING:
     import asyncio
@@ -71,7 +71,7 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "config",
-        type=Path,
+        type=path_arg,
         nargs="?",
         default=None,
         metavar="CONFIG",
@@ -79,14 +79,14 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=path_arg,
         default=None,
         metavar="DIR",
         help="run directory to create (default: runs/<experiment name>)",
     )
     p.add_argument(
         "--resume",
-        type=Path,
+        type=path_arg,
         default=None,
         metavar="RUN_DIR",
         help="continue a run that was stopped or killed (without --out the resumed run "
@@ -94,7 +94,7 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "--fork",
-        type=Path,
+        type=path_arg,
         default=None,
         metavar="RUN_DIR",
         help="start a new run with CONFIG that shares the first --at windows of RUN_DIR",

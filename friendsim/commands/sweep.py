@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from friendsim.commands._help import FORMATTER, Subparsers, add_log_level
+from friendsim.commands._help import FORMATTER, Subparsers, add_log_level, path_arg
 
 if TYPE_CHECKING:
     from friendsim.sweep.config import SweepSpec
@@ -58,13 +58,13 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "config",
-        type=Path,
+        type=path_arg,
         metavar="CONFIG",
         help="experiment TOML file with a [sweep] table",
     )
     p.add_argument(
         "--out",
-        type=Path,
+        type=path_arg,
         default=None,
         metavar="DIR",
         help="sweep directory (default: runs/sweep-<experiment name>)",

@@ -61,6 +61,7 @@ from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, LOCK, PERSONAS, Run
 from friendsim.rundir.lock import RunLock
 from friendsim.rundir.log import connect, log_hash
 from friendsim.rundir.manifest import Manifest, RunFiles, new_manifest, write_manifest
+from friendsim.rundir.outputs import RUN_FILES
 from friendsim.runtime.config import (
     ConfigError,
     ExperimentConfig,
@@ -508,6 +509,19 @@ async def run_plan(
         lock.release(restore=occupied)
 
 
+def _check_new_run_dir(run_dir: Path) -> None:
+    """Refuse a directory that holds files a new run would write over (see :func:`run_experiment`;
+    a file and a run's directory are named by :func:`prepare_run`)."""
+    if not run_dir.is_dir() or (run_dir / EVENTS_DB).exists():
+        return
+    clash = sorted(n for n in (RUN_FILES - {LOCK}) | {BATCHES_DB} if (run_dir / n).exists())
+    if clash:
+        raise RunOccupiedError(
+            f"{run_dir} holds {', '.join(clash)} but no run ({EVENTS_DB}); a new run would "
+            "write over them; choose another --out"
+        )
+
+
 def _discard_if_untouched(run_dir: Path) -> None:
     """Remove a run directory this call created when nothing but its lock file was written
     (bad input found before the run began): bad input leaves nothing behind."""
@@ -782,7 +796,11 @@ async def run_experiment(
     budget: Budget | None = None,
     control: RunControl | None = None,
 ) -> RunResult:
-    """Run one config for the whole run: :func:`run_plan` with ``RunPlan.of(cfg)``."""
+    """Run one config for the whole run: :func:`run_plan` with ``RunPlan.of(cfg)``, into a new
+    directory, an empty one, or one holding none of the files a run writes: a folder holding
+    its own ``personas.jsonl`` or ``manifest.json`` is refused (:class:`RunOccupiedError`),
+    not written over."""
+    await asyncio.to_thread(_check_new_run_dir, Path(out_dir))
     return await run_plan(
         RunPlan.of(cfg),
         out_dir=out_dir,

@@ -390,8 +390,9 @@ def _write_sweep_file(out_dir: Path, body: Mapping[str, Any]) -> None:
 def check_out_dir(out_dir: Path, spec: SweepSpec) -> None:
     """Raise :class:`SweepDirError` unless ``out_dir`` can take ``spec``'s sweep: it is absent,
     an empty or unrelated folder, or holds this same sweep (resumed). A file, a run directory
-    (``friendsim run``'s, holding ``events.db`` or ``manifest.json``) and a different sweep
-    are refused before anything is written."""
+    (``friendsim run``'s, holding ``events.db`` or ``manifest.json``), a folder holding files
+    the sweep writes but no ``sweep.json`` (someone's ``aggregate.md``), an unreadable
+    ``sweep.json`` and a different sweep are refused before anything is written."""
     from friendsim.rundir.layout import RunLayout
 
     if out_dir.exists() and not out_dir.is_dir():
@@ -405,11 +406,22 @@ def check_out_dir(out_dir: Path, spec: SweepSpec) -> None:
         raise SweepDirError(f"{out_dir} already holds a run; choose another --out")
     path = out_dir / SWEEP_FILE
     if not path.is_file():
+        from friendsim.rundir.layout import REPORT
+        from friendsim.sweep.aggregate import AGGREGATE_FILE, AGGREGATE_TABLE
+
+        clash = [n for n in (AGGREGATE_FILE, AGGREGATE_TABLE, REPORT) if (out_dir / n).exists()]
+        if clash:
+            raise SweepDirError(
+                f"{out_dir} holds {', '.join(clash)} but no {SWEEP_FILE}; the sweep would write "
+                "over them; choose another --out"
+            )
         return
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise SweepDirError(f"{path}: cannot read it: {exc}") from exc
+    if not isinstance(old, dict) or not isinstance(old.get("spec", {}), dict):
+        raise SweepDirError(f"{path}: not a sweep record (expected an object with a 'spec' object)")
     new = spec.to_json()
     keys = ("grid", "seeds", "replications", "base_sha256")
     differ = [k for k in keys if old.get("spec", {}).get(k) != new[k]]
