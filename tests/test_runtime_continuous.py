@@ -155,3 +155,65 @@ async def test_feeds_read_ahead_log_what_serving_one_by_one_logs(
     assert ahead == event_rows(tmp_path / "one.db")
     kinds = Counter(row[2] for row in ahead)
     assert kinds["feed_served"] > 100 and kinds["dm_sent"] > 10 and kinds["post_created"] > 10
+
+
+async def test_a_stop_is_honoured_inside_a_window_of_many_quiet_slices(tmp_path: Path) -> None:
+    """A window of many slices in which nobody wakes never awaited anything, so a signal's
+    handler (here a callback setting the ``stop`` event from another thread, as ``friendsim
+    run``'s SIGTERM handler sets it from the loop) ran only once the window had ended, or never
+    for a tick far below a second. The window now yields to the loop every few thousand slices
+    and stops there: the run is interrupted inside window 1, and its resume gives the log of a
+    run never stopped. Ticks that would make windows without end are refused by the config."""
+    import asyncio
+    import json
+    import sqlite3
+    import threading
+    import time
+
+    from friendsim.replay.resume import resume
+    from friendsim.runtime.assembly import run_experiment
+    from friendsim.runtime.config import ConfigError, parse_config
+    from friendsim.runtime.status import RunInterrupted
+
+    data: dict[str, Any] = {
+        "experiment": {"name": "q", "seed": 3, "mode": "continuous", "window_length": 3600.0,
+                       "duration": 3600.0, "tick": 0.09, "wake_rate": 1e-9},
+        "agents": {"count": 3, "policy": "baseline"},
+        "coach": {"enabled": False},
+    }  # fmt: skip
+    cfg = parse_config(data)
+    run = tmp_path / "run"
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def stop_once_window_1_started() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
+                    if con.execute("SELECT 1 FROM events WHERE kind = 'window_started'").fetchone():
+                        loop.call_soon_threadsafe(stop.set)
+                        return
+            except sqlite3.Error:
+                pass
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=stop_once_window_1_started)
+    watcher.start()
+    try:
+        with pytest.raises(RunInterrupted):
+            await run_experiment(cfg, out_dir=run, stop=stop)
+    finally:
+        watcher.join()
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["windows"] == 0
+    report = await resume(run)
+    assert report.status == "completed"
+    await run_experiment(cfg, out_dir=tmp_path / "whole")
+    assert event_rows(run / "events.db") == event_rows(tmp_path / "whole" / "events.db")
+
+    for tick in (1e-300, 0.001):
+        with pytest.raises(ConfigError, match="slices per window; at most 1,000,000"):
+            parse_config({**data, "experiment": {**data["experiment"], "tick": tick}})
+    with pytest.raises(ConfigError, match="windows; at most 100,000"):
+        parse_config({**data, "experiment": {**data["experiment"], "duration": 1e300}})

@@ -284,6 +284,13 @@ def explain_auto_provider(env: Mapping[str, str] | None = None) -> tuple[str, st
     )
 
 
+MAX_WINDOWS = 100_000
+"""The most windows a run has: ``rounds``, or in continuous mode ``duration / window_length``."""
+MAX_SLICES = 1_000_000
+"""The most slices in a continuous window (``window_length / tick``): each is a draw for every
+agent, so a tick far below a second makes a window that never ends."""
+
+
 class ExperimentSection(_Section):
     """``[experiment]``: identity, seed and time structure of the run."""
 
@@ -291,7 +298,7 @@ class ExperimentSection(_Section):
     seed: int = 0
     theme: str = Field(default="climate change", min_length=1, max_length=200)
     mode: Literal["rounds", "continuous"] = "rounds"
-    rounds: int = Field(default=15, ge=1, le=100_000)
+    rounds: int = Field(default=15, ge=1, le=MAX_WINDOWS)
     n_actions: int = Field(default=3, ge=1, le=50)
     window_length: float = Field(default=3600.0, gt=0)
     duration: float | None = Field(default=None, gt=0)
@@ -308,6 +315,17 @@ class ExperimentSection(_Section):
             )
         if self.duration is not None and not math.isfinite(self.duration):
             raise ValueError("duration must be finite")
+        if self.mode == "continuous":
+            if self.window_length / self.tick > MAX_SLICES:
+                raise ValueError(
+                    f"window_length / tick = {self.window_length / self.tick:.6g} slices per "
+                    f"window; at most {MAX_SLICES:,} (a larger tick, or shorter windows)"
+                )
+            if self.total_duration / self.window_length > MAX_WINDOWS:
+                raise ValueError(
+                    f"duration / window_length = {self.total_duration / self.window_length:.6g}"
+                    f" windows; at most {MAX_WINDOWS:,} (as rounds)"
+                )
         return self
 
     @property

@@ -20,6 +20,7 @@ last one is cut at ``duration``); at each window end the runtime awaits
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections.abc import Mapping, Sequence
@@ -29,6 +30,9 @@ import numpy as np
 from friendsim.platform.events import WindowEnded, WindowStarted
 from friendsim.runtime.engine import Engine, WindowTally
 from friendsim.vocabulary import TIMELINE_ACTIONS, ActionType, Observation
+
+_YIELD_EVERY = 4096
+"""Slices between two yields to the event loop inside a window (a signal's handler runs there)."""
 
 
 def wake_rates(
@@ -145,6 +149,9 @@ class ContinuousScheduler:
         await engine.hooks.window_started(w)
         k = 0
         while (t := start + k * self.tick) < end - 1e-9:
+            if k % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # many slices in a row with no wake never await: let
+                engine.check_stop()  # a signal's handler run, and honour it within the window
             await engine.hooks.before_wake(w, t)
             if len(self.rates) != len(engine.agents):
                 self._grow()
