@@ -388,3 +388,14 @@ def test_a_sweep_record_that_is_not_one_is_refused_not_a_traceback(tmp_path: Pat
         (out / "sweep.json").write_text(text)
         refused(("sweep", sweep, "--out", out, "--jobs", "1"), str(out / "sweep.json"))
         assert (out / "sweep.json").read_text() == text
+
+
+def test_a_manifest_nested_past_the_decoder_s_limit_is_a_clean_error(run: Path) -> None:
+    """A ``manifest.json`` of 100,000 nested brackets gave a RecursionError traceback (exit 1)
+    in analyze, report and replay; it is a manifest that is not valid JSON, exit 2."""
+    (run / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    before = tree(run)
+    for argv in (("analyze", run), ("report", run, "--out", run.parent / "r.html"),
+                 ("replay", run, "--verify")):  # fmt: skip
+        refused(argv, "manifest.json", "nested too deeply")
+    assert tree(run) == before

@@ -449,3 +449,14 @@ def test_an_items_file_whose_text_holds_unicode_line_breaks_loads_line_by_line(
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\r\n" for r in rows), "utf-8")
     items = load_items(path)
     assert [(i["id"], i["text"]) for i in items] == [(r["id"], r["text"]) for r in rows]
+
+
+def test_an_items_line_nested_past_the_decoder_s_limit_is_named(tmp_path: Path) -> None:
+    from friendsim.runtime.instruments_config import ItemsFileError, load_items
+
+    path = tmp_path / "items.jsonl"
+    path.write_text('{"id": "a", "text": "t", "topic": "t"}\n' + "[" * 100_000 + "]" * 100_000)
+    with pytest.raises(
+        ItemsFileError, match=r"items.jsonl: line 2: not JSON \(nested too deeply\)"
+    ):
+        load_items(path)

@@ -158,6 +158,10 @@ def _persona_attributes(run_dir: Path) -> dict[str, dict[str, str]]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise RunDirectoryError(f"{path}, line {lineno}: not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise RunDirectoryError(
+                f"{path}, line {lineno}: not valid JSON: nested too deeply"
+            ) from None
         if not isinstance(row, dict) or not isinstance(row.get("id"), str):
             raise RunDirectoryError(f"{path}, line {lineno}: expected an object with a string 'id'")
         attrs = row.get("attributes") or {}
@@ -433,7 +437,7 @@ def _read_cache(path: Path, fingerprint: Mapping[str, Any]) -> dict[str, Any] | 
         return None
     try:
         cached = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return None
     if isinstance(cached, dict) and cached.get("fingerprint") == fingerprint:
         found = cached.get("analysis")

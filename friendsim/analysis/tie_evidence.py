@@ -143,7 +143,7 @@ def read_tie_scores(run_dir: Path) -> StoredTieScores | None:
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise TieScoresError(f"{path}: cannot read it: {exc}") from exc
     try:
         return _parse(data)

@@ -73,7 +73,7 @@ def parse_reward_changes(items: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         try:
             out[key] = json.loads(value)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             out[key] = value.strip()
     return out
 

@@ -223,6 +223,8 @@ def read_manifest(run_dir: str | Path) -> Manifest:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{path}: not a valid JSON manifest: {exc}") from None
+    except RecursionError:
+        raise ManifestError(f"{path}: not a valid JSON manifest: nested too deeply") from None
     return parse_manifest(data, label=path)
 
 

@@ -136,6 +136,8 @@ def load_items(path: Path) -> tuple[dict[str, Any], ...]:
             item = Item.model_validate(json.loads(line))
         except json.JSONDecodeError as exc:
             raise ItemsFileError(f"{path}: line {n}: not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise ItemsFileError(f"{path}: line {n}: not JSON (nested too deeply)") from None
         except ValidationError as exc:
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"]) or "(item)"

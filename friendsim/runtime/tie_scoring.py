@@ -113,7 +113,7 @@ def parse_scores(raw: object, *, peers: Sequence[str]) -> tuple[dict[str, float]
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # model output: invalid, not a crash
             return scores, len(peers), 0
     try:
         loose = _LooseOutput.model_validate(raw)
