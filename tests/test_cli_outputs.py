@@ -399,3 +399,15 @@ def test_a_manifest_nested_past_the_decoder_s_limit_is_a_clean_error(run: Path) 
                  ("replay", run, "--verify")):  # fmt: skip
         refused(argv, "manifest.json", "nested too deeply")
     assert tree(run) == before
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_a_port_out_of_range_is_refused_before_anything_starts(tmp_path: Path, port: str) -> None:
+    """``run --serve 70000`` raised an OverflowError traceback after the run had begun."""
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(CONFIG)
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as exited, contextlib.redirect_stderr(err):
+        cli_main(["run", str(cfg), "--out", str(tmp_path / "r"), "--serve", port, "--quiet"])
+    assert exited.value.code == 2 and "argument --serve:" in err.getvalue()
+    assert "Traceback" not in err.getvalue() and not (tmp_path / "r").exists()

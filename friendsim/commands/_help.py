@@ -32,3 +32,15 @@ def path_arg(text: str) -> Path:
     if not text.strip():
         raise argparse.ArgumentTypeError("an empty path; give a file or folder name")
     return Path(text)
+
+
+def port_arg(text: str) -> int:
+    """A TCP port argument, 0 to 65535 (0: a free one): another number is an error, exit 2,
+    before anything starts."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port}: expected 0..65535 (0: a free port)")
+    return port

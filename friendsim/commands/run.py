@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from friendsim.commands._help import FORMATTER, Subparsers, add_log_level, path_arg
+from friendsim.commands._help import FORMATTER, Subparsers, add_log_level, path_arg, port_arg
 
 if TYPE_CHECKING:
     import asyncio
@@ -122,7 +122,7 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "--serve",
-        type=int,
+        type=port_arg,
         nargs="?",
         const=8765,
         default=None,
