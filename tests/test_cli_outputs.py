@@ -411,3 +411,14 @@ def test_a_port_out_of_range_is_refused_before_anything_starts(tmp_path: Path, p
         cli_main(["run", str(cfg), "--out", str(tmp_path / "r"), "--serve", port, "--quiet"])
     assert exited.value.code == 2 and "argument --serve:" in err.getvalue()
     assert "Traceback" not in err.getvalue() and not (tmp_path / "r").exists()
+
+
+def test_a_manifest_that_is_a_folder_is_an_error_not_no_manifest(run: Path) -> None:
+    """analyze and report read a folder named ``manifest.json`` as no manifest and went on with
+    default parameters, exit 0; it is a broken run directory, as replay said already."""
+    (run / "manifest.json").unlink()
+    (run / "manifest.json").mkdir()
+    for argv in (("analyze", run), ("report", run, "--out", run.parent / "r.html"),
+                 ("replay", run, "--verify")):  # fmt: skip
+        refused(argv, "manifest.json")
+    assert not (run.parent / "r.html").exists()

@@ -217,6 +217,8 @@ def read_manifest(run_dir: str | Path) -> Manifest:
     if not root.is_dir():
         raise MissingFileError(f"run directory not found: {root}")
     path = root / MANIFEST
+    if path.exists() and not path.is_file():
+        raise ManifestError(f"{path} is not a file")
     if not path.is_file():
         raise MissingFileError(f"run manifest not found: {path}")
     try:
@@ -232,7 +234,7 @@ def find_manifest(run_dir: str | Path) -> Manifest | None:
     """The typed manifest of ``run_dir``, or ``None`` when the directory holds none (a bare
     log, or a run killed before its first manifest was written): what reading a run
     tolerates; errors as :func:`read_manifest`'s when one is there but broken."""
-    return read_manifest(run_dir) if (Path(run_dir) / MANIFEST).is_file() else None
+    return read_manifest(run_dir) if (Path(run_dir) / MANIFEST).exists() else None
 
 
 def write_manifest(run_dir: str | Path, manifest: Manifest) -> Path:
