@@ -225,8 +225,9 @@ def test_an_unusable_output_path_is_one_line_and_exit_2(
         (("run", "{cfg}", "--at", "1", "--out", "{tmp}/x"), ("--at", "--fork")),
         (("run", "{cfg}", "--resume", "{run}"), ("--resume", "CONFIG")),
         (("run", "--resume", "{run}", "--fork", "{run}"), ("--resume", "--fork")),
+        (("run", "{cfg}", "--host", "0.0.0.0", "--out", "{tmp}/x"), ("--host needs --serve",)),
     ],
-    ids=["at-without-fork", "resume-with-config", "resume-with-fork"],
+    ids=["at-without-fork", "resume-with-config", "resume-with-fork", "host-without-serve"],
 )
 def test_run_refuses_options_it_would_ignore(
     run: Path, tmp_path: Path, argv: tuple[str, ...], words: tuple[str, ...]

@@ -61,7 +61,7 @@ async def test_new_reward_setting_scores_like_score_log(run_dir: Path) -> None:
 async def test_bad_reward_setting_is_named(run_dir: Path) -> None:
     with pytest.raises(RunInputError, match="beta_soc"):
         await redrive(run_dir, rewards={"beta_soc": 3.0})
-    with pytest.raises(RunInputError, match="beta_nope"):
+    with pytest.raises(RunInputError, match=r"unknown reward params \['beta_nope'\]; known: "):
         await redrive(run_dir, rewards={"beta_nope": 0.1})
 
 
@@ -101,3 +101,31 @@ def test_cli_redrive_writes_json_and_never_touches_the_run(run_dir: Path, tmp_pa
         timeout=120,
     )
     assert again.returncode == 2 and "refusing to overwrite" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("--verify", "--at", "2"), "--at is only used with --fork"),
+        (("--verify", "--rewards", "beta_emo=1"), "--rewards is only used with --redrive"),
+        (("--rerun", "--coach", "rule"), "--coach is only used with --redrive"),
+        (("--verify", "--moderator", "rule"), "--moderator is only used with --redrive"),
+        (("--redrive", "--moderator-params", "toxicity=0.5"),
+         "--moderator-params is only used with --moderator"),
+        (("--verify", "--out", "{tmp}/x"),
+         "--out is only used with --rerun, --redrive, --resume or --fork"),
+    ],
+)  # fmt: skip
+def test_an_option_the_action_would_ignore_is_refused(
+    run_dir: Path, tmp_path: Path, argv: tuple[str, ...], message: str
+) -> None:
+    """``replay --verify --at 2`` and the like ran the action and silently dropped the option."""
+    before = checksums(run_dir)
+    proc = subprocess.run(
+        [sys.executable, "-m", "friendsim", "replay", str(run_dir),
+         *(a.format(tmp=tmp_path) for a in argv)],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and proc.stderr == f"friendsim replay: {message}\n"
+    assert proc.stdout == "" and checksums(run_dir) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -164,6 +164,9 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.runtime.config import ConfigError
     from friendsim.runtime.status import RunStopped, exit_code
 
+    if (ignored := _ignored_options(args)) is not None:
+        _fail(ignored)
+        return 2
     try:
         if args.verify:
             return _verify(args)
@@ -190,6 +193,24 @@ def handle(args: argparse.Namespace) -> int:
     except RunDirError as exc:
         _fail(str(exc))
         return 1
+
+
+def _ignored_options(args: argparse.Namespace) -> str | None:
+    """The refusal of an option the chosen action would silently ignore (``--at`` without
+    ``--fork``, ``--rewards`` without ``--redrive`` ...), or ``None``."""
+    checks = [
+        ("--at", args.at is not None and not args.fork, "--fork"),
+        ("--rewards", args.rewards is not None and not args.redrive, "--redrive"),
+        ("--coach", args.coach != "none" and not args.redrive, "--redrive"),
+        ("--moderator", args.moderator is not None and not args.redrive, "--redrive"),
+        ("--out", args.out is not None and args.verify, "--rerun, --redrive, --resume or --fork"),
+    ]
+    for option, ignored, needs in checks:
+        if ignored:
+            return f"{option} is only used with {needs}"
+    if args.moderator_params is not None and args.moderator is None:
+        return "--moderator-params is only used with --moderator"
+    return None
 
 
 def handle_run_option(args: argparse.Namespace) -> int:
@@ -256,8 +277,10 @@ def _redrive(args: argparse.Namespace) -> int:
 
     if args.out is None:
         raise RunInputError("--redrive needs --out FILE.json for the new scores and guidance")
-    if args.out.resolve().parent == args.run_dir.resolve() or args.out.exists():
-        raise RunInputError(f"{args.out}: refusing to overwrite or write into the run")
+    if args.out.resolve().parent == args.run_dir.resolve():
+        raise RunInputError(f"{args.out}: refusing to write into the run {args.run_dir}")
+    if args.out.exists():
+        raise RunInputError(f"{args.out} exists; refusing to overwrite it (choose another --out)")
     check_output_file(args.out, what="scores file")
     result = run_on_loop(
         redrive(args.run_dir, rewards=parse_reward_changes(args.rewards), coach=args.coach)

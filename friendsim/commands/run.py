@@ -132,8 +132,8 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "--host",
-        default="127.0.0.1",
-        help="with --serve: address to listen on (default: %(default)s)",
+        default=None,
+        help="with --serve: address to listen on (default: 127.0.0.1)",
     )
     p.add_argument(
         "--paused",
@@ -253,6 +253,9 @@ def handle(args: argparse.Namespace) -> int:
     if args.paused and args.serve is None:
         sys.stderr.write("friendsim run: --paused needs --serve (nothing could resume the run)\n")
         return 2
+    if args.host is not None and args.serve is None:
+        sys.stderr.write("friendsim run: --host needs --serve (it is the live view's address)\n")
+        return 2
     if args.resume is not None or args.fork is not None:
         from friendsim.commands.replay import handle_run_option
 
@@ -304,13 +307,14 @@ def handle(args: argparse.Namespace) -> int:
         from friendsim.serve.server import ServeDependencyError
 
         try:
-            served = ServedRun(out, host=args.host, port=args.serve, paused=args.paused)
+            host = args.host or "127.0.0.1"
+            served = ServedRun(out, host=host, port=args.serve, paused=args.paused)
         except ServeDependencyError as exc:
             sys.stderr.write(f"friendsim run: {exc}\n")
             return 2
         except OSError as exc:
             sys.stderr.write(
-                f"friendsim run: --serve: cannot listen on {args.host}:{args.serve}: {exc}\n"
+                f"friendsim run: --serve: cannot listen on {host}:{args.serve}: {exc}\n"
             )
             return 2
 

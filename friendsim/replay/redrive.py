@@ -135,7 +135,7 @@ async def redrive(
         manifest, copy, summary, _ = await asyncio.to_thread(inspect_run, run, Path(tmp))
         try:
             recorded = RewardParams.from_dict(manifest.rewards)
-            params = dataclasses.replace(recorded, **dict(rewards or {}))
+            params = RewardParams.from_dict({**recorded.to_dict(), **dict(rewards or {})})
         except (RewardConfigError, TypeError) as exc:
             raise RunInputError(f"reward settings: {exc}") from None
         lambdas = manifest.lambdas
