@@ -57,11 +57,10 @@ from friendsim.platform.clock import VirtualClock
 from friendsim.platform.feeds import make_ranker
 from friendsim.platform.service import Platform
 from friendsim.rundir.errors import RunOccupiedError
-from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, LOCK, PERSONAS, RunLayout
+from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, LOCK, MANIFEST, PERSONAS, RunLayout
 from friendsim.rundir.lock import RunLock
 from friendsim.rundir.log import connect, log_hash
 from friendsim.rundir.manifest import Manifest, RunFiles, new_manifest, write_manifest
-from friendsim.rundir.outputs import RUN_FILES
 from friendsim.runtime.config import (
     ConfigError,
     ExperimentConfig,
@@ -511,10 +510,11 @@ async def run_plan(
 
 def _check_new_run_dir(run_dir: Path) -> None:
     """Refuse a directory that holds files a new run would write over (see :func:`run_experiment`;
-    a file and a run's directory are named by :func:`prepare_run`)."""
+    a file and a run's directory are named by :func:`prepare_run`). A ``llm_cache.db`` placed
+    there is an input (a run replaying recorded answers), not a clash."""
     if not run_dir.is_dir() or (run_dir / EVENTS_DB).exists():
         return
-    clash = sorted(n for n in (RUN_FILES - {LOCK}) | {BATCHES_DB} if (run_dir / n).exists())
+    clash = sorted(n for n in (PERSONAS, MANIFEST) if (run_dir / n).exists())
     if clash:
         raise RunOccupiedError(
             f"{run_dir} holds {', '.join(clash)} but no run ({EVENTS_DB}); a new run would "
