@@ -83,3 +83,110 @@ def test_generate_at_the_least_dominant_weight_writes_valid_personas(
     assert _main(argv) == 0
     assert _main(["personas", "validate", str(out)]) == 0
     capsys.readouterr()
+
+
+def _deep(path: Path) -> Path:
+    path.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    return path
+
+
+def test_deeply_nested_json_is_refused_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 2 and the file's line, not a RecursionError, from every reader of persona files."""
+    deep = _deep(tmp_path / "deep.jsonl")
+    expected = f"{deep}, line 1, field '<json>': invalid JSON: nested too deeply"
+    for argv in (["validate", str(deep)], ["ipip", str(deep), "--llm", "scripted:x"]):
+        assert _main(["personas", *argv]) == 2
+        captured = capsys.readouterr()
+        assert captured.err == f"friendsim personas: {expected}\n" and captured.out == ""
+
+
+def test_a_run_refuses_a_deeply_nested_persona_file(tmp_path: Path) -> None:
+    import contextlib
+    import io
+
+    from friendsim.cli import main as cli_main
+
+    deep = _deep(tmp_path / "deep.jsonl")
+    cfg = tmp_path / "x.toml"
+    cfg.write_text(f'[experiment]\nrounds = 1\n[agents]\ncount = 2\npersonas = "{deep}"\n')
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = cli_main(["run", str(cfg), "--out", str(tmp_path / "run"), "--quiet"])
+    assert code == 2 and "line 1, field '<json>': invalid JSON: nested too deeply" in err.getvalue()
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("action", ["infer", "ipip"])
+def test_a_bad_llm_spec_is_refused_naming_the_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], action: str
+) -> None:
+    """Exit 2 with the registry's reason after ``--llm SPEC``, before any file is read."""
+    out = tmp_path / "out.jsonl"
+    argv = [action, str(tmp_path / "missing.csv"), "--llm", "nosuch:x", "--out", str(out)]
+    assert _main(["personas", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "friendsim personas: --llm nosuch:x: unknown LLM provider 'nosuch' in spec 'nosuch:x'; "
+        "known: "
+    )
+    assert "\n" not in err.rstrip("\n") and not out.exists()
+    argv[3] = "openai:"
+    assert _main(["personas", *argv]) == 2
+    assert "--llm openai:: spec 'openai:' names no model" in capsys.readouterr().err
+
+
+def test_infer_refuses_a_corpus_that_is_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    corpus = tmp_path / "g.csv"
+    corpus.write_bytes(b"user_id,text\nu1,hello\nu2,\xfd\xfe\n")
+    out = tmp_path / "i.jsonl"
+    argv = ["personas", "infer", str(corpus), "--llm", "scripted:x", "--out", str(out)]
+    assert _main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"friendsim personas: {corpus}, line 3: not UTF-8 text (invalid start byte)\n"
+    assert not out.exists()
+    _deep(corpus)  # JSON is no CSV: the csv module's refusal, with the line
+    assert _main(argv) == 2
+    assert f"{corpus}, line 1: not CSV: field larger than field limit" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["a.txt", "a.json", "personas"])
+def test_commands_writing_persona_files_refuse_a_suffix_no_reader_takes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """``generate`` and ``infer`` write only what ``validate`` and ``run`` read back, and say
+    so before any work (``infer``'s corpus is not even opened)."""
+    out = tmp_path / name
+    reason = "no suffix" if "." not in name else f"unsupported suffix {out.suffix!r}"
+    expected = f"friendsim personas: --out {out}: {reason}; use .jsonl or .csv\n"
+    assert _main(["personas", "generate", "--n", "3", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == expected
+    missing = str(tmp_path / "missing.csv")
+    assert _main(["personas", "infer", missing, "--llm", "scripted:x", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == expected
+    assert not out.exists()
+
+
+def test_generate_writes_every_suffix_validate_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("a.jsonl", "b.ndjson", "c.CSV"):
+        out = tmp_path / name
+        assert _main(["personas", "generate", "--n", "3", "--out", str(out)]) == 0
+        assert _main(["personas", "validate", str(out)]) == 0
+    capsys.readouterr()
+
+
+def test_generate_refuses_a_theme_too_long_for_the_personas(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "a.jsonl"
+    assert _main(["personas", "generate", "--theme", "y" * 450, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        "friendsim personas: --theme (450 characters): too long for the personas' stance "
+        "(String should have at most 500 characters)\n"
+    )
+    assert not out.exists()

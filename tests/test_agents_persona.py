@@ -234,3 +234,65 @@ def test_generator_attributes_and_heavy_tailed_activity() -> None:
     assert max(acts) > 4 * statistics.median(acts)  # lognormal(0, 1): heavy right tail
     groups = Counter(p.attributes["stance_group"] for p in personas)
     assert len(groups) == 3 and min(groups.values()) > 60
+
+
+def test_unreadable_json_is_a_file_error_naming_its_line(tmp_path: Path) -> None:
+    """JSON nested past the parser's recursion limit, or holding an integer too long to convert,
+    is a :class:`PersonaFileError` on its line (it was a RecursionError / ValueError)."""
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps(_obj(1)) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(PersonaFileError) as ei:
+        load_personas(path)
+    assert (ei.value.line, ei.value.field) == (2, "<json>")
+    assert str(ei.value) == f"{path}, line 2, field '<json>': invalid JSON: nested too deeply"
+    path.write_text(json.dumps(_obj(1)) + "\n" + '{"id": "u2", "activity": ' + "1" * 5000 + "}\n")
+    with pytest.raises(PersonaFileError, match="a number with more than 4300 digits") as ei:
+        load_personas(path)
+    assert ei.value.line == 2
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_not_utf8_names_the_line_it_is_on(tmp_path: Path, suffix: str) -> None:
+    """The line of the first byte that is not UTF-8, also past the reader's first chunk."""
+    path = tmp_path / f"p{suffix}"
+    personas = generate_personas(300, seed=1)
+    (save_personas_csv if suffix == ".csv" else save_personas)(personas, path)
+    lines = path.read_bytes().split(b"\n")
+    lines[250] = lines[250][:20] + b"\xff" + lines[250][21:]
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(PersonaFileError) as ei:
+        load_personas(path)
+    assert str(ei.value) == f"{path}, line 251: not UTF-8 text (invalid start byte)"
+
+
+def test_csv_the_csv_module_refuses_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.csv"
+    save_personas_csv(generate_personas(2, seed=1), path)  # lines 1 to 3
+    with path.open("a") as fh:
+        fh.write('u9,"' + "x" * 200_000 + '"\n')
+    with pytest.raises(PersonaFileError) as ei:
+        load_personas(path)
+    assert (ei.value.line, ei.value.field) == (4, "<csv>")
+    assert "invalid CSV: field larger than field limit" in str(ei.value)
+
+
+def test_csv_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    """A spreadsheet's UTF-8 byte order mark is not part of the first column's name."""
+    personas = generate_personas(3, seed=2)
+    path = tmp_path / "p.csv"
+    save_personas_csv(personas, path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert load_personas(path) == personas
+
+
+def test_persona_suffixes(tmp_path: Path) -> None:
+    """What :func:`check_persona_suffix` lets through is what :func:`load_personas` reads."""
+    from friendsim.agents.persona_io import check_persona_suffix
+
+    for name in ("p.jsonl", "P.JSONL", "p.ndjson", "p.csv"):
+        check_persona_suffix(tmp_path / name)
+    with pytest.raises(PersonaFileError) as ei:
+        check_persona_suffix(tmp_path / "p.txt")
+    assert str(ei.value) == f"{tmp_path / 'p.txt'}: unsupported suffix '.txt'; use .jsonl or .csv"
+    with pytest.raises(PersonaFileError, match=r"no suffix; use \.jsonl or \.csv"):
+        load_personas(tmp_path / "personas")

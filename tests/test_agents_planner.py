@@ -73,3 +73,23 @@ def test_corpus_errors(tmp_path: Path) -> None:
     p.write_text("user_id,text\nx,y\n,z\n")
     with pytest.raises(CorpusError, match="line 3"):
         load_corpus(p)
+
+
+def test_unreadable_corpus_is_a_corpus_error(tmp_path: Path) -> None:
+    """Not UTF-8 (with the line), not CSV, missing or a folder: a :class:`CorpusError` naming
+    the file, never a UnicodeDecodeError, csv.Error or OSError."""
+    p = tmp_path / "c.csv"
+    p.write_bytes(b"user_id,text\nx,fine\ny,caf\xe9\n")
+    with pytest.raises(CorpusError) as ei:
+        load_corpus(p)
+    assert str(ei.value) == f"{p}, line 3: not UTF-8 text (invalid continuation byte)"
+    p.write_text('user_id,text\nx,"' + "[" * 200_000 + '"\n')
+    with pytest.raises(CorpusError, match=r"line 2: not CSV: field larger than field limit"):
+        load_corpus(p)
+    with pytest.raises(CorpusError) as ei:
+        load_corpus(tmp_path / "none.csv")
+    assert str(ei.value) == f"{tmp_path / 'none.csv'}: cannot read: No such file or directory"
+    with pytest.raises(CorpusError, match="cannot read: Is a directory"):
+        load_corpus(tmp_path)
+    p.write_bytes(b"\xef\xbb\xbfuser_id,text\nx,y\n")  # a spreadsheet's byte order mark
+    assert load_corpus(p) == {"x": ["y"]}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,21 +42,32 @@ _CSV_SCALARS = ("id", "name", "role", "description", "stance", "style", "dominan
 _CSV_FLOATS = ("stance_score", "activity")
 
 
-def load_personas(path: str | Path) -> list[Persona]:
-    """Load and validate personas from a ``.jsonl`` or ``.csv`` file (by suffix)."""
+PERSONA_SUFFIXES = (".jsonl", ".ndjson", ".csv")
+"""The suffixes a persona file may have (any case): JSON Lines, or CSV for ``.csv``."""
+
+
+def check_persona_suffix(path: str | Path) -> None:
+    """Raise :class:`PersonaFileError` when ``path``'s suffix is none of
+    :data:`PERSONA_SUFFIXES`, the message naming the accepted ones. Reads nothing, so commands
+    that write persona files refuse a name :func:`load_personas` would not read back."""
     p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in PERSONA_SUFFIXES:
+        what = f"unsupported suffix {suffix!r}" if suffix else "no suffix"
+        raise PersonaFileError(p, 0, "<file>", f"{what}; use .jsonl or .csv")
+
+
+def load_personas(path: str | Path) -> list[Persona]:
+    """Load and validate personas from a ``.jsonl`` or ``.csv`` file (by suffix).
+
+    Every problem is a :class:`PersonaFileError`: a file that cannot be read, is not UTF-8
+    (naming the first line that is not), not JSON or CSV, or holds a bad persona."""
+    p = Path(path)
+    check_persona_suffix(p)
     try:
-        match p.suffix.lower():
-            case ".jsonl" | ".ndjson":
-                personas = _load_jsonl(p)
-            case ".csv":
-                personas = _load_csv(p)
-            case other:
-                raise PersonaFileError(
-                    p, 0, "<file>", f"unsupported suffix {other!r}; use .jsonl or .csv"
-                )
+        personas = _load_csv(p) if p.suffix.lower() == ".csv" else _load_jsonl(p)
     except UnicodeDecodeError as exc:
-        line = _line_of_offset(p, exc.start)
+        line = first_non_utf8_line(p)
         raise PersonaFileError(p, line, "<file>", f"not UTF-8 text ({exc.reason})") from None
     except OSError as exc:
         raise PersonaFileError(p, 0, "<file>", f"cannot read: {exc.strerror}") from None
@@ -64,13 +76,20 @@ def load_personas(path: str | Path) -> list[Persona]:
     return personas
 
 
-def _line_of_offset(path: Path, offset: int) -> int:
-    """The 1-based line holding byte ``offset`` of ``path`` (for error messages)."""
+def first_non_utf8_line(path: Path) -> int:
+    """The 1-based line of ``path`` holding its first byte that is not UTF-8, for error messages
+    (0: none, or unreadable). Decoding line by line finds it exactly: no UTF-8 character spans a
+    newline byte."""
     try:
         with path.open("rb") as fh:
-            return fh.read(max(0, offset)).count(b"\n") + 1
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return lineno
     except OSError:
-        return 0
+        pass
+    return 0
 
 
 def save_personas(personas: Iterable[Persona], path: str | Path) -> None:
@@ -109,6 +128,17 @@ def _load_jsonl(p: Path) -> list[Persona]:
             except json.JSONDecodeError as exc:
                 raise PersonaFileError(
                     p, lineno, "<json>", f"invalid JSON: {exc.msg} at column {exc.colno}"
+                ) from None
+            except ValueError:  # an integer longer than int() converts
+                raise PersonaFileError(
+                    p,
+                    lineno,
+                    "<json>",
+                    f"a number with more than {sys.get_int_max_str_digits()} digits",
+                ) from None
+            except RecursionError:
+                raise PersonaFileError(
+                    p, lineno, "<json>", "invalid JSON: nested too deeply"
                 ) from None
             if not isinstance(obj, dict):
                 raise PersonaFileError(
@@ -176,35 +206,43 @@ def _float(cell: str, p: Path, line: int, col: str) -> float:
 
 
 def _load_csv(p: Path) -> list[Persona]:
+    with p.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        try:
+            return _read_csv(p, reader)
+        except csv.Error as exc:  # the inner reader's count: it includes the line it failed on
+            line = reader.reader.line_num
+            raise PersonaFileError(p, line, "<csv>", f"invalid CSV: {exc}") from None
+
+
+def _read_csv(p: Path, reader: csv.DictReader[str]) -> list[Persona]:
     out: list[Persona] = []
     seen: dict[str, int] = {}
-    with p.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = list(reader.fieldnames or [])
-        if not header:
-            raise PersonaFileError(p, 1, "<header>", "missing header row")
-        for col in ("id", "name"):
-            if col not in header:
-                raise PersonaFileError(p, 1, col, "required column missing from header")
-        for row in reader:
-            line = reader.line_num
-            if None in row:
-                raise PersonaFileError(
-                    p,
-                    line,
-                    "<row>",
-                    f"{len(header) + len(row[None])} cells but {len(header)} columns",
-                )
-            if not any((v or "").strip() for v in row.values()):
-                continue
-            obj, column_of = _csv_row_to_obj(header, row, p, line)
-            try:
-                persona = Persona.model_validate(obj)
-            except ValidationError as exc:
-                field, msg = _first_error(exc, column_of)
-                raise PersonaFileError(p, line, field, msg) from None
-            _check_unique(p, line, persona, seen)
-            out.append(persona)
+    header = list(reader.fieldnames or [])
+    if not header:
+        raise PersonaFileError(p, 1, "<header>", "missing header row")
+    for col in ("id", "name"):
+        if col not in header:
+            raise PersonaFileError(p, 1, col, "required column missing from header")
+    for row in reader:
+        line = reader.line_num
+        if None in row:
+            raise PersonaFileError(
+                p,
+                line,
+                "<row>",
+                f"{len(header) + len(row[None])} cells but {len(header)} columns",
+            )
+        if not any((v or "").strip() for v in row.values()):
+            continue
+        obj, column_of = _csv_row_to_obj(header, row, p, line)
+        try:
+            persona = Persona.model_validate(obj)
+        except ValidationError as exc:
+            field, msg = _first_error(exc, column_of)
+            raise PersonaFileError(p, line, field, msg) from None
+        _check_unique(p, line, persona, seen)
+        out.append(persona)
     return out
 
 

@@ -24,6 +24,7 @@ from friendsim.agents.asking import ask_validated, derive_seed
 from friendsim.agents.generator import dominant_lambdas
 from friendsim.agents.memory import snippet
 from friendsim.agents.persona import COMPONENTS, TRAITS, Persona
+from friendsim.agents.persona_io import first_non_utf8_line
 from friendsim.agents.prompting import esc, esc_attr, render
 from friendsim.agents.schema import OutputError, decode_json
 from friendsim.llm.base import LLM, Completion
@@ -44,24 +45,40 @@ class PlannerError(RuntimeError):
 
 
 def load_corpus(path: str | Path) -> dict[str, list[str]]:
-    """``user_id -> texts`` in first-seen order. Raises :class:`CorpusError`."""
+    """``user_id -> texts`` in first-seen order. Raises :class:`CorpusError` naming the file and,
+    where it applies, the line: unreadable, not UTF-8, not CSV, a column missing, an empty
+    ``user_id`` or no text at all."""
     p = Path(path)
-    out: dict[str, list[str]] = {}
-    with p.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = reader.fieldnames or []
-        for col in ("user_id", "text"):
-            if col not in cols:
-                raise CorpusError(f"{p}, line 1: missing column {col!r} (have {list(cols)})")
-        for row in reader:
-            uid = (row.get("user_id") or "").strip()
-            text = (row.get("text") or "").strip()
-            if not uid:
-                raise CorpusError(f"{p}, line {reader.line_num}: empty user_id")
-            if text:
-                out.setdefault(uid, []).append(text)
+    try:
+        with p.open(encoding="utf-8-sig", newline="") as fh:
+            reader = csv.DictReader(fh)
+            try:
+                out = _read_corpus(p, reader)
+            except csv.Error as exc:  # the inner reader's count includes the line it failed on
+                raise CorpusError(f"{p}, line {reader.reader.line_num}: not CSV: {exc}") from None
+    except UnicodeDecodeError as exc:
+        line = first_non_utf8_line(p)
+        raise CorpusError(f"{p}, line {line}: not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise CorpusError(f"{p}: cannot read: {exc.strerror}") from None
     if not out:
         raise CorpusError(f"{p}: no rows with text")
+    return out
+
+
+def _read_corpus(p: Path, reader: csv.DictReader[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    cols = reader.fieldnames or []
+    for col in ("user_id", "text"):
+        if col not in cols:
+            raise CorpusError(f"{p}, line 1: missing column {col!r} (have {list(cols)})")
+    for row in reader:
+        uid = (row.get("user_id") or "").strip()
+        text = (row.get("text") or "").strip()
+        if not uid:
+            raise CorpusError(f"{p}, line {reader.line_num}: empty user_id")
+        if text:
+            out.setdefault(uid, []).append(text)
     return out
 
 

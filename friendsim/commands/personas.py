@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from friendsim.commands._help import FORMATTER, Subparsers
+from friendsim.commands._help import FORMATTER, Subparsers, path_arg
 
 if TYPE_CHECKING:
     from friendsim.agents.ipip import IPIPResult
@@ -78,7 +78,7 @@ def register(subparsers: Subparsers) -> None:
     )
     g.add_argument(
         "--out",
-        type=Path,
+        type=path_arg,
         required=True,
         metavar="FILE",
         help="persona file to write: .jsonl or .csv",
@@ -91,7 +91,7 @@ def register(subparsers: Subparsers) -> None:
         description="Check a persona file and print a JSON summary of it. A bad file is "
         "reported with its line and field (exit status 2).",
     )
-    v.add_argument("file", type=Path, metavar="FILE", help="persona file (.jsonl or .csv)")
+    v.add_argument("file", type=path_arg, metavar="FILE", help="persona file (.jsonl or .csv)")
     v.set_defaults(handler=handle_validate)
 
     i = sub.add_parser(
@@ -100,7 +100,7 @@ def register(subparsers: Subparsers) -> None:
         description="Ask a model to read each user's posts and write a persona for that user. "
         "The corpus is a CSV file with a header holding user_id and text columns.",
     )
-    i.add_argument("corpus", type=Path, metavar="CORPUS", help="CSV file with user_id and text")
+    i.add_argument("corpus", type=path_arg, metavar="CORPUS", help="CSV file with user_id and text")
     i.add_argument("--llm", required=True, metavar="SPEC", help=LLM_HELP)
     i.add_argument("--theme", default="climate change", help=THEME_HELP)
     i.add_argument(
@@ -108,7 +108,7 @@ def register(subparsers: Subparsers) -> None:
     )
     i.add_argument(
         "--out",
-        type=Path,
+        type=path_arg,
         required=True,
         metavar="FILE",
         help="persona file to write: .jsonl or .csv",
@@ -127,7 +127,7 @@ def register(subparsers: Subparsers) -> None:
         "a model and compare the measured Big Five traits with the persona's targets. "
         "Prints a JSON summary of the agreement.",
     )
-    s.add_argument("file", type=Path, metavar="FILE", help="persona file (.jsonl or .csv)")
+    s.add_argument("file", type=path_arg, metavar="FILE", help="persona file (.jsonl or .csv)")
     s.add_argument("--llm", required=True, metavar="SPEC", help=LLM_HELP)
     s.add_argument("--theme", default="climate change", help=THEME_HELP)
     s.add_argument(
@@ -135,7 +135,7 @@ def register(subparsers: Subparsers) -> None:
     )
     s.add_argument(
         "--out",
-        type=Path,
+        type=path_arg,
         default=None,
         metavar="FILE",
         help="also write each persona's answers and scores as JSON Lines",
@@ -164,6 +164,41 @@ def _bad_out(out: Path | None, what: str) -> str | None:
         check_output_file(out, what=what)
     except OutputPathError as exc:
         return f"--out {exc}"
+    return None
+
+
+def _bad_persona_out(out: Path) -> str | None:
+    """Why ``--out`` cannot take a persona file: a suffix that
+    :func:`~friendsim.agents.persona_io.load_personas` (``validate``, ``run``) does not read,
+    or any reason of :func:`_bad_out`; ``None`` when it can."""
+    from friendsim.agents.persona_io import PersonaFileError, check_persona_suffix
+
+    try:
+        check_persona_suffix(out)
+    except PersonaFileError as exc:
+        return f"--out {exc}"
+    return _bad_out(out, "persona file")
+
+
+def _llm_problem(spec: str, exc: Exception) -> str:
+    """``exc`` (why the model of ``--llm SPEC`` cannot be used) as one line naming the option,
+    the spec shown with any ``user:password@`` masked."""
+    from friendsim.llm.redact import mask_userinfo
+
+    return f"--llm {mask_userinfo(spec)}: {exc}"
+
+
+def _bad_llm(spec: str) -> str | None:
+    """Why ``--llm SPEC`` names no provider (the provider registry's verdict on its shape:
+    an unknown provider, no model), or ``None`` when it parses. Checked before any file is
+    read or model asked."""
+    from friendsim.llm.errors import ProviderConfigError
+    from friendsim.llm.registry import parse_spec
+
+    try:
+        parse_spec(spec)
+    except ProviderConfigError as exc:
+        return _llm_problem(spec, exc)
     return None
 
 
@@ -203,10 +238,12 @@ def summarise(personas: Sequence[Persona]) -> dict[str, Any]:
 
 
 def handle_generate(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from friendsim.agents.generator import check_dominant_weight, generate_personas
     from friendsim.runtime.config import PEAK_BYTES_PER_PERSONA, check_population, machine_memory
 
-    if bad := _bad_out(args.out, "persona file"):
+    if bad := _bad_persona_out(args.out):
         return _fail(bad, 2)
     try:
         check_population(
@@ -222,6 +259,11 @@ def handle_generate(args: argparse.Namespace) -> int:
         personas = generate_personas(
             args.n, seed=args.seed, theme=args.theme, dominant_weight=args.dominant_weight
         )
+    except ValidationError as exc:  # the theme is in every persona's stance and description
+        first = exc.errors()[0]
+        field = ".".join(str(x) for x in first["loc"])
+        too_long = f"too long for the personas' {field} ({first['msg']})"
+        return _fail(f"--theme ({len(args.theme):,} characters): {too_long}", 2)
     except ValueError as exc:
         return _fail(str(exc), 2)
     if bad := _save(personas, args.out):
@@ -243,7 +285,7 @@ def handle_validate(args: argparse.Namespace) -> int:
 
 async def _with_llm(spec: str, job: Any) -> Any:
     """Run ``job`` with an LLM stack for ``spec`` built by the run assembly (default ``[llm]``
-    limits and retries, no cache)."""
+    limits and retries, no cache). ``spec`` has passed :func:`_bad_llm`."""
     from friendsim.runtime.assembly import make_ledger, open_llm_stack
     from friendsim.runtime.config import parse_config
 
@@ -261,7 +303,7 @@ def handle_infer(args: argparse.Namespace) -> int:
     from friendsim.agents.planner import CorpusError, PlannerError, infer_personas, load_corpus
     from friendsim.llm.errors import LLMError, ProviderConfigError
 
-    if bad := _bad_out(args.out, "persona file"):
+    if bad := _bad_persona_out(args.out) or _bad_llm(args.llm):
         return _fail(bad, 2)
     try:
         corpus = load_corpus(args.corpus)
@@ -276,7 +318,7 @@ def handle_infer(args: argparse.Namespace) -> int:
     try:
         personas = asyncio.run(_with_llm(args.llm, job))
     except ProviderConfigError as exc:
-        return _fail(str(exc), 2)
+        return _fail(_llm_problem(args.llm, exc), 2)
     except (PlannerError, LLMError) as exc:
         return _fail(str(exc), 1)
     if not personas:
@@ -294,7 +336,7 @@ def handle_ipip(args: argparse.Namespace) -> int:
     from friendsim.agents.persona_io import PersonaFileError, load_personas
     from friendsim.llm.errors import LLMError, ProviderConfigError
 
-    if bad := _bad_out(args.out, "survey answers"):
+    if bad := _bad_out(args.out, "survey answers") or _bad_llm(args.llm):
         return _fail(bad, 2)
     try:
         personas = load_personas(args.file)
@@ -307,7 +349,7 @@ def handle_ipip(args: argparse.Namespace) -> int:
     try:
         results, summary = asyncio.run(_with_llm(args.llm, job))
     except ProviderConfigError as exc:
-        return _fail(str(exc), 2)
+        return _fail(_llm_problem(args.llm, exc), 2)
     except LLMError as exc:
         return _fail(str(exc), 1)
     if args.out is not None:
