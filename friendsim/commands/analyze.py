@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from friendsim.commands._help import FORMATTER, Subparsers
+from friendsim.commands._help import FORMATTER, Subparsers, path_arg
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
@@ -51,7 +51,7 @@ def register(subparsers: Subparsers) -> None:
     )
     p.add_argument(
         "dir",
-        type=Path,
+        type=path_arg,
         metavar="DIR",
         help="a run directory (holding events.db) or a sweep directory (holding sweep.json)",
     )

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from friendsim.commands._help import FORMATTER, Subparsers, add_log_level
+from friendsim.commands._help import FORMATTER, Subparsers, add_log_level, path_arg, port_arg
 
 DESCRIPTION = """\
 Open a local web page that follows a run from its event log: the timeline of posts,
@@ -42,13 +41,15 @@ def register(subparsers: Subparsers) -> None:
         epilog=EPILOG,
         formatter_class=FORMATTER,
     )
-    p.add_argument("dir", type=Path, help="a run directory (with events.db) or a sweep directory")
+    p.add_argument(
+        "dir", type=path_arg, help="a run directory (with events.db) or a sweep directory"
+    )
     p.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
     p.add_argument(
         "--port",
-        type=int,
+        type=port_arg,
         default=8765,
         help="port to listen on; 0 picks a free one (default: %(default)s)",
     )
@@ -82,9 +83,6 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.serve.server import ServeDependencyError
 
     configure_logging(args.log_level)
-    if not 0 <= args.port <= 65535:
-        sys.stderr.write(f"friendsim serve: --port {args.port}: expected 0..65535\n")
-        return 2
     try:
         asyncio.run(_serve(args))
     except (RunDirectoryError, ServeDependencyError) as exc:
