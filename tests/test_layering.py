@@ -36,6 +36,7 @@ SAME_LAYER: frozenset[tuple[str, str]] = frozenset(
         ("coach", "analysis"),  # the coach reads the reward scores that analysis computes
         ("moderation", "analysis"),  # the rule moderator scores toxicity with a sentiment model
         ("report", "sweep"),  # a sweep's report reads the sweep's aggregate
+        ("serve", "sweep"),  # the sweep page reads sweep.json through the sweep's one reader
         ("__main__", "cli"),  # the entry points of the command line
         ("cli", "commands"),
     }

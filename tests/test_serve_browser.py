@@ -402,3 +402,46 @@ def test_sweep_page_lists_runs_and_opens_one(tmp_path: Path, watched: Any) -> No
         assert posts_on_page(w.page) > 0
         w.shot("sweep-run-page")
         assert w.errors == []
+
+
+def test_a_killed_run_shows_stopped_and_object_cells_show_as_json(
+    tmp_path: Path, watched: Any
+) -> None:
+    """A run killed with SIGKILL (manifest left at running, lock released) is badged "stopped"
+    with the note saying so, in a sweep's list and on its page; a cell value that is an object
+    in ``sweep.json`` is shown as JSON text, not ``[object Object]``."""
+    from test_serve_audit import killed_run
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
+        run = pool.submit(killed_run, sweep).result()
+    cell = {"coach.enabled": True, "x": "<b>1</b>"}
+    body = {
+        "spec": {"name": "forged"},
+        "status": "running",
+        "runs": [{"dir": run.name, "cell": cell, "rep": [0], "seed": 7, "status": "running"}],
+    }
+    (sweep / "sweep.json").write_text(json.dumps(body), encoding="utf-8")
+    with background("serve", str(sweep), "--port", "0") as (_, url):
+        w = watched()
+        w.page.goto(url)
+        w.page.wait_for_selector("#runs a.run-link")
+        cells = w.page.eval_on_selector_all(
+            "#runs tr[data-status] td", "els => els.map(e => e.textContent)"
+        )
+        assert cells[1] == json.dumps(cell, separators=(",", ":")) and cells[2] == "[0]"
+        assert cells[4] == "stopped"
+        assert w.page.get_attribute("#runs tr[data-status]", "data-status") == "stopped"
+        assert "[object Object]" not in (w.page.text_content("#runs") or "")
+        w.shot("sweep-killed-run")
+        w.page.click("#runs a.run-link >> nth=0")
+        w.page.wait_for_url(f"{url}runs/0/")
+        w.page.wait_for_function(
+            "() => document.querySelector('#status').textContent === 'stopped'", timeout=60_000
+        )
+        assert w.page.get_attribute("#status", "class") == "badge stopped"
+        assert "killed" in (w.page.get_attribute("#status", "title") or "")
+        assert "friendsim run --resume" in (w.page.text_content("#notes") or "")
+        w.shot("killed-run-page")
+        assert w.errors == []

@@ -7,16 +7,20 @@ directory lists its runs at ``/`` and serves run ``i`` under ``/runs/i/`` with t
   seq and ``data`` the row's JSONL form (exactly a line of ``friendsim log export``), catching up
   from ``SEQ`` (0 or 1: the whole log) and then following the log live; a ``Last-Event-ID``
   header (a reconnecting browser) resumes after that seq. Comment lines keep idle streams alive.
-* ``GET api/run`` — manifest summary and personas; ``GET api/windows?from=W`` — per-window
-  digests (:mod:`.digest`); ``GET api/control`` / ``POST api/control`` — pause, resume, step
-  (only beside a running experiment; 404 otherwise).
+* ``GET api/run`` — manifest summary and personas, and whether a process is writing the run
+  now (``writing``: a manifest left at ``running`` by a killed run is said to be so);
+  ``GET api/windows?from=W`` — per-window digests (:mod:`.digest`); ``GET api/control`` /
+  ``POST api/control`` — pause, resume, step (only beside a running experiment; 404 otherwise).
 * ``GET /`` — the page; ``GET static/...`` — its script and style, shipped in the package.
 
 Safety: the run directory is only ever read (:mod:`.logfile`); responses carry a
 Content-Security-Policy allowing only this origin's script and style (no inline script, so agent
 text can never run even if it reached the markup; the page also only ever sets it as text);
 ``Host`` must be the address served (no DNS rebinding); control requests must be JSON with an
-``X-Friendsim-Control`` header, which a cross-site form or image cannot send.
+``X-Friendsim-Control`` header, which a cross-site form or image cannot send, and at most
+:data:`MAX_CONTROL_BODY` bytes (413 beyond). A ``from`` or ``Last-Event-ID`` that is not an
+integer in SQLite's range is a 400 before any stream starts; a broken run or sweep file is a 500
+naming the file. Only a sweep's server has ``/runs/i/`` pages.
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ from typing import TYPE_CHECKING, Any
 
 from friendsim.analysis.analyze import RunDirectoryError, given, run_manifest
 from friendsim.rundir.layout import EVENTS_DB, MANIFEST, SWEEP_FILE
+from friendsim.rundir.lock import holder
 from friendsim.serve.digest import RunDigest
 from friendsim.serve.follow import LogProblem, Notifier, StatWatcher, follow
 from friendsim.serve.logfile import LogFile, LogReadError
+from friendsim.sweep.aggregate import SweepReadError, read_sweep
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -52,6 +58,8 @@ STATIC_FILES = {
     "sweep.js": "text/javascript; charset=utf-8",
 }
 CONTROL_HEADER = "x-friendsim-control"
+MAX_CONTROL_BODY = 64 * 1024
+"""The largest control request body read (bytes); a larger one is answered 413 unread."""
 
 
 def _static(name: str) -> bytes:
@@ -98,10 +106,9 @@ def open_target(path: str | Path, *, poll_interval: float = 0.2) -> ServeTarget:
         raise RunDirectoryError(f"{p}: {what}")
     if (p / SWEEP_FILE).is_file():
         try:
-            body = json.loads((p / SWEEP_FILE).read_text(encoding="utf-8"))
-            rels = [str(r["dir"]) for r in body["runs"]]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RunDirectoryError(f"{p / SWEEP_FILE}: not a readable sweep file: {exc}") from None
+            rels = [r["dir"] for r in read_sweep(p)["runs"]]
+        except SweepReadError as exc:
+            raise RunDirectoryError(str(exc)) from None
         runs = []
         for rel in rels:
             rd = (p / rel).resolve()
@@ -121,18 +128,34 @@ def _file_source(run_dir: Path, interval: float) -> RunSource:
     )
 
 
+MAX_SEQ = 2**63 - 1
+"""The largest seq SQLite can hold (a signed 64-bit INTEGER): larger numbers never reach it."""
+
+
+def _count(name: str, raw: str, what: str, *, at_most: int = MAX_SEQ) -> int:
+    """``raw`` as a non-negative integer of at most ``at_most`` (ASCII digits only).
+
+    Raises :class:`ValueError` naming ``name`` and the value received, saying what is expected.
+    """
+    text = raw.strip()
+    if text.isascii() and text.isdigit() and len(text) <= len(str(at_most)):
+        value = int(text)
+        if value <= at_most:
+            return value
+    raise ValueError(f"{name}={raw!r}: expected a non-negative integer {what} (0 to {at_most})")
+
+
 def _from_seq(request: Request) -> int:
+    """The first seq a stream sends: after a ``Last-Event-ID`` header when one is given (a
+    reconnecting browser), else the ``from`` query parameter (default 1; 0 means 1 too).
+
+    Raises :class:`ValueError` naming the header or parameter when it is not an integer in
+    0 ... :data:`MAX_SEQ` (so nothing out of SQLite's range is ever queried).
+    """
     last = request.headers.get("last-event-id")
-    raw = request.query_params.get("from", "1")
-    try:
-        if last is not None and last.strip():
-            return int(last) + 1
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"from={raw!r}: expected a non-negative integer seq") from None
-    if value < 0:
-        raise ValueError(f"from={raw!r}: expected a non-negative integer seq")
-    return max(1, value)
+    if last is not None and last.strip():
+        return _count("Last-Event-ID", last, "seq", at_most=MAX_SEQ - 1) + 1
+    return max(1, _count("from", request.query_params.get("from", "1"), "seq"))
 
 
 async def _sse(src: RunSource, start: int, heartbeat: float) -> AsyncIterator[bytes]:
@@ -144,10 +167,45 @@ async def _sse(src: RunSource, start: int, heartbeat: float) -> AsyncIterator[by
         if isinstance(rows[0], LogProblem):
             yield f"event: log-error\ndata: {json.dumps(rows[0].message)}\n\n".encode()
             continue
-        yield "".join(f"id: {seq}\ndata: {line}\n\n" for seq, line in rows).encode("utf-8")
+        text = "".join(f"id: {seq}\ndata: {line}\n\n" for seq, line in rows)
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:  # a row holds a lone surrogate: send that row \u-escaped
+            data = b"".join(_sse_event(seq, line) for seq, line in rows)
+        yield data
+
+
+def _sse_event(seq: int, line: str) -> bytes:
+    """One SSE event of a log row. A row that UTF-8 cannot encode (a lone surrogate, such as a
+    hand-edited payload holding the JSON escape ``\\ud800``) is sent as the same JSON with every
+    non-ASCII character ``\\u``-escaped: still valid JSON, and the rest of its batch still goes."""
+    try:
+        data = line.encode("utf-8")
+    except UnicodeEncodeError:
+        data = json.dumps(json.loads(line), separators=(",", ":"), sort_keys=True).encode("ascii")
+    return b"id: %d\ndata: %s\n\n" % (seq, data)
+
+
+async def _body_at_most(request: Request, cap: int) -> bytes | None:
+    """The request's body, or ``None`` as soon as it is known to exceed ``cap`` bytes (by its
+    ``Content-Length`` or while it streams in): an oversized body is never held in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _sweep_row(i: int, src: RunSource, outcome: Mapping[str, Any]) -> dict[str, Any]:
+    """One run of a sweep's list: ``status`` from its manifest (else from ``sweep.json``),
+    ``writing`` whether a live process holds its lock now (as :meth:`RunDigest.info`)."""
+    writing = holder(src.run_dir) is not None  # before the manifest, as RunDigest.info
     manifest = run_manifest(src.run_dir) if src.run_dir.is_dir() else None
     totals: Mapping[str, int] = given(manifest, "totals") or {}
     usage: Mapping[str, Any] = given(manifest, "llm_usage") or {}
@@ -158,6 +216,7 @@ def _sweep_row(i: int, src: RunSource, outcome: Mapping[str, Any]) -> dict[str, 
         "rep": outcome.get("rep"),
         "seed": outcome.get("seed"),
         "status": given(manifest, "status") or outcome.get("status"),
+        "writing": writing,
         "windows": given(manifest, "windows"),
         "events": totals.get("events"),
         "failures": totals.get("failures"),
@@ -186,11 +245,15 @@ def build_app(
     from starlette.routing import Mount, Route
 
     def source(request: Request) -> RunSource:
+        """The run a request is about: the one run at ``/``, run ``i`` of a sweep under
+        ``/runs/i/``; :class:`LookupError` (a 404) for anything else."""
         idx = request.path_params.get("idx")
-        if target.sweep is None or idx is None:
-            if target.sweep is not None:
-                raise LookupError("this server shows a sweep: open a run from the list")
+        if target.sweep is None:
+            if idx is not None:
+                raise LookupError(f"no run {idx}: this server shows one run, at /")
             return target.runs[0]
+        if idx is None:
+            raise LookupError("this server shows a sweep: open a run from the list")
         if not 0 <= int(idx) < len(target.runs):
             raise LookupError(f"no run {idx} in this sweep")
         return target.runs[int(idx)]
@@ -208,6 +271,11 @@ def build_app(
         return JSONResponse({"error": msg}, status_code=status, headers=headers())
 
     async def page(request: Request) -> Response:
+        if "idx" in request.path_params:
+            try:
+                source(request)
+            except LookupError as exc:
+                return error(404, str(exc))
         name = (
             "sweep.html"
             if target.sweep is not None and "idx" not in request.path_params
@@ -216,6 +284,11 @@ def build_app(
         return Response(_static(name), media_type="text/html; charset=utf-8", headers=headers())
 
     async def static(request: Request) -> Response:
+        if "idx" in request.path_params:
+            try:
+                source(request)
+            except LookupError as exc:
+                return error(404, str(exc))
         name = request.path_params["name"]
         if name not in STATIC_FILES:
             return error(404, f"no static file {name!r}")
@@ -247,12 +320,13 @@ def build_app(
     async def windows(request: Request) -> Response:
         try:
             src = source(request)
-            first = int(request.query_params.get("from", "1"))
-            rows = await asyncio.to_thread(src.digest.windows_from, first)
+            first = _count("from", request.query_params.get("from", "1"), "window number")
         except LookupError as exc:
             return error(404, str(exc))
         except ValueError as exc:
-            return error(400, f"from: {exc}")
+            return error(400, str(exc))
+        try:  # errors from here on are the run directory's, never the client's
+            rows = await asyncio.to_thread(src.digest.windows_from, first)
         except (RunDirectoryError, LogReadError) as exc:
             return error(500, str(exc))
         return JSONResponse({"windows": rows}, headers=headers())
@@ -270,10 +344,13 @@ def build_app(
                 "content-type", ""
             ).startswith("application/json"):
                 return error(403, "control requests need JSON and the X-Friendsim-Control header")
+            raw = await _body_at_most(request, MAX_CONTROL_BODY)
+            if raw is None:
+                return error(413, f"control request body over {MAX_CONTROL_BODY} bytes")
             try:
-                body = json.loads(await request.body())
+                body = json.loads(raw)
                 action = body["action"]
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: too deep
                 return error(400, 'expected {"action": "pause" | "resume" | "step"}')
             match action:
                 case "pause":
@@ -290,19 +367,22 @@ def build_app(
         if target.sweep is None:
             return error(404, "this server shows one run, not a sweep")
         try:
-            body = json.loads((target.sweep / SWEEP_FILE).read_text(encoding="utf-8"))
-            outcomes = body.get("runs") or []
+            body = await asyncio.to_thread(read_sweep, target.sweep)
+        except SweepReadError as exc:  # names sweep.json and the key
+            return error(500, str(exc))
+        outcomes = body["runs"]
+        try:
             rows = [
                 await asyncio.to_thread(
                     _sweep_row, i, src, outcomes[i] if i < len(outcomes) else {}
                 )
                 for i, src in enumerate(target.runs)
             ]
-        except (OSError, ValueError, RunDirectoryError, LogReadError) as exc:
+        except (OSError, ValueError, LogReadError) as exc:  # ValueError: RunDirectoryError
             return error(500, f"{target.sweep}: {exc}")
         return JSONResponse(
             {
-                "name": (body.get("spec") or {}).get("name") or target.sweep.name,
+                "name": body["spec"].get("name") or target.sweep.name,
                 "status": body.get("status"),
                 "runs": rows,
             },

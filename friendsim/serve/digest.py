@@ -33,9 +33,16 @@ from friendsim.analysis.sentiment import get_sentiment
 from friendsim.analysis.ties import TieTracker, symmetrise
 from friendsim.platform.events import WindowEnded, WindowStarted
 from friendsim.rundir.layout import EVENTS_DB, MANIFEST, PERSONAS
+from friendsim.rundir.lock import holder
 from friendsim.serve.logfile import LogFile
 
 PAGE = 2000
+NOT_RUNNING_NOTE = (
+    "not running: the manifest says running, but no process is writing this run; it was killed "
+    "or crashed before it could record how it ended (friendsim run --resume continues it); the "
+    "figures cover what its log holds"
+)
+"""The note of :meth:`RunDigest.info` for a run left ``running`` with nobody holding its lock."""
 
 
 def _personas(run_dir: Path) -> dict[str, dict[str, Any]]:
@@ -146,7 +153,15 @@ class RunDigest:
             return [w for w in self.windows if w["window"] >= first]
 
     def info(self) -> dict[str, Any]:
-        """Static facts of the run: manifest summary, personas, thresholds, notes."""
+        """Static facts of the run: manifest summary, personas, thresholds, notes.
+
+        ``status`` is the manifest's, verbatim; ``writing`` says whether a live process holds
+        the run's lock now (:func:`~friendsim.rundir.lock.holder`). A manifest that says
+        ``running`` while nobody writes the run belongs to a run that was killed or crashed
+        before it could record how it ended: ``writing`` is then false and ``notes`` says so (with how to
+        resume it) instead of the view passing it off as live.
+        """
+        writer = holder(self.run_dir)  # before the manifest: a writer records its end, then unlocks
         manifest = run_manifest(self.run_dir)
         self.update()
         personas = _personas(self.run_dir)
@@ -166,9 +181,14 @@ class RunDigest:
                 "model": models.get(a),
             }
         planned = exp.get("rounds") if exp.get("mode", "rounds") == "rounds" else None
+        status = given(manifest, "status", "unknown")
+        notes = list(self.notes)
+        if status == "running" and writer is None:
+            notes.insert(0, NOT_RUNNING_NOTE)
         return {
             "name": given(manifest, "name") or self.run_dir.name,
-            "status": given(manifest, "status", "unknown"),
+            "status": status,
+            "writing": writer is not None,
             "mode": given(manifest, "mode") or exp.get("mode"),
             "policy": given(manifest, "policy"),
             "theme": exp.get("theme"),
@@ -179,5 +199,5 @@ class RunDigest:
             "thetas": list(self.thetas),
             "agents": agents,
             "last_seq": self.next_seq - 1,
-            "notes": list(self.notes),
+            "notes": notes,
         }

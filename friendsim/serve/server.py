@@ -53,7 +53,11 @@ def _server_class() -> Any:
 
 
 class LiveServer:
-    """A uvicorn server on ``host:port`` (0 = any free port) serving ``target``."""
+    """A uvicorn server on ``host:port`` (0 = any free port) serving ``target``.
+
+    ``url`` is the address announced: ``host`` and the port bound; an empty ``host`` (every
+    interface) is named by the address bound, ``0.0.0.0``, as that bind itself would be.
+    """
 
     def __init__(self, target: ServeTarget, *, host: str = "127.0.0.1", port: int = 8765) -> None:
         require_serve_deps()
@@ -82,8 +86,9 @@ class LiveServer:
             self._sock.close()
             raise
         self._sock.set_inheritable(True)
-        port = self._sock.getsockname()[1]
-        shown = f"[{host}]" if ":" in host else host
+        bound, port = self._sock.getsockname()[:2]
+        shown = host or bound  # "" binds every interface: name the address bound (0.0.0.0)
+        shown = f"[{shown}]" if ":" in shown else shown
         self.url = f"http://{shown}:{port}/"
 
     async def start(self) -> str:

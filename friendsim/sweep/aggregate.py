@@ -136,18 +136,94 @@ def _instrument_scalars(analysis: Mapping[str, Any]) -> dict[str, float | None]:
     return out
 
 
+def _json_type(value: Any) -> str:
+    """How messages name the JSON type of ``value``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "a list" if isinstance(value, list) else "an object"
+
+
+def _need(path: Path, where: str, value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    """``value`` when it is of ``kind`` (never a boolean for a number), else
+    :class:`SweepReadError` naming the file, the key (``where``) and what was expected."""
+    if isinstance(value, kind) and not isinstance(value, bool):
+        return value
+    raise SweepReadError(f"{path}: key {where!r}: expected {what}, got {_json_type(value)}")
+
+
+def _get(path: Path, obj: Mapping[str, Any], where: str, key: str) -> Any:
+    """``obj[key]``, or :class:`SweepReadError` naming the file and the missing key."""
+    if key not in obj:
+        raise SweepReadError(f"{path}: {where}: missing key {key!r}")
+    return obj[key]
+
+
 def read_sweep(sweep_dir: str | Path) -> dict[str, Any]:
-    """The ``sweep.json`` of a sweep directory."""
+    """The ``sweep.json`` of a sweep directory, checked: the one reader of that file.
+
+    The file must hold an object whose ``spec`` is an object (its ``name``, when present, a
+    string or null), whose ``status``, when present, is a string or null, and whose ``runs`` is a
+    list of objects, each with a non-empty string ``dir``: a folder inside the sweep directory
+    (a sweep's aggregate never reads, nor writes beside, a run elsewhere).
+    Other keys are left to the reader that uses them (:func:`aggregate_sweep` checks its own).
+
+    Raises :class:`SweepReadError` naming the file and the key at fault (no ``sweep.json``, not
+    JSON, or not of that shape).
+    """
     path = Path(sweep_dir) / SWEEP_FILE
     if not path.is_file():
         raise SweepReadError(f"{sweep_dir}: not a sweep directory (no {SWEEP_FILE})")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: not UTF-8, not JSON
         raise SweepReadError(f"{path}: cannot read it: {exc}") from exc
-    if not isinstance(data, dict) or "spec" not in data or "runs" not in data:
-        raise SweepReadError(f"{path}: missing 'spec' or 'runs'")
+    if not isinstance(data, dict):
+        raise SweepReadError(
+            f"{path}: missing 'spec' and 'runs': expected an object holding them, "
+            f"got {_json_type(data)}"
+        )
+    if missing := [repr(k) for k in ("spec", "runs") if k not in data]:
+        raise SweepReadError(f"{path}: missing {' and '.join(missing)}")
+    spec = _need(path, "spec", data["spec"], dict, "an object")
+    _need(path, "spec.name", spec.get("name"), (str, type(None)), "a string")
+    _need(path, "status", data.get("status"), (str, type(None)), "a string")
+    for i, run in enumerate(_need(path, "runs", data["runs"], list, "a list of runs")):
+        _need(path, f"runs[{i}]", run, dict, "an object")
+        rel = _need(path, f"runs[{i}].dir", _get(path, run, f"runs[{i}]", "dir"), str, "a path")
+        if not rel.strip():
+            raise SweepReadError(f"{path}: key 'runs[{i}].dir': expected a path, got ''")
+        if Path(sweep_dir).resolve() not in (Path(sweep_dir) / rel).resolve().parents:
+            raise SweepReadError(f"{path}: key 'runs[{i}].dir': {rel!r} is outside the sweep")
     return data
+
+
+def _check_for_aggregate(path: Path, sweep: Mapping[str, Any]) -> None:
+    """The keys :func:`aggregate_sweep` reads beyond :func:`read_sweep`'s checks: ``spec.cells``
+    (objects with a string ``name`` and an object ``overrides``), ``spec.replications`` (an
+    integer), ``spec.grid`` (an object), ``spec.seeds`` (a list) and, per run, ``cell`` and
+    ``status`` (strings) and ``rep`` (an integer). Raises :class:`SweepReadError` naming the
+    file and the key."""
+    spec = sweep["spec"]
+    cells = _need(path, "spec.cells", _get(path, spec, "spec", "cells"), list, "a list of cells")
+    for i, cell in enumerate(cells):
+        where = f"spec.cells[{i}]"
+        _need(path, where, cell, dict, "an object")
+        _need(path, f"{where}.name", _get(path, cell, where, "name"), str, "a string")
+        _need(path, f"{where}.overrides", _get(path, cell, where, "overrides"), dict, "an object")
+    _need(path, "spec.replications", _get(path, spec, "spec", "replications"), int, "an integer")
+    _need(path, "spec.grid", _get(path, spec, "spec", "grid"), dict, "an object")
+    _need(path, "spec.seeds", _get(path, spec, "spec", "seeds"), list, "a list")
+    for i, run in enumerate(sweep["runs"]):
+        where = f"runs[{i}]"
+        _need(path, f"{where}.cell", _get(path, run, where, "cell"), str, "a string")
+        _need(path, f"{where}.status", _get(path, run, where, "status"), str, "a string")
+        _need(path, f"{where}.rep", _get(path, run, where, "rep"), int, "an integer")
 
 
 def _curves(analyses: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -192,11 +268,15 @@ def contrasts(
 
 
 def aggregate_sweep(sweep_dir: str | Path, *, write: bool = True) -> dict[str, Any]:
-    """Aggregate a sweep directory (module docstring); writes the JSON and Markdown files."""
+    """Aggregate a sweep directory (module docstring); writes the JSON and Markdown files.
+
+    Raises :class:`SweepReadError` naming ``sweep.json`` and the key when that file is broken.
+    """
     from friendsim.analysis.analyze import load_analysis
 
     sd = Path(sweep_dir)
     sweep = read_sweep(sd)
+    _check_for_aggregate(sd / SWEEP_FILE, sweep)
     cells_out = []
     by_rep: dict[str, dict[int, dict[str, float | None]]] = {}
     for cell in sweep["spec"]["cells"]:

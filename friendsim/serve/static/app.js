@@ -118,7 +118,8 @@ async function fetchWindows() {
 
 async function refreshInfo() {
   S.info = await getJSON("api/run");
-  S.status = S.info.status;
+  // A manifest left at "running" with no process writing the run: killed, not live.
+  S.status = S.info.status === "running" && S.info.writing === false ? "stopped" : S.info.status;
   S.dirty = true;
 }
 
@@ -347,6 +348,7 @@ function renderHeader() {
   if (S.control && S.control.paused && S.control.waiting_before) status = "paused";
   badge.textContent = status;
   badge.className = "badge " + status;
+  badge.title = status === "stopped" ? info.notes[0] : "";
   const nPosts = S.posts.size;
   $("counts").textContent = S.events.length + " events · " + nPosts + " posts · " + S.windows.length + " windows closed";
   const nWin = Math.max(0, ...S.started.keys());

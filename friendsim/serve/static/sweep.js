@@ -11,6 +11,7 @@ function el(tag, attrs, ...children) {
 
 function fmt(v, digits) {
   if (v === null || v === undefined) return "—";
+  if (typeof v === "object") return JSON.stringify(v);  // a list or object from sweep.json, as JSON text
   return typeof v === "number" && digits !== undefined ? v.toFixed(digits) : String(v);
 }
 
@@ -27,10 +28,12 @@ async function load() {
   const head = ["run", "cell", "rep", "seed", "status", "windows", "events", "failures", "cost USD", "final reward"];
   table.appendChild(el("tr", {}, ...head.map((h) => el("th", {}, h))));
   for (const row of data.runs) {
+    // a run whose manifest says running while no process writes it was killed: not live
+    const status = row.status === "running" && row.writing === false ? "stopped" : row.status;
     const link = el("a", { href: "runs/" + row.index + "/", class: "run-link" }, String(row.dir));
-    table.appendChild(el("tr", { "data-status": String(row.status) },
+    table.appendChild(el("tr", { "data-status": String(status) },
       el("td", {}, link), el("td", {}, fmt(row.cell)), el("td", {}, fmt(row.rep)), el("td", {}, fmt(row.seed)),
-      el("td", {}, fmt(row.status)), el("td", {}, fmt(row.windows)), el("td", {}, fmt(row.events)),
+      el("td", {}, fmt(status)), el("td", {}, fmt(row.windows)), el("td", {}, fmt(row.events)),
       el("td", {}, fmt(row.failures)), el("td", {}, fmt(row.cost_usd, 4)), el("td", {}, fmt(row.final_reward, 3))));
   }
   return data.status;
