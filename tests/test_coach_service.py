@@ -192,3 +192,49 @@ async def test_resume_after_crash_between_window_end_and_guidance(tmp_path: Path
         assert sorted(g.agent for g in guidance) == sorted(AGENTS)
     finally:
         await p.close()
+
+
+@pytest.mark.parametrize("answer", ["be nicer", None, [{"action": "POST"}], "bad-tip"])
+async def test_a_plugin_coach_s_wrong_answer_is_its_error_not_a_broken_log(
+    tmp_path: Path, answer: object
+) -> None:
+    """A coach plug-in whose ``advise`` returned a string had it recorded as one tip per
+    character: the run blamed the agents' policy and its log could not be read back. A wrong
+    answer is now that coach's error: the rule coach's tips stand in, the failure names the
+    coach, the run counts the guidance lost, and the log reads back."""
+    from friendsim.analysis.rewards_cli import iter_events
+    from friendsim.coach.kinds import COACHES
+    from friendsim.runtime.assembly import run_experiment
+    from friendsim.runtime.config import parse_config
+
+    class OddCoach:
+        name = "odd"
+
+        async def advise(self, ctx: object) -> object:
+            if answer == "bad-tip":
+                return (Tip(action="SHOUT", target=None, topic="t", invite_mention=False,  # type: ignore[arg-type]
+                            tone="warm", text="x"),)  # fmt: skip
+            return answer
+
+    COACHES.register("odd-coach", lambda **_: OddCoach())
+    try:
+        cfg = parse_config(
+            {
+                "experiment": {"name": "o", "seed": 1, "rounds": 2, "n_actions": 1},
+                "agents": {"count": 3, "policy": "baseline"},
+                "coach": {"enabled": True, "kind": "odd-coach"},
+            }
+        )
+        done = await run_experiment(cfg, out_dir=tmp_path / "r")
+    finally:
+        COACHES.unregister("odd-coach")
+    assert done.manifest.status == "degraded"
+    assert done.manifest.totals["lost_guidance"] == 6 and done.manifest.totals["policy_errors"] == 0
+    events = list(iter_events(tmp_path / "r" / "events.db"))  # the log reads back
+    failed = [e for e in events if isinstance(e, ActionFailed)]
+    assert len(failed) == 6 and all(
+        f.stage == "coach" and f.reason == "coach_error" and "coach 'odd'" in f.detail
+        for f in failed
+    )
+    guided = [e for e in events if isinstance(e, GuidanceIssued)]
+    assert guided and all(g.coach == "odd:fallback" and g.tips for g in guided)

@@ -339,8 +339,14 @@ class CoachService:
         async with self._sem:
             try:
                 if _reports(coach):
-                    return await cast(ReportingCoach, coach).advise_with_report(ctx)
-                return CoachAdvice(tips=tuple(await coach.advise(ctx)))
+                    advice = await cast(ReportingCoach, coach).advise_with_report(ctx)
+                    if not _trusted(coach):
+                        _check_advice(coach, advice)
+                    return advice
+                tips = await coach.advise(ctx)
+                if not _trusted(coach):
+                    _check_tips(coach, tips)
+                return CoachAdvice(tips=tuple(tips))
             except STOPS_THE_RUN:
                 raise
             except Exception as exc:
@@ -418,6 +424,44 @@ class CoachService:
             self.guidance_recorded += 1
         self._coached.add(window)
         await self.platform.flush()
+
+
+def _trusted(coach: CoachProtocol) -> bool:
+    """Whether ``coach`` is one of friendsim's own, whose tips are built valid (a plug-in's are
+    checked: :func:`_check_tips`)."""
+    kind = type(coach)
+    return f"{kind.__module__}.{kind.__qualname__}" in _BUILT_IN_COACHES
+
+
+_BUILT_IN_COACHES = frozenset({"friendsim.coach.rule.RuleCoach", "friendsim.coach.llm.LLMCoach"})
+
+
+def _check_advice(coach: CoachProtocol, advice: Any) -> None:
+    """:func:`_check_tips` for a reporting coach's :class:`CoachAdvice`."""
+    if not isinstance(advice, CoachAdvice):
+        name = getattr(coach, "name", type(coach).__name__)
+        raise TypeError(
+            f"coach {name!r} must return a CoachAdvice from advise_with_report(), "
+            f"got {type(advice).__name__}"
+        )
+    _check_tips(coach, advice.tips)
+
+
+def _check_tips(coach: CoachProtocol, tips: Any) -> None:
+    """Raise ``TypeError`` naming the coach unless ``tips`` is a sequence of :class:`Tip` that
+    the log can store and read back (:meth:`Tip.from_dict`): a plug-in coach's wrong answer is
+    that coach's error (the rule coach's tips stand in, and the loss is counted), never a
+    ``GuidanceIssued`` that makes the run's log unreadable."""
+    name = getattr(coach, "name", type(coach).__name__)
+    if not isinstance(tips, tuple | list):
+        raise TypeError(f"coach {name!r} must return Tip objects, got {type(tips).__name__}")
+    for tip in tips:
+        if not isinstance(tip, Tip):
+            raise TypeError(f"coach {name!r} must return Tip objects, got {type(tip).__name__}")
+        try:
+            Tip.from_dict(tip.to_dict())
+        except ValueError as exc:
+            raise TypeError(f"coach {name!r} returned a tip the log cannot hold: {exc}") from None
 
 
 def _reports(coach: CoachProtocol) -> bool:
