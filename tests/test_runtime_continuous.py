@@ -217,3 +217,28 @@ async def test_a_stop_is_honoured_inside_a_window_of_many_quiet_slices(tmp_path:
             parse_config({**data, "experiment": {**data["experiment"], "tick": tick}})
     with pytest.raises(ConfigError, match="windows; at most 100,000"):
         parse_config({**data, "experiment": {**data["experiment"], "duration": 1e300}})
+
+
+async def test_a_negative_seed_runs_and_draws_its_own_stream(tmp_path: Path) -> None:
+    """The config takes any integer seed, but a continuous run with ``seed = -1`` failed at its
+    start with numpy's "expected non-negative integer". It now runs, the same every time, and
+    differently from ``seed = 1``; a seed >= 0 draws exactly the stream it always drew."""
+    from friendsim._seed import numpy_entropy
+    from friendsim.runtime.assembly import run_experiment
+    from friendsim.runtime.config import parse_config
+
+    def config(seed: int) -> Any:
+        return parse_config({
+            "experiment": {"name": "n", "seed": seed, "mode": "continuous",
+                           "window_length": 3600.0, "duration": 7200.0, "wake_rate": 4.0},
+            "agents": {"count": 4, "policy": "baseline"},
+        })  # fmt: skip
+
+    logs = {}
+    for name, seed in (("a", -1), ("b", -1), ("c", 1)):
+        done = await run_experiment(config(seed), out_dir=tmp_path / name)
+        assert done.manifest.status == "completed"
+        logs[name] = event_rows(tmp_path / name / "events.db")
+    assert logs["a"] == logs["b"] and logs["a"] != logs["c"]
+    assert numpy_entropy(7, 0x7717) == [7, 0x7717] and numpy_entropy(7) == 7
+    assert numpy_entropy(-7, 0x7717) == [7, 0x7717, 1]

@@ -32,6 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse import csgraph
 
+from friendsim._seed import numpy_entropy
 from friendsim.analysis.arraygraph import ArrayGraph, symmetric_adjacency
 
 EXACT_PATH_MAX_NODES = 3000
@@ -231,7 +232,7 @@ def path_stats_adjacency(
             exact=True,
             sources=n,
         )
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(numpy_entropy(seed))
     _, labels = components(a)
     sizes = np.bincount(labels)
     lcc_label = int(sizes.argmax())

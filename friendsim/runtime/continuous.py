@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from friendsim._seed import numpy_entropy
 from friendsim.platform.events import WindowEnded, WindowStarted
 from friendsim.runtime.engine import Engine, WindowTally
 from friendsim.vocabulary import TIMELINE_ACTIONS, ActionType, Observation
@@ -103,7 +104,7 @@ class ContinuousScheduler:
         self.duration = float(duration)
         self.window_length = float(window_length)
         self.tick = float(tick)
-        self.rng = np.random.default_rng([seed, 0x7717])
+        self.rng = np.random.default_rng(numpy_entropy(seed, 0x7717))
         self.rates = wake_rates(
             engine.agents,
             activity,
