@@ -142,3 +142,15 @@ def test_tips_keep_only_printable_text() -> None:
     assert [(t.text, t.topic) for t in ok] == [("Post about[31m wind now and then .", "wind")] * 3
     with pytest.raises(ValueError, match="must hold printable text"):
         check_tips({"tips": [tip("POST", None, "\x00\u202e\x07")] * 3}, ctx)
+
+
+async def test_the_scripted_mind_answers_the_llm_coach_validly() -> None:
+    """``plausible_responder`` (shipped for users' tests) promises valid answers, but its tips
+    named a COM or DM with no target, which the coach rejects: most guidance fell back."""
+    from friendsim.runtime.scripted_mind import plausible_responder
+
+    bare = CoachContext(agent="a", window=1, lambdas={}, gaps=(), agents=("a", "b"))
+    for seed in range(20):
+        for ctx in (CTX, bare):
+            advice = await LLMCoach(ScriptedLLM(plausible_responder(seed))).advise_with_report(ctx)
+            assert advice.failure is None, (seed, ctx.agent)

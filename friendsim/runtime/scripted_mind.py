@@ -11,6 +11,7 @@ exercises the whole LLM policy (prompt building, schema validation, memory) with
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import re
 from collections.abc import Callable, Mapping
@@ -106,20 +107,34 @@ def _votes(request: LLMRequest, rng: random.Random) -> dict[str, Any]:
     return {"votes": [{"post_id": i, "vote": rng.choice((-1, 0, 1, 1))} for i in ids]}
 
 
-def _tips(rng: random.Random) -> dict[str, Any]:
-    return {
-        "tips": [
+def _tips(request: LLMRequest, rng: random.Random) -> dict[str, Any]:
+    """Three tips the LLM coach accepts: a post, a comment on the top-liked post when there is
+    one, a DM to a user the agent knows (read from the coach's context)."""
+    try:
+        context = json.loads(request.messages[0].content) if request.messages else {}
+    except (ValueError, RecursionError):
+        context = {}
+    context = context if isinstance(context, dict) else {}
+    me = context.get("user")
+    known = [u for u in context.get("known_users") or () if isinstance(u, str) and u != me]
+    options: list[tuple[str, str | None]] = [("POST", None)]
+    if context.get("top_liked_post") is not None:
+        options.append(("COM", "top-liked post"))
+    options += [("DM", u) for u in known[:3]]
+    tips = []
+    for _ in range(3):
+        action, target = rng.choice(options)
+        tips.append(
             {
-                "action": rng.choice(("POST", "COM", "DM")),
-                "target": None,
+                "action": action,
+                "target": target,
                 "topic": rng.choice(_TOPICS),
                 "invite_mention": rng.random() < 0.5,
                 "tone": rng.choice(_TONES),
                 "text": "Keep the conversation going with a friendly note.",
             }
-            for _ in range(3)
-        ]
-    }
+        )
+    return {"tips": tips}
 
 
 def _survey(request: LLMRequest, rng: random.Random) -> dict[str, Any]:
@@ -150,7 +165,7 @@ def plausible_responder(seed: int = 0) -> Callable[[LLMRequest], str | dict[str,
             case "vote":
                 return _votes(request, rng)
             case "coach":
-                return _tips(rng)
+                return _tips(request, rng)
             case "survey":
                 return _survey(request, rng)
             case "moderation":
