@@ -184,3 +184,27 @@ def test_a_run_being_written_is_not_scored_into_its_directory(tmp_path: Path) ->
     stored = score_run_ties(rd, llm=ScriptedLLM(_score_all(4)))
     assert stored is not None and read_tie_scores(rd) == stored
     assert (rd / "run.lock").read_bytes() == str(writer.pid).encode() + b"\n"
+
+
+def test_analysing_a_text_run_leaves_its_log_as_it_was(tmp_path: Path) -> None:
+    """Stamping the log to match it with its stored scores opened ``events.db`` in place, which
+    left ``events.db-wal`` and ``-shm`` beside it; it reads a snapshot now."""
+    import hashlib
+
+    rd = _text_run(tmp_path)
+    con = sqlite3.connect(rd / "events.db")
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    con.close()  # the last connection: SQLite removes the side files
+    score_run_ties(rd, llm=ScriptedLLM(_score_all(4)))
+
+    def logs() -> dict[str, str]:
+        return {
+            p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(rd.iterdir())
+            if p.name.startswith("events.db")
+        }
+
+    before = logs()
+    assert analyze_run(rd)["kind"] == "run"
+    assert score_run_ties(rd) is not None  # stored scores match: read, not scored again
+    assert logs() == before and list(before) == ["events.db"]

@@ -63,10 +63,21 @@ class LogStamp:
 
 
 def log_stamp(events_db: Path) -> LogStamp:
-    """The :class:`LogStamp` of ``events_db`` (read-only; one pass over the rows)."""
+    """The :class:`LogStamp` of ``events_db`` (one pass over the rows of a snapshot copy: a WAL
+    database opened in place, even read-only, gets ``-wal``/``-shm`` files beside it, and a
+    reader leaves the run as it found it)."""
+    import tempfile
+
+    from friendsim.rundir.log import snapshot
+
+    with tempfile.TemporaryDirectory(prefix="friendsim-stamp-") as tmp:
+        return _stamp(snapshot(Path(events_db), Path(tmp)))
+
+
+def _stamp(copy: Path) -> LogStamp:
     h = hashlib.sha256()
     n = 0
-    conn = sqlite3.connect(f"file:{events_db}?mode=ro", uri=True)
+    conn = sqlite3.connect(copy)
     try:
         cur = conn.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq")
         while rows := cur.fetchmany(10_000):
