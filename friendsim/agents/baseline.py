@@ -33,8 +33,8 @@ How the persona tilts choices (weights are documented, not tuned):
   A cast vote is a like when ``a`` plus the relationship (+0.05 per interaction received,
   -0.05 per dislike received) plus Gaussian noise reaches ``lean_at`` (shifted by
   agreeableness), else a dislike. On ``examples/paper.toml`` (30 agents, 15 rounds) the
-  final tie network then has density 0.66 / 0.58 / 0.48 at θ = 0.01 / 0.05 / 0.1 (0.998 /
-  0.991 / 0.952 before; 0.25 / 0.18 / 0.11 with abstention 1, from comments and DMs alone).
+  final tie network then has density 0.70 / 0.60 / 0.48 at θ = 0.01 / 0.05 / 0.1 (0.998 /
+  0.991 / 0.952 before; 0.26 / 0.16 / 0.12 with abstention 1, from comments and DMs alone).
 """
 
 from __future__ import annotations

@@ -40,8 +40,8 @@ A progress line shows window k/K, actions, votes, failures, model calls, retries
 spend and the elapsed time (plain lines per window when stderr is not a terminal).
 Ctrl-C (or SIGTERM) stops the run within seconds, cancelling the model calls in
 flight, without losing anything recorded; a second Ctrl-C stops at once. Either
-way the run can be resumed with --resume. The last line printed is a JSON
-summary of the run.
+way the run can be resumed with --resume. When every window ran (completed or
+degraded), the last line printed on stdout is a JSON summary of the run.
 """
 
 EPILOG = """\
