@@ -20,7 +20,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "friendsim"
 
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"friendsim", "vocabulary", "registry", "_lazy", "_slots", "_heap", "_loop"}),
+    frozenset(
+        {"friendsim", "vocabulary", "registry", "_lazy", "_slots", "_heap", "_loop", "_seed"}
+    ),
     frozenset({"platform", "llm"}),
     frozenset({"rundir"}),
     frozenset({"agents", "coach", "moderation", "analysis"}),

@@ -461,8 +461,12 @@ async def run_plan(
     stop: asyncio.Event | None = None,
     budget: Budget | None = None,
     control: RunControl | None = None,
+    new_run: bool = False,
 ) -> RunResult:
     """Run ``plan`` into ``out_dir`` (see the module docstring).
+
+    ``new_run``: ``out_dir`` must not hold files a new run writes (:func:`run_experiment`),
+    checked once its lock is held (a second run racing into it is refused as a second writer).
 
     The run lock of ``out_dir`` is held from before the directory is checked until the final
     manifest is written; a second writer fails at once (:class:`~friendsim.rundir.RunLockedError`).
@@ -486,6 +490,8 @@ async def run_plan(
     lock = await asyncio.to_thread(RunLock(run_dir).acquire)
     occupied = False
     try:
+        if new_run:
+            await asyncio.to_thread(_check_new_run_dir, run_dir)
         with paced_collection():
             return await _run_locked(
                 plan,
@@ -800,7 +806,6 @@ async def run_experiment(
     directory, an empty one, or one holding none of the files a run writes: a folder holding
     its own ``personas.jsonl`` or ``manifest.json`` is refused (:class:`RunOccupiedError`),
     not written over."""
-    await asyncio.to_thread(_check_new_run_dir, Path(out_dir))
     return await run_plan(
         RunPlan.of(cfg),
         out_dir=out_dir,
@@ -812,6 +817,7 @@ async def run_experiment(
         stop=stop,
         budget=budget,
         control=control,
+        new_run=True,
     )
 
 
