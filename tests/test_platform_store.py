@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from friendsim.platform import Platform, SchemaVersionError, VirtualClock, replay
-from friendsim.platform.events import EVENT_TYPES, event_from_json, event_to_json, payload_json
+from friendsim.platform.events import (
+    EVENT_TYPES,
+    WindowEnded,
+    WindowStarted,
+    event_from_json,
+    event_to_json,
+    payload_json,
+)
 from friendsim.platform.migrations import latest_version
 from friendsim.platform.projection import PROJECTIONS
 from friendsim.platform.projection import payload_json as fast_payload_json
@@ -423,3 +432,399 @@ async def _write_and_check(p: Platform, clock: VirtualClock, path: Path) -> list
         digests.append(p.log_sha256)
     assert len(set(digests)) == len(digests)  # every commit changed it
     return digests
+
+
+# --- log import: strict checks, clear errors ------------------------------------------------
+
+IMPORT_CONFIG = (
+    '[experiment]\nname="imp"\nseed=3\nrounds=3\nn_actions=2\n'
+    '[agents]\ncount=5\npolicy="baseline"\n[coach]\nenabled=true\nkind="rule"\n'
+)
+
+
+def _cli(*argv: str | Path) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    from friendsim.cli import main as cli_main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli_main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def run_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """A real (baseline, coached) run and its exported JSON Lines."""
+    tmp = tmp_path_factory.mktemp("import")
+    (tmp / "c.toml").write_text(IMPORT_CONFIG)
+    assert _cli("run", tmp / "c.toml", "--out", tmp / "run", "--quiet")[0] == 0
+    assert _cli("log", "export", tmp / "run", "--out", tmp / "ev.jsonl")[0] == 0
+    return tmp / "run", (tmp / "ev.jsonl").read_text(encoding="utf-8").splitlines()
+
+
+def _events_rows(db: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT seq, t, kind, actor, payload FROM events ORDER BY seq"
+        ).fetchall()
+
+
+def test_a_real_runs_log_round_trips_through_the_strict_import(
+    run_log: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    run, lines = run_log
+    kinds = {json.loads(line)["kind"] for line in lines}
+    assert {"window_started", "window_ended", "guidance_issued", "post_created"} <= kinds
+    src = tmp_path / "ev.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, err = _cli("log", "import", src, tmp_path / "copy.db")
+    assert (code, err) == (0, ""), err
+    assert f"imported {len(lines)} events" in out
+    assert _events_rows(tmp_path / "copy.db") == _events_rows(run / "events.db")
+    assert _cli("log", "verify", tmp_path / "copy.db")[0] == 0
+
+
+def _sample_events() -> list[Any]:
+    """One event of every kind, each field set (so the strict decoder checks every type)."""
+    from friendsim.platform import events as ev
+
+    tip = Tip(action="DM", target="b", topic="t", invite_mention=True, tone="neutral", text="x")
+    return [
+        ev.AgentRegistered(seq=1, t=0.0, actor="a", name="A", attributes={"g": [1, {"h": 2}]}),
+        ev.PostCreated(
+            seq=2,
+            t=1,
+            actor="a",
+            post_id=1,
+            text="hi",
+            topic="t",
+            mentions=("b",),
+            parent_id=None,
+            root_id=None,
+            quote_of=None,
+            tone="neutral",
+        ),
+        ev.VoteCast(seq=3, t=1.5, actor="b", post_id=1, author="a", value=1),
+        ev.VoteChanged(seq=4, t=1.5, actor="b", post_id=1, author="a", old=1, value=-1),
+        ev.VoteCleared(seq=5, t=1.5, actor="b", post_id=1, author="a", old=-1),
+        ev.Followed(seq=6, t=2.0, actor="a", target="b"),
+        ev.Unfollowed(seq=7, t=2.0, actor="a", target="b"),
+        ev.DirectMessageSent(
+            seq=8,
+            t=2.0,
+            actor="a",
+            dm_id=1,
+            recipient="b",
+            text="yo",
+            topic="t",
+            mentions=(),
+            reply_to=None,
+            tone=None,
+        ),
+        ev.FeedServed(seq=9, t=2.0, actor="a", ranker="full", post_ids=(1,), topics=("t",)),
+        ev.WindowStarted(seq=10, t=2.0, window=1, mode="rounds", t_end=3600.0),
+        ev.WindowEnded(seq=11, t=3600.0, window=1),
+        ev.GuidanceIssued(
+            seq=12, t=3600.0, actor="coach", agent="a", window=1, tips=(tip,), coach="rule"
+        ),
+        ev.ActionFailed(
+            seq=13,
+            t=3600.0,
+            actor="a",
+            window=1,
+            stage="plan",
+            reason="bad_json",
+            detail="d",
+            attempts=2,
+            action={"type": "POST", "raw": [None, 1.5, True]},
+        ),
+        ev.InterventionApplied(
+            seq=14, t=3600.0, window=2, intervention="x", name="n", params={"p": 1}
+        ),
+        ev.ItemInjected(seq=15, t=3600.0, post_id=1, item_id="i1", truth="false", source="s"),
+        ev.BroadcastSent(seq=16, t=3600.0, window=2, sender="ops", text="hello"),
+        ev.FeedChanged(seq=17, t=3600.0, window=2, ranker="chrono", params={}, limit=5),
+        ev.PersonaChanged(seq=18, t=3600.0, agent="a", window=2, fields={"lambdas": {"SOC": 1}}),
+        ev.AgentSuspended(
+            seq=19, t=3600.0, agent="b", from_window=2, until_window=None, by="x", reason="r"
+        ),
+        ev.ModerationDecided(
+            seq=20,
+            t=3600.0,
+            window=2,
+            moderator="m",
+            action="suspend",
+            post_id=1,
+            author="a",
+            label="",
+            from_window=2,
+            until_window=3,
+            reason="r",
+            score=float("nan"),
+        ),
+        ev.SurveyAnswered(seq=21, t=3600.0, actor="a", survey="s", window=2, answers={"q": 3}),
+    ]
+
+
+def test_every_event_kind_passes_the_strict_decoder_unchanged() -> None:
+    samples = _sample_events()
+    assert {e.kind for e in samples} == set(EVENT_TYPES)
+    for e in samples:
+        line = event_to_json(e)
+        back = event_from_json(line)
+        assert event_to_json(back) == line  # (== fails on the NaN score only)
+        assert type(back) is type(e)
+
+
+def _edit(lines: list[str], kind: str, change: Any) -> tuple[list[str], int]:
+    """``lines`` with the first event of ``kind`` changed by ``change(obj)`` (or replaced by
+    the text it returns); the line number of that event."""
+    at = next(i for i, line in enumerate(lines) if json.loads(line)["kind"] == kind)
+    obj = json.loads(lines[at])
+    text = change(obj)
+    out = list(lines)
+    out[at] = text if isinstance(text, str) else json.dumps(obj)
+    return out, at + 1
+
+
+def _set(key: str, value: Any) -> Any:
+    return lambda obj: obj.__setitem__(key, value)
+
+
+def _set_payload(key: str, value: Any) -> Any:
+    return lambda obj: obj["payload"].__setitem__(key, value)
+
+
+def _drop(key: str) -> Any:
+    return lambda obj: obj.__delitem__(key)
+
+
+def _drop_payload(key: str) -> Any:
+    return lambda obj: obj["payload"].__delitem__(key)
+
+
+def _replace_line(text: str) -> Any:
+    return lambda obj: text
+
+
+def _huge_t(obj: dict[str, Any]) -> str:
+    return json.dumps(obj).replace('"t": 0.0', '"t": 1' + "0" * 400)
+
+
+def _lone_surrogate_text(obj: dict[str, Any]) -> str:
+    obj["payload"]["text"] = "X"
+    return json.dumps(obj).replace('"text": "X"', '"text": "a\\ud800b"')
+
+
+BAD_LINES: list[tuple[str, str, Any, str]] = [
+    # (id, kind of the line to break, change, the message after "FILE:LINE: ")
+    (
+        "window-not-open",
+        "window_ended",
+        _set_payload("window", 5),
+        "window_ended for window 5 but window 1 is open",
+    ),
+    (
+        "actor-int",
+        "window_started",
+        _set("actor", 123),
+        "actor: expected a string or null, got the integer 123",
+    ),
+    (
+        "tone-int",
+        "post_created",
+        _set_payload("tone", 5),
+        "payload.tone: expected a string or null, got the integer 5",
+    ),
+    ("unknown-key", "dm_sent", _set("foo", 1), "unknown key 'foo'"),
+    ("missing-kind", "agent_registered", _drop("kind"), "missing key 'kind'"),
+    (
+        "null",
+        "agent_registered",
+        _replace_line("null"),
+        "expected a JSON object with the keys seq, t, kind, actor, payload, got null",
+    ),
+    (
+        "array",
+        "agent_registered",
+        _replace_line("[1, 2]"),
+        "expected a JSON object with the keys seq, t, kind, actor, payload, got an array",
+    ),
+    (
+        "t-nan",
+        "agent_registered",
+        _set("t", float("nan")),
+        "t: expected a finite number, got the number nan",
+    ),
+    (
+        "t-string",
+        "agent_registered",
+        _set("t", "now"),
+        "t: expected a finite number, got the string 'now'",
+    ),
+    (
+        "t-huge",
+        "agent_registered",
+        _huge_t,
+        "t: expected a finite number, got an integer of 401 digits",
+    ),
+    (
+        "seq-bool",
+        "agent_registered",
+        _set("seq", True),
+        "seq: expected an integer, got the boolean true",
+    ),
+    ("kind-unknown", "dm_sent", _set("kind", "poked"), "kind: unknown event kind 'poked'"),
+    (
+        "payload-array",
+        "dm_sent",
+        _set("payload", [1]),
+        "payload: expected an object, got an array",
+    ),
+    (
+        "payload-field",
+        "dm_sent",
+        _set_payload("extra", 1),
+        "payload.extra: unknown field of a dm_sent event",
+    ),
+    (
+        "payload-missing",
+        "dm_sent",
+        _drop_payload("recipient"),
+        "payload: missing field 'recipient' of a dm_sent event",
+    ),
+    (
+        "payload-version",
+        "dm_sent",
+        _set_payload("v", True),
+        "payload.v: schema version True, this friendsim reads version 1",
+    ),
+    (
+        "window-bool",
+        "window_started",
+        _set_payload("window", True),
+        "payload.window: expected an integer, got the boolean true",
+    ),
+    (
+        "mentions-int",
+        "post_created",
+        _set_payload("mentions", ["a00", 7]),
+        "payload.mentions[1]: expected a string, got the integer 7",
+    ),
+    (
+        "post-id-64bit",
+        "post_created",
+        _set_payload("post_id", 2**64),
+        "payload.post_id: expected a 64-bit integer, got the integer 18446744073709551616",
+    ),
+    (
+        "surrogate",
+        "post_created",
+        _lone_surrogate_text,
+        "payload.text: not valid Unicode (lone surrogate \\ud800 at character 2)",
+    ),
+    (
+        "nested",
+        "agent_registered",
+        _replace_line("[" * 100_000 + "]" * 100_000),
+        "not valid JSON: nested too deeply",
+    ),
+    (
+        "not-json",
+        "agent_registered",
+        _replace_line("{'seq': 1}"),
+        "not valid JSON: Expecting property name enclosed in double quotes (column 2)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "message"), [b[1:] for b in BAD_LINES], ids=[b[0] for b in BAD_LINES]
+)
+def test_import_refuses_a_bad_line_naming_it(
+    run_log: tuple[Path, list[str]], tmp_path: Path, kind: str, change: Any, message: str
+) -> None:
+    """Each line is checked by the rules a run writes by (exact keys, JSON types, valid
+    Unicode, windows that nest): exit 2, one line naming the file, the line and the key, and no
+    database left behind. (Before: several were imported, the rest gave a traceback or a
+    message without the line.)"""
+    lines, lineno = _edit(run_log[1], kind, change)
+    src = tmp_path / "bad.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, err = _cli("log", "import", src, tmp_path / "x.db")
+    assert (code, out) == (2, "")
+    assert err == f"friendsim log import: {src}:{lineno}: {message}\n"
+    assert not list(tmp_path.glob("x.db*"))
+
+
+def test_import_refuses_bytes_that_are_not_utf8_naming_the_line(
+    run_log: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """A binary file, or a stray byte in a log: the line and the byte, not a bare codec error
+    without the file name (before: "'utf-8' codec can't decode byte 0x99 in position 0")."""
+    src = tmp_path / "bin.jsonl"
+    src.write_bytes(b"\x99\x00\x01garbage\n")
+    code, _, err = _cli("log", "import", src, tmp_path / "x.db")
+    assert (code, err) == (
+        2,
+        f"friendsim log import: {src}:1: not UTF-8 text: byte 0x99 at character 1\n",
+    )
+    lines = [line.encode() for line in run_log[1]]
+    lines[6] = lines[6][:30] + b"\xff" + lines[6][30:]
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    code, _, err = _cli("log", "import", src, tmp_path / "x.db")
+    assert (code, err) == (
+        2,
+        f"friendsim log import: {src}:7: not UTF-8 text: byte 0xff at character 31\n",
+    )
+    assert not list(tmp_path.glob("x.db*"))
+
+
+async def test_import_refuses_a_window_ended_when_none_is_open(db: Path, tmp_path: Path) -> None:
+    """The window rule analysis reads a log by: a window_ended closes the open window only."""
+    p = await Platform.open(db)
+    try:
+        await p.record(WindowStarted(t=5.0, window=1))
+        await p.record(WindowEnded(t=6.0, window=1))
+        await p.record(WindowEnded(t=6.0, window=1))  # the live platform records it
+    finally:
+        await p.close()
+    out = tmp_path / "w.jsonl"
+    assert await replay.export_jsonl(db, out) == 9
+    with pytest.raises(
+        replay.LogImportError, match=r"w.jsonl:9: window_ended for window 1 but no window is open"
+    ):
+        await replay.import_jsonl(out, tmp_path / "w.db")
+    assert not _leftovers(tmp_path, "w.db*")
+    # a window started while one is open abandons it (a resumed run): accepted
+    lines = out.read_text().splitlines()
+    obj = json.loads(lines[7])
+    obj["kind"], obj["payload"] = "window_started", {"v": 1, "window": 2, "mode": "rounds"}
+    lines[7] = json.dumps(obj)
+    lines[8] = lines[8].replace('"window":1', '"window":2')
+    out.write_text("\n".join(lines) + "\n")
+    assert await replay.import_jsonl(out, tmp_path / "w.db") == 9
+
+
+async def test_an_import_that_cannot_be_written_says_so_once(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit that fails (a full disk) is no line's fault: the message names the file and the
+    cause, not the platform's "reopen it to resume", and nothing is left behind."""
+    from friendsim.platform.store import Store
+
+    out = tmp_path / "log.jsonl"
+    await replay.export_jsonl(db, out)
+
+    async def full_disk(self: Store, events: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Store, "commit", full_disk)
+    with pytest.raises(replay.LogImportError) as caught:
+        await replay.import_jsonl(out, tmp_path / "f.db", batch_size=2)
+    assert (
+        str(caught.value) == f"{out}: could not write {tmp_path / 'f.db'}: database or disk is full"
+    )
+    assert not _leftovers(tmp_path, "f.db*")

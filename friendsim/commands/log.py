@@ -1,8 +1,9 @@
 """``friendsim log {verify,export,import}``: check and move a platform event log.
 
 Exit codes: verify 0 equal, 1 with the first difference; export/import 0 done, 2 bad input
-(import names the first bad line; export without pyarrow names the extra to install). Components are imported inside the handler so that the
-command line starts fast.
+(import names the first bad line as ``FILE:LINE: key: problem``; export without pyarrow names
+the extra to install). Components are imported inside the handler so that the command line
+starts fast.
 """
 
 from __future__ import annotations
@@ -102,8 +103,13 @@ def register(subparsers: Subparsers) -> None:
         "import",
         help="check a JSON Lines log and build a new database from it",
         description="Check every event of a JSON Lines log with the same rules as a live run "
-        "and build a new database from it. A bad event is reported with its line "
-        "(exit status 2) and no database is left behind.",
+        "and build a new database from it. Each line must be one event as 'log export' writes "
+        "it: UTF-8 JSON, exactly the keys seq, t, kind, actor and payload, every value of its "
+        "type (t a finite number, actor a string or null, the payload the kind's fields); the "
+        "events must follow one another as in a run (seq and time order, known agents and "
+        "posts, a window_ended closing the open window). The first bad line is reported as "
+        "FILE:LINE with the key and the problem (exit status 2) and no database is left "
+        "behind.",
     )
     i.add_argument("jsonl", type=Path, metavar="JSONL", help="JSON Lines log to read")
     i.add_argument("db", type=Path, metavar="DB", help="new database file to create")

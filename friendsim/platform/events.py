@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -498,12 +501,264 @@ def event_to_json(event: Event) -> str:
 
 
 def event_from_json(line: str) -> Event:
-    """Inverse of :func:`event_to_json`."""
+    """Inverse of :func:`event_to_json`, and the strict check of one line of an imported log.
+
+    The line must be one JSON object with exactly the keys ``seq``, ``t``, ``kind``, ``actor``
+    and ``payload``, each of the type :func:`event_to_json` writes: ``seq`` an integer, ``t`` a
+    finite number, ``kind`` a known event kind, ``actor`` a string or null, ``payload`` an
+    object holding ``"v"`` and the kind's fields, each of its declared type (integers are
+    64-bit, as SQLite stores them; a float field takes any number). Every string must be valid
+    Unicode (JSON's ``\\uXXXX`` escapes can spell a lone surrogate, which no database stores).
+    Raises :class:`EventDecodeError` naming the key (``payload.tone``) and the problem."""
     try:
         obj = json.loads(line)
-        return event_from_row(obj["seq"], obj["t"], obj["kind"], obj["actor"], obj["payload"])
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise EventDecodeError(f"bad JSONL event line: {exc}: {line[:120]!r}") from exc
+    except RecursionError:
+        raise EventDecodeError("not valid JSON: nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise EventDecodeError(f"not valid JSON: {exc.msg} (column {exc.colno})") from None
+    try:
+        if _MAYBE_SURROGATE.search(line):
+            _check_unicode(obj, "")
+        return _checked_event(obj)
+    except RecursionError:
+        raise EventDecodeError("nested too deeply to decode") from None
+
+
+_LINE_KEYS = ("seq", "t", "kind", "actor", "payload")
+_LINE_KEY_SET = frozenset(_LINE_KEYS)
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_MAYBE_SURROGATE = re.compile(r"\\u[dD][89abcdefABCDEF]")
+"""A ``\\uD800``..``\\uDFFF`` escape may be in the line (a literal ``\\\\u`` matches too: a
+false alarm only costs the walk of :func:`_check_unicode`)."""
+
+
+def _describe(value: Any) -> str:
+    """``value`` as a message names it: its JSON type, and the value when it is short."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, int):
+        if abs(value) >= 10**30:
+            return f"an integer of {len(str(abs(value)))} digits"
+        return f"the integer {value}"
+    if isinstance(value, float):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}" + ("..." if len(value) > 40 else "")
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _at(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+def _check_unicode(value: Any, where: str) -> None:
+    """Raise naming the first string (or object key) under ``value`` with a lone surrogate."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = value[exc.start]
+            raise EventDecodeError(
+                f"{where}: not valid Unicode (lone surrogate \\u{ord(bad):04x} at character "
+                f"{exc.start + 1})"
+            ) from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_unicode(k, _at(where, "<key>"))
+            _check_unicode(v, _at(where, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_unicode(v, f"{where}[{i}]")
+
+
+_Check = Callable[[Any, str], None]
+
+
+class _Mismatch(EventDecodeError):
+    """The value at ``where`` is not of the expected JSON type."""
+
+    def __init__(self, where: str, expected: str, value: Any) -> None:
+        super().__init__(f"{where}: expected {expected}, got {_describe(value)}")
+        self.where = where
+
+
+def _fail(where: str, expected: str, value: Any) -> _Mismatch:
+    return _Mismatch(where, expected, value)
+
+
+def _is_int64(value: Any) -> bool:
+    return type(value) is int and _INT64_MIN <= value <= _INT64_MAX
+
+
+def _check_int(value: Any, where: str) -> None:
+    if not _is_int64(value):
+        expected = "an integer" if type(value) is not int else "a 64-bit integer"
+        raise _fail(where, expected, value)
+
+
+def _check_number(value: Any, where: str) -> None:
+    if type(value) is not float and type(value) is not int:
+        raise _fail(where, "a number", value)
+
+
+def _check_str(value: Any, where: str) -> None:
+    if type(value) is not str:
+        raise _fail(where, "a string", value)
+
+
+def _check_bool(value: Any, where: str) -> None:
+    if type(value) is not bool:
+        raise _fail(where, "a boolean", value)
+
+
+def _check_any(value: Any, where: str) -> None:
+    return None
+
+
+_SCALARS: dict[Any, tuple[_Check, str]] = {
+    int: (_check_int, "an integer"),
+    float: (_check_number, "a number"),
+    str: (_check_str, "a string"),
+    bool: (_check_bool, "a boolean"),
+    Any: (_check_any, "any JSON value"),
+    Tip: (_check_any, "a tip"),  # decoded and checked by Tip.from_dict
+}
+
+
+def _all_int64(values: list[Any]) -> bool:
+    return not values or (
+        set(map(type, values)) == {int} and _INT64_MIN <= min(values) and max(values) <= _INT64_MAX
+    )
+
+
+def _all_str(values: list[Any]) -> bool:
+    return not values or set(map(type, values)) == {str}
+
+
+_SAME_TYPE: dict[_Check, Callable[[list[Any]], bool]] = {
+    _check_int: _all_int64,
+    _check_str: _all_str,
+}
+"""Whole-array fast checks for arrays of scalars (the item check then only finds the culprit)."""
+
+
+def _type_check(tp: Any) -> tuple[_Check, str]:
+    """The check of a JSON value against the annotation ``tp`` of an event field, and what it
+    expects in words. Only the shapes event fields use; any other raises ``TypeError`` (an
+    event kind with a new field type must teach this function, not go unchecked)."""
+    if tp in _SCALARS:
+        return _SCALARS[tp]
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        inner, expected = _type_check(next(a for a in args if a is not type(None)))
+
+        def check_optional(value: Any, where: str) -> None:
+            if value is not None:
+                try:
+                    inner(value, where)
+                except _Mismatch as exc:
+                    if exc.where != where:
+                        raise  # a problem inside the value names its own place
+                    raise _fail(where, f"{expected} or null", value) from None
+
+        return check_optional, f"{expected} or null"
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        item, expected = _type_check(args[0])
+        plural = f"an array of {expected.split(' ', 1)[1]}s"
+
+        same = _SAME_TYPE.get(item)
+
+        def check_array(value: Any, where: str) -> None:
+            if type(value) is not list:
+                raise _fail(where, plural, value)
+            if same is not None and same(value):
+                return  # the common case at C speed: feeds list hundreds of post ids
+            for i, v in enumerate(value):
+                item(v, f"{where}[{i}]")
+
+        return check_array, plural
+    if origin is Mapping and len(args) == 2 and args[0] is str:
+        item, expected = _type_check(args[1])
+        described = "an object" if args[1] is Any else f"an object of {expected}"
+
+        def check_object(value: Any, where: str) -> None:
+            if type(value) is not dict:
+                raise _fail(where, described, value)
+            if item is not _check_any:
+                for k, v in value.items():
+                    item(v, f"{where}.{k}")
+
+        return check_object, described
+    raise TypeError(f"no JSON check for the event field type {tp!r}")
+
+
+_PAYLOAD_CHECKS: dict[str, tuple[dict[str, _Check], tuple[str, ...]]] = {}
+"""Per kind: the check of each payload field, and the fields without a default (built on first
+use from the event classes' annotations, so they cannot drift apart)."""
+
+
+def _payload_checks(kind: str) -> tuple[dict[str, _Check], tuple[str, ...]]:
+    got = _PAYLOAD_CHECKS.get(kind)
+    if got is None:
+        cls = EVENT_TYPES[kind]
+        hints = typing.get_type_hints(cls)
+        checks: dict[str, _Check] = {}
+        required: list[str] = []
+        for f in dataclasses.fields(cls):
+            if f.name in _ENVELOPE:
+                continue
+            checks[f.name] = _type_check(hints[f.name])[0]
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                required.append(f.name)
+        got = _PAYLOAD_CHECKS[kind] = (checks, tuple(required))
+    return got
+
+
+def _checked_event(obj: Any) -> Event:
+    if type(obj) is not dict:
+        raise EventDecodeError(
+            f"expected a JSON object with the keys {', '.join(_LINE_KEYS)}, got {_describe(obj)}"
+        )
+    if obj.keys() != _LINE_KEY_SET:
+        for key in _LINE_KEYS:
+            if key not in obj:
+                raise EventDecodeError(f"missing key {key!r}")
+        raise EventDecodeError(f"unknown key {sorted(set(obj) - _LINE_KEY_SET)[0]!r}")
+    seq, t, kind, actor, payload = obj["seq"], obj["t"], obj["kind"], obj["actor"], obj["payload"]
+    _check_int(seq, "seq")
+    if not (
+        (type(t) is float and math.isfinite(t))
+        or (type(t) is int and _INT64_MIN <= t <= _INT64_MAX)
+    ):
+        raise _fail("t", "a finite number", t)
+    if type(kind) is not str:
+        raise _fail("kind", "a string", kind)
+    if kind not in EVENT_TYPES:
+        raise EventDecodeError(f"kind: unknown event kind {kind!r}")
+    if actor is not None and type(actor) is not str:
+        raise _fail("actor", "a string or null", actor)
+    if type(payload) is not dict:
+        raise _fail("payload", "an object", payload)
+    version = payload.get("v")
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise EventDecodeError(
+            f"payload.v: schema version {version!r}, this friendsim reads version {SCHEMA_VERSION}"
+        )
+    checks, required = _payload_checks(kind)
+    for key, value in payload.items():
+        check = checks.get(key)
+        if check is not None:
+            check(value, f"payload.{key}")
+        elif key != "v":
+            raise EventDecodeError(f"payload.{key}: unknown field of a {kind} event")
+    for key in required:
+        if key not in payload:
+            raise EventDecodeError(f"payload: missing field {key!r} of a {kind} event")
+    return event_from_row(seq, t, kind, actor, payload)
 
 
 def canonical_payload(value: Mapping[str, Any]) -> dict[str, Any]:

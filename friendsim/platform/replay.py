@@ -23,8 +23,17 @@ from typing import Any
 
 import aiosqlite
 
+from . import errors as E
 from .errors import PlatformError
-from .events import EventDecodeError, event_from_json, event_from_row, event_to_json
+from .events import (
+    Event,
+    EventDecodeError,
+    WindowEnded,
+    WindowStarted,
+    event_from_json,
+    event_from_row,
+    event_to_json,
+)
 from .projection import MATERIALISED_TABLES
 from .service import Platform
 from .store import Store
@@ -181,8 +190,43 @@ async def export_jsonl(db: str | Path, out: str | Path) -> int:
     return n
 
 
+def _undecodable(line: str) -> str | None:
+    """What is wrong when ``line`` (read with ``errors="surrogateescape"``) holds bytes that are
+    not UTF-8, else ``None``."""
+    if line.isascii():
+        return None
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        byte = ord(line[exc.start]) & 0xFF
+        return f"not UTF-8 text: byte 0x{byte:02x} at character {exc.start + 1}"
+    return None
+
+
+def _window_check(event: Event, open_window: int | None) -> tuple[str | None, int | None]:
+    """The run's window structure, as analysis reads it (:mod:`friendsim.analysis.rewards`): a
+    ``window_ended`` closes the open window and no other; a ``window_started`` opens one (while
+    one is open it abandons it: a resumed run). Returns the problem (or ``None``) and the window
+    open after ``event``."""
+    if type(event) is WindowEnded:
+        if event.window != open_window:
+            is_open = (
+                "no window is open" if open_window is None else f"window {open_window} is open"
+            )
+            return f"window_ended for window {event.window!r} but {is_open}", open_window
+        return None, None
+    if type(event) is WindowStarted:
+        return None, event.window
+    return None, open_window
+
+
 async def import_jsonl(src: str | Path, db: str | Path, *, batch_size: int = 5000) -> int:
-    """Validate and load a JSONL log into the new database ``db``; returns the event count."""
+    """Validate and load a JSONL log into the new database ``db``; returns the event count.
+
+    Each line is decoded strictly (:func:`~.events.event_from_json`: exact keys, JSON types,
+    valid Unicode), admitted under the live rules (:meth:`.service.Platform.ingest`), and the
+    windows must nest as a run writes them (:func:`_window_check`). The first bad line is a
+    :class:`LogImportError` ``"FILE:LINE: problem"`` and no database is left behind."""
     dest = Path(db)
     if await asyncio.to_thread(_exists, dest):
         raise FileExistsError(f"import target {dest} exists; import needs a fresh file")
@@ -192,26 +236,50 @@ async def import_jsonl(src: str | Path, db: str | Path, *, batch_size: int = 500
     n = 0
     ok = False
     try:
-        fh = await asyncio.to_thread(open, src, encoding="utf-8")
+        fh = await asyncio.to_thread(open, src, encoding="utf-8", errors="surrogateescape")
         try:
             lineno = 0
+            open_window: int | None = None
             while lines := await asyncio.to_thread(fh.readlines, 1 << 20):
                 for line in lines:
                     lineno += 1
                     if not line.strip():
                         continue
                     try:
-                        await platform.ingest(event_from_json(line))
+                        problem = _undecodable(line)
+                        if problem is not None:
+                            raise LogImportError(f"{src}:{lineno}: {problem}")
+                        event = event_from_json(line)
+                        problem, open_window = _window_check(event, open_window)
+                        if problem is not None:
+                            raise LogImportError(f"{src}:{lineno}: {problem}")
+                        await platform.ingest(event)
+                    except E.PlatformClosedError as exc:
+                        raise _store_failed(src, dest, exc) from exc
+                    except LogImportError:
+                        raise
                     except (EventDecodeError, PlatformError) as exc:
                         raise LogImportError(f"{src}:{lineno}: {exc}") from exc
                     n += 1
         finally:
             await asyncio.to_thread(fh.close)
-        await platform.close()
+        try:
+            await platform.close()
+        except E.PlatformClosedError as exc:
+            raise _store_failed(src, dest, exc) from exc
         ok = True
     finally:
         if not ok:
-            await platform.close()
+            try:
+                await platform.close()
+            except PlatformError:
+                pass  # the file is deleted next; the error that stopped the import is raised
             await asyncio.to_thread(_remove_db_files, tmp)
     await asyncio.to_thread(os.replace, tmp, dest)
     return n
+
+
+def _store_failed(src: str | Path, dest: Path, exc: E.PlatformClosedError) -> LogImportError:
+    """Writing the checked events failed (a full disk, say): no line is to blame."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return LogImportError(f"{src}: could not write {dest}: {cause}")
