@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from friendsim.commands._help import FORMATTER, Subparsers
+from friendsim.commands._help import FORMATTER, Subparsers, path_arg
 
 DESCRIPTION = """\
 Check and move a run's event log (the events.db file of a run directory).
@@ -53,7 +53,7 @@ def register(subparsers: Subparsers) -> None:
         "difference) when they are not.",
     )
     v.add_argument(
-        "db", type=Path, metavar="RUN_OR_DB", help="a run directory or its events.db file"
+        "db", type=path_arg, metavar="RUN_OR_DB", help="a run directory or its events.db file"
     )
     e = sub.add_parser(
         "export",
@@ -66,13 +66,13 @@ def register(subparsers: Subparsers) -> None:
     )
     e.add_argument(
         "db",
-        type=Path,
+        type=path_arg,
         metavar="RUN_OR_DB",
         help="a run directory or its events.db file",
     )
     e.add_argument(
         "out",
-        type=Path,
+        type=path_arg,
         nargs="?",
         default=None,
         metavar="OUT",
@@ -81,7 +81,7 @@ def register(subparsers: Subparsers) -> None:
     e.add_argument(
         "--out",
         dest="out_option",
-        type=Path,
+        type=path_arg,
         default=None,
         metavar="FILE",
         help="file to write",
@@ -111,8 +111,8 @@ def register(subparsers: Subparsers) -> None:
         "FILE:LINE with the key and the problem (exit status 2) and no database is left "
         "behind.",
     )
-    i.add_argument("jsonl", type=Path, metavar="JSONL", help="JSON Lines log to read")
-    i.add_argument("db", type=Path, metavar="DB", help="new database file to create")
+    i.add_argument("jsonl", type=path_arg, metavar="JSONL", help="JSON Lines log to read")
+    i.add_argument("db", type=path_arg, metavar="DB", help="new database file to create")
     p.set_defaults(handler=handle)
 
 
