@@ -76,7 +76,7 @@ def _llm(*, context: PolicyContext) -> Policy:
 
 _llm.uses_llm = True  # type: ignore[attr-defined]
 
-POLICIES: Registry[Policy] = Registry("agent policy", group="friendsim.policies")
+POLICIES: Registry[Policy] = Registry("agent policy", group="friendsim.policies", protocol=Policy)
 """The agent-policy extension point (entry-point group ``friendsim.policies``)."""
 POLICIES.register("baseline", _baseline, summary="seeded non-LLM null model", params=BaselineParams)
 POLICIES.register("llm", _llm, summary="plans and texts through a language model")

@@ -237,7 +237,9 @@ class NeutralSentiment:
         return 0.0
 
 
-SENTIMENT: Registry[SentimentModel] = Registry("sentiment model", group="friendsim.sentiment")
+SENTIMENT: Registry[SentimentModel] = Registry(
+    "sentiment model", group="friendsim.sentiment", protocol=SentimentModel
+)
 """The sentiment-model extension point (entry-point group ``friendsim.sentiment``)."""
 SENTIMENT.register("vader", VaderSentiment, summary="VADER compound score (ships its lexicon)")
 SENTIMENT.register("lexicon", LexiconSentiment, summary="tiny built-in word list")

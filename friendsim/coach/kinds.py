@@ -33,7 +33,7 @@ def _llm(*, llm: LLM | None = None) -> Coach:
 
 _llm.uses_llm = True  # type: ignore[attr-defined]
 
-COACHES: Registry[Coach] = Registry("coach", group="friendsim.coaches")
+COACHES: Registry[Coach] = Registry("coach", group="friendsim.coaches", protocol=Coach)
 """The coach extension point (entry-point group ``friendsim.coaches``)."""
 COACHES.register("rule", _rule, summary="deterministic tips from reward gaps")
 COACHES.register("llm", _llm, summary="tips written by a language model")

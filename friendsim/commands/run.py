@@ -231,6 +231,7 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.agents.persona_io import PersonaFileError
     from friendsim.llm.errors import LLMError, ProviderConfigError
     from friendsim.llm.redact import redact_text
+    from friendsim.registry import RegistryError
     from friendsim.runtime.config import (
         ConfigError,
         check_run_population,
@@ -350,6 +351,7 @@ def handle(args: argparse.Namespace) -> int:
         RunLockedError,
         PersonaFileError,
         ProviderConfigError,
+        RegistryError,
     ) as exc:
         sys.stderr.write(redact_text(f"friendsim run: {exc}\n"))
         return 2

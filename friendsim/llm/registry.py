@@ -11,9 +11,9 @@ Spec grammar::
     <name>:<anything>                         a provider another package registered
 
 :data:`PROVIDERS` is the provider extension point: other packages add providers through the
-``friendsim.providers`` entry-point group (see :mod:`friendsim.registry`); their factory is
-called as ``factory(<anything>, **options)`` and returns an object with the
-:class:`~friendsim.llm.base.LLM` protocol. The built-in factories are named as
+``friendsim.providers`` entry-point group (see :mod:`friendsim.registry`) under a lowercase
+name without ':'; their factory is called as ``factory(<anything>, **options)`` and returns an
+object with the :class:`~friendsim.llm.base.LLM` protocol. The built-in factories are named as
 ``"module:function"`` and imported only when their provider is asked for, so importing friendsim
 never imports an SDK. A missing optional dependency becomes a :class:`ProviderConfigError` with
 the install command.
@@ -80,8 +80,22 @@ def _lazy(provider: str) -> Callable[..., LLM]:
     return factory
 
 
-PROVIDERS: Registry[LLM] = Registry("LLM provider", group="friendsim.providers")
-"""The provider extension point (entry-point group ``friendsim.providers``)."""
+def _name_problem(name: str) -> str | None:
+    """Why no spec could name provider ``name`` (None when one can): :func:`parse_spec` splits a
+    spec at its first ':' and lowercases the part before it."""
+    if name != name.lower() or ":" in name:
+        return (
+            "LLM provider names are lowercase without ':' (a spec '<name>:<model>' is split at "
+            "its first ':' and the name lowercased), so no spec could name it"
+        )
+    return None
+
+
+PROVIDERS: Registry[LLM] = Registry(
+    "LLM provider", group="friendsim.providers", protocol=LLM, name_problem=_name_problem
+)
+"""The provider extension point (entry-point group ``friendsim.providers``); names are lowercase
+without ':'."""
 for _name in _FACTORIES:
     PROVIDERS.register(_name, _lazy(_name), summary=_FACTORIES[_name].target)
 
@@ -104,15 +118,15 @@ def parse_spec(spec: str) -> ProviderSpec:
     factory = _FACTORIES.get(provider)
     rest = rest.strip()
     if factory is None:
-        try:
-            known = provider in PROVIDERS
-        except RegistryError as exc:
-            raise ProviderConfigError(str(exc)) from None
-        if not known:
+        if provider not in PROVIDERS:
             raise ProviderConfigError(
                 f"unknown LLM provider {provider!r} in spec {shown!r}; known: "
                 f"{', '.join(providers())}"
             )
+        try:
+            PROVIDERS.get(provider)  # imports the plug-in: one that cannot load is named here
+        except RegistryError as exc:
+            raise ProviderConfigError(str(exc)) from None
         return ProviderSpec(provider=provider, model=rest)
     if "://" in rest:
         if not factory.urls_allowed:
@@ -158,13 +172,18 @@ def create_llm(spec: str, **options: Any) -> LLM:
 
     ``anthropic`` and ``openai`` factories receive ``(model, base_urls=..., **options)``,
     ``local`` receives ``(name, **options)``, ``scripted`` receives ``(name, **options)``.
+    A plug-in factory whose signature does not take these arguments, or that returns an object
+    without the :class:`~friendsim.llm.base.LLM` methods, is a :class:`ProviderConfigError`
+    naming its entry point.
     """
     parsed = parse_spec(spec)
-    factory = PROVIDERS.get(parsed.provider).factory
     if parsed.provider == "openai" and parsed.base_urls:
         if "base_urls" in options or "base_url" in options:
             raise ProviderConfigError(
                 f"spec {spec!r} names endpoint URLs; do not also pass base_url(s) options"
             )
-        return factory(parsed.model, base_urls=parsed.base_urls, **options)
-    return factory(parsed.model, **options)
+        options = {**options, "base_urls": parsed.base_urls}
+    try:
+        return PROVIDERS.build(parsed.provider, parsed.model, **options)
+    except RegistryError as exc:
+        raise ProviderConfigError(str(exc)) from exc

@@ -57,7 +57,9 @@ def _llm(*, llm: LLM | None = None, **params: Any) -> Moderator:
 
 _llm.uses_llm = True  # type: ignore[attr-defined]
 
-MODERATORS: Registry[Moderator] = Registry("moderator", group="friendsim.moderators")
+MODERATORS: Registry[Moderator] = Registry(
+    "moderator", group="friendsim.moderators", protocol=Moderator
+)
 """The moderator extension point (entry-point group ``friendsim.moderators``)."""
 MODERATORS.register("rule", _rule, params=RuleParams, summary="toxicity, keywords, fact-checks")
 MODERATORS.register("llm", _llm, params=LLMParams, summary="a language model's verdicts")

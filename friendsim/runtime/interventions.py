@@ -290,7 +290,9 @@ def added_agents(kind: str, params: Mapping[str, Any]) -> int:
     return int(params.get("count", 0)) if kind == "add_agents" else 0
 
 
-INTERVENTIONS: Registry[Intervention] = Registry("intervention", group="friendsim.interventions")
+INTERVENTIONS: Registry[Intervention] = Registry(
+    "intervention", group="friendsim.interventions", protocol=Intervention
+)
 """The intervention extension point (entry-point group ``friendsim.interventions``)."""
 INTERVENTIONS.register(
     "inject", _inject, params=InjectParams, summary="post items with truth labels"

@@ -47,7 +47,9 @@ class InterestParams(_Params):
     base: float = 0.05
 
 
-RANKERS: Registry[FeedRanker] = Registry("feed ranker", group="friendsim.rankers")
+RANKERS: Registry[FeedRanker] = Registry(
+    "feed ranker", group="friendsim.rankers", protocol=FeedRanker
+)
 """The feed-ranker extension point (entry-point group ``friendsim.rankers``)."""
 RANKERS.register("full", FullVisibilityRanker, summary="every public item of the window (paper)")
 RANKERS.register(
