@@ -304,3 +304,46 @@ def test_a_moderator_s_label_and_reason_keep_only_printable_text() -> None:
     assert (v.label, v.reason) == ("Disputed claim", "fact check")
     with pytest.raises(ValueError, match="non-empty 'label'"):
         parse_verdict('{"action": "label", "label": "\\u0000\\u202e", "reason": "x"}')
+
+
+def test_a_plugin_moderator_that_answers_no_review_is_named_not_a_crash(tmp_path: Path) -> None:
+    """A moderator plug-in whose ``review`` returned ``None`` stopped the run with
+    ``AttributeError: 'NoneType' object has no attribute 'failure'``. Each such answer is now
+    that moderator's failure on its item, named, and the run goes on."""
+    import asyncio
+
+    from friendsim.moderation.kinds import MODERATORS
+    from friendsim.runtime.assembly import run_experiment
+    from friendsim.runtime.config import parse_config
+
+    class Silent:
+        name = "silent"
+        concurrent = False
+
+        async def review(self, item: object) -> None:
+            return None
+
+    MODERATORS.register("silent-mod", lambda **_: Silent())
+    try:
+        cfg = parse_config(
+            {
+                "experiment": {"name": "m", "seed": 2, "rounds": 2, "n_actions": 2},
+                "agents": {"count": 4, "policy": "baseline"},
+                "coach": {"enabled": False},
+                "moderation": {"enabled": True, "kind": "silent-mod"},
+            }
+        )
+        done = asyncio.run(run_experiment(cfg, out_dir=tmp_path / "r"))
+    finally:
+        MODERATORS.unregister("silent-mod")
+    assert done.manifest.status == "completed"
+    with sqlite3.connect(tmp_path / "r" / "events.db") as con:
+        failed = [
+            json.loads(p)
+            for (p,) in con.execute("SELECT payload FROM events WHERE kind = 'action_failed'")
+        ]
+    assert failed and all(
+        f["stage"] == "moderation" and f["reason"] == "moderator_error"
+        and "moderator 'silent' answered NoneType, not a Review" in f["detail"]
+        for f in failed
+    )  # fmt: skip

@@ -27,6 +27,7 @@ from friendsim.platform.events import (
     PostCreated,
     WindowStarted,
 )
+from friendsim.vocabulary import Failure
 
 from .base import ModerationItem, Moderator, Review, Verdict
 
@@ -129,6 +130,10 @@ class ModerationService:
         recorded = 0
         now = self.platform.clock.now()
         for item, review in zip(items, reviews, strict=True):
+            if not isinstance(review, Review) or not all(
+                isinstance(v, Verdict) for v in review.verdicts
+            ):
+                review = self._not_a_review(review)
             if review.failure is not None:
                 f = review.failure
                 await self.platform.record(
@@ -151,6 +156,18 @@ class ModerationService:
         self.decisions += recorded
         await self.platform.flush()
         return recorded
+
+    def _not_a_review(self, answer: Any) -> Review:
+        r"""A plug-in moderator's answer that is not a :class:`Review` of :class:`Verdict`\ s:
+        recorded as that moderator's failure on the item (which stays as it is), naming it."""
+        return Review(
+            failure=Failure(
+                stage="moderation",
+                reason="moderator_error",
+                detail=f"moderator {self.moderator.name!r} answered "
+                f"{type(answer).__name__}, not a Review of Verdicts",
+            )
+        )
 
     async def _review(self, item: ModerationItem) -> Review:
         async with self._sem:
