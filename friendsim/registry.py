@@ -296,7 +296,7 @@ class Registry(Generic[T]):
         return f"{self.kind} {name!r} ({self._origins.get(name, 'registered')})"
 
 
-_SCANNED: tuple[tuple[str, ...], metadata.EntryPoints] | None = None
+_SCANNED: tuple[tuple[str, ...], Any] | None = None
 """Every installed entry point, listed once for ``sys.path`` as it was (a run's registries share
 one scan of the packages' metadata: each scan costs milliseconds)."""
 
@@ -307,7 +307,8 @@ def _entry_points(group: str) -> metadata.EntryPoints:
     key = tuple(sys.path)
     if _SCANNED is None or _SCANNED[0] != key:
         _SCANNED = (key, metadata.entry_points())
-    return _SCANNED[1].select(group=group)
+    found: metadata.EntryPoints = _SCANNED[1].select(group=group)
+    return found
 
 
 def _warn(event: str, **fields: Any) -> None:
