@@ -26,6 +26,7 @@ import asyncio
 import hashlib
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -181,13 +182,29 @@ def build_personas(cfg: ExperimentConfig, *, base: Path, source: str | Path) -> 
                 theme=cfg.experiment.theme,
             )
         )
+        name = cfg.agents.personas
         if len(made) < n:
             raise ConfigError(
                 source,
                 "[agents].personas",
-                f"persona source {cfg.agents.personas!r} made {len(made)} personas, {n} asked",
+                f"persona source {name!r} made {len(made)} personas, {n} asked",
             )
-        return made[:n]
+        made = made[:n]
+        if bad := next((p for p in made if not isinstance(p, Persona)), None):
+            raise ConfigError(
+                source,
+                "[agents].personas",
+                f"persona source {name!r} made a {type(bad).__name__}, not a Persona",
+            )
+        ids = [p.id for p in made]
+        if len(set(ids)) != len(ids):
+            twice = sorted(i for i, k in Counter(ids).items() if k > 1)[:5]
+            raise ConfigError(
+                source,
+                "[agents].personas",
+                f"persona source {name!r} made personas with the same id: {', '.join(twice)}",
+            )
+        return made
     if not path.is_file():
         raise ConfigError(source, "[agents].personas", f"persona file not found: {path}")
     try:
