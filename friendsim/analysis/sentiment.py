@@ -253,6 +253,37 @@ def get_sentiment(name: str = DEFAULT_SENTIMENT) -> SentimentModel:
     Instances are shared so their per-text caches are shared between rewards and ties.
     """
     try:
-        return SENTIMENT.create(name)
+        model = SENTIMENT.create(name)
     except RegistryError as exc:
         raise UnknownSentimentModelError(str(exc)) from None
+    return model if type(model) in _BUILT_IN else CheckedSentiment(model)
+
+
+class SentimentScoreError(ValueError):
+    """A sentiment model's score is not a number in [-1, 1]; the message names the model."""
+
+
+class CheckedSentiment:
+    """A plug-in sentiment model whose every score is checked: a number in [-1, 1], else
+    :class:`SentimentScoreError` naming the model and the text (a string score failed deep
+    inside the coach; 5.0 was taken as it was). friendsim's own models are not wrapped."""
+
+    def __init__(self, inner: SentimentModel) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def score(self, text: str) -> float:
+        value = self.inner.score(text)
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not -1.0 <= value <= 1.0
+        ):
+            raise SentimentScoreError(
+                f"sentiment model {self.name!r} scored {text[:40]!r} as {value!r}: a score must "
+                "be a number in [-1, 1]"
+            )
+        return float(value)
+
+
+_BUILT_IN = (VaderSentiment, LexiconSentiment, NeutralSentiment)
