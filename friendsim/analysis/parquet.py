@@ -66,12 +66,10 @@ def event_rows(db: Path, *, page: int = 10_000) -> Iterator[list[tuple[Any, ...]
     """Pages of ``(seq, t, kind, actor, window, payload)`` rows of ``db``'s log in ``seq`` order,
     read from a snapshot copy as :func:`~friendsim.analysis.rewards_cli.iter_events` reads (a
     WAL database opened in place, even read-only, gets ``-wal``/``-shm`` files beside it)."""
-    import tempfile
+    from friendsim.rundir.log import snapshot_copy
 
-    from friendsim.rundir.log import snapshot
-
-    with tempfile.TemporaryDirectory(prefix="friendsim-export-") as tmp:
-        yield from _rows(db, snapshot(Path(db), Path(tmp)), page=page)
+    with snapshot_copy(Path(db)) as copy:
+        yield from _rows(db, copy, page=page)
 
 
 def _rows(db: Path, copy: Path, *, page: int) -> Iterator[list[tuple[Any, ...]]]:

@@ -53,12 +53,9 @@ def iter_events(db: Path, *, page: int = 10_000) -> Iterator[Event]:
     Reads a snapshot copy (:func:`friendsim.rundir.log.snapshot`) in a temporary folder: opening
     a WAL database in place, even read-only, creates ``-wal``/``-shm`` files beside it, and a
     reader must leave the run byte-identical (a live run is read as of the copy)."""
-    import tempfile
+    from friendsim.rundir.log import snapshot_copy
 
-    from friendsim.rundir.log import snapshot
-
-    with tempfile.TemporaryDirectory(prefix="friendsim-read-") as tmp:
-        copy = snapshot(Path(db), Path(tmp))
+    with snapshot_copy(Path(db)) as copy:
         con = sqlite3.connect(copy)
         try:
             cur = con.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq")

@@ -66,12 +66,10 @@ def log_stamp(events_db: Path) -> LogStamp:
     """The :class:`LogStamp` of ``events_db`` (one pass over the rows of a snapshot copy: a WAL
     database opened in place, even read-only, gets ``-wal``/``-shm`` files beside it, and a
     reader leaves the run as it found it)."""
-    import tempfile
+    from friendsim.rundir.log import snapshot_copy
 
-    from friendsim.rundir.log import snapshot
-
-    with tempfile.TemporaryDirectory(prefix="friendsim-stamp-") as tmp:
-        return _stamp(snapshot(Path(events_db), Path(tmp)))
+    with snapshot_copy(Path(events_db)) as copy:
+        return _stamp(copy)
 
 
 def _stamp(copy: Path) -> LogStamp:

@@ -15,9 +15,11 @@ log hash does not match the log.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +66,15 @@ def require_file(path: Path, what: str) -> Path:
     if not path.is_file():
         raise MissingFileError(f"{what} not found: {path}")
     return path
+
+
+@contextlib.contextmanager
+def snapshot_copy(db: Path, *, prefix: str = "friendsim-read-") -> Iterator[Path]:
+    """A :func:`snapshot` of ``db`` in a temporary folder, removed when the block ends: how a
+    reader opens a run's database (opened in place, even read-only, a WAL database gets
+    ``-wal``/``-shm`` files beside it, and a reader leaves the run as it found it)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield snapshot(db, Path(tmp))
 
 
 def snapshot(db: Path, dest_dir: Path, *, name: str | None = None) -> Path:
