@@ -292,7 +292,8 @@ LOSSES: tuple[Loss, ...] = (
     ),
     Loss(
         name="lost_reviews",
-        what="moderation reviews lost to provider errors (those posts went unmoderated)",
+        what="moderation reviews lost to provider errors or a moderator that raised or answered "
+        "no review (those posts went unmoderated)",
         where="action_failed events with stage 'moderation'",
     ),
     Loss(

@@ -306,44 +306,81 @@ def test_a_moderator_s_label_and_reason_keep_only_printable_text() -> None:
         parse_verdict('{"action": "label", "label": "\\u0000\\u202e", "reason": "x"}')
 
 
-def test_a_plugin_moderator_that_answers_no_review_is_named_not_a_crash(tmp_path: Path) -> None:
+class _Silent:
+    name = "silent"
+    concurrent = False
+
+    async def review(self, item: object) -> None:
+        return None
+
+
+class _Raising:
+    name = "raising"
+    concurrent = True
+
+    async def review(self, item: object) -> object:
+        raise KeyError("no such rule")
+
+
+class _NaNScore:
+    name = "nan-score"
+    concurrent = False
+
+    async def review(self, item: object) -> object:
+        from friendsim.moderation.base import Review, Verdict
+
+        return Review(verdicts=(Verdict(action="downrank", score=float("nan")),))
+
+
+@pytest.mark.parametrize(
+    ("moderator", "named"),
+    [
+        (_Silent, "moderator 'silent' answered NoneType, not a Review"),
+        (_Raising, "moderator 'raising' raised KeyError: 'no such rule'"),
+        (_NaNScore, "moderator 'nan-score' raised ValueError: a verdict's score must be a finite"),
+    ],
+    ids=["no-review", "raises", "nan-score"],
+)
+def test_a_plugin_moderator_s_error_is_a_named_lost_review_and_the_run_goes_on(
+    tmp_path: Path, moderator: type, named: str
+) -> None:
     """A moderator plug-in whose ``review`` returned ``None`` stopped the run with
-    ``AttributeError: 'NoneType' object has no attribute 'failure'``. Each such answer is now
-    that moderator's failure on its item, named, and the run goes on."""
+    ``AttributeError``; one that raised stopped it ``failed``; one whose verdict held a NaN
+    score wrote ``NaN`` into the log, which is not JSON. Each is now that moderator's failure on
+    its item, named, the run goes on, and since those items went unmoderated the run ends
+    ``degraded`` with every one of them counted in ``totals.lost_reviews`` (it said
+    ``completed``, as a coach plug-in's error already did not)."""
     import asyncio
 
     from friendsim.moderation.kinds import MODERATORS
     from friendsim.runtime.assembly import run_experiment
     from friendsim.runtime.config import parse_config
 
-    class Silent:
-        name = "silent"
-        concurrent = False
-
-        async def review(self, item: object) -> None:
-            return None
-
-    MODERATORS.register("silent-mod", lambda **_: Silent())
+    MODERATORS.register("plugin-mod", lambda **_: moderator())
     try:
         cfg = parse_config(
             {
                 "experiment": {"name": "m", "seed": 2, "rounds": 2, "n_actions": 2},
                 "agents": {"count": 4, "policy": "baseline"},
                 "coach": {"enabled": False},
-                "moderation": {"enabled": True, "kind": "silent-mod"},
+                "moderation": {"enabled": True, "kind": "plugin-mod"},
             }
         )
         done = asyncio.run(run_experiment(cfg, out_dir=tmp_path / "r"))
     finally:
-        MODERATORS.unregister("silent-mod")
-    assert done.manifest.status == "completed"
+        MODERATORS.unregister("plugin-mod")
     with sqlite3.connect(tmp_path / "r" / "events.db") as con:
         failed = [
             json.loads(p)
             for (p,) in con.execute("SELECT payload FROM events WHERE kind = 'action_failed'")
         ]
+        posts = con.execute("SELECT count(*) FROM events WHERE kind = 'post_created'").fetchone()
+        decided = con.execute("SELECT count(*) FROM events WHERE kind = 'moderation_decided'")
+        assert decided.fetchone() == (0,)
     assert failed and all(
-        f["stage"] == "moderation" and f["reason"] == "moderator_error"
-        and "moderator 'silent' answered NoneType, not a Review" in f["detail"]
+        f["stage"] == "moderation" and f["reason"] == "moderator_error" and named in f["detail"]
         for f in failed
-    )  # fmt: skip
+    )
+    assert len(failed) == posts[0]
+    assert done.manifest.status == "degraded"
+    assert done.manifest.totals["lost_reviews"] == len(failed)

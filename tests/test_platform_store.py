@@ -184,6 +184,45 @@ async def test_jsonl_round_trip(db: Path, tmp_path: Path) -> None:
     assert await replay.compare(db, dest) is None
 
 
+async def test_a_non_finite_float_is_stored_as_null_and_the_log_round_trips(
+    tmp_path: Path,
+) -> None:
+    """A model's answer parsed by Python's ``json`` (``{"score": NaN}``) or a plug-in's value
+    can hold NaN or an infinity. The log stored them as ``NaN``/``Infinity``, which is not
+    JSON: ``log export`` wrote lines that other readers and ``log import`` refuse. They are
+    stored as ``null`` by both payload encoders, so the export imports back identically."""
+    path = tmp_path / "n.db"
+    from friendsim.platform import events as ev
+
+    odd = ev.ActionFailed(
+        t=1.0,
+        actor="a",
+        window=1,
+        stage="agent",
+        reason="invalid_output",
+        detail="d",
+        attempts=1,
+        action={"raw": [float("nan"), 1.5, {"x": float("-inf")}], "y": float("inf")},
+    )
+    assert fast_payload_json(odd) == payload_json(odd)
+    assert '"raw":[null,1.5,{"x":null}]' in payload_json(odd) and '"y":null' in payload_json(odd)
+    p = await Platform.open(path, clock=VirtualClock(1.0))
+    try:
+        await p.register_agent("a", name="A")
+        await p.record(odd)
+    finally:
+        await p.close()
+    conn = _raw(path)
+    (stored,) = conn.execute("SELECT payload FROM events WHERE kind = 'action_failed'").fetchone()
+    conn.close()
+    assert json.loads(stored)["action"] == {"raw": [None, 1.5, {"x": None}], "y": None}
+    out = tmp_path / "log.jsonl"
+    assert await replay.export_jsonl(path, out) == 2
+    assert "NaN" not in out.read_text() and "Infinity" not in out.read_text()
+    assert await replay.import_jsonl(out, tmp_path / "back.db") == 2
+    assert await replay.compare(path, tmp_path / "back.db") is None
+
+
 async def test_import_validates_and_leaves_nothing(db: Path, tmp_path: Path) -> None:
     out = tmp_path / "log.jsonl"
     await replay.export_jsonl(db, out)
@@ -574,7 +613,7 @@ def test_every_event_kind_passes_the_strict_decoder_unchanged() -> None:
     for e in samples:
         line = event_to_json(e)
         back = event_from_json(line)
-        assert event_to_json(back) == line  # (== fails on the NaN score only)
+        assert event_to_json(back) == line  # the NaN score is written null, as it is stored
         assert type(back) is type(e)
 
 
@@ -656,7 +695,31 @@ BAD_LINES: list[tuple[str, str, Any, str]] = [
         "t-nan",
         "agent_registered",
         _set("t", float("nan")),
-        "t: expected a finite number, got the number nan",
+        "not valid JSON: NaN is not a JSON number",
+    ),
+    (
+        "payload-infinity",
+        "window_started",
+        _set_payload("t_end", float("-inf")),
+        "not valid JSON: -Infinity is not a JSON number",
+    ),
+    (
+        "number-out-of-range",
+        "agent_registered",
+        lambda obj: json.dumps(obj).replace('"t": 0.0', '"t": 1e999'),
+        "not valid JSON for a log: the number 1e999 is out of range",
+    ),
+    (
+        "duplicate-key",
+        "dm_sent",
+        lambda obj: json.dumps(obj)[:-1] + ', "kind": "post_created"}',
+        "not valid JSON for a log: the key 'kind' appears twice",
+    ),
+    (
+        "float-field-huge-int",
+        "window_started",
+        _set_payload("t_end", 10**30),
+        "payload.t_end: expected a number or null, got an integer of 31 digits",
     ),
     (
         "t-string",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, get_args, runtime_checkable
@@ -46,6 +47,12 @@ class Verdict:
             raise ValueError("a label verdict needs the label text")
         if self.action == "suspend" and self.windows < 1:
             raise ValueError("a suspension lasts at least one window")
+        if self.score is not None and not (
+            isinstance(self.score, int | float)
+            and not isinstance(self.score, bool)
+            and math.isfinite(self.score)
+        ):
+            raise ValueError(f"a verdict's score must be a finite number, got {self.score!r}")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import structlog
 
+from friendsim.llm.errors import STOPS_THE_RUN
 from friendsim.platform.events import (
     ActionFailed,
     Event,
@@ -32,6 +33,10 @@ from friendsim.vocabulary import Failure
 from .base import ModerationItem, Moderator, Review, Verdict
 
 log = structlog.get_logger(__name__)
+
+LOST_REASONS = frozenset({"llm_error", "moderator_error"})
+"""Failure reasons that mean a review was lost (the provider failed, the moderator raised or
+answered no review), not given badly (``bad_output``: the model's behaviour)."""
 
 
 class _PlatformLike(Protocol):
@@ -70,8 +75,9 @@ class ModerationService:
         self.decisions = 0
         self.failures = 0
         self.lost_reviews = 0
-        """Reviews the moderator's model did not give (a provider error outlasting its retries,
-        ``reason="llm_error"``): those items went unmoderated, and the run cannot end
+        """Reviews lost (:data:`LOST_REASONS`): the moderator's provider failed past its
+        retries, or the moderator itself raised or answered something that is not a review
+        (a bug in a plug-in). Those items went unmoderated, and the run cannot end
         ``completed``. A model's invalid answer is its behaviour and is not counted."""
 
     async def start(self) -> None:
@@ -126,7 +132,7 @@ class ModerationService:
         if self.moderator.concurrent:
             reviews = await asyncio.gather(*(self._review(i) for i in items))
         else:
-            reviews = [await self.moderator.review(i) for i in items]
+            reviews = [await self._ask(i) for i in items]
         recorded = 0
         now = self.platform.clock.now()
         for item, review in zip(items, reviews, strict=True):
@@ -148,7 +154,7 @@ class ModerationService:
                     )
                 )
                 self.failures += 1
-                if f.reason == "llm_error":
+                if f.reason in LOST_REASONS:
                     self.lost_reviews += 1
             for v in review.verdicts:
                 await self.platform.record(decision_event(item, v, self.moderator.name, t=now))
@@ -171,7 +177,21 @@ class ModerationService:
 
     async def _review(self, item: ModerationItem) -> Review:
         async with self._sem:
+            return await self._ask(item)
+
+    async def _ask(self, item: ModerationItem) -> Review | Any:
+        """The moderator's answer on ``item``; an exception it raised (other than those that
+        stop the run) is its failure on that item, named, and the other items go on."""
+        try:
             return await self.moderator.review(item)
+        except STOPS_THE_RUN:
+            raise
+        except Exception as exc:
+            log.warning("moderator_error", post_id=item.post_id, error=repr(exc))
+            detail = f"moderator {self.moderator.name!r} raised {type(exc).__name__}: {exc}"
+            return Review(
+                failure=Failure(stage="moderation", reason="moderator_error", detail=detail[:500])
+            )
 
 
 def decision_event(

@@ -445,8 +445,36 @@ def _freeze(value: Any) -> Any:
 
 
 def payload_json(event: Event) -> str:
-    """The payload as compact, key-sorted JSON (the exact bytes stored in ``events.payload``)."""
-    return json.dumps(event.payload(), separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    """The payload as compact, key-sorted JSON (the exact bytes stored in ``events.payload``).
+
+    A non-finite float (``NaN``, ``±Infinity``: JSON has none, but a model's answer parsed by
+    Python's ``json`` or a plug-in's value can hold one) is written as ``null``, so the log
+    stays JSON that any reader, and ``friendsim log import``, reads back."""
+    return log_json(event.payload())
+
+
+def log_json(value: Any) -> str:
+    """``value`` as the log writes JSON: compact, keys sorted, non-finite floats as ``null``."""
+    try:
+        return _LOG_ENCODER.encode(value)
+    except ValueError:  # a non-finite float somewhere: the rare path walks the value
+        return _LOG_ENCODER.encode(finite(value))
+
+
+_LOG_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
+)
+
+
+def finite(value: Any) -> Any:
+    """``value`` with every non-finite float in it (dicts, lists and tuples walked) as ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
 
 
 def event_to_row(event: Event) -> tuple[int, float, str, str | None, str]:
@@ -485,18 +513,16 @@ def event_from_row(
 
 
 def event_to_json(event: Event) -> str:
-    """One JSONL line: ``{"seq","t","kind","actor","payload"}`` with key-sorted payload."""
-    return json.dumps(
+    """One JSONL line: ``{"seq","t","kind","actor","payload"}`` with key-sorted payload (its
+    non-finite floats as ``null``, as :func:`payload_json` stores them)."""
+    return log_json(
         {
             "seq": event.seq,
             "t": event.t,
             "kind": event.kind,
             "actor": event.actor,
             "payload": event.payload(),
-        },
-        separators=(",", ":"),
-        sort_keys=True,
-        ensure_ascii=False,
+        }
     )
 
 
@@ -507,11 +533,14 @@ def event_from_json(line: str) -> Event:
     and ``payload``, each of the type :func:`event_to_json` writes: ``seq`` an integer, ``t`` a
     finite number, ``kind`` a known event kind, ``actor`` a string or null, ``payload`` an
     object holding ``"v"`` and the kind's fields, each of its declared type (integers are
-    64-bit, as SQLite stores them; a float field takes any number). Every string must be valid
+    64-bit, as SQLite stores them; a float field takes a float or such an integer). Every string must be valid
     Unicode (JSON's ``\\uXXXX`` escapes can spell a lone surrogate, which no database stores).
+    Stricter than Python's ``json``: no key twice in one object (Python keeps the last, silently),
+    no ``NaN`` or ``Infinity`` and no number too large for a float (``1e999``), none of which a
+    log friendsim writes holds nor the database or a JSON reader elsewhere would read back alike.
     Raises :class:`EventDecodeError` naming the key (``payload.tone``) and the problem."""
     try:
-        obj = json.loads(line)
+        obj = _STRICT_JSON.decode(line)
     except RecursionError:
         raise EventDecodeError("not valid JSON: nested too deeply") from None
     except json.JSONDecodeError as exc:
@@ -523,6 +552,34 @@ def event_from_json(line: str) -> Event:
     except RecursionError:
         raise EventDecodeError("nested too deeply to decode") from None
 
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise EventDecodeError(f"not valid JSON for a log: the key {key!r} appears twice")
+            seen.add(key)
+    return obj
+
+
+def _no_constant(name: str) -> float:
+    raise EventDecodeError(f"not valid JSON: {name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise EventDecodeError(f"not valid JSON for a log: the number {shown} is out of range")
+    return value
+
+
+_STRICT_JSON = json.JSONDecoder(
+    object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_float=_finite_float
+)
+"""The decoder of an imported line (built once: ``json.loads`` with hooks builds one per call)."""
 
 _LINE_KEYS = ("seq", "t", "kind", "actor", "payload")
 _LINE_KEY_SET = frozenset(_LINE_KEYS)
@@ -601,8 +658,8 @@ def _check_int(value: Any, where: str) -> None:
 
 
 def _check_number(value: Any, where: str) -> None:
-    if type(value) is not float and type(value) is not int:
-        raise _fail(where, "a number", value)
+    if type(value) is not float and not _is_int64(value):
+        raise _fail(where, "a number" if type(value) is not int else "a 64-bit integer", value)
 
 
 def _check_str(value: Any, where: str) -> None:

@@ -44,6 +44,7 @@ from .events import (
     VoteCast,
     VoteChanged,
     VoteCleared,
+    log_json,
 )
 
 EVENTS, AGENTS, POSTS, MENTIONS, DMS, EXPOSURES, VOTES, FOLLOWS, COUNTERS, INSTRUMENTS = range(10)
@@ -93,7 +94,9 @@ SQL_ANSWER = (
 
 _NOTHING: tuple[Op, ...] = ()
 
-_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+_ENCODE = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
+).encode
 
 
 def _not_json(value: Any) -> Any:
@@ -102,7 +105,7 @@ def _not_json(value: Any) -> Any:
 
 _C_ENCODER = (
     json.encoder.c_make_encoder(  # type: ignore[attr-defined]
-        None, _not_json, json.encoder.encode_basestring, None, ":", ",", True, False, True
+        None, _not_json, json.encoder.encode_basestring, None, ":", ",", True, False, False
     )
     if json.encoder.c_make_encoder is not None  # type: ignore[attr-defined]
     else None
@@ -146,9 +149,12 @@ def payload_json(e: Event) -> str:
     for name, container in _PAYLOAD_FIELDS[e.kind]:
         value = getattr(e, name)
         d[name] = _thaw(value) if container and value is not None else value
-    if _C_ENCODER is not None:
-        return "".join(_C_ENCODER(d, 0))
-    return _ENCODE(d)
+    try:
+        if _C_ENCODER is not None:
+            return "".join(_C_ENCODER(d, 0))
+        return _ENCODE(d)
+    except ValueError:  # a non-finite float: stored as null (events.payload_json)
+        return log_json(d)
 
 
 _STR = json.encoder.encode_basestring  # what the encoders above use for strings

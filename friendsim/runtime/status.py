@@ -7,8 +7,8 @@ Statuses (``manifest.status``):
   ``action_failed``) within the failure budget ``[llm] max_failure_share``, or in a window that
   spent it before a resume carried the run past it (see ``failed``), or some decisions were
   lost to a policy that raised (a bug in its code), or coach guidance or moderation reviews were
-  lost to provider errors (:data:`LOSSES`). Exit code 3. A model's invalid answers are its
-  behaviour, not a loss: they do not degrade a run.
+  lost to provider errors or a plug-in's error (:data:`LOSSES`). Exit code 3. A model's invalid
+  answers are its behaviour, not a loss: they do not degrade a run.
 - ``interrupted`` -- stopped early and resumable with ``friendsim run --resume``: a stop request
   (SIGINT/SIGTERM, a caller's stop event), a spending budget, a provider that stayed down past its
   retries (circuit breaker). Exit code 130.
