@@ -53,7 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the process exit code."""
+    """Entry point of the console script; returns the process exit code.
+
+    Every command's diagnostic lines go to stderr through the key redactor
+    (:func:`~friendsim.runtime.logs.configure_logging`, at ``--log-level`` where the command
+    has it, else ``warning``): structlog's default writes them to stdout, into the JSON that
+    ``analyze --json`` and ``replay`` print there."""
     parser = build_parser()
     args = parser.parse_args(argv if argv is not None else sys.argv[1:])
     handler = vars(args).get("handler")
@@ -61,12 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
         return 2
     from friendsim._loop import LoopChoiceError, check_loop_choice
+    from friendsim.runtime.logs import configure_logging
 
     try:
         check_loop_choice()
     except LoopChoiceError as exc:
         sys.stderr.write(f"friendsim: {exc}\n")
         return 2
+    configure_logging(vars(args).get("log_level") or "warning")
     return int(handler(args))
 
 

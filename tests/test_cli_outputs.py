@@ -423,3 +423,30 @@ def test_a_manifest_that_is_a_folder_is_an_error_not_no_manifest(run: Path) -> N
                  ("replay", run, "--verify")):  # fmt: skip
         refused(argv, "manifest.json")
     assert not (run.parent / "r.html").exists()
+
+
+def test_a_command_s_warnings_go_to_stderr_not_into_its_json_on_stdout(
+    run: Path, tmp_path: Path
+) -> None:
+    """Only ``run``, ``serve`` and ``sweep`` set up logging; every other command logged with
+    structlog's default, to stdout and past the key redactor, so ``analyze --json`` whose
+    analysis could not be cached printed a warning line before its JSON. Every command now
+    logs to stderr: stdout is the JSON alone (the program, as a user runs it)."""
+    import json
+    import subprocess
+    import sys
+
+    not_a_folder = tmp_path / "cache-is-a-file"
+    not_a_folder.write_text("")
+    env = {**os.environ, "FRIENDSIM_CACHE_DIR": str(not_a_folder)}
+    done = subprocess.run(
+        [sys.executable, "-m", "friendsim", "analyze", str(run), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["run_dir"] == str(run)
+    assert "analysis_cache_not_written" in done.stderr
+    assert "analysis_cache_not_written" not in done.stdout
