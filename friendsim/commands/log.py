@@ -104,8 +104,9 @@ def register(subparsers: Subparsers) -> None:
         help="check a JSON Lines log and build a new database from it",
         description="Check every event of a JSON Lines log with the same rules as a live run "
         "and build a new database from it. Each line must be one event as 'log export' writes "
-        "it: UTF-8 JSON, exactly the keys seq, t, kind, actor and payload, every value of its "
-        "type (t a finite number, actor a string or null, the payload the kind's fields); the "
+        "it: UTF-8 JSON (no key twice in an object, no NaN or Infinity), exactly the keys seq, "
+        "t, kind, actor and payload, every value of its type (t a finite number, actor a "
+        "string or null, the payload the kind's fields); the "
         "events must follow one another as in a run (seq and time order, known agents and "
         "posts, a window_ended closing the open window). The first bad line is reported as "
         "FILE:LINE with the key and the problem (exit status 2) and no database is left "
