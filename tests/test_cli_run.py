@@ -248,3 +248,35 @@ sys.exit(rc)
     assert proc.stdout.split()[-2:] == ["2", "True"]
     assert "Traceback" not in proc.stderr
     assert marker.read_text() == "yes"
+
+
+def test_a_provider_without_its_key_is_refused_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """A run whose provider needs a key that is not set is bad input (exit 2, named). It left
+    a ``failed`` run folder (personas, manifest, a log of registrations), so the same command
+    with the key set was refused: "already holds a run; choose another --out". Now the folder
+    it created is gone, a folder it was given is left as it was (an ``llm_cache.db`` of
+    recorded answers placed there included), and that ``--out`` takes the next run."""
+    cfg = tmp_path / "openai.toml"
+    cfg.write_text(
+        '[experiment]\nname="k"\nrounds=1\nn_actions=1\n[agents]\ncount=2\npolicy="llm"\n'
+        '[llm]\nprovider="openai:gpt-4o-mini"\n'
+    )
+    fresh = tmp_path / "fresh"
+    proc = friendsim("run", str(cfg), "--out", str(fresh), "--quiet")
+    assert proc.returncode == 2, proc.stderr
+    assert "OPENAI_API_KEY is not set" in proc.stderr and "Traceback" not in proc.stderr
+    assert not fresh.exists()
+
+    given = tmp_path / "given"
+    given.mkdir()
+    (given / "llm_cache.db").write_bytes(b"")  # a user's input: recorded answers
+    proc = friendsim("run", str(cfg), "--out", str(given), "--quiet")
+    assert proc.returncode == 2, proc.stderr
+    assert sorted(p.name for p in given.iterdir()) == ["llm_cache.db"]
+
+    fixed = tmp_path / "baseline.toml"
+    fixed.write_text(cfg.read_text().replace('policy="llm"', 'policy="baseline"'))
+    (given / "llm_cache.db").unlink()
+    proc = friendsim("run", str(fixed), "--out", str(given), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["status"] == "completed"

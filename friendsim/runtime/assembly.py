@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
+import sqlite3
 import threading
 import time
 from collections import Counter
@@ -51,12 +53,13 @@ from friendsim.llm.base import LLM, Completion, LLMRequest
 from friendsim.llm.batch import BATCHES_DB, BatchJournal, PollPolicy
 from friendsim.llm.budget import Budget, BudgetedLLM
 from friendsim.llm.cache import LLMCache
-from friendsim.llm.errors import CacheMissError, ProviderStoppedError
+from friendsim.llm.errors import CacheMissError, ProviderConfigError, ProviderStoppedError
 from friendsim.llm.redact import redact_text
 from friendsim.llm.stack import LLMStack, build_llm
 from friendsim.platform.clock import VirtualClock
 from friendsim.platform.feeds import make_ranker
 from friendsim.platform.service import Platform
+from friendsim.registry import RegistryError
 from friendsim.rundir.errors import RunOccupiedError
 from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, LOCK, MANIFEST, PERSONAS, RunLayout
 from friendsim.rundir.lock import RunLock
@@ -505,10 +508,12 @@ async def run_plan(
     run_dir = Path(out_dir)
     created = not await asyncio.to_thread(run_dir.exists)
     lock = await asyncio.to_thread(RunLock(run_dir).acquire)
-    occupied = False
+    occupied = refused = False
+    before: frozenset[str] = frozenset()
     try:
         if new_run:
             await asyncio.to_thread(_check_new_run_dir, run_dir)
+        before = await asyncio.to_thread(_names, run_dir)
         with paced_collection():
             return await _run_locked(
                 plan,
@@ -525,10 +530,52 @@ async def run_plan(
     except RunOccupiedError:
         occupied = True  # another run's directory: leave it as it was, lock file included
         raise
+    except (ProviderConfigError, RegistryError):
+        if plan.recorded_until_seq is None and not await asyncio.to_thread(_windows_began, run_dir):
+            refused = True
+            await asyncio.to_thread(_remove_new_files, run_dir, before)
+        raise
     finally:
         if created:  # while still locked, so no other writer can be in the directory
             _discard_if_untouched(run_dir)
-        lock.release(restore=occupied)
+        lock.release(restore=occupied or refused)
+
+
+def _names(run_dir: Path) -> frozenset[str]:
+    return frozenset(os.listdir(run_dir)) if run_dir.is_dir() else frozenset()
+
+
+def _windows_began(run_dir: Path) -> bool:
+    """Whether the log in ``run_dir`` holds a ``window_started`` (``True`` when it cannot be
+    read: then nothing is removed)."""
+    path = run_dir / EVENTS_DB
+    if not path.is_file():
+        return False
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            row = conn.execute(
+                "SELECT 1 FROM events WHERE kind = 'window_started' LIMIT 1"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return True
+    return row is not None
+
+
+def _remove_new_files(run_dir: Path, before: frozenset[str]) -> None:
+    """A new run refused before its first window (a provider without its key, a plug-in that
+    is not installed: bad input, exit 2) leaves nothing behind: the files it wrote (the
+    personas, the manifest, the log of its agents' registrations) go, so the same command
+    works once the input is fixed; what was in the directory before stays."""
+    for name in sorted(_names(run_dir) - before):
+        path = run_dir / name
+        try:
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+        except OSError:
+            pass
 
 
 def _check_new_run_dir(run_dir: Path) -> None:
