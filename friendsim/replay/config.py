@@ -68,12 +68,36 @@ def config_from_manifest(
     return parse_config(data, source=source)
 
 
+def settings(cfg: ExperimentConfig) -> dict[str, Any]:
+    """``cfg``'s settings by name, the unit in which re-executions compare and change configs:
+    ``"section.key"`` for each key of a table (``[coach]``), ``"section"`` for an array of
+    tables (``[[interventions]]``, ``[[surveys]]``), which is one setting: its entries have no
+    names to pair them by."""
+    out: dict[str, Any] = {}
+    for section, body in cfg.model_dump(mode="json").items():
+        if isinstance(body, dict):
+            out.update({f"{section}.{key}": value for key, value in body.items()})
+        else:
+            out[section] = body
+    return out
+
+
+def setting_label(name: str) -> str:
+    """A :func:`settings` name as the TOML file spells it: ``[coach].enabled``, ``[[surveys]]``."""
+    section, dot, key = name.partition(".")
+    return f"[{section}].{key}" if dot else f"[[{section}]]"
+
+
 def with_changes(cfg: ExperimentConfig, changes: Mapping[str, Any]) -> ExperimentConfig:
-    """``cfg`` with dotted-key changes applied (``{"coach.enabled": True}``), re-validated."""
+    """``cfg`` with changes of :func:`settings` names applied (``{"coach.enabled": True}``,
+    ``{"surveys": [...]}``), re-validated."""
     data: dict[str, Any] = cfg.model_dump(mode="json")
-    for dotted, value in changes.items():
-        section, _, key = dotted.partition(".")
-        if section not in data or not key:
-            raise RunInputError(f"unknown config key {dotted!r}")
-        data[section][key] = value
+    for name, value in changes.items():
+        section, _, key = name.partition(".")
+        if section not in data or isinstance(data[section], dict) != bool(key):
+            raise RunInputError(f"unknown config key {name!r}")
+        if key:
+            data[section][key] = value
+        else:
+            data[section] = value
     return parse_config(data, source="<changes>")

@@ -46,7 +46,7 @@ from friendsim.runtime.assembly import LLMFactory, Phase, RunPlan, run_plan
 from friendsim.runtime.config import ExperimentConfig, parse_config
 from friendsim.runtime.engine import RunListener
 
-from .config import config_from_manifest, with_changes
+from .config import config_from_manifest, setting_label, settings, with_changes
 from .execute import check_failures_replayable, manifest_sha256, new_run_dir
 from .logdiff import diff_log_files
 from .phases import phase_lineage, recorded_phases
@@ -87,24 +87,24 @@ class ForkReport:
 
 
 def changes(parent: ExperimentConfig, child: ExperimentConfig) -> dict[str, Any]:
-    """``{"section.key": [parent value, child value]}``; raises for a key a fork cannot change."""
-    a, b = parent.model_dump(mode="json"), child.model_dump(mode="json")
+    """``{name: [parent value, child value]}`` for each setting (:func:`~.config.settings`:
+    ``"section.key"``, or ``"section"`` for an array of tables) that differs; raises, naming
+    it, for one a fork cannot change."""
+    a, b = settings(parent), settings(child)
     out: dict[str, Any] = {}
-    for section in a:
-        for key in a[section]:
-            if section == "agents" and key == "personas":
-                continue
-            if a[section][key] == b[section][key]:
-                continue
-            allowed = SWITCHABLE.get(section, set())
-            if allowed is not None and key not in allowed:
-                raise RunInputError(
-                    f"fork: [{section}].{key} differs from the parent run ({a[section][key]!r} -> "
-                    f"{b[section][key]!r}); a fork may only change "
-                    "[coach], [rewards], [feed], [ties], [experiment].name/rounds/duration and "
-                    "[llm] limits/cache"
-                )
-            out[f"{section}.{key}"] = [a[section][key], b[section][key]]
+    for name in a:
+        if name == "agents.personas" or a[name] == b[name]:
+            continue
+        section, _, key = name.partition(".")
+        allowed = SWITCHABLE.get(section, set())
+        if allowed is not None and key not in allowed:
+            raise RunInputError(
+                f"fork: {setting_label(name)} differs from the parent run ({a[name]!r} -> "
+                f"{b[name]!r}); a fork may only change "
+                "[coach], [rewards], [feed], [ties], [experiment].name/rounds/duration and "
+                "[llm] limits/cache"
+            )
+        out[name] = [a[name], b[name]]
     return out
 
 

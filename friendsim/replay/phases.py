@@ -23,7 +23,7 @@ from friendsim.rundir.manifest import Manifest
 from friendsim.runtime.assembly import Phase
 from friendsim.runtime.config import ConfigError, ExperimentConfig
 
-from .config import with_changes
+from .config import settings, with_changes
 
 UNPHASED = frozenset({"agents.personas", "llm.cache"})
 """Keys that are the same in every phase of a re-execution: the pinned persona file and the
@@ -31,15 +31,11 @@ cache mode the re-execution chooses."""
 
 
 def differences(final: ExperimentConfig, earlier: ExperimentConfig) -> dict[str, Any]:
-    """``{"section.key": earlier's value}`` for each top-level key in which ``earlier`` differs
-    from ``final`` (:data:`UNPHASED` keys aside): applied to ``final``, they give ``earlier``."""
-    a, b = final.model_dump(mode="json"), earlier.model_dump(mode="json")
-    return {
-        f"{section}.{key}": b[section][key]
-        for section in a
-        for key in a[section]
-        if f"{section}.{key}" not in UNPHASED and a[section][key] != b[section][key]
-    }
+    """``{name: earlier's value}`` for each setting (:func:`~.config.settings`) in which
+    ``earlier`` differs from ``final`` (:data:`UNPHASED` keys aside): applied to ``final``,
+    they give ``earlier``."""
+    a, b = settings(final), settings(earlier)
+    return {name: b[name] for name in a if name not in UNPHASED and a[name] != b[name]}
 
 
 def phase_lineage(phases: tuple[Phase, ...]) -> list[dict[str, Any]]:
