@@ -15,7 +15,7 @@ from test_replay_support import checksums, make_run, rows
 from friendsim.replay.fork import fork
 from friendsim.replay.rerun import rerun
 from friendsim.rundir.errors import RunInputError
-from friendsim.runtime.config import ExperimentConfig, parse_config
+from friendsim.runtime.config import ExperimentConfig, load_config, parse_config
 
 ITEMS = [
     {"id": "f1", "text": "The levy doubles every bill.", "topic": "energy", "source": "Buzz", "truth": "false"},
@@ -80,3 +80,32 @@ async def test_a_fork_that_changes_an_instrument_list_is_refused_by_name(
     with pytest.raises(RunInputError, match=named):
         await fork(parent, instrumented(**over), at_window=2, out_dir=tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+async def test_a_fork_config_s_item_file_is_read_relative_to_that_config(
+    parent: Path, tmp_path: Path
+) -> None:
+    """``friendsim run CONFIG --fork``'s CONFIG names its items file, as the parent's did;
+    the parent's manifest holds the items themselves: the same items are the same setting."""
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps(i) + "\n" for i in ITEMS))
+    toml = tmp_path / "child.toml"
+    toml.write_text(
+        '[experiment]\nname = "instr"\nseed = 5\nrounds = 5\nn_actions = 2\n'
+        '[agents]\ncount = 6\npolicy = "baseline"\n[coach]\nenabled = false\nkind = "rule"\n'
+        '[feed]\nranker = "full"\nlimit = 40\n'
+        '[moderation]\nenabled = true\nkind = "rule"\nparams = { false_action = "label" }\n'
+        '[[interventions]]\nkind = "inject"\nwindow = 2\nitems = "items.jsonl"\nby = "newsdesk"\n'
+        '[[surveys]]\nname = "panel"\nwindows = [1, 3]\nquestions = ["stance", "belief"]\n'
+    )
+    child = tmp_path / "out" / "child"
+    report = await fork(parent, load_config(toml), at_window=3, out_dir=child, config_path=toml)
+    assert report.changed == {"experiment.rounds": [4, 5]} and report.status == "completed"
+    old = rows(parent / "events.db")
+    assert rows(child / "events.db")[: len(old)] == old
+
+    (tmp_path / "items.jsonl").write_text('{"id": "x"}\n')
+    with pytest.raises(RunInputError, match=r"items\.jsonl"):
+        await fork(
+            parent, load_config(toml), at_window=3, out_dir=tmp_path / "bad", config_path=toml
+        )
+    assert not (tmp_path / "bad").exists()

@@ -45,6 +45,7 @@ from friendsim.rundir.log import connect, log_hash
 from friendsim.runtime.assembly import LLMFactory, Phase, RunPlan, run_plan
 from friendsim.runtime.config import ExperimentConfig, parse_config
 from friendsim.runtime.engine import RunListener
+from friendsim.runtime.instruments_config import ItemsFileError, inline_items
 
 from .config import config_from_manifest, setting_label, settings, with_changes
 from .execute import check_failures_replayable, manifest_sha256, new_run_dir
@@ -108,6 +109,22 @@ def changes(parent: ExperimentConfig, child: ExperimentConfig) -> dict[str, Any]
     return out
 
 
+def _inlined(cfg: ExperimentConfig, config_path: str | Path | None) -> ExperimentConfig:
+    """``cfg`` with its interventions' item files (relative to ``config_path``'s folder)
+    replaced by their items, as the parent's manifest holds them: the same items are the same
+    setting, and the fork, run from its own folder, needs no file."""
+    if not cfg.interventions:
+        return cfg
+    base = Path(config_path).parent if config_path is not None else Path.cwd()
+    try:
+        inlined = inline_items(cfg.interventions, base)
+    except ItemsFileError as exc:
+        raise RunInputError(
+            f"{config_path or '<fork config>'}: [interventions].items: {exc}"
+        ) from None
+    return cfg.model_copy(update={"interventions": inlined})
+
+
 def _n_windows(cfg: ExperimentConfig) -> int:
     ex = cfg.experiment
     if ex.mode == "rounds":
@@ -142,7 +159,9 @@ async def fork(
         pcfg = config_from_manifest(parent, manifest)
         child_data = cfg.model_dump(mode="json")
         child_data["agents"] = pcfg.model_dump(mode="json")["agents"]
-        child = parse_config(child_data, source=config_path or "<fork config>")
+        child = _inlined(
+            parse_config(child_data, source=config_path or "<fork config>"), config_path
+        )
         changed = changes(pcfg, child)
         if _n_windows(child) <= at_window:
             raise RunInputError(
