@@ -193,23 +193,25 @@ def check_manifest(
 ) -> None:
     """Raise :class:`ManifestMismatchError` when the manifest's recorded facts contradict the log.
 
-    Checked: ``start_seq`` (when set) is the first seq; for a finished run (``status`` completed
-    or failed) ``end_seq`` is the last seq; ``log_sha256`` (written by the replay tools) is the
-    hash of the log up to ``end_seq`` (unless ``check_hash`` is false: the verifier checks it
-    after the rebuild, so an edited row is reported precisely rather than as a hash mismatch).
+    Checked: ``start_seq`` (when set) is the first seq; for a run whose final manifest was
+    written (every status but ``running``: the run closed its log first) ``end_seq`` is the
+    last seq; ``log_sha256`` (written by the run when every window ran, and by the replay
+    tools) is the hash of the log up to ``end_seq`` (unless ``check_hash`` is false: the
+    verifier checks it after the rebuild, so an edited row is reported precisely rather than
+    as a hash mismatch).
     """
     start, end, status = manifest.start_seq, manifest.end_seq, manifest.status
     if start is not None and summary.count and start != summary.first:
         raise ManifestMismatchError(
             f"{label}: manifest start_seq={start} but the log starts at seq {summary.first}"
         )
-    if status in ("completed", "failed") and end is not None and end != summary.last:
+    if status != "running" and end is not None and end != summary.last:
         raise ManifestMismatchError(
             f"{label}: manifest end_seq={end} (status {status}) but the log ends at seq "
             f"{summary.last}: the log was truncated, extended or belongs to another run"
         )
     recorded = manifest.log_sha256
-    if check_hash and recorded is not None and status in ("completed", "failed"):
+    if check_hash and recorded is not None and status != "running":
         actual = log_hash(conn, to_seq=end)
         if actual != recorded:
             raise ManifestMismatchError(
