@@ -23,9 +23,14 @@ from friendsim.rundir.log import connect, require_file, sha256_file, snapshot
 
 def new_run_dir(old: Path, new: Path) -> Path:
     """Create ``new`` (absent or empty) with the old run's personas and a copy of its LLM cache
-    and batch journal (a pending batch is then collected, not submitted again)."""
+    and batch journal (a pending batch is then collected, not submitted again). ``new`` may not
+    be ``old`` nor lie inside it: the old run is only read."""
     if new.resolve() == old.resolve():
         raise RunInputError(f"the new run directory must differ from the old one ({old})")
+    if old.resolve() in new.resolve().parents:
+        raise RunInputError(
+            f"{new} is inside the run {old}, which is only read; choose an --out outside it"
+        )
     if new.exists() and (not new.is_dir() or any(new.iterdir())):
         raise RunInputError(f"{new} exists and is not an empty directory; choose another --out")
     require_file(old / PERSONAS, "persona file of the run")
