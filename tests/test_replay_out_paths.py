@@ -1,5 +1,6 @@
 """Where a re-execution writes: never inside the run it reads (the source run is never
-written)."""
+written), and a run named by a path without a name of its own (``.``, ``..``) is the folder
+that path names."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_replay_support import config
+from test_replay_support import config, rows
 
 from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import ExperimentConfig
@@ -78,3 +79,14 @@ def test_a_re_execution_into_a_folder_inside_its_source_run_is_refused(
     assert "inside" in done.stderr and "run/sub/new" in done.stderr
     assert "Traceback" not in done.stderr
     assert tree(run) == before
+
+
+def test_a_run_resumed_from_inside_its_own_folder(tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    asyncio.run(run_experiment(baseline(), out_dir=full))
+    run = tmp_path / "run"
+    interrupted_run(run)
+    done = friendsim("run", "--resume", ".", "--quiet", cwd=run)
+    assert done.returncode == 0, done.stderr
+    assert rows(run / "events.db") == rows(full / "events.db")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "run", "run.interrupted"]

@@ -130,6 +130,12 @@ class ResumeReport:
         }
 
 
+def _named(run_dir: Path) -> Path:
+    """``run_dir``, absolute when its last part names no folder of its own (``.``, ``..``): an
+    in-place resume puts its staging folder and the original beside it, by name."""
+    return Path(os.path.abspath(run_dir)) if run_dir.name in ("", "..") else run_dir
+
+
 def _aside(run_dir: Path) -> Path:
     k = 0
     while True:
@@ -380,7 +386,7 @@ async def resume(
     ``budget_usd`` replaces the run's ``[llm].budget_usd`` (a run stopped by its budget resumes
     with a larger one); the replayed prefix counts against it at its recorded cost.
     """
-    old = Path(run_dir)
+    old = _named(Path(run_dir))
     lock = await asyncio.to_thread(RunLock(old).acquire, create=False)
     try:
         return await _resume_locked(
