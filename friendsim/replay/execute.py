@@ -19,6 +19,7 @@ from friendsim.llm.batch import BATCHES_DB
 from friendsim.rundir.errors import RunInputError
 from friendsim.rundir.layout import LLM_CACHE_DB, MANIFEST, PERSONAS
 from friendsim.rundir.log import connect, require_file, sha256_file, snapshot
+from friendsim.rundir.manifest import Manifest
 
 
 def new_run_dir(old: Path, new: Path) -> Path:
@@ -41,6 +42,17 @@ def new_run_dir(old: Path, new: Path) -> Path:
     if (old / BATCHES_DB).is_file():
         snapshot(old / BATCHES_DB, new)
     return new
+
+
+def check_recorded_answers(run_dir: Path, manifest: Manifest) -> None:
+    """Refuse, naming the file, a run whose manifest names its recorded model answers
+    (``files.llm_cache``) when that file is gone: its windows cannot be re-derived, and finding
+    it out by re-running them up to the first cache miss would leave a ``failed`` run behind."""
+    name = manifest.files.llm_cache
+    if name is not None:
+        require_file(
+            run_dir / name, f"recorded model answers of the run ({MANIFEST} files.llm_cache)"
+        )
 
 
 def manifest_sha256(run_dir: Path) -> str:

@@ -48,7 +48,7 @@ from friendsim.runtime.engine import RunListener
 from friendsim.runtime.instruments_config import ItemsFileError, inline_items
 
 from .config import config_from_manifest, setting_label, settings, with_changes
-from .execute import check_failures_replayable, manifest_sha256, new_run_dir
+from .execute import check_failures_replayable, check_recorded_answers, manifest_sha256, new_run_dir
 from .logdiff import diff_log_files
 from .phases import phase_lineage, recorded_phases
 from .rerun import _summary_and_hash, inspect_run
@@ -146,6 +146,7 @@ async def fork(
     parent, out = Path(parent_dir), Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="friendsim-fork-") as tmp:
         manifest, parent_copy, summary, _ = await asyncio.to_thread(inspect_run, parent, Path(tmp))
+        await asyncio.to_thread(check_recorded_answers, parent, manifest)
         if at_window not in summary.window_ends:
             raise RunInputError(
                 f"fork: window {at_window} never ended in {parent} (committed windows: "

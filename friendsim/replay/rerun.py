@@ -43,7 +43,7 @@ from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan
 from friendsim.runtime.engine import RunListener
 
 from .config import config_from_manifest
-from .execute import check_failures_replayable, manifest_sha256, new_run_dir
+from .execute import check_failures_replayable, check_recorded_answers, manifest_sha256, new_run_dir
 from .logdiff import LogDiff, diff_log_files
 from .phases import carried_lineage, recorded_phases
 
@@ -104,6 +104,7 @@ async def rerun(
     old, new = Path(run_dir), Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="friendsim-rerun-") as tmp:
         manifest, old_copy, summary, digest = await asyncio.to_thread(inspect_run, old, Path(tmp))
+        await asyncio.to_thread(check_recorded_answers, old, manifest)
         if manifest.status not in ("completed", "degraded"):
             pid = holder(old)
             if pid is not None:

@@ -86,7 +86,7 @@ from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan
 from friendsim.runtime.engine import RunListener
 
 from .config import config_from_manifest
-from .execute import check_failures_replayable, manifest_sha256, new_run_dir
+from .execute import check_failures_replayable, check_recorded_answers, manifest_sha256, new_run_dir
 from .logdiff import diff_log_files
 from .phases import carried_lineage, recorded_phases
 from .rerun import _summary_and_hash, inspect_run
@@ -421,6 +421,7 @@ async def _resume_locked(
     with tempfile.TemporaryDirectory(prefix="friendsim-resume-") as tmp:
         # Every check on the input first: a refusal here has touched nothing.
         manifest, old_copy, summary, _ = await asyncio.to_thread(inspect_run, old, Path(tmp))
+        await asyncio.to_thread(check_recorded_answers, old, manifest)
         if manifest.status in ("completed", "degraded"):
             raise RunInputError(
                 f"{old}: the run is already {manifest.status} (every window ran); nothing to resume"
