@@ -77,8 +77,9 @@ from typing import Any
 import structlog
 
 from friendsim.llm.accounting import sum_usage
+from friendsim.llm.batch import BATCHES_DB
 from friendsim.rundir.errors import DivergenceError, RunInputError
-from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, MANIFEST
+from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, LOCK, MANIFEST, PERSONAS
 from friendsim.rundir.lock import RunLock
 from friendsim.rundir.log import LogSummary, connect, log_hash, snapshot
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
@@ -158,12 +159,47 @@ class _Abandoned:
     """That manifest's bytes, put back should this resume be refused (:func:`_undo_refused`)."""
 
 
-def _take_stale_cache(staging: Path, scratch: Path, ours: bool) -> _Abandoned | None:
+_STAGING_FILES = frozenset({EVENTS_DB, LLM_CACHE_DB, PERSONAS, MANIFEST, LOCK, BATCHES_DB})
+"""The files a resume's staging folder may hold, besides their SQLite and temporary siblings."""
+
+
+def _check_staging(staging: Path, old: Path, parent_hash: str) -> None:
+    """Refuse (:class:`~friendsim.rundir.errors.RunInputError`) to take over ``staging`` unless
+    it is what an earlier resume of ``old`` left: a folder of run files only whose manifest, if
+    it got one, says it resumed ``old`` (the sha256 of ``old``'s manifest, ``parent_hash``,
+    which no resume changes). Anything else there is someone's, and taking over deletes it."""
+    why = None
+    if staging.is_symlink() or not staging.is_dir():
+        why = "it is not a folder"
+    elif strange := sorted(
+        p.name
+        for p in staging.iterdir()
+        if p.name.removesuffix(".tmp").rsplit("-", 1)[0] not in _STAGING_FILES
+    ):
+        why = f"it holds {strange[0]!r}, which no resume writes"
+    elif (staging / MANIFEST).exists():
+        try:
+            source = (read_manifest(staging).resumed_from or {}).get("manifest_sha256")
+        except RunInputError:
+            source = None
+        if source != parent_hash:
+            why = "its manifest is not that of a resume of this run"
+    if why is not None:
+        raise RunInputError(
+            f"{staging} is in the way of the resume of {old} ({why}); move it away, or resume "
+            "with --out DIR"
+        )
+
+
+def _take_stale_cache(
+    staging: Path, scratch: Path, ours: bool, *, old: Path, parent_hash: str
+) -> _Abandoned | None:
     """A previous, interrupted resume left ``staging``: keep a copy of its LLM cache (answers
     already paid for) and its manifest (what they cost), and remove the rest. Only our own
-    staging folder is ever removed."""
-    if not ours or not staging.exists():
+    staging folder is ever removed (:func:`_check_staging`)."""
+    if not ours or not (staging.exists() or staging.is_symlink()):
         return None
+    _check_staging(staging, old, parent_hash)
     cache = staging / LLM_CACHE_DB
     kept = snapshot(cache, scratch, name="stale-cache.db") if cache.is_file() else None
     try:
@@ -444,7 +480,9 @@ async def _resume_locked(
                 scratch=Path(tmp),
             )
         parent_hash = await asyncio.to_thread(manifest_sha256, old)
-        abandoned = await asyncio.to_thread(_take_stale_cache, staging, Path(tmp), out_dir is None)
+        abandoned = await asyncio.to_thread(
+            _take_stale_cache, staging, Path(tmp), out_dir is None, old=old, parent_hash=parent_hash
+        )
         stale_cache = abandoned.cache if abandoned is not None else None
         base = _accounted(manifest)
         if abandoned is not None and abandoned.manifest is not None:
