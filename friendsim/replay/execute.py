@@ -11,8 +11,10 @@ a request that misses the cache there raises :class:`~friendsim.llm.errors.Cache
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from friendsim.llm.batch import BATCHES_DB
@@ -53,6 +55,37 @@ def check_recorded_answers(run_dir: Path, manifest: Manifest) -> None:
         require_file(
             run_dir / name, f"recorded model answers of the run ({MANIFEST} files.llm_cache)"
         )
+
+
+@contextlib.contextmanager
+def undone_if_refused(new: Path) -> Iterator[None]:
+    """Around creating ``new`` (:func:`new_run_dir`) and re-executing into it: a refusal before
+    the re-execution recorded anything (no manifest in ``new``: the population does not fit
+    this machine's memory, say) leaves what was there before, and nothing else. The folders
+    this created go; an empty ``new`` it was given is emptied again; a folder that held
+    something is never touched (:func:`new_run_dir` refuses it). Best effort: the refusal being
+    raised matters more."""
+    top = new
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    created = None if new.exists() else top
+    was_empty = created is None and new.is_dir() and not any(new.iterdir())
+    try:
+        yield
+    except BaseException:
+        if not (new / MANIFEST).is_file():
+            try:
+                if created is not None:
+                    shutil.rmtree(created, ignore_errors=True)
+                elif was_empty:
+                    for entry in new.iterdir():
+                        if entry.is_dir() and not entry.is_symlink():
+                            shutil.rmtree(entry)
+                        else:
+                            entry.unlink()
+            except OSError:
+                pass
+        raise
 
 
 def manifest_sha256(run_dir: Path) -> str:

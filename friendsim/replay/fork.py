@@ -48,7 +48,13 @@ from friendsim.runtime.engine import RunListener
 from friendsim.runtime.instruments_config import ItemsFileError, inline_items
 
 from .config import config_from_manifest, setting_label, settings, with_changes
-from .execute import check_failures_replayable, check_recorded_answers, manifest_sha256, new_run_dir
+from .execute import (
+    check_failures_replayable,
+    check_recorded_answers,
+    manifest_sha256,
+    new_run_dir,
+    undone_if_refused,
+)
 from .logdiff import diff_log_files
 from .phases import phase_lineage, recorded_phases
 from .rerun import _summary_and_hash, inspect_run
@@ -170,7 +176,6 @@ async def fork(
                 f"window {at_window}"
             )
         parent_hash = await asyncio.to_thread(manifest_sha256, parent)
-        await asyncio.to_thread(new_run_dir, parent, out)
         mode = "replay" if child.llm.cache == "replay" else "read_through"
         phases = (
             *(
@@ -196,13 +201,15 @@ async def fork(
                 }
             },
         )
-        result = await run_plan(
-            plan,
-            out_dir=out,
-            config_path=out / MANIFEST,
-            listener=listener,
-            llm_factory=llm_factory,
-        )
+        with undone_if_refused(out):
+            await asyncio.to_thread(new_run_dir, parent, out)
+            result = await run_plan(
+                plan,
+                out_dir=out,
+                config_path=out / MANIFEST,
+                listener=listener,
+                llm_factory=llm_factory,
+            )
         diff = await asyncio.to_thread(
             diff_log_files, parent_copy, out / EVENTS_DB, to_seq=prefix_seq
         )

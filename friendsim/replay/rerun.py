@@ -43,7 +43,13 @@ from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan
 from friendsim.runtime.engine import RunListener
 
 from .config import config_from_manifest
-from .execute import check_failures_replayable, check_recorded_answers, manifest_sha256, new_run_dir
+from .execute import (
+    check_failures_replayable,
+    check_recorded_answers,
+    manifest_sha256,
+    new_run_dir,
+    undone_if_refused,
+)
 from .logdiff import LogDiff, diff_log_files
 from .phases import carried_lineage, recorded_phases
 
@@ -125,16 +131,17 @@ async def rerun(
             check_failures_replayable, old, old_copy, until_seq=summary.last, scratch=Path(tmp)
         )
         parent_hash = await asyncio.to_thread(manifest_sha256, old)
-        await asyncio.to_thread(new_run_dir, old, new)
         if manifest.status == "degraded":  # its lost requests fail again, as recorded
             plan = replace(plan, recorded_until_seq=summary.last, judged_until_seq=summary.last)
-        await run_plan(
-            plan,
-            out_dir=new,
-            config_path=new / MANIFEST,
-            listener=listener,
-            llm_factory=llm_factory,
-        )
+        with undone_if_refused(new):
+            await asyncio.to_thread(new_run_dir, old, new)
+            await run_plan(
+                plan,
+                out_dir=new,
+                config_path=new / MANIFEST,
+                listener=listener,
+                llm_factory=llm_factory,
+            )
         diff = await asyncio.to_thread(diff_log_files, old_copy, new / EVENTS_DB)
     new_summary, new_hash = await asyncio.to_thread(_summary_and_hash, new / EVENTS_DB)
     await asyncio.to_thread(
