@@ -26,7 +26,9 @@ What may change at the fork (anything else is a :class:`~friendsim.rundir.errors
 naming the key): ``[coach]``, ``[rewards]`` (the coach's scorer is rebuilt and re-fed the prefix), ``[feed]``,
 ``[ties]`` (analysis only), ``[experiment].name/rounds/duration`` and the ``[llm]`` limits and
 cache mode. The agents, seed, theme, time structure and models must stay: the prefix must be the
-parent's. Personas are the parent's.
+parent's. Personas are the parent's. ``[[interventions]]`` and ``[[surveys]]`` are compared each
+as one setting (:func:`~.config.settings`), an items file of the new config read relative to it
+(the parent's manifest holds the items themselves).
 """
 
 from __future__ import annotations
