@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from friendsim.commands._help import FORMATTER, Subparsers, path_arg
+from friendsim.commands._help import FORMATTER, Subparsers, add_log_level, path_arg
 
 DESCRIPTION = """\
 Work with a recorded run. Choose one action:
@@ -135,6 +135,7 @@ def register(subparsers: Subparsers) -> None:
         metavar="NAME=VALUE",
         help="with --moderator: parameters to change from the run's own (e.g. toxicity=0.5)",
     )
+    add_log_level(p)
     p.set_defaults(handler=handle)
 
 
@@ -151,7 +152,8 @@ def _fail(msg: str, *, prog: str = "friendsim replay") -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    """Run the replay action named by ``args``; returns the exit code."""
+    """Run the replay action named by ``args``; returns the exit code. Log lines go to stderr
+    (:func:`~friendsim.runtime.logs.configure_logging`): stdout is the JSON summary alone."""
     from friendsim.llm.errors import LLMError
     from friendsim.rundir.errors import (
         DivergenceError,
@@ -162,8 +164,10 @@ def handle(args: argparse.Namespace) -> int:
         RunOccupiedError,
     )
     from friendsim.runtime.config import ConfigError
+    from friendsim.runtime.logs import configure_logging
     from friendsim.runtime.status import RunStopped, exit_code
 
+    configure_logging(args.log_level)
     if (ignored := _ignored_options(args)) is not None:
         _fail(ignored)
         return 2
