@@ -51,6 +51,7 @@ from friendsim.rundir.layout import SWEEP_FILE, SWEEP_LOCK
 from friendsim.rundir.lock import RunLock, holder, writer_name
 from friendsim.rundir.manifest import Manifest, read_manifest, redact
 from friendsim.sweep.config import Replication, SweepSpec
+from friendsim.sweep.interrupt import StopFlag, not_started, run_until_stopped, unfinished
 
 if TYPE_CHECKING:
     from friendsim.runtime.config import ExperimentConfig
@@ -111,11 +112,25 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
-def _worker_init(log_level: str, parent_pid: int) -> None:
+_WORKER_STOP: StopFlag | None = None
+"""The sweep's stop flag, in a local worker (:mod:`friendsim.sweep.interrupt`)."""
+
+
+def _worker_init(log_level: str, parent_pid: int, stop: StopFlag | None = None) -> None:
+    global _WORKER_STOP
     from friendsim.runtime.logs import configure_logging
 
     die_with_parent(parent_pid)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the sweep stops its runs: ``stop``
+    _WORKER_STOP = stop
     configure_logging(log_level)
+
+
+def _worker_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> RunOutcome:
+    """:func:`execute_plan` in a local worker: stopped with the sweep, not started after it."""
+    if _WORKER_STOP is not None and _WORKER_STOP.is_set():
+        return not_started()
+    return execute_plan(plan_data, run_dir, source, stop=_WORKER_STOP)
 
 
 def _found_manifest(run_dir: Path) -> Manifest | None:
@@ -328,10 +343,14 @@ def _set_aside(run_dir: Path) -> str:
     return str(target)
 
 
-def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> RunOutcome:
+def execute_plan(
+    plan_data: Mapping[str, Any], run_dir: str, source: str, *, stop: StopFlag | None = None
+) -> RunOutcome:
     """Run and analyse one plan (the worker function; also callable in-process).
 
     Never raises for a failed run: the outcome says ``failed`` with ``"<Type>: message"``.
+    ``stop``: once set, the run ends ``interrupted`` at its next stop point (the sweep was
+    interrupted).
     """
     from friendsim._loop import run as run_on_loop
     from friendsim.analysis.analyze import ANALYSIS_FILE, load_analysis
@@ -362,7 +381,12 @@ def execute_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
             return {"status": "completed", "resumed": True, "wall_seconds": 0.0, "error": None}
         moved = _set_aside(rd) if rd.exists() else None
         cfg = parse_config(plan_data, source=source)
-        result = run_on_loop(run_experiment(cfg, out_dir=rd, config_path=source))
+        result = run_on_loop(
+            run_until_stopped(
+                lambda event: run_experiment(cfg, out_dir=rd, config_path=source, stop=event),
+                stop,
+            )
+        )
         status = result.manifest.status
         score_run_ties(rd)
         load_analysis(rd, cache=rd / ANALYSIS_FILE)
@@ -548,15 +572,21 @@ def _run_locked(
             _write_sweep_file(out, snapshot("running"))
             if on_done is not None:
                 on_done(outcomes[plan.rel_dir])
-    except BaseException:
-        # interrupted (Ctrl-C): the executor drops the runs not started; record what is known
-        if stream is not None and inspect.getgeneratorstate(stream) != inspect.GEN_CREATED:
-            stream.close()
-        elif opened_ray:  # the executor never started: end the Ray session opened for it
-            import ray
+    except BaseException as exc:
+        # interrupted (Ctrl-C): the executor stops its runs and drops those not started
+        try:
+            if stream is not None and inspect.getgeneratorstate(stream) != inspect.GEN_CREATED:
+                stream.close()
+            elif opened_ray:  # the executor never started: end the Ray session opened for it
+                import ray
 
-            ray.shutdown()
-        _write_sweep_file(out, snapshot("interrupted"))
+                ray.shutdown()
+        finally:
+            for outcome in outcomes.values():
+                if outcome["status"] == "pending":
+                    outcome.update(unfinished(exc))
+            stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            _write_sweep_file(out, snapshot(stopped))
         raise
     wall = round(time.perf_counter() - t0, 3)
     runs = tuple(outcomes.values())
@@ -570,18 +600,21 @@ def _run_locked(
 def local_outcomes(
     plans: Sequence[Replication], out: Path, source: str, *, jobs: int, log_level: str
 ) -> PlanStream:
-    """The ``local`` executor: a pool of ``jobs`` spawned processes that die with this one."""
+    """The ``local`` executor: a pool of ``jobs`` spawned processes that die with this one.
+    Closed before the end (the sweep interrupted), it stops the runs in progress and waits for
+    them to end ``interrupted`` (:mod:`friendsim.sweep.interrupt`)."""
     ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
     pool = ProcessPoolExecutor(
         max_workers=min(jobs, len(plans)) or 1,
         mp_context=ctx,
         initializer=_worker_init,
-        initargs=(log_level, os.getpid()),
+        initargs=(log_level, os.getpid(), stop),
     )
     finished = False
     try:
         futures: dict[Future[RunOutcome], Replication] = {
-            pool.submit(execute_plan, dict(p.data), str(out / p.rel_dir), source): p for p in plans
+            pool.submit(_worker_plan, dict(p.data), str(out / p.rel_dir), source): p for p in plans
         }
         for fut in as_completed(futures):
             try:
@@ -591,4 +624,6 @@ def local_outcomes(
             yield futures[fut], res
         finished = True
     finally:
-        pool.shutdown(wait=finished, cancel_futures=not finished)
+        if not finished:
+            stop.set()
+        pool.shutdown(wait=True, cancel_futures=not finished)

@@ -1,0 +1,84 @@
+"""Ending a sweep's replications when the sweep is interrupted, and recording them as such.
+
+Ctrl-C reaches the sweep process and, from a terminal, its workers too; ``kill -INT`` reaches
+the sweep alone. Either way the sweep decides: its local workers ignore SIGINT, and the sweep
+sets a stop flag they share (:func:`run_until_stopped` turns it into the run's stop event). A
+running replication then stops as a run stops on Ctrl-C (``interrupted``, everything committed
+kept, resumable by a re-run of the sweep) and a queued one does not start
+(:func:`not_started`). Before this, a worker ran its replication to the end, and then the one
+queued behind it, while ``sweep.json`` already said ``interrupted`` with every replication
+``pending``.
+
+Every replication the sweep did not see finish is recorded with :func:`unfinished`:
+``interrupted`` when the sweep was interrupted, ``failed`` when it ended on an error, never
+left ``pending``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+STOP_POLL_S = 0.1
+"""How often a replication looks at the sweep's stop flag (a cross-process event)."""
+
+
+class StopFlag(Protocol):
+    """What a worker reads of the sweep's stop flag (a ``multiprocessing`` or ``threading``
+    event)."""
+
+    def is_set(self) -> bool: ...
+
+
+async def run_until_stopped(
+    run: Callable[[asyncio.Event | None], Awaitable[T]], stop: StopFlag | None
+) -> T:
+    """Await ``run(event)`` where ``event`` is set once ``stop`` is (``None`` without a flag):
+    the run ends at its next stop point as on Ctrl-C."""
+    if stop is None:
+        return await run(None)
+    event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    pending: asyncio.TimerHandle
+
+    def look() -> None:
+        nonlocal pending
+        if stop.is_set():
+            event.set()
+        else:
+            pending = loop.call_later(STOP_POLL_S, look)
+
+    pending = loop.call_later(STOP_POLL_S, look)
+    try:
+        return await run(event)
+    finally:
+        pending.cancel()
+
+
+def not_started() -> dict[str, Any]:
+    """The outcome of a queued replication a worker takes after the sweep was interrupted:
+    nothing written, run by the next sweep."""
+    return {
+        "status": "interrupted",
+        "resumed": False,
+        "wall_seconds": 0.0,
+        "error": "stop: the sweep was interrupted before this replication started",
+    }
+
+
+def unfinished(exc: BaseException) -> dict[str, Any]:
+    """What ``sweep.json`` records of a replication the sweep did not see finish because it
+    ended on ``exc``."""
+    if isinstance(exc, KeyboardInterrupt):
+        return {
+            "status": "interrupted",
+            "error": "stop: the sweep was interrupted before this replication finished "
+            "(re-run the sweep to resume)",
+        }
+    return {
+        "status": "failed",
+        "error": f"the sweep stopped on {type(exc).__name__} before this replication finished",
+    }

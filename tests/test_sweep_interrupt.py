@@ -1,0 +1,85 @@
+"""Interrupting a local sweep: the sweep stops its replications (none runs on, nor starts, once
+it says it was interrupted) and ``sweep.json`` says which replications were interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from friendsim.sweep.runner import SWEEP_FILE
+
+LONG = (
+    '[experiment]\nname = "long"\nrounds = 60\nn_actions = 3\n[agents]\ncount = 80\n'
+    'policy = "baseline"\n[sweep]\nreplications = 3\n'
+)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background shell job inherits SIG_IGN
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("group", [False, True], ids=["sweep-only", "process-group"])
+def test_an_interrupted_sweep_stops_its_runs_and_records_them_interrupted(
+    tmp_path: Path, group: bool
+) -> None:
+    """SIGINT while two replications run and a third waits (``--jobs 2``), sent to the sweep
+    alone (``kill -INT``) or to its process group (Ctrl-C): the sweep exits 130 within seconds
+    (a replication takes far longer), ``sweep.json`` says ``interrupted`` and records every
+    replication it did not finish as ``interrupted``, not ``pending``; no replication completes
+    after the sweep said it was interrupted (it used to finish the queued one, or all of them,
+    before exiting). The same command then resumes: every replication ends completed, each
+    interrupted one set aside."""
+    cfg = tmp_path / "long.toml"
+    cfg.write_text(LONG)
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "friendsim", "sweep", str(cfg), "--out", str(out), "--jobs", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, preexec_fn=_default_sigint,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(out.glob("base/rep*/events.db"))) < 2:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        time.sleep(1.0)
+        (os.killpg if group else os.kill)(proc.pid, signal.SIGINT)
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=120)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert took < 15, f"the sweep ran on for {took:.1f} s after SIGINT"
+    recorded = json.loads((out / SWEEP_FILE).read_text())
+    assert recorded["status"] == "interrupted"
+    runs = {r["dir"]: r for r in recorded["runs"]}
+    unfinished = [d for d, r in runs.items() if r["status"] != "completed"]
+    assert unfinished, "every replication completed: the interrupt came too late to test"
+    for d in unfinished:
+        assert runs[d]["status"] == "interrupted", runs[d]
+        assert runs[d]["error"], runs[d]
+        manifest = out / d / "manifest.json"
+        if manifest.is_file():  # started: stopped, not run to the end
+            assert json.loads(manifest.read_text())["status"] != "completed", d
+
+    again = subprocess.run(
+        [sys.executable, "-m", "friendsim", "sweep", str(cfg), "--out", str(out), "--jobs", "2"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    redone = {r["dir"]: r for r in json.loads((out / SWEEP_FILE).read_text())["runs"]}
+    assert all(r["status"] == "completed" for r in redone.values())
+    for d in unfinished:
+        assert not redone[d].get("resumed")
