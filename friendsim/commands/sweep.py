@@ -111,7 +111,6 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.rundir.outputs import plain_name
     from friendsim.runtime.config import machine_memory
     from friendsim.runtime.logs import configure_logging
-    from friendsim.sweep.aggregate import aggregate_sweep
     from friendsim.sweep.config import SweepConfigError, load_sweep
     from friendsim.sweep.ray_executor import RayUnavailableError
     from friendsim.sweep.runner import SweepDirError, check_out_dir, run_sweep
@@ -180,6 +179,7 @@ def handle(args: argparse.Namespace) -> int:
                 on_done=on_done,
                 executor=args.executor,
                 address=args.address,
+                aggregate=True,
             )
     except (SweepDirError, RayUnavailableError) as exc:
         sys.stderr.write(f"friendsim sweep: {exc}\n")
@@ -189,7 +189,8 @@ def handle(args: argparse.Namespace) -> int:
             f"friendsim sweep: interrupted; finished runs kept in {out} (re-run to resume)\n"
         )
         return 130
-    agg = aggregate_sweep(out)
+    agg = result.aggregate
+    assert agg is not None
     if args.json:
         sys.stdout.write(json.dumps(agg, sort_keys=True) + "\n")
     else:

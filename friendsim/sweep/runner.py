@@ -40,7 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,11 +68,13 @@ class SweepDirError(ValueError):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SweepResult:
-    """A finished sweep: its directory, every run's outcome and the total wall time."""
+    """A finished sweep: its directory, every run's outcome, the total wall time and, when
+    asked for, its aggregate (:func:`friendsim.sweep.aggregate.aggregate_sweep`)."""
 
     out_dir: Path
     runs: tuple[RunOutcome, ...]
     wall_seconds: float
+    aggregate: Mapping[str, Any] | None = None
 
     @property
     def failed(self) -> tuple[RunOutcome, ...]:
@@ -465,12 +467,20 @@ def run_sweep(
     on_done: Callable[[RunOutcome], None] | None = None,
     executor: str = "local",
     address: str | None = None,
+    aggregate: bool = False,
 ) -> SweepResult:
     """Run every plan of ``spec`` into ``out_dir`` with ``jobs`` worker processes (``local``)
     or as Ray tasks (``ray``: on the cluster at ``address``, or on a local one of ``jobs``
     CPUs started for the sweep; a Ray session already initialised in this process is used).
 
-    ``on_done`` is called in this process after each run (progress display).
+    ``on_done`` is called in this process after each run (progress display). ``aggregate``:
+    write the sweep's aggregate at the end and return it in the result.
+
+    Everything written into ``out_dir`` is written under its sweep lock (:func:`_lock_sweep`):
+    the directory is checked again once locked (another sweep may have written it since the
+    first look) and the aggregate is written before the lock is released, so a second sweep
+    command can neither write over a different sweep's record nor rewrite ``sweep.json`` while
+    this one aggregates it.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -492,7 +502,20 @@ def run_sweep(
             ray.shutdown()
         raise
     try:
-        return _run_locked(spec, out, jobs, log_level, on_done, executor, opened_ray)
+        try:
+            check_out_dir(out, spec)
+        except BaseException:
+            if opened_ray:
+                import ray
+
+                ray.shutdown()
+            raise
+        result = _run_locked(spec, out, jobs, log_level, on_done, executor, opened_ray)
+        if aggregate:
+            from friendsim.sweep.aggregate import aggregate_sweep
+
+            result = replace(result, aggregate=aggregate_sweep(out))
+        return result
     finally:
         lock.release()
 
