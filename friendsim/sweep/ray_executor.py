@@ -48,6 +48,7 @@ from friendsim.sweep.runner import (
     _read_status,
     _set_aside,
     execute_plan,
+    keep_completed,
 )
 
 log = structlog.get_logger(__name__)
@@ -215,15 +216,6 @@ def receive(out: Path, rel_dir: str, outcome: RunOutcome, archive: bytes) -> Run
     return res
 
 
-def _resumable(run_dir: Path) -> bool:
-    if _read_status(run_dir) != "completed":
-        return False
-    from friendsim.analysis.analyze import ANALYSIS_FILE, load_analysis
-
-    load_analysis(run_dir, cache=run_dir / ANALYSIS_FILE)
-    return True
-
-
 def ray_outcomes(
     plans: Sequence[Replication],
     out: Path,
@@ -238,8 +230,8 @@ def ray_outcomes(
     ray = require_ray()
     todo: list[Replication] = []
     for plan in plans:
-        if _resumable(out / plan.rel_dir):
-            yield plan, {"status": "completed", "resumed": True, "wall_seconds": 0.0, "error": None}
+        if _read_status(out / plan.rel_dir) == "completed":
+            yield plan, keep_completed(out / plan.rel_dir)
         else:
             todo.append(plan)
     if not todo:

@@ -345,6 +345,27 @@ def _set_aside(run_dir: Path) -> str:
     return str(target)
 
 
+def keep_completed(run_dir: Path) -> RunOutcome:
+    """The outcome of a replication already ``completed`` in ``run_dir``, kept (not run again)
+    once its tie evidence is scored and its analysis loads; ``failed`` with the reader's error
+    when they cannot be (a broken log): recorded, left as it is, not counted as done. Both
+    executors keep runs through this, so a broken one fails the same way on either."""
+    from friendsim.analysis.analyze import ANALYSIS_FILE, load_analysis
+    from friendsim.runtime.tie_scoring import score_run_ties
+
+    try:
+        score_run_ties(run_dir)
+        load_analysis(run_dir, cache=run_dir / ANALYSIS_FILE)
+    except Exception as exc:  # a run's failure is data for the sweep, not a crash of it
+        return {
+            "status": "failed",
+            "resumed": False,
+            "wall_seconds": 0.0,
+            "error": f"{type(exc).__name__}: {exc}",
+        }
+    return {"status": "completed", "resumed": True, "wall_seconds": 0.0, "error": None}
+
+
 def execute_plan(
     plan_data: Mapping[str, Any], run_dir: str, source: str, *, stop: StopFlag | None = None
 ) -> RunOutcome:
@@ -378,9 +399,7 @@ def execute_plan(
         }
     try:
         if status == "completed":
-            score_run_ties(rd)
-            load_analysis(rd, cache=rd / ANALYSIS_FILE)
-            return {"status": "completed", "resumed": True, "wall_seconds": 0.0, "error": None}
+            return keep_completed(rd)
         moved = _set_aside(rd) if rd.exists() else None
         cfg = parse_config(plan_data, source=source)
         result = run_on_loop(
