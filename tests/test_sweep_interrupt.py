@@ -26,12 +26,17 @@ def _default_sigint() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("group", [False, True], ids=["sweep-only", "process-group"])
+@pytest.mark.parametrize(
+    ("sig", "group"),
+    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["sweep-only", "process-group", "sigterm"],
+)
 def test_an_interrupted_sweep_stops_its_runs_and_records_them_interrupted(
-    tmp_path: Path, group: bool
+    tmp_path: Path, sig: signal.Signals, group: bool
 ) -> None:
     """SIGINT while two replications run and a third waits (``--jobs 2``), sent to the sweep
-    alone (``kill -INT``) or to its process group (Ctrl-C): the sweep exits 130 within seconds
+    alone (``kill -INT``) or to its process group (Ctrl-C), or SIGTERM sent to the sweep (which
+    used to end it at once, ``sweep.json`` left ``running``): the sweep exits 130 within seconds
     (a replication takes far longer), ``sweep.json`` says ``interrupted`` and records every
     replication it did not finish as ``interrupted``, not ``pending``; no replication completes
     after the sweep said it was interrupted (it used to finish the queued one, or all of them,
@@ -51,7 +56,7 @@ def test_an_interrupted_sweep_stops_its_runs_and_records_them_interrupted(
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
         time.sleep(1.0)
-        (os.killpg if group else os.kill)(proc.pid, signal.SIGINT)
+        (os.killpg if group else os.kill)(proc.pid, sig)
         t0 = time.monotonic()
         _, err = proc.communicate(timeout=120)
         took = time.monotonic() - t0
@@ -61,7 +66,7 @@ def test_an_interrupted_sweep_stops_its_runs_and_records_them_interrupted(
             proc.wait()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    assert took < 15, f"the sweep ran on for {took:.1f} s after SIGINT"
+    assert took < 15, f"the sweep ran on for {took:.1f} s after {sig.name}"
     recorded = json.loads((out / SWEEP_FILE).read_text())
     assert recorded["status"] == "interrupted"
     runs = {r["dir"]: r for r in recorded["runs"]}

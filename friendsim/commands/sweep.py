@@ -42,7 +42,8 @@ examples:
   friendsim sweep examples/paper_sweep.toml --out runs/sweep --json > aggregate.json
 
 exit status: 0 every run completed, 1 some runs failed (the others are
-aggregated), 2 bad sweep file or output directory, 130 interrupted.
+aggregated), 2 bad sweep file or output directory, 130 interrupted (Ctrl-C or
+SIGTERM: running runs stop, resumable by running the same command again).
 """
 
 
@@ -112,6 +113,7 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.runtime.config import machine_memory
     from friendsim.runtime.logs import configure_logging
     from friendsim.sweep.config import SweepConfigError, load_sweep
+    from friendsim.sweep.interrupt import terminate_as_interrupt
     from friendsim.sweep.ray_executor import RayUnavailableError
     from friendsim.sweep.runner import SweepDirError, check_out_dir, run_sweep
 
@@ -170,7 +172,7 @@ def handle(args: argparse.Namespace) -> int:
         progress.update(bar, advance=1, failed=failed)
 
     try:
-        with progress:
+        with terminate_as_interrupt(), progress:
             result = run_sweep(
                 spec,
                 out,

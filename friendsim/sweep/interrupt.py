@@ -9,6 +9,9 @@ kept, resumable by a re-run of the sweep) and a queued one does not start
 queued behind it, while ``sweep.json`` already said ``interrupted`` with every replication
 ``pending``.
 
+SIGTERM to the sweep command ends it the same way (:func:`terminate_as_interrupt`), as it stops
+``friendsim run``; it used to kill the sweep at once, leaving ``sweep.json`` saying ``running``.
+
 Every replication the sweep did not see finish is recorded with :func:`unfinished`:
 ``interrupted`` when the sweep was interrupted, ``failed`` when it ended on an error, never
 left ``pending``.
@@ -17,7 +20,11 @@ left ``pending``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import signal
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from types import FrameType
 from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
@@ -82,3 +89,22 @@ def unfinished(exc: BaseException) -> dict[str, Any]:
         "status": "failed",
         "error": f"the sweep stopped on {type(exc).__name__} before this replication finished",
     }
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`KeyboardInterrupt` in the main thread, so the
+    sweep stops and records its replications as on Ctrl-C; the previous handler is restored
+    after. Outside the main thread (where handlers cannot be set) it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
