@@ -40,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -639,33 +640,63 @@ def _run_locked(
     return SweepResult(out_dir=out, runs=runs, wall_seconds=wall)
 
 
+WORKER_RETRIES = 3
+"""Re-runs of a replication whose local worker process died (as Ray's ``max_retries``)."""
+
+
 def local_outcomes(
     plans: Sequence[Replication], out: Path, source: str, *, jobs: int, log_level: str
 ) -> PlanStream:
     """The ``local`` executor: a pool of ``jobs`` spawned processes that die with this one.
+
     Closed before the end (the sweep interrupted), it stops the runs in progress and waits for
-    them to end ``interrupted`` (:mod:`friendsim.sweep.interrupt`)."""
+    them to end ``interrupted`` (:mod:`friendsim.sweep.interrupt`). A worker process that dies
+    (killed, out of memory) breaks its pool, and with it every replication the pool had not
+    finished: those run again in a new pool (a cut-short run is set aside), each at most
+    :data:`WORKER_RETRIES` times before it is recorded failed, instead of all being recorded
+    failed, the ones never started included.
+    """
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
-    pool = ProcessPoolExecutor(
-        max_workers=min(jobs, len(plans)) or 1,
-        mp_context=ctx,
-        initializer=_worker_init,
-        initargs=(log_level, os.getpid(), stop),
-    )
-    finished = False
-    try:
-        futures: dict[Future[RunOutcome], Replication] = {
-            pool.submit(_worker_plan, dict(p.data), str(out / p.rel_dir), source): p for p in plans
-        }
-        for fut in as_completed(futures):
-            try:
-                res = fut.result()
-            except Exception as exc:  # the worker process itself died
-                res = {"status": "failed", "wall_seconds": None, "error": f"worker: {exc!r}"}
-            yield futures[fut], res
-        finished = True
-    finally:
-        if not finished:
-            stop.set()
-        pool.shutdown(wait=True, cancel_futures=not finished)
+    deaths: dict[str, int] = {}
+    todo = list(plans)
+    while todo:
+        pool = ProcessPoolExecutor(
+            max_workers=min(jobs, len(todo)),
+            mp_context=ctx,
+            initializer=_worker_init,
+            initargs=(log_level, os.getpid(), stop),
+        )
+        finished = False
+        again: set[str] = set()
+        try:
+            futures: dict[Future[RunOutcome], Replication] = {
+                pool.submit(_worker_plan, dict(p.data), str(out / p.rel_dir), source): p
+                for p in todo
+            }
+            for fut in as_completed(futures):
+                plan = futures[fut]
+                try:
+                    res = fut.result()
+                except BrokenProcessPool as exc:  # a worker process died: the pool is lost
+                    deaths[plan.rel_dir] = deaths.get(plan.rel_dir, 0) + 1
+                    if deaths[plan.rel_dir] <= WORKER_RETRIES:
+                        again.add(plan.rel_dir)
+                        continue
+                    res = {
+                        "status": "failed",
+                        "wall_seconds": None,
+                        "error": f"worker: a worker process died {deaths[plan.rel_dir]} times "
+                        f"while this replication was queued or running: {exc!r}",
+                    }
+                except Exception as exc:
+                    res = {"status": "failed", "wall_seconds": None, "error": f"worker: {exc!r}"}
+                yield plan, res
+            finished = True
+        finally:
+            if not finished:
+                stop.set()
+            pool.shutdown(wait=True, cancel_futures=not finished)
+        if again:
+            log.warning("sweep_worker_died", run_again=sorted(again))
+        todo = [p for p in plans if p.rel_dir in again]

@@ -1,0 +1,88 @@
+"""A local sweep whose worker process dies (the kernel's OOM killer, a ``kill -9``): that
+replication is run again in a new worker, as Ray re-runs a task whose worker died, and the
+other replications are neither failed nor dropped with it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from friendsim.sweep.runner import SWEEP_FILE
+
+MEDIUM = (
+    '[experiment]\nname = "medium"\nrounds = 20\nn_actions = 3\n[agents]\ncount = 50\n'
+    'policy = "baseline"\n[sweep]\nreplications = 3\n'
+)
+
+
+def _workers(pid: int) -> list[int]:
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            cmdline = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"resource_tracker" not in cmdline:
+            found.append(int(d.name))
+    return found
+
+
+def _writer(run_dir: Path) -> int | None:
+    try:
+        text = (run_dir / "run.lock").read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_replication_runs_again_and_the_others_go_on(tmp_path: Path) -> None:
+    """SIGKILL to the worker running ``rep0`` while another runs ``rep1`` and ``rep2`` waits:
+    the sweep ends completed (exit 0) with all three replications completed, ``rep0`` run
+    again (its cut-short run set aside as ``rep0.stale-1``). It used to record all three
+    failed with ``BrokenProcessPool`` (the one killed, the one running beside it, and the one
+    that never started) and exit 1."""
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(MEDIUM)
+    out = tmp_path / "out"
+    rep0 = out / "base" / "rep0"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "friendsim", "sweep", str(cfg), "--out", str(out), "--jobs", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while (victim := _writer(rep0)) not in _workers(proc.pid) or not (
+            rep0 / "events.db"
+        ).is_file():
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        assert victim is not None
+        os.kill(victim, signal.SIGKILL)
+        _, err = proc.communicate(timeout=500)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    recorded = json.loads((out / SWEEP_FILE).read_text())
+    assert recorded["status"] == "completed"
+    runs = {r["dir"]: r for r in recorded["runs"]}
+    assert all(r["status"] == "completed" for r in runs.values()), runs
+    assert runs["base/rep0"]["set_aside"] == str(rep0.with_name("rep0.stale-1"))
+    assert (
+        json.loads((rep0.with_name("rep0.stale-1") / "manifest.json").read_text())["status"]
+        != "completed"
+    )
+    for d in ("base/rep1", "base/rep2"):
+        assert json.loads((out / d / "manifest.json").read_text())["status"] == "completed"
