@@ -94,6 +94,8 @@ def test_explicit_seeds_and_empty_grid(tmp_path: Path) -> None:
         ),
         ("[sweep]\nreplications = 0\n", "[sweep].replications", "1..1000"),
         ("[sweep]\nreplications = 2\nseeds = [1]\n", "[sweep].seeds", "2 integers"),
+        # the same seed twice is the same run twice: a false replication, a too-narrow interval
+        ("[sweep]\nreplications = 3\nseeds = [4, 5, 4]\n", "[sweep].seeds", "seed 4 twice"),
         ("[sweep]\nrepetitions = 2\n", "[sweep].repetitions", "unknown key"),
         ("", "[sweep]", "needs a [sweep] table"),
     ],

@@ -251,6 +251,14 @@ def parse_sweep(
             raise SweepConfigError(
                 src, "[sweep].seeds", f"must be a list of {reps} integers (one per replication)"
             )
+        if twice := sorted({s for s in seeds if seeds.count(s) > 1}):
+            raise SweepConfigError(
+                src,
+                "[sweep].seeds",
+                f"lists seed {twice[0]} twice; a seed gives the same run every time, so a "
+                "repeated seed is not another replication (it would narrow the intervals "
+                "falsely): give each replication its own seed",
+            )
         seed_t = tuple(seeds)
     else:
         seed_t = tuple(derive_seed(base_seed, k) for k in range(reps))
