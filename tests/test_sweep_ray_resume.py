@@ -49,3 +49,18 @@ def test_a_completed_replication_that_cannot_be_analysed_is_recorded_failed_not_
     assert bad["error"] == local["base/rep0"]["error"]
     assert "events.db" in bad["error"]
     assert (broken / "events.db").read_bytes() == b"not a database"  # left as it is
+
+
+def test_a_task_s_archive_that_cannot_be_unpacked_fails_that_replication_only(
+    tmp_path: Path,
+) -> None:
+    """A task's run comes back as an archive the driver cannot unpack (cut short, a full disk):
+    that replication is recorded failed saying so, nothing is put in its place, and the sweep
+    goes on; it used to raise out of the sweep."""
+    from friendsim.sweep.ray_executor import receive
+
+    outcome = {"status": "completed", "wall_seconds": 1.0, "error": None}
+    res = receive(tmp_path, "base/rep0", dict(outcome), b"\x1f\x8b not a whole archive")
+    assert res["status"] == "failed"
+    assert "cannot unpack" in res["error"] and "base/rep0" in res["error"]
+    assert not (tmp_path / "base" / "rep0").exists()

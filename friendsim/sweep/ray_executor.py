@@ -176,7 +176,9 @@ def run_replication(
 
 
 def receive(out: Path, rel_dir: str, outcome: RunOutcome, archive: bytes) -> RunOutcome:
-    """Put a task's run directory into place (module docstring); returns the final outcome."""
+    """Put a task's run directory into place (module docstring); returns the final outcome:
+    ``failed``, saying why, when the archive cannot be unpacked (cut short, a full disk) or the
+    run fails verification, so one replication's trouble does not end the sweep."""
     from friendsim.rundir.errors import RunInputError
     from friendsim.rundir.verify import verify_run
 
@@ -193,9 +195,17 @@ def receive(out: Path, rel_dir: str, outcome: RunOutcome, archive: bytes) -> Run
         )
         return res
     incoming = final.with_name(final.name + ".incoming")
-    if incoming.exists():
-        _set_aside(incoming)
-    unpack_run(archive, incoming)
+    try:
+        if incoming.exists():
+            _set_aside(incoming)
+        unpack_run(archive, incoming)
+    except (OSError, ValueError, tarfile.TarError) as exc:  # kept for the next sweep to set aside
+        res.update(
+            status="failed",
+            error=f"cannot unpack the task's run of {rel_dir} into {incoming}: "
+            f"{type(exc).__name__}: {exc}",
+        )
+        return res
     if res["status"] == "completed":
         try:
             report = verify_run(incoming)
