@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -99,3 +100,33 @@ def test_the_sweep_directory_is_checked_again_once_locked(
         run_sweep(spec, out, jobs=1)
     assert (out / SWEEP_FILE).read_text() == record
     assert sorted(p.name for p in out.iterdir()) == sorted([SWEEP_FILE, SWEEP_LOCK])
+
+
+def test_an_aggregate_written_from_an_older_sweep_record_is_not_served_as_current(
+    tmp_path: Path,
+) -> None:
+    """``friendsim analyze`` of a sweep still running reads ``sweep.json`` (runs pending),
+    and writes its aggregate only after the sweep has finished and written the final record and
+    aggregate: that aggregate is newer than ``sweep.json`` but describes the older record. It
+    used to be served from then on (by ``analyze`` and ``report``) as the finished sweep's;
+    now an aggregate is used only for the record it was computed from."""
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(SMALL)
+    spec = parse_sweep(tomllib.loads(SMALL), source=cfg)
+    out = tmp_path / "out"
+    assert run_sweep(spec, out, jobs=1, aggregate=True).aggregate is not None
+    record = out / SWEEP_FILE
+    final = record.read_bytes()
+    running = json.loads(final)
+    running["status"] = "running"
+    for run in running["runs"]:
+        run["status"] = "pending"
+    record.write_text(json.dumps(running))
+    aggregate_module.aggregate_sweep(out)  # the reader's view of the running sweep...
+    record.write_bytes(final)  # ...written after the sweep's final record
+    then = (out / aggregate_module.AGGREGATE_FILE).stat().st_mtime_ns - 1_000_000_000
+    os.utime(record, ns=(then, then))
+
+    served = aggregate_module.load_or_aggregate(out)
+    assert served["status"] == "completed"
+    assert [c["completed"] for c in served["cells"]] == [2]

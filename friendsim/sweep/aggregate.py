@@ -23,6 +23,7 @@ table ``<sweep>/aggregate.md``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
@@ -275,6 +276,7 @@ def aggregate_sweep(sweep_dir: str | Path, *, write: bool = True) -> dict[str, A
     from friendsim.analysis.analyze import load_analysis
 
     sd = Path(sweep_dir)
+    source = _record_digest(sd)  # before the record is read: never newer than what is read
     sweep = read_sweep(sd)
     _check_for_aggregate(sd / SWEEP_FILE, sweep)
     cells_out = []
@@ -316,6 +318,7 @@ def aggregate_sweep(sweep_dir: str | Path, *, write: bool = True) -> dict[str, A
         "interval": "Student t, mean ± t(0.975, n-1)·sd/√n over replications",
         "cells": cells_out,
         "contrasts": contrasts(by_rep),
+        "sweep_sha256": source,
     }
     if write:
         _atomic_write(sd / AGGREGATE_FILE, json.dumps(out, indent=1, sort_keys=True) + "\n")
@@ -374,14 +377,32 @@ def format_aggregate(agg: Mapping[str, Any], keys: Sequence[str] | None = None) 
     return "\n".join(lines)
 
 
+def _record_digest(sweep_dir: Path) -> str | None:
+    """SHA-256 of the sweep's ``sweep.json`` as it is now; ``None`` when it cannot be read."""
+    try:
+        return hashlib.sha256((sweep_dir / SWEEP_FILE).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def load_or_aggregate(sweep_dir: str | Path) -> dict[str, Any]:
-    """``aggregate.json`` when it is newer than ``sweep.json``, else a fresh aggregate."""
+    """``aggregate.json`` when it was computed from ``sweep.json`` as it is now (its
+    ``sweep_sha256``), else a fresh aggregate.
+
+    Not by the files' times: a reader that aggregated a sweep while it ran can write its
+    aggregate after the sweep's final one, newer than the final record it does not describe.
+    """
     sd = Path(sweep_dir)
-    agg, sw = sd / AGGREGATE_FILE, sd / SWEEP_FILE
-    if agg.is_file() and sw.is_file() and agg.stat().st_mtime_ns >= sw.stat().st_mtime_ns:
+    agg = sd / AGGREGATE_FILE
+    current = _record_digest(sd)
+    if agg.is_file() and current is not None:
         try:
             data = json.loads(agg.read_text(encoding="utf-8"))
-            if isinstance(data, dict) and data.get("kind") == "sweep":
+            if (
+                isinstance(data, dict)
+                and data.get("kind") == "sweep"
+                and data.get("sweep_sha256") == current
+            ):
                 return data
         except (OSError, ValueError):
             pass
