@@ -159,16 +159,14 @@ async def test_feeds_read_ahead_log_what_serving_one_by_one_logs(
 
 async def test_a_stop_is_honoured_inside_a_window_of_many_quiet_slices(tmp_path: Path) -> None:
     """A window of many slices in which nobody wakes never awaited anything, so a signal's
-    handler (here a callback setting the ``stop`` event from another thread, as ``friendsim
-    run``'s SIGTERM handler sets it from the loop) ran only once the window had ended, or never
-    for a tick far below a second. The window now yields to the loop every few thousand slices
+    handler (here a callback of the loop setting the ``stop`` event, as ``friendsim run``'s
+    SIGTERM handler sets it) ran only once the window had ended, or never for a tick far below
+    a second. The window now yields to the loop every few thousand slices
     and stops there: the run is interrupted inside window 1, and its resume gives the log of a
     run never stopped. Ticks that would make windows without end are refused by the config."""
     import asyncio
     import json
     import sqlite3
-    import threading
-    import time
 
     from friendsim.replay.resume import resume
     from friendsim.runtime.assembly import run_experiment
@@ -186,25 +184,32 @@ async def test_a_stop_is_honoured_inside_a_window_of_many_quiet_slices(tmp_path:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
-    def stop_once_window_1_started() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
-                    if con.execute("SELECT 1 FROM events WHERE kind = 'window_started'").fetchone():
-                        loop.call_soon_threadsafe(stop.set)
-                        return
-            except sqlite3.Error:
-                pass
-            time.sleep(0.005)
+    watching = True
 
-    watcher = threading.Thread(target=stop_once_window_1_started)
-    watcher.start()
+    def stop_once_window_1_started() -> None:
+        """A callback of the loop, as the SIGTERM handler is: it runs whenever the loop gets
+        control, so it sets ``stop`` at the first turn of the loop after ``WindowStarted`` was
+        committed, and inside the quiet window only if the window yields to the loop."""
+        if not watching:
+            return
+        try:
+            con = sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True)
+            try:
+                if con.execute("SELECT 1 FROM events WHERE kind = 'window_started'").fetchone():
+                    stop.set()
+                    return
+            finally:
+                con.close()
+        except sqlite3.Error:
+            pass
+        loop.call_later(0.002, stop_once_window_1_started)
+
+    loop.call_soon(stop_once_window_1_started)
     try:
         with pytest.raises(RunInterrupted):
             await run_experiment(cfg, out_dir=run, stop=stop)
     finally:
-        watcher.join()
+        watching = False
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "interrupted" and manifest["windows"] == 0
     report = await resume(run)
