@@ -24,12 +24,12 @@ from friendsim.testing import stop_after_window
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def interrupted_run(run: Path) -> None:
+def interrupted_run(run: Path, *, agents: int = 4) -> None:
     stop, listener = stop_after_window(1)
     with pytest.raises(RunInterrupted):
         asyncio.run(
             run_experiment(
-                config(rounds=3),
+                config(rounds=3, agents=agents),
                 out_dir=run,
                 llm_factory=mind_factory,
                 stop=stop,
@@ -63,9 +63,10 @@ def in_the_way(kind: str, tmp_path: Path, staging: Path) -> None:
     elif kind == "folder":
         staging.mkdir()
         (staging / "data.csv").write_text("a,b\n1,2\n")
-    else:  # what a resume of another run left
+    else:  # what a resume of another run left (another experiment: the same config and seed
+        # make the same manifest, wall time aside, and so the same run as far as a resume knows)
         other = tmp_path / "other"
-        interrupted_run(other)
+        interrupted_run(other, agents=5)
         interrupted_resume(other).rename(staging)
 
 
