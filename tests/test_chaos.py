@@ -814,3 +814,50 @@ def test_provider_down_with_openai_api_key_set_reads_failed_n_calls_in_a_row(
     for text in (detail, err):
         assert "key from $OPENAI_API_KEY: failed 3 calls in a row after retries" in text, text
     assert KEY not in out + err + (tmp_path / "r" / "manifest.json").read_text()
+
+
+def _tree(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (relative path: sha256), the lock file aside."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "run.lock"
+    }
+
+
+def test_a_resume_or_fork_without_the_provider_s_key_is_refused_and_leaves_nothing(
+    tmp_path: Path,
+    fault_free: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The key of the run's provider missing from the environment is bad input, as it is for
+    ``friendsim run``: a ``--resume`` or ``--fork`` without it exited 1 and left a ``failed``
+    run in ``RUN.resuming`` or the fork's ``--out``. Now: exit 2 naming the variable, nothing
+    created, the run as it was; with the key back, the resume completes to the fault-free log."""
+    port = free_port()
+    cfg = config(tmp_path, f"http://127.0.0.1:{port}/v1")
+    run = tmp_path / "r"
+    with StubLLMServer(
+        responder=mind_responder(), port=port, fault=StubReply(drop=True), fault_from=12
+    ):
+        code, _, err = run_cli(capsys, "run", str(cfg), "--out", str(run), "--quiet")
+    assert code == 130, err
+    assert manifest(run)["windows"] >= 1
+    before = _tree(tmp_path)
+    monkeypatch.delenv(KEY_ENV)
+    code, _, err = run_cli(capsys, "run", "--resume", str(run), "--quiet")
+    assert code == 2, err
+    assert KEY_ENV in err and "Traceback" not in err
+    code, _, err = run_cli(
+        capsys, "run", str(cfg), "--fork", str(run), "--at", "1", "--out", str(tmp_path / "f")
+    )
+    assert code == 2, err
+    assert KEY_ENV in err
+    assert _tree(tmp_path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["chaos.toml", "r"])
+    monkeypatch.setenv(KEY_ENV, KEY)
+    with StubLLMServer(responder=mind_responder(), port=port):
+        code, _, err = run_cli(capsys, "run", "--resume", str(run), "--quiet")
+    assert code == 0, err
+    assert events_digest(run) == fault_free

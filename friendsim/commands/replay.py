@@ -154,7 +154,9 @@ def _fail(msg: str, *, prog: str = "friendsim replay") -> None:
 def handle(args: argparse.Namespace) -> int:
     """Run the replay action named by ``args``; returns the exit code. Log lines go to stderr
     (:func:`~friendsim.runtime.logs.configure_logging`): stdout is the JSON summary alone."""
-    from friendsim.llm.errors import LLMError
+    from friendsim.llm.errors import LLMError, ProviderConfigError
+    from friendsim.llm.redact import redact_text
+    from friendsim.registry import RegistryError
     from friendsim.rundir.errors import (
         DivergenceError,
         OutputPathError,
@@ -181,8 +183,16 @@ def handle(args: argparse.Namespace) -> int:
         if args.resume:
             return _resume(args.run_dir, args.out)
         return _fork(args.run_dir, args.fork, args.at, args.out)
-    except (RunInputError, ConfigError, RunLockedError, RunOccupiedError, OutputPathError) as exc:
-        _fail(str(exc))
+    except (
+        RunInputError,
+        ConfigError,
+        RunLockedError,
+        RunOccupiedError,
+        OutputPathError,
+        ProviderConfigError,
+        RegistryError,
+    ) as exc:
+        _fail(redact_text(str(exc)))
         return 2
     except RunStopped as exc:
         _fail(f"{exc.status} ({exc.reason}): {exc}")
@@ -224,8 +234,9 @@ def handle_run_option(args: argparse.Namespace) -> int:
     written by another process is refused (exit 2, naming its pid)."""
     import asyncio
 
-    from friendsim.llm.errors import LLMError
+    from friendsim.llm.errors import LLMError, ProviderConfigError
     from friendsim.llm.redact import redact_text
+    from friendsim.registry import RegistryError
     from friendsim.rundir.errors import (
         DivergenceError,
         RunDirError,
@@ -244,7 +255,14 @@ def handle_run_option(args: argparse.Namespace) -> int:
         if args.config is None:
             raise RunInputError("--fork needs the new run's CONFIG file")
         return _fork(args.fork, args.config, args.at, args.out)
-    except (RunInputError, ConfigError, RunLockedError, RunOccupiedError) as exc:
+    except (
+        RunInputError,
+        ConfigError,
+        RunLockedError,
+        RunOccupiedError,
+        ProviderConfigError,
+        RegistryError,
+    ) as exc:
         _fail(redact_text(str(exc)), prog=RUN)
         return 2
     except RunStopped as exc:

@@ -531,7 +531,7 @@ async def run_plan(
         occupied = True  # another run's directory: leave it as it was, lock file included
         raise
     except (ProviderConfigError, RegistryError):
-        if plan.recorded_until_seq is None and not await asyncio.to_thread(_windows_began, run_dir):
+        if not await asyncio.to_thread(_windows_began, run_dir):
             refused = True
             await asyncio.to_thread(_remove_new_files, run_dir, before)
         raise
@@ -565,10 +565,11 @@ def _windows_began(run_dir: Path) -> bool:
 
 
 def _remove_new_files(run_dir: Path, before: frozenset[str]) -> None:
-    """A new run refused before its first window (a provider without its key, a plug-in that
-    is not installed: bad input, exit 2) leaves nothing behind: the files it wrote (the
-    personas, the manifest, the log of its agents' registrations) go, so the same command
-    works once the input is fixed; what was in the directory before stays."""
+    """A run refused before its first window (a provider without its key, a plug-in that is
+    not installed: bad input, exit 2) leaves nothing behind: the files it wrote (the personas,
+    the manifest, the log of its agents' registrations) go, so the same command works once the
+    input is fixed; what was in the directory before stays (a resume's or a fork's copies of
+    the personas and answers: their own refusal removes the folder they made)."""
     for name in sorted(_names(run_dir) - before):
         path = run_dir / name
         try:
