@@ -78,14 +78,19 @@ def undone_if_refused(new: Path) -> Iterator[None]:
                 if created is not None:
                     shutil.rmtree(created, ignore_errors=True)
                 elif was_empty:
-                    for entry in new.iterdir():
-                        if entry.is_dir() and not entry.is_symlink():
-                            shutil.rmtree(entry)
-                        else:
-                            entry.unlink()
+                    empty_folder(new)
             except OSError:
                 pass
         raise
+
+
+def empty_folder(folder: Path) -> None:
+    """Remove everything inside ``folder`` (a link is removed, not followed), keeping it."""
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def manifest_sha256(run_dir: Path) -> str:

@@ -87,7 +87,13 @@ from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan
 from friendsim.runtime.engine import RunListener
 
 from .config import config_from_manifest
-from .execute import check_failures_replayable, check_recorded_answers, manifest_sha256, new_run_dir
+from .execute import (
+    check_failures_replayable,
+    check_recorded_answers,
+    empty_folder,
+    manifest_sha256,
+    new_run_dir,
+)
 from .logdiff import diff_log_files
 from .phases import carried_lineage, recorded_phases
 from .rerun import _summary_and_hash, inspect_run
@@ -241,11 +247,7 @@ def _undo_refused(
         elif created is not None:
             shutil.rmtree(created, ignore_errors=True)
         elif filled:
-            for entry in staging.iterdir():
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.rmtree(entry)
-                else:
-                    entry.unlink()
+            empty_folder(staging)
     except Exception as exc:
         log.warning("resume_refusal_cleanup_failed", run_dir=str(staging), error=repr(exc))
 
