@@ -450,3 +450,21 @@ def test_a_command_s_warnings_go_to_stderr_not_into_its_json_on_stdout(
     assert json.loads(done.stdout)["run_dir"] == str(run)
     assert "analysis_cache_not_written" in done.stderr
     assert "analysis_cache_not_written" not in done.stdout
+
+
+def test_log_verify_of_a_run_holds_its_manifest_to_its_log(run: Path) -> None:
+    """``log verify RUN`` rebuilt the tables from the log alone: a log cut after its last
+    table effect (the coach's last guidance, the closing ``window_ended``) still "matched". Given a run directory it now
+    first checks that the manifest describes the log (exit 2, naming where it ends); given the
+    ``events.db`` file alone it checks the log against its tables, as its help says."""
+    import sqlite3
+
+    with sqlite3.connect(run / "events.db") as con:
+        last = con.execute("SELECT seq, kind FROM events ORDER BY seq DESC LIMIT 1").fetchone()
+        assert last[1] in ("guidance_issued", "window_ended")  # no table holds it
+        con.execute("DELETE FROM events WHERE seq = ?", (last[0],))
+    code, out, err = cli("log", "verify", run)
+    assert code == 2, (out, err)
+    assert f"manifest end_seq={last[0]}" in err and f"ends at seq {last[0] - 1}" in err
+    code, out, _ = cli("log", "verify", run / "events.db")
+    assert code == 0 and "replay matches the live tables" in out

@@ -49,8 +49,10 @@ def register(subparsers: Subparsers) -> None:
         "verify",
         help="rebuild the platform from the log and compare with the stored tables",
         description="Rebuild every table of the platform from the event log alone and compare "
-        "with the stored tables. Exit status 0 when they are equal, 1 (naming the first "
-        "difference) when they are not.",
+        "with the stored tables; given a run directory, first check that its manifest "
+        "describes its log (where it ends, its hash). Exit status 0 when they are equal, 1 "
+        "(naming the first difference) when they are not, 2 when the manifest does not "
+        "describe the log.",
     )
     v.add_argument(
         "db", type=path_arg, metavar="RUN_OR_DB", help="a run directory or its events.db file"
@@ -127,14 +129,18 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.platform.replay import import_jsonl
     from friendsim.rundir.errors import RunInputError
     from friendsim.rundir.outputs import check_output_file, os_error_message
-    from friendsim.rundir.verify import live_note, verify_db, verify_live
+    from friendsim.rundir.verify import live_note, verify_db, verify_live, verify_run
 
     try:
         match args.log_command:
             case "verify":
-                if args.db.is_dir():
-                    args.db = args.db / "events.db"
-                report, pid = verify_live(lambda: verify_db(args.db), Path(args.db).parent)
+                run_dir = args.db if args.db.is_dir() else None
+                if run_dir is not None:
+                    args.db = run_dir / "events.db"
+                if run_dir is not None and (run_dir / "manifest.json").exists():
+                    report, pid = verify_live(lambda: verify_run(run_dir), run_dir)
+                else:
+                    report, pid = verify_live(lambda: verify_db(args.db), Path(args.db).parent)
                 if report.divergence is not None:
                     sys.stderr.write(f"{args.db}: replay differs: {report.divergence}\n")
                     return 1
