@@ -170,3 +170,14 @@ def test_empty_and_edgeless_graphs_are_defined() -> None:
     assert m["modularity"] is None and m["path_ln"] is None
     assert m["efficiency"] == 0.0
     assert graph_metrics(nx.Graph())["lcc"] == 0.0
+
+
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_average_path_without_any_pair_is_undefined_not_zero(n: int) -> None:
+    # every component a single node: no pair of nodes to average a distance over
+    m = graph_metrics(nx.empty_graph(n))
+    assert m["avg_path"] is None and m["path_ln"] is None and m["avg_path_se"] == 0.0
+    ps = path_stats(nx.empty_graph(n))
+    assert ps.avg_path is None and ps.avg_path_ln is None
+    # one edge is one pair at distance 1
+    assert graph_metrics(nx.Graph([(0, 1)]))["avg_path"] == 1.0

@@ -72,7 +72,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-ANALYSIS_VERSION = 6
+ANALYSIS_VERSION = 7
 
 NULL_MODEL_NOTE = (
     "null-model run: the agents used the baseline policy (seeded, persona-driven choices, no "

@@ -11,8 +11,9 @@ built once per graph from the same adjacency. networkx stays the graph type call
 see, and is the reference the tests compare with (see ``tests/test_metrics_igraph.py`` for the
 tolerances: exact metrics agree to 1e-9; Louvain modularity, being seed-dependent, within 0.03).
 
-Values that are undefined (e.g. modularity of an edgeless graph, path/ln(|LCC|) when |LCC| = 1)
-are ``None`` so results stay JSON-ready.
+Values that are undefined (e.g. modularity of an edgeless graph, the average path and
+path/ln(|LCC|) when |LCC| = 1: there is no pair to average over) are ``None`` so results stay
+JSON-ready.
 """
 
 from __future__ import annotations
@@ -149,6 +150,7 @@ class PathStats:
     (seeded); the ``*_se`` fields are the estimator's standard errors (0 when exact)."""
 
     avg_path: float | None
+    """``None`` when the LCC has a single node (no pair; networkx would say 0)."""
     avg_path_ln: float | None
     avg_path_se: float
     efficiency: float
@@ -223,7 +225,7 @@ def path_stats_adjacency(
     n = a.shape[0]
     if n < 2:
         return PathStats(
-            avg_path=0.0 if n == 1 else None,
+            avg_path=None,
             avg_path_ln=None,
             avg_path_se=0.0,
             efficiency=0.0,
@@ -250,12 +252,12 @@ def path_stats_adjacency(
     sum_d, sum_inv = _bfs_sums(a[lcc_nodes][:, lcc_nodes], src)
     n_sources = len(src)
     exact = lcc_exact
+    avg_path: float | None = None
+    avg_se = 0.0
     if size > 1:
         per_source = sum_d / (size - 1)
         avg_path = float(per_source.mean())
         avg_se = 0.0 if lcc_exact else _total(per_source, size, False)[1] / size
-    else:
-        avg_path, avg_se = 0.0, 0.0
     inv_total, inv_var = 0.0, 0.0
     t, se = _total(sum_inv, size, lcc_exact)
     inv_total += t
@@ -276,7 +278,7 @@ def path_stats_adjacency(
     denom = n * (n - 1)
     return PathStats(
         avg_path=avg_path,
-        avg_path_ln=avg_path / math.log(size) if size > 1 else None,
+        avg_path_ln=avg_path / math.log(size) if avg_path is not None else None,
         avg_path_se=avg_se,
         efficiency=inv_total / denom,
         efficiency_se=math.sqrt(inv_var) / denom,
