@@ -81,3 +81,19 @@ def test_bad_and_small_data() -> None:
     assert d is not None
     out = d.to_dict()
     assert set(out["comparisons"]) == {"exponential", "lognormal"}
+
+
+def test_a_tail_whose_likelihood_rises_past_the_alpha_bound_has_no_fit() -> None:
+    # all one value: the likelihood grows without end in α; a narrow tail just above x_min:
+    # its MLE (about 16.3) lies beyond the bound of 12, which used to be reported as α
+    assert fit_power_law([3] * 20) is None
+    steep = [18] * 7 + [19] * 4 + [20] * 2 + [21]
+    assert fit_power_law(steep, min_tail=5, xmin=18) is None
+    chosen = fit_power_law(steep, min_tail=5)
+    assert chosen is None or chosen.alpha < 11.9
+
+
+def test_a_steep_power_law_inside_the_bound_is_still_fitted() -> None:
+    x = sample_discrete_power_law(8.0, 1, 5000, np.random.default_rng(3))
+    fit = fit_power_law(x, xmin=1)
+    assert fit is not None and fit.alpha == pytest.approx(8.0, abs=0.3)

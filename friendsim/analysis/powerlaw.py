@@ -5,6 +5,9 @@
   −α·Σ ln x − n·ln ζ(α, x_min)); standard error (α − 1)/√n_tail.
 * x_min: the candidate (every distinct value leaving at least ``min_tail`` points in the tail)
   minimising the Kolmogorov–Smirnov distance between the empirical and fitted CDFs of the tail.
+  A candidate whose likelihood still rises at the upper bound of α (:data:`ALPHA_BOUNDS`; a tail
+  of one value, or one too steep for a power law) has no estimate and is skipped: the bound is
+  not the MLE.
 * Alternatives on the same tail: discrete exponential p(x) = (1 − e^(−λ)) e^(−λ(x − x_min)) (MLE
   closed form) and discretised lognormal p(x) ∝ F(x + ½) − F(x − ½) truncated at x_min − ½
   (MLE by Nelder–Mead). Vuong's test: R = Σ (ln p_pl − ln p_alt), normalised R/(σ√n), two-sided
@@ -90,10 +93,16 @@ class PowerLawFit:
         }
 
 
-def _alpha_mle(xmin: int, n: int, sum_log: float) -> float:
+def _alpha_mle(xmin: int, n: int, sum_log: float) -> float | None:
+    """The discrete MLE of α, ``None`` when it lies beyond ``ALPHA_BOUNDS[1]`` (the negative
+    log-likelihood is convex in α, so it still falls at the bound exactly then)."""
+
     def nll(a: float) -> float:
         return a * sum_log + n * math.log(special.zeta(a, xmin))
 
+    hi = ALPHA_BOUNDS[1]
+    if nll(hi) <= nll(hi - 1e-4):
+        return None
     res = optimize.minimize_scalar(
         nll, bounds=ALPHA_BOUNDS, method="bounded", options={"xatol": 1e-6}
     )
@@ -161,7 +170,8 @@ def fit_power_law(
     xmin: int | None = None,
 ) -> PowerLawFit | None:
     """Fit a discrete power law to positive integers ``data``; ``None`` if fewer than
-    ``min_tail`` values. ``xmin`` fixes x_min instead of choosing it by KS distance."""
+    ``min_tail`` values or if no candidate x_min has an estimate of α within the bounds.
+    ``xmin`` fixes x_min instead of choosing it by KS distance."""
     x = np.asarray(data, dtype=np.float64)
     if x.size and (np.any(x < 1) or np.any(x != np.round(x))):
         raise PowerLawDataError("power-law data must be positive integers (e.g. degrees > 0)")
@@ -187,6 +197,8 @@ def fit_power_law(
         if n_tail < 2:
             continue
         a = _alpha_mle(xm, n_tail, float(suffix_log[i]))
+        if a is None:
+            continue
         d = _ks(x[i:], a, xm)
         if best is None or d < best[0]:
             best = (d, xm, a, i)
