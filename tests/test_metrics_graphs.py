@@ -94,6 +94,25 @@ def test_interaction_graph_counts_kinds() -> None:
     assert set(only2.edges) == set(per[2].edges)
 
 
+def test_cumulative_interaction_graphs_hold_only_what_happened_by_each_window_end() -> None:
+    evs = social_log()
+    between = DirectMessageSent(t=0, actor="c", dm_id=7, recipient="d", text="x")
+    after = DirectMessageSent(t=0, actor="d", dm_id=8, recipient="c", text="y")
+    end1 = next(i for i, e in enumerate(evs) if isinstance(e, WindowEnded))
+    evs = [*evs[: end1 + 1], between, *evs[end1 + 1 :], after]
+    evs = [replace(e, seq=i + 1, t=float(i)) for i, e in enumerate(evs)]
+    cum = dict(interaction_graphs_by_window(evs, cumulative=True))
+    # window 1: its own three interactions; the DM c→d came after its end, d→c after window 2
+    assert set(cum[1].edges) == {("b", "a"), ("b", "c"), ("c", "a")}
+    window2 = {("a", "b"), ("a", "d"), ("d", "b")}
+    assert set(cum[2].edges) == set(cum[1].edges) | {("c", "d")} | window2
+    assert cum[2]["c"]["d"]["dm"] == 1 and cum[2]["b"]["a"]["weight"] == 1
+    # a window that never ended holds everything to the end of the log
+    open_end = [e for e in evs if not (isinstance(e, WindowEnded) and e.window == 2)]
+    last = dict(interaction_graphs_by_window(open_end, cumulative=True))[2]
+    assert set(last.edges) == set(interaction_graph(open_end).edges)
+
+
 def test_network_summary_by_hand() -> None:
     attributes = {"a": {"group": "x"}, "b": {"group": "x"}, "c": {"group": "y"}}
     s = network_summary(build_log(), attributes=attributes, params=P, sentiment=FakeSentiment())

@@ -92,6 +92,13 @@ def follow_graph(events: Iterable[Event], *, nodes: Iterable[str] = ()) -> nx.Di
 
 def iter_interactions(events: Iterable[Event]) -> Iterator[Interaction]:
     """Every directed interaction of the log, in order, tagged with its window."""
+    for x in _interactions_and_ends(events):
+        if isinstance(x, Interaction):
+            yield x
+
+
+def _interactions_and_ends(events: Iterable[Event]) -> Iterator[Interaction | WindowEnded]:
+    """:func:`iter_interactions` with the ``WindowEnded`` events in their places."""
     author: dict[int, str] = {}
     window: int | None = None
     for ev in events:
@@ -100,6 +107,7 @@ def iter_interactions(events: Iterable[Event]) -> Iterator[Interaction]:
                 window = w
             case WindowEnded():
                 window = None
+                yield ev
             case PostCreated(actor=str(v), post_id=pid, mentions=mentions, parent_id=parent):
                 author[pid] = v
                 if parent is not None and parent in author and author[parent] != v:
@@ -151,39 +159,31 @@ def interaction_graphs_by_window(
     events: Iterable[Event], *, nodes: Iterable[str] = (), cumulative: bool = False
 ) -> list[tuple[int, nx.DiGraph]]:
     """One interaction graph per window (window order of first appearance): that window's
-    interactions only, or, with ``cumulative``, everything up to the end of that window
-    (interactions outside windows count from the moment they happen)."""
+    interactions only, or, with ``cumulative``, every interaction of the log up to that
+    window's ``WindowEnded`` (its last one; the end of the log for a window that never ended),
+    those outside windows included where they happen."""
     evs = list(events)
     base = list(nodes)
-    order = [ev.window for ev in evs if isinstance(ev, WindowStarted)]
     per: dict[int, nx.DiGraph] = {}
-    for w in order:
-        if w not in per:
+    for ev in evs:
+        if isinstance(ev, WindowStarted) and ev.window not in per:
             g = nx.DiGraph()
             g.add_nodes_from(base)
-            per[w] = g
-    outside: list[Interaction] = []
-    for it in iter_interactions(evs):
-        if it.window is None:
-            outside.append(it)
-        else:
-            _add(per[it.window], it)
+            per[ev.window] = g
     if not cumulative:
+        for it in iter_interactions(evs):
+            if it.window is not None:
+                _add(per[it.window], it)
         return list(per.items())
-    out: list[tuple[int, nx.DiGraph]] = []
     acc = nx.DiGraph()
     acc.add_nodes_from(base)
-    for it in outside:
-        _add(acc, it)
-    for w, g in per.items():
-        for u, v, data in g.edges(data=True):
-            if not acc.has_edge(u, v):
-                acc.add_edge(u, v, **dict.fromkeys(("weight", *INTERACTION_KINDS), 0))
-            for key in ("weight", *INTERACTION_KINDS):
-                acc[u][v][key] += data[key]
-        acc.add_nodes_from(g.nodes)
-        out.append((w, acc.copy()))
-    return out
+    at_end: dict[int, nx.DiGraph] = {}
+    for x in _interactions_and_ends(evs):
+        if isinstance(x, Interaction):
+            _add(acc, x)
+        elif x.window in per:
+            at_end[x.window] = acc.copy()
+    return [(w, at_end[w] if w in at_end else acc.copy()) for w in per]
 
 
 def undirected_weighted(g: nx.DiGraph) -> nx.Graph:
