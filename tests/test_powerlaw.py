@@ -97,3 +97,24 @@ def test_a_steep_power_law_inside_the_bound_is_still_fitted() -> None:
     x = sample_discrete_power_law(8.0, 1, 5000, np.random.default_rng(3))
     fit = fit_power_law(x, xmin=1)
     assert fit is not None and fit.alpha == pytest.approx(8.0, abs=0.3)
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        [1] * 10 + [50] * 10,  # one wide gap: the model's CDF rises to almost 1 inside it
+        [2, 2, 2, 3, 3, 5, 9, 9, 14, 40, 41, 300],
+        sample_discrete_power_law(2.2, 2, 60, np.random.default_rng(5)).tolist(),
+    ],
+)
+def test_ks_is_the_largest_cdf_gap_at_every_integer_of_the_tail(x: list[int]) -> None:
+    from scipy import special
+
+    xmin = min(x)
+    fit = fit_power_law(x, xmin=xmin, min_tail=5)
+    assert fit is not None
+    tail = np.sort(np.asarray(x))
+    every = np.arange(xmin, int(tail.max()) + 1)
+    emp = np.searchsorted(tail, every, side="right") / len(tail)
+    model = 1.0 - special.zeta(fit.alpha, every + 1.0) / special.zeta(fit.alpha, xmin)
+    assert fit.ks == pytest.approx(float(np.max(np.abs(emp - model))), abs=1e-12)
