@@ -298,7 +298,8 @@ LOSSES: tuple[Loss, ...] = (
     ),
     Loss(
         name="lost_answers",
-        what="survey answers lost to provider errors (those agents went unsurveyed)",
+        what="survey answers lost to provider errors or a policy that raised "
+        "(those agents went unsurveyed)",
         where="action_failed events with stage 'survey'",
     ),
 )

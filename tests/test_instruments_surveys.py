@@ -11,6 +11,7 @@ import pytest
 
 from friendsim.agents.schema import OutputError
 from friendsim.agents.survey import (
+    SurveyReply,
     belief_question,
     ipip_questions,
     parse_answers,
@@ -151,3 +152,57 @@ def test_survey_window_after_the_run_is_a_config_error() -> None:
     assert err.value.key == "[surveys][0].windows"
     assert "window 99 is after the run's last window (4)" in err.value.problem
     assert config(surveys=[{"windows": [4]}]).surveys[0].windows == (4,)
+
+
+class OddRespondent:
+    """The baseline policy, except for its survey answers: each agent's is wrong its own way."""
+
+    def __init__(self, inner: Any, agent: str) -> None:
+        self.inner, self.agent = inner, agent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def answer(self, *, survey: str, window: int, questions: Any) -> SurveyReply:
+        odd: dict[str, Any] = {
+            "a00": {"stance": 99},
+            "a01": {"stance": 3, "mood": 1},
+            "a02": {"stance": "7"},
+        }
+        if self.agent == "a03":
+            raise ZeroDivisionError("division by zero in the plug-in")
+        return SurveyReply(answers=odd[self.agent])
+
+
+async def test_a_plugin_policy_s_answers_are_held_to_the_questions(tmp_path: Path) -> None:
+    """A policy's answers are checked like a model's: an answer off its scale, to a question
+    not asked or not an integer is that agent's named failure, not a recorded answer (a string
+    crashed the run); a policy that raises loses that answer (the run ended ``failed``)."""
+    from friendsim.agents.policies import POLICIES, BaselineParams, _baseline
+
+    def odd(*, context: Any, **params: Any) -> Any:
+        return OddRespondent(_baseline(context=context, **params), context.persona.id)
+
+    POLICIES.register("odd-respondent-for-test", odd, params=BaselineParams)
+    try:
+        cfg = config(
+            surveys=[{"name": "p", "windows": [2], "questions": ["stance"]}], interventions=[]
+        )
+        cfg = cfg.model_copy(
+            update={"agents": cfg.agents.model_copy(update={"policy": "odd-respondent-for-test"})}
+        )
+        result = await run_experiment(cfg, out_dir=tmp_path / "run")
+    finally:
+        POLICIES.unregister("odd-respondent-for-test")
+    evs = events(tmp_path / "run")
+    assert not [e for e in evs if e.kind == "survey_answered"]
+    failed = {e.actor: e for e in evs if e.kind == "action_failed" and e.stage == "survey"}  # type: ignore[attr-defined]
+    assert {a: f.reason for a, f in failed.items()} == {  # type: ignore[attr-defined]
+        "a00": "out_of_range",
+        "a01": "unknown_question",
+        "a02": "missing_answer",
+        "a03": "policy_error",
+    }
+    assert "ZeroDivisionError" in failed["a03"].detail  # type: ignore[attr-defined]
+    assert result.manifest.status == "degraded"
+    assert result.manifest.totals["lost_answers"] == 1

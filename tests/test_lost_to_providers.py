@@ -334,8 +334,8 @@ def test_survey_answers_lost_to_the_provider_make_the_run_degraded(tmp_path: Pat
     answered = [json.loads(p)["window"] for _, _, k, a, p in log if k == "survey_answered"]
     assert sorted(answered) == [1, 1, 1, 1, 2, 2, 2]
     assert (
-        "degraded run: every window ran, but 1 survey answers lost to provider errors "
-        "(those agents went unsurveyed)"
+        "degraded run: every window ran, but 1 survey answers lost to provider errors or a "
+        "policy that raised (those agents went unsurveyed)"
     ) in analyze_run(tmp_path / "r")["notes"]
 
     whole = asyncio.run(run_experiment(cfg, out_dir=tmp_path / "w", llm_factory=models({})))

@@ -27,15 +27,19 @@ from typing import Any
 import structlog
 
 from friendsim.agents.persona import Persona
+from friendsim.agents.schema import OutputError
 from friendsim.agents.survey import (
     Question,
     Respondent,
     SurveyReply,
     belief_question,
     ipip_questions,
+    parse_answers,
     stance_question,
     trust_question,
 )
+from friendsim.llm.errors import STOPS_THE_RUN, LLMError
+from friendsim.llm.redact import redact_text
 from friendsim.moderation.service import ModerationService
 from friendsim.platform.errors import PlatformError
 from friendsim.platform.events import (
@@ -54,11 +58,14 @@ from friendsim.platform.service import Platform
 from friendsim.runtime.engine import Engine, FeedRules, WindowHooks
 from friendsim.runtime.instruments_config import InterventionSpec, Item, SurveySpec
 from friendsim.runtime.interventions import INTERVENTIONS, Intervention
-from friendsim.vocabulary import InboxMessage, Policy
+from friendsim.vocabulary import Failure, InboxMessage, Policy
 
 log = structlog.get_logger(__name__)
 _STOP_EVERY = 1000
 """Agents added by one intervention between two checks for a stop request."""
+LOST_REASONS = frozenset({"llm_error", "policy_error"})
+"""Survey failures that lose an answer (:attr:`Instruments.lost_answers`); an invalid answer
+is the respondent's behaviour, not a loss."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -109,7 +116,8 @@ class Instruments(WindowHooks):
         self.make_policy = make_policy
         self.more_personas = more_personas
         self.lost_answers = 0
-        """Survey answers lost to provider errors (a loss: the run ends ``degraded``)."""
+        """Survey answers lost to provider errors or a policy that raised (a loss: the run ends
+        ``degraded``)."""
         self.scheduled = [
             Scheduled(index=i, spec=s, intervention=INTERVENTIONS.create(s.kind, s.params))
             for i, s in enumerate(interventions)
@@ -364,7 +372,7 @@ class Instruments(WindowHooks):
                         action={"survey": survey.name, "window": window},
                     )
                 )
-                if f is not None and f.reason == "llm_error":
+                if f is not None and f.reason in LOST_REASONS:
                     self.lost_answers += 1
         await self.platform.flush()
 
@@ -400,15 +408,41 @@ class Instruments(WindowHooks):
     async def _ask(
         self, policy: Policy, survey: SurveySpec, window: int, questions: tuple[Question, ...]
     ) -> SurveyReply:
+        """``policy``'s reply, held to the questions asked: an answer that is not one integer on
+        its scale for each question (and nothing else) is that agent's failure, named, as a
+        model's invalid answer is; an exception it raised, or a reply that is not a
+        :class:`SurveyReply`, is a failure ``policy_error`` (a lost answer)."""
         if not isinstance(policy, Respondent):
-            from friendsim.vocabulary import Failure
-
             return SurveyReply(
                 failure=Failure(
                     stage="survey", reason="no_respondent", detail="policy has no answer()"
                 )
             )
-        return await policy.answer(survey=survey.name, window=window, questions=questions)
+        try:
+            reply = await policy.answer(survey=survey.name, window=window, questions=questions)
+        except STOPS_THE_RUN:
+            raise
+        except LLMError as exc:
+            return _failed_reply("llm_error", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:
+            log.error("survey_policy_error", survey=survey.name, window=window, error=repr(exc))
+            return _failed_reply("policy_error", f"the policy raised {type(exc).__name__}: {exc}")
+        if not isinstance(reply, SurveyReply):
+            return _failed_reply(
+                "policy_error", f"the policy answered {type(reply).__name__}, not a SurveyReply"
+            )
+        if reply.answers is None:
+            return reply
+        try:
+            return SurveyReply(answers=parse_answers({"answers": reply.answers}, questions))
+        except OutputError as err:
+            return _failed_reply(err.reason, err.detail)
+
+
+def _failed_reply(reason: str, detail: str) -> SurveyReply:
+    return SurveyReply(
+        failure=Failure(stage="survey", reason=reason, detail=redact_text(detail)[:500])
+    )
 
 
 def instruments_used(cfg: Any) -> bool:
