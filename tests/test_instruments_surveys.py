@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +19,15 @@ from friendsim.agents.survey import (
     parse_answers,
     stance_question,
 )
+from friendsim.llm.errors import BudgetExceededError
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.platform.events import Event, event_from_row
 from friendsim.replay.rerun import rerun
+from friendsim.replay.resume import resume
 from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import ConfigError, parse_config
 from friendsim.runtime.scripted_mind import plausible_responder
+from friendsim.runtime.status import RunInterrupted
 
 ITEMS = [
     {"id": "f1", "text": "Claim F.", "topic": "energy", "source": "Buzz", "truth": "false"},
@@ -206,3 +211,80 @@ async def test_a_plugin_policy_s_answers_are_held_to_the_questions(tmp_path: Pat
     assert "ZeroDivisionError" in failed["a03"].detail  # type: ignore[attr-defined]
     assert result.manifest.status == "degraded"
     assert result.manifest.totals["lost_answers"] == 1
+
+
+def mind_with(survey: Callable[[Any], Any]) -> Callable[[str], ScriptedLLM]:
+    """The scripted mind, with ``survey(request)`` answering the survey requests."""
+    responder = plausible_responder(0)
+
+    def answer(req: Any) -> Any:
+        return survey(req) if req.label == "survey" else responder(req)
+
+    return lambda spec: ScriptedLLM(answer, model="mind")
+
+
+LLM_SURVEYED = {"surveys": [{"name": "p", "windows": [2], "questions": ["stance"]}]}
+
+
+async def test_a_budget_spent_by_a_survey_interrupts_the_run_which_resumes_as_uninterrupted(
+    tmp_path: Path,
+) -> None:
+    """The budget reached by a survey's request stops the run ``interrupted`` (resumable), as it
+    does in a wake (it ended ``failed``), with nothing of that survey recorded."""
+    responder = plausible_responder(0)
+    await run_experiment(
+        config("llm", **LLM_SURVEYED), out_dir=tmp_path / "full", llm_factory=mind_with(responder)
+    )
+
+    def spent(req: Any) -> Any:
+        if req.agent == "a02":
+            raise BudgetExceededError("budget reached", limit_usd=0.01, spent_usd=0.01)
+        return responder(req)
+
+    with pytest.raises(RunInterrupted) as stopped:
+        await run_experiment(
+            config("llm", **LLM_SURVEYED), out_dir=tmp_path / "run", llm_factory=mind_with(spent)
+        )
+    assert stopped.value.reason == "budget"
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["stop_reason"] == "budget"
+    assert not [e for e in events(tmp_path / "run") if e.kind == "survey_answered"]
+
+    report = await resume(tmp_path / "run", llm_factory=mind_with(responder))
+    assert report.status == "completed"
+    assert events(tmp_path / "run") == events(tmp_path / "full")
+
+
+async def test_a_stop_request_during_a_survey_is_honoured_without_waiting_for_its_answers(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C while a survey waits on a slow model stops the run there (it waited for every
+    answer first), with nothing of the survey recorded; the resume ends as uninterrupted."""
+    responder = plausible_responder(0)
+    stop, never = asyncio.Event(), asyncio.Event()
+
+    async def slow(req: Any) -> Any:
+        if req.agent == "a01":
+            stop.set()
+            await never.wait()  # a model that would answer much later
+        return responder(req)
+
+    with pytest.raises(RunInterrupted):
+        await asyncio.wait_for(
+            run_experiment(
+                config("llm", **LLM_SURVEYED),
+                out_dir=tmp_path / "run",
+                llm_factory=mind_with(slow),
+                stop=stop,
+            ),
+            timeout=60,
+        )
+    evs = events(tmp_path / "run")
+    assert not [e for e in evs if e.kind == "survey_answered"]
+    assert [e.window for e in evs if e.kind == "window_ended"] == [1]  # type: ignore[attr-defined]
+
+    await run_experiment(
+        config("llm", **LLM_SURVEYED), out_dir=tmp_path / "full", llm_factory=mind_with(responder)
+    )
+    await resume(tmp_path / "run", llm_factory=mind_with(responder))
+    assert events(tmp_path / "run") == events(tmp_path / "full")

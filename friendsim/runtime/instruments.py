@@ -11,7 +11,8 @@ any of them (a run without them gets the no-op hooks, so its log is unchanged):
   new items; its decisions take effect at once);
 * ``window_ending(w)`` — the surveys of window ``w``: a seeded sample of the active agents is
   asked concurrently; answers recorded as ``SurveyAnswered`` sorted by agent, failures as
-  ``ActionFailed(stage="survey")``.
+  ``ActionFailed(stage="survey")``, once every answer is in (a stop request or a spent budget
+  meanwhile interrupts the run with nothing of the survey recorded).
 
 It is also the :class:`~friendsim.runtime.interventions.RunOps` the interventions act through.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,7 @@ from friendsim.agents.survey import (
     stance_question,
     trust_question,
 )
-from friendsim.llm.errors import STOPS_THE_RUN, LLMError
+from friendsim.llm.errors import STOPS_THE_RUN, BudgetExceededError, LLMError
 from friendsim.llm.redact import redact_text
 from friendsim.moderation.service import ModerationService
 from friendsim.platform.errors import PlatformError
@@ -58,6 +59,7 @@ from friendsim.platform.service import Platform
 from friendsim.runtime.engine import Engine, FeedRules, WindowHooks
 from friendsim.runtime.instruments_config import InterventionSpec, Item, SurveySpec
 from friendsim.runtime.interventions import INTERVENTIONS, Intervention
+from friendsim.runtime.status import RunInterrupted
 from friendsim.vocabulary import Failure, InboxMessage, Policy
 
 log = structlog.get_logger(__name__)
@@ -343,8 +345,8 @@ class Instruments(WindowHooks):
             active = sorted(rng.sample(active, k))
         seen = await self._exposed([i.post_id for i in self.injected])
         asks = {a: self._questions(survey, a, seen) for a in active}
-        replies = await asyncio.gather(
-            *(self._ask(engine.policies[a], survey, window, asks[a]) for a in active)
+        replies = await self._replies(
+            [self._ask(engine.policies[a], survey, window, asks[a]) for a in active]
         )
         now = self.platform.clock.now()
         for agent, reply in zip(active, replies, strict=True):
@@ -375,6 +377,28 @@ class Instruments(WindowHooks):
                 if f is not None and f.reason in LOST_REASONS:
                     self.lost_answers += 1
         await self.platform.flush()
+
+    async def _replies(self, asks: Sequence[Awaitable[SurveyReply]]) -> list[SurveyReply]:
+        """The replies to ``asks``, asked concurrently, in order. On the first error, or a stop
+        request, the others are cancelled and it (or :class:`RunInterrupted`) is raised: nothing
+        of the survey is recorded yet, so a resume asks it again."""
+        stop = self._engine().stop
+        tasks = [asyncio.ensure_future(a) for a in asks]
+        gathered = asyncio.gather(*tasks)
+        stopping = asyncio.ensure_future(stop.wait()) if stop is not None else None
+        try:
+            if stopping is not None:
+                either: set[asyncio.Future[Any]] = {gathered, stopping}
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+                if not gathered.done():
+                    raise RunInterrupted("stop requested")
+            return await gathered
+        finally:
+            for t in tasks:
+                t.cancel()
+            if stopping is not None:
+                stopping.cancel()
+            await asyncio.gather(gathered, *tasks, return_exceptions=True)
 
     async def _exposed(self, post_ids: Sequence[int]) -> set[tuple[str, int]]:
         if not post_ids:
@@ -411,7 +435,8 @@ class Instruments(WindowHooks):
         """``policy``'s reply, held to the questions asked: an answer that is not one integer on
         its scale for each question (and nothing else) is that agent's failure, named, as a
         model's invalid answer is; an exception it raised, or a reply that is not a
-        :class:`SurveyReply`, is a failure ``policy_error`` (a lost answer)."""
+        :class:`SurveyReply`, is a failure ``policy_error`` (a lost answer). A spent budget
+        interrupts the run, as it does in a wake."""
         if not isinstance(policy, Respondent):
             return SurveyReply(
                 failure=Failure(
@@ -420,6 +445,8 @@ class Instruments(WindowHooks):
             )
         try:
             reply = await policy.answer(survey=survey.name, window=window, questions=questions)
+        except BudgetExceededError as exc:
+            raise RunInterrupted(str(exc), reason="budget") from exc
         except STOPS_THE_RUN:
             raise
         except LLMError as exc:
