@@ -3,6 +3,7 @@ with interventions, moderation and surveys replay byte for byte."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from friendsim.platform.events import Event, event_from_row
 from friendsim.replay.rerun import rerun
 from friendsim.rundir.verify import verify_run
 from friendsim.runtime.assembly import run_experiment
-from friendsim.runtime.config import ConfigError, parse_config
+from friendsim.runtime.config import ConfigError, load_config, parse_config
 from friendsim.runtime.interventions import INTERVENTIONS, named_agents
 
 ITEMS = [
@@ -460,3 +461,38 @@ def test_an_items_line_nested_past_the_decoder_s_limit_is_named(tmp_path: Path) 
         ItemsFileError, match=r"items.jsonl: line 2: not JSON \(nested too deeply\)"
     ):
         load_items(path)
+
+
+def test_an_inline_item_list_empty_or_with_repeated_ids_is_a_config_error() -> None:
+    """As an items file is held to: an empty list injected nothing (and registered its outside
+    account), and two items of one id were one survey question and one truth label."""
+    inject = {"kind": "inject", "window": 2}
+    with pytest.raises(ConfigError, match=r"\[interventions\]\[0\].*holds no items"):
+        config(interventions=[{**inject, "items": []}])
+    twice = [ITEMS[0], {**ITEMS[1], "id": "f1"}]
+    with pytest.raises(ConfigError, match=r"\[interventions\]\[0\].*item ids repeat: \['f1'\]"):
+        config(interventions=[{**inject, "items": twice}])
+
+
+def test_an_item_id_injected_twice_in_a_run_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    """Item ids tell injected items apart in surveys (``belief:<id>``) and analyses: an id
+    injected as false at window 1 and as true at window 2 had its window-1 belief answers
+    counted as belief in a true item. Refused, an items file's ids too, exit 2."""
+    (tmp_path / "items.jsonl").write_text(json.dumps({**ITEMS[1], "id": "f1"}) + "\n")
+    toml = tmp_path / "exp.toml"
+    toml.write_text(
+        '[experiment]\nrounds = 3\n[agents]\ncount = 3\npolicy = "baseline"\n'
+        '[[interventions]]\nkind = "inject"\nwindow = 1\n'
+        'items = [{id = "f1", text = "a", topic = "t", truth = "false"}]\n'
+        '[[interventions]]\nkind = "inject"\nwindow = 2\nitems = "items.jsonl"\n'
+    )
+    from friendsim.cli import main
+
+    assert main(["run", str(toml), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError) as err:
+        asyncio.run(run_experiment(load_config(toml), out_dir=tmp_path / "run", config_path=toml))
+    assert err.value.key == "[interventions][1].items"
+    assert "item id 'f1' is injected already by [interventions][0]" in err.value.problem

@@ -44,10 +44,32 @@ def inline_plan_items(plan: RunPlan, *, base: Path, source: str | Path) -> RunPl
             inlined = inline_items(cfg.interventions, base)
         except ItemsFileError as exc:
             raise ConfigError(source, "[interventions].items", str(exc)) from None
+        _check_item_ids(inlined, source)
         phases.append(
             dataclasses.replace(phase, config=cfg.model_copy(update={"interventions": inlined}))
         )
     return dataclasses.replace(plan, phases=tuple(phases))
+
+
+def _check_item_ids(specs: Sequence[InterventionSpec], source: str | Path) -> None:
+    """Each item id is injected once in the run (surveys ask about an item by its id, and
+    analyses label its cascade and its belief answers with the truth of that id), else
+    :class:`ConfigError` at the later intervention's ``items``."""
+    first: dict[str, int] = {}
+    for i, spec in enumerate(specs):
+        items = spec.params.get("items")
+        if isinstance(items, str) or not isinstance(items, (list, tuple)):
+            continue
+        for item in items:
+            item_id = str(item.get("id") if isinstance(item, Mapping) else item.id)
+            j = first.setdefault(item_id, i)
+            if j != i:
+                raise ConfigError(
+                    source,
+                    f"[interventions][{i}].items",
+                    f"item id {item_id!r} is injected already by [interventions][{j}]; each "
+                    "injected item needs its own id (surveys and analyses tell items apart by it)",
+                )
 
 
 def check_named_agents(

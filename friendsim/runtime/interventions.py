@@ -72,6 +72,19 @@ class InjectParams(_Params):
     by: str = Field(default="newsdesk", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
     agents: tuple[str, ...] = ()
 
+    @field_validator("items")
+    @classmethod
+    def _some_distinct(cls, v: str | tuple[Item, ...]) -> str | tuple[Item, ...]:
+        if isinstance(v, str):
+            return v  # a file: load_items holds it to the same
+        if not v:
+            raise ValueError("holds no items")
+        ids = [i.id for i in v]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"item ids repeat: {repeated} (each injected item needs its own id)")
+        return v
+
 
 class BroadcastParams(_Params):
     text: str = Field(min_length=1, max_length=2000)
