@@ -313,6 +313,26 @@ async def test_agents_named_before_they_join_are_refused(tmp_path: Path, mode: s
     assert [e.agent for e in evs if e.kind == "persona_changed" and e.window == 3] == ["a06"]  # type: ignore[attr-defined]
 
 
+async def test_an_outside_account_that_an_agent_joining_later_would_be_is_refused(
+    tmp_path: Path,
+) -> None:
+    """``inject``'s ``by`` registers an outside account: the ``add_agents`` after it could not
+    register its agent of that id (the run failed at that window, DuplicateAgentError)."""
+    inject = {"kind": "inject", "window": 2, "by": "a06", "items": ITEMS}
+    grow = {"kind": "add_agents", "window": 2, "count": 1}
+    with pytest.raises(ConfigError) as err:
+        await run_experiment(config(interventions=[inject, grow]), out_dir=tmp_path / "run")
+    assert err.value.key == "[interventions][0].by"
+    assert "'a06' would be registered (window 2) before [interventions][1]" in err.value.problem
+    assert not (tmp_path / "run").exists()
+    await run_experiment(config(interventions=[grow, inject]), out_dir=tmp_path / "ok")
+    evs = events(tmp_path / "ok")
+    injected = {e.post_id for e in evs if e.kind == "item_injected"}  # type: ignore[attr-defined]
+    posts = [e for e in evs if e.kind == "post_created" and e.post_id in injected]  # type: ignore[attr-defined]
+    assert [e.actor for e in posts] == ["a06", "a06"]  # the agent that joined posts them
+    assert not [e for e in evs if e.kind == "action_failed"]
+
+
 @pytest.mark.parametrize("mode", ["rounds", "continuous"])
 async def test_applied_at_predicts_the_order_interventions_apply_in(
     tmp_path: Path, mode: str

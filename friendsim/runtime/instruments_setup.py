@@ -83,20 +83,23 @@ def check_named_agents(
     in the run when that intervention applies: one of ``personas``, or one that an ``add_agents``
     intervention applied before it adds (in the order the runtime applies them:
     :meth:`~friendsim.runtime.config.ExperimentSection.applied_at`), else :class:`ConfigError`
-    at ``[interventions][i].agents`` — the runtime could only record the intervention as failed.
+    at ``[interventions][i].agents`` — the runtime could only record the intervention as failed;
+    and no ``inject`` registers as its outside account (``by``) an id that an ``add_agents``
+    applied after it adds (:class:`ConfigError` at ``[interventions][i].by``: the agent could
+    not join).
     Called once the population is known and before anything is written. ``more_personas(n)``:
     the run's first ``n`` personas (built only when an id is not among ``personas`` and the
     population grows)."""
     specs = plan.final.interventions
     known = {p.id for p in personas}
     names = [(i, a) for i, s in enumerate(specs) for a in named_agents(s.kind, s.params)]
-    if all(a in known for _, a in names):
+    added = sum(added_agents(s.kind, s.params) for s in specs)
+    if all(a in known for _, a in names) and not (added and _outside_accounts(specs)):
         return
     ex = plan.final.experiment
     order = sorted(
         range(len(specs)), key=lambda i: (ex.applied_at(window=specs[i].window, at=specs[i].at), i)
     )
-    added = sum(added_agents(s.kind, s.params) for s in specs)
     grown: list[str] = []
     if added:
         with contextlib.suppress(ConfigError):  # too few personas: the ids stay unknown
@@ -108,8 +111,19 @@ def check_named_agents(
             adds[i] = grown[offset : offset + n]
     joins = {a: i for i, added_ids in adds.items() for a in added_ids}
     present = set(known)
+    outside = _outside_accounts(specs)
     for i in order:
         spec = specs[i]
+        by = outside.get(i)
+        if by is not None and by not in present and by in joins:
+            j = joins[by]
+            raise ConfigError(
+                source,
+                f"[interventions][{i}].by",
+                f"the outside account {by!r} would be registered ({_when(spec)}) before "
+                f"[interventions][{j}] (add_agents, {_when(specs[j])}) adds agent {by!r}; "
+                "name another account",
+            )
         for agent in named_agents(spec.kind, spec.params):
             if agent in present:
                 continue
@@ -128,6 +142,15 @@ def check_named_agents(
                 f"no agent {agent!r} in this run ({len(ids)} agents: {ids[0]} ... {ids[-1]})",
             )
         present.update(adds.get(i, ()))
+
+
+def _outside_accounts(specs: Sequence[InterventionSpec]) -> dict[int, str]:
+    """The outside account each ``inject`` intervention without ``agents`` posts as, by index."""
+    return {
+        i: str(s.params.get("by", "newsdesk"))
+        for i, s in enumerate(specs)
+        if s.kind == "inject" and not s.params.get("agents")
+    }
 
 
 def _when(spec: InterventionSpec) -> str:
