@@ -164,6 +164,29 @@ def test_bad_interventions_are_config_errors(tmp_path: Path) -> None:
         config(interventions=[{"kind": "persona", "window": 1, "fields": {"id": "x"}}])
 
 
+@pytest.mark.parametrize(
+    "intervention",
+    [
+        {"kind": "suspend", "agents": ["a01", "a02", "a01"]},
+        {"kind": "remove", "agents": ["a01", "a01"]},
+        {"kind": "persona", "agents": ["a01", "a01"], "fields": {"stance_score": 0.5}},
+        {"kind": "reward_mix", "agents": ["a01", "a01"], "dominant": "EMO"},
+    ],
+    ids=lambda i: i["kind"],
+)
+def test_an_agent_named_twice_in_a_change_is_a_config_error(intervention: dict[str, Any]) -> None:
+    """Each was applied to it twice: two events, and the interventions table counted the
+    agent twice."""
+    with pytest.raises(ConfigError, match=r"\[interventions\]\[0\].*more than once: \['a01'\]"):
+        config(interventions=[{"window": 2, **intervention}])
+    once = {**intervention, "agents": ["a01"]}
+    assert config(interventions=[{"window": 2, **once}]).interventions
+    with pytest.raises(ConfigError, match="at least 1"):
+        config(interventions=[{"kind": "suspend", "window": 2, "agents": []}])
+    turns = {"kind": "inject", "window": 2, "items": ITEMS, "agents": ["a01", "a02", "a01"]}
+    assert config(interventions=[turns]).interventions  # inject's authors take turns
+
+
 def test_reward_mix_weight_that_would_not_dominate_is_a_config_error() -> None:
     mix = {"kind": "reward_mix", "window": 2, "dominant": "EMO"}
     with pytest.raises(ConfigError, match=r"dominant_weight=0.1 must be in \[0.2, 1\]"):

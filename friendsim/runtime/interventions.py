@@ -64,6 +64,18 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _distinct(agents: tuple[str, ...]) -> tuple[str, ...]:
+    repeated = sorted({a for a in agents if agents.count(a) > 1})
+    if repeated:
+        raise ValueError(f"agents named more than once: {repeated}")
+    return agents
+
+
+DistinctAgents = Annotated[tuple[str, ...], AfterValidator(_distinct)]
+"""The agents a change applies to, each once (``inject``'s ``agents`` take turns, and may
+repeat)."""
+
+
 class InjectParams(_Params):
     """``items``: a JSONL file (relative to the config) or inline items; posted by the outside
     account ``by`` or, when ``agents`` is given, by those agents in turn."""
@@ -109,7 +121,7 @@ class RewardMixParams(_Params):
     """A new reward mix for ``agents`` (empty: everyone): ``dominant`` (+ ``weight``) or an
     explicit ``lambdas`` mapping."""
 
-    agents: tuple[str, ...] = ()
+    agents: DistinctAgents = ()
     dominant: Literal["SOC", "INF", "PRE", "COORD", "EMO"] | None = None
     weight: float = Field(default=0.6, gt=0, le=1)
     lambdas: dict[str, float] | None = None
@@ -155,7 +167,7 @@ class PersonaParams(_Params):
     """New values of the :data:`PERSONA_FIELDS` of ``agents`` (empty: everyone); each value must
     pass the :class:`~friendsim.agents.persona.Persona` model's own validation."""
 
-    agents: tuple[str, ...] = ()
+    agents: DistinctAgents = ()
     fields: dict[str, Any] = Field(min_length=1)
 
     @field_validator("fields")
@@ -178,13 +190,13 @@ class PersonaParams(_Params):
 
 
 class SuspendParams(_Params):
-    agents: tuple[str, ...] = Field(min_length=1)
+    agents: DistinctAgents = Field(min_length=1)
     windows: int = Field(default=1, ge=1)
     reason: str = ""
 
 
 class RemoveParams(_Params):
-    agents: tuple[str, ...] = Field(min_length=1)
+    agents: DistinctAgents = Field(min_length=1)
     reason: str = ""
 
 
