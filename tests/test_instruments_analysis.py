@@ -13,6 +13,7 @@ from friendsim.platform.events import (
     InterventionApplied,
     ItemInjected,
     ModerationDecided,
+    PersonaChanged,
     PostCreated,
     SurveyAnswered,
     WindowStarted,
@@ -132,10 +133,14 @@ def test_interventions_and_moderation_tables() -> None:
         WindowStarted(seq=7, t=10.0, window=2),
         InterventionApplied(seq=8, t=10.0, window=2, intervention="add_agents"),
         AgentRegistered(seq=9, t=10.0, actor="n1", name="n1"),
+        PersonaChanged(seq=10, t=10.0, agent="n1", window=2, fields={"lambdas": {"SOC": 1.0}}),
+        InterventionApplied(seq=11, t=10.0, window=2, intervention="reward_mix"),
+        PersonaChanged(seq=12, t=10.0, agent="n1", window=2, fields={"lambdas": {"EMO": 1.0}}),
     ]  # fmt: skip
-    assert [(r["window"], r["kind"], r["injected"], r["joined"]) for r in interventions_table(evs)] == [
-        (1, "inject", 1, 0), (2, "add_agents", 0, 1)
-    ]  # fmt: skip
+    table = [(r["window"], r["kind"], r["injected"], r["joined"], r["changed"]) for r in interventions_table(evs)]  # fmt: skip
+    assert table == [
+        (1, "inject", 1, 0, 0), (2, "add_agents", 0, 1, 0), (2, "reward_mix", 0, 0, 1)
+    ]  # fmt: skip  # a newcomer's own reward mix is not a change of its persona
     assert moderation_over_time(evs) == [
         {"window": 1, "moderator": "rule", "action": "label", "count": 1}
     ]

@@ -31,6 +31,7 @@ def interventions_table(events: Iterable[Event]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     current: dict[str, Any] | None = None
     window = 0
+    joining: set[str] = set()  # the agents the current intervention adds
     for e in events:
         if isinstance(e, WindowStarted):
             window = e.window
@@ -47,6 +48,7 @@ def interventions_table(events: Iterable[Event]) -> list[dict[str, Any]]:
                 "changed": 0,
             }
             rows.append(current)
+            joining = set()
         elif current is not None and e.t == current["t"]:
             match e:
                 case ItemInjected():
@@ -55,7 +57,8 @@ def interventions_table(events: Iterable[Event]) -> list[dict[str, Any]]:
                     current["suspended"] += 1
                 case AgentRegistered() if window > 0 and e.attributes.get("role") != OUTSIDE:
                     current["joined"] += 1
-                case PersonaChanged():
+                    joining.add(e.actor or "")
+                case PersonaChanged() if e.agent not in joining:  # not a newcomer's reward mix
                     current["changed"] += 1
                 case _:
                     pass
