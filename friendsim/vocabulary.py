@@ -54,9 +54,14 @@ class FeedItem:
     """A moderator's fact-check label, shown to agents with the item."""
 
 
+BROADCAST = 0
+"""The ``dm_id`` of a broadcast in an inbox (direct messages are numbered from 1)."""
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class InboxMessage:
-    """A direct message addressed to the observing agent."""
+    """A direct message addressed to the observing agent; ``dm_id`` :data:`BROADCAST` is a
+    broadcast's message, from a ``sender`` that is no user (nobody to reply to)."""
 
     dm_id: int
     sender: str

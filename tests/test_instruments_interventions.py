@@ -142,6 +142,26 @@ async def test_broadcast_reaches_agents_once(tmp_path: Path) -> None:
     assert sum(shown in p for p in prompts) == 3
 
 
+@pytest.mark.parametrize("policy", ["baseline", "llm"])
+async def test_agents_do_not_write_to_a_broadcast_s_sender(tmp_path: Path, policy: str) -> None:
+    """The sender of a broadcast is no user: it was taken for one the agents knew, and they
+    wrote DMs to it and mentioned it in the windows after, each a failed action."""
+    from friendsim.llm.scripted import ScriptedLLM
+    from friendsim.runtime.scripted_mind import plausible_responder
+
+    cfg = config(
+        agents={"count": 4, "policy": policy},
+        llm={"provider": "scripted", "retries": 0},
+        interventions=[{"kind": "broadcast", "window": 2, "text": "Platform notice: be kind."}],
+    )
+    factory = (lambda s: ScriptedLLM(plausible_responder(0))) if policy == "llm" else None
+    await run_experiment(cfg, out_dir=tmp_path / "r", llm_factory=factory)
+    evs = events(tmp_path / "r")
+    assert [e.kind for e in evs].count("broadcast_sent") == 1
+    assert not [e for e in evs if e.kind == "action_failed"]
+    assert not [e for e in evs if e.kind == "dm_sent" and e.recipient == "platform"]  # type: ignore[attr-defined]
+
+
 async def test_at_virtual_time_in_continuous_mode(tmp_path: Path) -> None:
     """``at = T``: applied before the first slice at or after T, inside its window."""
     cfg = config(

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from friendsim.llm.tokens import estimate_tokens as _llm_estimate
-from friendsim.vocabulary import Action, FeedItem, Observation, RewardFeedback
+from friendsim.vocabulary import BROADCAST, Action, FeedItem, Observation, RewardFeedback
 
 SNIPPET_CHARS = 80
 
@@ -191,7 +191,7 @@ class AgentMemory:
             )  # fmt: skip
         senders: list[str] = []
         for dm in obs.inbox:
-            if dm.sender not in senders:
+            if dm.sender not in senders and dm.dm_id != BROADCAST:
                 senders.append(dm.sender)
             if ("dm", dm.dm_id) in self._seen_in:
                 continue

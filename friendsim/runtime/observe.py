@@ -16,6 +16,7 @@ from typing import Protocol
 from friendsim.platform.events import DirectMessageSent
 from friendsim.platform.views import PostView
 from friendsim.vocabulary import (
+    BROADCAST,
     Action,
     FeedItem,
     InboxMessage,
@@ -136,7 +137,8 @@ class AgentContext:
                     self._touch(self._known, m, self.max_known)
             self._touch(self._topics, item.topic, self.max_topics)
         for msg in inbox:
-            self._touch(self._known, msg.sender, self.max_known)
+            if msg.dm_id != BROADCAST:  # a broadcast's sender is no user to write to
+                self._touch(self._known, msg.sender, self.max_known)
             self._touch(self._topics, msg.topic, self.max_topics)
 
     def acted(self, window: int, applied: tuple[Action, ...]) -> None:
