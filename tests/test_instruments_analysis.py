@@ -122,6 +122,25 @@ def test_survey_trends_by_hand() -> None:
     assert survey_trends([]) == {}
 
 
+def test_an_agent_asked_by_two_surveys_of_a_window_counts_once() -> None:
+    """Two surveys at window 2, the second of a sample (``b``): ``b``'s stance weighed double
+    in the window's mean and polarization, and its stance and belief answers were counted as
+    two respondents'."""
+    evs = [
+        ItemInjected(seq=1, t=0.0, post_id=1, item_id="f1", truth="false"),
+        SurveyAnswered(seq=2, t=1.0, actor="a", survey="panel", window=2, answers={"stance": 1, "belief:f1": 2}),
+        SurveyAnswered(seq=3, t=1.0, actor="b", survey="panel", window=2, answers={"stance": 7, "belief:f1": 6}),
+        SurveyAnswered(seq=4, t=1.0, actor="b", survey="pulse", window=2, answers={"stance": 5, "belief:f1": 6}),
+    ]  # fmt: skip
+    got = survey_trends(evs)
+    ((row,),) = [got["stance"]]
+    assert (row["respondents"], row["mean"]) == (2, 3.5)  # a: 1, b: (7 + 5) / 2
+    assert row["polarization"] == pytest.approx(polarization([1, 6]))
+    assert got["belief"] == [{"window": 2, "truth": "false", "answers": 2, "mean_belief": 4.0}]
+    assert got["trajectories"] == {"a": {"2": 1}, "b": {"2": 6}}
+    assert (got["respondents"], got["answers"]) == (2, 3)
+
+
 def test_interventions_and_moderation_tables() -> None:
     evs = [
         WindowStarted(seq=1, t=0.0, window=1),
