@@ -139,6 +139,17 @@ def test_survey_config_errors() -> None:
         config(surveys=[{"windows": [1], "questions": ["mood"]}])
 
 
+def test_two_surveys_of_one_name_are_a_config_error() -> None:
+    """Their answers were one survey's in the log (``survey_answered.survey``), and they drew
+    the same sample: two ``[[surveys]]`` without a name were both "survey"."""
+    with pytest.raises(ConfigError) as err:
+        config(surveys=[{"windows": [1, 2], "questions": ["stance"]}, {"windows": [2]}])
+    assert err.value.key == "[surveys][1].name"
+    assert "'survey' names [surveys][0] too" in err.value.problem
+    named = config(surveys=[{"windows": [2]}, {"name": "pulse", "windows": [2]}])
+    assert [s.name for s in named.surveys] == ["survey", "pulse"]
+
+
 async def test_sampled_survey_is_seeded(tmp_path: Path) -> None:
     cfg = config(surveys=[{"name": "half", "windows": [2], "sample": 0.5, "questions": ["stance"]}])
     await run_experiment(cfg, out_dir=tmp_path / "a")

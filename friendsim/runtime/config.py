@@ -818,7 +818,7 @@ def check_schedule(cfg: ExperimentConfig, *, source: str | Path = "<config>") ->
     """Every intervention and survey falls inside the run, else :class:`ConfigError` at its key:
     an intervention's ``window`` at most the run's last window and its ``at`` at most
     :meth:`ExperimentSection.last_at` (later ones would never apply), a survey's ``windows``
-    at most the last window (they would never be asked)."""
+    at most the last window (they would never be asked), and no two surveys of one name."""
     ex = cfg.experiment
     last = ex.n_windows
     for i, spec in enumerate(cfg.interventions):
@@ -836,7 +836,16 @@ def check_schedule(cfg: ExperimentConfig, *, source: str | Path = "<config>") ->
                 f"at={spec.at!r} is after the last time the run can apply it "
                 f"({_last_moment(ex)}); it would never apply",
             )
+    named: dict[str, int] = {}
     for i, survey in enumerate(cfg.surveys):
+        j = named.setdefault(survey.name, i)
+        if j != i:
+            raise ConfigError(
+                source,
+                f"[surveys][{i}].name",
+                f"{survey.name!r} names [surveys][{j}] too; give each survey its own name (its "
+                "answers, its sample and its questions' seeds are told apart by it)",
+            )
         late = [w for w in survey.windows if w > last]
         if late:
             raise ConfigError(
