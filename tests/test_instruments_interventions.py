@@ -559,3 +559,32 @@ def test_an_item_id_injected_twice_in_a_run_is_refused_before_anything_is_writte
         asyncio.run(run_experiment(load_config(toml), out_dir=tmp_path / "run", config_path=toml))
     assert err.value.key == "[interventions][1].items"
     assert "item id 'f1' is injected already by [interventions][0]" in err.value.problem
+
+
+def test_a_growth_past_the_persona_file_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    """An ``add_agents`` the persona file cannot supply failed the run at its window (windows
+    already run and paid for), with an error at ``[agents].count``; now exit 2 at its own key,
+    nothing written."""
+    from friendsim.agents.generator import generate_personas
+    from friendsim.agents.persona_io import save_personas
+    from friendsim.cli import main
+
+    save_personas(generate_personas(5, seed=1), tmp_path / "people.jsonl")
+    toml = tmp_path / "exp.toml"
+    toml.write_text(
+        '[experiment]\nrounds = 3\n[agents]\ncount = 4\npersonas = "people.jsonl"\n'
+        'policy = "baseline"\n'
+        '[[interventions]]\nkind = "add_agents"\nwindow = 2\ncount = 1\n'
+        '[[interventions]]\nkind = "add_agents"\nwindow = 3\ncount = 1\n'
+    )
+    assert main(["run", str(toml), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError) as err:
+        asyncio.run(run_experiment(load_config(toml), out_dir=tmp_path / "run", config_path=toml))
+    assert err.value.key == "[interventions][1].count"
+    assert err.value.problem.startswith("the population grows to 6 agents here: ")
+    assert not (tmp_path / "run").exists()
+    toml.write_text(toml.read_text().split('[[interventions]]\nkind = "add_agents"\nwindow = 3')[0])
+    assert main(["run", str(toml), "--out", str(tmp_path / "run"), "--quiet"]) == 0  # 5 fit

@@ -79,6 +79,7 @@ from friendsim.runtime.control import RunControl
 from friendsim.runtime.engine import Engine, FeedRules, RunListener, WindowTally
 from friendsim.runtime.instruments import Instruments
 from friendsim.runtime.instruments_setup import (
+    check_growth,
     check_named_agents,
     inline_plan_items,
     moderation_spec,
@@ -442,6 +443,13 @@ def prepare_run(
         more_personas=lambda n: build_personas(_with_count(first, n), base=base, source=source),
         source=source,
     )
+    if first.persona_path(base) is not None:
+        check_growth(
+            plan,
+            personas,
+            more_personas=lambda n: build_personas(_with_count(first, n), base=base, source=source),
+            source=source,
+        )
     params = reward_params(cfg, source=source)
     specs = (
         provider_specs(first, personas, env) if agent_policies.uses_llm(first.agents.policy) else {}

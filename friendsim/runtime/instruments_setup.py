@@ -2,9 +2,11 @@
 
 Kept apart from :mod:`friendsim.runtime.assembly` so the assembly only gains a few calls:
 :func:`inline_plan_items` (item files become inline items before the manifest is written, so a
-re-run needs no file), :func:`check_named_agents` (the agents interventions name exist), :func:`moderation_spec` (the LLM moderator's provider spec, opened with
-the other stacks) and :func:`open_instruments` (the :class:`~.instruments.Instruments` hooks,
-or ``None`` for a run that uses none — whose log is then exactly as before).
+re-run needs no file), :func:`check_named_agents` (the agents interventions name exist),
+:func:`check_growth` (a persona file holds the agents that join), :func:`moderation_spec` (the
+LLM moderator's provider spec, opened with the other stacks) and :func:`open_instruments` (the
+:class:`~.instruments.Instruments` hooks, or ``None`` for a run that uses none — whose log is
+then exactly as before).
 
 The instruments follow the plan's final config (the one the manifest records).
 """
@@ -142,6 +144,37 @@ def check_named_agents(
                 f"no agent {agent!r} in this run ({len(ids)} agents: {ids[0]} ... {ids[-1]})",
             )
         present.update(adds.get(i, ()))
+
+
+def check_growth(
+    plan: RunPlan,
+    personas: Sequence[Persona],
+    *,
+    more_personas: Callable[[int], Sequence[Persona]],
+    source: str | Path,
+) -> None:
+    """A persona file holds the personas every ``add_agents`` of ``plan`` adds, else
+    :class:`ConfigError` at the ``[interventions][i].count`` of the first one it runs out at
+    (the run failed there, windows into it). ``more_personas(n)``: the run's first ``n``
+    personas from its file; called only for a run that grows, once per ``add_agents``."""
+    specs = plan.final.interventions
+    ex = plan.final.experiment
+    order = sorted(
+        range(len(specs)), key=lambda i: (ex.applied_at(window=specs[i].window, at=specs[i].at), i)
+    )
+    n = len(personas)
+    for i in order:
+        if not (k := added_agents(specs[i].kind, specs[i].params)):
+            continue
+        n += k
+        try:
+            more_personas(n)
+        except ConfigError as exc:
+            raise ConfigError(
+                source,
+                f"[interventions][{i}].count",
+                f"the population grows to {n} agents here: {exc.problem}",
+            ) from None
 
 
 def _outside_accounts(specs: Sequence[InterventionSpec]) -> dict[int, str]:
