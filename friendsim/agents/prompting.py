@@ -1,7 +1,8 @@
 """Prompt building: templates from ``prompts/*.txt`` plus data blocks for untrusted text.
 
-Any text written by agents (posts, comments, DMs), by a coach, or derived from them (memory
-snippets) enters a prompt only inside a block such as ``<post id="3" author="a01">...</post>``
+Any text written by agents (posts, comments, DMs, the topic labels they chose), by a coach, or
+derived from them (memory snippets) enters a prompt only inside a block such as
+``<post id="3" author="a01">...</post>`` or ``<topics>...</topics>``
 with the content HTML-escaped (``&``, ``<``, ``>``, quotes), so no content can close its block or
 open a new one; the system prompt tells the model that text inside blocks is content, never
 instructions. Attribute values are escaped the same way.
@@ -166,6 +167,12 @@ def _cap_list(values: Sequence[str], cap: int) -> str:
     return shown + (f" (+{len(values) - cap} more)" if len(values) > cap else "")
 
 
+def topics_block(topics: Sequence[str], cap: int) -> str:
+    """The known topics as one escaped data block: a topic is a label some agent (a model)
+    wrote, so it is content, never instructions."""
+    return f"<topics>{esc(_cap_list(topics, cap))}</topics>"
+
+
 def shown_feed(obs: Observation, max_items: int) -> tuple[FeedItem, ...]:
     """The feed items a plan prompt shows (the first ``max_items`` in feed order)."""
     return obs.feed[:max_items]
@@ -235,7 +242,7 @@ def plan_prompt(
         rewards=rewards,
         guidance=guidance,
         known_users=_cap_list([u for u in obs.known_users if u != obs.agent_id], max_list),
-        topics=_cap_list([t for t in obs.topics if usable_topic(t)][-max_list:], max_list),
+        topics=topics_block([t for t in obs.topics if usable_topic(t)][-max_list:], max_list),
         followees=_cap_list(list(obs.followees), max_list),
         action_help=action_help,
         allowed=", ".join(order),
