@@ -18,7 +18,7 @@ from friendsim.agents import (
 )
 from friendsim.agents.schema import parse_plan
 from friendsim.llm import ScriptedLLM
-from friendsim.llm.base import LLMRequest
+from friendsim.llm.base import Completion, LLMRequest
 from friendsim.llm.errors import CacheMissError, ServerError
 from friendsim.vocabulary import (
     Action,
@@ -118,6 +118,29 @@ async def test_valid_plan_gives_n_actions_with_text() -> None:
     # the COM prompt shows the target post, the DM prompt the recipient's earlier DM
     assert 'id="12"' in llm.calls[2].messages[0].content
     assert "Hi, how are you?" in llm.calls[3].messages[0].content
+
+
+def _request_chars(req: LLMRequest) -> int:
+    return len(req.system) + sum(len(m.content) for m in req.messages)
+
+
+@pytest.mark.parametrize("field", ["type", "recipient"])
+async def test_a_huge_value_in_a_plan_does_not_grow_the_reasks(field: str) -> None:
+    """Model output is untrusted: a 100,000-character value is quoted cut in the error shown
+    back on each re-ask (and stored in the log), so the re-asks stay the size of a plan prompt."""
+    huge = "X" * 100_000
+    bad = _act("DM", recipient=huge) if field == "recipient" else _act(huge)
+    plan = {"actions": [bad, _act("POST"), _act("POST")]}
+    llm = ScriptedLLM(responder(lambda req: Completion(text="", model="m", parsed=plan)))
+    policy = make_llm_policy(PERSONAS[0], llm, theme="climate change")
+    d = await policy.decide(_obs())
+    assert [a.type for a in d.actions] == ["POST", "POST"]
+    (failure,) = d.failures
+    assert failure.reason in ("bad_type", "unknown_recipient") and len(failure.detail) < 300
+    plans = [c for c in llm.calls if c.label == "plan"]
+    assert len(plans) == 4  # the plan, then action 1 re-asked alone three times
+    first = _request_chars(plans[0])
+    assert all(_request_chars(c) < first + 6_000 for c in plans), [_request_chars(c) for c in plans]
 
 
 NOT_A_PLAN: dict[str, tuple[Any, str]] = {

@@ -154,3 +154,15 @@ async def test_the_scripted_mind_answers_the_llm_coach_validly() -> None:
         for ctx in (CTX, bare):
             advice = await LLMCoach(ScriptedLLM(plausible_responder(seed))).advise_with_report(ctx)
             assert advice.failure is None, (seed, ctx.agent)
+
+
+async def test_huge_invalid_answers_do_not_grow_the_reasks() -> None:
+    """The coach's answer is untrusted: an invalid 300,000-character answer (a huge unknown
+    target) is shown back cut, so each re-ask stays small, and the coach falls back."""
+    huge = "Z" * 100_000
+    llm = ScriptedLLM(default={"tips": [tip("DM", huge, "Send a DM.")] * 3})
+    advice = await LLMCoach(llm, retries=3).advise_with_report(CTX)
+    assert advice.tips == rule_tips(CTX) and advice.failure is not None
+    assert "unknown user 'ZZZ" in advice.failure.detail and len(advice.failure.detail) < 1_000
+    sizes = [len(r.system) + sum(len(m.content) for m in r.messages) for r in llm.calls]
+    assert len(sizes) == 4 and max(sizes) < sizes[0] + 3 * 3_000, sizes

@@ -26,6 +26,10 @@ T = TypeVar("T")
 MAX_ECHO_CHARS = 1500
 """A bad answer echoed back to the model on a re-ask is cut to this length."""
 
+MAX_ERROR_CHARS = 500
+"""The validation error shown to the model on a re-ask is cut to this length (it may quote the
+model's own output)."""
+
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Asked(Generic[T]):
@@ -124,7 +128,7 @@ async def ask_validated(
             last = OutputError("bad_output", f"the answer could not be read ({type(exc).__name__})")
         echo = _text_of(comp)[:MAX_ECHO_CHARS] or "(empty)"
         messages.append(Message(role="assistant", content=echo))
-        messages.append(user(render("repair", error=last.detail)))
+        messages.append(user(render("repair", error=last.detail[:MAX_ERROR_CHARS])))
     return Asked(
         value=None,
         failure=Failure(

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from friendsim.agents.asking import Asked, ask_validated, derive_seed
+from friendsim.agents.asking import MAX_ERROR_CHARS, Asked, ask_validated, derive_seed
 from friendsim.agents.memory import AgentMemory, snippet
 from friendsim.agents.persona import Persona
 from friendsim.agents.prompting import (
@@ -372,7 +372,7 @@ class LLMPolicy:
             self.llm,
             stage="plan",
             system=self.system,
-            prompt=render("repair_action", index=index, error=error.detail),
+            prompt=render("repair_action", index=index, error=error.detail[:MAX_ERROR_CHARS]),
             parse=parse,
             json_schema=schema,
             label="plan",

@@ -65,6 +65,14 @@ def decode_json(parsed: Any, text: str) -> Any:
     )
 
 
+def quoted(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: how an error message quotes a value the
+    model wrote (it is shown back to the model on a re-ask and stored in the log, so a
+    100,000-character recipient must not make a 100,000-character re-ask)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _shape_error(exc: ValidationError) -> str:
     parts = []
     for e in exc.errors()[:5]:
@@ -246,7 +254,7 @@ def parse_action(
     if kind not in obs.allowed:
         raise OutputError(
             "bad_type",
-            f"{where}: type {pa.type!r} is not allowed; allowed: {list(obs.allowed)}",
+            f"{where}: type {quoted(pa.type)} is not allowed; allowed: {list(obs.allowed)}",
         )
     atype = cast(ActionType, kind)
     shown_by_id = {item.post_id: item for item in shown}
@@ -265,7 +273,7 @@ def parse_action(
             if pa.target_post not in shown_by_id:
                 raise OutputError(
                     "unknown_post",
-                    f"{where}: target_post {pa.target_post} is not one of the posts shown to you",
+                    f"{where}: target_post {quoted(pa.target_post)} is not one of the posts shown to you",
                 )
             item = shown_by_id[pa.target_post]
             if atype in ("LIKE", "DISLIKE") and item.author == self_id:
@@ -287,7 +295,7 @@ def parse_action(
                 )
             if rcpt not in known:
                 raise OutputError(
-                    "unknown_recipient", f"{where}: recipient {rcpt!r} is not a known user"
+                    "unknown_recipient", f"{where}: recipient {quoted(rcpt)} is not a known user"
                 )
             if atype in ("FOLLOW", "UNFOLLOW") and any(
                 a.type in ("FOLLOW", "UNFOLLOW") and a.recipient == rcpt for a in taken

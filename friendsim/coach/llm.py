@@ -30,6 +30,9 @@ from friendsim.vocabulary import Failure, PaperActionType, Tip, Tone
 log = structlog.get_logger(__name__)
 
 MAX_TIP_CHARS = 300
+MAX_ECHO_CHARS = 1500
+"""On a re-ask the invalid answer is shown back cut to this length, and the error to a third of
+it: the model's output is untrusted, and a re-ask must not grow with it."""
 _SENTENCE_BREAK = re.compile(r"[.!?]\s+\S")
 
 
@@ -119,6 +122,11 @@ def _context_json(ctx: CoachContext) -> str:
     )
 
 
+def _shown(value: object, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def check_tips(raw: Any, ctx: CoachContext) -> tuple[Tip, ...]:
     """Validate a model answer for ``ctx``; raises ``ValueError`` naming every problem."""
     if isinstance(raw, str):
@@ -140,7 +148,7 @@ def check_tips(raw: Any, ctx: CoachContext) -> tuple[Tip, ...]:
             if t.target == ctx.agent:
                 problems.append(f"{where}.target: cannot be the user itself ({ctx.agent})")
             elif t.target not in users:
-                problems.append(f"{where}.target: unknown user {t.target!r}")
+                problems.append(f"{where}.target: unknown user {_shown(t.target)}")
         if t.action == "DM" and (t.target is None or t.target == TOP_LIKED):
             problems.append(f"{where}: a DM needs a user id as target")
         if t.action == "COM" and t.target is None:
@@ -207,9 +215,12 @@ class LLMCoach:
             except ValueError as exc:
                 error = str(exc)
                 log.info("coach_output_invalid", agent=ctx.agent, attempt=attempts, error=error)
-                messages.append(Message(role="assistant", content=completion.text))
+                messages.append(Message(role="assistant", content=completion.text[:MAX_ECHO_CHARS]))
                 messages.append(
-                    user(f"Your answer was invalid: {error}. Answer again with valid JSON only.")
+                    user(
+                        f"Your answer was invalid: {error[: MAX_ECHO_CHARS // 3]}. "
+                        "Answer again with valid JSON only."
+                    )
                 )
         return self._fallback(ctx, "invalid_output", error, attempts)
 
