@@ -83,6 +83,16 @@ async def test_administer_scores_consistent_respondent() -> None:
     assert "X" in llm.calls[0].system
 
 
+async def test_true_false_answers_are_reasked_not_scored_as_ones() -> None:
+    """JSON true/false is not an answer on the 1-5 scale: read as 1 and 0 it scored an agent
+    that answered ``true`` to every item as "very inaccurate" on all of them."""
+    p = generate_personas(1, seed=1)[0]
+    llm = ScriptedLLM([{"answers": [True] * 20}, {"answers": _answers_for(p)}])
+    res = await administer(p, llm, theme="t")
+    assert len(llm.calls) == 2 and "true/false" in llm.calls[1].messages[-1].content
+    assert res.failure is None and res.answers == tuple(_answers_for(p))
+
+
 async def test_administer_fails_after_retries_and_population_agreement() -> None:
     p = generate_personas(1, seed=1)[0]
     bad = ScriptedLLM(lambda req: {"answers": [9] * 20})

@@ -170,6 +170,9 @@ def _parse(comp: Completion) -> tuple[int, ...]:
         raise OutputError(
             "bad_schema", f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}"
         ) from None
+    raw = value.get("answers") if isinstance(value, dict) else None
+    if isinstance(raw, list) and any(isinstance(a, bool) for a in raw):
+        raise OutputError("bad_schema", "answers must be integers from 1 to 5, not true/false")
     bad = [i + 1 for i, a in enumerate(ans.answers) if not 1 <= a <= 5]
     if bad:
         raise OutputError("out_of_range", f"answers to items {bad} are not integers from 1 to 5")
