@@ -21,6 +21,7 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from friendsim.llm.json_extract import quoted
 from friendsim.platform.events import normalise_topic
 from friendsim.platform.topics import usable_topic
 from friendsim.vocabulary import Action, ActionType, FeedItem, Observation, Tone
@@ -63,14 +64,6 @@ def decode_json(parsed: Any, text: str) -> Any:
     raise OutputError(
         "bad_json", f"the answer is not valid JSON ({last}); reply with one JSON object only"
     )
-
-
-def quoted(value: object, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters: how an error message quotes a value the
-    model wrote (it is shown back to the model on a re-ask and stored in the log, so a
-    100,000-character recipient must not make a 100,000-character re-ask)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _shape_error(exc: ValidationError) -> str:

@@ -24,7 +24,7 @@ from friendsim.coach.base import TOP_LIKED, CoachAdvice, CoachContext
 from friendsim.coach.rule import MAX_TIPS, MIN_TIPS, rule_tips
 from friendsim.llm.base import LLM, LLMRequest, Message, user
 from friendsim.llm.errors import STOPS_THE_RUN, LLMError
-from friendsim.llm.json_extract import printable_line
+from friendsim.llm.json_extract import printable_line, quoted
 from friendsim.vocabulary import Failure, PaperActionType, Tip, Tone
 
 log = structlog.get_logger(__name__)
@@ -122,11 +122,6 @@ def _context_json(ctx: CoachContext) -> str:
     )
 
 
-def _shown(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def check_tips(raw: Any, ctx: CoachContext) -> tuple[Tip, ...]:
     """Validate a model answer for ``ctx``; raises ``ValueError`` naming every problem."""
     if isinstance(raw, str):
@@ -148,7 +143,7 @@ def check_tips(raw: Any, ctx: CoachContext) -> tuple[Tip, ...]:
             if t.target == ctx.agent:
                 problems.append(f"{where}.target: cannot be the user itself ({ctx.agent})")
             elif t.target not in users:
-                problems.append(f"{where}.target: unknown user {_shown(t.target)}")
+                problems.append(f"{where}.target: unknown user {quoted(t.target)}")
         if t.action == "DM" and (t.target is None or t.target == TOP_LIKED):
             problems.append(f"{where}: a DM needs a user id as target")
         if t.action == "COM" and t.target is None:

@@ -32,6 +32,14 @@ def clean_text(text: str) -> str:
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
+def quoted(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: how an error message quotes a value the
+    model wrote (it is shown back to the model on a re-ask and stored in the log, so a
+    100,000-character recipient must not make a 100,000-character re-ask)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def printable_line(text: str) -> str:
     """``text`` as one line of printable characters: tabs and line breaks become spaces, other
     control and format characters (NUL, escapes, bidi overrides) are dropped, as they are from
