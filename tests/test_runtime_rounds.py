@@ -209,3 +209,50 @@ def test_offers_leave_out_exactly_the_voters_own_items_in_order(n: int, picks: s
     positions = sorted(k for k in picks if k < n)
     expected = tuple(x for k, x in enumerate(items) if k not in set(positions))
     assert _without(items, positions) == expected
+
+
+async def test_a_round_larger_than_the_feed_limit_reaches_every_author(tmp_path: Path) -> None:
+    """With more items in a round than ``[feed] limit``, the full feed gives each reader its own
+    sample: every author's posts are served, and no author far less than another (cutting the
+    same first items for everyone hid the highest-id agents from everyone, every round)."""
+    db = tmp_path / "events.db"
+    await run_sim(db, n_agents=30, rounds=4, n_actions=3, feed_limit=50, coaching=False)
+    windows = by_window(read_events(db))
+    author = {
+        e.post_id: e.actor  # type: ignore[attr-defined]
+        for evs in windows.values()
+        for e in evs
+        if e.kind == "post_created"
+    }
+    served = {w: [e for e in evs if e.kind == "feed_served"] for w, evs in windows.items()}
+    assert all(len(e.post_ids) == 50 for w in (2, 3, 4) for e in served[w])  # type: ignore[attr-defined]
+    shown = {author[i] for w in (2, 3, 4) for e in served[w] for i in e.post_ids}  # type: ignore[attr-defined]
+    posted = {author[e.post_id] for w in (1, 2, 3) for e in windows[w] if e.kind == "post_created"}  # type: ignore[attr-defined]
+    assert posted == shown
+    # round 1: everyone posts 3 items; in window 2 each author's reach about as many readers
+    in_2 = Counter(author[i] for e in served[2] for i in e.post_ids)  # type: ignore[attr-defined]
+    assert len(in_2) == 30 and min(in_2.values()) >= 0.5 * max(in_2.values())
+    readers = {e.actor: tuple(e.post_ids) for e in served[2]}  # type: ignore[attr-defined]
+    assert len(set(readers.values())) > 1  # not one cut for everyone
+
+
+def test_the_full_feed_s_reader_cut_is_whole_when_it_fits_else_a_seeded_sample_in_time_order() -> (
+    None
+):
+    from friendsim.platform.feeds.full import FullVisibilityRanker
+    from friendsim.platform.views import PostView
+
+    views = [
+        PostView(
+            post_id=i, author=f"a{i % 7}", text="x", topic="t", t=10.0, seq=i, parent_id=None,
+            root_id=None, quote_of=None, mentions=(), likes=0, dislikes=0, replies=0,
+        )
+        for i in range(1, 41)
+    ]  # fmt: skip
+    cut = FullVisibilityRanker.reader_cut
+    assert cut("a1", views[:10], limit=10, since_t=0.0) == views[:10]
+    one = cut("a1", views, limit=10, since_t=0.0)
+    assert len(one) == 10 and [v.post_id for v in one] == sorted(v.post_id for v in one)
+    assert one == cut("a1", views, limit=10, since_t=0.0)
+    assert one != cut("a2", views, limit=10, since_t=0.0)
+    assert one != cut("a1", views, limit=10, since_t=600.0)

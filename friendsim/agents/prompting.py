@@ -235,7 +235,7 @@ def plan_prompt(
         "plan_compact" if compact else "plan",
         window=obs.window,
         n_actions=obs.n_actions,
-        feed_note=f" (showing {len(feed)}, {omitted} older omitted)" if omitted > 0 else "",
+        feed_note=f" (showing {len(feed)}, {omitted} more omitted)" if omitted > 0 else "",
         feed=feed_text,
         inbox=inbox_text,
         memory=esc(memory_text),

@@ -60,8 +60,10 @@ from .feeds.base import (
     FeedRanker,
     FeedView,
     ViewRanker,
+    WindowRanker,
     ranks_views,
     same_for_every_reader,
+    shares_windows,
 )
 from .state import PlatformState
 from .store import Store
@@ -501,7 +503,9 @@ class Platform:
         if shared:
             now = query.now if query.until_t is None else None
             key = (ranker, self._posts_version, query.limit, query.since_t, query.until_t, now)
-        if shared and self._shared_feed is not None and self._shared_feed[0] == key:
+        if shared and query.since_t is not None and shares_windows(ranker):
+            views = await self._window_share(agent, cast(WindowRanker, ranker), query, key)
+        elif shared and self._shared_feed is not None and self._shared_feed[0] == key:
             views = list(self._shared_feed[1])
         elif ranks_views(ranker):
             first: dict[int, PostView] = {}
@@ -514,6 +518,20 @@ class Platform:
             ids = list(dict.fromkeys(await ranker.rank(view, query)))
             views = await fetch_posts(self._store.reader, ids)
         return self._moderated(agent, views)[:limit] if moderated else views[:limit]
+
+    async def _window_share(
+        self, agent: str, ranker: WindowRanker, query: FeedQuery, key: tuple[Any, ...]
+    ) -> list[PostView]:
+        """``agent``'s cut of the bounded window's items, read once for all its readers while no
+        commit changes the posts (the cache :meth:`rank_feed` keeps for shared rankers)."""
+        if self._shared_feed is not None and self._shared_feed[0] == key:
+            whole = self._shared_feed[1]
+        else:
+            whole = await ranker.window_views(self._feed_view, query)
+            if key[1] == self._posts_version:  # no commit changed posts meanwhile
+                self._shared_feed = (key, whole)
+        assert query.since_t is not None
+        return ranker.reader_cut(agent, whole, limit=query.limit, since_t=query.since_t)
 
     async def log_feed(self, agent: str, ranker: FeedRanker, views: Sequence[PostView]) -> None:
         """Log ``views`` (from :meth:`rank_feed`) as served to ``agent`` (``FeedServed``)."""

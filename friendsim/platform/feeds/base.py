@@ -80,12 +80,36 @@ class ViewRanker(FeedRanker, Protocol):
     async def rank_views(self, db: FeedView, query: FeedQuery) -> list[PostView]: ...
 
 
+@runtime_checkable
+class WindowRanker(ViewRanker, Protocol):
+    """Optional: a ranker that shares a bounded window out among its readers (the ``full``
+    ranker when a round holds more items than the limit). ``Platform.serve_feed`` reads
+    :meth:`window_views` once for all the readers of one moment, then gives each its
+    :meth:`reader_cut` (what :meth:`rank_views` returns for that reader)."""
+
+    async def window_views(self, db: FeedView, query: FeedQuery) -> list[PostView]: ...
+
+    def reader_cut(
+        self, agent: str, views: Sequence[PostView], *, limit: int, since_t: float
+    ) -> list[PostView]: ...
+
+
 def same_for_every_reader(ranker: FeedRanker) -> bool:
     """Whether ``ranker`` declares ``same_for_every_reader = True``: its ranking reads neither
     ``query.agent`` nor ``query.attributes``, only the time window, the limit and the committed
     posts, so ``Platform.serve_feed`` ranks once for all the readers of one moment (200 agents
     of a round read the same full-visibility feed) and applies moderation per reader after."""
     return getattr(ranker, "same_for_every_reader", False) is True
+
+
+def shares_windows(ranker: FeedRanker) -> bool:
+    """Whether ``ranker`` is a :class:`WindowRanker` (checked once per class, as
+    :func:`ranks_views`)."""
+    kind = type(ranker)
+    known = _WINDOW_RANKERS.get(kind)
+    if known is None:
+        known = _WINDOW_RANKERS[kind] = isinstance(ranker, WindowRanker)
+    return known
 
 
 def ranks_views(ranker: FeedRanker) -> bool:
@@ -99,6 +123,7 @@ def ranks_views(ranker: FeedRanker) -> bool:
 
 
 _VIEW_RANKERS: dict[type, bool] = {}
+_WINDOW_RANKERS: dict[type, bool] = {}
 
 
 def window(query: FeedQuery, horizon: float) -> tuple[float, float, bool]:
