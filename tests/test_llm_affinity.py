@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from llm_stub_server import StubLLMServer
+from llm_stub_server import StubLLMServer, StubReply
 
 from friendsim.agents.asking import ask_validated
 from friendsim.llm.base import Completion, LLMRequest, user
@@ -96,6 +96,36 @@ async def test_agents_stick_to_one_server_and_fail_over_without_loss(tmp_path: P
         assert provider.rehomed == len(moved)
         assert provider.failovers >= 1
         assert servers[victim].openai_base_url not in provider.healthy()
+        await stack.aclose()
+    finally:
+        for s in servers:
+            s.stop()
+
+
+async def test_failovers_are_counted_as_the_requests_they_send() -> None:
+    """A pool member's 429 or 500 moves the call to another member: the manifest's attempts are
+    the requests the servers received, and the moves are retries by their cause (they were
+    missing: attempts counted only the retry layer's tries, and retries said none)."""
+    servers = [StubLLMServer().start() for _ in range(2)]
+    try:
+        for s in servers:
+            s.enqueue(StubReply(status=429, headers={"retry-after": "0"}), StubReply(status=500))
+        provider = create_llm(
+            "openai:stub-model", base_urls=[s.openai_base_url for s in servers], cooldown_s=0.01
+        )
+        assert isinstance(provider, PooledLLM)
+        stack = await build_llm(provider, concurrency=1, retries=3)
+        for k in range(6):
+            answer = await stack.complete(
+                LLMRequest(messages=(user(f"u{k} asks"),), agent=f"u{k}", label="plan")
+            )
+            assert answer.text == f"echo: u{k} asks"
+            await asyncio.sleep(0.02)  # past the cool-down: both members healthy again
+        total = stack.ledger.total()
+        assert provider.failovers >= 1
+        assert total.calls == 6 and not total.failures
+        assert total.attempts == sum(len(s.requests) for s in servers) == 10
+        assert dict(total.retries) == {"429": 2, "5xx": 2}
         await stack.aclose()
     finally:
         for s in servers:

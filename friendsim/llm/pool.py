@@ -8,7 +8,9 @@ every member is cooling down, the call fails at once with :class:`LLMConnectionE
 that long and then tries again (no polling). The first success after a cool-down restores it.
 With ``failover`` on (default), a call whose member fails transiently moves at once to another
 healthy member (each failure takes its member out, so a call tries each member at most once);
-only when none is left does the error reach the retry wrapper.
+only when none is left does the error reach the retry wrapper. ``on_failover`` (when set) is
+told of each such move with the error that caused it, so the stack's accounting counts the
+request sent again (an attempt, and a retry by its cause) as it counts the retry wrapper's.
 
 Per-agent affinity: a request that names its ``agent`` goes to that agent's home member, chosen
 by weighted rendezvous hashing of the agent id over the healthy members (the same choice in
@@ -36,6 +38,7 @@ from friendsim.llm.errors import LLMConnectionError, ProviderConfigError, Transi
 
 _log = structlog.get_logger(__name__)
 Clock = Callable[[], float]
+OnFailover = Callable[[LLMRequest, TransientLLMError], None]
 
 
 @dataclass(kw_only=True, slots=True)
@@ -69,6 +72,7 @@ class PooledLLM:
         failover: bool = True,
         affinity: bool = True,
         clock: Clock = time.monotonic,
+        on_failover: OnFailover | None = None,
     ) -> None:
         if not members:
             raise ProviderConfigError("an endpoint pool needs at least one member")
@@ -98,6 +102,7 @@ class PooledLLM:
         self.affinity = affinity
         self.failovers = 0
         self.rehomed = 0
+        self.on_failover = on_failover
         self._homes: dict[str, str] = {}
         self._clock = clock
         self._next = 0
@@ -148,6 +153,8 @@ class PooledLLM:
                 if not self.failover or not self.healthy():
                     raise
                 self.failovers += 1
+                if self.on_failover is not None:
+                    self.on_failover(request, exc)
                 member = self._pick(request.agent)
                 continue
             if member.consecutive_failures:

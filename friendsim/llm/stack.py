@@ -9,7 +9,8 @@ Outermost first::
                          untrusted), so the cache and the log never hold them
     BatchingLLM          (batch mode) phases' requests go out as provider batches; live fallback
     RetryingLLM          each attempt re-enters the limits and the endpoint pool (without
-                         retries, AttemptsCountedLLM only counts each request sent)
+                         retries, AttemptsCountedLLM only counts each request sent; a pool's
+                         failovers are counted as attempts and retries too)
     RateLimitedLLM       waits for RPM/TPM budget *before* taking a concurrency slot
     ConcurrencyLimitedLLM  holds a slot only while a request is actually in flight
     provider             (an endpoint pool when several URLs are given)
@@ -49,6 +50,7 @@ from friendsim.llm.cache import CacheMode, CachingLLM, LLMCache
 from friendsim.llm.errors import ProviderConfigError, TransientLLMError
 from friendsim.llm.limits import ConcurrencyLimitedLLM, RateLimitedLLM
 from friendsim.llm.masking import SecretsMaskedLLM
+from friendsim.llm.pool import PooledLLM
 from friendsim.llm.registry import create_llm
 from friendsim.llm.retry import OnAttempt, RetryingLLM, RetryPolicy
 
@@ -148,6 +150,13 @@ async def build_llm(
         else:
             book.record_retry(provider_name, model_name, request.label, retry_cause(error))
 
+    if isinstance(provider, PooledLLM):
+
+        def on_failover(request: LLMRequest, error: TransientLLMError) -> None:
+            on_attempt(request, error)
+            on_attempt(request, None)
+
+        provider.on_failover = on_failover
     retry = None
     policy = RetryPolicy(max_retries=retries) if isinstance(retries, int) else retries
     if policy is not None and policy.max_retries > 0:
