@@ -115,6 +115,44 @@ async def test_cache_record_then_replay_and_miss(tmp_path: Path) -> None:
     assert labels == ["default", "plan"]
 
 
+async def test_a_batch_answer_is_replayed_at_its_batch_price(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite"
+    usage = Usage(input_tokens=1000, output_tokens=100)
+    answers = iter(
+        [
+            Completion(text="b", model="m", usage=usage, provider="openai", batch=True),
+            Completion(text="l", model="m", usage=usage, provider="openai"),
+        ]
+    )  # replay never asks: a third call would raise StopIteration
+
+    class Answers:
+        model = "openai:m"
+
+        async def complete(self, request: LLMRequest) -> Completion:
+            return next(answers)
+
+        async def aclose(self) -> None:
+            return None
+
+    rec = CachingLLM(Answers(), await LLMCache.open(path), "record")
+    await rec.complete(req("one"))
+    await rec.aclose()
+    prices = PriceTable({"openai:m": {"input": 1.0, "output": 2.0}})
+    ledger = Ledger(prices)
+    rep = AccountingLLM(CachingLLM(Answers(), await LLMCache.open(path), "replay"), ledger)
+    got = await rep.complete(req("one"))
+    assert got.cached and got.batch
+    assert ledger.total().replayed_cost_usd == pytest.approx(0.5 * (1000 * 1.0 + 100 * 2.0) / 1e6)
+    assert ledger.total().cost_usd == 0 and ledger.total().batch_calls == 0
+    await rep.aclose()
+    rec = CachingLLM(Answers(), await LLMCache.open(path), "record")  # a live answer replaces it
+    await rec.complete(req("one"))
+    await rec.aclose()
+    again = CachingLLM(Answers(), await LLMCache.open(path), "replay")
+    assert not (await again.complete(req("one"))).batch
+    await again.aclose()
+
+
 async def test_read_through_hits_and_coalesces_concurrent_misses(tmp_path: Path) -> None:
     live = ScriptedLLM(lambda r: "answer", latency_s=0.05)
     llm = CachingLLM(live, await LLMCache.open(tmp_path / "c.sqlite"), "read-through")

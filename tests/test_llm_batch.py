@@ -26,6 +26,7 @@ from friendsim.llm.scripted import ScriptedLLM
 from friendsim.replay.resume import resume
 from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import ExperimentConfig, parse_config
+from friendsim.runtime.engine import RunInterrupted
 
 
 def config(provider: str, *, agents: int = 30, batch: bool = False) -> ExperimentConfig:
@@ -177,6 +178,34 @@ async def test_killed_while_a_batch_is_pending_resumes_without_resubmitting(
     resumed = [r.path for r in stub.requests[requests_before:] if r.path.startswith("/v1/batches/")]
     assert held <= {p.rsplit("/", 1)[-1] for p in resumed}  # the held batches were collected
     assert live_paths(stub) == []
+
+
+async def test_a_resumed_batch_run_counts_its_replayed_answers_at_batch_prices(
+    tmp_path: Path,
+) -> None:
+    """The answers a budget-stopped batch run paid half price for are replayed by its resume at
+    that price: the resume's budget spends what the whole batch run costs (it counted them at the
+    live price, twice what was paid)."""
+    with StubLLMServer(responder=mind_responder(0)) as stub:
+        spec = f"openai:{stub.openai_base_url}#gpt-4o-mini"
+        full = await run_experiment(config(spec, agents=8, batch=True), out_dir=tmp_path / "full")
+    cost = full.manifest.llm_usage["total"]["cost_usd"]
+    assert full.manifest.llm_usage["total"]["batch_calls"] > 0
+    with StubLLMServer(responder=mind_responder(0)) as stub:  # its prompt cache cold again
+        spec = f"openai:{stub.openai_base_url}#gpt-4o-mini"
+        cfg = config(spec, agents=8, batch=True)
+        cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"budget_usd": cost * 0.6})})
+        run = tmp_path / "run"
+        with pytest.raises(RunInterrupted):
+            await run_experiment(cfg, out_dir=run)
+        paid = json.loads((run / "manifest.json").read_text())["llm_usage"]["total"]["cost_usd"]
+        assert paid > 0
+        report = await resume(run, budget_usd=cost * 10)
+        assert report.status == "completed"
+    done = json.loads((run / "manifest.json").read_text())
+    assert done["llm_usage"]["total"]["replayed_cost_usd"] == pytest.approx(paid, rel=1e-6)
+    assert done["budget"]["spent_usd"] == pytest.approx(cost, rel=1e-6)
+    assert rows(run / "events.db") == rows(tmp_path / "full" / "events.db")
 
 
 class SlowSubmitBackend:

@@ -4,7 +4,8 @@ Prices are USD per million tokens. ``Usage.cached_input_tokens`` and ``Usage.cac
 are parts of ``Usage.input_tokens``; the uncached remainder is charged at the input price, the
 cached part at ``cached_input`` and the cache writes at ``cache_write``. Answers served by the
 record/replay cache (``Completion.cached``) are counted as cache hits and cost nothing; what
-their recorded usage would have cost is kept apart as ``replayed_cost_usd`` (a resumed run's
+their recorded usage cost (at batch prices for an answer recorded from a batch) is kept apart as
+``replayed_cost_usd`` (a resumed run's
 budget counts it: those answers were paid for by the run that recorded them). Each entry also
 keeps ``uncached_cost_usd``, the same usage priced as if no prompt token had been served from or
 written to the provider's prompt cache, so the manifest shows what prompt caching saved.
@@ -201,13 +202,13 @@ class Ledger:
     def record(self, completion: Completion, label: str) -> None:
         entry = self._entry(completion.provider, completion.model, label)
         entry.calls += 1
+        factor = BATCH_DISCOUNT if completion.batch else 1.0
         if completion.cached:
             entry.cache_hits += 1
-            entry.replayed_cost_usd += self.prices.cost(
+            entry.replayed_cost_usd += factor * self.prices.cost(
                 completion.provider, completion.model, completion.usage
             )
             return
-        factor = BATCH_DISCOUNT if completion.batch else 1.0
         entry.usage = entry.usage + completion.usage
         entry.cost_usd += factor * self.prices.cost(
             completion.provider, completion.model, completion.usage

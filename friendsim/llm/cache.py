@@ -19,6 +19,11 @@ error is raised, so before the run can log the failure. A run that re-derives a 
 (a resume, a fork) reproduces such a failure instead of asking again
 (:class:`~friendsim.runtime.assembly._RecordedFailures`). The table is created by the first
 failure: a cache whose calls all succeeded is the same file as before failures were recorded.
+
+Answers that came through a provider batch API (billed at batch prices) are listed in table
+``llm_batch_answers`` (created by the first one), and come back from the cache marked ``batch``,
+so what a replayed answer cost when it was recorded (the ledger's ``replayed_cost_usd``, which a
+resumed run's budget counts) is its batch price, not the live one.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ CREATE TABLE IF NOT EXISTS llm_failures (
     status INTEGER
 )
 """
+
+_BATCH_ANSWERS_SCHEMA = "CREATE TABLE IF NOT EXISTS llm_batch_answers (key TEXT PRIMARY KEY)"
 
 _READ_BATCH = 500  # keys per SELECT ... IN (...); below SQLite's parameter limit
 _INSERT = "INSERT OR REPLACE INTO llm_cache VALUES (?,?,?,?,?,?,?,?,?,?)"
@@ -146,6 +153,8 @@ class LLMCache:
         self.path = path
         self._batch: list[tuple[Any, ...]] = []
         self._batch_done: asyncio.Future[None] | None = None
+        self._batch_marks: list[tuple[str, bool]] = []
+        self._batch_answers: set[str] = set()  # keys whose answer came through a batch API
         self._writer: asyncio.Task[None] | None = None
         self._keys: set[str] = set()  # keys on disk: a miss costs no database round trip
         self._wanted: dict[str, asyncio.Future[tuple[Any, ...] | None]] = {}
@@ -175,6 +184,12 @@ class LLMCache:
                     cache._failures[key] = RecordedFailure(
                         error=error, message=message, status=status
                     )
+        async with db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'llm_batch_answers'"
+        ) as cur:
+            if await cur.fetchone() is not None:
+                async with db.execute("SELECT key FROM llm_batch_answers") as keys:
+                    cache._batch_answers.update(row[0] for row in await keys.fetchall())
         return cache
 
     def has(self, key: str) -> bool:
@@ -227,6 +242,7 @@ class LLMCache:
             latency_s=0.0,
             cached=True,
             provider=provider,
+            batch=key in self._batch_answers,
         )
 
     async def _read_batches(self) -> None:
@@ -271,23 +287,38 @@ class LLMCache:
             self._batch_done = asyncio.get_running_loop().create_future()
         done = self._batch_done
         self._batch.append(row)
+        self._batch_marks.append((key, completion.batch))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_batches())
         await asyncio.shield(done)
 
     async def _write_batches(self) -> None:
         while self._batch:
-            rows, done = self._batch, self._batch_done
-            self._batch, self._batch_done = [], None
+            rows, done, marks = self._batch, self._batch_done, self._batch_marks
+            self._batch, self._batch_done, self._batch_marks = [], None, []
             assert done is not None
+            batched = {key for key, batch in marks if batch}
+            unbatched = {key for key, batch in marks if not batch} & self._batch_answers
             try:
                 await self._db.executemany(_INSERT, rows)
+                if batched:
+                    await self._db.execute(_BATCH_ANSWERS_SCHEMA)
+                    await self._db.executemany(
+                        "INSERT OR REPLACE INTO llm_batch_answers VALUES (?)",
+                        [(key,) for key in sorted(batched)],
+                    )
+                if unbatched:  # ``record`` mode overwrote a batch answer with a live one
+                    await self._db.executemany(
+                        "DELETE FROM llm_batch_answers WHERE key = ?",
+                        [(key,) for key in sorted(unbatched)],
+                    )
                 await self._db.commit()
             except Exception as exc:
                 done.set_exception(exc)
                 done.exception()  # mark retrieved: every waiter re-raises it
             else:
                 self._keys.update(row[0] for row in rows)
+                self._batch_answers = (self._batch_answers | batched) - unbatched
                 done.set_result(None)
 
     async def count(self) -> int:
@@ -414,6 +445,7 @@ def _as_cached(completion: Completion) -> Completion:
         latency_s=0.0,
         cached=True,
         provider=completion.provider,
+        batch=completion.batch,
     )
 
 
