@@ -3,6 +3,7 @@ resumes and completes, with the very log an unlimited run writes, once the budge
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -103,6 +104,46 @@ async def test_resume_with_a_budget_still_too_small_stops_again(tmp_path: Path) 
     report = await resume(run, llm_factory=mind_factory, budget_usd=cost * 2)
     assert report.status == "completed"
     assert rows(run / "events.db") == rows(tmp_path / "full" / "events.db")
+
+
+async def test_reservations_in_flight_are_those_the_stack_admits(tmp_path: Path) -> None:
+    """A budget wraps each stack without losing its admission gate: the calls holding a
+    reservation are at most the gate's size (concurrency + 8), not a whole phase's requests
+    built at once (30 here; they reserved the budget together and stopped a run far short of
+    its limit)."""
+
+    class Peak(Budget):
+        peak = 0
+
+        def reserve(self, cost: float, label: str) -> None:
+            super().reserve(cost, label)
+            self.peak = max(self.peak, self.in_flight)
+
+    class Slow:
+        def __init__(self) -> None:
+            self.inner = mind_factory("mind")
+
+        @property
+        def model(self) -> str:
+            return self.inner.model
+
+        async def complete(self, request: LLMRequest) -> Any:
+            await asyncio.sleep(0.002)
+            return await self.inner.complete(request)
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    cfg = config(rounds=1, agents=30, coach=False)
+    cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"concurrency": 2})})
+    ledger = Ledger(PriceTable(PRICES))
+    budget = Peak(1e9, ledger)
+    result = await run_experiment(
+        cfg, out_dir=tmp_path / "r", llm_factory=lambda spec: Slow(), ledger=ledger, budget=budget
+    )
+    assert result.manifest.status == "completed"
+    assert ledger.total().calls > 30
+    assert 2 <= budget.peak <= 2 + 8
 
 
 def test_cli_rejects_a_bad_budget(tmp_path: Path) -> None:

@@ -131,6 +131,14 @@ class BudgetedLLM:
     def model(self) -> str:
         return self.inner.model
 
+    @property
+    def admission(self) -> asyncio.Semaphore | None:
+        """The wrapped stack's admission gate: callers wait there before anything is reserved,
+        so the reservations in flight are those of the calls the stack admits, not those of a
+        whole phase's requests built at once."""
+        gate = getattr(self.inner, "admission", None)
+        return gate if isinstance(gate, asyncio.Semaphore) else None
+
     async def complete(self, request: LLMRequest) -> Completion:
         cost = self.budget.worst_case(self._provider, self._model, request)
         try:

@@ -196,7 +196,8 @@ async def build_llm(
 
 def admission(llm: LLM) -> AbstractAsyncContextManager[Any]:
     """The gate to hold while building a request for ``llm`` and awaiting its answer (see
-    module docstring): the stack's admission gate, or an open one. Never nest two holds (a
+    module docstring): the admission gate of the stack (or of the stack a wrapper such as
+    :class:`~friendsim.llm.budget.BudgetedLLM` exposes), or an open one. Never nest two holds (a
     holder waiting for a second hold can deadlock the gate)."""
-    gate = llm.admission if isinstance(llm, LLMStack) else None
-    return gate if gate is not None else contextlib.nullcontext()
+    gate = getattr(llm, "admission", None)
+    return gate if isinstance(gate, asyncio.Semaphore) else contextlib.nullcontext()
