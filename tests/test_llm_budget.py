@@ -15,10 +15,11 @@ from llm_stub_server import StubLLMServer, mind_responder
 from test_replay_support import config, mind_factory, rows
 
 from friendsim.llm.accounting import Ledger, PriceTable
-from friendsim.llm.base import LLMRequest, user
+from friendsim.llm.base import Completion, LLMRequest, Usage, user
 from friendsim.llm.budget import Budget, BudgetedLLM
 from friendsim.llm.errors import BudgetExceededError
 from friendsim.llm.scripted import ScriptedLLM
+from friendsim.llm.tokens import estimate_input_tokens
 from friendsim.replay.resume import resume
 from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import ExperimentConfig
@@ -50,6 +51,37 @@ async def test_budgeted_llm_refuses_the_call_that_could_overspend() -> None:
     with pytest.raises(BudgetExceededError):  # once tripped, it stays tripped
         await llm.complete(LLMRequest(messages=(user("p"),), max_tokens=1))
     assert len(inner.calls) == 2
+
+
+async def test_a_prompt_written_to_the_providers_cache_is_reserved_at_the_write_price() -> None:
+    """Anthropic bills a prompt it writes to its cache at 1.25x the input price: the reservation
+    covers that, so such a call cannot take spending past the limit (it was reserved at the
+    input price and a call answered in full overspent)."""
+    prices = {"input": 1_000_000.0, "output": 1_000_000.0, "cache_write": 1_250_000.0}
+    ledger = Ledger(PriceTable({"anthropic:m": prices}))
+    req = LLMRequest(messages=(user("p" * 80),), max_tokens=10)
+    tokens = estimate_input_tokens(req)
+
+    class Writer:
+        model = "anthropic:m"
+
+        async def complete(self, request: LLMRequest) -> Completion:
+            usage = Usage(input_tokens=tokens, cache_write_tokens=tokens, output_tokens=10)
+            return Completion(text="x", model="m", provider="anthropic", usage=usage)
+
+        async def aclose(self) -> None:
+            return None
+
+    cost = (tokens * 1.25 + 10) * 1.0
+    budget = Budget(cost - 1, ledger)  # a dollar short of what the call costs
+    llm = BudgetedLLM(_Accounting(Writer(), ledger), budget)
+    with pytest.raises(BudgetExceededError):
+        await llm.complete(req)
+    assert budget.spent() == 0.0
+    budget = Budget(cost, Ledger(PriceTable({"anthropic:m": prices})))
+    llm = BudgetedLLM(_Accounting(Writer(), budget.ledger), budget)
+    await llm.complete(req)
+    assert budget.spent() == pytest.approx(cost) and not budget.tripped
 
 
 def _Accounting(inner: Any, ledger: Ledger) -> Any:

@@ -7,7 +7,8 @@ what the answers replayed from the record/replay cache cost when they were recor
 paid for), plus ``spent_before_usd`` when given.
 
 Before a call, :class:`BudgetedLLM` reserves the call's worst case: its estimated prompt at the
-full input price plus ``max_tokens`` at the output price. If spending plus every reservation in
+full input price (the cache-write price where that is dearer) plus ``max_tokens`` at the output
+price. If spending plus every reservation in
 flight plus this one exceeds the limit, the call is refused with
 :class:`~friendsim.llm.errors.BudgetExceededError` and the budget stays *tripped* (every later
 call is refused too), so the run stops before it could exceed the limit, never after. The
@@ -78,12 +79,15 @@ class Budget:
         )
 
     def worst_case(self, provider: str, model: str, request: LLMRequest) -> float:
-        """The most ``request`` can cost: estimated prompt at the input price, ``max_tokens`` out."""
+        """The most ``request`` can cost: estimated prompt at the dearest input price (a prompt
+        written to the provider's cache costs ``cache_write``, 1.25x the input price at
+        Anthropic), ``max_tokens`` out."""
         price = self.ledger.prices.price_for(provider, model)
         if price is None:
             return 0.0
+        per_input = max(price.input, price.cache_write or 0.0)
         return (
-            estimate_input_tokens(request) * price.input + request.max_tokens * price.output
+            estimate_input_tokens(request) * per_input + request.max_tokens * price.output
         ) / 1_000_000
 
     def reserve(self, cost: float, label: str) -> None:
