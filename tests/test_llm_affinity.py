@@ -14,6 +14,7 @@ from llm_stub_server import StubLLMServer, StubReply
 from friendsim.agents.asking import ask_validated
 from friendsim.llm.base import Completion, LLMRequest, user
 from friendsim.llm.endpoints import EndpointsFileError, load_endpoints, parse_endpoints
+from friendsim.llm.errors import ProviderStoppedError
 from friendsim.llm.pool import PooledLLM
 from friendsim.llm.registry import create_llm
 from friendsim.llm.stack import build_llm
@@ -130,6 +131,23 @@ async def test_failovers_are_counted_as_the_requests_they_send() -> None:
     finally:
         for s in servers:
             s.stop()
+
+
+async def test_a_member_rejecting_the_model_is_named_alone_when_the_run_stops() -> None:
+    """One server of a fleet without the model: the breaker's line names that server (it named
+    every endpoint of the pool, leaving the user to find the broken one among them)."""
+    missing = StubReply(status=404, body={"error": {"message": "The model `m` does not exist."}})
+    with StubLLMServer() as good, StubLLMServer(fault=missing) as bad:
+        provider = create_llm("openai:m", base_urls=[good.openai_base_url, bad.openai_base_url])
+        stack = await build_llm(provider, concurrency=4, retries=1, breaker_threshold=3)
+        asked = [stack.complete(LLMRequest(messages=(user(f"{a} asks"),), agent=a)) for a in AGENTS]
+        outcomes = await asyncio.gather(*asked, return_exceptions=True)
+        await stack.aclose()
+    stopped = [e for e in outcomes if isinstance(e, ProviderStoppedError)]
+    assert stopped and bad.requests
+    line = str(stopped[0])
+    assert f"endpoint {bad.openai_base_url}," in line and good.openai_base_url not in line
+    assert "HTTP 404" in line
 
 
 async def test_agent_id_travels_through_ask_validated_and_is_not_in_the_cache_key() -> None:

@@ -5,8 +5,8 @@ left after retries. Two ways to open:
 
 - a *permanent* error that will fail every further call the same way -- HTTP 401/403 (the key),
   404 (unknown model or path), 400/422 (a request the server rejects) -- opens it at once as
-  ``fatal``: the run ends ``failed`` with one line naming provider, model, endpoint and the
-  variable that holds the key (a provider configuration error, such as an unset key variable,
+  ``fatal``: the run ends ``failed`` with one line naming provider, model, endpoint (of a pool,
+  the member that answered so) and the variable that holds the key (a provider configuration error, such as an unset key variable,
   passes through unchanged: it is bad input, exit 2);
 - ``threshold`` *consecutive* transient errors that outlasted their retries (a dead server, 500 on
   every call, a hang past every timeout) open it as not fatal: the run ends ``interrupted`` and
@@ -20,7 +20,7 @@ run re-asks exactly those requests. One success resets the consecutive count.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -106,15 +106,18 @@ class CircuitBreakerLLM:
 
     def _open(self, exc: LLMError, *, fatal: bool) -> ProviderStoppedError:
         if self.opened is None:
+            identity = self.identity
             if fatal:
                 what = f"rejected the request ({type(exc).__name__}: {exc})"
+                if exc.endpoint is not None:  # one member of a pool: name it, not the fleet
+                    identity = replace(identity, endpoint=exc.endpoint)
             else:
                 what = (
                     f"failed {self.consecutive} calls in a row after retries "
                     f"(last: {type(exc).__name__}: {exc})"
                 )
             self.opened = ProviderStoppedError(
-                f"{self.identity.describe()}: {what}", fatal=fatal, cause=type(exc).__name__
+                f"{identity.describe()}: {what}", fatal=fatal, cause=type(exc).__name__
             )
             _log.warning("llm_breaker_open", fatal=fatal, provider=self.identity.provider)
         return self.opened

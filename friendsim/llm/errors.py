@@ -4,7 +4,12 @@ from __future__ import annotations
 
 
 class LLMError(Exception):
-    """Base of every error raised by the LLM layer."""
+    """Base of every error raised by the LLM layer.
+
+    ``endpoint``: the member of an endpoint pool whose answer this is (set by the pool; never
+    part of the message, so nothing recorded depends on which member answered)."""
+
+    endpoint: str | None = None
 
 
 class ProviderConfigError(LLMError):

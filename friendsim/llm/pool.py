@@ -34,7 +34,12 @@ from dataclasses import dataclass
 import structlog
 
 from friendsim.llm.base import LLM, Completion, LLMRequest
-from friendsim.llm.errors import LLMConnectionError, ProviderConfigError, TransientLLMError
+from friendsim.llm.errors import (
+    LLMConnectionError,
+    LLMError,
+    ProviderConfigError,
+    TransientLLMError,
+)
 
 _log = structlog.get_logger(__name__)
 Clock = Callable[[], float]
@@ -148,7 +153,11 @@ class PooledLLM:
         while True:
             try:
                 completion = await self._call(member, request)
-            except TransientLLMError as exc:
+            except LLMError as exc:
+                if exc.endpoint is None:
+                    exc.endpoint = member.name
+                if not isinstance(exc, TransientLLMError):
+                    raise
                 self._mark_down(member, exc)
                 if not self.failover or not self.healthy():
                     raise
