@@ -13,6 +13,8 @@ from friendsim.analysis.metrics import (
     degree_stats,
     density,
     graph_metrics,
+    group_codes,
+    homophily_adjacency,
     lcc_fraction,
     louvain,
     path_stats,
@@ -82,7 +84,10 @@ def test_two_triangles_modularity_homophily_assortativity() -> None:
     # unlabelled nodes are left out: drop node 5's label → pairs 4 same of 10, edges 4 same of 5
     partial = {k: v for k, v in groups.items() if k != 5}
     assert same_ratio(g, partial) == pytest.approx((4 / 5) / (4 / 10))
-    assert same_ratio(g, dict.fromkeys(g, "x")) == pytest.approx(1.0)
+    assert same_ratio(g, dict.fromkeys(g, "x")) is None  # one group: nothing to compare
+    one = dict.fromkeys(g, "x")
+    adj = nx.to_scipy_sparse_array(g, nodelist=sorted(g)).tocsr()
+    assert homophily_adjacency(adj, group_codes(sorted(g), one)) == (None, None)
     assert attribute_assortativity(g, dict.fromkeys(g, "x")) is None
 
 

@@ -349,13 +349,18 @@ def reciprocity(g: nx.DiGraph) -> float | None:
 
 def same_ratio(g: nx.Graph, groups: Mapping[Any, str]) -> float | None:
     """Homophily same-ratio: (share of edges joining same-group nodes) ÷ (share of node pairs
-    in the same group). Only nodes with a group count; ``None`` when undefined."""
+    in the same group). Only nodes with a group count; ``None`` when undefined: fewer than two
+    labelled nodes, no edge between them, or a single group (every pair and every edge is then
+    "same", a ratio of 1 that measures nothing and would read as inside the literature's
+    ranges)."""
     h = undirected_simple(g)
     labelled = [v for v in h.nodes if v in groups]
     n = len(labelled)
     if n < 2:
         return None
     counts = Counter(groups[v] for v in labelled)
+    if len(counts) < 2:
+        return None
     pair_share = sum(c * (c - 1) / 2 for c in counts.values()) / (n * (n - 1) / 2)
     edges = [(u, v) for u, v in h.edges() if u in groups and v in groups]
     if not edges or pair_share == 0:
@@ -412,7 +417,7 @@ def homophily_adjacency(a: sp.csr_matrix, codes: np.ndarray) -> tuple[float | No
     both_labelled = (cu >= 0) & (cv >= 0)
     cu, cv = cu[both_labelled], cv[both_labelled]
     ratio: float | None = None
-    if n >= 2:
+    if n >= 2 and np.unique(labelled).size >= 2:
         counts = np.bincount(labelled, minlength=k).astype(np.float64)
         pair_share = float((counts * (counts - 1) / 2).sum() / (n * (n - 1) / 2))
         if len(cu) and pair_share != 0:
