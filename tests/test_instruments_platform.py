@@ -11,8 +11,13 @@ from friendsim.moderation.base import Verdict
 from friendsim.moderation.service import ModerationService
 from friendsim.platform import Platform, VirtualClock
 from friendsim.platform.errors import ModeratedPostError, SuspendedAgentError
-from friendsim.platform.events import AgentSuspended, FeedServed, WindowStarted
-from friendsim.platform.feeds import FullVisibilityRanker
+from friendsim.platform.events import (
+    AgentSuspended,
+    FeedServed,
+    ModerationDecided,
+    WindowStarted,
+)
+from friendsim.platform.feeds import ChronologicalRanker, FeedRanker, FullVisibilityRanker
 from friendsim.testing import FakeModerator
 
 
@@ -129,3 +134,85 @@ def test_schema_rejects_impossible_moderation(tmp_path: Path) -> None:
             "INSERT INTO injected_items(post_id, item_id, truth, source, seq) VALUES (1, 'x', 'maybe', '', 200)"
         )
     con.close()
+
+
+async def _posts(p: Platform, authors: str) -> None:
+    """One post per letter of ``authors``, at t = 1, 2, ... (post ids 1, 2, ...)."""
+    await p.record(WindowStarted(t=0.0, window=1))
+    for i, author in enumerate(authors, start=1):
+        p.clock.advance_to(float(i))
+        await p.create_post(author, text=f"post {i}", topic="t")
+    await p.flush()
+
+
+async def _moderate(p: Platform, post_id: int, action: str) -> None:
+    author = (await p.get_post(post_id)).author
+    await p.record(
+        ModerationDecided(
+            t=p.clock.now(), window=1, moderator="x", action=action, post_id=post_id, author=author
+        )
+    )
+    await p.flush()
+
+
+async def _ids(p: Platform, reader: str, ranker: FeedRanker, **kw: float) -> list[int]:
+    return [v.post_id for v in await p.rank_feed(reader, ranker, **kw)]  # type: ignore[arg-type]
+
+
+async def test_full_feed_without_a_window_keeps_the_newest_items_under_moderation(
+    tmp_path: Path,
+) -> None:
+    p = await Platform.open(tmp_path / "f.db", clock=VirtualClock(0.0))
+    for a in ("a", "b", "c"):
+        await p.register_agent(a, name=a)
+    await _posts(p, "ab" * 20)
+    full = FullVisibilityRanker()
+    assert await _ids(p, "c", full, limit=5) == [36, 37, 38, 39, 40]
+    for old in range(1, 21):  # removing old items must not turn the feed back in time
+        await _moderate(p, old, "remove")
+    assert await _ids(p, "c", full, limit=5) == [36, 37, 38, 39, 40]
+    await _moderate(p, 39, "remove")
+    assert await _ids(p, "c", full, limit=5) == [35, 36, 37, 38, 40]
+    await _moderate(p, 38, "shadowban")  # b's items: served to b only
+    assert await _ids(p, "c", full, limit=3) == [33, 35, 37]
+    assert await _ids(p, "b", full, limit=3) == [37, 38, 40]
+    await p.close()
+
+
+async def test_downranked_items_come_after_every_other_item_whatever_else_is_hidden(
+    tmp_path: Path,
+) -> None:
+    for remove_another in (False, True):
+        p = await Platform.open(tmp_path / f"d{remove_another}.db", clock=VirtualClock(0.0))
+        for a in ("a", "b", "c"):
+            await p.register_agent(a, name=a)
+        await _posts(p, "ab" * 5)
+        await p.follow("c", "a")
+        await p.follow("c", "b")
+        await p.flush()
+        await _moderate(p, 10, "downrank")
+        if remove_another:  # an unrelated removal, outside every feed below
+            await _moderate(p, 1, "remove")
+        # the three newest items but the downranked one; with room, it comes last
+        assert await _ids(p, "c", FullVisibilityRanker(), limit=3) == [7, 8, 9]
+        assert await _ids(p, "c", ChronologicalRanker(), limit=3) == [9, 8, 7]
+        assert await _ids(p, "c", FullVisibilityRanker(), limit=3, since_t=7.0) == [7, 8, 9]
+        assert await _ids(p, "c", FullVisibilityRanker(), limit=5, since_t=7.0) == [7, 8, 9, 10]
+        await p.close()
+
+
+async def test_a_feed_is_filled_past_many_hidden_items(tmp_path: Path) -> None:
+    p = await Platform.open(tmp_path / "h.db", clock=VirtualClock(0.0))
+    for a in ("a", "b", "c"):
+        await p.register_agent(a, name=a)
+    await _posts(p, "c" * 20 + "a" * 5)
+    await p.follow("b", "a")
+    await p.follow("b", "c")
+    await p.flush()
+    await _moderate(p, 1, "shadowban")  # c's 20 items: more than four feed limits
+    full, chrono = FullVisibilityRanker(), ChronologicalRanker()
+    assert await _ids(p, "b", full, limit=2, since_t=0.0) == [21, 22]
+    assert await _ids(p, "b", chrono, limit=2) == [25, 24]
+    assert await _ids(p, "c", full, limit=2, since_t=0.0) == [1, 2]  # c sees its own
+    assert await _ids(p, "b", full, limit=10, since_t=0.0) == [21, 22, 23, 24, 25]
+    await p.close()

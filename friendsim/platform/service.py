@@ -61,6 +61,7 @@ from .feeds.base import (
     FeedView,
     ViewRanker,
     WindowRanker,
+    keeps_last,
     ranks_views,
     same_for_every_reader,
     shares_windows,
@@ -493,44 +494,72 @@ class Platform:
             until_t=until_t,
             attributes=self._attributes_view,
         )
-        view = self._feed_view
         st = self._state
-        moderated = bool(st.hidden or st.downranked or st.labels)
-        if moderated:  # ask for more, then drop what moderation hides (see _moderated)
-            query = dataclasses.replace(query, limit=limit + min(st.hidden, 4 * limit))
+        if not (st.hidden or st.downranked or st.labels):
+            return (await self._ranked(agent, ranker, query))[:limit]
+        # moderation drops and moves items: ask for more than the limit, and more again while
+        # too few are left and the ranker had more (every hidden and downranked item among
+        # ``most`` ranked ones still leaves ``limit`` served ones)
+        most = limit + st.hidden + len(st.downranked)
+        ask = limit + min(st.hidden + len(st.downranked), 4 * limit)
+        while True:
+            views = await self._ranked(agent, ranker, dataclasses.replace(query, limit=ask))
+            front, back = self._moderated(agent, views)
+            if len(front) >= limit or len(views) < ask or ask >= most:
+                break
+            ask = min(2 * ask, most)
+        if keeps_last(ranker, query):
+            front = front[-limit:]
+            room = limit - len(front)
+            kept = front + (back[len(back) - room :] if room else [])
+        else:
+            kept = (front + back)[:limit]
+        if st.labels:
+            kept = [
+                dataclasses.replace(v, label=st.labels[v.post_id]) if v.post_id in st.labels else v
+                for v in kept
+            ]
+        return kept
+
+    async def _ranked(self, agent: str, ranker: FeedRanker, query: FeedQuery) -> list[PostView]:
+        """``ranker``'s views for ``agent``'s ``query`` without duplicates, before moderation:
+        ranked once for every reader of one moment when the ranker is the same for every reader
+        (a bounded window it shares out read once, then cut for each reader)."""
+        view = self._feed_view
         shared = same_for_every_reader(ranker) and ranks_views(ranker)
         key: tuple[Any, ...] = ()
         if shared:
             now = query.now if query.until_t is None else None
             key = (ranker, self._posts_version, query.limit, query.since_t, query.until_t, now)
         if shared and query.since_t is not None and shares_windows(ranker):
-            views = await self._window_share(agent, cast(WindowRanker, ranker), query, key)
-        elif shared and self._shared_feed is not None and self._shared_feed[0] == key:
-            views = list(self._shared_feed[1])
-        elif ranks_views(ranker):
+            return await self._window_share(agent, cast(WindowRanker, ranker), query)
+        if shared and self._shared_feed is not None and self._shared_feed[0] == key:
+            return list(self._shared_feed[1])
+        if ranks_views(ranker):
             first: dict[int, PostView] = {}
             for v in await cast(ViewRanker, ranker).rank_views(view, query):
                 first.setdefault(v.post_id, v)
             views = list(first.values())
             if shared and key[1] == self._posts_version:  # no commit changed posts meanwhile
                 self._shared_feed = (key, list(views))
-        else:
-            ids = list(dict.fromkeys(await ranker.rank(view, query)))
-            views = await fetch_posts(self._store.reader, ids)
-        return self._moderated(agent, views)[:limit] if moderated else views[:limit]
+            return views
+        ids = list(dict.fromkeys(await ranker.rank(view, query)))
+        return await fetch_posts(self._store.reader, ids)
 
     async def _window_share(
-        self, agent: str, ranker: WindowRanker, query: FeedQuery, key: tuple[Any, ...]
+        self, agent: str, ranker: WindowRanker, query: FeedQuery
     ) -> list[PostView]:
-        """``agent``'s cut of the bounded window's items, read once for all its readers while no
-        commit changes the posts (the cache :meth:`rank_feed` keeps for shared rankers)."""
+        """``agent``'s cut of the bounded window's items, read once for all its readers (and
+        every limit asked) while no commit changes the posts."""
+        assert query.since_t is not None
+        now = query.now if query.until_t is None else None
+        key = (ranker, self._posts_version, "window", query.since_t, query.until_t, now)
         if self._shared_feed is not None and self._shared_feed[0] == key:
             whole = self._shared_feed[1]
         else:
             whole = await ranker.window_views(self._feed_view, query)
             if key[1] == self._posts_version:  # no commit changed posts meanwhile
                 self._shared_feed = (key, whole)
-        assert query.since_t is not None
         return ranker.reader_cut(agent, whole, limit=query.limit, since_t=query.since_t)
 
     async def log_feed(self, agent: str, ranker: FeedRanker, views: Sequence[PostView]) -> None:
@@ -547,22 +576,20 @@ class Platform:
         self._admit(e)
         await self._admitted(e)
 
-    def _moderated(self, reader: str, views: list[PostView]) -> list[PostView]:
-        """Moderation applied to a ranked feed: removed items and shadowbanned authors' items
-        (but the reader's own) dropped, downranked items moved behind all others (order kept
-        within each group), fact-check labels attached."""
+    def _moderated(
+        self, reader: str, views: list[PostView]
+    ) -> tuple[list[PostView], list[PostView]]:
+        """A ranked feed with moderation applied, as ``(items, downranked items)``, each in
+        the ranker's order: removed items and shadowbanned authors' items (but the reader's
+        own) dropped; downranked items are served after every other item."""
         st = self._state
         kept = [v for v in views if st.served_to(v.post_id, reader)]
-        if st.downranked:
-            kept = [v for v in kept if v.post_id not in st.downranked] + [
-                v for v in kept if v.post_id in st.downranked
-            ]
-        if st.labels:
-            kept = [
-                dataclasses.replace(v, label=st.labels[v.post_id]) if v.post_id in st.labels else v
-                for v in kept
-            ]
-        return kept
+        if not st.downranked:
+            return kept, []
+        return (
+            [v for v in kept if v.post_id not in st.downranked],
+            [v for v in kept if v.post_id in st.downranked],
+        )
 
     @property
     def suspensions_any(self) -> bool:

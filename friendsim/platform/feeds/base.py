@@ -112,6 +112,16 @@ def shares_windows(ranker: FeedRanker) -> bool:
     return known
 
 
+def keeps_last(ranker: FeedRanker, query: FeedQuery) -> bool:
+    """Whether ``ranker`` lists ``query``'s feed in display order with its best items last,
+    declared by a method ``keeps_last(query)`` (the full-visibility feed without ``since_t``: the
+    most recent items, oldest first). A ranker's list is otherwise best first. When moderation
+    hides items, ``Platform.rank_feed`` asks for more than the limit and keeps the best ones:
+    the last of such a list, the first of any other."""
+    method = getattr(ranker, "keeps_last", None)
+    return callable(method) and method(query) is True
+
+
 def ranks_views(ranker: FeedRanker) -> bool:
     """Whether ``ranker`` is a :class:`ViewRanker` (the protocol check once per class: it costs
     tens of microseconds, and a feed is served to every agent at every wake)."""

@@ -28,6 +28,10 @@ class FullVisibilityRanker:
     name = "full"
     same_for_every_reader = True
 
+    def keeps_last(self, query: FeedQuery) -> bool:
+        """Without ``since_t`` the feed is the most recent items, listed oldest first."""
+        return query.since_t is None
+
     async def rank_views(self, db: FeedView, query: FeedQuery) -> list[PostView]:
         if query.since_t is None:
             return await self._recent(db, query)
