@@ -254,7 +254,12 @@ class Ballot:
 
 
 class Policy(Protocol):
-    """How an agent decides. Implementations: the LLM policy and the seeded baseline policy."""
+    """How an agent decides. Implementations: the LLM policy and the seeded baseline policy.
+
+    A policy that reads at most N feed items (a prompt that shows N) says so with an attribute
+    ``max_feed_items = N``: the runtime then serves it, and logs as served, no more than N
+    (:func:`feed_capacity`), so the log's exposure is what the agent was shown.
+    """
 
     async def decide(self, obs: Observation) -> Decision: ...
 
@@ -263,6 +268,12 @@ class Policy(Protocol):
     def record_outcome(self, window: int, applied: tuple[Action, ...]) -> None:
         """Told after the runtime applied (a subset of) the decided actions: update memory."""
         ...
+
+
+def feed_capacity(policy: object) -> int | None:
+    """The most feed items ``policy`` reads (its ``max_feed_items``), ``None`` for no bound."""
+    cap = getattr(policy, "max_feed_items", None)
+    return cap if type(cap) is int and cap >= 1 else None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -208,6 +208,11 @@ class LLMPolicy:
         self.last_prompt_tokens = 0
 
     @property
+    def max_feed_items(self) -> int:
+        """The most feed items a plan prompt shows: the runtime serves no more."""
+        return self.config.max_feed_items
+
+    @property
     def system(self) -> str:
         """The system prompt (the persona in the theme), made on first use: of a large
         population, many agents may never wake in a run."""

@@ -59,6 +59,7 @@ from friendsim.vocabulary import (
     InboxMessage,
     Observation,
     Policy,
+    feed_capacity,
 )
 
 if TYPE_CHECKING:
@@ -441,7 +442,8 @@ class Engine:
         """The feeds of ``agents`` (who wake together, observed in this order) as feed items,
         each read before its turn and logged (``FeedServed``) at its turn: what serving them one
         after the other (:meth:`Platform.serve_feed`) gives and logs, without a round trip to
-        the database per agent on the way."""
+        the database per agent on the way. An agent whose policy reads fewer items than the
+        feed limit (:func:`~friendsim.vocabulary.feed_capacity`) is served that many."""
         ranker, limit = self.feeds.ranker, self.feeds.limit
         platform = self.platform
 
@@ -449,10 +451,14 @@ class Engine:
             await platform.log_feed(agent, ranker, views)
             return self._feed_items(views)
 
+        def limit_of(agent: str) -> int:
+            cap = feed_capacity(self.policies[agent])
+            return limit if cap is None else min(limit, cap)
+
         return FeedsAhead(
             agents,
             read=lambda agent: platform.rank_feed(
-                agent, ranker, limit=limit, since_t=since_t, until_t=until_t
+                agent, ranker, limit=limit_of(agent), since_t=since_t, until_t=until_t
             ),
             log=log,
             depth=1 if same_for_every_reader(ranker) else _FEEDS_AHEAD,
