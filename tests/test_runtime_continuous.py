@@ -247,3 +247,45 @@ async def test_a_negative_seed_runs_and_draws_its_own_stream(tmp_path: Path) -> 
     assert logs["a"] == logs["b"] and logs["a"] != logs["c"]
     assert numpy_entropy(7, 0x7717) == [7, 0x7717] and numpy_entropy(7) == 7
     assert numpy_entropy(-7, 0x7717) == [7, 0x7717, 1]
+
+
+class _Population:
+    """The part of an engine the scheduler's rates read: the agents and the newcomers'
+    activity."""
+
+    def __init__(self, agents: tuple[str, ...]) -> None:
+        self.agents = agents
+        self.joined_activity: dict[str, float] = {}
+
+
+def test_newcomers_wake_as_often_as_agents_of_the_same_activity() -> None:
+    from friendsim.runtime.continuous import ContinuousScheduler
+
+    engine = _Population(("a", "b"))
+    sched = ContinuousScheduler(
+        engine,  # type: ignore[arg-type]
+        duration=600.0, window_length=100.0, tick=10.0, wake_rate=2.0,
+        activity={"a": 2.0, "b": 6.0},
+    )  # fmt: skip
+    assert sched.rates.tolist() == pytest.approx([0.01, 0.03])  # activity / mean 4, x 2/100
+    engine.agents = ("a", "b", "c", "d")
+    engine.joined_activity = {"c": 2.0, "d": 6.0}
+    sched._grow()
+    assert sched.rates.tolist() == pytest.approx([0.01, 0.03, 0.01, 0.03])
+
+    # with an extra lognormal spread, newcomers get it too: as heterogeneous as the first ones
+    first = tuple(f"a{i:04d}" for i in range(2000))
+    engine = _Population(first)
+    sched = ContinuousScheduler(
+        engine,  # type: ignore[arg-type]
+        duration=600.0, window_length=100.0, tick=10.0, wake_rate=2.0,
+        activity=dict.fromkeys(first, 5.0), activity_sigma=1.0, seed=4,
+    )  # fmt: skip
+    joined = tuple(f"b{i:04d}" for i in range(2000))
+    engine.agents = first + joined
+    engine.joined_activity = dict.fromkeys(joined, 5.0)
+    sched._grow()
+    old, new = sched.rates[:2000], sched.rates[2000:]
+    assert new.mean() == pytest.approx(0.02, rel=0.1)
+    assert new.max() / np.median(new) > 5
+    assert np.median(new) == pytest.approx(np.median(old), rel=0.15)

@@ -105,6 +105,10 @@ class ContinuousScheduler:
         self.window_length = float(window_length)
         self.tick = float(tick)
         self.rng = np.random.default_rng(numpy_entropy(seed, 0x7717))
+        self._seed = seed
+        self._base_rate = wake_rate / window_length
+        self._mean_activity = float(np.mean([float(activity.get(a, 1.0)) for a in engine.agents]))
+        self._activity_sigma = activity_sigma
         self.rates = wake_rates(
             engine.agents,
             activity,
@@ -173,18 +177,28 @@ class ContinuousScheduler:
         return tally
 
     def _grow(self) -> None:
-        """Agents joined (population growth): each newcomer wakes at the mean rate times its
-        persona's activity; old rates are kept."""
+        """Agents joined (population growth): each newcomer wakes at the rate an agent of the
+        first population with its persona's activity has (the activity divided by that
+        population's mean activity, times its own lognormal factor of ``activity_sigma``, drawn
+        from a generator of its own); old rates are kept."""
         agents = self.engine.agents
         old = dict(zip(self._order, self.rates, strict=True))
-        mean = float(np.mean(self.rates)) if len(self.rates) else 0.0
         self.rates = np.array(
-            [old.get(a, mean * self.engine.joined_activity.get(a, 1.0)) for a in agents],
+            [r if (r := old.get(a)) is not None else self._joined_rate(a) for a in agents],
             dtype=float,
         )
         self._order = agents
         for a in agents:
             self.last_wake.setdefault(a, 0.0)
+
+    def _joined_rate(self, agent: str) -> float:
+        rel = self.engine.joined_activity.get(agent, 1.0) / self._mean_activity
+        sigma = self._activity_sigma
+        if sigma > 0:
+            rel *= random.Random(f"{self._seed}:wake:{agent}").lognormvariate(
+                -(sigma**2) / 2, sigma
+            )
+        return rel * self._base_rate
 
     async def _slice(self, t: float, woken: list[str], tally: WindowTally) -> None:
         engine, platform = self.engine, self.engine.platform
