@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from .errors import (
         DuplicateAgentError,
         DuplicateFollowError,
+        DuplicateVoteError,
         InvalidEventError,
         InvalidTextError,
         InvalidTopicError,
@@ -53,6 +54,7 @@ __getattr__ = lazy_exports(
         "VirtualClock": "friendsim.platform.clock",
         "DuplicateAgentError": "friendsim.platform.errors",
         "DuplicateFollowError": "friendsim.platform.errors",
+        "DuplicateVoteError": "friendsim.platform.errors",
         "InvalidEventError": "friendsim.platform.errors",
         "InvalidTextError": "friendsim.platform.errors",
         "InvalidTopicError": "friendsim.platform.errors",
@@ -85,6 +87,7 @@ __all__ = [
     "ChronologicalRanker",
     "DuplicateAgentError",
     "DuplicateFollowError",
+    "DuplicateVoteError",
     "EventBus",
     "FeedQuery",
     "FeedRanker",

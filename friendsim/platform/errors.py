@@ -50,6 +50,12 @@ class InvalidVoteError(PlatformError):
     code = "invalid_vote"
 
 
+class DuplicateVoteError(PlatformError):
+    """A LIKE or DISLIKE action on an item the agent already votes on that way."""
+
+    code = "duplicate_vote"
+
+
 class SelfMessageError(PlatformError):
     code = "self_message"
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from friendsim._slots import setters
 from friendsim.llm.redact import redact_text
-from friendsim.platform.errors import PlatformError
+from friendsim.platform.errors import DuplicateVoteError, PlatformError
 from friendsim.platform.events import ActionFailed, Event, VoteCast, VoteChanged
 from friendsim.vocabulary import Action, ActionType, Ballot, Decision, Failure, ReceivedVote
 
@@ -124,10 +124,11 @@ def _precheck(action: Action, allowed: Collection[ActionType]) -> tuple[str, str
 
 
 async def execute(platform: Platform, agent: str, action: Action, *, theme: str) -> Event | None:
-    """Run one action as a platform command; returns its event (``None`` for NOT, or a vote
-    that changed nothing).
+    """Run one action as a platform command; returns its event (``None`` for NOT).
 
-    Raises :class:`PlatformError` when the platform rejects it.
+    Raises :class:`PlatformError` when the platform rejects it, and
+    :class:`~friendsim.platform.errors.DuplicateVoteError` for a LIKE (DISLIKE) of an item the
+    agent already likes (dislikes): it would change nothing and leave no event.
     """
     mentions = (action.mention,) if action.mention else ()
     topic = action.topic or theme
@@ -156,9 +157,14 @@ async def execute(platform: Platform, agent: str, action: Action, *, theme: str)
             )
         case "LIKE" | "DISLIKE":
             assert action.target_post is not None
-            return await platform.vote(
-                agent, action.target_post, 1 if action.type == "LIKE" else -1
-            )
+            value = 1 if action.type == "LIKE" else -1
+            vote = await platform.vote(agent, action.target_post, value)
+            if vote is None:
+                raise DuplicateVoteError(
+                    f"{agent!r} already {'likes' if value > 0 else 'dislikes'} "
+                    f"post {action.target_post}"
+                )
+            return vote
         case "FOLLOW":
             assert action.recipient is not None
             return await platform.follow(agent, action.recipient)
