@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -211,8 +212,36 @@ async def test_a_feed_is_filled_past_many_hidden_items(tmp_path: Path) -> None:
     await p.flush()
     await _moderate(p, 1, "shadowban")  # c's 20 items: more than four feed limits
     full, chrono = FullVisibilityRanker(), ChronologicalRanker()
-    assert await _ids(p, "b", full, limit=2, since_t=0.0) == [21, 22]
+    # the full feed of a window holding more than the limit is a sample: of a's items for b
+    got = await _ids(p, "b", full, limit=2, since_t=0.0)
+    assert len(got) == 2 and got == sorted(got) and set(got) <= set(range(21, 26))
     assert await _ids(p, "b", chrono, limit=2) == [25, 24]
-    assert await _ids(p, "c", full, limit=2, since_t=0.0) == [1, 2]  # c sees its own
+    own = await _ids(p, "c", full, limit=25, since_t=0.0)
+    assert own == list(range(1, 26))  # c sees its own
     assert await _ids(p, "b", full, limit=10, since_t=0.0) == [21, 22, 23, 24, 25]
+    await p.close()
+
+
+async def test_a_window_larger_than_the_limit_is_shared_out_evenly_under_moderation(
+    tmp_path: Path,
+) -> None:
+    """A round that holds more than the limit, some of it removed: each reader gets a sample
+    of the visible items, and the oldest are not favoured (taking the first ``limit`` of a
+    moderated sample would be)."""
+    p = await Platform.open(tmp_path / "w.db", clock=VirtualClock(0.0))
+    readers = [f"r{i:02d}" for i in range(60)]
+    for a in ("a", *readers):
+        await p.register_agent(a, name=a)
+    await _posts(p, "a" * 40)
+    for removed in (3, 17, 29, 38):
+        await _moderate(p, removed, "remove")
+    full = FullVisibilityRanker()
+    shown: Counter[int] = Counter()
+    for r in readers:
+        got = await _ids(p, r, full, limit=8, since_t=0.0, until_t=100.0)
+        assert len(got) == 8 and got == sorted(got) and not {3, 17, 29, 38} & set(got)
+        shown.update(got)
+    older = sum(shown[i] for i in range(1, 21))
+    newer = sum(shown[i] for i in range(21, 41))
+    assert len(shown) >= 30 and 0.75 <= older / newer <= 1.33
     await p.close()

@@ -323,14 +323,14 @@ async def test_shared_ranking_is_reused_until_a_commit_changes_posts(plat: Platf
     assert next(v for v in first if v.post_id == ids["D"]).likes == 0
 
     other_window = await plat.serve_feed("f2", ranker, limit=2, since_t=0.0, until_t=500.0)
-    assert calls == ["v", "f2", "f2"] and len(other_window) == 2
+    assert calls == ["v", "f2"] and len(other_window) == 2  # the window read once for any limit
 
     await plat.vote("o", ids["A"], 1)  # admitted, not committed: readers see the commit only
     cached = await plat.serve_feed("o", ranker, limit=2, since_t=0.0, until_t=500.0)
-    assert calls == ["v", "f2", "f2"]
+    assert calls == ["v", "f2"]
     await plat.flush()
     fresh = await plat.serve_feed("o", ranker, limit=10, since_t=0.0, until_t=500.0)
-    assert calls == ["v", "f2", "f2", "o"]
+    assert calls == ["v", "f2", "o"]
     assert next(v for v in fresh if v.post_id == ids["A"]).likes == 1
     assert len(cached) == 2 and {v.post_id for v in cached} <= {v.post_id for v in first}
     assert next((v.likes for v in cached if v.post_id == ids["A"]), 0) == 0  # the cached read

@@ -512,6 +512,14 @@ class Platform:
             front = front[-limit:]
             room = limit - len(front)
             kept = front + (back[len(back) - room :] if room else [])
+        elif since_t is not None and shares_windows(ranker):
+            # a sample of the window, moderated: sampled again, so each visible item is as
+            # likely as any other to be among the ``limit`` served (its first ones would favour
+            # the oldest)
+            cut = cast(WindowRanker, ranker).reader_cut
+            front = cut(agent, front, limit=limit, since_t=since_t)
+            room = limit - len(front)
+            kept = front + (cut(agent, back, limit=room, since_t=since_t) if room else [])
         else:
             kept = (front + back)[:limit]
         if st.labels:
