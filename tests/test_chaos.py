@@ -449,8 +449,8 @@ def test_failures_of_a_complete_window_are_replayed_as_failures_by_a_resume(
 def test_a_run_stopped_by_its_failure_budget_resumes_past_the_window_that_stopped_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Agent a02's plan request of window 2 fails past its retries: 1 of 7 model-backed
-    decisions, over the default ``max_failure_share`` (5%), so the run stops ``failed``
+    """Agent a02's plan request of window 2 fails past its retries: 1 of the window's few
+    model-backed decisions, over the default ``max_failure_share`` (5%), so the run stops ``failed``
     (``failure_budget``, exit 1) once window 2 has ended. ``--resume`` against a server that
     answers everything keeps window 2 as recorded, its failure reproduced, not asked, and not
     judged again (it used to stop the resume at the same window end), runs window 3, and ends
@@ -466,7 +466,8 @@ def test_a_run_stopped_by_its_failure_budget_resumes_past_the_window_that_stoppe
     with StubLLMServer(responder=failing_responder(lambda b: plan_window(b) == lost), port=port):
         code, _, err = run_cli(capsys, "run", str(cfg), "--out", str(run), "--quiet")
         assert code == 1, err
-        assert "window 2: 1 of 7 model-backed decisions failed" in err
+        share = re.search(r"window 2: 1 of (\d+) model-backed decisions failed", err)
+        assert share is not None and 1 / int(share.group(1)) > 0.05, err
         code, _, err = run_cli(capsys, "run", str(tolerant), "--out", str(expected), "--quiet")
         assert code == 3, err
     first = manifest(run)

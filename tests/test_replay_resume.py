@@ -431,7 +431,8 @@ def test_a_resumed_run_whose_provider_still_fails_stops_at_its_failure_budget_ag
         ("original", "failed"),
         ("resume", "failed"),
     ]
-    assert sorted({f[:2] for f in failures(staging / "events.db")}) == [("a02", 2), ("a02", 3)]
+    lost = {f[:2] for f in failures(staging / "events.db") if "LLMError" in f[2]}
+    assert sorted(lost) == [("a02", 2), ("a02", 3)]  # the other failures: refused commands
 
 
 def test_a_window_that_spent_the_budget_unjudged_is_judged_by_the_resume(tmp_path: Path) -> None:
