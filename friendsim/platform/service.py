@@ -535,12 +535,12 @@ class Platform:
         (a bounded window it shares out read once, then cut for each reader)."""
         view = self._feed_view
         shared = same_for_every_reader(ranker) and ranks_views(ranker)
+        if shared and query.since_t is not None and shares_windows(ranker):
+            return await self._window_share(agent, cast(WindowRanker, ranker), query)
         key: tuple[Any, ...] = ()
         if shared:
             now = query.now if query.until_t is None else None
             key = (ranker, self._posts_version, query.limit, query.since_t, query.until_t, now)
-        if shared and query.since_t is not None and shares_windows(ranker):
-            return await self._window_share(agent, cast(WindowRanker, ranker), query)
         if shared and self._shared_feed is not None and self._shared_feed[0] == key:
             return list(self._shared_feed[1])
         if ranks_views(ranker):
