@@ -98,10 +98,7 @@ def check_named_agents(
     added = sum(added_agents(s.kind, s.params) for s in specs)
     if all(a in known for _, a in names) and not (added and _outside_accounts(specs)):
         return
-    ex = plan.final.experiment
-    order = sorted(
-        range(len(specs)), key=lambda i: (ex.applied_at(window=specs[i].window, at=specs[i].at), i)
-    )
+    order = _applied_order(plan)
     grown: list[str] = []
     if added:
         with contextlib.suppress(ConfigError):  # too few personas: the ids stay unknown
@@ -158,12 +155,8 @@ def check_growth(
     (the run failed there, windows into it). ``more_personas(n)``: the run's first ``n``
     personas from its file; called only for a run that grows, once per ``add_agents``."""
     specs = plan.final.interventions
-    ex = plan.final.experiment
-    order = sorted(
-        range(len(specs)), key=lambda i: (ex.applied_at(window=specs[i].window, at=specs[i].at), i)
-    )
     n = len(personas)
-    for i in order:
+    for i in _applied_order(plan):
         if not (k := added_agents(specs[i].kind, specs[i].params)):
             continue
         n += k
@@ -175,6 +168,15 @@ def check_growth(
                 f"[interventions][{i}].count",
                 f"the population grows to {n} agents here: {exc.problem}",
             ) from None
+
+
+def _applied_order(plan: RunPlan) -> list[int]:
+    """The indexes of ``plan``'s interventions in the order the runtime applies them
+    (:meth:`~friendsim.runtime.config.ExperimentSection.applied_at`, then config order)."""
+    specs, ex = plan.final.interventions, plan.final.experiment
+    return sorted(
+        range(len(specs)), key=lambda i: (ex.applied_at(window=specs[i].window, at=specs[i].at), i)
+    )
 
 
 def _outside_accounts(specs: Sequence[InterventionSpec]) -> dict[int, str]:
