@@ -54,19 +54,30 @@ class FeedItem:
     """A moderator's fact-check label, shown to agents with the item."""
 
 
-BROADCAST = 0
-"""The ``dm_id`` of a broadcast in an inbox (direct messages are numbered from 1)."""
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class InboxMessage:
-    """A direct message addressed to the observing agent; ``dm_id`` :data:`BROADCAST` is a
-    broadcast's message, from a ``sender`` that is no user (nobody to reply to)."""
+    """A direct message addressed to the observing agent (``dm_id`` >= 1, the platform's), or a
+    broadcast's message (``dm_id`` from :func:`broadcast_id`, <= 0: :attr:`is_broadcast`) from
+    a ``sender`` that is no user (nobody to reply to)."""
 
     dm_id: int
     sender: str
     text: str
     topic: str = ""
+
+    @property
+    def is_broadcast(self) -> bool:
+        """Whether this is a broadcast's message rather than a direct message."""
+        return self.dm_id <= 0
+
+
+def broadcast_id(seq: int) -> int:
+    """The ``dm_id`` of a broadcast in an inbox: minus the ``seq`` of its ``BroadcastSent``
+    event. Direct messages are numbered from 1, so a broadcast's id is never a DM's, and two
+    broadcasts never share one (a memory that remembers messages by id keeps each)."""
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise ValueError(f"a broadcast's id comes from a recorded event's seq >= 0, got {seq!r}")
+    return -seq
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -137,9 +137,44 @@ async def test_broadcast_reaches_agents_once(tmp_path: Path) -> None:
         interventions=[{"kind": "broadcast", "window": 3, "text": "NOTICE-XYZ from the team"}],
     )
     await run_experiment(cfg, out_dir=tmp_path / "r", llm_factory=lambda s: ScriptedLLM(answer))
-    # shown in the inbox once per agent (memory may recall it later, as any message)
-    shown = '<dm id="0" from="platform" topic="">NOTICE-XYZ from the team</dm>'
+    # shown in the inbox once per agent (memory may recall it later, as any message), with
+    # the id of its event: minus its seq, never a DM's id
+    (sent,) = [e for e in events(tmp_path / "r") if e.kind == "broadcast_sent"]
+    shown = f'<dm id="-{sent.seq}" from="platform" topic="">NOTICE-XYZ from the team</dm>'
     assert sum(shown in p for p in prompts) == 3
+
+
+async def test_every_broadcast_is_remembered_once(tmp_path: Path) -> None:
+    """Every broadcast reached the inbox as dm id 0, and an agent's memory keeps a message
+    once by id: the first broadcast an agent got was remembered, every later one dropped."""
+    from friendsim.llm.scripted import ScriptedLLM
+    from friendsim.runtime.scripted_mind import plausible_responder
+
+    plans: list[tuple[int, str]] = []
+    responder = plausible_responder(0)
+
+    def answer(req: Any) -> Any:
+        if req.label == "plan":
+            text = req.messages[-1].content
+            plans.append((int(text.split("Window ", 1)[1].split(".", 1)[0]), text))
+        return responder(req)
+
+    cfg = config(
+        agents={"count": 3, "policy": "llm"},
+        llm={"provider": "scripted", "retries": 0},
+        experiment={"name": "b", "seed": 1, "rounds": 5, "n_actions": 1},
+        interventions=[
+            {"kind": "broadcast", "window": 2, "text": "FIRST-NOTICE"},
+            {"kind": "broadcast", "window": 3, "text": "SECOND-NOTICE"},
+        ],
+    )
+    await run_experiment(cfg, out_dir=tmp_path / "r", llm_factory=lambda s: ScriptedLLM(answer))
+    last = [text for w, text in plans if w == 5]
+    assert len(last) == 3
+    for text in last:
+        memory = text.split("<memory>", 1)[1].split("</memory>", 1)[0]
+        assert memory.count("FIRST-NOTICE") == 1 and memory.count("SECOND-NOTICE") == 1
+        assert "- platform:" not in memory  # the sender is no contact
 
 
 @pytest.mark.parametrize("policy", ["baseline", "llm"])

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from friendsim.llm.tokens import estimate_tokens as _llm_estimate
-from friendsim.vocabulary import BROADCAST, Action, FeedItem, Observation, RewardFeedback
+from friendsim.vocabulary import Action, FeedItem, Observation, RewardFeedback
 
 SNIPPET_CHARS = 80
 
@@ -191,11 +191,20 @@ class AgentMemory:
             )  # fmt: skip
         senders: list[str] = []
         for dm in obs.inbox:
-            if dm.sender not in senders and dm.dm_id != BROADCAST:
-                senders.append(dm.sender)
             if ("dm", dm.dm_id) in self._seen_in:
+                if dm.sender not in senders and not dm.is_broadcast:
+                    senders.append(dm.sender)
                 continue
             self._mark_seen(("dm", dm.dm_id))
+            if dm.is_broadcast:  # from no user: no relationship, no DM received
+                self._count("broadcasts_received")
+                self.recent.append(
+                    Interaction(window=obs.window, kind="broadcast", direction="in",
+                                peer=dm.sender, topic=dm.topic, tone=None, text=snippet(dm.text))
+                )  # fmt: skip
+                continue
+            if dm.sender not in senders:
+                senders.append(dm.sender)
             rel = self._rel(dm.sender)
             rel.received += 1
             rel.last_window = max(rel.last_window, obs.window - 1)

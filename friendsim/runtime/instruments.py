@@ -60,7 +60,7 @@ from friendsim.runtime.engine import Engine, FeedRules, WindowHooks
 from friendsim.runtime.instruments_config import InterventionSpec, Item, SurveySpec
 from friendsim.runtime.interventions import INTERVENTIONS, Intervention
 from friendsim.runtime.status import RunInterrupted
-from friendsim.vocabulary import BROADCAST, Failure, InboxMessage, Policy
+from friendsim.vocabulary import Failure, InboxMessage, Policy, broadcast_id
 
 log = structlog.get_logger(__name__)
 _STOP_EVERY = 1000
@@ -241,12 +241,14 @@ class Instruments(WindowHooks):
             self.injected.append(Injected(post_id=post.post_id, item=item))
 
     async def broadcast(self, text: str, *, sender: str) -> None:
-        await self.platform.record(
+        sent = await self.platform.record(
             BroadcastSent(
                 t=self.platform.clock.now(), window=self._window, sender=sender, text=text
             )
         )
-        self._engine().broadcast(InboxMessage(dm_id=BROADCAST, sender=sender, text=text))
+        self._engine().broadcast(
+            InboxMessage(dm_id=broadcast_id(sent.seq), sender=sender, text=text)
+        )
 
     async def set_feed(self, ranker: str, params: Mapping[str, Any], limit: int | None) -> None:
         engine = self._engine()

@@ -16,7 +16,6 @@ from typing import Protocol
 from friendsim.platform.events import DirectMessageSent
 from friendsim.platform.views import PostView
 from friendsim.vocabulary import (
-    BROADCAST,
     Action,
     FeedItem,
     InboxMessage,
@@ -137,7 +136,7 @@ class AgentContext:
                     self._touch(self._known, m, self.max_known)
             self._touch(self._topics, item.topic, self.max_topics)
         for msg in inbox:
-            if msg.dm_id != BROADCAST:  # a broadcast's sender is no user to write to
+            if not msg.is_broadcast:  # a broadcast's sender is no user to write to
                 self._touch(self._known, msg.sender, self.max_known)
             self._touch(self._topics, msg.topic, self.max_topics)
 
