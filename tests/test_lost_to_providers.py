@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from friendsim.coach.llm import read_context
 from friendsim.llm.base import LLM, LLMRequest
 from friendsim.llm.errors import PermanentLLMError, ServerError
 from friendsim.llm.scripted import Reply, ScriptedLLM
@@ -60,7 +61,7 @@ def moderated() -> ExperimentConfig:
 
 def coach_window(request: LLMRequest) -> tuple[str, int]:
     """``(agent, window)`` of a coach request (its context names both)."""
-    context = json.loads(request.messages[0].content)
+    context = read_context(request.messages[0].content)
     return context["user"], context["after_round"]
 
 

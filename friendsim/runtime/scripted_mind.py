@@ -11,12 +11,12 @@ exercises the whole LLM policy (prompt building, schema validation, memory) with
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from friendsim.coach.llm import read_context
 from friendsim.llm.base import LLMRequest
 
 _POST = re.compile(r'<post id="(\d+)" author="([^"]*)"')
@@ -111,7 +111,7 @@ def _tips(request: LLMRequest, rng: random.Random) -> dict[str, Any]:
     """Three tips the LLM coach accepts: a post, a comment on the top-liked post when there is
     one, a DM to a user the agent knows (read from the coach's context)."""
     try:
-        context = json.loads(request.messages[0].content) if request.messages else {}
+        context = read_context(request.messages[0].content) if request.messages else {}
     except (ValueError, RecursionError):
         context = {}
     context = context if isinstance(context, dict) else {}
