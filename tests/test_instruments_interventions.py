@@ -623,3 +623,34 @@ def test_a_growth_past_the_persona_file_is_refused_before_anything_is_written(
     assert not (tmp_path / "run").exists()
     toml.write_text(toml.read_text().split('[[interventions]]\nkind = "add_agents"\nwindow = 3')[0])
     assert main(["run", str(toml), "--out", str(tmp_path / "run"), "--quiet"]) == 0  # 5 fit
+
+
+async def test_agents_joining_a_continuous_run_know_of_others(tmp_path: Path) -> None:
+    """In continuous mode every agent present from the start knows of a seeded sample of
+    others (without it a chrono feed of an agent that follows nobody is empty, and nobody could
+    make a first follow); agents that joined by ``add_agents`` knew of nobody."""
+    from friendsim.agents.policies import POLICIES
+    from friendsim.runtime.continuous import ACQUAINTANCES, acquaintances_of
+    from friendsim.testing import ScriptedPolicy
+
+    make = ScriptedPolicy.factory(text="hi")
+    POLICIES.register("scripted-joiners", make, replace=True)
+    try:
+        cfg = config(
+            "continuous",
+            agents={"count": 30, "policy": "scripted-joiners"},
+            feed={"ranker": "chrono", "limit": 30},
+            interventions=[{"kind": "add_agents", "window": 2, "count": 2}],
+        )
+        await run_experiment(cfg, out_dir=tmp_path / "run")
+    finally:
+        POLICIES.unregister("scripted-joiners")
+    population = sorted(make.policies)
+    assert population[-2:] == ["a30", "a31"]
+    woke = [a for a in ("a30", "a31") if make.policies[a].observations]
+    assert woke  # a31 (a low activity) never wakes
+    for agent in woke:
+        first = make.policies[agent].observations[0]
+        expected = acquaintances_of(agent, population, k=ACQUAINTANCES, seed=3)
+        assert len(expected) == ACQUAINTANCES and agent not in expected
+        assert set(expected) <= set(first.known_users)

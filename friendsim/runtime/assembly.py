@@ -74,7 +74,7 @@ from friendsim.runtime.config import (
     resolve_auto_provider,
     uses_fleet,
 )
-from friendsim.runtime.continuous import ContinuousScheduler, acquaintances_of
+from friendsim.runtime.continuous import ACQUAINTANCES, ContinuousScheduler, acquaintances_of
 from friendsim.runtime.control import RunControl
 from friendsim.runtime.engine import Engine, FeedRules, RunListener, WindowTally
 from friendsim.runtime.instruments import Instruments
@@ -763,7 +763,12 @@ async def _run_locked(
             judged_until_seq=plan.judged_until_seq,
             hooks=instruments,
             acquaintances=OnDemand(
-                agent_ids, lambda a: acquaintances_of(a, agent_ids, k=10, seed=ex.seed)
+                agent_ids, lambda a: acquaintances_of(a, agent_ids, k=ACQUAINTANCES, seed=ex.seed)
+            )
+            if ex.mode == "continuous"
+            else None,
+            meet=(
+                lambda a, population: acquaintances_of(a, population, k=ACQUAINTANCES, seed=ex.seed)
             )
             if ex.mode == "continuous"
             else None,

@@ -53,6 +53,11 @@ def wake_rates(
     return rel * (wake_rate / window_length)
 
 
+ACQUAINTANCES = 10
+"""How many other agents each agent knows of before reading anything (:func:`acquaintances`);
+an agent that joins during a run draws as many from the grown population."""
+
+
 def acquaintances(agents: Sequence[str], *, k: int, seed: int) -> dict[str, list[str]]:
     """A seeded sample of ``k`` other agents per agent: whom it knows of before reading anything.
 

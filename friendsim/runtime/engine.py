@@ -178,6 +178,7 @@ class Engine:
         feeds: Callable[[int], FeedRules],
         listener: RunListener | None = None,
         acquaintances: Mapping[str, Sequence[str]] | None = None,
+        meet: Callable[[str, Sequence[str]], Sequence[str]] | None = None,
         max_known: int = 50,
         stop: asyncio.Event | None = None,
         gate: PauseGate | None = None,
@@ -198,6 +199,7 @@ class Engine:
         self.listener = listener or RunListener()
         known: Mapping[str, Sequence[str]] = acquaintances or {}
         self._max_known = max_known
+        self._meet = meet
         self.contexts: MutableMapping[str, AgentContext] = OnDemand(
             self.agents,
             lambda a: AgentContext(a, max_known=max_known, acquaintances=known.get(a, ())),
@@ -256,19 +258,25 @@ class Engine:
     ) -> None:
         """New agents ``(id, policy, activity)`` at once, as :meth:`add_agent` each: the
         population is sorted once, not once per agent (a million joining at one intervention
-        took hours re-sorting)."""
+        took hours re-sorting). Each knows of ``acquaintances`` or, when none are given and the
+        engine was made with ``meet``, of ``meet(agent, population)`` (the grown population,
+        sorted), as the agents present from the start know of theirs."""
         for agent, _, _ in joining:
             if agent in self.policies:
                 raise ValueError(f"agent {agent!r} already takes part")
         if len({agent for agent, _, _ in joining}) != len(joining):
             raise ValueError("an agent joins twice")
-        for agent, policy, activity in joining:
+        for agent, policy, _ in joining:
             self.policies[agent] = policy
+        self.agents = tuple(sorted(self.policies))
+        meet = self._meet if not acquaintances else None
+        for agent, _, activity in joining:
             self.joined_activity[agent] = activity
             self.contexts[agent] = AgentContext(
-                agent, max_known=self._max_known, acquaintances=acquaintances
+                agent,
+                max_known=self._max_known,
+                acquaintances=acquaintances if meet is None else meet(agent, self.agents),
             )
-        self.agents = tuple(sorted(self.policies))
 
     def broadcast(self, message: InboxMessage) -> None:
         """Show ``message`` to every agent in its next observation's inbox."""
