@@ -337,8 +337,12 @@ async def test_vote_valid_and_excludes_own_items() -> None:
 async def test_vote_invalid_reasked_then_failure() -> None:
     llm = ScriptedLLM(responder(GOOD_PLAN, votes={"votes": [{"post_id": 10, "vote": 1}]}))
     ballot = await make_llm_policy(PERSONAS[0], llm, theme="climate change").vote(_obs(), _feed())
-    assert ballot.votes == {}
-    assert ballot.failures[0].stage == "vote" and ballot.failures[0].reason == "missing_votes"
+    # the one vote given is kept; the items left out are asked again (the model answers post 10
+    # again, not one of them), then are the failure
+    assert ballot.votes == {10: 1}
+    (failure,) = ballot.failures
+    assert failure.stage == "vote" and failure.reason == "unknown_post"
+    assert "still without a vote" in failure.detail and failure.attempts == 4
     assert len(llm.calls) == 4
 
 

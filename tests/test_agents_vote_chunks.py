@@ -169,3 +169,55 @@ async def test_scrambled_arrival_gives_the_same_log_and_replays(tmp_path: Path) 
     rep = await run_experiment(cfg(cache="replay"), out_dir=tmp_path / "rep", llm_factory=no_model)
     assert rep.manifest.status == "completed"
     assert rows(tmp_path / "rep") == rows(tmp_path / "a")
+
+
+async def test_a_duplicate_vote_reasks_only_the_items_it_left_without_a_vote() -> None:
+    """A post voted twice re-asked the whole 40-item chunk (and took the second answer's votes
+    for every item); now the votes given unambiguously are kept and only the items left without
+    one (voted twice differently, or left out) are asked again, in a request of their own."""
+    theirs = [i.post_id for i in ITEMS if i.author != ME][:40]
+    asked: list[list[int]] = []
+
+    def answer(req: LLMRequest) -> Any:
+        ids = _ids(req)
+        asked.append(ids)
+        if (
+            len(asked) == 1
+        ):  # theirs[1] twice, differently; theirs[2] twice alike; theirs[3] left out
+            votes = [{"post_id": i, "vote": 1} for i in ids if i != ids[3]]
+            return {
+                "votes": [*votes, {"post_id": ids[1], "vote": -1}, {"post_id": ids[2], "vote": 1}]
+            }
+        return {"votes": [{"post_id": i, "vote": -1} for i in ids]}
+
+    policy = make_llm_policy(
+        PERSONAS[0],
+        ScriptedLLM(answer),
+        theme="climate change",
+        config=LLMPolicyConfig(vote_chunk=40),
+    )
+    ballot = await policy.vote(_obs(), ITEMS[:47])
+    assert asked[0] == theirs and asked[1] == [theirs[1], theirs[3]] and len(asked) == 2
+    assert not ballot.failures
+    assert ballot.votes == {i: (-1 if i in (theirs[1], theirs[3]) else 1) for i in theirs}
+
+
+async def test_items_still_without_a_vote_are_a_failure_beside_the_votes_obtained() -> None:
+    theirs = [i.post_id for i in ITEMS if i.author != ME][:5]
+    asked: list[list[int]] = []
+
+    def answer(req: LLMRequest) -> Any:
+        ids = _ids(req)
+        asked.append(ids)
+        return {"votes": [{"post_id": i, "vote": 1} for i in ids if i != theirs[4]]}
+
+    policy = make_llm_policy(
+        PERSONAS[0], ScriptedLLM(answer), theme="climate change",
+        config=LLMPolicyConfig(vote_chunk=40, max_retries=2),
+    )  # fmt: skip
+    ballot = await policy.vote(_obs(), tuple(i for i in ITEMS if i.post_id in theirs))
+    assert asked[0] == theirs and len(asked) == 3  # 1 + max_retries requests in all
+    assert ballot.votes == dict.fromkeys(theirs[:4], 1)
+    (failure,) = ballot.failures
+    assert failure.stage == "vote" and failure.reason == "missing_votes"
+    assert str(theirs[4]) in failure.detail and failure.attempts == 3

@@ -49,7 +49,7 @@ from friendsim.agents.schema import (
     check_plan,
     decode_json,
     parse_action,
-    parse_votes,
+    parse_some_votes,
     plan_items,
     plan_json_schema,
     vote_json_schema,
@@ -487,24 +487,56 @@ class LLMPolicy:
             answers = [await job for job in jobs]
         votes: dict[int, int] = {}
         failures: list[Failure] = []
-        for answer in answers:
-            if isinstance(answer, Failure):
-                failures.append(answer)
-            else:
-                votes.update(answer)
+        for got, failure in answers:
+            votes.update(got)
+            if failure is not None:
+                failures.append(failure)
         self.memory.record_votes(votes, items)
         return Ballot(votes=votes, failures=tuple(failures))
 
     async def _vote_chunk(
         self, obs: Observation, start: int, chunk: Sequence[FeedItem]
-    ) -> dict[int, int] | Failure:
-        """Ask for the votes on one chunk (``start``: its offset, part of the seed)."""
-        async with admission(self.llm):
-            return await self._vote_chunk_admitted(obs, start, chunk)
+    ) -> tuple[dict[int, int], Failure | None]:
+        """Ask for the votes on one chunk (``start``: its offset, part of the seed).
 
-    async def _vote_chunk_admitted(
-        self, obs: Observation, start: int, chunk: Sequence[FeedItem]
-    ) -> dict[int, int] | Failure:
+        An answer that gives some votes unambiguously but leaves items out or votes one twice
+        differently (:func:`parse_some_votes`) keeps those votes, and only the items still
+        without one are asked again, in a vote request of their own; an answer with nothing
+        usable is re-asked whole with the error, as any invalid answer. At most
+        ``1 + max_retries`` requests in all; items still without a vote then are a
+        ``Failure`` naming them, beside the votes obtained."""
+        async with admission(self.llm):
+            cfg = self.config
+            votes: dict[int, int] = {}
+            need = list(chunk)
+            attempts = 0
+            while True:
+                asked = await self._vote_items(
+                    obs, start, need, again=attempts, retries=cfg.max_retries - attempts
+                )
+                attempts += asked.attempts
+                if asked.value is None:
+                    assert asked.failure is not None
+                    failure = replace(asked.failure, attempts=attempts)
+                    if votes:  # a re-ask of some items only: name them
+                        ids = [i.post_id for i in need]
+                        failure = replace(failure, detail=f"{failure.detail[:800]} (asked again "
+                                          f"for post ids {ids[:20]}, still without a vote)")  # fmt: skip
+                    return votes, failure
+                got, problem = asked.value
+                votes.update(got)
+                if problem is None:
+                    return votes, None
+                need = [i for i in need if i.post_id not in votes]
+                if attempts > cfg.max_retries:
+                    failure = Failure(stage="vote", reason=problem.reason,
+                                      detail=problem.detail[:1000], attempts=attempts)  # fmt: skip
+                    return votes, failure
+
+    async def _vote_items(
+        self, obs: Observation, start: int, chunk: Sequence[FeedItem], *, again: int, retries: int
+    ) -> Asked[tuple[dict[int, int], OutputError | None]]:
+        """One vote request over ``chunk`` (``again``: the requests the chunk made before)."""
         cfg = self.config
         mine = self.persona.id
         ids = [i.post_id for i in chunk]
@@ -518,10 +550,11 @@ class LLMPolicy:
             blocks.append(post_block_with(i, "relationship", line, limit=cfg.max_item_chars))
         prompt = render("vote", items="\n".join(blocks), post_ids=", ".join([str(x) for x in ids]))
 
-        def parse(comp: Completion) -> dict[int, int]:
-            return parse_votes(decode_json(comp.parsed, comp.text), ids)
+        def parse(comp: Completion) -> tuple[dict[int, int], OutputError | None]:
+            return parse_some_votes(decode_json(comp.parsed, comp.text), ids)
 
-        asked = await ask_validated(
+        seed = derive_seed(self.rng_seed, mine, "vote", obs.window, start)
+        return await ask_validated(
             self.llm,
             stage="vote",
             system=self.system,
@@ -530,15 +563,11 @@ class LLMPolicy:
             json_schema=vote_json_schema(ids),
             label="vote",
             agent=mine,
-            max_retries=cfg.max_retries,
+            max_retries=retries,
             temperature=cfg.vote_temperature,
             max_tokens=40 + 16 * len(ids),
-            seed=derive_seed(self.rng_seed, mine, "vote", obs.window, start),
+            seed=seed if not again else derive_seed(seed, "again", again),
         )
-        if asked.value is None:
-            assert asked.failure is not None
-            return asked.failure
-        return asked.value
 
     def record_outcome(self, window: int, applied: tuple[Action, ...]) -> None:
         """Remember the actions the runtime applied in ``window``."""

@@ -422,6 +422,64 @@ def _plain_votes(value: Any) -> list[tuple[int, int]] | None:
     return pairs
 
 
+def parse_some_votes(
+    value: Any, post_ids: Sequence[int]
+) -> tuple[dict[int, int], OutputError | None]:
+    """The votes of an answer that it gives unambiguously, and what is wrong with the rest.
+
+    A post voted twice the same way counts once; a post voted twice differently gets no vote
+    (the model contradicted itself), nor does a post the answer leaves out: the error
+    (``duplicate_vote`` before ``missing_votes``) names those, so that only they are asked
+    again. An answer that breaks the schema or votes on a post not listed, or that gives no
+    usable vote at all, raises :class:`OutputError` as :func:`parse_votes` does."""
+    pairs = _vote_pairs(value)
+    wanted = set(post_ids)
+    votes: dict[int, int] = {}
+    conflicting: dict[int, None] = {}
+    for post_id, vote in pairs:
+        if post_id not in wanted:
+            raise OutputError(
+                "unknown_post", f"post_id {post_id} is not one of the items to vote on"
+            )
+        if votes.setdefault(post_id, vote) != vote:
+            conflicting[post_id] = None
+    for post_id in conflicting:
+        del votes[post_id]
+    missing = [p for p in post_ids if p not in votes and p not in conflicting]
+    if not votes:
+        if conflicting:
+            first = next(iter(conflicting))
+            raise OutputError("duplicate_vote", f"post_id {first} has more than one vote")
+        raise OutputError(
+            "missing_votes", f"no vote for post ids {missing[:20]}; give one vote per item"
+        )
+    if conflicting:
+        ids = list(conflicting)
+        return votes, OutputError(
+            "duplicate_vote",
+            f"post ids {ids[:20]} have conflicting votes"
+            + (f"; no vote for post ids {missing[:20]}" if missing else ""),
+        )
+    if missing:
+        return votes, OutputError(
+            "missing_votes", f"no vote for post ids {missing[:20]}; give one vote per item"
+        )
+    return votes, None
+
+
+def _vote_pairs(value: Any) -> list[tuple[int, int]]:
+    pairs = _plain_votes(value)
+    if pairs is None:
+        try:
+            out = VoteOut.model_validate(value)
+        except ValidationError as exc:
+            raise OutputError(
+                "bad_schema", f"the votes do not match the schema: {_shape_error(exc)}"
+            ) from None
+        pairs = [(e.post_id, int(e.vote)) for e in out.votes]
+    return pairs
+
+
 def parse_votes(value: Any, post_ids: Sequence[int]) -> dict[int, int]:
     """Validate a vote answer: exactly one vote in {-1, 0, 1} per listed post id."""
     pairs = _plain_votes(value)
