@@ -9,6 +9,7 @@ a delimited block and the model is told not to follow instructions inside it.
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 
@@ -63,6 +64,18 @@ def parse_verdict(text: str) -> tuple[Verdict, ...]:
     return (Verdict(action=action, label=label[:200] if action == "label" else "", reason=reason),)
 
 
+MAX_POST_CHARS = 1500
+
+
+def post_message(item: ModerationItem) -> str:
+    """The user message of a review: the item in one ``<post>`` block, its text escaped
+    (``&``, ``<``, ``>``) and its topic escaped as an attribute (quotes too), so nothing an
+    agent wrote can close the block, open another or leave the attribute."""
+    body = html.escape(item.text[:MAX_POST_CHARS], quote=False)
+    topic = html.escape(item.topic, quote=True)
+    return f'<post id="{item.post_id}" topic="{topic}">{body}</post>\nYour verdict:'
+
+
 class LLMModerator:
     """See the module docstring."""
 
@@ -75,8 +88,7 @@ class LLMModerator:
         self.max_tokens = max_tokens
 
     async def review(self, item: ModerationItem) -> Review:
-        body = item.text.replace("<", "&lt;").replace(">", "&gt;")[:1500]
-        prompt = f'<post id="{item.post_id}" topic="{item.topic}">{body}</post>\nYour verdict:'
+        prompt = post_message(item)
         messages: list[Message] = [user(prompt)]
         problem = ""
         for attempt in range(1, self.reprompts + 2):
