@@ -14,7 +14,9 @@ SIGTERM to the sweep command ends it the same way (:func:`terminate_as_interrupt
 
 Every replication the sweep did not see finish is recorded with :func:`unfinished`:
 ``interrupted`` when the sweep was interrupted, ``failed`` when it ended on an error, never
-left ``pending``.
+left ``pending``; but ``completed`` when its run's manifest says so (it finished while the sweep
+stopped its workers, or was kept from an earlier sweep and not reached): the record never calls
+interrupted a run that completed.
 """
 
 from __future__ import annotations
@@ -24,8 +26,12 @@ import contextlib
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol, TypeVar
+
+from friendsim.rundir.errors import RunInputError
+from friendsim.rundir.manifest import read_manifest
 
 T = TypeVar("T")
 
@@ -76,9 +82,22 @@ def not_started() -> dict[str, Any]:
     }
 
 
-def unfinished(exc: BaseException) -> dict[str, Any]:
+def unfinished(exc: BaseException, run_dir: Path) -> dict[str, Any]:
     """What ``sweep.json`` records of a replication the sweep did not see finish because it
-    ended on ``exc``."""
+    ended on ``exc``, once its executor is closed: ``completed`` when the run in ``run_dir``
+    says it completed (its manifest; the run is this replication, foreign runs were refused
+    before any ran), else ``interrupted`` or ``failed``."""
+    try:
+        status = read_manifest(run_dir).status
+    except RunInputError:  # no run there, or not readable: it did not complete
+        status = None
+    if status == "completed":
+        return {
+            "status": "completed",
+            "error": None,
+            "note": "completed (its manifest says so) while the sweep was stopping; the sweep "
+            "did not see its outcome",
+        }
     if isinstance(exc, KeyboardInterrupt):
         return {
             "status": "interrupted",

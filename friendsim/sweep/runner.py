@@ -627,7 +627,7 @@ def _run_locked(
         finally:
             for outcome in outcomes.values():
                 if outcome["status"] == "pending":
-                    outcome.update(unfinished(exc))
+                    outcome.update(unfinished(exc, out / outcome["dir"]))
             stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
             _write_sweep_file(out, snapshot(stopped))
         raise
