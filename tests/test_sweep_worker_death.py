@@ -86,3 +86,50 @@ def test_a_killed_worker_s_replication_runs_again_and_the_others_go_on(tmp_path:
     )
     for d in ("base/rep1", "base/rep2"):
         assert json.loads((out / d / "manifest.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_a_replication_whose_worker_keeps_dying_does_not_fail_the_ones_queued_behind_it(
+    tmp_path: Path,
+) -> None:
+    """``--jobs 1``: the worker running ``rep0`` is killed each time it starts it, until ``rep0``
+    is recorded failed (one death, then :data:`WORKER_RETRIES` re-runs). ``rep1`` and ``rep2``
+    waited in the queue all along: their workers never died, so they run and complete. Each
+    death used to be charged to every replication the broken pool had not finished, so the two
+    that never started were recorded failed with ``rep0`` ("a worker process died 4 times")."""
+    from friendsim.sweep.runner import WORKER_RETRIES
+
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(MEDIUM)
+    out = tmp_path / "out"
+    rep0 = out / "base" / "rep0"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "friendsim", "sweep", str(cfg), "--out", str(out), "--jobs", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    killed: list[int] = []
+    try:
+        deadline = time.monotonic() + 300
+        for _ in range(WORKER_RETRIES + 1):
+            while (victim := _writer(rep0)) in killed or victim not in _workers(proc.pid):
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            assert victim is not None
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+        _, err = proc.communicate(timeout=500)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err  # a replication failed
+    recorded = json.loads((out / SWEEP_FILE).read_text())
+    runs = {r["dir"]: r for r in recorded["runs"]}
+    assert runs["base/rep0"]["status"] == "failed"
+    assert f"died {WORKER_RETRIES + 1} times" in runs["base/rep0"]["error"]
+    for d in ("base/rep1", "base/rep2"):
+        assert runs[d]["status"] == "completed", runs[d]
+        assert json.loads((out / d / "manifest.json").read_text())["status"] == "completed"
+    assert sorted(p.name for p in rep0.parent.glob("rep0.stale-*")) == [
+        f"rep0.stale-{k}" for k in range(1, WORKER_RETRIES + 1)
+    ]

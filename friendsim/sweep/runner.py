@@ -118,14 +118,21 @@ def die_with_parent(parent_pid: int) -> None:
 _WORKER_STOP: StopFlag | None = None
 """The sweep's stop flag, in a local worker (:mod:`friendsim.sweep.interrupt`)."""
 
+_WORKER_STARTED: Any = None
+"""Where a local worker says which replication it starts (a ``SimpleQueue``): the replications
+a dead worker's pool was running, told from those it only had queued."""
 
-def _worker_init(log_level: str, parent_pid: int, stop: StopFlag | None = None) -> None:
-    global _WORKER_STOP
+
+def _worker_init(
+    log_level: str, parent_pid: int, stop: StopFlag | None = None, started: Any = None
+) -> None:
+    global _WORKER_STOP, _WORKER_STARTED
     from friendsim.runtime.logs import configure_logging
 
     die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the sweep stops its runs: ``stop``
     _WORKER_STOP = stop
+    _WORKER_STARTED = started
     configure_logging(log_level)
 
 
@@ -133,6 +140,8 @@ def _worker_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
     """:func:`execute_plan` in a local worker: stopped with the sweep, not started after it."""
     if _WORKER_STOP is not None and _WORKER_STOP.is_set():
         return not_started()
+    if _WORKER_STARTED is not None:
+        _WORKER_STARTED.put(run_dir)  # unbuffered: said before anything can kill the run
     return execute_plan(plan_data, run_dir, source, stop=_WORKER_STOP)
 
 
@@ -652,12 +661,16 @@ def local_outcomes(
     Closed before the end (the sweep interrupted), it stops the runs in progress and waits for
     them to end ``interrupted`` (:mod:`friendsim.sweep.interrupt`). A worker process that dies
     (killed, out of memory) breaks its pool, and with it every replication the pool had not
-    finished: those run again in a new pool (a cut-short run is set aside), each at most
-    :data:`WORKER_RETRIES` times before it is recorded failed, instead of all being recorded
-    failed, the ones never started included.
+    finished: those run again in a new pool (a cut-short run is set aside). The death counts
+    against the replications that were running when the pool broke, not those still queued
+    (each worker says which it starts): a replication is recorded failed once its worker died
+    more than :data:`WORKER_RETRIES` times, and one whose worker keeps dying does not fail the
+    replications queued behind it. A break with none of them known to be running (a worker
+    that died before it said) counts against all of them, so retries still end.
     """
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
+    started = ctx.SimpleQueue()
     deaths: dict[str, int] = {}
     todo = list(plans)
     while todo:
@@ -665,10 +678,12 @@ def local_outcomes(
             max_workers=min(jobs, len(todo)),
             mp_context=ctx,
             initializer=_worker_init,
-            initargs=(log_level, os.getpid(), stop),
+            initargs=(log_level, os.getpid(), stop, started),
         )
         finished = False
         again: set[str] = set()
+        broken: list[tuple[Replication, BrokenProcessPool]] = []
+        ran: set[str] = set()  # run folders a worker of this pool started
         try:
             futures: dict[Future[RunOutcome], Replication] = {
                 pool.submit(_worker_plan, dict(p.data), str(out / p.rel_dir), source): p
@@ -676,22 +691,30 @@ def local_outcomes(
             }
             for fut in as_completed(futures):
                 plan = futures[fut]
+                while not started.empty():  # drained as runs end: the pipe never fills
+                    ran.add(started.get())
                 try:
                     res = fut.result()
                 except BrokenProcessPool as exc:  # a worker process died: the pool is lost
-                    deaths[plan.rel_dir] = deaths.get(plan.rel_dir, 0) + 1
-                    if deaths[plan.rel_dir] <= WORKER_RETRIES:
-                        again.add(plan.rel_dir)
-                        continue
-                    res = {
-                        "status": "failed",
-                        "wall_seconds": None,
-                        "error": f"worker: a worker process died {deaths[plan.rel_dir]} times "
-                        f"while this replication was queued or running: {exc!r}",
-                    }
+                    broken.append((plan, exc))
+                    continue
                 except Exception as exc:
                     res = {"status": "failed", "wall_seconds": None, "error": f"worker: {exc!r}"}
                 yield plan, res
+            while not started.empty():
+                ran.add(started.get())
+            charged = {str(out / p.rel_dir) for p, _ in broken} & ran
+            for plan, death in broken:
+                if charged and str(out / plan.rel_dir) not in charged:
+                    again.add(plan.rel_dir)  # queued behind the death: not charged with it
+                    continue
+                deaths[plan.rel_dir] = deaths.get(plan.rel_dir, 0) + 1
+                if deaths[plan.rel_dir] <= WORKER_RETRIES:
+                    again.add(plan.rel_dir)
+                    continue
+                died = deaths[plan.rel_dir]
+                error = f"worker: a worker process died {died} times running it: {death!r}"
+                yield plan, {"status": "failed", "wall_seconds": None, "error": error}
             finished = True
         finally:
             if not finished:
