@@ -4,8 +4,9 @@ With ``--json`` the data of :func:`analyze_path` is printed as one JSON object (
 the HTML report shows); without it, short tables (rich). For a run with text-based tie evidence
 the scoring step (:func:`friendsim.runtime.tie_scoring.score_run_ties`) runs first and stores
 its scores in the run directory; the analysis then reads them. Exit codes: 0 ok, 2 not a run or
-sweep directory, or a broken one (the message names the file), or the scoring model could not
-be reached or configured.
+sweep directory, or a broken one (the message names the file), a sweep directory a sweep command
+is still writing (the message names its process; its aggregate would cover only the replications
+finished so far), or the scoring model could not be reached or configured.
 """
 
 from __future__ import annotations
@@ -121,11 +122,21 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.analysis.analyze import RunDirectoryError
     from friendsim.analysis.rewards_params import RewardConfigError
     from friendsim.llm.errors import LLMError
+    from friendsim.rundir.errors import RunLockedError
+    from friendsim.rundir.layout import SWEEP_FILE, SWEEP_LOCK
+    from friendsim.rundir.lock import reading_locked
     from friendsim.sweep.aggregate import SweepReadError
 
     _import_igraph_without_pyplot()
     try:
-        data = analyze_path(args.dir, refresh=args.refresh)
+        if (Path(args.dir) / SWEEP_FILE).is_file():  # not while a sweep writes it
+            with reading_locked(args.dir, name=SWEEP_LOCK, what="sweep"):
+                data = analyze_path(args.dir, refresh=args.refresh)
+        else:
+            data = analyze_path(args.dir, refresh=args.refresh)
+    except RunLockedError as exc:
+        sys.stderr.write(f"friendsim analyze: {exc}\n")
+        return 2
     except (RunDirectoryError, SweepReadError, RewardConfigError, FileNotFoundError) as exc:
         sys.stderr.write(f"friendsim analyze: {exc}\n")
         return 2

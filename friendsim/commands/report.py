@@ -1,12 +1,14 @@
 """``friendsim report RUN_OR_SWEEP_DIR``: write one self-contained ``report.html``.
 
-Exit codes: 0 written (its path is printed), 2 not a run or sweep directory, a broken one, or a
-bad option (the message says which).
+Exit codes: 0 written (its path is printed), 2 not a run or sweep directory, a broken one, a
+sweep directory a sweep command is still writing (the message names its process), or a bad
+option (the message says which).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -71,8 +73,9 @@ def handle(args: argparse.Namespace) -> int:
     from friendsim.analysis.analyze import RunDirectoryError
     from friendsim.llm.errors import LLMError
     from friendsim.report.render import FIGURES_DIR, ReportError, write_report
-    from friendsim.rundir.errors import OutputPathError
-    from friendsim.rundir.lock import holder, writer_name
+    from friendsim.rundir.errors import OutputPathError, RunLockedError
+    from friendsim.rundir.layout import SWEEP_FILE, SWEEP_LOCK
+    from friendsim.rundir.lock import holder, reading_locked, writer_name
     from friendsim.rundir.outputs import check_output_file, os_error_message
     from friendsim.sweep.aggregate import SweepReadError
 
@@ -91,7 +94,16 @@ def handle(args: argparse.Namespace) -> int:
                     f"{args.out} is not a regular file (the report is an HTML file with its "
                     f"{FIGURES_DIR}/ folder beside it); give a file name"
                 )
-        path = write_report(args.dir, out=args.out, theta=args.theta, color_by=args.color_by)
+        sweep = (Path(args.dir) / SWEEP_FILE).is_file()
+        with (
+            reading_locked(args.dir, name=SWEEP_LOCK, what="sweep")
+            if sweep  # not while a sweep writes it
+            else contextlib.nullcontext()
+        ):
+            path = write_report(args.dir, out=args.out, theta=args.theta, color_by=args.color_by)
+    except RunLockedError as exc:
+        sys.stderr.write(f"friendsim report: {exc}\n")
+        return 2
     except OutputPathError as exc:
         sys.stderr.write(f"friendsim report: --out {exc}\n")
         return 2

@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -154,6 +155,25 @@ class RunLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
+
+
+@contextlib.contextmanager
+def reading_locked(run_dir: str | Path, *, name: str = LOCK, what: str = "run") -> Iterator[None]:
+    """Hold the lock of a directory this process reads whole and writes derived files into (a
+    sweep's aggregate and report) for the duration of the block.
+
+    A writer holding it is :class:`~.errors.RunLockedError` naming its pid (what was found would
+    be a part of it); a writer that starts meanwhile is refused. A directory whose lock file
+    cannot be made (a read-only copy, which nobody writes) is read without it. The lock file is
+    left as it was found (:meth:`RunLock.release` with ``restore``).
+    """
+    lock = RunLock(run_dir, name=name, what=what)
+    with contextlib.suppress(RunOccupiedError):
+        lock.acquire(create=False)
+    try:
+        yield
+    finally:
+        lock.release(restore=True)  # nothing to do when not taken
 
 
 def writer_name(pid: int | None) -> str:
