@@ -268,3 +268,31 @@ def test_a_fork_whose_lineage_is_broken_is_refused_by_name(
     assert f"{broken / 'manifest.json'}: 'fork' lineage" in done.stderr
     assert "phases start at windows [3, 3]" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "again").exists()
+
+
+def test_a_fork_of_a_fork_before_its_fork_window_reports_what_it_changes_there(
+    coached_fork: Path, tmp_path: Path
+) -> None:
+    """Forking the coached fork (coaching on from window 2's guidance) at window 1 with its own
+    config switches coaching on a window earlier than the parent did. ``changed`` compares
+    with the config the parent ran window 2 under (its first phase, uncoached), not its final
+    one: it used to say ``{}``, a fork identical to its parent, for a log that differs."""
+    out = tmp_path / "earlier"
+    report = asyncio.run(fork(coached_fork, config(rounds=5, agents=4, coach=True),
+                              at_window=1, out_dir=out, llm_factory=mind_factory))  # fmt: skip
+    assert report.changed == {"coach.enabled": [False, True]}
+    lineage = json.loads((out / "manifest.json").read_text())["fork"]
+    assert lineage["changed"] == report.changed
+    assert lineage["parent_run_dir"] == str(coached_fork) and lineage["fork_window"] == 1
+    assert lineage["phases"] == [
+        {"start": 1, "changes": {"experiment.rounds": 4, "coach.enabled": False}}
+    ]
+    guided = {
+        json.loads(r[4])["window"] for r in rows(out / "events.db") if r[2] == "guidance_issued"
+    }
+    assert guided == {1, 2, 3, 4, 5}
+    assert guided != {
+        json.loads(r[4])["window"]
+        for r in rows(coached_fork / "events.db")
+        if r[2] == "guidance_issued"
+    }

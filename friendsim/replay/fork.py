@@ -98,7 +98,8 @@ class ForkReport:
 def changes(parent: ExperimentConfig, child: ExperimentConfig) -> dict[str, Any]:
     """``{name: [parent value, child value]}`` for each setting (:func:`~.config.settings`:
     ``"section.key"``, or ``"section"`` for an array of tables) that differs; raises, naming
-    it, for one a fork cannot change."""
+    it, for one a fork cannot change. ``parent``: the config the parent ran the window after
+    the fork window under (:func:`_in_force`)."""
     a, b = settings(parent), settings(child)
     out: dict[str, Any] = {}
     for name in a:
@@ -115,6 +116,20 @@ def changes(parent: ExperimentConfig, child: ExperimentConfig) -> dict[str, Any]
             )
         out[name] = [a[name], b[name]]
     return out
+
+
+RUN_WIDE = ("experiment.name", "experiment.rounds", "experiment.duration")
+"""Settings of a run as a whole (its name and length), not of the windows a phase runs."""
+
+
+def _in_force(phases: tuple[Phase, ...], window: int, final: ExperimentConfig) -> ExperimentConfig:
+    """The config the parent ran ``window`` under (the last of its ``phases`` started by then)
+    with its :data:`RUN_WIDE` settings (``final``'s): what the fork's own config takes over
+    from, so what its ``changed`` compares with. A fork of a fork at or before its parent's
+    fork window takes over from the grandparent's phase, not the parent's final config."""
+    cfg = [p for p in phases if p.start <= window][-1].config
+    whole = settings(final)
+    return with_changes(cfg, {k: whole[k] for k in RUN_WIDE})
 
 
 def _inlined(cfg: ExperimentConfig, config_path: str | Path | None) -> ExperimentConfig:
@@ -171,7 +186,8 @@ async def fork(
         child = _inlined(
             parse_config(child_data, source=config_path or "<fork config>"), config_path
         )
-        changed = changes(pcfg, child)
+        recorded = recorded_phases(manifest, pcfg, source=parent / MANIFEST)
+        changed = changes(_in_force(recorded, at_window + 1, pcfg), child)
         if _n_windows(child) <= at_window:
             raise RunInputError(
                 f"fork: the new config has {_n_windows(child)} windows; nothing runs after "
@@ -182,7 +198,7 @@ async def fork(
         phases = (
             *(
                 Phase(start=p.start, config=with_changes(p.config, {"llm.cache": mode}))
-                for p in recorded_phases(manifest, pcfg, source=parent / MANIFEST)
+                for p in recorded
                 if p.start <= at_window
             ),
             Phase(start=at_window + 1, config=with_changes(child, {"llm.cache": mode})),
