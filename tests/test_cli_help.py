@@ -100,6 +100,21 @@ def test_sweep_help_shows_a_single_percent_sign() -> None:
     assert "95% confidence intervals" in top.stdout
 
 
+@pytest.mark.parametrize("command", ["run", "replay"])
+def test_exit_status_lists_every_code_a_run_can_end_with(command: str) -> None:
+    """``run`` and ``replay --resume`` / ``--fork`` end with a run's status: their help names
+    every exit code a status maps to, and what makes a run degraded (each kind of loss)."""
+    from friendsim.runtime.status import EXIT_CODES
+
+    parser = dict(parsers())[(command,)]
+    epilog = " ".join((parser.epilog or "").split())
+    section = epilog[epilog.index("exit status:") :]
+    codes = {int(c) for c in re.findall(r"(?:^|[:,] )(\d+) ", section)}
+    assert set(EXIT_CODES.values()) | {2} <= codes, section
+    for loss in ("decisions", "guidance", "reviews", "survey answers"):
+        assert loss in section, (loss, section)
+
+
 def friendsim_cli(*args: str, console_script: bool = False) -> subprocess.CompletedProcess[str]:
     cmd = (
         [str(Path(sys.executable).parent / "friendsim")]

@@ -47,9 +47,12 @@ examples:
   friendsim replay runs/paper --resume --out runs/paper-resumed
   friendsim replay runs/paper --fork coached.toml --at 7 --out runs/fork
 
-exit status: 0 success (verify: the state matches; rerun: the log is identical),
-1 a difference was found or a model answer was missing from the recording,
-2 bad input (missing, corrupt or foreign files, bad options).
+exit status: 0 success (verify: the state matches; rerun: the log is identical;
+resume, fork: the run completed), 1 a difference was found, a model answer was
+missing from the recording, or the resumed or forked run failed, 2 bad input
+(missing, corrupt or foreign files, bad options), 3 the resumed or forked run
+is degraded (every window ran, but decisions, coach guidance, moderation
+reviews or survey answers were lost), 130 it was interrupted (resumable).
 """
 
 

@@ -51,12 +51,12 @@ examples:
   friendsim run coached.toml --fork runs/paper --at 7 --out runs/fork
 
 exit status: 0 completed, 3 degraded (every window ran, but decisions, coach
-guidance or moderation reviews were lost to provider errors, or decisions to a
-policy that raised), 130 interrupted (resumable: Ctrl-C, a budget, a provider
-that stayed down, the agents', the coach's or the moderator's), 1 failed (a
-provider rejected the key, model or request, or too many decisions failed;
-what was recorded is kept), 2 bad input (the message names the file and the
-setting).
+guidance, moderation reviews or survey answers were lost to provider errors, or
+to a policy, coach or moderator that raised), 130 interrupted (resumable:
+Ctrl-C, a budget, a provider that stayed down, the agents', the coach's or the
+moderator's), 1 failed (a provider rejected the key, model or request, or too
+many decisions failed; what was recorded is kept), 2 bad input (the message
+names the file and the setting).
 """
 
 
