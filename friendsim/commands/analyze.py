@@ -30,7 +30,10 @@ and cost. Given a sweep directory, aggregate its runs instead: each metric's mea
 with a 95% confidence interval per grid cell.
 
 Results are cached outside the run ($FRIENDSIM_CACHE_DIR, else
-~/.cache/friendsim); the run is never modified. The report shows the same numbers.
+$XDG_CACHE_HOME/friendsim, else ~/.cache/friendsim), and the run's recorded files
+are never modified; only a run with text-based tie evidence ([ties] evidence =
+"text") gains its model's tie scores (tie_scores.json, and the answers in
+llm_cache.db). The report shows the same numbers.
 """
 
 EPILOG = """\
