@@ -56,7 +56,8 @@ def register(subparsers: Subparsers) -> None:
         "--theta",
         type=float,
         default=None,
-        help="tie-strength threshold of the network drawing (default: 0.05)",
+        help="tie-strength threshold of the network drawing, one of the run's [ties] thresholds "
+        "(default: 0.05 when it is one of them, else the middle one)",
     )
     p.add_argument(
         "--color-by",
