@@ -14,8 +14,9 @@ file's mtime in nanoseconds, so the analysis cache stays valid). The driver unpa
 (:func:`friendsim.rundir.verify.verify_run`: manifest matches log, log rebuilds the state), and
 only then renames it into ``<cell>/rep<k>``. A run that fails verification is recorded as failed
 and its files are kept as ``<run>.rejected-<n>`` for inspection. Files a config names by path
-(``[agents].personas``, ``[llm].endpoints_file``) travel with the task through Ray's object
-store and are written into the scratch folder; the task's config then names those copies.
+(``[agents].personas``, ``[llm].endpoints_file``, ``[[interventions]] items``) travel with the
+task through Ray's object store and are written into the scratch folder; the task's config then
+names those copies.
 
 **Failures.** A task whose worker process or node dies is re-run by Ray (``max_retries``, on
 another node when its node is gone). A replication that fails is an outcome like any other
@@ -127,18 +128,30 @@ def unpack_run(archive: bytes, dest: Path) -> None:
         os.utime(dest / rel, ns=(int(ns), int(ns)))
 
 
+def _items_path(value: str, base: Path) -> Path:
+    """Where an intervention's ``items = "FILE"`` is read from (as ``inline_items`` reads it)."""
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
 def side_files(plans: Sequence[Replication], source: str) -> dict[str, bytes]:
-    """Files the plans' configs name by path, read on the driver: ``{config value: bytes}``."""
+    """Files the plans' configs name by path, read on the driver: ``{config value: bytes}``
+    (persona file, endpoints file, interventions' item files)."""
     from friendsim.runtime.config import parse_config
 
     base = Path(source).parent
     out: dict[str, bytes] = {}
     for plan in plans:
         cfg = parse_config(plan.data, source=source)
-        for value, path in (
+        named = [
             (cfg.agents.personas, cfg.persona_path(base)),
             (cfg.llm.endpoints_file, cfg.endpoints_path(base)),
-        ):
+        ]
+        for spec in cfg.interventions:
+            items = spec.params.get("items")
+            if isinstance(items, str):
+                named.append((items, _items_path(items, base)))
+        for value, path in named:
             if value is not None and path is not None and value not in out and path.is_file():
                 out[value] = path.read_bytes()
     return out
@@ -155,6 +168,12 @@ def _localise(
             target = scratch / f"file{k}-{Path(value).name}"
             target.write_bytes(files[value])
             data[section][key] = str(target)
+    for i, spec in enumerate(data.get("interventions") or ()):
+        value = spec.get("items") if isinstance(spec, dict) else None
+        if isinstance(value, str) and value in files:
+            target = scratch / f"items{i}-{Path(value).name}"
+            target.write_bytes(files[value])
+            spec["items"] = str(target)
     return data
 
 
