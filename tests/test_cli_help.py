@@ -115,6 +115,16 @@ def test_exit_status_lists_every_code_a_run_can_end_with(command: str) -> None:
         assert loss in section, (loss, section)
 
 
+def test_sweep_help_says_a_degraded_run_is_not_aggregated() -> None:
+    """A degraded replication makes ``sweep`` exit 1, is left out of the aggregate and runs
+    again when the sweep is run again, as a failed one."""
+    parser = dict(parsers())[("sweep",)]
+    epilog = " ".join((parser.epilog or "").split())
+    section = epilog[epilog.index("exit status:") :]
+    assert "degraded" in section and "only the completed runs are aggregated" in section
+    assert "degraded" in " ".join((parser.description or "").split())
+
+
 def friendsim_cli(*args: str, console_script: bool = False) -> subprocess.CompletedProcess[str]:
     cmd = (
         [str(Path(sys.executable).parent / "friendsim")]

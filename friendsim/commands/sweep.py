@@ -32,8 +32,8 @@ A sweep file is an experiment file with a [sweep] table, for example:
   grid = { "coach.enabled" = [true, false] }
 
 Running the same command again resumes an interrupted sweep: completed runs are
-kept and the others run again (an unfinished run directory is renamed, never
-deleted).
+kept and the others (failed, degraded or unfinished) run again (their run
+directories are renamed, never deleted).
 """
 
 EPILOG = """\
@@ -41,7 +41,8 @@ examples:
   friendsim sweep examples/paper_sweep.toml --out runs/sweep --jobs 2
   friendsim sweep examples/paper_sweep.toml --out runs/sweep --json > aggregate.json
 
-exit status: 0 every run completed, 1 some runs failed (the others are
+exit status: 0 every run completed, 1 some runs did not complete (failed, or
+degraded: every window ran but something was lost; only the completed runs are
 aggregated), 2 bad sweep file or output directory, 130 interrupted (Ctrl-C or
 SIGTERM: running runs stop, resumable by running the same command again).
 """
