@@ -82,7 +82,7 @@ def register(subparsers: Subparsers) -> None:
         type=path_arg,
         default=None,
         metavar="DIR",
-        help="run directory to create (default: runs/<experiment name>)",
+        help="run directory to create (default: runs/<experiment name>; a fork needs it)",
     )
     p.add_argument(
         "--resume",
@@ -97,7 +97,8 @@ def register(subparsers: Subparsers) -> None:
         type=path_arg,
         default=None,
         metavar="RUN_DIR",
-        help="start a new run with CONFIG that shares the first --at windows of RUN_DIR",
+        help="start a new run with CONFIG that shares the first --at windows of RUN_DIR "
+        "(needs --at and --out)",
     )
     p.add_argument(
         "--at",
