@@ -63,15 +63,24 @@ def test_generate_is_prefix_stable(tmp_path: Path, capsys: pytest.CaptureFixture
     assert ten.read_text().splitlines()[:5] == five.read_text().splitlines()
 
 
-@pytest.mark.parametrize("weight", ["0.1", "0.19", "1.5", "nan"])
+@pytest.mark.parametrize(
+    ("weight", "why"),
+    [
+        ("0.1", "below 0.2"),
+        ("0.19", "below 0.2"),
+        ("1.5", "share of weights that sum to 1"),
+        ("nan", "not a number"),
+    ],
+)
 def test_generate_refuses_a_dominant_weight_that_is_not_the_largest(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], weight: str
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], weight: str, why: str
 ) -> None:
     out = tmp_path / "a.jsonl"
     argv = ["personas", "generate", "--n", "5", "--dominant-weight", weight, "--out", str(out)]
     assert _main(argv) == 2
     err = capsys.readouterr().err
     assert f"--dominant-weight {weight}" in err and "must be in [0.2, 1]" in err
+    assert why in err
     assert not out.exists()
 
 

@@ -93,10 +93,13 @@ def check_dominant_weight(dominant_weight: float) -> None:
     does not have the largest weight is invalid (:class:`~friendsim.agents.persona.Persona`)."""
     least = 1.0 / len(COMPONENTS)
     if not least <= dominant_weight <= 1.0:
-        raise ValueError(
-            f"dominant_weight={dominant_weight} must be in [{least:g}, 1]: below {least:g} the "
-            "dominant component would not have the largest weight"
-        )
+        if dominant_weight < least:
+            why = f"below {least:g} the dominant component would not have the largest weight"
+        elif dominant_weight > 1.0:
+            why = "it is the dominant component's share of weights that sum to 1"
+        else:
+            why = "it is not a number"
+        raise ValueError(f"dominant_weight={dominant_weight} must be in [{least:g}, 1]: {why}")
 
 
 def dominant_lambdas(dominant: str, dominant_weight: float = 0.6) -> dict[str, float]:
