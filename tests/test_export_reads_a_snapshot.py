@@ -32,3 +32,38 @@ def test_parquet_export_leaves_no_side_files_in_the_run(tmp_path: Path) -> None:
     assert "events.parquet" in written
     table = pq.read_table(tmp_path / "pq" / "events.parquet")
     assert table.num_rows == len(list(run.events()))
+
+
+def test_cli_parquet_export_copies_the_log_once(tmp_path: Path, monkeypatch) -> None:
+    """``friendsim log export --format parquet`` took a snapshot of the log and then handed that
+    copy to a writer that snapshotted it again: the whole database was copied twice (twice its
+    size in temporary space). One copy now, and the same rows as the JSON Lines export."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from friendsim.cli import main
+    from friendsim.rundir import log
+    from friendsim.testing import run_small
+
+    run_small(tmp_path / "run")
+    before = _tree(tmp_path / "run")
+    copies: list[Path] = []
+    real = log.snapshot
+
+    def counting(db: Path, dest_dir: Path, *, name: str | None = None) -> Path:
+        copies.append(db)
+        return real(db, dest_dir, name=name)
+
+    monkeypatch.setattr(log, "snapshot", counting)
+    out = tmp_path / "events.parquet"
+    assert (
+        main(["log", "export", str(tmp_path / "run"), "--format", "parquet", "--out", str(out)])
+        == 0
+    )
+    assert copies == [tmp_path / "run" / "events.db"]
+    assert main(["log", "export", str(tmp_path / "run"), str(tmp_path / "events.jsonl")]) == 0
+    lines = (tmp_path / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    table = pq.read_table(out).to_pylist()
+    assert [r["seq"] for r in table] == [json.loads(x)["seq"] for x in lines]
+    assert _tree(tmp_path / "run") == before

@@ -62,12 +62,18 @@ def _events_schema(pa: Any) -> Any:
     )
 
 
-def event_rows(db: Path, *, page: int = 10_000) -> Iterator[list[tuple[Any, ...]]]:
+def event_rows(
+    db: Path, *, page: int = 10_000, snapshot: bool = True
+) -> Iterator[list[tuple[Any, ...]]]:
     """Pages of ``(seq, t, kind, actor, window, payload)`` rows of ``db``'s log in ``seq`` order,
     read from a snapshot copy as :func:`~friendsim.analysis.rewards_cli.iter_events` reads (a
-    WAL database opened in place, even read-only, gets ``-wal``/``-shm`` files beside it)."""
+    WAL database opened in place, even read-only, gets ``-wal``/``-shm`` files beside it).
+    ``snapshot=False`` reads ``db`` itself: for a caller whose ``db`` already is such a copy."""
     from friendsim.rundir.log import snapshot_copy
 
+    if not snapshot:
+        yield from _rows(db, db, page=page)
+        return
     with snapshot_copy(Path(db)) as copy:
         yield from _rows(db, copy, page=page)
 
@@ -102,9 +108,10 @@ def _write_atomically(out: Path, write: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_events_parquet(db: str | Path, out: str | Path) -> int:
+def write_events_parquet(db: str | Path, out: str | Path, *, snapshot: bool = True) -> int:
     """Write the log of the events database ``db`` to the Parquet file ``out``; returns the
-    number of events written."""
+    number of events written. ``db`` is read through a snapshot copy unless ``snapshot`` is
+    false: for a caller that already reads its own copy (the log is copied once, not twice)."""
     pa = require_pyarrow()
     src, dest = Path(db), Path(out)
     if not src.is_file():
@@ -115,7 +122,7 @@ def write_events_parquet(db: str | Path, out: str | Path) -> int:
     def write(tmp: Path) -> None:
         nonlocal count
         with pa.parquet.ParquetWriter(tmp, schema) as writer:
-            for page in event_rows(src):
+            for page in event_rows(src, snapshot=snapshot):
                 columns = zip(*page, strict=True)
                 arrays = [
                     pa.array(col, type=field.type)

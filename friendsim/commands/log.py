@@ -220,7 +220,7 @@ def _export_events(db: Path, out: Path, fmt: str) -> int:
             if fmt == "parquet":
                 from friendsim.analysis.parquet import write_events_parquet
 
-                return write_events_parquet(copy, out)
+                return write_events_parquet(copy, out, snapshot=False)
             import asyncio
 
             from friendsim.platform.replay import export_jsonl
