@@ -9,6 +9,8 @@ directory lists its runs at ``/`` and serves run ``i`` under ``/runs/i/`` with t
   header (a reconnecting browser) resumes after that seq. Comment lines keep idle streams alive.
 * ``GET api/run`` — manifest summary and personas, and whether a process is writing the run
   now (``writing``: a manifest left at ``running`` by a killed run is said to be so);
+  ``GET api/status`` — the same without ``agents`` (the personas: megabytes for a large run),
+  what the page polls every 2 s;
   ``GET api/windows?from=W`` — per-window digests (:mod:`.digest`); ``GET api/control`` /
   ``POST api/control`` — pause, resume, step (only beside a running experiment; 404 otherwise).
 * ``GET /`` — the page; ``GET static/...`` — its script and style, shipped in the package.
@@ -307,9 +309,15 @@ def build_app(
         )
 
     async def run_info(request: Request) -> Response:
+        return await _info(request, agents=True)
+
+    async def run_status(request: Request) -> Response:
+        return await _info(request, agents=False)
+
+    async def _info(request: Request, *, agents: bool) -> Response:
         try:
             src = source(request)
-            info = await asyncio.to_thread(src.digest.info)
+            info = await asyncio.to_thread(src.digest.info, agents=agents)
         except LookupError as exc:
             return error(404, str(exc))
         except (RunDirectoryError, LogReadError) as exc:
@@ -396,6 +404,7 @@ def build_app(
         Route("/", page),
         Route("/events/stream", stream),
         Route("/api/run", run_info),
+        Route("/api/status", run_status),
         Route("/api/windows", windows),
         Route("/api/control", control, methods=["GET", "POST"]),
         Route("/static/{name}", static),

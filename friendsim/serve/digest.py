@@ -19,7 +19,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from friendsim.analysis.analyze import (
     RunDirectoryError,
@@ -35,6 +35,9 @@ from friendsim.platform.events import WindowEnded, WindowStarted
 from friendsim.rundir.layout import EVENTS_DB, MANIFEST, PERSONAS
 from friendsim.rundir.lock import holder
 from friendsim.serve.logfile import LogFile
+
+if TYPE_CHECKING:
+    from friendsim.rundir.manifest import Manifest
 
 PAGE = 2000
 NOT_RUNNING_NOTE = (
@@ -152,8 +155,10 @@ class RunDigest:
         with self._lock:
             return [w for w in self.windows if w["window"] >= first]
 
-    def info(self) -> dict[str, Any]:
+    def info(self, *, agents: bool = True) -> dict[str, Any]:
         """Static facts of the run: manifest summary, personas, thresholds, notes.
+        ``agents=False`` leaves out ``agents`` (every agent's persona, megabytes for a large
+        run) and reads no personas: what a page that already has them polls.
 
         ``status`` is the manifest's, verbatim; ``writing`` says whether a live process holds
         the run's lock now (:func:`~friendsim.rundir.lock.holder`). A manifest that says
@@ -164,9 +169,35 @@ class RunDigest:
         writer = holder(self.run_dir)  # before the manifest: a writer records its end, then unlocks
         manifest = run_manifest(self.run_dir)
         self.update()
-        personas = _personas(self.run_dir)
         cfg: Mapping[str, Any] = given(manifest, "config") or {}
         exp: Mapping[str, Any] = cfg.get("experiment") or {}
+        planned = exp.get("rounds") if exp.get("mode", "rounds") == "rounds" else None
+        status = given(manifest, "status", "unknown")
+        notes = list(self.notes)
+        if status == "running" and writer is None:
+            notes.insert(0, NOT_RUNNING_NOTE)
+        out = {
+            "name": given(manifest, "name") or self.run_dir.name,
+            "status": status,
+            "writing": writer is not None,
+            "mode": given(manifest, "mode") or exp.get("mode"),
+            "policy": given(manifest, "policy"),
+            "theme": exp.get("theme"),
+            "windows_planned": planned,
+            "seed": (given(manifest, "seeds") or {}).get("seed"),
+            "coach": (cfg.get("coach") or {}).get("enabled"),
+            "components": list(COMPONENTS),
+            "thetas": list(self.thetas),
+            "agents": self._agents(manifest) if agents else None,
+            "last_seq": self.next_seq - 1,
+            "notes": notes,
+        }
+        if not agents:
+            del out["agents"]
+        return out
+
+    def _agents(self, manifest: Manifest | None) -> dict[str, dict[str, Any]]:
+        personas = _personas(self.run_dir)
         lambdas: Mapping[str, Any] = given(manifest, "lambdas") or {}
         dominant: Mapping[str, str] = given(manifest, "dominant") or {}
         models: Mapping[str, str] = given(manifest, "models") or {}
@@ -180,24 +211,4 @@ class RunDigest:
                 "lambdas": lambdas.get(a),
                 "model": models.get(a),
             }
-        planned = exp.get("rounds") if exp.get("mode", "rounds") == "rounds" else None
-        status = given(manifest, "status", "unknown")
-        notes = list(self.notes)
-        if status == "running" and writer is None:
-            notes.insert(0, NOT_RUNNING_NOTE)
-        return {
-            "name": given(manifest, "name") or self.run_dir.name,
-            "status": status,
-            "writing": writer is not None,
-            "mode": given(manifest, "mode") or exp.get("mode"),
-            "policy": given(manifest, "policy"),
-            "theme": exp.get("theme"),
-            "windows_planned": planned,
-            "seed": (given(manifest, "seeds") or {}).get("seed"),
-            "coach": (cfg.get("coach") or {}).get("enabled"),
-            "components": list(COMPONENTS),
-            "thetas": list(self.thetas),
-            "agents": agents,
-            "last_seq": self.next_seq - 1,
-            "notes": notes,
-        }
+        return agents

@@ -116,8 +116,10 @@ async function fetchWindows() {
   }
 }
 
+// api/run carries every agent's persona (megabytes for a large run): read once; the polls read
+// api/status, the same object without them.
 async function refreshInfo() {
-  S.info = await getJSON("api/run");
+  S.info = S.info ? Object.assign({}, S.info, await getJSON("api/status")) : await getJSON("api/run");
   // A manifest left at "running" with no process writing the run: killed, not live.
   S.status = S.info.status === "running" && S.info.writing === false ? "stopped" : S.info.status;
   S.dirty = true;
