@@ -139,6 +139,12 @@ class Manifest(BaseModel):
     end_seq: int | None = None
     windows: int = 0
     totals: dict[str, int] = Field(default_factory=dict)
+    """Counts over the run's windows: ``wakes``; ``actions`` the agents' actions applied
+    (``NOT`` included) and ``nots``; ``events`` the platform events those actions produced
+    (posts, comments, follows, DMs, votes: not the log's rows, which also hold feeds served,
+    guidance, window marks and registrations; ``end_seq`` counts those); ``votes``;
+    ``failures`` (``ActionFailed`` events); and what was lost (``lost_actions``,
+    ``policy_errors``, ``lost_guidance``, ``lost_reviews``, ``lost_answers``)."""
     llm_usage: dict[str, Any] = Field(default_factory=dict)
     wall_seconds: float | None = None
     log_sha256: str | None = None

@@ -25,7 +25,7 @@ async function load() {
   badge.className = "badge " + data.status;
   const table = document.getElementById("runs");
   while (table.firstChild) table.removeChild(table.firstChild);
-  const head = ["run", "cell", "rep", "seed", "status", "windows", "events", "failures", "cost USD", "final reward"];
+  const head = ["run", "cell", "rep", "seed", "status", "windows", "agent events", "failures", "cost USD", "final reward"];
   table.appendChild(el("tr", {}, ...head.map((h) => el("th", {}, h))));
   for (const row of data.runs) {
     // a run whose manifest says running while no process writes it was killed: not live
