@@ -147,3 +147,43 @@ def test_not_a_sweep(tmp_path: Path) -> None:
     (tmp_path / "sweep.json").write_text("[]")
     with pytest.raises(SweepReadError, match="missing 'spec'"):
         aggregate_sweep(tmp_path)
+
+
+def test_cached_aggregate_is_recomputed_when_the_runs_analyses_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An aggregate depends on the runs' analyses as well as on ``sweep.json``: after an upgrade
+    that changes the analysis (its version), or a change to a run's inputs, ``analyze`` and
+    ``report`` used to serve the old aggregate, disagreeing with each run's own analysis."""
+    import friendsim.analysis.analyze as analyze_module
+    import friendsim.sweep.aggregate as aggregate_module
+
+    sd = build_sweep_dir(tmp_path / "sweep", reps=2, windows=2)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FRIENDSIM_CACHE_DIR", str(cache))
+    first = aggregate_sweep(sd)
+    assert aggregate_module.load_or_aggregate(sd) == json.loads(json.dumps(first))  # cached
+
+    real = analyze_module.analyze_run
+
+    def changed(run_dir: Path) -> dict:
+        out = real(run_dir)
+        out["usage"]["total"]["cost_usd"] += 1.0
+        return out
+
+    monkeypatch.setattr(analyze_module, "analyze_run", changed)
+    monkeypatch.setattr(analyze_module, "ANALYSIS_VERSION", analyze_module.ANALYSIS_VERSION + 1)
+    served = aggregate_module.load_or_aggregate(sd)
+    runs = [c["run_dirs"] for c in served["cells"]]
+    for cell, dirs in zip(served["cells"], runs, strict=True):
+        own = [load_analysis(sd / d)["usage"]["total"]["cost_usd"] for d in dirs]
+        assert cell["metrics"]["usage.cost_usd"]["mean"] == pytest.approx(statistics.fmean(own))
+        assert cell["metrics"]["usage.cost_usd"]["mean"] > 1.0
+
+    monkeypatch.setattr(analyze_module, "analyze_run", real)
+    again = aggregate_module.load_or_aggregate(sd)  # cached again for these inputs
+    assert again == json.loads(json.dumps(served))
+    manifest = sd / "coach.enabled-true/rep0/manifest.json"
+    manifest.write_text(manifest.read_text() + " ")  # a run's inputs changed: recomputed
+    fresh = aggregate_module.load_or_aggregate(sd)
+    assert fresh["cells"][0]["metrics"]["usage.cost_usd"]["mean"] < 1.0

@@ -36,6 +36,8 @@ from friendsim.rundir.layout import SWEEP_FILE
 
 AGGREGATE_FILE = "aggregate.json"
 AGGREGATE_TABLE = "aggregate.md"
+AGGREGATE_VERSION = 2
+"""Raised when this module computes an aggregate differently: a cached one is then stale."""
 HEADLINE = (
     "reward.all.total.mean",
     "reward.all.total.final",
@@ -279,6 +281,7 @@ def aggregate_sweep(sweep_dir: str | Path, *, write: bool = True) -> dict[str, A
     source = _record_digest(sd)  # before the record is read: never newer than what is read
     sweep = read_sweep(sd)
     _check_for_aggregate(sd / SWEEP_FILE, sweep)
+    inputs = _inputs_digest(sd, sweep)  # before the runs are read, likewise
     cells_out = []
     by_rep: dict[str, dict[int, dict[str, float | None]]] = {}
     for cell in sweep["spec"]["cells"]:
@@ -319,6 +322,7 @@ def aggregate_sweep(sweep_dir: str | Path, *, write: bool = True) -> dict[str, A
         "cells": cells_out,
         "contrasts": contrasts(by_rep),
         "sweep_sha256": source,
+        "inputs_sha256": inputs,
     }
     if write:
         _atomic_write(sd / AGGREGATE_FILE, json.dumps(out, indent=1, sort_keys=True) + "\n")
@@ -385,9 +389,26 @@ def _record_digest(sweep_dir: Path) -> str | None:
         return None
 
 
+def _inputs_digest(sweep_dir: Path, sweep: Mapping[str, Any]) -> str:
+    """SHA-256 of what an aggregate depends on beyond ``sweep.json``: this module's
+    :data:`AGGREGATE_VERSION` and, per completed run, the fingerprint its cached analysis is
+    checked against (the analysis version, the sizes and times of the run's input files)."""
+    from friendsim.analysis.analyze import _fingerprint
+
+    runs = {
+        r["dir"]: _fingerprint(sweep_dir / r["dir"])
+        for r in sweep["runs"]
+        if r.get("status") == "completed"
+    }
+    key = {"aggregate_version": AGGREGATE_VERSION, "runs": runs}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
 def load_or_aggregate(sweep_dir: str | Path) -> dict[str, Any]:
     """``aggregate.json`` when it was computed from ``sweep.json`` as it is now (its
-    ``sweep_sha256``), else a fresh aggregate.
+    ``sweep_sha256``) and from the same runs' analyses by the same code (its
+    ``inputs_sha256``: the analysis and aggregate versions, the runs' input files), else a
+    fresh aggregate.
 
     Not by the files' times: a reader that aggregated a sweep while it ran can write its
     aggregate after the sweep's final one, newer than the final record it does not describe.
@@ -402,6 +423,7 @@ def load_or_aggregate(sweep_dir: str | Path) -> dict[str, Any]:
                 isinstance(data, dict)
                 and data.get("kind") == "sweep"
                 and data.get("sweep_sha256") == current
+                and data.get("inputs_sha256") == _inputs_digest(sd, read_sweep(sd))
             ):
                 return data
         except (OSError, ValueError):
