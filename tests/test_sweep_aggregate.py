@@ -187,3 +187,51 @@ def test_cached_aggregate_is_recomputed_when_the_runs_analyses_change(
     manifest.write_text(manifest.read_text() + " ")  # a run's inputs changed: recomputed
     fresh = aggregate_module.load_or_aggregate(sd)
     assert fresh["cells"][0]["metrics"]["usage.cost_usd"]["mean"] < 1.0
+
+
+def test_tables_show_the_n_of_a_metric_undefined_in_some_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A metric undefined in a replication (path length of an empty tie network, say) has its
+    mean and interval over fewer runs than the column's n; every table used to show them under
+    'n=3' (or 'pairs=3') with nothing saying the interval rests on two values."""
+    import friendsim.sweep.aggregate as aggregate_module
+    from friendsim.commands.analyze import print_sweep
+    from friendsim.report.sweep_page import sweep_report
+
+    key = "ties.0.05.path_ln"
+    real = aggregate_module.flatten_analysis
+
+    def one_empty(analysis: dict) -> dict:  # rep1 of the second cell: an empty tie network
+        out = real(analysis)
+        if analysis["manifest"]["seed"] == 101 and not analysis["manifest"]["coach"]["enabled"]:
+            out[key] = None
+        return out
+
+    monkeypatch.setattr(aggregate_module, "flatten_analysis", one_empty)
+    sd = build_sweep_dir(tmp_path / "sweep", reps=3)
+    agg = aggregate_sweep(sd)
+    off = agg["cells"][1]
+    flats = [one_empty(load_analysis(sd / d)) for d in off["run_dirs"]]
+    vals = [f[key] for f in flats if f[key] is not None]
+    s = off["metrics"][key]
+    assert off["completed"] == 3 and s["n"] == len(vals) == 2
+    assert s["mean"] == pytest.approx(statistics.fmean(vals))
+    diff = agg["contrasts"][0]["metrics"][key]
+    assert agg["contrasts"][0]["pairs"] == 3 and diff["n"] == 2
+
+    rows = [r for r in (sd / AGGREGATE_TABLE).read_text().splitlines() if f"| {key} |" in r]
+    assert len(rows) == 2  # the cells' table and the paired differences'
+    assert rows[0].endswith(f"| {format_stat(s)} (n=2 of 3) |")  # the second cell only
+    assert rows[0].count("(n=2 of 3)") == 1 and "(n=2 of 3)" in rows[1]
+    monkeypatch.setenv("COLUMNS", "200")
+    print_sweep(agg)
+    printed = [ln for ln in capsys.readouterr().out.splitlines() if key in ln]
+    assert len(printed) == 2 and all("(n=2 of 3)" in ln for ln in printed)
+    html = sweep_report(agg, sweep_dir=sd).html
+    assert html.count(f"{format_stat(s)} (n=2 of 3)") >= 2  # the reference table, the aggregate
+
+    assert format_stat(s, of=3) == f"{format_stat(s)} (n=2 of 3)"
+    assert format_stat(diff, of=3) == f"{format_stat(diff)} (n=2 of 3)"
+    assert format_stat(s, of=2) == format_stat(s)
+    assert format_stat(mean_ci([0.5]), of=3) == "0.5000 (n=1 of 3, no CI)"

@@ -40,8 +40,13 @@ def mean_ci(values: Iterable[float | None], confidence: float = CONFIDENCE) -> d
     return out
 
 
-def format_stat(s: Mapping[str, Any] | None, digits: int = 4) -> str:
-    """``mean [lower, upper]`` (or ``mean (n=1, no CI)``; ``—`` when undefined)."""
+def format_stat(s: Mapping[str, Any] | None, digits: int = 4, *, of: int | None = None) -> str:
+    """``mean [lower, upper]`` (or ``mean (n=1, no CI)``; ``—`` when undefined).
+
+    ``of``: the number of replications (or pairs) the table's column stands for; when the
+    statistic has fewer defined values (a metric undefined in some runs) its own n is shown,
+    ``mean [lower, upper] (n=2 of 3)``, so that no interval reads as wider-based than it is.
+    """
     if not s or s.get("mean") is None:
         return "—"
     tiny = 0.5 * 10.0**-digits
@@ -50,6 +55,8 @@ def format_stat(s: Mapping[str, Any] | None, digits: int = 4) -> str:
         return f"{0.0 if abs(x) < tiny else x:.{digits}f}"
 
     mean = fmt(s["mean"])
+    n = f"n={s['n']}" if of is None or s["n"] >= of else f"n={s['n']} of {of}"
     if s.get("lower") is None:
-        return f"{mean} (n={s['n']}, no CI)"
-    return f"{mean} [{fmt(s['lower'])}, {fmt(s['upper'])}]"
+        return f"{mean} ({n}, no CI)"
+    text = f"{mean} [{fmt(s['lower'])}, {fmt(s['upper'])}]"
+    return text if of is None or s["n"] >= of else f"{text} ({n})"

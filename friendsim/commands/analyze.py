@@ -240,7 +240,9 @@ def print_sweep(agg: Mapping[str, Any]) -> None:
     for c in agg["cells"]:
         t.add_column(f"{c['name']}\n(n={c['completed']}/{c['runs']})", justify="right")
     for k in headline_keys(agg):
-        t.add_row(k, *(format_stat(c["metrics"].get(k), 3) for c in agg["cells"]))
+        t.add_row(
+            k, *(format_stat(c["metrics"].get(k), 3, of=c["completed"]) for c in agg["cells"])
+        )
     console.print(t)
     diffs = agg.get("contrasts") or []
     if diffs:
@@ -249,7 +251,7 @@ def print_sweep(agg: Mapping[str, Any]) -> None:
         for c in diffs:
             d.add_column(f"{c['cell']}\n(pairs={c['pairs']})", justify="right")
         for k in headline_keys(agg):
-            d.add_row(k, *(format_stat(c["metrics"].get(k), 3) for c in diffs))
+            d.add_row(k, *(format_stat(c["metrics"].get(k), 3, of=c["pairs"]) for c in diffs))
         console.print(d)
     for c in agg["cells"]:
         for f in c["failed"]:

@@ -120,7 +120,7 @@ def sweep_report(
                 inside = None if mean is None else ref.ranges[k][0] <= mean <= ref.ranges[k][1]
                 cls = "" if inside is None else (' class="in"' if inside else ' class="out"')
                 flag = "" if inside is None else (" ✓" if inside else " ✗")
-                row.append(f"<td{cls}>{esc(format_stat(s))}{flag}</td>")
+                row.append(f"<td{cls}>{esc(format_stat(s, of=c['completed']))}{flag}</td>")
             rows.append(row)
         reference = (
             f"<p>Final tie networks at θ={esc(th)}: mean [95% CI] over replications; ✓/✗: the mean is "
@@ -158,13 +158,16 @@ def sweep_report(
         [
             [
                 c["name"],
-                *(format_stat(c["metrics"].get(k)) for k in ukeys),
+                *(format_stat(c["metrics"].get(k), of=c["completed"]) for k in ukeys),
                 num(_total_cost(c), 6),
             ]
             for c in cells
         ],
     )
-    agg_rows = [[k, *(format_stat(c["metrics"].get(k)) for c in cells)] for k in headline_keys(agg)]
+    agg_rows = [
+        [k, *(format_stat(c["metrics"].get(k), of=c["completed"]) for c in cells)]
+        for k in headline_keys(agg)
+    ]
     aggregate = (
         table(["metric", *(f"{c['name']} (n={c['completed']})" for c in cells)], agg_rows)
         + "<p>Every metric (per window, per policy, per θ) is in <code>aggregate.json</code>.</p>"
@@ -177,7 +180,10 @@ def sweep_report(
             "(same seed in both cells): cell − baseline, mean [95% CI].</p>"
             + table(
                 ["metric", *(f"{d['cell']} (pairs={d['pairs']})" for d in diffs)],
-                [[k, *(format_stat(d["metrics"].get(k)) for d in diffs)] for k in keys],
+                [
+                    [k, *(format_stat(d["metrics"].get(k), of=d["pairs"]) for d in diffs)]
+                    for k in keys
+                ],
             )
         )
     sections = [

@@ -363,7 +363,9 @@ def format_aggregate(agg: Mapping[str, Any], keys: Sequence[str] | None = None) 
     ]
     for k in keys:
         lines.append(
-            f"| {k} | " + " | ".join(format_stat(c["metrics"].get(k)) for c in cells) + " |"
+            f"| {k} | "
+            + " | ".join(format_stat(c["metrics"].get(k), of=c["completed"]) for c in cells)
+            + " |"
         )
     diffs = agg.get("contrasts") or []
     if diffs:
@@ -376,7 +378,9 @@ def format_aggregate(agg: Mapping[str, Any], keys: Sequence[str] | None = None) 
         ]
         for k in keys:
             lines.append(
-                f"| {k} | " + " | ".join(format_stat(d["metrics"].get(k)) for d in diffs) + " |"
+                f"| {k} | "
+                + " | ".join(format_stat(d["metrics"].get(k), of=d["pairs"]) for d in diffs)
+                + " |"
             )
     return "\n".join(lines)
 
