@@ -235,3 +235,22 @@ def test_tables_show_the_n_of_a_metric_undefined_in_some_runs(
     assert format_stat(diff, of=3) == f"{format_stat(diff)} (n=2 of 3)"
     assert format_stat(s, of=2) == format_stat(s)
     assert format_stat(mean_ci([0.5]), of=3) == "0.5000 (n=1 of 3, no CI)"
+
+
+def test_sweep_report_cost_total_says_which_runs_it_sums(tmp_path: Path) -> None:
+    """The usage table's total is the completed runs' cost (the aggregate holds only those); its
+    column was headed 'total cost (all runs)' while a failed run's spending was left out."""
+    import re
+
+    from friendsim.report.sweep_page import sweep_report
+
+    sd = build_sweep_dir(tmp_path / "sweep", reps=2, windows=2, fail_one=True)
+    agg = aggregate_sweep(sd)
+    html = sweep_report(agg, sweep_dir=sd).html
+    usage = html[html.index('id="usage"') :]
+    assert "total cost (all runs)" not in usage and "total cost (completed runs)" in usage
+    off = agg["cells"][1]
+    assert off["completed"] == 1 < off["runs"]
+    spent = sum(load_analysis(sd / d)["usage"]["total"]["cost_usd"] for d in off["run_dirs"])
+    row = re.search(r"<tr><td>coach\.enabled-false</td>.*?</tr>", usage, re.S)
+    assert row is not None and row.group(0).endswith(f"<td>{spent:.6f}</td></tr>")

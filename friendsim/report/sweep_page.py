@@ -154,7 +154,7 @@ def sweep_report(
         "run.wall_seconds",
     )
     usage = table(
-        ["cell", *ukeys, "total cost (all runs)"],
+        ["cell", *ukeys, "total cost (completed runs)"],
         [
             [
                 c["name"],
