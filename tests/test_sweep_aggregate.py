@@ -254,3 +254,26 @@ def test_sweep_report_cost_total_says_which_runs_it_sums(tmp_path: Path) -> None
     spent = sum(load_analysis(sd / d)["usage"]["total"]["cost_usd"] for d in off["run_dirs"])
     row = re.search(r"<tr><td>coach\.enabled-false</td>.*?</tr>", usage, re.S)
     assert row is not None and row.group(0).endswith(f"<td>{spent:.6f}</td></tr>")
+
+
+def test_analyze_refresh_of_a_sweep_analyses_its_runs_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``friendsim analyze SWEEP --refresh`` ("compute everything again instead of reading the
+    cached analysis") re-aggregated the runs' cached analyses, so a wrong cached analysis
+    stayed in the sweep's numbers."""
+    from friendsim.analysis.analyze import ANALYSIS_FILE, analyze_run
+    from friendsim.commands.analyze import analyze_path
+
+    monkeypatch.setenv("FRIENDSIM_CACHE_DIR", str(tmp_path / "cache"))
+    sd = build_sweep_dir(tmp_path / "sweep", reps=2, windows=2)
+    rd = sd / "coach.enabled-true/rep0"
+    load_analysis(rd, cache=rd / ANALYSIS_FILE)  # as the sweep runner leaves it
+    cached = json.loads((rd / ANALYSIS_FILE).read_text())
+    cached["analysis"]["usage"]["total"]["cost_usd"] = 99.0  # inputs unchanged: still current
+    (rd / ANALYSIS_FILE).write_text(json.dumps(cached))
+    assert analyze_path(sd)["cells"][0]["metrics"]["usage.cost_usd"]["mean"] > 49
+
+    true = [analyze_run(sd / f"coach.enabled-true/rep{k}")["usage"]["total"] for k in range(2)]
+    fresh = analyze_path(sd, refresh=True)["cells"][0]["metrics"]["usage.cost_usd"]
+    assert fresh["mean"] == pytest.approx(statistics.fmean(t["cost_usd"] for t in true))

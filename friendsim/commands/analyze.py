@@ -80,7 +80,7 @@ def analyze_path(path: str | Path, *, refresh: bool = False) -> dict[str, Any]:
     if (p / SWEEP_FILE).is_file():
         from friendsim.sweep.aggregate import aggregate_sweep, load_or_aggregate
 
-        return aggregate_sweep(p) if refresh else load_or_aggregate(p)
+        return aggregate_sweep(p, refresh=True) if refresh else load_or_aggregate(p)
     if not p.is_dir():
         what = (
             "not a directory (a run directory is expected)" if p.exists() else "no such directory"

@@ -270,8 +270,11 @@ def contrasts(
     return out
 
 
-def aggregate_sweep(sweep_dir: str | Path, *, write: bool = True) -> dict[str, Any]:
+def aggregate_sweep(
+    sweep_dir: str | Path, *, write: bool = True, refresh: bool = False
+) -> dict[str, Any]:
     """Aggregate a sweep directory (module docstring); writes the JSON and Markdown files.
+    With ``refresh`` every run is analysed again rather than read from its cached analysis.
 
     Raises :class:`SweepReadError` naming ``sweep.json`` and the key when that file is broken.
     """
@@ -287,7 +290,7 @@ def aggregate_sweep(sweep_dir: str | Path, *, write: bool = True) -> dict[str, A
     for cell in sweep["spec"]["cells"]:
         runs = [r for r in sweep["runs"] if r["cell"] == cell["name"]]
         ok = [r for r in runs if r["status"] == "completed"]
-        analyses = [load_analysis(sd / r["dir"]) for r in ok]
+        analyses = [load_analysis(sd / r["dir"], refresh=refresh) for r in ok]
         flats = [flatten_analysis(a) for a in analyses]
         by_rep[cell["name"]] = {int(r["rep"]): f for r, f in zip(ok, flats, strict=True)}
         keys = sorted({k for f in flats for k in f})
