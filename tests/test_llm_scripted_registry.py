@@ -34,10 +34,30 @@ async def test_queue_replies_in_order_and_records_calls() -> None:
     assert second.text == '{"a": 1}' and second.parsed == {"a": 1}
     with pytest.raises(ServerError):
         await llm.complete(req())
-    with pytest.raises(ScriptExhaustedError, match="call #4"):
+    with pytest.raises(ScriptExhaustedError, match="its script held 3; label='plan'"):
         await llm.complete(req(label="plan"))
     assert [c.messages[0].content[:1] for c in llm.calls] == ["x", "h", "h", "h"]
     assert llm.model == "scripted:scripted"
+
+
+async def test_a_dry_script_fails_each_request_the_same_whatever_was_asked_before() -> None:
+    """The failure text a run records does not depend on how many calls the client answered
+    before (a resumed run replays a complete window's recorded failures without sending them,
+    then asks the rest: its failures must read as the uninterrupted run's)."""
+    fresh, used = ScriptedLLM(), ScriptedLLM()
+    for _ in range(3):
+        with pytest.raises(ScriptExhaustedError):
+            await used.complete(req(label="coach"))
+    texts = []
+    for llm in (fresh, used):
+        with pytest.raises(ScriptExhaustedError) as failed:
+            await llm.complete(req(label="plan"))
+        texts.append(str(failed.value))
+    assert (
+        texts[0]
+        == texts[1]
+        == "ScriptedLLM 'scripted:scripted': no scripted reply left (its script held 0; label='plan')"
+    )
 
 
 async def test_string_reply_parsed_only_when_schema_requested() -> None:

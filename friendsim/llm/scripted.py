@@ -33,7 +33,10 @@ class ScriptedLLM:
 
     ``script`` is either an iterable of replies (consumed in call order) or a responder function
     (sync or async) called with each request. When the queue runs dry, ``default`` answers; with
-    no default a :class:`ScriptExhaustedError` names the call. ``calls`` records every request.
+    no default a :class:`ScriptExhaustedError` says how many replies the script held and names
+    the request's label (not its call number: the text of a failure a run records must not
+    depend on how many calls this client answered before, which a resumed run, replaying
+    recorded failures without sending them, does not repeat). ``calls`` records every request.
     """
 
     def __init__(
@@ -53,6 +56,7 @@ class ScriptedLLM:
             self._responder = script
         elif script is not None:
             self._queue.extend(script)
+        self._scripted = len(self._queue)
         self._model = model
         self._provider = provider
         self._latency_s = latency_s
@@ -67,6 +71,7 @@ class ScriptedLLM:
     def push(self, *replies: Reply) -> None:
         """Append replies to the queue."""
         self._queue.extend(replies)
+        self._scripted += len(replies)
 
     @property
     def remaining(self) -> int:
@@ -93,8 +98,8 @@ class ScriptedLLM:
         if self._default is not None:
             return self._default
         raise ScriptExhaustedError(
-            f"ScriptedLLM {self.model!r}: no scripted reply left for call #{len(self.calls)} "
-            f"(label={request.label!r})"
+            f"ScriptedLLM {self.model!r}: no scripted reply left (its script held "
+            f"{self._scripted}; label={request.label!r})"
         )
 
     def _to_completion(self, request: LLMRequest, reply: Reply) -> Completion:
