@@ -14,14 +14,19 @@ from __future__ import annotations
 import contextlib
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from friendsim.agents.policies import uses_llm as policy_uses_llm
+from friendsim.coach.kinds import uses_llm as coach_uses_llm
 from friendsim.llm.batch import BATCHES_DB
+from friendsim.moderation.kinds import uses_llm as moderator_uses_llm
 from friendsim.rundir.errors import RunInputError
 from friendsim.rundir.layout import LLM_CACHE_DB, MANIFEST, PERSONAS
 from friendsim.rundir.log import connect, require_file, sha256_file, snapshot
 from friendsim.rundir.manifest import Manifest
+from friendsim.runtime.assembly import Phase
+from friendsim.runtime.config import ExperimentConfig
 
 
 def new_run_dir(old: Path, new: Path) -> Path:
@@ -55,6 +60,37 @@ def check_recorded_answers(run_dir: Path, manifest: Manifest) -> None:
         require_file(
             run_dir / name, f"recorded model answers of the run ({MANIFEST} files.llm_cache)"
         )
+
+
+def check_answers_kept(run_dir: Path, manifest: Manifest, phases: Sequence[Phase]) -> None:
+    """Refuse a run recorded under ``[llm] cache = "off"`` whose configs (``phases``, as
+    :func:`~friendsim.replay.phases.recorded_phases` rebuilt them) ask a model: none of its answers were
+    kept, so its windows cannot be re-derived, and finding it out by re-running them up to the
+    first request would leave a ``failed`` run behind, as for a cache file that is gone
+    (:func:`check_recorded_answers`). Call it only when recorded windows are to be re-derived:
+    a resume of a run that ended no window runs everything live, and needs no answers."""
+    if manifest.files.llm_cache is not None or manifest.config.get("llm", {}).get("cache") != "off":
+        return
+    users = [who for p in phases for who in _model_users(p.config)]
+    if users:
+        raise RunInputError(
+            f'{run_dir}: recorded with [llm] cache = "off" and {users[0]}, so none of its model '
+            f"answers were kept ({MANIFEST} files.llm_cache is null) and its windows cannot be "
+            "re-derived; only a run recorded with another cache mode can be resumed, forked or "
+            "re-run (run the config again)"
+        )
+
+
+def _model_users(cfg: ExperimentConfig) -> list[str]:
+    """What asks a model in a run under ``cfg``, each as its config key says it."""
+    users = []
+    if policy_uses_llm(cfg.agents.policy):
+        users.append(f"[agents] policy = {cfg.agents.policy!r}")
+    if cfg.coach.enabled and coach_uses_llm(cfg.coach.kind):
+        users.append(f"[coach] kind = {cfg.coach.kind!r}")
+    if cfg.moderation.enabled and moderator_uses_llm(cfg.moderation.kind):
+        users.append(f"[moderation] kind = {cfg.moderation.kind!r}")
+    return users
 
 
 @contextlib.contextmanager

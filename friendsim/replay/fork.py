@@ -51,6 +51,7 @@ from friendsim.runtime.instruments_config import ItemsFileError, inline_items
 
 from .config import config_from_manifest, setting_label, settings, with_changes
 from .execute import (
+    check_answers_kept,
     check_failures_replayable,
     check_recorded_answers,
     manifest_sha256,
@@ -187,6 +188,7 @@ async def fork(
             parse_config(child_data, source=config_path or "<fork config>"), config_path
         )
         recorded = recorded_phases(manifest, pcfg, source=parent / MANIFEST)
+        check_answers_kept(parent, manifest, [p for p in recorded if p.start <= at_window])
         changed = changes(_in_force(recorded, at_window + 1, pcfg), child)
         if _n_windows(child) <= at_window:
             raise RunInputError(

@@ -44,6 +44,7 @@ from friendsim.runtime.engine import RunListener
 
 from .config import config_from_manifest
 from .execute import (
+    check_answers_kept,
     check_failures_replayable,
     check_recorded_answers,
     manifest_sha256,
@@ -127,6 +128,7 @@ async def rerun(
             phases=recorded_phases(manifest, cfg, source=old / MANIFEST),
             lineage=carried_lineage(manifest),
         )
+        check_answers_kept(old, manifest, plan.phases)
         await asyncio.to_thread(
             check_failures_replayable, old, old_copy, until_seq=summary.last, scratch=Path(tmp)
         )

@@ -88,6 +88,7 @@ from friendsim.runtime.engine import RunListener
 
 from .config import config_from_manifest
 from .execute import (
+    check_answers_kept,
     check_failures_replayable,
     check_recorded_answers,
     empty_folder,
@@ -474,6 +475,7 @@ async def _resume_locked(
             )
         phases = recorded_phases(manifest, cfg, source=old / MANIFEST)
         if summary.last_window > 0:
+            check_answers_kept(old, manifest, phases)
             await asyncio.to_thread(
                 check_failures_replayable,
                 old,
