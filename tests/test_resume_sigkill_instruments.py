@@ -33,6 +33,7 @@ sys.path.insert(0, {tests!r})
 from test_replay_support import mind_factory
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.replay.fork import fork
+from friendsim.replay.resume import resume
 from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import parse_config
 from friendsim.runtime.engine import RunListener
@@ -60,8 +61,10 @@ class Hold(RunListener):
             hold(tally.window)
 
 factory = (lambda s: ScriptedLLM(respond, model="mind")) if spec["mind"] else None
-cfg = parse_config(spec["config"])
-if spec.get("fork"):
+cfg = parse_config(spec["config"]) if "config" in spec else None
+if spec.get("resume"):
+    run = resume(sys.argv[1], llm_factory=factory, listener=Hold())
+elif spec.get("fork"):
     run = fork(spec["fork"]["parent"], cfg, at_window=spec["fork"]["at"], out_dir=sys.argv[1],
                llm_factory=factory, listener=Hold())
 else:
@@ -248,3 +251,24 @@ def test_a_run_killed_with_every_instrument_on_resumes_to_the_uninterrupted_log(
 
     assert rows(run / "events.db") == rows(full / "events.db")
     assert summary(run) == summary(full)
+
+
+def test_a_resume_killed_in_turn_resumes_to_the_uninterrupted_log(
+    tmp_path: Path, uninterrupted: dict[str, Path]
+) -> None:
+    """Killed mid-survey, its resume killed after the next window (past the interventions of
+    window 3), resumed again: the uninterrupted log, and every segment in the manifest."""
+    run = tmp_path / "run"
+    start_and_kill(
+        run, {"block": {"label": "survey", "nth": 3}, "mind": True, "config": CONFIGS["continuous"]}
+    )
+    start_and_kill(run, {"block": {"window_ended": 3}, "mind": True, "resume": True})
+    assert (tmp_path / "run.resuming" / "events.db").is_file()
+
+    asyncio.run(resume(run, llm_factory=mind_factory))
+
+    full = uninterrupted["continuous"]
+    assert rows(run / "events.db") == rows(full / "events.db")
+    assert summary(run) == summary(full)
+    segments = json.loads((run / "manifest.json").read_text())["segments"]
+    assert [s["kind"] for s in segments] == ["original", "resume", "resume"]
