@@ -57,6 +57,7 @@ from friendsim.analysis.sentiment import get_sentiment
 from friendsim.analysis.summary import json_ready, network_summary
 from friendsim.analysis.tie_evidence import (
     TIE_SCORES_FILE,
+    LogStamp,
     TextEvidence,
     TieScoresError,
     log_stamp,
@@ -278,8 +279,12 @@ def _reference_block(network: Mapping[str, Any], seed: int) -> dict[str, Any]:
     }
 
 
-def _stored_text_evidence(rd: Path, params: TieParams) -> TextEvidence:
-    """The stored text-based tie evidence of ``rd``, checked against its log and parameters."""
+def stored_text_evidence(
+    rd: Path, params: TieParams, *, stamp: LogStamp | None = None
+) -> TextEvidence:
+    """The stored text-based tie evidence of ``rd``, checked against its log and parameters
+    (``stamp``: the log's :class:`LogStamp` when the caller has it, else computed here);
+    :class:`RunDirectoryError` when it is missing or stale."""
     try:
         stored = read_tie_scores(rd)
     except TieScoresError as exc:
@@ -289,7 +294,7 @@ def _stored_text_evidence(rd: Path, params: TieParams) -> TextEvidence:
         raise RunDirectoryError(
             f"{rd}: text-based tie evidence is not scored yet (no {TIE_SCORES_FILE}); {hint}"
         )
-    if not stored.matches(log_stamp(rd / EVENTS_DB), params):
+    if not stored.matches(stamp or log_stamp(rd / EVENTS_DB), params):
         raise RunDirectoryError(
             f"{rd / TIE_SCORES_FILE}: scored for another log or other tie parameters; {hint}"
         )
@@ -330,7 +335,7 @@ def _analyze_run(rd: Path) -> dict[str, Any]:
     rows = rewards_table(rd, events=events, manifest=manifest)
     text = None
     if params.method == "text":
-        text = _stored_text_evidence(rd, params)
+        text = stored_text_evidence(rd, params)
         notes.append(
             f"text-based tie evidence: {text.calls} LLM scoring calls, {text.invalid} invalid "
             f"answers and {text.missing} unscored peers (counted as 0)"

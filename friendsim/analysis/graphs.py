@@ -92,13 +92,14 @@ def follow_graph(events: Iterable[Event], *, nodes: Iterable[str] = ()) -> nx.Di
 
 def iter_interactions(events: Iterable[Event]) -> Iterator[Interaction]:
     """Every directed interaction of the log, in order, tagged with its window."""
-    for x in _interactions_and_ends(events):
+    for x in interactions_and_ends(events):
         if isinstance(x, Interaction):
             yield x
 
 
-def _interactions_and_ends(events: Iterable[Event]) -> Iterator[Interaction | WindowEnded]:
-    """:func:`iter_interactions` with the ``WindowEnded`` events in their places."""
+def interactions_and_ends(events: Iterable[Event]) -> Iterator[Interaction | WindowEnded]:
+    """:func:`iter_interactions` with the ``WindowEnded`` events in their places (for a
+    consumer that closes each window as it ends)."""
     author: dict[int, str] = {}
     window: int | None = None
     for ev in events:
@@ -178,7 +179,7 @@ def interaction_graphs_by_window(
     acc = nx.DiGraph()
     acc.add_nodes_from(base)
     at_end: dict[int, nx.DiGraph] = {}
-    for x in _interactions_and_ends(evs):
+    for x in interactions_and_ends(evs):
         if isinstance(x, Interaction):
             _add(acc, x)
         elif x.window in per:

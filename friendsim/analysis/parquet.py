@@ -1,5 +1,6 @@
-"""Parquet files of a run for dataframe users (pandas, Polars, DuckDB): the event log and the
-rewards table.
+"""Parquet files of a run for dataframe users (pandas, Polars, DuckDB): the event log, the
+rewards table and the network tables (:mod:`friendsim.analysis.network_tables`, written by
+:func:`write_rows_parquet` with their columns).
 
 pyarrow is optional (the ``parquet`` extra) and imported only when a file is written, so the rest
 of friendsim never needs it; without it :class:`ParquetUnavailable` says how to install it.
@@ -24,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,9 @@ def _rows(db: Path, copy: Path, *, page: int) -> Iterator[list[tuple[Any, ...]]]
         con.close()
 
 
-def _write_atomically(out: Path, write: Any) -> None:
+def write_atomically(out: Path, write: Any) -> None:
+    """``write(tmp)`` to a temporary name beside ``out``, then renamed to ``out``: a failed write
+    (an error raised by ``write``) leaves no file behind and ``out`` as it was."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
     try:
@@ -133,7 +136,7 @@ def write_events_parquet(db: str | Path, out: str | Path, *, snapshot: bool = Tr
             if count == 0:
                 writer.write_table(schema.empty_table())
 
-    _write_atomically(dest, write)
+    write_atomically(dest, write)
     return count
 
 
@@ -154,5 +157,38 @@ def write_rewards_parquet(rows: Sequence[Mapping[str, Any]], out: str | Path) ->
     """Write the rewards rows to the Parquet file ``out``; returns the number of rows."""
     table = rewards_arrow(rows)
     pa = require_pyarrow()
-    _write_atomically(Path(out), lambda tmp: pa.parquet.write_table(table, tmp))
+    write_atomically(Path(out), lambda tmp: pa.parquet.write_table(table, tmp))
     return int(table.num_rows)
+
+
+def write_rows_parquet(
+    rows: Iterable[Mapping[str, Any]],
+    out: str | Path,
+    *,
+    columns: Sequence[tuple[str, str]],
+    page: int = 10_000,
+) -> int:
+    """Write ``rows`` (dicts holding ``columns``: ``(name, pyarrow type name)`` pairs such as
+    ``("window", "int64")``) to the Parquet file ``out`` in pages, without holding them all;
+    returns the number of rows. An error raised while the rows are produced leaves no file."""
+    pa = require_pyarrow()
+    schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in columns])
+    names = [name for name, _ in columns]
+    count = 0
+
+    def write(tmp: Path) -> None:
+        nonlocal count
+        with pa.parquet.ParquetWriter(tmp, schema) as writer:
+            batch: list[Mapping[str, Any]] = []
+            for row in rows:
+                batch.append({n: row[n] for n in names})
+                if len(batch) >= page:
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                    count += len(batch)
+                    batch = []
+            if batch or count == 0:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                count += len(batch)
+
+    write_atomically(Path(out), write)
+    return count

@@ -47,25 +47,33 @@ def load_reward_config(
     return params, {a: dict(w) for a, w in manifest.lambdas.items()}
 
 
-def iter_events(db: Path, *, page: int = 10_000) -> Iterator[Event]:
+def iter_events(db: Path, *, page: int = 10_000, snapshot: bool = True) -> Iterator[Event]:
     """Decode the ``events`` table of ``db`` in seq order.
 
     Reads a snapshot copy (:func:`friendsim.rundir.log.snapshot`) in a temporary folder: opening
     a WAL database in place, even read-only, creates ``-wal``/``-shm`` files beside it, and a
-    reader must leave the run byte-identical (a live run is read as of the copy)."""
+    reader must leave the run byte-identical (a live run is read as of the copy).
+    ``snapshot=False`` reads ``db`` itself: for a caller whose ``db`` already is such a copy."""
     from friendsim.rundir.log import snapshot_copy
 
+    if not snapshot:
+        yield from _decode(db, db, page=page)
+        return
     with snapshot_copy(Path(db)) as copy:
-        con = sqlite3.connect(copy)
-        try:
-            cur = con.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq")
-            while rows := cur.fetchmany(page):
-                for row in rows:
-                    yield event_from_row(*row)
-        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{db}: cannot read the events table: {exc}") from exc
-        finally:
-            con.close()
+        yield from _decode(db, copy, page=page)
+
+
+def _decode(db: Path, copy: Path, *, page: int) -> Iterator[Event]:
+    con = sqlite3.connect(copy)
+    try:
+        cur = con.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq")
+        while rows := cur.fetchmany(page):
+            for row in rows:
+                yield event_from_row(*row)
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{db}: cannot read the events table: {exc}") from exc
+    finally:
+        con.close()
 
 
 def score_row(s: AgentScores) -> dict[str, Any]:

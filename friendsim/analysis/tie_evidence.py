@@ -69,10 +69,12 @@ def log_stamp(events_db: Path) -> LogStamp:
     from friendsim.rundir.log import snapshot_copy
 
     with snapshot_copy(Path(events_db)) as copy:
-        return _stamp(copy)
+        return copy_stamp(copy)
 
 
-def _stamp(copy: Path) -> LogStamp:
+def copy_stamp(copy: Path) -> LogStamp:
+    """The :class:`LogStamp` of ``copy``, a database the caller already reads as a snapshot
+    copy (it is opened in place)."""
     h = hashlib.sha256()
     n = 0
     conn = sqlite3.connect(copy)

@@ -9,7 +9,9 @@ starts fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from friendsim.commands._help import FORMATTER, Subparsers, path_arg
@@ -19,8 +21,9 @@ Check and move a run's event log (the events.db file of a run directory).
 
   verify   rebuild every table of the platform from the event log alone and
            compare with the stored tables
-  export   write the event log, or the rewards scored from it, as JSON Lines
-           or Parquet
+  export   write the event log, the rewards scored from it, or the networks
+           (ties, follows, interactions per window) as JSON Lines or Parquet;
+           one window's network as GraphML
   import   check every event of a JSON Lines log (with the same rules as a live
            run) and build a new database from it
 """
@@ -31,6 +34,8 @@ examples:
   friendsim log export runs/paper/events.db events.jsonl
   friendsim log export runs/paper --format parquet --out events.parquet
   friendsim log export runs/paper --table rewards --out rewards.parquet
+  friendsim log export runs/paper --table ties --out ties.parquet
+  friendsim log export runs/paper --table follows --format graphml --window 3 --out follows.graphml
   friendsim log import events.jsonl copy.db
 """
 
@@ -59,12 +64,21 @@ def register(subparsers: Subparsers) -> None:
     )
     e = sub.add_parser(
         "export",
-        help="write the log (or the rewards table) as JSON Lines or Parquet",
-        description="Write the event log, or the rewards table scored from it, to a file for "
-        "other tools: JSON Lines (one event per line, in log order) or Parquet (for pandas, "
-        "Polars or DuckDB; needs the parquet extra: pip install 'friendsim[parquet]'). "
-        "The Parquet events file has the columns seq, t, kind, actor, window and payload "
-        "(the event's JSON fields); the rewards file one row per window and agent.",
+        help="write the log, the rewards or the networks as JSON Lines, Parquet or GraphML",
+        description="Write the event log, the rewards table or a network table scored from it "
+        "to a file for other tools: JSON Lines (one row per line) or Parquet (for pandas, "
+        "Polars, DuckDB or R's arrow; needs the parquet extra: pip install "
+        "'friendsim[parquet]'). The Parquet events file has the columns seq, t, kind, actor, "
+        "window and payload (the event's JSON fields); the rewards file one row per window and "
+        "agent. The network tables have one row per ended window and directed pair, computed "
+        "as 'friendsim analyze' computes them (the networks of the Python API): ties (window, "
+        "source, target, strength: every nonzero directed tie strength after the window, with "
+        "the run's tie settings), follows (window, source, target: the whole follow graph at "
+        "the window's end) and interactions (window, source, target, kind, count: comments, "
+        "DMs, mentions and votes inside the window). --format graphml writes one window's "
+        "network (--window, default the last ended) as a directed graph with every agent as a "
+        "node, for Gephi or igraph. Nothing is written when the input is bad (not a run, a "
+        "window that never ended, text-based tie evidence not scored yet).",
     )
     e.add_argument(
         "db",
@@ -90,16 +104,25 @@ def register(subparsers: Subparsers) -> None:
     )
     e.add_argument(
         "--format",
-        choices=("jsonl", "parquet"),
+        choices=("jsonl", "parquet", "graphml"),
         default=None,
-        help="file format (default: parquet when the file name ends in .parquet, else jsonl)",
+        help="file format (default: by the file name's ending, .parquet or .graphml, else "
+        "jsonl); graphml for the network tables only",
     )
     e.add_argument(
         "--table",
-        choices=("events", "rewards"),
+        choices=("events", "rewards", "ties", "follows", "interactions"),
         default="events",
-        help="what to export: the event log or the rewards per window and agent "
-        "(default: %(default)s)",
+        help="what to export: the event log, the rewards per window and agent, or a network "
+        "per window: ties (directed strengths), follows, interactions (default: %(default)s)",
+    )
+    e.add_argument(
+        "--window",
+        type=int,
+        default=None,
+        metavar="W",
+        help="the network tables: only window W (with --format graphml: the window to write, "
+        "default the last that ended)",
     )
     i = sub.add_parser(
         "import",
@@ -177,7 +200,19 @@ def _export(args: argparse.Namespace) -> int:
     out: Path | None = args.out if args.out is not None else args.out_option
     if out is None:
         raise ValueError("the output file is missing: give OUT or --out FILE")
-    fmt = args.format or ("parquet" if out.suffix.lower() == ".parquet" else "jsonl")
+    suffix = out.suffix.lower()
+    fmt = args.format or {".parquet": "parquet", ".graphml": "graphml"}.get(suffix, "jsonl")
+    network = args.table in ("ties", "follows", "interactions")
+    if fmt == "graphml" and not network:
+        raise ValueError(
+            f"--format graphml writes a network: give --table ties, follows or interactions "
+            f"(not {args.table})"
+        )
+    if args.window is not None and not network:
+        raise ValueError(
+            f"--window selects a network's window: give --table ties, follows or interactions "
+            f"(not {args.table})"
+        )
     src: Path = args.db
     db = src / "events.db" if src.is_dir() else src
     if not db.is_file():
@@ -187,6 +222,9 @@ def _export(args: argparse.Namespace) -> int:
     if out.resolve() == db.resolve():
         raise ValueError(f"{out}: refusing to overwrite the event log")
     check_output_file(out, what="export")
+    if network:
+        sys.stdout.write(_export_network(db, out, fmt, args.table, args.window) + "\n")
+        return 0
     if args.table == "rewards":
         n = _export_rewards(src, out, fmt)
         sys.stdout.write(f"wrote {n} reward rows to {out}\n")
@@ -204,18 +242,10 @@ def _export_events(db: Path, out: Path, fmt: str) -> int:
     log in place, even read-only, leaves ``-wal`` and ``-shm`` files in the run directory, and a
     damaged database is a :class:`~friendsim.rundir.errors.RunInputError` naming it."""
     import sqlite3
-    import tempfile
 
     from friendsim.rundir.errors import CorruptLogError
-    from friendsim.rundir.log import connect, snapshot, summarise
 
-    with tempfile.TemporaryDirectory(prefix="friendsim-export-") as tmp:
-        copy = snapshot(db, Path(tmp))
-        conn = connect(copy, label=db)
-        try:
-            summarise(conn, label=db)
-        finally:
-            conn.close()
+    with _checked_snapshot(db) as copy:
         try:
             if fmt == "parquet":
                 from friendsim.analysis.parquet import write_events_parquet
@@ -244,3 +274,119 @@ def _export_rewards(src: Path, out: Path, fmt: str) -> int:
         for row in rows:
             fh.write(json.dumps(row, sort_keys=True, allow_nan=False) + "\n")
     return len(rows)
+
+
+@contextlib.contextmanager
+def _checked_snapshot(db: Path) -> Iterator[Path]:
+    """A snapshot copy of ``db`` in a temporary folder, checked as every reader checks a log (a
+    damaged database is a :class:`~friendsim.rundir.errors.RunInputError` naming ``db``)."""
+    import tempfile
+
+    from friendsim.rundir.log import connect, snapshot, summarise
+
+    with tempfile.TemporaryDirectory(prefix="friendsim-export-") as tmp:
+        copy = snapshot(db, Path(tmp))
+        conn = connect(copy, label=db)
+        try:
+            summarise(conn, label=db)
+        finally:
+            conn.close()
+        yield copy
+
+
+def _export_network(db: Path, out: Path, fmt: str, table: str, window: int | None) -> str:
+    """Write the network ``table`` of the log ``db`` (all ended windows, or ``window``) to
+    ``out``; returns what was written, in words. The log is read once, from one snapshot; the
+    file is written under a temporary name and renamed, so bad input leaves nothing behind."""
+    import json
+
+    from friendsim.analysis.analyze import (
+        given,
+        run_manifest,
+        stored_text_evidence,
+        tie_params_from_manifest,
+    )
+    from friendsim.analysis.network_tables import (
+        COLUMNS,
+        WindowNetwork,
+        window_graph,
+        window_networks,
+    )
+    from friendsim.analysis.parquet import require_pyarrow, write_atomically, write_rows_parquet
+    from friendsim.analysis.rewards_cli import iter_events
+    from friendsim.analysis.sentiment import get_sentiment
+    from friendsim.analysis.tie_evidence import copy_stamp
+
+    run_dir = db.parent
+    manifest = run_manifest(run_dir)
+    params, _ = tie_params_from_manifest(manifest)
+    if fmt == "parquet":
+        require_pyarrow()
+    with _checked_snapshot(db) as copy:
+        text = None
+        sentiment = None
+        if table == "ties":
+            if params.method == "text":
+                stamp = copy_stamp(copy)
+                text = stored_text_evidence(run_dir, params, stamp=stamp).per_window
+            name = str((given(manifest, "rewards") or {}).get("sentiment", "vader"))
+            sentiment = get_sentiment(name)
+        nets = window_networks(
+            table,
+            iter_events(copy, snapshot=False),
+            params=params,
+            sentiment=sentiment,
+            text_evidence=text,
+        )
+        ended: list[int] = []
+
+        def chosen() -> Iterator[WindowNetwork]:
+            for net in nets:
+                ended.append(net.window)
+                if window is None:
+                    yield net
+                elif net.window == window:
+                    yield net
+                    return
+            if window is not None and window not in ended:
+                raise ValueError(
+                    f"{db}: window {window} never ended in this run (ended: {_span(ended)})"
+                )
+
+        if fmt == "graphml":
+            import networkx as nx
+
+            picked: list[WindowNetwork] = list(chosen())[-1:]
+            if not picked:
+                raise ValueError(f"{db}: no window ended in this run; no network to write")
+            g = window_graph(table, picked[0])
+            write_atomically(out, lambda tmp: nx.write_graphml(g, tmp))
+            return (
+                f"wrote the {table} network of window {picked[0].window} "
+                f"({g.number_of_nodes()} agents, {g.number_of_edges()} edges) to {out}"
+            )
+        rows = (row for net in chosen() for row in net.rows)
+        if fmt == "parquet":
+            n = write_rows_parquet(rows, out, columns=COLUMNS[table])
+        else:
+            n = 0
+
+            def write(tmp: Path) -> None:
+                nonlocal n
+                with tmp.open("w", encoding="utf-8") as fh:
+                    for row in rows:
+                        fh.write(json.dumps(row, allow_nan=False) + "\n")
+                        n += 1
+
+            write_atomically(out, write)
+    return f"wrote {n} rows of {table} to {out}"
+
+
+def _span(windows: list[int]) -> str:
+    return (
+        "none"
+        if not windows
+        else f"{windows[0]}..{windows[-1]}"
+        if len(windows) > 2
+        else (", ".join(map(str, windows)))
+    )
