@@ -9,6 +9,12 @@ serve``; the page, ``api/run``, ``api/windows?from=1`` and the whole log from
 (``os.wait4``: user + system CPU, ``ru_maxrss``); the load average is recorded around each.
 ``FRIENDSIM_CACHE_DIR`` points into the work folder, so ``report`` analyses the run from cold.
 
+``view`` is the page itself in headless Debian ``chromium`` (Playwright, when both are
+installed): seconds from opening it to fully rendered (every row counted, the network drawn after
+the last window) and the page's JS heap then, after a garbage collection (the DevTools protocol's
+``Performance.getMetrics``: ``JSHeapUsedSize``), with its DOM node count. ``--view RUN_DIR``
+measures only that, on an existing run.
+
 ``<command>_cpu_over_run`` is the command's CPU ÷ the run's (``over_run`` lists those above 1);
 ``<command>_rss_growth`` is the peak-RSS ratio between the two largest sizes, to compare with
 ``events_ratio`` (memory growing faster than the log grows is flagged in ``superlinear_rss``).
@@ -91,6 +97,80 @@ def _serve(run_dir: Path) -> dict[str, Any]:
     }
 
 
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _view(run_dir: Path) -> dict[str, Any] | None:
+    """The page in headless chromium: time to fully rendered and its JS heap then (``None``
+    without Playwright or chromium)."""
+    import httpx
+
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if not Path(CHROMIUM).exists():
+        return None
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "friendsim", "serve", str(run_dir), "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        url = line[line.index("http://") :].strip()
+        info = httpx.get(f"{url}api/status", timeout=600).json()
+        last, windows = int(info["last_seq"]), _windows(run_dir)
+        load0 = os.getloadavg()
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+            )
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                cdp = page.context.new_cdp_session(page)
+                cdp.send("Performance.enable")
+                t0 = time.perf_counter()
+                page.goto(url)
+                page.wait_for_function(
+                    f"() => document.querySelector('#counts').textContent"
+                    f".startsWith('{last} events') && document.querySelector('#network-caption')"
+                    f".textContent.startsWith('after window {windows}:')",
+                    timeout=600_000,
+                    polling=100,
+                )
+                rendered = time.perf_counter() - t0
+                cdp.send("HeapProfiler.collectGarbage")
+                metrics = {
+                    m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]
+                }
+            finally:
+                browser.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait()
+    return {
+        "rendered_s": round(rendered, 2),
+        "js_heap_mib": round(metrics["JSHeapUsedSize"] / 2**20, 1),
+        "dom_nodes": int(metrics["Nodes"]),
+        "load_before": [round(x, 2) for x in load0],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _windows(run_dir: Path) -> int:
+    con = sqlite3.connect(f"{(run_dir / 'events.db').as_uri()}?mode=ro&immutable=1", uri=True)
+    try:
+        return int(
+            con.execute("SELECT count(*) FROM events WHERE kind = 'window_ended'").fetchone()[0]
+        )
+    finally:
+        con.close()
+
+
 def _has_pyarrow() -> bool:
     try:
         import pyarrow  # noqa: F401
@@ -123,6 +203,7 @@ def run_size(n: int, *, work: Path, rounds: int) -> dict[str, Any]:
     for name, args in commands.items():
         row[name] = _measure([*py, *args])
     row["serve"] = _serve(run)
+    row["view"] = _view(run)
     cpu = row["run"]["cpu_s"] or 1e-9
     for name in (*commands, "serve"):
         row[f"{name}_cpu_over_run"] = round(row[name]["cpu_s"] / cpu, 3)
@@ -135,7 +216,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="1,000 agents, 2 rounds (< 60 s idle)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[3000, 10000])
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--view", type=Path, metavar="RUN_DIR", help="only the page, on this run")
     args = ap.parse_args(argv)
+    if args.view is not None:
+        print(json.dumps({"bench": "post_run", "run": str(args.view), "view": _view(args.view)}))
+        return 0
     sizes = [1000] if args.quick else sorted(args.sizes)
     rounds = 2 if args.quick else args.rounds
     rows: list[dict[str, Any]] = []

@@ -507,3 +507,140 @@ def test_catching_up_on_a_long_log_builds_the_views_once(tmp_path: Path, watched
         assert last > 1000 and builds
         assert [b for b in builds if not b.startswith(f"{last} events")] == []
         assert w.errors == []
+
+
+def _log(run: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    import sqlite3
+
+    con = sqlite3.connect(f"{(run / 'events.db').as_uri()}?mode=ro&immutable=1", uri=True)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
+def test_a_long_log_keeps_the_page_bounded_and_draws_the_most_tied(
+    tmp_path: Path, watched: Any
+) -> None:
+    """The page kept every row it received (65 MB of rows and a 100 MB heap for a 10,000-agent
+    run) and drew a circle per agent. It keeps the newest MAX_ITEMS rows the timeline shows now,
+    however long the log; a window it has let go of, and an agent's page, are read from
+    ``api/rows``, showing what they showed; more than 1,000 agents are drawn as the 1,000 most
+    strongly tied, the caption saying so, as ``friendsim report`` does."""
+    from friendsim.serve.rows import RECENT, TIMELINE_KINDS
+
+    # no coach: its 1,100 rows of tips after each window would be all the timeline shows of it
+    cfg = tmp_path / "big.toml"
+    cfg.write_text(
+        "[experiment]\nname = 'big'\nseed = 3\nrounds = 3\nn_actions = 2\n"
+        "[agents]\ncount = 1100\npolicy = 'baseline'\n[coach]\nenabled = false\n"
+        "[ties]\nthresholds = [0.05, 0.1]\n"
+    )
+    run = tmp_path / "run"
+    proc = run_cli("run", str(cfg), "--out", str(run), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    marks = ",".join("?" * len(TIMELINE_KINDS))
+    with background("serve", str(run), "--port", "0") as (_, url):
+        last = httpx.get(f"{url}api/run", timeout=60).json()["last_seq"]
+        windows = httpx.get(f"{url}api/windows", timeout=60).json()["windows"]
+        w = watched()
+        w.page.add_init_script(
+            """window.__retained = [];
+            document.addEventListener("DOMContentLoaded", () => {
+              new MutationObserver(() => window.__retained.push(
+                (S.events || []).length + (S.recent || []).length
+              )).observe(document.getElementById("counts"), { childList: true });
+            });"""
+        )
+        w.page.goto(url)
+        w.page.wait_for_function(
+            f"() => document.querySelector('#counts').textContent.startsWith('{last} events')"
+            " && document.querySelector('#network-caption').textContent"
+            ".startsWith('after window 3:')",
+            timeout=120_000,
+        )
+        shown = _log(run, f"SELECT count(*) FROM events WHERE kind IN ({marks})", *TIMELINE_KINDS)
+        assert last > 10 * RECENT and shown[0][0] > 5 * RECENT
+        retained = w.page.evaluate("window.__retained")
+        assert retained and max(retained) <= RECENT, max(retained)
+        # the newest rows, newest first
+        seqs = w.page.eval_on_selector_all(
+            "#timeline li[data-seq]", "els => els.map(e => +e.dataset.seq)"
+        )
+        newest = _log(
+            run,
+            f"SELECT seq FROM events WHERE kind IN ({marks}) ORDER BY seq DESC LIMIT ?",
+            *TIMELINE_KINDS,
+            RECENT,
+        )
+        assert seqs == [s for (s,) in newest]
+        # the network: the 1,000 agents with the greatest tie strength at θ = 0.05
+        theta = float(w.page.eval_on_selector("#theta", "e => e.value"))
+        tied: dict[str, float] = {}
+        for u, v, s in windows[-1]["ties"]:
+            if s >= theta:
+                tied[u] = tied.get(u, 0.0) + s
+                tied[v] = tied.get(v, 0.0) + s
+        agents = [a for (a,) in _log(run, "SELECT actor FROM events WHERE kind='agent_registered'")]
+        top = sorted(agents, key=lambda a: (-tied.get(a, 0.0), a))[:1000]
+        drawn = w.page.eval_on_selector_all(
+            "#network a", "els => els.map(e => decodeURIComponent(e.getAttribute('href').slice(8)))"
+        )
+        assert sorted(drawn) == sorted(top) and len(drawn) == 1000
+        caption = w.page.text_content("#network-caption") or ""
+        assert caption.endswith("(1,000 most strongly tied of 1,100 agents drawn)"), caption
+        # window 2, long gone from the page's rows: read back, votes and parents as the log has
+        w.page.click("#btn-prev")
+        w.page.wait_for_function(
+            "() => document.querySelector('#timeline-caption').textContent"
+            " === 'window 2, newest first'"
+        )
+        lo, hi = windows[1]["start_seq"], windows[2]["start_seq"] - 1
+        want = _log(
+            run,
+            f"SELECT seq FROM events WHERE kind IN ({marks}) AND seq BETWEEN ? AND ?"
+            " ORDER BY seq DESC LIMIT ?",
+            *TIMELINE_KINDS,
+            lo,
+            hi,
+            RECENT,
+        )
+        seqs = w.page.eval_on_selector_all(
+            "#timeline li[data-seq]", "els => els.map(e => +e.dataset.seq)"
+        )
+        assert seqs == [s for (s,) in want] and seqs[-1] > lo
+        votes = dict(
+            (pid, f"▲ {up}  ▼ {down}")
+            for pid, up, down in _log(run, "SELECT post_id, likes, dislikes FROM posts")
+        )
+        items = w.page.eval_on_selector_all(
+            "#timeline li[data-post-id]",
+            "els => els.map(e => [+e.dataset.postId, e.lastElementChild.textContent,"
+            " e.textContent])",
+        )
+        assert items and all(votes[pid] == tally for pid, tally, _ in items)
+        assert any(tally != "▲ 0  ▼ 0" for _, tally, _ in items)
+        authors = dict(_log(run, "SELECT post_id, author FROM posts"))
+        parents = dict(_log(run, "SELECT post_id, parent_id FROM posts"))
+        replies = [(pid, text) for pid, _, text in items if parents[pid] is not None]
+        assert replies
+        for pid, text in replies:
+            assert f"↳ replying to {authors[parents[pid]]}" in text
+        # an agent's page: its actions up to window 2, its rewards per window
+        agent = top[0]
+        w.page.goto(f"{url}#/agent/{agent}")
+        w.page.wait_for_function(
+            "() => document.querySelectorAll('#agent-rewards tr').length === 3"
+        )
+        acts = w.page.eval_on_selector_all(
+            "#agent-actions li[data-seq]", "els => els.map(e => +e.dataset.seq)"
+        )
+        mine = _log(
+            run,
+            "SELECT seq FROM events WHERE actor = ? AND seq <= ? AND kind IN"
+            " ('post_created', 'dm_sent', 'followed', 'unfollowed') ORDER BY seq",
+            agent,
+            hi,
+        )
+        assert acts == [s for (s,) in mine] and acts
+        assert w.errors == []

@@ -205,3 +205,22 @@ def test_serve_options_that_cannot_work_are_refused(tmp_path: Path) -> None:
     proc = run_cli("serve", str(tmp_path), "--port", "70000")
     assert proc.returncode == 2 and "argument --port: 70000: expected 0..65535" in proc.stderr
     assert not (tmp_path / "r").exists()
+
+
+def test_rows_and_an_agents_windows(run_dir: Path) -> None:
+    """``api/rows`` answers a bounded number of rows and refuses a larger ``limit`` or a bad
+    seq with a 400 naming it; ``api/windows?agent=`` carries only that agent's rewards."""
+    with background("serve", str(run_dir), "--port", "0") as (_, url):
+        full = httpx.get(f"{url}api/windows", timeout=30).json()["windows"]
+        mine = httpx.get(f"{url}api/windows", params={"agent": "a01"}, timeout=30).json()
+        rows = httpx.get(f"{url}api/rows", params={"limit": 5, "to": 40}, timeout=30).json()
+        too_many = httpx.get(f"{url}api/rows", params={"limit": 401}, timeout=30)
+        bad_to = httpx.get(f"{url}api/rows", params={"to": "x"}, timeout=30)
+    assert [w["rewards"] for w in mine["windows"]] == [{"a01": w["rewards"]["a01"]} for w in full]
+    assert {k: v for k, v in mine["windows"][0].items() if k != "rewards"} == {
+        k: v for k, v in full[0].items() if k != "rewards"
+    }
+    seqs = [r["seq"] for r in rows["rows"]]
+    assert len(seqs) == 5 and seqs == sorted(seqs, reverse=True) and seqs[0] <= 40
+    assert too_many.status_code == 400 and "limit='401'" in too_many.json()["error"]
+    assert bad_to.status_code == 400 and "to='x'" in bad_to.json()["error"]

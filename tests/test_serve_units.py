@@ -152,3 +152,47 @@ def test_bad_from_is_rejected(raw: str) -> None:
     req = Request({"type": "http", "query_string": f"from={raw}".encode(), "headers": []})
     with pytest.raises(ValueError, match="from="):
         _from_seq(req)
+
+
+async def test_rows_of_a_window_the_page_let_go_of(tmp_path: Path) -> None:
+    """``api/rows``'s reader: the newest shown rows of a seq range, newest first, with each
+    post's current votes (a cleared vote no longer counts) and each reply's parent's author; an
+    agent's rows are its actions and the tips it was sent."""
+    import re
+
+    from friendsim.serve.rows import TIMELINE_KINDS, timeline
+
+    db = tmp_path / "events.db"
+    platform = await Platform.open(db, clock=VirtualClock())
+    try:
+        for a in ("a0", "a1", "a2"):
+            await platform.register_agent(a, name=a.upper())
+        await platform.record(WindowStarted(t=0.0, window=1))
+        post = await platform.create_post("a0", text="first", topic="t")
+        reply = await platform.create_post("a1", text="re", topic="t", parent_id=post.post_id)
+        await platform.vote("a1", post.post_id, 1)
+        await platform.vote("a2", post.post_id, -1)
+        await platform.vote("a2", post.post_id, 0)
+        await platform.vote("a0", reply.post_id, -1)
+        await platform.record(WindowEnded(t=10.0, window=1))
+        await platform.record(
+            GuidanceIssued(t=10.0, actor="coach", agent="a1", window=1, tips=(_tip("POST", None),))
+        )
+        await platform.flush()
+    finally:
+        await platform.close()
+    log = LogFile(db)
+    out = await asyncio.to_thread(timeline, log, lo=4, hi=log.last_seq() - 1, limit=2)
+    assert [r["kind"] for r in out["rows"]] == ["window_ended", "post_created"]
+    assert out["rows"][1]["payload"]["post_id"] == reply.post_id
+    assert out["votes"] == {str(reply.post_id): [0, 1]}
+    assert out["authors"] == {str(post.post_id): "a0"}
+    out = await asyncio.to_thread(timeline, log, lo=4)
+    assert out["votes"][str(post.post_id)] == [1, 0]  # a2's vote was cleared
+    assert [r["kind"] for r in out["rows"]][:1] == ["guidance_issued"]
+    mine = await asyncio.to_thread(timeline, log, agent="a1")
+    assert [r["kind"] for r in mine["rows"]] == ["guidance_issued", "post_created"]
+    # the page's timeline shows exactly these kinds (app.js SHOWN), and only these are kept
+    app = (Path(__file__).parent.parent / "friendsim/serve/static/app.js").read_text()
+    shown = re.search(r"const SHOWN = new Set\(\[(.*?)\]\)", app, re.S)
+    assert shown and sorted(re.findall(r'"(\w+)"', shown.group(1))) == sorted(TIMELINE_KINDS)

@@ -11,7 +11,12 @@ directory lists its runs at ``/`` and serves run ``i`` under ``/runs/i/`` with t
   now (``writing``: a manifest left at ``running`` by a killed run is said to be so);
   ``GET api/status`` — the same without ``agents`` (the personas: megabytes for a large run),
   what the page polls every 2 s;
-  ``GET api/windows?from=W`` — per-window digests (:mod:`.digest`); ``GET api/control`` /
+  ``GET api/windows?from=W`` — per-window digests (:mod:`.digest`), with ``&agent=ID`` each
+  window's rewards of that agent only;
+  ``GET api/rows?from=SEQ&to=SEQ&limit=N`` — the newest ``N`` (at most 400) rows the page's
+  timeline shows between two seqs, with their posts' votes and replies' parents' authors, or
+  ``api/rows?agent=ID&to=SEQ`` the rows of that agent's page (:mod:`.rows`: the page keeps only
+  the newest rows, so a long log costs it bounded memory); ``GET api/control`` /
   ``POST api/control`` — pause, resume, step (only beside a running experiment; 404 otherwise).
 * ``GET /`` — the page; ``GET static/...`` — its script and style, shipped in the package.
 
@@ -41,6 +46,7 @@ from friendsim.rundir.lock import holder
 from friendsim.serve.digest import RunDigest
 from friendsim.serve.follow import LogProblem, Notifier, StatWatcher, follow
 from friendsim.serve.logfile import LogFile, LogReadError
+from friendsim.serve.rows import RECENT, timeline
 from friendsim.sweep.aggregate import SweepReadError, read_sweep
 
 if TYPE_CHECKING:
@@ -333,11 +339,36 @@ def build_app(
             return error(404, str(exc))
         except ValueError as exc:
             return error(400, str(exc))
+        agent = request.query_params.get("agent")
         try:  # errors from here on are the run directory's, never the client's
             rows = await asyncio.to_thread(src.digest.windows_from, first)
         except (RunDirectoryError, LogReadError) as exc:
             return error(500, str(exc))
+        if agent is not None:
+            rows = [
+                {**w, "rewards": {a: r for a, r in w["rewards"].items() if a == agent}}
+                for w in rows
+            ]
         return JSONResponse({"windows": rows}, headers=headers())
+
+    async def log_rows(request: Request) -> Response:
+        q = request.query_params
+        try:
+            src = source(request)
+            lo = _count("from", q.get("from", "0"), "seq")
+            hi = _count("to", q["to"], "seq") if "to" in q else None
+            limit = _count("limit", q.get("limit", str(RECENT)), "row count", at_most=RECENT)
+        except LookupError as exc:
+            return error(404, str(exc))
+        except ValueError as exc:
+            return error(400, str(exc))
+        try:
+            body = await asyncio.to_thread(
+                timeline, src.log, lo=lo, hi=hi, limit=limit, agent=q.get("agent")
+            )
+        except LogReadError as exc:
+            return error(500, str(exc))
+        return JSONResponse(body, headers=headers())
 
     async def control(request: Request) -> Response:
         try:
@@ -406,6 +437,7 @@ def build_app(
         Route("/api/run", run_info),
         Route("/api/status", run_status),
         Route("/api/windows", windows),
+        Route("/api/rows", log_rows),
         Route("/api/control", control, methods=["GET", "POST"]),
         Route("/static/{name}", static),
     ]

@@ -90,6 +90,30 @@ class LogFile:
                 return []  # the writer has created the file but not migrated it yet
             raise LogReadError(f"{self.path}: cannot read the event log: {exc}") from exc
 
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read-only ``sql`` statement (``[]`` before the log has a table)."""
+        if not self.exists():
+            return []
+        try:
+            con = self._connect()
+            try:
+                return con.execute(sql, params).fetchall()
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc):
+                return []
+            raise LogReadError(f"{self.path}: cannot read the event log: {exc}") from exc
+
+    def read_where(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
+        """``(seq, JSONL line)`` of the rows ``sql`` selects (``seq, t, kind, actor, payload``
+        of ``events``), in its order."""
+        try:
+            events = [event_from_row(*r) for r in self.query(sql, params)]
+        except ValueError as exc:
+            raise LogReadError(f"{self.path}: {exc}") from exc
+        return [(e.seq, event_to_json(e)) for e in events]
+
     def read_events(self, from_seq: int, limit: int, to_seq: int | None = None) -> list[Event]:
         """Up to ``limit`` committed events with ``seq >= from_seq`` (and ``<= to_seq``)."""
         try:

@@ -7,11 +7,22 @@ const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"
   "#7f7f7f", "#bcbd22", "#17becf"];
 const SVGNS = "http://www.w3.org/2000/svg";
 const MAX_ITEMS = 400;
+// The page keeps no log row beyond what its views show: the newest MAX_ITEMS rows the timeline
+// can show (S.recent, with the votes on its posts), counters, and per window its reward means
+// and ties. A window the page has let go of, and an agent's page, are read from api/rows.
+const SHOWN = new Set(["action_failed", "agent_registered", "agent_suspended", "dm_sent", "followed",
+  "guidance_issued", "intervention_applied", "item_injected", "moderation_decided", "post_created",
+  "unfollowed", "window_ended", "window_started"]);
+const MAX_AUTHORS = 20000;  // post authors remembered for "replying to" (the newest posts')
+const MAX_DRAWN_NODES = 1000;  // as friendsim report: the most strongly tied agents are drawn
+const RENDER_MS = 1000;  // while rows stream in, the views are rebuilt at most this often
+const REFRESH_MS = 2000;  // and what they read from the server re-read at most this often
 
 const S = {
-  info: null, events: [], windows: [], started: new Map(), posts: new Map(),
-  votes: new Map(), selected: 0, live: true, control: null, lastSeq: 0, fetching: false,
-  dirty: false, status: "connecting", caughtUpAt: 0,
+  info: null, windows: [], started: new Map(), count: 0, nPosts: 0, recent: [], evicted: false,
+  votes: new Map(), authors: new Map(), remote: {}, selected: 0, live: true, control: null,
+  lastSeq: 0, fetching: false, dirty: false, urgent: false, builtAt: 0, status: "connecting",
+  caughtUpAt: 0, ids: null,
 };
 
 function $(id) { return document.getElementById(id); }
@@ -70,7 +81,7 @@ function who(id) {
 // ---- ingesting log rows ---------------------------------------------------------------------
 
 function ingest(row) {
-  S.events.push(row);
+  S.count++;
   S.lastSeq = row.seq;
   const p = row.payload;
   switch (row.kind) {
@@ -83,17 +94,71 @@ function ingest(row) {
       refreshControl();
       break;
     case "post_created":
-      S.posts.set(p.post_id, { author: row.actor, text: p.text, seq: row.seq });
+      S.nPosts++;
+      S.authors.set(p.post_id, row.actor);
+      if (S.authors.size > MAX_AUTHORS) S.authors.delete(S.authors.keys().next().value);
       break;
     case "vote_cast": case "vote_changed": case "vote_cleared": {
-      const key = p.post_id;
-      const v = S.votes.get(key) || new Map();
-      if (row.kind === "vote_cleared") v.delete(row.actor); else v.set(row.actor, p.value);
-      S.votes.set(key, v);
+      const v = S.votes.get(p.post_id);  // only the posts S.recent holds
+      if (v) { if (row.kind === "vote_cleared") v.delete(row.actor); else v.set(row.actor, p.value); }
       break;
     }
   }
+  if (SHOWN.has(row.kind)) {
+    S.recent.push(row);
+    if (row.kind === "post_created") S.votes.set(p.post_id, new Map());
+    if (S.recent.length > MAX_ITEMS) {
+      const old = S.recent.shift();
+      if (old.kind === "post_created") S.votes.delete(old.payload.post_id);
+      S.evicted = true;
+    }
+  }
   S.dirty = true;
+}
+
+// A view's rows from the server (api/rows, api/windows?agent=): null until they have arrived,
+// then re-read at most every REFRESH_MS while rows stream in.
+function remote(name, url) {
+  let r = S.remote[name];
+  if (!r || r.url !== url) r = S.remote[name] = { url, data: null, pending: false, seq: -1, at: 0 };
+  if (!r.pending && (r.data === null || (r.seq < S.lastSeq && Date.now() - r.at >= REFRESH_MS))) {
+    r.pending = true;
+    const seq = S.lastSeq;
+    getJSON(url).then((d) => { r.data = d; }, (e) => {
+      console.warn(name + ":", e.message);
+      if (r.data === null) r.data = { error: e.message };
+    }).finally(() => {
+      r.pending = false; r.seq = seq; r.at = Date.now();
+      if (S.remote[name] === r) { S.dirty = true; S.urgent = true; }
+    });
+  }
+  return r.data;
+}
+
+function localVotes(pid) {
+  const v = S.votes.get(pid);
+  let up = 0, down = 0;
+  if (v) for (const x of v.values()) { if (x > 0) up++; else if (x < 0) down++; }
+  return [up, down];
+}
+
+const LOCAL = { votes: localVotes, author: (pid) => S.authors.get(pid) };
+
+function fromServer(data) {
+  return {
+    votes: (pid) => (data.votes && data.votes[pid]) || [0, 0],
+    author: (pid) => data.authors && data.authors[pid],
+  };
+}
+
+function summarise(d) {
+  // a window's digest as the page keeps it: reward means over its agents, not every agent's
+  const means = {};
+  const rows = Object.values(d.rewards);
+  for (const c of [...S.info.components, "total"]) {
+    means[c] = rows.length ? rows.map((r) => r[c]).reduce((a, b) => a + b, 0) / rows.length : 0;
+  }
+  return { window: d.window, start_seq: d.start_seq, end_seq: d.end_seq, t: d.t, ties: d.ties, means };
 }
 
 async function fetchWindows() {
@@ -105,7 +170,7 @@ async function fetchWindows() {
       const from = S.windows.length ? S.windows[S.windows.length - 1].window + 1 : 1;
       const data = await getJSON("api/windows?from=" + from);
       for (const w of data.windows) {
-        if (!S.windows.length || w.window > S.windows[S.windows.length - 1].window) S.windows.push(w);
+        if (!S.windows.length || w.window > S.windows[S.windows.length - 1].window) S.windows.push(summarise(w));
       }
     } while (S.refetch);
   } catch (e) {
@@ -155,21 +220,19 @@ function windowRange(w) {
   return [start, next !== undefined ? next - 1 : Infinity];
 }
 
-function itemFor(row) {
+function itemFor(row, ctx) {
   const p = row.payload;
   const meta = el("div", { class: "meta" }, "#" + row.seq + " · t=" + Math.round(row.t) + " · ");
   switch (row.kind) {
     case "post_created": {
       const kind = p.parent_id != null ? "reply" : (p.quote_of != null ? "repost" : "post");
       meta.appendChild(el("span", {}, kind + (p.topic ? " · " + p.topic : "") + (p.tone ? " · " + p.tone : "")));
-      const votes = S.votes.get(p.post_id);
-      let up = 0, down = 0;
-      if (votes) for (const v of votes.values()) { if (v > 0) up++; else if (v < 0) down++; }
+      const [up, down] = ctx.votes(p.post_id);
       const li = el("li", { class: "item " + kind, "data-seq": row.seq, "data-post-id": p.post_id }, meta,
         who(row.actor));
       if (p.parent_id != null) {
-        const parent = S.posts.get(p.parent_id);
-        li.appendChild(el("span", { class: "muted" }, " ↳ replying to " + (parent ? agentLabel(parent.author) : "#" + p.parent_id)));
+        const parent = ctx.author(p.parent_id);
+        li.appendChild(el("span", { class: "muted" }, " ↳ replying to " + (parent !== undefined ? agentLabel(parent) : "#" + p.parent_id)));
       }
       if (p.quote_of != null) li.appendChild(el("span", { class: "muted" }, " ⟳ reposting #" + p.quote_of));
       li.appendChild(el("div", { class: "text" }, p.text));
@@ -218,19 +281,36 @@ function itemFor(row) {
   }
 }
 
+function timelineRows(lo, hi) {
+  // S.recent holds every shown row from its first on: enough unless the range starts before
+  // that and S.recent has fewer than MAX_ITEMS rows in it (or a reply's parent is older than
+  // the authors the page remembers)
+  const rows = [];
+  for (let i = S.recent.length - 1; i >= 0 && rows.length < MAX_ITEMS; i--) {
+    const row = S.recent[i];
+    if (row.seq < lo) break;
+    if (row.seq <= hi) rows.push(row);
+  }
+  const known = (r) => r.kind !== "post_created" || r.payload.parent_id == null || S.authors.has(r.payload.parent_id);
+  if ((!S.evicted || rows.length >= MAX_ITEMS || (S.recent.length && S.recent[0].seq <= lo)) && rows.every(known)) {
+    return { rows, ctx: LOCAL };
+  }
+  const data = remote("timeline", "api/rows?from=" + lo + (hi === Infinity ? "" : "&to=" + hi) + "&limit=" + MAX_ITEMS);
+  return data && !data.error ? { rows: data.rows, ctx: fromServer(data) } : null;
+}
+
 function renderTimeline() {
   const [lo, hi] = S.selected > 0 ? windowRange(S.selected) : [0, Infinity];
+  const found = timelineRows(lo, hi);
+  const caption = S.selected > 0 ? "window " + S.selected + ", newest first" : "newest first";
+  if (!found) { $("timeline-caption").textContent = caption + " (loading…)"; return; }
   const box = $("timeline");
   clear(box);
-  let shown = 0;
-  for (let i = S.events.length - 1; i >= 0 && shown < MAX_ITEMS; i--) {
-    const row = S.events[i];
-    if (row.seq < lo) break;
-    if (row.seq > hi) continue;
-    const li = itemFor(row);
-    if (li) { box.appendChild(li); shown++; }
+  for (const row of found.rows) {
+    const li = itemFor(row, found.ctx);
+    if (li) box.appendChild(li);
   }
-  $("timeline-caption").textContent = S.selected > 0 ? "window " + S.selected + ", newest first" : "newest first";
+  $("timeline-caption").textContent = caption;
 }
 
 function digestAt(w) {
@@ -241,26 +321,48 @@ function digestAt(w) {
 
 function agentIds() {
   if (!S.info) return [];
-  return Object.keys(S.info.agents).sort((a, b) => {
-    const da = S.info.agents[a].dominant || "", db = S.info.agents[b].dominant || "";
-    return da === db ? (a < b ? -1 : a > b ? 1 : 0) : (da < db ? -1 : 1);
-  });
+  if (S.ids === null) {
+    S.ids = Object.keys(S.info.agents).sort((a, b) => {
+      const da = S.info.agents[a].dominant || "", db = S.info.agents[b].dominant || "";
+      return da === db ? (a < b ? -1 : a > b ? 1 : 0) : (da < db ? -1 : 1);
+    });
+    S.motives = [...new Set(S.ids.map((id) => S.info.agents[id].dominant || "?"))].sort();
+  }
+  return S.ids;
+}
+
+function drawnIds(all, d, theta) {
+  // more than MAX_DRAWN_NODES agents: those with the greatest total strength of the ties drawn
+  // (then by id), as friendsim report draws them
+  if (all.length <= MAX_DRAWN_NODES) return all;
+  const tied = new Map();
+  if (d) {
+    for (const [u, v, s] of d.ties) {
+      if (s < theta) continue;
+      tied.set(u, (tied.get(u) || 0) + s);
+      tied.set(v, (tied.get(v) || 0) + s);
+    }
+  }
+  const keep = new Set([...all].sort((a, b) => (tied.get(b) || 0) - (tied.get(a) || 0) || (a < b ? -1 : a > b ? 1 : 0))
+    .slice(0, MAX_DRAWN_NODES));
+  return all.filter((id) => keep.has(id));
 }
 
 function renderNetwork() {
   const box = $("network");
   clear(box);
-  const ids = agentIds();
-  const n = ids.length;
-  if (!n) return;
+  const all = agentIds();
+  if (!all.length) return;
   const theta = parseFloat($("theta").value || "0.05");
+  const d = digestAt(S.selected || Infinity);
+  const ids = drawnIds(all, d, theta);
+  const n = ids.length;
   const pos = new Map();
   const R = 170, C = 210;
   ids.forEach((id, i) => {
     const a = (2 * Math.PI * i) / n - Math.PI / 2;
     pos.set(id, [C + R * Math.cos(a), C + R * Math.sin(a), a]);
   });
-  const d = digestAt(S.selected || Infinity);
   let edges = 0;
   if (d) {
     for (const [u, v, s] of d.ties) {
@@ -270,7 +372,7 @@ function renderNetwork() {
       edges++;
     }
   }
-  const motives = [...new Set(ids.map((id) => S.info.agents[id].dominant || "?"))].sort();
+  const motives = S.motives;
   for (const id of ids) {
     const [x, y, a] = pos.get(id);
     const link = svg("a", { href: "#/agent/" + encodeURIComponent(id) });
@@ -287,9 +389,11 @@ function renderNetwork() {
     }
     box.appendChild(link);
   }
-  $("network-caption").textContent = d
+  const drawn = n < all.length
+    ? " (" + n.toLocaleString("en") + " most strongly tied of " + all.length.toLocaleString("en") + " agents drawn)" : "";
+  $("network-caption").textContent = (d
     ? "after window " + d.window + ": " + edges + " ties with strength ≥ θ; colour = dominant motive (" + motives.join(", ") + ")"
-    : "no window has closed yet";
+    : "no window has closed yet") + drawn;
 }
 
 function renderRewards() {
@@ -315,11 +419,7 @@ function renderRewards() {
   const yOf = (v) => H - B - v * (H - B - T);
   comps.forEach((c, i) => {
     const color = c === "total" ? "#000" : COLORS[i % COLORS.length];
-    const pts = ws.map((d) => {
-      const vals = Object.values(d.rewards).map((r) => r[c]);
-      const m = vals.length ? vals.reduce((a, b) => a + b, 0) / vals.length : 0;
-      return xOf(d.window).toFixed(1) + "," + yOf(m).toFixed(1);
-    });
+    const pts = ws.map((d) => xOf(d.window).toFixed(1) + "," + yOf(d.means[c]).toFixed(1));
     if (pts.length) box.appendChild(svg("polyline", { points: pts.join(" "), fill: "none", stroke: color, "stroke-width": c === "total" ? 2 : 1.4, class: "curve", "data-component": c }));
     const sw = el("span", { class: "swatch" });
     sw.style.background = color;
@@ -351,8 +451,7 @@ function renderHeader() {
   badge.textContent = status;
   badge.className = "badge " + status;
   badge.title = status === "stopped" ? info.notes[0] : "";
-  const nPosts = S.posts.size;
-  $("counts").textContent = S.events.length + " events · " + nPosts + " posts · " + S.windows.length + " windows closed";
+  $("counts").textContent = S.count + " events · " + S.nPosts + " posts · " + S.windows.length + " windows closed";
   const nWin = Math.max(0, ...S.started.keys());
   const scrub = $("scrubber");
   scrub.max = String(nWin);
@@ -379,11 +478,18 @@ function renderAgent(id) {
     dl.appendChild(el("dt", {}, k));
     dl.appendChild(el("dd", {}, typeof v === "object" ? JSON.stringify(v) : String(v)));
   }
+  // its rows and its rewards are the server's (the page keeps neither): the lists are replaced
+  // once both have arrived
+  const hi = S.selected > 0 ? windowRange(S.selected)[1] : Infinity;
+  const q = "agent=" + encodeURIComponent(id);
+  const data = remote("agent-rows", "api/rows?" + q + (hi === Infinity ? "" : "&to=" + hi));
+  const wins = remote("agent-windows", "api/windows?from=1&" + q);
+  if (!data || !wins) return;
   const table = $("agent-rewards");
   clear(table);
   const comps = [...S.info.components, "total"];
   table.appendChild(el("tr", {}, el("th", {}, "window"), ...comps.map((c) => el("th", {}, c))));
-  for (const d of S.windows) {
+  for (const d of wins.windows || []) {
     if (d.window > (S.selected || Infinity)) break;
     const r = d.rewards[id];
     if (!r) continue;
@@ -391,15 +497,16 @@ function renderAgent(id) {
   }
   const tips = $("agent-tips"), acts = $("agent-actions"), fails = $("agent-failures");
   clear(tips); clear(acts); clear(fails);
-  const hi = S.selected > 0 ? windowRange(S.selected)[1] : Infinity;
-  for (const row of S.events) {
-    if (row.seq > hi) break;
+  const ctx = fromServer(data);
+  const rows = data.rows || [];
+  for (let i = rows.length - 1; i >= 0; i--) {  // newest first from the server: oldest first here
+    const row = rows[i];
     if (row.kind === "guidance_issued" && row.payload.agent === id) {
       for (const tip of row.payload.tips) tips.appendChild(el("li", { class: "item guidance" }, el("div", { class: "meta" }, "after window " + row.payload.window + " · " + tip.action + (tip.target ? " → " + tip.target : "")), el("div", { class: "text" }, tip.text)));
     } else if (row.kind === "action_failed" && row.actor === id) {
-      fails.appendChild(itemFor(row));
+      fails.appendChild(itemFor(row, ctx));
     } else if (row.actor === id && ["post_created", "dm_sent", "followed", "unfollowed"].includes(row.kind)) {
-      acts.appendChild(itemFor(row));
+      acts.appendChild(itemFor(row, ctx));
     }
   }
 }
@@ -429,7 +536,19 @@ function frame() {
   if (S.dirty) {
     // While catching up on the rows logged before the page opened, only the counts move: every
     // view rebuilt at every frame made the catch-up quadratic in the agents (55 s at 10,000).
-    try { if (S.lastSeq < S.caughtUpAt) renderHeader(); else render(); } catch (e) { console.error(e); }
+    // Then, while rows stream in, the views are rebuilt at most every RENDER_MS (at once after
+    // a click, or when rows asked of the server arrive).
+    const now = performance.now();
+    try {
+      if (S.lastSeq >= S.caughtUpAt && (S.urgent || now - S.builtAt >= RENDER_MS)) {
+        S.urgent = false;
+        S.builtAt = now;
+        render();
+      } else {
+        renderHeader();
+        renderControls();
+      }
+    } catch (e) { console.error(e); }
   }
   requestAnimationFrame(frame);
 }
@@ -447,22 +566,22 @@ function bind() {
     S.selected = parseInt($("scrubber").value, 10);
     S.live = S.selected === parseInt($("scrubber").max, 10) && $("live").checked;
     if (!S.live) $("live").checked = false;
-    S.dirty = true;
+    S.dirty = true; S.urgent = true;
   });
   $("btn-prev").addEventListener("click", () => {
     S.live = false; $("live").checked = false;
-    S.selected = Math.max(0, S.selected - 1); S.dirty = true;
+    S.selected = Math.max(0, S.selected - 1); S.dirty = true; S.urgent = true;
   });
   $("btn-next").addEventListener("click", () => {
     S.live = false; $("live").checked = false;
-    S.selected = Math.min(parseInt($("scrubber").max, 10), S.selected + 1); S.dirty = true;
+    S.selected = Math.min(parseInt($("scrubber").max, 10), S.selected + 1); S.dirty = true; S.urgent = true;
   });
-  $("live").addEventListener("change", () => { S.live = $("live").checked; S.dirty = true; });
-  $("theta").addEventListener("change", () => { S.dirty = true; });
+  $("live").addEventListener("change", () => { S.live = $("live").checked; S.dirty = true; S.urgent = true; });
+  $("theta").addEventListener("change", () => { S.dirty = true; S.urgent = true; });
   $("btn-pause").addEventListener("click", () => sendControl("pause").catch((e) => console.warn(e.message)));
   $("btn-resume").addEventListener("click", () => sendControl("resume").catch((e) => console.warn(e.message)));
   $("btn-step").addEventListener("click", () => sendControl("step").catch((e) => console.warn(e.message)));
-  window.addEventListener("hashchange", () => { S.dirty = true; });
+  window.addEventListener("hashchange", () => { S.dirty = true; S.urgent = true; });
 }
 
 async function main() {
