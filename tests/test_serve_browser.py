@@ -644,3 +644,29 @@ def test_a_long_log_keeps_the_page_bounded_and_draws_the_most_tied(
         )
         assert acts == [s for (s,) in mine] and acts
         assert w.errors == []
+
+
+def test_a_page_opened_before_the_run_learns_its_agents(tmp_path: Path, watched: Any) -> None:
+    """The page read ``api/run`` (the agents) once and then polled ``api/status``: opened on an
+    empty directory before ``friendsim run`` wrote into it, as the view invites, it never knew
+    an agent, so the network stayed empty (no caption at all) and no agent page opened. It reads
+    ``api/run`` again until it knows the run's agents."""
+    cfg = write_config(tmp_path / "cfg.toml", rounds=3, agents=6)
+    run = tmp_path / "run"
+    run.mkdir()
+    with background("serve", str(run), "--port", "0") as (_, url):
+        w = watched()
+        w.page.goto(url)
+        w.page.wait_for_selector("#status")
+        proc = run_cli("run", str(cfg), "--out", str(run), "--quiet")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        w.page.wait_for_function(
+            "() => document.querySelector('#network-caption').textContent"
+            ".startsWith('after window 3:')",
+            timeout=60_000,
+        )
+        assert w.page.locator("#network circle").count() == 6
+        w.page.click("#network a[href='#/agent/a01'] circle")
+        w.page.wait_for_selector("#agent:not([hidden])")
+        assert "dominant" in (w.page.text_content("#agent-persona") or "")
+        assert w.errors == []

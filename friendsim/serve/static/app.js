@@ -181,10 +181,13 @@ async function fetchWindows() {
   }
 }
 
-// api/run carries every agent's persona (megabytes for a large run): read once; the polls read
-// api/status, the same object without them.
+// api/run carries every agent's persona (megabytes for a large run): read until it names the
+// run's agents (a page opened before the run was written sees none at first); the polls then
+// read api/status, the same object without them.
 async function refreshInfo() {
-  S.info = S.info ? Object.assign({}, S.info, await getJSON("api/status")) : await getJSON("api/run");
+  const known = S.info && Object.keys(S.info.agents).length > 0;
+  S.info = known ? Object.assign({}, S.info, await getJSON("api/status")) : await getJSON("api/run");
+  if (!known) S.ids = null;
   // A manifest left at "running" with no process writing the run: killed, not live.
   S.status = S.info.status === "running" && S.info.writing === false ? "stopped" : S.info.status;
   S.dirty = true;
