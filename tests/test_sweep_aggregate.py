@@ -253,7 +253,7 @@ def test_sweep_report_cost_total_says_which_runs_it_sums(tmp_path: Path) -> None
     assert off["completed"] == 1 < off["runs"]
     spent = sum(load_analysis(sd / d)["usage"]["total"]["cost_usd"] for d in off["run_dirs"])
     row = re.search(r"<tr><td>coach\.enabled-false</td>.*?</tr>", usage, re.S)
-    assert row is not None and row.group(0).endswith(f"<td>{spent:.6f}</td></tr>")
+    assert row is not None and f"<td>{spent:.6f}</td><td>" in row.group(0)
 
 
 def test_analyze_refresh_of_a_sweep_analyses_its_runs_again(
@@ -277,3 +277,40 @@ def test_analyze_refresh_of_a_sweep_analyses_its_runs_again(
     true = [analyze_run(sd / f"coach.enabled-true/rep{k}")["usage"]["total"] for k in range(2)]
     fresh = analyze_path(sd, refresh=True)["cells"][0]["metrics"]["usage.cost_usd"]
     assert fresh["mean"] == pytest.approx(statistics.fmean(t["cost_usd"] for t in true))
+
+
+def test_what_every_run_of_a_cell_spent_failed_runs_included(tmp_path: Path) -> None:
+    """The metrics cover completed runs only, but a failed run was paid for too: ``spent_usd``
+    adds up every replication's manifest, and says how many runs' spend is unknown."""
+    import re
+
+    from friendsim.report.sweep_page import sweep_report
+    from friendsim.rundir.manifest import read_manifest
+
+    sd = build_sweep_dir(tmp_path / "sweep", reps=2, windows=2, fail_one=True)
+
+    def cost(rel: str) -> float:
+        return float(read_manifest(sd / rel).llm_usage["total"]["cost_usd"])
+
+    off = aggregate_sweep(sd)["cells"][1]
+    paid = cost("coach.enabled-false/rep0")
+    assert paid > 0
+    assert off["spent_usd"] == {"total": pytest.approx(paid), "runs": 1, "unknown": 1}
+
+    build_run_dir(  # the failed replication left its run behind, with what it spent
+        sd / "coach.enabled-false/rep1", seed=101, windows=1, n_agents=6, coach=False, cost_usd=0.5
+    )
+    agg = aggregate_sweep(sd)
+    off = agg["cells"][1]
+    both = paid + cost("coach.enabled-false/rep1")
+    assert off["spent_usd"] == {"total": pytest.approx(both), "runs": 2, "unknown": 0}
+    assert off["completed"] == 1 and off["metrics"]["usage.cost_usd"]["mean"] == pytest.approx(paid)
+    on = agg["cells"][0]
+    assert on["spent_usd"]["total"] == pytest.approx(
+        sum(cost(f"coach.enabled-true/rep{k}") for k in range(2))
+    )
+    usage = sweep_report(agg, sweep_dir=sd).html
+    usage = usage[usage.index('id="usage"') :]
+    row = re.search(r"<tr><td>coach\.enabled-false</td>.*?</tr>", usage, re.S)
+    assert row is not None
+    assert row.group(0).endswith(f"<td>{paid:.6f}</td><td>{both:.6f} (2 runs)</td></tr>")

@@ -154,12 +154,13 @@ def sweep_report(
         "run.wall_seconds",
     )
     usage = table(
-        ["cell", *ukeys, "total cost (completed runs)"],
+        ["cell", *ukeys, "total cost (completed runs)", "spent (all runs)"],
         [
             [
                 c["name"],
                 *(format_stat(c["metrics"].get(k), of=c["completed"]) for k in ukeys),
                 num(_total_cost(c), 6),
+                _spent(c),
             ]
             for c in cells
         ],
@@ -196,6 +197,16 @@ def sweep_report(
         ("aggregate", "Aggregate (mean [95% CI])", aggregate),
     ]
     return Report(title=title, html=page(title, sections), figures=figs)
+
+
+def _spent(cell: Mapping[str, Any]) -> str:
+    """What every run of the cell spent, and how many runs' spend is unknown."""
+    spent = cell.get("spent_usd") or {}
+    if not spent:
+        return "—"
+    text = f"{num(spent.get('total'), 6)} ({spent.get('runs', 0)} runs"
+    unknown = spent.get("unknown") or 0
+    return text + (f"; {unknown} unknown)" if unknown else ")")
 
 
 def _total_cost(cell: Mapping[str, Any]) -> float | None:

@@ -19,6 +19,11 @@ Student-t interval mean ± t(0.975, n−1)·sd/√n. With n = 1 there is no inte
 the paired difference (cell − first cell) of each metric over replications with the same seed,
 with its interval (a coach-on vs coach-off effect, say). Written to ``<sweep>/aggregate.json`` and a Markdown
 table ``<sweep>/aggregate.md``.
+
+The metrics describe the completed runs only; what the cell's runs spent on models is
+``spent_usd``, over every replication of any status (a failed or degraded run was paid for
+too), read from each run's manifest (``llm_usage``), with the number of runs whose spend is
+not known (no readable manifest).
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from friendsim.rundir.layout import SWEEP_FILE
 
 AGGREGATE_FILE = "aggregate.json"
 AGGREGATE_TABLE = "aggregate.md"
-AGGREGATE_VERSION = 2
+AGGREGATE_VERSION = 3
 """Raised when this module computes an aggregate differently: a cached one is then stale."""
 HEADLINE = (
     "reward.all.total.mean",
@@ -308,6 +313,7 @@ def aggregate_sweep(
                     if r["status"] != "completed"
                 ],
                 "metrics": metrics,
+                "spent_usd": spent_usd(sd, runs),
                 "curves": _curves(analyses),
             }
         )
@@ -331,6 +337,26 @@ def aggregate_sweep(
         _atomic_write(sd / AGGREGATE_FILE, json.dumps(out, indent=1, sort_keys=True) + "\n")
         _atomic_write(sd / AGGREGATE_TABLE, format_aggregate(out) + "\n")
     return out
+
+
+def spent_usd(sweep_dir: Path, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``{"total", "runs", "unknown"}``: the model cost in USD the manifests of ``runs`` (any
+    status) record, how many runs it adds up, and how many have no readable manifest (their
+    spend, if any, is not in ``total``)."""
+    from friendsim.rundir.errors import RunInputError
+    from friendsim.rundir.manifest import read_manifest
+
+    total, counted, unknown = 0.0, 0, 0
+    for r in runs:
+        try:
+            usage = read_manifest(sweep_dir / r["dir"]).llm_usage
+        except RunInputError:
+            unknown += 1
+            continue
+        cost = (usage.get("total") or {}).get("cost_usd") or 0.0
+        total += float(cost)
+        counted += 1
+    return {"total": round(total, 6), "runs": counted, "unknown": unknown}
 
 
 def _atomic_write(path: Path, text: str) -> None:
