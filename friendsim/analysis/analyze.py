@@ -412,7 +412,10 @@ def instrument_sections(events: Sequence[Any]) -> dict[str, Any]:
     return out
 
 
-def _fingerprint(run_dir: Path) -> dict[str, Any]:
+def analysis_fingerprint(run_dir: Path) -> dict[str, Any]:
+    """What a cached analysis of ``run_dir`` is checked against: the analysis version and the
+    size and time of each input file (log, manifest, personas, tie scores). A sweep's
+    aggregate keys its own cache on its runs' fingerprints too."""
     fp: dict[str, Any] = {"analysis_version": ANALYSIS_VERSION}
     for name in (EVENTS_DB, MANIFEST, PERSONAS, TIE_SCORES_FILE):
         p = run_dir / name
@@ -469,7 +472,7 @@ def load_analysis(
     run. A sweep replication's own ``analysis.json`` is read when it is current (reading it
     changes nothing). An unwritable cache is not an error."""
     rd = Path(run_dir)
-    fp = _fingerprint(rd)
+    fp = analysis_fingerprint(rd)
     if not refresh:
         for path in (
             (cache,) if cache is not None else (rd / ANALYSIS_FILE, analysis_cache_path(rd))

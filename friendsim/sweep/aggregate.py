@@ -426,10 +426,10 @@ def _inputs_digest(sweep_dir: Path, sweep: Mapping[str, Any]) -> str:
     """SHA-256 of what an aggregate depends on beyond ``sweep.json``: this module's
     :data:`AGGREGATE_VERSION` and, per completed run, the fingerprint its cached analysis is
     checked against (the analysis version, the sizes and times of the run's input files)."""
-    from friendsim.analysis.analyze import _fingerprint
+    from friendsim.analysis.analyze import analysis_fingerprint
 
     runs = {
-        r["dir"]: _fingerprint(sweep_dir / r["dir"])
+        r["dir"]: analysis_fingerprint(sweep_dir / r["dir"])
         for r in sweep["runs"]
         if r.get("status") == "completed"
     }
