@@ -670,3 +670,48 @@ def test_a_page_opened_before_the_run_learns_its_agents(tmp_path: Path, watched:
         w.page.wait_for_selector("#agent:not([hidden])")
         assert "dominant" in (w.page.text_content("#agent-persona") or "")
         assert w.errors == []
+
+
+def test_agents_who_join_during_the_run_are_drawn_and_have_a_page(
+    tmp_path: Path, watched: Any
+) -> None:
+    """The page's agents come from ``api/run`` (the persona file and the manifest), which an
+    agent added by an ``add_agents`` intervention is in neither of: the network left joiners
+    out and their pages had no persona. The page learns them from their registration rows."""
+    cfg = write_config(tmp_path / "cfg.toml", rounds=3, agents=6)
+    cfg.write_text(
+        cfg.read_text() + '[[interventions]]\nkind = "add_agents"\nwindow = 2\ncount = 2\n'
+    )
+    run = tmp_path / "run"
+    proc = run_cli("run", str(cfg), "--out", str(run), "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    registered = {
+        a for (a,) in _log(run, "SELECT actor FROM events WHERE kind = ?", "agent_registered")
+    }
+    known = set(httpx_agents(run))
+    joiners = sorted(registered - known)
+    assert len(registered) == 8 and len(joiners) == 2  # what the page cannot learn from api/run
+    with background("serve", str(run), "--port", "0") as (_, url):
+        w = watched()
+        w.page.goto(url)
+        w.page.wait_for_function(
+            "() => document.querySelector('#network-caption').textContent"
+            ".startsWith('after window 3:')",
+            timeout=60_000,
+        )
+        drawn = w.page.eval_on_selector_all(
+            "#network a[href^='#/agent/']",
+            "els => els.map(e => decodeURIComponent(e.getAttribute('href').slice(8)))",
+        )
+        assert sorted(drawn) == sorted(registered)
+        w.page.click(f"#network a[href='#/agent/{joiners[0]}'] circle")
+        w.page.wait_for_selector("#agent:not([hidden])")
+        assert joiners[0] in (w.page.text_content("#agent-title") or "")
+        assert "dominant" in (w.page.text_content("#agent-persona") or "")
+        assert w.errors == []
+
+
+def httpx_agents(run: Path) -> list[str]:
+    """The agents ``api/run`` names for ``run`` (served once, read, stopped)."""
+    with background("serve", str(run), "--port", "0") as (_, url):
+        return list(httpx.get(f"{url}api/run", timeout=30).json()["agents"])

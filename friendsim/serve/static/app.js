@@ -22,7 +22,7 @@ const S = {
   info: null, windows: [], started: new Map(), count: 0, nPosts: 0, recent: [], evicted: false,
   votes: new Map(), authors: new Map(), remote: {}, selected: 0, live: true, control: null,
   lastSeq: 0, fetching: false, dirty: false, urgent: false, builtAt: 0, status: "connecting",
-  caughtUpAt: 0, ids: null,
+  caughtUpAt: 0, ids: null, joined: new Map(),
 };
 
 function $(id) { return document.getElementById(id); }
@@ -54,6 +54,17 @@ async function getJSON(url, options) {
   const r = await fetch(url, options);
   if (!r.ok) throw new Error(url + ": HTTP " + r.status);
   return r.json();
+}
+
+// Agents that join during a run (an add_agents intervention) are in neither the run's persona
+// file nor its manifest, which api/run reads: the page learns them from their registration.
+function joined(row) {
+  if (S.info && S.info.agents[row.actor]) return;
+  const attrs = row.payload.attributes || {};
+  const a = { name: row.payload.name || row.actor, persona: attrs, dominant: attrs.dominant || null,
+    lambdas: null, model: null };
+  S.joined.set(row.actor, a);
+  if (S.info) { S.info.agents[row.actor] = a; S.ids = null; }
 }
 
 function agentLabel(id) {
@@ -92,6 +103,9 @@ function ingest(row) {
     case "window_ended":
       fetchWindows();
       refreshControl();
+      break;
+    case "agent_registered":
+      joined(row);
       break;
     case "post_created":
       S.nPosts++;
@@ -187,7 +201,10 @@ async function fetchWindows() {
 async function refreshInfo() {
   const known = S.info && Object.keys(S.info.agents).length > 0;
   S.info = known ? Object.assign({}, S.info, await getJSON("api/status")) : await getJSON("api/run");
-  if (!known) S.ids = null;
+  if (!known) {
+    for (const [id, a] of S.joined) if (!S.info.agents[id]) S.info.agents[id] = a;
+    S.ids = null;
+  }
   // A manifest left at "running" with no process writing the run: killed, not live.
   S.status = S.info.status === "running" && S.info.writing === false ? "stopped" : S.info.status;
   S.dirty = true;
