@@ -468,6 +468,8 @@ def parse_some_votes(
 
 
 def _vote_pairs(value: Any) -> list[tuple[int, int]]:
+    """``(post_id, vote)`` of an answer, in its order (the plain shape, else the schema's);
+    :class:`OutputError` ``bad_schema`` when it is neither."""
     pairs = _plain_votes(value)
     if pairs is None:
         try:
@@ -482,15 +484,7 @@ def _vote_pairs(value: Any) -> list[tuple[int, int]]:
 
 def parse_votes(value: Any, post_ids: Sequence[int]) -> dict[int, int]:
     """Validate a vote answer: exactly one vote in {-1, 0, 1} per listed post id."""
-    pairs = _plain_votes(value)
-    if pairs is None:
-        try:
-            out = VoteOut.model_validate(value)
-        except ValidationError as exc:
-            raise OutputError(
-                "bad_schema", f"the votes do not match the schema: {_shape_error(exc)}"
-            ) from None
-        pairs = [(e.post_id, int(e.vote)) for e in out.votes]
+    pairs = _vote_pairs(value)
     wanted = set(post_ids)
     votes: dict[int, int] = {}
     for post_id, vote in pairs:
