@@ -650,7 +650,9 @@ def test_a_page_opened_before_the_run_learns_its_agents(tmp_path: Path, watched:
     """The page read ``api/run`` (the agents) once and then polled ``api/status``: opened on an
     empty directory before ``friendsim run`` wrote into it, as the view invites, it never knew
     an agent, so the network stayed empty (no caption at all) and no agent page opened. It reads
-    ``api/run`` again until it knows the run's agents."""
+    ``api/run`` again until it knows the run's agents, whose personas the agent pages then show
+    as a page opened on the finished run does (the agents' registration rows, streamed before
+    ``api/run`` named them, stopped those reads: the pages showed a few group attributes)."""
     cfg = write_config(tmp_path / "cfg.toml", rounds=3, agents=6)
     run = tmp_path / "run"
     run.mkdir()
@@ -668,8 +670,17 @@ def test_a_page_opened_before_the_run_learns_its_agents(tmp_path: Path, watched:
         assert w.page.locator("#network circle").count() == 6
         w.page.click("#network a[href='#/agent/a01'] circle")
         w.page.wait_for_selector("#agent:not([hidden])")
-        assert "dominant" in (w.page.text_content("#agent-persona") or "")
-        assert w.errors == []
+        w.page.wait_for_function(
+            "() => document.querySelector('#agent-persona').textContent.includes('lambdas')",
+            timeout=30_000,
+        )
+        persona = w.page.inner_text("#agent-persona")
+        later = watched()
+        later.page.goto(f"{url}#/agent/a01")
+        later.page.wait_for_selector("#agent:not([hidden])")
+        assert later.page.inner_text("#agent-persona") == persona
+        assert "description" in persona and "dominant" in persona
+        assert w.errors == [] and later.errors == []
 
 
 def test_agents_who_join_during_the_run_are_drawn_and_have_a_page(

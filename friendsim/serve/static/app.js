@@ -22,7 +22,7 @@ const S = {
   info: null, windows: [], started: new Map(), count: 0, nPosts: 0, recent: [], evicted: false,
   votes: new Map(), authors: new Map(), remote: {}, selected: 0, live: true, control: null,
   lastSeq: 0, fetching: false, dirty: false, urgent: false, builtAt: 0, status: "connecting",
-  caughtUpAt: 0, ids: null, joined: new Map(),
+  caughtUpAt: 0, ids: null, joined: new Map(), named: false,
 };
 
 function $(id) { return document.getElementById(id); }
@@ -197,11 +197,13 @@ async function fetchWindows() {
 
 // api/run carries every agent's persona (megabytes for a large run): read until it names the
 // run's agents (a page opened before the run was written sees none at first); the polls then
-// read api/status, the same object without them.
+// read api/status, the same object without them. Agents learned from registration rows do not
+// count (S.named): a page opened before the run would stop at them, without their personas.
 async function refreshInfo() {
-  const known = S.info && Object.keys(S.info.agents).length > 0;
+  const known = S.named;
   S.info = known ? Object.assign({}, S.info, await getJSON("api/status")) : await getJSON("api/run");
   if (!known) {
+    S.named = Object.keys(S.info.agents).length > 0;
     for (const [id, a] of S.joined) if (!S.info.agents[id]) S.info.agents[id] = a;
     S.ids = null;
   }
