@@ -726,3 +726,51 @@ def httpx_agents(run: Path) -> list[str]:
     """The agents ``api/run`` names for ``run`` (served once, read, stopped)."""
     with background("serve", str(run), "--port", "0") as (_, url):
         return list(httpx.get(f"{url}api/run", timeout=30).json()["agents"])
+
+
+def test_an_agent_page_shows_the_rows_logged_just_after_it_was_read(
+    tmp_path: Path, watched: Any
+) -> None:
+    """An agent's page reads its rows from ``api/rows``, again at most every 2 s while rows
+    arrive. Rows logged within 2 s of a read (a run's last ones) were never read: with nothing
+    else arriving the page was not built again, and it missed them for good. The page now reads
+    them once the 2 s are up."""
+    import sqlite3
+
+    run = finished_run(tmp_path, rounds=6, agents=6)
+    acts = "('post_created', 'dm_sent', 'followed', 'unfollowed')"
+    mine = f"SELECT count(*) FROM events WHERE actor = 'a01' AND kind IN {acts}"
+    (total,) = _log(run, mine)[0]
+    (cut,) = _log(
+        run,
+        "SELECT start_seq FROM (SELECT min(seq) AS start_seq FROM events WHERE"
+        " kind = 'window_started' AND json_extract(payload, '$.window') = 6)",
+    )[0]
+    (before,) = _log(run, mine + " AND seq < ?", cut)[0]
+    assert 0 < before < total
+    con = sqlite3.connect(run / "events.db")
+    try:
+        later = con.execute("SELECT * FROM events WHERE seq >= ? ORDER BY seq", (cut,)).fetchall()
+        con.execute("DELETE FROM events WHERE seq >= ?", (cut,))
+        con.commit()
+    finally:
+        con.close()
+    with background("serve", str(run), "--port", "0") as (_, url):
+        w = watched()
+        w.page.goto(f"{url}#/agent/a01")
+        w.page.wait_for_function(
+            f"() => document.querySelectorAll('#agent-actions li.item').length === {before}",
+            timeout=60_000,
+        )
+        con = sqlite3.connect(run / "events.db")
+        try:
+            con.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", later)
+            con.commit()
+        finally:
+            con.close()
+        w.page.wait_for_function(
+            f"() => document.querySelectorAll('#agent-actions li.item').length === {total}",
+            timeout=20_000,
+        )
+        assert w.page.locator("#agent-rewards tr").count() == 1 + 6
+        assert w.errors == []

@@ -134,7 +134,7 @@ function ingest(row) {
 // then re-read at most every REFRESH_MS while rows stream in.
 function remote(name, url) {
   let r = S.remote[name];
-  if (!r || r.url !== url) r = S.remote[name] = { url, data: null, pending: false, seq: -1, at: 0 };
+  if (!r || r.url !== url) r = S.remote[name] = { url, data: null, pending: false, seq: -1, at: 0, timer: null };
   if (!r.pending && (r.data === null || (r.seq < S.lastSeq && Date.now() - r.at >= REFRESH_MS))) {
     r.pending = true;
     const seq = S.lastSeq;
@@ -145,6 +145,10 @@ function remote(name, url) {
       r.pending = false; r.seq = seq; r.at = Date.now();
       if (S.remote[name] === r) { S.dirty = true; S.urgent = true; }
     });
+  } else if (!r.pending && r.seq < S.lastSeq && !r.timer) {
+    // rows arrived within REFRESH_MS of the last read (a run's last ones): read them when that
+    // is up, even if nothing else arrives by then to build the view again
+    r.timer = setTimeout(() => { r.timer = null; S.dirty = true; }, REFRESH_MS - (Date.now() - r.at));
   }
   return r.data;
 }
