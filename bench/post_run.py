@@ -55,20 +55,10 @@ def _serve(run_dir: Path) -> dict[str, Any]:
     """The live view's initial load over a real socket; the server's figures from the OS."""
     import httpx
 
-    py = sys.executable
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [py, "-m", "friendsim", "serve", str(run_dir), "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc, url = _serving(run_dir)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        url = line[line.index("http://") :].strip()
         t1 = time.perf_counter()
         httpx.get(url, timeout=600).raise_for_status()
         info = httpx.get(f"{url}api/run", timeout=600).json()
@@ -97,6 +87,20 @@ def _serve(run_dir: Path) -> dict[str, Any]:
     }
 
 
+def _serving(run_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    """``friendsim serve RUN_DIR`` on a free port, and the URL it prints."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "friendsim", "serve", str(run_dir), "--port", "0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return proc, line[line.index("http://") :].strip()
+
+
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -111,17 +115,8 @@ def _view(run_dir: Path) -> dict[str, Any] | None:
         return None
     if not Path(CHROMIUM).exists():
         return None
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "friendsim", "serve", str(run_dir), "--port", "0"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc, url = _serving(run_dir)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        url = line[line.index("http://") :].strip()
         info = httpx.get(f"{url}api/status", timeout=600).json()
         last, windows = int(info["last_seq"]), _windows(run_dir)
         load0 = os.getloadavg()
