@@ -12,11 +12,16 @@ from test_ties import FakeSentiment, P, build_log
 from friendsim.analysis.graphs import (
     agents_and_attributes,
     follow_graph,
+    interaction_arrays,
     interaction_graph,
     interaction_graphs_by_window,
+    iter_interactions,
     undirected_weighted,
 )
+from friendsim.analysis.network_tables import window_networks
+from friendsim.analysis.rewards import score_log
 from friendsim.analysis.summary import network_summary
+from friendsim.analysis.ties import TieParams, tie_windows
 from friendsim.platform.events import (
     AgentRegistered,
     DirectMessageSent,
@@ -168,3 +173,58 @@ def test_format_summary_marks_reference_ranges() -> None:
     # θ=0.05: density 2/3 > max 0.4688 → ✗; clustering 0 < min 0.2798 → ✗; LCC 1 inside → ✓
     assert "| ties θ=0.05 | 2 | 0.6667 ✗ | 0.0000 ✗ | 1.0000 ✓ |" in text
     assert "| follow | 0 |" in text and "| interaction | 2 | 0.6667 |" in text
+
+
+def restarted_log() -> list[Event]:
+    """Window 1 started again before it ended, window 2 abandoned by window 3, then a DM
+    outside any window: the rewards count only what follows a window's last start."""
+    evs: list[Event] = [AgentRegistered(t=0, actor=a, name=a) for a in "abcde"]
+    evs += [
+        WindowStarted(t=0, window=1),
+        DirectMessageSent(t=0, actor="a", dm_id=1, recipient="b", text="dropped"),
+        WindowStarted(t=0, window=1),
+        DirectMessageSent(t=0, actor="c", dm_id=2, recipient="d", text="kept"),
+        WindowEnded(t=0, window=1),
+        WindowStarted(t=0, window=2),
+        DirectMessageSent(t=0, actor="d", dm_id=3, recipient="e", text="abandoned"),
+        WindowStarted(t=0, window=3),
+        DirectMessageSent(t=0, actor="e", dm_id=4, recipient="a", text="kept"),
+        WindowEnded(t=0, window=3),
+        DirectMessageSent(t=0, actor="b", dm_id=5, recipient="c", text="between"),
+    ]
+    return [replace(e, seq=i + 1, t=float(i)) for i, e in enumerate(evs)]
+
+
+def test_a_window_started_again_counts_in_every_analysis_as_in_the_rewards() -> None:
+    evs = restarted_log()
+    agents = tuple("abcde")
+    sent = {(s.window, s.agent): s.detail["sent"] for s in score_log(evs)}
+    assert {k: v for k, v in sent.items() if v} == {(1, "c"): 1, (3, "e"): 1}
+    ties = {tw.window: set(tw.active) for tw in tie_windows(evs, params=TieParams())}
+    assert ties == {1: {("c", "d")}, 3: {("e", "a")}}
+
+    per = interaction_graphs_by_window(evs, nodes=agents)
+    assert [w for w, _ in per] == [1, 3]
+    assert {w: set(g.edges) for w, g in per} == ties
+    arrays = interaction_arrays(evs, nodes=agents)
+    assert [w for w, _ in arrays.per_window] == [1, 3]
+    for (_, a), (_, g) in zip(arrays.per_window, per, strict=True):
+        assert a.edge_pairs() == {frozenset(e) for e in g.edges}
+    assert set(interaction_graph(evs, windows=[1, 2, 3]).edges) == {("c", "d"), ("e", "a")}
+    rows = [r for net in window_networks("interactions", evs) for r in net.rows]
+    assert {(r["window"], r["source"], r["target"]) for r in rows} == {
+        (1, "c", "d"),
+        (3, "e", "a"),
+    }
+    cum = dict(interaction_graphs_by_window(evs, nodes=agents, cumulative=True))
+    assert set(cum) == {1, 3}
+    assert set(cum[1].edges) == {("a", "b"), ("c", "d")}  # what happened by window 1's end
+    assert set(cum[3].edges) == {("a", "b"), ("c", "d"), ("d", "e"), ("e", "a")}
+    # the whole log still holds every interaction, the abandoned ones outside any window
+    assert [(i.window, i.source) for i in iter_interactions(evs)] == [
+        (None, "a"),
+        (1, "c"),
+        (None, "d"),
+        (3, "e"),
+        (None, "b"),
+    ]

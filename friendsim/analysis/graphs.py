@@ -5,7 +5,9 @@
   ``comment`` (v commented on a post by u), ``dm`` (v DMed u), ``mention`` (v @mentioned u in a
   post, comment or DM) and ``vote`` (v cast or changed a non-zero vote on a post by u). Edge
   attributes: ``weight`` (total) and one count per kind. Per window (only that window's events) or
-  cumulative up to the end of each window.
+  cumulative up to the end of each window. Which window an interaction belongs to is the rewards'
+  rule (:func:`interactions_and_ends`): a window started again before it ended counts only what
+  follows its last start, and what came before counts towards no window.
 * Tie networks: the binarised symmetrised tie-strength graphs of :mod:`friendsim.analysis.ties`.
 
 Every graph has all registered agents (and every actor seen) as nodes, isolated ones included,
@@ -15,7 +17,7 @@ because density and LCC fraction depend on them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 
@@ -91,7 +93,8 @@ def follow_graph(events: Iterable[Event], *, nodes: Iterable[str] = ()) -> nx.Di
 
 
 def iter_interactions(events: Iterable[Event]) -> Iterator[Interaction]:
-    """Every directed interaction of the log, in order, tagged with its window."""
+    """Every directed interaction of the log, in order, tagged with its window (see
+    :func:`interactions_and_ends` for which window that is)."""
     for x in interactions_and_ends(events):
         if isinstance(x, Interaction):
             yield x
@@ -99,38 +102,82 @@ def iter_interactions(events: Iterable[Event]) -> Iterator[Interaction]:
 
 def interactions_and_ends(events: Iterable[Event]) -> Iterator[Interaction | WindowEnded]:
     """:func:`iter_interactions` with the ``WindowEnded`` events in their places (for a
-    consumer that closes each window as it ends)."""
+    consumer that closes each window as it ends).
+
+    An interaction belongs to window w when it lies between ``WindowStarted(w)`` and
+    ``WindowEnded(w)``, the rewards' rule (:mod:`friendsim.analysis.rewards`, which the tie
+    strengths follow too): a ``WindowStarted`` while a window is open abandons the open window
+    (a resumed run, or a log written by another tool), so the interactions since that window's
+    start belong to no window (``window=None``, like those between windows), and a window started
+    again counts only what follows its last start. The window still open at the end of the log
+    keeps its interactions (a run still going, or killed)."""
     author: dict[int, str] = {}
     window: int | None = None
+    pending: list[Interaction] = []
     for ev in events:
         match ev:
             case WindowStarted(window=w):
+                for x in pending:
+                    yield replace(x, window=None)
+                pending = []
                 window = w
             case WindowEnded():
+                yield from pending
+                pending = []
                 window = None
                 yield ev
-            case PostCreated(actor=str(v), post_id=pid, mentions=mentions, parent_id=parent):
-                author[pid] = v
-                if parent is not None and parent in author and author[parent] != v:
-                    yield Interaction(
-                        window=window, source=v, target=author[parent], kind="comment"
-                    )
-                for u in mentions:
-                    if u != v:
-                        yield Interaction(window=window, source=v, target=u, kind="mention")
-            case DirectMessageSent(actor=str(v), recipient=u, mentions=mentions):
-                if u != v:
-                    yield Interaction(window=window, source=v, target=u, kind="dm")
-                for m in mentions:
-                    if m != v:
-                        yield Interaction(window=window, source=v, target=m, kind="mention")
-            case (
-                VoteCast(actor=str(v), author=u, value=val)
-                | VoteChanged(actor=str(v), author=u, value=val)
-            ) if val != 0 and u != v:
-                yield Interaction(window=window, source=v, target=u, kind="vote")
             case _:
-                pass
+                for x in _interactions_of(ev, author, window):
+                    if window is None:
+                        yield x
+                    else:
+                        pending.append(x)
+    yield from pending
+
+
+def _interactions_of(
+    ev: Event, author: dict[int, str], window: int | None
+) -> Iterator[Interaction]:
+    """The interactions of one event (``author`` maps post ids to authors, updated here)."""
+    match ev:
+        case PostCreated(actor=str(v), post_id=pid, mentions=mentions, parent_id=parent):
+            author[pid] = v
+            if parent is not None and parent in author and author[parent] != v:
+                yield Interaction(window=window, source=v, target=author[parent], kind="comment")
+            for u in mentions:
+                if u != v:
+                    yield Interaction(window=window, source=v, target=u, kind="mention")
+        case DirectMessageSent(actor=str(v), recipient=u, mentions=mentions):
+            if u != v:
+                yield Interaction(window=window, source=v, target=u, kind="dm")
+            for m in mentions:
+                if m != v:
+                    yield Interaction(window=window, source=v, target=m, kind="mention")
+        case (
+            VoteCast(actor=str(v), author=u, value=val)
+            | VoteChanged(actor=str(v), author=u, value=val)
+        ) if val != 0 and u != v:
+            yield Interaction(window=window, source=v, target=u, kind="vote")
+        case _:
+            pass
+
+
+def counted_windows(events: Iterable[Event]) -> list[int]:
+    """The windows the analyses report, in the order they ended: every window that ended
+    (a window started again counted once), then the window still open at the end of the log,
+    if any. A window abandoned by the next ``WindowStarted`` is not one of them (see
+    :func:`interactions_and_ends`)."""
+    out: dict[int, None] = {}
+    open_: int | None = None
+    for ev in events:
+        if isinstance(ev, WindowStarted):
+            open_ = ev.window
+        elif isinstance(ev, WindowEnded):
+            out[ev.window] = None
+            open_ = None
+    if open_ is not None:
+        out[open_] = None
+    return list(out)
 
 
 def _add(g: nx.DiGraph, it: Interaction) -> None:
@@ -159,18 +206,19 @@ def interaction_graph(
 def interaction_graphs_by_window(
     events: Iterable[Event], *, nodes: Iterable[str] = (), cumulative: bool = False
 ) -> list[tuple[int, nx.DiGraph]]:
-    """One interaction graph per window (window order of first appearance): that window's
-    interactions only, or, with ``cumulative``, every interaction of the log up to that
-    window's ``WindowEnded`` (its last one; the end of the log for a window that never ended),
-    those outside windows included where they happen."""
+    """One interaction graph per window of :func:`counted_windows` (in its order): that
+    window's interactions only (:func:`interactions_and_ends` says which: a window started
+    again before it ended counts what follows its last start, as the rewards and the tie
+    strengths count it), or, with ``cumulative``, every interaction of the log up to that
+    window's ``WindowEnded`` (its last one; the end of the log for the window still open
+    there), those outside windows included where they happen."""
     evs = list(events)
     base = list(nodes)
     per: dict[int, nx.DiGraph] = {}
-    for ev in evs:
-        if isinstance(ev, WindowStarted) and ev.window not in per:
-            g = nx.DiGraph()
-            g.add_nodes_from(base)
-            per[ev.window] = g
+    for w in counted_windows(evs):
+        g = nx.DiGraph()
+        g.add_nodes_from(base)
+        per[w] = g
     if not cumulative:
         for it in iter_interactions(evs):
             if it.window is not None:
@@ -269,10 +317,7 @@ def interaction_arrays(events: Iterable[Event], *, nodes: Iterable[str] = ()) ->
     evs = list(events)
     base = list(nodes)
     final = GraphBuilder(base, directed=True)
-    per: dict[int, GraphBuilder] = {}
-    for ev in evs:
-        if isinstance(ev, WindowStarted) and ev.window not in per:
-            per[ev.window] = GraphBuilder(base, directed=True)
+    per = {w: GraphBuilder(base, directed=True) for w in counted_windows(evs)}
     kinds = dict.fromkeys(INTERACTION_KINDS, 0)
     for it in iter_interactions(evs):
         final.add_edge(it.source, it.target)

@@ -10,7 +10,10 @@ How the log maps onto the paper's quantities (choices the paper leaves open; see
 * **Window.** Events from ``WindowStarted(w)`` to ``WindowEnded(w)``. Events outside any window
   update the persistent state (agents, post authors, the topic universe, exposure history) but
   count towards no window. A ``WindowStarted`` while a window is open abandons the open one (a
-  resumed run); a ``WindowEnded`` for a window that is not open is a :class:`RewardLogError`.
+  resumed run, a log imported from another tool): its events so far count towards no window, and
+  a window started again counts only what follows its last start. The tie strengths and the
+  interaction graphs (:mod:`friendsim.analysis.ties`, :mod:`friendsim.analysis.graphs`) follow
+  the same rule. A ``WindowEnded`` for a window that is not open is a :class:`RewardLogError`.
 * **Agents.** Every agent registered (``AgentRegistered``) so far is scored, |V| is their number.
 * **Interactions** (SOC, EMO). DMs, and comments (``PostCreated`` with ``parent_id``) addressed to
   the author of the parent. Self-replies (and self-DMs) are not interactions: they count in

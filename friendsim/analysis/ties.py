@@ -183,7 +183,9 @@ class TieTracker:
     """Incremental tie-strength computation; feed events in log order.
 
     :meth:`feed` returns a :class:`TieWindow` exactly at each ``WindowEnded``. Events outside any
-    window still update content authorship and exposure history but activate no tie.
+    window still update content authorship and exposure history but activate no tie; so do the
+    events of a window abandoned by a ``WindowStarted`` before it ended (the rewards' rule,
+    :mod:`friendsim.analysis.rewards`): a window started again counts what follows its last start.
     ``text_evidence`` ({window: {(v, u): e}}) is required for method ``"text"``. Without a
     ``sentiment`` model the tone signal is never available.
     """
