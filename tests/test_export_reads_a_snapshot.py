@@ -67,3 +67,53 @@ def test_cli_parquet_export_copies_the_log_once(tmp_path: Path, monkeypatch) -> 
     table = pq.read_table(out).to_pylist()
     assert [r["seq"] for r in table] == [json.loads(x)["seq"] for x in lines]
     assert _tree(tmp_path / "run") == before
+
+
+def _damaged_run(tmp_path: Path, kind: str, payload: bytes) -> Path:
+    import sqlite3
+
+    from friendsim.testing import run_small
+
+    run = tmp_path / "run"
+    run_small(run)
+    con = sqlite3.connect(run / "events.db")
+    seq = con.execute("SELECT min(seq) FROM events WHERE kind = ?", (kind,)).fetchone()[0]
+    con.execute("UPDATE events SET payload = CAST(? AS TEXT) WHERE seq = ?", (payload, seq))
+    con.commit()
+    con.close()
+    return run
+
+
+def test_export_errors_name_the_users_log_not_the_temporary_copy(tmp_path: Path, capsys) -> None:
+    """The Parquet events export and the network tables read a snapshot copy of the log; a
+    payload that is not UTF-8 was reported as ``/tmp/friendsim-export-.../events.db: cannot
+    read the events table``, a path the user never gave and that is gone by then."""
+    from friendsim.cli import main
+
+    run = _damaged_run(tmp_path, "post_created", b'{"v": 1, "text": "\xff"}')
+    for args, out in (
+        (["--format", "parquet"], tmp_path / "events.parquet"),
+        (["--table", "interactions"], tmp_path / "interactions.jsonl"),
+        (["--table", "ties", "--format", "graphml"], tmp_path / "ties.graphml"),
+    ):
+        assert main(["log", "export", str(run), *args, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert f"{run / 'events.db'}: cannot read the events table" in err, err
+        assert "friendsim-export-" not in err
+        assert not out.exists()
+
+
+def test_parquet_export_of_a_window_started_without_a_window_exits_2(
+    tmp_path: Path, capsys
+) -> None:
+    """A ``window_started`` payload without an integer window (a damaged or foreign log) was a
+    ``KeyError`` traceback out of ``log export --format parquet``; it is bad input: exit 2
+    naming the log and the event, nothing written."""
+    from friendsim.cli import main
+
+    run = _damaged_run(tmp_path, "window_started", b'{"v": 1}')
+    out = tmp_path / "events.parquet"
+    assert main(["log", "export", str(run), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'events.db'}: event seq=" in err and "(window_started)" in err, err
+    assert not out.exists()

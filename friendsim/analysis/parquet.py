@@ -64,19 +64,22 @@ def _events_schema(pa: Any) -> Any:
 
 
 def event_rows(
-    db: Path, *, page: int = 10_000, snapshot: bool = True
+    db: Path, *, page: int = 10_000, snapshot: bool = True, label: str | Path | None = None
 ) -> Iterator[list[tuple[Any, ...]]]:
     """Pages of ``(seq, t, kind, actor, window, payload)`` rows of ``db``'s log in ``seq`` order,
     read from a snapshot copy as :func:`~friendsim.analysis.rewards_cli.iter_events` reads (a
     WAL database opened in place, even read-only, gets ``-wal``/``-shm`` files beside it).
-    ``snapshot=False`` reads ``db`` itself: for a caller whose ``db`` already is such a copy."""
+    ``snapshot=False`` reads ``db`` itself: for a caller whose ``db`` already is such a copy, and
+    which passes the log the user named as ``label`` (default ``db``): errors (a
+    ``ValueError``) name it, never a temporary copy."""
     from friendsim.rundir.log import snapshot_copy
 
+    where = Path(label) if label is not None else Path(db)
     if not snapshot:
-        yield from _rows(db, db, page=page)
+        yield from _rows(where, db, page=page)
         return
     with snapshot_copy(Path(db)) as copy:
-        yield from _rows(db, copy, page=page)
+        yield from _rows(where, copy, page=page)
 
 
 def _rows(db: Path, copy: Path, *, page: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -88,7 +91,7 @@ def _rows(db: Path, copy: Path, *, page: int) -> Iterator[list[tuple[Any, ...]]]
             out = []
             for seq, t, kind, actor, payload in rows:
                 if kind == "window_started":
-                    window = int(json.loads(payload)["window"])
+                    window = _started_window(db, seq, payload)
                 out.append((seq, t, kind, actor, window, payload))
                 if kind == "window_ended":
                     window = None
@@ -97,6 +100,16 @@ def _rows(db: Path, copy: Path, *, page: int) -> Iterator[list[tuple[Any, ...]]]
         raise ValueError(f"{db}: cannot read the events table: {exc}") from exc
     finally:
         con.close()
+
+
+def _started_window(db: Path, seq: int, payload: str) -> int:
+    try:
+        window = json.loads(payload)["window"]
+    except (ValueError, TypeError, KeyError):
+        window = None
+    if isinstance(window, bool) or not isinstance(window, int):
+        raise ValueError(f"{db}: event seq={seq} (window_started) has no integer window")
+    return window
 
 
 def write_atomically(out: Path, write: Any) -> None:
@@ -111,10 +124,13 @@ def write_atomically(out: Path, write: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_events_parquet(db: str | Path, out: str | Path, *, snapshot: bool = True) -> int:
+def write_events_parquet(
+    db: str | Path, out: str | Path, *, snapshot: bool = True, label: str | Path | None = None
+) -> int:
     """Write the log of the events database ``db`` to the Parquet file ``out``; returns the
     number of events written. ``db`` is read through a snapshot copy unless ``snapshot`` is
-    false: for a caller that already reads its own copy (the log is copied once, not twice)."""
+    false: for a caller that already reads its own copy (the log is copied once, not twice),
+    and names the user's log as ``label`` so that errors name it (see :func:`event_rows`)."""
     pa = require_pyarrow()
     src, dest = Path(db), Path(out)
     if not src.is_file():
@@ -125,7 +141,7 @@ def write_events_parquet(db: str | Path, out: str | Path, *, snapshot: bool = Tr
     def write(tmp: Path) -> None:
         nonlocal count
         with pa.parquet.ParquetWriter(tmp, schema) as writer:
-            for page in event_rows(src, snapshot=snapshot):
+            for page in event_rows(src, snapshot=snapshot, label=label):
                 columns = zip(*page, strict=True)
                 arrays = [
                     pa.array(col, type=field.type)

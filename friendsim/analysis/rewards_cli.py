@@ -47,20 +47,24 @@ def load_reward_config(
     return params, {a: dict(w) for a, w in manifest.lambdas.items()}
 
 
-def iter_events(db: Path, *, page: int = 10_000, snapshot: bool = True) -> Iterator[Event]:
+def iter_events(
+    db: Path, *, page: int = 10_000, snapshot: bool = True, label: str | Path | None = None
+) -> Iterator[Event]:
     """Decode the ``events`` table of ``db`` in seq order.
 
     Reads a snapshot copy (:func:`friendsim.rundir.log.snapshot`) in a temporary folder: opening
     a WAL database in place, even read-only, creates ``-wal``/``-shm`` files beside it, and a
     reader must leave the run byte-identical (a live run is read as of the copy).
-    ``snapshot=False`` reads ``db`` itself: for a caller whose ``db`` already is such a copy."""
+    ``snapshot=False`` reads ``db`` itself: for a caller whose ``db`` already is such a copy, and
+    which passes the log the user named as ``label`` (default ``db``) for errors to name."""
     from friendsim.rundir.log import snapshot_copy
 
+    where = Path(label) if label is not None else Path(db)
     if not snapshot:
-        yield from _decode(db, db, page=page)
+        yield from _decode(where, db, page=page)
         return
     with snapshot_copy(Path(db)) as copy:
-        yield from _decode(db, copy, page=page)
+        yield from _decode(where, copy, page=page)
 
 
 def _decode(db: Path, copy: Path, *, page: int) -> Iterator[Event]:

@@ -250,7 +250,7 @@ def _export_events(db: Path, out: Path, fmt: str) -> int:
             if fmt == "parquet":
                 from friendsim.analysis.parquet import write_events_parquet
 
-                return write_events_parquet(copy, out, snapshot=False)
+                return write_events_parquet(copy, out, snapshot=False, label=db)
             import asyncio
 
             from friendsim.platform.replay import export_jsonl
@@ -333,7 +333,7 @@ def _export_network(db: Path, out: Path, fmt: str, table: str, window: int | Non
             sentiment = get_sentiment(name)
         nets = window_networks(
             table,
-            iter_events(copy, snapshot=False),
+            iter_events(copy, snapshot=False, label=db),
             params=params,
             sentiment=sentiment,
             text_evidence=text,
