@@ -277,3 +277,67 @@ def test_text_evidence_needs_its_stored_scores(runs: dict[str, Path], tmp_path: 
     assert rows == expected
     first = {(r["source"], r["target"]): r["strength"] for r in rows if r["window"] == first_w}
     assert first == dict.fromkeys(scores[first_w], pytest.approx(0.2 - params.xi))
+
+
+def test_interactions_outside_windows_are_in_no_row_and_the_export_says_so(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """A DM between two windows and one in a window started again before it ended (a log
+    imported with ``log import``) count towards no window in the rewards and the ties; the
+    interactions table holds them in no row either, and the command now says how many it left
+    out (it said nothing, so the rows summed to less than the log's interactions silently)."""
+    from friendsim.analysis.graphs import interaction_graph
+    from friendsim.analysis.rewards_cli import iter_events
+
+    src = tmp_path / "events.jsonl"
+    assert cli("log", "export", runs["rounds"], src)[0] == 0
+    lines = [json.loads(x) for x in src.read_text(encoding="utf-8").splitlines()]
+
+    def dm(dm_id: int, t: float, actor: str, to: str) -> dict[str, Any]:
+        payload = {"dm_id": dm_id, "recipient": to, "text": "hi", "v": 1}
+        return {"actor": actor, "kind": "dm_sent", "payload": payload, "seq": 0, "t": t}
+
+    end1 = next(i for i, x in enumerate(lines) if x["kind"] == "window_ended")
+    start2 = next(i for i, x in enumerate(lines) if x["kind"] == "window_started" and i > end1)
+    t2 = lines[start2]["t"]
+    edited = [
+        *lines[: end1 + 1],
+        dm(0, lines[end1]["t"], "a00", "a01"),  # between windows 1 and 2
+        dict(lines[start2]),
+        dm(0, t2, "a02", "a03"),  # abandoned: window 2 starts again
+        *lines[start2:],
+    ]
+    n_dms, renumber = 0, {}  # DM ids count up in log order: number them again
+    for i, x in enumerate(edited):
+        x["seq"] = i + 1
+        if x["kind"] == "dm_sent":
+            n_dms += 1
+            p = x["payload"] = dict(x["payload"])
+            if p["dm_id"]:  # one of the run's DMs (the two added have id 0)
+                renumber[p["dm_id"]] = n_dms
+            p["dm_id"] = n_dms
+            if p.get("reply_to") is not None:
+                p["reply_to"] = renumber[p["reply_to"]]
+    src.write_text("".join(json.dumps(x) + "\n" for x in edited), encoding="utf-8")
+    db = tmp_path / "imported.db"
+    code, _, err = cli("log", "import", src, db)
+    assert code == 0, err
+
+    out = tmp_path / "inter.jsonl"
+    code, stdout, err = cli("log", "export", db, "--table", "interactions", "--out", out)
+    assert code == 0, err
+    assert "2 interactions up to the end of window 3 were outside any window" in stdout, stdout
+    rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert rows == export(runs["rounds"], "interactions", tmp_path / "run.jsonl")
+    whole = interaction_graph(iter_events(db))
+    assert sum(r["count"] for r in rows) + 2 == sum(d["weight"] for *_, d in whole.edges(data=True))
+    code, stdout, err = cli(
+        "log", "export", db, "--table", "interactions", "--window", 1, "--out", tmp_path / "1.jsonl"
+    )
+    assert code == 0 and "outside any window" not in stdout, (stdout, err)
+    code, stdout, err = cli(
+        "log", "export", db, "--table", "interactions", "--format", "graphml", "--window", 2,
+        "--out", tmp_path / "2.graphml",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "2 interactions up to the end of window 2 were outside any window" in stdout, stdout

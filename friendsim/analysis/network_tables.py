@@ -14,8 +14,12 @@ pass over the log by the same code :meth:`friendsim.api.Run.graphs` and ``friend
   window's rows are its whole network.
 * ``interactions``: ``window, source, target, kind, count``: how many interactions of ``kind``
   (``comment``, ``dm``, ``mention``, ``vote``; :mod:`friendsim.analysis.graphs`) source addressed
-  to target *inside* that window. Summed over the windows up to w they give the counts of
-  ``Run.graphs(window=w).interactions`` (which also counts any interaction outside a window).
+  to target *inside* that window. An interaction outside any window (before the first, between
+  two, or in a window abandoned by a ``WindowStarted`` before it ended:
+  :func:`~friendsim.analysis.graphs.interactions_and_ends`) is in no window's rows, as the
+  rewards and the tie strengths count it towards no window; :attr:`WindowNetwork.outside` says
+  how many there were. Summed over the windows up to w, the rows plus those ``outside`` give the
+  counts of ``Run.graphs(window=w).interactions``.
 
 :func:`window_networks` yields each window's rows with the agents then known (every agent is a
 node of the window's network, isolated ones included), so one window can be written as a graph
@@ -66,11 +70,14 @@ COLUMNS: Mapping[str, tuple[tuple[str, str], ...]] = {
 @dataclass(frozen=True, kw_only=True, slots=True)
 class WindowNetwork:
     """One ended window of a table: its rows (dicts with the table's columns) and the sorted
-    agents known at its end (the network's nodes)."""
+    agents known at its end (the network's nodes). ``outside`` (``interactions`` only, else 0):
+    how many interactions of the log up to the window's end were outside any window, so in no
+    window's rows."""
 
     window: int
     agents: tuple[str, ...]
     rows: tuple[dict[str, Any], ...]
+    outside: int = 0
 
 
 def window_networks(
@@ -149,6 +156,7 @@ def _follows(events: Iterable[Event]) -> Iterator[WindowNetwork]:
 def _interactions(events: Iterable[Event]) -> Iterator[WindowNetwork]:
     agents: set[str] = set()
     counts: Counter[tuple[int, str, str, str]] = Counter()
+    outside = 0
 
     def noted(evs: Iterable[Event]) -> Iterator[Event]:
         for ev in evs:
@@ -159,6 +167,8 @@ def _interactions(events: Iterable[Event]) -> Iterator[WindowNetwork]:
         if isinstance(x, Interaction):
             if x.window is not None:
                 counts[(x.window, x.source, x.target, x.kind)] += 1
+            else:
+                outside += 1
             continue
         w = x.window
         mine = sorted(k for k in counts if k[0] == w)
@@ -172,7 +182,7 @@ def _interactions(events: Iterable[Event]) -> Iterator[WindowNetwork]:
             }
             for _, s, t, kind in mine
         )
-        yield WindowNetwork(window=w, agents=tuple(sorted(agents)), rows=rows)
+        yield WindowNetwork(window=w, agents=tuple(sorted(agents)), rows=rows, outside=outside)
 
 
 def window_graph(table: str, net: WindowNetwork) -> nx.DiGraph:

@@ -13,8 +13,12 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from friendsim.commands._help import FORMATTER, Subparsers, path_arg
+
+if TYPE_CHECKING:
+    from friendsim.analysis.network_tables import WindowNetwork
 
 DESCRIPTION = """\
 Check and move a run's event log (the events.db file of a run directory).
@@ -75,7 +79,9 @@ def register(subparsers: Subparsers) -> None:
         "source, target, strength: every nonzero directed tie strength after the window, with "
         "the run's tie settings), follows (window, source, target: the whole follow graph at "
         "the window's end) and interactions (window, source, target, kind, count: comments, "
-        "DMs, mentions and votes inside the window). --format graphml writes one window's "
+        "DMs, mentions and votes inside the window; as for the rewards and ties, an interaction "
+        "outside any window, or in a window started again before it ended, is in no window's "
+        "rows, and the command says how many there were). --format graphml writes one window's "
         "network (--window, default the last ended) as a directed graph with every agent as a "
         "node, for Gephi or igraph. Nothing is written when the input is bad (not a run, a "
         "window that never ended, text-based tie evidence not scored yet).",
@@ -308,7 +314,6 @@ def _export_network(db: Path, out: Path, fmt: str, table: str, window: int | Non
     )
     from friendsim.analysis.network_tables import (
         COLUMNS,
-        WindowNetwork,
         window_graph,
         window_networks,
     )
@@ -339,13 +344,16 @@ def _export_network(db: Path, out: Path, fmt: str, table: str, window: int | Non
             text_evidence=text,
         )
         ended: list[int] = []
+        last: list[WindowNetwork] = []
 
         def chosen() -> Iterator[WindowNetwork]:
             for net in nets:
                 ended.append(net.window)
                 if window is None:
+                    last[:] = [net]
                     yield net
                 elif net.window == window:
+                    last[:] = [net]
                     yield net
                     return
             if window is not None and window not in ended:
@@ -364,6 +372,7 @@ def _export_network(db: Path, out: Path, fmt: str, table: str, window: int | Non
             return (
                 f"wrote the {table} network of window {picked[0].window} "
                 f"({g.number_of_nodes()} agents, {g.number_of_edges()} edges) to {out}"
+                + _outside_note(picked[0])
             )
         rows = (row for net in chosen() for row in net.rows)
         if fmt == "parquet":
@@ -379,7 +388,20 @@ def _export_network(db: Path, out: Path, fmt: str, table: str, window: int | Non
                         n += 1
 
             write_atomically(out, write)
-    return f"wrote {n} rows of {table} to {out}"
+    return f"wrote {n} rows of {table} to {out}" + (_outside_note(last[0]) if last else "")
+
+
+def _outside_note(net: WindowNetwork) -> str:
+    """What the interactions rows leave out: those outside any window, up to ``net``'s end."""
+    if not net.outside:
+        return ""
+    n = net.outside
+    return (
+        f"; {n} interaction{'s' if n != 1 else ''} up to the end of window {net.window} "
+        f"{'were' if n != 1 else 'was'} outside any window (before the first, between windows, "
+        "or in a window started again before it ended) and counted in no window's rows, as "
+        "the rewards and ties count them"
+    )
 
 
 def _span(windows: list[int]) -> str:
