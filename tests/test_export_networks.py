@@ -279,18 +279,11 @@ def test_text_evidence_needs_its_stored_scores(runs: dict[str, Path], tmp_path: 
     assert first == dict.fromkeys(scores[first_w], pytest.approx(0.2 - params.xi))
 
 
-def test_interactions_outside_windows_are_in_no_row_and_the_export_says_so(
-    runs: dict[str, Path], tmp_path: Path
-) -> None:
-    """A DM between two windows and one in a window started again before it ended (a log
-    imported with ``log import``) count towards no window in the rewards and the ties; the
-    interactions table holds them in no row either, and the command now says how many it left
-    out (it said nothing, so the rows summed to less than the log's interactions silently)."""
-    from friendsim.analysis.graphs import interaction_graph
-    from friendsim.analysis.rewards_cli import iter_events
-
+def with_outside_dms(run: Path, tmp_path: Path) -> Path:
+    """``run``'s log imported with two DMs added: one between windows 1 and 2, one in a window 2
+    started again before it ended (the rewards count neither in any window)."""
     src = tmp_path / "events.jsonl"
-    assert cli("log", "export", runs["rounds"], src)[0] == 0
+    assert cli("log", "export", run, src)[0] == 0
     lines = [json.loads(x) for x in src.read_text(encoding="utf-8").splitlines()]
 
     def dm(dm_id: int, t: float, actor: str, to: str) -> dict[str, Any]:
@@ -322,7 +315,20 @@ def test_interactions_outside_windows_are_in_no_row_and_the_export_says_so(
     db = tmp_path / "imported.db"
     code, _, err = cli("log", "import", src, db)
     assert code == 0, err
+    return db
 
+
+def test_interactions_outside_windows_are_in_no_row_and_the_export_says_so(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """A DM between two windows and one in a window started again before it ended (a log
+    imported with ``log import``) count towards no window in the rewards and the ties; the
+    interactions table holds them in no row either, and the command now says how many it left
+    out (it said nothing, so the rows summed to less than the log's interactions silently)."""
+    from friendsim.analysis.graphs import interaction_graph
+    from friendsim.analysis.rewards_cli import iter_events
+
+    db = with_outside_dms(runs["rounds"], tmp_path)
     out = tmp_path / "inter.jsonl"
     code, stdout, err = cli("log", "export", db, "--table", "interactions", "--out", out)
     assert code == 0, err
@@ -341,3 +347,28 @@ def test_interactions_outside_windows_are_in_no_row_and_the_export_says_so(
     )  # fmt: skip
     assert code == 0, err
     assert "2 interactions up to the end of window 2 were outside any window" in stdout, stdout
+
+
+def test_events_parquet_puts_a_window_started_again_where_the_rewards_count_it(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The events file's ``window`` column gave the events after an abandoned ``window_started``
+    that window's number, so a count per window (docs/api.md's DuckDB example) held events the
+    rewards count in no window; they are null now, and each window holds what the run's did."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    db = with_outside_dms(runs["rounds"], tmp_path)
+
+    def per_window(log: Path, out: Path) -> dict[int | None, Counter[str]]:
+        code, _, err = cli("log", "export", log, "--format", "parquet", "--out", out)
+        assert code == 0, err
+        got: dict[int | None, Counter[str]] = defaultdict(Counter)
+        for row in pq.read_table(out).to_pylist():
+            got[row["window"]][row["kind"]] += 1
+        return got
+
+    edited = per_window(db, tmp_path / "edited.parquet")
+    original = per_window(runs["rounds"], tmp_path / "original.parquet")
+    assert {w: c for w, c in edited.items() if w is not None} == {
+        w: c for w, c in original.items() if w is not None
+    }
+    assert edited[None] - original[None] == Counter({"dm_sent": 2, "window_started": 1})

@@ -8,10 +8,12 @@ of friendsim never needs it; without it :class:`ParquetUnavailable` says how to 
 Events file, one row per event in ``seq`` order, columns:
 ``seq`` (int64), ``t`` (float64, virtual seconds), ``kind`` (string), ``actor`` (string, null for
 the runtime), ``window`` (int64, the window the event belongs to: the one opened by the last
-``window_started``, null before the first and between windows) and ``payload`` (string: the JSON
-payload exactly as stored in ``events.db``, with its schema version ``v``). The raw payload keeps
-the file lossless and the schema fixed while event kinds differ; DuckDB's ``json_extract`` and
-Polars' ``str.json_decode`` read fields out of it.
+``window_started``, null before the first and between windows, and, as the rewards count windows
+(:mod:`friendsim.analysis.rewards`), null from a ``window_started`` to the next one when no
+``window_ended`` came between: a window started again counts from its last start) and ``payload``
+(string: the JSON payload exactly as stored in ``events.db``, with its schema version ``v``). The
+raw payload keeps the file lossless and the schema fixed while event kinds differ; DuckDB's
+``json_extract`` and Polars' ``str.json_decode`` read fields out of it.
 
 Rewards file, one row per (window, agent): ``window`` (int64), ``agent`` (string), one float64
 column per reward component (``SOC``, ``INF``, ``PRE``, ``COORD``, ``EMO``) and ``total``.
@@ -26,6 +28,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -86,12 +89,21 @@ def _rows(db: Path, copy: Path, *, page: int) -> Iterator[list[tuple[Any, ...]]]
     con = sqlite3.connect(copy)
     window: int | None = None
     try:
+        marks = con.execute(
+            "SELECT seq, kind FROM events WHERE kind IN ('window_started', 'window_ended')"
+            " ORDER BY seq"
+        ).fetchall()
+        abandoned = {
+            seq for (seq, kind), (_, after) in pairwise(marks) if kind == after == "window_started"
+        }
         cur = con.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq")
         while rows := cur.fetchmany(page):
             out = []
             for seq, t, kind, actor, payload in rows:
                 if kind == "window_started":
                     window = _started_window(db, seq, payload)
+                    if seq in abandoned:
+                        window = None
                 out.append((seq, t, kind, actor, window, payload))
                 if kind == "window_ended":
                     window = None
