@@ -86,7 +86,17 @@ def console(argv: Sequence[str] | None = None) -> int:
     garbage collection at interpreter exit traversed and freed all of it, seconds after the
     command had finished and said so (a stopped 100,000-agent run took 9–12 s to exit). Frozen
     objects are left to the operating system; exit handlers still run. Only for the program:
-    a caller of :func:`main` inside its own process keeps collecting normally."""
+    a caller of :func:`main` inside its own process keeps collecting normally.
+
+    A command that wrote a run keeps SIGINT and SIGTERM held until the process ends
+    (:mod:`friendsim._signals`): one arriving while it reports its outcome or while the
+    interpreter exits ends the process at once with the command's exit code."""
+    from friendsim._signals import exit_on_signal, keep
+
+    keep()
     code = main(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    exit_on_signal(code)
     gc.freeze()
     return code

@@ -21,7 +21,17 @@ PACKAGE = Path(__file__).resolve().parent.parent / "friendsim"
 
 LAYERS: tuple[frozenset[str], ...] = (
     frozenset(
-        {"friendsim", "vocabulary", "registry", "_lazy", "_slots", "_heap", "_loop", "_seed"}
+        {
+            "friendsim",
+            "vocabulary",
+            "registry",
+            "_lazy",
+            "_slots",
+            "_heap",
+            "_loop",
+            "_seed",
+            "_signals",
+        }
     ),
     frozenset({"platform", "llm"}),
     frozenset({"rundir"}),

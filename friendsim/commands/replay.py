@@ -210,6 +210,9 @@ def handle(args: argparse.Namespace) -> int:
     except RunDirError as exc:
         _fail(str(exc))
         return 1
+    except KeyboardInterrupt:
+        _fail("interrupted; everything committed is kept")
+        return 130
 
 
 def _ignored_options(args: argparse.Namespace) -> str | None:
@@ -371,6 +374,7 @@ def _resume(
     """Resume with prompt, visible stops (:mod:`friendsim.runtime.signals`); a stopped resume
     leaves the original untouched and can be resumed again. ``prog`` prefixes its error line."""
     from friendsim._loop import run as run_on_loop
+    from friendsim._signals import held
     from friendsim.llm.redact import redact_text
     from friendsim.replay.resume import resume
     from friendsim.runtime.signals import WindowWatch, stoppable
@@ -379,16 +383,17 @@ def _resume(
     hint = f"resume again with: friendsim run --resume {run_dir}"
     watch = WindowWatch()
     try:
-        report = run_on_loop(
-            stoppable(
-                lambda stop: resume(
-                    run_dir, out_dir=out, budget_usd=budget_usd, stop=stop, listener=watch
-                ),
-                what="friendsim run --resume",
-                resume_hint=hint,
-                watch=watch,
+        with held():
+            report = run_on_loop(
+                stoppable(
+                    lambda stop: resume(
+                        run_dir, out_dir=out, budget_usd=budget_usd, stop=stop, listener=watch
+                    ),
+                    what="friendsim run --resume",
+                    resume_hint=hint,
+                    watch=watch,
+                )
             )
-        )
     except RunStopped as exc:
         _fail(
             redact_text(
@@ -403,15 +408,36 @@ def _resume(
 
 
 def _fork(parent: Path, config: Path | None, at: int | None, out: Path | None) -> int:
+    """Fork with prompt, visible stops, as ``friendsim run`` stops
+    (:mod:`friendsim.runtime.signals`)."""
     from friendsim._loop import run as run_on_loop
+    from friendsim._signals import held
     from friendsim.replay.fork import fork
     from friendsim.rundir.errors import RunInputError
     from friendsim.runtime.config import load_config
+    from friendsim.runtime.signals import WindowWatch, stoppable
 
     if config is None or at is None or out is None:
         raise RunInputError("a fork needs CONFIG, --at WINDOW and --out NEW_DIR")
     cfg = load_config(config)
-    report = run_on_loop(fork(parent, cfg, at_window=at, out_dir=out, config_path=config))
+    watch = WindowWatch()
+    with held():
+        report = run_on_loop(
+            stoppable(
+                lambda stop: fork(
+                    parent,
+                    cfg,
+                    at_window=at,
+                    out_dir=out,
+                    config_path=config,
+                    listener=watch,
+                    stop=stop,
+                ),
+                what="friendsim run --fork",
+                resume_hint=f"resume with: friendsim run --resume {out}",
+                watch=watch,
+            )
+        )
     _emit(report.to_json())
     from friendsim.runtime.status import exit_code
 

@@ -204,17 +204,13 @@ async def _served(
 async def _until_signal() -> None:
     """Return at the first SIGTERM/SIGINT."""
     import asyncio
-    import signal
+
+    from friendsim._signals import routed
 
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, done.set)
-    try:
+    with routed(lambda sig: loop.call_soon_threadsafe(done.set)):
         await done.wait()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -223,8 +219,21 @@ def handle(args: argparse.Namespace) -> int:
     The exit code follows the run's status (:mod:`friendsim.runtime.status`): 0 ``completed``,
     3 ``degraded``, 130 ``interrupted`` (resumable: a signal, a spending budget, a provider down),
     1 ``failed``; 2 is bad input (nothing is run). Every stop prints one line on stderr saying
-    why and how to go on.
+    why and how to go on. SIGINT and SIGTERM are held for the whole command
+    (:mod:`friendsim._signals`): one arriving before the run began ends the command with 130
+    and nothing written; after the run ended, they change nothing.
     """
+    from friendsim._signals import held
+
+    with held():
+        try:
+            return _handle(args)
+        except KeyboardInterrupt:
+            sys.stderr.write("friendsim run: interrupted before the run began; nothing written\n")
+            return 130
+
+
+def _handle(args: argparse.Namespace) -> int:
     import asyncio
 
     import structlog

@@ -165,8 +165,10 @@ async def fork(
     config_path: str | Path | None = None,
     llm_factory: LLMFactory | None = None,
     listener: RunListener | None = None,
+    stop: asyncio.Event | None = None,
 ) -> ForkReport:
-    """Fork ``parent_dir`` after window ``at_window`` into ``out_dir`` under ``cfg``."""
+    """Fork ``parent_dir`` after window ``at_window`` into ``out_dir`` under ``cfg``; ``stop``
+    (optional) stops the new run as it stops ``friendsim run`` (:func:`run_plan`)."""
     parent, out = Path(parent_dir), Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="friendsim-fork-") as tmp:
         manifest, parent_copy, summary, _ = await asyncio.to_thread(inspect_run, parent, Path(tmp))
@@ -229,6 +231,7 @@ async def fork(
                 config_path=out / MANIFEST,
                 listener=listener,
                 llm_factory=llm_factory,
+                stop=stop,
             )
         diff = await asyncio.to_thread(
             diff_log_files, parent_copy, out / EVENTS_DB, to_seq=prefix_seq

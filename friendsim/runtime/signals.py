@@ -6,7 +6,9 @@ applies nothing of the unfinished wake, stops waiting for a coach still advising
 end (that window's advice is dropped and asked again on resume), and the run ends
 ``interrupted`` with everything committed kept (resumable). A second signal cancels the run task itself: it stops now, still
 resumable (the log is append-only and committed in transactions). Either way the process ends
-within seconds, never after the model answers.
+within seconds, never after the model answers. Once the run has ended (its outcome recorded),
+further signals change nothing: the command reports that outcome and exits
+(:mod:`friendsim._signals`, which holds the signals for the whole command).
 
 :class:`WindowWatch` is the run listener that knows which window last ended (it forwards every
 hook to the listener it wraps, e.g. the progress display).
@@ -20,6 +22,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import TextIO, TypeVar
 
+from friendsim._signals import routed
 from friendsim.runtime.engine import RunListener, WindowTally
 
 T = TypeVar("T")
@@ -60,8 +63,11 @@ async def stoppable(
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
+    over = False
 
     def on_signal(sig: signal.Signals) -> None:
+        if over:
+            return
         if stop.is_set():
             out.write(f"\n{what}: {sig.name} again: stopping now; {resume_hint}\n")
             out.flush()
@@ -75,10 +81,8 @@ async def stoppable(
         out.flush()
         stop.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        return await run(stop)
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    with routed(lambda sig: loop.call_soon_threadsafe(on_signal, sig)):
+        try:
+            return await run(stop)
+        finally:
+            over = True
