@@ -74,15 +74,22 @@ def wait_until_asked(stub: StubLLMServer, proc: subprocess.Popen[str], what: str
 
 
 def interrupt(proc: subprocess.Popen[str], *, signals: int = 1) -> tuple[str, float]:
-    """Send ``proc`` SIGINT ``signals`` times, 50 ms apart; its stderr and the seconds from the
-    first signal until it ended (``communicate`` gives up after 30 s)."""
+    """Send ``proc`` SIGINT ``signals`` times, each after the one before is being acted on (the
+    run has printed its "stopping after window" line), not after a pause that a loaded machine
+    can outlast or cut short; its stderr and the seconds from the first signal until it ended
+    (``communicate`` gives up after 30 s)."""
+    assert proc.stderr is not None
     t0 = time.monotonic()
-    for i in range(signals):
-        if i:
-            time.sleep(0.05)
+    proc.send_signal(2)
+    seen = ""
+    for _ in range(signals - 1):
+        while "stopping after window" not in seen:
+            line = proc.stderr.readline()
+            assert line, seen  # the run ended without saying it was stopping
+            seen += line
         proc.send_signal(2)
     _, err = proc.communicate(timeout=30)
-    return err, time.monotonic() - t0
+    return seen + err, time.monotonic() - t0
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
