@@ -108,3 +108,69 @@ def test_in_process_a_second_ctrl_c_while_reporting_the_stop_is_absorbed_and_han
     assert code == 130
     assert status(tmp_path / "r") == "interrupted"
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_second_signal_during_a_finished_resume_s_swap_lets_the_swap_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resume whose run completed is being moved into place (the original aside, the resumed
+    run in) when the second signal cancels it (what :func:`~friendsim.runtime.signals.stoppable`
+    does). The move happens in a worker thread, which a cancellation does not stop: the resume
+    reported ``interrupted`` (exit 130, "can be resumed") while the completed run was swapped
+    in behind its back, without ``original_moved_to``, and the lock was released while the
+    swap was still moving it. Now the swap and its manifest are carried to their end and the
+    resume reports the truth: completed, the original aside."""
+    import asyncio
+    import threading
+
+    import friendsim.replay.resume as resume_module
+    from friendsim.runtime.assembly import run_experiment
+    from friendsim.runtime.config import load_config
+    from friendsim.runtime.engine import RunListener, WindowTally
+    from friendsim.runtime.status import RunStopped
+
+    cfg = tmp_path / "sig.toml"
+    cfg.write_text(CONFIG)
+    run = tmp_path / "r"
+
+    async def interrupted_run() -> None:
+        stop = asyncio.Event()
+
+        class AfterWindow1(RunListener):
+            def window_ended(self, tally: WindowTally) -> None:
+                if tally.window == 1:
+                    stop.set()
+
+        with pytest.raises(RunStopped):
+            await run_experiment(load_config(cfg), out_dir=run, stop=stop, listener=AfterWindow1())
+
+    asyncio.run(interrupted_run())
+    assert status(run) == "interrupted"
+
+    async def resume_cancelled_during_the_swap() -> asyncio.Task[resume_module.ResumeReport]:
+        loop = asyncio.get_running_loop()
+        cancelled = threading.Event()
+        swap = resume_module._swap
+
+        def cancelled_while_swapping(*args: object) -> Path:
+            loop.call_soon_threadsafe(task.cancel)
+            loop.call_soon_threadsafe(cancelled.set)  # runs after the cancel
+            assert cancelled.wait(60)
+            return swap(*args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(resume_module, "_swap", cancelled_while_swapping)
+        task = asyncio.ensure_future(resume_module.resume(run))
+        await asyncio.wait([task])
+        return task
+
+    task = asyncio.run(resume_cancelled_during_the_swap())
+    assert not task.cancelled(), "the resume reported interrupted after swapping its run in"
+    report = task.result()
+    assert report.status == "completed" and report.original_kept_at is not None
+    final = json.loads((run / "manifest.json").read_text())
+    assert final["status"] == "completed"
+    assert final["resumed_from"]["original_moved_to"] == str(report.original_kept_at)
+    assert status(report.original_kept_at) == "interrupted"
+    assert not (tmp_path / "r.resuming").exists()
+    assert cli_main(["run", str(cfg), "--out", str(tmp_path / "whole"), "--quiet"]) == 0
+    assert digest(run) == digest(tmp_path / "whole")

@@ -83,7 +83,7 @@ from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, LOCK, MANIFEST, PER
 from friendsim.rundir.lock import RunLock
 from friendsim.rundir.log import LogSummary, connect, log_hash, snapshot
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
-from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan
+from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan, to_the_end
 from friendsim.runtime.engine import RunListener
 
 from .config import config_from_manifest
@@ -545,21 +545,27 @@ async def _resume_locked(
     new_summary, new_hash = await asyncio.to_thread(_summary_and_hash, staging / EVENTS_DB)
     resumed_from = {**source, "prefix_sha256": prefix}
     segment = await asyncio.to_thread(read_manifest, staging)
-    final = await asyncio.to_thread(
-        amend_manifest,
-        staging,
-        log_sha256=new_hash,
-        resumed_from=resumed_from,
-        **accounting_over_segments(base, segment),
-    )
-    aside = None
-    if out_dir is None:
-        aside = await asyncio.to_thread(_swap, old, staging, lock)
+
+    async def finish() -> tuple[Manifest, Path | None]:
         final = await asyncio.to_thread(
             amend_manifest,
-            target,
-            resumed_from={**resumed_from, "original_moved_to": str(aside)},
+            staging,
+            log_sha256=new_hash,
+            resumed_from=resumed_from,
+            **accounting_over_segments(base, segment),
         )
+        if out_dir is None:
+            aside = await asyncio.to_thread(_swap, old, staging, lock)
+            final = await asyncio.to_thread(
+                amend_manifest,
+                target,
+                resumed_from={**resumed_from, "original_moved_to": str(aside)},
+            )
+            return final, aside
+        return final, None
+
+    # once the resumed run's manifest is amended, the swap follows: a second signal waits for it
+    final, aside = await to_the_end(finish())
     return ResumeReport(
         run_dir=target,
         original_kept_at=aside,

@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -89,6 +89,8 @@ from friendsim.runtime.on_demand import OnDemand
 from friendsim.runtime.rounds import RoundsScheduler
 from friendsim.runtime.status import RunStopped, StopKind, finished_status, provider_stop
 from friendsim.vocabulary import Policy
+
+T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
@@ -840,17 +842,17 @@ async def _run_locked(
             await asyncio.to_thread(write_manifest, run_dir, manifest)
             log.info("run_finished", run_dir=str(run_dir), status=status, windows=len(windows))
 
-        await _to_the_end(close())
+        await to_the_end(close())
     return RunResult(run_dir=run_dir, windows=tuple(windows), manifest=manifest)
 
 
-async def _to_the_end(closing: Awaitable[None]) -> None:
-    """Await ``closing`` (the run's close: the database, the clients, the final manifest) to its
-    end even when this task is cancelled meanwhile (a second Ctrl-C or SIGTERM arriving while a
-    stopped run closes): an interrupted close would leave the manifest saying ``running`` and
-    the database's thread alive, holding the process open. The cancellation is then consumed:
-    the run's own outcome (its status, or the exception being raised) is what the caller sees,
-    since the close it asked to cut short has already ended."""
+async def to_the_end(closing: Awaitable[T]) -> T:
+    """Await ``closing`` (the run's close: the database, the clients, the final manifest; a
+    resume's swap into place) to its end even when this task is cancelled meanwhile (a second
+    Ctrl-C or SIGTERM arriving while a stopped run closes): an interrupted close would leave the
+    manifest saying ``running`` and the database's thread alive, holding the process open. The
+    cancellation is then consumed: the run's own outcome (its status, or the exception being
+    raised) is what the caller sees, since the close it asked to cut short has already ended."""
     task = asyncio.ensure_future(closing)
     cancelled = 0
     while True:
@@ -865,6 +867,7 @@ async def _to_the_end(closing: Awaitable[None]) -> None:
     if current is not None:
         for _ in range(cancelled):
             current.uncancel()
+    return task.result()
 
 
 async def run_experiment(
