@@ -1,6 +1,7 @@
 """One SIGINT/SIGTERM handler for the whole of a command that writes a run, never the defaults.
 
-A command that writes a run (``friendsim run``, ``run --resume``, ``run --fork``) holds the
+A command that writes a run (``friendsim run``, ``run --resume``, ``run --fork``,
+``friendsim sweep``) holds the
 signals (:func:`held`) from its start to its end; the program (:func:`exit_on_signal`) keeps
 them held through the interpreter's exit. Where a signal goes depends on the moment, never on
 which handler happens to be installed:
@@ -11,9 +12,9 @@ which handler happens to be installed:
 * while a run goes (:func:`routed`, what :func:`friendsim.runtime.signals.stoppable` opens):
   to that run's callback, on its event loop (first signal: stop after the window; second: stop
   now);
-* once it has ended (its outcome is recorded, the command is only reporting it and exiting):
-  nothing; and after the command returned its exit code, the process ends at once with that
-  code.
+* once it has ended (its outcome is recorded, the command is only reporting it and exiting),
+  or while a stopped command records its outcome (:func:`settling`): nothing; and after the
+  command returned its exit code, the process ends at once with that code.
 
 Before, the event loop's handlers were removed when the run ended, which put back the defaults:
 a second Ctrl-C arriving while a stopped run's command was reporting or exiting raised
@@ -116,3 +117,31 @@ def exit_on_signal(code: int) -> None:
     changes where no route holds the signals (a command that writes no run)."""
     if _route is not None:
         _route.exit_code = code
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    """A signal while an outcome is being recorded (:func:`settling`): nothing to do."""
+
+
+@contextlib.contextmanager
+def settling() -> Iterator[None]:
+    """Within the block, a stopped command records its outcome (which runs were interrupted,
+    the file that says so): SIGINT and SIGTERM are ignored, so that a second Ctrl-C cannot
+    leave the record half-written. Under a route (:func:`held`) they stay ignored after the
+    block (the command only reports and exits); otherwise the previous handlers come back.
+    Outside the main thread it does nothing."""
+    route = _route
+    if route is not None:
+        if route.to is None:
+            route.ended = True
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous: dict[signal.Signals, Any] = {sig: signal.signal(sig, _ignore) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -174,3 +174,41 @@ def test_a_second_signal_during_a_finished_resume_s_swap_lets_the_swap_end(
     assert not (tmp_path / "r.resuming").exists()
     assert cli_main(["run", str(cfg), "--out", str(tmp_path / "whole"), "--quiet"]) == 0
     assert digest(run) == digest(tmp_path / "whole")
+
+
+def test_a_second_ctrl_c_while_a_stopped_sweep_records_its_runs_leaves_no_run_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``friendsim sweep``: Ctrl-C once the first replication is done, and again while the
+    sweep records which replications did not finish. The second used to raise
+    ``KeyboardInterrupt`` out of that record, so ``sweep.json`` kept saying ``running``, the
+    replications not run ``pending``; now it says ``interrupted`` for each, and exit 130."""
+    from friendsim.sweep import runner
+    from friendsim.sweep.runner import SWEEP_FILE
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(CONFIG + "[sweep]\nreplications = 3\n")
+    out = tmp_path / "out"
+    unfinished = runner.unfinished
+
+    def pool(plans, out_dir, source, *, jobs, log_level):  # type: ignore[no-untyped-def]
+        first = plans[0]
+        yield first, runner.execute_plan(first.data, str(out_dir / first.rel_dir), source)
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C once the first replication is done
+
+    def second(exc: BaseException, run_dir: Path) -> dict[str, object]:
+        signal.raise_signal(signal.SIGINT)
+        return unfinished(exc, run_dir)
+
+    monkeypatch.setattr(runner, "local_outcomes", pool)
+    monkeypatch.setattr(runner, "unfinished", second)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        code = cli_main(["sweep", str(cfg), "--out", str(out), "--jobs", "1"])
+    except KeyboardInterrupt:
+        pytest.fail("the second Ctrl-C escaped the sweep command as KeyboardInterrupt")
+    assert code == 130
+    recorded = json.loads((out / SWEEP_FILE).read_text())
+    assert recorded["status"] == "interrupted"
+    assert [r["status"] for r in recorded["runs"]] == ["completed", "interrupted", "interrupted"]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

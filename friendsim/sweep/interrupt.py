@@ -11,6 +11,8 @@ queued behind it, while ``sweep.json`` already said ``interrupted`` with every r
 
 SIGTERM to the sweep command ends it the same way (:func:`terminate_as_interrupt`), as it stops
 ``friendsim run``; it used to kill the sweep at once, leaving ``sweep.json`` saying ``running``.
+A second signal may cut short the wait for the workers (they die with the sweep), never the
+record: ``sweep.json`` is written in full (:func:`friendsim._signals.settling`).
 
 Every replication the sweep did not see finish is recorded with :func:`unfinished`:
 ``interrupted`` when the sweep was interrupted, ``failed`` when it ended on an error, never
@@ -23,13 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any, Protocol, TypeVar
 
+from friendsim._signals import held
 from friendsim.rundir.errors import RunInputError
 from friendsim.rundir.manifest import read_manifest
 
@@ -112,18 +112,11 @@ def unfinished(exc: BaseException, run_dir: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`KeyboardInterrupt` in the main thread, so the
-    sweep stops and records its replications as on Ctrl-C; the previous handler is restored
-    after. Outside the main thread (where handlers cannot be set) it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
+    """Within the block, SIGTERM raises :class:`KeyboardInterrupt` in the main thread as SIGINT
+    does, so the sweep stops and records its replications as on Ctrl-C; once the sweep records
+    its outcome (:func:`friendsim._signals.settling`), further signals change nothing. The
+    signals are held as a run's command holds them (:func:`friendsim._signals.held`): the
+    previous handlers are restored after (in the program, at its exit). Outside the main thread
+    (where handlers cannot be set) it does nothing."""
+    with held():
         yield
-        return
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from friendsim._signals import settling
 from friendsim.rundir.errors import RunDirError, RunInputError
 from friendsim.rundir.layout import SWEEP_FILE, SWEEP_LOCK
 from friendsim.rundir.lock import RunLock, holder, writer_name
@@ -634,11 +635,12 @@ def _run_locked(
 
                 ray.shutdown()
         finally:
-            for outcome in outcomes.values():
-                if outcome["status"] == "pending":
-                    outcome.update(unfinished(exc, out / outcome["dir"]))
-            stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            _write_sweep_file(out, snapshot(stopped))
+            with settling():  # a second Ctrl-C must not leave sweep.json saying running
+                for outcome in outcomes.values():
+                    if outcome["status"] == "pending":
+                        outcome.update(unfinished(exc, out / outcome["dir"]))
+                stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+                _write_sweep_file(out, snapshot(stopped))
         raise
     wall = round(time.perf_counter() - t0, 3)
     runs = tuple(outcomes.values())
