@@ -286,6 +286,31 @@ async def test_pool_survives_a_server_dying_mid_run() -> None:
         b.stop()
 
 
+@pytest.mark.parametrize("http_path", ["sdk", "lean"])
+async def test_a_pool_failover_passes_the_rate_limits_again(http_path: str) -> None:
+    """Every request sent to an endpoint is admitted by the rpm/tpm limits: the request a
+    failover sends to the next member is charged to them like the first one."""
+    with (
+        StubLLMServer(text_answer="a", fault=StubReply(status=503)) as a,
+        StubLLMServer(text_answer="b") as b,
+    ):
+        pool = create_llm(
+            f"openai:{a.openai_base_url},{b.openai_base_url}#m",
+            http_path=http_path,
+            affinity=False,
+            cooldown_s=60.0,
+        )
+        stack = await build_llm(pool, concurrency=4, rpm=6000, tpm=10_000_000, retries=2)
+        assert isinstance(pool, PooledLLM) and stack.rate is not None
+        done = await stack.complete(req("over to b"))
+        assert done.text == "b" and pool.failovers == 1
+        sent = len(a.requests) + len(b.requests)
+        assert (len(a.requests), len(b.requests)) == (1, 1)
+        assert stack.rate.admitted == sent
+        assert stack.ledger.total().attempts == sent
+        await stack.aclose()
+
+
 async def test_pool_balances_outstanding_requests_over_endpoints() -> None:
     with StubLLMServer(text_answer="a") as a, StubLLMServer(text_answer="b") as b:
         pool = create_llm("openai:m", base_urls=[a.openai_base_url, b.openai_base_url])

@@ -116,6 +116,8 @@ class RateLimitedLLM:
         )
         self.waited_s = 0.0
         self.delayed_calls = 0
+        self.admitted = 0
+        """Requests let through to ``inner`` (each charged to the budgets)."""
 
     @property
     def model(self) -> str:
@@ -140,6 +142,7 @@ class RateLimitedLLM:
                 if self._tokens is not None:
                     self._tokens.refund(reserved)
                 raise
+        self.admitted += 1
         completion = await self.inner.complete(request)
         if self._tokens is not None:
             used = completion.usage.input_tokens + completion.usage.output_tokens

@@ -11,6 +11,10 @@ healthy member (each failure takes its member out, so a call tries each member a
 only when none is left does the error reach the retry wrapper. ``on_failover`` (when set) is
 told of each such move with the error that caused it, so the stack's accounting counts the
 request sent again (an attempt, and a retry by its cause) as it counts the retry wrapper's.
+In a stack (:func:`~friendsim.llm.stack.build_llm`) the move is made by :class:`FailoverLLM`
+above the rate limits and the concurrency cap, and the pool below them makes one attempt per
+call (:class:`PoolAttempts`): the request sent again passes the limits again, as every request
+sent to an endpoint must.
 
 Per-agent affinity: a request that names its ``agent`` goes to that agent's home member, chosen
 by weighted rendezvous hashing of the agent id over the healthy members (the same choice in
@@ -149,27 +153,41 @@ class PooledLLM:
         return self._homes.get(agent)
 
     async def complete(self, request: LLMRequest) -> Completion:
-        member = self._pick(request.agent)
+        """Answer ``request`` from a member, failing over to the others (module docstring)."""
         while True:
             try:
-                completion = await self._call(member, request)
-            except LLMError as exc:
-                if exc.endpoint is None:
-                    exc.endpoint = member.name
-                if not isinstance(exc, TransientLLMError):
+                return await self.attempt(request)
+            except TransientLLMError as exc:
+                if not self.fails_over(request, exc):
                     raise
+
+    async def attempt(self, request: LLMRequest) -> Completion:
+        """Send ``request`` to one member, with no failover: a transient failure takes the
+        member out (cool-down) and is raised with ``endpoint`` naming it."""
+        member = self._pick(request.agent)
+        try:
+            completion = await self._call(member, request)
+        except LLMError as exc:
+            if exc.endpoint is None:
+                exc.endpoint = member.name
+            if isinstance(exc, TransientLLMError):
                 self._mark_down(member, exc)
-                if not self.failover or not self.healthy():
-                    raise
-                self.failovers += 1
-                if self.on_failover is not None:
-                    self.on_failover(request, exc)
-                member = self._pick(request.agent)
-                continue
-            if member.consecutive_failures:
-                _log.info("llm_endpoint_restored", endpoint=member.name)
-            member.consecutive_failures = 0
-            return completion
+            raise
+        if member.consecutive_failures:
+            _log.info("llm_endpoint_restored", endpoint=member.name)
+        member.consecutive_failures = 0
+        return completion
+
+    def fails_over(self, request: LLMRequest, exc: TransientLLMError) -> bool:
+        """Whether a call whose :meth:`attempt` raised ``exc`` moves to another member now:
+        ``failover`` is on, a member failed (not the pick: every member cooling down) and one
+        is healthy. When it does, the move is counted and told to ``on_failover``."""
+        if not self.failover or exc.endpoint is None or not self.healthy():
+            return False
+        self.failovers += 1
+        if self.on_failover is not None:
+            self.on_failover(request, exc)
+        return True
 
     @staticmethod
     async def _call(member: MemberState, request: LLMRequest) -> Completion:
@@ -219,3 +237,46 @@ def _rendezvous(agent: str, member: MemberState) -> float:
     digest = hashlib.sha256(f"{agent}\x00{member.name}".encode()).digest()
     u = (int.from_bytes(digest[:8], "big") + 1) / (2**64 + 1)  # in (0, 1)
     return -member.weight / math.log(u)
+
+
+class PoolAttempts:
+    """``pool`` as an LLM that makes one attempt per call (:meth:`PooledLLM.attempt`): the
+    bottom of a stack whose :class:`FailoverLLM` sits above the limits."""
+
+    def __init__(self, pool: PooledLLM) -> None:
+        self.pool = pool
+
+    @property
+    def model(self) -> str:
+        return self.pool.model
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        return await self.pool.attempt(request)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+
+class FailoverLLM:
+    """Calls ``inner`` (the limits above :class:`PoolAttempts`) again while ``pool`` fails the
+    call over to another member (:meth:`PooledLLM.fails_over`), so each request sent to an
+    endpoint has passed the rate limits and the concurrency cap."""
+
+    def __init__(self, inner: LLM, pool: PooledLLM) -> None:
+        self.inner = inner
+        self.pool = pool
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    async def complete(self, request: LLMRequest) -> Completion:
+        while True:
+            try:
+                return await self.inner.complete(request)
+            except TransientLLMError as exc:
+                if not self.pool.fails_over(request, exc):
+                    raise
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

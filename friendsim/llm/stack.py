@@ -11,9 +11,11 @@ Outermost first::
     RetryingLLM          each attempt re-enters the limits and the endpoint pool (without
                          retries, AttemptsCountedLLM only counts each request sent; a pool's
                          failovers are counted as attempts and retries too)
+    FailoverLLM          (endpoint pool) a call whose member failed goes to another member
+                         through the limits below again
     RateLimitedLLM       waits for RPM/TPM budget *before* taking a concurrency slot
     ConcurrencyLimitedLLM  holds a slot only while a request is actually in flight
-    provider             (an endpoint pool when several URLs are given)
+    provider             (an endpoint pool when several URLs are given: one member per attempt)
 
 Backoff sleeps happen above the limits, so a retrying call holds no slot while it waits.
 
@@ -50,7 +52,7 @@ from friendsim.llm.cache import CacheMode, CachingLLM, LLMCache
 from friendsim.llm.errors import ProviderConfigError, TransientLLMError
 from friendsim.llm.limits import ConcurrencyLimitedLLM, RateLimitedLLM
 from friendsim.llm.masking import SecretsMaskedLLM
-from friendsim.llm.pool import PooledLLM
+from friendsim.llm.pool import FailoverLLM, PoolAttempts, PooledLLM
 from friendsim.llm.registry import create_llm
 from friendsim.llm.retry import OnAttempt, RetryingLLM, RetryPolicy
 
@@ -131,7 +133,7 @@ async def build_llm(
     if mode is not CacheMode.OFF and cache_path is None:
         raise ProviderConfigError(f"cache_mode={mode.value!r} needs a cache_path")
     provider = spec if not isinstance(spec, str) else create_llm(spec, **provider_options)
-    llm: LLM = provider
+    llm: LLM = PoolAttempts(provider) if isinstance(provider, PooledLLM) else provider
     conc = None
     if concurrency:
         llm = conc = ConcurrencyLimitedLLM(llm, concurrency)
@@ -157,6 +159,7 @@ async def build_llm(
             on_attempt(request, None)
 
         provider.on_failover = on_failover
+        llm = FailoverLLM(llm, provider)
     retry = None
     policy = RetryPolicy(max_retries=retries) if isinstance(retries, int) else retries
     if policy is not None and policy.max_retries > 0:
