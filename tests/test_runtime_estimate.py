@@ -14,6 +14,7 @@ import pytest
 from llm_stub_server import StubLLMServer, mind_responder
 
 from friendsim.llm.accounting import Price, PriceTable
+from friendsim.llm.batch import spec_batches
 from friendsim.llm.estimate import RequestCount, price_requests
 from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import parse_config
@@ -52,6 +53,42 @@ async def test_estimate_is_within_ten_percent_of_a_real_http_run(tmp_path: Path)
     (row,) = got["by_model"]
     assert (row["provider"], row["model"]) == ("openai", "gpt-4o-mini")
     assert set(row["by_label"]) >= {"plan", "content", "vote"}
+
+
+async def test_a_batch_run_over_an_endpoint_pool_is_estimated_at_live_prices(
+    tmp_path: Path,
+) -> None:
+    """A pool sends no batches (each request goes to one member, live), so a batch run over
+    one is billed live: its estimate must price it so, not at the batch discount."""
+    with (
+        StubLLMServer(responder=mind_responder(0), min_cache_tokens=1024) as a,
+        StubLLMServer(responder=mind_responder(0), min_cache_tokens=1024) as b,
+    ):
+        cfg = config(f"openai:{a.openai_base_url},{b.openai_base_url}#gpt-4o-mini", batch=True)
+        est = (await estimate_run(cfg)).to_json()
+        await run_experiment(cfg, out_dir=tmp_path / "run")
+    actual = json.loads((tmp_path / "run" / "manifest.json").read_text())["llm_usage"]["total"]
+    assert actual["batch_calls"] == 0 and actual["calls"] == est["requests"]
+    assert within(est["cost_usd"], actual["cost_usd"]), (est, actual)
+    assert est["cost_usd"] == pytest.approx(est["cost_live_cached_usd"])
+
+
+def test_estimate_prices_in_batch_only_the_providers_that_send_batches() -> None:
+    assert spec_batches("openai:gpt-4o-mini") and spec_batches("anthropic:claude-haiku-4-5")
+    assert spec_batches("openai:http://127.0.0.1:8000/v1#m")
+    assert not spec_batches("openai:http://h1:8000/v1,http://h2:8000/v1#m")
+    assert not spec_batches("openai:gpt-4o-mini", fleet=True)  # [llm] endpoints_file: a pool
+    assert not spec_batches("local:smollm2") and not spec_batches("scripted")
+    table = PriceTable({"p:m": Price(input=1.0, output=4.0)})
+    reqs = [
+        RequestCount(provider="p", model="m", label="plan", prefix_key=k, prefix_tokens=0,
+                     input_tokens=300, output_tokens=50, batchable=k == "batched")
+        for k in ("batched", "live")
+    ]  # fmt: skip
+    (row,) = price_requests(reqs, table, batchable=True)
+    one = (300 * 1.0 + 50 * 4.0) / 1e6
+    assert row.cost_usd == pytest.approx(2 * one)
+    assert row.cost_batch_usd == pytest.approx(one / 2 + one)
 
 
 async def test_estimate_of_a_scripted_run_matches_its_usage(tmp_path: Path) -> None:

@@ -385,3 +385,19 @@ def batch_backend_for(
             checks.append(check)
         current = getattr(current, "inner", None)
     return None
+
+
+def spec_batches(spec: str, *, fleet: bool = False) -> bool:
+    """Whether a run in batch mode sends ``spec``'s requests as provider batches, as
+    :func:`batch_backend_for` decides on the provider built from it: an ``openai:`` spec with
+    at most one URL and an ``anthropic:`` spec do; an endpoint pool (several URLs, or the
+    ``[llm] endpoints_file`` that ``fleet`` says serves ``spec``), a ``local:`` model, the
+    scripted fake and plug-in providers answer live."""
+    from friendsim.llm.registry import parse_spec
+
+    parsed = parse_spec(spec)
+    if parsed.provider == "anthropic":
+        return True
+    if parsed.provider != "openai":
+        return False
+    return len(parsed.base_urls) == 1 or not (parsed.base_urls or fleet)

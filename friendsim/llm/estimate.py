@@ -11,7 +11,9 @@ price), later ones read it at ``cached_input``. A prefix shorter than the model'
 cacheable length (:data:`MIN_CACHE_TOKENS`) is never cached, whatever the request asks for. The
 cache's lifetime (5 minutes unless refreshed) is assumed never to run out between two requests
 of one agent. Batch APIs bill half the live price (:data:`BATCH_DISCOUNT`), caching included;
-batching applies only where the run has barriers (rounds mode).
+batching applies only where the run has barriers (rounds mode), and only to the requests of a
+provider that sends batches (:attr:`RequestCount.batchable`): the others are billed live in a
+batch run too.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class RequestCount:
     prefix_tokens: int
     input_tokens: int
     output_tokens: int
+    batchable: bool = True
+    """Whether a batch run sends this request in a provider batch (else it is billed live)."""
 
 
 @dataclass(kw_only=True, slots=True)
@@ -104,23 +108,27 @@ def price_requests(
     """One :class:`ModelEstimate` per (provider, model), in sorted order.
 
     ``requests`` must be in the order they would be sent (the cache simulation depends on it).
-    Without ``batchable`` the batch costs equal the live ones.
+    Without ``batchable`` the batch costs equal the live ones; with it, the batch costs price
+    the requests that are not :attr:`RequestCount.batchable` live.
     """
     rows: dict[tuple[str, str], ModelEstimate] = {}
     written: set[tuple[str, str, str]] = set()
     plain: dict[tuple[str, str], Usage] = {}
     cached: dict[tuple[str, str], Usage] = {}
+    live_plain: dict[tuple[str, str], Usage] = {}
+    live_cached: dict[tuple[str, str], Usage] = {}
     for r in requests:
         key = (r.provider, r.model)
         row = rows.get(key)
         if row is None:
             row = rows[key] = ModelEstimate(provider=r.provider, model=r.model)
-            plain[key] = cached[key] = Usage()
+            plain[key] = cached[key] = live_plain[key] = live_cached[key] = Usage()
         row.requests += 1
         row.by_label[r.label] = row.by_label.get(r.label, 0) + 1
         row.input_tokens += r.input_tokens
         row.output_tokens += r.output_tokens
-        plain[key] = plain[key] + Usage(input_tokens=r.input_tokens, output_tokens=r.output_tokens)
+        used = Usage(input_tokens=r.input_tokens, output_tokens=r.output_tokens)
+        plain[key] = plain[key] + used
         read = write = 0
         prefix = min(r.prefix_tokens, r.input_tokens)
         if prefix > 0 and prefix >= min_cache_tokens(r.provider, r.model, min_cache):
@@ -130,12 +138,16 @@ def price_requests(
             else:
                 written.add(slot)
                 write = prefix
-        cached[key] = cached[key] + Usage(
+        used_cached = Usage(
             input_tokens=r.input_tokens,
             output_tokens=r.output_tokens,
             cached_input_tokens=read,
             cache_write_tokens=write,
         )
+        cached[key] = cached[key] + used_cached
+        if not r.batchable:
+            live_plain[key] = live_plain[key] + used
+            live_cached[key] = live_cached[key] + used_cached
     factor = BATCH_DISCOUNT if batchable else 1.0
     out = []
     for key in sorted(rows):
@@ -148,7 +160,11 @@ def price_requests(
         else:
             row.cost_usd = price.cost(plain[key])
             row.cost_cached_usd = price.cost(cached[key])
-            row.cost_batch_usd = row.cost_usd * factor
-            row.cost_batch_cached_usd = row.cost_cached_usd * factor
+            live = price.cost(live_plain[key])
+            live_with_cache = price.cost(live_cached[key])
+            row.cost_batch_usd = (row.cost_usd - live) * factor + live
+            row.cost_batch_cached_usd = (row.cost_cached_usd - live_with_cache) * factor + (
+                live_with_cache
+            )
         out.append(row)
     return out

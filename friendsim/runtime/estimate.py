@@ -15,8 +15,9 @@ output tokens are also given as their upper bound (``max_tokens`` of every reque
 
 Output: one line per provider and model, then a last line holding one JSON object with
 ``requests``, ``input_tokens``, ``output_tokens`` and ``cost_usd`` (the run as configured:
-prompt caching on, batch prices when ``[llm].batch`` applies), plus the four costs and the
-per-model rows.
+prompt caching on, batch prices when ``[llm].batch`` applies: in rounds mode, to the requests of
+providers that send batches, :func:`~friendsim.llm.batch.spec_batches`; an endpoint pool or a
+local model is billed live), plus the four costs and the per-model rows.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from friendsim.llm.base import Completion, LLMRequest
+from friendsim.llm.batch import spec_batches
 from friendsim.llm.estimate import ModelEstimate, RequestCount, price_requests
+from friendsim.llm.redact import mask_userinfo
 from friendsim.llm.registry import parse_spec
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.llm.tokens import MESSAGE_OVERHEAD_TOKENS, estimate_tokens, provider_input_tokens
@@ -41,10 +44,14 @@ from friendsim.runtime.scripted_mind import plausible_responder
 
 
 class CountingStandIn:
-    """The provider of ``spec`` replaced by the scripted mind; records each request's counts."""
+    """The provider of ``spec`` replaced by the scripted mind; records each request's counts
+    (``batchable``: whether a batch run would send them in provider batches)."""
 
-    def __init__(self, spec: str, sink: list[RequestCount], *, seed: int = 0) -> None:
+    def __init__(
+        self, spec: str, sink: list[RequestCount], *, seed: int = 0, batchable: bool = True
+    ) -> None:
         parsed = parse_spec(spec)
+        self.batchable = batchable
         self.provider = parsed.provider
         self.name = parsed.model or "scripted"
         self._inner = ScriptedLLM(
@@ -71,6 +78,7 @@ class CountingStandIn:
                 prefix_tokens=prefix,
                 input_tokens=provider_input_tokens(request, self.provider),
                 output_tokens=estimate_tokens(completion.text),
+                batchable=self.batchable,
             )
         )
         self.max_output_tokens += request.max_tokens
@@ -89,6 +97,8 @@ class RunEstimate:
     batchable: bool
     max_output_tokens: int
     windows: int
+    live_specs: tuple[str, ...] = ()
+    """Specs asked in the dry run whose providers send no batches (priced live in batch mode)."""
 
     @property
     def cost_usd(self) -> float:
@@ -133,9 +143,13 @@ async def estimate_run(
     )
     sink: list[RequestCount] = []
     stand_ins: list[CountingStandIn] = []
+    specs: set[str] = set()
+
+    fleet = cfg.llm.endpoints_file is not None
 
     def factory(spec: str) -> CountingStandIn:
-        llm = CountingStandIn(spec, sink)
+        llm = CountingStandIn(spec, sink, batchable=spec_batches(spec, fleet=fleet))
+        specs.add(spec)
         stand_ins.append(llm)
         return llm
 
@@ -155,6 +169,7 @@ async def estimate_run(
         batchable=batchable,
         max_output_tokens=sum(s.max_output_tokens for s in stand_ins),
         windows=len(result.windows),
+        live_specs=tuple(sorted({s for s in specs if not spec_batches(s, fleet=fleet)})),
     )
 
 
@@ -177,6 +192,12 @@ def format_estimate(est: RunEstimate) -> list[str]:
         lines.append("no LLM requests (baseline policy without an LLM coach)")
     if est.batch and not est.batchable:
         lines.append("note: [llm].batch applies to rounds mode only; priced live")
+    elif est.batch and est.live_specs:
+        lines.append(
+            "note: [llm].batch: no batch API for "
+            + ", ".join(mask_userinfo(s) for s in est.live_specs)
+            + " (an endpoint pool or a model without one); priced live"
+        )
     lines.append(json.dumps(est.to_json(), sort_keys=True))
     return lines
 
