@@ -84,6 +84,66 @@ async def test_a_prompt_written_to_the_providers_cache_is_reserved_at_the_write_
     assert budget.spent() == pytest.approx(cost) and not budget.tripped
 
 
+async def _batch_stack(stub: StubLLMServer, tmp: Path, ledger: Ledger, http_path: str) -> Any:
+    from friendsim.llm.batch import BatchJournal, PollPolicy
+    from friendsim.llm.stack import build_llm
+
+    return await build_llm(
+        f"openai:{stub.openai_base_url}#m",
+        ledger=ledger,
+        retries=0,
+        batch_journal=BatchJournal(tmp / f"batches-{http_path}.db"),
+        batch_poll=PollPolicy(first=0.02, most=0.1, gather_s=0.01),
+        http_path=http_path,
+    )
+
+
+BATCH_REQ = LLMRequest(messages=(user("p" * 80),), max_tokens=10)
+DOLLAR_A_TOKEN = {"openai:m": {"input": 1_000_000.0, "output": 1_000_000.0}}
+
+
+@pytest.mark.parametrize("http_path", ["sdk", "lean"])
+async def test_a_batch_call_is_reserved_at_the_batch_price_it_is_billed_at(
+    tmp_path: Path, http_path: str
+) -> None:
+    """A call sent in a provider batch is billed at half price: a budget that covers that much
+    lets it through (reserved at the live price, it was refused and the run stopped early)."""
+    ledger = Ledger(PriceTable(DOLLAR_A_TOKEN))
+    with StubLLMServer(text_answer="ok") as stub:
+        stack = await _batch_stack(stub, tmp_path, ledger, http_path)
+        budget = Budget(1.0, ledger)
+        budget.limit_usd = budget.worst_case("openai", "m", BATCH_REQ) / 2
+        done = await BudgetedLLM(stack, budget).complete(BATCH_REQ)
+        await stack.aclose()
+    assert done.batch and len(stub.batch_creates) == 1
+    assert 0 < budget.spent() <= budget.limit_usd and not budget.tripped
+    assert budget.reserved_usd == 0 and budget.in_flight == 0
+
+
+@pytest.mark.parametrize("http_path", ["sdk", "lean"])
+async def test_a_batch_call_falling_back_live_is_reserved_at_the_live_price(
+    tmp_path: Path, http_path: str
+) -> None:
+    """A call its batch left unanswered is asked live, at the live price: its reservation is
+    raised to that first, so a budget covering only the batch price refuses it unsent."""
+    ledger = Ledger(PriceTable(DOLLAR_A_TOKEN))
+    with StubLLMServer(text_answer="ok", expire_batches=True) as stub:
+        stack = await _batch_stack(stub, tmp_path, ledger, http_path)
+        live = Budget(1.0, ledger).worst_case("openai", "m", BATCH_REQ)
+        short = Budget(live * 0.75, ledger)
+        with pytest.raises(BudgetExceededError):
+            await BudgetedLLM(stack, short).complete(BATCH_REQ)
+        assert len(stub.batch_creates) == 1 and short.tripped
+        assert [r for r in stub.requests if r.path == "/v1/chat/completions"] == []
+        assert short.reserved_usd == 0 and short.in_flight == 0 and short.spent() == 0
+        enough = Budget(live, ledger)
+        done = await BudgetedLLM(stack, enough).complete(BATCH_REQ)
+        await stack.aclose()
+    assert not done.batch and len(stub.batch_creates) == 2
+    assert len([r for r in stub.requests if r.path == "/v1/chat/completions"]) == 1
+    assert 0 < enough.spent() <= enough.limit_usd and enough.reserved_usd == 0
+
+
 def _Accounting(inner: Any, ledger: Ledger) -> Any:
     from friendsim.llm.accounting import AccountingLLM
 

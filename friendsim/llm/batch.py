@@ -110,7 +110,9 @@ class BatchingLLM:
     """Collects concurrent requests into provider batches (see the module docstring).
 
     ``inner`` answers live (fallback); ``checks`` are called before a new batch is submitted
-    (a replay guard refusing live calls refuses batches too).
+    (a replay guard refusing live calls refuses batches too). ``before_live`` (when set) is
+    called before a request falls back live, and may refuse it by raising (a spending budget
+    that reserved the batch price: :class:`~friendsim.llm.budget.BudgetedLLM`).
     """
 
     def __init__(
@@ -135,6 +137,7 @@ class BatchingLLM:
         self._arrived = 0
         self.submitted = 0
         self.fallbacks = 0
+        self.before_live: Callable[[LLMRequest], None] | None = None
 
     @property
     def model(self) -> str:
@@ -159,6 +162,8 @@ class BatchingLLM:
         except BatchItemError as exc:
             self.fallbacks += 1
             _log.info("llm_batch_fallback_live", error=str(exc), label=request.label)
+            if self.before_live is not None:
+                self.before_live(request)
             return await self.inner.complete(request)
 
     async def _flush(self) -> None:

@@ -8,7 +8,11 @@ paid for), plus ``spent_before_usd`` when given.
 
 Before a call, :class:`BudgetedLLM` reserves the call's worst case: its estimated prompt at the
 full input price (the cache-write price where that is dearer) plus ``max_tokens`` at the output
-price. If spending plus every reservation in
+price, at the price the call will be billed at: a stack in batch mode (``LLMStack.batch``) sends
+the call in a provider batch, billed at :data:`~friendsim.llm.accounting.BATCH_DISCOUNT` of the
+list price as the ledger charges it, so it is reserved at that price; a call the batch leaves
+unanswered falls back live, and before it is sent live its reservation is raised to the live
+price (or the budget refuses it, as any call). If spending plus every reservation in
 flight plus this one exceeds the limit, the call is refused with
 :class:`~friendsim.llm.errors.BudgetExceededError` and the budget stays *tripped* (every later
 call is refused too), so the run stops before it could exceed the limit, never after. The
@@ -26,10 +30,12 @@ coach call would be recorded as a coach failure and change the log.
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 from dataclasses import dataclass
 
-from friendsim.llm.accounting import Ledger
+from friendsim.llm.accounting import BATCH_DISCOUNT, Ledger
 from friendsim.llm.base import LLM, Completion, LLMRequest
+from friendsim.llm.batch import BatchingLLM
 from friendsim.llm.errors import BudgetExceededError
 from friendsim.llm.tokens import estimate_input_tokens
 
@@ -91,7 +97,21 @@ class Budget:
         ) / 1_000_000
 
     def reserve(self, cost: float, label: str) -> None:
-        """Reserve ``cost`` or trip the budget and raise :class:`BudgetExceededError`."""
+        """Reserve ``cost`` for a new call or trip the budget and raise
+        :class:`BudgetExceededError`."""
+        self._check(cost, label)
+        self.reserved_usd += cost
+        self.in_flight += 1
+        if self._idle is not None:
+            self._idle.clear()
+
+    def reserve_more(self, cost: float, label: str) -> None:
+        """Add ``cost`` to the reservation of a call in flight (released with it), or trip the
+        budget and raise :class:`BudgetExceededError`."""
+        self._check(cost, label)
+        self.reserved_usd += cost
+
+    def _check(self, cost: float, label: str) -> None:
         spent = self.spent()
         if self.tripped or spent + self.reserved_usd + cost > self.limit_usd:
             self.tripped = True
@@ -102,10 +122,6 @@ class Budget:
                 limit_usd=self.limit_usd,
                 spent_usd=spent,
             )
-        self.reserved_usd += cost
-        self.in_flight += 1
-        if self._idle is not None:
-            self._idle.clear()
 
     def release(self, cost: float) -> None:
         self.reserved_usd = max(0.0, self.reserved_usd - cost)
@@ -122,14 +138,34 @@ class Budget:
         await self._idle.wait()
 
 
+@dataclass(kw_only=True, slots=True)
+class _Held:
+    """What one call of a :class:`BudgetedLLM` has reserved (mutable: raised to the live price
+    when its batch leaves it unanswered)."""
+
+    cost: float
+    batch: bool
+
+
+_HELD: ContextVar[_Held | None] = ContextVar("friendsim_budget_held", default=None)
+
+
 class BudgetedLLM:
-    """Refuses calls the :class:`Budget` cannot cover; otherwise passes them to ``inner``."""
+    """Refuses calls the :class:`Budget` cannot cover; otherwise passes them to ``inner``.
+
+    When ``inner`` is a stack in batch mode (its ``batch`` layer), calls are reserved at the
+    batch price, and the batch layer's live fallback raises the reservation to the live price
+    first (see the module docstring)."""
 
     def __init__(self, inner: LLM, budget: Budget) -> None:
         self.inner = inner
         self.budget = budget
         provider, _, model = inner.model.partition(":")
         self._provider, self._model = (provider, model) if model else ("", provider)
+        batching = getattr(inner, "batch", None)
+        self._batch = isinstance(batching, BatchingLLM)
+        if isinstance(batching, BatchingLLM):
+            batching.before_live = self._going_live
 
     @property
     def model(self) -> str:
@@ -145,15 +181,36 @@ class BudgetedLLM:
 
     async def complete(self, request: LLMRequest) -> Completion:
         cost = self.budget.worst_case(self._provider, self._model, request)
+        if self._batch:
+            cost *= BATCH_DISCOUNT
         try:
             self.budget.reserve(cost, request.label)
         except BudgetExceededError:
             await self.budget.drained()
             raise
+        held = _Held(cost=cost, batch=self._batch)
+        token = _HELD.set(held)
+        released = False
         try:
             return await self.inner.complete(request)
+        except BudgetExceededError:  # refused on its way to a live fallback
+            self.budget.release(held.cost)
+            released = True
+            await self.budget.drained()
+            raise
         finally:
-            self.budget.release(cost)
+            _HELD.reset(token)
+            if not released:
+                self.budget.release(held.cost)
+
+    def _going_live(self, request: LLMRequest) -> None:
+        """The batch layer sends ``request`` live: raise its reservation to the live price."""
+        held = _HELD.get()
+        if held is None or not held.batch:
+            return  # not one of this wrapper's calls (the coach's are never refused)
+        live = self.budget.worst_case(self._provider, self._model, request)
+        self.budget.reserve_more(max(0.0, live - held.cost), request.label)
+        held.cost, held.batch = max(live, held.cost), False
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -92,6 +92,8 @@ class LLMStack:
     concurrency: ConcurrencyLimitedLLM | None
     admission: asyncio.Semaphore | None = None
     """The admission gate (see module docstring); ``None``: no gate."""
+    batch: BatchingLLM | None = None
+    """The batch layer (batch mode with a provider that sends batches); ``None``: live."""
 
     @property
     def model(self) -> str:
@@ -166,11 +168,14 @@ async def build_llm(
         llm = retry = RetryingLLM(llm, policy, seed=retry_seed, on_attempt=on_attempt)
     else:
         llm = AttemptsCountedLLM(llm, on_attempt)
+    batching = None
     if batch_journal is not None:
         found = batch_backend_for(provider)
         if found is not None:
             backend, checks = found
-            llm = BatchingLLM(llm, backend, batch_journal, poll=batch_poll, checks=checks)
+            llm = batching = BatchingLLM(
+                llm, backend, batch_journal, poll=batch_poll, checks=checks
+            )
     llm = SecretsMaskedLLM(llm)  # below the cache: only masked answers are kept
     caching = None
     if mode is not CacheMode.OFF and cache_path is not None:
@@ -194,6 +199,7 @@ async def build_llm(
             if concurrency and batch_journal is None
             else None
         ),
+        batch=batching,
     )
 
 
