@@ -230,6 +230,40 @@ def test_500_on_every_call_interrupts(tmp_path: Path, capsys: pytest.CaptureFixt
     assert len(lines) == 1 and "interrupted" in lines[0] and "--resume" in lines[0]
 
 
+@pytest.mark.parametrize("endpoints", [1, 2], ids=["one-server", "pool"])
+def test_an_unreachable_provider_spending_the_failure_budget_interrupts(
+    endpoints: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every endpoint refuses connections, and a window loses its decisions before as many calls
+    failed in a row as open the breaker: that is the provider's outage, not the agents' failure
+    (``interrupted``, ``provider_down``, the endpoints named as unreachable), and once the
+    servers are back the run resumes (``degraded``: the window lost to the outage stays lost)."""
+    ports = [free_port() for _ in range(endpoints)]
+    urls = [f"http://127.0.0.1:{port}/v1" for port in ports]
+    cfg = config(tmp_path, ",".join(urls), extra="breaker_failures = 10")
+    run = tmp_path / "r"
+    code, _, err = run_cli(capsys, "run", str(cfg), "--out", str(run), "--quiet")
+    assert code == 130, err
+    m = manifest(run)
+    note(f"all-endpoints-refused-{endpoints}", code, m)
+    assert m["status"] == "interrupted" and m["stop_reason"] == "provider_down"
+    assert m["llm_usage"]["total"]["failures"].get("LLMConnectionError", 0) > 0
+    lines = [ln for ln in err.splitlines() if ln.startswith("friendsim run:")]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "--resume" in lines[0]
+    assert "unreachable" in lines[0] and "window 1 lost" in lines[0]
+    assert all(url in lines[0] for url in urls)
+    stubs = [StubLLMServer(responder=mind_responder(), port=port).start() for port in ports]
+    try:
+        code, _, err = run_cli(capsys, "run", "--resume", str(run), "--quiet")
+    finally:
+        for stub in stubs:
+            stub.stop()
+    assert code == 3, err
+    final = manifest(run)
+    assert final["status"] == "degraded" and final["windows"] == 2
+    assert final["totals"]["lost_actions"] > 0
+
+
 def test_401_fails_at_once_naming_provider_endpoint_and_key_variable(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

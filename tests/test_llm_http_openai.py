@@ -311,6 +311,57 @@ async def test_a_pool_failover_passes_the_rate_limits_again(http_path: str) -> N
         await stack.aclose()
 
 
+@pytest.mark.parametrize("http_path", ["sdk", "lean", "httpcore"])
+@pytest.mark.parametrize("endpoints", [1, 2], ids=["one-server", "pool"])
+async def test_the_breaker_tells_an_unreachable_provider_from_a_lost_answer(
+    http_path: str, endpoints: int
+) -> None:
+    """Connections refused (on every member of a pool) make the provider unreachable: the
+    breaker reports an outage at a window's end although fewer calls failed than open it. A
+    server that takes the request and drops the connection was reached: no outage."""
+    dead = [f"http://127.0.0.1:{_free_port()}/v1" for _ in range(endpoints)]
+    stack = await build_llm(
+        f"openai:{','.join(dead)}#m",
+        retries=RetryPolicy(max_retries=1, base_delay_s=0.01),
+        breaker_threshold=10,
+        http_path=http_path,
+        cooldown_s=0.01,
+    )
+    with pytest.raises(LLMConnectionError) as refused:
+        await stack.complete(req("anyone there?"))
+    assert isinstance(refused.value, LLMConnectionError) and refused.value.unreachable
+    assert stack.breaker is not None and stack.breaker.opened is None
+    down = stack.breaker.outage("window 1 lost 1 of 1 decisions to it")
+    assert down is not None and not down.fatal and "unreachable" in str(down)
+    assert all(url in str(down) for url in dead) and "window 1 lost" in str(down)
+    await stack.aclose()
+    with (
+        StubLLMServer(fault=StubReply(drop=True)) as a,
+        StubLLMServer(fault=StubReply(drop=True)) as b,
+    ):
+        urls = [a.openai_base_url, b.openai_base_url][:endpoints]
+        stack = await build_llm(
+            f"openai:{','.join(urls)}#m",
+            retries=RetryPolicy(max_retries=1, base_delay_s=0.01),
+            breaker_threshold=10,
+            http_path=http_path,
+            cooldown_s=0.01,
+        )
+        with pytest.raises(LLMConnectionError) as dropped:
+            await stack.complete(req("dropped"))
+        assert not dropped.value.unreachable
+        assert stack.breaker is not None and stack.breaker.outage("lost") is None
+        await stack.aclose()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 async def test_pool_balances_outstanding_requests_over_endpoints() -> None:
     with StubLLMServer(text_answer="a") as a, StubLLMServer(text_answer="b") as b:
         pool = create_llm("openai:m", base_urls=[a.openai_base_url, b.openai_base_url])

@@ -12,6 +12,12 @@ left after retries. Two ways to open:
   every call, a hang past every timeout) open it as not fatal: the run ends ``interrupted`` and
   can be resumed once the provider is back.
 
+A window whose failures spend the run's failure budget while a provider cannot be reached (its
+latest calls failed, past their retries, to open a connection at all: refused, no route; of a
+pool, on every member), fewer in a row than ``threshold`` (a small window, or a high threshold),
+was lost to that outage, not to the agents: :meth:`CircuitBreakerLLM.outage` opens the breaker
+then (not fatal), so the run ends ``interrupted`` as when it opens by itself.
+
 The call that opens the breaker, and every call after it, raises
 :class:`~friendsim.llm.errors.ProviderStoppedError` -- which the engine treats as "stop the run",
 never as an agent's failed action, so nothing of the wake in flight is committed and a resumed
@@ -26,6 +32,7 @@ import structlog
 
 from friendsim.llm.base import LLM, Completion, LLMRequest
 from friendsim.llm.errors import (
+    LLMConnectionError,
     LLMError,
     PermanentLLMError,
     ProviderConfigError,
@@ -98,6 +105,9 @@ class CircuitBreakerLLM:
         self.identity = identity
         self.threshold = threshold
         self.consecutive = 0
+        self.unreachable: list[LLMConnectionError] = []
+        """The latest calls' errors while each failed to reach the provider (reset by a call
+        that succeeds or fails otherwise)."""
         self.opened: ProviderStoppedError | None = None
 
     @property
@@ -132,6 +142,10 @@ class CircuitBreakerLLM:
             raise  # a configuration error is bad input (exit 2), reported as it is
         except TransientLLMError as exc:
             self.consecutive += 1
+            if isinstance(exc, LLMConnectionError) and exc.unreachable:
+                self.unreachable.append(exc)
+            else:
+                self.unreachable.clear()
             if self.consecutive >= self.threshold:
                 raise self._open(exc, fatal=False) from exc
             raise
@@ -140,7 +154,25 @@ class CircuitBreakerLLM:
                 raise self._open(exc, fatal=True) from exc
             raise
         self.consecutive = 0
+        self.unreachable.clear()
         return completion
+
+    def outage(self, lost: str) -> ProviderStoppedError | None:
+        """When the latest call could not reach the provider past its retries (module
+        docstring), open the breaker (not fatal) as an outage, ``lost`` saying what it cost, and
+        return its error; otherwise (the provider was reached) ``None``."""
+        if self.opened is not None or not self.unreachable:
+            return None
+        exc = self.unreachable[-1]
+        what = (
+            f"unreachable: its last {len(self.unreachable)} calls could not connect after "
+            f"retries (last: {type(exc).__name__}: {exc}); {lost}"
+        )
+        self.opened = ProviderStoppedError(
+            f"{self.identity.describe()}: {what}", fatal=False, cause=type(exc).__name__
+        )
+        _log.warning("llm_breaker_open", fatal=False, provider=self.identity.provider)
+        return self.opened
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -39,7 +39,22 @@ class LLMTimeoutError(TransientLLMError):
 
 
 class LLMConnectionError(TransientLLMError):
-    """The server could not be reached or dropped the connection."""
+    """The server could not be reached or dropped the connection.
+
+    ``unreachable``: no connection could be opened at all (refused, no route, unknown host), so
+    nothing was sent: the server (of a pool: every member) is down, whatever the request.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        status: int | None = None,
+        unreachable: bool = False,
+    ):
+        super().__init__(message, retry_after=retry_after, status=status)
+        self.unreachable = unreachable
 
 
 class ServerError(TransientLLMError):

@@ -344,10 +344,12 @@ class HTTP11Client:
                 f"{self._provider}: connecting to {self._host}:{self._port} timed out"
             ) from None
         except (OSError, ssl.SSLError) as exc:
-            what = "TLS failed" if isinstance(exc, ssl.SSLError) else "cannot connect"
+            tls = isinstance(exc, ssl.SSLError)
+            what = "TLS failed" if tls else "cannot connect"
             raise LLMConnectionError(
                 f"{self._provider}: connection failed ({what}: {self._host}:{self._port}: "
-                f"{exc.strerror or exc})"
+                f"{exc.strerror or exc})",
+                unreachable=not tls,
             ) from exc
         sock = conn.transport.get_extra_info("socket") if conn.transport else None
         if sock is not None:

@@ -123,7 +123,8 @@ class LeanHTTPClient:
                     raise LLMTimeoutError(f"{self._provider}: request timed out") from exc
                 if isinstance(exc, httpcore.NetworkError | httpcore.ProtocolError | OSError):
                     raise LLMConnectionError(
-                        f"{self._provider}: connection failed ({type(exc).__name__})"
+                        f"{self._provider}: connection failed ({type(exc).__name__})",
+                        unreachable=isinstance(exc, httpcore.ConnectError),
                     ) from exc
                 raise
             await self._give(conn)

@@ -64,6 +64,8 @@ class MemberState:
     failures: int = 0
     consecutive_failures: int = 0
     down_until: float = 0.0
+    unreachable: bool = False
+    """Its latest failure was a connection that could not be opened (and none succeeded since)."""
 
 
 class PooledLLM:
@@ -133,6 +135,7 @@ class PooledLLM:
             raise LLMConnectionError(
                 f"all {n} endpoints of {self.model!r} are cooling down after failures",
                 retry_after=max(wait, 0.001),
+                unreachable=all(m.unreachable for m in self.members),
             )
         if self.affinity and agent is not None:
             home = max(healthy, key=lambda m: _rendezvous(agent, m))
@@ -176,6 +179,7 @@ class PooledLLM:
         if member.consecutive_failures:
             _log.info("llm_endpoint_restored", endpoint=member.name)
         member.consecutive_failures = 0
+        member.unreachable = False
         return completion
 
     def fails_over(self, request: LLMRequest, exc: TransientLLMError) -> bool:
@@ -207,6 +211,7 @@ class PooledLLM:
     def _mark_down(self, member: MemberState, exc: TransientLLMError) -> None:
         member.failures += 1
         member.consecutive_failures += 1
+        member.unreachable = isinstance(exc, LLMConnectionError) and exc.unreachable
         if exc.retry_after is not None and exc.retry_after > 0:
             pause = min(exc.retry_after, self.max_cooldown_s)
         else:

@@ -54,7 +54,10 @@ def map_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> LLMErro
         return LLMTimeoutError(f"{provider}: request timed out")
     if isinstance(exc, sdk.APIConnectionError):
         cause = exc.__cause__ or exc
-        return LLMConnectionError(f"{provider}: connection failed ({type(cause).__name__})")
+        return LLMConnectionError(
+            f"{provider}: connection failed ({type(cause).__name__})",
+            unreachable=_could_not_connect(cause),
+        )
     if isinstance(exc, sdk.APIResponseValidationError):
         return MalformedResponseError(f"{provider}: response failed validation: {_short(exc)}")
     if isinstance(exc, sdk.APIStatusError):
@@ -62,6 +65,15 @@ def map_sdk_error(exc: BaseException, sdk: ModuleType, provider: str) -> LLMErro
         retry_after = parse_retry_after(exc.response.headers)
         return status_error_of(status, f"{provider}: HTTP {status}: {_short(exc)}", retry_after)
     return PermanentLLMError(f"{provider}: {type(exc).__name__}: {_short(exc)}")
+
+
+def _could_not_connect(cause: BaseException) -> bool:
+    """Whether an SDK's connection error is a failure to open a connection, not a connection
+    lost with the request on it: httpx's ``ConnectError`` (by name: the SDKs may bring their own
+    copy of httpx under another module name) or a refused connection."""
+    if isinstance(cause, ConnectionRefusedError):
+        return True
+    return any(kind.__name__ == "ConnectError" for kind in type(cause).__mro__)
 
 
 def _short(exc: BaseException) -> str:

@@ -357,14 +357,16 @@ def judged_until(manifest: Manifest, summary: LogSummary) -> int | None:
 
     A run the budget stopped judged every complete window: the check is the last thing a window
     does and its stop ends the run, so its last ``WindowEnded`` is the window that spent the
-    budget, and every one before it passed. A resume records what it spares (``resumed_from``,
+    budget, and every one before it passed. So did a run a provider outage stopped
+    (``provider_down``): mid-window, after its last window passed the check, or at the check of
+    a window lost to the outage (kept as lost, like one that spent the budget). A resume records what it spares (``resumed_from``,
     :data:`JUDGED`, written when it starts), so a resume of it spares the same windows even if it
     was killed or stopped otherwise, capped at what its log holds (the rest is run anew). A
     fork's shared windows (up to ``fork.prefix_last_seq``) are its parent's history, which the
     fork does not judge either. Any other run: ``None``, every window is judged (one killed
     between a window's end and its check never judged that window)."""
     judged = [(manifest.resumed_from or {}).get(JUDGED), (manifest.fork or {}).get(FORK_PREFIX)]
-    if manifest.stop_reason == "failure_budget":
+    if manifest.stop_reason in ("failure_budget", "provider_down"):
         judged.append(summary.last_window_end)
     seqs = [s for s in judged if isinstance(s, int) and s > 0]
     return min(max(seqs), summary.last_window_end) if seqs else None

@@ -296,6 +296,19 @@ async def open_llm_stack(
     )
 
 
+def _outage(stacks: Sequence[LLMStack]) -> Callable[[str], ProviderStoppedError | None]:
+    """The engine's ``outage`` check over the agents' ``stacks``: every provider whose latest
+    calls failed after retries is unreachable (its breaker opens); their errors as one."""
+
+    def outage(lost: str) -> ProviderStoppedError | None:
+        down = [e for st in stacks if st.breaker is not None and (e := st.breaker.outage(lost))]
+        if len(down) <= 1:
+            return down[0] if down else None
+        return ProviderStoppedError("; ".join(map(str, down)), fatal=False, cause=down[0].cause)
+
+    return outage
+
+
 class _RecordedOnly:
     """A provider that refuses requests while the log is still inside a recorded prefix."""
 
@@ -764,6 +777,7 @@ async def _run_locked(
             max_failure_share=cfg.llm.max_failure_share if specs else None,
             judged_until_seq=plan.judged_until_seq,
             hooks=instruments,
+            outage=_outage([stacks[s] for s in sorted(set(specs.values()))]),
             acquaintances=OnDemand(
                 agent_ids, lambda a: acquaintances_of(a, agent_ids, k=ACQUAINTANCES, seed=ex.seed)
             )

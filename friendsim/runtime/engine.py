@@ -27,7 +27,9 @@ decisions after it are applied only once the whole wake has arrived. After each 
 budget (``max_failure_share`` of the window's model-backed decisions lost to provider errors) is
 checked (:func:`~friendsim.runtime.status.check_failure_budget`), except for a window a resume
 re-derives that the recorded run judged already (``judged_until_seq``): judging it again would stop
-the resume of a run stopped by the budget exactly where that run stopped.
+the resume of a run stopped by the budget exactly where that run stopped. A window that spends the
+budget while a provider is unreachable (``outage``: its latest calls failed after retries) stops
+the run as that provider's outage (interrupted, ``provider_down``), not as the budget.
 """
 
 from __future__ import annotations
@@ -40,7 +42,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from friendsim.llm.errors import STOPS_THE_RUN, BudgetExceededError, LLMError
+from friendsim.llm.errors import (
+    STOPS_THE_RUN,
+    BudgetExceededError,
+    LLMError,
+    ProviderStoppedError,
+)
 from friendsim.llm.redact import redact_text
 from friendsim.platform.events import DirectMessageSent, VoteCast, VoteChanged
 from friendsim.platform.feeds.base import FeedRanker, same_for_every_reader
@@ -49,7 +56,7 @@ from friendsim.runtime.ahead import FeedsAhead
 from friendsim.runtime.apply import Outcome, apply_ballot, apply_decision, received_vote
 from friendsim.runtime.observe import AgentContext, CoachView, ScoresLike, feed_item, inbox_message
 from friendsim.runtime.on_demand import OnDemand
-from friendsim.runtime.status import RunInterrupted, check_failure_budget
+from friendsim.runtime.status import RunFailed, RunInterrupted, check_failure_budget, provider_stop
 from friendsim.vocabulary import (
     ActionType,
     Ballot,
@@ -185,6 +192,7 @@ class Engine:
         max_failure_share: float | None = None,
         judged_until_seq: int | None = None,
         hooks: WindowHooks | None = None,
+        outage: Callable[[str], ProviderStoppedError | None] | None = None,
     ) -> None:
         self.platform = platform
         self.policies: MutableMapping[str, Policy] = (
@@ -215,6 +223,9 @@ class Engine:
         self.judged_until_seq = judged_until_seq
         """Windows ending at or before this seq were judged by the run that recorded them
         (see :meth:`window_ended`)."""
+        self.outage = outage
+        """Given what a window lost, the error of a provider found unreachable (its breaker
+        opened), or ``None`` when every provider answers (see :meth:`window_ended`)."""
         self.lost_actions = 0
         self.policy_errors = 0
         self._lost: set[str] = set()
@@ -302,12 +313,23 @@ class Engine:
         ``WindowEnded`` and its check never judged it)."""
         self.listener.window_ended(tally)
         if self.max_failure_share is not None and not self._judged(tally):
-            check_failure_budget(
-                window=tally.window,
-                asked=tally.llm_asked,
-                failed=tally.llm_failures,
-                max_share=self.max_failure_share,
-            )
+            try:
+                check_failure_budget(
+                    window=tally.window,
+                    asked=tally.llm_asked,
+                    failed=tally.llm_failures,
+                    max_share=self.max_failure_share,
+                )
+            except RunFailed as spent:
+                down = None
+                if self.outage is not None:
+                    down = self.outage(
+                        f"window {tally.window} lost {tally.llm_failures} of "
+                        f"{tally.llm_asked} model-backed decisions to it"
+                    )
+                if down is not None:
+                    raise provider_stop(down) from None
+                raise spent
 
     def _judged(self, tally: WindowTally) -> bool:
         """Whether ``tally``'s window was judged by the run whose log this one re-derives."""

@@ -45,7 +45,8 @@ StopKind = Literal[
 
 ``stop`` a stop was requested (SIGINT/SIGTERM or the caller's stop event); ``budget`` the next
 call could take spending past ``[llm] budget_usd``; ``provider_down`` a provider failed call after
-call past its retries (its circuit breaker opened); ``provider_rejected`` a provider rejected the
+call past its retries (its circuit breaker opened), or was unreachable (its latest calls failing
+past their retries) when a window spent the failure budget; ``provider_rejected`` a provider rejected the
 key, the model or the request; ``failure_budget`` a window lost more than ``[llm]
 max_failure_share`` of its model-backed decisions; ``error`` an unexpected error.
 """
