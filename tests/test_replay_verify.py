@@ -60,11 +60,9 @@ def test_verify_real_run_matches(run_dir: Path) -> None:
 def test_tampered_state_reports_table_key_column_values(run_dir: Path, tmp_path: Path) -> None:
     run = copy_run(run_dir, tmp_path)
     sql(run / "events.db", "UPDATE posts SET likes = likes + 7 WHERE post_id = 3")
-    stored_likes = (
-        sqlite3.connect(run / "events.db")
-        .execute("SELECT likes FROM posts WHERE post_id = 3")
-        .fetchone()[0]
-    )
+    conn = sqlite3.connect(run / "events.db")
+    stored_likes = conn.execute("SELECT likes FROM posts WHERE post_id = 3").fetchone()[0]
+    conn.close()  # not left to the garbage collector, with its -wal and -shm files
     before = checksums(run)
     report = verify_run(run)
     d = report.divergence
@@ -312,3 +310,67 @@ def test_a_divergence_in_a_huge_row_is_told_in_one_short_line() -> None:
     assert d.to_json()["stored"] == stored
     row = Divergence(table="posts", key=(1,), column=None, stored=None, rebuilt=("z" * 10**6,))
     assert len(str(row)) < 400 and "row only in the rebuilt state" in str(row)
+
+
+def run_log_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "friendsim", "log", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "value", "problem"),
+    [
+        ("vote_cast", "value", "1", "payload.value: expected an integer, got the string '1'"),
+        (
+            "window_started",
+            "window",
+            "x",
+            "payload.window: expected an integer, got the string 'x'",
+        ),
+        ("post_created", "text", 5, "payload.text: expected a string, got the integer 5"),
+        (
+            "feed_served",
+            "post_ids",
+            [1, "2"],
+            "payload.post_ids[1]: expected an integer, got the string '2'",
+        ),
+        (
+            "window_ended",
+            "window",
+            "x",
+            "has the window 'x'; a window_ended's payload.window is an integer",
+        ),
+    ],
+)
+def test_log_verify_refuses_a_payload_field_of_the_wrong_type(
+    run_dir: Path, tmp_path: Path, kind: str, field: str, value: object, problem: str
+) -> None:
+    """A log written elsewhere (or edited) with a field of the wrong JSON type: ``log verify``
+    names the seq and the field, exit 2, files untouched, as ``log import`` refuses the line.
+    (Before: it matched, as the payload re-encodes to itself, or reported a stored table
+    differing (SQLite had stored ``"1"`` as 1), or stopped on ``invalid literal for int()``
+    naming nothing; the analyses then failed deep inside with a traceback.)"""
+    run = copy_run(run_dir, tmp_path)
+    db = run / "events.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    seq, payload = conn.execute(
+        "SELECT seq, payload FROM events WHERE kind = ? ORDER BY seq LIMIT 1", (kind,)
+    ).fetchone()
+    data = json.loads(payload)
+    data[field] = value
+    conn.execute(
+        "UPDATE events SET payload = ? WHERE seq = ?",
+        (json.dumps(data, sort_keys=True, separators=(",", ":")), seq),
+    )
+    conn.close()
+    before = checksums(run)
+    got = run_log_cli("verify", str(db))
+    sep = ": " if kind != "window_ended" else " "
+    assert (got.returncode, got.stdout) == (2, "")
+    assert got.stderr == f"friendsim log verify: {db}: event seq={seq} ({kind}){sep}{problem}\n"
+    assert checksums(run) == before

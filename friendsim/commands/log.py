@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 DESCRIPTION = """\
 Check and move a run's event log (the events.db file of a run directory).
 
-  verify   rebuild every table of the platform from the event log alone and
-           compare with the stored tables
+  verify   check every event's fields, rebuild every table of the platform from
+           the event log alone and compare with the stored tables
   export   write the event log, the rewards scored from it, or the networks
            (ties, follows, interactions per window) as JSON Lines or Parquet;
            one window's network as GraphML
@@ -59,9 +59,11 @@ def register(subparsers: Subparsers) -> None:
         help="rebuild the platform from the log and compare with the stored tables",
         description="Rebuild every table of the platform from the event log alone and compare "
         "with the stored tables; given a run directory, first check that its manifest "
-        "describes its log (where it ends, its hash). Exit status 0 when they are equal, 1 "
+        "describes its log (where it ends, its hash). Every event's fields are checked as "
+        "'log import' checks a line (each of its JSON type): the analyses trust a log a run "
+        "wrote, or that import or verify passed. Exit status 0 when they are equal, 1 "
         "(naming the first difference) when they are not, 2 when the manifest does not "
-        "describe the log.",
+        "describe the log or an event is malformed (naming its seq and field).",
     )
     v.add_argument(
         "db", type=path_arg, metavar="RUN_OR_DB", help="a run directory or its events.db file"

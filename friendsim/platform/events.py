@@ -485,7 +485,11 @@ def event_to_row(event: Event) -> tuple[int, float, str, str | None, str]:
 def event_from_row(
     seq: int, t: float, kind: str, actor: str | None, payload: str | Mapping[str, Any]
 ) -> Event:
-    """Decode one stored row. Raises :class:`EventDecodeError` naming the seq on any problem."""
+    """Decode one stored row. Raises :class:`EventDecodeError` naming the seq on any problem.
+
+    The payload fields' JSON types are not checked here (the analyses decode every event of a
+    log with this: they trust a log that a run wrote, or that ``friendsim log import`` or
+    ``friendsim log verify`` passed); :func:`checked_event_from_row` checks them."""
     cls = EVENT_TYPES.get(kind)
     if cls is None:
         raise EventDecodeError(f"event seq={seq}: unknown kind {kind!r}")
@@ -510,6 +514,45 @@ def event_from_row(
         return cls(seq=seq, t=t, actor=actor, **_fields_of(kind, data))
     except (TypeError, ValueError) as exc:
         raise EventDecodeError(f"event seq={seq} ({kind}): {exc}") from exc
+
+
+def checked_event_from_row(
+    seq: int, t: float, kind: str, actor: str | None, payload: str | Mapping[str, Any]
+) -> Event:
+    """:func:`event_from_row` with the checks of an imported line (:func:`event_from_json`):
+    ``seq`` an integer, ``t`` a finite number, ``actor`` a string or null, and every payload
+    field of its declared JSON type. For a log friendsim did not write as it ran (a database
+    from elsewhere, checked by ``friendsim log verify``); the analyses decode with
+    :func:`event_from_row` alone and trust a log that a run wrote, or that import or verify
+    passed. Raises :class:`EventDecodeError` naming the seq and the field
+    (``event seq=5 (vote_cast): payload.value: expected an integer, got the string '1'``)."""
+    try:
+        _check_int(seq, "seq")
+        if not (
+            (type(t) is float and math.isfinite(t))
+            or (type(t) is int and _INT64_MIN <= t <= _INT64_MAX)
+        ):
+            raise _fail("t", "a finite number", t)
+        if actor is not None and type(actor) is not str:
+            raise _fail("actor", "a string or null", actor)
+    except EventDecodeError as exc:
+        raise EventDecodeError(f"event seq={seq!r} ({kind}): {exc}") from None
+    if kind not in EVENT_TYPES:
+        raise EventDecodeError(f"event seq={seq}: unknown kind {kind!r}")
+    try:
+        data = json.loads(payload) if isinstance(payload, str) else dict(payload)
+    except json.JSONDecodeError as exc:
+        raise EventDecodeError(f"event seq={seq} ({kind}): payload is not JSON: {exc}") from exc
+    if type(data) is dict:
+        checks, _ = _payload_checks(kind)
+        try:
+            for key, value in data.items():
+                check = checks.get(key)
+                if check is not None:
+                    check(value, f"payload.{key}")
+        except EventDecodeError as exc:
+            raise EventDecodeError(f"event seq={seq} ({kind}): {exc}") from None
+    return event_from_row(seq, t, kind, actor, data)
 
 
 def event_to_json(event: Event) -> str:

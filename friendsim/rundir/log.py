@@ -155,7 +155,14 @@ def summarise(
             f"{label}: the log is not contiguous from seq 1 ({count} rows, seq {first}..{last}; "
             f"{where})"
         )
-    return LogSummary(count=count, first=first, last=last, window_ends={int(w): s for w, s in ends})
+    for w, s in ends:
+        if type(w) is not int:
+            shown = "no window" if w is None else f"the window {w!r}"
+            raise CorruptLogError(
+                f"{label}: event seq={s} (window_ended) has {shown}; a window_ended's "
+                "payload.window is an integer"
+            )
+    return LogSummary(count=count, first=first, last=last, window_ends=dict(ends))
 
 
 def iter_rows(

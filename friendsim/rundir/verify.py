@@ -2,8 +2,10 @@
 
 Used by ``friendsim replay RUN --verify`` and ``friendsim log verify``.
 
-The log of a snapshot of ``events.db`` is decoded event by event (:func:`event_from_row`, which
-rejects unknown kinds, bad payloads and newer payload versions) and projected into a fresh scratch
+The log of a snapshot of ``events.db`` is decoded event by event (:func:`checked_event_from_row`,
+which rejects unknown kinds, bad payloads, a payload field of the wrong JSON type and newer payload
+versions, as ``friendsim log import`` does; the analyses decode without the type checks and trust
+a log that a run wrote or that import or verify passed) and projected into a fresh scratch
 database with the platform's own projection code (:func:`friendsim.platform.projection.plan`, the
 same code the live store commits with). Then:
 
@@ -33,7 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from friendsim.platform.events import SCHEMA_VERSION, Event, EventDecodeError, event_from_row
+from friendsim.platform.events import (
+    SCHEMA_VERSION,
+    Event,
+    EventDecodeError,
+    checked_event_from_row,
+)
 from friendsim.platform.migrations import available
 from friendsim.platform.projection import MATERIALISED_TABLES, SQL_EVENT, plan
 
@@ -173,7 +180,7 @@ def drop_secondary_indexes(conn: sqlite3.Connection) -> None:
 def decode(row: tuple[Any, ...], *, label: str | Path) -> Event:
     """One stored row as an event; newer payload versions are :class:`ForeignLogError`."""
     try:
-        return event_from_row(*row)
+        return checked_event_from_row(*row)
     except EventDecodeError as exc:
         try:
             v = json.loads(row[4]).get("v")
@@ -232,7 +239,7 @@ def _project_rows(
 ) -> tuple[list[Event], Groups, Divergence | None]:
     """Decode one batch and plan its effects; checks every row re-encodes to itself."""
     try:
-        events = [event_from_row(*r) for r in rows]
+        events = [checked_event_from_row(*r) for r in rows]
     except EventDecodeError:
         events = [decode(r, label=label) for r in rows]
     groups = plan(events)
