@@ -90,8 +90,9 @@ async def scenario(tmp: Path, cmds: list[tuple[Any, ...]], batch_size: int) -> N
     await live.close()
     STATS.append((len(valid), rejected))
 
-    # 1. replaying the log alone reproduces every materialised table
-    assert verify_db(tmp / "live.db").divergence is None
+    # 1. replaying the log alone reproduces every materialised table (the random window events
+    # need not follow each other as a run writes them: step 3 checks what import says of that)
+    assert verify_db(tmp / "live.db", windows=False).divergence is None
 
     # 2. running only the accepted commands gives the identical log and state
     clean = await Platform.open(tmp / "clean.db", batch_size=batch_size)

@@ -891,3 +891,74 @@ async def test_an_import_that_cannot_be_written_says_so_once(
         str(caught.value) == f"{out}: could not write {tmp_path / 'f.db'}: database or disk is full"
     )
     assert not _leftovers(tmp_path, "f.db*")
+
+
+def _renumber(lines: list[str], numbers: dict[int, int]) -> tuple[list[str], list[int]]:
+    """``lines`` with window w's window_started and window_ended numbered ``numbers[w]``; the
+    line numbers of the window_started lines."""
+    out, starts = [], []
+    for i, line in enumerate(lines):
+        obj = json.loads(line)
+        if obj["kind"] in ("window_started", "window_ended"):
+            w = obj["payload"]["window"]
+            obj["payload"]["window"] = numbers.get(w, w)
+            if obj["kind"] == "window_started":
+                starts.append(i + 1)
+            line = json.dumps(obj)
+        out.append(line)
+    return out, starts
+
+
+@pytest.mark.parametrize(
+    ("numbers", "at", "message"),
+    [
+        (
+            {2: 1},
+            1,
+            "window_started for window 1, but window 1 already ended (seq {end}): "
+            "a run starts each window once",
+        ),
+        (
+            {2: 5},
+            2,
+            "window_started for window 3 after window 5 started: window numbers never go back",
+        ),
+    ],
+    ids=["window-again-after-it-ended", "window-numbers-go-back"],
+)
+def test_import_refuses_windows_a_run_never_writes(
+    run_log: tuple[Path, list[str]],
+    tmp_path: Path,
+    numbers: dict[int, int],
+    at: int,
+    message: str,
+) -> None:
+    """A window number that already ended (the rewards then gave two rows per agent for it,
+    the ties two results with one number, the graphs merged them) or one lower than the last
+    started is refused at its window_started, naming its line and the earlier window_ended's
+    seq; nothing is written.
+    (Before: both were imported.)"""
+    lines, starts = _renumber(run_log[1], numbers)
+    lineno = starts[at]
+    end = max(
+        json.loads(line)["seq"]
+        for line in lines[: lineno - 1]
+        if json.loads(line)["kind"] == "window_ended"
+    )
+    src = tmp_path / "w.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, err = _cli("log", "import", src, tmp_path / "x.db")
+    assert (code, out) == (2, "")
+    assert err == f"friendsim log import: {src}:{lineno}: {message.format(end=end)}\n"
+    assert not list(tmp_path.glob("x.db*"))
+
+
+def test_import_accepts_window_numbers_that_skip(
+    run_log: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    """Windows 1, 2, 7: increasing, each once; the analyses score the windows that are there."""
+    lines, _ = _renumber(run_log[1], {3: 7})
+    src = tmp_path / "w.jsonl"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, _, err = _cli("log", "import", src, tmp_path / "x.db")
+    assert (code, err) == (0, "")

@@ -374,3 +374,33 @@ def test_log_verify_refuses_a_payload_field_of_the_wrong_type(
     assert (got.returncode, got.stdout) == (2, "")
     assert got.stderr == f"friendsim log verify: {db}: event seq={seq} ({kind}){sep}{problem}\n"
     assert checksums(run) == before
+
+
+def test_log_verify_refuses_a_window_that_a_run_never_writes(run_dir: Path, tmp_path: Path) -> None:
+    """Window 2 numbered 1 again, after window 1 ended: the rewards would score window 1 twice.
+    ``log verify`` refuses it as ``log import`` does, naming the seq, exit 2, files untouched.
+    (Before: the replay matched.)"""
+    run = copy_run(run_dir, tmp_path)
+    db = run / "events.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    rows = conn.execute(
+        "SELECT seq, kind FROM events WHERE kind IN ('window_started', 'window_ended')"
+        " AND json_extract(payload, '$.window') = 2 ORDER BY seq"
+    ).fetchall()
+    conn.execute(
+        "UPDATE events SET payload = json_set(payload, '$.window', 1)"
+        " WHERE kind IN ('window_started', 'window_ended') AND json_extract(payload, '$.window') = 2"
+    )
+    end_1 = conn.execute(
+        "SELECT seq FROM events WHERE kind = 'window_ended' ORDER BY seq LIMIT 1"
+    ).fetchone()[0]
+    conn.close()
+    assert [kind for _, kind in rows] == ["window_started", "window_ended"]
+    before = checksums(run)
+    got = run_log_cli("verify", str(db))
+    assert (got.returncode, got.stdout) == (2, "")
+    assert got.stderr == (
+        f"friendsim log verify: {db}: event seq={rows[0][0]}: window_started for window 1, but "
+        f"window 1 already ended (seq {end_1}): a run starts each window once\n"
+    )
+    assert checksums(run) == before

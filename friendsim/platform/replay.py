@@ -26,7 +26,6 @@ import aiosqlite
 from . import errors as E
 from .errors import PlatformError
 from .events import (
-    Event,
     EventDecodeError,
     WindowEnded,
     WindowStarted,
@@ -203,21 +202,47 @@ def _undecodable(line: str) -> str | None:
     return None
 
 
-def _window_check(event: Event, open_window: int | None) -> tuple[str | None, int | None]:
-    """The run's window structure, as analysis reads it (:mod:`friendsim.analysis.rewards`): a
+class WindowOrder:
+    """The run's window structure, as analysis reads it (:mod:`friendsim.analysis.rewards`) and
+    as a run writes it, checked by ``friendsim log import`` and ``friendsim log verify``: a
     ``window_ended`` closes the open window and no other; a ``window_started`` opens one (while
-    one is open it abandons it: a resumed run). Returns the problem (or ``None``) and the window
-    open after ``event``."""
-    if type(event) is WindowEnded:
-        if event.window != open_window:
-            is_open = (
-                "no window is open" if open_window is None else f"window {open_window} is open"
+    one is open it abandons it: a resumed run starts its unfinished window again). A run starts
+    each window once, in increasing order: a window number that already ended (the rewards would
+    score it twice, the ties and graphs merge the two) or lower than the last started one is
+    refused. Numbers may skip (windows 1, 2, 7)."""
+
+    __slots__ = ("ended_at", "last", "open")
+
+    def __init__(self) -> None:
+        self.open: int | None = None
+        self.last: int | None = None
+        self.ended_at: int | None = None  # seq of the window_ended of window ``last``
+
+    def problem(self, kind: str, seq: int, window: int) -> str | None:
+        """What is wrong with the window event ``kind`` (``window_started`` or ``window_ended``)
+        of ``seq`` here (``None``: nothing; the caller names where the event is); then takes it
+        in."""
+        if kind == WindowEnded.kind:
+            if window != self.open:
+                is_open = (
+                    "no window is open" if self.open is None else f"window {self.open} is open"
+                )
+                return f"window_ended for window {window!r} but {is_open}"
+            self.open, self.ended_at = None, seq
+            return None
+        last = self.last
+        if last is not None and window < last:
+            return (
+                f"window_started for window {window} after window {last} started: "
+                "window numbers never go back"
             )
-            return f"window_ended for window {event.window!r} but {is_open}", open_window
-        return None, None
-    if type(event) is WindowStarted:
-        return None, event.window
-    return None, open_window
+        if window == last and self.open is None:
+            return (
+                f"window_started for window {window}, but window {window} already "
+                f"ended (seq {self.ended_at}): a run starts each window once"
+            )
+        self.open = self.last = window
+        return None
 
 
 async def import_jsonl(src: str | Path, db: str | Path, *, batch_size: int = 5000) -> int:
@@ -225,7 +250,7 @@ async def import_jsonl(src: str | Path, db: str | Path, *, batch_size: int = 500
 
     Each line is decoded strictly (:func:`~.events.event_from_json`: exact keys, JSON types,
     valid Unicode), admitted under the live rules (:meth:`.service.Platform.ingest`), and the
-    windows must nest as a run writes them (:func:`_window_check`). The first bad line is a
+    windows must nest as a run writes them (:class:`WindowOrder`). The first bad line is a
     :class:`LogImportError` ``"FILE:LINE: problem"`` and no database is left behind."""
     dest = Path(db)
     if await asyncio.to_thread(_exists, dest):
@@ -239,7 +264,7 @@ async def import_jsonl(src: str | Path, db: str | Path, *, batch_size: int = 500
         fh = await asyncio.to_thread(open, src, encoding="utf-8", errors="surrogateescape")
         try:
             lineno = 0
-            open_window: int | None = None
+            windows = WindowOrder()
             while lines := await asyncio.to_thread(fh.readlines, 1 << 20):
                 for line in lines:
                     lineno += 1
@@ -250,7 +275,8 @@ async def import_jsonl(src: str | Path, db: str | Path, *, batch_size: int = 500
                         if problem is not None:
                             raise LogImportError(f"{src}:{lineno}: {problem}")
                         event = event_from_json(line)
-                        problem, open_window = _window_check(event, open_window)
+                        if type(event) is WindowStarted or type(event) is WindowEnded:
+                            problem = windows.problem(event.kind, event.seq, event.window)
                         if problem is not None:
                             raise LogImportError(f"{src}:{lineno}: {problem}")
                         await platform.ingest(event)

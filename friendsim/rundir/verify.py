@@ -12,7 +12,8 @@ same code the live store commits with). Then:
 * the ``events`` table is checked inline: each decoded event, re-encoded, must give back the stored
   row byte for byte (so the log is canonical and lossless);
 * every materialised table (agents, posts, mentions, votes, follows, dms, exposures) of the rebuilt
-  database must equal the stored one, compared in SQLite (``EXCEPT`` both ways) for speed.
+  database must equal the stored one, compared in SQLite (``EXCEPT`` both ways) for speed;
+* the windows must follow each other as a run writes them (:func:`check_window_order`).
 
 The first difference is reported precisely: table, primary key, column and both values
 (:class:`Divergence`). A constraint the rebuilt state violates is pinned to the single event that
@@ -424,8 +425,12 @@ def verify_db(
     label: str | Path | None = None,
     scratch: str | Path | None = None,
     workers: int = 0,
+    windows: bool = True,
 ) -> VerifyReport:
     """Verify the events database ``db`` (see the module docstring). Never writes to ``db``.
+
+    ``windows=False`` leaves out the check of the windows' order (:func:`check_window_order`):
+    for a platform log that no run wrote (the platform records any window event it is given).
 
     ``manifest`` (optional) is checked against the log first. ``scratch`` is the folder for the
     snapshot and the rebuilt database (default: a temporary folder, removed afterwards).
@@ -443,6 +448,8 @@ def verify_db(
             if manifest is not None:
                 check_manifest(manifest, summary, src, label=label, check_hash=False)
             div = _verify(src, copy, Path(tmp) / "rebuilt.db", label=label, workers=workers)
+            if div is None and windows:
+                check_window_order(src, label=label)
             if div is None and manifest is not None:
                 check_manifest(manifest, summary, src, label=label)
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
@@ -457,6 +464,23 @@ def verify_db(
         divergence=div,
         seconds=time.perf_counter() - t0,
     )
+
+
+def check_window_order(src: sqlite3.Connection, *, label: str | Path) -> None:
+    """The log's windows follow :class:`~friendsim.platform.replay.WindowOrder` (as ``log
+    import`` checks them), else :class:`CorruptLogError` naming the event's seq. Run on a log
+    whose events decode (their ``window`` is an integer)."""
+    from friendsim.platform.replay import WindowOrder
+
+    order = WindowOrder()
+    rows = src.execute(
+        "SELECT seq, kind, json_extract(payload, '$.window') FROM events"
+        " WHERE kind IN ('window_started', 'window_ended') ORDER BY seq"
+    )
+    for seq, kind, window in rows:
+        problem = order.problem(kind, seq, window)
+        if problem is not None:
+            raise CorruptLogError(f"{label}: event seq={seq}: {problem}")
 
 
 def _verify(
