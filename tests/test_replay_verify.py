@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -404,3 +405,46 @@ def test_log_verify_refuses_a_window_that_a_run_never_writes(run_dir: Path, tmp_
         f"window 1 already ended (seq {end_1}): a run starts each window once\n"
     )
     assert checksums(run) == before
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("analyze", "{run}"),
+        ("log", "export", "{run}", "--table", "rewards", "--out", "{tmp}/r.jsonl"),
+        ("log", "export", "{run}", "--table", "ties", "--out", "{tmp}/t.jsonl"),
+    ],
+    ids=["analyze", "export-rewards", "export-ties"],
+)
+def test_an_analysis_of_a_mistyped_log_names_the_event(
+    run_dir: Path, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """The analyses decode without type checks (they trust a log a run wrote, or that import or
+    verify passed); one that fails on a log with a mistyped field names the event and the field,
+    exit 2, as ``log verify`` does. (Before: a TypeError traceback from inside the rewards.)"""
+    run = copy_run(run_dir, tmp_path)
+    db = run / "events.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    seq = conn.execute("SELECT min(seq) FROM events WHERE kind = 'vote_cast'").fetchone()[0]
+    conn.execute(
+        "UPDATE events SET payload = json_set(payload, '$.value', '1') WHERE seq = ?", (seq,)
+    )
+    conn.close()
+    before = checksums(run)
+    argv = [a.format(run=run, tmp=tmp_path) for a in command]
+    got = subprocess.run(
+        [sys.executable, "-m", "friendsim", *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
+    assert (got.returncode, got.stdout) == (2, ""), got.stderr
+    assert got.stderr.endswith(
+        f"{db}: event seq={seq} (vote_cast): payload.value: expected an integer, got the string "
+        "'1' (`friendsim log verify` checks a log friendsim did not write)\n"
+    )
+    assert "Traceback" not in got.stderr
+    assert checksums(run) == before
+    assert not list(tmp_path.glob("*.jsonl"))

@@ -51,7 +51,12 @@ from friendsim._heap import paced_collection
 from friendsim.analysis.coaching import tip_adherence
 from friendsim.analysis.graphs import agents_and_attributes
 from friendsim.analysis.reference import REFERENCE_METRICS, load_reference, side_by_side
-from friendsim.analysis.rewards_cli import iter_events, rewards_table, window_means
+from friendsim.analysis.rewards_cli import (
+    iter_events,
+    malformed_events_named,
+    rewards_table,
+    window_means,
+)
 from friendsim.analysis.rewards_params import COMPONENTS
 from friendsim.analysis.sentiment import get_sentiment
 from friendsim.analysis.summary import json_ready, network_summary
@@ -310,8 +315,9 @@ def analyze_run(run_dir: str | Path) -> dict[str, Any]:
     missing or belong to another log or other tie parameters are a :class:`RunDirectoryError`.
     Full garbage collections are held off meanwhile (:mod:`friendsim._heap`).
     """
-    with paced_collection():
-        return _analyze_run(Path(run_dir))
+    rd = Path(run_dir)
+    with paced_collection(), malformed_events_named(rd / EVENTS_DB):
+        return _analyze_run(rd)
 
 
 def _analyze_run(rd: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Synchronous on purpose (a CLI helper, never called from the event loop).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -17,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 from friendsim.analysis.rewards import AgentScores, RewardParams, score_log
 from friendsim.analysis.rewards_params import COMPONENTS, RewardConfigError
 from friendsim.analysis.sentiment import SentimentModel
-from friendsim.platform.events import Event, event_from_row
+from friendsim.platform.events import (
+    Event,
+    EventDecodeError,
+    checked_event_from_row,
+    event_from_row,
+)
 from friendsim.rundir.layout import EVENTS_DB, MANIFEST
 
 if TYPE_CHECKING:
@@ -80,6 +86,65 @@ def _decode(db: Path, copy: Path, *, page: int) -> Iterator[Event]:
         con.close()
 
 
+class MalformedLogError(ValueError):
+    """An analysis failed on a log holding an event that ``friendsim log import`` and ``log
+    verify`` refuse (a payload field of the wrong JSON type); names the log, seq and field."""
+
+
+_SLIPS = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+"""The errors Python raises when a value is of an unexpected type (exactly these: friendsim's
+own errors, their subclasses, already say what is wrong)."""
+
+
+@contextlib.contextmanager
+def malformed_events_named(db: Path, *, label: str | Path | None = None) -> Iterator[None]:
+    """Run an analysis of the log ``db`` (``label``: the log the user named, default ``db``).
+
+    The analyses decode events without checking their fields' types (:func:`event_from_row`,
+    on the hot path: they trust a log that a run wrote, or that ``friendsim log import`` or
+    ``log verify`` passed), so a log from elsewhere with a mistyped field fails somewhere inside
+    with a bare Python error. When the block fails so, the log is read again with every field
+    checked (:func:`~friendsim.platform.events.checked_event_from_row`) and its first malformed
+    event is raised as :class:`MalformedLogError`; a log without one re-raises the failure as
+    it was. Costs nothing when the analysis succeeds."""
+    try:
+        yield
+    except _SLIPS as exc:
+        if type(exc) not in _SLIPS:
+            raise
+        problem = first_malformed_event(db)
+        if problem is None:
+            raise
+        raise MalformedLogError(
+            f"{label or db}: {problem} (`friendsim log verify` checks a log friendsim did not "
+            "write)"
+        ) from exc
+
+
+def first_malformed_event(db: Path) -> str | None:
+    """The problem of the first event of ``db`` (read from a snapshot copy) whose fields do
+    not check out (:func:`~friendsim.platform.events.checked_event_from_row`), or ``None``."""
+    from friendsim.rundir.log import snapshot_copy
+
+    if not Path(db).is_file():
+        return None
+    with snapshot_copy(Path(db)) as copy:
+        con = sqlite3.connect(copy)
+        try:
+            cur = con.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq")
+            while rows := cur.fetchmany(10_000):
+                for row in rows:
+                    try:
+                        checked_event_from_row(*row)
+                    except EventDecodeError as exc:
+                        return str(exc)
+        except (sqlite3.DatabaseError, UnicodeDecodeError):
+            return None
+        finally:
+            con.close()
+    return None
+
+
 def score_row(s: AgentScores) -> dict[str, Any]:
     row: dict[str, Any] = {"window": s.window, "agent": s.agent}
     row.update({c: s.components[c] for c in COMPONENTS})
@@ -108,7 +173,8 @@ def rewards_table(
         manifest = find_manifest(run_dir)
     params, lambdas = load_reward_config(manifest, label=run_dir / MANIFEST)
     source = iter_events(db) if events is None else events
-    scores = score_log(source, params=params, lambdas=lambdas, sentiment=sentiment)
+    with malformed_events_named(db):
+        scores = score_log(source, params=params, lambdas=lambdas, sentiment=sentiment)
     return [score_row(s) for s in scores]
 
 

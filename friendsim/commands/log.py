@@ -320,7 +320,7 @@ def _export_network(db: Path, out: Path, fmt: str, table: str, window: int | Non
         window_networks,
     )
     from friendsim.analysis.parquet import require_pyarrow, write_atomically, write_rows_parquet
-    from friendsim.analysis.rewards_cli import iter_events
+    from friendsim.analysis.rewards_cli import iter_events, malformed_events_named
     from friendsim.analysis.sentiment import get_sentiment
     from friendsim.analysis.tie_evidence import copy_stamp
 
@@ -329,7 +329,7 @@ def _export_network(db: Path, out: Path, fmt: str, table: str, window: int | Non
     params, _ = tie_params_from_manifest(manifest)
     if fmt == "parquet":
         require_pyarrow()
-    with _checked_snapshot(db) as copy:
+    with _checked_snapshot(db) as copy, malformed_events_named(db):
         text = None
         sentiment = None
         if table == "ties":
