@@ -133,7 +133,9 @@ def handle(args: argparse.Namespace) -> int:
     _import_igraph_without_pyplot()
     try:
         if (Path(args.dir) / SWEEP_FILE).is_file():  # not while a sweep writes it
-            with reading_locked(args.dir, name=SWEEP_LOCK, what="sweep"):
+            with reading_locked(
+                args.dir, name=SWEEP_LOCK, what="sweep", reader="friendsim analyze"
+            ):
                 data = analyze_path(args.dir, refresh=args.refresh)
         else:
             data = analyze_path(args.dir, refresh=args.refresh)

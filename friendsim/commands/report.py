@@ -97,7 +97,7 @@ def handle(args: argparse.Namespace) -> int:
                 )
         sweep = (Path(args.dir) / SWEEP_FILE).is_file()
         with (
-            reading_locked(args.dir, name=SWEEP_LOCK, what="sweep")
+            reading_locked(args.dir, name=SWEEP_LOCK, what="sweep", reader="friendsim report")
             if sweep  # not while a sweep writes it
             else contextlib.nullcontext()
         ):

@@ -43,12 +43,20 @@ def _try_exclusive(fd: int, *, attempts: int = 25, pause: float = 0.01) -> bool:
     return False
 
 
-def _read_pid(path: Path) -> int | None:
+def _read_holder(path: Path) -> tuple[int | None, str | None]:
+    """The pid a lock file names (its first line) and, for a reader's lock, the command that
+    reads (its second line, :func:`reading_locked`)."""
     try:
-        text = path.read_text(encoding="ascii", errors="replace").strip()
+        lines = path.read_text(encoding="ascii", errors="replace").splitlines()
     except OSError:
-        return None
-    return int(text) if text.isdigit() else None
+        return None, None
+    first = lines[0].strip() if lines else ""
+    reader = lines[1].strip() if len(lines) > 1 and lines[1].strip() else None
+    return (int(first) if first.isdigit() else None), reader
+
+
+def _read_pid(path: Path) -> int | None:
+    return _read_holder(path)[0]
 
 
 class RunLock:
@@ -56,12 +64,19 @@ class RunLock:
 
     ``name`` and ``what``: the lock file and what messages call the directory; a sweep command
     locks its sweep directory with ``sweep.lock``, ``"sweep"``, so that a second sweep into it
-    is refused instead of setting aside, as unfinished, the runs the first is writing."""
+    is refused instead of setting aside, as unfinished, the runs the first is writing.
 
-    def __init__(self, run_dir: str | Path, *, name: str = LOCK, what: str = "run") -> None:
+    ``reader``: the holder reads the directory rather than writes it (the command, such as
+    ``friendsim analyze``); it is written into the lock file after the pid, so that a command
+    refused by this lock says the directory is being read, and by what, not written."""
+
+    def __init__(
+        self, run_dir: str | Path, *, name: str = LOCK, what: str = "run", reader: str | None = None
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.name = name
         self.what = what
+        self.reader = reader
         self.path = self.run_dir / name
         self._fd: int | None = None
         self._previous: tuple[bytes, os.stat_result] | None = None
@@ -97,10 +112,11 @@ class RunLock:
             ) from None
         if not _try_exclusive(fd):
             os.close(fd)
-            pid = _read_pid(self.path)
+            pid, reader = _read_holder(self.path)
+            doing = "written" if reader is None else "read"
+            by = writer_name(pid) + ("" if reader is None else f" ({reader})")
             raise RunLockedError(
-                f"{self.run_dir}: the {self.what} is being written by {writer_name(pid)} (lock "
-                f"{self.path}); "
+                f"{self.run_dir}: the {self.what} is being {doing} by {by} (lock {self.path}); "
                 "wait for it to finish or stop it first",
                 pid=pid,
             ) from None
@@ -108,7 +124,8 @@ class RunLock:
             st = os.fstat(fd)
             self._previous = (os.pread(fd, st.st_size, 0), st)
         os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        note = "" if self.reader is None else f"{self.reader}\n"
+        os.write(fd, f"{os.getpid()}\n{note}".encode())
         self._fd = fd
         return self
 
@@ -158,16 +175,19 @@ class RunLock:
 
 
 @contextlib.contextmanager
-def reading_locked(run_dir: str | Path, *, name: str = LOCK, what: str = "run") -> Iterator[None]:
+def reading_locked(
+    run_dir: str | Path, *, name: str = LOCK, what: str = "run", reader: str = "a reader"
+) -> Iterator[None]:
     """Hold the lock of a directory this process reads whole and writes derived files into (a
-    sweep's aggregate and report) for the duration of the block.
+    sweep's aggregate and report) for the duration of the block. ``reader`` names the command
+    (``friendsim analyze``): a command this lock refuses says the directory is being read by it.
 
     A writer holding it is :class:`~.errors.RunLockedError` naming its pid (what was found would
     be a part of it); a writer that starts meanwhile is refused. A directory whose lock file
     cannot be made (a read-only copy, which nobody writes) is read without it. The lock file is
     left as it was found (:meth:`RunLock.release` with ``restore``).
     """
-    lock = RunLock(run_dir, name=name, what=what)
+    lock = RunLock(run_dir, name=name, what=what, reader=reader)
     with contextlib.suppress(RunOccupiedError):
         lock.acquire(create=False)
     try:
