@@ -30,7 +30,9 @@ and modification time of the inputs, so a sweep and a report do not recompute it
 *outside* the run (reading a run never writes into it): ``$FRIENDSIM_CACHE_DIR/analysis/``, else
 ``$XDG_CACHE_HOME/friendsim/analysis/``, else ``~/.cache/friendsim/analysis/``, one file per run
 directory (:func:`analysis_cache_path`). A sweep, which writes its replications, keeps each one's
-cache beside it as ``analysis.json``. Blocking (file I/O, CPU); call it from a thread in async code.
+cache beside it as ``analysis.json``, read when the cache outside holds none (an analysis made
+again, ``--refresh``, goes there and wins). Blocking (file I/O, CPU); call it from a thread in
+async code.
 """
 
 from __future__ import annotations
@@ -475,13 +477,15 @@ def load_analysis(
 ) -> dict[str, Any]:
     """:func:`analyze_run`, cached (recomputed when the inputs or the analysis version changed,
     or with ``refresh``) in ``cache``, by default :func:`analysis_cache_path` -- never inside the
-    run. A sweep replication's own ``analysis.json`` is read when it is current (reading it
-    changes nothing). An unwritable cache is not an error."""
+    run. A sweep replication's own ``analysis.json`` is read when it is current and the default
+    cache holds none (reading it changes nothing): an analysis made again with ``refresh``
+    lands in the default cache and is the one read from then on, not the replication's older
+    one. An unwritable cache is not an error."""
     rd = Path(run_dir)
     fp = analysis_fingerprint(rd)
     if not refresh:
         for path in (
-            (cache,) if cache is not None else (rd / ANALYSIS_FILE, analysis_cache_path(rd))
+            (cache,) if cache is not None else (analysis_cache_path(rd), rd / ANALYSIS_FILE)
         ):
             found = _read_cache(path, fp)
             if found is not None:
