@@ -295,7 +295,12 @@ def test_what_every_run_of_a_cell_spent_failed_runs_included(tmp_path: Path) -> 
     off = aggregate_sweep(sd)["cells"][1]
     paid = cost("coach.enabled-false/rep0")
     assert paid > 0
-    assert off["spent_usd"] == {"total": pytest.approx(paid), "runs": 1, "unknown": 1}
+    assert off["spent_usd"] == {
+        "total": pytest.approx(paid),
+        "runs": 1,
+        "attempts": 1,
+        "unknown": 1,
+    }
 
     build_run_dir(  # the failed replication left its run behind, with what it spent
         sd / "coach.enabled-false/rep1", seed=101, windows=1, n_agents=6, coach=False, cost_usd=0.5
@@ -303,7 +308,12 @@ def test_what_every_run_of_a_cell_spent_failed_runs_included(tmp_path: Path) -> 
     agg = aggregate_sweep(sd)
     off = agg["cells"][1]
     both = paid + cost("coach.enabled-false/rep1")
-    assert off["spent_usd"] == {"total": pytest.approx(both), "runs": 2, "unknown": 0}
+    assert off["spent_usd"] == {
+        "total": pytest.approx(both),
+        "runs": 2,
+        "attempts": 2,
+        "unknown": 0,
+    }
     assert off["completed"] == 1 and off["metrics"]["usage.cost_usd"]["mean"] == pytest.approx(paid)
     on = agg["cells"][0]
     assert on["spent_usd"]["total"] == pytest.approx(

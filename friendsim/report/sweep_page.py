@@ -204,7 +204,10 @@ def _spent(cell: Mapping[str, Any]) -> str:
     spent = cell.get("spent_usd") or {}
     if not spent:
         return "—"
-    text = f"{num(spent.get('total'), 6)} ({spent.get('runs', 0)} runs"
+    runs, attempts = spent.get("runs", 0), spent.get("attempts", 0)
+    text = f"{num(spent.get('total'), 6)} ({runs} runs"
+    if attempts > runs:
+        text += f", {attempts} attempts"
     unknown = spent.get("unknown") or 0
     return text + (f"; {unknown} unknown)" if unknown else ")")
 

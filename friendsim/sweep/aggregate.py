@@ -22,8 +22,10 @@ table ``<sweep>/aggregate.md``.
 
 The metrics describe the completed runs only; what the cell's runs spent on models is
 ``spent_usd``, over every replication of any status (a failed or degraded run was paid for
-too), read from each run's manifest (``llm_usage``), with the number of runs whose spend is
-not known (no readable manifest).
+too) and every attempt at it whose manifest reached disk (:func:`spent_usd`: a run set aside
+as ``rep<k>.stale-<n>`` when its process was killed, a Ray task's run rejected, a resumed
+run's original), read from each attempt's manifest (``llm_usage``), with the number of runs
+whose spend is not known (no readable manifest).
 """
 
 from __future__ import annotations
@@ -340,23 +342,80 @@ def aggregate_sweep(
 
 
 def spent_usd(sweep_dir: Path, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """``{"total", "runs", "unknown"}``: the model cost in USD the manifests of ``runs`` (any
-    status) record, how many runs it adds up, and how many have no readable manifest (their
-    spend, if any, is not in ``total``)."""
-    from friendsim.rundir.errors import RunInputError
-    from friendsim.rundir.manifest import read_manifest
+    """``{"total", "runs", "attempts", "unknown"}``: the model cost in USD recorded by every
+    attempt at ``runs`` (any status), how many runs and attempt folders it adds up, and how many
+    runs have no readable manifest in any attempt (their spend, if any, is not in ``total``).
 
-    total, counted, unknown = 0.0, 0, 0
+    The attempts at the run in ``<cell>/rep<k>`` are that folder and every folder beside it named
+    ``rep<k>.<something>`` holding a manifest: runs the sweep set aside (``.stale-<n>``: killed,
+    interrupted, cut short by a dying worker), a Ray task's run rejected or left unpacked
+    (``.rejected-<n>``, ``.incoming``), an original moved aside by ``friendsim run --resume``
+    (``.interrupted``) or a resume's staging folder (``.resuming``). Each is counted once: an
+    attempt whose manifest a resume of it names (``resumed_from.manifest_sha256``) is left out
+    when that resume's own accounting covers it (:func:`_attempt_cost`).
+    """
+    total, counted, attempts, unknown = 0.0, 0, 0, 0
     for r in runs:
-        try:
-            usage = read_manifest(sweep_dir / r["dir"]).llm_usage
-        except RunInputError:
+        found = _attempt_manifests(sweep_dir / r["dir"])
+        if not found:
             unknown += 1
             continue
-        cost = (usage.get("total") or {}).get("cost_usd") or 0.0
-        total += float(cost)
+        covered = {
+            (m.resumed_from or {}).get("manifest_sha256")
+            for m in found.values()
+            if _covers_earlier(m)
+        }
+        for digest, m in found.items():
+            if digest not in covered:
+                total += _attempt_cost(m)
+                attempts += 1
         counted += 1
-    return {"total": round(total, 6), "runs": counted, "unknown": unknown}
+    return {"total": round(total, 6), "runs": counted, "attempts": attempts, "unknown": unknown}
+
+
+def _attempt_manifests(run_dir: Path) -> dict[str, Any]:
+    """``{sha256 of manifest.json: manifest}`` of ``run_dir`` and the attempt folders beside it
+    (:func:`spent_usd`) whose manifest can be read."""
+    from friendsim.rundir.errors import RunInputError
+    from friendsim.rundir.layout import MANIFEST
+    from friendsim.rundir.manifest import read_manifest
+
+    try:
+        beside = sorted(
+            p for p in run_dir.parent.iterdir() if p.name.startswith(f"{run_dir.name}.")
+        )
+    except OSError:
+        beside = []
+    out: dict[str, Any] = {}
+    for folder in (run_dir, *beside):
+        try:
+            m = read_manifest(folder)
+            digest = hashlib.sha256((folder / MANIFEST).read_bytes()).hexdigest()
+        except (RunInputError, OSError):
+            continue
+        out.setdefault(digest, m)
+    return out
+
+
+def _usage_cost(usage: Mapping[str, Any] | None) -> float:
+    return float(((usage or {}).get("total") or {}).get("cost_usd") or 0.0)
+
+
+def _covers_earlier(m: Any) -> bool:
+    """Whether the cost of the resume ``m`` (:func:`_attempt_cost`) includes the run it resumed:
+    it finished or stopped cleanly (``segments``, summed usage), or recorded the segments before
+    it when it started (``resumed_from.accounting``)."""
+    return m.resumed_from is not None and bool(m.segments or m.resumed_from.get("accounting"))
+
+
+def _attempt_cost(m: Any) -> float:
+    """What the run of manifest ``m`` and, for a resume, the segments before it spent: its
+    summed ``llm_usage`` once it has ``segments``; a resume killed before that, its own usage
+    plus the ``resumed_from.accounting`` it recorded at its start; any other run, its own."""
+    earlier = (m.resumed_from or {}).get("accounting")
+    if m.segments or not isinstance(earlier, Mapping):
+        return _usage_cost(m.llm_usage)
+    return _usage_cost(earlier.get("llm_usage")) + _usage_cost(m.llm_usage)
 
 
 def _atomic_write(path: Path, text: str) -> None:
