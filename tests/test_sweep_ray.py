@@ -206,6 +206,23 @@ def test_worker_killed_mid_task_is_retried(tmp_path: Path, ray_head: str) -> Non
         assert r["verified_events"] == _event_rows(out / r["dir"]) > 0
         assert (out / r["dir"] / "analysis.json").is_file()
     assert not list(out.rglob("*.incoming")) and not list(out.rglob("*.rejected-*"))
+    # the killed attempt's run, left in its scratch folder, came back with the re-run and is
+    # kept beside its replication, so what it spent is counted with the cell's spend
+    (kept,) = out.rglob("rep*.stale-*")
+    (killed,) = [r for r in sweep["runs"] if r.get("earlier_attempts")]
+    assert killed["earlier_attempts"] == [str(kept)]
+    assert kept.name.startswith(Path(killed["dir"]).name + ".stale-")
+    assert json.loads((kept / "manifest.json").read_text())["status"] != "completed"
+    from friendsim.sweep.aggregate import aggregate_sweep
+
+    spent = aggregate_sweep(out, write=False)["cells"][0]["spent_usd"]
+    assert spent["runs"] == 2 and spent["attempts"] == 3
+    from friendsim.sweep.ray_executor import scratch_key
+
+    for r in sweep["runs"]:  # the scratch folders are removed
+        assert not (
+            Path(tempfile.gettempdir()) / f"friendsim-task-{scratch_key(out, r['dir'])}"
+        ).exists()
 
 
 @pytest.fixture

@@ -69,9 +69,9 @@ def test_a_task_on_a_node_without_the_sweep_folder_runs_the_local_replication(
 
     files = side_files([plan], source)  # on the driver
     shutil.rmtree(folder)  # the task's node has no such folder
-    outcome, archive = run_replication(dict(plan.data), source, files, "warning")
+    outcome, archive, earlier = run_replication(dict(plan.data), source, files, "warning")
     assert outcome["status"] == "completed", outcome.get("error")
-    assert archive
+    assert archive and earlier == []
 
     unpack_run(archive, tmp_path / "remote")
     assert rows(tmp_path / "remote") == rows(tmp_path / "local")

@@ -21,15 +21,23 @@ names those copies.
 **Failures.** A task whose worker process or node dies is re-run by Ray (``max_retries``, on
 another node when its node is gone). A replication that fails is an outcome like any other
 (``failed`` with the error): the sweep goes on. When Ray gives up on a task, that run is
-recorded as failed with Ray's error. **Resume**: runs already completed in ``--out`` are not
-submitted again; unfinished directories are set aside as in the local executor.
+recorded as failed with Ray's error. A task's scratch folder is named after its replication
+(:func:`scratch_key`), so a re-run of a task whose worker died, on the same node, finds the run
+the dead attempt left there: it is shipped back with the new attempt's run and kept as
+``<run>.stale-<n>``, as the local executor keeps a killed worker's run, so what the dead attempt
+spent is counted (:func:`friendsim.sweep.aggregate.spent_usd`). A dead attempt on a node that is
+gone, or whose task was re-run on another node, cannot be reached. **Resume**: runs already
+completed in ``--out`` are not submitted again; unfinished directories are set aside as in the
+local executor.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
+import shutil
 import socket
 import tarfile
 import tempfile
@@ -46,10 +54,12 @@ from friendsim.sweep.config import Replication
 from friendsim.sweep.runner import (
     PlanStream,
     RunOutcome,
+    _found_manifest,
     _read_status,
     _set_aside,
     execute_plan,
     keep_completed,
+    replication_mismatch,
 )
 
 log = structlog.get_logger(__name__)
@@ -177,21 +187,73 @@ def _localise(
     return data
 
 
+def scratch_key(out: Path, rel_dir: str) -> str:
+    """What names the scratch folder of the task running replication ``rel_dir`` of the sweep
+    into ``out`` on any node: the same for every attempt at it."""
+    return hashlib.sha256(f"{out.resolve()}\0{rel_dir}".encode()).hexdigest()[:24]
+
+
 def run_replication(
-    plan_data: Mapping[str, Any], source: str, files: Mapping[str, bytes], log_level: str
-) -> tuple[RunOutcome, bytes]:
-    """The Ray task: run one replication in a scratch folder and return (outcome, archive)."""
+    plan_data: Mapping[str, Any],
+    source: str,
+    files: Mapping[str, bytes],
+    log_level: str,
+    key: str | None = None,
+) -> tuple[RunOutcome, bytes, list[bytes]]:
+    """The Ray task: run one replication in a scratch folder and return (outcome, archive,
+    archives of earlier attempts).
+
+    ``key`` (:func:`scratch_key`) names the scratch folder, so an earlier attempt at the same
+    replication whose worker died (or was cancelled) on this node left its run there: it is set
+    aside (``run.stale-<n>``), finished or not, and returned packed, to be kept beside the
+    replication; the replication runs afresh, as it always does in a task. A run there of
+    another experiment (:func:`replication_mismatch`) is not returned. A folder still being
+    written (its run lock held) is left alone, and the task runs in a folder of its own. The
+    scratch folder is removed at the end."""
     from friendsim.runtime.logs import configure_logging
 
     configure_logging(log_level)
-    with tempfile.TemporaryDirectory(prefix="friendsim-task-") as tmp:
-        scratch = Path(tmp)
+    scratch = Path(tempfile.gettempdir()) / f"friendsim-task-{key}" if key else None
+    if scratch is None or holder(scratch / "run") is not None:
+        scratch = Path(tempfile.mkdtemp(prefix="friendsim-task-"))
+    try:
+        scratch.mkdir(parents=True, exist_ok=True)
         data = _localise(plan_data, files, scratch)
         run_dir = scratch / "run"
+        if run_dir.exists():
+            found = _found_manifest(run_dir)
+            if found is not None and replication_mismatch(run_dir, found, data, source) is None:
+                _set_aside(run_dir)
+            else:
+                shutil.rmtree(run_dir)
         outcome = execute_plan(data, str(run_dir), source)
         archive = pack_run(run_dir) if run_dir.is_dir() else b""
+        earlier = [pack_run(p) for p in sorted(scratch.glob("run.stale-*")) if p.is_dir()]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    outcome["set_aside"] = None  # a scratch path: that run comes back in ``earlier``
     outcome["worker"] = {"host": socket.gethostname(), "pid": os.getpid()}
-    return outcome, archive
+    return outcome, archive, earlier
+
+
+def keep_earlier(out: Path, rel_dir: str, archives: Sequence[bytes]) -> list[str]:
+    """Unpack the runs of earlier attempts a task returned (:func:`run_replication`) beside the
+    replication as ``<run>.stale-<n>``; returns their paths. One that cannot be unpacked is
+    logged and left out (the replication's own run does not depend on it)."""
+    final = out / rel_dir
+    kept = []
+    for archive in archives:
+        k = 1
+        while (target := final.with_name(f"{final.name}.stale-{k}")).exists():
+            k += 1
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            unpack_run(archive, target)
+        except (OSError, ValueError, tarfile.TarError) as exc:
+            log.warning("sweep_earlier_attempt_not_kept", run=rel_dir, error=repr(exc))
+            continue
+        kept.append(str(target))
+    return kept
 
 
 def receive(out: Path, rel_dir: str, outcome: RunOutcome, archive: bytes) -> RunOutcome:
@@ -269,14 +331,17 @@ def ray_outcomes(
         return
     task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(run_replication)
     files_ref = ray.put(side_files(todo, source))
-    pending = {task.remote(dict(p.data), source, files_ref, log_level): p for p in todo}
+    pending = {
+        task.remote(dict(p.data), source, files_ref, log_level, scratch_key(out, p.rel_dir)): p
+        for p in todo
+    }
     t_submit = time.perf_counter()
     try:
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
             plan = pending.pop(ref)
             try:
-                outcome, archive = ray.get(ref)
+                outcome, archive, earlier = ray.get(ref)
             except ray.exceptions.RayError as exc:  # Ray gave up: retries spent, or cancelled
                 res: RunOutcome = {
                     "status": "failed",
@@ -284,7 +349,10 @@ def ray_outcomes(
                     "error": f"ray: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}",
                 }
             else:
+                kept = keep_earlier(out, plan.rel_dir, earlier)
                 res = receive(out, plan.rel_dir, outcome, archive)
+                if kept:
+                    res["earlier_attempts"] = kept
             log.info(
                 "sweep_ray_task_done",
                 run=plan.rel_dir,
