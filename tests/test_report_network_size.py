@@ -69,3 +69,31 @@ def test_a_network_within_the_limit_is_drawn_whole(
     (g,) = laid_out
     assert g.number_of_nodes() == len(nodes) and g.number_of_edges() == 1
     assert titles[-1] == "ties"
+
+
+_DRAW = """
+import sys
+from friendsim.report import figures
+nodes = [f"a{i:03d}" for i in range(60)]
+edges = [(nodes[i], nodes[(7 * i) % 60], 0.1 + i / 100) for i in range(0, 60, 2)]
+png = figures.network_drawing(nodes, edges, groups={}, attribute="", title="t", max_nodes=25)
+sys.stdout.buffer.write(png)
+"""
+
+
+def test_a_capped_network_is_drawn_the_same_in_every_process() -> None:
+    """Keeping fewer than half of the agents must not hand the layout the kept agents in the
+    order of a Python set of names, which changes with each process's string hashing."""
+    import os
+    import subprocess
+    import sys
+
+    pngs = set()
+    for hash_seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run(
+            [sys.executable, "-c", _DRAW], env=env, capture_output=True, check=True, timeout=120
+        )
+        assert out.stdout.startswith(b"\x89PNG")
+        pngs.add(out.stdout)
+    assert len(pngs) == 1

@@ -145,7 +145,10 @@ def network_drawing(
         total = g.number_of_nodes()
         tied = dict(g.degree(weight="strength"))
         keep = set(sorted(g.nodes, key=lambda n: (-tied[n], str(n)))[:max_nodes])
-        g = g.subgraph(keep).copy()
+        h = nx.Graph()  # in g's order: a subgraph view may iterate the (hash-ordered) set
+        h.add_nodes_from(n for n in g.nodes if n in keep)
+        h.add_edges_from((u, v, d) for u, v, d in g.edges(data=True) if u in keep and v in keep)
+        g = h
         title += f" ({max_nodes:,} most strongly tied of {total:,} agents drawn)"
     pos = nx.spring_layout(g, seed=seed, k=1.5 / math.sqrt(max(1, g.number_of_nodes())))
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
