@@ -15,14 +15,15 @@ from friendsim.report import figures
 
 @pytest.fixture
 def laid_out(monkeypatch: pytest.MonkeyPatch) -> list[nx.Graph]:
-    """The graphs handed to the spring layout (laid out at random instead, to stay quick)."""
+    """The graphs handed to the spring layout."""
     seen: list[nx.Graph] = []
+    real = figures.drawn_graph
 
-    def layout(g: nx.Graph, **kw: Any) -> dict[Any, Any]:
-        seen.append(g)
-        return nx.random_layout(g, seed=0)
+    def drawn(g: nx.Graph, **kw: Any) -> nx.Graph:
+        seen.append(real(g, **kw))
+        return seen[-1]
 
-    monkeypatch.setattr(nx, "spring_layout", layout)
+    monkeypatch.setattr(figures, "drawn_graph", drawn)
     return seen
 
 
@@ -97,3 +98,20 @@ def test_a_capped_network_is_drawn_the_same_in_every_process() -> None:
         assert out.stdout.startswith(b"\x89PNG")
         pngs.add(out.stdout)
     assert len(pngs) == 1
+
+
+def test_the_layout_depends_on_its_seed_only() -> None:
+    import random
+
+    import numpy as np
+
+    edges = [(i, (3 * i + 1) % 40) for i in range(40)]
+    runs = []
+    for other in (1, 2):
+        random.seed(other)
+        np.random.seed(other)
+        runs.append(figures.spring_positions(40, edges, seed=7))
+    assert runs[0].shape == (40, 2)
+    assert np.array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], figures.spring_positions(40, edges, seed=8))
+    assert float(np.abs(runs[0]).max()) == 1.0

@@ -30,6 +30,10 @@ MAX_DRAWN_NODES = 1_000
 the nodes (about 200 s of CPU at 10,000, against 17 s for the run that made them), and at the
 figure's size a thousand nodes already cover it; a larger network is drawn as the subgraph of
 its most strongly tied agents, as the figure's title says."""
+LAYOUT_PAIR_STEPS = 50_000_000
+"""Node pairs × iterations :func:`spring_positions` may spend (its cost is quadratic in the
+nodes; about 0.15 s of CPU): 500 iterations, igraph's default, up to about 300 nodes, then fewer,
+down to 50 (networkx's default) at :data:`MAX_DRAWN_NODES`."""
 
 Series = Sequence[Mapping[str, Any]]
 """Points ``{"window", "mean", "lower", "upper"}`` (``lower``/``upper`` may be ``None``)."""
@@ -141,16 +145,14 @@ def network_drawing(
     g.add_nodes_from(nodes)
     for u, v, s in edges:
         g.add_edge(u, v, strength=float(s))
-    if g.number_of_nodes() > max_nodes:
-        total = g.number_of_nodes()
-        tied = dict(g.degree(weight="strength"))
-        keep = set(sorted(g.nodes, key=lambda n: (-tied[n], str(n)))[:max_nodes])
-        h = nx.Graph()  # in g's order: a subgraph view may iterate the (hash-ordered) set
-        h.add_nodes_from(n for n in g.nodes if n in keep)
-        h.add_edges_from((u, v, d) for u, v, d in g.edges(data=True) if u in keep and v in keep)
-        g = h
+    total = g.number_of_nodes()
+    g = drawn_graph(g, max_nodes=max_nodes)
+    if g.number_of_nodes() < total:
         title += f" ({max_nodes:,} most strongly tied of {total:,} agents drawn)"
-    pos = nx.spring_layout(g, seed=seed, k=1.5 / math.sqrt(max(1, g.number_of_nodes())))
+    order = list(g.nodes)
+    index = {v: i for i, v in enumerate(order)}
+    xy = spring_positions(len(order), [(index[u], index[v]) for u, v in g.edges], seed=seed)
+    pos = {v: (float(x), float(y)) for v, (x, y) in zip(order, xy, strict=True)}
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     names = sorted({groups[n] for n in g.nodes if n in groups})
     colour = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
@@ -167,6 +169,48 @@ def network_drawing(
     ax.set_title(title, fontsize=10)
     ax.set_axis_off()
     return _png(fig)
+
+
+def drawn_graph(g: Any, *, max_nodes: int = MAX_DRAWN_NODES) -> Any:
+    """The part of the networkx graph ``g`` that :func:`network_drawing` lays out: all of it, or
+    if it has more than ``max_nodes`` nodes, the subgraph of the ``max_nodes`` with the greatest
+    total tie strength (then by name), nodes and edges in ``g``'s order."""
+    import networkx as nx
+
+    if g.number_of_nodes() <= max_nodes:
+        return g
+    tied = dict(g.degree(weight="strength"))
+    keep = set(sorted(g.nodes, key=lambda n: (-tied[n], str(n)))[:max_nodes])
+    h = nx.Graph()  # in g's order: a subgraph view may iterate the (hash-ordered) set
+    h.add_nodes_from(n for n in g.nodes if n in keep)
+    h.add_edges_from((u, v, d) for u, v, d in g.edges(data=True) if u in keep and v in keep)
+    return h
+
+
+def spring_positions(n: int, edges: Sequence[tuple[int, int]], *, seed: int) -> Any:
+    """Positions (an ``n`` × 2 numpy array, centred, largest coordinate 1) of the graph on nodes
+    ``0 .. n-1`` by igraph's compiled Fruchterman–Reingold layout (no grid; 50 to 500
+    iterations, :data:`LAYOUT_PAIR_STEPS`). It starts from coordinates drawn from
+    ``numpy.random.default_rng(seed)`` and any random step it takes comes from
+    ``random.Random(seed)``: the same graph and seed give the same positions, whatever ran
+    before."""
+    import numpy as np
+
+    if n <= 1:
+        return np.zeros((n, 2))
+    import igraph
+
+    from friendsim.analysis.metrics import seeded_igraph
+
+    start = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(n, 2))
+    graph = igraph.Graph(n=n, edges=list(edges), directed=False)
+    niter = min(500, max(50, LAYOUT_PAIR_STEPS // (n * n)))
+    with seeded_igraph(seed):
+        layout = graph.layout_fruchterman_reingold(seed=start.tolist(), niter=niter, grid=False)
+    xy = np.asarray(layout.coords, dtype=float)
+    xy -= xy.mean(axis=0)
+    top = float(np.abs(xy).max())
+    return xy / top if top > 0 else xy
 
 
 def degree_distributions(
