@@ -324,3 +324,13 @@ def test_what_every_run_of_a_cell_spent_failed_runs_included(tmp_path: Path) -> 
     row = re.search(r"<tr><td>coach\.enabled-false</td>.*?</tr>", usage, re.S)
     assert row is not None
     assert row.group(0).endswith(f"<td>{paid:.6f}</td><td>{both:.6f} (2 runs)</td></tr>")
+
+
+def test_mean_ci_uses_the_student_t_quantile_of_scipy_stats() -> None:
+    from scipy import stats
+
+    for n in (2, 3, 5, 30, 1000, 3001):
+        xs = [float(i % 7) for i in range(n)]
+        s = mean_ci(xs)
+        half = float(stats.t.ppf(0.975, n - 1)) * s["sd"] / math.sqrt(n)
+        assert s["half_width"] == half

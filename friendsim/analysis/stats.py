@@ -21,7 +21,7 @@ def mean_ci(values: Iterable[float | None], confidence: float = CONFIDENCE) -> d
     Returns ``n``, ``mean``, ``sd``, ``lower``, ``upper`` (and ``half_width``); with n = 0 or
     n = 1 the undefined fields are ``None`` and ``note`` says why.
     """
-    from scipy import stats
+    from scipy import special
 
     xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     n = len(xs)
@@ -35,7 +35,9 @@ def mean_ci(values: Iterable[float | None], confidence: float = CONFIDENCE) -> d
         out["note"] = NO_CI_NOTE
         return out
     sd = statistics.stdev(xs)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    # Student t quantile as ``special.stdtrit`` (what ``scipy.stats.t.ppf`` evaluates, without
+    # importing scipy.stats: about 0.5 s of a report's CPU)
+    half = float(special.stdtrit(n - 1, 0.5 + confidence / 2)) * sd / math.sqrt(n)
     out.update(sd=sd, lower=mean - half, upper=mean + half, half_width=half)
     return out
 
