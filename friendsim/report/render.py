@@ -52,7 +52,10 @@ __all__ = [
 def build_report(
     path: str | Path, *, theta: str | float | None = None, color_by: str | None = None
 ) -> Report:
-    """The report of a run directory or a sweep directory (``sweep.json``)."""
+    """The report of a run directory or a sweep directory (``sweep.json``). A run's report holds
+    off full garbage collections (:mod:`friendsim._heap`): its figures are drawn with the whole
+    analysis in memory, which each full collection would walk for nothing."""
+    from friendsim._heap import paced_collection
     from friendsim.analysis.analyze import load_analysis
     from friendsim.rundir.layout import EVENTS_DB, SWEEP_FILE
     from friendsim.runtime.tie_scoring import score_run_ties
@@ -63,7 +66,8 @@ def build_report(
         return sweep_report(load_or_aggregate(p), sweep_dir=p, theta=theta, color_by=color_by)
     if (p / EVENTS_DB).is_file():
         score_run_ties(p)  # text-based tie evidence is scored (once) before analysis reads it
-        return run_report(load_analysis(p), theta=theta, color_by=color_by)
+        with paced_collection():
+            return run_report(load_analysis(p), theta=theta, color_by=color_by)
     raise ReportError(
         f"{p}: neither a run directory ({EVENTS_DB}) nor a sweep directory ({SWEEP_FILE})"
     )
