@@ -16,11 +16,14 @@ the last window) and the page's JS heap then, after a garbage collection (the De
 measures only that, on an existing run.
 
 ``<command>_cpu_over_run`` is the command's CPU ÷ the run's (``over_run`` lists those above 1);
+``report_cpu_over_run_3000`` is the report's at 3,000 agents (3 rounds; measured on a run of its
+own when 3,000 is not among the sizes, as with ``--quick``) and ``report_target_met`` whether it
+is ≤ 1, the target for post-run tools;
 ``<command>_rss_growth`` is the peak-RSS ratio between the two largest sizes, to compare with
 ``events_ratio`` (memory growing faster than the log grows is flagged in ``superlinear_rss``).
 The final line is one JSON object::
 
-    .venv/bin/python bench/post_run.py --quick            # 1,000 agents, < 60 s idle
+    .venv/bin/python bench/post_run.py --quick            # 1,000 agents (+ report at 3,000), < 60 s idle
     .venv/bin/python bench/post_run.py --sizes 3000 10000
 """
 
@@ -174,6 +177,25 @@ def _has_pyarrow() -> bool:
     return True
 
 
+REPORT_AGENTS = 3_000
+"""The size at which ``friendsim report`` is held to the run's own CPU."""
+
+
+def report_only(n: int, *, work: Path, rounds: int) -> dict[str, Any]:
+    """The run at ``n`` agents and ``friendsim report`` on it (nothing else)."""
+    cfg = work / f"report-{n}.toml"
+    cfg.write_text(_config("rounds", n, hours=1.0, rounds=rounds))
+    run = work / f"report-{n}"
+    py = [sys.executable, "-m", "friendsim"]
+    row: dict[str, Any] = {"agents": n, "rounds": rounds}
+    row["run"] = _measure([*py, "run", str(cfg), "--out", str(run), "--quiet"])
+    row["events"] = _events(run)
+    row["report"] = _measure([*py, "report", str(run), "--out", str(work / f"report-{n}.html")])
+    row["report_cpu_over_run"] = round(row["report"]["cpu_s"] / (row["run"]["cpu_s"] or 1e-9), 3)
+    print(json.dumps(row), flush=True)
+    return row
+
+
 def run_size(n: int, *, work: Path, rounds: int) -> dict[str, Any]:
     """The run at ``n`` agents and every post-run command on it."""
     cfg = work / f"rounds-{n}.toml"
@@ -223,10 +245,15 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["FRIENDSIM_CACHE_DIR"] = str(Path(tmp) / "cache")
         for n in sizes:
             rows.append(run_size(n, work=Path(tmp), rounds=rounds))
+        at = next((r for r in rows if r["agents"] == REPORT_AGENTS and rounds == 3), None)
+        if at is None:
+            at = report_only(REPORT_AGENTS, work=Path(tmp), rounds=3)
     names = [k[: -len("_cpu_over_run")] for k in rows[-1] if k.endswith("_cpu_over_run")]
     summary: dict[str, Any] = {"bench": "post_run", "sizes": rows}
     top = rows[-1]
     summary["over_run"] = [k for k in names if top[f"{k}_cpu_over_run"] > 1.0]
+    summary[f"report_cpu_over_run_{REPORT_AGENTS}"] = at["report_cpu_over_run"]
+    summary["report_target_met"] = at["report_cpu_over_run"] <= 1.0
     if len(rows) >= 2:
         a, b = rows[-2], rows[-1]
         events_ratio = b["events"] / a["events"]
