@@ -102,20 +102,22 @@ async def scenario(tmp: Path, cmds: list[tuple[Any, ...]], batch_size: int) -> N
     assert await replay.compare(tmp / "live.db", tmp / "clean.db") is None
 
     # 3. the JSONL export re-imports (with full validation) to the same database; unless the
-    # random window events do not nest as a run writes them (a window_ended for a window that
-    # is not open: analysis rejects that log), and then import refuses it at that line
+    # random window events do not follow each other as a run writes them (a window_ended for a
+    # window that is not open, a window number going back or started again after it ended:
+    # analysis rejects that log), and then import refuses it at that line
     await replay.export_jsonl(tmp / "live.db", tmp / "log.jsonl")
     unnested = _first_unnested_window(tmp / "log.jsonl")
     if unnested is None:
         await replay.import_jsonl(tmp / "log.jsonl", tmp / "imported.db")
         assert await replay.compare(tmp / "live.db", tmp / "imported.db") is None
     else:
+        lineno, what = unnested
         try:
             await replay.import_jsonl(tmp / "log.jsonl", tmp / "imported.db")
         except replay.LogImportError as exc:
-            assert f"log.jsonl:{unnested}: window_ended for window" in str(exc), exc
+            assert f"log.jsonl:{lineno}: {what}" in str(exc), exc
         else:
-            raise AssertionError(f"import accepted a window_ended at line {unnested}")
+            raise AssertionError(f"import accepted line {lineno} ({what})")
         assert not _imported_files(tmp)
 
 
@@ -123,16 +125,24 @@ def _imported_files(tmp: Path) -> list[Path]:
     return list(tmp.glob("imported.db*"))
 
 
-def _first_unnested_window(path: Path) -> int | None:
-    """The line of the first window_ended that does not close the open window, or None."""
-    open_window = None
+def _first_unnested_window(path: Path) -> tuple[int, str] | None:
+    """The line of the first window event a run cannot write, and how import's message about it
+    starts, or None: a window_ended that does not close the open window, a window_started for a
+    number lower than the last one started, or for the number of a window that already ended."""
+    open_window: int | None = None
+    last: int | None = None
     for lineno, line in enumerate(path.read_text().splitlines(), 1):
         obj = json.loads(line)
+        window = obj["payload"].get("window")
         if obj["kind"] == "window_started":
-            open_window = obj["payload"]["window"]
+            if last is not None and window < last:
+                return lineno, f"window_started for window {window} after window {last} started"
+            if window == last and open_window is None:
+                return lineno, f"window_started for window {window}, but window {window} already"
+            open_window = last = window
         elif obj["kind"] == "window_ended":
-            if obj["payload"]["window"] != open_window:
-                return lineno
+            if window != open_window:
+                return lineno, f"window_ended for window {window}"
             open_window = None
     return None
 
