@@ -12,7 +12,10 @@ know that everything so far is durable: it returns the committed seq.
 
 If a commit ever fails (disk full, a constraint the validation missed), the in-memory state is
 ahead of the disk: the platform then refuses every further command with
-:class:`~.errors.PlatformClosedError` (the log on disk stays consistent; reopen to resume).
+:class:`~.errors.PlatformClosedError` (the log on disk stays consistent; reopen to resume). A
+commit is never cut short by a cancellation of the task flushing (a second Ctrl-C: stop now):
+it is carried to its end, its events published, and the cancellation raised after, so a run
+stopped at once ends ``interrupted``, not ``failed`` on a platform its own stop broke.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, cast
@@ -71,6 +74,22 @@ from .store import Store
 from .views import PostView, dms_between, dms_since, dms_to, fetch_posts, posts_between
 
 log = structlog.get_logger(__name__)
+
+
+async def _to_its_end(commit: Awaitable[None]) -> bool:
+    """Await ``commit`` to its end even when the awaiting task is cancelled meanwhile;
+    whether it was (the caller raises :class:`asyncio.CancelledError` once it is done)."""
+    task = asyncio.ensure_future(commit)
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(task)
+            return cancelled
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            cancelled = True
+
 
 RECORDABLE: tuple[type[Event], ...] = (
     WindowStarted,
@@ -199,8 +218,9 @@ class Platform:
             if not self._pending:
                 return self.committed_seq
             batch, self._pending = self._pending, []
+            cancelled = False
             try:
-                await self._store.commit(batch)
+                cancelled = await _to_its_end(self._store.commit(batch))
             except BaseException as exc:
                 self._broken = exc
                 log.error("platform.commit_failed", first_seq=batch[0].seq, error=repr(exc))
@@ -212,6 +232,8 @@ class Platform:
             if not all(type(e) in _POSTS_UNCHANGED for e in batch):
                 self._posts_version += 1
             await self.bus.publish(batch)
+            if cancelled:
+                raise asyncio.CancelledError
             return self.committed_seq
 
     async def close(self) -> None:
