@@ -157,6 +157,8 @@ def _fail(msg: str, *, prog: str = "friendsim replay") -> None:
 def handle(args: argparse.Namespace) -> int:
     """Run the replay action named by ``args``; returns the exit code. Log lines go to stderr
     (:func:`~friendsim.runtime.logs.configure_logging`): stdout is the JSON summary alone."""
+    import asyncio
+
     from friendsim.llm.errors import LLMError, ProviderConfigError
     from friendsim.llm.redact import redact_text
     from friendsim.registry import RegistryError
@@ -210,7 +212,7 @@ def handle(args: argparse.Namespace) -> int:
     except RunDirError as exc:
         _fail(str(exc))
         return 1
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         _fail("interrupted; everything committed is kept")
         return 130
 
@@ -351,13 +353,46 @@ def _redrive(args: argparse.Namespace) -> int:
 
 
 def _rerun(args: argparse.Namespace) -> int:
+    """Re-run with prompt, visible stops, as ``friendsim run`` stops
+    (:mod:`friendsim.runtime.signals`): a stopped re-run is ``interrupted`` and resumable with
+    ``friendsim run --resume`` (the re-run's comparison is then not made)."""
+    import asyncio
+
     from friendsim._loop import run as run_on_loop
+    from friendsim._signals import held
+    from friendsim.llm.redact import redact_text
     from friendsim.replay.rerun import rerun
     from friendsim.rundir.errors import RunInputError
+    from friendsim.rundir.layout import MANIFEST
+    from friendsim.runtime.signals import WindowWatch, stoppable
+    from friendsim.runtime.status import RunStopped, exit_code
 
     if args.out is None:
         raise RunInputError("--rerun needs --out NEW_DIR")
-    report = run_on_loop(rerun(args.run_dir, args.out))
+    hint = f"resume it with: friendsim run --resume {args.out}"
+    watch = WindowWatch()
+    stopped = f"re-run of {args.run_dir} into {args.out}"
+    try:
+        with held():
+            report = run_on_loop(
+                stoppable(
+                    lambda stop: rerun(args.run_dir, args.out, stop=stop, listener=watch),
+                    what="friendsim replay --rerun",
+                    resume_hint=hint,
+                    watch=watch,
+                )
+            )
+    except RunStopped as exc:
+        written = (args.out / MANIFEST).is_file()
+        _fail(
+            redact_text(
+                f"{stopped} {exc.status} ({exc.reason}): {exc}" + (f"; {hint}" if written else "")
+            )
+        )
+        return exit_code(exc.status)
+    except asyncio.CancelledError:
+        _fail(f"{stopped} interrupted (stop): stopped at once; {hint}")
+        return 130
     if report.diff is not None:
         _fail(f"the re-run log differs from {args.run_dir}: {report.diff}")
     _emit(report.to_json())

@@ -39,8 +39,9 @@ from friendsim.rundir.log import (
     summarise,
 )
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
-from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan
+from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan, to_the_end
 from friendsim.runtime.engine import RunListener
+from friendsim.runtime.status import RunInterrupted
 
 from .config import config_from_manifest
 from .execute import (
@@ -105,9 +106,10 @@ async def rerun(
     *,
     llm_factory: LLMFactory | None = None,
     listener: RunListener | None = None,
+    stop: asyncio.Event | None = None,
 ) -> RerunReport:
     """Re-execute the completed (or degraded) run ``run_dir`` into ``out_dir`` and compare the
-    logs."""
+    logs; ``stop``: see the module docstring."""
     old, new = Path(run_dir), Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="friendsim-rerun-") as tmp:
         manifest, old_copy, summary, digest = await asyncio.to_thread(inspect_run, old, Path(tmp))
@@ -135,6 +137,8 @@ async def rerun(
         parent_hash = await asyncio.to_thread(manifest_sha256, old)
         if manifest.status == "degraded":  # its lost requests fail again, as recorded
             plan = replace(plan, recorded_until_seq=summary.last, judged_until_seq=summary.last)
+        if stop is not None and stop.is_set():
+            raise RunInterrupted(f"stopped before the re-run began; nothing written to {new}")
         with undone_if_refused(new):
             await asyncio.to_thread(new_run_dir, old, new)
             await run_plan(
@@ -143,24 +147,29 @@ async def rerun(
                 config_path=new / MANIFEST,
                 listener=listener,
                 llm_factory=llm_factory,
+                stop=stop,
             )
-        diff = await asyncio.to_thread(diff_log_files, old_copy, new / EVENTS_DB)
-    new_summary, new_hash = await asyncio.to_thread(_summary_and_hash, new / EVENTS_DB)
-    await asyncio.to_thread(
-        amend_manifest,
-        new,
-        log_sha256=new_hash,
-        rerun_of={
-            "run_dir": await asyncio.to_thread(os.path.abspath, old),
-            "manifest_sha256": parent_hash,
-            "log_sha256": digest,
-            "identical": diff is None,
-            "first_diff_seq": None if diff is None else diff.seq,
-        },
-    )
-    return RerunReport(
-        old=old, new=new, events_old=summary.count, events_new=new_summary.count, diff=diff
-    )
+
+        async def compare_and_record() -> RerunReport:
+            diff = await asyncio.to_thread(diff_log_files, old_copy, new / EVENTS_DB)
+            new_summary, new_hash = await asyncio.to_thread(_summary_and_hash, new / EVENTS_DB)
+            await asyncio.to_thread(
+                amend_manifest,
+                new,
+                log_sha256=new_hash,
+                rerun_of={
+                    "run_dir": await asyncio.to_thread(os.path.abspath, old),
+                    "manifest_sha256": parent_hash,
+                    "log_sha256": digest,
+                    "identical": diff is None,
+                    "first_diff_seq": None if diff is None else diff.seq,
+                },
+            )
+            return RerunReport(
+                old=old, new=new, events_old=summary.count, events_new=new_summary.count, diff=diff
+            )
+
+        return await to_the_end(compare_and_record())
 
 
 def _summary_and_hash(db: Path) -> tuple[LogSummary, str]:

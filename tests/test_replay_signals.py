@@ -1,0 +1,127 @@
+"""Ctrl-C and SIGTERM in ``friendsim replay --rerun`` and ``--redrive``, as in ``friendsim run``
+(:mod:`friendsim._signals`): one signal stops a re-run after the window, two stop it at once;
+either way it ends ``interrupted``, exit 130, no traceback, and ``friendsim run --resume`` takes
+it to the log an uninterrupted run writes. The signals are raised by the process itself at
+chosen moments (``tests/replay_signal_child.py``), so each case hits its moment every time.
+
+Before, a re-run did not hold the signals: a Ctrl-C cancelled it inside a commit (the run ended
+``failed`` with a traceback, exit 1), a SIGTERM killed it with the manifest left saying
+``running`` and its temporary copy of the old log behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from friendsim.cli import main as cli_main
+
+TESTS = Path(__file__).resolve().parent
+CONFIG = """
+[experiment]
+name = "sig"
+seed = 3
+rounds = 3
+n_actions = 1
+[agents]
+count = 4
+policy = "baseline"
+"""
+
+
+def digest(run: Path) -> str:
+    h = hashlib.sha256()
+    with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
+        for row in con.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq"):
+            h.update(repr(row).encode() + b"\n")
+    return h.hexdigest()
+
+
+def manifest(run: Path) -> dict[str, Any]:
+    return dict(json.loads((run / "manifest.json").read_text()))
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("recorded")
+    (folder / "sig.toml").write_text(CONFIG)
+    assert cli_main(["run", str(folder / "sig.toml"), "--out", str(folder / "run"), "--quiet"]) == 0
+    return folder / "run"
+
+
+def child(
+    tmp_path: Path, sig: str, point: str, *argv: str, count: int = 1
+) -> subprocess.CompletedProcess[str]:
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(exist_ok=True)
+    env = {
+        **os.environ,
+        "CHILD_SIGNAL": sig,
+        "CHILD_POINT": point,
+        "CHILD_COUNT": str(count),
+        "TMPDIR": str(scratch),
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run(
+        [sys.executable, str(TESTS / "replay_signal_child.py"), *argv],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("count", [1, 2])
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_stopped_rerun_is_interrupted_and_resumes_to_the_recorded_log(
+    recorded: Path, tmp_path: Path, sig: str, count: int
+) -> None:
+    new = tmp_path / "again"
+    proc = child(tmp_path, sig, "window-1", "replay", str(recorded), "--rerun", "--out", str(new),
+                 count=count)  # fmt: skip
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert f"{sig}: stopping after window 1" in proc.stderr
+    assert ("again: stopping now" in proc.stderr) == (count == 2), proc.stderr
+    assert f"friendsim run --resume {new}" in proc.stderr.splitlines()[-1]
+    m = manifest(new)
+    assert (m["status"], m["stop_reason"]) == ("interrupted", "stop"), m
+    assert m["windows"] == 1
+    assert not any((tmp_path / "scratch").iterdir()), "the re-run's temporary files were left"
+    assert cli_main(["run", "--resume", str(new), "--quiet"]) == 0
+    assert manifest(new)["status"] == "completed"
+    assert digest(new) == digest(recorded)
+
+
+def test_signals_after_the_rerun_s_last_window_change_nothing(
+    recorded: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two Ctrl-C at the end of the last window: the run ends as it would, and the comparison
+    with the old log and the manifest's ``rerun_of`` are written in full."""
+    new = tmp_path / "again"
+    proc = child(tmp_path, "SIGINT", "window-3", "replay", str(recorded), "--rerun", "--out",
+                 str(new), count=2)  # fmt: skip
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["identical"] is True
+    m = manifest(new)
+    assert m["status"] == "completed" and m["rerun_of"]["identical"] is True, m
+    assert digest(new) == digest(recorded)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_rerun_stopped_before_it_began_writes_nothing(
+    recorded: Path, tmp_path: Path, sig: str
+) -> None:
+    new = tmp_path / "again"
+    proc = child(tmp_path, sig, "before", "replay", str(recorded), "--rerun", "--out", str(new))
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "nothing written" in proc.stderr, proc.stderr
+    assert not new.exists()
+    assert not any((tmp_path / "scratch").iterdir())
