@@ -125,3 +125,33 @@ def test_a_rerun_stopped_before_it_began_writes_nothing(
     assert "nothing written" in proc.stderr, proc.stderr
     assert not new.exists()
     assert not any((tmp_path / "scratch").iterdir())
+
+
+@pytest.mark.parametrize("count", [1, 2])
+@pytest.mark.parametrize("action", ["fork", "resume"])
+def test_a_stopped_replay_fork_or_resume_exits_130_with_its_resume_line(
+    recorded: Path, tmp_path: Path, action: str, count: int
+) -> None:
+    """``friendsim replay RUN --fork`` / ``--resume`` stopped after window 2 (one signal) or at
+    once (two): exit 130, one line saying how to resume, no traceback. Stopped at once, the
+    run's cancellation used to escape the command as ``CancelledError`` (a traceback, exit 1)."""
+    new = tmp_path / "new"
+    if action == "fork":
+        argv = ["replay", str(recorded), "--fork", str(recorded.parent / "sig.toml"), "--at", "1"]
+        resumed = new
+    else:
+        stopped = tmp_path / "stopped"
+        first = child(tmp_path, "SIGINT", "window-1", "run", str(recorded.parent / "sig.toml"),
+                      "--out", str(stopped), "--quiet")  # fmt: skip
+        assert first.returncode == 130, first.stderr
+        argv, resumed = ["replay", str(stopped), "--resume"], stopped
+    proc = child(tmp_path, "SIGTERM", "window-2", *argv, "--out", str(new), count=count)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert ("again: stopping now" in proc.stderr) == (count == 2), proc.stderr
+    assert f"friendsim run --resume {resumed}" in proc.stderr.splitlines()[-1], proc.stderr
+    assert manifest(new)["status"] == "interrupted"
+    assert manifest(resumed)["status"] == "interrupted"  # a resume's original is untouched
+    assert cli_main(["run", "--resume", str(new), "--quiet"]) == 0
+    assert manifest(new)["status"] == "completed"
+    assert digest(new) == digest(recorded)

@@ -262,7 +262,7 @@ def handle_run_option(args: argparse.Namespace) -> int:
             )
         if args.config is None:
             raise RunInputError("--fork needs the new run's CONFIG file")
-        return _fork(args.fork, args.config, args.at, args.out)
+        return _fork(args.fork, args.config, args.at, args.out, prog=RUN)
     except (
         RunInputError,
         ConfigError,
@@ -383,12 +383,10 @@ def _rerun(args: argparse.Namespace) -> int:
                 )
             )
     except RunStopped as exc:
-        written = (args.out / MANIFEST).is_file()
-        _fail(
-            redact_text(
-                f"{stopped} {exc.status} ({exc.reason}): {exc}" + (f"; {hint}" if written else "")
-            )
+        then = (
+            f"; {hint}" if exc.status == "interrupted" and (args.out / MANIFEST).is_file() else ""
         )
+        _fail(redact_text(f"{stopped} {exc.status} ({exc.reason}): {exc}{then}"))
         return exit_code(exc.status)
     except asyncio.CancelledError:
         _fail(f"{stopped} interrupted (stop): stopped at once; {hint}")
@@ -408,6 +406,8 @@ def _resume(
 ) -> int:
     """Resume with prompt, visible stops (:mod:`friendsim.runtime.signals`); a stopped resume
     leaves the original untouched and can be resumed again. ``prog`` prefixes its error line."""
+    import asyncio
+
     from friendsim._loop import run as run_on_loop
     from friendsim._signals import held
     from friendsim.llm.redact import redact_text
@@ -438,42 +438,68 @@ def _resume(
             prog=prog,
         )
         return exit_code(exc.status)
+    except asyncio.CancelledError:
+        _fail(
+            f"resume of {run_dir} interrupted (stop): stopped at once; the original is "
+            f"untouched; {hint}",
+            prog=prog,
+        )
+        return 130
     _emit(report.to_json())
     return exit_code(report.status)
 
 
-def _fork(parent: Path, config: Path | None, at: int | None, out: Path | None) -> int:
+def _fork(
+    parent: Path,
+    config: Path | None,
+    at: int | None,
+    out: Path | None,
+    *,
+    prog: str = "friendsim replay",
+) -> int:
     """Fork with prompt, visible stops, as ``friendsim run`` stops
-    (:mod:`friendsim.runtime.signals`)."""
+    (:mod:`friendsim.runtime.signals`); a stopped fork can be resumed. ``prog`` prefixes its
+    error line."""
+    import asyncio
+
     from friendsim._loop import run as run_on_loop
     from friendsim._signals import held
+    from friendsim.llm.redact import redact_text
     from friendsim.replay.fork import fork
     from friendsim.rundir.errors import RunInputError
     from friendsim.runtime.config import load_config
     from friendsim.runtime.signals import WindowWatch, stoppable
+    from friendsim.runtime.status import RunStopped, exit_code
 
     if config is None or at is None or out is None:
         raise RunInputError("a fork needs CONFIG, --at WINDOW and --out NEW_DIR")
     cfg = load_config(config)
+    hint = f"resume with: friendsim run --resume {out}"
     watch = WindowWatch()
-    with held():
-        report = run_on_loop(
-            stoppable(
-                lambda stop: fork(
-                    parent,
-                    cfg,
-                    at_window=at,
-                    out_dir=out,
-                    config_path=config,
-                    listener=watch,
-                    stop=stop,
-                ),
-                what="friendsim run --fork",
-                resume_hint=f"resume with: friendsim run --resume {out}",
-                watch=watch,
+    try:
+        with held():
+            report = run_on_loop(
+                stoppable(
+                    lambda stop: fork(
+                        parent,
+                        cfg,
+                        at_window=at,
+                        out_dir=out,
+                        config_path=config,
+                        listener=watch,
+                        stop=stop,
+                    ),
+                    what="friendsim run --fork",
+                    resume_hint=hint,
+                    watch=watch,
+                )
             )
-        )
+    except RunStopped as exc:
+        then = f"; {hint}" if exc.status == "interrupted" else ""
+        _fail(redact_text(f"fork into {out} {exc.status} ({exc.reason}): {exc}{then}"), prog=prog)
+        return exit_code(exc.status)
+    except asyncio.CancelledError:
+        _fail(f"fork into {out} interrupted (stop): stopped at once; {hint}", prog=prog)
+        return 130
     _emit(report.to_json())
-    from friendsim.runtime.status import exit_code
-
     return exit_code(report.status)
