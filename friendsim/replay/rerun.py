@@ -15,6 +15,12 @@ log is re-derived as a recorded prefix (:class:`~friendsim.runtime.assembly.RunP
 ``action_failed``, and no window is judged against the failure budget again (``judged_until_seq``:
 the run judged them, or a resume carried it past one that spent the budget). The re-run ends
 ``degraded`` like the original.
+
+``stop`` (an :class:`asyncio.Event`, as :func:`~friendsim.runtime.assembly.run_plan` takes it):
+set before the re-run began, nothing is written (:class:`~friendsim.runtime.status.RunInterrupted`);
+set during it, the re-run stops after its window and ends ``interrupted``, resumable with
+``friendsim run --resume`` (the comparison is then not made). Once the run has ended, the
+comparison and ``rerun_of`` are carried to their end even if the task is cancelled.
 """
 
 from __future__ import annotations
