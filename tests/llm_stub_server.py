@@ -27,7 +27,8 @@ Fault injection for the chaos suite: ``responder`` answers chat requests like a 
 over HTTP, so agents get valid plans); ``fault`` (settable at any time) is a reply given to
 *every* request while set (a server answering 500 or 401 to everything, or hanging); ``fault_every``
 gives the ``fault`` only to every k-th request; ``echo_headers`` puts the request headers (API key
-included) into every error body, as some misconfigured proxies do.
+included) into every error body, as some misconfigured proxies do. :class:`NeverAccepting` is a
+server that is down without refusing connections (a connect times out).
 """
 
 from __future__ import annotations
@@ -574,6 +575,39 @@ class StubLLMServer:
                 "prompt_tokens_details": {"cached_tokens": cached},
             },
         }
+
+
+class NeverAccepting:
+    """A server on 127.0.0.1 that is down without refusing: its socket listens with a backlog
+    of 0 and one connection already queued that it never accepts, so the kernel drops every
+    further connection attempt (SYN) and a client's connect times out, as against a blackholed
+    address. ``base_url`` and ``openai_base_url`` as :class:`StubLLMServer`'s."""
+
+    def __init__(self) -> None:
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(0)
+        self.port = int(self._listener.getsockname()[1])
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.openai_base_url = f"{self.base_url}/v1"
+        self._queued = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        probe = socket.socket()
+        probe.settimeout(0.2)
+        try:
+            probe.connect(("127.0.0.1", self.port))
+        except TimeoutError:
+            pass
+        else:  # pragma: no cover - a kernel that accepts past the backlog
+            raise RuntimeError("this kernel queues connections past a full backlog")
+        finally:
+            probe.close()
+
+    def __enter__(self) -> NeverAccepting:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._queued.close()
+        self._listener.close()
 
 
 def main() -> None:

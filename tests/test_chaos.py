@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llm_stub_server import StubLLMServer, StubReply, mind_responder
+from llm_stub_server import NeverAccepting, StubLLMServer, StubReply, mind_responder
 
 from friendsim.cli import main as cli_main
 
@@ -262,6 +262,33 @@ def test_an_unreachable_provider_spending_the_failure_budget_interrupts(
     final = manifest(run)
     assert final["status"] == "degraded" and final["windows"] == 2
     assert final["totals"]["lost_actions"] > 0
+
+
+def test_a_provider_not_accepting_connections_interrupts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The server is down without refusing (every connect times out, as against a blackholed
+    address): nothing was sent, so it is unreachable as a refused server is, and a window losing
+    its decisions to it stops the run ``interrupted`` (``provider_down``), not ``failed`` as if
+    the agents had failed; once the server is back the run resumes."""
+    run = tmp_path / "r"
+    with NeverAccepting() as dead:
+        cfg = config(tmp_path, dead.openai_base_url, extra="breaker_failures = 10")
+        code, _, err = run_cli(capsys, "run", str(cfg), "--out", str(run), "--quiet")
+    assert code == 130, err
+    m = manifest(run)
+    note("not-accepting-connections", code, m)
+    assert m["status"] == "interrupted" and m["stop_reason"] == "provider_down"
+    assert m["llm_usage"]["total"]["failures"].get("LLMConnectionError", 0) > 0
+    lines = [ln for ln in err.splitlines() if ln.startswith("friendsim run:")]
+    assert len(lines) == 1 and "interrupted" in lines[0] and "--resume" in lines[0]
+    assert "unreachable" in lines[0] and "no connection within 1 s" in lines[0]
+    with StubLLMServer(responder=mind_responder(), port=dead.port):
+        code, _, err = run_cli(capsys, "run", "--resume", str(run), "--quiet")
+    assert code == 3, err
+    final = manifest(run)
+    note("not-accepting-connections-resumed", code, final)
+    assert final["status"] == "degraded" and final["windows"] == 2
 
 
 def test_401_fails_at_once_naming_provider_endpoint_and_key_variable(

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from llm_stub_server import StubLLMServer, StubReply
+from llm_stub_server import NeverAccepting, StubLLMServer, StubReply
 
 from friendsim.llm import (
     LLMConnectionError,
@@ -150,6 +150,25 @@ async def test_timeout_then_recovery(stub: StubLLMServer, key: str) -> None:
     stub.enqueue(StubReply(delay_s=2.0))
     with pytest.raises(LLMTimeoutError):
         await llm.inner.complete(req())
+    await llm.aclose()
+
+
+async def test_a_connect_timeout_is_unreachable_and_a_read_timeout_is_not(
+    stub: StubLLMServer, key: str
+) -> None:
+    """A server down without refusing (the connect times out: nothing was sent) is unreachable,
+    as a refused one is; a server that took the request and never answered was reached."""
+    with NeverAccepting() as dead:
+        llm = AnthropicLLM("m", base_url=dead.base_url, timeout_s=0.3)
+        with pytest.raises(LLMConnectionError) as silent:
+            await llm.complete(req())
+        assert silent.value.unreachable and "no connection within 0.3 s" in str(silent.value)
+        await llm.aclose()
+    stub.enqueue(StubReply(delay_s=2.0))
+    llm = AnthropicLLM("m", base_url=stub.base_url, timeout_s=0.3)
+    with pytest.raises(LLMTimeoutError):
+        await llm.complete(req())
+    assert len(stub.requests) == 1
     await llm.aclose()
 
 

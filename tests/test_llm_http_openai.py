@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import structlog
-from llm_stub_server import StubLLMServer, StubReply
+from llm_stub_server import NeverAccepting, StubLLMServer, StubReply
 
 from friendsim.llm import (
     LLMConnectionError,
@@ -350,6 +350,53 @@ async def test_the_breaker_tells_an_unreachable_provider_from_a_lost_answer(
         with pytest.raises(LLMConnectionError) as dropped:
             await stack.complete(req("dropped"))
         assert not dropped.value.unreachable
+        assert stack.breaker is not None and stack.breaker.outage("lost") is None
+        await stack.aclose()
+
+
+@pytest.mark.parametrize("http_path", ["sdk", "lean", "httpcore"])
+@pytest.mark.parametrize("endpoints", [1, 2], ids=["one-server", "pool"])
+async def test_a_connect_timeout_is_unreachable_and_a_read_timeout_is_not(
+    http_path: str, endpoints: int
+) -> None:
+    """A server down without refusing (a connect times out: nothing was sent) is unreachable
+    as a refused one is, and the breaker reports the outage; a server that took the request and
+    never answered (a read timeout) was reached: a timeout, no outage."""
+    with NeverAccepting() as a, NeverAccepting() as b:
+        dead = [a.openai_base_url, b.openai_base_url][:endpoints]
+        stack = await build_llm(
+            f"openai:{','.join(dead)}#m",
+            retries=RetryPolicy(max_retries=1, base_delay_s=0.01),
+            breaker_threshold=10,
+            http_path=http_path,
+            cooldown_s=0.01,
+            timeout_s=0.3,
+        )
+        with pytest.raises(LLMConnectionError) as silent:
+            await stack.complete(req("anyone there?"))
+        assert silent.value.unreachable
+        assert stack.breaker is not None and stack.breaker.opened is None
+        down = stack.breaker.outage("window 1 lost 1 of 1 decisions to it")
+        assert down is not None and not down.fatal and "unreachable" in str(down)
+        assert all(url in str(down) for url in dead)
+        await stack.aclose()
+    with (
+        StubLLMServer(fault=StubReply(delay_s=5.0)) as c,
+        StubLLMServer(fault=StubReply(delay_s=5.0)) as d,
+    ):
+        urls = [c.openai_base_url, d.openai_base_url][:endpoints]
+        stack = await build_llm(
+            f"openai:{','.join(urls)}#m",
+            retries=RetryPolicy(max_retries=1, base_delay_s=0.01),
+            breaker_threshold=10,
+            http_path=http_path,
+            cooldown_s=0.01,
+            timeout_s=0.3,
+        )
+        with pytest.raises((LLMTimeoutError, LLMConnectionError)) as slow:
+            await stack.complete(req("slow"))  # a pool: all members cooling down after it
+        assert not getattr(slow.value, "unreachable", False)
+        assert c.requests, "the request reached the server"
         assert stack.breaker is not None and stack.breaker.outage("lost") is None
         await stack.aclose()
 

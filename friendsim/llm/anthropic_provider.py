@@ -14,6 +14,8 @@
   (see there why). Errors are mapped by :func:`friendsim.llm.sdk_errors.map_sdk_error`.
 - Timeout: ``timeout_s`` bounds each request as a whole, a slowly trickling answer included
   (:class:`~friendsim.llm.errors.LLMTimeoutError`, retried); the SDK's own timeouts are per read.
+  A request whose connection could not be opened in that time sent nothing: an unreachable
+  :class:`~friendsim.llm.errors.LLMConnectionError`, as a refused connection.
 - Keys: the SDK reads ``ANTHROPIC_API_KEY`` (or its own configuration); ``api_key_env`` names
   another variable. Keys are never logged or stored.
 - Sampling: this SDK version no longer takes ``temperature`` on ``messages.create`` (recent
@@ -32,7 +34,8 @@ import anthropic
 import structlog
 
 from friendsim.llm.base import Completion, LLMRequest, Usage
-from friendsim.llm.errors import LLMTimeoutError, MalformedResponseError, ProviderConfigError
+from friendsim.llm.connect_watch import WATCH, ConnectWatch, timeout_error, watch_request
+from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
 from friendsim.llm.json_extract import clean_text, clean_value, extract_json
 from friendsim.llm.redact import register_key_env
 from friendsim.llm.sdk_errors import map_sdk_error
@@ -91,7 +94,10 @@ class AnthropicLLM:
                         f"anthropic: environment variable {api_key_env} (api_key_env) is not set"
                     )
                 kwargs["api_key"] = key
-            client = anthropic.AsyncAnthropic(**kwargs)
+            hooks = {"request": [watch_request]}
+            client = anthropic.AsyncAnthropic(
+                **kwargs, http_client=anthropic.DefaultAsyncHttpxClient(event_hooks=hooks)
+            )
         self._client = client
 
     @property
@@ -137,14 +143,16 @@ class AnthropicLLM:
         started = time.perf_counter()
         while True:
             mode = self.structured_output
+            watch = ConnectWatch()
+            token = WATCH.set(watch)
             try:
                 async with asyncio.timeout(self._timeout_s):  # httpx's timeouts are per read
                     message = await self._client.messages.create(
                         **self._request_kwargs(request, mode)
                     )
                 break
-            except TimeoutError:
-                raise LLMTimeoutError("anthropic: request timed out") from None
+            except (TimeoutError, anthropic.APITimeoutError):
+                raise timeout_error("anthropic", watch, self.endpoint, self._timeout_s) from None
             except anthropic.CredentialsError as exc:
                 raise ProviderConfigError(_NO_CREDENTIALS) from exc
             except TypeError as exc:  # how this SDK reports "no credentials at all"
@@ -160,6 +168,8 @@ class AnthropicLLM:
                 raise MalformedResponseError(
                     f"anthropic: undecodable response body: {exc}"
                 ) from exc
+            finally:
+                WATCH.reset(token)
         if not isinstance(message, anthropic.types.Message):
             raise MalformedResponseError(
                 f"anthropic: expected a Message object, got {type(message).__name__}"

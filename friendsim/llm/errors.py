@@ -41,8 +41,9 @@ class LLMTimeoutError(TransientLLMError):
 class LLMConnectionError(TransientLLMError):
     """The server could not be reached or dropped the connection.
 
-    ``unreachable``: no connection could be opened at all (refused, no route, unknown host), so
-    nothing was sent: the server (of a pool: every member) is down, whatever the request.
+    ``unreachable``: no connection could be opened at all (refused, no route, unknown host, none
+    opened within the timeout), so nothing was sent: the server (of a pool: every member) is
+    down, whatever the request.
     """
 
     def __init__(

@@ -27,7 +27,9 @@ provider's ``auto`` path takes the SDK (httpx honours proxies). No retries here:
 layer above retries. An answer larger than ``max_body`` bytes, or one that is not HTTP/1.x, is
 a broken connection. Errors are ours (:mod:`friendsim.llm.errors`): a timeout is
 :class:`LLMTimeoutError`, a refused, reset, dropped or garbled connection
-:class:`LLMConnectionError`. Messages name the provider, never a header (so never a key).
+:class:`LLMConnectionError`; a connection that could not be opened (TCP and TLS) within the
+deadline sent nothing, so it is an unreachable :class:`LLMConnectionError`, as a refused one.
+Messages name the provider, never a header (so never a key).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from collections.abc import Mapping
 from typing import cast
 from urllib.parse import urlsplit
 
+from friendsim.llm.connect_watch import connect_timeout
 from friendsim.llm.errors import LLMConnectionError, LLMTimeoutError, ProviderConfigError
 from friendsim.llm.http_reply import HTTPReply
 from friendsim.llm.urls import host_header, url_problem
@@ -340,9 +343,8 @@ class HTTP11Client:
                     ssl=context,
                 )
         except TimeoutError:
-            raise LLMTimeoutError(
-                f"{self._provider}: connecting to {self._host}:{self._port} timed out"
-            ) from None
+            where = f"{self._host}:{self._port}"
+            raise connect_timeout(self._provider, where, self._timeout) from None
         except (OSError, ssl.SSLError) as exc:
             tls = isinstance(exc, ssl.SSLError)
             what = "TLS failed" if tls else "cannot connect"
@@ -379,7 +381,9 @@ class HTTP11Client:
     async def post_json(self, path: str, body: bytes) -> HTTPReply:
         """POST ``body`` (JSON) to ``base_url + path``; the whole answer, whatever its status.
         Raises :class:`LLMTimeoutError` when connecting, sending and reading the answer take
-        longer than ``timeout_s`` in all (waiting for a free slot does not count)."""
+        longer than ``timeout_s`` in all (waiting for a free slot does not count), an
+        unreachable :class:`LLMConnectionError` when that deadline passes before a connection
+        could be opened."""
         request = b"".join((self._start(path), b"content-length: %d\r\n\r\n" % len(body), body))
         async with self._slots:
             loop = asyncio.get_running_loop()

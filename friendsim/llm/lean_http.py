@@ -16,7 +16,9 @@ concurrency. Plain ``http://`` connections use the asyncio-native network backen
 are kept, each for ``keepalive_s`` seconds. No retries here: the retry layer above retries.
 
 Errors are ours (:mod:`friendsim.llm.errors`): a timeout is :class:`LLMTimeoutError`, a
-refused, reset or dropped connection :class:`LLMConnectionError`; an HTTP error answer is
+refused, reset or dropped connection :class:`LLMConnectionError`, and so is a timeout before a
+new connection was opened (unreachable, as a refused one: a
+:class:`~friendsim.llm.connect_watch.ConnectWatch` follows it); an HTTP error answer is
 mapped by :func:`friendsim.llm.http_reply.status_error`. Messages name the provider, never a
 header (so never a key).
 """
@@ -29,7 +31,8 @@ from urllib.parse import urlsplit
 
 import httpcore
 
-from friendsim.llm.errors import LLMConnectionError, LLMTimeoutError, ProviderConfigError
+from friendsim.llm.connect_watch import ConnectWatch, timeout_error
+from friendsim.llm.errors import LLMConnectionError, ProviderConfigError
 from friendsim.llm.http_reply import HTTPReply
 from friendsim.llm.net_backend import AsyncioBackend
 from friendsim.llm.urls import host_header, url_problem
@@ -76,16 +79,21 @@ class LeanHTTPClient:
             url = self._urls[path] = httpcore.URL(self._base + path)
         return url
 
-    async def _take(self, url: httpcore.URL) -> httpcore.AsyncHTTPConnection:
+    async def _take(
+        self, url: httpcore.URL
+    ) -> tuple[httpcore.AsyncHTTPConnection, ConnectWatch | None]:
+        """An idle connection (no watch: it is open), else a new one with a watch to follow
+        its opening."""
         while self._idle:
             conn = self._idle.pop()
             if conn.is_available() and not conn.has_expired():
-                return conn
+                return conn, None
             await conn.aclose()
         self.opened += 1
-        return httpcore.AsyncHTTPConnection(
+        conn = httpcore.AsyncHTTPConnection(
             url.origin, keepalive_expiry=self._keepalive_s, network_backend=self._backend
         )
+        return conn, ConnectWatch()
 
     async def _give(self, conn: httpcore.AsyncHTTPConnection) -> None:
         if conn.is_available() and len(self._idle) < self._max_idle:
@@ -98,18 +106,22 @@ class LeanHTTPClient:
     async def post_json(self, path: str, body: bytes) -> HTTPReply:
         """POST ``body`` (JSON) to ``base_url + path``; the whole answer, whatever its status.
         Raises :class:`LLMTimeoutError` when the request takes longer than ``timeout_s`` in all
-        (waiting for a free slot does not count)."""
+        (waiting for a free slot does not count), an unreachable :class:`LLMConnectionError`
+        when that was before its connection could be opened."""
         url = self._url(path)
         headers = [
             *self._headers,
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode("ascii")),
         ]
-        request = httpcore.Request(
-            b"POST", url, headers=headers, content=body, extensions={"timeout": self._timeout}
-        )
         async with self._slots:
-            conn = await self._take(url)
+            conn, watch = await self._take(url)
+            extensions: dict[str, object] = {"timeout": self._timeout}
+            if watch is not None:
+                extensions["trace"] = watch
+            request = httpcore.Request(
+                b"POST", url, headers=headers, content=body, extensions=extensions
+            )
             try:
                 async with asyncio.timeout(self._total_s):  # httpcore's timeouts are per read
                     response = await conn.handle_async_request(request)
@@ -120,7 +132,8 @@ class LeanHTTPClient:
             except BaseException as exc:
                 await _close_quietly(conn)
                 if isinstance(exc, httpcore.TimeoutException | TimeoutError):
-                    raise LLMTimeoutError(f"{self._provider}: request timed out") from exc
+                    where = url.origin.host.decode("ascii") + f":{url.origin.port}"
+                    raise timeout_error(self._provider, watch, where, self._total_s) from exc
                 if isinstance(exc, httpcore.NetworkError | httpcore.ProtocolError | OSError):
                     raise LLMConnectionError(
                         f"{self._provider}: connection failed ({type(exc).__name__})",

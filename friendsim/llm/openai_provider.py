@@ -18,7 +18,9 @@ and a placeholder is sent) so that your OpenAI key is never sent to a third-part
 Retries: the SDK client has ``max_retries=0``; :mod:`friendsim.llm.retry` retries.
 Timeout: ``timeout_s`` bounds each HTTP request as a whole (connecting, sending and reading the
 whole answer, on every path), so a server trickling out an answer times out as well
-(:class:`~friendsim.llm.errors.LLMTimeoutError`, retried).
+(:class:`~friendsim.llm.errors.LLMTimeoutError`, retried); a request whose connection could not
+be opened in that time sent nothing: an unreachable
+:class:`~friendsim.llm.errors.LLMConnectionError`, as a refused connection.
 Cached prompt tokens come from ``usage.prompt_tokens_details.cached_tokens``.
 
 HTTP path (``http_path``): ``"sdk"`` sends chat completions through the SDK client (httpx);
@@ -46,8 +48,9 @@ from urllib.parse import urlsplit
 import structlog
 
 from friendsim.llm.base import LLM, Completion, LLMRequest, Usage
+from friendsim.llm.connect_watch import WATCH, ConnectWatch, timeout_error, watch_request
 from friendsim.llm.endpoints import Endpoint
-from friendsim.llm.errors import LLMTimeoutError, MalformedResponseError, ProviderConfigError
+from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
 from friendsim.llm.fastjson import dumps_body, floats_in, loads_envelope
 from friendsim.llm.http11 import HTTP11Client
 from friendsim.llm.http_reply import error_text, status_error
@@ -160,7 +163,10 @@ class OpenAIChatLLM:
         if self._sdk is None:
             import openai
 
-            self._sdk = openai.AsyncOpenAI(**self._sdk_kwargs)
+            hooks = {"request": [watch_request]}
+            self._sdk = openai.AsyncOpenAI(
+                **self._sdk_kwargs, http_client=openai.DefaultAsyncHttpxClient(event_hooks=hooks)
+            )
         return self._sdk
 
     @property
@@ -236,14 +242,16 @@ class OpenAIChatLLM:
 
         while True:
             mode = self.json_mode if request.json_schema is not None else None
+            watch = ConnectWatch()
+            token = WATCH.set(watch)
             try:
                 async with asyncio.timeout(self._timeout_s):  # httpx's timeouts are per read
                     response = await self._client.chat.completions.create(
                         **self._request_kwargs(request, mode)
                     )
                 return _read(response)
-            except TimeoutError:
-                raise LLMTimeoutError("openai: request timed out") from None
+            except (TimeoutError, openai.APITimeoutError):
+                raise timeout_error("openai", watch, self.endpoint, self._timeout_s) from None
             except openai.BadRequestError as exc:
                 if not self._downgrade(mode, str(exc)):
                     raise map_sdk_error(exc, openai, "openai") from exc
@@ -257,6 +265,8 @@ class OpenAIChatLLM:
                 raise map_sdk_error(exc, openai, "openai") from exc
             except ValueError as exc:  # a body that is not JSON at all
                 raise MalformedResponseError(f"openai: undecodable response body: {exc}") from exc
+            finally:
+                WATCH.reset(token)
 
     async def _complete_lean(self, request: LLMRequest) -> tuple[str, Usage]:
         assert self._lean is not None
