@@ -14,9 +14,10 @@ left after retries. Two ways to open:
 
 A window whose failures spend the run's failure budget while a provider cannot be reached (its
 latest calls failed, past their retries, to open a connection at all: refused, no route, no
-connection within the timeout; of a pool, on every member), fewer in a row than ``threshold`` (a small window, or a high threshold),
-was lost to that outage, not to the agents: :meth:`CircuitBreakerLLM.outage` opens the breaker
-then (not fatal), so the run ends ``interrupted`` as when it opens by itself.
+connection within the timeout; of a pool, on every member), fewer in a row than ``threshold``
+(a small window, or a high threshold), was lost to that outage, not to the agents:
+:meth:`CircuitBreakerLLM.outage` opens the breaker then (not fatal), so the run ends
+``interrupted`` as when it opens by itself.
 
 The call that opens the breaker, and every call after it, raises
 :class:`~friendsim.llm.errors.ProviderStoppedError` -- which the engine treats as "stop the run",
