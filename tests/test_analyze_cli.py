@@ -192,3 +192,34 @@ def test_analyze_json_output_escapes_like_the_stdlib() -> None:
     text = ascii_json(json_bytes(data).decode("utf-8"))
     assert '"Zo\\u00eb \\"\\ud83d\\ude42\\" \\u00c5lund"' in text
     assert json.loads(text) == {"name": 'Zoë "🙂" Ålund', "x": None}
+
+
+def test_a_broken_log_is_named_once_and_a_sweeps_by_its_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The message names the file at fault once: a log that is not a database is not named
+    after its run directory again, and a bad event of a sweep's replication names that
+    replication's log (not only the sweep)."""
+    import sqlite3
+
+    from test_sweep_aggregate import build_sweep_dir
+
+    run = build_run_dir(tmp_path / "run", seed=1, windows=2, n_agents=4)
+    (run / "events.db").write_bytes(b"not a database at all" * 10)
+    assert _main(["analyze", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"friendsim analyze: {run / 'events.db'}: cannot read the events table: "
+        "file is not a database\n"
+    )
+
+    sd = build_sweep_dir(tmp_path / "sweep", reps=2, windows=2)
+    log = sd / "coach.enabled-false" / "rep1" / "events.db"
+    con = sqlite3.connect(log)
+    with con:
+        seq = con.execute("SELECT min(seq) FROM events WHERE kind = 'window_ended'").fetchone()[0]
+        con.execute("UPDATE events SET kind = 'bogus' WHERE seq = ?", (seq,))
+    con.close()
+    assert _main(["analyze", str(sd), "--refresh"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"friendsim analyze: {log}: event seq={seq}: unknown kind 'bogus'\n"

@@ -314,12 +314,19 @@ def analyze_run(run_dir: str | Path) -> dict[str, Any]:
     A run configured with text-based tie evidence (``[ties] evidence = "text"``) reads its
     peers' scores from ``tie_scores.json`` (:mod:`friendsim.analysis.tie_evidence`), written by
     the scoring step :func:`friendsim.runtime.tie_scoring.score_run_ties`; scores that are
-    missing or belong to another log or other tie parameters are a :class:`RunDirectoryError`.
-    Full garbage collections are held off meanwhile (:mod:`friendsim._heap`).
+    missing or belong to another log or other tie parameters are a :class:`RunDirectoryError`,
+    as is an event that cannot be decoded or breaks the window order (the message names the log
+    and the seq). Full garbage collections are held off meanwhile (:mod:`friendsim._heap`).
     """
+    from friendsim.analysis.rewards import RewardLogError
+    from friendsim.platform.events import EventDecodeError
+
     rd = Path(run_dir)
-    with paced_collection(), malformed_events_named(rd / EVENTS_DB):
-        return _analyze_run(rd)
+    try:
+        with paced_collection(), malformed_events_named(rd / EVENTS_DB):
+            return _analyze_run(rd)
+    except (EventDecodeError, RewardLogError) as exc:  # they name the seq, not the log
+        raise RunDirectoryError(f"{rd / EVENTS_DB}: {exc}") from exc
 
 
 def _analyze_run(rd: Path) -> dict[str, Any]:

@@ -148,8 +148,9 @@ def handle(args: argparse.Namespace) -> int:
     except LLMError as exc:
         sys.stderr.write(f"friendsim analyze: {args.dir}: scoring text-based tie evidence: {exc}\n")
         return 2
-    except ValueError as exc:  # e.g. an undecodable event row (EventDecodeError names the seq)
-        sys.stderr.write(f"friendsim analyze: {args.dir}: {exc}\n")
+    except ValueError as exc:  # e.g. an unreadable events table (the message names the file)
+        where = "" if str(exc).startswith(str(args.dir)) else f"{args.dir}: "
+        sys.stderr.write(f"friendsim analyze: {where}{exc}\n")
         return 2
     from friendsim.rundir.lock import holder, writer_name
 
