@@ -75,15 +75,15 @@ def wait_until_asked(stub: StubLLMServer, proc: subprocess.Popen[str], what: str
 
 def interrupt(proc: subprocess.Popen[str], *, signals: int = 1) -> tuple[str, float]:
     """Send ``proc`` SIGINT ``signals`` times, each after the one before is being acted on (the
-    run has printed its "stopping after window" line), not after a pause that a loaded machine
-    can outlast or cut short; its stderr and the seconds from the first signal until it ended
-    (``communicate`` gives up after 30 s)."""
+    run has printed its "stopping after window W" or "stopping before the first window ended"
+    line), not after a pause that a loaded machine can outlast or cut short; its stderr and the
+    seconds from the first signal until it ended (``communicate`` gives up after 30 s)."""
     assert proc.stderr is not None
     t0 = time.monotonic()
     proc.send_signal(2)
     seen = ""
     for _ in range(signals - 1):
-        while "stopping after window" not in seen:
+        while "SIGINT: stopping " not in seen:
             line = proc.stderr.readline()
             assert line, seen  # the run ended without saying it was stopping
             seen += line
@@ -599,7 +599,7 @@ def test_sigint_stops_a_slow_run_within_10s_and_resume_of_a_live_run_is_refused(
     note("30s-per-answer-one-sigint", proc.returncode, manifest(run), seconds=round(elapsed, 2))
     assert elapsed < 10, elapsed
     assert proc.returncode == 130, err
-    assert "SIGINT: stopping after window 0; Ctrl-C again to stop now" in err
+    assert "SIGINT: stopping before the first window ended; Ctrl-C again to stop now" in err
     assert manifest(run)["status"] == "interrupted"
 
 
@@ -781,7 +781,7 @@ def test_sigint_while_a_hanging_llm_coach_advises_stops_at_once_and_resumes_to_t
                 proc.wait()
         assert elapsed < 10, elapsed
         assert proc.returncode == 130, err
-        assert "SIGINT: stopping after window 0" in err
+        assert "SIGINT: stopping before the first window ended" in err
         assert manifest(run)["status"] == "interrupted"
         with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
             kinds = [k for (k,) in con.execute("SELECT kind FROM events ORDER BY seq")]

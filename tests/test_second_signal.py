@@ -212,3 +212,39 @@ def test_a_second_ctrl_c_while_a_stopped_sweep_records_its_runs_leaves_no_run_pe
     assert recorded["status"] == "interrupted"
     assert [r["status"] for r in recorded["runs"]] == ["completed", "interrupted", "interrupted"]
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_run_stopped_before_its_first_window_ended_is_not_said_to_stop_after_window_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C during window 1: the stop line and the analysis' note said "window 0" /
+    "after 0 complete windows"; they now say it stopped before its first window ended. The
+    log is as before: the run resumes to the log of an uninterrupted run."""
+    from friendsim.analysis.analyze import analyze_run
+    from friendsim.runtime.signals import WindowWatch
+
+    cfg = tmp_path / "sig.toml"
+    cfg.write_text(CONFIG)
+    run = tmp_path / "r"
+    wake_applied = WindowWatch.wake_applied
+
+    def first_wake(self: WindowWatch, tally: object) -> None:
+        wake_applied(self, tally)  # type: ignore[arg-type]
+        if getattr(tally, "window", 0) == 1 and not self.last_window:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(WindowWatch, "wake_applied", first_wake)
+    assert cli_main(["run", str(cfg), "--out", str(run), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "SIGINT: stopping before the first window ended; Ctrl-C again" in err, err
+    assert "window 0" not in err
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert (manifest["status"], manifest["windows"]) == ("interrupted", 0)
+    notes = analyze_run(run)["notes"]
+    assert "interrupted run (stop): it stopped before its first window ended; the figures " \
+        "cover what its log holds" in notes, notes  # fmt: skip
+
+    monkeypatch.setattr(WindowWatch, "wake_applied", wake_applied)
+    assert cli_main(["run", "--resume", str(run), "--quiet"]) == 0
+    assert cli_main(["run", str(cfg), "--out", str(tmp_path / "whole"), "--quiet"]) == 0
+    assert digest(run) == digest(tmp_path / "whole")

@@ -147,9 +147,15 @@ def _status_note(manifest: Manifest | None) -> str | None:
             "what its log held"
         )
     why = manifest.stop_reason
+    n = manifest.windows
+    when = (
+        f"after {n} complete window{'' if n == 1 else 's'}"
+        if n
+        else "before its first window ended"
+    )
     return (
-        f"{status} run{f' ({why})' if why else ''}: it stopped after {manifest.windows} "
-        "complete windows; the figures cover what its log holds"
+        f"{status} run{f' ({why})' if why else ''}: it stopped {when}; the figures cover what "
+        "its log holds"
     )
 
 

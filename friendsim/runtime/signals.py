@@ -1,14 +1,15 @@
 """Prompt, visible stops for the commands that write a run (``run``, ``run --resume``).
 
 The first SIGINT or SIGTERM prints what happens ("stopping after window W; Ctrl-C again to stop
-now") and sets the run's stop event: the engine cancels the model calls in flight at once,
-applies nothing of the unfinished wake, stops waiting for a coach still advising on a window's
-end (that window's advice is dropped and asked again on resume), and the run ends
-``interrupted`` with everything committed kept (resumable). A second signal cancels the run task itself: it stops now, still
-resumable (the log is append-only and committed in transactions). Either way the process ends
-within seconds, never after the model answers. Once the run has ended (its outcome recorded),
-further signals change nothing: the command reports that outcome and exits
-(:mod:`friendsim._signals`, which holds the signals for the whole command).
+now", or "stopping before the first window ended" while none has) and sets the run's stop event:
+the engine cancels the model calls in flight at once, applies nothing of the unfinished wake,
+stops waiting for a coach still advising on a window's end (that window's advice is dropped and
+asked again on resume), and the run ends ``interrupted`` with everything committed kept
+(resumable). A second signal cancels the run task itself: it stops now, still resumable (the
+log is append-only and committed in transactions). Either way the process ends within seconds,
+never after the model answers. Once the run has ended (its outcome recorded), further signals
+change nothing: the command reports that outcome and exits (:mod:`friendsim._signals`, which
+holds the signals for the whole command).
 
 :class:`WindowWatch` is the run listener that knows which window last ended (it forwards every
 hook to the listener it wraps, e.g. the progress display).
@@ -74,8 +75,9 @@ async def stoppable(
             task.cancel()
             return
         window = watch.last_window if watch is not None else 0
+        when = f"after window {window}" if window else "before the first window ended"
         out.write(
-            f"\n{what}: {sig.name}: stopping after window {window}; Ctrl-C again to stop now "
+            f"\n{what}: {sig.name}: stopping {when}; Ctrl-C again to stop now "
             f"(model calls in flight are cancelled, everything committed is kept; {resume_hint})\n"
         )
         out.flush()
