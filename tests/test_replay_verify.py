@@ -407,6 +407,48 @@ def test_log_verify_refuses_a_window_that_a_run_never_writes(run_dir: Path, tmp_
     assert checksums(run) == before
 
 
+@pytest.mark.parametrize("window", [0, -1])
+def test_log_verify_refuses_a_window_numbered_below_1(
+    run_dir: Path, tmp_path: Path, window: int
+) -> None:
+    """Windows count from 1 (every scheduler numbers them so); window 1 renumbered ``window``
+    (0 or -1) is refused, naming the seq, exit 2, files untouched, with the words of ``log
+    import``. (Before: the replay matched; import refused it in other words.)"""
+    run = copy_run(run_dir, tmp_path)
+    db = run / "events.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    start = conn.execute(
+        "SELECT seq FROM events WHERE kind = 'window_started' ORDER BY seq LIMIT 1"
+    ).fetchone()[0]
+    conn.execute(
+        "UPDATE events SET payload = json_set(payload, '$.window', ?)"
+        " WHERE kind IN ('window_started', 'window_ended') AND json_extract(payload, '$.window') = 1",
+        (window,),
+    )
+    conn.close()
+    before = checksums(run)
+    got = run_log_cli("verify", str(db))
+    assert (got.returncode, got.stdout) == (2, "")
+    problem = f"window_started for window {window}: window numbers count from 1"
+    assert got.stderr == f"friendsim log verify: {db}: event seq={start}: {problem}\n"
+    assert checksums(run) == before
+
+    lines = tmp_path / "log.jsonl"
+    assert run_log_cli("export", str(run_dir), "--out", str(lines)).returncode == 0
+    rows = [json.loads(line) for line in lines.read_text().splitlines()]
+    for row in rows:
+        if row["kind"] in ("window_started", "window_ended") and row["payload"]["window"] == 1:
+            row["payload"]["window"] = window
+    lines.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    lineno = next(i for i, row in enumerate(rows, 1) if row["seq"] == start)
+    got = run_log_cli("import", str(lines), str(tmp_path / "imported.db"))
+    assert (got.returncode, got.stderr) == (
+        2,
+        f"friendsim log import: {lines}:{lineno}: {problem}\n",
+    )
+    assert not list(tmp_path.glob("imported.db*"))
+
+
 @pytest.mark.parametrize(
     "command",
     [

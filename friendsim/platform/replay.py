@@ -209,7 +209,8 @@ class WindowOrder:
     one is open it abandons it: a resumed run starts its unfinished window again). A run starts
     each window once, in increasing order: a window number that already ended (the rewards would
     score it twice, the ties and graphs merge the two) or lower than the last started one is
-    refused. Numbers may skip (windows 1, 2, 7)."""
+    refused, and so is a window numbered below 1 (windows count from 1; no run writes window 0).
+    Numbers may skip (windows 1, 2, 7)."""
 
     __slots__ = ("ended_at", "last", "open")
 
@@ -230,6 +231,8 @@ class WindowOrder:
                 return f"window_ended for window {window!r} but {is_open}"
             self.open, self.ended_at = None, seq
             return None
+        if window < 1:
+            return f"window_started for window {window}: window numbers count from 1"
         last = self.last
         if last is not None and window < last:
             return (
