@@ -75,7 +75,7 @@ def wait_until_asked(stub: StubLLMServer, proc: subprocess.Popen[str], what: str
 
 def interrupt(proc: subprocess.Popen[str], *, signals: int = 1) -> tuple[str, float]:
     """Send ``proc`` SIGINT ``signals`` times, each after the one before is being acted on (the
-    run has printed its "stopping after window W" or "stopping before the first window ended"
+    run has printed its "stopping after window W" or "stopping before the first window completed"
     line), not after a pause that a loaded machine can outlast or cut short; its stderr and the
     seconds from the first signal until it ended (``communicate`` gives up after 30 s)."""
     assert proc.stderr is not None
@@ -599,7 +599,7 @@ def test_sigint_stops_a_slow_run_within_10s_and_resume_of_a_live_run_is_refused(
     note("30s-per-answer-one-sigint", proc.returncode, manifest(run), seconds=round(elapsed, 2))
     assert elapsed < 10, elapsed
     assert proc.returncode == 130, err
-    assert "SIGINT: stopping before the first window ended; Ctrl-C again to stop now" in err
+    assert "SIGINT: stopping before the first window completed; Ctrl-C again to stop now" in err
     assert manifest(run)["status"] == "interrupted"
 
 
@@ -781,7 +781,7 @@ def test_sigint_while_a_hanging_llm_coach_advises_stops_at_once_and_resumes_to_t
                 proc.wait()
         assert elapsed < 10, elapsed
         assert proc.returncode == 130, err
-        assert "SIGINT: stopping before the first window ended" in err
+        assert "SIGINT: stopping before the first window completed" in err
         assert manifest(run)["status"] == "interrupted"
         with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
             kinds = [k for (k,) in con.execute("SELECT kind FROM events ORDER BY seq")]

@@ -110,7 +110,7 @@ def test_a_cache_off_run_needing_no_recorded_answer_still_resumes(
     else:
         cfg = cache_off(rounds=3)
         stop = asyncio.Event()
-        stop.set()  # stopped before its first window ended
+        stop.set()  # stopped before its first window completed
         with pytest.raises(RunInterrupted):
             asyncio.run(
                 run_experiment(cfg, out_dir=tmp_path / "run", llm_factory=mind_factory, stop=stop)

@@ -102,5 +102,5 @@ def test_a_run_that_stopped_before_its_first_window_ended_gets_a_report(tmp_path
     scan = check_page(run / "report.html", RUN_SECTION_IDS)
     assert "fig-network" in {img["id"] for img in scan.images}
     text = (run / "report.html").read_text(encoding="utf-8")
-    assert "interrupted run (provider_down): it stopped before its first window ended" in text
+    assert "interrupted run (provider_down): it stopped before its first window completed" in text
     assert re.search(r"Final tie network at θ=0\.05 \(0 edges\)", text)

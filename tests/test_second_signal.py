@@ -218,7 +218,7 @@ def test_a_run_stopped_before_its_first_window_ended_is_not_said_to_stop_after_w
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Ctrl-C during window 1: the stop line and the analysis' note said "window 0" /
-    "after 0 complete windows"; they now say it stopped before its first window ended. The
+    "after 0 complete windows"; they now say it stopped before its first window completed. The
     log is as before: the run resumes to the log of an uninterrupted run."""
     from friendsim.analysis.analyze import analyze_run
     from friendsim.runtime.signals import WindowWatch
@@ -236,12 +236,12 @@ def test_a_run_stopped_before_its_first_window_ended_is_not_said_to_stop_after_w
     monkeypatch.setattr(WindowWatch, "wake_applied", first_wake)
     assert cli_main(["run", str(cfg), "--out", str(run), "--quiet"]) == 130
     err = capsys.readouterr().err
-    assert "SIGINT: stopping before the first window ended; Ctrl-C again" in err, err
+    assert "SIGINT: stopping before the first window completed; Ctrl-C again" in err, err
     assert "window 0" not in err
     manifest = json.loads((run / "manifest.json").read_text())
     assert (manifest["status"], manifest["windows"]) == ("interrupted", 0)
     notes = analyze_run(run)["notes"]
-    assert "interrupted run (stop): it stopped before its first window ended; the figures " \
+    assert "interrupted run (stop): it stopped before its first window completed; the figures " \
         "cover what its log holds" in notes, notes  # fmt: skip
 
     monkeypatch.setattr(WindowWatch, "wake_applied", wake_applied)

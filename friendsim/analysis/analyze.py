@@ -151,7 +151,7 @@ def _status_note(manifest: Manifest | None) -> str | None:
     when = (
         f"after {n} complete window{'' if n == 1 else 's'}"
         if n
-        else "before its first window ended"
+        else "before its first window completed"
     )
     return (
         f"{status} run{f' ({why})' if why else ''}: it stopped {when}; the figures cover what "

@@ -1,7 +1,8 @@
 """Prompt, visible stops for the commands that write a run (``run``, ``run --resume``).
 
 The first SIGINT or SIGTERM prints what happens ("stopping after window W; Ctrl-C again to stop
-now", or "stopping before the first window ended" while none has) and sets the run's stop event:
+now", or "stopping before the first window completed" while none has: a window is complete once
+its coach has advised on it, as the manifest's ``windows`` counts) and sets the run's stop event:
 the engine cancels the model calls in flight at once, applies nothing of the unfinished wake,
 stops waiting for a coach still advising on a window's end (that window's advice is dropped and
 asked again on resume), and the run ends ``interrupted`` with everything committed kept
@@ -75,7 +76,7 @@ async def stoppable(
             task.cancel()
             return
         window = watch.last_window if watch is not None else 0
-        when = f"after window {window}" if window else "before the first window ended"
+        when = f"after window {window}" if window else "before the first window completed"
         out.write(
             f"\n{what}: {sig.name}: stopping {when}; Ctrl-C again to stop now "
             f"(model calls in flight are cancelled, everything committed is kept; {resume_hint})\n"
