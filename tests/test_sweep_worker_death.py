@@ -133,3 +133,66 @@ def test_a_replication_whose_worker_keeps_dying_does_not_fail_the_ones_queued_be
     assert sorted(p.name for p in rep0.parent.glob("rep0.stale-*")) == [
         f"rep0.stale-{k}" for k in range(1, WORKER_RETRIES + 1)
     ]
+
+
+@pytest.mark.slow
+def test_a_replication_running_beside_a_dying_worker_is_not_charged_its_death(
+    tmp_path: Path,
+) -> None:
+    """``--jobs 2``: the worker running ``rep0`` is killed as soon as both replications are
+    running, each time, until ``rep0`` is recorded failed. ``rep1``'s worker never died: each
+    time the pool broke it was cut short (set aside) and ran again, uncharged, and it completes.
+    Each death used to be charged to every replication the pool was running, so ``rep1`` was
+    recorded failed with ``rep0`` ("a worker process died 4 times"); and the death of the
+    worker spawned last often went unseen until ``rep1`` had finished beside it."""
+    from friendsim.rundir.lock import holder
+    from friendsim.sweep.runner import WORKER_RETRIES
+
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(
+        MEDIUM.replace("replications = 3", "replications = 2").replace("rounds = 20", "rounds = 40")
+    )
+    out = tmp_path / "out"
+    rep0, rep1 = out / "base" / "rep0", out / "base" / "rep1"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "friendsim", "sweep", str(cfg), "--out", str(out), "--jobs", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    killed: list[int] = []
+    beside: list[int] = []
+    try:
+        deadline = time.monotonic() + 200
+        for _ in range(WORKER_RETRIES + 1):
+            while True:  # both running, in two live workers of the current pool
+                assert proc.poll() is None and time.monotonic() < deadline, (killed, beside)
+                victim, other = holder(rep0), holder(rep1)  # their run locks are held
+                workers = _workers(proc.pid)
+                if (
+                    victim not in killed
+                    and victim in workers
+                    and other in workers
+                    and other != victim
+                    and (rep0 / "events.db").is_file()
+                    and (rep1 / "events.db").is_file()
+                ):
+                    break
+                time.sleep(0.05)
+            assert victim is not None and other is not None
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+            beside.append(other)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err  # rep0 failed
+    runs = {r["dir"]: r for r in json.loads((out / SWEEP_FILE).read_text())["runs"]}
+    assert runs["base/rep0"]["status"] == "failed"
+    assert f"died {WORKER_RETRIES + 1} times" in runs["base/rep0"]["error"]
+    assert runs["base/rep1"]["status"] == "completed", runs["base/rep1"]
+    assert json.loads((rep1 / "manifest.json").read_text())["status"] == "completed"
+    assert sorted(p.name for p in rep1.parent.glob("rep1.stale-*")) == [
+        f"rep1.stale-{k}" for k in range(1, WORKER_RETRIES + 2)
+    ]
+    assert not set(beside) & set(killed)

@@ -120,8 +120,9 @@ _WORKER_STOP: StopFlag | None = None
 """The sweep's stop flag, in a local worker (:mod:`friendsim.sweep.interrupt`)."""
 
 _WORKER_STARTED: Any = None
-"""Where a local worker says which replication it starts (a ``SimpleQueue``): the replications
-a dead worker's pool was running, told from those it only had queued."""
+"""Where a local worker says which replication it starts, and its pid (a ``SimpleQueue``): the
+replication a dead worker was running, told from those the other workers of its pool were
+running and those the pool only had queued."""
 
 
 def _worker_init(
@@ -141,8 +142,8 @@ def _worker_plan(plan_data: Mapping[str, Any], run_dir: str, source: str) -> Run
     """:func:`execute_plan` in a local worker: stopped with the sweep, not started after it."""
     if _WORKER_STOP is not None and _WORKER_STOP.is_set():
         return not_started()
-    if _WORKER_STARTED is not None:
-        _WORKER_STARTED.put(run_dir)  # unbuffered: said before anything can kill the run
+    if _WORKER_STARTED is not None:  # unbuffered: said before anything can kill the run
+        _WORKER_STARTED.put((run_dir, os.getpid()))
     return execute_plan(plan_data, run_dir, source, stop=_WORKER_STOP)
 
 
@@ -664,11 +665,14 @@ def local_outcomes(
     them to end ``interrupted`` (:mod:`friendsim.sweep.interrupt`). A worker process that dies
     (killed, out of memory) breaks its pool, and with it every replication the pool had not
     finished: those run again in a new pool (a cut-short run is set aside). The death counts
-    against the replications that were running when the pool broke, not those still queued
-    (each worker says which it starts): a replication is recorded failed once its worker died
-    more than :data:`WORKER_RETRIES` times, and one whose worker keeps dying does not fail the
-    replications queued behind it. A break with none of them known to be running (a worker
-    that died before it said) counts against all of them, so retries still end.
+    against the replication the dead worker was running (each worker says which it starts, and
+    its pid; the pool ends the other workers with SIGTERM, so the dead one is the one that did not
+    exit by it), not those the other workers were running beside it nor those still queued: a
+    replication is recorded failed once its worker died more than :data:`WORKER_RETRIES` times,
+    and one whose worker keeps dying fails neither the replications beside it nor those queued
+    behind it. When the dead worker cannot be told (every worker ended by SIGTERM), the death
+    counts against every replication that was running; with none of them known to be running
+    (a worker that died before it said), against all of them, so retries still end.
     """
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
@@ -685,16 +689,18 @@ def local_outcomes(
         finished = False
         again: set[str] = set()
         broken: list[tuple[Replication, BrokenProcessPool]] = []
-        ran: set[str] = set()  # run folders a worker of this pool started
+        ran: dict[str, int] = {}  # run folders a worker of this pool started: the worker's pid
         try:
             futures: dict[Future[RunOutcome], Replication] = {
                 pool.submit(_worker_plan, dict(p.data), str(out / p.rel_dir), source): p
                 for p in todo
             }
+            _watch_every_worker(pool)
+            workers = dict(getattr(pool, "_processes", None) or {})
             for fut in as_completed(futures):
                 plan = futures[fut]
                 while not started.empty():  # drained as runs end: the pipe never fills
-                    ran.add(started.get())
+                    ran.update([started.get()])
                 try:
                     res = fut.result()
                 except BrokenProcessPool as exc:  # a worker process died: the pool is lost
@@ -703,12 +709,14 @@ def local_outcomes(
                 except Exception as exc:
                     res = {"status": "failed", "wall_seconds": None, "error": f"worker: {exc!r}"}
                 yield plan, res
+            if broken:
+                pool.shutdown(wait=True)  # every worker ended: how each one did is known
             while not started.empty():
-                ran.add(started.get())
-            charged = {str(out / p.rel_dir) for p, _ in broken} & ran
+                ran.update([started.get()])
+            charged = _charged({str(out / p.rel_dir) for p, _ in broken}, ran, workers)
             for plan, death in broken:
                 if charged and str(out / plan.rel_dir) not in charged:
-                    again.add(plan.rel_dir)  # queued behind the death: not charged with it
+                    again.add(plan.rel_dir)  # beside or behind the death: not charged with it
                     continue
                 deaths[plan.rel_dir] = deaths.get(plan.rel_dir, 0) + 1
                 if deaths[plan.rel_dir] <= WORKER_RETRIES:
@@ -725,3 +733,29 @@ def local_outcomes(
         if again:
             log.warning("sweep_worker_died", run_again=sorted(again))
         todo = [p for p in plans if p.rel_dir in again]
+
+
+def _charged(broken: set[str], ran: Mapping[str, int], workers: Mapping[int, Any]) -> set[str]:
+    """The run folders of ``broken`` (replications a broken pool did not finish) charged with
+    the worker death that broke it (:func:`local_outcomes`): those a worker that died (its
+    ``exitcode`` neither 0 nor SIGTERM's, by which the pool ends the others) was running, else
+    all those a worker was running (``ran``, folder to the pid that started it); empty when
+    none was known to be running (then every one is charged)."""
+    dead = {
+        pid
+        for pid, proc in workers.items()
+        if getattr(proc, "exitcode", None) not in (None, 0, -signal.SIGTERM)
+    }
+    running = {d for d in broken if d in ran}
+    return {d for d in running if ran[d] in dead} or running
+
+
+def _watch_every_worker(pool: ProcessPoolExecutor) -> None:
+    """Make ``pool`` watch every worker it has spawned, by one more (no-op) submit.
+
+    CPython's executor wakes its manager thread before spawning the worker a submit adds, so
+    the thread may go back to waiting on the workers spawned before that one only: the death of
+    the last worker was then not seen until another worker's result woke the thread, a whole
+    replication later (the replication beside it finished in the broken pool meanwhile). A
+    submit made once every worker is spawned wakes the thread to watch them all."""
+    pool.submit(int)
