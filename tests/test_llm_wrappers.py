@@ -81,6 +81,33 @@ async def test_tpm_limit_reserves_estimate_and_refunds_unused() -> None:
     assert t.sleeps[-1] == pytest.approx(0.02, abs=1e-6)
 
 
+async def test_a_call_that_never_reached_the_provider_gives_its_reservation_back() -> None:
+    """A refused connection sent nothing: the request and its tokens are not spent, so the
+    next call goes out at once. A call that reached the provider (here a dropped connection,
+    not ``unreachable``) keeps its reservation: the provider counted it."""
+    t = FakeTime()
+    inner = ScriptedLLM(
+        [
+            LLMConnectionError("refused", unreachable=True),
+            LLMConnectionError("refused", unreachable=True),
+            "ok",
+            LLMConnectionError("reset"),
+            "ok",
+        ]
+    )
+    llm = RateLimitedLLM(inner, rpm=60, tpm=6000, clock=t.clock, sleep=t.sleep)  # 1 req/s
+    for _ in range(2):
+        with pytest.raises(LLMConnectionError):
+            await llm.complete(req(max_tokens=50))
+    assert (await llm.complete(req(max_tokens=50))).text == "ok"
+    assert t.sleeps == [] and llm.unsent == 2 and llm.admitted == 3
+    with pytest.raises(LLMConnectionError):
+        await llm.complete(req(max_tokens=50))  # reached: charged, after a one-second wait
+    assert t.sleeps == pytest.approx([1.0])
+    await llm.complete(req(max_tokens=50))
+    assert t.sleeps == pytest.approx([1.0, 1.0]) and llm.unsent == 2
+
+
 async def test_retry_backoff_is_exponential_seeded_and_counted() -> None:
     def script() -> ScriptedLLM:
         return ScriptedLLM(

@@ -4,6 +4,10 @@ Rate limits use a reservation token bucket (GCRA): each call reserves its cost a
 arrives, computes exactly when the bucket will allow it, and sleeps that long once. No polling,
 and callers are served in arrival order. The token limit reserves an estimate (prompt estimate
 plus ``max_tokens``) and settles with the real usage afterwards, so over-estimates are refunded.
+A call that never reached the provider (no connection could be opened: refused, no route, none
+within the timeout) gives back both its request and its tokens, so retries against a server that
+is down, or a pool's failover from a dead member, do not spend the budget of calls that are sent.
+A call that reached it keeps what it reserved, whatever the answer: the provider counted it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from friendsim.llm.base import LLM, Completion, LLMRequest
+from friendsim.llm.errors import LLMConnectionError
 from friendsim.llm.tokens import estimate_input_tokens
 
 Clock = Callable[[], float]
@@ -118,6 +123,10 @@ class RateLimitedLLM:
         self.delayed_calls = 0
         self.admitted = 0
         """Requests let through to ``inner`` (each charged to the budgets)."""
+        self.unsent = 0
+        """Of those, requests that never reached the provider (no connection could be opened:
+        an unreachable :class:`~friendsim.llm.errors.LLMConnectionError`); their reservations
+        were given back."""
 
     @property
     def model(self) -> str:
@@ -143,7 +152,16 @@ class RateLimitedLLM:
                     self._tokens.refund(reserved)
                 raise
         self.admitted += 1
-        completion = await self.inner.complete(request)
+        try:
+            completion = await self.inner.complete(request)
+        except LLMConnectionError as exc:
+            if exc.unreachable:  # no connection opened: nothing reached the provider
+                self.unsent += 1
+                if self._requests is not None:
+                    self._requests.refund(1.0)
+                if self._tokens is not None:
+                    self._tokens.refund(reserved)
+            raise
         if self._tokens is not None:
             used = completion.usage.input_tokens + completion.usage.output_tokens
             self._tokens.refund(reserved - used)
