@@ -490,3 +490,34 @@ def test_an_analysis_of_a_mistyped_log_names_the_event(
     assert "Traceback" not in got.stderr
     assert checksums(run) == before
     assert not list(tmp_path.glob("*.jsonl"))
+
+
+def test_an_analysis_of_a_log_with_a_mistyped_window_names_the_field(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """A window_ended whose window is the string "1" does not close window 1: the rewards saw
+    windows that do not nest and said so ("... but the open window is 1"), naming neither the
+    field nor its type; the field is named now, as for any other mistyped field."""
+    run = copy_run(run_dir, tmp_path)
+    db = run / "events.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    seq = conn.execute("SELECT min(seq) FROM events WHERE kind = 'window_ended'").fetchone()[0]
+    conn.execute(
+        "UPDATE events SET payload = json_set(payload, '$.window', '1') WHERE seq = ?", (seq,)
+    )
+    conn.close()
+    before = checksums(run)
+    got = subprocess.run(
+        [sys.executable, "-m", "friendsim", "analyze", str(run)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
+    )
+    assert (got.returncode, got.stdout) == (2, ""), got.stderr
+    assert f"{db}: event seq={seq} (window_ended): payload.window: expected an integer" in (
+        got.stderr
+    ), got.stderr
+    assert "Traceback" not in got.stderr
+    assert checksums(run) == before

@@ -106,11 +106,15 @@ def malformed_events_named(db: Path, *, label: str | Path | None = None) -> Iter
     with a bare Python error. When the block fails so, the log is read again with every field
     checked (:func:`~friendsim.platform.events.checked_event_from_row`) and its first malformed
     event is raised as :class:`MalformedLogError`; a log without one re-raises the failure as
-    it was. Costs nothing when the analysis succeeds."""
+    it was. A :class:`~friendsim.analysis.rewards.RewardLogError` (the windows do not nest) is
+    checked the same way, since a mistyped window number (``"1"``) breaks the nesting too: then
+    the field is named, not the nesting. Costs nothing when the analysis succeeds."""
+    from friendsim.analysis.rewards import RewardLogError
+
     try:
         yield
-    except _SLIPS as exc:
-        if type(exc) not in _SLIPS:
+    except Exception as exc:
+        if type(exc) not in _SLIPS and not isinstance(exc, RewardLogError):
             raise
         problem = first_malformed_event(db)
         if problem is None:
