@@ -4,8 +4,10 @@ for the tests of Ctrl-C and SIGTERM in the commands of ``friendsim replay`` that
 
 Environment: ``CHILD_SIGNAL`` (``SIGINT`` or ``SIGTERM``) is raised ``CHILD_COUNT`` times (default
 1) at ``CHILD_POINT``: ``window-W`` at the end of window W, ``before`` while the recorded run is
-being read (nothing written yet), ``redrive`` while ``--redrive`` scores window 1. The arguments
-are the command line.
+being read (nothing written yet), ``redrive`` while ``--redrive`` scores window 1,
+``setup-copy`` while a resume's set-up copies the run's files into its staging or ``--out``
+folder (in a worker thread, which then waits for the command's clean-up, up to 3 s). The
+arguments are the command line.
 """
 
 from __future__ import annotations
@@ -56,6 +58,34 @@ elif POINT == "redrive":
         return await scored_window(w, *args)
 
     redrive_module._window = signalled_scoring
+elif POINT == "setup-copy":
+    import asyncio
+    import threading
+
+    import friendsim.replay.resume as resume_module
+
+    copy_run_dir, undo_refused = resume_module.new_run_dir, resume_module._undo_refused
+    cleaned = threading.Event()
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def signalled_copy(old: Any, new: Any) -> Any:
+        loops[0].call_soon_threadsafe(raise_them)
+        cleaned.wait(3)  # old code: the clean-up ran meanwhile; fixed: it waits for the copy
+        return copy_run_dir(old, new)
+
+    def noted_undo(*args: Any, **kwargs: Any) -> None:
+        undo_refused(*args, **kwargs)
+        cleaned.set()
+
+    resume_locked = resume_module._resume_locked
+
+    async def signalled_resume(*args: Any, **kwargs: Any) -> Any:
+        loops.append(asyncio.get_running_loop())
+        return await resume_locked(*args, **kwargs)
+
+    resume_module.new_run_dir = signalled_copy
+    resume_module._undo_refused = noted_undo
+    resume_module._resume_locked = signalled_resume
 else:
     raise SystemExit(f"CHILD_POINT={POINT!r}")
 

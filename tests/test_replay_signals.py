@@ -155,3 +155,30 @@ def test_a_stopped_replay_fork_or_resume_exits_130_with_its_resume_line(
     assert cli_main(["run", "--resume", str(new), "--quiet"]) == 0
     assert manifest(new)["status"] == "completed"
     assert digest(new) == digest(recorded)
+
+
+@pytest.mark.parametrize("out", [False, True])
+def test_two_signals_while_a_resume_copies_the_run_leave_nothing_half_made(
+    recorded: Path, tmp_path: Path, out: bool
+) -> None:
+    """Two Ctrl-C while the resume's set-up copies the run's files (a worker thread): exit 130,
+    one line, the original untouched, no staging or ``--out`` folder left, and the same command
+    then resumes to the recorded log. The second signal used to cancel the await, not the copy:
+    the clean-up removed the folder first and the copy then made it again, half filled, so an
+    ``--out`` resume was refused next time ("exists and is not an empty directory")."""
+    run = tmp_path / "run"
+    stopped = child(tmp_path, "SIGINT", "window-1", "run", str(recorded.parent / "sig.toml"),
+                    "--out", str(run), "--quiet")  # fmt: skip
+    assert stopped.returncode == 130, stopped.stderr
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    argv = ["run", "--resume", str(run)] + (["--out", str(tmp_path / "new")] if out else [])
+    proc = child(tmp_path, "SIGINT", "setup-copy", *argv, count=2)
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "again: stopping now" in proc.stderr, proc.stderr
+    assert "interrupted" in proc.stderr.splitlines()[-1], proc.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "scratch"]
+    assert not any((tmp_path / "scratch").iterdir()), "the resume's temporary files were left"
+    assert cli_main([*argv, "--quiet"]) == 0
+    assert digest(tmp_path / "new" if out else run) == digest(recorded)

@@ -44,7 +44,7 @@ from typing import Any
 from friendsim.rundir.errors import DivergenceError, RunInputError
 from friendsim.rundir.layout import EVENTS_DB, MANIFEST
 from friendsim.rundir.log import connect, log_hash
-from friendsim.runtime.assembly import LLMFactory, Phase, RunPlan, run_plan
+from friendsim.runtime.assembly import LLMFactory, Phase, RunPlan, in_thread, run_plan
 from friendsim.runtime.config import ExperimentConfig, parse_config
 from friendsim.runtime.engine import RunListener
 from friendsim.runtime.instruments_config import ItemsFileError, inline_items
@@ -171,18 +171,18 @@ async def fork(
     (optional) stops the new run as it stops ``friendsim run`` (:func:`run_plan`)."""
     parent, out = Path(parent_dir), Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="friendsim-fork-") as tmp:
-        manifest, parent_copy, summary, _ = await asyncio.to_thread(inspect_run, parent, Path(tmp))
-        await asyncio.to_thread(check_recorded_answers, parent, manifest)
+        manifest, parent_copy, summary, _ = await in_thread(inspect_run, parent, Path(tmp))
+        await in_thread(check_recorded_answers, parent, manifest)
         if at_window not in summary.window_ends:
             raise RunInputError(
                 f"fork: window {at_window} never ended in {parent} (committed windows: "
                 f"1..{summary.last_window}); choose --at between 1 and {summary.last_window}"
             )
         prefix_seq = summary.window_ends[at_window]
-        await asyncio.to_thread(
+        await in_thread(
             check_failures_replayable, parent, parent_copy, until_seq=prefix_seq, scratch=Path(tmp)
         )
-        prefix_hash = await asyncio.to_thread(_hash_upto, parent_copy, prefix_seq)
+        prefix_hash = await in_thread(_hash_upto, parent_copy, prefix_seq)
         pcfg = config_from_manifest(parent, manifest)
         child_data = cfg.model_dump(mode="json")
         child_data["agents"] = pcfg.model_dump(mode="json")["agents"]
@@ -197,7 +197,7 @@ async def fork(
                 f"fork: the new config has {_n_windows(child)} windows; nothing runs after "
                 f"window {at_window}"
             )
-        parent_hash = await asyncio.to_thread(manifest_sha256, parent)
+        parent_hash = await in_thread(manifest_sha256, parent)
         mode = "replay" if child.llm.cache == "replay" else "read_through"
         phases = (
             *(
@@ -213,7 +213,7 @@ async def fork(
             judged_until_seq=prefix_seq,
             lineage={
                 "fork": {
-                    "parent_run_dir": await asyncio.to_thread(os.path.abspath, parent),
+                    "parent_run_dir": await in_thread(os.path.abspath, parent),
                     "parent_manifest_sha256": parent_hash,
                     "fork_window": at_window,
                     "prefix_last_seq": prefix_seq,
@@ -224,7 +224,7 @@ async def fork(
             },
         )
         with undone_if_refused(out):
-            await asyncio.to_thread(new_run_dir, parent, out)
+            await in_thread(new_run_dir, parent, out)
             result = await run_plan(
                 plan,
                 out_dir=out,
@@ -233,15 +233,13 @@ async def fork(
                 llm_factory=llm_factory,
                 stop=stop,
             )
-        diff = await asyncio.to_thread(
-            diff_log_files, parent_copy, out / EVENTS_DB, to_seq=prefix_seq
-        )
+        diff = await in_thread(diff_log_files, parent_copy, out / EVENTS_DB, to_seq=prefix_seq)
         if diff is not None:
             raise DivergenceError(
                 f"fork of {parent} at window {at_window}: the re-executed prefix differs at {diff}",
                 diff,
             )
-    new_summary, _ = await asyncio.to_thread(_summary_and_hash, out / EVENTS_DB)
+    new_summary, _ = await in_thread(_summary_and_hash, out / EVENTS_DB)
     return ForkReport(
         run_dir=out,
         parent=parent,

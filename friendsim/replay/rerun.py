@@ -45,7 +45,7 @@ from friendsim.rundir.log import (
     summarise,
 )
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
-from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan, to_the_end
+from friendsim.runtime.assembly import LLMFactory, RunPlan, in_thread, run_plan, to_the_end
 from friendsim.runtime.engine import RunListener
 from friendsim.runtime.status import RunInterrupted
 
@@ -118,8 +118,8 @@ async def rerun(
     logs; ``stop``: see the module docstring."""
     old, new = Path(run_dir), Path(out_dir)
     with tempfile.TemporaryDirectory(prefix="friendsim-rerun-") as tmp:
-        manifest, old_copy, summary, digest = await asyncio.to_thread(inspect_run, old, Path(tmp))
-        await asyncio.to_thread(check_recorded_answers, old, manifest)
+        manifest, old_copy, summary, digest = await in_thread(inspect_run, old, Path(tmp))
+        await in_thread(check_recorded_answers, old, manifest)
         if manifest.status not in ("completed", "degraded"):
             pid = holder(old)
             if pid is not None:
@@ -137,16 +137,16 @@ async def rerun(
             lineage=carried_lineage(manifest),
         )
         check_answers_kept(old, manifest, plan.phases)
-        await asyncio.to_thread(
+        await in_thread(
             check_failures_replayable, old, old_copy, until_seq=summary.last, scratch=Path(tmp)
         )
-        parent_hash = await asyncio.to_thread(manifest_sha256, old)
+        parent_hash = await in_thread(manifest_sha256, old)
         if manifest.status == "degraded":  # its lost requests fail again, as recorded
             plan = replace(plan, recorded_until_seq=summary.last, judged_until_seq=summary.last)
         if stop is not None and stop.is_set():
             raise RunInterrupted(f"stopped before the re-run began; nothing written to {new}")
         with undone_if_refused(new):
-            await asyncio.to_thread(new_run_dir, old, new)
+            await in_thread(new_run_dir, old, new)
             await run_plan(
                 plan,
                 out_dir=new,
@@ -157,14 +157,14 @@ async def rerun(
             )
 
         async def compare_and_record() -> RerunReport:
-            diff = await asyncio.to_thread(diff_log_files, old_copy, new / EVENTS_DB)
-            new_summary, new_hash = await asyncio.to_thread(_summary_and_hash, new / EVENTS_DB)
-            await asyncio.to_thread(
+            diff = await in_thread(diff_log_files, old_copy, new / EVENTS_DB)
+            new_summary, new_hash = await in_thread(_summary_and_hash, new / EVENTS_DB)
+            await in_thread(
                 amend_manifest,
                 new,
                 log_sha256=new_hash,
                 rerun_of={
-                    "run_dir": await asyncio.to_thread(os.path.abspath, old),
+                    "run_dir": await in_thread(os.path.abspath, old),
                     "manifest_sha256": parent_hash,
                     "log_sha256": digest,
                     "identical": diff is None,

@@ -83,7 +83,7 @@ from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, LOCK, MANIFEST, PER
 from friendsim.rundir.lock import RunLock
 from friendsim.rundir.log import LogSummary, connect, log_hash, snapshot
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
-from friendsim.runtime.assembly import LLMFactory, RunPlan, run_plan, to_the_end
+from friendsim.runtime.assembly import LLMFactory, RunPlan, in_thread, run_plan, to_the_end
 from friendsim.runtime.engine import RunListener
 
 from .config import config_from_manifest
@@ -428,7 +428,7 @@ async def resume(
     with a larger one); the replayed prefix counts against it at its recorded cost.
     """
     old = _named(Path(run_dir))
-    lock = await asyncio.to_thread(RunLock(old).acquire, create=False)
+    lock = await in_thread(RunLock(old).acquire, create=False)
     try:
         return await _resume_locked(
             old,
@@ -461,8 +461,8 @@ async def _resume_locked(
         staging = old.with_name(old.name + STAGING_SUFFIX)
     with tempfile.TemporaryDirectory(prefix="friendsim-resume-") as tmp:
         # Every check on the input first: a refusal here has touched nothing.
-        manifest, old_copy, summary, _ = await asyncio.to_thread(inspect_run, old, Path(tmp))
-        await asyncio.to_thread(check_recorded_answers, old, manifest)
+        manifest, old_copy, summary, _ = await in_thread(inspect_run, old, Path(tmp))
+        await in_thread(check_recorded_answers, old, manifest)
         if manifest.status in ("completed", "degraded"):
             raise RunInputError(
                 f"{old}: the run is already {manifest.status} (every window ran); nothing to resume"
@@ -478,33 +478,38 @@ async def _resume_locked(
         phases = recorded_phases(manifest, cfg, source=old / MANIFEST)
         if summary.last_window > 0:
             check_answers_kept(old, manifest, phases)
-            await asyncio.to_thread(
+            await in_thread(
                 check_failures_replayable,
                 old,
                 old_copy,
                 until_seq=summary.last_window_end,
                 scratch=Path(tmp),
             )
-        parent_hash = await asyncio.to_thread(manifest_sha256, old)
-        abandoned = await asyncio.to_thread(
+        parent_hash = await in_thread(manifest_sha256, old)
+        abandoned = await in_thread(
             _take_stale_cache, staging, Path(tmp), out_dir is None, old=old, parent_hash=parent_hash
         )
         stale_cache = abandoned.cache if abandoned is not None else None
         base = _accounted(manifest)
         if abandoned is not None and abandoned.manifest is not None:
             base = _accounted(abandoned.manifest, before=base)
-        created = await asyncio.to_thread(_first_missing, staging)
+        created = await in_thread(_first_missing, staging)
         filled = False
+
+        def fill() -> None:
+            nonlocal filled
+            new_run_dir(old, staging)
+            filled = True  # even if a second signal came meanwhile: _undo_refused empties it
+
         try:
-            await asyncio.to_thread(new_run_dir, old, staging)
-            filled = True
+            await in_thread(fill)
             if stale_cache is not None:
-                await asyncio.to_thread(merge_cache, stale_cache, staging / LLM_CACHE_DB)
+                await in_thread(merge_cache, stale_cache, staging / LLM_CACHE_DB)
             last_window = summary.last_window
-            kept = await asyncio.to_thread(kept_until, old_copy, summary)
+            kept = await in_thread(kept_until, old_copy, summary)
             judged = judged_until(manifest, summary)
             source = {
-                "run_dir": await asyncio.to_thread(os.path.abspath, old),
+                "run_dir": await in_thread(os.path.abspath, old),
                 "manifest_sha256": parent_hash,
                 "recovered_events": kept,
                 "last_complete_window": last_window,
@@ -530,26 +535,26 @@ async def _resume_locked(
             )
         except BaseException:
             if filled and (staging / MANIFEST).is_file():  # it ran: the stop is on record
-                await asyncio.to_thread(_account_stopped, staging, base)
+                await in_thread(_account_stopped, staging, base)
             else:  # refused before recording anything
-                await asyncio.to_thread(
+                await in_thread(
                     _undo_refused, staging, created=created, filled=filled, abandoned=abandoned
                 )
             raise
-        diff = await asyncio.to_thread(diff_log_files, old_copy, staging / EVENTS_DB, to_seq=kept)
+        diff = await in_thread(diff_log_files, old_copy, staging / EVENTS_DB, to_seq=kept)
         if diff is not None:
             raise DivergenceError(
                 f"resume of {old}: the re-executed log differs from the committed one at {diff}; "
                 f"original untouched, re-execution kept in {staging}",
                 diff,
             )
-        prefix = await asyncio.to_thread(_prefix_hash, staging / EVENTS_DB, kept)
-    new_summary, new_hash = await asyncio.to_thread(_summary_and_hash, staging / EVENTS_DB)
+        prefix = await in_thread(_prefix_hash, staging / EVENTS_DB, kept)
+    new_summary, new_hash = await in_thread(_summary_and_hash, staging / EVENTS_DB)
     resumed_from = {**source, "prefix_sha256": prefix}
-    segment = await asyncio.to_thread(read_manifest, staging)
+    segment = await in_thread(read_manifest, staging)
 
     async def finish() -> tuple[Manifest, Path | None]:
-        final = await asyncio.to_thread(
+        final = await in_thread(
             amend_manifest,
             staging,
             log_sha256=new_hash,
@@ -557,8 +562,8 @@ async def _resume_locked(
             **accounting_over_segments(base, segment),
         )
         if out_dir is None:
-            aside = await asyncio.to_thread(_swap, old, staging, lock)
-            final = await asyncio.to_thread(
+            aside = await in_thread(_swap, old, staging, lock)
+            final = await in_thread(
                 amend_manifest,
                 target,
                 resumed_from={**resumed_from, "original_moved_to": str(aside)},

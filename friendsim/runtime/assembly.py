@@ -884,6 +884,30 @@ async def to_the_end(closing: Awaitable[T]) -> T:
     return task.result()
 
 
+async def in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``asyncio.to_thread(fn, *args, **kwargs)`` that a cancellation does not outrun: a second
+    Ctrl-C or SIGTERM arriving while ``fn`` copies or removes files (a resume's or fork's
+    set-up) cancels the await, not the thread, and the caller's clean-up would then remove a
+    folder the thread goes on filling. The cancellation is honoured once ``fn`` has ended
+    (its result or error dropped), so whatever handles it sees the files as ``fn`` left them."""
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        if work.done():
+            raise
+        current = asyncio.current_task()
+        while not work.done():
+            try:
+                await asyncio.wait([work])
+            except asyncio.CancelledError:
+                if current is not None:
+                    current.uncancel()
+        if not work.cancelled():
+            work.exception()  # retrieved: the cancellation is what the caller sees
+        raise
+
+
 async def run_experiment(
     cfg: ExperimentConfig,
     *,
