@@ -10,38 +10,19 @@ SIGINT), and a second SIGTERM killed the process.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from signal_support import CONFIG, digest
 
 from friendsim.cli import main as cli_main
 
 TESTS = Path(__file__).resolve().parent
-CONFIG = """
-[experiment]
-name = "sig"
-seed = 3
-rounds = 3
-n_actions = 1
-[agents]
-count = 4
-policy = "baseline"
-"""
-
-
-def digest(run: Path) -> str:
-    h = hashlib.sha256()
-    with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
-        for row in con.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq"):
-            h.update(repr(row).encode() + b"\n")
-    return h.hexdigest()
 
 
 def status(run: Path) -> str:

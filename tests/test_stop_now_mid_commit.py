@@ -10,41 +10,16 @@ first statement reaches the database, so the cancellation lands inside the commi
 
 from __future__ import annotations
 
-import hashlib
-import json
 import signal
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
+from signal_support import CONFIG, digest, manifest
 
 from friendsim.cli import main as cli_main
 from friendsim.platform.store import Store
 from friendsim.runtime.engine import Engine, WindowTally
-
-CONFIG = """
-[experiment]
-name = "sig"
-seed = 3
-rounds = 3
-n_actions = 1
-[agents]
-count = 4
-policy = "baseline"
-"""
-
-
-def digest(run: Path) -> str:
-    h = hashlib.sha256()
-    with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
-        for row in con.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq"):
-            h.update(repr(row).encode() + b"\n")
-    return h.hexdigest()
-
-
-def manifest(run: Path) -> dict[str, Any]:
-    return dict(json.loads((run / "manifest.json").read_text()))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
