@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -320,33 +321,13 @@ async def test_the_breaker_tells_an_unreachable_provider_from_a_lost_answer(
     breaker reports an outage at a window's end although fewer calls failed than open it. A
     server that takes the request and drops the connection was reached: no outage."""
     dead = [f"http://127.0.0.1:{_free_port()}/v1" for _ in range(endpoints)]
-    stack = await build_llm(
-        f"openai:{','.join(dead)}#m",
-        retries=RetryPolicy(max_retries=1, base_delay_s=0.01),
-        breaker_threshold=10,
-        http_path=http_path,
-        cooldown_s=0.01,
-    )
-    with pytest.raises(LLMConnectionError) as refused:
-        await stack.complete(req("anyone there?"))
-    assert isinstance(refused.value, LLMConnectionError) and refused.value.unreachable
-    assert stack.breaker is not None and stack.breaker.opened is None
-    down = stack.breaker.outage("window 1 lost 1 of 1 decisions to it")
-    assert down is not None and not down.fatal and "unreachable" in str(down)
-    assert all(url in str(down) for url in dead) and "window 1 lost" in str(down)
-    await stack.aclose()
+    await _assert_an_outage(await _breaker_stack(dead, http_path), dead)
     with (
         StubLLMServer(fault=StubReply(drop=True)) as a,
         StubLLMServer(fault=StubReply(drop=True)) as b,
     ):
         urls = [a.openai_base_url, b.openai_base_url][:endpoints]
-        stack = await build_llm(
-            f"openai:{','.join(urls)}#m",
-            retries=RetryPolicy(max_retries=1, base_delay_s=0.01),
-            breaker_threshold=10,
-            http_path=http_path,
-            cooldown_s=0.01,
-        )
+        stack = await _breaker_stack(urls, http_path)
         with pytest.raises(LLMConnectionError) as dropped:
             await stack.complete(req("dropped"))
         assert not dropped.value.unreachable
@@ -364,41 +345,45 @@ async def test_a_connect_timeout_is_unreachable_and_a_read_timeout_is_not(
     never answered (a read timeout) was reached: a timeout, no outage."""
     with NeverAccepting() as a, NeverAccepting() as b:
         dead = [a.openai_base_url, b.openai_base_url][:endpoints]
-        stack = await build_llm(
-            f"openai:{','.join(dead)}#m",
-            retries=RetryPolicy(max_retries=1, base_delay_s=0.01),
-            breaker_threshold=10,
-            http_path=http_path,
-            cooldown_s=0.01,
-            timeout_s=0.3,
-        )
-        with pytest.raises(LLMConnectionError) as silent:
-            await stack.complete(req("anyone there?"))
-        assert silent.value.unreachable
-        assert stack.breaker is not None and stack.breaker.opened is None
-        down = stack.breaker.outage("window 1 lost 1 of 1 decisions to it")
-        assert down is not None and not down.fatal and "unreachable" in str(down)
-        assert all(url in str(down) for url in dead)
-        await stack.aclose()
+        await _assert_an_outage(await _breaker_stack(dead, http_path, timeout_s=0.3), dead)
     with (
         StubLLMServer(fault=StubReply(delay_s=5.0)) as c,
         StubLLMServer(fault=StubReply(delay_s=5.0)) as d,
     ):
         urls = [c.openai_base_url, d.openai_base_url][:endpoints]
-        stack = await build_llm(
-            f"openai:{','.join(urls)}#m",
-            retries=RetryPolicy(max_retries=1, base_delay_s=0.01),
-            breaker_threshold=10,
-            http_path=http_path,
-            cooldown_s=0.01,
-            timeout_s=0.3,
-        )
+        stack = await _breaker_stack(urls, http_path, timeout_s=0.3)
         with pytest.raises((LLMTimeoutError, LLMConnectionError)) as slow:
             await stack.complete(req("slow"))  # a pool: all members cooling down after it
         assert not getattr(slow.value, "unreachable", False)
         assert c.requests, "the request reached the server"
         assert stack.breaker is not None and stack.breaker.outage("lost") is None
         await stack.aclose()
+
+
+async def _breaker_stack(urls: list[str], http_path: str, **kw: Any) -> Any:
+    """A stack over ``urls`` (a pool when more than one) whose breaker opens only after 10
+    calls in a row failed, one quick retry per call."""
+    return await build_llm(
+        f"openai:{','.join(urls)}#m",
+        retries=RetryPolicy(max_retries=1, base_delay_s=0.01),
+        breaker_threshold=10,
+        http_path=http_path,
+        cooldown_s=0.01,
+        **kw,
+    )
+
+
+async def _assert_an_outage(stack: Any, dead: list[str]) -> None:
+    """A call through ``stack`` fails unreachable, the breaker stays closed, and at a window's
+    end it reports the outage naming every one of ``dead``; then ``stack`` is closed."""
+    with pytest.raises(LLMConnectionError) as failed:
+        await stack.complete(req("anyone there?"))
+    assert failed.value.unreachable
+    assert stack.breaker is not None and stack.breaker.opened is None
+    down = stack.breaker.outage("window 1 lost 1 of 1 decisions to it")
+    assert down is not None and not down.fatal and "unreachable" in str(down)
+    assert all(url in str(down) for url in dead) and "window 1 lost" in str(down)
+    await stack.aclose()
 
 
 def _free_port() -> int:

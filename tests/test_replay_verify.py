@@ -450,26 +450,29 @@ def test_log_verify_refuses_a_window_numbered_below_1(
 
 
 @pytest.mark.parametrize(
-    "command",
+    ("kind", "field", "command"),
     [
-        ("analyze", "{run}"),
-        ("log", "export", "{run}", "--table", "rewards", "--out", "{tmp}/r.jsonl"),
-        ("log", "export", "{run}", "--table", "ties", "--out", "{tmp}/t.jsonl"),
+        ("vote_cast", "value", ("analyze", "{run}")),
+        ("vote_cast", "value", ("log", "export", "{run}", "--table", "rewards", "--out", "{tmp}/r.jsonl")),
+        ("vote_cast", "value", ("log", "export", "{run}", "--table", "ties", "--out", "{tmp}/t.jsonl")),
+        ("window_ended", "window", ("analyze", "{run}")),
     ],
-    ids=["analyze", "export-rewards", "export-ties"],
-)
+    ids=["analyze", "export-rewards", "export-ties", "analyze-window"],
+)  # fmt: skip
 def test_an_analysis_of_a_mistyped_log_names_the_event(
-    run_dir: Path, tmp_path: Path, command: tuple[str, ...]
+    run_dir: Path, tmp_path: Path, kind: str, field: str, command: tuple[str, ...]
 ) -> None:
     """The analyses decode without type checks (they trust a log a run wrote, or that import or
     verify passed); one that fails on a log with a mistyped field names the event and the field,
-    exit 2, as ``log verify`` does. (Before: a TypeError traceback from inside the rewards.)"""
+    exit 2, as ``log verify`` does. (Before: a TypeError traceback from inside the rewards; for
+    a window_ended's window "1", which closes no window, "WindowEnded(window=1) but the open
+    window is 1", naming neither the field nor its type.)"""
     run = copy_run(run_dir, tmp_path)
     db = run / "events.db"
     conn = sqlite3.connect(db, isolation_level=None)
-    seq = conn.execute("SELECT min(seq) FROM events WHERE kind = 'vote_cast'").fetchone()[0]
+    seq = conn.execute("SELECT min(seq) FROM events WHERE kind = ?", (kind,)).fetchone()[0]
     conn.execute(
-        "UPDATE events SET payload = json_set(payload, '$.value', '1') WHERE seq = ?", (seq,)
+        f"UPDATE events SET payload = json_set(payload, '$.{field}', '1') WHERE seq = ?", (seq,)
     )
     conn.close()
     before = checksums(run)
@@ -484,40 +487,9 @@ def test_an_analysis_of_a_mistyped_log_names_the_event(
     )
     assert (got.returncode, got.stdout) == (2, ""), got.stderr
     assert got.stderr.endswith(
-        f"{db}: event seq={seq} (vote_cast): payload.value: expected an integer, got the string "
+        f"{db}: event seq={seq} ({kind}): payload.{field}: expected an integer, got the string "
         "'1' (`friendsim log verify` checks a log friendsim did not write)\n"
     )
     assert "Traceback" not in got.stderr
     assert checksums(run) == before
     assert not list(tmp_path.glob("*.jsonl"))
-
-
-def test_an_analysis_of_a_log_with_a_mistyped_window_names_the_field(
-    run_dir: Path, tmp_path: Path
-) -> None:
-    """A window_ended whose window is the string "1" does not close window 1: the rewards saw
-    windows that do not nest and said so ("... but the open window is 1"), naming neither the
-    field nor its type; the field is named now, as for any other mistyped field."""
-    run = copy_run(run_dir, tmp_path)
-    db = run / "events.db"
-    conn = sqlite3.connect(db, isolation_level=None)
-    seq = conn.execute("SELECT min(seq) FROM events WHERE kind = 'window_ended'").fetchone()[0]
-    conn.execute(
-        "UPDATE events SET payload = json_set(payload, '$.window', '1') WHERE seq = ?", (seq,)
-    )
-    conn.close()
-    before = checksums(run)
-    got = subprocess.run(
-        [sys.executable, "-m", "friendsim", "analyze", str(run)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")},
-    )
-    assert (got.returncode, got.stdout) == (2, ""), got.stderr
-    assert f"{db}: event seq={seq} (window_ended): payload.window: expected an integer" in (
-        got.stderr
-    ), got.stderr
-    assert "Traceback" not in got.stderr
-    assert checksums(run) == before
