@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 from llm_stub_server import NeverAccepting, StubLLMServer, StubReply, mind_responder
+from signal_support import digest as events_digest
+from signal_support import manifest
 
 from friendsim.cli import main as cli_main
 
@@ -96,18 +98,6 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     code = cli_main(list(argv))
     out = capsys.readouterr()
     return code, out.out, out.err
-
-
-def events_digest(run: Path) -> str:
-    h = hashlib.sha256()
-    with sqlite3.connect(f"file:{run / 'events.db'}?mode=ro", uri=True) as con:
-        for row in con.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq"):
-            h.update(repr(row).encode() + b"\n")
-    return h.hexdigest()
-
-
-def manifest(run: Path) -> dict[str, Any]:
-    return json.loads((run / "manifest.json").read_text())
 
 
 def note(case: str, code: int, m: dict[str, Any], **extra: Any) -> None:
