@@ -774,3 +774,78 @@ def test_an_agent_page_shows_the_rows_logged_just_after_it_was_read(
         )
         assert w.page.locator("#agent-rewards tr").count() == 1 + 6
         assert w.errors == []
+
+
+class Outage:
+    """Answers the page's requests whose URL ``matches`` with a 503 while ``down`` is set
+    (counting them), as a server restarting behind a proxy does; the others reach the server."""
+
+    def __init__(self, page: Any, matches: Any) -> None:
+        self.down = True
+        self.failed = 0
+        page.route(matches, self._handle)
+
+    def _handle(self, route: Any) -> None:
+        if self.down:
+            self.failed += 1
+            route.fulfill(status=503, content_type="text/plain", body="unavailable")
+        else:
+            route.continue_()
+
+
+def page_errors(w: Any) -> list[str]:
+    """The page's console errors other than Chromium's own line for each 503 it was answered."""
+    return [e for e in w.errors if "status of 503" not in e]
+
+
+def test_rows_the_page_could_not_read_are_read_again(tmp_path: Path, watched: Any) -> None:
+    """A window the page has let go of, and an agent's page, are read from ``api/rows``; a read
+    that failed (a 503, the server briefly away) was read again only when more rows arrived, so
+    on a finished run the agent's page stayed empty and the window "loading…" for good. A failed
+    read is tried again, backing off, and the view says it is retrying meanwhile."""
+    run = finished_run(tmp_path, rounds=10, agents=30)
+    acts = "('post_created', 'dm_sent', 'followed', 'unfollowed')"
+    (mine,) = _log(run, f"SELECT count(*) FROM events WHERE actor = 'a01' AND kind IN {acts}")[0]
+    with background("serve", str(run), "--port", "0") as (_, url):
+        last = httpx.get(f"{url}api/run", timeout=30).json()["last_seq"]
+        windows = httpx.get(f"{url}api/windows", timeout=30).json()["windows"]
+        w = watched()
+        outage = Outage(w.page, lambda u: "/api/rows" in u)
+        w.page.goto(f"{url}#/agent/a01")
+        w.page.wait_for_function(
+            "() => document.querySelector('#agent-status').textContent.includes('retrying')",
+            timeout=60_000,
+        )
+        assert outage.failed >= 1 and w.page.locator("#agent-actions li").count() == 0
+        outage.down = False
+        w.page.wait_for_function(
+            f"() => document.querySelectorAll('#agent-actions li.item').length === {mine}",
+            timeout=30_000,
+        )
+        assert w.page.text_content("#agent-status") == ""
+        # window 1 of the overview, long gone from the page's rows
+        outage.down = True
+        w.page.goto(f"{url}#/")
+        w.page.wait_for_function(
+            f"() => document.querySelector('#counts').textContent.startsWith('{last} events')",
+            timeout=60_000,
+        )
+        w.page.eval_on_selector(
+            "#scrubber", "e => { e.value = '1'; e.dispatchEvent(new Event('input')); }"
+        )
+        w.page.wait_for_function(
+            "() => document.querySelector('#timeline-caption').textContent.includes('retrying')",
+            timeout=30_000,
+        )
+        outage.down = False
+        w.page.wait_for_function(
+            "() => document.querySelector('#timeline-caption').textContent"
+            " === 'window 1, newest first'",
+            timeout=30_000,
+        )
+        seqs = w.page.eval_on_selector_all(
+            "#timeline li[data-seq]", "els => els.map(e => +e.dataset.seq)"
+        )
+        assert seqs and min(seqs) == windows[0]["start_seq"]
+        assert max(seqs) == windows[1]["start_seq"] - 1
+        assert page_errors(w) == []

@@ -17,6 +17,8 @@ const MAX_AUTHORS = 20000;  // post authors remembered for "replying to" (the ne
 const MAX_DRAWN_NODES = 1000;  // as friendsim report: the most strongly tied agents are drawn
 const RENDER_MS = 1000;  // while rows stream in, the views are rebuilt at most this often
 const REFRESH_MS = 2000;  // and what they read from the server re-read at most this often
+const RETRY_MS = 500;  // a read that failed is tried again after this, doubling each time
+const MAX_RETRY_MS = 8000;  // up to this
 
 const S = {
   info: null, windows: [], started: new Map(), count: 0, nPosts: 0, recent: [], evicted: false,
@@ -130,27 +132,56 @@ function ingest(row) {
   S.dirty = true;
 }
 
-// A view's rows from the server (api/rows, api/windows?agent=): null until they have arrived,
-// then re-read at most every REFRESH_MS while rows stream in.
+// A view's rows from the server (api/rows, api/windows?agent=): r.data is null until they have
+// arrived, then re-read at most every REFRESH_MS while rows stream in. A read that fails is
+// tried again after RETRY_MS, twice that after another failure, ... at most MAX_RETRY_MS apart,
+// for as long as the view still asks for these rows (not once the user has moved on); r.error
+// says why meanwhile, and r.data keeps the rows last read.
 function remote(name, url) {
   let r = S.remote[name];
-  if (!r || r.url !== url) r = S.remote[name] = { url, data: null, pending: false, seq: -1, at: 0, timer: null };
-  if (!r.pending && (r.data === null || (r.seq < S.lastSeq && Date.now() - r.at >= REFRESH_MS))) {
+  if (!r || r.url !== url) {
+    r = S.remote[name] = { url, data: null, error: null, failures: 0, retryAt: 0, pending: false,
+      seq: -1, at: 0, timer: null };
+  }
+  const now = Date.now();
+  if (r.pending) return r;
+  if (r.error !== null && now < r.retryAt) {
+    wake(name, r, r.retryAt - now);
+  } else if (r.error !== null || r.data === null || (r.seq < S.lastSeq && now - r.at >= REFRESH_MS)) {
     r.pending = true;
     const seq = S.lastSeq;
-    getJSON(url).then((d) => { r.data = d; }, (e) => {
+    getJSON(url).then((d) => {
+      r.data = d; r.error = null; r.failures = 0; r.seq = seq;
+    }, (e) => {
       console.warn(name + ":", e.message);
-      if (r.data === null) r.data = { error: e.message };
+      r.error = e.message; r.failures++; r.retryAt = Date.now() + backoff(r.failures);
     }).finally(() => {
-      r.pending = false; r.seq = seq; r.at = Date.now();
+      r.pending = false; r.at = Date.now();
       if (S.remote[name] === r) { S.dirty = true; S.urgent = true; }
     });
-  } else if (!r.pending && r.seq < S.lastSeq && !r.timer) {
+  } else if (r.seq < S.lastSeq) {
     // rows arrived within REFRESH_MS of the last read (a run's last ones): read them when that
     // is up, even if nothing else arrives by then to build the view again
-    r.timer = setTimeout(() => { r.timer = null; S.dirty = true; }, REFRESH_MS - (Date.now() - r.at));
+    wake(name, r, REFRESH_MS - (now - r.at));
   }
-  return r.data;
+  return r;
+}
+
+// The views are built again in ms (once: a view that no longer asks for r reads nothing).
+function wake(name, r, ms) {
+  if (r.timer) return;
+  r.timer = setTimeout(() => {
+    r.timer = null;
+    if (S.remote[name] === r) { S.dirty = true; S.urgent = true; }
+  }, Math.max(0, ms));
+}
+
+function backoff(failures) {
+  return Math.min(RETRY_MS * 2 ** (failures - 1), MAX_RETRY_MS);
+}
+
+function retrying(r) {
+  return "could not read them (" + r.error + "), retrying";
 }
 
 function localVotes(pid) {
@@ -321,22 +352,22 @@ function timelineRows(lo, hi) {
   if ((!S.evicted || rows.length >= MAX_ITEMS || (S.recent.length && S.recent[0].seq <= lo)) && rows.every(known)) {
     return { rows, ctx: LOCAL };
   }
-  const data = remote("timeline", "api/rows?from=" + lo + (hi === Infinity ? "" : "&to=" + hi) + "&limit=" + MAX_ITEMS);
-  return data && !data.error ? { rows: data.rows, ctx: fromServer(data) } : null;
+  const r = remote("timeline", "api/rows?from=" + lo + (hi === Infinity ? "" : "&to=" + hi) + "&limit=" + MAX_ITEMS);
+  return { rows: r.data ? r.data.rows : null, ctx: r.data ? fromServer(r.data) : null, error: r.error !== null ? retrying(r) : null };
 }
 
 function renderTimeline() {
   const [lo, hi] = S.selected > 0 ? windowRange(S.selected) : [0, Infinity];
   const found = timelineRows(lo, hi);
   const caption = S.selected > 0 ? "window " + S.selected + ", newest first" : "newest first";
-  if (!found) { $("timeline-caption").textContent = caption + " (loading…)"; return; }
+  if (!found.rows) { $("timeline-caption").textContent = caption + " (" + (found.error || "loading…") + ")"; return; }
   const box = $("timeline");
   clear(box);
   for (const row of found.rows) {
     const li = itemFor(row, found.ctx);
     if (li) box.appendChild(li);
   }
-  $("timeline-caption").textContent = caption;
+  $("timeline-caption").textContent = caption + (found.error ? " (" + found.error + ")" : "");
 }
 
 function digestAt(w) {
@@ -508,8 +539,11 @@ function renderAgent(id) {
   // once both have arrived
   const hi = S.selected > 0 ? windowRange(S.selected)[1] : Infinity;
   const q = "agent=" + encodeURIComponent(id);
-  const data = remote("agent-rows", "api/rows?" + q + (hi === Infinity ? "" : "&to=" + hi));
-  const wins = remote("agent-windows", "api/windows?from=1&" + q);
+  const rowsRead = remote("agent-rows", "api/rows?" + q + (hi === Infinity ? "" : "&to=" + hi));
+  const winsRead = remote("agent-windows", "api/windows?from=1&" + q);
+  const failed = [rowsRead, winsRead].find((r) => r.error !== null);
+  $("agent-status").textContent = failed ? "Its rows and rewards: " + retrying(failed) + "…" : "";
+  const data = rowsRead.data, wins = winsRead.data;
   if (!data || !wins) return;
   const table = $("agent-rewards");
   clear(table);
