@@ -849,3 +849,36 @@ def test_rows_the_page_could_not_read_are_read_again(tmp_path: Path, watched: An
         assert seqs and min(seqs) == windows[0]["start_seq"]
         assert max(seqs) == windows[1]["start_seq"] - 1
         assert page_errors(w) == []
+
+
+def test_window_digests_the_page_could_not_read_are_read_again(
+    tmp_path: Path, watched: Any
+) -> None:
+    """The page reads the windows' digests (the network, the reward curves) from
+    ``api/windows`` when it opens and when a window ends; a read that failed was not tried
+    again, so a finished run's page showed "no window has closed yet" for good. A failed read
+    is tried again, backing off, and the network's caption says it is retrying meanwhile."""
+    run = finished_run(tmp_path, rounds=3, agents=6)
+    with background("serve", str(run), "--port", "0") as (_, url):
+        last = httpx.get(f"{url}api/run", timeout=30).json()["last_seq"]
+        w = watched()
+        outage = Outage(w.page, lambda u: "/api/windows" in u)
+        w.page.goto(url)
+        w.page.wait_for_function(
+            f"() => document.querySelector('#counts').textContent.startsWith('{last} events')"
+            " && document.querySelector('#network-caption').textContent.includes('retrying')",
+            timeout=60_000,
+        )
+        assert outage.failed >= 1
+        outage.down = False
+        w.page.wait_for_function(
+            "() => document.querySelector('#network-caption').textContent"
+            ".startsWith('after window 3:')",
+            timeout=30_000,
+        )
+        assert "retrying" not in (w.page.text_content("#network-caption") or "")
+        curves = w.page.eval_on_selector_all(
+            "#rewards polyline", "els => els.map(e => e.getAttribute('points').split(' ').length)"
+        )
+        assert curves == [3] * 6
+        assert page_errors(w) == []

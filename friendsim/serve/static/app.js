@@ -24,7 +24,8 @@ const S = {
   info: null, windows: [], started: new Map(), count: 0, nPosts: 0, recent: [], evicted: false,
   votes: new Map(), authors: new Map(), remote: {}, selected: 0, live: true, control: null,
   lastSeq: 0, fetching: false, dirty: false, urgent: false, builtAt: 0, status: "connecting",
-  caughtUpAt: 0, ids: null, joined: new Map(), named: false,
+  caughtUpAt: 0, ids: null, joined: new Map(), named: false, windowsError: null, windowsFailures: 0,
+  windowsTimer: null,
 };
 
 function $(id) { return document.getElementById(id); }
@@ -210,9 +211,12 @@ function summarise(d) {
   return { window: d.window, start_seq: d.start_seq, end_seq: d.end_seq, t: d.t, ties: d.ties, means };
 }
 
+// The windows' digests, from the first the page lacks: read when the page opens and when a
+// window ends. A read that fails is tried again, backing off (S.windowsError says why meanwhile).
 async function fetchWindows() {
   if (S.fetching) { S.refetch = true; return; }
   S.fetching = true;
+  clearTimeout(S.windowsTimer);
   try {
     do {
       S.refetch = false;
@@ -222,8 +226,11 @@ async function fetchWindows() {
         if (!S.windows.length || w.window > S.windows[S.windows.length - 1].window) S.windows.push(summarise(w));
       }
     } while (S.refetch);
+    S.windowsError = null; S.windowsFailures = 0;
   } catch (e) {
     console.warn("windows:", e.message);
+    S.windowsError = e.message; S.windowsFailures++;
+    S.windowsTimer = setTimeout(fetchWindows, backoff(S.windowsFailures));
   } finally {
     S.fetching = false;
     S.dirty = true;
@@ -450,7 +457,8 @@ function renderNetwork() {
     ? " (" + n.toLocaleString("en") + " most strongly tied of " + all.length.toLocaleString("en") + " agents drawn)" : "";
   $("network-caption").textContent = (d
     ? "after window " + d.window + ": " + edges + " ties with strength ≥ θ; colour = dominant motive (" + motives.join(", ") + ")"
-    : "no window has closed yet") + drawn;
+    : "no window has closed yet") + drawn
+    + (S.windowsError ? " (could not read the windows (" + S.windowsError + "), retrying)" : "");
 }
 
 function renderRewards() {
