@@ -882,3 +882,33 @@ def test_window_digests_the_page_could_not_read_are_read_again(
         )
         assert curves == [3] * 6
         assert page_errors(w) == []
+
+
+def test_a_page_whose_first_read_of_the_run_failed_reads_it_again(
+    tmp_path: Path, watched: Any
+) -> None:
+    """The page starts by reading ``api/run`` (the run and its agents); when that read failed
+    (a 503, the server briefly away) the page stopped there for good: no rows, no views, the
+    badge at "connecting…". It is tried again, backing off, the badge saying "retrying"."""
+    run = finished_run(tmp_path, rounds=3, agents=6)
+    with background("serve", str(run), "--port", "0") as (_, url):
+        last = httpx.get(f"{url}api/run", timeout=30).json()["last_seq"]
+        w = watched()
+        outage = Outage(w.page, lambda u: u.endswith("/api/run"))
+        w.page.goto(url)
+        w.page.wait_for_function(
+            "() => document.querySelector('#status').textContent === 'retrying'"
+            " && document.querySelector('#notes').textContent.includes('503')",
+            timeout=60_000,
+        )
+        assert outage.failed >= 1
+        outage.down = False
+        w.page.wait_for_function(
+            f"() => document.querySelector('#counts').textContent.startsWith('{last} events')"
+            " && document.querySelector('#status').textContent === 'completed'"
+            " && document.querySelector('#network-caption').textContent"
+            ".startsWith('after window 3:')",
+            timeout=30_000,
+        )
+        assert w.page.locator("#network circle").count() == 6
+        assert page_errors(w) == []

@@ -652,9 +652,24 @@ function bind() {
   window.addEventListener("hashchange", () => { S.dirty = true; S.urgent = true; });
 }
 
+// The page cannot start without the run's info: a read of it that fails is tried again, backing
+// off as the other reads do, the badge saying "retrying" and the notes why.
+async function firstInfo() {
+  for (let failures = 1; ; failures++) {
+    try {
+      return await refreshInfo();
+    } catch (e) {
+      console.warn("run:", e.message);
+      $("status").textContent = "retrying";
+      $("notes").textContent = "could not read the run (" + e.message + "), retrying";
+      await new Promise((resolve) => setTimeout(resolve, backoff(failures)));
+    }
+  }
+}
+
 async function main() {
   bind();
-  await refreshInfo();
+  await firstInfo();
   await fetchWindows();
   await refreshControl();
   connect();
