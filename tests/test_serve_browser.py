@@ -912,3 +912,34 @@ def test_a_page_whose_first_read_of_the_run_failed_reads_it_again(
         )
         assert w.page.locator("#network circle").count() == 6
         assert page_errors(w) == []
+
+
+def test_a_log_stream_answered_with_an_error_is_opened_again(tmp_path: Path, watched: Any) -> None:
+    """The browser opens an ``EventSource`` again by itself after a network error, but not
+    after an answer that is not an event stream (a 503 from the server or a proxy in front of
+    it): the page's one stream was closed for good, and the page showed no row of the run.
+    It opens the stream again, backing off, from the row after the last it has, saying so."""
+    run = finished_run(tmp_path, rounds=3, agents=6)
+    with background("serve", str(run), "--port", "0") as (_, url):
+        last = httpx.get(f"{url}api/run", timeout=30).json()["last_seq"]
+        w = watched()
+        outage = Outage(w.page, lambda u: "/events/stream" in u)
+        w.page.goto(url)
+        w.page.wait_for_function(
+            "() => document.querySelector('#counts').textContent.includes('reconnecting')",
+            timeout=60_000,
+        )
+        assert outage.failed >= 1
+        outage.down = False
+        w.page.wait_for_function(
+            f"() => document.querySelector('#counts').textContent.startsWith('{last} events')"
+            " && !document.querySelector('#counts').textContent.includes('reconnecting')"
+            " && document.querySelector('#network-caption').textContent"
+            ".startsWith('after window 3:')",
+            timeout=30_000,
+        )
+        seqs = w.page.eval_on_selector_all(
+            "#timeline li[data-seq]", "els => els.map(e => +e.dataset.seq)"
+        )
+        assert seqs == sorted(set(seqs), reverse=True) and seqs[0] == last
+        assert page_errors(w) == []

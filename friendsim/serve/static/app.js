@@ -25,7 +25,7 @@ const S = {
   votes: new Map(), authors: new Map(), remote: {}, selected: 0, live: true, control: null,
   lastSeq: 0, fetching: false, dirty: false, urgent: false, builtAt: 0, status: "connecting",
   caughtUpAt: 0, ids: null, joined: new Map(), named: false, windowsError: null, windowsFailures: 0,
-  windowsTimer: null,
+  windowsTimer: null, source: null, streamFailures: 0, streamLost: false,
 };
 
 function $(id) { return document.getElementById(id); }
@@ -516,7 +516,8 @@ function renderHeader() {
   badge.textContent = status;
   badge.className = "badge " + status;
   badge.title = status === "stopped" ? info.notes[0] : "";
-  $("counts").textContent = S.count + " events · " + S.nPosts + " posts · " + S.windows.length + " windows closed";
+  $("counts").textContent = S.count + " events · " + S.nPosts + " posts · " + S.windows.length + " windows closed"
+    + (S.streamLost ? " · the log's stream was lost, reconnecting" : "");
   const nWin = Math.max(0, ...S.started.keys());
   const scrub = $("scrubber");
   scrub.max = String(nWin);
@@ -621,12 +622,27 @@ function frame() {
   requestAnimationFrame(frame);
 }
 
+// The log's rows from the one after the last the page has. The browser opens the stream again
+// by itself after a network error, but not after an answer that is not an event stream (a 5xx
+// from the server or a proxy): the page then opens it again, backing off, saying so meanwhile.
 function connect() {
   S.caughtUpAt = S.info ? S.info.last_seq : 0;
   const es = new EventSource("events/stream?from=" + (S.lastSeq + 1));
   S.source = es;
-  es.onmessage = (msg) => { ingest(JSON.parse(msg.data)); };
-  es.onopen = () => { if (S.status === "connecting") S.status = "live"; S.dirty = true; };
+  es.onmessage = (msg) => {
+    const row = JSON.parse(msg.data);
+    if (row.seq > S.lastSeq) ingest(row);
+  };
+  es.onopen = () => {
+    S.streamFailures = 0; S.streamLost = false;
+    if (S.status === "connecting") S.status = "live";
+    S.dirty = true;
+  };
+  es.onerror = () => {
+    if (es.readyState !== EventSource.CLOSED || S.source !== es) return;
+    S.streamFailures++; S.streamLost = true; S.dirty = true;
+    setTimeout(connect, backoff(S.streamFailures));
+  };
 }
 
 function bind() {
