@@ -782,12 +782,12 @@ class Outage:
 
     def __init__(self, page: Any, matches: Any) -> None:
         self.down = True
-        self.failed = 0
+        self.failed: list[str] = []
         page.route(matches, self._handle)
 
     def _handle(self, route: Any) -> None:
         if self.down:
-            self.failed += 1
+            self.failed.append(route.request.url)
             route.fulfill(status=503, content_type="text/plain", body="unavailable")
         else:
             route.continue_()
@@ -802,10 +802,11 @@ def test_rows_the_page_could_not_read_are_read_again(tmp_path: Path, watched: An
     """A window the page has let go of, and an agent's page, are read from ``api/rows``; a read
     that failed (a 503, the server briefly away) was read again only when more rows arrived, so
     on a finished run the agent's page stayed empty and the window "loading…" for good. A failed
-    read is tried again, backing off, and the view says it is retrying meanwhile."""
+    read is tried again, backing off, while its view is shown (not once the user has left it),
+    and the view says it is retrying meanwhile."""
     run = finished_run(tmp_path, rounds=10, agents=30)
     acts = "('post_created', 'dm_sent', 'followed', 'unfollowed')"
-    (mine,) = _log(run, f"SELECT count(*) FROM events WHERE actor = 'a01' AND kind IN {acts}")[0]
+    mine = f"SELECT count(*) FROM events WHERE actor = 'a01' AND kind IN {acts} AND seq < ?"
     with background("serve", str(run), "--port", "0") as (_, url):
         last = httpx.get(f"{url}api/run", timeout=30).json()["last_seq"]
         windows = httpx.get(f"{url}api/windows", timeout=30).json()["windows"]
@@ -816,20 +817,16 @@ def test_rows_the_page_could_not_read_are_read_again(tmp_path: Path, watched: An
             "() => document.querySelector('#agent-status').textContent.includes('retrying')",
             timeout=60_000,
         )
-        assert outage.failed >= 1 and w.page.locator("#agent-actions li").count() == 0
-        outage.down = False
-        w.page.wait_for_function(
-            f"() => document.querySelectorAll('#agent-actions li.item').length === {mine}",
-            timeout=30_000,
-        )
-        assert w.page.text_content("#agent-status") == ""
-        # window 1 of the overview, long gone from the page's rows
-        outage.down = True
+        assert outage.failed and w.page.locator("#agent-actions li").count() == 0
+        # leave the agent's page while its rows cannot be read: they are not asked for again
         w.page.goto(f"{url}#/")
         w.page.wait_for_function(
-            f"() => document.querySelector('#counts').textContent.startsWith('{last} events')",
+            f"() => document.querySelector('#counts').textContent.startsWith('{last} events')"
+            " && S.remote['agent-rows'].timer === null && !S.remote['agent-rows'].pending",
             timeout=60_000,
         )
+        agent_reads = sum("agent=a01" in u for u in outage.failed)
+        # window 1 of the overview, long gone from the page's rows
         w.page.eval_on_selector(
             "#scrubber", "e => { e.value = '1'; e.dispatchEvent(new Event('input')); }"
         )
@@ -837,6 +834,8 @@ def test_rows_the_page_could_not_read_are_read_again(tmp_path: Path, watched: An
             "() => document.querySelector('#timeline-caption').textContent.includes('retrying')",
             timeout=30_000,
         )
+        wait_for_page(w.page, lambda: sum("from=" in u for u in outage.failed) >= 3)
+        assert sum("agent=a01" in u for u in outage.failed) == agent_reads
         outage.down = False
         w.page.wait_for_function(
             "() => document.querySelector('#timeline-caption').textContent"
@@ -848,7 +847,25 @@ def test_rows_the_page_could_not_read_are_read_again(tmp_path: Path, watched: An
         )
         assert seqs and min(seqs) == windows[0]["start_seq"]
         assert max(seqs) == windows[1]["start_seq"] - 1
+        # its page up to window 1, the window shown
+        (up_to_1,) = _log(run, mine, windows[1]["start_seq"])[0]
+        assert up_to_1 > 0
+        w.page.goto(f"{url}#/agent/a01")
+        w.page.wait_for_function(
+            f"() => document.querySelectorAll('#agent-actions li.item').length === {up_to_1}",
+            timeout=30_000,
+        )
+        assert w.page.text_content("#agent-status") == ""
         assert page_errors(w) == []
+
+
+def wait_for_page(page: Any, predicate: Any, timeout: float = 30) -> None:
+    """Wait for ``predicate`` (of what route handlers record) while the page's events run."""
+    for _ in range(int(timeout * 10)):
+        if predicate():
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError("timed out waiting for the page")
 
 
 def test_window_digests_the_page_could_not_read_are_read_again(
@@ -869,7 +886,7 @@ def test_window_digests_the_page_could_not_read_are_read_again(
             " && document.querySelector('#network-caption').textContent.includes('retrying')",
             timeout=60_000,
         )
-        assert outage.failed >= 1
+        assert outage.failed
         outage.down = False
         w.page.wait_for_function(
             "() => document.querySelector('#network-caption').textContent"
@@ -901,7 +918,7 @@ def test_a_page_whose_first_read_of_the_run_failed_reads_it_again(
             " && document.querySelector('#notes').textContent.includes('503')",
             timeout=60_000,
         )
-        assert outage.failed >= 1
+        assert outage.failed
         outage.down = False
         w.page.wait_for_function(
             f"() => document.querySelector('#counts').textContent.startsWith('{last} events')"
@@ -929,7 +946,7 @@ def test_a_log_stream_answered_with_an_error_is_opened_again(tmp_path: Path, wat
             "() => document.querySelector('#counts').textContent.includes('reconnecting')",
             timeout=60_000,
         )
-        assert outage.failed >= 1
+        assert outage.failed
         outage.down = False
         w.page.wait_for_function(
             f"() => document.querySelector('#counts').textContent.startsWith('{last} events')"
