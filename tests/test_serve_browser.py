@@ -960,3 +960,31 @@ def test_a_log_stream_answered_with_an_error_is_opened_again(tmp_path: Path, wat
         )
         assert seqs == sorted(set(seqs), reverse=True) and seqs[0] == last
         assert page_errors(w) == []
+
+
+def test_a_sweep_page_whose_read_failed_reads_it_again(tmp_path: Path, watched: Any) -> None:
+    """The sweep page reads ``api/sweep`` when it opens, then every 5 s while the sweep runs; a
+    read that failed (a 503, the server briefly away) ended those reads for good: the page
+    stayed at "loading…", or stopped following a running sweep. A failed read is tried again,
+    backing off, the badge saying "retrying" meanwhile."""
+    from test_sweep_aggregate import build_sweep_dir
+
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API owns this thread's event loop
+        sweep = pool.submit(build_sweep_dir, tmp_path / "sweep", reps=1, windows=2).result()
+    with background("serve", str(sweep), "--port", "0") as (_, url):
+        data = httpx.get(f"{url}api/sweep", timeout=60).json()
+        w = watched()
+        outage = Outage(w.page, lambda u: u.endswith("/api/sweep"))
+        w.page.goto(url)
+        w.page.wait_for_function(
+            "() => document.querySelector('#status').textContent === 'retrying'", timeout=60_000
+        )
+        assert outage.failed
+        outage.down = False
+        w.page.wait_for_selector("#runs a.run-link", timeout=30_000)
+        assert w.page.text_content("#status") == str(data["status"])
+        rows = w.page.eval_on_selector_all(
+            "#runs tr[data-status]", "els => els.map(e => e.dataset.status)"
+        )
+        assert rows == [r["status"] for r in data["runs"]]
+        assert page_errors(w) == []

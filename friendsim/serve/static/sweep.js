@@ -23,6 +23,7 @@ async function load() {
   const badge = document.getElementById("status");
   badge.textContent = String(data.status);
   badge.className = "badge " + data.status;
+  badge.title = "";
   const table = document.getElementById("runs");
   while (table.firstChild) table.removeChild(table.firstChild);
   const head = ["run", "cell", "rep", "seed", "status", "windows", "agent events", "failures", "cost USD", "final reward"];
@@ -39,12 +40,25 @@ async function load() {
   return data.status;
 }
 
+// The list is read again every 5 s while the sweep runs. A read that fails (the server briefly
+// away) is tried again after 0.5 s, 1 s, 2 s ... (at most 8 s apart), the badge saying so.
 async function main() {
-  let status = await load();
-  // a sweep still running: refresh the list every 5 s until it is done
-  while (status === "running") {
-    await new Promise((ok) => setTimeout(ok, 5000));
-    status = await load();
+  let failures = 0;
+  for (;;) {
+    let status = null;
+    try {
+      status = await load();
+      failures = 0;
+    } catch (e) {
+      failures++;
+      console.warn("friendsim sweep:", e.message);
+      const badge = document.getElementById("status");
+      badge.textContent = "retrying";
+      badge.className = "badge";
+      badge.title = e.message;
+    }
+    if (failures === 0 && status !== "running") return;
+    await new Promise((ok) => setTimeout(ok, failures ? Math.min(500 * 2 ** (failures - 1), 8000) : 5000));
   }
 }
 
