@@ -110,7 +110,9 @@ def test_a_stopped_replay_fork_or_resume_exits_130_with_its_resume_line(
 ) -> None:
     """``friendsim replay RUN --fork`` / ``--resume`` stopped after window 2 (one signal) or at
     once (two): exit 130, one line saying how to resume, no traceback. Stopped at once, the
-    run's cancellation used to escape the command as ``CancelledError`` (a traceback, exit 1)."""
+    run's cancellation used to escape the command as ``CancelledError`` (a traceback, exit 1).
+    A resume into ``--out NEW`` that recorded its run there says to resume NEW (it used to name
+    the original, whose resume starts over)."""
     new = tmp_path / "new"
     if action == "fork":
         argv = ["replay", str(recorded), "--fork", str(recorded.parent / "sig.toml"), "--at", "1"]
@@ -120,14 +122,15 @@ def test_a_stopped_replay_fork_or_resume_exits_130_with_its_resume_line(
         first = child(tmp_path, "SIGINT", "window-1", "run", str(recorded.parent / "sig.toml"),
                       "--out", str(stopped), "--quiet")  # fmt: skip
         assert first.returncode == 130, first.stderr
-        argv, resumed = ["replay", str(stopped), "--resume"], stopped
+        argv, resumed = ["replay", str(stopped), "--resume"], new  # go on where it went on
     proc = child(tmp_path, "SIGTERM", "window-2", *argv, "--out", str(new), count=count)
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert ("again: stopping now" in proc.stderr) == (count == 2), proc.stderr
     assert f"friendsim run --resume {resumed}" in proc.stderr.splitlines()[-1], proc.stderr
     assert manifest(new)["status"] == "interrupted"
-    assert manifest(resumed)["status"] == "interrupted"  # a resume's original is untouched
+    if action == "resume":
+        assert manifest(stopped)["status"] == "interrupted"  # a resume's original is untouched
     assert cli_main(["run", "--resume", str(new), "--quiet"]) == 0
     assert manifest(new)["status"] == "completed"
     assert digest(new) == digest(recorded)
@@ -152,7 +155,9 @@ def test_two_signals_while_a_resume_copies_the_run_leave_nothing_half_made(
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "again: stopping now" in proc.stderr, proc.stderr
-    assert "interrupted" in proc.stderr.splitlines()[-1], proc.stderr
+    last = proc.stderr.splitlines()[-1]
+    assert "interrupted" in last, proc.stderr
+    assert last.endswith(f"resume again with: friendsim run --resume {' '.join(argv[2:])}"), last
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "scratch"]
     assert not any((tmp_path / "scratch").iterdir()), "the resume's temporary files were left"

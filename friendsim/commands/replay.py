@@ -412,10 +412,18 @@ def _resume(
     from friendsim._signals import held
     from friendsim.llm.redact import redact_text
     from friendsim.replay.resume import resume
+    from friendsim.rundir.layout import MANIFEST
     from friendsim.runtime.signals import WindowWatch, stoppable
     from friendsim.runtime.status import RunStopped, exit_code
 
-    hint = f"resume again with: friendsim run --resume {run_dir}"
+    def again() -> str:
+        """How to go on: a resume into ``--out`` that recorded its run there is resumed there
+        (resuming the original again would start over); otherwise the same command."""
+        if out is not None and (out / MANIFEST).is_file():
+            return f"resume again with: friendsim run --resume {out}"
+        into = "" if out is None else f" --out {out}"
+        return f"resume again with: friendsim run --resume {run_dir}{into}"
+
     watch = WindowWatch()
     try:
         with held():
@@ -425,7 +433,9 @@ def _resume(
                         run_dir, out_dir=out, budget_usd=budget_usd, stop=stop, listener=watch
                     ),
                     what="friendsim run --resume",
-                    resume_hint=hint,
+                    resume_hint=(
+                        f"resume again with: friendsim run --resume {out if out else run_dir}"
+                    ),
                     watch=watch,
                 )
             )
@@ -433,7 +443,7 @@ def _resume(
         _fail(
             redact_text(
                 f"resume of {run_dir} {exc.status} ({exc.reason}): {exc}; the original is "
-                f"untouched; {hint}"
+                f"untouched; {again()}"
             ),
             prog=prog,
         )
@@ -441,7 +451,7 @@ def _resume(
     except asyncio.CancelledError:
         _fail(
             f"resume of {run_dir} interrupted (stop): stopped at once; the original is "
-            f"untouched; {hint}",
+            f"untouched; {again()}",
             prog=prog,
         )
         return 130
