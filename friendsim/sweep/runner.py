@@ -29,6 +29,7 @@ when the parent process dies, even by SIGKILL; elsewhere a watchdog thread polls
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import inspect
 import json
@@ -757,5 +758,7 @@ def _watch_every_worker(pool: ProcessPoolExecutor) -> None:
     the thread may go back to waiting on the workers spawned before that one only: the death of
     the last worker was then not seen until another worker's result woke the thread, a whole
     replication later (the replication beside it finished in the broken pool meanwhile). A
-    submit made once every worker is spawned wakes the thread to watch them all."""
-    pool.submit(int)
+    submit made once every worker is spawned wakes the thread to watch them all. A pool already
+    broken needs no watching: its futures say so."""
+    with contextlib.suppress(BrokenProcessPool):
+        pool.submit(int)
