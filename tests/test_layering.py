@@ -25,6 +25,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "friendsim",
             "vocabulary",
             "registry",
+            "_carry",
             "_lazy",
             "_slots",
             "_heap",

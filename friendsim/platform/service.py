@@ -23,13 +23,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType, TracebackType
 from typing import Any, cast
 
 import aiosqlite
 import structlog
+
+from friendsim._carry import carried
 
 from . import errors as E
 from .bus import EventBus
@@ -74,21 +76,6 @@ from .store import Store
 from .views import PostView, dms_between, dms_since, dms_to, fetch_posts, posts_between
 
 log = structlog.get_logger(__name__)
-
-
-async def _to_its_end(commit: Awaitable[None]) -> bool:
-    """Await ``commit`` to its end even when the awaiting task is cancelled meanwhile;
-    whether it was (the caller raises :class:`asyncio.CancelledError` once it is done)."""
-    task = asyncio.ensure_future(commit)
-    cancelled = False
-    while True:
-        try:
-            await asyncio.shield(task)
-            return cancelled
-        except asyncio.CancelledError:
-            if task.cancelled():
-                raise
-            cancelled = True
 
 
 RECORDABLE: tuple[type[Event], ...] = (
@@ -220,7 +207,9 @@ class Platform:
             batch, self._pending = self._pending, []
             cancelled = False
             try:
-                cancelled = await _to_its_end(self._store.commit(batch))
+                commit = asyncio.ensure_future(self._store.commit(batch))
+                cancelled = await carried(commit) > 0
+                commit.result()
             except BaseException as exc:
                 self._broken = exc
                 log.error("platform.commit_failed", first_seq=batch[0].seq, error=repr(exc))

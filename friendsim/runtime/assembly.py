@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 import structlog
 
+from friendsim._carry import carried
 from friendsim._heap import paced_collection
 from friendsim.agents import policies as agent_policies
 from friendsim.agents.persona import Persona
@@ -868,15 +869,7 @@ async def to_the_end(closing: Awaitable[T]) -> T:
     cancellation is then consumed: the run's own outcome (its status, or the exception being
     raised) is what the caller sees, since the close it asked to cut short has already ended."""
     task = asyncio.ensure_future(closing)
-    cancelled = 0
-    while True:
-        try:
-            await asyncio.shield(task)
-            break
-        except asyncio.CancelledError:
-            if task.done():
-                raise
-            cancelled += 1
+    cancelled = await carried(task)
     current = asyncio.current_task()
     if current is not None:
         for _ in range(cancelled):
@@ -891,21 +884,15 @@ async def in_thread(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     folder the thread goes on filling. The cancellation is honoured once ``fn`` has ended
     (its result or error dropped), so whatever handles it sees the files as ``fn`` left them."""
     work = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
-    try:
-        return await asyncio.shield(work)
-    except asyncio.CancelledError:
-        if work.done():
-            raise
-        current = asyncio.current_task()
-        while not work.done():
-            try:
-                await asyncio.wait([work])
-            except asyncio.CancelledError:
-                if current is not None:
-                    current.uncancel()
-        if not work.cancelled():
-            work.exception()  # retrieved: the cancellation is what the caller sees
-        raise
+    cancelled = await carried(work)
+    if not cancelled:
+        return work.result()
+    work.exception()  # retrieved: the cancellation is what the caller sees
+    current = asyncio.current_task()
+    if current is not None:
+        for _ in range(cancelled - 1):
+            current.uncancel()
+    raise asyncio.CancelledError
 
 
 async def run_experiment(
