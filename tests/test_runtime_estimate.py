@@ -18,7 +18,7 @@ from friendsim.llm.batch import spec_batches
 from friendsim.llm.estimate import RequestCount, price_requests
 from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import parse_config
-from friendsim.runtime.estimate import estimate_run
+from friendsim.runtime.estimate import estimate_run, format_estimate
 
 
 def config(provider: str, **llm: Any) -> Any:
@@ -158,3 +158,56 @@ def test_cli_estimate_needs_no_key_or_network(tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     assert real.returncode == 2 and "ANTHROPIC_API_KEY" in real.stderr
+
+
+def continuous(count: int, policy: str, **llm: Any) -> Any:
+    """A coarse tick (λ ≈ 1.5 wakes per agent per slice on average, heavy-tailed): the slices
+    merge most configured wakes."""
+    return parse_config(
+        {
+            "experiment": {
+                "name": "est-ticks", "seed": 5, "mode": "continuous", "n_actions": 1,
+                "window_length": 3600.0, "duration": 3 * 3600.0, "tick": 900.0,
+                "wake_rate": 6.0, "activity_sigma": 1.0,
+            },
+            "agents": {"count": count, "policy": policy},
+            "coach": {"enabled": False},
+            "llm": {"retries": 0, "cache": "off", **llm},
+            "rewards": {"sentiment": "lexicon"},
+        }
+    )  # fmt: skip
+
+
+async def test_a_continuous_estimate_counts_the_wakes_the_run_acts_not_the_configured(
+    tmp_path: Path,
+) -> None:
+    """The dry run draws the wakes as the run does: its count is the run's. The expected
+    acting wakes are within 4 standard deviations of the run's count (a sum of independent
+    Bernoulli slices: its variance is below its mean, so 4 √expected bounds it), and the
+    configured ones (rate × duration) are far outside that."""
+    cfg = continuous(120, "baseline")
+    est = (await estimate_run(cfg)).to_json()
+    run = await run_experiment(cfg, out_dir=tmp_path / "run")
+    actual = run.manifest.totals["wakes"]
+    expected = est["wakes_expected"]
+    assert est["wakes"] == actual
+    assert abs(expected["acting"] - actual) <= 4 * expected["acting"] ** 0.5, (expected, actual)
+    assert expected["configured"] - actual > 10 * expected["acting"] ** 0.5
+    assert expected["lost_share"] > 0.3 and expected["top_lost_share"] > expected["lost_share"]
+    assert expected["top_agents"] == 2 and expected["tick"] == 900.0
+
+
+async def test_a_continuous_estimate_asks_what_the_run_asks(tmp_path: Path) -> None:
+    from test_replay_support import mind_factory
+
+    cfg = continuous(8, "llm", provider="scripted:mind")
+    estimate = await estimate_run(cfg)
+    est = estimate.to_json()
+    run = await run_experiment(cfg, out_dir=tmp_path / "run", llm_factory=mind_factory)
+    assert est["wakes"] == run.manifest.totals["wakes"] > 0
+    assert est["requests"] == run.manifest.llm_usage["total"]["calls"]
+    assert est["by_model"][0]["by_label"]["plan"] == est["wakes"]  # one plan per acting wake
+    assert est["wakes_expected"]["acting"] < est["wakes_expected"]["configured"]
+    line = next(x for x in format_estimate(estimate) if x.startswith("wakes: "))
+    assert f"wakes: {est['wakes']:,} in the dry run; expected " in line
+    assert "tick = 900 s loses" in line and "for the most active 1% (1 agent)" in line

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from friendsim.runtime.assembly import RunResult
     from friendsim.runtime.config import ExperimentConfig
+    from friendsim.runtime.continuous import ExpectedWakes
     from friendsim.runtime.engine import RunListener
     from friendsim.runtime.signals import WindowWatch
     from friendsim.runtime.status import RunStopped
@@ -38,6 +39,8 @@ experiment files.
 
 A progress line shows window k/K, actions, votes, failures, model calls, retries,
 spend and the elapsed time (plain lines per window when stderr is not a terminal).
+In continuous mode a warning says when the tick slices lose more than 5 % of the
+configured wakes (several wakes of an agent in one slice count as one).
 Ctrl-C (or SIGTERM) stops the run within seconds, cancelling the model calls in
 flight, without losing anything recorded; a second Ctrl-C stops at once. Either
 way the run can be resumed with --resume. When every window ran (completed or
@@ -330,7 +333,7 @@ def _handle(args: argparse.Namespace) -> int:
             return 2
 
     def start(listener: RunListener | None) -> RunResult:
-        watch = WindowWatch(listener)
+        watch = WindowWatch(listener, on_wakes=_warn_lost_wakes)
         return run_on_loop(
             _served(
                 served,
@@ -424,6 +427,15 @@ def stopped_line(what: str, exc: RunStopped, out: Path, hint: str) -> str:
             return f"{what}: failed: {exc}; fix the provider settings, then {hint}"
         case _:
             return f"{what}: {exc.status} ({exc.reason}): {exc}; {hint}"
+
+
+def _warn_lost_wakes(window: ExpectedWakes) -> None:
+    """Warn (one line on stderr) when a continuous run's slices lose more than
+    :data:`~friendsim.runtime.continuous.LOST_WAKES_WARNING` of the configured wakes."""
+    from friendsim.runtime.continuous import LOST_WAKES_WARNING, lost_wakes_line
+
+    if window.lost_share > LOST_WAKES_WARNING:
+        sys.stderr.write(f"friendsim run: warning: {lost_wakes_line(window)}\n")
 
 
 def _say_auto(cfg: ExperimentConfig) -> None:

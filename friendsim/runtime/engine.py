@@ -71,6 +71,7 @@ from friendsim.vocabulary import (
 
 if TYPE_CHECKING:
     from friendsim.platform.service import Platform
+    from friendsim.runtime.continuous import ExpectedWakes
     from friendsim.runtime.control import PauseGate
 
 _TAIL = 8
@@ -127,6 +128,12 @@ class RunListener:
 
     def run_started(self, *, windows: int, agents: int) -> None:
         """Called once before the first window."""
+
+    def wakes_expected(self, *, window: ExpectedWakes, run: ExpectedWakes) -> None:
+        """Called once in continuous mode, before :meth:`run_started`: the wakes the drawn rates
+        ask for against the slices agents are expected to act in, in one full window and over
+        the whole run (:func:`~friendsim.runtime.continuous.expected_wakes`). Optional: a
+        listener without it (any object with the three other methods will do) is not told."""
 
     def wake_applied(self, tally: WindowTally) -> None:
         """Called after each wake (or vote phase) was applied; ``tally`` is the running window."""

@@ -9,6 +9,12 @@ network and no model are needed. Each request is counted with
 and the structured-output schema the hosted APIs bill) and priced by
 :func:`~friendsim.llm.estimate.price_requests`: live or batch, with or without prompt caching.
 
+Wakes are not estimated from the configured rates: the dry run draws them as the run does
+(same seed, same slices), so its requests follow the wakes the run will carry out. In continuous
+mode several wakes of an agent in one ``tick`` slice count as one, so that is fewer than
+``wake_rate`` × agents × windows when ``tick`` is coarse; the estimate shows both, with the
+expected figures of :func:`~friendsim.runtime.continuous.expected_wakes`.
+
 What it cannot know: a real model's answers steer the run (how many comments and DMs it plans,
 how often it must be re-asked), and real answers are usually longer than the stand-in's, so
 output tokens are also given as their upper bound (``max_tokens`` of every request).
@@ -17,7 +23,9 @@ Output: one line per provider and model, then a last line holding one JSON objec
 ``requests``, ``input_tokens``, ``output_tokens`` and ``cost_usd`` (the run as configured:
 prompt caching on, batch prices when ``[llm].batch`` applies: in rounds mode, to the requests of
 providers that send batches, :func:`~friendsim.llm.batch.spec_batches`; an endpoint pool or a
-local model is billed live), plus the four costs and the per-model rows.
+local model is billed live), plus the four costs, the per-model rows, ``wakes`` (the agents'
+wakes the dry run carried out, as a run's manifest counts them) and, in continuous mode,
+``wakes_expected`` (:meth:`RunEstimate.to_json`); a line before it says what the slices lose.
 """
 
 from __future__ import annotations
@@ -40,6 +48,8 @@ from friendsim.llm.registry import parse_spec
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.llm.tokens import MESSAGE_OVERHEAD_TOKENS, estimate_tokens, provider_input_tokens
 from friendsim.runtime.config import ExperimentConfig
+from friendsim.runtime.continuous import ExpectedWakes
+from friendsim.runtime.engine import RunListener
 from friendsim.runtime.scripted_mind import plausible_responder
 
 
@@ -88,6 +98,16 @@ class CountingStandIn:
         await self._inner.aclose()
 
 
+class _Wakes(RunListener):
+    """Keeps the expected wakes of the whole run a continuous dry run reports."""
+
+    def __init__(self) -> None:
+        self.run: ExpectedWakes | None = None
+
+    def wakes_expected(self, *, window: ExpectedWakes, run: ExpectedWakes) -> None:
+        self.run = run
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RunEstimate:
     """The priced dry run: per-model rows and what the config would actually pay."""
@@ -99,6 +119,11 @@ class RunEstimate:
     windows: int
     live_specs: tuple[str, ...] = ()
     """Specs asked in the dry run whose providers send no batches (priced live in batch mode)."""
+    wakes: int = 0
+    """The agents' wakes the dry run carried out: the run's with the same seed (its manifest's
+    ``totals.wakes``), unless real answers change who wakes (a moderator's suspensions)."""
+    expected: ExpectedWakes | None = None
+    """Continuous mode: the whole run's expected wakes, configured and acted."""
 
     @property
     def cost_usd(self) -> float:
@@ -122,9 +147,26 @@ class RunEstimate:
             "batch": self.batch,
             "batchable": self.batchable,
             "windows": self.windows,
+            "wakes": self.wakes,
+            "wakes_expected": None if self.expected is None else _wakes_json(self.expected),
             "unpriced_models": [f"{r.provider}:{r.model}" for r in self.rows if not r.priced],
             "by_model": [r.to_json() for r in self.rows],
         }
+
+
+def _wakes_json(e: ExpectedWakes) -> dict[str, Any]:
+    """``wakes_expected``: the run's wakes the rates ask for (``configured``) and those expected
+    to be acted (``acting``), for every agent and for the most active 1 %."""
+    return {
+        "tick": e.tick,
+        "configured": round(e.configured, 1),
+        "acting": round(e.acting, 1),
+        "lost_share": round(e.lost_share, 4),
+        "top_agents": e.top_agents,
+        "top_configured": round(e.top_configured, 1),
+        "top_acting": round(e.top_acting, 1),
+        "top_lost_share": round(e.top_lost_share, 4),
+    }
 
 
 async def estimate_run(
@@ -153,6 +195,7 @@ async def estimate_run(
         stand_ins.append(llm)
         return llm
 
+    wakes = _Wakes()
     with tempfile.TemporaryDirectory(prefix="friendsim-estimate-") as tmp:
         result = await run_experiment(
             dry,
@@ -160,6 +203,7 @@ async def estimate_run(
             config_path=config_path,
             llm_factory=factory,
             env=env,
+            listener=wakes,
         )
     batchable = cfg.experiment.mode == "rounds"
     rows = price_requests(sink, make_ledger(cfg).prices, batchable=batchable)
@@ -170,6 +214,8 @@ async def estimate_run(
         max_output_tokens=sum(s.max_output_tokens for s in stand_ins),
         windows=len(result.windows),
         live_specs=tuple(sorted({s for s in specs if not spec_batches(s, fleet=fleet)})),
+        wakes=result.manifest.totals.get("wakes", 0),
+        expected=wakes.run,
     )
 
 
@@ -197,6 +243,14 @@ def format_estimate(est: RunEstimate) -> list[str]:
             "note: [llm].batch: no batch API for "
             + ", ".join(mask_userinfo(s) for s in est.live_specs)
             + " (an endpoint pool or a model without one); priced live"
+        )
+    if (e := est.expected) is not None:
+        agents = "agent" if e.top_agents == 1 else "agents"
+        lines.append(
+            f"wakes: {est.wakes:,} in the dry run; expected {e.acting:,.0f} of the "
+            f"{e.configured:,.0f} the rates ask for: tick = {e.tick:g} s loses "
+            f"{e.lost_share:.0%} (several wakes of an agent in one slice count as one), "
+            f"{e.top_lost_share:.0%} for the most active 1% ({e.top_agents} {agents})"
         )
     lines.append(json.dumps(est.to_json(), sort_keys=True))
     return lines

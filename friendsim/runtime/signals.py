@@ -22,24 +22,40 @@ import asyncio
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from friendsim._signals import routed
 from friendsim.runtime.engine import RunListener, WindowTally
+
+if TYPE_CHECKING:
+    from friendsim.runtime.continuous import ExpectedWakes
 
 T = TypeVar("T")
 
 
 class WindowWatch(RunListener):
-    """Remembers the last window that ended; forwards every hook to ``inner`` (if any)."""
+    """Remembers the last window that ended; forwards every hook to ``inner`` (if any), and
+    hands a continuous run's expected wakes per window to ``on_wakes`` (if any)."""
 
-    def __init__(self, inner: RunListener | None = None) -> None:
+    def __init__(
+        self,
+        inner: RunListener | None = None,
+        *,
+        on_wakes: Callable[[ExpectedWakes], None] | None = None,
+    ) -> None:
         self.inner = inner
+        self.on_wakes = on_wakes
         self.last_window = 0
 
     def run_started(self, *, windows: int, agents: int) -> None:
         if self.inner is not None:
             self.inner.run_started(windows=windows, agents=agents)
+
+    def wakes_expected(self, *, window: ExpectedWakes, run: ExpectedWakes) -> None:
+        if self.on_wakes is not None:
+            self.on_wakes(window)
+        if self.inner is not None:
+            self.inner.wakes_expected(window=window, run=run)
 
     def wake_applied(self, tally: WindowTally) -> None:
         if self.inner is not None:
