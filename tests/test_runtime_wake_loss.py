@@ -15,7 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from friendsim.runtime.continuous import LOST_WAKES_WARNING, expected_wakes, wake_rates
+from friendsim.runtime.continuous import (
+    LOST_WAKES_WARNING,
+    expected_wakes,
+    loses_wakes,
+    wake_rates,
+)
 
 L = 3600.0
 
@@ -203,3 +208,20 @@ def test_a_listener_without_the_wakes_hook_still_runs_a_continuous_experiment(
     listener = Counting()
     api.run(cfg, tmp_path / "out", listener=listener)  # type: ignore[arg-type]
     assert listener.ended == [1, 2]
+
+
+def test_a_tail_losing_its_wakes_warns_even_when_the_population_loses_few() -> None:
+    """999 agents waking half a time a window and one waking 20 times: a 300 s tick keeps
+    about 98 % of the 999's wakes (λ = 1/24 per slice) but under half of the most active
+    agent's (λ = 5/3), so the population loses under 5 % and the warning still comes, for the
+    most active 1 % (that agent and nine of the others), which loses about 40 %."""
+    rates = np.full(1000, 0.5 / L)
+    rates[17] = 20.0 / L
+    got = expected_wakes(rates, tick=300.0, window_length=L)
+    assert got.top_agents == 10
+    assert got.lost_share < LOST_WAKES_WARNING and got.top_lost_share > 0.25
+    assert loses_wakes(got)
+    even = expected_wakes(np.full(1000, 0.5 / L), tick=300.0, window_length=L)
+    assert not loses_wakes(even)  # about 2 % lost, the same for the most active 1 %
+    assert even.lost_share < 0.03
+    assert even.top_lost_share == pytest.approx(even.lost_share)

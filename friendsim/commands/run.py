@@ -40,7 +40,8 @@ experiment files.
 A progress line shows window k/K, actions, votes, failures, model calls, retries,
 spend and the elapsed time (plain lines per window when stderr is not a terminal).
 In continuous mode a warning says when the tick slices lose more than 5 % of the
-configured wakes (several wakes of an agent in one slice count as one).
+configured wakes, or more than 25 % of the most active 1 %'s (several wakes of an
+agent in one slice count as one).
 Ctrl-C (or SIGTERM) stops the run within seconds, cancelling the model calls in
 flight, without losing anything recorded; a second Ctrl-C stops at once. Either
 way the run can be resumed with --resume. When every window ran (completed or
@@ -430,11 +431,11 @@ def stopped_line(what: str, exc: RunStopped, out: Path, hint: str) -> str:
 
 
 def _warn_lost_wakes(window: ExpectedWakes) -> None:
-    """Warn (one line on stderr) when a continuous run's slices lose more than
-    :data:`~friendsim.runtime.continuous.LOST_WAKES_WARNING` of the configured wakes."""
-    from friendsim.runtime.continuous import LOST_WAKES_WARNING, lost_wakes_line
+    """Warn (one line on stderr) when a continuous run's slices lose a noticeable share of the
+    configured wakes, or of its most active agents' (:func:`~friendsim.runtime.continuous.loses_wakes`)."""
+    from friendsim.runtime.continuous import loses_wakes, lost_wakes_line
 
-    if window.lost_share > LOST_WAKES_WARNING:
+    if loses_wakes(window):
         sys.stderr.write(f"friendsim run: warning: {lost_wakes_line(window)}\n")
 
 

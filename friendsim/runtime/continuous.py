@@ -152,6 +152,16 @@ def _acted_slices(rates: np.ndarray, *, start: float, end: float, tick: float) -
 
 LOST_WAKES_WARNING = 0.05
 """``friendsim run`` warns when the slices lose more than this share of the configured wakes."""
+TOP_LOST_WAKES_WARNING = 0.25
+"""... or more than this share of the most active 1 %'s: a heavy tail can lose most of its wakes
+while the population as a whole loses few, and the tail is what heavy-tailed activity is for."""
+
+
+def loses_wakes(window: ExpectedWakes) -> bool:
+    """Whether ``friendsim run`` warns about ``window``'s figures (a full window's
+    :func:`expected_wakes`): the population loses more than :data:`LOST_WAKES_WARNING` of its
+    configured wakes, or its most active 1 % more than :data:`TOP_LOST_WAKES_WARNING`."""
+    return window.lost_share > LOST_WAKES_WARNING or window.top_lost_share > TOP_LOST_WAKES_WARNING
 
 
 def lost_wakes_line(window: ExpectedWakes) -> str:
