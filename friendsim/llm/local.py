@@ -27,10 +27,11 @@ use (``os.sched_getaffinity``) less the cores other work keeps busy when the mod
 took 4.9 tok/s with n_threads=2 but 25.7 tok/s with n_threads=1 (spin-waiting threads); idle,
 2 threads are faster.
 
-Prompt prefixes: a llama.cpp RAM prompt cache (``prompt_cache_mb``, 256 MB) keeps the evaluated
-state of recent prompts; a call whose prompt shares a longer prefix with a cached state than
-with the context's current tokens restores that state and evaluates only the rest (an agent's
-system prompt; the whole plan when one of its actions is re-asked).
+Prompt prefixes: a RAM cache of evaluated prompt states (``prompt_cache_mb``, 256 MB, every byte
+counted: :mod:`friendsim.llm.prompt_states`) keeps the state of recent prompts; a call whose
+prompt shares a longer prefix with a cached state than with the context's current tokens
+restores that state and evaluates only the rest (an agent's system prompt; the whole plan when
+one of its actions is re-asked).
 
 Free text: ``repeat_penalty`` (1.15) against the loops a 135M model falls into; grammar-bound
 JSON is sampled without it (keys and enum values repeat by design). ``LLMRequest.stop``
@@ -245,9 +246,9 @@ class _SharedModel:
                         verbose=False,
                     )
                 if self.prompt_cache_mb > 0:
-                    self._llama.set_cache(
-                        llama_cpp.LlamaRAMCache(capacity_bytes=self.prompt_cache_mb << 20)
-                    )
+                    from friendsim.llm.prompt_states import PromptStateCache
+
+                    self._llama.set_cache(PromptStateCache(self.prompt_cache_mb << 20))
             except (ValueError, RuntimeError) as exc:
                 raise ProviderConfigError(
                     f"llama.cpp could not load local model {self.source.name!r} from {str(path)!r}: {exc}"
