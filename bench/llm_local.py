@@ -16,7 +16,8 @@ the embedded model, through the real runtime, platform and SQLite log) and check
 newcomer should see: wall time, at least one post, comment, DM and vote in the log, the share
 of planned action slots that were applied, and no topic that is a tone word. ``--compete``
 runs one CPU-bound process (``python -c 'while 1: pass'``) beside it for the whole run, as on
-a laptop that is busy with something else. Each result carries the load average before and
+a laptop that is busy with something else. ``peak_rss_mib`` is the benchmark process's peak
+resident memory from the OS (``getrusage``): the model, its context and prompt cache, the run. Each result carries the load average before and
 after (``os.getloadavg``): other work on the machine counts too.
 
 llama.cpp threads spin while waiting for each other, so two CPU-heavy processes on 2 cores can
@@ -33,6 +34,7 @@ import importlib.util
 import json
 import os
 import random
+import resource
 import sqlite3
 import sys
 import tempfile
@@ -245,6 +247,7 @@ async def bench_quickstart(model: str | None, threads: int | None, compete: bool
         "applied_share": round(applied / slots, 3) if slots else None,
         **checks,
         "every_kind": all(checks[k] > 0 for k in ("posts", "comments", "dms", "votes")),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "loadavg_before": load_before,
         "loadavg_after": _load(),
     }
