@@ -9,12 +9,22 @@ a ``concurrent`` moderator) and records one ``ModerationDecided`` per verdict in
 flushes. Decisions therefore sit at the same place of the log in every run with the same seed
 and answers, and take effect at once (the platform honours them from the next feed on). A
 review that failed is recorded as ``ActionFailed(stage="moderation")`` and decides nothing.
+
+Regimes: a run whose ``[moderation]`` changes at a window (a fork) is described by
+:class:`ModerationRegime` values, never by swapping the service's moderator while it runs. An
+item is reviewed by the regime in force in the window it was posted in (its
+``ModerationItem.window``, the window its decisions belong to), whenever the sweep that reviews
+it runs; an item whose regime has no moderator (moderation off) is never reviewed, not even by a
+later regime. A regime's moderator reviews only the items of its own windows, so its state
+(a rule moderator's strike counts) starts with nothing reviewed.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from itertools import groupby
 from typing import Any, Protocol
 
 import structlog
@@ -49,20 +59,37 @@ class _PlatformLike(Protocol):
     async def flush(self) -> int: ...
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModerationRegime:
+    """The moderator (``None``: moderation off) that reviews the items posted from window
+    ``start`` on (up to the next regime's start)."""
+
+    start: int
+    moderator: Moderator | None
+
+
 class ModerationService:
-    """See the module docstring; ``concurrency`` bounds reviews in flight."""
+    """See the module docstring. Give either ``moderator`` (one for the whole run) or
+    ``regimes``; ``concurrency`` bounds reviews in flight."""
 
     def __init__(
         self,
         platform: _PlatformLike,
         *,
-        moderator: Moderator,
+        moderator: Moderator | None = None,
+        regimes: Sequence[ModerationRegime] = (),
         concurrency: int = 8,
         name: str = "moderation",
         maxsize: int = 4096,
     ) -> None:
+        if (moderator is None) == (not regimes):
+            raise ValueError("ModerationService takes either a moderator or regimes")
+        if not regimes:
+            regimes = (ModerationRegime(start=1, moderator=moderator),)
+        self.regimes = tuple(sorted(regimes, key=lambda r: r.start))
+        if self.regimes[0].start != 1:
+            raise ValueError("the first moderation regime must start at window 1")
         self.platform = platform
-        self.moderator = moderator
         self.name = name
         self._maxsize = maxsize
         self._sem = asyncio.Semaphore(max(1, concurrency))
@@ -109,6 +136,14 @@ class ModerationService:
     def _on_event(self, event: Event) -> None:
         self.items.feed(event)
 
+    def moderator_of(self, window: int) -> Moderator | None:
+        """The moderator of the items posted in ``window`` (``None``: they are not reviewed)."""
+        found = self.regimes[0].moderator
+        for r in self.regimes:
+            if r.start <= window:
+                found = r.moderator
+        return found
+
     async def sweep(self) -> int:
         """Review every item committed so far and record the decisions; returns how many.
 
@@ -126,20 +161,26 @@ class ModerationService:
             )
         if self._error is not None:
             raise RuntimeError(f"{self.name} failed: {self._error!r}") from self._error
-        items = self.items.take()
-        if not items:
+        asked = [
+            (i, m) for i in self.items.take() if (m := self.moderator_of(i.window)) is not None
+        ]
+        if not asked:
             return 0
-        if self.moderator.concurrent:
-            reviews = await asyncio.gather(*(self._review(i) for i in items))
-        else:
-            reviews = [await self._ask(i) for i in items]
+        reviews: list[Review | Any] = []
+        for _, run in groupby(asked, key=lambda a: id(a[1])):  # one moderator's items in a row
+            items = list(run)
+            moderator = items[0][1]
+            if moderator.concurrent:
+                reviews += await asyncio.gather(*(self._review(moderator, i) for i, _ in items))
+            else:
+                reviews += [await self._ask(moderator, i) for i, _ in items]
         recorded = 0
         now = self.platform.clock.now()
-        for item, review in zip(items, reviews, strict=True):
+        for (item, moderator), review in zip(asked, reviews, strict=True):
             if not isinstance(review, Review) or not all(
                 isinstance(v, Verdict) for v in review.verdicts
             ):
-                review = self._not_a_review(review)
+                review = self._not_a_review(moderator, review)
             if review.failure is not None:
                 f = review.failure
                 await self.platform.record(
@@ -150,45 +191,45 @@ class ModerationService:
                         reason=f.reason,
                         detail=f.detail,
                         attempts=f.attempts,
-                        action={"post_id": item.post_id, "moderator": self.moderator.name},
+                        action={"post_id": item.post_id, "moderator": moderator.name},
                     )
                 )
                 self.failures += 1
                 if f.reason in LOST_REASONS:
                     self.lost_reviews += 1
             for v in review.verdicts:
-                await self.platform.record(decision_event(item, v, self.moderator.name, t=now))
+                await self.platform.record(decision_event(item, v, moderator.name, t=now))
                 recorded += 1
         self.decisions += recorded
         await self.platform.flush()
         return recorded
 
-    def _not_a_review(self, answer: Any) -> Review:
+    def _not_a_review(self, moderator: Moderator, answer: Any) -> Review:
         r"""A plug-in moderator's answer that is not a :class:`Review` of :class:`Verdict`\ s:
         recorded as that moderator's failure on the item (which stays as it is), naming it."""
         return Review(
             failure=Failure(
                 stage="moderation",
                 reason="moderator_error",
-                detail=f"moderator {self.moderator.name!r} answered "
+                detail=f"moderator {moderator.name!r} answered "
                 f"{type(answer).__name__}, not a Review of Verdicts",
             )
         )
 
-    async def _review(self, item: ModerationItem) -> Review:
+    async def _review(self, moderator: Moderator, item: ModerationItem) -> Review | Any:
         async with self._sem:
-            return await self._ask(item)
+            return await self._ask(moderator, item)
 
-    async def _ask(self, item: ModerationItem) -> Review | Any:
-        """The moderator's answer on ``item``; an exception it raised (other than those that
+    async def _ask(self, moderator: Moderator, item: ModerationItem) -> Review | Any:
+        """``moderator``'s answer on ``item``; an exception it raised (other than those that
         stop the run) is its failure on that item, named, and the other items go on."""
         try:
-            return await self.moderator.review(item)
+            return await moderator.review(item)
         except STOPS_THE_RUN:
             raise
         except Exception as exc:
             log.warning("moderator_error", post_id=item.post_id, error=repr(exc))
-            detail = f"moderator {self.moderator.name!r} raised {type(exc).__name__}: {exc}"
+            detail = f"moderator {moderator.name!r} raised {type(exc).__name__}: {exc}"
             return Review(
                 failure=Failure(stage="moderation", reason="moderator_error", detail=detail[:500])
             )

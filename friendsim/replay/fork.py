@@ -12,23 +12,42 @@ that spent its budget at that window; window W+1 on is judged as in any run. The
 over at the boundary, each part at the first moment it can act without touching the prefix: the
 coach and the reward scorer from the processing of ``WindowEnded(W)`` (so with coaching switched
 on, guidance for window W is issued right after the prefix and agents are coached in window W+1);
-the agents' view of guidance, the feed ranker and the feed size from window W+1. More or fewer
-windows follow (``rounds``/``duration``). In-memory state carries over exactly as in an
-uninterrupted run. Both reward settings are scored from the first event on, so the new scorer's
-state at the switch is the one the log implies; in-memory state (agent memory, coach context,
-RNGs) carries over exactly as in an uninterrupted run. The new manifest's ``fork`` entry records the lineage: parent run dir, parent manifest hash,
+the agents' view of guidance, the feed ranker and the feed size from window W+1; the
+moderation from the items of window W+1 (below). More or fewer windows follow
+(``rounds``/``duration``). Both reward settings are scored from the first event on, so the new
+scorer's state at the switch is the one the log implies; in-memory state (agent memory, coach
+context, a moderator's strike counts, RNGs) carries over exactly as in an uninterrupted run.
+
+Moderation (``[moderation]``: switched on or off, another moderator, other parameters or
+provider): every item is reviewed under the ``[moderation]`` in force in the window it was
+posted in (:class:`~friendsim.moderation.service.ModerationRegime`). So the new moderation
+reviews exactly the items posted from window W+1 on, the first at the sweep that follows window
+W+1's interventions, and never an item of the prefix: those were reviewed, or not, by the
+parent's moderation in the prefix. None is pending at ``WindowEnded(W)`` (a sweep follows every
+wake and every intervention; votes and survey answers are no items); one that were would be
+reviewed by the parent's moderation, as in the parent. A parent without moderation leaves its
+prefix unreviewed for good: a fork that switches moderation on records no ``ModerationDecided``
+about an item of windows 1..W. A changed moderator starts with nothing reviewed (a rule
+moderator's strikes from zero); a fork that leaves ``[moderation]`` as it was keeps the
+parent's moderator, state included. Decisions of the prefix stay in force whatever the fork
+says: a removed item stays removed, a label stays, a shadowban holds and a suspension runs to
+its end, also with moderation switched off. An LLM moderator of the parent is answered from
+the parent's cache in the prefix, as every model request there is.
+
+The new manifest's ``fork`` entry records the lineage: parent run dir, parent manifest hash,
 fork window, prefix last seq, the prefix's sha256, and the phases before the new config
-(:mod:`friendsim.replay.phases`), so that the fork can be resumed, re-run and forked again
-with each window under the config it ran under. A fork of a fork keeps its parent's phases up
-to the fork window.
+(:mod:`friendsim.replay.phases`, ``[moderation]`` included), so that the fork can be resumed,
+re-run and forked again with each window under the config it ran under. A fork of a fork keeps
+its parent's phases up to the fork window.
 
 What may change at the fork (anything else is a :class:`~friendsim.rundir.errors.RunInputError`
-naming the key): ``[coach]``, ``[rewards]`` (the coach's scorer is rebuilt and re-fed the prefix), ``[feed]``,
-``[ties]`` (analysis only), ``[experiment].name/rounds/duration`` and the ``[llm]`` limits and
-cache mode. The agents, seed, theme, time structure and models must stay: the prefix must be the
-parent's. Personas are the parent's. ``[[interventions]]`` and ``[[surveys]]`` are compared each
-as one setting (:func:`~.config.settings`), an items file of the new config read relative to it
-(the parent's manifest holds the items themselves).
+naming the key): ``[coach]``, ``[rewards]`` (the coach's scorer is rebuilt and re-fed the
+prefix), ``[feed]``, ``[moderation]``, ``[ties]`` (analysis only),
+``[experiment].name/rounds/duration`` and the ``[llm]`` limits and cache mode. The agents, seed,
+theme, time structure and models must stay: the prefix must be the parent's. Personas are the
+parent's. ``[[interventions]]`` and ``[[surveys]]`` are compared each as one setting
+(:func:`~.config.settings`), an items file of the new config read relative to it (the parent's
+manifest holds the items themselves); they cannot change.
 """
 
 from __future__ import annotations
@@ -68,6 +87,7 @@ SWITCHABLE = {
     "coach": None,
     "rewards": None,
     "feed": None,
+    "moderation": None,
     "ties": None,
 }
 
@@ -112,8 +132,8 @@ def changes(parent: ExperimentConfig, child: ExperimentConfig) -> dict[str, Any]
             raise RunInputError(
                 f"fork: {setting_label(name)} differs from the parent run ({a[name]!r} -> "
                 f"{b[name]!r}); a fork may only change "
-                "[coach], [rewards], [feed], [ties], [experiment].name/rounds/duration and "
-                "[llm] limits/cache"
+                "[coach], [rewards], [feed], [moderation], [ties], "
+                "[experiment].name/rounds/duration and [llm] limits/cache"
             )
         out[name] = [a[name], b[name]]
     return out

@@ -4,8 +4,8 @@ A run made by ``friendsim run`` has one config; a fork has its parent's phases u
 window and the new config after it (:mod:`friendsim.replay.fork`). Every re-execution (resume,
 re-run, a fork of a fork) must ask each window the questions it asked when recorded, so each
 window has to run under the config it ran under: re-deriving a fork's shared windows under the
-new config (coaching switched on, another feed) asks other questions, which the recorded cache
-cannot answer.
+new config (coaching switched on, another feed, moderation that removes what the parent kept)
+asks other questions, which the recorded cache cannot answer.
 
 The manifest records the final config (``config``); a fork's lineage (``fork.phases``) records
 each earlier phase as its start window and the top-level keys in which it differs from the final

@@ -10,14 +10,16 @@ Wiring, in order: take the run lock and check the directory -> personas (file or
 -> manifest (``status="running"``) -> platform (agents registered sorted by id, with their group
 attributes and dominant policy) -> one LLM stack per distinct provider spec (shared ledger, one
 cache file) -> one policy per agent -> a reward scorer and coach per phase, in one coach service
--> engine -> scheduler. Everything is closed in ``finally``, and the manifest is rewritten with the
-outcome.
+-> the instruments (a moderator per phase, in one moderation service) -> engine -> scheduler.
+Everything is closed in ``finally``, and the manifest is rewritten with the outcome.
 
 Config values and where they act: the first phase's config fixes the population, the seed, the
 theme, the time structure and the policies (a fork may not change them); the last phase's config
-fixes the number of windows, the ``[llm]`` limits and cache mode, and is the config the manifest
-records. ``[llm] concurrency`` is the most requests in flight per provider spec, agents and an LLM
-coach of that spec together; the coach service runs at most that many coach calls at once.
+fixes the number of windows, the ``[llm]`` limits and cache mode, the interventions and surveys,
+and is the config the manifest records; coaching, rewards, the feed and moderation follow the
+phase in force. ``[llm] concurrency`` is the most requests in flight per provider spec, agents
+and an LLM coach of that spec together; the coach service runs at most that many coach calls at
+once.
 """
 
 from __future__ import annotations
@@ -112,8 +114,9 @@ class RunPlan:
     """What to run, as data.
 
     ``phases``: the configs in force, the first from window 1. During window ``w`` the feed
-    rules and whether agents see tips follow the phase in force at ``w``; the scores of window
-    ``w`` and the guidance written after it follow the phase in force at ``w + 1``.
+    rules and whether agents see tips follow the phase in force at ``w``, and so does the
+    moderation of the items posted in ``w``; the scores of window ``w`` and the guidance written
+    after it follow the phase in force at ``w + 1``.
     ``recorded_until_seq``: while the log holds fewer events than this, a model request that
     misses the cache is refused (:class:`~friendsim.llm.errors.CacheMissError`): re-deriving a
     recorded prefix never calls a live model. A request that has no recorded answer but a
@@ -654,9 +657,12 @@ async def _run_locked(
     specs: dict[str, str] = (
         dict(manifest.models) if agent_policies.uses_llm(first.agents.policy) else {}
     )
-    coach_specs = {s for p in plan.phases if (s := coach_spec(p.config, env)) is not None}
-    if (mod_spec := moderation_spec(cfg, env)) is not None:
-        coach_specs.add(mod_spec)
+    coach_specs = {
+        s
+        for p in plan.phases
+        for s in (coach_spec(p.config, env), moderation_spec(p.config, env))
+        if s is not None
+    }
     ledger = ledger if ledger is not None else make_ledger(cfg)
     if budget is None and cfg.llm.budget_usd is not None:
         budget = Budget(cfg.llm.budget_usd, ledger)

@@ -8,7 +8,9 @@ LLM moderator's provider spec, opened with the other stacks) and :func:`open_ins
 :class:`~.instruments.Instruments` hooks, or ``None`` for a run that uses none — whose log is
 then exactly as before).
 
-The instruments follow the plan's final config (the one the manifest records).
+The interventions and surveys follow the plan's final config (the one the manifest records; a
+fork may not change them). Moderation follows each phase (:func:`moderation_regimes`): the
+items posted in a window are reviewed under the ``[moderation]`` in force in that window.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING
 from friendsim.agents.persona import Persona
 from friendsim.moderation.kinds import MODERATORS
 from friendsim.moderation.kinds import uses_llm as moderator_uses_llm
-from friendsim.moderation.service import ModerationService
+from friendsim.moderation.service import ModerationRegime, ModerationService
 from friendsim.runtime.config import ConfigError, ExperimentConfig, resolve_auto_provider
 from friendsim.runtime.instruments import Instruments, instruments_used
 from friendsim.runtime.instruments_config import InterventionSpec, ItemsFileError, inline_items
@@ -201,6 +203,29 @@ def moderation_spec(cfg: ExperimentConfig, env: Mapping[str, str] | None = None)
     return resolve_auto_provider(env) if spec == "auto" else spec
 
 
+def moderation_regimes(
+    plan: RunPlan, stacks: Mapping[str, LLMStack], env: Mapping[str, str] | None
+) -> list[ModerationRegime]:
+    """One :class:`~friendsim.moderation.service.ModerationRegime` per run of consecutive
+    phases of ``plan`` with the same ``[moderation]`` (so a fork that leaves it as it was keeps
+    one moderator, its state carried through), its moderator built from that section (``None``
+    where moderation is off). ``stacks``: the run's LLM stacks, by provider spec
+    (:func:`moderation_spec`)."""
+    regimes: list[ModerationRegime] = []
+    last = None
+    for phase in plan.phases:
+        mod = phase.config.moderation
+        if regimes and mod == last:
+            continue
+        last = mod
+        moderator = None
+        if mod.enabled:
+            spec = moderation_spec(phase.config, env)
+            moderator = MODERATORS.create(mod.kind, mod.params, llm=stacks[spec] if spec else None)
+        regimes.append(ModerationRegime(start=phase.start, moderator=moderator))
+    return regimes
+
+
 async def open_instruments(
     plan: RunPlan,
     *,
@@ -213,16 +238,15 @@ async def open_instruments(
 ) -> Instruments | None:
     """The run's instruments, started (the moderation service subscribes to the bus)."""
     cfg, first = plan.final, plan.first
-    if not instruments_used(cfg):
+    moderated = any(p.config.moderation.enabled for p in plan.phases)
+    if not (instruments_used(cfg) or moderated):
         return None
     moderation: ModerationService | None = None
-    if cfg.moderation.enabled:
-        spec = moderation_spec(cfg, env)
-        moderator = MODERATORS.create(
-            cfg.moderation.kind, cfg.moderation.params, llm=stacks[spec] if spec else None
-        )
+    if moderated:
         moderation = ModerationService(
-            platform, moderator=moderator, concurrency=cfg.llm.concurrency
+            platform,
+            regimes=moderation_regimes(plan, stacks, env),
+            concurrency=cfg.llm.concurrency,
         )
         await moderation.start()
     population: list[Persona] = list(personas)
