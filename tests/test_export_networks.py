@@ -186,6 +186,98 @@ def test_graphml_writes_one_windows_network_with_every_agent(
     }
 
 
+def test_graphml_at_theta_is_the_tie_network_analyze_measures(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """``--theta T`` writes window W's undirected tie network binarised at T: node for node and
+    edge for edge ``Run.graphs(window=W).ties[T]``, with the density ``friendsim analyze``
+    reports for W at T (without it, the directed strengths, every pair with one)."""
+    from friendsim.analysis.analyze import tie_params_from_manifest
+    from friendsim.analysis.summary import theta_key
+
+    dropped = isolated = 0
+    for path in runs.values():
+        run = api.open_run(path)
+        _, thetas = tie_params_from_manifest(run.manifest)
+        code, stdout, err = cli("analyze", path, "--json")
+        assert code == 0, err
+        ties = json.loads(stdout)["network"]["ties"]
+        reported = {row["window"]: row["thetas"] for row in ties["per_window"]}
+        before = tree(path)
+        for w in ended(run):
+            graphs = run.graphs(window=w)
+            for th in thetas:
+                out = tmp_path / f"{path.name}-{w}-{th}.graphml"
+                code, stdout, err = cli(
+                    "log", "export", path, "--table", "ties", "--format", "graphml",
+                    "--window", w, "--theta", th, "--out", out,
+                )  # fmt: skip
+                assert code == 0, err
+                assert f"window {w} at theta={th:g}" in stdout and "thresholds" not in stdout
+                g, want = nx.read_graphml(out), graphs.ties[th]
+                assert not g.is_directed()
+                assert {k: g.graph[k] for k in ("window", "table", "theta")} == {
+                    "window": w, "table": "ties", "theta": th,
+                }  # fmt: skip
+                assert sorted(g.nodes) == sorted(want.nodes) == sorted(graphs.follow.nodes)
+                assert {frozenset(e): d for *e, d in g.edges(data=True)} == {
+                    frozenset(e): d for *e, d in want.edges(data=True)
+                }, (path.name, w, th)
+                metrics = reported[w][theta_key(th)]
+                assert (metrics["nodes"], metrics["edges"]) == (len(g), g.number_of_edges())
+                assert nx.density(g) == pytest.approx(metrics["density"], abs=1e-12)
+                directed = {frozenset(pair) for pair in graphs.tie_strengths}
+                dropped += len(directed) - g.number_of_edges()
+                isolated += nx.number_of_isolates(g)
+        assert tree(path) == before
+    assert dropped > 0 and isolated > 0  # the threshold and the isolated agents were exercised
+
+
+def test_graphml_at_a_theta_the_run_does_not_report_says_so(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    from friendsim.analysis.ties import tie_graph
+
+    run = api.open_run(runs["continuous"])
+    graphs = run.graphs(window=3)
+    out = tmp_path / "ties.graphml"
+    code, stdout, err = cli(
+        "log", "export", runs["continuous"], "--table", "ties", "--theta", 0.15, "--out", out
+    )
+    assert code == 0, err
+    assert "theta=0.15 is not one of the run's [ties] thresholds (0.01, 0.05, 0.1)" in stdout
+    g = nx.read_graphml(out)
+    want = tie_graph(graphs.tie_strengths, theta=0.15, nodes=graphs.follow.nodes)
+    assert 0 < g.number_of_edges() < graphs.ties[0.1].number_of_edges()
+    assert set(g.nodes) == set(want.nodes)
+    assert {frozenset(e): d for *e, d in g.edges(data=True)} == {
+        frozenset(e): d for *e, d in want.edges(data=True)
+    }
+
+
+def test_theta_out_of_range_or_without_ties_graphml_exits_2_and_writes_nothing(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    run = runs["rounds"]
+    g = tmp_path / "t.graphml"
+    for bad in ("0", "-0.1", "1.5", "nan"):
+        refused("log", "export", run, "--table", "ties", "--theta", bad, "--out", g,
+                words=("--theta", "(0, 1]"), out=g)  # fmt: skip
+    for table in ("follows", "interactions"):
+        refused("log", "export", run, "--table", table, "--theta", 0.1, "--out", g,
+                words=("--theta", "--table ties", f"not --table {table}"), out=g)  # fmt: skip
+    for table in ("events", "rewards"):
+        out = tmp_path / "t.jsonl"
+        refused("log", "export", run, "--table", table, "--theta", 0.1, "--out", out,
+                words=("--theta", "--table ties"), out=out)  # fmt: skip
+    for fmt in ("jsonl", "parquet"):
+        out = tmp_path / f"t.{fmt}"
+        out.write_text("old\n")
+        refused("log", "export", run, "--table", "ties", "--format", fmt, "--theta", 0.1,
+                "--out", out, words=("--theta", "--format graphml", f"not {fmt}"),
+                out=out)  # fmt: skip
+
+
 def refused(*argv: object, words: tuple[str, ...], out: Path) -> None:
     code, stdout, err = cli(*argv)
     assert code == 2 and stdout == "", (argv, code, err)

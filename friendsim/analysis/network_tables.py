@@ -23,7 +23,8 @@ pass over the log by the same code :meth:`friendsim.api.Run.graphs` and ``friend
 
 :func:`window_networks` yields each window's rows with the agents then known (every agent is a
 node of the window's network, isolated ones included), so one window can be written as a graph
-(:func:`window_graph`).
+(:func:`window_graph`), and one window's ties as the undirected network binarised at a
+threshold θ that ``friendsim analyze`` measures (:func:`window_tie_graph`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import networkx as nx
 
 from friendsim.analysis.graphs import Interaction, interactions_and_ends
 from friendsim.analysis.sentiment import SentimentModel
-from friendsim.analysis.ties import Pair, TieParams, TieTracker
+from friendsim.analysis.ties import Pair, TieParams, TieTracker, tie_graph
 from friendsim.platform.events import (
     COACH_ACTOR,
     DirectMessageSent,
@@ -204,4 +205,17 @@ def window_graph(table: str, net: WindowNetwork) -> nx.DiGraph:
                     g.add_edge(s, t, weight=0, **dict.fromkeys(INTERACTION_KINDS, 0))
                 g[s][t]["weight"] += row["count"]
                 g[s][t][row["kind"]] += row["count"]
+    return g
+
+
+def window_tie_graph(net: WindowNetwork, *, theta: float) -> nx.Graph:
+    """One window of the ``ties`` table as the network ``friendsim analyze`` measures at
+    ``theta``: exactly :func:`~friendsim.analysis.ties.tie_graph` of its strengths (undirected,
+    an edge where the symmetrised strength is at least θ, carrying it as ``strength``; every
+    agent a node), the graph ``Run.graphs(window=w).ties[theta]`` gives, with the graph
+    attributes ``window``, ``table`` and ``theta``. A θ outside (0, 1] raises
+    :class:`~friendsim.analysis.ties.TieParamsError`."""
+    strengths = {(row["source"], row["target"]): float(row["strength"]) for row in net.rows}
+    g = tie_graph(strengths, theta=theta, nodes=net.agents)
+    g.graph.update(window=net.window, table="ties", theta=float(theta))
     return g

@@ -27,7 +27,8 @@ Check and move a run's event log (the events.db file of a run directory).
            the event log alone and compare with the stored tables
   export   write the event log, the rewards scored from it, or the networks
            (ties, follows, interactions per window) as JSON Lines or Parquet;
-           one window's network as GraphML
+           one window's network as GraphML (with --theta: the tie network
+           'friendsim analyze' measures at that threshold)
   import   check every event of a JSON Lines log (with the same rules as a live
            run) and build a new database from it
 """
@@ -40,6 +41,7 @@ examples:
   friendsim log export runs/paper --table rewards --out rewards.parquet
   friendsim log export runs/paper --table ties --out ties.parquet
   friendsim log export runs/paper --table follows --format graphml --window 3 --out follows.graphml
+  friendsim log export runs/paper --table ties --window 3 --theta 0.05 --out ties.graphml
   friendsim log import events.jsonl copy.db
 """
 
@@ -85,8 +87,12 @@ def register(subparsers: Subparsers) -> None:
         "outside any window, or in a window started again before it ended, is in no window's "
         "rows, and the command says how many there were). --format graphml writes one window's "
         "network (--window, default the last ended) as a directed graph with every agent as a "
-        "node, for Gephi or igraph. Nothing is written when the input is bad (not a run, a "
-        "window that never ended, text-based tie evidence not scored yet).",
+        "node, for Gephi or igraph; with --table ties, --theta T writes instead the undirected "
+        "network that 'friendsim analyze' measures at the threshold T (an edge where the "
+        "symmetrised strength (A[u->v] + A[v->u]) / 2 is at least T, carrying it as strength; "
+        "the graph attributes window, table and theta). Nothing is written when the input is "
+        "bad (not a run, a window that never ended, text-based tie evidence not scored yet, "
+        "--theta outside (0, 1] or without --table ties --format graphml).",
     )
     e.add_argument(
         "db",
@@ -131,6 +137,15 @@ def register(subparsers: Subparsers) -> None:
         metavar="W",
         help="the network tables: only window W (with --format graphml: the window to write, "
         "default the last that ended)",
+    )
+    e.add_argument(
+        "--theta",
+        type=float,
+        default=None,
+        metavar="T",
+        help="with --table ties --format graphml: write the undirected tie network binarised at "
+        "the threshold T in (0, 1], the one 'friendsim analyze' measures at T (the run's "
+        "[ties] thresholds are the ones it reports); default: the directed strengths",
     )
     i = sub.add_parser(
         "import",
@@ -211,6 +226,8 @@ def _export(args: argparse.Namespace) -> int:
     suffix = out.suffix.lower()
     fmt = args.format or {".parquet": "parquet", ".graphml": "graphml"}.get(suffix, "jsonl")
     network = args.table in ("ties", "follows", "interactions")
+    if args.theta is not None:
+        _check_theta_option(args.theta, args.table, fmt)
     if fmt == "graphml" and not network:
         raise ValueError(
             f"--format graphml writes a network: give --table ties, follows or interactions "
@@ -231,7 +248,8 @@ def _export(args: argparse.Namespace) -> int:
         raise ValueError(f"{out}: refusing to overwrite the event log")
     check_output_file(out, what="export")
     if network:
-        sys.stdout.write(_export_network(db, out, fmt, args.table, args.window) + "\n")
+        done = _export_network(db, out, fmt, args.table, args.window, theta=args.theta)
+        sys.stdout.write(done + "\n")
         return 0
     if args.table == "rewards":
         n = _export_rewards(src, out, fmt)
@@ -240,6 +258,27 @@ def _export(args: argparse.Namespace) -> int:
     n = _export_events(db, out, fmt)
     sys.stdout.write(f"wrote {n} events to {out}\n")
     return 0
+
+
+def _check_theta_option(theta: float, table: str, fmt: str) -> None:
+    """``--theta`` binarises one window's tie network: only with ``--table ties --format
+    graphml``, and only in (0, 1] (:func:`~friendsim.analysis.ties.check_theta`)."""
+    from friendsim.analysis.ties import TieParamsError, check_theta
+
+    if table != "ties":
+        raise ValueError(
+            f"--theta binarises the tie network: give --table ties --format graphml (not "
+            f"--table {table})"
+        )
+    if fmt != "graphml":
+        raise ValueError(
+            f"--theta writes one window's tie network as a graph: give --format graphml (not "
+            f"{fmt}; the {fmt} rows hold the strengths to threshold yourself)"
+        )
+    try:
+        check_theta(theta)
+    except TieParamsError:
+        raise ValueError(f"--theta {theta!r} must be in (0, 1]") from None
 
 
 def _export_events(db: Path, out: Path, fmt: str) -> int:
@@ -302,9 +341,12 @@ def _checked_snapshot(db: Path) -> Iterator[Path]:
         yield copy
 
 
-def _export_network(db: Path, out: Path, fmt: str, table: str, window: int | None) -> str:
+def _export_network(
+    db: Path, out: Path, fmt: str, table: str, window: int | None, *, theta: float | None = None
+) -> str:
     """Write the network ``table`` of the log ``db`` (all ended windows, or ``window``) to
-    ``out``; returns what was written, in words. The log is read once, from one snapshot; the
+    ``out``; returns what was written, in words. ``theta`` (ties as GraphML only, checked by
+    :func:`_check_theta_option`): write the window's tie network binarised at θ. The log is read once, from one snapshot; the
     file is written under a temporary name and renamed, so bad input leaves nothing behind."""
     import json
 
@@ -318,6 +360,7 @@ def _export_network(db: Path, out: Path, fmt: str, table: str, window: int | Non
         COLUMNS,
         window_graph,
         window_networks,
+        window_tie_graph,
     )
     from friendsim.analysis.parquet import require_pyarrow, write_atomically, write_rows_parquet
     from friendsim.analysis.rewards_cli import iter_events, malformed_events_named
@@ -326,7 +369,7 @@ def _export_network(db: Path, out: Path, fmt: str, table: str, window: int | Non
 
     run_dir = db.parent
     manifest = run_manifest(run_dir)
-    params, _ = tie_params_from_manifest(manifest)
+    params, thetas = tie_params_from_manifest(manifest)
     if fmt == "parquet":
         require_pyarrow()
     with _checked_snapshot(db) as copy, malformed_events_named(db):
@@ -369,12 +412,19 @@ def _export_network(db: Path, out: Path, fmt: str, table: str, window: int | Non
             picked: list[WindowNetwork] = list(chosen())[-1:]
             if not picked:
                 raise ValueError(f"{db}: no window ended in this run; no network to write")
-            g = window_graph(table, picked[0])
+            if theta is None:
+                g = window_graph(table, picked[0])
+                at = ""
+            else:
+                g = window_tie_graph(picked[0], theta=theta)
+                at = f" at theta={theta:g}"
             write_atomically(out, lambda tmp: nx.write_graphml(g, tmp))
             return (
-                f"wrote the {table} network of window {picked[0].window} "
-                f"({g.number_of_nodes()} agents, {g.number_of_edges()} edges) to {out}"
+                f"wrote the {table} network of window {picked[0].window}{at} "
+                f"({g.number_of_nodes()} agents, {g.number_of_edges()} "
+                f"{'undirected ' if theta is not None else ''}edges) to {out}"
                 + _outside_note(picked[0])
+                + ("" if theta is None else _threshold_note(theta, thetas))
             )
         rows = (row for net in chosen() for row in net.rows)
         if fmt == "parquet":
@@ -403,6 +453,17 @@ def _outside_note(net: WindowNetwork) -> str:
         f"{'were' if n != 1 else 'was'} outside any window (before the first, between windows, "
         "or in a window started again before it ended) and counted in no window's rows, as "
         "the rewards and ties count them"
+    )
+
+
+def _threshold_note(theta: float, thetas: tuple[float, ...]) -> str:
+    """Says so when ``theta`` is not one of the run's ``[ties] thresholds`` (``thetas``), the
+    only ones at which ``friendsim analyze`` reports the network's metrics."""
+    if theta in thetas:
+        return ""
+    return (
+        f"; theta={theta:g} is not one of the run's [ties] thresholds "
+        f"({', '.join(f'{t:g}' for t in thetas)}), so 'friendsim analyze' reports no metrics at it"
     )
 
 
