@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli_run import friendsim
 
 from friendsim.runtime.continuous import (
     LOST_WAKES_WARNING,
@@ -117,18 +115,6 @@ def test_the_slices_are_the_schedulers_at_any_float_tick() -> None:
         assert got.configured == pytest.approx(rates.sum() * duration, rel=1e-9)
 
 
-def friendsim(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    return subprocess.run(
-        [sys.executable, "-m", "friendsim", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=240,
-    )
-
-
 def baseline_config(path: Path, *, tick: float) -> Path:
     path.write_text(
         '[experiment]\nname = "ticks"\nseed = 3\nmode = "continuous"\nn_actions = 1\n'
@@ -148,7 +134,7 @@ WARNING = re.compile(
 
 def test_run_warns_when_a_coarse_tick_loses_wakes_and_not_for_a_fine_one(tmp_path: Path) -> None:
     coarse = baseline_config(tmp_path / "coarse.toml", tick=1800.0)
-    proc = friendsim(tmp_path, "run", str(coarse), "--out", str(tmp_path / "coarse"))
+    proc = friendsim("run", str(coarse), "--out", str(tmp_path / "coarse"))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
     warnings = [line for line in lines if "warning" in line]
@@ -159,7 +145,7 @@ def test_run_warns_when_a_coarse_tick_loses_wakes_and_not_for_a_fine_one(tmp_pat
     tick, share, lost, configured, top_share, top_agents = m.groups()[:6]
     assert float(tick) == 1800.0 and int(top_agents) == 1
     # the same figures as the estimate's (the run's rates; its two windows are full ones)
-    est = friendsim(tmp_path, "run", str(coarse), "--estimate")
+    est = friendsim("run", str(coarse), "--estimate")
     assert est.returncode == 0, est.stderr
     expected = json.loads(est.stdout.splitlines()[-1])["wakes_expected"]
     assert int(share) == round(100 * expected["lost_share"]) > 100 * LOST_WAKES_WARNING
@@ -170,10 +156,10 @@ def test_run_warns_when_a_coarse_tick_loses_wakes_and_not_for_a_fine_one(tmp_pat
     assert float(lost.replace(",", "")) == pytest.approx(per_window[1], abs=0.6)
 
     fine = baseline_config(tmp_path / "fine.toml", tick=10.0)
-    proc = friendsim(tmp_path, "run", str(fine), "--out", str(tmp_path / "fine"))
+    proc = friendsim("run", str(fine), "--out", str(tmp_path / "fine"))
     assert proc.returncode == 0, proc.stderr
     assert "warning" not in proc.stderr and "tick" not in proc.stderr, proc.stderr
-    est = friendsim(tmp_path, "run", str(fine), "--estimate")
+    est = friendsim("run", str(fine), "--estimate")
     assert json.loads(est.stdout.splitlines()[-1])["wakes_expected"]["lost_share"] < 0.05
 
 
