@@ -64,6 +64,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import contextvars
 import json
 import os
 import resource
@@ -169,8 +171,12 @@ def child(spec_path: Path) -> None:
     timings: list[tuple[str, float, float]] = []
     marks: list[float] = []
 
+    sent_at: contextvars.ContextVar[list[float]] = contextvars.ContextVar("sent_at")
+
     class Timed:
-        """The provider, timing every request it sends (below the concurrency cap)."""
+        """The provider, timing every request it sends: from the moment it takes a concurrency
+        slot (where the provider holds the cap itself, as the lean path does, the moment its
+        connection writes it) to its answer read."""
 
         def __init__(self, inner: LLM) -> None:
             self.inner = inner
@@ -179,9 +185,16 @@ def child(spec_path: Path) -> None:
         def model(self) -> str:
             return self.inner.model
 
+        def cap_in_flight(self, limit: int) -> Any:
+            cap = getattr(self.inner, "cap_in_flight", None)
+            return cap(limit) if cap is not None else None
+
         async def complete(self, request: LLMRequest) -> Completion:
+            stamps: list[float] = []
+            sent_at.set(stamps)
             t0 = time.perf_counter()
             out = await self.inner.complete(request)
+            t0 = stamps[-1] if stamps else t0
             timings.append((request.agent or request.system, t0, time.perf_counter()))
             return out
 
@@ -234,6 +247,25 @@ def child(spec_path: Path) -> None:
 
         HTTP11Client.post_json = recording  # type: ignore[method-assign]
 
+        from friendsim.llm import http11
+
+        class StampedCall(http11._Call):
+            __slots__ = ("stamps",)
+
+            def __init__(self, request: bytes, reply: Any) -> None:
+                super().__init__(request, reply)
+                self.stamps = sent_at.get(None)
+
+        send = http11._Connection.send
+
+        def stamped_send(self: Any, call: Any, deadline: float) -> None:
+            if call.stamps is not None:
+                call.stamps.append(time.perf_counter())
+            send(self, call, deadline)
+
+        http11._Call = StampedCall  # type: ignore[misc]
+        http11._Connection.send = stamped_send  # type: ignore[method-assign]
+
     cfg = parse_config(spec["config"])
 
     async def go() -> dict[str, Any]:
@@ -265,6 +297,7 @@ def child(spec_path: Path) -> None:
     out = run(go(), env={LOOP_ENV: spec["loop"]})
     if profile:
         profiler.stop()
+        Path(profile).parent.mkdir(parents=True, exist_ok=True)
         Path(profile).write_text(profiler.output_text(unicode=True, show_all=False))
     out["mind_cpu_s"] = mind_cpu[0]
     out["personas_s"] = personas_time(cfg)
@@ -514,6 +547,12 @@ def main() -> None:
         default=None,
         help="write a pyinstrument profile of each run into this folder",
     )
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="keep each run's directory and its timings (<setting>-<path>.out.json) in this folder",
+    )
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--child", type=Path, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--floor", type=Path, default=None, help=argparse.SUPPRESS)
@@ -545,7 +584,9 @@ def main() -> None:
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
-        with tempfile.TemporaryDirectory() as tmp:
+        with contextlib.ExitStack() as stack:
+            tmp = args.keep or stack.enter_context(tempfile.TemporaryDirectory())
+            Path(tmp).mkdir(parents=True, exist_ok=True)
             loops = ("asyncio", "uvloop") if args.loop == "both" else (args.loop,)
             for setting in args.settings.split(","):
                 for loop in loops:

@@ -18,7 +18,15 @@ This client does only what such a request needs, in a few Python calls per reque
   retries); one timer per request, set once;
 - idle connections wait on a free list; a request takes the most recently used one that is
   still open and not idle for longer than ``keepalive_s`` (or opens one), so finding one costs
-  O(1) whatever the concurrency. At most ``max_connections`` requests are in flight.
+  O(1) whatever the concurrency;
+- at most ``max_connections`` requests are in flight, the others wait in a queue, whole, in the
+  order they came. A slot is handed over where it frees: the connection that has just read a
+  whole answer writes the next queued request at once, inside the same ``data_received``, before
+  the answer's caller (or any other task) runs. Handing it over through a semaphore instead
+  would leave the slot idle until the waiting task's turn on the loop, behind every answer
+  already read and being applied, which at a hundred answers per wave is milliseconds per slot
+  (see ``bench/llm_bound.py``). :meth:`HTTP11Client.cap_in_flight` lets a concurrency limit
+  above (:class:`~friendsim.llm.limits.ConcurrencyLimitedLLM`) use this queue as its own.
 
 ``https://`` works the same on asyncio's TLS transport (certificates checked against
 ``SSL_CERT_FILE`` when set, as httpx does, else certifi's bundle when installed, else the
@@ -35,10 +43,12 @@ Messages name the provider, never a header (so never a key).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import ssl
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from typing import cast
 from urllib.parse import urlsplit
 
@@ -69,6 +79,8 @@ class _Connection(asyncio.Protocol):
         "loop",
         "max_body",
         "need",
+        "on_free",
+        "provider",
         "status",
         "timeout",
         "timer",
@@ -76,8 +88,17 @@ class _Connection(asyncio.Protocol):
         "waiter",
     )  # fmt: skip
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, max_body: int) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        max_body: int,
+        provider: str,
+        on_free: Callable[[_Connection | None], None],
+    ) -> None:
         self.loop = loop
+        self.provider = provider
+        self.on_free = on_free
+        """Called as a request ends here (answered or failed), before its caller hears of it."""
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.waiter: asyncio.Future[HTTPReply] | None = None
@@ -109,7 +130,9 @@ class _Connection(asyncio.Protocol):
         try:
             reply = self._parse()
         except _Broken as exc:
-            self._fail(LLMConnectionError(f"bad HTTP answer: {exc}"))
+            self._fail(
+                LLMConnectionError(f"{self.provider}: connection failed (bad HTTP answer: {exc})")
+            )
             self._close()
             return
         if reply is not None:
@@ -128,7 +151,11 @@ class _Connection(asyncio.Protocol):
                 self._finish(self._reply(bytes(self.body)))
             else:
                 why = f": {exc}" if exc is not None else ""
-                self._fail(LLMConnectionError(f"the server closed the connection{why}"))
+                self._fail(
+                    LLMConnectionError(
+                        f"{self.provider}: connection failed (the server closed the connection{why})"
+                    )
+                )
 
     # -- framing ---------------------------------------------------------------------------
 
@@ -234,41 +261,43 @@ class _Connection(asyncio.Protocol):
 
     # -- one request -----------------------------------------------------------------------
 
-    async def exchange(self, request: bytes, deadline: float) -> HTTPReply:
-        """Send ``request`` (a whole HTTP/1.1 request) and wait for its whole answer, until the
-        loop's clock reaches ``deadline`` (then :class:`LLMTimeoutError`)."""
-        transport = self.transport
-        if transport is None or self.closed or transport.is_closing():
-            raise LLMConnectionError("the connection is closed")
+    def send(self, call: _Call, deadline: float) -> None:
+        """Write ``call``'s request and read its answer into ``call.reply``, until the loop's
+        clock reaches ``deadline`` (then :class:`LLMTimeoutError`). The connection is open and
+        carries nothing else (:attr:`reusable`, or just opened)."""
         self._reset()
-        loop = self.loop
-        self.waiter = waiter = loop.create_future()
-        self.timer = loop.call_at(deadline, self._timed_out)
-        transport.write(request)
-        try:
-            return await waiter
-        finally:
-            self.waiter = None
-            if self.timer is not None:
-                self.timer.cancel()
-                self.timer = None
+        call.conn = self
+        self.waiter = call.reply
+        self.timer = self.loop.call_at(deadline, self._timed_out)
+        assert self.transport is not None
+        self.transport.write(call.request)
 
     def _timed_out(self) -> None:
         self.timer = None
-        self._fail(LLMTimeoutError("request timed out"))
+        self._fail(LLMTimeoutError(f"{self.provider}: request timed out"))
         self._close()
 
+    def _ended(self) -> asyncio.Future[HTTPReply] | None:
+        """The request in flight has ended: its future, no longer this connection's; the timer
+        off; the slot handed on (this connection may already carry the next request)."""
+        waiter, self.waiter = self.waiter, None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if waiter is not None:
+            self.on_free(self)
+        return waiter
+
     def _finish(self, reply: HTTPReply) -> None:
-        waiter = self.waiter
+        waiter = self._ended()
         if waiter is not None and not waiter.done():
             waiter.set_result(reply)
-        self.waiter = None
 
     def _fail(self, exc: Exception) -> None:
-        waiter = self.waiter
+        self.keep = False  # whatever was left of the answer makes the connection unusable
+        waiter = self._ended()
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
-        self.waiter = None
 
     def _close(self) -> None:
         self.closed = True
@@ -277,7 +306,26 @@ class _Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return self.keep and not self.closed and not self.buf
+        transport = self.transport
+        return (
+            self.keep
+            and not self.closed
+            and not self.buf
+            and transport is not None
+            and not transport.is_closing()
+        )
+
+
+class _Call:
+    """One request: its bytes, the future its caller awaits, the connection carrying it once it
+    has left the queue."""
+
+    __slots__ = ("conn", "reply", "request")
+
+    def __init__(self, request: bytes, reply: asyncio.Future[HTTPReply]) -> None:
+        self.request = request
+        self.reply = reply
+        self.conn: _Connection | None = None
 
 
 class HTTP11Client:
@@ -313,11 +361,27 @@ class HTTP11Client:
         self._timeout = timeout_s
         self._keepalive = keepalive_s
         self._max_body = max_body
-        self._slots = asyncio.Semaphore(max_connections)
+        self._max = max_connections
+        self._queue: deque[_Call] = deque()
+        self._opening: set[asyncio.Task[None]] = set()
         self._idle: list[_Connection] = []
         self._ssl: ssl.SSLContext | None = None
+        self.in_flight = 0
+        """Requests holding a slot now (connecting, sent or being answered)."""
+        self.max_in_flight = 0
+        """The most requests that held a slot at once."""
         self.opened = 0
         """Connections opened so far (a keep-alive check for tests and benchmarks)."""
+
+    def cap_in_flight(self, limit: int) -> HTTP11Client:
+        """Hold at most ``limit`` requests in flight (the lower of it and ``max_connections``)
+        and queue the rest here, so that a concurrency limit above can leave its slots to this
+        client, which hands each over where it frees (see module docstring). Returns the
+        client, whose :attr:`in_flight` and :attr:`max_in_flight` count the slots."""
+        if limit < 1:
+            raise ValueError(f"concurrency limit must be >= 1, got {limit}")
+        self._max = min(self._max, limit)
+        return self
 
     def _start(self, path: str) -> bytes:
         line = self._lines.get(path)
@@ -328,7 +392,7 @@ class HTTP11Client:
 
     async def _open(self, deadline: float) -> _Connection:
         loop = asyncio.get_running_loop()
-        max_body = self._max_body
+        max_body, provider, on_free = self._max_body, self._provider, self._freed
         context = None
         if self._tls:
             if self._ssl is None:
@@ -337,7 +401,7 @@ class HTTP11Client:
         try:
             async with asyncio.timeout_at(deadline):
                 _, conn = await loop.create_connection(
-                    lambda: _Connection(loop, max_body),
+                    lambda: _Connection(loop, max_body, provider, on_free),
                     self._host,
                     self._port,
                     ssl=context,
@@ -378,6 +442,57 @@ class HTTP11Client:
         if idle and now - idle[0].idle_since >= self._keepalive:  # the least recently used
             idle.pop(0)._close()
 
+    def _freed(self, conn: _Connection | None) -> None:
+        """A slot has freed (``conn``: the connection its request ended on, if it had one):
+        the next queued request takes it at once, on ``conn`` when it can carry another."""
+        queue = self._queue
+        while queue:
+            call = queue.popleft()
+            if call.reply.done():  # its caller gave up while it waited
+                continue
+            now = asyncio.get_running_loop().time()
+            if conn is not None and conn.reusable:
+                conn.send(call, now + self._timeout)
+            else:
+                if conn is not None:
+                    conn._close()
+                self._launch(call, now)
+            return
+        self.in_flight -= 1
+        if conn is not None:
+            self._give(conn, asyncio.get_running_loop().time())
+
+    def _launch(self, call: _Call, now: float) -> None:
+        """Send ``call``, which holds a slot, on an idle connection, else on a new one opened
+        by a task of its own (its errors go to ``call.reply``; the slot goes on)."""
+        conn = self._take(now)
+        if conn is not None:
+            conn.send(call, now + self._timeout)
+            return
+        task = asyncio.get_running_loop().create_task(self._open_for(call, now + self._timeout))
+        self._opening.add(task)
+        task.add_done_callback(self._opening.discard)
+
+    async def _open_for(self, call: _Call, deadline: float) -> None:
+        try:
+            conn = await self._open(deadline)
+        except Exception as exc:
+            if not call.reply.done():
+                call.reply.set_exception(exc)
+            self._freed(None)
+            return
+        except asyncio.CancelledError:  # the client is closing
+            if not call.reply.done():
+                call.reply.set_exception(
+                    LLMConnectionError(f"{self._provider}: the client was closed")
+                )
+            self._freed(None)
+            raise
+        if call.reply.done():  # its caller gave up while the connection was opening
+            self._freed(conn)
+        else:
+            conn.send(call, deadline)
+
     async def post_json(self, path: str, body: bytes) -> HTTPReply:
         """POST ``body`` (JSON) to ``base_url + path``; the whole answer, whatever its status.
         Raises :class:`LLMTimeoutError` when connecting, sending and reading the answer take
@@ -385,29 +500,47 @@ class HTTP11Client:
         unreachable :class:`LLMConnectionError` when that deadline passes before a connection
         could be opened."""
         request = b"".join((self._start(path), b"content-length: %d\r\n\r\n" % len(body), body))
-        async with self._slots:
-            loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
+        call = _Call(request, loop.create_future())
+        if self.in_flight < self._max and not self._queue:
+            self.in_flight += 1
+            if self.in_flight > self.max_in_flight:
+                self.max_in_flight = self.in_flight
             now = loop.time()
-            deadline = now + self._timeout
-            conn = self._take(now) or await self._open(deadline)
-            try:
-                reply = await conn.exchange(request, deadline)
-            except LLMTimeoutError as exc:
-                conn._close()
-                raise LLMTimeoutError(f"{self._provider}: {exc}") from None
-            except LLMConnectionError as exc:
-                conn._close()
-                raise LLMConnectionError(f"{self._provider}: connection failed ({exc})") from None
-            except BaseException:
-                conn._close()
-                raise
-            self._give(conn, loop.time())
-        return reply
+            conn = self._take(now)
+            if conn is None:
+                try:
+                    conn = await self._open(now + self._timeout)
+                except BaseException:
+                    self._freed(None)
+                    raise
+            conn.send(call, now + self._timeout)
+        else:
+            self._queue.append(call)
+        try:
+            return await call.reply
+        except asyncio.CancelledError:
+            self._abandon(call)
+            raise
+
+    def _abandon(self, call: _Call) -> None:
+        """``call``'s caller was cancelled: out of the queue, or its connection (an answer half
+        read) closed and its slot handed on."""
+        conn = call.conn
+        if conn is None:
+            with contextlib.suppress(ValueError):
+                self._queue.remove(call)  # else a task is opening its connection: it sees
+            return  # the future done and passes the connection on
+        if conn.waiter is call.reply:
+            conn._close()
+            conn._ended()
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
             conn._close()
+        for task in list(self._opening):
+            task.cancel()
 
 
 def _tls_context() -> ssl.SSLContext:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol, runtime_checkable
 
 from friendsim.llm.base import LLM, Completion, LLMRequest
 from friendsim.llm.errors import LLMConnectionError
@@ -24,34 +25,76 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
 
+class InFlightCount(Protocol):
+    """Counts of requests holding a slot, kept by whatever holds the slots."""
+
+    in_flight: int
+    max_in_flight: int
+
+
+@runtime_checkable
+class CapsInFlight(Protocol):
+    """A provider that can hold a concurrency limit itself: it queues the requests beyond
+    ``limit`` and returns its counts, or returns ``None`` when it cannot (then the limit is held
+    above it). The lean OpenAI-compatible path does (:meth:`friendsim.llm.http11.HTTP11Client.
+    cap_in_flight`): its connections hand a freed slot to the next queued request inside the
+    callback that read the answer, where a semaphore here would wake the next caller only at its
+    turn on the event loop, behind every answer already read."""
+
+    def cap_in_flight(self, limit: int) -> InFlightCount | None: ...
+
+
 class ConcurrencyLimitedLLM:
-    """At most ``limit`` calls to ``inner`` in flight; the rest wait on a semaphore (FIFO)."""
+    """At most ``limit`` calls to ``inner`` in flight; the rest wait in arrival order: on a
+    semaphore here, or in ``inner`` where it holds the limit itself (:class:`CapsInFlight`;
+    then ``in_flight`` and ``max_in_flight`` are its counts). A provider shared by stacks with
+    different limits holds the lowest."""
 
     def __init__(self, inner: LLM, limit: int) -> None:
         if limit < 1:
             raise ValueError(f"concurrency limit must be >= 1, got {limit}")
         self.inner = inner
         self.limit = limit
+        held = inner.cap_in_flight(limit) if isinstance(inner, CapsInFlight) else None
+        self._held_below = held
+        self._counts: InFlightCount = held if held is not None else _Counts()
         self._sem = asyncio.Semaphore(limit)
-        self.in_flight = 0
-        self.max_in_flight = 0
 
     @property
     def model(self) -> str:
         return self.inner.model
 
+    @property
+    def in_flight(self) -> int:
+        return self._counts.in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        return self._counts.max_in_flight
+
     async def complete(self, request: LLMRequest) -> Completion:
+        if self._held_below is not None:
+            return await self.inner.complete(request)
+        counts = self._counts
         async with self._sem:
-            self.in_flight += 1
-            if self.in_flight > self.max_in_flight:
-                self.max_in_flight = self.in_flight
+            counts.in_flight += 1
+            if counts.in_flight > counts.max_in_flight:
+                counts.max_in_flight = counts.in_flight
             try:
                 return await self.inner.complete(request)
             finally:
-                self.in_flight -= 1
+                counts.in_flight -= 1
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class _Counts:
+    __slots__ = ("in_flight", "max_in_flight")
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.max_in_flight = 0
 
 
 class TokenBucket:

@@ -214,6 +214,14 @@ class OpenAIChatLLM:
                 pass
         return kwargs
 
+    def cap_in_flight(self, limit: int) -> HTTP11Client | None:
+        """Hold a concurrency limit in the lean path's client, which hands a freed slot to the
+        next request where the answer is read (:class:`~friendsim.llm.limits.CapsInFlight`);
+        ``None`` on the other paths (the limit is then held above)."""
+        if isinstance(self._lean, HTTP11Client):
+            return self._lean.cap_in_flight(limit)
+        return None
+
     @property
     def http_path(self) -> Literal["lean", "httpcore", "sdk"]:
         """The path chat completions take (see module docstring)."""

@@ -14,7 +14,9 @@ Outermost first::
     FailoverLLM          (endpoint pool) a call whose member failed goes to another member
                          through the limits below again
     RateLimitedLLM       waits for RPM/TPM budget *before* taking a concurrency slot
-    ConcurrencyLimitedLLM  holds a slot only while a request is actually in flight
+    ConcurrencyLimitedLLM  holds a slot only while a request is actually in flight (or leaves
+                         the limit to a provider that holds it itself: the lean HTTP client
+                         hands a freed slot on where the answer is read)
     provider             (an endpoint pool when several URLs are given: one member per attempt)
 
 Backoff sleeps happen above the limits, so a retrying call holds no slot while it waits.
