@@ -1,9 +1,11 @@
 """Continuous mode merges an agent's wakes within one ``tick`` slice: :func:`expected_wakes`
 says how many the slices keep (against a Monte Carlo of the scheduler's own draws and closed
-forms), and ``friendsim run`` warns when they lose more than 5 % of the configured wakes."""
+forms), and ``friendsim run`` warns when they lose more than 5 % of the configured wakes, and
+so do ``--resume`` and ``--fork`` for the windows they run."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -13,6 +15,8 @@ import numpy as np
 import pytest
 from test_cli_run import friendsim
 
+from friendsim.runtime.assembly import run_experiment
+from friendsim.runtime.config import load_config
 from friendsim.runtime.continuous import (
     LOST_WAKES_WARNING,
     expected_wakes,
@@ -115,10 +119,10 @@ def test_the_slices_are_the_schedulers_at_any_float_tick() -> None:
         assert got.configured == pytest.approx(rates.sum() * duration, rel=1e-9)
 
 
-def baseline_config(path: Path, *, tick: float) -> Path:
+def baseline_config(path: Path, *, tick: float, windows: int = 2) -> Path:
     path.write_text(
         '[experiment]\nname = "ticks"\nseed = 3\nmode = "continuous"\nn_actions = 1\n'
-        f"window_length = {L}\nduration = {2 * L}\ntick = {tick}\nwake_rate = 4.0\n"
+        f"window_length = {L}\nduration = {windows * L}\ntick = {tick}\nwake_rate = 4.0\n"
         'activity_sigma = 1.0\n[agents]\ncount = 30\npolicy = "baseline"\n'
         "[coach]\nenabled = false\n"
     )
@@ -161,6 +165,93 @@ def test_run_warns_when_a_coarse_tick_loses_wakes_and_not_for_a_fine_one(tmp_pat
     assert "warning" not in proc.stderr and "tick" not in proc.stderr, proc.stderr
     est = friendsim("run", str(fine), "--estimate")
     assert json.loads(est.stdout.splitlines()[-1])["wakes_expected"]["lost_share"] < 0.05
+
+
+def warnings_in(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if "warning" in line]
+
+
+def test_a_fork_warns_for_its_windows_as_the_run_does(tmp_path: Path) -> None:
+    """A fork runs windows W+1 on under its own config, whose ``tick`` (and wake rates) a fork
+    cannot change: forking a coarse-tick run, one window longer, warns with the very line the
+    parent's ``friendsim run`` printed; forking a fine-tick one does not warn, and a fork that
+    would coarsen the tick is refused (exit 2) before any window runs, without the warning."""
+    coarse = baseline_config(tmp_path / "coarse.toml", tick=1800.0)
+    parent = friendsim("run", str(coarse), "--out", str(tmp_path / "coarse"), "--quiet")
+    assert parent.returncode == 0, parent.stderr
+    (line,) = warnings_in(parent.stderr)
+    longer = baseline_config(tmp_path / "coarse3.toml", tick=1800.0, windows=3)
+    proc = friendsim(
+        "run", str(longer), "--fork", str(tmp_path / "coarse"), "--at", "1",
+        "--out", str(tmp_path / "coarse-fork"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert warnings_in(proc.stderr) == [line], proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["changed"] == {
+        "experiment.duration": [2 * L, 3 * L]
+    }
+
+    fine = baseline_config(tmp_path / "fine.toml", tick=10.0)
+    parent = friendsim("run", str(fine), "--out", str(tmp_path / "fine"), "--quiet")
+    assert parent.returncode == 0 and not warnings_in(parent.stderr), parent.stderr
+    longer = baseline_config(tmp_path / "fine3.toml", tick=10.0, windows=3)
+    proc = friendsim(
+        "run", str(longer), "--fork", str(tmp_path / "fine"), "--at", "1",
+        "--out", str(tmp_path / "fine-fork"),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr and "tick" not in proc.stderr, proc.stderr
+    proc = friendsim(
+        "run", str(coarse), "--fork", str(tmp_path / "fine"), "--at", "1",
+        "--out", str(tmp_path / "coarsened"),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "[experiment].tick differs from the parent run" in proc.stderr
+    assert not warnings_in(proc.stderr), proc.stderr
+
+
+def interrupted_after_window_1(config: Path, out: Path) -> None:
+    from friendsim.runtime.status import RunInterrupted
+    from friendsim.testing import stop_after_window
+
+    stop, listener = stop_after_window(1)
+    with pytest.raises(RunInterrupted):
+        asyncio.run(
+            run_experiment(
+                load_config(config), out_dir=out, config_path=config, stop=stop, listener=listener
+            )
+        )
+
+
+def test_a_resume_warns_for_the_windows_it_runs(tmp_path: Path) -> None:
+    """Runs stopped after window 1 of 2: resuming the coarse-tick one (``friendsim run
+    --resume``, and ``friendsim replay --resume``, prefixed with its own name) warns once, with
+    the figures of ``--estimate``, before it runs; resuming the fine-tick one does not."""
+    coarse = baseline_config(tmp_path / "coarse.toml", tick=1800.0)
+    interrupted_after_window_1(coarse, tmp_path / "coarse")
+    proc = friendsim("run", "--resume", str(tmp_path / "coarse"), "--out", str(tmp_path / "r1"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["status"] == "completed"
+    (line,) = warnings_in(proc.stderr)
+    m = WARNING.match(line)
+    assert m, line
+    est = friendsim("run", str(coarse), "--estimate")
+    assert est.returncode == 0, est.stderr
+    expected = json.loads(est.stdout.splitlines()[-1])["wakes_expected"]
+    assert float(m.group(1)) == 1800.0
+    assert int(m.group(2)) == round(100 * expected["lost_share"]) > 100 * LOST_WAKES_WARNING
+    assert int(m.group(5)) == round(100 * expected["top_lost_share"])
+    proc = friendsim("replay", str(tmp_path / "coarse"), "--resume", "--out", str(tmp_path / "r2"))
+    assert proc.returncode == 0, proc.stderr
+    assert warnings_in(proc.stderr) == [line.replace("friendsim run: ", "friendsim replay: ", 1)], (
+        proc.stderr
+    )
+
+    fine = baseline_config(tmp_path / "fine.toml", tick=10.0)
+    interrupted_after_window_1(fine, tmp_path / "fine")
+    proc = friendsim("run", "--resume", str(tmp_path / "fine"), "--out", str(tmp_path / "r3"))
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr and "tick" not in proc.stderr, proc.stderr
 
 
 def test_a_listener_without_the_wakes_hook_still_runs_a_continuous_experiment(

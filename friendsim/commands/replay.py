@@ -405,11 +405,14 @@ def _resume(
     prog: str = "friendsim replay",
 ) -> int:
     """Resume with prompt, visible stops (:mod:`friendsim.runtime.signals`); a stopped resume
-    leaves the original untouched and can be resumed again. ``prog`` prefixes its error line."""
+    leaves the original untouched and can be resumed again. ``prog`` prefixes its error line
+    and the warning about a ``tick`` that loses wakes (:func:`~.run.lost_wakes_warning`), as
+    ``friendsim run`` warns: the remaining windows run under the recorded ``tick``."""
     import asyncio
 
     from friendsim._loop import run as run_on_loop
     from friendsim._signals import held
+    from friendsim.commands.run import lost_wakes_warning
     from friendsim.llm.redact import redact_text
     from friendsim.replay.resume import resume
     from friendsim.rundir.layout import MANIFEST
@@ -424,7 +427,7 @@ def _resume(
         into = "" if out is None else f" --out {out}"
         return f"resume again with: friendsim run --resume {run_dir}{into}"
 
-    watch = WindowWatch()
+    watch = WindowWatch(on_wakes=lost_wakes_warning(prog))
     try:
         with held():
             report = run_on_loop(
@@ -469,11 +472,14 @@ def _fork(
 ) -> int:
     """Fork with prompt, visible stops, as ``friendsim run`` stops
     (:mod:`friendsim.runtime.signals`); a stopped fork can be resumed. ``prog`` prefixes its
-    error line."""
+    error line and the warning about a ``tick`` that loses wakes
+    (:func:`~.run.lost_wakes_warning`): the fork's windows run under its config's ``tick`` (a
+    fork cannot change it)."""
     import asyncio
 
     from friendsim._loop import run as run_on_loop
     from friendsim._signals import held
+    from friendsim.commands.run import lost_wakes_warning
     from friendsim.llm.redact import redact_text
     from friendsim.replay.fork import fork
     from friendsim.rundir.errors import RunInputError
@@ -485,7 +491,7 @@ def _fork(
         raise RunInputError("a fork needs CONFIG, --at WINDOW and --out NEW_DIR")
     cfg = load_config(config)
     hint = f"resume with: friendsim run --resume {out}"
-    watch = WindowWatch()
+    watch = WindowWatch(on_wakes=lost_wakes_warning(prog))
     try:
         with held():
             report = run_on_loop(

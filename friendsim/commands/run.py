@@ -41,7 +41,8 @@ A progress line shows window k/K, actions, votes, failures, model calls, retries
 spend and the elapsed time (plain lines per window when stderr is not a terminal).
 In continuous mode a warning says when the tick slices lose more than 5 % of the
 configured wakes, or more than 25 % of the most active 1 %'s (several wakes of an
-agent in one slice count as one).
+agent in one slice count as one); --resume and --fork warn the same for the
+windows they run.
 Ctrl-C (or SIGTERM) stops the run within seconds, cancelling the model calls in
 flight, without losing anything recorded; a second Ctrl-C stops at once. Either
 way the run can be resumed with --resume. When every window ran (completed or
@@ -334,7 +335,7 @@ def _handle(args: argparse.Namespace) -> int:
             return 2
 
     def start(listener: RunListener | None) -> RunResult:
-        watch = WindowWatch(listener, on_wakes=_warn_lost_wakes)
+        watch = WindowWatch(listener, on_wakes=lost_wakes_warning("friendsim run"))
         return run_on_loop(
             _served(
                 served,
@@ -430,13 +431,21 @@ def stopped_line(what: str, exc: RunStopped, out: Path, hint: str) -> str:
             return f"{what}: {exc.status} ({exc.reason}): {exc}; {hint}"
 
 
-def _warn_lost_wakes(window: ExpectedWakes) -> None:
-    """Warn (one line on stderr) when a continuous run's slices lose a noticeable share of the
-    configured wakes, or of its most active agents' (:func:`~friendsim.runtime.continuous.loses_wakes`)."""
-    from friendsim.runtime.continuous import loses_wakes, lost_wakes_line
+def lost_wakes_warning(prog: str) -> Callable[[ExpectedWakes], None]:
+    """The ``on_wakes`` of a command's :class:`~friendsim.runtime.signals.WindowWatch`: warn
+    (one line on stderr, prefixed with ``prog``) when a continuous run's slices lose a
+    noticeable share of the configured wakes, or of its most active agents'
+    (:func:`~friendsim.runtime.continuous.loses_wakes`). Every command that runs windows uses
+    it (``run``, ``run --resume``, ``run --fork``): a resumed or forked run's windows run
+    under a ``tick`` as lossy as a new run's."""
 
-    if loses_wakes(window):
-        sys.stderr.write(f"friendsim run: warning: {lost_wakes_line(window)}\n")
+    def warn(window: ExpectedWakes) -> None:
+        from friendsim.runtime.continuous import loses_wakes, lost_wakes_line
+
+        if loses_wakes(window):
+            sys.stderr.write(f"{prog}: warning: {lost_wakes_line(window)}\n")
+
+    return warn
 
 
 def _say_auto(cfg: ExperimentConfig) -> None:

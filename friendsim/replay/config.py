@@ -11,7 +11,12 @@ pinned so the re-execution asks exactly the recorded questions:
   trip sorts the ``facets`` keys, and the agents' prompt lists facets in dict order, so the
   saved copy would change the prompts (and miss the cache);
 * ``auto`` provider specs become the specs the run actually resolved (``Manifest.models``,
-  ``Manifest.coach_model``), whatever keys the current environment holds.
+  ``Manifest.coach_model``, ``Manifest.moderation_model``), whatever keys the current
+  environment holds. An LLM moderator's is pinned in ``[moderation].provider`` alone (its
+  own ``"auto"``, or ``[llm].provider``'s when it names none and no agent or coach pinned that):
+  ``[llm].provider`` is the agents' setting, which a fork may not change, and
+  ``[moderation]`` one a fork may. The phases before a fork's come from its parent's config,
+  pinned when the fork was made (:mod:`.phases`).
 """
 
 from __future__ import annotations
@@ -63,9 +68,25 @@ def config_from_manifest(
                 o["provider"] = auto
         if data["coach"].get("provider") == "auto":
             data["coach"]["provider"] = auto
+    _pin_moderator(data, manifest.moderation_model or auto)
     if cache is not None:
         data["llm"]["cache"] = cache
     return parse_config(data, source=source)
+
+
+def _pin_moderator(data: dict[str, Any], resolved: str | None) -> None:
+    """Set ``data``'s LLM moderator's provider to ``resolved`` where it is still ``auto``
+    (``[moderation].provider``, or ``[llm].provider`` when that names none). ``resolved``: the
+    run's recorded ``moderation_model``, else what its agents' or coach's ``auto`` resolved to
+    (a manifest written before ``moderation_model`` existed; one environment resolves every
+    ``auto`` of a run alike); ``None`` leaves it as it is."""
+    from friendsim.moderation.kinds import uses_llm
+
+    mod = data["moderation"]
+    if resolved is None or not mod["enabled"] or not uses_llm(mod["kind"]):
+        return
+    if (mod.get("provider") or data["llm"]["provider"]) == "auto":
+        mod["provider"] = resolved
 
 
 def settings(cfg: ExperimentConfig) -> dict[str, Any]:

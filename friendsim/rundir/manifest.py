@@ -65,6 +65,7 @@ _OMIT_WHEN_NONE = frozenset(
         "stop_detail",
         "budget",
         "segments",
+        "moderation_model",
     }
 )
 
@@ -130,6 +131,9 @@ class Manifest(BaseModel):
     policy: str = "baseline"
     models: dict[str, str] = Field(default_factory=dict)
     coach_model: str | None = None
+    moderation_model: str | None = None
+    """The LLM moderator's provider spec as resolved (``auto`` replaced by the environment's
+    choice), of the moderation in force in the last phase; omitted without an LLM moderator."""
     lambdas: dict[str, dict[str, float]] = Field(default_factory=dict)
     dominant: dict[str, str] = Field(default_factory=dict)
     rewards: dict[str, Any] = Field(default_factory=dict)

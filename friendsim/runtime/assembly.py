@@ -485,6 +485,7 @@ def prepare_run(
         policy=first.agents.policy,
         models={p.id: specs.get(p.id, first.agents.policy) for p in personas},
         coach_model=coach_spec(cfg, env),
+        moderation_model=moderation_spec(cfg, env),
         lambdas={p.id: dict(p.lambdas) for p in personas},
         dominant={p.id: p.dominant for p in personas},
         rewards=params.to_dict(),
