@@ -8,6 +8,7 @@ import argparse
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -106,6 +107,7 @@ def ray_head() -> Iterator[str]:
         left = _cluster_pids(head.pid)
         for pid in left:  # only processes of the cluster this fixture started
             os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(temp, ignore_errors=True)  # its sessions' logs and sockets, Ray stopped
         assert not left, f"Ray processes left after stopping the head: {left}"
 
 
@@ -235,6 +237,7 @@ def ray_in_process() -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+        shutil.rmtree(temp, ignore_errors=True)
     assert not ray.is_initialized()
 
 

@@ -5,7 +5,9 @@ the new config from window W+1, and the parent's log up to ``WindowEnded(W)`` as
 prefix. Windows ``1..W`` are re-executed with the parent's LLM cache (no live call until
 ``WindowEnded(W)`` is logged), so the new log's prefix — every event
 with ``seq <=`` the seq of the parent's ``WindowEnded(W)`` — is the parent's, byte for byte
-(checked at the end; a difference is a :class:`~friendsim.rundir.errors.DivergenceError`). Those
+(checked at the end against the digest of the parent's prefix, taken from a copy of its log
+that is removed before the new run starts; a difference is a
+:class:`~friendsim.rundir.errors.DivergenceError` naming the first differing seq). Those
 windows are history, replayed without a live call: they are not judged against the failure
 budget again (``judged_until_seq``), which would stop a fork of a run resumed past the window
 that spent its budget at that window; window W+1 on is judged as in any run. The new config takes
@@ -55,7 +57,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,7 @@ from typing import Any
 from friendsim.rundir.errors import DivergenceError, RunInputError
 from friendsim.rundir.layout import EVENTS_DB, MANIFEST
 from friendsim.rundir.log import connect, log_hash
+from friendsim.rundir.scratch import working_folder
 from friendsim.runtime.assembly import LLMFactory, Phase, RunPlan, in_thread, run_plan
 from friendsim.runtime.config import ExperimentConfig, parse_config
 from friendsim.runtime.engine import RunListener
@@ -77,7 +79,7 @@ from .execute import (
     new_run_dir,
     undone_if_refused,
 )
-from .logdiff import diff_log_files
+from .logdiff import first_difference
 from .phases import phase_lineage, recorded_phases
 from .rerun import _summary_and_hash, inspect_run
 
@@ -190,8 +192,9 @@ async def fork(
     """Fork ``parent_dir`` after window ``at_window`` into ``out_dir`` under ``cfg``; ``stop``
     (optional) stops the new run as it stops ``friendsim run`` (:func:`run_plan`)."""
     parent, out = Path(parent_dir), Path(out_dir)
-    with tempfile.TemporaryDirectory(prefix="friendsim-fork-") as tmp:
-        manifest, parent_copy, summary, _ = await in_thread(inspect_run, parent, Path(tmp))
+    # the copies are read by the checks and removed before the run, which may last hours
+    with working_folder(parent, what="fork") as tmp:
+        manifest, parent_copy, summary, _ = await in_thread(inspect_run, parent, tmp)
         await in_thread(check_recorded_answers, parent, manifest)
         if at_window not in summary.window_ends:
             raise RunInputError(
@@ -200,7 +203,7 @@ async def fork(
             )
         prefix_seq = summary.window_ends[at_window]
         await in_thread(
-            check_failures_replayable, parent, parent_copy, until_seq=prefix_seq, scratch=Path(tmp)
+            check_failures_replayable, parent, parent_copy, until_seq=prefix_seq, scratch=tmp
         )
         prefix_hash = await in_thread(_hash_upto, parent_copy, prefix_seq)
         pcfg = config_from_manifest(parent, manifest)
@@ -243,22 +246,23 @@ async def fork(
                 }
             },
         )
-        with undone_if_refused(out):
-            await in_thread(new_run_dir, parent, out)
-            result = await run_plan(
-                plan,
-                out_dir=out,
-                config_path=out / MANIFEST,
-                listener=listener,
-                llm_factory=llm_factory,
-                stop=stop,
-            )
-        diff = await in_thread(diff_log_files, parent_copy, out / EVENTS_DB, to_seq=prefix_seq)
-        if diff is not None:
-            raise DivergenceError(
-                f"fork of {parent} at window {at_window}: the re-executed prefix differs at {diff}",
-                diff,
-            )
+    with undone_if_refused(out):
+        await in_thread(new_run_dir, parent, out)
+        result = await run_plan(
+            plan,
+            out_dir=out,
+            config_path=out / MANIFEST,
+            listener=listener,
+            llm_factory=llm_factory,
+            stop=stop,
+        )
+    if await in_thread(_hash_upto, out / EVENTS_DB, prefix_seq) != prefix_hash:
+        diff = await in_thread(first_difference, parent, out / EVENTS_DB, to_seq=prefix_seq)
+        raise DivergenceError(
+            f"fork of {parent} at window {at_window}: the re-executed prefix differs at "
+            f"{diff or f'a row up to seq {prefix_seq}'}",
+            diff,
+        )
     new_summary, _ = await in_thread(_summary_and_hash, out / EVENTS_DB)
     return ForkReport(
         run_dir=out,

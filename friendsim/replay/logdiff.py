@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from friendsim.rundir.log import iter_rows
+from friendsim.rundir.layout import EVENTS_DB
+from friendsim.rundir.log import connect, iter_rows, snapshot
+from friendsim.rundir.scratch import working_folder
 from friendsim.rundir.verify import EVENT_COLUMNS
 
 
@@ -97,3 +99,15 @@ def diff_log_files(a: Path, b: Path, *, to_seq: int | None = None) -> LogDiff | 
     finally:
         ca.close()
         cb.close()
+
+
+def first_difference(run_dir: Path, new: Path, *, to_seq: int | None = None) -> LogDiff | None:
+    """:func:`diff_log_files` of the log of ``run_dir``, from a snapshot taken now in a working
+    folder beside it (:func:`~friendsim.rundir.scratch.working_folder`), and the log ``new``:
+    where a re-execution whose digest came out different diverged. A resume and a fork check
+    their re-derived prefix by its digest, taken from the old log at their start, and keep no
+    copy of that log for the hours they run; only a divergence, which ends them, reads it again."""
+    with working_folder(run_dir, what="diff") as work:
+        copy = snapshot(run_dir / EVENTS_DB, work)
+        connect(copy, label=run_dir / EVENTS_DB).close()  # a killed run's -wal folded into the copy
+        return diff_log_files(copy, new, to_seq=to_seq)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from friendsim.rundir.log import (
     summarise,
 )
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
+from friendsim.rundir.scratch import working_folder
 from friendsim.runtime.assembly import LLMFactory, RunPlan, in_thread, run_plan, to_the_end
 from friendsim.runtime.engine import RunListener
 from friendsim.runtime.status import RunInterrupted
@@ -117,8 +117,8 @@ async def rerun(
     """Re-execute the completed (or degraded) run ``run_dir`` into ``out_dir`` and compare the
     logs; ``stop``: see the module docstring."""
     old, new = Path(run_dir), Path(out_dir)
-    with tempfile.TemporaryDirectory(prefix="friendsim-rerun-") as tmp:
-        manifest, old_copy, summary, digest = await in_thread(inspect_run, old, Path(tmp))
+    with working_folder(old, what="rerun") as tmp:  # the old log's copy, compared at the end
+        manifest, old_copy, summary, digest = await in_thread(inspect_run, old, tmp)
         await in_thread(check_recorded_answers, old, manifest)
         if manifest.status not in ("completed", "degraded"):
             pid = holder(old)
@@ -138,7 +138,7 @@ async def rerun(
         )
         check_answers_kept(old, manifest, plan.phases)
         await in_thread(
-            check_failures_replayable, old, old_copy, until_seq=summary.last, scratch=Path(tmp)
+            check_failures_replayable, old, old_copy, until_seq=summary.last, scratch=tmp
         )
         parent_hash = await in_thread(manifest_sha256, old)
         if manifest.status == "degraded":  # its lost requests fail again, as recorded

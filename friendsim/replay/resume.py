@@ -7,7 +7,11 @@ run committed is re-derived and must come out byte-identical — its *kept* even
 up to its last ``WindowEnded`` (the complete windows), then the events of the unfinished window
 before its first ``action_failed``. The new log's first ``N`` events are compared with the old
 log's ``N`` kept events and any difference aborts the resume (:class:`~.errors.DivergenceError`,
-naming the seq), leaving the original untouched and the staging directory for inspection. Until
+naming the seq), leaving the original untouched and the staging directory for inspection. The
+old log is read from a copy in a working folder beside it
+(:func:`~friendsim.rundir.scratch.working_folder`), removed once the checks are done, before the
+re-execution starts: the kept events are compared by their digest, taken from the copy, and only
+a divergence reads the old log again, to name the first differing seq. Until
 the last committed ``WindowEnded`` has been re-derived, no request may reach a live model (a guard
 raises ``CacheMissError``): a divergent prefix stops at once instead of spending money. A
 request that failed there (its retries spent; an ``action_failed`` of a complete window) has no
@@ -66,11 +70,11 @@ or ``running`` after a kill). ``completed`` and ``degraded`` runs ran every wind
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import sqlite3
-import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +87,7 @@ from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, LOCK, MANIFEST, PER
 from friendsim.rundir.lock import RunLock
 from friendsim.rundir.log import LogSummary, connect, log_hash, snapshot
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
+from friendsim.rundir.scratch import working_folder
 from friendsim.runtime.assembly import LLMFactory, RunPlan, in_thread, run_plan, to_the_end
 from friendsim.runtime.engine import RunListener
 
@@ -95,7 +100,7 @@ from .execute import (
     manifest_sha256,
     new_run_dir,
 )
-from .logdiff import diff_log_files
+from .logdiff import first_difference
 from .phases import carried_lineage, recorded_phases
 from .rerun import _summary_and_hash, inspect_run
 
@@ -459,9 +464,10 @@ async def _resume_locked(
     else:
         target = old
         staging = old.with_name(old.name + STAGING_SUFFIX)
-    with tempfile.TemporaryDirectory(prefix="friendsim-resume-") as tmp:
+    with contextlib.ExitStack() as copies:
+        tmp = copies.enter_context(working_folder(old, what="resume"))
         # Every check on the input first: a refusal here has touched nothing.
-        manifest, old_copy, summary, _ = await in_thread(inspect_run, old, Path(tmp))
+        manifest, old_copy, summary, _ = await in_thread(inspect_run, old, tmp)
         await in_thread(check_recorded_answers, old, manifest)
         if manifest.status in ("completed", "degraded"):
             raise RunInputError(
@@ -483,11 +489,11 @@ async def _resume_locked(
                 old,
                 old_copy,
                 until_seq=summary.last_window_end,
-                scratch=Path(tmp),
+                scratch=tmp,
             )
         parent_hash = await in_thread(manifest_sha256, old)
         abandoned = await in_thread(
-            _take_stale_cache, staging, Path(tmp), out_dir is None, old=old, parent_hash=parent_hash
+            _take_stale_cache, staging, tmp, out_dir is None, old=old, parent_hash=parent_hash
         )
         stale_cache = abandoned.cache if abandoned is not None else None
         base = _accounted(manifest)
@@ -503,10 +509,12 @@ async def _resume_locked(
 
         try:
             await in_thread(fill)
-            if stale_cache is not None:
+            if abandoned is not None and stale_cache is not None:
                 await in_thread(merge_cache, stale_cache, staging / LLM_CACHE_DB)
+                abandoned = replace(abandoned, cache=None)  # its answers are in staging's now
             last_window = summary.last_window
             kept = await in_thread(kept_until, old_copy, summary)
+            expected = await in_thread(_prefix_hash, old_copy, kept)
             judged = judged_until(manifest, summary)
             source = {
                 "run_dir": await in_thread(os.path.abspath, old),
@@ -525,6 +533,9 @@ async def _resume_locked(
                     "resumed_from": {**source, ACCOUNTING: _accounting(base)},
                 },
             )
+            # the copies are not read again (the kept prefix is compared by its digest):
+            # removed before the run, which may last hours, not after it
+            await in_thread(copies.close)
             await run_plan(
                 plan,
                 out_dir=staging,
@@ -541,14 +552,15 @@ async def _resume_locked(
                     _undo_refused, staging, created=created, filled=filled, abandoned=abandoned
                 )
             raise
-        diff = await in_thread(diff_log_files, old_copy, staging / EVENTS_DB, to_seq=kept)
-        if diff is not None:
-            raise DivergenceError(
-                f"resume of {old}: the re-executed log differs from the committed one at {diff}; "
-                f"original untouched, re-execution kept in {staging}",
-                diff,
-            )
-        prefix = await in_thread(_prefix_hash, staging / EVENTS_DB, kept)
+    prefix = await in_thread(_prefix_hash, staging / EVENTS_DB, kept)
+    if prefix != expected:
+        diff = await in_thread(first_difference, old, staging / EVENTS_DB, to_seq=kept)
+        raise DivergenceError(
+            f"resume of {old}: the re-executed log differs from the committed one at "
+            f"{diff or f'a row up to seq {kept}'}; original untouched, re-execution kept in "
+            f"{staging}",
+            diff,
+        )
     new_summary, new_hash = await in_thread(_summary_and_hash, staging / EVENTS_DB)
     resumed_from = {**source, "prefix_sha256": prefix}
     segment = await in_thread(read_manifest, staging)
