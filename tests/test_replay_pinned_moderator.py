@@ -16,50 +16,34 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_replay_support import config, rows
+from test_replay_support import (
+    ANTHROPIC,
+    LOCAL,
+    OPENAI,
+    asked,
+    by_spec,
+    config,
+    environment,
+    rows,
+)
 
-from friendsim.llm.base import LLM
-from friendsim.llm.scripted import ScriptedLLM
 from friendsim.replay.fork import fork
 from friendsim.replay.rerun import rerun
 from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import ExperimentConfig, parse_config
-from friendsim.runtime.scripted_mind import plausible_responder
-
-ANTHROPIC = "anthropic:claude-haiku-4-5"
-OPENAI = "openai:gpt-4o-mini"
-LOCAL = "local:smollm2"
-
-asked: list[str] = []
-"""The spec of every model made (each caches its answers under its spec)."""
 
 
-def by_spec(spec: str) -> LLM:
-    """The scripted mind under the name of ``spec``: another spec is another model, whose
-    answers are not in the cache of this one's."""
-    asked.append(spec)
-    return ScriptedLLM(plausible_responder(0), model=spec)
-
-
-def moderated(*, rounds: int, reprompts: int = 2) -> ExperimentConfig:
+def moderated(*, rounds: int, reprompts: int = 2, provider: str | None = None) -> ExperimentConfig:
     """Baseline agents and no coach (no other model whose ``auto`` would be pinned), an LLM
-    moderator naming no provider, so ``[llm].provider = "auto"`` is its."""
+    moderator naming ``provider`` (none by default, so ``[llm].provider = "auto"`` is its)."""
     data: dict[str, Any] = config(rounds=rounds, policy="baseline", coach=False).model_dump(
         mode="json"
     )
     data["llm"]["provider"] = "auto"
     data["moderation"] = {"enabled": True, "kind": "llm", "params": {"reprompts": reprompts}}
+    if provider is not None:
+        data["moderation"]["provider"] = provider
     return parse_config(data)
-
-
-def environment(monkeypatch: pytest.MonkeyPatch, auto: str) -> None:
-    """Keys under which ``auto`` resolves to ``auto`` (none is sent anywhere: ``by_spec``)."""
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    if auto == OPENAI:
-        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai")
-    elif auto == ANTHROPIC:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
 
 
 def moderation_decisions(db: Path) -> int:
@@ -89,19 +73,19 @@ def test_a_rerun_where_auto_means_another_model_asks_the_moderator_the_run_used(
 def test_every_phase_of_a_fork_keeps_the_moderator_it_ran_with(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The parent's moderator resolved under one environment, the fork's (another
-    ``[moderation]``, from window 2) under another: the fork re-executes the parent's window
-    with the parent's model, and a re-run of the fork, under a third environment, each window
-    with the model it ran with."""
+    """The parent's moderator resolved ``auto`` under one environment, the fork's names
+    another model (another ``[moderation]``, from window 2) and runs under a second one: the
+    fork re-executes the parent's window with the parent's model, and a re-run of the fork,
+    under a third environment, each window with the model it ran with."""
     environment(monkeypatch, ANTHROPIC)
     asyncio.run(
         run_experiment(moderated(rounds=2), out_dir=tmp_path / "parent", llm_factory=by_spec)
     )
-    environment(monkeypatch, OPENAI)
+    environment(monkeypatch, LOCAL)
     asked.clear()
     report = asyncio.run(
-        fork(tmp_path / "parent", moderated(rounds=3, reprompts=1), at_window=1,
-             out_dir=tmp_path / "fork", llm_factory=by_spec)
+        fork(tmp_path / "parent", moderated(rounds=3, reprompts=1, provider=OPENAI),
+             at_window=1, out_dir=tmp_path / "fork", llm_factory=by_spec)
     )  # fmt: skip
     assert report.status == "completed"
     assert sorted(asked) == [ANTHROPIC, OPENAI]
@@ -117,3 +101,35 @@ def test_every_phase_of_a_fork_keeps_the_moderator_it_ran_with(
     again = asyncio.run(rerun(tmp_path / "fork", tmp_path / "again", llm_factory=by_spec))
     assert again.identical, again.diff
     assert sorted(asked) == [ANTHROPIC, OPENAI]
+
+
+def test_a_forks_auto_moderator_is_the_parents_wherever_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fork's moderator still says ``auto`` (other parameters from window 2) and runs
+    where ``auto`` means another model: it is the parent's model, in every window, and the
+    fork reports the parameters as its only change. It used to resolve ``auto`` afresh and
+    moderate the fork's windows with that other model."""
+    environment(monkeypatch, ANTHROPIC)
+    asyncio.run(
+        run_experiment(moderated(rounds=2), out_dir=tmp_path / "parent", llm_factory=by_spec)
+    )
+    environment(monkeypatch, OPENAI)
+    asked.clear()
+    report = asyncio.run(
+        fork(tmp_path / "parent", moderated(rounds=3, reprompts=1), at_window=1,
+             out_dir=tmp_path / "fork", llm_factory=by_spec)
+    )  # fmt: skip
+    assert report.status == "completed"
+    assert report.changed == {
+        "experiment.rounds": [2, 3],
+        "moderation.params": [{"reprompts": 2}, {"reprompts": 1}],
+    }
+    assert asked == [ANTHROPIC]
+    manifest = json.loads((tmp_path / "fork" / "manifest.json").read_text())
+    assert manifest["moderation_model"] == ANTHROPIC
+    environment(monkeypatch, LOCAL)
+    asked.clear()
+    again = asyncio.run(rerun(tmp_path / "fork", tmp_path / "again", llm_factory=by_spec))
+    assert again.identical, again.diff
+    assert asked == [ANTHROPIC]

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from friendsim.llm.base import LLM
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.rundir.log import snapshot
@@ -19,6 +21,34 @@ from friendsim.runtime.scripted_mind import plausible_responder
 def mind_factory(spec: str) -> LLM:
     """Every provider spec answers through the deterministic scripted mind."""
     return ScriptedLLM(plausible_responder(0), model="mind")
+
+
+ANTHROPIC = "anthropic:claude-haiku-4-5"
+OPENAI = "openai:gpt-4o-mini"
+LOCAL = "local:smollm2"
+
+asked: list[str] = []
+"""The spec of every model :func:`by_spec` made (each caches its answers under its spec)."""
+
+
+def by_spec(spec: str) -> LLM:
+    """The scripted mind under the name of ``spec``, the name the registry's provider for it
+    has (the cache's key): another spec is another model, whose answers are not in the cache of
+    this one's, and a run's recorded answers answer the registry's provider of its spec."""
+    asked.append(spec)
+    provider, _, model = spec.partition(":")
+    return ScriptedLLM(plausible_responder(0), provider=provider, model=model)
+
+
+def environment(monkeypatch: pytest.MonkeyPatch, auto: str) -> None:
+    """Keys under which ``provider = "auto"`` resolves to ``auto`` (none is sent anywhere:
+    :func:`by_spec`)."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    if auto == OPENAI:
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-openai")
+    elif auto == ANTHROPIC:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
 
 
 def config(

@@ -16,7 +16,8 @@ pinned so the re-execution asks exactly the recorded questions:
   own ``"auto"``, or ``[llm].provider``'s when it names none and no agent or coach pinned that):
   ``[llm].provider`` is the agents' setting, which a fork may not change, and
   ``[moderation]`` one a fork may. The phases before a fork's come from its parent's config,
-  pinned when the fork was made (:mod:`.phases`).
+  pinned when the fork was made (:mod:`.phases`), and a fork's own ``auto`` is pinned to the
+  parent's models (:func:`with_parent_models`).
 """
 
 from __future__ import annotations
@@ -87,6 +88,59 @@ def _pin_moderator(data: dict[str, Any], resolved: str | None) -> None:
         return
     if (mod.get("provider") or data["llm"]["provider"]) == "auto":
         mod["provider"] = resolved
+
+
+def with_parent_models(cfg: ExperimentConfig, parent: ExperimentConfig) -> ExperimentConfig:
+    """``cfg``, a fork's config, with each ``auto`` provider replaced by the model ``parent``
+    has for that part. ``parent``: the parent's config in force after the fork window, its own
+    ``auto`` pinned to what it resolved (:func:`config_from_manifest`).
+
+    A fork continues its parent's population with its models, so ``auto`` there means what it
+    meant in the parent, not what it would mean where the fork runs: the parent's own config
+    then compares equal (the agents' models may not change) and the fork runs under the
+    parent's models. The parts: ``[llm].provider`` and each override's (paired by position),
+    the agents'; ``[coach].provider``, the coach's; an LLM moderator's ``[moderation].provider``
+    (also when it names none and ``[llm].provider`` is still ``auto``, as
+    :func:`config_from_manifest` pins it), the moderator's. A coach or moderator of the parent
+    that named no provider ran with ``[llm].provider``. Where the parent has no model for the
+    part (no such part, or an ``auto`` nothing resolved), ``auto`` stays, to resolve as in any
+    run; a named spec is taken as written."""
+    from friendsim.coach.kinds import uses_llm as coach_uses_llm
+    from friendsim.moderation.kinds import uses_llm as moderator_uses_llm
+
+    data: dict[str, Any] = cfg.model_dump(mode="json")
+    agents = parent.llm.provider
+    llm = data["llm"]
+    if llm["provider"] == "auto":
+        llm["provider"] = agents
+    for mine, theirs in zip(llm["overrides"], parent.llm.overrides, strict=False):
+        if mine["provider"] == "auto":
+            mine["provider"] = theirs.provider
+    was = parent.coach
+    coach = _model_of(was.provider, was.enabled and coach_uses_llm(was.kind), agents)
+    if coach is not None and data["coach"].get("provider") == "auto":
+        data["coach"]["provider"] = coach
+    was_mod, mod = parent.moderation, data["moderation"]
+    moderator = _model_of(
+        was_mod.provider, was_mod.enabled and moderator_uses_llm(was_mod.kind), agents
+    )
+    own = mod.get("provider")
+    follows_auto = (
+        own is None
+        and llm["provider"] == "auto"
+        and mod["enabled"]
+        and moderator_uses_llm(mod["kind"])
+    )
+    if moderator is not None and (own == "auto" or follows_auto):
+        mod["provider"] = moderator
+    return parse_config(data, source="<fork config>")
+
+
+def _model_of(own: str | None, ran: bool, agents: str) -> str | None:
+    """The model of a parent's coach or moderator: its ``own`` provider, else (when it ``ran``,
+    on ``[llm].provider``) the ``agents``'; ``None`` where that names none (``auto``)."""
+    spec = own if own is not None or not ran else agents
+    return None if spec is None or spec == "auto" else spec
 
 
 def settings(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -50,6 +50,14 @@ theme, time structure and models must stay: the prefix must be the parent's. Per
 parent's. ``[[interventions]]`` and ``[[surveys]]`` are compared each as one setting
 (:func:`~.config.settings`), an items file of the new config read relative to it (the parent's
 manifest holds the items themselves); they cannot change.
+
+``provider = "auto"`` in the new config means the model the parent ran that part with
+(:func:`~.config.with_parent_models`: its agents', its coach's, its moderator's, as its manifest
+recorded them), not what ``auto`` would mean where the fork runs: the config a run was made with
+forks it, under the run's models, whatever keys are set now; the fork's manifest records those
+specs in its config. A spec the new config names is taken as written: another agents' model is
+refused, another coach's or moderator's is a switch. Where the parent has no model for a part,
+``auto`` resolves from the environment, as in any run.
 """
 
 from __future__ import annotations
@@ -70,7 +78,13 @@ from friendsim.runtime.config import ExperimentConfig, parse_config
 from friendsim.runtime.engine import RunListener
 from friendsim.runtime.instruments_config import ItemsFileError, inline_items
 
-from .config import config_from_manifest, setting_label, settings, with_changes
+from .config import (
+    config_from_manifest,
+    setting_label,
+    settings,
+    with_changes,
+    with_parent_models,
+)
 from .execute import (
     check_answers_kept,
     check_failures_replayable,
@@ -214,7 +228,9 @@ async def fork(
         )
         recorded = recorded_phases(manifest, pcfg, source=parent / MANIFEST)
         check_answers_kept(parent, manifest, [p for p in recorded if p.start <= at_window])
-        changed = changes(_in_force(recorded, at_window + 1, pcfg), child)
+        taken_over = _in_force(recorded, at_window + 1, pcfg)
+        child = with_parent_models(child, taken_over)
+        changed = changes(taken_over, child)
         if _n_windows(child) <= at_window:
             raise RunInputError(
                 f"fork: the new config has {_n_windows(child)} windows; nothing runs after "
