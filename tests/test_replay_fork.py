@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_replay_support import checksums, config, make_run, mind_factory, rows
+from test_replay_support import checksums, config, make_run, mind_factory, rows, window_of
 
 from friendsim.llm.base import LLM, LLMRequest
 from friendsim.llm.errors import ProviderStoppedError
@@ -140,22 +139,12 @@ def test_run_option_entry_point_for_friendsim_run(parent: Path, tmp_path: Path) 
     assert not (tmp_path / "o").exists()
 
 
-def _window_of(request: LLMRequest) -> int | None:
-    """The window of an agent's plan request (its prompt starts ``Window N.``), else None."""
-    if request.label != "plan":
-        return None
-    for m in request.messages:
-        if m.role == "user" and (found := re.match(r"Window (\d+)\.", m.content)):
-            return int(found.group(1))
-    return None
-
-
 def outage_from(window: int) -> Callable[[str], LLM]:
     """The scripted mind, until the provider goes down for good at ``window``'s first plan."""
     mind = plausible_responder(0)
 
     def respond(request: LLMRequest) -> Reply:
-        w = _window_of(request)
+        w = window_of(request)
         if w is not None and w >= window:
             raise ProviderStoppedError("stub: provider down", fatal=False, cause="outage")
         return mind(request)

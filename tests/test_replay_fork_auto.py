@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -23,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_replay_support import ANTHROPIC, LOCAL, OPENAI, asked, by_spec, environment, rows
+from test_replay_support import (
+    ANTHROPIC,
+    LOCAL,
+    OPENAI,
+    asked,
+    by_spec,
+    environment,
+    rows,
+    window_of,
+)
 
 from friendsim.llm.base import LLM, LLMRequest
 from friendsim.llm.errors import ProviderStoppedError
@@ -168,23 +176,13 @@ def test_the_config_a_run_was_made_with_forks_it_under_its_models(
     assert manifest(tmp_path / "grand")["fork"]["changed"] == {}
 
 
-def _window_of(request: LLMRequest) -> int | None:
-    """The window of an agent's plan request (its prompt starts ``Window N.``), else None."""
-    if request.label != "plan":
-        return None
-    for m in request.messages:
-        if m.role == "user" and (found := re.match(r"Window (\d+)\.", m.content)):
-            return int(found.group(1))
-    return None
-
-
 def down_from(window: int) -> Callable[[str], LLM]:
     """:func:`by_spec`'s models, until the provider goes down for good at ``window``'s first
     plan."""
     mind = plausible_responder(0)
 
     def respond(request: LLMRequest) -> Reply:
-        w = _window_of(request)
+        w = window_of(request)
         if w is not None and w >= window:
             raise ProviderStoppedError("stub: provider down", fatal=False, cause="outage")
         return mind(request)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -10,12 +11,22 @@ from typing import Any
 
 import pytest
 
-from friendsim.llm.base import LLM
+from friendsim.llm.base import LLM, LLMRequest
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.rundir.log import snapshot
 from friendsim.runtime.assembly import RunResult, run_experiment
 from friendsim.runtime.config import ExperimentConfig, parse_config
 from friendsim.runtime.scripted_mind import plausible_responder
+
+
+def window_of(request: LLMRequest) -> int | None:
+    """The window of an agent's plan request (its prompt starts ``Window N.``), else None."""
+    if request.label != "plan":
+        return None
+    for m in request.messages:
+        if m.role == "user" and (found := re.match(r"Window (\d+)\.", m.content)):
+            return int(found.group(1))
+    return None
 
 
 def mind_factory(spec: str) -> LLM:
