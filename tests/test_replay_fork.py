@@ -12,17 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_replay_support import checksums, config, make_run, mind_factory, rows, window_of
+from test_replay_support import checksums, config, make_run, mind_down_from, mind_factory, rows
 
-from friendsim.llm.base import LLM, LLMRequest
-from friendsim.llm.errors import ProviderStoppedError
-from friendsim.llm.scripted import Reply, ScriptedLLM
+from friendsim.llm.base import LLM
+from friendsim.llm.scripted import ScriptedLLM
 from friendsim.replay.fork import fork
 from friendsim.replay.rerun import rerun
 from friendsim.replay.resume import resume
 from friendsim.rundir.errors import RunInputError
 from friendsim.rundir.manifest import amend_manifest
-from friendsim.runtime.scripted_mind import plausible_responder
 from friendsim.runtime.status import RunInterrupted
 
 
@@ -141,14 +139,7 @@ def test_run_option_entry_point_for_friendsim_run(parent: Path, tmp_path: Path) 
 
 def outage_from(window: int) -> Callable[[str], LLM]:
     """The scripted mind, until the provider goes down for good at ``window``'s first plan."""
-    mind = plausible_responder(0)
-
-    def respond(request: LLMRequest) -> Reply:
-        w = window_of(request)
-        if w is not None and w >= window:
-            raise ProviderStoppedError("stub: provider down", fatal=False, cause="outage")
-        return mind(request)
-
+    respond = mind_down_from(window)
     return lambda spec: ScriptedLLM(respond, model="mind")
 
 

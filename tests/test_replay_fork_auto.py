@@ -29,19 +29,17 @@ from test_replay_support import (
     asked,
     by_spec,
     environment,
+    mind_down_from,
     rows,
-    window_of,
 )
 
-from friendsim.llm.base import LLM, LLMRequest
-from friendsim.llm.errors import ProviderStoppedError
-from friendsim.llm.scripted import Reply, ScriptedLLM
+from friendsim.llm.base import LLM
+from friendsim.llm.scripted import ScriptedLLM
 from friendsim.replay.fork import fork
 from friendsim.replay.rerun import rerun
 from friendsim.replay.resume import resume
 from friendsim.runtime.assembly import run_experiment
 from friendsim.runtime.config import load_config
-from friendsim.runtime.scripted_mind import plausible_responder
 from friendsim.runtime.status import RunInterrupted
 
 TOML = """\
@@ -179,13 +177,7 @@ def test_the_config_a_run_was_made_with_forks_it_under_its_models(
 def down_from(window: int) -> Callable[[str], LLM]:
     """:func:`by_spec`'s models, until the provider goes down for good at ``window``'s first
     plan."""
-    mind = plausible_responder(0)
-
-    def respond(request: LLMRequest) -> Reply:
-        w = window_of(request)
-        if w is not None and w >= window:
-            raise ProviderStoppedError("stub: provider down", fatal=False, cause="outage")
-        return mind(request)
+    respond = mind_down_from(window)
 
     def make(spec: str) -> LLM:
         asked.append(spec)

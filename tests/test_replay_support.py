@@ -6,13 +6,15 @@ import hashlib
 import re
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from friendsim.llm.base import LLM, LLMRequest
-from friendsim.llm.scripted import ScriptedLLM
+from friendsim.llm.errors import ProviderStoppedError
+from friendsim.llm.scripted import Reply, ScriptedLLM
 from friendsim.rundir.log import snapshot
 from friendsim.runtime.assembly import RunResult, run_experiment
 from friendsim.runtime.config import ExperimentConfig, parse_config
@@ -27,6 +29,19 @@ def window_of(request: LLMRequest) -> int | None:
         if m.role == "user" and (found := re.match(r"Window (\d+)\.", m.content)):
             return int(found.group(1))
     return None
+
+
+def mind_down_from(window: int) -> Callable[[LLMRequest], Reply]:
+    """The scripted mind, until the provider goes down for good at ``window``'s first plan."""
+    mind = plausible_responder(0)
+
+    def respond(request: LLMRequest) -> Reply:
+        w = window_of(request)
+        if w is not None and w >= window:
+            raise ProviderStoppedError("stub: provider down", fatal=False, cause="outage")
+        return mind(request)
+
+    return respond
 
 
 def mind_factory(spec: str) -> LLM:
