@@ -118,20 +118,23 @@ def cli(*args: str, auto: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def made_where_auto_is_anthropic(toml: Path, out: Path) -> dict[str, Any]:
+    """Run ``toml`` into ``out`` where ``auto`` means Anthropic's model; its manifest."""
+    with pytest.MonkeyPatch.context() as mp:
+        environment(mp, ANTHROPIC)
+        asyncio.run(
+            run_experiment(load_config(toml), out_dir=out, config_path=toml, llm_factory=by_spec)
+        )
+    return manifest(out)
+
+
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Three windows of LLM agents (one by an override) under ``provider = "auto"``, made
     where ``auto`` means Anthropic's model."""
     folder = tmp_path_factory.mktemp("fork-auto")
     toml = write_config(folder / "parent.toml")
-    with pytest.MonkeyPatch.context() as mp:
-        environment(mp, ANTHROPIC)
-        asyncio.run(
-            run_experiment(
-                load_config(toml), out_dir=folder / "parent", config_path=toml, llm_factory=by_spec
-            )
-        )
-    made = manifest(folder / "parent")
+    made = made_where_auto_is_anthropic(toml, folder / "parent")
     assert set(made["models"].values()) == {ANTHROPIC}
     assert made["config"]["llm"]["provider"] == "auto"
     return folder / "parent"
@@ -256,14 +259,7 @@ def coached(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ``provider = "auto"``, made where ``auto`` means Anthropic's model."""
     folder = tmp_path_factory.mktemp("coach-auto")
     toml = write_config(folder / "coached.toml", provider=LOCAL, override=LOCAL, coach=True)
-    with pytest.MonkeyPatch.context() as mp:
-        environment(mp, ANTHROPIC)
-        asyncio.run(
-            run_experiment(
-                load_config(toml), out_dir=folder / "coached", config_path=toml, llm_factory=by_spec
-            )
-        )
-    made = manifest(folder / "coached")
+    made = made_where_auto_is_anthropic(toml, folder / "coached")
     assert made["coach_model"] == ANTHROPIC and set(made["models"].values()) == {LOCAL}
     assert any(r[2] == "guidance_issued" for r in rows(folder / "coached" / "events.db"))
     return folder / "coached"
