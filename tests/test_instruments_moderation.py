@@ -204,6 +204,11 @@ def test_cli_redrive_moderator(tmp_path: Path, capsys: pytest.CaptureFixture[str
     )
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["moderation_equal_to_recorded"] is True and line["moderation_decisions"] > 0
+    (span,) = line["moderation_compared_windows"]  # a run moderated from its first window on
+    assert (
+        span[0] == 1
+        and span[1] == json.loads((tmp_path / "run" / "manifest.json").read_text())["windows"]
+    )
     body = json.loads(out.read_text())
     assert len(body["moderation"]["decisions"]) == line["moderation_decisions"]
     code = main(

@@ -24,6 +24,7 @@ from friendsim.moderation.service import ModerationRegime, ModerationService
 from friendsim.platform import Platform, VirtualClock
 from friendsim.platform.events import WindowStarted
 from friendsim.replay.fork import fork
+from friendsim.replay.moderation import redrive_moderation
 from friendsim.replay.rerun import rerun
 from friendsim.replay.resume import resume
 from friendsim.rundir.errors import RunInputError
@@ -318,3 +319,46 @@ async def test_each_item_is_reviewed_by_the_moderation_of_the_window_it_was_post
     assert [i.post_id for i in later.seen] == [3, 4] and len(first.seen) == 1
     await service.stop()
     await p.close()
+
+
+def test_a_redrive_compares_only_the_windows_moderated_with_that_moderator(
+    switched_on: Path,
+) -> None:
+    """The fork moderated windows 3 to 5 only, with a moderator that started fresh at window
+    3: a re-drive with it (its parameters by default) compares those windows, reviewed by a
+    fresh moderator of their own, and finds them equal; the counterfactual over the whole log
+    also decides on the prefix's items, which nobody moderated."""
+    got = asyncio.run(redrive_moderation(switched_on, moderator="rule"))
+    made = [d for _, d in decisions(rows(switched_on / "events.db"))]
+    assert got.params == STRICT
+    assert got.compared_windows == ((3, 5),)
+    assert got.equal_to_recorded is True
+    assert len(got.recorded) == len(made)
+    assert any(d["window"] <= 2 for d in got.decisions)  # the prefix's items, in the counterfactual
+    other = asyncio.run(redrive_moderation(switched_on, moderator="rule", changes={"keywords": []}))
+    assert other.compared_windows == () and other.equal_to_recorded is None
+
+
+def test_a_redrive_compares_each_phase_s_parameters_with_its_own_windows(
+    moderated: Path, tmp_path: Path
+) -> None:
+    """A fork that changed the parameters at window 3: the default (the last span's) compares
+    windows 3 to 4, equal to what was recorded, and parameters the run never used compare
+    nothing; a fork that switched moderation off compares the parent's windows 1 to 2."""
+    out = tmp_path / "mild"
+    asyncio.run(
+        fork(moderated, cfg(rounds=4, moderation=MILD), at_window=2, out_dir=out,
+             llm_factory=mind_factory)
+    )  # fmt: skip
+    mild = asyncio.run(redrive_moderation(out, moderator="rule"))
+    assert mild.params == MILD and mild.compared_windows == ((3, 4),)
+    assert mild.equal_to_recorded is True
+    strict = asyncio.run(redrive_moderation(out, moderator="rule", changes=STRICT))
+    assert strict.params == {**MILD, **STRICT}  # updates the last span's parameters
+    assert strict.compared_windows == () and strict.equal_to_recorded is None
+    off = asyncio.run(fork(moderated, cfg(rounds=4), at_window=2, out_dir=tmp_path / "off",
+                           llm_factory=mind_factory))  # fmt: skip
+    assert off.status == "completed"
+    before = asyncio.run(redrive_moderation(tmp_path / "off", moderator="rule"))
+    assert before.params == STRICT and before.compared_windows == ((1, 2),)
+    assert before.equal_to_recorded is True

@@ -129,14 +129,16 @@ def register(subparsers: Subparsers) -> None:
         default=None,
         metavar="NAME",
         help="with --redrive: review every item of the log with this moderator (e.g. rule), "
-        "without any model, and compare with the recorded decisions",
+        "without any model, and compare with the recorded decisions of the windows the run "
+        "moderated with it and the same parameters (a fork's phases apart)",
     )
     p.add_argument(
         "--moderator-params",
         nargs="*",
         default=None,
         metavar="NAME=VALUE",
-        help="with --moderator: parameters to change from the run's own (e.g. toxicity=0.5)",
+        help="with --moderator: parameters to change from those the run last used it with "
+        "(e.g. toxicity=0.5)",
     )
     add_log_level(p)
     p.set_defaults(handler=handle)
@@ -345,6 +347,7 @@ def _redrive(args: argparse.Namespace) -> int:
                     "moderation_decisions": len(moderation["decisions"]),
                     "moderation_by_action": moderation["by_action"],
                     "moderation_equal_to_recorded": moderation["equal_to_recorded"],
+                    "moderation_compared_windows": moderation["compared_windows"],
                 }
             ),
         }
