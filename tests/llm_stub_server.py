@@ -633,7 +633,7 @@ def mind_responder(seed: int = 0) -> Callable[[str, dict[str, Any]], Any]:
 
     The request is rebuilt from the HTTP body (system, messages, schema, sampling settings) and
     its purpose inferred from the schema (``actions``: plan, ``votes``: vote, ``tips``: coach,
-    none: content), so an OpenAI-compatible run gets exactly the answers the in-process stand-in
+    ``action``: moderation, none: content), so an OpenAI-compatible run gets exactly the answers the in-process stand-in
     would give it for the same requests.
     """
     from friendsim.llm.base import LLMRequest, Message
@@ -657,7 +657,8 @@ def mind_responder(seed: int = 0) -> Callable[[str, dict[str, Any]], Any]:
                 schema = body["tools"][0]["input_schema"]
         props = (schema or {}).get("properties", {})
         label = next(
-            (lab for key, lab in (("actions", "plan"), ("votes", "vote"), ("tips", "coach"))
+            (lab for key, lab in (("actions", "plan"), ("votes", "vote"), ("tips", "coach"),
+                                  ("action", "moderation"))
              if key in props),
             "content",
         )  # fmt: skip

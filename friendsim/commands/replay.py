@@ -23,9 +23,9 @@ Work with a recorded run. Choose one action:
   --verify          rebuild the platform's state from the event log alone and
                     compare it with the recorded state
   --rerun           run the experiment again using only the recorded model
-                    answers (no model is asked; a degraded run's lost requests
-                    fail again as recorded) and check that the new event log
-                    is identical
+                    answers (no model is asked, so no API key is needed; a
+                    degraded run's lost requests fail again as recorded) and
+                    check that the new event log is identical
   --redrive         score the recorded log again with other reward settings
                     and, optionally, a coach or a moderator (--moderator rule),
                     without any model

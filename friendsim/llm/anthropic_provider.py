@@ -38,6 +38,7 @@ from friendsim.llm.connect_watch import WATCH, ConnectWatch, timeout_error, watc
 from friendsim.llm.errors import MalformedResponseError, ProviderConfigError
 from friendsim.llm.json_extract import clean_text, clean_value, extract_json
 from friendsim.llm.redact import register_key_env
+from friendsim.llm.registry import model_id
 from friendsim.llm.sdk_errors import map_sdk_error
 from friendsim.llm.urls import sdk_endpoint
 
@@ -102,7 +103,7 @@ class AnthropicLLM:
 
     @property
     def model(self) -> str:
-        return f"anthropic:{self._model}"
+        return model_id("anthropic", self._model)
 
     def _request_kwargs(self, request: LLMRequest, mode: StructuredMode) -> dict[str, Any]:
         kwargs: dict[str, Any] = {

@@ -57,6 +57,7 @@ from friendsim.llm.http_reply import error_text, status_error
 from friendsim.llm.json_extract import clean_text, extract_json
 from friendsim.llm.pool import PooledLLM
 from friendsim.llm.redact import register_key_env
+from friendsim.llm.registry import model_id
 from friendsim.llm.sdk_errors import map_sdk_error
 from friendsim.llm.urls import sdk_endpoint, url_problem
 
@@ -171,7 +172,7 @@ class OpenAIChatLLM:
 
     @property
     def model(self) -> str:
-        return f"openai:{self._model}"
+        return model_id("openai", self._model)
 
     def _request_kwargs(self, request: LLMRequest, mode: JsonMode | None) -> dict[str, Any]:
         system = request.system

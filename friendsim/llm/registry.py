@@ -48,17 +48,22 @@ class _Factory:
     install_hint: str
     model_required: bool = True
     urls_allowed: bool = False
+    names_model: bool = False
+    """Its provider reports :func:`model_id` of the spec's provider and model, whatever the
+    options and endpoints: the model is known without building the provider."""
 
 
 _FACTORIES: dict[str, _Factory] = {
     "anthropic": _Factory(
         target="friendsim.llm.anthropic_provider:create_anthropic_llm",
         install_hint="pip install anthropic",
+        names_model=True,
     ),
     "openai": _Factory(
         target="friendsim.llm.openai_provider:create_openai_llm",
         install_hint="pip install openai",
         urls_allowed=True,
+        names_model=True,
     ),
     "local": _Factory(
         target="friendsim.llm.local:create_local_llm",
@@ -143,6 +148,25 @@ def parse_spec(spec: str) -> ProviderSpec:
     if factory.model_required and (not sep or not rest):
         raise ProviderConfigError(f"spec {shown!r} names no model; write '{provider}:<model>'")
     return ProviderSpec(provider=provider, model=rest)
+
+
+def model_id(provider: str, model: str) -> str:
+    """The ``model`` that the built-in hosted providers (``anthropic:``, ``openai:``) report for
+    a spec's ``provider`` and ``model``: the name their answers are cached and priced under."""
+    return f"{provider}:{model}"
+
+
+def spec_model(spec: str) -> str | None:
+    """The ``model`` that the provider :func:`create_llm` builds for ``spec`` reports, where the
+    spec alone fixes it: :func:`model_id` for ``anthropic:`` and ``openai:`` (one endpoint, a
+    pool or an endpoints file alike); ``None`` for the others (a ``local:`` model is named by
+    the file it finds, ``scripted`` and plug-in providers name themselves). Builds nothing and
+    reads no key."""
+    parsed = parse_spec(spec)
+    factory = _FACTORIES.get(parsed.provider)
+    if factory is None or not factory.names_model:
+        return None
+    return model_id(parsed.provider, parsed.model)
 
 
 def _check_url(url: str, shown: str) -> None:

@@ -19,7 +19,9 @@ fixes the number of windows, the ``[llm]`` limits and cache mode, the interventi
 and is the config the manifest records; coaching, rewards, the feed and moderation follow the
 phase in force. ``[llm] concurrency`` is the most requests in flight per provider spec, agents
 and an LLM coach of that spec together; the coach service runs at most that many coach calls at
-once.
+once. Under ``[llm] cache = "replay"`` (a re-run) no request goes below the cache, so the hosted
+providers are not built, only their names (:mod:`friendsim.llm.replay_only`): such a run needs
+no key and no network. A resume or a fork builds them: it asks past its recorded prefix.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ from friendsim.llm.budget import Budget, BudgetedLLM
 from friendsim.llm.cache import LLMCache
 from friendsim.llm.errors import CacheMissError, ProviderConfigError, ProviderStoppedError
 from friendsim.llm.redact import redact_text
+from friendsim.llm.replay_only import replay_only_provider
 from friendsim.llm.stack import LLMStack, build_llm
 from friendsim.platform.clock import VirtualClock
 from friendsim.platform.feeds import make_ranker
@@ -696,6 +699,8 @@ async def _run_locked(
             journal = BatchJournal(run_dir / BATCHES_DB)
         for spec in sorted({*specs.values(), *coach_specs}):
             provider: LLM | str = llm_factory(spec) if llm_factory is not None else spec
+            if isinstance(provider, str) and cfg.llm.cache == "replay":
+                provider = replay_only_provider(provider) or provider
             if isinstance(provider, str) and fleet and uses_fleet(provider):
                 from friendsim.llm.registry import create_llm
 
