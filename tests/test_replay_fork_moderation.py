@@ -362,3 +362,20 @@ def test_a_redrive_compares_each_phase_s_parameters_with_its_own_windows(
     before = asyncio.run(redrive_moderation(tmp_path / "off", moderator="rule"))
     assert before.params == STRICT and before.compared_windows == ((1, 2),)
     assert before.equal_to_recorded is True
+
+
+def test_a_run_whose_moderator_is_not_installed_here_is_re_driven_with_another(
+    moderated: Path, tmp_path: Path
+) -> None:
+    """Its recorded ``[moderation]`` names a plug-in this installation lacks: the rule
+    moderator still reviews the log, and nothing is compared (the run never used it)."""
+    import shutil
+
+    copy = tmp_path / "plugin-moderated"
+    shutil.copytree(moderated, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["config"]["moderation"]["kind"] = "not-installed-here"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    got = asyncio.run(redrive_moderation(copy, moderator="rule", changes=STRICT))
+    assert got.decisions and got.params == STRICT
+    assert got.compared_windows == () and got.equal_to_recorded is None

@@ -110,8 +110,18 @@ class ModerationRedrive:
 
 def moderation_spans(run_dir: Path, manifest: Manifest) -> tuple[ModerationSpan, ...]:
     """The run's moderation spans, from its recorded config and a fork's lineage: consecutive
-    phases with the same ``[moderation]`` make one span, as they make one live moderator."""
+    phases with the same ``[moderation]`` make one span, as they make one live moderator. A run
+    that is not a fork has one span, read as recorded (its moderator need not be installed
+    here: another one can still be re-driven over its log)."""
     source = run_dir / MANIFEST
+    if not manifest.fork:
+        raw = dict((manifest.config or {}).get("moderation") or {})
+        recorded = ModerationSection.model_construct(
+            enabled=bool(raw.get("enabled", False)),
+            kind=str(raw.get("kind", "rule")),
+            params=dict(raw.get("params") or {}),
+        )
+        return (ModerationSpan(start=1, end=None, moderation=recorded),)
     try:
         cfg = parse_config(manifest.config or {}, source=source)
     except ConfigError as exc:
