@@ -31,7 +31,8 @@ Work with a recorded run. Choose one action:
                     without any model
   --resume          continue a run that was stopped or killed
   --fork CONFIG     start a new run with CONFIG that shares RUN_DIR's first
-                    --at windows
+                    --at windows (provider = "auto" in CONFIG means the model
+                    RUN_DIR used for that part: agents, coach or moderator)
 
 The recorded files are never modified (a resume without --out moves the original
 aside to RUN_DIR.interrupted and writes the resumed run in its place). The last

@@ -103,7 +103,8 @@ def register(subparsers: Subparsers) -> None:
         default=None,
         metavar="RUN_DIR",
         help="start a new run with CONFIG that shares the first --at windows of RUN_DIR "
-        "(needs --at and --out)",
+        '(needs --at and --out); provider = "auto" in CONFIG means the model RUN_DIR used '
+        "for that part (agents, coach, moderator)",
     )
     p.add_argument(
         "--at",
