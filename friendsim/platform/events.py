@@ -34,6 +34,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import orjson
+
 from friendsim._slots import setters
 from friendsim.vocabulary import Tip
 
@@ -567,6 +569,64 @@ def event_to_json(event: Event) -> str:
             "payload": event.payload(),
         }
     )
+
+
+def row_to_json(seq: int, t: float, kind: str, actor: str | None, payload: str) -> str:
+    """The JSONL line of one stored row: always ``event_to_json(event_from_row(...))``, the same
+    string and the same errors, built without the event where that gives the same string.
+
+    A run stores every payload as :func:`payload_json` writes it, and the line holds that text
+    unchanged, so the line can be put together around the stored text. That is done only when
+    it is certain to give the same string: the payload decodes to an object with exactly the
+    kind's fields and ``"v": 1``, :func:`log_json` writes it back as the very text stored, and
+    its tips (a guidance) decode; ``t`` is a finite float and ``actor`` a string or null.
+    Anything else (a hand-edited or foreign log: other spacing or key order, a field missing,
+    ``\\u`` escapes, a lone surrogate, a broken row) takes the decode-and-encode path, which is
+    what the string and the errors are held to. orjson decodes (three times faster than the
+    stdlib); the stdlib's encoder, the one the log is written with, judges: text it writes from
+    a value is text the stdlib reads back as that value, so both decoders agree wherever the
+    fast path is taken."""
+    keys = _PAYLOAD_KEYS.get(kind)
+    if (
+        keys is not None
+        and type(seq) is int
+        and type(t) is float
+        and math.isfinite(t)
+        and (actor is None or type(actor) is str)
+        and type(payload) is str
+    ):
+        try:
+            data = orjson.loads(payload)
+            same = (
+                type(data) is dict
+                and data.keys() == keys
+                and type(data["v"]) is int
+                and data["v"] == SCHEMA_VERSION
+                and _LOG_ENCODER.encode(data) == payload
+                and (kind != GuidanceIssued.kind or _tips_decode(data["tips"]))
+            )
+        except (ValueError, TypeError, RecursionError):  # the event's path says what is wrong
+            same = False
+        if same:
+            who = "null" if actor is None else _LOG_ENCODER.encode(actor)
+            return f'{{"actor":{who},"kind":"{kind}","payload":{payload},"seq":{seq},"t":{t!r}}}'
+    return event_to_json(event_from_row(seq, t, kind, actor, payload))
+
+
+_PAYLOAD_KEYS: dict[str, frozenset[str]] = {
+    kind: fields | {"v"} for kind, fields in _FIELDS.items()
+}
+"""The keys of a stored payload of each kind that holds every field (what a run writes)."""
+
+
+def _tips_decode(tips: Any) -> bool:
+    """Whether a guidance's stored ``tips`` is a list; raises ``ValueError`` as the event would
+    (:meth:`Tip.from_dict <friendsim.vocabulary.Tip.from_dict>`) for a tip it refuses."""
+    if type(tips) is not list:
+        return False
+    for tip in tips:
+        Tip.from_dict(tip)
+    return True
 
 
 def event_from_json(line: str) -> Event:

@@ -7,9 +7,11 @@
 * Verifying a run's log (rebuild + compare, with precise divergences) is
   :mod:`friendsim.rundir.verify`'s job; this module keeps the building blocks.
 * :func:`export_jsonl` / :func:`import_jsonl` move a log as JSON Lines
-  (:func:`~.events.event_to_json`). Import re-validates every event with the same rules as live
-  commands (:meth:`.service.Platform.ingest`) and writes the database atomically: on any bad line
-  it raises :class:`LogImportError` naming the line, and no database is left behind.
+  (:func:`~.events.event_to_json`; export puts each line together around the stored payload
+  text where that is the same line, :func:`~.events.row_to_json`). Import re-validates every
+  event with the same rules as live commands (:meth:`.service.Platform.ingest`) and writes the
+  database atomically: on any bad line it raises :class:`LogImportError` naming the line, and
+  no database is left behind.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .events import (
     WindowStarted,
     event_from_json,
     event_from_row,
-    event_to_json,
+    row_to_json,
 )
 from .projection import MATERIALISED_TABLES
 from .service import Platform
@@ -178,7 +180,7 @@ async def export_jsonl(db: str | Path, out: str | Path) -> int:
         fh = await asyncio.to_thread(open, out, "w", encoding="utf-8")
         try:
             while rows := list(await cur.fetchmany(5000)):
-                text = "".join(event_to_json(event_from_row(*r)) + "\n" for r in rows)
+                text = "".join([row_to_json(*r) + "\n" for r in rows])
                 await asyncio.to_thread(fh.write, text)
                 n += len(rows)
         finally:

@@ -13,7 +13,7 @@ is on disk at that moment:
 A connection per read (a few hundred microseconds) keeps no lock that would stop the writer from
 checkpointing and removing its WAL when it closes, and picks up a writer that starts later.
 Rows come back in the exact JSONL form of ``friendsim log export``
-(:func:`friendsim.platform.events.event_to_json`).
+(:func:`friendsim.platform.events.row_to_json`: the line around the stored payload text).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from friendsim.platform.events import Event, event_from_row, event_to_json
+from friendsim.platform.events import Event, event_from_row, row_to_json
 
 EVENTS_DB = "events.db"
 
@@ -108,11 +108,7 @@ class LogFile:
     def read_where(self, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
         """``(seq, JSONL line)`` of the rows ``sql`` selects (``seq, t, kind, actor, payload``
         of ``events``), in its order."""
-        try:
-            events = [event_from_row(*r) for r in self.query(sql, params)]
-        except ValueError as exc:
-            raise LogReadError(f"{self.path}: {exc}") from exc
-        return [(e.seq, event_to_json(e)) for e in events]
+        return self._lines(self.query(sql, params))
 
     def read_events(self, from_seq: int, limit: int, to_seq: int | None = None) -> list[Event]:
         """Up to ``limit`` committed events with ``seq >= from_seq`` (and ``<= to_seq``)."""
@@ -123,7 +119,13 @@ class LogFile:
 
     def read(self, from_seq: int, limit: int, to_seq: int | None = None) -> list[Row]:
         """Like :meth:`read_events`, as ``(seq, JSONL line)`` pairs."""
-        return [(e.seq, event_to_json(e)) for e in self.read_events(from_seq, limit, to_seq)]
+        return self._lines(self._select(from_seq, limit, to_seq))
+
+    def _lines(self, rows: list[tuple[Any, ...]]) -> list[Row]:
+        try:
+            return [(r[0], row_to_json(*r)) for r in rows]
+        except ValueError as exc:
+            raise LogReadError(f"{self.path}: {exc}") from exc
 
     def last_seq(self) -> int:
         """The highest committed seq (0 for an empty or absent log)."""

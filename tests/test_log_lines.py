@@ -1,0 +1,278 @@
+"""A log's JSON Lines — ``friendsim log export`` and the live view's SSE ``data`` — are put
+together around the stored payload text (:func:`~friendsim.platform.events.row_to_json`) instead
+of decoding every row into an event and encoding it again. The bytes must stay exactly the
+decode-and-encode path's (``event_to_json(event_from_row(row))``): on a real log holding what
+agents write (quotes, ``</script>``, newlines, non-ASCII, line separators), every row takes the
+fast path and gives those bytes, through export and over HTTP; a hand-edited row gives them (or
+the same error) through the slow path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from serve_support import background, run_cli
+
+from friendsim.platform import FullVisibilityRanker, Platform, VirtualClock
+from friendsim.platform import events as events_module
+from friendsim.platform.events import (
+    ActionFailed,
+    GuidanceIssued,
+    InterventionApplied,
+    ModerationDecided,
+    SurveyAnswered,
+    WindowEnded,
+    WindowStarted,
+    event_from_row,
+    event_to_json,
+    row_to_json,
+)
+from friendsim.vocabulary import Tip
+
+TRICKY = (
+    'She said "no" \\ and left </script><script>window.__pwned = 1</script>',
+    "line one\nline two\r\nthree\tfour \b\f \x00\x01\x1f\x7f end",
+    "café naïve Ελληνικά 中文 🌍🔥 \u202eRTL\u202c \u2028line\u2029para \u00a0nbsp \ufeffbom",
+    "looks escaped: \\u00e9 \\n \\ud800 and a slash / and 'single' <img src=x onerror=alert(1)>",
+    "numbers in text: 1.5e-07, 3.0 and -0.0",
+)
+
+ODD = 'ü"<b>\n'
+"""An agent id a foreign writer could choose (the platform checks only that it is known)."""
+
+Row = tuple[Any, ...]
+
+
+async def _tricky_log(db: Path) -> None:
+    """A log of every kind of row that carries agent or coach text, each holding TRICKY text."""
+    clock = VirtualClock()
+    platform = await Platform.open(db, clock=clock)
+    try:
+        attributes = {"Zeta": 1, "ähnlich": "x", "alpha": [1, "b", None], "🌍": {"é": True}}
+        for i, text in enumerate(TRICKY):
+            await platform.register_agent(f"a{i}", name=text, attributes=attributes)
+        await platform.register_agent('ü"<b>\n', name="odd id")
+        await platform.record(WindowStarted(t=0.0, window=1, t_end=3600.000001))
+        posts = []
+        for i, text in enumerate(TRICKY):
+            clock.advance(0.1)
+            post = await platform.create_post(
+                f"a{i}", text=text, topic="Climate_Change", mentions=["a0"], tone="critical"
+            )
+            posts.append(post.post_id)
+            await platform.create_post('ü"<b>\n', text=text, topic="x", parent_id=post.post_id)
+            await platform.send_dm(f"a{i}", ODD, text=text, topic="dm")
+        await platform.vote("a1", posts[0], 1)
+        await platform.vote("a1", posts[0], -1)
+        await platform.vote("a1", posts[0], 0)
+        await platform.follow("a2", "a3")
+        await platform.unfollow("a2", "a3")
+        await platform.serve_feed("a4", FullVisibilityRanker(), limit=20)
+        tips = tuple(
+            Tip(action="COM", target="a1", topic="x", invite_mention=True, tone="neutral", text=t)
+            for t in TRICKY
+        )
+        await platform.record(GuidanceIssued(t=0.0, actor="coach", agent="a0", window=1, tips=tips))
+        await platform.record(
+            ActionFailed(
+                t=0.0,
+                actor="a3",
+                window=1,
+                stage="generate",
+                reason="bad_json",
+                detail=TRICKY[1],
+                action={"type": "POST", "text": TRICKY[0], "score": 1e-07},
+            )
+        )
+        params = {"rate": 1e-05, "big": 1e16, "tiny": 5e-324, "x": 0.1, "note": TRICKY[2]}
+        await platform.record(
+            InterventionApplied(t=0.0, window=1, intervention="broadcast", params=params)
+        )
+        await platform.record(
+            ModerationDecided(
+                t=0.0,
+                window=1,
+                moderator="m",
+                action="label",
+                post_id=posts[1],
+                author="a1",
+                label=TRICKY[3],
+                reason=TRICKY[4],
+                score=0.123456789012345678,
+            )
+        )
+        await platform.record(
+            SurveyAnswered(t=0.0, actor="a2", survey="s", window=1, answers={"q1": 3, "ö": -2})
+        )
+        await platform.record(WindowEnded(t=0.0, window=1))
+        await platform.flush()
+    finally:
+        await platform.close()
+
+
+@pytest.fixture(scope="module")
+def tricky_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("lines") / "run"
+    run.mkdir()
+    asyncio.run(_tricky_log(run / "events.db"))
+    return run
+
+
+def _rows(run: Path) -> list[Row]:
+    con = sqlite3.connect(run / "events.db")
+    try:
+        return con.execute(
+            "SELECT seq, t, kind, actor, payload FROM events ORDER BY seq"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def _old(row: Row) -> str:
+    """The line as it was written before the fast path: the event decoded and encoded again."""
+    return event_to_json(event_from_row(*row))
+
+
+def _outcome(build: Callable[[], str]) -> tuple[str, str]:
+    try:
+        return ("line", build())
+    except Exception as exc:  # the same error, of the same type, is what is compared
+        return (type(exc).__name__, str(exc))
+
+
+def test_every_row_of_a_real_log_takes_the_fast_path_with_the_old_bytes(
+    tricky_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = _rows(tricky_run)
+    old = [_old(r) for r in rows]
+    kinds = {r[2] for r in rows}
+    assert kinds >= {
+        "agent_registered",
+        "post_created",
+        "dm_sent",
+        "vote_cast",
+        "vote_changed",
+        "vote_cleared",
+        "followed",
+        "unfollowed",
+        "feed_served",
+        "guidance_issued",
+        "action_failed",
+        "intervention_applied",
+        "moderation_decided",
+        "survey_answered",
+        "window_started",
+        "window_ended",
+    }
+    written = "".join(old)
+    assert all(json.dumps(text, ensure_ascii=False)[1:-1] in written for text in TRICKY)
+    slow: list[int] = []
+    decode = events_module.event_from_row
+
+    def counted(*row: Any) -> Any:
+        slow.append(row[0])
+        return decode(*row)
+
+    monkeypatch.setattr(events_module, "event_from_row", counted)
+    assert [row_to_json(*r) for r in rows] == old
+    assert slow == []  # every row a run wrote is built around its stored payload
+
+
+def _edit(payload: str, **change: Any) -> str:
+    data = json.loads(payload)
+    data.update(change)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+EDITS: dict[str, Callable[[Row], Row]] = {
+    "spaces": lambda r: (*r[:4], json.dumps(json.loads(r[4]), sort_keys=True)),
+    "keys unsorted": lambda r: (*r[:4], json.dumps(dict(reversed(json.loads(r[4]).items())))),
+    "ascii escapes": lambda r: (
+        *r[:4],
+        json.dumps(json.loads(r[4]), separators=(",", ":"), sort_keys=True, ensure_ascii=True),
+    ),
+    "newline between keys": lambda r: (*r[:4], r[4].replace(",", ",\n", 1)),
+    "v true": lambda r: (*r[:4], _edit(r[4], v=True)),
+    "v 1.0": lambda r: (*r[:4], _edit(r[4], v=1.0)),
+    "v 2": lambda r: (*r[:4], _edit(r[4], v=2)),
+    "field missing": lambda r: (*r[:4], r[4].replace('"tone":"critical",', "")),
+    "unknown field": lambda r: (*r[:4], _edit(r[4], zz=1)),
+    "key twice": lambda r: (*r[:4], r[4][:-1] + ',"text":"other"}'),
+    "lone surrogate": lambda r: (*r[:4], r[4].replace('"text":"', '"text":"\\ud800', 1)),
+    "post_id beyond 64 bits": lambda r: (*r[:4], _edit(r[4], post_id=2**70)),
+    "post_id a float": lambda r: (*r[:4], _edit(r[4], post_id=1e-07)),
+    "post_id spelled 1e-7": lambda r: (
+        *r[:4],
+        r[4].replace('"post_id":', '"post_id":1e-7,"p":', 1),
+    ),
+    "NaN": lambda r: (*r[:4], r[4].replace('"post_id":', '"post_id":NaN,"p":', 1)),
+    "not JSON": lambda r: (*r[:4], r[4][:-1]),
+    "not an object": lambda r: (*r[:4], "[1]"),
+    "unknown kind": lambda r: (r[0], r[1], "post_deleted", r[3], r[4]),
+    "t text": lambda r: (r[0], "soon", *r[2:]),
+    "t infinite": lambda r: (r[0], math.inf, *r[2:]),
+    "t an integer": lambda r: (r[0], 5, *r[2:]),
+    "actor a number": lambda r: (r[0], r[1], r[2], 7, r[4]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDITS))
+def test_a_hand_edited_post_gives_the_old_line_or_the_old_error(
+    tricky_run: Path, name: str
+) -> None:
+    post = next(
+        r
+        for r in _rows(tricky_run)
+        if r[2] == "post_created" and "🌍" in r[4] and "critical" in r[4]
+    )
+    edited = EDITS[name](post)
+    assert edited != post
+    assert _outcome(lambda: row_to_json(*edited)) == _outcome(lambda: _old(edited))
+
+
+@pytest.mark.parametrize(
+    "tip",
+    [
+        {"tone": "angry"},
+        {"invite_mention": 1},
+        {"extra": 1},
+        {"text": None},
+    ],
+)
+def test_a_guidance_with_a_bad_tip_is_the_old_error(tricky_run: Path, tip: dict[str, Any]) -> None:
+    row = next(r for r in _rows(tricky_run) if r[2] == "guidance_issued")
+    data = json.loads(row[4])
+    data["tips"][1].update(tip)
+    edited = (*row[:4], json.dumps(data, ensure_ascii=False, separators=(",", ":"), sort_keys=True))
+    got = _outcome(lambda: row_to_json(*edited))
+    assert got[0] == "EventDecodeError" and got == _outcome(lambda: _old(edited))
+
+
+@pytest.mark.slow
+def test_export_and_sse_bytes_are_the_old_lines(tricky_run: Path, tmp_path: Path) -> None:
+    rows = _rows(tricky_run)
+    old = [_old(r) for r in rows]
+    exported = tmp_path / "export.jsonl"
+    proc = run_cli("log", "export", str(tricky_run), str(exported))
+    assert proc.returncode == 0, proc.stderr
+    assert exported.read_bytes() == "".join(line + "\n" for line in old).encode("utf-8")
+    expected = b"retry: 1000\n\n" + b"".join(
+        b"id: %d\ndata: %s\n\n" % (r[0], line.encode("utf-8"))
+        for r, line in zip(rows, old, strict=True)
+    )
+    last = b"id: %d\n" % rows[-1][0]
+    with background("serve", str(tricky_run), "--port", "0") as (_, url):
+        body = b""
+        with httpx.stream("GET", f"{url}events/stream?from=0", timeout=60) as r:
+            for chunk in r.iter_raw():
+                body += chunk
+                if last in body and body.endswith(b"\n\n"):
+                    break
+    assert body == expected
