@@ -5,8 +5,9 @@ chrono feed, 3 actions, ``vote_limit = 10``) is written by ``friendsim run``; th
 a time on that directory: ``friendsim report``, ``friendsim log export`` (JSON Lines, Parquet and
 ``--table rewards``), ``friendsim replay --verify`` and the live view's initial load (``friendsim
 serve``; the page, ``api/run``, ``api/windows?from=1`` and the whole log from
-``events/stream?from=0``, as ``app.js`` loads it). Every figure is the process's own, from the OS
-(``os.wait4``: user + system CPU, ``ru_maxrss``); the load average is recorded around each.
+``events/stream?from=0&batch=1``, as ``app.js`` loads it). Every figure is the process's own,
+from the OS (``os.wait4``: user + system CPU, ``ru_maxrss``); the load average is recorded around
+each.
 ``FRIENDSIM_CACHE_DIR`` points into the work folder, so ``report`` analyses the run from cold.
 
 ``view`` is the page itself in headless Debian ``chromium`` (Playwright, when both are
@@ -54,7 +55,7 @@ def _events(run_dir: Path) -> int:
         con.close()
 
 
-def _serve(run_dir: Path) -> dict[str, Any]:
+def _serve(run_dir: Path, *, batch: int = 1) -> dict[str, Any]:
     """The live view's initial load over a real socket; the server's figures from the OS."""
     import httpx
 
@@ -68,7 +69,7 @@ def _serve(run_dir: Path) -> dict[str, Any]:
         httpx.get(f"{url}api/windows?from=1", timeout=600).raise_for_status()
         windows_s = time.perf_counter() - t1
         last, n = int(info["last_seq"]), 0
-        with httpx.stream("GET", f"{url}events/stream?from=0", timeout=600) as r:
+        with httpx.stream("GET", f"{url}events/stream?from=0&batch={batch}", timeout=600) as r:
             for ln in r.iter_lines():
                 if ln.startswith("data: "):
                     n += 1

@@ -988,3 +988,67 @@ def test_a_sweep_page_whose_read_failed_reads_it_again(tmp_path: Path, watched: 
         )
         assert rows == [r["status"] for r in data["runs"]]
         assert page_errors(w) == []
+
+
+STREAMS = """window.__streams = [];
+const Plain = window.EventSource;
+window.EventSource = class extends Plain {
+  constructor(url, init) {
+    super(url, init);
+    const s = { url: String(url), events: 0 };
+    window.__streams.push(s);
+    this.addEventListener("message", () => { s.events++; });
+  }
+};"""
+"""Records each stream the page opens and the number of events it received."""
+
+
+def test_the_page_shows_the_same_from_the_batched_stream(tmp_path: Path, watched: Any) -> None:
+    """The page reads the log as ``events/stream?batch=1`` (many rows per event, one JSONL line
+    each; an event per row cost the browser more than the rows themselves) and shows exactly
+    what it showed reading one event per row: the same page built from the default stream (its
+    script served with the query parameter taken out) has the same text and rows."""
+    run = finished_run(tmp_path, rounds=10, agents=30)
+    script = (ROOT / "friendsim" / "serve" / "static" / "app.js").read_text()
+    assert script.count("batch=1&") == 1
+    per_row = script.replace("batch=1&", "")
+    shown: dict[str, Any] = {}
+    with background("serve", str(run), "--port", "0") as (_, url):
+        last = httpx.get(f"{url}api/run", timeout=30).json()["last_seq"]
+        for name in ("batched", "per_row"):
+            w = watched()
+            w.page.add_init_script(STREAMS)
+            if name == "per_row":
+                w.page.route(
+                    "**/static/app.js",
+                    lambda route: route.fulfill(
+                        status=200, content_type="text/javascript; charset=utf-8", body=per_row
+                    ),
+                )
+            w.page.goto(url)
+            w.page.wait_for_function(
+                f"() => document.querySelector('#counts').textContent"
+                f".startsWith('{last} events') && document.querySelector('#counts').textContent"
+                ".includes('10 windows closed') && document.querySelector('#network-caption')"
+                ".textContent.startsWith('after window 10:')",
+                timeout=60_000,
+            )
+            shown[name] = w.page.evaluate(
+                """() => ({
+                  text: document.body.innerText,
+                  seqs: [...document.querySelectorAll('#timeline li[data-seq]')]
+                    .map(e => +e.dataset.seq),
+                  circles: document.querySelectorAll('#network circle').length,
+                  streams: window.__streams,
+                })"""
+            )
+            assert w.errors == []
+    batched, plain = shown["batched"], shown["per_row"]
+    assert [s["url"] for s in batched["streams"]] == ["events/stream?batch=1&from=1"]
+    assert [s["url"] for s in plain["streams"]] == ["events/stream?from=1"]
+    assert plain["streams"][0]["events"] == last > 1000
+    assert 1 < batched["streams"][0]["events"] < last // 10
+    assert batched["seqs"] and batched["seqs"][0] == last and batched["circles"] > 0
+    assert {k: v for k, v in batched.items() if k != "streams"} == {
+        k: v for k, v in plain.items() if k != "streams"
+    }
