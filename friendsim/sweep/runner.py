@@ -656,6 +656,10 @@ def _run_locked(
 WORKER_RETRIES = 3
 """Re-runs of a replication whose local worker process died (as Ray's ``max_retries``)."""
 
+IDLE_DEATHS = 3
+"""Deaths of idle local workers (running no replication) let go, uncharged, since a replication
+last finished: the next one is charged (:func:`local_outcomes`), so the retries still end."""
+
 
 def local_outcomes(
     plans: Sequence[Replication], out: Path, source: str, *, jobs: int, log_level: str
@@ -671,14 +675,22 @@ def local_outcomes(
     exit by it), not those the other workers were running beside it nor those still queued: a
     replication is recorded failed once its worker died more than :data:`WORKER_RETRIES` times,
     and one whose worker keeps dying fails neither the replications beside it nor those queued
-    behind it. When the dead worker cannot be told (every worker ended by SIGTERM), the death
-    counts against every replication that was running; with none of them known to be running
-    (a worker that died before it said), against all of them, so retries still end.
+    behind it. A dead worker that was running none of them (idle: its replications had finished,
+    or it had started none) costs none of them a retry: they all run again. Once
+    :data:`IDLE_DEATHS` such deaths were let go since a replication last finished, the next one
+    is charged as when the dead worker cannot be told, so pools whose workers die before
+    running anything do not run again forever (and pools in which a replication finished are
+    no more than the replications); a worker that dies idle after finishing a replication in
+    its pool thus never costs a retry. When the dead worker cannot be told (every worker ended
+    by SIGTERM), the death counts against every replication that was running; with none of them
+    known to be running (a worker that died before it said), against all of them, so retries
+    still end.
     """
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
     started = ctx.SimpleQueue()
     deaths: dict[str, int] = {}
+    idle = 0  # idle workers' deaths let go since a replication last finished
     todo = list(plans)
     while todo:
         pool = ProcessPoolExecutor(
@@ -691,6 +703,7 @@ def local_outcomes(
         again: set[str] = set()
         broken: list[tuple[Replication, BrokenProcessPool]] = []
         ran: dict[str, int] = {}  # run folders a worker of this pool started: the worker's pid
+        charged: list[str] = []
         try:
             futures: dict[Future[RunOutcome], Replication] = {
                 pool.submit(_worker_plan, dict(p.data), str(out / p.rel_dir), source): p
@@ -709,16 +722,21 @@ def local_outcomes(
                     continue
                 except Exception as exc:
                     res = {"status": "failed", "wall_seconds": None, "error": f"worker: {exc!r}"}
+                idle = 0
                 yield plan, res
             if broken:
                 pool.shutdown(wait=True)  # every worker ended: how each one did is known
             while not started.empty():
                 ran.update([started.get()])
-            charged = _charged({str(out / p.rel_dir) for p, _ in broken}, ran, workers)
+            charge = _charged(
+                {str(out / p.rel_dir) for p, _ in broken}, ran, workers, spare=idle < IDLE_DEATHS
+            )
+            idle += 1 if charge.spared else 0
             for plan, death in broken:
-                if charged and str(out / plan.rel_dir) not in charged:
+                if str(out / plan.rel_dir) not in charge.runs:
                     again.add(plan.rel_dir)  # beside or behind the death: not charged with it
                     continue
+                charged.append(plan.rel_dir)
                 deaths[plan.rel_dir] = deaths.get(plan.rel_dir, 0) + 1
                 if deaths[plan.rel_dir] <= WORKER_RETRIES:
                     again.add(plan.rel_dir)
@@ -732,23 +750,45 @@ def local_outcomes(
                 stop.set()
             pool.shutdown(wait=True, cancel_futures=not finished)
         if again:
-            log.warning("sweep_worker_died", run_again=sorted(again))
+            log.warning("sweep_worker_died", run_again=sorted(again), charged=sorted(charged))
         todo = [p for p in plans if p.rel_dir in again]
 
 
-def _charged(broken: set[str], ran: Mapping[str, int], workers: Mapping[int, Any]) -> set[str]:
-    """The run folders of ``broken`` (replications a broken pool did not finish) charged with
-    the worker death that broke it (:func:`local_outcomes`): those a worker that died (its
-    ``exitcode`` neither 0 nor SIGTERM's, by which the pool ends the others) was running, else
-    all those a worker was running (``ran``, folder to the pid that started it); empty when
-    none was known to be running (then every one is charged)."""
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Charge:
+    """Who pays for the worker death that broke a pool (:func:`_charged`): the run folders
+    ``runs`` are each charged one death; ``spared`` when a worker known to have died was running
+    none of them (idle), so none is."""
+
+    runs: frozenset[str]
+    spared: bool = False
+
+
+def _charged(
+    broken: set[str], ran: Mapping[str, int], workers: Mapping[int, Any], *, spare: bool
+) -> _Charge:
+    """Which run folders of ``broken`` (replications a broken pool did not finish) are charged
+    with the worker death that broke it (:func:`local_outcomes`).
+
+    The dead workers are those whose ``exitcode`` is neither 0 nor SIGTERM's (by which the pool
+    ends the others); ``ran`` maps each folder a worker started to its pid. Charged: the folders
+    of ``broken`` a dead worker was running. When dead workers are known but were running none
+    of them (idle: what they started had finished, or they started nothing), none is charged if
+    ``spare`` (the caller bounds how often: :data:`IDLE_DEATHS`), else the death is charged as
+    when no worker is known dead: to every folder of ``broken`` a worker was running, or, none
+    known to be running, to all of ``broken``."""
     dead = {
         pid
         for pid, proc in workers.items()
         if getattr(proc, "exitcode", None) not in (None, 0, -signal.SIGTERM)
     }
     running = {d for d in broken if d in ran}
-    return {d for d in running if ran[d] in dead} or running
+    if dead:
+        if hit := {d for d in running if ran[d] in dead}:
+            return _Charge(runs=frozenset(hit))
+        if spare:
+            return _Charge(runs=frozenset(), spared=True)
+    return _Charge(runs=frozenset(running or broken))
 
 
 def _watch_every_worker(pool: ProcessPoolExecutor) -> None:
