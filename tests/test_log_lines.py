@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -276,3 +277,95 @@ def test_export_and_sse_bytes_are_the_old_lines(tricky_run: Path, tmp_path: Path
                 if last in body and body.endswith(b"\n\n"):
                     break
     assert body == expected
+
+
+def _with_lone_surrogate(tricky_run: Path, tmp_path: Path) -> tuple[Path, int]:
+    """A copy of the tricky run whose post (the one holding every tricky text) has the JSON
+    escape ``\\ud800`` (a lone surrogate) put before its text, as a hand edit or a foreign tool
+    could; returns the copy and the post's seq."""
+    run = tmp_path / "edited"
+    run.mkdir()
+    shutil.copyfile(tricky_run / "events.db", run / "events.db")
+    con = sqlite3.connect(run / "events.db")
+    try:
+        seq, payload = next(
+            (r[0], r[4])
+            for r in _rows(run)
+            if r[2] == "post_created" and "🌍" in r[4] and "critical" in r[4]
+        )
+        edited = payload.replace('"text":"', '"text":"\\ud800', 1)
+        assert edited != payload and edited.count("\\ud800") == 1 + payload.count("\\ud800")
+        con.execute("UPDATE events SET payload = ? WHERE seq = ?", (edited, seq))
+        con.commit()
+    finally:
+        con.close()
+    return run, seq
+
+
+def _stream(url: str, last: int) -> bytes:
+    """The raw bytes of the live view's per-row stream from the first row to ``last``."""
+    end = b"id: %d\n" % last
+    body = b""
+    with httpx.stream("GET", f"{url}events/stream?from=0", timeout=60) as r:
+        for chunk in r.iter_raw():
+            body += chunk
+            if end in body and body.endswith(b"\n\n"):
+                break
+    return body
+
+
+@pytest.mark.slow
+def test_export_writes_a_lone_surrogate_row_as_the_stream_sends_it(
+    tricky_run: Path, tmp_path: Path
+) -> None:
+    """``log export`` failed on a row whose payload spells a lone surrogate (exit 2, "surrogates
+    not allowed"): its line decodes to text UTF-8 cannot encode. It writes that row's line as
+    the live view's stream sends it, ``\\u``-escaped (JSON that decodes to the surrogate), and
+    every other line as before."""
+    run, seq = _with_lone_surrogate(tricky_run, tmp_path)
+    before = tmp_path / "before.jsonl"
+    assert run_cli("log", "export", str(tricky_run), str(before)).returncode == 0
+    after = tmp_path / "after.jsonl"
+    proc = run_cli("log", "export", str(run), str(after))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    old_lines = before.read_bytes().split(b"\n")
+    new_lines = after.read_bytes().split(b"\n")
+    assert len(new_lines) == len(old_lines) > seq and new_lines[-1] == b""
+    assert [i for i, (a, b) in enumerate(zip(old_lines, new_lines, strict=True)) if a != b] == [
+        seq - 1
+    ]
+    line = new_lines[seq - 1]
+    assert line.isascii() and b"\\ud800" in line
+    value = json.loads(line)
+    assert value["payload"]["text"].startswith("\ud800")
+    assert value == json.loads(_old(next(r for r in _rows(run) if r[0] == seq)))
+    rows = _rows(run)
+    with background("serve", str(run), "--port", "0") as (_, url):
+        body = _stream(url, rows[-1][0])
+    assert b"id: %d\ndata: %s\n\n" % (seq, line) in body
+    assert body == b"retry: 1000\n\n" + b"".join(
+        b"id: %d\ndata: %s\n\n" % (r[0], exported)
+        for r, exported in zip(rows, new_lines[:-1], strict=True)
+    )
+
+
+def test_parquet_export_keeps_a_lone_surrogate_as_stored(tricky_run: Path, tmp_path: Path) -> None:
+    """The Parquet events file holds each payload as stored: a lone surrogate stays the escape
+    the row spells it with (valid UTF-8), decoding to what the JSON Lines export's line for the
+    row decodes to; every row is written and the export exits 0."""
+    import pyarrow.parquet as pq
+
+    from friendsim.cli import main
+
+    run, seq = _with_lone_surrogate(tricky_run, tmp_path)
+    out, jsonl = tmp_path / "events.parquet", tmp_path / "events.jsonl"
+    assert main(["log", "export", str(run), "--out", str(out)]) == 0
+    assert main(["log", "export", str(run), "--out", str(jsonl)]) == 0
+    rows = _rows(run)
+    table = pq.read_table(out).to_pylist()
+    assert [(r["seq"], r["payload"]) for r in table] == [(r[0], r[4]) for r in rows]
+    payload = next(r["payload"] for r in table if r["seq"] == seq)
+    assert "\\ud800" in payload and json.loads(payload)["text"].startswith("\ud800")
+    lines = jsonl.read_bytes().splitlines()
+    assert json.loads(payload) == json.loads(lines[seq - 1])["payload"]

@@ -509,6 +509,99 @@ def test_catching_up_on_a_long_log_builds_the_views_once(tmp_path: Path, watched
         assert w.errors == []
 
 
+BUILDS = """() => {
+  window.__builds = [];
+  new MutationObserver(() => {
+    const top = document.querySelector("#timeline li[data-seq]");
+    window.__builds.push({ at: performance.now(), seq: S.lastSeq, top: top ? +top.dataset.seq : 0 });
+  }).observe(document.getElementById("timeline"), { childList: true });
+}"""
+"""Records each rebuild of the timeline (one per :func:`render` of the overview): the page's
+clock, the last row it had and the newest row the timeline shows."""
+
+
+def test_rows_streaming_in_rebuild_the_views_at_most_once_a_second(
+    tmp_path: Path, watched: Any
+) -> None:
+    """While rows stream in, the page rebuilds its views (timeline, network, reward curves) at
+    most every RENDER_MS = 1 s: rebuilt at each row or animation frame, a large run's network
+    and curves cost more than its rows. Only the counts follow every row. The rows that arrive
+    last are shown once the second is up, though nothing arrives after them: a change that
+    came too soon is put off, never dropped. The page runs on Playwright's clock, which only
+    the test moves (100 ms after each lot of rows has arrived), so the bounds are counts of
+    rebuilds against the page's own time, whatever the machine's speed."""
+    import sqlite3
+    from datetime import UTC, datetime
+    from itertools import pairwise
+
+    from friendsim.serve.rows import TIMELINE_KINDS
+
+    render_ms = 1000
+    script = (ROOT / "friendsim" / "serve" / "static" / "app.js").read_text()
+    assert f"const RENDER_MS = {render_ms};" in script
+    run = finished_run(tmp_path, rounds=6, agents=6)
+    (cut,) = _log(
+        run,
+        "SELECT min(seq) FROM events WHERE kind = 'window_started'"
+        " AND json_extract(payload, '$.window') = 4",
+    )[0]
+    con = sqlite3.connect(run / "events.db")
+    try:
+        later = con.execute("SELECT * FROM events WHERE seq >= ? ORDER BY seq", (cut,)).fetchall()
+        con.execute("DELETE FROM events WHERE seq >= ?", (cut,))
+        con.commit()
+    finally:
+        con.close()
+    lots = [later[i : i + 4] for i in range(0, len(later), 4)]
+    assert len(lots) >= 15
+    last = later[-1][0]
+    newest_shown = max(row[0] for row in later if row[2] in TIMELINE_KINDS)
+    with background("serve", str(run), "--port", "0") as (_, url):
+        w = watched()
+        w.page.clock.install(time=0)
+        w.page.goto(url)
+        w.page.wait_for_function(
+            f"() => document.querySelector('#counts').textContent.startsWith('{cut - 1} events')"
+            " && document.querySelector('#network-caption').textContent"
+            ".startsWith('after window 3:') && S.status === 'completed'",
+            timeout=60_000,
+        )
+        w.page.evaluate(BUILDS)
+        now = w.page.evaluate("() => Date.now()")
+        w.page.clock.pause_at(datetime.fromtimestamp((now + render_ms) / 1000, tz=UTC))
+        start, before = w.page.evaluate("() => [performance.now(), window.__builds.length]")
+        built_at = w.page.evaluate("() => S.builtAt")
+        counts = []
+        for lot in lots:
+            con = sqlite3.connect(run / "events.db")
+            try:
+                con.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?)", lot)
+                con.commit()
+            finally:
+                con.close()
+            w.page.wait_for_function(
+                f"() => S.lastSeq === {lot[-1][0]}", polling=50, timeout=30_000
+            )
+            w.page.clock.run_for(100)
+            counts.append(w.page.text_content("#counts") or "")
+        streamed = w.page.evaluate("() => [performance.now(), window.__builds]")
+        elapsed, builds = streamed[0] - start, streamed[1][before:]
+        # the counts followed every lot; the views at most once a second of the page's time
+        assert [c.split(" events")[0] for c in counts] == [str(lot[-1][0]) for lot in lots]
+        assert elapsed == pytest.approx(100 * len(lots))
+        assert 1 <= len(builds) <= elapsed // render_ms + 1, builds
+        ats = [built_at] + [b["at"] for b in builds]
+        assert all(b - a >= render_ms for a, b in pairwise(ats)), ats
+        assert len(lots) > 3 * len(builds)  # not one rebuild per lot
+        # the last rows: shown once the second is up, with nothing arriving after them
+        w.page.wait_for_function("() => S.windows.length === 6 && !S.fetching", timeout=30_000)
+        w.page.clock.run_for(render_ms)
+        final = w.page.evaluate("() => window.__builds")[-1]
+        assert final["seq"] == last and final["top"] == newest_shown
+        assert (w.page.text_content("#network-caption") or "").startswith("after window 6:")
+        assert w.errors == []
+
+
 def _log(run: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
     import sqlite3
 

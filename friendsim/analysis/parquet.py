@@ -14,6 +14,10 @@ the runtime), ``window`` (int64, the window the event belongs to: the one opened
 (string: the JSON payload exactly as stored in ``events.db``, with its schema version ``v``). The
 raw payload keeps the file lossless and the schema fixed while event kinds differ; DuckDB's
 ``json_extract`` and Polars' ``str.json_decode`` read fields out of it.
+A payload that spells a lone surrogate with the JSON escape ``\\ud800`` (a hand-edited or
+foreign log: no run stores one) is written as stored too, the escape kept: the column stays
+valid UTF-8 and decodes to the same value as the payload of the row's line in the JSON Lines
+export, which writes that line ``\\u``-escaped (:func:`~friendsim.platform.events.line_utf8`).
 
 Rewards file, one row per (window, agent): ``window`` (int64), ``agent`` (string), one float64
 column per reward component (``SOC``, ``INF``, ``PRE``, ``COORD``, ``EMO``) and ``total``.

@@ -613,6 +613,21 @@ def row_to_json(seq: int, t: float, kind: str, actor: str | None, payload: str) 
     return event_to_json(event_from_row(seq, t, kind, actor, payload))
 
 
+def line_utf8(line: str) -> bytes:
+    """A log row's line (:func:`row_to_json`) as UTF-8: the bytes ``friendsim log export``
+    writes for it and the live view's stream sends in its ``data:`` line, the same in both.
+
+    A line UTF-8 cannot encode holds a lone surrogate: its stored payload spells one with the
+    JSON escape ``\\ud800`` (a hand edit or a foreign tool; friendsim never stores one, its
+    store cannot encode one). That line is the same JSON with every non-ASCII character
+    ``\\u``-escaped: one line of valid JSON that decodes to the same value, the surrogate
+    included. Every other line is its UTF-8, unchanged."""
+    try:
+        return line.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(json.loads(line), separators=(",", ":"), sort_keys=True).encode("ascii")
+
+
 _PAYLOAD_KEYS: dict[str, frozenset[str]] = {
     kind: fields | {"v"} for kind, fields in _FIELDS.items()
 }

@@ -33,6 +33,7 @@ from .events import (
     WindowStarted,
     event_from_json,
     event_from_row,
+    line_utf8,
     row_to_json,
 )
 from .projection import MATERIALISED_TABLES
@@ -172,16 +173,25 @@ async def compare(
 
 
 async def export_jsonl(db: str | Path, out: str | Path) -> int:
-    """Write the log of ``db`` as JSON Lines (one event per line, seq order); returns the count."""
+    """Write the log of ``db`` as JSON Lines (one event per line, seq order); returns the count.
+
+    Each line is :func:`~.events.line_utf8` of the row's line, the bytes the live view's stream
+    sends for it: a row holding a lone surrogate (a hand-edited or foreign log) is written
+    ``\\u``-escaped instead of failing the export, every other row as UTF-8."""
     conn = await _open_ro(db)
     n = 0
     try:
         cur = await conn.execute("SELECT seq, t, kind, actor, payload FROM events ORDER BY seq")
-        fh = await asyncio.to_thread(open, out, "w", encoding="utf-8")
+        fh = await asyncio.to_thread(open, out, "wb")
         try:
             while rows := list(await cur.fetchmany(5000)):
-                text = "".join([row_to_json(*r) + "\n" for r in rows])
-                await asyncio.to_thread(fh.write, text)
+                lines = [row_to_json(*r) for r in rows]
+                text = "\n".join(lines) + "\n"
+                try:
+                    data = text.encode("utf-8")
+                except UnicodeEncodeError:  # a row holds a lone surrogate: that line escaped
+                    data = b"".join([line_utf8(line) + b"\n" for line in lines])
+                await asyncio.to_thread(fh.write, data)
                 n += len(rows)
         finally:
             await asyncio.to_thread(fh.close)

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from friendsim.analysis.analyze import RunDirectoryError, given, run_manifest
+from friendsim.platform.events import line_utf8
 from friendsim.rundir.layout import EVENTS_DB, MANIFEST, SWEEP_FILE
 from friendsim.rundir.lock import holder
 from friendsim.serve.digest import RunDigest
@@ -192,26 +193,17 @@ async def _sse(
             data = text.encode("utf-8")
         except UnicodeEncodeError:  # a row holds a lone surrogate: send that row \u-escaped
             if batch:
-                lines = b"".join(b"data: %s\n" % _line_bytes(line) for _, line in rows)
+                lines = b"".join(b"data: %s\n" % line_utf8(line) for _, line in rows)
                 data = b"id: %d\n%s\n" % (rows[-1][0], lines)
             else:
                 data = b"".join(_sse_event(seq, line) for seq, line in rows)
         yield data
 
 
-def _line_bytes(line: str) -> bytes:
-    """A log row's line as UTF-8. A row that UTF-8 cannot encode (a lone surrogate, such as a
-    hand-edited payload holding the JSON escape ``\\ud800``) is sent as the same JSON with every
-    non-ASCII character ``\\u``-escaped: still valid JSON, and the rest of its batch still goes."""
-    try:
-        return line.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.dumps(json.loads(line), separators=(",", ":"), sort_keys=True).encode("ascii")
-
-
 def _sse_event(seq: int, line: str) -> bytes:
-    """One SSE event of a log row (its line as :func:`_line_bytes` encodes it)."""
-    return b"id: %d\ndata: %s\n\n" % (seq, _line_bytes(line))
+    """One SSE event of a log row, its line as :func:`~friendsim.platform.events.line_utf8`
+    encodes it: the bytes ``friendsim log export`` writes for the row."""
+    return b"id: %d\ndata: %s\n\n" % (seq, line_utf8(line))
 
 
 def _batch(request: Request) -> bool:
