@@ -13,6 +13,8 @@ import json
 import math
 import shutil
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -369,3 +371,47 @@ def test_parquet_export_keeps_a_lone_surrogate_as_stored(tricky_run: Path, tmp_p
     assert "\\ud800" in payload and json.loads(payload)["text"].startswith("\ud800")
     lines = jsonl.read_bytes().splitlines()
     assert json.loads(payload) == json.loads(lines[seq - 1])["payload"]
+
+
+@pytest.mark.slow
+def test_a_failed_export_leaves_the_file_it_would_replace_as_it_was(
+    tricky_run: Path, tmp_path: Path
+) -> None:
+    """An export that stops on a broken row (a post with a field no post has) exits 2 naming the
+    log, and the file named by ``--out`` is as it was, with no partial file beside it: the lines
+    go to a temporary name, renamed only once all are written. The old export wrote straight
+    into ``--out``: the rows before the broken one replaced the file."""
+    run = tmp_path / "broken"
+    run.mkdir()
+    shutil.copyfile(tricky_run / "events.db", run / "events.db")
+    post = [r for r in _rows(run) if r[2] == "post_created"][-1]
+    con = sqlite3.connect(run / "events.db")
+    try:
+        con.execute("UPDATE events SET payload = ? WHERE seq = ?", (_edit(post[4], zz=1), post[0]))
+        con.commit()
+    finally:
+        con.close()
+    out = tmp_path / "events.jsonl"
+    out.write_text("an earlier export\n", encoding="utf-8")
+    proc = run_cli("log", "export", str(run), str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr and str(run / "events.db") in proc.stderr
+    assert out.read_text(encoding="utf-8") == "an earlier export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken", "events.jsonl"]
+
+
+@pytest.mark.slow
+def test_an_export_to_a_pipe_writes_every_line_into_it(tricky_run: Path, tmp_path: Path) -> None:
+    """``--out /dev/stdout`` (a pipe here) cannot be renamed over: the lines are written into
+    it directly, the same bytes as the file export."""
+    exported = tmp_path / "export.jsonl"
+    assert run_cli("log", "export", str(tricky_run), str(exported)).returncode == 0
+    proc = subprocess.run(
+        [sys.executable, "-m", "friendsim", "log", "export", str(tricky_run), "/dev/stdout"],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = exported.read_bytes()
+    assert proc.stdout.startswith(lines) and len(lines) > 1000

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -130,7 +131,17 @@ def _started_window(db: Path, seq: int, payload: str) -> int:
 
 def write_atomically(out: Path, write: Any) -> None:
     """``write(tmp)`` to a temporary name beside ``out``, then renamed to ``out``: a failed write
-    (an error raised by ``write``) leaves no file behind and ``out`` as it was."""
+    (an error raised by ``write``) leaves no file behind and ``out`` as it was.
+
+    An ``out`` that exists and is a stream rather than a file (``/dev/stdout``, a named pipe, a
+    terminal, a socket) cannot be renamed over: ``write(out)`` writes to it directly."""
+    try:
+        mode = os.stat(out).st_mode
+    except OSError:
+        mode = None
+    if mode is not None and (stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        write(out)
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
     try:

@@ -295,6 +295,7 @@ def _export_events(db: Path, out: Path, fmt: str) -> int:
     damaged database is a :class:`~friendsim.rundir.errors.RunInputError` naming it."""
     import sqlite3
 
+    from friendsim.platform.events import EventDecodeError
     from friendsim.rundir.errors import CorruptLogError
 
     with _checked_snapshot(db) as copy:
@@ -305,11 +306,21 @@ def _export_events(db: Path, out: Path, fmt: str) -> int:
                 return write_events_parquet(copy, out, snapshot=False, label=db)
             import asyncio
 
+            from friendsim.analysis.parquet import write_atomically
             from friendsim.platform.replay import export_jsonl
 
-            return asyncio.run(export_jsonl(copy, out))
+            count = 0
+
+            def write(tmp: Path) -> None:
+                nonlocal count
+                count = asyncio.run(export_jsonl(copy, tmp))
+
+            write_atomically(out, write)
+            return count
         except sqlite3.DatabaseError as exc:
             raise CorruptLogError(f"{db}: events table unreadable ({exc})") from None
+        except EventDecodeError as exc:
+            raise CorruptLogError(f"{db}: {exc}") from None
 
 
 def _export_rewards(src: Path, out: Path, fmt: str) -> int:
@@ -322,9 +333,14 @@ def _export_rewards(src: Path, out: Path, fmt: str) -> int:
         return write_rewards_parquet(rows, out)
     import json
 
-    with out.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, sort_keys=True, allow_nan=False) + "\n")
+    from friendsim.analysis.parquet import write_atomically
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, sort_keys=True, allow_nan=False) + "\n")
+
+    write_atomically(out, write)
     return len(rows)
 
 
