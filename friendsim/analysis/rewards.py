@@ -193,6 +193,12 @@ class RewardScorer:
         """The open window's number, or ``None`` between windows."""
         return None if self._win is None else self._win.number
 
+    @property
+    def event_types(self) -> frozenset[type[Event]]:
+        """The event types :meth:`feed` reads; it ignores every other event, so a reader may
+        skip them (the live view's digest selects only these rows)."""
+        return frozenset(self._handlers)
+
     def lambdas_of(self, agent: str) -> Mapping[str, float]:
         """The reward mix λ of ``agent`` (uniform when not configured)."""
         return self._lambdas.get(agent, UNIFORM_LAMBDAS)

@@ -60,6 +60,23 @@ Pair = tuple[str, str]
 
 DEFAULT_THETAS: tuple[float, ...] = (0.01, 0.05, 0.1)
 
+TIE_EVENTS: frozenset[type[Event]] = frozenset(
+    {
+        WindowStarted,
+        WindowEnded,
+        PostCreated,
+        DirectMessageSent,
+        FeedServed,
+        VoteCast,
+        VoteChanged,
+        VoteCleared,
+    }
+)
+"""The event types that change tie strengths (:meth:`TieTracker.feed`'s cases). Of any other
+event it reads only the actor (for :attr:`TieWindow.agents`), so a reader that needs only the
+strengths may skip the rest (the live view's digest does; ``tests/test_serve_digest.py`` holds
+it to the tracker fed every event)."""
+
 
 class TieParamsError(ValueError):
     """A :class:`TieParams` field is out of range; the message names the field."""

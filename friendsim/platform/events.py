@@ -414,6 +414,25 @@ _FIELDS: dict[str, frozenset[str]] = {
 }
 
 
+_Setter = Callable[[Any, Any], None]
+_Builder = tuple[type[Event], _Setter, _Setter, _Setter, tuple[tuple[str, _Setter], ...]]
+
+
+def _builder(cls: type[Event]) -> _Builder:
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in _ENVELOPE]
+    set_seq, set_t, set_actor, *rest = setters(cls, "seq", "t", "actor", *names)
+    return cls, set_seq, set_t, set_actor, tuple(zip(names, rest, strict=True))
+
+
+_BUILDERS: dict[str, _Builder] = {
+    kind: _builder(cls)
+    for kind, cls in EVENT_TYPES.items()
+    if cls is not GuidanceIssued  # its tips are decoded (Tip.from_dict), not only frozen
+}
+"""Per kind: the class, the setters of its slots ``seq``, ``t`` and ``actor``, and each payload
+field's name and setter, for :func:`event_from_row`'s common case (:func:`_built`)."""
+
+
 def _thaw(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_thaw(v) for v in value]
@@ -507,6 +526,9 @@ def event_from_row(
             f"event seq={seq} ({kind}): payload schema version {version!r}, "
             f"this friendsim reads version {SCHEMA_VERSION}"
         )
+    builder = _BUILDERS.get(kind)
+    if builder is not None and data.keys() == _FIELDS[kind]:
+        return _built(seq, t, actor, data, builder)
     unknown = set(data) - _FIELDS[kind]
     if unknown:
         raise EventDecodeError(
@@ -516,6 +538,24 @@ def event_from_row(
         return cls(seq=seq, t=t, actor=actor, **_fields_of(kind, data))
     except (TypeError, ValueError) as exc:
         raise EventDecodeError(f"event seq={seq} ({kind}): {exc}") from exc
+
+
+def _built(seq: int, t: float, actor: str | None, data: dict[str, Any], builder: _Builder) -> Event:
+    """``cls(seq=seq, t=t, actor=actor, **_fields_of(kind, data))`` for a payload holding every
+    field of its kind, the same object built by setting its slots (:mod:`friendsim._slots`): a
+    frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, and the
+    analyses and the live view decode every event of a log (a 10,000-agent run's: 150,000).
+    With every field given, no default applies and no argument is missing or unknown, so the
+    ``__init__`` could not have raised (no event class has a ``__post_init__``)."""
+    cls, set_seq, set_t, set_actor, fields = builder
+    e = object.__new__(cls)
+    set_seq(e, seq)
+    set_t(e, t)
+    set_actor(e, actor)
+    for name, set_field in fields:
+        v = data[name]
+        set_field(e, _freeze(v) if isinstance(v, list | dict) else v)
+    return e
 
 
 def checked_event_from_row(

@@ -7,6 +7,18 @@ every agent's reward components and total, the symmetrised tie strengths (at or 
 smallest threshold) and the window's seq range. Each call to :meth:`RunDigest.update` reads only
 the rows it has not seen, so following a live run costs one pass over its log in total.
 
+Of those rows it reads only the kinds the scorer and the tracker read
+(:attr:`~friendsim.analysis.rewards.RewardScorer.event_types`,
+:data:`~friendsim.analysis.ties.TIE_EVENTS`), selected by SQLite: a run's guidance (a fifth of a
+large rounds log's rows, most of its bytes) and the other kinds are never decoded; the rest are
+decoded by orjson into events built slot by slot (:meth:`.logfile.LogFile.read_events`,
+:func:`~friendsim.platform.events.event_from_row`). The figures, and the JSON the routes send,
+are the same as when every row was decoded (``tests/test_serve_digest.py`` holds them to that
+digest byte for byte): the scorer ignores every other event and the tracker only adds its actor
+to the window's agent list, which the digest does not show. (So a broken row of a kind it does
+not read no longer makes the digest fail.) On the 10,000-agent rounds log (150,381 rows) the first
+``update`` and ``info`` take 1.7 s of CPU instead of 2.4-2.6 s (best of three to five runs each).
+
 The run's static facts (manifest summary, personas) come from ``manifest.json`` and
 ``personas.jsonl``, read and never written. Text-based tie evidence needs an LLM pass over the
 whole run; the live view uses the signal-based evidence instead and says so in ``notes``.
@@ -30,7 +42,7 @@ from friendsim.analysis.analyze import (
 from friendsim.analysis.rewards import RewardScorer
 from friendsim.analysis.rewards_params import COMPONENTS, RewardConfigError, RewardParams
 from friendsim.analysis.sentiment import get_sentiment
-from friendsim.analysis.ties import TieTracker, symmetrise
+from friendsim.analysis.ties import TIE_EVENTS, TieTracker, symmetrise
 from friendsim.platform.events import WindowEnded, WindowStarted
 from friendsim.rundir.layout import EVENTS_DB, MANIFEST, PERSONAS
 from friendsim.rundir.lock import holder
@@ -39,7 +51,7 @@ from friendsim.serve.logfile import LogFile
 if TYPE_CHECKING:
     from friendsim.rundir.manifest import Manifest
 
-PAGE = 2000
+PAGE = 10_000
 NOT_RUNNING_NOTE = (
     "not running: the manifest says running, but no process is writing this run; it was killed "
     "or crashed before it could record how it ended (friendsim run --resume continues it); the "
@@ -79,6 +91,7 @@ class RunDigest:
         self._lock = threading.Lock()
         self._scorer: RewardScorer | None = None
         self._ties: TieTracker | None = None
+        self._kinds: frozenset[str] = frozenset()
         self.notes: list[str] = []
         self.theta_min = 0.01
         self.thetas: tuple[float, ...] = ()
@@ -104,20 +117,20 @@ class RunDigest:
         self.thetas = thetas
         self.theta_min = min(thetas) if thetas else 0.01
         self._ties = TieTracker(params=tie_params, sentiment=get_sentiment(params.sentiment))
+        self._kinds = frozenset(cls.kind for cls in self._scorer.event_types | TIE_EVENTS)
 
     def update(self) -> int:
         """Read the rows not seen yet; returns the number of closed windows."""
         with self._lock:
+            last = self.log.last_seq()
             if self._scorer is None:
-                if self.log.last_seq() == 0:
+                if last == 0:
                     return 0  # nothing logged yet: the manifest may not be written either
                 self._start()
             scorer, ties = self._scorer, self._ties
             assert scorer is not None and ties is not None
-            while True:
-                events = self.log.read_events(self.next_seq, PAGE)
-                if not events:
-                    break
+            while self.next_seq <= last:
+                events = self.log.read_events(self.next_seq, PAGE, last, kinds=self._kinds)
                 for ev in events:
                     scores = scorer.feed(ev)
                     tw = ties.feed(ev)
@@ -144,9 +157,8 @@ class RunDigest:
                                 ),
                             }
                         )
-                self.next_seq = events[-1].seq + 1
-                if len(events) < PAGE:
-                    break
+                # rows of other kinds may follow the page's last event, up to ``last``
+                self.next_seq = events[-1].seq + 1 if len(events) == PAGE else last + 1
             return len(self.windows)
 
     def windows_from(self, first: int) -> list[dict[str, Any]]:
