@@ -511,3 +511,21 @@ def test_the_routes_answer_the_old_digests_bytes(logs: dict[str, Path]) -> None:
         "a01": _body({"windows": _agent_only(old.windows_from(1), "a01")}),
     }
     assert got == want
+
+
+def test_an_integer_beyond_64_bits_is_decoded_as_the_stdlib_decodes_it(
+    logs: dict[str, Path],
+) -> None:
+    """orjson reads an integer beyond 64 bits as a float (2**64 + 1 as 2**64), the stdlib as
+    the integer: a hand-edited payload spelling one is decoded by the stdlib, so the event is
+    the one the old digest read."""
+    from friendsim.platform.events import event_from_row
+    from friendsim.serve.logfile import _event
+
+    post = next(r for r in _rows(logs["platform"]) if r[2] == "post_created")
+    data = json.loads(post[4])
+    data["post_id"] = 2**64 + 1
+    row = (*post[:4], json.dumps(data, separators=(",", ":"), sort_keys=True))
+    event = _event(*row)
+    assert event == event_from_row(*row)
+    assert type(event.post_id) is int and event.post_id == 2**64 + 1  # type: ignore[attr-defined]

@@ -427,7 +427,8 @@ def _builder(cls: type[Event]) -> _Builder:
 _BUILDERS: dict[str, _Builder] = {
     kind: _builder(cls)
     for kind, cls in EVENT_TYPES.items()
-    if cls is not GuidanceIssued  # its tips are decoded (Tip.from_dict), not only frozen
+    # a guidance's tips are decoded (Tip.from_dict), not only frozen; a __post_init__ must run
+    if cls is not GuidanceIssued and not hasattr(cls, "__post_init__")
 }
 """Per kind: the class, the setters of its slots ``seq``, ``t`` and ``actor``, and each payload
 field's name and setter, for :func:`event_from_row`'s common case (:func:`_built`)."""
@@ -546,7 +547,7 @@ def _built(seq: int, t: float, actor: str | None, data: dict[str, Any], builder:
     frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, and the
     analyses and the live view decode every event of a log (a 10,000-agent run's: 150,000).
     With every field given, no default applies and no argument is missing or unknown, so the
-    ``__init__`` could not have raised (no event class has a ``__post_init__``)."""
+    ``__init__`` could not have raised (a class with a ``__post_init__`` has no builder)."""
     cls, set_seq, set_t, set_actor, fields = builder
     e = object.__new__(cls)
     set_seq(e, seq)

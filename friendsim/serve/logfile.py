@@ -20,6 +20,7 @@ events (:meth:`LogFile.read_events`, optionally only some kinds, selected by SQL
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -165,15 +166,20 @@ class LogFile:
         return int(row[0] or 0)
 
 
+_LONG_NUMBER = re.compile(r"[0-9]{19}")
+"""Nineteen digits in a row: a payload that may spell an integer beyond 64 bits."""
+
+
 def _event(seq: int, t: float, kind: str, actor: str | None, payload: Any) -> Event:
     """:func:`~friendsim.platform.events.event_from_row` of one row, its payload decoded by
     orjson (about three times faster than the stdlib's ``json``) where orjson reads it as an
     object; the event is then the same, and so are its errors (they are about the object, not
     its text). Anything orjson refuses (``NaN``, a lone surrogate, a broken payload) goes to
     ``event_from_row`` as text, which decodes it, or names the problem, as it always did. The
-    two decoders differ only on an integer beyond 64 bits (orjson reads a float), which no run
-    writes and ``friendsim log import`` and ``log verify`` refuse."""
-    if type(payload) is str:
+    two decoders differ only on an integer beyond 64 bits (orjson reads a float, the stdlib an
+    int): a payload holding nineteen digits in a row (no run writes such an integer, but a
+    hand-edited log may) goes to ``event_from_row`` as text too."""
+    if type(payload) is str and _LONG_NUMBER.search(payload) is None:
         try:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError:
