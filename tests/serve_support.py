@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from friendsim.vocabulary import Tip
+
 BASELINE = """
 [experiment]
 name = "{name}"
@@ -196,3 +198,17 @@ def wait_for(predicate: Any, *, timeout: float = 120, what: str = "condition") -
 
 ARTIFACTS = Path(os.environ.get("FRIENDSIM_TEST_ARTIFACTS", "tmp/artifacts"))
 """Where browser tests save screenshots (relative to the working directory)."""
+
+
+def tip(action: str, target: str | None) -> Tip:
+    """A neutral coach tip to ``action`` ``target`` on topic ``t``."""
+    return Tip.from_dict(
+        {
+            "action": action,
+            "target": target,
+            "topic": "t",
+            "invite_mention": False,
+            "tone": "neutral",
+            "text": f"{action} {target}",
+        }
+    )

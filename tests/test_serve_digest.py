@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serve_support import background, run_cli
+from serve_support import background, run_cli, tip
 
 from friendsim.analysis.rewards_params import COMPONENTS
 from friendsim.analysis.ties import symmetrise
@@ -35,7 +35,6 @@ from friendsim.platform.events import (
 from friendsim.platform.feeds import make_ranker
 from friendsim.serve.digest import PAGE, RunDigest, _r
 from friendsim.serve.logfile import LogFile, LogReadError
-from friendsim.vocabulary import Tip
 
 pytest.importorskip("starlette", reason="the serve extra is part of the test install")
 pytestmark = pytest.mark.slow
@@ -243,19 +242,6 @@ def _run(tmp: Path, config: str) -> Path:
     return tmp / "run"
 
 
-def _tip(action: str, target: str | None) -> Tip:
-    return Tip.from_dict(
-        {
-            "action": action,
-            "target": target,
-            "topic": "t",
-            "invite_mention": False,
-            "tone": "neutral",
-            "text": f"{action} {target}",
-        }
-    )
-
-
 async def _platform_log(run: Path) -> None:
     """A log of what the baseline policy rarely does, written by the platform's commands (no
     manifest: the digest takes the default parameters)."""
@@ -299,7 +285,7 @@ async def _platform_log(run: Path) -> None:
             await p.record(WindowEnded(t=clock.now(), window=w))
             await p.record(
                 GuidanceIssued(
-                    t=clock.now(), actor="coach", agent="a1", window=w, tips=(_tip("DM", "a0"),)
+                    t=clock.now(), actor="coach", agent="a1", window=w, tips=(tip("DM", "a0"),)
                 )
             )
             await p.send_dm("a3", "a1", text="between windows")

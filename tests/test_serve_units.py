@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from serve_support import tip
 
 from friendsim.analysis.coaching import tip_adherence
 from friendsim.platform import Platform, VirtualClock
@@ -22,20 +23,6 @@ from friendsim.platform.events import (
 from friendsim.report.run_sections import OPTIONAL_SECTIONS, optional_sections
 from friendsim.runtime.control import PauseGate
 from friendsim.serve.logfile import LogFile
-from friendsim.vocabulary import Tip
-
-
-def _tip(action: str, target: str | None) -> Tip:
-    return Tip.from_dict(
-        {
-            "action": action,
-            "target": target,
-            "topic": "t",
-            "invite_mention": False,
-            "tone": "neutral",
-            "text": f"{action} {target}",
-        }
-    )
 
 
 def test_tip_adherence_judges_each_tip_against_the_next_window() -> None:
@@ -50,11 +37,11 @@ def test_tip_adherence_judges_each_tip_against_the_next_window() -> None:
             agent="a",
             window=1,
             tips=(
-                _tip("COM", "b"),
-                _tip("DM", "c"),
-                _tip("POST", None),
-                _tip("LIKE", "b"),
-                _tip("NOT", None),
+                tip("COM", "b"),
+                tip("DM", "c"),
+                tip("POST", None),
+                tip("LIKE", "b"),
+                tip("NOT", None),
             ),
         ),
         WindowStarted(seq=5, t=3, window=2),
@@ -62,7 +49,7 @@ def test_tip_adherence_judges_each_tip_against_the_next_window() -> None:
         DirectMessageSent(seq=7, t=4, actor="a", dm_id=1, recipient="b", text="hi"),  # not c
         VoteCast(seq=8, t=5, actor="a", post_id=1, author="b", value=1),
         WindowEnded(seq=9, t=6, window=2),
-        GuidanceIssued(seq=10, t=6, actor="coach", agent="a", window=2, tips=(_tip("POST", None),)),
+        GuidanceIssued(seq=10, t=6, actor="coach", agent="a", window=2, tips=(tip("POST", None),)),
     ]
     out = tip_adherence(events)
     followed = [(t["action"], t["followed"]) for t in out["tips"]]
@@ -176,7 +163,7 @@ async def test_rows_of_a_window_the_page_let_go_of(tmp_path: Path) -> None:
         await platform.vote("a0", reply.post_id, -1)
         await platform.record(WindowEnded(t=10.0, window=1))
         await platform.record(
-            GuidanceIssued(t=10.0, actor="coach", agent="a1", window=1, tips=(_tip("POST", None),))
+            GuidanceIssued(t=10.0, actor="coach", agent="a1", window=1, tips=(tip("POST", None),))
         )
         await platform.flush()
     finally:
