@@ -164,8 +164,18 @@ def _persona_attributes(run_dir: Path) -> dict[str, dict[str, str]]:
     path = run_dir / PERSONAS
     if not path.is_file():
         return {}
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RunDirectoryError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        lineno = data.count(b"\n", 0, exc.start) + 1
+        raise RunDirectoryError(f"{path}, line {lineno}: not UTF-8 text ({exc.reason})") from None
     out: dict[str, dict[str, str]] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:

@@ -324,9 +324,15 @@ def _export_events(db: Path, out: Path, fmt: str) -> int:
 
 
 def _export_rewards(src: Path, out: Path, fmt: str) -> int:
-    from friendsim.analysis.rewards_cli import rewards_table
+    from friendsim.analysis.rewards import RewardLogError
+    from friendsim.analysis.rewards_cli import resolve_run, rewards_table
+    from friendsim.platform.events import EventDecodeError
+    from friendsim.rundir.errors import CorruptLogError
 
-    rows = rewards_table(src)
+    try:
+        rows = rewards_table(src)
+    except (EventDecodeError, RewardLogError) as exc:  # they name the seq, not the log
+        raise CorruptLogError(f"{resolve_run(src)[0]}: {exc}") from None
     if fmt == "parquet":
         from friendsim.analysis.parquet import write_rewards_parquet
 

@@ -117,8 +117,9 @@ def handle(args: argparse.Namespace) -> int:
     except LLMError as exc:
         sys.stderr.write(f"friendsim report: {args.dir}: scoring text-based tie evidence: {exc}\n")
         return 2
-    except ValueError as exc:
-        sys.stderr.write(f"friendsim report: {args.dir}: {exc}\n")
+    except ValueError as exc:  # e.g. an unreadable events table (the message names the file)
+        where = "" if str(exc).startswith(str(args.dir)) else f"{args.dir}: "
+        sys.stderr.write(f"friendsim report: {where}{exc}\n")
         return 2
     if pid is not None:
         sys.stderr.write(

@@ -515,10 +515,7 @@ def event_from_row(
     cls = EVENT_TYPES.get(kind)
     if cls is None:
         raise EventDecodeError(f"event seq={seq}: unknown kind {kind!r}")
-    try:
-        data = json.loads(payload) if isinstance(payload, str) else dict(payload)
-    except json.JSONDecodeError as exc:
-        raise EventDecodeError(f"event seq={seq} ({kind}): payload is not JSON: {exc}") from exc
+    data = _payload_data(seq, kind, payload)
     if not isinstance(data, dict):
         raise EventDecodeError(f"event seq={seq} ({kind}): payload is not a JSON object")
     version = data.pop("v", None)
@@ -582,20 +579,37 @@ def checked_event_from_row(
         raise EventDecodeError(f"event seq={seq!r} ({kind}): {exc}") from None
     if kind not in EVENT_TYPES:
         raise EventDecodeError(f"event seq={seq}: unknown kind {kind!r}")
+    data = _payload_data(seq, kind, payload)
+    if type(data) is not dict:
+        raise EventDecodeError(f"event seq={seq} ({kind}): payload is not a JSON object")
+    checks, _ = _payload_checks(kind)
     try:
-        data = json.loads(payload) if isinstance(payload, str) else dict(payload)
-    except json.JSONDecodeError as exc:
-        raise EventDecodeError(f"event seq={seq} ({kind}): payload is not JSON: {exc}") from exc
-    if type(data) is dict:
-        checks, _ = _payload_checks(kind)
-        try:
-            for key, value in data.items():
-                check = checks.get(key)
-                if check is not None:
-                    check(value, f"payload.{key}")
-        except EventDecodeError as exc:
-            raise EventDecodeError(f"event seq={seq} ({kind}): {exc}") from None
+        for key, value in data.items():
+            check = checks.get(key)
+            if check is not None:
+                check(value, f"payload.{key}")
+    except EventDecodeError as exc:
+        raise EventDecodeError(f"event seq={seq} ({kind}): {exc}") from None
     return event_from_row(seq, t, kind, actor, data)
+
+
+def _payload_data(seq: int, kind: str, payload: Any) -> Any:
+    """The stored ``payload`` decoded: JSON text parsed, a mapping copied. Anything else (a
+    BLOB in a hand-edited database) is an :class:`EventDecodeError` naming the seq, as is
+    text that is not JSON."""
+    if isinstance(payload, str):
+        try:
+            return json.loads(payload)
+        except json.JSONDecodeError as exc:
+            raise EventDecodeError(f"event seq={seq} ({kind}): payload is not JSON: {exc}") from exc
+        except RecursionError:
+            raise EventDecodeError(
+                f"event seq={seq} ({kind}): payload is not JSON: nested too deeply"
+            ) from None
+    if isinstance(payload, Mapping):
+        return dict(payload)
+    what = "a BLOB" if isinstance(payload, bytes | bytearray | memoryview) else repr(payload)
+    raise EventDecodeError(f"event seq={seq} ({kind}): payload is not JSON text but {what}")
 
 
 def event_to_json(event: Event) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,7 +273,11 @@ async def import_jsonl(src: str | Path, db: str | Path, *, batch_size: int = 500
         raise FileExistsError(f"import target {dest} exists; import needs a fresh file")
     tmp = dest.with_name(dest.name + ".importing")
     await asyncio.to_thread(_remove_db_files, tmp)
-    platform = await Platform.open(tmp, batch_size=batch_size)
+    try:
+        platform = await Platform.open(tmp, batch_size=batch_size)
+    except sqlite3.Error as exc:
+        await asyncio.to_thread(_remove_db_files, tmp)
+        raise _create_failed(dest, exc) from None
     n = 0
     ok = False
     try:
@@ -318,6 +323,14 @@ async def import_jsonl(src: str | Path, db: str | Path, *, batch_size: int = 500
             await asyncio.to_thread(_remove_db_files, tmp)
     await asyncio.to_thread(os.replace, tmp, dest)
     return n
+
+
+def _create_failed(dest: Path, exc: sqlite3.Error) -> LogImportError:
+    """The new database could not be made (SQLite says only "unable to open database file"
+    when its folder is read-only)."""
+    folder = dest.parent
+    why = f"the folder {folder} is not writable" if not os.access(folder, os.W_OK) else exc
+    return LogImportError(f"{dest}: cannot create the database ({why})")
 
 
 def _store_failed(src: str | Path, dest: Path, exc: E.PlatformClosedError) -> LogImportError:

@@ -43,7 +43,12 @@ def new_run_dir(old: Path, new: Path) -> Path:
         raise RunInputError(f"{new} exists and is not an empty directory; choose another --out")
     require_file(old / PERSONAS, "persona file of the run")
     new.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(old / PERSONAS, new / PERSONAS)
+    try:
+        shutil.copyfile(old / PERSONAS, new / PERSONAS)
+    except PermissionError as exc:
+        if exc.filename != str(old / PERSONAS):
+            raise
+        raise RunInputError(f"{old / PERSONAS}: cannot read it ({exc.strerror})") from None
     if (old / LLM_CACHE_DB).is_file():
         snapshot(old / LLM_CACHE_DB, new)
     if (old / BATCHES_DB).is_file():

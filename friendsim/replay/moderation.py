@@ -192,7 +192,9 @@ async def redrive_moderation(
                 else _Reviewer(MODERATORS.create(moderator, params, llm=None), s)
                 for s in checked
             ]
-        except (RegistryError, ValueError) as exc:
+        except RegistryError as exc:  # it names the moderator already
+            raise RunInputError(str(exc)) from None
+        except ValueError as exc:
             raise RunInputError(f"moderator {moderator!r}: {exc}") from None
         name = whole.impl.name
         reviewers = [whole, *(c for c in checks if c is not whole)]

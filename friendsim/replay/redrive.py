@@ -28,13 +28,21 @@ from typing import Any
 
 import aiosqlite
 
-from friendsim.analysis.rewards import AgentScores, RewardScorer
+from friendsim.analysis.rewards import AgentScores, RewardLogError, RewardScorer
+from friendsim.analysis.rewards_cli import MalformedLogError, malformed_events_named
 from friendsim.analysis.rewards_params import RewardConfigError, RewardParams
 from friendsim.coach.base import Coach
 from friendsim.coach.context import ContextTracker
 from friendsim.platform.bus import EventBus
-from friendsim.platform.events import Event, GuidanceIssued, WindowEnded, event_from_row
+from friendsim.platform.events import (
+    Event,
+    EventDecodeError,
+    GuidanceIssued,
+    WindowEnded,
+    event_from_row,
+)
 from friendsim.rundir.errors import RunInputError
+from friendsim.rundir.layout import EVENTS_DB
 
 from .rerun import inspect_run
 
@@ -128,7 +136,10 @@ async def redrive(
     rewards: Mapping[str, Any] | None = None,
     coach: str = "none",
 ) -> RedriveResult:
-    """Score (and coach) the log of ``run_dir`` under new settings; the run is only read."""
+    """Score (and coach) the log of ``run_dir`` under new settings; the run is only read.
+
+    An event that cannot be decoded, or that breaks the windows' nesting, is a
+    :class:`RunInputError` naming the log, the seq and (for a mistyped field) the field."""
     run = Path(run_dir)
     coach_impl = make_coach(coach)
     with tempfile.TemporaryDirectory(prefix="friendsim-redrive-") as tmp:
@@ -148,25 +159,38 @@ async def redrive(
         windows: list[dict[str, Any]] = []
         recorded_tips: dict[int, dict[str, Any]] = {}
         try:
-            if summary.count:
-                async with bus.subscribe(name="redrive", from_seq=1) as sub:
-                    async for event in sub:
-                        tracker.feed(event)
-                        match event:
-                            case GuidanceIssued(agent=agent, window=w, tips=tips):
-                                recorded_tips.setdefault(w, {})[agent] = [t.to_dict() for t in tips]
-                            case WindowEnded(window=w):
-                                scores = new.feed(event)
-                                windows.append(
-                                    await _window(
-                                        w, scores, old.feed(event), tracker, new, coach_impl, theme
+            with malformed_events_named(copy, label=run / EVENTS_DB):
+                if summary.count:
+                    async with bus.subscribe(name="redrive", from_seq=1) as sub:
+                        async for event in sub:
+                            tracker.feed(event)
+                            match event:
+                                case GuidanceIssued(agent=agent, window=w, tips=tips):
+                                    recorded_tips.setdefault(w, {})[agent] = [
+                                        t.to_dict() for t in tips
+                                    ]
+                                case WindowEnded(window=w):
+                                    scores = new.feed(event)
+                                    windows.append(
+                                        await _window(
+                                            w,
+                                            scores,
+                                            old.feed(event),
+                                            tracker,
+                                            new,
+                                            coach_impl,
+                                            theme,
+                                        )
                                     )
-                                )
-                            case _:
-                                new.feed(event)
-                                old.feed(event)
-                        if event.seq >= summary.last:
-                            break
+                                case _:
+                                    new.feed(event)
+                                    old.feed(event)
+                            if event.seq >= summary.last:
+                                break
+        except MalformedLogError as exc:
+            raise RunInputError(str(exc)) from exc
+        except (EventDecodeError, RewardLogError) as exc:  # they name the seq, not the log
+            raise RunInputError(f"{run / EVENTS_DB}: {exc}") from exc
         finally:
             await bus.close()
             await reader.aclose()

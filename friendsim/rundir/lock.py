@@ -98,6 +98,8 @@ class RunLock:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise RunOccupiedError(
                 f"{self.run_dir} is a file, not a directory; choose another --out"
+                if create
+                else f"{self.run_dir} is a file, not a {self.what} directory"
             )
         if not create and not self.run_dir.is_dir():
             raise MissingFileError(f"run directory not found: {self.run_dir}")

@@ -9,8 +9,8 @@ the run as it was, which the tests check with sha256 sums.
 Checks made here, each raising a :class:`~.errors.RunInputError` subclass that names the file:
 missing files, a file that is not a SQLite database or is truncated/malformed, a schema written by
 a newer friendsim (``PRAGMA user_version``), an events table with gaps or not starting at 1, a
-payload schema version newer than this friendsim's, and a manifest whose recorded seq range or
-log hash does not match the log.
+payload schema version newer than this friendsim's, a ``t`` that is not a number, a database this
+user may not read, and a manifest whose recorded seq range or log hash does not match the log.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from .errors import (
     ForeignLogError,
     ManifestMismatchError,
     MissingFileError,
+    RunInputError,
 )
 from .manifest import Manifest
 
@@ -81,15 +82,21 @@ def snapshot(db: Path, dest_dir: Path, *, name: str | None = None) -> Path:
     """Copy ``db`` (and its ``-wal`` if present) into ``dest_dir``; returns the copy's path.
 
     The source is only read. The copy is then opened normally, so SQLite recovers a killed
-    writer's WAL into the copy, never into the original.
+    writer's WAL into the copy, never into the original. A source this user may not read is a
+    :class:`~.errors.RunInputError` naming it.
     """
     require_file(db, "database")
     dest = dest_dir / (name or db.name)
-    shutil.copyfile(db, dest)
-    for suffix in SIDE_FILES:
-        side = Path(str(db) + suffix)
-        if side.is_file():
-            shutil.copyfile(side, Path(str(dest) + suffix))
+    try:
+        shutil.copyfile(db, dest)
+        for suffix in SIDE_FILES:
+            side = Path(str(db) + suffix)
+            if side.is_file():
+                shutil.copyfile(side, Path(str(dest) + suffix))
+    except PermissionError as exc:
+        if exc.filename is None or Path(exc.filename).parent == dest_dir:
+            raise  # the scratch folder's, not the run's
+        raise RunInputError(f"{exc.filename}: cannot read it ({exc.strerror})") from None
     return dest
 
 
@@ -118,7 +125,8 @@ def summarise(
     conn: sqlite3.Connection, *, label: str | Path, check_versions: bool = True
 ) -> LogSummary:
     """Count, seq range and window ends of the log; checks it is gap-free from seq 1 and (with
-    ``check_versions``) that no payload has a schema version newer than this friendsim's."""
+    ``check_versions``) that no payload has a schema version newer than this friendsim's and
+    every ``t`` is a number (the log's hash reads each as one)."""
     try:
         count, first, last = conn.execute(
             "SELECT count(*), min(seq), max(seq) FROM events"
@@ -130,12 +138,18 @@ def summarise(
         newer = None
         if check_versions:
             newer = conn.execute(
-                "SELECT seq, json_extract(payload, '$.v') FROM events"
-                " WHERE json_extract(payload, '$.v') > ? ORDER BY seq LIMIT 1",
+                "SELECT seq, json_extract(payload, '$.v'), kind, t FROM events"
+                " WHERE typeof(t) NOT IN ('integer', 'real')"
+                " OR json_extract(payload, '$.v') > ? ORDER BY seq LIMIT 1",
                 (SCHEMA_VERSION,),
             ).fetchone()
     except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
         raise CorruptLogError(f"{label}: events table unreadable ({exc})") from None
+    if newer is not None and type(t := newer[3]) not in (int, float):
+        got = f"the string {t!r}" if isinstance(t, str) else "null" if t is None else "a BLOB"
+        raise CorruptLogError(
+            f"{label}: event seq={newer[0]} ({newer[2]}): t: expected a number, got {got}"
+        )
     if newer is not None:
         raise ForeignLogError(
             f"{label}: event seq={newer[0]} has payload schema version {newer[1]}, newer than "

@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from friendsim.llm.redact import redact_value
 
-from .errors import ManifestError, MissingFileError
+from .errors import ManifestError, MissingFileError, RunInputError
 from .layout import EVENTS_DB, MANIFEST, PERSONAS
 
 MANIFEST_VERSION = 2
@@ -225,6 +225,8 @@ def read_manifest(run_dir: str | Path) -> Manifest:
     """The typed manifest of ``run_dir``; clear errors when missing, not JSON or not a manifest."""
     root = Path(run_dir)
     if not root.is_dir():
+        if root.exists():
+            raise RunInputError(f"{root} is a file, not a run directory")
         raise MissingFileError(f"run directory not found: {root}")
     path = root / MANIFEST
     if path.exists() and not path.is_file():
@@ -233,6 +235,8 @@ def read_manifest(run_dir: str | Path) -> Manifest:
         raise MissingFileError(f"run manifest not found: {path}")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"{path}: not a valid JSON manifest: {exc}") from None
     except RecursionError:

@@ -185,7 +185,7 @@ def decode(row: tuple[Any, ...], *, label: str | Path) -> Event:
     except EventDecodeError as exc:
         try:
             v = json.loads(row[4]).get("v")
-        except (ValueError, AttributeError):
+        except (ValueError, TypeError, AttributeError, RecursionError):
             v = None
         if isinstance(v, int) and v > SCHEMA_VERSION:
             raise ForeignLogError(f"{label}: {exc}; upgrade friendsim to replay it") from None
