@@ -224,6 +224,11 @@ class Action:
     ``target_post`` for COM/LIKE/DISLIKE/REPOST, ``recipient`` for DM/FOLLOW/UNFOLLOW,
     ``mention`` an agent id to @mention (or ``None``), ``text`` the generated content for
     POST/COM/DM/REPOST.
+
+    The platform validates the command it becomes: text it refuses (empty, too long, or not
+    valid Unicode: a lone surrogate, which UTF-8 and so the log cannot hold) is recorded as
+    ``ActionFailed(stage="command", reason="invalid_text")`` and the run goes on. A policy
+    repairs its text before if it wants it posted, as the LLM policy does.
     """
 
     type: ActionType

@@ -46,3 +46,22 @@ def test_a_persona_source_s_wrong_output_is_named(
     with pytest.raises(ConfigError, match=f"persona source 'odd-source' {message}"):
         _run_with(tmp_path, make)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_persona_with_text_the_log_cannot_hold_is_named(tmp_path: Path) -> None:
+    """A persona built without validation (``model_copy(update=...)``) can hold a lone
+    surrogate: the run failed with a bare ``UnicodeEncodeError`` writing personas.jsonl (half
+    written, beside the lock); now a config error names the source, the persona and the field,
+    and nothing is written."""
+
+    def make(n: int) -> list[Any]:
+        made = generate_personas(n, seed=1)
+        return [made[0], made[1].model_copy(update={"style": "dry \ud800 wit"}), *made[2:]]
+
+    with pytest.raises(ConfigError) as err:
+        _run_with(tmp_path, make)
+    assert str(err.value) == (
+        "<config>: [agents].personas: persona source 'odd-source' made a persona the log cannot "
+        "hold: personas[1].style: not valid Unicode (lone surrogate \\ud800 at character 5)"
+    )
+    assert not (tmp_path / "r").exists()

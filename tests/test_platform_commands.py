@@ -26,6 +26,7 @@ from friendsim.platform import (
 )
 from friendsim.platform.events import (
     ActionFailed,
+    BroadcastSent,
     Followed,
     GuidanceIssued,
     PostCreated,
@@ -117,6 +118,25 @@ async def test_vote_transitions(plat: Platform) -> None:
         (lambda p: p.send_dm("ann", "bob", text="hi", reply_to=42), UnknownMessageError),
         (lambda p: p.send_dm("cy", "bob", text="hi", reply_to=1), UnknownMessageError),
         (lambda p: p.send_dm("ann", "bob", text="hi", mentions=["zed"]), UnknownMentionError),
+        (lambda p: p.create_post("ann", text="x\ud800", topic="t"), InvalidTextError),
+        (lambda p: p.create_post("ann", text="x", topic="t\udfff"), InvalidTextError),
+        (lambda p: p.create_post("ann", text="x", topic="t", tone="\ud800"), InvalidTextError),
+        (lambda p: p.send_dm("ann", "bob", text="x\ud83d\ude00"), InvalidTextError),
+        (lambda p: p.register_agent("dee", name="D\ud800"), InvalidTextError),
+        (
+            lambda p: p.register_agent("dee", name="D", attributes={"g\ud800": "x"}),
+            InvalidTextError,
+        ),
+        (
+            lambda p: p.record(
+                GuidanceIssued(t=0, actor="coach", agent="bob", window=1, tips=(_tip("\ud800"),))
+            ),
+            InvalidTextError,
+        ),
+        (
+            lambda p: p.record(BroadcastSent(t=0, window=1, sender="platform", text="\ud800")),
+            InvalidTextError,
+        ),
     ],
 )
 async def test_typed_errors_change_nothing(plat: Platform, command, error) -> None:
@@ -134,6 +154,56 @@ async def test_typed_errors_change_nothing(plat: Platform, command, error) -> No
     # the next valid command takes exactly the next seq: nothing was consumed
     ok = await plat.follow("bob", "cy")
     assert ok.seq == before_seq + 1
+
+
+def _tip(text: str) -> Tip:
+    return Tip(
+        action="POST", target=None, topic="t", invite_mention=False, tone="neutral", text=text
+    )
+
+
+async def test_text_utf8_cannot_encode_is_named_and_the_platform_stays_open(
+    plat: Platform,
+) -> None:
+    """A lone surrogate used to reach the store, whose commit then failed and closed the
+    platform ("commit failed"); now the command is refused naming the field, and the platform
+    goes on committing."""
+    with pytest.raises(InvalidTextError) as err:
+        await plat.create_post("ann", text="ok \ud800", topic="t")
+    assert err.value.code == "invalid_text"
+    assert str(err.value) == (
+        "post_created by 'ann': text: not valid Unicode (lone surrogate \\ud800 at character 4); "
+        "the log (UTF-8) cannot store it"
+    )
+    with pytest.raises(InvalidTextError, match=r"tips\[0\]\.text: not valid Unicode"):
+        await plat.record(
+            GuidanceIssued(t=0, actor="coach", agent="bob", window=1, tips=(_tip("\udc00"),))
+        )
+    post = await plat.create_post("ann", text="ok", topic="t")
+    assert await plat.flush() == post.seq
+
+
+async def test_a_failure_s_text_is_recorded_with_u_fffd(plat: Platform) -> None:
+    """An ``ActionFailed`` quotes what went wrong (a refused text, a plug-in's error message):
+    its text is stored with U+FFFD for each lone surrogate (a pair: its character) rather than
+    refused, so a failure's record never fails."""
+    e = await plat.record(
+        ActionFailed(
+            t=0,
+            actor="ann",
+            stage="s\ud800",
+            reason="r\udfff",
+            detail="d \ud83d\ude00 \ud800",
+            action={"text\ud800": ("x\udc00", 1, None), "n": 2},
+        )
+    )
+    assert (e.stage, e.reason, e.detail) == ("s\ufffd", "r\ufffd", "d \U0001f600 \ufffd")
+    assert e.action == {"text\ufffd": ("x\ufffd", 1, None), "n": 2}
+    await plat.flush()
+    stored = [x async for x in plat.events(e.seq)]
+    assert stored == [e]
+    same = await plat.record(ActionFailed(t=0, actor="ann", stage="plan", reason="bad_json"))
+    assert (same.stage, same.reason, same.detail, same.action) == ("plan", "bad_json", "", None)
 
 
 async def test_text_limit_is_named(plat: Platform) -> None:

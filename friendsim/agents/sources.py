@@ -5,6 +5,9 @@ generator) or a persona file (``.jsonl`` / ``.csv``, relative to the config file
 called as ``factory(count=N, seed=S, theme=T, **params)`` with ``params`` from
 ``[agents] persona_params`` and returns at least ``count`` personas; the run takes the first
 ``count``. Other packages register sources through the ``friendsim.personas`` entry-point group.
+What a source returns is checked before the run writes anything (:class:`Persona` objects, ids
+once, text valid Unicode: a persona built without validation may hold a lone surrogate, which
+the log cannot store); anything else is a config error naming the source (exit 2).
 """
 
 from __future__ import annotations

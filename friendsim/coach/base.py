@@ -126,7 +126,12 @@ class CoachAdvice:
 
 @runtime_checkable
 class Coach(Protocol):
-    """Gives one agent 3-5 tips from its context."""
+    """Gives one agent 3-5 tips from its context.
+
+    A plug-in coach's tips are checked before they are recorded: anything but :class:`Tip`
+    objects the log can hold (their text valid Unicode: no lone surrogate, which UTF-8 cannot
+    encode) is that coach's error, recorded as ``ActionFailed(stage="coach",
+    reason="coach_error")``, and the rule coach's tips stand in."""
 
     name: str
 

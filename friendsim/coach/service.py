@@ -51,6 +51,7 @@ from friendsim.platform.events import (
     Event,
     GuidanceIssued,
     WindowEnded,
+    unicode_problem,
 )
 from friendsim.vocabulary import Failure, RewardFeedback, Tip
 
@@ -449,19 +450,23 @@ def _check_advice(coach: CoachProtocol, advice: Any) -> None:
 
 def _check_tips(coach: CoachProtocol, tips: Any) -> None:
     """Raise ``TypeError`` naming the coach unless ``tips`` is a sequence of :class:`Tip` that
-    the log can store and read back (:meth:`Tip.from_dict`): a plug-in coach's wrong answer is
-    that coach's error (the rule coach's tips stand in, and the loss is counted), never a
-    ``GuidanceIssued`` that makes the run's log unreadable."""
+    the log can store and read back (:meth:`Tip.from_dict`; text UTF-8 can encode, so no lone
+    surrogate): a plug-in coach's wrong answer is that coach's error (the rule coach's tips
+    stand in, and the loss is counted), never a ``GuidanceIssued`` that the platform refuses
+    or that makes the run's log unreadable."""
     name = getattr(coach, "name", type(coach).__name__)
     if not isinstance(tips, tuple | list):
         raise TypeError(f"coach {name!r} must return Tip objects, got {type(tips).__name__}")
-    for tip in tips:
+    for i, tip in enumerate(tips):
         if not isinstance(tip, Tip):
             raise TypeError(f"coach {name!r} must return Tip objects, got {type(tip).__name__}")
         try:
             Tip.from_dict(tip.to_dict())
         except ValueError as exc:
             raise TypeError(f"coach {name!r} returned a tip the log cannot hold: {exc}") from None
+        problem = unicode_problem(tip, f"tips[{i}]")
+        if problem is not None:
+            raise TypeError(f"coach {name!r} returned a tip the log cannot hold: {problem}")
 
 
 def _reports(coach: CoachProtocol) -> bool:

@@ -71,6 +71,11 @@ class Moderator(Protocol):
     ``concurrent``: whether reviews may run at once (a stateless model-backed moderator); a
     stateful one (strike counts) is called strictly in order. Decisions must depend only on
     the items reviewed so far, so a re-drive over the log gives the live decisions.
+
+    An answer that is not a :class:`Review` of :class:`Verdict` objects, or whose verdicts'
+    ``label`` or ``reason`` hold text UTF-8 cannot encode (a lone surrogate), is the
+    moderator's error on that item (``ActionFailed(stage="moderation",
+    reason="moderator_error")``); the item stays as it is.
     """
 
     name: str

@@ -8,7 +8,10 @@ read everything committed, asks the moderator about the queued items (in log ord
 a ``concurrent`` moderator) and records one ``ModerationDecided`` per verdict in item order, then
 flushes. Decisions therefore sit at the same place of the log in every run with the same seed
 and answers, and take effect at once (the platform honours them from the next feed on). A
-review that failed is recorded as ``ActionFailed(stage="moderation")`` and decides nothing.
+review that failed is recorded as ``ActionFailed(stage="moderation")`` and decides nothing; so
+is a plug-in moderator's answer that is not a :class:`~.base.Review` of verdicts, or whose
+verdicts hold text the log cannot store (a lone surrogate in a label or reason: reason
+``moderator_error``, naming the moderator and the field).
 
 Regimes: a run whose ``[moderation]`` changes at a window (a fork) is described by
 :class:`ModerationRegime` values, never by swapping the service's moderator while it runs. An
@@ -37,6 +40,7 @@ from friendsim.platform.events import (
     ModerationDecided,
     PostCreated,
     WindowStarted,
+    unicode_problem,
 )
 from friendsim.vocabulary import Failure
 
@@ -181,6 +185,8 @@ class ModerationService:
                 isinstance(v, Verdict) for v in review.verdicts
             ):
                 review = self._not_a_review(moderator, review)
+            elif (problem := _unstorable(review)) is not None:
+                review = self._unstorable_review(moderator, problem)
             if review.failure is not None:
                 f = review.failure
                 await self.platform.record(
@@ -216,6 +222,19 @@ class ModerationService:
             )
         )
 
+    def _unstorable_review(self, moderator: Moderator, problem: str) -> Review:
+        """A review whose verdicts hold text the log cannot store (a lone surrogate in a label
+        or reason): that moderator's failure on the item, as an answer that is not a review is
+        (the item stays as it is), never a decision the platform would refuse."""
+        return Review(
+            failure=Failure(
+                stage="moderation",
+                reason="moderator_error",
+                detail=f"moderator {moderator.name!r} answered a verdict the log cannot hold: "
+                f"{problem}",
+            )
+        )
+
     async def _review(self, moderator: Moderator, item: ModerationItem) -> Review | Any:
         async with self._sem:
             return await self._ask(moderator, item)
@@ -233,6 +252,15 @@ class ModerationService:
             return Review(
                 failure=Failure(stage="moderation", reason="moderator_error", detail=detail[:500])
             )
+
+
+def _unstorable(review: Review) -> str | None:
+    """What is wrong with the text of ``review``'s verdicts (``None``: nothing)."""
+    for i, v in enumerate(review.verdicts):
+        problem = unicode_problem({"label": v.label, "reason": v.reason}, f"verdicts[{i}]")
+        if problem is not None:
+            return problem
+    return None
 
 
 def decision_event(

@@ -414,6 +414,16 @@ _FIELDS: dict[str, frozenset[str]] = {
 }
 
 
+_NO_TEXT = frozenset({"int", "float", "bool", "int | None", "float | None", "tuple[int, ...]"})
+
+TEXT_FIELDS: dict[str, tuple[str, ...]] = {
+    kind: tuple(f.name for f in dataclasses.fields(cls) if f.type not in _NO_TEXT)
+    for kind, cls in EVENT_TYPES.items()
+}
+"""Per kind, the fields (``actor`` included) that may hold text: the platform admits no event
+with text UTF-8 cannot encode in one of them (:func:`unicode_problem`)."""
+
+
 _Setter = Callable[[Any, Any], None]
 _Builder = tuple[type[Event], _Setter, _Setter, _Setter, tuple[tuple[str, _Setter], ...]]
 
@@ -463,6 +473,63 @@ def _freeze(value: Any) -> Any:
         return tuple([_freeze(v) if isinstance(v, list | dict) else v for v in value])
     if isinstance(value, dict):
         return {k: _freeze(v) if isinstance(v, list) else v for k, v in value.items()}
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unicode_problem(value: Any, where: str) -> str | None:
+    """What is wrong where ``value`` holds text UTF-8 cannot encode (a surrogate code point,
+    such as the lone ``"\\ud800"`` a plug-in's string or a JSON escape can hold), or ``None``.
+
+    ``value`` is a string, or a tuple, list or mapping (keys too) of such values, or a
+    :class:`~friendsim.vocabulary.Tip`; other values hold no text. The message names the first
+    bad string by its path under ``where`` (``tips[0].text``, ``action.<key>``) and the
+    character: ``"text: not valid Unicode (lone surrogate \\ud800 at character 5)"``. The log
+    is UTF-8 (SQLite stores text as UTF-8), so such text could never be stored."""
+    if type(value) is str:
+        if value.isascii():
+            return None
+        bad = _SURROGATE.search(value)
+        if bad is None:
+            return None
+        return (
+            f"{where}: not valid Unicode (lone surrogate \\u{ord(bad.group()):04x} at character "
+            f"{bad.start() + 1})"
+        )
+    if isinstance(value, str):  # a str subclass
+        return unicode_problem(str(value), where)
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            problem = unicode_problem(k, _at(where, "<key>")) or unicode_problem(v, _at(where, k))
+            if problem is not None:
+                return problem
+    elif isinstance(value, tuple | list):
+        for i, v in enumerate(value):
+            problem = unicode_problem(v, f"{where}[{i}]")
+            if problem is not None:
+                return problem
+    elif isinstance(value, Tip):
+        return unicode_problem(value.to_dict(), where)
+    return None
+
+
+def valid_unicode(value: Any) -> Any:
+    """``value`` with every string in it (tuples, lists and mappings walked, keys included)
+    made valid Unicode: a surrogate pair stored as two code points becomes its character,
+    every other surrogate U+FFFD, as the model providers clean answers
+    (:func:`friendsim.llm.json_extract.clean_text`). ``value`` itself when it holds none."""
+    if unicode_problem(value, "") is None:
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    if isinstance(value, Mapping):
+        return {valid_unicode(k): valid_unicode(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(valid_unicode(v) for v in value)
+    if isinstance(value, list):
+        return [valid_unicode(v) for v in value]
     return value
 
 
@@ -787,22 +854,9 @@ def _at(where: str, key: Any) -> str:
 
 def _check_unicode(value: Any, where: str) -> None:
     """Raise naming the first string (or object key) under ``value`` with a lone surrogate."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            bad = value[exc.start]
-            raise EventDecodeError(
-                f"{where}: not valid Unicode (lone surrogate \\u{ord(bad):04x} at character "
-                f"{exc.start + 1})"
-            ) from None
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            _check_unicode(k, _at(where, "<key>"))
-            _check_unicode(v, _at(where, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_unicode(v, f"{where}[{i}]")
+    problem = unicode_problem(value, where)
+    if problem is not None:
+        raise EventDecodeError(problem)
 
 
 _Check = Callable[[Any, str], None]

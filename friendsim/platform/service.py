@@ -58,6 +58,7 @@ from .events import (
     VoteCleared,
     WindowEnded,
     WindowStarted,
+    valid_unicode,
     vote_cast,
 )
 from .feeds.base import (
@@ -642,14 +643,32 @@ class Platform:
     async def record(self, event: Event) -> Event:
         """Log a runtime, coach or instrument event (:data:`RECORDABLE`: windows, guidance,
         failures, interventions, moderation, surveys); ``seq`` and ``t`` are assigned here
-        (``t = clock.now()``)."""
+        (``t = clock.now()``).
+
+        Held to the checks of every event: text UTF-8 cannot encode is an
+        :class:`~.errors.InvalidTextError`. An ``ActionFailed`` is the exception: its text
+        (``stage``, ``reason``, ``detail`` and the strings of ``action``) quotes what went
+        wrong, often the very text refused or a plug-in's error message, and a failure's record
+        must not fail, so it is stored with each lone surrogate replaced by U+FFFD
+        (:func:`~.events.valid_unicode`)."""
         if not isinstance(event, RECORDABLE):
             raise ValueError(
                 f"record() takes {[c.__name__ for c in RECORDABLE]}, not {type(event).__name__}; "
                 "use the platform's commands for state changes"
             )
         seq, t = self._next()
-        e = dataclasses.replace(event, seq=seq, t=t)
+        if type(event) is ActionFailed:
+            e: Event = dataclasses.replace(
+                event,
+                seq=seq,
+                t=t,
+                stage=valid_unicode(event.stage),
+                reason=valid_unicode(event.reason),
+                detail=valid_unicode(event.detail),
+                action=valid_unicode(event.action),
+            )
+        else:
+            e = dataclasses.replace(event, seq=seq, t=t)
         self._admit(e)
         await self._admitted(e)
         return e

@@ -5,7 +5,8 @@ author, comment -> root, votes, follows, DM ids) are loaded once at open and kep
 admitted event. :meth:`PlatformState.check` raises a :class:`~.errors.PlatformError` and changes
 nothing; :meth:`PlatformState.apply` then updates the indexes and cannot fail. Both dispatch through
 explicit per-kind dicts; commands, JSONL import and ``Platform.record`` all pass through ``check``,
-so an imported log is held to the same rules as live commands.
+so an imported log is held to the same rules as live commands. ``check`` also refuses any event
+holding text UTF-8 cannot encode (``InvalidTextError``): the log could not store it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .events import (
     COACH_ACTOR,
     EVENT_TYPES,
     MODERATION_ACTIONS,
+    TEXT_FIELDS,
     TRUTH_LABELS,
     AgentRegistered,
     AgentSuspended,
@@ -42,6 +44,7 @@ from .events import (
     VoteCleared,
     WindowStarted,
     normalise_topic,
+    unicode_problem,
 )
 
 
@@ -188,7 +191,12 @@ class PlatformState:
             raise E.InvalidEventError(f"{where}: duplicate mentions {list(mentions)}")
 
     def check(self, e: Event) -> None:
-        """Raise a PlatformError if ``e`` cannot follow the current state; change nothing."""
+        """Raise a PlatformError if ``e`` cannot follow the current state; change nothing.
+
+        Every kind is also held to one rule on its text (:data:`~.events.TEXT_FIELDS`): a
+        string UTF-8 cannot encode (a lone surrogate such as ``"\\ud800"``, which a plug-in's
+        text can hold) is an :class:`~.errors.InvalidTextError` naming the field, never an
+        event whose commit would fail and close the platform."""
         if e.seq != self.last_seq + 1:
             raise E.InvalidEventError(
                 f"event seq {e.seq} ({e.kind}) does not follow the last seq {self.last_seq}"
@@ -200,6 +208,13 @@ class PlatformState:
         if EVENT_TYPES.get(e.kind) is not type(e):
             raise E.InvalidEventError(f"event seq {e.seq}: unknown kind {e.kind!r}")
         _CHECKS[e.kind](self, e)
+        for name in TEXT_FIELDS[e.kind]:
+            problem = unicode_problem(getattr(e, name), name)
+            if problem is not None:
+                by = "" if e.actor is None else f" by {e.actor!r}"
+                raise E.InvalidTextError(
+                    f"{e.kind}{by}: {problem}; the log (UTF-8) cannot store it"
+                )
 
     def apply(self, e: Event) -> None:
         """Update the indexes for an event that passed :meth:`check`."""

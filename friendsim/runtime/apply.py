@@ -4,8 +4,10 @@ Decisions are applied one agent at a time, actions in the order the policy gave 
 schedulers call these functions in sorted agent order, so the log is the same for the same
 decisions. Nothing here raises on bad input from a policy: a rejected command
 (:class:`~friendsim.platform.errors.PlatformError`) becomes an ``ActionFailed`` event with
-``stage="command"`` and the error's ``code`` as reason; a policy :class:`Failure` becomes an
-``ActionFailed`` with the failure's own stage. ``NOT`` produces no platform event; it is counted
+``stage="command"`` and the error's ``code`` as reason (text the log cannot hold, such as a
+lone surrogate, is ``invalid_text``, as empty text is; the recorded action keeps its text with
+U+FFFD in place of each lone surrogate, see ``Platform.record``); a policy :class:`Failure`
+becomes an ``ActionFailed`` with the failure's own stage. ``NOT`` produces no platform event; it is counted
 in the returned :class:`Outcome` (rewards use ``RewardParams.n_actions`` as the action count).
 
 Slot rule (paper: "exactly N actions per agent per round"): the first ``n_actions`` actions are

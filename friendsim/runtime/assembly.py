@@ -63,6 +63,7 @@ from friendsim.llm.redact import redact_text
 from friendsim.llm.replay_only import replay_only_provider
 from friendsim.llm.stack import LLMStack, build_llm
 from friendsim.platform.clock import VirtualClock
+from friendsim.platform.events import unicode_problem
 from friendsim.platform.feeds import make_ranker
 from friendsim.platform.service import Platform
 from friendsim.registry import RegistryError
@@ -182,7 +183,12 @@ def agent_seed(seed: int, agent: str, purpose: str) -> int:
 
 
 def build_personas(cfg: ExperimentConfig, *, base: Path, source: str | Path) -> list[Persona]:
-    """The run's personas: the first ``count`` of the persona source or file."""
+    """The run's personas: the first ``count`` of the persona source or file.
+
+    What a persona source plug-in hands out is checked here, before anything is written: too
+    few, not :class:`Persona` objects, ids twice, or text UTF-8 cannot encode (a lone
+    surrogate in a persona built without validation, ``model_construct``/``model_copy``) is
+    a :class:`ConfigError` naming the source (and the persona's field)."""
     n = cfg.agents.count
     path = cfg.persona_path(base)
     if path is None:
@@ -217,6 +223,14 @@ def build_personas(cfg: ExperimentConfig, *, base: Path, source: str | Path) -> 
                 "[agents].personas",
                 f"persona source {name!r} made personas with the same id: {', '.join(twice)}",
             )
+        for i, persona in enumerate(made):  # a persona built without validation can hold any
+            problem = unicode_problem(persona.__dict__, f"personas[{i}]")
+            if problem is not None:
+                raise ConfigError(
+                    source,
+                    "[agents].personas",
+                    f"persona source {name!r} made a persona the log cannot hold: {problem}",
+                )
         return made
     if not path.is_file():
         raise ConfigError(source, "[agents].personas", f"persona file not found: {path}")

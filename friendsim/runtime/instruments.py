@@ -15,6 +15,10 @@ any of them (a run without them gets the no-op hooks, so its log is unchanged):
   meanwhile interrupts the run with nothing of the survey recorded).
 
 It is also the :class:`~friendsim.runtime.interventions.RunOps` the interventions act through.
+An effect the platform refuses (an injected item's post, a broadcast, a suspension: text UTF-8
+cannot encode, say, from a plug-in intervention) or a persona change the persona model refuses
+is recorded as ``ActionFailed(stage="intervention")`` with the platform error's code and message,
+and the run goes on.
 """
 
 from __future__ import annotations
@@ -241,11 +245,15 @@ class Instruments(WindowHooks):
             self.injected.append(Injected(post_id=post.post_id, item=item))
 
     async def broadcast(self, text: str, *, sender: str) -> None:
-        sent = await self.platform.record(
-            BroadcastSent(
-                t=self.platform.clock.now(), window=self._window, sender=sender, text=text
+        try:
+            sent = await self.platform.record(
+                BroadcastSent(
+                    t=self.platform.clock.now(), window=self._window, sender=sender, text=text
+                )
             )
-        )
+        except PlatformError as exc:  # text the log cannot store: nobody is sent it
+            await self._failed(exc.code, str(exc), {"sender": sender})
+            return
         self._engine().broadcast(
             InboxMessage(dm_id=broadcast_id(sent.seq), sender=sender, text=text)
         )

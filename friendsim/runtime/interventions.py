@@ -55,7 +55,11 @@ class RunOps(Protocol):
 
 
 class Intervention(Protocol):
-    """One scheduled intervention; ``apply`` is awaited once, at its window."""
+    """One scheduled intervention; ``apply`` is awaited once, at its window.
+
+    An effect the platform refuses (text UTF-8 cannot encode, such as a lone surrogate in a
+    broadcast, is ``invalid_text``) is recorded as ``ActionFailed(stage="intervention")`` and
+    the run goes on."""
 
     async def apply(self, ops: RunOps, window: int) -> None: ...
 
