@@ -32,6 +32,7 @@ LAYERS: tuple[frozenset[str], ...] = (
             "_loop",
             "_seed",
             "_signals",
+            "_unicode",
         }
     ),
     frozenset({"platform", "llm"}),

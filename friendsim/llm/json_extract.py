@@ -17,19 +17,15 @@ import json
 import re
 from typing import Any
 
+from friendsim._unicode import SURROGATE as _SURROGATE
+from friendsim._unicode import clean_text, clean_value
+
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
+__all__ = ["clean_text", "clean_value", "extract_json", "printable_line", "quoted"]
+
 _MAX_STARTS = 64
 _UNDECODABLE = (ValueError, RecursionError)
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-
-
-def clean_text(text: str) -> str:
-    """``text`` as valid Unicode: a surrogate pair stored as two code points becomes its
-    character, every other surrogate U+FFFD (``text`` itself when it has none)."""
-    if _SURROGATE.search(text) is None:
-        return text
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def quoted(value: object, limit: int = 60) -> str:
@@ -51,19 +47,6 @@ def printable_line(text: str) -> str:
 
 _BREAKS = frozenset("\t\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029")
 """What :meth:`str.splitlines` breaks on, and the tab: spaces in a one-line text."""
-
-
-def clean_value(value: Any) -> Any:
-    """A JSON-like ``value`` with :func:`clean_text` applied to every string, keys included."""
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, dict):
-        return {
-            clean_text(k) if isinstance(k, str) else k: clean_value(v) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [clean_value(v) for v in value]
-    return value
 
 
 def extract_json(text: str) -> Any | None:

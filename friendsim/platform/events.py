@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import orjson
 
 from friendsim._slots import setters
+from friendsim._unicode import SURROGATE as _SURROGATE
 from friendsim.vocabulary import Tip
 
 SCHEMA_VERSION = 1
@@ -476,9 +477,6 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def unicode_problem(value: Any, where: str) -> str | None:
     """What is wrong where ``value`` holds text UTF-8 cannot encode (a surrogate code point,
     such as the lone ``"\\ud800"`` a plug-in's string or a JSON escape can hold), or ``None``.
@@ -513,24 +511,6 @@ def unicode_problem(value: Any, where: str) -> str | None:
     elif isinstance(value, Tip):
         return unicode_problem(value.to_dict(), where)
     return None
-
-
-def valid_unicode(value: Any) -> Any:
-    """``value`` with every string in it (tuples, lists and mappings walked, keys included)
-    made valid Unicode: a surrogate pair stored as two code points becomes its character,
-    every other surrogate U+FFFD, as the model providers clean answers
-    (:func:`friendsim.llm.json_extract.clean_text`). ``value`` itself when it holds none."""
-    if unicode_problem(value, "") is None:
-        return value
-    if isinstance(value, str):
-        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    if isinstance(value, Mapping):
-        return {valid_unicode(k): valid_unicode(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return tuple(valid_unicode(v) for v in value)
-    if isinstance(value, list):
-        return [valid_unicode(v) for v in value]
-    return value
 
 
 def payload_json(event: Event) -> str:

@@ -32,6 +32,7 @@ import aiosqlite
 import structlog
 
 from friendsim._carry import carried
+from friendsim._unicode import clean_value
 
 from . import errors as E
 from .bus import EventBus
@@ -58,7 +59,6 @@ from .events import (
     VoteCleared,
     WindowEnded,
     WindowStarted,
-    valid_unicode,
     vote_cast,
 )
 from .feeds.base import (
@@ -650,7 +650,7 @@ class Platform:
         (``stage``, ``reason``, ``detail`` and the strings of ``action``) quotes what went
         wrong, often the very text refused or a plug-in's error message, and a failure's record
         must not fail, so it is stored with each lone surrogate replaced by U+FFFD
-        (:func:`~.events.valid_unicode`)."""
+        (:func:`friendsim._unicode.clean_value`, the providers' cleaning of answers)."""
         if not isinstance(event, RECORDABLE):
             raise ValueError(
                 f"record() takes {[c.__name__ for c in RECORDABLE]}, not {type(event).__name__}; "
@@ -662,10 +662,10 @@ class Platform:
                 event,
                 seq=seq,
                 t=t,
-                stage=valid_unicode(event.stage),
-                reason=valid_unicode(event.reason),
-                detail=valid_unicode(event.detail),
-                action=valid_unicode(event.action),
+                stage=clean_value(event.stage),
+                reason=clean_value(event.reason),
+                detail=clean_value(event.detail),
+                action=clean_value(event.action),
             )
         else:
             e = dataclasses.replace(event, seq=seq, t=t)
