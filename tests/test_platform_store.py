@@ -184,6 +184,19 @@ async def test_jsonl_round_trip(db: Path, tmp_path: Path) -> None:
     assert await replay.compare(db, dest) is None
 
 
+async def test_an_export_saved_with_a_byte_order_mark_imports(db: Path, tmp_path: Path) -> None:
+    """An editor or a Windows tool that saves the JSON Lines as "UTF-8 with BOM" puts U+FEFF
+    before the first line; the import refused it ("line 1: ... Expecting value"). The mark is
+    an encoding's signature, not text: the log imports as it was exported."""
+    out = tmp_path / "log.jsonl"
+    assert await replay.export_jsonl(db, out) == 6
+    marked = tmp_path / "marked.jsonl"
+    marked.write_bytes(b"\xef\xbb\xbf" + out.read_bytes())
+    dest = tmp_path / "imported.db"
+    assert await replay.import_jsonl(marked, dest) == 6
+    assert await replay.compare(db, dest) is None
+
+
 async def test_a_non_finite_float_is_stored_as_null_and_the_log_round_trips(
     tmp_path: Path,
 ) -> None:

@@ -267,7 +267,9 @@ async def import_jsonl(src: str | Path, db: str | Path, *, batch_size: int = 500
     Each line is decoded strictly (:func:`~.events.event_from_json`: exact keys, JSON types,
     valid Unicode), admitted under the live rules (:meth:`.service.Platform.ingest`), and the
     windows must nest as a run writes them (:class:`WindowOrder`). The first bad line is a
-    :class:`LogImportError` ``"FILE:LINE: problem"`` and no database is left behind."""
+    :class:`LogImportError` ``"FILE:LINE: problem"`` and no database is left behind. A byte
+    order mark before the first line (a file saved as "UTF-8 with BOM") is the encoding's
+    signature, not text, and is skipped."""
     dest = Path(db)
     if await asyncio.to_thread(_exists, dest):
         raise FileExistsError(f"import target {dest} exists; import needs a fresh file")
@@ -281,7 +283,7 @@ async def import_jsonl(src: str | Path, db: str | Path, *, batch_size: int = 500
     n = 0
     ok = False
     try:
-        fh = await asyncio.to_thread(open, src, encoding="utf-8", errors="surrogateescape")
+        fh = await asyncio.to_thread(open, src, encoding="utf-8-sig", errors="surrogateescape")
         try:
             lineno = 0
             windows = WindowOrder()
