@@ -1,6 +1,7 @@
 """The package's layers, kept: dependencies between subpackages point down, never up, and there is
-no cycle between subpackages, counting every import (inside functions and ``TYPE_CHECKING``
-blocks too). Also: one construction site for the engine, the coach service and the LLM stacks.
+no cycle between subpackages, nor between the files of the package, counting every import (inside
+functions and ``TYPE_CHECKING`` blocks too). Also: one construction site for the engine, the
+coach service and the LLM stacks.
 
 The import graph is built from the source with :mod:`ast` (nothing is imported). A module belongs
 to the component named by the first part after ``friendsim.`` (``friendsim.analysis.ties`` ->
@@ -113,10 +114,10 @@ def imports_of(root: Path, path: Path) -> Iterable[Edge]:
                 targets = [".".join([*base, node.module] if node.module else base)]
             else:
                 targets = [node.module or ""]
-            # ``from friendsim import analysis`` imports the subpackage itself (but
-            # ``from friendsim import __version__`` only the package's ``__init__``)
+            # ``from friendsim import analysis`` (``from . import errors``) imports the module
+            # itself (but ``from friendsim import __version__`` only the package's ``__init__``)
             targets = [
-                f"{t}.{a.name}" if t == root.name and _is_module(root, a.name) else t
+                f"{t}.{a.name}" if _is_module(root, f"{t}.{a.name}") else t
                 for t in targets
                 for a in node.names
             ]
@@ -127,8 +128,13 @@ def imports_of(root: Path, path: Path) -> Iterable[Edge]:
                 yield Edge(importer=me, imported=t, path=rel, line=node.lineno)
 
 
-def _is_module(root: Path, name: str) -> bool:
-    return (root / name).is_dir() or (root / f"{name}.py").is_file()
+def _is_module(root: Path, module: str) -> bool:
+    """Whether ``module`` (``friendsim.a.b``) is a module or subpackage of the package at ``root``."""
+    parts = module.split(".")
+    if parts[0] != root.name or len(parts) < 2:
+        return parts == [root.name]
+    path = root.joinpath(*parts[1:])
+    return path.is_dir() or path.with_suffix(".py").is_file()
 
 
 def component(module: str) -> str:
@@ -226,6 +232,35 @@ def _strongly_connected(graph: Mapping[str, set[str]]) -> list[list[str]]:
     return out
 
 
+def file_cycles(root: Path, edges: Iterable[Edge]) -> list[list[str]]:
+    """The file-level cycles: one line per import inside each strongly connected component (with
+    more than one member) of the module graph, ``path:line: importer imports imported``. An import
+    of a name that is not a module counts as one of the module that defines it (``from
+    friendsim.runtime.config import ConfigError`` -> ``friendsim.runtime.config``); a package
+    is its ``__init__`` file."""
+    graph: dict[str, set[str]] = {}
+    found: list[tuple[Edge, str]] = []
+    for e in edges:
+        target = e.imported
+        while not _is_module(root, target):
+            target = target.rpartition(".")[0]
+        graph.setdefault(e.importer, set())
+        graph.setdefault(target, set())
+        if target != e.importer:
+            graph[e.importer].add(target)
+            found.append((e, target))
+    out = []
+    for members in sorted(sorted(c) for c in _strongly_connected(graph) if len(c) > 1):
+        inside = set(members)
+        lines = [
+            f"{e.path}:{e.line}: {e.importer} imports {target}"
+            for e, target in sorted(found, key=lambda f: (f[0].path, f[0].line, f[1]))
+            if e.importer in inside and target in inside
+        ]
+        out.append(list(dict.fromkeys(lines)))  # ``from m import a, b``: one line
+    return out
+
+
 def construction_calls(root: Path) -> list[tuple[str, int, str]]:
     """``(path under root, line, name)`` of every call of a name in :data:`CONSTRUCTORS`."""
     out = []
@@ -259,6 +294,13 @@ def test_every_import_points_down_the_layer_table() -> None:
 
 def test_no_cycle_between_subpackages() -> None:
     assert cycles(import_graph(PACKAGE)) == []
+
+
+def test_no_cycle_between_files() -> None:
+    found = file_cycles(PACKAGE, import_graph(PACKAGE))
+    assert found == [], "files that import each other, directly or through others:\n" + "\n\n".join(
+        "\n".join(c) for c in found
+    )
 
 
 def test_vocabulary_imports_nothing_from_friendsim() -> None:
@@ -329,6 +371,37 @@ def test_checker_finds_upward_imports_inside_functions_and_cycles(tmp_path: Path
     assert not any("cli_analyze" in p or "sweep/aggregate" in p for p in problems)
     assert len(problems) == 3
     assert cycles(edges) == [["platform", "runtime"]]
+
+
+def test_file_cycle_check_follows_every_import_and_names_each_line(tmp_path: Path) -> None:
+    root = _package(
+        tmp_path,
+        {
+            "runtime/__init__.py": (
+                "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                "    from .engine import Engine\n"
+            ),
+            "runtime/engine.py": "from . import errors\nfrom .wakes import rate\n",
+            "runtime/errors.py": "",
+            "runtime/wakes.py": "def rate():\n    from friendsim.runtime.engine import Engine, go\n",
+            "runtime/a.py": "from friendsim.runtime import b\n",
+            "runtime/b.py": "import friendsim.runtime.c\n",
+            "runtime/c.py": "from friendsim.runtime.a import X\n",
+        },
+    )
+    # ``from . import errors`` is an import of errors.py, not of the package's ``__init__``
+    # (which imports engine.py): no cycle there
+    assert file_cycles(root, import_graph(root)) == [
+        [
+            "runtime/a.py:1: friendsim.runtime.a imports friendsim.runtime.b",
+            "runtime/b.py:1: friendsim.runtime.b imports friendsim.runtime.c",
+            "runtime/c.py:1: friendsim.runtime.c imports friendsim.runtime.a",
+        ],
+        [
+            "runtime/engine.py:2: friendsim.runtime.engine imports friendsim.runtime.wakes",
+            "runtime/wakes.py:2: friendsim.runtime.wakes imports friendsim.runtime.engine",
+        ],
+    ]
 
 
 def test_checker_rejects_sideways_imports_not_listed(tmp_path: Path) -> None:

@@ -410,13 +410,13 @@ def _resume(
 ) -> int:
     """Resume with prompt, visible stops (:mod:`friendsim.runtime.signals`); a stopped resume
     leaves the original untouched and can be resumed again. ``prog`` prefixes its error line
-    and the warning about a ``tick`` that loses wakes (:func:`~.run.lost_wakes_warning`), as
+    and the warning about a ``tick`` that loses wakes (:func:`~._wakes.lost_wakes_warning`), as
     ``friendsim run`` warns: the remaining windows run under the recorded ``tick``."""
     import asyncio
 
     from friendsim._loop import run as run_on_loop
     from friendsim._signals import held
-    from friendsim.commands.run import lost_wakes_warning
+    from friendsim.commands._wakes import lost_wakes_warning
     from friendsim.llm.redact import redact_text
     from friendsim.replay.resume import resume
     from friendsim.rundir.layout import MANIFEST
@@ -477,13 +477,13 @@ def _fork(
     """Fork with prompt, visible stops, as ``friendsim run`` stops
     (:mod:`friendsim.runtime.signals`); a stopped fork can be resumed. ``prog`` prefixes its
     error line and the warning about a ``tick`` that loses wakes
-    (:func:`~.run.lost_wakes_warning`): the fork's windows run under its config's ``tick`` (a
+    (:func:`~._wakes.lost_wakes_warning`): the fork's windows run under its config's ``tick`` (a
     fork cannot change it)."""
     import asyncio
 
     from friendsim._loop import run as run_on_loop
     from friendsim._signals import held
-    from friendsim.commands.run import lost_wakes_warning
+    from friendsim.commands._wakes import lost_wakes_warning
     from friendsim.llm.redact import redact_text
     from friendsim.replay.fork import fork
     from friendsim.rundir.errors import RunInputError

@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from friendsim.commands._help import FORMATTER, Subparsers, add_log_level, path_arg, port_arg
+from friendsim.commands._wakes import lost_wakes_warning
 
 if TYPE_CHECKING:
     import asyncio
 
     from friendsim.runtime.assembly import RunResult
     from friendsim.runtime.config import ExperimentConfig
-    from friendsim.runtime.continuous import ExpectedWakes
     from friendsim.runtime.engine import RunListener
     from friendsim.runtime.signals import WindowWatch
     from friendsim.runtime.status import RunStopped
@@ -430,23 +430,6 @@ def stopped_line(what: str, exc: RunStopped, out: Path, hint: str) -> str:
             return f"{what}: failed: {exc}; fix the provider settings, then {hint}"
         case _:
             return f"{what}: {exc.status} ({exc.reason}): {exc}; {hint}"
-
-
-def lost_wakes_warning(prog: str) -> Callable[[ExpectedWakes], None]:
-    """The ``on_wakes`` of a command's :class:`~friendsim.runtime.signals.WindowWatch`: warn
-    (one line on stderr, prefixed with ``prog``) when a continuous run's slices lose a
-    noticeable share of the configured wakes, or of its most active agents'
-    (:func:`~friendsim.runtime.continuous.loses_wakes`). Every command that runs windows uses
-    it (``run``, ``run --resume``, ``run --fork``): a resumed or forked run's windows run
-    under a ``tick`` as lossy as a new run's."""
-
-    def warn(window: ExpectedWakes) -> None:
-        from friendsim.runtime.continuous import loses_wakes, lost_wakes_line
-
-        if loses_wakes(window):
-            sys.stderr.write(f"{prog}: warning: {lost_wakes_line(window)}\n")
-
-    return warn
 
 
 def _say_auto(cfg: ExperimentConfig) -> None:

@@ -4,7 +4,7 @@ Rerun, resume and fork all re-execute a run through the assembly
 (:func:`friendsim.runtime.assembly.run_plan`) with the old run's LLM cache; this module holds
 what they share. :func:`new_run_dir` creates the target (refusing a non-empty one) and copies
 the old run's ``personas.jsonl`` and a snapshot of its ``llm_cache.db`` into it. A recorded
-prefix is re-derived with :attr:`~friendsim.runtime.assembly.RunPlan.recorded_until_seq` set, so
+prefix is re-derived with :attr:`~friendsim.runtime.plan.RunPlan.recorded_until_seq` set, so
 a request that misses the cache there raises :class:`~friendsim.llm.errors.CacheMissError`
 (fatal to the run) instead of silently calling a live model.
 """
@@ -25,8 +25,8 @@ from friendsim.rundir.errors import RunInputError
 from friendsim.rundir.layout import LLM_CACHE_DB, MANIFEST, PERSONAS
 from friendsim.rundir.log import connect, require_file, sha256_file, snapshot
 from friendsim.rundir.manifest import Manifest
-from friendsim.runtime.assembly import Phase
 from friendsim.runtime.config import ExperimentConfig
+from friendsim.runtime.plan import Phase
 
 
 def new_run_dir(old: Path, new: Path) -> Path:

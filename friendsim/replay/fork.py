@@ -1,6 +1,6 @@
 """``friendsim run CONFIG --fork RUN_DIR --at W``: a new run that shares an old run's first W windows.
 
-The fork is a :class:`~friendsim.runtime.assembly.RunPlan`: the parent's config from window 1,
+The fork is a :class:`~friendsim.runtime.plan.RunPlan`: the parent's config from window 1,
 the new config from window W+1, and the parent's log up to ``WindowEnded(W)`` as the recorded
 prefix. Windows ``1..W`` are re-executed with the parent's LLM cache (no live call until
 ``WindowEnded(W)`` is logged), so the new log's prefix — every event
@@ -73,10 +73,12 @@ from friendsim.rundir.errors import DivergenceError, RunInputError
 from friendsim.rundir.layout import EVENTS_DB, MANIFEST
 from friendsim.rundir.log import connect, log_hash
 from friendsim.rundir.scratch import working_folder
-from friendsim.runtime.assembly import LLMFactory, Phase, RunPlan, in_thread, run_plan
+from friendsim.runtime.assembly import LLMFactory, in_thread, run_plan
 from friendsim.runtime.config import ExperimentConfig, parse_config
 from friendsim.runtime.engine import RunListener
-from friendsim.runtime.instruments_config import ItemsFileError, inline_items
+from friendsim.runtime.instruments_config import inline_items
+from friendsim.runtime.items import ItemsFileError
+from friendsim.runtime.plan import Phase, RunPlan
 
 from .config import (
     config_from_manifest,

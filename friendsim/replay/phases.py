@@ -20,8 +20,8 @@ from typing import Any
 
 from friendsim.rundir.errors import RunInputError
 from friendsim.rundir.manifest import Manifest
-from friendsim.runtime.assembly import Phase
 from friendsim.runtime.config import ConfigError, ExperimentConfig
+from friendsim.runtime.plan import Phase
 
 from .config import settings, with_changes
 

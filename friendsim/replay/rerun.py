@@ -10,7 +10,7 @@ log's ``log_sha256``. The old run is only read.
 
 A ``degraded`` run (every window ran, some model-backed decisions were lost to provider errors)
 is re-run too: its lost requests have no recorded answer but a recorded failure, and the whole
-log is re-derived as a recorded prefix (:class:`~friendsim.runtime.assembly.RunPlan`'s
+log is re-derived as a recorded prefix (:class:`~friendsim.runtime.plan.RunPlan`'s
 ``recorded_until_seq``), so each fails again the way it failed, recorded as the same
 ``action_failed``, and no window is judged against the failure budget again (``judged_until_seq``:
 the run judged them, or a resume carried it past one that spent the budget). The re-run ends
@@ -45,8 +45,9 @@ from friendsim.rundir.log import (
 )
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
 from friendsim.rundir.scratch import working_folder
-from friendsim.runtime.assembly import LLMFactory, RunPlan, in_thread, run_plan, to_the_end
+from friendsim.runtime.assembly import LLMFactory, in_thread, run_plan, to_the_end
 from friendsim.runtime.engine import RunListener
+from friendsim.runtime.plan import RunPlan
 from friendsim.runtime.status import RunInterrupted
 
 from .config import config_from_manifest

@@ -88,8 +88,9 @@ from friendsim.rundir.lock import RunLock
 from friendsim.rundir.log import LogSummary, connect, log_hash, snapshot
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
 from friendsim.rundir.scratch import working_folder
-from friendsim.runtime.assembly import LLMFactory, RunPlan, in_thread, run_plan, to_the_end
+from friendsim.runtime.assembly import LLMFactory, in_thread, run_plan, to_the_end
 from friendsim.runtime.engine import RunListener
+from friendsim.runtime.plan import RunPlan
 
 from .config import config_from_manifest
 from .execute import (
@@ -358,7 +359,7 @@ def kept_until(db: Path, summary: LogSummary) -> int:
 def judged_until(manifest: Manifest, summary: LogSummary) -> int | None:
     """The seq of the last ``WindowEnded`` of the run being resumed (``manifest``, its log's
     ``summary``) whose window a segment already judged against the failure budget: a resume
-    does not judge those again (:attr:`~friendsim.runtime.assembly.RunPlan.judged_until_seq`).
+    does not judge those again (:attr:`~friendsim.runtime.plan.RunPlan.judged_until_seq`).
 
     A run the budget stopped judged every complete window: the check is the last thing a window
     does and its stop ends the run, so its last ``WindowEnded`` is the window that spent the

@@ -4,8 +4,8 @@
 its command line (:mod:`friendsim.commands.run`). Modules: :mod:`.config` (TOML + pydantic validation),
 :mod:`.engine` (observe / decide concurrently / apply in order), :mod:`.rounds` (the paper's
 protocol), :mod:`.continuous` (timeline mode), :mod:`.apply` (actions -> platform commands),
-:mod:`.observe` (observations), :mod:`.assembly` (the one place a run is built: ``RunPlan`` ->
-parts -> run), :mod:`.progress`, :mod:`.scripted_mind` (an instant valid-answer fake model for tests/benches).
+:mod:`.observe` (observations), :mod:`.plan` (``RunPlan``: what a run runs, as data),
+:mod:`.assembly` (the one place a run is built: ``RunPlan`` -> parts -> run), :mod:`.progress`, :mod:`.scripted_mind` (an instant valid-answer fake model for tests/benches).
 """
 
 from __future__ import annotations
@@ -15,17 +15,18 @@ from typing import TYPE_CHECKING
 from friendsim._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from friendsim.runtime.assembly import Phase, RunPlan, RunResult, run_experiment, run_plan
+    from friendsim.runtime.assembly import RunResult, run_experiment, run_plan
     from friendsim.runtime.config import ConfigError, ExperimentConfig, load_config, parse_config
     from friendsim.runtime.continuous import ContinuousScheduler
     from friendsim.runtime.engine import Engine, RunListener, WindowTally
+    from friendsim.runtime.plan import Phase, RunPlan
     from friendsim.runtime.rounds import RoundsScheduler
 
 __getattr__ = lazy_exports(
     __name__,
     {
-        "Phase": "friendsim.runtime.assembly",
-        "RunPlan": "friendsim.runtime.assembly",
+        "Phase": "friendsim.runtime.plan",
+        "RunPlan": "friendsim.runtime.plan",
         "RunResult": "friendsim.runtime.assembly",
         "run_experiment": "friendsim.runtime.assembly",
         "run_plan": "friendsim.runtime.assembly",

@@ -71,8 +71,8 @@ from friendsim.vocabulary import (
 
 if TYPE_CHECKING:
     from friendsim.platform.service import Platform
-    from friendsim.runtime.continuous import ExpectedWakes
     from friendsim.runtime.control import PauseGate
+    from friendsim.runtime.wakes import ExpectedWakes
 
 _TAIL = 8
 """Answers still awaited when :meth:`Engine._gather_applying` starts committing what it applied
@@ -132,7 +132,7 @@ class RunListener:
     def wakes_expected(self, *, window: ExpectedWakes, run: ExpectedWakes) -> None:
         """Called once in continuous mode, before :meth:`run_started`: the wakes the drawn rates
         ask for against the slices agents are expected to act in, in one full window and over
-        the whole run (:func:`~friendsim.runtime.continuous.expected_wakes`). Optional: a
+        the whole run (:func:`~friendsim.runtime.wakes.expected_wakes`). Optional: a
         listener without it (any object with the three other methods will do) is not told."""
 
     def wake_applied(self, tally: WindowTally) -> None:
@@ -312,7 +312,7 @@ class Engine:
         ``tally.end_seq``): tell the listener, then enforce the failure budget
         (``max_failure_share`` of the window's model-backed decisions) -- unless a run this
         one re-derives judged the window already (``end_seq <= judged_until_seq``, set by a
-        resume: :attr:`~friendsim.runtime.assembly.RunPlan.judged_until_seq`). Such a window
+        resume: :attr:`~friendsim.runtime.plan.RunPlan.judged_until_seq`). Such a window
         is history: it passed, or it spent the budget and that run stopped right there (the stop
         comes after ``WindowEnded``, so the window is complete, and a resume keeps it with its
         recorded failures replayed); judging it again would stop the resume at the same place.

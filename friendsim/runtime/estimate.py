@@ -13,7 +13,7 @@ Wakes are not estimated from the configured rates: the dry run draws them as the
 (same seed, same slices), so its requests follow the wakes the run will carry out. In continuous
 mode several wakes of an agent in one ``tick`` slice count as one, so that is fewer than
 ``wake_rate`` × agents × windows when ``tick`` is coarse; the estimate shows both, with the
-expected figures of :func:`~friendsim.runtime.continuous.expected_wakes`.
+expected figures of :func:`~friendsim.runtime.wakes.expected_wakes`.
 
 What it cannot know: a real model's answers steer the run (how many comments and DMs it plans,
 how often it must be re-asked), and real answers are usually longer than the stand-in's, so
@@ -48,9 +48,9 @@ from friendsim.llm.registry import parse_spec
 from friendsim.llm.scripted import ScriptedLLM
 from friendsim.llm.tokens import MESSAGE_OVERHEAD_TOKENS, estimate_tokens, provider_input_tokens
 from friendsim.runtime.config import ExperimentConfig
-from friendsim.runtime.continuous import ExpectedWakes
 from friendsim.runtime.engine import RunListener
 from friendsim.runtime.scripted_mind import plausible_responder
+from friendsim.runtime.wakes import ExpectedWakes
 
 
 class CountingStandIn:

@@ -61,8 +61,9 @@ from friendsim.platform.events import (
 from friendsim.platform.feeds import make_ranker
 from friendsim.platform.service import Platform
 from friendsim.runtime.engine import Engine, FeedRules, WindowHooks
-from friendsim.runtime.instruments_config import InterventionSpec, Item, SurveySpec
+from friendsim.runtime.instruments_config import InterventionSpec, SurveySpec
 from friendsim.runtime.interventions import INTERVENTIONS, Intervention
+from friendsim.runtime.items import Item
 from friendsim.runtime.status import RunInterrupted
 from friendsim.vocabulary import Failure, InboxMessage, Policy, broadcast_id
 

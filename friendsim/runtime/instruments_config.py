@@ -15,7 +15,8 @@ own keys (checked against its params model)::
 
 Item files are JSONL, relative to the config file; :func:`inline_items` replaces the path by
 the items themselves before a run starts, so the run's manifest holds them and a re-run needs
-no file.
+no file. The items themselves (:class:`~friendsim.runtime.items.Item`, :func:`load_items`) are
+defined in :mod:`friendsim.runtime.items`, below the intervention kinds, and re-exported here.
 
 ``[moderation]`` — ``enabled``, ``kind`` (a registered moderator: ``rule``, ``llm``),
 ``params`` and ``provider`` (the LLM moderator's model; default ``[llm].provider``).
@@ -26,28 +27,17 @@ fraction of the agents), ``questions`` (any of ``stance``, ``trust``, ``belief``
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from friendsim.registry import RegistryError
+from friendsim.runtime.items import Item, ItemsFileError, load_items
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Item(_Section):
-    """One item an intervention injects."""
-
-    id: str = Field(min_length=1, max_length=80)
-    text: str = Field(min_length=1, max_length=2000)
-    topic: str = Field(min_length=1, max_length=120)
-    source: str = Field(default="", max_length=120)
-    truth: Literal["false", "true", "unverified"] = "unverified"
 
 
 class InterventionSpec(BaseModel):
@@ -116,41 +106,6 @@ class SurveySpec(_Section):
         return tuple(sorted(set(v)))
 
 
-class ItemsFileError(ValueError):
-    """An items file is missing or wrong; the message names the file and line."""
-
-
-def load_items(path: Path) -> tuple[dict[str, Any], ...]:
-    """The items of a JSONL file, each validated as an :class:`Item` (as plain dicts)."""
-    try:
-        lines = path.read_text(encoding="utf-8").split("\n")
-    except FileNotFoundError:
-        raise ItemsFileError(f"items file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ItemsFileError(f"{path}: cannot read: {exc}") from None
-    out: list[dict[str, Any]] = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            item = Item.model_validate(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ItemsFileError(f"{path}: line {n}: not JSON ({exc.msg})") from None
-        except RecursionError:
-            raise ItemsFileError(f"{path}: line {n}: not JSON (nested too deeply)") from None
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            key = ".".join(str(p) for p in err["loc"]) or "(item)"
-            raise ItemsFileError(f"{path}: line {n}: {key}: {err['msg']}") from None
-        out.append(item.model_dump())
-    if not out:
-        raise ItemsFileError(f"{path}: holds no items")
-    ids = [i["id"] for i in out]
-    if len(set(ids)) != len(ids):
-        raise ItemsFileError(f"{path}: item ids repeat")
-    return tuple(out)
-
-
 def inline_items(
     interventions: tuple[InterventionSpec, ...], base: Path
 ) -> tuple[InterventionSpec, ...]:
@@ -167,8 +122,13 @@ def inline_items(
     return tuple(out)
 
 
-def as_items(value: Any) -> tuple[Item, ...]:
-    """Inline items (a list of mappings) as :class:`Item` s."""
-    if isinstance(value, str):
-        raise ValueError(f"items file {value!r} was not read before the run (inline_items)")
-    return tuple(Item.model_validate(dict(v) if isinstance(v, Mapping) else v) for v in value)
+__all__ = [
+    "InterventionSpec",
+    "Item",
+    "ItemsFileError",
+    "ModerationSection",
+    "SurveyQuestionKind",
+    "SurveySpec",
+    "inline_items",
+    "load_items",
+]

@@ -27,14 +27,15 @@ from friendsim.moderation.kinds import uses_llm as moderator_uses_llm
 from friendsim.moderation.service import ModerationRegime, ModerationService
 from friendsim.runtime.config import ConfigError, ExperimentConfig, resolve_auto_provider
 from friendsim.runtime.instruments import Instruments, instruments_used
-from friendsim.runtime.instruments_config import InterventionSpec, ItemsFileError, inline_items
+from friendsim.runtime.instruments_config import InterventionSpec, inline_items
 from friendsim.runtime.interventions import added_agents, named_agents
+from friendsim.runtime.items import ItemsFileError
 from friendsim.vocabulary import Policy
 
 if TYPE_CHECKING:
     from friendsim.llm.stack import LLMStack
     from friendsim.platform.service import Platform
-    from friendsim.runtime.assembly import RunPlan
+    from friendsim.runtime.plan import RunPlan
 
 
 def inline_plan_items(plan: RunPlan, *, base: Path, source: str | Path) -> RunPlan:

@@ -34,8 +34,8 @@ from friendsim.agents.generator import check_dominant_weight, dominant_lambdas
 from friendsim.agents.persona import COMPONENTS, TRAITS, Persona
 from friendsim.platform.feeds import RANKERS
 from friendsim.registry import Registry, RegistryError
-from friendsim.runtime.config import check_population
-from friendsim.runtime.instruments_config import Item, as_items
+from friendsim.runtime.items import Item, as_items
+from friendsim.runtime.population import check_population
 
 
 class RunOps(Protocol):
@@ -206,7 +206,7 @@ class RemoveParams(_Params):
 
 class AddAgentsParams(_Params):
     count: Annotated[int, AfterValidator(check_population)]
-    """How many agents join (:func:`~friendsim.runtime.config.check_population`; the grown
+    """How many agents join (:func:`~friendsim.runtime.population.check_population`; the grown
     population is checked by :func:`~friendsim.runtime.config.check_run_population`)."""
 
 

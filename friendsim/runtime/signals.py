@@ -28,7 +28,7 @@ from friendsim._signals import routed
 from friendsim.runtime.engine import RunListener, WindowTally
 
 if TYPE_CHECKING:
-    from friendsim.runtime.continuous import ExpectedWakes
+    from friendsim.runtime.wakes import ExpectedWakes
 
 T = TypeVar("T")
 

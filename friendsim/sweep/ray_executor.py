@@ -6,7 +6,7 @@ none, starts a local one of ``--jobs`` CPUs for the sweep (a session already ini
 process is used as it is). ``friendsim`` itself must be installed on every node.
 
 **How run directories reach ``--out`` (no shared filesystem needed).** A task runs its
-replication with :func:`friendsim.sweep.runner.execute_plan` (the same function the local pool
+replication with :func:`friendsim.sweep.execute.execute_plan` (the same function the local pool
 calls, so the same seed gives the same event log byte for byte) into a scratch folder on its
 node, then returns the outcome and the whole run directory as one gzip'd tar archive (with each
 file's mtime in nanoseconds, so the analysis cache stays valid). The driver unpacks it into
@@ -51,15 +51,15 @@ import structlog
 from friendsim.rundir.layout import LOCK
 from friendsim.rundir.lock import holder, writer_name
 from friendsim.sweep.config import Replication
-from friendsim.sweep.runner import (
+from friendsim.sweep.execute import (
     PlanStream,
     RunOutcome,
-    _found_manifest,
-    _read_status,
-    _set_aside,
     execute_plan,
+    found_manifest,
     keep_completed,
+    read_status,
     replication_mismatch,
+    set_aside,
 )
 
 log = structlog.get_logger(__name__)
@@ -221,9 +221,9 @@ def run_replication(
         data = _localise(plan_data, files, scratch)
         run_dir = scratch / "run"
         if run_dir.exists():
-            found = _found_manifest(run_dir)
+            found = found_manifest(run_dir)
             if found is not None and replication_mismatch(run_dir, found, data, source) is None:
-                _set_aside(run_dir)
+                set_aside(run_dir)
             else:
                 shutil.rmtree(run_dir)
         outcome = execute_plan(data, str(run_dir), source)
@@ -278,7 +278,7 @@ def receive(out: Path, rel_dir: str, outcome: RunOutcome, archive: bytes) -> Run
     incoming = final.with_name(final.name + ".incoming")
     try:
         if incoming.exists():
-            _set_aside(incoming)
+            set_aside(incoming)
         unpack_run(archive, incoming)
     except (OSError, ValueError, tarfile.TarError) as exc:  # kept for the next sweep to set aside
         res.update(
@@ -302,7 +302,7 @@ def receive(out: Path, rel_dir: str, outcome: RunOutcome, archive: bytes) -> Run
             return res
         res["verified_events"] = report.events
     if final.exists():
-        res["set_aside"] = _set_aside(final)
+        res["set_aside"] = set_aside(final)
     incoming.rename(final)
     return res
 
@@ -321,7 +321,7 @@ def ray_outcomes(
     ray = require_ray()
     todo: list[Replication] = []
     for plan in plans:
-        if _read_status(out / plan.rel_dir) == "completed":
+        if read_status(out / plan.rel_dir) == "completed":
             yield plan, keep_completed(out / plan.rel_dir)
         else:
             todo.append(plan)
