@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from friendsim.commands._help import FORMATTER, Subparsers, add_log_level, path_arg, port_arg
-from friendsim.commands._wakes import lost_wakes_warning
 
 if TYPE_CHECKING:
     import asyncio
@@ -336,6 +335,8 @@ def _handle(args: argparse.Namespace) -> int:
             return 2
 
     def start(listener: RunListener | None) -> RunResult:
+        from friendsim.commands._wakes import lost_wakes_warning
+
         watch = WindowWatch(listener, on_wakes=lost_wakes_warning("friendsim run"))
         return run_on_loop(
             _served(
