@@ -12,7 +12,6 @@ may not read, and a folder ``log import`` may not write into. A file given as th
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -25,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tree_support import tree
 
 from friendsim.cli import main as cli_main
 from friendsim.rundir.log import log_hash
@@ -41,14 +41,6 @@ def cli(*argv: str | Path) -> tuple[int, str]:
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         code = cli_main([str(a) for a in argv])
     return code, err.getvalue()
-
-
-def tree(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def refused(argv: tuple[str | Path, ...], *words: str) -> str:

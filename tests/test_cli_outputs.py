@@ -4,13 +4,13 @@ a run that a command only reads stays byte-for-byte as it was (its lock file inc
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+from tree_support import tree
 
 from friendsim.cli import main as cli_main
 
@@ -42,15 +42,6 @@ def run(pristine: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "run"
     shutil.copytree(pristine, copy)
     return copy
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every file under ``root`` with the sha256 of its bytes."""
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 def refused(argv: tuple[str | Path, ...], *words: str) -> str:

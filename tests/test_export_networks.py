@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import io
 import json
 import shutil
@@ -16,6 +15,7 @@ from typing import Any
 
 import networkx as nx
 import pytest
+from tree_support import tree
 
 from friendsim import api
 from friendsim.analysis.graphs import INTERACTION_KINDS, interaction_graphs_by_window
@@ -32,14 +32,6 @@ def cli(*argv: object) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = cli_main([str(a) for a in argv])
     return code, out.getvalue(), err.getvalue()
-
-
-def tree(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
