@@ -327,6 +327,19 @@ def test_ties_values_the_analysis_would_refuse(
     assert words in err.value.problem
 
 
+@pytest.mark.parametrize("eps", [1.0, 5.0])
+def test_a_rewards_eps_the_scorer_would_refuse_is_refused_at_its_key(
+    tmp_path: Path, eps: float
+) -> None:
+    """The reward scorer takes ``eps`` in (0, 1); the config checked only > 0, so ``eps = 5.0``
+    passed ``parse_config`` and the run was refused only as it started."""
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, f"[rewards]\neps = {eps}\n"))
+    assert err.value.key == "[rewards].eps"
+    assert "less than 1" in err.value.problem
+    assert load_config(write(tmp_path, "[rewards]\neps = 0.5\n")).rewards.eps == 0.5
+
+
 def test_ties_values_the_analysis_accepts_reach_it() -> None:
     from friendsim.analysis.analyze import tie_params_from_manifest
     from friendsim.rundir.manifest import Manifest

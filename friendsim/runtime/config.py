@@ -379,7 +379,7 @@ class RewardsSection(_Section):
     beta_pre: float = Field(default=0.5, ge=0, le=1)
     beta_coord: float = Field(default=0.5, ge=0, le=1)
     beta_emo: float = -1.0
-    eps: float = Field(default=1e-9, gt=0)
+    eps: float = Field(default=1e-9, gt=0, lt=1)
     sentiment: str = "vader"
 
     @field_validator("sentiment")
