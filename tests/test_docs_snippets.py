@@ -1,16 +1,27 @@
 """The user documentation's snippets work as written: every TOML block of README.md and docs/*.md
 parses and, merged into a small experiment, is a valid config; every ``friendsim`` command line of
-their shell blocks and of the commands' ``--help`` examples is accepted by the command line's
-parser; the plug-in ranker of docs/extending.md runs a small experiment through its own test."""
+their shell blocks, of the comments of examples/*.toml and of the commands' ``--help`` examples is
+accepted by the command line's parser; the plug-in ranker of docs/extending.md runs a small
+experiment through its own test.
+
+The prose is held to the code as well, through its inline code spans: every option a span names
+(``friendsim report --out``, ``--theta T``, ``--executor ray``) is an option of that command (of
+some command, for a bare one) and takes that value; every config key (``[llm] timeout_s``,
+``[agents].count``, ``[ties] evidence = "text"``) is a key of that section and takes that value;
+every ``friendsim.module.Name`` and ``api.name`` is importable; README's list of event kinds is
+the log's."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
+import inspect
 import io
 import re
 import shlex
 import tomllib
+import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,8 +29,18 @@ from typing import Any
 import pytest
 
 from friendsim import api
+from friendsim.agents.policies import POLICIES
+from friendsim.agents.sources import PERSONA_SOURCES
+from friendsim.analysis.sentiment import SENTIMENT
 from friendsim.cli import build_parser
+from friendsim.coach.kinds import COACHES
+from friendsim.llm.registry import PROVIDERS
+from friendsim.moderation.kinds import MODERATORS
+from friendsim.platform.events import EVENT_TYPES
 from friendsim.platform.feeds import RANKERS
+from friendsim.runtime.config import ExperimentConfig, LLMOverride
+from friendsim.runtime.instruments_config import InterventionSpec
+from friendsim.runtime.interventions import INTERVENTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
@@ -87,8 +108,19 @@ def test_toml_snippet_is_a_valid_config(where: str, text: str, doc_ranker: dict[
     api.parse_config(merged(base, data))
 
 
+def walk(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every sub-command's parser under it."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from walk(sub)
+
+
 def command_lines() -> list[tuple[str, str]]:
-    """Every ``friendsim ...`` line of the docs' shell blocks and of the ``--help`` texts."""
+    """Every ``friendsim ...`` line of the docs' shell blocks, of the example configs' comments
+    (``#   friendsim run examples/x.toml --out runs/x      (what it costs)``) and of the
+    ``--help`` texts."""
     out = []
     for where, text in blocks("bash"):
         for line in text.splitlines():
@@ -97,13 +129,11 @@ def command_lines() -> list[tuple[str, str]]:
                 cmd = line[line.index("friendsim ") :]
                 if cmd.startswith("friendsim ") and not cmd.startswith("friendsim["):
                     out.append((where, cmd))
-
-    def walk(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
-        yield parser
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for sub in action.choices.values():
-                    yield from walk(sub)
+    for path in sorted((ROOT / "examples").glob("*.toml")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            comment = line.strip().removeprefix("#").strip()
+            if line.lstrip().startswith("#") and comment.startswith("friendsim "):
+                out.append((f"{path.relative_to(ROOT)}:{n}", re.split(r"\s{2,}", comment)[0]))
 
     for parser in walk(build_parser()):
         for line in f"{parser.description}\n{parser.epilog}".splitlines():
@@ -137,3 +167,260 @@ def test_extending_plugin_ranker_runs_its_documented_test(
     names = dict(doc_ranker)
     exec(compile(test_code, "docs/extending.md", "exec"), names)
     names["test_my_ranker"](tmp_path)
+
+
+SPAN = re.compile(r"`([^`]+)`")
+
+
+def spans() -> list[tuple[str, str]]:
+    """``(FILE:LINE, text)`` of every inline code span of the docs' prose (fenced blocks left
+    out), its whitespace (a span may wrap) collapsed to single spaces."""
+    out = []
+    for path in DOCS:
+        text = path.read_text(encoding="utf-8")
+        prose = BLOCK.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+        for m in SPAN.finditer(prose):
+            line = prose.count("\n", 0, m.start()) + 1
+            out.append((f"{path.relative_to(ROOT)}:{line}", " ".join(m.group(1).split())))
+    return out
+
+
+SPANS = spans()
+COMMAND_NAMES = frozenset(
+    name
+    for action in build_parser()._actions
+    if isinstance(action, argparse._SubParsersAction)
+    for name in action.choices
+)
+FOREIGN_OPTIONS = frozenset({"--api-key", "--enable-prefix-caching", "--max-num-seqs"})
+"""Options of other programs that the prose names alone (vLLM's, in docs/providers.md and
+docs/scale-out.md); every other bare ``--option`` is a friendsim option."""
+
+
+def option_spans() -> list[tuple[str, str]]:
+    """The spans that name friendsim options: ``friendsim CMD ...``, ``CMD --option ...`` (``replay
+    --verify``) and a bare ``--option ...``."""
+    out = []
+    for where, span in SPANS:
+        first = span.split(" ", 1)[0]
+        if (
+            (first == "friendsim" and " --" in span)
+            or (first in COMMAND_NAMES and " --" in span)
+            or first.startswith("--")
+        ):
+            out.append((where, span))
+    return out
+
+
+OPTION_SPANS = option_spans()
+
+
+def test_the_docs_name_options_in_prose() -> None:
+    assert len(OPTION_SPANS) >= 60
+
+
+@pytest.mark.parametrize(
+    ("where", "span"), OPTION_SPANS, ids=[f"{w}: {s}" for w, s in OPTION_SPANS]
+)
+def test_option_named_in_prose_exists(where: str, span: str) -> None:
+    """Each ``--option`` of the span is an option of the command it names (of any command, for a
+    bare one), and a value written after an option with choices is one of them (each of
+    ``a|b``); placeholders (``W``, ``[PORT]``, ``...``) stand for any value."""
+    words = span.replace("[", " ").replace("]", " ").split()
+    words = words[1:] if words[0] == "friendsim" else words
+    parser: argparse.ArgumentParser | None = None
+    if words[0] in COMMAND_NAMES:
+        parser = build_parser()
+        while words and (sub := _subcommand(parser, words[0])) is not None:
+            parser, words = sub, words[1:]
+    everywhere: dict[str, list[argparse.Action]] = {}
+    for p in walk(build_parser()):
+        for option, action in p._option_string_actions.items():
+            everywhere.setdefault(option, []).append(action)
+    for i, word in enumerate(words):
+        if not word.startswith("--"):
+            continue
+        if parser is not None:
+            action = parser._option_string_actions.get(word)
+            assert action is not None, f"{where}: `{span}`: {parser.prog} has no option {word}"
+            actions = [action]
+        else:
+            if word in FOREIGN_OPTIONS:
+                continue
+            actions = everywhere.get(word, [])
+            assert actions, f"{where}: `{span}`: no friendsim command has an option {word}"
+        value = words[i + 1] if i + 1 < len(words) else ""
+        choices = [a.choices for a in actions if a.choices]
+        if choices and value and not value.startswith("-") and not value.isupper():
+            for alternative in value.split("|"):
+                assert any(alternative in c for c in choices), (
+                    f"{where}: `{span}`: {word} takes {sorted(choices[0])}, not {alternative!r}"
+                )
+
+
+def _subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(name)
+    return None
+
+
+KEY = re.compile(r"\[(\[?)([a-z_]+(?:\.[a-z_]+)?)\]\]?(?:\.| )([a-z_]+)(?: = (.+))?")
+PLACEHOLDER = re.compile(r'"[A-Z][A-Z_:]*"')
+"""A value that stands for any (``provider = "NAME:ANYTHING"``): checked for its key only."""
+
+
+def config_key_mentions() -> list[tuple[str, str, str, str | None]]:
+    """``(where, section, key, value or None)`` of every config key the prose names in a span of
+    its own (``[llm] timeout_s``, ``[agents].count``, ``[[interventions]] kind``, ``[ties]
+    evidence = "text"``) and of every one the example configs' comments name."""
+    out = []
+    for where, span in SPANS:
+        if m := KEY.fullmatch(span):
+            out.append((where, m.group(2), m.group(3), m.group(4)))
+    value = r'("[^"]*"|[\w.+-]+)'
+    example_key = re.compile(
+        rf"\[\[?([a-z_]+(?:\.[a-z_]+)?)\]\]?(?:\.([a-z_]+)(?: = {value})?| ([a-z_]+) = {value})"
+    )
+    for path in sorted((ROOT / "examples").glob("*.toml")):
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if "#" not in line:
+                continue
+            for m in example_key.finditer(line[line.index("#") :]):
+                key, val = (m.group(2), m.group(3)) if m.group(2) else (m.group(4), m.group(5))
+                out.append((f"{path.relative_to(ROOT)}:{n}", m.group(1), key, val))
+    return out
+
+
+KEYS = config_key_mentions()
+ARRAY_SECTIONS = {"interventions", "surveys", "llm.overrides"}
+
+
+def section_keys(section: str) -> set[str]:
+    """The keys ``section`` of an experiment file takes (an intervention: any kind's)."""
+    if section == "interventions":
+        keys = set(InterventionSpec.model_fields)
+        for name in INTERVENTIONS.names():
+            keys |= set(INTERVENTIONS.get(name).params.model_fields)
+        return keys
+    if section == "llm.overrides":
+        return set(LLMOverride.model_fields)
+    field = ExperimentConfig.model_fields.get(section)
+    if field is None:
+        return set()
+    model = field.annotation
+    if section in ARRAY_SECTIONS:
+        (model, _) = typing.get_args(model)
+    return set(model.model_fields) if isinstance(model, type) else set()
+
+
+def test_the_docs_name_config_keys() -> None:
+    assert len(KEYS) >= 40
+
+
+@pytest.mark.parametrize(
+    ("where", "section", "key", "value"), KEYS, ids=[f"{w}: [{s}] {k}" for w, s, k, _ in KEYS]
+)
+def test_config_key_named_in_prose_exists(
+    where: str, section: str, key: str, value: str | None
+) -> None:
+    """The key is one of its section's, and a value written with it (a table's key) is valid."""
+    known = section_keys(section)
+    assert known, f"{where}: [{section}] is no section of an experiment file"
+    assert key in known, f"{where}: [{section}] has no key {key!r}; it has {sorted(known)}"
+    if value is None or section in ARRAY_SECTIONS or PLACEHOLDER.fullmatch(value):
+        return
+    try:
+        data = tomllib.loads(f"{key} = {value}")
+    except tomllib.TOMLDecodeError:
+        return  # a placeholder: concurrency = C
+    base = {
+        "experiment": {"name": "docs", "mode": "rounds", "rounds": 6},
+        "agents": {"count": 4, "policy": "baseline"},
+    }
+    api.parse_config(merged(base, {section: data}))
+
+
+NAME = re.compile(r"\bfriendsim(?:\.[A-Za-z_]\w*)+")
+ENTRY_POINT_GROUPS = frozenset(
+    r.group
+    for r in (
+        PROVIDERS,
+        RANKERS,
+        POLICIES,
+        COACHES,
+        SENTIMENT,
+        PERSONA_SOURCES,
+        MODERATORS,
+        INTERVENTIONS,
+    )
+)
+
+
+def python_names() -> list[tuple[str, str]]:
+    """Every dotted ``friendsim.…`` name and every ``api.…`` name of the prose's spans."""
+    out = []
+    for where, span in SPANS:
+        out.extend((where, name) for name in NAME.findall(span))
+        if m := re.match(r"(?:await )?api\.(\w+)", span):
+            out.append((where, span[m.start(1) - 4 :]))
+    return out
+
+
+PYTHON_NAMES = python_names()
+
+
+def test_the_docs_name_python_objects() -> None:
+    assert len(PYTHON_NAMES) >= 40
+
+
+@pytest.mark.parametrize(
+    ("where", "name"), PYTHON_NAMES, ids=[f"{w}: {n}" for w, n in PYTHON_NAMES]
+)
+def test_python_name_in_prose_exists(where: str, name: str) -> None:
+    """A ``friendsim.…`` name is a module, an object in one, or an entry-point group; an ``api.…``
+    name is in :mod:`friendsim.api`, and one written with its parameters
+    (``api.load_config(path, *, overrides=None)``) has those, keyword-only after ``*``."""
+    if name.startswith("api."):
+        m = re.fullmatch(r"api\.(\w+)(?:\((.*)\))?.*", name)
+        assert m is not None
+        obj = getattr(api, m.group(1), None)
+        assert obj is not None, f"{where}: friendsim.api has no {m.group(1)!r}"
+        if m.group(2) is None or "..." in m.group(2):
+            return
+        shown = [p.strip() for p in m.group(2).split(",") if p.strip()]
+        params = list(inspect.signature(obj).parameters.values())
+        names = [p.split("=", 1)[0] for p in shown if p != "*"]
+        assert names == [p.name for p in params], (
+            f"{where}: `{name}`: the signature is {inspect.signature(obj)}"
+        )
+        keyword_only = shown[shown.index("*") + 1 :] if "*" in shown else []
+        for p in params:
+            assert (p.kind is inspect.Parameter.KEYWORD_ONLY) == any(
+                s.split("=", 1)[0] == p.name for s in keyword_only
+            ), f"{where}: `{name}`: the signature is {inspect.signature(obj)}"
+        return
+    if name in ENTRY_POINT_GROUPS:
+        return
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for part in parts[i:]:
+            assert hasattr(obj, part), f"{where}: {'.'.join(parts[:i])} has no {part!r} ({name})"
+            obj = getattr(obj, part)
+        return
+    pytest.fail(f"{where}: {name} is neither a module nor an entry-point group")
+
+
+def test_readme_lists_every_event_kind() -> None:
+    """README's paragraph on the ``kind`` column names exactly the log's event kinds."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("`seq` is the global order")
+    paragraph = text[start : text.index("\n\n", start)]
+    named = set(re.findall(r"`([a-z_]+)`", paragraph)) - {"seq", "t", "kind", "actor"}
+    assert named == set(EVENT_TYPES), (
+        f"README.md: missing {sorted(set(EVENT_TYPES) - named)}, unknown {sorted(named - set(EVENT_TYPES))}"
+    )
