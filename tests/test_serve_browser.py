@@ -11,6 +11,7 @@ import asyncio
 import json
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -479,6 +480,19 @@ def test_the_page_polls_the_run_without_every_persona(tmp_path: Path, watched: A
         assert w.errors == []
 
 
+def _cut(run: Path, cut: int) -> list[tuple[Any, ...]]:
+    """Remove the rows of ``run``'s log from seq ``cut`` on; returns them, in seq order, for the
+    test to write back as a run would."""
+    con = sqlite3.connect(run / "events.db")
+    try:
+        later = con.execute("SELECT * FROM events WHERE seq >= ? ORDER BY seq", (cut,)).fetchall()
+        con.execute("DELETE FROM events WHERE seq >= ?", (cut,))
+        con.commit()
+    finally:
+        con.close()
+    return later
+
+
 def test_catching_up_on_a_long_log_builds_the_views_once(tmp_path: Path, watched: Any) -> None:
     """While the page caught up on a finished run's log it rebuilt every view (the network of
     every agent, the reward means over every agent and window) at each animation frame, which
@@ -530,7 +544,6 @@ def test_rows_streaming_in_rebuild_the_views_at_most_once_a_second(
     came too soon is put off, never dropped. The page runs on Playwright's clock, which only
     the test moves (100 ms after each lot of rows has arrived), so the bounds are counts of
     rebuilds against the page's own time, whatever the machine's speed."""
-    import sqlite3
     from datetime import UTC, datetime
     from itertools import pairwise
 
@@ -545,13 +558,7 @@ def test_rows_streaming_in_rebuild_the_views_at_most_once_a_second(
         "SELECT min(seq) FROM events WHERE kind = 'window_started'"
         " AND json_extract(payload, '$.window') = 4",
     )[0]
-    con = sqlite3.connect(run / "events.db")
-    try:
-        later = con.execute("SELECT * FROM events WHERE seq >= ? ORDER BY seq", (cut,)).fetchall()
-        con.execute("DELETE FROM events WHERE seq >= ?", (cut,))
-        con.commit()
-    finally:
-        con.close()
+    later = _cut(run, cut)
     lots = [later[i : i + 4] for i in range(0, len(later), 4)]
     assert len(lots) >= 15
     last = later[-1][0]
@@ -603,8 +610,6 @@ def test_rows_streaming_in_rebuild_the_views_at_most_once_a_second(
 
 
 def _log(run: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    import sqlite3
-
     con = sqlite3.connect(f"{(run / 'events.db').as_uri()}?mode=ro&immutable=1", uri=True)
     try:
         return con.execute(sql, params).fetchall()
@@ -828,8 +833,6 @@ def test_an_agent_page_shows_the_rows_logged_just_after_it_was_read(
     arrive. Rows logged within 2 s of a read (a run's last ones) were never read: with nothing
     else arriving the page was not built again, and it missed them for good. The page now reads
     them once the 2 s are up."""
-    import sqlite3
-
     run = finished_run(tmp_path, rounds=6, agents=6)
     acts = "('post_created', 'dm_sent', 'followed', 'unfollowed')"
     mine = f"SELECT count(*) FROM events WHERE actor = 'a01' AND kind IN {acts}"
@@ -841,13 +844,7 @@ def test_an_agent_page_shows_the_rows_logged_just_after_it_was_read(
     )[0]
     (before,) = _log(run, mine + " AND seq < ?", cut)[0]
     assert 0 < before < total
-    con = sqlite3.connect(run / "events.db")
-    try:
-        later = con.execute("SELECT * FROM events WHERE seq >= ? ORDER BY seq", (cut,)).fetchall()
-        con.execute("DELETE FROM events WHERE seq >= ?", (cut,))
-        con.commit()
-    finally:
-        con.close()
+    later = _cut(run, cut)
     with background("serve", str(run), "--port", "0") as (_, url):
         w = watched()
         w.page.goto(f"{url}#/agent/a01")
