@@ -316,7 +316,7 @@ def personas_time(cfg: Any) -> float:
     """Seconds to build the run's personas alone (median of 3, after the run, so the run's own
     set-up is measured cold): no agent can wake before all are drawn, since every wake rate is
     normalised by the population's mean activity."""
-    from friendsim.runtime.assembly import build_personas
+    from friendsim.runtime.personas_build import build_personas
 
     times = []
     for _ in range(3):

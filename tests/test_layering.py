@@ -72,11 +72,12 @@ COMMAND_MODULE_PREFIX = "cli_"
 CONSTRUCTION_SITES: frozenset[str] = frozenset(
     {
         "runtime/assembly.py",
+        "runtime/llm_stacks.py",
     }
 )
 """The only modules (paths under ``friendsim/``) that may call ``Engine(``, ``CoachService(`` or
-``build_llm(``: the run's assembly (and, until it goes through the assembly too, the persona
-planner of ``friendsim personas``)."""
+``build_llm(``: the run's assembly, and the one builder of LLM stacks it calls
+(``open_llm_stack``, which the jobs beside a run call too)."""
 
 
 CONSTRUCTORS = frozenset({"Engine", "CoachService", "build_llm"})

@@ -10,10 +10,10 @@ import pytest
 
 from friendsim.agents.generator import generate_personas
 from friendsim.agents.policies import POLICIES
-from friendsim.runtime.assembly import _policies
 from friendsim.runtime.config import parse_config
 from friendsim.runtime.continuous import acquaintances, acquaintances_of
 from friendsim.runtime.on_demand import OnDemand
+from friendsim.runtime.policies_build import make_policies
 
 
 def test_values_are_made_once_on_first_access_and_keys_are_all_there() -> None:
@@ -49,12 +49,12 @@ def test_one_agents_acquaintances_alone_are_its_entry_of_all() -> None:
 def test_policies_are_made_when_first_used_the_first_at_once() -> None:
     cfg = parse_config({"agents": {"count": 6, "policy": "baseline"}})
     personas = generate_personas(6, seed=cfg.experiment.seed)
-    policies = _policies(cfg, personas, {}, {})
+    policies = make_policies(cfg, personas, {}, {})
     assert isinstance(policies, OnDemand) and len(policies) == 6 and policies.made == 1
     third = policies[personas[2].id]
     assert policies[personas[2].id] is third and policies.made == 2
     # made alone or among all, a policy is the same: its seed depends on its agent only
-    again = _policies(cfg, personas, {}, {})
+    again = make_policies(cfg, personas, {}, {})
     state = [again[p.id].rng.getstate() for p in personas]  # type: ignore[attr-defined]
     assert state == [policies[p.id].rng.getstate() for p in personas]  # type: ignore[attr-defined]
     assert len({str(s) for s in state}) == 6
@@ -68,6 +68,6 @@ def test_a_policy_the_config_cannot_make_fails_the_set_up() -> None:
     try:
         cfg = parse_config({"agents": {"count": 3, "policy": "broken-for-test"}})
         with pytest.raises(ValueError, match="needs a GPU"):
-            _policies(cfg, generate_personas(3, seed=1), {}, {})
+            make_policies(cfg, generate_personas(3, seed=1), {}, {})
     finally:
         POLICIES.unregister("broken-for-test")

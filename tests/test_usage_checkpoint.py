@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from friendsim.rundir.manifest import new_manifest, read_manifest
-from friendsim.runtime import assembly
-from friendsim.runtime.assembly import _UsageCheckpoint
+from friendsim.runtime import usage_checkpoint
+from friendsim.runtime.usage_checkpoint import UsageCheckpoint
 
 
 class _Ledger:
@@ -30,7 +30,7 @@ async def _writes_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, duty: float, seconds: float
 ) -> tuple[int, int]:
     await asyncio.to_thread(tmp_path.mkdir)
-    real = assembly.write_manifest
+    real = usage_checkpoint.write_manifest
     started: list[float] = []
 
     def slow_write(run_dir: Path, manifest: Any) -> Path:
@@ -38,10 +38,10 @@ async def _writes_in(
         time.sleep(0.02)  # what a large manifest costs, scaled down
         return real(run_dir, manifest)
 
-    monkeypatch.setattr(assembly, "write_manifest", slow_write)
+    monkeypatch.setattr(usage_checkpoint, "write_manifest", slow_write)
     ledger = _Ledger()
     manifest = new_manifest(name="cp", status="running", mode="rounds")
-    checkpoint = _UsageCheckpoint(tmp_path, manifest, ledger, 0.005, duty=duty)  # type: ignore[arg-type]
+    checkpoint = UsageCheckpoint(tmp_path, manifest, ledger, 0.005, duty=duty)  # type: ignore[arg-type]
     checkpoint.start()
     await asyncio.sleep(seconds)
     await checkpoint.close()

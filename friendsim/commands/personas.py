@@ -284,10 +284,10 @@ def handle_validate(args: argparse.Namespace) -> int:
 
 
 async def _with_llm(spec: str, job: Any) -> Any:
-    """Run ``job`` with an LLM stack for ``spec`` built by the run assembly (default ``[llm]``
-    limits and retries, no cache). ``spec`` has passed :func:`_bad_llm`."""
-    from friendsim.runtime.assembly import make_ledger, open_llm_stack
+    """Run ``job`` with an LLM stack for ``spec`` built as a run builds its stacks (default
+    ``[llm]`` limits and retries, no cache). ``spec`` has passed :func:`_bad_llm`."""
     from friendsim.runtime.config import parse_config
+    from friendsim.runtime.llm_stacks import make_ledger, open_llm_stack
 
     cfg = parse_config({"llm": {"provider": spec, "cache": "off"}}, source="<personas>")
     stack = await open_llm_stack(spec, cfg, cache_path=None, ledger=make_ledger(cfg))

@@ -283,7 +283,8 @@ def _handle(args: argparse.Namespace) -> int:
     from friendsim.llm.budget import Budget
     from friendsim.rundir.errors import RunLockedError, RunOccupiedError
     from friendsim.rundir.outputs import plain_name
-    from friendsim.runtime.assembly import make_ledger, run_experiment
+    from friendsim.runtime.assembly import run_experiment
+    from friendsim.runtime.llm_stacks import make_ledger
     from friendsim.runtime.progress import make_progress
     from friendsim.runtime.signals import WindowWatch
 

@@ -17,7 +17,7 @@ fail for good (its retries spent) leaves a :class:`RecordedFailure` (the error's
 message with secrets redacted, its HTTP status) in table ``llm_failures``, committed before the
 error is raised, so before the run can log the failure. A run that re-derives a recorded log
 (a resume, a fork) reproduces such a failure instead of asking again
-(:class:`~friendsim.runtime.assembly._RecordedFailures`). The table is created by the first
+(:class:`~friendsim.runtime.recorded_prefix.RecordedFailures`). The table is created by the first
 failure: a cache whose calls all succeeded is the same file as before failures were recorded.
 
 Answers that came through a provider batch API (billed at batch prices) are listed in table

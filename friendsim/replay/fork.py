@@ -69,11 +69,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from friendsim._carry import in_thread
 from friendsim.rundir.errors import DivergenceError, RunInputError
 from friendsim.rundir.layout import EVENTS_DB, MANIFEST
 from friendsim.rundir.log import connect, log_hash
 from friendsim.rundir.scratch import working_folder
-from friendsim.runtime.assembly import LLMFactory, in_thread, run_plan
+from friendsim.runtime.assembly import LLMFactory, run_plan
 from friendsim.runtime.config import ExperimentConfig, parse_config
 from friendsim.runtime.engine import RunListener
 from friendsim.runtime.instruments_config import inline_items

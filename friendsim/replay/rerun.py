@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from friendsim._carry import in_thread, to_the_end
 from friendsim.rundir.errors import CorruptLogError, RunInputError
 from friendsim.rundir.layout import EVENTS_DB, MANIFEST
 from friendsim.rundir.lock import holder, writer_name
@@ -45,7 +46,7 @@ from friendsim.rundir.log import (
 )
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
 from friendsim.rundir.scratch import working_folder
-from friendsim.runtime.assembly import LLMFactory, in_thread, run_plan, to_the_end
+from friendsim.runtime.assembly import LLMFactory, run_plan
 from friendsim.runtime.engine import RunListener
 from friendsim.runtime.plan import RunPlan
 from friendsim.runtime.status import RunInterrupted

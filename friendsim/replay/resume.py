@@ -16,7 +16,7 @@ the last committed ``WindowEnded`` has been re-derived, no request may reach a l
 raises ``CacheMissError``): a divergent prefix stops at once instead of spending money. A
 request that failed there (its retries spent; an ``action_failed`` of a complete window) has no
 recorded answer but a recorded failure, and fails again the same way without being sent
-(:class:`~friendsim.runtime.assembly._RecordedFailures`): a complete window is kept with its
+(:class:`~friendsim.runtime.recorded_prefix.RecordedFailures`): a complete window is kept with its
 failures. Only after that point are new answers fetched (the unfinished window's unanswered
 requests and everything after), which is exactly what an uninterrupted run would have asked.
 That includes the requests the unfinished window recorded as failed (a provider going down
@@ -80,6 +80,7 @@ from typing import Any
 
 import structlog
 
+from friendsim._carry import in_thread, to_the_end
 from friendsim.llm.accounting import sum_usage
 from friendsim.llm.batch import BATCHES_DB
 from friendsim.rundir.errors import DivergenceError, RunInputError
@@ -88,7 +89,7 @@ from friendsim.rundir.lock import RunLock
 from friendsim.rundir.log import LogSummary, connect, log_hash, snapshot
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
 from friendsim.rundir.scratch import working_folder
-from friendsim.runtime.assembly import LLMFactory, in_thread, run_plan, to_the_end
+from friendsim.runtime.assembly import LLMFactory, run_plan
 from friendsim.runtime.engine import RunListener
 from friendsim.runtime.plan import RunPlan
 

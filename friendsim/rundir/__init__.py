@@ -3,10 +3,11 @@
 Everything that creates, writes or reads a run directory goes through this package: file names
 (:mod:`.layout`), the versioned :class:`~.manifest.Manifest` with its one reader and writer
 (:mod:`.manifest`), the exclusive writer lock (:mod:`.lock`), safe read-only access to the log
-(:mod:`.log`), the verifier that rebuilds the platform from the log (:mod:`.verify`) and the
+(:mod:`.log`), the verifier that rebuilds the platform from the log (:mod:`.verify`), the
 locked working folders beside a run where re-executing commands keep their copies
-(:mod:`.scratch`). It sits above the platform (it decodes events) and below every component that
-runs or analyses a run.
+(:mod:`.scratch`) and a run's footprint in its directory (:mod:`.footprint`: what a new run may
+write into, and what a run refused before it began takes back). It sits above the platform (it
+decodes events) and below every component that runs or analyses a run.
 """
 
 from __future__ import annotations

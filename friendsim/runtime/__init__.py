@@ -5,7 +5,11 @@ its command line (:mod:`friendsim.commands.run`). Modules: :mod:`.config` (TOML 
 :mod:`.engine` (observe / decide concurrently / apply in order), :mod:`.rounds` (the paper's
 protocol), :mod:`.continuous` (timeline mode), :mod:`.apply` (actions -> platform commands),
 :mod:`.observe` (observations), :mod:`.plan` (``RunPlan``: what a run runs, as data),
-:mod:`.assembly` (the one place a run is built: ``RunPlan`` -> parts -> run), :mod:`.progress`, :mod:`.scripted_mind` (an instant valid-answer fake model for tests/benches).
+:mod:`.assembly` (the one place a run is built: ``RunPlan`` -> parts -> run) with the parts it
+wires: :mod:`.personas_build`, :mod:`.llm_stacks` (provider specs, the ledger, the one builder of
+LLM stacks), :mod:`.recorded_prefix`, :mod:`.policies_build`, :mod:`.coach_parts`,
+:mod:`.usage_checkpoint`, :mod:`.closing`; :mod:`.progress`, :mod:`.scripted_mind` (an instant
+valid-answer fake model for tests/benches).
 """
 
 from __future__ import annotations

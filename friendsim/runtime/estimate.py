@@ -176,7 +176,8 @@ async def estimate_run(
     env: Mapping[str, str] | None = None,
 ) -> RunEstimate:
     """Dry-run ``cfg`` with stand-in models and price what it asked (see the module docstring)."""
-    from friendsim.runtime.assembly import make_ledger, run_experiment
+    from friendsim.runtime.assembly import run_experiment
+    from friendsim.runtime.llm_stacks import make_ledger
 
     dry = cfg.model_copy(
         update={

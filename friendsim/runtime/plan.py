@@ -35,7 +35,7 @@ class RunPlan:
     misses the cache is refused (:class:`~friendsim.llm.errors.CacheMissError`): re-deriving a
     recorded prefix never calls a live model. A request that has no recorded answer but a
     recorded failure fails again there, as it failed the first time
-    (:class:`~friendsim.runtime.assembly._RecordedFailures`),
+    (:class:`~friendsim.runtime.recorded_prefix.RecordedFailures`),
     so the prefix's ``action_failed`` events are re-derived too. ``judged_until_seq``: the
     windows ending at or before this seq (``WindowEnded``'s) were judged against the failure
     budget by the run that recorded them and are not judged again

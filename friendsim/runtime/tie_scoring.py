@@ -287,7 +287,7 @@ def score_run_ties(
     Stored scores that match the current log and tie parameters are returned as they are unless
     ``refresh``; otherwise every active tie is scored by ``llm`` (an LLM or a provider spec;
     default: :func:`tie_llm_spec`) through the run assembly's LLM stack
-    (:func:`~friendsim.runtime.assembly.open_llm_stack`) with the limits, retries and cache mode
+    (:func:`~friendsim.runtime.llm_stacks.open_llm_stack`) with the limits, retries and cache mode
     of the run's recorded ``[llm]`` config and its ``llm_cache.db``: with the default
     read-through cache, scoring again replays the recorded answers without asking the model.
     A malformed stored file is an error (:class:`~friendsim.analysis.tie_evidence.TieScoresError`)
@@ -338,10 +338,10 @@ def _score_and_store(
     """Score every active tie of the log at ``db`` and write ``tie_scores.json`` (the caller
     holds the run's lock)."""
     stamp = log_stamp(db)
-    # The run assembly and the config schema are imported here, where a model is asked: a run
+    # The LLM stack builder and the config schema are imported here, where a model is asked: a run
     # with signal-based evidence (every run by default) is analysed without loading them.
-    from friendsim.runtime.assembly import make_ledger, open_llm_stack
     from friendsim.runtime.config import ConfigError, parse_config
+    from friendsim.runtime.llm_stacks import make_ledger, open_llm_stack
 
     try:
         cfg = parse_config(manifest.config if manifest is not None else {}, source=rd / MANIFEST)
