@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,7 @@ from friendsim.platform.events import (
     VoteCleared,
     WindowEnded,
     WindowStarted,
+    unicode_problem,
 )
 from friendsim.vocabulary import Tip
 
@@ -444,3 +446,51 @@ async def test_flush_soon_commits_in_the_background(tmp_path: Path) -> None:
         assert p.pending == 0
     finally:
         await p.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("plain", None),
+        (("a", ["b", {"c": "d"}], 3, 2.5, None, True), None),
+        (types.MappingProxyType({"k": ("v", "w")}), None),
+        ({1: "one", 2: ("two",)}, None),
+        (
+            {"k": ["ok", ("deep", "x\ud800")]},
+            "at.k[1][1]: not valid Unicode (lone surrogate \\ud800 at character 2)",
+        ),
+        (
+            types.MappingProxyType({"k\udfff": 1}),
+            "at.<key>: not valid Unicode (lone surrogate \\udfff at character 2)",
+        ),
+        (
+            {1: "ok", 2: ("x", "\udc80")},
+            "at.2[1]: not valid Unicode (lone surrogate \\udc80 at character 1)",
+        ),
+        (
+            (object(), "fine", "y\ud800"),
+            "at[2]: not valid Unicode (lone surrogate \\ud800 at character 2)",
+        ),
+        (
+            (
+                Tip(
+                    action="post",
+                    target=None,
+                    topic="t",
+                    invite_mention=False,
+                    tone="warm",
+                    text="a\ud800",
+                ),
+            ),
+            "at[0].text: not valid Unicode (lone surrogate \\ud800 at character 2)",
+        ),
+    ],
+)
+def test_unicode_problem_names_the_first_bad_string_in_any_container(
+    value: object, problem: str | None
+) -> None:
+    """Containers are encoded whole first (orjson refuses a surrogate anywhere); a refusal,
+    whatever its cause (a surrogate, an int key, an object orjson cannot encode), walks the
+    value to name the bad string's place, so no container hides one and none is refused
+    without one."""
+    assert unicode_problem(value, "at") == problem

@@ -485,7 +485,11 @@ def unicode_problem(value: Any, where: str) -> str | None:
     :class:`~friendsim.vocabulary.Tip`; other values hold no text. The message names the first
     bad string by its path under ``where`` (``tips[0].text``, ``action.<key>``) and the
     character: ``"text: not valid Unicode (lone surrogate \\ud800 at character 5)"``. The log
-    is UTF-8 (SQLite stores text as UTF-8), so such text could never be stored."""
+    is UTF-8 (SQLite stores text as UTF-8), so such text could never be stored.
+
+    A container is first encoded whole by orjson, which refuses a surrogate in any string; only
+    a refusal walks it to name the place (the platform checks every admitted event's text, and
+    a window's end admits a guidance event per agent)."""
     if type(value) is str:
         if value.isascii():
             return None
@@ -496,6 +500,29 @@ def unicode_problem(value: Any, where: str) -> str | None:
             f"{where}: not valid Unicode (lone surrogate \\u{ord(bad.group()):04x} at character "
             f"{bad.start() + 1})"
         )
+    if value is None or type(value) in _NO_TEXT_TYPES:
+        return None
+    try:
+        orjson.dumps(value, default=_encodable)
+    except orjson.JSONEncodeError:
+        return _walk(value, where)
+    return None
+
+
+_NO_TEXT_TYPES = frozenset({int, float, bool})
+
+
+def _encodable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, Tip):
+        return value.to_dict()
+    raise TypeError
+
+
+def _walk(value: Any, where: str) -> str | None:
+    if type(value) is str:
+        return unicode_problem(value, where)
     if isinstance(value, str):  # a str subclass
         return unicode_problem(str(value), where)
     if isinstance(value, Mapping):
