@@ -19,8 +19,15 @@ instead when given, with a string or a JSON value. ``min_cache_tokens`` is the s
 prefix either API caches (the real APIs have such a floor; 0 caches any prefix). :meth:`StubLLMServer.enqueue` scripts the next replies: any status, headers,
 raw body, a delay, or a dropped connection. Every request is recorded (path, headers, body).
 :meth:`stop` kills the server *and* its open keep-alive connections, as a crashed server would.
-``latency_s`` delays every reply (a remote model's response time); run as a script it serves
-until killed and prints its port (used by ``bench/llm_concurrency.py --http``).
+``latency_s`` delays every reply (a remote model's response time); ``jitter_s`` adds to each
+reply's delay a random time in ``[0, jitter_s)``, drawn from a generator seeded by
+``jitter_seed``, so the answers to concurrent requests complete in another order than they were
+asked in (and in another order in each run with another seed); ``answered`` lists the requests
+(their indices in ``requests``) in the order their answers were sent in full. A reply's headers
+and body are two writes: on a keep-alive connection the body then waits for the client's delayed
+ACK of the headers (about 40 ms a request on Linux) unless ``nodelay`` sends it at once
+(``TCP_NODELAY``, as production servers do). Run as a script it serves until killed and prints
+its port (used by ``bench/llm_concurrency.py --http``).
 
 Fault injection for the chaos suite: ``responder`` answers chat requests like a model
 (:func:`mind_responder` plays :func:`~friendsim.runtime.scripted_mind.plausible_responder`
@@ -34,6 +41,7 @@ server that is down without refusing connections (a connect times out).
 from __future__ import annotations
 
 import json
+import random
 import socket
 import threading
 from collections import Counter, deque
@@ -81,6 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
+        self.disable_nagle_algorithm = self.server.stub.nodelay
         super().setup()
         with self.server.conn_lock:
             self.server.connections.add(self.connection)
@@ -132,7 +141,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw else None
         except ValueError:
             body = raw.decode("utf-8", "replace")
-        stub._record(
+        index = stub._record(
             RecordedRequest(
                 path=self.path, headers={k.lower(): v for k, v in self.headers.items()}, body=body
             )
@@ -146,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
                 headers=reply.headers,
                 delay_s=reply.delay_s,
             )
-        delay = reply.delay_s or stub.latency_s
+        delay = reply.delay_s or stub.latency_s + stub._jitter()
         if delay and stub._stopping.wait(delay):
             return
         if reply.drop:
@@ -166,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if status == 200:
-            stub._served(payload)
+            stub._served(payload, index)
 
 
 class StubLLMServer:
@@ -181,6 +190,9 @@ class StubLLMServer:
         supports_response_format: bool = True,
         supports_output_config: bool = True,
         latency_s: float = 0.0,
+        jitter_s: float = 0.0,
+        jitter_seed: int = 0,
+        nodelay: bool = False,
         responder: Callable[[str, dict[str, Any]], Any] | None = None,
         min_cache_tokens: int = 0,
         hold_batches: bool = False,
@@ -205,6 +217,10 @@ class StubLLMServer:
         self._count = 0
         self.supports_output_config = supports_output_config
         self.latency_s = latency_s
+        self.jitter_s = jitter_s
+        self.nodelay = nodelay
+        self._jitter_rng = random.Random(jitter_seed)
+        self.answered: list[int] = []
         self.json_answer = {"ok": True} if json_answer is None else json_answer
         self.text_answer = text_answer
         self.supports_json_schema = supports_json_schema
@@ -282,8 +298,17 @@ class StubLLMServer:
                 return fault
             return StubReply()
 
-    def _served(self, payload: bytes) -> None:
-        """Add the token usage of a chat answer that was sent in full to :attr:`served`."""
+    def _jitter(self) -> float:
+        if not self.jitter_s:
+            return 0.0
+        with self._lock:
+            return self._jitter_rng.uniform(0.0, self.jitter_s)
+
+    def _served(self, payload: bytes, index: int) -> None:
+        """Add the token usage of a chat answer that was sent in full to :attr:`served`, and
+        request ``index`` to :attr:`answered`."""
+        with self._lock:
+            self.answered.append(index)
         try:
             usage = json.loads(payload).get("usage")
         except (ValueError, AttributeError):
@@ -296,9 +321,11 @@ class StubLLMServer:
                 self.served["input_tokens"] += int(sent_in or 0)
                 self.served["output_tokens"] += int(sent_out or 0)
 
-    def _record(self, request: RecordedRequest) -> None:
+    def _record(self, request: RecordedRequest) -> int:
+        """Keep ``request``; its index in :attr:`requests`."""
         with self._lock:
             self.requests.append(request)
+            return len(self.requests) - 1
 
     def _prefix_seen(self, prefix: str) -> bool:
         with self._lock:
@@ -633,7 +660,7 @@ def mind_responder(seed: int = 0) -> Callable[[str, dict[str, Any]], Any]:
 
     The request is rebuilt from the HTTP body (system, messages, schema, sampling settings) and
     its purpose inferred from the schema (``actions``: plan, ``votes``: vote, ``tips``: coach,
-    ``action``: moderation, none: content), so an OpenAI-compatible run gets exactly the answers the in-process stand-in
+    ``action``: moderation, ``answers``: survey, none: content), so an OpenAI-compatible run gets exactly the answers the in-process stand-in
     would give it for the same requests.
     """
     from friendsim.llm.base import LLMRequest, Message
@@ -658,7 +685,7 @@ def mind_responder(seed: int = 0) -> Callable[[str, dict[str, Any]], Any]:
         props = (schema or {}).get("properties", {})
         label = next(
             (lab for key, lab in (("actions", "plan"), ("votes", "vote"), ("tips", "coach"),
-                                  ("action", "moderation"))
+                                  ("action", "moderation"), ("answers", "survey"))
              if key in props),
             "content",
         )  # fmt: skip
