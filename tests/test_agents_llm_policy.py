@@ -338,10 +338,10 @@ async def test_vote_invalid_reasked_then_failure() -> None:
     llm = ScriptedLLM(responder(GOOD_PLAN, votes={"votes": [{"post_id": 10, "vote": 1}]}))
     ballot = await make_llm_policy(PERSONAS[0], llm, theme="climate change").vote(_obs(), _feed())
     # the one vote given is kept; the items left out are asked again (the model answers post 10
-    # again, not one of them), then are the failure
+    # again, already voted, so passed over: no vote for them), then are the failure
     assert ballot.votes == {10: 1}
     (failure,) = ballot.failures
-    assert failure.stage == "vote" and failure.reason == "unknown_post"
+    assert failure.stage == "vote" and failure.reason == "missing_votes"
     assert "still without a vote" in failure.detail and failure.attempts == 4
     assert len(llm.calls) == 4
 

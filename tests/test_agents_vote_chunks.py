@@ -221,3 +221,51 @@ async def test_items_still_without_a_vote_are_a_failure_beside_the_votes_obtaine
     (failure,) = ballot.failures
     assert failure.stage == "vote" and failure.reason == "missing_votes"
     assert str(theirs[4]) in failure.detail and failure.attempts == 3
+
+
+async def test_a_narrowed_re_ask_answered_with_the_whole_chunk_keeps_its_votes() -> None:
+    """Asked again for the two items its first answer left without a vote, a model often
+    answers for the whole list once more. Those repeats were an ``unknown_post`` that threw
+    the whole answer away (and, with no retry left, the two items became a failure); now they
+    are passed over, the first answer's votes stand, and the two items get the new votes."""
+    theirs = [i.post_id for i in ITEMS if i.author != ME][:6]
+    asked: list[list[int]] = []
+
+    def answer(req: LLMRequest) -> Any:
+        ids = _ids(req)
+        asked.append(ids)
+        if len(asked) == 1:
+            return {"votes": [{"post_id": i, "vote": 1} for i in ids if i not in theirs[4:]]}
+        return {"votes": [{"post_id": i, "vote": -1} for i in theirs]}
+
+    policy = make_llm_policy(
+        PERSONAS[0], ScriptedLLM(answer), theme="climate change",
+        config=LLMPolicyConfig(vote_chunk=40, max_retries=1),
+    )  # fmt: skip
+    ballot = await policy.vote(_obs(), tuple(i for i in ITEMS if i.post_id in theirs))
+    assert asked == [theirs, theirs[4:]]
+    assert not ballot.failures
+    assert ballot.votes == {**dict.fromkeys(theirs[:4], 1), **dict.fromkeys(theirs[4:], -1)}
+
+
+async def test_a_narrowed_re_ask_still_refuses_a_post_that_was_never_offered() -> None:
+    theirs = [i.post_id for i in ITEMS if i.author != ME][:6]
+    stranger = max(i.post_id for i in ITEMS) + 1
+    asked: list[list[int]] = []
+
+    def answer(req: LLMRequest) -> Any:
+        ids = _ids(req)
+        asked.append(ids)
+        if len(asked) == 1:
+            return {"votes": [{"post_id": i, "vote": 1} for i in ids if i != theirs[5]]}
+        return {"votes": [{"post_id": theirs[5], "vote": 1}, {"post_id": stranger, "vote": 1}]}
+
+    policy = make_llm_policy(
+        PERSONAS[0], ScriptedLLM(answer), theme="climate change",
+        config=LLMPolicyConfig(vote_chunk=40, max_retries=1),
+    )  # fmt: skip
+    ballot = await policy.vote(_obs(), tuple(i for i in ITEMS if i.post_id in theirs))
+    assert asked == [theirs, [theirs[5]]]
+    assert ballot.votes == dict.fromkeys(theirs[:5], 1)
+    (failure,) = ballot.failures
+    assert failure.reason == "unknown_post" and str(stranger) in failure.detail

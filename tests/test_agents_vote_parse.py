@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from friendsim.agents.schema import OutputError, VoteOut, parse_votes
+from friendsim.agents.schema import OutputError, VoteOut, parse_some_votes, parse_votes
 
 IDS = [3, 5, 8, 13]
 
@@ -92,3 +92,16 @@ def test_errors_name_the_problem(value: Any, reason: str, words: str) -> None:
     with pytest.raises(OutputError, match=words) as info:
         parse_votes(value, IDS)
     assert info.value.reason == reason
+
+
+def test_votes_on_settled_posts_are_passed_over_and_others_still_refused() -> None:
+    answer = {
+        "votes": [{"post_id": 1, "vote": -1}, {"post_id": 7, "vote": 1}, {"post_id": 2, "vote": 0}]
+    }
+    assert parse_some_votes(answer, [7], settled={1: 1, 2: 1}) == ({7: 1}, None)
+    with pytest.raises(OutputError) as err:
+        parse_some_votes(answer, [7], settled={1: 1})
+    assert err.value.reason == "unknown_post" and "post_id 2" in str(err.value)
+    with pytest.raises(OutputError) as err:
+        parse_some_votes({"votes": [{"post_id": 1, "vote": 1}]}, [7], settled={1: 1})
+    assert err.value.reason == "missing_votes"

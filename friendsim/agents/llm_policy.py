@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -501,7 +501,8 @@ class LLMPolicy:
 
         An answer that gives some votes unambiguously but leaves items out or votes one twice
         differently (:func:`parse_some_votes`) keeps those votes, and only the items still
-        without one are asked again, in a vote request of their own; an answer with nothing
+        without one are asked again, in a vote request of their own (whose answer may repeat
+        the votes already given: they are passed over); an answer with nothing
         usable is re-asked whole with the error, as any invalid answer. At most
         ``1 + max_retries`` requests in all; items still without a vote then are a
         ``Failure`` naming them, beside the votes obtained."""
@@ -512,8 +513,9 @@ class LLMPolicy:
             attempts = 0
             while True:
                 asked = await self._vote_items(
-                    obs, start, need, again=attempts, retries=cfg.max_retries - attempts
-                )
+                    obs, start, need, again=attempts, retries=cfg.max_retries - attempts,
+                    settled=votes,
+                )  # fmt: skip
                 attempts += asked.attempts
                 if asked.value is None:
                     assert asked.failure is not None
@@ -534,9 +536,18 @@ class LLMPolicy:
                     return votes, failure
 
     async def _vote_items(
-        self, obs: Observation, start: int, chunk: Sequence[FeedItem], *, again: int, retries: int
+        self,
+        obs: Observation,
+        start: int,
+        chunk: Sequence[FeedItem],
+        *,
+        again: int,
+        retries: int,
+        settled: Mapping[int, int],
     ) -> Asked[tuple[dict[int, int], OutputError | None]]:
-        """One vote request over ``chunk`` (``again``: the requests the chunk made before)."""
+        """One vote request over ``chunk`` (``again``: the requests the chunk made before;
+        ``settled``: the votes earlier answers gave on the chunk's other items, which an
+        answer may repeat)."""
         cfg = self.config
         mine = self.persona.id
         ids = [i.post_id for i in chunk]
@@ -551,7 +562,7 @@ class LLMPolicy:
         prompt = render("vote", items="\n".join(blocks), post_ids=", ".join([str(x) for x in ids]))
 
         def parse(comp: Completion) -> tuple[dict[int, int], OutputError | None]:
-            return parse_some_votes(decode_json(comp.parsed, comp.text), ids)
+            return parse_some_votes(decode_json(comp.parsed, comp.text), ids, settled=settled)
 
         seed = derive_seed(self.rng_seed, mine, "vote", obs.window, start)
         return await ask_validated(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -423,7 +423,7 @@ def _plain_votes(value: Any) -> list[tuple[int, int]] | None:
 
 
 def parse_some_votes(
-    value: Any, post_ids: Sequence[int]
+    value: Any, post_ids: Sequence[int], *, settled: Container[int] = ()
 ) -> tuple[dict[int, int], OutputError | None]:
     """The votes of an answer that it gives unambiguously, and what is wrong with the rest.
 
@@ -431,13 +431,20 @@ def parse_some_votes(
     (the model contradicted itself), nor does a post the answer leaves out: the error
     (``duplicate_vote`` before ``missing_votes``) names those, so that only they are asked
     again. An answer that breaks the schema or votes on a post not listed, or that gives no
-    usable vote at all, raises :class:`OutputError` as :func:`parse_votes` does."""
+    usable vote at all, raises :class:`OutputError` as :func:`parse_votes` does.
+
+    ``settled``: posts of the same items an earlier answer already voted on, when only the
+    rest are asked again. A model often answers such a narrowed request with the whole list
+    once more; a vote on a settled post is passed over (the earlier vote stands), not an
+    ``unknown_post`` that would discard the votes the answer does give."""
     pairs = _vote_pairs(value)
     wanted = set(post_ids)
     votes: dict[int, int] = {}
     conflicting: dict[int, None] = {}
     for post_id, vote in pairs:
         if post_id not in wanted:
+            if post_id in settled:
+                continue
             raise OutputError(
                 "unknown_post", f"post_id {post_id} is not one of the items to vote on"
             )
