@@ -14,7 +14,16 @@ from tree_support import tree
 
 from friendsim.cli import main as cli_main
 
-RUN_FILES = ("events.db", "manifest.json", "personas.jsonl", "run.lock")
+RUN_FILES = (
+    "events.db",
+    "manifest.json",
+    "personas.jsonl",
+    "run.lock",
+    "llm_batches.db",
+    "llm_batches.db-wal",
+)
+"""A run's own files; the batch journal's name is refused whether or not the run has one (a
+resume of a batch run polls the batches it lists instead of paying for them again)."""
 CONFIG = (
     '[experiment]\nname="o"\nseed=7\nrounds=3\nn_actions=2\n'
     '[agents]\ncount=4\npolicy="baseline"\n[coach]\nenabled=true\nkind="rule"\n'

@@ -424,3 +424,165 @@ def test_readme_lists_every_event_kind() -> None:
     assert named == set(EVENT_TYPES), (
         f"README.md: missing {sorted(set(EVENT_TYPES) - named)}, unknown {sorted(named - set(EVENT_TYPES))}"
     )
+
+
+RUN_DIRECTORY = ROOT / "docs" / "run-directory.md"
+
+
+def table_column(text: str, header: str) -> list[str]:
+    """The code spans of the first column of every table of ``text`` whose first header cell is
+    ``header`` (a cell may name several: ``events.db-wal``, ``events.db-shm``)."""
+    out: list[str] = []
+    taken = False
+    previous = ""
+    for line in text.splitlines():
+        if line.startswith("|"):
+            first = line.strip("|").split("|", 1)[0].strip()
+            if not previous.startswith("|"):  # a table's header row
+                taken = first == header
+            elif taken and not set(first) <= {"-", ":"}:
+                out.extend(SPAN.findall(first))
+        previous = line
+    return out
+
+
+def section(text: str, heading: str) -> str:
+    """The text under ``heading`` (a whole heading line) up to the next heading of any level."""
+    start = text.index(f"\n{heading}\n") + len(heading) + 2
+    end = re.search(r"^#", text[start:], re.M)
+    return text[start : start + end.start()] if end else text[start:]
+
+
+def _differences(what: str, named: list[str], known: set[str]) -> list[str]:
+    """What the page names that the code does not have, what the code has that the page does
+    not name, and what the page names twice."""
+    return (
+        [
+            f"{what}: the page names {n!r}, which the code does not have"
+            for n in named
+            if n not in known
+        ]
+        + [f"{what}: {n!r} is not on the page" for n in sorted(known - set(named))]
+        + [f"{what}: {n!r} named twice" for n in sorted({n for n in named if named.count(n) > 1})]
+    )
+
+
+def manifest_key_problems(text: str) -> list[str]:
+    """The manifest table's keys against ``Manifest``'s fields (both ways)."""
+    from friendsim.rundir.manifest import Manifest
+
+    return _differences("manifest key", table_column(text, "key"), set(Manifest.model_fields))
+
+
+def totals_problems(text: str) -> list[str]:
+    """The ``totals`` table against what the close writes: the windows' counts
+    (:func:`~friendsim.runtime.closing.totals`) and the losses
+    (:func:`~friendsim.runtime.closing.losses`, which must be
+    :data:`~friendsim.runtime.status.LOSSES`)."""
+    from types import SimpleNamespace
+
+    from friendsim.runtime.closing import losses, totals
+    from friendsim.runtime.status import LOSSES
+
+    lost = losses(SimpleNamespace(lost_actions=0, policy_errors=0), None, None)
+    assert set(lost) == set(LOSSES), "runtime.closing.losses writes other counts than LOSSES"
+    return _differences("totals key", table_column(text, "count"), set(totals(())) | set(lost))
+
+
+def usage_problems(text: str) -> list[str]:
+    """The ``llm_usage`` table against a ledger row (``LedgerEntry.to_json``), and the section's
+    prose against the document's own keys (``Ledger.to_json``) and a ``by_key`` row's key."""
+    from friendsim.llm.accounting import Ledger, LedgerEntry
+
+    named = table_column(text, "usage field")
+    problems = _differences("llm_usage row field", named, set(LedgerEntry().to_json()))
+    prose = set(SPAN.findall(section(text, "### `llm_usage`")))
+    for key in (*Ledger().to_json(), "provider", "model", "label"):
+        if key not in prose:
+            problems.append(f"llm_usage: {key!r} is not on the page")
+    return problems
+
+
+def known_file_names() -> dict[str, str]:
+    """Every file name the page may list in a ``file`` table -> the code that spells it."""
+    from friendsim.analysis.analyze import ANALYSIS_FILE
+    from friendsim.replay.resume import ASIDE_SUFFIX, STAGING_SUFFIX
+    from friendsim.report.common import FIGURES_DIR
+    from friendsim.rundir import layout, scratch
+    from friendsim.rundir.outputs import RUN_FILES
+
+    names = {v: f"rundir.layout.{k}" for k, v in vars(layout).items() if k.isupper()}
+    names.update({n: "rundir.outputs.RUN_FILES" for n in RUN_FILES if n not in names})
+    names[ANALYSIS_FILE] = "analysis.analyze.ANALYSIS_FILE (friendsim sweep)"
+    names[f"{FIGURES_DIR}/"] = "report.common.FIGURES_DIR (friendsim report)"
+    names[f"RUN_DIR{STAGING_SUFFIX}/"] = "replay.resume.STAGING_SUFFIX (run --resume)"
+    names[f"RUN_DIR{ASIDE_SUFFIX}[-K]/"] = "replay.resume.ASIDE_SUFFIX (run --resume)"
+    names[f"{scratch.WORK_PREFIX}WHAT-RANDOM/"] = "rundir.scratch.WORK_PREFIX"
+    names[f"{scratch.NEW_PREFIX}RANDOM/"] = "rundir.scratch.NEW_PREFIX"
+    return names
+
+
+def file_problems(text: str) -> list[str]:
+    """Each file the page's ``file`` tables list is one the code names (:func:`known_file_names`),
+    listed once; each name of :mod:`friendsim.rundir.layout` is listed (a sweep directory's
+    named in the prose); the tables of ``events.db`` are the log and its projections."""
+    from friendsim.platform.projection import MATERIALISED_TABLES
+    from friendsim.rundir import layout
+
+    known = known_file_names()
+    listed = table_column(text, "file")
+    problems = [
+        f"file: the page lists {n!r}, which no code names" for n in listed if n not in known
+    ]
+    problems += [
+        f"file: {n!r} listed twice" for n in sorted({n for n in listed if listed.count(n) > 1})
+    ]
+    prose = set(SPAN.findall(text))
+    for key, value in vars(layout).items():
+        if key.isupper() and value not in (prose if key.startswith("SWEEP_") else listed):
+            problems.append(f"file: rundir.layout.{key} ({value!r}) is not on the page")
+    tables = {"events", *MATERIALISED_TABLES}
+    return problems + _differences("events.db table", table_column(text, "table"), tables)
+
+
+RUN_DIRECTORY_CHECKS = {
+    "manifest": (manifest_key_problems, "key", "status"),
+    "totals": (totals_problems, "count", "lost_reviews"),
+    "llm_usage": (usage_problems, "usage field", "replayed_cost_usd"),
+    "files": (file_problems, "file", "llm_batches.db"),
+    "tables": (file_problems, "table", "survey_answers"),
+}
+"""Each check of docs/run-directory.md: the function, the header of the table it reads and a
+name that table lists (removed to show that the check sees it)."""
+
+
+@pytest.mark.parametrize("check", RUN_DIRECTORY_CHECKS)
+def test_run_directory_page_matches_the_code(check: str) -> None:
+    """docs/run-directory.md lists exactly the manifest's keys, the ``totals`` the close writes,
+    the ``llm_usage`` fields, files the code names and the tables of the log."""
+    problems, _, _ = RUN_DIRECTORY_CHECKS[check]
+    assert problems(RUN_DIRECTORY.read_text(encoding="utf-8")) == []
+
+
+def _without_row(text: str, name: str) -> str:
+    row = re.compile(rf"^\| `{re.escape(name)}` \|.*\n", re.M)
+    assert len(row.findall(text)) == 1, name
+    return row.sub("", text)
+
+
+def _with_row(text: str, header: str, name: str) -> str:
+    m = re.search(rf"^\| {re.escape(header)} \|.*\n\|[-|: ]+\|\n", text, re.M)
+    assert m is not None, header
+    return f"{text[: m.end()]}| `{name}` | made up |\n{text[m.end() :]}"
+
+
+@pytest.mark.parametrize("check", RUN_DIRECTORY_CHECKS)
+def test_run_directory_checks_see_a_missing_and_a_made_up_name(check: str) -> None:
+    """Each check fails on the page with one of its rows removed, and with a row naming what
+    the code does not have."""
+    problems, header, name = RUN_DIRECTORY_CHECKS[check]
+    text = RUN_DIRECTORY.read_text(encoding="utf-8")
+    missing = problems(_without_row(text, name))
+    assert missing and all(name in p for p in missing), missing
+    made_up = problems(_with_row(text, header, "bogus_name"))
+    assert made_up and all("bogus_name" in p for p in made_up), made_up

@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from friendsim.analysis.ties import Pair, TieParams
+from friendsim.rundir.layout import TIE_SCORES as TIE_SCORES_FILE
 
-TIE_SCORES_FILE = "tie_scores.json"
 FORMAT = 1
 
 

@@ -35,7 +35,6 @@ from friendsim.llm.errors import LLMError, MalformedResponseError
 
 _log = structlog.get_logger(__name__)
 BatchState = Literal["pending", "ended", "failed"]
-BATCHES_DB = "llm_batches.db"
 
 
 class BatchItemError(LLMError):

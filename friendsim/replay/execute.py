@@ -19,10 +19,9 @@ from pathlib import Path
 
 from friendsim.agents.policies import uses_llm as policy_uses_llm
 from friendsim.coach.kinds import uses_llm as coach_uses_llm
-from friendsim.llm.batch import BATCHES_DB
 from friendsim.moderation.kinds import uses_llm as moderator_uses_llm
 from friendsim.rundir.errors import RunInputError
-from friendsim.rundir.layout import LLM_CACHE_DB, MANIFEST, PERSONAS
+from friendsim.rundir.layout import LLM_BATCHES_DB, LLM_CACHE_DB, MANIFEST, PERSONAS
 from friendsim.rundir.log import connect, require_file, sha256_file, snapshot
 from friendsim.rundir.manifest import Manifest
 from friendsim.runtime.config import ExperimentConfig
@@ -51,8 +50,8 @@ def new_run_dir(old: Path, new: Path) -> Path:
         raise RunInputError(f"{old / PERSONAS}: cannot read it ({exc.strerror})") from None
     if (old / LLM_CACHE_DB).is_file():
         snapshot(old / LLM_CACHE_DB, new)
-    if (old / BATCHES_DB).is_file():
-        snapshot(old / BATCHES_DB, new)
+    if (old / LLM_BATCHES_DB).is_file():
+        snapshot(old / LLM_BATCHES_DB, new)
     return new
 
 

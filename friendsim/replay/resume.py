@@ -82,9 +82,15 @@ import structlog
 
 from friendsim._carry import in_thread, to_the_end
 from friendsim.llm.accounting import sum_usage
-from friendsim.llm.batch import BATCHES_DB
 from friendsim.rundir.errors import DivergenceError, RunInputError
-from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, LOCK, MANIFEST, PERSONAS
+from friendsim.rundir.layout import (
+    EVENTS_DB,
+    LLM_BATCHES_DB,
+    LLM_CACHE_DB,
+    LOCK,
+    MANIFEST,
+    PERSONAS,
+)
 from friendsim.rundir.lock import RunLock
 from friendsim.rundir.log import LogSummary, connect, log_hash, snapshot
 from friendsim.rundir.manifest import Manifest, amend_manifest, read_manifest
@@ -107,6 +113,10 @@ from .phases import carried_lineage, recorded_phases
 from .rerun import _summary_and_hash, inspect_run
 
 STAGING_SUFFIX = ".resuming"
+"""An in-place resume of ``RUN_DIR`` builds the resumed run in ``RUN_DIR.resuming`` beside it."""
+ASIDE_SUFFIX = ".interrupted"
+"""Where an in-place resume moves the original: ``RUN_DIR.interrupted`` (``-k`` added when
+taken)."""
 ACCOUNTING = "accounting"
 """The key of a resume's ``resumed_from`` (written when it starts) holding the ``segments``,
 summed ``llm_usage`` and ``config_file`` of every segment before it."""
@@ -154,7 +164,7 @@ def _named(run_dir: Path) -> Path:
 def _aside(run_dir: Path) -> Path:
     k = 0
     while True:
-        name = f"{run_dir.name}.interrupted" + (f"-{k}" if k else "")
+        name = f"{run_dir.name}{ASIDE_SUFFIX}" + (f"-{k}" if k else "")
         cand = run_dir.with_name(name)
         if not cand.exists():
             return cand
@@ -173,7 +183,7 @@ class _Abandoned:
     """That manifest's bytes, put back should this resume be refused (:func:`_undo_refused`)."""
 
 
-_STAGING_FILES = frozenset({EVENTS_DB, LLM_CACHE_DB, PERSONAS, MANIFEST, LOCK, BATCHES_DB})
+_STAGING_FILES = frozenset({EVENTS_DB, LLM_CACHE_DB, PERSONAS, MANIFEST, LOCK, LLM_BATCHES_DB})
 """The files a resume's staging folder may hold, besides their SQLite and temporary siblings."""
 
 

@@ -10,7 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-REPORT_FILE = "report.html"
+from friendsim.rundir.layout import REPORT
+
+REPORT_FILE = REPORT
 FIGURES_DIR = "figures"
 SECTION_IDS = ("summary", "rewards", "network", "reference", "degrees", "usage")
 """Sections of every report (a sweep's page has these, then ``aggregate``)."""

@@ -1,12 +1,15 @@
 """The layout of a run directory: every file name a run holds, spelled once.
 
 A run directory holds the event log (``events.db``), the LLM record/replay cache
-(``llm_cache.db``, when a model was used with caching on), the personas the run used
-(``personas.jsonl``), the typed manifest (``manifest.json``, see :mod:`.manifest`) and the lock
-file its writer holds (``run.lock``, see :mod:`.lock`). Derived outputs (the report, analysis
-caches) are written by the commands that make them and are never read back as run inputs.
-A sweep directory holds its runs' directories, ``sweep.json`` and the lock file of the sweep
-command running it (``sweep.lock``).
+(``llm_cache.db``, when a model was used with caching on), the journal of provider batches
+(``llm_batches.db``, with ``[llm] batch``), the personas the run used (``personas.jsonl``), the
+typed manifest (``manifest.json``, see :mod:`.manifest`) and the lock file its writer holds
+(``run.lock``, see :mod:`.lock`). Derived outputs are written by the commands that make them and
+are never read back as run inputs: the report (``report.html``, its figures in the folder
+:data:`friendsim.report.common.FIGURES_DIR` beside it) and the stored text-based tie scores
+(``tie_scores.json``). A sweep directory holds its runs' directories (each with its analysis,
+:data:`friendsim.analysis.analyze.ANALYSIS_FILE`), ``sweep.json`` and the lock file of the sweep
+command running it (``sweep.lock``). docs/run-directory.md describes every file and who writes it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from pathlib import Path
 
 EVENTS_DB = "events.db"
 LLM_CACHE_DB = "llm_cache.db"
+LLM_BATCHES_DB = "llm_batches.db"
+"""The journal of a run's provider batches (:class:`~friendsim.llm.batch.BatchJournal`)."""
 PERSONAS = "personas.jsonl"
 MANIFEST = "manifest.json"
 LOCK = "run.lock"
@@ -44,6 +49,10 @@ class RunLayout:
     @property
     def llm_cache(self) -> Path:
         return self.root / LLM_CACHE_DB
+
+    @property
+    def llm_batches(self) -> Path:
+        return self.root / LLM_BATCHES_DB
 
     @property
     def personas(self) -> Path:

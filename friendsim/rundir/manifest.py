@@ -110,55 +110,119 @@ class RunFiles(BaseModel):
 
     events: str = EVENTS_DB
     llm_cache: str | None = None
+    """``llm_cache.db`` once an LLM stack was opened with ``[llm] cache`` on (a run that asks no
+    model has none, whatever the cache mode)."""
     personas: str | None = PERSONAS
     llm_batches: str | None = None
+    """``llm_batches.db`` when the run sent its requests as provider batches (``[llm] batch``,
+    rounds mode, a model-backed policy or coach)."""
 
 
 class Manifest(BaseModel):
-    """The typed manifest of one run (see the module docstring)."""
+    """The typed manifest of one run (see the module docstring; every key, with an example,
+    in docs/run-directory.md).
+
+    Written three ways: whole at the start (``status="running"``, with the config, the
+    population and the lineage), every second or so while a model is asked (``llm_usage`` and
+    ``wall_seconds`` only, :mod:`friendsim.runtime.usage_checkpoint`), and whole at the close
+    (:func:`friendsim.runtime.closing.write_outcome`: the outcome fields). Replay tools then
+    amend a few keys (a resume's accounting and lineage, a re-run's ``rerun_of``)."""
 
     model_config = ConfigDict(extra="allow", validate_assignment=True)
 
     manifest_version: int = MANIFEST_VERSION
+    """The format's version (:data:`MANIFEST_VERSION`); a file without it is version 1,
+    upgraded on read (:func:`upgrade`); a newer one is refused."""
     friendsim_version: str = ""
+    """The friendsim that wrote the manifest (for a resumed run: the one that resumed it)."""
     packages: dict[str, str | None] = Field(default_factory=dict)
+    """``python``, ``platform`` and the versions of the packages that shape a run (``None``: not
+    installed), as :func:`package_versions` found them."""
     name: str = ""
+    """``[experiment] name``."""
     status: RunStatus = "running"
+    """``running`` from the first write until the close writes the outcome; see
+    :mod:`friendsim.runtime.status`. A manifest still ``running`` with no process holding the
+    run's lock is a killed run."""
     mode: Literal["rounds", "continuous"] = "rounds"
     config: dict[str, Any] = Field(default_factory=dict)
+    """The validated config in force at the end (``ExperimentConfig.model_dump(mode="json")``,
+    defaults filled in, items files inlined); a fork's earlier phases are in ``fork.phases``. A
+    re-executed run's is the config its re-execution ran under: file personas pinned to its own
+    ``personas.jsonl``, the cache mode it chose, ``auto`` specs resolved."""
     config_file: str | None = None
+    """The path of the experiment file as given (``<config>`` for a config passed as an object);
+    a resumed run keeps its original's, a re-run's and a fork's name their own
+    ``manifest.json``, which their config came from."""
     seeds: dict[str, int] = Field(default_factory=dict)
+    """``{"seed": [experiment] seed}``."""
     policy: str = "baseline"
+    """The agents' policy (``[agents] policy``)."""
     models: dict[str, str] = Field(default_factory=dict)
+    """Agent id -> the provider spec that agent asked (``auto`` resolved), or the policy's name
+    for an agent whose policy asks no model (``"baseline"``)."""
     coach_model: str | None = None
+    """The LLM coach's provider spec as resolved; ``null`` (written) without an LLM coach."""
     moderation_model: str | None = None
     """The LLM moderator's provider spec as resolved (``auto`` replaced by the environment's
     choice), of the moderation in force in the last phase; omitted without an LLM moderator."""
     lambdas: dict[str, dict[str, float]] = Field(default_factory=dict)
+    """Agent id -> its reward mix (motive -> weight)."""
     dominant: dict[str, str] = Field(default_factory=dict)
+    """Agent id -> its dominant motive (the persona's ``dominant``: a motive of the largest
+    weight)."""
     rewards: dict[str, Any] = Field(default_factory=dict)
+    """The reward parameters, exactly ``RewardParams.to_dict()``."""
     ties: dict[str, Any] = Field(default_factory=dict)
+    """The ``[ties]`` section (analysis only: the run does not use it)."""
     files: RunFiles = Field(default_factory=RunFiles)
     start_seq: int | None = None
+    """The seq of the run's first event (1); ``null`` in the very first write."""
     end_seq: int | None = None
+    """The seq of the last event committed when the run closed (so the log's row count);
+    ``null`` while ``running``."""
     windows: int = 0
+    """Windows whose ``window_ended`` was committed, the re-derived ones of a resume or a fork
+    included (a window that stopped the run at its end counts); 0 while ``running``."""
     totals: dict[str, int] = Field(default_factory=dict)
     """Counts over the run's windows: ``wakes``; ``actions`` the agents' actions applied
-    (``NOT`` included) and ``nots``; ``events`` the platform events those actions produced
-    (posts, comments, follows, DMs, votes: not the log's rows, which also hold feeds served,
-    guidance, window marks and registrations; ``end_seq`` counts those); ``votes``;
-    ``failures`` (``ActionFailed`` events); and what was lost (``lost_actions``,
-    ``policy_errors``, ``lost_guidance``, ``lost_reviews``, ``lost_answers``)."""
+    (``NOT`` counted too) and ``nots``; ``events`` the platform events the agents' actions and
+    ballots produced (posts, comments, follows, DMs, votes: not the log's rows, which also hold
+    feeds served, guidance, window marks, registrations, failures and the instruments' events;
+    ``end_seq`` counts those); ``votes`` cast or changed; ``failures`` the ``action_failed``
+    events of the agents' decisions and ballots (invalid answers, refused actions, lost
+    decisions; the coach's, the moderator's and the surveys' are counted in the losses only);
+    and what was lost (``lost_actions``, ``policy_errors``, ``lost_guidance``,
+    ``lost_reviews``, ``lost_answers``: :data:`friendsim.runtime.status.LOSSES`, written once
+    the run got as far as its engine). ``{}`` while ``running``."""
     llm_usage: dict[str, Any] = Field(default_factory=dict)
+    """:meth:`friendsim.llm.accounting.Ledger.to_json`: ``total``, ``by_key`` rows and
+    ``unpriced_models``; a resumed run's is summed over its ``segments``."""
     wall_seconds: float | None = None
+    """Seconds from opening the log to the close (a resumed run's: summed over its segments);
+    while ``running``, as of the last usage checkpoint (``null`` before one)."""
     log_sha256: str | None = None
+    """sha256 of the log's rows (:func:`friendsim.rundir.log.log_hash`) when the run ran every
+    window (``completed``/``degraded``), or written by a resume or a re-run; omitted
+    otherwise. The readers check it against the log."""
     fork: dict[str, Any] | None = None
+    """A fork's lineage (:mod:`friendsim.replay.fork`); omitted for a run that is no fork."""
     resumed_from: dict[str, Any] | None = None
+    """A resumed run's lineage (:mod:`friendsim.replay.resume`); omitted otherwise."""
     rerun_of: dict[str, Any] | None = None
+    """A re-run's lineage (:mod:`friendsim.replay.rerun`); omitted otherwise."""
     stop_reason: str | None = None
+    """Why a run stopped early (:data:`friendsim.runtime.status.StopKind`); omitted for a run
+    that ran every window."""
     stop_detail: str | None = None
+    """The stop's message, redacted, at most 1000 characters; omitted with ``stop_reason``."""
     budget: dict[str, Any] | None = None
+    """``limit_usd``, ``spent_usd`` and ``tripped`` of the run's spending limit (``[llm]
+    budget_usd``, ``--budget-usd``); omitted without one."""
     segments: list[dict[str, Any]] | None = None
+    """A resumed run's segments (the original run, then each resume): ``kind``, ``status``,
+    ``start_seq``, ``end_seq``, ``wall_seconds`` and ``llm_usage`` (that segment's total);
+    omitted for a run never resumed."""
 
     @property
     def seed(self) -> int:

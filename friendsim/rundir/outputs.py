@@ -6,8 +6,9 @@ import``'s new database, ``replay --redrive --out``, ``personas generate --out``
 changes nothing. Refused, each with an :class:`~.errors.OutputPathError` naming the path:
 
 * a file of a run directory (a directory holding ``events.db`` or ``manifest.json``) that the run
-  itself holds: its log and the log's SQLite side files, its manifest, personas, model cache and
-  lock (symbolic links are followed: a link to a run's file is that file);
+  itself holds: its log, model cache and batch journal with their SQLite side files, its
+  manifest, personas and lock (symbolic links are followed: a link to a run's file is that
+  file);
 * a path that is a directory;
 * a path whose folder does not exist (unless ``parents``: the command makes the missing folders)
   or is not a folder.
@@ -21,14 +22,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import OutputPathError
-from .layout import EVENTS_DB, LLM_CACHE_DB, LOCK, MANIFEST, PERSONAS, RunLayout
+from .layout import EVENTS_DB, LLM_BATCHES_DB, LLM_CACHE_DB, LOCK, MANIFEST, PERSONAS, RunLayout
 
 _SQLITE_SIDES = ("-wal", "-shm", "-journal")
+_DATABASES = (EVENTS_DB, LLM_CACHE_DB, LLM_BATCHES_DB)
 RUN_FILES = frozenset(
     {
-        EVENTS_DB,
-        LLM_CACHE_DB,
-        *(db + side for db in (EVENTS_DB, LLM_CACHE_DB) for side in _SQLITE_SIDES),
+        *(db + side for db in _DATABASES for side in ("", *_SQLITE_SIDES)),
         MANIFEST,
         MANIFEST + ".tmp",
         PERSONAS,

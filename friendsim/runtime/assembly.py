@@ -52,7 +52,7 @@ from friendsim.analysis.rewards import RewardScorer
 from friendsim.coach.service import CoachRegime, CoachService
 from friendsim.llm.accounting import Ledger
 from friendsim.llm.base import LLM
-from friendsim.llm.batch import BATCHES_DB, BatchJournal
+from friendsim.llm.batch import BatchJournal
 from friendsim.llm.budget import Budget, BudgetedLLM
 from friendsim.llm.endpoints import Endpoint
 from friendsim.llm.errors import ProviderConfigError, ProviderStoppedError
@@ -70,7 +70,7 @@ from friendsim.rundir.footprint import (
     remove_new_files,
     windows_began,
 )
-from friendsim.rundir.layout import EVENTS_DB, LLM_CACHE_DB, PERSONAS, RunLayout
+from friendsim.rundir.layout import EVENTS_DB, LLM_BATCHES_DB, LLM_CACHE_DB, PERSONAS, RunLayout
 from friendsim.rundir.lock import RunLock
 from friendsim.rundir.manifest import Manifest, RunFiles, new_manifest, write_manifest
 from friendsim.runtime.closing import losses, shutdown, write_outcome
@@ -310,7 +310,7 @@ async def _run_locked(
         cache_path = layout.llm_cache if cfg.llm.cache != "off" else None
         fleet = load_fleet(cfg, base=base, source=source)
         if cfg.llm.batch and ex.mode == "rounds" and (specs or coach_specs):
-            journal = BatchJournal(run_dir / BATCHES_DB)
+            journal = BatchJournal(layout.llm_batches)
         await _open_stacks(
             stacks,
             sorted({*specs.values(), *coach_specs}),
@@ -488,7 +488,7 @@ def _record_files(
     if stacks and cache_path is not None:
         manifest.files = RunFiles(events=EVENTS_DB, llm_cache=LLM_CACHE_DB, personas=PERSONAS)
     if journal is not None:
-        manifest.files = manifest.files.model_copy(update={"llm_batches": BATCHES_DB})
+        manifest.files = manifest.files.model_copy(update={"llm_batches": LLM_BATCHES_DB})
 
 
 def _regimes(
