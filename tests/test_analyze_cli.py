@@ -119,7 +119,7 @@ def test_sweep_directory_prints_the_aggregate(
     assert agg["cells"][0]["metrics"]["reward.all.total.mean"]["n"] == 2
     assert _main(["analyze", str(sd)]) == 0
     out = capsys.readouterr().out
-    assert "paired difference vs coach.enabled-true" in out
+    assert "paired difference vs coach.enabled=true" in out
     assert "reward.all.total.mean" in out
 
 

@@ -41,6 +41,7 @@ from friendsim.platform.feeds import RANKERS
 from friendsim.runtime.config import ExperimentConfig, LLMOverride
 from friendsim.runtime.instruments_config import InterventionSpec
 from friendsim.runtime.interventions import INTERVENTIONS
+from friendsim.sweep.config import SWEEP_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
@@ -297,7 +298,10 @@ ARRAY_SECTIONS = {"interventions", "surveys", "llm.overrides"}
 
 
 def section_keys(section: str) -> set[str]:
-    """The keys ``section`` of an experiment file takes (an intervention: any kind's)."""
+    """The keys ``section`` of an experiment file takes (an intervention: any kind's; a sweep
+    file's ``[sweep]``: the sweep's keys)."""
+    if section == "sweep":
+        return set(SWEEP_KEYS)
     if section == "interventions":
         keys = set(InterventionSpec.model_fields)
         for name in INTERVENTIONS.names():
@@ -328,7 +332,7 @@ def test_config_key_named_in_prose_exists(
     known = section_keys(section)
     assert known, f"{where}: [{section}] is no section of an experiment file"
     assert key in known, f"{where}: [{section}] has no key {key!r}; it has {sorted(known)}"
-    if value is None or section in ARRAY_SECTIONS or PLACEHOLDER.fullmatch(value):
+    if value is None or section in ARRAY_SECTIONS | {"sweep"} or PLACEHOLDER.fullmatch(value):
         return
     try:
         data = tomllib.loads(f"{key} = {value}")

@@ -108,8 +108,8 @@ def test_sweep_report_compares_cells(tmp_path: Path) -> None:
     text = path.read_text(encoding="utf-8")
     assert "coach on vs off" in text
     assert "θ=0.1" in text and "colour = group" in text
-    assert "coach.enabled-false (n=2)" in text
-    assert "Paired difference vs coach.enabled-true" in text
+    assert "coach.enabled=false (n=2)" in text
+    assert "Paired difference vs coach.enabled=true" in text
 
 
 def _main(argv: list[str]) -> int:

@@ -391,6 +391,13 @@ def test_sweep_page_lists_runs_and_opens_one(tmp_path: Path, watched: Any) -> No
         )
         assert rows == [r["status"] for r in data["runs"]]
         assert rows.count("completed") == 3 and rows.count("failed") == 1
+        shown = w.page.eval_on_selector_all(
+            "#runs tr[data-status] td:nth-child(2)",
+            "els => els.map(e => [e.textContent, e.title])",
+        )  # the cell's label (an old sweep.json: made from its grid), its folder as the title
+        assert shown == [[r["label"], r["cell"]] for r in data["runs"]]
+        labels = [r["label"] for r in data["runs"]]
+        assert labels == ["coach.enabled=true"] * 2 + ["coach.enabled=false"] * 2
         finals = [r["final_reward"] for r in data["runs"] if r["status"] == "completed"]
         assert all(f is not None and 0.0 <= f <= 1.0 for f in finals)
         w.shot("sweep-page")

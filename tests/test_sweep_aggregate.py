@@ -93,7 +93,7 @@ def test_aggregate_of_a_fixture_sweep(tmp_path: Path) -> None:
     agg = aggregate_sweep(sd)
     assert json.loads((sd / AGGREGATE_FILE).read_text()) == json.loads(json.dumps(agg))
     table = (sd / AGGREGATE_TABLE).read_text()
-    assert "reward.all.total.mean" in table and "coach.enabled-false (n=3)" in table
+    assert "reward.all.total.mean" in table and "coach.enabled=false (n=3)" in table
     assert [c["name"] for c in agg["cells"]] == [n for n, _ in CELLS]
     varying = 0
     for cell in agg["cells"]:
@@ -128,7 +128,7 @@ def test_aggregate_of_a_fixture_sweep(tmp_path: Path) -> None:
     assert d["mean"] == pytest.approx(statistics.fmean(diffs))
     assert d["mean"] < 0  # the fixture's coached runs are busier
     assert d["lower"] <= d["mean"] <= d["upper"]
-    assert "paired difference vs coach.enabled-true" in (sd / AGGREGATE_TABLE).read_text()
+    assert "paired difference vs coach.enabled=true" in (sd / AGGREGATE_TABLE).read_text()
 
 
 def test_failed_runs_are_left_out_and_n1_has_no_ci(tmp_path: Path) -> None:
@@ -252,7 +252,7 @@ def test_sweep_report_cost_total_says_which_runs_it_sums(tmp_path: Path) -> None
     off = agg["cells"][1]
     assert off["completed"] == 1 < off["runs"]
     spent = sum(load_analysis(sd / d)["usage"]["total"]["cost_usd"] for d in off["run_dirs"])
-    row = re.search(r"<tr><td>coach\.enabled-false</td>.*?</tr>", usage, re.S)
+    row = re.search(r"<tr><td>coach\.enabled=false</td>.*?</tr>", usage, re.S)
     assert row is not None and f"<td>{spent:.6f}</td><td>" in row.group(0)
 
 
@@ -321,7 +321,7 @@ def test_what_every_run_of_a_cell_spent_failed_runs_included(tmp_path: Path) -> 
     )
     usage = sweep_report(agg, sweep_dir=sd).html
     usage = usage[usage.index('id="usage"') :]
-    row = re.search(r"<tr><td>coach\.enabled-false</td>.*?</tr>", usage, re.S)
+    row = re.search(r"<tr><td>coach\.enabled=false</td>.*?</tr>", usage, re.S)
     assert row is not None
     assert row.group(0).endswith(f"<td>{paid:.6f}</td><td>{both:.6f} (2 runs)</td></tr>")
 

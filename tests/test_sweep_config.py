@@ -163,3 +163,99 @@ def test_missing_persona_file_is_found_at_load(
     assert f"persona file not found: {tmp_path / 'nofile.jsonl'}" in str(info.value)
     (tmp_path / "nofile.jsonl").write_text("{}\n")  # relative to the sweep file, as runs read it
     assert load_sweep(path).cells()
+
+
+GRID2 = '[sweep]\ngrid = { "coach.enabled" = [true, false], "feed.ranker" = ["full", "chrono"] }\n'
+
+
+@pytest.mark.parametrize(
+    ("labels", "key", "words"),
+    [
+        ('{ "feed.limit" = ["a", "b"] }', '[sweep].labels."feed.limit"', "not a grid key"),
+        ('{ "coach.enabled" = ["on"] }', '[sweep].labels."coach.enabled"', "list of 2"),
+        ('{ "coach.enabled" = ["on", "off", "x"] }', '[sweep].labels."coach.enabled"', "list of 2"),
+        ('{ "coach.enabled" = ["on", ""] }', '[sweep].labels."coach.enabled"', "non-empty"),
+        ('{ "coach.enabled" = ["on", 2] }', '[sweep].labels."coach.enabled"', "strings"),
+        ('{ "coach.enabled" = "on" }', '[sweep].labels."coach.enabled"', "list of 2"),
+        ('{ "feed.ranker" = ["same", "same"] }', '[sweep].labels."feed.ranker"', "'same' twice"),
+        ('["on", "off"]', "[sweep].labels", "must be a table"),
+    ],
+)
+def test_label_errors_name_the_key(tmp_path: Path, labels: str, key: str, words: str) -> None:
+    path = _write(tmp_path, f"{GRID2}labels = {labels}\n")
+    with pytest.raises(SweepConfigError) as info:
+        load_sweep(path)
+    assert info.value.key == key
+    assert words in str(info.value) and str(path) in str(info.value)
+
+
+def test_a_bad_label_exits_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from friendsim.cli import main
+
+    path = _write(tmp_path, f'{GRID2}labels = {{ "coach.enabled" = ["on"] }}\n')
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert '[sweep].labels."coach.enabled"' in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cell_labels_given_or_made_from_the_values(tmp_path: Path) -> None:
+    """Given labels join per key (``key=label`` with several keys); without them a scalar reads
+    ``key=value`` and a table only the entries that differ between its key's values. Directory
+    names do not change with labels."""
+    plain = load_sweep(_write(tmp_path, GRID2))
+    labelled = load_sweep(
+        _write(tmp_path, f'{GRID2}labels = {{ coach = {{ enabled = ["on", "off"] }} }}\n')
+    )
+    assert [c.name for c in labelled.cells()] == [c.name for c in plain.cells()]
+    assert [c.label for c in plain.cells()] == [
+        "coach.enabled=true, feed.ranker=full",
+        "coach.enabled=true, feed.ranker=chrono",
+        "coach.enabled=false, feed.ranker=full",
+        "coach.enabled=false, feed.ranker=chrono",
+    ]
+    assert [c.label for c in labelled.cells()] == [
+        "coach.enabled=on, feed.ranker=full",
+        "coach.enabled=on, feed.ranker=chrono",
+        "coach.enabled=off, feed.ranker=full",
+        "coach.enabled=off, feed.ranker=chrono",
+    ]
+    record = labelled.to_json()
+    assert [c["label"] for c in record["cells"]] == [c.label for c in labelled.cells()]
+    assert record["labels"] == {"coach.enabled": ["on", "off"]}
+
+    one = load_sweep(
+        _write(
+            tmp_path,
+            '[sweep]\ngrid = { "moderation.params" = [\n'
+            '  { false_action = "none", toxic_action = "none" },\n'
+            '  { false_action = "label", toxicity = 0.8, keywords = ["idiot", "liar"] },\n'
+            '  { false_action = "remove", toxicity = 0.8, keywords = ["idiot", "liar"] },\n'
+            "] }\n",
+        )
+    )
+    assert [c.label for c in one.cells()] == [
+        "false_action=none, toxic_action=none",
+        "false_action=label, toxicity=0.8, keywords=[idiot, liar]",
+        "false_action=remove, toxicity=0.8, keywords=[idiot, liar]",
+    ]
+    named = load_sweep(
+        _write(
+            tmp_path,
+            '[sweep]\ngrid = { "feed.ranker" = ["full", "chrono"] }\n'
+            'labels = { "feed.ranker" = ["ranked", "by time"] }\n',
+        )
+    )
+    assert [c.label for c in named.cells()] == ["ranked", "by time"]
+
+
+def test_the_examples_label_their_cells() -> None:
+    root = Path(__file__).resolve().parents[1] / "examples"
+    labels = {
+        "misinformation_sweep.toml": ["none", "label", "remove"],
+        "paper_sweep.toml": ["coach on", "coach off"],
+    }
+    for name, expected in labels.items():
+        assert [c.label for c in load_sweep(root / name).cells()] == expected, name

@@ -62,4 +62,4 @@ def test_report_figures_use_the_refreshed_analysis(
     for a in analyses:
         for d, n in a["network"]["ties"]["final"][theta]["degree_distribution"].items():
             pooled[d] = pooled.get(d, 0) + n
-    assert drawn["coach.enabled-true"] == pooled
+    assert drawn["coach.enabled=true"] == pooled  # keyed by the cell's label

@@ -77,7 +77,7 @@ def test_paper_baseline_sweep_has_confidence_intervals(
     assert all(len(s) == 1 for s in seeds.values()) and len(set().union(*seeds.values())) == 3
     assert (out / "aggregate.json").is_file() and (out / "aggregate.md").is_file()
     table = (out / "aggregate.md").read_text()
-    assert "[" in table and "coach.enabled-true (n=3)" in table
+    assert "[" in table and "coach.enabled=true (n=3)" in table
 
     # resuming: completed runs are kept, not re-run
     spec = load_sweep(cfg)

@@ -17,9 +17,13 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from friendsim.commands._help import FORMATTER, Subparsers, path_arg
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 
@@ -226,36 +230,115 @@ def print_run(a: Mapping[str, Any]) -> None:
         console.print(f"note: {note}")
 
 
-def print_sweep(agg: Mapping[str, Any]) -> None:
-    """The sweep's headline metrics per cell: mean [95 % CI] (rich, to stdout)."""
+def print_sweep(agg: Mapping[str, Any], *, console: Console | None = None) -> None:
+    """The sweep's headline metrics per cell: mean [95 % CI] (rich, to ``console``, else stdout).
+
+    The columns are headed by the cells' labels when the table fits the console's width with
+    its columns wrapped at their words (values wrap before a label is replaced); otherwise by
+    short ids (``A``, ``B`` ...) that a legend before the table
+    gives with each cell's label and settings, and, when even those columns would not fit at
+    their narrowest beside the metric names, the cells are split over several tables. The
+    metric names are never cut."""
     from rich.console import Console
-    from rich.table import Table
 
     from friendsim.analysis.stats import format_stat
-    from friendsim.sweep.aggregate import headline_keys
+    from friendsim.sweep.aggregate import cell_label, headline_keys
 
-    console = Console()
-    t = Table(
-        title=f"sweep {agg.get('name')}: mean [95% Student-t CI] over "
+    console = console or Console()
+    cells = list(agg["cells"])
+    keys = headline_keys(agg)
+    labels = [cell_label(c) for c in cells]
+    title = (
+        f"sweep {agg.get('name')}: mean [95% Student-t CI] over "
         f"{agg['replications']} replications (n=1: no CI)"
     )
-    t.add_column("metric")
-    for c in agg["cells"]:
-        t.add_column(f"{c['name']}\n(n={c['completed']}/{c['runs']})", justify="right")
-    for k in headline_keys(agg):
-        t.add_row(
-            k, *(format_stat(c["metrics"].get(k), 3, of=c["completed"]) for c in agg["cells"])
-        )
-    console.print(t)
+    rows = [[format_stat(c["metrics"].get(k), 3, of=c["completed"]) for c in cells] for k in keys]
+    heads = [f"(n={c['completed']}/{c['runs']})" for c in cells]
     diffs = agg.get("contrasts") or []
-    if diffs:
-        d = Table(title=f"paired difference vs {diffs[0]['baseline']} (same seeds): mean [95% CI]")
-        d.add_column("metric")
-        for c in diffs:
-            d.add_column(f"{c['cell']}\n(pairs={c['pairs']})", justify="right")
-        for k in headline_keys(agg):
-            d.add_row(k, *(format_stat(c["metrics"].get(k), 3, of=c["pairs"]) for c in diffs))
-        console.print(d)
-    for c in agg["cells"]:
+    by_name = {c["name"]: label for c, label in zip(cells, labels, strict=True)}
+    d_labels = [by_name.get(d["cell"], d.get("label") or d["cell"]) for d in diffs]
+    d_rows = [[format_stat(d["metrics"].get(k), 3, of=d["pairs"]) for d in diffs] for k in keys]
+    d_heads = [f"(pairs={d['pairs']})" for d in diffs]
+    base = by_name.get(diffs[0]["baseline"], diffs[0]["baseline"]) if diffs else ""
+    if _fits(console, _metric_table(title, keys, labels, heads, rows), narrowest=True) and (
+        not diffs
+        or _fits(console, _metric_table("", keys, d_labels, d_heads, d_rows), narrowest=True)
+    ):
+        console.print(_metric_table(title, keys, labels, heads, rows))
+        if diffs:
+            d_title = f"paired difference vs {base} (same seeds): mean [95% CI]"
+            console.print(_metric_table(d_title, keys, d_labels, d_heads, d_rows))
+    else:
+        ids = dict(zip(labels, _short_ids(len(cells)), strict=True))
+        for c, label in zip(cells, labels, strict=True):
+            settings = ", ".join(f"{k} = {json.dumps(v)}" for k, v in c["overrides"].items())
+            console.print(f"{ids[label]}  {label} — {settings or '(base)'}", markup=False)
+        _print_split(console, title, keys, [ids[x] for x in labels], heads, rows)
+        if diffs:
+            d_title = f"paired difference vs {ids.get(base, base)} (same seeds): mean [95% CI]"
+            _print_split(console, d_title, keys, [ids.get(x, x) for x in d_labels], d_heads, d_rows)
+    for c in cells:
         for f in c["failed"]:
-            console.print(f"failed: {f['dir']}: {f['status']} {f.get('error') or ''}")
+            console.print(f"failed: {f['dir']}: {f['status']} {f.get('error') or ''}", markup=False)
+
+
+def _short_ids(n: int) -> list[str]:
+    """``n`` column ids: ``A`` ... ``Z``, then ``AA``, ``AB`` ... (as spreadsheet columns)."""
+    out = []
+    for i in range(1, n + 1):
+        text = ""
+        while i:
+            i, r = divmod(i - 1, 26)
+            text = chr(ord("A") + r) + text
+        out.append(text)
+    return out
+
+
+def _metric_table(
+    title: str, keys: list[str], heads: list[str], notes: list[str], rows: list[list[str]]
+) -> Table:
+    """One metric per row (its name never wrapped nor cut), one cell per column."""
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=title or None)
+    t.add_column("metric", no_wrap=True, min_width=max(map(len, keys), default=6))
+    for head, note in zip(heads, notes, strict=True):
+        t.add_column(Text(f"{head}\n{note}"), justify="right")
+    for k, row in zip(keys, rows, strict=True):
+        t.add_row(k, *row)
+    return t
+
+
+def _fits(console: Console, table: Table, *, narrowest: bool = False) -> bool:
+    """Whether ``table`` fits the console's width: at its natural width, or, ``narrowest``, with
+    its columns wrapped as narrow as their words allow."""
+    from rich.measure import Measurement
+
+    unbounded = console.options.update_width(1 << 20)  # else measured no wider than the console
+    m = Measurement.get(console, unbounded, table)
+    return (m.minimum if narrowest else m.maximum) <= console.width
+
+
+def _print_split(
+    console: Console,
+    title: str,
+    keys: list[str],
+    heads: list[str],
+    notes: list[str],
+    rows: list[list[str]],
+) -> None:
+    """:func:`_metric_table`, its cell columns split over as many tables as it takes for each to
+    fit the console at their narrowest (one column per table at the least)."""
+
+    def _part(start: int, end: int) -> Table:
+        part = [r[start:end] for r in rows]
+        return _metric_table(title, keys, heads[start:end], notes[start:end], part)
+
+    start = 0
+    while start < len(heads):
+        end = start + 1  # one column at the least
+        while end < len(heads) and _fits(console, _part(start, end + 1), narrowest=True):
+            end += 1
+        console.print(_part(start, end))
+        start = end

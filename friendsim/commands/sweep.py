@@ -30,6 +30,10 @@ A sweep file is an experiment file with a [sweep] table, for example:
   [sweep]
   replications = 3
   grid = { "coach.enabled" = [true, false] }
+  labels = { "coach.enabled" = ["coach on", "coach off"] }   # optional
+
+Each cell runs in a folder named after its settings; tables name it by its
+label (labels joined per grid key; without labels, made from the values).
 
 Running the same command again resumes an interrupted sweep: completed runs are
 kept and the others (failed, degraded or unfinished) run again (their run

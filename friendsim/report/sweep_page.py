@@ -33,12 +33,17 @@ def sweep_report(
     """The report of a sweep from its aggregate (and each cell's first run for the drawings)."""
     from friendsim.analysis.analyze import load_analysis
     from friendsim.analysis.stats import format_stat
-    from friendsim.sweep.aggregate import headline_keys
+    from friendsim.sweep.aggregate import cell_label, headline_keys
 
     title = f"friendsim sweep report: {agg.get('name')}"
     cells = agg["cells"]
+    label = {c["name"]: cell_label(c) for c in cells}
     figs: dict[str, bytes] = {}
-    first = {c["name"]: load_analysis(sweep_dir / c["run_dirs"][0]) for c in cells if c["run_dirs"]}
+    first = {
+        label[c["name"]]: load_analysis(sweep_dir / c["run_dirs"][0])
+        for c in cells
+        if c["run_dirs"]
+    }
     thetas: list[str] = next((a["network"]["thetas"] for a in first.values()), [])
     th = pick_theta(thetas, theta) if thetas else None
 
@@ -55,9 +60,10 @@ def sweep_report(
         ],
     )
     summary += table(
-        ["cell", "settings", "completed / runs"],
+        ["cell", "directory", "settings", "completed / runs"],
         [
             [
+                label[c["name"]],
                 c["name"],
                 ", ".join(f"{k}={json.dumps(v)}" for k, v in c["overrides"].items()),
                 f"{c['completed']} / {c['runs']}",
@@ -76,7 +82,7 @@ def sweep_report(
     panels: dict[str, dict[str, Any]] = {}
     for c in cells:
         for g, pts in c["curves"].items():
-            panels.setdefault("all agents" if g == "all" else g, {})[c["name"]] = pts
+            panels.setdefault("all agents" if g == "all" else g, {})[label[c["name"]]] = pts
     panels = dict(sorted(panels.items(), key=lambda kv: (kv[0] != "all agents", kv[0])))
     vs = " (coach on vs off)" if "coach.enabled" in grid else ""
     figs["rewards"] = figures.reward_curves(
@@ -113,7 +119,7 @@ def sweep_report(
         ]
         rows = []
         for c in cells:
-            row = [f"<td>{esc(c['name'])}</td>"]
+            row = [f"<td>{esc(label[c['name']])}</td>"]
             for k in REF_KEYS:
                 s = c["metrics"].get(f"ties.{th}.{k}")
                 mean = None if not s else s.get("mean")
@@ -135,8 +141,8 @@ def sweep_report(
                 mm = load_analysis(sweep_dir / d)["network"]["ties"]["final"].get(th) or {}
                 for k, v in (mm.get("degree_distribution") or {}).items():
                     pooled[k] = pooled.get(k, 0) + int(v)
-            dists[c["name"]] = pooled
-            nodes[c["name"]] = sum(pooled.values()) / max(1, len(c["run_dirs"]))
+            dists[label[c["name"]]] = pooled
+            nodes[label[c["name"]]] = sum(pooled.values()) / max(1, len(c["run_dirs"]))
         figs["degrees"] = figures.degree_distributions(
             dists,
             title=f"tie-network degree distributions, θ={th}, pooled over replications",
@@ -157,7 +163,7 @@ def sweep_report(
         ["cell", *ukeys, "total cost (completed runs)", "spent (all runs)"],
         [
             [
-                c["name"],
+                label[c["name"]],
                 *(format_stat(c["metrics"].get(k), of=c["completed"]) for k in ukeys),
                 num(_total_cost(c), 6),
                 _spent(c),
@@ -170,17 +176,21 @@ def sweep_report(
         for k in headline_keys(agg)
     ]
     aggregate = (
-        table(["metric", *(f"{c['name']} (n={c['completed']})" for c in cells)], agg_rows)
+        table(["metric", *(f"{label[c['name']]} (n={c['completed']})" for c in cells)], agg_rows)
         + "<p>Every metric (per window, per policy, per θ) is in <code>aggregate.json</code>.</p>"
     )
     diffs = agg.get("contrasts") or []
     if diffs:
         keys = headline_keys(agg)
         aggregate += (
-            f"<h3>Paired difference vs {esc(diffs[0]['baseline'])}</h3><p>Per replication "
+            f"<h3>Paired difference vs {esc(label.get(diffs[0]['baseline'], diffs[0]['baseline']))}"
+            "</h3><p>Per replication "
             "(same seed in both cells): cell − baseline, mean [95% CI].</p>"
             + table(
-                ["metric", *(f"{d['cell']} (pairs={d['pairs']})" for d in diffs)],
+                [
+                    "metric",
+                    *(f"{label.get(d['cell'], d['cell'])} (pairs={d['pairs']})" for d in diffs),
+                ],
                 [
                     [k, *(format_stat(d["metrics"].get(k), of=d["pairs"]) for d in diffs)]
                     for k in keys

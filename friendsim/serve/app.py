@@ -56,6 +56,7 @@ from friendsim.serve.follow import LogProblem, Notifier, StatWatcher, follow
 from friendsim.serve.logfile import LogFile, LogReadError
 from friendsim.serve.rows import RECENT, timeline
 from friendsim.sweep.aggregate import SweepReadError, read_sweep
+from friendsim.sweep.labels import labels_of_record
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -233,9 +234,13 @@ async def _body_at_most(request: Request, cap: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _sweep_row(i: int, src: RunSource, outcome: Mapping[str, Any]) -> dict[str, Any]:
+def _sweep_row(
+    i: int, src: RunSource, outcome: Mapping[str, Any], labels: Mapping[str, str]
+) -> dict[str, Any]:
     """One run of a sweep's list: ``status`` from its manifest (else from ``sweep.json``),
-    ``writing`` whether a live process holds its lock now (as :meth:`RunDigest.info`)."""
+    ``writing`` whether a live process holds its lock now (as :meth:`RunDigest.info`), ``label``
+    its cell's label (:func:`~friendsim.sweep.labels.labels_of_record`; ``cell`` stays the
+    cell's directory name)."""
     writing = holder(src.run_dir) is not None  # before the manifest, as RunDigest.info
     manifest = run_manifest(src.run_dir) if src.run_dir.is_dir() else None
     totals: Mapping[str, int] = given(manifest, "totals") or {}
@@ -244,6 +249,7 @@ def _sweep_row(i: int, src: RunSource, outcome: Mapping[str, Any]) -> dict[str, 
         "index": i,
         "dir": outcome.get("dir"),
         "cell": outcome.get("cell"),
+        "label": labels.get(str(outcome.get("cell")), outcome.get("cell")),
         "rep": outcome.get("rep"),
         "seed": outcome.get("seed"),
         "status": given(manifest, "status") or outcome.get("status"),
@@ -434,10 +440,11 @@ def build_app(
         except SweepReadError as exc:  # names sweep.json and the key
             return error(500, str(exc))
         outcomes = body["runs"]
+        labels = labels_of_record(body["spec"])
         try:
             rows = [
                 await asyncio.to_thread(
-                    _sweep_row, i, src, outcomes[i] if i < len(outcomes) else {}
+                    _sweep_row, i, src, outcomes[i] if i < len(outcomes) else {}, labels
                 )
                 for i, src in enumerate(target.runs)
             ]

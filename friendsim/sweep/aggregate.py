@@ -18,7 +18,9 @@ Student-t interval mean ± t(0.975, n−1)·sd/√n. With n = 1 there is no inte
 ``upper`` are ``None`` and ``note`` says so. ``contrasts`` holds, for every cell after the first,
 the paired difference (cell − first cell) of each metric over replications with the same seed,
 with its interval (a coach-on vs coach-off effect, say). Written to ``<sweep>/aggregate.json`` and a Markdown
-table ``<sweep>/aggregate.md``.
+table ``<sweep>/aggregate.md``. Each cell carries its ``label`` (:mod:`friendsim.sweep.labels`:
+recorded in ``sweep.json``, or made from its grid for a sweep recorded before labels), which the
+tables show; its ``name`` stays its directory's.
 
 The metrics describe the completed runs only; what the cell's runs spent on models is
 ``spent_usd``, over every replication of any status (a failed or degraded run was paid for
@@ -40,10 +42,11 @@ from typing import Any
 
 from friendsim.analysis.stats import CONFIDENCE, format_stat, mean_ci
 from friendsim.rundir.layout import SWEEP_FILE
+from friendsim.sweep.labels import labels_of_record
 
 AGGREGATE_FILE = "aggregate.json"
 AGGREGATE_TABLE = "aggregate.md"
-AGGREGATE_VERSION = 3
+AGGREGATE_VERSION = 4
 """Raised when this module computes an aggregate differently: a cached one is then stale."""
 HEADLINE = (
     "reward.all.total.mean",
@@ -215,7 +218,8 @@ def read_sweep(sweep_dir: str | Path) -> dict[str, Any]:
 
 def _check_for_aggregate(path: Path, sweep: Mapping[str, Any]) -> None:
     """The keys :func:`aggregate_sweep` reads beyond :func:`read_sweep`'s checks: ``spec.cells``
-    (objects with a string ``name`` and an object ``overrides``), ``spec.replications`` (an
+    (objects with a string ``name``, an object ``overrides`` and, when present, a non-empty string
+    ``label``: files written before labels have none), ``spec.replications`` (an
     integer), ``spec.grid`` (an object), ``spec.seeds`` (a list) and, per run, ``cell`` and
     ``status`` (strings) and ``rep`` (an integer). Raises :class:`SweepReadError` naming the
     file and the key."""
@@ -226,6 +230,8 @@ def _check_for_aggregate(path: Path, sweep: Mapping[str, Any]) -> None:
         _need(path, where, cell, dict, "an object")
         _need(path, f"{where}.name", _get(path, cell, where, "name"), str, "a string")
         _need(path, f"{where}.overrides", _get(path, cell, where, "overrides"), dict, "an object")
+        if "label" in cell and not _need(path, f"{where}.label", cell["label"], str, "a string"):
+            raise SweepReadError(f"{path}: key '{where}.label': expected a label, got ''")
     _need(path, "spec.replications", _get(path, spec, "spec", "replications"), int, "an integer")
     _need(path, "spec.grid", _get(path, spec, "spec", "grid"), dict, "an object")
     _need(path, "spec.seeds", _get(path, spec, "spec", "seeds"), list, "a list")
@@ -294,6 +300,7 @@ def aggregate_sweep(
     inputs = _inputs_digest(sd, sweep)  # before the runs are read, likewise
     cells_out = []
     by_rep: dict[str, dict[int, dict[str, float | None]]] = {}
+    labels = labels_of_record(sweep["spec"])
     for cell in sweep["spec"]["cells"]:
         runs = [r for r in sweep["runs"] if r["cell"] == cell["name"]]
         ok = [r for r in runs if r["status"] == "completed"]
@@ -305,6 +312,7 @@ def aggregate_sweep(
         cells_out.append(
             {
                 "name": cell["name"],
+                "label": labels[cell["name"]],
                 "overrides": cell["overrides"],
                 "runs": len(runs),
                 "completed": len(ok),
@@ -331,7 +339,10 @@ def aggregate_sweep(
         "confidence": CONFIDENCE,
         "interval": "Student t, mean ± t(0.975, n-1)·sd/√n over replications",
         "cells": cells_out,
-        "contrasts": contrasts(by_rep),
+        "contrasts": [
+            {**d, "label": labels[d["cell"]], "baseline_label": labels[d["baseline"]]}
+            for d in contrasts(by_rep)
+        ],
         "sweep_sha256": source,
         "inputs_sha256": inputs,
     }
@@ -438,15 +449,30 @@ def headline_keys(agg: Mapping[str, Any]) -> list[str]:
     return keys
 
 
+def cell_label(cell: Mapping[str, Any]) -> str:
+    """What tables call an aggregate's ``cell``: its label, or its name in an aggregate
+    computed before labels."""
+    return str(cell.get("label") or cell["name"])
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
 def format_aggregate(agg: Mapping[str, Any], keys: Sequence[str] | None = None) -> str:
-    """A Markdown table: one row per headline metric, one column per cell (mean [95 % CI])."""
+    """A Markdown table: one row per headline metric, one column per cell (mean [95 % CI]),
+    the cells headed by their labels (each label's directory listed above the table)."""
     keys = list(keys) if keys is not None else headline_keys(agg)
     cells = agg["cells"]
     lines = [
         f"sweep {agg.get('name')}: {len(cells)} cells x {agg['replications']} replications "
         f"(95 % Student-t CI over replications; n=1 gives no CI)",
         "",
-        "| metric | " + " | ".join(f"{c['name']} (n={c['completed']})" for c in cells) + " |",
+        *(f"- {_md(cell_label(c))}: `{c['name']}/`" for c in cells),
+        "",
+        "| metric | "
+        + " | ".join(f"{_md(cell_label(c))} (n={c['completed']})" for c in cells)
+        + " |",
         "|---|" + "---|" * len(cells),
     ]
     for k in keys:
@@ -457,11 +483,14 @@ def format_aggregate(agg: Mapping[str, Any], keys: Sequence[str] | None = None) 
         )
     diffs = agg.get("contrasts") or []
     if diffs:
+        base = diffs[0].get("baseline_label") or diffs[0]["baseline"]
         lines += [
             "",
-            f"paired difference vs {diffs[0]['baseline']} (same seeds), mean [95 % CI]:",
+            f"paired difference vs {_md(base)} (same seeds), mean [95 % CI]:",
             "",
-            "| metric | " + " | ".join(f"{d['cell']} (pairs={d['pairs']})" for d in diffs) + " |",
+            "| metric | "
+            + " | ".join(f"{_md(d.get('label') or d['cell'])} (pairs={d['pairs']})" for d in diffs)
+            + " |",
             "|---|" + "---|" * len(diffs),
         ]
         for k in keys:

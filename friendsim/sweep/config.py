@@ -6,6 +6,7 @@ replications = 3                     # runs per grid cell (>= 1)
 grid = { "coach.enabled" = [true, false], "feed.ranker" = ["full", "chrono"] }
 # seed = 11                          # base of the derived seeds (default: [experiment].seed)
 # seeds = [1, 2, 3]                  # or explicit seeds, one per replication
+# labels = { "feed.ranker" = ["ranked", "chronological"] }  # what tables call the values
 ```
 
 Grid keys are dotted paths into the experiment config (``section.key``; nested tables in the
@@ -13,6 +14,10 @@ grid are flattened the same way). The cells are the Cartesian product of the gri
 the order written. Replication ``k`` of *every* cell uses the same seed (common random numbers:
 cells differ only by their settings, so paired comparisons are fair); the seeds are derived
 deterministically from the base seed and ``k`` (SHA-256), or taken from ``seeds``.
+
+A cell's directory is named by :func:`cell_name` (a slug of its settings); what tables and pages
+call it is its label (:mod:`friendsim.sweep.labels`): from ``labels`` (per grid key, one
+non-empty label per value, in the grid's order, all different) or made from the values.
 
 Everything is validated before anything runs: each cell's config goes through the runtime's
 :func:`friendsim.runtime.config.parse_config`, and every problem is a :class:`SweepConfigError`
@@ -42,8 +47,11 @@ from friendsim.runtime.config import (
     run_peak_memory,
     run_population,
 )
+from friendsim.sweep.labels import cell_labels
 
 MAX_RUNS = 10_000
+SWEEP_KEYS = ("replications", "grid", "seed", "seeds", "labels")
+"""The keys of a sweep file's ``[sweep]`` table."""
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -59,10 +67,12 @@ class SweepConfigError(ValueError):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Cell:
-    """One grid cell: a directory-safe ``name`` and its ``overrides`` (dotted key -> value)."""
+    """One grid cell: a directory-safe ``name``, its ``overrides`` (dotted key -> value) and
+    the ``label`` readers see (:mod:`friendsim.sweep.labels`)."""
 
     name: str
     overrides: Mapping[str, Any]
+    label: str
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -79,7 +89,8 @@ class Replication:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SweepSpec:
-    """A parsed sweep file. ``base`` is the experiment data without ``[sweep]``."""
+    """A parsed sweep file. ``base`` is the experiment data without ``[sweep]``; ``labels``
+    the ``[sweep] labels`` given (grid key -> one label per value)."""
 
     source: Path
     name: str
@@ -87,22 +98,26 @@ class SweepSpec:
     replications: int
     grid: tuple[tuple[str, tuple[Any, ...]], ...]
     seeds: tuple[int, ...]
+    labels: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def cells(self) -> list[Cell]:
         """The grid cells in order (one cell named ``base`` when the grid is empty)."""
+        labels = cell_labels(self.grid, dict(self.labels))
         if not self.grid:
-            return [Cell(name="base", overrides={})]
+            return [Cell(name="base", overrides={}, label=labels[0])]
         keys = [k for k, _ in self.grid]
         out: list[Cell] = []
         used: set[str] = set()
-        for combo in itertools.product(*(vals for _, vals in self.grid)):
+        for label, combo in zip(
+            labels, itertools.product(*(vals for _, vals in self.grid)), strict=True
+        ):
             overrides = dict(zip(keys, combo, strict=True))
             name = cell_name(overrides)
             unique, i = name, 2
             while unique in used:
                 unique, i = f"{name}_{i}", i + 1
             used.add(unique)
-            out.append(Cell(name=unique, overrides=overrides))
+            out.append(Cell(name=unique, overrides=overrides, label=label))
         return out
 
     def plans(self) -> list[Replication]:
@@ -130,7 +145,11 @@ class SweepSpec:
             "base_sha256": hashlib.sha256(
                 json.dumps(self.base, sort_keys=True, default=str).encode()
             ).hexdigest(),
-            "cells": [{"name": c.name, "overrides": dict(c.overrides)} for c in self.cells()],
+            "labels": {k: list(v) for k, v in self.labels},
+            "cells": [
+                {"name": c.name, "label": c.label, "overrides": dict(c.overrides)}
+                for c in self.cells()
+            ],
         }
 
 
@@ -208,12 +227,12 @@ def parse_sweep(
     raw = data.get("sweep")
     if not isinstance(raw, Mapping):
         raise SweepConfigError(src, "[sweep]", "missing: a sweep file needs a [sweep] table")
-    unknown = set(raw) - {"replications", "grid", "seed", "seeds"}
+    unknown = set(raw) - set(SWEEP_KEYS)
     if unknown:
         raise SweepConfigError(
             src,
             f"[sweep].{sorted(unknown)[0]}",
-            "unknown key (known: replications, grid, seed, seeds)",
+            f"unknown key (known: {', '.join(SWEEP_KEYS)})",
         )
     reps = raw.get("replications", 1)
     if not isinstance(reps, int) or isinstance(reps, bool) or not 1 <= reps <= 1000:
@@ -271,7 +290,13 @@ def parse_sweep(
         )
     name = str((base.get("experiment") or {}).get("name", src.stem))
     spec = SweepSpec(
-        source=src, name=name, base=base, replications=reps, grid=tuple(grid), seeds=seed_t
+        source=src,
+        name=name,
+        base=base,
+        replications=reps,
+        grid=tuple(grid),
+        seeds=seed_t,
+        labels=_labels(src, raw.get("labels", {}), grid),
     )
     for cell in spec.cells():
         try:
@@ -286,6 +311,41 @@ def parse_sweep(
             key = _blame(exc.key, cell)
             raise SweepConfigError(src, key, f"cell {cell.name}: {exc.key} {exc.problem}") from None
     return spec
+
+
+def _labels(
+    src: Path, raw: Any, grid: Sequence[tuple[str, tuple[Any, ...]]]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """``[sweep] labels`` checked against the grid: per grid key, a list of non-empty, distinct
+    strings, one per value of that key (in the grid's order)."""
+    if not isinstance(raw, Mapping):
+        raise SweepConfigError(src, "[sweep].labels", "must be a table of key = [labels]")
+    sizes = {k: len(v) for k, v in grid}
+    out = []
+    for key, labels in _flatten_grid(raw):
+        where = f'[sweep].labels."{key}"'
+        if key not in sizes:
+            known = ", ".join(sizes) or "none: the grid is empty"
+            raise SweepConfigError(src, where, f"is not a grid key (grid keys: {known})")
+        n = sizes[key]
+        if (
+            not isinstance(labels, list)
+            or len(labels) != n
+            or not all(isinstance(x, str) and x.strip() for x in labels)
+        ):
+            raise SweepConfigError(
+                src,
+                where,
+                f"must be a list of {n} non-empty strings, one per value of the grid key "
+                f"in its order, got {labels!r}",
+            )
+        if twice := sorted({x for x in labels if labels.count(x) > 1}):
+            raise SweepConfigError(
+                src, where, f"gives the label {twice[0]!r} twice: each value needs its own"
+            )
+        out.append((key, tuple(labels)))
+    order = list(sizes)
+    return tuple(sorted(out, key=lambda kv: order.index(kv[0])))
 
 
 def _blame(config_key: str, cell: Cell) -> str:

@@ -33,7 +33,7 @@ async function load() {
     const status = row.status === "running" && row.writing === false ? "stopped" : row.status;
     const link = el("a", { href: "runs/" + row.index + "/", class: "run-link" }, String(row.dir));
     table.appendChild(el("tr", { "data-status": String(status) },
-      el("td", {}, link), el("td", {}, fmt(row.cell)), el("td", {}, fmt(row.rep)), el("td", {}, fmt(row.seed)),
+      el("td", {}, link), el("td", { title: fmt(row.cell) }, fmt(row.label)), el("td", {}, fmt(row.rep)), el("td", {}, fmt(row.seed)),
       el("td", {}, fmt(status)), el("td", {}, fmt(row.windows)), el("td", {}, fmt(row.events)),
       el("td", {}, fmt(row.failures)), el("td", {}, fmt(row.cost_usd, 4)), el("td", {}, fmt(row.final_reward, 3))));
   }
