@@ -223,3 +223,21 @@ def test_a_broken_log_is_named_once_and_a_sweeps_by_its_run(
     assert _main(["analyze", str(sd), "--refresh"]) == 2
     err = capsys.readouterr().err
     assert err == f"friendsim analyze: {log}: event seq={seq}: unknown kind 'bogus'\n"
+
+
+def test_the_network_table_names_every_metric_whole_in_80_columns(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In an 80-column terminal (or piped) the network table read ``cluster…``, ``modular…``
+    and ``median`` over a cut ``deg``: its eight columns now fit with every name whole."""
+    monkeypatch.setenv("COLUMNS", "80")
+    assert _main(["analyze", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if "final tie network" in line)
+    table = lines[start : start + 6]
+    assert all(len(line) <= 80 for line in table), table
+    cells = {c.strip() for line in table if "┃" in line for c in line.split("┃")}
+    for name in ("θ", "edges", "density", "clustering", "lcc", "path_ln", "modularity"):
+        assert name in cells, (name, cells)
+    assert {"median", "degree"} <= cells and not any("…" in c for c in cells)

@@ -211,12 +211,15 @@ def print_run(a: Mapping[str, Any]) -> None:
         t.add_row(str(w), _f(means.get(w)), *(_f(series[p].get(w)) for p in by_policy))
     console.print(t)
     keys = ("density", "clustering", "lcc", "path_ln", "modularity")
-    nt = Table(title="final tie network vs the eight real friendship networks (✓ inside range)")
+    nt = Table(
+        title="final tie network vs the eight real friendship networks (✓ inside range)",
+        show_edge=False,  # its eight columns then fit 80 characters with every name whole
+    )
     nt.add_column("θ")
     nt.add_column("edges", justify="right")
     for k in keys:
         nt.add_column(k, justify="right")
-    nt.add_column("median deg", justify="right")
+    nt.add_column("median\ndegree", justify="right")
     for th, mm in a["network"]["ties"]["final"].items():
         ref = mm.get("reference") or {}
         cells = []
