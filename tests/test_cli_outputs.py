@@ -21,9 +21,11 @@ RUN_FILES = (
     "run.lock",
     "llm_batches.db",
     "llm_batches.db-wal",
+    "tie_scores.json",
 )
 """A run's own files; the batch journal's name is refused whether or not the run has one (a
-resume of a batch run polls the batches it lists instead of paying for them again)."""
+resume of a batch run polls the batches it lists instead of paying for them again), and so are
+the stored text-based tie scores' (scoring them again asks a model again)."""
 CONFIG = (
     '[experiment]\nname="o"\nseed=7\nrounds=3\nn_actions=2\n'
     '[agents]\ncount=4\npolicy="baseline"\n[coach]\nenabled=true\nkind="rule"\n'

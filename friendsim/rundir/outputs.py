@@ -7,8 +7,9 @@ changes nothing. Refused, each with an :class:`~.errors.OutputPathError` naming 
 
 * a file of a run directory (a directory holding ``events.db`` or ``manifest.json``) that the run
   itself holds: its log, model cache and batch journal with their SQLite side files, its
-  manifest, personas and lock (symbolic links are followed: a link to a run's file is that
-  file);
+  manifest, personas and lock, and its stored text-based tie scores (made by asking a model;
+  written only by the scoring itself) (symbolic links are followed: a link to a run's file is
+  that file);
 * a path that is a directory;
 * a path whose folder does not exist (unless ``parents``: the command makes the missing folders)
   or is not a folder.
@@ -22,7 +23,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import OutputPathError
-from .layout import EVENTS_DB, LLM_BATCHES_DB, LLM_CACHE_DB, LOCK, MANIFEST, PERSONAS, RunLayout
+from .layout import (
+    EVENTS_DB,
+    LLM_BATCHES_DB,
+    LLM_CACHE_DB,
+    LOCK,
+    MANIFEST,
+    PERSONAS,
+    TIE_SCORES,
+    RunLayout,
+)
 
 _SQLITE_SIDES = ("-wal", "-shm", "-journal")
 _DATABASES = (EVENTS_DB, LLM_CACHE_DB, LLM_BATCHES_DB)
@@ -33,6 +43,7 @@ RUN_FILES = frozenset(
         MANIFEST + ".tmp",
         PERSONAS,
         LOCK,
+        TIE_SCORES,
     }
 )
 
