@@ -241,3 +241,20 @@ def test_the_network_table_names_every_metric_whole_in_80_columns(
     for name in ("θ", "edges", "density", "clustering", "lcc", "path_ln", "modularity"):
         assert name in cells, (name, cells)
     assert {"median", "degree"} <= cells and not any("…" in c for c in cells)
+
+
+def test_the_network_table_is_followed_by_the_real_networks_ranges(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ✗ said a metric fell outside the eight real networks' range without saying which
+    range; the line after the table gives each metric's min–max from the analysis."""
+    assert _main(["analyze", str(run_dir), "--json"]) == 0
+    final = json.loads(capsys.readouterr().out)["network"]["ties"]["final"]
+    ref = next(iter(final.values()))["reference"]
+    assert _main(["analyze", str(run_dir)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    want = ", ".join(
+        f"{k} {ref[k]['min']:.3f}–{ref[k]['max']:.3f}"
+        for k in ("density", "clustering", "lcc", "path_ln", "modularity")
+    )
+    assert f"range of the eight real networks: {want}" in out

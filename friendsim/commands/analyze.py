@@ -229,8 +229,25 @@ def print_run(a: Mapping[str, Any]) -> None:
             cells.append(_f(mm.get(k)) + flag)
         nt.add_row(th, str(mm.get("edges")), *cells, _f(mm.get("median_degree"), 1))
     console.print(nt)
+    ranges = _reference_ranges(a["network"]["ties"]["final"], keys)
+    if ranges:
+        console.print(f"range of the eight real networks: {ranges}", markup=False)
     for note in a.get("notes", []):
         console.print(f"note: {note}")
+
+
+def _reference_ranges(final: Mapping[str, Any], keys: tuple[str, ...]) -> str:
+    """``density 0.064–0.469, ...``: the real networks' min–max of each metric the table
+    checks (the same at every θ), so a ✗ can be read against the range it misses."""
+    parts = []
+    for k in keys:
+        ref = next(
+            (mm["reference"][k] for mm in final.values() if (mm.get("reference") or {}).get(k)),
+            None,
+        )
+        if ref is not None and ref.get("min") is not None and ref.get("max") is not None:
+            parts.append(f"{k} {ref['min']:.3f}–{ref['max']:.3f}")
+    return ", ".join(parts)
 
 
 def print_sweep(agg: Mapping[str, Any], *, console: Console | None = None) -> None:
