@@ -13,6 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,13 @@ from test_replay_support import config, make_run, mind_factory, rows
 from friendsim.replay.fork import fork
 from friendsim.rundir.errors import DivergenceError, RunLockedError
 from friendsim.rundir.lock import RunLock
-from friendsim.rundir.scratch import WORK_LOCK, remove_stale, working_folder
+from friendsim.rundir.scratch import (
+    NEW_PREFIX,
+    NEW_STALE_S,
+    WORK_LOCK,
+    remove_stale,
+    working_folder,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -302,3 +309,33 @@ def test_a_fork_whose_prefix_diverges_names_the_first_differing_seq(tmp_path: Pa
             )
         )
     assert working_folders(parent.parent, tmp_path) == []
+
+
+def test_a_half_made_working_folder_goes_once_old_and_unlocked(tmp_path: Path) -> None:
+    """A process killed between making ``.friendsim-new-*`` and locking it left the folder for
+    good (nothing removed it); the next working folder beside it now removes it once it is
+    older than NEW_STALE_S and unlocked, and leaves a young one (another process's, about to
+    lock it) and an old one whose lock is held."""
+
+    def half_made(name: str, age: float) -> Path:
+        folder = tmp_path / f"{NEW_PREFIX}{name}"
+        folder.mkdir()
+        (folder / WORK_LOCK).write_text("")
+        then = time.time() - age
+        os.utime(folder, (then, then))
+        return folder
+
+    dead = half_made("dead", NEW_STALE_S + 60)
+    young = half_made("young", 1)
+    held = half_made("held", NEW_STALE_S + 60)
+    lock = RunLock(held, name=WORK_LOCK).acquire(create=False)
+    try:
+        with working_folder(tmp_path / "run", what="resume"):
+            assert not dead.exists()
+            assert young.is_dir() and held.is_dir()
+        assert remove_stale(tmp_path) == []
+    finally:
+        lock.release()
+    os.utime(young, (time.time() - NEW_STALE_S - 1,) * 2)
+    assert sorted(remove_stale(tmp_path)) == sorted([young, held])
+    assert not young.exists() and not held.exists()

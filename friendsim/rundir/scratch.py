@@ -11,8 +11,9 @@ restarted), and a log copy can weigh gigabytes on what is often a small tmpfs. S
 Each such command first removes the working folders there whose lock nobody holds: those a
 killed process left (:func:`remove_stale`). A folder still locked is in use and left alone; a
 folder is made under another name (``.friendsim-new-<random>``) and renamed only once locked,
-so it is never seen unlocked while in use (a process killed in the instant between leaves that
-folder, holding its lock file only). Where the run's parent directory cannot take a
+so it is never seen unlocked while in use. A process killed in the instant between leaves that
+folder, holding its lock file only: :func:`remove_stale` removes it too once it is older than
+:data:`NEW_STALE_S` and unlocked (a younger one may be another process's, about to lock it). Where the run's parent directory cannot take a
 folder (read-only), the system's temporary directory is used, the same way.
 """
 
@@ -22,6 +23,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +34,9 @@ WORK_PREFIX = ".friendsim-work-"
 """The name of every working folder starts so (:func:`remove_stale` removes only those)."""
 NEW_PREFIX = ".friendsim-new-"
 """A working folder's name while it is made, before its lock is held."""
+NEW_STALE_S = 600.0
+"""A ``.friendsim-new-*`` folder this many seconds old whose lock no process holds was left by a
+killed process (one in use is locked within milliseconds of being made)."""
 WORK_LOCK = "work.lock"
 """The lock file inside a working folder, held by the process using it."""
 
@@ -74,16 +79,26 @@ def _made(home: Path, what: str) -> tuple[Path, RunLock]:
 
 def remove_stale(home: Path) -> list[Path]:
     """Remove the working folders in ``home`` whose lock no process holds (their process was
-    killed); returns them. One in use, or that cannot be locked, is left as it is."""
+    killed), and the half-made ones (``.friendsim-new-*``) among them older than
+    :data:`NEW_STALE_S`; returns them. One in use, or that cannot be locked, is left as it is."""
     try:
-        names = sorted(n for n in os.listdir(home) if n.startswith(WORK_PREFIX))
+        names = sorted(
+            n for n in os.listdir(home) if n.startswith(WORK_PREFIX) or n.startswith(NEW_PREFIX)
+        )
     except OSError:
         return []
     removed = []
+    now = time.time()
     for name in names:
         folder = home / name
         if folder.is_symlink() or not folder.is_dir():
             continue
+        if name.startswith(NEW_PREFIX):
+            try:
+                if now - folder.stat().st_mtime < NEW_STALE_S:
+                    continue
+            except OSError:
+                continue
         lock = RunLock(folder, name=WORK_LOCK, what="working folder")
         try:
             lock.acquire(create=False)
